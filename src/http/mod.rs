@@ -1,0 +1,172 @@
+//! The HTTP server: routing, and the small helpers every handler uses.
+//!
+//! One hyper HTTP/1.1 connection task per client, keep-alive on. Handlers
+//! never fail: every request gets a response, and nothing a client sends
+//! can produce a 500 (only a failed config reload does, as Prometheus does).
+
+mod admin;
+mod probe;
+mod query;
+
+pub use query::{Query, QueryError};
+
+use crate::app::App;
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{ALLOW, CONTENT_TYPE, HeaderValue};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+use std::convert::Infallible;
+use std::future::Future;
+use std::io;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
+use tokio::net::TcpListener;
+
+/// The response type of every handler.
+pub type HttpResponse = Response<Full<Bytes>>;
+
+/// How many connections may wait in the kernel for `accept`.
+const LISTEN_BACKLOG: i32 = 1024;
+
+/// Binds `--web.listen-address`. `:9215` means every address: dual-stack
+/// `[::]` where IPv6 exists, `0.0.0.0` otherwise.
+///
+/// # Errors
+/// An unparsable address or the bind error.
+pub fn bind(listen_address: &str) -> io::Result<TcpListener> {
+    let candidates: Vec<SocketAddr> = match listen_address.strip_prefix(':') {
+        Some(port) => {
+            let port: u16 = port.parse().map_err(|_| {
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("invalid port in {listen_address:?}"),
+                )
+            })?;
+            vec![
+                SocketAddr::from((Ipv6Addr::UNSPECIFIED, port)),
+                SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)),
+            ]
+        }
+        None => listen_address.to_socket_addrs()?.collect(),
+    };
+    let mut last_error = io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!("{listen_address:?} names no address"),
+    );
+    for address in candidates {
+        match bind_one(address) {
+            Ok(listener) => return Ok(listener),
+            Err(error) => last_error = error,
+        }
+    }
+    Err(last_error)
+}
+
+fn bind_one(address: SocketAddr) -> io::Result<TcpListener> {
+    let socket = Socket::new(
+        Domain::for_address(address),
+        Type::STREAM,
+        Some(Protocol::TCP),
+    )?;
+    if address.is_ipv6() && address.ip().is_unspecified() {
+        socket.set_only_v6(false)?;
+    }
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&SockAddr::from(address))?;
+    socket.listen(LISTEN_BACKLOG)?;
+    TcpListener::from_std(socket.into())
+}
+
+/// Serves `app` on `listener` until `shutdown` completes.
+pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Output = ()>) {
+    tokio::pin!(shutdown);
+    loop {
+        let accepted = tokio::select! {
+            () = &mut shutdown => return,
+            accepted = listener.accept() => accepted,
+        };
+        let stream = match accepted {
+            Ok((stream, _)) => stream,
+            Err(error) => {
+                // EMFILE and friends: back off briefly instead of spinning.
+                tracing::warn!(%error, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let app = Arc::clone(&app);
+        tokio::spawn(async move {
+            let service = service_fn(move |request| {
+                let app = Arc::clone(&app);
+                async move { Ok::<_, Infallible>(route(&app, request).await) }
+            });
+            if let Err(error) = http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await
+            {
+                tracing::debug!(%error, "HTTP connection ended with an error");
+            }
+        });
+    }
+}
+
+/// Dispatches one request by path, then by method.
+async fn route(app: &App, request: Request<Incoming>) -> HttpResponse {
+    let read_only = [Method::GET, Method::HEAD];
+    match request.uri().path() {
+        "/probe" if is_one_of(&request, &read_only) => probe::handle(app, &request).await,
+        "/metrics" if is_one_of(&request, &read_only) => admin::metrics(app, &request),
+        "/-/healthy" | "/-/ready" if is_one_of(&request, &read_only) => {
+            text(StatusCode::OK, "OK\n")
+        }
+        "/-/reload" if is_one_of(&request, &[Method::POST, Method::PUT]) => admin::reload(app),
+        "/config" if is_one_of(&request, &read_only) => admin::config(app),
+        "/" if is_one_of(&request, &read_only) => admin::landing(app),
+        "/probe" | "/metrics" | "/-/healthy" | "/-/ready" | "/config" | "/" => {
+            method_not_allowed(&read_only)
+        }
+        "/-/reload" => method_not_allowed(&[Method::POST, Method::PUT]),
+        path => text(StatusCode::NOT_FOUND, &format!("no such page: {path}\n")),
+    }
+}
+
+fn is_one_of(request: &Request<Incoming>, methods: &[Method]) -> bool {
+    methods.contains(request.method())
+}
+
+fn method_not_allowed(allowed: &[Method]) -> HttpResponse {
+    let allow = allowed
+        .iter()
+        .map(Method::as_str)
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut response = text(
+        StatusCode::METHOD_NOT_ALLOWED,
+        &format!("method not allowed here; use {allow}\n"),
+    );
+    if let Ok(value) = HeaderValue::from_str(&allow) {
+        response.headers_mut().insert(ALLOW, value);
+    }
+    response
+}
+
+/// A response with `body` of `content_type`.
+fn respond(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> HttpResponse {
+    let mut response = Response::new(Full::new(body.into()));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+}
+
+/// A plain-text response.
+fn text(status: StatusCode, body: &str) -> HttpResponse {
+    respond(status, "text/plain; charset=utf-8", body.to_owned())
+}

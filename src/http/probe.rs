@@ -1,0 +1,182 @@
+//! `GET /probe?target=host:port&module=NAME[&debug=true]`.
+//!
+//! Input errors are answered with 400 and one line saying what to fix.
+//! A probe that fails is not an HTTP error: it is a 200 carrying
+//! `probe_success 0`, as in blackbox_exporter, so Prometheus stores it.
+
+use super::{HttpResponse, Query, respond, text};
+use crate::app::App;
+use crate::config::Module;
+use crate::metrics::exposition::Format;
+use crate::metrics::probe::render;
+use crate::target::Target;
+use crate::trace::Trace;
+use hyper::body::Incoming;
+use hyper::header::ACCEPT;
+use hyper::{HeaderMap, Request, StatusCode};
+use std::time::Duration;
+
+/// The module used when the request names none.
+pub const DEFAULT_MODULE: &str = "tcp_halfopen";
+
+/// Header in which Prometheus announces its scrape timeout.
+const SCRAPE_TIMEOUT_HEADER: &str = "x-prometheus-scrape-timeout-seconds";
+
+/// Everything a valid request asks for.
+struct ProbeRequest {
+    target: Target,
+    module_name: String,
+    debug: bool,
+    scrape_timeout: Option<f64>,
+}
+
+pub(super) async fn handle(app: &App, request: &Request<Incoming>) -> HttpResponse {
+    let probe_request = match parse(request) {
+        Ok(probe_request) => probe_request,
+        Err(message) => return text(StatusCode::BAD_REQUEST, &format!("{message}\n")),
+    };
+    let config = app.config();
+    let Some(module) = config.modules.get(&probe_request.module_name) else {
+        let known: Vec<&str> = config.modules.keys().map(String::as_str).collect();
+        let message = format!(
+            "unknown module {:?}; the config has: {}\n",
+            probe_request.module_name,
+            known.join(", ")
+        );
+        return text(StatusCode::BAD_REQUEST, &message);
+    };
+    let timeout = effective_timeout(
+        module,
+        probe_request.scrape_timeout,
+        app.settings.timeout_offset,
+    );
+    let mut trace = if probe_request.debug {
+        Trace::enabled()
+    } else {
+        Trace::disabled()
+    };
+    let outcome = app
+        .runner
+        .run(
+            &probe_request.module_name,
+            module,
+            &probe_request.target,
+            timeout,
+            &mut trace,
+        )
+        .await;
+    if probe_request.debug {
+        let body = format!(
+            "Logs for the probe:\n{}\nMetrics that would have been returned:\n{}\nModule configuration:\n{}",
+            trace.into_text(),
+            render(&outcome, Format::PrometheusText),
+            serde_saphyr::to_string(module).unwrap_or_default()
+        );
+        return text(StatusCode::OK, &body);
+    }
+    let format = Format::negotiate(header_text(request.headers(), ACCEPT.as_str()));
+    respond(
+        StatusCode::OK,
+        format.content_type(),
+        render(&outcome, format),
+    )
+}
+
+fn parse(request: &Request<Incoming>) -> Result<ProbeRequest, String> {
+    let query = Query::parse(request.uri().query()).map_err(|error| error.to_string())?;
+    let single = |name| query.single(name).map_err(|error| error.to_string());
+    let target =
+        Target::parse(single("target")?.unwrap_or_default()).map_err(|error| error.to_string())?;
+    let module_name = single("module")?
+        .filter(|name| !name.is_empty())
+        .unwrap_or(DEFAULT_MODULE)
+        .to_owned();
+    let debug = match single("debug")? {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(other) => return Err(format!("debug must be true or false, not {other:?}")),
+    };
+    let scrape_timeout = match request.headers().get(SCRAPE_TIMEOUT_HEADER) {
+        None => None,
+        Some(value) => Some(parse_scrape_timeout(value.to_str().ok())?),
+    };
+    Ok(ProbeRequest {
+        target,
+        module_name,
+        debug,
+        scrape_timeout,
+    })
+}
+
+fn parse_scrape_timeout(value: Option<&str>) -> Result<f64, String> {
+    value
+        .and_then(|text| text.trim().parse::<f64>().ok())
+        .filter(|seconds| seconds.is_finite() && *seconds > 0.0)
+        .ok_or_else(|| {
+            format!(
+                "header X-Prometheus-Scrape-Timeout-Seconds is {:?}, not a positive number of seconds",
+                value.unwrap_or("<not text>")
+            )
+        })
+}
+
+fn header_text<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|value| value.to_str().ok())
+}
+
+/// The module's timeout, lowered to what the scraper will wait for.
+///
+/// Like blackbox_exporter, the scrape timeout minus `offset` caps the
+/// module timeout. When the offset would leave nothing, blackbox_exporter
+/// falls back to the module timeout, which outlives the scrape; we keep the
+/// scrape timeout itself as the cap so the answer still arrives in time.
+fn effective_timeout(module: &Module, scrape_timeout: Option<f64>, offset: Duration) -> Duration {
+    let module_timeout = module.timeout.0;
+    let Some(scrape_timeout) = scrape_timeout else {
+        return module_timeout;
+    };
+    let with_offset = scrape_timeout - offset.as_secs_f64();
+    let cap = if with_offset > 0.0 {
+        with_offset
+    } else {
+        scrape_timeout
+    };
+    Duration::try_from_secs_f64(cap).map_or(module_timeout, |cap| module_timeout.min(cap))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ProberKind;
+
+    #[test]
+    fn scrape_timeout_minus_offset_caps_the_module_timeout() {
+        let module = Module::new(ProberKind::TcpHalfopen).with_timeout(Duration::from_secs(5));
+        let offset = Duration::from_millis(500);
+        assert_eq!(
+            effective_timeout(&module, None, offset),
+            Duration::from_secs(5)
+        );
+        assert_eq!(
+            effective_timeout(&module, Some(10.0), offset),
+            Duration::from_secs(5)
+        );
+        assert_eq!(
+            effective_timeout(&module, Some(2.0), offset),
+            Duration::from_millis(1500)
+        );
+        assert_eq!(
+            effective_timeout(&module, Some(0.3), offset),
+            Duration::from_millis(300)
+        );
+    }
+
+    #[test]
+    fn scrape_timeout_header_must_be_a_positive_number() {
+        assert_eq!(parse_scrape_timeout(Some("9.5")), Ok(9.5));
+        for bad in ["", "abc", "0", "-1", "NaN", "inf"] {
+            assert!(parse_scrape_timeout(Some(bad)).is_err(), "{bad:?}");
+        }
+        assert!(parse_scrape_timeout(None).is_err());
+    }
+}

@@ -1,0 +1,49 @@
+//! synack_exporter: half-open TCP probes for Prometheus.
+//!
+//! A half-open probe sends SYN, reads the SYN-ACK and answers with RST.
+//! The port is proven to listen, the application behind it never sees a
+//! connection, and no TIME_WAIT is left behind. This crate holds the
+//! prober, the config, the metrics and the HTTP server of the
+//! `synack_exporter` binary, and a small API for Rust programs that want
+//! the probe without the server:
+//!
+//! ```no_run
+//! use synack_exporter::{check, Module, ProberKind};
+//!
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! let outcome = check("127.0.0.1:5432", &Module::new(ProberKind::TcpHalfopen)).await?;
+//! match outcome.failure {
+//!     None => println!("open, SYN-ACK after {:?}", outcome.handshake_time),
+//!     Some(failure) => println!("down: {failure}"),
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! Data flows one way: [`config`] → [`prober`] → [`Outcome`] → [`metrics`].
+//! The [`http`] layer parses requests into targets and modules and renders
+//! outcomes; it decides nothing about probing.
+
+pub mod app;
+pub mod config;
+pub mod http;
+pub mod metrics;
+pub mod prober;
+pub mod runner;
+pub mod sys;
+pub mod target;
+pub mod trace;
+
+pub use config::{IpProtocol, Module, ProberKind, TcpOptions};
+pub use prober::{Failure, Outcome, Reason};
+pub use target::{Target, TargetError};
+
+/// Probes `target` (`host:port`) once with `module`, within its timeout.
+///
+/// # Errors
+/// A [`TargetError`] when `target` is not a valid `host:port`. A port that
+/// is down is not an error: it is an [`Outcome`] with a failure.
+pub async fn check(target: &str, module: &Module) -> Result<Outcome, TargetError> {
+    let target = Target::parse(target)?;
+    let deadline = tokio::time::Instant::now() + module.timeout.0;
+    Ok(prober::run(module, &target, deadline, &mut trace::Trace::disabled()).await)
+}

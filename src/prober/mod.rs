@@ -1,0 +1,186 @@
+//! Probers: what a probe does and how it ends.
+//!
+//! A probe takes a [`Module`] (which prober, with what options), a
+//! [`Target`] and a deadline, and always returns an [`Outcome`]: success,
+//! or a failure with exactly one [`Reason`]. Probers never return errors
+//! and never panic on what the network does; even the exporter's own
+//! trouble becomes an outcome with reason `local`.
+//!
+//! Each prober lives in its own file and is chosen by [`ProberKind`] in
+//! [`run`]. New probers (exec, banner checks, multi-attempt) add a variant
+//! and a file; the outcome and everything downstream stay as they are.
+
+mod classify;
+mod resolve;
+mod tcp;
+
+pub use classify::{describe as describe_os_error, reason_for};
+
+use crate::config::{Module, ProberKind};
+use crate::target::Target;
+use crate::trace::Trace;
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// Why a probe failed. Every failure has exactly one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Reason {
+    /// An RST came back: nothing listens on the port.
+    Refused,
+    /// No answer before the deadline: a dropped SYN, a filter, a dead host.
+    Timeout,
+    /// Routing or ICMP said no: host or network unreachable, admin-prohibited.
+    Unreachable,
+    /// The name did not resolve, or has no address of an allowed family.
+    Dns,
+    /// The exporter's own resources failed (fds, ports, in-flight limit).
+    Local,
+}
+
+impl Reason {
+    /// Every reason, in the order series are exported.
+    pub const ALL: [Self; 5] = [
+        Self::Refused,
+        Self::Timeout,
+        Self::Unreachable,
+        Self::Dns,
+        Self::Local,
+    ];
+
+    /// The label value used in metrics.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Refused => "refused",
+            Self::Timeout => "timeout",
+            Self::Unreachable => "unreachable",
+            Self::Dns => "dns",
+            Self::Local => "local",
+        }
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A failed probe: the reason, and a sentence for logs and debug output.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Failure {
+    /// The classification used in metrics and alerts.
+    pub reason: Reason,
+    /// What happened, such as `connect to 127.0.0.1:1: ECONNREFUSED (Connection refused)`.
+    pub detail: String,
+}
+
+impl Failure {
+    /// A failure with this reason and detail.
+    #[must_use]
+    pub fn new(reason: Reason, detail: impl Into<String>) -> Self {
+        Self {
+            reason,
+            detail: detail.into(),
+        }
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.reason, self.detail)
+    }
+}
+
+/// What one probe found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Outcome {
+    /// `None` on success.
+    pub failure: Option<Failure>,
+    /// The address probed, once DNS chose one.
+    pub address: Option<SocketAddr>,
+    /// Time spent resolving the host; zero for IP literals.
+    pub dns_time: Duration,
+    /// From connect to the SYN-ACK; only when the port answered with one.
+    pub handshake_time: Option<Duration>,
+    /// The whole probe, DNS included.
+    pub duration: Duration,
+}
+
+impl Outcome {
+    /// Whether the port accepted the handshake.
+    #[must_use]
+    pub fn is_success(&self) -> bool {
+        self.failure.is_none()
+    }
+
+    /// The failure reason, `None` on success.
+    #[must_use]
+    pub fn reason(&self) -> Option<Reason> {
+        self.failure.as_ref().map(|failure| failure.reason)
+    }
+
+    /// 4 or 6 for the address probed, 0 when nothing was resolved.
+    #[must_use]
+    pub fn ip_protocol(&self) -> u8 {
+        match self.address {
+            Some(SocketAddr::V4(_)) => 4,
+            Some(SocketAddr::V6(_)) => 6,
+            None => 0,
+        }
+    }
+
+    /// A failed outcome for a probe that never started, such as one refused
+    /// by the in-flight limit after waiting `waited`.
+    #[must_use]
+    pub fn not_started(failure: Failure, waited: Duration) -> Self {
+        Self {
+            failure: Some(failure),
+            address: None,
+            dns_time: Duration::ZERO,
+            handshake_time: None,
+            duration: waited,
+        }
+    }
+}
+
+/// Runs one probe of `target` with `module`, finishing by `deadline`.
+pub async fn run(
+    module: &Module,
+    target: &Target,
+    deadline: Instant,
+    trace: &mut Trace,
+) -> Outcome {
+    let started = Instant::now();
+    trace.log(format_args!(
+        "probing {target} with prober {} (timeout {:.3}s)",
+        module.prober.as_str(),
+        deadline.saturating_duration_since(started).as_secs_f64()
+    ));
+    let mut outcome = match module.prober {
+        ProberKind::TcpHalfopen => {
+            tcp::probe(
+                tcp::Handshake::HalfOpen,
+                target,
+                &module.tcp,
+                deadline,
+                trace,
+            )
+            .await
+        }
+        ProberKind::TcpConnect => {
+            tcp::probe(tcp::Handshake::Full, target, &module.tcp, deadline, trace).await
+        }
+    };
+    outcome.duration = started.elapsed();
+    match &outcome.failure {
+        None => trace.log(format_args!(
+            "probe succeeded in {:.6}s",
+            outcome.duration.as_secs_f64()
+        )),
+        Some(failure) => trace.log(format_args!("probe failed: {failure}")),
+    }
+    outcome
+}

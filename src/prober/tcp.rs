@@ -1,0 +1,172 @@
+//! The TCP probers: `tcp_halfopen` and `tcp_connect`.
+//!
+//! Both open a non-blocking socket with `SO_LINGER {on, 0}`, so that
+//! closing it sends RST and leaves no TIME_WAIT, start a connect, wait
+//! with tokio until the socket is writable, and read `SO_ERROR`. They
+//! differ in one socket option:
+//!
+//! - **half-open** sets `TCP_QUICKACK` to 0 before connecting. The kernel
+//!   then holds back the ACK for the SYN-ACK (delayed ACK, about 200 ms),
+//!   and we close first: the wire shows SYN, SYN-ACK, RST, and the
+//!   listening application never gets a connection from `accept()`.
+//! - **connect** leaves quick ACKs on, so the handshake completes before
+//!   the RST. SYN proxies and middleboxes that answer SYNs themselves need
+//!   this, as do kernels without `TCP_QUICKACK`.
+//!
+//! Epoll flags decide nothing: a bare `EPOLLERR` can arrive while the
+//! socket is still in SYN_SENT (HAProxy issues #1863, #2491). After each
+//! wake-up we read `SO_ERROR`; if it is clear we ask `getpeername` whether
+//! the connection really exists, and otherwise wait again.
+
+use super::{Failure, Outcome, Reason, classify, resolve};
+use crate::config::TcpOptions;
+use crate::target::Target;
+use crate::trace::Trace;
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+use tokio::io::Interest;
+use tokio::net::{TcpSocket, TcpStream};
+use tokio::time::Instant;
+
+/// How far the handshake goes before the RST.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Handshake {
+    /// Stop after the SYN-ACK.
+    HalfOpen,
+    /// Complete the handshake.
+    Full,
+}
+
+/// Resolves the target, then runs the handshake; see the module docs.
+pub(super) async fn probe(
+    handshake: Handshake,
+    target: &Target,
+    options: &TcpOptions,
+    deadline: Instant,
+    trace: &mut Trace,
+) -> Outcome {
+    let dns_started = Instant::now();
+    let resolved = resolve::resolve(&target.host, options, deadline, trace).await;
+    let dns_time = dns_started.elapsed();
+    let mut outcome = Outcome {
+        failure: None,
+        address: None,
+        dns_time,
+        handshake_time: None,
+        duration: Duration::ZERO,
+    };
+    let ip = match resolved {
+        Ok(ip) => ip,
+        Err(failure) => {
+            outcome.failure = Some(failure);
+            return outcome;
+        }
+    };
+    let address = SocketAddr::new(ip, target.port);
+    outcome.address = Some(address);
+    let connect_started = Instant::now();
+    match connect(
+        address,
+        handshake,
+        options.source_ip_address,
+        deadline,
+        trace,
+    )
+    .await
+    {
+        Ok(()) => outcome.handshake_time = Some(connect_started.elapsed()),
+        Err(failure) => outcome.failure = Some(failure),
+    }
+    outcome
+}
+
+/// Connects and closes with RST; `Ok` once the port answered with SYN-ACK.
+async fn connect(
+    address: SocketAddr,
+    handshake: Handshake,
+    source: Option<IpAddr>,
+    deadline: Instant,
+    trace: &mut Trace,
+) -> Result<(), Failure> {
+    let socket = open_socket(address, handshake, source)
+        .map_err(|error| os_failure("cannot prepare a socket", address, &error))?;
+    trace.log(format_args!(
+        "connecting to {address} ({})",
+        match handshake {
+            Handshake::HalfOpen => "half-open: TCP_QUICKACK=0, SO_LINGER {on, 0}",
+            Handshake::Full => "full handshake, SO_LINGER {on, 0}",
+        }
+    ));
+    let connecting = TcpSocket::from_std_stream(socket.into()).connect(address);
+    let result = match tokio::time::timeout_at(deadline, until_connected(connecting)).await {
+        Ok(Ok(stream)) => {
+            trace.log(format_args!(
+                "{address} answered with SYN-ACK; closing with RST"
+            ));
+            // Closing with zero linger sends the RST, before the delayed ACK.
+            drop(stream);
+            Ok(())
+        }
+        Ok(Err(error)) => Err(os_failure("connect to", address, &error)),
+        Err(_) => Err(Failure::new(
+            Reason::Timeout,
+            format!("no answer from {address} before the deadline"),
+        )),
+    };
+    if let Err(failure) = &result {
+        trace.log(format_args!("{}", failure.detail));
+    }
+    result
+}
+
+/// Opens the non-blocking socket with the options the handshake needs.
+fn open_socket(
+    address: SocketAddr,
+    handshake: Handshake,
+    source: Option<IpAddr>,
+) -> io::Result<Socket> {
+    let socket = Socket::new(
+        Domain::for_address(address),
+        Type::STREAM.nonblocking().cloexec(),
+        Some(Protocol::TCP),
+    )?;
+    if handshake == Handshake::HalfOpen {
+        socket.set_tcp_quickack(false)?;
+    }
+    socket.set_linger(Some(Duration::ZERO))?;
+    if let Some(ip) = source {
+        socket.bind(&SockAddr::from(SocketAddr::new(ip, 0)))?;
+    }
+    Ok(socket)
+}
+
+/// Waits until the kernel reports that the connect finished.
+///
+/// tokio's connect returns once the socket is writable and `SO_ERROR` is
+/// clear. That is not proof of a connection, so `getpeername` must agree;
+/// until it does we wait for the next wake-up.
+async fn until_connected(
+    connecting: impl std::future::Future<Output = io::Result<TcpStream>>,
+) -> io::Result<TcpStream> {
+    let stream = connecting.await?;
+    while stream.peer_addr().is_err() {
+        // Forget the readiness that woke us, or writable() returns at once.
+        let _ = stream.try_io(Interest::WRITABLE, || {
+            Err::<(), _>(io::ErrorKind::WouldBlock.into())
+        });
+        stream.writable().await?;
+        if let Some(error) = stream.take_error()? {
+            return Err(error);
+        }
+    }
+    Ok(stream)
+}
+
+fn os_failure(action: &str, address: SocketAddr, error: &io::Error) -> Failure {
+    Failure::new(
+        classify::reason_for(error),
+        format!("{action} {address}: {}", classify::describe(error)),
+    )
+}

@@ -1,0 +1,69 @@
+//! The one place where this crate calls libc directly or uses `unsafe`.
+//!
+//! Everything on the probe path goes through socket2's safe API. What is
+//! left here has no safe wrapper in std, socket2 or tokio:
+//!
+//! - [`raise_nofile_limit`]: `getrlimit`/`setrlimit(RLIMIT_NOFILE)`. Every
+//!   probe holds a socket, so the default soft limit of 1024 would cap the
+//!   in-flight probes far below `--probe.max-in-flight`.
+//! - [`nofile_limit`]: `getrlimit`, for `process_max_fds`.
+//! - [`clock_ticks_per_second`] and [`page_size`]: `sysconf`, to turn the
+//!   tick and page counts of `/proc/self/stat` into seconds and bytes for
+//!   the `process_*` metrics.
+
+use std::io;
+
+/// Reads the soft and hard `RLIMIT_NOFILE`.
+///
+/// # Errors
+/// The `getrlimit` error, which Linux only returns for a bad resource id.
+pub fn nofile_limit() -> io::Result<(u64, u64)> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `limit` is a valid, writable `rlimit` that outlives the call,
+    // and RLIMIT_NOFILE is a valid resource id.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &raw mut limit) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok((limit.rlim_cur, limit.rlim_max))
+}
+
+/// Raises the soft `RLIMIT_NOFILE` to the hard limit; returns the new soft limit.
+///
+/// # Errors
+/// The `getrlimit` or `setrlimit` error.
+pub fn raise_nofile_limit() -> io::Result<u64> {
+    let (soft, hard) = nofile_limit()?;
+    if soft >= hard {
+        return Ok(soft);
+    }
+    let limit = libc::rlimit {
+        rlim_cur: hard,
+        rlim_max: hard,
+    };
+    // SAFETY: `limit` is a valid `rlimit` read for the duration of the call;
+    // raising the soft limit up to the unchanged hard limit needs no privilege.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raw const limit) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(hard)
+}
+
+/// `sysconf(_SC_CLK_TCK)`: the unit of the CPU times in `/proc/self/stat`.
+#[must_use]
+pub fn clock_ticks_per_second() -> u64 {
+    // SAFETY: sysconf only reads a configuration value; any name is allowed
+    // and an unknown one returns -1, which we replace by Linux's 100.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    u64::try_from(ticks).ok().filter(|&t| t > 0).unwrap_or(100)
+}
+
+/// `sysconf(_SC_PAGESIZE)`: the unit of the resident size in `/proc/self/stat`.
+#[must_use]
+pub fn page_size() -> u64 {
+    // SAFETY: as above; -1 falls back to the common 4 KiB page.
+    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    u64::try_from(size).ok().filter(|&s| s > 0).unwrap_or(4096)
+}

@@ -1,0 +1,232 @@
+//! What a probe is aimed at: `host:port`.
+//!
+//! The host is a DNS name, an IPv4 literal or a bracketed IPv6 literal
+//! (`[::1]:443`). Parsing is strict and every rejection says in one line
+//! what to change, because the text usually arrives from a Prometheus
+//! relabeling rule that the user is debugging.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv6Addr};
+
+/// Longest target text accepted; DNS names stop at 253 bytes anyway.
+pub const MAX_TARGET_LEN: usize = 1024;
+
+/// The host part of a target.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Host {
+    /// An IP literal: no DNS lookup is made.
+    Ip(IpAddr),
+    /// A DNS name, resolved at probe time.
+    Name(String),
+}
+
+/// A parsed `host:port`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Target {
+    /// Where to connect.
+    pub host: Host,
+    /// TCP port, never 0.
+    pub port: u16,
+}
+
+/// Why a target was rejected. The `Display` text is the one-line message
+/// that `/probe` returns with status 400.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TargetError {
+    /// Nothing was given.
+    Empty,
+    /// Longer than [`MAX_TARGET_LEN`].
+    TooLong(usize),
+    /// A URL such as `tcp://host:port` was given.
+    HasScheme,
+    /// No `:port` at the end.
+    MissingPort,
+    /// The port is not a whole number from 1 to 65535.
+    BadPort(String),
+    /// Nothing before the `:port`.
+    EmptyHost,
+    /// A `[` without `]` or the other way round.
+    UnbalancedBracket,
+    /// `::1:80` instead of `[::1]:80`.
+    UnbracketedIpv6,
+    /// Text inside brackets that is not an IPv6 address.
+    BadIpv6(String),
+    /// A character that no host name contains.
+    BadHostChar(char),
+}
+
+impl fmt::Display for TargetError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Empty => f.write_str("target is missing or empty: pass target=host:port"),
+            Self::TooLong(len) => write!(
+                f,
+                "target is {len} bytes long, more than the limit of {MAX_TARGET_LEN}"
+            ),
+            Self::HasScheme => {
+                f.write_str("target must be host:port, without a scheme such as tcp://")
+            }
+            Self::MissingPort => f.write_str("target has no port: write it as host:port"),
+            Self::BadPort(port) => {
+                write!(f, "target port {port:?} is not a number from 1 to 65535")
+            }
+            Self::EmptyHost => f.write_str("target has an empty host: write it as host:port"),
+            Self::UnbalancedBracket => {
+                f.write_str("target has an unbalanced bracket: write IPv6 addresses as [addr]:port")
+            }
+            Self::UnbracketedIpv6 => f.write_str(
+                "target looks like an IPv6 address without brackets: write it as [addr]:port",
+            ),
+            Self::BadIpv6(text) => write!(f, "target [{text}] is not an IPv6 address"),
+            Self::BadHostChar(c) => write!(
+                f,
+                "target host contains {c:?}, which no host name may contain"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for TargetError {}
+
+impl Target {
+    /// Parses `host:port`.
+    ///
+    /// # Errors
+    /// A [`TargetError`] saying what is wrong with the text.
+    pub fn parse(text: &str) -> Result<Self, TargetError> {
+        if text.is_empty() {
+            return Err(TargetError::Empty);
+        }
+        if text.len() > MAX_TARGET_LEN {
+            return Err(TargetError::TooLong(text.len()));
+        }
+        if text.contains("://") {
+            return Err(TargetError::HasScheme);
+        }
+        let (host, port) = if let Some(bracketed) = text.strip_prefix('[') {
+            let (inside, after) = bracketed
+                .split_once(']')
+                .ok_or(TargetError::UnbalancedBracket)?;
+            let port = after.strip_prefix(':').ok_or(if after.is_empty() {
+                TargetError::MissingPort
+            } else {
+                TargetError::UnbalancedBracket
+            })?;
+            let address: Ipv6Addr = inside
+                .parse()
+                .map_err(|_| TargetError::BadIpv6(inside.to_owned()))?;
+            (Host::Ip(IpAddr::V6(address)), port)
+        } else {
+            if text.contains(['[', ']']) {
+                return Err(TargetError::UnbalancedBracket);
+            }
+            let (host, port) = text.rsplit_once(':').ok_or(TargetError::MissingPort)?;
+            if host.contains(':') {
+                return Err(TargetError::UnbracketedIpv6);
+            }
+            (parse_host(host)?, port)
+        };
+        Ok(Self {
+            host,
+            port: parse_port(port)?,
+        })
+    }
+}
+
+fn parse_host(host: &str) -> Result<Host, TargetError> {
+    if host.is_empty() {
+        return Err(TargetError::EmptyHost);
+    }
+    if let Some(bad) = host
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_')))
+    {
+        return Err(TargetError::BadHostChar(bad));
+    }
+    Ok(match host.parse::<IpAddr>() {
+        Ok(ip) => Host::Ip(ip),
+        Err(_) => Host::Name(host.to_owned()),
+    })
+}
+
+fn parse_port(port: &str) -> Result<u16, TargetError> {
+    if port.is_empty() {
+        return Err(TargetError::MissingPort);
+    }
+    let bad = || TargetError::BadPort(port.to_owned());
+    if !port.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
+    match port.parse::<u16>() {
+        Ok(0) | Err(_) => Err(bad()),
+        Ok(number) => Ok(number),
+    }
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.host {
+            Host::Ip(IpAddr::V6(ip)) => write!(f, "[{ip}]:{}", self.port),
+            Host::Ip(IpAddr::V4(ip)) => write!(f, "{ip}:{}", self.port),
+            Host::Name(name) => write!(f, "{name}:{}", self.port),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_names_and_literals() {
+        let ok = |t: &str| Target::parse(t).unwrap();
+        assert_eq!(
+            ok("127.0.0.1:80").host,
+            Host::Ip("127.0.0.1".parse().unwrap())
+        );
+        assert_eq!(ok("[::1]:6379").host, Host::Ip("::1".parse().unwrap()));
+        assert_eq!(
+            ok("db-1.example_x.org:5432").host,
+            Host::Name("db-1.example_x.org".into())
+        );
+        assert_eq!(ok("localhost:65535").port, 65535);
+        assert_eq!(ok("[::1]:22").to_string(), "[::1]:22");
+    }
+
+    #[test]
+    fn rejects_each_bad_form_with_its_reason() {
+        use TargetError as E;
+        let cases = [
+            ("", E::Empty),
+            ("localhost", E::MissingPort),
+            ("localhost:", E::MissingPort),
+            ("[::1]", E::MissingPort),
+            ("h:0", E::BadPort("0".into())),
+            ("h:-1", E::BadPort("-1".into())),
+            ("h:65536", E::BadPort("65536".into())),
+            (
+                "h:99999999999999999999",
+                E::BadPort("99999999999999999999".into()),
+            ),
+            ("h:http", E::BadPort("http".into())),
+            ("h:+80", E::BadPort("+80".into())),
+            (":80", E::EmptyHost),
+            ("[::1:80", E::UnbalancedBracket),
+            ("::1]:80", E::UnbalancedBracket),
+            ("[::1]x:80", E::UnbalancedBracket),
+            ("::1:80", E::UnbracketedIpv6),
+            ("[nope]:80", E::BadIpv6("nope".into())),
+            ("a b:80", E::BadHostChar(' ')),
+            ("\"h\":80", E::BadHostChar('"')),
+            ("'h':80", E::BadHostChar('\'')),
+            ("h\u{7}:80", E::BadHostChar('\u{7}')),
+            ("h\n:80", E::BadHostChar('\n')),
+            ("tcp://h:80", E::HasScheme),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(Target::parse(text), Err(expected), "{text:?}");
+        }
+        let long = format!("{}:80", "a".repeat(MAX_TARGET_LEN));
+        assert_eq!(Target::parse(&long), Err(E::TooLong(long.len())));
+    }
+}
