@@ -1,0 +1,173 @@
+//! Helpers shared by the integration tests: an in-process exporter on
+//! loopback, a tiny HTTP client, and the rule for missing prerequisites.
+#![allow(dead_code)] // each test file uses a different subset
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+use synack_exporter::app::{App, Settings};
+use synack_exporter::config::ConfigSource;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+
+/// Whether CI demanded that system tests run (`SYNACK_SYSTEM_TESTS=require`).
+pub fn system_tests_required() -> bool {
+    std::env::var("SYNACK_SYSTEM_TESTS").is_ok_and(|value| value == "require")
+}
+
+/// Skips the calling test with a message, or fails it when system tests
+/// are required. Returns so the caller can `return` right after.
+pub fn skip_or_fail(missing: &str) {
+    assert!(
+        !system_tests_required(),
+        "SYNACK_SYSTEM_TESTS=require but a prerequisite is missing: {missing}"
+    );
+    eprintln!("SKIPPED: {missing} (set SYNACK_SYSTEM_TESTS=require to make this a failure)");
+}
+
+/// A fresh, empty directory for one test.
+pub fn temp_dir(name: &str) -> PathBuf {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "synack-test-{}-{}-{name}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create temp dir");
+    dir
+}
+
+/// An exporter served in-process on 127.0.0.1 with an ephemeral port.
+pub struct TestExporter {
+    pub address: SocketAddr,
+    pub app: Arc<App>,
+    pub config_path: Option<PathBuf>,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+impl TestExporter {
+    /// Serves the embedded default config.
+    pub async fn embedded(settings: Settings) -> Self {
+        Self::start(ConfigSource::Embedded, None, settings).await
+    }
+
+    /// Serves `yaml`, written to a temp file so that reloads can change it.
+    pub async fn with_config(yaml: &str, settings: Settings) -> Self {
+        let path = temp_dir("config").join("synack.yml");
+        std::fs::write(&path, yaml).expect("write config");
+        Self::start(ConfigSource::File(path.clone()), Some(path), settings).await
+    }
+
+    async fn start(source: ConfigSource, config_path: Option<PathBuf>, settings: Settings) -> Self {
+        let app = Arc::new(App::start(source, settings).expect("config loads"));
+        let listener = synack_exporter::http::bind("127.0.0.1:0").expect("bind");
+        let address = listener.local_addr().expect("local addr");
+        let (stop, stopped) = oneshot::channel::<()>();
+        tokio::spawn(synack_exporter::http::serve(listener, Arc::clone(&app), async {
+            let _ = stopped.await;
+        }));
+        Self { address, app, config_path, stop: Some(stop) }
+    }
+
+    /// `GET path` with extra headers.
+    pub async fn get_with(&self, path: &str, headers: &[(&str, &str)]) -> Response {
+        request(self.address, "GET", path, headers).await
+    }
+
+    /// `GET path`.
+    pub async fn get(&self, path: &str) -> Response {
+        self.get_with(path, &[]).await
+    }
+}
+
+impl Drop for TestExporter {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// A parsed HTTP response.
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(key, _)| key.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value.as_str())
+    }
+}
+
+/// Sends one HTTP/1.1 request with `Connection: close` and reads the whole
+/// response; `target` is sent as written, so tests can send raw bytes.
+pub async fn request(address: SocketAddr, method: &str, target: &str, headers: &[(&str, &str)]) -> Response {
+    let work = async {
+        let mut stream = TcpStream::connect(address).await.expect("connect to exporter");
+        let mut head = format!("{method} {target} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n");
+        for (name, value) in headers {
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
+        head.push_str("Content-Length: 0\r\n\r\n");
+        stream.write_all(head.as_bytes()).await.expect("send request");
+        let mut raw = Vec::new();
+        stream.read_to_end(&mut raw).await.expect("read response");
+        parse_response(&raw)
+    };
+    tokio::time::timeout(Duration::from_secs(30), work)
+        .await
+        .expect("exporter answered within 30 s")
+}
+
+fn parse_response(raw: &[u8]) -> Response {
+    let text = String::from_utf8_lossy(raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").expect("HTTP response has a header block");
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|line| line.split_whitespace().nth(1))
+        .and_then(|code| code.parse().ok())
+        .expect("HTTP status line");
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|line| line.split_once(':'))
+        .map(|(name, value)| (name.trim().to_owned(), value.trim().to_owned()))
+        .collect();
+    let chunked = headers
+        .iter()
+        .any(|(name, value)| name.eq_ignore_ascii_case("transfer-encoding") && value.contains("chunked"));
+    let body = if chunked { dechunk(body) } else { body.to_owned() };
+    Response { status, headers, body }
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let size = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if size == 0 || rest.len() < size {
+            break;
+        }
+        out.push_str(&rest[..size]);
+        body = rest[size..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+/// The value of an unlabelled or exactly-labelled sample in an exposition,
+/// e.g. `sample(text, "probe_failure_reason{reason=\"refused\"}")`.
+pub fn sample(exposition: &str, series: &str) -> Option<f64> {
+    exposition.lines().find_map(|line| {
+        let rest = line.strip_prefix(series)?;
+        let value = rest.strip_prefix(' ')?;
+        value.split_whitespace().next()?.parse().ok()
+    })
+}
