@@ -1,0 +1,361 @@
+//! The TCP probers against real loopback sockets.
+//!
+//! The central claim of the project is tested here: after many half-open
+//! probes the listening application has accepted nothing, while the same
+//! listener does accept `tcp_connect` probes.
+
+mod common;
+
+use socket2::{Domain, Protocol, Socket, Type};
+use std::io::ErrorKind;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::time::Duration;
+use synack_exporter::config::IpProtocol;
+use synack_exporter::metrics::exporter::ExporterMetrics;
+use synack_exporter::runner::ProbeRunner;
+use synack_exporter::trace::Trace;
+use synack_exporter::{Module, ProberKind, Reason, Target, check};
+
+fn halfopen(timeout: Duration) -> Module {
+    Module::new(ProberKind::TcpHalfopen).with_timeout(timeout)
+}
+
+fn connect(timeout: Duration) -> Module {
+    Module::new(ProberKind::TcpConnect).with_timeout(timeout)
+}
+
+/// A non-blocking listener with a large backlog, so `accept` can be polled.
+fn listener(address: &str) -> Option<TcpListener> {
+    let address: SocketAddr = address.parse().unwrap();
+    let socket = Socket::new(
+        Domain::for_address(address),
+        Type::STREAM,
+        Some(Protocol::TCP),
+    )
+    .ok()?;
+    socket.bind(&address.into()).ok()?;
+    socket.listen(1024).ok()?;
+    let listener: TcpListener = socket.into();
+    listener.set_nonblocking(true).unwrap();
+    Some(listener)
+}
+
+fn target_of(listener: &TcpListener) -> String {
+    match listener.local_addr().unwrap() {
+        SocketAddr::V4(v4) => v4.to_string(),
+        SocketAddr::V6(v6) => format!("[{}]:{}", v6.ip(), v6.port()),
+    }
+}
+
+/// Counts connections that `accept` hands out, after waiting past the
+/// kernel's delayed-ACK timer so that a late ACK would have been seen.
+fn accepted_after_delayed_ack(listener: &TcpListener) -> usize {
+    std::thread::sleep(Duration::from_millis(600));
+    let mut accepted = 0;
+    for _ in 0..10_000 {
+        match listener.accept() {
+            Ok(_) => accepted += 1,
+            Err(error) if error.kind() == ErrorKind::WouldBlock => break,
+            Err(error) => panic!("accept failed: {error}"),
+        }
+    }
+    accepted
+}
+
+async fn assert_halfopen_is_invisible(address: &str) {
+    let Some(listener) = listener(address) else {
+        common::skip_or_fail(&format!("cannot listen on {address}"));
+        return;
+    };
+    let target = target_of(&listener);
+    for round in 0..120 {
+        let outcome = check(&target, &halfopen(Duration::from_secs(2)))
+            .await
+            .unwrap();
+        assert!(
+            outcome.is_success(),
+            "probe {round} of {target}: {:?}",
+            outcome.failure
+        );
+        assert!(outcome.handshake_time.is_some());
+    }
+    assert_eq!(
+        accepted_after_delayed_ack(&listener),
+        0,
+        "half-open probes must never be accepted"
+    );
+}
+
+#[tokio::test]
+async fn halfopen_ipv4_succeeds_and_the_application_accepts_nothing() {
+    assert_halfopen_is_invisible("127.0.0.1:0").await;
+}
+
+#[tokio::test]
+async fn halfopen_ipv6_succeeds_and_the_application_accepts_nothing() {
+    assert_halfopen_is_invisible("[::1]:0").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn halfopen_stays_invisible_under_concurrent_load() {
+    let listener = listener("127.0.0.1:0").unwrap();
+    let target = Arc::new(target_of(&listener));
+    let mut probes = tokio::task::JoinSet::new();
+    for _ in 0..300 {
+        let target = Arc::clone(&target);
+        probes.spawn(async move {
+            check(&target, &halfopen(Duration::from_secs(3)))
+                .await
+                .unwrap()
+        });
+    }
+    let mut successes = 0;
+    while let Some(outcome) = probes.join_next().await {
+        successes += usize::from(outcome.unwrap().is_success());
+    }
+    assert_eq!(successes, 300);
+    assert_eq!(
+        accepted_after_delayed_ack(&listener),
+        0,
+        "a delayed ACK escaped under load"
+    );
+}
+
+#[tokio::test]
+async fn tcp_connect_is_accepted_by_the_same_listener() {
+    let listener = listener("127.0.0.1:0").unwrap();
+    let target = target_of(&listener);
+    for _ in 0..10 {
+        let outcome = check(&target, &connect(Duration::from_secs(2)))
+            .await
+            .unwrap();
+        assert!(outcome.is_success(), "{:?}", outcome.failure);
+    }
+    assert_eq!(accepted_after_delayed_ack(&listener), 10);
+}
+
+fn closed_port() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    drop(listener);
+    address
+}
+
+#[tokio::test]
+async fn closed_port_is_refused_by_both_probers() {
+    let target = closed_port();
+    for module in [
+        halfopen(Duration::from_secs(2)),
+        connect(Duration::from_secs(2)),
+    ] {
+        let outcome = check(&target, &module).await.unwrap();
+        assert_eq!(
+            outcome.reason(),
+            Some(Reason::Refused),
+            "{:?}",
+            outcome.failure
+        );
+        assert!(outcome.failure.unwrap().detail.contains("ECONNREFUSED"));
+        assert_eq!(outcome.handshake_time, None);
+    }
+}
+
+/// A listener whose accept queue is full drops new SYNs: a timeout
+/// without root. Returns the listener and the clients that fill it.
+fn saturated_listener() -> (Socket, Vec<TcpStream>) {
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).unwrap();
+    socket
+        .bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
+        .unwrap();
+    socket.listen(0).unwrap();
+    let address = socket.local_addr().unwrap().as_socket().unwrap();
+    let mut fillers = Vec::new();
+    for _ in 0..8 {
+        match TcpStream::connect_timeout(&address, Duration::from_millis(300)) {
+            Ok(stream) => fillers.push(stream),
+            Err(_) => break,
+        }
+    }
+    (socket, fillers)
+}
+
+#[tokio::test]
+async fn full_accept_queue_times_out_close_to_the_deadline() {
+    let (listener, _fillers) = saturated_listener();
+    let target = listener
+        .local_addr()
+        .unwrap()
+        .as_socket()
+        .unwrap()
+        .to_string();
+    let timeout = Duration::from_millis(1000);
+    let outcome = check(&target, &halfopen(timeout)).await.unwrap();
+    assert_eq!(
+        outcome.reason(),
+        Some(Reason::Timeout),
+        "{:?}",
+        outcome.failure
+    );
+    assert!(
+        outcome.duration >= timeout.mul_f64(0.95)
+            && outcome.duration < timeout + Duration::from_millis(500),
+        "duration {:?} should be close to the {timeout:?} deadline",
+        outcome.duration
+    );
+}
+
+/// Lines of /proc/net/tcp{,6} in TIME_WAIT (state 06) involving `port`.
+fn time_wait_entries(port: u16) -> Vec<String> {
+    let port_hex = format!(":{port:04X}");
+    ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .filter_map(|path| std::fs::read_to_string(path).ok())
+        .flat_map(|text| text.lines().skip(1).map(str::to_owned).collect::<Vec<_>>())
+        .filter(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            fields.len() > 3
+                && fields[3] == "06"
+                && (fields[1].ends_with(&port_hex) || fields[2].ends_with(&port_hex))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn halfopen_and_connect_leave_no_time_wait() {
+    for (module, address) in [
+        (halfopen(Duration::from_secs(2)), "127.0.0.1:0"),
+        (halfopen(Duration::from_secs(2)), "[::1]:0"),
+        (connect(Duration::from_secs(2)), "127.0.0.1:0"),
+    ] {
+        let Some(listener) = listener(address) else {
+            common::skip_or_fail(&format!("cannot listen on {address}"));
+            continue;
+        };
+        let port = listener.local_addr().unwrap().port();
+        let target = target_of(&listener);
+        for _ in 0..100 {
+            assert!(check(&target, &module).await.unwrap().is_success());
+        }
+        // Accept whatever tcp_connect completed, then close those too.
+        while listener.accept().is_ok() {}
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let entries = time_wait_entries(port);
+        assert!(
+            entries.is_empty(),
+            "{} left TIME_WAIT: {entries:#?}",
+            module.prober.as_str()
+        );
+    }
+}
+
+#[tokio::test]
+async fn localhost_resolves_and_unknown_names_fail_as_dns() {
+    let listener = listener("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let outcome = check(
+        &format!("localhost:{port}"),
+        &halfopen(Duration::from_secs(3)),
+    )
+    .await
+    .unwrap();
+    assert!(outcome.is_success(), "{:?}", outcome.failure);
+    assert_eq!(outcome.ip_protocol(), 4, "ip4 is preferred by default");
+
+    let outcome = check("no-such-host.invalid:80", &halfopen(Duration::from_secs(3)))
+        .await
+        .unwrap();
+    assert_eq!(outcome.reason(), Some(Reason::Dns), "{:?}", outcome.failure);
+    assert_eq!(outcome.ip_protocol(), 0);
+}
+
+#[tokio::test]
+async fn disallowed_family_fails_as_dns_and_fallback_allows_it() {
+    let listener = listener("127.0.0.1:0").unwrap();
+    let target = target_of(&listener);
+    let mut module = halfopen(Duration::from_secs(2));
+    module.tcp.preferred_ip_protocol = IpProtocol::Ip6;
+    module.tcp.ip_protocol_fallback = false;
+    let outcome = check(&target, &module).await.unwrap();
+    assert_eq!(outcome.reason(), Some(Reason::Dns), "{:?}", outcome.failure);
+
+    module.tcp.ip_protocol_fallback = true;
+    assert!(check(&target, &module).await.unwrap().is_success());
+}
+
+#[tokio::test]
+async fn source_ip_address_is_used() {
+    let listener = listener("127.0.0.1:0").unwrap();
+    let target = target_of(&listener);
+    let mut module = connect(Duration::from_secs(2));
+    module.tcp.source_ip_address = Some("127.0.0.2".parse().unwrap());
+    assert!(check(&target, &module).await.unwrap().is_success());
+    std::thread::sleep(Duration::from_millis(100));
+    let (_, peer) = listener.accept().expect("tcp_connect was accepted");
+    assert_eq!(peer.ip().to_string(), "127.0.0.2");
+
+    // A source address this host does not have is the exporter's problem.
+    module.tcp.source_ip_address = Some("192.0.2.1".parse().unwrap());
+    let outcome = check(&target, &module).await.unwrap();
+    assert_eq!(
+        outcome.reason(),
+        Some(Reason::Local),
+        "{:?}",
+        outcome.failure
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_the_in_flight_limit_a_probe_waits_then_fails_as_local() {
+    let (listener, _fillers) = saturated_listener();
+    let target = Target::parse(
+        &listener
+            .local_addr()
+            .unwrap()
+            .as_socket()
+            .unwrap()
+            .to_string(),
+    )
+    .unwrap();
+    let runner = Arc::new(ProbeRunner::new(1, Arc::new(ExporterMetrics::new())));
+    let busy = {
+        let (runner, target) = (Arc::clone(&runner), target.clone());
+        tokio::spawn(async move {
+            let module = halfopen(Duration::from_secs(3));
+            runner
+                .run(
+                    "hold",
+                    &module,
+                    &target,
+                    Duration::from_secs(3),
+                    &mut Trace::disabled(),
+                )
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let module = halfopen(Duration::from_secs(5));
+    let timeout = Duration::from_millis(300);
+    let outcome = runner
+        .run("waiter", &module, &target, timeout, &mut Trace::disabled())
+        .await;
+    assert_eq!(
+        outcome.reason(),
+        Some(Reason::Local),
+        "{:?}",
+        outcome.failure
+    );
+    assert!(
+        outcome.duration >= timeout.mul_f64(0.9),
+        "waited {:?}",
+        outcome.duration
+    );
+    assert!(
+        outcome
+            .failure
+            .unwrap()
+            .detail
+            .contains("--probe.max-in-flight")
+    );
+    assert_eq!(busy.await.unwrap().reason(), Some(Reason::Timeout));
+}
