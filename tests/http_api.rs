@@ -1,0 +1,387 @@
+//! The HTTP API: `/probe` answers, every bad input's 400, routing, the
+//! exporter's own metrics, `/config` and reload.
+
+mod common;
+
+use common::{TestExporter, request, sample};
+use std::net::TcpListener;
+use std::time::Duration;
+use synack_exporter::app::Settings;
+
+const OPENMETRICS: &str =
+    "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5";
+
+fn open_port() -> (TcpListener, u16) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    (listener, port)
+}
+
+fn closed_port() -> u16 {
+    open_port().1
+}
+
+#[tokio::test]
+async fn open_port_gives_probe_success_in_openmetrics() {
+    let exporter = TestExporter::embedded(Settings::default()).await;
+    let (_listener, port) = open_port();
+    let response = exporter
+        .get_with(
+            &format!("/probe?target=127.0.0.1:{port}&module=tcp_halfopen"),
+            &[("Accept", OPENMETRICS)],
+        )
+        .await;
+    assert_eq!(response.status, 200);
+    assert!(
+        response
+            .header("content-type")
+            .unwrap()
+            .starts_with("application/openmetrics-text; version=1.0.0")
+    );
+    let body = &response.body;
+    assert_eq!(sample(body, "probe_success"), Some(1.0), "{body}");
+    assert_eq!(sample(body, "probe_ip_protocol"), Some(4.0));
+    assert!(sample(body, "probe_duration_seconds").unwrap() > 0.0);
+    assert!(sample(body, "probe_tcp_handshake_duration_seconds").unwrap() > 0.0);
+    assert!(sample(body, "probe_dns_lookup_time_seconds").is_some());
+    assert!(sample(body, "probe_ip_addr_hash").unwrap() > 0.0);
+    for reason in ["refused", "timeout", "unreachable", "dns", "local"] {
+        assert_eq!(
+            sample(
+                body,
+                &format!("probe_failure_reason{{reason=\"{reason}\"}}")
+            ),
+            Some(0.0),
+            "{reason}"
+        );
+    }
+    assert!(body.ends_with("# EOF\n"));
+}
+
+#[tokio::test]
+async fn module_defaults_to_tcp_halfopen_and_plain_clients_get_text_0_0_4() {
+    let exporter = TestExporter::embedded(Settings::default()).await;
+    let (_listener, port) = open_port();
+    let response = exporter
+        .get(&format!("/probe?target=127.0.0.1:{port}"))
+        .await;
+    assert_eq!(response.status, 200);
+    assert_eq!(
+        response.header("content-type"),
+        Some("text/plain; version=0.0.4; charset=utf-8")
+    );
+    assert_eq!(sample(&response.body, "probe_success"), Some(1.0));
+    assert!(!response.body.contains("# EOF"));
+    let metrics = exporter.get("/metrics").await.body;
+    assert_eq!(
+        sample(
+            &metrics,
+            "synack_exporter_probes_total{module=\"tcp_halfopen\",result=\"success\"}"
+        ),
+        Some(1.0),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn failed_probe_is_still_200_with_its_reason() {
+    let exporter = TestExporter::embedded(Settings::default()).await;
+    let port = closed_port();
+    let response = exporter
+        .get(&format!(
+            "/probe?target=127.0.0.1:{port}&module=tcp_connect"
+        ))
+        .await;
+    assert_eq!(response.status, 200);
+    assert_eq!(sample(&response.body, "probe_success"), Some(0.0));
+    assert_eq!(
+        sample(&response.body, "probe_failure_reason{reason=\"refused\"}"),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(&response.body, "probe_failure_reason{reason=\"timeout\"}"),
+        Some(0.0)
+    );
+    let metrics = exporter.get("/metrics").await.body;
+    assert_eq!(
+        sample(
+            &metrics,
+            "synack_exporter_probes_total{module=\"tcp_connect\",result=\"refused\"}"
+        ),
+        Some(1.0)
+    );
+}
+
+#[tokio::test]
+async fn debug_shows_the_steps_errno_and_metrics() {
+    let exporter = TestExporter::embedded(Settings::default()).await;
+    let port = closed_port();
+    let response = exporter
+        .get(&format!("/probe?target=localhost:{port}&debug=true"))
+        .await;
+    assert_eq!(response.status, 200);
+    assert!(
+        response
+            .header("content-type")
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    let body = &response.body;
+    for expected in [
+        "resolving localhost",
+        "chose address 127.0.0.1",
+        "connecting to 127.0.0.1",
+        "ECONNREFUSED (Connection refused)",
+        "Metrics that would have been returned:",
+        "probe_failure_reason{reason=\"refused\"} 1",
+        "prober: tcp_halfopen",
+    ] {
+        assert!(body.contains(expected), "missing {expected:?} in\n{body}");
+    }
+}
+
+#[tokio::test]
+async fn scrape_timeout_header_minus_offset_bounds_the_probe() {
+    let exporter = TestExporter::embedded(Settings::default()).await;
+    // A full accept queue drops SYNs, so the probe runs into its deadline.
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket
+        .bind(
+            &"127.0.0.1:0"
+                .parse::<std::net::SocketAddr>()
+                .unwrap()
+                .into(),
+        )
+        .unwrap();
+    socket.listen(0).unwrap();
+    let address = socket.local_addr().unwrap().as_socket().unwrap();
+    let _fillers: Vec<_> = (0..8)
+        .map_while(|_| {
+            std::net::TcpStream::connect_timeout(&address, Duration::from_millis(300)).ok()
+        })
+        .collect();
+    let response = exporter
+        .get_with(
+            &format!("/probe?target={address}"),
+            &[("X-Prometheus-Scrape-Timeout-Seconds", "1.2")],
+        )
+        .await;
+    let duration = sample(&response.body, "probe_duration_seconds").unwrap();
+    assert_eq!(
+        sample(&response.body, "probe_failure_reason{reason=\"timeout\"}"),
+        Some(1.0)
+    );
+    assert!(
+        (0.65..1.1).contains(&duration),
+        "1.2 s scrape timeout - 0.5 s offset, got {duration}"
+    );
+}
+
+#[tokio::test]
+async fn every_bad_input_gets_a_one_line_400_and_the_exporter_keeps_answering() {
+    let exporter = TestExporter::embedded(Settings::default()).await;
+    let long_target = format!("{}:80", "a".repeat(1100));
+    let cases: Vec<(String, &str)> = vec![
+        ("/probe".into(), "missing or empty"),
+        ("/probe?target=".into(), "missing or empty"),
+        ("/probe?module=tcp_halfopen".into(), "missing or empty"),
+        ("/probe?target=localhost".into(), "no port"),
+        ("/probe?target=localhost:".into(), "no port"),
+        (
+            "/probe?target=localhost:0".into(),
+            "not a number from 1 to 65535",
+        ),
+        (
+            "/probe?target=localhost:-5".into(),
+            "not a number from 1 to 65535",
+        ),
+        (
+            "/probe?target=localhost:65536".into(),
+            "not a number from 1 to 65535",
+        ),
+        (
+            "/probe?target=localhost:http".into(),
+            "not a number from 1 to 65535",
+        ),
+        ("/probe?target=:80".into(), "empty host"),
+        ("/probe?target=%5B::1:80".into(), "unbalanced bracket"),
+        ("/probe?target=::1%5D:80".into(), "unbalanced bracket"),
+        ("/probe?target=::1:80".into(), "without brackets"),
+        ("/probe?target=a%20b:80".into(), "contains ' '"),
+        ("/probe?target=a+b:80".into(), "contains ' '"),
+        ("/probe?target=%09host:80".into(), "contains '\\t'"),
+        ("/probe?target=%22host%22:80".into(), "contains '\"'"),
+        ("/probe?target=%27host%27:80".into(), "contains '\\''"),
+        ("/probe?target=host%00:80".into(), "contains '\\0'"),
+        ("/probe?target=host%0a:80".into(), "contains '\\n'"),
+        (
+            format!("/probe?target={long_target}"),
+            "more than the limit of 1024",
+        ),
+        ("/probe?target=%zz".into(), "bad percent-encoding"),
+        ("/probe?target=host:8%".into(), "bad percent-encoding"),
+        ("/probe?target=%ff:80".into(), "UTF-8"),
+        ("/probe?target=a:1&target=b:2".into(), "more than once"),
+        (
+            "/probe?target=127.0.0.1:80&module=nope".into(),
+            "unknown module \"nope\"",
+        ),
+        (
+            "/probe?target=127.0.0.1:80&debug=yes".into(),
+            "debug must be",
+        ),
+        (
+            "/probe?target=tcp://127.0.0.1:80".into(),
+            "without a scheme",
+        ),
+    ];
+    for (path, expected) in &cases {
+        let response = exporter.get(path).await;
+        assert_eq!(
+            response.status, 400,
+            "{path} gave {} {:?}",
+            response.status, response.body
+        );
+        assert!(
+            response.body.contains(expected),
+            "{path}: {:?} should mention {expected:?}",
+            response.body
+        );
+        assert_eq!(
+            response.body.trim_end().lines().count(),
+            1,
+            "{path}: not one line: {:?}",
+            response.body
+        );
+    }
+    for bad_header in ["abc", "-1", "0", "NaN"] {
+        let response = exporter
+            .get_with(
+                "/probe?target=127.0.0.1:80",
+                &[("X-Prometheus-Scrape-Timeout-Seconds", bad_header)],
+            )
+            .await;
+        assert_eq!(response.status, 400, "header {bad_header:?}");
+        assert!(
+            response
+                .body
+                .contains("X-Prometheus-Scrape-Timeout-Seconds"),
+            "{:?}",
+            response.body
+        );
+    }
+    assert_eq!(
+        exporter.get("/-/healthy").await.status,
+        200,
+        "the exporter survived bad input"
+    );
+    let metrics = exporter.get("/metrics").await.body;
+    assert_eq!(
+        sample(&metrics, "synack_exporter_probes_in_flight"),
+        Some(0.0)
+    );
+}
+
+#[tokio::test]
+async fn routing_gives_404_405_and_health() {
+    let exporter = TestExporter::embedded(Settings::default()).await;
+    assert_eq!(exporter.get("/nope").await.status, 404);
+    assert_eq!(exporter.get("/probe/extra").await.status, 404);
+    let response = request(exporter.address, "POST", "/probe?target=127.0.0.1:1", &[]).await;
+    assert_eq!(response.status, 405);
+    assert_eq!(response.header("allow"), Some("GET, HEAD"));
+    assert_eq!(
+        request(exporter.address, "DELETE", "/metrics", &[])
+            .await
+            .status,
+        405
+    );
+    assert_eq!(exporter.get("/-/reload").await.status, 405);
+    assert_eq!(exporter.get("/-/healthy").await.status, 200);
+    assert_eq!(exporter.get("/-/ready").await.status, 200);
+    assert_eq!(exporter.get("/").await.status, 200);
+}
+
+#[tokio::test]
+async fn metrics_page_has_the_exporter_and_process_series() {
+    let exporter = TestExporter::embedded(Settings::default()).await;
+    let body = exporter
+        .get_with("/metrics", &[("Accept", OPENMETRICS)])
+        .await
+        .body;
+    for expected in [
+        "synack_exporter_build_info{version=\"",
+        "synack_exporter_probes_total{module=\"tcp_halfopen\",result=\"timeout\"} 0",
+        "synack_exporter_probes_in_flight 0",
+        "synack_exporter_config_last_reload_successful 1",
+        "synack_exporter_config_last_reload_success_timestamp_seconds ",
+        "process_cpu_seconds_total ",
+        "process_resident_memory_bytes ",
+        "process_open_fds ",
+        "process_max_fds ",
+        "process_start_time_seconds ",
+    ] {
+        assert!(body.contains(expected), "missing {expected:?} in\n{body}");
+    }
+    assert!(sample(&body, "process_resident_memory_bytes").unwrap() > 1e6);
+}
+
+#[tokio::test]
+async fn config_page_shows_the_config_in_force() {
+    let exporter = TestExporter::embedded(Settings::default()).await;
+    let body = exporter.get("/config").await.body;
+    assert!(
+        body.contains("tcp_halfopen:")
+            && body.contains("prober: tcp_connect")
+            && body.contains("timeout: 5s"),
+        "{body}"
+    );
+}
+
+const ONE_MODULE: &str = "modules:\n  quick:\n    prober: tcp_halfopen\n    timeout: 1s\n";
+
+#[tokio::test]
+async fn reload_applies_a_good_file_and_keeps_the_old_config_on_a_bad_one() {
+    let exporter = TestExporter::with_config(ONE_MODULE, Settings::default()).await;
+    let path = exporter.config_path.clone().unwrap();
+    let port = closed_port();
+    let probe_extra = format!("/probe?target=127.0.0.1:{port}&module=extra");
+    assert_eq!(exporter.get(&probe_extra).await.status, 400);
+
+    std::fs::write(
+        &path,
+        format!("{ONE_MODULE}  extra:\n    prober: tcp_connect\n"),
+    )
+    .unwrap();
+    let response = request(exporter.address, "POST", "/-/reload", &[]).await;
+    assert_eq!(response.status, 200, "{}", response.body);
+    assert_eq!(exporter.get(&probe_extra).await.status, 200);
+    assert!(exporter.get("/config").await.body.contains("extra:"));
+
+    std::fs::write(
+        &path,
+        format!("{ONE_MODULE}  extra:\n    prober: tcp_connect\n    timout: 5s\n"),
+    )
+    .unwrap();
+    let response = request(exporter.address, "POST", "/-/reload", &[]).await;
+    assert_eq!(response.status, 500);
+    let expected = format!(
+        "{}:7:5: field `modules.extra.timout`: unknown field `timout`",
+        path.display()
+    );
+    assert!(
+        response.body.contains(&expected),
+        "{:?} should contain {expected:?}",
+        response.body
+    );
+    let metrics = exporter.get("/metrics").await.body;
+    assert_eq!(
+        sample(&metrics, "synack_exporter_config_last_reload_successful"),
+        Some(0.0)
+    );
+    assert_eq!(
+        exporter.get(&probe_extra).await.status,
+        200,
+        "the old config stays in force"
+    );
+}
