@@ -67,10 +67,19 @@ impl TestExporter {
         let listener = synack_exporter::http::bind("127.0.0.1:0").expect("bind");
         let address = listener.local_addr().expect("local addr");
         let (stop, stopped) = oneshot::channel::<()>();
-        tokio::spawn(synack_exporter::http::serve(listener, Arc::clone(&app), async {
-            let _ = stopped.await;
-        }));
-        Self { address, app, config_path, stop: Some(stop) }
+        tokio::spawn(synack_exporter::http::serve(
+            listener,
+            Arc::clone(&app),
+            async {
+                let _ = stopped.await;
+            },
+        ));
+        Self {
+            address,
+            app,
+            config_path,
+            stop: Some(stop),
+        }
     }
 
     /// `GET path` with extra headers.
@@ -111,15 +120,26 @@ impl Response {
 
 /// Sends one HTTP/1.1 request with `Connection: close` and reads the whole
 /// response; `target` is sent as written, so tests can send raw bytes.
-pub async fn request(address: SocketAddr, method: &str, target: &str, headers: &[(&str, &str)]) -> Response {
+pub async fn request(
+    address: SocketAddr,
+    method: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+) -> Response {
     let work = async {
-        let mut stream = TcpStream::connect(address).await.expect("connect to exporter");
-        let mut head = format!("{method} {target} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n");
+        let mut stream = TcpStream::connect(address)
+            .await
+            .expect("connect to exporter");
+        let mut head =
+            format!("{method} {target} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n");
         for (name, value) in headers {
             head.push_str(&format!("{name}: {value}\r\n"));
         }
         head.push_str("Content-Length: 0\r\n\r\n");
-        stream.write_all(head.as_bytes()).await.expect("send request");
+        stream
+            .write_all(head.as_bytes())
+            .await
+            .expect("send request");
         let mut raw = Vec::new();
         stream.read_to_end(&mut raw).await.expect("read response");
         parse_response(&raw)
@@ -131,7 +151,9 @@ pub async fn request(address: SocketAddr, method: &str, target: &str, headers: &
 
 fn parse_response(raw: &[u8]) -> Response {
     let text = String::from_utf8_lossy(raw).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").expect("HTTP response has a header block");
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .expect("HTTP response has a header block");
     let mut lines = head.lines();
     let status = lines
         .next()
@@ -142,11 +164,19 @@ fn parse_response(raw: &[u8]) -> Response {
         .filter_map(|line| line.split_once(':'))
         .map(|(name, value)| (name.trim().to_owned(), value.trim().to_owned()))
         .collect();
-    let chunked = headers
-        .iter()
-        .any(|(name, value)| name.eq_ignore_ascii_case("transfer-encoding") && value.contains("chunked"));
-    let body = if chunked { dechunk(body) } else { body.to_owned() };
-    Response { status, headers, body }
+    let chunked = headers.iter().any(|(name, value)| {
+        name.eq_ignore_ascii_case("transfer-encoding") && value.contains("chunked")
+    });
+    let body = if chunked {
+        dechunk(body)
+    } else {
+        body.to_owned()
+    };
+    Response {
+        status,
+        headers,
+        body,
+    }
 }
 
 fn dechunk(mut body: &str) -> String {

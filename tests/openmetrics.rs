@@ -1,0 +1,110 @@
+//! The expositions are accepted by a real OpenMetrics parser: the one in
+//! PyPI's prometheus-client, installed into a venv this test creates.
+
+mod common;
+
+use common::TestExporter;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use synack_exporter::app::Settings;
+
+const OPENMETRICS: &str = "application/openmetrics-text;version=1.0.0";
+
+/// Creates (once) a venv with prometheus-client; `Err` says what is missing.
+fn parser_venv() -> Result<PathBuf, String> {
+    let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("openmetrics-venv");
+    let python = venv.join("bin/python");
+    let ready = |python: &Path| {
+        Command::new(python)
+            .args(["-c", "import prometheus_client.openmetrics.parser"])
+            .status()
+            .is_ok_and(|status| status.success())
+    };
+    if ready(&python) {
+        return Ok(python);
+    }
+    let created = Command::new("python3")
+        .args(["-m", "venv"])
+        .arg(&venv)
+        .status();
+    if !created.is_ok_and(|status| status.success()) {
+        return Err("python3 with the venv module (Debian: python3-venv)".into());
+    }
+    let installed = Command::new(&python)
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "prometheus-client>=0.20",
+        ])
+        .status();
+    if !installed.is_ok_and(|status| status.success()) || !ready(&python) {
+        return Err("pip install prometheus-client into the test venv failed".into());
+    }
+    Ok(python)
+}
+
+#[tokio::test]
+async fn probe_and_metrics_pages_parse_as_openmetrics_and_as_text() {
+    let python = match parser_venv() {
+        Ok(python) => python,
+        Err(missing) => return common::skip_or_fail(&missing),
+    };
+    let exporter = TestExporter::embedded(Settings::default()).await;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let open = listener.local_addr().unwrap();
+    let dir = common::temp_dir("openmetrics");
+    let pages = [
+        ("probe_success", format!("/probe?target={open}")),
+        (
+            "probe_refused",
+            "/probe?target=127.0.0.1:1&module=tcp_connect".to_owned(),
+        ),
+        (
+            "probe_dns",
+            "/probe?target=no-such-host.invalid:80".to_owned(),
+        ),
+        ("metrics", "/metrics".to_owned()),
+    ];
+    let mut args = Vec::new();
+    for (name, path) in &pages {
+        for (kind, accept) in [("openmetrics", OPENMETRICS), ("text", "text/plain")] {
+            let response = exporter.get_with(path, &[("Accept", accept)]).await;
+            assert_eq!(response.status, 200, "{path}");
+            let file = dir.join(format!("{name}.{kind}"));
+            std::fs::write(&file, &response.body).unwrap();
+            args.push(kind.to_owned());
+            args.push(file.display().to_string());
+        }
+    }
+    let output = Command::new(&python)
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/openmetrics_parser.py"
+        ))
+        .args(&args)
+        .output()
+        .unwrap();
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        output.status.success(),
+        "the parser rejected an exposition:\n{report}"
+    );
+    // The parser saw the series, with the right types and labels.
+    assert!(report.contains("probe_failure_reason gauge"), "{report}");
+    assert!(
+        report.contains("synack_exporter_probes counter"),
+        "{report}"
+    );
+    assert!(report.contains("synack_exporter_build info"), "{report}");
+    assert!(
+        report.contains("('probe_failure_reason', {'reason': 'refused'}, 1.0)"),
+        "{report}"
+    );
+}
