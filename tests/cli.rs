@@ -1,0 +1,240 @@
+//! The binary: flags, `--config.check`, start-up, SIGHUP reload, the file
+//! descriptor limit and log formats.
+
+mod common;
+
+use common::{request, sample};
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+const BINARY: &str = env!("CARGO_BIN_EXE_synack_exporter");
+
+fn run(args: &[&str]) -> (i32, String) {
+    let output = Command::new(BINARY).args(args).output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.code().unwrap_or(-1), text)
+}
+
+#[test]
+fn config_check_prints_ok_or_the_located_error() {
+    assert_eq!(run(&["--config.check"]), (0, "ok\n".to_owned()));
+
+    let dir = common::temp_dir("check");
+    let good = dir.join("good.yml");
+    std::fs::write(
+        &good,
+        "modules:\n  m:\n    prober: tcp_connect\n    timeout: 2s\n",
+    )
+    .unwrap();
+    assert_eq!(
+        run(&["--config.check", "--config.file", good.to_str().unwrap()]).0,
+        0
+    );
+
+    let bad = dir.join("bad.yml");
+    std::fs::write(
+        &bad,
+        "modules:\n  m:\n    prober: tcp_connect\n    timeout: soon\n",
+    )
+    .unwrap();
+    let (code, text) = run(&["--config.check", "--config.file", bad.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    let expected = format!(
+        "{}:4:14: field `modules.m.timeout`: invalid duration \"soon\"",
+        bad.display()
+    );
+    assert!(
+        text.starts_with(&expected),
+        "{text:?} should start with {expected:?}"
+    );
+
+    let (code, text) = run(&["--config.check", "--config.file", "/nonexistent/synack.yml"]);
+    assert_eq!(code, 1);
+    assert!(
+        text.contains("/nonexistent/synack.yml: cannot read the file"),
+        "{text}"
+    );
+}
+
+#[test]
+fn invalid_flags_are_rejected_by_clap() {
+    for args in [
+        &["--probe.max-in-flight", "0"][..],
+        &["--timeout-offset", "-1"],
+        &["--log.format", "xml"],
+        &["--log.level", "loud"],
+    ] {
+        let (code, text) = run(args);
+        assert_eq!(code, 2, "{args:?}: {text}");
+    }
+}
+
+/// A running exporter process; killed on drop.
+struct Exporter {
+    child: Child,
+    address: SocketAddr,
+    stderr: mpsc::Receiver<String>,
+}
+
+impl Exporter {
+    fn start(args: &[&str]) -> Self {
+        let mut child = Command::new(BINARY)
+            .args(["--web.listen-address", "127.0.0.1:0"])
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (lines, stderr) = mpsc::channel();
+        let pipe = BufReader::new(child.stderr.take().unwrap());
+        std::thread::spawn(move || {
+            for line in pipe.lines().map_while(Result::ok) {
+                if lines.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut seen = Vec::new();
+        let address = loop {
+            let line = stderr
+                .recv_timeout(Duration::from_secs(20))
+                .unwrap_or_else(|_| panic!("no 'listening on' line; stderr so far: {seen:#?}"));
+            if let Some(rest) = line.strip_prefix("synack_exporter listening on http://") {
+                break rest.split('/').next().unwrap().parse().unwrap();
+            }
+            seen.push(line);
+        };
+        Self {
+            child,
+            address,
+            stderr,
+        }
+    }
+
+    fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args(["-s", name, &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    fn logs_until(&self, needle: &str) -> Vec<String> {
+        let mut seen = Vec::new();
+        while let Ok(line) = self.stderr.recv_timeout(Duration::from_secs(10)) {
+            let found = line.contains(needle);
+            seen.push(line);
+            if found {
+                return seen;
+            }
+        }
+        panic!("log never contained {needle:?}: {seen:#?}");
+    }
+}
+
+impl Drop for Exporter {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn get(address: SocketAddr, path: &str) -> common::Response {
+    request(address, "GET", path, &[]).await
+}
+
+#[tokio::test]
+async fn serves_probes_raises_nofile_and_reloads_on_sighup() {
+    let dir = common::temp_dir("sighup");
+    let config = dir.join("synack.yml");
+    let write = |path: &Path, text: &str| std::fs::write(path, text).unwrap();
+    write(&config, "modules:\n  first:\n    prober: tcp_halfopen\n");
+    let exporter = Exporter::start(&["--config.file", config.to_str().unwrap()]);
+
+    let response = get(exporter.address, "/probe?target=127.0.0.1:1&module=first").await;
+    assert_eq!(response.status, 200);
+    assert_eq!(
+        sample(&response.body, "probe_failure_reason{reason=\"refused\"}"),
+        Some(1.0)
+    );
+
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", exporter.child.id())).unwrap();
+    let open_files: Vec<&str> = limits
+        .lines()
+        .find(|line| line.starts_with("Max open files"))
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        open_files[3], open_files[4],
+        "soft limit raised to the hard limit: {limits}"
+    );
+
+    write(
+        &config,
+        "modules:\n  first:\n    prober: tcp_halfopen\n    nonsense: true\n",
+    );
+    exporter.signal("HUP");
+    exporter.logs_until("config reload on SIGHUP failed");
+    let metrics = get(exporter.address, "/metrics").await.body;
+    assert_eq!(
+        sample(&metrics, "synack_exporter_config_last_reload_successful"),
+        Some(0.0)
+    );
+    assert_eq!(
+        get(exporter.address, "/probe?target=127.0.0.1:1&module=first")
+            .await
+            .status,
+        200
+    );
+
+    write(&config, "modules:\n  second:\n    prober: tcp_connect\n");
+    exporter.signal("HUP");
+    exporter.logs_until("config reloaded on SIGHUP");
+    let metrics = get(exporter.address, "/metrics").await.body;
+    assert_eq!(
+        sample(&metrics, "synack_exporter_config_last_reload_successful"),
+        Some(1.0)
+    );
+    assert_eq!(
+        get(exporter.address, "/probe?target=127.0.0.1:1&module=second")
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        get(exporter.address, "/probe?target=127.0.0.1:1&module=first")
+            .await
+            .status,
+        400
+    );
+}
+
+#[tokio::test]
+async fn json_logs_and_clean_exit_on_sigterm() {
+    let mut exporter = Exporter::start(&["--log.format", "json"]);
+    exporter.signal("TERM");
+    let lines = exporter.logs_until("shutting down");
+    let json_line = lines
+        .iter()
+        .find(|line| line.starts_with('{'))
+        .expect("a JSON log line");
+    assert!(json_line.contains("\"level\":\"INFO\""), "{json_line}");
+    let status = exporter.child.wait().unwrap();
+    assert!(status.success(), "{status}");
+}
+
+#[test]
+fn unusable_listen_address_fails_with_a_message() {
+    let (code, text) = run(&["--web.listen-address", "not-an-address"]);
+    assert_eq!(code, 1);
+    assert!(text.contains("cannot listen on not-an-address"), "{text}");
+}
