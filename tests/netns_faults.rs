@@ -1,0 +1,590 @@
+//! Failure classification for faults that only root can stage: a dropped
+//! SYN, ICMP errors and firewall resets, made by nftables rules on the
+//! loopback of a network namespace that the test creates and removes.
+//!
+//! Why a namespace: the rules must not touch the host's firewall or its
+//! traffic, and a fresh namespace has nothing in it but `lo`, so every
+//! packet the probes send stays on 127.0.0.1 / ::1 inside it and vanishes
+//! with it.
+//!
+//! Why the test re-executes itself: a network namespace belongs to a
+//! thread, and entering one from a test thread needs `unsafe` `setns`.
+//! Instead the parent test ([`netns_faults_are_classified`]) runs this
+//! very test binary under `ip netns exec`, asking libtest for just the
+//! child test ([`netns_child_probes_every_fault`]) with
+//! `SYNACK_NETNS_CHILD=1` set. The child does all probing; outside a
+//! namespace (the variable unset) it passes without doing anything.
+//!
+//! Why the rules sit in an `input` hook chain: a packet to a loopback
+//! address passes both `output` and `input`; on Linux 6.x either hook
+//! works for `drop` and for every `reject` (tried both), and `input` is
+//! where a real host firewall would reject a SYN, so the errors come back
+//! the way a remote firewall's would.
+//!
+//! What the kernel reports (measured on 6.x, printed by the child):
+//! `reject with tcp reset` gives `ECONNREFUSED`; ICMPv4 host-unreachable
+//! and admin-prohibited give `EHOSTUNREACH`, no-route `ENETUNREACH`;
+//! ICMPv6 admin-prohibited gives `EACCES`; a dropped SYN gives nothing
+//! until the deadline.
+//!
+//! Why IPv6 unreachable cases get 4 s: the first ICMPv6 error for a SYN
+//! to ::1 is on the wire within microseconds, but it reaches the socket
+//! while `connect()` still holds it and the kernel keeps it only as a
+//! soft error (`TcpExtLockDroppedIcmps`). The connect fails only when the
+//! SYN is retransmitted after the initial RTO of 1 s and the second error
+//! arrives. A 1 s timeout would race that retransmission and could call
+//! an ICMP answer a timeout, which is exactly the misclassification
+//! these tests guard against.
+//!
+//! Prerequisites (root, `ip`, `nft`, a working `ip netns add`) are checked
+//! first; when one is missing the test is skipped, or fails under
+//! `SYNACK_SYSTEM_TESTS=require`.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener};
+use std::process::{Command, ExitStatus, Stdio};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use synack_exporter::{Module, Outcome, ProberKind, Reason, TargetError};
+
+/// Set by the parent for the re-executed binary: "you are inside the namespace".
+const CHILD_ENV: &str = "SYNACK_NETNS_CHILD";
+
+/// The libtest name of the child test, passed with `--exact`. Keep it in
+/// sync with the function name; the parent also checks that exactly one
+/// test ran, so a rename cannot make the suite pass vacuously.
+const CHILD_TEST: &str = "netns_child_probes_every_fault";
+
+/// Printed by the child once every case has been checked; the parent
+/// demands it, so a child that silently did nothing cannot pass.
+const CHILD_DONE_MARKER: &str = "NETNS-CHILD: all cases checked";
+
+/// The SYN to this port is dropped: no answer at all.
+const PORT_DROP: u16 = 7001;
+/// Answered with ICMP(v6) host unreachable.
+const PORT_HOST_UNREACHABLE: u16 = 7002;
+/// Answered with ICMP(v6) no route (network unreachable).
+const PORT_NO_ROUTE: u16 = 7003;
+/// Answered with ICMP(v6) administratively prohibited.
+const PORT_ADMIN_PROHIBITED: u16 = 7004;
+/// Answered by the firewall with a TCP RST.
+const PORT_FIREWALL_RESET: u16 = 7005;
+/// A std `TcpListener` listens here; no rule matches.
+const PORT_OPEN: u16 = 7006;
+/// Nothing listens and no rule matches: the kernel itself answers RST.
+const PORT_CLOSED: u16 = 7007;
+
+/// One ruleset serves every case: each fault has its own destination
+/// port, and the `inet` family covers IPv4 and IPv6 with the same rules.
+const RULESET: &str = "\
+table inet synack_netns_faults {
+    chain input {
+        type filter hook input priority 0; policy accept;
+        tcp dport 7001 drop
+        tcp dport 7002 reject with icmpx type host-unreachable
+        tcp dport 7003 reject with icmpx type no-route
+        tcp dport 7004 reject with icmpx type admin-prohibited
+        tcp dport 7005 reject with tcp reset
+    }
+}
+";
+
+/// Timeout of the dropped-SYN cases: short, because they always run to it.
+const DROP_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Timeout of every other case; long enough for the ICMPv6 error that
+/// only counts after the SYN retransmission at about 1 s (see the module
+/// docs). Cases that work return long before it.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(4);
+
+/// How long the whole child run may take before the parent kills it.
+const CHILD_LIMIT: Duration = Duration::from_secs(60);
+
+/// How long one `ip` or `nft` command may take.
+const COMMAND_LIMIT: Duration = Duration::from_secs(20);
+
+/// The parent: checks prerequisites, builds the namespace and its rules,
+/// runs the child test inside it and reports what the child printed.
+#[test]
+fn netns_faults_are_classified() {
+    if std::env::var_os(CHILD_ENV).is_some() {
+        // Already inside the namespace: only the child test has work here.
+        return;
+    }
+    if let Err(missing) = prerequisites() {
+        common::skip_or_fail(&missing);
+        return;
+    }
+    let name = namespace_name();
+    let added = run_bounded(
+        Command::new("ip").args(["netns", "add", &name]),
+        None,
+        COMMAND_LIMIT,
+    );
+    match added {
+        Ok(result) if result.status.success() => {}
+        Ok(result) => {
+            common::skip_or_fail(&format!(
+                "`ip netns add {name}` failed ({}): {}",
+                result.status,
+                result.stderr.trim()
+            ));
+            return;
+        }
+        Err(error) => {
+            common::skip_or_fail(&format!("cannot run `ip netns add {name}`: {error}"));
+            return;
+        }
+    }
+    let _namespace = NamespaceGuard { name: name.clone() };
+
+    run_checked(
+        Command::new("ip").args(["netns", "exec", &name, "ip", "link", "set", "lo", "up"]),
+        None,
+    );
+    run_checked(
+        Command::new("ip").args(["netns", "exec", &name, "nft", "-f", "-"]),
+        Some(RULESET),
+    );
+
+    let exe = std::env::current_exe().expect("path of the running test binary");
+    let started = Instant::now();
+    let child = run_bounded(
+        Command::new("ip")
+            .args(["netns", "exec", &name])
+            .arg(&exe)
+            .args(["--exact", CHILD_TEST, "--nocapture", "--test-threads=1"])
+            .env(CHILD_ENV, "1"),
+        None,
+        CHILD_LIMIT,
+    )
+    .unwrap_or_else(|error| panic!("cannot run the child test in namespace {name}: {error}"));
+    let transcript = format!(
+        "child {} after {:.3}s\n--- child stdout ---\n{}\n--- child stderr ---\n{}",
+        child.status,
+        started.elapsed().as_secs_f64(),
+        child.stdout,
+        child.stderr
+    );
+    // Shown with --nocapture, and by libtest whenever an assertion fails.
+    eprintln!("{transcript}");
+    assert!(
+        child.status.success(),
+        "the child test failed inside namespace {name}:\n{transcript}"
+    );
+    assert!(
+        child.stdout.contains("1 passed") && child.stdout.contains(CHILD_DONE_MARKER),
+        "the child exited 0 but did not run its cases (test renamed?):\n{transcript}"
+    );
+}
+
+/// The child: probes every fault on 127.0.0.1 and ::1 with both probers
+/// and checks each [`Reason`]. Passes at once outside the namespace.
+#[test]
+fn netns_child_probes_every_fault() {
+    if std::env::var_os(CHILD_ENV).is_none() {
+        return;
+    }
+    assert_only_loopback();
+    println!(); // libtest has printed "test NAME ... " without a newline
+    // Kept open until every probe is done; never accepted from, which is
+    // fine: the kernel completes handshakes into the backlog by itself.
+    let _listeners: Vec<TcpListener> = [LOCALHOST_V4, LOCALHOST_V6]
+        .into_iter()
+        .map(|ip| {
+            let address = SocketAddr::new(ip, PORT_OPEN);
+            TcpListener::bind(address)
+                .unwrap_or_else(|error| panic!("bind the open-port listener on {address}: {error}"))
+        })
+        .collect();
+
+    let cases = all_cases();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let started = Instant::now();
+    let results = runtime.block_on(run_cases(&cases));
+    let total = started.elapsed();
+
+    let mut problems = Vec::new();
+    for (case, result) in cases.iter().zip(&results) {
+        let line = case.describe(result);
+        println!("{line}");
+        if let Some(problem) = case.check(result) {
+            problems.push(format!("{line}\n    => {problem}"));
+        }
+    }
+    println!(
+        "{} cases in {:.3}s (run concurrently)",
+        cases.len(),
+        total.as_secs_f64()
+    );
+    assert!(
+        problems.is_empty(),
+        "{} of {} cases misclassified:\n{}",
+        problems.len(),
+        cases.len(),
+        problems.join("\n")
+    );
+    println!("{CHILD_DONE_MARKER}");
+}
+
+const LOCALHOST_V4: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+const LOCALHOST_V6: IpAddr = IpAddr::V6(Ipv6Addr::LOCALHOST);
+
+/// What a case must end with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Expect {
+    /// A SYN-ACK: the namespace and the listener work.
+    Open,
+    /// A failure with this reason.
+    Fails(Reason),
+}
+
+/// One probe: which fault, which address, which prober, which timeout.
+#[derive(Clone, Debug)]
+struct Case {
+    fault: &'static str,
+    address: SocketAddr,
+    prober: ProberKind,
+    timeout: Duration,
+    expect: Expect,
+}
+
+/// What one probe returned, or that it did not return in time.
+type CaseResult = Result<Result<Outcome, TargetError>, Duration>;
+
+/// Every fault for both loopback addresses and both probers; the
+/// classification must not depend on the family or on how far the
+/// handshake is meant to go.
+fn all_cases() -> Vec<Case> {
+    let faults: [(&str, u16, Expect); 7] = [
+        ("nft drop", PORT_DROP, Expect::Fails(Reason::Timeout)),
+        (
+            "reject icmpx host-unreachable",
+            PORT_HOST_UNREACHABLE,
+            Expect::Fails(Reason::Unreachable),
+        ),
+        (
+            "reject icmpx no-route",
+            PORT_NO_ROUTE,
+            Expect::Fails(Reason::Unreachable),
+        ),
+        (
+            "reject icmpx admin-prohibited",
+            PORT_ADMIN_PROHIBITED,
+            Expect::Fails(Reason::Unreachable),
+        ),
+        (
+            "reject with tcp reset",
+            PORT_FIREWALL_RESET,
+            Expect::Fails(Reason::Refused),
+        ),
+        ("open (TcpListener)", PORT_OPEN, Expect::Open),
+        (
+            "closed (kernel RST)",
+            PORT_CLOSED,
+            Expect::Fails(Reason::Refused),
+        ),
+    ];
+    let mut cases = Vec::new();
+    for prober in [ProberKind::TcpHalfopen, ProberKind::TcpConnect] {
+        for ip in [LOCALHOST_V4, LOCALHOST_V6] {
+            for (fault, port, expect) in faults {
+                let timeout = if expect == Expect::Fails(Reason::Timeout) {
+                    DROP_TIMEOUT
+                } else {
+                    ANSWER_TIMEOUT
+                };
+                cases.push(Case {
+                    fault,
+                    address: SocketAddr::new(ip, port),
+                    prober,
+                    timeout,
+                    expect,
+                });
+            }
+        }
+    }
+    cases
+}
+
+/// Runs all cases concurrently, so the run costs about one IPv6
+/// retransmission rather than the sum of all waits; results keep the
+/// order of `cases`. Each probe is bounded by its timeout plus 5 s in
+/// case the prober ever ignores its deadline.
+async fn run_cases(cases: &[Case]) -> Vec<CaseResult> {
+    let handles: Vec<_> = cases
+        .iter()
+        .map(|case| {
+            let target = case.address.to_string(); // "[::1]:7001" for IPv6
+            let module = Module::new(case.prober).with_timeout(case.timeout);
+            let bound = case.timeout + Duration::from_secs(5);
+            tokio::spawn(async move {
+                tokio::time::timeout(bound, synack_exporter::check(&target, &module))
+                    .await
+                    .map_err(|_| bound)
+            })
+        })
+        .collect();
+    let mut results = Vec::with_capacity(handles.len());
+    for handle in handles {
+        results.push(handle.await.expect("probe task panicked"));
+    }
+    results
+}
+
+impl Case {
+    /// One line for the log: case, result, duration and the kernel's errno.
+    fn describe(&self, result: &CaseResult) -> String {
+        let head = format!(
+            "{:<12} {:<16} {:<30} timeout {:.0}s ->",
+            self.prober.as_str(),
+            self.address.to_string(),
+            self.fault,
+            self.timeout.as_secs_f64()
+        );
+        match result {
+            Err(bound) => format!("{head} no outcome within {:.0}s", bound.as_secs_f64()),
+            Ok(Err(error)) => format!("{head} target rejected: {error}"),
+            Ok(Ok(outcome)) => {
+                let verdict = match &outcome.failure {
+                    None => format!(
+                        "success (SYN-ACK after {:.6}s)",
+                        outcome.handshake_time.unwrap_or_default().as_secs_f64()
+                    ),
+                    Some(failure) => format!("{} [{}]", failure.reason, failure.detail),
+                };
+                format!("{head} {verdict} in {:.3}s", outcome.duration.as_secs_f64())
+            }
+        }
+    }
+
+    /// What is wrong with `result`, if anything.
+    fn check(&self, result: &CaseResult) -> Option<String> {
+        let outcome = match result {
+            Err(bound) => return Some(format!("the probe ignored its deadline ({bound:?})")),
+            Ok(Err(error)) => return Some(format!("the target was rejected: {error}")),
+            Ok(Ok(outcome)) => outcome,
+        };
+        if outcome.address != Some(self.address) {
+            return Some(format!(
+                "probed {:?} instead of {}",
+                outcome.address, self.address
+            ));
+        }
+        match self.expect {
+            Expect::Open => {
+                if !outcome.is_success() || outcome.handshake_time.is_none() {
+                    return Some("expected success with a handshake time".to_owned());
+                }
+            }
+            Expect::Fails(reason) => {
+                if outcome.reason() != Some(reason) {
+                    return Some(format!("expected reason {reason}"));
+                }
+                if reason == Reason::Timeout {
+                    // A timeout must mean "waited the whole deadline", not
+                    // an early failure that happens to carry the label.
+                    let low = self.timeout.mul_f64(0.9);
+                    let high = self.timeout + Duration::from_secs(1);
+                    if outcome.duration < low || outcome.duration >= high {
+                        return Some(format!(
+                            "a timeout should take [{low:?}, {high:?}), took {:?}",
+                            outcome.duration
+                        ));
+                    }
+                } else if outcome.duration >= self.timeout {
+                    return Some("an answered probe should end before its timeout".to_owned());
+                }
+            }
+        }
+        None
+    }
+}
+
+/// Refuses to probe unless this process is in a namespace whose only
+/// interface is `lo`: the rules and probes are meant for a private
+/// loopback, never for the host's network.
+fn assert_only_loopback() {
+    // /proc/self/net shows the network namespace of this process.
+    let dev = std::fs::read_to_string("/proc/self/net/dev").expect("read /proc/self/net/dev");
+    let interfaces: Vec<&str> = dev
+        .lines()
+        .skip(2)
+        .filter_map(|line| line.split_once(':'))
+        .map(|(name, _)| name.trim())
+        .collect();
+    assert_eq!(
+        interfaces,
+        ["lo"],
+        "{CHILD_ENV} is set but this is not the test's namespace (only `lo` expected); refusing to probe"
+    );
+}
+
+/// Root, `ip` and `nft`; `Err` names what is missing.
+fn prerequisites() -> Result<(), String> {
+    if !running_as_root() {
+        return Err("not running as root (network namespaces and nftables need it)".to_owned());
+    }
+    for (tool, version_flag) in [("ip", "-V"), ("nft", "--version")] {
+        match run_bounded(Command::new(tool).arg(version_flag), None, COMMAND_LIMIT) {
+            Ok(result) if result.status.success() => {}
+            Ok(result) => {
+                return Err(format!(
+                    "`{tool} {version_flag}` failed ({}): {}",
+                    result.status,
+                    result.stderr.trim()
+                ));
+            }
+            Err(error) => return Err(format!("`{tool}` is not available: {error}")),
+        }
+    }
+    Ok(())
+}
+
+/// Whether the effective uid is 0, read from /proc, else from `id -u`.
+fn running_as_root() -> bool {
+    let from_proc = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            let uids = status.lines().find_map(|line| line.strip_prefix("Uid:"))?;
+            // real, effective, saved, filesystem
+            Some(uids.split_whitespace().nth(1) == Some("0"))
+        });
+    if let Some(root) = from_proc {
+        return root;
+    }
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|output| String::from_utf8_lossy(&output.stdout).trim() == "0")
+}
+
+/// A name no other run uses: the pid, plus the clock in case a pid is
+/// reused after a run that was killed before it could clean up.
+fn namespace_name() -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.subsec_nanos());
+    format!("synack-faults-{}-{nanos}", std::process::id())
+}
+
+/// Deletes the namespace on drop, so that it goes away (with its rules and
+/// sockets) even when an assertion fails first.
+struct NamespaceGuard {
+    name: String,
+}
+
+impl Drop for NamespaceGuard {
+    fn drop(&mut self) {
+        let deleted = run_bounded(
+            Command::new("ip").args(["netns", "delete", &self.name]),
+            None,
+            COMMAND_LIMIT,
+        );
+        match deleted {
+            Ok(result) if result.status.success() => {}
+            Ok(result) => eprintln!(
+                "warning: `ip netns delete {}` failed ({}): {}",
+                self.name,
+                result.status,
+                result.stderr.trim()
+            ),
+            Err(error) => eprintln!("warning: cannot delete namespace {}: {error}", self.name),
+        }
+    }
+}
+
+/// What a finished command printed.
+struct Finished {
+    status: ExitStatus,
+    stdout: String,
+    stderr: String,
+}
+
+/// Runs a setup command that must succeed, or fails the test with its
+/// output. The namespace exists by now, so a failure here is a real
+/// problem (such as a kernel without nf_tables), not a missing tool.
+fn run_checked(command: &mut Command, stdin: Option<&str>) {
+    let shown = format!("{command:?}");
+    let result = run_bounded(command, stdin, COMMAND_LIMIT)
+        .unwrap_or_else(|error| panic!("cannot run {shown}: {error}"));
+    assert!(
+        result.status.success(),
+        "{shown} failed ({}):\n{}{}",
+        result.status,
+        result.stdout,
+        result.stderr
+    );
+}
+
+/// Runs `command` with `stdin` fed in, collecting its output, and kills it
+/// if it is still running after `limit`. Output is read on threads so a
+/// chatty child can never block on a full pipe while we wait.
+fn run_bounded(
+    command: &mut Command,
+    stdin: Option<&str>,
+    limit: Duration,
+) -> std::io::Result<Finished> {
+    let mut child = command
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let stdout = drain(child.stdout.take());
+    let stderr = drain(child.stderr.take());
+    if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        pipe.write_all(text.as_bytes())?;
+        // Dropping the pipe closes it: end of input.
+    }
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!(
+                    "{command:?} did not finish within {limit:?}; killed it. Output so far:\n{}{}",
+                    collect(stdout),
+                    collect(stderr)
+                ),
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Ok(Finished {
+        status,
+        stdout: collect(stdout),
+        stderr: collect(stderr),
+    })
+}
+
+/// Reads a pipe to its end on a thread.
+fn drain(pipe: Option<impl Read + Send + 'static>) -> JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        if let Some(mut pipe) = pipe {
+            let _ = pipe.read_to_end(&mut bytes);
+        }
+        String::from_utf8_lossy(&bytes).into_owned()
+    })
+}
+
+fn collect(reader: JoinHandle<String>) -> String {
+    reader
+        .join()
+        .unwrap_or_else(|_| "<output reader panicked>".to_owned())
+}
