@@ -1,0 +1,476 @@
+#!/usr/bin/env python3
+"""Helper for bench/probe_vs_blackbox.sh (Python standard library only).
+
+Subcommands:
+
+  freeport                  print a free TCP port on 127.0.0.1
+  target                    run the probe target: a listener on 127.0.0.1
+                            that accepts every connection and closes it at
+                            once, counting them (SIGUSR1 writes the count)
+  measure                   run one wrk load against one exporter and write
+                            a JSON record: wrk's numbers, CPU time of the
+                            exporter, the target and wrk, machine CPU use,
+                            and how many probes the exporter really ran
+  report                    print the per-round table and/or the summary
+                            from the JSON records; exit 0 on PASS, 1 on FAIL
+
+Everything stays on 127.0.0.1.
+"""
+
+import argparse
+import json
+import os
+import re
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+# --------------------------------------------------------------------------
+# freeport
+
+
+def cmd_freeport(_args):
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        print(s.getsockname()[1])
+
+
+# --------------------------------------------------------------------------
+# target
+
+
+def cmd_target(args):
+    """Accept-and-close listener. Blocking accept() in one thread is the
+    cheapest Python can do; a full backlog would make blackbox's SYNs wait
+    for retransmission, so the loop only accepts and closes."""
+    count = 0
+
+    def write_count(_sig, _frame):
+        tmp = args.count_file + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(f"{count}\n")
+        os.replace(tmp, args.count_file)
+
+    def stop(_sig, _frame):
+        sys.exit(0)
+
+    signal.signal(signal.SIGUSR1, write_count)
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("127.0.0.1", args.port))
+    s.listen(args.backlog)
+    with open(args.ready_file + ".tmp", "w") as f:
+        f.write("ready\n")
+    os.replace(args.ready_file + ".tmp", args.ready_file)
+    accept = s.accept
+    while True:
+        try:
+            conn, _ = accept()
+        except OSError:
+            # EMFILE/ECONNABORTED and the like: keep listening.
+            time.sleep(0.001)
+            continue
+        count += 1
+        conn.close()
+
+
+def target_count(pid, count_file, timeout=5.0):
+    """Asks the target (SIGUSR1) for its accept count."""
+    try:
+        os.unlink(count_file)
+    except FileNotFoundError:
+        pass
+    os.kill(pid, signal.SIGUSR1)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with open(count_file) as f:
+                return int(f.read().strip())
+        except (FileNotFoundError, ValueError):
+            time.sleep(0.005)
+    raise RuntimeError(f"target (pid {pid}) did not report its accept count within {timeout}s")
+
+
+# --------------------------------------------------------------------------
+# measure
+
+
+def proc_cpu_seconds(pid):
+    """utime + stime of a process (all threads), in seconds."""
+    with open(f"/proc/{pid}/stat") as f:
+        data = f.read()
+    fields = data[data.rindex(")") + 2 :].split()
+    # fields[0] is field 3 (state); utime is field 14, stime field 15.
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def machine_cpu():
+    """(busy, steal, total) jiffies summed over all CPUs from /proc/stat."""
+    with open("/proc/stat") as f:
+        parts = f.readline().split()
+    values = [int(v) for v in parts[1:]]
+    user, nice, system, idle, iowait, irq, softirq = values[:7]
+    steal = values[7] if len(values) > 7 else 0
+    total = user + nice + system + idle + iowait + irq + softirq + steal
+    busy = user + nice + system + irq + softirq
+    return busy, steal, total
+
+
+def fetch(url, timeout=10):
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        return response.read().decode("utf-8", "replace")
+
+
+def ours_probe_counts(metrics_url):
+    """{result: count} summed over modules from synack_exporter_probes_total."""
+    counts = {}
+    for line in fetch(metrics_url).splitlines():
+        if line.startswith("synack_exporter_probes_total{"):
+            m = re.search(r'result="([^"]*)"', line)
+            value = float(line.rsplit(" ", 1)[1])
+            if m:
+                counts[m.group(1)] = counts.get(m.group(1), 0) + value
+    return counts
+
+
+UNIT = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3, "h": 3600e3}
+
+
+def to_ms(text):
+    m = re.fullmatch(r"([0-9.]+)(us|ms|s|m|h)", text)
+    if not m:
+        raise ValueError(f"cannot read wrk latency {text!r}")
+    return float(m.group(1)) * UNIT[m.group(2)]
+
+
+def parse_wrk(output):
+    result = {
+        "rps": None,
+        "requests": None,
+        "p50_ms": None,
+        "p75_ms": None,
+        "p90_ms": None,
+        "p99_ms": None,
+        "non2xx": 0,
+        "socket_errors": {"connect": 0, "read": 0, "write": 0, "timeout": 0},
+    }
+    m = re.search(r"^Requests/sec:\s+([0-9.]+)", output, re.M)
+    if m:
+        result["rps"] = float(m.group(1))
+    m = re.search(r"^\s*(\d+) requests in ([0-9.]+\w+)", output, re.M)
+    if m:
+        result["requests"] = int(m.group(1))
+    m = re.search(r"Latency Distribution\s*\n((?:\s+\d+%\s+\S+\s*\n)+)", output)
+    if m:
+        for pct, value in re.findall(r"(\d+)%\s+(\S+)", m.group(1)):
+            result[f"p{pct}_ms"] = to_ms(value)
+    m = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
+    if m:
+        result["non2xx"] = int(m.group(1))
+    m = re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output
+    )
+    if m:
+        result["socket_errors"] = dict(
+            zip(["connect", "read", "write", "timeout"], map(int, m.groups()))
+        )
+    return result
+
+
+def run_wrk(cmd, timeout):
+    """Runs wrk; returns (exit status, output, CPU seconds of wrk)."""
+    start = time.monotonic()
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    try:
+        output, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        output, _ = proc.communicate()
+        raise RuntimeError(
+            f"wrk did not finish within {timeout}s: {' '.join(cmd)}\n{output}"
+        )
+    # communicate() already reaped wrk; its rusage is in RUSAGE_CHILDREN,
+    # which only grows, so the caller takes differences.
+    return proc.returncode, output, time.monotonic() - start
+
+
+def children_cpu():
+    import resource
+
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
+def cmd_measure(args):
+    cmd = [
+        "wrk",
+        f"-t{args.threads}",
+        f"-c{args.connections}",
+        f"-d{args.duration}",
+        "--latency",
+        args.url,
+    ]
+    if args.warmup:
+        cmd[3] = f"-d{args.warmup}"
+        code, output, _ = run_wrk(cmd, args.wrk_timeout)
+        if code != 0:
+            print(output, file=sys.stderr)
+            sys.exit(f"warm-up wrk failed with exit status {code}")
+        return
+
+    before = {
+        "exporter": proc_cpu_seconds(args.exporter_pid),
+        "target": proc_cpu_seconds(args.target_pid),
+        "wrk": children_cpu(),
+        "machine": machine_cpu(),
+        "accepts": target_count(args.target_pid, args.count_file),
+        "ours": ours_probe_counts(args.metrics_url) if args.kind == "ours" else None,
+    }
+    code, output, wall = run_wrk(cmd, args.wrk_timeout)
+    after = {
+        "exporter": proc_cpu_seconds(args.exporter_pid),
+        "target": proc_cpu_seconds(args.target_pid),
+        "wrk": children_cpu(),
+        "machine": machine_cpu(),
+        "accepts": target_count(args.target_pid, args.count_file),
+        "ours": ours_probe_counts(args.metrics_url) if args.kind == "ours" else None,
+    }
+    with open(args.raw_out, "w") as f:
+        f.write(output)
+    record = parse_wrk(output)
+    busy = after["machine"][0] - before["machine"][0]
+    steal = after["machine"][1] - before["machine"][1]
+    total = after["machine"][2] - before["machine"][2]
+    ncpu = os.cpu_count() or 1
+    record.update(
+        {
+            "kind": args.kind,
+            "round": args.round,
+            "command": " ".join(cmd),
+            "wrk_exit": code,
+            "wall_s": wall,
+            "cpu_exporter_s": after["exporter"] - before["exporter"],
+            "cpu_target_s": after["target"] - before["target"],
+            "cpu_wrk_s": after["wrk"] - before["wrk"],
+            # Percent of one CPU, like top; the machine has ncpu * 100%.
+            "machine_busy_pct": 100.0 * ncpu * busy / total if total else 0.0,
+            "machine_steal_pct": 100.0 * ncpu * steal / total if total else 0.0,
+            "target_accepts": after["accepts"] - before["accepts"],
+        }
+    )
+    if args.kind == "ours":
+        delta = {
+            k: after["ours"].get(k, 0) - before["ours"].get(k, 0)
+            for k in set(after["ours"]) | set(before["ours"])
+        }
+        record["probes_success"] = int(delta.get("success", 0))
+        record["probes_failed"] = int(sum(v for k, v in delta.items() if k != "success"))
+    else:
+        # blackbox exports no probe counters; every successful full-connect
+        # probe is exactly one accept() at the target.
+        record["probes_success"] = record["target_accepts"]
+        record["probes_failed"] = None
+
+    problems = check(record, args.connections)
+    record["problems"] = problems
+    with open(args.out, "w") as f:
+        json.dump(record, f, indent=1)
+    if problems:
+        print(output, file=sys.stderr)
+        for p in problems:
+            print(f"ERROR [{args.kind} round {args.round}]: {p}", file=sys.stderr)
+        sys.exit(3)
+
+
+def check(r, connections):
+    problems = []
+    if r["wrk_exit"] != 0:
+        problems.append(f"wrk exited with status {r['wrk_exit']}")
+    for key in ("rps", "requests", "p50_ms", "p99_ms"):
+        if r[key] is None:
+            problems.append(f"could not parse {key} from wrk's output")
+    if r["non2xx"]:
+        problems.append(f"{r['non2xx']} non-2xx/3xx responses")
+    errors = sum(r["socket_errors"].values())
+    if errors:
+        problems.append(f"{errors} socket errors {r['socket_errors']}")
+    if r["requests"]:
+        # wrk counts completed responses; up to `connections` requests can be
+        # in flight when it stops, so the exporter may run a few more probes.
+        if r["probes_success"] < r["requests"]:
+            problems.append(
+                f"only {r['probes_success']} successful probes for {r['requests']} "
+                f"responses: some /probe answers carried probe_success 0"
+            )
+        if r["probes_success"] > r["requests"] + connections + 4:
+            problems.append(
+                f"{r['probes_success']} successful probes for only {r['requests']} "
+                f"responses: something else is probing"
+            )
+    if r.get("probes_failed"):
+        problems.append(f"{r['probes_failed']} failed probes (probe_success 0)")
+    return problems
+
+
+# --------------------------------------------------------------------------
+# report
+
+
+def load(paths):
+    records = []
+    for p in paths:
+        with open(p) as f:
+            records.append(json.load(f))
+    return records
+
+
+def per_request_us(seconds, requests):
+    return 1e6 * seconds / requests if requests else float("nan")
+
+
+def row(r):
+    return (
+        f"{r['round']:>5}  {r['kind']:<8} {r['rps']:>10.0f} {r['p50_ms']:>9.3f} "
+        f"{r['p99_ms']:>9.3f} {r['requests']:>9} "
+        f"{100 * r['cpu_exporter_s'] / r['wall_s']:>7.0f}% "
+        f"{per_request_us(r['cpu_exporter_s'], r['requests']):>8.1f} "
+        f"{100 * r['cpu_target_s'] / r['wall_s']:>7.0f}% "
+        f"{100 * r['cpu_wrk_s'] / r['wall_s']:>6.0f}% "
+        f"{r['machine_busy_pct']:>6.0f}% {r['machine_steal_pct']:>6.1f}% "
+        f"{r['target_accepts']:>9}"
+    )
+
+
+HEADER = (
+    "round  exporter      req/s   p50(ms)   p99(ms)  requests  expCPU  "
+    "CPUus/rq  tgtCPU  wrkCPU  mach%  steal%   accepts"
+)
+
+
+def cmd_report(args):
+    records = load(args.records)
+    if args.round_only:
+        print(HEADER)
+        for r in records:
+            print(row(r))
+        by = {r["kind"]: r for r in records}
+        if "ours" in by and "blackbox" in by and by["blackbox"]["rps"]:
+            print(
+                f"round {records[0]['round']}: ours/blackbox req/s = "
+                f"{by['ours']['rps'] / by['blackbox']['rps']:.2f}x; p99 "
+                f"{by['ours']['p99_ms']:.3f} ms vs {by['blackbox']['p99_ms']:.3f} ms"
+            )
+        return
+
+    ours = [r for r in records if r["kind"] == "ours"]
+    bb = [r for r in records if r["kind"] == "blackbox"]
+    print("All runs:")
+    print(HEADER)
+    for r in sorted(records, key=lambda r: (r["round"], r["kind"] != "ours")):
+        print(row(r))
+    print()
+
+    def med(rs, key):
+        return statistics.median(r[key] for r in rs)
+
+    def med_cpu(rs, key):
+        return statistics.median(per_request_us(r[key], r["requests"]) for r in rs)
+
+    o_rps, b_rps = med(ours, "rps"), med(bb, "rps")
+    ratio = o_rps / b_rps if b_rps else float("inf")
+    o_p50, b_p50 = med(ours, "p50_ms"), med(bb, "p50_ms")
+    o_p99, b_p99 = med(ours, "p99_ms"), med(bb, "p99_ms")
+    print(f"Summary over {len(ours)} rounds (medians):")
+    print(f"  {'':<22}{'ours':>14}{'blackbox':>14}")
+    print(f"  {'requests/s':<22}{o_rps:>14.0f}{b_rps:>14.0f}")
+    print(f"  {'p50 latency (ms)':<22}{o_p50:>14.3f}{b_p50:>14.3f}")
+    print(f"  {'p99 latency (ms)':<22}{o_p99:>14.3f}{b_p99:>14.3f}")
+    print(
+        f"  {'exporter CPU %':<22}"
+        f"{statistics.median(100 * r['cpu_exporter_s'] / r['wall_s'] for r in ours):>13.0f}%"
+        f"{statistics.median(100 * r['cpu_exporter_s'] / r['wall_s'] for r in bb):>13.0f}%"
+    )
+    print(
+        f"  {'exporter CPU us/probe':<22}{med_cpu(ours, 'cpu_exporter_s'):>14.1f}"
+        f"{med_cpu(bb, 'cpu_exporter_s'):>14.1f}"
+    )
+    print(
+        f"  {'target CPU us/probe':<22}{med_cpu(ours, 'cpu_target_s'):>14.1f}"
+        f"{med_cpu(bb, 'cpu_target_s'):>14.1f}"
+    )
+    print(
+        f"  {'wrk CPU us/request':<22}{med_cpu(ours, 'cpu_wrk_s'):>14.1f}"
+        f"{med_cpu(bb, 'cpu_wrk_s'):>14.1f}"
+    )
+    print(
+        f"  {'target accepts/run':<22}{med(ours, 'target_accepts'):>14.0f}"
+        f"{med(bb, 'target_accepts'):>14.0f}"
+    )
+    print(f"  ratio ours/blackbox of median requests/s: {ratio:.2f}x")
+    print()
+    rps_ok = o_rps >= 5 * b_rps
+    p99_ok = o_p99 < b_p99
+    verdict = "PASS" if rps_ok and p99_ok else "FAIL"
+    print(
+        f"{verdict}: target is ours >= 5x blackbox requests/s AND ours p99 < blackbox p99; "
+        f"got {ratio:.2f}x ({'ok' if rps_ok else 'NOT met'}) and p99 "
+        f"{o_p99:.3f} ms vs {b_p99:.3f} ms ({'ok' if p99_ok else 'NOT met'})"
+    )
+    sys.exit(0 if verdict == "PASS" else 1)
+
+
+# --------------------------------------------------------------------------
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="cmd", required=True)
+
+    sub.add_parser("freeport").set_defaults(func=cmd_freeport)
+
+    p = sub.add_parser("target")
+    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--backlog", type=int, default=4096)
+    p.add_argument("--count-file", required=True)
+    p.add_argument("--ready-file", required=True)
+    p.set_defaults(func=cmd_target)
+
+    p = sub.add_parser("measure")
+    p.add_argument("--kind", choices=["ours", "blackbox"], required=True)
+    p.add_argument("--round", type=int, default=0)
+    p.add_argument("--url", required=True)
+    p.add_argument("--metrics-url")
+    p.add_argument("--exporter-pid", type=int)
+    p.add_argument("--target-pid", type=int)
+    p.add_argument("--count-file")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--connections", type=int, default=32)
+    p.add_argument("--duration", default="10s")
+    p.add_argument("--warmup", help="only run a warm-up of this duration")
+    p.add_argument("--wrk-timeout", type=float, default=120)
+    p.add_argument("--out")
+    p.add_argument("--raw-out")
+    p.set_defaults(func=cmd_measure)
+
+    p = sub.add_parser("report")
+    p.add_argument("--round-only", action="store_true")
+    p.add_argument("records", nargs="+")
+    p.set_defaults(func=cmd_report)
+
+    args = parser.parse_args()
+    args.func(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,257 @@
+#!/usr/bin/env bash
+# Benchmark: synack_exporter (tcp_halfopen) vs Debian's prometheus-blackbox-exporter
+# (prober: tcp, full connect), both probing one open loopback port, loaded
+# with wrk on /probe. Runs alternate (ours, blackbox, ours, ...) because the
+# machine may be shared and noisy; the summary uses medians.
+#
+# Usage: bash bench/probe_vs_blackbox.sh [-r ROUNDS] [-c CONNECTIONS] [-t THREADS]
+#                                        [-d DURATION] [-w WARMUP]
+#   -r ROUNDS       rounds of (ours, blackbox)           default 3   (env ROUNDS)
+#   -c CONNECTIONS  wrk -c                               default 32  (env CONNECTIONS)
+#   -t THREADS      wrk -t                               default 2   (env THREADS)
+#   -d DURATION     wrk -d of each measured run          default 10s (env DURATION)
+#   -w WARMUP       wrk -d of the warm-up before each    default 2s  (env WARMUP)
+#   env OURS_ARGS   extra flags for synack_exporter, e.g. "--probe.max-in-flight 64"
+#   env KEEP_DIR=1  keep the work directory (configs, logs, raw wrk output)
+#
+# Exit status: 0 PASS, 1 FAIL (target not met), 2 setup or measurement error.
+# Target: ours >= 5x blackbox requests/s AND ours p99 < blackbox p99.
+# Only 127.0.0.1 is used. Every background process is stopped on exit.
+
+set -Eeuo pipefail
+
+ROUNDS=${ROUNDS:-3}
+CONNECTIONS=${CONNECTIONS:-32}
+THREADS=${THREADS:-2}
+DURATION=${DURATION:-10s}
+WARMUP=${WARMUP:-2s}
+OURS_ARGS=${OURS_ARGS:-}
+BLACKBOX=/usr/bin/prometheus-blackbox-exporter
+
+while getopts "r:c:t:d:w:h" opt; do
+    case $opt in
+        r) ROUNDS=$OPTARG ;;
+        c) CONNECTIONS=$OPTARG ;;
+        t) THREADS=$OPTARG ;;
+        d) DURATION=$OPTARG ;;
+        w) WARMUP=$OPTARG ;;
+        h) sed -n '2,20p' "$0"; exit 0 ;;
+        *) exit 2 ;;
+    esac
+done
+[[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || { echo "ROUNDS must be a positive integer" >&2; exit 2; }
+
+BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$BENCH_DIR/.." && pwd)
+HELPER="$BENCH_DIR/bench_helper.py"
+
+die() {
+    echo >&2
+    echo "ERROR: $*" >&2
+    exit 2
+}
+
+# ---------------------------------------------------------------- cleanup
+PIDS=()
+WORK=""
+cleanup() {
+    local status=$?
+    trap - EXIT INT TERM
+    local pid
+    for pid in "${PIDS[@]}"; do
+        kill -TERM "$pid" 2>/dev/null || true
+    done
+    for pid in "${PIDS[@]}"; do
+        for _ in $(seq 50); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -KILL "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+    if [[ -n $WORK && -d $WORK ]]; then
+        if [[ $status -ge 2 || ${KEEP_DIR:-0} == 1 ]]; then
+            echo "work directory kept for inspection: $WORK" >&2
+        else
+            rm -rf "$WORK"
+        fi
+    fi
+    exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+trap 'echo "ERROR: command failed (line $LINENO): $BASH_COMMAND" >&2' ERR
+
+# ---------------------------------------------------------------- prerequisites
+need_install=()
+[[ -x $BLACKBOX ]] || need_install+=(prometheus-blackbox-exporter)
+command -v wrk >/dev/null || need_install+=(wrk)
+if ((${#need_install[@]})); then
+    if [[ $(id -u) == 0 ]]; then
+        echo "installing: prometheus-blackbox-exporter wrk"
+        export DEBIAN_FRONTEND=noninteractive
+        timeout 600 apt-get install -y prometheus-blackbox-exporter wrk ||
+            { timeout 600 apt-get update && timeout 600 apt-get install -y prometheus-blackbox-exporter wrk; } ||
+            die "apt-get install -y prometheus-blackbox-exporter wrk failed"
+    else
+        die "missing ${need_install[*]}; as root run: apt-get install -y prometheus-blackbox-exporter wrk"
+    fi
+fi
+for tool in curl python3 cargo timeout; do
+    command -v "$tool" >/dev/null || die "$tool is required"
+done
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/probe_vs_blackbox.XXXXXX")
+
+# ---------------------------------------------------------------- build
+echo "== cargo build --release (in $ROOT)"
+(cd "$ROOT" && timeout 1800 cargo build --release --message-format=json-render-diagnostics \
+    >"$WORK/cargo.json") || die "cargo build --release failed"
+OURS_BIN=$(python3 -c '
+import json, sys
+exe = None
+for line in open(sys.argv[1]):
+    try:
+        msg = json.loads(line)
+    except ValueError:
+        continue
+    if msg.get("reason") == "compiler-artifact" and msg.get("executable") \
+            and msg["target"]["name"] == "synack_exporter" and "bin" in msg["target"]["kind"]:
+        exe = msg["executable"]
+print(exe or "")' "$WORK/cargo.json")
+[[ -x $OURS_BIN ]] || die "cannot find the synack_exporter binary from cargo's output"
+
+# ---------------------------------------------------------------- ports
+freeport() { python3 "$HELPER" freeport; }
+TARGET_PORT=$(freeport)
+OURS_PORT=$(freeport)
+BB_PORT=$(freeport)
+while [[ $OURS_PORT == "$TARGET_PORT" ]]; do OURS_PORT=$(freeport); done
+while [[ $BB_PORT == "$TARGET_PORT" || $BB_PORT == "$OURS_PORT" ]]; do BB_PORT=$(freeport); done
+
+# wait_http NAME PID URL: until URL answers 200, the process dies, or 15 s pass.
+wait_http() {
+    local name=$1 pid=$2 url=$3
+    for _ in $(seq 150); do
+        kill -0 "$pid" 2>/dev/null || die "$name exited during startup; its log:
+$(tail -n 20 "$WORK/$name.log")"
+        if curl -sf --max-time 1 -o /dev/null "$url"; then
+            return 0
+        fi
+        sleep 0.1
+    done
+    die "$name did not answer $url within 15 s; its log:
+$(tail -n 20 "$WORK/$name.log")"
+}
+
+# ---------------------------------------------------------------- target
+echo "== target: accept-and-close listener on 127.0.0.1:$TARGET_PORT (backlog 4096)"
+python3 "$HELPER" target --port "$TARGET_PORT" --backlog 4096 \
+    --count-file "$WORK/target.count" --ready-file "$WORK/target.ready" \
+    >"$WORK/target.log" 2>&1 &
+TARGET_PID=$!
+PIDS+=("$TARGET_PID")
+for _ in $(seq 100); do
+    [[ -f $WORK/target.ready ]] && break
+    kill -0 "$TARGET_PID" 2>/dev/null || die "target exited: $(cat "$WORK/target.log")"
+    sleep 0.1
+done
+[[ -f $WORK/target.ready ]] || die "target did not start within 10 s"
+
+# ---------------------------------------------------------------- ours
+echo "== ours: $OURS_BIN --web.listen-address 127.0.0.1:$OURS_PORT ${OURS_ARGS}"
+# shellcheck disable=SC2086  # OURS_ARGS is a list of flags
+"$OURS_BIN" --web.listen-address "127.0.0.1:$OURS_PORT" $OURS_ARGS >"$WORK/ours.log" 2>&1 &
+OURS_PID=$!
+PIDS+=("$OURS_PID")
+wait_http ours "$OURS_PID" "http://127.0.0.1:$OURS_PORT/-/healthy"
+
+# ---------------------------------------------------------------- blackbox
+cat >"$WORK/blackbox.yml" <<'EOF'
+modules:
+  tcp_connect:
+    prober: tcp
+    timeout: 5s
+    tcp:
+      preferred_ip_protocol: ip4
+EOF
+echo "== blackbox: $BLACKBOX --config.file=$WORK/blackbox.yml --web.listen-address=127.0.0.1:$BB_PORT"
+"$BLACKBOX" --config.file="$WORK/blackbox.yml" --web.listen-address="127.0.0.1:$BB_PORT" \
+    >"$WORK/blackbox.log" 2>&1 &
+BB_PID=$!
+PIDS+=("$BB_PID")
+wait_http blackbox "$BB_PID" "http://127.0.0.1:$BB_PORT/-/healthy"
+
+OURS_URL="http://127.0.0.1:$OURS_PORT/probe?target=127.0.0.1:$TARGET_PORT&module=tcp_halfopen"
+BB_URL="http://127.0.0.1:$BB_PORT/probe?target=127.0.0.1:$TARGET_PORT&module=tcp_connect"
+WRK_OURS="wrk -t$THREADS -c$CONNECTIONS -d$DURATION --latency '$OURS_URL'"
+WRK_BB="wrk -t$THREADS -c$CONNECTIONS -d$DURATION --latency '$BB_URL'"
+
+echo
+echo "nproc: $(nproc)   kernel: $(uname -r)   cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
+echo "blackbox: $("$BLACKBOX" --version 2>&1 | head -n1)"
+echo "wrk commands:"
+echo "  ours:     $WRK_OURS"
+echo "  blackbox: $WRK_BB"
+echo "warm-up before each run: same command with -d$WARMUP; rounds: $ROUNDS"
+echo
+
+# verify NAME URL: one curl of /probe must return probe_success 1.
+verify() {
+    local name=$1 url=$2 body
+    body=$(curl -sS --max-time 10 "$url") || die "$name: curl $url failed"
+    # "probe_success 1" (blackbox) or "probe_success 1.0" (ours): compare numerically.
+    if [[ $(awk '$1 == "probe_success" { print $2 + 0 }' <<<"$body") != 1 ]]; then
+        die "$name: curl $url did not return 'probe_success 1'; got:
+$body"
+    fi
+}
+
+# run_one KIND ROUND URL PID
+run_one() {
+    local kind=$1 round=$2 url=$3 pid=$4
+    local metrics="http://127.0.0.1:$OURS_PORT/metrics"
+    local common=(--kind "$kind" --round "$round" --url "$url" --threads "$THREADS"
+        --connections "$CONNECTIONS" --duration "$DURATION" --wrk-timeout 300)
+    kill -0 "$pid" 2>/dev/null || die "$kind (pid $pid) is not running"
+    python3 "$HELPER" measure "${common[@]}" --warmup "$WARMUP" ||
+        die "$kind: warm-up failed"
+    verify "$kind" "$url"
+    echo "-- round $round $kind: wrk -t$THREADS -c$CONNECTIONS -d$DURATION --latency '$url'"
+    python3 "$HELPER" measure "${common[@]}" --metrics-url "$metrics" \
+        --exporter-pid "$pid" --target-pid "$TARGET_PID" --count-file "$WORK/target.count" \
+        --out "$WORK/r$round-$kind.json" --raw-out "$WORK/r$round-$kind.wrk.txt" ||
+        die "$kind round $round: the measured run failed (see above; raw output in $WORK)"
+    sed 's/^/   | /' "$WORK/r$round-$kind.wrk.txt"
+}
+
+for round in $(seq "$ROUNDS"); do
+    echo "=== round $round of $ROUNDS"
+    run_one ours "$round" "$OURS_URL" "$OURS_PID"
+    sleep 1
+    run_one blackbox "$round" "$BB_URL" "$BB_PID"
+    sleep 1
+    python3 "$HELPER" report --round-only "$WORK/r$round-ours.json" "$WORK/r$round-blackbox.json"
+    echo
+done
+
+echo "=== summary"
+echo "nproc: $(nproc)"
+echo "wrk commands:"
+echo "  ours:     $WRK_OURS"
+echo "  blackbox: $WRK_BB"
+echo "columns: expCPU/tgtCPU/wrkCPU = CPU of exporter/target/wrk in % of one core during the run;"
+echo "         CPUus/rq = exporter CPU microseconds per request; mach% = whole machine busy"
+echo "         (max $(nproc)00%); steal% = CPU stolen by the hypervisor; accepts = connections"
+echo "         the target accept()ed during the run (half-open probes should cause none)"
+records=()
+for round in $(seq "$ROUNDS"); do
+    records+=("$WORK/r$round-ours.json" "$WORK/r$round-blackbox.json")
+done
+set +e
+python3 "$HELPER" report "${records[@]}"
+verdict=$?
+set -e
+[[ $verdict -le 1 ]] || die "report failed"
+exit "$verdict"
