@@ -229,23 +229,19 @@ def cmd_measure(args):
             sys.exit(f"warm-up wrk failed with exit status {code}")
         return
 
-    before = {
-        "exporter": proc_cpu_seconds(args.exporter_pid),
-        "target": proc_cpu_seconds(args.target_pid),
-        "wrk": children_cpu(),
-        "machine": machine_cpu(),
-        "accepts": target_count(args.target_pid, args.count_file),
-        "ours": ours_probe_counts(args.metrics_url) if args.kind == "ours" else None,
-    }
+    def snapshot():
+        return {
+            "exporter": proc_cpu_seconds(args.exporter_pid),
+            "target": proc_cpu_seconds(args.target_pid),
+            "wrk": children_cpu(),
+            "machine": machine_cpu(),
+            "accepts": target_count(args.target_pid, args.count_file),
+            "ours": ours_probe_counts(args.metrics_url) if args.kind == "ours" else None,
+        }
+
+    before = snapshot()
     code, output, wall = run_wrk(cmd, args.wrk_timeout)
-    after = {
-        "exporter": proc_cpu_seconds(args.exporter_pid),
-        "target": proc_cpu_seconds(args.target_pid),
-        "wrk": children_cpu(),
-        "machine": machine_cpu(),
-        "accepts": target_count(args.target_pid, args.count_file),
-        "ours": ours_probe_counts(args.metrics_url) if args.kind == "ours" else None,
-    }
+    after = snapshot()
     with open(args.raw_out, "w") as f:
         f.write(output)
     record = parse_wrk(output)
