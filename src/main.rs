@@ -9,7 +9,7 @@ use std::time::Duration;
 use synack_exporter::app::{App, Settings};
 use synack_exporter::config::ConfigSource;
 use synack_exporter::{http, sys};
-use tokio::signal::unix::{SignalKind, signal};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -155,6 +155,19 @@ async fn run(app: Arc<App>, listen_address: &str) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Handlers are installed before the address is announced, so a signal
+    // sent by whoever waits for that line never meets the default action.
+    let (hangups, terms, interrupts) = match (
+        signal(SignalKind::hangup()),
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(hangups), Ok(terms), Ok(interrupts)) => (hangups, terms, interrupts),
+        _ => {
+            eprintln!("cannot install the signal handlers");
+            return ExitCode::FAILURE;
+        }
+    };
     let local = listener
         .local_addr()
         .map_or_else(|_| listen_address.to_owned(), |a| a.to_string());
@@ -164,39 +177,27 @@ async fn run(app: Arc<App>, listen_address: &str) -> ExitCode {
         "synack_exporter listening on http://{local}/ (try /probe?target=127.0.0.1:{}&module=tcp_halfopen)",
         listener.local_addr().map_or(9215, |a| a.port())
     );
-    tokio::spawn(reload_on_sighup(Arc::clone(&app)));
-    http::serve(listener, app, shutdown_signal()).await;
+    tokio::spawn(reload_on_sighup(Arc::clone(&app), hangups));
+    http::serve(listener, app, shutdown_signal(terms, interrupts)).await;
     tracing::info!("shutting down");
     ExitCode::SUCCESS
 }
 
-async fn reload_on_sighup(app: Arc<App>) {
-    let Ok(mut hangups) = signal(SignalKind::hangup()) else {
-        tracing::warn!("cannot listen for SIGHUP; reload with POST /-/reload");
-        return;
-    };
+async fn reload_on_sighup(app: Arc<App>, mut hangups: Signal) {
     while hangups.recv().await.is_some() {
         match app.reload() {
             Ok(()) => tracing::info!(source = %app.config_source(), "config reloaded on SIGHUP"),
             Err(error) => {
-                tracing::error!(%error, "config reload on SIGHUP failed; keeping the old config")
+                tracing::error!(%error, "config reload on SIGHUP failed; keeping the old config");
             }
         }
     }
 }
 
-async fn shutdown_signal() {
-    let terminate = async {
-        match signal(SignalKind::terminate()) {
-            Ok(mut terms) => {
-                terms.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
+async fn shutdown_signal(mut terms: Signal, mut interrupts: Signal) {
     tokio::select! {
-        _ = tokio::signal::ctrl_c() => {},
-        () = terminate => {},
+        _ = terms.recv() => {},
+        _ = interrupts.recv() => {},
     }
 }
 
