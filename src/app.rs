@@ -1,9 +1,13 @@
 //! The state the HTTP handlers share: the config in force, the probe
-//! runner and the exporter's metrics.
+//! runner, the scheduler, group checks, the probe history and the
+//! exporter's metrics.
 
 use crate::config::{Config, ConfigError, ConfigSource};
+use crate::health::GroupChecker;
+use crate::history::History;
 use crate::metrics::exporter::ExporterMetrics;
 use crate::runner::ProbeRunner;
+use crate::scheduler::{Scheduler, Shard};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
@@ -14,6 +18,10 @@ pub struct Settings {
     pub timeout_offset: Duration,
     /// How many probes may run at once.
     pub max_in_flight: usize,
+    /// Which part of the scheduled targets this instance probes.
+    pub shard: Shard,
+    /// How many `/probe` requests the landing page remembers.
+    pub history_limit: usize,
 }
 
 impl Default for Settings {
@@ -21,6 +29,8 @@ impl Default for Settings {
         Self {
             timeout_offset: Duration::from_millis(500),
             max_in_flight: 4096,
+            shard: Shard::ALL,
+            history_limit: 100,
         }
     }
 }
@@ -30,14 +40,21 @@ impl Default for Settings {
 pub struct App {
     source: ConfigSource,
     config: RwLock<Arc<Config>>,
-    /// Runs every probe.
-    pub runner: ProbeRunner,
+    /// Runs every probe, from `/probe`, the scheduler and group checks.
+    pub runner: Arc<ProbeRunner>,
+    /// Probes the configured `targets:`.
+    pub scheduler: Scheduler,
+    /// Answers `/health/<group>`.
+    pub groups: GroupChecker,
+    /// The last `/probe` requests.
+    pub history: History,
     /// Command-line settings.
     pub settings: Settings,
 }
 
 impl App {
-    /// Loads the config from `source` and builds the state around it.
+    /// Loads the config from `source`, builds the state around it and
+    /// starts the scheduler. Must run inside a tokio runtime.
     ///
     /// # Errors
     /// The config error when the first load fails: with no config in force
@@ -45,14 +62,18 @@ impl App {
     pub fn start(source: ConfigSource, settings: Settings) -> Result<Self, ConfigError> {
         let config = source.load()?;
         let metrics = Arc::new(ExporterMetrics::new());
-        declare_modules(&metrics, &config);
-        metrics.record_reload(true);
-        Ok(Self {
+        let runner = Arc::new(ProbeRunner::new(settings.max_in_flight, metrics));
+        let app = Self {
             source,
-            config: RwLock::new(Arc::new(config)),
-            runner: ProbeRunner::new(settings.max_in_flight, metrics),
+            config: RwLock::new(Arc::new(Config::default())),
+            scheduler: Scheduler::new(Arc::clone(&runner), settings.shard),
+            runner,
+            groups: GroupChecker::default(),
+            history: History::new(settings.history_limit),
             settings,
-        })
+        };
+        app.put_in_force(config);
+        Ok(app)
     }
 
     /// The config in force. Holding it keeps it alive across a reload.
@@ -79,17 +100,26 @@ impl App {
     /// # Errors
     /// The config error of the new file.
     pub fn reload(&self) -> Result<(), ConfigError> {
-        let loaded = self.source.load();
-        self.metrics().record_reload(loaded.is_ok());
-        let config = loaded?;
-        declare_modules(self.metrics(), &config);
-        *self.config.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(config);
-        Ok(())
+        match self.source.load() {
+            Ok(config) => {
+                self.put_in_force(config);
+                Ok(())
+            }
+            Err(error) => {
+                self.metrics().record_reload(false);
+                Err(error)
+            }
+        }
     }
-}
 
-fn declare_modules(metrics: &ExporterMetrics, config: &Config) {
-    for name in config.modules.keys() {
-        metrics.declare_module(name);
+    fn put_in_force(&self, config: Config) {
+        for name in config.modules.keys() {
+            self.metrics().declare_module(name);
+        }
+        self.scheduler.apply(&config);
+        self.metrics()
+            .set_scheduled_targets(self.scheduler.targets().len());
+        *self.config.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(config);
+        self.metrics().record_reload(true);
     }
 }

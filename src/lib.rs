@@ -25,10 +25,14 @@
 
 pub mod app;
 pub mod config;
+pub mod hash;
+pub mod health;
+pub mod history;
 pub mod http;
 pub mod metrics;
 pub mod prober;
 pub mod runner;
+pub mod scheduler;
 pub mod sys;
 pub mod target;
 pub mod trace;

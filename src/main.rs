@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use synack_exporter::app::{App, Settings};
 use synack_exporter::config::ConfigSource;
+use synack_exporter::scheduler::Shard;
 use synack_exporter::{http, sys};
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tracing_subscriber::EnvFilter;
@@ -52,6 +53,15 @@ struct Flags {
     #[arg(long = "probe.max-in-flight", value_name = "N", default_value_t = 4096,
           value_parser = clap::value_parser!(u32).range(1..))]
     max_in_flight: u32,
+
+    /// Probe only the scheduled targets whose stable hash mod n is i, so
+    /// that n replicas split one target list without coordination.
+    #[arg(long = "targets.shard", value_name = "i/n", default_value = "0/1")]
+    shard: Shard,
+
+    /// How many recent /probe requests the landing page lists with their logs.
+    #[arg(long = "history.limit", value_name = "N", default_value_t = 100)]
+    history_limit: usize,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -127,14 +137,8 @@ fn main() -> ExitCode {
     let settings = Settings {
         timeout_offset: flags.timeout_offset,
         max_in_flight: flags.max_in_flight as usize,
-    };
-    let app = match App::start(source, settings) {
-        Ok(app) => Arc::new(app),
-        Err(error) => {
-            tracing::error!(%error, "cannot load the config");
-            eprintln!("{error}");
-            return ExitCode::FAILURE;
-        }
+        shard: flags.shard,
+        history_limit: flags.history_limit,
     };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
@@ -143,10 +147,18 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(run(app, &flags.listen_address))
+    runtime.block_on(run(source, settings, &flags.listen_address))
 }
 
-async fn run(app: Arc<App>, listen_address: &str) -> ExitCode {
+async fn run(source: ConfigSource, settings: Settings, listen_address: &str) -> ExitCode {
+    let app = match App::start(source, settings) {
+        Ok(app) => Arc::new(app),
+        Err(error) => {
+            tracing::error!(%error, "cannot load the config");
+            eprintln!("{error}");
+            return ExitCode::FAILURE;
+        }
+    };
     let listener = match http::bind(listen_address) {
         Ok(listener) => listener,
         Err(error) => {

@@ -137,6 +137,12 @@ impl fmt::Display for LabelName {
 #[serde(transparent)]
 pub struct GroupName(pub String);
 
+impl std::borrow::Borrow<str> for GroupName {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
 impl<'de> Deserialize<'de> for GroupName {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let name = String::deserialize(deserializer)?;

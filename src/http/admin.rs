@@ -1,23 +1,26 @@
-//! The exporter's own pages: `/metrics`, `/config`, `/-/reload` and `/`.
+//! The exporter's own pages: `/metrics`, `/config` and `/-/reload`.
 
-use super::{HttpResponse, respond, text};
+use super::stream::MetricsBody;
+use super::{HttpResponse, respond_with, text};
 use crate::app::App;
 use crate::metrics::exposition::Format;
+use crate::metrics::scheduled::ScheduledExposition;
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::header::ACCEPT;
 use hyper::{Request, StatusCode};
 
+/// The exporter's metrics, then the scheduled targets' series, streamed.
 pub(super) fn metrics(app: &App, request: &Request<Incoming>) -> HttpResponse {
     let accept = request
         .headers()
         .get(ACCEPT)
         .and_then(|value| value.to_str().ok());
     let format = Format::negotiate(accept);
-    respond(
-        StatusCode::OK,
-        format.content_type(),
-        app.metrics().encode(format),
-    )
+    let head = app.metrics().encode_families(format);
+    let scheduled = ScheduledExposition::new(app.scheduler.targets(), format);
+    let body = MetricsBody::new(head, scheduled, format.end());
+    respond_with(StatusCode::OK, format.content_type(), body.boxed_unsync())
 }
 
 pub(super) fn config(app: &App) -> HttpResponse {
@@ -40,39 +43,4 @@ pub(super) fn reload(app: &App) -> HttpResponse {
             )
         }
     }
-}
-
-/// A minimal page of links, so that a browser pointed at the port finds its way.
-pub(super) fn landing(app: &App) -> HttpResponse {
-    let modules: String = app
-        .config()
-        .modules
-        .keys()
-        .map(|name| format!("<li><code>{}</code></li>", html_escape(name)))
-        .collect();
-    let page = format!(
-        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>synack_exporter</title></head><body>\n\
-         <h1>synack_exporter {}</h1>\n\
-         <p>Half-open TCP probes for Prometheus.</p>\n\
-         <ul><li><a href=\"/probe?target=127.0.0.1:9215&amp;module=tcp_halfopen&amp;debug=true\">Probe 127.0.0.1:9215 with debug output</a></li>\n\
-         <li><a href=\"/metrics\">Exporter metrics</a></li><li><a href=\"/config\">Config in force</a></li></ul>\n\
-         <h2>Modules</h2><ul>{modules}</ul>\n</body></html>\n",
-        env!("CARGO_PKG_VERSION")
-    );
-    respond(StatusCode::OK, "text/html; charset=utf-8", page)
-}
-
-fn html_escape(text: &str) -> String {
-    let mut escaped = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => escaped.push_str("&amp;"),
-            '<' => escaped.push_str("&lt;"),
-            '>' => escaped.push_str("&gt;"),
-            '"' => escaped.push_str("&quot;"),
-            '\'' => escaped.push_str("&#39;"),
-            other => escaped.push(other),
-        }
-    }
-    escaped
 }

@@ -5,13 +5,17 @@
 //! can produce a 500 (only a failed config reload does, as Prometheus does).
 
 mod admin;
+mod health;
+mod landing;
 mod probe;
 mod query;
+mod stream;
 
 pub use query::{Query, QueryError};
 
 use crate::app::App;
-use http_body_util::Full;
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{ALLOW, CONTENT_TYPE, HeaderValue};
 use hyper::server::conn::http1;
@@ -26,8 +30,11 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 use tokio::net::TcpListener;
 
+/// The body of every response: whole, or streamed for `/metrics`.
+pub type HttpBody = UnsyncBoxBody<Bytes, Infallible>;
+
 /// The response type of every handler.
-pub type HttpResponse = Response<Full<Bytes>>;
+pub type HttpResponse = Response<HttpBody>;
 
 /// How many connections may wait in the kernel for `accept`.
 const LISTEN_BACKLOG: i32 = 1024;
@@ -119,7 +126,15 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<O
 /// Dispatches one request by path, then by method.
 async fn route(app: &App, request: Request<Incoming>) -> HttpResponse {
     let read_only = [Method::GET, Method::HEAD];
-    match request.uri().path() {
+    let path = request.uri().path();
+    if let Some(group) = path.strip_prefix("/health/") {
+        return if is_one_of(&request, &read_only) {
+            health::handle(app, group).await
+        } else {
+            method_not_allowed(&read_only)
+        };
+    }
+    match path {
         "/probe" if is_one_of(&request, &read_only) => probe::handle(app, &request).await,
         "/metrics" if is_one_of(&request, &read_only) => admin::metrics(app, &request),
         "/-/healthy" | "/-/ready" if is_one_of(&request, &read_only) => {
@@ -127,8 +142,9 @@ async fn route(app: &App, request: Request<Incoming>) -> HttpResponse {
         }
         "/-/reload" if is_one_of(&request, &[Method::POST, Method::PUT]) => admin::reload(app),
         "/config" if is_one_of(&request, &read_only) => admin::config(app),
-        "/" if is_one_of(&request, &read_only) => admin::landing(app),
-        "/probe" | "/metrics" | "/-/healthy" | "/-/ready" | "/config" | "/" => {
+        "/logs" if is_one_of(&request, &read_only) => landing::log(app, &request),
+        "/" if is_one_of(&request, &read_only) => landing::page(app),
+        "/probe" | "/metrics" | "/-/healthy" | "/-/ready" | "/config" | "/logs" | "/" => {
             method_not_allowed(&read_only)
         }
         "/-/reload" => method_not_allowed(&[Method::POST, Method::PUT]),
@@ -158,7 +174,12 @@ fn method_not_allowed(allowed: &[Method]) -> HttpResponse {
 
 /// A response with `body` of `content_type`.
 fn respond(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> HttpResponse {
-    let mut response = Response::new(Full::new(body.into()));
+    respond_with(status, content_type, Full::new(body.into()).boxed_unsync())
+}
+
+/// A response with a body of any kind.
+fn respond_with(status: StatusCode, content_type: &'static str, body: HttpBody) -> HttpResponse {
+    let mut response = Response::new(body);
     *response.status_mut() = status;
     response
         .headers_mut()

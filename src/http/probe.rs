@@ -50,7 +50,10 @@ pub(super) async fn handle(app: &App, request: &Request<Incoming>) -> HttpRespon
         probe_request.scrape_timeout,
         app.settings.timeout_offset,
     );
-    let mut trace = if probe_request.debug {
+    // The step log is kept for the landing page's history as well as for
+    // debug=true, as blackbox_exporter does.
+    let keep_log = probe_request.debug || app.history.is_enabled();
+    let mut trace = if keep_log {
         Trace::enabled()
     } else {
         Trace::disabled()
@@ -65,15 +68,27 @@ pub(super) async fn handle(app: &App, request: &Request<Incoming>) -> HttpRespon
             &mut trace,
         )
         .await;
+    let log = trace.into_text();
     if probe_request.debug {
         let body = format!(
-            "Logs for the probe:\n{}\nMetrics that would have been returned:\n{}\nModule configuration:\n{}",
-            trace.into_text(),
+            "Logs for the probe:\n{log}\nMetrics that would have been returned:\n{}\nModule configuration:\n{}",
             render(&outcome, Format::PrometheusText),
             serde_saphyr::to_string(module).unwrap_or_default()
         );
+        app.history.record(
+            &probe_request.module_name,
+            &probe_request.target.to_string(),
+            &outcome,
+            log,
+        );
         return text(StatusCode::OK, &body);
     }
+    app.history.record(
+        &probe_request.module_name,
+        &probe_request.target.to_string(),
+        &outcome,
+        log,
+    );
     let format = Format::negotiate(header_text(request.headers(), ACCEPT.as_str()));
     respond(
         StatusCode::OK,

@@ -1,16 +1,17 @@
 //! The exporter's own metrics, served on `/metrics`.
 
-use super::exposition::{Format, encode_registry};
+use super::exposition::{Format, encode_families, encode_registry};
 use super::process::ProcessCollector;
 use crate::prober::{Outcome, Reason};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 use std::sync::atomic::AtomicU64;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Labels of `synack_exporter_probes_total`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -29,7 +30,14 @@ pub struct ExporterMetrics {
     in_flight: Gauge,
     reload_successful: Gauge,
     reload_success_timestamp: Gauge<f64, AtomicU64>,
+    schedule_lag: Histogram,
+    scheduled_targets: Gauge,
 }
+
+/// Bounds of the schedule-lag histogram, seconds: 1 ms to 10 s.
+const SCHEDULE_LAG_BUCKETS: [f64; 13] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
 
 impl Default for ExporterMetrics {
     fn default() -> Self {
@@ -75,6 +83,18 @@ impl ExporterMetrics {
             "Unix time of the last successful config load or reload",
             reload_success_timestamp.clone(),
         );
+        let schedule_lag = Histogram::new(SCHEDULE_LAG_BUCKETS);
+        registry.register(
+            "synack_exporter_schedule_lag_seconds",
+            "How late scheduled probes start against their slot",
+            schedule_lag.clone(),
+        );
+        let scheduled_targets = Gauge::default();
+        registry.register(
+            "synack_exporter_scheduled_targets",
+            "Targets this instance probes on its own schedule",
+            scheduled_targets.clone(),
+        );
         registry.register_collector(Box::new(ProcessCollector::new()));
         Self {
             registry,
@@ -82,6 +102,8 @@ impl ExporterMetrics {
             in_flight,
             reload_successful,
             reload_success_timestamp,
+            schedule_lag,
+            scheduled_targets,
         }
     }
 
@@ -125,10 +147,27 @@ impl ExporterMetrics {
         }
     }
 
+    /// Records how late a scheduled probe started.
+    pub fn observe_schedule_lag(&self, lag: Duration) {
+        self.schedule_lag.observe(lag.as_secs_f64());
+    }
+
+    /// Sets how many targets the scheduler probes.
+    pub fn set_scheduled_targets(&self, count: usize) {
+        self.scheduled_targets
+            .set(i64::try_from(count).unwrap_or(i64::MAX));
+    }
+
     /// The exposition of all of the above.
     #[must_use]
     pub fn encode(&self, format: Format) -> String {
         encode_registry(&self.registry, format)
+    }
+
+    /// The families of all of the above, without the closing `# EOF`.
+    #[must_use]
+    pub fn encode_families(&self, format: Format) -> String {
+        encode_families(&self.registry, format)
     }
 }
 

@@ -7,7 +7,7 @@
 //! line names the samples it types. [`to_prometheus_text`] rewrites those
 //! and nothing else.
 
-use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::text;
 use prometheus_client::registry::Registry;
 
 /// `Content-Type` of OpenMetrics 1.0 text.
@@ -44,6 +44,15 @@ impl Format {
         }
     }
 
+    /// What closes an exposition: `# EOF` in OpenMetrics, nothing in 0.0.4.
+    #[must_use]
+    pub fn end(self) -> &'static str {
+        match self {
+            Self::OpenMetrics => "# EOF\n",
+            Self::PrometheusText => "",
+        }
+    }
+
     /// The `Content-Type` to answer with.
     #[must_use]
     pub fn content_type(self) -> &'static str {
@@ -54,13 +63,22 @@ impl Format {
     }
 }
 
-/// Encodes `registry` in `format`.
+/// Encodes `registry` in `format`, as a complete exposition.
 #[must_use]
 pub fn encode_registry(registry: &Registry, format: Format) -> String {
+    let mut text = encode_families(registry, format);
+    text.push_str(format.end());
+    text
+}
+
+/// Encodes the families of `registry` without the closing `# EOF`, so
+/// that more families can follow.
+#[must_use]
+pub fn encode_families(registry: &Registry, format: Format) -> String {
     let mut openmetrics = String::with_capacity(2048);
     // Writing into a String cannot fail; an encoder error would only come
     // from a collector, and ours do not fail.
-    if encode(&mut openmetrics, registry).is_err() {
+    if text::encode_registry(&mut openmetrics, registry).is_err() {
         tracing::error!("encoding metrics failed; the exposition is truncated");
     }
     match format {

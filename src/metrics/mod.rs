@@ -4,12 +4,14 @@
 //! - [`exporter`]: the exporter's own `/metrics` (build info, probe
 //!   counters, in-flight gauge, reload status).
 //! - [`process`]: the standard `process_*` metrics.
+//! - [`scheduled`]: the series of scheduled targets, streamed.
 //! - [`exposition`]: OpenMetrics or Prometheus text, chosen by `Accept`.
 
 pub mod exporter;
 pub mod exposition;
 pub mod probe;
 pub mod process;
+pub mod scheduled;
 
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::gauge::ConstGauge;

@@ -1,0 +1,113 @@
+//! The last probes made through `/probe`, with their step logs, for the
+//! landing page and `/logs?id=N` (blackbox_exporter keeps the same).
+
+use crate::prober::{Outcome, Reason};
+use std::collections::VecDeque;
+use std::sync::{Mutex, PoisonError};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// One remembered `/probe` request.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ProbeRecord {
+    /// Increasing id, for `/logs?id=N`.
+    pub id: u64,
+    /// Unix time when it finished, seconds.
+    pub finished_unix: f64,
+    /// The module name.
+    pub module: String,
+    /// The target as requested.
+    pub target: String,
+    /// `None` on success.
+    pub reason: Option<Reason>,
+    /// Duration of the probe, seconds.
+    pub duration: f64,
+    /// The step log, as `debug=true` shows it.
+    pub log: String,
+}
+
+/// A bounded, newest-last list of probe records.
+#[derive(Debug)]
+pub struct History {
+    limit: usize,
+    records: Mutex<(u64, VecDeque<ProbeRecord>)>,
+}
+
+impl History {
+    /// Keeps the last `limit` probes; 0 keeps none.
+    #[must_use]
+    pub fn new(limit: usize) -> Self {
+        Self {
+            limit,
+            records: Mutex::new((0, VecDeque::with_capacity(limit.min(1024)))),
+        }
+    }
+
+    /// Whether records are kept at all, so callers can skip the step log.
+    #[must_use]
+    pub fn is_enabled(&self) -> bool {
+        self.limit > 0
+    }
+
+    /// Remembers one finished probe.
+    pub fn record(&self, module: &str, target: &str, outcome: &Outcome, log: String) {
+        if self.limit == 0 {
+            return;
+        }
+        let finished_unix = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0.0, |since| since.as_secs_f64());
+        let mut guard = self.records.lock().unwrap_or_else(PoisonError::into_inner);
+        let (next_id, records) = &mut *guard;
+        *next_id += 1;
+        if records.len() == self.limit {
+            records.pop_front();
+        }
+        records.push_back(ProbeRecord {
+            id: *next_id,
+            finished_unix,
+            module: module.to_owned(),
+            target: target.to_owned(),
+            reason: outcome.reason(),
+            duration: outcome.duration.as_secs_f64(),
+            log,
+        });
+    }
+
+    /// The kept records, newest first.
+    #[must_use]
+    pub fn newest_first(&self) -> Vec<ProbeRecord> {
+        let guard = self.records.lock().unwrap_or_else(PoisonError::into_inner);
+        guard.1.iter().rev().cloned().collect()
+    }
+
+    /// The record with `id`, if still kept.
+    #[must_use]
+    pub fn get(&self, id: u64) -> Option<ProbeRecord> {
+        let guard = self.records.lock().unwrap_or_else(PoisonError::into_inner);
+        guard.1.iter().find(|record| record.id == id).cloned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::prober::Failure;
+    use std::time::Duration;
+
+    #[test]
+    fn keeps_the_newest_up_to_the_limit() {
+        let history = History::new(2);
+        let outcome = Outcome::not_started(Failure::new(Reason::Local, "x"), Duration::ZERO);
+        for n in 1..=3 {
+            history.record("m", &format!("t{n}:1"), &outcome, format!("log {n}"));
+        }
+        let ids: Vec<u64> = history
+            .newest_first()
+            .iter()
+            .map(|record| record.id)
+            .collect();
+        assert_eq!(ids, [3, 2]);
+        assert!(history.get(1).is_none());
+        assert_eq!(history.get(3).unwrap().log, "log 3");
+    }
+}

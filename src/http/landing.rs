@@ -1,0 +1,197 @@
+//! `GET /`: a plain HTML page of what the exporter is doing, and
+//! `GET /logs?id=N`: the step log of one recent `/probe` request.
+//!
+//! No JavaScript: tables rendered on the server, readable in any browser
+//! and in `curl`. Every value that comes from the config or a request is
+//! HTML-escaped, since labels and targets are user text.
+
+use super::{HttpResponse, Query, respond, text};
+use crate::app::App;
+use crate::history::ProbeRecord;
+use crate::scheduler::{ScheduledTarget, TargetState};
+use hyper::body::Incoming;
+use hyper::{Request, StatusCode};
+use std::fmt::Write as _;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// More rows than this make a page no one reads; the rest stay on /metrics.
+const MAX_TARGET_ROWS: usize = 1000;
+
+const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:2em;color:#222}\
+table{border-collapse:collapse;margin-bottom:2em}th,td{border:1px solid #ccc;padding:4px 10px;text-align:left}\
+th{background:#f0f0f0}.up{color:#1a7f37;font-weight:bold}.down{color:#cf222e;font-weight:bold}\
+.pending{color:#777}code{background:#f6f8fa;padding:1px 4px}";
+
+pub(super) fn page(app: &App) -> HttpResponse {
+    let now = unix_now();
+    let config = app.config();
+    let mut html = String::with_capacity(16 * 1024);
+    let _ = write!(
+        html,
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>synack_exporter</title>\
+         <style>{STYLE}</style></head><body>\n<h1>synack_exporter {}</h1>\n\
+         <p>Half-open TCP probes for Prometheus. <a href=\"/metrics\">Metrics</a> · \
+         <a href=\"/config\">Configuration</a> · \
+         <a href=\"/probe?target=127.0.0.1:9215&amp;debug=true\">Example probe</a></p>\n",
+        env!("CARGO_PKG_VERSION")
+    );
+    html.push_str(
+        "<h2>Modules</h2>\n<table><tr><th>name</th><th>prober</th><th>timeout</th></tr>\n",
+    );
+    for (name, module) in &config.modules {
+        let _ = writeln!(
+            html,
+            "<tr><td><code>{}</code></td><td>{}</td><td>{}</td></tr>",
+            escape(name),
+            module.prober.as_str(),
+            module.timeout
+        );
+    }
+    html.push_str("</table>\n");
+    write_targets(&mut html, &app.scheduler.targets(), now);
+    write_history(&mut html, &app.history.newest_first(), now);
+    html.push_str("</body></html>\n");
+    respond(StatusCode::OK, "text/html; charset=utf-8", html)
+}
+
+fn write_targets(html: &mut String, targets: &[std::sync::Arc<ScheduledTarget>], now: f64) {
+    let _ = writeln!(html, "<h2>Scheduled targets ({})</h2>", targets.len());
+    if targets.is_empty() {
+        html.push_str("<p>None. Add a <code>targets:</code> section to the config.</p>\n");
+        return;
+    }
+    html.push_str(
+        "<table><tr><th>target</th><th>module</th><th>labels</th><th>state</th><th>last result</th>\
+         <th>last handshake</th><th>last change</th></tr>\n",
+    );
+    for target in targets.iter().take(MAX_TARGET_ROWS) {
+        let labels: Vec<String> = target
+            .labels
+            .iter()
+            .map(|(name, value)| format!("{}={}", escape(&name.0), escape(value)))
+            .collect();
+        let row = target.with_state(|state| state_cells(state, now));
+        let _ = writeln!(
+            html,
+            "<tr><td><code>{}</code></td><td>{}</td><td>{}</td>{row}</tr>",
+            escape(&target.target_text),
+            escape(&target.module),
+            labels.join(", ")
+        );
+    }
+    html.push_str("</table>\n");
+    if targets.len() > MAX_TARGET_ROWS {
+        let _ = writeln!(
+            html,
+            "<p>Showing the first {MAX_TARGET_ROWS}; all are on /metrics.</p>"
+        );
+    }
+}
+
+fn state_cells(state: &TargetState, now: f64) -> String {
+    if !state.probed {
+        return "<td class=\"pending\">not probed yet</td><td></td><td></td><td></td>".to_owned();
+    }
+    let (class, word) = if state.healthy {
+        ("up", "healthy")
+    } else {
+        ("down", "unhealthy")
+    };
+    let result = match state.last_reason {
+        None => "success".to_owned(),
+        Some(reason) => format!("{reason}: {}", escape(&state.last_detail)),
+    };
+    let handshake = state
+        .last_handshake
+        .map_or_else(String::new, |seconds| format!("{:.3} ms", seconds * 1000.0));
+    format!(
+        "<td class=\"{class}\">{word}</td><td>{result}</td><td>{handshake}</td><td>{}</td>",
+        ago(now, state.last_change_unix)
+    )
+}
+
+fn write_history(html: &mut String, records: &[ProbeRecord], now: f64) {
+    html.push_str("<h2>Recent /probe requests</h2>\n");
+    if records.is_empty() {
+        html.push_str("<p>None yet.</p>\n");
+        return;
+    }
+    html.push_str("<table><tr><th>when</th><th>module</th><th>target</th><th>result</th><th>duration</th><th>log</th></tr>\n");
+    for record in records {
+        let result = record.reason.map_or("success", |reason| reason.as_str());
+        let _ = writeln!(
+            html,
+            "<tr><td>{}</td><td>{}</td><td><code>{}</code></td><td>{result}</td><td>{:.3} ms</td>\
+             <td><a href=\"/logs?id={}\">log</a></td></tr>",
+            ago(now, record.finished_unix),
+            escape(&record.module),
+            escape(&record.target),
+            record.duration * 1000.0,
+            record.id
+        );
+    }
+    html.push_str("</table>\n");
+}
+
+/// `GET /logs?id=N`.
+pub(super) fn log(app: &App, request: &Request<Incoming>) -> HttpResponse {
+    let id = Query::parse(request.uri().query()).ok().and_then(|query| {
+        query
+            .single("id")
+            .ok()
+            .flatten()
+            .and_then(|id| id.parse::<u64>().ok())
+    });
+    let Some(id) = id else {
+        return text(
+            StatusCode::BAD_REQUEST,
+            "pass id=N, a number from the landing page\n",
+        );
+    };
+    match app.history.get(id) {
+        Some(record) => text(StatusCode::OK, &record.log),
+        None => text(
+            StatusCode::NOT_FOUND,
+            &format!("no probe log with id {id}; only the last --history.limit probes are kept\n"),
+        ),
+    }
+}
+
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |since| since.as_secs_f64())
+}
+
+fn ago(now: f64, then: f64) -> String {
+    format!("{:.1} s ago", (now - then).max(0.0))
+}
+
+/// Escapes text for HTML element content and quoted attribute values.
+fn escape(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => escaped.push_str("&amp;"),
+            '<' => escaped.push_str("&lt;"),
+            '>' => escaped.push_str("&gt;"),
+            '"' => escaped.push_str("&quot;"),
+            '\'' => escaped.push_str("&#39;"),
+            other => escaped.push(other),
+        }
+    }
+    escaped
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escape_neutralises_markup() {
+        assert_eq!(
+            escape("<script>alert('x') & \"y\"</script>"),
+            "&lt;script&gt;alert(&#39;x&#39;) &amp; &quot;y&quot;&lt;/script&gt;"
+        );
+    }
+}

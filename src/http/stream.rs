@@ -1,0 +1,65 @@
+//! A response body written while it is sent, for `/metrics` with many
+//! scheduled targets: the text is produced a chunk at a time as hyper asks
+//! for the next frame, so a scrape of 100 000 targets never sits in memory
+//! whole.
+
+use crate::metrics::scheduled::ScheduledExposition;
+use hyper::body::{Body, Bytes, Frame};
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+/// Bytes per frame: large enough to amortise the frame overhead, small
+/// enough that producing one does not hold a worker thread for long.
+const CHUNK_BYTES: usize = 256 * 1024;
+
+/// The exporter's own metrics, then the scheduled targets, then the end marker.
+#[derive(Debug)]
+pub struct MetricsBody {
+    head: Option<String>,
+    scheduled: ScheduledExposition,
+    tail: Option<&'static str>,
+}
+
+impl MetricsBody {
+    /// A body of `head`, the chunks of `scheduled`, and `tail`.
+    #[must_use]
+    pub fn new(head: String, scheduled: ScheduledExposition, tail: &'static str) -> Self {
+        Self {
+            head: Some(head),
+            scheduled,
+            tail: Some(tail),
+        }
+    }
+
+    fn next_text(&mut self) -> Option<String> {
+        loop {
+            let text = match self.head.take() {
+                Some(head) => head,
+                None => match self.scheduled.next_chunk(CHUNK_BYTES) {
+                    Some(chunk) => chunk,
+                    None => self.tail.take()?.to_owned(),
+                },
+            };
+            if !text.is_empty() {
+                return Some(text);
+            }
+        }
+    }
+}
+
+impl Body for MetricsBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        Poll::Ready(
+            self.get_mut()
+                .next_text()
+                .map(|text| Ok(Frame::data(Bytes::from(text)))),
+        )
+    }
+}

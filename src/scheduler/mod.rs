@@ -1,0 +1,377 @@
+//! The background scheduler: probes the configured `targets:` once per
+//! interval and keeps their state for `/metrics` and the landing page.
+//!
+//! Each target has its own task, so a slow or dead target never delays
+//! another. Start times are spread over the interval by a stable hash of
+//! the target, so 10 000 targets at 10 s give 1 000 probes in every second
+//! rather than 10 000 at second 0. The hash also decides the shard under
+//! `--targets.shard=i/n`, so replicas split one list without talking.
+//!
+//! A reload diffs the new target list against the running one: removed
+//! targets stop and lose their series, new ones start, and unchanged ones
+//! keep their state and counters. A target whose interval, rise, fall or
+//! module settings changed keeps its state and restarts its task.
+
+mod state;
+
+pub use state::{HANDSHAKE_BUCKETS, Histogram, RESULTS, TargetState};
+
+use crate::config::{Config, LabelName, Module};
+use crate::hash::fnv1a_64;
+use crate::runner::ProbeRunner;
+use crate::target::Target;
+use crate::trace::Trace;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+/// `--targets.shard=i/n`: this instance probes the targets whose stable
+/// hash modulo `count` is `index`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shard {
+    /// Which part this instance takes, `0..count`.
+    pub index: u64,
+    /// Into how many parts the targets are split.
+    pub count: u64,
+}
+
+impl Shard {
+    /// One instance probing everything.
+    pub const ALL: Self = Self { index: 0, count: 1 };
+
+    /// Whether this shard probes `target`.
+    #[must_use]
+    pub fn owns(self, target: &str) -> bool {
+        fnv1a_64(target.as_bytes()) % self.count == self.index
+    }
+}
+
+impl FromStr for Shard {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let parsed = text.split_once('/').and_then(|(index, count)| {
+            Some((index.parse::<u64>().ok()?, count.parse::<u64>().ok()?))
+        });
+        match parsed {
+            Some((index, count)) if count > 0 && index < count => Ok(Self { index, count }),
+            _ => Err(format!(
+                "{text:?} is not a shard: write i/n with 0 <= i < n, e.g. 0/3 for the first of three replicas"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for Shard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.index, self.count)
+    }
+}
+
+/// One scheduled target: who it is, and its state behind a lock that only
+/// its own task writes and scrapes read.
+#[derive(Debug)]
+pub struct ScheduledTarget {
+    /// The module name.
+    pub module: String,
+    /// The parsed target.
+    pub target: Target,
+    /// The target as written, `host:port`.
+    pub target_text: String,
+    /// The user's labels.
+    pub labels: BTreeMap<LabelName, String>,
+    state: Mutex<TargetState>,
+}
+
+impl ScheduledTarget {
+    fn new(key: &TargetKey, target: Target) -> Self {
+        Self {
+            module: key.module.clone(),
+            target,
+            target_text: key.target.clone(),
+            labels: key.labels.clone(),
+            state: Mutex::new(TargetState::default()),
+        }
+    }
+
+    /// Runs `read` on the current state.
+    pub fn with_state<R>(&self, read: impl FnOnce(&TargetState) -> R) -> R {
+        read(&self.state.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    fn record(&self, outcome: &crate::prober::Outcome, plan: &Plan) {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0.0, |since| since.as_secs_f64());
+        self.state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .record(outcome, plan.rise, plan.fall, now);
+    }
+}
+
+/// What makes two scheduled targets the same one across a reload. Labels
+/// are part of it because they are part of every series' identity.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct TargetKey {
+    module: String,
+    target: String,
+    labels: BTreeMap<LabelName, String>,
+}
+
+/// How a target is probed; a change restarts its task but keeps its state.
+#[derive(Clone, Debug, PartialEq)]
+struct Plan {
+    module: Module,
+    interval: Duration,
+    rise: u32,
+    fall: u32,
+}
+
+#[derive(Debug)]
+struct Running {
+    target: Arc<ScheduledTarget>,
+    plan: Plan,
+    task: JoinHandle<()>,
+}
+
+/// Owns the probing tasks of all scheduled targets.
+#[derive(Debug)]
+pub struct Scheduler {
+    runner: Arc<ProbeRunner>,
+    shard: Shard,
+    epoch: Instant,
+    running: Mutex<BTreeMap<TargetKey, Running>>,
+    published: RwLock<Arc<[Arc<ScheduledTarget>]>>,
+}
+
+impl Scheduler {
+    /// A scheduler with no targets yet; see [`Scheduler::apply`].
+    #[must_use]
+    pub fn new(runner: Arc<ProbeRunner>, shard: Shard) -> Self {
+        Self {
+            runner,
+            shard,
+            epoch: Instant::now(),
+            running: Mutex::new(BTreeMap::new()),
+            published: RwLock::new(Arc::from(Vec::new())),
+        }
+    }
+
+    /// The targets being probed, in a stable order, for scrapes and pages.
+    #[must_use]
+    pub fn targets(&self) -> Arc<[Arc<ScheduledTarget>]> {
+        Arc::clone(
+            &self
+                .published
+                .read()
+                .unwrap_or_else(PoisonError::into_inner),
+        )
+    }
+
+    /// Makes the running targets match `config`. Must run inside a tokio runtime.
+    pub fn apply(&self, config: &Config) {
+        let wanted = self.plans(config);
+        let mut running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
+        running.retain(|key, entry| {
+            let keep = wanted.contains_key(key);
+            if !keep {
+                entry.task.abort();
+            }
+            keep
+        });
+        for (key, (target, plan)) in wanted {
+            match running.get_mut(&key) {
+                Some(entry) if entry.plan == plan => {}
+                Some(entry) => {
+                    entry.task.abort();
+                    entry.task = self.spawn(Arc::clone(&entry.target), plan.clone());
+                    entry.plan = plan;
+                }
+                None => {
+                    let scheduled = Arc::new(ScheduledTarget::new(&key, target));
+                    let task = self.spawn(Arc::clone(&scheduled), plan.clone());
+                    running.insert(
+                        key,
+                        Running {
+                            target: scheduled,
+                            plan,
+                            task,
+                        },
+                    );
+                }
+            }
+        }
+        let published: Vec<Arc<ScheduledTarget>> = running
+            .values()
+            .map(|entry| Arc::clone(&entry.target))
+            .collect();
+        *self
+            .published
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Arc::from(published);
+    }
+
+    /// The targets of `config` that this shard probes, with their plans.
+    fn plans(&self, config: &Config) -> BTreeMap<TargetKey, (Target, Plan)> {
+        let mut plans = BTreeMap::new();
+        for block in &config.targets {
+            let Some(module) = config.modules.get(&block.module.value) else {
+                continue; // validation rejects this; nothing to probe with
+            };
+            for target in &block.targets {
+                let text = target.value.0.to_string();
+                if !self.shard.owns(&text) {
+                    continue;
+                }
+                let key = TargetKey {
+                    module: block.module.value.clone(),
+                    target: text,
+                    labels: block.labels.clone(),
+                };
+                let plan = Plan {
+                    module: module.clone(),
+                    interval: block.interval.0,
+                    rise: block.rise,
+                    fall: block.fall,
+                };
+                plans.insert(key, (target.value.0.clone(), plan));
+            }
+        }
+        plans
+    }
+
+    fn spawn(&self, target: Arc<ScheduledTarget>, plan: Plan) -> JoinHandle<()> {
+        let offset = slot_offset(&target.module, &target.target_text, plan.interval);
+        tokio::spawn(probe_on_schedule(
+            target,
+            plan,
+            Arc::clone(&self.runner),
+            self.epoch + offset,
+        ))
+    }
+}
+
+impl Drop for Scheduler {
+    fn drop(&mut self) {
+        for entry in self
+            .running
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+        {
+            entry.task.abort();
+        }
+    }
+}
+
+/// Where in the interval a target's probes start: a stable hash of module
+/// and target, so the spread survives restarts and is the same on replicas.
+fn slot_offset(module: &str, target: &str, interval: Duration) -> Duration {
+    let interval_nanos = u64::try_from(interval.as_nanos())
+        .unwrap_or(u64::MAX)
+        .max(1);
+    let key = format!("{module}\u{0}{target}");
+    Duration::from_nanos(fnv1a_64(key.as_bytes()) % interval_nanos)
+}
+
+/// The first slot at or after `now`, where slots are `first + k * interval`.
+fn next_slot(first: Instant, interval: Duration, now: Instant) -> Instant {
+    if now <= first {
+        return first;
+    }
+    let since = now - first;
+    let periods = since.as_nanos().div_ceil(interval.as_nanos().max(1));
+    let periods = u32::try_from(periods).unwrap_or(u32::MAX);
+    first + interval * periods
+}
+
+async fn probe_on_schedule(
+    target: Arc<ScheduledTarget>,
+    plan: Plan,
+    runner: Arc<ProbeRunner>,
+    first_slot: Instant,
+) {
+    let mut previous: Option<Instant> = None;
+    loop {
+        let mut slot = next_slot(first_slot, plan.interval, Instant::now());
+        if previous == Some(slot) {
+            slot += plan.interval;
+        }
+        previous = Some(slot);
+        tokio::time::sleep_until(slot).await;
+        runner
+            .metrics()
+            .observe_schedule_lag(Instant::now().saturating_duration_since(slot));
+        // Boxed so that an idle task, which is what 100k targets mostly
+        // are, holds only its small sleeping state.
+        let outcome = Box::pin(runner.run(
+            &target.module,
+            &plan.module,
+            &target.target,
+            plan.module.timeout.0,
+            &mut Trace::disabled(),
+        ))
+        .await;
+        target.record(&outcome, &plan);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shards_parse_and_partition() {
+        assert_eq!("1/3".parse::<Shard>(), Ok(Shard { index: 1, count: 3 }));
+        for bad in ["3/3", "1", "a/b", "0/0", "-1/2", ""] {
+            assert!(bad.parse::<Shard>().is_err(), "{bad:?}");
+        }
+        let shards: Vec<Shard> = (0..3).map(|index| Shard { index, count: 3 }).collect();
+        for port in 1..200 {
+            let target = format!("127.0.0.1:{port}");
+            assert_eq!(shards.iter().filter(|shard| shard.owns(&target)).count(), 1);
+        }
+    }
+
+    #[test]
+    fn offsets_spread_over_the_interval() {
+        let interval = Duration::from_secs(10);
+        let mut per_second = [0u32; 10];
+        for n in 0..10_000u32 {
+            let target = format!("127.{}.{}.{}:80", n >> 16, (n >> 8) & 255, n & 255);
+            let offset = slot_offset("tcp_halfopen", &target, interval);
+            assert!(offset < interval);
+            per_second[usize::try_from(offset.as_secs()).unwrap()] += 1;
+        }
+        for count in per_second {
+            assert!(
+                (850..1150).contains(&count),
+                "uneven spread: {per_second:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn next_slot_is_the_first_at_or_after_now() {
+        let first = Instant::now();
+        let interval = Duration::from_secs(10);
+        assert_eq!(next_slot(first, interval, first), first);
+        assert_eq!(
+            next_slot(first, interval, first + Duration::from_secs(1)),
+            first + interval
+        );
+        assert_eq!(
+            next_slot(first, interval, first + interval),
+            first + interval
+        );
+        assert_eq!(
+            next_slot(first, interval, first + Duration::from_secs(25)),
+            first + Duration::from_secs(30)
+        );
+    }
+}

@@ -1,0 +1,212 @@
+//! What the scheduler remembers about one target between probes: the last
+//! outcome, the rise/fall health state, counters and the handshake
+//! histogram.
+//!
+//! Health follows HAProxy's checks with one difference at start-up: the
+//! first probe sets the state directly, so a new target is neither shown
+//! healthy for `fall` intervals while it is down, nor unhealthy for `rise`
+//! intervals while it is up. After that, `fall` failures in a row make a
+//! healthy target unhealthy and `rise` successes in a row bring it back.
+
+use crate::prober::{Outcome, Reason};
+
+/// Upper bounds of the handshake histogram, in seconds: 100 µs to 5 s.
+pub const HANDSHAKE_BUCKETS: [f64; 13] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0, 5.0,
+];
+
+/// The result labels of `probe_results_total`, in export order.
+pub const RESULTS: [&str; 6] = [
+    "success",
+    "refused",
+    "timeout",
+    "unreachable",
+    "dns",
+    "local",
+];
+
+/// A cumulative histogram of handshake times.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Histogram {
+    /// Observations at or below each bound of [`HANDSHAKE_BUCKETS`].
+    pub cumulative: [u64; HANDSHAKE_BUCKETS.len()],
+    /// Sum of all observations, seconds.
+    pub sum: f64,
+    /// Number of observations (the `+Inf` bucket).
+    pub count: u64,
+}
+
+impl Histogram {
+    fn observe(&mut self, seconds: f64) {
+        for (bound, cumulative) in HANDSHAKE_BUCKETS.iter().zip(&mut self.cumulative) {
+            if seconds <= *bound {
+                *cumulative += 1;
+            }
+        }
+        self.sum += seconds;
+        self.count += 1;
+    }
+}
+
+/// The state of one scheduled target.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TargetState {
+    /// Whether any probe has finished yet.
+    pub probed: bool,
+    /// The last probe's failure reason; `None` after a success or before any probe.
+    pub last_reason: Option<Reason>,
+    /// The last probe's detail text, for the landing page.
+    pub last_detail: String,
+    /// The last probe succeeded.
+    pub last_success: bool,
+    /// Duration of the last probe, seconds.
+    pub last_duration: f64,
+    /// Handshake time of the last successful probe, seconds.
+    pub last_handshake: Option<f64>,
+    /// IP version of the last probe: 4, 6 or 0.
+    pub ip_protocol: u8,
+    /// The rise/fall state.
+    pub healthy: bool,
+    /// Results in a row that disagree with `healthy`.
+    against_state: u32,
+    /// Unix time of the last finished probe, seconds; 0 before any.
+    pub last_probe_unix: f64,
+    /// Unix time of the last health change (or the first probe), seconds.
+    pub last_change_unix: f64,
+    /// Probes by result, in the order of [`RESULTS`].
+    pub results: [u64; RESULTS.len()],
+    /// Health changes after the first probe.
+    pub state_changes: u64,
+    /// Handshake times of successful probes.
+    pub handshake: Histogram,
+}
+
+impl TargetState {
+    /// Takes in one outcome finished at `now_unix`.
+    pub fn record(&mut self, outcome: &Outcome, rise: u32, fall: u32, now_unix: f64) {
+        let success = outcome.is_success();
+        self.last_success = success;
+        self.last_reason = outcome.reason();
+        self.last_detail = outcome
+            .failure
+            .as_ref()
+            .map(|failure| failure.detail.clone())
+            .unwrap_or_default();
+        self.last_duration = outcome.duration.as_secs_f64();
+        self.ip_protocol = outcome.ip_protocol();
+        self.last_probe_unix = now_unix;
+        self.results[result_index(self.last_reason)] += 1;
+        if let Some(handshake) = outcome.handshake_time {
+            let seconds = handshake.as_secs_f64();
+            self.last_handshake = Some(seconds);
+            self.handshake.observe(seconds);
+        }
+        self.update_health(success, rise, fall, now_unix);
+    }
+
+    fn update_health(&mut self, success: bool, rise: u32, fall: u32, now_unix: f64) {
+        if !self.probed {
+            self.probed = true;
+            self.healthy = success;
+            self.last_change_unix = now_unix;
+            return;
+        }
+        if success == self.healthy {
+            self.against_state = 0;
+            return;
+        }
+        self.against_state += 1;
+        let needed = if self.healthy { fall } else { rise };
+        if self.against_state >= needed {
+            self.healthy = success;
+            self.against_state = 0;
+            self.state_changes += 1;
+            self.last_change_unix = now_unix;
+        }
+    }
+}
+
+fn result_index(reason: Option<Reason>) -> usize {
+    match reason {
+        None => 0,
+        Some(Reason::Refused) => 1,
+        Some(Reason::Timeout) => 2,
+        Some(Reason::Unreachable) => 3,
+        Some(Reason::Dns) => 4,
+        Some(Reason::Local) => 5,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::prober::Failure;
+    use std::time::Duration;
+
+    fn success() -> Outcome {
+        Outcome {
+            failure: None,
+            address: Some("127.0.0.1:80".parse().unwrap()),
+            dns_time: Duration::ZERO,
+            handshake_time: Some(Duration::from_micros(300)),
+            duration: Duration::from_micros(350),
+        }
+    }
+
+    fn refused() -> Outcome {
+        Outcome::not_started(
+            Failure::new(Reason::Refused, "RST"),
+            Duration::from_micros(200),
+        )
+    }
+
+    #[test]
+    fn result_labels_follow_the_reason_order() {
+        for reason in Reason::ALL {
+            assert_eq!(RESULTS[result_index(Some(reason))], reason.as_str());
+        }
+    }
+
+    #[test]
+    fn first_probe_decides_then_fall_and_rise_damp_flaps() {
+        let (rise, fall) = (2, 3);
+        let mut state = TargetState::default();
+        state.record(&success(), rise, fall, 1.0);
+        assert!(state.healthy);
+        for time in 2..=3 {
+            state.record(&refused(), rise, fall, f64::from(time));
+            assert!(
+                state.healthy && !state.last_success,
+                "still healthy after {} failures",
+                time - 1
+            );
+        }
+        state.record(&refused(), rise, fall, 4.0);
+        assert!(!state.healthy, "unhealthy at the fall-th failure");
+        assert_eq!((state.state_changes, state.last_change_unix), (1, 4.0));
+        state.record(&success(), rise, fall, 5.0);
+        assert!(!state.healthy);
+        state.record(&refused(), rise, fall, 6.0);
+        state.record(&success(), rise, fall, 7.0);
+        assert!(!state.healthy, "an interrupted streak starts over");
+        state.record(&success(), rise, fall, 8.0);
+        assert!(state.healthy, "healthy at the rise-th success in a row");
+        assert_eq!(state.state_changes, 2);
+        assert_eq!(state.results, [4, 4, 0, 0, 0, 0]);
+    }
+
+    #[test]
+    fn histogram_counts_successful_handshakes_cumulatively() {
+        let mut state = TargetState::default();
+        state.record(&success(), 2, 3, 1.0);
+        state.record(&refused(), 2, 3, 2.0);
+        let histogram = &state.handshake;
+        assert_eq!(histogram.count, 1);
+        assert_eq!(
+            histogram.cumulative[..3],
+            [0, 0, 1],
+            "300 µs lands in the 500 µs bucket"
+        );
+        assert_eq!(histogram.cumulative[HANDSHAKE_BUCKETS.len() - 1], 1);
+    }
+}
