@@ -52,9 +52,16 @@ async fn probe_and_metrics_pages_parse_as_openmetrics_and_as_text() {
         Ok(python) => python,
         Err(missing) => return common::skip_or_fail(&missing),
     };
-    let exporter = TestExporter::embedded(Settings::default()).await;
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let open = listener.local_addr().unwrap();
+    // Scheduled targets with a label value that needs every escape.
+    let config = format!(
+        "modules:\n  tcp_halfopen:\n    prober: tcp_halfopen\n  tcp_connect:\n    prober: tcp_connect\n\
+         targets:\n  - module: tcp_halfopen\n    interval: 100ms\n    targets: [\"{open}\", \"127.0.0.1:1\"]\n\
+         \x20   labels: {{note: \"quote \\\" backslash \\\\ newline \\n end\"}}\n"
+    );
+    let exporter = TestExporter::with_config(&config, Settings::default()).await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     let dir = common::temp_dir("openmetrics");
     let pages = [
         ("probe_success", format!("/probe?target={open}")),

@@ -1,0 +1,486 @@
+//! The background scheduler, `/health/<group>`, reload of scheduled
+//! targets and the landing page, against real loopback sockets.
+
+mod common;
+
+use common::{TestExporter, request, sample};
+use socket2::{Domain, Protocol, Socket, Type};
+use std::io::ErrorKind;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use synack_exporter::app::Settings;
+use synack_exporter::scheduler::{ScheduledTarget, TargetState};
+
+fn open_listener() -> (TcpListener, String) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    (listener, address)
+}
+
+fn closed_address() -> String {
+    open_listener().1
+}
+
+/// A listener whose full accept queue drops SYNs, and the clients filling it.
+fn timing_out_address() -> (Socket, Vec<TcpStream>, String) {
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).unwrap();
+    socket
+        .bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
+        .unwrap();
+    socket.listen(0).unwrap();
+    let address = socket.local_addr().unwrap().as_socket().unwrap();
+    let fillers = (0..8)
+        .map_while(|_| TcpStream::connect_timeout(&address, Duration::from_millis(300)).ok())
+        .collect();
+    (socket, fillers, address.to_string())
+}
+
+fn find(targets: &[Arc<ScheduledTarget>], text: &str) -> Arc<ScheduledTarget> {
+    Arc::clone(
+        targets
+            .iter()
+            .find(|target| target.target_text == text)
+            .expect("target is scheduled"),
+    )
+}
+
+/// Polls `check` on the state of `target` every 10 ms for up to `limit`.
+async fn wait_for(
+    target: &ScheduledTarget,
+    limit: Duration,
+    check: impl Fn(&TargetState) -> bool,
+) -> TargetState {
+    let started = Instant::now();
+    loop {
+        let state = target.with_state(Clone::clone);
+        if check(&state) {
+            return state;
+        }
+        assert!(
+            started.elapsed() < limit,
+            "condition not met within {limit:?}; last state {state:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn config(targets: &str, extra: &str) -> String {
+    format!(
+        "modules:\n  fast:\n    prober: tcp_halfopen\n    timeout: 300ms\n  grouped:\n    prober: tcp_halfopen\n    timeout: 1s\n\
+         targets:\n{targets}{extra}"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scheduled_targets_show_gauges_and_reasons_and_open_ones_are_never_accepted() {
+    let (listener, open) = open_listener();
+    let closed = closed_address();
+    let (_queue, _fillers, slow) = timing_out_address();
+    let targets = format!(
+        "  - module: fast\n    interval: 400ms\n    targets: [\"{open}\", \"{closed}\", \"{slow}\"]\n    labels: {{service: demo}}\n"
+    );
+    let exporter = TestExporter::with_config(&config(&targets, ""), Settings::default()).await;
+    let scheduled = exporter.app.scheduler.targets();
+    assert_eq!(scheduled.len(), 3);
+    for target in [&open, &closed, &slow] {
+        wait_for(&find(&scheduled, target), Duration::from_secs(5), |state| {
+            state.results.iter().sum::<u64>() >= 2
+        })
+        .await;
+    }
+    let metrics = exporter.get("/metrics").await.body;
+    let series = |name: &str, target: &str, extra: &str| {
+        sample(
+            &metrics,
+            &format!("{name}{{module=\"fast\",target=\"{target}\",service=\"demo\"{extra}}}"),
+        )
+    };
+    assert_eq!(series("probe_success", &open, ""), Some(1.0), "{metrics}");
+    assert_eq!(series("probe_healthy", &open, ""), Some(1.0));
+    assert_eq!(series("probe_ip_protocol", &open, ""), Some(4.0));
+    assert!(series("probe_tcp_handshake_latency_seconds_count", &open, "").unwrap() >= 2.0);
+    assert_eq!(
+        series("probe_failure_reason", &closed, ",reason=\"refused\""),
+        Some(1.0)
+    );
+    assert_eq!(
+        series("probe_failure_reason", &closed, ",reason=\"timeout\""),
+        Some(0.0)
+    );
+    assert_eq!(series("probe_success", &closed, ""), Some(0.0));
+    assert_eq!(series("probe_healthy", &closed, ""), Some(0.0));
+    assert_eq!(
+        series("probe_failure_reason", &slow, ",reason=\"timeout\""),
+        Some(1.0)
+    );
+    assert!(series("probe_results_total", &slow, ",result=\"timeout\"").unwrap() >= 2.0);
+    assert!(series("probe_last_probe_timestamp_seconds", &open, "").unwrap() > 1.7e9);
+    assert!(sample(&metrics, "synack_exporter_scheduled_targets") == Some(3.0));
+    assert!(metrics.contains("synack_exporter_schedule_lag_seconds_bucket{le=\"0.05\"}"));
+
+    std::thread::sleep(Duration::from_millis(600)); // past any delayed ACK
+    match listener.accept() {
+        Err(error) if error.kind() == ErrorKind::WouldBlock => {}
+        other => panic!(
+            "the application behind a scheduled half-open target saw a connection: {other:?}"
+        ),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn series_exist_before_the_first_probe_and_leave_with_the_target() {
+    let closed = closed_address();
+    let other = closed_address();
+    let targets =
+        format!("  - module: fast\n    interval: 1h\n    targets: [\"{closed}\", \"{other}\"]\n");
+    let exporter = TestExporter::with_config(&config(&targets, ""), Settings::default()).await;
+    let metrics = exporter.get("/metrics").await.body;
+    let labels = format!("module=\"fast\",target=\"{closed}\"");
+    for series in [
+        format!("probe_success{{{labels}}}"),
+        format!("probe_healthy{{{labels}}}"),
+        format!("probe_failure_reason{{{labels},reason=\"local\"}}"),
+        format!("probe_results_total{{{labels},result=\"success\"}}"),
+        format!("probe_tcp_handshake_latency_seconds_bucket{{{labels},le=\"+Inf\"}}"),
+        format!("probe_state_changes_total{{{labels}}}"),
+    ] {
+        assert_eq!(
+            sample(&metrics, &series),
+            Some(0.0),
+            "{series} should exist at 0 before any probe"
+        );
+    }
+    let path = exporter.config_path.clone().unwrap();
+    std::fs::write(
+        &path,
+        config(
+            &format!("  - module: fast\n    interval: 1h\n    targets: [\"{other}\"]\n"),
+            "",
+        ),
+    )
+    .unwrap();
+    assert_eq!(
+        request(exporter.address, "POST", "/-/reload", &[])
+            .await
+            .status,
+        200
+    );
+    let metrics = exporter.get("/metrics").await.body;
+    assert!(
+        !metrics.contains(&closed),
+        "a removed target keeps no series"
+    );
+    assert!(metrics.contains(&other));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rise_and_fall_damp_a_port_that_closes_and_reopens() {
+    let (listener, address) = open_listener();
+    let targets = format!(
+        "  - module: fast\n    interval: 400ms\n    rise: 2\n    fall: 3\n    targets: [\"{address}\"]\n"
+    );
+    let exporter = TestExporter::with_config(&config(&targets, ""), Settings::default()).await;
+    let target = find(&exporter.app.scheduler.targets(), &address);
+    wait_for(&target, Duration::from_secs(5), |state| {
+        state.healthy && state.results[0] >= 1
+    })
+    .await;
+
+    drop(listener);
+    let limit = Duration::from_secs(5);
+    let first_failure = wait_for(&target, limit, |state| state.results[1] >= 1).await;
+    assert!(
+        !first_failure.last_success && first_failure.healthy,
+        "one failure: probe_success 0, still healthy"
+    );
+    let second_failure = wait_for(&target, limit, |state| state.results[1] >= 2).await;
+    assert!(second_failure.healthy, "two failures: still healthy");
+    let down = wait_for(&target, limit, |state| state.results[1] >= 3).await;
+    assert!(!down.healthy, "unhealthy at the third (fall-th) failure");
+    assert_eq!(down.state_changes, 1);
+
+    let port = address.rsplit_once(':').unwrap().1;
+    let _reopened = TcpListener::bind(format!("127.0.0.1:{port}")).expect("rebind the same port");
+    let successes_before = down.results[0];
+    let first_success = wait_for(&target, limit, |state| state.results[0] > successes_before).await;
+    assert!(
+        first_success.last_success && !first_success.healthy,
+        "one success: still unhealthy"
+    );
+    let up = wait_for(&target, limit, |state| {
+        state.results[0] > successes_before + 1
+    })
+    .await;
+    assert!(up.healthy, "healthy again at the second (rise-th) success");
+    assert_eq!(up.state_changes, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_times_spread_across_the_interval() {
+    let closed = closed_address();
+    let port = closed.rsplit_once(':').unwrap().1;
+    // 240 targets on 127.0.1.x: different addresses, one closed port.
+    let list: Vec<String> = (1..=240)
+        .map(|n| format!("\"127.0.{}.{}:{port}\"", n / 200 + 1, n % 200 + 1))
+        .collect();
+    let targets = format!(
+        "  - module: fast\n    interval: 2s\n    targets: [{}]\n",
+        list.join(", ")
+    );
+    let exporter = TestExporter::with_config(&config(&targets, ""), Settings::default()).await;
+    let started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let scheduled = exporter.app.scheduler.targets();
+    let mut first_probe_times = Vec::new();
+    for target in scheduled.iter() {
+        let state = wait_for(target, Duration::from_secs(5), |state| state.probed).await;
+        // The first probe's finish time is when its slot came, within ms.
+        first_probe_times.push(state.last_probe_unix - started);
+    }
+    let mut quarters = [0usize; 4];
+    for time in &first_probe_times {
+        let quarter = ((time / 0.5).floor().max(0.0) as usize).min(3);
+        quarters[quarter] += 1;
+    }
+    for count in quarters {
+        assert!(
+            (36..=84).contains(&count),
+            "240 first probes over 4 quarters of the interval: {quarters:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_group_answers_200_503_404_and_head() {
+    let (_a, up_a) = open_listener();
+    let (_b, up_b) = open_listener();
+    let closed = closed_address();
+    let groups = format!(
+        "groups:\n  web:\n    module: fast\n    targets: [\"{up_a}\", \"{up_b}\"]\n  mixed:\n    module: fast\n    targets: [\"{up_a}\", \"{closed}\"]\n"
+    );
+    let exporter = TestExporter::with_config(
+        &config("  []\n", &groups).replace("targets:\n  []\n", ""),
+        Settings::default(),
+    )
+    .await;
+    let response = exporter.get("/health/web").await;
+    assert_eq!((response.status, response.body.as_str()), (200, "OK\n"));
+    let response = exporter.get("/health/mixed").await;
+    assert_eq!(response.status, 503);
+    assert_eq!(response.body, format!("{closed} refused\n"));
+    let response = exporter.get("/health/nope").await;
+    assert_eq!(response.status, 404);
+    assert!(
+        response.body.contains("web") && response.body.contains("mixed"),
+        "{}",
+        response.body
+    );
+    let head = request(exporter.address, "HEAD", "/health/mixed", &[]).await;
+    assert_eq!((head.status, head.body.as_str()), (503, ""));
+    assert_eq!(
+        request(exporter.address, "POST", "/health/web", &[])
+            .await
+            .status,
+        405
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_group_requests_share_one_round_of_probes() {
+    let (_open, up) = open_listener();
+    let (_queue, _fillers, slow) = timing_out_address();
+    let groups =
+        format!("groups:\n  edge:\n    module: grouped\n    targets: [\"{up}\", \"{slow}\"]\n");
+    let exporter = Arc::new(
+        TestExporter::with_config(
+            &config("  []\n", &groups).replace("targets:\n  []\n", ""),
+            Settings::default(),
+        )
+        .await,
+    );
+    let mut requests = tokio::task::JoinSet::new();
+    for _ in 0..40 {
+        let exporter = Arc::clone(&exporter);
+        requests.spawn(async move { exporter.get("/health/edge").await });
+    }
+    let mut bodies = Vec::new();
+    while let Some(response) = requests.join_next().await {
+        let response = response.unwrap();
+        assert_eq!(response.status, 503);
+        bodies.push(response.body);
+    }
+    assert!(
+        bodies
+            .iter()
+            .all(|body| *body == format!("{slow} timeout\n")),
+        "{bodies:?}"
+    );
+    let metrics = exporter.get("/metrics").await.body;
+    let probes: f64 = ["success", "timeout"]
+        .iter()
+        .filter_map(|result| {
+            sample(
+                &metrics,
+                &format!("synack_exporter_probes_total{{module=\"grouped\",result=\"{result}\"}}"),
+            )
+        })
+        .sum();
+    assert_eq!(
+        probes, 2.0,
+        "40 concurrent requests must cause one round of 2 probes"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_adds_removes_and_keeps_state_of_unchanged_targets() {
+    let kept = closed_address();
+    let removed = closed_address();
+    let added = closed_address();
+    let block =
+        |list: &str| format!("  - module: fast\n    interval: 100ms\n    targets: [{list}]\n");
+    let exporter = TestExporter::with_config(
+        &config(&block(&format!("\"{kept}\", \"{removed}\"")), ""),
+        Settings::default(),
+    )
+    .await;
+    let kept_before = find(&exporter.app.scheduler.targets(), &kept);
+    let before = wait_for(&kept_before, Duration::from_secs(5), |state| {
+        state.results[1] >= 3
+    })
+    .await;
+
+    let path = exporter.config_path.clone().unwrap();
+    std::fs::write(
+        &path,
+        config(&block(&format!("\"{kept}\", \"{added}\"")), ""),
+    )
+    .unwrap();
+    assert_eq!(
+        request(exporter.address, "POST", "/-/reload", &[])
+            .await
+            .status,
+        200
+    );
+    let scheduled = exporter.app.scheduler.targets();
+    let texts: Vec<&str> = scheduled
+        .iter()
+        .map(|target| target.target_text.as_str())
+        .collect();
+    assert!(
+        texts.contains(&kept.as_str())
+            && texts.contains(&added.as_str())
+            && !texts.contains(&removed.as_str()),
+        "{texts:?}"
+    );
+    let kept_after = find(&scheduled, &kept);
+    assert!(
+        Arc::ptr_eq(&kept_before, &kept_after),
+        "an unchanged target keeps its state object"
+    );
+    assert!(
+        kept_after.with_state(|state| state.results[1]) >= before.results[1],
+        "counters were not reset"
+    );
+    wait_for(&find(&scheduled, &added), Duration::from_secs(5), |state| {
+        state.probed
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shards_split_the_targets_without_overlap() {
+    let list: Vec<String> = (1..=100)
+        .map(|port| format!("\"127.0.0.1:{port}\""))
+        .collect();
+    let yaml = config(
+        &format!(
+            "  - module: fast\n    interval: 1h\n    targets: [{}]\n",
+            list.join(", ")
+        ),
+        "",
+    );
+    let mut seen = Vec::new();
+    for index in 0..2 {
+        let settings = Settings {
+            shard: format!("{index}/2").parse().unwrap(),
+            ..Settings::default()
+        };
+        let exporter = TestExporter::with_config(&yaml, settings).await;
+        let texts: Vec<String> = exporter
+            .app
+            .scheduler
+            .targets()
+            .iter()
+            .map(|t| t.target_text.clone())
+            .collect();
+        assert!(
+            (20..=80).contains(&texts.len()),
+            "shard {index}/2 took {}",
+            texts.len()
+        );
+        seen.extend(texts);
+    }
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen.len(), 100, "every target on exactly one shard");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn landing_page_lists_targets_and_history_and_escapes_user_text() {
+    let closed = closed_address();
+    let targets = format!(
+        "  - module: fast\n    interval: 100ms\n    targets: [\"{closed}\"]\n    labels: {{team: \"<script>alert(1)</script>\"}}\n"
+    );
+    let exporter = TestExporter::with_config(&config(&targets, ""), Settings::default()).await;
+    wait_for(
+        &exporter.app.scheduler.targets()[0],
+        Duration::from_secs(5),
+        |state| state.probed,
+    )
+    .await;
+    assert_eq!(
+        exporter
+            .get(&format!("/probe?target={closed}&module=fast"))
+            .await
+            .status,
+        200
+    );
+    let page = exporter.get("/").await;
+    assert_eq!(page.status, 200);
+    assert!(
+        page.header("content-type")
+            .unwrap()
+            .starts_with("text/html")
+    );
+    let html = &page.body;
+    assert!(
+        !html.contains("<script>"),
+        "user text must be escaped:\n{html}"
+    );
+    assert!(
+        html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+        "{html}"
+    );
+    assert!(
+        html.contains(&closed) && html.contains("unhealthy") && html.contains("refused"),
+        "{html}"
+    );
+    assert!(
+        html.contains("fast") && html.contains("tcp_halfopen"),
+        "modules are listed"
+    );
+    let id = html
+        .split("/logs?id=")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("a history link");
+    let log = exporter.get(&format!("/logs?id={id}")).await;
+    assert_eq!(log.status, 200);
+    assert!(log.body.contains("ECONNREFUSED"), "{}", log.body);
+    assert_eq!(exporter.get("/logs?id=999999").await.status, 404);
+    assert_eq!(exporter.get("/logs?id=x").await.status, 400);
+}
