@@ -5,6 +5,7 @@ mod common;
 
 use common::{TestExporter, request, sample};
 use std::net::TcpListener;
+use std::sync::Arc;
 use std::time::Duration;
 use synack_exporter::app::Settings;
 
@@ -383,5 +384,55 @@ async fn reload_applies_a_good_file_and_keeps_the_old_config_on_a_bad_one() {
         exporter.get(&probe_extra).await.status,
         200,
         "the old config stays in force"
+    );
+}
+
+/// The half-open close must beat the kernel's ~200 ms delayed ACK even when
+/// the HTTP side is swamped: here 1 000 concurrent clients share the
+/// test's two worker threads with the exporter. The application behind the
+/// probed port must still accept nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn halfopen_stays_invisible_under_heavy_http_concurrency() {
+    synack_exporter::sys::raise_nofile_limit().expect("raise the fd limit");
+    let exporter = Arc::new(TestExporter::embedded(Settings::default()).await);
+    let listener =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    listener
+        .bind(
+            &"127.0.0.1:0"
+                .parse::<std::net::SocketAddr>()
+                .unwrap()
+                .into(),
+        )
+        .unwrap();
+    listener.listen(4096).unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let target = listener.local_addr().unwrap().as_socket().unwrap();
+    let path = Arc::new(format!("/probe?target={target}"));
+    let mut clients = tokio::task::JoinSet::new();
+    for _ in 0..1000 {
+        let (exporter, path) = (Arc::clone(&exporter), Arc::clone(&path));
+        clients.spawn(async move {
+            let mut successes = 0;
+            for _ in 0..4 {
+                let response = exporter.get(&path).await;
+                successes += usize::from(sample(&response.body, "probe_success") == Some(1.0));
+            }
+            successes
+        });
+    }
+    let mut successes = 0;
+    while let Some(done) = clients.join_next().await {
+        successes += done.unwrap();
+    }
+    assert_eq!(successes, 4000);
+    std::thread::sleep(Duration::from_millis(600)); // past any delayed ACK
+    let mut accepted = 0;
+    while listener.accept().is_ok() {
+        accepted += 1;
+    }
+    assert_eq!(
+        accepted, 0,
+        "half-open probes completed handshakes under HTTP load"
     );
 }
