@@ -8,7 +8,7 @@ use crate::history::History;
 use crate::metrics::exporter::ExporterMetrics;
 use crate::runner::ProbeRunner;
 use crate::scheduler::{Scheduler, Shard};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 /// Settings from the command line that the handlers need.
@@ -40,6 +40,9 @@ impl Default for Settings {
 pub struct App {
     source: ConfigSource,
     config: RwLock<Arc<Config>>,
+    /// Serialises reloads, so that SIGHUP and POST /-/reload at once cannot
+    /// leave the reload metric describing another config than the one in force.
+    reloading: Mutex<()>,
     /// Runs every probe, from `/probe`, the scheduler and group checks.
     pub runner: Arc<ProbeRunner>,
     /// Probes the configured `targets:`.
@@ -66,6 +69,7 @@ impl App {
         let app = Self {
             source,
             config: RwLock::new(Arc::new(Config::default())),
+            reloading: Mutex::new(()),
             scheduler: Scheduler::new(Arc::clone(&runner), settings.shard),
             runner,
             groups: GroupChecker::default(),
@@ -100,6 +104,10 @@ impl App {
     /// # Errors
     /// The config error of the new file.
     pub fn reload(&self) -> Result<(), ConfigError> {
+        let _one_at_a_time = self
+            .reloading
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         match self.source.load() {
             Ok(config) => {
                 self.put_in_force(config);

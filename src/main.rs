@@ -147,10 +147,27 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(run(source, settings, &flags.listen_address))
+    let code = runtime.block_on(run(source, settings, &flags.listen_address));
+    // Do not wait for DNS lookups still running on blocking threads.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    code
 }
 
 async fn run(source: ConfigSource, settings: Settings, listen_address: &str) -> ExitCode {
+    // Handlers come first: a SIGHUP or SIGTERM sent while the config loads
+    // or right after the address is announced must not meet the default
+    // action, which kills the process.
+    let (hangups, terms, interrupts) = match (
+        signal(SignalKind::hangup()),
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(hangups), Ok(terms), Ok(interrupts)) => (hangups, terms, interrupts),
+        _ => {
+            eprintln!("cannot install the signal handlers");
+            return ExitCode::FAILURE;
+        }
+    };
     let app = match App::start(source, settings) {
         Ok(app) => Arc::new(app),
         Err(error) => {
@@ -164,19 +181,6 @@ async fn run(source: ConfigSource, settings: Settings, listen_address: &str) -> 
         Err(error) => {
             tracing::error!(%error, address = listen_address, "cannot listen");
             eprintln!("cannot listen on {listen_address}: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
-    // Handlers are installed before the address is announced, so a signal
-    // sent by whoever waits for that line never meets the default action.
-    let (hangups, terms, interrupts) = match (
-        signal(SignalKind::hangup()),
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) {
-        (Ok(hangups), Ok(terms), Ok(interrupts)) => (hangups, terms, interrupts),
-        _ => {
-            eprintln!("cannot install the signal handlers");
             return ExitCode::FAILURE;
         }
     };

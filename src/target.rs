@@ -53,6 +53,9 @@ pub enum TargetError {
     BadIpv6(String),
     /// A character that no host name contains.
     BadHostChar(char),
+    /// Numbers that resolvers would read as an IP in some old form
+    /// (`127.1`, `2130706433`, `0x7f.1`, `010.0.0.1`), not a dotted quad.
+    AmbiguousNumericHost(String),
 }
 
 impl fmt::Display for TargetError {
@@ -77,7 +80,13 @@ impl fmt::Display for TargetError {
             Self::UnbracketedIpv6 => f.write_str(
                 "target looks like an IPv6 address without brackets: write it as [addr]:port",
             ),
-            Self::BadIpv6(text) => write!(f, "target [{text}] is not an IPv6 address"),
+            Self::BadIpv6(text) => {
+                write!(f, "target host {text:?} in brackets is not an IPv6 address")
+            }
+            Self::AmbiguousNumericHost(host) => write!(
+                f,
+                "target host {host:?} is not a dotted-quad IPv4 address, and resolvers would read it as some other address; write all four parts in decimal"
+            ),
             Self::BadHostChar(c) => write!(
                 f,
                 "target host contains {c:?}, which no host name may contain"
@@ -143,10 +152,18 @@ fn parse_host(host: &str) -> Result<Host, TargetError> {
     {
         return Err(TargetError::BadHostChar(bad));
     }
-    Ok(match host.parse::<IpAddr>() {
-        Ok(ip) => Host::Ip(ip),
-        Err(_) => Host::Name(host.to_owned()),
-    })
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return Ok(Host::Ip(ip));
+    }
+    // No DNS name ends in a numeric label, but getaddrinfo turns `127.1`
+    // into 127.0.0.1 and `010.0.0.1` into 8.0.0.1: never what was meant.
+    let last_label = host.rsplit('.').next().unwrap_or(host);
+    let numeric = last_label.bytes().all(|b| b.is_ascii_digit())
+        || (last_label.len() > 2 && last_label[..2].eq_ignore_ascii_case("0x"));
+    if numeric {
+        return Err(TargetError::AmbiguousNumericHost(host.to_owned()));
+    }
+    Ok(Host::Name(host.to_owned()))
 }
 
 fn parse_port(port: &str) -> Result<u16, TargetError> {
@@ -160,6 +177,16 @@ fn parse_port(port: &str) -> Result<u16, TargetError> {
     match port.parse::<u16>() {
         Ok(0) | Err(_) => Err(bad()),
         Ok(number) => Ok(number),
+    }
+}
+
+impl fmt::Display for Host {
+    /// The host as written in a target; IPv6 without brackets.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Ip(ip) => write!(f, "{ip}"),
+            Self::Name(name) => f.write_str(name),
+        }
     }
 }
 
@@ -222,6 +249,14 @@ mod tests {
             ("h\u{7}:80", E::BadHostChar('\u{7}')),
             ("h\n:80", E::BadHostChar('\n')),
             ("tcp://h:80", E::HasScheme),
+            ("127.1:80", E::AmbiguousNumericHost("127.1".into())),
+            (
+                "2130706433:80",
+                E::AmbiguousNumericHost("2130706433".into()),
+            ),
+            ("0x7f.1:80", E::AmbiguousNumericHost("0x7f.1".into())),
+            ("010.0.0.1:80", E::AmbiguousNumericHost("010.0.0.1".into())),
+            ("host.0x1f:80", E::AmbiguousNumericHost("host.0x1f".into())),
         ];
         for (text, expected) in cases {
             assert_eq!(Target::parse(text), Err(expected), "{text:?}");

@@ -219,6 +219,14 @@ async fn every_bad_input_gets_a_one_line_400_and_the_exporter_keeps_answering() 
             format!("/probe?target={long_target}"),
             "more than the limit of 1024",
         ),
+        (
+            "/probe?target=127.1:80".into(),
+            "not a dotted-quad IPv4 address",
+        ),
+        (
+            "/probe?target=%5B%0A%5D:80".into(),
+            "is not an IPv6 address",
+        ),
         ("/probe?target=%zz".into(), "bad percent-encoding"),
         ("/probe?target=host:8%".into(), "bad percent-encoding"),
         ("/probe?target=%ff:80".into(), "UTF-8"),

@@ -60,6 +60,7 @@ pub struct Module {
 }
 
 /// The available probers.
+#[non_exhaustive]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ProberKind {

@@ -1,22 +1,16 @@
 //! The exporter's own pages: `/metrics`, `/config` and `/-/reload`.
 
 use super::stream::MetricsBody;
-use super::{HttpResponse, respond_with, text};
+use super::{HttpResponse, respond_with, response_format, text};
 use crate::app::App;
-use crate::metrics::exposition::Format;
 use crate::metrics::scheduled::ScheduledExposition;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper::header::ACCEPT;
 use hyper::{Request, StatusCode};
 
 /// The exporter's metrics, then the scheduled targets' series, streamed.
 pub(super) fn metrics(app: &App, request: &Request<Incoming>) -> HttpResponse {
-    let accept = request
-        .headers()
-        .get(ACCEPT)
-        .and_then(|value| value.to_str().ok());
-    let format = Format::negotiate(accept);
+    let format = response_format(request);
     let head = app.metrics().encode_families(format);
     let scheduled = ScheduledExposition::new(app.scheduler.targets(), format);
     let body = MetricsBody::new(head, scheduled, format.end());

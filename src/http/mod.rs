@@ -14,14 +14,15 @@ mod stream;
 pub use query::{Query, QueryError};
 
 use crate::app::App;
+use crate::metrics::exposition::Format;
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
-use hyper::header::{ALLOW, CONTENT_TYPE, HeaderValue};
+use hyper::header::{ACCEPT, ALLOW, CONTENT_TYPE, HeaderValue};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use std::convert::Infallible;
 use std::future::Future;
@@ -35,6 +36,9 @@ pub type HttpBody = UnsyncBoxBody<Bytes, Infallible>;
 
 /// The response type of every handler.
 pub type HttpResponse = Response<HttpBody>;
+
+/// How long a client may take to send a request's headers.
+const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// How many connections may wait in the kernel for `accept`.
 const LISTEN_BACKLOG: i32 = 1024;
@@ -113,7 +117,11 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<O
                 let app = Arc::clone(&app);
                 async move { Ok::<_, Infallible>(route(&app, request).await) }
             });
+            // Without a timer hyper enforces no header timeout, and idle
+            // half-sent requests would pin file descriptors that probes need.
             if let Err(error) = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT)
                 .serve_connection(TokioIo::new(stream), service)
                 .await
             {
@@ -150,6 +158,15 @@ async fn route(app: &App, request: Request<Incoming>) -> HttpResponse {
         "/-/reload" => method_not_allowed(&[Method::POST, Method::PUT]),
         path => text(StatusCode::NOT_FOUND, &format!("no such page: {path}\n")),
     }
+}
+
+/// The exposition format the request's `Accept` header asks for.
+fn response_format(request: &Request<Incoming>) -> Format {
+    let accept = request
+        .headers()
+        .get(ACCEPT)
+        .and_then(|value| value.to_str().ok());
+    Format::negotiate(accept)
 }
 
 fn is_one_of(request: &Request<Incoming>, methods: &[Method]) -> bool {

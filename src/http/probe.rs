@@ -4,7 +4,7 @@
 //! A probe that fails is not an HTTP error: it is a 200 carrying
 //! `probe_success 0`, as in blackbox_exporter, so Prometheus stores it.
 
-use super::{HttpResponse, Query, respond, text};
+use super::{HttpResponse, Query, respond, response_format, text};
 use crate::app::App;
 use crate::config::Module;
 use crate::metrics::exposition::Format;
@@ -12,8 +12,7 @@ use crate::metrics::probe::render;
 use crate::target::Target;
 use crate::trace::Trace;
 use hyper::body::Incoming;
-use hyper::header::ACCEPT;
-use hyper::{HeaderMap, Request, StatusCode};
+use hyper::{Request, StatusCode};
 use std::time::Duration;
 
 /// The module used when the request names none.
@@ -89,7 +88,7 @@ pub(super) async fn handle(app: &App, request: &Request<Incoming>) -> HttpRespon
         &outcome,
         log,
     );
-    let format = Format::negotiate(header_text(request.headers(), ACCEPT.as_str()));
+    let format = response_format(request);
     respond(
         StatusCode::OK,
         format.content_type(),
@@ -133,10 +132,6 @@ fn parse_scrape_timeout(value: Option<&str>) -> Result<f64, String> {
                 value.unwrap_or("<not text>")
             )
         })
-}
-
-fn header_text<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers.get(name).and_then(|value| value.to_str().ok())
 }
 
 /// The module's timeout, lowered to what the scraper will wait for.

@@ -25,6 +25,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 /// Why a probe failed. Every failure has exactly one.
+#[non_exhaustive]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Reason {
     /// An RST came back: nothing listens on the port.
@@ -69,6 +70,7 @@ impl fmt::Display for Reason {
 }
 
 /// A failed probe: the reason, and a sentence for logs and debug output.
+#[non_exhaustive]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Failure {
     /// The classification used in metrics and alerts.
@@ -94,7 +96,8 @@ impl fmt::Display for Failure {
     }
 }
 
-/// What one probe found.
+/// What one probe found. More fields will come with more probers.
+#[non_exhaustive]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Outcome {
     /// `None` on success.
@@ -160,18 +163,13 @@ pub async fn run(
         deadline.saturating_duration_since(started).as_secs_f64()
     ));
     let mut outcome = match module.prober {
-        ProberKind::TcpHalfopen => {
-            tcp::probe(
-                tcp::Handshake::HalfOpen,
-                target,
-                &module.tcp,
-                deadline,
-                trace,
-            )
-            .await
-        }
-        ProberKind::TcpConnect => {
-            tcp::probe(tcp::Handshake::Full, target, &module.tcp, deadline, trace).await
+        ProberKind::TcpHalfopen | ProberKind::TcpConnect => {
+            let handshake = if module.prober == ProberKind::TcpHalfopen {
+                tcp::Handshake::HalfOpen
+            } else {
+                tcp::Handshake::Full
+            };
+            tcp::probe(handshake, target, &module.tcp, deadline, trace).await
         }
     };
     outcome.duration = started.elapsed();

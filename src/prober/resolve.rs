@@ -28,10 +28,12 @@ pub(super) async fn resolve(
         Failure::new(
             Reason::Dns,
             format!(
-                "{} has no address of an allowed family (preferred {:?}, fallback {})",
-                host_text(host),
+                "{host} has no address of an allowed family (preferred {:?}, fallback {}, source address {})",
                 options.preferred_ip_protocol,
-                options.ip_protocol_fallback
+                options.ip_protocol_fallback,
+                options
+                    .source_ip_address
+                    .map_or_else(|| "any".to_owned(), |source| source.to_string())
             ),
         )
     })?;
@@ -61,6 +63,17 @@ async fn lookup(name: &str, deadline: Instant, trace: &mut Trace) -> Result<Vec<
 }
 
 fn choose(candidates: &[IpAddr], options: &TcpOptions) -> Option<IpAddr> {
+    // With a source address, only its family can be connected from.
+    let source_family_ok = |ip: &&IpAddr| {
+        options
+            .source_ip_address
+            .is_none_or(|source| source.is_ipv4() == ip.is_ipv4())
+    };
+    let candidates: Vec<IpAddr> = candidates
+        .iter()
+        .filter(source_family_ok)
+        .copied()
+        .collect();
     let is_preferred = |ip: &&IpAddr| match options.preferred_ip_protocol {
         IpProtocol::Ip4 => ip.is_ipv4(),
         IpProtocol::Ip6 => ip.is_ipv6(),
@@ -73,13 +86,6 @@ fn choose(candidates: &[IpAddr], options: &TcpOptions) -> Option<IpAddr> {
             .filter(|_| options.ip_protocol_fallback)
     };
     preferred.or_else(fallback).copied()
-}
-
-fn host_text(host: &Host) -> String {
-    match host {
-        Host::Ip(ip) => ip.to_string(),
-        Host::Name(name) => name.clone(),
-    }
 }
 
 #[cfg(test)]
@@ -103,5 +109,15 @@ mod tests {
         assert_eq!(choose(&[v6], &options(IpProtocol::Ip4, true)), Some(v6));
         assert_eq!(choose(&[v6], &options(IpProtocol::Ip4, false)), None);
         assert_eq!(choose(&[], &options(IpProtocol::Ip4, true)), None);
+        let from_v6 = TcpOptions {
+            source_ip_address: Some(v6),
+            ..options(IpProtocol::Ip4, true)
+        };
+        assert_eq!(
+            choose(&[v4, v6], &from_v6),
+            Some(v6),
+            "the source's family wins"
+        );
+        assert_eq!(choose(&[v4], &from_v6), None);
     }
 }

@@ -90,8 +90,12 @@ async fn connect(
     deadline: Instant,
     trace: &mut Trace,
 ) -> Result<(), Failure> {
-    let socket = open_socket(address, handshake, source)
-        .map_err(|error| os_failure("cannot prepare a socket", address, &error))?;
+    // Nothing has been sent yet: whatever fails here is the exporter's own
+    // trouble (fds, a source address it does not have), never the target's.
+    let socket = open_socket(address, handshake, source).map_err(|error| {
+        let failure = os_failure("cannot prepare a socket for", address, &error);
+        Failure::new(Reason::Local, failure.detail)
+    })?;
     trace.log(format_args!(
         "connecting to {address} ({})",
         match handshake {
