@@ -145,22 +145,8 @@ async fn debug_shows_the_steps_errno_and_metrics() {
 async fn scrape_timeout_header_minus_offset_bounds_the_probe() {
     let exporter = TestExporter::embedded(Settings::default()).await;
     // A full accept queue drops SYNs, so the probe runs into its deadline.
-    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    socket
-        .bind(
-            &"127.0.0.1:0"
-                .parse::<std::net::SocketAddr>()
-                .unwrap()
-                .into(),
-        )
-        .unwrap();
-    socket.listen(0).unwrap();
-    let address = socket.local_addr().unwrap().as_socket().unwrap();
-    let _fillers: Vec<_> = (0..8)
-        .map_while(|_| {
-            std::net::TcpStream::connect_timeout(&address, Duration::from_millis(300)).ok()
-        })
-        .collect();
+    let queue = common::saturated_listener();
+    let address = queue.address;
     let response = exporter
         .get_with(
             &format!("/probe?target={address}"),

@@ -8,7 +8,7 @@ mod common;
 
 use socket2::{Domain, Protocol, Socket, Type};
 use std::io::ErrorKind;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::time::Duration;
 use synack_exporter::config::IpProtocol;
@@ -161,34 +161,10 @@ async fn closed_port_is_refused_by_both_probers() {
     }
 }
 
-/// A listener whose accept queue is full drops new SYNs: a timeout
-/// without root. Returns the listener and the clients that fill it.
-fn saturated_listener() -> (Socket, Vec<TcpStream>) {
-    let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).unwrap();
-    socket
-        .bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
-        .unwrap();
-    socket.listen(0).unwrap();
-    let address = socket.local_addr().unwrap().as_socket().unwrap();
-    let mut fillers = Vec::new();
-    for _ in 0..8 {
-        match TcpStream::connect_timeout(&address, Duration::from_millis(300)) {
-            Ok(stream) => fillers.push(stream),
-            Err(_) => break,
-        }
-    }
-    (socket, fillers)
-}
-
 #[tokio::test]
 async fn full_accept_queue_times_out_close_to_the_deadline() {
-    let (listener, _fillers) = saturated_listener();
-    let target = listener
-        .local_addr()
-        .unwrap()
-        .as_socket()
-        .unwrap()
-        .to_string();
+    let listener = common::saturated_listener();
+    let target = listener.address.to_string();
     let timeout = Duration::from_millis(1000);
     let outcome = check(&target, &halfopen(timeout)).await.unwrap();
     assert_eq!(
@@ -307,16 +283,8 @@ async fn source_ip_address_is_used() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn over_the_in_flight_limit_a_probe_waits_then_fails_as_local() {
-    let (listener, _fillers) = saturated_listener();
-    let target = Target::parse(
-        &listener
-            .local_addr()
-            .unwrap()
-            .as_socket()
-            .unwrap()
-            .to_string(),
-    )
-    .unwrap();
+    let listener = common::saturated_listener();
+    let target = Target::parse(&listener.address.to_string()).unwrap();
     let runner = Arc::new(ProbeRunner::new(1, Arc::new(ExporterMetrics::new())));
     let busy = {
         let (runner, target) = (Arc::clone(&runner), target.clone());

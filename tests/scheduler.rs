@@ -4,9 +4,8 @@
 mod common;
 
 use common::{TestExporter, request, sample};
-use socket2::{Domain, Protocol, Socket, Type};
 use std::io::ErrorKind;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use synack_exporter::app::Settings;
@@ -21,20 +20,6 @@ fn open_listener() -> (TcpListener, String) {
 
 fn closed_address() -> String {
     open_listener().1
-}
-
-/// A listener whose full accept queue drops SYNs, and the clients filling it.
-fn timing_out_address() -> (Socket, Vec<TcpStream>, String) {
-    let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).unwrap();
-    socket
-        .bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
-        .unwrap();
-    socket.listen(0).unwrap();
-    let address = socket.local_addr().unwrap().as_socket().unwrap();
-    let fillers = (0..8)
-        .map_while(|_| TcpStream::connect_timeout(&address, Duration::from_millis(300)).ok())
-        .collect();
-    (socket, fillers, address.to_string())
 }
 
 fn find(targets: &[Arc<ScheduledTarget>], text: &str) -> Arc<ScheduledTarget> {
@@ -77,7 +62,8 @@ fn config(targets: &str, extra: &str) -> String {
 async fn scheduled_targets_show_gauges_and_reasons_and_open_ones_are_never_accepted() {
     let (listener, open) = open_listener();
     let closed = closed_address();
-    let (_queue, _fillers, slow) = timing_out_address();
+    let queue = common::saturated_listener();
+    let slow = queue.address.to_string();
     let targets = format!(
         "  - module: fast\n    interval: 400ms\n    targets: [\"{open}\", \"{closed}\", \"{slow}\"]\n    labels: {{service: demo}}\n"
     );
@@ -152,21 +138,13 @@ async fn series_exist_before_the_first_probe_and_leave_with_the_target() {
             "{series} should exist at 0 before any probe"
         );
     }
-    let path = exporter.config_path.clone().unwrap();
-    std::fs::write(
-        &path,
-        config(
+    let reloaded = exporter
+        .reload_with(&config(
             &format!("  - module: fast\n    interval: 1h\n    targets: [\"{other}\"]\n"),
             "",
-        ),
-    )
-    .unwrap();
-    assert_eq!(
-        request(exporter.address, "POST", "/-/reload", &[])
-            .await
-            .status,
-        200
-    );
+        ))
+        .await;
+    assert_eq!(reloaded.status, 200, "{}", reloaded.body);
     let metrics = exporter.get("/metrics").await.body;
     assert!(
         !metrics.contains(&closed),
@@ -292,7 +270,8 @@ async fn health_group_answers_200_503_404_and_head() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_group_requests_share_one_round_of_probes() {
     let (_open, up) = open_listener();
-    let (_queue, _fillers, slow) = timing_out_address();
+    let queue = common::saturated_listener();
+    let slow = queue.address.to_string();
     let groups =
         format!("groups:\n  edge:\n    module: grouped\n    targets: [\"{up}\", \"{slow}\"]\n");
     let exporter = Arc::new(
@@ -353,18 +332,10 @@ async fn reload_adds_removes_and_keeps_state_of_unchanged_targets() {
     })
     .await;
 
-    let path = exporter.config_path.clone().unwrap();
-    std::fs::write(
-        &path,
-        config(&block(&format!("\"{kept}\", \"{added}\"")), ""),
-    )
-    .unwrap();
-    assert_eq!(
-        request(exporter.address, "POST", "/-/reload", &[])
-            .await
-            .status,
-        200
-    );
+    let reloaded = exporter
+        .reload_with(&config(&block(&format!("\"{kept}\", \"{added}\"")), ""))
+        .await;
+    assert_eq!(reloaded.status, 200, "{}", reloaded.body);
     let scheduled = exporter.app.scheduler.targets();
     let texts: Vec<&str> = scheduled
         .iter()

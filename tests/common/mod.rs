@@ -201,3 +201,44 @@ pub fn sample(exposition: &str, series: &str) -> Option<f64> {
         value.split_whitespace().next()?.parse().ok()
     })
 }
+
+/// A loopback listener whose full accept queue drops new SYNs: a target
+/// that times out, without root. Keep it alive as long as it is probed.
+pub struct SaturatedListener {
+    pub address: SocketAddr,
+    _listener: socket2::Socket,
+    _fillers: Vec<std::net::TcpStream>,
+}
+
+pub fn saturated_listener() -> SaturatedListener {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let listener = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).unwrap();
+    listener
+        .bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
+        .unwrap();
+    listener.listen(0).unwrap();
+    let address = listener.local_addr().unwrap().as_socket().unwrap();
+    // Connections that complete fill the queue; the first that cannot shows it is full.
+    let fillers = (0..8)
+        .map_while(|_| {
+            std::net::TcpStream::connect_timeout(&address, Duration::from_millis(300)).ok()
+        })
+        .collect();
+    SaturatedListener {
+        address,
+        _listener: listener,
+        _fillers: fillers,
+    }
+}
+
+impl TestExporter {
+    /// Rewrites the config file and asks for a reload; returns the answer.
+    pub async fn reload_with(&self, yaml: &str) -> Response {
+        let path = self
+            .config_path
+            .as_ref()
+            .expect("started with a config file");
+        std::fs::write(path, yaml).expect("rewrite config");
+        request(self.address, "POST", "/-/reload", &[]).await
+    }
+}
