@@ -20,19 +20,27 @@ use crate::metrics::exporter::ExporterMetrics;
 use crate::prober::{self, Failure, Outcome, Reason};
 use crate::target::Target;
 use crate::trace::Trace;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::runtime::Handle;
 use tokio::sync::{Semaphore, oneshot};
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 /// Runs probes within the in-flight limit, on the probe thread, and counts them.
 #[derive(Debug)]
 pub struct ProbeRunner {
+    rules: Rules,
+    probe_thread: ProbeThread,
+}
+
+/// The limit and the counters, cheap to clone onto the probe thread.
+#[derive(Clone, Debug)]
+struct Rules {
     slots: Arc<Semaphore>,
     max_in_flight: usize,
     metrics: Arc<ExporterMetrics>,
-    probe_thread: ProbeThread,
 }
 
 impl ProbeRunner {
@@ -44,9 +52,11 @@ impl ProbeRunner {
     #[must_use]
     pub fn new(max_in_flight: usize, metrics: Arc<ExporterMetrics>) -> Self {
         Self {
-            slots: Arc::new(Semaphore::new(max_in_flight)),
-            max_in_flight,
-            metrics,
+            rules: Rules {
+                slots: Arc::new(Semaphore::new(max_in_flight)),
+                max_in_flight,
+                metrics,
+            },
             probe_thread: ProbeThread::start().expect("start the probe thread"),
         }
     }
@@ -54,10 +64,11 @@ impl ProbeRunner {
     /// The metrics this runner counts into.
     #[must_use]
     pub fn metrics(&self) -> &Arc<ExporterMetrics> {
-        &self.metrics
+        &self.rules.metrics
     }
 
-    /// Probes `target` with the module called `module_name`, within `timeout`.
+    /// Probes `target` with the module called `module_name`, within
+    /// `timeout`, on the probe thread. Callable from any task.
     ///
     /// When the in-flight limit is reached the probe waits for a slot; if
     /// none frees up before the deadline it fails as `local`, because the
@@ -72,31 +83,14 @@ impl ProbeRunner {
     ) -> Outcome {
         let started = Instant::now();
         let deadline = started + timeout;
-        let Ok(Ok(slot)) =
-            tokio::time::timeout_at(deadline, Arc::clone(&self.slots).acquire_owned()).await
-        else {
-            // The semaphore is never closed, so only the timeout lands here.
-            let failure = Failure::new(
-                Reason::Local,
-                format!(
-                    "all {} probe slots stayed busy until the deadline; raise --probe.max-in-flight",
-                    self.max_in_flight
-                ),
-            );
-            trace.log(format_args!("{}", failure.detail));
-            let outcome = Outcome::not_started(failure, started.elapsed());
-            self.metrics.record_probe(module_name, &outcome);
-            return outcome;
-        };
-        let in_flight = self.metrics.probe_in_flight();
-        let metrics = Arc::clone(&self.metrics);
+        let rules = self.rules.clone();
         let (module_name, module, target) =
             (module_name.to_owned(), module.clone(), target.clone());
         let mut job_trace = std::mem::replace(trace, Trace::disabled());
         let job = self.probe_thread.handle.spawn(async move {
-            let outcome = prober::run(&module, &target, deadline, &mut job_trace).await;
-            drop((slot, in_flight));
-            metrics.record_probe(&module_name, &outcome);
+            let outcome = rules
+                .run(&module_name, &module, &target, deadline, &mut job_trace)
+                .await;
             (outcome, job_trace)
         });
         match job.await {
@@ -110,6 +104,65 @@ impl ProbeRunner {
                 started.elapsed(),
             ),
         }
+    }
+
+    /// Like [`run`](Self::run), but probes in the calling task, saving the
+    /// hop between threads. Only for tasks started with
+    /// [`spawn_on_probe_thread`](Self::spawn_on_probe_thread): anywhere else
+    /// the half-open close loses its protection from other work.
+    pub async fn run_in_place(
+        &self,
+        module_name: &str,
+        module: &Module,
+        target: &Target,
+        timeout: Duration,
+        trace: &mut Trace,
+    ) -> Outcome {
+        let deadline = Instant::now() + timeout;
+        self.rules
+            .run(module_name, module, target, deadline, trace)
+            .await
+    }
+
+    /// Starts `task` on the probe thread, for callers that probe over and
+    /// over, such as the scheduler, and use [`run_in_place`](Self::run_in_place).
+    pub fn spawn_on_probe_thread<F>(&self, task: F) -> JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.probe_thread.handle.spawn(task)
+    }
+}
+
+impl Rules {
+    async fn run(
+        &self,
+        module_name: &str,
+        module: &Module,
+        target: &Target,
+        deadline: Instant,
+        trace: &mut Trace,
+    ) -> Outcome {
+        let started = Instant::now();
+        let Ok(Ok(_slot)) = tokio::time::timeout_at(deadline, self.slots.acquire()).await else {
+            // The semaphore is never closed, so only the timeout lands here.
+            let failure = Failure::new(
+                Reason::Local,
+                format!(
+                    "all {} probe slots stayed busy until the deadline; raise --probe.max-in-flight",
+                    self.max_in_flight
+                ),
+            );
+            trace.log(format_args!("{}", failure.detail));
+            let outcome = Outcome::not_started(failure, started.elapsed());
+            self.metrics.record_probe(module_name, &outcome);
+            return outcome;
+        };
+        let _in_flight = self.metrics.probe_in_flight();
+        let outcome = prober::run(module, target, deadline, trace).await;
+        self.metrics.record_probe(module_name, &outcome);
+        outcome
     }
 }
 

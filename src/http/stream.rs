@@ -19,6 +19,8 @@ pub struct MetricsBody {
     head: Option<String>,
     scheduled: ScheduledExposition,
     tail: Option<&'static str>,
+    /// Set after each chunk: the next poll yields to other tasks first.
+    yield_next: bool,
 }
 
 impl MetricsBody {
@@ -29,6 +31,7 @@ impl MetricsBody {
             head: Some(head),
             scheduled,
             tail: Some(tail),
+            yield_next: false,
         }
     }
 
@@ -54,11 +57,18 @@ impl Body for MetricsBody {
 
     fn poll_frame(
         self: Pin<&mut Self>,
-        _: &mut Context<'_>,
+        cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        let body = self.get_mut();
+        // A 300 MB scrape is seconds of CPU; without yielding between
+        // chunks it would hold a worker thread and starve other requests.
+        if std::mem::take(&mut body.yield_next) {
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        body.yield_next = true;
         Poll::Ready(
-            self.get_mut()
-                .next_text()
+            body.next_text()
                 .map(|text| Ok(Frame::data(Bytes::from(text)))),
         )
     }

@@ -103,7 +103,7 @@ impl ScheduledTarget {
         read(&self.state.lock().unwrap_or_else(PoisonError::into_inner))
     }
 
-    fn record(&self, outcome: &crate::prober::Outcome, plan: &Plan) {
+    fn record(&self, outcome: crate::prober::Outcome, plan: &Plan) {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0.0, |since| since.as_secs_f64());
@@ -247,7 +247,10 @@ impl Scheduler {
 
     fn spawn(&self, target: Arc<ScheduledTarget>, plan: Plan) -> JoinHandle<()> {
         let offset = slot_offset(&target.module, &target.target_text, plan.interval);
-        tokio::spawn(probe_on_schedule(
+        // On the probe thread: each probe then runs in place, with no hop
+        // between threads, and scrapes on the HTTP workers cannot delay
+        // its timers or its close.
+        self.runner.spawn_on_probe_thread(probe_on_schedule(
             target,
             plan,
             Arc::clone(&self.runner),
@@ -309,7 +312,7 @@ async fn probe_on_schedule(
             .observe_schedule_lag(Instant::now().saturating_duration_since(slot));
         // Boxed so that an idle task, which is what 100k targets mostly
         // are, holds only its small sleeping state.
-        let outcome = Box::pin(runner.run(
+        let outcome = Box::pin(runner.run_in_place(
             &target.module,
             &plan.module,
             &target.target,
@@ -317,7 +320,7 @@ async fn probe_on_schedule(
             &mut Trace::disabled(),
         ))
         .await;
-        target.record(&outcome, &plan);
+        target.record(outcome, &plan);
     }
 }
 

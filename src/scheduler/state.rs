@@ -82,16 +82,12 @@ pub struct TargetState {
 }
 
 impl TargetState {
-    /// Takes in one outcome finished at `now_unix`.
-    pub fn record(&mut self, outcome: &Outcome, rise: u32, fall: u32, now_unix: f64) {
+    /// Takes in one outcome finished at `now_unix`; its detail text is
+    /// moved in, not copied, since this runs for every scheduled probe.
+    pub fn record(&mut self, outcome: Outcome, rise: u32, fall: u32, now_unix: f64) {
         let success = outcome.is_success();
         self.last_success = success;
         self.last_reason = outcome.reason();
-        self.last_detail = outcome
-            .failure
-            .as_ref()
-            .map(|failure| failure.detail.clone())
-            .unwrap_or_default();
         self.last_duration = outcome.duration.as_secs_f64();
         self.ip_protocol = outcome.ip_protocol();
         self.last_probe_unix = now_unix;
@@ -102,6 +98,10 @@ impl TargetState {
             self.handshake.observe(seconds);
         }
         self.update_health(success, rise, fall, now_unix);
+        self.last_detail = outcome
+            .failure
+            .map(|failure| failure.detail)
+            .unwrap_or_default();
     }
 
     fn update_health(&mut self, success: bool, rise: u32, fall: u32, now_unix: f64) {
@@ -171,25 +171,25 @@ mod tests {
     fn first_probe_decides_then_fall_and_rise_damp_flaps() {
         let (rise, fall) = (2, 3);
         let mut state = TargetState::default();
-        state.record(&success(), rise, fall, 1.0);
+        state.record(success(), rise, fall, 1.0);
         assert!(state.healthy);
         for time in 2..=3 {
-            state.record(&refused(), rise, fall, f64::from(time));
+            state.record(refused(), rise, fall, f64::from(time));
             assert!(
                 state.healthy && !state.last_success,
                 "still healthy after {} failures",
                 time - 1
             );
         }
-        state.record(&refused(), rise, fall, 4.0);
+        state.record(refused(), rise, fall, 4.0);
         assert!(!state.healthy, "unhealthy at the fall-th failure");
         assert_eq!((state.state_changes, state.last_change_unix), (1, 4.0));
-        state.record(&success(), rise, fall, 5.0);
+        state.record(success(), rise, fall, 5.0);
         assert!(!state.healthy);
-        state.record(&refused(), rise, fall, 6.0);
-        state.record(&success(), rise, fall, 7.0);
+        state.record(refused(), rise, fall, 6.0);
+        state.record(success(), rise, fall, 7.0);
         assert!(!state.healthy, "an interrupted streak starts over");
-        state.record(&success(), rise, fall, 8.0);
+        state.record(success(), rise, fall, 8.0);
         assert!(state.healthy, "healthy at the rise-th success in a row");
         assert_eq!(state.state_changes, 2);
         assert_eq!(state.results, [4, 4, 0, 0, 0, 0]);
@@ -198,8 +198,8 @@ mod tests {
     #[test]
     fn histogram_counts_successful_handshakes_cumulatively() {
         let mut state = TargetState::default();
-        state.record(&success(), 2, 3, 1.0);
-        state.record(&refused(), 2, 3, 2.0);
+        state.record(success(), 2, 3, 1.0);
+        state.record(refused(), 2, 3, 2.0);
         let histogram = &state.handshake;
         assert_eq!(histogram.count, 1);
         assert_eq!(
