@@ -57,7 +57,7 @@ pub struct App {
 
 impl App {
     /// Loads the config from `source`, builds the state around it and
-    /// starts the scheduler. Must run inside a tokio runtime.
+    /// starts the scheduler on the probe thread.
     ///
     /// # Errors
     /// The config error when the first load fails: with no config in force

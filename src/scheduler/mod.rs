@@ -173,7 +173,7 @@ impl Scheduler {
         )
     }
 
-    /// Makes the running targets match `config`. Must run inside a tokio runtime.
+    /// Makes the running targets match `config`. Tasks start on the probe thread.
     pub fn apply(&self, config: &Config) {
         let wanted = self.plans(config);
         let mut running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
