@@ -1,0 +1,966 @@
+//! The deployment files users copy: every Kubernetes manifest under
+//! `examples/kubernetes/` parses and has the fields that matter (image,
+//! args, ports, probes, security context, the Probe's /probe URL), the
+//! Dockerfile has what the issue asks for, and the systemd unit has its
+//! hardening and passes `systemd-analyze verify`.
+//!
+//! The manifests are read into small structs holding only the checked
+//! fields; unknown fields are ignored, and an unknown `kind` is an error, so
+//! a new kind of document must be added here.
+
+mod common;
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use synack_exporter::config::Config;
+
+const BINARY: &str = env!("CARGO_BIN_EXE_synack_exporter");
+const CONFIG_DIR: &str = "/etc/synack_exporter";
+const CONFIG_FILE_ARG: &str = "--config.file=/etc/synack_exporter/config.yml";
+const POD_INDEX_FIELD: &str = "metadata.labels['apps.kubernetes.io/pod-index']";
+
+// ---- The subset of the Kubernetes schema that is checked --------------------
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "kind")]
+enum Resource {
+    Deployment(Workload),
+    StatefulSet(Workload),
+    Service(Service),
+    ConfigMap(ConfigMap),
+    Probe(ProbeResource),
+    ServiceMonitor(ServiceMonitor),
+    PodMonitor(PodMonitor),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Metadata {
+    #[serde(default)]
+    name: String,
+    namespace: Option<String>,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Workload {
+    api_version: String,
+    metadata: Metadata,
+    spec: WorkloadSpec,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WorkloadSpec {
+    replicas: Option<u32>,
+    service_name: Option<String>,
+    selector: LabelSelector,
+    template: PodTemplate,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct LabelSelector {
+    match_labels: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct PodTemplate {
+    metadata: Metadata,
+    spec: PodSpec,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PodSpec {
+    security_context: Option<SecurityContext>,
+    containers: Vec<Container>,
+    #[serde(default)]
+    volumes: Vec<Volume>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Container {
+    name: String,
+    image: String,
+    #[serde(default)]
+    args: Vec<String>,
+    #[serde(default)]
+    env: Vec<EnvVar>,
+    #[serde(default)]
+    ports: Vec<ContainerPort>,
+    liveness_probe: Option<HttpProbe>,
+    readiness_probe: Option<HttpProbe>,
+    security_context: Option<SecurityContext>,
+    #[serde(default)]
+    volume_mounts: Vec<VolumeMount>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct EnvVar {
+    name: String,
+    value_from: Option<EnvVarSource>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct EnvVarSource {
+    field_ref: Option<FieldRef>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct FieldRef {
+    field_path: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ContainerPort {
+    name: Option<String>,
+    container_port: u16,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct HttpProbe {
+    http_get: HttpGet,
+}
+
+#[derive(Debug, Deserialize)]
+struct HttpGet {
+    path: String,
+    port: IntOrString,
+}
+
+/// A Kubernetes port reference: a number or a port name.
+#[derive(Debug, Deserialize, PartialEq)]
+#[serde(untagged)]
+enum IntOrString {
+    Int(u16),
+    String(String),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SecurityContext {
+    run_as_non_root: Option<bool>,
+    run_as_user: Option<u32>,
+    read_only_root_filesystem: Option<bool>,
+    allow_privilege_escalation: Option<bool>,
+    capabilities: Option<Capabilities>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Capabilities {
+    #[serde(default)]
+    drop: Vec<String>,
+    #[serde(default)]
+    add: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Volume {
+    name: String,
+    config_map: Option<NameRef>,
+}
+
+#[derive(Debug, Deserialize)]
+struct NameRef {
+    name: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct VolumeMount {
+    name: String,
+    mount_path: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Service {
+    api_version: String,
+    metadata: Metadata,
+    spec: ServiceSpec,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ServiceSpec {
+    #[serde(rename = "clusterIP")]
+    cluster_ip: Option<String>,
+    selector: BTreeMap<String, String>,
+    ports: Vec<ServicePort>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ServicePort {
+    name: Option<String>,
+    port: u16,
+    target_port: Option<IntOrString>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ConfigMap {
+    api_version: String,
+    metadata: Metadata,
+    #[serde(default)]
+    data: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ProbeResource {
+    api_version: String,
+    metadata: Metadata,
+    spec: ProbeSpec,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ProbeSpec {
+    module: String,
+    prober: Prober,
+    targets: ProbeTargets,
+}
+
+#[derive(Debug, Deserialize)]
+struct Prober {
+    url: String,
+    scheme: Option<String>,
+    path: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ProbeTargets {
+    static_config: StaticConfig,
+}
+
+#[derive(Debug, Deserialize)]
+struct StaticConfig {
+    #[serde(rename = "static")]
+    targets: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ServiceMonitor {
+    api_version: String,
+    metadata: Metadata,
+    spec: ServiceMonitorSpec,
+}
+
+#[derive(Debug, Deserialize)]
+struct ServiceMonitorSpec {
+    selector: LabelSelector,
+    endpoints: Vec<MetricsEndpoint>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PodMonitor {
+    api_version: String,
+    metadata: Metadata,
+    spec: PodMonitorSpec,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PodMonitorSpec {
+    selector: LabelSelector,
+    pod_metrics_endpoints: Vec<MetricsEndpoint>,
+}
+
+#[derive(Debug, Deserialize)]
+struct MetricsEndpoint {
+    port: String,
+    path: Option<String>,
+}
+
+// ---- Loading ------------------------------------------------------------------
+
+fn repo_path(relative: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)
+}
+
+fn read(relative: &str) -> String {
+    let path = repo_path(relative);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Every document of every `.yaml`/`.yml` file under examples/kubernetes/,
+/// with the file it came from.
+fn manifests() -> Vec<(String, Resource)> {
+    let dir = repo_path("examples/kubernetes");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| {
+            path.extension()
+                .is_some_and(|ext| ext == "yaml" || ext == "yml")
+        })
+        .collect();
+    files.sort();
+    let mut resources = Vec::new();
+    for path in files {
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let documents: Vec<Resource> = serde_saphyr::from_multiple(&text)
+            .unwrap_or_else(|e| panic!("examples/kubernetes/{name}: {e}"));
+        assert!(!documents.is_empty(), "{name}: no YAML documents");
+        resources.extend(documents.into_iter().map(|doc| (name.clone(), doc)));
+    }
+    resources
+}
+
+struct Manifests {
+    all: Vec<(String, Resource)>,
+}
+
+impl Manifests {
+    fn load() -> Self {
+        Self { all: manifests() }
+    }
+
+    fn workloads(&self) -> impl Iterator<Item = (&str, &str, &Workload)> {
+        self.all
+            .iter()
+            .filter_map(|(file, resource)| match resource {
+                Resource::Deployment(w) => Some((file.as_str(), "Deployment", w)),
+                Resource::StatefulSet(w) => Some((file.as_str(), "StatefulSet", w)),
+                _ => None,
+            })
+    }
+
+    fn services(&self) -> impl Iterator<Item = &Service> {
+        self.all.iter().filter_map(|(_, resource)| match resource {
+            Resource::Service(s) => Some(s),
+            _ => None,
+        })
+    }
+
+    fn service(&self, name: &str) -> &Service {
+        self.services()
+            .find(|s| s.metadata.name == name)
+            .unwrap_or_else(|| panic!("no Service named {name:?}"))
+    }
+
+    fn config_map(&self, name: &str) -> &ConfigMap {
+        self.all
+            .iter()
+            .find_map(|(_, resource)| match resource {
+                Resource::ConfigMap(c) if c.metadata.name == name => Some(c),
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("no ConfigMap named {name:?}"))
+    }
+
+    fn only<'a, T>(&'a self, file: &str, pick: impl Fn(&'a Resource) -> Option<&'a T>) -> &'a T {
+        let found: Vec<&T> = self
+            .all
+            .iter()
+            .filter(|(f, _)| f == file)
+            .filter_map(|(_, r)| pick(r))
+            .collect();
+        assert_eq!(found.len(), 1, "{file}: expected exactly one such resource");
+        found[0]
+    }
+}
+
+fn subset(small: &BTreeMap<String, String>, big: &BTreeMap<String, String>) -> bool {
+    !small.is_empty() && small.iter().all(|(k, v)| big.get(k) == Some(v))
+}
+
+/// The tag of `docker build -t IMAGE .` in the Dockerfile's header comment.
+fn dockerfile_build_tag() -> String {
+    let dockerfile = read("Dockerfile");
+    let line = dockerfile
+        .lines()
+        .take_while(|line| line.starts_with('#') || line.trim().is_empty())
+        .find(|line| line.contains("docker build -t "))
+        .expect("the Dockerfile's header comment gives its `docker build -t IMAGE .` command");
+    let after = line.split("docker build -t ").nth(1).unwrap();
+    after.split_whitespace().next().unwrap().to_owned()
+}
+
+// ---- Kubernetes -------------------------------------------------------------
+
+#[test]
+fn every_manifest_parses_and_the_expected_kinds_exist() {
+    let manifests = Manifests::load();
+    let kinds_in = |file: &str| -> Vec<&'static str> {
+        manifests
+            .all
+            .iter()
+            .filter(|(f, _)| f == file)
+            .map(|(_, r)| match r {
+                Resource::Deployment(_) => "Deployment",
+                Resource::StatefulSet(_) => "StatefulSet",
+                Resource::Service(_) => "Service",
+                Resource::ConfigMap(_) => "ConfigMap",
+                Resource::Probe(_) => "Probe",
+                Resource::ServiceMonitor(_) => "ServiceMonitor",
+                Resource::PodMonitor(_) => "PodMonitor",
+            })
+            .collect()
+    };
+    for (file, kind) in [
+        ("deployment.yaml", "Deployment"),
+        ("service.yaml", "Service"),
+        ("configmap.yaml", "ConfigMap"),
+        ("probe.yaml", "Probe"),
+        ("statefulset.yaml", "StatefulSet"),
+    ] {
+        assert!(
+            kinds_in(file).contains(&kind),
+            "examples/kubernetes/{file} has no {kind}: {:?}",
+            kinds_in(file)
+        );
+    }
+
+    // One namespace for everything, since the Probe's URL names it.
+    for (file, resource) in &manifests.all {
+        let (api_version, metadata) = match resource {
+            Resource::Deployment(w) | Resource::StatefulSet(w) => (&w.api_version, &w.metadata),
+            Resource::Service(s) => (&s.api_version, &s.metadata),
+            Resource::ConfigMap(c) => (&c.api_version, &c.metadata),
+            Resource::Probe(p) => (&p.api_version, &p.metadata),
+            Resource::ServiceMonitor(m) => (&m.api_version, &m.metadata),
+            Resource::PodMonitor(m) => (&m.api_version, &m.metadata),
+        };
+        let expected_api = match resource {
+            Resource::Deployment(_) | Resource::StatefulSet(_) => "apps/v1",
+            Resource::Service(_) | Resource::ConfigMap(_) => "v1",
+            _ => "monitoring.coreos.com/v1",
+        };
+        assert_eq!(api_version, expected_api, "{file}: {}", metadata.name);
+        assert_eq!(
+            metadata.namespace.as_deref(),
+            Some("monitoring"),
+            "{file}: {} namespace",
+            metadata.name
+        );
+        assert_eq!(
+            metadata
+                .labels
+                .get("app.kubernetes.io/name")
+                .map(String::as_str),
+            Some("synack-exporter"),
+            "{file}: {} label app.kubernetes.io/name",
+            metadata.name
+        );
+    }
+}
+
+#[test]
+fn workloads_run_the_image_with_the_config_ports_probes_and_a_locked_down_context() {
+    let manifests = Manifests::load();
+    let image = dockerfile_build_tag();
+    let mut seen = 0;
+    for (file, kind, workload) in manifests.workloads() {
+        seen += 1;
+        let what = format!("{file}: {kind} {}", workload.metadata.name);
+        let spec = &workload.spec;
+        assert!(
+            subset(&spec.selector.match_labels, &spec.template.metadata.labels),
+            "{what}: the selector must match the pod template's labels"
+        );
+        let pod = &spec.template.spec;
+        assert_eq!(pod.containers.len(), 1, "{what}: one container");
+        let container = &pod.containers[0];
+        let what = format!("{what}, container {}", container.name);
+
+        // The image is the one the Dockerfile's documented command builds,
+        // with a pinned tag.
+        assert_eq!(container.image, image, "{what}: image");
+        let tag = image.rsplit_once(':').map(|(_, tag)| tag);
+        assert!(
+            tag.is_some_and(|tag| tag != "latest" && !tag.contains('/')),
+            "{what}: pin the image tag"
+        );
+
+        // Args: the mounted ConfigMap as --config.file.
+        assert!(
+            container.args.iter().any(|a| a == CONFIG_FILE_ARG),
+            "{what}: args {:?} lack {CONFIG_FILE_ARG}",
+            container.args
+        );
+        let volume = pod
+            .volumes
+            .iter()
+            .find(|v| v.config_map.is_some())
+            .unwrap_or_else(|| panic!("{what}: no ConfigMap volume"));
+        let mount = container
+            .volume_mounts
+            .iter()
+            .find(|m| m.name == volume.name)
+            .unwrap_or_else(|| panic!("{what}: the ConfigMap volume is not mounted"));
+        assert_eq!(mount.mount_path, CONFIG_DIR, "{what}: mount path");
+        let config_map = manifests.config_map(&volume.config_map.as_ref().unwrap().name);
+        assert!(
+            config_map.data.contains_key("config.yml"),
+            "{what}: the ConfigMap has no config.yml key"
+        );
+
+        // Port 9215, named http, and the probes on it.
+        let port = container
+            .ports
+            .iter()
+            .find(|p| p.container_port == 9215)
+            .unwrap_or_else(|| panic!("{what}: no containerPort 9215"));
+        assert_eq!(port.name.as_deref(), Some("http"), "{what}: port name");
+        for (kind, probe, path) in [
+            ("livenessProbe", &container.liveness_probe, "/-/healthy"),
+            ("readinessProbe", &container.readiness_probe, "/-/ready"),
+        ] {
+            let probe = probe
+                .as_ref()
+                .unwrap_or_else(|| panic!("{what}: no {kind}"));
+            assert_eq!(probe.http_get.path, path, "{what}: {kind} path");
+            assert!(
+                [IntOrString::Int(9215), IntOrString::String("http".into())]
+                    .contains(&probe.http_get.port),
+                "{what}: {kind} port {:?}",
+                probe.http_get.port
+            );
+        }
+
+        // Non-root, read-only, no privilege escalation, no capabilities.
+        let context = container
+            .security_context
+            .as_ref()
+            .unwrap_or_else(|| panic!("{what}: no securityContext"));
+        let pod_context = pod.security_context.as_ref();
+        assert!(
+            context.run_as_non_root == Some(true)
+                || pod_context.is_some_and(|c| c.run_as_non_root == Some(true)),
+            "{what}: runAsNonRoot"
+        );
+        if let Some(uid) = context
+            .run_as_user
+            .or(pod_context.and_then(|c| c.run_as_user))
+        {
+            assert_ne!(uid, 0, "{what}: runAsUser");
+        }
+        assert_eq!(
+            context.read_only_root_filesystem,
+            Some(true),
+            "{what}: readOnlyRootFilesystem"
+        );
+        assert_eq!(
+            context.allow_privilege_escalation,
+            Some(false),
+            "{what}: allowPrivilegeEscalation"
+        );
+        let capabilities = context
+            .capabilities
+            .as_ref()
+            .unwrap_or_else(|| panic!("{what}: no capabilities"));
+        assert_eq!(capabilities.drop, ["ALL"], "{what}: capabilities.drop");
+        assert!(
+            capabilities.add.is_empty(),
+            "{what}: half-open probes need no capability"
+        );
+    }
+    assert_eq!(seen, 2, "one Deployment and one StatefulSet");
+}
+
+#[test]
+fn the_statefulset_shards_scheduled_targets_by_pod_ordinal() {
+    let manifests = Manifests::load();
+    let workload = manifests.only("statefulset.yaml", |r| match r {
+        Resource::StatefulSet(w) => Some(w),
+        _ => None,
+    });
+    let replicas = workload.spec.replicas.expect("replicas is set");
+    assert!(replicas > 1, "a sharding example needs several replicas");
+    let container = &workload.spec.template.spec.containers[0];
+
+    // --targets.shard=$(VAR)/n, n = replicas, VAR from the pod-index label.
+    let shard = container
+        .args
+        .iter()
+        .find_map(|a| a.strip_prefix("--targets.shard="))
+        .unwrap_or_else(|| panic!("no --targets.shard in {:?}", container.args));
+    let (index, count) = shard.split_once('/').expect("--targets.shard=i/n");
+    assert_eq!(
+        count,
+        replicas.to_string(),
+        "n in --targets.shard must equal replicas"
+    );
+    let variable = index
+        .strip_prefix("$(")
+        .and_then(|v| v.strip_suffix(')'))
+        .unwrap_or_else(|| panic!("shard index {index:?} is not a $(VAR) reference"));
+    let env = container
+        .env
+        .iter()
+        .find(|e| e.name == variable)
+        .unwrap_or_else(|| panic!("no env {variable}"));
+    let field = env
+        .value_from
+        .as_ref()
+        .and_then(|v| v.field_ref.as_ref())
+        .map(|f| f.field_path.as_str());
+    assert_eq!(field, Some(POD_INDEX_FIELD), "env {variable}");
+
+    // The governing Service exists and is headless.
+    let service_name = workload.spec.service_name.as_deref().expect("serviceName");
+    let service = manifests.service(service_name);
+    assert_eq!(service.spec.cluster_ip.as_deref(), Some("None"));
+    assert!(subset(
+        &service.spec.selector,
+        &workload.spec.template.metadata.labels
+    ));
+
+    // The args, with the kubelet's $(VAR) expansion done for each ordinal,
+    // are accepted by the real binary. Ordinal n would be refused.
+    let dir = common::temp_dir("statefulset");
+    let config_path = dir.join("config.yml");
+    let config = &manifests.config_map("synack-exporter").data["config.yml"];
+    std::fs::write(&config_path, config).unwrap();
+    let reference = format!("$({variable})");
+    for ordinal in 0..=replicas {
+        let args: Vec<String> = container
+            .args
+            .iter()
+            .map(|a| {
+                if a == CONFIG_FILE_ARG {
+                    format!("--config.file={}", config_path.display())
+                } else {
+                    a.replace(&reference, &ordinal.to_string())
+                }
+            })
+            .chain(["--config.check".to_owned()])
+            .collect();
+        let output = Command::new(BINARY).args(&args).output().unwrap();
+        let text = String::from_utf8_lossy(&output.stdout).into_owned()
+            + &String::from_utf8_lossy(&output.stderr);
+        if ordinal < replicas {
+            assert!(
+                output.status.success(),
+                "ordinal {ordinal}: {args:?}: {text}"
+            );
+            assert_eq!(text, "ok\n", "ordinal {ordinal}");
+        } else {
+            assert!(
+                !output.status.success(),
+                "ordinal {ordinal} must be refused"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_deployment_args_are_accepted_by_the_binary() {
+    let manifests = Manifests::load();
+    let workload = manifests.only("deployment.yaml", |r| match r {
+        Resource::Deployment(w) => Some(w),
+        _ => None,
+    });
+    let container = &workload.spec.template.spec.containers[0];
+    let dir = common::temp_dir("deployment");
+    let config_path = dir.join("config.yml");
+    let config = &manifests.config_map("synack-exporter").data["config.yml"];
+    std::fs::write(&config_path, config).unwrap();
+    let args: Vec<String> = container
+        .args
+        .iter()
+        .map(|a| {
+            if a == CONFIG_FILE_ARG {
+                format!("--config.file={}", config_path.display())
+            } else {
+                a.clone()
+            }
+        })
+        .chain(["--config.check".to_owned()])
+        .collect();
+    let output = Command::new(BINARY).args(&args).output().unwrap();
+    assert!(
+        output.status.success(),
+        "{args:?}: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
+fn the_config_map_holds_a_valid_config_with_the_probed_module() {
+    let manifests = Manifests::load();
+    let text = &manifests.config_map("synack-exporter").data["config.yml"];
+    let config = Config::parse("configmap.yaml:config.yml", text).unwrap_or_else(|e| panic!("{e}"));
+    assert!(config.modules.contains_key("tcp_halfopen"));
+    assert!(
+        !config.targets.is_empty(),
+        "the sharding example needs scheduled targets"
+    );
+}
+
+#[test]
+fn the_service_exposes_port_9215_of_the_deployment() {
+    let manifests = Manifests::load();
+    let service = manifests.only("service.yaml", |r| match r {
+        Resource::Service(s) => Some(s),
+        _ => None,
+    });
+    let deployment = manifests.only("deployment.yaml", |r| match r {
+        Resource::Deployment(w) => Some(w),
+        _ => None,
+    });
+    assert!(
+        subset(
+            &service.spec.selector,
+            &deployment.spec.template.metadata.labels
+        ),
+        "the Service must select the Deployment's pods"
+    );
+    for service in manifests.services() {
+        let port = service
+            .spec
+            .ports
+            .iter()
+            .find(|p| p.port == 9215)
+            .unwrap_or_else(|| panic!("Service {}: no port 9215", service.metadata.name));
+        assert_eq!(port.name.as_deref(), Some("http"));
+        assert!(
+            matches!(&port.target_port, None | Some(IntOrString::Int(9215)))
+                || port.target_port == Some(IntOrString::String("http".into())),
+            "Service {}: targetPort {:?}",
+            service.metadata.name,
+            port.target_port
+        );
+    }
+}
+
+#[test]
+fn the_probe_resource_points_at_probe_with_tcp_halfopen() {
+    let manifests = Manifests::load();
+    let probe = manifests.only("probe.yaml", |r| match r {
+        Resource::Probe(p) => Some(p),
+        _ => None,
+    });
+    let spec = &probe.spec;
+    assert_eq!(spec.module, "tcp_halfopen");
+    assert_eq!(spec.prober.path.as_deref(), Some("/probe"));
+    assert!(matches!(spec.prober.scheme.as_deref(), None | Some("http")));
+
+    // The URL is host:port of a Service defined here, in its namespace.
+    let service = manifests.service("synack-exporter");
+    let namespace = service.metadata.namespace.as_deref().unwrap();
+    assert_eq!(
+        spec.prober.url,
+        format!("{}.{namespace}.svc:9215", service.metadata.name),
+        "prober url"
+    );
+
+    let targets = &spec.targets.static_config.targets;
+    assert!(!targets.is_empty(), "static targets");
+    for target in targets {
+        assert!(
+            synack_exporter::Target::parse(target).is_ok(),
+            "static target {target:?} is not host:port"
+        );
+    }
+
+    // The monitors scrape /metrics on the named port.
+    for (file, resource) in &manifests.all {
+        let (selector, endpoints) = match resource {
+            Resource::ServiceMonitor(m) => (&m.spec.selector, &m.spec.endpoints),
+            Resource::PodMonitor(m) => (&m.spec.selector, &m.spec.pod_metrics_endpoints),
+            _ => continue,
+        };
+        assert!(!selector.match_labels.is_empty(), "{file}: selector");
+        assert!(!endpoints.is_empty(), "{file}: endpoints");
+        for endpoint in endpoints {
+            assert_eq!(endpoint.port, "http", "{file}");
+            assert_eq!(endpoint.path.as_deref(), Some("/metrics"), "{file}");
+        }
+    }
+}
+
+// ---- Dockerfile -------------------------------------------------------------
+
+#[test]
+fn the_dockerfile_is_multi_stage_non_root_and_runs_with_no_arguments() {
+    let text = read("Dockerfile");
+    let instructions: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .collect();
+    let with = |keyword: &str| -> Vec<&str> {
+        instructions
+            .iter()
+            .filter(|line| {
+                line.split_whitespace()
+                    .next()
+                    .is_some_and(|first| first.eq_ignore_ascii_case(keyword))
+            })
+            .copied()
+            .collect()
+    };
+
+    let froms = with("FROM");
+    assert!(froms.len() >= 2, "multi-stage: {froms:?}");
+    assert!(
+        froms[0].starts_with("FROM rust:") && froms[0].contains(" AS "),
+        "build stage from the official Rust image: {}",
+        froms[0]
+    );
+    let runtime = froms.last().unwrap();
+    assert!(
+        runtime.starts_with("FROM gcr.io/distroless/cc-debian12:")
+            || runtime.starts_with("FROM debian:bookworm-slim"),
+        "minimal runtime: {runtime}"
+    );
+    for from in &froms {
+        let image = from.split_whitespace().nth(1).unwrap();
+        assert!(
+            image.contains(':') && !image.ends_with(":latest"),
+            "pin {image}"
+        );
+    }
+    assert!(
+        text.contains("cargo build --release --locked"),
+        "cargo build --release --locked"
+    );
+    assert!(with("EXPOSE").contains(&"EXPOSE 9215"), "EXPOSE 9215");
+
+    let users = with("USER");
+    let user = users.last().expect("a USER instruction");
+    let name = user.split_whitespace().nth(1).unwrap();
+    let uid = name.split(':').next().unwrap();
+    assert!(uid != "root" && uid != "0", "non-root USER: {user}");
+
+    // Exec form, no CMD that would need arguments: `docker run IMAGE` works.
+    let entrypoint = with("ENTRYPOINT");
+    assert_eq!(entrypoint.len(), 1, "one ENTRYPOINT");
+    assert!(
+        entrypoint[0].contains(r#"["/usr/local/bin/synack_exporter"]"#),
+        "exec-form ENTRYPOINT with no arguments: {}",
+        entrypoint[0]
+    );
+    assert!(
+        with("CMD").is_empty(),
+        "no CMD: the embedded config needs none"
+    );
+
+    assert!(
+        !with("HEALTHCHECK").is_empty()
+            || (text.contains("No HEALTHCHECK") && text.contains("/-/healthy")),
+        "a HEALTHCHECK, or a comment saying why not and what to use"
+    );
+    assert!(
+        repo_path("ci/lint_dockerfile.sh").exists(),
+        "ci/lint_dockerfile.sh lints it"
+    );
+}
+
+// ---- systemd ----------------------------------------------------------------
+
+/// The unit's directives, with backslash continuations joined.
+fn unit_directives(text: &str) -> Vec<String> {
+    let mut directives = Vec::new();
+    let mut current = String::new();
+    for line in text.lines() {
+        let line = line.trim();
+        if current.is_empty() && (line.starts_with('#') || line.starts_with(';')) {
+            continue;
+        }
+        match line.strip_suffix('\\') {
+            Some(start) => {
+                current.push_str(start.trim_end());
+                current.push(' ');
+            }
+            None => {
+                current.push_str(line);
+                if !current.is_empty() {
+                    directives.push(std::mem::take(&mut current));
+                }
+            }
+        }
+    }
+    directives
+}
+
+#[test]
+fn the_systemd_unit_is_hardened() {
+    let text = read("examples/synack_exporter.service");
+    let directives = unit_directives(&text);
+    for required in [
+        "[Service]",
+        "DynamicUser=yes",
+        "NoNewPrivileges=yes",
+        "ProtectSystem=strict",
+        "CapabilityBoundingSet=",
+        "AmbientCapabilities=",
+        "ProtectHome=yes",
+        "PrivateTmp=yes",
+        "RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX",
+        "ExecReload=/bin/kill -HUP $MAINPID",
+        "Restart=on-failure",
+    ] {
+        assert!(
+            directives.iter().any(|d| d == required),
+            "the unit lacks the line {required:?}"
+        );
+    }
+    assert!(
+        directives.iter().any(|d| d.starts_with("LimitNOFILE=")),
+        "LimitNOFILE"
+    );
+    // No capability, and the comment says why.
+    assert!(
+        !directives
+            .iter()
+            .any(|d| d.starts_with("CapabilityBoundingSet=") && d != "CapabilityBoundingSet="),
+        "CapabilityBoundingSet must stay empty"
+    );
+    assert!(text.contains("need no capability") || text.contains("needs no capability"));
+    let exec_start = directives
+        .iter()
+        .find(|d| d.starts_with("ExecStart="))
+        .expect("ExecStart");
+    assert!(
+        exec_start.contains(CONFIG_FILE_ARG),
+        "ExecStart uses {CONFIG_FILE_ARG}: {exec_start}"
+    );
+}
+
+#[test]
+fn the_systemd_unit_passes_systemd_analyze_verify() {
+    if Command::new("systemd-analyze")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        common::skip_or_fail("systemd-analyze");
+        return;
+    }
+    // verify insists that ExecStart's binary exists: point it at this build.
+    let text =
+        read("examples/synack_exporter.service").replace("/usr/local/bin/synack_exporter", BINARY);
+    let path = common::temp_dir("systemd").join("synack_exporter.service");
+    std::fs::write(&path, text).unwrap();
+    let output = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success() && !stderr.contains("synack_exporter.service"),
+        "systemd-analyze verify: {stderr}"
+    );
+}
