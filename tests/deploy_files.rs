@@ -366,6 +366,13 @@ impl Manifests {
             .unwrap_or_else(|| panic!("no ConfigMap named {name:?}"))
     }
 
+    fn deployment(&self) -> &Workload {
+        self.only("deployment.yaml", |r| match r {
+            Resource::Deployment(w) => Some(w),
+            _ => None,
+        })
+    }
+
     fn only<'a, T>(&'a self, file: &str, pick: impl Fn(&'a Resource) -> Option<&'a T>) -> &'a T {
         let found: Vec<&T> = self
             .all
@@ -395,6 +402,35 @@ fn dockerfile_build_tag() -> String {
 }
 
 // ---- Kubernetes -------------------------------------------------------------
+
+/// Runs the real binary's `--config.check` with a container's `args`, the
+/// ConfigMap's config in place of the mounted file and `expand` applied to
+/// every other argument; returns whether it passed and what it printed.
+fn config_check_with(
+    manifests: &Manifests,
+    args: &[String],
+    dir_name: &str,
+    expand: impl Fn(&str) -> String,
+) -> (bool, String, Vec<String>) {
+    let config_path = common::temp_dir(dir_name).join("config.yml");
+    let config = &manifests.config_map("synack-exporter").data["config.yml"];
+    std::fs::write(&config_path, config).unwrap();
+    let args: Vec<String> = args
+        .iter()
+        .map(|a| {
+            if a == CONFIG_FILE_ARG {
+                format!("--config.file={}", config_path.display())
+            } else {
+                expand(a)
+            }
+        })
+        .chain(["--config.check".to_owned()])
+        .collect();
+    let output = Command::new(BINARY).args(&args).output().unwrap();
+    let text = String::from_utf8_lossy(&output.stdout).into_owned()
+        + &String::from_utf8_lossy(&output.stderr);
+    (output.status.success(), text, args)
+}
 
 #[test]
 fn every_manifest_parses_and_the_expected_kinds_exist() {
@@ -626,38 +662,17 @@ fn the_statefulset_shards_scheduled_targets_by_pod_ordinal() {
 
     // The args, with the kubelet's $(VAR) expansion done for each ordinal,
     // are accepted by the real binary. Ordinal n would be refused.
-    let dir = common::temp_dir("statefulset");
-    let config_path = dir.join("config.yml");
-    let config = &manifests.config_map("synack-exporter").data["config.yml"];
-    std::fs::write(&config_path, config).unwrap();
     let reference = format!("$({variable})");
     for ordinal in 0..=replicas {
-        let args: Vec<String> = container
-            .args
-            .iter()
-            .map(|a| {
-                if a == CONFIG_FILE_ARG {
-                    format!("--config.file={}", config_path.display())
-                } else {
-                    a.replace(&reference, &ordinal.to_string())
-                }
-            })
-            .chain(["--config.check".to_owned()])
-            .collect();
-        let output = Command::new(BINARY).args(&args).output().unwrap();
-        let text = String::from_utf8_lossy(&output.stdout).into_owned()
-            + &String::from_utf8_lossy(&output.stderr);
+        let (success, text, args) =
+            config_check_with(&manifests, &container.args, "statefulset", |a| {
+                a.replace(&reference, &ordinal.to_string())
+            });
         if ordinal < replicas {
-            assert!(
-                output.status.success(),
-                "ordinal {ordinal}: {args:?}: {text}"
-            );
+            assert!(success, "ordinal {ordinal}: {args:?}: {text}");
             assert_eq!(text, "ok\n", "ordinal {ordinal}");
         } else {
-            assert!(
-                !output.status.success(),
-                "ordinal {ordinal} must be refused"
-            );
+            assert!(!success, "ordinal {ordinal} must be refused");
         }
     }
 }
@@ -665,34 +680,11 @@ fn the_statefulset_shards_scheduled_targets_by_pod_ordinal() {
 #[test]
 fn the_deployment_args_are_accepted_by_the_binary() {
     let manifests = Manifests::load();
-    let workload = manifests.only("deployment.yaml", |r| match r {
-        Resource::Deployment(w) => Some(w),
-        _ => None,
-    });
+    let workload = manifests.deployment();
     let container = &workload.spec.template.spec.containers[0];
-    let dir = common::temp_dir("deployment");
-    let config_path = dir.join("config.yml");
-    let config = &manifests.config_map("synack-exporter").data["config.yml"];
-    std::fs::write(&config_path, config).unwrap();
-    let args: Vec<String> = container
-        .args
-        .iter()
-        .map(|a| {
-            if a == CONFIG_FILE_ARG {
-                format!("--config.file={}", config_path.display())
-            } else {
-                a.clone()
-            }
-        })
-        .chain(["--config.check".to_owned()])
-        .collect();
-    let output = Command::new(BINARY).args(&args).output().unwrap();
-    assert!(
-        output.status.success(),
-        "{args:?}: {}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let (success, text, args) =
+        config_check_with(&manifests, &container.args, "deployment", str::to_owned);
+    assert!(success, "{args:?}: {text}");
 }
 
 #[test]
@@ -714,10 +706,7 @@ fn the_service_exposes_port_9215_of_the_deployment() {
         Resource::Service(s) => Some(s),
         _ => None,
     });
-    let deployment = manifests.only("deployment.yaml", |r| match r {
-        Resource::Deployment(w) => Some(w),
-        _ => None,
-    });
+    let deployment = manifests.deployment();
     assert!(
         subset(
             &service.spec.selector,
