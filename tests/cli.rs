@@ -107,8 +107,8 @@ impl Exporter {
             let line = stderr
                 .recv_timeout(Duration::from_secs(20))
                 .unwrap_or_else(|_| panic!("no 'listening on' line; stderr so far: {seen:#?}"));
-            if let Some(rest) = line.strip_prefix("synack_exporter listening on http://") {
-                break rest.split('/').next().unwrap().parse().unwrap();
+            if let Some(address) = common::listen_address(&line) {
+                break address;
             }
             seen.push(line);
         };

@@ -1035,8 +1035,8 @@ impl Exporter {
         // Keeps draining stderr for the exporter's whole life.
         std::thread::spawn(move || {
             for line in pipe.lines().map_while(Result::ok) {
-                if let Some(rest) = line.strip_prefix("synack_exporter listening on http://") {
-                    let _ = found.send(rest.split('/').next().unwrap_or("").to_owned());
+                if let Some(address) = common::listen_address(&line) {
+                    let _ = found.send(address);
                 }
                 let mut lines = lines.lock().unwrap();
                 if lines.len() < 10_000 {
@@ -1052,7 +1052,7 @@ impl Exporter {
         let address = address
             .recv_timeout(Duration::from_secs(20))
             .unwrap_or_else(|_| panic!("no 'listening on' line; stderr: {}", exporter.log()));
-        exporter.address = address.parse().unwrap();
+        exporter.address = address;
         exporter
     }
 

@@ -242,3 +242,20 @@ impl TestExporter {
         request(self.address, "POST", "/-/reload", &[]).await
     }
 }
+
+/// The address the exporter announces on stderr when it starts listening,
+/// if `line` is that announcement: the log line
+/// `... msg="synack_exporter listening" address=127.0.0.1:9215 ...`
+/// (logfmt) or `{"msg":"synack_exporter listening","address":"..."}` (JSON).
+pub fn listen_address(line: &str) -> Option<SocketAddr> {
+    if !line.contains("synack_exporter listening") {
+        return None;
+    }
+    let (_, rest) = line
+        .split_once("address=")
+        .or_else(|| line.split_once("\"address\":\""))?;
+    rest.split(|c: char| c == '"' || c.is_whitespace())
+        .next()?
+        .parse()
+        .ok()
+}
