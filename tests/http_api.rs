@@ -430,3 +430,37 @@ async fn halfopen_stays_invisible_under_heavy_http_concurrency() {
         "half-open probes completed handshakes under HTTP load"
     );
 }
+
+/// A file without `modules:` (the README's `targets:` snippet, say) serves
+/// the built-in modules; an unknown module's 400 lists those that exist.
+#[tokio::test]
+async fn a_config_without_modules_serves_the_builtin_ones() {
+    let exporter = TestExporter::with_config("", Settings::default()).await;
+    let port = closed_port();
+    for module in ["tcp_halfopen", "tcp_connect"] {
+        let response = exporter
+            .get(&format!("/probe?target=127.0.0.1:{port}&module={module}"))
+            .await;
+        assert_eq!(response.status, 200, "{module}: {}", response.body);
+        assert_eq!(
+            sample(&response.body, "probe_failure_reason{reason=\"refused\"}"),
+            Some(1.0),
+            "{module}"
+        );
+    }
+    let response = exporter
+        .get(&format!("/probe?target=127.0.0.1:{port}&module=nope"))
+        .await;
+    assert_eq!(
+        (response.status, response.body.as_str()),
+        (
+            400,
+            "unknown module \"nope\"; use one of tcp_connect, tcp_halfopen, or define it under modules: in the config file\n"
+        )
+    );
+    let config = exporter.get("/config").await.body;
+    assert!(
+        config.contains("tcp_halfopen:") && config.contains("tcp_connect:"),
+        "/config shows the modules in force: {config}"
+    );
+}

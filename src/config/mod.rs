@@ -5,6 +5,12 @@
 //! `tcp:` block with `preferred_ip_protocol`, `ip_protocol_fallback` and
 //! `source_ip_address`.
 //!
+//! Two modules are built in, `tcp_halfopen` and `tcp_connect` (5 s
+//! timeout each), so that a file holding only `targets:` or `groups:`, or
+//! nothing at all, is a working config. A file's `modules:` adds modules and
+//! may redefine the built-in ones by name; the merged set is the config in
+//! force, shown by `/config` and the landing page.
+//!
 //! All validation happens while deserialising, so every error, whether a
 //! YAML syntax slip, an unknown field or a zero timeout, carries the file,
 //! line, column and the dotted path of the field (see [`ConfigError`]).
@@ -34,7 +40,9 @@ pub const EMBEDDED_DEFAULT_NAME: &str = "<embedded default>";
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
-    /// Probe modules by name, as used in `/probe?module=NAME`.
+    /// Probe modules by name, as used in `/probe?module=NAME`: the
+    /// [built-in modules](builtin_modules) and the file's own, which may
+    /// redefine a built-in one.
     #[serde(default)]
     pub modules: BTreeMap<String, Module>,
     /// Targets the scheduler probes on its own.
@@ -138,6 +146,17 @@ impl Module {
     }
 }
 
+/// The modules every config has: `tcp_halfopen` and `tcp_connect`, each
+/// with [`Module::new`]'s defaults (5 s timeout). A config file's
+/// `modules:` may redefine them by name.
+#[must_use]
+pub fn builtin_modules() -> BTreeMap<String, Module> {
+    [ProberKind::TcpHalfopen, ProberKind::TcpConnect]
+        .into_iter()
+        .map(|kind| (kind.as_str().to_owned(), Module::new(kind)))
+        .collect()
+}
+
 fn default_timeout() -> PromDuration {
     PromDuration(Duration::from_secs(5))
 }
@@ -198,18 +217,45 @@ impl Config {
                 error.into_inner()
             })
         });
-        let config: Self = result
+        let mut config: Self = result
             .map_err(|error| ConfigError::from_yaml(file, field_path.into_inner(), &error))?;
+        let mut modules = builtin_modules();
+        modules.append(&mut config.modules);
+        config.modules = modules;
         scheduled::validate(file, config.modules.keys(), &config.targets, &config.groups)?;
         Ok(config)
     }
 
-    /// The config as YAML, for `/config`.
+    /// Whether module `name` is a built-in one left as it is built in.
+    #[must_use]
+    pub fn is_builtin(&self, name: &str) -> bool {
+        builtin_modules()
+            .get(name)
+            .is_some_and(|builtin| self.modules.get(name) == Some(builtin))
+    }
+
+    /// The module names, for error messages: `a, tcp_connect, tcp_halfopen`.
+    #[must_use]
+    pub fn module_names(&self) -> String {
+        module_list(self.modules.keys())
+    }
+
+    /// The config in force as YAML, for `/config`: built-in modules
+    /// included, so that what is shown is what runs.
     #[must_use]
     pub fn to_yaml(&self) -> String {
-        serde_saphyr::to_string(self)
-            .unwrap_or_else(|error| format!("# cannot render the config as YAML: {error}\n"))
+        let yaml = serde_saphyr::to_string(self)
+            .unwrap_or_else(|error| format!("# cannot render the config as YAML: {error}\n"));
+        format!(
+            "# The config in force. Modules tcp_halfopen and tcp_connect are built in;\n\
+             # a config file's modules: may redefine them.\n{yaml}"
+        )
     }
+}
+
+/// `names` joined with `, `, for error messages that list what exists.
+fn module_list<'a>(names: impl Iterator<Item = &'a String>) -> String {
+    names.map(String::as_str).collect::<Vec<_>>().join(", ")
 }
 
 /// Where a config came from: a file, or the embedded default.
@@ -309,6 +355,50 @@ mod tests {
     }
 
     #[test]
+    fn builtin_modules_exist_in_every_config() {
+        let targets_only = "targets:\n  - module: tcp_halfopen\n    targets: [\"127.0.0.1:22\"]\n";
+        let groups_only =
+            "groups:\n  web:\n    module: tcp_connect\n    targets: [\"127.0.0.1:80\"]\n";
+        for text in [
+            "",
+            "# only a comment\n",
+            "modules: {}\n",
+            targets_only,
+            groups_only,
+        ] {
+            let config =
+                Config::parse("t.yml", text).unwrap_or_else(|error| panic!("{text:?}: {error}"));
+            assert_eq!(config.modules, builtin_modules(), "{text:?}");
+            assert!(config.is_builtin("tcp_halfopen") && config.is_builtin("tcp_connect"));
+        }
+    }
+
+    #[test]
+    fn a_file_adds_modules_and_may_redefine_the_builtin_ones() {
+        let yaml = "modules:\n  tcp_halfopen:\n    prober: tcp_halfopen\n    timeout: 1s\n  fast:\n    prober: tcp_connect\n    timeout: 250ms\n";
+        let config = Config::parse("t.yml", yaml).unwrap();
+        assert_eq!(config.module_names(), "fast, tcp_connect, tcp_halfopen");
+        assert_eq!(
+            config.modules["tcp_halfopen"].timeout.0,
+            Duration::from_secs(1)
+        );
+        assert!(!config.is_builtin("tcp_halfopen"), "redefined");
+        assert!(config.is_builtin("tcp_connect"));
+        assert!(!config.is_builtin("fast"));
+    }
+
+    #[test]
+    fn unknown_module_error_lists_every_module_that_exists() {
+        let error = error_of(
+            "modules:\n  mine:\n    prober: tcp_connect\ntargets:\n  - module: nope\n    targets: [\"127.0.0.1:1\"]\n",
+        );
+        assert_eq!(
+            error.message,
+            "unknown module \"nope\"; use one of mine, tcp_connect, tcp_halfopen, or define it under modules:"
+        );
+    }
+
+    #[test]
     fn blackbox_style_tcp_block_is_read() {
         let yaml = "modules:\n  v6:\n    prober: tcp_connect\n    timeout: 750ms\n    tcp:\n      preferred_ip_protocol: ip6\n      ip_protocol_fallback: false\n      source_ip_address: \"::1\"\n";
         let module = &Config::parse("t.yml", yaml).unwrap().modules["v6"];
@@ -369,8 +459,13 @@ mod tests {
 
     #[test]
     fn yaml_round_trips_through_to_yaml() {
-        let config = Config::embedded_default();
+        let config = Config::parse(
+            "t.yml",
+            "modules:\n  m:\n    prober: tcp_connect\n    timeout: 2s\n",
+        )
+        .unwrap();
         let again = Config::parse("again", &config.to_yaml()).unwrap();
         assert_eq!(again.modules, config.modules);
+        assert_eq!(again.module_names(), "m, tcp_connect, tcp_halfopen");
     }
 }

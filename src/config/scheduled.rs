@@ -171,15 +171,14 @@ pub(super) fn validate<'a>(
         if modules.clone().any(|name| *name == module.value) {
             return Ok(());
         }
-        let known: Vec<&str> = modules.clone().map(String::as_str).collect();
         Err(located(
             file,
             &module.referenced,
             field,
             format!(
-                "unknown module {:?}; modules: has {}",
+                "unknown module {:?}; use one of {}, or define it under modules:",
                 module.value,
-                known.join(", ")
+                super::module_list(modules.clone())
             ),
         ))
     };
