@@ -29,6 +29,7 @@ pub mod hash;
 pub mod health;
 pub mod history;
 pub mod http;
+pub mod logging;
 pub mod metrics;
 pub mod prober;
 pub mod runner;

@@ -8,12 +8,11 @@ use std::sync::Arc;
 use std::time::Duration;
 use synack_exporter::app::{App, Settings};
 use synack_exporter::config::ConfigSource;
+use synack_exporter::http::ListenAddress;
+use synack_exporter::logging::{self, LogFormat as LineFormat};
 use synack_exporter::scheduler::Shard;
 use synack_exporter::{http, sys};
 use tokio::signal::unix::{Signal, SignalKind, signal};
-use tracing_subscriber::EnvFilter;
-use tracing_subscriber::layer::SubscriberExt;
-use tracing_subscriber::util::SubscriberInitExt;
 
 /// Prometheus exporter that checks TCP ports with half-open probes:
 /// SYN, SYN-ACK, RST. The application behind the port never sees a connection.
@@ -25,17 +24,18 @@ struct Flags {
     #[arg(long = "config.file", value_name = "FILE")]
     config_file: Option<PathBuf>,
 
-    /// Validate the config, print "ok" or the error, and exit.
+    /// Validate the config and the other flags, print "ok" (stdout) or the
+    /// error (stderr), and exit 0 or 1.
     #[arg(long = "config.check")]
     config_check: bool,
 
-    /// Address to serve HTTP on; ":PORT" means all addresses.
+    /// Address to serve HTTP on: ":PORT" for all addresses, or HOST:PORT.
     #[arg(
         long = "web.listen-address",
         value_name = "ADDRESS",
         default_value = ":9215"
     )]
-    listen_address: String,
+    listen_address: ListenAddress,
 
     /// Seconds subtracted from Prometheus' scrape timeout to get the probe timeout.
     #[arg(long = "timeout-offset", value_name = "SECONDS", default_value = "0.5", value_parser = parse_seconds)]
@@ -85,54 +85,41 @@ fn parse_seconds(text: &str) -> Result<Duration, String> {
         .ok_or_else(|| format!("{text:?} is not a non-negative number of seconds"))
 }
 
-fn init_logging(level: LogLevel, format: LogFormat) {
-    let filter = EnvFilter::new(match level {
-        LogLevel::Debug => "debug",
-        LogLevel::Info => "info",
-        LogLevel::Warn => "warn",
-        LogLevel::Error => "error",
-    });
-    let registry = tracing_subscriber::registry().with(filter);
-    match format {
-        LogFormat::Logfmt => registry
-            .with(
-                tracing_logfmt::builder()
-                    .layer()
-                    .with_writer(std::io::stderr),
-            )
-            .init(),
-        LogFormat::Json => registry
-            .with(
-                tracing_subscriber::fmt::layer()
-                    .json()
-                    .with_writer(std::io::stderr),
-            )
-            .init(),
+impl From<LogLevel> for tracing::Level {
+    fn from(level: LogLevel) -> Self {
+        match level {
+            LogLevel::Debug => Self::DEBUG,
+            LogLevel::Info => Self::INFO,
+            LogLevel::Warn => Self::WARN,
+            LogLevel::Error => Self::ERROR,
+        }
+    }
+}
+
+impl From<LogFormat> for LineFormat {
+    fn from(format: LogFormat) -> Self {
+        match format {
+            LogFormat::Logfmt => Self::Logfmt,
+            LogFormat::Json => Self::Json,
+        }
     }
 }
 
 fn main() -> ExitCode {
+    // Every flag, the listen address included, is checked here, so
+    // --config.check refuses what start-up would refuse.
     let flags = Flags::parse();
     let source = flags
         .config_file
         .clone()
         .map_or(ConfigSource::Embedded, ConfigSource::File);
     if flags.config_check {
-        return match source.load() {
-            Ok(_) => {
-                println!("ok");
-                ExitCode::SUCCESS
-            }
-            Err(error) => {
-                println!("{error}");
-                ExitCode::FAILURE
-            }
-        };
+        return check_config(&source);
     }
-    init_logging(flags.log_level, flags.log_format);
+    logging::init(flags.log_level.into(), flags.log_format.into());
     match sys::raise_nofile_limit() {
         Ok(limit) => tracing::debug!(limit, "open file limit"),
-        Err(error) => tracing::warn!(%error, "cannot raise the open file limit"),
+        Err(error) => tracing::warn!(err = %error, "cannot raise the open file limit"),
     }
     let settings = Settings {
         timeout_offset: flags.timeout_offset,
@@ -143,7 +130,7 @@ fn main() -> ExitCode {
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => {
-            eprintln!("cannot start the async runtime: {error}");
+            tracing::error!(err = %error, "cannot start the async runtime");
             return ExitCode::FAILURE;
         }
     };
@@ -153,7 +140,21 @@ fn main() -> ExitCode {
     code
 }
 
-async fn run(source: ConfigSource, settings: Settings, listen_address: &str) -> ExitCode {
+/// `--config.check`: "ok" on stdout, or the located error on stderr.
+fn check_config(source: &ConfigSource) -> ExitCode {
+    match source.load() {
+        Ok(_) => {
+            println!("ok");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("{error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(source: ConfigSource, settings: Settings, listen_address: &ListenAddress) -> ExitCode {
     // Handlers come first: a SIGHUP or SIGTERM sent while the config loads
     // or right after the address is announced must not meet the default
     // action, which kills the process.
@@ -164,34 +165,45 @@ async fn run(source: ConfigSource, settings: Settings, listen_address: &str) -> 
     ) {
         (Ok(hangups), Ok(terms), Ok(interrupts)) => (hangups, terms, interrupts),
         _ => {
-            eprintln!("cannot install the signal handlers");
+            tracing::error!("cannot install the signal handlers");
             return ExitCode::FAILURE;
         }
     };
     let app = match App::start(source, settings) {
         Ok(app) => Arc::new(app),
         Err(error) => {
-            tracing::error!(%error, "cannot load the config");
-            eprintln!("{error}");
+            tracing::error!(
+                err = %error,
+                "cannot load the config; fix it and check it with --config.check"
+            );
             return ExitCode::FAILURE;
         }
     };
-    let listener = match http::bind(listen_address) {
+    let listener = match listen_address.bind() {
         Ok(listener) => listener,
         Err(error) => {
-            tracing::error!(%error, address = listen_address, "cannot listen");
-            eprintln!("cannot listen on {listen_address}: {error}");
+            tracing::error!(
+                address = %listen_address,
+                err = %error,
+                "cannot listen; {}",
+                listen_hint(&error)
+            );
             return ExitCode::FAILURE;
         }
     };
     let local = listener
         .local_addr()
-        .map_or_else(|_| listen_address.to_owned(), |a| a.to_string());
-    let modules: Vec<String> = app.config().modules.keys().cloned().collect();
-    tracing::info!(address = %local, config = %app.config_source(), ?modules, "synack_exporter listening");
-    eprintln!(
-        "synack_exporter listening on http://{local}/ (try /probe?target=127.0.0.1:{}&module=tcp_halfopen)",
-        listener.local_addr().map_or(9215, |a| a.port())
+        .map_or_else(|_| listen_address.to_string(), |a| a.to_string());
+    let port = listener
+        .local_addr()
+        .map_or(listen_address.port(), |a| a.port());
+    tracing::info!(
+        address = %local,
+        url = %format_args!("http://{local}/"),
+        example = %format_args!("http://{local}/probe?target=127.0.0.1:{port}&module=tcp_halfopen"),
+        config = %app.config_source(),
+        modules = %app.config().module_names(),
+        "synack_exporter listening"
     );
     tokio::spawn(reload_on_sighup(Arc::clone(&app), hangups));
     http::serve(listener, app, shutdown_signal(terms, interrupts)).await;
@@ -199,12 +211,28 @@ async fn run(source: ConfigSource, settings: Settings, listen_address: &str) -> 
     ExitCode::SUCCESS
 }
 
+/// What to do about a failed bind.
+fn listen_hint(error: &std::io::Error) -> &'static str {
+    match error.kind() {
+        std::io::ErrorKind::AddrInUse => {
+            "another process uses the port: stop it or pick another port with --web.listen-address"
+        }
+        std::io::ErrorKind::PermissionDenied => {
+            "ports below 1024 need privileges: pick a port such as :9215"
+        }
+        std::io::ErrorKind::AddrNotAvailable => {
+            "the address is not one of this host's: use one it has, or :PORT for all"
+        }
+        _ => "check --web.listen-address",
+    }
+}
+
 async fn reload_on_sighup(app: Arc<App>, mut hangups: Signal) {
     while hangups.recv().await.is_some() {
         match app.reload() {
             Ok(()) => tracing::info!(source = %app.config_source(), "config reloaded on SIGHUP"),
             Err(error) => {
-                tracing::error!(%error, "config reload on SIGHUP failed; keeping the old config");
+                tracing::error!(err = %error, "config reload on SIGHUP failed; keeping the old config");
             }
         }
     }

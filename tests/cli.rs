@@ -26,6 +26,28 @@ fn run(args: &[&str]) -> (i32, String) {
 #[test]
 fn config_check_prints_ok_or_the_located_error() {
     assert_eq!(run(&["--config.check"]), (0, "ok\n".to_owned()));
+    // Without modules: the built-in ones serve the targets and groups.
+    let dir = common::temp_dir("check-builtin");
+    for (name, text) in [
+        ("empty.yml", ""),
+        (
+            "targets.yml",
+            "targets:\n  - module: tcp_halfopen\n    targets: [\"127.0.0.1:9215\"]\n",
+        ),
+        (
+            "groups.yml",
+            "groups:\n  web:\n    module: tcp_connect\n    targets: [\"127.0.0.1:9215\"]\n",
+        ),
+    ] {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        assert_eq!(
+            run(&["--config.check", "--config.file", path.to_str().unwrap()]),
+            (0, "ok\n".to_owned()),
+            "{name}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 
     let dir = common::temp_dir("check");
     let good = dir.join("good.yml");
@@ -219,22 +241,90 @@ async fn serves_probes_raises_nofile_and_reloads_on_sighup() {
 }
 
 #[tokio::test]
-async fn json_logs_and_clean_exit_on_sigterm() {
+async fn json_logs_are_flat_and_the_exporter_exits_cleanly_on_sigterm() {
     let mut exporter = Exporter::start(&["--log.format", "json"]);
     exporter.signal("TERM");
     let lines = exporter.logs_until("shutting down");
-    let json_line = lines
-        .iter()
-        .find(|line| line.starts_with('{'))
-        .expect("a JSON log line");
-    assert!(json_line.contains("\"level\":\"INFO\""), "{json_line}");
     let status = exporter.child.wait().unwrap();
     assert!(status.success(), "{status}");
+    // The announcement was consumed by Exporter::start; what follows must
+    // be JSON too, one flat object per line.
+    assert!(!lines.is_empty());
+    for line in &lines {
+        let object: serde_json::Map<String, serde_json::Value> = serde_json::from_str(line)
+            .unwrap_or_else(|error| panic!("not a JSON object ({error}): {line}"));
+        for key in ["ts", "level", "msg"] {
+            assert!(object[key].is_string(), "{key} in {line}");
+        }
+        assert!(
+            !object.contains_key("fields") && !object.contains_key("timestamp"),
+            "nested or renamed: {line}"
+        );
+        assert_eq!(object["level"], "info", "{line}");
+    }
 }
 
 #[test]
-fn unusable_listen_address_fails_with_a_message() {
-    let (code, text) = run(&["--web.listen-address", "not-an-address"]);
+fn logfmt_lines_start_with_ts_level_msg() {
+    let (code, text) = run(&["--config.file", "/nonexistent/synack.yml"]);
     assert_eq!(code, 1);
-    assert!(text.contains("cannot listen on not-an-address"), "{text}");
+    let line = text.trim_end();
+    assert!(!line.contains('\n'), "one line, once: {text}");
+    assert!(line.starts_with("ts=20"), "{line}");
+    assert!(
+        line.contains(" level=error msg=\"cannot load the config; "),
+        "{line}"
+    );
+    assert!(
+        line.contains("err=\"/nonexistent/synack.yml: cannot read the file:"),
+        "{line}"
+    );
+}
+
+/// Runs the binary with `args`, returning the exit code, stdout and stderr.
+fn run_split(args: &[&str]) -> (i32, String, String) {
+    let output = Command::new(BINARY).args(args).output().unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn config_check_checks_the_flags_too_and_reports_on_stderr() {
+    for extra in [&["--config.check"][..], &[]] {
+        let (code, stdout, stderr) = run_split(&[extra, &["--web.listen-address=9215"]].concat());
+        assert_eq!((code, stdout.as_str()), (2, ""), "{extra:?}: {stderr}");
+        assert!(
+            stderr.contains("write :9215 to listen on all addresses"),
+            "{stderr}"
+        );
+    }
+    let (code, stdout, stderr) = run_split(&["--config.check", "--web.listen-address", "nohost"]);
+    assert_eq!((code, stdout.as_str()), (2, ""), "{stderr}");
+    assert!(stderr.contains("has no port"), "{stderr}");
+
+    let (code, stdout, stderr) =
+        run_split(&["--config.check", "--config.file", "/nonexistent/synack.yml"]);
+    assert_eq!((code, stdout.as_str()), (1, ""));
+    assert_eq!(
+        stderr.lines().count(),
+        1,
+        "the error once, on stderr: {stderr}"
+    );
+}
+
+#[test]
+fn a_port_in_use_fails_once_with_what_to_do() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = taken.local_addr().unwrap().to_string();
+    let (code, stdout, stderr) = run_split(&["--web.listen-address", &address]);
+    assert_eq!((code, stdout.as_str()), (1, ""), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "the error once: {stderr}");
+    assert!(
+        stderr.contains("level=error msg=\"cannot listen; another process uses the port"),
+        "{stderr}"
+    );
+    assert!(stderr.contains(&format!("address={address}")), "{stderr}");
 }

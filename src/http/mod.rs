@@ -7,10 +7,12 @@
 mod admin;
 mod health;
 mod landing;
+mod listen;
 mod probe;
 mod query;
 mod stream;
 
+pub use listen::ListenAddress;
 pub use query::{Query, QueryError};
 
 use crate::app::App;
@@ -23,11 +25,8 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use std::convert::Infallible;
 use std::future::Future;
-use std::io;
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 use tokio::net::TcpListener;
 
@@ -39,59 +38,6 @@ pub type HttpResponse = Response<HttpBody>;
 
 /// How long a client may take to send a request's headers.
 const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
-
-/// How many connections may wait in the kernel for `accept`.
-const LISTEN_BACKLOG: i32 = 1024;
-
-/// Binds `--web.listen-address`. `:9215` means every address: dual-stack
-/// `[::]` where IPv6 exists, `0.0.0.0` otherwise.
-///
-/// # Errors
-/// An unparsable address or the bind error.
-pub fn bind(listen_address: &str) -> io::Result<TcpListener> {
-    let candidates: Vec<SocketAddr> = match listen_address.strip_prefix(':') {
-        Some(port) => {
-            let port: u16 = port.parse().map_err(|_| {
-                io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    format!("invalid port in {listen_address:?}"),
-                )
-            })?;
-            vec![
-                SocketAddr::from((Ipv6Addr::UNSPECIFIED, port)),
-                SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)),
-            ]
-        }
-        None => listen_address.to_socket_addrs()?.collect(),
-    };
-    let mut last_error = io::Error::new(
-        io::ErrorKind::InvalidInput,
-        format!("{listen_address:?} names no address"),
-    );
-    for address in candidates {
-        match bind_one(address) {
-            Ok(listener) => return Ok(listener),
-            Err(error) => last_error = error,
-        }
-    }
-    Err(last_error)
-}
-
-fn bind_one(address: SocketAddr) -> io::Result<TcpListener> {
-    let socket = Socket::new(
-        Domain::for_address(address),
-        Type::STREAM,
-        Some(Protocol::TCP),
-    )?;
-    if address.is_ipv6() && address.ip().is_unspecified() {
-        socket.set_only_v6(false)?;
-    }
-    socket.set_reuse_address(true)?;
-    socket.set_nonblocking(true)?;
-    socket.bind(&SockAddr::from(address))?;
-    socket.listen(LISTEN_BACKLOG)?;
-    TcpListener::from_std(socket.into())
-}
 
 /// Serves `app` on `listener` until `shutdown` completes.
 pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Output = ()>) {

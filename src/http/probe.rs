@@ -36,11 +36,10 @@ pub(super) async fn handle(app: &App, request: &Request<Incoming>) -> HttpRespon
     };
     let config = app.config();
     let Some(module) = config.modules.get(&probe_request.module_name) else {
-        let known: Vec<&str> = config.modules.keys().map(String::as_str).collect();
         let message = format!(
-            "unknown module {:?}; the config has: {}\n",
+            "unknown module {:?}; use one of {}, or define it under modules: in the config file\n",
             probe_request.module_name,
-            known.join(", ")
+            config.module_names()
         );
         return text(StatusCode::BAD_REQUEST, &message);
     };

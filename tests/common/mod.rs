@@ -64,7 +64,11 @@ impl TestExporter {
 
     async fn start(source: ConfigSource, config_path: Option<PathBuf>, settings: Settings) -> Self {
         let app = Arc::new(App::start(source, settings).expect("config loads"));
-        let listener = synack_exporter::http::bind("127.0.0.1:0").expect("bind");
+        let listener = "127.0.0.1:0"
+            .parse::<synack_exporter::http::ListenAddress>()
+            .expect("valid address")
+            .bind()
+            .expect("bind");
         let address = listener.local_addr().expect("local addr");
         let (stop, stopped) = oneshot::channel::<()>();
         tokio::spawn(synack_exporter::http::serve(
