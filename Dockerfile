@@ -15,9 +15,22 @@
 # image below.
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
+# Dependencies first, in a layer of their own that Docker reuses until
+# Cargo.toml or Cargo.lock change: empty stand-ins for the crate's library
+# (src/lib.rs) and binary (src/main.rs) let cargo build every dependency
+# without the sources.
 COPY Cargo.toml Cargo.lock ./
+RUN mkdir src \
+    && echo 'fn main() {}' > src/main.rs \
+    && touch src/lib.rs \
+    && cargo build --release --locked \
+    && rm -r src
+# Then the crate itself. COPY keeps the files' modification times, which
+# may be older than the stand-ins' build: without the touch, cargo would
+# take the crate for up to date and ship the empty stand-in binary.
 COPY src ./src
-RUN cargo build --release --locked \
+RUN touch src/main.rs src/lib.rs \
+    && cargo build --release --locked \
     && install -D -m 0755 target/release/synack_exporter /out/synack_exporter
 
 # ---- runtime --------------------------------------------------------------
