@@ -20,12 +20,26 @@ pub fn system_tests_required() -> bool {
 
 /// Skips the calling test with a message, or fails it when system tests
 /// are required. Returns so the caller can `return` right after.
+///
+/// The message is written straight to the process's stderr, not through
+/// `eprintln!`: the test harness captures the print macros of passing
+/// tests, which would hide the skip behind an `ok`. Written this way it
+/// shows in plain `cargo test` output, with the test's name.
 pub fn skip_or_fail(missing: &str) {
+    use std::io::Write;
     assert!(
         !system_tests_required(),
         "SYNACK_SYSTEM_TESTS=require but a prerequisite is missing: {missing}"
     );
-    eprintln!("SKIPPED: {missing} (set SYNACK_SYSTEM_TESTS=require to make this a failure)");
+    let test = std::thread::current()
+        .name()
+        .unwrap_or("a test")
+        .to_owned();
+    let line = format!(
+        "SKIPPED {test}: missing {missing} (the README lists the prerequisites; \
+         SYNACK_SYSTEM_TESTS=require makes this a failure)\n"
+    );
+    let _ = std::io::stderr().lock().write_all(line.as_bytes());
 }
 
 /// A fresh, empty directory for one test.
