@@ -12,6 +12,7 @@ use crate::target::Target;
 use crate::trace::Trace;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::sync::OnceCell;
 
 /// The result of checking one group.
@@ -31,10 +32,20 @@ impl GroupReport {
 
 type SharedCheck = Arc<OnceCell<Arc<GroupReport>>>;
 
+/// The last answer of a group, for the landing page.
+#[derive(Clone, Debug)]
+pub struct LastAnswer {
+    /// What the check found.
+    pub report: Arc<GroupReport>,
+    /// Unix time when it finished, seconds.
+    pub finished_unix: f64,
+}
+
 /// Runs group checks, sharing each in-flight check among its requests.
 #[derive(Debug, Default)]
 pub struct GroupChecker {
     in_flight: Mutex<HashMap<String, SharedCheck>>,
+    last: Mutex<HashMap<String, LastAnswer>>,
 }
 
 impl GroupChecker {
@@ -70,8 +81,34 @@ impl GroupChecker {
             .is_some_and(|current| Arc::ptr_eq(current, &shared))
         {
             in_flight.remove(name);
+            drop(in_flight);
+            self.remember(name, &report);
         }
         report
+    }
+
+    /// The last answer for group `name`, if it was ever checked.
+    #[must_use]
+    pub fn last_answer(&self, name: &str) -> Option<LastAnswer> {
+        self.last
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(name)
+            .cloned()
+    }
+
+    fn remember(&self, name: &str, report: &Arc<GroupReport>) {
+        let finished_unix = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0.0, |since| since.as_secs_f64());
+        let answer = LastAnswer {
+            report: Arc::clone(report),
+            finished_unix,
+        };
+        self.last
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(name.to_owned(), answer);
     }
 }
 

@@ -455,3 +455,72 @@ async fn landing_page_lists_targets_and_history_and_escapes_user_text() {
     assert_eq!(exporter.get("/logs?id=999999").await.status, 404);
     assert_eq!(exporter.get("/logs?id=x").await.status, 400);
 }
+
+/// The page's example probe checks this exporter's own port, wherever it
+/// listens; groups link to `/health/<group>` with their last answer;
+/// failed `/probe` requests stand out in the history; modules say whether
+/// they are built in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn landing_page_links_its_own_port_shows_groups_and_marks_failures() {
+    let (_open, open) = open_listener();
+    let closed = closed_address();
+    let groups = format!(
+        "groups:\n  mixed:\n    module: fast\n    targets: [\"{open}\", \"{closed}\"]\n  idle:\n    module: tcp_connect\n    targets: [\"{open}\"]\n"
+    );
+    let exporter = TestExporter::with_config(
+        &config("  []\n", &groups).replace("targets:\n  []\n", ""),
+        Settings::default(),
+    )
+    .await;
+    let html = exporter.get("/").await.body;
+    let port = exporter.address.port();
+    let example = format!("/probe?target=127.0.0.1:{port}&amp;module=tcp_halfopen&amp;debug=true");
+    assert!(html.contains(&format!("href=\"{example}\"")), "{html}");
+    let probe = exporter.get(&example.replace("&amp;", "&")).await;
+    assert!(
+        probe.body.contains("probe_success 1"),
+        "the example probe finds the exporter's own port open: {}",
+        probe.body
+    );
+    assert!(html.contains("href=\"/health/mixed\"") && html.contains("href=\"/health/idle\""));
+    assert_eq!(html.matches("not checked yet").count(), 2, "{html}");
+    assert!(
+        html.contains("<td>tcp_connect</td><td>5s</td><td>built in</td>"),
+        "{html}"
+    );
+
+    assert_eq!(exporter.get("/health/mixed").await.status, 503);
+    assert_eq!(exporter.get("/health/idle").await.status, 200);
+    assert_eq!(
+        exporter
+            .get(&format!("/probe?target={closed}&module=fast"))
+            .await
+            .status,
+        200
+    );
+    let html = exporter.get("/").await.body;
+    let mixed_row = html
+        .lines()
+        .find(|line| line.contains("href=\"/health/mixed\""))
+        .unwrap();
+    assert!(
+        mixed_row.contains("<td class=\"down\">503, ")
+            && mixed_row.ends_with(&format!(" s ago: {closed} refused</td></tr>")),
+        "the failing group's last answer names the member: {mixed_row}"
+    );
+    assert!(html.contains("<td class=\"up\">200 OK, "), "{html}");
+    assert_eq!(html.matches("not checked yet").count(), 0, "{html}");
+    let failed_row = html
+        .lines()
+        .find(|line| line.starts_with("<tr class=\"failed\">"))
+        .unwrap_or_else(|| panic!("a failed row in the history: {html}"));
+    assert!(
+        failed_row.contains(&closed) && failed_row.contains("failed: refused"),
+        "{failed_row}"
+    );
+    let succeeded_row = html
+        .lines()
+        .find(|line| line.contains("<td class=\"up\">success</td>"))
+        .unwrap_or_else(|| panic!("the example probe's row: {html}"));
+    assert!(!succeeded_row.starts_with("<tr class=\"failed\">"));
+}

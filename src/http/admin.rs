@@ -30,7 +30,7 @@ pub(super) fn reload(app: &App) -> HttpResponse {
             text(StatusCode::OK, "config reloaded\n")
         }
         Err(error) => {
-            tracing::error!(%error, "config reload failed; keeping the old config");
+            tracing::error!(err = %error, "config reload failed; keeping the old config");
             text(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 &format!("config reload failed, the old config stays in force: {error}\n"),

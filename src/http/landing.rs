@@ -7,11 +7,14 @@
 
 use super::{HttpResponse, Query, respond, text};
 use crate::app::App;
+use crate::config::{Config, builtin_modules};
+use crate::health::LastAnswer;
 use crate::history::ProbeRecord;
 use crate::scheduler::{ScheduledTarget, TargetState};
 use hyper::body::Incoming;
 use hyper::{Request, StatusCode};
 use std::fmt::Write as _;
+use std::net::SocketAddr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// More rows than this make a page no one reads; the rest stay on /metrics.
@@ -20,9 +23,11 @@ const MAX_TARGET_ROWS: usize = 1000;
 const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:2em;color:#222}\
 table{border-collapse:collapse;margin-bottom:2em}th,td{border:1px solid #ccc;padding:4px 10px;text-align:left}\
 th{background:#f0f0f0}.up{color:#1a7f37;font-weight:bold}.down{color:#cf222e;font-weight:bold}\
-.pending{color:#777}code{background:#f6f8fa;padding:1px 4px}";
+.pending{color:#777}code{background:#f6f8fa;padding:1px 4px}tr.failed td{background:#ffebe9}";
 
-pub(super) fn page(app: &App) -> HttpResponse {
+/// `GET /`. `local` is the address the client reached, so the example
+/// probe checks this very exporter's port, whatever it listens on.
+pub(super) fn page(app: &App, local: Option<SocketAddr>) -> HttpResponse {
     let now = unix_now();
     let config = app.config();
     let mut html = String::with_capacity(16 * 1024);
@@ -31,27 +36,96 @@ pub(super) fn page(app: &App) -> HttpResponse {
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>synack_exporter</title>\
          <style>{STYLE}</style></head><body>\n<h1>synack_exporter {}</h1>\n\
          <p>Half-open TCP probes for Prometheus. <a href=\"/metrics\">Metrics</a> · \
-         <a href=\"/config\">Configuration</a> · \
-         <a href=\"/probe?target=127.0.0.1:9215&amp;debug=true\">Example probe</a></p>\n",
+         <a href=\"/config\">Configuration</a>",
         env!("CARGO_PKG_VERSION")
     );
+    if let Some(local) = local {
+        let _ = write!(
+            html,
+            " · <a href=\"{}\">Example probe of this exporter's own port</a>",
+            escape(&example_probe_path(local))
+        );
+    }
+    html.push_str("</p>\n");
+    write_modules(&mut html, &config);
+    write_targets(&mut html, &app.scheduler.targets(), now);
+    write_groups(&mut html, app, &config, now);
+    write_history(&mut html, &app.history.newest_first(), now);
+    html.push_str("</body></html>\n");
+    respond(StatusCode::OK, "text/html; charset=utf-8", html)
+}
+
+/// `/probe` of `local` itself with `debug=true`: a port that is surely open.
+fn example_probe_path(local: SocketAddr) -> String {
+    let target = local.to_string().replace('[', "%5B").replace(']', "%5D");
+    format!("/probe?target={target}&module=tcp_halfopen&debug=true")
+}
+
+fn write_modules(html: &mut String, config: &Config) {
     html.push_str(
-        "<h2>Modules</h2>\n<table><tr><th>name</th><th>prober</th><th>timeout</th></tr>\n",
+        "<h2>Modules</h2>\n<table><tr><th>name</th><th>prober</th><th>timeout</th><th>defined by</th></tr>\n",
     );
     for (name, module) in &config.modules {
+        let source = if config.is_builtin(name) {
+            "built in"
+        } else if builtin_modules().contains_key(name) {
+            "config file (redefines the built-in module)"
+        } else {
+            "config file"
+        };
         let _ = writeln!(
             html,
-            "<tr><td><code>{}</code></td><td>{}</td><td>{}</td></tr>",
+            "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td>{source}</td></tr>",
             escape(name),
             module.prober.as_str(),
             module.timeout
         );
     }
     html.push_str("</table>\n");
-    write_targets(&mut html, &app.scheduler.targets(), now);
-    write_history(&mut html, &app.history.newest_first(), now);
-    html.push_str("</body></html>\n");
-    respond(StatusCode::OK, "text/html; charset=utf-8", html)
+}
+
+fn write_groups(html: &mut String, app: &App, config: &Config, now: f64) {
+    let _ = writeln!(html, "<h2>Groups ({})</h2>", config.groups.len());
+    if config.groups.is_empty() {
+        html.push_str(
+            "<p>None. Add a <code>groups:</code> section to the config for <code>/health/&lt;group&gt;</code>.</p>\n",
+        );
+        return;
+    }
+    html.push_str(
+        "<table><tr><th>group</th><th>module</th><th>members</th><th>last answer</th></tr>\n",
+    );
+    for (name, group) in &config.groups {
+        let last = app.groups.last_answer(&name.0).map_or_else(
+            || "<td class=\"pending\">not checked yet</td>".to_owned(),
+            |answer| last_answer_cell(&answer, now),
+        );
+        let _ = writeln!(
+            html,
+            "<tr><td><a href=\"/health/{0}\"><code>/health/{0}</code></a></td><td>{1}</td><td>{2}</td>{last}</tr>",
+            escape(&name.0),
+            escape(&group.module.value),
+            group.targets.len()
+        );
+    }
+    html.push_str("</table>\n");
+}
+
+fn last_answer_cell(answer: &LastAnswer, now: f64) -> String {
+    let when = ago(now, answer.finished_unix);
+    if answer.report.all_up() {
+        return format!("<td class=\"up\">200 OK, {when}</td>");
+    }
+    let failing: Vec<String> = answer
+        .report
+        .failing
+        .iter()
+        .map(|(member, failure)| format!("{} {}", escape(&member.to_string()), failure.reason))
+        .collect();
+    format!(
+        "<td class=\"down\">503, {when}: {}</td>",
+        failing.join(", ")
+    )
 }
 
 fn write_targets(html: &mut String, targets: &[std::sync::Arc<ScheduledTarget>], now: f64) {
@@ -118,10 +192,16 @@ fn write_history(html: &mut String, records: &[ProbeRecord], now: f64) {
     }
     html.push_str("<table><tr><th>when</th><th>module</th><th>target</th><th>result</th><th>duration</th><th>log</th></tr>\n");
     for record in records {
-        let result = record.reason.map_or("success", |reason| reason.as_str());
+        let (row_class, result) = match record.reason {
+            None => ("", "<td class=\"up\">success</td>".to_owned()),
+            Some(reason) => (
+                " class=\"failed\"",
+                format!("<td class=\"down\">✗ failed: {reason}</td>"),
+            ),
+        };
         let _ = writeln!(
             html,
-            "<tr><td>{}</td><td>{}</td><td><code>{}</code></td><td>{result}</td><td>{:.3} ms</td>\
+            "<tr{row_class}><td>{}</td><td>{}</td><td><code>{}</code></td>{result}<td>{:.3} ms</td>\
              <td><a href=\"/logs?id={}\">log</a></td></tr>",
             ago(now, record.finished_unix),
             escape(&record.module),

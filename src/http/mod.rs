@@ -27,6 +27,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 
@@ -51,17 +52,22 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<O
             Ok((stream, _)) => stream,
             Err(error) => {
                 // EMFILE and friends: back off briefly instead of spinning.
-                tracing::warn!(%error, "accept failed");
+                tracing::warn!(err = %error, "accept failed");
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                 continue;
             }
         };
         let _ = stream.set_nodelay(true);
+        // The address the client reached, for links back to this exporter.
+        let local = stream
+            .local_addr()
+            .ok()
+            .map(|address| SocketAddr::new(address.ip().to_canonical(), address.port()));
         let app = Arc::clone(&app);
         tokio::spawn(async move {
             let service = service_fn(move |request| {
                 let app = Arc::clone(&app);
-                async move { Ok::<_, Infallible>(route(&app, request).await) }
+                async move { Ok::<_, Infallible>(route(&app, request, local).await) }
             });
             // Without a timer hyper enforces no header timeout, and idle
             // half-sent requests would pin file descriptors that probes need.
@@ -71,14 +77,15 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<O
                 .serve_connection(TokioIo::new(stream), service)
                 .await
             {
-                tracing::debug!(%error, "HTTP connection ended with an error");
+                tracing::debug!(err = %error, "HTTP connection ended with an error");
             }
         });
     }
 }
 
-/// Dispatches one request by path, then by method.
-async fn route(app: &App, request: Request<Incoming>) -> HttpResponse {
+/// Dispatches one request by path, then by method. `local` is the address
+/// the client connected to.
+async fn route(app: &App, request: Request<Incoming>, local: Option<SocketAddr>) -> HttpResponse {
     let read_only = [Method::GET, Method::HEAD];
     let path = request.uri().path();
     if let Some(group) = path.strip_prefix("/health/") {
@@ -97,7 +104,7 @@ async fn route(app: &App, request: Request<Incoming>) -> HttpResponse {
         "/-/reload" if is_one_of(&request, &[Method::POST, Method::PUT]) => admin::reload(app),
         "/config" if is_one_of(&request, &read_only) => admin::config(app),
         "/logs" if is_one_of(&request, &read_only) => landing::log(app, &request),
-        "/" if is_one_of(&request, &read_only) => landing::page(app),
+        "/" if is_one_of(&request, &read_only) => landing::page(app, local),
         "/probe" | "/metrics" | "/-/healthy" | "/-/ready" | "/config" | "/logs" | "/" => {
             method_not_allowed(&read_only)
         }

@@ -31,10 +31,7 @@ pub fn skip_or_fail(missing: &str) {
         !system_tests_required(),
         "SYNACK_SYSTEM_TESTS=require but a prerequisite is missing: {missing}"
     );
-    let test = std::thread::current()
-        .name()
-        .unwrap_or("a test")
-        .to_owned();
+    let test = std::thread::current().name().unwrap_or("a test").to_owned();
     let line = format!(
         "SKIPPED {test}: missing {missing} (the README lists the prerequisites; \
          SYNACK_SYSTEM_TESTS=require makes this a failure)\n"
