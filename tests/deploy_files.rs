@@ -1888,6 +1888,45 @@ fn the_systemd_unit_is_hardened() {
     );
 }
 
+/// The unit's install steps copy examples/synack.yml to the file its
+/// ExecStart reads, and the binary accepts ExecStart's arguments with it.
+#[test]
+fn the_systemd_unit_runs_the_example_config() {
+    let text = read("examples/synack_exporter.service");
+    assert!(
+        text.contains("install -D -m 0644 examples/synack.yml /etc/synack_exporter/config.yml"),
+        "the unit's install steps copy examples/synack.yml"
+    );
+    let directives = logical_lines(&text, &['#', ';']);
+    let exec_start = directives
+        .iter()
+        .find_map(|d| d.strip_prefix("ExecStart="))
+        .expect("ExecStart");
+    let example = repo_path("examples/synack.yml");
+    let args: Vec<String> = exec_start
+        .split_whitespace()
+        .skip(1)
+        .map(|arg| {
+            if arg == CONFIG_FILE_ARG {
+                format!("--config.file={}", example.display())
+            } else {
+                arg.to_owned()
+            }
+        })
+        .chain(["--config.check".to_owned()])
+        .collect();
+    let output = Command::new(BINARY).args(&args).output().unwrap();
+    assert_eq!(
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout).as_ref()
+        ),
+        (Some(0), "ok\n"),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 #[test]
 fn the_systemd_unit_passes_systemd_analyze_verify() {
     if Command::new("systemd-analyze")

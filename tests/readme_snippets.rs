@@ -1,0 +1,89 @@
+//! What a new user copies from the README works: every YAML block of the
+//! README that is an exporter config (top-level keys among `modules`,
+//! `targets` and `groups`), and `examples/synack.yml`, load as they stand,
+//! each on its own in a file of its own, as a user would paste it.
+
+use std::path::Path;
+use synack_exporter::config::Config;
+
+const EXPORTER_KEYS: [&str; 3] = ["modules", "targets", "groups"];
+
+fn repo_file(relative: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(relative);
+    std::fs::read_to_string(&path).unwrap_or_else(|error| panic!("{}: {error}", path.display()))
+}
+
+/// The bodies of the README's fenced ```yaml blocks, with their first line.
+fn yaml_blocks(markdown: &str) -> Vec<(usize, String)> {
+    let mut blocks = Vec::new();
+    let mut current: Option<(usize, String)> = None;
+    for (index, line) in markdown.lines().enumerate() {
+        match (&mut current, line.trim_start()) {
+            (None, "```yaml") => current = Some((index + 2, String::new())),
+            (Some(_), "```") => blocks.extend(current.take()),
+            (Some((_, body)), _) => {
+                body.push_str(line);
+                body.push('\n');
+            }
+            (None, _) => {}
+        }
+    }
+    assert!(current.is_none(), "README.md has an unclosed ```yaml block");
+    blocks
+}
+
+/// Top-level keys of a YAML text: unindented `key:` lines.
+fn top_level_keys(yaml: &str) -> Vec<&str> {
+    yaml.lines()
+        .filter(|line| !line.starts_with([' ', '#', '-']) && !line.trim().is_empty())
+        .filter_map(|line| line.split_once(':').map(|(key, _)| key.trim()))
+        .collect()
+}
+
+#[test]
+fn every_exporter_config_snippet_of_the_readme_loads_on_its_own() {
+    let readme = repo_file("README.md");
+    let blocks = yaml_blocks(&readme);
+    let mut checked = 0;
+    for (line, yaml) in &blocks {
+        let keys = top_level_keys(yaml);
+        if keys.is_empty() || !keys.iter().all(|key| EXPORTER_KEYS.contains(key)) {
+            continue; // a Prometheus or Alertmanager snippet
+        }
+        if let Err(error) = Config::parse(&format!("README.md:{line}"), yaml) {
+            panic!("the README's snippet at line {line} does not load on its own: {error}\n{yaml}");
+        }
+        checked += 1;
+    }
+    // The configuration, scheduled targets and groups sections each have one.
+    assert!(
+        checked >= 3,
+        "only {checked} exporter config snippets found among {} yaml blocks",
+        blocks.len()
+    );
+}
+
+#[test]
+fn the_example_config_loads_and_uses_every_section() {
+    let text = repo_file("examples/synack.yml");
+    let config = Config::parse("examples/synack.yml", &text).unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        config.modules.len() > 2,
+        "adds modules to the built-in ones"
+    );
+    assert!(
+        !config.is_builtin("tcp_connect"),
+        "shows how to redefine a built-in module"
+    );
+    assert!(config.targets.iter().any(|block| !block.labels.is_empty()));
+    assert!(!config.groups.is_empty());
+}
+
+#[test]
+fn the_snippet_scanner_finds_blocks_and_keys() {
+    let markdown = "text\n```yaml\ntargets:\n  - module: m\n# c\ngroups: {}\n```\n```sh\nx\n```\n";
+    let blocks = yaml_blocks(markdown);
+    assert_eq!(blocks.len(), 1);
+    assert_eq!(blocks[0].0, 3);
+    assert_eq!(top_level_keys(&blocks[0].1), ["targets", "groups"]);
+}
