@@ -186,12 +186,14 @@ step "exporter: $EXPORTER_CMD"
 "${EXPORTER[@]}" >"$WORK/exporter.out" 2>"$WORK/exporter.log" &
 EXPORTER_PID=$!
 PIDS+=("$EXPORTER_PID")
+# The 'listening' log line is info level and this runs at warn: ask HTTP.
+healthy() { curl -sf --max-time 1 -o /dev/null "http://127.0.0.1:$PORT/-/healthy"; }
 for _ in $(seq 1200); do
-    grep -q "listening on" "$WORK/exporter.log" 2>/dev/null && break
+    healthy && break
     kill -0 "$EXPORTER_PID" 2>/dev/null || die "the exporter exited: $(tail -5 "$WORK/exporter.log")"
     sleep 0.1
 done
-grep -q "listening on" "$WORK/exporter.log" || die "the exporter did not start listening within 120 s"
+healthy || die "the exporter did not start listening within 120 s"
 step "exporter pid $EXPORTER_PID listening on 127.0.0.1:$PORT"
 
 MEASURE_CMD="python3 $HELPER measure --pid $EXPORTER_PID --port $PORT --targets $TARGETS --interval $INTERVAL --window $WINDOW --scrapes $SCRAPES --open-port $OPEN_PORT --closed-port $CLOSED_PORT --out $WORK/measure.json"
