@@ -51,6 +51,11 @@ async fn wait_for(
     }
 }
 
+/// An exporter with the test modules, no scheduled targets, and `groups`.
+async fn exporter_with_groups(groups: &str) -> TestExporter {
+    TestExporter::with_config(&config("  []\n", groups), Settings::default()).await
+}
+
 fn config(targets: &str, extra: &str) -> String {
     format!(
         "modules:\n  fast:\n    prober: tcp_halfopen\n    timeout: 300ms\n  grouped:\n    prober: tcp_halfopen\n    timeout: 1s\n\
@@ -240,11 +245,7 @@ async fn health_group_answers_200_503_404_and_head() {
     let groups = format!(
         "groups:\n  web:\n    module: fast\n    targets: [\"{up_a}\", \"{up_b}\"]\n  mixed:\n    module: fast\n    targets: [\"{up_a}\", \"{closed}\"]\n"
     );
-    let exporter = TestExporter::with_config(
-        &config("  []\n", &groups).replace("targets:\n  []\n", ""),
-        Settings::default(),
-    )
-    .await;
+    let exporter = exporter_with_groups(&groups).await;
     let response = exporter.get("/health/web").await;
     assert_eq!((response.status, response.body.as_str()), (200, "OK\n"));
     let response = exporter.get("/health/mixed").await;
@@ -467,11 +468,7 @@ async fn landing_page_links_its_own_port_shows_groups_and_marks_failures() {
     let groups = format!(
         "groups:\n  mixed:\n    module: fast\n    targets: [\"{open}\", \"{closed}\"]\n  idle:\n    module: tcp_connect\n    targets: [\"{open}\"]\n"
     );
-    let exporter = TestExporter::with_config(
-        &config("  []\n", &groups).replace("targets:\n  []\n", ""),
-        Settings::default(),
-    )
-    .await;
+    let exporter = exporter_with_groups(&groups).await;
     let html = exporter.get("/").await.body;
     let port = exporter.address.port();
     let example = format!("/probe?target=127.0.0.1:{port}&amp;module=tcp_halfopen&amp;debug=true");
