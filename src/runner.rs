@@ -6,6 +6,19 @@
 //! probe is counted once, even when the HTTP client that asked for it
 //! goes away.
 //!
+//! **Honest reasons under overload.** A probe counts from the moment it is
+//! asked for, and its deadline is fixed then. If it queues (for a slot, or
+//! for the probe thread) until less than [`MIN_WIRE_SHARE`] of its timeout
+//! is left, it does not start: it fails as `local`, saying how long it
+//! queued and why. So `timeout` always means the target had its SYN on the
+//! wire for at least half the timeout and did not answer, and an exporter
+//! that is itself the bottleneck shows up as `local`, not as targets down.
+//!
+//! **Cancellation.** A caller that stops waiting (a `/probe` client that
+//! disconnected, so hyper dropped the request) cancels the probe: its
+//! task is aborted, the socket is dropped, which closes it with RST, and
+//! the slot is free at once.
+//!
 //! Probes run on a thread of their own, with a single-threaded tokio
 //! runtime that does nothing else. A half-open probe must close its socket
 //! before the kernel's delayed ACK (about 200 ms after the SYN-ACK) or the
@@ -81,19 +94,27 @@ impl ProbeRunner {
         timeout: Duration,
         trace: &mut Trace,
     ) -> Outcome {
-        let started = Instant::now();
-        let deadline = started + timeout;
+        let asked = Instant::now();
         let rules = self.rules.clone();
         let (module_name, module, target) =
             (module_name.to_owned(), module.clone(), target.clone());
         let mut job_trace = std::mem::replace(trace, Trace::disabled());
         let job = self.probe_thread.handle.spawn(async move {
             let outcome = rules
-                .run(&module_name, &module, &target, deadline, &mut job_trace)
+                .run(
+                    &module_name,
+                    &module,
+                    &target,
+                    asked,
+                    timeout,
+                    &mut job_trace,
+                )
                 .await;
             (outcome, job_trace)
         });
-        match job.await {
+        // Dropping this future (the client left) aborts the probe.
+        let mut job = AbortOnDrop(job);
+        match job.finished().await {
             Ok((outcome, job_trace)) => {
                 *trace = job_trace;
                 outcome
@@ -101,7 +122,7 @@ impl ProbeRunner {
             // Only when the runner is being dropped, i.e. at shutdown.
             Err(_) => Outcome::not_started(
                 Failure::new(Reason::Local, "the probe thread stopped"),
-                started.elapsed(),
+                asked.elapsed(),
             ),
         }
     }
@@ -118,9 +139,8 @@ impl ProbeRunner {
         timeout: Duration,
         trace: &mut Trace,
     ) -> Outcome {
-        let deadline = Instant::now() + timeout;
         self.rules
-            .run(module_name, module, target, deadline, trace)
+            .run(module_name, module, target, Instant::now(), timeout, trace)
             .await
     }
 
@@ -136,33 +156,102 @@ impl ProbeRunner {
 }
 
 impl Rules {
+    /// Runs one probe asked for at `asked` with `timeout`, unless queueing
+    /// left it too little time; see the module docs.
     async fn run(
         &self,
         module_name: &str,
         module: &Module,
         target: &Target,
-        deadline: Instant,
+        asked: Instant,
+        timeout: Duration,
         trace: &mut Trace,
     ) -> Outcome {
-        let started = Instant::now();
-        let Ok(Ok(_slot)) = tokio::time::timeout_at(deadline, self.slots.acquire()).await else {
-            // The semaphore is never closed, so only the timeout lands here.
-            let failure = Failure::new(
-                Reason::Local,
-                format!(
-                    "all {} probe slots stayed busy until the deadline; raise --probe.max-in-flight",
-                    self.max_in_flight
-                ),
-            );
-            trace.log(format_args!("{}", failure.detail));
-            let outcome = Outcome::not_started(failure, started.elapsed());
-            self.metrics.record_probe(module_name, &outcome);
-            return outcome;
+        let deadline = asked + timeout;
+        let on_probe_thread = Instant::now();
+        let slot = tokio::time::timeout_at(deadline, self.slots.acquire()).await;
+        let starting = Instant::now();
+        let queue = Queue {
+            for_thread: on_probe_thread.saturating_duration_since(asked),
+            for_slot: starting.saturating_duration_since(on_probe_thread),
+            timeout,
+        };
+        // The semaphore is never closed, so only the timeout fails `slot`.
+        let _slot = match slot {
+            Ok(Ok(slot)) if queue.left_enough() => slot,
+            _ => {
+                let failure = Failure::new(Reason::Local, queue.describe(self.max_in_flight));
+                trace.log(format_args!("{}", failure.detail));
+                let outcome =
+                    Outcome::not_started(failure, starting.saturating_duration_since(asked));
+                self.metrics.record_probe(module_name, &outcome);
+                return outcome;
+            }
         };
         let _in_flight = self.metrics.probe_in_flight();
         let outcome = prober::run(module, target, deadline, trace).await;
         self.metrics.record_probe(module_name, &outcome);
         outcome
+    }
+}
+
+/// The least share of its timeout a probe must have left when it starts,
+/// so that a `timeout` means the target really had time to answer.
+pub const MIN_WIRE_SHARE: f64 = 0.5;
+
+/// How long a probe waited before it could start, and for what.
+#[derive(Clone, Copy, Debug)]
+struct Queue {
+    /// From the request to the probe thread picking it up.
+    for_thread: Duration,
+    /// On the probe thread, waiting for an in-flight slot.
+    for_slot: Duration,
+    timeout: Duration,
+}
+
+impl Queue {
+    fn waited(self) -> Duration {
+        self.for_thread + self.for_slot
+    }
+
+    /// Whether at least [`MIN_WIRE_SHARE`] of the timeout is left.
+    fn left_enough(self) -> bool {
+        let left = self.timeout.saturating_sub(self.waited());
+        left >= self.timeout.mul_f64(MIN_WIRE_SHARE) && !left.is_zero()
+    }
+
+    fn describe(self, max_in_flight: usize) -> String {
+        let cause = if self.for_slot >= self.for_thread {
+            format!(
+                "all {max_in_flight} probe slots were busy; raise --probe.max-in-flight or lower the probe rate"
+            )
+        } else {
+            "the probe thread was busy (CPU starvation?); give the exporter more CPU".to_owned()
+        };
+        format!(
+            "not started: queued {:.3}s of the {:.3}s timeout ({:.3}s for the probe thread, {:.3}s for a slot), \
+             leaving less than half for the target to answer: {cause}",
+            self.waited().as_secs_f64(),
+            self.timeout.as_secs_f64(),
+            self.for_thread.as_secs_f64(),
+            self.for_slot.as_secs_f64(),
+        )
+    }
+}
+
+/// Aborts the task when dropped, so a caller that stops waiting does not
+/// leave its probe holding a slot and a socket until the deadline.
+struct AbortOnDrop<T>(JoinHandle<T>);
+
+impl<T> AbortOnDrop<T> {
+    async fn finished(&mut self) -> Result<T, tokio::task::JoinError> {
+        (&mut self.0).await
+    }
+}
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

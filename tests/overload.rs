@@ -1,0 +1,150 @@
+//! When the exporter itself is the bottleneck, it must say so: a probe
+//! that queued for a slot until too little time was left fails as `local`,
+//! never as a `timeout` that blames a healthy target; and a `/probe` whose
+//! client went away gives its slot and socket back at once.
+
+mod common;
+
+use common::{TestExporter, sample};
+use std::net::TcpListener;
+use std::time::{Duration, Instant};
+use synack_exporter::app::Settings;
+use tokio::io::AsyncWriteExt;
+
+const ONE_SECOND_MODULE: &str = "modules:\n  slow:\n    prober: tcp_halfopen\n    timeout: 1s\n";
+
+fn one_slot() -> Settings {
+    Settings {
+        max_in_flight: 1,
+        ..Settings::default()
+    }
+}
+
+fn reason_of(body: &str) -> &'static str {
+    ["refused", "timeout", "unreachable", "dns", "local"]
+        .into_iter()
+        .find(|reason| {
+            sample(
+                body,
+                &format!("probe_failure_reason{{reason=\"{reason}\"}}"),
+            ) == Some(1.0)
+        })
+        .unwrap_or("success")
+}
+
+/// Filed defect: with `--probe.max-in-flight 1`, probes of an open port
+/// queued behind probes of a dropping port got their slot at (or near) the
+/// deadline, sent a SYN with no time left, and were reported `timeout`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_port_starved_of_slots_fails_as_local_not_timeout() {
+    let dropping = common::saturated_listener();
+    let open = TcpListener::bind("127.0.0.1:0").unwrap();
+    let open = open.local_addr().unwrap();
+    let exporter =
+        std::sync::Arc::new(TestExporter::with_config(ONE_SECOND_MODULE, one_slot()).await);
+    let mut probes = Vec::new();
+    for (index, target) in [dropping.address, dropping.address, open, open, open]
+        .into_iter()
+        .enumerate()
+    {
+        let exporter = std::sync::Arc::clone(&exporter);
+        probes.push(tokio::spawn(async move {
+            // Keep the order in which they reach the queue.
+            tokio::time::sleep(Duration::from_millis(30 * index as u64)).await;
+            let body = exporter
+                .get(&format!("/probe?target={target}&module=slow"))
+                .await
+                .body;
+            (target, reason_of(&body).to_owned(), body)
+        }));
+    }
+    let mut results = Vec::new();
+    for probe in probes {
+        results.push(probe.await.unwrap());
+    }
+    for (target, reason, body) in &results {
+        if *target == open {
+            assert!(
+                reason == "success" || reason == "local",
+                "an open port must never be reported {reason}: {body}"
+            );
+        }
+    }
+    for (_, reason, body) in &results {
+        let duration = sample(body, "probe_duration_seconds").unwrap();
+        assert!(
+            reason != "timeout" || duration >= 0.5,
+            "a timeout after only {duration}s of a 1s probe blames the target for the exporter's queue: {body}"
+        );
+    }
+    let (_, reason, body) = &results[0];
+    assert_eq!(
+        reason, "timeout",
+        "the first dropping probe had its full second: {body}"
+    );
+    assert!(
+        results.iter().any(|(_, reason, _)| reason == "local"),
+        "the queued probes say the exporter was the bottleneck: {results:?}"
+    );
+    let local_detail = exporter.get("/").await.body;
+    assert!(local_detail.contains("failed: local"), "{local_detail}");
+}
+
+/// Filed defect: an aborted `/probe` kept its slot (and socket) until its
+/// deadline. Now the probe is cancelled when its client goes away.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_probe_whose_client_left_frees_its_slot_at_once() {
+    let dropping = common::saturated_listener();
+    let open = TcpListener::bind("127.0.0.1:0").unwrap();
+    let open = open.local_addr().unwrap();
+    let exporter = TestExporter::with_config(
+        "modules:\n  patient:\n    prober: tcp_halfopen\n    timeout: 20s\n",
+        one_slot(),
+    )
+    .await;
+    let mut abandoned = tokio::net::TcpStream::connect(exporter.address)
+        .await
+        .unwrap();
+    abandoned
+        .write_all(
+            format!(
+                "GET /probe?target={}&module=patient HTTP/1.1\r\nHost: x\r\n\r\n",
+                dropping.address
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    wait_for_in_flight(&exporter, 1.0).await;
+    drop(abandoned);
+    wait_for_in_flight(&exporter, 0.0).await;
+
+    let started = Instant::now();
+    let body = exporter
+        .get(&format!("/probe?target={open}&module=patient"))
+        .await
+        .body;
+    assert_eq!(reason_of(&body), "success", "{body}");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "the slot was free: took {:?}",
+        started.elapsed()
+    );
+}
+
+/// Polls `synack_exporter_probes_in_flight` for up to 5 s.
+async fn wait_for_in_flight(exporter: &TestExporter, want: f64) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let metrics = exporter.get("/metrics").await.body;
+        let now = sample(&metrics, "synack_exporter_probes_in_flight");
+        if now == Some(want) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "probes in flight stayed {now:?}, want {want}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
