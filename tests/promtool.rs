@@ -4,7 +4,8 @@
 //! and `examples/alerts_test.yml`, their unit tests, pass. And the
 //! Alertmanager example with the real `amtool` (Debian package
 //! `prometheus-alertmanager`): `examples/alertmanager.yml` is a valid
-//! config that routes each severity to its receiver.
+//! config that routes each severity to its receiver. Its inhibit rules are
+//! checked with a real Alertmanager in tests/e2e_prometheus.rs.
 
 mod common;
 
@@ -201,6 +202,7 @@ fn prometheus_config_has_the_jobs_and_address_others_rely_on() {
     assert!(config.contains("__param_target"));
     assert!(config.contains("action: hashmod"));
     assert!(config.contains("- alerts.yml"));
+    assert!(config.contains("targets: [alertmanager:9093]"));
     assert!(
         examples().join("targets/synack_targets.yml").is_file(),
         "the file_sd example targets file is missing"
