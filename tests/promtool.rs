@@ -1,7 +1,11 @@
 //! The Prometheus examples checked with the real `promtool` (Debian package
 //! `prometheus`): `examples/prometheus.yml` is a valid config whose rule
 //! file and file_sd targets load, `examples/alerts.yml` holds valid rules,
-//! and `examples/alerts_test.yml`, their unit tests, pass.
+//! and `examples/alerts_test.yml`, their unit tests, pass. And the
+//! Alertmanager example with the real `amtool` (Debian package
+//! `prometheus-alertmanager`): `examples/alertmanager.yml` is a valid
+//! config that routes each severity to its receiver. Its inhibit rules are
+//! checked with a real Alertmanager in tests/e2e_prometheus.rs.
 
 mod common;
 
@@ -11,27 +15,80 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-/// How long one promtool command may run before it is killed.
+/// How long one promtool or amtool command may run before it is killed.
 const COMMAND_LIMIT: Duration = Duration::from_secs(60);
+
+const PROMTOOL: Tool = Tool {
+    name: "promtool",
+    package: "prometheus",
+};
+const AMTOOL: Tool = Tool {
+    name: "amtool",
+    package: "prometheus-alertmanager",
+};
+
+/// A command-line tool from a Debian package.
+struct Tool {
+    name: &'static str,
+    package: &'static str,
+}
 
 fn examples() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("examples")
 }
 
-/// Whether `promtool` runs; skips (or fails under
-/// `SYNACK_SYSTEM_TESTS=require`) when it is missing.
-fn promtool_available() -> bool {
-    match Command::new("promtool")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-    {
-        Ok(_) => true,
-        Err(_) => {
-            common::skip_or_fail("promtool (Debian package prometheus)");
-            false
+impl Tool {
+    /// Whether the tool runs; skips (or fails under
+    /// `SYNACK_SYSTEM_TESTS=require`) when it is missing.
+    fn available(&self) -> bool {
+        match Command::new(self.name)
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+        {
+            Ok(_) => true,
+            Err(_) => {
+                common::skip_or_fail(&format!("{} (Debian package {})", self.name, self.package));
+                false
+            }
         }
+    }
+
+    /// Runs the tool with `args` in `examples/` and asserts it succeeds,
+    /// showing its output either way; returns its standard output.
+    fn run(&self, args: &[&str]) -> String {
+        let mut child = Command::new(self.name)
+            .args(args)
+            .current_dir(examples())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|error| panic!("start {}: {error}", self.name));
+        let stdout = read_all(child.stdout.take().expect("stdout piped"));
+        let stderr = read_all(child.stderr.take().expect("stderr piped"));
+        let status = wait_bounded(&mut child);
+        let stdout = stdout.join().unwrap_or_default();
+        let output = format!(
+            "$ {} {}\n--- stdout\n{stdout}--- stderr\n{}",
+            self.name,
+            args.join(" "),
+            stderr.join().unwrap_or_default()
+        );
+        println!("{output}");
+        let status = status.unwrap_or_else(|| {
+            panic!(
+                "{} ran longer than {COMMAND_LIMIT:?} and was killed\n{output}",
+                self.name
+            )
+        });
+        assert!(
+            status.success(),
+            "{} failed ({status})\n{output}",
+            self.name
+        );
+        stdout
     }
 }
 
@@ -47,7 +104,7 @@ fn read_all(mut pipe: impl Read + Send + 'static) -> JoinHandle<String> {
 fn wait_bounded(child: &mut Child) -> Option<ExitStatus> {
     let deadline = Instant::now() + COMMAND_LIMIT;
     loop {
-        if let Some(status) = child.try_wait().expect("wait for promtool") {
+        if let Some(status) = child.try_wait().expect("wait for the tool") {
             return Some(status);
         }
         if Instant::now() >= deadline {
@@ -57,33 +114,6 @@ fn wait_bounded(child: &mut Child) -> Option<ExitStatus> {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-}
-
-/// Runs `promtool args...` in `examples/` and asserts it succeeds, showing
-/// its output either way.
-fn promtool(args: &[&str]) {
-    let mut child = Command::new("promtool")
-        .args(args)
-        .current_dir(examples())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start promtool");
-    let stdout = read_all(child.stdout.take().expect("stdout piped"));
-    let stderr = read_all(child.stderr.take().expect("stderr piped"));
-    let status = wait_bounded(&mut child);
-    let output = format!(
-        "$ promtool {}\n--- stdout\n{}--- stderr\n{}",
-        args.join(" "),
-        stdout.join().unwrap_or_default(),
-        stderr.join().unwrap_or_default()
-    );
-    println!("{output}");
-    let status = status.unwrap_or_else(|| {
-        panic!("promtool ran longer than {COMMAND_LIMIT:?} and was killed\n{output}")
-    });
-    assert!(status.success(), "promtool failed ({status})\n{output}");
 }
 
 fn example(name: &str) -> String {
@@ -96,26 +126,65 @@ fn example(name: &str) -> String {
 
 #[test]
 fn prometheus_config_passes_promtool_check_config() {
-    if !promtool_available() {
+    if !PROMTOOL.available() {
         return;
     }
-    promtool(&["check", "config", &example("prometheus.yml")]);
+    PROMTOOL.run(&["check", "config", &example("prometheus.yml")]);
 }
 
 #[test]
 fn alert_rules_pass_promtool_check_rules() {
-    if !promtool_available() {
+    if !PROMTOOL.available() {
         return;
     }
-    promtool(&["check", "rules", &example("alerts.yml")]);
+    PROMTOOL.run(&["check", "rules", &example("alerts.yml")]);
 }
 
 #[test]
 fn alert_rule_unit_tests_pass_promtool_test_rules() {
-    if !promtool_available() {
+    if !PROMTOOL.available() {
         return;
     }
-    promtool(&["test", "rules", &example("alerts_test.yml")]);
+    PROMTOOL.run(&["test", "rules", &example("alerts_test.yml")]);
+}
+
+#[test]
+fn alertmanager_config_passes_amtool_check_config() {
+    if !AMTOOL.available() {
+        return;
+    }
+    AMTOOL.run(&["check-config", &example("alertmanager.yml")]);
+}
+
+/// Critical alerts page, warnings go to tickets: what README and the
+/// comments of examples/alertmanager.yml promise. `--verify.receivers`
+/// makes amtool fail when the route leads elsewhere.
+#[test]
+fn alertmanager_routes_each_severity_to_its_receiver() {
+    if !AMTOOL.available() {
+        return;
+    }
+    let config = format!("--config.file={}", example("alertmanager.yml"));
+    for (labels, receiver) in [
+        (
+            ["alertname=SynackTargetDown", "severity=critical"],
+            "synack-page",
+        ),
+        (
+            ["alertname=SynackExporterDown", "severity=critical"],
+            "synack-page",
+        ),
+        (
+            ["alertname=SynackTargetRefusing", "severity=warning"],
+            "synack-ticket",
+        ),
+    ] {
+        let verify = format!("--verify.receivers={receiver}");
+        let mut args = vec!["config", "routes", "test", config.as_str(), verify.as_str()];
+        args.extend(labels);
+        let routed = AMTOOL.run(&args);
+        assert_eq!(routed.trim(), receiver, "{labels:?}");
+    }
 }
 
 /// Other tests and the README rely on these names; promtool would accept
@@ -133,6 +202,7 @@ fn prometheus_config_has_the_jobs_and_address_others_rely_on() {
     assert!(config.contains("__param_target"));
     assert!(config.contains("action: hashmod"));
     assert!(config.contains("- alerts.yml"));
+    assert!(config.contains("targets: [alertmanager:9093]"));
     assert!(
         examples().join("targets/synack_targets.yml").is_file(),
         "the file_sd example targets file is missing"

@@ -1,0 +1,223 @@
+//! Just enough HTTP/1.1 for the end-to-end test: a client for Prometheus'
+//! and Alertmanager's APIs, the request side of a webhook receiver, and
+//! the URL coding both need.
+
+use serde_json::Value;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+/// How long one request may take to connect, send or read.
+const IO_LIMIT: Duration = Duration::from_secs(15);
+/// The largest request head the webhook receiver reads.
+const MAX_HEAD: usize = 64 * 1024;
+
+/// `GET path` with `Connection: close`: the status and the (de-chunked) body.
+pub fn get(address: SocketAddr, path: &str) -> Result<(u16, String), String> {
+    let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(5))
+        .map_err(|error| format!("connect {address}: {error}"))?;
+    set_timeouts(&stream)?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {address}\r\nAccept: application/json\r\n\
+         Connection: close\r\n\r\n"
+    )
+    .map_err(|error| format!("send: {error}"))?;
+    let mut raw = Vec::new();
+    stream
+        .read_to_end(&mut raw)
+        .map_err(|error| format!("read: {error}"))?;
+    let split = head_end(&raw).ok_or("no end of the HTTP header")?;
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut body = raw[split + 4..].to_vec();
+    let status = head
+        .lines()
+        .next()
+        .and_then(|line| line.split_whitespace().nth(1))
+        .and_then(|code| code.parse().ok())
+        .ok_or_else(|| format!("bad status line: {head}"))?;
+    if header(&head, "transfer-encoding").is_some_and(|value| value.contains("chunked")) {
+        body = dechunk(&body)?;
+    }
+    String::from_utf8(body)
+        .map(|body| (status, body))
+        .map_err(|error| error.to_string())
+}
+
+/// `GET path` of a JSON API answering 200.
+pub fn get_json(address: SocketAddr, path: &str) -> Result<Value, String> {
+    let (status, body) = get(address, path)?;
+    if status != 200 {
+        return Err(format!("HTTP {status}: {body}"));
+    }
+    serde_json::from_str(&body).map_err(|error| format!("{error}: {body}"))
+}
+
+/// Reads one request with a `Content-Length` body, as Alertmanager's
+/// webhook notifier sends them: its path and body.
+pub fn read_request(stream: &mut TcpStream) -> Result<(String, String), String> {
+    set_timeouts(stream)?;
+    let mut raw = Vec::new();
+    let mut buffer = [0; 8192];
+    let split = loop {
+        if let Some(split) = head_end(&raw) {
+            break split;
+        }
+        if raw.len() > MAX_HEAD {
+            return Err("request head too long".to_owned());
+        }
+        let read = stream
+            .read(&mut buffer)
+            .map_err(|error| format!("read: {error}"))?;
+        if read == 0 {
+            return Err("connection closed in the request head".to_owned());
+        }
+        raw.extend_from_slice(&buffer[..read]);
+    };
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let path = head
+        .lines()
+        .next()
+        .and_then(|line| line.split_whitespace().nth(1))
+        .ok_or_else(|| format!("bad request line: {head}"))?
+        .to_owned();
+    let length: usize = header(&head, "content-length")
+        .and_then(|value| value.parse().ok())
+        .ok_or_else(|| format!("no Content-Length: {head}"))?;
+    let mut body = raw[split + 4..].to_vec();
+    if body.len() < length {
+        let mut rest = vec![0; length - body.len()];
+        stream
+            .read_exact(&mut rest)
+            .map_err(|error| format!("read body: {error}"))?;
+        body.extend_from_slice(&rest);
+    }
+    String::from_utf8(body)
+        .map(|body| (path, body))
+        .map_err(|error| error.to_string())
+}
+
+/// Answers `200 OK` with no body and closes the connection.
+pub fn respond_ok(stream: &mut TcpStream) {
+    let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+}
+
+fn set_timeouts(stream: &TcpStream) -> Result<(), String> {
+    stream
+        .set_read_timeout(Some(IO_LIMIT))
+        .and_then(|()| stream.set_write_timeout(Some(IO_LIMIT)))
+        .map_err(|error| error.to_string())
+}
+
+/// Where the blank line after the head starts.
+fn head_end(raw: &[u8]) -> Option<usize> {
+    raw.windows(4).position(|window| window == b"\r\n\r\n")
+}
+
+/// The value of header `name` (lower case) in an HTTP head.
+fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.lines().skip(1).find_map(|line| {
+        let (key, value) = line.split_once(':')?;
+        key.trim().eq_ignore_ascii_case(name).then(|| value.trim())
+    })
+}
+
+pub fn dechunk(mut body: &[u8]) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    loop {
+        let line_end = body
+            .windows(2)
+            .position(|window| window == b"\r\n")
+            .ok_or("truncated chunk size")?;
+        let size_text = String::from_utf8_lossy(&body[..line_end]);
+        let size_text = size_text.split(';').next().unwrap_or("").trim();
+        let size = usize::from_str_radix(size_text, 16)
+            .map_err(|_| format!("bad chunk size {size_text:?}"))?;
+        body = &body[line_end + 2..];
+        if size == 0 {
+            return Ok(out);
+        }
+        if body.len() < size + 2 {
+            return Err("truncated chunk".to_owned());
+        }
+        out.extend_from_slice(&body[..size]);
+        body = &body[size + 2..];
+    }
+}
+
+pub fn url_encode(text: &str) -> String {
+    let mut out = String::new();
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+/// The decoded query parameters of `url`, in order.
+pub fn query_params(url: &str) -> Vec<(String, String)> {
+    let Some((_, query)) = url.split_once('?') else {
+        return Vec::new();
+    };
+    query
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            (url_decode(name), url_decode(value))
+        })
+        .collect()
+}
+
+/// Undoes `%XX` and `+` (a space in a query); malformed escapes stay.
+fn url_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut at = 0;
+    while at < bytes.len() {
+        let escaped = (bytes[at] == b'%')
+            .then(|| bytes.get(at + 1..at + 3))
+            .flatten()
+            .and_then(|hex| u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok());
+        match (bytes[at], escaped) {
+            (_, Some(byte)) => {
+                out.push(byte);
+                at += 3;
+            }
+            (b'+', None) => {
+                out.push(b' ');
+                at += 1;
+            }
+            (byte, None) => {
+                out.push(byte);
+                at += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[test]
+fn url_coding_and_dechunking() {
+    assert_eq!(url_encode("a b{c=\"d\"}"), "a%20b%7Bc%3D%22d%22%7D");
+    assert_eq!(
+        query_params("http://127.0.0.1:1/probe?module=tcp_connect&target=127.0.0.1%3A80&x=a+b%2"),
+        [
+            ("module".to_owned(), "tcp_connect".to_owned()),
+            ("target".to_owned(), "127.0.0.1:80".to_owned()),
+            ("x".to_owned(), "a b%2".to_owned()),
+        ]
+    );
+    assert!(query_params("http://127.0.0.1:1/metrics").is_empty());
+    assert_eq!(
+        dechunk(b"3\r\nabc\r\n2;x=y\r\nde\r\n0\r\n\r\n").unwrap(),
+        b"abcde"
+    );
+    assert_eq!(
+        header("HTTP/1.1 200 OK\r\nContent-Length: 12", "content-length"),
+        Some("12")
+    );
+}
