@@ -22,6 +22,8 @@ pub struct Settings {
     pub shard: Shard,
     /// How many `/probe` requests the landing page remembers.
     pub history_limit: usize,
+    /// How long requests in flight may take to finish after SIGTERM.
+    pub shutdown_grace: Duration,
 }
 
 impl Default for Settings {
@@ -31,6 +33,7 @@ impl Default for Settings {
             max_in_flight: 4096,
             shard: Shard::ALL,
             history_limit: 100,
+            shutdown_grace: Duration::from_secs(5),
         }
     }
 }
@@ -55,6 +58,24 @@ pub struct App {
     pub settings: Settings,
 }
 
+/// `--probe.max-in-flight`, lowered if the open file limit needs it.
+fn probe_slots_for(settings: &Settings) -> usize {
+    let Ok((nofile, _)) = crate::sys::nofile_limit() else {
+        return settings.max_in_flight;
+    };
+    let slots = crate::runner::probe_slots(settings.max_in_flight, nofile);
+    if slots < settings.max_in_flight {
+        tracing::warn!(
+            max_in_flight = slots,
+            open_file_limit = nofile,
+            reserved = crate::runner::fd_reserve(nofile),
+            "the open file limit is too low for --probe.max-in-flight; lowering it so that \
+             HTTP keeps descriptors (raise the limit, e.g. LimitNOFILE=, to allow more)"
+        );
+    }
+    slots
+}
+
 impl App {
     /// Loads the config from `source`, builds the state around it and
     /// starts the scheduler on the probe thread.
@@ -65,7 +86,7 @@ impl App {
     pub fn start(source: ConfigSource, settings: Settings) -> Result<Self, ConfigError> {
         let config = source.load()?;
         let metrics = Arc::new(ExporterMetrics::new());
-        let runner = Arc::new(ProbeRunner::new(settings.max_in_flight, metrics));
+        let runner = Arc::new(ProbeRunner::new(probe_slots_for(&settings), metrics));
         let app = Self {
             source,
             config: RwLock::new(Arc::new(Config::default())),

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 use synack_exporter::app::{App, Settings};
-use synack_exporter::config::ConfigSource;
+use synack_exporter::config::{ConfigSource, PromDuration};
 use synack_exporter::http::ListenAddress;
 use synack_exporter::logging::{self, LogFormat as LineFormat};
 use synack_exporter::scheduler::Shard;
@@ -59,6 +59,12 @@ struct Flags {
     #[arg(long = "targets.shard", value_name = "i/n", default_value = "0/1")]
     shard: Shard,
 
+    /// After SIGTERM or SIGINT, how long requests in flight may take to
+    /// finish before the exporter exits (Prometheus duration).
+    #[arg(long = "web.shutdown-grace", value_name = "DURATION", default_value = "5s",
+          value_parser = parse_duration)]
+    shutdown_grace: Duration,
+
     /// How many recent /probe requests the landing page lists with their logs.
     #[arg(long = "history.limit", value_name = "N", default_value_t = 100)]
     history_limit: usize,
@@ -76,6 +82,10 @@ enum LogLevel {
 enum LogFormat {
     Logfmt,
     Json,
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    PromDuration::parse(text).map(|duration| duration.0)
 }
 
 fn parse_seconds(text: &str) -> Result<Duration, String> {
@@ -126,6 +136,7 @@ fn main() -> ExitCode {
         max_in_flight: flags.max_in_flight as usize,
         shard: flags.shard,
         history_limit: flags.history_limit,
+        shutdown_grace: flags.shutdown_grace,
     };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,

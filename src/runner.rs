@@ -195,6 +195,24 @@ impl Rules {
     }
 }
 
+/// File descriptors kept for everything but probe sockets: HTTP
+/// connections (so `/metrics` and `/-/healthy` still answer while probes
+/// queue), the config file, `/proc` reads. A quarter of the limit, at
+/// least 64 and at most 1024.
+#[must_use]
+pub fn fd_reserve(nofile: u64) -> u64 {
+    (nofile / 4).clamp(64, 1024)
+}
+
+/// How many probes may hold a socket at once: `--probe.max-in-flight`,
+/// lowered when the open file limit could not hold that many sockets and
+/// still keep [`fd_reserve`] for the HTTP side.
+#[must_use]
+pub fn probe_slots(max_in_flight: usize, nofile: u64) -> usize {
+    let for_probes = nofile.saturating_sub(fd_reserve(nofile)).max(1);
+    max_in_flight.min(usize::try_from(for_probes).unwrap_or(usize::MAX))
+}
+
 /// The least share of its timeout a probe must have left when it starts,
 /// so that a `timeout` means the target really had time to answer.
 pub const MIN_WIRE_SHARE: f64 = 0.5;
@@ -299,5 +317,36 @@ impl Drop for ProbeThread {
         {
             let _ = thread.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probe_slots_leave_a_reserve_of_descriptors() {
+        assert_eq!(probe_slots(4096, 256), 192, "64 kept for HTTP");
+        assert_eq!(probe_slots(4096, 1024), 768);
+        assert_eq!(probe_slots(4096, 1_048_576), 4096, "the flag rules");
+        assert_eq!(probe_slots(4096, 10), 1, "never zero");
+    }
+
+    #[test]
+    fn a_probe_starts_only_with_half_its_timeout_left() {
+        let queue = |waited_ms| Queue {
+            for_thread: Duration::ZERO,
+            for_slot: Duration::from_millis(waited_ms),
+            timeout: Duration::from_secs(1),
+        };
+        assert!(queue(0).left_enough());
+        assert!(queue(500).left_enough());
+        assert!(!queue(501).left_enough());
+        assert!(!queue(1000).left_enough());
+        assert!(
+            queue(600)
+                .describe(7)
+                .contains("all 7 probe slots were busy")
+        );
     }
 }

@@ -103,12 +103,30 @@ fn invalid_flags_are_rejected_by_clap() {
 struct Exporter {
     child: Child,
     address: SocketAddr,
+    /// Log lines before the announcement of the listen address.
+    startup_log: Vec<String>,
     stderr: mpsc::Receiver<String>,
 }
 
 impl Exporter {
     fn start(args: &[&str]) -> Self {
-        let mut child = Command::new(BINARY)
+        Self::spawn(Command::new(BINARY), args)
+    }
+
+    /// Starts the exporter with soft and hard `RLIMIT_NOFILE` set to `limit`.
+    fn start_with_open_file_limit(limit: u32, args: &[&str]) -> Self {
+        let mut command = Command::new("bash");
+        command.args([
+            "-c",
+            &format!("ulimit -n {limit} && exec \"$@\""),
+            "bash",
+            BINARY,
+        ]);
+        Self::spawn(command, args)
+    }
+
+    fn spawn(mut command: Command, args: &[&str]) -> Self {
+        let mut child = command
             .args(["--web.listen-address", "127.0.0.1:0"])
             .args(args)
             .stdout(Stdio::null())
@@ -137,6 +155,7 @@ impl Exporter {
         Self {
             child,
             address,
+            startup_log: seen,
             stderr,
         }
     }
@@ -327,4 +346,130 @@ fn a_port_in_use_fails_once_with_what_to_do() {
         "{stderr}"
     );
     assert!(stderr.contains(&format!("address={address}")), "{stderr}");
+}
+
+/// Writes `yaml` to a fresh config file and returns its path.
+fn config_file(name: &str, yaml: &str) -> std::path::PathBuf {
+    let path = common::temp_dir(name).join("synack.yml");
+    std::fs::write(&path, yaml).unwrap();
+    path
+}
+
+/// Filed defect: SIGTERM closed every connection with a request in flight.
+/// Now the listener closes, requests in flight finish, and the exit is 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_requests_in_flight_finish_then_exits_zero() {
+    let dropping = common::saturated_listener();
+    let config = config_file(
+        "graceful",
+        "modules:\n  slow:\n    prober: tcp_halfopen\n    timeout: 1s\n",
+    );
+    let mut exporter = Exporter::start(&["--config.file", config.to_str().unwrap()]);
+    let address = exporter.address;
+    let path = format!("/probe?target={}&module=slow", dropping.address);
+    let requests: Vec<_> = (0..20)
+        .map(|_| {
+            let path = path.clone();
+            tokio::spawn(async move { request(address, "GET", &path, &[]).await })
+        })
+        .collect();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while sample(
+        &get(address, "/metrics").await.body,
+        "synack_exporter_probes_in_flight",
+    ) != Some(20.0)
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "20 probes never were in flight"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    exporter.signal("TERM");
+    for finished in requests {
+        let response = finished.await.expect("the request task");
+        assert_eq!(response.status, 200);
+        assert_eq!(
+            sample(&response.body, "probe_failure_reason{reason=\"timeout\"}"),
+            Some(1.0),
+            "a whole answer: {}",
+            response.body
+        );
+    }
+    let exited = tokio::task::spawn_blocking(move || {
+        let status = exporter.child.wait().unwrap();
+        (status, exporter)
+    });
+    let (status, _exporter) = tokio::time::timeout(Duration::from_secs(10), exited)
+        .await
+        .expect("exited within the grace period")
+        .unwrap();
+    assert!(status.success(), "{status}");
+    assert!(
+        tokio::net::TcpStream::connect(address).await.is_err(),
+        "no longer accepting"
+    );
+}
+
+/// Filed defect: with few file descriptors and a storm of probes, probe
+/// sockets took every descriptor, `accept` failed for the whole storm (so
+/// `/metrics` did not answer) and each failure was logged. Now probes keep
+/// a reserve free for HTTP, and an accept failure is logged once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_few_descriptors_metrics_still_answers_during_a_probe_storm() {
+    let dropping = common::saturated_listener();
+    let members = vec![format!("\"{}\"", dropping.address); 400].join(", ");
+    let config = config_file(
+        "nofile",
+        &format!(
+            "modules:\n  slow:\n    prober: tcp_halfopen\n    timeout: 3s\n\
+             groups:\n  storm:\n    module: slow\n    targets: [{members}]\n"
+        ),
+    );
+    let mut exporter =
+        Exporter::start_with_open_file_limit(256, &["--config.file", config.to_str().unwrap()]);
+    let address = exporter.address;
+    let storm = tokio::spawn(async move { request(address, "GET", "/health/storm", &[]).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for path in [
+        "/metrics",
+        "/-/healthy",
+        "/metrics",
+        "/-/healthy",
+        "/metrics",
+    ] {
+        let answered = tokio::time::timeout(Duration::from_secs(1), get(address, path)).await;
+        let response = answered
+            .unwrap_or_else(|_| panic!("{path} did not answer within 1 s during the storm"));
+        assert_eq!(response.status, 200, "{path}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let storm = storm.await.unwrap();
+    assert_eq!(storm.status, 503);
+    assert!(storm.body.contains(" timeout\n"), "{}", storm.body);
+    assert!(
+        storm.body.contains(" local\n"),
+        "members that found no slot fail as local: {}",
+        storm.body
+    );
+    let _ = exporter.child.kill();
+    let log: Vec<String> = exporter
+        .startup_log
+        .iter()
+        .cloned()
+        .chain(exporter.stderr.try_iter())
+        .collect();
+    let warnings = log
+        .iter()
+        .filter(|line| line.contains("accept failed"))
+        .count();
+    assert!(
+        warnings <= 1,
+        "accept failures are logged once per episode: {log:#?}"
+    );
+    assert!(
+        log.iter()
+            .any(|line| line.contains("lowering it so that HTTP keeps descriptors")),
+        "the lowered limit is logged: {log:#?}"
+    );
 }

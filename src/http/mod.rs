@@ -4,6 +4,7 @@
 //! never fail: every request gets a response, and nothing a client sends
 //! can produce a 500 (only a failed config reload does, as Prometheus does).
 
+mod accept;
 mod admin;
 mod health;
 mod landing;
@@ -17,6 +18,7 @@ pub use query::{Query, QueryError};
 
 use crate::app::App;
 use crate::metrics::exposition::Format;
+use accept::AcceptTrouble;
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
@@ -25,6 +27,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -40,20 +43,26 @@ pub type HttpResponse = Response<HttpBody>;
 /// How long a client may take to send a request's headers.
 const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// Serves `app` on `listener` until `shutdown` completes.
+/// Serves `app` on `listener` until `shutdown` completes, then drains:
+/// the listener closes (new connections are refused), requests in flight
+/// get up to the shutdown grace period to finish, and idle keep-alive
+/// connections close.
 pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Output = ()>) {
+    let connections = GracefulShutdown::new();
+    let mut trouble = AcceptTrouble::default();
     tokio::pin!(shutdown);
     loop {
         let accepted = tokio::select! {
-            () = &mut shutdown => return,
+            () = &mut shutdown => break,
             accepted = listener.accept() => accepted,
         };
         let stream = match accepted {
-            Ok((stream, _)) => stream,
+            Ok((stream, _)) => {
+                trouble.recovered();
+                stream
+            }
             Err(error) => {
-                // EMFILE and friends: back off briefly instead of spinning.
-                tracing::warn!(err = %error, "accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                tokio::time::sleep(trouble.failed(&error)).await;
                 continue;
             }
         };
@@ -63,23 +72,44 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<O
             .local_addr()
             .ok()
             .map(|address| SocketAddr::new(address.ip().to_canonical(), address.port()));
-        let app = Arc::clone(&app);
+        let service_app = Arc::clone(&app);
+        let service = service_fn(move |request| {
+            let app = Arc::clone(&service_app);
+            async move { Ok::<_, Infallible>(route(&app, request, local).await) }
+        });
+        // Without a timer hyper enforces no header timeout, and idle
+        // half-sent requests would pin file descriptors that probes need.
+        let connection = http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(HEADER_READ_TIMEOUT)
+            .serve_connection(TokioIo::new(stream), service);
+        let connection = connections.watch(connection);
         tokio::spawn(async move {
-            let service = service_fn(move |request| {
-                let app = Arc::clone(&app);
-                async move { Ok::<_, Infallible>(route(&app, request, local).await) }
-            });
-            // Without a timer hyper enforces no header timeout, and idle
-            // half-sent requests would pin file descriptors that probes need.
-            if let Err(error) = http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_READ_TIMEOUT)
-                .serve_connection(TokioIo::new(stream), service)
-                .await
-            {
+            if let Err(error) = connection.await {
                 tracing::debug!(err = %error, "HTTP connection ended with an error");
             }
         });
+    }
+    drop(listener);
+    drain(connections, app.settings.shutdown_grace).await;
+}
+
+/// Lets the connections still open finish their requests, for at most `grace`.
+async fn drain(connections: GracefulShutdown, grace: std::time::Duration) {
+    let open = connections.count();
+    tracing::info!(
+        connections = open,
+        grace_seconds = grace.as_secs_f64(),
+        "stopped accepting; letting requests in flight finish"
+    );
+    if tokio::time::timeout(grace, connections.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            grace_seconds = grace.as_secs_f64(),
+            "requests still in flight after the shutdown grace period; closing them"
+        );
     }
 }
 
