@@ -65,6 +65,19 @@ struct Flags {
           value_parser = parse_duration)]
     shutdown_grace: Duration,
 
+    /// Nice value of the HTTP worker threads (0 to 19). They lower their
+    /// own priority below the probe thread's, so that under CPU pressure
+    /// half-open probes still close before the kernel's delayed ACK.
+    #[arg(long = "web.worker-nice", value_name = "N", default_value_t = 10,
+          value_parser = clap::value_parser!(i32).range(0..=19))]
+    worker_nice: i32,
+
+    /// Run the probe thread at real-time priority (SCHED_RR 1), which keeps
+    /// half-open probes invisible even beside CPU hogs of higher priority.
+    /// Needs CAP_SYS_NICE.
+    #[arg(long = "probe.realtime-priority")]
+    realtime_priority: bool,
+
     /// How many recent /probe requests the landing page lists with their logs.
     #[arg(long = "history.limit", value_name = "N", default_value_t = 100)]
     history_limit: usize,
@@ -138,14 +151,24 @@ fn main() -> ExitCode {
         history_limit: flags.history_limit,
         shutdown_grace: flags.shutdown_grace,
     };
-    let runtime = match tokio::runtime::Runtime::new() {
+    let worker_nice = flags.worker_nice;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .on_thread_start(move || lower_worker_priority(worker_nice))
+        .build();
+    let runtime = match runtime {
         Ok(runtime) => runtime,
         Err(error) => {
             tracing::error!(err = %error, "cannot start the async runtime");
             return ExitCode::FAILURE;
         }
     };
-    let code = runtime.block_on(run(source, settings, &flags.listen_address));
+    let code = runtime.block_on(run(
+        source,
+        settings,
+        &flags.listen_address,
+        flags.realtime_priority,
+    ));
     // Do not wait for DNS lookups still running on blocking threads.
     runtime.shutdown_timeout(Duration::from_secs(1));
     code
@@ -165,7 +188,22 @@ fn check_config(source: &ConfigSource) -> ExitCode {
     }
 }
 
-async fn run(source: ConfigSource, settings: Settings, listen_address: &ListenAddress) -> ExitCode {
+/// Runs on every HTTP worker and blocking thread as it starts.
+fn lower_worker_priority(nice: i32) {
+    if nice == 0 {
+        return;
+    }
+    if let Err(error) = sys::set_current_thread_nice(nice) {
+        tracing::warn!(err = %error, nice, "cannot lower the priority of an HTTP worker thread");
+    }
+}
+
+async fn run(
+    source: ConfigSource,
+    settings: Settings,
+    listen_address: &ListenAddress,
+    realtime_priority: bool,
+) -> ExitCode {
     // Handlers come first: a SIGHUP or SIGTERM sent while the config loads
     // or right after the address is announced must not meet the default
     // action, which kills the process.
@@ -190,6 +228,14 @@ async fn run(source: ConfigSource, settings: Settings, listen_address: &ListenAd
             return ExitCode::FAILURE;
         }
     };
+    if realtime_priority && let Err(error) = app.runner.make_probe_thread_realtime().await {
+        tracing::error!(
+            err = %error,
+            "cannot give the probe thread real-time priority: grant CAP_SYS_NICE \
+             (systemd: AmbientCapabilities=CAP_SYS_NICE) or drop --probe.realtime-priority"
+        );
+        return ExitCode::FAILURE;
+    }
     let listener = match listen_address.bind() {
         Ok(listener) => listener,
         Err(error) => {

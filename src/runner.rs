@@ -144,6 +144,20 @@ impl ProbeRunner {
             .await
     }
 
+    /// Gives the probe thread real-time priority (`SCHED_RR`, priority 1),
+    /// so that no ordinary thread, however busy or highly niced, can delay
+    /// a half-open close past the delayed ACK.
+    ///
+    /// # Errors
+    /// `EPERM` without `CAP_SYS_NICE`.
+    pub async fn make_probe_thread_realtime(&self) -> std::io::Result<()> {
+        self.probe_thread
+            .handle
+            .spawn(async { crate::sys::set_current_thread_realtime() })
+            .await
+            .map_err(std::io::Error::other)?
+    }
+
     /// Starts `task` on the probe thread, for callers that probe over and
     /// over, such as the scheduler, and use [`run_in_place`](Self::run_in_place).
     pub fn spawn_on_probe_thread<F>(&self, task: F) -> JoinHandle<F::Output>

@@ -473,3 +473,77 @@ async fn with_few_descriptors_metrics_still_answers_during_a_probe_storm() {
         "the lowered limit is logged: {log:#?}"
     );
 }
+
+/// `(name, nice, scheduling policy)` of every thread of process `pid`,
+/// from `/proc/<pid>/task/*/stat` (fields 19 and 41, after the name).
+fn threads_of(pid: u32) -> Vec<(String, i64, u64)> {
+    let mut threads = Vec::new();
+    for entry in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let stat = std::fs::read_to_string(entry.unwrap().path().join("stat")).unwrap();
+        let (head, rest) = stat.rsplit_once(')').unwrap();
+        let name = head.split_once('(').unwrap().1.to_owned();
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        // `rest` starts at field 3 (state).
+        threads.push((
+            name,
+            fields[19 - 3].parse().unwrap(),
+            fields[41 - 3].parse().unwrap(),
+        ));
+    }
+    threads
+}
+
+#[test]
+fn http_workers_run_below_the_probe_thread_priority() {
+    let exporter = Exporter::start(&[]);
+    let threads = threads_of(exporter.child.id());
+    let probe = threads
+        .iter()
+        .find(|(name, _, _)| name == "synack-probes")
+        .unwrap_or_else(|| panic!("a probe thread: {threads:?}"));
+    assert_eq!(
+        probe.1, 0,
+        "the probe thread keeps the process's priority: {threads:?}"
+    );
+    let workers: Vec<_> = threads
+        .iter()
+        .filter(|(name, _, _)| name.starts_with("tokio-r"))
+        .collect();
+    assert!(!workers.is_empty(), "{threads:?}");
+    assert!(
+        workers.iter().all(|(_, nice, _)| *nice == 10),
+        "HTTP workers at nice 10: {threads:?}"
+    );
+    let unchanged = Exporter::start(&["--web.worker-nice", "0"]);
+    assert!(
+        threads_of(unchanged.child.id())
+            .iter()
+            .all(|(_, nice, _)| *nice == 0),
+        "--web.worker-nice 0 leaves every thread alone"
+    );
+}
+
+#[test]
+fn realtime_priority_is_granted_with_cap_sys_nice_or_refused_with_what_to_do() {
+    const SCHED_RR: u64 = 2;
+    let root = String::from_utf8(Command::new("id").arg("-u").output().unwrap().stdout)
+        .unwrap()
+        .trim()
+        == "0";
+    if root {
+        let exporter = Exporter::start(&["--probe.realtime-priority"]);
+        let threads = threads_of(exporter.child.id());
+        for (name, _, policy) in &threads {
+            let want = if name == "synack-probes" { SCHED_RR } else { 0 };
+            assert_eq!(*policy, want, "{name}: {threads:?}");
+        }
+    } else {
+        let (code, _, stderr) = run_split(&[
+            "--probe.realtime-priority",
+            "--web.listen-address",
+            "127.0.0.1:0",
+        ]);
+        assert_eq!(code, 1, "{stderr}");
+        assert!(stderr.contains("grant CAP_SYS_NICE"), "{stderr}");
+    }
+}

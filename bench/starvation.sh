@@ -1,0 +1,133 @@
+#!/usr/bin/env bash
+# Benchmark: does the half-open promise hold beside a CPU hog of higher
+# priority? A half-open probe must close its socket before the kernel's
+# delayed ACK (~200 ms after the SYN-ACK); if the probe thread is starved
+# of CPU past that, the handshake completes and the target accepts a
+# connection. This counts those accepts, and the kernel's DelayedACKs,
+# while wrk loads /probe and `nice -n -19 stress-ng --cpu 8` competes.
+#
+# Variants, run alternately (the machine is shared and noisy):
+#   off       --web.worker-nice 0: HTTP workers at the probe thread's priority
+#   nice      the default: HTTP workers at nice 10, below the probe thread
+#   realtime  --probe.realtime-priority (root or CAP_SYS_NICE only)
+#
+# Usage: bash bench/starvation.sh [-r ROUNDS] [-d DURATION] [-c CONNECTIONS]
+#   -r ROUNDS       rounds of every variant         default 1    (env ROUNDS)
+#   -d DURATION     wrk -d and the hog's length     default 30s  (env DURATION)
+#   -c CONNECTIONS  wrk -c                          default 2000 (env CONNECTIONS)
+#   env VARIANTS    default "off nice realtime" ("off nice" when not root)
+#   env KEEP_DIR=1  keep the work directory
+#
+# Needs root for the hog's negative nice value. Only 127.0.0.1 is used.
+# Every background process is stopped on exit. Exit: 0 done, 2 error.
+
+set -Eeuo pipefail
+
+ROUNDS=${ROUNDS:-1}
+DURATION=${DURATION:-30s}
+CONNECTIONS=${CONNECTIONS:-2000}
+while getopts "r:d:c:h" opt; do
+    case $opt in
+        r) ROUNDS=$OPTARG ;;
+        d) DURATION=$OPTARG ;;
+        c) CONNECTIONS=$OPTARG ;;
+        h) sed -n '2,22p' "$0"; exit 0 ;;
+        *) exit 2 ;;
+    esac
+done
+[[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || { echo "ROUNDS must be a positive integer" >&2; exit 2; }
+[[ $DURATION =~ ^[1-9][0-9]*s$ ]] || { echo "DURATION must be seconds, such as 30s" >&2; exit 2; }
+
+BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$BENCH_DIR/.." && pwd)
+HELPER="$BENCH_DIR/bench_helper.py"
+
+die() {
+    echo >&2
+    echo "ERROR: $*" >&2
+    exit 2
+}
+
+source "$BENCH_DIR/lib.sh"
+
+[[ $(id -u) == 0 ]] || die "run as root: the CPU hog needs nice -19"
+for tool in wrk stress-ng curl python3 cargo; do
+    command -v "$tool" >/dev/null ||
+        die "missing $tool; as root run: apt-get install -y wrk stress-ng curl python3"
+done
+VARIANTS=${VARIANTS:-off nice realtime}
+ulimit -n 65536
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/starvation.XXXXXX")
+echo "== building: cargo build --release"
+(cd "$ROOT" && cargo build --release --quiet) || die "cargo build --release failed"
+BIN="$ROOT/target/release/synack_exporter"
+
+freeport() { python3 "$HELPER" freeport; }
+TARGET_PORT=$(freeport)
+PORT=$(freeport)
+while [[ $PORT == "$TARGET_PORT" ]]; do PORT=$(freeport); done
+
+echo "== target: accept-and-close listener on 127.0.0.1:$TARGET_PORT"
+python3 "$HELPER" target --port "$TARGET_PORT" --backlog 4096 \
+    --count-file "$WORK/target.count" --ready-file "$WORK/target.ready" \
+    >"$WORK/target.log" 2>&1 &
+TARGET_PID=$!
+PIDS+=("$TARGET_PID")
+for _ in $(seq 100); do
+    [[ -f $WORK/target.ready ]] && break
+    sleep 0.1
+done
+[[ -f $WORK/target.ready ]] || die "target did not start within 10 s"
+
+accepts() { python3 -c "import sys; sys.path.insert(0, '$BENCH_DIR'); import bench_helper as h; print(h.target_count($TARGET_PID, '$WORK/target.count'))"; }
+delayed_acks() { awk '/^TcpExt:/ { if (!n) { for (i = 1; i <= NF; i++) col[$i] = i; n = 1 } else print $col["DelayedACKs"] }' /proc/net/netstat; }
+probes() { curl -sf "http://127.0.0.1:$PORT/metrics" | awk -v r="$1" '$1 == "synack_exporter_probes_total{module=\"tcp_halfopen\",result=\"" r "\"}" { print $2 + 0 }'; }
+
+flags_of() {
+    case $1 in
+        off) echo "--web.worker-nice 0" ;;
+        nice) echo "" ;;
+        realtime) echo "--probe.realtime-priority" ;;
+        *) die "unknown variant $1" ;;
+    esac
+}
+
+URL="http://127.0.0.1:$PORT/probe?target=127.0.0.1:$TARGET_PORT&module=tcp_halfopen"
+SECONDS_LONG=${DURATION%s}
+printf '%s\n' "nproc $(nproc), kernel $(uname -r); wrk -t2 -c$CONNECTIONS -d$DURATION '$URL'" \
+    "hog: nice -n -19 stress-ng --cpu 8 --timeout $((SECONDS_LONG + 5))s" | tee "$WORK/summary"
+printf '%-9s %5s %10s %9s %12s %10s %10s\n' variant round requests accepts delayed_acks success timeout | tee -a "$WORK/summary"
+
+for round in $(seq "$ROUNDS"); do
+    for variant in $VARIANTS; do
+        # shellcheck disable=SC2046  # the flags are words
+        "$BIN" --web.listen-address "127.0.0.1:$PORT" --log.level warn $(flags_of "$variant") \
+            >"$WORK/exporter.$variant.$round.log" 2>&1 &
+        pid=$!
+        PIDS+=("$pid")
+        for _ in $(seq 100); do
+            curl -sf -o /dev/null "http://127.0.0.1:$PORT/-/healthy" && break
+            kill -0 "$pid" 2>/dev/null || die "$variant: exporter exited: $(tail -3 "$WORK/exporter.$variant.$round.log")"
+            sleep 0.1
+        done
+        a0=$(accepts); d0=$(delayed_acks)
+        nice -n -19 stress-ng --cpu 8 --timeout "$((SECONDS_LONG + 5))s" --quiet &
+        hog=$!
+        PIDS+=("$hog")
+        sleep 1
+        timeout $((SECONDS_LONG + 60)) wrk -t2 -c"$CONNECTIONS" -d"$DURATION" "$URL" >"$WORK/wrk.$variant.$round" 2>&1 ||
+            die "$variant: wrk failed: $(tail -3 "$WORK/wrk.$variant.$round")"
+        kill "$hog" 2>/dev/null || true
+        wait "$hog" 2>/dev/null || true
+        a1=$(accepts); d1=$(delayed_acks)
+        requests=$(awk '/requests in/ { print $1 }' "$WORK/wrk.$variant.$round")
+        printf '%-9s %5s %10s %9s %12s %10s %10s\n' "$variant" "$round" "$requests" \
+            "$((a1 - a0))" "$((d1 - d0))" "$(probes success)" "$(probes timeout)" | tee -a "$WORK/summary"
+        kill -TERM "$pid"
+        wait "$pid" 2>/dev/null || true
+        sleep 1
+    done
+done
+echo "accepts: connections the target's accept() returned (0 = every probe stayed half-open)"
+echo "delayed_acks: kernel TcpExt DelayedACKs sent during the run (any is a completed handshake)"
