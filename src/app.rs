@@ -6,8 +6,10 @@ use crate::config::{Config, ConfigError, ConfigSource};
 use crate::health::GroupChecker;
 use crate::history::History;
 use crate::metrics::exporter::ExporterMetrics;
+use crate::prober::Resolver;
 use crate::runner::ProbeRunner;
 use crate::scheduler::{Scheduler, Shard};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
@@ -22,6 +24,9 @@ pub struct Settings {
     pub shard: Shard,
     /// How many `/probe` requests the landing page remembers.
     pub history_limit: usize,
+    /// Name servers that replace those of `/etc/resolv.conf`; empty for
+    /// resolv.conf's own.
+    pub dns_servers: Vec<SocketAddr>,
 }
 
 impl Default for Settings {
@@ -31,6 +36,7 @@ impl Default for Settings {
             max_in_flight: 4096,
             shard: Shard::ALL,
             history_limit: 100,
+            dns_servers: Vec::new(),
         }
     }
 }
@@ -65,7 +71,12 @@ impl App {
     pub fn start(source: ConfigSource, settings: Settings) -> Result<Self, ConfigError> {
         let config = source.load()?;
         let metrics = Arc::new(ExporterMetrics::new());
-        let runner = Arc::new(ProbeRunner::new(settings.max_in_flight, metrics));
+        let resolver = Resolver::from_system(&settings.dns_servers);
+        let runner = Arc::new(ProbeRunner::with_resolver(
+            settings.max_in_flight,
+            metrics,
+            resolver,
+        ));
         let app = Self {
             source,
             config: RwLock::new(Arc::new(Config::default())),
