@@ -347,7 +347,7 @@ impl SystemConfig {
 
     fn build(&self) -> Resolver {
         let mut options = self.options.clone();
-        // Our own check of /etc/hosts comes first; see Resolver::in_hosts_file.
+        // Our own check of /etc/hosts comes first; see Shared::in_hosts_file.
         options.use_hosts_file = ResolveHosts::Never;
         let servers = self
             .config
