@@ -543,6 +543,18 @@ mod tests {
         assert_eq!(order(&from_v4), [], "an IPv4 source cannot reach AAAA");
     }
 
+    #[test]
+    fn names_with_underscores_or_a_final_dot_are_dns_names() {
+        for name in [
+            "db-1.example_x.org",
+            "localhost.",
+            "_srv._tcp.example.org",
+            "a",
+        ] {
+            assert!(Name::from_ascii(name).is_ok(), "{name}");
+        }
+    }
+
     const RESOLV_CONF_TEXT: &str =
         "search corp.example\nnameserver 10.9.9.9\noptions ndots:3 timeout:1 attempts:4\n";
 
