@@ -6,8 +6,10 @@ use crate::config::{Config, ConfigError, ConfigSource};
 use crate::health::GroupChecker;
 use crate::history::History;
 use crate::metrics::exporter::ExporterMetrics;
+use crate::prober::Resolver;
 use crate::runner::ProbeRunner;
 use crate::scheduler::{Scheduler, Shard};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
@@ -24,6 +26,9 @@ pub struct Settings {
     pub history_limit: usize,
     /// How long requests in flight may take to finish after SIGTERM.
     pub shutdown_grace: Duration,
+    /// Name servers that replace those of `/etc/resolv.conf`; empty for
+    /// resolv.conf's own.
+    pub dns_servers: Vec<SocketAddr>,
 }
 
 impl Default for Settings {
@@ -34,6 +39,7 @@ impl Default for Settings {
             shard: Shard::ALL,
             history_limit: 100,
             shutdown_grace: Duration::from_secs(5),
+            dns_servers: Vec::new(),
         }
     }
 }
@@ -86,7 +92,12 @@ impl App {
     pub fn start(source: ConfigSource, settings: Settings) -> Result<Self, ConfigError> {
         let config = source.load()?;
         let metrics = Arc::new(ExporterMetrics::new());
-        let runner = Arc::new(ProbeRunner::new(probe_slots_for(&settings), metrics));
+        let resolver = Resolver::from_system(&settings.dns_servers);
+        let runner = Arc::new(ProbeRunner::with_resolver(
+            probe_slots_for(&settings),
+            metrics,
+            resolver,
+        ));
         let app = Self {
             source,
             config: RwLock::new(Arc::new(Config::default())),

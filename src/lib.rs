@@ -44,11 +44,24 @@ pub use target::{Target, TargetError};
 
 /// Probes `target` (`host:port`) once with `module`, within its timeout.
 ///
+/// Names are resolved as the exporter does (`/etc/hosts`, then the name
+/// servers of `/etc/resolv.conf`, answers cached for their TTL), with a
+/// resolver shared by the calls made on one tokio runtime and built on the
+/// first of them, which reads those two files.
+///
 /// # Errors
 /// A [`TargetError`] when `target` is not a valid `host:port`. A port that
 /// is down is not an error: it is an [`Outcome`] with a failure.
 pub async fn check(target: &str, module: &Module) -> Result<Outcome, TargetError> {
     let target = Target::parse(target)?;
     let deadline = tokio::time::Instant::now() + module.timeout.0;
-    Ok(prober::run(module, &target, deadline, &mut trace::Trace::disabled()).await)
+    let resolver = prober::resolve::for_check();
+    Ok(prober::run(
+        module,
+        &target,
+        &resolver,
+        deadline,
+        &mut trace::Trace::disabled(),
+    )
+    .await)
 }

@@ -34,8 +34,13 @@ pub enum LogFormat {
 /// Sends every event at `level` or above to stderr in `format`, for the
 /// rest of the process.
 pub fn init(level: Level, format: LogFormat) {
+    // hickory, the resolver, logs every query at debug: at most its
+    // warnings, so that --log.level=debug still shows the exporter's own.
+    let filter = tracing_subscriber::filter::Targets::new()
+        .with_default(level)
+        .with_target("hickory", level.min(Level::WARN));
     tracing_subscriber::registry()
-        .with(tracing_subscriber::filter::LevelFilter::from_level(level))
+        .with(filter)
         .with(LineLayer { format })
         .init();
 }

@@ -2,6 +2,7 @@
 //! Everything else lives in the library.
 
 use clap::{Parser, ValueEnum};
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -81,6 +82,12 @@ struct Flags {
     /// How many recent /probe requests the landing page lists with their logs.
     #[arg(long = "history.limit", value_name = "N", default_value_t = 100)]
     history_limit: usize,
+
+    /// Name server to resolve targets with, instead of those in
+    /// /etc/resolv.conf (whose search domains and options still apply);
+    /// repeat for several. /etc/hosts is read first either way.
+    #[arg(long = "dns.server", value_name = "IP:PORT", value_parser = parse_dns_server)]
+    dns_servers: Vec<SocketAddr>,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -99,6 +106,20 @@ enum LogFormat {
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
     PromDuration::parse(text).map(|duration| duration.0)
+}
+
+/// `IP:PORT`, `[IPv6]:PORT`, or a bare IP for port 53.
+fn parse_dns_server(text: &str) -> Result<SocketAddr, String> {
+    if let Ok(address) = text.parse::<SocketAddr>() {
+        return Ok(address);
+    }
+    if let Ok(ip) = text.parse::<IpAddr>() {
+        return Ok(SocketAddr::new(ip, 53));
+    }
+    Err(format!(
+        "{text:?} is not IP:PORT: write the server's address, such as 10.0.0.53:53 or [2001:db8::53]:53 \
+         (a name cannot be used: it would need a name server to look it up)"
+    ))
 }
 
 fn parse_seconds(text: &str) -> Result<Duration, String> {
@@ -150,6 +171,7 @@ fn main() -> ExitCode {
         shard: flags.shard,
         history_limit: flags.history_limit,
         shutdown_grace: flags.shutdown_grace,
+        dns_servers: flags.dns_servers.clone(),
     };
     let worker_nice = flags.worker_nice;
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -169,7 +191,7 @@ fn main() -> ExitCode {
         &flags.listen_address,
         flags.realtime_priority,
     ));
-    // Do not wait for DNS lookups still running on blocking threads.
+    // Do not wait long for anything still running, such as a slow scrape.
     runtime.shutdown_timeout(Duration::from_secs(1));
     code
 }
@@ -260,6 +282,7 @@ async fn run(
         example = %format_args!("http://{local}/probe?target=127.0.0.1:{port}&module=tcp_halfopen"),
         config = %app.config_source(),
         modules = %app.config().module_names(),
+        dns_servers = %app.runner.resolver().servers(),
         "synack_exporter listening"
     );
     tokio::spawn(reload_on_sighup(Arc::clone(&app), hangups));
@@ -310,5 +333,31 @@ mod tests {
     fn flags_are_consistent() {
         use clap::CommandFactory;
         Flags::command().debug_assert();
+    }
+
+    #[test]
+    fn dns_servers_are_ip_and_port_and_repeatable() {
+        let flags = Flags::try_parse_from([
+            "synack_exporter",
+            "--dns.server=127.0.0.1:5353",
+            "--dns.server",
+            "[::1]:53",
+            "--dns.server=10.0.0.53",
+        ])
+        .unwrap();
+        let expected: Vec<SocketAddr> = ["127.0.0.1:5353", "[::1]:53", "10.0.0.53:53"]
+            .iter()
+            .map(|text| text.parse().unwrap())
+            .collect();
+        assert_eq!(flags.dns_servers, expected);
+        let error = parse_dns_server("ns1.example.org:53").unwrap_err();
+        assert!(error.contains("such as 10.0.0.53:53"), "{error}");
+        assert!(
+            Flags::try_parse_from(["synack_exporter"])
+                .unwrap()
+                .dns_servers
+                .is_empty(),
+            "resolv.conf's servers by default"
+        );
     }
 }

@@ -27,10 +27,15 @@
 //! 200 ms (measured: 2 626 of 288 000 probes accepted under
 //! `wrk -c2000`); on the probe thread the only work between a wake-up
 //! and the close is other probes' equally short steps.
+//!
+//! For the same reason DNS queries run on a second thread, the DNS
+//! thread, which the runner starts with the exporter's one [`Resolver`];
+//! the probe thread only waits for their answers. See
+//! [`crate::prober::resolve`] for why.
 
 use crate::config::Module;
 use crate::metrics::exporter::ExporterMetrics;
-use crate::prober::{self, Failure, Outcome, Reason};
+use crate::prober::{self, Failure, Outcome, Reason, Resolver};
 use crate::target::Target;
 use crate::trace::Trace;
 use std::future::Future;
@@ -45,7 +50,9 @@ use tokio::time::Instant;
 #[derive(Debug)]
 pub struct ProbeRunner {
     rules: Rules,
-    probe_thread: ProbeThread,
+    probe_thread: RuntimeThread,
+    /// Runs the resolver's queries; kept to stop it with the runner.
+    _dns_thread: RuntimeThread,
 }
 
 /// The limit and the counters, cheap to clone onto the probe thread.
@@ -54,24 +61,51 @@ struct Rules {
     slots: Arc<Semaphore>,
     max_in_flight: usize,
     metrics: Arc<ExporterMetrics>,
+    resolver: Arc<Resolver>,
 }
 
 impl ProbeRunner {
-    /// A runner allowing at most `max_in_flight` probes at once.
+    /// A runner allowing at most `max_in_flight` probes at once, resolving
+    /// names with the system's resolver config (reads `/etc/resolv.conf`
+    /// and `/etc/hosts`).
     ///
     /// # Panics
-    /// When the operating system refuses to start the probe thread, which
-    /// leaves nothing to probe with.
+    /// When the operating system refuses to start the probe thread or the
+    /// DNS thread, which leaves nothing to probe with.
     #[must_use]
     pub fn new(max_in_flight: usize, metrics: Arc<ExporterMetrics>) -> Self {
+        Self::with_resolver(max_in_flight, metrics, Resolver::from_system(&[]))
+    }
+
+    /// Like [`new`](Self::new), resolving names with `resolver`, whose
+    /// queries run on the runner's DNS thread.
+    ///
+    /// # Panics
+    /// As [`new`](Self::new).
+    #[must_use]
+    pub fn with_resolver(
+        max_in_flight: usize,
+        metrics: Arc<ExporterMetrics>,
+        resolver: Resolver,
+    ) -> Self {
+        let dns_thread = RuntimeThread::start("synack-dns").expect("start the DNS thread");
+        let resolver = resolver.run_on(dns_thread.handle.clone());
         Self {
             rules: Rules {
                 slots: Arc::new(Semaphore::new(max_in_flight)),
                 max_in_flight,
                 metrics,
+                resolver: Arc::new(resolver),
             },
-            probe_thread: ProbeThread::start().expect("start the probe thread"),
+            probe_thread: RuntimeThread::start("synack-probes").expect("start the probe thread"),
+            _dns_thread: dns_thread,
         }
+    }
+
+    /// The resolver every probe of this runner uses.
+    #[must_use]
+    pub fn resolver(&self) -> &Resolver {
+        &self.rules.resolver
     }
 
     /// The metrics this runner counts into.
@@ -203,7 +237,7 @@ impl Rules {
             }
         };
         let _in_flight = self.metrics.probe_in_flight();
-        let outcome = prober::run(module, target, deadline, trace).await;
+        let outcome = prober::run(module, target, &self.resolver, deadline, trace).await;
         self.metrics.record_probe(module_name, &outcome);
         outcome
     }
@@ -287,28 +321,29 @@ impl<T> Drop for AbortOnDrop<T> {
     }
 }
 
-/// A thread running a single-threaded tokio runtime for probes only.
-/// Dropping it stops the runtime and joins the thread.
+/// A thread running a single-threaded tokio runtime for one kind of work
+/// only: probes, or DNS queries. Dropping it stops the runtime and joins
+/// the thread.
 #[derive(Debug)]
-struct ProbeThread {
+struct RuntimeThread {
     handle: Handle,
     stop: Option<oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
-impl ProbeThread {
-    fn start() -> std::io::Result<Self> {
+impl RuntimeThread {
+    fn start(name: &str) -> std::io::Result<Self> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
         let handle = runtime.handle().clone();
         let (stop, stopped) = oneshot::channel::<()>();
         let thread = std::thread::Builder::new()
-            .name("synack-probes".to_owned())
+            .name(name.to_owned())
             .spawn(move || {
                 let _ = runtime.block_on(stopped);
                 // Probes still running are cancelled: their sockets close
-                // with RST as they are dropped.
+                // with RST as they are dropped. So are DNS queries.
                 runtime.shutdown_timeout(Duration::from_secs(1));
             })?;
         Ok(Self {
@@ -319,7 +354,7 @@ impl ProbeThread {
     }
 }
 
-impl Drop for ProbeThread {
+impl Drop for RuntimeThread {
     fn drop(&mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());

@@ -4,6 +4,19 @@
 //! (`[::1]:443`). Parsing is strict and every rejection says in one line
 //! what to change, because the text usually arrives from a Prometheus
 //! relabeling rule that the user is debugging.
+//!
+//! Some rules exist so that a message names the real problem:
+//!
+//! - Control characters (CR, LF, ESC, NUL, ...) are looked for first and
+//!   anywhere in the text. Otherwise `a\r\nX: b:80` would be described by
+//!   its colon, as an IPv6 address without brackets, and an ESC sequence
+//!   by its `[`, as an unbalanced bracket.
+//! - A name may end in one dot, the root: `db.example.org.` is fully
+//!   qualified and is looked up without search domains. It is kept as
+//!   written, so labels show what the user wrote.
+//! - Numbers are decimal without leading zeros, in ports as in IPv4
+//!   octets: `010.0.0.1` is refused because resolvers read it as octal,
+//!   and `:08080` is refused so that the two rules agree.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv6Addr};
@@ -43,6 +56,10 @@ pub enum TargetError {
     MissingPort,
     /// The port is not a whole number from 1 to 65535.
     BadPort(String),
+    /// The port starts with `0`, which IPv4 octets may not either.
+    PortLeadingZero(String),
+    /// A control character (CR, LF, ESC, NUL, ...) anywhere in the target.
+    ControlChar(char),
     /// Nothing before the `:port`.
     EmptyHost,
     /// A `[` without `]` or the other way round.
@@ -53,6 +70,8 @@ pub enum TargetError {
     BadIpv6(String),
     /// A character that no host name contains.
     BadHostChar(char),
+    /// Two dots in a row, or a dot at the start: `a..b`, `.a`.
+    EmptyLabel(String),
     /// Numbers that resolvers would read as an IP in some old form
     /// (`127.1`, `2130706433`, `0x7f.1`, `010.0.0.1`), not a dotted quad.
     AmbiguousNumericHost(String),
@@ -73,6 +92,16 @@ impl fmt::Display for TargetError {
             Self::BadPort(port) => {
                 write!(f, "target port {port:?} is not a number from 1 to 65535")
             }
+            Self::PortLeadingZero(port) => write!(
+                f,
+                "target port {port:?} has a leading zero: write it without, as {}",
+                port.trim_start_matches('0')
+            ),
+            Self::ControlChar(c) => write!(
+                f,
+                "control character U+{:04X} in target: remove it",
+                u32::from(*c)
+            ),
             Self::EmptyHost => f.write_str("target has an empty host: write it as host:port"),
             Self::UnbalancedBracket => {
                 f.write_str("target has an unbalanced bracket: write IPv6 addresses as [addr]:port")
@@ -86,6 +115,10 @@ impl fmt::Display for TargetError {
             Self::AmbiguousNumericHost(host) => write!(
                 f,
                 "target host {host:?} is not a dotted-quad IPv4 address, and resolvers would read it as some other address; write all four parts in decimal"
+            ),
+            Self::EmptyLabel(host) => write!(
+                f,
+                "target host {host:?} has an empty label: remove the extra dot"
             ),
             Self::BadHostChar(c) => write!(
                 f,
@@ -108,6 +141,9 @@ impl Target {
         }
         if text.len() > MAX_TARGET_LEN {
             return Err(TargetError::TooLong(text.len()));
+        }
+        if let Some(c) = text.chars().find(|c| c.is_control()) {
+            return Err(TargetError::ControlChar(c));
         }
         if text.contains("://") {
             return Err(TargetError::HasScheme);
@@ -155,9 +191,14 @@ fn parse_host(host: &str) -> Result<Host, TargetError> {
     if let Ok(ip) = host.parse::<IpAddr>() {
         return Ok(Host::Ip(ip));
     }
+    // One final dot is the root: `db.example.org.` is fully qualified.
+    let name = host.strip_suffix('.').unwrap_or(host);
+    if name.split('.').any(str::is_empty) {
+        return Err(TargetError::EmptyLabel(host.to_owned()));
+    }
     // No DNS name ends in a numeric label, but getaddrinfo turns `127.1`
     // into 127.0.0.1 and `010.0.0.1` into 8.0.0.1: never what was meant.
-    let last_label = host.rsplit('.').next().unwrap_or(host);
+    let last_label = name.rsplit('.').next().unwrap_or(name);
     let numeric = last_label.bytes().all(|b| b.is_ascii_digit())
         || (last_label.len() > 2 && last_label[..2].eq_ignore_ascii_case("0x"));
     if numeric {
@@ -176,6 +217,8 @@ fn parse_port(port: &str) -> Result<u16, TargetError> {
     }
     match port.parse::<u16>() {
         Ok(0) | Err(_) => Err(bad()),
+        // Refused for the same reason as `010` in an IPv4 address.
+        Ok(_) if port.starts_with('0') => Err(TargetError::PortLeadingZero(port.to_owned())),
         Ok(number) => Ok(number),
     }
 }
@@ -221,6 +264,62 @@ mod tests {
     }
 
     #[test]
+    fn accepts_fully_qualified_names_with_a_trailing_dot() {
+        let ok = |t: &str| Target::parse(t).map(|target| target.host);
+        assert_eq!(
+            ok("db.example.org.:5432"),
+            Ok(Host::Name("db.example.org.".into()))
+        );
+        assert_eq!(ok("localhost.:8080"), Ok(Host::Name("localhost.".into())));
+        assert_eq!(
+            Target::parse("localhost.:8080").unwrap().to_string(),
+            "localhost.:8080",
+            "shown as written"
+        );
+    }
+
+    #[test]
+    fn control_characters_are_named_as_such_wherever_they_are() {
+        use TargetError as E;
+        let cases = [
+            ("a\r\nX-Injected: b:80", E::ControlChar('\r')),
+            ("\u{1b}[31mred:80", E::ControlChar('\u{1b}')),
+            ("h\n:80", E::ControlChar('\n')),
+            ("h\u{7}:80", E::ControlChar('\u{7}')),
+            ("\thost:80", E::ControlChar('\t')),
+            ("host:80\r", E::ControlChar('\r')),
+            ("[::1\0]:80", E::ControlChar('\0')),
+            ("h\u{7f}:80", E::ControlChar('\u{7f}')),
+            ("h\u{85}:80", E::ControlChar('\u{85}')),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(Target::parse(text), Err(expected), "{text:?}");
+        }
+        assert_eq!(
+            E::ControlChar('\r').to_string(),
+            "control character U+000D in target: remove it"
+        );
+    }
+
+    #[test]
+    fn ports_with_leading_zeros_are_refused_like_octets() {
+        use TargetError as E;
+        for port in ["08080", "000000000000000008080", "0443"] {
+            assert_eq!(
+                Target::parse(&format!("h:{port}")),
+                Err(E::PortLeadingZero(port.into())),
+                "{port}"
+            );
+        }
+        assert_eq!(
+            E::PortLeadingZero("08080".into()).to_string(),
+            "target port \"08080\" has a leading zero: write it without, as 8080"
+        );
+        assert_eq!(Target::parse("h:00"), Err(E::BadPort("00".into())));
+        assert_eq!(Target::parse("h:8080").unwrap().port, 8080);
+    }
+
+    #[test]
     fn rejects_each_bad_form_with_its_reason() {
         use TargetError as E;
         let cases = [
@@ -246,8 +345,6 @@ mod tests {
             ("a b:80", E::BadHostChar(' ')),
             ("\"h\":80", E::BadHostChar('"')),
             ("'h':80", E::BadHostChar('\'')),
-            ("h\u{7}:80", E::BadHostChar('\u{7}')),
-            ("h\n:80", E::BadHostChar('\n')),
             ("tcp://h:80", E::HasScheme),
             ("127.1:80", E::AmbiguousNumericHost("127.1".into())),
             (
@@ -257,6 +354,11 @@ mod tests {
             ("0x7f.1:80", E::AmbiguousNumericHost("0x7f.1".into())),
             ("010.0.0.1:80", E::AmbiguousNumericHost("010.0.0.1".into())),
             ("host.0x1f:80", E::AmbiguousNumericHost("host.0x1f".into())),
+            ("db.42.:80", E::AmbiguousNumericHost("db.42.".into())),
+            (".:80", E::EmptyLabel(".".into())),
+            ("a..b:80", E::EmptyLabel("a..b".into())),
+            (".a:80", E::EmptyLabel(".a".into())),
+            ("a.b..:80", E::EmptyLabel("a.b..".into())),
         ];
         for (text, expected) in cases {
             assert_eq!(Target::parse(text), Err(expected), "{text:?}");

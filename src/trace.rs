@@ -48,6 +48,24 @@ impl Trace {
         }
     }
 
+    /// A trace for steps taken in another task, with the same start, so
+    /// that [`join`](Self::join) can add them in place. Disabled if this
+    /// one is.
+    #[must_use]
+    pub fn fork(&self) -> Self {
+        Self {
+            started: self.started,
+            text: self.text.as_ref().map(|_| String::new()),
+        }
+    }
+
+    /// Adds the steps of a trace made with [`fork`](Self::fork).
+    pub fn join(&mut self, forked: Self) {
+        if let (Some(text), Some(steps)) = (&mut self.text, forked.text) {
+            text.push_str(&steps);
+        }
+    }
+
     /// The recorded text; empty when disabled.
     #[must_use]
     pub fn into_text(self) -> String {

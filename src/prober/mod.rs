@@ -11,10 +11,11 @@
 //! and a file; the outcome and everything downstream stay as they are.
 
 mod classify;
-mod resolve;
+pub mod resolve;
 mod tcp;
 
 pub use classify::{describe as describe_os_error, reason_for};
+pub use resolve::Resolver;
 
 use crate::config::{Module, ProberKind};
 use crate::target::Target;
@@ -149,10 +150,12 @@ impl Outcome {
     }
 }
 
-/// Runs one probe of `target` with `module`, finishing by `deadline`.
+/// Runs one probe of `target` with `module`, finishing by `deadline`;
+/// names are looked up with `resolver`.
 pub async fn run(
     module: &Module,
     target: &Target,
+    resolver: &Resolver,
     deadline: Instant,
     trace: &mut Trace,
 ) -> Outcome {
@@ -169,7 +172,7 @@ pub async fn run(
             } else {
                 tcp::Handshake::Full
             };
-            tcp::probe(handshake, target, &module.tcp, deadline, trace).await
+            tcp::probe(handshake, target, &module.tcp, resolver, deadline, trace).await
         }
     };
     outcome.duration = started.elapsed();

@@ -18,7 +18,7 @@
 //! wake-up we read `SO_ERROR`; if it is clear we ask `getpeername` whether
 //! the connection really exists, and otherwise wait again.
 
-use super::{Failure, Outcome, Reason, classify, resolve};
+use super::{Failure, Outcome, Reason, Resolver, classify, resolve};
 use crate::config::TcpOptions;
 use crate::target::Target;
 use crate::trace::Trace;
@@ -44,11 +44,12 @@ pub(super) async fn probe(
     handshake: Handshake,
     target: &Target,
     options: &TcpOptions,
+    resolver: &Resolver,
     deadline: Instant,
     trace: &mut Trace,
 ) -> Outcome {
     let dns_started = Instant::now();
-    let resolved = resolve::resolve(&target.host, options, deadline, trace).await;
+    let resolved = resolve::resolve(&target.host, options, resolver, deadline, trace).await;
     let dns_time = dns_started.elapsed();
     let mut outcome = Outcome {
         failure: None,
