@@ -299,20 +299,110 @@ async fn concurrent_group_requests_share_one_round_of_probes() {
             .all(|body| *body == format!("{slow} timeout\n")),
         "{bodies:?}"
     );
-    let metrics = exporter.get("/metrics").await.body;
-    let probes: f64 = ["success", "timeout"]
-        .iter()
-        .filter_map(|result| {
-            sample(
-                &metrics,
-                &format!("synack_exporter_probes_total{{module=\"grouped\",result=\"{result}\"}}"),
-            )
-        })
-        .sum();
     assert_eq!(
-        probes, 2.0,
+        probes_of(&exporter, "grouped").await,
+        2.0,
         "40 concurrent requests must cause one round of 2 probes"
     );
+}
+
+/// Probes the exporter ran with `module`, whatever their result.
+async fn probes_of(exporter: &TestExporter, module: &str) -> f64 {
+    let metrics = exporter.get("/metrics").await.body;
+    [
+        "success",
+        "refused",
+        "timeout",
+        "unreachable",
+        "dns",
+        "local",
+    ]
+    .iter()
+    .filter_map(|result| {
+        sample(
+            &metrics,
+            &format!("synack_exporter_probes_total{{module=\"{module}\",result=\"{result}\"}}"),
+        )
+    })
+    .sum()
+}
+
+/// A one-member group on an open loopback port: its round of probes ends
+/// in well under a millisecond, so single flight alone merges almost no
+/// requests.
+async fn fast_group(extra: &str) -> (TcpListener, Arc<TestExporter>) {
+    let (listener, up) = open_listener();
+    let groups = format!("groups:\n  edge:\n    module: grouped\n    targets: [\"{up}\"]\n{extra}");
+    (listener, Arc::new(exporter_with_groups(&groups).await))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_requests_to_a_fast_group_share_exactly_one_round() {
+    let (_listener, exporter) = fast_group("").await;
+    let mut requests = tokio::task::JoinSet::new();
+    for _ in 0..40 {
+        let exporter = Arc::clone(&exporter);
+        requests.spawn(async move { exporter.get("/health/edge").await });
+    }
+    while let Some(response) = requests.join_next().await {
+        let response = response.unwrap();
+        assert_eq!((response.status, response.body.as_str()), (200, "OK\n"));
+    }
+    assert_eq!(
+        probes_of(&exporter, "grouped").await,
+        1.0,
+        "40 concurrent requests to a one-member group: one probe"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_spread_over_half_a_second_reuse_one_answer() {
+    let (_listener, exporter) = fast_group("").await;
+    let started = Instant::now();
+    let mut requests = tokio::task::JoinSet::new();
+    for n in 0..40u32 {
+        let exporter = Arc::clone(&exporter);
+        requests.spawn(async move {
+            tokio::time::sleep(Duration::from_micros(12_500) * n).await;
+            exporter.get("/health/edge").await
+        });
+    }
+    while let Some(response) = requests.join_next().await {
+        assert_eq!(response.unwrap().status, 200);
+    }
+    let spread = started.elapsed();
+    assert!(spread < Duration::from_secs(1), "took {spread:?}");
+    assert_eq!(
+        probes_of(&exporter, "grouped").await,
+        1.0,
+        "40 requests within the default min_interval of 1s: one round of probes"
+    );
+}
+
+/// After `min_interval` a request probes again, and a reload that changes
+/// the members never gets the old members' answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_answer_expires_after_min_interval_and_with_its_members() {
+    let (_listener, exporter) = fast_group("    min_interval: 300ms\n").await;
+    assert_eq!(exporter.get("/health/edge").await.status, 200);
+    assert_eq!(exporter.get("/health/edge").await.status, 200);
+    assert_eq!(probes_of(&exporter, "grouped").await, 1.0);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(exporter.get("/health/edge").await.status, 200);
+    assert_eq!(probes_of(&exporter, "grouped").await, 2.0);
+
+    let closed = closed_address();
+    let groups = format!(
+        "groups:\n  edge:\n    module: grouped\n    min_interval: 1m\n    targets: [\"{closed}\"]\n"
+    );
+    let reloaded = exporter.reload_with(&config("  []\n", &groups)).await;
+    assert_eq!(reloaded.status, 200, "{}", reloaded.body);
+    let response = exporter.get("/health/edge").await;
+    assert_eq!(
+        (response.status, response.body),
+        (503, format!("{closed} refused\n"))
+    );
+    assert_eq!(probes_of(&exporter, "grouped").await, 3.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
