@@ -11,7 +11,7 @@ use synack_exporter::config::ConfigSource;
 use synack_exporter::http::ListenAddress;
 use synack_exporter::logging::{self, LogFormat as LineFormat};
 use synack_exporter::scheduler::Shard;
-use synack_exporter::{http, sys};
+use synack_exporter::{history, http, sys};
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
 /// Prometheus exporter that checks TCP ports with half-open probes:
@@ -59,9 +59,11 @@ struct Flags {
     #[arg(long = "targets.shard", value_name = "i/n", default_value = "0/1")]
     shard: Shard,
 
-    /// How many recent /probe requests the landing page lists with their logs.
-    #[arg(long = "history.limit", value_name = "N", default_value_t = 100)]
-    history_limit: usize,
+    /// How many recent /probe requests are kept with their logs for the
+    /// landing page and /logs (about 865 bytes each).
+    #[arg(long = "history.limit", value_name = "N", default_value_t = 100,
+          value_parser = clap::value_parser!(u32).range(0..=i64::from(history::MAX_LIMIT)))]
+    history_limit: u32,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -125,7 +127,7 @@ fn main() -> ExitCode {
         timeout_offset: flags.timeout_offset,
         max_in_flight: flags.max_in_flight as usize,
         shard: flags.shard,
-        history_limit: flags.history_limit,
+        history_limit: flags.history_limit as usize,
     };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,

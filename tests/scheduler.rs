@@ -405,6 +405,61 @@ async fn a_group_answer_expires_after_min_interval_and_with_its_members() {
     assert_eq!(probes_of(&exporter, "grouped").await, 3.0);
 }
 
+/// `/` lists a bounded page of the `/probe` history, newest first, with
+/// links to older pages; `/logs?id=N` still serves every kept entry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn landing_page_shows_one_page_of_a_long_history() {
+    use synack_exporter::{Failure, Outcome, Reason};
+    let settings = Settings {
+        history_limit: 1000,
+        ..Settings::default()
+    };
+    let exporter = common::TestExporter::embedded(settings).await;
+    let outcome = Outcome::not_started(Failure::new(Reason::Refused, "x"), Duration::ZERO);
+    for n in 1..=1200 {
+        let log = format!("step log of probe {n}\n");
+        exporter
+            .app
+            .history
+            .record("tcp_halfopen", &format!("127.0.0.1:{n}"), &outcome, log);
+    }
+    let ids_on = |html: &str| -> Vec<u64> {
+        html.split("/logs?id=")
+            .skip(1)
+            .filter_map(|rest| rest.split('"').next()?.parse().ok())
+            .collect()
+    };
+    let page = exporter.get("/").await;
+    assert_eq!(page.status, 200);
+    let ids = ids_on(&page.body);
+    assert_eq!(
+        ids,
+        (1101..=1200).rev().collect::<Vec<u64>>(),
+        "the newest 100"
+    );
+    assert!(
+        page.body.contains("newest 100 of 1000") && page.body.contains("href=\"/?history_page=2\""),
+        "a note and a link to older entries: {}",
+        page.body
+    );
+    let last = exporter.get("/?history_page=10").await.body;
+    assert_eq!(ids_on(&last), (201..=300).rev().collect::<Vec<u64>>());
+    assert!(!last.contains("history_page=11"), "no page after the last");
+    let beyond = exporter.get("/?history_page=11").await.body;
+    assert!(
+        ids_on(&beyond).is_empty() && beyond.contains("no entries on page 11"),
+        "{beyond}"
+    );
+    assert_eq!(exporter.get("/?history_page=x").await.status, 400);
+    for (id, status) in [(201, 200), (777, 200), (1200, 200), (200, 404)] {
+        let log = exporter.get(&format!("/logs?id={id}")).await;
+        assert_eq!(log.status, status, "id {id}: {}", log.body);
+        if status == 200 {
+            assert_eq!(log.body, format!("step log of probe {id}\n"));
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reload_adds_removes_and_keeps_state_of_unchanged_targets() {
     let kept = closed_address();

@@ -104,7 +104,7 @@ async fn route(app: &App, request: Request<Incoming>, local: Option<SocketAddr>)
         "/-/reload" if is_one_of(&request, &[Method::POST, Method::PUT]) => admin::reload(app),
         "/config" if is_one_of(&request, &read_only) => admin::config(app),
         "/logs" if is_one_of(&request, &read_only) => landing::log(app, &request),
-        "/" if is_one_of(&request, &read_only) => landing::page(app, local),
+        "/" if is_one_of(&request, &read_only) => landing::page(app, &request, local),
         "/probe" | "/metrics" | "/-/healthy" | "/-/ready" | "/config" | "/logs" | "/" => {
             method_not_allowed(&read_only)
         }
