@@ -282,22 +282,12 @@ async fn concurrent_group_requests_share_one_round_of_probes() {
         )
         .await,
     );
-    let mut requests = tokio::task::JoinSet::new();
-    for _ in 0..40 {
-        let exporter = Arc::clone(&exporter);
-        requests.spawn(async move { exporter.get("/health/edge").await });
-    }
-    let mut bodies = Vec::new();
-    while let Some(response) = requests.join_next().await {
-        let response = response.unwrap();
-        assert_eq!(response.status, 503);
-        bodies.push(response.body);
-    }
+    let answers = ask_health(&exporter, Duration::ZERO).await;
     assert!(
-        bodies
+        answers
             .iter()
-            .all(|body| *body == format!("{slow} timeout\n")),
-        "{bodies:?}"
+            .all(|answer| *answer == (503, format!("{slow} timeout\n"))),
+        "{answers:?}"
     );
     assert_eq!(
         probes_of(&exporter, "grouped").await,
@@ -309,22 +299,34 @@ async fn concurrent_group_requests_share_one_round_of_probes() {
 /// Probes the exporter ran with `module`, whatever their result.
 async fn probes_of(exporter: &TestExporter, module: &str) -> f64 {
     let metrics = exporter.get("/metrics").await.body;
-    [
-        "success",
-        "refused",
-        "timeout",
-        "unreachable",
-        "dns",
-        "local",
-    ]
-    .iter()
-    .filter_map(|result| {
-        sample(
-            &metrics,
-            &format!("synack_exporter_probes_total{{module=\"{module}\",result=\"{result}\"}}"),
-        )
-    })
-    .sum()
+    synack_exporter::scheduler::RESULTS
+        .iter()
+        .filter_map(|result| {
+            sample(
+                &metrics,
+                &format!("synack_exporter_probes_total{{module=\"{module}\",result=\"{result}\"}}"),
+            )
+        })
+        .sum()
+}
+
+/// Forty `GET /health/edge` requests, the n-th sent n × `spacing` after
+/// the first; their statuses and bodies.
+async fn ask_health(exporter: &Arc<TestExporter>, spacing: Duration) -> Vec<(u16, String)> {
+    let mut requests = tokio::task::JoinSet::new();
+    for n in 0..40u32 {
+        let exporter = Arc::clone(exporter);
+        requests.spawn(async move {
+            tokio::time::sleep(spacing * n).await;
+            exporter.get("/health/edge").await
+        });
+    }
+    let mut answers = Vec::new();
+    while let Some(response) = requests.join_next().await {
+        let response = response.unwrap();
+        answers.push((response.status, response.body));
+    }
+    answers
 }
 
 /// A one-member group on an open loopback port: its round of probes ends
@@ -339,15 +341,13 @@ async fn fast_group(extra: &str) -> (TcpListener, Arc<TestExporter>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_requests_to_a_fast_group_share_exactly_one_round() {
     let (_listener, exporter) = fast_group("").await;
-    let mut requests = tokio::task::JoinSet::new();
-    for _ in 0..40 {
-        let exporter = Arc::clone(&exporter);
-        requests.spawn(async move { exporter.get("/health/edge").await });
-    }
-    while let Some(response) = requests.join_next().await {
-        let response = response.unwrap();
-        assert_eq!((response.status, response.body.as_str()), (200, "OK\n"));
-    }
+    let answers = ask_health(&exporter, Duration::ZERO).await;
+    assert!(
+        answers
+            .iter()
+            .all(|answer| *answer == (200, "OK\n".to_owned())),
+        "{answers:?}"
+    );
     assert_eq!(
         probes_of(&exporter, "grouped").await,
         1.0,
@@ -359,17 +359,11 @@ async fn concurrent_requests_to_a_fast_group_share_exactly_one_round() {
 async fn requests_spread_over_half_a_second_reuse_one_answer() {
     let (_listener, exporter) = fast_group("").await;
     let started = Instant::now();
-    let mut requests = tokio::task::JoinSet::new();
-    for n in 0..40u32 {
-        let exporter = Arc::clone(&exporter);
-        requests.spawn(async move {
-            tokio::time::sleep(Duration::from_micros(12_500) * n).await;
-            exporter.get("/health/edge").await
-        });
-    }
-    while let Some(response) = requests.join_next().await {
-        assert_eq!(response.unwrap().status, 200);
-    }
+    let answers = ask_health(&exporter, Duration::from_micros(12_500)).await;
+    assert!(
+        answers.iter().all(|(status, _)| *status == 200),
+        "{answers:?}"
+    );
     let spread = started.elapsed();
     assert!(spread < Duration::from_secs(1), "took {spread:?}");
     assert_eq!(
