@@ -22,6 +22,9 @@ pub struct Settings {
     pub shard: Shard,
     /// How many `/probe` requests the landing page remembers.
     pub history_limit: usize,
+    /// How long a response write may make no progress before the
+    /// connection is closed (`--web.write-timeout`).
+    pub write_timeout: Duration,
 }
 
 impl Default for Settings {
@@ -31,6 +34,7 @@ impl Default for Settings {
             max_in_flight: 4096,
             shard: Shard::ALL,
             history_limit: 100,
+            write_timeout: crate::http::DEFAULT_WRITE_TIMEOUT,
         }
     }
 }

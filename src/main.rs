@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 use synack_exporter::app::{App, Settings};
-use synack_exporter::config::ConfigSource;
+use synack_exporter::config::{ConfigSource, PromDuration};
 use synack_exporter::http::ListenAddress;
 use synack_exporter::logging::{self, LogFormat as LineFormat};
 use synack_exporter::scheduler::Shard;
@@ -59,6 +59,12 @@ struct Flags {
     #[arg(long = "targets.shard", value_name = "i/n", default_value = "0/1")]
     shard: Shard,
 
+    /// Close a connection when writing its response makes no progress for
+    /// this long (a client that stopped reading), e.g. 30s or 1m.
+    #[arg(long = "web.write-timeout", value_name = "DURATION", default_value = "30s",
+          value_parser = parse_write_timeout)]
+    write_timeout: Duration,
+
     /// How many recent /probe requests are kept with their logs for the
     /// landing page and /logs (about 865 bytes each).
     #[arg(long = "history.limit", value_name = "N", default_value_t = 100,
@@ -85,6 +91,30 @@ fn parse_seconds(text: &str) -> Result<Duration, String> {
         .ok()
         .and_then(|seconds| Duration::try_from_secs_f64(seconds).ok())
         .ok_or_else(|| format!("{text:?} is not a non-negative number of seconds"))
+}
+
+/// The bounds of `--web.write-timeout`: under a second, a client on a
+/// congested link could be cut off in the middle of a scrape; over an hour,
+/// a stuck client holds its descriptor and buffers for no use.
+const WRITE_TIMEOUT_RANGE: (Duration, Duration) =
+    (Duration::from_secs(1), Duration::from_secs(3600));
+
+fn parse_write_timeout(text: &str) -> Result<Duration, String> {
+    let duration = PromDuration::parse(text)?.0;
+    let (low, high) = WRITE_TIMEOUT_RANGE;
+    if duration < low {
+        return Err(format!(
+            "{text:?} is too short: use at least {}",
+            PromDuration(low)
+        ));
+    }
+    if duration > high {
+        return Err(format!(
+            "{text:?} is too long: use at most {}",
+            PromDuration(high)
+        ));
+    }
+    Ok(duration)
 }
 
 impl From<LogLevel> for tracing::Level {
@@ -128,6 +158,7 @@ fn main() -> ExitCode {
         max_in_flight: flags.max_in_flight as usize,
         shard: flags.shard,
         history_limit: flags.history_limit as usize,
+        write_timeout: flags.write_timeout,
     };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
@@ -255,5 +286,7 @@ mod tests {
     fn flags_are_consistent() {
         use clap::CommandFactory;
         Flags::command().debug_assert();
+        let defaults = Flags::parse_from(["synack_exporter"]);
+        assert_eq!(defaults.write_timeout, http::DEFAULT_WRITE_TIMEOUT);
     }
 }

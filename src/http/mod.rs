@@ -5,13 +5,17 @@
 //! can produce a 500 (only a failed config reload does, as Prometheus does).
 
 mod admin;
+mod connection;
+mod error_bodies;
 mod health;
 mod landing;
 mod listen;
 mod probe;
 mod query;
 mod stream;
+mod write_timeout;
 
+pub use connection::DEFAULT_WRITE_TIMEOUT;
 pub use listen::ListenAddress;
 pub use query::{Query, QueryError};
 
@@ -24,7 +28,7 @@ use hyper::header::{ACCEPT, ALLOW, CONTENT_TYPE, HeaderValue};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioTimer;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -63,6 +67,7 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<O
             .local_addr()
             .ok()
             .map(|address| SocketAddr::new(address.ip().to_canonical(), address.port()));
+        let write_timeout = app.settings.write_timeout;
         let app = Arc::clone(&app);
         tokio::spawn(async move {
             let service = service_fn(move |request| {
@@ -74,7 +79,9 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<O
             if let Err(error) = http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(HEADER_READ_TIMEOUT)
-                .serve_connection(TokioIo::new(stream), service)
+                .max_buf_size(connection::WRITE_BUFFER_BYTES)
+                .max_header_size(connection::MAX_HEAD_BYTES)
+                .serve_connection(connection::io(stream, write_timeout), service)
                 .await
             {
                 tracing::debug!(err = %error, "HTTP connection ended with an error");

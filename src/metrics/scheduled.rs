@@ -3,16 +3,21 @@
 //! With 100 000 targets this is about 3 million samples, so it is not
 //! built through prometheus-client's registry (a hash map lookup and label
 //! encoding per sample) nor held in memory whole. Each target's label set
-//! is escaped once, and [`ScheduledExposition::next_chunk`] writes the
-//! families family by family, a bounded number of bytes at a time, so the
-//! HTTP body can stream while memory stays flat.
+//! is escaped once, when the target is created ([`label_set`]), and
+//! [`ScheduledExposition::next_chunk`] writes the families family by
+//! family, a bounded number of bytes at a time, so the HTTP body can stream
+//! while memory stays flat. A scrape in progress holds only a reference to
+//! the published target list and its position in it, so a client that
+//! stops reading holds no copy of anything that grows with the targets.
 //!
 //! Names match `/probe` (`probe_success`, `probe_failure_reason`, ...), so
 //! one alert rule covers both ways of probing.
 
 use super::exposition::Format;
+use crate::config::LabelName;
 use crate::prober::Reason;
 use crate::scheduler::{HANDSHAKE_BUCKETS, RESULTS, ScheduledTarget, TargetState};
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::{Arc, LazyLock};
 
@@ -111,16 +116,16 @@ static EXTRA_LABELS: LazyLock<ExtraLabels> = LazyLock::new(|| ExtraLabels {
         .collect(),
 });
 
-/// A target's label set, escaped once: `module="m",target="t",k="v"`.
+/// A target's label set, escaped: `module="m",target="t",k="v"`.
 #[must_use]
-pub fn label_set(target: &ScheduledTarget) -> String {
-    let mut labels = String::new();
-    push_label(&mut labels, "module", &target.module);
-    push_label(&mut labels, "target", &target.target_text);
-    for (name, value) in &target.labels {
-        push_label(&mut labels, &name.0, value);
+pub fn label_set(module: &str, target: &str, labels: &BTreeMap<LabelName, String>) -> String {
+    let mut set = String::new();
+    push_label(&mut set, "module", module);
+    push_label(&mut set, "target", target);
+    for (name, value) in labels {
+        push_label(&mut set, &name.0, value);
     }
-    labels
+    set
 }
 
 fn push_label(out: &mut String, name: &str, value: &str) {
@@ -144,7 +149,6 @@ fn push_label(out: &mut String, name: &str, value: &str) {
 #[derive(Debug)]
 pub struct ScheduledExposition {
     targets: Arc<[Arc<ScheduledTarget>]>,
-    labels: Vec<String>,
     format: Format,
     family: usize,
     next_target: usize,
@@ -154,10 +158,8 @@ impl ScheduledExposition {
     /// Prepares the exposition of `targets` in `format`.
     #[must_use]
     pub fn new(targets: Arc<[Arc<ScheduledTarget>]>, format: Format) -> Self {
-        let labels = targets.iter().map(|target| label_set(target)).collect();
         Self {
             targets,
-            labels,
             format,
             family: 0,
             next_target: 0,
@@ -177,7 +179,7 @@ impl ScheduledExposition {
                 self.write_header(&mut out, name, kind, help);
             }
             let target = &self.targets[self.next_target];
-            let labels = &self.labels[self.next_target];
+            let labels = &target.label_set;
             target.with_state(|state| write_samples(&mut out, family, name, labels, state));
             self.next_target += 1;
             if self.next_target == self.targets.len() {
