@@ -84,11 +84,6 @@ pub struct ScheduledTarget {
     pub target_text: String,
     /// The user's labels.
     pub labels: BTreeMap<LabelName, String>,
-    /// The label set as `/metrics` writes it, escaped once for the
-    /// target's life: building it per scrape cost every response a copy
-    /// of all targets' label sets, megabytes that a client which never
-    /// read kept alive.
-    pub label_set: String,
     state: Mutex<TargetState>,
 }
 
@@ -99,7 +94,6 @@ impl ScheduledTarget {
             target,
             target_text: key.target.clone(),
             labels: key.labels.clone(),
-            label_set: crate::metrics::scheduled::label_set(&key.module, &key.target, &key.labels),
             state: Mutex::new(TargetState::default()),
         }
     }
