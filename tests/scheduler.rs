@@ -445,6 +445,11 @@ async fn landing_page_shows_one_page_of_a_long_history() {
         "{beyond}"
     );
     assert_eq!(exporter.get("/?history_page=x").await.status, 400);
+    let huge = exporter
+        .get(&format!("/?history_page={}", usize::MAX))
+        .await;
+    assert_eq!(huge.status, 200);
+    assert!(ids_on(&huge.body).is_empty(), "{}", huge.body);
     for (id, status) in [(201, 200), (777, 200), (1200, 200), (200, 404)] {
         let log = exporter.get(&format!("/logs?id={id}")).await;
         assert_eq!(log.status, status, "id {id}: {}", log.body);

@@ -70,7 +70,11 @@ pub(super) fn page(
     write_groups(&mut html, app, &config, now);
     let (records, kept) = app
         .history
-        .newest((history_page - 1) * HISTORY_PAGE_ROWS, HISTORY_PAGE_ROWS);
+        // Saturating: the page number is the client's, and may be huge.
+        .newest(
+            (history_page - 1).saturating_mul(HISTORY_PAGE_ROWS),
+            HISTORY_PAGE_ROWS,
+        );
     write_history(&mut html, &records, kept, history_page, now);
     html.push_str("</body></html>\n");
     respond(StatusCode::OK, "text/html; charset=utf-8", html)
