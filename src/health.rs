@@ -11,8 +11,9 @@
 //! spread over half a second, or forty "concurrent" ones against a group
 //! that answers in a millisecond, used to cause up to forty rounds.
 //!
-//! An answer is reused only for the same module and members, so a reload
-//! that changes the group is never answered from the old one.
+//! An answer is reused only for the same module (name and settings) and
+//! members, so a reload that changes the group is never answered from the
+//! old one.
 
 use crate::config::Module;
 use crate::prober::Failure;
@@ -52,15 +53,16 @@ pub struct LastAnswer {
 #[derive(Debug)]
 struct Round {
     module_name: String,
+    module: Module,
     members: Vec<Target>,
     report: OnceCell<Arc<GroupReport>>,
 }
 
 impl Round {
-    /// Whether this round checks what a request for `module_name` and
-    /// `members` asks for.
-    fn is_for(&self, module_name: &str, members: &[Target]) -> bool {
-        self.module_name == module_name && self.members == members
+    /// Whether this round checks what a request for `members` with
+    /// `module` asks for.
+    fn is_for(&self, module_name: &str, module: &Module, members: &[Target]) -> bool {
+        self.module_name == module_name && self.module == *module && self.members == members
     }
 }
 
@@ -91,7 +93,7 @@ pub struct GroupChecker {
 
 impl GroupChecker {
     /// The answer for group `name`: its last one if younger than
-    /// `min_interval` and for the same `module_name` and `members`, else
+    /// `min_interval` and for the same module and `members`, else
     /// that of the round under way, else that of a new round probing
     /// `members` with `module`.
     pub async fn check(
@@ -107,16 +109,17 @@ impl GroupChecker {
             let mut groups = self.groups.lock().unwrap_or_else(PoisonError::into_inner);
             let state = groups.entry(name.to_owned()).or_default();
             if let Some(last) = &state.last
-                && last.round.is_for(module_name, members)
+                && last.round.is_for(module_name, module, members)
                 && last.at.elapsed() < min_interval
             {
                 return Arc::clone(&last.report);
             }
             match &state.in_flight {
-                Some(round) if round.is_for(module_name, members) => Arc::clone(round),
+                Some(round) if round.is_for(module_name, module, members) => Arc::clone(round),
                 _ => {
                     let round = Arc::new(Round {
                         module_name: module_name.to_owned(),
+                        module: module.clone(),
                         members: members.to_vec(),
                         report: OnceCell::new(),
                     });

@@ -10,12 +10,13 @@
 //! [`ErrorAnswers`] watches what hyper writes to the socket, recognises
 //! these answers, and writes in their place the same head with a
 //! `text/plain` one-line body, keeping the status, `connection: close` and
-//! `date`. A write is taken for such an answer only when all of it is one
-//! response head whose status is 400, 414 or 431, with `content-length: 0`
-//! and no `content-type`. hyper writes the head of a response in a write of
-//! its own, and every answer of our handlers has a `content-type`, so
-//! nothing else matches. hyper closes the connection after these answers,
-//! so nothing follows them.
+//! `date`. A write is taken for such an answer only when all of its bytes
+//! are one response head whose status is 400, 414 or 431, with
+//! `content-length: 0` and no `content-type`. Every answer of our handlers
+//! has a `content-type` (and a body, which hyper queues as a slice of its
+//! own), so nothing else matches; other writes are looked at for a dozen
+//! bytes at most. hyper closes the connection after these answers, so
+//! nothing follows them.
 //!
 //! One case is not rewritten: when the head shares a write with the unsent
 //! end of an earlier response on the same connection (a pipelining client
