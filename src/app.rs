@@ -6,6 +6,7 @@ use crate::config::{Config, ConfigError, ConfigSource};
 use crate::health::GroupChecker;
 use crate::history::History;
 use crate::metrics::exporter::ExporterMetrics;
+use crate::metrics::scheduled::LabelCache;
 use crate::prober::Resolver;
 use crate::runner::ProbeRunner;
 use crate::scheduler::{Scheduler, Shard};
@@ -29,6 +30,9 @@ pub struct Settings {
     /// Name servers that replace those of `/etc/resolv.conf`; empty for
     /// resolv.conf's own.
     pub dns_servers: Vec<SocketAddr>,
+    /// How long a response write may make no progress before the
+    /// connection is closed (`--web.write-timeout`).
+    pub write_timeout: Duration,
 }
 
 impl Default for Settings {
@@ -40,6 +44,7 @@ impl Default for Settings {
             history_limit: 100,
             shutdown_grace: Duration::from_secs(5),
             dns_servers: Vec::new(),
+            write_timeout: crate::http::DEFAULT_WRITE_TIMEOUT,
         }
     }
 }
@@ -60,6 +65,9 @@ pub struct App {
     pub groups: GroupChecker,
     /// The last `/probe` requests.
     pub history: History,
+    /// The scheduled targets' label sets, shared by the scrapes of one
+    /// target list.
+    pub scrape_labels: LabelCache,
     /// Command-line settings.
     pub settings: Settings,
 }
@@ -106,6 +114,7 @@ impl App {
             runner,
             groups: GroupChecker::default(),
             history: History::new(settings.history_limit),
+            scrape_labels: LabelCache::default(),
             settings,
         };
         app.put_in_force(config);

@@ -1,9 +1,19 @@
 //! `/health/<group>`: one answer for many ports, for load balancers that
 //! can check only one URL.
 //!
-//! Every member of the group is probed now, concurrently. Concurrent
-//! requests for the same group share one in-flight check (single flight):
-//! forty load-balancer nodes asking at once cause one round of probes.
+//! A request probes every member of the group, concurrently, unless the
+//! group's last answer is younger than its `min_interval` (1 s by
+//! default), in which case it gets that answer. Requests that arrive while
+//! a round is under way join it (single flight). Together these bound the
+//! probes a group can cause to one round per `min_interval`, however many
+//! load-balancer nodes ask and however their requests are spread: single
+//! flight alone merges only requests that overlap, so forty requests
+//! spread over half a second, or forty "concurrent" ones against a group
+//! that answers in a millisecond, used to cause up to forty rounds.
+//!
+//! An answer is reused only for the same module (name and settings) and
+//! members, so a reload that changes the group is never answered from the
+//! old one.
 
 use crate::config::Module;
 use crate::prober::Failure;
@@ -12,7 +22,7 @@ use crate::target::Target;
 use crate::trace::Trace;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::OnceCell;
 
 /// The result of checking one group.
@@ -30,8 +40,6 @@ impl GroupReport {
     }
 }
 
-type SharedCheck = Arc<OnceCell<Arc<GroupReport>>>;
-
 /// The last answer of a group, for the landing page.
 #[derive(Clone, Debug)]
 pub struct LastAnswer {
@@ -41,48 +49,109 @@ pub struct LastAnswer {
     pub finished_unix: f64,
 }
 
-/// Runs group checks, sharing each in-flight check among its requests.
+/// One round of probes of a group, shared by every request that joins it.
+#[derive(Debug)]
+struct Round {
+    module_name: String,
+    module: Module,
+    members: Vec<Target>,
+    report: OnceCell<Arc<GroupReport>>,
+}
+
+impl Round {
+    /// Whether this round checks what a request for `members` with
+    /// `module` asks for.
+    fn is_for(&self, module_name: &str, module: &Module, members: &[Target]) -> bool {
+        self.module_name == module_name && self.module == *module && self.members == members
+    }
+}
+
+/// A finished round and when it finished.
+#[derive(Debug)]
+struct Finished {
+    round: Arc<Round>,
+    report: Arc<GroupReport>,
+    at: Instant,
+    unix: f64,
+}
+
+/// What is known about one group.
+#[derive(Debug, Default)]
+struct GroupState {
+    /// The round under way, which requests join.
+    in_flight: Option<Arc<Round>>,
+    /// The last round that finished.
+    last: Option<Finished>,
+}
+
+/// Runs group checks: reuses a recent answer, or joins the round under
+/// way, or starts one.
 #[derive(Debug, Default)]
 pub struct GroupChecker {
-    in_flight: Mutex<HashMap<String, SharedCheck>>,
-    last: Mutex<HashMap<String, LastAnswer>>,
+    groups: Mutex<HashMap<String, GroupState>>,
 }
 
 impl GroupChecker {
-    /// Checks `members` of group `name` with `module`, or joins the check
-    /// of that group already under way.
+    /// The answer for group `name`: its last one if younger than
+    /// `min_interval` and for the same module and `members`, else
+    /// that of the round under way, else that of a new round probing
+    /// `members` with `module`.
     pub async fn check(
         &self,
         name: &str,
         module_name: &str,
         module: &Module,
         members: &[Target],
+        min_interval: Duration,
         runner: &Arc<ProbeRunner>,
     ) -> Arc<GroupReport> {
-        let shared = {
-            let mut in_flight = self
-                .in_flight
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            Arc::clone(in_flight.entry(name.to_owned()).or_default())
+        let round = {
+            let mut groups = self.groups.lock().unwrap_or_else(PoisonError::into_inner);
+            let state = groups.entry(name.to_owned()).or_default();
+            if let Some(last) = &state.last
+                && last.round.is_for(module_name, module, members)
+                && last.at.elapsed() < min_interval
+            {
+                return Arc::clone(&last.report);
+            }
+            match &state.in_flight {
+                Some(round) if round.is_for(module_name, module, members) => Arc::clone(round),
+                _ => {
+                    let round = Arc::new(Round {
+                        module_name: module_name.to_owned(),
+                        module: module.clone(),
+                        members: members.to_vec(),
+                        report: OnceCell::new(),
+                    });
+                    state.in_flight = Some(Arc::clone(&round));
+                    round
+                }
+            }
         };
-        let report = shared
+        let report = round
+            .report
             .get_or_init(|| probe_members(module_name, module, members, runner))
             .await
             .clone();
-        // The first request to finish retires the check; later requests
-        // start a fresh one instead of reusing an old answer.
-        let mut in_flight = self
-            .in_flight
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if in_flight
-            .get(name)
-            .is_some_and(|current| Arc::ptr_eq(current, &shared))
+        // The first request to finish retires the round as the group's last
+        // answer. Until then, latecomers still join the finished round, so
+        // no request falls between the round and its answer.
+        let mut groups = self.groups.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(state) = groups.get_mut(name)
+            && state
+                .in_flight
+                .as_ref()
+                .is_some_and(|current| Arc::ptr_eq(current, &round))
         {
-            in_flight.remove(name);
-            drop(in_flight);
-            self.remember(name, &report);
+            state.in_flight = None;
+            state.last = Some(Finished {
+                round,
+                report: Arc::clone(&report),
+                at: Instant::now(),
+                unix: SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(0.0, |since| since.as_secs_f64()),
+            });
         }
         report
     }
@@ -90,25 +159,12 @@ impl GroupChecker {
     /// The last answer for group `name`, if it was ever checked.
     #[must_use]
     pub fn last_answer(&self, name: &str) -> Option<LastAnswer> {
-        self.last
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(name)
-            .cloned()
-    }
-
-    fn remember(&self, name: &str, report: &Arc<GroupReport>) {
-        let finished_unix = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0.0, |since| since.as_secs_f64());
-        let answer = LastAnswer {
-            report: Arc::clone(report),
-            finished_unix,
-        };
-        self.last
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(name.to_owned(), answer);
+        let groups = self.groups.lock().unwrap_or_else(PoisonError::into_inner);
+        let last = groups.get(name)?.last.as_ref()?;
+        Some(LastAnswer {
+            report: Arc::clone(&last.report),
+            finished_unix: last.unix,
+        })
     }
 }
 

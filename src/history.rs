@@ -1,5 +1,9 @@
 //! The last probes made through `/probe`, with their step logs, for the
 //! landing page and `/logs?id=N` (blackbox_exporter keeps the same).
+//!
+//! A record costs about 865 bytes, most of it the step log, so the number
+//! kept is capped at [`MAX_LIMIT`], and readers take one page of records
+//! rather than a copy of all of them.
 
 use crate::prober::{Outcome, Reason};
 use std::collections::VecDeque;
@@ -25,6 +29,11 @@ pub struct ProbeRecord {
     pub log: String,
 }
 
+/// The most records `--history.limit` may keep: about 9 MB. That covers
+/// minutes of `/probe` traffic from a typical Prometheus, enough to look up
+/// a recent failure's log; a million records took 1.29 GB.
+pub const MAX_LIMIT: u32 = 10_000;
+
 /// A bounded, newest-last list of probe records.
 #[derive(Debug)]
 pub struct History {
@@ -33,9 +42,10 @@ pub struct History {
 }
 
 impl History {
-    /// Keeps the last `limit` probes; 0 keeps none.
+    /// Keeps the last `limit` probes, at most [`MAX_LIMIT`]; 0 keeps none.
     #[must_use]
     pub fn new(limit: usize) -> Self {
+        let limit = limit.min(MAX_LIMIT as usize);
         Self {
             limit,
             records: Mutex::new((0, VecDeque::with_capacity(limit.min(1024)))),
@@ -73,18 +83,31 @@ impl History {
         });
     }
 
-    /// The kept records, newest first.
+    /// Up to `take` records, newest first, after skipping the `skip`
+    /// newest; and how many are kept in all.
     #[must_use]
-    pub fn newest_first(&self) -> Vec<ProbeRecord> {
+    pub fn newest(&self, skip: usize, take: usize) -> (Vec<ProbeRecord>, usize) {
         let guard = self.records.lock().unwrap_or_else(PoisonError::into_inner);
-        guard.1.iter().rev().cloned().collect()
+        let records = &guard.1;
+        let page = records
+            .iter()
+            .rev()
+            .skip(skip)
+            .take(take)
+            .cloned()
+            .collect();
+        (page, records.len())
     }
 
     /// The record with `id`, if still kept.
     #[must_use]
     pub fn get(&self, id: u64) -> Option<ProbeRecord> {
         let guard = self.records.lock().unwrap_or_else(PoisonError::into_inner);
-        guard.1.iter().find(|record| record.id == id).cloned()
+        let records = &guard.1;
+        // Ids are consecutive, so the oldest kept one gives the position.
+        let oldest = records.front()?.id;
+        let index = usize::try_from(id.checked_sub(oldest)?).ok()?;
+        records.get(index).cloned()
     }
 }
 
@@ -101,13 +124,20 @@ mod tests {
         for n in 1..=3 {
             history.record("m", &format!("t{n}:1"), &outcome, format!("log {n}"));
         }
-        let ids: Vec<u64> = history
-            .newest_first()
-            .iter()
-            .map(|record| record.id)
-            .collect();
-        assert_eq!(ids, [3, 2]);
-        assert!(history.get(1).is_none());
+        let ids = |(records, _): (Vec<ProbeRecord>, usize)| -> Vec<u64> {
+            records.iter().map(|record| record.id).collect()
+        };
+        assert_eq!(ids(history.newest(0, 10)), [3, 2]);
+        assert_eq!(ids(history.newest(1, 10)), [2]);
+        assert_eq!(history.newest(2, 10), (Vec::new(), 2));
+        assert!(history.get(1).is_none() && history.get(4).is_none());
         assert_eq!(history.get(3).unwrap().log, "log 3");
+        assert_eq!(history.get(2).unwrap().id, 2);
+    }
+
+    #[test]
+    fn the_limit_is_capped() {
+        let history = History::new(usize::MAX);
+        assert_eq!(history.limit, MAX_LIMIT as usize);
     }
 }

@@ -12,7 +12,7 @@ use synack_exporter::config::{ConfigSource, PromDuration};
 use synack_exporter::http::ListenAddress;
 use synack_exporter::logging::{self, LogFormat as LineFormat};
 use synack_exporter::scheduler::Shard;
-use synack_exporter::{http, sys};
+use synack_exporter::{history, http, sys};
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
 /// Prometheus exporter that checks TCP ports with half-open probes:
@@ -79,9 +79,17 @@ struct Flags {
     #[arg(long = "probe.realtime-priority")]
     realtime_priority: bool,
 
-    /// How many recent /probe requests the landing page lists with their logs.
-    #[arg(long = "history.limit", value_name = "N", default_value_t = 100)]
-    history_limit: usize,
+    /// Close a connection when writing its response makes no progress for
+    /// this long (a client that stopped reading), e.g. 30s or 1m.
+    #[arg(long = "web.write-timeout", value_name = "DURATION", default_value = "30s",
+          value_parser = parse_write_timeout)]
+    write_timeout: Duration,
+
+    /// How many recent /probe requests are kept with their logs for the
+    /// landing page and /logs (about 865 bytes each).
+    #[arg(long = "history.limit", value_name = "N", default_value_t = 100,
+          value_parser = clap::value_parser!(u32).range(0..=i64::from(history::MAX_LIMIT)))]
+    history_limit: u32,
 
     /// Name server to resolve targets with, instead of those in
     /// /etc/resolv.conf (whose search domains and options still apply);
@@ -129,6 +137,30 @@ fn parse_seconds(text: &str) -> Result<Duration, String> {
         .ok_or_else(|| format!("{text:?} is not a non-negative number of seconds"))
 }
 
+/// The bounds of `--web.write-timeout`: under a second, a client on a
+/// congested link could be cut off in the middle of a scrape; over an hour,
+/// a stuck client holds its descriptor and buffers for no use.
+const WRITE_TIMEOUT_RANGE: (Duration, Duration) =
+    (Duration::from_secs(1), Duration::from_secs(3600));
+
+fn parse_write_timeout(text: &str) -> Result<Duration, String> {
+    let duration = PromDuration::parse(text)?.0;
+    let (low, high) = WRITE_TIMEOUT_RANGE;
+    if duration < low {
+        return Err(format!(
+            "{text:?} is too short: use at least {}",
+            PromDuration(low)
+        ));
+    }
+    if duration > high {
+        return Err(format!(
+            "{text:?} is too long: use at most {}",
+            PromDuration(high)
+        ));
+    }
+    Ok(duration)
+}
+
 impl From<LogLevel> for tracing::Level {
     fn from(level: LogLevel) -> Self {
         match level {
@@ -169,9 +201,10 @@ fn main() -> ExitCode {
         timeout_offset: flags.timeout_offset,
         max_in_flight: flags.max_in_flight as usize,
         shard: flags.shard,
-        history_limit: flags.history_limit,
+        history_limit: flags.history_limit as usize,
         shutdown_grace: flags.shutdown_grace,
         dns_servers: flags.dns_servers.clone(),
+        write_timeout: flags.write_timeout,
     };
     let worker_nice = flags.worker_nice;
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -333,6 +366,8 @@ mod tests {
     fn flags_are_consistent() {
         use clap::CommandFactory;
         Flags::command().debug_assert();
+        let defaults = Flags::parse_from(["synack_exporter"]);
+        assert_eq!(defaults.write_timeout, http::DEFAULT_WRITE_TIMEOUT);
     }
 
     #[test]

@@ -99,6 +99,22 @@ fn invalid_flags_are_rejected_by_clap() {
     }
 }
 
+/// Flags that bound memory have ranges, and the error says what fits.
+#[test]
+fn history_limit_and_write_timeout_are_bounded() {
+    for (args, code, needle) in [
+        (&["--history.limit", "10000"][..], 0, "ok"),
+        (&["--history.limit", "10001"], 2, "0..=10000"),
+        (&["--web.write-timeout", "5s"], 0, "ok"),
+        (&["--web.write-timeout", "0s"], 2, "at least 1s"),
+        (&["--web.write-timeout", "2h"], 2, "at most 1h"),
+    ] {
+        let (got, text) = run(&[&["--config.check"], args].concat());
+        assert_eq!(got, code, "{args:?}: {text}");
+        assert!(text.contains(needle), "{args:?}: {text}");
+    }
+}
+
 /// A running exporter process; killed on drop.
 struct Exporter {
     child: Child,

@@ -282,37 +282,181 @@ async fn concurrent_group_requests_share_one_round_of_probes() {
         )
         .await,
     );
-    let mut requests = tokio::task::JoinSet::new();
-    for _ in 0..40 {
-        let exporter = Arc::clone(&exporter);
-        requests.spawn(async move { exporter.get("/health/edge").await });
-    }
-    let mut bodies = Vec::new();
-    while let Some(response) = requests.join_next().await {
-        let response = response.unwrap();
-        assert_eq!(response.status, 503);
-        bodies.push(response.body);
-    }
+    let answers = ask_health(&exporter, Duration::ZERO).await;
     assert!(
-        bodies
+        answers
             .iter()
-            .all(|body| *body == format!("{slow} timeout\n")),
-        "{bodies:?}"
+            .all(|answer| *answer == (503, format!("{slow} timeout\n"))),
+        "{answers:?}"
     );
+    assert_eq!(
+        probes_of(&exporter, "grouped").await,
+        2.0,
+        "40 concurrent requests must cause one round of 2 probes"
+    );
+}
+
+/// Probes the exporter ran with `module`, whatever their result.
+async fn probes_of(exporter: &TestExporter, module: &str) -> f64 {
     let metrics = exporter.get("/metrics").await.body;
-    let probes: f64 = ["success", "timeout"]
+    synack_exporter::scheduler::RESULTS
         .iter()
         .filter_map(|result| {
             sample(
                 &metrics,
-                &format!("synack_exporter_probes_total{{module=\"grouped\",result=\"{result}\"}}"),
+                &format!("synack_exporter_probes_total{{module=\"{module}\",result=\"{result}\"}}"),
             )
         })
-        .sum();
-    assert_eq!(
-        probes, 2.0,
-        "40 concurrent requests must cause one round of 2 probes"
+        .sum()
+}
+
+/// Forty `GET /health/edge` requests, the n-th sent n × `spacing` after
+/// the first; their statuses and bodies.
+async fn ask_health(exporter: &Arc<TestExporter>, spacing: Duration) -> Vec<(u16, String)> {
+    let mut requests = tokio::task::JoinSet::new();
+    for n in 0..40u32 {
+        let exporter = Arc::clone(exporter);
+        requests.spawn(async move {
+            tokio::time::sleep(spacing * n).await;
+            exporter.get("/health/edge").await
+        });
+    }
+    let mut answers = Vec::new();
+    while let Some(response) = requests.join_next().await {
+        let response = response.unwrap();
+        answers.push((response.status, response.body));
+    }
+    answers
+}
+
+/// A one-member group on an open loopback port: its round of probes ends
+/// in well under a millisecond, so single flight alone merges almost no
+/// requests.
+async fn fast_group(extra: &str) -> (TcpListener, Arc<TestExporter>) {
+    let (listener, up) = open_listener();
+    let groups = format!("groups:\n  edge:\n    module: grouped\n    targets: [\"{up}\"]\n{extra}");
+    (listener, Arc::new(exporter_with_groups(&groups).await))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_requests_to_a_fast_group_share_exactly_one_round() {
+    let (_listener, exporter) = fast_group("").await;
+    let answers = ask_health(&exporter, Duration::ZERO).await;
+    assert!(
+        answers
+            .iter()
+            .all(|answer| *answer == (200, "OK\n".to_owned())),
+        "{answers:?}"
     );
+    assert_eq!(
+        probes_of(&exporter, "grouped").await,
+        1.0,
+        "40 concurrent requests to a one-member group: one probe"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_spread_over_half_a_second_reuse_one_answer() {
+    let (_listener, exporter) = fast_group("").await;
+    let started = Instant::now();
+    let answers = ask_health(&exporter, Duration::from_micros(12_500)).await;
+    assert!(
+        answers.iter().all(|(status, _)| *status == 200),
+        "{answers:?}"
+    );
+    let spread = started.elapsed();
+    assert!(spread < Duration::from_secs(1), "took {spread:?}");
+    assert_eq!(
+        probes_of(&exporter, "grouped").await,
+        1.0,
+        "40 requests within the default min_interval of 1s: one round of probes"
+    );
+}
+
+/// After `min_interval` a request probes again, and a reload that changes
+/// the members never gets the old members' answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_answer_expires_after_min_interval_and_with_its_members() {
+    let (_listener, exporter) = fast_group("    min_interval: 300ms\n").await;
+    assert_eq!(exporter.get("/health/edge").await.status, 200);
+    assert_eq!(exporter.get("/health/edge").await.status, 200);
+    assert_eq!(probes_of(&exporter, "grouped").await, 1.0);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(exporter.get("/health/edge").await.status, 200);
+    assert_eq!(probes_of(&exporter, "grouped").await, 2.0);
+
+    let closed = closed_address();
+    let groups = format!(
+        "groups:\n  edge:\n    module: grouped\n    min_interval: 1m\n    targets: [\"{closed}\"]\n"
+    );
+    let reloaded = exporter.reload_with(&config("  []\n", &groups)).await;
+    assert_eq!(reloaded.status, 200, "{}", reloaded.body);
+    let response = exporter.get("/health/edge").await;
+    assert_eq!(
+        (response.status, response.body),
+        (503, format!("{closed} refused\n"))
+    );
+    assert_eq!(probes_of(&exporter, "grouped").await, 3.0);
+}
+
+/// `/` lists a bounded page of the `/probe` history, newest first, with
+/// links to older pages; `/logs?id=N` still serves every kept entry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn landing_page_shows_one_page_of_a_long_history() {
+    use synack_exporter::{Failure, Outcome, Reason};
+    let settings = Settings {
+        history_limit: 1000,
+        ..Settings::default()
+    };
+    let exporter = common::TestExporter::embedded(settings).await;
+    let outcome = Outcome::not_started(Failure::new(Reason::Refused, "x"), Duration::ZERO);
+    for n in 1..=1200 {
+        let log = format!("step log of probe {n}\n");
+        exporter
+            .app
+            .history
+            .record("tcp_halfopen", &format!("127.0.0.1:{n}"), &outcome, log);
+    }
+    let ids_on = |html: &str| -> Vec<u64> {
+        html.split("/logs?id=")
+            .skip(1)
+            .filter_map(|rest| rest.split('"').next()?.parse().ok())
+            .collect()
+    };
+    let page = exporter.get("/").await;
+    assert_eq!(page.status, 200);
+    let ids = ids_on(&page.body);
+    assert_eq!(
+        ids,
+        (1101..=1200).rev().collect::<Vec<u64>>(),
+        "the newest 100"
+    );
+    assert!(
+        page.body.contains("newest 100 of 1000") && page.body.contains("href=\"/?history_page=2\""),
+        "a note and a link to older entries: {}",
+        page.body
+    );
+    let last = exporter.get("/?history_page=10").await.body;
+    assert_eq!(ids_on(&last), (201..=300).rev().collect::<Vec<u64>>());
+    assert!(!last.contains("history_page=11"), "no page after the last");
+    let beyond = exporter.get("/?history_page=11").await.body;
+    assert!(
+        ids_on(&beyond).is_empty() && beyond.contains("no entries on page 11"),
+        "{beyond}"
+    );
+    assert_eq!(exporter.get("/?history_page=x").await.status, 400);
+    let huge = exporter
+        .get(&format!("/?history_page={}", usize::MAX))
+        .await;
+    assert_eq!(huge.status, 200);
+    assert!(ids_on(&huge.body).is_empty(), "{}", huge.body);
+    for (id, status) in [(201, 200), (777, 200), (1200, 200), (200, 404)] {
+        let log = exporter.get(&format!("/logs?id={id}")).await;
+        assert_eq!(log.status, status, "id {id}: {}", log.body);
+        if status == 200 {
+            assert_eq!(log.body, format!("step log of probe {id}\n"));
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

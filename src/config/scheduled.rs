@@ -43,12 +43,40 @@ pub struct TargetBlock {
 pub struct Group {
     /// The module, a key of `modules:`.
     pub module: Spanned<String>,
+    /// How long one round's answer is given to every request, so that many
+    /// load-balancer nodes asking cause one round of probes per interval.
+    #[serde(default = "default_min_interval", deserialize_with = "min_interval")]
+    pub min_interval: PromDuration,
     /// The members, `host:port`.
     pub targets: Vec<TargetSpec>,
 }
 
+/// The bounds of a group's `min_interval`. Below 100 ms, forty load
+/// balancers polling a large group could again cause ten rounds a second;
+/// above a minute the answer is older than load balancers expect when they
+/// poll every few seconds to take a backend out of rotation.
+pub const MIN_INTERVAL_RANGE: (Duration, Duration) =
+    (Duration::from_millis(100), Duration::from_secs(60));
+
 fn default_interval() -> PromDuration {
     PromDuration(Duration::from_secs(15))
+}
+
+fn default_min_interval() -> PromDuration {
+    PromDuration(Duration::from_secs(1))
+}
+
+fn min_interval<'de, D: Deserializer<'de>>(deserializer: D) -> Result<PromDuration, D::Error> {
+    let interval = PromDuration::deserialize(deserializer)?;
+    let (low, high) = MIN_INTERVAL_RANGE;
+    if interval.0 < low || interval.0 > high {
+        return Err(serde::de::Error::custom(format!(
+            "must be between {} and {}: shorter lets load balancers multiply probe rounds, longer serves stale answers",
+            PromDuration(low),
+            PromDuration(high)
+        )));
+    }
+    Ok(interval)
 }
 
 fn default_rise() -> u32 {
@@ -238,6 +266,43 @@ mod tests {
         );
         assert_eq!(block.targets[1].value.0.to_string(), "[::1]:6379");
         assert_eq!(config.groups.len(), 1);
+        let group = config.groups.values().next().unwrap();
+        assert_eq!(group.min_interval.0.as_secs(), 1);
+    }
+
+    #[test]
+    fn a_group_min_interval_is_bounded() {
+        let group = |interval: &str| {
+            format!(
+                "{MODULES}groups:\n  web:\n    module: m\n    min_interval: {interval}\n    targets: []\n"
+            )
+        };
+        for fits in ["100ms", "5s", "1m"] {
+            let config = Config::parse("t.yml", &group(fits)).unwrap();
+            assert_eq!(
+                config
+                    .groups
+                    .values()
+                    .next()
+                    .unwrap()
+                    .min_interval
+                    .to_string(),
+                fits
+            );
+        }
+        for outside in ["0s", "99ms", "1m1s"] {
+            let error = Config::parse("t.yml", &group(outside)).expect_err(outside);
+            assert_eq!(
+                error.field.as_deref(),
+                Some("groups.web.min_interval"),
+                "{error}"
+            );
+            assert!(
+                error.message.contains("between 100ms and 1m"),
+                "{outside}: {error}"
+            );
+            assert!(error.position.is_some(), "{error}");
+        }
     }
 
     #[test]

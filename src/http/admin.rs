@@ -12,7 +12,9 @@ use hyper::{Request, StatusCode};
 pub(super) fn metrics(app: &App, request: &Request<Incoming>) -> HttpResponse {
     let format = response_format(request);
     let head = app.metrics().encode_families(format);
-    let scheduled = ScheduledExposition::new(app.scheduler.targets(), format);
+    let targets = app.scheduler.targets();
+    let labels = app.scrape_labels.for_targets(&targets);
+    let scheduled = ScheduledExposition::new(targets, labels, format);
     let body = MetricsBody::new(head, scheduled, format.end());
     respond_with(StatusCode::OK, format.content_type(), body.boxed_unsync())
 }

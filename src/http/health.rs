@@ -37,7 +37,14 @@ pub(super) async fn handle(app: &App, name: &str) -> HttpResponse {
         .collect();
     let report = app
         .groups
-        .check(name, module_name, module, &members, &app.runner)
+        .check(
+            name,
+            module_name,
+            module,
+            &members,
+            group.min_interval.0,
+            &app.runner,
+        )
         .await;
     if report.all_up() {
         return text(StatusCode::OK, "OK\n");

@@ -4,6 +4,12 @@
 //! No JavaScript: tables rendered on the server, readable in any browser
 //! and in `curl`. Every value that comes from the config or a request is
 //! HTML-escaped, since labels and targets are user text.
+//!
+//! The page stays small whatever the exporter holds: at most
+//! [`MAX_TARGET_ROWS`] scheduled targets, and one page of
+//! [`HISTORY_PAGE_ROWS`] `/probe` requests, older ones on
+//! `/?history_page=N`. Rendering all of a long history made `/` tens of
+//! megabytes and slowed `/probe` for everyone while it was built.
 
 use super::{HttpResponse, Query, respond, text};
 use crate::app::App;
@@ -20,14 +26,26 @@ use std::time::{SystemTime, UNIX_EPOCH};
 /// More rows than this make a page no one reads; the rest stay on /metrics.
 const MAX_TARGET_ROWS: usize = 1000;
 
+/// `/probe` requests per page of the history.
+const HISTORY_PAGE_ROWS: usize = 100;
+
 const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:2em;color:#222}\
 table{border-collapse:collapse;margin-bottom:2em}th,td{border:1px solid #ccc;padding:4px 10px;text-align:left}\
 th{background:#f0f0f0}.up{color:#1a7f37;font-weight:bold}.down{color:#cf222e;font-weight:bold}\
 .pending{color:#777}code{background:#f6f8fa;padding:1px 4px}tr.failed td{background:#ffebe9}";
 
-/// `GET /`. `local` is the address the client reached, so the example
-/// probe checks this very exporter's port, whatever it listens on.
-pub(super) fn page(app: &App, local: Option<SocketAddr>) -> HttpResponse {
+/// `GET /` and `GET /?history_page=N`. `local` is the address the client
+/// reached, so the example probe checks this very exporter's port,
+/// whatever it listens on.
+pub(super) fn page(
+    app: &App,
+    request: &Request<Incoming>,
+    local: Option<SocketAddr>,
+) -> HttpResponse {
+    let history_page = match history_page(request) {
+        Ok(page) => page,
+        Err(message) => return text(StatusCode::BAD_REQUEST, &message),
+    };
     let now = unix_now();
     let config = app.config();
     let mut html = String::with_capacity(16 * 1024);
@@ -50,7 +68,14 @@ pub(super) fn page(app: &App, local: Option<SocketAddr>) -> HttpResponse {
     write_modules(&mut html, &config);
     write_targets(&mut html, &app.scheduler.targets(), now);
     write_groups(&mut html, app, &config, now);
-    write_history(&mut html, &app.history.newest_first(), now);
+    let (records, kept) = app
+        .history
+        // Saturating: the page number is the client's, and may be huge.
+        .newest(
+            (history_page - 1).saturating_mul(HISTORY_PAGE_ROWS),
+            HISTORY_PAGE_ROWS,
+        );
+    write_history(&mut html, &records, kept, history_page, now);
     html.push_str("</body></html>\n");
     respond(StatusCode::OK, "text/html; charset=utf-8", html)
 }
@@ -184,11 +209,52 @@ fn state_cells(state: &TargetState, now: f64) -> String {
     )
 }
 
-fn write_history(html: &mut String, records: &[ProbeRecord], now: f64) {
+/// The `history_page` parameter: 1, the newest entries, when absent.
+fn history_page(request: &Request<Incoming>) -> Result<usize, String> {
+    let query = Query::parse(request.uri().query()).map_err(|error| format!("{error}\n"))?;
+    let page = query
+        .single("history_page")
+        .map_err(|error| format!("{error}\n"))?;
+    match page {
+        None => Ok(1),
+        Some(text) => text.parse::<usize>().ok().filter(|&page| page >= 1).ok_or_else(|| {
+            format!("history_page={text:?} is not a page number; pass 1 for the newest entries, 2 for older ones, and so on\n")
+        }),
+    }
+}
+
+/// One page of the history: `records`, the `page`-th of `kept` in all.
+fn write_history(html: &mut String, records: &[ProbeRecord], kept: usize, page: usize, now: f64) {
     html.push_str("<h2>Recent /probe requests</h2>\n");
+    let pages = kept.div_ceil(HISTORY_PAGE_ROWS);
     if records.is_empty() {
-        html.push_str("<p>None yet.</p>\n");
+        if kept == 0 {
+            html.push_str("<p>None yet.</p>\n");
+        } else {
+            let _ = writeln!(
+                html,
+                "<p>There are no entries on page {page}; the {kept} kept fill {pages} page(s). \
+                 <a href=\"/\">Newest</a></p>"
+            );
+        }
         return;
+    }
+    if pages > 1 {
+        let first = (page - 1) * HISTORY_PAGE_ROWS + 1;
+        let mut note = if page == 1 {
+            format!("<p>The newest {} of {kept} kept.", records.len())
+        } else {
+            format!(
+                "<p>Entries {first} to {} of {kept} kept, newest first. <a href=\"{}\">Newer</a>",
+                first + records.len() - 1,
+                history_link(page - 1)
+            )
+        };
+        if page < pages {
+            let _ = write!(note, " <a href=\"{}\">Older</a>", history_link(page + 1));
+        }
+        note.push_str(" Each links to its log at <code>/logs?id=N</code>.</p>\n");
+        html.push_str(&note);
     }
     html.push_str("<table><tr><th>when</th><th>module</th><th>target</th><th>result</th><th>duration</th><th>log</th></tr>\n");
     for record in records {
@@ -211,6 +277,14 @@ fn write_history(html: &mut String, records: &[ProbeRecord], now: f64) {
         );
     }
     html.push_str("</table>\n");
+}
+
+fn history_link(page: usize) -> String {
+    if page == 1 {
+        "/".to_owned()
+    } else {
+        format!("/?history_page={page}")
+    }
 }
 
 /// `GET /logs?id=N`.

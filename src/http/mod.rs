@@ -6,13 +6,17 @@
 
 mod accept;
 mod admin;
+mod connection;
+mod error_bodies;
 mod health;
 mod landing;
 mod listen;
 mod probe;
 mod query;
 mod stream;
+mod write_timeout;
 
+pub use connection::DEFAULT_WRITE_TIMEOUT;
 pub use listen::ListenAddress;
 pub use query::{Query, QueryError};
 
@@ -26,7 +30,7 @@ use hyper::header::{ACCEPT, ALLOW, CONTENT_TYPE, HeaderValue};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioTimer;
 use hyper_util::server::graceful::GracefulShutdown;
 use std::convert::Infallible;
 use std::future::Future;
@@ -72,6 +76,7 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<O
             .local_addr()
             .ok()
             .map(|address| SocketAddr::new(address.ip().to_canonical(), address.port()));
+        let write_timeout = app.settings.write_timeout;
         let service_app = Arc::clone(&app);
         let service = service_fn(move |request| {
             let app = Arc::clone(&service_app);
@@ -82,7 +87,9 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<O
         let connection = http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(HEADER_READ_TIMEOUT)
-            .serve_connection(TokioIo::new(stream), service);
+            .max_buf_size(connection::WRITE_BUFFER_BYTES)
+            .max_header_size(connection::MAX_HEAD_BYTES)
+            .serve_connection(connection::io(stream, write_timeout), service);
         let connection = connections.watch(connection);
         tokio::spawn(async move {
             if let Err(error) = connection.await {
@@ -134,7 +141,7 @@ async fn route(app: &App, request: Request<Incoming>, local: Option<SocketAddr>)
         "/-/reload" if is_one_of(&request, &[Method::POST, Method::PUT]) => admin::reload(app),
         "/config" if is_one_of(&request, &read_only) => admin::config(app),
         "/logs" if is_one_of(&request, &read_only) => landing::log(app, &request),
-        "/" if is_one_of(&request, &read_only) => landing::page(app, local),
+        "/" if is_one_of(&request, &read_only) => landing::page(app, &request, local),
         "/probe" | "/metrics" | "/-/healthy" | "/-/ready" | "/config" | "/logs" | "/" => {
             method_not_allowed(&read_only)
         }

@@ -1,7 +1,9 @@
 //! A response body written while it is sent, for `/metrics` with many
 //! scheduled targets: the text is produced a chunk at a time as hyper asks
 //! for the next frame, so a scrape of 100 000 targets never sits in memory
-//! whole.
+//! whole. hyper asks only when its write buffer has room (see
+//! [`super::connection`]), so a client that reads slowly slows the
+//! production down rather than piling frames up.
 
 use crate::metrics::scheduled::ScheduledExposition;
 use hyper::body::{Body, Bytes, Frame};
@@ -10,8 +12,10 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 /// Bytes per frame: large enough to amortise the frame overhead, small
-/// enough that producing one does not hold a worker thread for long.
-const CHUNK_BYTES: usize = 256 * 1024;
+/// enough that producing one does not hold a worker thread for long, and
+/// that a stalled connection holds little (one frame on top of hyper's
+/// write buffer).
+const CHUNK_BYTES: usize = 64 * 1024;
 
 /// The exporter's own metrics, then the scheduled targets, then the end marker.
 #[derive(Debug)]
