@@ -1,6 +1,32 @@
 # Shared by the benchmark scripts: stop every background process they
 # started (listed in PIDS) and remove their work directory (WORK) on exit,
-# also on error or Ctrl-C. Source it after setting nothing else.
+# also on error or Ctrl-C; `die`; and the accept-counting target. Source it
+# before setting PIDS or WORK.
+
+# die MESSAGE: a setup or measurement error, exit status 2.
+die() {
+    echo >&2
+    echo "ERROR: $*" >&2
+    exit 2
+}
+
+# start_counting_target HELPER PORT: bench_helper.py's accept-and-close
+# listener on 127.0.0.1:PORT, which reports its accept count on SIGUSR1;
+# sets TARGET_PID and waits until it listens.
+start_counting_target() {
+    local helper=$1 port=$2
+    python3 "$helper" target --port "$port" --backlog 4096 \
+        --count-file "$WORK/target.count" --ready-file "$WORK/target.ready" \
+        >"$WORK/target.log" 2>&1 &
+    TARGET_PID=$!
+    PIDS+=("$TARGET_PID")
+    for _ in $(seq 100); do
+        [[ -f $WORK/target.ready ]] && return 0
+        kill -0 "$TARGET_PID" 2>/dev/null || die "target exited: $(cat "$WORK/target.log")"
+        sleep 0.1
+    done
+    die "target did not start within 10 s"
+}
 PIDS=()
 WORK=""
 cleanup() {

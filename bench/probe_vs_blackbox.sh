@@ -45,12 +45,6 @@ BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$BENCH_DIR/.." && pwd)
 HELPER="$BENCH_DIR/bench_helper.py"
 
-die() {
-    echo >&2
-    echo "ERROR: $*" >&2
-    exit 2
-}
-
 source "$BENCH_DIR/lib.sh"
 
 # ---------------------------------------------------------------- prerequisites
@@ -117,17 +111,7 @@ $(tail -n 20 "$WORK/$name.log")"
 
 # ---------------------------------------------------------------- target
 echo "== target: accept-and-close listener on 127.0.0.1:$TARGET_PORT (backlog 4096)"
-python3 "$HELPER" target --port "$TARGET_PORT" --backlog 4096 \
-    --count-file "$WORK/target.count" --ready-file "$WORK/target.ready" \
-    >"$WORK/target.log" 2>&1 &
-TARGET_PID=$!
-PIDS+=("$TARGET_PID")
-for _ in $(seq 100); do
-    [[ -f $WORK/target.ready ]] && break
-    kill -0 "$TARGET_PID" 2>/dev/null || die "target exited: $(cat "$WORK/target.log")"
-    sleep 0.1
-done
-[[ -f $WORK/target.ready ]] || die "target did not start within 10 s"
+start_counting_target "$HELPER" "$TARGET_PORT"
 
 # ---------------------------------------------------------------- ours
 echo "== ours: $OURS_BIN --web.listen-address 127.0.0.1:$OURS_PORT ${OURS_ARGS}"

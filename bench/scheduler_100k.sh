@@ -61,11 +61,6 @@ ROOT=$(cd "$BENCH_DIR/.." && pwd)
 HELPER="$BENCH_DIR/scheduler_100k_helper.py"
 BIN="$ROOT/target/release/synack_exporter"
 
-die() {
-    echo >&2
-    echo "ERROR: $*" >&2
-    exit 2
-}
 step() { echo "==> $*" >&2; }
 
 source "$BENCH_DIR/lib.sh"

@@ -42,12 +42,6 @@ BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$BENCH_DIR/.." && pwd)
 HELPER="$BENCH_DIR/bench_helper.py"
 
-die() {
-    echo >&2
-    echo "ERROR: $*" >&2
-    exit 2
-}
-
 source "$BENCH_DIR/lib.sh"
 
 [[ $(id -u) == 0 ]] || die "run as root: the CPU hog needs nice -19"
@@ -69,16 +63,7 @@ PORT=$(freeport)
 while [[ $PORT == "$TARGET_PORT" ]]; do PORT=$(freeport); done
 
 echo "== target: accept-and-close listener on 127.0.0.1:$TARGET_PORT"
-python3 "$HELPER" target --port "$TARGET_PORT" --backlog 4096 \
-    --count-file "$WORK/target.count" --ready-file "$WORK/target.ready" \
-    >"$WORK/target.log" 2>&1 &
-TARGET_PID=$!
-PIDS+=("$TARGET_PID")
-for _ in $(seq 100); do
-    [[ -f $WORK/target.ready ]] && break
-    sleep 0.1
-done
-[[ -f $WORK/target.ready ]] || die "target did not start within 10 s"
+start_counting_target "$HELPER" "$TARGET_PORT"
 
 accepts() { python3 -c "import sys; sys.path.insert(0, '$BENCH_DIR'); import bench_helper as h; print(h.target_count($TARGET_PID, '$WORK/target.count'))"; }
 delayed_acks() { awk '/^TcpExt:/ { if (!n) { for (i = 1; i <= NF; i++) col[$i] = i; n = 1 } else print $col["DelayedACKs"] }' /proc/net/netstat; }
