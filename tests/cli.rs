@@ -328,3 +328,22 @@ fn a_port_in_use_fails_once_with_what_to_do() {
     );
     assert!(stderr.contains(&format!("address={address}")), "{stderr}");
 }
+
+#[test]
+fn config_check_escapes_control_characters_in_the_error() {
+    let dir = common::temp_dir("check-control");
+    let path = dir.join("synack.yml");
+    // YAML's \e and \n escapes put ESC and a newline into a key.
+    std::fs::write(
+        &path,
+        "modules:\n  a:\n    prober: tcp_halfopen\n    \"x\\e[2Jy\\nz\": 1\n",
+    )
+    .unwrap();
+    let (code, stdout, stderr) =
+        run_split(&["--config.check", "--config.file", path.to_str().unwrap()]);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!((code, stdout.as_str()), (1, ""), "{stderr:?}");
+    let line = stderr.strip_suffix('\n').unwrap_or(&stderr);
+    assert!(!line.chars().any(char::is_control), "{stderr:?}");
+    assert!(line.contains("x\\u{1b}[2Jy\\nz"), "{stderr:?}");
+}
