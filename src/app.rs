@@ -1,7 +1,17 @@
 //! The state the HTTP handlers share: the config in force, the probe
 //! runner, the scheduler, group checks, the probe history and the
 //! exporter's metrics.
+//!
+//! A reload, from `POST /-/reload` or SIGHUP alike, goes through
+//! [`App::reload`]: the file is read, parsed and applied on a blocking
+//! thread, never on the async workers that answer `/-/healthy` and
+//! `/probe`, and concurrent reloads coalesce into at most one run under
+//! way and one after it (see [`crate::coalesce`]). The file itself is
+//! read within the limits of [`Config::load`]: a FIFO or a device is
+//! refused without opening it for a blocking read, and a file over
+//! [`crate::config::MAX_CONFIG_BYTES`] without reading it.
 
+use crate::coalesce::{Coalescer, Unfinished};
 use crate::config::{Config, ConfigError, ConfigSource};
 use crate::health::GroupChecker;
 use crate::history::History;
@@ -11,8 +21,13 @@ use crate::prober::Resolver;
 use crate::runner::ProbeRunner;
 use crate::scheduler::{Scheduler, Shard};
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
+
+/// How long a reload request waits for its result. A config at the size
+/// limit parses in a few seconds; a read that takes longer is stuck (a
+/// hung network filesystem), and the request answers rather than hang.
+pub const RELOAD_WAIT: Duration = Duration::from_secs(30);
 
 /// Settings from the command line that the handlers need.
 #[derive(Clone, Debug)]
@@ -54,9 +69,10 @@ impl Default for Settings {
 pub struct App {
     source: ConfigSource,
     config: RwLock<Arc<Config>>,
-    /// Serialises reloads, so that SIGHUP and POST /-/reload at once cannot
-    /// leave the reload metric describing another config than the one in force.
-    reloading: Mutex<()>,
+    /// Runs one reload at a time, so that SIGHUP and POST /-/reload at once
+    /// cannot leave the reload metric describing another config than the
+    /// one in force, and so that N requests never cause N parses.
+    reloads: Arc<Coalescer<Result<(), ConfigError>>>,
     /// Runs every probe, from `/probe`, the scheduler and group checks.
     pub runner: Arc<ProbeRunner>,
     /// Probes the configured `targets:`.
@@ -109,7 +125,7 @@ impl App {
         let app = Self {
             source,
             config: RwLock::new(Arc::new(Config::default())),
-            reloading: Mutex::new(()),
+            reloads: Arc::default(),
             scheduler: Scheduler::new(Arc::clone(&runner), settings.shard),
             runner,
             groups: GroupChecker::default(),
@@ -139,16 +155,41 @@ impl App {
         self.runner.metrics()
     }
 
-    /// Re-reads the config. On error the old config stays in force and the
+    /// Re-reads the config on a blocking thread, coalesced with the other
+    /// reloads under way. On error the old config stays in force and the
     /// reload metric drops to 0.
     ///
     /// # Errors
-    /// The config error of the new file.
-    pub fn reload(&self) -> Result<(), ConfigError> {
-        let _one_at_a_time = self
-            .reloading
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+    /// The config error of the new file, or why no result came within
+    /// [`RELOAD_WAIT`].
+    pub async fn reload(self: &Arc<Self>) -> Result<(), ConfigError> {
+        let app = Arc::clone(self);
+        match self
+            .reloads
+            .run(move || app.reload_now(), RELOAD_WAIT)
+            .await
+        {
+            Ok(result) => result,
+            Err(Unfinished::TimedOut) => Err(ConfigError::about_file(
+                &self.source.to_string(),
+                format!(
+                    "the reload did not finish within {}s (a slow or stuck read of the file?); it goes on, and synack_exporter_config_last_reload_successful will show how it ended",
+                    RELOAD_WAIT.as_secs()
+                ),
+            )),
+            Err(Unfinished::Panicked) => {
+                self.metrics().record_reload(false);
+                Err(ConfigError::about_file(
+                    &self.source.to_string(),
+                    "the reload failed on an internal error (a bug; the log has the panic); the old config stays in force".to_owned(),
+                ))
+            }
+        }
+    }
+
+    /// Reads, parses and applies the config, blocking: only for a
+    /// blocking thread.
+    fn reload_now(&self) -> Result<(), ConfigError> {
         match self.source.load() {
             Ok(config) => {
                 self.put_in_force(config);

@@ -342,7 +342,7 @@ fn listen_hint(error: &std::io::Error) -> &'static str {
 
 async fn reload_on_sighup(app: Arc<App>, mut hangups: Signal) {
     while hangups.recv().await.is_some() {
-        match app.reload() {
+        match app.reload().await {
             Ok(()) => tracing::info!(source = %app.config_source(), "config reloaded on SIGHUP"),
             Err(error) => {
                 tracing::error!(err = %error, "config reload on SIGHUP failed; keeping the old config");

@@ -17,8 +17,31 @@
 //! - [`clock_ticks_per_second`] and [`page_size`]: `sysconf`, to turn the
 //!   tick and page counts of `/proc/self/stat` into seconds and bytes for
 //!   the `process_*` metrics.
+//! - [`open_for_reading_without_blocking`]: std's safe `custom_flags`, but
+//!   with libc's flag values, which std does not name.
 
+use std::fs::{File, OpenOptions};
 use std::io;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+/// Opens `path` read-only with `O_NONBLOCK` and `O_NOCTTY`.
+///
+/// A plain open of a FIFO waits until something opens it for writing,
+/// which is how a FIFO at the config path used to hang reloads; with
+/// `O_NONBLOCK` the open returns at once and the caller can look at the
+/// file type before reading. `O_NOCTTY` keeps a terminal device from
+/// becoming the process's controlling terminal. Reads of a regular file
+/// are unaffected by either flag.
+///
+/// # Errors
+/// The `open` error.
+pub fn open_for_reading_without_blocking(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+}
 
 /// Reads the soft and hard `RLIMIT_NOFILE`.
 ///

@@ -495,7 +495,10 @@ async fn with_few_descriptors_metrics_still_answers_during_a_probe_storm() {
 fn threads_of(pid: u32) -> Vec<(String, i64, u64)> {
     let mut threads = Vec::new();
     for entry in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
-        let stat = std::fs::read_to_string(entry.unwrap().path().join("stat")).unwrap();
+        // A thread that ended since the listing has no stat any more.
+        let Ok(stat) = std::fs::read_to_string(entry.unwrap().path().join("stat")) else {
+            continue;
+        };
         let (head, rest) = stat.rsplit_once(')').unwrap();
         let name = head.split_once('(').unwrap().1.to_owned();
         let fields: Vec<&str> = rest.split_whitespace().collect();
@@ -509,10 +512,25 @@ fn threads_of(pid: u32) -> Vec<(String, i64, u64)> {
     threads
 }
 
+/// The threads of `pid` once its probe thread has named itself: a new
+/// thread sets its own name as it starts, which a busy machine may delay.
+fn threads_with_probe_thread(pid: u32) -> Vec<(String, i64, u64)> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let threads = threads_of(pid);
+        if threads.iter().any(|(name, _, _)| name == "synack-probes")
+            || std::time::Instant::now() > deadline
+        {
+            return threads;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 #[test]
 fn http_workers_run_below_the_probe_thread_priority() {
     let exporter = Exporter::start(&[]);
-    let threads = threads_of(exporter.child.id());
+    let threads = threads_with_probe_thread(exporter.child.id());
     let probe = threads
         .iter()
         .find(|(name, _, _)| name == "synack-probes")
@@ -548,7 +566,7 @@ fn realtime_priority_is_granted_with_cap_sys_nice_or_refused_with_what_to_do() {
         == "0";
     if root {
         let exporter = Exporter::start(&["--probe.realtime-priority"]);
-        let threads = threads_of(exporter.child.id());
+        let threads = threads_with_probe_thread(exporter.child.id());
         for (name, _, policy) in &threads {
             let want = if name == "synack-probes" { SCHED_RR } else { 0 };
             assert_eq!(*policy, want, "{name}: {threads:?}");
@@ -562,4 +580,23 @@ fn realtime_priority_is_granted_with_cap_sys_nice_or_refused_with_what_to_do() {
         assert_eq!(code, 1, "{stderr}");
         assert!(stderr.contains("grant CAP_SYS_NICE"), "{stderr}");
     }
+}
+
+#[test]
+fn config_check_escapes_control_characters_in_the_error() {
+    let dir = common::temp_dir("check-control");
+    let path = dir.join("synack.yml");
+    // YAML's \e and \n escapes put ESC and a newline into a key.
+    std::fs::write(
+        &path,
+        "modules:\n  a:\n    prober: tcp_halfopen\n    \"x\\e[2Jy\\nz\": 1\n",
+    )
+    .unwrap();
+    let (code, stdout, stderr) =
+        run_split(&["--config.check", "--config.file", path.to_str().unwrap()]);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!((code, stdout.as_str()), (1, ""), "{stderr:?}");
+    let line = stderr.strip_suffix('\n').unwrap_or(&stderr);
+    assert!(!line.chars().any(char::is_control), "{stderr:?}");
+    assert!(line.contains("x\\u{1b}[2Jy\\nz"), "{stderr:?}");
 }

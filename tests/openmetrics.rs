@@ -57,7 +57,7 @@ async fn probe_and_metrics_pages_parse_as_openmetrics_and_as_text() {
     // Scheduled targets with a label value that needs every escape.
     let config = format!(
         "modules:\n  tcp_halfopen:\n    prober: tcp_halfopen\n  tcp_connect:\n    prober: tcp_connect\n\
-         targets:\n  - module: tcp_halfopen\n    interval: 100ms\n    targets: [\"{open}\", \"127.0.0.1:1\"]\n\
+         targets:\n  - module: tcp_halfopen\n    interval: 1s\n    targets: [\"{open}\", \"127.0.0.1:1\"]\n\
          \x20   labels: {{note: \"quote \\\" backslash \\\\ newline \\n end\"}}\n"
     );
     let exporter = TestExporter::with_config(&config, Settings::default()).await;

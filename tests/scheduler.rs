@@ -70,7 +70,7 @@ async fn scheduled_targets_show_gauges_and_reasons_and_open_ones_are_never_accep
     let queue = common::saturated_listener();
     let slow = queue.address.to_string();
     let targets = format!(
-        "  - module: fast\n    interval: 400ms\n    targets: [\"{open}\", \"{closed}\", \"{slow}\"]\n    labels: {{service: demo}}\n"
+        "  - module: fast\n    interval: 1s\n    targets: [\"{open}\", \"{closed}\", \"{slow}\"]\n    labels: {{service: demo}}\n"
     );
     let exporter = TestExporter::with_config(&config(&targets, ""), Settings::default()).await;
     let scheduled = exporter.app.scheduler.targets();
@@ -162,7 +162,7 @@ async fn series_exist_before_the_first_probe_and_leave_with_the_target() {
 async fn rise_and_fall_damp_a_port_that_closes_and_reopens() {
     let (listener, address) = open_listener();
     let targets = format!(
-        "  - module: fast\n    interval: 400ms\n    rise: 2\n    fall: 3\n    targets: [\"{address}\"]\n"
+        "  - module: fast\n    interval: 1s\n    rise: 2\n    fall: 3\n    targets: [\"{address}\"]\n"
     );
     let exporter = TestExporter::with_config(&config(&targets, ""), Settings::default()).await;
     let target = find(&exporter.app.scheduler.targets(), &address);
@@ -464,8 +464,7 @@ async fn reload_adds_removes_and_keeps_state_of_unchanged_targets() {
     let kept = closed_address();
     let removed = closed_address();
     let added = closed_address();
-    let block =
-        |list: &str| format!("  - module: fast\n    interval: 100ms\n    targets: [{list}]\n");
+    let block = |list: &str| format!("  - module: fast\n    interval: 1s\n    targets: [{list}]\n");
     let exporter = TestExporter::with_config(
         &config(&block(&format!("\"{kept}\", \"{removed}\"")), ""),
         Settings::default(),
@@ -549,7 +548,7 @@ async fn shards_split_the_targets_without_overlap() {
 async fn landing_page_lists_targets_and_history_and_escapes_user_text() {
     let closed = closed_address();
     let targets = format!(
-        "  - module: fast\n    interval: 100ms\n    targets: [\"{closed}\"]\n    labels: {{team: \"<script>alert(1)</script>\"}}\n"
+        "  - module: fast\n    interval: 1s\n    targets: [\"{closed}\"]\n    labels: {{team: \"<script>alert(1)</script>\"}}\n"
     );
     let exporter = TestExporter::with_config(&config(&targets, ""), Settings::default()).await;
     wait_for(

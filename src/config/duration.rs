@@ -8,6 +8,7 @@
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
+use std::ops::RangeInclusive;
 use std::time::Duration;
 
 /// Units in the order Prometheus requires them, with their length in ms.
@@ -81,6 +82,30 @@ impl fmt::Display for PromDuration {
             }
         }
         Ok(())
+    }
+}
+
+impl PromDuration {
+    /// Deserialises a duration and refuses one outside `range`, with a
+    /// message that states the range; `why` follows it (`"; ..."`, or
+    /// empty). For fields with bounds, through `deserialize_with`.
+    ///
+    /// # Errors
+    /// The deserializer's error, or one naming the range.
+    pub fn deserialize_within<'de, D: Deserializer<'de>>(
+        deserializer: D,
+        range: RangeInclusive<Duration>,
+        why: &str,
+    ) -> Result<Self, D::Error> {
+        let duration = Self::deserialize(deserializer)?;
+        if range.contains(&duration.0) {
+            return Ok(duration);
+        }
+        Err(serde::de::Error::custom(format!(
+            "{duration} is out of range: use a duration from {} to {}{why}",
+            Self(*range.start()),
+            Self(*range.end())
+        )))
     }
 }
 

@@ -15,20 +15,54 @@
 //! YAML syntax slip, an unknown field or a zero timeout, carries the file,
 //! line, column and the dotted path of the field (see [`ConfigError`]).
 //! YAML is read with serde-saphyr rather than the archived serde_yaml.
+//!
+//! Every value has bounds, and a value outside them is an error that
+//! states them: a config is often generated, and a generator's slip (a
+//! timeout of 584 million years, a 1 ms interval, a module named `""`)
+//! should stop at `--config.check`, not become a busy or stuck exporter.
+//! The bounds are [`TIMEOUT_RANGE`], [`INTERVAL_RANGE`],
+//! [`RISE_FALL_RANGE`], [`GROUP_MEMBERS_RANGE`],
+//! [`MAX_SCHEDULED_TARGETS`] and [`MAX_CONFIG_BYTES`]; module and group
+//! names use letters, digits, `-`, `_` and `.` only. YAML tags that
+//! serde-saphyr does not know (`!custom`) are errors rather than silently
+//! dropped.
+//!
+//! Reading the file is bounded too ([`Config::load`]): only a regular file
+//! is read, the size limit applies before reading, and a FIFO or a device
+//! is refused without waiting on it.
 
 mod duration;
 mod scheduled;
 
 pub use duration::PromDuration;
-pub use scheduled::{Group, GroupName, LabelName, TargetBlock, TargetSpec};
+pub use scheduled::{
+    GROUP_MEMBERS_RANGE, Group, GroupName, INTERVAL_RANGE, LabelName, MAX_SCHEDULED_TARGETS,
+    RISE_FALL_RANGE, TargetBlock, TargetSpec,
+};
 
 use serde::{Deserialize, Deserializer, Serialize};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
-use std::fmt;
+use std::fmt::{self, Write as _};
+use std::io::Read as _;
 use std::net::IpAddr;
+use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+/// The largest config file read: 64 MiB. A config with the most
+/// scheduled targets allowed ([`MAX_SCHEDULED_TARGETS`]) takes 25 to 60 MB
+/// depending on the length of the names, and parsing 64 MiB takes seconds,
+/// not minutes. The limit applies before the file is read.
+pub const MAX_CONFIG_BYTES: u64 = 64 * 1024 * 1024;
+
+/// The shortest and longest module `timeout`. 1 ms is the smallest
+/// Prometheus duration. Linux itself gives up on an unanswered SYN after
+/// about 127 s (`tcp_syn_retries` = 6), so a longer timeout could only
+/// wait for a result that the kernel already gave; and a scrape timeout,
+/// which bounds `/probe` anyway, is rarely over a minute.
+pub const TIMEOUT_RANGE: RangeInclusive<Duration> =
+    Duration::from_millis(1)..=Duration::from_secs(120);
 
 /// The configuration used when no `--config.file` is given.
 pub const EMBEDDED_DEFAULT_YAML: &str = include_str!("default.yml");
@@ -43,7 +77,7 @@ pub struct Config {
     /// Probe modules by name, as used in `/probe?module=NAME`: the
     /// [built-in modules](builtin_modules) and the file's own, which may
     /// redefine a built-in one.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "module_map")]
     pub modules: BTreeMap<String, Module>,
     /// Targets the scheduler probes on its own.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -60,7 +94,7 @@ pub struct Module {
     /// Which prober runs.
     pub prober: ProberKind,
     /// Upper bound for one probe, DNS included. The scrape timeout may lower it.
-    #[serde(default = "default_timeout", deserialize_with = "positive_duration")]
+    #[serde(default = "default_timeout", deserialize_with = "timeout_in_range")]
     pub timeout: PromDuration,
     /// Options of the TCP probers.
     #[serde(default)]
@@ -165,12 +199,137 @@ fn default_true() -> bool {
     true
 }
 
-fn positive_duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<PromDuration, D::Error> {
-    let duration = PromDuration::deserialize(deserializer)?;
-    if duration.0.is_zero() {
-        return Err(serde::de::Error::custom("must be greater than 0s"));
+fn timeout_in_range<'de, D: Deserializer<'de>>(deserializer: D) -> Result<PromDuration, D::Error> {
+    PromDuration::deserialize_within(
+        deserializer,
+        TIMEOUT_RANGE,
+        "; the kernel gives up on an unanswered SYN after about 2 minutes anyway",
+    )
+}
+
+/// Whether `name` may name a module or a group: non-empty, and only ASCII
+/// letters, digits, `-`, `_` and `.`. Names appear in URLs
+/// (`/probe?module=`, `/health/<group>`), in label values and in logs,
+/// where these characters need no escaping anywhere.
+fn is_plain_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+/// The error for a name that [`is_plain_name`] refuses.
+fn plain_name_error(kind: &str, name: &str, appears_in: &str) -> String {
+    format!(
+        "{kind} name {name:?} must be non-empty and use only letters, digits, '-', '_' and '.', as it appears in {appears_in}"
+    )
+}
+
+/// A module name, checked by [`is_plain_name`]; the map is then stored
+/// with plain `String` keys, which is what every user of it looks up by.
+#[derive(PartialEq, Eq, PartialOrd, Ord)]
+struct ModuleName(String);
+
+impl<'de> Deserialize<'de> for ModuleName {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        if !is_plain_name(&name) {
+            return Err(serde::de::Error::custom(plain_name_error(
+                "module",
+                &name,
+                "/probe?module=<name> and in the module label",
+            )));
+        }
+        Ok(Self(name))
     }
-    Ok(duration)
+}
+
+fn module_map<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<BTreeMap<String, Module>, D::Error> {
+    let modules = BTreeMap::<ModuleName, Module>::deserialize(deserializer)?;
+    Ok(modules
+        .into_iter()
+        .map(|(name, module)| (name.0, module))
+        .collect())
+}
+
+/// serde-saphyr's options: unknown tags are errors, and the budget admits
+/// a config with [`MAX_SCHEDULED_TARGETS`] and room for groups and labels,
+/// while a file of tiny nodes within [`MAX_CONFIG_BYTES`] is still refused.
+fn yaml_options() -> serde_saphyr::Options {
+    const MAX_NODES: usize = 4 * MAX_SCHEDULED_TARGETS;
+    serde_saphyr::options! {
+        reject_unsupported_tags: true,
+        budget: serde_saphyr::budget! {
+            max_nodes: MAX_NODES,
+            // Each node is an event, and so is the end of each collection.
+            max_events: 2 * MAX_NODES,
+            max_total_scalar_bytes: MAX_CONFIG_BYTES as usize,
+        },
+    }
+}
+
+/// Reads the config file at `path` within the limits: a regular file, at
+/// most [`MAX_CONFIG_BYTES`], UTF-8.
+fn read_config_file(path: &Path) -> Result<String, ConfigError> {
+    let file_name = path.display().to_string();
+    let refuse = |message: String| ConfigError::about_file(&file_name, message);
+    let cannot_read = |error: std::io::Error| refuse(format!("cannot read the file: {error}"));
+    // The type and size are checked on the path first, so that a FIFO or
+    // a device is not even opened, and again on what was opened, in case
+    // the path was replaced in between.
+    check_file(&std::fs::metadata(path).map_err(cannot_read)?).map_err(refuse)?;
+    let file = crate::sys::open_for_reading_without_blocking(path).map_err(cannot_read)?;
+    let size = file.metadata().map_err(cannot_read)?;
+    check_file(&size).map_err(refuse)?;
+    let mut bytes = Vec::with_capacity(usize::try_from(size.len()).unwrap_or(0));
+    // One byte more than the limit tells a file that grew since the check.
+    file.take(MAX_CONFIG_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(cannot_read)?;
+    if bytes.len() as u64 > MAX_CONFIG_BYTES {
+        return Err(refuse(too_large(bytes.len() as u64)));
+    }
+    String::from_utf8(bytes).map_err(|error| {
+        refuse(format!(
+            "the file is not UTF-8 text (invalid byte at offset {}): save it as UTF-8",
+            error.utf8_error().valid_up_to()
+        ))
+    })
+}
+
+/// Refuses what is not a regular file, or is over [`MAX_CONFIG_BYTES`].
+fn check_file(metadata: &std::fs::Metadata) -> Result<(), String> {
+    use std::os::unix::fs::FileTypeExt;
+    let kind = metadata.file_type();
+    if kind.is_file() {
+        return if metadata.len() > MAX_CONFIG_BYTES {
+            Err(too_large(metadata.len()))
+        } else {
+            Ok(())
+        };
+    }
+    let what = if kind.is_dir() {
+        "a directory"
+    } else if kind.is_fifo() {
+        "a FIFO"
+    } else if kind.is_socket() {
+        "a socket"
+    } else if kind.is_char_device() || kind.is_block_device() {
+        "a device"
+    } else {
+        "not a regular file"
+    };
+    Err(format!(
+        "the path is {what}, not a regular file: point --config.file at a YAML file"
+    ))
+}
+
+fn too_large(size: u64) -> String {
+    format!(
+        "the file is {size} bytes, more than the limit of {MAX_CONFIG_BYTES} bytes (64 MiB); a config of {MAX_SCHEDULED_TARGETS} scheduled targets, the most allowed, fits: split larger lists over several exporters, each with its own file"
+    )
 }
 
 impl Config {
@@ -186,16 +345,15 @@ impl Config {
 
     /// Reads and validates a config file.
     ///
+    /// Only a regular file is read: a FIFO, socket, device or directory is
+    /// refused without waiting on it, and a file over [`MAX_CONFIG_BYTES`]
+    /// before any of it is read.
+    ///
     /// # Errors
     /// A [`ConfigError`] naming the file and, for content errors, the line,
     /// column and field.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|error| ConfigError {
-            file: path.display().to_string(),
-            position: None,
-            field: None,
-            message: format!("cannot read the file: {error}"),
-        })?;
+        let text = read_config_file(path)?;
         Self::parse(&path.display().to_string(), &text)
     }
 
@@ -204,19 +362,26 @@ impl Config {
     /// # Errors
     /// A [`ConfigError`] with the line, column and field at fault.
     pub fn parse(file: &str, text: &str) -> Result<Self, ConfigError> {
+        if text.len() as u64 > MAX_CONFIG_BYTES {
+            return Err(ConfigError::about_file(file, too_large(text.len() as u64)));
+        }
         // serde_path_to_error knows the field, serde-saphyr the position;
         // the closure can only return saphyr's error, so the path leaves by
         // the side.
         let field_path = RefCell::new(None);
-        let result = serde_saphyr::with_deserializer_from_str(text, |deserializer| {
-            serde_path_to_error::deserialize(deserializer).map_err(|error| {
-                let path = error.path().to_string();
-                if path != "." && path != "?" {
-                    *field_path.borrow_mut() = Some(path);
-                }
-                error.into_inner()
-            })
-        });
+        let result = serde_saphyr::with_deserializer_from_str_with_options(
+            text,
+            yaml_options(),
+            |deserializer| {
+                serde_path_to_error::deserialize(deserializer).map_err(|error| {
+                    let path = error.path().to_string();
+                    if path != "." && path != "?" {
+                        *field_path.borrow_mut() = Some(path);
+                    }
+                    error.into_inner()
+                })
+            },
+        );
         let mut config: Self = result
             .map_err(|error| ConfigError::from_yaml(file, field_path.into_inner(), &error))?;
         let mut modules = builtin_modules();
@@ -303,6 +468,17 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
+    /// An error about the file as a whole, with no position or field.
+    #[must_use]
+    pub fn about_file(file: &str, message: String) -> Self {
+        Self {
+            file: file.to_owned(),
+            position: None,
+            field: None,
+            message,
+        }
+    }
+
     fn from_yaml(file: &str, field: Option<String>, error: &serde_saphyr::Error) -> Self {
         let position = error.location().map(|at| (at.line(), at.column()));
         let mut message = error.without_snippet().to_string();
@@ -323,15 +499,41 @@ impl ConfigError {
 }
 
 impl fmt::Display for ConfigError {
+    /// The file, line, column, field and message, with control characters
+    /// escaped as in Rust (`\n`, `\u{1b}`). The field path and the message
+    /// carry keys and values from the file, and this text reaches
+    /// terminals (`--config.check`), logs and `POST /-/reload` answers: a
+    /// raw ESC could drive the reader's terminal, and a newline could forge
+    /// a log line or split the one-line answer.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.file)?;
+        let mut out = EscapeControl(f);
+        out.write_str(&self.file)?;
         if let Some((line, column)) = self.position {
-            write!(f, ":{line}:{column}")?;
+            write!(out, ":{line}:{column}")?;
         }
         if let Some(field) = &self.field {
-            write!(f, ": field `{field}`")?;
+            write!(out, ": field `{field}`")?;
         }
-        write!(f, ": {}", self.message)
+        write!(out, ": {}", self.message)
+    }
+}
+
+/// Writes through to a formatter, escaping control characters.
+struct EscapeControl<'a, 'b>(&'a mut fmt::Formatter<'b>);
+
+impl fmt::Write for EscapeControl<'_, '_> {
+    fn write_str(&mut self, text: &str) -> fmt::Result {
+        for piece in text.split_inclusive(char::is_control) {
+            let mut chars = piece.chars();
+            match chars.next_back() {
+                Some(last) if last.is_control() => {
+                    self.0.write_str(chars.as_str())?;
+                    write!(self.0, "{}", last.escape_default())?;
+                }
+                _ => self.0.write_str(piece)?,
+            }
+        }
+        Ok(())
     }
 }
 
@@ -433,7 +635,12 @@ mod tests {
         );
         assert!(error.message.contains("invalid duration"), "{error}");
         let error = error_of("modules:\n  a:\n    prober: tcp_halfopen\n    timeout: 0s\n");
-        assert!(error.message.contains("greater than 0s"), "{error}");
+        assert!(
+            error
+                .message
+                .contains("0s is out of range: use a duration from 1ms to 2m"),
+            "{error}"
+        );
     }
 
     #[test]
@@ -455,6 +662,168 @@ mod tests {
         let error = error_of("modules:\n  a: [\n");
         assert!(error.position.is_some(), "{error}");
         assert!(error.to_string().starts_with("bad.yml:"), "{error}");
+    }
+
+    /// `(yaml, field, needle)`: rejected, located at `field`, saying `needle`.
+    fn assert_rejected(cases: &[(&str, &str, &str)]) {
+        for (yaml, field, needle) in cases {
+            let error = error_of(yaml);
+            assert!(
+                error.field.as_deref().is_some_and(|f| f.starts_with(field)),
+                "{yaml:?}: {error}"
+            );
+            assert!(error.position.is_some(), "{yaml:?}: {error}");
+            assert!(error.message.contains(needle), "{yaml:?}: {error}");
+        }
+    }
+
+    fn assert_accepted(yamls: &[&str]) {
+        for yaml in yamls {
+            if let Err(error) = Config::parse("ok.yml", yaml) {
+                panic!("{yaml:?} should be accepted: {error}");
+            }
+        }
+    }
+
+    #[test]
+    fn timeouts_are_bounded_from_1ms_to_2m() {
+        let module = |timeout: &str| {
+            format!("modules:\n  a:\n    prober: tcp_halfopen\n    timeout: {timeout}\n")
+        };
+        assert_accepted(&[&module("1ms"), &module("2m"), &module("1m59s999ms")]);
+        let range = "from 1ms to 2m";
+        assert_rejected(&[
+            (&module("0ms"), "modules.a.timeout", range),
+            (&module("2m1ms"), "modules.a.timeout", range),
+            (&module("1000y"), "modules.a.timeout", range),
+            (
+                &module("18446744073709551615ms"),
+                "modules.a.timeout",
+                range,
+            ),
+        ]);
+    }
+
+    #[test]
+    fn module_names_are_non_empty_letters_digits_dash_underscore_dot() {
+        let named = |name: &str| format!("modules:\n  {name}:\n    prober: tcp_halfopen\n");
+        assert_accepted(&[&named("a"), &named("http_2xx-v1.2"), &named("\"A\"")]);
+        let charset = "letters, digits, '-', '_' and '.'";
+        assert_rejected(&[
+            (&named("\"\""), "modules", charset),
+            (&named("\"a b\""), "modules", charset),
+            (&named("\"a/b\""), "modules", charset),
+            (&named("\"a\\tb\""), "modules", charset),
+            (&named("\"a\\eb\""), "modules", charset),
+            (&named("\"caf\u{e9}\""), "modules", charset),
+        ]);
+    }
+
+    #[test]
+    fn unknown_yaml_tags_are_errors() {
+        assert_rejected(&[
+            // saphyr refuses the tag before the field is entered, so the
+            // path stops at the module; the position is the tag's own.
+            (
+                "modules:\n  a:\n    prober: tcp_halfopen\n    timeout: !custom 5s\n",
+                "modules.a",
+                "unsupported tag `!custom`",
+            ),
+            (
+                "modules:\n  a: !custom\n    prober: tcp_halfopen\n",
+                "modules",
+                "unsupported tag `!custom`",
+            ),
+        ]);
+        // The standard string tag stays usable.
+        assert_accepted(&["modules:\n  a:\n    prober: !!str tcp_halfopen\n"]);
+    }
+
+    #[test]
+    fn control_characters_are_escaped_when_an_error_is_shown() {
+        let error = ConfigError {
+            file: "bad\n.yml".to_owned(),
+            position: Some((1, 2)),
+            field: Some("modules.a\u{1b}[2J".to_owned()),
+            message: "unknown field `x\u{1b}]0;owned\u{7}\ny`, \u{9b}31m caf\u{e9}".to_owned(),
+        };
+        let text = error.to_string();
+        assert!(!text.chars().any(char::is_control), "{text:?}");
+        assert_eq!(
+            text,
+            "bad\\n.yml:1:2: field `modules.a\\u{1b}[2J`: unknown field `x\\u{1b}]0;owned\\u{7}\\ny`, \\u{9b}31m caf\u{e9}"
+        );
+        // From a real file: YAML escapes put ESC and a newline in a key.
+        let error =
+            error_of("modules:\n  a:\n    prober: tcp_halfopen\n    \"x\\e[31my\\nz\": 1\n");
+        let text = error.to_string();
+        assert!(!text.chars().any(char::is_control), "{text:?}");
+        assert!(text.contains("x\\u{1b}[31my\\nz"), "{text}");
+    }
+
+    /// Bytes this thread has read through system calls, from
+    /// `/proc/thread-self/io`: other tests' threads do not count.
+    fn bytes_read_by_this_thread() -> u64 {
+        let io =
+            std::fs::read_to_string("/proc/thread-self/io").expect("read /proc/thread-self/io");
+        io.lines()
+            .find_map(|line| line.strip_prefix("rchar: "))
+            .and_then(|n| n.trim().parse().ok())
+            .expect("rchar in /proc/thread-self/io")
+    }
+
+    fn temp_file(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("synack-config-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir.join("synack.yml")
+    }
+
+    #[test]
+    fn a_file_over_the_size_limit_is_refused_before_it_is_read() {
+        let path = temp_file("too-big");
+        let limit = MAX_CONFIG_BYTES;
+        // Sparse: no disk space, but reading it would read every byte.
+        let file = std::fs::File::create(&path).unwrap();
+        file.set_len(limit + 1).unwrap();
+        drop(file);
+        let before = bytes_read_by_this_thread();
+        let result = Config::load(&path);
+        let read = bytes_read_by_this_thread() - before;
+        let _ = std::fs::remove_dir_all(path.parent().unwrap());
+        let error = result.expect_err("over the limit");
+        assert!(
+            read < 1024 * 1024,
+            "read {read} bytes of a file over the limit"
+        );
+        assert!(
+            error.message.contains("67108865 bytes") && error.message.contains("67108864"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_fifo_at_the_config_path_is_refused_without_blocking() {
+        let path = temp_file("fifo");
+        let made = std::process::Command::new("mkfifo").arg(&path).status();
+        assert!(
+            made.is_ok_and(|status| status.success()),
+            "mkfifo {}",
+            path.display()
+        );
+        let (done, result) = std::sync::mpsc::channel();
+        let loading = path.clone();
+        std::thread::spawn(move || done.send(Config::load(&loading)));
+        let answer = result.recv_timeout(Duration::from_secs(3));
+        if answer.is_err() {
+            // Release the reader that blocks in open(), so the thread ends.
+            let _ = std::fs::OpenOptions::new().write(true).open(&path);
+        }
+        let _ = std::fs::remove_dir_all(path.parent().unwrap());
+        let error = answer
+            .expect("Config::load blocked on a FIFO for 3 s")
+            .expect_err("a FIFO is not a config file");
+        assert!(error.message.contains("FIFO"), "{error}");
     }
 
     #[test]

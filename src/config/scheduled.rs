@@ -2,18 +2,48 @@
 //! own, and which sets of ports `/health/<group>` checks together.
 //!
 //! Everything that can be checked on one value (a target's syntax, a label
-//! name, `rise` ≥ 1) is checked while deserialising, so serde-saphyr puts
-//! the position on the error. Checks that relate values (does the module
-//! exist? does a target repeat?) run afterwards in [`validate`] and use the
+//! name, `rise` within its range, a group's size) is checked while
+//! deserialising, so serde-saphyr puts the position on the error. Checks
+//! that relate values (does the module exist? does a target repeat? how
+//! many targets in all?) run afterwards in [`validate`] and use the
 //! positions recorded by [`Spanned`].
 
-use super::{ConfigError, PromDuration, positive_duration};
+use super::{ConfigError, PromDuration};
 use crate::target::Target;
+use serde::de::{SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_saphyr::Spanned;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+use std::ops::RangeInclusive;
 use std::time::Duration;
+
+/// The shortest and longest `interval` of scheduled targets. Below 1 s a
+/// target is probed more often than any Prometheus scrapes the result, and
+/// the exporter turns into a SYN generator against it (1 ms made 1 000
+/// SYNs a second per target, and 100 targets took 83 % of a core); 1 s is
+/// also the floor of Kubernetes' probes. The exporter's cost is targets ÷
+/// interval probes a second: 100 000 targets at 10 s, 10 000 a second, is
+/// what one exporter on two cores was measured to sustain. Above a day a
+/// target is not being monitored.
+pub const INTERVAL_RANGE: RangeInclusive<Duration> =
+    Duration::from_secs(1)..=Duration::from_secs(24 * 3600);
+
+/// The smallest and largest `rise` and `fall`. More than 100 results in a
+/// row would take over 100 intervals to change state: no longer damping
+/// flaps but hiding outages.
+pub const RISE_FALL_RANGE: RangeInclusive<u32> = 1..=100;
+
+/// How many members a group may have. Every `/health/<group>` request
+/// probes all of them at once within `--probe.max-in-flight` (4 096 by
+/// default), so 1 000 leaves room for the other probes; and a group with
+/// no member would answer 200 for nothing.
+pub const GROUP_MEMBERS_RANGE: RangeInclusive<usize> = 1..=1000;
+
+/// The most scheduled targets a config may list, before sharding. One
+/// exporter was measured with 100 000; a million is ten such replicas
+/// sharing one list with `--targets.shard`.
+pub const MAX_SCHEDULED_TARGETS: usize = 1_000_000;
 
 /// One block of scheduled targets sharing a module, interval and labels.
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -22,13 +52,13 @@ pub struct TargetBlock {
     /// The module, a key of `modules:`.
     pub module: Spanned<String>,
     /// How often each target is probed.
-    #[serde(default = "default_interval", deserialize_with = "positive_duration")]
+    #[serde(default = "default_interval", deserialize_with = "interval_in_range")]
     pub interval: PromDuration,
     /// Successes in a row for an unhealthy target to become healthy.
-    #[serde(default = "default_rise", deserialize_with = "at_least_one")]
+    #[serde(default = "default_rise", deserialize_with = "rise_fall_in_range")]
     pub rise: u32,
     /// Failures in a row for a healthy target to become unhealthy.
-    #[serde(default = "default_fall", deserialize_with = "at_least_one")]
+    #[serde(default = "default_fall", deserialize_with = "rise_fall_in_range")]
     pub fall: u32,
     /// The targets, `host:port`.
     pub targets: Vec<Spanned<TargetSpec>>,
@@ -47,7 +77,8 @@ pub struct Group {
     /// load-balancer nodes asking cause one round of probes per interval.
     #[serde(default = "default_min_interval", deserialize_with = "min_interval")]
     pub min_interval: PromDuration,
-    /// The members, `host:port`.
+    /// The members, `host:port`; see [`GROUP_MEMBERS_RANGE`].
+    #[serde(deserialize_with = "group_members")]
     pub targets: Vec<TargetSpec>,
 }
 
@@ -87,12 +118,57 @@ fn default_fall() -> u32 {
     3
 }
 
-fn at_least_one<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u32, D::Error> {
+fn interval_in_range<'de, D: Deserializer<'de>>(deserializer: D) -> Result<PromDuration, D::Error> {
+    PromDuration::deserialize_within(deserializer, INTERVAL_RANGE, "")
+}
+
+fn rise_fall_in_range<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u32, D::Error> {
     let count = u32::deserialize(deserializer)?;
-    if count == 0 {
-        return Err(serde::de::Error::custom("must be at least 1"));
+    if !RISE_FALL_RANGE.contains(&count) {
+        return Err(serde::de::Error::custom(format!(
+            "{count} is out of range: use a count from {} to {}",
+            RISE_FALL_RANGE.start(),
+            RISE_FALL_RANGE.end()
+        )));
     }
     Ok(count)
+}
+
+/// Reads a group's members and stops at the first one past the limit, so
+/// that a huge list is not kept in full only to be refused. serde-saphyr
+/// places the error at the start of the list.
+fn group_members<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<TargetSpec>, D::Error> {
+    struct Members;
+
+    impl<'de> Visitor<'de> for Members {
+        type Value = Vec<TargetSpec>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a list of host:port targets")
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let (least, most) = (*GROUP_MEMBERS_RANGE.start(), *GROUP_MEMBERS_RANGE.end());
+            let out_of_range = |what: &str| {
+                serde::de::Error::custom(format!(
+                    "{what}: a group has from {least} to {most} members; split a larger one into several groups"
+                ))
+            };
+            let mut members = Vec::new();
+            while let Some(member) = seq.next_element()? {
+                if members.len() == most {
+                    return Err(out_of_range(&format!("more than {most} members")));
+                }
+                members.push(member);
+            }
+            if members.len() < least {
+                return Err(out_of_range("no members"));
+            }
+            Ok(members)
+        }
+    }
+
+    deserializer.deserialize_seq(Members)
 }
 
 /// A target as written in the config, parsed with the same rules as `/probe`.
@@ -174,21 +250,19 @@ impl std::borrow::Borrow<str> for GroupName {
 impl<'de> Deserialize<'de> for GroupName {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let name = String::deserialize(deserializer)?;
-        let valid = !name.is_empty()
-            && name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-        if !valid {
-            return Err(serde::de::Error::custom(format!(
-                "group name {name:?} must be non-empty and use only letters, digits, '-', '_' and '.', as it appears in /health/<name>"
+        if !super::is_plain_name(&name) {
+            return Err(serde::de::Error::custom(super::plain_name_error(
+                "group",
+                &name,
+                "/health/<name>",
             )));
         }
         Ok(Self(name))
     }
 }
 
-/// Checks what relates values to each other: module references and
-/// repeated targets. `modules` are the names that exist.
+/// Checks what relates values to each other: module references, repeated
+/// targets and the total count. `modules` are the names that exist.
 pub(super) fn validate<'a>(
     file: &str,
     modules: impl Iterator<Item = &'a String> + Clone,
@@ -210,6 +284,7 @@ pub(super) fn validate<'a>(
             ),
         ))
     };
+    check_total(file, blocks)?;
     let mut seen: HashMap<(&str, &Target), usize> = HashMap::new();
     for (block_index, block) in blocks.iter().enumerate() {
         check_module(&block.module, format!("targets[{block_index}].module"))?;
@@ -230,6 +305,26 @@ pub(super) fn validate<'a>(
     }
     for (name, group) in groups {
         check_module(&group.module, format!("groups.{}.module", name.0))?;
+    }
+    Ok(())
+}
+
+/// Refuses the first target past [`MAX_SCHEDULED_TARGETS`], where it stands.
+fn check_total(file: &str, blocks: &[TargetBlock]) -> Result<(), ConfigError> {
+    let mut before = 0;
+    for (block_index, block) in blocks.iter().enumerate() {
+        let room = MAX_SCHEDULED_TARGETS - before;
+        if let Some(first_over) = block.targets.get(room) {
+            return Err(located(
+                file,
+                &first_over.referenced,
+                format!("targets[{block_index}].targets[{room}]"),
+                format!(
+                    "a config may schedule at most {MAX_SCHEDULED_TARGETS} targets and this is one more: split the list over several exporters, each with its own config file"
+                ),
+            ));
+        }
+        before += block.targets.len();
     }
     Ok(())
 }
@@ -274,7 +369,7 @@ mod tests {
     fn a_group_min_interval_is_bounded() {
         let group = |interval: &str| {
             format!(
-                "{MODULES}groups:\n  web:\n    module: m\n    min_interval: {interval}\n    targets: []\n"
+                "{MODULES}groups:\n  web:\n    module: m\n    min_interval: {interval}\n    targets: [\"127.0.0.1:80\"]\n"
             )
         };
         for fits in ["100ms", "5s", "1m"] {
@@ -310,7 +405,8 @@ mod tests {
         let error = error_of("targets:\n  - module: nope\n    targets: [\"127.0.0.1:80\"]\n");
         assert_eq!(error.position, Some((5, 13)), "{error}");
         assert_eq!(error.field.as_deref(), Some("targets[0].module"));
-        let error = error_of("groups:\n  web:\n    module: nope\n    targets: []\n");
+        let error =
+            error_of("groups:\n  web:\n    module: nope\n    targets: [\"127.0.0.1:80\"]\n");
         assert_eq!(error.field.as_deref(), Some("groups.web.module"), "{error}");
     }
 
@@ -328,6 +424,124 @@ mod tests {
         assert!(error.message.contains("repeats"), "{error}");
     }
 
+    /// A block of `m` with `fields` (one `key: value` per line) and one target.
+    fn block(fields: &[&str]) -> String {
+        let mut yaml = "targets:\n  - module: m\n    targets: [\"127.0.0.1:80\"]\n".to_owned();
+        for field in fields {
+            yaml.push_str(&format!("    {field}\n"));
+        }
+        yaml
+    }
+
+    fn group(members: usize) -> String {
+        let list: Vec<String> = (1..=members)
+            .map(|port| format!("\"127.0.0.1:{port}\""))
+            .collect();
+        format!(
+            "groups:\n  web:\n    module: m\n    targets: [{}]\n",
+            list.join(", ")
+        )
+    }
+
+    #[test]
+    fn intervals_rise_fall_and_group_sizes_are_bounded() {
+        for rest in [
+            block(&["interval: 1s"]),
+            block(&["interval: 1d"]),
+            block(&["rise: 1", "fall: 1"]),
+            block(&["rise: 100", "fall: 100"]),
+            group(1),
+            group(1000),
+        ] {
+            if let Err(error) = Config::parse("t.yml", &format!("{MODULES}{rest}")) {
+                panic!("{rest:?} should be accepted: {error}");
+            }
+        }
+        for (rest, field, needle) in [
+            (
+                block(&["interval: 999ms"]),
+                "targets[0].interval",
+                "from 1s to 1d",
+            ),
+            (
+                block(&["interval: 1d1ms"]),
+                "targets[0].interval",
+                "from 1s to 1d",
+            ),
+            (
+                block(&["interval: 1ms"]),
+                "targets[0].interval",
+                "from 1s to 1d",
+            ),
+            (block(&["rise: 0"]), "targets[0].rise", "from 1 to 100"),
+            (block(&["rise: 101"]), "targets[0].rise", "from 1 to 100"),
+            (
+                block(&["rise: 4294967295"]),
+                "targets[0].rise",
+                "from 1 to 100",
+            ),
+            (block(&["fall: 0"]), "targets[0].fall", "from 1 to 100"),
+            (block(&["fall: 101"]), "targets[0].fall", "from 1 to 100"),
+            (group(0), "groups.web.targets", "from 1 to 1000"),
+            (group(1001), "groups.web.targets", "from 1 to 1000"),
+        ] {
+            let error = error_of(&rest);
+            assert!(
+                error.field.as_deref().is_some_and(|f| f.starts_with(field)),
+                "{rest:?}: {error}"
+            );
+            assert!(error.position.is_some(), "{rest:?}: {error}");
+            assert!(error.message.contains(needle), "{rest:?}: {error}");
+        }
+    }
+
+    /// `count` distinct targets in blocks of at most 60 000 (one port each).
+    fn blocks_of(count: u32) -> Vec<super::TargetBlock> {
+        use super::{TargetBlock, TargetSpec};
+        use crate::target::{Host, Target};
+        use serde_saphyr::{Location, Spanned};
+        fn spanned<T>(value: T) -> Spanned<T> {
+            Spanned::new(value, Location::UNKNOWN, Location::UNKNOWN)
+        }
+        (0..count.div_ceil(60_000))
+            .map(|block| TargetBlock {
+                module: spanned("m".to_owned()),
+                interval: super::default_interval(),
+                rise: 2,
+                fall: 3,
+                targets: (block * 60_000..count.min((block + 1) * 60_000))
+                    .map(|n| {
+                        spanned(TargetSpec(Target {
+                            host: Host::Ip(std::net::Ipv4Addr::from(0x7f00_0000 + n).into()),
+                            port: 80,
+                        }))
+                    })
+                    .collect(),
+                labels: std::collections::BTreeMap::new(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_config_schedules_at_most_a_million_targets() {
+        let modules = ["m".to_owned()];
+        let groups = std::collections::BTreeMap::new();
+        let mut blocks = blocks_of(1_000_000);
+        super::validate("t.yml", modules.iter(), &blocks, &groups).expect("1 000 000 targets");
+        let mut one_more = blocks[0].clone();
+        one_more.targets.truncate(1);
+        one_more.targets[0].value.0.port = 81;
+        blocks.push(one_more);
+        let error = super::validate("t.yml", modules.iter(), &blocks, &groups)
+            .expect_err("1 000 001 targets");
+        assert_eq!(
+            error.field.as_deref(),
+            Some("targets[17].targets[0]"),
+            "{error}"
+        );
+        assert!(error.message.contains("at most 1000000"), "{error}");
+    }
+
     #[test]
     fn bad_values_are_rejected_where_they_stand() {
         for (rest, field, needle) in [
@@ -339,12 +553,12 @@ mod tests {
             (
                 "targets:\n  - module: m\n    rise: 0\n    targets: []\n",
                 "targets[0].rise",
-                "at least 1",
+                "from 1 to 100",
             ),
             (
                 "targets:\n  - module: m\n    interval: 0s\n    targets: []\n",
                 "targets[0].interval",
-                "greater than 0s",
+                "from 1s to 1d",
             ),
             (
                 "targets:\n  - module: m\n    targets: []\n    labels: {\"bad-name\": x}\n",

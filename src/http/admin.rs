@@ -7,6 +7,7 @@ use crate::metrics::scheduled::ScheduledExposition;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::{Request, StatusCode};
+use std::sync::Arc;
 
 /// The exporter's metrics, then the scheduled targets' series, streamed.
 pub(super) fn metrics(app: &App, request: &Request<Incoming>) -> HttpResponse {
@@ -24,9 +25,10 @@ pub(super) fn config(app: &App) -> HttpResponse {
 }
 
 /// Re-reads the config; a bad file keeps the old one and answers 500, as
-/// Prometheus and blackbox_exporter do.
-pub(super) fn reload(app: &App) -> HttpResponse {
-    match app.reload() {
+/// Prometheus and blackbox_exporter do. The work happens off this worker
+/// and is shared with concurrent reloads (see [`App::reload`]).
+pub(super) async fn reload(app: &Arc<App>) -> HttpResponse {
+    match app.reload().await {
         Ok(()) => {
             tracing::info!(source = %app.config_source(), "config reloaded");
             text(StatusCode::OK, "config reloaded\n")

@@ -122,7 +122,11 @@ async fn drain(connections: GracefulShutdown, grace: std::time::Duration) {
 
 /// Dispatches one request by path, then by method. `local` is the address
 /// the client connected to.
-async fn route(app: &App, request: Request<Incoming>, local: Option<SocketAddr>) -> HttpResponse {
+async fn route(
+    app: &Arc<App>,
+    request: Request<Incoming>,
+    local: Option<SocketAddr>,
+) -> HttpResponse {
     let read_only = [Method::GET, Method::HEAD];
     let path = request.uri().path();
     if let Some(group) = path.strip_prefix("/health/") {
@@ -138,7 +142,9 @@ async fn route(app: &App, request: Request<Incoming>, local: Option<SocketAddr>)
         "/-/healthy" | "/-/ready" if is_one_of(&request, &read_only) => {
             text(StatusCode::OK, "OK\n")
         }
-        "/-/reload" if is_one_of(&request, &[Method::POST, Method::PUT]) => admin::reload(app),
+        "/-/reload" if is_one_of(&request, &[Method::POST, Method::PUT]) => {
+            admin::reload(app).await
+        }
         "/config" if is_one_of(&request, &read_only) => admin::config(app),
         "/logs" if is_one_of(&request, &read_only) => landing::log(app, &request),
         "/" if is_one_of(&request, &read_only) => landing::page(app, &request, local),
