@@ -7,15 +7,14 @@
 # while wrk loads /probe and `nice -n -19 stress-ng --cpu 8` competes.
 #
 # Variants, run alternately (the machine is shared and noisy):
-#   off       --web.worker-nice 0: HTTP workers at the probe thread's priority
-#   nice      the default: HTTP workers at nice 10, below the probe thread
-#   realtime  --probe.realtime-priority (root or CAP_SYS_NICE only)
+#   default   no flags: every thread at the process's priority
+#   realtime  --probe.realtime-priority: the probe thread under SCHED_RR 1
 #
 # Usage: bash bench/starvation.sh [-r ROUNDS] [-d DURATION] [-c CONNECTIONS]
 #   -r ROUNDS       rounds of every variant         default 1    (env ROUNDS)
 #   -d DURATION     wrk -d and the hog's length     default 30s  (env DURATION)
 #   -c CONNECTIONS  wrk -c                          default 2000 (env CONNECTIONS)
-#   env VARIANTS    default "off nice realtime" ("off nice" when not root)
+#   env VARIANTS    default "default realtime"
 #   env KEEP_DIR=1  keep the work directory
 #
 # Needs root for the hog's negative nice value. Only 127.0.0.1 is used.
@@ -49,8 +48,10 @@ for tool in wrk stress-ng curl python3 cargo; do
     command -v "$tool" >/dev/null ||
         die "missing $tool; as root run: apt-get install -y wrk stress-ng curl python3"
 done
-VARIANTS=${VARIANTS:-off nice realtime}
-ulimit -n 65536
+VARIANTS=${VARIANTS:-default realtime}
+# wrk and the exporter each hold a descriptor per connection.
+ulimit -n "$(ulimit -Hn)"
+(( $(ulimit -n) > CONNECTIONS * 2 + 100 )) || die "open file limit $(ulimit -n) is too low for -c $CONNECTIONS"
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/starvation.XXXXXX")
 echo "== building: cargo build --release"
@@ -71,8 +72,7 @@ probes() { curl -sf "http://127.0.0.1:$PORT/metrics" | awk -v r="$1" '$1 == "syn
 
 flags_of() {
     case $1 in
-        off) echo "--web.worker-nice 0" ;;
-        nice) echo "" ;;
+        default) echo "" ;;
         realtime) echo "--probe.realtime-priority" ;;
         *) die "unknown variant $1" ;;
     esac

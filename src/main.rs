@@ -66,16 +66,10 @@ struct Flags {
           value_parser = parse_duration)]
     shutdown_grace: Duration,
 
-    /// Nice value of the HTTP worker threads (0 to 19). They lower their
-    /// own priority below the probe thread's, so that under CPU pressure
-    /// half-open probes still close before the kernel's delayed ACK.
-    #[arg(long = "web.worker-nice", value_name = "N", default_value_t = 10,
-          value_parser = clap::value_parser!(i32).range(0..=19))]
-    worker_nice: i32,
-
     /// Run the probe thread at real-time priority (SCHED_RR 1), which keeps
     /// half-open probes invisible even beside CPU hogs of higher priority.
-    /// Needs CAP_SYS_NICE.
+    /// Needs an RLIMIT_RTPRIO of at least 1 (systemd: LimitRTPRIO=1) or
+    /// CAP_SYS_NICE.
     #[arg(long = "probe.realtime-priority")]
     realtime_priority: bool,
 
@@ -206,12 +200,7 @@ fn main() -> ExitCode {
         dns_servers: flags.dns_servers.clone(),
         write_timeout: flags.write_timeout,
     };
-    let worker_nice = flags.worker_nice;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .on_thread_start(move || lower_worker_priority(worker_nice))
-        .build();
-    let runtime = match runtime {
+    let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => {
             tracing::error!(err = %error, "cannot start the async runtime");
@@ -240,16 +229,6 @@ fn check_config(source: &ConfigSource) -> ExitCode {
             eprintln!("{error}");
             ExitCode::FAILURE
         }
-    }
-}
-
-/// Runs on every HTTP worker and blocking thread as it starts.
-fn lower_worker_priority(nice: i32) {
-    if nice == 0 {
-        return;
-    }
-    if let Err(error) = sys::set_current_thread_nice(nice) {
-        tracing::warn!(err = %error, nice, "cannot lower the priority of an HTTP worker thread");
     }
 }
 
@@ -286,8 +265,9 @@ async fn run(
     if realtime_priority && let Err(error) = app.runner.make_probe_thread_realtime().await {
         tracing::error!(
             err = %error,
-            "cannot give the probe thread real-time priority: grant CAP_SYS_NICE \
-             (systemd: AmbientCapabilities=CAP_SYS_NICE) or drop --probe.realtime-priority"
+            "cannot give the probe thread real-time priority: allow it with an RLIMIT_RTPRIO of \
+             at least 1 (systemd: LimitRTPRIO=1 and RestrictRealtime=no) or CAP_SYS_NICE, \
+             or drop --probe.realtime-priority"
         );
         return ExitCode::FAILURE;
     }

@@ -183,7 +183,7 @@ impl ProbeRunner {
     /// a half-open close past the delayed ACK.
     ///
     /// # Errors
-    /// `EPERM` without `CAP_SYS_NICE`.
+    /// `EPERM` when neither `RLIMIT_RTPRIO` nor `CAP_SYS_NICE` allows it.
     pub async fn make_probe_thread_realtime(&self) -> std::io::Result<()> {
         self.probe_thread
             .handle

@@ -7,13 +7,10 @@
 //!   probe holds a socket, so the default soft limit of 1024 would cap the
 //!   in-flight probes far below `--probe.max-in-flight`.
 //! - [`nofile_limit`]: `getrlimit`, for `process_max_fds`.
-//! - [`set_current_thread_nice`]: `setpriority` on the calling thread's id.
-//!   The HTTP workers lower their own priority below the probe thread's,
-//!   which any process may do to its threads, so that under CPU pressure
-//!   the probe thread still closes half-open sockets before the delayed ACK.
 //! - [`set_current_thread_realtime`]: `sched_setscheduler(SCHED_RR)`, the
-//!   opt-in `--probe.realtime-priority` for the probe thread; it needs
-//!   `CAP_SYS_NICE`.
+//!   opt-in `--probe.realtime-priority` for the probe thread, so that a
+//!   busy machine cannot delay a half-open close past the delayed ACK. It
+//!   needs an `RLIMIT_RTPRIO` of at least 1 or `CAP_SYS_NICE`.
 //! - [`clock_ticks_per_second`] and [`page_size`]: `sysconf`, to turn the
 //!   tick and page counts of `/proc/self/stat` into seconds and bytes for
 //!   the `process_*` metrics.
@@ -81,30 +78,13 @@ pub fn raise_nofile_limit() -> io::Result<u64> {
     Ok(hard)
 }
 
-/// Sets the nice value of the calling thread (not the whole process).
-/// Raising it (lowering the priority) needs no privilege.
-///
-/// # Errors
-/// The `setpriority` error: `EACCES` when lowering it without `CAP_SYS_NICE`.
-pub fn set_current_thread_nice(nice: i32) -> io::Result<()> {
-    // SAFETY: gettid takes no arguments and cannot fail.
-    let thread = unsafe { libc::gettid() };
-    let thread =
-        libc::id_t::try_from(thread).map_err(|_| io::Error::other("negative thread id"))?;
-    // SAFETY: setpriority only reads its integer arguments; on Linux,
-    // PRIO_PROCESS with a thread id applies to that one thread.
-    if unsafe { libc::setpriority(libc::PRIO_PROCESS, thread, nice) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
 /// Puts the calling thread under the real-time `SCHED_RR` policy at the
 /// lowest real-time priority, 1: above every ordinary (CFS) thread, below
 /// the kernel's own real-time threads.
 ///
 /// # Errors
-/// The `sched_setscheduler` error: `EPERM` without `CAP_SYS_NICE`.
+/// The `sched_setscheduler` error: `EPERM` when neither `RLIMIT_RTPRIO`
+/// nor `CAP_SYS_NICE` allows it.
 pub fn set_current_thread_realtime() -> io::Result<()> {
     let param = libc::sched_param { sched_priority: 1 };
     // SAFETY: `param` is a valid `sched_param` that outlives the call, and
