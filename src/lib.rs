@@ -37,6 +37,7 @@ pub mod runner;
 pub mod scheduler;
 pub mod sys;
 pub mod target;
+mod task;
 pub mod trace;
 
 pub use config::{IpProtocol, Module, ProberKind, TcpOptions};
@@ -55,13 +56,13 @@ pub use target::{Target, TargetError};
 /// is down is not an error: it is an [`Outcome`] with a failure.
 pub async fn check(target: &str, module: &Module) -> Result<Outcome, TargetError> {
     let target = Target::parse(target)?;
-    let deadline = tokio::time::Instant::now() + module.timeout.0;
+    let budget = prober::Budget::new(tokio::time::Instant::now(), module.timeout.0);
     let resolver = prober::resolve::for_check();
     Ok(prober::run(
         module,
         &target,
         &resolver,
-        deadline,
+        budget,
         &mut trace::Trace::disabled(),
     )
     .await)

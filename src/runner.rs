@@ -3,16 +3,18 @@
 //!
 //! Every probe, whether from `/probe`, the scheduler or a group check,
 //! goes through [`ProbeRunner::run`], so the limit is shared and every
-//! probe is counted once, even when the HTTP client that asked for it
-//! goes away.
+//! probe that ends is counted once; a cancelled one (below) is not.
 //!
 //! **Honest reasons under overload.** A probe counts from the moment it is
-//! asked for, and its deadline is fixed then. If it queues (for a slot, or
-//! for the probe thread) until less than [`MIN_WIRE_SHARE`] of its timeout
-//! is left, it does not start: it fails as `local`, saying how long it
-//! queued and why. So `timeout` always means the target had its SYN on the
-//! wire for at least half the timeout and did not answer, and an exporter
-//! that is itself the bottleneck shows up as `local`, not as targets down.
+//! asked for, and its deadline is fixed then ([`Budget`]). If it queues
+//! (for a slot, or for the probe thread) until less than
+//! [`MIN_WIRE_SHARE`] of its timeout is left, it does not start: it fails
+//! as `local` as soon as that point passes, saying how long it queued and
+//! why. (If a slow name server eats the time instead, the prober fails it
+//! as `dns`.) So `timeout` always means the target had its SYN on the wire
+//! for at least that share of the timeout and did not answer, and an
+//! exporter that is itself the bottleneck shows up as `local`, not as
+//! targets down.
 //!
 //! **Cancellation.** A caller that stops waiting (a `/probe` client that
 //! disconnected, so hyper dropped the request) cancels the probe: its
@@ -35,8 +37,9 @@
 
 use crate::config::Module;
 use crate::metrics::exporter::ExporterMetrics;
-use crate::prober::{self, Failure, Outcome, Reason, Resolver};
+use crate::prober::{self, Budget, Failure, MIN_WIRE_SHARE, Outcome, Reason, Resolver};
 use crate::target::Target;
+use crate::task::AbortOnDrop;
 use crate::trace::Trace;
 use std::future::Future;
 use std::sync::Arc;
@@ -147,8 +150,8 @@ impl ProbeRunner {
             (outcome, job_trace)
         });
         // Dropping this future (the client left) aborts the probe.
-        let mut job = AbortOnDrop(job);
-        match job.finished().await {
+        let _cancel = AbortOnDrop::new(job.abort_handle());
+        match job.await {
             Ok((outcome, job_trace)) => {
                 *trace = job_trace;
                 outcome
@@ -215,9 +218,11 @@ impl Rules {
         timeout: Duration,
         trace: &mut Trace,
     ) -> Outcome {
-        let deadline = asked + timeout;
+        let budget = Budget::new(asked, timeout);
         let on_probe_thread = Instant::now();
-        let slot = tokio::time::timeout_at(deadline, self.slots.acquire()).await;
+        // Waiting longer than `last_start` is pointless: the probe could
+        // not start any more.
+        let slot = tokio::time::timeout_at(budget.last_start, self.slots.acquire()).await;
         let starting = Instant::now();
         let queue = Queue {
             for_thread: on_probe_thread.saturating_duration_since(asked),
@@ -226,7 +231,7 @@ impl Rules {
         };
         // The semaphore is never closed, so only the timeout fails `slot`.
         let _slot = match slot {
-            Ok(Ok(slot)) if queue.left_enough() => slot,
+            Ok(Ok(slot)) if starting <= budget.last_start => slot,
             _ => {
                 let failure = Failure::new(Reason::Local, queue.describe(self.max_in_flight));
                 trace.log(format_args!("{}", failure.detail));
@@ -237,7 +242,7 @@ impl Rules {
             }
         };
         let _in_flight = self.metrics.probe_in_flight();
-        let outcome = prober::run(module, target, &self.resolver, deadline, trace).await;
+        let outcome = prober::run(module, target, &self.resolver, budget, trace).await;
         self.metrics.record_probe(module_name, &outcome);
         outcome
     }
@@ -261,10 +266,6 @@ pub fn probe_slots(max_in_flight: usize, nofile: u64) -> usize {
     max_in_flight.min(usize::try_from(for_probes).unwrap_or(usize::MAX))
 }
 
-/// The least share of its timeout a probe must have left when it starts,
-/// so that a `timeout` means the target really had time to answer.
-pub const MIN_WIRE_SHARE: f64 = 0.5;
-
 /// How long a probe waited before it could start, and for what.
 #[derive(Clone, Copy, Debug)]
 struct Queue {
@@ -280,12 +281,6 @@ impl Queue {
         self.for_thread + self.for_slot
     }
 
-    /// Whether at least [`MIN_WIRE_SHARE`] of the timeout is left.
-    fn left_enough(self) -> bool {
-        let left = self.timeout.saturating_sub(self.waited());
-        left >= self.timeout.mul_f64(MIN_WIRE_SHARE) && !left.is_zero()
-    }
-
     fn describe(self, max_in_flight: usize) -> String {
         let cause = if self.for_slot >= self.for_thread {
             format!(
@@ -296,28 +291,13 @@ impl Queue {
         };
         format!(
             "not started: queued {:.3}s of the {:.3}s timeout ({:.3}s for the probe thread, {:.3}s for a slot), \
-             leaving less than half for the target to answer: {cause}",
+             leaving less than {:.0}% of it for the target to answer: {cause}",
             self.waited().as_secs_f64(),
             self.timeout.as_secs_f64(),
             self.for_thread.as_secs_f64(),
             self.for_slot.as_secs_f64(),
+            MIN_WIRE_SHARE * 100.0,
         )
-    }
-}
-
-/// Aborts the task when dropped, so a caller that stops waiting does not
-/// leave its probe holding a slot and a socket until the deadline.
-struct AbortOnDrop<T>(JoinHandle<T>);
-
-impl<T> AbortOnDrop<T> {
-    async fn finished(&mut self) -> Result<T, tokio::task::JoinError> {
-        (&mut self.0).await
-    }
-}
-
-impl<T> Drop for AbortOnDrop<T> {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }
 
@@ -382,20 +362,14 @@ mod tests {
     }
 
     #[test]
-    fn a_probe_starts_only_with_half_its_timeout_left() {
-        let queue = |waited_ms| Queue {
+    fn the_queue_says_what_it_waited_for() {
+        let queue = Queue {
             for_thread: Duration::ZERO,
-            for_slot: Duration::from_millis(waited_ms),
+            for_slot: Duration::from_millis(600),
             timeout: Duration::from_secs(1),
         };
-        assert!(queue(0).left_enough());
-        assert!(queue(500).left_enough());
-        assert!(!queue(501).left_enough());
-        assert!(!queue(1000).left_enough());
-        assert!(
-            queue(600)
-                .describe(7)
-                .contains("all 7 probe slots were busy")
-        );
+        let text = queue.describe(7);
+        assert!(text.contains("all 7 probe slots were busy"), "{text}");
+        assert!(text.contains("less than 50% of it"), "{text}");
     }
 }

@@ -163,6 +163,12 @@ modules:
     timeout: 500ms
   slow_ok:
     prober: tcp_halfopen
+    timeout: 4s
+  slow_half:
+    prober: tcp_halfopen
+    timeout: 2s
+  storm:
+    prober: tcp_halfopen
     timeout: 3s
   ip4_only:
     prober: tcp_halfopen
@@ -272,7 +278,7 @@ async fn an_answer_after_the_deadline_is_too_late_and_one_before_it_is_used() {
     let (_listener, port) = open_port();
     let late = probe(exporter.address, &format!("db.slow.test:{port}"), "fast").await;
     fails_as_dns_at_the_500ms_deadline(&late);
-    // With a 3 s deadline the same slow answer arrives in time.
+    // With a 4 s deadline the same slow answer leaves enough time.
     let in_time = probe(
         exporter.address,
         &format!("web.slow.test:{port}"),
@@ -284,6 +290,28 @@ async fn an_answer_after_the_deadline_is_too_late_and_one_before_it_is_used() {
     // hickory resends an unanswered UDP query (every 333 ms or more), so
     // the slow server saw the one lookup a few times.
     assert!((1..=5).contains(&server.count("web.slow.test.", RecordType::A)));
+}
+
+/// An answer that arrives in time but leaves less than half the timeout
+/// fails as `dns`: a SYN sent then could only time out on the name
+/// server's account, not the target's.
+#[tokio::test]
+async fn an_answer_that_leaves_less_than_half_the_timeout_fails_as_dns() {
+    let (_server, exporter) = exporter_and_server().await;
+    let (_listener, port) = open_port();
+    let probed = probe(
+        exporter.address,
+        &format!("half.slow.test:{port}"),
+        "slow_half",
+    )
+    .await;
+    assert_eq!(probed.reason.as_deref(), Some("dns"), "{}", probed.body);
+    let log = exporter
+        .get(&format!(
+            "/probe?target=other.slow.test:{port}&module=slow_half&debug=true"
+        ))
+        .await;
+    assert!(log.body.contains("resolving took"), "{}", log.body);
 }
 
 #[tokio::test]
@@ -411,7 +439,7 @@ async fn many_unanswered_lookups_neither_add_threads_nor_delay_other_names() {
     let exporter =
         ExporterProcess::start(&["--config.file", config.to_str().unwrap(), &dns_server]);
     let (_listener, port) = open_port();
-    let warm_up = probe(exporter.address, &format!("localhost:{port}"), "slow_ok").await;
+    let warm_up = probe(exporter.address, &format!("localhost:{port}"), "storm").await;
     assert_eq!(warm_up.reason, None, "{}", warm_up.body);
     let threads_before = exporter.threads();
 
@@ -420,7 +448,7 @@ async fn many_unanswered_lookups_neither_add_threads_nor_delay_other_names() {
     let stuck: Vec<_> = (0..STUCK)
         .map(|i| {
             tokio::spawn(async move {
-                probe(address, &format!("n{i}.silent.test:{port}"), "slow_ok").await
+                probe(address, &format!("n{i}.silent.test:{port}"), "storm").await
             })
         })
         .collect();
@@ -435,7 +463,7 @@ async fn many_unanswered_lookups_neither_add_threads_nor_delay_other_names() {
     let mut slowest = Duration::ZERO;
     let mut others = Vec::new();
     for target in [format!("localhost:{port}"), format!("db.v4.test:{port}")] {
-        let probed = probe(address, &target, "slow_ok").await;
+        let probed = probe(address, &target, "storm").await;
         slowest = slowest.max(probed.elapsed);
         threads_during = threads_during.max(exporter.threads());
         others.push((target, probed.reason));
@@ -448,7 +476,7 @@ async fn many_unanswered_lookups_neither_add_threads_nor_delay_other_names() {
     let mut literals = 0;
     tokio::time::sleep_until((fired + Duration::from_millis(2800)).into()).await;
     while fired.elapsed() < Duration::from_millis(3600) && literals < 500 {
-        let probed = probe(address, &format!("127.0.0.1:{port}"), "slow_ok").await;
+        let probed = probe(address, &format!("127.0.0.1:{port}"), "storm").await;
         assert_eq!(probed.reason, None, "{}", probed.body);
         worst_literal = worst_literal.max(probed.duration);
         literals += 1;

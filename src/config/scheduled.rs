@@ -86,8 +86,8 @@ pub struct Group {
 /// balancers polling a large group could again cause ten rounds a second;
 /// above a minute the answer is older than load balancers expect when they
 /// poll every few seconds to take a backend out of rotation.
-pub const MIN_INTERVAL_RANGE: (Duration, Duration) =
-    (Duration::from_millis(100), Duration::from_secs(60));
+pub const MIN_INTERVAL_RANGE: RangeInclusive<Duration> =
+    Duration::from_millis(100)..=Duration::from_secs(60);
 
 fn default_interval() -> PromDuration {
     PromDuration(Duration::from_secs(15))
@@ -98,16 +98,11 @@ fn default_min_interval() -> PromDuration {
 }
 
 fn min_interval<'de, D: Deserializer<'de>>(deserializer: D) -> Result<PromDuration, D::Error> {
-    let interval = PromDuration::deserialize(deserializer)?;
-    let (low, high) = MIN_INTERVAL_RANGE;
-    if interval.0 < low || interval.0 > high {
-        return Err(serde::de::Error::custom(format!(
-            "must be between {} and {}: shorter lets load balancers multiply probe rounds, longer serves stale answers",
-            PromDuration(low),
-            PromDuration(high)
-        )));
-    }
-    Ok(interval)
+    PromDuration::deserialize_within(
+        deserializer,
+        MIN_INTERVAL_RANGE,
+        ": shorter lets load balancers multiply probe rounds, longer serves stale answers",
+    )
 }
 
 fn default_rise() -> u32 {
@@ -393,7 +388,7 @@ mod tests {
                 "{error}"
             );
             assert!(
-                error.message.contains("between 100ms and 1m"),
+                error.message.contains("use a duration from 100ms to 1m"),
                 "{outside}: {error}"
             );
             assert!(error.position.is_some(), "{error}");

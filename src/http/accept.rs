@@ -1,7 +1,9 @@
 //! What the accept loop does when `accept` fails.
 //!
-//! The usual cause is running out of file descriptors (`EMFILE`,
-//! `ENFILE`): every in-flight probe holds a socket. Retrying at once would
+//! A failure that concerns one connection (a client that reset while
+//! queued) is skipped at once. The one that matters is running out of
+//! file descriptors (`EMFILE`, `ENFILE`), buffers or memory: every
+//! in-flight probe holds a socket. Retrying at once would
 //! spin a core, and logging every failure floods the log (402 warnings in
 //! 20 s were measured before this existed). So the loop pauses, longer
 //! each time up to [`MAX_PAUSE`], and logs one warning when an episode
@@ -9,6 +11,17 @@
 
 use std::io;
 use std::time::{Duration, Instant};
+
+/// Whether a failed `accept` means the process or the system ran out of
+/// something (descriptors, buffers, memory), which retrying at once cannot
+/// fix. Other errors (`ECONNABORTED`, `EPROTO`, `EPERM` from a firewall)
+/// concern one connection that a client reset while it was queued.
+pub(super) fn is_exhaustion(error: &io::Error) -> bool {
+    matches!(
+        error.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+    )
+}
 
 /// The longest pause between two accepts that failed.
 const MAX_PAUSE: Duration = Duration::from_millis(500);
@@ -51,6 +64,22 @@ impl AcceptTrouble {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_exhaustion_pauses_accepting() {
+        for errno in [libc::EMFILE, libc::ENFILE, libc::ENOBUFS, libc::ENOMEM] {
+            assert!(
+                is_exhaustion(&io::Error::from_raw_os_error(errno)),
+                "{errno}"
+            );
+        }
+        for errno in [libc::ECONNABORTED, libc::EPROTO, libc::EPERM] {
+            assert!(
+                !is_exhaustion(&io::Error::from_raw_os_error(errno)),
+                "{errno}"
+            );
+        }
+    }
 
     #[test]
     fn pauses_grow_to_a_cap_and_an_accept_ends_the_episode() {

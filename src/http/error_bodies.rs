@@ -30,7 +30,9 @@ use tokio::io::AsyncWrite;
 /// The most bytes a request head (request line and header fields) may
 /// have; hyper answers 431 above it. Exporter requests are a few hundred
 /// bytes, and the limit is also what a connection's read buffer may grow
-/// to. It is below hyper's URI limit, so an over-long URI gets 431 too.
+/// to. With the request line's method and version, a URI near hyper's
+/// own URI limit (65,534 bytes) already exceeds it, so an over-long URI
+/// gets 431 rather than 414.
 pub(super) const MAX_HEAD_BYTES: usize = 64 * 1024;
 
 /// hyper's limit on header fields in a request (`http1::Builder::max_headers`).

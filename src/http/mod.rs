@@ -65,8 +65,12 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<O
                 trouble.recovered();
                 stream
             }
-            Err(error) => {
+            Err(error) if accept::is_exhaustion(&error) => {
                 tokio::time::sleep(trouble.failed(&error)).await;
+                continue;
+            }
+            Err(error) => {
+                tracing::debug!(err = %error, "accept failed for one connection");
                 continue;
             }
         };

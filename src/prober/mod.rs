@@ -150,20 +150,54 @@ impl Outcome {
     }
 }
 
-/// Runs one probe of `target` with `module`, finishing by `deadline`;
-/// names are looked up with `resolver`.
+/// The least share of its timeout a probe must have left when it sends its
+/// SYN, so that a `timeout` means the target really had time to answer.
+/// Time eaten before that by the exporter's queue makes the probe fail as
+/// `local`, by a slow name server as `dns`.
+pub const MIN_WIRE_SHARE: f64 = 0.5;
+
+/// The time a probe has: when it must end, and the last moment at which
+/// it may still send its SYN (see [`MIN_WIRE_SHARE`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Budget {
+    /// When the probe must have an outcome.
+    pub deadline: Instant,
+    /// After this, too little time is left for an honest `timeout`.
+    pub last_start: Instant,
+    /// The whole timeout, from when the probe was asked for.
+    pub timeout: Duration,
+}
+
+impl Budget {
+    /// The budget of a probe asked for at `asked` with `timeout`.
+    #[must_use]
+    pub fn new(asked: Instant, timeout: Duration) -> Self {
+        Self {
+            deadline: asked + timeout,
+            last_start: asked + timeout.mul_f64(1.0 - MIN_WIRE_SHARE),
+            timeout,
+        }
+    }
+}
+
+/// Runs one probe of `target` with `module` within `budget`; names are
+/// looked up with `resolver`.
 pub async fn run(
     module: &Module,
     target: &Target,
     resolver: &Resolver,
-    deadline: Instant,
+    budget: Budget,
     trace: &mut Trace,
 ) -> Outcome {
     let started = Instant::now();
     trace.log(format_args!(
-        "probing {target} with prober {} (timeout {:.3}s)",
+        "probing {target} with prober {} (timeout {:.3}s, {:.3}s left)",
         module.prober.as_str(),
-        deadline.saturating_duration_since(started).as_secs_f64()
+        budget.timeout.as_secs_f64(),
+        budget
+            .deadline
+            .saturating_duration_since(started)
+            .as_secs_f64()
     ));
     let mut outcome = match module.prober {
         ProberKind::TcpHalfopen | ProberKind::TcpConnect => {
@@ -172,7 +206,7 @@ pub async fn run(
             } else {
                 tcp::Handshake::Full
             };
-            tcp::probe(handshake, target, &module.tcp, resolver, deadline, trace).await
+            tcp::probe(handshake, target, &module.tcp, resolver, budget, trace).await
         }
     };
     outcome.duration = started.elapsed();

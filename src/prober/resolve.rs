@@ -72,15 +72,17 @@
 //! left on another runtime that stops being driven would hold every
 //! lookup until its deadline.
 //!
-//! Nothing limits lookups per name or per server: each is its own task
-//! with its own socket, so a name that is never answered holds only its
-//! own probes, and `localhost` or a name the server answers resolve at
-//! once beside 1,000 such lookups (`tests/dns.rs`). The exporter has one
-//! DNS thread however many lookups run.
+//! Nothing limits lookups per name or per server: lookups of different
+//! names are separate tasks with their own queries (lookups of one name
+//! share one), so a name that is never answered holds only its own
+//! probes, and `localhost` or a name the server answers resolve at once
+//! beside 1,000 such lookups (`tests/dns.rs`). The exporter has one DNS
+//! thread however many lookups run.
 
 use super::{Failure, Reason};
 use crate::config::{IpProtocol, TcpOptions};
 use crate::target::Host;
+use crate::task::AbortOnDrop;
 use crate::trace::Trace;
 use hickory_resolver::config::{
     ConnectionConfig, NameServerConfig, ResolveHosts, ResolverConfig, ResolverOpts,
@@ -94,7 +96,6 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use tokio::runtime::Handle;
-use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
 const RESOLV_CONF: &str = "/etc/resolv.conf";
@@ -204,7 +205,7 @@ impl Resolver {
             (tokio::time::timeout_at(deadline, query).await, steps)
         });
         // Dropped at the deadline or with the probe: the query stops too.
-        let _cancel = AbortOnDrop(task.abort_handle());
+        let _cancel = AbortOnDrop::new(task.abort_handle());
         // Both sides watch the deadline, so that the answer is on time
         // even when the DNS thread is late; only the query's own steps
         // are then missing from the trace.
@@ -271,15 +272,6 @@ impl Shared {
             }
         }
         found.then_some(listed)
-    }
-}
-
-/// Aborts a task when dropped.
-struct AbortOnDrop(AbortHandle);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }
 

@@ -18,7 +18,7 @@
 //! wake-up we read `SO_ERROR`; if it is clear we ask `getpeername` whether
 //! the connection really exists, and otherwise wait again.
 
-use super::{Failure, Outcome, Reason, Resolver, classify, resolve};
+use super::{Budget, Failure, Outcome, Reason, Resolver, classify, resolve};
 use crate::config::TcpOptions;
 use crate::target::Target;
 use crate::trace::Trace;
@@ -45,11 +45,14 @@ pub(super) async fn probe(
     target: &Target,
     options: &TcpOptions,
     resolver: &Resolver,
-    deadline: Instant,
+    budget: Budget,
     trace: &mut Trace,
 ) -> Outcome {
+    let deadline = budget.deadline;
     let dns_started = Instant::now();
-    let resolved = resolve::resolve(&target.host, options, resolver, deadline, trace).await;
+    let resolved = resolve::resolve(&target.host, options, resolver, deadline, trace)
+        .await
+        .and_then(|ip| left_enough_after_dns(ip, budget, dns_started));
     let dns_time = dns_started.elapsed();
     let mut outcome = Outcome {
         failure: None,
@@ -81,6 +84,30 @@ pub(super) async fn probe(
         Err(failure) => outcome.failure = Some(failure),
     }
     outcome
+}
+
+/// `ip`, unless resolving it left less than [`super::MIN_WIRE_SHARE`] of
+/// the timeout: a SYN sent then could only time out on the name server's
+/// account, so the probe fails as `dns` and says so.
+fn left_enough_after_dns(
+    ip: IpAddr,
+    budget: Budget,
+    dns_started: Instant,
+) -> Result<IpAddr, Failure> {
+    let now = Instant::now();
+    if now <= budget.last_start {
+        return Ok(ip);
+    }
+    Err(Failure::new(
+        Reason::Dns,
+        format!(
+            "resolving took {:.3}s, leaving {:.3}s of the {:.3}s timeout: too little for the target to answer a SYN; \
+             the name servers are slow (or raise the module's timeout)",
+            now.saturating_duration_since(dns_started).as_secs_f64(),
+            budget.deadline.saturating_duration_since(now).as_secs_f64(),
+            budget.timeout.as_secs_f64(),
+        ),
+    ))
 }
 
 /// Connects and closes with RST; `Ok` once the port answered with SYN-ACK.
