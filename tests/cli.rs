@@ -528,8 +528,8 @@ fn threads_with_probe_thread(pid: u32) -> Vec<(String, i64, u64)> {
 }
 
 /// `--probe.realtime-priority` puts the probe thread, and only it, under
-/// SCHED_RR; without CAP_SYS_NICE (and with the default RLIMIT_RTPRIO of
-/// 0) the exporter refuses to start and says what to grant.
+/// SCHED_RR; without CAP_SYS_NICE and with an RLIMIT_RTPRIO of 0 the
+/// exporter refuses to start and says what to grant.
 #[test]
 fn realtime_priority_is_granted_when_allowed_or_refused_with_what_to_do() {
     const SCHED_RR: u64 = 2;
@@ -545,25 +545,59 @@ fn realtime_priority_is_granted_when_allowed_or_refused_with_what_to_do() {
             assert_eq!(*policy, want, "{name}: {threads:?}");
         }
     }
-    // Without CAP_SYS_NICE the exporter refuses to start and says what to grant.
+    // Without CAP_SYS_NICE the exporter refuses to start and says what to
+    // grant. RLIMIT_RTPRIO is lowered to 0 (always allowed) because a
+    // machine or container may set it higher, and then SCHED_RR needs no
+    // capability: the exporter would start and never exit.
     let mut refused = if root {
         let mut command = Command::new("setpriv");
-        command.args(["--bounding-set", "-sys_nice", BINARY]);
+        command.args(["--bounding-set", "-sys_nice", "bash"]);
         command
     } else {
-        Command::new(BINARY)
+        Command::new("bash")
     };
-    let output = refused
-        .args([
-            "--probe.realtime-priority",
-            "--web.listen-address",
-            "127.0.0.1:0",
-        ])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    refused.args(["-c", "ulimit -r 0 && exec \"$@\"", "bash", BINARY]);
+    refused.args([
+        "--probe.realtime-priority",
+        "--web.listen-address",
+        "127.0.0.1:0",
+    ]);
+    let (code, stderr) = exit_within(refused, Duration::from_secs(20));
+    assert_eq!(code, Some(1), "{stderr}");
     assert!(stderr.contains("LimitRTPRIO=1"), "{stderr}");
+}
+
+/// Runs `command` to its end and gives its exit code and stderr; kills it
+/// and fails after `limit`, so a command that wrongly keeps running (an
+/// exporter that started) fails the test instead of hanging it.
+fn exit_within(mut command: Command, limit: Duration) -> (Option<i32>, String) {
+    let mut child = command
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Read on another thread, so a chatty child never blocks on a full pipe
+    // while this one polls.
+    let mut pipe = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut text = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut pipe, &mut text);
+        String::from_utf8_lossy(&text).into_owned()
+    });
+    let deadline = std::time::Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            let stderr = reader.join().unwrap();
+            panic!("still running after {limit:?}, killed; stderr: {stderr}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    (status.code(), reader.join().unwrap())
 }
 
 #[test]
