@@ -205,19 +205,48 @@ mod tests {
     async fn a_request_during_a_run_gets_the_next_run() {
         let coalescer = Arc::new(Coalescer::default());
         let counting = Counting::default();
+        // The first job says when the driver has taken it and then holds
+        // until released, so the second request surely arrives during the
+        // run, however slowly a loaded machine schedules either side.
+        let (started, has_started) = tokio::sync::oneshot::channel();
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let first_job = {
+            let count = counting.job(Duration::ZERO);
+            move || {
+                let _ = started.send(());
+                // Bounded, so a test that fails elsewhere cannot hang here.
+                let _ = released.recv_timeout(Duration::from_secs(10));
+                count()
+            }
+        };
         let first = {
-            let (coalescer, job) = (
-                Arc::clone(&coalescer),
-                counting.job(Duration::from_millis(300)),
-            );
+            let coalescer = Arc::clone(&coalescer);
+            tokio::spawn(async move { coalescer.run(first_job, Duration::from_secs(10)).await })
+        };
+        tokio::time::timeout(Duration::from_secs(10), has_started)
+            .await
+            .expect("the first run did not start within 10 s")
+            .unwrap();
+        let second = {
+            let (coalescer, job) = (Arc::clone(&coalescer), counting.job(Duration::ZERO));
             tokio::spawn(async move { coalescer.run(job, Duration::from_secs(10)).await })
         };
-        tokio::time::sleep(Duration::from_millis(100)).await; // the first run is under way
-        let second = coalescer
-            .run(counting.job(Duration::ZERO), Duration::from_secs(10))
-            .await;
+        // Release the first run only once the second request is waiting.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while coalescer.state.lock().unwrap().next.is_none() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the second request did not arrive within 10 s"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        release.send(()).unwrap();
         assert_eq!(first.await.unwrap(), Ok(1));
-        assert_eq!(second, Ok(2), "a run that started after the request");
+        assert_eq!(
+            second.await.unwrap(),
+            Ok(2),
+            "a run that started after the request"
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
