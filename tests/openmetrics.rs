@@ -6,6 +6,7 @@ mod common;
 use common::TestExporter;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::{Duration, Instant};
 use synack_exporter::app::Settings;
 
 const OPENMETRICS: &str = "application/openmetrics-text;version=1.0.0";
@@ -46,6 +47,31 @@ fn parser_venv() -> Result<PathBuf, String> {
     Ok(python)
 }
 
+/// Waits, at most 10 s, until each of the `count` scheduled targets was
+/// probed once. Before that their samples are all zeros: no fractional
+/// duration or timestamp and an empty histogram, forms the parser would
+/// then never check. With a 1 s interval the first probe may come a second
+/// after start, or later on a loaded machine.
+async fn wait_for_first_scheduled_probes(exporter: &TestExporter, count: usize) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let metrics = exporter.get("/metrics").await.body;
+        let stamps: Vec<f64> = metrics
+            .lines()
+            .filter_map(|line| line.strip_prefix("probe_last_probe_timestamp_seconds{"))
+            .filter_map(|rest| rest.rsplit(' ').next()?.parse().ok())
+            .collect();
+        if stamps.len() == count && stamps.iter().all(|stamp| *stamp > 0.0) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the {count} scheduled targets were not all probed within 10 s: {stamps:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[tokio::test]
 async fn probe_and_metrics_pages_parse_as_openmetrics_and_as_text() {
     let python = match parser_venv() {
@@ -61,7 +87,7 @@ async fn probe_and_metrics_pages_parse_as_openmetrics_and_as_text() {
          \x20   labels: {{note: \"quote \\\" backslash \\\\ newline \\n end\"}}\n"
     );
     let exporter = TestExporter::with_config(&config, Settings::default()).await;
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    wait_for_first_scheduled_probes(&exporter, 2).await;
     let dir = common::temp_dir("openmetrics");
     let pages = [
         ("probe_success", format!("/probe?target={open}")),
