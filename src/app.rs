@@ -209,7 +209,12 @@ impl App {
         self.scheduler.apply(&config);
         self.metrics()
             .set_scheduled_targets(self.scheduler.targets().len());
-        *self.config.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(config);
+        let config = Arc::new(config);
+        *self.config.write().unwrap_or_else(PoisonError::into_inner) = Arc::clone(&config);
+        // After the swap: requests from now on see only the new groups, so
+        // only one that read the old config before it can bring a gone
+        // group back, and then only until the next reload.
+        self.groups.forget_groups_not_in(&config);
         self.metrics().record_reload(true);
     }
 }

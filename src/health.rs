@@ -15,7 +15,7 @@
 //! members, so a reload that changes the group is never answered from the
 //! old one.
 
-use crate::config::Module;
+use crate::config::{Config, Module};
 use crate::prober::Failure;
 use crate::runner::ProbeRunner;
 use crate::target::Target;
@@ -156,6 +156,16 @@ impl GroupChecker {
         report
     }
 
+    /// Forgets the groups that `config` does not have. Called when a config
+    /// is put in force: a group renamed or removed by a reload would
+    /// otherwise keep its last round, up to 1,000 members, for ever.
+    pub fn forget_groups_not_in(&self, config: &Config) {
+        self.groups
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|name, _| config.groups.contains_key(name.as_str()));
+    }
+
     /// The last answer for group `name`, if it was ever checked.
     #[must_use]
     pub fn last_answer(&self, name: &str) -> Option<LastAnswer> {
@@ -209,4 +219,63 @@ async fn probe_members(
             .map(|(_, member, failure)| (member, failure))
             .collect(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::exporter::ExporterMetrics;
+
+    fn config(groups: &[&str]) -> Config {
+        let mut yaml = String::from("groups:\n");
+        for name in groups {
+            // A closed loopback port: refused at once.
+            yaml.push_str(&format!(
+                "  {name}:\n    module: tcp_connect\n    targets: [\"127.0.0.1:1\"]\n"
+            ));
+        }
+        Config::parse("t.yml", &yaml).unwrap()
+    }
+
+    async fn check(checker: &GroupChecker, config: &Config, name: &str, runner: &Arc<ProbeRunner>) {
+        let group = &config.groups[name];
+        let members: Vec<Target> = group
+            .targets
+            .iter()
+            .map(|member| member.0.clone())
+            .collect();
+        let module_name = &group.module.value;
+        let report = checker
+            .check(
+                name,
+                module_name,
+                &config.modules[module_name],
+                &members,
+                group.min_interval.0,
+                runner,
+            )
+            .await;
+        assert_eq!(report.failing.len(), 1, "{name}: {report:?}");
+    }
+
+    #[tokio::test]
+    async fn groups_gone_from_the_config_are_forgotten() {
+        let runner = Arc::new(ProbeRunner::new(4, Arc::new(ExporterMetrics::new())));
+        let checker = GroupChecker::default();
+        let before = config(&["kept", "renamed"]);
+        for name in ["kept", "renamed"] {
+            check(&checker, &before, name, &runner).await;
+        }
+        assert!(checker.last_answer("renamed").is_some());
+
+        let after = config(&["kept", "new_name"]);
+        checker.forget_groups_not_in(&after);
+        assert!(checker.last_answer("renamed").is_none());
+        assert!(
+            checker.last_answer("kept").is_some(),
+            "a group still configured keeps its last answer"
+        );
+        let known: Vec<String> = checker.groups.lock().unwrap().keys().cloned().collect();
+        assert_eq!(known, ["kept"]);
+    }
 }
