@@ -16,7 +16,6 @@ use crate::config::{Config, ConfigError, ConfigSource};
 use crate::health::GroupChecker;
 use crate::history::History;
 use crate::metrics::exporter::ExporterMetrics;
-use crate::metrics::scheduled::LabelCache;
 use crate::prober::Resolver;
 use crate::runner::ProbeRunner;
 use crate::scheduler::{Scheduler, Shard};
@@ -81,9 +80,6 @@ pub struct App {
     pub groups: GroupChecker,
     /// The last `/probe` requests.
     pub history: History,
-    /// The scheduled targets' label sets, shared by the scrapes of one
-    /// target list.
-    pub scrape_labels: LabelCache,
     /// Command-line settings.
     pub settings: Settings,
 }
@@ -130,7 +126,6 @@ impl App {
             runner,
             groups: GroupChecker::default(),
             history: History::new(settings.history_limit),
-            scrape_labels: LabelCache::default(),
             settings,
         };
         app.put_in_force(config);

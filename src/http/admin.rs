@@ -13,8 +13,7 @@ use std::sync::Arc;
 pub(super) fn metrics(app: &App, request: &Request<Incoming>) -> HttpResponse {
     let format = response_format(request);
     let head = app.metrics().encode_families(format);
-    let targets = app.scheduler.targets();
-    let labels = app.scrape_labels.for_targets(&targets);
+    let (targets, labels) = app.scheduler.targets_with_labels();
     let scheduled = ScheduledExposition::new(targets, labels, format);
     let body = MetricsBody::new(head, scheduled, format.end());
     respond_with(StatusCode::OK, format.content_type(), body.boxed_unsync())

@@ -8,14 +8,17 @@
 //! while memory stays flat.
 //!
 //! Each target's label set is escaped once per published target list, not
-//! per scrape: [`LabelCache`] keeps the [`LabelSets`] of the list last
-//! scraped, end to end in one string, and every scrape of that list shares
-//! them. Building them per scrape gave each response its own copy, 14 MB
-//! with 200 000 targets, kept as long as the client took to read; sixty
-//! clients that never read held 825 MB. One string rather than a string
-//! per target also keeps the nine passes over the targets sequential in
-//! memory: with a string per target, kept on the target, a scrape of
-//! 100 000 targets took a quarter more CPU.
+//! per scrape: the scheduler builds the list's [`LabelSets`], end to end in
+//! one string, when it publishes the list (on the reload's blocking
+//! thread), and every scrape of that list shares them. Building them per
+//! scrape gave each response its own copy, 14 MB with 200 000 targets,
+//! kept as long as the client took to read; sixty clients that never read
+//! held 825 MB. Building them at the first scrape of a list ran on an HTTP
+//! worker under a lock that a second scrape then waited on with the other
+//! worker, so every endpoint stalled for the build. One string rather than
+//! a string per target also keeps the nine passes over the targets
+//! sequential in memory: with a string per target, kept on the target, a
+//! scrape of 100 000 targets took a quarter more CPU.
 //!
 //! Names match `/probe` (`probe_success`, `probe_failure_reason`, ...), so
 //! one alert rule covers both ways of probing.
@@ -24,7 +27,7 @@ use super::exposition::Format;
 use crate::prober::Reason;
 use crate::scheduler::{HANDSHAKE_BUCKETS, RESULTS, ScheduledTarget, TargetState};
 use std::fmt::Write as _;
-use std::sync::{Arc, LazyLock, Mutex, PoisonError, Weak};
+use std::sync::{Arc, LazyLock};
 
 /// What one family writes for one target, after the label set.
 #[derive(Clone, Copy, Debug)]
@@ -179,38 +182,6 @@ impl LabelSets {
     }
 }
 
-/// The label sets of the target list last scraped, shared by its scrapes.
-#[derive(Debug, Default)]
-pub struct LabelCache {
-    last: Mutex<Option<Cached>>,
-}
-
-#[derive(Debug)]
-struct Cached {
-    /// Held weakly, so a reload's removed targets are not kept alive;
-    /// while held, its address cannot be reused by another list.
-    list: Weak<[Arc<ScheduledTarget>]>,
-    sets: Arc<LabelSets>,
-}
-
-impl LabelCache {
-    /// The label sets of `targets`, escaped now if this list is new.
-    pub fn for_targets(&self, targets: &Arc<[Arc<ScheduledTarget>]>) -> Arc<LabelSets> {
-        let mut last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(cached) = &*last
-            && std::ptr::addr_eq(cached.list.as_ptr(), Arc::as_ptr(targets))
-        {
-            return Arc::clone(&cached.sets);
-        }
-        let sets = Arc::new(LabelSets::new(targets));
-        *last = Some(Cached {
-            list: Arc::downgrade(targets),
-            sets: Arc::clone(&sets),
-        });
-        sets
-    }
-}
-
 /// The scheduled targets' families, produced chunk by chunk.
 #[derive(Debug)]
 pub struct ScheduledExposition {
@@ -226,8 +197,9 @@ impl ScheduledExposition {
     /// `labels`, in `format`.
     ///
     /// # Panics
-    /// If `labels` are not those of `targets`: [`LabelCache::for_targets`]
-    /// gives the right ones.
+    /// If `labels` are not those of `targets`:
+    /// [`Scheduler::targets_with_labels`](crate::scheduler::Scheduler::targets_with_labels)
+    /// gives the two together.
     #[must_use]
     pub fn new(
         targets: Arc<[Arc<ScheduledTarget>]>,
@@ -335,12 +307,15 @@ mod tests {
     }
 
     #[test]
-    fn label_sets_are_escaped_once_per_target_list() {
+    fn label_sets_are_escaped_once_per_published_target_list() {
         let runner = Arc::new(ProbeRunner::new(4, Arc::new(ExporterMetrics::new())));
         let scheduler = Scheduler::new(runner, Shard::ALL);
+        let (targets, sets) = scheduler.targets_with_labels();
+        assert_eq!((targets.len(), sets.ends.len()), (0, 0));
+
         scheduler.apply(&config("\"127.0.0.1:1\", \"127.0.0.1:2\""));
-        let cache = LabelCache::default();
-        let sets = cache.for_targets(&scheduler.targets());
+        let (targets, sets) = scheduler.targets_with_labels();
+        assert_eq!(sets.ends.len(), targets.len());
         assert_eq!(
             [sets.get(0), sets.get(1)],
             [
@@ -349,12 +324,27 @@ mod tests {
             ]
         );
         assert!(
-            Arc::ptr_eq(&sets, &cache.for_targets(&scheduler.targets())),
+            Arc::ptr_eq(&sets, &scheduler.targets_with_labels().1),
             "scrapes of one list share its label sets"
         );
-        scheduler.apply(&config("\"127.0.0.1:3\""));
-        let reloaded = cache.for_targets(&scheduler.targets());
-        assert!(reloaded.get(0).contains("127.0.0.1:3"));
-        assert_eq!(reloaded.ends.len(), 1);
+        scheduler.apply(&config("\"127.0.0.1:2\", \"127.0.0.1:1\""));
+        let (same_targets, same_sets) = scheduler.targets_with_labels();
+        assert!(
+            Arc::ptr_eq(&targets, &same_targets) && Arc::ptr_eq(&sets, &same_sets),
+            "a reload that keeps every target keeps the list and its label sets"
+        );
+
+        scheduler.apply(&config("\"127.0.0.1:3\", \"127.0.0.1:1\""));
+        let (targets, reloaded) = scheduler.targets_with_labels();
+        assert_eq!(reloaded.ends.len(), 2);
+        for (index, target) in targets.iter().enumerate() {
+            assert!(
+                reloaded
+                    .get(index)
+                    .contains(&format!("target=\"{}\"", target.target_text)),
+                "{index}: {reloaded:?}"
+            );
+        }
+        assert_eq!(targets[1].target_text, "127.0.0.1:3");
     }
 }
