@@ -30,13 +30,12 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from scheduler_100k_helper import proc_cpu_seconds, target_address  # noqa: E402
-from slow_readers import free_port  # noqa: E402
+from slow_readers import running_exporter  # noqa: E402
 
 SCRAPE_LIMIT = 120  # seconds; curl gives up after this
 
@@ -123,24 +122,8 @@ def main():
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("extra", nargs="*", help="extra exporter flags, after --")
     args = parser.parse_args()
-    work = tempfile.mkdtemp(prefix="scrape_after_reload.")
-    config = os.path.join(work, "targets.yml")
-    write_config(config, args.targets, "0")
-    port = free_port()
-    exporter = subprocess.Popen(
-        [args.binary, "--config.file", config, "--web.listen-address", f"127.0.0.1:{port}",
-         "--log.level", "warn", *args.extra])
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if request(port, "GET", "/-/healthy", timeout=1)[0] == 200:
-                    break
-            except OSError:
-                pass
-            if time.monotonic() > deadline or exporter.poll() is not None:
-                sys.exit("the exporter did not start listening within 120 s")
-            time.sleep(0.1)
+    with running_exporter(args.binary, lambda path: write_config(path, args.targets, "0"),
+                          args.extra) as (exporter, port, config):
         print(f"binary {args.binary} {' '.join(args.extra)}; {args.targets} targets")
 
         scrape(port)  # the first scrape of the start-up list is not steady
@@ -169,11 +152,6 @@ def main():
             print(f"  reload {n}: POST /-/reload {reload_took:.3f} s; then two scrapes at once "
                   f"{scrapes[0][0]:.3f} s and {scrapes[1][0]:.3f} s; /-/healthy beside them: "
                   f"{samples} requests, slowest {slowest * 1000:.1f} ms")
-    finally:
-        exporter.terminate()
-        exporter.wait(timeout=30)
-        os.remove(config)
-        os.rmdir(work)
     return 0
 
 
