@@ -22,7 +22,7 @@ use crate::target::Target;
 use crate::trace::Trace;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 use tokio::sync::OnceCell;
 
 /// The result of checking one group.
@@ -148,9 +148,7 @@ impl GroupChecker {
                 round,
                 report: Arc::clone(&report),
                 at: Instant::now(),
-                unix: SystemTime::now()
-                    .duration_since(UNIX_EPOCH)
-                    .map_or(0.0, |since| since.as_secs_f64()),
+                unix: crate::clock::unix_seconds(),
             });
         }
         report

@@ -8,7 +8,6 @@
 use crate::prober::{Outcome, Reason};
 use std::collections::VecDeque;
 use std::sync::{Mutex, PoisonError};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 /// One remembered `/probe` request.
 #[derive(Clone, Debug, PartialEq)]
@@ -63,9 +62,7 @@ impl History {
         if self.limit == 0 {
             return;
         }
-        let finished_unix = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0.0, |since| since.as_secs_f64());
+        let finished_unix = crate::clock::unix_seconds();
         let mut guard = self.records.lock().unwrap_or_else(PoisonError::into_inner);
         let (next_id, records) = &mut *guard;
         *next_id += 1;

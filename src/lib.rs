@@ -24,6 +24,7 @@
 //! outcomes; it decides nothing about probing.
 
 pub mod app;
+mod clock;
 pub mod coalesce;
 pub mod config;
 pub mod hash;

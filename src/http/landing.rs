@@ -21,7 +21,6 @@ use hyper::body::Incoming;
 use hyper::{Request, StatusCode};
 use std::fmt::Write as _;
 use std::net::SocketAddr;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 /// More rows than this make a page no one reads; the rest stay on /metrics.
 const MAX_TARGET_ROWS: usize = 1000;
@@ -46,7 +45,7 @@ pub(super) fn page(
         Ok(page) => page,
         Err(message) => return text(StatusCode::BAD_REQUEST, &message),
     };
-    let now = unix_now();
+    let now = crate::clock::unix_seconds();
     let config = app.config();
     let mut html = String::with_capacity(16 * 1024);
     let _ = write!(
@@ -309,12 +308,6 @@ pub(super) fn log(app: &App, request: &Request<Incoming>) -> HttpResponse {
             &format!("no probe log with id {id}; only the last --history.limit probes are kept\n"),
         ),
     }
-}
-
-fn unix_now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0.0, |since| since.as_secs_f64())
 }
 
 fn ago(now: f64, then: f64) -> String {

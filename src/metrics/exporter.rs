@@ -11,7 +11,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 use std::sync::atomic::AtomicU64;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 /// Labels of `synack_exporter_probes_total`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -140,9 +140,7 @@ impl ExporterMetrics {
     pub fn record_reload(&self, successful: bool) {
         self.reload_successful.set(i64::from(successful));
         if successful {
-            let now = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0.0, |since| since.as_secs_f64());
+            let now = crate::clock::unix_seconds();
             self.reload_success_timestamp.set(now);
         }
     }

@@ -39,7 +39,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
@@ -118,9 +118,7 @@ impl ScheduledTarget {
     }
 
     fn record(&self, outcome: crate::prober::Outcome, plan: &Plan) {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0.0, |since| since.as_secs_f64());
+        let now = crate::clock::unix_seconds();
         self.state
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
