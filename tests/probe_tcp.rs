@@ -266,7 +266,8 @@ async fn source_ip_address_is_used() {
     let mut module = connect(Duration::from_secs(2));
     module.tcp.source_ip_address = Some("127.0.0.2".parse().unwrap());
     assert!(check(&target, &module).await.unwrap().is_success());
-    std::thread::sleep(Duration::from_millis(100));
+    // The handshake completed before check() returned: the connection
+    // waits in the accept queue.
     let (_, peer) = listener.accept().expect("tcp_connect was accepted");
     assert_eq!(peer.ip().to_string(), "127.0.0.2");
 
@@ -301,7 +302,7 @@ async fn over_the_in_flight_limit_a_probe_waits_then_fails_as_local() {
                 .await
         })
     };
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    wait_until_in_flight(&runner, 1.0).await;
     let module = halfopen(Duration::from_secs(5));
     let timeout = Duration::from_millis(300);
     let outcome = runner
@@ -328,4 +329,22 @@ async fn over_the_in_flight_limit_a_probe_waits_then_fails_as_local() {
             .contains("--probe.max-in-flight")
     );
     assert_eq!(busy.await.unwrap().reason(), Some(Reason::Timeout));
+}
+
+/// Polls the runner's `synack_exporter_probes_in_flight` for up to 5 s.
+async fn wait_until_in_flight(runner: &ProbeRunner, want: f64) {
+    use synack_exporter::metrics::exposition::Format;
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let text = runner.metrics().encode(Format::PrometheusText);
+        let now = common::sample(&text, "synack_exporter_probes_in_flight");
+        if now == Some(want) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "probes in flight stayed {now:?}, want {want}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }

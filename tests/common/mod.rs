@@ -165,10 +165,12 @@ pub async fn request(
 }
 
 fn parse_response(raw: &[u8]) -> Response {
-    let text = String::from_utf8_lossy(raw).into_owned();
-    let (head, body) = text
-        .split_once("\r\n\r\n")
+    let split = raw
+        .windows(4)
+        .position(|window| window == b"\r\n\r\n")
         .expect("HTTP response has a header block");
+    let head = String::from_utf8_lossy(&raw[..split]);
+    let body = &raw[split + 4..];
     let mut lines = head.lines();
     let status = lines
         .next()
@@ -182,29 +184,49 @@ fn parse_response(raw: &[u8]) -> Response {
     let chunked = headers.iter().any(|(name, value)| {
         name.eq_ignore_ascii_case("transfer-encoding") && value.contains("chunked")
     });
+    // Chunk sizes count bytes, and a chunk may end inside a UTF-8
+    // character: decode the text only once the chunks are joined.
     let body = if chunked {
         dechunk(body)
     } else {
-        body.to_owned()
+        body.to_vec()
     };
     Response {
         status,
         headers,
-        body,
+        body: String::from_utf8_lossy(&body).into_owned(),
     }
 }
 
-fn dechunk(mut body: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = body.split_once("\r\n") {
-        let size = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-        if size == 0 || rest.len() < size {
-            break;
+/// Joins the chunks of a chunked body. A malformed or cut-short body fails
+/// the test: a lenient decoder would hide a broken response.
+fn dechunk(mut body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let line_end = body
+            .windows(2)
+            .position(|window| window == b"\r\n")
+            .unwrap_or_else(|| {
+                panic!(
+                    "chunked body ends without its last chunk: {} bytes after {} decoded",
+                    body.len(),
+                    out.len()
+                )
+            });
+        let size_line = String::from_utf8_lossy(&body[..line_end]);
+        let size = usize::from_str_radix(size_line.trim(), 16)
+            .unwrap_or_else(|_| panic!("bad chunk size line {size_line:?}"));
+        let rest = &body[line_end + 2..];
+        if size == 0 {
+            return out;
         }
-        out.push_str(&rest[..size]);
-        body = rest[size..].trim_start_matches("\r\n");
+        assert!(
+            rest.len() >= size + 2 && &rest[size..size + 2] == b"\r\n",
+            "a chunk of {size} bytes is cut short or not followed by CRLF"
+        );
+        out.extend_from_slice(&rest[..size]);
+        body = &rest[size + 2..];
     }
-    out
 }
 
 /// The value of an unlabelled or exactly-labelled sample in an exposition,
