@@ -289,10 +289,16 @@ async fn run(
     let port = listener
         .local_addr()
         .map_or(listen_address.port(), |a| a.port());
+    // A browser cannot open http://[::]:9215/; on every address, this
+    // host's own name for itself is the one to offer.
+    let reachable = match listener.local_addr() {
+        Ok(address) if !address.ip().is_unspecified() => address.to_string(),
+        _ => format!("localhost:{port}"),
+    };
     tracing::info!(
         address = %local,
-        url = %format_args!("http://{local}/"),
-        example = %format_args!("http://{local}/probe?target=127.0.0.1:{port}&module=tcp_halfopen"),
+        url = %format_args!("http://{reachable}/"),
+        example = %format_args!("http://{reachable}/probe?target=127.0.0.1:{port}&module=tcp_halfopen"),
         config = %app.config_source(),
         modules = %app.config().module_names(),
         dns_servers = %app.runner.resolver().servers(),
