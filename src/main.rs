@@ -1,18 +1,17 @@
 //! The `synack_exporter` binary: flags, logging, wiring and signals.
-//! Everything else lives in the library.
+//! Everything else lives in the library, reached through its public API.
+#![forbid(unsafe_code)]
+
+mod logging;
+
+use logging::LogFormat as LineFormat;
 
 use clap::{Parser, ValueEnum};
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
-use synack_exporter::app::{App, Settings};
-use synack_exporter::config::{ConfigSource, PromDuration};
-use synack_exporter::http::ListenAddress;
-use synack_exporter::logging::{self, LogFormat as LineFormat};
-use synack_exporter::scheduler::Shard;
-use synack_exporter::{history, http, sys};
+use synack_exporter::{Exporter, ExporterBuilder, ListenAddress, PromDuration, Shard};
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
 /// Prometheus exporter that checks TCP ports with half-open probes:
@@ -82,7 +81,7 @@ struct Flags {
     /// How many recent /probe requests are kept with their logs for the
     /// landing page and /logs (about 865 bytes each).
     #[arg(long = "history.limit", value_name = "N", default_value_t = 100,
-          value_parser = clap::value_parser!(u32).range(0..=i64::from(history::MAX_LIMIT)))]
+          value_parser = clap::value_parser!(u32).range(0..=ExporterBuilder::MAX_HISTORY_LIMIT as i64))]
     history_limit: u32,
 
     /// Name server to resolve targets with, instead of those in
@@ -179,27 +178,11 @@ fn main() -> ExitCode {
     // Every flag, the listen address included, is checked here, so
     // --config.check refuses what start-up would refuse.
     let flags = Flags::parse();
-    let source = flags
-        .config_file
-        .clone()
-        .map_or(ConfigSource::Embedded, ConfigSource::File);
+    let builder = flags.exporter();
     if flags.config_check {
-        return check_config(&source);
+        return check_config(&builder);
     }
     logging::init(flags.log_level.into(), flags.log_format.into());
-    match sys::raise_nofile_limit() {
-        Ok(limit) => tracing::debug!(limit, "open file limit"),
-        Err(error) => tracing::warn!(err = %error, "cannot raise the open file limit"),
-    }
-    let settings = Settings {
-        timeout_offset: flags.timeout_offset,
-        max_in_flight: flags.max_in_flight as usize,
-        shard: flags.shard,
-        history_limit: flags.history_limit as usize,
-        shutdown_grace: flags.shutdown_grace,
-        dns_servers: flags.dns_servers.clone(),
-        write_timeout: flags.write_timeout,
-    };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -207,20 +190,33 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let code = runtime.block_on(run(
-        source,
-        settings,
-        &flags.listen_address,
-        flags.realtime_priority,
-    ));
+    let code = runtime.block_on(run(builder, &flags.listen_address, flags.realtime_priority));
     // Do not wait long for anything still running, such as a slow scrape.
     runtime.shutdown_timeout(Duration::from_secs(1));
     code
 }
 
+impl Flags {
+    /// The exporter these flags describe.
+    fn exporter(&self) -> ExporterBuilder {
+        let builder = Exporter::builder()
+            .timeout_offset(self.timeout_offset)
+            .max_in_flight(self.max_in_flight as usize)
+            .shard(self.shard)
+            .history_limit(self.history_limit as usize)
+            .shutdown_grace(self.shutdown_grace)
+            .dns_servers(self.dns_servers.clone())
+            .write_timeout(self.write_timeout);
+        match &self.config_file {
+            Some(path) => builder.config_file(path),
+            None => builder,
+        }
+    }
+}
+
 /// `--config.check`: "ok" on stdout, or the located error on stderr.
-fn check_config(source: &ConfigSource) -> ExitCode {
-    match source.load() {
+fn check_config(builder: &ExporterBuilder) -> ExitCode {
+    match builder.check_config() {
         Ok(_) => {
             println!("ok");
             ExitCode::SUCCESS
@@ -233,8 +229,7 @@ fn check_config(source: &ConfigSource) -> ExitCode {
 }
 
 async fn run(
-    source: ConfigSource,
-    settings: Settings,
+    builder: ExporterBuilder,
     listen_address: &ListenAddress,
     realtime_priority: bool,
 ) -> ExitCode {
@@ -252,8 +247,8 @@ async fn run(
             return ExitCode::FAILURE;
         }
     };
-    let app = match App::start(source, settings) {
-        Ok(app) => Arc::new(app),
+    let exporter = match builder.build() {
+        Ok(exporter) => exporter,
         Err(error) => {
             tracing::error!(
                 err = %error,
@@ -262,7 +257,7 @@ async fn run(
             return ExitCode::FAILURE;
         }
     };
-    if realtime_priority && let Err(error) = app.runner.make_probe_thread_realtime().await {
+    if realtime_priority && let Err(error) = exporter.make_probe_thread_realtime().await {
         tracing::error!(
             err = %error,
             "cannot give the probe thread real-time priority: allow it with an RLIMIT_RTPRIO of \
@@ -283,29 +278,10 @@ async fn run(
             return ExitCode::FAILURE;
         }
     };
-    let local = listener
-        .local_addr()
-        .map_or_else(|_| listen_address.to_string(), |a| a.to_string());
-    let port = listener
-        .local_addr()
-        .map_or(listen_address.port(), |a| a.port());
-    // A browser cannot open http://[::]:9215/; on every address, this
-    // host's own name for itself is the one to offer.
-    let reachable = match listener.local_addr() {
-        Ok(address) if !address.ip().is_unspecified() => address.to_string(),
-        _ => format!("localhost:{port}"),
-    };
-    tracing::info!(
-        address = %local,
-        url = %format_args!("http://{reachable}/"),
-        example = %format_args!("http://{reachable}/probe?target=127.0.0.1:{port}&module=tcp_halfopen"),
-        config = %app.config_source(),
-        modules = %app.config().module_names(),
-        dns_servers = %app.runner.resolver().servers(),
-        "synack_exporter listening"
-    );
-    tokio::spawn(reload_on_sighup(Arc::clone(&app), hangups));
-    http::serve(listener, app, shutdown_signal(terms, interrupts)).await;
+    tokio::spawn(reload_on_sighup(exporter.clone(), hangups));
+    exporter
+        .serve(listener, shutdown_signal(terms, interrupts))
+        .await;
     tracing::info!("shutting down");
     ExitCode::SUCCESS
 }
@@ -326,10 +302,12 @@ fn listen_hint(error: &std::io::Error) -> &'static str {
     }
 }
 
-async fn reload_on_sighup(app: Arc<App>, mut hangups: Signal) {
+async fn reload_on_sighup(exporter: Exporter, mut hangups: Signal) {
     while hangups.recv().await.is_some() {
-        match app.reload().await {
-            Ok(()) => tracing::info!(source = %app.config_source(), "config reloaded on SIGHUP"),
+        match exporter.reload().await {
+            Ok(()) => {
+                tracing::info!(source = %exporter.config_source(), "config reloaded on SIGHUP")
+            }
             Err(error) => {
                 tracing::error!(err = %error, "config reload on SIGHUP failed; keeping the old config");
             }
@@ -353,7 +331,7 @@ mod tests {
         use clap::CommandFactory;
         Flags::command().debug_assert();
         let defaults = Flags::parse_from(["synack_exporter"]);
-        assert_eq!(defaults.write_timeout, http::DEFAULT_WRITE_TIMEOUT);
+        assert_eq!(defaults.write_timeout, Duration::from_secs(30));
     }
 
     #[test]

@@ -14,7 +14,7 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use synack_exporter::app::Settings;
+use synack_exporter::Exporter;
 use tokio::net::UdpSocket;
 use tokio::sync::oneshot;
 
@@ -154,10 +154,7 @@ static STORM: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
 /// resolves through it only.
 async fn exporter_and_server() -> (DnsServer, TestExporter) {
     let server = DnsServer::start();
-    let settings = Settings {
-        dns_servers: vec![server.address],
-        ..Settings::default()
-    };
+    let settings = Exporter::builder().dns_servers(vec![server.address]);
     let exporter = TestExporter::with_config(MODULES, settings).await;
     (server, exporter)
 }

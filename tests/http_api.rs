@@ -7,7 +7,7 @@ use common::{TestExporter, request, sample};
 use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
-use synack_exporter::app::Settings;
+use synack_exporter::Exporter;
 
 const OPENMETRICS: &str =
     "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5";
@@ -24,7 +24,7 @@ fn closed_port() -> u16 {
 
 #[tokio::test]
 async fn open_port_gives_probe_success_in_openmetrics() {
-    let exporter = TestExporter::embedded(Settings::default()).await;
+    let exporter = TestExporter::embedded(Exporter::builder()).await;
     let (_listener, port) = open_port();
     let response = exporter
         .get_with(
@@ -61,7 +61,7 @@ async fn open_port_gives_probe_success_in_openmetrics() {
 
 #[tokio::test]
 async fn module_defaults_to_tcp_halfopen_and_plain_clients_get_text_0_0_4() {
-    let exporter = TestExporter::embedded(Settings::default()).await;
+    let exporter = TestExporter::embedded(Exporter::builder()).await;
     let (_listener, port) = open_port();
     let response = exporter
         .get(&format!("/probe?target=127.0.0.1:{port}"))
@@ -86,7 +86,7 @@ async fn module_defaults_to_tcp_halfopen_and_plain_clients_get_text_0_0_4() {
 
 #[tokio::test]
 async fn failed_probe_is_still_200_with_its_reason() {
-    let exporter = TestExporter::embedded(Settings::default()).await;
+    let exporter = TestExporter::embedded(Exporter::builder()).await;
     let port = closed_port();
     let response = exporter
         .get(&format!(
@@ -115,7 +115,7 @@ async fn failed_probe_is_still_200_with_its_reason() {
 
 #[tokio::test]
 async fn debug_shows_the_steps_errno_and_metrics() {
-    let exporter = TestExporter::embedded(Settings::default()).await;
+    let exporter = TestExporter::embedded(Exporter::builder()).await;
     let port = closed_port();
     let response = exporter
         .get(&format!("/probe?target=localhost:{port}&debug=true"))
@@ -143,7 +143,7 @@ async fn debug_shows_the_steps_errno_and_metrics() {
 
 #[tokio::test]
 async fn scrape_timeout_header_minus_offset_bounds_the_probe() {
-    let exporter = TestExporter::embedded(Settings::default()).await;
+    let exporter = TestExporter::embedded(Exporter::builder()).await;
     // A full accept queue drops SYNs, so the probe runs into its deadline.
     let queue = common::saturated_listener();
     let address = queue.address;
@@ -166,7 +166,7 @@ async fn scrape_timeout_header_minus_offset_bounds_the_probe() {
 
 #[tokio::test]
 async fn every_bad_input_gets_a_one_line_400_and_the_exporter_keeps_answering() {
-    let exporter = TestExporter::embedded(Settings::default()).await;
+    let exporter = TestExporter::embedded(Exporter::builder()).await;
     let long_target = format!("{}:80", "a".repeat(1100));
     let cases: Vec<(String, &str)> = vec![
         ("/probe".into(), "missing or empty"),
@@ -301,7 +301,7 @@ async fn every_bad_input_gets_a_one_line_400_and_the_exporter_keeps_answering() 
 
 #[tokio::test]
 async fn routing_gives_404_405_and_health() {
-    let exporter = TestExporter::embedded(Settings::default()).await;
+    let exporter = TestExporter::embedded(Exporter::builder()).await;
     assert_eq!(exporter.get("/nope").await.status, 404);
     assert_eq!(exporter.get("/probe/extra").await.status, 404);
     let response = request(exporter.address, "POST", "/probe?target=127.0.0.1:1", &[]).await;
@@ -321,7 +321,7 @@ async fn routing_gives_404_405_and_health() {
 
 #[tokio::test]
 async fn metrics_page_has_the_exporter_and_process_series() {
-    let exporter = TestExporter::embedded(Settings::default()).await;
+    let exporter = TestExporter::embedded(Exporter::builder()).await;
     let body = exporter
         .get_with("/metrics", &[("Accept", OPENMETRICS)])
         .await
@@ -345,7 +345,7 @@ async fn metrics_page_has_the_exporter_and_process_series() {
 
 #[tokio::test]
 async fn config_page_shows_the_config_in_force() {
-    let exporter = TestExporter::embedded(Settings::default()).await;
+    let exporter = TestExporter::embedded(Exporter::builder()).await;
     let body = exporter.get("/config").await.body;
     assert!(
         body.contains("tcp_halfopen:")
@@ -359,7 +359,7 @@ const ONE_MODULE: &str = "modules:\n  quick:\n    prober: tcp_halfopen\n    time
 
 #[tokio::test]
 async fn reload_applies_a_good_file_and_keeps_the_old_config_on_a_bad_one() {
-    let exporter = TestExporter::with_config(ONE_MODULE, Settings::default()).await;
+    let exporter = TestExporter::with_config(ONE_MODULE, Exporter::builder()).await;
     let path = exporter.config_path.clone().unwrap();
     let port = closed_port();
     let probe_extra = format!("/probe?target=127.0.0.1:{port}&module=extra");
@@ -409,8 +409,9 @@ async fn reload_applies_a_good_file_and_keeps_the_old_config_on_a_bad_one() {
 /// probed port must still accept nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn halfopen_stays_invisible_under_heavy_http_concurrency() {
-    synack_exporter::sys::raise_nofile_limit().expect("raise the fd limit");
-    let exporter = Arc::new(TestExporter::embedded(Settings::default()).await);
+    // Building the exporter raises this process's open file limit, which
+    // the 1 000 client connections below need too.
+    let exporter = Arc::new(TestExporter::embedded(Exporter::builder()).await);
     let listener =
         socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
     listener
@@ -457,7 +458,7 @@ async fn halfopen_stays_invisible_under_heavy_http_concurrency() {
 /// the built-in modules; an unknown module's 400 lists those that exist.
 #[tokio::test]
 async fn a_config_without_modules_serves_the_builtin_ones() {
-    let exporter = TestExporter::with_config("", Settings::default()).await;
+    let exporter = TestExporter::with_config("", Exporter::builder()).await;
     let port = closed_port();
     for module in ["tcp_halfopen", "tcp_connect"] {
         let response = exporter

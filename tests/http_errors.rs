@@ -9,7 +9,7 @@ mod common;
 use common::TestExporter;
 use std::net::SocketAddr;
 use std::time::Duration;
-use synack_exporter::app::Settings;
+use synack_exporter::Exporter;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -48,7 +48,7 @@ fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_hyper_rejects_get_their_status_and_a_one_line_reason() {
-    let exporter = TestExporter::embedded(Settings::default()).await;
+    let exporter = TestExporter::embedded(Exporter::builder()).await;
     let address = exporter.address;
     let long_uri = format!("/probe?target={}", "a".repeat(70_000));
     let many_headers: String = (0..101).map(|n| format!("X-Field-{n}: {n}\r\n")).collect();
@@ -112,7 +112,7 @@ async fn requests_hyper_rejects_get_their_status_and_a_one_line_reason() {
 /// after the first request's whole answer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_request_after_a_good_one_on_one_connection_gets_its_reason() {
-    let exporter = TestExporter::embedded(Settings::default()).await;
+    let exporter = TestExporter::embedded(Exporter::builder()).await;
     let raw = "GET /-/healthy HTTP/1.1\r\nHost: x\r\n\r\nG T / HTTP/1.1\r\nHost: x\r\n\r\n";
     let (status, _, rest) = raw_exchange(exporter.address, raw.as_bytes()).await;
     assert_eq!(status, 200);
@@ -132,7 +132,7 @@ async fn a_bad_request_after_a_good_one_on_one_connection_gets_its_reason() {
 /// served, one byte more is not.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_head_limit_is_exactly_the_one_stated() {
-    let exporter = TestExporter::embedded(Settings::default()).await;
+    let exporter = TestExporter::embedded(Exporter::builder()).await;
     let head_of = |size: usize| {
         let start = "GET /-/healthy HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Pad: ";
         let end = "\r\n\r\n";

@@ -7,7 +7,7 @@ use common::TestExporter;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
-use synack_exporter::app::Settings;
+use synack_exporter::Exporter;
 
 const OPENMETRICS: &str = "application/openmetrics-text;version=1.0.0";
 
@@ -86,7 +86,7 @@ async fn probe_and_metrics_pages_parse_as_openmetrics_and_as_text() {
          targets:\n  - module: tcp_halfopen\n    interval: 1s\n    targets: [\"{open}\", \"127.0.0.1:1\"]\n\
          \x20   labels: {{note: \"quote \\\" backslash \\\\ newline \\n end\"}}\n"
     );
-    let exporter = TestExporter::with_config(&config, Settings::default()).await;
+    let exporter = TestExporter::with_config(&config, Exporter::builder()).await;
     wait_for_first_scheduled_probes(&exporter, 2).await;
     let dir = common::temp_dir("openmetrics");
     let pages = [

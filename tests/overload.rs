@@ -8,16 +8,13 @@ mod common;
 use common::{TestExporter, sample};
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
-use synack_exporter::app::Settings;
+use synack_exporter::{Exporter, ExporterBuilder};
 use tokio::io::AsyncWriteExt;
 
 const ONE_SECOND_MODULE: &str = "modules:\n  slow:\n    prober: tcp_halfopen\n    timeout: 1s\n";
 
-fn one_slot() -> Settings {
-    Settings {
-        max_in_flight: 1,
-        ..Settings::default()
-    }
+fn one_slot() -> ExporterBuilder {
+    Exporter::builder().max_in_flight(1)
 }
 
 fn reason_of(body: &str) -> &'static str {

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-use synack_exporter::app::Settings;
+use synack_exporter::Exporter;
 
 /// One answer: the status (None when none came within the limit), the
 /// body, and how long it took.
@@ -130,7 +130,7 @@ static LATENCY_TESTS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(())
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fifo_at_the_config_path_fails_the_reload_at_once_and_nothing_stalls() {
     let _alone = LATENCY_TESTS.lock().await;
-    let exporter = TestExporter::with_config("", Settings::default()).await;
+    let exporter = TestExporter::with_config("", Exporter::builder()).await;
     let path = exporter.config_path.clone().unwrap();
     std::fs::remove_file(&path).unwrap();
     mkfifo(&path);
@@ -207,7 +207,7 @@ async fn parallel_reloads_of_a_large_config_do_not_stall_the_other_endpoints() {
     };
     let (first_port, second_port) = (closed(), closed());
     let exporter =
-        TestExporter::with_config(&large_config(TARGETS, first_port), Settings::default()).await;
+        TestExporter::with_config(&large_config(TARGETS, first_port), Exporter::builder()).await;
     let path = exporter.config_path.clone().unwrap();
     let address = exporter.address;
     for (storm, port) in [("unchanged", first_port), ("replaced", second_port)] {
@@ -259,7 +259,7 @@ async fn parallel_reloads_of_a_large_config_do_not_stall_the_other_endpoints() {
 /// must not reach the client raw: the answer stays one line of text.
 #[tokio::test]
 async fn control_characters_of_a_config_error_are_escaped_in_the_reload_answer() {
-    let exporter = TestExporter::with_config("", Settings::default()).await;
+    let exporter = TestExporter::with_config("", Exporter::builder()).await;
     let response = exporter
         .reload_with("modules:\n  a:\n    prober: tcp_halfopen\n    \"x\\e]0;owned\\ay\\nz\": 1\n")
         .await;

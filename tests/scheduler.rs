@@ -8,7 +8,7 @@ use std::io::ErrorKind;
 use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use synack_exporter::app::Settings;
+use synack_exporter::Exporter;
 use synack_exporter::scheduler::{ScheduledTarget, TargetState};
 
 fn open_listener() -> (TcpListener, String) {
@@ -53,7 +53,7 @@ async fn wait_for(
 
 /// An exporter with the test modules, no scheduled targets, and `groups`.
 async fn exporter_with_groups(groups: &str) -> TestExporter {
-    TestExporter::with_config(&config("  []\n", groups), Settings::default()).await
+    TestExporter::with_config(&config("  []\n", groups), Exporter::builder()).await
 }
 
 fn config(targets: &str, extra: &str) -> String {
@@ -72,7 +72,7 @@ async fn scheduled_targets_show_gauges_and_reasons_and_open_ones_are_never_accep
     let targets = format!(
         "  - module: fast\n    interval: 1s\n    targets: [\"{open}\", \"{closed}\", \"{slow}\"]\n    labels: {{service: demo}}\n"
     );
-    let exporter = TestExporter::with_config(&config(&targets, ""), Settings::default()).await;
+    let exporter = TestExporter::with_config(&config(&targets, ""), Exporter::builder()).await;
     let scheduled = exporter.app.scheduler.targets();
     assert_eq!(scheduled.len(), 3);
     for target in [&open, &closed, &slow] {
@@ -126,7 +126,7 @@ async fn series_exist_before_the_first_probe_and_leave_with_the_target() {
     let other = closed_address();
     let targets =
         format!("  - module: fast\n    interval: 1h\n    targets: [\"{closed}\", \"{other}\"]\n");
-    let exporter = TestExporter::with_config(&config(&targets, ""), Settings::default()).await;
+    let exporter = TestExporter::with_config(&config(&targets, ""), Exporter::builder()).await;
     let metrics = exporter.get("/metrics").await.body;
     let labels = format!("module=\"fast\",target=\"{closed}\"");
     for series in [
@@ -164,7 +164,7 @@ async fn rise_and_fall_damp_a_port_that_closes_and_reopens() {
     let targets = format!(
         "  - module: fast\n    interval: 1s\n    rise: 2\n    fall: 3\n    targets: [\"{address}\"]\n"
     );
-    let exporter = TestExporter::with_config(&config(&targets, ""), Settings::default()).await;
+    let exporter = TestExporter::with_config(&config(&targets, ""), Exporter::builder()).await;
     let target = find(&exporter.app.scheduler.targets(), &address);
     wait_for(&target, Duration::from_secs(5), |state| {
         state.healthy && state.results[0] >= 1
@@ -212,7 +212,7 @@ async fn start_times_spread_across_the_interval() {
         "  - module: fast\n    interval: 2s\n    targets: [{}]\n",
         list.join(", ")
     );
-    let exporter = TestExporter::with_config(&config(&targets, ""), Settings::default()).await;
+    let exporter = TestExporter::with_config(&config(&targets, ""), Exporter::builder()).await;
     let started = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -278,7 +278,7 @@ async fn concurrent_group_requests_share_one_round_of_probes() {
     let exporter = Arc::new(
         TestExporter::with_config(
             &config("  []\n", &groups).replace("targets:\n  []\n", ""),
-            Settings::default(),
+            Exporter::builder(),
         )
         .await,
     );
@@ -410,10 +410,7 @@ async fn a_group_answer_expires_after_min_interval_and_with_its_members() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn landing_page_shows_one_page_of_a_long_history() {
     use synack_exporter::{Failure, Outcome, Reason};
-    let settings = Settings {
-        history_limit: 1000,
-        ..Settings::default()
-    };
+    let settings = Exporter::builder().history_limit(1000);
     let exporter = common::TestExporter::embedded(settings).await;
     let outcome = Outcome::not_started(Failure::new(Reason::Refused, "x"), Duration::ZERO);
     for n in 1..=1200 {
@@ -473,7 +470,7 @@ async fn reload_adds_removes_and_keeps_state_of_unchanged_targets() {
     let block = |list: &str| format!("  - module: fast\n    interval: 1s\n    targets: [{list}]\n");
     let exporter = TestExporter::with_config(
         &config(&block(&format!("\"{kept}\", \"{removed}\"")), ""),
-        Settings::default(),
+        Exporter::builder(),
     )
     .await;
     let kept_before = find(&exporter.app.scheduler.targets(), &kept);
@@ -526,10 +523,7 @@ async fn shards_split_the_targets_without_overlap() {
     );
     let mut seen = Vec::new();
     for index in 0..2 {
-        let settings = Settings {
-            shard: format!("{index}/2").parse().unwrap(),
-            ..Settings::default()
-        };
+        let settings = Exporter::builder().shard(format!("{index}/2").parse().unwrap());
         let exporter = TestExporter::with_config(&yaml, settings).await;
         let texts: Vec<String> = exporter
             .app
@@ -556,7 +550,7 @@ async fn landing_page_lists_targets_and_history_and_escapes_user_text() {
     let targets = format!(
         "  - module: fast\n    interval: 1s\n    targets: [\"{closed}\"]\n    labels: {{team: \"<script>alert(1)</script>\"}}\n"
     );
-    let exporter = TestExporter::with_config(&config(&targets, ""), Settings::default()).await;
+    let exporter = TestExporter::with_config(&config(&targets, ""), Exporter::builder()).await;
     wait_for(
         &exporter.app.scheduler.targets()[0],
         Duration::from_secs(5),

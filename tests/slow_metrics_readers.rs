@@ -12,7 +12,7 @@ use common::TestExporter;
 use socket2::{Domain, Protocol, Socket, Type};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
-use synack_exporter::app::Settings;
+use synack_exporter::Exporter;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -117,10 +117,7 @@ async fn read_until_closed(mut stream: TcpStream, cap: usize) -> Result<usize, S
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stalled_metrics_readers_cost_a_bounded_buffer_and_are_dropped() {
-    let settings = Settings {
-        write_timeout: WRITE_TIMEOUT,
-        ..Settings::default()
-    };
+    let settings = Exporter::builder().write_timeout(WRITE_TIMEOUT);
     let exporter = TestExporter::with_config(&config(), settings).await;
     assert_eq!(exporter.app.scheduler.targets().len(), TARGETS);
     // One full scrape first, so the baseline includes what any scrape

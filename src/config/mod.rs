@@ -20,8 +20,8 @@
 //! states them: a config is often generated, and a generator's slip (a
 //! timeout of 584 million years, a 1 ms interval, a module named `""`)
 //! should stop at `--config.check`, not become a busy or stuck exporter.
-//! The bounds are [`TIMEOUT_RANGE`], [`INTERVAL_RANGE`],
-//! [`RISE_FALL_RANGE`], [`GROUP_MEMBERS_RANGE`],
+//! The bounds are [`TIMEOUT_RANGE`], [`scheduled::INTERVAL_RANGE`],
+//! [`scheduled::RISE_FALL_RANGE`], [`scheduled::GROUP_MEMBERS_RANGE`],
 //! [`MAX_SCHEDULED_TARGETS`] and [`MAX_CONFIG_BYTES`]; module and group
 //! names use letters, digits, `-`, `_` and `.` only. YAML tags that
 //! serde-saphyr does not know (`!custom`) are errors rather than silently
@@ -35,10 +35,7 @@ mod duration;
 mod scheduled;
 
 pub use duration::PromDuration;
-pub use scheduled::{
-    GROUP_MEMBERS_RANGE, Group, GroupName, INTERVAL_RANGE, LabelName, MAX_SCHEDULED_TARGETS,
-    RISE_FALL_RANGE, TargetBlock, TargetSpec,
-};
+pub use scheduled::{Group, GroupName, LabelName, MAX_SCHEDULED_TARGETS, TargetBlock};
 
 use serde::{Deserialize, Deserializer, Serialize};
 use std::cell::RefCell;
@@ -430,6 +427,13 @@ pub enum ConfigSource {
     File(PathBuf),
     /// No file given: [`EMBEDDED_DEFAULT_YAML`].
     Embedded,
+    /// Text given by a library user; `name` stands for the file.
+    Text {
+        /// What error messages call it.
+        name: String,
+        /// The YAML.
+        yaml: String,
+    },
 }
 
 impl ConfigSource {
@@ -441,6 +445,7 @@ impl ConfigSource {
         match self {
             Self::File(path) => Config::load(path),
             Self::Embedded => Ok(Config::embedded_default()),
+            Self::Text { name, yaml } => Config::parse(name, yaml),
         }
     }
 }
@@ -450,6 +455,7 @@ impl fmt::Display for ConfigSource {
         match self {
             Self::File(path) => write!(f, "{}", path.display()),
             Self::Embedded => f.write_str(EMBEDDED_DEFAULT_NAME),
+            Self::Text { name, .. } => f.write_str(name),
         }
     }
 }

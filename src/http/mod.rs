@@ -18,7 +18,7 @@ mod write_timeout;
 
 pub use connection::DEFAULT_WRITE_TIMEOUT;
 pub use listen::ListenAddress;
-pub use query::{Query, QueryError};
+pub use query::Query;
 
 use crate::app::App;
 use crate::metrics::exposition::Format;

@@ -14,7 +14,6 @@ mod classify;
 pub mod resolve;
 mod tcp;
 
-pub use classify::{describe as describe_os_error, reason_for};
 pub use resolve::Resolver;
 
 use crate::config::{Module, ProberKind};

@@ -27,7 +27,7 @@
 
 mod state;
 
-pub use state::{HANDSHAKE_BUCKETS, Histogram, RESULTS, TargetState};
+pub use state::{HANDSHAKE_BUCKETS, RESULTS, TargetState};
 
 use crate::config::{Config, LabelName, Module};
 use crate::hash::fnv1a_64;

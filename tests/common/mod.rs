@@ -4,11 +4,9 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
-use synack_exporter::app::{App, Settings};
-use synack_exporter::config::ConfigSource;
+use synack_exporter::ExporterBuilder;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
@@ -55,43 +53,39 @@ pub fn temp_dir(name: &str) -> PathBuf {
 /// An exporter served in-process on 127.0.0.1 with an ephemeral port.
 pub struct TestExporter {
     pub address: SocketAddr,
-    pub app: Arc<App>,
     pub config_path: Option<PathBuf>,
     stop: Option<oneshot::Sender<()>>,
 }
 
 impl TestExporter {
-    /// Serves the embedded default config.
-    pub async fn embedded(settings: Settings) -> Self {
-        Self::start(ConfigSource::Embedded, None, settings).await
+    /// Serves the config `builder` has (the embedded default unless set).
+    pub async fn embedded(builder: ExporterBuilder) -> Self {
+        Self::start(builder, None).await
     }
 
     /// Serves `yaml`, written to a temp file so that reloads can change it.
-    pub async fn with_config(yaml: &str, settings: Settings) -> Self {
+    pub async fn with_config(yaml: &str, builder: ExporterBuilder) -> Self {
         let path = temp_dir("config").join("synack.yml");
         std::fs::write(&path, yaml).expect("write config");
-        Self::start(ConfigSource::File(path.clone()), Some(path), settings).await
+        Self::start(builder.config_file(&path), Some(path)).await
     }
 
-    async fn start(source: ConfigSource, config_path: Option<PathBuf>, settings: Settings) -> Self {
-        let app = Arc::new(App::start(source, settings).expect("config loads"));
-        let listener = "127.0.0.1:0"
-            .parse::<synack_exporter::http::ListenAddress>()
-            .expect("valid address")
-            .bind()
+    async fn start(builder: ExporterBuilder, config_path: Option<PathBuf>) -> Self {
+        let exporter = builder.build().expect("config loads");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
             .expect("bind");
         let address = listener.local_addr().expect("local addr");
         let (stop, stopped) = oneshot::channel::<()>();
-        tokio::spawn(synack_exporter::http::serve(
-            listener,
-            Arc::clone(&app),
-            async {
-                let _ = stopped.await;
-            },
-        ));
+        tokio::spawn(async move {
+            exporter
+                .serve(listener, async {
+                    let _ = stopped.await;
+                })
+                .await;
+        });
         Self {
             address,
-            app,
             config_path,
             stop: Some(stop),
         }

@@ -1,0 +1,203 @@
+//! Running the exporter from Rust: [`Exporter::builder`], then
+//! [`Exporter::serve`]. The `synack_exporter` binary is this plus flags,
+//! logging and signals.
+//!
+//! ```no_run
+//! use synack_exporter::Exporter;
+//!
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! let exporter = Exporter::builder().config_file("synack.yml").build()?;
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:9215").await?;
+//! exporter.serve(listener, std::future::pending()).await;
+//! # Ok(()) }
+//! ```
+#![forbid(unsafe_code)]
+
+use crate::app::{App, Settings};
+use crate::config::{ConfigError, ConfigSource};
+use crate::scheduler::Shard;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+/// The settings of an exporter, before it starts. Every one has the
+/// default of the binary's flag of the same name.
+#[derive(Clone, Debug)]
+#[must_use]
+pub struct ExporterBuilder {
+    source: ConfigSource,
+    settings: Settings,
+}
+
+impl ExporterBuilder {
+    /// The most `/probe` requests [`history_limit`](Self::history_limit) may keep.
+    pub const MAX_HISTORY_LIMIT: usize = crate::history::MAX_LIMIT as usize;
+
+    /// The YAML config file (`--config.file`). Without one, the embedded
+    /// default, with the built-in modules `tcp_halfopen` and `tcp_connect`.
+    pub fn config_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.source = ConfigSource::File(path.into());
+        self
+    }
+
+    /// A config given as text; `name` stands for the file in error messages.
+    /// A reload parses the same text again.
+    pub fn config_text(mut self, name: &str, yaml: &str) -> Self {
+        self.source = ConfigSource::Text {
+            name: name.to_owned(),
+            yaml: yaml.to_owned(),
+        };
+        self
+    }
+
+    /// Subtracted from the scrape timeout Prometheus announces
+    /// (`--timeout-offset`, 0.5 s).
+    pub fn timeout_offset(mut self, offset: Duration) -> Self {
+        self.settings.timeout_offset = offset;
+        self
+    }
+
+    /// Probes allowed at once (`--probe.max-in-flight`, 4096), lowered at
+    /// start when the open file limit cannot hold that many sockets.
+    pub fn max_in_flight(mut self, probes: usize) -> Self {
+        self.settings.max_in_flight = probes.max(1);
+        self
+    }
+
+    /// Which part of the scheduled targets this instance probes
+    /// (`--targets.shard`, all of them).
+    pub fn shard(mut self, shard: Shard) -> Self {
+        self.settings.shard = shard;
+        self
+    }
+
+    /// How many `/probe` requests the landing page and `/logs` remember
+    /// (`--history.limit`, 100), at most [`Self::MAX_HISTORY_LIMIT`].
+    pub fn history_limit(mut self, records: usize) -> Self {
+        self.settings.history_limit = records.min(Self::MAX_HISTORY_LIMIT);
+        self
+    }
+
+    /// How long requests in flight may take to finish once the shutdown
+    /// future given to [`Exporter::serve`] completes (`--web.shutdown-grace`, 5 s).
+    pub fn shutdown_grace(mut self, grace: Duration) -> Self {
+        self.settings.shutdown_grace = grace;
+        self
+    }
+
+    /// Name servers that replace those of `/etc/resolv.conf`
+    /// (`--dns.server`); empty for resolv.conf's own.
+    pub fn dns_servers(mut self, servers: Vec<SocketAddr>) -> Self {
+        self.settings.dns_servers = servers;
+        self
+    }
+
+    /// How long writing a response may make no progress before the
+    /// connection is closed (`--web.write-timeout`, 30 s).
+    pub fn write_timeout(mut self, timeout: Duration) -> Self {
+        self.settings.write_timeout = timeout;
+        self
+    }
+
+    /// Loads and checks the config without starting anything
+    /// (`--config.check`).
+    ///
+    /// # Errors
+    /// The config error, with file, line, column and field.
+    pub fn check_config(&self) -> Result<(), ConfigError> {
+        self.source.load().map(drop)
+    }
+
+    /// Loads the config and starts the probe thread, the DNS thread and
+    /// the scheduler. Raises the process's soft open file limit to its
+    /// hard limit first: every probe in flight holds a socket.
+    ///
+    /// # Errors
+    /// The config error when the config does not load.
+    pub fn build(self) -> Result<Exporter, ConfigError> {
+        match crate::sys::raise_nofile_limit() {
+            Ok(limit) => tracing::debug!(limit, "open file limit"),
+            Err(error) => tracing::warn!(err = %error, "cannot raise the open file limit"),
+        }
+        let app = App::start(self.source, self.settings)?;
+        Ok(Exporter { app: Arc::new(app) })
+    }
+}
+
+/// A running exporter: its config, probe thread and scheduler. Clones
+/// share them.
+#[derive(Clone, Debug)]
+pub struct Exporter {
+    app: Arc<App>,
+}
+
+impl Exporter {
+    /// Settings at their defaults, with the embedded default config.
+    pub fn builder() -> ExporterBuilder {
+        ExporterBuilder {
+            source: ConfigSource::Embedded,
+            settings: Settings::default(),
+        }
+    }
+
+    /// Serves HTTP on `listener` until `shutdown` completes, then lets
+    /// requests in flight finish within the shutdown grace period.
+    pub async fn serve(&self, listener: TcpListener, shutdown: impl Future<Output = ()>) {
+        self.announce(&listener);
+        crate::http::serve(listener, Arc::clone(&self.app), shutdown).await;
+    }
+
+    /// Logs the address served, a URL a browser can open, and what is in force.
+    fn announce(&self, listener: &TcpListener) {
+        let Ok(local) = listener.local_addr() else {
+            return;
+        };
+        // A browser cannot open http://[::]:9215/; on every address, this
+        // host's own name for itself is the one to offer.
+        let reachable = if local.ip().is_unspecified() {
+            format!("localhost:{}", local.port())
+        } else {
+            local.to_string()
+        };
+        tracing::info!(
+            address = %local,
+            url = %format_args!("http://{reachable}/"),
+            example = %format_args!(
+                "http://{reachable}/probe?target=127.0.0.1:{}&module=tcp_halfopen",
+                local.port()
+            ),
+            config = %self.app.config_source(),
+            modules = %self.app.config().module_names(),
+            dns_servers = %self.app.runner.resolver().servers(),
+            "synack_exporter listening"
+        );
+    }
+
+    /// Reads the config again, as `POST /-/reload` and SIGHUP do. On error
+    /// the old config stays in force.
+    ///
+    /// # Errors
+    /// The new config's error, or why the reload gave no result in time.
+    pub async fn reload(&self) -> Result<(), ConfigError> {
+        self.app.reload().await
+    }
+
+    /// Gives the probe thread real-time priority (`SCHED_RR` 1,
+    /// `--probe.realtime-priority`), so that no ordinary thread can delay
+    /// a half-open close past the delayed ACK.
+    ///
+    /// # Errors
+    /// `EPERM` when neither `RLIMIT_RTPRIO` nor `CAP_SYS_NICE` allows it.
+    pub async fn make_probe_thread_realtime(&self) -> std::io::Result<()> {
+        self.app.runner.make_probe_thread_realtime().await
+    }
+
+    /// Where the config comes from: its path, or a name for the others.
+    #[must_use]
+    pub fn config_source(&self) -> String {
+        self.app.config_source().to_string()
+    }
+}
