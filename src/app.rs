@@ -11,11 +11,17 @@
 //! refused without opening it for a blocking read, and a file over
 //! [`crate::config::MAX_CONFIG_BYTES`] without reading it.
 
+#![forbid(unsafe_code)]
+
 use crate::coalesce::{Coalescer, Unfinished};
 use crate::config::{Config, ConfigError, ConfigSource};
 use crate::health::GroupChecker;
 use crate::history::History;
-use crate::metrics::exporter::ExporterMetrics;
+use crate::metrics::exporter::{ExporterView, ReloadStatus};
+use crate::metrics::exposition::{Format, Writer};
+use crate::metrics::process::ProcessMetrics;
+use crate::metrics::scheduled::ScheduledSeries;
+use crate::modules::{Modules, ResultCounters};
 use crate::prober::Resolver;
 use crate::runner::ProbeRunner;
 use crate::scheduler::{Scheduler, Shard};
@@ -26,27 +32,33 @@ use std::time::Duration;
 /// How long a reload request waits for its result. A config at the size
 /// limit parses in a few seconds; a read that takes longer is stuck (a
 /// hung network filesystem), and the request answers rather than hang.
-pub const RELOAD_WAIT: Duration = Duration::from_secs(30);
+pub(crate) const RELOAD_WAIT: Duration = Duration::from_secs(30);
+
+/// The default of `--web.write-timeout`: long enough for any client that
+/// is reading at all (the timer restarts whenever a write gets through),
+/// short enough that stuck clients give back their descriptors, which
+/// probes need, within a scrape interval or two.
+pub(crate) const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Settings from the command line that the handlers need.
 #[derive(Clone, Debug)]
-pub struct Settings {
+pub(crate) struct Settings {
     /// Subtracted from the scrape timeout that Prometheus announces.
-    pub timeout_offset: Duration,
+    pub(crate) timeout_offset: Duration,
     /// How many probes may run at once.
-    pub max_in_flight: usize,
+    pub(crate) max_in_flight: usize,
     /// Which part of the scheduled targets this instance probes.
-    pub shard: Shard,
+    pub(crate) shard: Shard,
     /// How many `/probe` requests the landing page remembers.
-    pub history_limit: usize,
+    pub(crate) history_limit: usize,
     /// How long requests in flight may take to finish after SIGTERM.
-    pub shutdown_grace: Duration,
+    pub(crate) shutdown_grace: Duration,
     /// Name servers that replace those of `/etc/resolv.conf`; empty for
     /// resolv.conf's own.
-    pub dns_servers: Vec<SocketAddr>,
+    pub(crate) dns_servers: Vec<SocketAddr>,
     /// How long a response write may make no progress before the
     /// connection is closed (`--web.write-timeout`).
-    pub write_timeout: Duration,
+    pub(crate) write_timeout: Duration,
 }
 
 impl Default for Settings {
@@ -58,30 +70,46 @@ impl Default for Settings {
             history_limit: 100,
             shutdown_grace: Duration::from_secs(5),
             dns_servers: Vec::new(),
-            write_timeout: crate::http::DEFAULT_WRITE_TIMEOUT,
+            write_timeout: DEFAULT_WRITE_TIMEOUT,
         }
     }
 }
 
+/// A config and its modules, put in force together, so that a request
+/// never pairs one config's groups with another's modules.
+#[derive(Debug)]
+pub(crate) struct InForce {
+    /// The config.
+    pub(crate) config: Config,
+    /// Its modules, with their counters.
+    pub(crate) modules: Modules,
+}
+
 /// Shared state of a running exporter.
 #[derive(Debug)]
-pub struct App {
+pub(crate) struct App {
     source: ConfigSource,
-    config: RwLock<Arc<Config>>,
+    in_force: RwLock<Arc<InForce>>,
     /// Runs one reload at a time, so that SIGHUP and POST /-/reload at once
     /// cannot leave the reload metric describing another config than the
     /// one in force, and so that N requests never cause N parses.
     reloads: Arc<Coalescer<Result<(), ConfigError>>>,
     /// Runs every probe, from `/probe`, the scheduler and group checks.
-    pub runner: Arc<ProbeRunner>,
+    pub(crate) runner: Arc<ProbeRunner>,
     /// Probes the configured `targets:`.
-    pub scheduler: Scheduler,
+    pub(crate) scheduler: Scheduler,
+    /// What `/metrics` writes of the scheduled targets.
+    pub(crate) series: ScheduledSeries,
     /// Answers `/health/<group>`.
-    pub groups: GroupChecker,
+    pub(crate) groups: GroupChecker,
     /// The last `/probe` requests.
-    pub history: History,
+    pub(crate) history: History,
     /// Command-line settings.
-    pub settings: Settings,
+    pub(crate) settings: Settings,
+    /// Probe counters of every module ever loaded.
+    results: ResultCounters,
+    reload_status: ReloadStatus,
+    process: ProcessMetrics,
 }
 
 /// `--probe.max-in-flight`, lowered if the open file limit needs it.
@@ -109,45 +137,55 @@ impl App {
     /// # Errors
     /// The config error when the first load fails: with no config in force
     /// there is nothing to serve.
-    pub fn start(source: ConfigSource, settings: Settings) -> Result<Self, ConfigError> {
+    pub(crate) fn start(source: ConfigSource, settings: Settings) -> Result<Self, ConfigError> {
         let config = source.load()?;
-        let metrics = Arc::new(ExporterMetrics::new());
         let resolver = Resolver::from_system(&settings.dns_servers);
-        let runner = Arc::new(ProbeRunner::with_resolver(
-            probe_slots_for(&settings),
-            metrics,
-            resolver,
-        ));
+        let runner = Arc::new(ProbeRunner::new(probe_slots_for(&settings), resolver));
         let app = Self {
             source,
-            config: RwLock::new(Arc::new(Config::default())),
+            in_force: RwLock::new(Arc::new(InForce {
+                config: Config::default(),
+                modules: Modules::default(),
+            })),
             reloads: Arc::default(),
             scheduler: Scheduler::new(Arc::clone(&runner), settings.shard),
+            series: ScheduledSeries::default(),
             runner,
             groups: GroupChecker::default(),
             history: History::new(settings.history_limit),
             settings,
+            results: ResultCounters::default(),
+            reload_status: ReloadStatus::default(),
+            process: ProcessMetrics::new(),
         };
         app.put_in_force(config);
         Ok(app)
     }
 
-    /// The config in force. Holding it keeps it alive across a reload.
-    #[must_use]
-    pub fn config(&self) -> Arc<Config> {
-        Arc::clone(&self.config.read().unwrap_or_else(PoisonError::into_inner))
+    /// The config in force with its modules. Holding it keeps it alive
+    /// across a reload.
+    pub(crate) fn in_force(&self) -> Arc<InForce> {
+        Arc::clone(&self.in_force.read().unwrap_or_else(PoisonError::into_inner))
     }
 
     /// Where the config comes from.
-    #[must_use]
-    pub fn config_source(&self) -> &ConfigSource {
+    pub(crate) fn config_source(&self) -> &ConfigSource {
         &self.source
     }
 
-    /// The exporter's own metrics.
-    #[must_use]
-    pub fn metrics(&self) -> &ExporterMetrics {
-        self.runner.metrics()
+    /// The exporter's own series in `format`, without the closing `# EOF`.
+    pub(crate) fn exporter_families(&self, format: Format) -> String {
+        let view = ExporterView {
+            probe_results: self.results.snapshot(),
+            in_flight: self.runner.in_flight(),
+            reload: &self.reload_status,
+            schedule_lag: self.scheduler.schedule_lag().values(),
+            scheduled_targets: self.scheduler.targets().len(),
+            process: &self.process,
+        };
+        let mut text = String::with_capacity(4096);
+        view.write(&mut Writer::new(&mut text, format));
+        text
     }
 
     /// Re-reads the config on a blocking thread, coalesced with the other
@@ -157,7 +195,7 @@ impl App {
     /// # Errors
     /// The config error of the new file, or why no result came within
     /// [`RELOAD_WAIT`].
-    pub async fn reload(self: &Arc<Self>) -> Result<(), ConfigError> {
+    pub(crate) async fn reload(self: &Arc<Self>) -> Result<(), ConfigError> {
         let app = Arc::clone(self);
         match self
             .reloads
@@ -173,7 +211,7 @@ impl App {
                 ),
             )),
             Err(Unfinished::Panicked) => {
-                self.metrics().record_reload(false);
+                self.reload_status.record(false);
                 Err(ConfigError::about_file(
                     &self.source.to_string(),
                     "the reload failed on an internal error (a bug; the log has the panic); the old config stays in force".to_owned(),
@@ -191,25 +229,26 @@ impl App {
                 Ok(())
             }
             Err(error) => {
-                self.metrics().record_reload(false);
+                self.reload_status.record(false);
                 Err(error)
             }
         }
     }
 
     fn put_in_force(&self, config: Config) {
-        for name in config.modules.keys() {
-            self.metrics().declare_module(name);
+        let modules = Modules::load(&config, &self.results);
+        if let Some(targets) = self.scheduler.apply(&config, &modules) {
+            self.series.publish(targets);
         }
-        self.scheduler.apply(&config);
-        self.metrics()
-            .set_scheduled_targets(self.scheduler.targets().len());
-        let config = Arc::new(config);
-        *self.config.write().unwrap_or_else(PoisonError::into_inner) = Arc::clone(&config);
+        let in_force = Arc::new(InForce { config, modules });
+        *self
+            .in_force
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Arc::clone(&in_force);
         // After the swap: requests from now on see only the new groups, so
         // only one that read the old config before it can bring a gone
         // group back, and then only until the next reload.
-        self.groups.forget_groups_not_in(&config);
-        self.metrics().record_reload(true);
+        self.groups.forget_groups_not_in(&in_force.config);
+        self.reload_status.record(true);
     }
 }

@@ -170,7 +170,7 @@ impl Exporter {
                 local.port()
             ),
             config = %self.app.config_source(),
-            modules = %self.app.config().module_names(),
+            modules = %self.app.in_force().config.module_names(),
             dns_servers = %self.app.runner.resolver().servers(),
             "synack_exporter listening"
         );

@@ -15,45 +15,57 @@
 //! members, so a reload that changes the group is never answered from the
 //! old one.
 
-use crate::config::{Config, Module};
-use crate::prober::Failure;
+#![forbid(unsafe_code)]
+
+use crate::config::{Config, Group, TargetSpec};
+use crate::modules::{LoadedModule, Modules};
+use crate::prober::{Failure, Reason};
 use crate::runner::ProbeRunner;
 use crate::target::Target;
 use crate::trace::Trace;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use tokio::sync::OnceCell;
 
 /// The result of checking one group.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct GroupReport {
+pub(crate) struct GroupReport {
     /// Members that failed, with why, in config order.
-    pub failing: Vec<(Target, Failure)>,
+    pub(crate) failing: Vec<(Target, Failure)>,
 }
 
 impl GroupReport {
     /// Whether every member accepted the handshake.
-    #[must_use]
-    pub fn all_up(&self) -> bool {
+    pub(crate) fn all_up(&self) -> bool {
         self.failing.is_empty()
     }
 }
 
+/// What a request for a group gets.
+#[derive(Debug)]
+pub(crate) enum GroupAnswer {
+    /// The config has no such group; these are the groups it has.
+    Unknown(Vec<String>),
+    /// The group's module is not in force (validation rules this out).
+    UnknownModule(String),
+    /// What probing the members found.
+    Checked(Arc<GroupReport>),
+}
+
 /// The last answer of a group, for the landing page.
 #[derive(Clone, Debug)]
-pub struct LastAnswer {
+pub(crate) struct LastAnswer {
     /// What the check found.
-    pub report: Arc<GroupReport>,
+    pub(crate) report: Arc<GroupReport>,
     /// Unix time when it finished, seconds.
-    pub finished_unix: f64,
+    pub(crate) finished_unix: f64,
 }
 
 /// One round of probes of a group, shared by every request that joins it.
 #[derive(Debug)]
 struct Round {
-    module_name: String,
-    module: Module,
+    module: Arc<LoadedModule>,
     members: Vec<Target>,
     report: OnceCell<Arc<GroupReport>>,
 }
@@ -61,8 +73,8 @@ struct Round {
 impl Round {
     /// Whether this round checks what a request for `members` with
     /// `module` asks for.
-    fn is_for(&self, module_name: &str, module: &Module, members: &[Target]) -> bool {
-        self.module_name == module_name && self.module == *module && self.members == members
+    fn is_for(&self, module: &LoadedModule, members: &[TargetSpec]) -> bool {
+        self.module.same_as(module) && self.members.iter().eq(members.iter().map(|spec| &spec.0))
     }
 }
 
@@ -87,40 +99,55 @@ struct GroupState {
 /// Runs group checks: reuses a recent answer, or joins the round under
 /// way, or starts one.
 #[derive(Debug, Default)]
-pub struct GroupChecker {
+pub(crate) struct GroupChecker {
     groups: Mutex<HashMap<String, GroupState>>,
 }
 
 impl GroupChecker {
-    /// The answer for group `name`: its last one if younger than
-    /// `min_interval` and for the same module and `members`, else
-    /// that of the round under way, else that of a new round probing
-    /// `members` with `module`.
-    pub async fn check(
+    /// The answer for group `name` of `config`, whose modules are `modules`.
+    pub(crate) async fn answer(
         &self,
         name: &str,
-        module_name: &str,
-        module: &Module,
-        members: &[Target],
-        min_interval: Duration,
+        config: &Config,
+        modules: &Modules,
+        runner: &Arc<ProbeRunner>,
+    ) -> GroupAnswer {
+        let Some(group) = config.groups.get(name) else {
+            return GroupAnswer::Unknown(
+                config.groups.keys().map(|group| group.0.clone()).collect(),
+            );
+        };
+        let Some(module) = modules.get(&group.module.value) else {
+            return GroupAnswer::UnknownModule(group.module.value.clone());
+        };
+        GroupAnswer::Checked(self.check(name, group, module, runner).await)
+    }
+
+    /// The group's last answer if younger than its `min_interval` and for
+    /// the same module and members, else that of the round under way,
+    /// else that of a new round.
+    async fn check(
+        &self,
+        name: &str,
+        group: &Group,
+        module: &Arc<LoadedModule>,
         runner: &Arc<ProbeRunner>,
     ) -> Arc<GroupReport> {
         let round = {
             let mut groups = self.groups.lock().unwrap_or_else(PoisonError::into_inner);
             let state = groups.entry(name.to_owned()).or_default();
             if let Some(last) = &state.last
-                && last.round.is_for(module_name, module, members)
-                && last.at.elapsed() < min_interval
+                && last.round.is_for(module, &group.targets)
+                && last.at.elapsed() < group.min_interval.0
             {
                 return Arc::clone(&last.report);
             }
             match &state.in_flight {
-                Some(round) if round.is_for(module_name, module, members) => Arc::clone(round),
+                Some(round) if round.is_for(module, &group.targets) => Arc::clone(round),
                 _ => {
                     let round = Arc::new(Round {
-                        module_name: module_name.to_owned(),
-                        module: module.clone(),
-                        members: members.to_vec(),
+                        module: Arc::clone(module),
+                        members: group.targets.iter().map(|spec| spec.0.clone()).collect(),
                         report: OnceCell::new(),
                     });
                     state.in_flight = Some(Arc::clone(&round));
@@ -130,7 +157,7 @@ impl GroupChecker {
         };
         let report = round
             .report
-            .get_or_init(|| probe_members(module_name, module, members, runner))
+            .get_or_init(|| probe_members(&round.module, &round.members, runner))
             .await
             .clone();
         // The first request to finish retires the round as the group's last
@@ -157,7 +184,7 @@ impl GroupChecker {
     /// Forgets the groups that `config` does not have. Called when a config
     /// is put in force: a group renamed or removed by a reload would
     /// otherwise keep its last round, up to 1,000 members, for ever.
-    pub fn forget_groups_not_in(&self, config: &Config) {
+    pub(crate) fn forget_groups_not_in(&self, config: &Config) {
         self.groups
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -165,8 +192,7 @@ impl GroupChecker {
     }
 
     /// The last answer for group `name`, if it was ever checked.
-    #[must_use]
-    pub fn last_answer(&self, name: &str) -> Option<LastAnswer> {
+    pub(crate) fn last_answer(&self, name: &str) -> Option<LastAnswer> {
         let groups = self.groups.lock().unwrap_or_else(PoisonError::into_inner);
         let last = groups.get(name)?.last.as_ref()?;
         Some(LastAnswer {
@@ -176,53 +202,68 @@ impl GroupChecker {
     }
 }
 
+/// Probes every member at once. A member whose probe task ended without an
+/// outcome (it panicked) counts as failed, never as up.
 async fn probe_members(
-    module_name: &str,
-    module: &Module,
+    module: &Arc<LoadedModule>,
     members: &[Target],
     runner: &Arc<ProbeRunner>,
 ) -> Arc<GroupReport> {
     let mut probes = tokio::task::JoinSet::new();
+    let mut index_of = HashMap::with_capacity(members.len());
     for (index, member) in members.iter().enumerate() {
-        let (runner, module_name, module, member) = (
-            Arc::clone(runner),
-            module_name.to_owned(),
-            module.clone(),
-            member.clone(),
-        );
-        probes.spawn(async move {
-            let timeout = module.timeout.0;
-            let outcome = runner
-                .run(
-                    &module_name,
-                    &module,
-                    &member,
-                    timeout,
-                    &mut Trace::disabled(),
-                )
-                .await;
-            (index, member, outcome.failure)
+        let (runner, module, member) = (Arc::clone(runner), Arc::clone(module), member.clone());
+        let task = probes.spawn(async move {
+            let timeout = module.module.timeout.0;
+            runner
+                .run(&module, &member, timeout, &mut Trace::disabled())
+                .await
+                .failure
         });
+        index_of.insert(task.id(), index);
     }
-    let mut failing = Vec::new();
-    while let Some(joined) = probes.join_next().await {
-        if let Ok((index, member, Some(failure))) = joined {
-            failing.push((index, member, failure));
-        }
-    }
-    failing.sort_by_key(|(index, _, _)| *index);
+    let failures = failures_in_order(probes, &index_of, members.len()).await;
     Arc::new(GroupReport {
-        failing: failing
-            .into_iter()
-            .map(|(_, member, failure)| (member, failure))
+        failing: members
+            .iter()
+            .zip(failures)
+            .filter_map(|(member, failure)| Some((member.clone(), failure?)))
             .collect(),
     })
+}
+
+/// The failure of each of `count` probes, in member order; `index_of`
+/// maps each task to its member. A task that ended without an outcome
+/// (it panicked) is a failure.
+async fn failures_in_order(
+    mut probes: tokio::task::JoinSet<Option<Failure>>,
+    index_of: &HashMap<tokio::task::Id, usize>,
+    count: usize,
+) -> Vec<Option<Failure>> {
+    let mut failures: Vec<Option<Failure>> = vec![None; count];
+    while let Some(joined) = probes.join_next_with_id().await {
+        let (id, failure) = match joined {
+            Ok((id, failure)) => (id, failure),
+            Err(error) => (
+                error.id(),
+                Some(Failure::new(
+                    Reason::Local,
+                    format!("the probe ended without an outcome: {error}"),
+                )),
+            ),
+        };
+        if let Some(index) = index_of.get(&id) {
+            failures[*index] = failure;
+        }
+    }
+    failures
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metrics::exporter::ExporterMetrics;
+    use crate::modules::ResultCounters;
+    use crate::prober::Resolver;
 
     fn config(groups: &[&str]) -> Config {
         let mut yaml = String::from("groups:\n");
@@ -236,29 +277,17 @@ mod tests {
     }
 
     async fn check(checker: &GroupChecker, config: &Config, name: &str, runner: &Arc<ProbeRunner>) {
-        let group = &config.groups[name];
-        let members: Vec<Target> = group
-            .targets
-            .iter()
-            .map(|member| member.0.clone())
-            .collect();
-        let module_name = &group.module.value;
-        let report = checker
-            .check(
-                name,
-                module_name,
-                &config.modules[module_name],
-                &members,
-                group.min_interval.0,
-                runner,
-            )
-            .await;
+        let modules = Modules::load(config, &ResultCounters::default());
+        let GroupAnswer::Checked(report) = checker.answer(name, config, &modules, runner).await
+        else {
+            panic!("{name} is a group of the config");
+        };
         assert_eq!(report.failing.len(), 1, "{name}: {report:?}");
     }
 
     #[tokio::test]
     async fn groups_gone_from_the_config_are_forgotten() {
-        let runner = Arc::new(ProbeRunner::new(4, Arc::new(ExporterMetrics::new())));
+        let runner = Arc::new(ProbeRunner::new(4, Resolver::from_system(&[])));
         let checker = GroupChecker::default();
         let before = config(&["kept", "renamed"]);
         for name in ["kept", "renamed"] {
@@ -275,5 +304,20 @@ mod tests {
         );
         let known: Vec<String> = checker.groups.lock().unwrap().keys().cloned().collect();
         assert_eq!(known, ["kept"]);
+    }
+
+    #[tokio::test]
+    async fn a_member_whose_probe_panicked_is_failing_not_up() {
+        let mut probes = tokio::task::JoinSet::new();
+        let mut index_of = HashMap::new();
+        let up = probes.spawn(async { None });
+        let panicked = probes.spawn(async { panic!("a bug in a prober") });
+        index_of.insert(up.id(), 0);
+        index_of.insert(panicked.id(), 1);
+        let failures = failures_in_order(probes, &index_of, 2).await;
+        assert_eq!(failures[0], None);
+        let failure = failures[1].as_ref().expect("the panicked member fails");
+        assert_eq!(failure.reason, Reason::Local);
+        assert!(failure.detail.contains("without an outcome"), "{failure}");
     }
 }

@@ -1,49 +1,66 @@
 //! The last probes made through `/probe`, with their step logs, for the
 //! landing page and `/logs?id=N` (blackbox_exporter keeps the same).
 //!
-//! A record costs about 865 bytes, most of it the step log, so the number
-//! kept is capped at [`MAX_LIMIT`], and readers take one page of records
-//! rather than a copy of all of them.
+//! A record keeps the probe's steps as [`Steps`], not as text: the text
+//! is made only when `/logs` asks for it, so remembering a probe costs the
+//! request no formatting. The number kept is capped at [`MAX_LIMIT`], and
+//! readers take one page of records rather than a copy of all of them.
 
-use crate::prober::{Outcome, Reason};
+#![forbid(unsafe_code)]
+
+use crate::prober::{Failure, Outcome, Reason};
+use crate::target::Target;
+use crate::trace::Steps;
 use std::collections::VecDeque;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 /// One remembered `/probe` request.
 #[derive(Clone, Debug, PartialEq)]
-pub struct ProbeRecord {
+pub(crate) struct ProbeRecord {
     /// Increasing id, for `/logs?id=N`.
-    pub id: u64,
+    pub(crate) id: u64,
     /// Unix time when it finished, seconds.
-    pub finished_unix: f64,
+    pub(crate) finished_unix: f64,
     /// The module name.
-    pub module: String,
+    pub(crate) module: Arc<str>,
     /// The target as requested.
-    pub target: String,
+    pub(crate) target: Target,
     /// `None` on success.
-    pub reason: Option<Reason>,
+    pub(crate) failure: Option<Failure>,
     /// Duration of the probe, seconds.
-    pub duration: f64,
+    pub(crate) duration: f64,
+    /// What the probe did.
+    pub(crate) steps: Steps,
+}
+
+impl ProbeRecord {
+    /// `None` on success.
+    pub(crate) fn reason(&self) -> Option<Reason> {
+        self.failure.as_ref().map(|failure| failure.reason)
+    }
+
     /// The step log, as `debug=true` shows it.
-    pub log: String,
+    pub(crate) fn log(&self) -> String {
+        let failure = self.failure.as_ref().map(|failure| failure as _);
+        self.steps.render(&self.target, failure)
+    }
 }
 
 /// The most records `--history.limit` may keep: about 9 MB. That covers
 /// minutes of `/probe` traffic from a typical Prometheus, enough to look up
 /// a recent failure's log; a million records took 1.29 GB.
-pub const MAX_LIMIT: u32 = 10_000;
+pub(crate) const MAX_LIMIT: u32 = 10_000;
 
 /// A bounded, newest-last list of probe records.
 #[derive(Debug)]
-pub struct History {
+pub(crate) struct History {
     limit: usize,
     records: Mutex<(u64, VecDeque<ProbeRecord>)>,
 }
 
 impl History {
     /// Keeps the last `limit` probes, at most [`MAX_LIMIT`]; 0 keeps none.
-    #[must_use]
-    pub fn new(limit: usize) -> Self {
+    pub(crate) fn new(limit: usize) -> Self {
         let limit = limit.min(MAX_LIMIT as usize);
         Self {
             limit,
@@ -52,13 +69,18 @@ impl History {
     }
 
     /// Whether records are kept at all, so callers can skip the step log.
-    #[must_use]
-    pub fn is_enabled(&self) -> bool {
+    pub(crate) fn is_enabled(&self) -> bool {
         self.limit > 0
     }
 
-    /// Remembers one finished probe.
-    pub fn record(&self, module: &str, target: &str, outcome: &Outcome, log: String) {
+    /// Remembers one finished probe of `target` with module `module`.
+    pub(crate) fn record(
+        &self,
+        module: &Arc<str>,
+        target: Target,
+        outcome: &Outcome,
+        steps: Steps,
+    ) {
         if self.limit == 0 {
             return;
         }
@@ -72,18 +94,17 @@ impl History {
         records.push_back(ProbeRecord {
             id: *next_id,
             finished_unix,
-            module: module.to_owned(),
-            target: target.to_owned(),
-            reason: outcome.reason(),
+            module: Arc::clone(module),
+            target,
+            failure: outcome.failure.clone(),
             duration: outcome.duration.as_secs_f64(),
-            log,
+            steps,
         });
     }
 
     /// Up to `take` records, newest first, after skipping the `skip`
     /// newest; and how many are kept in all.
-    #[must_use]
-    pub fn newest(&self, skip: usize, take: usize) -> (Vec<ProbeRecord>, usize) {
+    pub(crate) fn newest(&self, skip: usize, take: usize) -> (Vec<ProbeRecord>, usize) {
         let guard = self.records.lock().unwrap_or_else(PoisonError::into_inner);
         let records = &guard.1;
         let page = records
@@ -97,8 +118,7 @@ impl History {
     }
 
     /// The record with `id`, if still kept.
-    #[must_use]
-    pub fn get(&self, id: u64) -> Option<ProbeRecord> {
+    pub(crate) fn get(&self, id: u64) -> Option<ProbeRecord> {
         let guard = self.records.lock().unwrap_or_else(PoisonError::into_inner);
         let records = &guard.1;
         // Ids are consecutive, so the oldest kept one gives the position.
@@ -111,15 +131,16 @@ impl History {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::prober::Failure;
     use std::time::Duration;
 
     #[test]
     fn keeps_the_newest_up_to_the_limit() {
         let history = History::new(2);
         let outcome = Outcome::not_started(Failure::new(Reason::Local, "x"), Duration::ZERO);
+        let module: Arc<str> = Arc::from("m");
         for n in 1..=3 {
-            history.record("m", &format!("t{n}:1"), &outcome, format!("log {n}"));
+            let target = Target::parse(&format!("127.0.0.{n}:1")).unwrap();
+            history.record(&module, target, &outcome, Steps::default());
         }
         let ids = |(records, _): (Vec<ProbeRecord>, usize)| -> Vec<u64> {
             records.iter().map(|record| record.id).collect()
@@ -128,7 +149,7 @@ mod tests {
         assert_eq!(ids(history.newest(1, 10)), [2]);
         assert_eq!(history.newest(2, 10), (Vec::new(), 2));
         assert!(history.get(1).is_none() && history.get(4).is_none());
-        assert_eq!(history.get(3).unwrap().log, "log 3");
+        assert_eq!(history.get(3).unwrap().target.to_string(), "127.0.0.3:1");
         assert_eq!(history.get(2).unwrap().id, 2);
     }
 

@@ -35,6 +35,7 @@ mod health;
 mod history;
 mod http;
 mod metrics;
+mod modules;
 mod prober;
 mod runner;
 mod scheduler;

@@ -1,5 +1,5 @@
 //! Runs probes under the exporter's shared rules: the in-flight limit, the
-//! deadline, the counters of `/metrics`, and the probe thread.
+//! deadline, the module's result counters, and the probe thread.
 //!
 //! Every probe, whether from `/probe`, the scheduler or a group check,
 //! goes through [`ProbeRunner::run`], so the limit is shared and every
@@ -35,14 +35,16 @@
 //! the probe thread only waits for their answers. See
 //! [`crate::prober::resolve`] for why.
 
-use crate::config::Module;
-use crate::metrics::exporter::ExporterMetrics;
+#![forbid(unsafe_code)]
+
+use crate::modules::LoadedModule;
 use crate::prober::{self, Budget, Failure, MIN_WIRE_SHARE, Outcome, Reason, Resolver};
 use crate::target::Target;
 use crate::task::AbortOnDrop;
-use crate::trace::Trace;
+use crate::trace::{Step, Trace};
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::runtime::Handle;
 use tokio::sync::{Semaphore, oneshot};
@@ -51,53 +53,38 @@ use tokio::time::Instant;
 
 /// Runs probes within the in-flight limit, on the probe thread, and counts them.
 #[derive(Debug)]
-pub struct ProbeRunner {
+pub(crate) struct ProbeRunner {
     rules: Rules,
     probe_thread: RuntimeThread,
     /// Runs the resolver's queries; kept to stop it with the runner.
     _dns_thread: RuntimeThread,
 }
 
-/// The limit and the counters, cheap to clone onto the probe thread.
+/// The limit and the resolver, cheap to clone onto the probe thread.
 #[derive(Clone, Debug)]
 struct Rules {
     slots: Arc<Semaphore>,
     max_in_flight: usize,
-    metrics: Arc<ExporterMetrics>,
+    /// Probes holding a slot now: `synack_exporter_probes_in_flight`.
+    in_flight: Arc<AtomicUsize>,
     resolver: Arc<Resolver>,
 }
 
 impl ProbeRunner {
     /// A runner allowing at most `max_in_flight` probes at once, resolving
-    /// names with the system's resolver config (reads `/etc/resolv.conf`
-    /// and `/etc/hosts`).
+    /// names with `resolver`, whose queries run on the runner's DNS thread.
     ///
     /// # Panics
     /// When the operating system refuses to start the probe thread or the
     /// DNS thread, which leaves nothing to probe with.
-    #[must_use]
-    pub fn new(max_in_flight: usize, metrics: Arc<ExporterMetrics>) -> Self {
-        Self::with_resolver(max_in_flight, metrics, Resolver::from_system(&[]))
-    }
-
-    /// Like [`new`](Self::new), resolving names with `resolver`, whose
-    /// queries run on the runner's DNS thread.
-    ///
-    /// # Panics
-    /// As [`new`](Self::new).
-    #[must_use]
-    pub fn with_resolver(
-        max_in_flight: usize,
-        metrics: Arc<ExporterMetrics>,
-        resolver: Resolver,
-    ) -> Self {
+    pub(crate) fn new(max_in_flight: usize, resolver: Resolver) -> Self {
         let dns_thread = RuntimeThread::start("synack-dns").expect("start the DNS thread");
         let resolver = resolver.run_on(dns_thread.handle.clone());
         Self {
             rules: Rules {
                 slots: Arc::new(Semaphore::new(max_in_flight)),
                 max_in_flight,
-                metrics,
+                in_flight: Arc::default(),
                 resolver: Arc::new(resolver),
             },
             probe_thread: RuntimeThread::start("synack-probes").expect("start the probe thread"),
@@ -106,46 +93,35 @@ impl ProbeRunner {
     }
 
     /// The resolver every probe of this runner uses.
-    #[must_use]
-    pub fn resolver(&self) -> &Resolver {
+    pub(crate) fn resolver(&self) -> &Resolver {
         &self.rules.resolver
     }
 
-    /// The metrics this runner counts into.
-    #[must_use]
-    pub fn metrics(&self) -> &Arc<ExporterMetrics> {
-        &self.rules.metrics
+    /// How many probes hold a slot now.
+    pub(crate) fn in_flight(&self) -> usize {
+        self.rules.in_flight.load(Ordering::Relaxed)
     }
 
-    /// Probes `target` with the module called `module_name`, within
-    /// `timeout`, on the probe thread. Callable from any task.
+    /// Probes `target` with `module`, within `timeout`, on the probe
+    /// thread. Callable from any task.
     ///
     /// When the in-flight limit is reached the probe waits for a slot; if
     /// none frees up before the deadline it fails as `local`, because the
     /// limit is the exporter's, not the target's.
-    pub async fn run(
+    pub(crate) async fn run(
         &self,
-        module_name: &str,
-        module: &Module,
+        module: &Arc<LoadedModule>,
         target: &Target,
         timeout: Duration,
         trace: &mut Trace,
     ) -> Outcome {
         let asked = Instant::now();
         let rules = self.rules.clone();
-        let (module_name, module, target) =
-            (module_name.to_owned(), module.clone(), target.clone());
+        let (module, target) = (Arc::clone(module), target.clone());
         let mut job_trace = std::mem::replace(trace, Trace::disabled());
         let job = self.probe_thread.handle.spawn(async move {
             let outcome = rules
-                .run(
-                    &module_name,
-                    &module,
-                    &target,
-                    asked,
-                    timeout,
-                    &mut job_trace,
-                )
+                .run(&module, &target, asked, timeout, &mut job_trace)
                 .await;
             (outcome, job_trace)
         });
@@ -168,16 +144,15 @@ impl ProbeRunner {
     /// hop between threads. Only for tasks started with
     /// [`spawn_on_probe_thread`](Self::spawn_on_probe_thread): anywhere else
     /// the half-open close loses its protection from other work.
-    pub async fn run_in_place(
+    pub(crate) async fn run_in_place(
         &self,
-        module_name: &str,
-        module: &Module,
+        module: &LoadedModule,
         target: &Target,
         timeout: Duration,
         trace: &mut Trace,
     ) -> Outcome {
         self.rules
-            .run(module_name, module, target, Instant::now(), timeout, trace)
+            .run(module, target, Instant::now(), timeout, trace)
             .await
     }
 
@@ -187,7 +162,7 @@ impl ProbeRunner {
     ///
     /// # Errors
     /// `EPERM` when neither `RLIMIT_RTPRIO` nor `CAP_SYS_NICE` allows it.
-    pub async fn make_probe_thread_realtime(&self) -> std::io::Result<()> {
+    pub(crate) async fn make_probe_thread_realtime(&self) -> std::io::Result<()> {
         self.probe_thread
             .handle
             .spawn(async { crate::sys::set_current_thread_realtime() })
@@ -197,7 +172,7 @@ impl ProbeRunner {
 
     /// Starts `task` on the probe thread, for callers that probe over and
     /// over, such as the scheduler, and use [`run_in_place`](Self::run_in_place).
-    pub fn spawn_on_probe_thread<F>(&self, task: F) -> JoinHandle<F::Output>
+    pub(crate) fn spawn_on_probe_thread<F>(&self, task: F) -> JoinHandle<F::Output>
     where
         F: Future + Send + 'static,
         F::Output: Send + 'static,
@@ -211,8 +186,7 @@ impl Rules {
     /// left it too little time; see the module docs.
     async fn run(
         &self,
-        module_name: &str,
-        module: &Module,
+        module: &LoadedModule,
         target: &Target,
         asked: Instant,
         timeout: Duration,
@@ -234,17 +208,34 @@ impl Rules {
             Ok(Ok(slot)) if starting <= budget.last_start => slot,
             _ => {
                 let failure = Failure::new(Reason::Local, queue.describe(self.max_in_flight));
-                trace.log(format_args!("{}", failure.detail));
+                trace.log(|| Step::Failed);
                 let outcome =
                     Outcome::not_started(failure, starting.saturating_duration_since(asked));
-                self.metrics.record_probe(module_name, &outcome);
+                module.results.record(&outcome);
                 return outcome;
             }
         };
-        let _in_flight = self.metrics.probe_in_flight();
-        let outcome = prober::run(module, target, &self.resolver, budget, trace).await;
-        self.metrics.record_probe(module_name, &outcome);
+        let _in_flight = InFlight::enter(&self.in_flight);
+        let outcome = prober::run(&module.module, target, &self.resolver, budget, trace).await;
+        module.results.record(&outcome);
         outcome
+    }
+}
+
+/// Counts a probe as in flight until dropped, also when the probe is
+/// cancelled because its HTTP client went away.
+struct InFlight<'a>(&'a AtomicUsize);
+
+impl<'a> InFlight<'a> {
+    fn enter(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        Self(count)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -252,16 +243,14 @@ impl Rules {
 /// connections (so `/metrics` and `/-/healthy` still answer while probes
 /// queue), the config file, `/proc` reads. A quarter of the limit, at
 /// least 64 and at most 1024.
-#[must_use]
-pub fn fd_reserve(nofile: u64) -> u64 {
+pub(crate) fn fd_reserve(nofile: u64) -> u64 {
     (nofile / 4).clamp(64, 1024)
 }
 
 /// How many probes may hold a socket at once: `--probe.max-in-flight`,
 /// lowered when the open file limit could not hold that many sockets and
 /// still keep [`fd_reserve`] for the HTTP side.
-#[must_use]
-pub fn probe_slots(max_in_flight: usize, nofile: u64) -> usize {
+pub(crate) fn probe_slots(max_in_flight: usize, nofile: u64) -> usize {
     let for_probes = nofile.saturating_sub(fd_reserve(nofile)).max(1);
     max_in_flight.min(usize::try_from(for_probes).unwrap_or(usize::MAX))
 }

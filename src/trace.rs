@@ -1,74 +1,248 @@
-//! The step-by-step log behind `/probe?debug=true`.
+//! The step log behind `/probe?debug=true`, `/logs` and the landing page's
+//! history.
 //!
-//! A probe writes what it does into a [`Trace`]. For ordinary requests the
-//! trace is disabled and `log` returns before formatting anything, so the
-//! hot path pays one branch per step and allocates nothing.
+//! A probe records what it does as [`Step`]s: a small enum with the time
+//! since the probe started and, for a failed connect, the errno. Text is
+//! made only when somebody reads the log ([`Steps::render`]), not on the
+//! hot path: the history keeps the steps of every `/probe` by default, and
+//! formatting them for each request cost more than the probe itself.
+//!
+//! For scheduled probes and group checks the trace is disabled: `log`
+//! takes a closure and does not call it, so the step is never built.
 
-use std::fmt::{self, Write as _};
-use std::time::Instant;
+#![forbid(unsafe_code)]
+
+use std::fmt::{self, Display, Write as _};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// One thing a probe did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Step {
+    /// The probe started.
+    Probing {
+        prober: &'static str,
+        timeout: Duration,
+        left: Duration,
+    },
+    /// The host is a name to resolve.
+    Resolving,
+    /// `/etc/hosts` lists the host.
+    InHostsFile(Vec<IpAddr>),
+    /// A query went to the name servers.
+    Asking {
+        servers: Arc<str>,
+        record: &'static str,
+    },
+    /// The name servers answered.
+    Answer {
+        record: &'static str,
+        addresses: Vec<IpAddr>,
+    },
+    /// The address to probe was chosen.
+    Chose(IpAddr),
+    /// The SYN is about to go out.
+    Connecting {
+        address: SocketAddr,
+        half_open: bool,
+    },
+    /// The port answered with SYN-ACK; the socket closes with RST.
+    SynAck(SocketAddr),
+    /// The connect failed with this errno.
+    ConnectFailed { address: SocketAddr, errno: i32 },
+    /// No answer came before the deadline.
+    NoAnswer(SocketAddr),
+    /// The probe succeeded after this long.
+    Succeeded(Duration),
+    /// The probe failed; the failure itself is given to [`Steps::render`].
+    Failed,
+}
+
+/// A step and when it happened, counted from the start of the probe.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Timed {
+    at: Duration,
+    step: Step,
+}
 
 /// A probe's log of its steps, or nothing when disabled.
 #[derive(Debug)]
-pub struct Trace {
+pub(crate) struct Trace {
     started: Instant,
-    text: Option<String>,
+    steps: Option<Vec<Timed>>,
 }
+
+/// Most probes take this many steps: probing, connecting, the answer and
+/// the end; a name to resolve adds three.
+const USUAL_STEPS: usize = 6;
 
 impl Trace {
     /// A trace that records nothing.
-    #[must_use]
-    pub fn disabled() -> Self {
+    pub(crate) fn disabled() -> Self {
         Self {
             started: Instant::now(),
-            text: None,
+            steps: None,
         }
     }
 
     /// A trace that records every step with its time since creation.
-    #[must_use]
-    pub fn enabled() -> Self {
+    pub(crate) fn enabled() -> Self {
         Self {
             started: Instant::now(),
-            text: Some(String::new()),
+            steps: Some(Vec::with_capacity(USUAL_STEPS)),
         }
     }
 
-    /// Whether steps are being recorded.
-    #[must_use]
-    pub fn is_enabled(&self) -> bool {
-        self.text.is_some()
-    }
-
-    /// Records one step, prefixed with the elapsed time.
-    pub fn log(&mut self, step: fmt::Arguments<'_>) {
-        if let Some(text) = &mut self.text {
-            let elapsed = self.started.elapsed().as_secs_f64();
-            // Writing to a String cannot fail.
-            let _ = writeln!(text, "{elapsed:.6}s {step}");
+    /// Records the step `make` builds; when disabled, `make` is not called.
+    pub(crate) fn log(&mut self, make: impl FnOnce() -> Step) {
+        if let Some(steps) = &mut self.steps {
+            steps.push(Timed {
+                at: self.started.elapsed(),
+                step: make(),
+            });
         }
     }
 
     /// A trace for steps taken in another task, with the same start, so
     /// that [`join`](Self::join) can add them in place. Disabled if this
     /// one is.
-    #[must_use]
-    pub fn fork(&self) -> Self {
+    pub(crate) fn fork(&self) -> Self {
         Self {
             started: self.started,
-            text: self.text.as_ref().map(|_| String::new()),
+            steps: self.steps.as_ref().map(|_| Vec::new()),
         }
     }
 
     /// Adds the steps of a trace made with [`fork`](Self::fork).
-    pub fn join(&mut self, forked: Self) {
-        if let (Some(text), Some(steps)) = (&mut self.text, forked.text) {
-            text.push_str(&steps);
+    pub(crate) fn join(&mut self, forked: Self) {
+        if let (Some(steps), Some(more)) = (&mut self.steps, forked.steps) {
+            steps.extend(more);
         }
     }
 
-    /// The recorded text; empty when disabled.
-    #[must_use]
-    pub fn into_text(self) -> String {
-        self.text.unwrap_or_default()
+    /// The steps recorded; none when disabled.
+    pub(crate) fn into_steps(self) -> Steps {
+        Steps(self.steps.unwrap_or_default())
+    }
+}
+
+/// The steps of one finished probe.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Steps(Vec<Timed>);
+
+impl Steps {
+    /// The log as text, a line per step: what `debug=true` and `/logs`
+    /// show. `target` is what was probed, `failure` how it ended.
+    pub(crate) fn render(&self, target: &dyn Display, failure: Option<&dyn Display>) -> String {
+        let mut text = String::with_capacity(80 * self.0.len());
+        for Timed { at, step } in &self.0 {
+            // Writing to a String cannot fail.
+            let _ = write!(text, "{:.6}s ", at.as_secs_f64());
+            let _ = writeln!(
+                text,
+                "{}",
+                Line {
+                    step,
+                    target,
+                    failure
+                }
+            );
+        }
+        text
+    }
+}
+
+/// One step as the sentence the log shows.
+struct Line<'a> {
+    step: &'a Step,
+    target: &'a dyn Display,
+    failure: Option<&'a dyn Display>,
+}
+
+impl Display for Line<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let target = self.target;
+        match self.step {
+            Step::Probing {
+                prober,
+                timeout,
+                left,
+            } => write!(
+                f,
+                "probing {target} with prober {prober} (timeout {:.3}s, {:.3}s left)",
+                timeout.as_secs_f64(),
+                left.as_secs_f64()
+            ),
+            Step::Resolving => write!(f, "resolving the host of {target}"),
+            Step::InHostsFile(addresses) => {
+                write!(f, "the host of {target} is in /etc/hosts: {addresses:?}")
+            }
+            Step::Asking { servers, record } => {
+                write!(f, "asking {servers} for {record} of the host of {target}")
+            }
+            Step::Answer { record, addresses } => write!(f, "{record}: {addresses:?}"),
+            Step::Chose(ip) => write!(f, "chose address {ip}"),
+            Step::Connecting { address, half_open } => write!(
+                f,
+                "connecting to {address} ({})",
+                if *half_open {
+                    "half-open: TCP_QUICKACK=0, SO_LINGER {on, 0}"
+                } else {
+                    "full handshake, SO_LINGER {on, 0}"
+                }
+            ),
+            Step::SynAck(address) => write!(f, "{address} answered with SYN-ACK; closing with RST"),
+            Step::ConnectFailed { address, errno } => write!(
+                f,
+                "connect to {address} failed: {}",
+                std::io::Error::from_raw_os_error(*errno)
+            ),
+            Step::NoAnswer(address) => write!(f, "no answer from {address} before the deadline"),
+            Step::Succeeded(duration) => {
+                write!(f, "probe succeeded in {:.6}s", duration.as_secs_f64())
+            }
+            Step::Failed => match self.failure {
+                Some(failure) => write!(f, "probe failed: {failure}"),
+                None => f.write_str("probe failed"),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_disabled_trace_builds_no_step() {
+        let mut trace = Trace::disabled();
+        trace.log(|| unreachable!("a disabled trace must not build its steps"));
+        assert_eq!(trace.into_steps(), Steps::default());
+    }
+
+    #[test]
+    fn steps_render_as_one_line_each_with_the_failure() {
+        let address: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let mut trace = Trace::enabled();
+        trace.log(|| Step::Connecting {
+            address,
+            half_open: true,
+        });
+        trace.log(|| Step::ConnectFailed {
+            address,
+            errno: libc::ECONNREFUSED,
+        });
+        trace.log(|| Step::Failed);
+        let text = trace
+            .into_steps()
+            .render(&"127.0.0.1:1", Some(&"refused: RST"));
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3, "{text}");
+        assert!(lines[0].ends_with(
+            "s connecting to 127.0.0.1:1 (half-open: TCP_QUICKACK=0, SO_LINGER {on, 0})"
+        ));
+        assert!(lines[1].contains("Connection refused"), "{text}");
+        assert!(lines[2].ends_with("s probe failed: refused: RST"), "{text}");
     }
 }

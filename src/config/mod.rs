@@ -35,7 +35,7 @@ mod duration;
 mod scheduled;
 
 pub use duration::PromDuration;
-pub use scheduled::{Group, GroupName, LabelName, MAX_SCHEDULED_TARGETS, TargetBlock};
+pub use scheduled::{Group, GroupName, LabelName, MAX_SCHEDULED_TARGETS, TargetBlock, TargetSpec};
 
 use serde::{Deserialize, Deserializer, Serialize};
 use std::cell::RefCell;

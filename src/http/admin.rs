@@ -1,9 +1,10 @@
 //! The exporter's own pages: `/metrics`, `/config` and `/-/reload`.
 
+#![forbid(unsafe_code)]
+
 use super::stream::MetricsBody;
 use super::{HttpResponse, respond_with, response_format, text};
 use crate::app::App;
-use crate::metrics::scheduled::ScheduledExposition;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::{Request, StatusCode};
@@ -12,15 +13,14 @@ use std::sync::Arc;
 /// The exporter's metrics, then the scheduled targets' series, streamed.
 pub(super) fn metrics(app: &App, request: &Request<Incoming>) -> HttpResponse {
     let format = response_format(request);
-    let head = app.metrics().encode_families(format);
-    let (targets, labels) = app.scheduler.targets_with_labels();
-    let scheduled = ScheduledExposition::new(targets, labels, format);
+    let head = app.exporter_families(format);
+    let scheduled = app.series.exposition(format);
     let body = MetricsBody::new(head, scheduled, format.end());
     respond_with(StatusCode::OK, format.content_type(), body.boxed_unsync())
 }
 
 pub(super) fn config(app: &App) -> HttpResponse {
-    text(StatusCode::OK, &app.config().to_yaml())
+    text(StatusCode::OK, &app.in_force().config.to_yaml())
 }
 
 /// Re-reads the config; a bad file keeps the old one and answers 500, as

@@ -39,12 +39,6 @@ pub(super) use super::error_bodies::MAX_HEAD_BYTES;
 /// One frame's worth is enough to keep the socket busy between polls.
 pub(super) const WRITE_BUFFER_BYTES: usize = 64 * 1024;
 
-/// The default of `--web.write-timeout`: long enough for any client that
-/// is reading at all (the timer restarts whenever a write gets through),
-/// short enough that stuck clients give back their descriptors, which
-/// probes need, within a scrape interval or two.
-pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
-
 /// The IO a connection is served over.
 pub(super) type ConnectionIo = TokioIo<Guarded<TcpStream>>;
 

@@ -11,6 +11,8 @@
 //! `/?history_page=N`. Rendering all of a long history made `/` tens of
 //! megabytes and slowed `/probe` for everyone while it was built.
 
+#![forbid(unsafe_code)]
+
 use super::{HttpResponse, Query, respond, text};
 use crate::app::App;
 use crate::config::{Config, builtin_modules};
@@ -46,7 +48,8 @@ pub(super) fn page(
         Err(message) => return text(StatusCode::BAD_REQUEST, &message),
     };
     let now = crate::clock::unix_seconds();
-    let config = app.config();
+    let in_force = app.in_force();
+    let config = &in_force.config;
     let mut html = String::with_capacity(16 * 1024);
     let _ = write!(
         html,
@@ -64,9 +67,9 @@ pub(super) fn page(
         );
     }
     html.push_str("</p>\n");
-    write_modules(&mut html, &config);
+    write_modules(&mut html, config);
     write_targets(&mut html, &app.scheduler.targets(), now);
-    write_groups(&mut html, app, &config, now);
+    write_groups(&mut html, app, config, now);
     let (records, kept) = app
         .history
         // Saturating: the page number is the client's, and may be huge.
@@ -257,7 +260,7 @@ fn write_history(html: &mut String, records: &[ProbeRecord], kept: usize, page: 
     }
     html.push_str("<table><tr><th>when</th><th>module</th><th>target</th><th>result</th><th>duration</th><th>log</th></tr>\n");
     for record in records {
-        let (row_class, result) = match record.reason {
+        let (row_class, result) = match record.reason() {
             None => ("", "<td class=\"up\">success</td>".to_owned()),
             Some(reason) => (
                 " class=\"failed\"",
@@ -270,7 +273,7 @@ fn write_history(html: &mut String, records: &[ProbeRecord], kept: usize, page: 
              <td><a href=\"/logs?id={}\">log</a></td></tr>",
             ago(now, record.finished_unix),
             escape(&record.module),
-            escape(&record.target),
+            escape(&record.target.to_string()),
             record.duration * 1000.0,
             record.id
         );
@@ -302,7 +305,7 @@ pub(super) fn log(app: &App, request: &Request<Incoming>) -> HttpResponse {
         );
     };
     match app.history.get(id) {
-        Some(record) => text(StatusCode::OK, &record.log),
+        Some(record) => text(StatusCode::OK, &record.log()),
         None => text(
             StatusCode::NOT_FOUND,
             &format!("no probe log with id {id}; only the last --history.limit probes are kept\n"),

@@ -4,6 +4,8 @@
 //! never fail: every request gets a response, and nothing a client sends
 //! can produce a 500 (only a failed config reload does, as Prometheus does).
 
+#![forbid(unsafe_code)]
+
 mod accept;
 mod admin;
 mod connection;
@@ -16,9 +18,8 @@ mod query;
 mod stream;
 mod write_timeout;
 
-pub use connection::DEFAULT_WRITE_TIMEOUT;
 pub use listen::ListenAddress;
-pub use query::Query;
+use query::Query;
 
 use crate::app::App;
 use crate::metrics::exposition::Format;
@@ -39,10 +40,10 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 
 /// The body of every response: whole, or streamed for `/metrics`.
-pub type HttpBody = UnsyncBoxBody<Bytes, Infallible>;
+type HttpBody = UnsyncBoxBody<Bytes, Infallible>;
 
 /// The response type of every handler.
-pub type HttpResponse = Response<HttpBody>;
+type HttpResponse = Response<HttpBody>;
 
 /// How long a client may take to send a request's headers.
 const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -51,7 +52,11 @@ const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(
 /// the listener closes (new connections are refused), requests in flight
 /// get up to the shutdown grace period to finish, and idle keep-alive
 /// connections close.
-pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Output = ()>) {
+pub(crate) async fn serve(
+    listener: TcpListener,
+    app: Arc<App>,
+    shutdown: impl Future<Output = ()>,
+) {
     let connections = GracefulShutdown::new();
     let mut trouble = AcceptTrouble::default();
     tokio::pin!(shutdown);

@@ -4,112 +4,113 @@
 //! A probe that fails is not an HTTP error: it is a 200 carrying
 //! `probe_success 0`, as in blackbox_exporter, so Prometheus stores it.
 
+#![forbid(unsafe_code)]
+
 use super::{HttpResponse, Query, respond, response_format, text};
 use crate::app::App;
 use crate::config::Module;
 use crate::metrics::exposition::Format;
 use crate::metrics::probe::render;
+use crate::modules::LoadedModule;
+use crate::prober::Outcome;
 use crate::target::Target;
-use crate::trace::Trace;
+use crate::trace::{Steps, Trace};
 use hyper::body::Incoming;
+use hyper::header::HeaderMap;
 use hyper::{Request, StatusCode};
 use std::time::Duration;
 
 /// The module used when the request names none.
-pub const DEFAULT_MODULE: &str = "tcp_halfopen";
+const DEFAULT_MODULE: &str = "tcp_halfopen";
 
 /// Header in which Prometheus announces its scrape timeout.
 const SCRAPE_TIMEOUT_HEADER: &str = "x-prometheus-scrape-timeout-seconds";
 
-/// Everything a valid request asks for.
-struct ProbeRequest {
+/// Everything a valid request asks for; the module name is borrowed
+/// from the query.
+struct ProbeRequest<'a> {
     target: Target,
-    module_name: String,
+    module_name: &'a str,
     debug: bool,
     scrape_timeout: Option<f64>,
 }
 
 pub(super) async fn handle(app: &App, request: &Request<Incoming>) -> HttpResponse {
-    let probe_request = match parse(request) {
+    let query = match Query::parse(request.uri().query()) {
+        Ok(query) => query,
+        Err(error) => return text(StatusCode::BAD_REQUEST, &format!("{error}\n")),
+    };
+    let probe_request = match parse(&query, request.headers()) {
         Ok(probe_request) => probe_request,
         Err(message) => return text(StatusCode::BAD_REQUEST, &format!("{message}\n")),
     };
-    let config = app.config();
-    let Some(module) = config.modules.get(&probe_request.module_name) else {
+    let in_force = app.in_force();
+    let Some(module) = in_force.modules.get(probe_request.module_name) else {
         let message = format!(
             "unknown module {:?}; use one of {}, or define it under modules: in the config file\n",
             probe_request.module_name,
-            config.module_names()
+            in_force.config.module_names()
         );
         return text(StatusCode::BAD_REQUEST, &message);
     };
     let timeout = effective_timeout(
-        module,
+        &module.module,
         probe_request.scrape_timeout,
         app.settings.timeout_offset,
     );
-    // The step log is kept for the landing page's history as well as for
-    // debug=true, as blackbox_exporter does.
-    let keep_log = probe_request.debug || app.history.is_enabled();
-    let mut trace = if keep_log {
+    // The steps are kept for the landing page's history as well as for
+    // debug=true, as blackbox_exporter does; they become text only when
+    // somebody reads them.
+    let mut trace = if probe_request.debug || app.history.is_enabled() {
         Trace::enabled()
     } else {
         Trace::disabled()
     };
     let outcome = app
         .runner
-        .run(
-            &probe_request.module_name,
-            module,
-            &probe_request.target,
-            timeout,
-            &mut trace,
-        )
+        .run(module, &probe_request.target, timeout, &mut trace)
         .await;
-    let log = trace.into_text();
-    if probe_request.debug {
-        let body = format!(
-            "Logs for the probe:\n{log}\nMetrics that would have been returned:\n{}\nModule configuration:\n{}",
-            render(&outcome, Format::PrometheusText),
-            serde_saphyr::to_string(module).unwrap_or_default()
-        );
-        app.history.record(
-            &probe_request.module_name,
-            &probe_request.target.to_string(),
-            &outcome,
-            log,
-        );
-        return text(StatusCode::OK, &body);
-    }
-    app.history.record(
-        &probe_request.module_name,
-        &probe_request.target.to_string(),
-        &outcome,
-        log,
-    );
-    let format = response_format(request);
-    respond(
-        StatusCode::OK,
-        format.content_type(),
-        render(&outcome, format),
+    let steps = trace.into_steps();
+    let response = if probe_request.debug {
+        let body = debug_body(module, &probe_request.target, &outcome, &steps);
+        text(StatusCode::OK, &body)
+    } else {
+        let format = response_format(request);
+        respond(
+            StatusCode::OK,
+            format.content_type(),
+            render(&outcome, format),
+        )
+    };
+    app.history
+        .record(&module.name, probe_request.target, &outcome, steps);
+    response
+}
+
+/// What `debug=true` shows: the step log, the metrics, the module.
+fn debug_body(module: &LoadedModule, target: &Target, outcome: &Outcome, steps: &Steps) -> String {
+    let failure = outcome.failure.as_ref().map(|failure| failure as _);
+    format!(
+        "Logs for the probe:\n{}\nMetrics that would have been returned:\n{}\nModule configuration:\n{}",
+        steps.render(target, failure),
+        render(outcome, Format::PrometheusText),
+        serde_saphyr::to_string(&module.module).unwrap_or_default()
     )
 }
 
-fn parse(request: &Request<Incoming>) -> Result<ProbeRequest, String> {
-    let query = Query::parse(request.uri().query()).map_err(|error| error.to_string())?;
+fn parse<'a>(query: &'a Query<'_>, headers: &HeaderMap) -> Result<ProbeRequest<'a>, String> {
     let single = |name| query.single(name).map_err(|error| error.to_string());
     let target =
         Target::parse(single("target")?.unwrap_or_default()).map_err(|error| error.to_string())?;
     let module_name = single("module")?
         .filter(|name| !name.is_empty())
-        .unwrap_or(DEFAULT_MODULE)
-        .to_owned();
+        .unwrap_or(DEFAULT_MODULE);
     let debug = match single("debug")? {
         None | Some("false") => false,
         Some("true") => true,
         Some(other) => return Err(format!("debug must be true or false, not {other:?}")),
     };
-    let scrape_timeout = match request.headers().get(SCRAPE_TIMEOUT_HEADER) {
+    let scrape_timeout = match headers.get(SCRAPE_TIMEOUT_HEADER) {
         None => None,
         Some(value) => Some(parse_scrape_timeout(value.to_str().ok())?),
     };

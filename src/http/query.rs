@@ -3,16 +3,22 @@
 //! Lenient decoders pass `%zz` through as text; a target then silently
 //! differs from what the user meant. Here a broken escape or invalid UTF-8
 //! is an error that the handler turns into a 400.
+//!
+//! Parts without escapes, which is what Prometheus sends, are borrowed
+//! from the request rather than copied.
 
+#![forbid(unsafe_code)]
+
+use std::borrow::Cow;
 use std::fmt;
 
 /// Decoded `name=value` pairs, in order of appearance.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub struct Query(Vec<(String, String)>);
+pub(crate) struct Query<'a>(Vec<(Cow<'a, str>, Cow<'a, str>)>);
 
 /// Why a query string could not be decoded, or a parameter is unusable.
 #[derive(Debug, PartialEq, Eq)]
-pub enum QueryError {
+pub(crate) enum QueryError {
     /// `%` not followed by two hex digits.
     BadEscape(String),
     /// Decoded bytes are not UTF-8.
@@ -38,13 +44,14 @@ impl fmt::Display for QueryError {
 
 impl std::error::Error for QueryError {}
 
-impl Query {
+impl<'a> Query<'a> {
     /// Decodes `a=1&b=%20x`; `+` stands for a space as in HTML forms.
     ///
     /// # Errors
     /// A [`QueryError`] for a broken escape or non-UTF-8 text.
-    pub fn parse(raw: Option<&str>) -> Result<Self, QueryError> {
-        let mut pairs = Vec::new();
+    pub(crate) fn parse(raw: Option<&'a str>) -> Result<Self, QueryError> {
+        // `/probe` takes target, module and debug.
+        let mut pairs = Vec::with_capacity(4);
         for part in raw
             .unwrap_or_default()
             .split('&')
@@ -60,12 +67,12 @@ impl Query {
     ///
     /// # Errors
     /// [`QueryError::Repeated`] when it appears more than once.
-    pub fn single(&self, name: &str) -> Result<Option<&str>, QueryError> {
+    pub(crate) fn single(&self, name: &str) -> Result<Option<&str>, QueryError> {
         let mut values = self
             .0
             .iter()
             .filter(|(key, _)| key == name)
-            .map(|(_, value)| value.as_str());
+            .map(|(_, value)| value.as_ref());
         let first = values.next();
         if values.next().is_some() {
             return Err(QueryError::Repeated(name.to_owned()));
@@ -74,7 +81,10 @@ impl Query {
     }
 }
 
-fn decode(part: &str) -> Result<String, QueryError> {
+fn decode(part: &str) -> Result<Cow<'_, str>, QueryError> {
+    if !part.contains(['%', '+']) {
+        return Ok(Cow::Borrowed(part));
+    }
     let bytes = part.as_bytes();
     let mut decoded = Vec::with_capacity(bytes.len());
     let mut index = 0;
@@ -94,7 +104,9 @@ fn decode(part: &str) -> Result<String, QueryError> {
         }
         index += 1;
     }
-    String::from_utf8(decoded).map_err(|_| QueryError::NotUtf8(part.to_owned()))
+    String::from_utf8(decoded)
+        .map(Cow::Owned)
+        .map_err(|_| QueryError::NotUtf8(part.to_owned()))
 }
 
 #[cfg(test)]

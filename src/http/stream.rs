@@ -5,6 +5,8 @@
 //! [`super::connection`]), so a client that reads slowly slows the
 //! production down rather than piling frames up.
 
+#![forbid(unsafe_code)]
+
 use crate::metrics::scheduled::ScheduledExposition;
 use hyper::body::{Body, Bytes, Frame};
 use std::convert::Infallible;
@@ -19,7 +21,7 @@ const CHUNK_BYTES: usize = 64 * 1024;
 
 /// The exporter's own metrics, then the scheduled targets, then the end marker.
 #[derive(Debug)]
-pub struct MetricsBody {
+pub(super) struct MetricsBody {
     head: Option<String>,
     scheduled: ScheduledExposition,
     tail: Option<&'static str>,
@@ -29,8 +31,7 @@ pub struct MetricsBody {
 
 impl MetricsBody {
     /// A body of `head`, the chunks of `scheduled`, and `tail`.
-    #[must_use]
-    pub fn new(head: String, scheduled: ScheduledExposition, tail: &'static str) -> Self {
+    pub(super) fn new(head: String, scheduled: ScheduledExposition, tail: &'static str) -> Self {
         Self {
             head: Some(head),
             scheduled,

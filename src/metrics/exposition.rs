@@ -1,24 +1,36 @@
-//! Text formats and content negotiation.
+//! The one writer of metrics text, in either format, and content
+//! negotiation.
 //!
-//! prometheus-client writes OpenMetrics 1.0. Scrapers that do not ask for
-//! it get the Prometheus text format 0.0.4, which differs in three ways
-//! that matter here: no `# EOF`, no `# UNIT`, and counter families are
-//! declared under their sample name (`foo_total`), since in 0.0.4 a TYPE
-//! line names the samples it types. [`to_prometheus_text`] rewrites those
-//! and nothing else.
+//! Every exposition the exporter serves (`/probe`, its own series on
+//! `/metrics`, and the scheduled targets) is written by [`Writer`]. It
+//! knows the three ways in which the Prometheus text format 0.0.4 differs
+//! from OpenMetrics 1.0 for what we export, and writes each format
+//! directly, with no second pass over the text:
+//!
+//! - a counter family is declared under its sample name (`foo_total`) in
+//!   0.0.4, where a TYPE line names the samples it types, and under its
+//!   own name (`foo`) in OpenMetrics;
+//! - an info family is a gauge named `foo_info` in 0.0.4;
+//! - only OpenMetrics ends with `# EOF`.
+//!
+//! prometheus-client writes OpenMetrics only, so it could serve one of
+//! the two formats and the other would need a rewrite of its output,
+//! which is what this replaces. `tests/openmetrics.rs` checks every
+//! exposition with a real parser in both formats.
 
-use prometheus_client::encoding::text;
-use prometheus_client::registry::Registry;
+#![forbid(unsafe_code)]
+
+use std::fmt::{self, Write as _};
 
 /// `Content-Type` of OpenMetrics 1.0 text.
-pub const OPENMETRICS_CONTENT_TYPE: &str =
+pub(crate) const OPENMETRICS_CONTENT_TYPE: &str =
     "application/openmetrics-text; version=1.0.0; charset=utf-8";
 /// `Content-Type` of the Prometheus text format 0.0.4.
-pub const PROMETHEUS_TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+pub(crate) const PROMETHEUS_TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// A text exposition format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Format {
+pub(crate) enum Format {
     /// OpenMetrics 1.0, what Prometheus asks for first.
     OpenMetrics,
     /// Prometheus text 0.0.4, for everything else (curl, old scrapers).
@@ -27,8 +39,7 @@ pub enum Format {
 
 impl Format {
     /// Picks the format from an `Accept` header value.
-    #[must_use]
-    pub fn negotiate(accept: Option<&str>) -> Self {
+    pub(crate) fn negotiate(accept: Option<&str>) -> Self {
         let wants_openmetrics = accept.is_some_and(|accept| {
             accept.split(',').any(|choice| {
                 let mut parts = choice.split(';').map(str::trim);
@@ -45,8 +56,7 @@ impl Format {
     }
 
     /// What closes an exposition: `# EOF` in OpenMetrics, nothing in 0.0.4.
-    #[must_use]
-    pub fn end(self) -> &'static str {
+    pub(crate) fn end(self) -> &'static str {
         match self {
             Self::OpenMetrics => "# EOF\n",
             Self::PrometheusText => "",
@@ -54,8 +64,7 @@ impl Format {
     }
 
     /// The `Content-Type` to answer with.
-    #[must_use]
-    pub fn content_type(self) -> &'static str {
+    pub(crate) fn content_type(self) -> &'static str {
         match self {
             Self::OpenMetrics => OPENMETRICS_CONTENT_TYPE,
             Self::PrometheusText => PROMETHEUS_TEXT_CONTENT_TYPE,
@@ -63,80 +72,171 @@ impl Format {
     }
 }
 
-/// Encodes `registry` in `format`, as a complete exposition.
-#[must_use]
-pub fn encode_registry(registry: &Registry, format: Format) -> String {
-    let mut text = encode_families(registry, format);
-    text.push_str(format.end());
-    text
+/// The type of a metric family.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Gauge,
+    Counter,
+    Histogram,
+    /// A constant 1 whose labels carry the information.
+    Info,
 }
 
-/// Encodes the families of `registry` without the closing `# EOF`, so
-/// that more families can follow.
-#[must_use]
-pub fn encode_families(registry: &Registry, format: Format) -> String {
-    let mut openmetrics = String::with_capacity(2048);
-    // Writing into a String cannot fail; an encoder error would only come
-    // from a collector, and ours do not fail.
-    if text::encode_registry(&mut openmetrics, registry).is_err() {
-        tracing::error!("encoding metrics failed; the exposition is truncated");
-    }
-    match format {
-        Format::OpenMetrics => openmetrics,
-        Format::PrometheusText => to_prometheus_text(&openmetrics),
+/// A sample's value: an integer, or a float written as Prometheus reads it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum Value {
+    Int(u64),
+    Float(f64),
+}
+
+impl From<u64> for Value {
+    fn from(value: u64) -> Self {
+        Self::Int(value)
     }
 }
 
-/// Rewrites OpenMetrics text as Prometheus text 0.0.4 (see the module docs).
-#[must_use]
-pub fn to_prometheus_text(openmetrics: &str) -> String {
-    let mut out = String::with_capacity(openmetrics.len());
-    // prometheus-client writes HELP before TYPE, so a counter's HELP line is
-    // only known to need renaming when its TYPE line arrives.
-    let mut pending_help: Option<&str> = None;
-    for line in openmetrics.lines() {
-        if line == "# EOF" || line.starts_with("# UNIT ") {
-            continue;
+impl From<u8> for Value {
+    fn from(value: u8) -> Self {
+        Self::Int(u64::from(value))
+    }
+}
+
+impl From<bool> for Value {
+    fn from(value: bool) -> Self {
+        Self::Int(u64::from(value))
+    }
+}
+
+impl From<usize> for Value {
+    fn from(value: usize) -> Self {
+        Self::Int(u64::try_from(value).unwrap_or(u64::MAX))
+    }
+}
+
+impl From<u32> for Value {
+    fn from(value: u32) -> Self {
+        Self::Int(u64::from(value))
+    }
+}
+
+impl From<f64> for Value {
+    fn from(value: f64) -> Self {
+        Self::Float(value)
+    }
+}
+
+impl fmt::Display for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Self::Int(value) => write!(f, "{value}"),
+            // Rust writes infinities as "inf", which neither format reads.
+            Self::Float(value) if value == f64::INFINITY => f.write_str("+Inf"),
+            Self::Float(value) if value == f64::NEG_INFINITY => f.write_str("-Inf"),
+            Self::Float(value) => write!(f, "{value}"),
         }
-        if line.starts_with("# HELP ") {
-            flush(&mut out, pending_help.take());
-            pending_help = Some(line);
-            continue;
-        }
-        if let Some(declaration) = line.strip_prefix("# TYPE ") {
-            let (name, kind) = declaration
-                .rsplit_once(' ')
-                .unwrap_or((declaration, "untyped"));
-            let (name, kind) = match kind {
-                "counter" => (format!("{name}_total"), "counter"),
-                "info" => (format!("{name}_info"), "gauge"),
-                "stateset" | "gaugehistogram" | "unknown" => (name.to_owned(), "untyped"),
-                other => (name.to_owned(), other),
-            };
-            if let Some(help) = pending_help.take() {
-                let text = help
-                    .strip_prefix("# HELP ")
-                    .and_then(|rest| rest.split_once(' '));
-                match text {
-                    Some((_, help_text)) => out.push_str(&format!("# HELP {name} {help_text}\n")),
-                    None => out.push_str(&format!("# HELP {name}\n")),
-                }
+    }
+}
+
+/// Writes families and samples into a string in one format.
+#[derive(Debug)]
+pub(crate) struct Writer<'a> {
+    out: &'a mut String,
+    format: Format,
+}
+
+impl<'a> Writer<'a> {
+    /// A writer appending to `out` in `format`.
+    pub(crate) fn new(out: &'a mut String, format: Format) -> Self {
+        Self { out, format }
+    }
+
+    /// How long the text written so far is, in bytes.
+    pub(crate) fn len(&self) -> usize {
+        self.out.len()
+    }
+
+    /// The HELP and TYPE lines of a family. `name` is the family's own
+    /// name: without `_total` for a counter, without `_info` for an info.
+    pub(crate) fn family(&mut self, name: &str, kind: Kind, help: &str) {
+        let (suffix, kind) = match (self.format, kind) {
+            (Format::OpenMetrics, Kind::Info) => ("", "info"),
+            (Format::PrometheusText, Kind::Info) => ("_info", "gauge"),
+            (Format::OpenMetrics, Kind::Counter) => ("", "counter"),
+            (Format::PrometheusText, Kind::Counter) => ("_total", "counter"),
+            (_, Kind::Gauge) => ("", "gauge"),
+            (_, Kind::Histogram) => ("", "histogram"),
+        };
+        // Writing to a String cannot fail.
+        let _ = writeln!(self.out, "# HELP {name}{suffix} {help}");
+        let _ = writeln!(self.out, "# TYPE {name}{suffix} {kind}");
+    }
+
+    /// One sample, `{name}{suffix}{labels} value`. `labels` are pieces of
+    /// escaped `name="value"` text, written one after the other inside the
+    /// braces (a piece brings its own commas); no braces when all are empty.
+    pub(crate) fn sample(&mut self, name: &str, suffix: &str, labels: &[&str], value: Value) {
+        self.out.push_str(name);
+        self.out.push_str(suffix);
+        if labels.iter().any(|piece| !piece.is_empty()) {
+            self.out.push('{');
+            for piece in labels {
+                self.out.push_str(piece);
             }
-            out.push_str(&format!("# TYPE {name} {kind}\n"));
-            continue;
+            self.out.push('}');
         }
-        flush(&mut out, pending_help.take());
-        out.push_str(line);
-        out.push('\n');
+        let _ = writeln!(self.out, " {value}");
     }
-    flush(&mut out, pending_help);
-    out
+
+    /// A family with one unlabelled gauge sample.
+    pub(crate) fn gauge(&mut self, name: &str, help: &str, value: impl Into<Value>) {
+        self.family(name, Kind::Gauge, help);
+        self.sample(name, "", &[], value.into());
+    }
+
+    /// The samples of a histogram with `labels` (pieces as in
+    /// [`sample`](Self::sample)): `cumulative[i]` observations at or
+    /// below `bounds[i]`, `count` in all, summing to `sum`.
+    pub(crate) fn histogram(
+        &mut self,
+        name: &str,
+        labels: &[&str],
+        buckets: (&[f64], &[u64]),
+        count: u64,
+        sum: f64,
+    ) {
+        let (bounds, cumulative) = buckets;
+        let mut with_bound: String = labels.concat();
+        if !with_bound.is_empty() {
+            with_bound.push(',');
+        }
+        let prefix = with_bound.len();
+        for (bound, in_bucket) in bounds.iter().zip(cumulative) {
+            with_bound.truncate(prefix);
+            let _ = write!(with_bound, "le=\"{}\"", Value::Float(*bound));
+            self.sample(name, "_bucket", &[&with_bound], Value::Int(*in_bucket));
+        }
+        with_bound.truncate(prefix);
+        with_bound.push_str("le=\"+Inf\"");
+        self.sample(name, "_bucket", &[&with_bound], Value::Int(count));
+        self.sample(name, "_sum", labels, Value::Float(sum));
+        self.sample(name, "_count", labels, Value::Int(count));
+    }
+
+    /// Closes the exposition: `# EOF` in OpenMetrics.
+    pub(crate) fn end(self) {
+        self.out.push_str(self.format.end());
+    }
 }
 
-fn flush(out: &mut String, line: Option<&str>) {
-    if let Some(line) = line {
-        out.push_str(line);
-        out.push('\n');
+/// Appends `value` escaped for a label value: `\`, `"` and newlines.
+pub(crate) fn push_label_value(out: &mut String, value: &str) {
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            other => out.push(other),
+        }
     }
 }
 
@@ -156,10 +256,46 @@ mod tests {
         );
     }
 
+    fn sample_families(format: Format) -> String {
+        let mut out = String::new();
+        let mut writer = Writer::new(&mut out, format);
+        writer.gauge("a_seconds", "A.", 1.5);
+        writer.family("c", Kind::Counter, "Count.");
+        writer.sample("c", "_total", &["x=\"y\""], Value::Int(3));
+        writer.family("b", Kind::Info, "Build.");
+        writer.sample("b", "_info", &["v=\"1\""], Value::Int(1));
+        writer.family("h", Kind::Histogram, "Lag.");
+        writer.histogram("h", &[], (&[0.5], &[1]), 2, 1.25);
+        writer.end();
+        out
+    }
+
     #[test]
-    fn counters_info_eof_and_units_are_rewritten() {
-        let openmetrics = "# HELP a_seconds A.\n# TYPE a_seconds gauge\n# UNIT a_seconds seconds\na_seconds 1.5\n# HELP c Count.\n# TYPE c counter\nc_total{x=\"y\"} 3\n# HELP b Build.\n# TYPE b info\nb_info{v=\"1\"} 1\n# EOF\n";
-        let expected = "# HELP a_seconds A.\n# TYPE a_seconds gauge\na_seconds 1.5\n# HELP c_total Count.\n# TYPE c_total counter\nc_total{x=\"y\"} 3\n# HELP b_info Build.\n# TYPE b_info gauge\nb_info{v=\"1\"} 1\n";
-        assert_eq!(to_prometheus_text(openmetrics), expected);
+    fn each_format_is_written_directly() {
+        let histogram = "# HELP h Lag.\n# TYPE h histogram\nh_bucket{le=\"0.5\"} 1\nh_bucket{le=\"+Inf\"} 2\nh_sum 1.25\nh_count 2\n";
+        assert_eq!(
+            sample_families(Format::OpenMetrics),
+            format!(
+                "# HELP a_seconds A.\n# TYPE a_seconds gauge\na_seconds 1.5\n# HELP c Count.\n# TYPE c counter\nc_total{{x=\"y\"}} 3\n# HELP b Build.\n# TYPE b info\nb_info{{v=\"1\"}} 1\n{histogram}# EOF\n"
+            )
+        );
+        assert_eq!(
+            sample_families(Format::PrometheusText),
+            format!(
+                "# HELP a_seconds A.\n# TYPE a_seconds gauge\na_seconds 1.5\n# HELP c_total Count.\n# TYPE c_total counter\nc_total{{x=\"y\"}} 3\n# HELP b_info Build.\n# TYPE b_info gauge\nb_info{{v=\"1\"}} 1\n{histogram}"
+            )
+        );
+    }
+
+    #[test]
+    fn values_are_written_as_prometheus_reads_them() {
+        let text = |value: Value| value.to_string();
+        assert_eq!(text(Value::Float(f64::INFINITY)), "+Inf");
+        assert_eq!(text(Value::Float(0.000_012)), "0.000012");
+        assert_eq!(text(Value::Float(1.0)), "1");
+        assert_eq!(text(Value::Int(u64::MAX)), "18446744073709551615");
+        let mut escaped = String::new();
+        push_label_value(&mut escaped, "a\"b\\c\nd");
+        assert_eq!(escaped, r#"a\"b\\c\nd"#);
     }
 }

@@ -1,28 +1,18 @@
-//! Everything the exporter exposes as metrics.
+//! Everything the exporter exposes as metrics: the observers at the end
+//! of the flow. They read what the layers below keep (outcomes, result
+//! counters, target states, the lag histogram) and write it with the one
+//! [`exposition::Writer`]; nothing below imports from here.
 //!
-//! - [`probe`]: the answer to one `/probe` request, built from an outcome.
-//! - [`exporter`]: the exporter's own `/metrics` (build info, probe
-//!   counters, in-flight gauge, reload status).
+//! - [`probe`]: the answer to one `/probe` request, from its outcome.
+//! - [`exporter`]: the exporter's own series on `/metrics`.
 //! - [`process`]: the standard `process_*` metrics.
 //! - [`scheduled`]: the series of scheduled targets, streamed.
-//! - [`exposition`]: OpenMetrics or Prometheus text, chosen by `Accept`.
+//! - [`exposition`]: the writer, and content negotiation.
 
-pub mod exporter;
-pub mod exposition;
-pub mod probe;
-pub mod process;
-pub mod scheduled;
+#![forbid(unsafe_code)]
 
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
-use prometheus_client::metrics::gauge::ConstGauge;
-
-/// Writes one unlabelled gauge from a collector.
-fn encode_gauge(
-    encoder: &mut DescriptorEncoder,
-    name: &str,
-    help: &str,
-    value: f64,
-) -> Result<(), std::fmt::Error> {
-    let metric = ConstGauge::new(value);
-    metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)
-}
+pub(crate) mod exporter;
+pub(crate) mod exposition;
+pub(crate) mod probe;
+pub(crate) mod process;
+pub(crate) mod scheduled;

@@ -7,110 +7,73 @@
 //! series never changes, so alert rules like
 //! `probe_failure_reason{reason="refused"} == 1` behave.
 
-use super::encode_gauge as gauge;
-use super::exposition::{Format, encode_registry};
+#![forbid(unsafe_code)]
+
+use super::exposition::{Format, Kind, Value, Writer};
 use crate::hash::fnv1a_32;
 use crate::prober::{Outcome, Reason};
-use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
-use prometheus_client::metrics::gauge::ConstGauge;
-use prometheus_client::registry::Registry;
 use std::net::IpAddr;
 
 /// Name of the handshake gauge: from connect to the SYN-ACK.
-pub const HANDSHAKE_GAUGE: &str = "probe_tcp_handshake_duration_seconds";
+pub(crate) const HANDSHAKE_GAUGE: &str = "probe_tcp_handshake_duration_seconds";
 
-/// Renders the metrics of one probe in `format`.
-#[must_use]
-pub fn render(outcome: &Outcome, format: Format) -> String {
-    let mut registry = Registry::default();
-    registry.register_collector(Box::new(ProbeReport::from(outcome)));
-    encode_registry(&registry, format)
-}
+/// The `reason` labels of `probe_failure_reason`, in the order of [`Reason::ALL`].
+const REASON_LABELS: [&str; Reason::ALL.len()] = [
+    "reason=\"refused\"",
+    "reason=\"timeout\"",
+    "reason=\"unreachable\"",
+    "reason=\"dns\"",
+    "reason=\"local\"",
+];
 
-/// The numbers of one outcome, as the collector exports them.
-#[derive(Debug)]
-struct ProbeReport {
-    success: bool,
-    duration: f64,
-    dns_time: f64,
-    handshake_time: f64,
-    ip_protocol: u8,
-    ip_addr_hash: u32,
-    reason: Option<Reason>,
-}
-
-impl From<&Outcome> for ProbeReport {
-    fn from(outcome: &Outcome) -> Self {
-        Self {
-            success: outcome.is_success(),
-            duration: outcome.duration.as_secs_f64(),
-            dns_time: outcome.dns_time.as_secs_f64(),
-            handshake_time: outcome
-                .handshake_time
-                .map_or(0.0, |time| time.as_secs_f64()),
-            ip_protocol: outcome.ip_protocol(),
-            ip_addr_hash: outcome.address.map_or(0, |address| ip_hash(address.ip())),
-            reason: outcome.reason(),
-        }
+/// The metrics of one probe in `format`, as a complete exposition.
+pub(crate) fn render(outcome: &Outcome, format: Format) -> String {
+    let mut text = String::with_capacity(1024);
+    let mut writer = Writer::new(&mut text, format);
+    writer.gauge(
+        "probe_success",
+        "Whether the probe succeeded.",
+        outcome.is_success(),
+    );
+    writer.gauge(
+        "probe_duration_seconds",
+        "How long the probe took, DNS included.",
+        outcome.duration.as_secs_f64(),
+    );
+    writer.gauge(
+        "probe_dns_lookup_time_seconds",
+        "How long resolving the target took.",
+        outcome.dns_time.as_secs_f64(),
+    );
+    writer.gauge(
+        HANDSHAKE_GAUGE,
+        "Time from connect to the SYN-ACK; 0 when no SYN-ACK came.",
+        outcome
+            .handshake_time
+            .map_or(0.0, |time| time.as_secs_f64()),
+    );
+    writer.gauge(
+        "probe_ip_protocol",
+        "IP version of the probed address: 4 or 6; 0 when nothing resolved.",
+        outcome.ip_protocol(),
+    );
+    writer.gauge(
+        "probe_ip_addr_hash",
+        "FNV-1a hash of the probed address, to notice when it changes.",
+        outcome.address.map_or(0, |address| ip_hash(address.ip())),
+    );
+    writer.family(
+        "probe_failure_reason",
+        Kind::Gauge,
+        "Why the probe failed: 1 for the reason, 0 for the others; all 0 on success.",
+    );
+    let failed = outcome.reason();
+    for (reason, label) in Reason::ALL.into_iter().zip(REASON_LABELS) {
+        let value = Value::from(failed == Some(reason));
+        writer.sample("probe_failure_reason", "", &[label], value);
     }
-}
-
-impl Collector for ProbeReport {
-    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        gauge(
-            &mut encoder,
-            "probe_success",
-            "Whether the probe succeeded.",
-            f64::from(u8::from(self.success)),
-        )?;
-        gauge(
-            &mut encoder,
-            "probe_duration_seconds",
-            "How long the probe took, DNS included.",
-            self.duration,
-        )?;
-        gauge(
-            &mut encoder,
-            "probe_dns_lookup_time_seconds",
-            "How long resolving the target took.",
-            self.dns_time,
-        )?;
-        gauge(
-            &mut encoder,
-            HANDSHAKE_GAUGE,
-            "Time from connect to the SYN-ACK; 0 when no SYN-ACK came.",
-            self.handshake_time,
-        )?;
-        gauge(
-            &mut encoder,
-            "probe_ip_protocol",
-            "IP version of the probed address: 4 or 6; 0 when nothing resolved.",
-            f64::from(self.ip_protocol),
-        )?;
-        gauge(
-            &mut encoder,
-            "probe_ip_addr_hash",
-            "FNV-1a hash of the probed address, to notice when it changes.",
-            f64::from(self.ip_addr_hash),
-        )?;
-        let mut family = encoder.encode_descriptor(
-            "probe_failure_reason",
-            "Why the probe failed: 1 for the reason, 0 for the others; all 0 on success.",
-            None,
-            ConstGauge::<f64>::new(0.0).metric_type(),
-        )?;
-        for reason in Reason::ALL {
-            let labels = [("reason", reason.as_str())];
-            let value = if self.reason == Some(reason) {
-                1.0
-            } else {
-                0.0
-            };
-            ConstGauge::new(value).encode(family.encode_family(&labels)?)?;
-        }
-        Ok(())
-    }
+    writer.end();
+    text
 }
 
 /// blackbox_exporter's `ipHash`: FNV-1a (32 bit) over the address bytes.
@@ -133,15 +96,11 @@ mod tests {
             Outcome::not_started(Failure::new(Reason::Timeout, "x"), Duration::from_millis(5));
         let text = render(&outcome, Format::OpenMetrics);
         for reason in Reason::ALL {
-            let expected = if reason == Reason::Timeout {
-                "1.0"
-            } else {
-                "0.0"
-            };
+            let expected = u8::from(reason == Reason::Timeout);
             let line = format!("probe_failure_reason{{reason=\"{reason}\"}} {expected}\n");
             assert!(text.contains(&line), "missing {line:?} in\n{text}");
         }
-        assert!(text.contains("probe_success 0.0\n"), "{text}");
+        assert!(text.contains("probe_success 0\n"), "{text}");
         assert!(text.ends_with("# EOF\n"), "{text}");
     }
 }

@@ -3,21 +3,20 @@
 //! Names and meanings are those of the Prometheus client libraries'
 //! process collectors, so existing dashboards work unchanged.
 
-use super::encode_gauge as gauge;
-use crate::sys;
-use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
-use prometheus_client::metrics::counter::ConstCounter;
+#![forbid(unsafe_code)]
 
-/// Collects `process_*` metrics on every scrape.
+use super::exposition::{Kind, Value, Writer};
+use crate::sys;
+
+/// Writes the `process_*` metrics, read anew on every scrape.
 #[derive(Debug)]
-pub struct ProcessCollector {
+pub(crate) struct ProcessMetrics {
     ticks_per_second: f64,
     page_size: f64,
     boot_time_seconds: f64,
 }
 
-impl Default for ProcessCollector {
+impl Default for ProcessMetrics {
     fn default() -> Self {
         Self::new()
     }
@@ -31,10 +30,9 @@ struct Stat {
     resident_pages: f64,
 }
 
-impl ProcessCollector {
+impl ProcessMetrics {
     /// Reads the constants (tick rate, page size, boot time) once.
-    #[must_use]
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         #[allow(clippy::cast_precision_loss)] // small constants
         Self {
             ticks_per_second: sys::clock_ticks_per_second() as f64,
@@ -66,59 +64,46 @@ fn read_stat() -> Option<Stat> {
     })
 }
 
-fn count_open_fds() -> Option<f64> {
-    #[allow(clippy::cast_precision_loss)] // fd counts are far below 2^52
-    std::fs::read_dir("/proc/self/fd")
-        .ok()
-        .map(|dir| dir.count() as f64)
+fn count_open_fds() -> Option<usize> {
+    std::fs::read_dir("/proc/self/fd").ok().map(Iterator::count)
 }
 
-impl Collector for ProcessCollector {
-    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+impl ProcessMetrics {
+    /// Writes every `process_*` metric that can be read now.
+    pub(crate) fn write(&self, writer: &mut Writer<'_>) {
         if let Some(stat) = read_stat() {
-            let cpu = ConstCounter::new(stat.cpu_ticks / self.ticks_per_second);
-            cpu.encode(encoder.encode_descriptor(
+            writer.family(
                 "process_cpu_seconds",
+                Kind::Counter,
                 "Total user and system CPU time spent in seconds.",
-                None,
-                cpu.metric_type(),
-            )?)?;
-            gauge(
-                &mut encoder,
+            );
+            let cpu = stat.cpu_ticks / self.ticks_per_second;
+            writer.sample("process_cpu_seconds", "_total", &[], Value::Float(cpu));
+            writer.gauge(
                 "process_start_time_seconds",
                 "Start time of the process since unix epoch in seconds.",
                 self.boot_time_seconds + stat.start_ticks / self.ticks_per_second,
-            )?;
-            gauge(
-                &mut encoder,
+            );
+            writer.gauge(
                 "process_resident_memory_bytes",
                 "Resident memory size in bytes.",
                 stat.resident_pages * self.page_size,
-            )?;
-            gauge(
-                &mut encoder,
+            );
+            writer.gauge(
                 "process_virtual_memory_bytes",
                 "Virtual memory size in bytes.",
                 stat.virtual_bytes,
-            )?;
+            );
         }
         if let Some(open) = count_open_fds() {
-            gauge(
-                &mut encoder,
-                "process_open_fds",
-                "Number of open file descriptors.",
-                open,
-            )?;
+            writer.gauge("process_open_fds", "Number of open file descriptors.", open);
         }
         if let Ok((soft, _)) = sys::nofile_limit() {
-            #[allow(clippy::cast_precision_loss)] // limits are far below 2^52 or are RLIM_INFINITY
-            gauge(
-                &mut encoder,
+            writer.gauge(
                 "process_max_fds",
                 "Maximum number of open file descriptors.",
-                soft as f64,
-            )?;
+                soft,
+            );
         }
-        Ok(())
     }
 }

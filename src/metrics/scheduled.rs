@@ -8,9 +8,10 @@
 //! while memory stays flat.
 //!
 //! Each target's label set is escaped once per published target list, not
-//! per scrape: the scheduler builds the list's [`LabelSets`], end to end in
-//! one string, when it publishes the list (on the reload's blocking
-//! thread), and every scrape of that list shares them. Building them per
+//! per scrape: [`ScheduledSeries::publish`] builds the list's
+//! [`LabelSets`], end to end in one string, when the scheduler hands over a
+//! new list (on the reload's blocking thread), and every scrape of that
+//! list shares them. Building them per
 //! scrape gave each response its own copy, 14 MB with 200 000 targets,
 //! kept as long as the client took to read; sixty clients that never read
 //! held 825 MB. Building them at the first scrape of a list ran on an HTTP
@@ -23,11 +24,12 @@
 //! Names match `/probe` (`probe_success`, `probe_failure_reason`, ...), so
 //! one alert rule covers both ways of probing.
 
-use super::exposition::Format;
-use crate::prober::Reason;
-use crate::scheduler::{HANDSHAKE_BUCKETS, RESULTS, ScheduledTarget, TargetState};
-use std::fmt::Write as _;
-use std::sync::{Arc, LazyLock};
+#![forbid(unsafe_code)]
+
+use super::exposition::{Format, Kind, Value, Writer, push_label_value};
+use crate::prober::{RESULTS, Reason};
+use crate::scheduler::{HANDSHAKE_BUCKETS, ScheduledTarget, TargetList, TargetState};
+use std::sync::{Arc, LazyLock, PoisonError, RwLock};
 
 /// What one family writes for one target, after the label set.
 #[derive(Clone, Copy, Debug)]
@@ -44,59 +46,59 @@ enum Family {
 }
 
 /// Families in export order, with name, type and help.
-const FAMILIES: [(Family, &str, &str, &str); 9] = [
+const FAMILIES: [(Family, &str, Kind, &str); 9] = [
     (
         Family::Success,
         "probe_success",
-        "gauge",
+        Kind::Gauge,
         "Whether the last scheduled probe succeeded.",
     ),
     (
         Family::Duration,
         "probe_duration_seconds",
-        "gauge",
+        Kind::Gauge,
         "How long the last scheduled probe took.",
     ),
     (
         Family::FailureReason,
         "probe_failure_reason",
-        "gauge",
+        Kind::Gauge,
         "Why the last scheduled probe failed: 1 for the reason, 0 for the others.",
     ),
     (
         Family::IpProtocol,
         "probe_ip_protocol",
-        "gauge",
+        Kind::Gauge,
         "IP version of the last probe: 4 or 6; 0 before any.",
     ),
     (
         Family::Healthy,
         "probe_healthy",
-        "gauge",
+        Kind::Gauge,
         "The rise/fall health state: 1 healthy, 0 unhealthy or not probed yet.",
     ),
     (
         Family::LastProbe,
         "probe_last_probe_timestamp_seconds",
-        "gauge",
+        Kind::Gauge,
         "Unix time when the last scheduled probe finished; 0 before any.",
     ),
     (
         Family::Results,
         "probe_results",
-        "counter",
+        Kind::Counter,
         "Scheduled probes by result: success or the failure reason.",
     ),
     (
         Family::StateChanges,
         "probe_state_changes",
-        "counter",
+        Kind::Counter,
         "Changes of the rise/fall health state.",
     ),
     (
         Family::Handshake,
         "probe_tcp_handshake_latency_seconds",
-        "histogram",
+        Kind::Histogram,
         "Time from connect to the SYN-ACK of successful scheduled probes.",
     ),
 ];
@@ -120,7 +122,7 @@ static EXTRA_LABELS: LazyLock<ExtraLabels> = LazyLock::new(|| ExtraLabels {
         .collect(),
     bounds: HANDSHAKE_BUCKETS
         .iter()
-        .map(|bound| format!(",le=\"{bound}\""))
+        .map(|bound| format!(",le=\"{}\"", Value::Float(*bound)))
         .collect(),
 });
 
@@ -137,20 +139,13 @@ fn push_label(out: &mut String, separator: &str, name: &str, value: &str) {
     out.push_str(separator);
     out.push_str(name);
     out.push_str("=\"");
-    for c in value.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
-            '\n' => out.push_str("\\n"),
-            other => out.push(other),
-        }
-    }
+    push_label_value(out, value);
     out.push('"');
 }
 
 /// The escaped label sets of one target list, end to end.
 #[derive(Debug)]
-pub struct LabelSets {
+struct LabelSets {
     text: String,
     /// Where each target's set ends in `text`; it starts where the
     /// previous one ends.
@@ -159,8 +154,7 @@ pub struct LabelSets {
 
 impl LabelSets {
     /// Escapes the label sets of `targets`.
-    #[must_use]
-    pub fn new(targets: &[Arc<ScheduledTarget>]) -> Self {
+    fn new(targets: &[Arc<ScheduledTarget>]) -> Self {
         let mut text = String::new();
         let ends = targets
             .iter()
@@ -182,10 +176,45 @@ impl LabelSets {
     }
 }
 
+/// The target list scrapes write, published with its label sets so that
+/// a scrape never pairs one list with another's labels.
+#[derive(Debug)]
+pub(crate) struct ScheduledSeries(RwLock<(TargetList, Arc<LabelSets>)>);
+
+impl Default for ScheduledSeries {
+    fn default() -> Self {
+        Self(RwLock::new((
+            Arc::from(Vec::new()),
+            Arc::new(LabelSets::new(&[])),
+        )))
+    }
+}
+
+impl ScheduledSeries {
+    /// Escapes the label sets of `targets` and publishes both. Costly for
+    /// long lists: a reload calls it on its blocking thread.
+    pub(crate) fn publish(&self, targets: TargetList) {
+        let labels = Arc::new(LabelSets::new(&targets));
+        *self.0.write().unwrap_or_else(PoisonError::into_inner) = (targets, labels);
+    }
+
+    /// The exposition of the list published now, in `format`.
+    pub(crate) fn exposition(&self, format: Format) -> ScheduledExposition {
+        let (targets, labels) = &*self.0.read().unwrap_or_else(PoisonError::into_inner);
+        ScheduledExposition {
+            targets: Arc::clone(targets),
+            labels: Arc::clone(labels),
+            format,
+            family: 0,
+            next_target: 0,
+        }
+    }
+}
+
 /// The scheduled targets' families, produced chunk by chunk.
 #[derive(Debug)]
-pub struct ScheduledExposition {
-    targets: Arc<[Arc<ScheduledTarget>]>,
+pub(crate) struct ScheduledExposition {
+    targets: TargetList,
     labels: Arc<LabelSets>,
     format: Format,
     family: usize,
@@ -193,48 +222,22 @@ pub struct ScheduledExposition {
 }
 
 impl ScheduledExposition {
-    /// Prepares the exposition of `targets`, whose label sets are
-    /// `labels`, in `format`.
-    ///
-    /// # Panics
-    /// If `labels` are not those of `targets`:
-    /// [`Scheduler::targets_with_labels`](crate::scheduler::Scheduler::targets_with_labels)
-    /// gives the two together.
-    #[must_use]
-    pub fn new(
-        targets: Arc<[Arc<ScheduledTarget>]>,
-        labels: Arc<LabelSets>,
-        format: Format,
-    ) -> Self {
-        assert_eq!(
-            labels.ends.len(),
-            targets.len(),
-            "label sets of another target list"
-        );
-        Self {
-            targets,
-            labels,
-            format,
-            family: 0,
-            next_target: 0,
-        }
-    }
-
     /// The next piece of text, at least about `chunk_bytes` long unless it
     /// is the last; `None` when everything was written.
-    pub fn next_chunk(&mut self, chunk_bytes: usize) -> Option<String> {
+    pub(crate) fn next_chunk(&mut self, chunk_bytes: usize) -> Option<String> {
         if self.targets.is_empty() || self.family >= FAMILIES.len() {
             return None;
         }
         let mut out = String::with_capacity(chunk_bytes + 4096);
-        while out.len() < chunk_bytes && self.family < FAMILIES.len() {
+        let mut writer = Writer::new(&mut out, self.format);
+        while writer.len() < chunk_bytes && self.family < FAMILIES.len() {
             let (family, name, kind, help) = FAMILIES[self.family];
             if self.next_target == 0 {
-                self.write_header(&mut out, name, kind, help);
+                writer.family(name, kind, help);
             }
             let target = &self.targets[self.next_target];
             let labels = self.labels.get(self.next_target);
-            target.with_state(|state| write_samples(&mut out, family, name, labels, state));
+            target.with_state(|state| write_samples(&mut writer, family, name, labels, state));
             self.next_target += 1;
             if self.next_target == self.targets.len() {
                 self.next_target = 0;
@@ -243,49 +246,44 @@ impl ScheduledExposition {
         }
         Some(out)
     }
-
-    fn write_header(&self, out: &mut String, name: &str, kind: &str, help: &str) {
-        // In 0.0.4 a TYPE line names the samples it types: counters by `_total`.
-        let suffix = if kind == "counter" && self.format == Format::PrometheusText {
-            "_total"
-        } else {
-            ""
-        };
-        let _ = writeln!(out, "# HELP {name}{suffix} {help}");
-        let _ = writeln!(out, "# TYPE {name}{suffix} {kind}");
-    }
 }
 
-fn write_samples(out: &mut String, family: Family, name: &str, labels: &str, state: &TargetState) {
-    // Writing into a String cannot fail.
-    let mut sample = |suffix: &str, extra: &str, value: &dyn std::fmt::Display| {
-        let _ = writeln!(out, "{name}{suffix}{{{labels}{extra}}} {value}");
+/// Writes one target's samples of `family`.
+fn write_samples(
+    writer: &mut Writer<'_>,
+    family: Family,
+    name: &str,
+    labels: &str,
+    state: &TargetState,
+) {
+    let mut sample = |suffix: &str, extra: &str, value: Value| {
+        writer.sample(name, suffix, &[labels, extra], value);
     };
     match family {
-        Family::Success => sample("", "", &u8::from(state.last_success)),
-        Family::Duration => sample("", "", &state.last_duration),
+        Family::Success => sample("", "", state.last_success.into()),
+        Family::Duration => sample("", "", state.last_duration.into()),
         Family::FailureReason => {
             for (reason, extra) in Reason::ALL.iter().zip(&EXTRA_LABELS.reasons) {
-                sample("", extra, &u8::from(state.last_reason == Some(*reason)));
+                sample("", extra, (state.last_reason == Some(*reason)).into());
             }
         }
-        Family::IpProtocol => sample("", "", &state.ip_protocol),
-        Family::Healthy => sample("", "", &u8::from(state.healthy)),
-        Family::LastProbe => sample("", "", &state.last_probe_unix),
+        Family::IpProtocol => sample("", "", state.ip_protocol.into()),
+        Family::Healthy => sample("", "", state.healthy.into()),
+        Family::LastProbe => sample("", "", state.last_probe_unix.into()),
         Family::Results => {
             for (extra, count) in EXTRA_LABELS.results.iter().zip(state.results) {
-                sample("_total", extra, &count);
+                sample("_total", extra, count.into());
             }
         }
-        Family::StateChanges => sample("_total", "", &state.state_changes),
+        Family::StateChanges => sample("_total", "", state.state_changes.into()),
         Family::Handshake => {
             let histogram = &state.handshake;
             for (extra, count) in EXTRA_LABELS.bounds.iter().zip(histogram.cumulative) {
-                sample("_bucket", extra, &count);
+                sample("_bucket", extra, count.into());
             }
-            sample("_bucket", ",le=\"+Inf\"", &histogram.count);
-            sample("_sum", "", &histogram.sum);
-            sample("_count", "", &histogram.count);
+            sample("_bucket", ",le=\"+Inf\"", histogram.count.into());
+            sample("_sum", "", histogram.sum.into());
+            sample("_count", "", histogram.count.into());
         }
     }
 }
@@ -294,7 +292,8 @@ fn write_samples(out: &mut String, family: Family, name: &str, labels: &str, sta
 mod tests {
     use super::*;
     use crate::config::Config;
-    use crate::metrics::exporter::ExporterMetrics;
+    use crate::modules::{Modules, ResultCounters};
+    use crate::prober::Resolver;
     use crate::runner::ProbeRunner;
     use crate::scheduler::{Scheduler, Shard};
 
@@ -306,15 +305,27 @@ mod tests {
         Config::parse("t.yml", &yaml).unwrap()
     }
 
+    fn published(series: &ScheduledSeries) -> (TargetList, Arc<LabelSets>) {
+        let (targets, labels) = &*series.0.read().unwrap();
+        (Arc::clone(targets), Arc::clone(labels))
+    }
+
     #[test]
     fn label_sets_are_escaped_once_per_published_target_list() {
-        let runner = Arc::new(ProbeRunner::new(4, Arc::new(ExporterMetrics::new())));
+        let runner = Arc::new(ProbeRunner::new(4, Resolver::from_system(&[])));
         let scheduler = Scheduler::new(runner, Shard::ALL);
-        let (targets, sets) = scheduler.targets_with_labels();
+        let counters = ResultCounters::default();
+        let series = ScheduledSeries::default();
+        let apply = |yaml: &Config| {
+            if let Some(list) = scheduler.apply(yaml, &Modules::load(yaml, &counters)) {
+                series.publish(list);
+            }
+        };
+        let (targets, sets) = published(&series);
         assert_eq!((targets.len(), sets.ends.len()), (0, 0));
 
-        scheduler.apply(&config("\"127.0.0.1:1\", \"127.0.0.1:2\""));
-        let (targets, sets) = scheduler.targets_with_labels();
+        apply(&config("\"127.0.0.1:1\", \"127.0.0.1:2\""));
+        let (targets, sets) = published(&series);
         assert_eq!(sets.ends.len(), targets.len());
         assert_eq!(
             [sets.get(0), sets.get(1)],
@@ -323,19 +334,15 @@ mod tests {
                 r#"module="tcp_halfopen",target="127.0.0.1:2",team="a\"b\\c\nd""#,
             ]
         );
-        assert!(
-            Arc::ptr_eq(&sets, &scheduler.targets_with_labels().1),
-            "scrapes of one list share its label sets"
-        );
-        scheduler.apply(&config("\"127.0.0.1:2\", \"127.0.0.1:1\""));
-        let (same_targets, same_sets) = scheduler.targets_with_labels();
+        apply(&config("\"127.0.0.1:2\", \"127.0.0.1:1\""));
+        let (same_targets, same_sets) = published(&series);
         assert!(
             Arc::ptr_eq(&targets, &same_targets) && Arc::ptr_eq(&sets, &same_sets),
             "a reload that keeps every target keeps the list and its label sets"
         );
 
-        scheduler.apply(&config("\"127.0.0.1:3\", \"127.0.0.1:1\""));
-        let (targets, reloaded) = scheduler.targets_with_labels();
+        apply(&config("\"127.0.0.1:3\", \"127.0.0.1:1\""));
+        let (targets, reloaded) = published(&series);
         assert_eq!(reloaded.ends.len(), 2);
         for (index, target) in targets.iter().enumerate() {
             assert!(

@@ -10,15 +10,17 @@
 //! [`run`]. New probers (exec, banner checks, multi-attempt) add a variant
 //! and a file; the outcome and everything downstream stay as they are.
 
+#![forbid(unsafe_code)]
+
 mod classify;
-pub mod resolve;
+pub(crate) mod resolve;
 mod tcp;
 
-pub use resolve::Resolver;
+pub(crate) use resolve::Resolver;
 
 use crate::config::{Module, ProberKind};
 use crate::target::Target;
-use crate::trace::Trace;
+use crate::trace::{Step, Trace};
 use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -60,6 +62,29 @@ impl Reason {
             Self::Dns => "dns",
             Self::Local => "local",
         }
+    }
+}
+
+/// The values of a `result` label: `success`, then every [`Reason`] in
+/// the order of [`Reason::ALL`]. [`result_index`] gives an outcome's place.
+pub(crate) const RESULTS: [&str; 6] = [
+    "success",
+    "refused",
+    "timeout",
+    "unreachable",
+    "dns",
+    "local",
+];
+
+/// Where `reason` (`None` for success) is in [`RESULTS`].
+pub(crate) fn result_index(reason: Option<Reason>) -> usize {
+    match reason {
+        None => 0,
+        Some(Reason::Refused) => 1,
+        Some(Reason::Timeout) => 2,
+        Some(Reason::Unreachable) => 3,
+        Some(Reason::Dns) => 4,
+        Some(Reason::Local) => 5,
     }
 }
 
@@ -181,7 +206,7 @@ impl Budget {
 
 /// Runs one probe of `target` with `module` within `budget`; names are
 /// looked up with `resolver`.
-pub async fn run(
+pub(crate) async fn run(
     module: &Module,
     target: &Target,
     resolver: &Resolver,
@@ -189,15 +214,11 @@ pub async fn run(
     trace: &mut Trace,
 ) -> Outcome {
     let started = Instant::now();
-    trace.log(format_args!(
-        "probing {target} with prober {} (timeout {:.3}s, {:.3}s left)",
-        module.prober.as_str(),
-        budget.timeout.as_secs_f64(),
-        budget
-            .deadline
-            .saturating_duration_since(started)
-            .as_secs_f64()
-    ));
+    trace.log(|| Step::Probing {
+        prober: module.prober.as_str(),
+        timeout: budget.timeout,
+        left: budget.deadline.saturating_duration_since(started),
+    });
     let mut outcome = match module.prober {
         ProberKind::TcpHalfopen | ProberKind::TcpConnect => {
             let handshake = if module.prober == ProberKind::TcpHalfopen {
@@ -209,12 +230,22 @@ pub async fn run(
         }
     };
     outcome.duration = started.elapsed();
-    match &outcome.failure {
-        None => trace.log(format_args!(
-            "probe succeeded in {:.6}s",
-            outcome.duration.as_secs_f64()
-        )),
-        Some(failure) => trace.log(format_args!("probe failed: {failure}")),
-    }
+    trace.log(|| match outcome.failure {
+        None => Step::Succeeded(outcome.duration),
+        Some(_) => Step::Failed,
+    });
     outcome
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn result_labels_follow_the_reason_order() {
+        assert_eq!(RESULTS[result_index(None)], "success");
+        for reason in Reason::ALL {
+            assert_eq!(RESULTS[result_index(Some(reason))], reason.as_str());
+        }
+    }
 }

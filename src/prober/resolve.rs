@@ -83,7 +83,7 @@ use super::{Failure, Reason};
 use crate::config::{IpProtocol, TcpOptions};
 use crate::target::Host;
 use crate::task::AbortOnDrop;
-use crate::trace::Trace;
+use crate::trace::{Step, Trace};
 use hickory_resolver::config::{
     ConnectionConfig, NameServerConfig, ResolveHosts, ResolverConfig, ResolverOpts,
 };
@@ -113,7 +113,7 @@ pub struct Resolver {
 struct Shared {
     dns: TokioResolver,
     hosts: Arc<Hosts>,
-    servers: Box<str>,
+    servers: Arc<str>,
 }
 
 impl fmt::Debug for Resolver {
@@ -171,7 +171,7 @@ impl Resolver {
         })?;
         // A hash lookup: not worth a trip to the DNS thread.
         if let Some(listed) = self.shared.in_hosts_file(&query_name) {
-            trace.log(format_args!("{name} is in /etc/hosts: {listed:?}"));
+            trace.log(|| Step::InHostsFile(listed.clone()));
             return Ok(listed);
         }
         if is_under_invalid(name) {
@@ -230,7 +230,10 @@ impl Shared {
         trace: &mut Trace,
     ) -> Result<Vec<IpAddr>, Failure> {
         for kind in query_order(options) {
-            trace.log(format_args!("asking {} for {kind} {name}", self.servers));
+            trace.log(|| Step::Asking {
+                servers: Arc::clone(&self.servers),
+                record: record_name(kind),
+            });
             let addresses = match self.dns.lookup(name.clone(), kind).await {
                 Ok(answer) => addresses(answer.answers().iter().map(|record| &record.data)),
                 Err(error) if error.is_nx_domain() => {
@@ -248,7 +251,10 @@ impl Shared {
                     ));
                 }
             };
-            trace.log(format_args!("{kind} {name}: {addresses:?}"));
+            trace.log(|| Step::Answer {
+                record: record_name(kind),
+                addresses: addresses.clone(),
+            });
             if !addresses.is_empty() {
                 return Ok(addresses);
             }
@@ -455,14 +461,16 @@ pub(super) async fn resolve(
     deadline: Instant,
     trace: &mut Trace,
 ) -> Result<IpAddr, Failure> {
+    let looked_up;
     let candidates = match host {
-        Host::Ip(ip) => vec![*ip],
+        Host::Ip(ip) => std::slice::from_ref(ip),
         Host::Name(name) => {
-            trace.log(format_args!("resolving {name}"));
-            resolver.lookup(name, options, deadline, trace).await?
+            trace.log(|| Step::Resolving);
+            looked_up = resolver.lookup(name, options, deadline, trace).await?;
+            looked_up.as_slice()
         }
     };
-    let chosen = choose(&candidates, options).ok_or_else(|| {
+    let chosen = choose(candidates, options).ok_or_else(|| {
         Failure::new(
             Reason::Dns,
             format!(
@@ -475,8 +483,17 @@ pub(super) async fn resolve(
             ),
         )
     })?;
-    trace.log(format_args!("chose address {chosen}"));
+    trace.log(|| Step::Chose(chosen));
     Ok(chosen)
+}
+
+/// The name of a query's record type, for the step log.
+fn record_name(kind: RecordType) -> &'static str {
+    match kind {
+        RecordType::A => "A",
+        RecordType::AAAA => "AAAA",
+        _ => "other",
+    }
 }
 
 fn choose(candidates: &[IpAddr], options: &TcpOptions) -> Option<IpAddr> {
@@ -486,19 +503,14 @@ fn choose(candidates: &[IpAddr], options: &TcpOptions) -> Option<IpAddr> {
             .source_ip_address
             .is_none_or(|source| source.is_ipv4() == ip.is_ipv4())
     };
-    let candidates: Vec<IpAddr> = candidates
-        .iter()
-        .filter(source_family_ok)
-        .copied()
-        .collect();
     let is_preferred = |ip: &&IpAddr| match options.preferred_ip_protocol {
         IpProtocol::Ip4 => ip.is_ipv4(),
         IpProtocol::Ip6 => ip.is_ipv6(),
     };
-    let preferred = candidates.iter().find(is_preferred);
+    let allowed = || candidates.iter().filter(source_family_ok);
+    let preferred = allowed().find(is_preferred);
     let fallback = || {
-        candidates
-            .iter()
+        allowed()
             .find(|ip| !is_preferred(ip))
             .filter(|_| options.ip_protocol_fallback)
     };

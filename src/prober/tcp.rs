@@ -21,7 +21,7 @@
 use super::{Budget, Failure, Outcome, Reason, Resolver, classify, resolve};
 use crate::config::TcpOptions;
 use crate::target::Target;
-use crate::trace::Trace;
+use crate::trace::{Step, Trace};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -124,33 +124,32 @@ async fn connect(
         let failure = os_failure("cannot prepare a socket for", address, &error);
         Failure::new(Reason::Local, failure.detail)
     })?;
-    trace.log(format_args!(
-        "connecting to {address} ({})",
-        match handshake {
-            Handshake::HalfOpen => "half-open: TCP_QUICKACK=0, SO_LINGER {on, 0}",
-            Handshake::Full => "full handshake, SO_LINGER {on, 0}",
-        }
-    ));
+    trace.log(|| Step::Connecting {
+        address,
+        half_open: handshake == Handshake::HalfOpen,
+    });
     let connecting = TcpSocket::from_std_stream(socket.into()).connect(address);
-    let result = match tokio::time::timeout_at(deadline, until_connected(connecting)).await {
+    match tokio::time::timeout_at(deadline, until_connected(connecting)).await {
         Ok(Ok(stream)) => {
-            trace.log(format_args!(
-                "{address} answered with SYN-ACK; closing with RST"
-            ));
             // Closing with zero linger sends the RST, before the delayed ACK.
             drop(stream);
+            trace.log(|| Step::SynAck(address));
             Ok(())
         }
-        Ok(Err(error)) => Err(os_failure("connect to", address, &error)),
-        Err(_) => Err(Failure::new(
-            Reason::Timeout,
-            format!("no answer from {address} before the deadline"),
-        )),
-    };
-    if let Err(failure) = &result {
-        trace.log(format_args!("{}", failure.detail));
+        Ok(Err(error)) => {
+            if let Some(errno) = error.raw_os_error() {
+                trace.log(|| Step::ConnectFailed { address, errno });
+            }
+            Err(os_failure("connect to", address, &error))
+        }
+        Err(_) => {
+            trace.log(|| Step::NoAnswer(address));
+            Err(Failure::new(
+                Reason::Timeout,
+                format!("no answer from {address} before the deadline"),
+            ))
+        }
     }
-    result
 }
 
 /// Opens the non-blocking socket with the options the handshake needs.

@@ -20,18 +20,26 @@
 //! `bench/reload_storm.py`, replacing 200 000 targets delayed no `/probe`
 //! by more than 15 ms.
 //!
-//! The same thread escapes the new list's label sets for `/metrics` (see
-//! [`crate::metrics::scheduled`]) and publishes them with the list. Left to
-//! the first scrape, that work ran on an HTTP worker under a lock, and a
-//! second scrape blocked the other worker until it was done.
+//! [`Scheduler::apply`] returns the new list when it changed, so that the
+//! caller, on the same thread, can prepare what scrapes need of it (the
+//! escaped label sets of `/metrics`) before anyone reads it.
+//!
+//! The scheduler reports what it finds into state it owns: each target's
+//! [`TargetState`] and the [`ScheduleLag`] histogram. Observers (the
+//! metrics, the landing page) read them; the scheduler knows nothing of
+//! them.
 
+#![forbid(unsafe_code)]
+
+mod lag;
 mod state;
 
-pub use state::{HANDSHAKE_BUCKETS, RESULTS, TargetState};
+pub(crate) use lag::{HistogramValues, SCHEDULE_LAG_BUCKETS, ScheduleLag};
+pub(crate) use state::{HANDSHAKE_BUCKETS, TargetState};
 
-use crate::config::{Config, LabelName, Module};
+use crate::config::{Config, LabelName};
 use crate::hash::fnv1a_64;
-use crate::metrics::scheduled::LabelSets;
+use crate::modules::{LoadedModule, Modules};
 use crate::runner::ProbeRunner;
 use crate::target::Target;
 use crate::trace::Trace;
@@ -44,13 +52,13 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 /// `--targets.shard=i/n`: this instance probes the targets whose stable
-/// hash modulo `count` is `index`.
+/// hash modulo `count` is `index`. Parse it from `"i/n"`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Shard {
     /// Which part this instance takes, `0..count`.
-    pub index: u64,
-    /// Into how many parts the targets are split.
-    pub count: u64,
+    index: u64,
+    /// Into how many parts the targets are split, at least 1.
+    count: u64,
 }
 
 impl Shard {
@@ -58,8 +66,7 @@ impl Shard {
     pub const ALL: Self = Self { index: 0, count: 1 };
 
     /// Whether this shard probes `target`.
-    #[must_use]
-    pub fn owns(self, target: &str) -> bool {
+    pub(crate) fn owns(self, target: &str) -> bool {
         fnv1a_64(target.as_bytes()) % self.count == self.index
     }
 }
@@ -89,22 +96,22 @@ impl fmt::Display for Shard {
 /// One scheduled target: who it is, and its state behind a lock that only
 /// its own task writes and scrapes read.
 #[derive(Debug)]
-pub struct ScheduledTarget {
+pub(crate) struct ScheduledTarget {
     /// The module name.
-    pub module: String,
+    pub(crate) module: Arc<str>,
     /// The parsed target.
-    pub target: Target,
+    pub(crate) target: Target,
     /// The target as written, `host:port`.
-    pub target_text: String,
+    pub(crate) target_text: String,
     /// The user's labels.
-    pub labels: BTreeMap<LabelName, String>,
+    pub(crate) labels: BTreeMap<LabelName, String>,
     state: Mutex<TargetState>,
 }
 
 impl ScheduledTarget {
     fn new(key: &TargetKey, target: Target) -> Self {
         Self {
-            module: key.module.clone(),
+            module: Arc::from(key.module.as_str()),
             target,
             target_text: key.target.clone(),
             labels: key.labels.clone(),
@@ -113,7 +120,7 @@ impl ScheduledTarget {
     }
 
     /// Runs `read` on the current state.
-    pub fn with_state<R>(&self, read: impl FnOnce(&TargetState) -> R) -> R {
+    pub(crate) fn with_state<R>(&self, read: impl FnOnce(&TargetState) -> R) -> R {
         read(&self.state.lock().unwrap_or_else(PoisonError::into_inner))
     }
 
@@ -136,12 +143,19 @@ struct TargetKey {
 }
 
 /// How a target is probed; a change restarts its task but keeps its state.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 struct Plan {
-    module: Module,
+    module: Arc<LoadedModule>,
     interval: Duration,
     rise: u32,
     fall: u32,
+}
+
+impl PartialEq for Plan {
+    fn eq(&self, other: &Self) -> bool {
+        self.module.same_as(&other.module)
+            && (self.interval, self.rise, self.fall) == (other.interval, other.rise, other.fall)
+    }
 }
 
 #[derive(Debug)]
@@ -151,65 +165,54 @@ struct Running {
     task: JoinHandle<()>,
 }
 
-/// The targets being probed and their escaped label sets, published
-/// together so that a scrape never pairs one list with another's labels.
-#[derive(Debug)]
-struct Published {
-    targets: Arc<[Arc<ScheduledTarget>]>,
-    labels: Arc<LabelSets>,
-}
+/// The list of targets being probed.
+pub(crate) type TargetList = Arc<[Arc<ScheduledTarget>]>;
 
 /// Owns the probing tasks of all scheduled targets.
 #[derive(Debug)]
-pub struct Scheduler {
+pub(crate) struct Scheduler {
     runner: Arc<ProbeRunner>,
     shard: Shard,
     epoch: Instant,
     running: Mutex<BTreeMap<TargetKey, Running>>,
-    published: RwLock<Published>,
+    published: RwLock<TargetList>,
+    lag: Arc<ScheduleLag>,
 }
 
 impl Scheduler {
     /// A scheduler with no targets yet; see [`Scheduler::apply`].
-    #[must_use]
-    pub fn new(runner: Arc<ProbeRunner>, shard: Shard) -> Self {
+    pub(crate) fn new(runner: Arc<ProbeRunner>, shard: Shard) -> Self {
         Self {
             runner,
             shard,
             epoch: Instant::now(),
             running: Mutex::new(BTreeMap::new()),
-            published: RwLock::new(Published {
-                targets: Arc::from(Vec::new()),
-                labels: Arc::new(LabelSets::new(&[])),
-            }),
+            published: RwLock::new(Arc::from(Vec::new())),
+            lag: Arc::default(),
         }
     }
 
     /// The targets being probed, in a stable order, for scrapes and pages.
-    #[must_use]
-    pub fn targets(&self) -> Arc<[Arc<ScheduledTarget>]> {
-        self.targets_with_labels().0
-    }
-
-    /// The targets being probed with their escaped label sets, the `i`-th
-    /// set being the `i`-th target's: what a `/metrics` scrape writes.
-    #[must_use]
-    pub fn targets_with_labels(&self) -> (Arc<[Arc<ScheduledTarget>]>, Arc<LabelSets>) {
-        let published = self
-            .published
-            .read()
-            .unwrap_or_else(PoisonError::into_inner);
-        (
-            Arc::clone(&published.targets),
-            Arc::clone(&published.labels),
+    pub(crate) fn targets(&self) -> TargetList {
+        Arc::clone(
+            &self
+                .published
+                .read()
+                .unwrap_or_else(PoisonError::into_inner),
         )
     }
 
-    /// Makes the running targets match `config` and publishes them with
-    /// their label sets. Tasks start on the probe thread. Costly for long
-    /// lists: a reload calls it on a blocking thread.
-    pub fn apply(&self, config: &Config) {
-        let wanted = self.plans(config);
+    /// How late scheduled probes started against their slots.
+    pub(crate) fn schedule_lag(&self) -> &ScheduleLag {
+        &self.lag
+    }
+
+    /// Makes the running targets match `config`, probing with `modules`,
+    /// and publishes the new list; returns it when it changed. Tasks start
+    /// on the probe thread. Costly for long lists: a reload calls it on a
+    /// blocking thread.
+    pub(crate) fn apply(&self, config: &Config, modules: &Modules) -> Option<TargetList> {
+        let wanted = self.plans(config, modules);
         let mut running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
         running.retain(|key, entry| {
             let keep = wanted.contains_key(key);
@@ -245,32 +248,26 @@ impl Scheduler {
             .map(|entry| Arc::clone(&entry.target))
             .collect();
         // A reload that keeps every target (a SIGHUP after an unrelated
-        // edit) keeps the published list and its label sets, rather than
-        // escaping them all again.
-        let (current, _) = self.targets_with_labels();
+        // edit) keeps the published list, and what observers made of it.
+        let current = self.targets();
         if current.len() == targets.len()
             && current.iter().zip(&targets).all(|(a, b)| Arc::ptr_eq(a, b))
         {
-            return;
+            return None;
         }
-        // Escaped here, on the caller's thread (a blocking one for a
-        // reload), before the list is published, so that no scrape builds
-        // them on an HTTP worker.
-        let labels = Arc::new(LabelSets::new(&targets));
+        let targets: TargetList = Arc::from(targets);
         *self
             .published
             .write()
-            .unwrap_or_else(PoisonError::into_inner) = Published {
-            targets: Arc::from(targets),
-            labels,
-        };
+            .unwrap_or_else(PoisonError::into_inner) = Arc::clone(&targets);
+        Some(targets)
     }
 
     /// The targets of `config` that this shard probes, with their plans.
-    fn plans(&self, config: &Config) -> BTreeMap<TargetKey, (Target, Plan)> {
+    fn plans(&self, config: &Config, modules: &Modules) -> BTreeMap<TargetKey, (Target, Plan)> {
         let mut plans = BTreeMap::new();
         for block in &config.targets {
-            let Some(module) = config.modules.get(&block.module.value) else {
+            let Some(module) = modules.get(&block.module.value) else {
                 continue; // validation rejects this; nothing to probe with
             };
             for target in &block.targets {
@@ -284,7 +281,7 @@ impl Scheduler {
                     labels: block.labels.clone(),
                 };
                 let plan = Plan {
-                    module: module.clone(),
+                    module: Arc::clone(module),
                     interval: block.interval.0,
                     rise: block.rise,
                     fall: block.fall,
@@ -304,6 +301,7 @@ impl Scheduler {
             target,
             plan,
             Arc::clone(&self.runner),
+            Arc::clone(&self.lag),
             self.epoch + offset,
         ))
     }
@@ -347,6 +345,7 @@ async fn probe_on_schedule(
     target: Arc<ScheduledTarget>,
     plan: Plan,
     runner: Arc<ProbeRunner>,
+    lag: Arc<ScheduleLag>,
     first_slot: Instant,
 ) {
     let mut previous: Option<Instant> = None;
@@ -357,16 +356,13 @@ async fn probe_on_schedule(
         }
         previous = Some(slot);
         tokio::time::sleep_until(slot).await;
-        runner
-            .metrics()
-            .observe_schedule_lag(Instant::now().saturating_duration_since(slot));
+        lag.observe(Instant::now().saturating_duration_since(slot));
         // Boxed so that an idle task, which is what 100k targets mostly
         // are, holds only its small sleeping state.
         let outcome = Box::pin(runner.run_in_place(
-            &target.module,
             &plan.module,
             &target.target,
-            plan.module.timeout.0,
+            plan.module.module.timeout.0,
             &mut Trace::disabled(),
         ))
         .await;

@@ -8,32 +8,24 @@
 //! intervals while it is up. After that, `fall` failures in a row make a
 //! healthy target unhealthy and `rise` successes in a row bring it back.
 
-use crate::prober::{Outcome, Reason};
+#![forbid(unsafe_code)]
+
+use crate::prober::{Outcome, RESULTS, Reason, result_index};
 
 /// Upper bounds of the handshake histogram, in seconds: 100 µs to 5 s.
-pub const HANDSHAKE_BUCKETS: [f64; 13] = [
+pub(crate) const HANDSHAKE_BUCKETS: [f64; 13] = [
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0, 5.0,
-];
-
-/// The result labels of `probe_results_total`, in export order.
-pub const RESULTS: [&str; 6] = [
-    "success",
-    "refused",
-    "timeout",
-    "unreachable",
-    "dns",
-    "local",
 ];
 
 /// A cumulative histogram of handshake times.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct Histogram {
+pub(crate) struct Histogram {
     /// Observations at or below each bound of [`HANDSHAKE_BUCKETS`].
-    pub cumulative: [u64; HANDSHAKE_BUCKETS.len()],
+    pub(crate) cumulative: [u64; HANDSHAKE_BUCKETS.len()],
     /// Sum of all observations, seconds.
-    pub sum: f64,
+    pub(crate) sum: f64,
     /// Number of observations (the `+Inf` bucket).
-    pub count: u64,
+    pub(crate) count: u64,
 }
 
 impl Histogram {
@@ -50,41 +42,41 @@ impl Histogram {
 
 /// The state of one scheduled target.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct TargetState {
+pub(crate) struct TargetState {
     /// Whether any probe has finished yet.
-    pub probed: bool,
+    pub(crate) probed: bool,
     /// The last probe's failure reason; `None` after a success or before any probe.
-    pub last_reason: Option<Reason>,
+    pub(crate) last_reason: Option<Reason>,
     /// The last probe's detail text, for the landing page.
-    pub last_detail: String,
+    pub(crate) last_detail: String,
     /// The last probe succeeded.
-    pub last_success: bool,
+    pub(crate) last_success: bool,
     /// Duration of the last probe, seconds.
-    pub last_duration: f64,
+    pub(crate) last_duration: f64,
     /// Handshake time of the last successful probe, seconds.
-    pub last_handshake: Option<f64>,
+    pub(crate) last_handshake: Option<f64>,
     /// IP version of the last probe: 4, 6 or 0.
-    pub ip_protocol: u8,
+    pub(crate) ip_protocol: u8,
     /// The rise/fall state.
-    pub healthy: bool,
+    pub(crate) healthy: bool,
     /// Results in a row that disagree with `healthy`.
     against_state: u32,
     /// Unix time of the last finished probe, seconds; 0 before any.
-    pub last_probe_unix: f64,
+    pub(crate) last_probe_unix: f64,
     /// Unix time of the last health change (or the first probe), seconds.
-    pub last_change_unix: f64,
+    pub(crate) last_change_unix: f64,
     /// Probes by result, in the order of [`RESULTS`].
-    pub results: [u64; RESULTS.len()],
+    pub(crate) results: [u64; RESULTS.len()],
     /// Health changes after the first probe.
-    pub state_changes: u64,
+    pub(crate) state_changes: u64,
     /// Handshake times of successful probes.
-    pub handshake: Histogram,
+    pub(crate) handshake: Histogram,
 }
 
 impl TargetState {
     /// Takes in one outcome finished at `now_unix`; its detail text is
     /// moved in, not copied, since this runs for every scheduled probe.
-    pub fn record(&mut self, outcome: Outcome, rise: u32, fall: u32, now_unix: f64) {
+    pub(crate) fn record(&mut self, outcome: Outcome, rise: u32, fall: u32, now_unix: f64) {
         let success = outcome.is_success();
         self.last_success = success;
         self.last_reason = outcome.reason();
@@ -126,17 +118,6 @@ impl TargetState {
     }
 }
 
-fn result_index(reason: Option<Reason>) -> usize {
-    match reason {
-        None => 0,
-        Some(Reason::Refused) => 1,
-        Some(Reason::Timeout) => 2,
-        Some(Reason::Unreachable) => 3,
-        Some(Reason::Dns) => 4,
-        Some(Reason::Local) => 5,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -158,13 +139,6 @@ mod tests {
             Failure::new(Reason::Refused, "RST"),
             Duration::from_micros(200),
         )
-    }
-
-    #[test]
-    fn result_labels_follow_the_reason_order() {
-        for reason in Reason::ALL {
-            assert_eq!(RESULTS[result_index(Some(reason))], reason.as_str());
-        }
     }
 
     #[test]
