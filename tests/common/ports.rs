@@ -9,10 +9,10 @@ pub fn closed_port() -> SocketAddr {
     listener.local_addr().expect("local address")
 }
 
-/// A loopback listener and its address: an open port for as long as the
+/// A listener on 127.0.0.1 and its port: an open port for as long as the
 /// listener lives (connections queue up unaccepted).
-pub fn open_port() -> (TcpListener, SocketAddr) {
+pub fn open_port() -> (TcpListener, u16) {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    let address = listener.local_addr().expect("local address");
-    (listener, address)
+    let port = listener.local_addr().expect("local address").port();
+    (listener, port)
 }
