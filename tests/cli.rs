@@ -3,31 +3,26 @@
 
 mod common;
 
-use common::{request, sample};
-use std::io::{BufRead, BufReader};
+use common::exporter_process::BINARY;
+use common::{ExporterProcess as Exporter, TempDir, request, sample};
 use std::net::SocketAddr;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::Duration;
 
-const BINARY: &str = env!("CARGO_BIN_EXE_synack_exporter");
+/// How long a run of the binary that should exit by itself may take.
+const EXIT_LIMIT: Duration = Duration::from_secs(20);
 
 fn run(args: &[&str]) -> (i32, String) {
-    let output = Command::new(BINARY).args(args).output().unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    (output.status.code().unwrap_or(-1), text)
+    let finished = common::run_within(Command::new(BINARY).args(args), EXIT_LIMIT);
+    (finished.code().unwrap_or(-1), finished.output())
 }
 
 #[test]
 fn config_check_prints_ok_or_the_located_error() {
     assert_eq!(run(&["--config.check"]), (0, "ok\n".to_owned()));
     // Without modules: the built-in ones serve the targets and groups.
-    let dir = common::temp_dir("check-builtin");
+    let dir = TempDir::new("check-builtin");
     for (name, text) in [
         ("empty.yml", ""),
         (
@@ -47,9 +42,9 @@ fn config_check_prints_ok_or_the_located_error() {
             "{name}"
         );
     }
-    let _ = std::fs::remove_dir_all(&dir);
+    drop(dir);
 
-    let dir = common::temp_dir("check");
+    let dir = TempDir::new("check");
     let good = dir.join("good.yml");
     std::fs::write(
         &good,
@@ -115,102 +110,13 @@ fn history_limit_and_write_timeout_are_bounded() {
     }
 }
 
-/// A running exporter process; killed on drop.
-struct Exporter {
-    child: Child,
-    address: SocketAddr,
-    /// Log lines before the announcement of the listen address.
-    startup_log: Vec<String>,
-    stderr: mpsc::Receiver<String>,
-}
-
-impl Exporter {
-    fn start(args: &[&str]) -> Self {
-        Self::spawn(Command::new(BINARY), args)
-    }
-
-    /// Starts the exporter with soft and hard `RLIMIT_NOFILE` set to `limit`.
-    fn start_with_open_file_limit(limit: u32, args: &[&str]) -> Self {
-        let mut command = Command::new("bash");
-        command.args([
-            "-c",
-            &format!("ulimit -n {limit} && exec \"$@\""),
-            "bash",
-            BINARY,
-        ]);
-        Self::spawn(command, args)
-    }
-
-    fn spawn(mut command: Command, args: &[&str]) -> Self {
-        let mut child = command
-            .args(["--web.listen-address", "127.0.0.1:0"])
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let (lines, stderr) = mpsc::channel();
-        let pipe = BufReader::new(child.stderr.take().unwrap());
-        std::thread::spawn(move || {
-            for line in pipe.lines().map_while(Result::ok) {
-                if lines.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut seen = Vec::new();
-        let address = loop {
-            let line = stderr
-                .recv_timeout(Duration::from_secs(20))
-                .unwrap_or_else(|_| panic!("no 'listening on' line; stderr so far: {seen:#?}"));
-            if let Some(address) = common::listen_address(&line) {
-                break address;
-            }
-            seen.push(line);
-        };
-        Self {
-            child,
-            address,
-            startup_log: seen,
-            stderr,
-        }
-    }
-
-    fn signal(&self, name: &str) {
-        let status = Command::new("kill")
-            .args(["-s", name, &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-
-    fn logs_until(&self, needle: &str) -> Vec<String> {
-        let mut seen = Vec::new();
-        while let Ok(line) = self.stderr.recv_timeout(Duration::from_secs(10)) {
-            let found = line.contains(needle);
-            seen.push(line);
-            if found {
-                return seen;
-            }
-        }
-        panic!("log never contained {needle:?}: {seen:#?}");
-    }
-}
-
-impl Drop for Exporter {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 async fn get(address: SocketAddr, path: &str) -> common::Response {
     request(address, "GET", path, &[]).await
 }
 
 #[tokio::test]
 async fn serves_probes_raises_nofile_and_reloads_on_sighup() {
-    let dir = common::temp_dir("sighup");
+    let dir = TempDir::new("sighup");
     let config = dir.join("synack.yml");
     let write = |path: &Path, text: &str| std::fs::write(path, text).unwrap();
     write(&config, "modules:\n  first:\n    prober: tcp_halfopen\n");
@@ -223,7 +129,7 @@ async fn serves_probes_raises_nofile_and_reloads_on_sighup() {
         Some(1.0)
     );
 
-    let limits = std::fs::read_to_string(format!("/proc/{}/limits", exporter.child.id())).unwrap();
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", exporter.pid())).unwrap();
     let open_files: Vec<&str> = limits
         .lines()
         .find(|line| line.starts_with("Max open files"))
@@ -280,7 +186,9 @@ async fn json_logs_are_flat_and_the_exporter_exits_cleanly_on_sigterm() {
     let mut exporter = Exporter::start(&["--log.format", "json"]);
     exporter.signal("TERM");
     let lines = exporter.logs_until("shutting down");
-    let status = exporter.child.wait().unwrap();
+    let status = exporter
+        .wait_for_exit(EXIT_LIMIT)
+        .expect("exits after shutting down");
     assert!(status.success(), "{status}");
     // The announcement was consumed by Exporter::start; what follows must
     // be JSON too, one flat object per line.
@@ -318,11 +226,11 @@ fn logfmt_lines_start_with_ts_level_msg() {
 
 /// Runs the binary with `args`, returning the exit code, stdout and stderr.
 fn run_split(args: &[&str]) -> (i32, String, String) {
-    let output = Command::new(BINARY).args(args).output().unwrap();
+    let finished = common::run_within(Command::new(BINARY).args(args), EXIT_LIMIT);
     (
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
+        finished.code().unwrap_or(-1),
+        finished.stdout,
+        finished.stderr,
     )
 }
 
@@ -364,11 +272,12 @@ fn a_port_in_use_fails_once_with_what_to_do() {
     assert!(stderr.contains(&format!("address={address}")), "{stderr}");
 }
 
-/// Writes `yaml` to a fresh config file and returns its path.
-fn config_file(name: &str, yaml: &str) -> std::path::PathBuf {
-    let path = common::temp_dir(name).join("synack.yml");
-    std::fs::write(&path, yaml).unwrap();
-    path
+/// Writes `yaml` to a fresh config file; returns its directory, removed
+/// on drop, and its path.
+fn config_file(name: &str, yaml: &str) -> (TempDir, PathBuf) {
+    let dir = TempDir::new(name);
+    let path = dir.write("synack.yml", yaml);
+    (dir, path)
 }
 
 /// Filed defect: SIGTERM closed every connection with a request in flight.
@@ -376,7 +285,7 @@ fn config_file(name: &str, yaml: &str) -> std::path::PathBuf {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_lets_requests_in_flight_finish_then_exits_zero() {
     let dropping = common::saturated_listener();
-    let config = config_file(
+    let (_dir, config) = config_file(
         "graceful",
         "modules:\n  slow:\n    prober: tcp_halfopen\n    timeout: 1s\n",
     );
@@ -413,13 +322,11 @@ async fn sigterm_lets_requests_in_flight_finish_then_exits_zero() {
         );
     }
     let exited = tokio::task::spawn_blocking(move || {
-        let status = exporter.child.wait().unwrap();
+        let status = exporter.wait_for_exit(Duration::from_secs(10));
         (status, exporter)
     });
-    let (status, _exporter) = tokio::time::timeout(Duration::from_secs(10), exited)
-        .await
-        .expect("exited within the grace period")
-        .unwrap();
+    let (status, _exporter) = exited.await.unwrap();
+    let status = status.expect("exited within the grace period");
     assert!(status.success(), "{status}");
     assert!(
         tokio::net::TcpStream::connect(address).await.is_err(),
@@ -435,7 +342,7 @@ async fn sigterm_lets_requests_in_flight_finish_then_exits_zero() {
 async fn with_few_descriptors_metrics_still_answers_during_a_probe_storm() {
     let dropping = common::saturated_listener();
     let members = vec![format!("\"{}\"", dropping.address); 400].join(", ");
-    let config = config_file(
+    let (_dir, config) = config_file(
         "nofile",
         &format!(
             "modules:\n  slow:\n    prober: tcp_halfopen\n    timeout: 3s\n\
@@ -468,12 +375,12 @@ async fn with_few_descriptors_metrics_still_answers_during_a_probe_storm() {
         "members that found no slot fail as local: {}",
         storm.body
     );
-    let _ = exporter.child.kill();
+    exporter.stop();
     let log: Vec<String> = exporter
         .startup_log
         .iter()
         .cloned()
-        .chain(exporter.stderr.try_iter())
+        .chain(exporter.new_lines())
         .collect();
     let warnings = log
         .iter()
@@ -533,13 +440,13 @@ fn threads_with_probe_thread(pid: u32) -> Vec<(String, i64, u64)> {
 #[test]
 fn realtime_priority_is_granted_when_allowed_or_refused_with_what_to_do() {
     const SCHED_RR: u64 = 2;
-    let root = String::from_utf8(Command::new("id").arg("-u").output().unwrap().stdout)
-        .unwrap()
+    let root = common::run_within(Command::new("id").arg("-u"), EXIT_LIMIT)
+        .stdout
         .trim()
         == "0";
     if root {
         let exporter = Exporter::start(&["--probe.realtime-priority"]);
-        let threads = threads_with_probe_thread(exporter.child.id());
+        let threads = threads_with_probe_thread(exporter.pid());
         for (name, _, policy) in &threads {
             let want = if name == "synack-probes" { SCHED_RR } else { 0 };
             assert_eq!(*policy, want, "{name}: {threads:?}");
@@ -562,57 +469,24 @@ fn realtime_priority_is_granted_when_allowed_or_refused_with_what_to_do() {
         "--web.listen-address",
         "127.0.0.1:0",
     ]);
-    let (code, stderr) = exit_within(refused, Duration::from_secs(20));
-    assert_eq!(code, Some(1), "{stderr}");
+    // A run that wrongly keeps going (an exporter that started) is killed
+    // at the limit and fails the test instead of hanging it.
+    let finished = common::run_within(&mut refused, EXIT_LIMIT);
+    let stderr = &finished.stderr;
+    assert_eq!(finished.code(), Some(1), "{stderr}");
     assert!(stderr.contains("LimitRTPRIO=1"), "{stderr}");
-}
-
-/// Runs `command` to its end and gives its exit code and stderr; kills it
-/// and fails after `limit`, so a command that wrongly keeps running (an
-/// exporter that started) fails the test instead of hanging it.
-fn exit_within(mut command: Command, limit: Duration) -> (Option<i32>, String) {
-    let mut child = command
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Read on another thread, so a chatty child never blocks on a full pipe
-    // while this one polls.
-    let mut pipe = child.stderr.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut text = Vec::new();
-        let _ = std::io::Read::read_to_end(&mut pipe, &mut text);
-        String::from_utf8_lossy(&text).into_owned()
-    });
-    let deadline = std::time::Instant::now() + limit;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            let stderr = reader.join().unwrap();
-            panic!("still running after {limit:?}, killed; stderr: {stderr}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    (status.code(), reader.join().unwrap())
 }
 
 #[test]
 fn config_check_escapes_control_characters_in_the_error() {
-    let dir = common::temp_dir("check-control");
-    let path = dir.join("synack.yml");
+    let dir = TempDir::new("check-control");
     // YAML's \e and \n escapes put ESC and a newline into a key.
-    std::fs::write(
-        &path,
+    let path = dir.write(
+        "synack.yml",
         "modules:\n  a:\n    prober: tcp_halfopen\n    \"x\\e[2Jy\\nz\": 1\n",
-    )
-    .unwrap();
+    );
     let (code, stdout, stderr) =
         run_split(&["--config.check", "--config.file", path.to_str().unwrap()]);
-    let _ = std::fs::remove_dir_all(&dir);
     assert_eq!((code, stdout.as_str()), (1, ""), "{stderr:?}");
     let line = stderr.strip_suffix('\n').unwrap_or(&stderr);
     assert!(!line.chars().any(char::is_control), "{stderr:?}");

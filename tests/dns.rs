@@ -5,13 +5,11 @@
 
 mod common;
 
-use common::{TestExporter, request, sample};
+use common::{ExporterProcess, TempDir, TestExporter, open_port, request, sample};
 use hickory_resolver::proto::op::{Message, MessageType, OpCode, ResponseCode};
 use hickory_resolver::proto::rr::rdata::{A, AAAA};
 use hickory_resolver::proto::rr::{RData, Record, RecordType};
-use std::io::{BufRead, BufReader};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener};
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use synack_exporter::Exporter;
@@ -180,12 +178,6 @@ modules:
       preferred_ip_protocol: ip4
       ip_protocol_fallback: false
 ";
-
-fn open_port() -> (TcpListener, u16) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    (listener, port)
-}
 
 /// One `/probe` and what it said: the reason (`None` on success), the
 /// probe's own duration and the wall-clock time of the request.
@@ -394,46 +386,11 @@ async fn trailing_dot_names_and_etc_hosts_resolve() {
     );
 }
 
-/// The exporter binary with `args`, serving on an ephemeral loopback port.
-struct ExporterProcess {
-    child: Child,
-    address: SocketAddr,
-}
-
-impl ExporterProcess {
-    fn start(args: &[&str]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_synack_exporter"))
-            .args(["--web.listen-address", "127.0.0.1:0"])
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start the exporter");
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let address = lines
-            .by_ref()
-            .take(50)
-            .map_while(Result::ok)
-            .find_map(|line| common::listen_address(&line))
-            .expect("the exporter announces its address");
-        // Keep draining stderr so that logging never blocks the exporter.
-        std::thread::spawn(move || lines.for_each(drop));
-        Self { child, address }
-    }
-
-    /// Threads of the process now, from `/proc/<pid>/task`.
-    fn threads(&self) -> usize {
-        std::fs::read_dir(format!("/proc/{}/task", self.child.id()))
-            .map(Iterator::count)
-            .unwrap_or(0)
-    }
-}
-
-impl Drop for ExporterProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// Threads of process `pid` now, from `/proc/<pid>/task`.
+fn threads(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map(Iterator::count)
+        .unwrap_or(0)
 }
 
 /// Issue 8, defect 3: 1,000 lookups that the server never answers used to
@@ -447,16 +404,15 @@ async fn many_unanswered_lookups_neither_add_threads_nor_delay_other_names() {
     // Alone: see [`STORM`].
     let _alone = STORM.write().await;
     let server = DnsServer::start();
-    let dir = common::temp_dir("dns-load");
-    let config = dir.join("synack.yml");
-    std::fs::write(&config, MODULES).unwrap();
+    let dir = TempDir::new("dns-load");
+    let config = dir.write("synack.yml", MODULES);
     let dns_server = format!("--dns.server={}", server.address);
     let exporter =
         ExporterProcess::start(&["--config.file", config.to_str().unwrap(), &dns_server]);
     let (_listener, port) = open_port();
     let warm_up = probe(exporter.address, &format!("localhost:{port}"), "storm").await;
     assert_eq!(warm_up.reason, None, "{}", warm_up.body);
-    let threads_before = exporter.threads();
+    let threads_before = threads(exporter.pid());
 
     let address = exporter.address;
     let fired = Instant::now();
@@ -474,13 +430,13 @@ async fn many_unanswered_lookups_neither_add_threads_nor_delay_other_names() {
     }
     let pending = server.total();
 
-    let mut threads_during = exporter.threads();
+    let mut threads_during = threads(exporter.pid());
     let mut slowest = Duration::ZERO;
     let mut others = Vec::new();
     for target in [format!("localhost:{port}"), format!("db.v4.test:{port}")] {
         let probed = probe(address, &target, "storm").await;
         slowest = slowest.max(probed.elapsed);
-        threads_during = threads_during.max(exporter.threads());
+        threads_during = threads_during.max(threads(exporter.pid()));
         others.push((target, probed.reason));
     }
 
@@ -535,5 +491,4 @@ async fn many_unanswered_lookups_neither_add_threads_nor_delay_other_names() {
     );
     assert_eq!(failed_as_dns, STUCK);
     assert!(latest < 3.3, "a 3 s deadline ended after {latest:.3} s");
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -13,12 +13,12 @@
 mod common;
 mod e2e;
 
+use common::TempDir;
+
 use e2e::configs::{self, ProbeTarget, TestAddresses};
 use e2e::dashboard::{self, items};
 use e2e::http;
-use e2e::processes::{
-    Delivery, Exporter, OpenPort, Server, Webhook, find_binary, unused_loopback_address,
-};
+use e2e::processes::{Delivery, Exporter, OpenPort, Server, Webhook, find_binary};
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -182,7 +182,6 @@ impl Binaries {
 /// Everything the test runs, the `/probe` targets it expects, and the
 /// dashboard whose queries it runs.
 struct Chain {
-    dir: PathBuf,
     open: String,
     closed: String,
     probe_targets: Vec<ProbeTarget>,
@@ -192,20 +191,23 @@ struct Chain {
     webhook: Webhook,
     exporter: Exporter,
     _open_port: OpenPort,
+    /// Configs and logs; removed on drop, after the processes (fields drop
+    /// in order), also when the test fails.
+    dir: TempDir,
 }
 
 impl Chain {
     fn start(binaries: &Binaries) -> Self {
-        let dir = common::temp_dir("e2e-prometheus");
+        let dir = TempDir::new("e2e-prometheus");
         let open_port = OpenPort::start();
         let (open, closed) = (
             open_port.address.to_string(),
-            unused_loopback_address().to_string(),
+            common::closed_port().to_string(),
         );
         let targets = [open.clone(), closed.clone()];
-        let exporter = start_exporter(&dir, &targets);
+        let exporter = start_exporter(dir.path(), &targets);
         let webhook = Webhook::start();
-        let alertmanager = start_alertmanager(&binaries.alertmanager, &dir, webhook.address);
+        let alertmanager = start_alertmanager(&binaries.alertmanager, dir.path(), webhook.address);
         let addresses = TestAddresses {
             exporter: exporter.address,
             alertmanager: alertmanager.address,
@@ -213,9 +215,8 @@ impl Chain {
         };
         let prometheus_dir = dir.join("prometheus");
         let probe_targets = write_prometheus_files(&prometheus_dir, &addresses);
-        let prometheus = start_prometheus(&binaries.prometheus, &dir, &prometheus_dir);
+        let prometheus = start_prometheus(&binaries.prometheus, dir.path(), &prometheus_dir);
         Self {
-            dir,
             open,
             closed,
             probe_targets,
@@ -225,6 +226,7 @@ impl Chain {
             webhook,
             exporter,
             _open_port: open_port,
+            dir,
         }
     }
 
@@ -278,20 +280,19 @@ impl Chain {
             .collect();
         format!(
             "prometheus log (tail):\n{}\n\nalertmanager log (tail):\n{}\n\n\
-             exporter log (tail):\n{}\n\nwebhook notifications:\n{}\n\nfiles kept in {}",
+             exporter log (tail):\n{}\n\nwebhook notifications:\n{}\n\n\
+             (the files in {} are removed when the test ends)",
             tail(&self.prometheus.log(), 40),
             tail(&self.alertmanager.log(), 40),
             tail(&self.exporter.log(), 40),
             notifications.join("\n"),
-            self.dir.display()
+            self.dir.path().display()
         )
     }
 
     /// Stops everything and removes the test's files.
     fn finish(self) {
-        let dir = self.dir.clone();
         drop(self);
-        let _ = std::fs::remove_dir_all(dir);
     }
 
     /// While the exporter runs: everything scraped and evaluated, the
@@ -480,7 +481,7 @@ impl Chain {
 fn start_exporter(dir: &Path, targets: &[String]) -> Exporter {
     let config = dir.join("synack.yml");
     configs::write_json(&config, &configs::exporter_config(targets));
-    Exporter::start(&config)
+    Exporter::start(&["--config.file", config.to_str().expect("UTF-8 path")])
 }
 
 fn start_alertmanager(binary: &Path, dir: &Path, webhook: SocketAddr) -> Server {

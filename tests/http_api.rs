@@ -3,24 +3,13 @@
 
 mod common;
 
-use common::{TestExporter, request, sample};
-use std::net::TcpListener;
+use common::{TestExporter, closed_port, open_port, request, sample};
 use std::sync::Arc;
 use std::time::Duration;
 use synack_exporter::Exporter;
 
 const OPENMETRICS: &str =
     "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5";
-
-fn open_port() -> (TcpListener, u16) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    (listener, port)
-}
-
-fn closed_port() -> u16 {
-    open_port().1
-}
 
 #[tokio::test]
 async fn open_port_gives_probe_success_in_openmetrics() {
@@ -87,7 +76,7 @@ async fn module_defaults_to_tcp_halfopen_and_plain_clients_get_text_0_0_4() {
 #[tokio::test]
 async fn failed_probe_is_still_200_with_its_reason() {
     let exporter = TestExporter::embedded(Exporter::builder()).await;
-    let port = closed_port();
+    let port = closed_port().port();
     let response = exporter
         .get(&format!(
             "/probe?target=127.0.0.1:{port}&module=tcp_connect"
@@ -116,7 +105,7 @@ async fn failed_probe_is_still_200_with_its_reason() {
 #[tokio::test]
 async fn debug_shows_the_steps_errno_and_metrics() {
     let exporter = TestExporter::embedded(Exporter::builder()).await;
-    let port = closed_port();
+    let port = closed_port().port();
     let response = exporter
         .get(&format!("/probe?target=localhost:{port}&debug=true"))
         .await;
@@ -361,7 +350,7 @@ const ONE_MODULE: &str = "modules:\n  quick:\n    prober: tcp_halfopen\n    time
 async fn reload_applies_a_good_file_and_keeps_the_old_config_on_a_bad_one() {
     let exporter = TestExporter::with_config(ONE_MODULE, Exporter::builder()).await;
     let path = exporter.config_path.clone().unwrap();
-    let port = closed_port();
+    let port = closed_port().port();
     let probe_extra = format!("/probe?target=127.0.0.1:{port}&module=extra");
     assert_eq!(exporter.get(&probe_extra).await.status, 400);
 
@@ -459,7 +448,7 @@ async fn halfopen_stays_invisible_under_heavy_http_concurrency() {
 #[tokio::test]
 async fn a_config_without_modules_serves_the_builtin_ones() {
     let exporter = TestExporter::with_config("", Exporter::builder()).await;
-    let port = closed_port();
+    let port = closed_port().port();
     for module in ["tcp_halfopen", "tcp_connect"] {
         let response = exporter
             .get(&format!("/probe?target=127.0.0.1:{port}&module={module}"))

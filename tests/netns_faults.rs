@@ -42,10 +42,9 @@
 
 mod common;
 
-use std::io::{Read, Write};
+use common::run_bounded;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener};
-use std::process::{Command, ExitStatus, Stdio};
-use std::thread::JoinHandle;
+use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use synack_exporter::{Module, Outcome, ProberKind, Reason, TargetError};
 
@@ -500,13 +499,6 @@ impl Drop for NamespaceGuard {
     }
 }
 
-/// What a finished command printed.
-struct Finished {
-    status: ExitStatus,
-    stdout: String,
-    stderr: String,
-}
-
 /// Runs a setup command that must succeed, or fails the test with its
 /// output. The namespace exists by now, so a failure here is a real
 /// problem (such as a kernel without nf_tables), not a missing tool.
@@ -521,70 +513,4 @@ fn run_checked(command: &mut Command, stdin: Option<&str>) {
         result.stdout,
         result.stderr
     );
-}
-
-/// Runs `command` with `stdin` fed in, collecting its output, and kills it
-/// if it is still running after `limit`. Output is read on threads so a
-/// chatty child can never block on a full pipe while we wait.
-fn run_bounded(
-    command: &mut Command,
-    stdin: Option<&str>,
-    limit: Duration,
-) -> std::io::Result<Finished> {
-    let mut child = command
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()?;
-    let stdout = drain(child.stdout.take());
-    let stderr = drain(child.stderr.take());
-    if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
-        pipe.write_all(text.as_bytes())?;
-        // Dropping the pipe closes it: end of input.
-    }
-    let deadline = Instant::now() + limit;
-    let status = loop {
-        if let Some(status) = child.try_wait()? {
-            break status;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                format!(
-                    "{command:?} did not finish within {limit:?}; killed it. Output so far:\n{}{}",
-                    collect(stdout),
-                    collect(stderr)
-                ),
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    Ok(Finished {
-        status,
-        stdout: collect(stdout),
-        stderr: collect(stderr),
-    })
-}
-
-/// Reads a pipe to its end on a thread.
-fn drain(pipe: Option<impl Read + Send + 'static>) -> JoinHandle<String> {
-    std::thread::spawn(move || {
-        let mut bytes = Vec::new();
-        if let Some(mut pipe) = pipe {
-            let _ = pipe.read_to_end(&mut bytes);
-        }
-        String::from_utf8_lossy(&bytes).into_owned()
-    })
-}
-
-fn collect(reader: JoinHandle<String>) -> String {
-    reader
-        .join()
-        .unwrap_or_else(|_| "<output reader panicked>".to_owned())
 }

@@ -10,38 +10,45 @@ use std::time::{Duration, Instant};
 use synack_exporter::Exporter;
 
 const OPENMETRICS: &str = "application/openmetrics-text;version=1.0.0";
+/// How long one python command may run before it is killed.
+const COMMAND_LIMIT: Duration = Duration::from_secs(60);
+/// How long installing prometheus-client from PyPI may take.
+const INSTALL_LIMIT: Duration = Duration::from_secs(300);
 
 /// Creates (once) a venv with prometheus-client; `Err` says what is missing.
 fn parser_venv() -> Result<PathBuf, String> {
     let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("openmetrics-venv");
     let python = venv.join("bin/python");
+    let succeeds = |command: &mut Command, limit: Duration| {
+        common::run_bounded(command, None, limit).is_ok_and(|finished| finished.success())
+    };
     let ready = |python: &Path| {
-        Command::new(python)
-            .args(["-c", "import prometheus_client.openmetrics.parser"])
-            .status()
-            .is_ok_and(|status| status.success())
+        succeeds(
+            Command::new(python).args(["-c", "import prometheus_client.openmetrics.parser"]),
+            COMMAND_LIMIT,
+        )
     };
     if ready(&python) {
         return Ok(python);
     }
-    let created = Command::new("python3")
-        .args(["-m", "venv"])
-        .arg(&venv)
-        .status();
-    if !created.is_ok_and(|status| status.success()) {
+    if !succeeds(
+        Command::new("python3").args(["-m", "venv"]).arg(&venv),
+        COMMAND_LIMIT,
+    ) {
         return Err("python3 with the venv module (Debian: python3-venv)".into());
     }
-    let installed = Command::new(&python)
-        .args([
+    let installed = succeeds(
+        Command::new(&python).args([
             "-m",
             "pip",
             "install",
             "--quiet",
             "--disable-pip-version-check",
             "prometheus-client>=0.20",
-        ])
-        .status();
-    if !installed.is_ok_and(|status| status.success()) || !ready(&python) {
+        ]),
+        INSTALL_LIMIT,
+    );
+    if !installed || !ready(&python) {
         return Err("pip install prometheus-client into the test venv failed".into());
     }
     Ok(python)
@@ -88,7 +95,7 @@ async fn probe_and_metrics_pages_parse_as_openmetrics_and_as_text() {
     );
     let exporter = TestExporter::with_config(&config, Exporter::builder()).await;
     wait_for_first_scheduled_probes(&exporter, 2).await;
-    let dir = common::temp_dir("openmetrics");
+    let dir = common::TempDir::new("openmetrics");
     let pages = [
         ("probe_success", format!("/probe?target={open}")),
         (
@@ -112,21 +119,18 @@ async fn probe_and_metrics_pages_parse_as_openmetrics_and_as_text() {
             args.push(file.display().to_string());
         }
     }
-    let output = Command::new(&python)
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/openmetrics_parser.py"
-        ))
-        .args(&args)
-        .output()
-        .unwrap();
-    let report = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
+    let output = common::run_within(
+        Command::new(&python)
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/openmetrics_parser.py"
+            ))
+            .args(&args),
+        COMMAND_LIMIT,
     );
+    let report = output.output();
     assert!(
-        output.status.success(),
+        output.success(),
         "the parser rejected an exposition:\n{report}"
     );
     // The parser saw the series, with the right types and labels.

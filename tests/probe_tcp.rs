@@ -135,16 +135,9 @@ async fn tcp_connect_is_accepted_by_the_same_listener() {
     assert_eq!(accepted_after_delayed_ack(&listener), 10);
 }
 
-fn closed_port() -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let address = listener.local_addr().unwrap().to_string();
-    drop(listener);
-    address
-}
-
 #[tokio::test]
 async fn closed_port_is_refused_by_both_probers() {
-    let target = closed_port();
+    let target = common::closed_port().to_string();
     for module in [
         halfopen(Duration::from_secs(2)),
         connect(Duration::from_secs(2)),

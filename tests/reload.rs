@@ -9,8 +9,7 @@
 mod common;
 
 use common::TestExporter;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -30,26 +29,9 @@ struct Answer {
 /// One HTTP/1.1 request on a new connection, waiting at most `limit`.
 fn blocking_request(address: SocketAddr, method: &str, path: &str, limit: Duration) -> Answer {
     let started = Instant::now();
-    let attempt = || -> std::io::Result<String> {
-        let mut stream = TcpStream::connect_timeout(&address, limit)?;
-        stream.set_read_timeout(Some(limit))?;
-        write!(
-            stream,
-            "{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
-        )?;
-        let mut raw = Vec::new();
-        stream.read_to_end(&mut raw)?;
-        Ok(String::from_utf8_lossy(&raw).into_owned())
-    };
-    let (status, body) = match attempt() {
-        Ok(raw) => {
-            let status = raw
-                .split_whitespace()
-                .nth(1)
-                .and_then(|code| code.parse().ok());
-            let body = raw.split_once("\r\n\r\n").map_or("", |(_, body)| body);
-            (status, body.to_owned())
-        }
+    let (status, body) = match common::http::blocking_request(address, method, path, &[], "", limit)
+    {
+        Ok(response) => (Some(response.status), response.body),
         Err(error) => (None, format!("no answer: {error}")),
     };
     Answer {
@@ -201,10 +183,7 @@ const STALL_BOUND: Duration = Duration::from_millis(500);
 async fn parallel_reloads_of_a_large_config_do_not_stall_the_other_endpoints() {
     const TARGETS: u32 = 30_000;
     let _alone = LATENCY_TESTS.lock().await;
-    let closed = || {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap().port()
-    };
+    let closed = || common::closed_port().port();
     let (first_port, second_port) = (closed(), closed());
     let exporter =
         TestExporter::with_config(&large_config(TARGETS, first_port), Exporter::builder()).await;

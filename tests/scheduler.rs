@@ -11,15 +11,15 @@ use std::time::{Duration, Instant};
 use synack_exporter::Exporter;
 use synack_exporter::scheduler::{ScheduledTarget, TargetState};
 
+/// An open port whose listener does not block the test's accepts.
 fn open_listener() -> (TcpListener, String) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let (listener, port) = common::open_port();
     listener.set_nonblocking(true).unwrap();
-    let address = listener.local_addr().unwrap().to_string();
-    (listener, address)
+    (listener, format!("127.0.0.1:{port}"))
 }
 
 fn closed_address() -> String {
-    open_listener().1
+    common::closed_port().to_string()
 }
 
 fn find(targets: &[Arc<ScheduledTarget>], text: &str) -> Arc<ScheduledTarget> {

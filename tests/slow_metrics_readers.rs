@@ -61,11 +61,7 @@ fn established_on(port: u16) -> usize {
 /// Scheduled targets on distinct 127.1.x.y addresses, all on one closed
 /// port, probed once an hour: the test only needs their series.
 fn config() -> String {
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let closed = common::closed_port().port();
     let list: Vec<String> = (0..TARGETS)
         .map(|n| format!("\"127.1.{}.{}:{closed}\"", n / 250, n % 250 + 1))
         .collect();

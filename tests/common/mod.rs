@@ -1,14 +1,26 @@
 //! Helpers shared by the integration tests: an in-process exporter on
-//! loopback, a tiny HTTP client, and the rule for missing prerequisites.
-#![allow(dead_code)] // each test file uses a different subset
+//! loopback, the exporter binary as a process ([`ExporterProcess`]), a tiny
+//! HTTP client ([`http`]), a process runner with a deadline ([`process`]),
+//! temporary directories removed on drop ([`TempDir`]), loopback ports
+//! ([`closed_port`]), and the rule for missing prerequisites.
+#![allow(dead_code, unused_imports)] // each test file uses a different subset
+
+pub mod exporter_process;
+pub mod http;
+pub mod ports;
+pub mod process;
+pub mod tempdir;
+
+pub use exporter_process::ExporterProcess;
+pub use http::{Response, request};
+pub use ports::{closed_port, open_port};
+pub use process::{Finished, run_bounded, run_within};
+pub use tempdir::TempDir;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use synack_exporter::ExporterBuilder;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 
 /// Whether CI demanded that system tests run (`SYNACK_SYSTEM_TESTS=require`).
@@ -37,17 +49,11 @@ pub fn skip_or_fail(missing: &str) {
     let _ = std::io::stderr().lock().write_all(line.as_bytes());
 }
 
-/// A fresh, empty directory for one test.
+/// A fresh, empty directory that outlives this call: whoever holds the
+/// path removes it (a [`TestExporter`] with a config file does, on drop).
+/// Tests use [`TempDir`], which removes itself.
 pub fn temp_dir(name: &str) -> PathBuf {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "synack-test-{}-{}-{name}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("create temp dir");
-    dir
+    TempDir::new(name).keep()
 }
 
 /// An exporter served in-process on 127.0.0.1 with an ephemeral port.
@@ -107,119 +113,10 @@ impl Drop for TestExporter {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
-    }
-}
-
-/// A parsed HTTP response.
-#[derive(Debug)]
-pub struct Response {
-    pub status: u16,
-    pub headers: Vec<(String, String)>,
-    pub body: String,
-}
-
-impl Response {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(key, _)| key.eq_ignore_ascii_case(name))
-            .map(|(_, value)| value.as_str())
-    }
-}
-
-/// Sends one HTTP/1.1 request with `Connection: close` and reads the whole
-/// response; `target` is sent as written, so tests can send raw bytes.
-pub async fn request(
-    address: SocketAddr,
-    method: &str,
-    target: &str,
-    headers: &[(&str, &str)],
-) -> Response {
-    let work = async {
-        let mut stream = TcpStream::connect(address)
-            .await
-            .expect("connect to exporter");
-        let mut head =
-            format!("{method} {target} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n");
-        for (name, value) in headers {
-            head.push_str(&format!("{name}: {value}\r\n"));
+        // The config file sits alone in a directory of `temp_dir`.
+        if let Some(dir) = self.config_path.as_ref().and_then(|path| path.parent()) {
+            let _ = std::fs::remove_dir_all(dir);
         }
-        head.push_str("Content-Length: 0\r\n\r\n");
-        stream
-            .write_all(head.as_bytes())
-            .await
-            .expect("send request");
-        let mut raw = Vec::new();
-        stream.read_to_end(&mut raw).await.expect("read response");
-        parse_response(&raw)
-    };
-    tokio::time::timeout(Duration::from_secs(30), work)
-        .await
-        .expect("exporter answered within 30 s")
-}
-
-fn parse_response(raw: &[u8]) -> Response {
-    let split = raw
-        .windows(4)
-        .position(|window| window == b"\r\n\r\n")
-        .expect("HTTP response has a header block");
-    let head = String::from_utf8_lossy(&raw[..split]);
-    let body = &raw[split + 4..];
-    let mut lines = head.lines();
-    let status = lines
-        .next()
-        .and_then(|line| line.split_whitespace().nth(1))
-        .and_then(|code| code.parse().ok())
-        .expect("HTTP status line");
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|line| line.split_once(':'))
-        .map(|(name, value)| (name.trim().to_owned(), value.trim().to_owned()))
-        .collect();
-    let chunked = headers.iter().any(|(name, value)| {
-        name.eq_ignore_ascii_case("transfer-encoding") && value.contains("chunked")
-    });
-    // Chunk sizes count bytes, and a chunk may end inside a UTF-8
-    // character: decode the text only once the chunks are joined.
-    let body = if chunked {
-        dechunk(body)
-    } else {
-        body.to_vec()
-    };
-    Response {
-        status,
-        headers,
-        body: String::from_utf8_lossy(&body).into_owned(),
-    }
-}
-
-/// Joins the chunks of a chunked body. A malformed or cut-short body fails
-/// the test: a lenient decoder would hide a broken response.
-fn dechunk(mut body: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    loop {
-        let line_end = body
-            .windows(2)
-            .position(|window| window == b"\r\n")
-            .unwrap_or_else(|| {
-                panic!(
-                    "chunked body ends without its last chunk: {} bytes after {} decoded",
-                    body.len(),
-                    out.len()
-                )
-            });
-        let size_line = String::from_utf8_lossy(&body[..line_end]);
-        let size = usize::from_str_radix(size_line.trim(), 16)
-            .unwrap_or_else(|_| panic!("bad chunk size line {size_line:?}"));
-        let rest = &body[line_end + 2..];
-        if size == 0 {
-            return out;
-        }
-        assert!(
-            rest.len() >= size + 2 && &rest[size..size + 2] == b"\r\n",
-            "a chunk of {size} bytes is cut short or not followed by CRLF"
-        );
-        out.extend_from_slice(&rest[..size]);
-        body = &rest[size + 2..];
     }
 }
 

@@ -1,6 +1,6 @@
-//! Just enough HTTP/1.1 for the end-to-end test: a client for Prometheus'
-//! and Alertmanager's APIs, the request side of a webhook receiver, and
-//! the URL coding both need.
+//! Just enough HTTP/1.1 for the end-to-end test: Prometheus' and
+//! Alertmanager's APIs through the tests' common client, the request side
+//! of a webhook receiver, and the URL coding both need.
 
 use serde_json::Value;
 use std::io::{Read, Write};
@@ -12,36 +12,18 @@ const IO_LIMIT: Duration = Duration::from_secs(15);
 /// The largest request head the webhook receiver reads.
 const MAX_HEAD: usize = 64 * 1024;
 
-/// `GET path` with `Connection: close`: the status and the (de-chunked) body.
+/// `GET path` with `Connection: close`, by the tests' common client: the
+/// status and the (de-chunked) body.
 pub fn get(address: SocketAddr, path: &str) -> Result<(u16, String), String> {
-    let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(5))
-        .map_err(|error| format!("connect {address}: {error}"))?;
-    set_timeouts(&stream)?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {address}\r\nAccept: application/json\r\n\
-         Connection: close\r\n\r\n"
-    )
-    .map_err(|error| format!("send: {error}"))?;
-    let mut raw = Vec::new();
-    stream
-        .read_to_end(&mut raw)
-        .map_err(|error| format!("read: {error}"))?;
-    let split = head_end(&raw).ok_or("no end of the HTTP header")?;
-    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
-    let mut body = raw[split + 4..].to_vec();
-    let status = head
-        .lines()
-        .next()
-        .and_then(|line| line.split_whitespace().nth(1))
-        .and_then(|code| code.parse().ok())
-        .ok_or_else(|| format!("bad status line: {head}"))?;
-    if header(&head, "transfer-encoding").is_some_and(|value| value.contains("chunked")) {
-        body = dechunk(&body)?;
-    }
-    String::from_utf8(body)
-        .map(|body| (status, body))
-        .map_err(|error| error.to_string())
+    let response = crate::common::http::blocking_request(
+        address,
+        "GET",
+        path,
+        &[("Accept", "application/json")],
+        "",
+        IO_LIMIT,
+    )?;
+    Ok((response.status, response.body))
 }
 
 /// `GET path` of a JSON API answering 200.
@@ -122,29 +104,6 @@ fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
     })
 }
 
-pub fn dechunk(mut body: &[u8]) -> Result<Vec<u8>, String> {
-    let mut out = Vec::new();
-    loop {
-        let line_end = body
-            .windows(2)
-            .position(|window| window == b"\r\n")
-            .ok_or("truncated chunk size")?;
-        let size_text = String::from_utf8_lossy(&body[..line_end]);
-        let size_text = size_text.split(';').next().unwrap_or("").trim();
-        let size = usize::from_str_radix(size_text, 16)
-            .map_err(|_| format!("bad chunk size {size_text:?}"))?;
-        body = &body[line_end + 2..];
-        if size == 0 {
-            return Ok(out);
-        }
-        if body.len() < size + 2 {
-            return Err("truncated chunk".to_owned());
-        }
-        out.extend_from_slice(&body[..size]);
-        body = &body[size + 2..];
-    }
-}
-
 pub fn url_encode(text: &str) -> String {
     let mut out = String::new();
     for byte in text.bytes() {
@@ -213,7 +172,7 @@ fn url_coding_and_dechunking() {
     );
     assert!(query_params("http://127.0.0.1:1/metrics").is_empty());
     assert_eq!(
-        dechunk(b"3\r\nabc\r\n2;x=y\r\nde\r\n0\r\n\r\n").unwrap(),
+        crate::common::http::dechunk(b"3\r\nabc\r\n2;x=y\r\nde\r\n0\r\n\r\n").unwrap(),
         b"abcde"
     );
     assert_eq!(

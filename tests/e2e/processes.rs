@@ -3,16 +3,15 @@
 //! webhook receiver that records Alertmanager's notifications.
 
 use super::http;
-use std::io::{BufRead, BufReader};
+
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-const EXPORTER_BINARY: &str = env!("CARGO_BIN_EXE_synack_exporter");
 /// How long Prometheus or Alertmanager may take to become ready.
 const READY_LIMIT: Duration = Duration::from_secs(30);
 /// Log lines, and webhook notifications, kept at most.
@@ -27,13 +26,6 @@ pub fn find_binary(name: &str) -> Option<PathBuf> {
     std::env::split_paths(&std::env::var_os("PATH")?)
         .map(|dir| dir.join(name))
         .find(|path| path.is_file())
-}
-
-/// A loopback address nothing listens on: bound, then released. A closed
-/// port to probe, or a port for a server to take.
-pub fn unused_loopback_address() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    listener.local_addr().expect("local address")
 }
 
 /// Calls `on_connection` for every connection to `listener`, on a thread of
@@ -161,7 +153,7 @@ impl Server {
     /// Starts `binary args... --web.listen-address=127.0.0.1:PORT` (the
     /// flag both take) and waits until `/-/ready` answers 200.
     pub fn start(name: &str, binary: &Path, args: &[String], dir: &Path) -> Self {
-        let address = unused_loopback_address();
+        let address = crate::common::closed_port();
         let log_path = dir.join(format!("{name}.log"));
         let log = std::fs::File::create(&log_path).expect("create the log file");
         let child = Command::new(binary)
@@ -215,62 +207,6 @@ impl Drop for Server {
     }
 }
 
-/// The exporter binary on 127.0.0.1:0; killed on drop or by [`Exporter::stop`].
-pub struct Exporter {
-    child: Child,
-    pub address: SocketAddr,
-    log: Arc<Mutex<Vec<String>>>,
-}
-
-impl Exporter {
-    pub fn start(config: &Path) -> Self {
-        let mut child = Command::new(EXPORTER_BINARY)
-            .args(["--web.listen-address", "127.0.0.1:0", "--config.file"])
-            .arg(config)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start the exporter");
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let (found, address) = mpsc::channel();
-        let pipe = BufReader::new(child.stderr.take().expect("stderr piped"));
-        let lines = Arc::clone(&log);
-        // Keeps draining stderr for the exporter's whole life.
-        std::thread::spawn(move || {
-            for line in pipe.lines().map_while(Result::ok) {
-                if let Some(address) = crate::common::listen_address(&line) {
-                    let _ = found.send(address);
-                }
-                let mut lines = lines.lock().unwrap();
-                if lines.len() < MAX_RECORDS {
-                    lines.push(line);
-                }
-            }
-        });
-        let mut exporter = Self {
-            child,
-            address: SocketAddr::from(([127, 0, 0, 1], 0)),
-            log,
-        };
-        exporter.address = address
-            .recv_timeout(Duration::from_secs(20))
-            .unwrap_or_else(|_| panic!("no 'listening' log line; stderr: {}", exporter.log()));
-        exporter
-    }
-
-    /// Kills the exporter, as a crash would.
-    pub fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    pub fn log(&self) -> String {
-        self.log.lock().unwrap().join("\n")
-    }
-}
-
-impl Drop for Exporter {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
+/// The exporter binary on 127.0.0.1:0; killed on drop or by
+/// [`Exporter::stop`].
+pub use crate::common::ExporterProcess as Exporter;

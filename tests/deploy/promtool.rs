@@ -7,16 +7,10 @@
 //! config that routes each severity to its receiver. Its inhibit rules are
 //! checked with a real Alertmanager in tests/e2e_prometheus.rs.
 
-mod common;
-
-use std::io::Read;
+use super::{COMMAND_LIMIT, repo_path};
+use crate::common;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
-
-/// How long one promtool or amtool command may run before it is killed.
-const COMMAND_LIMIT: Duration = Duration::from_secs(60);
+use std::process::Command;
 
 const PROMTOOL: Tool = Tool {
     name: "promtool",
@@ -34,19 +28,18 @@ struct Tool {
 }
 
 fn examples() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("examples")
+    repo_path("examples")
 }
 
 impl Tool {
     /// Whether the tool runs; skips (or fails under
     /// `SYNACK_SYSTEM_TESTS=require`) when it is missing.
     fn available(&self) -> bool {
-        match Command::new(self.name)
-            .arg("--version")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-        {
+        match common::run_bounded(
+            Command::new(self.name).arg("--version"),
+            None,
+            COMMAND_LIMIT,
+        ) {
             Ok(_) => true,
             Err(_) => {
                 common::skip_or_fail(&format!("{} (Debian package {})", self.name, self.package));
@@ -58,61 +51,30 @@ impl Tool {
     /// Runs the tool with `args` in `examples/` and asserts it succeeds,
     /// showing its output either way; returns its standard output.
     fn run(&self, args: &[&str]) -> String {
-        let mut child = Command::new(self.name)
-            .args(args)
-            .current_dir(examples())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|error| panic!("start {}: {error}", self.name));
-        let stdout = read_all(child.stdout.take().expect("stdout piped"));
-        let stderr = read_all(child.stderr.take().expect("stderr piped"));
-        let status = wait_bounded(&mut child);
-        let stdout = stdout.join().unwrap_or_default();
+        self.run_in(&examples(), args)
+    }
+
+    /// [`Tool::run`] in `dir`.
+    fn run_in(&self, dir: &Path, args: &[&str]) -> String {
+        let shown = format!("$ {} {}", self.name, args.join(" "));
+        let finished = common::run_bounded(
+            Command::new(self.name).args(args).current_dir(dir),
+            None,
+            COMMAND_LIMIT,
+        )
+        .unwrap_or_else(|error| panic!("{shown}: {error}"));
         let output = format!(
-            "$ {} {}\n--- stdout\n{stdout}--- stderr\n{}",
-            self.name,
-            args.join(" "),
-            stderr.join().unwrap_or_default()
+            "{shown}\n--- stdout\n{}--- stderr\n{}",
+            finished.stdout, finished.stderr
         );
         println!("{output}");
-        let status = status.unwrap_or_else(|| {
-            panic!(
-                "{} ran longer than {COMMAND_LIMIT:?} and was killed\n{output}",
-                self.name
-            )
-        });
         assert!(
-            status.success(),
-            "{} failed ({status})\n{output}",
-            self.name
+            finished.success(),
+            "{} failed ({})\n{output}",
+            self.name,
+            finished.status
         );
-        stdout
-    }
-}
-
-fn read_all(mut pipe: impl Read + Send + 'static) -> JoinHandle<String> {
-    std::thread::spawn(move || {
-        let mut bytes = Vec::new();
-        let _ = pipe.read_to_end(&mut bytes);
-        String::from_utf8_lossy(&bytes).into_owned()
-    })
-}
-
-/// Waits for `child` at most [`COMMAND_LIMIT`], killing it after that.
-fn wait_bounded(child: &mut Child) -> Option<ExitStatus> {
-    let deadline = Instant::now() + COMMAND_LIMIT;
-    loop {
-        if let Some(status) = child.try_wait().expect("wait for the tool") {
-            return Some(status);
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
+        finished.stdout
     }
 }
 
@@ -191,7 +153,13 @@ fn alertmanager_routes_each_severity_to_its_receiver() {
 /// a config without them.
 #[test]
 fn prometheus_config_has_the_jobs_and_address_others_rely_on() {
-    let config = std::fs::read_to_string(examples().join("prometheus.yml")).expect("read config");
+    let text = std::fs::read_to_string(examples().join("prometheus.yml")).expect("read config");
+    // Only the config's content counts, not what a comment mentions.
+    let config: String = text
+        .lines()
+        .filter(|line| !line.trim_start().starts_with('#'))
+        .map(|line| format!("{line}\n"))
+        .collect();
     for job in ["synack_probe", "synack_probe_file_sd", "synack_exporter"] {
         assert!(
             config.contains(&format!("- job_name: {job}\n")),
@@ -200,11 +168,62 @@ fn prometheus_config_has_the_jobs_and_address_others_rely_on() {
     }
     assert!(config.contains("synack-exporter:9215"));
     assert!(config.contains("__param_target"));
-    assert!(config.contains("action: hashmod"));
     assert!(config.contains("- alerts.yml"));
     assert!(config.contains("targets: [alertmanager:9093]"));
     assert!(
         examples().join("targets/synack_targets.yml").is_file(),
         "the file_sd example targets file is missing"
     );
+}
+
+/// examples/prometheus.yml offers a job that shards /probe targets with
+/// hashmod as a comment to uncomment. Uncommented and added to the
+/// scrape configs, it is a job with a hashmod relabeling, and promtool
+/// accepts the config.
+#[test]
+fn the_commented_out_sharding_job_passes_promtool_check_config() {
+    if !PROMTOOL.available() {
+        return;
+    }
+    let text = std::fs::read_to_string(examples().join("prometheus.yml")).expect("read config");
+    let first = "  # - job_name: synack_probe_sharded";
+    let start = text
+        .lines()
+        .position(|line| line == first)
+        .unwrap_or_else(|| panic!("examples/prometheus.yml has no line {first:?}"));
+    let job: Vec<String> = text
+        .lines()
+        .skip(start)
+        .take_while(|line| line.starts_with("  # "))
+        .map(|line| line.replacen("# ", "", 1))
+        .collect();
+    // scrape_configs is the file's last section: the job lands in it.
+    let config = format!("{text}\n{}\n", job.join("\n"));
+    let parsed: serde_json::Value = serde_saphyr::from_str(&config)
+        .unwrap_or_else(|error| panic!("the uncommented job is not YAML: {error}\n{config}"));
+    let sharded = parsed["scrape_configs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|scrape| scrape["job_name"] == "synack_probe_sharded")
+        .unwrap_or_else(|| panic!("the uncommented job is no scrape config:\n{config}"));
+    assert!(
+        sharded["relabel_configs"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|rule| rule["action"] == "hashmod"),
+        "the sharding job has no hashmod relabeling: {sharded}"
+    );
+
+    // Beside the files it names, as in examples/.
+    let dir = common::TempDir::new("sharded-prometheus");
+    dir.write("prometheus.yml", &config);
+    for file in ["alerts.yml", "targets/synack_targets.yml"] {
+        let to = dir.join(file);
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(examples().join(file), &to)
+            .unwrap_or_else(|error| panic!("copy examples/{file}: {error}"));
+    }
+    PROMTOOL.run_in(dir.path(), &["check", "config", "prometheus.yml"]);
 }

@@ -1,0 +1,18 @@
+//! Loopback ports for tests to probe.
+
+use std::net::{SocketAddr, TcpListener};
+
+/// A loopback address nothing listens on: bound, then released. A closed
+/// port to probe, or a port for a server to take.
+pub fn closed_port() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    listener.local_addr().expect("local address")
+}
+
+/// A listener on 127.0.0.1 and its port: an open port for as long as the
+/// listener lives (connections queue up unaccepted).
+pub fn open_port() -> (TcpListener, u16) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    let port = listener.local_addr().expect("local address").port();
+    (listener, port)
+}
