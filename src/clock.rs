@@ -1,6 +1,8 @@
 //! Wall-clock time for what people read: timestamps on `/metrics` and
 //! the landing page. Durations and deadlines use monotonic `Instant`s.
 
+#![forbid(unsafe_code)]
+
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Seconds since the Unix epoch, as Prometheus timestamps are written; 0

@@ -22,6 +22,8 @@
 //! cannot be), but at most one is ever under way, so a stuck one costs one
 //! thread and makes later requests time out rather than pile up.
 
+#![forbid(unsafe_code)]
+
 use std::panic::AssertUnwindSafe;
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;

@@ -4,6 +4,8 @@
 //! blackbox_exporter's, and a scheduled target's slot and shard must be the
 //! same on every replica and after every restart.
 
+#![forbid(unsafe_code)]
+
 /// 32-bit FNV-1a, as Go's `hash/fnv.New32a`.
 #[must_use]
 pub fn fnv1a_32(bytes: &[u8]) -> u32 {

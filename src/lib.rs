@@ -4,8 +4,9 @@
 //! The port is proven to listen, the application behind it never sees a
 //! connection, and no TIME_WAIT is left behind. This crate holds the
 //! prober, the config, the metrics and the HTTP server of the
-//! `synack_exporter` binary, and a small API for Rust programs that want
-//! the probe without the server:
+//! `synack_exporter` binary, and a small API: [`check`] for Rust programs
+//! that want the probe without the server, and [`Exporter`] for those that
+//! want to run the server.
 //!
 //! ```no_run
 //! use synack_exporter::{check, Module, ProberKind};
@@ -19,9 +20,29 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Data flows one way: [`config`] → [`prober`] → [`Outcome`] → [`metrics`].
-//! The [`http`] layer parses requests into targets and modules and renders
-//! outcomes; it decides nothing about probing.
+//! # Inside
+//!
+//! Data flows one way: config → modules → probe → outcome → observers.
+//! The crate's modules are layered in that order, and a module uses only
+//! modules of lower layers (a test reads the sources and enforces it):
+//!
+//! | layer | modules | job |
+//! |---|---|---|
+//! | 0 | `clock`, `hash`, `sys`, `task`, `coalesce` | tools with no knowledge of probing; `sys` holds every `unsafe` block |
+//! | 1 | `target` | what to probe: `host:port` |
+//! | 2 | `config`, `trace` | the YAML file, validated; the steps a probe records |
+//! | 3 | `prober` | one probe: a module and a target in, an [`Outcome`] out |
+//! | 4 | `modules` | the modules in force, each with its result counters |
+//! | 5 | `runner` | probes under the shared rules: in-flight limit, deadline, probe thread |
+//! | 6 | `scheduler`, `health`, `history` | who asks for probes, and what they keep of the outcomes |
+//! | 7 | `metrics` | the observers: read what the layers below keep, write the exposition |
+//! | 8 | `app` | the state of a running exporter, and reloads |
+//! | 9 | `http` | parses requests, renders answers; decides nothing about probing |
+//! | 10 | `exporter` | the public entry point |
+//!
+//! The layers below `metrics` report into state they own (atomic
+//! counters, each target's state, the lag histogram); the observers read
+//! it at scrape time. So a probe never waits for a lock a scrape holds.
 
 #![deny(unsafe_code)]
 
@@ -74,4 +95,120 @@ pub async fn check(target: &str, module: &Module) -> Result<Outcome, TargetError
         &mut trace::Trace::disabled(),
     )
     .await)
+}
+
+#[cfg(test)]
+mod layering {
+    //! Enforces the table in the crate docs.
+
+    use std::path::Path;
+
+    /// Each top-level module and its layer.
+    const LAYERS: [(&str, u8); 21] = [
+        ("clock", 0),
+        ("hash", 0),
+        ("sys", 0),
+        ("task", 0),
+        ("trace", 2),
+        ("coalesce", 0),
+        ("target", 1),
+        ("config", 2),
+        ("prober", 3),
+        ("modules", 4),
+        ("runner", 5),
+        ("scheduler", 6),
+        ("health", 6),
+        ("history", 6),
+        ("metrics", 7),
+        ("app", 8),
+        ("http", 9),
+        ("exporter", 10),
+        // The binary's own module, and the two crate roots.
+        ("logging", 0),
+        ("lib", 11),
+        ("main", 11),
+    ];
+
+    fn layer(module: &str) -> u8 {
+        LAYERS
+            .iter()
+            .find(|(name, _)| *name == module)
+            .unwrap_or_else(|| panic!("module {module} is not in the layer table"))
+            .1
+    }
+
+    /// Every `.rs` file under `dir`, with the top-level module it belongs to.
+    fn sources(dir: &Path, top: Option<&str>, out: &mut Vec<(String, std::path::PathBuf)>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            let stem = path.file_stem().unwrap().to_str().unwrap().to_owned();
+            let module = top.map_or_else(|| stem.clone(), str::to_owned);
+            if path.is_dir() {
+                sources(&path, Some(&module), out);
+            } else if path.extension().is_some_and(|ext| ext == "rs") {
+                out.push((module, path));
+            }
+        }
+    }
+
+    fn all_sources() -> Vec<(String, std::path::PathBuf)> {
+        let mut files = Vec::new();
+        sources(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
+            None,
+            &mut files,
+        );
+        assert!(files.len() > 20, "found only {files:?}");
+        files
+    }
+
+    #[test]
+    fn modules_use_only_lower_layers() {
+        let mut violations = Vec::new();
+        for (module, path) in all_sources() {
+            let text = std::fs::read_to_string(&path).unwrap();
+            for (number, line) in text.lines().enumerate() {
+                let code = line.split("//").next().unwrap_or_default();
+                for rest in code.split("crate::").skip(1) {
+                    let used: String = rest
+                        .chars()
+                        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                        .collect();
+                    if used.is_empty() {
+                        if rest.starts_with('{') {
+                            violations.push(format!(
+                                "{}:{}: import each module with its own `use` line, which this test can read",
+                                path.display(),
+                                number + 1
+                            ));
+                        }
+                        continue;
+                    }
+                    if used != module && layer(&used) >= layer(&module) {
+                        violations.push(format!(
+                            "{}:{}: {module} (layer {}) uses {used} (layer {})",
+                            path.display(),
+                            number + 1,
+                            layer(&module),
+                            layer(&used)
+                        ));
+                    }
+                }
+            }
+        }
+        assert!(violations.is_empty(), "{}", violations.join("\n"));
+    }
+
+    #[test]
+    fn unsafe_code_is_forbidden_everywhere_but_sys() {
+        for (module, path) in all_sources() {
+            let text = std::fs::read_to_string(&path).unwrap();
+            let forbids = text.contains("#![forbid(unsafe_code)]");
+            match (module.as_str(), path.file_stem().unwrap().to_str().unwrap()) {
+                ("sys", _) => assert!(!forbids),
+                ("lib", _) => assert!(text.contains("#![deny(unsafe_code)]")),
+                _ => assert!(forbids, "{} lacks #![forbid(unsafe_code)]", path.display()),
+            }
+        }
+    }
 }

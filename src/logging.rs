@@ -13,6 +13,8 @@
 //! never interleave. Control characters in values are escaped in both
 //! formats: a log line is always one line.
 
+#![forbid(unsafe_code)]
+
 use serde_json::{Map, Value};
 use std::fmt::{self, Write as _};
 use std::io::Write as _;

@@ -18,6 +18,8 @@
 //!   octets: `010.0.0.1` is refused because resolvers read it as octal,
 //!   and `:08080` is refused so that the two rules agree.
 
+#![forbid(unsafe_code)]
+
 use std::fmt;
 use std::net::{IpAddr, Ipv6Addr};
 

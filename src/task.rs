@@ -1,5 +1,7 @@
 //! Tasks that must not outlive the one waiting for them.
 
+#![forbid(unsafe_code)]
+
 use tokio::task::AbortHandle;
 
 /// Aborts a task when dropped. A probe whose caller stopped waiting (its

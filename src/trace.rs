@@ -12,6 +12,7 @@
 
 #![forbid(unsafe_code)]
 
+use crate::target::Target;
 use std::fmt::{self, Display, Write as _};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -134,7 +135,7 @@ pub(crate) struct Steps(Vec<Timed>);
 impl Steps {
     /// The log as text, a line per step: what `debug=true` and `/logs`
     /// show. `target` is what was probed, `failure` how it ended.
-    pub(crate) fn render(&self, target: &dyn Display, failure: Option<&dyn Display>) -> String {
+    pub(crate) fn render(&self, target: &Target, failure: Option<&dyn Display>) -> String {
         let mut text = String::with_capacity(80 * self.0.len());
         for Timed { at, step } in &self.0 {
             // Writing to a String cannot fail.
@@ -156,7 +157,7 @@ impl Steps {
 /// One step as the sentence the log shows.
 struct Line<'a> {
     step: &'a Step,
-    target: &'a dyn Display,
+    target: &'a Target,
     failure: Option<&'a dyn Display>,
 }
 
@@ -174,14 +175,16 @@ impl Display for Line<'_> {
                 timeout.as_secs_f64(),
                 left.as_secs_f64()
             ),
-            Step::Resolving => write!(f, "resolving the host of {target}"),
+            Step::Resolving => write!(f, "resolving {}", target.host),
             Step::InHostsFile(addresses) => {
-                write!(f, "the host of {target} is in /etc/hosts: {addresses:?}")
+                write!(f, "{} is in /etc/hosts: {addresses:?}", target.host)
             }
             Step::Asking { servers, record } => {
-                write!(f, "asking {servers} for {record} of the host of {target}")
+                write!(f, "asking {servers} for {record} {}", target.host)
             }
-            Step::Answer { record, addresses } => write!(f, "{record}: {addresses:?}"),
+            Step::Answer { record, addresses } => {
+                write!(f, "{record} {}: {addresses:?}", target.host)
+            }
             Step::Chose(ip) => write!(f, "chose address {ip}"),
             Step::Connecting { address, half_open } => write!(
                 f,
@@ -234,9 +237,8 @@ mod tests {
             errno: libc::ECONNREFUSED,
         });
         trace.log(|| Step::Failed);
-        let text = trace
-            .into_steps()
-            .render(&"127.0.0.1:1", Some(&"refused: RST"));
+        let target = Target::parse("127.0.0.1:1").unwrap();
+        let text = trace.into_steps().render(&target, Some(&"refused: RST"));
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 3, "{text}");
         assert!(lines[0].ends_with(

@@ -141,7 +141,7 @@ async fn probe_and_metrics_pages_parse_as_openmetrics_and_as_text() {
     );
     assert!(report.contains("synack_exporter_build info"), "{report}");
     assert!(
-        report.contains("('probe_failure_reason', {'reason': 'refused'}, 1.0)"),
+        report.contains("('probe_failure_reason', {'reason': 'refused'}, 1)"),
         "{report}"
     );
 }

@@ -6,6 +6,8 @@
 //! out of `y w d h m s ms`. Serialising writes the same form back, so
 //! `/config` shows what the user wrote.
 
+#![forbid(unsafe_code)]
+
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
 use std::ops::RangeInclusive;

@@ -31,6 +31,8 @@
 //! is read, the size limit applies before reading, and a FIFO or a device
 //! is refused without waiting on it.
 
+#![forbid(unsafe_code)]
+
 mod duration;
 mod scheduled;
 

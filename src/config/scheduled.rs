@@ -8,6 +8,8 @@
 //! many targets in all?) run afterwards in [`validate`] and use the
 //! positions recorded by [`Spanned`].
 
+#![forbid(unsafe_code)]
+
 use super::{ConfigError, PromDuration};
 use crate::target::Target;
 use serde::de::{SeqAccess, Visitor};

@@ -9,6 +9,8 @@
 //! each time up to [`MAX_PAUSE`], and logs one warning when an episode
 //! starts and one line when accepting works again.
 
+#![forbid(unsafe_code)]
+
 use std::io;
 use std::time::{Duration, Instant};
 

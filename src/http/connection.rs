@@ -22,6 +22,8 @@
 //! ([`ErrorAnswers`]). Both watch the write path, so they share one type,
 //! [`Guarded`], rather than stacking two IO wrappers.
 
+#![forbid(unsafe_code)]
+
 use super::error_bodies::{self, ErrorAnswers};
 use super::write_timeout::StallTimer;
 use hyper_util::rt::TokioIo;

@@ -22,6 +22,8 @@
 //! end of an earlier response on the same connection (a pipelining client
 //! whose socket was full). That answer keeps hyper's empty body.
 
+#![forbid(unsafe_code)]
+
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};

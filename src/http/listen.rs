@@ -5,6 +5,8 @@
 //! only the bind itself (a port in use, a name that does not resolve) is
 //! left for start-up.
 
+#![forbid(unsafe_code)]
+
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use std::fmt;
 use std::io;

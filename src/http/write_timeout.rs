@@ -13,6 +13,8 @@
 //! slow link, is never cut off; one that reads nothing is, after exactly
 //! the timeout.
 
+#![forbid(unsafe_code)]
+
 use std::future::Future;
 use std::io;
 use std::pin::Pin;

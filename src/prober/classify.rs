@@ -8,6 +8,8 @@
 //! exporter's own trouble (`EMFILE`, `EADDRNOTAVAIL`, ...) and counts as
 //! `local`, so that it never looks like the target's fault.
 
+#![forbid(unsafe_code)]
+
 use super::Reason;
 use std::io;
 

@@ -79,6 +79,8 @@
 //! beside 1,000 such lookups (`tests/dns.rs`). The exporter has one DNS
 //! thread however many lookups run.
 
+#![forbid(unsafe_code)]
+
 use super::{Failure, Reason};
 use crate::config::{IpProtocol, TcpOptions};
 use crate::target::Host;

@@ -18,6 +18,8 @@
 //! wake-up we read `SO_ERROR`; if it is clear we ask `getpeername` whether
 //! the connection really exists, and otherwise wait again.
 
+#![forbid(unsafe_code)]
+
 use super::{Budget, Failure, Outcome, Reason, Resolver, classify, resolve};
 use crate::config::TcpOptions;
 use crate::target::Target;
