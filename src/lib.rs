@@ -71,9 +71,17 @@ pub use exporter::{Exporter, ExporterBuilder};
 pub use http::ListenAddress;
 pub use prober::{Failure, Outcome, Reason};
 pub use scheduler::Shard;
-pub use target::{Target, TargetError};
+pub use target::{Host, Target, TargetError};
 
 /// Probes `target` (`host:port`) once with `module`, within its timeout.
+///
+/// The probe runs in the calling task, as the exporter's probes do on its
+/// probe thread, but under none of the exporter's rules: there is no
+/// in-flight limit (each call holds one socket while it runs), no probe
+/// thread that keeps other work from delaying the half-open close past
+/// the kernel's delayed ACK (about 200 ms; keep the calling runtime free
+/// of long blocking work), and no counters. An [`Exporter`] in the same
+/// process shares nothing with it, not even the resolver's cache.
 ///
 /// Names are resolved as the exporter does (`/etc/hosts`, then the name
 /// servers of `/etc/resolv.conf`, answers cached for their TTL), with a

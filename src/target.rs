@@ -50,7 +50,7 @@ pub struct Target {
 pub enum TargetError {
     /// Nothing was given.
     Empty,
-    /// Longer than [`MAX_TARGET_LEN`].
+    /// Longer than 1024 bytes.
     TooLong(usize),
     /// A URL such as `tcp://host:port` was given.
     HasScheme,

@@ -465,7 +465,7 @@ impl fmt::Display for ConfigSource {
 /// Why a config was rejected, with where in which file.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConfigError {
-    /// The file, or [`EMBEDDED_DEFAULT_NAME`].
+    /// The file, or `<embedded default>` for the built-in config.
     pub file: String,
     /// 1-based line and column, when the error is about the content.
     pub position: Option<(u64, u64)>,
