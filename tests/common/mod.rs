@@ -11,6 +11,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 
+pub mod scheduled;
+
 /// Whether CI demanded that system tests run (`SYNACK_SYSTEM_TESTS=require`).
 pub fn system_tests_required() -> bool {
     std::env::var("SYNACK_SYSTEM_TESTS").is_ok_and(|value| value == "require")
