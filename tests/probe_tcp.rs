@@ -6,16 +6,13 @@
 
 mod common;
 
+use common::{TestExporter, sample};
 use socket2::{Domain, Protocol, Socket, Type};
 use std::io::ErrorKind;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::time::Duration;
-use synack_exporter::config::IpProtocol;
-use synack_exporter::metrics::exporter::ExporterMetrics;
-use synack_exporter::runner::ProbeRunner;
-use synack_exporter::trace::Trace;
-use synack_exporter::{Module, ProberKind, Reason, Target, check};
+use synack_exporter::{Exporter, IpProtocol, Module, ProberKind, Reason, check};
 
 fn halfopen(timeout: Duration) -> Module {
     Module::new(ProberKind::TcpHalfopen).with_timeout(timeout)
@@ -275,62 +272,64 @@ async fn source_ip_address_is_used() {
     );
 }
 
+/// With its one slot taken, the exporter makes a probe wait for a slot
+/// until less than half of its timeout is left, then fail it as `local`,
+/// the exporter's own problem, saying which flag to raise.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn over_the_in_flight_limit_a_probe_waits_then_fails_as_local() {
     let listener = common::saturated_listener();
-    let target = Target::parse(&listener.address.to_string()).unwrap();
-    let runner = Arc::new(ProbeRunner::new(1, Arc::new(ExporterMetrics::new())));
+    let target = listener.address;
+    let exporter = Arc::new(
+        TestExporter::with_config(
+            "modules:\n  hold:\n    prober: tcp_halfopen\n    timeout: 3s\n  \
+             waiter:\n    prober: tcp_halfopen\n    timeout: 300ms\n",
+            Exporter::builder().max_in_flight(1),
+        )
+        .await,
+    );
     let busy = {
-        let (runner, target) = (Arc::clone(&runner), target.clone());
+        let exporter = Arc::clone(&exporter);
         tokio::spawn(async move {
-            let module = halfopen(Duration::from_secs(3));
-            runner
-                .run(
-                    "hold",
-                    &module,
-                    &target,
-                    Duration::from_secs(3),
-                    &mut Trace::disabled(),
-                )
+            exporter
+                .get(&format!("/probe?target={target}&module=hold"))
                 .await
+                .body
         })
     };
-    wait_until_in_flight(&runner, 1.0).await;
-    let module = halfopen(Duration::from_secs(5));
+    wait_until_in_flight(&exporter, 1.0).await;
     let timeout = Duration::from_millis(300);
-    let outcome = runner
-        .run("waiter", &module, &target, timeout, &mut Trace::disabled())
-        .await;
+    let body = exporter
+        .get(&format!("/probe?target={target}&module=waiter&debug=true"))
+        .await
+        .body;
     assert_eq!(
-        outcome.reason(),
-        Some(Reason::Local),
-        "{:?}",
-        outcome.failure
+        sample(&body, "probe_failure_reason{reason=\"local\"}"),
+        Some(1.0),
+        "{body}"
     );
     // It gives up once less than half of its timeout is left: no SYN
     // could then get an honest share of the timeout.
+    let waited = Duration::from_secs_f64(sample(&body, "probe_duration_seconds").unwrap());
     assert!(
-        outcome.duration >= timeout.mul_f64(0.45) && outcome.duration < timeout,
-        "waited {:?}",
-        outcome.duration
+        waited >= timeout.mul_f64(0.45) && waited < timeout,
+        "waited {waited:?}: {body}"
     );
-    assert!(
-        outcome
-            .failure
-            .unwrap()
-            .detail
-            .contains("--probe.max-in-flight")
+    assert!(body.contains("--probe.max-in-flight"), "{body}");
+    let busy = busy.await.unwrap();
+    assert_eq!(
+        sample(&busy, "probe_failure_reason{reason=\"timeout\"}"),
+        Some(1.0),
+        "{busy}"
     );
-    assert_eq!(busy.await.unwrap().reason(), Some(Reason::Timeout));
 }
 
-/// Polls the runner's `synack_exporter_probes_in_flight` for up to 5 s.
-async fn wait_until_in_flight(runner: &ProbeRunner, want: f64) {
-    use synack_exporter::metrics::exposition::Format;
+/// Polls the exporter's `synack_exporter_probes_in_flight` every 10 ms
+/// for up to 5 s.
+async fn wait_until_in_flight(exporter: &TestExporter, want: f64) {
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     loop {
-        let text = runner.metrics().encode(Format::PrometheusText);
-        let now = common::sample(&text, "synack_exporter_probes_in_flight");
+        let metrics = exporter.get("/metrics").await.body;
+        let now = sample(&metrics, "synack_exporter_probes_in_flight");
         if now == Some(want) {
             return;
         }
@@ -338,6 +337,6 @@ async fn wait_until_in_flight(runner: &ProbeRunner, want: f64) {
             std::time::Instant::now() < deadline,
             "probes in flight stayed {now:?}, want {want}"
         );
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }

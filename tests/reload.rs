@@ -8,7 +8,8 @@
 
 mod common;
 
-use common::TestExporter;
+use common::scheduled::scheduled_targets;
+use common::{TestExporter, sample};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -225,10 +226,18 @@ async fn parallel_reloads_of_a_large_config_do_not_stall_the_other_endpoints() {
                 latencies.len()
             );
         }
-        let scheduled = exporter.app.scheduler.targets();
+        let metrics = exporter.get("/metrics").await.body;
+        assert_eq!(
+            sample(&metrics, "synack_exporter_scheduled_targets"),
+            Some(f64::from(TARGETS)),
+            "{storm}"
+        );
+        let scheduled = scheduled_targets(&metrics);
         assert_eq!(scheduled.len(), TARGETS as usize, "{storm}");
         assert!(
-            scheduled[0].target_text.ends_with(&format!(":{port}")),
+            scheduled
+                .iter()
+                .all(|target| target.ends_with(&format!(":{port}"))),
             "{storm}: the new config is in force"
         );
     }

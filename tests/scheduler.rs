@@ -3,13 +3,15 @@
 
 mod common;
 
+use common::scheduled::{
+    ScheduledState, scheduled_state, scheduled_states, scheduled_targets, wait_for_scheduled,
+};
 use common::{TestExporter, request, sample};
 use std::io::ErrorKind;
 use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use synack_exporter::Exporter;
-use synack_exporter::scheduler::{ScheduledTarget, TargetState};
 
 /// An open port whose listener does not block the test's accepts.
 fn open_listener() -> (TcpListener, String) {
@@ -22,33 +24,11 @@ fn closed_address() -> String {
     common::closed_port().to_string()
 }
 
-fn find(targets: &[Arc<ScheduledTarget>], text: &str) -> Arc<ScheduledTarget> {
-    Arc::clone(
-        targets
-            .iter()
-            .find(|target| target.target_text == text)
-            .expect("target is scheduled"),
-    )
-}
-
-/// Polls `check` on the state of `target` every 10 ms for up to `limit`.
-async fn wait_for(
-    target: &ScheduledTarget,
-    limit: Duration,
-    check: impl Fn(&TargetState) -> bool,
-) -> TargetState {
-    let started = Instant::now();
-    loop {
-        let state = target.with_state(Clone::clone);
-        if check(&state) {
-            return state;
-        }
-        assert!(
-            started.elapsed() < limit,
-            "condition not met within {limit:?}; last state {state:#?}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+/// The targets `/metrics` has series for, sorted.
+async fn scheduled(exporter: &TestExporter) -> Vec<String> {
+    let mut targets = scheduled_targets(&exporter.get("/metrics").await.body);
+    targets.sort();
+    targets
 }
 
 /// An exporter with the test modules, no scheduled targets, and `groups`.
@@ -73,11 +53,12 @@ async fn scheduled_targets_show_gauges_and_reasons_and_open_ones_are_never_accep
         "  - module: fast\n    interval: 1s\n    targets: [\"{open}\", \"{closed}\", \"{slow}\"]\n    labels: {{service: demo}}\n"
     );
     let exporter = TestExporter::with_config(&config(&targets, ""), Exporter::builder()).await;
-    let scheduled = exporter.app.scheduler.targets();
-    assert_eq!(scheduled.len(), 3);
+    let mut expected = vec![open.clone(), closed.clone(), slow.clone()];
+    expected.sort();
+    assert_eq!(scheduled(&exporter).await, expected);
     for target in [&open, &closed, &slow] {
-        wait_for(&find(&scheduled, target), Duration::from_secs(5), |state| {
-            state.results.iter().sum::<u64>() >= 2
+        wait_for_scheduled(&exporter, target, Duration::from_secs(5), |state| {
+            state.probes() >= 2
         })
         .await;
     }
@@ -165,35 +146,36 @@ async fn rise_and_fall_damp_a_port_that_closes_and_reopens() {
         "  - module: fast\n    interval: 1s\n    rise: 2\n    fall: 3\n    targets: [\"{address}\"]\n"
     );
     let exporter = TestExporter::with_config(&config(&targets, ""), Exporter::builder()).await;
-    let target = find(&exporter.app.scheduler.targets(), &address);
-    wait_for(&target, Duration::from_secs(5), |state| {
-        state.healthy && state.results[0] >= 1
-    })
-    .await;
+    let limit = Duration::from_secs(5);
+    let wait_for =
+        |check: fn(&ScheduledState) -> bool| wait_for_scheduled(&exporter, &address, limit, check);
+    wait_for(|state| state.healthy && state.count("success") >= 1).await;
 
     drop(listener);
-    let limit = Duration::from_secs(5);
-    let first_failure = wait_for(&target, limit, |state| state.results[1] >= 1).await;
+    let first_failure = wait_for(|state| state.count("refused") >= 1).await;
     assert!(
-        !first_failure.last_success && first_failure.healthy,
-        "one failure: probe_success 0, still healthy"
+        !first_failure.success && first_failure.healthy,
+        "one failure: probe_success 0, still healthy: {first_failure:?}"
     );
-    let second_failure = wait_for(&target, limit, |state| state.results[1] >= 2).await;
+    let second_failure = wait_for(|state| state.count("refused") >= 2).await;
     assert!(second_failure.healthy, "two failures: still healthy");
-    let down = wait_for(&target, limit, |state| state.results[1] >= 3).await;
+    let down = wait_for(|state| state.count("refused") >= 3).await;
     assert!(!down.healthy, "unhealthy at the third (fall-th) failure");
     assert_eq!(down.state_changes, 1);
 
     let port = address.rsplit_once(':').unwrap().1;
     let _reopened = TcpListener::bind(format!("127.0.0.1:{port}")).expect("rebind the same port");
-    let successes_before = down.results[0];
-    let first_success = wait_for(&target, limit, |state| state.results[0] > successes_before).await;
+    let successes_before = down.count("success");
+    let first_success = wait_for_scheduled(&exporter, &address, limit, |state| {
+        state.count("success") > successes_before
+    })
+    .await;
     assert!(
-        first_success.last_success && !first_success.healthy,
-        "one success: still unhealthy"
+        first_success.success && !first_success.healthy,
+        "one success: still unhealthy: {first_success:?}"
     );
-    let up = wait_for(&target, limit, |state| {
-        state.results[0] > successes_before + 1
+    let up = wait_for_scheduled(&exporter, &address, limit, |state| {
+        state.count("success") > successes_before + 1
     })
     .await;
     assert!(up.healthy, "healthy again at the second (rise-th) success");
@@ -217,15 +199,29 @@ async fn start_times_spread_across_the_interval() {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs_f64();
-    let scheduled = exporter.app.scheduler.targets();
-    let mut first_probe_times = Vec::new();
-    for target in scheduled.iter() {
-        let state = wait_for(target, Duration::from_secs(5), |state| state.probed).await;
-        // The first probe's finish time is when its slot came, within ms.
-        first_probe_times.push(state.last_probe_unix - started);
+    // The first probe's finish time is when its slot came, within ms.
+    let mut first_probe_times = std::collections::BTreeMap::new();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while first_probe_times.len() < list.len() {
+        assert!(
+            Instant::now() < deadline,
+            "only {} of {} targets probed within 5 s",
+            first_probe_times.len(),
+            list.len()
+        );
+        let metrics = exporter.get("/metrics").await.body;
+        for (target, state) in scheduled_states(&metrics) {
+            if state.last_probe_unix > 0.0 && !first_probe_times.contains_key(&target) {
+                // Should a scrape come late, the target may have been probed
+                // again since: each probe finishes an interval after the last.
+                let later = 2.0 * state.probes().saturating_sub(1) as f64;
+                first_probe_times.insert(target, state.last_probe_unix - later - started);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let mut quarters = [0usize; 4];
-    for time in &first_probe_times {
+    for time in first_probe_times.values() {
         let quarter = ((time / 0.5).floor().max(0.0) as usize).min(3);
         quarters[quarter] += 1;
     }
@@ -299,15 +295,23 @@ async fn concurrent_group_requests_share_one_round_of_probes() {
 /// Probes the exporter ran with `module`, whatever their result.
 async fn probes_of(exporter: &TestExporter, module: &str) -> f64 {
     let metrics = exporter.get("/metrics").await.body;
-    synack_exporter::scheduler::RESULTS
-        .iter()
-        .filter_map(|result| {
-            sample(
-                &metrics,
-                &format!("synack_exporter_probes_total{{module=\"{module}\",result=\"{result}\"}}"),
-            )
-        })
-        .sum()
+    // The values of the `result` label: the metric's contract.
+    [
+        "success",
+        "refused",
+        "timeout",
+        "unreachable",
+        "dns",
+        "local",
+    ]
+    .iter()
+    .filter_map(|result| {
+        sample(
+            &metrics,
+            &format!("synack_exporter_probes_total{{module=\"{module}\",result=\"{result}\"}}"),
+        )
+    })
+    .sum()
 }
 
 /// Forty `GET /health/edge` requests, the n-th sent n × `spacing` after
@@ -405,32 +409,56 @@ async fn a_group_answer_expires_after_min_interval_and_with_its_members() {
     assert_eq!(probes_of(&exporter, "grouped").await, 3.0);
 }
 
+/// The `(id, target)` of each `/probe` history row on a landing page.
+fn history_rows(html: &str) -> Vec<(u64, String)> {
+    html.lines()
+        .filter_map(|row| {
+            let id = row
+                .split("/logs?id=")
+                .nth(1)?
+                .split('"')
+                .next()?
+                .parse()
+                .ok()?;
+            let target = row.split("<code>").nth(1)?.split("</code>").next()?;
+            Some((id, target.to_owned()))
+        })
+        .collect()
+}
+
 /// `/` lists a bounded page of the `/probe` history, newest first, with
 /// links to older pages; `/logs?id=N` still serves every kept entry.
+///
+/// The 1200 entries are real `/probe` requests, each to its own loopback
+/// address on a closed port, sent one after the other (under a second),
+/// so that the n-th request is entry n.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn landing_page_shows_one_page_of_a_long_history() {
-    use synack_exporter::{Failure, Outcome, Reason};
     let settings = Exporter::builder().history_limit(1000);
     let exporter = common::TestExporter::embedded(settings).await;
-    let outcome = Outcome::not_started(Failure::new(Reason::Refused, "x"), Duration::ZERO);
-    for n in 1..=1200 {
-        let log = format!("step log of probe {n}\n");
-        exporter
-            .app
-            .history
-            .record("tcp_halfopen", &format!("127.0.0.1:{n}"), &outcome, log);
+    let closed = closed_address();
+    let port = closed.rsplit_once(':').unwrap().1;
+    let target_of = |id: u64| format!("127.0.{}.{}:{port}", id / 200 + 1, id % 200 + 1);
+    for id in 1..=1200 {
+        let response = exporter
+            .get(&format!(
+                "/probe?target={}&module=tcp_halfopen",
+                target_of(id)
+            ))
+            .await;
+        assert_eq!(
+            sample(&response.body, "probe_failure_reason{reason=\"refused\"}"),
+            Some(1.0),
+            "probe {id}: {}",
+            response.body
+        );
     }
-    let ids_on = |html: &str| -> Vec<u64> {
-        html.split("/logs?id=")
-            .skip(1)
-            .filter_map(|rest| rest.split('"').next()?.parse().ok())
-            .collect()
-    };
     let page = exporter.get("/").await;
     assert_eq!(page.status, 200);
-    let ids = ids_on(&page.body);
+    let ids_on =
+        |html: &str| -> Vec<u64> { history_rows(html).into_iter().map(|(id, _)| id).collect() };
     assert_eq!(
-        ids,
+        ids_on(&page.body),
         (1101..=1200).rev().collect::<Vec<u64>>(),
         "the newest 100"
     );
@@ -453,11 +481,26 @@ async fn landing_page_shows_one_page_of_a_long_history() {
         .await;
     assert_eq!(huge.status, 200);
     assert!(ids_on(&huge.body).is_empty(), "{}", huge.body);
+
+    // The ten pages hold the 1000 newest entries, each on its probe's row.
+    let mut rows = Vec::new();
+    for page in 1..=10 {
+        rows.extend(history_rows(
+            &exporter.get(&format!("/?history_page={page}")).await.body,
+        ));
+    }
+    let expected: Vec<(u64, String)> = (201..=1200).rev().map(|id| (id, target_of(id))).collect();
+    assert_eq!(rows, expected);
     for (id, status) in [(201, 200), (777, 200), (1200, 200), (200, 404)] {
         let log = exporter.get(&format!("/logs?id={id}")).await;
         assert_eq!(log.status, status, "id {id}: {}", log.body);
         if status == 200 {
-            assert_eq!(log.body, format!("step log of probe {id}\n"));
+            assert!(
+                log.body.contains(&target_of(id)) && log.body.contains("ECONNREFUSED"),
+                "id {id} is the log of the refused probe of {}: {}",
+                target_of(id),
+                log.body
+            );
         }
     }
 }
@@ -473,9 +516,8 @@ async fn reload_adds_removes_and_keeps_state_of_unchanged_targets() {
         Exporter::builder(),
     )
     .await;
-    let kept_before = find(&exporter.app.scheduler.targets(), &kept);
-    let before = wait_for(&kept_before, Duration::from_secs(5), |state| {
-        state.results[1] >= 3
+    let before = wait_for_scheduled(&exporter, &kept, Duration::from_secs(5), |state| {
+        state.count("refused") >= 3
     })
     .await;
 
@@ -483,28 +525,27 @@ async fn reload_adds_removes_and_keeps_state_of_unchanged_targets() {
         .reload_with(&config(&block(&format!("\"{kept}\", \"{added}\"")), ""))
         .await;
     assert_eq!(reloaded.status, 200, "{}", reloaded.body);
-    let scheduled = exporter.app.scheduler.targets();
-    let texts: Vec<&str> = scheduled
-        .iter()
-        .map(|target| target.target_text.as_str())
-        .collect();
-    assert!(
-        texts.contains(&kept.as_str())
-            && texts.contains(&added.as_str())
-            && !texts.contains(&removed.as_str()),
-        "{texts:?}"
-    );
-    let kept_after = find(&scheduled, &kept);
-    assert!(
-        Arc::ptr_eq(&kept_before, &kept_after),
-        "an unchanged target keeps its state object"
+    // Read at once: a target scheduled afresh would start again from no
+    // probes and need two more seconds to get back to three.
+    let kept_after = scheduled_state(&exporter, &kept)
+        .await
+        .expect("the unchanged target is still scheduled");
+    let mut expected = vec![kept.clone(), added.clone()];
+    expected.sort();
+    assert_eq!(
+        scheduled(&exporter).await,
+        expected,
+        "{removed} was removed"
     );
     assert!(
-        kept_after.with_state(|state| state.results[1]) >= before.results[1],
-        "counters were not reset"
+        kept_after.count("refused") >= before.count("refused")
+            && kept_after.last_probe_unix >= before.last_probe_unix
+            && kept_after.state_changes == before.state_changes,
+        "an unchanged target keeps its state: counters were not reset and it was not \
+         probed from scratch; before {before:?}, after {kept_after:?}"
     );
-    wait_for(&find(&scheduled, &added), Duration::from_secs(5), |state| {
-        state.probed
+    wait_for_scheduled(&exporter, &added, Duration::from_secs(5), |state| {
+        state.probed()
     })
     .await;
 }
@@ -525,13 +566,7 @@ async fn shards_split_the_targets_without_overlap() {
     for index in 0..2 {
         let settings = Exporter::builder().shard(format!("{index}/2").parse().unwrap());
         let exporter = TestExporter::with_config(&yaml, settings).await;
-        let texts: Vec<String> = exporter
-            .app
-            .scheduler
-            .targets()
-            .iter()
-            .map(|t| t.target_text.clone())
-            .collect();
+        let texts = scheduled(&exporter).await;
         assert!(
             (20..=80).contains(&texts.len()),
             "shard {index}/2 took {}",
@@ -540,8 +575,13 @@ async fn shards_split_the_targets_without_overlap() {
         seen.extend(texts);
     }
     seen.sort();
+    let taken = seen.len();
     seen.dedup();
-    assert_eq!(seen.len(), 100, "every target on exactly one shard");
+    assert_eq!(
+        (taken, seen.len()),
+        (100, 100),
+        "every target on exactly one shard"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -551,11 +591,9 @@ async fn landing_page_lists_targets_and_history_and_escapes_user_text() {
         "  - module: fast\n    interval: 1s\n    targets: [\"{closed}\"]\n    labels: {{team: \"<script>alert(1)</script>\"}}\n"
     );
     let exporter = TestExporter::with_config(&config(&targets, ""), Exporter::builder()).await;
-    wait_for(
-        &exporter.app.scheduler.targets()[0],
-        Duration::from_secs(5),
-        |state| state.probed,
-    )
+    wait_for_scheduled(&exporter, &closed, Duration::from_secs(5), |state| {
+        state.probed()
+    })
     .await;
     assert_eq!(
         exporter

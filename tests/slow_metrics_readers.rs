@@ -8,7 +8,8 @@
 
 mod common;
 
-use common::TestExporter;
+use common::scheduled::scheduled_targets;
+use common::{TestExporter, sample};
 use socket2::{Domain, Protocol, Socket, Type};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -115,11 +116,15 @@ async fn read_until_closed(mut stream: TcpStream, cap: usize) -> Result<usize, S
 async fn stalled_metrics_readers_cost_a_bounded_buffer_and_are_dropped() {
     let settings = Exporter::builder().write_timeout(WRITE_TIMEOUT);
     let exporter = TestExporter::with_config(&config(), settings).await;
-    assert_eq!(exporter.app.scheduler.targets().len(), TARGETS);
     // One full scrape first, so the baseline includes what any scrape
     // leaves behind in the allocator.
     let full = exporter.get("/metrics").await;
     assert_eq!(full.status, 200);
+    assert_eq!(
+        sample(&full.body, "synack_exporter_scheduled_targets"),
+        Some(TARGETS as f64)
+    );
+    assert_eq!(scheduled_targets(&full.body).len(), TARGETS);
     let scrape_bytes = full.body.len();
     assert!(scrape_bytes > 30_000_000, "{scrape_bytes} bytes");
     drop(full);

@@ -23,6 +23,8 @@ use std::time::Duration;
 use synack_exporter::ExporterBuilder;
 use tokio::sync::oneshot;
 
+pub mod scheduled;
+
 /// Whether CI demanded that system tests run (`SYNACK_SYSTEM_TESTS=require`).
 pub fn system_tests_required() -> bool {
     std::env::var("SYNACK_SYSTEM_TESTS").is_ok_and(|value| value == "require")
