@@ -10,12 +10,15 @@ die() {
     exit 2
 }
 
-# start_counting_target HELPER PORT: bench_helper.py's accept-and-close
-# listener on 127.0.0.1:PORT, which reports its accept count on SIGUSR1;
-# sets TARGET_PID and waits until it listens.
+# start_counting_target HELPER PORT [NETNS [HOST]]: bench_helper.py's
+# accept-and-close listener on HOST:PORT (default 127.0.0.1), inside the
+# network namespace NETNS if given, which reports its accept count on
+# SIGUSR1; sets TARGET_PID and waits until it listens.
 start_counting_target() {
-    local helper=$1 port=$2
-    python3 "$helper" target --port "$port" --backlog 4096 \
+    local helper=$1 port=$2 netns=${3:-} host=${4:-127.0.0.1}
+    local prefix=()
+    [[ -z $netns ]] || prefix=(ip netns exec "$netns")
+    "${prefix[@]}" python3 "$helper" target --port "$port" --host "$host" --backlog 4096 \
         --count-file "$WORK/target.count" --ready-file "$WORK/target.ready" \
         >"$WORK/target.log" 2>&1 &
     TARGET_PID=$!
@@ -44,6 +47,11 @@ cleanup() {
         kill -KILL "$pid" 2>/dev/null || true
         wait "$pid" 2>/dev/null || true
     done
+    # A script's own last step, such as deleting a network namespace it
+    # made, after its processes are gone.
+    if declare -F cleanup_more >/dev/null; then
+        cleanup_more || true
+    fi
     if [[ -n $WORK && -d $WORK ]]; then
         if [[ $status -ge 2 || ${KEEP_DIR:-0} == 1 ]]; then
             echo "work directory kept for inspection: $WORK" >&2

@@ -15,8 +15,13 @@
 #   env KEEP_DIR=1  keep the work directory (configs, logs, raw wrk output)
 #
 # Exit status: 0 PASS, 1 FAIL (target not met), 2 setup or measurement error.
-# Target: ours >= 5x blackbox requests/s AND ours p99 < blackbox p99.
-# Only 127.0.0.1 is used. Every background process is stopped on exit.
+# Each round also runs bench/halfopen_ref.c, a C loop making the same
+# socket calls as one half-open probe on one thread, against the same
+# listener (on 127.1.0.1, which the listener on 0.0.0.0 also serves).
+# Targets (issue 9): ours >= 7x blackbox requests/s, blackbox's CPU per
+# probe >= 12x ours, ours <= 1.5x the C loop's CPU per probe, and ours p99
+# < blackbox p99. Only 127.0.0.0/8 is used. Every background process is
+# stopped on exit.
 
 set -Eeuo pipefail
 
@@ -35,7 +40,7 @@ while getopts "r:c:t:d:w:h" opt; do
         t) THREADS=$OPTARG ;;
         d) DURATION=$OPTARG ;;
         w) WARMUP=$OPTARG ;;
-        h) sed -n '2,20p' "$0"; exit 0 ;;
+        h) sed -n '2,24p' "$0"; exit 0 ;;
         *) exit 2 ;;
     esac
 done
@@ -62,7 +67,7 @@ if ((${#need_install[@]})); then
         die "missing ${need_install[*]}; as root run: apt-get install -y prometheus-blackbox-exporter wrk"
     fi
 fi
-for tool in curl python3 cargo timeout; do
+for tool in curl python3 cargo timeout gcc; do
     command -v "$tool" >/dev/null || die "$tool is required"
 done
 
@@ -85,6 +90,10 @@ for line in open(sys.argv[1]):
         exe = msg["executable"]
 print(exe or "")' "$WORK/cargo.json")
 [[ -x $OURS_BIN ]] || die "cannot find the synack_exporter binary from cargo's output"
+
+REF="$WORK/halfopen_ref"
+gcc -O2 -Wall -o "$REF" "$BENCH_DIR/halfopen_ref.c" || die "gcc -O2 bench/halfopen_ref.c failed"
+REF_PROBES=${REF_PROBES:-200000}
 
 # ---------------------------------------------------------------- ports
 freeport() { python3 "$HELPER" freeport; }
@@ -110,8 +119,8 @@ $(tail -n 20 "$WORK/$name.log")"
 }
 
 # ---------------------------------------------------------------- target
-echo "== target: accept-and-close listener on 127.0.0.1:$TARGET_PORT (backlog 4096)"
-start_counting_target "$HELPER" "$TARGET_PORT"
+echo "== target: accept-and-close listener on 0.0.0.0:$TARGET_PORT (backlog 4096)"
+start_counting_target "$HELPER" "$TARGET_PORT" "" 0.0.0.0
 
 # ---------------------------------------------------------------- ours
 echo "== ours: $OURS_BIN --web.listen-address 127.0.0.1:$OURS_PORT ${OURS_ARGS}"
@@ -186,6 +195,11 @@ for round in $(seq "$ROUNDS"); do
     sleep 1
     run_one blackbox "$round" "$BB_URL" "$BB_PID"
     sleep 1
+    # One target, 127.1.0.1 on the open port; bounded to 60 s.
+    timeout 120 "$REF" "$REF_PROBES" 1 "$TARGET_PORT" "$TARGET_PORT" 60 >"$WORK/r$round-c.json" ||
+        die "the C loop failed: $(cat "$WORK/r$round-c.json")"
+    echo "-- round $round C loop: $(cat "$WORK/r$round-c.json")"
+    sleep 1
     python3 "$HELPER" report --round-only "$WORK/r$round-ours.json" "$WORK/r$round-blackbox.json"
     echo
 done
@@ -201,7 +215,7 @@ echo "         (max $(nproc)00%); steal% = CPU stolen by the hypervisor; accepts
 echo "         the target accept()ed during the run (half-open probes should cause none)"
 records=()
 for round in $(seq "$ROUNDS"); do
-    records+=("$WORK/r$round-ours.json" "$WORK/r$round-blackbox.json")
+    records+=("$WORK/r$round-ours.json" "$WORK/r$round-blackbox.json" --reference "$WORK/r$round-c.json")
 done
 set +e
 python3 "$HELPER" report "${records[@]}"

@@ -80,6 +80,15 @@ impl ProbeRunner {
     pub(crate) fn new(max_in_flight: usize, resolver: Resolver) -> Self {
         let dns_thread = RuntimeThread::start("synack-dns").expect("start the DNS thread");
         let resolver = resolver.run_on(dns_thread.handle.clone());
+        let probe_thread =
+            RuntimeThread::start("synack-probes").expect("start the probe thread");
+        // First on the thread, so before any probe; nothing without the
+        // benchmark's variable.
+        drop(
+            probe_thread
+                .handle
+                .spawn(async { crate::sys::enter_bench_probe_netns() }),
+        );
         Self {
             rules: Rules {
                 slots: Arc::new(Semaphore::new(max_in_flight)),
@@ -87,7 +96,7 @@ impl ProbeRunner {
                 in_flight: Arc::default(),
                 resolver: Arc::new(resolver),
             },
-            probe_thread: RuntimeThread::start("synack-probes").expect("start the probe thread"),
+            probe_thread,
             _dns_thread: dns_thread,
         }
     }

@@ -1,0 +1,185 @@
+#!/usr/bin/env bash
+# Gate: do half-open probes stay half-open under HTTP overload beside a
+# CPU hog? A half-open probe must close its socket (RST) before the
+# kernel's delayed ACK (~200 ms after the SYN-ACK); a later close lets the
+# handshake complete and the target accept a connection. While
+# `wrk -t2 -c2000 -d60s` loads /probe and `stress-ng --cpu 2` (normal
+# priority) competes, this counts the target's accepts and the kernel's
+# TcpExtDelayedACKs. PASS needs both to be 0 in every run.
+#
+# Isolation: plain HTTP load on loopback moves TcpExtDelayedACKs by itself
+# (measured: ~280,000 in 15 s of wrk -c2000 on /-/healthy, from both wrk's
+# and the exporter's sockets), so the counter is read in a network
+# namespace this script creates, where only probe traffic lives: the
+# target listens on that namespace's 127.0.0.1, and the exporter, started
+# with SYNACK_BENCH_PROBE_NETNS, moves the threads that probe into it
+# after binding its HTTP listener (setns), so its probe sockets are there
+# and its HTTP sockets stay on the host's 127.0.0.1 with wrk.
+#
+# Usage: bash bench/halfopen_under_load.sh [-r ROUNDS] [-d DURATION] [-c CONNECTIONS]
+#   -r ROUNDS       rounds of every variant          default 1    (env ROUNDS)
+#   -d DURATION     wrk -d and the hog's length      default 60s  (env DURATION)
+#   -c CONNECTIONS  wrk -c                           default 2000 (env CONNECTIONS)
+#   env VARIANTS    run alternately, default "default":
+#                   default  | realtime (--probe.realtime-priority)
+#                   (the thread designs compared for issue 9 are on the
+#                   branch `threads`, bench/thread_designs.sh; results in
+#                   bench/results/)
+#   env OURS_ARGS   extra synack_exporter flags for every run
+#   env HOG_CPUS    stress-ng --cpu N                default 2
+#   env KEEP_DIR=1  keep the work directory
+#
+# Needs root (ip netns, setns). Traffic: 127.0.0.1 on the host and inside
+# the namespace it creates (deleted on exit). Every background process is
+# stopped on exit. Exit: 0 PASS, 1 FAIL, 2 error.
+
+set -Eeuo pipefail
+
+ROUNDS=${ROUNDS:-1}
+DURATION=${DURATION:-60s}
+CONNECTIONS=${CONNECTIONS:-2000}
+while getopts "r:d:c:h" opt; do
+    case $opt in
+        r) ROUNDS=$OPTARG ;;
+        d) DURATION=$OPTARG ;;
+        c) CONNECTIONS=$OPTARG ;;
+        h) sed -n '2,32p' "$0"; exit 0 ;;
+        *) exit 2 ;;
+    esac
+done
+[[ $ROUNDS =~ ^[1-9][0-9]*$ && $ROUNDS -le 20 ]] || { echo "ROUNDS must be 1..20" >&2; exit 2; }
+[[ $DURATION =~ ^[1-9][0-9]*s$ && ${DURATION%s} -le 600 ]] || { echo "DURATION must be seconds up to 600s, such as 60s" >&2; exit 2; }
+[[ $CONNECTIONS =~ ^[1-9][0-9]*$ ]] || { echo "CONNECTIONS must be a positive integer" >&2; exit 2; }
+DESIGNS=${VARIANTS:-default}
+OURS_ARGS=${OURS_ARGS:-}
+HOG_CPUS=${HOG_CPUS:-2}
+
+BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$BENCH_DIR/.." && pwd)
+HELPER="$BENCH_DIR/bench_helper.py"
+
+source "$BENCH_DIR/lib.sh"
+
+[[ $(id -u) == 0 ]] || die "run as root: the script creates a network namespace"
+for tool in wrk stress-ng curl python3 cargo ip timeout; do
+    command -v "$tool" >/dev/null ||
+        die "missing $tool; as root run: apt-get install -y wrk stress-ng curl python3 iproute2"
+done
+ulimit -n "$(ulimit -Hn)"
+(($(ulimit -n) > CONNECTIONS * 2 + 100)) || die "open file limit $(ulimit -n) is too low for -c $CONNECTIONS"
+
+# design_flags VARIANT: the exporter flags of a variant.
+design_flags() {
+    case $1 in
+        default) ;;
+        realtime) echo "--probe.realtime-priority" ;;
+        *) die "unknown variant $1 (default, realtime)" ;;
+    esac
+}
+for design in $DESIGNS; do design_flags "$design" >/dev/null; done
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/halfopen_under_load.XXXXXX")
+NETNS="synack-gate-$$"
+cleanup_more() { ip netns del "$NETNS" 2>/dev/null; }
+ip netns add "$NETNS" || die "ip netns add $NETNS failed"
+ip netns exec "$NETNS" ip link set lo up || die "cannot bring up lo in $NETNS"
+
+echo "== building: cargo build --release"
+(cd "$ROOT" && timeout 1800 cargo build --release --quiet) || die "cargo build --release failed"
+BIN="$ROOT/target/release/synack_exporter"
+
+freeport() { python3 "$HELPER" freeport; }
+TARGET_PORT=$(freeport)
+PORT=$(freeport)
+
+echo "== target: accept-and-close listener on 127.0.0.1:$TARGET_PORT in namespace $NETNS"
+start_counting_target "$HELPER" "$TARGET_PORT" "$NETNS"
+
+accepts() { python3 -c "import sys; sys.path.insert(0, '$BENCH_DIR'); import bench_helper as h; print(h.target_count($TARGET_PID, '$WORK/target.count'))"; }
+# tcpext NAME: a TcpExt counter of the namespace.
+tcpext() { ip netns exec "$NETNS" awk -v name="$1" '/^TcpExt:/ { if (!n) { for (i = 1; i <= NF; i++) col[$i] = i; n = 1 } else print $col[name] }' /proc/net/netstat; }
+probes() { curl -sf --max-time 10 "http://127.0.0.1:$PORT/metrics" | awk -v r="$1" '$1 == "synack_exporter_probes_total{module=\"tcp_halfopen\",result=\"" r "\"}" { print $2 + 0; f = 1 } END { if (!f) print 0 }'; }
+
+# Positive control: one half-open connect in the namespace that closes
+# 500 ms after the SYN-ACK, too late, must show as an accept and a delayed
+# ACK; otherwise the zeros below would prove nothing.
+a0=$(accepts); d0=$(tcpext DelayedACKs)
+ip netns exec "$NETNS" python3 -c '
+import socket, struct, sys, time
+s = socket.socket()
+s.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 0)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+s.settimeout(5)
+s.connect(("127.0.0.1", int(sys.argv[1])))
+time.sleep(0.5)
+s.close()' "$TARGET_PORT" || die "the control connect failed"
+sleep 0.2
+a1=$(accepts); d1=$(tcpext DelayedACKs)
+((a1 - a0 == 1 && d1 - d0 >= 1)) ||
+    die "control: a late close gave $((a1 - a0)) accepts and $((d1 - d0)) delayed ACKs, expected 1 and >= 1"
+echo "control: a close 500 ms after the SYN-ACK counted $((a1 - a0)) accept and $((d1 - d0)) delayed ACK (expected)"
+
+URL="http://127.0.0.1:$PORT/probe?target=127.0.0.1:$TARGET_PORT&module=tcp_halfopen"
+SECONDS_LONG=${DURATION%s}
+{
+    echo "nproc $(nproc), kernel $(uname -r); designs: $DESIGNS; rounds: $ROUNDS; OURS_ARGS: ${OURS_ARGS:-none}"
+    echo "load: wrk -t2 -c$CONNECTIONS -d$DURATION '$URL'"
+    echo "hog:  stress-ng --cpu $HOG_CPUS --timeout $((SECONDS_LONG + 5))s (normal priority)"
+    echo "probe sockets and target in network namespace $NETNS; HTTP on the host's 127.0.0.1"
+    printf '%-8s %5s %9s %8s %8s %12s %9s %9s %8s %8s\n' design round requests 'req/s' accepts delayed_acks overflows success timeout local
+} | tee "$WORK/summary"
+
+fail=0
+for round in $(seq "$ROUNDS"); do
+    for design in $DESIGNS; do
+        log="$WORK/exporter.$design.$round.log"
+        # shellcheck disable=SC2046,SC2086  # the flags are words
+        SYNACK_BENCH_PROBE_NETNS="/run/netns/$NETNS" \
+            "$BIN" --web.listen-address "127.0.0.1:$PORT" --log.level warn $(design_flags "$design") $OURS_ARGS \
+            >"$log" 2>&1 &
+        pid=$!
+        PIDS+=("$pid")
+        for _ in $(seq 100); do
+            curl -sf --max-time 1 -o /dev/null "http://127.0.0.1:$PORT/-/healthy" && break
+            kill -0 "$pid" 2>/dev/null || die "$design: exporter exited: $(tail -3 "$log")"
+            sleep 0.1
+        done
+        [[ $(curl -sf --max-time 5 "$URL") == *$'\nprobe_success 1'* ]] ||
+            die "$design: a single probe of the target did not succeed (does this binary move its probe threads into SYNACK_BENCH_PROBE_NETNS? see $log)"
+        a0=$(accepts); d0=$(tcpext DelayedACKs); o0=$(tcpext ListenOverflows)
+        s0=$(probes success); t0=$(probes timeout); l0=$(probes local)
+        stress-ng --cpu "$HOG_CPUS" --timeout "$((SECONDS_LONG + 5))s" --quiet &
+        hog=$!
+        PIDS+=("$hog")
+        sleep 1
+        timeout $((SECONDS_LONG + 60)) wrk -t2 -c"$CONNECTIONS" -d"$DURATION" "$URL" >"$WORK/wrk.$design.$round" 2>&1 ||
+            die "$design: wrk failed: $(tail -3 "$WORK/wrk.$design.$round")"
+        kill "$hog" 2>/dev/null || true
+        wait "$hog" 2>/dev/null || true
+        # Probes still in flight when wrk stopped finish within their timeout.
+        sleep 1
+        a1=$(accepts); d1=$(tcpext DelayedACKs); o1=$(tcpext ListenOverflows)
+        s1=$(probes success); t1=$(probes timeout); l1=$(probes local)
+        requests=$(awk '/requests in/ { print $1 }' "$WORK/wrk.$design.$round")
+        rps=$(awk '/^Requests\/sec/ { printf "%.0f", $2 }' "$WORK/wrk.$design.$round")
+        printf '%-8s %5s %9s %8s %8s %12s %9s %9s %8s %8s\n' "$design" "$round" "$requests" "$rps" \
+            "$((a1 - a0))" "$((d1 - d0))" "$((o1 - o0))" "$((s1 - s0))" "$((t1 - t0))" "$((l1 - l0))" |
+            tee -a "$WORK/summary"
+        if ((a1 - a0 != 0 || d1 - d0 != 0)); then fail=1; echo "FAIL:$design" >>"$WORK/verdicts"; fi
+        kill -TERM "$pid"
+        wait "$pid" 2>/dev/null || true
+        sleep 1
+    done
+done
+echo "accepts: connections the target accept()ed (0 = every probe stayed half-open)"
+echo "delayed_acks: TcpExtDelayedACKs in the probe namespace (a delayed ACK completes a handshake)"
+echo "overflows: TcpExtListenOverflows there (an ACK the full accept queue dropped)"
+echo "success/timeout/local: the exporter's probe results during the run"
+for design in $DESIGNS; do
+    if grep -qx "FAIL:$design" "$WORK/verdicts" 2>/dev/null; then
+        echo "FAIL $design: accepts or delayed ACKs"
+    else
+        echo "PASS $design: 0 accepts and 0 delayed ACKs in every round"
+    fi
+done
+exit "$fail"
