@@ -214,11 +214,13 @@ echo "         CPUus/rq = exporter CPU microseconds per request; mach% = whole m
 echo "         (max $(nproc)00%); steal% = CPU stolen by the hypervisor; accepts = connections"
 echo "         the target accept()ed during the run (half-open probes should cause none)"
 records=()
+references=()
 for round in $(seq "$ROUNDS"); do
-    records+=("$WORK/r$round-ours.json" "$WORK/r$round-blackbox.json" --reference "$WORK/r$round-c.json")
+    records+=("$WORK/r$round-ours.json" "$WORK/r$round-blackbox.json")
+    references+=(--reference "$WORK/r$round-c.json")
 done
 set +e
-python3 "$HELPER" report "${records[@]}"
+python3 "$HELPER" report "${references[@]}" "${records[@]}"
 verdict=$?
 set -e
 [[ $verdict -le 1 ]] || die "report failed"

@@ -80,8 +80,7 @@ impl ProbeRunner {
     pub(crate) fn new(max_in_flight: usize, resolver: Resolver) -> Self {
         let dns_thread = RuntimeThread::start("synack-dns").expect("start the DNS thread");
         let resolver = resolver.run_on(dns_thread.handle.clone());
-        let probe_thread =
-            RuntimeThread::start("synack-probes").expect("start the probe thread");
+        let probe_thread = RuntimeThread::start("synack-probes").expect("start the probe thread");
         // First on the thread, so before any probe; nothing without the
         // benchmark's variable.
         drop(

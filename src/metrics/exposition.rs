@@ -298,4 +298,75 @@ mod tests {
         push_label_value(&mut escaped, "a\"b\\c\nd");
         assert_eq!(escaped, r#"a\"b\\c\nd"#);
     }
+
+    /// Lines in a form where two equivalent expositions are equal: help
+    /// without a final period (prometheus-client adds one), numbers as
+    /// numbers (`1` and `1.0` are one bound), samples of a family in any
+    /// order (prometheus-client writes a histogram's sum first).
+    fn normalised(text: &str) -> std::collections::BTreeSet<String> {
+        text.lines()
+            .map(|line| {
+                if line.starts_with('#') {
+                    return line.trim_end_matches('.').to_owned();
+                }
+                let (series, value) = line.rsplit_once(' ').unwrap();
+                let series = match series.split_once("le=\"") {
+                    Some((before, rest)) => {
+                        let (bound, after) = rest.split_once('"').unwrap();
+                        let bound = bound
+                            .parse::<f64>()
+                            .map_or(bound.to_owned(), |b| b.to_string());
+                        format!("{before}le=\"{bound}\"{after}")
+                    }
+                    None => series.to_owned(),
+                };
+                format!("{series} {}", value.parse::<f64>().unwrap())
+            })
+            .collect()
+    }
+
+    /// prometheus-client, the Rust client the project started with, is the
+    /// reference for OpenMetrics: the same families through both writers
+    /// must give the same exposition.
+    #[test]
+    fn openmetrics_matches_prometheus_client() {
+        use prometheus_client::encoding::text::encode;
+        use prometheus_client::metrics::counter::Counter;
+        use prometheus_client::metrics::family::Family;
+        use prometheus_client::metrics::gauge::Gauge;
+        use prometheus_client::metrics::histogram::Histogram;
+        use prometheus_client::metrics::info::Info;
+        use prometheus_client::registry::Registry;
+
+        let mut registry = Registry::default();
+        registry.register("b", "Build.", Info::new(vec![("v", "1")]));
+        let counters = Family::<Vec<(&str, &str)>, Counter>::default();
+        counters.get_or_create(&vec![("x", "y")]).inc_by(3);
+        registry.register("c", "Count.", counters);
+        let gauge = Gauge::<i64>::default();
+        gauge.set(7);
+        registry.register("g", "Gauge.", gauge);
+        let histogram = Histogram::new([0.5, 1.0]);
+        histogram.observe(0.25);
+        histogram.observe(2.0);
+        registry.register("h", "Lag.", histogram);
+        let mut reference = String::new();
+        encode(&mut reference, &registry).unwrap();
+
+        let mut ours = String::new();
+        let mut writer = Writer::new(&mut ours, Format::OpenMetrics);
+        writer.family("b", Kind::Info, "Build.");
+        writer.sample("b", "_info", &["v=\"1\""], Value::Int(1));
+        writer.family("c", Kind::Counter, "Count.");
+        writer.sample("c", "_total", &["x=\"y\""], Value::Int(3));
+        writer.gauge("g", "Gauge.", 7_u64);
+        writer.family("h", Kind::Histogram, "Lag.");
+        writer.histogram("h", &[], (&[0.5, 1.0], &[1, 1]), 2, 2.25);
+        writer.end();
+        assert_eq!(
+            normalised(&ours),
+            normalised(&reference),
+            "{ours}\n{reference}"
+        );
+    }
 }
