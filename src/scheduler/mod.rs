@@ -101,20 +101,20 @@ pub(crate) struct ScheduledTarget {
     pub(crate) module: Arc<str>,
     /// The parsed target.
     pub(crate) target: Target,
-    /// The target as written, `host:port`.
-    pub(crate) target_text: String,
-    /// The user's labels.
-    pub(crate) labels: BTreeMap<LabelName, String>,
+    /// The target as written, `host:port`; shared with its [`TargetKey`].
+    pub(crate) target_text: Arc<str>,
+    /// The user's labels, shared by every target of a block.
+    pub(crate) labels: Labels,
     state: Mutex<TargetState>,
 }
 
 impl ScheduledTarget {
     fn new(key: &TargetKey, target: Target) -> Self {
         Self {
-            module: Arc::from(key.module.as_str()),
+            module: Arc::clone(&key.module),
             target,
-            target_text: key.target.clone(),
-            labels: key.labels.clone(),
+            target_text: Arc::clone(&key.target),
+            labels: Arc::clone(&key.labels),
             state: Mutex::new(TargetState::default()),
         }
     }
@@ -133,13 +133,20 @@ impl ScheduledTarget {
     }
 }
 
+/// A block's labels. One map per block, shared by its targets, their keys
+/// and their [`ScheduledTarget`]s: with 100 000 targets, a copy each was
+/// megabytes for the same few labels.
+pub(crate) type Labels = Arc<BTreeMap<LabelName, String>>;
+
 /// What makes two scheduled targets the same one across a reload. Labels
-/// are part of it because they are part of every series' identity.
+/// are part of it because they are part of every series' identity. The
+/// texts are shared with the [`ScheduledTarget`] rather than copied, and
+/// compare by content, so the diff works as with owned strings.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 struct TargetKey {
-    module: String,
-    target: String,
-    labels: BTreeMap<LabelName, String>,
+    module: Arc<str>,
+    target: Arc<str>,
+    labels: Labels,
 }
 
 /// How a target is probed; a change restarts its task but keeps its state.
@@ -270,15 +277,17 @@ impl Scheduler {
             let Some(module) = modules.get(&block.module.value) else {
                 continue; // validation rejects this; nothing to probe with
             };
+            let module_name: Arc<str> = Arc::from(block.module.value.as_str());
+            let labels: Labels = Arc::new(block.labels.clone());
             for target in &block.targets {
                 let text = target.value.0.to_string();
                 if !self.shard.owns(&text) {
                     continue;
                 }
                 let key = TargetKey {
-                    module: block.module.value.clone(),
-                    target: text,
-                    labels: block.labels.clone(),
+                    module: Arc::clone(&module_name),
+                    target: Arc::from(text),
+                    labels: Arc::clone(&labels),
                 };
                 let plan = Plan {
                     module: Arc::clone(module),
