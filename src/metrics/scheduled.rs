@@ -130,7 +130,7 @@ static EXTRA_LABELS: LazyLock<ExtraLabels> = LazyLock::new(|| ExtraLabels {
 fn write_label_set(out: &mut String, target: &ScheduledTarget) {
     push_label(out, "", "module", &target.module);
     push_label(out, ",", "target", &target.target_text);
-    for (name, value) in &target.labels {
+    for (name, value) in target.labels.iter() {
         push_label(out, ",", &name.0, value);
     }
 }
@@ -352,6 +352,6 @@ mod tests {
                 "{index}: {reloaded:?}"
             );
         }
-        assert_eq!(targets[1].target_text, "127.0.0.1:3");
+        assert_eq!(&*targets[1].target_text, "127.0.0.1:3");
     }
 }
