@@ -84,8 +84,8 @@ cleanup_more() { ip netns del "$NETNS" 2>/dev/null; }
 ip netns add "$NETNS" || die "ip netns add $NETNS failed"
 ip netns exec "$NETNS" ip link set lo up || die "cannot bring up lo in $NETNS"
 
-echo "== building: cargo build --release"
-(cd "$ROOT" && timeout 1800 cargo build --release --quiet) || die "cargo build --release failed"
+echo "== building: cargo build --release --features bench (the probe-namespace hook)"
+(cd "$ROOT" && timeout 1800 cargo build --release --features bench --quiet) || die "cargo build --release --features bench failed"
 BIN="$ROOT/target/release/synack_exporter"
 
 freeport() { python3 "$HELPER" freeport; }

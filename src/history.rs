@@ -23,7 +23,7 @@ pub(crate) struct ProbeRecord {
     pub(crate) finished_unix: f64,
     /// The module name.
     pub(crate) module: Arc<str>,
-    /// The target as requested.
+    /// The target, as parsed from the request.
     pub(crate) target: Target,
     /// `None` on success.
     pub(crate) failure: Option<Failure>,

@@ -81,8 +81,9 @@ impl ProbeRunner {
         let dns_thread = RuntimeThread::start("synack-dns").expect("start the DNS thread");
         let resolver = resolver.run_on(dns_thread.handle.clone());
         let probe_thread = RuntimeThread::start("synack-probes").expect("start the probe thread");
-        // First on the thread, so before any probe; nothing without the
-        // benchmark's variable.
+        // First on the thread, so before any probe; only in benchmark
+        // builds, and nothing without the benchmark's variable.
+        #[cfg(feature = "bench")]
         drop(
             probe_thread
                 .handle
@@ -125,11 +126,11 @@ impl ProbeRunner {
     ) -> Outcome {
         let asked = Instant::now();
         let rules = self.rules.clone();
-        let (module, target) = (Arc::clone(module), target.clone());
+        let (job_module, target) = (Arc::clone(module), target.clone());
         let mut job_trace = std::mem::replace(trace, Trace::disabled());
         let job = self.probe_thread.handle.spawn(async move {
             let outcome = rules
-                .run(&module, &target, asked, timeout, &mut job_trace)
+                .run(&job_module, &target, asked, timeout, &mut job_trace)
                 .await;
             (outcome, job_trace)
         });
@@ -140,11 +141,18 @@ impl ProbeRunner {
                 *trace = job_trace;
                 outcome
             }
-            // Only when the runner is being dropped, i.e. at shutdown.
-            Err(_) => Outcome::not_started(
-                Failure::new(Reason::Local, "the probe thread stopped"),
-                asked.elapsed(),
-            ),
+            Err(error) => {
+                let detail = if error.is_panic() {
+                    "the probe panicked (a bug; stderr has the panic message)"
+                } else {
+                    // Cancelled: the runner is being dropped, at shutdown.
+                    "the probe thread stopped"
+                };
+                let outcome =
+                    Outcome::not_started(Failure::new(Reason::Local, detail), asked.elapsed());
+                module.results.record(&outcome);
+                outcome
+            }
         }
     }
 

@@ -16,6 +16,10 @@
 //!   the `process_*` metrics.
 //! - [`open_for_reading_without_blocking`]: std's safe `custom_flags`, but
 //!   with libc's flag values, which std does not name.
+//! - `enter_bench_probe_netns`: `setns(CLONE_NEWNET)`, only in builds with
+//!   the `bench` feature, for `bench/halfopen_under_load.sh`: it moves the
+//!   probe thread into a network namespace where the kernel's delayed-ACK
+//!   counter sees probes only.
 
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -112,7 +116,8 @@ pub fn page_size() -> u64 {
     u64::try_from(size).ok().filter(|&s| s > 0).unwrap_or(4096)
 }
 
-/// Benchmark-only (`bench/halfopen_under_load.sh`): when the environment
+/// Benchmark-only, built with `--features bench` by
+/// `bench/halfopen_under_load.sh`: when the environment
 /// variable `SYNACK_BENCH_PROBE_NETNS` names a network namespace file
 /// (`/run/netns/NAME`), moves the calling thread into it, so that the
 /// probe sockets it creates from then on live there while the HTTP
@@ -120,6 +125,7 @@ pub fn page_size() -> u64 {
 /// That makes the namespace's `TcpExtDelayedACKs` count probes only: plain
 /// HTTP load moves the host's counter by itself. Does nothing without the
 /// variable; a failure is logged, not fatal.
+#[cfg(feature = "bench")]
 pub fn enter_bench_probe_netns() {
     let Some(path) = std::env::var_os("SYNACK_BENCH_PROBE_NETNS") else {
         return;

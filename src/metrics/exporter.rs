@@ -59,7 +59,7 @@ impl ExporterView<'_> {
         writer.family(
             "synack_exporter_build",
             Kind::Info,
-            "Build information of synack_exporter",
+            "Build information of synack_exporter.",
         );
         let build = [
             "version=\"",
@@ -74,23 +74,23 @@ impl ExporterView<'_> {
         self.write_probe_results(writer);
         writer.gauge(
             "synack_exporter_probes_in_flight",
-            "Probes running now",
+            "Probes running now.",
             self.in_flight,
         );
         writer.gauge(
             "synack_exporter_config_last_reload_successful",
-            "Whether the last config load or reload succeeded",
+            "Whether the last config load or reload succeeded.",
             self.reload.successful.load(Ordering::Relaxed),
         );
         writer.gauge(
             "synack_exporter_config_last_reload_success_timestamp_seconds",
-            "Unix time of the last successful config load or reload",
+            "Unix time of the last successful config load or reload.",
             f64::from_bits(self.reload.success_unix_bits.load(Ordering::Relaxed)),
         );
         writer.family(
             "synack_exporter_schedule_lag_seconds",
             Kind::Histogram,
-            "How late scheduled probes start against their slot",
+            "How late scheduled probes start against their slot.",
         );
         let lag = &self.schedule_lag;
         writer.histogram(
@@ -102,7 +102,7 @@ impl ExporterView<'_> {
         );
         writer.gauge(
             "synack_exporter_scheduled_targets",
-            "Targets this instance probes on its own schedule",
+            "Targets this instance probes on its own schedule.",
             self.scheduled_targets,
         );
         self.process.write(writer);
@@ -112,7 +112,7 @@ impl ExporterView<'_> {
         writer.family(
             "synack_exporter_probes",
             Kind::Counter,
-            "Probes run, by module and result (success or the failure reason)",
+            "Probes run, by module and result (success or the failure reason).",
         );
         let mut module_label = String::with_capacity(64);
         for (module, counts) in &self.probe_results {

@@ -212,7 +212,9 @@ impl<'a> Writer<'a> {
         let prefix = with_bound.len();
         for (bound, in_bucket) in bounds.iter().zip(cumulative) {
             with_bound.truncate(prefix);
-            let _ = write!(with_bound, "le=\"{}\"", Value::Float(*bound));
+            // `{:?}` keeps a whole bound's `.0` (`le="1.0"`), as the
+            // series have always been named.
+            let _ = write!(with_bound, "le=\"{bound:?}\"");
             self.sample(name, "_bucket", &[&with_bound], Value::Int(*in_bucket));
         }
         with_bound.truncate(prefix);
@@ -299,28 +301,16 @@ mod tests {
         assert_eq!(escaped, r#"a\"b\\c\nd"#);
     }
 
-    /// Lines in a form where two equivalent expositions are equal: help
-    /// without a final period (prometheus-client adds one), numbers as
-    /// numbers (`1` and `1.0` are one bound), samples of a family in any
-    /// order (prometheus-client writes a histogram's sum first).
+    /// Lines in a form where two equivalent expositions are equal: sample
+    /// values as numbers (prometheus-client writes a float gauge's `1` as
+    /// `1.0`), samples in any order (it writes a histogram's sum first).
     fn normalised(text: &str) -> std::collections::BTreeSet<String> {
         text.lines()
-            .map(|line| {
-                if line.starts_with('#') {
-                    return line.trim_end_matches('.').to_owned();
+            .map(|line| match line.rsplit_once(' ') {
+                Some((series, value)) if !line.starts_with('#') => {
+                    format!("{series} {}", value.parse::<f64>().unwrap())
                 }
-                let (series, value) = line.rsplit_once(' ').unwrap();
-                let series = match series.split_once("le=\"") {
-                    Some((before, rest)) => {
-                        let (bound, after) = rest.split_once('"').unwrap();
-                        let bound = bound
-                            .parse::<f64>()
-                            .map_or(bound.to_owned(), |b| b.to_string());
-                        format!("{before}le=\"{bound}\"{after}")
-                    }
-                    None => series.to_owned(),
-                };
-                format!("{series} {}", value.parse::<f64>().unwrap())
+                _ => line.to_owned(),
             })
             .collect()
     }
@@ -339,17 +329,18 @@ mod tests {
         use prometheus_client::registry::Registry;
 
         let mut registry = Registry::default();
-        registry.register("b", "Build.", Info::new(vec![("v", "1")]));
+        // prometheus-client ends each help with a period of its own.
+        registry.register("b", "Build", Info::new(vec![("v", "1")]));
         let counters = Family::<Vec<(&str, &str)>, Counter>::default();
         counters.get_or_create(&vec![("x", "y")]).inc_by(3);
-        registry.register("c", "Count.", counters);
+        registry.register("c", "Count", counters);
         let gauge = Gauge::<i64>::default();
         gauge.set(7);
-        registry.register("g", "Gauge.", gauge);
+        registry.register("g", "Gauge", gauge);
         let histogram = Histogram::new([0.5, 1.0]);
         histogram.observe(0.25);
         histogram.observe(2.0);
-        registry.register("h", "Lag.", histogram);
+        registry.register("h", "Lag", histogram);
         let mut reference = String::new();
         encode(&mut reference, &registry).unwrap();
 

@@ -15,7 +15,7 @@ use crate::prober::{Outcome, Reason};
 use std::net::IpAddr;
 
 /// Name of the handshake gauge: from connect to the SYN-ACK.
-pub(crate) const HANDSHAKE_GAUGE: &str = "probe_tcp_handshake_duration_seconds";
+const HANDSHAKE_GAUGE: &str = "probe_tcp_handshake_duration_seconds";
 
 /// The `reason` labels of `probe_failure_reason`, in the order of [`Reason::ALL`].
 const REASON_LABELS: [&str; Reason::ALL.len()] = [
@@ -92,15 +92,16 @@ mod tests {
 
     #[test]
     fn every_reason_is_present_and_only_the_failing_one_is_1() {
-        let outcome =
-            Outcome::not_started(Failure::new(Reason::Timeout, "x"), Duration::from_millis(5));
-        let text = render(&outcome, Format::OpenMetrics);
-        for reason in Reason::ALL {
-            let expected = u8::from(reason == Reason::Timeout);
-            let line = format!("probe_failure_reason{{reason=\"{reason}\"}} {expected}\n");
-            assert!(text.contains(&line), "missing {line:?} in\n{text}");
+        for failed in Reason::ALL {
+            let outcome = Outcome::not_started(Failure::new(failed, "x"), Duration::from_millis(5));
+            let text = render(&outcome, Format::OpenMetrics);
+            for reason in Reason::ALL {
+                let expected = u8::from(reason == failed);
+                let line = format!("probe_failure_reason{{reason=\"{reason}\"}} {expected}\n");
+                assert!(text.contains(&line), "missing {line:?} in\n{text}");
+            }
+            assert!(text.contains("probe_success 0\n"), "{text}");
+            assert!(text.ends_with("# EOF\n"), "{text}");
         }
-        assert!(text.contains("probe_success 0\n"), "{text}");
-        assert!(text.ends_with("# EOF\n"), "{text}");
     }
 }

@@ -1,8 +1,7 @@
 //! The series of scheduled targets on `/metrics`, written in chunks.
 //!
 //! With 100 000 targets this is about 3 million samples, so it is not
-//! built through prometheus-client's registry (a hash map lookup and label
-//! encoding per sample) nor held in memory whole.
+//! held in memory whole, and no label set is escaped per scrape.
 //! [`ScheduledExposition::next_chunk`] writes the families family by
 //! family, a bounded number of bytes at a time, so the HTTP body can stream
 //! while memory stays flat.
