@@ -659,14 +659,14 @@ def cmd_report(args):
                               *(s["vmrss_max_during"] for s in m["scrapes"])) if x is not None)
     prss_max = max([x for x in (steady["process_rss_max"], during["process_rss_max"]) if x is not None],
                    default=None)
-    limit = 200 * 2**20
-    ok_all &= row("resident memory max, VmRSS (window + scrapes)", mib(rss_max), "< 200 MiB",
+    limit = 150 * 2**20  # issue 9
+    ok_all &= row("resident memory max, VmRSS (window + scrapes)", mib(rss_max), "<= 150 MiB",
                   rss_max < limit)
     rows.append(("  VmRSS max steady / during scrapes",
                  f"{mib(steady['vmrss_max'])} / {mib(during['vmrss_max'])}", "", ""))
     if prss_max is not None:
         ok_all &= row("resident memory max, process_resident_memory_bytes", mib(prss_max),
-                      "< 200 MiB", prss_max < limit)
+                      "<= 150 MiB", prss_max < limit)
     for fmt in ("prometheus-text", "openmetrics"):
         runs = [s for s in m["scrapes"] if s["format"] == fmt]
         times = [s["time_total"] for s in runs if s["time_total"] is not None]
@@ -690,7 +690,7 @@ def cmd_report(args):
                      f"{ref_tokio['cpu_per_probe_us']:.2f} µs ({ref_tokio['probes_per_s']:.0f}/s; "
                      f"runs {runs(ref_tokio)} µs)", "(info)", ""))
     ratio = ours / ref["cpu_per_probe_us"] if ref["cpu_per_probe_us"] else float("inf")
-    ok_all &= row("CPU per probe ratio exporter / C", f"{ratio:.2f}x", "<= 2x", ratio <= 2.0)
+    ok_all &= row("CPU per probe ratio exporter / C", f"{ratio:.2f}x", "<= 1.3x", ratio <= 1.3)
     cov = m.get("coverage", {})
     if "targets_seen" in cov:
         good = cov["targets_seen"] == m["targets"] and cov["never_probed"] == 0
