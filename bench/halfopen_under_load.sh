@@ -38,27 +38,15 @@ set -Eeuo pipefail
 ROUNDS=${ROUNDS:-1}
 DURATION=${DURATION:-60s}
 CONNECTIONS=${CONNECTIONS:-2000}
-while getopts "r:d:c:h" opt; do
-    case $opt in
-        r) ROUNDS=$OPTARG ;;
-        d) DURATION=$OPTARG ;;
-        c) CONNECTIONS=$OPTARG ;;
-        h) sed -n '2,32p' "$0"; exit 0 ;;
-        *) exit 2 ;;
-    esac
-done
-[[ $ROUNDS =~ ^[1-9][0-9]*$ && $ROUNDS -le 20 ]] || { echo "ROUNDS must be 1..20" >&2; exit 2; }
-[[ $DURATION =~ ^[1-9][0-9]*s$ && ${DURATION%s} -le 600 ]] || { echo "DURATION must be seconds up to 600s, such as 60s" >&2; exit 2; }
-[[ $CONNECTIONS =~ ^[1-9][0-9]*$ ]] || { echo "CONNECTIONS must be a positive integer" >&2; exit 2; }
-DESIGNS=${VARIANTS:-default}
-OURS_ARGS=${OURS_ARGS:-}
-HOG_CPUS=${HOG_CPUS:-2}
-
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$BENCH_DIR/.." && pwd)
 HELPER="$BENCH_DIR/bench_helper.py"
 
 source "$BENCH_DIR/lib.sh"
+parse_load_flags 34 "$@"
+DESIGNS=${VARIANTS:-default}
+OURS_ARGS=${OURS_ARGS:-}
+HOG_CPUS=${HOG_CPUS:-2}
 
 [[ $(id -u) == 0 ]] || die "run as root: the script creates a network namespace"
 for tool in wrk stress-ng curl python3 cargo ip timeout; do

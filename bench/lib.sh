@@ -10,6 +10,29 @@ die() {
     exit 2
 }
 
+# parse_load_flags HELP_LAST_LINE "$@": the flags of the scripts that load
+# /probe with wrk for a while: -r ROUNDS (1..20), -d DURATION (whole
+# seconds up to 600s), -c CONNECTIONS, -h (prints the script's header, lines
+# 2..HELP_LAST_LINE). Sets ROUNDS, DURATION and CONNECTIONS, whose defaults
+# the caller sets first.
+parse_load_flags() {
+    local help_last_line=$1 opt OPTIND=1
+    shift
+    while getopts "r:d:c:h" opt; do
+        case $opt in
+            r) ROUNDS=$OPTARG ;;
+            d) DURATION=$OPTARG ;;
+            c) CONNECTIONS=$OPTARG ;;
+            h) sed -n "2,${help_last_line}p" "$0"; exit 0 ;;
+            *) exit 2 ;;
+        esac
+    done
+    [[ $ROUNDS =~ ^[1-9][0-9]*$ && $ROUNDS -le 20 ]] || die "ROUNDS must be 1..20"
+    [[ $DURATION =~ ^[1-9][0-9]*s$ && ${DURATION%s} -le 600 ]] ||
+        die "DURATION must be whole seconds up to 600s, such as 60s"
+    [[ $CONNECTIONS =~ ^[1-9][0-9]*$ ]] || die "CONNECTIONS must be a positive integer"
+}
+
 # start_counting_target HELPER PORT [NETNS [HOST]]: bench_helper.py's
 # accept-and-close listener on HOST:PORT (default 127.0.0.1), inside the
 # network namespace NETNS if given, which reports its accept count on

@@ -25,23 +25,12 @@ set -Eeuo pipefail
 ROUNDS=${ROUNDS:-1}
 DURATION=${DURATION:-30s}
 CONNECTIONS=${CONNECTIONS:-2000}
-while getopts "r:d:c:h" opt; do
-    case $opt in
-        r) ROUNDS=$OPTARG ;;
-        d) DURATION=$OPTARG ;;
-        c) CONNECTIONS=$OPTARG ;;
-        h) sed -n '2,22p' "$0"; exit 0 ;;
-        *) exit 2 ;;
-    esac
-done
-[[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || { echo "ROUNDS must be a positive integer" >&2; exit 2; }
-[[ $DURATION =~ ^[1-9][0-9]*s$ ]] || { echo "DURATION must be seconds, such as 30s" >&2; exit 2; }
-
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$BENCH_DIR/.." && pwd)
 HELPER="$BENCH_DIR/bench_helper.py"
 
 source "$BENCH_DIR/lib.sh"
+parse_load_flags 21 "$@"
 
 [[ $(id -u) == 0 ]] || die "run as root: the CPU hog needs nice -19"
 for tool in wrk stress-ng curl python3 cargo; do
