@@ -180,7 +180,9 @@ impl App {
             in_flight: self.runner.in_flight(),
             reload: &self.reload_status,
             schedule_lag: self.scheduler.schedule_lag().values(),
-            scheduled_targets: self.scheduler.targets().len(),
+            // The list this scrape writes, which a reload publishes just
+            // after the scheduler's own.
+            scheduled_targets: self.series.len(),
             process: &self.process,
         };
         let mut text = String::with_capacity(4096);

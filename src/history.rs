@@ -74,13 +74,7 @@ impl History {
     }
 
     /// Remembers one finished probe of `target` with module `module`.
-    pub(crate) fn record(
-        &self,
-        module: &Arc<str>,
-        target: Target,
-        outcome: &Outcome,
-        steps: Steps,
-    ) {
+    pub(crate) fn record(&self, module: &Arc<str>, target: Target, outcome: Outcome, steps: Steps) {
         if self.limit == 0 {
             return;
         }
@@ -96,7 +90,7 @@ impl History {
             finished_unix,
             module: Arc::clone(module),
             target,
-            failure: outcome.failure.clone(),
+            failure: outcome.failure,
             duration: outcome.duration.as_secs_f64(),
             steps,
         });
@@ -140,7 +134,7 @@ mod tests {
         let module: Arc<str> = Arc::from("m");
         for n in 1..=3 {
             let target = Target::parse(&format!("127.0.0.{n}:1")).unwrap();
-            history.record(&module, target, &outcome, Steps::default());
+            history.record(&module, target, outcome.clone(), Steps::default());
         }
         let ids = |(records, _): (Vec<ProbeRecord>, usize)| -> Vec<u64> {
             records.iter().map(|record| record.id).collect()

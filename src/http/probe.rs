@@ -83,7 +83,7 @@ pub(super) async fn handle(app: &App, request: &Request<Incoming>) -> HttpRespon
         )
     };
     app.history
-        .record(&module.name, probe_request.target, &outcome, steps);
+        .record(&module.name, probe_request.target, outcome, steps);
     response
 }
 

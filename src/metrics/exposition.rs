@@ -44,8 +44,7 @@ impl Format {
             accept.split(',').any(|choice| {
                 let mut parts = choice.split(';').map(str::trim);
                 let media = parts.next().unwrap_or_default();
-                let refused = parts.any(|param| param.replace(' ', "") == "q=0");
-                media.eq_ignore_ascii_case("application/openmetrics-text") && !refused
+                media.eq_ignore_ascii_case("application/openmetrics-text") && !parts.any(refuses)
             })
         });
         if wants_openmetrics {
@@ -70,6 +69,14 @@ impl Format {
             Self::PrometheusText => PROMETHEUS_TEXT_CONTENT_TYPE,
         }
     }
+}
+
+/// Whether an `Accept` parameter is a weight of zero (`q=0`, `q = 0.0`):
+/// the client refuses that media type.
+fn refuses(param: &str) -> bool {
+    param.split_once('=').is_some_and(|(name, weight)| {
+        name.trim().eq_ignore_ascii_case("q") && weight.trim().parse::<f64>() == Ok(0.0)
+    })
 }
 
 /// The type of a metric family.
@@ -252,9 +259,16 @@ mod tests {
         assert_eq!(Format::negotiate(Some(prometheus)), Format::OpenMetrics);
         assert_eq!(Format::negotiate(Some("*/*")), Format::PrometheusText);
         assert_eq!(Format::negotiate(None), Format::PrometheusText);
+        for refused in ["q=0", "q = 0", "Q=0.0", "q=0.000"] {
+            assert_eq!(
+                Format::negotiate(Some(&format!("application/openmetrics-text; {refused}"))),
+                Format::PrometheusText,
+                "{refused}"
+            );
+        }
         assert_eq!(
-            Format::negotiate(Some("application/openmetrics-text; q=0")),
-            Format::PrometheusText
+            Format::negotiate(Some("application/openmetrics-text; q=0.1")),
+            Format::OpenMetrics
         );
     }
 

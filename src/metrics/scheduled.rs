@@ -197,6 +197,15 @@ impl ScheduledSeries {
         *self.0.write().unwrap_or_else(PoisonError::into_inner) = (targets, labels);
     }
 
+    /// How many targets the list published now has.
+    pub(crate) fn len(&self) -> usize {
+        self.0
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .0
+            .len()
+    }
+
     /// The exposition of the list published now, in `format`.
     pub(crate) fn exposition(&self, format: Format) -> ScheduledExposition {
         let (targets, labels) = &*self.0.read().unwrap_or_else(PoisonError::into_inner);
