@@ -3,8 +3,9 @@
 //!
 //! Each probe runs as a task of its own, so a slow or dead target never
 //! delays another; one queue on the probe thread starts them when due
-//! (see [`queue`] for why not a task per target). Start times are spread over the interval by a stable hash of
-//! the target, so 10 000 targets at 10 s give 1 000 probes in every second
+//! (see [`queue`] for why not a task per target). Start times are spread
+//! over the interval by a stable hash of the target, so 10 000 targets at
+//! 10 s give 1 000 probes in every second
 //! rather than 10 000 at second 0. The hash also decides the shard under
 //! `--targets.shard=i/n`, so replicas split one list without talking.
 //!
