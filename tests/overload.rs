@@ -112,9 +112,9 @@ async fn a_probe_whose_client_left_frees_its_slot_at_once() {
         )
         .await
         .unwrap();
-    wait_for_in_flight(&exporter, 1.0).await;
+    exporter.wait_for_in_flight(1.0).await;
     drop(abandoned);
-    wait_for_in_flight(&exporter, 0.0).await;
+    exporter.wait_for_in_flight(0.0).await;
 
     let started = Instant::now();
     let body = exporter
@@ -127,21 +127,4 @@ async fn a_probe_whose_client_left_frees_its_slot_at_once() {
         "the slot was free: took {:?}",
         started.elapsed()
     );
-}
-
-/// Polls `synack_exporter_probes_in_flight` for up to 5 s.
-async fn wait_for_in_flight(exporter: &TestExporter, want: f64) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let metrics = exporter.get("/metrics").await.body;
-        let now = sample(&metrics, "synack_exporter_probes_in_flight");
-        if now == Some(want) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "probes in flight stayed {now:?}, want {want}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }

@@ -296,7 +296,7 @@ async fn over_the_in_flight_limit_a_probe_waits_then_fails_as_local() {
                 .body
         })
     };
-    wait_until_in_flight(&exporter, 1.0).await;
+    exporter.wait_for_in_flight(1.0).await;
     let timeout = Duration::from_millis(300);
     let body = exporter
         .get(&format!("/probe?target={target}&module=waiter&debug=true"))
@@ -321,22 +321,4 @@ async fn over_the_in_flight_limit_a_probe_waits_then_fails_as_local() {
         Some(1.0),
         "{busy}"
     );
-}
-
-/// Polls the exporter's `synack_exporter_probes_in_flight` every 10 ms
-/// for up to 5 s.
-async fn wait_until_in_flight(exporter: &TestExporter, want: f64) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        let metrics = exporter.get("/metrics").await.body;
-        let now = sample(&metrics, "synack_exporter_probes_in_flight");
-        if now == Some(want) {
-            return;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "probes in flight stayed {now:?}, want {want}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
 }

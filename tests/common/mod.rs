@@ -162,6 +162,24 @@ pub fn saturated_listener() -> SaturatedListener {
 }
 
 impl TestExporter {
+    /// Polls `synack_exporter_probes_in_flight` every 10 ms until it is
+    /// `want`; fails the test after 5 s.
+    pub async fn wait_for_in_flight(&self, want: f64) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let metrics = self.get("/metrics").await.body;
+            let now = sample(&metrics, "synack_exporter_probes_in_flight");
+            if now == Some(want) {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "probes in flight stayed {now:?}, want {want}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     /// Rewrites the config file and asks for a reload; returns the answer.
     pub async fn reload_with(&self, yaml: &str) -> Response {
         let path = self
