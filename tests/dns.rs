@@ -201,7 +201,7 @@ async fn probe(address: SocketAddr, target: &str, module: &str) -> Probed {
     let elapsed = started.elapsed();
     assert_eq!(response.status, 200, "{target}: {}", response.body);
     let body = response.body;
-    let reason = ["refused", "timeout", "unreachable", "dns", "local"]
+    let reason = ["refused", "timeout", "unreachable", "dns", "local", "check_failed"]
         .into_iter()
         .find(|reason| {
             sample(

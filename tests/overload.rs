@@ -18,7 +18,7 @@ fn one_slot() -> ExporterBuilder {
 }
 
 fn reason_of(body: &str) -> &'static str {
-    ["refused", "timeout", "unreachable", "dns", "local"]
+    ["refused", "timeout", "unreachable", "dns", "local", "check_failed"]
         .into_iter()
         .find(|reason| {
             sample(

@@ -303,6 +303,7 @@ async fn probes_of(exporter: &TestExporter, module: &str) -> f64 {
         "unreachable",
         "dns",
         "local",
+        "check_failed",
     ]
     .iter()
     .filter_map(|result| {

@@ -24,6 +24,7 @@ const REASON_LABELS: [&str; Reason::ALL.len()] = [
     "reason=\"unreachable\"",
     "reason=\"dns\"",
     "reason=\"local\"",
+    "reason=\"check_failed\"",
 ];
 
 /// The metrics of one probe in `format`, as a complete exposition.

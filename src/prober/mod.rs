@@ -40,16 +40,20 @@ pub enum Reason {
     Dns,
     /// The exporter's own resources failed (fds, ports, in-flight limit).
     Local,
+    /// The target was reached but the check said no: an `exec` command
+    /// exited non-zero or was killed by a signal.
+    CheckFailed,
 }
 
 impl Reason {
     /// Every reason, in the order series are exported.
-    pub const ALL: [Self; 5] = [
+    pub const ALL: [Self; 6] = [
         Self::Refused,
         Self::Timeout,
         Self::Unreachable,
         Self::Dns,
         Self::Local,
+        Self::CheckFailed,
     ];
 
     /// The label value used in metrics.
@@ -61,19 +65,21 @@ impl Reason {
             Self::Unreachable => "unreachable",
             Self::Dns => "dns",
             Self::Local => "local",
+            Self::CheckFailed => "check_failed",
         }
     }
 }
 
 /// The values of a `result` label: `success`, then every [`Reason`] in
 /// the order of [`Reason::ALL`]. [`result_index`] gives an outcome's place.
-pub(crate) const RESULTS: [&str; 6] = [
+pub(crate) const RESULTS: [&str; 7] = [
     "success",
     "refused",
     "timeout",
     "unreachable",
     "dns",
     "local",
+    "check_failed",
 ];
 
 /// Where `reason` (`None` for success) is in [`RESULTS`].
@@ -85,6 +91,7 @@ pub(crate) fn result_index(reason: Option<Reason>) -> usize {
         Some(Reason::Unreachable) => 3,
         Some(Reason::Dns) => 4,
         Some(Reason::Local) => 5,
+        Some(Reason::CheckFailed) => 6,
     }
 }
 
