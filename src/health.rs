@@ -11,13 +11,15 @@
 //! spread over half a second, or forty "concurrent" ones against a group
 //! that answers in a millisecond, used to cause up to forty rounds.
 //!
-//! An answer is reused only for the same module (name and settings) and
-//! members, so a reload that changes the group is never answered from the
-//! old one.
+//! A group's members may use different modules, say a half-open check of
+//! a port and an `exec` script that asks the service itself; each member
+//! is probed within its own module's timeout. An answer is reused only for
+//! the same members with the same modules (name and settings), so a reload
+//! that changes the group is never answered from the old one.
 
 #![forbid(unsafe_code)]
 
-use crate::config::{Config, Group, TargetSpec};
+use crate::config::{Config, Group, GroupMember};
 use crate::modules::{LoadedModule, Modules};
 use crate::prober::{Failure, Reason};
 use crate::runner::ProbeRunner;
@@ -32,7 +34,18 @@ use tokio::sync::OnceCell;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct GroupReport {
     /// Members that failed, with why, in config order.
-    pub(crate) failing: Vec<(Target, Failure)>,
+    pub(crate) failing: Vec<FailingMember>,
+}
+
+/// A member whose probe failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct FailingMember {
+    /// The member's module.
+    pub(crate) module: Arc<str>,
+    /// What it probed.
+    pub(crate) target: Target,
+    /// Why it failed.
+    pub(crate) failure: Failure,
 }
 
 impl GroupReport {
@@ -47,7 +60,7 @@ impl GroupReport {
 pub(crate) enum GroupAnswer {
     /// The config has no such group; these are the groups it has.
     Unknown(Vec<String>),
-    /// The group's module is not in force (validation rules this out).
+    /// A member's module is not in force (validation rules this out).
     UnknownModule(String),
     /// What probing the members found.
     Checked(Arc<GroupReport>),
@@ -62,19 +75,30 @@ pub(crate) struct LastAnswer {
     pub(crate) finished_unix: f64,
 }
 
+/// A member as a round probes it: its target and its module in force.
+#[derive(Debug)]
+struct RoundMember {
+    module: Arc<LoadedModule>,
+    target: Target,
+}
+
 /// One round of probes of a group, shared by every request that joins it.
 #[derive(Debug)]
 struct Round {
-    module: Arc<LoadedModule>,
-    members: Vec<Target>,
+    members: Vec<RoundMember>,
     report: OnceCell<Arc<GroupReport>>,
 }
 
 impl Round {
-    /// Whether this round checks what a request for `members` with
-    /// `module` asks for.
-    fn is_for(&self, module: &LoadedModule, members: &[TargetSpec]) -> bool {
-        self.module.same_as(module) && self.members.iter().eq(members.iter().map(|spec| &spec.0))
+    /// Whether this round checks what a request for `members`, whose
+    /// modules in force are `modules`, asks for.
+    fn is_for(&self, members: &[GroupMember], modules: &[Arc<LoadedModule>]) -> bool {
+        self.members.len() == members.len()
+            && self.members.iter().zip(members.iter().zip(modules)).all(
+                |(ours, (member, module))| {
+                    ours.target == member.target.0 && ours.module.same_as(module)
+                },
+            )
     }
 }
 
@@ -117,37 +141,50 @@ impl GroupChecker {
                 config.groups.keys().map(|group| group.0.clone()).collect(),
             );
         };
-        let Some(module) = modules.get(&group.module.value) else {
-            return GroupAnswer::UnknownModule(group.module.value.clone());
-        };
-        GroupAnswer::Checked(self.check(name, group, module, runner).await)
+        let mut member_modules = Vec::with_capacity(group.members.len());
+        for member in &group.members {
+            let Some(module) = modules.get(&member.module.value) else {
+                return GroupAnswer::UnknownModule(member.module.value.clone());
+            };
+            member_modules.push(Arc::clone(module));
+        }
+        GroupAnswer::Checked(self.check(name, group, member_modules, runner).await)
     }
 
     /// The group's last answer if younger than its `min_interval` and for
-    /// the same module and members, else that of the round under way,
-    /// else that of a new round.
+    /// the same members and modules, else that of the round under way,
+    /// else that of a new round. `modules` are the members' modules, in
+    /// member order.
     async fn check(
         &self,
         name: &str,
         group: &Group,
-        module: &Arc<LoadedModule>,
+        modules: Vec<Arc<LoadedModule>>,
         runner: &Arc<ProbeRunner>,
     ) -> Arc<GroupReport> {
         let round = {
             let mut groups = self.groups.lock().unwrap_or_else(PoisonError::into_inner);
             let state = groups.entry(name.to_owned()).or_default();
             if let Some(last) = &state.last
-                && last.round.is_for(module, &group.targets)
+                && last.round.is_for(&group.members, &modules)
                 && last.at.elapsed() < group.min_interval.0
             {
                 return Arc::clone(&last.report);
             }
             match &state.in_flight {
-                Some(round) if round.is_for(module, &group.targets) => Arc::clone(round),
+                Some(round) if round.is_for(&group.members, &modules) => Arc::clone(round),
                 _ => {
+                    let members = group
+                        .members
+                        .iter()
+                        .zip(modules)
+                        .map(|(member, module)| RoundMember {
+                            module,
+                            target: member.target.0.clone(),
+                        })
+                        .collect();
                     let round = Arc::new(Round {
-                        module: Arc::clone(module),
-                        members: group.targets.iter().map(|spec| spec.0.clone()).collect(),
+                        members,
                         report: OnceCell::new(),
                     });
                     state.in_flight = Some(Arc::clone(&round));
@@ -157,7 +194,7 @@ impl GroupChecker {
         };
         let report = round
             .report
-            .get_or_init(|| probe_members(&round.module, &round.members, runner))
+            .get_or_init(|| probe_members(&round.members, runner))
             .await
             .clone();
         // The first request to finish retires the round as the group's last
@@ -202,21 +239,22 @@ impl GroupChecker {
     }
 }
 
-/// Probes every member at once. A member whose probe task ended without an
-/// outcome (it panicked) counts as failed, never as up.
-async fn probe_members(
-    module: &Arc<LoadedModule>,
-    members: &[Target],
-    runner: &Arc<ProbeRunner>,
-) -> Arc<GroupReport> {
+/// Probes every member at once, each within its module's timeout. A
+/// member whose probe task ended without an outcome (it panicked) counts
+/// as failed, never as up.
+async fn probe_members(members: &[RoundMember], runner: &Arc<ProbeRunner>) -> Arc<GroupReport> {
     let mut probes = tokio::task::JoinSet::new();
     let mut index_of = HashMap::with_capacity(members.len());
     for (index, member) in members.iter().enumerate() {
-        let (runner, module, member) = (Arc::clone(runner), Arc::clone(module), member.clone());
+        let (runner, module, target) = (
+            Arc::clone(runner),
+            Arc::clone(&member.module),
+            member.target.clone(),
+        );
         let task = probes.spawn(async move {
             let timeout = module.module.timeout.0;
             runner
-                .run(&module, &member, timeout, &mut Trace::disabled())
+                .run(&module, &target, timeout, &mut Trace::disabled())
                 .await
                 .failure
         });
@@ -227,7 +265,13 @@ async fn probe_members(
         failing: members
             .iter()
             .zip(failures)
-            .filter_map(|(member, failure)| Some((member.clone(), failure?)))
+            .filter_map(|(member, failure)| {
+                Some(FailingMember {
+                    module: Arc::clone(&member.module.name),
+                    target: member.target.clone(),
+                    failure: failure?,
+                })
+            })
             .collect(),
     })
 }

@@ -246,7 +246,7 @@ async fn health_group_answers_200_503_404_and_head() {
     assert_eq!((response.status, response.body.as_str()), (200, "OK\n"));
     let response = exporter.get("/health/mixed").await;
     assert_eq!(response.status, 503);
-    assert_eq!(response.body, format!("{closed} refused\n"));
+    assert_eq!(response.body, format!("fast {closed} refused\n"));
     let response = exporter.get("/health/nope").await;
     assert_eq!(response.status, 404);
     assert!(
@@ -282,13 +282,51 @@ async fn concurrent_group_requests_share_one_round_of_probes() {
     assert!(
         answers
             .iter()
-            .all(|answer| *answer == (503, format!("{slow} timeout\n"))),
+            .all(|answer| *answer == (503, format!("grouped {slow} timeout\n"))),
         "{answers:?}"
     );
     assert_eq!(
         probes_of(&exporter, "grouped").await,
         2.0,
         "40 concurrent requests must cause one round of 2 probes"
+    );
+}
+
+/// A group mixing modules: each member is probed with its own module,
+/// within that module's timeout, all at once, and the 503 names module,
+/// target and reason of every failing member.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_mixes_modules_and_names_each_failing_member() {
+    let (_open, open) = open_listener();
+    let closed = closed_address();
+    let (silent_listener, other_silent_listener) =
+        (common::saturated_listener(), common::saturated_listener());
+    let (silent, other_silent) = (silent_listener.address, other_silent_listener.address);
+    let groups = format!(
+        "groups:\n  up:\n    members:\n      - {{module: fast, target: \"{open}\"}}\n      - {{module: tcp_connect, target: \"{open}\"}}\n\
+         \x20 mixed:\n    module: fast\n    targets: [\"{open}\", \"{silent}\"]\n    members:\n      - {{module: grouped, target: \"{silent}\"}}\n      - {{module: grouped, target: \"{other_silent}\"}}\n      - {{module: tcp_connect, target: \"{closed}\"}}\n"
+    );
+    let exporter = exporter_with_groups(&groups).await;
+    let response = exporter.get("/health/up").await;
+    assert_eq!((response.status, response.body.as_str()), (200, "OK\n"));
+
+    let started = Instant::now();
+    let response = exporter.get("/health/mixed").await;
+    let took = started.elapsed();
+    assert_eq!(response.status, 503, "{}", response.body);
+    assert_eq!(
+        response.body,
+        format!(
+            "fast {silent} timeout\ngrouped {silent} timeout\ngrouped {other_silent} timeout\ntcp_connect {closed} refused\n"
+        ),
+        "every failing member, in config order, with its module"
+    );
+    // fast times out after 300 ms and grouped after 1 s: one after the
+    // other the members would take 2.3 s, and with fast's timeout for all
+    // 0.3 s.
+    assert!(
+        took >= Duration::from_millis(950) && took < Duration::from_millis(1800),
+        "the members ran at once, each within its own module's timeout: {took:?}"
     );
 }
 
@@ -405,7 +443,7 @@ async fn a_group_answer_expires_after_min_interval_and_with_its_members() {
     let response = exporter.get("/health/edge").await;
     assert_eq!(
         (response.status, response.body),
-        (503, format!("{closed} refused\n"))
+        (503, format!("grouped {closed} refused\n"))
     );
     assert_eq!(probes_of(&exporter, "grouped").await, 3.0);
 }
@@ -684,7 +722,7 @@ async fn landing_page_links_its_own_port_shows_groups_and_marks_failures() {
         .unwrap();
     assert!(
         mixed_row.contains("<td class=\"down\">503, ")
-            && mixed_row.ends_with(&format!(" s ago: {closed} refused</td></tr>")),
+            && mixed_row.ends_with(&format!(" s ago: fast {closed} refused</td></tr>")),
         "the failing group's last answer names the member: {mixed_row}"
     );
     assert!(html.contains("<td class=\"up\">200 OK, "), "{html}");

@@ -37,7 +37,7 @@ mod duration;
 mod scheduled;
 
 pub use duration::PromDuration;
-pub use scheduled::{Group, GroupName, LabelName, MAX_SCHEDULED_TARGETS, TargetBlock, TargetSpec};
+pub use scheduled::{Group, GroupMember, GroupName, LabelName, MAX_SCHEDULED_TARGETS, TargetBlock};
 
 use serde::{Deserialize, Deserializer, Serialize};
 use std::cell::RefCell;

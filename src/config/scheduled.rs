@@ -15,7 +15,7 @@ use crate::target::Target;
 use serde::de::{SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_saphyr::Spanned;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::ops::RangeInclusive;
 use std::time::Duration;
@@ -69,19 +69,116 @@ pub struct TargetBlock {
     pub labels: BTreeMap<LabelName, String>,
 }
 
-/// A set of targets that `/health/<name>` checks together.
+/// A set of checks that `/health/<name>` answers for together: members,
+/// each a target probed with its own module, so that one answer can cover
+/// TCP ports and `exec` checks alike.
+///
+/// In the config a group lists `members:` (`{module, target}` each), or,
+/// as a shorthand for members that share a module, `module:` and
+/// `targets:`; both may be given, and the shorthand's members come first.
+/// `/config` shows the members.
 #[derive(Clone, Debug, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "GroupInConfig")]
 pub struct Group {
-    /// The module, a key of `modules:`.
-    pub module: Spanned<String>,
     /// How long one round's answer is given to every request, so that many
     /// load-balancer nodes asking cause one round of probes per interval.
-    #[serde(default = "default_min_interval", deserialize_with = "min_interval")]
     pub min_interval: PromDuration,
-    /// The members, `host:port`; see [`GROUP_MEMBERS_RANGE`].
-    #[serde(deserialize_with = "group_members")]
-    pub targets: Vec<TargetSpec>,
+    /// The members in config order; see [`GROUP_MEMBERS_RANGE`].
+    pub members: Vec<GroupMember>,
+    /// How many of `members` came from the `module:`/`targets:`
+    /// shorthand, to name the field an error is about.
+    #[serde(skip)]
+    from_shorthand: usize,
+}
+
+/// One check of a group: a target and the module that probes it.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupMember {
+    /// The module, a key of `modules:`.
+    pub module: Spanned<String>,
+    /// What it probes, `host:port`.
+    pub target: TargetSpec,
+}
+
+/// A group as written: either form, or both; see [`Group`].
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GroupInConfig {
+    module: Option<Spanned<String>>,
+    #[serde(default = "default_min_interval", deserialize_with = "min_interval")]
+    min_interval: PromDuration,
+    #[serde(default, deserialize_with = "some_group_list")]
+    targets: Option<Vec<TargetSpec>>,
+    #[serde(default, deserialize_with = "some_group_list")]
+    members: Option<Vec<GroupMember>>,
+}
+
+impl TryFrom<GroupInConfig> for Group {
+    type Error = String;
+
+    fn try_from(group: GroupInConfig) -> Result<Self, String> {
+        let shorthand = match (group.module, group.targets) {
+            (Some(module), Some(targets)) => targets
+                .into_iter()
+                .map(|target| GroupMember {
+                    module: module.clone(),
+                    target,
+                })
+                .collect(),
+            (None, None) => Vec::new(),
+            (Some(_), None) => {
+                return Err("`module:` needs `targets:`, the members it probes".to_owned());
+            }
+            (None, Some(_)) => {
+                return Err(
+                    "`targets:` needs `module:`, or list them under `members:` as {module, target}"
+                        .to_owned(),
+                );
+            }
+        };
+        let from_shorthand = shorthand.len();
+        let mut members = shorthand;
+        members.extend(group.members.unwrap_or_default());
+        let (least, most) = (*GROUP_MEMBERS_RANGE.start(), *GROUP_MEMBERS_RANGE.end());
+        if members.len() < least {
+            return Err(
+                "a group needs from 1 to 1000 members: list them under `members:` as {module, target}, or give `module:` and `targets:`"
+                    .to_owned(),
+            );
+        }
+        if members.len() > most {
+            return Err(group_size_error(&format!("{} members", members.len())));
+        }
+        let mut seen = HashSet::with_capacity(members.len());
+        for member in &members {
+            if !seen.insert((member.module.value.as_str(), &member.target.0)) {
+                return Err(format!(
+                    "member {} with module {:?} repeats; each check may appear once per group",
+                    member.target.0, member.module.value
+                ));
+            }
+        }
+        Ok(Self {
+            min_interval: group.min_interval,
+            members,
+            from_shorthand,
+        })
+    }
+}
+
+impl Group {
+    /// The dotted path of member `index`'s module, as the user wrote it.
+    fn module_field(&self, group: &str, index: usize) -> String {
+        if index < self.from_shorthand {
+            format!("groups.{group}.module")
+        } else {
+            format!(
+                "groups.{group}.members[{}].module",
+                index - self.from_shorthand
+            )
+        }
+    }
 }
 
 /// The bounds of a group's `min_interval`. Below 100 ms, forty load
@@ -131,41 +228,49 @@ fn rise_fall_in_range<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u32,
     Ok(count)
 }
 
-/// Reads a group's members and stops at the first one past the limit, so
-/// that a huge list is not kept in full only to be refused. serde-saphyr
-/// places the error at the start of the list.
-fn group_members<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<TargetSpec>, D::Error> {
-    struct Members;
+fn group_size_error(what: &str) -> String {
+    let (least, most) = (*GROUP_MEMBERS_RANGE.start(), *GROUP_MEMBERS_RANGE.end());
+    format!(
+        "{what}: a group has from {least} to {most} members; split a larger one into several groups"
+    )
+}
 
-    impl<'de> Visitor<'de> for Members {
-        type Value = Vec<TargetSpec>;
+/// Reads a group's `targets:` or `members:` and stops at the first one
+/// past the limit, so that a huge list is not kept in full only to be
+/// refused. serde-saphyr places the error at the start of the list. The
+/// least count is checked on the whole group, whose two lists add up.
+fn some_group_list<'de, D, T>(deserializer: D) -> Result<Option<Vec<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    struct Members<T>(std::marker::PhantomData<T>);
+
+    impl<'de, T: Deserialize<'de>> Visitor<'de> for Members<T> {
+        type Value = Vec<T>;
 
         fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("a list of host:port targets")
+            f.write_str("a list of group members")
         }
 
         fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-            let (least, most) = (*GROUP_MEMBERS_RANGE.start(), *GROUP_MEMBERS_RANGE.end());
-            let out_of_range = |what: &str| {
-                serde::de::Error::custom(format!(
-                    "{what}: a group has from {least} to {most} members; split a larger one into several groups"
-                ))
-            };
+            let most = *GROUP_MEMBERS_RANGE.end();
             let mut members = Vec::new();
             while let Some(member) = seq.next_element()? {
                 if members.len() == most {
-                    return Err(out_of_range(&format!("more than {most} members")));
+                    return Err(serde::de::Error::custom(group_size_error(&format!(
+                        "more than {most} members"
+                    ))));
                 }
                 members.push(member);
-            }
-            if members.len() < least {
-                return Err(out_of_range("no members"));
             }
             Ok(members)
         }
     }
 
-    deserializer.deserialize_seq(Members)
+    deserializer
+        .deserialize_seq(Members(std::marker::PhantomData))
+        .map(Some)
 }
 
 /// A target as written in the config, parsed with the same rules as `/probe`.
@@ -301,7 +406,9 @@ pub(super) fn validate<'a>(
         }
     }
     for (name, group) in groups {
-        check_module(&group.module, format!("groups.{}.module", name.0))?;
+        for (index, member) in group.members.iter().enumerate() {
+            check_module(&member.module, group.module_field(&name.0, index))?;
+        }
     }
     Ok(())
 }
@@ -408,6 +515,92 @@ mod tests {
     }
 
     #[test]
+    fn a_group_lists_members_of_any_module_or_the_shorthand_or_both() {
+        let yaml = format!(
+            "{MODULES}groups:\n  zk:\n    module: m\n    targets: [\"127.0.0.1:2181\"]\n    members:\n      - {{module: tcp_connect, target: \"127.0.0.1:2181\"}}\n      - {{module: m, target: \"[::1]:2182\"}}\n"
+        );
+        let members_of = |config: &Config| -> Vec<String> {
+            config
+                .groups
+                .values()
+                .next()
+                .unwrap()
+                .members
+                .iter()
+                .map(|member| format!("{} {}", member.module.value, member.target.0))
+                .collect()
+        };
+        let config = Config::parse("t.yml", &yaml).unwrap();
+        assert_eq!(
+            members_of(&config),
+            [
+                "m 127.0.0.1:2181",
+                "tcp_connect 127.0.0.1:2181",
+                "m [::1]:2182"
+            ],
+            "the shorthand's members first, then members:"
+        );
+        // /config shows the members, and that reads back the same.
+        let again = Config::parse("again", &config.to_yaml()).unwrap();
+        assert_eq!(members_of(&again), members_of(&config));
+    }
+
+    #[test]
+    fn a_group_without_members_or_with_half_a_shorthand_is_refused() {
+        for (rest, needle) in [
+            (
+                "groups:\n  web:\n    min_interval: 1s\n",
+                "a group needs from 1 to 1000 members",
+            ),
+            (
+                "groups:\n  web:\n    module: m\n",
+                "`module:` needs `targets:`",
+            ),
+            (
+                "groups:\n  web:\n    targets: [\"127.0.0.1:80\"]\n",
+                "`targets:` needs `module:`",
+            ),
+            (
+                "groups:\n  web:\n    members: []\n",
+                "a group needs from 1 to 1000 members",
+            ),
+            (
+                "groups:\n  web:\n    module: m\n    targets: [\"127.0.0.1:80\"]\n    members: [{module: m, target: \"127.0.0.1:80\"}]\n",
+                "member 127.0.0.1:80 with module \"m\" repeats",
+            ),
+            (
+                "groups:\n  web:\n    members: [{module: m, target: \"127.0.0.1:80\", timeout: 1s}]\n",
+                "unknown field `timeout`",
+            ),
+        ] {
+            let error = error_of(rest);
+            assert!(error.message.contains(needle), "{rest:?}: {error}");
+            assert!(error.position.is_some(), "{rest:?}: {error}");
+            assert!(
+                error
+                    .field
+                    .as_deref()
+                    .is_some_and(|field| field.starts_with("groups.web")),
+                "{rest:?}: {error}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_members_unknown_module_is_located_at_the_member() {
+        let error = error_of(
+            "groups:\n  zk:\n    members:\n      - {module: m, target: \"127.0.0.1:1\"}\n      - {module: nope, target: \"127.0.0.1:2\"}\n",
+        );
+        assert_eq!(
+            error.field.as_deref(),
+            Some("groups.zk.members[1].module"),
+            "{error}"
+        );
+        assert_eq!(error.position.map(|at| at.0), Some(8), "{error}");
+        assert!(error.message.contains("unknown module \"nope\""), "{error}");
+    }
+
+    #[test]
     fn a_target_repeated_within_a_module_is_an_error() {
         let error = error_of(
             "targets:\n  - module: m\n    targets: [\"127.0.0.1:80\"]\n  - module: m\n    interval: 5s\n    targets: [\"127.0.0.1:81\", \"127.0.0.1:80\"]\n",
@@ -479,7 +672,11 @@ mod tests {
             ),
             (block(&["fall: 0"]), "targets[0].fall", "from 1 to 100"),
             (block(&["fall: 101"]), "targets[0].fall", "from 1 to 100"),
-            (group(0), "groups.web.targets", "from 1 to 1000"),
+            (
+                group(0),
+                "groups.web",
+                "a group needs from 1 to 1000 members",
+            ),
             (group(1001), "groups.web.targets", "from 1 to 1000"),
         ] {
             let error = error_of(&rest);

@@ -1,5 +1,5 @@
-//! `GET /health/<group>`: 200 `OK` when every member accepts a handshake,
-//! 503 with one `target reason` line per failing member otherwise, 404 for
+//! `GET /health/<group>`: 200 `OK` when every member passes its check,
+//! 503 with one `module target reason` line per failing member otherwise, 404 for
 //! an unknown group. HEAD gets the same status without a body. What a
 //! group's answer is, and when it is reused, is [`crate::health`]'s job;
 //! this only writes it.
@@ -37,8 +37,12 @@ pub(super) async fn handle(app: &App, name: &str) -> HttpResponse {
         GroupAnswer::Checked(report) if report.all_up() => text(StatusCode::OK, "OK\n"),
         GroupAnswer::Checked(report) => {
             let mut body = String::new();
-            for (member, failure) in &report.failing {
-                let _ = writeln!(body, "{member} {}", failure.reason);
+            for member in &report.failing {
+                let _ = writeln!(
+                    body,
+                    "{} {} {}",
+                    member.module, member.target, member.failure.reason
+                );
             }
             text(StatusCode::SERVICE_UNAVAILABLE, &body)
         }

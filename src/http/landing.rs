@@ -15,7 +15,7 @@
 
 use super::{HttpResponse, Query, respond, text};
 use crate::app::App;
-use crate::config::{Config, builtin_modules};
+use crate::config::{Config, Group, builtin_modules};
 use crate::health::LastAnswer;
 use crate::history::ProbeRecord;
 use crate::scheduler::{ScheduledTarget, TargetState};
@@ -131,11 +131,22 @@ fn write_groups(html: &mut String, app: &App, config: &Config, now: f64) {
             html,
             "<tr><td><a href=\"/health/{0}\"><code>/health/{0}</code></a></td><td>{1}</td><td>{2}</td>{last}</tr>",
             escape(&name.0),
-            escape(&group.module.value),
-            group.targets.len()
+            escape(&group_modules(group)),
+            group.members.len()
         );
     }
     html.push_str("</table>\n");
+}
+
+/// A group's modules, each once, in the order members first use them.
+fn group_modules(group: &Group) -> String {
+    let mut names: Vec<&str> = Vec::new();
+    for member in &group.members {
+        if !names.contains(&member.module.value.as_str()) {
+            names.push(&member.module.value);
+        }
+    }
+    names.join(", ")
 }
 
 fn last_answer_cell(answer: &LastAnswer, now: f64) -> String {
@@ -147,7 +158,14 @@ fn last_answer_cell(answer: &LastAnswer, now: f64) -> String {
         .report
         .failing
         .iter()
-        .map(|(member, failure)| format!("{} {}", escape(&member.to_string()), failure.reason))
+        .map(|member| {
+            format!(
+                "{} {} {}",
+                escape(&member.module),
+                escape(&member.target.to_string()),
+                member.failure.reason
+            )
+        })
         .collect();
     format!(
         "<td class=\"down\">503, {when}: {}</td>",
