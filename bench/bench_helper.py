@@ -371,6 +371,8 @@ def cmd_report(args):
 
     ours = [r for r in records if r["kind"] == "ours"]
     bb = [r for r in records if r["kind"] == "blackbox"]
+    # BASELINE_REV's build, run alternately with the others.
+    before = [r for r in records if r["kind"] == "before"]
     # bench/halfopen_ref.c's JSON lines: the same probe's syscalls in a C loop.
     c_loop = load(args.reference) if args.reference else []
     print("All runs:")
@@ -433,6 +435,18 @@ def cmd_report(args):
         )
         print(f"  ratio ours per /probe / C loop per probe: {c_ratio:.2f}x")
         goals.append(("ours CPU per /probe <= 1.5x the C loop", c_ratio <= 1.5, f"{c_ratio:.2f}x"))
+    if before:
+        e_rps, e_cpu = med(before, "rps"), med_cpu(before, "cpu_exporter_s")
+        before_ratio = o_cpu / e_cpu if e_cpu else float("inf")
+        print(
+            f"  before (the baseline revision, {len(before)} runs): {e_rps:.0f} requests/s, "
+            f"{e_cpu:.1f} us exporter CPU per probe, p99 {med(before, 'p99_ms'):.3f} ms"
+        )
+        print(f"  ratio ours/before of median exporter CPU per probe: {before_ratio:.2f}x")
+        print(f"  ratio ours/before of median requests/s: {o_rps / e_rps if e_rps else float('inf'):.2f}x")
+        goals.append(
+            ("ours CPU per /probe <= 1.10x before's", before_ratio <= 1.10, f"{before_ratio:.2f}x")
+        )
     print()
     for goal, met, got in goals:
         print(f"{'ok     ' if met else 'NOT MET'} {goal}: {got}")

@@ -12,6 +12,10 @@
 #   -d DURATION     wrk -d of each measured run          default 10s (env DURATION)
 #   -w WARMUP       wrk -d of the warm-up before each    default 2s  (env WARMUP)
 #   env OURS_ARGS   extra flags for synack_exporter, e.g. "--probe.max-in-flight 64"
+#   env BASELINE_REV  a git revision (such as main~3) to build and run as a third
+#                   exporter, "before", alternated with the others in every round:
+#                   shows whether a change made /probe slower (goal: ours CPU per
+#                   probe <= 1.10x before's, medians of the same run)
 #   env KEEP_DIR=1  keep the work directory (configs, logs, raw wrk output)
 #
 # Exit status: 0 PASS, 1 FAIL (target not met), 2 setup or measurement error.
@@ -40,7 +44,7 @@ while getopts "r:c:t:d:w:h" opt; do
         t) THREADS=$OPTARG ;;
         d) DURATION=$OPTARG ;;
         w) WARMUP=$OPTARG ;;
-        h) sed -n '2,24p' "$0"; exit 0 ;;
+        h) sed -n '2,28p' "$0"; exit 0 ;;
         *) exit 2 ;;
     esac
 done
@@ -91,6 +95,20 @@ for line in open(sys.argv[1]):
 print(exe or "")' "$WORK/cargo.json")
 [[ -x $OURS_BIN ]] || die "cannot find the synack_exporter binary from cargo's output"
 
+BASELINE_REV=${BASELINE_REV:-}
+BEFORE_BIN=""
+if [[ -n $BASELINE_REV ]]; then
+    echo "== cargo build --release of $BASELINE_REV (the baseline, in $WORK/baseline)"
+    git -C "$ROOT" rev-parse --verify --quiet "$BASELINE_REV^{commit}" >/dev/null ||
+        die "BASELINE_REV=$BASELINE_REV is not a commit of $ROOT"
+    git -C "$ROOT" archive --format=tar --prefix=baseline/ "$BASELINE_REV" | tar -x -C "$WORK" ||
+        die "cannot export $BASELINE_REV"
+    (cd "$WORK/baseline" && timeout 1800 cargo build --release --quiet) ||
+        die "cargo build --release of $BASELINE_REV failed"
+    BEFORE_BIN="$WORK/baseline/target/release/synack_exporter"
+    [[ -x $BEFORE_BIN ]] || die "no binary at $BEFORE_BIN"
+fi
+
 REF="$WORK/halfopen_ref"
 gcc -O2 -Wall -o "$REF" "$BENCH_DIR/halfopen_ref.c" || die "gcc -O2 bench/halfopen_ref.c failed"
 REF_PROBES=${REF_PROBES:-200000}
@@ -100,8 +118,12 @@ freeport() { python3 "$HELPER" freeport; }
 TARGET_PORT=$(freeport)
 OURS_PORT=$(freeport)
 BB_PORT=$(freeport)
+BEFORE_PORT=$(freeport)
+while [[ $BEFORE_PORT == "$TARGET_PORT" || $BEFORE_PORT == "$OURS_PORT" ]]; do BEFORE_PORT=$(freeport); done
 while [[ $OURS_PORT == "$TARGET_PORT" ]]; do OURS_PORT=$(freeport); done
-while [[ $BB_PORT == "$TARGET_PORT" || $BB_PORT == "$OURS_PORT" ]]; do BB_PORT=$(freeport); done
+while [[ $BB_PORT == "$TARGET_PORT" || $BB_PORT == "$OURS_PORT" || $BB_PORT == "$BEFORE_PORT" ]]; do
+    BB_PORT=$(freeport)
+done
 
 # wait_http NAME PID URL: until URL answers 200, the process dies, or 15 s pass.
 wait_http() {
@@ -129,6 +151,14 @@ echo "== ours: $OURS_BIN --web.listen-address 127.0.0.1:$OURS_PORT ${OURS_ARGS}"
 OURS_PID=$!
 PIDS+=("$OURS_PID")
 wait_http ours "$OURS_PID" "http://127.0.0.1:$OURS_PORT/-/healthy"
+if [[ -n $BEFORE_BIN ]]; then
+    echo "== before ($BASELINE_REV): $BEFORE_BIN --web.listen-address 127.0.0.1:$BEFORE_PORT ${OURS_ARGS}"
+    # shellcheck disable=SC2086  # OURS_ARGS is a list of flags
+    "$BEFORE_BIN" --web.listen-address "127.0.0.1:$BEFORE_PORT" $OURS_ARGS >"$WORK/before.log" 2>&1 &
+    BEFORE_PID=$!
+    PIDS+=("$BEFORE_PID")
+    wait_http before "$BEFORE_PID" "http://127.0.0.1:$BEFORE_PORT/-/healthy"
+fi
 
 # ---------------------------------------------------------------- blackbox
 cat >"$WORK/blackbox.yml" <<'EOF'
@@ -148,6 +178,7 @@ wait_http blackbox "$BB_PID" "http://127.0.0.1:$BB_PORT/-/healthy"
 
 OURS_URL="http://127.0.0.1:$OURS_PORT/probe?target=127.0.0.1:$TARGET_PORT&module=tcp_halfopen"
 BB_URL="http://127.0.0.1:$BB_PORT/probe?target=127.0.0.1:$TARGET_PORT&module=tcp_connect"
+BEFORE_URL="http://127.0.0.1:$BEFORE_PORT/probe?target=127.0.0.1:$TARGET_PORT&module=tcp_halfopen"
 WRK_OURS="wrk -t$THREADS -c$CONNECTIONS -d$DURATION --latency '$OURS_URL'"
 WRK_BB="wrk -t$THREADS -c$CONNECTIONS -d$DURATION --latency '$BB_URL'"
 
@@ -171,10 +202,11 @@ $body"
     fi
 }
 
-# run_one KIND ROUND URL PID
+# run_one KIND ROUND URL PID [METRICS_PORT]: METRICS_PORT is the synack_exporter
+# whose /metrics counts the probes (ours by default).
 run_one() {
     local kind=$1 round=$2 url=$3 pid=$4
-    local metrics="http://127.0.0.1:$OURS_PORT/metrics"
+    local metrics="http://127.0.0.1:${5:-$OURS_PORT}/metrics"
     local common=(--kind "$kind" --round "$round" --url "$url" --threads "$THREADS"
         --connections "$CONNECTIONS" --duration "$DURATION" --wrk-timeout 300)
     kill -0 "$pid" 2>/dev/null || die "$kind (pid $pid) is not running"
@@ -195,12 +227,18 @@ for round in $(seq "$ROUNDS"); do
     sleep 1
     run_one blackbox "$round" "$BB_URL" "$BB_PID"
     sleep 1
+    if [[ -n $BEFORE_BIN ]]; then
+        run_one before "$round" "$BEFORE_URL" "$BEFORE_PID" "$BEFORE_PORT"
+        sleep 1
+    fi
     # One target, 127.1.0.1 on the open port; bounded to 60 s.
     timeout 120 "$REF" "$REF_PROBES" 1 "$TARGET_PORT" "$TARGET_PORT" 60 >"$WORK/r$round-c.json" ||
         die "the C loop failed: $(cat "$WORK/r$round-c.json")"
     echo "-- round $round C loop: $(cat "$WORK/r$round-c.json")"
     sleep 1
-    python3 "$HELPER" report --round-only "$WORK/r$round-ours.json" "$WORK/r$round-blackbox.json"
+    round_records=("$WORK/r$round-ours.json" "$WORK/r$round-blackbox.json")
+    [[ -z $BEFORE_BIN ]] || round_records+=("$WORK/r$round-before.json")
+    python3 "$HELPER" report --round-only "${round_records[@]}"
     echo
 done
 
@@ -217,6 +255,7 @@ records=()
 references=()
 for round in $(seq "$ROUNDS"); do
     records+=("$WORK/r$round-ours.json" "$WORK/r$round-blackbox.json")
+    [[ -z $BEFORE_BIN ]] || records+=("$WORK/r$round-before.json")
     references+=(--reference "$WORK/r$round-c.json")
 done
 set +e
