@@ -120,7 +120,7 @@ fn write_groups(html: &mut String, app: &App, config: &Config, now: f64) {
         return;
     }
     html.push_str(
-        "<table><tr><th>group</th><th>module</th><th>members</th><th>last answer</th></tr>\n",
+        "<table><tr><th>group</th><th>modules</th><th>members</th><th>last answer</th></tr>\n",
     );
     for (name, group) in &config.groups {
         let last = app.groups.last_answer(&name.0).map_or_else(
