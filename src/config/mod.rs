@@ -149,18 +149,18 @@ pub struct TcpOptions {
     /// Local address to bind before connecting.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_ip_address: Option<IpAddr>,
-    /// Handshakes per probe, one after another; see [`ATTEMPTS_RANGE`].
+    /// Handshakes per probe, one after another: 1 (the default) to 100.
     /// The probe succeeds when at least one does.
     #[serde(default = "default_attempts", deserialize_with = "attempts_in_range")]
     pub attempts: u32,
-    /// From the start of one attempt to the start of the next; see
-    /// [`ATTEMPT_INTERVAL_RANGE`].
+    /// From the start of one attempt to the start of the next: 10 ms to
+    /// 1 minute, 100 ms by default.
     #[serde(
         default = "default_attempt_interval",
         deserialize_with = "attempt_interval_in_range"
     )]
     pub attempt_interval: PromDuration,
-    /// One attempt's own deadline, within [`TIMEOUT_RANGE`]; see
+    /// One attempt's own deadline, 1 ms to 2 minutes; see
     /// [`attempt_deadline`](Self::attempt_deadline) for the default.
     #[serde(
         default,
