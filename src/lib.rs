@@ -71,7 +71,7 @@ mod trace;
 pub use config::{ConfigError, IpProtocol, Module, ProberKind, PromDuration, TcpOptions};
 pub use exporter::{Exporter, ExporterBuilder};
 pub use http::ListenAddress;
-pub use prober::{Failure, Outcome, Reason};
+pub use prober::{Failure, HandshakeStats, Outcome, Reason};
 pub use scheduler::Shard;
 pub use target::{Host, Target, TargetError};
 

@@ -54,6 +54,17 @@ pub(crate) enum Step {
     ConnectFailed { address: SocketAddr, errno: i32 },
     /// No answer came before the deadline.
     NoAnswer(SocketAddr),
+    /// One of several attempts ended with `result` (`success` or the
+    /// failure reason), `latency` after its connect.
+    Attempt {
+        number: u32,
+        of: u32,
+        result: &'static str,
+        latency: Duration,
+    },
+    /// Attempts `from` to `of` were not started: they could not have
+    /// ended before the deadline.
+    AttemptsCut { from: u32, of: u32 },
     /// The probe succeeded after this long.
     Succeeded(Duration),
     /// The probe failed; the failure itself is given to [`Steps::render`].
@@ -202,6 +213,20 @@ impl Display for Line<'_> {
                 std::io::Error::from_raw_os_error(*errno)
             ),
             Step::NoAnswer(address) => write!(f, "no answer from {address} before the deadline"),
+            Step::Attempt {
+                number,
+                of,
+                result,
+                latency,
+            } => write!(
+                f,
+                "attempt {number}/{of}: {result} after {:.6}s",
+                latency.as_secs_f64()
+            ),
+            Step::AttemptsCut { from, of } => write!(
+                f,
+                "attempts {from} to {of} not started: they could not end before the deadline"
+            ),
             Step::Succeeded(duration) => {
                 write!(f, "probe succeeded in {:.6}s", duration.as_secs_f64())
             }

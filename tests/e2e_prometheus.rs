@@ -132,6 +132,8 @@ fn dashboard_is_importable_and_uses_the_datasource_variable() {
         "synack_exporter_config_last_reload_successful",
         "synack_exporter_schedule_lag_seconds",
         "result=\"local\"",
+        "probe_attempts_failed_total",
+        "sum_over_time(probe_attempts_failed{",
     ] {
         assert!(
             exprs.iter().any(|expr| expr.contains(needle)),
@@ -333,6 +335,16 @@ impl Chain {
             "SynackTargetRefusing",
             "SynackTargetDown",
             &ALL_JOBS,
+            |alert| names(alert, closed),
+            &mut failures,
+        );
+        // Every attempt to the closed port fails: lost, and muted as down.
+        // /probe reports attempts for the module with several (tcp_connect).
+        check_inhibited(
+            self.alertmanager.address,
+            "SynackPacketLoss",
+            "SynackTargetDown",
+            &[JOB_PROBE_FILE_SD, JOB_EXPORTER],
             |alert| names(alert, closed),
             &mut failures,
         );

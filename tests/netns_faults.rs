@@ -42,10 +42,8 @@
 
 mod common;
 
-use common::run_bounded;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener};
-use std::process::Command;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 use synack_exporter::{Module, Outcome, ProberKind, Reason, TargetError};
 
 /// Set by the parent for the re-executed binary: "you are inside the namespace".
@@ -101,9 +99,6 @@ const ANSWER_TIMEOUT: Duration = Duration::from_secs(4);
 /// How long the whole child run may take before the parent kills it.
 const CHILD_LIMIT: Duration = Duration::from_secs(60);
 
-/// How long one `ip` or `nft` command may take.
-const COMMAND_LIMIT: Duration = Duration::from_secs(20);
-
 /// The parent: checks prerequisites, builds the namespace and its rules,
 /// runs the child test inside it and reports what the child printed.
 #[test]
@@ -112,71 +107,14 @@ fn netns_faults_are_classified() {
         // Already inside the namespace: only the child test has work here.
         return;
     }
-    if let Err(missing) = prerequisites() {
-        common::skip_or_fail(&missing);
-        return;
-    }
-    let name = namespace_name();
-    let added = run_bounded(
-        Command::new("ip").args(["netns", "add", &name]),
-        None,
-        COMMAND_LIMIT,
-    );
-    match added {
-        Ok(result) if result.status.success() => {}
-        Ok(result) => {
-            common::skip_or_fail(&format!(
-                "`ip netns add {name}` failed ({}): {}",
-                result.status,
-                result.stderr.trim()
-            ));
-            return;
-        }
-        Err(error) => {
-            common::skip_or_fail(&format!("cannot run `ip netns add {name}`: {error}"));
-            return;
-        }
-    }
-    let _namespace = NamespaceGuard { name: name.clone() };
-
-    run_checked(
-        Command::new("ip").args(["netns", "exec", &name, "ip", "link", "set", "lo", "up"]),
-        None,
-    );
-    run_checked(
-        Command::new("ip").args(["netns", "exec", &name, "nft", "-f", "-"]),
-        Some(RULESET),
-    );
-
-    let exe = std::env::current_exe().expect("path of the running test binary");
-    let started = Instant::now();
-    let child = run_bounded(
-        Command::new("ip")
-            .args(["netns", "exec", &name])
-            .arg(&exe)
-            .args(["--exact", CHILD_TEST, "--nocapture", "--test-threads=1"])
-            .env(CHILD_ENV, "1"),
-        None,
-        CHILD_LIMIT,
-    )
-    .unwrap_or_else(|error| panic!("cannot run the child test in namespace {name}: {error}"));
-    let transcript = format!(
-        "child {} after {:.3}s\n--- child stdout ---\n{}\n--- child stderr ---\n{}",
-        child.status,
-        started.elapsed().as_secs_f64(),
-        child.stdout,
-        child.stderr
-    );
-    // Shown with --nocapture, and by libtest whenever an assertion fails.
-    eprintln!("{transcript}");
-    assert!(
-        child.status.success(),
-        "the child test failed inside namespace {name}:\n{transcript}"
-    );
-    assert!(
-        child.stdout.contains("1 passed") && child.stdout.contains(CHILD_DONE_MARKER),
-        "the child exited 0 but did not run its cases (test renamed?):\n{transcript}"
-    );
+    common::netns::run_child_in_new_namespace(&common::netns::Child {
+        prefix: "synack-faults",
+        ruleset: RULESET,
+        env: CHILD_ENV,
+        test: CHILD_TEST,
+        done_marker: CHILD_DONE_MARKER,
+        limit: CHILD_LIMIT,
+    });
 }
 
 /// The child: probes every fault on 127.0.0.1 and ::1 with both probers
@@ -186,7 +124,7 @@ fn netns_child_probes_every_fault() {
     if std::env::var_os(CHILD_ENV).is_none() {
         return;
     }
-    assert_only_loopback();
+    common::netns::assert_only_loopback(CHILD_ENV);
     println!(); // libtest has printed "test NAME ... " without a newline
     // Kept open until every probe is done; never accepted from, which is
     // fine: the kernel completes handshakes into the backlog by itself.
@@ -404,113 +342,4 @@ impl Case {
         }
         None
     }
-}
-
-/// Refuses to probe unless this process is in a namespace whose only
-/// interface is `lo`: the rules and probes are meant for a private
-/// loopback, never for the host's network.
-fn assert_only_loopback() {
-    // /proc/self/net shows the network namespace of this process.
-    let dev = std::fs::read_to_string("/proc/self/net/dev").expect("read /proc/self/net/dev");
-    let interfaces: Vec<&str> = dev
-        .lines()
-        .skip(2)
-        .filter_map(|line| line.split_once(':'))
-        .map(|(name, _)| name.trim())
-        .collect();
-    assert_eq!(
-        interfaces,
-        ["lo"],
-        "{CHILD_ENV} is set but this is not the test's namespace (only `lo` expected); refusing to probe"
-    );
-}
-
-/// Root, `ip` and `nft`; `Err` names what is missing.
-fn prerequisites() -> Result<(), String> {
-    if !running_as_root() {
-        return Err("not running as root (network namespaces and nftables need it)".to_owned());
-    }
-    for (tool, version_flag) in [("ip", "-V"), ("nft", "--version")] {
-        match run_bounded(Command::new(tool).arg(version_flag), None, COMMAND_LIMIT) {
-            Ok(result) if result.status.success() => {}
-            Ok(result) => {
-                return Err(format!(
-                    "`{tool} {version_flag}` failed ({}): {}",
-                    result.status,
-                    result.stderr.trim()
-                ));
-            }
-            Err(error) => return Err(format!("`{tool}` is not available: {error}")),
-        }
-    }
-    Ok(())
-}
-
-/// Whether the effective uid is 0, read from /proc, else from `id -u`.
-fn running_as_root() -> bool {
-    let from_proc = std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            let uids = status.lines().find_map(|line| line.strip_prefix("Uid:"))?;
-            // real, effective, saved, filesystem
-            Some(uids.split_whitespace().nth(1) == Some("0"))
-        });
-    if let Some(root) = from_proc {
-        return root;
-    }
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|output| String::from_utf8_lossy(&output.stdout).trim() == "0")
-}
-
-/// A name no other run uses: the pid, plus the clock in case a pid is
-/// reused after a run that was killed before it could clean up.
-fn namespace_name() -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.subsec_nanos());
-    format!("synack-faults-{}-{nanos}", std::process::id())
-}
-
-/// Deletes the namespace on drop, so that it goes away (with its rules and
-/// sockets) even when an assertion fails first.
-struct NamespaceGuard {
-    name: String,
-}
-
-impl Drop for NamespaceGuard {
-    fn drop(&mut self) {
-        let deleted = run_bounded(
-            Command::new("ip").args(["netns", "delete", &self.name]),
-            None,
-            COMMAND_LIMIT,
-        );
-        match deleted {
-            Ok(result) if result.status.success() => {}
-            Ok(result) => eprintln!(
-                "warning: `ip netns delete {}` failed ({}): {}",
-                self.name,
-                result.status,
-                result.stderr.trim()
-            ),
-            Err(error) => eprintln!("warning: cannot delete namespace {}: {error}", self.name),
-        }
-    }
-}
-
-/// Runs a setup command that must succeed, or fails the test with its
-/// output. The namespace exists by now, so a failure here is a real
-/// problem (such as a kernel without nf_tables), not a missing tool.
-fn run_checked(command: &mut Command, stdin: Option<&str>) {
-    let shown = format!("{command:?}");
-    let result = run_bounded(command, stdin, COMMAND_LIMIT)
-        .unwrap_or_else(|error| panic!("cannot run {shown}: {error}"));
-    assert!(
-        result.status.success(),
-        "{shown} failed ({}):\n{}{}",
-        result.status,
-        result.stdout,
-        result.stderr
-    );
 }

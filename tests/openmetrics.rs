@@ -90,6 +90,7 @@ async fn probe_and_metrics_pages_parse_as_openmetrics_and_as_text() {
     // Scheduled targets with a label value that needs every escape.
     let config = format!(
         "modules:\n  tcp_halfopen:\n    prober: tcp_halfopen\n  tcp_connect:\n    prober: tcp_connect\n\
+         \x20 ping:\n    prober: tcp_halfopen\n    tcp: {{attempts: 3, attempt_interval: 10ms}}\n\
          targets:\n  - module: tcp_halfopen\n    interval: 1s\n    targets: [\"{open}\", \"127.0.0.1:1\"]\n\
          \x20   labels: {{note: \"quote \\\" backslash \\\\ newline \\n end\"}}\n"
     );
@@ -98,6 +99,7 @@ async fn probe_and_metrics_pages_parse_as_openmetrics_and_as_text() {
     let dir = common::TempDir::new("openmetrics");
     let pages = [
         ("probe_success", format!("/probe?target={open}")),
+        ("probe_ping", format!("/probe?target={open}&module=ping")),
         (
             "probe_refused",
             "/probe?target=127.0.0.1:1&module=tcp_connect".to_owned(),
@@ -140,6 +142,14 @@ async fn probe_and_metrics_pages_parse_as_openmetrics_and_as_text() {
         "{report}"
     );
     assert!(report.contains("synack_exporter_build info"), "{report}");
+    // Attempts: gauges on /probe, counters of scheduled targets.
+    assert!(report.contains("probe_attempts_failed gauge"), "{report}");
+    assert!(
+        report.contains("probe_tcp_handshake_stddev_seconds gauge"),
+        "{report}"
+    );
+    assert!(report.contains("probe_attempts_failed counter"), "{report}");
+    assert!(report.contains("probe_attempts counter"), "{report}");
     assert!(
         report.contains("('probe_failure_reason', {'reason': 'refused'}, 1)"),
         "{report}"

@@ -20,7 +20,8 @@
 //! states them: a config is often generated, and a generator's slip (a
 //! timeout of 584 million years, a 1 ms interval, a module named `""`)
 //! should stop at `--config.check`, not become a busy or stuck exporter.
-//! The bounds are [`TIMEOUT_RANGE`], [`scheduled::INTERVAL_RANGE`],
+//! The bounds are [`TIMEOUT_RANGE`], [`ATTEMPTS_RANGE`],
+//! [`ATTEMPT_INTERVAL_RANGE`], [`scheduled::INTERVAL_RANGE`],
 //! [`scheduled::RISE_FALL_RANGE`], [`scheduled::GROUP_MEMBERS_RANGE`],
 //! [`MAX_SCHEDULED_TARGETS`] and [`MAX_CONFIG_BYTES`]; module and group
 //! names use letters, digits, `-`, `_` and `.` only. YAML tags that
@@ -63,6 +64,19 @@ pub const MAX_CONFIG_BYTES: u64 = 64 * 1024 * 1024;
 pub const TIMEOUT_RANGE: RangeInclusive<Duration> =
     Duration::from_millis(1)..=Duration::from_secs(120);
 
+/// The fewest and most handshakes of one probe (`tcp.attempts`). A
+/// hundred is ping's `-c 100`: enough for a loss ratio in percent from a
+/// single probe; more would belong to a longer-running tool than a probe
+/// that a scrape waits for.
+pub const ATTEMPTS_RANGE: RangeInclusive<u32> = 1..=100;
+
+/// The shortest and longest `tcp.attempt_interval`. Under 10 ms one probe
+/// would send over 100 SYNs a second to its target, a flood rather than a
+/// check (ping itself refuses under 200 ms to ordinary users); a minute is
+/// already more than most scrape timeouts allow for two attempts.
+pub const ATTEMPT_INTERVAL_RANGE: RangeInclusive<Duration> =
+    Duration::from_millis(10)..=Duration::from_secs(60);
+
 /// The configuration used when no `--config.file` is given.
 pub const EMBEDDED_DEFAULT_YAML: &str = include_str!("default.yml");
 
@@ -96,7 +110,7 @@ pub struct Module {
     #[serde(default = "default_timeout", deserialize_with = "timeout_in_range")]
     pub timeout: PromDuration,
     /// Options of the TCP probers.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "tcp_block")]
     pub tcp: TcpOptions,
 }
 
@@ -135,6 +149,33 @@ pub struct TcpOptions {
     /// Local address to bind before connecting.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_ip_address: Option<IpAddr>,
+    /// Handshakes per probe, one after another: 1 (the default) to 100.
+    /// The probe succeeds when at least one does.
+    #[serde(default = "default_attempts", deserialize_with = "attempts_in_range")]
+    pub attempts: u32,
+    /// From the start of one attempt to the start of the next: 10 ms to
+    /// 1 minute, 100 ms by default.
+    #[serde(
+        default = "default_attempt_interval",
+        deserialize_with = "attempt_interval_in_range"
+    )]
+    pub attempt_interval: PromDuration,
+    /// One attempt's own deadline, 1 ms to 2 minutes; see
+    /// [`attempt_deadline`](Self::attempt_deadline) for the default.
+    #[serde(
+        default,
+        deserialize_with = "attempt_timeout_in_range",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub attempt_timeout: Option<PromDuration>,
+    /// Whether the attempts stop at the first success (true, the default:
+    /// retries) or all run whatever they find (false: a TCP ping).
+    #[serde(default = "default_true")]
+    pub stop_on_success: bool,
+    /// Where the `tcp:` block was written, for the errors of the checks
+    /// that relate its values to the module's timeout.
+    #[serde(skip)]
+    pub(crate) written_at: WrittenAt,
 }
 
 impl Default for TcpOptions {
@@ -143,9 +184,73 @@ impl Default for TcpOptions {
             preferred_ip_protocol: IpProtocol::default(),
             ip_protocol_fallback: true,
             source_ip_address: None,
+            attempts: default_attempts(),
+            attempt_interval: default_attempt_interval(),
+            attempt_timeout: None,
+            stop_on_success: true,
+            written_at: WrittenAt::default(),
         }
     }
 }
+
+impl TcpOptions {
+    /// How long one attempt may wait for its answer: `attempt_timeout`
+    /// when set, else `attempt_interval` when there are several attempts.
+    /// `None` for a single attempt without `attempt_timeout`: it has the
+    /// whole probe's deadline, as before attempts existed.
+    #[must_use]
+    pub fn attempt_deadline(&self) -> Option<Duration> {
+        match self.attempt_timeout {
+            Some(timeout) => Some(timeout.0),
+            None if self.attempts > 1 => Some(self.attempt_interval.0),
+            None => None,
+        }
+    }
+
+    /// Refuses attempts that overlap or that cannot all end within
+    /// `timeout`: `(attempts − 1) × attempt_interval + attempt_timeout`.
+    fn check_attempts_fit(&self, timeout: Duration) -> Result<(), String> {
+        let Some(each) = self.attempt_deadline() else {
+            return Ok(());
+        };
+        let interval = self.attempt_interval;
+        if self.attempts > 1 && each > interval.0 {
+            return Err(format!(
+                "attempt_timeout {} is longer than attempt_interval {interval}, so attempts would overlap: \
+                 make attempt_timeout at most attempt_interval",
+                PromDuration(each)
+            ));
+        }
+        let last_end = interval.0 * (self.attempts - 1) + each;
+        if last_end > timeout {
+            return Err(format!(
+                "the last of {} attempts would end {} after the probe starts ((attempts - 1) x attempt_interval + \
+                 attempt_timeout = {} x {interval} + {}), after the module's timeout {}: \
+                 lower attempts, attempt_interval or attempt_timeout, or raise timeout",
+                self.attempts,
+                PromDuration(last_end),
+                self.attempts - 1,
+                PromDuration(each),
+                PromDuration(timeout),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Where a value was written in the config file, if it came from one.
+/// Not part of the value: any two compare equal, so that a module moved
+/// within the file is still the same module across a reload.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct WrittenAt(Option<serde_saphyr::Location>);
+
+impl PartialEq for WrittenAt {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for WrittenAt {}
 
 /// An IP version, spelled `ip4` or `ip6` as in blackbox_exporter.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Deserialize, Serialize)]
@@ -196,6 +301,50 @@ fn default_timeout() -> PromDuration {
 
 fn default_true() -> bool {
     true
+}
+
+fn default_attempts() -> u32 {
+    1
+}
+
+fn default_attempt_interval() -> PromDuration {
+    PromDuration(Duration::from_millis(100))
+}
+
+/// A `tcp:` block, remembering where it was written.
+fn tcp_block<'de, D: Deserializer<'de>>(deserializer: D) -> Result<TcpOptions, D::Error> {
+    let block = serde_saphyr::Spanned::<TcpOptions>::deserialize(deserializer)?;
+    let mut options = block.value;
+    options.written_at = WrittenAt(Some(block.referenced));
+    Ok(options)
+}
+
+fn attempts_in_range<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u32, D::Error> {
+    let attempts = u32::deserialize(deserializer)?;
+    if ATTEMPTS_RANGE.contains(&attempts) {
+        return Ok(attempts);
+    }
+    Err(serde::de::Error::custom(format!(
+        "{attempts} is out of range: use a count from {} to {}",
+        ATTEMPTS_RANGE.start(),
+        ATTEMPTS_RANGE.end()
+    )))
+}
+
+fn attempt_interval_in_range<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<PromDuration, D::Error> {
+    PromDuration::deserialize_within(
+        deserializer,
+        ATTEMPT_INTERVAL_RANGE,
+        "; shorter floods the target with SYNs",
+    )
+}
+
+fn attempt_timeout_in_range<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<PromDuration>, D::Error> {
+    PromDuration::deserialize_within(deserializer, TIMEOUT_RANGE, "").map(Some)
 }
 
 fn timeout_in_range<'de, D: Deserializer<'de>>(deserializer: D) -> Result<PromDuration, D::Error> {
@@ -373,7 +522,7 @@ impl Config {
             yaml_options(),
             |deserializer| {
                 serde_path_to_error::deserialize(deserializer).map_err(|error| {
-                    let path = error.path().to_string();
+                    let path = written_path(error.path());
                     if path != "." && path != "?" {
                         *field_path.borrow_mut() = Some(path);
                     }
@@ -383,6 +532,7 @@ impl Config {
         );
         let mut config: Self = result
             .map_err(|error| ConfigError::from_yaml(file, field_path.into_inner(), &error))?;
+        check_attempts(file, &config.modules)?;
         let mut modules = builtin_modules();
         modules.append(&mut config.modules);
         config.modules = modules;
@@ -415,6 +565,38 @@ impl Config {
              # a config file's modules: may redefine them.\n{yaml}"
         )
     }
+}
+
+/// The dotted path of a field as the user wrote it. serde-saphyr's
+/// `Spanned`, which records where a module's `tcp:` block is (see
+/// [`tcp_block`]), adds a `value` field to the path that the file does
+/// not have: `modules.a.tcp.value.attempts` is `modules.a.tcp.attempts`.
+fn written_path(path: &serde_path_to_error::Path) -> String {
+    let text = path.to_string();
+    let segments: Vec<String> = path.iter().take(4).map(ToString::to_string).collect();
+    match segments.as_slice() {
+        [modules, name, tcp, value] if modules == "modules" && tcp == "tcp" && value == "value" => {
+            let block = format!("modules.{name}.tcp");
+            text.replacen(&format!("{block}.value"), &block, 1)
+        }
+        _ => text,
+    }
+}
+
+/// Checks that each module's attempts fit its timeout and do not overlap,
+/// and says so at the module's `tcp:` block.
+fn check_attempts(file: &str, modules: &BTreeMap<String, Module>) -> Result<(), ConfigError> {
+    for (name, module) in modules {
+        if let Err(message) = module.tcp.check_attempts_fit(module.timeout.0) {
+            return Err(ConfigError {
+                file: file.to_owned(),
+                position: module.tcp.written_at.0.map(|at| (at.line(), at.column())),
+                field: Some(format!("modules.{name}.tcp")),
+                message,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// `names` joined with `, `, for error messages that list what exists.
@@ -710,6 +892,128 @@ mod tests {
                 range,
             ),
         ]);
+    }
+
+    /// A module with `timeout` and a `tcp:` block of `options`.
+    fn with_attempts(timeout: &str, options: &str) -> String {
+        format!(
+            "modules:\n  a:\n    prober: tcp_halfopen\n    timeout: {timeout}\n    tcp:\n{options}"
+        )
+    }
+
+    #[test]
+    fn attempt_options_are_read_with_defaults_and_bounded() {
+        let module = &Config::parse("t.yml", &with_attempts("2s", "      attempts: 5\n      attempt_interval: 200ms\n      attempt_timeout: 150ms\n      stop_on_success: false\n"))
+            .unwrap()
+            .modules["a"];
+        let tcp = &module.tcp;
+        assert_eq!((tcp.attempts, tcp.stop_on_success), (5, false));
+        assert_eq!(tcp.attempt_interval.0, Duration::from_millis(200));
+        assert_eq!(tcp.attempt_deadline(), Some(Duration::from_millis(150)));
+        let defaults = TcpOptions::default();
+        assert_eq!((defaults.attempts, defaults.stop_on_success), (1, true));
+        assert_eq!(defaults.attempt_interval.0, Duration::from_millis(100));
+        assert_eq!(
+            defaults.attempt_deadline(),
+            None,
+            "one attempt has the whole timeout"
+        );
+        let three = TcpOptions {
+            attempts: 3,
+            ..TcpOptions::default()
+        };
+        assert_eq!(
+            three.attempt_deadline(),
+            Some(Duration::from_millis(100)),
+            "the interval"
+        );
+
+        let option = |line: &str| with_attempts("2m", &format!("      {line}\n"));
+        assert_accepted(&[
+            &option("attempts: 1"),
+            &option("attempts: 100"),
+            &option("attempt_interval: 10ms"),
+            &option("attempt_interval: 1m"),
+            &option("attempt_timeout: 1ms"),
+            &option("attempt_timeout: 2m"),
+        ]);
+        assert_rejected(&[
+            (
+                &option("attempts: 0"),
+                "modules.a.tcp.attempts",
+                "from 1 to 100",
+            ),
+            (
+                &option("attempts: 101"),
+                "modules.a.tcp.attempts",
+                "from 1 to 100",
+            ),
+            (&option("attempts: -1"), "modules.a.tcp.attempts", ""),
+            (
+                &option("attempt_interval: 9ms"),
+                "modules.a.tcp.attempt_interval",
+                "from 10ms to 1m",
+            ),
+            (
+                &option("attempt_interval: 1m1ms"),
+                "modules.a.tcp.attempt_interval",
+                "from 10ms to 1m",
+            ),
+            (
+                &option("attempt_timeout: 0s"),
+                "modules.a.tcp.attempt_timeout",
+                "from 1ms to 2m",
+            ),
+            (
+                &option("attempt_timeout: 2m1ms"),
+                "modules.a.tcp.attempt_timeout",
+                "from 1ms to 2m",
+            ),
+        ]);
+    }
+
+    #[test]
+    fn attempts_that_cannot_end_within_the_timeout_are_rejected_where_written() {
+        // 4 × 200ms + 150ms = 950ms: fits in 950ms, not in 949ms.
+        let ping =
+            "      attempts: 5\n      attempt_interval: 200ms\n      attempt_timeout: 150ms\n";
+        assert_accepted(&[&with_attempts("950ms", ping)]);
+        let error = error_of(&with_attempts("949ms", ping));
+        assert_eq!(error.field.as_deref(), Some("modules.a.tcp"), "{error}");
+        assert_eq!(error.position, Some((6, 7)), "the tcp block: {error}");
+        assert!(
+            error.message.contains("950ms") && error.message.contains("949ms"),
+            "{error}"
+        );
+        assert!(
+            error
+                .to_string()
+                .starts_with("bad.yml:6:7: field `modules.a.tcp`: "),
+            "{error}"
+        );
+        // The default attempt_timeout is the interval: 2 × 100ms + 100ms.
+        assert_accepted(&[&with_attempts("300ms", "      attempts: 3\n")]);
+        let error = error_of(&with_attempts("299ms", "      attempts: 3\n"));
+        assert!(error.message.contains("lower attempts"), "{error}");
+        // One attempt: only an explicit attempt_timeout must fit.
+        assert_accepted(&[&with_attempts("1ms", "      attempt_interval: 1m\n")]);
+        let error = error_of(&with_attempts("1s", "      attempt_timeout: 2s\n"));
+        assert_eq!(error.field.as_deref(), Some("modules.a.tcp"), "{error}");
+        // Attempts never overlap.
+        let error = error_of(&with_attempts(
+            "5s",
+            "      attempts: 2\n      attempt_interval: 100ms\n      attempt_timeout: 101ms\n",
+        ));
+        assert!(error.message.contains("would overlap"), "{error}");
+        assert!(error.position.is_some(), "{error}");
+        // A flow-style block is located too.
+        let error =
+            error_of("modules:\n  a: {prober: tcp_connect, timeout: 100ms, tcp: {attempts: 2}}\n");
+        assert_eq!(
+            (error.field.as_deref(), error.position.map(|p| p.0)),
+            (Some("modules.a.tcp"), Some(2)),
+            "{error}"
+        );
     }
 
     #[test]

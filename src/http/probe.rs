@@ -79,7 +79,7 @@ pub(super) async fn handle(app: &App, request: &Request<Incoming>) -> HttpRespon
         respond(
             StatusCode::OK,
             format.content_type(),
-            render(&outcome, format),
+            render(&outcome, &module.module, format),
         )
     };
     app.history
@@ -93,7 +93,7 @@ fn debug_body(module: &LoadedModule, target: &Target, outcome: &Outcome, steps: 
     format!(
         "Logs for the probe:\n{}\nMetrics that would have been returned:\n{}\nModule configuration:\n{}",
         steps.render(target, failure),
-        render(outcome, Format::PrometheusText),
+        render(outcome, &module.module, Format::PrometheusText),
         serde_saphyr::to_string(&module.module).unwrap_or_default()
     )
 }

@@ -6,10 +6,18 @@
 //! [`Reason`], always all of them, with the failing one at 1. The set of
 //! series never changes, so alert rules like
 //! `probe_failure_reason{reason="refused"} == 1` behave.
+//!
+//! A module with several `tcp.attempts` adds the series of a TCP ping:
+//! `probe_attempts`, `probe_attempts_failed`, and the min, mean, max and
+//! standard deviation of the successful attempts' handshake times. They
+//! depend on the module, not on the probe, so a module's set of series
+//! still never changes; a single-attempt module, the default, writes
+//! what it wrote before attempts existed and pays nothing for them.
 
 #![forbid(unsafe_code)]
 
 use super::exposition::{Format, Kind, Value, Writer};
+use crate::config::Module;
 use crate::hash::fnv1a_32;
 use crate::prober::{Outcome, Reason};
 use std::net::IpAddr;
@@ -27,8 +35,41 @@ const REASON_LABELS: [&str; Reason::ALL.len()] = [
     "reason=\"check_failed\"",
 ];
 
-/// The metrics of one probe in `format`, as a complete exposition.
-pub(crate) fn render(outcome: &Outcome, format: Format) -> String {
+/// The handshake statistics over the successful attempts: name, help,
+/// and which statistic, in export order.
+const HANDSHAKE_STATS: [(&str, &str, Stat); 4] = [
+    (
+        "probe_tcp_handshake_min_seconds",
+        "Shortest handshake time of the successful attempts; 0 when none succeeded.",
+        Stat::Min,
+    ),
+    (
+        "probe_tcp_handshake_mean_seconds",
+        "Mean handshake time of the successful attempts; 0 when none succeeded.",
+        Stat::Mean,
+    ),
+    (
+        "probe_tcp_handshake_max_seconds",
+        "Longest handshake time of the successful attempts; 0 when none succeeded.",
+        Stat::Max,
+    ),
+    (
+        "probe_tcp_handshake_stddev_seconds",
+        "Standard deviation of the successful attempts' handshake times (ping's mdev); 0 when none succeeded.",
+        Stat::Stddev,
+    ),
+];
+
+#[derive(Clone, Copy)]
+enum Stat {
+    Min,
+    Mean,
+    Max,
+    Stddev,
+}
+
+/// The metrics of one probe of `module` in `format`, as a complete exposition.
+pub(crate) fn render(outcome: &Outcome, module: &Module, format: Format) -> String {
     let mut text = String::with_capacity(1024);
     let mut writer = Writer::new(&mut text, format);
     writer.gauge(
@@ -73,8 +114,38 @@ pub(crate) fn render(outcome: &Outcome, format: Format) -> String {
         let value = Value::from(failed == Some(reason));
         writer.sample("probe_failure_reason", "", &[label], value);
     }
+    if module.tcp.attempts > 1 {
+        write_attempts(&mut writer, outcome);
+    }
     writer.end();
     text
+}
+
+/// The series of a multi-attempt module.
+fn write_attempts(writer: &mut Writer<'_>, outcome: &Outcome) {
+    writer.gauge(
+        "probe_attempts",
+        "Handshakes attempted by the probe.",
+        outcome.attempts,
+    );
+    writer.gauge(
+        "probe_attempts_failed",
+        "Attempted handshakes that failed: no SYN-ACK, whatever the reason.",
+        outcome.attempts_failed,
+    );
+    let stats = outcome.handshake_stats();
+    for (name, help, stat) in HANDSHAKE_STATS {
+        let value = stats.map_or(0.0, |stats| {
+            match stat {
+                Stat::Min => stats.min,
+                Stat::Mean => stats.mean,
+                Stat::Max => stats.max,
+                Stat::Stddev => stats.stddev,
+            }
+            .as_secs_f64()
+        });
+        writer.gauge(name, help, value);
+    }
 }
 
 /// blackbox_exporter's `ipHash`: FNV-1a (32 bit) over the address bytes.
@@ -95,7 +166,7 @@ mod tests {
     fn every_reason_is_present_and_only_the_failing_one_is_1() {
         for failed in Reason::ALL {
             let outcome = Outcome::not_started(Failure::new(failed, "x"), Duration::from_millis(5));
-            let text = render(&outcome, Format::OpenMetrics);
+            let text = render(&outcome, &single_attempt(), Format::OpenMetrics);
             for reason in Reason::ALL {
                 let expected = u8::from(reason == failed);
                 let line = format!("probe_failure_reason{{reason=\"{reason}\"}} {expected}\n");
@@ -103,6 +174,53 @@ mod tests {
             }
             assert!(text.contains("probe_success 0\n"), "{text}");
             assert!(text.ends_with("# EOF\n"), "{text}");
+            assert!(!text.contains("attempts"), "{text}");
         }
+    }
+
+    fn single_attempt() -> Module {
+        Module::new(crate::config::ProberKind::TcpHalfopen)
+    }
+
+    #[test]
+    fn a_multi_attempt_module_writes_attempts_and_handshake_statistics() {
+        let mut module = single_attempt();
+        module.tcp.attempts = 4;
+        let mut outcome = Outcome::not_started(Failure::new(Reason::Timeout, "x"), Duration::ZERO);
+        outcome.failure = None;
+        outcome.attempts = 4;
+        outcome.attempts_failed = 1;
+        outcome.handshake_time = Some(Duration::from_millis(2));
+        outcome.later_handshake_times = vec![Duration::from_millis(4), Duration::from_millis(6)];
+        let text = render(&outcome, &module, Format::OpenMetrics);
+        for (series, value) in [
+            ("probe_attempts", 4.0),
+            ("probe_attempts_failed", 1.0),
+            ("probe_tcp_handshake_min_seconds", 0.002),
+            ("probe_tcp_handshake_mean_seconds", 0.004),
+            ("probe_tcp_handshake_max_seconds", 0.006),
+            // sqrt(((2-4)² + 0 + (6-4)²) / 3) ms
+            ("probe_tcp_handshake_stddev_seconds", 0.001_632_993),
+            ("probe_tcp_handshake_duration_seconds", 0.002),
+        ] {
+            let line = text
+                .lines()
+                .find(|line| line.split(' ').next() == Some(series))
+                .unwrap_or_else(|| panic!("no {series} in\n{text}"));
+            let got: f64 = line.split(' ').nth(1).unwrap().parse().unwrap();
+            assert!((got - value).abs() < 1e-6, "{series}: {got} != {value}");
+        }
+        // No attempt succeeded: the statistics are 0, like the handshake gauge.
+        outcome.handshake_time = None;
+        outcome.later_handshake_times.clear();
+        let text = render(&outcome, &module, Format::PrometheusText);
+        assert!(
+            text.contains("\nprobe_tcp_handshake_stddev_seconds 0\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\nprobe_tcp_handshake_min_seconds 0\n"),
+            "{text}"
+        );
     }
 }

@@ -41,11 +41,13 @@ enum Family {
     LastProbe,
     Results,
     StateChanges,
+    Attempts,
+    AttemptsFailed,
     Handshake,
 }
 
 /// Families in export order, with name, type and help.
-const FAMILIES: [(Family, &str, Kind, &str); 9] = [
+const FAMILIES: [(Family, &str, Kind, &str); 11] = [
     (
         Family::Success,
         "probe_success",
@@ -95,10 +97,22 @@ const FAMILIES: [(Family, &str, Kind, &str); 9] = [
         "Changes of the rise/fall health state.",
     ),
     (
+        Family::Attempts,
+        "probe_attempts",
+        Kind::Counter,
+        "Handshakes attempted by scheduled probes (tcp.attempts per probe, or fewer).",
+    ),
+    (
+        Family::AttemptsFailed,
+        "probe_attempts_failed",
+        Kind::Counter,
+        "Attempted handshakes that failed; divided by probe_attempts_total, the loss ratio.",
+    ),
+    (
         Family::Handshake,
         "probe_tcp_handshake_latency_seconds",
         Kind::Histogram,
-        "Time from connect to the SYN-ACK of successful scheduled probes.",
+        "Time from connect to the SYN-ACK of every successful attempt of scheduled probes.",
     ),
 ];
 
@@ -284,6 +298,8 @@ fn write_samples(
             }
         }
         Family::StateChanges => sample("_total", "", state.state_changes.into()),
+        Family::Attempts => sample("_total", "", state.attempts.into()),
+        Family::AttemptsFailed => sample("_total", "", state.attempts_failed.into()),
         Family::Handshake => {
             let histogram = &state.handshake;
             for (extra, count) in EXTRA_LABELS.bounds.iter().zip(histogram.cumulative) {

@@ -142,6 +142,33 @@ pub struct Outcome {
     pub handshake_time: Option<Duration>,
     /// The whole probe, DNS included.
     pub duration: Duration,
+    /// Handshakes attempted (`tcp.attempts`, fewer when one succeeded with
+    /// `stop_on_success` or the deadline left no room); 0 when none began,
+    /// as when the name did not resolve.
+    pub attempts: u32,
+    /// Of those, how many failed, whatever the reason.
+    pub attempts_failed: u32,
+    /// The handshake times of the successful attempts after the first,
+    /// whose time is [`handshake_time`](Self::handshake_time). Empty with a
+    /// single attempt, so that such a probe allocates nothing for it.
+    pub later_handshake_times: Vec<Duration>,
+}
+
+/// The handshake times of a probe's successful attempts, as ping prints
+/// its round-trip times.
+#[non_exhaustive]
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct HandshakeStats {
+    /// How many attempts succeeded.
+    pub count: u32,
+    /// The fastest.
+    pub min: Duration,
+    /// The arithmetic mean.
+    pub mean: Duration,
+    /// The slowest.
+    pub max: Duration,
+    /// The population standard deviation (ping's `mdev`); 0 for one.
+    pub stddev: Duration,
 }
 
 impl Outcome {
@@ -177,7 +204,44 @@ impl Outcome {
             dns_time: Duration::ZERO,
             handshake_time: None,
             duration: waited,
+            attempts: 0,
+            attempts_failed: 0,
+            later_handshake_times: Vec::new(),
         }
+    }
+
+    /// The handshake time of every successful attempt, in order.
+    pub fn handshake_times(&self) -> impl Iterator<Item = Duration> + '_ {
+        self.handshake_time
+            .into_iter()
+            .chain(self.later_handshake_times.iter().copied())
+    }
+
+    /// Minimum, mean, maximum and standard deviation of the handshake
+    /// times; `None` when no attempt succeeded.
+    #[must_use]
+    pub fn handshake_stats(&self) -> Option<HandshakeStats> {
+        let first = self.handshake_time?;
+        let (mut count, mut min, mut max) = (0_u32, first, first);
+        let (mut sum, mut sum_of_squares) = (0.0_f64, 0.0_f64);
+        for time in self.handshake_times() {
+            count += 1;
+            min = min.min(time);
+            max = max.max(time);
+            let seconds = time.as_secs_f64();
+            sum += seconds;
+            sum_of_squares += seconds * seconds;
+        }
+        let mean = sum / f64::from(count);
+        // Rounding can take the difference a hair below zero.
+        let variance = (sum_of_squares / f64::from(count) - mean * mean).max(0.0);
+        Some(HandshakeStats {
+            count,
+            min,
+            mean: Duration::from_secs_f64(mean),
+            max,
+            stddev: Duration::from_secs_f64(variance.sqrt()),
+        })
     }
 }
 

@@ -527,7 +527,7 @@ mod tests {
         TcpOptions {
             preferred_ip_protocol: preferred,
             ip_protocol_fallback: fallback,
-            source_ip_address: None,
+            ..TcpOptions::default()
         }
     }
 

@@ -62,6 +62,9 @@ pub(super) async fn probe(
         dns_time,
         handshake_time: None,
         duration: Duration::ZERO,
+        attempts: 0,
+        attempts_failed: 0,
+        later_handshake_times: Vec::new(),
     };
     let ip = match resolved {
         Ok(ip) => ip,
@@ -72,20 +75,104 @@ pub(super) async fn probe(
     };
     let address = SocketAddr::new(ip, target.port);
     outcome.address = Some(address);
-    let connect_started = Instant::now();
-    match connect(
-        address,
+    attempt_all(
         handshake,
-        options.source_ip_address,
-        deadline,
+        address,
+        options,
+        budget.deadline,
+        &mut outcome,
         trace,
     )
-    .await
-    {
-        Ok(()) => outcome.handshake_time = Some(connect_started.elapsed()),
-        Err(failure) => outcome.failure = Some(failure),
-    }
+    .await;
     outcome
+}
+
+/// Runs the module's attempts against `address` one after another and
+/// records them in `outcome`: success if any succeeded, else the last
+/// attempt's failure.
+///
+/// Attempt *n* (from 0) starts `n × attempt_interval` after the first,
+/// and has [`TcpOptions::attempt_deadline`] to get its answer. The first
+/// always runs, as a single attempt did before attempts existed: the
+/// prober starts it only before [`Budget::last_start`], and when the
+/// deadline (lowered by a scrape timeout) comes before its own, the
+/// deadline cuts it short. A later attempt is not started when it could
+/// not end before the deadline, so the attempts run are all whole.
+///
+/// A single attempt without `attempt_timeout`, the default, takes one
+/// pass with the probe's deadline: no timer, no allocation.
+async fn attempt_all(
+    handshake: Handshake,
+    address: SocketAddr,
+    options: &TcpOptions,
+    deadline: Instant,
+    outcome: &mut Outcome,
+    trace: &mut Trace,
+) {
+    let planned = options.attempts.max(1);
+    let each = options.attempt_deadline();
+    let interval = options.attempt_interval.0;
+    let mut first_start: Option<Instant> = None;
+    let mut last_failure = None;
+    for number in 1..=planned {
+        if let Some(first_start) = first_start {
+            let start = first_start + interval * (number - 1);
+            if each.is_some_and(|each| start + each > deadline) {
+                trace.log(|| Step::AttemptsCut {
+                    from: number,
+                    of: planned,
+                });
+                break;
+            }
+            tokio::time::sleep_until(start).await;
+        }
+        let started = Instant::now();
+        first_start.get_or_insert(started);
+        let attempt_deadline = each.map_or(deadline, |each| deadline.min(started + each));
+        let result = connect(
+            address,
+            handshake,
+            options.source_ip_address,
+            attempt_deadline,
+            trace,
+        )
+        .await;
+        let latency = started.elapsed();
+        outcome.attempts += 1;
+        if planned > 1 {
+            trace.log(|| Step::Attempt {
+                number,
+                of: planned,
+                result: result
+                    .as_ref()
+                    .map_or_else(|failure| failure.reason.as_str(), |()| "success"),
+                latency,
+            });
+        }
+        match result {
+            Ok(()) if outcome.handshake_time.is_none() => outcome.handshake_time = Some(latency),
+            Ok(()) => outcome.later_handshake_times.push(latency),
+            Err(failure) => {
+                outcome.attempts_failed += 1;
+                last_failure = Some(failure);
+            }
+        }
+        if options.stop_on_success && outcome.handshake_time.is_some() {
+            break;
+        }
+    }
+    if outcome.handshake_time.is_none() {
+        outcome.failure = last_failure.map(|failure| {
+            if planned == 1 {
+                return failure;
+            }
+            let detail = format!(
+                "{} of {} attempts failed, the last: {}",
+                outcome.attempts_failed, outcome.attempts, failure.detail
+            );
+            Failure::new(failure.reason, detail)
+        });
+    }
 }
 
 /// `ip`, unless resolving it left less than [`super::MIN_WIRE_SHARE`] of

@@ -69,7 +69,11 @@ pub(crate) struct TargetState {
     pub(crate) results: [u64; RESULTS.len()],
     /// Health changes after the first probe.
     pub(crate) state_changes: u64,
-    /// Handshake times of successful probes.
+    /// Handshakes attempted, over all probes.
+    pub(crate) attempts: u64,
+    /// Of those, the ones that failed.
+    pub(crate) attempts_failed: u64,
+    /// Handshake times of every successful attempt.
     pub(crate) handshake: Histogram,
 }
 
@@ -84,10 +88,13 @@ impl TargetState {
         self.ip_protocol = outcome.ip_protocol();
         self.last_probe_unix = now_unix;
         self.results[result_index(self.last_reason)] += 1;
+        self.attempts += u64::from(outcome.attempts);
+        self.attempts_failed += u64::from(outcome.attempts_failed);
         if let Some(handshake) = outcome.handshake_time {
-            let seconds = handshake.as_secs_f64();
-            self.last_handshake = Some(seconds);
-            self.handshake.observe(seconds);
+            self.last_handshake = Some(handshake.as_secs_f64());
+        }
+        for handshake in outcome.handshake_times() {
+            self.handshake.observe(handshake.as_secs_f64());
         }
         self.update_health(success, rise, fall, now_unix);
         self.last_detail = outcome
@@ -125,20 +132,22 @@ mod tests {
     use std::time::Duration;
 
     fn success() -> Outcome {
-        Outcome {
-            failure: None,
-            address: Some("127.0.0.1:80".parse().unwrap()),
-            dns_time: Duration::ZERO,
-            handshake_time: Some(Duration::from_micros(300)),
-            duration: Duration::from_micros(350),
-        }
+        let mut outcome = refused();
+        outcome.failure = None;
+        outcome.address = Some("127.0.0.1:80".parse().unwrap());
+        outcome.handshake_time = Some(Duration::from_micros(300));
+        outcome.duration = Duration::from_micros(350);
+        outcome.attempts_failed = 0;
+        outcome
     }
 
     fn refused() -> Outcome {
-        Outcome::not_started(
+        let mut outcome = Outcome::not_started(
             Failure::new(Reason::Refused, "RST"),
             Duration::from_micros(200),
-        )
+        );
+        (outcome.attempts, outcome.attempts_failed) = (1, 1);
+        outcome
     }
 
     #[test]
@@ -182,5 +191,30 @@ mod tests {
             "300 µs lands in the 500 µs bucket"
         );
         assert_eq!(histogram.cumulative[HANDSHAKE_BUCKETS.len() - 1], 1);
+    }
+
+    #[test]
+    fn every_attempt_is_counted_and_every_successful_one_observed() {
+        let mut state = TargetState::default();
+        let mut ping = success();
+        (ping.attempts, ping.attempts_failed) = (5, 2);
+        ping.later_handshake_times = vec![Duration::from_millis(2), Duration::from_secs(2)];
+        state.record(ping, 2, 3, 1.0);
+        state.record(refused(), 2, 3, 2.0);
+        assert_eq!((state.attempts, state.attempts_failed), (6, 3));
+        let histogram = &state.handshake;
+        assert_eq!(histogram.count, 3, "three successful attempts");
+        assert_eq!(
+            histogram.cumulative[2..6],
+            [1, 1, 2, 2],
+            "300 µs by 500 µs, 2 ms by 2.5 ms"
+        );
+        assert_eq!(histogram.cumulative[HANDSHAKE_BUCKETS.len() - 2], 2);
+        assert_eq!(
+            histogram.cumulative[HANDSHAKE_BUCKETS.len() - 1],
+            3,
+            "2 s by 5 s"
+        );
+        assert_eq!(state.last_handshake, Some(0.0003), "the first success's");
     }
 }

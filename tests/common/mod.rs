@@ -7,6 +7,7 @@
 
 pub mod exporter_process;
 pub mod http;
+pub mod netns;
 pub mod ports;
 pub mod process;
 pub mod tempdir;

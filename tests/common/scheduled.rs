@@ -18,6 +18,11 @@ pub struct ScheduledState {
     pub results: BTreeMap<String, u64>,
     /// `probe_state_changes_total`.
     pub state_changes: u64,
+    /// `probe_attempts_total` and `probe_attempts_failed_total`.
+    pub attempts: u64,
+    pub attempts_failed: u64,
+    /// `probe_tcp_handshake_latency_seconds_count`: successful attempts.
+    pub handshakes: u64,
 }
 
 impl ScheduledState {
@@ -84,6 +89,11 @@ pub fn scheduled_states(exposition: &str) -> BTreeMap<String, ScheduledState> {
                 state.last_probe_unix = value;
             },
             "probe_state_changes_total" => |state, _, value| state.state_changes = value as u64,
+            "probe_attempts_total" => |state, _, value| state.attempts = value as u64,
+            "probe_attempts_failed_total" => |state, _, value| state.attempts_failed = value as u64,
+            "probe_tcp_handshake_latency_seconds_count" => |state, _, value| {
+                state.handshakes = value as u64;
+            },
             "probe_results_total" => |state, labels, value| {
                 let result = label(labels, "result").expect("probe_results_total has a result");
                 state.results.insert(result, value as u64);

@@ -43,15 +43,19 @@ pub fn write_json(path: &Path, value: &Value) {
     std::fs::write(path, text).unwrap_or_else(|error| panic!("{}: {error}", path.display()));
 }
 
-/// The exporter's config: every target probed each second with each module.
+/// The exporter's config: every target probed each second with each
+/// module. `tcp_connect` makes two attempts, so that its `/probe` and
+/// scheduled series include the attempts that the loss panel and
+/// SynackPacketLoss read.
 pub fn exporter_config(targets: &[String]) -> Value {
     let modules: Map<String, Value> = EXPORTER_MODULES
         .iter()
         .map(|module| {
-            (
-                (*module).to_owned(),
-                json!({"prober": module, "timeout": "2s"}),
-            )
+            let mut config = json!({"prober": module, "timeout": "2s"});
+            if *module == "tcp_connect" {
+                config["tcp"] = json!({"attempts": 2, "attempt_interval": "100ms"});
+            }
+            ((*module).to_owned(), config)
         })
         .collect();
     let blocks: Vec<Value> = EXPORTER_MODULES

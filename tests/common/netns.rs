@@ -1,0 +1,210 @@
+//! Network namespaces for tests that stage faults with nftables, which
+//! only root can: a test re-executes its own binary under `ip netns exec`
+//! in a namespace it creates, with rules on that namespace's `lo`, and
+//! removes the namespace afterwards. `tests/netns_faults.rs` explains why
+//! it is done this way.
+
+use super::run_bounded;
+use std::process::Command;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// How long one `ip` or `nft` command may take.
+const COMMAND_LIMIT: Duration = Duration::from_secs(20);
+
+/// The test to run inside a new namespace.
+pub struct Child<'a> {
+    /// The start of the namespace's name.
+    pub prefix: &'a str,
+    /// The nftables rules loaded in the namespace (`nft -f -`).
+    pub ruleset: &'a str,
+    /// The variable that tells the child it is inside the namespace.
+    pub env: &'a str,
+    /// The libtest name of the child test, run with `--exact`.
+    pub test: &'a str,
+    /// What the child prints once every case has been checked; demanded,
+    /// so that a child that silently did nothing cannot pass.
+    pub done_marker: &'a str,
+    /// How long the whole child run may take before it is killed.
+    pub limit: Duration,
+}
+
+/// The parent's part: checks the prerequisites (skipping, or failing
+/// under `SYNACK_SYSTEM_TESTS=require`, when one is missing), makes the
+/// namespace with `lo` up and the rules loaded, runs the child test in it
+/// and fails unless the child ran and passed.
+pub fn run_child_in_new_namespace(wanted: &Child) {
+    if let Err(missing) = prerequisites() {
+        super::skip_or_fail(&missing);
+        return;
+    }
+    let name = namespace_name(wanted.prefix);
+    let added = run_bounded(
+        Command::new("ip").args(["netns", "add", &name]),
+        None,
+        COMMAND_LIMIT,
+    );
+    match added {
+        Ok(result) if result.status.success() => {}
+        Ok(result) => {
+            super::skip_or_fail(&format!(
+                "`ip netns add {name}` failed ({}): {}",
+                result.status,
+                result.stderr.trim()
+            ));
+            return;
+        }
+        Err(error) => {
+            super::skip_or_fail(&format!("cannot run `ip netns add {name}`: {error}"));
+            return;
+        }
+    }
+    let _namespace = NamespaceGuard { name: name.clone() };
+
+    run_checked(
+        Command::new("ip").args(["netns", "exec", &name, "ip", "link", "set", "lo", "up"]),
+        None,
+    );
+    run_checked(
+        Command::new("ip").args(["netns", "exec", &name, "nft", "-f", "-"]),
+        Some(wanted.ruleset),
+    );
+
+    let exe = std::env::current_exe().expect("path of the running test binary");
+    let started = Instant::now();
+    let child = run_bounded(
+        Command::new("ip")
+            .args(["netns", "exec", &name])
+            .arg(&exe)
+            .args(["--exact", wanted.test, "--nocapture", "--test-threads=1"])
+            .env(wanted.env, "1"),
+        None,
+        wanted.limit,
+    )
+    .unwrap_or_else(|error| panic!("cannot run the child test in namespace {name}: {error}"));
+    let transcript = format!(
+        "child {} after {:.3}s\n--- child stdout ---\n{}\n--- child stderr ---\n{}",
+        child.status,
+        started.elapsed().as_secs_f64(),
+        child.stdout,
+        child.stderr
+    );
+    // Shown with --nocapture, and by libtest whenever an assertion fails.
+    eprintln!("{transcript}");
+    assert!(
+        child.status.success(),
+        "the child test failed inside namespace {name}:\n{transcript}"
+    );
+    assert!(
+        child.stdout.contains("1 passed") && child.stdout.contains(wanted.done_marker),
+        "the child exited 0 but did not run its cases (test renamed?):\n{transcript}"
+    );
+}
+
+/// Refuses to probe unless this process is in a namespace whose only
+/// interface is `lo`: the rules and probes are meant for a private
+/// loopback, never for the host's network.
+pub fn assert_only_loopback(child_env: &str) {
+    // /proc/self/net shows the network namespace of this process.
+    let dev = std::fs::read_to_string("/proc/self/net/dev").expect("read /proc/self/net/dev");
+    let interfaces: Vec<&str> = dev
+        .lines()
+        .skip(2)
+        .filter_map(|line| line.split_once(':'))
+        .map(|(name, _)| name.trim())
+        .collect();
+    assert_eq!(
+        interfaces,
+        ["lo"],
+        "{child_env} is set but this is not the test's namespace (only `lo` expected); refusing to probe"
+    );
+}
+
+/// Root, `ip` and `nft`; `Err` names what is missing.
+fn prerequisites() -> Result<(), String> {
+    if !running_as_root() {
+        return Err("not running as root (network namespaces and nftables need it)".to_owned());
+    }
+    for (tool, version_flag) in [("ip", "-V"), ("nft", "--version")] {
+        match run_bounded(Command::new(tool).arg(version_flag), None, COMMAND_LIMIT) {
+            Ok(result) if result.status.success() => {}
+            Ok(result) => {
+                return Err(format!(
+                    "`{tool} {version_flag}` failed ({}): {}",
+                    result.status,
+                    result.stderr.trim()
+                ));
+            }
+            Err(error) => return Err(format!("`{tool}` is not available: {error}")),
+        }
+    }
+    Ok(())
+}
+
+/// Whether the effective uid is 0, read from /proc, else from `id -u`.
+fn running_as_root() -> bool {
+    let from_proc = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            let uids = status.lines().find_map(|line| line.strip_prefix("Uid:"))?;
+            // real, effective, saved, filesystem
+            Some(uids.split_whitespace().nth(1) == Some("0"))
+        });
+    if let Some(root) = from_proc {
+        return root;
+    }
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|output| String::from_utf8_lossy(&output.stdout).trim() == "0")
+}
+
+/// A name no other run uses: the pid, plus the clock in case a pid is
+/// reused after a run that was killed before it could clean up.
+fn namespace_name(prefix: &str) -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.subsec_nanos());
+    format!("{prefix}-{}-{nanos}", std::process::id())
+}
+
+/// Deletes the namespace on drop, so that it goes away (with its rules and
+/// sockets) even when an assertion fails first.
+struct NamespaceGuard {
+    name: String,
+}
+
+impl Drop for NamespaceGuard {
+    fn drop(&mut self) {
+        let deleted = run_bounded(
+            Command::new("ip").args(["netns", "delete", &self.name]),
+            None,
+            COMMAND_LIMIT,
+        );
+        match deleted {
+            Ok(result) if result.status.success() => {}
+            Ok(result) => eprintln!(
+                "warning: `ip netns delete {}` failed ({}): {}",
+                self.name,
+                result.status,
+                result.stderr.trim()
+            ),
+            Err(error) => eprintln!("warning: cannot delete namespace {}: {error}", self.name),
+        }
+    }
+}
+
+/// Runs a setup command that must succeed, or fails the test with its
+/// output. The namespace exists by now, so a failure here is a real
+/// problem (such as a kernel without nf_tables), not a missing tool.
+fn run_checked(command: &mut Command, stdin: Option<&str>) {
+    let shown = format!("{command:?}");
+    let result = run_bounded(command, stdin, COMMAND_LIMIT)
+        .unwrap_or_else(|error| panic!("cannot run {shown}: {error}"));
+    assert!(
+        result.status.success(),
+        "{shown} failed ({}):\n{}{}",
+        result.status,
+        result.stdout,
+        result.stderr
+    );
+}
