@@ -68,7 +68,9 @@ mod target;
 mod task;
 mod trace;
 
-pub use config::{ConfigError, IpProtocol, Module, ProberKind, PromDuration, TcpOptions};
+pub use config::{
+    ConfigError, ExecOptions, IpProtocol, Module, ProberKind, PromDuration, TcpOptions,
+};
 pub use exporter::{Exporter, ExporterBuilder};
 pub use http::ListenAddress;
 pub use prober::{Failure, Outcome, Reason};

@@ -34,9 +34,12 @@
 #![forbid(unsafe_code)]
 
 mod duration;
+mod exec;
 mod scheduled;
 
 pub use duration::PromDuration;
+pub use exec::ExecOptions;
+pub(crate) use exec::{RESERVED_ENV_PREFIX, Values};
 pub use scheduled::{Group, GroupName, LabelName, MAX_SCHEDULED_TARGETS, TargetBlock, TargetSpec};
 
 use serde::{Deserialize, Deserializer, Serialize};
@@ -87,17 +90,93 @@ pub struct Config {
 }
 
 /// One way of probing: a prober and its options.
+///
+/// A module reads its fields through [`ModuleFields`], which checks how
+/// they fit together: `exec:` is required by `prober: exec` and refused by
+/// the TCP probers, and `tcp:` options other than the defaults are refused
+/// by `prober: exec`, which opens no socket of its own.
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "ModuleFields", into = "ModuleFields")]
 pub struct Module {
     /// Which prober runs.
     pub prober: ProberKind,
     /// Upper bound for one probe, DNS included. The scrape timeout may lower it.
-    #[serde(default = "default_timeout", deserialize_with = "timeout_in_range")]
     pub timeout: PromDuration,
     /// Options of the TCP probers.
-    #[serde(default)]
     pub tcp: TcpOptions,
+    /// The command of the `exec` prober; `None` for the others.
+    pub exec: Option<ExecOptions>,
+}
+
+/// A module's fields as written in the YAML.
+#[derive(Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct ModuleFields {
+    prober: ProberKind,
+    #[serde(default = "default_timeout", deserialize_with = "timeout_in_range")]
+    timeout: PromDuration,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tcp: Option<TcpOptions>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    exec: Option<ExecOptions>,
+}
+
+impl TryFrom<ModuleFields> for Module {
+    type Error = String;
+
+    fn try_from(fields: ModuleFields) -> Result<Self, String> {
+        let ModuleFields {
+            prober,
+            timeout,
+            tcp,
+            exec,
+        } = fields;
+        match (prober, &exec) {
+            (ProberKind::Exec, None) => {
+                return Err("prober exec needs an exec: block with the command to run, such as \
+                     exec: {command: [\"/usr/local/bin/check\", \"--host\", \"{host}\", \"--port\", \"{port}\"]}"
+                    .to_owned());
+            }
+            (ProberKind::Exec, Some(_)) => {
+                if tcp
+                    .as_ref()
+                    .is_some_and(|tcp| *tcp != TcpOptions::default())
+                {
+                    return Err(
+                        "tcp: options do not apply to prober exec, which opens no connection \
+                         of its own: remove the tcp: block"
+                            .to_owned(),
+                    );
+                }
+            }
+            (_, Some(_)) => {
+                return Err(format!(
+                    "exec: applies only to prober exec, and this module's prober is {}: remove the exec: block or set prober: exec",
+                    prober.as_str()
+                ));
+            }
+            (_, None) => {}
+        }
+        Ok(Self {
+            prober,
+            timeout,
+            tcp: tcp.unwrap_or_default(),
+            exec,
+        })
+    }
+}
+
+impl From<Module> for ModuleFields {
+    /// What `/config` shows: no `tcp:` for an exec module, no `exec:`
+    /// for the others.
+    fn from(module: Module) -> Self {
+        Self {
+            prober: module.prober,
+            timeout: module.timeout,
+            tcp: (module.prober != ProberKind::Exec).then_some(module.tcp),
+            exec: module.exec,
+        }
+    }
 }
 
 /// The available probers.
@@ -109,6 +188,8 @@ pub enum ProberKind {
     TcpHalfopen,
     /// A full handshake closed with RST, for SYN proxies and middleboxes.
     TcpConnect,
+    /// Runs a command from the config; exit 0 within the timeout is success.
+    Exec,
 }
 
 impl ProberKind {
@@ -118,6 +199,7 @@ impl ProberKind {
         match self {
             Self::TcpHalfopen => "tcp_halfopen",
             Self::TcpConnect => "tcp_connect",
+            Self::Exec => "exec",
         }
     }
 }
@@ -168,6 +250,16 @@ impl Module {
             prober,
             timeout: default_timeout(),
             tcp: TcpOptions::default(),
+            exec: None,
+        }
+    }
+
+    /// An `exec` module running `options`, with the default timeout (5 s).
+    #[must_use]
+    pub fn exec(options: ExecOptions) -> Self {
+        Self {
+            exec: Some(options),
+            ..Self::new(ProberKind::Exec)
         }
     }
 

@@ -63,6 +63,13 @@ pub(crate) fn render(outcome: &Outcome, format: Format) -> String {
         "FNV-1a hash of the probed address, to notice when it changes.",
         outcome.address.map_or(0, |address| ip_hash(address.ip())),
     );
+    if let Some(code) = outcome.exit_code {
+        writer.gauge(
+            "probe_exec_exit_code",
+            "Exit code of the exec module's command; -1 when it has none (killed, timed out, not started).",
+            f64::from(code),
+        );
+    }
     writer.family(
         "probe_failure_reason",
         Kind::Gauge,
@@ -103,6 +110,25 @@ mod tests {
             }
             assert!(text.contains("probe_success 0\n"), "{text}");
             assert!(text.ends_with("# EOF\n"), "{text}");
+            assert!(!text.contains("probe_exec_exit_code"), "{text}");
+        }
+    }
+
+    #[test]
+    fn the_exit_code_is_written_for_exec_outcomes_only() {
+        let mut outcome =
+            Outcome::not_started(Failure::new(Reason::CheckFailed, "x"), Duration::ZERO);
+        for (code, line) in [
+            (Some(3), "probe_exec_exit_code 3\n"),
+            (Some(-1), "probe_exec_exit_code -1\n"),
+        ] {
+            outcome.exit_code = code;
+            let text = render(&outcome, Format::PrometheusText);
+            assert!(text.contains(line), "{text}");
+            assert!(
+                text.contains("# TYPE probe_exec_exit_code gauge\n"),
+                "{text}"
+            );
         }
     }
 }

@@ -62,6 +62,7 @@ pub(super) async fn probe(
         dns_time,
         handshake_time: None,
         duration: Duration::ZERO,
+        exit_code: None,
     };
     let ip = match resolved {
         Ok(ip) => ip,
