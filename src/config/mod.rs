@@ -927,6 +927,88 @@ mod tests {
     }
 
     #[test]
+    fn exec_modules_are_read_and_their_errors_located() {
+        let exec = |rest: &str| format!("modules:\n  zk:\n    prober: exec\n{rest}");
+        let yaml = exec(
+            "    timeout: 2s\n    exec:\n      command: [\"/bin/check\", \"--host\", \"{host}\"]\n      env: {ZK_MODE: follower}\n",
+        );
+        let module = &Config::parse("t.yml", &yaml).unwrap().modules["zk"];
+        let options = module.exec.as_ref().unwrap();
+        assert_eq!(options.command(), ["/bin/check", "--host", "{host}"]);
+        assert_eq!(options.env()["ZK_MODE"], "follower");
+        assert_accepted(&[&exec(
+            "    exec: {command: [x]}\n    tcp: {preferred_ip_protocol: ip4}\n",
+        )]);
+        let command = |list: &str| exec(&format!("    exec:\n      command: {list}\n"));
+        assert_rejected(&[
+            (
+                &exec("    timeout: 1s\n"),
+                "modules.zk",
+                "needs an exec: block",
+            ),
+            (
+                "modules:\n  a:\n    prober: tcp_connect\n    exec: {command: [x]}\n",
+                "modules.a",
+                "exec: applies only to prober exec",
+            ),
+            (
+                &exec("    exec: {command: [x]}\n    tcp: {preferred_ip_protocol: ip6}\n"),
+                "modules.zk",
+                "tcp: options do not apply to prober exec",
+            ),
+            (
+                &command("[\"/bin/x\", \"--host={hots}\"]"),
+                "modules.zk.exec.command[1]",
+                "unknown placeholder {hots}",
+            ),
+            (
+                &command("[]"),
+                "modules.zk.exec.command",
+                "command is empty",
+            ),
+            (
+                &command("[\"{host}\"]"),
+                "modules.zk.exec.command",
+                "holds a placeholder",
+            ),
+            (
+                &exec("    exec:\n      command: [x]\n      env: {SYNACK_TARGET: x}\n"),
+                "modules.zk.exec.env",
+                "reserved",
+            ),
+            (
+                &exec("    exec:\n      command: [x]\n      env: {\"A=B\": x}\n"),
+                "modules.zk.exec.env",
+                "without '=' or NUL",
+            ),
+            (
+                &exec("    exec:\n      command: [x]\n      shell: true\n"),
+                "modules.zk.exec.shell",
+                "unknown field",
+            ),
+        ]);
+        let error = error_of(&command("[\"/bin/x\", \"{hots}\"]"));
+        assert_eq!(
+            error.position,
+            Some((5, 27)),
+            "at the argument itself: {error}"
+        );
+    }
+
+    #[test]
+    fn an_exec_module_round_trips_without_a_tcp_block() {
+        let yaml = "modules:\n  zk:\n    prober: exec\n    exec: {command: [\"/bin/check\", \"{{x}}\"], env: {A: b}}\n";
+        let config = Config::parse("t.yml", yaml).unwrap();
+        let shown = config.to_yaml();
+        assert!(
+            !shown.contains("preferred_ip_protocol: ip4\n    exec"),
+            "{shown}"
+        );
+        let again = Config::parse("again", &shown).unwrap();
+        assert_eq!(again.modules, config.modules);
+    }
+
+    #[test]
     fn yaml_round_trips_through_to_yaml() {
         let config = Config::parse(
             "t.yml",
