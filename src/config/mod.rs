@@ -91,10 +91,10 @@ pub struct Config {
 
 /// One way of probing: a prober and its options.
 ///
-/// A module reads its fields through [`ModuleFields`], which checks how
-/// they fit together: `exec:` is required by `prober: exec` and refused by
-/// the TCP probers, and `tcp:` options other than the defaults are refused
-/// by `prober: exec`, which opens no socket of its own.
+/// Reading a module checks how its fields fit together: `exec:` is
+/// required by `prober: exec` and refused by the TCP probers, and `tcp:`
+/// options other than the defaults are refused by `prober: exec`, which
+/// opens no socket of its own.
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(try_from = "ModuleFields", into = "ModuleFields")]
 pub struct Module {
