@@ -3,7 +3,8 @@
 //! The shape follows blackbox_exporter's so that users can carry modules
 //! over: a `modules:` map whose entries name a `prober`, a `timeout`, and a
 //! `tcp:` block with `preferred_ip_protocol`, `ip_protocol_fallback` and
-//! `source_ip_address`.
+//! `source_ip_address`; or, for `prober: exec`, an `exec:` block with the
+//! command to run (see [`ExecOptions`] and the `exec` submodule's rules).
 //!
 //! Two modules are built in, `tcp_halfopen` and `tcp_connect` (5 s
 //! timeout each), so that a file holding only `targets:` or `groups:`, or
