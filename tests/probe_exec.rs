@@ -42,20 +42,21 @@ async fn exporter_running(path: &Path, args: &[&str], timeout: &str) -> TestExpo
     .await
 }
 
-async fn probe(exporter: &TestExporter, target: &str) -> String {
+/// The body of a 200 answer to `/probe` of module `m`, with `extra` query.
+async fn probe_with(exporter: &TestExporter, target: &str, extra: &str) -> String {
     let response = exporter
-        .get(&format!("/probe?module=m&target={target}"))
+        .get(&format!("/probe?module=m&target={target}{extra}"))
         .await;
     assert_eq!(response.status, 200, "{}", response.body);
     response.body
 }
 
+async fn probe(exporter: &TestExporter, target: &str) -> String {
+    probe_with(exporter, target, "").await
+}
+
 async fn debug_probe(exporter: &TestExporter, target: &str) -> String {
-    let response = exporter
-        .get(&format!("/probe?module=m&target={target}&debug=true"))
-        .await;
-    assert_eq!(response.status, 200, "{}", response.body);
-    response.body
+    probe_with(exporter, target, "&debug=true").await
 }
 
 fn reason(body: &str, reason: &str) -> Option<f64> {
@@ -77,26 +78,37 @@ fn output_lines<'a>(debug: &'a str, stream: &str) -> Vec<&'a str> {
     lines.map_while(|line| line.strip_prefix("  | ")).collect()
 }
 
+/// `probe_success`, `probe_exec_exit_code` and the `check_failed` series
+/// of one probe of a module running a script of `body`.
+async fn outcome_of_script(body: &str) -> [Option<f64>; 3] {
+    let dir = TempDir::new("exec-script");
+    let path = script(&dir, "check.sh", body);
+    let exporter = exporter_running(&path, &[], "5s").await;
+    let metrics = probe(&exporter, "127.0.0.1:2181").await;
+    [
+        sample(&metrics, "probe_success"),
+        sample(&metrics, "probe_exec_exit_code"),
+        reason(&metrics, "check_failed"),
+    ]
+}
+
 #[tokio::test]
 async fn exit_0_is_success_with_exit_code_0() {
-    let dir = TempDir::new("exec-ok");
-    let ok = script(&dir, "ok.sh", "exit 0\n");
-    let exporter = exporter_running(&ok, &[], "5s").await;
-    let body = probe(&exporter, "127.0.0.1:2181").await;
-    assert_eq!(sample(&body, "probe_success"), Some(1.0), "{body}");
-    assert_eq!(sample(&body, "probe_exec_exit_code"), Some(0.0), "{body}");
-    assert_eq!(reason(&body, "check_failed"), Some(0.0), "{body}");
+    let [success, exit_code, check_failed] = outcome_of_script("exit 0\n").await;
+    assert_eq!(success, Some(1.0));
+    assert_eq!(exit_code, Some(0.0));
+    assert_eq!(check_failed, Some(0.0));
 }
 
 #[tokio::test]
 async fn a_non_zero_exit_or_a_signal_fails_as_check_failed() {
+    let [success, exit_code, check_failed] = outcome_of_script("exit 1\n").await;
+    assert_eq!(success, Some(0.0));
+    assert_eq!(exit_code, Some(1.0));
+    assert_eq!(check_failed, Some(1.0));
     let dir = TempDir::new("exec-fail");
     let exits_1 = script(&dir, "one.sh", "exit 1\n");
     let exporter = exporter_running(&exits_1, &[], "5s").await;
-    let body = probe(&exporter, "127.0.0.1:2181").await;
-    assert_eq!(sample(&body, "probe_success"), Some(0.0), "{body}");
-    assert_eq!(reason(&body, "check_failed"), Some(1.0), "{body}");
-    assert_eq!(sample(&body, "probe_exec_exit_code"), Some(1.0), "{body}");
     let debug = debug_probe(&exporter, "127.0.0.1:2181").await;
     assert!(debug.contains("one.sh exited with code 1"), "{debug}");
 

@@ -281,10 +281,18 @@ struct Argument(String);
 
 impl<'de> Deserialize<'de> for Argument {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let argument = String::deserialize(deserializer)?;
-        check_argument(&argument).map_err(serde::de::Error::custom)?;
-        Ok(Self(argument))
+        checked(deserializer, check_argument).map(Self)
     }
+}
+
+/// A string, refused with `check`'s message where it stands when it fails.
+fn checked<'de, D: Deserializer<'de>>(
+    deserializer: D,
+    check: fn(&str) -> Result<(), String>,
+) -> Result<String, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    check(&text).map_err(serde::de::Error::custom)?;
+    Ok(text)
 }
 
 /// The `command` list, read up to one argument past the limit.
@@ -325,9 +333,7 @@ struct EnvName(String);
 
 impl<'de> Deserialize<'de> for EnvName {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let name = String::deserialize(deserializer)?;
-        check_env_name(&name).map_err(serde::de::Error::custom)?;
-        Ok(Self(name))
+        checked(deserializer, check_env_name).map(Self)
     }
 }
 
@@ -336,9 +342,7 @@ struct EnvValue(String);
 
 impl<'de> Deserialize<'de> for EnvValue {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let value = String::deserialize(deserializer)?;
-        check_env_value(&value).map_err(serde::de::Error::custom)?;
-        Ok(Self(value))
+        checked(deserializer, check_env_value).map(Self)
     }
 }
 
