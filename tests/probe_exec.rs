@@ -463,3 +463,28 @@ fn a_misspelt_placeholder_is_a_located_config_error() {
         "{error}"
     );
 }
+
+#[tokio::test]
+async fn a_bare_program_name_is_looked_up_in_the_commands_path() {
+    let dir = TempDir::new("exec-path");
+    script(&dir, "my-check", "exit 0\n");
+    let with_path = exec_config(
+        "[\"my-check\"]",
+        "5s",
+        &format!(
+            "      env: {{PATH: {:?}}}\n",
+            dir.path().display().to_string()
+        ),
+    );
+    let exporter = TestExporter::with_config(&with_path, Exporter::builder()).await;
+    let body = probe(&exporter, "127.0.0.1:2181").await;
+    assert_eq!(sample(&body, "probe_success"), Some(1.0), "{body}");
+
+    // Not in the exporter's PATH: the detail names the PATH searched.
+    let without = exec_config("[\"my-check\"]", "5s", "");
+    let exporter = TestExporter::with_config(&without, Exporter::builder()).await;
+    let body = debug_probe(&exporter, "127.0.0.1:2181").await;
+    let path = std::env::var("PATH").unwrap_or_default();
+    let detail = format!("cannot start my-check: not found in PATH ({path})");
+    assert!(body.contains(&detail), "want {detail:?} in\n{body}");
+}

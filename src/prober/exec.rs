@@ -125,7 +125,11 @@ pub(super) async fn probe(
     let mut child = match command.spawn() {
         Ok(child) => child,
         Err(error) => {
-            outcome.failure = Some(cannot_start(&program, &error));
+            let path = options.env().get("PATH").map_or_else(
+                || EXPORTER_PATH.to_string_lossy(),
+                |path| path.as_str().into(),
+            );
+            outcome.failure = Some(cannot_start(&program, &path, &error));
             return outcome;
         }
     };
@@ -213,16 +217,16 @@ fn judge(program: &str, status: ExitStatus) -> Option<Failure> {
     Some(Failure::new(Reason::CheckFailed, detail))
 }
 
-/// Why the command could not start, as a `local` failure.
-fn cannot_start(program: &str, error: &io::Error) -> Failure {
+/// Why the command could not start, as a `local` failure; `path` is the
+/// `PATH` it was looked up in.
+fn cannot_start(program: &str, path: &str, error: &io::Error) -> Failure {
     let why = match error.raw_os_error() {
         Some(libc::ENOENT) if program.contains('/') => {
             "not found: no such file, or the interpreter its #! line names does not exist"
                 .to_owned()
         }
         Some(libc::ENOENT) => format!(
-            "not found in PATH ({}), or the interpreter its #! line names does not exist",
-            EXPORTER_PATH.to_string_lossy()
+            "not found in PATH ({path}), or the interpreter its #! line names does not exist"
         ),
         Some(libc::EACCES) => {
             "not executable: permission denied (is it chmod +x, on a filesystem mounted without noexec?)"
