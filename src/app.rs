@@ -47,6 +47,8 @@ pub(crate) struct Settings {
     pub(crate) timeout_offset: Duration,
     /// How many probes may run at once.
     pub(crate) max_in_flight: usize,
+    /// How many `exec` commands may run at once.
+    pub(crate) max_exec: usize,
     /// Which part of the scheduled targets this instance probes.
     pub(crate) shard: Shard,
     /// How many `/probe` requests the landing page remembers.
@@ -66,6 +68,7 @@ impl Default for Settings {
         Self {
             timeout_offset: Duration::from_millis(500),
             max_in_flight: 4096,
+            max_exec: crate::runner::DEFAULT_MAX_EXEC,
             shard: Shard::ALL,
             history_limit: 100,
             shutdown_grace: Duration::from_secs(5),
@@ -140,7 +143,9 @@ impl App {
     pub(crate) fn start(source: ConfigSource, settings: Settings) -> Result<Self, ConfigError> {
         let config = source.load()?;
         let resolver = Resolver::from_system(&settings.dns_servers);
-        let runner = Arc::new(ProbeRunner::new(probe_slots_for(&settings), resolver));
+        let runner = Arc::new(
+            ProbeRunner::new(probe_slots_for(&settings), resolver).with_max_exec(settings.max_exec),
+        );
         let app = Self {
             source,
             in_force: RwLock::new(Arc::new(InForce {

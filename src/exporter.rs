@@ -67,6 +67,13 @@ impl ExporterBuilder {
         self
     }
 
+    /// Commands of `exec` modules allowed to run at once
+    /// (`--exec.max-concurrent`, 32), within [`max_in_flight`](Self::max_in_flight).
+    pub fn max_exec(mut self, commands: usize) -> Self {
+        self.settings.max_exec = commands.max(1);
+        self
+    }
+
     /// Which part of the scheduled targets this instance probes
     /// (`--targets.shard`, all of them).
     pub fn shard(mut self, shard: Shard) -> Self {

@@ -33,7 +33,7 @@
 //! | 2 | `config`, `trace` | the YAML file, validated; the steps a probe records |
 //! | 3 | `prober` | one probe: a module and a target in, an [`Outcome`] out |
 //! | 4 | `modules` | the modules in force, each with its result counters |
-//! | 5 | `runner` | probes under the shared rules: in-flight limit, deadline, probe thread |
+//! | 5 | `runner` | probes under the shared rules: in-flight and exec limits, deadline, probe and exec threads |
 //! | 6 | `scheduler`, `health`, `history` | who asks for probes, and what they keep of the outcomes |
 //! | 7 | `metrics` | the observers: read what the layers below keep, write the exposition |
 //! | 8 | `app` | the state of a running exporter, and reloads |
@@ -68,7 +68,9 @@ mod target;
 mod task;
 mod trace;
 
-pub use config::{ConfigError, IpProtocol, Module, ProberKind, PromDuration, TcpOptions};
+pub use config::{
+    ConfigError, ExecOptions, IpProtocol, Module, ProberKind, PromDuration, TcpOptions,
+};
 pub use exporter::{Exporter, ExporterBuilder};
 pub use http::ListenAddress;
 pub use prober::{Failure, HandshakeStats, Outcome, Reason};
@@ -84,6 +86,10 @@ pub use target::{Host, Target, TargetError};
 /// the kernel's delayed ACK (about 200 ms; keep the calling runtime free
 /// of long blocking work), and no counters. An [`Exporter`] in the same
 /// process shares nothing with it, not even the resolver's cache.
+///
+/// An `exec` module's command runs as the exporter runs it (minimal
+/// environment, own process group, killed at the deadline), started from
+/// the calling task, with no limit on how many run at once.
 ///
 /// Names are resolved as the exporter does (`/etc/hosts`, then the name
 /// servers of `/etc/resolv.conf`, answers cached for their TTL), with a

@@ -54,6 +54,13 @@ struct Flags {
           value_parser = clap::value_parser!(u32).range(1..))]
     max_in_flight: u32,
 
+    /// Commands of exec modules allowed to run at once, within
+    /// --probe.max-in-flight; more wait within their own deadline, then
+    /// fail as "local".
+    #[arg(long = "exec.max-concurrent", value_name = "N", default_value_t = 32,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    max_exec: u32,
+
     /// Probe only the scheduled targets whose stable hash mod n is i, so
     /// that n replicas split one target list without coordination.
     #[arg(long = "targets.shard", value_name = "i/n", default_value = "0/1")]
@@ -202,6 +209,7 @@ impl Flags {
         let builder = Exporter::builder()
             .timeout_offset(self.timeout_offset)
             .max_in_flight(self.max_in_flight as usize)
+            .max_exec(self.max_exec as usize)
             .shard(self.shard)
             .history_limit(self.history_limit as usize)
             .shutdown_grace(self.shutdown_grace)

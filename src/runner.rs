@@ -34,9 +34,23 @@
 //! thread, which the runner starts with the exporter's one [`Resolver`];
 //! the probe thread only waits for their answers. See
 //! [`crate::prober::resolve`] for why.
+//!
+//! **Exec probes** run on a third thread, the exec thread, never on the
+//! probe thread: starting a process blocks the thread that starts it
+//! until the child has exec'd, which would delay the half-open closes
+//! waiting behind it. [`ProbeRunner::run`] sends them there instead of to
+//! the probe thread, and [`ProbeRunner::run_in_place`], which the
+//! scheduler calls on the probe thread, hops there for them. They hold an
+//! in-flight slot like every probe, and before it an exec slot: at most
+//! `--exec.max-concurrent` commands run at once, so that a scrape storm
+//! cannot fork-bomb the host. The exec slot comes first, so that exec
+//! probes queueing for their own limit hold no in-flight slot that TCP
+//! probes could use. Queueing for either limit ends as above: past
+//! [`MIN_WIRE_SHARE`] of the timeout, the probe fails as `local`.
 
 #![forbid(unsafe_code)]
 
+use crate::config::ProberKind;
 use crate::modules::LoadedModule;
 use crate::prober::{self, Budget, Failure, MIN_WIRE_SHARE, Outcome, Reason, Resolver};
 use crate::target::Target;
@@ -47,24 +61,32 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::runtime::Handle;
-use tokio::sync::{Semaphore, oneshot};
+use tokio::sync::{Semaphore, SemaphorePermit, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
+
+/// The default of `--exec.max-concurrent`.
+pub(crate) const DEFAULT_MAX_EXEC: usize = 32;
 
 /// Runs probes within the in-flight limit, on the probe thread, and counts them.
 #[derive(Debug)]
 pub(crate) struct ProbeRunner {
     rules: Rules,
     probe_thread: RuntimeThread,
+    /// Runs the `exec` probes, away from the probe thread.
+    exec_thread: RuntimeThread,
     /// Runs the resolver's queries; kept to stop it with the runner.
     _dns_thread: RuntimeThread,
 }
 
-/// The limit and the resolver, cheap to clone onto the probe thread.
+/// The limits and the resolver, cheap to clone onto the probe thread.
 #[derive(Clone, Debug)]
 struct Rules {
     slots: Arc<Semaphore>,
     max_in_flight: usize,
+    /// Commands allowed to run at once, `--exec.max-concurrent`.
+    exec_slots: Arc<Semaphore>,
+    max_exec: usize,
     /// Probes holding a slot now: `synack_exporter_probes_in_flight`.
     in_flight: Arc<AtomicUsize>,
     resolver: Arc<Resolver>,
@@ -74,11 +96,15 @@ impl ProbeRunner {
     /// A runner allowing at most `max_in_flight` probes at once, resolving
     /// names with `resolver`, whose queries run on the runner's DNS thread.
     ///
+    /// At most [`DEFAULT_MAX_EXEC`] commands run at once; see
+    /// [`with_max_exec`](Self::with_max_exec).
+    ///
     /// # Panics
-    /// When the operating system refuses to start the probe thread or the
-    /// DNS thread, which leaves nothing to probe with.
+    /// When the operating system refuses to start the probe thread, the
+    /// exec thread or the DNS thread, which leaves nothing to probe with.
     pub(crate) fn new(max_in_flight: usize, resolver: Resolver) -> Self {
         let dns_thread = RuntimeThread::start("synack-dns").expect("start the DNS thread");
+        let exec_thread = RuntimeThread::start("synack-exec").expect("start the exec thread");
         let resolver = resolver.run_on(dns_thread.handle.clone());
         let probe_thread = RuntimeThread::start("synack-probes").expect("start the probe thread");
         // First on the thread, so before any probe; only in benchmark
@@ -93,12 +119,24 @@ impl ProbeRunner {
             rules: Rules {
                 slots: Arc::new(Semaphore::new(max_in_flight)),
                 max_in_flight,
+                exec_slots: Arc::new(Semaphore::new(DEFAULT_MAX_EXEC)),
+                max_exec: DEFAULT_MAX_EXEC,
                 in_flight: Arc::default(),
                 resolver: Arc::new(resolver),
             },
             probe_thread,
+            exec_thread,
             _dns_thread: dns_thread,
         }
+    }
+
+    /// The same runner, allowing at most `max_exec` (at least 1) `exec`
+    /// commands to run at once. Only before the first probe.
+    pub(crate) fn with_max_exec(mut self, max_exec: usize) -> Self {
+        let max_exec = max_exec.max(1);
+        self.rules.exec_slots = Arc::new(Semaphore::new(max_exec));
+        self.rules.max_exec = max_exec;
+        self
     }
 
     /// The resolver every probe of this runner uses.
@@ -112,7 +150,8 @@ impl ProbeRunner {
     }
 
     /// Probes `target` with `module`, within `timeout`, on the probe
-    /// thread. Callable from any task.
+    /// thread, or on the exec thread for an `exec` module. Callable from
+    /// any task.
     ///
     /// When the in-flight limit is reached the probe waits for a slot; if
     /// none frees up before the deadline it fails as `local`, because the
@@ -128,7 +167,12 @@ impl ProbeRunner {
         let rules = self.rules.clone();
         let (job_module, target) = (Arc::clone(module), target.clone());
         let mut job_trace = std::mem::replace(trace, Trace::disabled());
-        let job = self.probe_thread.handle.spawn(async move {
+        let thread = if is_exec(module) {
+            &self.exec_thread
+        } else {
+            &self.probe_thread
+        };
+        let job = thread.handle.spawn(async move {
             let outcome = rules
                 .run(&job_module, &target, asked, timeout, &mut job_trace)
                 .await;
@@ -148,8 +192,11 @@ impl ProbeRunner {
                     // Cancelled: the runner is being dropped, at shutdown.
                     "the probe thread stopped"
                 };
-                let outcome =
-                    Outcome::not_started(Failure::new(Reason::Local, detail), asked.elapsed());
+                let outcome = prober::not_started_for(
+                    &module.module,
+                    Failure::new(Reason::Local, detail),
+                    asked.elapsed(),
+                );
                 module.results.record(&outcome);
                 outcome
             }
@@ -159,14 +206,20 @@ impl ProbeRunner {
     /// Like [`run`](Self::run), but probes in the calling task, saving the
     /// hop between threads. Only for tasks started with
     /// [`spawn_on_probe_thread`](Self::spawn_on_probe_thread): anywhere else
-    /// the half-open close loses its protection from other work.
+    /// the half-open close loses its protection from other work. An `exec`
+    /// probe still hops to the exec thread, as [`run`](Self::run) does.
     pub(crate) async fn run_in_place(
         &self,
-        module: &LoadedModule,
+        module: &Arc<LoadedModule>,
         target: &Target,
         timeout: Duration,
         trace: &mut Trace,
     ) -> Outcome {
+        if is_exec(module) {
+            // Boxed, so that the scheduler's TCP probes do not carry the
+            // larger future of the hop.
+            return Box::pin(self.run(module, target, timeout, trace)).await;
+        }
         self.rules
             .run(module, target, Instant::now(), timeout, trace)
             .await
@@ -210,32 +263,72 @@ impl Rules {
     ) -> Outcome {
         let budget = Budget::new(asked, timeout);
         let on_probe_thread = Instant::now();
-        // Waiting longer than `last_start` is pointless: the probe could
-        // not start any more.
-        let slot = tokio::time::timeout_at(budget.last_start, self.slots.acquire()).await;
-        let starting = Instant::now();
-        let queue = Queue {
-            for_thread: on_probe_thread.saturating_duration_since(asked),
-            for_slot: starting.saturating_duration_since(on_probe_thread),
-            timeout,
-        };
-        // The semaphore is never closed, so only the timeout fails `slot`.
-        let _slot = match slot {
-            Ok(Ok(slot)) if starting <= budget.last_start => slot,
-            _ => {
-                let failure = Failure::new(Reason::Local, queue.describe(self.max_in_flight));
-                trace.log(|| Step::Failed);
-                let outcome =
-                    Outcome::not_started(failure, starting.saturating_duration_since(asked));
-                module.results.record(&outcome);
-                return outcome;
+        // An exec probe takes its exec slot first; see the module docs.
+        let _exec_slot = if is_exec(module) {
+            let limit = Limit::Exec(self.max_exec);
+            match Self::slot(&self.exec_slots, limit, on_probe_thread, asked, budget).await {
+                Ok(slot) => Some(slot),
+                Err(failure) => return Self::refuse(module, failure, asked, trace),
             }
+        } else {
+            None
+        };
+        let limit = Limit::InFlight(self.max_in_flight);
+        let _slot = match Self::slot(&self.slots, limit, on_probe_thread, asked, budget).await {
+            Ok(slot) => slot,
+            Err(failure) => return Self::refuse(module, failure, asked, trace),
         };
         let _in_flight = InFlight::enter(&self.in_flight);
         let outcome = prober::run(&module.module, target, &self.resolver, budget, trace).await;
         module.results.record(&outcome);
         outcome
     }
+}
+
+impl Rules {
+    /// A permit of `slots`, or the `local` failure saying how long the
+    /// probe queued and for what, once `budget.last_start` has passed.
+    /// Waiting longer is pointless: the probe could not start any more.
+    async fn slot(
+        slots: &Semaphore,
+        limit: Limit,
+        on_thread: Instant,
+        asked: Instant,
+        budget: Budget,
+    ) -> Result<SemaphorePermit<'_>, Failure> {
+        let slot = tokio::time::timeout_at(budget.last_start, slots.acquire()).await;
+        let starting = Instant::now();
+        match slot {
+            // The semaphore is never closed, so only the timeout fails `slot`.
+            Ok(Ok(slot)) if starting <= budget.last_start => Ok(slot),
+            _ => {
+                let queue = Queue {
+                    for_thread: on_thread.saturating_duration_since(asked),
+                    for_slot: starting.saturating_duration_since(on_thread),
+                    timeout: budget.timeout,
+                };
+                Err(Failure::new(Reason::Local, queue.describe(limit)))
+            }
+        }
+    }
+
+    /// The outcome of a probe that queued too long to start, counted.
+    fn refuse(
+        module: &LoadedModule,
+        failure: Failure,
+        asked: Instant,
+        trace: &mut Trace,
+    ) -> Outcome {
+        trace.log(|| Step::Failed);
+        let outcome = prober::not_started_for(&module.module, failure, asked.elapsed());
+        module.results.record(&outcome);
+        outcome
+    }
+}
+
+/// Whether `module` runs commands, and so belongs on the exec thread.
+fn is_exec(module: &LoadedModule) -> bool {
+    module.module.prober == ProberKind::Exec
 }
 
 /// Counts a probe as in flight until dropped, also when the probe is
@@ -271,6 +364,15 @@ pub(crate) fn probe_slots(max_in_flight: usize, nofile: u64) -> usize {
     max_in_flight.min(usize::try_from(for_probes).unwrap_or(usize::MAX))
 }
 
+/// A limit that a probe queues for, with its size.
+#[derive(Clone, Copy, Debug)]
+enum Limit {
+    /// `--probe.max-in-flight`.
+    InFlight(usize),
+    /// `--exec.max-concurrent`.
+    Exec(usize),
+}
+
 /// How long a probe waited before it could start, and for what.
 #[derive(Clone, Copy, Debug)]
 struct Queue {
@@ -286,11 +388,16 @@ impl Queue {
         self.for_thread + self.for_slot
     }
 
-    fn describe(self, max_in_flight: usize) -> String {
+    fn describe(self, limit: Limit) -> String {
         let cause = if self.for_slot >= self.for_thread {
-            format!(
-                "all {max_in_flight} probe slots were busy; raise --probe.max-in-flight or lower the probe rate"
-            )
+            match limit {
+                Limit::InFlight(max_in_flight) => format!(
+                    "all {max_in_flight} probe slots were busy; raise --probe.max-in-flight or lower the probe rate"
+                ),
+                Limit::Exec(max_exec) => format!(
+                    "all {max_exec} exec slots were busy; raise --exec.max-concurrent or lower the rate of exec probes"
+                ),
+            }
         } else {
             "the probe thread was busy (CPU starvation?); give the exporter more CPU".to_owned()
         };
@@ -366,6 +473,64 @@ mod tests {
         assert_eq!(probe_slots(4096, 10), 1, "never zero");
     }
 
+    /// The threads on which exec probes of `target` ran.
+    fn exec_threads_of(target: &Target) -> Vec<Option<String>> {
+        let started = crate::prober::exec::STARTED_ON.lock().unwrap();
+        started
+            .iter()
+            .filter(|(of, _)| of == target)
+            .map(|(_, thread)| thread.clone())
+            .collect()
+    }
+
+    #[test]
+    fn exec_probes_never_run_on_the_probe_thread() {
+        use crate::config::{Config, ProberKind};
+        use crate::modules::{Modules, ResultCounters};
+        let config = Config::parse(
+            "t.yml",
+            "modules:\n  true:\n    prober: exec\n    exec: {command: [\"/bin/true\"]}\n",
+        )
+        .unwrap();
+        let modules = Modules::load(&config, &ResultCounters::default());
+        let module = Arc::clone(modules.get("true").unwrap());
+        assert_eq!(module.module.prober, ProberKind::Exec);
+        let runner = Arc::new(ProbeRunner::new(4, Resolver::from_system(&[])));
+        // A port of its own, so that other tests' probes do not count.
+        let target = Target::parse("127.0.0.1:39177").unwrap();
+        let timeout = Duration::from_secs(10);
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        runtime.block_on(async {
+            let outcome = runner
+                .run(&module, &target, timeout, &mut Trace::disabled())
+                .await;
+            assert!(outcome.is_success(), "{outcome:?}");
+            // As the scheduler does: in place, from a task on the probe thread.
+            let (in_place, in_place_target) = (Arc::clone(&runner), target.clone());
+            let outcome = runner
+                .spawn_on_probe_thread(async move {
+                    assert_eq!(
+                        std::thread::current().name(),
+                        Some("synack-probes"),
+                        "the test runs this task on the probe thread"
+                    );
+                    in_place
+                        .run_in_place(&module, &in_place_target, timeout, &mut Trace::disabled())
+                        .await
+                })
+                .await
+                .unwrap();
+            assert!(outcome.is_success(), "{outcome:?}");
+        });
+        drop(runtime);
+        let threads = exec_threads_of(&target);
+        assert_eq!(
+            threads,
+            vec![Some("synack-exec".to_owned()); 2],
+            "both exec probes ran on the exec thread"
+        );
+    }
+
     #[test]
     fn the_queue_says_what_it_waited_for() {
         let queue = Queue {
@@ -373,8 +538,13 @@ mod tests {
             for_slot: Duration::from_millis(600),
             timeout: Duration::from_secs(1),
         };
-        let text = queue.describe(7);
+        let text = queue.describe(Limit::InFlight(7));
         assert!(text.contains("all 7 probe slots were busy"), "{text}");
         assert!(text.contains("less than 50% of it"), "{text}");
+        let text = queue.describe(Limit::Exec(3));
+        assert!(
+            text.contains("all 3 exec slots were busy; raise --exec.max-concurrent"),
+            "{text}"
+        );
     }
 }

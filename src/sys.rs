@@ -16,6 +16,10 @@
 //!   the `process_*` metrics.
 //! - [`open_for_reading_without_blocking`]: std's safe `custom_flags`, but
 //!   with libc's flag values, which std does not name.
+//! - [`kill_process_group`]: `kill(-pgid, SIGKILL)`, for the `exec`
+//!   prober, which starts each command in a process group of its own and
+//!   kills the whole group so that no child of the command outlives the
+//!   probe. std and tokio only kill the one child they started.
 //! - `enter_bench_probe_netns`: `setns(CLONE_NEWNET)`, only in builds with
 //!   the `bench` feature, for `bench/halfopen_under_load.sh`: it moves the
 //!   probe thread into a network namespace where the kernel's delayed-ACK
@@ -42,6 +46,27 @@ pub fn open_for_reading_without_blocking(path: &Path) -> io::Result<File> {
         .read(true)
         .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
         .open(path)
+}
+
+/// Sends `SIGKILL` to every process in the process group `pgid`.
+///
+/// # Errors
+/// The `kill` error: `ESRCH` when no process is left in the group, and
+/// `EINVAL` for a `pgid` of 0, 1 or over `i32::MAX`, which would name the
+/// caller's own group, every process, or nothing.
+pub fn kill_process_group(pgid: u32) -> io::Result<()> {
+    let pgid = i32::try_from(pgid)
+        .ok()
+        .filter(|&pgid| pgid > 1)
+        .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: kill only sends a signal and touches no memory of ours. A
+    // negative pid names a process group; `pgid > 1` rules out -1 (every
+    // process we may signal) and 0 (our own group), so at worst the call
+    // signals a group that no longer exists and fails with ESRCH.
+    if unsafe { libc::kill(-pgid, libc::SIGKILL) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// Reads the soft and hard `RLIMIT_NOFILE`.

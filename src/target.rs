@@ -14,6 +14,8 @@
 //! - A name may end in one dot, the root: `db.example.org.` is fully
 //!   qualified and is looked up without search domains. It is kept as
 //!   written, so labels show what the user wrote.
+//! - A host may not start with `-`: no host name does, and an `exec`
+//!   module's command would read `{host}` as an option.
 //! - Numbers are decimal without leading zeros, in ports as in IPv4
 //!   octets: `010.0.0.1` is refused because resolvers read it as octal,
 //!   and `:08080` is refused so that the two rules agree.
@@ -74,6 +76,9 @@ pub enum TargetError {
     BadHostChar(char),
     /// Two dots in a row, or a dot at the start: `a..b`, `.a`.
     EmptyLabel(String),
+    /// A host starting with `-`, as no host name does: an `exec` command
+    /// given `{host}` would read it as an option.
+    LeadingHyphen(String),
     /// Numbers that resolvers would read as an IP in some old form
     /// (`127.1`, `2130706433`, `0x7f.1`, `010.0.0.1`), not a dotted quad.
     AmbiguousNumericHost(String),
@@ -121,6 +126,10 @@ impl fmt::Display for TargetError {
             Self::EmptyLabel(host) => write!(
                 f,
                 "target host {host:?} has an empty label: remove the extra dot"
+            ),
+            Self::LeadingHyphen(host) => write!(
+                f,
+                "target host {host:?} starts with '-', which no host name does"
             ),
             Self::BadHostChar(c) => write!(
                 f,
@@ -189,6 +198,9 @@ fn parse_host(host: &str) -> Result<Host, TargetError> {
         .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_')))
     {
         return Err(TargetError::BadHostChar(bad));
+    }
+    if host.starts_with('-') {
+        return Err(TargetError::LeadingHyphen(host.to_owned()));
     }
     if let Ok(ip) = host.parse::<IpAddr>() {
         return Ok(Host::Ip(ip));
@@ -361,6 +373,8 @@ mod tests {
             ("a..b:80", E::EmptyLabel("a..b".into())),
             (".a:80", E::EmptyLabel(".a".into())),
             ("a.b..:80", E::EmptyLabel("a.b..".into())),
+            ("-rf:80", E::LeadingHyphen("-rf".into())),
+            ("--help:80", E::LeadingHyphen("--help".into())),
         ];
         for (text, expected) in cases {
             assert_eq!(Target::parse(text), Err(expected), "{text:?}");

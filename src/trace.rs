@@ -15,6 +15,7 @@
 use crate::target::Target;
 use std::fmt::{self, Display, Write as _};
 use std::net::{IpAddr, SocketAddr};
+use std::process::ExitStatus;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -65,6 +66,19 @@ pub(crate) enum Step {
     /// Attempts `from` to `of` were not started: they could not have
     /// ended before the deadline.
     AttemptsCut { from: u32, of: u32 },
+    /// An `exec` command started as process `pid`, with these arguments.
+    ExecStarted { pid: u32, argv: Vec<String> },
+    /// The command ended, by itself or by a signal from elsewhere.
+    ExecExited(ExitStatus),
+    /// The deadline passed: the command's process group was killed.
+    ExecKilled { pid: u32 },
+    /// The first bytes the command wrote to `stream` (stdout or stderr),
+    /// and how many it wrote in all.
+    ExecOutput {
+        stream: &'static str,
+        head: Vec<u8>,
+        total: u64,
+    },
     /// The probe succeeded after this long.
     Succeeded(Duration),
     /// The probe failed; the failure itself is given to [`Steps::render`].
@@ -227,6 +241,17 @@ impl Display for Line<'_> {
                 f,
                 "attempts {from} to {of} not started: they could not end before the deadline"
             ),
+            Step::ExecStarted { pid, argv } => write!(f, "started process {pid}: {argv:?}"),
+            Step::ExecExited(status) => write!(f, "the command ended: {status}"),
+            Step::ExecKilled { pid } => write!(
+                f,
+                "the command did not exit before the deadline: killed process group {pid} (SIGKILL)"
+            ),
+            Step::ExecOutput {
+                stream,
+                head,
+                total,
+            } => write_output(f, stream, head, *total),
             Step::Succeeded(duration) => {
                 write!(f, "probe succeeded in {:.6}s", duration.as_secs_f64())
             }
@@ -236,6 +261,33 @@ impl Display for Line<'_> {
             },
         }
     }
+}
+
+/// A command's output as the log shows it: a heading, then each line
+/// indented by `  | `, with control characters other than tab escaped
+/// (`\u{1b}`), so that output can neither forge a log line nor drive the
+/// reader's terminal.
+fn write_output(f: &mut fmt::Formatter<'_>, stream: &str, head: &[u8], total: u64) -> fmt::Result {
+    if total == 0 {
+        return write!(f, "{stream}: empty");
+    }
+    if head.len() as u64 == total {
+        write!(f, "{stream}, {total} bytes:")?;
+    } else {
+        write!(f, "{stream}, the first {} of {total} bytes:", head.len())?;
+    }
+    let text = String::from_utf8_lossy(head);
+    for line in text.strip_suffix('\n').unwrap_or(&text).split('\n') {
+        f.write_str("\n  | ")?;
+        for c in line.chars() {
+            if c.is_control() && c != '\t' {
+                write!(f, "{}", c.escape_default())?;
+            } else {
+                f.write_char(c)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -271,5 +323,30 @@ mod tests {
         ));
         assert!(lines[1].contains("Connection refused"), "{text}");
         assert!(lines[2].ends_with("s probe failed: refused: RST"), "{text}");
+    }
+
+    #[test]
+    fn command_output_is_indented_escaped_and_says_when_it_was_cut() {
+        let mut trace = Trace::enabled();
+        trace.log(|| Step::ExecOutput {
+            stream: "stdout",
+            head: b"ok\n\x1b[2Jfake 0.1s line\r\n".to_vec(),
+            total: 9000,
+        });
+        trace.log(|| Step::ExecOutput {
+            stream: "stderr",
+            head: Vec::new(),
+            total: 0,
+        });
+        let target = Target::parse("127.0.0.1:1").unwrap();
+        let text = trace.into_steps().render(&target, None);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(
+            lines[0].ends_with("s stdout, the first 23 of 9000 bytes:"),
+            "{text}"
+        );
+        assert_eq!(lines[1], "  | ok");
+        assert_eq!(lines[2], "  | \\u{1b}[2Jfake 0.1s line\\r");
+        assert!(lines[3].ends_with("s stderr: empty"), "{text}");
     }
 }

@@ -3,7 +3,8 @@
 //! The shape follows blackbox_exporter's so that users can carry modules
 //! over: a `modules:` map whose entries name a `prober`, a `timeout`, and a
 //! `tcp:` block with `preferred_ip_protocol`, `ip_protocol_fallback` and
-//! `source_ip_address`.
+//! `source_ip_address`; or, for `prober: exec`, an `exec:` block with the
+//! command to run (see [`ExecOptions`] and the `exec` submodule's rules).
 //!
 //! Two modules are built in, `tcp_halfopen` and `tcp_connect` (5 s
 //! timeout each), so that a file holding only `targets:` or `groups:`, or
@@ -35,9 +36,12 @@
 #![forbid(unsafe_code)]
 
 mod duration;
+mod exec;
 mod scheduled;
 
 pub use duration::PromDuration;
+pub use exec::ExecOptions;
+pub(crate) use exec::{RESERVED_ENV_PREFIX, Values};
 pub use scheduled::{Group, GroupMember, GroupName, LabelName, MAX_SCHEDULED_TARGETS, TargetBlock};
 
 use serde::{Deserialize, Deserializer, Serialize};
@@ -101,17 +105,97 @@ pub struct Config {
 }
 
 /// One way of probing: a prober and its options.
+///
+/// Reading a module checks how its fields fit together: `exec:` is
+/// required by `prober: exec` and refused by the TCP probers, and `tcp:`
+/// options other than the defaults are refused by `prober: exec`, which
+/// opens no socket of its own.
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "ModuleFields", into = "ModuleFields")]
 pub struct Module {
     /// Which prober runs.
     pub prober: ProberKind,
     /// Upper bound for one probe, DNS included. The scrape timeout may lower it.
-    #[serde(default = "default_timeout", deserialize_with = "timeout_in_range")]
     pub timeout: PromDuration,
     /// Options of the TCP probers.
-    #[serde(default, deserialize_with = "tcp_block")]
     pub tcp: TcpOptions,
+    /// The command of the `exec` prober; `None` for the others.
+    pub exec: Option<ExecOptions>,
+}
+
+/// A module's fields as written in the YAML.
+#[derive(Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct ModuleFields {
+    prober: ProberKind,
+    #[serde(default = "default_timeout", deserialize_with = "timeout_in_range")]
+    timeout: PromDuration,
+    #[serde(
+        default,
+        deserialize_with = "tcp_block",
+        skip_serializing_if = "Option::is_none"
+    )]
+    tcp: Option<TcpOptions>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    exec: Option<ExecOptions>,
+}
+
+impl TryFrom<ModuleFields> for Module {
+    type Error = String;
+
+    fn try_from(fields: ModuleFields) -> Result<Self, String> {
+        let ModuleFields {
+            prober,
+            timeout,
+            tcp,
+            exec,
+        } = fields;
+        match (prober, &exec) {
+            (ProberKind::Exec, None) => {
+                return Err("prober exec needs an exec: block with the command to run, such as \
+                     exec: {command: [\"/usr/local/bin/check\", \"--host\", \"{host}\", \"--port\", \"{port}\"]}"
+                    .to_owned());
+            }
+            (ProberKind::Exec, Some(_)) => {
+                if tcp
+                    .as_ref()
+                    .is_some_and(|tcp| *tcp != TcpOptions::default())
+                {
+                    return Err(
+                        "tcp: options do not apply to prober exec, which opens no connection \
+                         of its own: remove the tcp: block"
+                            .to_owned(),
+                    );
+                }
+            }
+            (_, Some(_)) => {
+                return Err(format!(
+                    "exec: applies only to prober exec, and this module's prober is {}: remove the exec: block or set prober: exec",
+                    prober.as_str()
+                ));
+            }
+            (_, None) => {}
+        }
+        Ok(Self {
+            prober,
+            timeout,
+            tcp: tcp.unwrap_or_default(),
+            exec,
+        })
+    }
+}
+
+impl From<Module> for ModuleFields {
+    /// What `/config` shows: no `tcp:` for an exec module, no `exec:`
+    /// for the others.
+    fn from(module: Module) -> Self {
+        Self {
+            prober: module.prober,
+            timeout: module.timeout,
+            tcp: (module.prober != ProberKind::Exec).then_some(module.tcp),
+            exec: module.exec,
+        }
+    }
 }
 
 /// The available probers.
@@ -123,6 +207,8 @@ pub enum ProberKind {
     TcpHalfopen,
     /// A full handshake closed with RST, for SYN proxies and middleboxes.
     TcpConnect,
+    /// Runs a command from the config; exit 0 within the timeout is success.
+    Exec,
 }
 
 impl ProberKind {
@@ -132,6 +218,7 @@ impl ProberKind {
         match self {
             Self::TcpHalfopen => "tcp_halfopen",
             Self::TcpConnect => "tcp_connect",
+            Self::Exec => "exec",
         }
     }
 }
@@ -273,6 +360,16 @@ impl Module {
             prober,
             timeout: default_timeout(),
             tcp: TcpOptions::default(),
+            exec: None,
+        }
+    }
+
+    /// An `exec` module running `options`, with the default timeout (5 s).
+    #[must_use]
+    pub fn exec(options: ExecOptions) -> Self {
+        Self {
+            exec: Some(options),
+            ..Self::new(ProberKind::Exec)
         }
     }
 
@@ -312,11 +409,11 @@ fn default_attempt_interval() -> PromDuration {
 }
 
 /// A `tcp:` block, remembering where it was written.
-fn tcp_block<'de, D: Deserializer<'de>>(deserializer: D) -> Result<TcpOptions, D::Error> {
+fn tcp_block<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<TcpOptions>, D::Error> {
     let block = serde_saphyr::Spanned::<TcpOptions>::deserialize(deserializer)?;
     let mut options = block.value;
     options.written_at = WrittenAt(Some(block.referenced));
-    Ok(options)
+    Ok(Some(options))
 }
 
 fn attempts_in_range<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u32, D::Error> {
@@ -1136,6 +1233,88 @@ mod tests {
             .expect("Config::load blocked on a FIFO for 3 s")
             .expect_err("a FIFO is not a config file");
         assert!(error.message.contains("FIFO"), "{error}");
+    }
+
+    #[test]
+    fn exec_modules_are_read_and_their_errors_located() {
+        let exec = |rest: &str| format!("modules:\n  zk:\n    prober: exec\n{rest}");
+        let yaml = exec(
+            "    timeout: 2s\n    exec:\n      command: [\"/bin/check\", \"--host\", \"{host}\"]\n      env: {ZK_MODE: follower}\n",
+        );
+        let module = &Config::parse("t.yml", &yaml).unwrap().modules["zk"];
+        let options = module.exec.as_ref().unwrap();
+        assert_eq!(options.command(), ["/bin/check", "--host", "{host}"]);
+        assert_eq!(options.env()["ZK_MODE"], "follower");
+        assert_accepted(&[&exec(
+            "    exec: {command: [x]}\n    tcp: {preferred_ip_protocol: ip4}\n",
+        )]);
+        let command = |list: &str| exec(&format!("    exec:\n      command: {list}\n"));
+        assert_rejected(&[
+            (
+                &exec("    timeout: 1s\n"),
+                "modules.zk",
+                "needs an exec: block",
+            ),
+            (
+                "modules:\n  a:\n    prober: tcp_connect\n    exec: {command: [x]}\n",
+                "modules.a",
+                "exec: applies only to prober exec",
+            ),
+            (
+                &exec("    exec: {command: [x]}\n    tcp: {preferred_ip_protocol: ip6}\n"),
+                "modules.zk",
+                "tcp: options do not apply to prober exec",
+            ),
+            (
+                &command("[\"/bin/x\", \"--host={hots}\"]"),
+                "modules.zk.exec.command[1]",
+                "unknown placeholder {hots}",
+            ),
+            (
+                &command("[]"),
+                "modules.zk.exec.command",
+                "command is empty",
+            ),
+            (
+                &command("[\"{host}\"]"),
+                "modules.zk.exec.command",
+                "holds a placeholder",
+            ),
+            (
+                &exec("    exec:\n      command: [x]\n      env: {SYNACK_TARGET: x}\n"),
+                "modules.zk.exec.env",
+                "reserved",
+            ),
+            (
+                &exec("    exec:\n      command: [x]\n      env: {\"A=B\": x}\n"),
+                "modules.zk.exec.env",
+                "without '=' or NUL",
+            ),
+            (
+                &exec("    exec:\n      command: [x]\n      shell: true\n"),
+                "modules.zk.exec.shell",
+                "unknown field",
+            ),
+        ]);
+        let error = error_of(&command("[\"/bin/x\", \"{hots}\"]"));
+        assert_eq!(
+            error.position,
+            Some((5, 27)),
+            "at the argument itself: {error}"
+        );
+    }
+
+    #[test]
+    fn an_exec_module_round_trips_without_a_tcp_block() {
+        let yaml = "modules:\n  zk:\n    prober: exec\n    exec: {command: [\"/bin/check\", \"{{x}}\"], env: {A: b}}\n";
+        let config = Config::parse("t.yml", yaml).unwrap();
+        let shown = config.to_yaml();
+        assert!(
+            !shown.contains("preferred_ip_protocol: ip4\n    exec"),
+            "{shown}"
+        );
+        let again = Config::parse("again", &shown).unwrap();
+        assert_eq!(again.modules, config.modules);
     }
 
     #[test]

@@ -17,7 +17,7 @@
 #![forbid(unsafe_code)]
 
 use super::exposition::{Format, Kind, Value, Writer};
-use crate::config::Module;
+use crate::config::{Module, ProberKind};
 use crate::hash::fnv1a_32;
 use crate::prober::{Outcome, Reason};
 use std::net::IpAddr;
@@ -104,6 +104,13 @@ pub(crate) fn render(outcome: &Outcome, module: &Module, format: Format) -> Stri
         "FNV-1a hash of the probed address, to notice when it changes.",
         outcome.address.map_or(0, |address| ip_hash(address.ip())),
     );
+    if module.prober == ProberKind::Exec {
+        writer.gauge(
+            "probe_exec_exit_code",
+            "Exit code of the exec module's command; -1 when it has none (killed, timed out, not started).",
+            f64::from(outcome.exit_code.unwrap_or(-1)),
+        );
+    }
     writer.family(
         "probe_failure_reason",
         Kind::Gauge,
@@ -159,6 +166,7 @@ fn ip_hash(ip: IpAddr) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Config;
     use crate::prober::Failure;
     use std::time::Duration;
 
@@ -175,6 +183,34 @@ mod tests {
             assert!(text.contains("probe_success 0\n"), "{text}");
             assert!(text.ends_with("# EOF\n"), "{text}");
             assert!(!text.contains("attempts"), "{text}");
+            assert!(!text.contains("probe_exec_exit_code"), "{text}");
+        }
+    }
+
+    #[test]
+    fn the_exit_code_is_written_for_exec_modules_only() {
+        let exec = Config::parse(
+            "t.yml",
+            "modules:\n  script:\n    prober: exec\n    exec: {command: [\"/bin/true\"]}\n",
+        )
+        .unwrap()
+        .modules["script"]
+            .clone();
+        let mut outcome =
+            Outcome::not_started(Failure::new(Reason::CheckFailed, "x"), Duration::ZERO);
+        for (code, line) in [
+            (Some(3), "probe_exec_exit_code 3\n"),
+            (Some(-1), "probe_exec_exit_code -1\n"),
+            // Not started (over the exec limit): no exit code either.
+            (None, "probe_exec_exit_code -1\n"),
+        ] {
+            outcome.exit_code = code;
+            let text = render(&outcome, &exec, Format::PrometheusText);
+            assert!(text.contains(line), "{text}");
+            assert!(
+                text.contains("# TYPE probe_exec_exit_code gauge\n"),
+                "{text}"
+            );
         }
     }
 

@@ -44,10 +44,11 @@ enum Family {
     Attempts,
     AttemptsFailed,
     Handshake,
+    ExecExitCode,
 }
 
 /// Families in export order, with name, type and help.
-const FAMILIES: [(Family, &str, Kind, &str); 11] = [
+const FAMILIES: [(Family, &str, Kind, &str); 12] = [
     (
         Family::Success,
         "probe_success",
@@ -113,6 +114,12 @@ const FAMILIES: [(Family, &str, Kind, &str); 11] = [
         "probe_tcp_handshake_latency_seconds",
         Kind::Histogram,
         "Time from connect to the SYN-ACK of every successful attempt of scheduled probes.",
+    ),
+    (
+        Family::ExecExitCode,
+        "probe_exec_exit_code",
+        Kind::Gauge,
+        "Exit code of the last scheduled probe's command, exec modules only; -1 when it has none.",
     ),
 ];
 
@@ -308,6 +315,11 @@ fn write_samples(
             sample("_bucket", ",le=\"+Inf\"", histogram.count.into());
             sample("_sum", "", histogram.sum.into());
             sample("_count", "", histogram.count.into());
+        }
+        Family::ExecExitCode => {
+            if let Some(code) = state.last_exit_code {
+                sample("", "", f64::from(code).into());
+            }
         }
     }
 }

@@ -7,12 +7,14 @@
 //! trouble becomes an outcome with reason `local`.
 //!
 //! Each prober lives in its own file and is chosen by [`ProberKind`] in
-//! [`run`]. New probers (exec, banner checks, multi-attempt) add a variant
-//! and a file; the outcome and everything downstream stay as they are.
+//! [`run`]: `tcp` for the two TCP probers, `exec` for commands. New
+//! probers add a variant and a file; the outcome and everything
+//! downstream stay as they are.
 
 #![forbid(unsafe_code)]
 
 mod classify;
+pub(crate) mod exec;
 pub(crate) mod resolve;
 mod tcp;
 
@@ -142,6 +144,10 @@ pub struct Outcome {
     pub handshake_time: Option<Duration>,
     /// The whole probe, DNS included.
     pub duration: Duration,
+    /// What `probe_exec_exit_code` shows: `None` for the probers that run
+    /// no command; for `exec`, the command's exit code, or -1 when it has
+    /// none (killed by a signal or at the deadline, or never started).
+    pub exit_code: Option<i32>,
     /// Handshakes attempted (`tcp.attempts`, fewer when one succeeded with
     /// `stop_on_success` or the deadline left no room); 0 when none began,
     /// as when the name did not resolve.
@@ -207,6 +213,7 @@ impl Outcome {
             attempts: 0,
             attempts_failed: 0,
             later_handshake_times: Vec::new(),
+            exit_code: None,
         }
     }
 
@@ -243,6 +250,17 @@ impl Outcome {
             stddev: Duration::from_secs_f64(variance.sqrt()),
         })
     }
+}
+
+/// [`Outcome::not_started`] for a probe with `module`: for `exec`, with
+/// the exit code -1, so that `probe_exec_exit_code` is there whatever
+/// stopped the command from running.
+pub(crate) fn not_started_for(module: &Module, failure: Failure, waited: Duration) -> Outcome {
+    let mut outcome = Outcome::not_started(failure, waited);
+    if module.prober == ProberKind::Exec {
+        outcome.exit_code = Some(-1);
+    }
+    outcome
 }
 
 /// The least share of its timeout a probe must have left when it sends its
@@ -299,6 +317,18 @@ pub(crate) async fn run(
             };
             tcp::probe(handshake, target, &module.tcp, resolver, budget, trace).await
         }
+        ProberKind::Exec => match &module.exec {
+            Some(options) => exec::probe(options, target, budget, trace).await,
+            // Only a module built in Rust can lack it; the config refuses it.
+            None => not_started_for(
+                module,
+                Failure::new(
+                    Reason::Local,
+                    "prober exec without exec options: no command to run",
+                ),
+                Duration::ZERO,
+            ),
+        },
     };
     outcome.duration = started.elapsed();
     trace.log(|| match outcome.failure {

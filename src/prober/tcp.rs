@@ -65,6 +65,7 @@ pub(super) async fn probe(
         attempts: 0,
         attempts_failed: 0,
         later_handshake_times: Vec::new(),
+        exit_code: None,
     };
     let ip = match resolved {
         Ok(ip) => ip,

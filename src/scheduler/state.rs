@@ -57,6 +57,9 @@ pub(crate) struct TargetState {
     pub(crate) last_handshake: Option<f64>,
     /// IP version of the last probe: 4, 6 or 0.
     pub(crate) ip_protocol: u8,
+    /// The last probe's exit code, for `exec` modules only (see
+    /// [`Outcome::exit_code`]).
+    pub(crate) last_exit_code: Option<i32>,
     /// The rise/fall state.
     pub(crate) healthy: bool,
     /// Results in a row that disagree with `healthy`.
@@ -86,6 +89,7 @@ impl TargetState {
         self.last_reason = outcome.reason();
         self.last_duration = outcome.duration.as_secs_f64();
         self.ip_protocol = outcome.ip_protocol();
+        self.last_exit_code = outcome.exit_code;
         self.last_probe_unix = now_unix;
         self.results[result_index(self.last_reason)] += 1;
         self.attempts += u64::from(outcome.attempts);

@@ -1,0 +1,490 @@
+//! The `exec` prober through `/probe` and the scheduler, with real
+//! commands: shell scripts written into a temporary directory.
+//!
+//! Every target is on loopback or a name that is never resolved (the exec
+//! prober does no DNS); every wait is bounded.
+
+mod common;
+
+use common::{TempDir, TestExporter, request, sample};
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use synack_exporter::{Exporter, ExporterBuilder};
+
+/// Writes an executable script `name` with `body` after a `#!/bin/sh` line.
+fn script(dir: &TempDir, name: &str, body: &str) -> PathBuf {
+    let path = dir.write(name, &format!("#!/bin/sh\n{body}"));
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
+/// A config with one exec module `m` running `command` (a YAML flow list).
+fn exec_config(command: &str, timeout: &str, env: &str) -> String {
+    format!(
+        "modules:\n  m:\n    prober: exec\n    timeout: {timeout}\n    exec:\n      command: {command}\n{env}"
+    )
+}
+
+/// A YAML flow list of the program at `path` and `args`.
+fn command_of(path: &Path, args: &[&str]) -> String {
+    let mut items = vec![format!("{:?}", path.display().to_string())];
+    items.extend(args.iter().map(|arg| format!("{arg:?}")));
+    format!("[{}]", items.join(", "))
+}
+
+async fn exporter_running(path: &Path, args: &[&str], timeout: &str) -> TestExporter {
+    TestExporter::with_config(
+        &exec_config(&command_of(path, args), timeout, ""),
+        Exporter::builder(),
+    )
+    .await
+}
+
+/// The body of a 200 answer to `/probe` of module `m`, with `extra` query.
+async fn probe_with(exporter: &TestExporter, target: &str, extra: &str) -> String {
+    let response = exporter
+        .get(&format!("/probe?module=m&target={target}{extra}"))
+        .await;
+    assert_eq!(response.status, 200, "{}", response.body);
+    response.body
+}
+
+async fn probe(exporter: &TestExporter, target: &str) -> String {
+    probe_with(exporter, target, "").await
+}
+
+async fn debug_probe(exporter: &TestExporter, target: &str) -> String {
+    probe_with(exporter, target, "&debug=true").await
+}
+
+fn reason(body: &str, reason: &str) -> Option<f64> {
+    sample(
+        body,
+        &format!("probe_failure_reason{{reason=\"{reason}\"}}"),
+    )
+}
+
+/// The lines of one output block (`stdout` or `stderr`) of a debug log,
+/// without their `  | ` indent.
+fn output_lines<'a>(debug: &'a str, stream: &str) -> Vec<&'a str> {
+    let mut lines = debug.lines();
+    let heading = format!("s {stream},");
+    lines
+        .by_ref()
+        .find(|line| line.contains(&heading))
+        .unwrap_or_else(|| panic!("no {stream} in\n{debug}"));
+    lines.map_while(|line| line.strip_prefix("  | ")).collect()
+}
+
+/// `probe_success`, `probe_exec_exit_code` and the `check_failed` series
+/// of one probe of a module running a script of `body`.
+async fn outcome_of_script(body: &str) -> [Option<f64>; 3] {
+    let dir = TempDir::new("exec-script");
+    let path = script(&dir, "check.sh", body);
+    let exporter = exporter_running(&path, &[], "5s").await;
+    let metrics = probe(&exporter, "127.0.0.1:2181").await;
+    [
+        sample(&metrics, "probe_success"),
+        sample(&metrics, "probe_exec_exit_code"),
+        reason(&metrics, "check_failed"),
+    ]
+}
+
+#[tokio::test]
+async fn exit_0_is_success_with_exit_code_0() {
+    let [success, exit_code, check_failed] = outcome_of_script("exit 0\n").await;
+    assert_eq!(success, Some(1.0));
+    assert_eq!(exit_code, Some(0.0));
+    assert_eq!(check_failed, Some(0.0));
+}
+
+#[tokio::test]
+async fn a_non_zero_exit_or_a_signal_fails_as_check_failed() {
+    let [success, exit_code, check_failed] = outcome_of_script("exit 1\n").await;
+    assert_eq!(success, Some(0.0));
+    assert_eq!(exit_code, Some(1.0));
+    assert_eq!(check_failed, Some(1.0));
+    let dir = TempDir::new("exec-fail");
+    let exits_1 = script(&dir, "one.sh", "exit 1\n");
+    let exporter = exporter_running(&exits_1, &[], "5s").await;
+    let debug = debug_probe(&exporter, "127.0.0.1:2181").await;
+    assert!(debug.contains("one.sh exited with code 1"), "{debug}");
+
+    let killed = script(&dir, "killed.sh", "kill -TERM $$\nsleep 5\n");
+    let exporter = exporter_running(&killed, &[], "5s").await;
+    let debug = debug_probe(&exporter, "127.0.0.1:2181").await;
+    assert!(
+        debug.contains("probe_failure_reason{reason=\"check_failed\"} 1"),
+        "{debug}"
+    );
+    assert!(debug.contains("probe_exec_exit_code -1"), "{debug}");
+    assert!(debug.contains("SIGTERM"), "{debug}");
+}
+
+/// Whether process `pid` is still running: it exists and is not a zombie.
+fn running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        // The state follows the command name in parentheses.
+        let state = stat.rsplit_once(") ").map(|(_, rest)| rest.chars().next());
+        state != Some(Some('Z'))
+    })
+}
+
+/// Waits up to 5 s for `check` to hold.
+fn eventually(what: &str, check: impl Fn() -> bool) {
+    let started = Instant::now();
+    while !check() {
+        assert!(started.elapsed() < Duration::from_secs(5), "{what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn read_pid(path: &Path) -> u32 {
+    let text =
+        std::fs::read_to_string(path).unwrap_or_else(|error| panic!("{}: {error}", path.display()));
+    text.trim().parse().unwrap()
+}
+
+#[tokio::test]
+async fn a_command_past_its_deadline_is_killed_with_every_child_and_reaped() {
+    let dir = TempDir::new("exec-timeout");
+    let d = dir.path().display();
+    // The script (our child) starts a background sleep and waits on a
+    // foreground one: three processes, each writing its pid.
+    let slow = script(
+        &dir,
+        "slow.sh",
+        &format!(
+            "echo $$ > {d}/main.pid\n\
+             sleep 60 &\n\
+             echo $! > {d}/background.pid\n\
+             sh -c 'echo $$ > {d}/foreground.pid; exec sleep 60'\n"
+        ),
+    );
+    let exporter = exporter_running(&slow, &[], "1s").await;
+    let started = Instant::now();
+    let body = debug_probe(&exporter, "127.0.0.1:2181").await;
+    let took = started.elapsed();
+    assert!(
+        body.contains("probe_failure_reason{reason=\"timeout\"} 1"),
+        "{body}"
+    );
+    assert!(body.contains("probe_exec_exit_code -1"), "{body}");
+    assert!(body.contains("killed process group"), "{body}");
+    assert!(
+        took >= Duration::from_millis(950) && took < Duration::from_millis(2500),
+        "answered after {took:?}, not about 1 s"
+    );
+    let main = read_pid(&dir.join("main.pid"));
+    for name in ["main", "background", "foreground"] {
+        let pid = read_pid(&dir.join(format!("{name}.pid")));
+        eventually(&format!("{name} process {pid} outlived the probe"), || {
+            !running(pid)
+        });
+    }
+    // Our own child is reaped, not left a zombie. (Its children were
+    // re-parented when it died; reaping them is init's job.)
+    eventually(&format!("process {main} was never reaped"), || {
+        !Path::new(&format!("/proc/{main}")).exists()
+    });
+}
+
+#[tokio::test]
+async fn a_background_child_dies_when_the_command_exits() {
+    let dir = TempDir::new("exec-background");
+    let d = dir.path().display();
+    let leaves = script(
+        &dir,
+        "leaves.sh",
+        &format!("sleep 60 &\necho $! > {d}/background.pid\nexit 0\n"),
+    );
+    let exporter = exporter_running(&leaves, &[], "5s").await;
+    let started = Instant::now();
+    let body = probe(&exporter, "127.0.0.1:2181").await;
+    assert_eq!(sample(&body, "probe_success"), Some(1.0), "{body}");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "a background child holding the pipes kept the probe waiting"
+    );
+    let pid = read_pid(&dir.join("background.pid"));
+    eventually(
+        &format!("background process {pid} outlived the probe"),
+        || !running(pid),
+    );
+}
+
+#[tokio::test]
+async fn commands_that_cannot_start_fail_as_local_saying_why() {
+    let dir = TempDir::new("exec-cannot-start");
+    let not_executable = dir.write("plain.sh", "#!/bin/sh\nexit 0\n");
+    std::fs::set_permissions(&not_executable, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let no_shebang = dir.write("no-shebang.sh", "exit 0\n");
+    std::fs::set_permissions(&no_shebang, std::fs::Permissions::from_mode(0o755)).unwrap();
+    for (path, why) in [
+        (dir.join("missing.sh"), "not found"),
+        (not_executable, "not executable: permission denied"),
+        (no_shebang, "exec format error"),
+    ] {
+        let exporter = exporter_running(&path, &[], "5s").await;
+        let body = debug_probe(&exporter, "127.0.0.1:2181").await;
+        assert!(
+            body.contains("probe_failure_reason{reason=\"local\"} 1"),
+            "{body}"
+        );
+        assert!(body.contains("probe_exec_exit_code -1"), "{body}");
+        let detail = format!(
+            "probe failed: local: cannot start {}: {why}",
+            path.display()
+        );
+        assert!(body.contains(&detail), "want {detail:?} in\n{body}");
+    }
+}
+
+#[tokio::test]
+async fn shell_syntax_never_reaches_the_command_and_host_is_one_argument() {
+    let dir = TempDir::new("exec-args");
+    let args_file = dir.join("args");
+    let record = script(
+        &dir,
+        "record.sh",
+        &format!("printf '%s\\n' \"$#\" \"$@\" > {}\n", args_file.display()),
+    );
+    let exporter = exporter_running(
+        &record,
+        &["{host}", "--port={port}", "{target}", "{{host}}"],
+        "5s",
+    )
+    .await;
+    for (target, host) in [
+        ("db.example.org:5432", "db.example.org"),
+        ("[::1]:5432", "::1"),
+    ] {
+        let _ = std::fs::remove_file(&args_file);
+        let body = probe(&exporter, target).await;
+        assert_eq!(sample(&body, "probe_success"), Some(1.0), "{body}");
+        let args = std::fs::read_to_string(&args_file).unwrap();
+        let want = format!("4\n{host}\n--port=5432\n{target}\n{{host}}\n");
+        assert_eq!(args, want, "{target}");
+    }
+    // URL-encoded: ; $( ) ` | & > space ' " and a leading '-'.
+    for target in [
+        "a%3Brm%20-rf%20x:80",
+        "%24(id):80",
+        "%60id%60:80",
+        "a%7Cb:80",
+        "a%26b:80",
+        "a%3Eb:80",
+        "a%27b:80",
+        "a%22b:80",
+        "-rf:80",
+        "--help:80",
+    ] {
+        let _ = std::fs::remove_file(&args_file);
+        let response = exporter
+            .get(&format!("/probe?module=m&target={target}"))
+            .await;
+        assert_eq!(response.status, 400, "{target}: {}", response.body);
+        assert!(!args_file.exists(), "{target} ran the command");
+    }
+}
+
+#[tokio::test]
+async fn the_environment_holds_only_path_the_target_and_the_module_env() {
+    let yaml = exec_config(
+        "[\"/usr/bin/env\"]",
+        "5s",
+        "      env: {ZK_MODE: follower, EMPTY: \"\"}\n",
+    );
+    let exporter = TestExporter::with_config(&yaml, Exporter::builder()).await;
+    let debug = debug_probe(&exporter, "[::1]:2181").await;
+    assert!(debug.contains("probe_success 1"), "{debug}");
+    let env: BTreeMap<&str, &str> = output_lines(&debug, "stdout")
+        .into_iter()
+        .map(|line| line.split_once('=').unwrap())
+        .collect();
+    let path = std::env::var("PATH").unwrap_or_default();
+    let want = BTreeMap::from([
+        ("EMPTY", ""),
+        ("PATH", path.as_str()),
+        ("SYNACK_TARGET", "[::1]:2181"),
+        ("SYNACK_TARGET_HOST", "::1"),
+        ("SYNACK_TARGET_PORT", "2181"),
+        ("ZK_MODE", "follower"),
+    ]);
+    assert_eq!(env, want, "{debug}");
+    // The exporter's own environment is larger, so the test can fail.
+    assert!(
+        std::env::vars().any(|(name, _)| !want.contains_key(name.as_str())),
+        "the test process has no variable of its own"
+    );
+}
+
+#[tokio::test]
+async fn stdout_and_stderr_are_in_the_debug_log_cut_at_4_kib() {
+    let dir = TempDir::new("exec-output");
+    let talk = script(
+        &dir,
+        "talk.sh",
+        "echo hello-out\nhead -c 10000 /dev/zero | tr '\\0' x\necho hello-err >&2\nexit 3\n",
+    );
+    let exporter = exporter_running(&talk, &[], "5s").await;
+    let debug = debug_probe(&exporter, "127.0.0.1:2181").await;
+    assert!(
+        debug.contains("stdout, the first 4096 of 10010 bytes:"),
+        "{debug}"
+    );
+    let stdout = output_lines(&debug, "stdout");
+    assert_eq!(stdout[0], "hello-out", "{debug}");
+    assert_eq!(stdout[1], "x".repeat(4096 - "hello-out\n".len()));
+    assert!(debug.contains("stderr, 10 bytes:"), "{debug}");
+    assert_eq!(output_lines(&debug, "stderr"), ["hello-err"], "{debug}");
+    // Never in a label.
+    let metrics = probe(&exporter, "127.0.0.1:2181").await;
+    assert!(!metrics.contains("hello"), "{metrics}");
+    // /logs shows the same log; the debug probe was the first, id 1.
+    let logs = exporter.get("/logs?id=1").await.body;
+    assert!(logs.contains("  | hello-err"), "{logs}");
+
+    // Output far beyond what a pipe holds does not block the command.
+    let chatty = script(&dir, "chatty.sh", "head -c 4000000 /dev/zero\nexit 0\n");
+    let exporter = exporter_running(&chatty, &[], "10s").await;
+    let body = debug_probe(&exporter, "127.0.0.1:2181").await;
+    assert!(body.contains("probe_success 1"), "{body}");
+    assert!(
+        body.contains("stdout, the first 4096 of 4000000 bytes:"),
+        "{body}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_more_commands_run_at_once_than_exec_max_concurrent() {
+    const PROBES: usize = 200;
+    const LIMIT: usize = 4;
+    let dir = TempDir::new("exec-limit");
+    let running = TempDir::new("exec-limit-running");
+    let counts = dir.join("counts");
+    // Each command marks itself running, counts the marks, and unmarks
+    // itself before it exits: a count never exceeds the commands alive.
+    let count = script(
+        &dir,
+        "count.sh",
+        &format!(
+            "touch {r}/$$\n\
+             ls {r} | wc -l >> {counts}\n\
+             sleep 0.05\n\
+             rm {r}/$$\n",
+            r = running.path().display(),
+            counts = counts.display()
+        ),
+    );
+    let builder: ExporterBuilder = Exporter::builder().max_exec(LIMIT);
+    let exporter =
+        TestExporter::with_config(&exec_config(&command_of(&count, &[]), "60s", ""), builder).await;
+    let address = exporter.address;
+    let probes: Vec<_> = (0..PROBES)
+        .map(|_| {
+            tokio::spawn(async move {
+                request(address, "GET", "/probe?module=m&target=127.0.0.1:2181", &[]).await
+            })
+        })
+        .collect();
+    let mut succeeded = 0;
+    for probe in probes {
+        let response = tokio::time::timeout(Duration::from_secs(90), probe)
+            .await
+            .expect("a probe answered within 90 s")
+            .unwrap();
+        if sample(&response.body, "probe_success") == Some(1.0) {
+            succeeded += 1;
+        }
+    }
+    assert_eq!(succeeded, PROBES, "every probe waited for its turn");
+    let counts = std::fs::read_to_string(&counts).unwrap();
+    let counts: Vec<usize> = counts.lines().map(|n| n.trim().parse().unwrap()).collect();
+    assert_eq!(counts.len(), PROBES);
+    let most = counts.iter().copied().max().unwrap();
+    assert!(most <= LIMIT, "{most} commands ran at once");
+    assert_eq!(most, LIMIT, "the limit was never reached: {counts:?}");
+}
+
+#[tokio::test]
+async fn a_scheduled_exec_target_keeps_its_exit_code_on_metrics() {
+    let dir = TempDir::new("exec-scheduled");
+    let three = script(&dir, "three.sh", "exit 3\n");
+    let yaml = format!(
+        "{}targets:\n  - module: m\n    interval: 1s\n    targets: [\"127.0.0.1:2181\"]\n",
+        exec_config(&command_of(&three, &[]), "2s", "")
+    );
+    let exporter = TestExporter::with_config(&yaml, Exporter::builder()).await;
+    common::scheduled::wait_for_scheduled(
+        &exporter,
+        "127.0.0.1:2181",
+        Duration::from_secs(10),
+        |state| state.count("check_failed") >= 1,
+    )
+    .await;
+    let metrics = exporter.get("/metrics").await.body;
+    assert_eq!(
+        sample(
+            &metrics,
+            "probe_exec_exit_code{module=\"m\",target=\"127.0.0.1:2181\"}"
+        ),
+        Some(3.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        sample(
+            &metrics,
+            "synack_exporter_probes_total{module=\"m\",result=\"check_failed\"}"
+        )
+        .map(|count| count >= 1.0),
+        Some(true),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn a_misspelt_placeholder_is_a_located_config_error() {
+    let yaml = exec_config("[\"/bin/check\", \"--host={hots}\"]", "5s", "");
+    let error = Exporter::builder()
+        .config_text("zk.yml", &yaml)
+        .check_config()
+        .expect_err("{hots} is not a placeholder");
+    assert_eq!(
+        error.field.as_deref(),
+        Some("modules.m.exec.command[1]"),
+        "{error}"
+    );
+    assert_eq!(error.position.map(|(line, _)| line), Some(6), "{error}");
+    assert!(
+        error.message.contains("unknown placeholder {hots}"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn a_bare_program_name_is_looked_up_in_the_commands_path() {
+    let dir = TempDir::new("exec-path");
+    script(&dir, "my-check", "exit 0\n");
+    let with_path = exec_config(
+        "[\"my-check\"]",
+        "5s",
+        &format!(
+            "      env: {{PATH: {:?}}}\n",
+            dir.path().display().to_string()
+        ),
+    );
+    let exporter = TestExporter::with_config(&with_path, Exporter::builder()).await;
+    let body = probe(&exporter, "127.0.0.1:2181").await;
+    assert_eq!(sample(&body, "probe_success"), Some(1.0), "{body}");
+
+    // Not in the exporter's PATH: the detail names the PATH searched.
+    let without = exec_config("[\"my-check\"]", "5s", "");
+    let exporter = TestExporter::with_config(&without, Exporter::builder()).await;
+    let body = debug_probe(&exporter, "127.0.0.1:2181").await;
+    let path = std::env::var("PATH").unwrap_or_default();
+    let detail = format!("cannot start my-check: not found in PATH ({path})");
+    assert!(body.contains(&detail), "want {detail:?} in\n{body}");
+}
