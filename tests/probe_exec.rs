@@ -147,8 +147,26 @@ fn read_pid(path: &Path) -> u32 {
     text.trim().parse().unwrap()
 }
 
+/// Makes this test process a child subreaper, as a process running as
+/// PID 1 is: the orphans of a command then come to this process, and
+/// nothing but the exporter in it reaps them. Without this, they would go
+/// to the machine's init, which may reap them, and a test could not tell
+/// whether the exporter did.
+fn orphans_come_to_this_process() {
+    // SAFETY: PR_SET_CHILD_SUBREAPER takes one integer and sets a flag of
+    // this process; no memory is passed.
+    let set = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    assert_eq!(
+        set,
+        0,
+        "prctl(PR_SET_CHILD_SUBREAPER): {}",
+        std::io::Error::last_os_error()
+    );
+}
+
 #[tokio::test]
 async fn a_command_past_its_deadline_is_killed_with_every_child_and_reaped() {
+    orphans_come_to_this_process();
     let dir = TempDir::new("exec-timeout");
     let d = dir.path().display();
     // The script (our child) starts a background sleep and waits on a
@@ -177,22 +195,23 @@ async fn a_command_past_its_deadline_is_killed_with_every_child_and_reaped() {
         took >= Duration::from_millis(950) && took < Duration::from_millis(2500),
         "answered after {took:?}, not about 1 s"
     );
-    let main = read_pid(&dir.join("main.pid"));
+    // Not one of them is left, not even as a zombie: the command is
+    // reaped by the exporter, and so are the children it left behind,
+    // whose parent the exporter becomes as their subreaper.
     for name in ["main", "background", "foreground"] {
         let pid = read_pid(&dir.join(format!("{name}.pid")));
         eventually(&format!("{name} process {pid} outlived the probe"), || {
             !running(pid)
         });
+        eventually(&format!("{name} process {pid} was never reaped"), || {
+            !Path::new(&format!("/proc/{pid}")).exists()
+        });
     }
-    // Our own child is reaped, not left a zombie. (Its children were
-    // re-parented when it died; reaping them is init's job.)
-    eventually(&format!("process {main} was never reaped"), || {
-        !Path::new(&format!("/proc/{main}")).exists()
-    });
 }
 
 #[tokio::test]
 async fn a_background_child_dies_when_the_command_exits() {
+    orphans_come_to_this_process();
     let dir = TempDir::new("exec-background");
     let d = dir.path().display();
     let leaves = script(
@@ -212,6 +231,10 @@ async fn a_background_child_dies_when_the_command_exits() {
     eventually(
         &format!("background process {pid} outlived the probe"),
         || !running(pid),
+    );
+    eventually(
+        &format!("background process {pid} was never reaped"),
+        || !Path::new(&format!("/proc/{pid}")).exists(),
     );
 }
 
@@ -487,4 +510,71 @@ async fn a_bare_program_name_is_looked_up_in_the_commands_path() {
     let path = std::env::var("PATH").unwrap_or_default();
     let detail = format!("cannot start my-check: not found in PATH ({path})");
     assert!(body.contains(&detail), "want {detail:?} in\n{body}");
+}
+
+/// The README's ZooKeeper group, as written there but for the script's
+/// path and the port: 200 only while both the half-open check of the port
+/// and the exec check pass, else 503 naming the member that failed.
+#[tokio::test]
+async fn the_readme_zookeeper_group_needs_its_port_and_its_script() {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let start = readme
+        .find("modules:\n  zk_ruok:                      # the exec module")
+        .expect("the README's ZooKeeper group");
+    let example = &readme[start..start + readme[start..].find("```").unwrap()];
+    let dir = TempDir::new("exec-zookeeper");
+    let healthy = dir.join("healthy");
+    // Passes while the flag file exists, and only for the host and port
+    // the placeholders give it.
+    let check = script(
+        &dir,
+        "zk-health-check.sh",
+        &format!(
+            "[ \"$1 $2 $3\" = \"--host 127.0.0.1 --port\" ] || exit 3\n\
+             [ \"$4\" = \"$SYNACK_TARGET_PORT\" ] || exit 4\n\
+             test -f {}\n",
+            healthy.display()
+        ),
+    );
+    let (listener, port) = common::open_port();
+    listener.set_nonblocking(true).unwrap();
+    let config = example
+        .replace(
+            "/usr/local/bin/zk-health-check.sh",
+            &check.display().to_string(),
+        )
+        .replace("127.0.0.1:2181", &format!("127.0.0.1:{port}"));
+    assert_ne!(config, example, "the test put its own script and port in");
+    let exporter = TestExporter::with_config(&config, Exporter::builder()).await;
+    // Past the group's min_interval (1 s by default), a request gets a new round.
+    let next_round = || tokio::time::sleep(Duration::from_millis(1100));
+
+    std::fs::write(&healthy, "").unwrap();
+    let response = exporter.get("/health/zookeeper").await;
+    assert_eq!((response.status, response.body.as_str()), (200, "OK\n"));
+
+    std::fs::remove_file(&healthy).unwrap();
+    next_round().await;
+    let response = exporter.get("/health/zookeeper").await;
+    assert_eq!(
+        (response.status, response.body),
+        (503, format!("zk_ruok 127.0.0.1:{port} check_failed\n")),
+        "the port is open but the script says no"
+    );
+
+    assert_eq!(
+        listener.accept().map_err(|error| error.kind()).err(),
+        Some(std::io::ErrorKind::WouldBlock),
+        "the half-open member never completed a connection"
+    );
+    std::fs::write(&healthy, "").unwrap();
+    drop(listener);
+    next_round().await;
+    let response = exporter.get("/health/zookeeper").await;
+    assert_eq!(
+        (response.status, response.body),
+        (503, format!("tcp_halfopen 127.0.0.1:{port} refused\n")),
+        "the script passes but nothing listens on the port"
+    );
 }

@@ -15,7 +15,7 @@ use crate::target::Target;
 use serde::de::{SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_saphyr::Spanned;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::ops::RangeInclusive;
 use std::time::Duration;
@@ -149,15 +149,6 @@ impl TryFrom<GroupInConfig> for Group {
         }
         if members.len() > most {
             return Err(group_size_error(&format!("{} members", members.len())));
-        }
-        let mut seen = HashSet::with_capacity(members.len());
-        for member in &members {
-            if !seen.insert((member.module.value.as_str(), &member.target.0)) {
-                return Err(format!(
-                    "member {} with module {:?} repeats; each check may appear once per group",
-                    member.target.0, member.module.value
-                ));
-            }
         }
         Ok(Self {
             min_interval: group.min_interval,
@@ -563,10 +554,6 @@ mod tests {
             (
                 "groups:\n  web:\n    members: []\n",
                 "a group needs from 1 to 1000 members",
-            ),
-            (
-                "groups:\n  web:\n    module: m\n    targets: [\"127.0.0.1:80\"]\n    members: [{module: m, target: \"127.0.0.1:80\"}]\n",
-                "member 127.0.0.1:80 with module \"m\" repeats",
             ),
             (
                 "groups:\n  web:\n    members: [{module: m, target: \"127.0.0.1:80\", timeout: 1s}]\n",

@@ -28,14 +28,18 @@
 //! of its own (`process_group(0)`), and the whole group gets `SIGKILL`: at
 //! the deadline, right after the command exits (so that a background
 //! child it left behind dies with it), and when the probe is cancelled
-//! (its HTTP client went away, or the exporter stops). The command itself
-//! is always reaped: waited for after the kill, or, if the probe is
-//! cancelled, by tokio's orphan reaping (`kill_on_drop`). Its own
-//! children are re-parented to the init process (or the nearest
-//! subreaper), which reaps them; in a container where the exporter is
-//! PID 1, give it an init (`docker run --init`, tini) to do that. A child
-//! that leaves the group on purpose (`setsid`) is beyond the reach of a
-//! group kill.
+//! (its HTTP client went away, or the exporter stops).
+//!
+//! **No zombie is left.** The command itself is reaped by tokio. Its own
+//! children would be re-parented to init when it dies, and init may never
+//! reap them: in a container the exporter is often PID 1 itself, and in
+//! some sandboxes init reaps nothing. So the exporter makes itself their
+//! "child subreaper" (`PR_SET_CHILD_SUBREAPER`, at the first exec probe):
+//! orphans of a command come to it, and after the kill it reaps every
+//! child left in the command's process group, for at most [`REAP_WAIT`].
+//! A cancelled probe leaves that to a task of its own. A child that
+//! leaves the group on purpose (`setsid`) is beyond the reach of a group
+//! kill.
 //!
 //! **Output.** stdout and stderr are read while the command runs; the
 //! first [`OUTPUT_HEAD_BYTES`] of each go to the step log (`debug=true`,
@@ -72,10 +76,14 @@ pub(crate) const OUTPUT_HEAD_BYTES: usize = 4096;
 pub(crate) const DEFAULT_PATH: &str =
     "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-/// How long a killed command may take to be reaped before the probe
-/// answers anyway; tokio reaps it later. A `SIGKILL`ed process ends at
-/// once unless it is stuck in the kernel (a hung network filesystem).
+/// How long a killed command, and then what is left of its process
+/// group, may take to be reaped before the probe answers anyway; tokio
+/// reaps the command later. A `SIGKILL`ed process ends at once unless it
+/// is stuck in the kernel (a hung network filesystem).
 const REAP_WAIT: Duration = Duration::from_millis(500);
+
+/// Makes the exporter the subreaper of commands' children, once.
+static BECOME_SUBREAPER: std::sync::Once = std::sync::Once::new();
 
 /// The exporter's `PATH`, read once: the environment does not change.
 static EXPORTER_PATH: LazyLock<OsString> =
@@ -103,6 +111,13 @@ pub(super) async fn probe(
             target.clone(),
             std::thread::current().name().map(str::to_owned),
         ));
+    BECOME_SUBREAPER.call_once(|| {
+        if let Err(error) = crate::sys::become_child_subreaper() {
+            tracing::warn!(
+                "cannot become the child subreaper ({error}): children that exec commands leave behind are reaped by init, if it reaps"
+            );
+        }
+    });
     let mut outcome = Outcome::not_started(Failure::new(Reason::Local, ""), Duration::ZERO);
     outcome.exit_code = Some(-1);
     let values = Values::of(target);
@@ -171,6 +186,7 @@ pub(super) async fn probe(
             ))
         }
     };
+    group.reap().await;
     trace.log(|| stdout.into_step("stdout"));
     trace.log(|| stderr.into_step("stderr"));
     outcome
@@ -242,11 +258,13 @@ fn cannot_start(program: &str, path: &str, error: &io::Error) -> Failure {
 }
 
 /// A command's process group, killed with `SIGKILL` at most once by
-/// [`kill`](Self::kill), or on drop if it was not.
+/// [`kill`](Self::kill), or on drop if it was not; and reaped by
+/// [`reap`](Self::reap), or by a task of its own after a drop.
 #[derive(Debug)]
 struct ProcessGroup {
     pgid: u32,
     killed: AtomicBool,
+    reaped: AtomicBool,
 }
 
 impl ProcessGroup {
@@ -254,6 +272,7 @@ impl ProcessGroup {
         Self {
             pgid,
             killed: AtomicBool::new(false),
+            reaped: AtomicBool::new(false),
         }
     }
 
@@ -265,12 +284,44 @@ impl ProcessGroup {
             let _ = crate::sys::kill_process_group(self.pgid);
         }
     }
+
+    /// Reaps the children left in the group once it is killed: those the
+    /// command left behind, re-parented to the exporter as their
+    /// subreaper. Once only, like [`kill`](Self::kill).
+    async fn reap(&self) {
+        if !self.reaped.swap(true, Ordering::Relaxed) {
+            reap_group(self.pgid).await;
+        }
+    }
 }
 
 impl Drop for ProcessGroup {
-    /// A probe cancelled while the command runs still kills its group.
+    /// A probe cancelled while the command runs still kills its group,
+    /// and leaves the reaping to a task.
     fn drop(&mut self) {
         self.kill();
+        if !self.reaped.swap(true, Ordering::Relaxed)
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(reap_group(self.pgid));
+        }
+    }
+}
+
+/// Reaps this process's children in group `pgid` until none is left, for
+/// at most [`REAP_WAIT`]. The group's processes have been sent `SIGKILL`,
+/// so the wait is for the kernel to finish them.
+async fn reap_group(pgid: u32) {
+    let give_up = Instant::now() + REAP_WAIT;
+    loop {
+        match crate::sys::reap_process_group_member(pgid) {
+            Ok(Some(_)) => continue,
+            Ok(None) if Instant::now() < give_up => {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            // ECHILD: every child in the group is reaped.
+            Ok(None) | Err(_) => return,
+        }
     }
 }
 
