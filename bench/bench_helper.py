@@ -212,6 +212,11 @@ def children_cpu():
     return ru.ru_utime + ru.ru_stime
 
 
+# The kinds that are a synack_exporter, whose /metrics counts its probes:
+# this tree's build, and BASELINE_REV's.
+SYNACK_KINDS = ("ours", "before")
+
+
 def cmd_measure(args):
     cmd = [
         "wrk",
@@ -236,7 +241,7 @@ def cmd_measure(args):
             "wrk": children_cpu(),
             "machine": machine_cpu(),
             "accepts": target_count(args.target_pid, args.count_file),
-            "ours": ours_probe_counts(args.metrics_url) if args.kind == "ours" else None,
+            "ours": ours_probe_counts(args.metrics_url) if args.kind in SYNACK_KINDS else None,
         }
 
     before = snapshot()
@@ -265,7 +270,7 @@ def cmd_measure(args):
             "target_accepts": after["accepts"] - before["accepts"],
         }
     )
-    if args.kind == "ours":
+    if args.kind in SYNACK_KINDS:
         delta = {
             k: after["ours"].get(k, 0) - before["ours"].get(k, 0)
             for k in set(after["ours"]) | set(before["ours"])
@@ -477,7 +482,7 @@ def main():
     p.set_defaults(func=cmd_target)
 
     p = sub.add_parser("measure")
-    p.add_argument("--kind", choices=["ours", "blackbox"], required=True)
+    p.add_argument("--kind", choices=["ours", "before", "blackbox"], required=True)
     p.add_argument("--round", type=int, default=0)
     p.add_argument("--url", required=True)
     p.add_argument("--metrics-url")

@@ -201,22 +201,7 @@ async fn probe(address: SocketAddr, target: &str, module: &str) -> Probed {
     let elapsed = started.elapsed();
     assert_eq!(response.status, 200, "{target}: {}", response.body);
     let body = response.body;
-    let reason = [
-        "refused",
-        "timeout",
-        "unreachable",
-        "dns",
-        "local",
-        "check_failed",
-    ]
-    .into_iter()
-    .find(|reason| {
-        sample(
-            &body,
-            &format!("probe_failure_reason{{reason=\"{reason}\"}}"),
-        ) == Some(1.0)
-    })
-    .map(str::to_owned);
+    let reason = common::failed_reason(&body).map(str::to_owned);
     Probed {
         reason,
         ip_protocol: sample(&body, "probe_ip_protocol"),

@@ -35,14 +35,7 @@ async fn open_port_gives_probe_success_in_openmetrics() {
     assert!(sample(body, "probe_tcp_handshake_duration_seconds").unwrap() > 0.0);
     assert!(sample(body, "probe_dns_lookup_time_seconds").is_some());
     assert!(sample(body, "probe_ip_addr_hash").unwrap() > 0.0);
-    for reason in [
-        "refused",
-        "timeout",
-        "unreachable",
-        "dns",
-        "local",
-        "check_failed",
-    ] {
+    for reason in common::REASONS {
         assert_eq!(
             sample(
                 body,

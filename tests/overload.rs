@@ -18,22 +18,7 @@ fn one_slot() -> ExporterBuilder {
 }
 
 fn reason_of(body: &str) -> &'static str {
-    [
-        "refused",
-        "timeout",
-        "unreachable",
-        "dns",
-        "local",
-        "check_failed",
-    ]
-    .into_iter()
-    .find(|reason| {
-        sample(
-            body,
-            &format!("probe_failure_reason{{reason=\"{reason}\"}}"),
-        ) == Some(1.0)
-    })
-    .unwrap_or("success")
+    common::failed_reason(body).unwrap_or("success")
 }
 
 /// Filed defect: with `--probe.max-in-flight 1`, probes of an open port

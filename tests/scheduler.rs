@@ -334,23 +334,15 @@ async fn a_group_mixes_modules_and_names_each_failing_member() {
 async fn probes_of(exporter: &TestExporter, module: &str) -> f64 {
     let metrics = exporter.get("/metrics").await.body;
     // The values of the `result` label: the metric's contract.
-    [
-        "success",
-        "refused",
-        "timeout",
-        "unreachable",
-        "dns",
-        "local",
-        "check_failed",
-    ]
-    .iter()
-    .filter_map(|result| {
-        sample(
-            &metrics,
-            &format!("synack_exporter_probes_total{{module=\"{module}\",result=\"{result}\"}}"),
-        )
-    })
-    .sum()
+    std::iter::once("success")
+        .chain(common::REASONS)
+        .filter_map(|result| {
+            sample(
+                &metrics,
+                &format!("synack_exporter_probes_total{{module=\"{module}\",result=\"{result}\"}}"),
+            )
+        })
+        .sum()
 }
 
 /// Forty `GET /health/edge` requests, the n-th sent n × `spacing` after

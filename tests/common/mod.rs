@@ -26,6 +26,28 @@ use tokio::sync::oneshot;
 
 pub mod scheduled;
 
+/// The values of `probe_failure_reason`'s `reason` label, in export
+/// order: the metrics' contract, written out rather than taken from the
+/// crate, so that a change to the crate's list fails the tests.
+pub const REASONS: [&str; 6] = [
+    "refused",
+    "timeout",
+    "unreachable",
+    "dns",
+    "local",
+    "check_failed",
+];
+
+/// The reason at 1 in a `/probe` answer; `None` for a success.
+pub fn failed_reason(body: &str) -> Option<&'static str> {
+    REASONS.into_iter().find(|reason| {
+        sample(
+            body,
+            &format!("probe_failure_reason{{reason=\"{reason}\"}}"),
+        ) == Some(1.0)
+    })
+}
+
 /// Whether CI demanded that system tests run (`SYNACK_SYSTEM_TESTS=require`).
 pub fn system_tests_required() -> bool {
     std::env::var("SYNACK_SYSTEM_TESTS").is_ok_and(|value| value == "require")
