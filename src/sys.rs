@@ -20,12 +20,6 @@
 //!   prober, which starts each command in a process group of its own and
 //!   kills the whole group so that no child of the command outlives the
 //!   probe. std and tokio only kill the one child they started.
-//! - [`become_child_subreaper`] and [`reap_process_group_member`]:
-//!   `prctl(PR_SET_CHILD_SUBREAPER)` and `waitpid(-pgid, WNOHANG)`, so
-//!   that the children an `exec` command leaves behind are re-parented to
-//!   the exporter rather than to an init that may never reap them (in a
-//!   container the exporter is often PID 1 itself), and are reaped by
-//!   their process group once killed: no zombie is left.
 //! - `enter_bench_probe_netns`: `setns(CLONE_NEWNET)`, only in builds with
 //!   the `bench` feature, for `bench/halfopen_under_load.sh`: it moves the
 //!   probe thread into a network namespace where the kernel's delayed-ACK
@@ -54,53 +48,6 @@ pub fn open_for_reading_without_blocking(path: &Path) -> io::Result<File> {
         .open(path)
 }
 
-/// Makes this process the "child subreaper" of its descendants: an
-/// orphaned descendant is re-parented to it instead of to init, so that
-/// it can reap it (see [`reap_process_group_member`]).
-///
-/// # Errors
-/// The `prctl` error (`EINVAL` on kernels before 3.4).
-pub fn become_child_subreaper() -> io::Result<()> {
-    // SAFETY: PR_SET_CHILD_SUBREAPER takes one integer argument and
-    // changes a flag of this process; no memory is passed or touched.
-    if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
-/// Reaps one exited child of this process in process group `pgid`,
-/// without waiting: `Ok(Some(pid))` for the child reaped, `Ok(None)` when
-/// children in the group are still running.
-///
-/// # Errors
-/// `ECHILD` when this process has no child in the group (every one is
-/// reaped), and `EINVAL` for a `pgid` of 0, 1 or over `i32::MAX`, which
-/// would name the caller's own group or every child.
-pub fn reap_process_group_member(pgid: u32) -> io::Result<Option<u32>> {
-    let pgid = process_group_id(pgid)?;
-    let mut status = 0;
-    // SAFETY: `status` is a valid, writable c_int for the call's
-    // duration; WNOHANG makes it return at once. A negative pid names a
-    // process group, and `pgid > 1` rules out -1 (any child) and 0 (our
-    // own group).
-    let reaped = unsafe { libc::waitpid(-pgid, &raw mut status, libc::WNOHANG) };
-    match reaped {
-        -1 => Err(io::Error::last_os_error()),
-        0 => Ok(None),
-        pid => Ok(u32::try_from(pid).ok()),
-    }
-}
-
-/// `pgid` as the positive `pid_t` of a process group other than ours and
-/// init's: over 1.
-fn process_group_id(pgid: u32) -> io::Result<i32> {
-    i32::try_from(pgid)
-        .ok()
-        .filter(|&pgid| pgid > 1)
-        .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))
-}
-
 /// Sends `SIGKILL` to every process in the process group `pgid`.
 ///
 /// # Errors
@@ -108,7 +55,10 @@ fn process_group_id(pgid: u32) -> io::Result<i32> {
 /// `EINVAL` for a `pgid` of 0, 1 or over `i32::MAX`, which would name the
 /// caller's own group, every process, or nothing.
 pub fn kill_process_group(pgid: u32) -> io::Result<()> {
-    let pgid = process_group_id(pgid)?;
+    let pgid = i32::try_from(pgid)
+        .ok()
+        .filter(|&pgid| pgid > 1)
+        .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
     // SAFETY: kill only sends a signal and touches no memory of ours. A
     // negative pid names a process group; `pgid > 1` rules out -1 (every
     // process we may signal) and 0 (our own group), so at worst the call

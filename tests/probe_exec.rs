@@ -147,26 +147,8 @@ fn read_pid(path: &Path) -> u32 {
     text.trim().parse().unwrap()
 }
 
-/// Makes this test process a child subreaper, as a process running as
-/// PID 1 is: the orphans of a command then come to this process, and
-/// nothing but the exporter in it reaps them. Without this, they would go
-/// to the machine's init, which may reap them, and a test could not tell
-/// whether the exporter did.
-fn orphans_come_to_this_process() {
-    // SAFETY: PR_SET_CHILD_SUBREAPER takes one integer and sets a flag of
-    // this process; no memory is passed.
-    let set = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
-    assert_eq!(
-        set,
-        0,
-        "prctl(PR_SET_CHILD_SUBREAPER): {}",
-        std::io::Error::last_os_error()
-    );
-}
-
 #[tokio::test]
 async fn a_command_past_its_deadline_is_killed_with_every_child_and_reaped() {
-    orphans_come_to_this_process();
     let dir = TempDir::new("exec-timeout");
     let d = dir.path().display();
     // The script (our child) starts a background sleep and waits on a
@@ -196,8 +178,9 @@ async fn a_command_past_its_deadline_is_killed_with_every_child_and_reaped() {
         "answered after {took:?}, not about 1 s"
     );
     // Not one of them is left, not even as a zombie: the command is
-    // reaped by the exporter, and so are the children it left behind,
-    // whose parent the exporter becomes as their subreaper.
+    // reaped by the exporter, and the children it left behind, killed
+    // with its group, by init, which inherits them (as on any host with
+    // an init that reaps; see the README for containers).
     for name in ["main", "background", "foreground"] {
         let pid = read_pid(&dir.join(format!("{name}.pid")));
         eventually(&format!("{name} process {pid} outlived the probe"), || {
@@ -211,7 +194,6 @@ async fn a_command_past_its_deadline_is_killed_with_every_child_and_reaped() {
 
 #[tokio::test]
 async fn a_background_child_dies_when_the_command_exits() {
-    orphans_come_to_this_process();
     let dir = TempDir::new("exec-background");
     let d = dir.path().display();
     let leaves = script(
@@ -510,6 +492,35 @@ async fn a_bare_program_name_is_looked_up_in_the_commands_path() {
     let path = std::env::var("PATH").unwrap_or_default();
     let detail = format!("cannot start my-check: not found in PATH ({path})");
     assert!(body.contains(&detail), "want {detail:?} in\n{body}");
+
+    // Found by name, a script without #! is still refused, not run by
+    // /bin/sh (as glibc's execvp would run it), nor is a file without an
+    // execute bit run.
+    dir.write("no-shebang", "echo ran-under-sh\n");
+    std::fs::set_permissions(
+        dir.join("no-shebang"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    dir.write("plain", "#!/bin/sh\nexit 0\n");
+    for (program, why) in [
+        ("no-shebang", "exec format error"),
+        ("plain", "not executable: permission denied"),
+    ] {
+        let config = exec_config(
+            &format!("[\"{program}\"]"),
+            "5s",
+            &format!(
+                "      env: {{PATH: {:?}}}\n",
+                dir.path().display().to_string()
+            ),
+        );
+        let exporter = TestExporter::with_config(&config, Exporter::builder()).await;
+        let body = debug_probe(&exporter, "127.0.0.1:2181").await;
+        assert_eq!(reason(&body, "local"), Some(1.0), "{program}: {body}");
+        assert!(body.contains(why), "{program}: want {why:?} in\n{body}");
+        assert!(!body.contains("ran-under-sh"), "{body}");
+    }
 }
 
 /// The README's ZooKeeper group, as written there but for the script's

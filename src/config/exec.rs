@@ -7,7 +7,8 @@
 //! - `command` is a list of 1 to [`MAX_ARGS`] arguments, each at most
 //!   [`MAX_ARG_BYTES`] bytes and without NUL. The first names the program;
 //!   it may not be empty and may not hold a placeholder, so the program
-//!   run always comes from the config.
+//!   run always comes from the config. The command holds at most
+//!   [`MAX_PLACEHOLDERS`] placeholders in all.
 //! - Placeholders are `{target}`, `{host}` and `{port}`; `{{` and `}}`
 //!   stand for literal braces. Any other `{...}` (a typo such as
 //!   `{hots}`), and a lone `{` or `}`, are errors.
@@ -28,6 +29,12 @@ use std::fmt;
 
 /// The most arguments a command may have, the program included.
 pub const MAX_ARGS: usize = 256;
+
+/// The most placeholders a command may hold, all arguments together. A
+/// placeholder becomes up to a target's length (1 KiB), so this bounds
+/// what a probe's target adds to the command line: 16 KiB at most, on top
+/// of the command as written. Real checks need two or three.
+pub const MAX_PLACEHOLDERS: usize = 16;
 
 /// The longest argument, and the longest `env` value, in bytes. A config
 /// argument longer than this is a generator's slip, not a check.
@@ -234,8 +241,21 @@ fn check_command(command: &[String]) -> Result<(), String> {
     let Some(program) = command.first() else {
         return Err(no_command());
     };
+    let mut placeholders = 0;
     for argument in command {
         check_argument(argument)?;
+        placeholders += pieces(argument).map_or(0, |pieces| {
+            pieces
+                .iter()
+                .filter(|piece| !matches!(piece, Piece::Text(_)))
+                .count()
+        });
+    }
+    if placeholders > MAX_PLACEHOLDERS {
+        return Err(format!(
+            "the command holds {placeholders} placeholders, more than the limit of {MAX_PLACEHOLDERS}: \
+             each becomes up to a whole target, so the command line would grow with every one"
+        ));
     }
     check_program(program)
 }
@@ -450,6 +470,11 @@ mod tests {
         let many = vec!["/bin/x"; MAX_ARGS + 1];
         assert!(options(&many).is_err());
         assert!(options(&vec!["/bin/x"; MAX_ARGS]).is_ok());
+        // Placeholders are counted over the whole command.
+        let sixteen = format!("{}{}", "{target}".repeat(10), "{host}".repeat(6));
+        assert!(options(&["/bin/x", &sixteen]).is_ok());
+        let error = options(&["/bin/x", &sixteen, "--port={port}"]).expect_err("17");
+        assert!(error.contains("17 placeholders"), "{error}");
     }
 
     #[test]

@@ -130,11 +130,7 @@ struct ModuleFields {
     prober: ProberKind,
     #[serde(default = "default_timeout", deserialize_with = "timeout_in_range")]
     timeout: PromDuration,
-    #[serde(
-        default,
-        deserialize_with = "tcp_block",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     tcp: Option<TcpOptions>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     exec: Option<ExecOptions>,
@@ -176,10 +172,12 @@ impl TryFrom<ModuleFields> for Module {
             }
             (_, None) => {}
         }
+        let tcp = tcp.unwrap_or_default();
+        tcp.check_attempts_fit(timeout.0)?;
         Ok(Self {
             prober,
             timeout,
-            tcp: tcp.unwrap_or_default(),
+            tcp,
             exec,
         })
     }
@@ -259,10 +257,6 @@ pub struct TcpOptions {
     /// retries) or all run whatever they find (false: a TCP ping).
     #[serde(default = "default_true")]
     pub stop_on_success: bool,
-    /// Where the `tcp:` block was written, for the errors of the checks
-    /// that relate its values to the module's timeout.
-    #[serde(skip)]
-    pub(crate) written_at: WrittenAt,
 }
 
 impl Default for TcpOptions {
@@ -275,7 +269,6 @@ impl Default for TcpOptions {
             attempt_interval: default_attempt_interval(),
             attempt_timeout: None,
             stop_on_success: true,
-            written_at: WrittenAt::default(),
         }
     }
 }
@@ -324,20 +317,6 @@ impl TcpOptions {
         Ok(())
     }
 }
-
-/// Where a value was written in the config file, if it came from one.
-/// Not part of the value: any two compare equal, so that a module moved
-/// within the file is still the same module across a reload.
-#[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct WrittenAt(Option<serde_saphyr::Location>);
-
-impl PartialEq for WrittenAt {
-    fn eq(&self, _: &Self) -> bool {
-        true
-    }
-}
-
-impl Eq for WrittenAt {}
 
 /// An IP version, spelled `ip4` or `ip6` as in blackbox_exporter.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Deserialize, Serialize)]
@@ -406,14 +385,6 @@ fn default_attempts() -> u32 {
 
 fn default_attempt_interval() -> PromDuration {
     PromDuration(Duration::from_millis(100))
-}
-
-/// A `tcp:` block, remembering where it was written.
-fn tcp_block<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<TcpOptions>, D::Error> {
-    let block = serde_saphyr::Spanned::<TcpOptions>::deserialize(deserializer)?;
-    let mut options = block.value;
-    options.written_at = WrittenAt(Some(block.referenced));
-    Ok(Some(options))
 }
 
 fn attempts_in_range<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u32, D::Error> {
@@ -619,7 +590,7 @@ impl Config {
             yaml_options(),
             |deserializer| {
                 serde_path_to_error::deserialize(deserializer).map_err(|error| {
-                    let path = written_path(error.path());
+                    let path = error.path().to_string();
                     if path != "." && path != "?" {
                         *field_path.borrow_mut() = Some(path);
                     }
@@ -629,7 +600,6 @@ impl Config {
         );
         let mut config: Self = result
             .map_err(|error| ConfigError::from_yaml(file, field_path.into_inner(), &error))?;
-        check_attempts(file, &config.modules)?;
         let mut modules = builtin_modules();
         modules.append(&mut config.modules);
         config.modules = modules;
@@ -662,38 +632,6 @@ impl Config {
              # a config file's modules: may redefine them.\n{yaml}"
         )
     }
-}
-
-/// The dotted path of a field as the user wrote it. serde-saphyr's
-/// `Spanned`, which records where a module's `tcp:` block is (see
-/// [`tcp_block`]), adds a `value` field to the path that the file does
-/// not have: `modules.a.tcp.value.attempts` is `modules.a.tcp.attempts`.
-fn written_path(path: &serde_path_to_error::Path) -> String {
-    let text = path.to_string();
-    let segments: Vec<String> = path.iter().take(4).map(ToString::to_string).collect();
-    match segments.as_slice() {
-        [modules, name, tcp, value] if modules == "modules" && tcp == "tcp" && value == "value" => {
-            let block = format!("modules.{name}.tcp");
-            text.replacen(&format!("{block}.value"), &block, 1)
-        }
-        _ => text,
-    }
-}
-
-/// Checks that each module's attempts fit its timeout and do not overlap,
-/// and says so at the module's `tcp:` block.
-fn check_attempts(file: &str, modules: &BTreeMap<String, Module>) -> Result<(), ConfigError> {
-    for (name, module) in modules {
-        if let Err(message) = module.tcp.check_attempts_fit(module.timeout.0) {
-            return Err(ConfigError {
-                file: file.to_owned(),
-                position: module.tcp.written_at.0.map(|at| (at.line(), at.column())),
-                field: Some(format!("modules.{name}.tcp")),
-                message,
-            });
-        }
-    }
-    Ok(())
 }
 
 /// `names` joined with `, `, for error messages that list what exists.
@@ -1070,14 +1008,16 @@ mod tests {
     }
 
     #[test]
-    fn attempts_that_cannot_end_within_the_timeout_are_rejected_where_written() {
+    fn attempts_that_cannot_end_within_the_timeout_are_rejected_at_the_module() {
         // 4 × 200ms + 150ms = 950ms: fits in 950ms, not in 949ms.
         let ping =
             "      attempts: 5\n      attempt_interval: 200ms\n      attempt_timeout: 150ms\n";
         assert_accepted(&[&with_attempts("950ms", ping)]);
         let error = error_of(&with_attempts("949ms", ping));
-        assert_eq!(error.field.as_deref(), Some("modules.a.tcp"), "{error}");
-        assert_eq!(error.position, Some((6, 7)), "the tcp block: {error}");
+        // The check relates the module's timeout to its tcp: block, so
+        // it names the module, where both are written.
+        assert_eq!(error.field.as_deref(), Some("modules.a"), "{error}");
+        assert_eq!(error.position, Some((3, 5)), "the module: {error}");
         assert!(
             error.message.contains("950ms") && error.message.contains("949ms"),
             "{error}"
@@ -1085,7 +1025,7 @@ mod tests {
         assert!(
             error
                 .to_string()
-                .starts_with("bad.yml:6:7: field `modules.a.tcp`: "),
+                .starts_with("bad.yml:3:5: field `modules.a`: "),
             "{error}"
         );
         // The default attempt_timeout is the interval: 2 × 100ms + 100ms.
@@ -1095,7 +1035,7 @@ mod tests {
         // One attempt: only an explicit attempt_timeout must fit.
         assert_accepted(&[&with_attempts("1ms", "      attempt_interval: 1m\n")]);
         let error = error_of(&with_attempts("1s", "      attempt_timeout: 2s\n"));
-        assert_eq!(error.field.as_deref(), Some("modules.a.tcp"), "{error}");
+        assert_eq!(error.field.as_deref(), Some("modules.a"), "{error}");
         // Attempts never overlap.
         let error = error_of(&with_attempts(
             "5s",
@@ -1108,7 +1048,7 @@ mod tests {
             error_of("modules:\n  a: {prober: tcp_connect, timeout: 100ms, tcp: {attempts: 2}}\n");
         assert_eq!(
             (error.field.as_deref(), error.position.map(|p| p.0)),
-            (Some("modules.a.tcp"), Some(2)),
+            (Some("modules.a"), Some(2)),
             "{error}"
         );
     }

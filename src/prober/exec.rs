@@ -14,7 +14,8 @@
 //! the exporter has none), `SYNACK_TARGET`, `SYNACK_TARGET_HOST` and
 //! `SYNACK_TARGET_PORT` (the same values as the placeholders), and the
 //! module's `env`, which may replace `PATH`. A program named without a
-//! `/` is looked up in that `PATH`. stdin is `/dev/null`; the working
+//! `/` is looked up in that `PATH` by the exporter itself (see
+//! [`find_program`]). stdin is `/dev/null`; the working
 //! directory is the exporter's.
 //!
 //! **Outcome.** Exit 0 before the deadline is success. Another exit code,
@@ -28,18 +29,14 @@
 //! of its own (`process_group(0)`), and the whole group gets `SIGKILL`: at
 //! the deadline, right after the command exits (so that a background
 //! child it left behind dies with it), and when the probe is cancelled
-//! (its HTTP client went away, or the exporter stops).
-//!
-//! **No zombie is left.** The command itself is reaped by tokio. Its own
-//! children would be re-parented to init when it dies, and init may never
-//! reap them: in a container the exporter is often PID 1 itself, and in
-//! some sandboxes init reaps nothing. So the exporter makes itself their
-//! "child subreaper" (`PR_SET_CHILD_SUBREAPER`, at the first exec probe):
-//! orphans of a command come to it, and after the kill it reaps every
-//! child left in the command's process group, for at most [`REAP_WAIT`].
-//! A cancelled probe leaves that to a task of its own. A child that
-//! leaves the group on purpose (`setsid`) is beyond the reach of a group
-//! kill.
+//! (its HTTP client went away, or the exporter stops). The command itself
+//! is always reaped: waited for after the kill, or, if the probe is
+//! cancelled, by tokio's orphan reaping (`kill_on_drop`). Its own
+//! children are re-parented to the init process (or the nearest
+//! subreaper), which reaps them; in a container where the exporter is
+//! PID 1, give it an init (`docker run --init`, tini) to do that. A child
+//! that leaves the group on purpose (`setsid`) is beyond the reach of a
+//! group kill.
 //!
 //! **Output.** stdout and stderr are read while the command runs; the
 //! first [`OUTPUT_HEAD_BYTES`] of each go to the step log (`debug=true`,
@@ -59,8 +56,10 @@ use super::{Budget, Failure, Outcome, Reason, classify};
 use crate::config::{ExecOptions, RESERVED_ENV_PREFIX, Values};
 use crate::target::Target;
 use crate::trace::{Step, Trace};
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::io;
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::sync::LazyLock;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -76,14 +75,10 @@ pub(crate) const OUTPUT_HEAD_BYTES: usize = 4096;
 pub(crate) const DEFAULT_PATH: &str =
     "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-/// How long a killed command, and then what is left of its process
-/// group, may take to be reaped before the probe answers anyway; tokio
-/// reaps the command later. A `SIGKILL`ed process ends at once unless it
-/// is stuck in the kernel (a hung network filesystem).
+/// How long a killed command may take to be reaped before the probe
+/// answers anyway; tokio reaps it later. A `SIGKILL`ed process ends at
+/// once unless it is stuck in the kernel (a hung network filesystem).
 const REAP_WAIT: Duration = Duration::from_millis(500);
-
-/// Makes the exporter the subreaper of commands' children, once.
-static BECOME_SUBREAPER: std::sync::Once = std::sync::Once::new();
 
 /// The exporter's `PATH`, read once: the environment does not change.
 static EXPORTER_PATH: LazyLock<OsString> =
@@ -111,40 +106,15 @@ pub(super) async fn probe(
             target.clone(),
             std::thread::current().name().map(str::to_owned),
         ));
-    BECOME_SUBREAPER.call_once(|| {
-        if let Err(error) = crate::sys::become_child_subreaper() {
-            tracing::warn!(
-                "cannot become the child subreaper ({error}): children that exec commands leave behind are reaped by init, if it reaps"
-            );
-        }
-    });
     let mut outcome = Outcome::not_started(Failure::new(Reason::Local, ""), Duration::ZERO);
     outcome.exit_code = Some(-1);
     let values = Values::of(target);
     let argv = options.argv_with(&values);
     let program = argv[0].clone();
-    let mut command = Command::new(&program);
-    command
-        .args(&argv[1..])
-        .env_clear()
-        .env("PATH", &*EXPORTER_PATH)
-        .env(format!("{RESERVED_ENV_PREFIX}TARGET"), &values.target)
-        .env(format!("{RESERVED_ENV_PREFIX}TARGET_HOST"), &values.host)
-        .env(format!("{RESERVED_ENV_PREFIX}TARGET_PORT"), &values.port)
-        .envs(options.env())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(true);
-    let mut child = match command.spawn() {
+    let mut child = match start(options, &values, &argv) {
         Ok(child) => child,
-        Err(error) => {
-            let path = options.env().get("PATH").map_or_else(
-                || EXPORTER_PATH.to_string_lossy(),
-                |path| path.as_str().into(),
-            );
-            outcome.failure = Some(cannot_start(&program, &path, &error));
+        Err(failure) => {
+            outcome.failure = Some(failure);
             return outcome;
         }
     };
@@ -186,10 +156,73 @@ pub(super) async fn probe(
             ))
         }
     };
-    group.reap().await;
     trace.log(|| stdout.into_step("stdout"));
     trace.log(|| stderr.into_step("stderr"));
     outcome
+}
+
+/// Starts `argv`, the command of `options` with its placeholders replaced
+/// by `values`, in a process group of its own and with the minimal
+/// environment; see the module docs.
+fn start(options: &ExecOptions, values: &Values, argv: &[String]) -> Result<Child, Failure> {
+    let path = options
+        .env()
+        .get("PATH")
+        .map_or_else(|| EXPORTER_PATH.clone(), OsString::from);
+    let program = &argv[0];
+    let cannot_start = |error: io::Error| cannot_start(program, &path.to_string_lossy(), &error);
+    let executable = find_program(program, &path).map_err(cannot_start)?;
+    Command::new(executable)
+        .arg0(program)
+        .args(&argv[1..])
+        .env_clear()
+        .env("PATH", &*EXPORTER_PATH)
+        .env(format!("{RESERVED_ENV_PREFIX}TARGET"), &values.target)
+        .env(format!("{RESERVED_ENV_PREFIX}TARGET_HOST"), &values.host)
+        .env(format!("{RESERVED_ENV_PREFIX}TARGET_PORT"), &values.port)
+        .envs(options.env())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(cannot_start)
+}
+
+/// The file to execute for `program`: itself when it holds a `/`, else
+/// the first regular file of that name in `path` that has an execute bit.
+///
+/// Looked up here rather than left to `execvp`, because glibc's `execvp`
+/// runs a file it found in `PATH` with `/bin/sh` when the kernel refuses
+/// it with `ENOEXEC`: a script without `#!` would then run through a
+/// shell instead of failing as the module docs say.
+///
+/// # Errors
+/// `EACCES` when only files without an execute bit were found, else
+/// `ENOENT`: the errors `execvp` would report.
+fn find_program(program: &str, path: &OsStr) -> io::Result<PathBuf> {
+    if program.contains('/') {
+        return Ok(PathBuf::from(program));
+    }
+    let mut denied = false;
+    for directory in std::env::split_paths(path) {
+        // An empty entry is the working directory, as for execvp.
+        let candidate = if directory.as_os_str().is_empty() {
+            Path::new(".").join(program)
+        } else {
+            directory.join(program)
+        };
+        match std::fs::metadata(&candidate) {
+            Ok(file) if file.is_file() && file.permissions().mode() & 0o111 != 0 => {
+                return Ok(candidate);
+            }
+            Ok(file) if file.is_file() => denied = true,
+            _ => {}
+        }
+    }
+    let errno = if denied { libc::EACCES } else { libc::ENOENT };
+    Err(io::Error::from_raw_os_error(errno))
 }
 
 /// Waits for the command to exit and reads its output until `deadline`.
@@ -258,13 +291,11 @@ fn cannot_start(program: &str, path: &str, error: &io::Error) -> Failure {
 }
 
 /// A command's process group, killed with `SIGKILL` at most once by
-/// [`kill`](Self::kill), or on drop if it was not; and reaped by
-/// [`reap`](Self::reap), or by a task of its own after a drop.
+/// [`kill`](Self::kill), or on drop if it was not.
 #[derive(Debug)]
 struct ProcessGroup {
     pgid: u32,
     killed: AtomicBool,
-    reaped: AtomicBool,
 }
 
 impl ProcessGroup {
@@ -272,7 +303,6 @@ impl ProcessGroup {
         Self {
             pgid,
             killed: AtomicBool::new(false),
-            reaped: AtomicBool::new(false),
         }
     }
 
@@ -284,44 +314,12 @@ impl ProcessGroup {
             let _ = crate::sys::kill_process_group(self.pgid);
         }
     }
-
-    /// Reaps the children left in the group once it is killed: those the
-    /// command left behind, re-parented to the exporter as their
-    /// subreaper. Once only, like [`kill`](Self::kill).
-    async fn reap(&self) {
-        if !self.reaped.swap(true, Ordering::Relaxed) {
-            reap_group(self.pgid).await;
-        }
-    }
 }
 
 impl Drop for ProcessGroup {
-    /// A probe cancelled while the command runs still kills its group,
-    /// and leaves the reaping to a task.
+    /// A probe cancelled while the command runs still kills its group.
     fn drop(&mut self) {
         self.kill();
-        if !self.reaped.swap(true, Ordering::Relaxed)
-            && let Ok(runtime) = tokio::runtime::Handle::try_current()
-        {
-            runtime.spawn(reap_group(self.pgid));
-        }
-    }
-}
-
-/// Reaps this process's children in group `pgid` until none is left, for
-/// at most [`REAP_WAIT`]. The group's processes have been sent `SIGKILL`,
-/// so the wait is for the kernel to finish them.
-async fn reap_group(pgid: u32) {
-    let give_up = Instant::now() + REAP_WAIT;
-    loop {
-        match crate::sys::reap_process_group_member(pgid) {
-            Ok(Some(_)) => continue,
-            Ok(None) if Instant::now() < give_up => {
-                tokio::time::sleep(Duration::from_millis(2)).await;
-            }
-            // ECHILD: every child in the group is reaped.
-            Ok(None) | Err(_) => return,
-        }
     }
 }
 
