@@ -182,6 +182,7 @@ impl App {
     pub(crate) fn exporter_families(&self, format: Format) -> String {
         let view = ExporterView {
             probe_results: self.results.snapshot(),
+            probes_denied: self.results.denied_snapshot(),
             in_flight: self.runner.in_flight(),
             reload: &self.reload_status,
             schedule_lag: self.scheduler.schedule_lag().values(),

@@ -69,7 +69,8 @@ mod task;
 mod trace;
 
 pub use config::{
-    ConfigError, ExecOptions, IpProtocol, Module, ProberKind, PromDuration, TcpOptions,
+    ConfigError, ExecOptions, IpProtocol, MAX_POLICY_ENTRIES, Module, PolicyEntry, ProberKind,
+    PromDuration, TargetPolicy, TcpOptions,
 };
 pub use exporter::{Exporter, ExporterBuilder};
 pub use http::ListenAddress;

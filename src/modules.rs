@@ -20,14 +20,26 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
-/// How many probes of one module ended with each result of [`RESULTS`].
+/// How many probes of one module ended with each result of [`RESULTS`],
+/// and how many its target policy refused, which sent nothing and so are
+/// not probes (`synack_exporter_probes_denied_total`).
 #[derive(Debug, Default)]
-pub(crate) struct ResultCounts([AtomicU64; RESULTS.len()]);
+pub(crate) struct ResultCounts([AtomicU64; RESULTS.len()], AtomicU64);
 
 impl ResultCounts {
-    /// Counts one finished probe.
+    /// Counts one finished probe, or one refused by the policy.
     pub(crate) fn record(&self, outcome: &Outcome) {
-        self.0[result_index(outcome.reason())].fetch_add(1, Ordering::Relaxed);
+        let counter = if outcome.denied_by_policy {
+            &self.1
+        } else {
+            &self.0[result_index(outcome.reason())]
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// How many targets the module's policy refused.
+    pub(crate) fn denied(&self) -> u64 {
+        self.1.load(Ordering::Relaxed)
     }
 
     /// The counts, in the order of [`RESULTS`].
@@ -58,6 +70,18 @@ impl ResultCounters {
         by_name
             .iter()
             .map(|(name, counts)| (name.clone(), counts.values()))
+            .collect()
+    }
+}
+
+impl ResultCounters {
+    /// Every module name with the number of targets its policy refused,
+    /// in name order.
+    pub(crate) fn denied_snapshot(&self) -> Vec<(String, u64)> {
+        let by_name = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        by_name
+            .iter()
+            .map(|(name, counts)| (name.clone(), counts.denied()))
             .collect()
     }
 }

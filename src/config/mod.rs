@@ -37,11 +37,14 @@
 
 mod duration;
 mod exec;
+mod policy;
 mod scheduled;
 
 pub use duration::PromDuration;
 pub use exec::ExecOptions;
 pub(crate) use exec::{RESERVED_ENV_PREFIX, Values};
+pub(crate) use policy::PolicyRefusal;
+pub use policy::{MAX_POLICY_ENTRIES, PolicyEntry, TargetPolicy};
 pub use scheduled::{Group, GroupMember, GroupName, LabelName, MAX_SCHEDULED_TARGETS, TargetBlock};
 
 use serde::{Deserialize, Deserializer, Serialize};
@@ -121,6 +124,9 @@ pub struct Module {
     pub tcp: TcpOptions,
     /// The command of the `exec` prober; `None` for the others.
     pub exec: Option<ExecOptions>,
+    /// Which targets the module may probe; `None` for any (see
+    /// [`TargetPolicy`]). Boxed so that a module without one stays small.
+    pub target_policy: Option<Box<TargetPolicy>>,
 }
 
 /// A module's fields as written in the YAML.
@@ -134,6 +140,8 @@ struct ModuleFields {
     tcp: Option<TcpOptions>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     exec: Option<ExecOptions>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    target_policy: Option<Box<TargetPolicy>>,
 }
 
 impl TryFrom<ModuleFields> for Module {
@@ -145,6 +153,7 @@ impl TryFrom<ModuleFields> for Module {
             timeout,
             tcp,
             exec,
+            target_policy,
         } = fields;
         match (prober, &exec) {
             (ProberKind::Exec, None) => {
@@ -179,6 +188,7 @@ impl TryFrom<ModuleFields> for Module {
             timeout,
             tcp,
             exec,
+            target_policy,
         })
     }
 }
@@ -192,6 +202,7 @@ impl From<Module> for ModuleFields {
             timeout: module.timeout,
             tcp: (module.prober != ProberKind::Exec).then_some(module.tcp),
             exec: module.exec,
+            target_policy: module.target_policy,
         }
     }
 }
@@ -340,6 +351,7 @@ impl Module {
             timeout: default_timeout(),
             tcp: TcpOptions::default(),
             exec: None,
+            target_policy: None,
         }
     }
 
@@ -350,6 +362,13 @@ impl Module {
             exec: Some(options),
             ..Self::new(ProberKind::Exec)
         }
+    }
+
+    /// The same module with a target policy.
+    #[must_use]
+    pub fn with_target_policy(mut self, policy: TargetPolicy) -> Self {
+        self.target_policy = Some(Box::new(policy));
+        self
     }
 
     /// The same module with another timeout.
@@ -604,6 +623,7 @@ impl Config {
         modules.append(&mut config.modules);
         config.modules = modules;
         scheduled::validate(file, config.modules.keys(), &config.targets, &config.groups)?;
+        policy::check_scheduled(file, &config)?;
         Ok(config)
     }
 

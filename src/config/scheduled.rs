@@ -159,6 +159,18 @@ impl TryFrom<GroupInConfig> for Group {
 }
 
 impl Group {
+    /// The dotted path of member `index`'s target, as the user wrote it.
+    pub(super) fn target_field(&self, group: &str, index: usize) -> String {
+        if index < self.from_shorthand {
+            format!("groups.{group}.targets[{index}]")
+        } else {
+            format!(
+                "groups.{group}.members[{}].target",
+                index - self.from_shorthand
+            )
+        }
+    }
+
     /// The dotted path of member `index`'s module, as the user wrote it.
     fn module_field(&self, group: &str, index: usize) -> String {
         if index < self.from_shorthand {
@@ -424,7 +436,12 @@ fn check_total(file: &str, blocks: &[TargetBlock]) -> Result<(), ConfigError> {
     Ok(())
 }
 
-fn located(file: &str, at: &serde_saphyr::Location, field: String, message: String) -> ConfigError {
+pub(super) fn located(
+    file: &str,
+    at: &serde_saphyr::Location,
+    field: String,
+    message: String,
+) -> ConfigError {
     ConfigError {
         file: file.to_owned(),
         position: Some((at.line(), at.column())),

@@ -3,6 +3,9 @@
 //! Input errors are answered with 400 and one line saying what to fix.
 //! A probe that fails is not an HTTP error: it is a 200 carrying
 //! `probe_success 0`, as in blackbox_exporter, so Prometheus stores it.
+//! A target that the module's `target_policy` refuses is one: 403 with
+//! one line, as nothing was probed; the prober decides, and says so in
+//! [`crate::prober::Outcome::denied_by_policy`].
 
 #![forbid(unsafe_code)]
 
@@ -71,7 +74,11 @@ pub(super) async fn handle(app: &App, request: &Request<Incoming>) -> HttpRespon
         .run(module, &probe_request.target, timeout, &mut trace)
         .await;
     let steps = trace.into_steps();
-    let response = if probe_request.debug {
+    let response = if outcome.denied_by_policy {
+        // Nothing was sent: the one line says which entry refused what.
+        let reason = outcome.failure.as_ref().map_or("", |f| f.detail.as_str());
+        text(StatusCode::FORBIDDEN, &format!("{reason}\n"))
+    } else if probe_request.debug {
         let body = debug_body(module, &probe_request.target, &outcome, &steps);
         text(StatusCode::OK, &body)
     } else {

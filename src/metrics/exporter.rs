@@ -41,6 +41,8 @@ impl ReloadStatus {
 pub(crate) struct ExporterView<'a> {
     /// Each module name ever loaded with its counts, in the order of [`RESULTS`].
     pub(crate) probe_results: Vec<(String, [u64; RESULTS.len()])>,
+    /// Each module name ever loaded with the targets its policy refused.
+    pub(crate) probes_denied: Vec<(String, u64)>,
     /// Probes holding a slot now.
     pub(crate) in_flight: usize,
     /// The config loads.
@@ -72,6 +74,7 @@ impl ExporterView<'_> {
         ];
         writer.sample("synack_exporter_build", "_info", &build, Value::Int(1));
         self.write_probe_results(writer);
+        self.write_probes_denied(writer);
         writer.gauge(
             "synack_exporter_probes_in_flight",
             "Probes running now.",
@@ -106,6 +109,27 @@ impl ExporterView<'_> {
             self.scheduled_targets,
         );
         self.process.write(writer);
+    }
+
+    fn write_probes_denied(&self, writer: &mut Writer<'_>) {
+        writer.family(
+            "synack_exporter_probes_denied",
+            Kind::Counter,
+            "Probes not made because the module's target_policy refused the target or its address.",
+        );
+        let mut module_label = String::with_capacity(64);
+        for (module, denied) in &self.probes_denied {
+            module_label.clear();
+            module_label.push_str("module=\"");
+            push_label_value(&mut module_label, module);
+            module_label.push('"');
+            writer.sample(
+                "synack_exporter_probes_denied",
+                "_total",
+                &[module_label.as_str()],
+                Value::Int(*denied),
+            );
+        }
     }
 
     fn write_probe_results(&self, writer: &mut Writer<'_>) {

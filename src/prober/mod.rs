@@ -20,7 +20,7 @@ mod tcp;
 
 pub(crate) use resolve::Resolver;
 
-use crate::config::{Module, ProberKind};
+use crate::config::{Module, PolicyRefusal, ProberKind};
 use crate::target::Target;
 use crate::trace::{Step, Trace};
 use std::fmt;
@@ -158,6 +158,10 @@ pub struct Outcome {
     /// whose time is [`handshake_time`](Self::handshake_time). Empty with a
     /// single attempt, so that such a probe allocates nothing for it.
     pub later_handshake_times: Vec<Duration>,
+    /// The module's `target_policy` refused the target (as written, or
+    /// the address it resolved to), so nothing was sent: the failure is
+    /// `local` and says why. `/probe` answers it with 403.
+    pub denied_by_policy: bool,
 }
 
 /// The handshake times of a probe's successful attempts, as ping prints
@@ -214,7 +218,18 @@ impl Outcome {
             attempts_failed: 0,
             later_handshake_times: Vec::new(),
             exit_code: None,
+            denied_by_policy: false,
         }
+    }
+
+    /// The outcome of a probe that the module's target policy refused.
+    pub(crate) fn denied(refusal: &PolicyRefusal) -> Self {
+        let mut outcome = Self::not_started(
+            Failure::new(Reason::Local, refusal.to_string()),
+            Duration::ZERO,
+        );
+        outcome.denied_by_policy = true;
+        outcome
     }
 
     /// The handshake time of every successful attempt, in order.
@@ -315,10 +330,34 @@ pub(crate) async fn run(
             } else {
                 tcp::Handshake::Full
             };
-            tcp::probe(handshake, target, &module.tcp, resolver, budget, trace).await
+            let policy = module.target_policy.as_deref();
+            tcp::probe(
+                handshake,
+                target,
+                &module.tcp,
+                policy,
+                resolver,
+                budget,
+                trace,
+            )
+            .await
         }
         ProberKind::Exec => match &module.exec {
-            Some(options) => exec::probe(options, target, budget, trace).await,
+            Some(options) => {
+                // The command resolves names itself: the target is checked as written.
+                match module
+                    .target_policy
+                    .as_deref()
+                    .map(|p| p.check_unresolved(target))
+                {
+                    Some(Err(refusal)) => {
+                        let mut outcome = Outcome::denied(&refusal);
+                        outcome.exit_code = Some(-1);
+                        outcome
+                    }
+                    _ => exec::probe(options, target, budget, trace).await,
+                }
+            }
             // Only a module built in Rust can lack it; the config refuses it.
             None => not_started_for(
                 module,

@@ -21,7 +21,7 @@
 #![forbid(unsafe_code)]
 
 use super::{Budget, Failure, Outcome, Reason, Resolver, classify, resolve};
-use crate::config::TcpOptions;
+use crate::config::{TargetPolicy, TcpOptions};
 use crate::target::Target;
 use crate::trace::{Step, Trace};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
@@ -42,14 +42,24 @@ pub(super) enum Handshake {
 }
 
 /// Resolves the target, then runs the handshake; see the module docs.
+///
+/// With a `policy`, the target is checked before it is resolved and the
+/// address after, before any socket is opened; a refusal ends the probe
+/// with [`Outcome::denied`]. Without one, neither check costs anything.
 pub(super) async fn probe(
     handshake: Handshake,
     target: &Target,
     options: &TcpOptions,
+    policy: Option<&TargetPolicy>,
     resolver: &Resolver,
     budget: Budget,
     trace: &mut Trace,
 ) -> Outcome {
+    let cleared = match policy.map(|policy| policy.check_target(target)) {
+        Some(Err(refusal)) => return Outcome::denied(&refusal),
+        Some(Ok(cleared)) => Some(cleared),
+        None => None,
+    };
     let deadline = budget.deadline;
     let dns_started = Instant::now();
     let resolved = resolve::resolve(&target.host, options, resolver, deadline, trace)
@@ -66,6 +76,7 @@ pub(super) async fn probe(
         attempts_failed: 0,
         later_handshake_times: Vec::new(),
         exit_code: None,
+        denied_by_policy: false,
     };
     let ip = match resolved {
         Ok(ip) => ip,
@@ -74,6 +85,14 @@ pub(super) async fn probe(
             return outcome;
         }
     };
+    if let (Some(policy), Some(cleared)) = (policy, cleared)
+        && let Err(refusal) = policy.check_address(cleared, ip, target.port)
+    {
+        return Outcome {
+            dns_time,
+            ..Outcome::denied(&refusal)
+        };
+    }
     let address = SocketAddr::new(ip, target.port);
     outcome.address = Some(address);
     attempt_all(
