@@ -9,6 +9,7 @@
 mod accept;
 mod admin;
 mod connection;
+mod csrf;
 mod error_bodies;
 mod health;
 mod landing;
@@ -152,7 +153,10 @@ async fn route(
             text(StatusCode::OK, "OK\n")
         }
         "/-/reload" if is_one_of(&request, &[Method::POST, Method::PUT]) => {
-            admin::reload(app).await
+            match csrf::refusal(&request) {
+                Some(refusal) => text(StatusCode::FORBIDDEN, &format!("{refusal}\n")),
+                None => admin::reload(app).await,
+            }
         }
         "/config" if is_one_of(&request, &read_only) => admin::config(app),
         "/logs" if is_one_of(&request, &read_only) => landing::log(app, &request),
