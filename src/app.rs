@@ -28,6 +28,7 @@ use crate::scheduler::{Scheduler, Shard};
 use std::net::SocketAddr;
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
+use tokio::sync::Semaphore;
 
 /// How long a reload request waits for its result. A config at the size
 /// limit parses in a few seconds; a read that takes longer is stuck (a
@@ -39,6 +40,13 @@ pub(crate) const RELOAD_WAIT: Duration = Duration::from_secs(30);
 /// short enough that stuck clients give back their descriptors, which
 /// probes need, within a scrape interval or two.
 pub(crate) const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The default of `--web.max-connections`. Prometheus servers and load
+/// balancers need a few connections each; 1024 is the most descriptors
+/// [`crate::runner::fd_reserve`] keeps away from probe sockets, so with
+/// any open file limit of 4096 or more, HTTP clients cannot take the
+/// descriptors that probes need, however many connect.
+pub(crate) const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 
 /// Settings from the command line that the handlers need.
 #[derive(Clone, Debug)]
@@ -61,6 +69,11 @@ pub(crate) struct Settings {
     /// How long a response write may make no progress before the
     /// connection is closed (`--web.write-timeout`).
     pub(crate) write_timeout: Duration,
+    /// HTTP connections served at once (`--web.max-connections`).
+    pub(crate) max_connections: usize,
+    /// Whether `/config`, `/logs` and the landing page's history are off
+    /// (`--web.hide-config-and-logs`).
+    pub(crate) hide_config_and_logs: bool,
 }
 
 impl Default for Settings {
@@ -74,6 +87,8 @@ impl Default for Settings {
             shutdown_grace: Duration::from_secs(5),
             dns_servers: Vec::new(),
             write_timeout: DEFAULT_WRITE_TIMEOUT,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            hide_config_and_logs: false,
         }
     }
 }
@@ -109,6 +124,8 @@ pub(crate) struct App {
     pub(crate) history: History,
     /// Command-line settings.
     pub(crate) settings: Settings,
+    /// `--web.max-connections` slots, shared by every listener.
+    pub(crate) connection_slots: Arc<Semaphore>,
     /// Probe counters of every module ever loaded.
     results: ResultCounters,
     reload_status: ReloadStatus,
@@ -157,7 +174,12 @@ impl App {
             series: ScheduledSeries::default(),
             runner,
             groups: GroupChecker::default(),
-            history: History::new(settings.history_limit),
+            history: History::new(if settings.hide_config_and_logs {
+                0
+            } else {
+                settings.history_limit
+            }),
+            connection_slots: Arc::new(Semaphore::new(settings.max_connections)),
             settings,
             results: ResultCounters::default(),
             reload_status: ReloadStatus::default(),

@@ -109,6 +109,21 @@ impl ExporterBuilder {
         self
     }
 
+    /// HTTP connections served at once (`--web.max-connections`, 1024,
+    /// at least 1). Past it the exporter stops accepting until some close.
+    pub fn max_connections(mut self, connections: usize) -> Self {
+        self.settings.max_connections = connections.max(1);
+        self
+    }
+
+    /// Turns off `/config`, `/logs`, the landing page's history and the
+    /// module shown by `debug=true` (`--web.hide-config-and-logs`), for an
+    /// exporter that strangers can reach without authentication.
+    pub fn hide_config_and_logs(mut self, hide: bool) -> Self {
+        self.settings.hide_config_and_logs = hide;
+        self
+    }
+
     /// Loads and checks the config without starting anything
     /// (`--config.check`).
     ///

@@ -91,6 +91,19 @@ struct Flags {
           value_parser = clap::value_parser!(u32).range(0..=ExporterBuilder::MAX_HISTORY_LIMIT as i64))]
     history_limit: u32,
 
+    /// HTTP connections served at once; past it the exporter stops
+    /// accepting until some close. The default is the most descriptors kept
+    /// away from probe sockets.
+    #[arg(long = "web.max-connections", value_name = "N", default_value_t = 1024,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections: u32,
+
+    /// Turn off /config, /logs, the landing page's history of /probe
+    /// requests and the module shown by debug=true: for an exporter that
+    /// others can reach without authentication.
+    #[arg(long = "web.hide-config-and-logs")]
+    hide_config_and_logs: bool,
+
     /// Name server to resolve targets with, instead of those in
     /// /etc/resolv.conf (whose search domains and options still apply);
     /// repeat for several. /etc/hosts is read first either way.
@@ -214,7 +227,9 @@ impl Flags {
             .history_limit(self.history_limit as usize)
             .shutdown_grace(self.shutdown_grace)
             .dns_servers(self.dns_servers.clone())
-            .write_timeout(self.write_timeout);
+            .write_timeout(self.write_timeout)
+            .max_connections(self.max_connections as usize)
+            .hide_config_and_logs(self.hide_config_and_logs);
         match &self.config_file {
             Some(path) => builder.config_file(path),
             None => builder,

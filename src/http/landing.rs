@@ -55,10 +55,13 @@ pub(super) fn page(
         html,
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>synack_exporter</title>\
          <style>{STYLE}</style></head><body>\n<h1>synack_exporter {}</h1>\n\
-         <p>Half-open TCP probes for Prometheus. <a href=\"/metrics\">Metrics</a> · \
-         <a href=\"/config\">Configuration</a>",
+         <p>Half-open TCP probes for Prometheus. <a href=\"/metrics\">Metrics</a>",
         env!("CARGO_PKG_VERSION")
     );
+    let hidden = app.settings.hide_config_and_logs;
+    if !hidden {
+        html.push_str(" · <a href=\"/config\">Configuration</a>");
+    }
     if let Some(local) = local {
         let _ = write!(
             html,
@@ -70,6 +73,13 @@ pub(super) fn page(
     write_modules(&mut html, config);
     write_targets(&mut html, &app.scheduler.targets(), now);
     write_groups(&mut html, app, config, now);
+    if hidden {
+        html.push_str(
+            "<p>The history of /probe requests, their logs and /config are turned off \
+             (--web.hide-config-and-logs).</p>\n</body></html>\n",
+        );
+        return respond(StatusCode::OK, "text/html; charset=utf-8", html);
+    }
     let (records, kept) = app
         .history
         // Saturating: the page number is the client's, and may be huge.

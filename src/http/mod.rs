@@ -13,6 +13,7 @@ mod csrf;
 mod error_bodies;
 mod health;
 mod landing;
+mod limit;
 mod listen;
 mod probe;
 mod query;
@@ -60,8 +61,17 @@ pub(crate) async fn serve(
 ) {
     let connections = GracefulShutdown::new();
     let mut trouble = AcceptTrouble::default();
+    let mut limit = limit::ConnectionLimit::new(
+        Arc::clone(&app.connection_slots),
+        app.settings.max_connections,
+    );
     tokio::pin!(shutdown);
     loop {
+        // A slot first: at the limit, connections wait in the backlog.
+        let slot = tokio::select! {
+            () = &mut shutdown => break,
+            slot = limit.admit() => slot,
+        };
         let accepted = tokio::select! {
             () = &mut shutdown => break,
             accepted = listener.accept() => accepted,
@@ -102,6 +112,7 @@ pub(crate) async fn serve(
             .serve_connection(connection::io(stream, write_timeout), service);
         let connection = connections.watch(connection);
         tokio::spawn(async move {
+            let _slot = slot;
             if let Err(error) = connection.await {
                 tracing::debug!(err = %error, "HTTP connection ended with an error");
             }
@@ -157,6 +168,14 @@ async fn route(
                 Some(refusal) => text(StatusCode::FORBIDDEN, &format!("{refusal}\n")),
                 None => admin::reload(app).await,
             }
+        }
+        "/config" | "/logs"
+            if app.settings.hide_config_and_logs && is_one_of(&request, &read_only) =>
+        {
+            text(
+                StatusCode::FORBIDDEN,
+                &format!("{path} is turned off by --web.hide-config-and-logs\n"),
+            )
         }
         "/config" if is_one_of(&request, &read_only) => admin::config(app),
         "/logs" if is_one_of(&request, &read_only) => landing::log(app, &request),

@@ -79,7 +79,13 @@ pub(super) async fn handle(app: &App, request: &Request<Incoming>) -> HttpRespon
         let reason = outcome.failure.as_ref().map_or("", |f| f.detail.as_str());
         text(StatusCode::FORBIDDEN, &format!("{reason}\n"))
     } else if probe_request.debug {
-        let body = debug_body(module, &probe_request.target, &outcome, &steps);
+        let body = debug_body(
+            module,
+            &probe_request.target,
+            &outcome,
+            &steps,
+            !app.settings.hide_config_and_logs,
+        );
         text(StatusCode::OK, &body)
     } else {
         let format = response_format(request);
@@ -94,14 +100,25 @@ pub(super) async fn handle(app: &App, request: &Request<Incoming>) -> HttpRespon
     response
 }
 
-/// What `debug=true` shows: the step log, the metrics, the module.
-fn debug_body(module: &LoadedModule, target: &Target, outcome: &Outcome, steps: &Steps) -> String {
+/// What `debug=true` shows: the step log, the metrics, the module unless
+/// `show_module` is off (`--web.hide-config-and-logs`: it holds the policy).
+fn debug_body(
+    module: &LoadedModule,
+    target: &Target,
+    outcome: &Outcome,
+    steps: &Steps,
+    show_module: bool,
+) -> String {
     let failure = outcome.failure.as_ref().map(|failure| failure as _);
+    let module_yaml = if show_module {
+        serde_saphyr::to_string(&module.module).unwrap_or_default()
+    } else {
+        "(hidden by --web.hide-config-and-logs)\n".to_owned()
+    };
     format!(
-        "Logs for the probe:\n{}\nMetrics that would have been returned:\n{}\nModule configuration:\n{}",
+        "Logs for the probe:\n{}\nMetrics that would have been returned:\n{}\nModule configuration:\n{module_yaml}",
         steps.render(target, failure),
         render(outcome, &module.module, Format::PrometheusText),
-        serde_saphyr::to_string(&module.module).unwrap_or_default()
     )
 }
 
