@@ -8,7 +8,6 @@ mod common;
 
 use common::{TestExporter, sample};
 use socket2::{Domain, Protocol, Socket, Type};
-use std::io::ErrorKind;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::time::Duration;
@@ -49,15 +48,7 @@ fn target_of(listener: &TcpListener) -> String {
 /// kernel's delayed-ACK timer so that a late ACK would have been seen.
 fn accepted_after_delayed_ack(listener: &TcpListener) -> usize {
     std::thread::sleep(Duration::from_millis(600));
-    let mut accepted = 0;
-    for _ in 0..10_000 {
-        match listener.accept() {
-            Ok(_) => accepted += 1,
-            Err(error) if error.kind() == ErrorKind::WouldBlock => break,
-            Err(error) => panic!("accept failed: {error}"),
-        }
-    }
-    accepted
+    common::accept_waiting(listener)
 }
 
 async fn assert_halfopen_is_invisible(address: &str) {

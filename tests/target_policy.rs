@@ -7,9 +7,7 @@
 mod common;
 
 use common::scheduled::wait_for_scheduled;
-use common::{TestExporter, open_port, sample};
-use std::io::ErrorKind;
-use std::net::TcpListener;
+use common::{TestExporter, accept_waiting, open_port, sample};
 use std::time::Duration;
 use synack_exporter::Exporter;
 
@@ -115,19 +113,6 @@ async fn probes_outside_the_policy_answer_403_and_are_counted() {
     );
 }
 
-/// Accepts every connection waiting on `listener`, without blocking.
-fn accepted(listener: &TcpListener) -> usize {
-    let mut count = 0;
-    for _ in 0..1000 {
-        match listener.accept() {
-            Ok(_) => count += 1,
-            Err(error) if error.kind() == ErrorKind::WouldBlock => break,
-            Err(error) => panic!("accept: {error}"),
-        }
-    }
-    count
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn localhost_is_refused_after_resolution_and_no_syn_is_sent() {
     let (listener, port) = open_port();
@@ -153,7 +138,7 @@ async fn localhost_is_refused_after_resolution_and_no_syn_is_sent() {
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(
-        accepted(&listener),
+        accept_waiting(&listener),
         0,
         "a refused probe reached the listener"
     );
@@ -168,7 +153,7 @@ async fn localhost_is_refused_after_resolution_and_no_syn_is_sent() {
     );
     let mut seen = 0;
     for _ in 0..50 {
-        seen += accepted(&listener);
+        seen += accept_waiting(&listener);
         if seen > 0 {
             break;
         }
@@ -193,7 +178,7 @@ async fn a_scheduled_name_that_resolves_into_a_denied_network_fails_as_local() {
     .await;
     assert!(!state.success && state.count("success") == 0, "{state:#?}");
     assert_eq!(state.attempts, 0, "never probed: {state:#?}");
-    assert_eq!(accepted(&listener), 0, "nothing reached the listener");
+    assert_eq!(accept_waiting(&listener), 0, "nothing reached the listener");
     let metrics = exporter.get("/metrics").await.body;
     assert!(
         denied_total(&metrics, "no_loopback").is_some_and(|n| n >= 2.0),

@@ -161,23 +161,27 @@ impl TryFrom<GroupInConfig> for Group {
 impl Group {
     /// The dotted path of member `index`'s target, as the user wrote it.
     pub(super) fn target_field(&self, group: &str, index: usize) -> String {
-        if index < self.from_shorthand {
-            format!("groups.{group}.targets[{index}]")
-        } else {
-            format!(
-                "groups.{group}.members[{}].target",
-                index - self.from_shorthand
-            )
-        }
+        self.member_field(
+            group,
+            index,
+            "target",
+            format!("groups.{group}.targets[{index}]"),
+        )
     }
 
     /// The dotted path of member `index`'s module, as the user wrote it.
     fn module_field(&self, group: &str, index: usize) -> String {
+        self.member_field(group, index, "module", format!("groups.{group}.module"))
+    }
+
+    /// `field` of member `index` under `members:`, or `shorthand` for a
+    /// member of the `module:`/`targets:` shorthand.
+    fn member_field(&self, group: &str, index: usize, field: &str, shorthand: String) -> String {
         if index < self.from_shorthand {
-            format!("groups.{group}.module")
+            shorthand
         } else {
             format!(
-                "groups.{group}.members[{}].module",
+                "groups.{group}.members[{}].{field}",
                 index - self.from_shorthand
             )
         }

@@ -119,9 +119,7 @@ impl ExporterView<'_> {
         );
         let mut module_label = String::with_capacity(64);
         for (module, denied) in &self.probes_denied {
-            module_label.clear();
-            module_label.push_str("module=\"");
-            push_label_value(&mut module_label, module);
+            start_module_label(&mut module_label, module);
             module_label.push('"');
             writer.sample(
                 "synack_exporter_probes_denied",
@@ -140,9 +138,7 @@ impl ExporterView<'_> {
         );
         let mut module_label = String::with_capacity(64);
         for (module, counts) in &self.probe_results {
-            module_label.clear();
-            module_label.push_str("module=\"");
-            push_label_value(&mut module_label, module);
+            start_module_label(&mut module_label, module);
             module_label.push_str("\",result=\"");
             for (result, count) in RESULTS.iter().zip(counts) {
                 let labels = [module_label.as_str(), result, "\""];
@@ -155,4 +151,11 @@ impl ExporterView<'_> {
             }
         }
     }
+}
+
+/// `label` made `module="<module>` (escaped, the quote left open).
+fn start_module_label(label: &mut String, module: &str) {
+    label.clear();
+    label.push_str("module=\"");
+    push_label_value(label, module);
 }

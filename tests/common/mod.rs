@@ -14,7 +14,7 @@ pub mod tempdir;
 
 pub use exporter_process::ExporterProcess;
 pub use http::{Response, request};
-pub use ports::{closed_port, open_port};
+pub use ports::{accept_waiting, closed_port, open_port};
 pub use process::{Finished, run_bounded, run_within};
 pub use tempdir::TempDir;
 

@@ -16,3 +16,17 @@ pub fn open_port() -> (TcpListener, u16) {
     let port = listener.local_addr().expect("local address").port();
     (listener, port)
 }
+
+/// Accepts every connection waiting on the non-blocking `listener`
+/// (at most 10,000), without waiting; how many there were.
+pub fn accept_waiting(listener: &TcpListener) -> usize {
+    let mut accepted = 0;
+    for _ in 0..10_000 {
+        match listener.accept() {
+            Ok(_) => accepted += 1,
+            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => break,
+            Err(error) => panic!("accept failed: {error}"),
+        }
+    }
+    accepted
+}
