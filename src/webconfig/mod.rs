@@ -197,14 +197,16 @@ impl WebConfig {
         let dir = path.parent().unwrap_or_else(|| Path::new("."));
         let mut watched = vec![path.to_path_buf()];
         let tls = match &fields.tls_server_config {
-            Some(tls_fields) => Some(Arc::new(tls_fields.server_config(dir, &mut watched).map_err(
-                |(field, message)| ConfigError {
-                    file: name.clone(),
-                    position: None,
-                    field: Some(format!("tls_server_config.{field}")),
-                    message,
-                },
-            )?)),
+            Some(tls_fields) => Some(Arc::new(
+                tls_fields
+                    .server_config(dir, &mut watched)
+                    .map_err(|(field, message)| ConfigError {
+                        file: name.clone(),
+                        position: None,
+                        field: Some(format!("tls_server_config.{field}")),
+                        message,
+                    })?,
+            )),
             None => None,
         };
         let headers = fields
@@ -318,8 +320,12 @@ mod tests {
 
     #[test]
     fn headers_outside_the_allowed_set_or_values_are_refused() {
-        let error = load_text("http_server_config:\n  headers:\n    X-Powered-By: me\n").unwrap_err();
-        assert!(error.to_string().contains("can not be configured"), "{error}");
+        let error =
+            load_text("http_server_config:\n  headers:\n    X-Powered-By: me\n").unwrap_err();
+        assert!(
+            error.to_string().contains("can not be configured"),
+            "{error}"
+        );
         let error =
             load_text("http_server_config:\n  headers:\n    X-Frame-Options: allow\n").unwrap_err();
         assert_eq!(
@@ -335,17 +341,32 @@ mod tests {
     #[test]
     fn users_need_bcrypt_hashes() {
         let error = load_text("basic_auth_users:\n  alice: plain\n").unwrap_err();
-        assert_eq!(error.field.as_deref(), Some("basic_auth_users.alice"), "{error}");
+        assert_eq!(
+            error.field.as_deref(),
+            Some("basic_auth_users.alice"),
+            "{error}"
+        );
         let config = load_text(&format!("basic_auth_users:\n  alice: '{HASH}'\n")).unwrap();
         assert_eq!(config.users["alice"], HASH);
-        assert!(config.dummy_hash.starts_with("$2b$04$"), "{}", config.dummy_hash);
+        assert!(
+            config.dummy_hash.starts_with("$2b$04$"),
+            "{}",
+            config.dummy_hash
+        );
     }
 
     #[test]
     fn a_zero_interval_turns_the_rate_limit_off() {
-        assert!(load_text("rate_limit: {interval: 0s, burst: 3}\n").unwrap().rate_limit.is_none());
+        assert!(
+            load_text("rate_limit: {interval: 0s, burst: 3}\n")
+                .unwrap()
+                .rate_limit
+                .is_none()
+        );
         assert_eq!(
-            load_text("rate_limit: {interval: 1s, burst: 3}\n").unwrap().rate_limit,
+            load_text("rate_limit: {interval: 1s, burst: 3}\n")
+                .unwrap()
+                .rate_limit,
             Some(RateLimit {
                 interval: Duration::from_secs(1),
                 burst: 3

@@ -241,7 +241,10 @@ fn pem_source(
     }
 }
 
-fn certificates(field: &'static str, pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, FieldError> {
+fn certificates(
+    field: &'static str,
+    pem: &[u8],
+) -> Result<Vec<CertificateDer<'static>>, FieldError> {
     let certs = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|error| (field, format!("not PEM certificates: {error}")))?;
@@ -265,14 +268,20 @@ impl TlsFields {
             ("cert_file", self.cert_file.as_ref()),
             watched,
         )?
-        .ok_or(("cert_file", "TLS needs a certificate: set cert_file (or cert)".to_owned()))?;
+        .ok_or((
+            "cert_file",
+            "TLS needs a certificate: set cert_file (or cert)".to_owned(),
+        ))?;
         let key = pem_source(
             dir,
             ("key", self.key.as_ref()),
             ("key_file", self.key_file.as_ref()),
             watched,
         )?
-        .ok_or(("key_file", "TLS needs a private key: set key_file (or key)".to_owned()))?;
+        .ok_or((
+            "key_file",
+            "TLS needs a private key: set key_file (or key)".to_owned(),
+        ))?;
         let chain = certificates(cert.0, &cert.1)?;
         let key_der = PrivateKeyDer::from_pem_slice(&key.1)
             .map_err(|error| (key.0, format!("no PEM private key: {error}")))?;
@@ -333,7 +342,10 @@ impl TlsFields {
                 .chain(chosen.into_iter().map(|(_, suite)| suite))
                 .collect();
             if self.min_version == TlsVersion::Tls12
-                && provider.cipher_suites.iter().all(|suite| suite.tls13().is_some())
+                && provider
+                    .cipher_suites
+                    .iter()
+                    .all(|suite| suite.tls13().is_some())
             {
                 return Err((
                     "cipher_suites",
@@ -389,27 +401,31 @@ impl TlsFields {
             (true, None) => {
                 return Err((
                     "client_ca_file",
-                    format!("client_auth_type {mode:?} checks client certificates against a CA: set client_ca_file (or client_ca)"),
+                    format!(
+                        "client_auth_type {mode:?} checks client certificates against a CA: set client_ca_file (or client_ca)"
+                    ),
                 ));
             }
             (true, Some((field, pem))) => {
                 let mut roots = RootCertStore::empty();
                 for cert in certificates(field, &pem)? {
-                    roots
-                        .add(cert)
-                        .map_err(|error| (field, format!("not a usable CA certificate: {error}")))?;
+                    roots.add(cert).map_err(|error| {
+                        (field, format!("not a usable CA certificate: {error}"))
+                    })?;
                 }
-                let builder =
-                    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), Arc::clone(provider));
+                let builder = WebPkiClientVerifier::builder_with_provider(
+                    Arc::new(roots),
+                    Arc::clone(provider),
+                );
                 let builder = if mode == Mode::VerifyClientCertIfGiven {
                     builder.allow_unauthenticated()
                 } else {
                     builder
                 };
                 Some(
-                    builder
-                        .build()
-                        .map_err(|error| (field, format!("cannot check clients with it: {error}")))?,
+                    builder.build().map_err(|error| {
+                        (field, format!("cannot check clients with it: {error}"))
+                    })?,
                 )
             }
             // Go ignores the CA in these modes; so do we.
