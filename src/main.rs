@@ -356,6 +356,14 @@ mod tests {
         Flags::command().debug_assert();
         let defaults = Flags::parse_from(["synack_exporter"]);
         assert_eq!(defaults.write_timeout, Duration::from_secs(30));
+        assert_eq!(defaults.listen_address, [":9215".parse().unwrap()]);
+        let two = Flags::parse_from([
+            "synack_exporter",
+            "--web.listen-address=127.0.0.1:9215",
+            "--web.listen-address",
+            "[::1]:9215",
+        ]);
+        assert_eq!(two.listen_address.len(), 2, "repeated, not replaced");
     }
 
     #[test]
