@@ -93,6 +93,19 @@ fn default_client(ca: &Ca) -> Arc<ClientConfig> {
     client(ca, rustls::DEFAULT_VERSIONS, None)
 }
 
+/// The status of `GET /-/healthy` over TLS as the holder of `identity`
+/// (a certificate and key), or why there is none.
+async fn healthy_as(
+    address: SocketAddr,
+    ca: &Ca,
+    identity: &(String, String),
+) -> Result<u16, String> {
+    let config = client(ca, rustls::DEFAULT_VERSIONS, Some(identity));
+    tls_get(address, config, "/-/healthy")
+        .await
+        .map(|(answer, _)| answer.status)
+}
+
 /// `GET path` over TLS to `localhost` at `address`; the answer and the
 /// server's certificate, or why there is none.
 async fn tls_get(
@@ -217,22 +230,13 @@ async fn mtls_refuses_a_client_without_a_certificate_and_accepts_one_signed_by_t
     let anonymous = tls_get(exporter.address, default_client(&site.ca), "/-/healthy").await;
     assert!(anonymous.is_err(), "{anonymous:?}");
     let stranger = Ca::new("another CA").leaf("prometheus", &["prometheus"]);
-    let foreign = tls_get(
-        exporter.address,
-        client(&site.ca, rustls::DEFAULT_VERSIONS, Some(&stranger)),
-        "/-/healthy",
-    )
-    .await;
+    let foreign = healthy_as(exporter.address, &site.ca, &stranger).await;
     assert!(foreign.is_err(), "{foreign:?}");
     let prometheus = site.ca.leaf("prometheus", &["prometheus"]);
-    let (answer, _) = tls_get(
-        exporter.address,
-        client(&site.ca, rustls::DEFAULT_VERSIONS, Some(&prometheus)),
-        "/-/healthy",
-    )
-    .await
-    .unwrap();
-    assert_eq!(answer.status, 200);
+    assert_eq!(
+        healthy_as(exporter.address, &site.ca, &prometheus).await,
+        Ok(200)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -243,22 +247,13 @@ async fn client_allowed_sans_refuses_a_certificate_with_another_san() {
     ));
     let exporter = site.exporter().await;
     let other = site.ca.leaf("other", &["grafana.example.org"]);
-    let refused = tls_get(
-        exporter.address,
-        client(&site.ca, rustls::DEFAULT_VERSIONS, Some(&other)),
-        "/-/healthy",
-    )
-    .await;
+    let refused = healthy_as(exporter.address, &site.ca, &other).await;
     assert!(refused.is_err(), "{refused:?}");
     let allowed = site.ca.leaf("prometheus", &["prometheus.example.org"]);
-    let (answer, _) = tls_get(
-        exporter.address,
-        client(&site.ca, rustls::DEFAULT_VERSIONS, Some(&allowed)),
-        "/-/healthy",
-    )
-    .await
-    .unwrap();
-    assert_eq!(answer.status, 200);
+    assert_eq!(
+        healthy_as(exporter.address, &site.ca, &allowed).await,
+        Ok(200)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
