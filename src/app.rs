@@ -13,6 +13,10 @@
 
 #![forbid(unsafe_code)]
 
+mod web;
+
+pub(crate) use web::WebConfigState;
+
 use crate::coalesce::{Coalescer, Unfinished};
 use crate::config::{Config, ConfigError, ConfigSource};
 use crate::health::GroupChecker;
@@ -26,6 +30,7 @@ use crate::prober::Resolver;
 use crate::runner::ProbeRunner;
 use crate::scheduler::{Scheduler, Shard};
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 use tokio::sync::Semaphore;
@@ -74,6 +79,9 @@ pub(crate) struct Settings {
     /// Whether `/config`, `/logs` and the landing page's history are off
     /// (`--web.hide-config-and-logs`).
     pub(crate) hide_config_and_logs: bool,
+    /// `--web.config.file`: TLS, basic auth, headers and a rate limit;
+    /// none for plain, open HTTP.
+    pub(crate) web_config_file: Option<PathBuf>,
 }
 
 impl Default for Settings {
@@ -89,6 +97,7 @@ impl Default for Settings {
             write_timeout: DEFAULT_WRITE_TIMEOUT,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             hide_config_and_logs: false,
+            web_config_file: None,
         }
     }
 }
@@ -130,6 +139,8 @@ pub(crate) struct App {
     results: ResultCounters,
     reload_status: ReloadStatus,
     process: ProcessMetrics,
+    /// The `--web.config.file` in force, if one is given.
+    pub(crate) web: Option<Arc<WebConfigState>>,
 }
 
 /// `--probe.max-in-flight`, lowered if the open file limit needs it.
@@ -159,6 +170,10 @@ impl App {
     /// there is nothing to serve.
     pub(crate) fn start(source: ConfigSource, settings: Settings) -> Result<Self, ConfigError> {
         let config = source.load()?;
+        let web = match &settings.web_config_file {
+            Some(path) => Some(Arc::new(WebConfigState::load(path.clone())?)),
+            None => None,
+        };
         let resolver = Resolver::from_system(&settings.dns_servers);
         let runner = Arc::new(
             ProbeRunner::new(probe_slots_for(&settings), resolver).with_max_exec(settings.max_exec),
@@ -184,6 +199,7 @@ impl App {
             results: ResultCounters::default(),
             reload_status: ReloadStatus::default(),
             process: ProcessMetrics::new(),
+            web,
         };
         app.put_in_force(config);
         Ok(app)
@@ -212,6 +228,7 @@ impl App {
             // after the scheduler's own.
             scheduled_targets: self.series.len(),
             process: &self.process,
+            web_config_reload: self.web.as_ref().map(|web| &web.status),
         };
         let mut text = String::with_capacity(4096);
         view.write(&mut Writer::new(&mut text, format));

@@ -124,13 +124,25 @@ impl ExporterBuilder {
         self
     }
 
-    /// Loads and checks the config without starting anything
-    /// (`--config.check`).
+    /// The web config file (`--web.config.file`), in exporter-toolkit's
+    /// format: TLS, client certificates, basic auth, response headers and
+    /// a rate limit. Without one, plain HTTP open to all.
+    pub fn web_config_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.settings.web_config_file = Some(path.into());
+        self
+    }
+
+    /// Loads and checks the config, and the web config if one is given,
+    /// without starting anything (`--config.check`).
     ///
     /// # Errors
     /// The config error, with file, line, column and field.
     pub fn check_config(&self) -> Result<(), ConfigError> {
-        self.source.load().map(drop)
+        self.source.load()?;
+        if let Some(path) = &self.settings.web_config_file {
+            crate::webconfig::WebConfig::load(path)?;
+        }
+        Ok(())
     }
 
     /// Loads the config and starts the probe thread, the DNS thread and
@@ -168,14 +180,30 @@ impl Exporter {
     /// Serves HTTP on `listener` until `shutdown` completes, then lets
     /// requests in flight finish within the shutdown grace period.
     pub async fn serve(&self, listener: TcpListener, shutdown: impl Future<Output = ()>) {
-        self.announce(&listener);
-        crate::http::serve(listener, Arc::clone(&self.app), shutdown).await;
+        self.serve_all(vec![listener], shutdown).await;
+    }
+
+    /// Serves HTTP on every one of `listeners` (`--web.listen-address`
+    /// given more than once) until `shutdown` completes, then lets
+    /// requests in flight finish within the shutdown grace period. With
+    /// no listener, waits for `shutdown` alone.
+    pub async fn serve_all(&self, listeners: Vec<TcpListener>, shutdown: impl Future<Output = ()>) {
+        for listener in &listeners {
+            self.announce(listener);
+        }
+        crate::http::serve(listeners, Arc::clone(&self.app), shutdown).await;
     }
 
     /// Logs the address served, a URL a browser can open, and what is in force.
     fn announce(&self, listener: &TcpListener) {
         let Ok(local) = listener.local_addr() else {
             return;
+        };
+        let web = self.app.web.as_ref().map(|web| web.current());
+        let scheme = if web.as_ref().is_some_and(|web| web.tls.is_some()) {
+            "https"
+        } else {
+            "http"
         };
         // A browser cannot open http://[::]:9215/; on every address, this
         // host's own name for itself is the one to offer.
@@ -186,12 +214,13 @@ impl Exporter {
         };
         tracing::info!(
             address = %local,
-            url = %format_args!("http://{reachable}/"),
+            url = %format_args!("{scheme}://{reachable}/"),
             example = %format_args!(
-                "http://{reachable}/probe?target=127.0.0.1:{}&module=tcp_halfopen",
+                "{scheme}://{reachable}/probe?target=127.0.0.1:{}&module=tcp_halfopen",
                 local.port()
             ),
             config = %self.app.config_source(),
+            web_config = %web.map_or_else(|| "none".to_owned(), |web| web.file.display().to_string()),
             modules = %self.app.in_force().config.module_names(),
             dns_servers = %self.app.runner.resolver().servers(),
             "synack_exporter listening"
@@ -205,6 +234,21 @@ impl Exporter {
     /// The new config's error, or why the reload gave no result in time.
     pub async fn reload(&self) -> Result<(), ConfigError> {
         self.app.reload().await
+    }
+
+    /// Reads the `--web.config.file` again, as SIGHUP does (a change to
+    /// the file or the files it names is seen on its own within seconds).
+    /// On error the settings in force stay; the error is logged and
+    /// `synack_exporter_web_config_last_reload_successful` drops to 0.
+    /// Without a web config, does nothing.
+    ///
+    /// # Errors
+    /// The new web config's error, naming the file and the field.
+    pub async fn reload_web_config(&self) -> Result<(), ConfigError> {
+        match &self.app.web {
+            Some(web) => web.reload("asked for").await,
+            None => Ok(()),
+        }
     }
 
     /// Gives the probe thread real-time priority (`SCHED_RR` 1,

@@ -31,7 +31,7 @@
 //! | 0 | `clock`, `hash`, `sys`, `task`, `coalesce` | tools with no knowledge of probing; `sys` holds every `unsafe` block |
 //! | 1 | `target` | what to probe: `host:port` |
 //! | 2 | `config`, `trace` | the YAML file, validated; the steps a probe records |
-//! | 3 | `prober` | one probe: a module and a target in, an [`Outcome`] out |
+//! | 3 | `prober`, `webconfig` | one probe: a module and a target in, an [`Outcome`] out; the `--web.config.file`, read and checked |
 //! | 4 | `modules` | the modules in force, each with its result counters |
 //! | 5 | `runner` | probes under the shared rules: in-flight and exec limits, deadline, probe and exec threads |
 //! | 6 | `scheduler`, `health`, `history` | who asks for probes, and what they keep of the outcomes |
@@ -67,6 +67,7 @@ mod sys;
 mod target;
 mod task;
 mod trace;
+mod webconfig;
 
 pub use config::{
     ConfigError, ExecOptions, IpProtocol, MAX_POLICY_ENTRIES, Module, PolicyEntry, ProberKind,
@@ -121,7 +122,7 @@ mod layering {
     use std::path::Path;
 
     /// Each top-level module and its layer.
-    const LAYERS: [(&str, u8); 21] = [
+    const LAYERS: [(&str, u8); 22] = [
         ("clock", 0),
         ("hash", 0),
         ("sys", 0),
@@ -131,6 +132,7 @@ mod layering {
         ("target", 1),
         ("config", 2),
         ("prober", 3),
+        ("webconfig", 3),
         ("modules", 4),
         ("runner", 5),
         ("scheduler", 6),

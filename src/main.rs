@@ -29,13 +29,20 @@ struct Flags {
     #[arg(long = "config.check")]
     config_check: bool,
 
-    /// Address to serve HTTP on: ":PORT" for all addresses, or HOST:PORT.
+    /// Address to serve HTTP on: ":PORT" for all addresses, or HOST:PORT;
+    /// repeat to serve on several.
     #[arg(
         long = "web.listen-address",
         value_name = "ADDRESS",
         default_value = ":9215"
     )]
-    listen_address: ListenAddress,
+    listen_address: Vec<ListenAddress>,
+
+    /// Web config file in Prometheus exporter-toolkit's format: TLS,
+    /// client certificates, basic auth, response headers, rate limit.
+    /// Re-read when it or a file it names changes, and on SIGHUP.
+    #[arg(long = "web.config.file", value_name = "FILE")]
+    web_config_file: Option<PathBuf>,
 
     /// Seconds subtracted from Prometheus' scrape timeout to get the probe timeout.
     #[arg(long = "timeout-offset", value_name = "SECONDS", default_value = "0.5", value_parser = parse_seconds)]
@@ -230,6 +237,10 @@ impl Flags {
             .write_timeout(self.write_timeout)
             .max_connections(self.max_connections as usize)
             .hide_config_and_logs(self.hide_config_and_logs);
+        let builder = match &self.web_config_file {
+            Some(path) => builder.web_config_file(path),
+            None => builder,
+        };
         match &self.config_file {
             Some(path) => builder.config_file(path),
             None => builder,
@@ -253,7 +264,7 @@ fn check_config(builder: &ExporterBuilder) -> ExitCode {
 
 async fn run(
     builder: ExporterBuilder,
-    listen_address: &ListenAddress,
+    listen_addresses: &[ListenAddress],
     realtime_priority: bool,
 ) -> ExitCode {
     // Handlers come first: a SIGHUP or SIGTERM sent while the config loads
@@ -289,21 +300,24 @@ async fn run(
         );
         return ExitCode::FAILURE;
     }
-    let listener = match listen_address.bind() {
-        Ok(listener) => listener,
-        Err(error) => {
-            tracing::error!(
-                address = %listen_address,
-                err = %error,
-                "cannot listen; {}",
-                listen_hint(&error)
-            );
-            return ExitCode::FAILURE;
+    let mut listeners = Vec::with_capacity(listen_addresses.len());
+    for listen_address in listen_addresses {
+        match listen_address.bind() {
+            Ok(listener) => listeners.push(listener),
+            Err(error) => {
+                tracing::error!(
+                    address = %listen_address,
+                    err = %error,
+                    "cannot listen; {}",
+                    listen_hint(&error)
+                );
+                return ExitCode::FAILURE;
+            }
         }
-    };
+    }
     tokio::spawn(reload_on_sighup(exporter.clone(), hangups));
     exporter
-        .serve(listener, shutdown_signal(terms, interrupts))
+        .serve_all(listeners, shutdown_signal(terms, interrupts))
         .await;
     tracing::info!("shutting down");
     ExitCode::SUCCESS
@@ -335,6 +349,8 @@ async fn reload_on_sighup(exporter: Exporter, mut hangups: Signal) {
                 tracing::error!(err = %error, "config reload on SIGHUP failed; keeping the old config");
             }
         }
+        // Logged and counted by the reload itself.
+        let _ = exporter.reload_web_config().await;
     }
 }
 
@@ -355,6 +371,14 @@ mod tests {
         Flags::command().debug_assert();
         let defaults = Flags::parse_from(["synack_exporter"]);
         assert_eq!(defaults.write_timeout, Duration::from_secs(30));
+        assert_eq!(defaults.listen_address, [":9215".parse().unwrap()]);
+        let two = Flags::parse_from([
+            "synack_exporter",
+            "--web.listen-address=127.0.0.1:9215",
+            "--web.listen-address",
+            "[::1]:9215",
+        ]);
+        assert_eq!(two.listen_address.len(), 2, "repeated, not replaced");
     }
 
     #[test]

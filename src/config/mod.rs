@@ -507,7 +507,7 @@ fn yaml_options() -> serde_saphyr::Options {
 
 /// Reads the config file at `path` within the limits: a regular file, at
 /// most [`MAX_CONFIG_BYTES`], UTF-8.
-fn read_config_file(path: &Path) -> Result<String, ConfigError> {
+pub(crate) fn read_config_file(path: &Path) -> Result<String, ConfigError> {
     let file_name = path.display().to_string();
     let refuse = |message: String| ConfigError::about_file(&file_name, message);
     let cannot_read = |error: std::io::Error| refuse(format!("cannot read the file: {error}"));
@@ -600,25 +600,7 @@ impl Config {
         if text.len() as u64 > MAX_CONFIG_BYTES {
             return Err(ConfigError::about_file(file, too_large(text.len() as u64)));
         }
-        // serde_path_to_error knows the field, serde-saphyr the position;
-        // the closure can only return saphyr's error, so the path leaves by
-        // the side.
-        let field_path = RefCell::new(None);
-        let result = serde_saphyr::with_deserializer_from_str_with_options(
-            text,
-            yaml_options(),
-            |deserializer| {
-                serde_path_to_error::deserialize(deserializer).map_err(|error| {
-                    let path = error.path().to_string();
-                    if path != "." && path != "?" {
-                        *field_path.borrow_mut() = Some(path);
-                    }
-                    error.into_inner()
-                })
-            },
-        );
-        let mut config: Self = result
-            .map_err(|error| ConfigError::from_yaml(file, field_path.into_inner(), &error))?;
+        let mut config: Self = parse_yaml(file, text)?;
         let mut modules = builtin_modules();
         modules.append(&mut config.modules);
         config.modules = modules;
@@ -652,6 +634,33 @@ impl Config {
              # a config file's modules: may redefine them.\n{yaml}"
         )
     }
+}
+
+/// Deserialises `text` as YAML within [`yaml_options`]' limits; `file`
+/// names it in errors, which carry the line, column and field at fault.
+/// Every YAML file the exporter reads goes through here.
+pub(crate) fn parse_yaml<T: serde::de::DeserializeOwned>(
+    file: &str,
+    text: &str,
+) -> Result<T, ConfigError> {
+    // serde_path_to_error knows the field, serde-saphyr the position;
+    // the closure can only return saphyr's error, so the path leaves by
+    // the side.
+    let field_path = RefCell::new(None);
+    let result = serde_saphyr::with_deserializer_from_str_with_options(
+        text,
+        yaml_options(),
+        |deserializer| {
+            serde_path_to_error::deserialize(deserializer).map_err(|error| {
+                let path = error.path().to_string();
+                if path != "." && path != "?" {
+                    *field_path.borrow_mut() = Some(path);
+                }
+                error.into_inner()
+            })
+        },
+    );
+    result.map_err(|error| ConfigError::from_yaml(file, field_path.into_inner(), &error))
 }
 
 /// `names` joined with `, `, for error messages that list what exists.

@@ -41,11 +41,11 @@ pub(super) use super::error_bodies::MAX_HEAD_BYTES;
 /// One frame's worth is enough to keep the socket busy between polls.
 pub(super) const WRITE_BUFFER_BYTES: usize = 64 * 1024;
 
-/// The IO a connection is served over.
-pub(super) type ConnectionIo = TokioIo<Guarded<TcpStream>>;
+/// The IO a connection is served over: a TCP stream, or TLS over one.
+pub(super) type ConnectionIo<T = TcpStream> = TokioIo<Guarded<T>>;
 
-/// Wraps an accepted `stream` for hyper.
-pub(super) fn io(stream: TcpStream, write_timeout: Duration) -> ConnectionIo {
+/// Wraps an accepted `stream`, or its TLS session, for hyper.
+pub(super) fn io<T>(stream: T, write_timeout: Duration) -> ConnectionIo<T> {
     TokioIo::new(Guarded::new(stream, write_timeout))
 }
 

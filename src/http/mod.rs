@@ -18,6 +18,7 @@ mod listen;
 mod probe;
 mod query;
 mod stream;
+mod web;
 mod write_timeout;
 
 pub use listen::ListenAddress;
@@ -50,12 +51,16 @@ type HttpResponse = Response<HttpBody>;
 /// How long a client may take to send a request's headers.
 const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// Serves `app` on `listener` until `shutdown` completes, then drains:
-/// the listener closes (new connections are refused), requests in flight
-/// get up to the shutdown grace period to finish, and idle keep-alive
-/// connections close.
+/// Serves `app` on every one of `listeners` until `shutdown` completes,
+/// then drains: the listeners close (new connections are refused),
+/// requests in flight get up to the shutdown grace period to finish, and
+/// idle keep-alive connections close.
+///
+/// Under a `--web.config.file`, new connections use its TLS settings in
+/// force when they are accepted, every request passes its [`web::Gate`],
+/// and its files are checked for changes every [`web::POLL_INTERVAL`].
 pub(crate) async fn serve(
-    listener: TcpListener,
+    listeners: Vec<TcpListener>,
     app: Arc<App>,
     shutdown: impl Future<Output = ()>,
 ) {
@@ -65,6 +70,11 @@ pub(crate) async fn serve(
         Arc::clone(&app.connection_slots),
         app.settings.max_connections,
     );
+    let gate = Arc::new(web::Gate::new(Arc::clone(&app)));
+    let _poller = app.web.clone().map(|web| {
+        crate::task::AbortOnDrop::new(tokio::spawn(reload_when_changed(web)).abort_handle())
+    });
+    let mut next = 0;
     tokio::pin!(shutdown);
     loop {
         // A slot first: at the limit, connections wait in the backlog.
@@ -74,7 +84,7 @@ pub(crate) async fn serve(
         };
         let accepted = tokio::select! {
             () = &mut shutdown => break,
-            accepted = listener.accept() => accepted,
+            accepted = accept_any(&listeners, &mut next) => accepted,
         };
         let stream = match accepted {
             Ok((stream, _)) => {
@@ -98,28 +108,105 @@ pub(crate) async fn serve(
             .map(|address| SocketAddr::new(address.ip().to_canonical(), address.port()));
         let write_timeout = app.settings.write_timeout;
         let service_app = Arc::clone(&app);
+        let service_gate = Arc::clone(&gate);
         let service = service_fn(move |request| {
             let app = Arc::clone(&service_app);
-            async move { Ok::<_, Infallible>(route(&app, request, local).await) }
+            let gate = Arc::clone(&service_gate);
+            async move { Ok::<_, Infallible>(answer(&app, &gate, request, local).await) }
         });
-        // Without a timer hyper enforces no header timeout, and idle
-        // half-sent requests would pin file descriptors that probes need.
-        let connection = http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(HEADER_READ_TIMEOUT)
-            .max_buf_size(connection::WRITE_BUFFER_BYTES)
-            .max_header_size(connection::MAX_HEAD_BYTES)
-            .serve_connection(connection::io(stream, write_timeout), service);
-        let connection = connections.watch(connection);
+        let tls = gate.tls_acceptor();
+        let watcher = connections.watcher();
         tokio::spawn(async move {
             let _slot = slot;
-            if let Err(error) = connection.await {
-                tracing::debug!(err = %error, "HTTP connection ended with an error");
+            let Some(tls) = tls else {
+                serve_connection(connection::io(stream, write_timeout), service, watcher).await;
+                return;
+            };
+            match tokio::time::timeout(HEADER_READ_TIMEOUT, tls.accept(stream)).await {
+                Ok(Ok(session)) => {
+                    serve_connection(connection::io(session, write_timeout), service, watcher)
+                        .await;
+                }
+                Ok(Err(error)) => tracing::debug!(err = %error, "TLS handshake failed"),
+                Err(_) => tracing::debug!("TLS handshake timed out"),
             }
         });
     }
-    drop(listener);
+    drop(listeners);
     drain(connections, app.settings.shutdown_grace).await;
+}
+
+/// Accepts a connection from whichever listener has one, starting the
+/// search after the last that had one, so that no listener starves.
+async fn accept_any(
+    listeners: &[TcpListener],
+    next: &mut usize,
+) -> std::io::Result<(tokio::net::TcpStream, SocketAddr)> {
+    std::future::poll_fn(|cx| {
+        for offset in 0..listeners.len() {
+            let at = (*next + offset) % listeners.len();
+            if let std::task::Poll::Ready(accepted) = listeners[at].poll_accept(cx) {
+                *next = at + 1;
+                return std::task::Poll::Ready(accepted);
+            }
+        }
+        std::task::Poll::Pending
+    })
+    .await
+}
+
+/// Serves HTTP/1.1 on one connection until it closes.
+async fn serve_connection<T, S>(
+    io: connection::ConnectionIo<T>,
+    service: S,
+    watcher: hyper_util::server::graceful::Watcher,
+) where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    S: hyper::service::HttpService<Incoming, ResBody = HttpBody> + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    // Without a timer hyper enforces no header timeout, and idle
+    // half-sent requests would pin file descriptors that probes need.
+    let connection = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_buf_size(connection::WRITE_BUFFER_BYTES)
+        .max_header_size(connection::MAX_HEAD_BYTES)
+        .serve_connection(io, service);
+    if let Err(error) = watcher.watch(connection).await {
+        tracing::debug!(err = %error, "HTTP connection ended with an error");
+    }
+}
+
+/// Re-reads the web config whenever one of its files changes.
+async fn reload_when_changed(web: Arc<crate::app::WebConfigState>) {
+    loop {
+        tokio::time::sleep(web::POLL_INTERVAL).await;
+        if web.changed() {
+            // The error is logged and counted by the reload itself.
+            let _ = web.reload("a file changed").await;
+        }
+    }
+}
+
+/// Answers one request: through the web config's gate, if there is one,
+/// and with its headers.
+async fn answer(
+    app: &Arc<App>,
+    gate: &web::Gate,
+    request: Request<Incoming>,
+    local: Option<SocketAddr>,
+) -> HttpResponse {
+    let Some(config) = gate.config() else {
+        return route(app, request, local).await;
+    };
+    let mut response = match gate.check(&config, request.headers()).await {
+        Some(refusal) => refusal,
+        None => route(app, request, local).await,
+    };
+    web::add_headers(&config, &mut response);
+    response
 }
 
 /// Lets the connections still open finish their requests, for at most `grace`.

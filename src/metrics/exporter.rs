@@ -53,6 +53,8 @@ pub(crate) struct ExporterView<'a> {
     pub(crate) scheduled_targets: usize,
     /// The `process_*` metrics.
     pub(crate) process: &'a ProcessMetrics,
+    /// The `--web.config.file` loads, when one is given.
+    pub(crate) web_config_reload: Option<&'a ReloadStatus>,
 }
 
 impl ExporterView<'_> {
@@ -90,6 +92,18 @@ impl ExporterView<'_> {
             "Unix time of the last successful config load or reload.",
             f64::from_bits(self.reload.success_unix_bits.load(Ordering::Relaxed)),
         );
+        if let Some(web) = self.web_config_reload {
+            writer.gauge(
+                "synack_exporter_web_config_last_reload_successful",
+                "Whether the last load or reload of --web.config.file succeeded.",
+                web.successful.load(Ordering::Relaxed),
+            );
+            writer.gauge(
+                "synack_exporter_web_config_last_reload_success_timestamp_seconds",
+                "Unix time of the last successful load or reload of --web.config.file.",
+                f64::from_bits(web.success_unix_bits.load(Ordering::Relaxed)),
+            );
+        }
         writer.family(
             "synack_exporter_schedule_lag_seconds",
             Kind::Histogram,
