@@ -19,19 +19,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 use synack_exporter::{ConfigError, Exporter, Host, PromDuration, Target};
 
-/// The runner's settings: `default` cases unless `PROPTEST_CASES` says
-/// otherwise, and no `proptest-regressions/` files in the tree.
-fn cases(default: u32) -> ProptestConfig {
-    let cases = std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|text| text.parse().ok())
-        .unwrap_or(default);
-    ProptestConfig {
-        cases,
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    }
-}
+#[path = "common/proptest_config.rs"]
+mod proptest_config;
+use proptest_config::cases;
 
 /// A one-line message: what `/probe` answers and the log shows.
 fn assert_one_line(message: &str, input: &str) {

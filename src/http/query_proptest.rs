@@ -8,17 +8,9 @@ use super::*;
 use proptest::prelude::*;
 use proptest::sample::select;
 
-fn cases(default: u32) -> ProptestConfig {
-    let cases = std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|text| text.parse().ok())
-        .unwrap_or(default);
-    ProptestConfig {
-        cases,
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    }
-}
+#[path = "../../tests/common/proptest_config.rs"]
+mod proptest_config;
+use proptest_config::cases;
 
 /// `bytes` written as a query part: unreserved bytes as they are, a space
 /// as `+` or `%20`, anything else as `%XX` in either case of hex.
