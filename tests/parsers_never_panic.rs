@@ -171,7 +171,9 @@ proptest! {
 
 // -------------------------------------------------------------- durations
 
-/// Prometheus' units with their length in ms, largest first.
+/// Prometheus' units with their length in ms, largest first: restated
+/// from Prometheus' grammar rather than taken from the parser, so that the
+/// model below is not the code it checks.
 const UNITS: [(&str, u64); 7] = [
     ("y", 365 * 24 * 3_600_000),
     ("w", 7 * 24 * 3_600_000),
