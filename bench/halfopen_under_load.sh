@@ -48,13 +48,7 @@ DESIGNS=${VARIANTS:-default}
 OURS_ARGS=${OURS_ARGS:-}
 HOG_CPUS=${HOG_CPUS:-2}
 
-[[ $(id -u) == 0 ]] || die "run as root: the script creates a network namespace"
-for tool in wrk stress-ng curl python3 cargo ip timeout; do
-    command -v "$tool" >/dev/null ||
-        die "missing $tool; as root run: apt-get install -y wrk stress-ng curl python3 iproute2"
-done
-ulimit -n "$(ulimit -Hn)"
-(($(ulimit -n) > CONNECTIONS * 2 + 100)) || die "open file limit $(ulimit -n) is too low for -c $CONNECTIONS"
+check_netns_load_setup timeout
 
 # design_flags VARIANT: the exporter flags of a variant.
 design_flags() {
@@ -67,10 +61,7 @@ design_flags() {
 for design in $DESIGNS; do design_flags "$design" >/dev/null; done
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/halfopen_under_load.XXXXXX")
-NETNS="synack-gate-$$"
-cleanup_more() { ip netns del "$NETNS" 2>/dev/null; }
-ip netns add "$NETNS" || die "ip netns add $NETNS failed"
-ip netns exec "$NETNS" ip link set lo up || die "cannot bring up lo in $NETNS"
+make_netns "synack-gate-$$"
 
 echo "== building: cargo build --release --features bench (the probe-namespace hook)"
 (cd "$ROOT" && timeout 1800 cargo build --release --features bench --quiet) || die "cargo build --release --features bench failed"
@@ -83,29 +74,11 @@ PORT=$(freeport)
 echo "== target: accept-and-close listener on 127.0.0.1:$TARGET_PORT in namespace $NETNS"
 start_counting_target "$HELPER" "$TARGET_PORT" "$NETNS"
 
-accepts() { python3 -c "import sys; sys.path.insert(0, '$BENCH_DIR'); import bench_helper as h; print(h.target_count($TARGET_PID, '$WORK/target.count'))"; }
-# tcpext NAME: a TcpExt counter of the namespace.
-tcpext() { ip netns exec "$NETNS" awk -v name="$1" '/^TcpExt:/ { if (!n) { for (i = 1; i <= NF; i++) col[$i] = i; n = 1 } else print $col[name] }' /proc/net/netstat; }
-probes() { curl -sf --max-time 10 "http://127.0.0.1:$PORT/metrics" | awk -v r="$1" '$1 == "synack_exporter_probes_total{module=\"tcp_halfopen\",result=\"" r "\"}" { print $2 + 0; f = 1 } END { if (!f) print 0 }'; }
+# Counters of the namespace and of the exporter; lib.sh has them.
+accepts() { target_accepts; }
+probes() { probe_results "$PORT" "$1"; }
 
-# Positive control: one half-open connect in the namespace that closes
-# 500 ms after the SYN-ACK, too late, must show as an accept and a delayed
-# ACK; otherwise the zeros below would prove nothing.
-a0=$(accepts); d0=$(tcpext DelayedACKs)
-ip netns exec "$NETNS" python3 -c '
-import socket, struct, sys, time
-s = socket.socket()
-s.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 0)
-s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-s.settimeout(5)
-s.connect(("127.0.0.1", int(sys.argv[1])))
-time.sleep(0.5)
-s.close()' "$TARGET_PORT" || die "the control connect failed"
-sleep 0.2
-a1=$(accepts); d1=$(tcpext DelayedACKs)
-((a1 - a0 == 1 && d1 - d0 >= 1)) ||
-    die "control: a late close gave $((a1 - a0)) accepts and $((d1 - d0)) delayed ACKs, expected 1 and >= 1"
-echo "control: a close 500 ms after the SYN-ACK counted $((a1 - a0)) accept and $((d1 - d0)) delayed ACK (expected)"
+late_close_control "$NETNS" "$TARGET_PORT"
 
 URL="http://127.0.0.1:$PORT/probe?target=127.0.0.1:$TARGET_PORT&module=tcp_halfopen"
 SECONDS_LONG=${DURATION%s}
@@ -127,14 +100,10 @@ for round in $(seq "$ROUNDS"); do
             >"$log" 2>&1 &
         pid=$!
         PIDS+=("$pid")
-        for _ in $(seq 100); do
-            curl -sf --max-time 1 -o /dev/null "http://127.0.0.1:$PORT/-/healthy" && break
-            kill -0 "$pid" 2>/dev/null || die "$design: exporter exited: $(tail -3 "$log")"
-            sleep 0.1
-        done
+        wait_healthy "$pid" "$PORT" "$log"
         [[ $(curl -sf --max-time 5 "$URL") == *$'\nprobe_success 1'* ]] ||
             die "$design: a single probe of the target did not succeed (does this binary move its probe threads into SYNACK_BENCH_PROBE_NETNS? see $log)"
-        a0=$(accepts); d0=$(tcpext DelayedACKs); o0=$(tcpext ListenOverflows)
+        a0=$(accepts); d0=$(tcpext "$NETNS" DelayedACKs); o0=$(tcpext "$NETNS" ListenOverflows)
         s0=$(probes success); t0=$(probes timeout); l0=$(probes local)
         stress-ng --cpu "$HOG_CPUS" --timeout "$((SECONDS_LONG + 5))s" --quiet &
         hog=$!
@@ -146,7 +115,7 @@ for round in $(seq "$ROUNDS"); do
         wait "$hog" 2>/dev/null || true
         # Probes still in flight when wrk stopped finish within their timeout.
         sleep 1
-        a1=$(accepts); d1=$(tcpext DelayedACKs); o1=$(tcpext ListenOverflows)
+        a1=$(accepts); d1=$(tcpext "$NETNS" DelayedACKs); o1=$(tcpext "$NETNS" ListenOverflows)
         s1=$(probes success); t1=$(probes timeout); l1=$(probes local)
         requests=$(awk '/requests in/ { print $1 }' "$WORK/wrk.$design.$round")
         rps=$(awk '/^Requests\/sec/ { printf "%.0f", $2 }' "$WORK/wrk.$design.$round")

@@ -1,7 +1,9 @@
 # Shared by the benchmark scripts: stop every background process they
 # started (listed in PIDS) and remove their work directory (WORK) on exit,
-# also on error or Ctrl-C; `die`; and the accept-counting target. Source it
-# before setting PIDS or WORK.
+# also on error or Ctrl-C; `die`; the accept-counting target; and for the
+# half-open gates (halfopen_under_load.sh, soak.sh) the probe namespace,
+# its counters, the late-close control and the exporter's probe counts.
+# Source it before setting PIDS or WORK.
 
 # die MESSAGE: a setup or measurement error, exit status 2.
 die() {
@@ -53,6 +55,87 @@ start_counting_target() {
     done
     die "target did not start within 10 s"
 }
+# bench_py EXPR: prints EXPR evaluated in Python with bench/bench_helper.py
+# imported as h (needs BENCH_DIR).
+bench_py() {
+    python3 -c "import sys; sys.path.insert(0, '$BENCH_DIR'); import bench_helper as h; print($1)"
+}
+
+# target_accepts: connections the counting target has accepted so far.
+target_accepts() { bench_py "h.target_count($TARGET_PID, '$WORK/target.count')"; }
+
+# tcpext NETNS NAME: a TcpExt counter of /proc/net/netstat in NETNS.
+tcpext() {
+    ip netns exec "$1" awk -v name="$2" '/^TcpExt:/ { if (!n) { for (i = 1; i <= NF; i++) col[$i] = i; n = 1 } else print $col[name] }' /proc/net/netstat
+}
+
+# probe_results PORT RESULT: synack_exporter_probes_total of module
+# tcp_halfopen with result RESULT, from the exporter on 127.0.0.1:PORT (0
+# when absent).
+probe_results() {
+    curl -sf --max-time 10 "http://127.0.0.1:$1/metrics" |
+        awk -v r="$2" '$1 == "synack_exporter_probes_total{module=\"tcp_halfopen\",result=\"" r "\"}" { print $2 + 0; f = 1 } END { if (!f) print 0 }'
+}
+
+# check_netns_load_setup [TOOL...]: what the namespace gates need: root,
+# wrk, stress-ng, curl, python3, cargo, ip and the TOOLs, and an open file
+# limit (raised to the hard one) that holds CONNECTIONS twice over, as wrk
+# and the exporter each hold a descriptor per connection.
+check_netns_load_setup() {
+    local tool
+    [[ $(id -u) == 0 ]] || die "run as root: the script creates a network namespace"
+    for tool in wrk stress-ng curl python3 cargo ip "$@"; do
+        command -v "$tool" >/dev/null ||
+            die "missing $tool; as root run: apt-get install -y wrk stress-ng curl python3 iproute2"
+    done
+    ulimit -n "$(ulimit -Hn)"
+    (($(ulimit -n) > CONNECTIONS * 2 + 100)) || die "open file limit $(ulimit -n) is too low for -c $CONNECTIONS"
+}
+
+# make_netns NAME: a network namespace with lo up, deleted on exit.
+make_netns() {
+    NETNS=$1
+    cleanup_more() { ip netns del "$NETNS" 2>/dev/null; }
+    ip netns add "$NETNS" || die "ip netns add $NETNS failed"
+    ip netns exec "$NETNS" ip link set lo up || die "cannot bring up lo in $NETNS"
+}
+
+# late_close_control NETNS PORT: the positive control of the accept and
+# delayed-ACK counts. One half-open connect in NETNS to the counting target
+# on PORT that closes 500 ms after the SYN-ACK, too late, must show as an
+# accept and a delayed ACK; otherwise zeros measured later would prove
+# nothing.
+late_close_control() {
+    local netns=$1 port=$2 a0 d0 a1 d1
+    a0=$(target_accepts); d0=$(tcpext "$netns" DelayedACKs)
+    ip netns exec "$netns" python3 -c '
+import socket, struct, sys, time
+s = socket.socket()
+s.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 0)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+s.settimeout(5)
+s.connect(("127.0.0.1", int(sys.argv[1])))
+time.sleep(0.5)
+s.close()' "$port" || die "the control connect failed"
+    sleep 0.2
+    a1=$(target_accepts); d1=$(tcpext "$netns" DelayedACKs)
+    ((a1 - a0 == 1 && d1 - d0 >= 1)) ||
+        die "control: a late close gave $((a1 - a0)) accepts and $((d1 - d0)) delayed ACKs, expected 1 and >= 1"
+    echo "control: a close 500 ms after the SYN-ACK counted $((a1 - a0)) accept and $((d1 - d0)) delayed ACK (expected)"
+}
+
+# wait_healthy PID PORT LOG: waits up to 10 s for the exporter PID to answer
+# /-/healthy on 127.0.0.1:PORT; dies with the end of LOG if it exits.
+wait_healthy() {
+    local pid=$1 port=$2 log=$3
+    for _ in $(seq 100); do
+        curl -sf --max-time 1 -o /dev/null "http://127.0.0.1:$port/-/healthy" && return 0
+        kill -0 "$pid" 2>/dev/null || die "exporter exited: $(tail -3 "$log")"
+        sleep 0.1
+    done
+    die "exporter did not answer /-/healthy within 10 s: $(tail -3 "$log")"
+}
+
 PIDS=()
 WORK=""
 cleanup() {

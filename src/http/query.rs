@@ -141,3 +141,7 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+#[path = "query_proptest.rs"]
+mod proptests;
