@@ -97,6 +97,7 @@ for round in $(seq "$ROUNDS"); do
         # shellcheck disable=SC2046,SC2086  # the flags are words
         SYNACK_BENCH_PROBE_NETNS="/run/netns/$NETNS" \
             "$BIN" --web.listen-address "127.0.0.1:$PORT" --log.level warn $(design_flags "$design") $OURS_ARGS \
+                --web.max-connections "$((CONNECTIONS + 64))" \
             >"$log" 2>&1 &
         pid=$!
         PIDS+=("$pid")

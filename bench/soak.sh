@@ -91,7 +91,8 @@ late_close_control "$NETNS" "$TARGET_PORT"
 log="$WORK/exporter.log"
 # shellcheck disable=SC2086  # REALTIME is one flag or none
 SYNACK_BENCH_PROBE_NETNS="/run/netns/$NETNS" \
-    "$BIN" --web.listen-address "127.0.0.1:$PORT" --log.level warn $REALTIME >"$log" 2>&1 &
+    "$BIN" --web.listen-address "127.0.0.1:$PORT" --log.level warn $REALTIME \
+        --web.max-connections "$((CONNECTIONS + 64))" >"$log" 2>&1 &
 EXPORTER=$!
 PIDS+=("$EXPORTER")
 wait_healthy "$EXPORTER" "$PORT" "$log"

@@ -77,6 +77,7 @@ for round in $(seq "$ROUNDS"); do
     for variant in $VARIANTS; do
         # shellcheck disable=SC2046  # the flags are words
         "$BIN" --web.listen-address "127.0.0.1:$PORT" --log.level warn $(flags_of "$variant") \
+            --web.max-connections "$((CONNECTIONS + 64))" \
             >"$WORK/exporter.$variant.$round.log" 2>&1 &
         pid=$!
         PIDS+=("$pid")
