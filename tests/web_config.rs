@@ -256,6 +256,40 @@ async fn client_allowed_sans_refuses_a_certificate_with_another_san() {
     );
 }
 
+/// rustls asks the verifier only about certificates that come: under a
+/// mode where a client may send none, `client_allowed_sans` would let
+/// anonymous clients in, so such a file is refused, as exporter-toolkit
+/// refuses it; with a mode that requires a certificate it loads.
+#[test]
+fn client_allowed_sans_needs_a_mode_that_requires_a_certificate() {
+    for (mode, loads) in [
+        ("VerifyClientCertIfGiven", false),
+        ("RequestClientCert", false),
+        ("RequireAnyClientCert", true),
+        ("RequireAndVerifyClientCert", true),
+    ] {
+        let site = Site::new(&format!(
+            "{TLS}  client_auth_type: {mode}\n  client_ca_file: ca.crt\n  \
+             client_allowed_sans: [prometheus.example.org]\n"
+        ));
+        let checked = Exporter::builder()
+            .web_config_file(&site.web_yml)
+            .check_config();
+        match (checked, loads) {
+            (Ok(()), true) => {}
+            (Err(error), false) => {
+                let text = error.to_string();
+                assert!(
+                    text.contains("client_allowed_sans")
+                        && text.contains("RequireAndVerifyClientCert"),
+                    "{mode}: {text}"
+                );
+            }
+            (result, _) => panic!("{mode}: want loads={loads}, got {result:?}"),
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rotated_certificate_is_served_after_the_file_changes() {
     let site = Site::new(TLS);

@@ -166,7 +166,7 @@ impl TargetPolicy {
         ip: IpAddr,
         port: u16,
     ) -> Result<(), PolicyRefusal> {
-        let ip = ip.to_canonical();
+        let ip = reached(ip.to_canonical());
         let shown = SocketShown(ip, port);
         if let Some(entry) = self.deny.iter().find(|e| e.matches_address(ip, port)) {
             return Err(PolicyRefusal(format!("{shown} is in deny entry {entry}")));
@@ -575,6 +575,18 @@ pub(super) fn check_scheduled(file: &str, config: &Config) -> Result<(), ConfigE
     Ok(())
 }
 
+/// The address a connect to `ip` reaches: Linux sends a connect to the
+/// unspecified address (`0.0.0.0`, `::`) to this host's loopback, so a
+/// policy must see it as `127.0.0.1` or `::1`, or `0.0.0.0` would walk
+/// past a deny of 127.0.0.0/8.
+fn reached(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(v4) if v4.is_unspecified() => IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+        IpAddr::V6(v6) if v6.is_unspecified() => IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
+        other => other,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -669,6 +681,11 @@ mod tests {
         assert!(!verdict(&p, "localhost:80", Some("::1")));
         assert!(!verdict(&p, "[::ffff:127.0.0.1]:80", None));
         assert!(!verdict(&p, "meta.example:80", Some("169.254.169.254")));
+        // A connect to the unspecified address reaches loopback.
+        assert!(!verdict(&p, "0.0.0.0:80", None));
+        assert!(!verdict(&p, "[::ffff:0.0.0.0]:80", None));
+        assert!(!verdict(&p, "[::]:80", None));
+        assert!(!verdict(&p, "rebind.example:80", Some("0.0.0.0")));
         let error = p
             .check_address(
                 p.check_target(&target("localhost:80")).unwrap(),

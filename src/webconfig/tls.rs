@@ -393,6 +393,20 @@ impl TlsFields {
             }
             return Ok(WebPkiClientVerifier::no_client_auth());
         }
+        // rustls asks the verifier only about certificates that come, so
+        // under a mode where a client may send none, the SAN check would
+        // let every anonymous client in; exporter-toolkit refuses this too.
+        if !self.client_allowed_sans.is_empty()
+            && !matches!(
+                mode,
+                Mode::RequireAnyClientCert | Mode::RequireAndVerifyClientCert
+            )
+        {
+            return Err((
+                "client_allowed_sans",
+                "client_allowed_sans requires client_auth_type RequireAndVerifyClientCert (or RequireAnyClientCert): under a mode where certificates are optional, a client without one would pass".to_owned(),
+            ));
+        }
         let verifying = matches!(
             mode,
             Mode::VerifyClientCertIfGiven | Mode::RequireAndVerifyClientCert
