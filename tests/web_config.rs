@@ -530,3 +530,147 @@ fn sighup_rereads_the_web_config_and_two_addresses_are_served() {
     let failure = lines.last().unwrap();
     assert!(failure.contains("tls_server_config.cert_file"), "{failure}");
 }
+
+/// Sends `GET path` on `stream` without `Connection: close`, as a
+/// keep-alive client does, and reads what comes within 5 s: the answer's
+/// bytes, and whether the server then closed the connection.
+async fn keep_alive_get(
+    stream: &mut tokio::net::TcpStream,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (Vec<u8>, bool) {
+    let mut head = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n");
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    if stream.write_all(head.as_bytes()).await.is_err() {
+        return (Vec::new(), true);
+    }
+    let mut raw = Vec::new();
+    let mut buffer = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        match tokio::time::timeout_at(deadline, stream.read(&mut buffer)).await {
+            Ok(Ok(0) | Err(_)) => return (raw, true),
+            Ok(Ok(read)) => raw.extend_from_slice(&buffer[..read]),
+            // Still open when the time is up: kept alive.
+            Err(_) => return (raw, false),
+        }
+        // A whole small answer read: give the server a moment to close.
+        if raw.windows(4).any(|window| window == b"\r\n\r\n") {
+            let mut more = [0u8; 4096];
+            return match tokio::time::timeout(Duration::from_millis(500), stream.read(&mut more))
+                .await
+            {
+                Ok(Ok(0) | Err(_)) => (raw, true),
+                Ok(Ok(read)) => {
+                    raw.extend_from_slice(&more[..read]);
+                    (raw, false)
+                }
+                Err(_) => (raw, false),
+            };
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_of_the_gate_close_the_connection() {
+    let site = Site::new(&format!(
+        "{}rate_limit: {{interval: 1h, burst: 1}}\n",
+        users_yaml()
+    ));
+    let exporter = site.exporter().await;
+    // The first request takes the one token and is refused by basic
+    // auth; the second is over the rate limit.
+    for (status, what) in [(401, "no credentials"), (429, "over the rate limit")] {
+        let mut stream = tokio::net::TcpStream::connect(exporter.address)
+            .await
+            .unwrap();
+        let (raw, closed) = keep_alive_get(&mut stream, "/metrics", &[]).await;
+        let answer = parse_response(&raw).unwrap();
+        assert_eq!(answer.status, status, "{what}: {}", answer.body);
+        assert_eq!(answer.header("Connection"), Some("close"), "{what}");
+        assert!(closed, "{what}: the connection stays open after a refusal");
+    }
+}
+
+/// The review's abuse: clients sending refused requests on keep-alive
+/// connections held every `--web.max-connections` slot, since each answer
+/// restarted the header timeout, and a legitimate scrape waited in the
+/// backlog for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keep_alive_abusers_do_not_hold_the_connection_slots() {
+    const MAX: usize = 2;
+    let site = Site::new(&format!(
+        "{}rate_limit: {{interval: 10ms, burst: 100}}\n",
+        users_yaml()
+    ));
+    let exporter = TestExporter::embedded(
+        Exporter::builder()
+            .web_config_file(&site.web_yml)
+            .max_connections(MAX),
+    )
+    .await;
+    let address = exporter.address;
+    let answered = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut abusers = tokio::task::JoinSet::new();
+    for _ in 0..MAX {
+        let answered = Arc::clone(&answered);
+        let stop = Arc::clone(&stop);
+        abusers.spawn(async move {
+            let mut stream = None;
+            let until = Instant::now() + Duration::from_secs(30);
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) && Instant::now() < until {
+                let connection = match &mut stream {
+                    Some(connection) => connection,
+                    None => match tokio::net::TcpStream::connect(address).await {
+                        Ok(connection) => stream.insert(connection),
+                        Err(_) => continue,
+                    },
+                };
+                // No credentials: refused at once, without bcrypt.
+                let (raw, closed) = keep_alive_get(connection, "/metrics", &[]).await;
+                if raw.starts_with(b"HTTP/1.1 ") {
+                    answered.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+                if closed {
+                    // Back at once, to compete for the slot.
+                    stream = None;
+                } else {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        });
+    }
+    // The abusers have the slots.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while answered.load(std::sync::atomic::Ordering::SeqCst) < MAX {
+        assert!(Instant::now() < deadline, "the abusers were never answered");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let right = basic("alice", "s3cret");
+    let started = Instant::now();
+    let scrape = tokio::time::timeout(Duration::from_secs(5), async {
+        let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+        let head = format!(
+            "GET /metrics HTTP/1.1\r\nHost: localhost\r\nAuthorization: {right}\r\n\
+             Connection: close\r\n\r\n"
+        );
+        stream.write_all(head.as_bytes()).await.unwrap();
+        let mut raw = Vec::new();
+        stream.read_to_end(&mut raw).await.unwrap();
+        parse_response(&raw)
+    })
+    .await;
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let answer = scrape
+        .unwrap_or_else(|_| {
+            panic!("the scrape was not served within 5 s: the abusers hold the connection slots")
+        })
+        .unwrap();
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert!(started.elapsed() < Duration::from_secs(5));
+    while abusers.join_next().await.is_some() {}
+}
