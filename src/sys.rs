@@ -20,6 +20,11 @@
 //!   prober, which starts each command in a process group of its own and
 //!   kills the whole group so that no child of the command outlives the
 //!   probe. std and tokio only kill the one child they started.
+//! - [`set_recv_err`] and [`read_error_queue`]: `setsockopt(IP_RECVERR /
+//!   IPV6_RECVERR)` and `recvmsg(MSG_ERRQUEUE)` with its control messages
+//!   (`sock_extended_err`, `SO_EE_OFFENDER`), so that a failed probe can
+//!   say which router sent which ICMP error. Neither socket2 nor tokio
+//!   wraps them.
 //! - `enter_bench_probe_netns`: `setns(CLONE_NEWNET)`, only in builds with
 //!   the `bench` feature, for `bench/halfopen_under_load.sh`: it moves the
 //!   probe thread into a network namespace where the kernel's delayed-ACK
@@ -27,6 +32,8 @@
 
 use std::fs::{File, OpenOptions};
 use std::io;
+use std::net::IpAddr;
+use std::os::fd::{AsRawFd, BorrowedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
@@ -156,7 +163,6 @@ pub fn enter_bench_probe_netns() {
         return;
     };
     let result = File::open(&path).and_then(|file| {
-        use std::os::fd::AsRawFd;
         // SAFETY: the descriptor is open for the duration of the call, and
         // setns only changes the calling thread's network namespace.
         if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } == 0 {
@@ -175,5 +181,187 @@ pub fn enter_bench_probe_netns() {
             err = %error,
             "benchmark: cannot enter the network namespace"
         ),
+    }
+}
+
+/// Asks the kernel to queue the ICMP errors a socket receives on its
+/// error queue (`IP_RECVERR`, or `IPV6_RECVERR` for an IPv6 socket), so
+/// that [`read_error_queue`] can say which router sent what. socket2 has
+/// no setter for either option.
+///
+/// # Errors
+/// The `setsockopt` error.
+pub fn set_recv_err(fd: BorrowedFd<'_>, ipv6: bool) -> io::Result<()> {
+    let (level, name) = if ipv6 {
+        (libc::SOL_IPV6, libc::IPV6_RECVERR)
+    } else {
+        (libc::SOL_IP, libc::IP_RECVERR)
+    };
+    let on: libc::c_int = 1;
+    // SAFETY: `fd` is an open descriptor borrowed for the duration of the
+    // call; `on` is a valid `c_int` that outlives it, and the length passed
+    // is its size, so the kernel reads exactly that int and nothing else.
+    let result = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            level,
+            name,
+            (&raw const on).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if result != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// One entry of a socket's error queue: the kernel's `sock_extended_err`
+/// and, from `SO_EE_OFFENDER`, the address of the host that sent it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QueuedError {
+    /// `ee_errno`: the errno the error stands for, such as `EHOSTUNREACH`.
+    pub errno: u32,
+    /// `ee_origin`: `SO_EE_ORIGIN_ICMP` (2), `SO_EE_ORIGIN_ICMP6` (3),
+    /// `SO_EE_ORIGIN_LOCAL` (1), ...
+    pub origin: u8,
+    /// `ee_type`: the ICMP or ICMPv6 type.
+    pub icmp_type: u8,
+    /// `ee_code`: the ICMP or ICMPv6 code.
+    pub code: u8,
+    /// The sender of the ICMP message, when the kernel gives one.
+    pub offender: Option<IpAddr>,
+}
+
+/// How many entries [`read_error_queue`] takes off the queue at most: a
+/// SYN retransmitted a few times can have drawn as many ICMP errors.
+const ERROR_QUEUE_READS: usize = 8;
+
+/// Drains the socket's error queue (`recvmsg(MSG_ERRQUEUE | MSG_DONTWAIT)`)
+/// and returns its last entry, or `None` when it is empty. Never blocks.
+///
+/// # Errors
+/// A `recvmsg` error other than `EAGAIN`, which means the queue is empty.
+pub fn read_error_queue(fd: BorrowedFd<'_>) -> io::Result<Option<QueuedError>> {
+    let mut last = None;
+    for _ in 0..ERROR_QUEUE_READS {
+        match read_one_queued_error(fd)? {
+            Some(Some(entry)) => last = Some(entry),
+            // An entry without an extended error: look at the next one.
+            Some(None) => {}
+            None => break,
+        }
+    }
+    Ok(last)
+}
+
+/// Control buffer for one `recvmsg`, aligned for `cmsghdr`: room for a
+/// `sock_extended_err` followed by a `sockaddr_in6`, with headers.
+#[repr(C, align(8))]
+struct ControlBuffer([u8; 256]);
+
+/// One `recvmsg(MSG_ERRQUEUE)`: `None` when the queue is empty,
+/// `Some(None)` for an entry that carried no extended error.
+fn read_one_queued_error(fd: BorrowedFd<'_>) -> io::Result<Option<Option<QueuedError>>> {
+    // The payload is the header of the packet that drew the error; we only
+    // want the control messages, so a small buffer that may truncate it.
+    let mut payload = [0u8; 64];
+    let mut iov = libc::iovec {
+        iov_base: payload.as_mut_ptr().cast(),
+        iov_len: payload.len(),
+    };
+    let mut control = ControlBuffer([0; 256]);
+    // SAFETY: msghdr is a plain C struct for which all zeroes is valid
+    // (null pointers with zero lengths).
+    let mut message: libc::msghdr = unsafe { std::mem::zeroed() };
+    message.msg_iov = &raw mut iov;
+    message.msg_iovlen = 1;
+    message.msg_control = control.0.as_mut_ptr().cast();
+    message.msg_controllen = control.0.len();
+    // SAFETY: `fd` is open for the call; `message` points at `iov`, which
+    // points at `payload`, and at `control`, all live, writable and of the
+    // lengths given, so the kernel writes only inside them. MSG_DONTWAIT
+    // keeps the call from blocking.
+    let received = unsafe {
+        libc::recvmsg(
+            fd.as_raw_fd(),
+            &raw mut message,
+            libc::MSG_ERRQUEUE | libc::MSG_DONTWAIT,
+        )
+    };
+    if received < 0 {
+        let error = io::Error::last_os_error();
+        if error.raw_os_error() == Some(libc::EAGAIN) {
+            return Ok(None);
+        }
+        return Err(error);
+    }
+    let mut found = None;
+    // SAFETY: `message` was filled in by a successful recvmsg, so its
+    // control pointer and (possibly shortened) length describe initialised
+    // bytes inside `control`; CMSG_FIRSTHDR and CMSG_NXTHDR stay within
+    // that length and return null past it.
+    let mut header = unsafe { libc::CMSG_FIRSTHDR(&raw const message) };
+    while !header.is_null() {
+        // SAFETY: a non-null header from CMSG_FIRSTHDR/NXTHDR lies wholly
+        // inside the control buffer; read_unaligned copies it out.
+        let cmsg = unsafe { header.read_unaligned() };
+        let is_recverr = (cmsg.cmsg_level == libc::SOL_IP && cmsg.cmsg_type == libc::IP_RECVERR)
+            || (cmsg.cmsg_level == libc::SOL_IPV6 && cmsg.cmsg_type == libc::IPV6_RECVERR);
+        // SAFETY: CMSG_LEN only computes a length.
+        let minimum = unsafe { libc::CMSG_LEN(size_of::<libc::sock_extended_err>() as u32) };
+        if is_recverr && cmsg.cmsg_len >= minimum as usize {
+            // SAFETY: CMSG_DATA only computes the address of the data of a
+            // header that lies inside the buffer.
+            let data = unsafe { libc::CMSG_DATA(header) };
+            // SAFETY: CMSG_LEN only computes a length.
+            let data_len = cmsg.cmsg_len - unsafe { libc::CMSG_LEN(0) } as usize;
+            // SAFETY: the message's data, `cmsg_len` minus the header, lies
+            // inside the control buffer, which recvmsg initialised up to
+            // msg_controllen; it lives as long as `control`.
+            let bytes = unsafe { std::slice::from_raw_parts(data.cast_const(), data_len) };
+            let (extended, offender) = bytes.split_at(size_of::<libc::sock_extended_err>());
+            // SAFETY: `extended` holds exactly a `sock_extended_err` (checked
+            // against cmsg_len above), a plain C struct valid for any bytes;
+            // read_unaligned copies it without assuming alignment.
+            let extended = unsafe {
+                extended
+                    .as_ptr()
+                    .cast::<libc::sock_extended_err>()
+                    .read_unaligned()
+            };
+            found = Some(QueuedError {
+                errno: extended.ee_errno,
+                origin: extended.ee_origin,
+                icmp_type: extended.ee_type,
+                code: extended.ee_code,
+                offender: read_offender(offender),
+            });
+        }
+        // SAFETY: as for CMSG_FIRSTHDR; `header` came from this message.
+        header = unsafe { libc::CMSG_NXTHDR(&raw const message, header) };
+    }
+    Ok(Some(found))
+}
+
+/// The `SO_EE_OFFENDER` address in `bytes`, what follows the
+/// `sock_extended_err`: an IPv4 or IPv6 address, or `None` (`AF_UNSPEC`,
+/// or too short).
+fn read_offender(bytes: &[u8]) -> Option<IpAddr> {
+    let family_bytes = bytes.get(..size_of::<libc::sa_family_t>())?;
+    let family = libc::sa_family_t::from_ne_bytes(family_bytes.try_into().ok()?);
+    match libc::c_int::from(family) {
+        libc::AF_INET if bytes.len() >= size_of::<libc::sockaddr_in>() => {
+            // SAFETY: `bytes` holds a whole `sockaddr_in` (checked above), a
+            // plain C struct valid for any bytes; read_unaligned copies it.
+            let address = unsafe { bytes.as_ptr().cast::<libc::sockaddr_in>().read_unaligned() };
+            Some(IpAddr::from(address.sin_addr.s_addr.to_ne_bytes()))
+        }
+        libc::AF_INET6 if bytes.len() >= size_of::<libc::sockaddr_in6>() => {
+            // SAFETY: as above, for a whole `sockaddr_in6`.
+            let address = unsafe { bytes.as_ptr().cast::<libc::sockaddr_in6>().read_unaligned() };
+            Some(IpAddr::from(address.sin6_addr.s6_addr))
+        }
+        _ => None,
     }
 }
