@@ -75,7 +75,7 @@ pub use config::{
 };
 pub use exporter::{Exporter, ExporterBuilder};
 pub use http::ListenAddress;
-pub use prober::{Failure, HandshakeStats, Outcome, Reason};
+pub use prober::{Failure, HandshakeStats, IcmpError, Outcome, Reason};
 pub use scheduler::Shard;
 pub use target::{Host, Target, TargetError};
 

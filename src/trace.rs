@@ -13,7 +13,7 @@
 #![forbid(unsafe_code)]
 
 use crate::target::Target;
-use std::fmt::{self, Display, Write as _};
+use std::fmt::{self, Display, Write};
 use std::net::{IpAddr, SocketAddr};
 use std::process::ExitStatus;
 use std::sync::Arc;
@@ -55,6 +55,8 @@ pub(crate) enum Step {
     ConnectFailed { address: SocketAddr, errno: i32 },
     /// No answer came before the deadline.
     NoAnswer(SocketAddr),
+    /// The socket's error queue held this ICMP error.
+    Icmp(IcmpStep),
     /// One of several attempts ended with `result` (`success` or the
     /// failure reason), `latency` after its connect.
     Attempt {
@@ -83,6 +85,43 @@ pub(crate) enum Step {
     Succeeded(Duration),
     /// The probe failed; the failure itself is given to [`Steps::render`].
     Failed,
+}
+
+/// An ICMP error as the log shows it, named by the prober: the trace
+/// knows no ICMP numbers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct IcmpStep {
+    /// `ICMP` or `ICMPv6`.
+    pub(crate) protocol: &'static str,
+    /// The type in words, such as `destination unreachable`, or `None`
+    /// for a type without a name here (then the number is shown).
+    pub(crate) message: Option<&'static str>,
+    /// The ICMP type.
+    pub(crate) icmp_type: u8,
+    /// The ICMP code.
+    pub(crate) code: u8,
+    /// The code in words, when known.
+    pub(crate) meaning: Option<&'static str>,
+    /// Who sent it.
+    pub(crate) offender: Option<IpAddr>,
+}
+
+/// Writes `icmp` as `ICMP destination unreachable, code 13 (communication
+/// administratively prohibited), from 192.0.2.1`.
+pub(crate) fn write_icmp(f: &mut impl Write, icmp: &IcmpStep) -> fmt::Result {
+    f.write_str(icmp.protocol)?;
+    match icmp.message {
+        Some(message) => write!(f, " {message}")?,
+        None => write!(f, " type {}", icmp.icmp_type)?,
+    }
+    write!(f, ", code {}", icmp.code)?;
+    if let Some(meaning) = icmp.meaning {
+        write!(f, " ({meaning})")?;
+    }
+    if let Some(offender) = icmp.offender {
+        write!(f, ", from {offender}")?;
+    }
+    Ok(())
 }
 
 /// A step and when it happened, counted from the start of the probe.
@@ -227,6 +266,7 @@ impl Display for Line<'_> {
                 std::io::Error::from_raw_os_error(*errno)
             ),
             Step::NoAnswer(address) => write!(f, "no answer from {address} before the deadline"),
+            Step::Icmp(icmp) => write_icmp(f, icmp),
             Step::Attempt {
                 number,
                 of,

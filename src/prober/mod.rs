@@ -162,6 +162,36 @@ pub struct Outcome {
     /// the address it resolved to), so nothing was sent: the failure is
     /// `local` and says why. `/probe` answers it with 403.
     pub denied_by_policy: bool,
+    /// The ICMP or ICMPv6 error the kernel queued for the probe's socket
+    /// (`IP_RECVERR`): which message, and which host sent it. `None` on
+    /// success, and for failures that drew no ICMP error (an RST, a
+    /// silent drop, a local error). With several attempts, the last
+    /// failed attempt's.
+    pub icmp_error: Option<IcmpError>,
+}
+
+/// An ICMP or ICMPv6 error that ended a probe, as the socket's error
+/// queue gave it: the message type and code, and the host that sent it.
+#[non_exhaustive]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IcmpError {
+    /// Whether it is an ICMPv6 message (the probe went over IPv6).
+    pub ipv6: bool,
+    /// The ICMP type, such as 3 (destination unreachable; 1 in ICMPv6).
+    pub icmp_type: u8,
+    /// The ICMP code, such as 13 (communication administratively prohibited).
+    pub code: u8,
+    /// The address of the host or router that sent the message
+    /// (`SO_EE_OFFENDER`), when the kernel gives one.
+    pub offender: Option<std::net::IpAddr>,
+}
+
+impl fmt::Display for IcmpError {
+    /// As `ICMP destination unreachable, code 13 (communication
+    /// administratively prohibited), from 192.0.2.1`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        crate::trace::write_icmp(f, &classify::icmp_step(self))
+    }
 }
 
 /// The handshake times of a probe's successful attempts, as ping prints
@@ -219,6 +249,7 @@ impl Outcome {
             later_handshake_times: Vec::new(),
             exit_code: None,
             denied_by_policy: false,
+            icmp_error: None,
         }
     }
 

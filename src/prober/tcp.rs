@@ -20,16 +20,17 @@
 
 #![forbid(unsafe_code)]
 
-use super::{Budget, Failure, Outcome, Reason, Resolver, classify, resolve};
+use super::{Budget, Failure, IcmpError, Outcome, Reason, Resolver, classify, resolve};
 use crate::config::{TargetPolicy, TcpOptions};
 use crate::target::Target;
 use crate::trace::{Step, Trace};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::os::fd::AsFd;
 use std::time::Duration;
 use tokio::io::Interest;
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 /// How far the handshake goes before the RST.
@@ -77,6 +78,7 @@ pub(super) async fn probe(
         later_handshake_times: Vec::new(),
         exit_code: None,
         denied_by_policy: false,
+        icmp_error: None,
     };
     let ip = match resolved {
         Ok(ip) => ip,
@@ -155,6 +157,7 @@ async fn attempt_all(
             options.source_ip_address,
             attempt_deadline,
             trace,
+            &mut outcome.icmp_error,
         )
         .await;
         let latency = started.elapsed();
@@ -181,7 +184,10 @@ async fn attempt_all(
             break;
         }
     }
-    if outcome.handshake_time.is_none() {
+    if outcome.handshake_time.is_some() {
+        // A success says nothing about ICMP, whatever an earlier attempt drew.
+        outcome.icmp_error = None;
+    } else {
         outcome.failure = last_failure.map(|failure| {
             if planned == 1 {
                 return failure;
@@ -219,13 +225,27 @@ fn left_enough_after_dns(
     ))
 }
 
+/// How a connect that did not reach SYN-ACK ended.
+struct Failed {
+    /// What the kernel said: `SO_ERROR`, or the connect call's error;
+    /// `None` when the deadline passed, or a soft ICMP error came first.
+    error: Option<io::Error>,
+    /// The ICMP error from the socket's error queue, if any.
+    icmp: Option<IcmpError>,
+}
+
 /// Connects and closes with RST; `Ok` once the port answered with SYN-ACK.
+///
+/// On failure, and at the deadline, the socket's error queue is read
+/// before it closes: an ICMP error there decides the reason
+/// ([`classify::icmp_reason`]), with `SO_ERROR` as the fallback.
 async fn connect(
     address: SocketAddr,
     handshake: Handshake,
     source: Option<IpAddr>,
     deadline: Instant,
     trace: &mut Trace,
+    icmp_error: &mut Option<IcmpError>,
 ) -> Result<(), Failure> {
     // Nothing has been sent yet: whatever fails here is the exporter's own
     // trouble (fds, a source address it does not have), never the target's.
@@ -237,21 +257,48 @@ async fn connect(
         address,
         half_open: handshake == Handshake::HalfOpen,
     });
-    let connecting = TcpSocket::from_std_stream(socket.into()).connect(address);
-    match tokio::time::timeout_at(deadline, until_connected(connecting)).await {
-        Ok(Ok(stream)) => {
+    let waited = match start_connect(socket, address) {
+        Ok(stream) => {
+            let ended = tokio::time::timeout_at(deadline, until_connected(&stream, address)).await;
+            let ended = match ended {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(failed)) => Err(failed),
+                Err(_) => Err(Failed {
+                    error: None,
+                    icmp: queued_icmp(&stream, address),
+                }),
+            };
             // Closing with zero linger sends the RST, before the delayed ACK.
             drop(stream);
+            ended
+        }
+        Err(error) => Err(Failed {
+            error: Some(error),
+            icmp: None,
+        }),
+    };
+    let Failed { error, icmp } = match waited {
+        Ok(()) => {
             trace.log(|| Step::SynAck(address));
-            Ok(())
+            return Ok(());
         }
-        Ok(Err(error)) => {
-            if let Some(errno) = error.raw_os_error() {
-                trace.log(|| Step::ConnectFailed { address, errno });
-            }
-            Err(os_failure("connect to", address, &error))
-        }
-        Err(_) => {
+        Err(failed) => failed,
+    };
+    if let Some(errno) = error.as_ref().and_then(io::Error::raw_os_error) {
+        trace.log(|| Step::ConnectFailed { address, errno });
+    }
+    if let Some(icmp) = icmp {
+        trace.log(|| Step::Icmp(classify::icmp_step(&icmp)));
+    }
+    *icmp_error = icmp;
+    let from_icmp = icmp.and_then(|icmp| {
+        classify::icmp_reason(&icmp, address.ip())
+            .map(|reason| Failure::new(reason, format!("connect to {address}: {icmp}")))
+    });
+    match (from_icmp, error) {
+        (Some(failure), _) => Err(failure),
+        (None, Some(error)) => Err(os_failure("connect to", address, &error)),
+        (None, None) => {
             trace.log(|| Step::NoAnswer(address));
             Err(Failure::new(
                 Reason::Timeout,
@@ -259,6 +306,35 @@ async fn connect(
             ))
         }
     }
+}
+
+/// Sends the SYN: a non-blocking connect, then the socket handed to tokio.
+/// An error other than `EINPROGRESS` is the connect's answer.
+fn start_connect(socket: Socket, address: SocketAddr) -> io::Result<TcpStream> {
+    if let Err(error) = socket.connect(&SockAddr::from(address))
+        && error.raw_os_error() != Some(libc::EINPROGRESS)
+    {
+        return Err(error);
+    }
+    TcpStream::from_std(socket.into())
+}
+
+/// The last ICMP error on the socket's error queue that ends a connect to
+/// `address`, if any; an unreadable queue counts as empty.
+fn queued_icmp(stream: &TcpStream, address: SocketAddr) -> Option<IcmpError> {
+    let queued = crate::sys::read_error_queue(stream.as_fd()).ok()??;
+    if !matches!(
+        queued.origin,
+        libc::SO_EE_ORIGIN_ICMP | libc::SO_EE_ORIGIN_ICMP6
+    ) {
+        return None;
+    }
+    Some(IcmpError {
+        ipv6: queued.origin == libc::SO_EE_ORIGIN_ICMP6 || address.is_ipv6(),
+        icmp_type: queued.icmp_type,
+        code: queued.code,
+        offender: queued.offender,
+    })
 }
 
 /// Opens the non-blocking socket with the options the handshake needs.
@@ -276,6 +352,7 @@ fn open_socket(
         socket.set_tcp_quickack(false)?;
     }
     socket.set_linger(Some(Duration::ZERO))?;
+    crate::sys::set_recv_err(socket.as_fd(), address.is_ipv6())?;
     if let Some(ip) = source {
         socket.bind(&SockAddr::from(SocketAddr::new(ip, 0)))?;
     }
@@ -284,24 +361,37 @@ fn open_socket(
 
 /// Waits until the kernel reports that the connect finished.
 ///
-/// tokio's connect returns once the socket is writable and `SO_ERROR` is
-/// clear. That is not proof of a connection, so `getpeername` must agree;
-/// until it does we wait for the next wake-up.
-async fn until_connected(
-    connecting: impl std::future::Future<Output = io::Result<TcpStream>>,
-) -> io::Result<TcpStream> {
-    let stream = connecting.await?;
-    while stream.peer_addr().is_err() {
+/// A writable socket with `SO_ERROR` clear is not proof of a connection,
+/// so `getpeername` must agree; until it does we wait for the next
+/// wake-up. A wake-up with neither is how a soft ICMP error shows (one
+/// the kernel queues but lets the connect retry past): when the error
+/// queue then holds one that ends a connect, the probe ends at once.
+async fn until_connected(stream: &TcpStream, address: SocketAddr) -> Result<(), Failed> {
+    let failed = |error| Failed {
+        icmp: queued_icmp(stream, address),
+        error: Some(error),
+    };
+    loop {
+        stream.writable().await.map_err(failed)?;
+        if let Some(error) = stream.take_error().map_err(failed)? {
+            return Err(failed(error));
+        }
+        if stream.peer_addr().is_ok() {
+            return Ok(());
+        }
+        if let Some(icmp) = queued_icmp(stream, address)
+            && classify::icmp_reason(&icmp, address.ip()).is_some()
+        {
+            return Err(Failed {
+                error: None,
+                icmp: Some(icmp),
+            });
+        }
         // Forget the readiness that woke us, or writable() returns at once.
         let _ = stream.try_io(Interest::WRITABLE, || {
             Err::<(), _>(io::ErrorKind::WouldBlock.into())
         });
-        stream.writable().await?;
-        if let Some(error) = stream.take_error()? {
-            return Err(error);
-        }
     }
-    Ok(stream)
 }
 
 fn os_failure(action: &str, address: SocketAddr, error: &io::Error) -> Failure {
