@@ -1,0 +1,526 @@
+//! ICMP errors from a router on the path (issue 12): the probe must say
+//! `unreachable` and name the router that sent the error
+//! (`Outcome::icmp_error.offender`, from the socket's error queue), and
+//! must say it at once, not after a SYN retransmission or the deadline.
+//!
+//! The topology, built by the parent test and deleted on drop (also when
+//! an assertion fails), in three network namespaces joined by veth pairs,
+//! with documentation addresses only:
+//!
+//! ```text
+//!  client c0 ---------- r0 router r1 ---------- s0 server
+//!  192.0.2.2/24      192.0.2.1  198.51.100.1    198.51.100.2/24
+//!  2001:db8:1::2/64  2001:db8:1::1  2001:db8:2::1  2001:db8:2::2/64
+//! ```
+//!
+//! The router forwards, and its nftables `forward` chain rejects SYNs to
+//! some ports of the server with ICMP (see [`ROUTER_RULESET`]). A listener
+//! in the server namespace (this binary again, test
+//! [`netns_icmp_server_listens`], under `ip netns exec`) proves that the
+//! path works; a port nobody listens on gives the server's own RST.
+//!
+//! The probing runs in the client namespace, in this binary re-executed
+//! under `ip netns exec` (see `tests/netns_faults.rs` for why), with the
+//! library's `synack_exporter::check`. No packet leaves the namespaces:
+//! the client's only interfaces are `lo` and its veth, which it checks
+//! before probing.
+//!
+//! Each path is warmed up first with a probe to the open port, repeated
+//! until it succeeds: the first packet on a fresh veth waits for ARP or
+//! neighbour discovery, which took 1 s for IPv6 in the manual run that
+//! preceded this test, and would blur the "answered at once" check.
+//!
+//! Prerequisites (root, `ip`, `nft`, a working `ip netns add`) are checked
+//! first; when one is missing the test is skipped, or fails under
+//! `SYNACK_SYSTEM_TESTS=require`.
+
+mod common;
+
+use common::netns::{ChildTest, NamespaceGuard, run_checked};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use synack_exporter::{Module, Outcome, ProberKind, Reason, TargetError};
+
+/// Set for the re-executed binary in the client namespace.
+const CLIENT_ENV: &str = "SYNACK_NETNS_ICMP_CLIENT";
+/// Set for the re-executed binary in the server namespace.
+const SERVER_ENV: &str = "SYNACK_NETNS_ICMP_SERVER";
+
+/// The libtest name of the client child; keep in sync with the function.
+const CLIENT_TEST: &str = "netns_icmp_client_probes";
+/// The libtest name of the server's listener; keep in sync too.
+const SERVER_TEST: &str = "netns_icmp_server_listens";
+
+/// Printed by the client child once every case has been checked.
+const CLIENT_DONE_MARKER: &str = "NETNS-ICMP-CLIENT: all cases checked";
+
+const CLIENT_V4: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
+const ROUTER_CLIENT_SIDE_V4: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
+const ROUTER_SERVER_SIDE_V4: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
+const SERVER_V4: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 2);
+const CLIENT_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 2);
+const ROUTER_CLIENT_SIDE_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 1);
+const ROUTER_SERVER_SIDE_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 2, 0, 0, 0, 0, 1);
+const SERVER_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 2, 0, 0, 0, 0, 2);
+
+/// The server's listener; no rule matches it.
+const PORT_OPEN: u16 = 80;
+/// The router answers ICMP host-unreachable / ICMPv6 address-unreachable.
+const PORT_HOST_UNREACHABLE: u16 = 81;
+/// The router answers ICMP(v6) administratively prohibited.
+const PORT_ADMIN_PROHIBITED: u16 = 82;
+/// No rule, no listener: the server's kernel answers RST.
+const PORT_CLOSED: u16 = 83;
+
+/// The router's rules. `fwd` is an nft keyword, hence the long names.
+/// Explicit `icmp` and `icmpv6` types (not `icmpx`), so that each family
+/// gets the exact message the issue names.
+const ROUTER_RULESET: &str = "\
+table inet synack_netns_icmp {
+    chain forward_filter {
+        type filter hook forward priority 0; policy accept;
+        meta nfproto ipv4 tcp dport 81 reject with icmp type host-unreachable
+        meta nfproto ipv4 tcp dport 82 reject with icmp type admin-prohibited
+        meta nfproto ipv6 tcp dport 81 reject with icmpv6 type addr-unreachable
+        meta nfproto ipv6 tcp dport 82 reject with icmpv6 type admin-prohibited
+    }
+}
+";
+
+/// The module timeout of every case.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// An answered case must end within this: well before the timeout, and
+/// below the initial SYN retransmission time (1 s), so that an error
+/// counted only on the retransmit fails the test.
+const ANSWER_WITHIN: Duration = Duration::from_millis(500);
+
+/// How long the warm-up of one path may keep trying.
+const WARM_UP_LIMIT: Duration = Duration::from_secs(10);
+
+/// How long the whole client run may take before the parent kills it.
+const CHILD_LIMIT: Duration = Duration::from_secs(60);
+
+/// How long the server's listener lives if nobody kills it.
+const SERVER_LIFETIME: Duration = Duration::from_secs(90);
+
+/// The parent: builds the three namespaces, starts the listener in the
+/// server namespace, runs the client child and removes everything.
+#[test]
+fn netns_icmp_errors_name_the_router() {
+    if std::env::var_os(CLIENT_ENV).is_some() || std::env::var_os(SERVER_ENV).is_some() {
+        return; // a child: only its own test has work here
+    }
+    if let Err(missing) = common::netns::prerequisites() {
+        common::skip_or_fail(&missing);
+        return;
+    }
+    let base = common::netns::namespace_name("synack-icmp");
+    // Dropped in reverse order: the listener is killed first, then the
+    // namespaces (their veths go with them).
+    let mut namespaces = Vec::new();
+    for role in ["c", "r", "s"] {
+        match NamespaceGuard::add(&format!("{base}-{role}")) {
+            Ok(guard) => namespaces.push(guard),
+            Err(missing) => {
+                common::skip_or_fail(&missing);
+                return;
+            }
+        }
+    }
+    let [client, router, server] = [0, 1, 2].map(|i| namespaces[i].name().to_owned());
+    build_topology(&client, &router, &server);
+    let _listener = ServerListener::start(&server);
+
+    common::netns::run_child_in(
+        &client,
+        &ChildTest {
+            env: CLIENT_ENV,
+            test: CLIENT_TEST,
+            done_marker: CLIENT_DONE_MARKER,
+            limit: CHILD_LIMIT,
+        },
+    );
+}
+
+/// `ip` with these arguments, which must succeed.
+fn ip(args: &[&str]) {
+    run_checked(Command::new("ip").args(args), None);
+}
+
+/// Veths, addresses, routes, forwarding and the router's rules, as in the
+/// module docs. IPv6 addresses are `nodad`, usable at once.
+fn build_topology(client: &str, router: &str, server: &str) {
+    ip(&[
+        "link", "add", "c0", "netns", client, "type", "veth", "peer", "name", "r0", "netns", router,
+    ]);
+    ip(&[
+        "link", "add", "r1", "netns", router, "type", "veth", "peer", "name", "s0", "netns", server,
+    ]);
+    for (namespace, links) in [
+        (client, &["lo", "c0"][..]),
+        (router, &["lo", "r0", "r1"][..]),
+        (server, &["lo", "s0"][..]),
+    ] {
+        for link in links {
+            ip(&["-n", namespace, "link", "set", link, "up"]);
+        }
+    }
+    let addresses: [(&str, &str, String); 8] = [
+        (client, "c0", format!("{CLIENT_V4}/24")),
+        (router, "r0", format!("{ROUTER_CLIENT_SIDE_V4}/24")),
+        (router, "r1", format!("{ROUTER_SERVER_SIDE_V4}/24")),
+        (server, "s0", format!("{SERVER_V4}/24")),
+        (client, "c0", format!("{CLIENT_V6}/64")),
+        (router, "r0", format!("{ROUTER_CLIENT_SIDE_V6}/64")),
+        (router, "r1", format!("{ROUTER_SERVER_SIDE_V6}/64")),
+        (server, "s0", format!("{SERVER_V6}/64")),
+    ];
+    for (namespace, link, address) in &addresses {
+        let mut args = vec!["-n", namespace, "addr", "add", address, "dev", link];
+        if address.contains(':') {
+            args.push("nodad");
+        }
+        ip(&args);
+    }
+    let gateways = [
+        (client, "-4", ROUTER_CLIENT_SIDE_V4.to_string()),
+        (server, "-4", ROUTER_SERVER_SIDE_V4.to_string()),
+        (client, "-6", ROUTER_CLIENT_SIDE_V6.to_string()),
+        (server, "-6", ROUTER_SERVER_SIDE_V6.to_string()),
+    ];
+    for (namespace, family, gateway) in &gateways {
+        ip(&[
+            "-n", namespace, family, "route", "add", "default", "via", gateway,
+        ]);
+    }
+    run_checked(
+        Command::new("ip").args([
+            "netns",
+            "exec",
+            router,
+            "sysctl",
+            "-qw",
+            "net.ipv4.ip_forward=1",
+            "net.ipv6.conf.all.forwarding=1",
+        ]),
+        None,
+    );
+    run_checked(
+        Command::new("ip").args(["netns", "exec", router, "nft", "-f", "-"]),
+        Some(ROUTER_RULESET),
+    );
+}
+
+/// The listener process in the server namespace, killed on drop.
+struct ServerListener {
+    process: Child,
+}
+
+impl ServerListener {
+    fn start(server: &str) -> Self {
+        let exe = std::env::current_exe().expect("path of the running test binary");
+        let process = Command::new("ip")
+            .args(["netns", "exec", server])
+            .arg(&exe)
+            .args(["--exact", SERVER_TEST, "--nocapture", "--test-threads=1"])
+            .env(SERVER_ENV, "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start the listener in the server namespace");
+        Self { process }
+    }
+}
+
+impl Drop for ServerListener {
+    fn drop(&mut self) {
+        // `ip netns exec` execs the command, so this pid is the test binary.
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
+
+/// The server's listener: binds the open port on both server addresses
+/// and keeps them for [`SERVER_LIFETIME`] (the parent kills it sooner).
+/// The kernel completes handshakes into the backlog without `accept`.
+/// Passes at once outside the server namespace.
+#[test]
+fn netns_icmp_server_listens() {
+    if std::env::var_os(SERVER_ENV).is_none() {
+        return;
+    }
+    common::netns::assert_only_interfaces(SERVER_ENV, &["lo", "s0"]);
+    let _listeners: Vec<TcpListener> = [IpAddr::V4(SERVER_V4), IpAddr::V6(SERVER_V6)]
+        .into_iter()
+        .map(|ip| {
+            let address = SocketAddr::new(ip, PORT_OPEN);
+            TcpListener::bind(address)
+                .unwrap_or_else(|error| panic!("bind the server's listener on {address}: {error}"))
+        })
+        .collect();
+    std::thread::sleep(SERVER_LIFETIME);
+}
+
+/// What a case must end with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Expect {
+    /// Success: the path and the listener work.
+    Open,
+    /// `refused`, with no ICMP detail: the server's own RST.
+    Refused,
+    /// `unreachable`, with an ICMP error of this type and code from the
+    /// router's client-side address.
+    Icmp { icmp_type: u8, code: u8 },
+}
+
+struct Case {
+    what: &'static str,
+    address: SocketAddr,
+    prober: ProberKind,
+    expect: Expect,
+}
+
+/// What one probe returned, or that it did not return in time.
+type CaseResult = Result<Result<Outcome, TargetError>, Duration>;
+
+/// The client: checks it is in its namespace, warms up both paths, then
+/// probes every case with both probers and checks reason, ICMP detail and
+/// duration. Passes at once outside the client namespace.
+#[test]
+fn netns_icmp_client_probes() {
+    if std::env::var_os(CLIENT_ENV).is_none() {
+        return;
+    }
+    common::netns::assert_only_interfaces(CLIENT_ENV, &["lo", "c0"]);
+    println!(); // libtest has printed "test NAME ... " without a newline
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    for server in [IpAddr::V4(SERVER_V4), IpAddr::V6(SERVER_V6)] {
+        runtime.block_on(warm_up(SocketAddr::new(server, PORT_OPEN)));
+    }
+
+    let cases = all_cases();
+    let mut problems = Vec::new();
+    // One at a time: each duration is then the probe's own.
+    for case in &cases {
+        let result = runtime.block_on(run_case(case));
+        let line = case.describe(&result);
+        println!("{line}");
+        if let Some(problem) = case.check(&result) {
+            problems.push(format!("{line}\n    => {problem}"));
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "{} of {} cases wrong:\n{}",
+        problems.len(),
+        cases.len(),
+        problems.join("\n")
+    );
+    println!("{CLIENT_DONE_MARKER}");
+}
+
+/// Probes `address` until a probe succeeds (the listener may still be
+/// starting, ARP and neighbour discovery may still be running), for at
+/// most [`WARM_UP_LIMIT`].
+async fn warm_up(address: SocketAddr) {
+    let target = address.to_string();
+    let module = Module::new(ProberKind::TcpHalfopen).with_timeout(Duration::from_secs(2));
+    let started = Instant::now();
+    let mut last = String::from("no probe ran");
+    while started.elapsed() < WARM_UP_LIMIT {
+        let bounded = tokio::time::timeout(
+            Duration::from_secs(5),
+            synack_exporter::check(&target, &module),
+        )
+        .await;
+        match bounded {
+            Ok(Ok(outcome)) if outcome.is_success() => {
+                println!(
+                    "warm-up {target}: open after {:.3}s",
+                    started.elapsed().as_secs_f64()
+                );
+                return;
+            }
+            Ok(Ok(outcome)) => last = format!("{:?}", outcome.failure),
+            Ok(Err(error)) => last = format!("target rejected: {error}"),
+            Err(_) => last = "the probe ignored its deadline".to_owned(),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the path to {target} did not work within {WARM_UP_LIMIT:?}; last: {last}");
+}
+
+fn all_cases() -> Vec<Case> {
+    // ICMP type 3 / ICMPv6 type 1: destination unreachable.
+    // Codes: ICMP 1 host unreachable, 13 communication administratively
+    // prohibited; ICMPv6 3 address unreachable, 1 administratively prohibited.
+    let v4 = [
+        ("open (listener)", PORT_OPEN, Expect::Open),
+        (
+            "router: reject icmp host-unreachable",
+            PORT_HOST_UNREACHABLE,
+            Expect::Icmp {
+                icmp_type: 3,
+                code: 1,
+            },
+        ),
+        (
+            "router: reject icmp admin-prohibited",
+            PORT_ADMIN_PROHIBITED,
+            Expect::Icmp {
+                icmp_type: 3,
+                code: 13,
+            },
+        ),
+        ("server: no listener", PORT_CLOSED, Expect::Refused),
+    ];
+    let v6 = [
+        ("open (listener)", PORT_OPEN, Expect::Open),
+        (
+            "router: reject icmpv6 addr-unreachable",
+            PORT_HOST_UNREACHABLE,
+            Expect::Icmp {
+                icmp_type: 1,
+                code: 3,
+            },
+        ),
+        (
+            "router: reject icmpv6 admin-prohibited",
+            PORT_ADMIN_PROHIBITED,
+            Expect::Icmp {
+                icmp_type: 1,
+                code: 1,
+            },
+        ),
+        ("server: no listener", PORT_CLOSED, Expect::Refused),
+    ];
+    let mut cases = Vec::new();
+    for prober in [ProberKind::TcpHalfopen, ProberKind::TcpConnect] {
+        for (server, faults) in [(IpAddr::V4(SERVER_V4), v4), (IpAddr::V6(SERVER_V6), v6)] {
+            for (what, port, expect) in faults {
+                cases.push(Case {
+                    what,
+                    address: SocketAddr::new(server, port),
+                    prober,
+                    expect,
+                });
+            }
+        }
+    }
+    cases
+}
+
+/// One probe, bounded by its timeout plus 5 s in case the prober ever
+/// ignores its deadline.
+async fn run_case(case: &Case) -> CaseResult {
+    let target = case.address.to_string(); // "[2001:db8:2::2]:81" for IPv6
+    let module = Module::new(case.prober).with_timeout(PROBE_TIMEOUT);
+    let bound = PROBE_TIMEOUT + Duration::from_secs(5);
+    tokio::time::timeout(bound, synack_exporter::check(&target, &module))
+        .await
+        .map_err(|_| bound)
+}
+
+/// The router's address on the client's side: the offender the client
+/// must see.
+fn router_address(server: IpAddr) -> IpAddr {
+    match server {
+        IpAddr::V4(_) => IpAddr::V4(ROUTER_CLIENT_SIDE_V4),
+        IpAddr::V6(_) => IpAddr::V6(ROUTER_CLIENT_SIDE_V6),
+    }
+}
+
+impl Case {
+    /// One line for the log: case, result, ICMP detail and duration.
+    fn describe(&self, result: &CaseResult) -> String {
+        let head = format!(
+            "{:<12} {:<20} {:<38} ->",
+            self.prober.as_str(),
+            self.address.to_string(),
+            self.what
+        );
+        match result {
+            Err(bound) => format!("{head} no outcome within {:.0}s", bound.as_secs_f64()),
+            Ok(Err(error)) => format!("{head} target rejected: {error}"),
+            Ok(Ok(outcome)) => {
+                let verdict = match &outcome.failure {
+                    None => "success".to_owned(),
+                    Some(failure) => format!("{} [{}]", failure.reason, failure.detail),
+                };
+                let icmp = outcome
+                    .icmp_error
+                    .as_ref()
+                    .map_or_else(|| "no ICMP".to_owned(), ToString::to_string);
+                format!(
+                    "{head} {verdict}; {icmp}; in {:.6}s",
+                    outcome.duration.as_secs_f64()
+                )
+            }
+        }
+    }
+
+    /// What is wrong with `result`, if anything.
+    fn check(&self, result: &CaseResult) -> Option<String> {
+        let outcome = match result {
+            Err(bound) => return Some(format!("the probe ignored its deadline ({bound:?})")),
+            Ok(Err(error)) => return Some(format!("the target was rejected: {error}")),
+            Ok(Ok(outcome)) => outcome,
+        };
+        if outcome.address != Some(self.address) {
+            return Some(format!(
+                "probed {:?} instead of {}",
+                outcome.address, self.address
+            ));
+        }
+        if outcome.duration >= ANSWER_WITHIN {
+            return Some(format!(
+                "an answered probe should end within {ANSWER_WITHIN:?} (timeout {PROBE_TIMEOUT:?})"
+            ));
+        }
+        match self.expect {
+            Expect::Open => {
+                if !outcome.is_success() {
+                    return Some("expected success".to_owned());
+                }
+            }
+            Expect::Refused => {
+                if outcome.reason() != Some(Reason::Refused) {
+                    return Some("expected reason refused".to_owned());
+                }
+                if outcome.icmp_error.is_some() {
+                    return Some("a RST carries no ICMP detail".to_owned());
+                }
+            }
+            Expect::Icmp { icmp_type, code } => {
+                if outcome.reason() != Some(Reason::Unreachable) {
+                    return Some("expected reason unreachable".to_owned());
+                }
+                let Some(icmp) = &outcome.icmp_error else {
+                    return Some("expected the ICMP error from the error queue".to_owned());
+                };
+                let ipv6 = self.address.is_ipv6();
+                let router = router_address(self.address.ip());
+                if icmp.ipv6 != ipv6 || icmp.icmp_type != icmp_type || icmp.code != code {
+                    return Some(format!(
+                        "expected ICMP{} type {icmp_type} code {code}, got {icmp:?}",
+                        if ipv6 { "v6" } else { "" }
+                    ));
+                }
+                if icmp.offender != Some(router) {
+                    return Some(format!(
+                        "expected the router {router} as offender, got {:?}",
+                        icmp.offender
+                    ));
+                }
+            }
+        }
+        None
+    }
+}
