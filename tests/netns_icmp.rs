@@ -331,7 +331,7 @@ fn netns_icmp_client_probes() {
 /// most [`WARM_UP_LIMIT`].
 async fn warm_up(address: SocketAddr) {
     let target = address.to_string();
-    let module = Module::new(ProberKind::TcpHalfopen).with_timeout(Duration::from_secs(2));
+    let module = Module::new(ProberKind::TcpHalfopen).with_timeout(Duration::from_millis(500));
     let started = Instant::now();
     let mut last = String::from("no probe ran");
     while started.elapsed() < WARM_UP_LIMIT {
