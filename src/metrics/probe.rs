@@ -121,6 +121,9 @@ pub(crate) fn render(outcome: &Outcome, module: &Module, format: Format) -> Stri
         let value = Value::from(failed == Some(reason));
         writer.sample("probe_failure_reason", "", &[label], value);
     }
+    if let Some(icmp) = &outcome.icmp_error {
+        super::icmp::write_family(&mut writer, icmp);
+    }
     if module.tcp.attempts > 1 {
         write_attempts(&mut writer, outcome);
     }
@@ -258,5 +261,28 @@ mod tests {
             text.contains("\nprobe_tcp_handshake_min_seconds 0\n"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn an_icmp_error_adds_its_info_series_and_only_then() {
+        let mut outcome =
+            Outcome::not_started(Failure::new(Reason::Unreachable, "x"), Duration::ZERO);
+        let text = render(&outcome, &single_attempt(), Format::OpenMetrics);
+        assert!(!text.contains("probe_icmp_error"), "{text}");
+        outcome.icmp_error = Some(crate::prober::IcmpError {
+            ipv6: false,
+            icmp_type: 3,
+            code: 13,
+            offender: Some("192.0.2.1".parse().unwrap()),
+        });
+        let text = render(&outcome, &single_attempt(), Format::OpenMetrics);
+        assert!(
+            text.contains(
+                "# TYPE probe_icmp_error info\n\
+                 probe_icmp_error_info{type=\"3\",code=\"13\",offender=\"192.0.2.1\"} 1\n"
+            ),
+            "{text}"
+        );
+        assert!(text.ends_with("# EOF\n"), "{text}");
     }
 }

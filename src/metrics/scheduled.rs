@@ -26,6 +26,7 @@
 #![forbid(unsafe_code)]
 
 use super::exposition::{Format, Kind, Value, Writer, push_label_value};
+use super::icmp;
 use crate::prober::{RESULTS, Reason};
 use crate::scheduler::{HANDSHAKE_BUCKETS, ScheduledTarget, TargetList, TargetState};
 use std::sync::{Arc, LazyLock, PoisonError, RwLock};
@@ -45,10 +46,11 @@ enum Family {
     AttemptsFailed,
     Handshake,
     ExecExitCode,
+    IcmpError,
 }
 
 /// Families in export order, with name, type and help.
-const FAMILIES: [(Family, &str, Kind, &str); 12] = [
+const FAMILIES: [(Family, &str, Kind, &str); 13] = [
     (
         Family::Success,
         "probe_success",
@@ -121,6 +123,7 @@ const FAMILIES: [(Family, &str, Kind, &str); 12] = [
         Kind::Gauge,
         "Exit code of the last scheduled probe's command, exec modules only; -1 when it has none.",
     ),
+    (Family::IcmpError, icmp::FAMILY, Kind::Info, icmp::HELP),
 ];
 
 /// The per-sample labels that follow a target's label set, formatted once
@@ -321,6 +324,11 @@ fn write_samples(
                 sample("", "", f64::from(code).into());
             }
         }
+        Family::IcmpError => {
+            if let Some(icmp) = &state.last_icmp_error {
+                icmp::write_sample(writer, labels, icmp);
+            }
+        }
     }
 }
 
@@ -389,5 +397,44 @@ mod tests {
             );
         }
         assert_eq!(&*targets[1].target_text, "127.0.0.1:3");
+    }
+
+    #[test]
+    fn the_icmp_error_of_the_last_probe_only_is_shown() {
+        use crate::prober::{Failure, IcmpError, Outcome};
+        let labels = r#"module="m",target="t""#;
+        let icmp_lines = |state: &TargetState| {
+            let mut text = String::new();
+            let mut writer = Writer::new(&mut text, Format::PrometheusText);
+            write_samples(&mut writer, Family::IcmpError, icmp::FAMILY, labels, state);
+            text
+        };
+        let mut unreachable = Outcome::not_started(
+            Failure::new(Reason::Unreachable, "x"),
+            std::time::Duration::ZERO,
+        );
+        unreachable.icmp_error = Some(IcmpError {
+            ipv6: true,
+            icmp_type: 1,
+            code: 3,
+            offender: Some("2001:db8:1::1".parse().unwrap()),
+        });
+        let mut state = TargetState::default();
+        assert_eq!(icmp_lines(&state), "", "nothing before any probe");
+        state.record(unreachable, 1, 1, 1.0);
+        assert_eq!(
+            icmp_lines(&state),
+            "probe_icmp_error_info{module=\"m\",target=\"t\",type=\"1\",code=\"3\",offender=\"2001:db8:1::1\"} 1\n"
+        );
+        let refused = Outcome::not_started(
+            Failure::new(Reason::Refused, "RST"),
+            std::time::Duration::ZERO,
+        );
+        state.record(refused, 1, 1, 2.0);
+        assert_eq!(
+            icmp_lines(&state),
+            "",
+            "a later probe without one clears it"
+        );
     }
 }

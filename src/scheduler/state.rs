@@ -10,7 +10,7 @@
 
 #![forbid(unsafe_code)]
 
-use crate::prober::{Outcome, RESULTS, Reason, result_index};
+use crate::prober::{IcmpError, Outcome, RESULTS, Reason, result_index};
 
 /// Upper bounds of the handshake histogram, in seconds: 100 µs to 5 s.
 pub(crate) const HANDSHAKE_BUCKETS: [f64; 13] = [
@@ -60,6 +60,9 @@ pub(crate) struct TargetState {
     /// The last probe's exit code, for `exec` modules only (see
     /// [`Outcome::exit_code`]).
     pub(crate) last_exit_code: Option<i32>,
+    /// The ICMP error of the last probe, if it drew one (see
+    /// [`Outcome::icmp_error`]); cleared by a probe that drew none.
+    pub(crate) last_icmp_error: Option<IcmpError>,
     /// The rise/fall state.
     pub(crate) healthy: bool,
     /// Results in a row that disagree with `healthy`.
@@ -90,6 +93,7 @@ impl TargetState {
         self.last_duration = outcome.duration.as_secs_f64();
         self.ip_protocol = outcome.ip_protocol();
         self.last_exit_code = outcome.exit_code;
+        self.last_icmp_error = outcome.icmp_error;
         self.last_probe_unix = now_unix;
         self.results[result_index(self.last_reason)] += 1;
         self.attempts += u64::from(outcome.attempts);
