@@ -53,11 +53,12 @@
 
 mod common;
 
+use common::TestExporter;
 use common::netns::{ChildTest, NamespaceGuard, run_checked};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use synack_exporter::{Module, Outcome, ProberKind, Reason, TargetError};
+use synack_exporter::{Exporter, Module, Outcome, ProberKind, Reason, TargetError};
 
 /// Set for the re-executed binary in the client namespace.
 const CLIENT_ENV: &str = "SYNACK_NETNS_ICMP_CLIENT";
@@ -476,7 +477,46 @@ fn netns_icmp_client_probes() {
         cases.len(),
         problems.join("\n")
     );
+    runtime.block_on(the_exporter_shows_who_said_no());
     println!("{CLIENT_DONE_MARKER}");
+}
+
+/// The same errors through the exporter: `/probe` answers an IPv6
+/// admin-prohibited with its `probe_icmp_error_info`, and a scheduled
+/// IPv4 target shows its own on `/metrics`.
+async fn the_exporter_shows_who_said_no() {
+    let scheduled = SocketAddr::new(IpAddr::V4(SERVER_V4), PORT_ADMIN_PROHIBITED);
+    let config = format!(
+        "modules:\n  fast:\n    prober: tcp_halfopen\n    timeout: 1s\n\
+         targets:\n  - module: fast\n    interval: 1s\n    targets: [\"{scheduled}\"]\n"
+    );
+    let exporter = TestExporter::with_config(&config, Exporter::builder()).await;
+
+    let probed = SocketAddr::new(IpAddr::V6(SERVER_V6), PORT_ADMIN_PROHIBITED);
+    let answer = exporter
+        .get(&format!("/probe?module=fast&target={probed}"))
+        .await;
+    let wanted = format!(
+        "probe_icmp_error_info{{type=\"1\",code=\"1\",offender=\"{ROUTER_CLIENT_SIDE_V6}\"}} 1\n"
+    );
+    assert!(
+        answer.body.contains(&wanted),
+        "no {wanted:?} in\n{}",
+        answer.body
+    );
+    assert_eq!(common::failed_reason(&answer.body), Some("unreachable"));
+
+    let wanted = format!(
+        "probe_icmp_error_info{{module=\"fast\",target=\"{scheduled}\",type=\"3\",code=\"13\",offender=\"{ROUTER_CLIENT_SIDE_V4}\"}} 1\n"
+    );
+    let started = Instant::now();
+    let mut metrics = String::new();
+    while started.elapsed() < Duration::from_secs(5) && !metrics.contains(&wanted) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        metrics = exporter.get("/metrics").await.body;
+    }
+    assert!(metrics.contains(&wanted), "no {wanted:?} in\n{metrics}");
+    println!("exporter: /probe and /metrics show probe_icmp_error_info");
 }
 
 /// The client namespace's `TcpExtLockDroppedIcmps`: ICMP errors that
