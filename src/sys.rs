@@ -25,9 +25,9 @@
 //!   (`sock_extended_err`, `SO_EE_OFFENDER`), so that a failed probe can
 //!   say which router sent which ICMP error. Neither socket2 nor tokio
 //!   wraps them.
-//! - [`set_bind_address_no_port`]: `setsockopt(IP_BIND_ADDRESS_NO_PORT)`,
-//!   so that a probe bound to a source address gets its port at connect
-//!   time; socket2 has no setter for it either.
+//! - [`set_bind_address_no_port`], `setsockopt(IP_BIND_ADDRESS_NO_PORT)`:
+//!   a probe bound to a source address then gets its port at connect
+//!   time. socket2 has no setter for it either.
 //! - `enter_bench_probe_netns`: `setns(CLONE_NEWNET)`, only in builds with
 //!   the `bench` feature, for `bench/halfopen_under_load.sh`: it moves the
 //!   probe thread into a network namespace where the kernel's delayed-ACK
