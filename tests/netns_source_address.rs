@@ -31,11 +31,12 @@
 
 mod common;
 
+use common::concurrent::{Checked, check_all_at_once};
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener};
 use std::process::Command;
 use std::time::{Duration, Instant};
-use synack_exporter::{Module, Outcome, ProberKind, Reason, TargetError};
+use synack_exporter::{Module, Outcome, ProberKind, Reason};
 
 /// Set by the parent for the re-executed binary: "you are inside the namespace".
 const CHILD_ENV: &str = "SYNACK_NETNS_SOURCE_CHILD";
@@ -56,6 +57,10 @@ const PENDING_PORTS: (u16, u16) = (20000, 22999);
 /// ephemeral range.
 const PENDING_PROBES: usize = (PENDING_PORTS.1 - PENDING_PORTS.0 + 1) as usize;
 
+/// A socket per pending probe, plus the listeners, the runtime and
+/// libtest's own files, with room to spare.
+const OPEN_FILES_NEEDED: u64 = PENDING_PROBES as u64 + 200;
+
 /// Listeners for the batch that must succeed.
 const OPEN_PORTS: [u16; 4] = [7101, 7102, 7103, 7104];
 
@@ -63,6 +68,8 @@ const OPEN_PORTS: [u16; 4] = [7101, 7102, 7103, 7104];
 /// range, which does cap the connections to one destination.
 const PROBES_PER_OPEN_PORT: usize = 500;
 
+/// Drops the SYNs to [`PENDING_PORTS`] (a drift between the two shows as
+/// probes refused instead of timed out).
 const RULESET: &str = "\
 table inet synack_netns_source {
     chain input {
@@ -86,6 +93,16 @@ const BATCH_SLACK: Duration = Duration::from_secs(1);
 /// How long the whole child run may take before the parent kills it.
 const CHILD_LIMIT: Duration = Duration::from_secs(90);
 
+/// The namespace and the child test that runs in it.
+const CHILD: common::netns::Child = common::netns::Child {
+    prefix: "synack-source",
+    ruleset: RULESET,
+    env: CHILD_ENV,
+    test: CHILD_TEST,
+    done_marker: CHILD_DONE_MARKER,
+    limit: CHILD_LIMIT,
+};
+
 /// Source and destination address of one family's batches.
 const FAMILIES: [(IpAddr, IpAddr); 2] = [
     (
@@ -102,17 +119,7 @@ const FAMILIES: [(IpAddr, IpAddr); 2] = [
 /// runs the child test inside it and reports what the child printed.
 #[test]
 fn netns_many_probes_share_one_source_address() {
-    if std::env::var_os(CHILD_ENV).is_some() {
-        return; // already inside the namespace: only the child has work here
-    }
-    common::netns::run_child_in_new_namespace(&common::netns::Child {
-        prefix: "synack-source",
-        ruleset: RULESET,
-        env: CHILD_ENV,
-        test: CHILD_TEST,
-        done_marker: CHILD_DONE_MARKER,
-        limit: CHILD_LIMIT,
-    });
+    common::netns::run_child_in_new_namespace(&CHILD);
 }
 
 /// The child: narrows the ephemeral range, then runs, per family, the
@@ -120,13 +127,11 @@ fn netns_many_probes_share_one_source_address() {
 /// Passes at once outside the namespace.
 #[test]
 fn netns_source_child_probes_from_one_address() {
-    if std::env::var_os(CHILD_ENV).is_none() {
+    if !common::netns::entered_loopback_child(CHILD_ENV) {
         return;
     }
-    common::netns::assert_only_loopback(CHILD_ENV);
-    println!(); // libtest has printed "test NAME ... " without a newline
     narrow_ephemeral_range();
-    ensure_open_file_limit(PENDING_PROBES as u64 + 200);
+    ensure_open_file_limit(OPEN_FILES_NEEDED);
     // Never accepted from: half-open probes stop at the SYN-ACK.
     let _listeners: Vec<TcpListener> = FAMILIES
         .iter()
@@ -218,40 +223,24 @@ fn open_file_limits() -> (u64, u64) {
     (soft, hard)
 }
 
-/// What one probe returned, or that it did not return in time.
-type ProbeResult = Result<Result<Outcome, TargetError>, Duration>;
-
 /// A batch of probes that ran at once, with how long the batch took.
 struct Batch {
     timeout: Duration,
-    results: Vec<ProbeResult>,
+    results: Vec<Checked>,
     took: Duration,
 }
 
 /// Starts a half-open probe to every address at once, all from `source`,
-/// and waits for them all. Each is bounded by its timeout plus 5 s in
-/// case the prober ever ignores its deadline.
+/// and waits for them all.
 async fn run_batch(addresses: &[SocketAddr], source: IpAddr, timeout: Duration) -> Batch {
     let mut module = Module::new(ProberKind::TcpHalfopen).with_timeout(timeout);
     module.tcp.source_ip_address = Some(source);
-    let bound = timeout + Duration::from_secs(5);
     let started = Instant::now();
-    let handles: Vec<_> = addresses
+    // "[::1]:20000" for IPv6
+    let probes = addresses
         .iter()
-        .map(|address| {
-            let target = address.to_string(); // "[::1]:20000" for IPv6
-            let module = module.clone();
-            tokio::spawn(async move {
-                tokio::time::timeout(bound, synack_exporter::check(&target, &module))
-                    .await
-                    .map_err(|_| bound)
-            })
-        })
-        .collect();
-    let mut results = Vec::with_capacity(handles.len());
-    for handle in handles {
-        results.push(handle.await.expect("probe task panicked"));
-    }
+        .map(|address| (address.to_string(), module.clone()));
+    let results = check_all_at_once(probes).await;
     Batch {
         timeout,
         results,
