@@ -25,6 +25,9 @@
 //!   (`sock_extended_err`, `SO_EE_OFFENDER`), so that a failed probe can
 //!   say which router sent which ICMP error. Neither socket2 nor tokio
 //!   wraps them.
+//! - [`set_bind_address_no_port`], `setsockopt(IP_BIND_ADDRESS_NO_PORT)`:
+//!   a probe bound to a source address then gets its port at connect
+//!   time. socket2 has no setter for it either.
 //! - `enter_bench_probe_netns`: `setns(CLONE_NEWNET)`, only in builds with
 //!   the `bench` feature, for `bench/halfopen_under_load.sh`: it moves the
 //!   probe thread into a network namespace where the kernel's delayed-ACK
@@ -197,16 +200,46 @@ pub fn set_recv_err(fd: BorrowedFd<'_>, ipv6: bool) -> io::Result<()> {
     } else {
         (libc::SOL_IP, libc::IP_RECVERR)
     };
-    let on: libc::c_int = 1;
+    set_int_option(fd, level, name, 1)
+}
+
+/// Sets `IP_BIND_ADDRESS_NO_PORT`, for a socket that is about to be bound
+/// to a source address with port 0 and then connected.
+///
+/// Without it, `bind()` reserves an ephemeral port for the address alone,
+/// so no two sockets bound to one address can share a port, and the
+/// `ip_local_port_range` caps the sockets bound to it at once, whatever
+/// they connect to. With it, `bind()` only records the address and
+/// `connect()` picks the port for the whole 4-tuple, as it does for an
+/// unbound socket: a port is then shared by connections to different
+/// destinations. The option is at the `SOL_IP` level but Linux (4.2 and
+/// later) honours it on IPv6 sockets too, since `ipv6_setsockopt` passes
+/// `SOL_IP` options on to IPv4's handler; older kernels fail with
+/// `ENOPROTOOPT`.
+///
+/// # Errors
+/// The `setsockopt` error.
+pub fn set_bind_address_no_port(fd: BorrowedFd<'_>) -> io::Result<()> {
+    set_int_option(fd, libc::SOL_IP, libc::IP_BIND_ADDRESS_NO_PORT, 1)
+}
+
+/// `setsockopt` of a socket option whose value is a C `int`.
+fn set_int_option(
+    fd: BorrowedFd<'_>,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: libc::c_int,
+) -> io::Result<()> {
     // SAFETY: `fd` is an open descriptor borrowed for the duration of the
-    // call; `on` is a valid `c_int` that outlives it, and the length passed
-    // is its size, so the kernel reads exactly that int and nothing else.
+    // call; `value` is a valid `c_int` that outlives it, and the length
+    // passed is its size, so the kernel reads exactly that int and nothing
+    // else. A level or name the kernel does not know fails with an error.
     let result = unsafe {
         libc::setsockopt(
             fd.as_raw_fd(),
             level,
             name,
-            (&raw const on).cast(),
+            (&raw const value).cast(),
             size_of::<libc::c_int>() as libc::socklen_t,
         )
     };

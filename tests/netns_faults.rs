@@ -47,7 +47,7 @@ mod common;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener};
 use std::time::{Duration, Instant};
-use synack_exporter::{Module, Outcome, ProberKind, Reason, TargetError};
+use synack_exporter::{Module, ProberKind, Reason};
 
 /// Set by the parent for the re-executed binary: "you are inside the namespace".
 const CHILD_ENV: &str = "SYNACK_NETNS_CHILD";
@@ -197,7 +197,7 @@ struct Case {
 }
 
 /// What one probe returned, or that it did not return in time.
-type CaseResult = Result<Result<Outcome, TargetError>, Duration>;
+type CaseResult = common::concurrent::Checked;
 
 /// Every fault for both loopback addresses and both probers; the
 /// classification must not depend on the family or on how far the
@@ -259,24 +259,11 @@ fn all_cases() -> Vec<Case> {
 /// order of `cases`. Each probe is bounded by its timeout plus 5 s in
 /// case the prober ever ignores its deadline.
 async fn run_cases(cases: &[Case]) -> Vec<CaseResult> {
-    let handles: Vec<_> = cases
-        .iter()
-        .map(|case| {
-            let target = case.address.to_string(); // "[::1]:7001" for IPv6
-            let module = Module::new(case.prober).with_timeout(case.timeout);
-            let bound = case.timeout + Duration::from_secs(5);
-            tokio::spawn(async move {
-                tokio::time::timeout(bound, synack_exporter::check(&target, &module))
-                    .await
-                    .map_err(|_| bound)
-            })
-        })
-        .collect();
-    let mut results = Vec::with_capacity(handles.len());
-    for handle in handles {
-        results.push(handle.await.expect("probe task panicked"));
-    }
-    results
+    let probes = cases.iter().map(|case| {
+        let target = case.address.to_string(); // "[::1]:7001" for IPv6
+        (target, Module::new(case.prober).with_timeout(case.timeout))
+    });
+    common::concurrent::check_all_at_once(probes).await
 }
 
 impl Case {

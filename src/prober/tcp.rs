@@ -354,6 +354,10 @@ fn open_socket(
     socket.set_linger(Some(Duration::ZERO))?;
     crate::sys::set_recv_err(socket.as_fd(), address.is_ipv6())?;
     if let Some(ip) = source {
+        // A port reserved at bind() would be the address's alone, so the
+        // ephemeral range would cap the probes in flight from it; chosen at
+        // connect(), it is shared by probes to different targets.
+        crate::sys::set_bind_address_no_port(socket.as_fd())?;
         socket.bind(&SockAddr::from(SocketAddr::new(ip, 0)))?;
     }
     Ok(socket)
