@@ -12,8 +12,8 @@
 
 use super::exposition::{Kind, Value, Writer, push_label_value};
 use super::process::ProcessMetrics;
+use crate::histogram::HistogramValues;
 use crate::prober::RESULTS;
-use crate::scheduler::{HistogramValues, SCHEDULE_LAG_BUCKETS};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// Whether the last config load worked, and when one last did.
@@ -113,7 +113,7 @@ impl ExporterView<'_> {
         writer.histogram(
             "synack_exporter_schedule_lag_seconds",
             &[],
-            (&SCHEDULE_LAG_BUCKETS, &lag.cumulative),
+            (lag.bounds, &lag.cumulative),
             lag.count,
             lag.sum,
         );
