@@ -131,6 +131,8 @@ fn dashboard_is_importable_and_uses_the_datasource_variable() {
         "synack_exporter_probes_in_flight",
         "synack_exporter_config_last_reload_successful",
         "synack_exporter_schedule_lag_seconds",
+        "synack_exporter_halfopen_close_delay_seconds_bucket",
+        "synack_exporter_halfopen_late_closes_total",
         "result=\"local\"",
         "probe_attempts_failed_total",
         "sum_over_time(probe_attempts_failed{",

@@ -395,12 +395,16 @@ async fn reload_applies_a_good_file_and_keeps_the_old_config_on_a_bad_one() {
 /// The half-open close must beat the kernel's ~200 ms delayed ACK even when
 /// the HTTP side is swamped: here 1 000 concurrent clients share the
 /// test's two worker threads with the exporter. The application behind the
-/// probed port must still accept nothing.
+/// probed port must still accept nothing, and the exporter's own guard
+/// must have seen every close and found none late.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn halfopen_stays_invisible_under_heavy_http_concurrency() {
     // Building the exporter raises this process's open file limit, which
     // the 1 000 client connections below need too.
     let exporter = Arc::new(TestExporter::embedded(Exporter::builder()).await);
+    let before = exporter.get("/metrics").await.body;
+    assert_eq!(sample(&before, CLOSE_DELAYS), Some(0.0), "{before}");
+    assert_eq!(sample(&before, LATE_CLOSES), Some(0.0), "{before}");
     let listener =
         socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
     listener
@@ -441,7 +445,20 @@ async fn halfopen_stays_invisible_under_heavy_http_concurrency() {
         accepted, 0,
         "half-open probes completed handshakes under HTTP load"
     );
+    let after = exporter.get("/metrics").await.body;
+    let delays: Vec<&str> = after
+        .lines()
+        .filter(|line| line.starts_with("synack_exporter_halfopen_"))
+        .collect();
+    println!("after the load:\n{}", delays.join("\n"));
+    assert_eq!(sample(&after, CLOSE_DELAYS), Some(4000.0), "{after}");
+    assert_eq!(sample(&after, LATE_CLOSES), Some(0.0), "{after}");
 }
+
+/// Every half-open success's close delay: the series the test above reads.
+const CLOSE_DELAYS: &str = "synack_exporter_halfopen_close_delay_seconds_count";
+/// Half-open closes past the 50 ms margin.
+const LATE_CLOSES: &str = "synack_exporter_halfopen_late_closes_total";
 
 /// A file without `modules:` (the README's `targets:` snippet, say) serves
 /// the built-in modules; an unknown module's 400 lists those that exist.

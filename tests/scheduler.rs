@@ -91,6 +91,19 @@ async fn scheduled_targets_show_gauges_and_reasons_and_open_ones_are_never_accep
     assert!(series("probe_last_probe_timestamp_seconds", &open, "").unwrap() > 1.7e9);
     assert!(sample(&metrics, "synack_exporter_scheduled_targets") == Some(3.0));
     assert!(metrics.contains("synack_exporter_schedule_lag_seconds_bucket{le=\"0.05\"}"));
+    // Scheduled half-open successes count in the exporter's guard too.
+    assert!(
+        sample(
+            &metrics,
+            "synack_exporter_halfopen_close_delay_seconds_count"
+        )
+        .unwrap()
+            >= 2.0
+    );
+    assert_eq!(
+        sample(&metrics, "synack_exporter_halfopen_late_closes_total"),
+        Some(0.0)
+    );
 
     std::thread::sleep(Duration::from_millis(600)); // past any delayed ACK
     match listener.accept() {

@@ -14,10 +14,12 @@
 #![forbid(unsafe_code)]
 
 mod classify;
+mod close_guard;
 pub(crate) mod exec;
 pub(crate) mod resolve;
 mod tcp;
 
+pub(crate) use close_guard::{HalfOpenCloseValues, HalfOpenCloses, LATE_CLOSE_THRESHOLD};
 pub(crate) use resolve::Resolver;
 
 use crate::config::{Module, PolicyRefusal, ProberKind};
@@ -168,6 +170,14 @@ pub struct Outcome {
     /// silent drop, a local error). With several attempts, the last
     /// failed attempt's.
     pub icmp_error: Option<IcmpError>,
+    /// For `tcp_halfopen` successes: from the wake-up that showed the
+    /// SYN-ACK to the return of the close that sent the RST. The probe
+    /// stays invisible to the target's application only if that RST goes
+    /// out before this host's delayed ACK (about 200 ms after the SYN-ACK),
+    /// so this is how much of that margin the exporter used. With several
+    /// successful attempts, the largest. `None` for failures, and for
+    /// `tcp_connect`, which completes the handshake on purpose.
+    pub close_delay: Option<Duration>,
 }
 
 /// An ICMP or ICMPv6 error that ended a probe, as the socket's error
@@ -250,6 +260,7 @@ impl Outcome {
             exit_code: None,
             denied_by_policy: false,
             icmp_error: None,
+            close_delay: None,
         }
     }
 

@@ -79,6 +79,7 @@ pub(super) async fn probe(
         exit_code: None,
         denied_by_policy: false,
         icmp_error: None,
+        close_delay: None,
     };
     let ip = match resolved {
         Ok(ip) => ip,
@@ -168,13 +169,16 @@ async fn attempt_all(
                 of: planned,
                 result: result
                     .as_ref()
-                    .map_or_else(|failure| failure.reason.as_str(), |()| "success"),
+                    .map_or_else(|failure| failure.reason.as_str(), |_| "success"),
                 latency,
             });
         }
+        if let (Ok(close_delay), Handshake::HalfOpen) = (&result, handshake) {
+            outcome.close_delay = outcome.close_delay.max(Some(*close_delay));
+        }
         match result {
-            Ok(()) if outcome.handshake_time.is_none() => outcome.handshake_time = Some(latency),
-            Ok(()) => outcome.later_handshake_times.push(latency),
+            Ok(_) if outcome.handshake_time.is_none() => outcome.handshake_time = Some(latency),
+            Ok(_) => outcome.later_handshake_times.push(latency),
             Err(failure) => {
                 outcome.attempts_failed += 1;
                 last_failure = Some(failure);
@@ -234,7 +238,8 @@ struct Failed {
     icmp: Option<IcmpError>,
 }
 
-/// Connects and closes with RST; `Ok` once the port answered with SYN-ACK.
+/// Connects and closes with RST; `Ok` once the port answered with SYN-ACK,
+/// with the time from the wake-up that showed it to the close's return.
 ///
 /// On failure, and at the deadline, the socket's error queue is read
 /// before it closes: an ICMP error there decides the reason
@@ -246,7 +251,7 @@ async fn connect(
     deadline: Instant,
     trace: &mut Trace,
     icmp_error: &mut Option<IcmpError>,
-) -> Result<(), Failure> {
+) -> Result<Duration, Failure> {
     // Nothing has been sent yet: whatever fails here is the exporter's own
     // trouble (fds, a source address it does not have), never the target's.
     let socket = open_socket(address, handshake, source).map_err(|error| {
@@ -261,7 +266,7 @@ async fn connect(
         Ok(stream) => {
             let ended = tokio::time::timeout_at(deadline, until_connected(&stream, address)).await;
             let ended = match ended {
-                Ok(Ok(())) => Ok(()),
+                Ok(Ok(synack_seen)) => Ok(synack_seen),
                 Ok(Err(failed)) => Err(failed),
                 Err(_) => Err(Failed {
                     error: None,
@@ -270,7 +275,7 @@ async fn connect(
             };
             // Closing with zero linger sends the RST, before the delayed ACK.
             drop(stream);
-            ended
+            ended.map(|synack_seen| synack_seen.elapsed())
         }
         Err(error) => Err(Failed {
             error: Some(error),
@@ -278,9 +283,9 @@ async fn connect(
         }),
     };
     let Failed { error, icmp } = match waited {
-        Ok(()) => {
+        Ok(close_delay) => {
             trace.log(|| Step::SynAck(address));
-            return Ok(());
+            return Ok(close_delay);
         }
         Err(failed) => failed,
     };
@@ -363,25 +368,31 @@ fn open_socket(
     Ok(socket)
 }
 
-/// Waits until the kernel reports that the connect finished.
+/// Waits until the kernel reports that the connect finished; returns when
+/// the SYN-ACK was seen, as far as the exporter knows: the wake-up that
+/// proved the connection.
 ///
 /// A writable socket with `SO_ERROR` clear is not proof of a connection,
 /// so `getpeername` must agree; until it does we wait for the next
 /// wake-up. A wake-up with neither is how a soft ICMP error shows (one
 /// the kernel queues but lets the connect retry past): when the error
 /// queue then holds one that ends a connect, the probe ends at once.
-async fn until_connected(stream: &TcpStream, address: SocketAddr) -> Result<(), Failed> {
+async fn until_connected(stream: &TcpStream, address: SocketAddr) -> Result<Instant, Failed> {
     let failed = |error| Failed {
         icmp: queued_icmp(stream, address),
         error: Some(error),
     };
     loop {
         stream.writable().await.map_err(failed)?;
+        let woke = Instant::now();
         if let Some(error) = stream.take_error().map_err(failed)? {
             return Err(failed(error));
         }
         if stream.peer_addr().is_ok() {
-            return Ok(());
+            // The SYN-ACK may have waited before this wake-up while the
+            // thread ran other work; TCP_INFO's `tcpi_last_ack_recv`, read
+            // here, would say how long: subtract it from `woke`.
+            return Ok(woke);
         }
         if let Some(icmp) = queued_icmp(stream, address)
             && classify::icmp_reason(&icmp, address.ip()).is_some()

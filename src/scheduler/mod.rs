@@ -37,7 +37,7 @@ mod lag;
 mod queue;
 mod state;
 
-pub(crate) use lag::{HistogramValues, SCHEDULE_LAG_BUCKETS, ScheduleLag};
+pub(crate) use lag::ScheduleLag;
 pub(crate) use state::{HANDSHAKE_BUCKETS, TargetState};
 
 use crate::config::{Config, LabelName};
@@ -184,7 +184,7 @@ pub(crate) struct Scheduler {
 impl Scheduler {
     /// A scheduler with no targets yet; see [`Scheduler::apply`].
     pub(crate) fn new(runner: Arc<ProbeRunner>, shard: Shard) -> Self {
-        let lag = Arc::default();
+        let lag = Arc::new(lag::empty_schedule_lag());
         Self {
             shard,
             epoch: Instant::now(),
