@@ -22,6 +22,7 @@
 
 use super::{Budget, Failure, IcmpError, Outcome, Reason, Resolver, classify, resolve};
 use crate::config::{TargetPolicy, TcpOptions};
+use crate::sys::HandshakeInfo;
 use crate::target::Target;
 use crate::trace::{Step, Trace};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
@@ -72,6 +73,8 @@ pub(super) async fn probe(
         address: None,
         dns_time,
         handshake_time: None,
+        tcp_rtt: None,
+        syn_retransmits: 0,
         duration: Duration::ZERO,
         attempts: 0,
         attempts_failed: 0,
@@ -111,7 +114,9 @@ pub(super) async fn probe(
 
 /// Runs the module's attempts against `address` one after another and
 /// records them in `outcome`: success if any succeeded, else the last
-/// attempt's failure.
+/// attempt's failure. The handshake time and kernel RTT are the first
+/// successful attempt's; SYN retransmits are summed over the successful
+/// attempts (see [`record_syn_ack`]).
 ///
 /// Attempt *n* (from 0) starts `n × attempt_interval` after the first,
 /// and has [`TcpOptions::attempt_deadline`] to get its answer. The first
@@ -160,7 +165,10 @@ async fn attempt_all(
             &mut outcome.icmp_error,
         )
         .await;
-        let latency = started.elapsed();
+        let latency = match &result {
+            Ok(syn_ack) => syn_ack.time,
+            Err(_) => started.elapsed(),
+        };
         outcome.attempts += 1;
         if planned > 1 {
             trace.log(|| Step::Attempt {
@@ -168,13 +176,12 @@ async fn attempt_all(
                 of: planned,
                 result: result
                     .as_ref()
-                    .map_or_else(|failure| failure.reason.as_str(), |()| "success"),
+                    .map_or_else(|failure| failure.reason.as_str(), |_| "success"),
                 latency,
             });
         }
         match result {
-            Ok(()) if outcome.handshake_time.is_none() => outcome.handshake_time = Some(latency),
-            Ok(()) => outcome.later_handshake_times.push(latency),
+            Ok(syn_ack) => record_syn_ack(outcome, &syn_ack),
             Err(failure) => {
                 outcome.attempts_failed += 1;
                 last_failure = Some(failure);
@@ -198,6 +205,20 @@ async fn attempt_all(
             );
             Failure::new(failure.reason, detail)
         });
+    }
+}
+
+/// Adds a successful attempt to `outcome`: the first gives the handshake
+/// time and the kernel RTT, a later one a time in
+/// [`Outcome::later_handshake_times`]; every one adds its SYN retransmits.
+fn record_syn_ack(outcome: &mut Outcome, syn_ack: &SynAck) {
+    let kernel = syn_ack.kernel;
+    outcome.syn_retransmits += kernel.map_or(0, |kernel| kernel.syn_retransmits);
+    if outcome.handshake_time.is_none() {
+        outcome.handshake_time = Some(syn_ack.time);
+        outcome.tcp_rtt = kernel.and_then(|kernel| kernel.rtt);
+    } else {
+        outcome.later_handshake_times.push(syn_ack.time);
     }
 }
 
@@ -225,6 +246,14 @@ fn left_enough_after_dns(
     ))
 }
 
+/// What a connect that reached SYN-ACK found.
+struct SynAck {
+    /// From the `connect()` call to the wake-up at the SYN-ACK.
+    time: Duration,
+    /// `TCP_INFO` as read at that wake-up; `None` if the kernel refused it.
+    kernel: Option<HandshakeInfo>,
+}
+
 /// How a connect that did not reach SYN-ACK ended.
 struct Failed {
     /// What the kernel said: `SO_ERROR`, or the connect call's error;
@@ -236,6 +265,9 @@ struct Failed {
 
 /// Connects and closes with RST; `Ok` once the port answered with SYN-ACK.
 ///
+/// On success, `TCP_INFO` is read between the wake-up and the close: one
+/// `getsockopt`, the only work allowed to delay the RST.
+///
 /// On failure, and at the deadline, the socket's error queue is read
 /// before it closes: an ICMP error there decides the reason
 /// ([`classify::icmp_reason`]), with `SO_ERROR` as the fallback.
@@ -246,7 +278,7 @@ async fn connect(
     deadline: Instant,
     trace: &mut Trace,
     icmp_error: &mut Option<IcmpError>,
-) -> Result<(), Failure> {
+) -> Result<SynAck, Failure> {
     // Nothing has been sent yet: whatever fails here is the exporter's own
     // trouble (fds, a source address it does not have), never the target's.
     let socket = open_socket(address, handshake, source).map_err(|error| {
@@ -257,11 +289,17 @@ async fn connect(
         address,
         half_open: handshake == Handshake::HalfOpen,
     });
+    // Timed from here, not from before socket(): what the handshake took,
+    // without the exporter's own socket setup.
+    let connect_started = Instant::now();
     let waited = match start_connect(socket, address) {
         Ok(stream) => {
             let ended = tokio::time::timeout_at(deadline, until_connected(&stream, address)).await;
             let ended = match ended {
-                Ok(Ok(())) => Ok(()),
+                Ok(Ok(())) => Ok(SynAck {
+                    time: connect_started.elapsed(),
+                    kernel: crate::sys::handshake_info(stream.as_fd()).ok(),
+                }),
                 Ok(Err(failed)) => Err(failed),
                 Err(_) => Err(Failed {
                     error: None,
@@ -278,9 +316,9 @@ async fn connect(
         }),
     };
     let Failed { error, icmp } = match waited {
-        Ok(()) => {
+        Ok(syn_ack) => {
             trace.log(|| Step::SynAck(address));
-            return Ok(());
+            return Ok(syn_ack);
         }
         Err(failed) => failed,
     };
