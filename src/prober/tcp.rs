@@ -438,3 +438,50 @@ fn os_failure(action: &str, address: SocketAddr, error: &io::Error) -> Failure {
         format!("{action} {address}: {}", classify::describe(error)),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn syn_ack(time_ms: u64, rtt_us: Option<u64>, syn_retransmits: u32) -> SynAck {
+        SynAck {
+            time: Duration::from_millis(time_ms),
+            kernel: Some(HandshakeInfo {
+                rtt: rtt_us.map(Duration::from_micros),
+                syn_retransmits,
+                since_last_ack: Duration::ZERO,
+            }),
+        }
+    }
+
+    #[test]
+    fn the_first_success_gives_time_and_rtt_and_every_success_adds_its_retransmits() {
+        let mut outcome = Outcome::not_started(Failure::new(Reason::Timeout, ""), Duration::ZERO);
+        record_syn_ack(&mut outcome, &syn_ack(1003, Some(1000), 1));
+        record_syn_ack(&mut outcome, &syn_ack(2, Some(40), 0));
+        record_syn_ack(&mut outcome, &syn_ack(3005, None, 2));
+        // TCP_INFO unreadable: the time still counts, no retransmits.
+        record_syn_ack(
+            &mut outcome,
+            &SynAck {
+                time: Duration::from_millis(4),
+                kernel: None,
+            },
+        );
+        assert_eq!(outcome.handshake_time, Some(Duration::from_millis(1003)));
+        assert_eq!(outcome.tcp_rtt, Some(Duration::from_millis(1)));
+        assert_eq!(outcome.syn_retransmits, 3);
+        assert_eq!(
+            outcome.later_handshake_times,
+            [2, 3005, 4].map(Duration::from_millis)
+        );
+    }
+
+    #[test]
+    fn a_first_success_without_an_rtt_sample_leaves_the_rtt_unknown() {
+        let mut outcome = Outcome::not_started(Failure::new(Reason::Timeout, ""), Duration::ZERO);
+        record_syn_ack(&mut outcome, &syn_ack(1003, None, 1));
+        record_syn_ack(&mut outcome, &syn_ack(2, Some(40), 0));
+        assert_eq!((outcome.tcp_rtt, outcome.syn_retransmits), (None, 1));
+    }
+}
