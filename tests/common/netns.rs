@@ -31,8 +31,12 @@ pub struct Child<'a> {
 /// The parent's part: checks the prerequisites (skipping, or failing
 /// under `SYNACK_SYSTEM_TESTS=require`, when one is missing), makes the
 /// namespace with `lo` up and the rules loaded, runs the child test in it
-/// and fails unless the child ran and passed.
+/// and fails unless the child ran and passed. Does nothing when called
+/// in the child itself (`wanted.env` set): the parent test runs there too.
 pub fn run_child_in_new_namespace(wanted: &Child) {
+    if std::env::var_os(wanted.env).is_some() {
+        return;
+    }
     if let Err(missing) = prerequisites() {
         super::skip_or_fail(&missing);
         return;
@@ -111,6 +115,19 @@ pub fn run_child_in(namespace: &str, wanted: &ChildTest) {
         child.stdout.contains("1 passed") && child.stdout.contains(wanted.done_marker),
         "the child exited 0 but did not run its cases (test renamed?):\n{transcript}"
     );
+}
+
+/// The start of a child test of [`run_child_in_new_namespace`]: `false`
+/// outside the namespace (`child_env` unset), where the child has nothing
+/// to do; inside, checks with [`assert_only_loopback`] and ends the line
+/// libtest began ("test NAME ... "), so the child's output starts on its own.
+pub fn enter_loopback_child(child_env: &str) -> bool {
+    if std::env::var_os(child_env).is_none() {
+        return false;
+    }
+    assert_only_loopback(child_env);
+    println!();
+    true
 }
 
 /// Refuses to probe unless this process is in a namespace whose only
