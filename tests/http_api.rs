@@ -32,7 +32,17 @@ async fn open_port_gives_probe_success_in_openmetrics() {
     assert_eq!(sample(body, "probe_success"), Some(1.0), "{body}");
     assert_eq!(sample(body, "probe_ip_protocol"), Some(4.0));
     assert!(sample(body, "probe_duration_seconds").unwrap() > 0.0);
-    assert!(sample(body, "probe_tcp_handshake_duration_seconds").unwrap() > 0.0);
+    let handshake = sample(body, "probe_tcp_handshake_duration_seconds").unwrap();
+    assert!(handshake > 0.0, "{body}");
+    // The kernel's sample leaves out the exporter's wake-up: on loopback
+    // it is above 0 and at most the handshake time (plus clock slack).
+    let rtt = sample(body, "probe_tcp_rtt_seconds").unwrap();
+    assert!(rtt > 0.0 && rtt <= handshake + 0.000_1, "{body}");
+    assert_eq!(
+        sample(body, "probe_tcp_syn_retransmits"),
+        Some(0.0),
+        "{body}"
+    );
     assert!(sample(body, "probe_dns_lookup_time_seconds").is_some());
     assert!(sample(body, "probe_ip_addr_hash").unwrap() > 0.0);
     for reason in common::REASONS {
@@ -92,6 +102,10 @@ async fn failed_probe_is_still_200_with_its_reason() {
         sample(&response.body, "probe_failure_reason{reason=\"timeout\"}"),
         Some(0.0)
     );
+    // No SYN-ACK: the kernel timing series are there, at 0.
+    for series in ["probe_tcp_rtt_seconds", "probe_tcp_syn_retransmits"] {
+        assert_eq!(sample(&response.body, series), Some(0.0), "{series}");
+    }
     let metrics = exporter.get("/metrics").await.body;
     assert_eq!(
         sample(

@@ -73,6 +73,12 @@ async fn scheduled_targets_show_gauges_and_reasons_and_open_ones_are_never_accep
     assert_eq!(series("probe_healthy", &open, ""), Some(1.0));
     assert_eq!(series("probe_ip_protocol", &open, ""), Some(4.0));
     assert!(series("probe_tcp_handshake_latency_seconds_count", &open, "").unwrap() >= 2.0);
+    let rtt = series("probe_tcp_rtt_seconds", &open, "").unwrap();
+    assert!(rtt > 0.0 && rtt < 0.1, "a loopback RTT: {metrics}");
+    assert_eq!(
+        series("probe_tcp_syn_retransmits_total", &open, ""),
+        Some(0.0)
+    );
     assert_eq!(
         series("probe_failure_reason", &closed, ",reason=\"refused\""),
         Some(1.0)
@@ -130,6 +136,8 @@ async fn series_exist_before_the_first_probe_and_leave_with_the_target() {
         format!("probe_results_total{{{labels},result=\"success\"}}"),
         format!("probe_tcp_handshake_latency_seconds_bucket{{{labels},le=\"+Inf\"}}"),
         format!("probe_state_changes_total{{{labels}}}"),
+        format!("probe_tcp_rtt_seconds{{{labels}}}"),
+        format!("probe_tcp_syn_retransmits_total{{{labels}}}"),
     ] {
         assert_eq!(
             sample(&metrics, &series),

@@ -45,12 +45,14 @@ enum Family {
     Attempts,
     AttemptsFailed,
     Handshake,
+    TcpRtt,
+    SynRetransmits,
     ExecExitCode,
     IcmpError,
 }
 
 /// Families in export order, with name, type and help.
-const FAMILIES: [(Family, &str, Kind, &str); 13] = [
+const FAMILIES: [(Family, &str, Kind, &str); 15] = [
     (
         Family::Success,
         "probe_success",
@@ -116,6 +118,18 @@ const FAMILIES: [(Family, &str, Kind, &str); 13] = [
         "probe_tcp_handshake_latency_seconds",
         Kind::Histogram,
         "Time from connect to the SYN-ACK of every successful attempt of scheduled probes.",
+    ),
+    (
+        Family::TcpRtt,
+        "probe_tcp_rtt_seconds",
+        Kind::Gauge,
+        "The kernel's RTT sample of the SYN/SYN-ACK exchange (TCP_INFO) of the last scheduled probe that had one, TCP modules only; 0 before any.",
+    ),
+    (
+        Family::SynRetransmits,
+        "probe_tcp_syn_retransmits",
+        Kind::Counter,
+        "SYNs sent again before a SYN-ACK came (TCP_INFO) in successful attempts of scheduled probes, TCP modules only.",
     ),
     (
         Family::ExecExitCode,
@@ -319,6 +333,16 @@ fn write_samples(
             sample("_sum", "", histogram.sum.into());
             sample("_count", "", histogram.count.into());
         }
+        Family::TcpRtt => {
+            if state.tcp {
+                sample("", "", state.last_tcp_rtt.into());
+            }
+        }
+        Family::SynRetransmits => {
+            if state.tcp {
+                sample("_total", "", state.syn_retransmits.into());
+            }
+        }
         Family::ExecExitCode => {
             if let Some(code) = state.last_exit_code {
                 sample("", "", f64::from(code).into());
@@ -347,6 +371,41 @@ mod tests {
              labels: {{team: \"a\\\"b\\\\c\\nd\"}}\n"
         );
         Config::parse("t.yml", &yaml).unwrap()
+    }
+
+    /// What `write_samples` writes of `family` for `state`.
+    fn samples_of(family: Family, state: &TargetState) -> String {
+        let (_, name, _, _) = FAMILIES
+            .into_iter()
+            .find(|(candidate, ..)| {
+                std::mem::discriminant(candidate) == std::mem::discriminant(&family)
+            })
+            .unwrap();
+        let mut text = String::new();
+        let mut writer = Writer::new(&mut text, Format::OpenMetrics);
+        write_samples(&mut writer, family, name, "module=\"m\"", state);
+        text
+    }
+
+    #[test]
+    fn tcp_targets_have_the_kernel_rtt_and_a_syn_retransmit_counter_exec_targets_not() {
+        let mut state = TargetState::default();
+        state.tcp = true;
+        assert_eq!(
+            samples_of(Family::TcpRtt, &state) + &samples_of(Family::SynRetransmits, &state),
+            "probe_tcp_rtt_seconds{module=\"m\"} 0\nprobe_tcp_syn_retransmits_total{module=\"m\"} 0\n",
+            "present from before the first probe, so that the first retransmit counts in increase()"
+        );
+        (state.last_tcp_rtt, state.syn_retransmits) = (0.000_25, 3);
+        assert_eq!(
+            samples_of(Family::TcpRtt, &state) + &samples_of(Family::SynRetransmits, &state),
+            "probe_tcp_rtt_seconds{module=\"m\"} 0.00025\nprobe_tcp_syn_retransmits_total{module=\"m\"} 3\n"
+        );
+        state.tcp = false;
+        assert_eq!(
+            samples_of(Family::TcpRtt, &state) + &samples_of(Family::SynRetransmits, &state),
+            ""
+        );
     }
 
     fn published(series: &ScheduledSeries) -> (TargetList, Arc<LabelSets>) {

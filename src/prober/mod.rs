@@ -142,8 +142,25 @@ pub struct Outcome {
     pub address: Option<SocketAddr>,
     /// Time spent resolving the host; zero for IP literals.
     pub dns_time: Duration,
-    /// From connect to the SYN-ACK; only when the port answered with one.
+    /// From the `connect()` call to the wake-up at the SYN-ACK; only when
+    /// the port answered with one. With several attempts, the first
+    /// successful one's. It includes how long the exporter took to wake
+    /// up: what a client would feel, where [`tcp_rtt`](Self::tcp_rtt) is
+    /// the network's round trip alone.
     pub handshake_time: Option<Duration>,
+    /// The kernel's RTT sample of the SYN/SYN-ACK exchange (`TCP_INFO`'s
+    /// `tcpi_rtt`), of the attempt that gave
+    /// [`handshake_time`](Self::handshake_time). `None` without a SYN-ACK,
+    /// and when the kernel took no sample. After a retransmitted SYN it
+    /// comes from TCP timestamps, in whole milliseconds (at least 1 ms).
+    pub tcp_rtt: Option<Duration>,
+    /// How many times a SYN was sent again before its SYN-ACK came
+    /// (`TCP_INFO`'s `tcpi_total_retrans`), summed over the successful
+    /// attempts; 0 when none succeeded. A success with retransmits means
+    /// a SYN or SYN-ACK was lost on the path although the port is up. A
+    /// failed attempt's retransmits are not counted: its failure already
+    /// says that its SYNs went unanswered.
+    pub syn_retransmits: u32,
     /// The whole probe, DNS included.
     pub duration: Duration,
     /// What `probe_exec_exit_code` shows: `None` for the probers that run
@@ -253,6 +270,8 @@ impl Outcome {
             address: None,
             dns_time: Duration::ZERO,
             handshake_time: None,
+            tcp_rtt: None,
+            syn_retransmits: 0,
             duration: waited,
             attempts: 0,
             attempts_failed: 0,

@@ -22,6 +22,7 @@
 
 use super::{Budget, Failure, IcmpError, Outcome, Reason, Resolver, classify, resolve};
 use crate::config::{TargetPolicy, TcpOptions};
+use crate::sys::HandshakeInfo;
 use crate::target::Target;
 use crate::trace::{Step, Trace};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
@@ -72,6 +73,8 @@ pub(super) async fn probe(
         address: None,
         dns_time,
         handshake_time: None,
+        tcp_rtt: None,
+        syn_retransmits: 0,
         duration: Duration::ZERO,
         attempts: 0,
         attempts_failed: 0,
@@ -112,7 +115,9 @@ pub(super) async fn probe(
 
 /// Runs the module's attempts against `address` one after another and
 /// records them in `outcome`: success if any succeeded, else the last
-/// attempt's failure.
+/// attempt's failure. The handshake time and kernel RTT are the first
+/// successful attempt's; SYN retransmits are summed over the successful
+/// attempts (see [`record_syn_ack`]).
 ///
 /// Attempt *n* (from 0) starts `n × attempt_interval` after the first,
 /// and has [`TcpOptions::attempt_deadline`] to get its answer. The first
@@ -161,7 +166,10 @@ async fn attempt_all(
             &mut outcome.icmp_error,
         )
         .await;
-        let latency = started.elapsed();
+        let latency = match &result {
+            Ok(syn_ack) => syn_ack.time,
+            Err(_) => started.elapsed(),
+        };
         outcome.attempts += 1;
         if planned > 1 {
             trace.log(|| Step::Attempt {
@@ -173,12 +181,8 @@ async fn attempt_all(
                 latency,
             });
         }
-        if let (Ok(close_delay), Handshake::HalfOpen) = (&result, handshake) {
-            outcome.close_delay = outcome.close_delay.max(Some(*close_delay));
-        }
         match result {
-            Ok(_) if outcome.handshake_time.is_none() => outcome.handshake_time = Some(latency),
-            Ok(_) => outcome.later_handshake_times.push(latency),
+            Ok(syn_ack) => record_syn_ack(outcome, &syn_ack, handshake),
             Err(failure) => {
                 outcome.attempts_failed += 1;
                 last_failure = Some(failure);
@@ -202,6 +206,24 @@ async fn attempt_all(
             );
             Failure::new(failure.reason, detail)
         });
+    }
+}
+
+/// Adds a successful attempt to `outcome`: the first gives the handshake
+/// time and the kernel RTT, a later one a time in
+/// [`Outcome::later_handshake_times`]; every one adds its SYN retransmits,
+/// and a half-open one its close delay (the largest is kept).
+fn record_syn_ack(outcome: &mut Outcome, syn_ack: &SynAck, handshake: Handshake) {
+    if handshake == Handshake::HalfOpen {
+        outcome.close_delay = outcome.close_delay.max(Some(syn_ack.close_delay));
+    }
+    let kernel = syn_ack.kernel;
+    outcome.syn_retransmits += kernel.map_or(0, |kernel| kernel.syn_retransmits);
+    if outcome.handshake_time.is_none() {
+        outcome.handshake_time = Some(syn_ack.time);
+        outcome.tcp_rtt = kernel.and_then(|kernel| kernel.rtt);
+    } else {
+        outcome.later_handshake_times.push(syn_ack.time);
     }
 }
 
@@ -229,6 +251,17 @@ fn left_enough_after_dns(
     ))
 }
 
+/// What a connect that reached SYN-ACK found.
+struct SynAck {
+    /// From the `connect()` call to the wake-up at the SYN-ACK.
+    time: Duration,
+    /// `TCP_INFO` as read at that wake-up; `None` if the kernel refused it.
+    kernel: Option<HandshakeInfo>,
+    /// From the SYN-ACK's arrival, as far as it can be known, to the
+    /// return of the close that sent the RST: see [`close_delay`].
+    close_delay: Duration,
+}
+
 /// How a connect that did not reach SYN-ACK ended.
 struct Failed {
     /// What the kernel said: `SO_ERROR`, or the connect call's error;
@@ -241,6 +274,9 @@ struct Failed {
 /// Connects and closes with RST; `Ok` once the port answered with SYN-ACK,
 /// with the time from the wake-up that showed it to the close's return.
 ///
+/// On success, `TCP_INFO` is read between the wake-up and the close: one
+/// `getsockopt`, the only work allowed to delay the RST.
+///
 /// On failure, and at the deadline, the socket's error queue is read
 /// before it closes: an ICMP error there decides the reason
 /// ([`classify::icmp_reason`]), with `SO_ERROR` as the fallback.
@@ -251,7 +287,7 @@ async fn connect(
     deadline: Instant,
     trace: &mut Trace,
     icmp_error: &mut Option<IcmpError>,
-) -> Result<Duration, Failure> {
+) -> Result<SynAck, Failure> {
     // Nothing has been sent yet: whatever fails here is the exporter's own
     // trouble (fds, a source address it does not have), never the target's.
     let socket = open_socket(address, handshake, source).map_err(|error| {
@@ -262,11 +298,14 @@ async fn connect(
         address,
         half_open: handshake == Handshake::HalfOpen,
     });
+    // Timed from here, not from before socket(): what the handshake took,
+    // without the exporter's own socket setup.
+    let connect_started = Instant::now();
     let waited = match start_connect(socket, address) {
         Ok(stream) => {
             let ended = tokio::time::timeout_at(deadline, until_connected(&stream, address)).await;
             let ended = match ended {
-                Ok(Ok(synack_seen)) => Ok(synack_seen),
+                Ok(Ok(woke)) => Ok((woke, crate::sys::handshake_info(stream.as_fd()).ok())),
                 Ok(Err(failed)) => Err(failed),
                 Err(_) => Err(Failed {
                     error: None,
@@ -275,7 +314,11 @@ async fn connect(
             };
             // Closing with zero linger sends the RST, before the delayed ACK.
             drop(stream);
-            ended.map(|synack_seen| synack_seen.elapsed())
+            ended.map(|(woke, kernel)| SynAck {
+                time: woke.saturating_duration_since(connect_started),
+                kernel,
+                close_delay: close_delay(woke, kernel),
+            })
         }
         Err(error) => Err(Failed {
             error: Some(error),
@@ -283,9 +326,9 @@ async fn connect(
         }),
     };
     let Failed { error, icmp } = match waited {
-        Ok(close_delay) => {
+        Ok(syn_ack) => {
             trace.log(|| Step::SynAck(address));
-            return Ok(close_delay);
+            return Ok(syn_ack);
         }
         Err(failed) => failed,
     };
@@ -311,6 +354,18 @@ async fn connect(
             ))
         }
     }
+}
+
+/// How long after the SYN-ACK the close returned, measured just after it:
+/// the kernel's age of the SYN-ACK at the wake-up (`tcpi_last_ack_recv`,
+/// whole milliseconds of jiffies), which counts the time the SYN-ACK
+/// waited for a starved probe thread, plus the exporter's own time from
+/// that wake-up (clock read at `woke`) to now. The kernel's part is coarse:
+/// it reads 0 right at a prompt wake-up, and can add one jiffy (1–10 ms)
+/// when the SYN-ACK came just before a tick.
+fn close_delay(woke: Instant, kernel: Option<HandshakeInfo>) -> Duration {
+    let waited_for_wake_up = kernel.map_or(Duration::ZERO, |kernel| kernel.since_last_ack);
+    waited_for_wake_up + woke.elapsed()
 }
 
 /// Sends the SYN: a non-blocking connect, then the socket handed to tokio.
@@ -389,9 +444,6 @@ async fn until_connected(stream: &TcpStream, address: SocketAddr) -> Result<Inst
             return Err(failed(error));
         }
         if stream.peer_addr().is_ok() {
-            // The SYN-ACK may have waited before this wake-up while the
-            // thread ran other work; TCP_INFO's `tcpi_last_ack_recv`, read
-            // here, would say how long: subtract it from `woke`.
             return Ok(woke);
         }
         if let Some(icmp) = queued_icmp(stream, address)
@@ -414,4 +466,84 @@ fn os_failure(action: &str, address: SocketAddr, error: &io::Error) -> Failure {
         classify::reason_for(error),
         format!("{action} {address}: {}", classify::describe(error)),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn syn_ack(time_ms: u64, rtt_us: Option<u64>, syn_retransmits: u32) -> SynAck {
+        SynAck {
+            time: Duration::from_millis(time_ms),
+            kernel: Some(HandshakeInfo {
+                rtt: rtt_us.map(Duration::from_micros),
+                syn_retransmits,
+                since_last_ack: Duration::ZERO,
+            }),
+            // Distinct per attempt, so that the largest can be told apart.
+            close_delay: Duration::from_micros(time_ms),
+        }
+    }
+
+    #[test]
+    fn the_first_success_gives_time_and_rtt_and_every_success_adds_its_retransmits() {
+        let mut outcome = Outcome::not_started(Failure::new(Reason::Timeout, ""), Duration::ZERO);
+        record_syn_ack(&mut outcome, &syn_ack(1003, Some(1000), 1), Handshake::HalfOpen);
+        record_syn_ack(&mut outcome, &syn_ack(2, Some(40), 0), Handshake::HalfOpen);
+        record_syn_ack(&mut outcome, &syn_ack(3005, None, 2), Handshake::HalfOpen);
+        // TCP_INFO unreadable: the time still counts, no retransmits.
+        record_syn_ack(
+            &mut outcome,
+            &SynAck {
+                time: Duration::from_millis(4),
+                kernel: None,
+                close_delay: Duration::ZERO,
+            },
+            Handshake::HalfOpen,
+        );
+        assert_eq!(outcome.handshake_time, Some(Duration::from_millis(1003)));
+        assert_eq!(outcome.tcp_rtt, Some(Duration::from_millis(1)));
+        assert_eq!(outcome.syn_retransmits, 3);
+        assert_eq!(
+            outcome.later_handshake_times,
+            [2, 3005, 4].map(Duration::from_millis)
+        );
+    }
+
+    #[test]
+    fn a_first_success_without_an_rtt_sample_leaves_the_rtt_unknown() {
+        let mut outcome = Outcome::not_started(Failure::new(Reason::Timeout, ""), Duration::ZERO);
+        record_syn_ack(&mut outcome, &syn_ack(1003, None, 1), Handshake::HalfOpen);
+        record_syn_ack(&mut outcome, &syn_ack(2, Some(40), 0), Handshake::HalfOpen);
+        assert_eq!((outcome.tcp_rtt, outcome.syn_retransmits), (None, 1));
+    }
+
+    #[test]
+    fn half_open_successes_keep_their_largest_close_delay_and_full_ones_none() {
+        let mut half_open =
+            Outcome::not_started(Failure::new(Reason::Timeout, ""), Duration::ZERO);
+        let mut full = half_open.clone();
+        for time_ms in [2, 3005, 40] {
+            record_syn_ack(&mut half_open, &syn_ack(time_ms, None, 0), Handshake::HalfOpen);
+            record_syn_ack(&mut full, &syn_ack(time_ms, None, 0), Handshake::Full);
+        }
+        assert_eq!(half_open.close_delay, Some(Duration::from_micros(3005)));
+        assert_eq!(full.close_delay, None);
+    }
+
+    #[test]
+    fn the_close_delay_counts_how_long_the_syn_ack_waited_for_the_wake_up() {
+        let woke = Instant::now();
+        let starved = HandshakeInfo {
+            rtt: None,
+            syn_retransmits: 0,
+            since_last_ack: Duration::from_millis(180),
+        };
+        let delay = close_delay(woke, Some(starved));
+        assert!(
+            delay >= Duration::from_millis(180) && delay < Duration::from_secs(5),
+            "{delay:?}"
+        );
+        assert!(close_delay(woke, None) < Duration::from_millis(180));
+    }
 }

@@ -55,6 +55,16 @@ pub(crate) struct TargetState {
     pub(crate) last_duration: f64,
     /// Handshake time of the last successful probe, seconds.
     pub(crate) last_handshake: Option<f64>,
+    /// The kernel's RTT sample (see [`Outcome::tcp_rtt`]) of the last
+    /// probe that had one, seconds; 0 before any.
+    pub(crate) last_tcp_rtt: f64,
+    /// SYN retransmits of successful attempts, over all probes (see
+    /// [`Outcome::syn_retransmits`]).
+    pub(crate) syn_retransmits: u64,
+    /// The target's module probes over TCP, so it has the `TCP_INFO`
+    /// series (`last_tcp_rtt`, `syn_retransmits`), from before its first
+    /// probe on; an `exec` module has not.
+    pub(crate) tcp: bool,
     /// IP version of the last probe: 4, 6 or 0.
     pub(crate) ip_protocol: u8,
     /// The last probe's exit code, for `exec` modules only (see
@@ -98,6 +108,10 @@ impl TargetState {
         self.results[result_index(self.last_reason)] += 1;
         self.attempts += u64::from(outcome.attempts);
         self.attempts_failed += u64::from(outcome.attempts_failed);
+        self.syn_retransmits += u64::from(outcome.syn_retransmits);
+        if let Some(rtt) = outcome.tcp_rtt {
+            self.last_tcp_rtt = rtt.as_secs_f64();
+        }
         if let Some(handshake) = outcome.handshake_time {
             self.last_handshake = Some(handshake.as_secs_f64());
         }
@@ -224,5 +238,27 @@ mod tests {
             "2 s by 5 s"
         );
         assert_eq!(state.last_handshake, Some(0.0003), "the first success's");
+    }
+
+    #[test]
+    fn syn_retransmits_add_up_and_the_last_kernel_rtt_stays_through_failures() {
+        let mut state = TargetState::default();
+        let mut lossy = success();
+        lossy.syn_retransmits = 2;
+        lossy.tcp_rtt = Some(Duration::from_millis(1));
+        state.record(lossy, 2, 3, 1.0);
+        let mut clean = success();
+        clean.tcp_rtt = Some(Duration::from_micros(40));
+        state.record(clean, 2, 3, 2.0);
+        assert_eq!((state.syn_retransmits, state.last_tcp_rtt), (2, 0.000_04));
+        state.record(refused(), 2, 3, 3.0);
+        let mut lossy_again = success();
+        lossy_again.syn_retransmits = 1;
+        state.record(lossy_again, 2, 3, 4.0);
+        assert_eq!(
+            (state.syn_retransmits, state.last_tcp_rtt),
+            (3, 0.000_04),
+            "neither a failure nor a success without a sample clears the RTT"
+        );
     }
 }
