@@ -700,6 +700,24 @@ async fn run_case(case: &Case) -> CaseResult {
         .map_err(|_| bound)
 }
 
+/// What is wrong with a success's kernel timing over the veth path, if
+/// anything: an RTT sample must exist, be above 0 and not exceed the
+/// handshake time the exporter measured from `connect()` (plus the
+/// kernel's rounding, 100 µs), and no SYN was retransmitted (the warm-up
+/// settled the path).
+fn wrong_kernel_timing(outcome: &Outcome) -> Option<String> {
+    let (Some(rtt), Some(handshake)) = (outcome.tcp_rtt, outcome.handshake_time) else {
+        return Some(format!(
+            "expected an RTT sample and a handshake time, got {:?} and {:?}",
+            outcome.tcp_rtt, outcome.handshake_time
+        ));
+    };
+    if rtt.is_zero() || rtt > handshake + Duration::from_micros(100) {
+        return Some(format!("RTT {rtt:?} against a handshake of {handshake:?}"));
+    }
+    (outcome.syn_retransmits != 0).then(|| format!("{} SYN retransmits", outcome.syn_retransmits))
+}
+
 impl Case {
     /// One line for the log: case, result, ICMP detail and duration.
     fn describe(&self, result: &CaseResult) -> String {
@@ -723,8 +741,10 @@ impl Case {
                     .as_ref()
                     .map_or_else(|| "no ICMP".to_owned(), ToString::to_string);
                 format!(
-                    "{head} {verdict}; {icmp}; in {:.6}s",
-                    outcome.duration.as_secs_f64()
+                    "{head} {verdict}; {icmp}; in {:.6}s; handshake {:?}, kernel RTT {:?}",
+                    outcome.duration.as_secs_f64(),
+                    outcome.handshake_time,
+                    outcome.tcp_rtt
                 )
             }
         }
@@ -748,6 +768,7 @@ impl Case {
                 if !outcome.is_success() {
                     return Some("expected success".to_owned());
                 }
+                return wrong_kernel_timing(outcome);
             }
             Expect::Refused => {
                 if outcome.reason() != Some(Reason::Refused) {

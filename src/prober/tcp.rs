@@ -488,7 +488,11 @@ mod tests {
     #[test]
     fn the_first_success_gives_time_and_rtt_and_every_success_adds_its_retransmits() {
         let mut outcome = Outcome::not_started(Failure::new(Reason::Timeout, ""), Duration::ZERO);
-        record_syn_ack(&mut outcome, &syn_ack(1003, Some(1000), 1), Handshake::HalfOpen);
+        record_syn_ack(
+            &mut outcome,
+            &syn_ack(1003, Some(1000), 1),
+            Handshake::HalfOpen,
+        );
         record_syn_ack(&mut outcome, &syn_ack(2, Some(40), 0), Handshake::HalfOpen);
         record_syn_ack(&mut outcome, &syn_ack(3005, None, 2), Handshake::HalfOpen);
         // TCP_INFO unreadable: the time still counts, no retransmits.
@@ -520,11 +524,14 @@ mod tests {
 
     #[test]
     fn half_open_successes_keep_their_largest_close_delay_and_full_ones_none() {
-        let mut half_open =
-            Outcome::not_started(Failure::new(Reason::Timeout, ""), Duration::ZERO);
+        let mut half_open = Outcome::not_started(Failure::new(Reason::Timeout, ""), Duration::ZERO);
         let mut full = half_open.clone();
         for time_ms in [2, 3005, 40] {
-            record_syn_ack(&mut half_open, &syn_ack(time_ms, None, 0), Handshake::HalfOpen);
+            record_syn_ack(
+                &mut half_open,
+                &syn_ack(time_ms, None, 0),
+                Handshake::HalfOpen,
+            );
             record_syn_ack(&mut full, &syn_ack(time_ms, None, 0), Handshake::Full);
         }
         assert_eq!(half_open.close_delay, Some(Duration::from_micros(3005)));
