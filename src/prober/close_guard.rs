@@ -1,5 +1,5 @@
 //! The guard on the half-open race: how long each half-open success took
-//! from the SYN-ACK wake-up to its RST, and how many took too long.
+//! from its SYN-ACK to its RST, and how many took too long.
 //!
 //! A half-open probe is invisible to the target's application only while
 //! its RST leaves before this host's kernel acknowledges the SYN-ACK.
@@ -18,14 +18,13 @@ use crate::histogram::{AtomicHistogram, HistogramValues};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-/// A close later than this after the SYN-ACK wake-up counts as late.
+/// A close later than this after the SYN-ACK counts as late.
 ///
 /// A quarter of the kernel's delayed-ACK timer (`TCP_DELACK_MAX`, 200 ms):
-/// the delay is measured from the exporter's wake-up, not from the
-/// SYN-ACK's arrival, so the SYN-ACK may already have waited for the
-/// busy probe thread before it; and a probe thread that needs 50 ms
-/// between two steps of a probe is starved enough that the next ones
-/// can take the other 150 ms. Closes this late have not leaked a
+/// the kernel's part of the delay (how long the SYN-ACK waited for the
+/// wake-up) has jiffy resolution, up to 10 ms, and a probe thread that
+/// needs 50 ms to answer one SYN-ACK is starved enough that the next
+/// ones can take the other 150 ms. Closes this late have not leaked a
 /// connection yet, but the guard fires while there is still margin.
 pub(crate) const LATE_CLOSE_THRESHOLD: Duration = Duration::from_millis(50);
 

@@ -187,8 +187,11 @@ pub struct Outcome {
     /// silent drop, a local error). With several attempts, the last
     /// failed attempt's.
     pub icmp_error: Option<IcmpError>,
-    /// For `tcp_halfopen` successes: from the wake-up that showed the
-    /// SYN-ACK to the return of the close that sent the RST. The probe
+    /// For `tcp_halfopen` successes: from the SYN-ACK to the return of the
+    /// close that sent the RST. That is the exporter's own time from the
+    /// wake-up that showed the SYN-ACK to the close, plus how long the
+    /// SYN-ACK had waited for that wake-up as `TCP_INFO` tells it (in
+    /// whole milliseconds, so a starved probe thread shows). The probe
     /// stays invisible to the target's application only if that RST goes
     /// out before this host's delayed ACK (about 200 ms after the SYN-ACK),
     /// so this is how much of that margin the exporter used. With several

@@ -553,4 +553,28 @@ mod tests {
         );
         assert!(close_delay(woke, None) < Duration::from_millis(180));
     }
+
+    #[test]
+    fn tcp_info_dates_the_syn_ack_so_that_a_late_wake_up_shows() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let address = listener.local_addr().expect("local address");
+        let socket = open_socket(address, Handshake::HalfOpen, None).expect("socket");
+        let _in_progress = socket.connect(&SockAddr::from(address));
+        let started = std::time::Instant::now();
+        while socket.peer_addr().is_err() {
+            assert!(started.elapsed() < Duration::from_secs(2), "no SYN-ACK");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let prompt = crate::sys::handshake_info(socket.as_fd()).expect("TCP_INFO");
+        std::thread::sleep(Duration::from_millis(60));
+        let late = crate::sys::handshake_info(socket.as_fd()).expect("TCP_INFO");
+        assert!(
+            late.since_last_ack >= Duration::from_millis(50)
+                && late.since_last_ack < Duration::from_secs(2)
+                && prompt.since_last_ack < late.since_last_ack,
+            "SYN-ACK age {:?} at once, {:?} 60 ms later",
+            prompt.since_last_ack,
+            late.since_last_ack
+        );
+    }
 }
