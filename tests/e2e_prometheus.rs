@@ -133,6 +133,8 @@ fn dashboard_is_importable_and_uses_the_datasource_variable() {
         "synack_exporter_schedule_lag_seconds",
         "synack_exporter_halfopen_close_delay_seconds_bucket",
         "synack_exporter_halfopen_late_closes_total",
+        "probe_tcp_rtt_seconds",
+        "probe_tcp_syn_retransmits_total",
         "result=\"local\"",
         "probe_attempts_failed_total",
         "sum_over_time(probe_attempts_failed{",
