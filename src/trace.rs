@@ -49,8 +49,18 @@ pub(crate) enum Step {
         address: SocketAddr,
         half_open: bool,
     },
-    /// The port answered with SYN-ACK; the socket closes with RST.
-    SynAck(SocketAddr),
+    /// The port answered with SYN-ACK, and the socket closed with RST.
+    SynAck {
+        address: SocketAddr,
+        /// From `connect()` to the wake-up at the SYN-ACK.
+        handshake: Duration,
+        /// The kernel's RTT sample of the exchange, if it took one.
+        rtt: Option<Duration>,
+        /// SYNs sent again before the SYN-ACK came.
+        syn_retransmits: u32,
+        /// Half-open only: from the SYN-ACK to the close's return.
+        close_delay: Option<Duration>,
+    },
     /// The connect failed with this errno.
     ConnectFailed { address: SocketAddr, errno: i32 },
     /// No answer came before the deadline.
@@ -259,7 +269,28 @@ impl Display for Line<'_> {
                     "full handshake, SO_LINGER {on, 0}"
                 }
             ),
-            Step::SynAck(address) => write!(f, "{address} answered with SYN-ACK; closing with RST"),
+            Step::SynAck {
+                address,
+                handshake,
+                rtt,
+                syn_retransmits,
+                close_delay,
+            } => {
+                write!(
+                    f,
+                    "{address} answered with SYN-ACK after {:.6}s (kernel RTT ",
+                    handshake.as_secs_f64()
+                )?;
+                match rtt {
+                    Some(rtt) => write!(f, "{:.6}s", rtt.as_secs_f64())?,
+                    None => f.write_str("not sampled")?,
+                }
+                write!(f, ", {syn_retransmits} SYN retransmits); closed with RST")?;
+                match close_delay {
+                    Some(delay) => write!(f, " {:.6}s after it", delay.as_secs_f64()),
+                    None => Ok(()),
+                }
+            }
             Step::ConnectFailed { address, errno } => write!(
                 f,
                 "connect to {address} failed: {}",

@@ -145,6 +145,35 @@ async fn debug_shows_the_steps_errno_and_metrics() {
 }
 
 #[tokio::test]
+async fn debug_of_a_success_shows_the_kernel_timing_and_the_close() {
+    let exporter = TestExporter::embedded(Exporter::builder()).await;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let target = listener.local_addr().expect("local address");
+    for (module, close) in [
+        ("tcp_halfopen", "closed with RST 0.0"),
+        ("tcp_connect", "SYN retransmits); closed with RST\n"),
+    ] {
+        let body = exporter
+            .get(&format!(
+                "/probe?target={target}&module={module}&debug=true"
+            ))
+            .await
+            .body;
+        for expected in [
+            format!("{target} answered with SYN-ACK after 0.0"),
+            "(kernel RTT 0.0".to_owned(),
+            ", 0 SYN retransmits); closed with RST".to_owned(),
+            close.to_owned(),
+        ] {
+            assert!(
+                body.contains(&expected),
+                "{module}: missing {expected:?} in\n{body}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
 async fn scrape_timeout_header_minus_offset_bounds_the_probe() {
     let exporter = TestExporter::embedded(Exporter::builder()).await;
     // A full accept queue drops SYNs, so the probe runs into its deadline.

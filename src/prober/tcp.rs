@@ -327,7 +327,13 @@ async fn connect(
     };
     let Failed { error, icmp } = match waited {
         Ok(syn_ack) => {
-            trace.log(|| Step::SynAck(address));
+            trace.log(|| Step::SynAck {
+                address,
+                handshake: syn_ack.time,
+                rtt: syn_ack.kernel.and_then(|kernel| kernel.rtt),
+                syn_retransmits: syn_ack.kernel.map_or(0, |kernel| kernel.syn_retransmits),
+                close_delay: (handshake == Handshake::HalfOpen).then_some(syn_ack.close_delay),
+            });
             return Ok(syn_ack);
         }
         Err(failed) => failed,
