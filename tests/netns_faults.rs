@@ -276,35 +276,23 @@ impl Case {
             self.fault,
             self.timeout.as_secs_f64()
         );
-        match result {
-            Err(bound) => format!("{head} no outcome within {:.0}s", bound.as_secs_f64()),
-            Ok(Err(error)) => format!("{head} target rejected: {error}"),
-            Ok(Ok(outcome)) => {
-                let verdict = match &outcome.failure {
-                    None => format!(
-                        "success (SYN-ACK after {:.6}s)",
-                        outcome.handshake_time.unwrap_or_default().as_secs_f64()
-                    ),
-                    Some(failure) => format!("{} [{}]", failure.reason, failure.detail),
-                };
-                format!("{head} {verdict} in {:.3}s", outcome.duration.as_secs_f64())
-            }
-        }
+        common::concurrent::describe_checked(&head, result, |outcome| {
+            let verdict = match outcome.handshake_time {
+                Some(handshake) if outcome.is_success() => {
+                    format!("success (SYN-ACK after {:.6}s)", handshake.as_secs_f64())
+                }
+                _ => common::concurrent::verdict(outcome),
+            };
+            format!("{verdict} in {:.3}s", outcome.duration.as_secs_f64())
+        })
     }
 
     /// What is wrong with `result`, if anything.
     fn check(&self, result: &CaseResult) -> Option<String> {
-        let outcome = match result {
-            Err(bound) => return Some(format!("the probe ignored its deadline ({bound:?})")),
-            Ok(Err(error)) => return Some(format!("the target was rejected: {error}")),
-            Ok(Ok(outcome)) => outcome,
+        let outcome = match common::concurrent::outcome_for(result, self.address) {
+            Ok(outcome) => outcome,
+            Err(problem) => return Some(problem),
         };
-        if outcome.address != Some(self.address) {
-            return Some(format!(
-                "probed {:?} instead of {}",
-                outcome.address, self.address
-            ));
-        }
         match self.expect {
             Expect::Open => {
                 if !outcome.is_success() || outcome.handshake_time.is_none() {

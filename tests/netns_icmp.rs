@@ -58,7 +58,7 @@ use common::netns::{ChildTest, NamespaceGuard, run_checked};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use synack_exporter::{Exporter, Module, Outcome, ProberKind, Reason, TargetError};
+use synack_exporter::{Exporter, Module, Outcome, ProberKind, Reason};
 
 /// Set for the re-executed binary in the client namespace.
 const CLIENT_ENV: &str = "SYNACK_NETNS_ICMP_CLIENT";
@@ -431,7 +431,7 @@ struct Case {
 }
 
 /// What one probe returned, or that it did not return in time.
-type CaseResult = Result<Result<Outcome, TargetError>, Duration>;
+type CaseResult = common::concurrent::Checked;
 
 /// The client: checks it is in its namespace, warms up both paths, then
 /// probes every case with both probers and checks reason, ICMP detail and
@@ -689,15 +689,11 @@ fn all_cases() -> Vec<Case> {
     cases
 }
 
-/// One probe, bounded by its timeout plus 5 s in case the prober ever
-/// ignores its deadline.
+/// One probe, bounded in case the prober ever ignores its deadline.
 async fn run_case(case: &Case) -> CaseResult {
     let target = case.address.to_string(); // "[2001:db8:2::2]:81" for IPv6
     let module = Module::new(case.prober).with_timeout(case.timeout);
-    let bound = case.timeout + Duration::from_secs(5);
-    tokio::time::timeout(bound, synack_exporter::check(&target, &module))
-        .await
-        .map_err(|_| bound)
+    common::concurrent::check_bounded(target, module).await
 }
 
 /// What is wrong with a success's kernel timing over the veth path, if
@@ -728,41 +724,27 @@ impl Case {
             self.what,
             self.timeout.as_secs_f64()
         );
-        match result {
-            Err(bound) => format!("{head} no outcome within {:.0}s", bound.as_secs_f64()),
-            Ok(Err(error)) => format!("{head} target rejected: {error}"),
-            Ok(Ok(outcome)) => {
-                let verdict = match &outcome.failure {
-                    None => "success".to_owned(),
-                    Some(failure) => format!("{} [{}]", failure.reason, failure.detail),
-                };
-                let icmp = outcome
-                    .icmp_error
-                    .as_ref()
-                    .map_or_else(|| "no ICMP".to_owned(), ToString::to_string);
-                format!(
-                    "{head} {verdict}; {icmp}; in {:.6}s; handshake {:?}, kernel RTT {:?}",
-                    outcome.duration.as_secs_f64(),
-                    outcome.handshake_time,
-                    outcome.tcp_rtt
-                )
-            }
-        }
+        common::concurrent::describe_checked(&head, result, |outcome| {
+            let icmp = outcome
+                .icmp_error
+                .as_ref()
+                .map_or_else(|| "no ICMP".to_owned(), ToString::to_string);
+            format!(
+                "{}; {icmp}; in {:.6}s; handshake {:?}, kernel RTT {:?}",
+                common::concurrent::verdict(outcome),
+                outcome.duration.as_secs_f64(),
+                outcome.handshake_time,
+                outcome.tcp_rtt
+            )
+        })
     }
 
     /// What is wrong with `result`, if anything.
     fn check(&self, result: &CaseResult) -> Option<String> {
-        let outcome = match result {
-            Err(bound) => return Some(format!("the probe ignored its deadline ({bound:?})")),
-            Ok(Err(error)) => return Some(format!("the target was rejected: {error}")),
-            Ok(Ok(outcome)) => outcome,
+        let outcome = match common::concurrent::outcome_for(result, self.address) {
+            Ok(outcome) => outcome,
+            Err(problem) => return Some(problem),
         };
-        if outcome.address != Some(self.address) {
-            return Some(format!(
-                "probed {:?} instead of {}",
-                outcome.address, self.address
-            ));
-        }
         match self.expect {
             Expect::Open => {
                 if !outcome.is_success() {

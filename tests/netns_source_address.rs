@@ -346,12 +346,9 @@ fn describe(outcome: &Outcome) -> String {
     let address = outcome
         .address
         .map_or_else(|| "?".to_owned(), |address| address.to_string());
-    let verdict = outcome.failure.as_ref().map_or_else(
-        || "success".to_owned(),
-        |failure| format!("{} [{}]", failure.reason, failure.detail),
-    );
     format!(
-        "{address}: {verdict} in {:.3}s",
+        "{address}: {} in {:.3}s",
+        common::concurrent::verdict(outcome),
         outcome.duration.as_secs_f64()
     )
 }
