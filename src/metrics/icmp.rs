@@ -6,7 +6,8 @@
 //! bounded: `type` and `code` are bytes, and `offender` is one address per
 //! target at a time (the router or host that said no, or `""` when the
 //! kernel named none). The ICMP version follows from `probe_ip_protocol`:
-//! type 3 is "destination unreachable" in ICMP, type 1 in ICMPv6.
+//! type 3 is "destination unreachable" in ICMP, type 1 in ICMPv6; except
+//! for an IPv4-mapped target, probed over IPv6, whose errors are ICMP.
 
 #![forbid(unsafe_code)]
 

@@ -309,7 +309,7 @@ async fn connect(
                 Ok(Err(failed)) => Err(failed),
                 Err(_) => Err(Failed {
                     error: None,
-                    icmp: queued_icmp(&stream, address),
+                    icmp: queued_icmp(&stream),
                 }),
             };
             // Closing with zero linger sends the RST, before the delayed ACK.
@@ -379,9 +379,10 @@ fn start_connect(socket: Socket, address: SocketAddr) -> io::Result<TcpStream> {
     TcpStream::from_std(socket.into())
 }
 
-/// The last ICMP error on the socket's error queue that ends a connect to
-/// `address`, if any; an unreadable queue counts as empty.
-fn queued_icmp(stream: &TcpStream, address: SocketAddr) -> Option<IcmpError> {
+/// The ICMP or ICMPv6 error that was last on the socket's error queue, if
+/// any (whether it ends a connect is [`classify::icmp_reason`]'s to say);
+/// an unreadable queue counts as empty.
+fn queued_icmp(stream: &TcpStream) -> Option<IcmpError> {
     let queued = crate::sys::read_error_queue(stream.as_fd()).ok()??;
     if !matches!(
         queued.origin,
@@ -389,11 +390,14 @@ fn queued_icmp(stream: &TcpStream, address: SocketAddr) -> Option<IcmpError> {
     ) {
         return None;
     }
+    // The origin, not the socket's family, says which ICMP it is: an IPv6
+    // socket connecting to an IPv4-mapped address gets ICMP (IPv4) errors,
+    // origin SO_EE_ORIGIN_ICMP, with the sender written as `::ffff:a.b.c.d`.
     Some(IcmpError {
-        ipv6: queued.origin == libc::SO_EE_ORIGIN_ICMP6 || address.is_ipv6(),
+        ipv6: queued.origin == libc::SO_EE_ORIGIN_ICMP6,
         icmp_type: queued.icmp_type,
         code: queued.code,
-        offender: queued.offender,
+        offender: queued.offender.map(|offender| offender.to_canonical()),
     })
 }
 
@@ -434,7 +438,7 @@ fn open_socket(
 /// queue then holds one that ends a connect, the probe ends at once.
 async fn until_connected(stream: &TcpStream, address: SocketAddr) -> Result<Instant, Failed> {
     let failed = |error| Failed {
-        icmp: queued_icmp(stream, address),
+        icmp: queued_icmp(stream),
         error: Some(error),
     };
     loop {
@@ -446,7 +450,7 @@ async fn until_connected(stream: &TcpStream, address: SocketAddr) -> Result<Inst
         if stream.peer_addr().is_ok() {
             return Ok(woke);
         }
-        if let Some(icmp) = queued_icmp(stream, address)
+        if let Some(icmp) = queued_icmp(stream)
             && classify::icmp_reason(&icmp, address.ip()).is_some()
         {
             return Err(Failed {
