@@ -288,6 +288,8 @@ async fn connect(
     trace: &mut Trace,
     icmp_error: &mut Option<IcmpError>,
 ) -> Result<SynAck, Failure> {
+    // This attempt's ICMP error or none, not an earlier attempt's.
+    *icmp_error = None;
     // Nothing has been sent yet: whatever fails here is the exporter's own
     // trouble (fds, a source address it does not have), never the target's.
     let socket = open_socket(address, handshake, source).map_err(|error| {
@@ -556,6 +558,32 @@ mod tests {
             "{delay:?}"
         );
         assert!(close_delay(woke, None) < Duration::from_millis(180));
+    }
+
+    #[tokio::test]
+    async fn an_attempt_that_fails_before_its_syn_leaves_no_earlier_icmp_error() {
+        // As if an earlier attempt had drawn an ICMP error; this one fails
+        // as `local` at bind() (192.0.2.77 is not an address of this
+        // host), before anything is sent: the probe's ICMP detail must
+        // not describe its `local` failure.
+        let mut icmp_error = Some(IcmpError {
+            ipv6: false,
+            icmp_type: 3,
+            code: 13,
+            offender: Some("192.0.2.1".parse().unwrap()),
+        });
+        let result = connect(
+            "127.0.0.1:9".parse().unwrap(),
+            Handshake::HalfOpen,
+            Some("192.0.2.77".parse().unwrap()),
+            Instant::now() + Duration::from_secs(1),
+            &mut Trace::disabled(),
+            &mut icmp_error,
+        )
+        .await;
+        let failure = result.err().expect("bind fails");
+        assert_eq!(failure.reason, Reason::Local, "{}", failure.detail);
+        assert_eq!(icmp_error, None);
     }
 
     #[test]
