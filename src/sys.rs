@@ -274,8 +274,10 @@ pub struct QueuedError {
 /// SYN retransmitted a few times can have drawn as many ICMP errors.
 const ERROR_QUEUE_READS: usize = 8;
 
-/// Drains the socket's error queue (`recvmsg(MSG_ERRQUEUE | MSG_DONTWAIT)`)
-/// and returns its last entry, or `None` when it is empty. Never blocks.
+/// Takes up to `ERROR_QUEUE_READS` (8) entries off the socket's error queue
+/// (`recvmsg(MSG_ERRQUEUE | MSG_DONTWAIT)`) and returns the last of them,
+/// whatever its origin, or `None` when it is empty; entries beyond that
+/// many stay queued. Never blocks.
 ///
 /// # Errors
 /// A `recvmsg` error other than `EAGAIN`, which means the queue is empty.

@@ -497,7 +497,7 @@ async fn the_exporter_shows_who_said_no() {
         .get(&format!("/probe?module=fast&target={probed}"))
         .await;
     let wanted = format!(
-        "probe_icmp_error_info{{type=\"1\",code=\"1\",offender=\"{ROUTER_CLIENT_SIDE_V6}\"}} 1\n"
+        "probe_icmp_error_info{{icmp_type=\"1\",icmp_code=\"1\",offender=\"{ROUTER_CLIENT_SIDE_V6}\"}} 1\n"
     );
     assert!(
         answer.body.contains(&wanted),
@@ -507,7 +507,7 @@ async fn the_exporter_shows_who_said_no() {
     assert_eq!(common::failed_reason(&answer.body), Some("unreachable"));
 
     let wanted = format!(
-        "probe_icmp_error_info{{module=\"fast\",target=\"{scheduled}\",type=\"3\",code=\"13\",offender=\"{ROUTER_CLIENT_SIDE_V4}\"}} 1\n"
+        "probe_icmp_error_info{{module=\"fast\",target=\"{scheduled}\",icmp_type=\"3\",icmp_code=\"13\",offender=\"{ROUTER_CLIENT_SIDE_V4}\"}} 1\n"
     );
     let started = Instant::now();
     let mut metrics = String::new();

@@ -132,7 +132,7 @@ impl ExporterView<'_> {
         writer.family(
             "synack_exporter_halfopen_close_delay_seconds",
             Kind::Histogram,
-            "Half-open successes, /probe and scheduled: time from the wake-up that showed the SYN-ACK to the RST's close.",
+            "Half-open successes, /probe and scheduled: time from the SYN-ACK's arrival (as TCP_INFO dates it, to the millisecond) to the return of the close that sent the RST.",
         );
         let delays = &self.half_open_closes.delays;
         writer.histogram(
@@ -146,7 +146,7 @@ impl ExporterView<'_> {
             "synack_exporter_halfopen_late_closes",
             Kind::Counter,
             &format!(
-                "Half-open successes that closed more than {} ms after the SYN-ACK wake-up, close to the kernel's 200 ms delayed ACK that would complete the handshake.",
+                "Half-open successes that closed more than {} ms after the SYN-ACK, close to the kernel's 200 ms delayed ACK that would complete the handshake.",
                 LATE_CLOSE_THRESHOLD.as_millis()
             ),
         );

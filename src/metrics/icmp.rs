@@ -3,10 +3,11 @@
 //! One info series, only while there is something to say: `/probe`
 //! writes it for a failed probe whose socket drew an ICMP or ICMPv6 error,
 //! and a scheduled target shows the one of its last probe. Its labels are
-//! bounded: `type` and `code` are bytes, and `offender` is one address per
+//! bounded: `icmp_type` and `icmp_code` are bytes, and `offender` is one address per
 //! target at a time (the router or host that said no, or `""` when the
 //! kernel named none). The ICMP version follows from `probe_ip_protocol`:
-//! type 3 is "destination unreachable" in ICMP, type 1 in ICMPv6.
+//! type 3 is "destination unreachable" in ICMP, type 1 in ICMPv6; except
+//! for an IPv4-mapped target, probed over IPv6, whose errors are ICMP.
 
 #![forbid(unsafe_code)]
 
@@ -35,7 +36,7 @@ pub(crate) fn write_sample(writer: &mut Writer<'_>, labels: &str, icmp: &IcmpErr
     // Writing to a String cannot fail; an IP address needs no escaping.
     let _ = write!(
         own,
-        "{separator}type=\"{}\",code=\"{}\",offender=\"",
+        "{separator}icmp_type=\"{}\",icmp_code=\"{}\",offender=\"",
         icmp.icmp_type, icmp.code
     );
     if let Some(offender) = icmp.offender {
@@ -68,7 +69,7 @@ mod tests {
             text,
             "# HELP probe_icmp_error The ICMP error that ended the probe: its type, code and sender (offender); absent when none.\n\
              # TYPE probe_icmp_error info\n\
-             probe_icmp_error_info{type=\"3\",code=\"13\",offender=\"192.0.2.1\"} 1\n"
+             probe_icmp_error_info{icmp_type=\"3\",icmp_code=\"13\",offender=\"192.0.2.1\"} 1\n"
         );
     }
 
@@ -79,7 +80,7 @@ mod tests {
         write_sample(&mut writer, "module=\"m\"", &prohibited(None));
         assert_eq!(
             text,
-            "probe_icmp_error_info{module=\"m\",type=\"3\",code=\"13\",offender=\"\"} 1\n"
+            "probe_icmp_error_info{module=\"m\",icmp_type=\"3\",icmp_code=\"13\",offender=\"\"} 1\n"
         );
     }
 }

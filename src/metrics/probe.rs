@@ -366,7 +366,7 @@ mod tests {
         assert!(
             text.contains(
                 "# TYPE probe_icmp_error info\n\
-                 probe_icmp_error_info{type=\"3\",code=\"13\",offender=\"192.0.2.1\"} 1\n"
+                 probe_icmp_error_info{icmp_type=\"3\",icmp_code=\"13\",offender=\"192.0.2.1\"} 1\n"
             ),
             "{text}"
         );

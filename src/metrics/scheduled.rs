@@ -458,6 +458,69 @@ mod tests {
         assert_eq!(&*targets[1].target_text, "127.0.0.1:3");
     }
 
+    /// The label names of one sample line, in order.
+    fn label_names(line: &str) -> Vec<&str> {
+        let inside = line
+            .split_once('{')
+            .and_then(|(_, rest)| rest.rsplit_once('}'));
+        let mut names = Vec::new();
+        let mut rest = inside.map_or("", |(labels, _)| labels);
+        while let Some((name, value)) = rest.split_once("=\"") {
+            names.push(name.trim_start_matches(','));
+            // Values here hold no escaped quotes.
+            rest = value.split_once('"').map_or("", |(_, after)| after);
+        }
+        names
+    }
+
+    #[test]
+    fn the_icmp_info_labels_never_clash_with_a_targets_own() {
+        // `type` and `code` are common label names and valid ones for a
+        // target (reserved are only the names the exporter sets); a
+        // sample naming one twice makes Prometheus reject the scrape.
+        let yaml = "targets:\n  - module: tcp_halfopen\n    targets: [\"127.0.0.1:1\"]\n    \
+                    labels: {type: db, code: eu1}\n";
+        let config = Config::parse("t.yml", yaml).expect("labels type and code are allowed");
+        let own: Vec<String> = config.targets[0]
+            .labels
+            .keys()
+            .map(|name| format!(",{}=\"x\"", name.0))
+            .collect();
+        let labels = format!("module=\"m\",target=\"t\"{}", own.concat());
+        let mut state = TargetState::default();
+        state.last_icmp_error = Some(crate::prober::IcmpError {
+            ipv6: false,
+            icmp_type: 3,
+            code: 13,
+            offender: Some("192.0.2.1".parse().unwrap()),
+        });
+        let mut text = String::new();
+        let mut writer = Writer::new(&mut text, Format::OpenMetrics);
+        write_samples(
+            &mut writer,
+            Family::IcmpError,
+            icmp::FAMILY,
+            &labels,
+            &state,
+        );
+        let names = label_names(text.trim_end());
+        let mut unique = names.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), names.len(), "{text}");
+        for name in names {
+            if !["module", "target", "type", "code"].contains(&name) {
+                let yaml = format!(
+                    "targets:\n  - module: tcp_halfopen\n    targets: []\n    labels: {{{name}: x}}\n"
+                );
+                assert!(
+                    Config::parse("t.yml", &yaml).is_err(),
+                    "{name}, set by the exporter, must be reserved"
+                );
+            }
+        }
+    }
+
     #[test]
     fn the_icmp_error_of_the_last_probe_only_is_shown() {
         use crate::prober::{Failure, IcmpError, Outcome};
@@ -483,7 +546,7 @@ mod tests {
         state.record(unreachable, 1, 1, 1.0);
         assert_eq!(
             icmp_lines(&state),
-            "probe_icmp_error_info{module=\"m\",target=\"t\",type=\"1\",code=\"3\",offender=\"2001:db8:1::1\"} 1\n"
+            "probe_icmp_error_info{module=\"m\",target=\"t\",icmp_type=\"1\",icmp_code=\"3\",offender=\"2001:db8:1::1\"} 1\n"
         );
         let refused = Outcome::not_started(
             Failure::new(Reason::Refused, "RST"),

@@ -288,6 +288,8 @@ async fn connect(
     trace: &mut Trace,
     icmp_error: &mut Option<IcmpError>,
 ) -> Result<SynAck, Failure> {
+    // This attempt's ICMP error or none, not an earlier attempt's.
+    *icmp_error = None;
     // Nothing has been sent yet: whatever fails here is the exporter's own
     // trouble (fds, a source address it does not have), never the target's.
     let socket = open_socket(address, handshake, source).map_err(|error| {
@@ -309,7 +311,7 @@ async fn connect(
                 Ok(Err(failed)) => Err(failed),
                 Err(_) => Err(Failed {
                     error: None,
-                    icmp: queued_icmp(&stream, address),
+                    icmp: queued_icmp(&stream),
                 }),
             };
             // Closing with zero linger sends the RST, before the delayed ACK.
@@ -385,9 +387,10 @@ fn start_connect(socket: Socket, address: SocketAddr) -> io::Result<TcpStream> {
     TcpStream::from_std(socket.into())
 }
 
-/// The last ICMP error on the socket's error queue that ends a connect to
-/// `address`, if any; an unreadable queue counts as empty.
-fn queued_icmp(stream: &TcpStream, address: SocketAddr) -> Option<IcmpError> {
+/// The ICMP or ICMPv6 error that was last on the socket's error queue, if
+/// any (whether it ends a connect is [`classify::icmp_reason`]'s to say);
+/// an unreadable queue counts as empty.
+fn queued_icmp(stream: &TcpStream) -> Option<IcmpError> {
     let queued = crate::sys::read_error_queue(stream.as_fd()).ok()??;
     if !matches!(
         queued.origin,
@@ -395,11 +398,14 @@ fn queued_icmp(stream: &TcpStream, address: SocketAddr) -> Option<IcmpError> {
     ) {
         return None;
     }
+    // The origin, not the socket's family, says which ICMP it is: an IPv6
+    // socket connecting to an IPv4-mapped address gets ICMP (IPv4) errors,
+    // origin SO_EE_ORIGIN_ICMP, with the sender written as `::ffff:a.b.c.d`.
     Some(IcmpError {
-        ipv6: queued.origin == libc::SO_EE_ORIGIN_ICMP6 || address.is_ipv6(),
+        ipv6: queued.origin == libc::SO_EE_ORIGIN_ICMP6,
         icmp_type: queued.icmp_type,
         code: queued.code,
-        offender: queued.offender,
+        offender: queued.offender.map(|offender| offender.to_canonical()),
     })
 }
 
@@ -440,7 +446,7 @@ fn open_socket(
 /// queue then holds one that ends a connect, the probe ends at once.
 async fn until_connected(stream: &TcpStream, address: SocketAddr) -> Result<Instant, Failed> {
     let failed = |error| Failed {
-        icmp: queued_icmp(stream, address),
+        icmp: queued_icmp(stream),
         error: Some(error),
     };
     loop {
@@ -452,7 +458,7 @@ async fn until_connected(stream: &TcpStream, address: SocketAddr) -> Result<Inst
         if stream.peer_addr().is_ok() {
             return Ok(woke);
         }
-        if let Some(icmp) = queued_icmp(stream, address)
+        if let Some(icmp) = queued_icmp(stream)
             && classify::icmp_reason(&icmp, address.ip()).is_some()
         {
             return Err(Failed {
@@ -558,6 +564,32 @@ mod tests {
             "{delay:?}"
         );
         assert!(close_delay(woke, None) < Duration::from_millis(180));
+    }
+
+    #[tokio::test]
+    async fn an_attempt_that_fails_before_its_syn_leaves_no_earlier_icmp_error() {
+        // As if an earlier attempt had drawn an ICMP error; this one fails
+        // as `local` at bind() (192.0.2.77 is not an address of this
+        // host), before anything is sent: the probe's ICMP detail must
+        // not describe its `local` failure.
+        let mut icmp_error = Some(IcmpError {
+            ipv6: false,
+            icmp_type: 3,
+            code: 13,
+            offender: Some("192.0.2.1".parse().unwrap()),
+        });
+        let result = connect(
+            "127.0.0.1:9".parse().unwrap(),
+            Handshake::HalfOpen,
+            Some("192.0.2.77".parse().unwrap()),
+            Instant::now() + Duration::from_secs(1),
+            &mut Trace::disabled(),
+            &mut icmp_error,
+        )
+        .await;
+        let failure = result.err().expect("bind fails");
+        assert_eq!(failure.reason, Reason::Local, "{}", failure.detail);
+        assert_eq!(icmp_error, None);
     }
 
     #[test]
