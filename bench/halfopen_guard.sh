@@ -31,7 +31,8 @@
 #   env TARGET_BANNER  what the target sends before closing  default "220 hello"
 #   env SYNACK_BIN  a binary built with --features bench to use instead of
 #                   building one (to compare two builds)
-#   env KEEP_DIR=1  keep the work directory
+#   env KEEP_DIR=1  keep the work directory (metrics.PHASE.ROUND: the
+#                   close-delay histogram and probe counts after each phase)
 #
 # Needs root (ip netns, setns, nice -19) and 2 or more CPUs. Traffic:
 # 127.0.0.1 on the host and inside the namespace it creates (deleted on
@@ -140,6 +141,8 @@ for round in $(seq "$ROUNDS"); do
         sleep 6
         a1=$(target_accepts); d1=$(tcpext "$NETNS" DelayedACKs); l1=$(late); o1=$(over_200ms)
         s1=$(probe_results "$PORT" success)
+        curl -sf --max-time 30 "http://127.0.0.1:$PORT/metrics" | grep -E '^synack_exporter_(halfopen|probes_total)' \
+            >"$WORK/metrics.$phase.$round" || true
         requests=$(awk '/requests in/ { print $1 }' "$WORK/wrk.$phase.$round")
         accepts=$((a1 - a0)) lates=$((l1 - l0))
         verdict=PASS
