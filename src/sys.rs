@@ -422,10 +422,17 @@ pub(crate) struct HandshakeInfo {
     /// because the ACK of the SYN resets the latter (it counts the
     /// retransmits of the segment now outstanding, not of the connection).
     pub(crate) syn_retransmits: u32,
-    /// Time since the last ACK was received (`tcpi_last_ack_recv`): read
-    /// at the wake-up, that is the SYN-ACK, so it says how late the
-    /// exporter woke up. Whole milliseconds, and 0 when read at once.
-    pub(crate) since_last_ack: Duration,
+    /// Time since the SYN-ACK (`tcpi_last_data_sent`): read at the
+    /// wake-up, it says how late the exporter woke up. The kernel stamps
+    /// `lsndtime` when the SYN-ACK completes the connect
+    /// (`tcp_finish_connect`) and again only when data is sent, which a
+    /// probe never does; so, unlike `tcpi_last_ack_recv`, it keeps the
+    /// SYN-ACK's age when a starved probe's delayed ACK has completed the
+    /// handshake and the target then greets or closes (measured on 6.18:
+    /// read 300 ms after the SYN-ACK, `tcpi_last_ack_recv` said 96 ms, the
+    /// time since the target's greeting). Whole milliseconds (jiffies),
+    /// and 0 when read at once.
+    pub(crate) since_syn_ack: Duration,
 }
 
 /// Reads `TCP_INFO` of a TCP socket: see [`HandshakeInfo`].
@@ -456,6 +463,6 @@ pub(crate) fn handshake_info(fd: BorrowedFd<'_>) -> io::Result<HandshakeInfo> {
     Ok(HandshakeInfo {
         rtt: (info.tcpi_rtt > 0).then(|| Duration::from_micros(info.tcpi_rtt.into())),
         syn_retransmits: info.tcpi_total_retrans,
-        since_last_ack: Duration::from_millis(info.tcpi_last_ack_recv.into()),
+        since_syn_ack: Duration::from_millis(info.tcpi_last_data_sent.into()),
     })
 }

@@ -365,14 +365,14 @@ async fn connect(
 }
 
 /// How long after the SYN-ACK the close returned, measured just after it:
-/// the kernel's age of the SYN-ACK at the wake-up (`tcpi_last_ack_recv`,
-/// whole milliseconds of jiffies), which counts the time the SYN-ACK
+/// the kernel's age of the SYN-ACK at the wake-up (`tcpi_last_data_sent`,
+/// whole milliseconds of jiffies; see [`HandshakeInfo::since_syn_ack`]), which counts the time the SYN-ACK
 /// waited for a starved probe thread, plus the exporter's own time from
 /// that wake-up (clock read at `woke`) to now. The kernel's part is coarse:
 /// it reads 0 right at a prompt wake-up, and can add one jiffy (1–10 ms)
 /// when the SYN-ACK came just before a tick.
 fn close_delay(woke: Instant, kernel: Option<HandshakeInfo>) -> Duration {
-    let waited_for_wake_up = kernel.map_or(Duration::ZERO, |kernel| kernel.since_last_ack);
+    let waited_for_wake_up = kernel.map_or(Duration::ZERO, |kernel| kernel.since_syn_ack);
     waited_for_wake_up + woke.elapsed()
 }
 
@@ -490,7 +490,7 @@ mod tests {
             kernel: Some(HandshakeInfo {
                 rtt: rtt_us.map(Duration::from_micros),
                 syn_retransmits,
-                since_last_ack: Duration::ZERO,
+                since_syn_ack: Duration::ZERO,
             }),
             // Distinct per attempt, so that the largest can be told apart.
             close_delay: Duration::from_micros(time_ms),
@@ -556,7 +556,7 @@ mod tests {
         let starved = HandshakeInfo {
             rtt: None,
             syn_retransmits: 0,
-            since_last_ack: Duration::from_millis(180),
+            since_syn_ack: Duration::from_millis(180),
         };
         let delay = close_delay(woke, Some(starved));
         assert!(
@@ -592,6 +592,53 @@ mod tests {
         assert_eq!(icmp_error, None);
     }
 
+    /// A starved probe thread lets the kernel's delayed ACK complete the
+    /// handshake; a target that then greets (SSH, SMTP) or closes sends
+    /// segments whose ACKs reset `tcpi_last_ack_recv`. The age of the
+    /// SYN-ACK read 300 ms after it must still say 300 ms, not the ~100 ms
+    /// since the target's greeting (what `tcpi_last_ack_recv` said), or the
+    /// guard misses the very closes that leaked a connection.
+    #[test]
+    fn the_syn_ack_age_survives_what_the_target_sends_after_the_delayed_ack() {
+        use std::io::Write;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener
+            .set_nonblocking(true)
+            .expect("non-blocking listener");
+        let address = listener.local_addr().expect("local address");
+        let socket = open_socket(address, Handshake::HalfOpen, None).expect("socket");
+        let _in_progress = socket.connect(&SockAddr::from(address));
+        let started = std::time::Instant::now();
+        while socket.peer_addr().is_err() {
+            assert!(started.elapsed() < Duration::from_secs(2), "no SYN-ACK");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let syn_ack = std::time::Instant::now();
+        // The delayed ACK (~200 ms) completes the handshake: accept, greet
+        // and close, as a target would.
+        let (mut accepted, _) = loop {
+            match listener.accept() {
+                Ok(connection) => break connection,
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                    assert!(syn_ack.elapsed() < Duration::from_secs(2), "never accepted");
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err(error) => panic!("accept: {error}"),
+            }
+        };
+        accepted.write_all(b"220 hello\r\n").expect("greeting");
+        drop(accepted);
+        std::thread::sleep(Duration::from_millis(300).saturating_sub(syn_ack.elapsed()));
+        let late = crate::sys::handshake_info(socket.as_fd()).expect("TCP_INFO");
+        assert!(
+            late.since_syn_ack >= Duration::from_millis(250)
+                && late.since_syn_ack < Duration::from_secs(2),
+            "SYN-ACK age {:?} read {:?} after it",
+            late.since_syn_ack,
+            syn_ack.elapsed()
+        );
+    }
+
     #[test]
     fn tcp_info_dates_the_syn_ack_so_that_a_late_wake_up_shows() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -607,12 +654,12 @@ mod tests {
         std::thread::sleep(Duration::from_millis(60));
         let late = crate::sys::handshake_info(socket.as_fd()).expect("TCP_INFO");
         assert!(
-            late.since_last_ack >= Duration::from_millis(50)
-                && late.since_last_ack < Duration::from_secs(2)
-                && prompt.since_last_ack < late.since_last_ack,
+            late.since_syn_ack >= Duration::from_millis(50)
+                && late.since_syn_ack < Duration::from_secs(2)
+                && prompt.since_syn_ack < late.since_syn_ack,
             "SYN-ACK age {:?} at once, {:?} 60 ms later",
-            prompt.since_last_ack,
-            late.since_last_ack
+            prompt.since_syn_ack,
+            late.since_syn_ack
         );
     }
 }
