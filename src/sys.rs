@@ -433,6 +433,14 @@ pub(crate) struct HandshakeInfo {
     /// time since the target's greeting). Whole milliseconds (jiffies),
     /// and 0 when read at once.
     pub(crate) since_syn_ack: Duration,
+    /// TCP segments received so far (`tcpi_segs_in`, Linux 4.2 and later;
+    /// 0 on older kernels, whose shorter struct leaves it unwritten). At a
+    /// half-open probe's wake-up it is 1, the SYN-ACK; more means the
+    /// target sent again, which it does only after this host's ACK (sent
+    /// by the delayed-ACK timer) or when that ACK never came for a second
+    /// (a repeated SYN-ACK, which this host then ACKs at once): either way
+    /// the target completed the handshake.
+    pub(crate) segments_in: u32,
 }
 
 /// Reads `TCP_INFO` of a TCP socket: see [`HandshakeInfo`].
@@ -464,5 +472,6 @@ pub(crate) fn handshake_info(fd: BorrowedFd<'_>) -> io::Result<HandshakeInfo> {
         rtt: (info.tcpi_rtt > 0).then(|| Duration::from_micros(info.tcpi_rtt.into())),
         syn_retransmits: info.tcpi_total_retrans,
         since_syn_ack: Duration::from_millis(info.tcpi_last_data_sent.into()),
+        segments_in: info.tcpi_segs_in,
     })
 }

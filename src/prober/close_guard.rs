@@ -28,6 +28,10 @@ use std::time::Duration;
 /// connection yet, but the guard fires while there is still margin.
 pub(crate) const LATE_CLOSE_THRESHOLD: Duration = Duration::from_millis(50);
 
+/// How long this host's kernel holds back the ACK of a SYN-ACK when quick
+/// ACKs are off (`TCP_DELACK_MAX`): the margin a half-open close has.
+pub(crate) const DELAYED_ACK: Duration = Duration::from_millis(200);
+
 /// Upper bounds of the close-delay histogram, seconds: 100 µs (most
 /// closes, even under HTTP load) to 1 s, with 50 ms
 /// ([`LATE_CLOSE_THRESHOLD`]) and 200 ms (the delayed ACK) among them.

@@ -20,7 +20,9 @@
 
 #![forbid(unsafe_code)]
 
-use super::{Budget, Failure, IcmpError, Outcome, Reason, Resolver, classify, resolve};
+use super::{
+    Budget, Failure, IcmpError, Outcome, Reason, Resolver, classify, close_guard, resolve,
+};
 use crate::config::{TargetPolicy, TcpOptions};
 use crate::sys::HandshakeInfo;
 use crate::target::Target;
@@ -371,9 +373,24 @@ async fn connect(
 /// that wake-up (clock read at `woke`) to now. The kernel's part is coarse:
 /// it reads 0 right at a prompt wake-up, and can add one jiffy (1–10 ms)
 /// when the SYN-ACK came just before a tick.
+///
+/// When the target had sent more than the SYN-ACK by the wake-up
+/// ([`HandshakeInfo::segments_in`]), the handshake completed on its side
+/// however soon the close came after what the kernel dates as the SYN-ACK
+/// (a SYN-ACK held in the socket's backlog while a pre-empted `connect()`
+/// held the lock is dated when it is processed): the delay is then at
+/// least [`close_guard::DELAYED_ACK`], the earliest such a second segment
+/// can come.
 fn close_delay(woke: Instant, kernel: Option<HandshakeInfo>) -> Duration {
-    let waited_for_wake_up = kernel.map_or(Duration::ZERO, |kernel| kernel.since_syn_ack);
-    waited_for_wake_up + woke.elapsed()
+    let Some(kernel) = kernel else {
+        return woke.elapsed();
+    };
+    let measured = kernel.since_syn_ack + woke.elapsed();
+    if kernel.segments_in > 1 {
+        measured.max(close_guard::DELAYED_ACK)
+    } else {
+        measured
+    }
 }
 
 /// Sends the SYN: a non-blocking connect, then the socket handed to tokio.
@@ -491,6 +508,7 @@ mod tests {
                 rtt: rtt_us.map(Duration::from_micros),
                 syn_retransmits,
                 since_syn_ack: Duration::ZERO,
+                segments_in: 1,
             }),
             // Distinct per attempt, so that the largest can be told apart.
             close_delay: Duration::from_micros(time_ms),
@@ -557,6 +575,7 @@ mod tests {
             rtt: None,
             syn_retransmits: 0,
             since_syn_ack: Duration::from_millis(180),
+            segments_in: 1,
         };
         let delay = close_delay(woke, Some(starved));
         assert!(
@@ -564,6 +583,21 @@ mod tests {
             "{delay:?}"
         );
         assert!(close_delay(woke, None) < Duration::from_millis(180));
+    }
+
+    #[test]
+    fn a_second_segment_from_the_target_makes_the_close_at_least_the_delayed_ack_late() {
+        let woke = Instant::now();
+        let info = |segments_in| HandshakeInfo {
+            rtt: None,
+            syn_retransmits: 0,
+            since_syn_ack: Duration::ZERO,
+            segments_in,
+        };
+        assert!(close_delay(woke, Some(info(1))) < close_guard::LATE_CLOSE_THRESHOLD);
+        assert!(close_delay(woke, Some(info(2))) >= close_guard::DELAYED_ACK);
+        // Kernels before 4.2 leave the count at 0: no guess either way.
+        assert!(close_delay(woke, Some(info(0))) < close_guard::LATE_CLOSE_THRESHOLD);
     }
 
     #[tokio::test]
@@ -637,6 +671,11 @@ mod tests {
             late.since_syn_ack,
             syn_ack.elapsed()
         );
+        assert!(
+            late.segments_in >= 2,
+            "the greeting counts: {} segments",
+            late.segments_in
+        );
     }
 
     #[test]
@@ -656,9 +695,11 @@ mod tests {
         assert!(
             late.since_syn_ack >= Duration::from_millis(50)
                 && late.since_syn_ack < Duration::from_secs(2)
-                && prompt.since_syn_ack < late.since_syn_ack,
-            "SYN-ACK age {:?} at once, {:?} 60 ms later",
+                && prompt.since_syn_ack < late.since_syn_ack
+                && prompt.segments_in == 1,
+            "SYN-ACK age {:?} at once ({} segments in), {:?} 60 ms later",
             prompt.since_syn_ack,
+            prompt.segments_in,
             late.since_syn_ack
         );
     }
