@@ -106,10 +106,13 @@ pub async fn check(target: &str, module: &Module) -> Result<Outcome, TargetError
     let target = Target::parse(target)?;
     let budget = prober::Budget::new(tokio::time::Instant::now(), module.timeout.0);
     let resolver = prober::resolve::for_check();
+    // A library caller has no /metrics: the guard's counts are dropped.
+    let closes = prober::HalfOpenCloses::default();
     Ok(prober::run(
         module,
         &target,
         &resolver,
+        &closes,
         budget,
         &mut trace::Trace::disabled(),
     )

@@ -29,8 +29,9 @@
 //! 200 ms (measured: 2 626 of 288 000 probes accepted under
 //! `wrk -c2000`); on the probe thread the only work between a wake-up
 //! and the close is other probes' equally short steps. Every half-open
-//! success's time from that wake-up to the close counts into
-//! [`HalfOpenCloses`], so that `/metrics` shows it if this stops holding.
+//! socket that reached SYN-ACK counts its time from the SYN-ACK to the
+//! close into [`HalfOpenCloses`], also when its probe was abandoned, so
+//! that `/metrics` shows it if this stops holding.
 //!
 //! For the same reason DNS queries run on a second thread, the DNS
 //! thread, which the runner starts with the exporter's one [`Resolver`];
@@ -291,9 +292,16 @@ impl Rules {
             Err(failure) => return Self::refuse(module, failure, asked, trace),
         };
         let _in_flight = InFlight::enter(&self.in_flight);
-        let outcome = prober::run(&module.module, target, &self.resolver, budget, trace).await;
+        let outcome = prober::run(
+            &module.module,
+            target,
+            &self.resolver,
+            &self.half_open_closes,
+            budget,
+            trace,
+        )
+        .await;
         module.results.record(&outcome);
-        self.half_open_closes.observe(&outcome);
         outcome
     }
 }

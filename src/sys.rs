@@ -441,7 +441,14 @@ pub(crate) struct HandshakeInfo {
     /// (a repeated SYN-ACK, which this host then ACKs at once): either way
     /// the target completed the handshake.
     pub(crate) segments_in: u32,
+    /// The connection is established on this side (`tcpi_state` is
+    /// `TCP_ESTABLISHED`): a SYN-ACK came.
+    pub(crate) established: bool,
 }
+
+/// `tcpi_state` of an established connection (linux/tcp_states.h); the
+/// libc crate defines it for Hurd only.
+const TCP_ESTABLISHED: u8 = 1;
 
 /// Reads `TCP_INFO` of a TCP socket: see [`HandshakeInfo`].
 ///
@@ -473,5 +480,6 @@ pub(crate) fn handshake_info(fd: BorrowedFd<'_>) -> io::Result<HandshakeInfo> {
         syn_retransmits: info.tcpi_total_retrans,
         since_syn_ack: Duration::from_millis(info.tcpi_last_data_sent.into()),
         segments_in: info.tcpi_segs_in,
+        established: info.tcpi_state == TCP_ESTABLISHED,
     })
 }

@@ -49,7 +49,7 @@ pub(crate) struct ExporterView<'a> {
     pub(crate) reload: &'a ReloadStatus,
     /// How late scheduled probes started.
     pub(crate) schedule_lag: HistogramValues,
-    /// How soon half-open successes closed after their SYN-ACK.
+    /// How soon half-open sockets closed after their SYN-ACK.
     pub(crate) half_open_closes: HalfOpenCloseValues,
     /// Targets this instance probes on its schedule.
     pub(crate) scheduled_targets: usize,
@@ -132,7 +132,7 @@ impl ExporterView<'_> {
         writer.family(
             "synack_exporter_halfopen_close_delay_seconds",
             Kind::Histogram,
-            "Half-open successes, /probe and scheduled: time from the SYN-ACK's arrival (as TCP_INFO dates it, to the millisecond) to the return of the close that sent the RST.",
+            "Half-open sockets that got a SYN-ACK (each attempt, and those of timed-out or cancelled probes), /probe and scheduled: time from the SYN-ACK's arrival (as TCP_INFO dates it, to the millisecond) to the return of the close that sent the RST.",
         );
         let delays = &self.half_open_closes.delays;
         writer.histogram(
@@ -146,7 +146,7 @@ impl ExporterView<'_> {
             "synack_exporter_halfopen_late_closes",
             Kind::Counter,
             &format!(
-                "Half-open successes that closed more than {} ms after the SYN-ACK, close to the kernel's 200 ms delayed ACK that would complete the handshake.",
+                "Half-open sockets that closed more than {} ms after their SYN-ACK (or after the target sent again), close to the kernel's 200 ms delayed ACK that would complete the handshake.",
                 LATE_CLOSE_THRESHOLD.as_millis()
             ),
         );

@@ -1,4 +1,4 @@
-//! The guard on the half-open race: how long each half-open success took
+//! The guard on the half-open race: how long each half-open socket took
 //! from its SYN-ACK to its RST, and how many took too long.
 //!
 //! A half-open probe is invisible to the target's application only while
@@ -7,13 +7,14 @@
 //! (200 ms) after the SYN-ACK arrived; past it the handshake completes
 //! and the application accepts a connection. Nothing on the wire tells
 //! the exporter that this happened, so it watches its own margin instead:
-//! [`Outcome::close_delay`] for every half-open success, counted here
+//! the close delay of every half-open socket that reached SYN-ACK (see
+//! `ProbeSocket` in `tcp.rs`: successes, and sockets dropped with a
+//! SYN-ACK their probe did not see in time), counted here
 //! for `synack_exporter_halfopen_close_delay_seconds` and
 //! `synack_exporter_halfopen_late_closes_total`.
 
 #![forbid(unsafe_code)]
 
-use super::Outcome;
 use crate::histogram::{AtomicHistogram, HistogramValues};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -68,12 +69,8 @@ impl Default for HalfOpenCloses {
 }
 
 impl HalfOpenCloses {
-    /// Counts the close delay of `outcome`, if it has one (a half-open
-    /// success); other outcomes leave it as it is.
-    pub(crate) fn observe(&self, outcome: &Outcome) {
-        let Some(delay) = outcome.close_delay else {
-            return;
-        };
+    /// Counts the close of one half-open socket `delay` after its SYN-ACK.
+    pub(crate) fn observe(&self, delay: Duration) {
         self.delays.observe(delay);
         if delay > LATE_CLOSE_THRESHOLD {
             self.late.fetch_add(1, Ordering::Relaxed);
@@ -92,26 +89,16 @@ impl HalfOpenCloses {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::prober::{Failure, Reason};
-
-    fn closed_after(delay: Duration) -> Outcome {
-        let mut outcome = Outcome::not_started(Failure::new(Reason::Local, ""), Duration::ZERO);
-        outcome.failure = None;
-        outcome.close_delay = Some(delay);
-        outcome
-    }
 
     #[test]
     fn only_closes_past_the_threshold_count_as_late() {
         let closes = HalfOpenCloses::default();
-        closes.observe(&closed_after(Duration::from_micros(20)));
-        closes.observe(&closed_after(LATE_CLOSE_THRESHOLD));
+        closes.observe(Duration::from_micros(20));
+        closes.observe(LATE_CLOSE_THRESHOLD);
         assert_eq!(closes.values().late, 0, "50 ms itself is not late");
-        closes.observe(&closed_after(
-            LATE_CLOSE_THRESHOLD + Duration::from_micros(1),
-        ));
-        closes.observe(&closed_after(Duration::from_millis(250)));
-        closes.observe(&closed_after(Duration::from_secs(3)));
+        closes.observe(LATE_CLOSE_THRESHOLD + Duration::from_micros(1));
+        closes.observe(Duration::from_millis(250));
+        closes.observe(Duration::from_secs(3));
         assert_eq!(closes.values().late, 3);
     }
 
@@ -119,7 +106,7 @@ mod tests {
     fn every_close_lands_under_its_bound() {
         let closes = HalfOpenCloses::default();
         for micros in [20, 50, 300, 50_000, 50_001, 150_000, 250_000, 3_000_000] {
-            closes.observe(&closed_after(Duration::from_micros(micros)));
+            closes.observe(Duration::from_micros(micros));
         }
         let delays = closes.values().delays;
         assert_eq!(delays.bounds, CLOSE_DELAY_BUCKETS);
@@ -136,15 +123,5 @@ mod tests {
         assert_eq!(under(1.0), 7, "3 s is above every bound");
         assert_eq!(delays.count, 8);
         assert!((delays.sum - 3.500_371).abs() < 1e-9, "{}", delays.sum);
-    }
-
-    #[test]
-    fn outcomes_without_a_close_delay_count_nowhere() {
-        let closes = HalfOpenCloses::default();
-        let refused = Outcome::not_started(Failure::new(Reason::Refused, ""), Duration::ZERO);
-        closes.observe(&refused);
-        let values = closes.values();
-        assert_eq!((values.delays.count, values.late), (0, 0));
-        assert!(values.delays.cumulative.iter().all(|count| *count == 0));
     }
 }

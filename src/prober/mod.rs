@@ -191,12 +191,15 @@ pub struct Outcome {
     /// close that sent the RST. That is the exporter's own time from the
     /// wake-up that showed the SYN-ACK to the close, plus how long the
     /// SYN-ACK had waited for that wake-up as `TCP_INFO` tells it (in
-    /// whole milliseconds, so a starved probe thread shows). The probe
+    /// whole milliseconds, so a starved probe thread shows), and at least
+    /// 200 ms when the target had sent more than the SYN-ACK. The probe
     /// stays invisible to the target's application only if that RST goes
     /// out before this host's delayed ACK (about 200 ms after the SYN-ACK),
     /// so this is how much of that margin the exporter used. With several
     /// successful attempts, the largest. `None` for failures, and for
-    /// `tcp_connect`, which completes the handshake on purpose.
+    /// `tcp_connect`, which completes the handshake on purpose. The
+    /// exporter's guard counts every half-open close itself, also those
+    /// of probes that end without an outcome (cancelled).
     pub close_delay: Option<Duration>,
 }
 
@@ -373,11 +376,13 @@ impl Budget {
 }
 
 /// Runs one probe of `target` with `module` within `budget`; names are
-/// looked up with `resolver`.
+/// looked up with `resolver`, and every half-open close is counted in
+/// `closes`.
 pub(crate) async fn run(
     module: &Module,
     target: &Target,
     resolver: &Resolver,
+    closes: &HalfOpenCloses,
     budget: Budget,
     trace: &mut Trace,
 ) -> Outcome {
@@ -394,17 +399,7 @@ pub(crate) async fn run(
             } else {
                 tcp::Handshake::Full
             };
-            let policy = module.target_policy.as_deref();
-            tcp::probe(
-                handshake,
-                target,
-                &module.tcp,
-                policy,
-                resolver,
-                budget,
-                trace,
-            )
-            .await
+            tcp::probe(handshake, target, module, resolver, closes, budget, trace).await
         }
         ProberKind::Exec => match &module.exec {
             Some(options) => {

@@ -21,9 +21,10 @@
 #![forbid(unsafe_code)]
 
 use super::{
-    Budget, Failure, IcmpError, Outcome, Reason, Resolver, classify, close_guard, resolve,
+    Budget, Failure, HalfOpenCloses, IcmpError, Outcome, Reason, Resolver, classify, close_guard,
+    resolve,
 };
-use crate::config::{TargetPolicy, TcpOptions};
+use crate::config::{Module, TcpOptions};
 use crate::sys::HandshakeInfo;
 use crate::target::Target;
 use crate::trace::{Step, Trace};
@@ -53,12 +54,14 @@ pub(super) enum Handshake {
 pub(super) async fn probe(
     handshake: Handshake,
     target: &Target,
-    options: &TcpOptions,
-    policy: Option<&TargetPolicy>,
+    module: &Module,
     resolver: &Resolver,
+    closes: &HalfOpenCloses,
     budget: Budget,
     trace: &mut Trace,
 ) -> Outcome {
+    let options = &module.tcp;
+    let policy = module.target_policy.as_deref();
     let cleared = match policy.map(|policy| policy.check_target(target)) {
         Some(Err(refusal)) => return Outcome::denied(&refusal),
         Some(Ok(cleared)) => Some(cleared),
@@ -103,10 +106,13 @@ pub(super) async fn probe(
     }
     let address = SocketAddr::new(ip, target.port);
     outcome.address = Some(address);
+    // Only a half-open close races the delayed ACK.
+    let guard = (handshake == Handshake::HalfOpen).then_some(closes);
     attempt_all(
         handshake,
         address,
         options,
+        guard,
         budget.deadline,
         &mut outcome,
         trace,
@@ -135,6 +141,7 @@ async fn attempt_all(
     handshake: Handshake,
     address: SocketAddr,
     options: &TcpOptions,
+    guard: Option<&HalfOpenCloses>,
     deadline: Instant,
     outcome: &mut Outcome,
     trace: &mut Trace,
@@ -163,6 +170,7 @@ async fn attempt_all(
             address,
             handshake,
             options.source_ip_address,
+            guard,
             attempt_deadline,
             trace,
             &mut outcome.icmp_error,
@@ -286,6 +294,7 @@ async fn connect(
     address: SocketAddr,
     handshake: Handshake,
     source: Option<IpAddr>,
+    guard: Option<&HalfOpenCloses>,
     deadline: Instant,
     trace: &mut Trace,
     icmp_error: &mut Option<IcmpError>,
@@ -307,22 +316,29 @@ async fn connect(
     let connect_started = Instant::now();
     let waited = match start_connect(socket, address) {
         Ok(stream) => {
-            let ended = tokio::time::timeout_at(deadline, until_connected(&stream, address)).await;
-            let ended = match ended {
-                Ok(Ok(woke)) => Ok((woke, crate::sys::handshake_info(stream.as_fd()).ok())),
-                Ok(Err(failed)) => Err(failed),
+            let socket = ProbeSocket::new(stream, guard);
+            let ended =
+                tokio::time::timeout_at(deadline, until_connected(socket.stream(), address)).await;
+            match ended {
+                Ok(Ok(woke)) => {
+                    let kernel = crate::sys::handshake_info(socket.stream().as_fd()).ok();
+                    Ok(SynAck {
+                        time: woke.saturating_duration_since(connect_started),
+                        kernel,
+                        close_delay: socket.close_after_syn_ack(woke, kernel),
+                    })
+                }
+                Ok(Err(failed)) => {
+                    socket.close_unanswered();
+                    Err(failed)
+                }
+                // Dropped, not closed as unanswered: a SYN-ACK that came
+                // while the probe thread could not run still counts.
                 Err(_) => Err(Failed {
                     error: None,
-                    icmp: queued_icmp(&stream),
+                    icmp: queued_icmp(socket.stream()),
                 }),
-            };
-            // Closing with zero linger sends the RST, before the delayed ACK.
-            drop(stream);
-            ended.map(|(woke, kernel)| SynAck {
-                time: woke.saturating_duration_since(connect_started),
-                kernel,
-                close_delay: close_delay(woke, kernel),
-            })
+            }
         }
         Err(error) => Err(Failed {
             error: Some(error),
@@ -390,6 +406,68 @@ fn close_delay(woke: Instant, kernel: Option<HandshakeInfo>) -> Duration {
         measured.max(close_guard::DELAYED_ACK)
     } else {
         measured
+    }
+}
+
+/// A probe's socket from its SYN on; closing it sends RST (zero linger).
+///
+/// A half-open socket that reached SYN-ACK counts its close delay into the
+/// guard however it closes: after a SYN-ACK seen in time
+/// ([`close_after_syn_ack`](Self::close_after_syn_ack)), or dropped, as
+/// when its deadline passed before the probe thread saw the SYN-ACK, or
+/// its task was aborted because the `/probe` client left. Under a
+/// starved probe thread the latter two are where the late closes are.
+struct ProbeSocket<'a> {
+    /// `None` once closed.
+    stream: Option<TcpStream>,
+    /// Where half-open closes are counted; `None` for a full handshake.
+    guard: Option<&'a HalfOpenCloses>,
+}
+
+impl<'a> ProbeSocket<'a> {
+    fn new(stream: TcpStream, guard: Option<&'a HalfOpenCloses>) -> Self {
+        Self {
+            stream: Some(stream),
+            guard,
+        }
+    }
+
+    fn stream(&self) -> &TcpStream {
+        self.stream.as_ref().expect("open until closed")
+    }
+
+    /// Closes after the SYN-ACK that woke the probe at `woke`, with
+    /// `kernel` read at that wake-up; returns the close delay, which a
+    /// half-open socket counts.
+    fn close_after_syn_ack(mut self, woke: Instant, kernel: Option<HandshakeInfo>) -> Duration {
+        drop(self.stream.take());
+        let delay = close_delay(woke, kernel);
+        if let Some(guard) = self.guard {
+            guard.observe(delay);
+        }
+        delay
+    }
+
+    /// Closes a socket whose connect failed: no SYN-ACK, nothing to count,
+    /// and no `TCP_INFO` to read.
+    fn close_unanswered(mut self) {
+        drop(self.stream.take());
+    }
+}
+
+impl Drop for ProbeSocket<'_> {
+    fn drop(&mut self) {
+        let (Some(stream), Some(guard)) = (self.stream.take(), self.guard) else {
+            return;
+        };
+        let closing = Instant::now();
+        let connected = crate::sys::handshake_info(stream.as_fd())
+            .ok()
+            .filter(|kernel| kernel.established);
+        drop(stream);
+        if let Some(kernel) = connected {
+            guard.observe(close_delay(closing, Some(kernel)));
+        }
     }
 }
 
@@ -509,6 +587,7 @@ mod tests {
                 syn_retransmits,
                 since_syn_ack: Duration::ZERO,
                 segments_in: 1,
+                established: true,
             }),
             // Distinct per attempt, so that the largest can be told apart.
             close_delay: Duration::from_micros(time_ms),
@@ -576,6 +655,7 @@ mod tests {
             syn_retransmits: 0,
             since_syn_ack: Duration::from_millis(180),
             segments_in: 1,
+            established: true,
         };
         let delay = close_delay(woke, Some(starved));
         assert!(
@@ -593,6 +673,7 @@ mod tests {
             syn_retransmits: 0,
             since_syn_ack: Duration::ZERO,
             segments_in,
+            established: true,
         };
         assert!(close_delay(woke, Some(info(1))) < close_guard::LATE_CLOSE_THRESHOLD);
         assert!(close_delay(woke, Some(info(2))) >= close_guard::DELAYED_ACK);
@@ -616,6 +697,7 @@ mod tests {
             "127.0.0.1:9".parse().unwrap(),
             Handshake::HalfOpen,
             Some("192.0.2.77".parse().unwrap()),
+            None,
             Instant::now() + Duration::from_secs(1),
             &mut Trace::disabled(),
             &mut icmp_error,
@@ -702,5 +784,45 @@ mod tests {
             prompt.segments_in,
             late.since_syn_ack
         );
+    }
+
+    /// Waits, blocking, until `stream`'s connect has finished, for at most 2 s.
+    fn wait_until_connected(stream: &TcpStream) {
+        let started = std::time::Instant::now();
+        while stream.peer_addr().is_err() {
+            assert!(started.elapsed() < Duration::from_secs(2), "no SYN-ACK");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_socket_dropped_after_an_unseen_syn_ack_counts_its_late_close() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let address = listener.local_addr().expect("local address");
+        let closes = HalfOpenCloses::default();
+        let socket = open_socket(address, Handshake::HalfOpen, None).expect("socket");
+        let stream = start_connect(socket, address).expect("connect");
+        wait_until_connected(&stream);
+        // The probe thread did not run for 60 ms, then its task was
+        // aborted (or its deadline passed): the socket is dropped.
+        std::thread::sleep(Duration::from_millis(60));
+        drop(ProbeSocket::new(stream, Some(&closes)));
+        let values = closes.values();
+        assert_eq!((values.delays.count, values.late), (1, 1), "{values:?}");
+
+        // A socket that got no SYN-ACK (refused) counts nowhere.
+        let refused = closed_port_address();
+        let socket = open_socket(refused, Handshake::HalfOpen, None).expect("socket");
+        let stream = start_connect(socket, refused).expect("connect");
+        std::thread::sleep(Duration::from_millis(20));
+        drop(ProbeSocket::new(stream, Some(&closes)));
+        assert_eq!(closes.values().delays.count, 1);
+    }
+
+    /// A loopback port nothing listens on (bound, then released).
+    fn closed_port_address() -> SocketAddr {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("a free port")
     }
 }
