@@ -722,13 +722,7 @@ mod tests {
             .set_nonblocking(true)
             .expect("non-blocking listener");
         let address = listener.local_addr().expect("local address");
-        let socket = open_socket(address, Handshake::HalfOpen, None).expect("socket");
-        let _in_progress = socket.connect(&SockAddr::from(address));
-        let started = std::time::Instant::now();
-        while socket.peer_addr().is_err() {
-            assert!(started.elapsed() < Duration::from_secs(2), "no SYN-ACK");
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        let socket = syn_acked_socket(address);
         let syn_ack = std::time::Instant::now();
         // The delayed ACK (~200 ms) completes the handshake: accept, greet
         // and close, as a target would.
@@ -764,13 +758,7 @@ mod tests {
     fn tcp_info_dates_the_syn_ack_so_that_a_late_wake_up_shows() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let address = listener.local_addr().expect("local address");
-        let socket = open_socket(address, Handshake::HalfOpen, None).expect("socket");
-        let _in_progress = socket.connect(&SockAddr::from(address));
-        let started = std::time::Instant::now();
-        while socket.peer_addr().is_err() {
-            assert!(started.elapsed() < Duration::from_secs(2), "no SYN-ACK");
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        let socket = syn_acked_socket(address);
         let prompt = crate::sys::handshake_info(socket.as_fd()).expect("TCP_INFO");
         std::thread::sleep(Duration::from_millis(60));
         let late = crate::sys::handshake_info(socket.as_fd()).expect("TCP_INFO");
@@ -786,13 +774,21 @@ mod tests {
         );
     }
 
-    /// Waits, blocking, until `stream`'s connect has finished, for at most 2 s.
-    fn wait_until_connected(stream: &TcpStream) {
+    /// Waits, blocking, until `connected()` holds, for at most 2 s.
+    fn wait_until(connected: impl Fn() -> bool) {
         let started = std::time::Instant::now();
-        while stream.peer_addr().is_err() {
+        while !connected() {
             assert!(started.elapsed() < Duration::from_secs(2), "no SYN-ACK");
             std::thread::sleep(Duration::from_millis(1));
         }
+    }
+
+    /// A half-open socket to `address` whose SYN-ACK has come.
+    fn syn_acked_socket(address: SocketAddr) -> Socket {
+        let socket = open_socket(address, Handshake::HalfOpen, None).expect("socket");
+        let _in_progress = socket.connect(&SockAddr::from(address));
+        wait_until(|| socket.peer_addr().is_ok());
+        socket
     }
 
     #[tokio::test]
@@ -802,7 +798,7 @@ mod tests {
         let closes = HalfOpenCloses::default();
         let socket = open_socket(address, Handshake::HalfOpen, None).expect("socket");
         let stream = start_connect(socket, address).expect("connect");
-        wait_until_connected(&stream);
+        wait_until(|| stream.peer_addr().is_ok());
         // The probe thread did not run for 60 ms, then its task was
         // aborted (or its deadline passed): the socket is dropped.
         std::thread::sleep(Duration::from_millis(60));
