@@ -6,7 +6,8 @@ Subcommands:
   freeport                  print a free TCP port on 127.0.0.1
   target                    run the probe target: a listener on 127.0.0.1
                             that accepts every connection and closes it at
-                            once, counting them (SIGUSR1 writes the count)
+                            once (after --banner TEXT, if given), counting
+                            them (SIGUSR1 writes the count)
   measure                   run one wrk load against one exporter and write
                             a JSON record: wrk's numbers, CPU time of the
                             exporter, the target and wrk, machine CPU use,
@@ -80,6 +81,11 @@ def cmd_target(args):
             time.sleep(0.001)
             continue
         count += 1
+        if args.banner:
+            try:
+                conn.send(args.banner.encode())
+            except OSError:
+                pass
         conn.close()
 
 
@@ -477,6 +483,11 @@ def main():
         help="address to listen on; 0.0.0.0 only inside a network namespace the caller made",
     )
     p.add_argument("--backlog", type=int, default=4096)
+    p.add_argument(
+        "--banner",
+        default="",
+        help="send this text to every accepted connection before closing it, as SSH or SMTP servers greet",
+    )
     p.add_argument("--count-file", required=True)
     p.add_argument("--ready-file", required=True)
     p.set_defaults(func=cmd_target)

@@ -16,11 +16,16 @@
  * getpeername() after a clear SO_ERROR and an explicit epoll_ctl(DEL)
  * before close(), so the two can be told apart.
  *
+ * With --probe-truth it also makes the two calls issue 12 added to every
+ * probe: setsockopt(IP_RECVERR, 1) before connect(), and
+ * getsockopt(TCP_INFO) after a successful one (bench/probe_truth_cost.sh
+ * compares it with the minimal loop).
+ *
  * Targets are the same as the exporter's: target i is 127.A.B.C with
  * b = i / 254, A = 1 + b / 256, B = b % 256, C = 1 + i % 254 (never .0 or
  * .255); even i on OPEN_PORT, odd i on CLOSED_PORT. Only loopback.
  *
- * Usage: halfopen_ref PROBES TARGETS OPEN_PORT CLOSED_PORT MAX_SECONDS [--like-tokio]
+ * Usage: halfopen_ref PROBES TARGETS OPEN_PORT CLOSED_PORT MAX_SECONDS [--like-tokio] [--probe-truth]
  * Prints one JSON object.  Build: gcc -O2 -o halfopen_ref halfopen_ref.c
  */
 #define _GNU_SOURCE
@@ -47,7 +52,7 @@ static double tv(struct timeval t) { return (double)t.tv_sec + (double)t.tv_usec
 
 int main(int argc, char **argv) {
     if (argc < 6) {
-        fprintf(stderr, "usage: %s PROBES TARGETS OPEN_PORT CLOSED_PORT MAX_SECONDS [--like-tokio]\n", argv[0]);
+        fprintf(stderr, "usage: %s PROBES TARGETS OPEN_PORT CLOSED_PORT MAX_SECONDS [--like-tokio] [--probe-truth]\n", argv[0]);
         return 2;
     }
     long probes = atol(argv[1]);
@@ -55,7 +60,15 @@ int main(int argc, char **argv) {
     int open_port = atoi(argv[3]);
     int closed_port = atoi(argv[4]);
     double max_seconds = atof(argv[5]);
-    int like_tokio = argc > 6 && strcmp(argv[6], "--like-tokio") == 0;
+    int like_tokio = 0, probe_truth = 0;
+    for (int a = 6; a < argc; a++) {
+        if (strcmp(argv[a], "--like-tokio") == 0) like_tokio = 1;
+        else if (strcmp(argv[a], "--probe-truth") == 0) probe_truth = 1;
+        else {
+            fprintf(stderr, "unknown option %s\n", argv[a]);
+            return 2;
+        }
+    }
     if (probes <= 0 || targets <= 0 || targets > 254L * 256 * 254) {
         fprintf(stderr, "bad PROBES or TARGETS\n");
         return 2;
@@ -68,7 +81,7 @@ int main(int argc, char **argv) {
     }
     long done = 0, success = 0, refused = 0, timeout = 0, other = 0, immediate = 0, local = 0;
     double started = now();
-    int quickack = 0;
+    int quickack = 0, recverr = 1;
     struct linger linger = {1, 0};
     for (long i = 0; i < probes; i++) {
         if ((i & 1023) == 0 && now() - started > max_seconds) break;
@@ -88,7 +101,8 @@ int main(int argc, char **argv) {
             continue;
         }
         if (setsockopt(fd, IPPROTO_TCP, TCP_QUICKACK, &quickack, sizeof quickack) < 0 ||
-            setsockopt(fd, SOL_SOCKET, SO_LINGER, &linger, sizeof linger) < 0) {
+            setsockopt(fd, SOL_SOCKET, SO_LINGER, &linger, sizeof linger) < 0 ||
+            (probe_truth && setsockopt(fd, IPPROTO_IP, IP_RECVERR, &recverr, sizeof recverr) < 0)) {
             local++;
             close(fd);
             done++;
@@ -118,6 +132,11 @@ int main(int argc, char **argv) {
                     socklen_t plen = sizeof peer;
                     if (getpeername(fd, (struct sockaddr *)&peer, &plen) < 0) err = errno;
                 }
+                if (err == 0 && probe_truth) {
+                    struct tcp_info info;
+                    socklen_t ilen = sizeof info;
+                    if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &ilen) < 0) err = errno;
+                }
             }
         } else {
             err = errno;
@@ -138,7 +157,11 @@ int main(int argc, char **argv) {
            "\"other\": %ld, \"local\": %ld, \"connect_returned_0\": %ld, \"wall_s\": %.6f, "
            "\"user_s\": %.6f, \"sys_s\": %.6f, \"cpu_per_probe_us\": %.3f, \"probes_per_s\": %.1f, "
            "\"completed\": %s}\n",
-           like_tokio ? "like-tokio" : "minimal", done, success, refused, timeout, other, local,
+           like_tokio && probe_truth ? "like-tokio+probe-truth"
+           : like_tokio             ? "like-tokio"
+           : probe_truth            ? "probe-truth"
+                                    : "minimal",
+           done, success, refused, timeout, other, local,
            immediate, wall, user, sys, done ? (user + sys) / (double)done * 1e6 : 0.0,
            wall > 0 ? (double)done / wall : 0.0, done == probes ? "true" : "false");
     return 0;

@@ -38,14 +38,15 @@ parse_load_flags() {
 # start_counting_target HELPER PORT [NETNS [HOST]]: bench_helper.py's
 # accept-and-close listener on HOST:PORT (default 127.0.0.1), inside the
 # network namespace NETNS if given, which reports its accept count on
-# SIGUSR1; sets TARGET_PID and waits until it listens.
+# SIGUSR1; sets TARGET_PID and waits until it listens. With TARGET_BANNER
+# set, it sends that text to each connection before closing it.
 start_counting_target() {
     local helper=$1 port=$2 netns=${3:-} host=${4:-127.0.0.1}
     local prefix=()
     [[ -z $netns ]] || prefix=(ip netns exec "$netns")
     "${prefix[@]}" python3 "$helper" target --port "$port" --host "$host" --backlog 4096 \
         --count-file "$WORK/target.count" --ready-file "$WORK/target.ready" \
-        >"$WORK/target.log" 2>&1 &
+        ${TARGET_BANNER:+--banner "$TARGET_BANNER"} >"$WORK/target.log" 2>&1 &
     TARGET_PID=$!
     PIDS+=("$TARGET_PID")
     for _ in $(seq 100); do

@@ -224,6 +224,7 @@ impl App {
             in_flight: self.runner.in_flight(),
             reload: &self.reload_status,
             schedule_lag: self.scheduler.schedule_lag().values(),
+            half_open_closes: self.runner.half_open_closes().values(),
             // The list this scrape writes, which a reload publishes just
             // after the scheduler's own.
             scheduled_targets: self.series.len(),

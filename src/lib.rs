@@ -28,7 +28,7 @@
 //!
 //! | layer | modules | job |
 //! |---|---|---|
-//! | 0 | `clock`, `hash`, `sys`, `task`, `coalesce` | tools with no knowledge of probing; `sys` holds every `unsafe` block |
+//! | 0 | `clock`, `hash`, `histogram`, `sys`, `task`, `coalesce` | tools with no knowledge of probing; `sys` holds every `unsafe` block |
 //! | 1 | `target` | what to probe: `host:port` |
 //! | 2 | `config`, `trace` | the YAML file, validated; the steps a probe records |
 //! | 3 | `prober`, `webconfig` | one probe: a module and a target in, an [`Outcome`] out; the `--web.config.file`, read and checked |
@@ -55,6 +55,7 @@ mod config;
 mod exporter;
 mod hash;
 mod health;
+mod histogram;
 mod history;
 mod http;
 mod metrics;
@@ -75,7 +76,7 @@ pub use config::{
 };
 pub use exporter::{Exporter, ExporterBuilder};
 pub use http::ListenAddress;
-pub use prober::{Failure, HandshakeStats, Outcome, Reason};
+pub use prober::{Failure, HandshakeStats, IcmpError, Outcome, Reason};
 pub use scheduler::Shard;
 pub use target::{Host, Target, TargetError};
 
@@ -105,10 +106,13 @@ pub async fn check(target: &str, module: &Module) -> Result<Outcome, TargetError
     let target = Target::parse(target)?;
     let budget = prober::Budget::new(tokio::time::Instant::now(), module.timeout.0);
     let resolver = prober::resolve::for_check();
+    // A library caller has no /metrics: the guard's counts are dropped.
+    let closes = prober::HalfOpenCloses::default();
     Ok(prober::run(
         module,
         &target,
         &resolver,
+        &closes,
         budget,
         &mut trace::Trace::disabled(),
     )
@@ -122,9 +126,10 @@ mod layering {
     use std::path::Path;
 
     /// Each top-level module and its layer.
-    const LAYERS: [(&str, u8); 22] = [
+    const LAYERS: [(&str, u8); 23] = [
         ("clock", 0),
         ("hash", 0),
+        ("histogram", 0),
         ("sys", 0),
         ("task", 0),
         ("trace", 2),

@@ -28,7 +28,10 @@
 //! HTTP workers, thousands of concurrent scrapes delayed that close past
 //! 200 ms (measured: 2 626 of 288 000 probes accepted under
 //! `wrk -c2000`); on the probe thread the only work between a wake-up
-//! and the close is other probes' equally short steps.
+//! and the close is other probes' equally short steps. Every half-open
+//! socket that reached SYN-ACK counts its time from the SYN-ACK to the
+//! close into [`HalfOpenCloses`], also when its probe was abandoned, so
+//! that `/metrics` shows it if this stops holding.
 //!
 //! For the same reason DNS queries run on a second thread, the DNS
 //! thread, which the runner starts with the exporter's one [`Resolver`];
@@ -52,7 +55,9 @@
 
 use crate::config::ProberKind;
 use crate::modules::LoadedModule;
-use crate::prober::{self, Budget, Failure, MIN_WIRE_SHARE, Outcome, Reason, Resolver};
+use crate::prober::{
+    self, Budget, Failure, HalfOpenCloses, MIN_WIRE_SHARE, Outcome, Reason, Resolver,
+};
 use crate::target::Target;
 use crate::task::AbortOnDrop;
 use crate::trace::{Step, Trace};
@@ -89,6 +94,8 @@ struct Rules {
     max_exec: usize,
     /// Probes holding a slot now: `synack_exporter_probes_in_flight`.
     in_flight: Arc<AtomicUsize>,
+    /// How soon each half-open success closed after its SYN-ACK.
+    half_open_closes: Arc<HalfOpenCloses>,
     resolver: Arc<Resolver>,
 }
 
@@ -122,6 +129,7 @@ impl ProbeRunner {
                 exec_slots: Arc::new(Semaphore::new(DEFAULT_MAX_EXEC)),
                 max_exec: DEFAULT_MAX_EXEC,
                 in_flight: Arc::default(),
+                half_open_closes: Arc::default(),
                 resolver: Arc::new(resolver),
             },
             probe_thread,
@@ -147,6 +155,11 @@ impl ProbeRunner {
     /// How many probes hold a slot now.
     pub(crate) fn in_flight(&self) -> usize {
         self.rules.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// The close delays of the half-open successes of every probe so far.
+    pub(crate) fn half_open_closes(&self) -> &HalfOpenCloses {
+        &self.rules.half_open_closes
     }
 
     /// Probes `target` with `module`, within `timeout`, on the probe
@@ -279,7 +292,15 @@ impl Rules {
             Err(failure) => return Self::refuse(module, failure, asked, trace),
         };
         let _in_flight = InFlight::enter(&self.in_flight);
-        let outcome = prober::run(&module.module, target, &self.resolver, budget, trace).await;
+        let outcome = prober::run(
+            &module.module,
+            target,
+            &self.resolver,
+            &self.half_open_closes,
+            budget,
+            trace,
+        )
+        .await;
         module.results.record(&outcome);
         outcome
     }

@@ -20,6 +20,17 @@
 //!   prober, which starts each command in a process group of its own and
 //!   kills the whole group so that no child of the command outlives the
 //!   probe. std and tokio only kill the one child they started.
+//! - [`set_recv_err`] and [`read_error_queue`]: `setsockopt(IP_RECVERR /
+//!   IPV6_RECVERR)` and `recvmsg(MSG_ERRQUEUE)` with its control messages
+//!   (`sock_extended_err`, `SO_EE_OFFENDER`), so that a failed probe can
+//!   say which router sent which ICMP error. Neither socket2 nor tokio
+//!   wraps them.
+//! - [`set_bind_address_no_port`], `setsockopt(IP_BIND_ADDRESS_NO_PORT)`:
+//!   a probe bound to a source address then gets its port at connect
+//!   time. socket2 has no setter for it either.
+//! - [`handshake_info`]: `getsockopt(TCP_INFO)`, the kernel's RTT sample
+//!   and retransmit count of a connection just established, read once per
+//!   successful probe. socket2 and tokio have no getter for it.
 //! - `enter_bench_probe_netns`: `setns(CLONE_NEWNET)`, only in builds with
 //!   the `bench` feature, for `bench/halfopen_under_load.sh`: it moves the
 //!   probe thread into a network namespace where the kernel's delayed-ACK
@@ -27,8 +38,11 @@
 
 use std::fs::{File, OpenOptions};
 use std::io;
+use std::net::IpAddr;
+use std::os::fd::{AsRawFd, BorrowedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
+use std::time::Duration;
 
 /// Opens `path` read-only with `O_NONBLOCK` and `O_NOCTTY`.
 ///
@@ -156,7 +170,6 @@ pub fn enter_bench_probe_netns() {
         return;
     };
     let result = File::open(&path).and_then(|file| {
-        use std::os::fd::AsRawFd;
         // SAFETY: the descriptor is open for the duration of the call, and
         // setns only changes the calling thread's network namespace.
         if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } == 0 {
@@ -176,4 +189,297 @@ pub fn enter_bench_probe_netns() {
             "benchmark: cannot enter the network namespace"
         ),
     }
+}
+
+/// Asks the kernel to queue the ICMP errors a socket receives on its
+/// error queue (`IP_RECVERR`, or `IPV6_RECVERR` for an IPv6 socket), so
+/// that [`read_error_queue`] can say which router sent what. socket2 has
+/// no setter for either option.
+///
+/// # Errors
+/// The `setsockopt` error.
+pub fn set_recv_err(fd: BorrowedFd<'_>, ipv6: bool) -> io::Result<()> {
+    let (level, name) = if ipv6 {
+        (libc::SOL_IPV6, libc::IPV6_RECVERR)
+    } else {
+        (libc::SOL_IP, libc::IP_RECVERR)
+    };
+    set_int_option(fd, level, name, 1)
+}
+
+/// Sets `IP_BIND_ADDRESS_NO_PORT`, for a socket that is about to be bound
+/// to a source address with port 0 and then connected.
+///
+/// Without it, `bind()` reserves an ephemeral port for the address alone,
+/// so no two sockets bound to one address can share a port, and the
+/// `ip_local_port_range` caps the sockets bound to it at once, whatever
+/// they connect to. With it, `bind()` only records the address and
+/// `connect()` picks the port for the whole 4-tuple, as it does for an
+/// unbound socket: a port is then shared by connections to different
+/// destinations. The option is at the `SOL_IP` level but Linux (4.2 and
+/// later) honours it on IPv6 sockets too, since `ipv6_setsockopt` passes
+/// `SOL_IP` options on to IPv4's handler; older kernels fail with
+/// `ENOPROTOOPT`.
+///
+/// # Errors
+/// The `setsockopt` error.
+pub fn set_bind_address_no_port(fd: BorrowedFd<'_>) -> io::Result<()> {
+    set_int_option(fd, libc::SOL_IP, libc::IP_BIND_ADDRESS_NO_PORT, 1)
+}
+
+/// `setsockopt` of a socket option whose value is a C `int`.
+fn set_int_option(
+    fd: BorrowedFd<'_>,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: libc::c_int,
+) -> io::Result<()> {
+    // SAFETY: `fd` is an open descriptor borrowed for the duration of the
+    // call; `value` is a valid `c_int` that outlives it, and the length
+    // passed is its size, so the kernel reads exactly that int and nothing
+    // else. A level or name the kernel does not know fails with an error.
+    let result = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            level,
+            name,
+            (&raw const value).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if result != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// One entry of a socket's error queue: the kernel's `sock_extended_err`
+/// and, from `SO_EE_OFFENDER`, the address of the host that sent it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QueuedError {
+    /// `ee_errno`: the errno the error stands for, such as `EHOSTUNREACH`.
+    pub errno: u32,
+    /// `ee_origin`: `SO_EE_ORIGIN_ICMP` (2), `SO_EE_ORIGIN_ICMP6` (3),
+    /// `SO_EE_ORIGIN_LOCAL` (1), ...
+    pub origin: u8,
+    /// `ee_type`: the ICMP or ICMPv6 type.
+    pub icmp_type: u8,
+    /// `ee_code`: the ICMP or ICMPv6 code.
+    pub code: u8,
+    /// The sender of the ICMP message, when the kernel gives one.
+    pub offender: Option<IpAddr>,
+}
+
+/// How many entries [`read_error_queue`] takes off the queue at most: a
+/// SYN retransmitted a few times can have drawn as many ICMP errors.
+const ERROR_QUEUE_READS: usize = 8;
+
+/// Takes up to `ERROR_QUEUE_READS` (8) entries off the socket's error queue
+/// (`recvmsg(MSG_ERRQUEUE | MSG_DONTWAIT)`) and returns the last of them,
+/// whatever its origin, or `None` when it is empty; entries beyond that
+/// many stay queued. Never blocks.
+///
+/// # Errors
+/// A `recvmsg` error other than `EAGAIN`, which means the queue is empty.
+pub fn read_error_queue(fd: BorrowedFd<'_>) -> io::Result<Option<QueuedError>> {
+    let mut last = None;
+    for _ in 0..ERROR_QUEUE_READS {
+        match read_one_queued_error(fd)? {
+            Some(Some(entry)) => last = Some(entry),
+            // An entry without an extended error: look at the next one.
+            Some(None) => {}
+            None => break,
+        }
+    }
+    Ok(last)
+}
+
+/// Control buffer for one `recvmsg`, aligned for `cmsghdr`: room for a
+/// `sock_extended_err` followed by a `sockaddr_in6`, with headers.
+#[repr(C, align(8))]
+struct ControlBuffer([u8; 256]);
+
+/// One `recvmsg(MSG_ERRQUEUE)`: `None` when the queue is empty,
+/// `Some(None)` for an entry that carried no extended error.
+fn read_one_queued_error(fd: BorrowedFd<'_>) -> io::Result<Option<Option<QueuedError>>> {
+    // The payload is the header of the packet that drew the error; we only
+    // want the control messages, so a small buffer that may truncate it.
+    let mut payload = [0u8; 64];
+    let mut iov = libc::iovec {
+        iov_base: payload.as_mut_ptr().cast(),
+        iov_len: payload.len(),
+    };
+    let mut control = ControlBuffer([0; 256]);
+    // SAFETY: msghdr is a plain C struct for which all zeroes is valid
+    // (null pointers with zero lengths).
+    let mut message: libc::msghdr = unsafe { std::mem::zeroed() };
+    message.msg_iov = &raw mut iov;
+    message.msg_iovlen = 1;
+    message.msg_control = control.0.as_mut_ptr().cast();
+    message.msg_controllen = control.0.len();
+    // SAFETY: `fd` is open for the call; `message` points at `iov`, which
+    // points at `payload`, and at `control`, all live, writable and of the
+    // lengths given, so the kernel writes only inside them. MSG_DONTWAIT
+    // keeps the call from blocking.
+    let received = unsafe {
+        libc::recvmsg(
+            fd.as_raw_fd(),
+            &raw mut message,
+            libc::MSG_ERRQUEUE | libc::MSG_DONTWAIT,
+        )
+    };
+    if received < 0 {
+        let error = io::Error::last_os_error();
+        if error.raw_os_error() == Some(libc::EAGAIN) {
+            return Ok(None);
+        }
+        return Err(error);
+    }
+    let mut found = None;
+    // SAFETY: `message` was filled in by a successful recvmsg, so its
+    // control pointer and (possibly shortened) length describe initialised
+    // bytes inside `control`; CMSG_FIRSTHDR and CMSG_NXTHDR stay within
+    // that length and return null past it.
+    let mut header = unsafe { libc::CMSG_FIRSTHDR(&raw const message) };
+    while !header.is_null() {
+        // SAFETY: a non-null header from CMSG_FIRSTHDR/NXTHDR lies wholly
+        // inside the control buffer; read_unaligned copies it out.
+        let cmsg = unsafe { header.read_unaligned() };
+        let is_recverr = (cmsg.cmsg_level == libc::SOL_IP && cmsg.cmsg_type == libc::IP_RECVERR)
+            || (cmsg.cmsg_level == libc::SOL_IPV6 && cmsg.cmsg_type == libc::IPV6_RECVERR);
+        // SAFETY: CMSG_LEN only computes a length.
+        let minimum = unsafe { libc::CMSG_LEN(size_of::<libc::sock_extended_err>() as u32) };
+        if is_recverr && cmsg.cmsg_len >= minimum as usize {
+            // SAFETY: CMSG_DATA only computes the address of the data of a
+            // header that lies inside the buffer.
+            let data = unsafe { libc::CMSG_DATA(header) };
+            // SAFETY: CMSG_LEN only computes a length.
+            let data_len = cmsg.cmsg_len - unsafe { libc::CMSG_LEN(0) } as usize;
+            // SAFETY: the message's data, `cmsg_len` minus the header, lies
+            // inside the control buffer, which recvmsg initialised up to
+            // msg_controllen; it lives as long as `control`.
+            let bytes = unsafe { std::slice::from_raw_parts(data.cast_const(), data_len) };
+            let (extended, offender) = bytes.split_at(size_of::<libc::sock_extended_err>());
+            // SAFETY: `extended` holds exactly a `sock_extended_err` (checked
+            // against cmsg_len above), a plain C struct valid for any bytes;
+            // read_unaligned copies it without assuming alignment.
+            let extended = unsafe {
+                extended
+                    .as_ptr()
+                    .cast::<libc::sock_extended_err>()
+                    .read_unaligned()
+            };
+            found = Some(QueuedError {
+                errno: extended.ee_errno,
+                origin: extended.ee_origin,
+                icmp_type: extended.ee_type,
+                code: extended.ee_code,
+                offender: read_offender(offender),
+            });
+        }
+        // SAFETY: as for CMSG_FIRSTHDR; `header` came from this message.
+        header = unsafe { libc::CMSG_NXTHDR(&raw const message, header) };
+    }
+    Ok(Some(found))
+}
+
+/// The `SO_EE_OFFENDER` address in `bytes`, what follows the
+/// `sock_extended_err`: an IPv4 or IPv6 address, or `None` (`AF_UNSPEC`,
+/// or too short).
+fn read_offender(bytes: &[u8]) -> Option<IpAddr> {
+    let family_bytes = bytes.get(..size_of::<libc::sa_family_t>())?;
+    let family = libc::sa_family_t::from_ne_bytes(family_bytes.try_into().ok()?);
+    match libc::c_int::from(family) {
+        libc::AF_INET if bytes.len() >= size_of::<libc::sockaddr_in>() => {
+            // SAFETY: `bytes` holds a whole `sockaddr_in` (checked above), a
+            // plain C struct valid for any bytes; read_unaligned copies it.
+            let address = unsafe { bytes.as_ptr().cast::<libc::sockaddr_in>().read_unaligned() };
+            Some(IpAddr::from(address.sin_addr.s_addr.to_ne_bytes()))
+        }
+        libc::AF_INET6 if bytes.len() >= size_of::<libc::sockaddr_in6>() => {
+            // SAFETY: as above, for a whole `sockaddr_in6`.
+            let address = unsafe { bytes.as_ptr().cast::<libc::sockaddr_in6>().read_unaligned() };
+            Some(IpAddr::from(address.sin6_addr.s6_addr))
+        }
+        _ => None,
+    }
+}
+
+/// What `TCP_INFO` says about a connection right after its SYN-ACK.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct HandshakeInfo {
+    /// The kernel's smoothed RTT (`tcpi_rtt`), which right after the
+    /// handshake is its one sample, the SYN/SYN-ACK exchange. `None` when
+    /// the kernel took no sample. Microsecond resolution, except after a
+    /// retransmitted SYN: Karn's rule forbids timing the exchange, and the
+    /// sample then comes from TCP timestamps, in whole milliseconds, at
+    /// least 1 ms (measured on 6.18 over loopback: 1000 µs, against 6–8 µs
+    /// without the retransmit); without timestamps there is none.
+    pub(crate) rtt: Option<Duration>,
+    /// How many times the SYN was sent again before the SYN-ACK came
+    /// (`tcpi_total_retrans`). Measured on 6.18 with the first SYN
+    /// dropped: `tcpi_total_retrans` is 1 and `tcpi_retransmits` is 0,
+    /// because the ACK of the SYN resets the latter (it counts the
+    /// retransmits of the segment now outstanding, not of the connection).
+    pub(crate) syn_retransmits: u32,
+    /// Time since the SYN-ACK (`tcpi_last_data_sent`): read at the
+    /// wake-up, it says how late the exporter woke up. The kernel stamps
+    /// `lsndtime` when the SYN-ACK completes the connect
+    /// (`tcp_finish_connect`) and again only when data is sent, which a
+    /// probe never does; so, unlike `tcpi_last_ack_recv`, it keeps the
+    /// SYN-ACK's age when a starved probe's delayed ACK has completed the
+    /// handshake and the target then greets or closes (measured on 6.18:
+    /// read 300 ms after the SYN-ACK, `tcpi_last_ack_recv` said 96 ms, the
+    /// time since the target's greeting). Whole milliseconds (jiffies),
+    /// and 0 when read at once.
+    pub(crate) since_syn_ack: Duration,
+    /// TCP segments received so far (`tcpi_segs_in`, Linux 4.2 and later;
+    /// 0 on older kernels, whose shorter struct leaves it unwritten). At a
+    /// half-open probe's wake-up it is 1, the SYN-ACK; more means the
+    /// target sent again, which it does only after this host's ACK (sent
+    /// by the delayed-ACK timer) or when that ACK never came for a second
+    /// (a repeated SYN-ACK, which this host then ACKs at once): either way
+    /// the target completed the handshake.
+    pub(crate) segments_in: u32,
+    /// The connection is established on this side (`tcpi_state` is
+    /// `TCP_ESTABLISHED`): a SYN-ACK came.
+    pub(crate) established: bool,
+}
+
+/// `tcpi_state` of an established connection (linux/tcp_states.h); the
+/// libc crate defines it for Hurd only.
+const TCP_ESTABLISHED: u8 = 1;
+
+/// Reads `TCP_INFO` of a TCP socket: see [`HandshakeInfo`].
+///
+/// # Errors
+/// The `getsockopt` error, such as `EBADF` or `ENOPROTOOPT` for a socket
+/// that is not TCP.
+pub(crate) fn handshake_info(fd: BorrowedFd<'_>) -> io::Result<HandshakeInfo> {
+    // SAFETY: tcp_info is a plain C struct of integers, valid when zeroed.
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut length = size_of::<libc::tcp_info>() as libc::socklen_t;
+    // SAFETY: `fd` is open for the duration of the call; `info` is live and
+    // writable for `length` bytes, which the kernel never exceeds (it
+    // copies the smaller of that and its own struct's size, and returns
+    // the length it wrote in `length`).
+    let result = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_TCP,
+            libc::TCP_INFO,
+            (&raw mut info).cast(),
+            &raw mut length,
+        )
+    };
+    if result != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(HandshakeInfo {
+        rtt: (info.tcpi_rtt > 0).then(|| Duration::from_micros(info.tcpi_rtt.into())),
+        syn_retransmits: info.tcpi_total_retrans,
+        since_syn_ack: Duration::from_millis(info.tcpi_last_data_sent.into()),
+        segments_in: info.tcpi_segs_in,
+        established: info.tcpi_state == TCP_ESTABLISHED,
+    })
 }

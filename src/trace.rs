@@ -13,7 +13,7 @@
 #![forbid(unsafe_code)]
 
 use crate::target::Target;
-use std::fmt::{self, Display, Write as _};
+use std::fmt::{self, Display, Write};
 use std::net::{IpAddr, SocketAddr};
 use std::process::ExitStatus;
 use std::sync::Arc;
@@ -49,12 +49,24 @@ pub(crate) enum Step {
         address: SocketAddr,
         half_open: bool,
     },
-    /// The port answered with SYN-ACK; the socket closes with RST.
-    SynAck(SocketAddr),
+    /// The port answered with SYN-ACK, and the socket closed with RST.
+    SynAck {
+        address: SocketAddr,
+        /// From `connect()` to the wake-up at the SYN-ACK.
+        handshake: Duration,
+        /// The kernel's RTT sample of the exchange, if it took one.
+        rtt: Option<Duration>,
+        /// SYNs sent again before the SYN-ACK came.
+        syn_retransmits: u32,
+        /// Half-open only: from the SYN-ACK to the close's return.
+        close_delay: Option<Duration>,
+    },
     /// The connect failed with this errno.
     ConnectFailed { address: SocketAddr, errno: i32 },
     /// No answer came before the deadline.
     NoAnswer(SocketAddr),
+    /// The socket's error queue held this ICMP error.
+    Icmp(IcmpStep),
     /// One of several attempts ended with `result` (`success` or the
     /// failure reason), `latency` after its connect.
     Attempt {
@@ -83,6 +95,43 @@ pub(crate) enum Step {
     Succeeded(Duration),
     /// The probe failed; the failure itself is given to [`Steps::render`].
     Failed,
+}
+
+/// An ICMP error as the log shows it, named by the prober: the trace
+/// knows no ICMP numbers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct IcmpStep {
+    /// `ICMP` or `ICMPv6`.
+    pub(crate) protocol: &'static str,
+    /// The type in words, such as `destination unreachable`, or `None`
+    /// for a type without a name here (then the number is shown).
+    pub(crate) message: Option<&'static str>,
+    /// The ICMP type.
+    pub(crate) icmp_type: u8,
+    /// The ICMP code.
+    pub(crate) code: u8,
+    /// The code in words, when known.
+    pub(crate) meaning: Option<&'static str>,
+    /// Who sent it.
+    pub(crate) offender: Option<IpAddr>,
+}
+
+/// Writes `icmp` as `ICMP destination unreachable, code 13 (communication
+/// administratively prohibited), from 192.0.2.1`.
+pub(crate) fn write_icmp(f: &mut impl Write, icmp: &IcmpStep) -> fmt::Result {
+    f.write_str(icmp.protocol)?;
+    match icmp.message {
+        Some(message) => write!(f, " {message}")?,
+        None => write!(f, " type {}", icmp.icmp_type)?,
+    }
+    write!(f, ", code {}", icmp.code)?;
+    if let Some(meaning) = icmp.meaning {
+        write!(f, " ({meaning})")?;
+    }
+    if let Some(offender) = icmp.offender {
+        write!(f, ", from {offender}")?;
+    }
+    Ok(())
 }
 
 /// A step and when it happened, counted from the start of the probe.
@@ -220,13 +269,35 @@ impl Display for Line<'_> {
                     "full handshake, SO_LINGER {on, 0}"
                 }
             ),
-            Step::SynAck(address) => write!(f, "{address} answered with SYN-ACK; closing with RST"),
+            Step::SynAck {
+                address,
+                handshake,
+                rtt,
+                syn_retransmits,
+                close_delay,
+            } => {
+                write!(
+                    f,
+                    "{address} answered with SYN-ACK after {:.6}s (kernel RTT ",
+                    handshake.as_secs_f64()
+                )?;
+                match rtt {
+                    Some(rtt) => write!(f, "{:.6}s", rtt.as_secs_f64())?,
+                    None => f.write_str("not sampled")?,
+                }
+                write!(f, ", {syn_retransmits} SYN retransmits); closed with RST")?;
+                match close_delay {
+                    Some(delay) => write!(f, " {:.6}s after it", delay.as_secs_f64()),
+                    None => Ok(()),
+                }
+            }
             Step::ConnectFailed { address, errno } => write!(
                 f,
                 "connect to {address} failed: {}",
                 std::io::Error::from_raw_os_error(*errno)
             ),
             Step::NoAnswer(address) => write!(f, "no answer from {address} before the deadline"),
+            Step::Icmp(icmp) => write_icmp(f, icmp),
             Step::Attempt {
                 number,
                 of,

@@ -32,7 +32,17 @@ async fn open_port_gives_probe_success_in_openmetrics() {
     assert_eq!(sample(body, "probe_success"), Some(1.0), "{body}");
     assert_eq!(sample(body, "probe_ip_protocol"), Some(4.0));
     assert!(sample(body, "probe_duration_seconds").unwrap() > 0.0);
-    assert!(sample(body, "probe_tcp_handshake_duration_seconds").unwrap() > 0.0);
+    let handshake = sample(body, "probe_tcp_handshake_duration_seconds").unwrap();
+    assert!(handshake > 0.0, "{body}");
+    // The kernel's sample leaves out the exporter's wake-up: on loopback
+    // it is above 0 and at most the handshake time (plus clock slack).
+    let rtt = sample(body, "probe_tcp_rtt_seconds").unwrap();
+    assert!(rtt > 0.0 && rtt <= handshake + 0.000_1, "{body}");
+    assert_eq!(
+        sample(body, "probe_tcp_syn_retransmits"),
+        Some(0.0),
+        "{body}"
+    );
     assert!(sample(body, "probe_dns_lookup_time_seconds").is_some());
     assert!(sample(body, "probe_ip_addr_hash").unwrap() > 0.0);
     for reason in common::REASONS {
@@ -92,6 +102,10 @@ async fn failed_probe_is_still_200_with_its_reason() {
         sample(&response.body, "probe_failure_reason{reason=\"timeout\"}"),
         Some(0.0)
     );
+    // No SYN-ACK: the kernel timing series are there, at 0.
+    for series in ["probe_tcp_rtt_seconds", "probe_tcp_syn_retransmits"] {
+        assert_eq!(sample(&response.body, series), Some(0.0), "{series}");
+    }
     let metrics = exporter.get("/metrics").await.body;
     assert_eq!(
         sample(
@@ -127,6 +141,35 @@ async fn debug_shows_the_steps_errno_and_metrics() {
         "prober: tcp_halfopen",
     ] {
         assert!(body.contains(expected), "missing {expected:?} in\n{body}");
+    }
+}
+
+#[tokio::test]
+async fn debug_of_a_success_shows_the_kernel_timing_and_the_close() {
+    let exporter = TestExporter::embedded(Exporter::builder()).await;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let target = listener.local_addr().expect("local address");
+    for (module, close) in [
+        ("tcp_halfopen", "closed with RST 0.0"),
+        ("tcp_connect", "SYN retransmits); closed with RST\n"),
+    ] {
+        let body = exporter
+            .get(&format!(
+                "/probe?target={target}&module={module}&debug=true"
+            ))
+            .await
+            .body;
+        for expected in [
+            format!("{target} answered with SYN-ACK after 0.0"),
+            "(kernel RTT 0.0".to_owned(),
+            ", 0 SYN retransmits); closed with RST".to_owned(),
+            close.to_owned(),
+        ] {
+            assert!(
+                body.contains(&expected),
+                "{module}: missing {expected:?} in\n{body}"
+            );
+        }
     }
 }
 
@@ -395,12 +438,16 @@ async fn reload_applies_a_good_file_and_keeps_the_old_config_on_a_bad_one() {
 /// The half-open close must beat the kernel's ~200 ms delayed ACK even when
 /// the HTTP side is swamped: here 1 000 concurrent clients share the
 /// test's two worker threads with the exporter. The application behind the
-/// probed port must still accept nothing.
+/// probed port must still accept nothing, and the exporter's own guard
+/// must have seen every close and found none late.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn halfopen_stays_invisible_under_heavy_http_concurrency() {
     // Building the exporter raises this process's open file limit, which
     // the 1 000 client connections below need too.
     let exporter = Arc::new(TestExporter::embedded(Exporter::builder()).await);
+    let before = exporter.get("/metrics").await.body;
+    assert_eq!(sample(&before, CLOSE_DELAYS), Some(0.0), "{before}");
+    assert_eq!(sample(&before, LATE_CLOSES), Some(0.0), "{before}");
     let listener =
         socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
     listener
@@ -441,7 +488,20 @@ async fn halfopen_stays_invisible_under_heavy_http_concurrency() {
         accepted, 0,
         "half-open probes completed handshakes under HTTP load"
     );
+    let after = exporter.get("/metrics").await.body;
+    let delays: Vec<&str> = after
+        .lines()
+        .filter(|line| line.starts_with("synack_exporter_halfopen_"))
+        .collect();
+    println!("after the load:\n{}", delays.join("\n"));
+    assert_eq!(sample(&after, CLOSE_DELAYS), Some(4000.0), "{after}");
+    assert_eq!(sample(&after, LATE_CLOSES), Some(0.0), "{after}");
 }
+
+/// Every half-open success's close delay: the series the test above reads.
+const CLOSE_DELAYS: &str = "synack_exporter_halfopen_close_delay_seconds_count";
+/// Half-open closes past the 50 ms margin.
+const LATE_CLOSES: &str = "synack_exporter_halfopen_late_closes_total";
 
 /// A file without `modules:` (the README's `targets:` snippet, say) serves
 /// the built-in modules; an unknown module's 400 lists those that exist.

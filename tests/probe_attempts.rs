@@ -63,6 +63,13 @@ async fn a_ping_module_reports_every_attempt_and_the_handshake_statistics() {
         .body;
     assert_eq!(value(&body, "probe_attempts"), 1.0, "{body}");
     assert_eq!(value(&body, "probe_tcp_handshake_stddev_seconds"), 0.0);
+
+    // The half-open race guard counts every close, one per attempt of the
+    // five-attempt probe (each raced the delayed ACK), and never a
+    // tcp_connect one.
+    let metrics = exporter.get("/metrics").await.body;
+    let closes = "synack_exporter_halfopen_close_delay_seconds_count";
+    assert_eq!(value(&metrics, closes), 5.0, "{metrics}");
 }
 
 #[tokio::test]

@@ -67,6 +67,14 @@ async fn assert_halfopen_is_invisible(address: &str) {
             outcome.failure
         );
         assert!(outcome.handshake_time.is_some());
+        let close_delay = outcome
+            .close_delay
+            .expect("a half-open success has a close delay");
+        // Loopback, an idle runtime: the RST follows the wake-up at once.
+        assert!(
+            close_delay < Duration::from_millis(50),
+            "probe {round}: closed {close_delay:?} after the SYN-ACK"
+        );
     }
     assert_eq!(
         accepted_after_delayed_ack(&listener),
@@ -119,6 +127,7 @@ async fn tcp_connect_is_accepted_by_the_same_listener() {
             .await
             .unwrap();
         assert!(outcome.is_success(), "{:?}", outcome.failure);
+        assert_eq!(outcome.close_delay, None, "a full handshake races nothing");
     }
     assert_eq!(accepted_after_delayed_ack(&listener), 10);
 }
@@ -139,6 +148,7 @@ async fn closed_port_is_refused_by_both_probers() {
         );
         assert!(outcome.failure.unwrap().detail.contains("ECONNREFUSED"));
         assert_eq!(outcome.handshake_time, None);
+        assert_eq!(outcome.close_delay, None);
     }
 }
 

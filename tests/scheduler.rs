@@ -73,6 +73,12 @@ async fn scheduled_targets_show_gauges_and_reasons_and_open_ones_are_never_accep
     assert_eq!(series("probe_healthy", &open, ""), Some(1.0));
     assert_eq!(series("probe_ip_protocol", &open, ""), Some(4.0));
     assert!(series("probe_tcp_handshake_latency_seconds_count", &open, "").unwrap() >= 2.0);
+    let rtt = series("probe_tcp_rtt_seconds", &open, "").unwrap();
+    assert!(rtt > 0.0 && rtt < 0.1, "a loopback RTT: {metrics}");
+    assert_eq!(
+        series("probe_tcp_syn_retransmits_total", &open, ""),
+        Some(0.0)
+    );
     assert_eq!(
         series("probe_failure_reason", &closed, ",reason=\"refused\""),
         Some(1.0)
@@ -91,6 +97,19 @@ async fn scheduled_targets_show_gauges_and_reasons_and_open_ones_are_never_accep
     assert!(series("probe_last_probe_timestamp_seconds", &open, "").unwrap() > 1.7e9);
     assert!(sample(&metrics, "synack_exporter_scheduled_targets") == Some(3.0));
     assert!(metrics.contains("synack_exporter_schedule_lag_seconds_bucket{le=\"0.05\"}"));
+    // Scheduled half-open successes count in the exporter's guard too.
+    assert!(
+        sample(
+            &metrics,
+            "synack_exporter_halfopen_close_delay_seconds_count"
+        )
+        .unwrap()
+            >= 2.0
+    );
+    assert_eq!(
+        sample(&metrics, "synack_exporter_halfopen_late_closes_total"),
+        Some(0.0)
+    );
 
     std::thread::sleep(Duration::from_millis(600)); // past any delayed ACK
     match listener.accept() {
@@ -117,6 +136,8 @@ async fn series_exist_before_the_first_probe_and_leave_with_the_target() {
         format!("probe_results_total{{{labels},result=\"success\"}}"),
         format!("probe_tcp_handshake_latency_seconds_bucket{{{labels},le=\"+Inf\"}}"),
         format!("probe_state_changes_total{{{labels}}}"),
+        format!("probe_tcp_rtt_seconds{{{labels}}}"),
+        format!("probe_tcp_syn_retransmits_total{{{labels}}}"),
     ] {
         assert_eq!(
             sample(&metrics, &series),

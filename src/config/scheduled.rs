@@ -300,8 +300,17 @@ impl Serialize for TargetSpec {
 }
 
 /// Label names the exporter sets itself, or Prometheus does.
-const RESERVED_LABELS: [&str; 7] = [
-    "target", "module", "reason", "result", "le", "job", "instance",
+const RESERVED_LABELS: [&str; 10] = [
+    "target",
+    "module",
+    "reason",
+    "result",
+    "le",
+    "icmp_type",
+    "icmp_code",
+    "offender",
+    "job",
+    "instance",
 ];
 
 /// A user label name: a valid Prometheus name that is not reserved.

@@ -1,10 +1,10 @@
 //! The exporter's own metrics, served on `/metrics`: build info, probe
-//! counters, the in-flight gauge, reload status, the schedule lag and
-//! the `process_*` metrics.
+//! counters, the in-flight gauge, reload status, the schedule lag, the
+//! half-open close delays and the `process_*` metrics.
 //!
 //! The values live with what they describe (the modules' result
-//! counters, the runner's in-flight count, the scheduler's lag
-//! histogram); a scrape gathers them into an [`ExporterView`] and writes
+//! counters, the runner's in-flight count and close delays, the
+//! scheduler's lag histogram); a scrape gathers them into an [`ExporterView`] and writes
 //! it. Only the reload status is kept here, as [`ReloadStatus`], since
 //! nothing below the app knows of reloads.
 
@@ -12,8 +12,8 @@
 
 use super::exposition::{Kind, Value, Writer, push_label_value};
 use super::process::ProcessMetrics;
-use crate::prober::RESULTS;
-use crate::scheduler::{HistogramValues, SCHEDULE_LAG_BUCKETS};
+use crate::histogram::HistogramValues;
+use crate::prober::{HalfOpenCloseValues, LATE_CLOSE_THRESHOLD, RESULTS};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// Whether the last config load worked, and when one last did.
@@ -49,6 +49,8 @@ pub(crate) struct ExporterView<'a> {
     pub(crate) reload: &'a ReloadStatus,
     /// How late scheduled probes started.
     pub(crate) schedule_lag: HistogramValues,
+    /// How soon half-open sockets closed after their SYN-ACK.
+    pub(crate) half_open_closes: HalfOpenCloseValues,
     /// Targets this instance probes on its schedule.
     pub(crate) scheduled_targets: usize,
     /// The `process_*` metrics.
@@ -113,7 +115,7 @@ impl ExporterView<'_> {
         writer.histogram(
             "synack_exporter_schedule_lag_seconds",
             &[],
-            (&SCHEDULE_LAG_BUCKETS, &lag.cumulative),
+            (lag.bounds, &lag.cumulative),
             lag.count,
             lag.sum,
         );
@@ -122,7 +124,38 @@ impl ExporterView<'_> {
             "Targets this instance probes on its own schedule.",
             self.scheduled_targets,
         );
+        self.write_half_open_closes(writer);
         self.process.write(writer);
+    }
+
+    fn write_half_open_closes(&self, writer: &mut Writer<'_>) {
+        writer.family(
+            "synack_exporter_halfopen_close_delay_seconds",
+            Kind::Histogram,
+            "Half-open sockets that got a SYN-ACK (each attempt, and those of timed-out or cancelled probes), /probe and scheduled: time from the SYN-ACK's arrival (as TCP_INFO dates it, to the millisecond) to the return of the close that sent the RST.",
+        );
+        let delays = &self.half_open_closes.delays;
+        writer.histogram(
+            "synack_exporter_halfopen_close_delay_seconds",
+            &[],
+            (delays.bounds, &delays.cumulative),
+            delays.count,
+            delays.sum,
+        );
+        writer.family(
+            "synack_exporter_halfopen_late_closes",
+            Kind::Counter,
+            &format!(
+                "Half-open sockets that closed more than {} ms after their SYN-ACK (or after the target sent again), close to the kernel's 200 ms delayed ACK that would complete the handshake.",
+                LATE_CLOSE_THRESHOLD.as_millis()
+            ),
+        );
+        writer.sample(
+            "synack_exporter_halfopen_late_closes",
+            "_total",
+            &[],
+            Value::Int(self.half_open_closes.late),
+        );
     }
 
     fn write_probes_denied(&self, writer: &mut Writer<'_>) {

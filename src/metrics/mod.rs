@@ -5,6 +5,7 @@
 //!
 //! - [`probe`]: the answer to one `/probe` request, from its outcome.
 //! - [`exporter`]: the exporter's own series on `/metrics`.
+//! - [`icmp`]: `probe_icmp_error_info`, for `/probe` and scheduled targets.
 //! - [`process`]: the standard `process_*` metrics.
 //! - [`scheduled`]: the series of scheduled targets, streamed.
 //! - [`exposition`]: the writer, and content negotiation.
@@ -13,6 +14,7 @@
 
 pub(crate) mod exporter;
 pub(crate) mod exposition;
+pub(crate) mod icmp;
 pub(crate) mod probe;
 pub(crate) mod process;
 pub(crate) mod scheduled;

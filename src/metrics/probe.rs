@@ -13,6 +13,13 @@
 //! depend on the module, not on the probe, so a module's set of series
 //! still never changes; a single-attempt module, the default, writes
 //! what it wrote before attempts existed and pays nothing for them.
+//!
+//! TCP modules also write what the kernel's `TCP_INFO` said at the
+//! SYN-ACK: its RTT sample, `probe_tcp_rtt_seconds`, beside the handshake
+//! time, and `probe_tcp_syn_retransmits`. Both are 0 when no SYN-ACK came,
+//! as the handshake gauge is, so that a module's series stay the same
+//! whatever the outcome; `exec` modules, which open no TCP connection of
+//! their own, write neither.
 
 #![forbid(unsafe_code)]
 
@@ -24,6 +31,12 @@ use std::net::IpAddr;
 
 /// Name of the handshake gauge: from connect to the SYN-ACK.
 const HANDSHAKE_GAUGE: &str = "probe_tcp_handshake_duration_seconds";
+
+/// Name of the kernel's RTT gauge: `tcpi_rtt` at the SYN-ACK.
+const RTT_GAUGE: &str = "probe_tcp_rtt_seconds";
+
+/// Name of the SYN retransmit gauge: `tcpi_total_retrans` at the SYN-ACK.
+const SYN_RETRANSMITS_GAUGE: &str = "probe_tcp_syn_retransmits";
 
 /// The `reason` labels of `probe_failure_reason`, in the order of [`Reason::ALL`].
 const REASON_LABELS: [&str; Reason::ALL.len()] = [
@@ -94,6 +107,9 @@ pub(crate) fn render(outcome: &Outcome, module: &Module, format: Format) -> Stri
             .handshake_time
             .map_or(0.0, |time| time.as_secs_f64()),
     );
+    if module.prober != ProberKind::Exec {
+        write_kernel_timing(&mut writer, outcome);
+    }
     writer.gauge(
         "probe_ip_protocol",
         "IP version of the probed address: 4 or 6; 0 when nothing resolved.",
@@ -121,11 +137,28 @@ pub(crate) fn render(outcome: &Outcome, module: &Module, format: Format) -> Stri
         let value = Value::from(failed == Some(reason));
         writer.sample("probe_failure_reason", "", &[label], value);
     }
+    if let Some(icmp) = &outcome.icmp_error {
+        super::icmp::write_family(&mut writer, icmp);
+    }
     if module.tcp.attempts > 1 {
         write_attempts(&mut writer, outcome);
     }
     writer.end();
     text
+}
+
+/// The series of a TCP module from `TCP_INFO`.
+fn write_kernel_timing(writer: &mut Writer<'_>, outcome: &Outcome) {
+    writer.gauge(
+        RTT_GAUGE,
+        "The kernel's RTT sample of the SYN/SYN-ACK exchange (TCP_INFO), without the exporter's wake-up; 0 when no SYN-ACK came or the kernel took no sample.",
+        outcome.tcp_rtt.map_or(0.0, |rtt| rtt.as_secs_f64()),
+    );
+    writer.gauge(
+        SYN_RETRANSMITS_GAUGE,
+        "SYNs sent again before the SYN-ACK came (TCP_INFO), summed over the handshakes that got one; above 0, packets were lost although the port is up.",
+        outcome.syn_retransmits,
+    );
 }
 
 /// The series of a multi-attempt module.
@@ -189,13 +222,7 @@ mod tests {
 
     #[test]
     fn the_exit_code_is_written_for_exec_modules_only() {
-        let exec = Config::parse(
-            "t.yml",
-            "modules:\n  script:\n    prober: exec\n    exec: {command: [\"/bin/true\"]}\n",
-        )
-        .unwrap()
-        .modules["script"]
-            .clone();
+        let exec = exec_module();
         let mut outcome =
             Outcome::not_started(Failure::new(Reason::CheckFailed, "x"), Duration::ZERO);
         for (code, line) in [
@@ -212,6 +239,73 @@ mod tests {
                 "{text}"
             );
         }
+    }
+
+    /// The value of the unlabelled sample `series` in `text`.
+    fn sample_value(text: &str, series: &str) -> f64 {
+        let line = text
+            .lines()
+            .find(|line| line.split(' ').next() == Some(series))
+            .unwrap_or_else(|| panic!("no {series} in\n{text}"));
+        line.split(' ').nth(1).unwrap().parse().unwrap()
+    }
+
+    #[test]
+    fn tcp_modules_write_the_kernel_rtt_and_syn_retransmits_whatever_the_outcome() {
+        let mut outcome = Outcome::not_started(Failure::new(Reason::Timeout, "x"), Duration::ZERO);
+        for prober in [ProberKind::TcpHalfopen, ProberKind::TcpConnect] {
+            let module = Module::new(prober);
+            // Failed: no SYN-ACK, so both are 0, like the handshake gauge.
+            let text = render(&outcome, &module, Format::OpenMetrics);
+            assert_eq!(sample_value(&text, RTT_GAUGE), 0.0, "{text}");
+            assert_eq!(sample_value(&text, SYN_RETRANSMITS_GAUGE), 0.0, "{text}");
+            assert!(
+                text.contains("# TYPE probe_tcp_rtt_seconds gauge\n"),
+                "{text}"
+            );
+            assert!(
+                text.contains("# TYPE probe_tcp_syn_retransmits gauge\n"),
+                "{text}"
+            );
+        }
+        outcome.failure = None;
+        outcome.handshake_time = Some(Duration::from_millis(1005));
+        outcome.tcp_rtt = Some(Duration::from_micros(1250));
+        outcome.syn_retransmits = 2;
+        for format in [Format::OpenMetrics, Format::PrometheusText] {
+            let text = render(&outcome, &single_attempt(), format);
+            assert!(
+                (sample_value(&text, RTT_GAUGE) - 0.001_25).abs() < 1e-9,
+                "{text}"
+            );
+            assert_eq!(sample_value(&text, SYN_RETRANSMITS_GAUGE), 2.0, "{text}");
+            assert!(
+                (sample_value(&text, HANDSHAKE_GAUGE) - 1.005).abs() < 1e-9,
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn exec_modules_write_no_tcp_info_series() {
+        let exec = exec_module();
+        let mut outcome =
+            Outcome::not_started(Failure::new(Reason::CheckFailed, "x"), Duration::ZERO);
+        outcome.tcp_rtt = Some(Duration::from_micros(5));
+        outcome.syn_retransmits = 1;
+        let text = render(&outcome, &exec, Format::OpenMetrics);
+        assert!(!text.contains(RTT_GAUGE), "{text}");
+        assert!(!text.contains(SYN_RETRANSMITS_GAUGE), "{text}");
+    }
+
+    fn exec_module() -> Module {
+        Config::parse(
+            "t.yml",
+            "modules:\n  script:\n    prober: exec\n    exec: {command: [\"/bin/true\"]}\n",
+        )
+        .unwrap()
+        .modules["script"]
+            .clone()
     }
 
     fn single_attempt() -> Module {
@@ -239,11 +333,7 @@ mod tests {
             ("probe_tcp_handshake_stddev_seconds", 0.001_632_993),
             ("probe_tcp_handshake_duration_seconds", 0.002),
         ] {
-            let line = text
-                .lines()
-                .find(|line| line.split(' ').next() == Some(series))
-                .unwrap_or_else(|| panic!("no {series} in\n{text}"));
-            let got: f64 = line.split(' ').nth(1).unwrap().parse().unwrap();
+            let got = sample_value(&text, series);
             assert!((got - value).abs() < 1e-6, "{series}: {got} != {value}");
         }
         // No attempt succeeded: the statistics are 0, like the handshake gauge.
@@ -258,5 +348,28 @@ mod tests {
             text.contains("\nprobe_tcp_handshake_min_seconds 0\n"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn an_icmp_error_adds_its_info_series_and_only_then() {
+        let mut outcome =
+            Outcome::not_started(Failure::new(Reason::Unreachable, "x"), Duration::ZERO);
+        let text = render(&outcome, &single_attempt(), Format::OpenMetrics);
+        assert!(!text.contains("probe_icmp_error"), "{text}");
+        outcome.icmp_error = Some(crate::prober::IcmpError {
+            ipv6: false,
+            icmp_type: 3,
+            code: 13,
+            offender: Some("192.0.2.1".parse().unwrap()),
+        });
+        let text = render(&outcome, &single_attempt(), Format::OpenMetrics);
+        assert!(
+            text.contains(
+                "# TYPE probe_icmp_error info\n\
+                 probe_icmp_error_info{icmp_type=\"3\",icmp_code=\"13\",offender=\"192.0.2.1\"} 1\n"
+            ),
+            "{text}"
+        );
+        assert!(text.ends_with("# EOF\n"), "{text}");
     }
 }

@@ -26,6 +26,7 @@
 #![forbid(unsafe_code)]
 
 use super::exposition::{Format, Kind, Value, Writer, push_label_value};
+use super::icmp;
 use crate::prober::{RESULTS, Reason};
 use crate::scheduler::{HANDSHAKE_BUCKETS, ScheduledTarget, TargetList, TargetState};
 use std::sync::{Arc, LazyLock, PoisonError, RwLock};
@@ -44,11 +45,14 @@ enum Family {
     Attempts,
     AttemptsFailed,
     Handshake,
+    TcpRtt,
+    SynRetransmits,
     ExecExitCode,
+    IcmpError,
 }
 
 /// Families in export order, with name, type and help.
-const FAMILIES: [(Family, &str, Kind, &str); 12] = [
+const FAMILIES: [(Family, &str, Kind, &str); 15] = [
     (
         Family::Success,
         "probe_success",
@@ -116,11 +120,24 @@ const FAMILIES: [(Family, &str, Kind, &str); 12] = [
         "Time from connect to the SYN-ACK of every successful attempt of scheduled probes.",
     ),
     (
+        Family::TcpRtt,
+        "probe_tcp_rtt_seconds",
+        Kind::Gauge,
+        "The kernel's RTT sample of the SYN/SYN-ACK exchange (TCP_INFO) of the last scheduled probe that had one, TCP modules only; 0 before any.",
+    ),
+    (
+        Family::SynRetransmits,
+        "probe_tcp_syn_retransmits",
+        Kind::Counter,
+        "SYNs sent again before a SYN-ACK came (TCP_INFO) in successful attempts of scheduled probes, TCP modules only.",
+    ),
+    (
         Family::ExecExitCode,
         "probe_exec_exit_code",
         Kind::Gauge,
         "Exit code of the last scheduled probe's command, exec modules only; -1 when it has none.",
     ),
+    (Family::IcmpError, icmp::FAMILY, Kind::Info, icmp::HELP),
 ];
 
 /// The per-sample labels that follow a target's label set, formatted once
@@ -316,9 +333,24 @@ fn write_samples(
             sample("_sum", "", histogram.sum.into());
             sample("_count", "", histogram.count.into());
         }
+        Family::TcpRtt => {
+            if state.tcp {
+                sample("", "", state.last_tcp_rtt.into());
+            }
+        }
+        Family::SynRetransmits => {
+            if state.tcp {
+                sample("_total", "", state.syn_retransmits.into());
+            }
+        }
         Family::ExecExitCode => {
             if let Some(code) = state.last_exit_code {
                 sample("", "", f64::from(code).into());
+            }
+        }
+        Family::IcmpError => {
+            if let Some(icmp) = &state.last_icmp_error {
+                icmp::write_sample(writer, labels, icmp);
             }
         }
     }
@@ -339,6 +371,41 @@ mod tests {
              labels: {{team: \"a\\\"b\\\\c\\nd\"}}\n"
         );
         Config::parse("t.yml", &yaml).unwrap()
+    }
+
+    /// What `write_samples` writes of `family` for `state`.
+    fn samples_of(family: Family, state: &TargetState) -> String {
+        let (_, name, _, _) = FAMILIES
+            .into_iter()
+            .find(|(candidate, ..)| {
+                std::mem::discriminant(candidate) == std::mem::discriminant(&family)
+            })
+            .unwrap();
+        let mut text = String::new();
+        let mut writer = Writer::new(&mut text, Format::OpenMetrics);
+        write_samples(&mut writer, family, name, "module=\"m\"", state);
+        text
+    }
+
+    #[test]
+    fn tcp_targets_have_the_kernel_rtt_and_a_syn_retransmit_counter_exec_targets_not() {
+        let mut state = TargetState::default();
+        state.tcp = true;
+        assert_eq!(
+            samples_of(Family::TcpRtt, &state) + &samples_of(Family::SynRetransmits, &state),
+            "probe_tcp_rtt_seconds{module=\"m\"} 0\nprobe_tcp_syn_retransmits_total{module=\"m\"} 0\n",
+            "present from before the first probe, so that the first retransmit counts in increase()"
+        );
+        (state.last_tcp_rtt, state.syn_retransmits) = (0.000_25, 3);
+        assert_eq!(
+            samples_of(Family::TcpRtt, &state) + &samples_of(Family::SynRetransmits, &state),
+            "probe_tcp_rtt_seconds{module=\"m\"} 0.00025\nprobe_tcp_syn_retransmits_total{module=\"m\"} 3\n"
+        );
+        state.tcp = false;
+        assert_eq!(
+            samples_of(Family::TcpRtt, &state) + &samples_of(Family::SynRetransmits, &state),
+            ""
+        );
     }
 
     fn published(series: &ScheduledSeries) -> (TargetList, Arc<LabelSets>) {
@@ -389,5 +456,107 @@ mod tests {
             );
         }
         assert_eq!(&*targets[1].target_text, "127.0.0.1:3");
+    }
+
+    /// The label names of one sample line, in order.
+    fn label_names(line: &str) -> Vec<&str> {
+        let inside = line
+            .split_once('{')
+            .and_then(|(_, rest)| rest.rsplit_once('}'));
+        let mut names = Vec::new();
+        let mut rest = inside.map_or("", |(labels, _)| labels);
+        while let Some((name, value)) = rest.split_once("=\"") {
+            names.push(name.trim_start_matches(','));
+            // Values here hold no escaped quotes.
+            rest = value.split_once('"').map_or("", |(_, after)| after);
+        }
+        names
+    }
+
+    #[test]
+    fn the_icmp_info_labels_never_clash_with_a_targets_own() {
+        // `type` and `code` are common label names and valid ones for a
+        // target (reserved are only the names the exporter sets); a
+        // sample naming one twice makes Prometheus reject the scrape.
+        let yaml = "targets:\n  - module: tcp_halfopen\n    targets: [\"127.0.0.1:1\"]\n    \
+                    labels: {type: db, code: eu1}\n";
+        let config = Config::parse("t.yml", yaml).expect("labels type and code are allowed");
+        let own: Vec<String> = config.targets[0]
+            .labels
+            .keys()
+            .map(|name| format!(",{}=\"x\"", name.0))
+            .collect();
+        let labels = format!("module=\"m\",target=\"t\"{}", own.concat());
+        let mut state = TargetState::default();
+        state.last_icmp_error = Some(crate::prober::IcmpError {
+            ipv6: false,
+            icmp_type: 3,
+            code: 13,
+            offender: Some("192.0.2.1".parse().unwrap()),
+        });
+        let mut text = String::new();
+        let mut writer = Writer::new(&mut text, Format::OpenMetrics);
+        write_samples(
+            &mut writer,
+            Family::IcmpError,
+            icmp::FAMILY,
+            &labels,
+            &state,
+        );
+        let names = label_names(text.trim_end());
+        let mut unique = names.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), names.len(), "{text}");
+        for name in names {
+            if !["module", "target", "type", "code"].contains(&name) {
+                let yaml = format!(
+                    "targets:\n  - module: tcp_halfopen\n    targets: []\n    labels: {{{name}: x}}\n"
+                );
+                assert!(
+                    Config::parse("t.yml", &yaml).is_err(),
+                    "{name}, set by the exporter, must be reserved"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_icmp_error_of_the_last_probe_only_is_shown() {
+        use crate::prober::{Failure, IcmpError, Outcome};
+        let labels = r#"module="m",target="t""#;
+        let icmp_lines = |state: &TargetState| {
+            let mut text = String::new();
+            let mut writer = Writer::new(&mut text, Format::PrometheusText);
+            write_samples(&mut writer, Family::IcmpError, icmp::FAMILY, labels, state);
+            text
+        };
+        let mut unreachable = Outcome::not_started(
+            Failure::new(Reason::Unreachable, "x"),
+            std::time::Duration::ZERO,
+        );
+        unreachable.icmp_error = Some(IcmpError {
+            ipv6: true,
+            icmp_type: 1,
+            code: 3,
+            offender: Some("2001:db8:1::1".parse().unwrap()),
+        });
+        let mut state = TargetState::default();
+        assert_eq!(icmp_lines(&state), "", "nothing before any probe");
+        state.record(unreachable, 1, 1, 1.0);
+        assert_eq!(
+            icmp_lines(&state),
+            "probe_icmp_error_info{module=\"m\",target=\"t\",icmp_type=\"1\",icmp_code=\"3\",offender=\"2001:db8:1::1\"} 1\n"
+        );
+        let refused = Outcome::not_started(
+            Failure::new(Reason::Refused, "RST"),
+            std::time::Duration::ZERO,
+        );
+        state.record(refused, 1, 1, 2.0);
+        assert_eq!(
+            icmp_lines(&state),
+            "",
+            "a later probe without one clears it"
+        );
     }
 }

@@ -10,8 +10,10 @@
 
 #![forbid(unsafe_code)]
 
-use super::Reason;
+use super::{IcmpError, Reason};
+use crate::trace::IcmpStep;
 use std::io;
+use std::net::IpAddr;
 
 /// Which reason an OS error from socket, bind or connect stands for.
 #[must_use]
@@ -74,6 +76,148 @@ fn errno_name(code: i32) -> String {
     name.to_owned()
 }
 
+/// ICMP (IPv4) destination unreachable.
+const ICMP_DEST_UNREACH: u8 = 3;
+/// Its code for "port unreachable".
+const ICMP_PORT_UNREACH: u8 = 3;
+/// Its code for "fragmentation needed": path MTU discovery, not a failure.
+const ICMP_FRAG_NEEDED: u8 = 4;
+/// ICMPv6 destination unreachable.
+const ICMP6_DST_UNREACH: u8 = 1;
+/// Its code for "port unreachable".
+const ICMP6_DST_UNREACH_NOPORT: u8 = 4;
+/// ICMPv6 packet too big: path MTU discovery, not a failure.
+const ICMP6_PACKET_TOO_BIG: u8 = 2;
+
+/// Which reason an ICMP error from the error queue stands for, for a
+/// probe of `target`; `None` for messages that do not end a connect
+/// (fragmentation needed, packet too big).
+///
+/// Every destination-unreachable is `unreachable`, except a port
+/// unreachable sent by the target itself: the host is up and says that
+/// nothing listens, as an RST would, so it is `refused`. A port
+/// unreachable from anyone else is a firewall's forgery, `unreachable`.
+/// Time exceeded and parameter problems are `unreachable` too: the SYN
+/// did not get there.
+#[must_use]
+pub fn icmp_reason(icmp: &IcmpError, target: IpAddr) -> Option<Reason> {
+    let (unreach, port_unreach) = if icmp.ipv6 {
+        if icmp.icmp_type == ICMP6_PACKET_TOO_BIG || icmp.icmp_type >= 128 {
+            return None;
+        }
+        (ICMP6_DST_UNREACH, ICMP6_DST_UNREACH_NOPORT)
+    } else {
+        if icmp.icmp_type == ICMP_DEST_UNREACH && icmp.code == ICMP_FRAG_NEEDED {
+            return None;
+        }
+        if !matches!(icmp.icmp_type, 3 | 4 | 11 | 12) {
+            return None;
+        }
+        (ICMP_DEST_UNREACH, ICMP_PORT_UNREACH)
+    };
+    let from_target = icmp
+        .offender
+        .is_none_or(|offender| same_ip(offender, target));
+    if icmp.icmp_type == unreach && icmp.code == port_unreach && from_target {
+        return Some(Reason::Refused);
+    }
+    Some(Reason::Unreachable)
+}
+
+/// Equal, counting an IPv4-mapped IPv6 address as its IPv4 address.
+fn same_ip(a: IpAddr, b: IpAddr) -> bool {
+    a.to_canonical() == b.to_canonical()
+}
+
+/// The words for an ICMP error, for the trace and the failure's detail.
+#[must_use]
+pub fn icmp_step(icmp: &IcmpError) -> IcmpStep {
+    let (protocol, message, meaning) = if icmp.ipv6 {
+        let (message, meaning) = icmpv6_words(icmp.icmp_type, icmp.code);
+        ("ICMPv6", message, meaning)
+    } else {
+        let (message, meaning) = icmpv4_words(icmp.icmp_type, icmp.code);
+        ("ICMP", message, meaning)
+    };
+    IcmpStep {
+        protocol,
+        message,
+        icmp_type: icmp.icmp_type,
+        code: icmp.code,
+        meaning,
+        offender: icmp.offender,
+    }
+}
+
+/// RFC 792, 1812 and the IANA registry: type and code in words.
+fn icmpv4_words(icmp_type: u8, code: u8) -> (Option<&'static str>, Option<&'static str>) {
+    match icmp_type {
+        3 => (
+            Some("destination unreachable"),
+            Some(match code {
+                0 => "net unreachable",
+                1 => "host unreachable",
+                2 => "protocol unreachable",
+                3 => "port unreachable",
+                4 => "fragmentation needed",
+                5 => "source route failed",
+                6 => "destination network unknown",
+                7 => "destination host unknown",
+                8 => "source host isolated",
+                9 => "network administratively prohibited",
+                10 => "host administratively prohibited",
+                11 => "network unreachable for type of service",
+                12 => "host unreachable for type of service",
+                13 => "communication administratively prohibited",
+                14 => "host precedence violation",
+                15 => "precedence cutoff in effect",
+                _ => return (Some("destination unreachable"), None),
+            }),
+        ),
+        4 => (Some("source quench"), None),
+        11 => (
+            Some("time exceeded"),
+            match code {
+                0 => Some("time to live exceeded in transit"),
+                1 => Some("fragment reassembly time exceeded"),
+                _ => None,
+            },
+        ),
+        12 => (Some("parameter problem"), None),
+        _ => (None, None),
+    }
+}
+
+/// RFC 4443 and the IANA registry: type and code in words.
+fn icmpv6_words(icmp_type: u8, code: u8) -> (Option<&'static str>, Option<&'static str>) {
+    match icmp_type {
+        1 => (
+            Some("destination unreachable"),
+            match code {
+                0 => Some("no route to destination"),
+                1 => Some("communication with destination administratively prohibited"),
+                2 => Some("beyond scope of source address"),
+                3 => Some("address unreachable"),
+                4 => Some("port unreachable"),
+                5 => Some("source address failed ingress/egress policy"),
+                6 => Some("reject route to destination"),
+                _ => None,
+            },
+        ),
+        2 => (Some("packet too big"), None),
+        3 => (
+            Some("time exceeded"),
+            match code {
+                0 => Some("hop limit exceeded in transit"),
+                1 => Some("fragment reassembly time exceeded"),
+                _ => None,
+            },
+        ),
+        4 => (Some("parameter problem"), None),
+        _ => (None, None),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -110,5 +254,81 @@ mod tests {
             describe(&os(libc::ECONNREFUSED)),
             "ECONNREFUSED (Connection refused)"
         );
+    }
+
+    fn icmp(ipv6: bool, icmp_type: u8, code: u8, offender: &str) -> IcmpError {
+        IcmpError {
+            ipv6,
+            icmp_type,
+            code,
+            offender: Some(offender.parse().unwrap()),
+        }
+    }
+
+    #[test]
+    fn icmp_errors_map_to_reasons() {
+        let target: IpAddr = "198.51.100.2".parse().unwrap();
+        let router = "192.0.2.1";
+        for code in [0, 1, 9, 10, 13] {
+            let error = icmp(false, 3, code, router);
+            assert_eq!(
+                icmp_reason(&error, target),
+                Some(Reason::Unreachable),
+                "{error}"
+            );
+        }
+        // Port unreachable: refused from the target, a forgery from a router.
+        assert_eq!(
+            icmp_reason(&icmp(false, 3, 3, "198.51.100.2"), target),
+            Some(Reason::Refused)
+        );
+        assert_eq!(
+            icmp_reason(&icmp(false, 3, 3, router), target),
+            Some(Reason::Unreachable)
+        );
+        assert_eq!(
+            icmp_reason(&icmp(false, 11, 0, router), target),
+            Some(Reason::Unreachable)
+        );
+        assert_eq!(icmp_reason(&icmp(false, 3, 4, router), target), None);
+
+        let target: IpAddr = "2001:db8:2::2".parse().unwrap();
+        let router = "2001:db8:1::1";
+        for code in [0, 1, 3, 5, 6] {
+            let error = icmp(true, 1, code, router);
+            assert_eq!(
+                icmp_reason(&error, target),
+                Some(Reason::Unreachable),
+                "{error}"
+            );
+        }
+        assert_eq!(
+            icmp_reason(&icmp(true, 1, 4, "2001:db8:2::2"), target),
+            Some(Reason::Refused)
+        );
+        assert_eq!(
+            icmp_reason(&icmp(true, 1, 4, router), target),
+            Some(Reason::Unreachable)
+        );
+        assert_eq!(icmp_reason(&icmp(true, 2, 0, router), target), None);
+    }
+
+    #[test]
+    fn icmp_errors_read_as_sentences() {
+        assert_eq!(
+            icmp(false, 3, 13, "192.0.2.1").to_string(),
+            "ICMP destination unreachable, code 13 (communication administratively prohibited), from 192.0.2.1"
+        );
+        assert_eq!(
+            icmp(true, 1, 3, "2001:db8:1::1").to_string(),
+            "ICMPv6 destination unreachable, code 3 (address unreachable), from 2001:db8:1::1"
+        );
+        let unknown = IcmpError {
+            ipv6: false,
+            icmp_type: 42,
+            code: 7,
+            offender: None,
+        };
+        assert_eq!(unknown.to_string(), "ICMP type 42, code 7");
     }
 }

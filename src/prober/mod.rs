@@ -14,10 +14,12 @@
 #![forbid(unsafe_code)]
 
 mod classify;
+mod close_guard;
 pub(crate) mod exec;
 pub(crate) mod resolve;
 mod tcp;
 
+pub(crate) use close_guard::{HalfOpenCloseValues, HalfOpenCloses, LATE_CLOSE_THRESHOLD};
 pub(crate) use resolve::Resolver;
 
 use crate::config::{Module, PolicyRefusal, ProberKind};
@@ -140,8 +142,25 @@ pub struct Outcome {
     pub address: Option<SocketAddr>,
     /// Time spent resolving the host; zero for IP literals.
     pub dns_time: Duration,
-    /// From connect to the SYN-ACK; only when the port answered with one.
+    /// From the `connect()` call to the wake-up at the SYN-ACK; only when
+    /// the port answered with one. With several attempts, the first
+    /// successful one's. It includes how long the exporter took to wake
+    /// up: what a client would feel, where [`tcp_rtt`](Self::tcp_rtt) is
+    /// the network's round trip alone.
     pub handshake_time: Option<Duration>,
+    /// The kernel's RTT sample of the SYN/SYN-ACK exchange (`TCP_INFO`'s
+    /// `tcpi_rtt`), of the attempt that gave
+    /// [`handshake_time`](Self::handshake_time). `None` without a SYN-ACK,
+    /// and when the kernel took no sample. After a retransmitted SYN it
+    /// comes from TCP timestamps, in whole milliseconds (at least 1 ms).
+    pub tcp_rtt: Option<Duration>,
+    /// How many times a SYN was sent again before its SYN-ACK came
+    /// (`TCP_INFO`'s `tcpi_total_retrans`), summed over the successful
+    /// attempts; 0 when none succeeded. A success with retransmits means
+    /// a SYN or SYN-ACK was lost on the path although the port is up. A
+    /// failed attempt's retransmits are not counted: its failure already
+    /// says that its SYNs went unanswered.
+    pub syn_retransmits: u32,
     /// The whole probe, DNS included.
     pub duration: Duration,
     /// What `probe_exec_exit_code` shows: `None` for the probers that run
@@ -162,6 +181,50 @@ pub struct Outcome {
     /// the address it resolved to), so nothing was sent: the failure is
     /// `local` and says why. `/probe` answers it with 403.
     pub denied_by_policy: bool,
+    /// The ICMP or ICMPv6 error the kernel queued for the probe's socket
+    /// (`IP_RECVERR`): which message, and which host sent it. `None` on
+    /// success, and for failures that drew no ICMP error (an RST, a
+    /// silent drop, a local error). With several attempts, the last
+    /// failed attempt's.
+    pub icmp_error: Option<IcmpError>,
+    /// For `tcp_halfopen` successes: from the SYN-ACK to the return of the
+    /// close that sent the RST. That is the exporter's own time from the
+    /// wake-up that showed the SYN-ACK to the close, plus how long the
+    /// SYN-ACK had waited for that wake-up as `TCP_INFO` tells it (in
+    /// whole milliseconds, so a starved probe thread shows), and at least
+    /// 200 ms when the target had sent more than the SYN-ACK. The probe
+    /// stays invisible to the target's application only if that RST goes
+    /// out before this host's delayed ACK (about 200 ms after the SYN-ACK),
+    /// so this is how much of that margin the exporter used. With several
+    /// successful attempts, the largest. `None` for failures, and for
+    /// `tcp_connect`, which completes the handshake on purpose. The
+    /// exporter's guard counts every half-open close itself, also those
+    /// of probes that end without an outcome (cancelled).
+    pub close_delay: Option<Duration>,
+}
+
+/// An ICMP or ICMPv6 error that ended a probe, as the socket's error
+/// queue gave it: the message type and code, and the host that sent it.
+#[non_exhaustive]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IcmpError {
+    /// Whether it is an ICMPv6 message (the probe went over IPv6).
+    pub ipv6: bool,
+    /// The ICMP type, such as 3 (destination unreachable; 1 in ICMPv6).
+    pub icmp_type: u8,
+    /// The ICMP code, such as 13 (communication administratively prohibited).
+    pub code: u8,
+    /// The address of the host or router that sent the message
+    /// (`SO_EE_OFFENDER`), when the kernel gives one.
+    pub offender: Option<std::net::IpAddr>,
+}
+
+impl fmt::Display for IcmpError {
+    /// As `ICMP destination unreachable, code 13 (communication
+    /// administratively prohibited), from 192.0.2.1`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        crate::trace::write_icmp(f, &classify::icmp_step(self))
+    }
 }
 
 /// The handshake times of a probe's successful attempts, as ping prints
@@ -213,12 +276,16 @@ impl Outcome {
             address: None,
             dns_time: Duration::ZERO,
             handshake_time: None,
+            tcp_rtt: None,
+            syn_retransmits: 0,
             duration: waited,
             attempts: 0,
             attempts_failed: 0,
             later_handshake_times: Vec::new(),
             exit_code: None,
             denied_by_policy: false,
+            icmp_error: None,
+            close_delay: None,
         }
     }
 
@@ -309,11 +376,13 @@ impl Budget {
 }
 
 /// Runs one probe of `target` with `module` within `budget`; names are
-/// looked up with `resolver`.
+/// looked up with `resolver`, and every half-open close is counted in
+/// `closes`.
 pub(crate) async fn run(
     module: &Module,
     target: &Target,
     resolver: &Resolver,
+    closes: &HalfOpenCloses,
     budget: Budget,
     trace: &mut Trace,
 ) -> Outcome {
@@ -330,17 +399,7 @@ pub(crate) async fn run(
             } else {
                 tcp::Handshake::Full
             };
-            let policy = module.target_policy.as_deref();
-            tcp::probe(
-                handshake,
-                target,
-                &module.tcp,
-                policy,
-                resolver,
-                budget,
-                trace,
-            )
-            .await
+            tcp::probe(handshake, target, module, resolver, closes, budget, trace).await
         }
         ProberKind::Exec => match &module.exec {
             Some(options) => {

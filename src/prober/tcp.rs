@@ -20,16 +20,21 @@
 
 #![forbid(unsafe_code)]
 
-use super::{Budget, Failure, Outcome, Reason, Resolver, classify, resolve};
-use crate::config::{TargetPolicy, TcpOptions};
+use super::{
+    Budget, Failure, HalfOpenCloses, IcmpError, Outcome, Reason, Resolver, classify, close_guard,
+    resolve,
+};
+use crate::config::{Module, TcpOptions};
+use crate::sys::HandshakeInfo;
 use crate::target::Target;
 use crate::trace::{Step, Trace};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::os::fd::AsFd;
 use std::time::Duration;
 use tokio::io::Interest;
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 /// How far the handshake goes before the RST.
@@ -49,12 +54,14 @@ pub(super) enum Handshake {
 pub(super) async fn probe(
     handshake: Handshake,
     target: &Target,
-    options: &TcpOptions,
-    policy: Option<&TargetPolicy>,
+    module: &Module,
     resolver: &Resolver,
+    closes: &HalfOpenCloses,
     budget: Budget,
     trace: &mut Trace,
 ) -> Outcome {
+    let options = &module.tcp;
+    let policy = module.target_policy.as_deref();
     let cleared = match policy.map(|policy| policy.check_target(target)) {
         Some(Err(refusal)) => return Outcome::denied(&refusal),
         Some(Ok(cleared)) => Some(cleared),
@@ -71,12 +78,16 @@ pub(super) async fn probe(
         address: None,
         dns_time,
         handshake_time: None,
+        tcp_rtt: None,
+        syn_retransmits: 0,
         duration: Duration::ZERO,
         attempts: 0,
         attempts_failed: 0,
         later_handshake_times: Vec::new(),
         exit_code: None,
         denied_by_policy: false,
+        icmp_error: None,
+        close_delay: None,
     };
     let ip = match resolved {
         Ok(ip) => ip,
@@ -95,10 +106,13 @@ pub(super) async fn probe(
     }
     let address = SocketAddr::new(ip, target.port);
     outcome.address = Some(address);
+    // Only a half-open close races the delayed ACK.
+    let guard = (handshake == Handshake::HalfOpen).then_some(closes);
     attempt_all(
         handshake,
         address,
         options,
+        guard,
         budget.deadline,
         &mut outcome,
         trace,
@@ -109,7 +123,9 @@ pub(super) async fn probe(
 
 /// Runs the module's attempts against `address` one after another and
 /// records them in `outcome`: success if any succeeded, else the last
-/// attempt's failure.
+/// attempt's failure. The handshake time and kernel RTT are the first
+/// successful attempt's; SYN retransmits are summed over the successful
+/// attempts (see [`record_syn_ack`]).
 ///
 /// Attempt *n* (from 0) starts `n × attempt_interval` after the first,
 /// and has [`TcpOptions::attempt_deadline`] to get its answer. The first
@@ -125,6 +141,7 @@ async fn attempt_all(
     handshake: Handshake,
     address: SocketAddr,
     options: &TcpOptions,
+    guard: Option<&HalfOpenCloses>,
     deadline: Instant,
     outcome: &mut Outcome,
     trace: &mut Trace,
@@ -153,11 +170,16 @@ async fn attempt_all(
             address,
             handshake,
             options.source_ip_address,
+            guard,
             attempt_deadline,
             trace,
+            &mut outcome.icmp_error,
         )
         .await;
-        let latency = started.elapsed();
+        let latency = match &result {
+            Ok(syn_ack) => syn_ack.time,
+            Err(_) => started.elapsed(),
+        };
         outcome.attempts += 1;
         if planned > 1 {
             trace.log(|| Step::Attempt {
@@ -165,13 +187,12 @@ async fn attempt_all(
                 of: planned,
                 result: result
                     .as_ref()
-                    .map_or_else(|failure| failure.reason.as_str(), |()| "success"),
+                    .map_or_else(|failure| failure.reason.as_str(), |_| "success"),
                 latency,
             });
         }
         match result {
-            Ok(()) if outcome.handshake_time.is_none() => outcome.handshake_time = Some(latency),
-            Ok(()) => outcome.later_handshake_times.push(latency),
+            Ok(syn_ack) => record_syn_ack(outcome, &syn_ack, handshake),
             Err(failure) => {
                 outcome.attempts_failed += 1;
                 last_failure = Some(failure);
@@ -181,7 +202,10 @@ async fn attempt_all(
             break;
         }
     }
-    if outcome.handshake_time.is_none() {
+    if outcome.handshake_time.is_some() {
+        // A success says nothing about ICMP, whatever an earlier attempt drew.
+        outcome.icmp_error = None;
+    } else {
         outcome.failure = last_failure.map(|failure| {
             if planned == 1 {
                 return failure;
@@ -192,6 +216,24 @@ async fn attempt_all(
             );
             Failure::new(failure.reason, detail)
         });
+    }
+}
+
+/// Adds a successful attempt to `outcome`: the first gives the handshake
+/// time and the kernel RTT, a later one a time in
+/// [`Outcome::later_handshake_times`]; every one adds its SYN retransmits,
+/// and a half-open one its close delay (the largest is kept).
+fn record_syn_ack(outcome: &mut Outcome, syn_ack: &SynAck, handshake: Handshake) {
+    if handshake == Handshake::HalfOpen {
+        outcome.close_delay = outcome.close_delay.max(Some(syn_ack.close_delay));
+    }
+    let kernel = syn_ack.kernel;
+    outcome.syn_retransmits += kernel.map_or(0, |kernel| kernel.syn_retransmits);
+    if outcome.handshake_time.is_none() {
+        outcome.handshake_time = Some(syn_ack.time);
+        outcome.tcp_rtt = kernel.and_then(|kernel| kernel.rtt);
+    } else {
+        outcome.later_handshake_times.push(syn_ack.time);
     }
 }
 
@@ -219,14 +261,46 @@ fn left_enough_after_dns(
     ))
 }
 
-/// Connects and closes with RST; `Ok` once the port answered with SYN-ACK.
+/// What a connect that reached SYN-ACK found.
+struct SynAck {
+    /// From the `connect()` call to the wake-up at the SYN-ACK.
+    time: Duration,
+    /// `TCP_INFO` as read at that wake-up; `None` if the kernel refused it.
+    kernel: Option<HandshakeInfo>,
+    /// From the SYN-ACK's arrival, as far as it can be known, to the
+    /// return of the close that sent the RST: see [`close_delay`].
+    close_delay: Duration,
+}
+
+/// How a connect that did not reach SYN-ACK ended.
+struct Failed {
+    /// What the kernel said: `SO_ERROR`, or the connect call's error;
+    /// `None` when the deadline passed, or a soft ICMP error came first.
+    error: Option<io::Error>,
+    /// The ICMP error from the socket's error queue, if any.
+    icmp: Option<IcmpError>,
+}
+
+/// Connects and closes with RST; `Ok` once the port answered with SYN-ACK,
+/// with the time from the wake-up that showed it to the close's return.
+///
+/// On success, `TCP_INFO` is read between the wake-up and the close: one
+/// `getsockopt`, the only work allowed to delay the RST.
+///
+/// On failure, and at the deadline, the socket's error queue is read
+/// before it closes: an ICMP error there decides the reason
+/// ([`classify::icmp_reason`]), with `SO_ERROR` as the fallback.
 async fn connect(
     address: SocketAddr,
     handshake: Handshake,
     source: Option<IpAddr>,
+    guard: Option<&HalfOpenCloses>,
     deadline: Instant,
     trace: &mut Trace,
-) -> Result<(), Failure> {
+    icmp_error: &mut Option<IcmpError>,
+) -> Result<SynAck, Failure> {
+    // This attempt's ICMP error or none, not an earlier attempt's.
+    *icmp_error = None;
     // Nothing has been sent yet: whatever fails here is the exporter's own
     // trouble (fds, a source address it does not have), never the target's.
     let socket = open_socket(address, handshake, source).map_err(|error| {
@@ -237,21 +311,68 @@ async fn connect(
         address,
         half_open: handshake == Handshake::HalfOpen,
     });
-    let connecting = TcpSocket::from_std_stream(socket.into()).connect(address);
-    match tokio::time::timeout_at(deadline, until_connected(connecting)).await {
-        Ok(Ok(stream)) => {
-            // Closing with zero linger sends the RST, before the delayed ACK.
-            drop(stream);
-            trace.log(|| Step::SynAck(address));
-            Ok(())
-        }
-        Ok(Err(error)) => {
-            if let Some(errno) = error.raw_os_error() {
-                trace.log(|| Step::ConnectFailed { address, errno });
+    // Timed from here, not from before socket(): what the handshake took,
+    // without the exporter's own socket setup.
+    let connect_started = Instant::now();
+    let waited = match start_connect(socket, address) {
+        Ok(stream) => {
+            let socket = ProbeSocket::new(stream, guard);
+            let ended =
+                tokio::time::timeout_at(deadline, until_connected(socket.stream(), address)).await;
+            match ended {
+                Ok(Ok(woke)) => {
+                    let kernel = crate::sys::handshake_info(socket.stream().as_fd()).ok();
+                    Ok(SynAck {
+                        time: woke.saturating_duration_since(connect_started),
+                        kernel,
+                        close_delay: socket.close_after_syn_ack(woke, kernel),
+                    })
+                }
+                Ok(Err(failed)) => {
+                    socket.close_unanswered();
+                    Err(failed)
+                }
+                // Dropped, not closed as unanswered: a SYN-ACK that came
+                // while the probe thread could not run still counts.
+                Err(_) => Err(Failed {
+                    error: None,
+                    icmp: queued_icmp(socket.stream()),
+                }),
             }
-            Err(os_failure("connect to", address, &error))
         }
-        Err(_) => {
+        Err(error) => Err(Failed {
+            error: Some(error),
+            icmp: None,
+        }),
+    };
+    let Failed { error, icmp } = match waited {
+        Ok(syn_ack) => {
+            trace.log(|| Step::SynAck {
+                address,
+                handshake: syn_ack.time,
+                rtt: syn_ack.kernel.and_then(|kernel| kernel.rtt),
+                syn_retransmits: syn_ack.kernel.map_or(0, |kernel| kernel.syn_retransmits),
+                close_delay: (handshake == Handshake::HalfOpen).then_some(syn_ack.close_delay),
+            });
+            return Ok(syn_ack);
+        }
+        Err(failed) => failed,
+    };
+    if let Some(errno) = error.as_ref().and_then(io::Error::raw_os_error) {
+        trace.log(|| Step::ConnectFailed { address, errno });
+    }
+    if let Some(icmp) = icmp {
+        trace.log(|| Step::Icmp(classify::icmp_step(&icmp)));
+    }
+    *icmp_error = icmp;
+    let from_icmp = icmp.and_then(|icmp| {
+        classify::icmp_reason(&icmp, address.ip())
+            .map(|reason| Failure::new(reason, format!("connect to {address}: {icmp}")))
+    });
+    match (from_icmp, error) {
+        (Some(failure), _) => Err(failure),
+        (None, Some(error)) => Err(os_failure("connect to", address, &error)),
+        (None, None) => {
             trace.log(|| Step::NoAnswer(address));
             Err(Failure::new(
                 Reason::Timeout,
@@ -259,6 +380,128 @@ async fn connect(
             ))
         }
     }
+}
+
+/// How long after the SYN-ACK the close returned, measured just after it:
+/// the kernel's age of the SYN-ACK at the wake-up (`tcpi_last_data_sent`,
+/// whole milliseconds of jiffies; see [`HandshakeInfo::since_syn_ack`]), which counts the time the SYN-ACK
+/// waited for a starved probe thread, plus the exporter's own time from
+/// that wake-up (clock read at `woke`) to now. The kernel's part is coarse:
+/// it reads 0 right at a prompt wake-up, and can add one jiffy (1–10 ms)
+/// when the SYN-ACK came just before a tick.
+///
+/// When the target had sent more than the SYN-ACK by the wake-up
+/// ([`HandshakeInfo::segments_in`]), the handshake completed on its side
+/// however soon the close came after what the kernel dates as the SYN-ACK
+/// (a SYN-ACK held in the socket's backlog while a pre-empted `connect()`
+/// held the lock is dated when it is processed): the delay is then at
+/// least [`close_guard::DELAYED_ACK`], the earliest such a second segment
+/// can come.
+fn close_delay(woke: Instant, kernel: Option<HandshakeInfo>) -> Duration {
+    let Some(kernel) = kernel else {
+        return woke.elapsed();
+    };
+    let measured = kernel.since_syn_ack + woke.elapsed();
+    if kernel.segments_in > 1 {
+        measured.max(close_guard::DELAYED_ACK)
+    } else {
+        measured
+    }
+}
+
+/// A probe's socket from its SYN on; closing it sends RST (zero linger).
+///
+/// A half-open socket that reached SYN-ACK counts its close delay into the
+/// guard however it closes: after a SYN-ACK seen in time
+/// ([`close_after_syn_ack`](Self::close_after_syn_ack)), or dropped, as
+/// when its deadline passed before the probe thread saw the SYN-ACK, or
+/// its task was aborted because the `/probe` client left. Under a
+/// starved probe thread the latter two are where the late closes are.
+struct ProbeSocket<'a> {
+    /// `None` once closed.
+    stream: Option<TcpStream>,
+    /// Where half-open closes are counted; `None` for a full handshake.
+    guard: Option<&'a HalfOpenCloses>,
+}
+
+impl<'a> ProbeSocket<'a> {
+    fn new(stream: TcpStream, guard: Option<&'a HalfOpenCloses>) -> Self {
+        Self {
+            stream: Some(stream),
+            guard,
+        }
+    }
+
+    fn stream(&self) -> &TcpStream {
+        self.stream.as_ref().expect("open until closed")
+    }
+
+    /// Closes after the SYN-ACK that woke the probe at `woke`, with
+    /// `kernel` read at that wake-up; returns the close delay, which a
+    /// half-open socket counts.
+    fn close_after_syn_ack(mut self, woke: Instant, kernel: Option<HandshakeInfo>) -> Duration {
+        drop(self.stream.take());
+        let delay = close_delay(woke, kernel);
+        if let Some(guard) = self.guard {
+            guard.observe(delay);
+        }
+        delay
+    }
+
+    /// Closes a socket whose connect failed: no SYN-ACK, nothing to count,
+    /// and no `TCP_INFO` to read.
+    fn close_unanswered(mut self) {
+        drop(self.stream.take());
+    }
+}
+
+impl Drop for ProbeSocket<'_> {
+    fn drop(&mut self) {
+        let (Some(stream), Some(guard)) = (self.stream.take(), self.guard) else {
+            return;
+        };
+        let closing = Instant::now();
+        let connected = crate::sys::handshake_info(stream.as_fd())
+            .ok()
+            .filter(|kernel| kernel.established);
+        drop(stream);
+        if let Some(kernel) = connected {
+            guard.observe(close_delay(closing, Some(kernel)));
+        }
+    }
+}
+
+/// Sends the SYN: a non-blocking connect, then the socket handed to tokio.
+/// An error other than `EINPROGRESS` is the connect's answer.
+fn start_connect(socket: Socket, address: SocketAddr) -> io::Result<TcpStream> {
+    if let Err(error) = socket.connect(&SockAddr::from(address))
+        && error.raw_os_error() != Some(libc::EINPROGRESS)
+    {
+        return Err(error);
+    }
+    TcpStream::from_std(socket.into())
+}
+
+/// The ICMP or ICMPv6 error that was last on the socket's error queue, if
+/// any (whether it ends a connect is [`classify::icmp_reason`]'s to say);
+/// an unreadable queue counts as empty.
+fn queued_icmp(stream: &TcpStream) -> Option<IcmpError> {
+    let queued = crate::sys::read_error_queue(stream.as_fd()).ok()??;
+    if !matches!(
+        queued.origin,
+        libc::SO_EE_ORIGIN_ICMP | libc::SO_EE_ORIGIN_ICMP6
+    ) {
+        return None;
+    }
+    // The origin, not the socket's family, says which ICMP it is: an IPv6
+    // socket connecting to an IPv4-mapped address gets ICMP (IPv4) errors,
+    // origin SO_EE_ORIGIN_ICMP, with the sender written as `::ffff:a.b.c.d`.
+    Some(IcmpError {
+        ipv6: queued.origin == libc::SO_EE_ORIGIN_ICMP6,
+        icmp_type: queued.icmp_type,
+        code: queued.code,
+        offender: queued.offender.map(|offender| offender.to_canonical()),
+    })
 }
 
 /// Opens the non-blocking socket with the options the handshake needs.
@@ -276,32 +519,53 @@ fn open_socket(
         socket.set_tcp_quickack(false)?;
     }
     socket.set_linger(Some(Duration::ZERO))?;
+    crate::sys::set_recv_err(socket.as_fd(), address.is_ipv6())?;
     if let Some(ip) = source {
+        // A port reserved at bind() would be the address's alone, so the
+        // ephemeral range would cap the probes in flight from it; chosen at
+        // connect(), it is shared by probes to different targets.
+        crate::sys::set_bind_address_no_port(socket.as_fd())?;
         socket.bind(&SockAddr::from(SocketAddr::new(ip, 0)))?;
     }
     Ok(socket)
 }
 
-/// Waits until the kernel reports that the connect finished.
+/// Waits until the kernel reports that the connect finished; returns when
+/// the SYN-ACK was seen, as far as the exporter knows: the wake-up that
+/// proved the connection.
 ///
-/// tokio's connect returns once the socket is writable and `SO_ERROR` is
-/// clear. That is not proof of a connection, so `getpeername` must agree;
-/// until it does we wait for the next wake-up.
-async fn until_connected(
-    connecting: impl std::future::Future<Output = io::Result<TcpStream>>,
-) -> io::Result<TcpStream> {
-    let stream = connecting.await?;
-    while stream.peer_addr().is_err() {
+/// A writable socket with `SO_ERROR` clear is not proof of a connection,
+/// so `getpeername` must agree; until it does we wait for the next
+/// wake-up. A wake-up with neither is how a soft ICMP error shows (one
+/// the kernel queues but lets the connect retry past): when the error
+/// queue then holds one that ends a connect, the probe ends at once.
+async fn until_connected(stream: &TcpStream, address: SocketAddr) -> Result<Instant, Failed> {
+    let failed = |error| Failed {
+        icmp: queued_icmp(stream),
+        error: Some(error),
+    };
+    loop {
+        stream.writable().await.map_err(failed)?;
+        let woke = Instant::now();
+        if let Some(error) = stream.take_error().map_err(failed)? {
+            return Err(failed(error));
+        }
+        if stream.peer_addr().is_ok() {
+            return Ok(woke);
+        }
+        if let Some(icmp) = queued_icmp(stream)
+            && classify::icmp_reason(&icmp, address.ip()).is_some()
+        {
+            return Err(Failed {
+                error: None,
+                icmp: Some(icmp),
+            });
+        }
         // Forget the readiness that woke us, or writable() returns at once.
         let _ = stream.try_io(Interest::WRITABLE, || {
             Err::<(), _>(io::ErrorKind::WouldBlock.into())
         });
-        stream.writable().await?;
-        if let Some(error) = stream.take_error()? {
-            return Err(error);
-        }
     }
-    Ok(stream)
 }
 
 fn os_failure(action: &str, address: SocketAddr, error: &io::Error) -> Failure {
@@ -309,4 +573,252 @@ fn os_failure(action: &str, address: SocketAddr, error: &io::Error) -> Failure {
         classify::reason_for(error),
         format!("{action} {address}: {}", classify::describe(error)),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn syn_ack(time_ms: u64, rtt_us: Option<u64>, syn_retransmits: u32) -> SynAck {
+        SynAck {
+            time: Duration::from_millis(time_ms),
+            kernel: Some(HandshakeInfo {
+                rtt: rtt_us.map(Duration::from_micros),
+                syn_retransmits,
+                since_syn_ack: Duration::ZERO,
+                segments_in: 1,
+                established: true,
+            }),
+            // Distinct per attempt, so that the largest can be told apart.
+            close_delay: Duration::from_micros(time_ms),
+        }
+    }
+
+    #[test]
+    fn the_first_success_gives_time_and_rtt_and_every_success_adds_its_retransmits() {
+        let mut outcome = Outcome::not_started(Failure::new(Reason::Timeout, ""), Duration::ZERO);
+        record_syn_ack(
+            &mut outcome,
+            &syn_ack(1003, Some(1000), 1),
+            Handshake::HalfOpen,
+        );
+        record_syn_ack(&mut outcome, &syn_ack(2, Some(40), 0), Handshake::HalfOpen);
+        record_syn_ack(&mut outcome, &syn_ack(3005, None, 2), Handshake::HalfOpen);
+        // TCP_INFO unreadable: the time still counts, no retransmits.
+        record_syn_ack(
+            &mut outcome,
+            &SynAck {
+                time: Duration::from_millis(4),
+                kernel: None,
+                close_delay: Duration::ZERO,
+            },
+            Handshake::HalfOpen,
+        );
+        assert_eq!(outcome.handshake_time, Some(Duration::from_millis(1003)));
+        assert_eq!(outcome.tcp_rtt, Some(Duration::from_millis(1)));
+        assert_eq!(outcome.syn_retransmits, 3);
+        assert_eq!(
+            outcome.later_handshake_times,
+            [2, 3005, 4].map(Duration::from_millis)
+        );
+    }
+
+    #[test]
+    fn a_first_success_without_an_rtt_sample_leaves_the_rtt_unknown() {
+        let mut outcome = Outcome::not_started(Failure::new(Reason::Timeout, ""), Duration::ZERO);
+        record_syn_ack(&mut outcome, &syn_ack(1003, None, 1), Handshake::HalfOpen);
+        record_syn_ack(&mut outcome, &syn_ack(2, Some(40), 0), Handshake::HalfOpen);
+        assert_eq!((outcome.tcp_rtt, outcome.syn_retransmits), (None, 1));
+    }
+
+    #[test]
+    fn half_open_successes_keep_their_largest_close_delay_and_full_ones_none() {
+        let mut half_open = Outcome::not_started(Failure::new(Reason::Timeout, ""), Duration::ZERO);
+        let mut full = half_open.clone();
+        for time_ms in [2, 3005, 40] {
+            record_syn_ack(
+                &mut half_open,
+                &syn_ack(time_ms, None, 0),
+                Handshake::HalfOpen,
+            );
+            record_syn_ack(&mut full, &syn_ack(time_ms, None, 0), Handshake::Full);
+        }
+        assert_eq!(half_open.close_delay, Some(Duration::from_micros(3005)));
+        assert_eq!(full.close_delay, None);
+    }
+
+    #[test]
+    fn the_close_delay_counts_how_long_the_syn_ack_waited_for_the_wake_up() {
+        let woke = Instant::now();
+        let starved = HandshakeInfo {
+            rtt: None,
+            syn_retransmits: 0,
+            since_syn_ack: Duration::from_millis(180),
+            segments_in: 1,
+            established: true,
+        };
+        let delay = close_delay(woke, Some(starved));
+        assert!(
+            delay >= Duration::from_millis(180) && delay < Duration::from_secs(5),
+            "{delay:?}"
+        );
+        assert!(close_delay(woke, None) < Duration::from_millis(180));
+    }
+
+    #[test]
+    fn a_second_segment_from_the_target_makes_the_close_at_least_the_delayed_ack_late() {
+        let woke = Instant::now();
+        let info = |segments_in| HandshakeInfo {
+            rtt: None,
+            syn_retransmits: 0,
+            since_syn_ack: Duration::ZERO,
+            segments_in,
+            established: true,
+        };
+        assert!(close_delay(woke, Some(info(1))) < close_guard::LATE_CLOSE_THRESHOLD);
+        assert!(close_delay(woke, Some(info(2))) >= close_guard::DELAYED_ACK);
+        // Kernels before 4.2 leave the count at 0: no guess either way.
+        assert!(close_delay(woke, Some(info(0))) < close_guard::LATE_CLOSE_THRESHOLD);
+    }
+
+    #[tokio::test]
+    async fn an_attempt_that_fails_before_its_syn_leaves_no_earlier_icmp_error() {
+        // As if an earlier attempt had drawn an ICMP error; this one fails
+        // as `local` at bind() (192.0.2.77 is not an address of this
+        // host), before anything is sent: the probe's ICMP detail must
+        // not describe its `local` failure.
+        let mut icmp_error = Some(IcmpError {
+            ipv6: false,
+            icmp_type: 3,
+            code: 13,
+            offender: Some("192.0.2.1".parse().unwrap()),
+        });
+        let result = connect(
+            "127.0.0.1:9".parse().unwrap(),
+            Handshake::HalfOpen,
+            Some("192.0.2.77".parse().unwrap()),
+            None,
+            Instant::now() + Duration::from_secs(1),
+            &mut Trace::disabled(),
+            &mut icmp_error,
+        )
+        .await;
+        let failure = result.err().expect("bind fails");
+        assert_eq!(failure.reason, Reason::Local, "{}", failure.detail);
+        assert_eq!(icmp_error, None);
+    }
+
+    /// A starved probe thread lets the kernel's delayed ACK complete the
+    /// handshake; a target that then greets (SSH, SMTP) or closes sends
+    /// segments whose ACKs reset `tcpi_last_ack_recv`. The age of the
+    /// SYN-ACK read 300 ms after it must still say 300 ms, not the ~100 ms
+    /// since the target's greeting (what `tcpi_last_ack_recv` said), or the
+    /// guard misses the very closes that leaked a connection.
+    #[test]
+    fn the_syn_ack_age_survives_what_the_target_sends_after_the_delayed_ack() {
+        use std::io::Write;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener
+            .set_nonblocking(true)
+            .expect("non-blocking listener");
+        let address = listener.local_addr().expect("local address");
+        let socket = syn_acked_socket(address);
+        let syn_ack = std::time::Instant::now();
+        // The delayed ACK (~200 ms) completes the handshake: accept, greet
+        // and close, as a target would.
+        let (mut accepted, _) = loop {
+            match listener.accept() {
+                Ok(connection) => break connection,
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                    assert!(syn_ack.elapsed() < Duration::from_secs(2), "never accepted");
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err(error) => panic!("accept: {error}"),
+            }
+        };
+        accepted.write_all(b"220 hello\r\n").expect("greeting");
+        drop(accepted);
+        std::thread::sleep(Duration::from_millis(300).saturating_sub(syn_ack.elapsed()));
+        let late = crate::sys::handshake_info(socket.as_fd()).expect("TCP_INFO");
+        assert!(
+            late.since_syn_ack >= Duration::from_millis(250)
+                && late.since_syn_ack < Duration::from_secs(2),
+            "SYN-ACK age {:?} read {:?} after it",
+            late.since_syn_ack,
+            syn_ack.elapsed()
+        );
+        assert!(
+            late.segments_in >= 2,
+            "the greeting counts: {} segments",
+            late.segments_in
+        );
+    }
+
+    #[test]
+    fn tcp_info_dates_the_syn_ack_so_that_a_late_wake_up_shows() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let address = listener.local_addr().expect("local address");
+        let socket = syn_acked_socket(address);
+        let prompt = crate::sys::handshake_info(socket.as_fd()).expect("TCP_INFO");
+        std::thread::sleep(Duration::from_millis(60));
+        let late = crate::sys::handshake_info(socket.as_fd()).expect("TCP_INFO");
+        assert!(
+            late.since_syn_ack >= Duration::from_millis(50)
+                && late.since_syn_ack < Duration::from_secs(2)
+                && prompt.since_syn_ack < late.since_syn_ack
+                && prompt.segments_in == 1,
+            "SYN-ACK age {:?} at once ({} segments in), {:?} 60 ms later",
+            prompt.since_syn_ack,
+            prompt.segments_in,
+            late.since_syn_ack
+        );
+    }
+
+    /// Waits, blocking, until `connected()` holds, for at most 2 s.
+    fn wait_until(connected: impl Fn() -> bool) {
+        let started = std::time::Instant::now();
+        while !connected() {
+            assert!(started.elapsed() < Duration::from_secs(2), "no SYN-ACK");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// A half-open socket to `address` whose SYN-ACK has come.
+    fn syn_acked_socket(address: SocketAddr) -> Socket {
+        let socket = open_socket(address, Handshake::HalfOpen, None).expect("socket");
+        let _in_progress = socket.connect(&SockAddr::from(address));
+        wait_until(|| socket.peer_addr().is_ok());
+        socket
+    }
+
+    #[tokio::test]
+    async fn a_socket_dropped_after_an_unseen_syn_ack_counts_its_late_close() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let address = listener.local_addr().expect("local address");
+        let closes = HalfOpenCloses::default();
+        let socket = open_socket(address, Handshake::HalfOpen, None).expect("socket");
+        let stream = start_connect(socket, address).expect("connect");
+        wait_until(|| stream.peer_addr().is_ok());
+        // The probe thread did not run for 60 ms, then its task was
+        // aborted (or its deadline passed): the socket is dropped.
+        std::thread::sleep(Duration::from_millis(60));
+        drop(ProbeSocket::new(stream, Some(&closes)));
+        let values = closes.values();
+        assert_eq!((values.delays.count, values.late), (1, 1), "{values:?}");
+
+        // A socket that got no SYN-ACK (refused) counts nowhere.
+        let refused = closed_port_address();
+        let socket = open_socket(refused, Handshake::HalfOpen, None).expect("socket");
+        let stream = start_connect(socket, refused).expect("connect");
+        std::thread::sleep(Duration::from_millis(20));
+        drop(ProbeSocket::new(stream, Some(&closes)));
+        assert_eq!(closes.values().delays.count, 1);
+    }
+
+    /// A loopback port nothing listens on (bound, then released).
+    fn closed_port_address() -> SocketAddr {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("a free port")
+    }
 }

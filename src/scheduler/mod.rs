@@ -37,10 +37,10 @@ mod lag;
 mod queue;
 mod state;
 
-pub(crate) use lag::{HistogramValues, SCHEDULE_LAG_BUCKETS, ScheduleLag};
+pub(crate) use lag::ScheduleLag;
 pub(crate) use state::{HANDSHAKE_BUCKETS, TargetState};
 
-use crate::config::{Config, LabelName};
+use crate::config::{Config, LabelName, ProberKind};
 use crate::hash::fnv1a_64;
 use crate::modules::{LoadedModule, Modules};
 use crate::runner::ProbeRunner;
@@ -111,13 +111,15 @@ pub(crate) struct ScheduledTarget {
 }
 
 impl ScheduledTarget {
-    fn new(key: &TargetKey, target: Target) -> Self {
+    fn new(key: &TargetKey, target: Target, plan: &Plan) -> Self {
+        let mut state = TargetState::default();
+        state.tcp = plan.probes_tcp();
         Self {
             module: Arc::clone(&key.module),
             target,
             target_text: Arc::clone(&key.target),
             labels: Arc::clone(&key.labels),
-            state: Mutex::new(TargetState::default()),
+            state: Mutex::new(state),
         }
     }
 
@@ -128,10 +130,10 @@ impl ScheduledTarget {
 
     fn record(&self, outcome: crate::prober::Outcome, plan: &Plan) {
         let now = crate::clock::unix_seconds();
-        self.state
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .record(outcome, plan.rise, plan.fall, now);
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        // A reload may have given the module another prober.
+        state.tcp = plan.probes_tcp();
+        state.record(outcome, plan.rise, plan.fall, now);
     }
 }
 
@@ -160,6 +162,14 @@ struct Plan {
     fall: u32,
 }
 
+impl Plan {
+    /// Whether the module's prober opens TCP connections, so that the
+    /// target has `TCP_INFO` series.
+    fn probes_tcp(&self) -> bool {
+        self.module.module.prober != ProberKind::Exec
+    }
+}
+
 impl PartialEq for Plan {
     fn eq(&self, other: &Self) -> bool {
         self.module.same_as(&other.module)
@@ -184,7 +194,7 @@ pub(crate) struct Scheduler {
 impl Scheduler {
     /// A scheduler with no targets yet; see [`Scheduler::apply`].
     pub(crate) fn new(runner: Arc<ProbeRunner>, shard: Shard) -> Self {
-        let lag = Arc::default();
+        let lag = Arc::new(lag::empty_schedule_lag());
         Self {
             shard,
             epoch: Instant::now(),
@@ -232,7 +242,7 @@ impl Scheduler {
                     *job = self.schedule(Arc::clone(&job.target), plan);
                 }
                 None => {
-                    let scheduled = Arc::new(ScheduledTarget::new(&key, target));
+                    let scheduled = Arc::new(ScheduledTarget::new(&key, target, &plan));
                     running.insert(key, self.schedule(scheduled, plan));
                 }
             }

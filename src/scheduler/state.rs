@@ -10,7 +10,7 @@
 
 #![forbid(unsafe_code)]
 
-use crate::prober::{Outcome, RESULTS, Reason, result_index};
+use crate::prober::{IcmpError, Outcome, RESULTS, Reason, result_index};
 
 /// Upper bounds of the handshake histogram, in seconds: 100 µs to 5 s.
 pub(crate) const HANDSHAKE_BUCKETS: [f64; 13] = [
@@ -55,11 +55,24 @@ pub(crate) struct TargetState {
     pub(crate) last_duration: f64,
     /// Handshake time of the last successful probe, seconds.
     pub(crate) last_handshake: Option<f64>,
+    /// The kernel's RTT sample (see [`Outcome::tcp_rtt`]) of the last
+    /// probe that had one, seconds; 0 before any.
+    pub(crate) last_tcp_rtt: f64,
+    /// SYN retransmits of successful attempts, over all probes (see
+    /// [`Outcome::syn_retransmits`]).
+    pub(crate) syn_retransmits: u64,
+    /// The target's module probes over TCP, so it has the `TCP_INFO`
+    /// series (`last_tcp_rtt`, `syn_retransmits`), from before its first
+    /// probe on; an `exec` module has not.
+    pub(crate) tcp: bool,
     /// IP version of the last probe: 4, 6 or 0.
     pub(crate) ip_protocol: u8,
     /// The last probe's exit code, for `exec` modules only (see
     /// [`Outcome::exit_code`]).
     pub(crate) last_exit_code: Option<i32>,
+    /// The ICMP error of the last probe, if it drew one (see
+    /// [`Outcome::icmp_error`]); cleared by a probe that drew none.
+    pub(crate) last_icmp_error: Option<IcmpError>,
     /// The rise/fall state.
     pub(crate) healthy: bool,
     /// Results in a row that disagree with `healthy`.
@@ -90,10 +103,15 @@ impl TargetState {
         self.last_duration = outcome.duration.as_secs_f64();
         self.ip_protocol = outcome.ip_protocol();
         self.last_exit_code = outcome.exit_code;
+        self.last_icmp_error = outcome.icmp_error;
         self.last_probe_unix = now_unix;
         self.results[result_index(self.last_reason)] += 1;
         self.attempts += u64::from(outcome.attempts);
         self.attempts_failed += u64::from(outcome.attempts_failed);
+        self.syn_retransmits += u64::from(outcome.syn_retransmits);
+        if let Some(rtt) = outcome.tcp_rtt {
+            self.last_tcp_rtt = rtt.as_secs_f64();
+        }
         if let Some(handshake) = outcome.handshake_time {
             self.last_handshake = Some(handshake.as_secs_f64());
         }
@@ -220,5 +238,27 @@ mod tests {
             "2 s by 5 s"
         );
         assert_eq!(state.last_handshake, Some(0.0003), "the first success's");
+    }
+
+    #[test]
+    fn syn_retransmits_add_up_and_the_last_kernel_rtt_stays_through_failures() {
+        let mut state = TargetState::default();
+        let mut lossy = success();
+        lossy.syn_retransmits = 2;
+        lossy.tcp_rtt = Some(Duration::from_millis(1));
+        state.record(lossy, 2, 3, 1.0);
+        let mut clean = success();
+        clean.tcp_rtt = Some(Duration::from_micros(40));
+        state.record(clean, 2, 3, 2.0);
+        assert_eq!((state.syn_retransmits, state.last_tcp_rtt), (2, 0.000_04));
+        state.record(refused(), 2, 3, 3.0);
+        let mut lossy_again = success();
+        lossy_again.syn_retransmits = 1;
+        state.record(lossy_again, 2, 3, 4.0);
+        assert_eq!(
+            (state.syn_retransmits, state.last_tcp_rtt),
+            (3, 0.000_04),
+            "neither a failure nor a success without a sample clears the RTT"
+        );
     }
 }

@@ -31,34 +31,24 @@ pub struct Child<'a> {
 /// The parent's part: checks the prerequisites (skipping, or failing
 /// under `SYNACK_SYSTEM_TESTS=require`, when one is missing), makes the
 /// namespace with `lo` up and the rules loaded, runs the child test in it
-/// and fails unless the child ran and passed.
+/// and fails unless the child ran and passed. Does nothing in the child
+/// (`wanted.env` set), where the parent test runs too.
 pub fn run_child_in_new_namespace(wanted: &Child) {
+    if std::env::var_os(wanted.env).is_some() {
+        return;
+    }
     if let Err(missing) = prerequisites() {
         super::skip_or_fail(&missing);
         return;
     }
     let name = namespace_name(wanted.prefix);
-    let added = run_bounded(
-        Command::new("ip").args(["netns", "add", &name]),
-        None,
-        COMMAND_LIMIT,
-    );
-    match added {
-        Ok(result) if result.status.success() => {}
-        Ok(result) => {
-            super::skip_or_fail(&format!(
-                "`ip netns add {name}` failed ({}): {}",
-                result.status,
-                result.stderr.trim()
-            ));
+    let _namespace = match NamespaceGuard::add(&name) {
+        Ok(guard) => guard,
+        Err(missing) => {
+            super::skip_or_fail(&missing);
             return;
         }
-        Err(error) => {
-            super::skip_or_fail(&format!("cannot run `ip netns add {name}`: {error}"));
-            return;
-        }
-    }
-    let _namespace = NamespaceGuard { name: name.clone() };
+    };
 
     run_checked(
         Command::new("ip").args(["netns", "exec", &name, "ip", "link", "set", "lo", "up"]),
@@ -68,12 +58,39 @@ pub fn run_child_in_new_namespace(wanted: &Child) {
         Command::new("ip").args(["netns", "exec", &name, "nft", "-f", "-"]),
         Some(wanted.ruleset),
     );
+    run_child_in(
+        &name,
+        &ChildTest {
+            env: wanted.env,
+            test: wanted.test,
+            done_marker: wanted.done_marker,
+            limit: wanted.limit,
+        },
+    );
+}
 
+/// A child test to run in a namespace that the caller has set up.
+pub struct ChildTest<'a> {
+    /// The variable that tells the child it is inside the namespace.
+    pub env: &'a str,
+    /// The libtest name of the child test, run with `--exact`.
+    pub test: &'a str,
+    /// What the child prints once every case has been checked; demanded,
+    /// so that a child that silently did nothing cannot pass.
+    pub done_marker: &'a str,
+    /// How long the whole child run may take before it is killed.
+    pub limit: Duration,
+}
+
+/// Runs this test binary's `wanted.test` under `ip netns exec namespace`
+/// and fails unless the child ran and passed.
+pub fn run_child_in(namespace: &str, wanted: &ChildTest) {
+    let name = namespace;
     let exe = std::env::current_exe().expect("path of the running test binary");
     let started = Instant::now();
     let child = run_bounded(
         Command::new("ip")
-            .args(["netns", "exec", &name])
+            .args(["netns", "exec", name])
             .arg(&exe)
             .args(["--exact", wanted.test, "--nocapture", "--test-threads=1"])
             .env(wanted.env, "1"),
@@ -100,10 +117,32 @@ pub fn run_child_in_new_namespace(wanted: &Child) {
     );
 }
 
+/// The child's start: `false` outside the namespace (`child_env` unset),
+/// where the child test then passes without doing anything; inside, it
+/// checks that `lo` is the only interface ([`assert_only_loopback`]) and
+/// ends libtest's `test NAME ... ` line, so the child's prints start on
+/// lines of their own.
+pub fn entered_loopback_child(child_env: &str) -> bool {
+    if std::env::var_os(child_env).is_none() {
+        return false;
+    }
+    assert_only_loopback(child_env);
+    println!();
+    true
+}
+
 /// Refuses to probe unless this process is in a namespace whose only
 /// interface is `lo`: the rules and probes are meant for a private
 /// loopback, never for the host's network.
 pub fn assert_only_loopback(child_env: &str) {
+    assert_only_interfaces(child_env, &["lo"]);
+}
+
+/// Refuses to probe unless this process is in a namespace whose
+/// interfaces are exactly `expected` (in the kernel's order): for tests
+/// whose namespace also has veths that the test made itself. The host's
+/// namespace has its own interfaces, so it never matches.
+pub fn assert_only_interfaces(child_env: &str, expected: &[&str]) {
     // /proc/self/net shows the network namespace of this process.
     let dev = std::fs::read_to_string("/proc/self/net/dev").expect("read /proc/self/net/dev");
     let interfaces: Vec<&str> = dev
@@ -113,14 +152,13 @@ pub fn assert_only_loopback(child_env: &str) {
         .map(|(name, _)| name.trim())
         .collect();
     assert_eq!(
-        interfaces,
-        ["lo"],
-        "{child_env} is set but this is not the test's namespace (only `lo` expected); refusing to probe"
+        interfaces, expected,
+        "{child_env} is set but this is not the test's namespace (only {expected:?} expected); refusing to probe"
     );
 }
 
 /// Root, `ip` and `nft`; `Err` names what is missing.
-fn prerequisites() -> Result<(), String> {
+pub fn prerequisites() -> Result<(), String> {
     if !running_as_root() {
         return Err("not running as root (network namespaces and nftables need it)".to_owned());
     }
@@ -160,17 +198,45 @@ fn running_as_root() -> bool {
 
 /// A name no other run uses: the pid, plus the clock in case a pid is
 /// reused after a run that was killed before it could clean up.
-fn namespace_name(prefix: &str) -> String {
+pub fn namespace_name(prefix: &str) -> String {
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |elapsed| elapsed.subsec_nanos());
     format!("{prefix}-{}-{nanos}", std::process::id())
 }
 
-/// Deletes the namespace on drop, so that it goes away (with its rules and
-/// sockets) even when an assertion fails first.
-struct NamespaceGuard {
+/// Deletes the namespace on drop, so that it goes away (with its rules,
+/// sockets and veths) even when an assertion fails first.
+pub struct NamespaceGuard {
     name: String,
+}
+
+impl NamespaceGuard {
+    /// `ip netns add name`; `Err` says why it could not be made (for
+    /// [`super::skip_or_fail`]: a kernel or container without netns).
+    pub fn add(name: &str) -> Result<Self, String> {
+        let added = run_bounded(
+            Command::new("ip").args(["netns", "add", name]),
+            None,
+            COMMAND_LIMIT,
+        );
+        match added {
+            Ok(result) if result.status.success() => Ok(Self {
+                name: name.to_owned(),
+            }),
+            Ok(result) => Err(format!(
+                "`ip netns add {name}` failed ({}): {}",
+                result.status,
+                result.stderr.trim()
+            )),
+            Err(error) => Err(format!("cannot run `ip netns add {name}`: {error}")),
+        }
+    }
+
+    /// The namespace's name, for `ip netns exec` and `ip -n`.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
 }
 
 impl Drop for NamespaceGuard {
@@ -196,7 +262,7 @@ impl Drop for NamespaceGuard {
 /// Runs a setup command that must succeed, or fails the test with its
 /// output. The namespace exists by now, so a failure here is a real
 /// problem (such as a kernel without nf_tables), not a missing tool.
-fn run_checked(command: &mut Command, stdin: Option<&str>) {
+pub fn run_checked(command: &mut Command, stdin: Option<&str>) {
     let shown = format!("{command:?}");
     let result = run_bounded(command, stdin, COMMAND_LIMIT)
         .unwrap_or_else(|error| panic!("cannot run {shown}: {error}"));

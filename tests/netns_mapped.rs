@@ -1,0 +1,98 @@
+//! An IPv4-mapped IPv6 target (`[::ffff:127.0.0.1]:port`) is probed over
+//! an IPv6 socket, but its ICMP errors are ICMP (IPv4) ones: the kernel
+//! queues them on the socket's error queue with origin
+//! `SO_EE_ORIGIN_ICMP` and an offender written as `::ffff:a.b.c.d`. The
+//! probe must read them as ICMP, not ICMPv6, where type 3 is "time
+//! exceeded": a port unreachable from the target itself is `refused`, and
+//! the offender is the IPv4 address.
+//!
+//! The rules sit in the `output` chain of a namespace that the test
+//! creates (see `tests/netns_faults.rs` for why it re-executes itself);
+//! nothing leaves its loopback. Prerequisites as there.
+
+mod common;
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
+use synack_exporter::{Module, ProberKind, Reason};
+
+const CHILD_ENV: &str = "SYNACK_NETNS_MAPPED_CHILD";
+const CHILD_TEST: &str = "netns_mapped_child_probes";
+const CHILD_DONE_MARKER: &str = "NETNS-MAPPED: all cases checked";
+
+/// Answered with ICMP port unreachable, as if by the target itself.
+const PORT_PORT_UNREACHABLE: u16 = 7101;
+/// Answered with ICMP administratively prohibited.
+const PORT_ADMIN_PROHIBITED: u16 = 7102;
+
+const RULESET: &str = "\
+table inet synack_netns_mapped {
+    chain output {
+        type filter hook output priority 0; policy accept;
+        meta nfproto ipv4 tcp dport 7101 reject with icmp type port-unreachable
+        meta nfproto ipv4 tcp dport 7102 reject with icmp type admin-prohibited
+    }
+}
+";
+
+/// Below the 1 s SYN retransmission: an answered case ends at once.
+const TIMEOUT: Duration = Duration::from_millis(500);
+
+#[test]
+fn netns_mapped_icmp_errors_are_icmp() {
+    if std::env::var_os(CHILD_ENV).is_some() {
+        return;
+    }
+    common::netns::run_child_in_new_namespace(&common::netns::Child {
+        prefix: "synack-mapped",
+        ruleset: RULESET,
+        env: CHILD_ENV,
+        test: CHILD_TEST,
+        done_marker: CHILD_DONE_MARKER,
+        limit: Duration::from_secs(30),
+    });
+}
+
+#[test]
+fn netns_mapped_child_probes() {
+    if !common::netns::entered_loopback_child(CHILD_ENV) {
+        return;
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let localhost = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    for prober in [ProberKind::TcpHalfopen, ProberKind::TcpConnect] {
+        for (port, code, reason) in [
+            (PORT_PORT_UNREACHABLE, 3, Reason::Refused),
+            (PORT_ADMIN_PROHIBITED, 13, Reason::Unreachable),
+        ] {
+            let target = format!("[::ffff:127.0.0.1]:{port}");
+            let module = Module::new(prober).with_timeout(TIMEOUT);
+            let outcome = runtime
+                .block_on(synack_exporter::check(&target, &module))
+                .expect("a valid target");
+            println!(
+                "{} {target}: {:?} {:?}",
+                prober.as_str(),
+                outcome.failure,
+                outcome.icmp_error
+            );
+            let icmp = outcome
+                .icmp_error
+                .unwrap_or_else(|| panic!("{target}: no ICMP error in {outcome:?}"));
+            assert_eq!(
+                (icmp.ipv6, icmp.icmp_type, icmp.code, icmp.offender),
+                (false, 3, code, Some(localhost)),
+                "{target}: an ICMP (IPv4) error from 127.0.0.1"
+            );
+            assert_eq!(outcome.reason(), Some(reason), "{target}: {outcome:?}");
+            assert!(
+                icmp.to_string().starts_with("ICMP destination unreachable"),
+                "{target}: {icmp}"
+            );
+        }
+    }
+    println!("{CHILD_DONE_MARKER}");
+}

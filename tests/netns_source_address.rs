@@ -1,0 +1,354 @@
+//! Many probes in flight from one `source_ip_address` (issue 12, part 5).
+//!
+//! A socket bound to an address with port 0 gets an ephemeral port at
+//! `bind()`, for the address alone: no other socket bound to that address
+//! can have it, whatever either connects to. So without
+//! `IP_BIND_ADDRESS_NO_PORT` the size of `ip_local_port_range` caps the
+//! probes in flight from a source address, and the ones beyond it fail at
+//! `bind()` with `EADDRINUSE` (reason `local`). With the option the port
+//! is chosen at `connect()` for the whole 4-tuple, so probes to different
+//! targets share ports and the cap is gone.
+//!
+//! To make the cap small enough to reach, the child narrows the ephemeral
+//! range of its namespace to [`EPHEMERAL_PORTS`] (the sysctl is per
+//! network namespace; the IPv4 one also governs IPv6). It then starts
+//! [`PENDING_PROBES`] probes at once, three times the range, each to its
+//! own destination port whose SYN an nftables rule drops, so every probe
+//! holds its socket until its timeout. Each must end `timeout`, after
+//! about one timeout, and the whole batch must take about one timeout
+//! too. A second batch to listeners checks that probes from the source
+//! address still succeed. Both families: 127.0.0.2 → 127.0.0.1 and
+//! ::1 → ::1.
+//!
+//! The namespace, its rules and the re-executed child follow
+//! `tests/netns_faults.rs` (which explains why); the namespace has only
+//! `lo`, so no packet leaves it. Prerequisites (root, `ip`, `nft`, a
+//! working `ip netns add`) are checked first; when one is missing the
+//! test is skipped, or fails under `SYNACK_SYSTEM_TESTS=require`. The
+//! child needs about [`PENDING_PROBES`] open files: it raises its soft
+//! `RLIMIT_NOFILE` with `prlimit` when it is lower, and fails if the hard
+//! limit is too.
+
+mod common;
+
+use common::concurrent::{Checked, check_all_at_once};
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener};
+use std::process::Command;
+use std::time::{Duration, Instant};
+use synack_exporter::{Module, Outcome, ProberKind, Reason};
+
+/// Set by the parent for the re-executed binary: "you are inside the namespace".
+const CHILD_ENV: &str = "SYNACK_NETNS_SOURCE_CHILD";
+
+/// The libtest name of the child test; keep it in sync with the function.
+const CHILD_TEST: &str = "netns_source_child_probes_from_one_address";
+
+/// Printed by the child once every batch has been checked.
+const CHILD_DONE_MARKER: &str = "NETNS-SOURCE-CHILD: all batches checked";
+
+/// The namespace's ephemeral port range: 1000 ports, far from the others.
+const EPHEMERAL_PORTS: (u16, u16) = (40000, 40999);
+
+/// SYNs to these destination ports are dropped (see [`RULESET`]).
+const PENDING_PORTS: (u16, u16) = (20000, 22999);
+
+/// One probe per pending port, all in flight at once: three times the
+/// ephemeral range.
+const PENDING_PROBES: usize = (PENDING_PORTS.1 - PENDING_PORTS.0 + 1) as usize;
+
+/// A socket per pending probe, plus the listeners, the runtime and
+/// libtest's own files, with room to spare.
+const OPEN_FILES_NEEDED: u64 = PENDING_PROBES as u64 + 200;
+
+/// Listeners for the batch that must succeed.
+const OPEN_PORTS: [u16; 4] = [7101, 7102, 7103, 7104];
+
+/// Probes per listener in the successful batch; below the ephemeral
+/// range, which does cap the connections to one destination.
+const PROBES_PER_OPEN_PORT: usize = 500;
+
+/// Drops the SYNs to [`PENDING_PORTS`] (a drift between the two shows as
+/// probes refused instead of timed out).
+const RULESET: &str = "\
+table inet synack_netns_source {
+    chain input {
+        type filter hook input priority 0; policy accept;
+        tcp dport 20000-22999 drop
+    }
+}
+";
+
+/// The timeout of the pending probes, which all run to it.
+const PENDING_TIMEOUT: Duration = Duration::from_millis(1500);
+
+/// The timeout of the probes to listeners, which answer at once.
+const OPEN_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// A pending batch is concurrent if it ends within one timeout plus this
+/// (starting a few thousand sockets on a busy machine); one after another
+/// it would take thousands of timeouts.
+const BATCH_SLACK: Duration = Duration::from_secs(1);
+
+/// How long the whole child run may take before the parent kills it.
+const CHILD_LIMIT: Duration = Duration::from_secs(90);
+
+/// The namespace and the child test that runs in it.
+const CHILD: common::netns::Child = common::netns::Child {
+    prefix: "synack-source",
+    ruleset: RULESET,
+    env: CHILD_ENV,
+    test: CHILD_TEST,
+    done_marker: CHILD_DONE_MARKER,
+    limit: CHILD_LIMIT,
+};
+
+/// Source and destination address of one family's batches.
+const FAMILIES: [(IpAddr, IpAddr); 2] = [
+    (
+        IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2)),
+        IpAddr::V4(Ipv4Addr::LOCALHOST),
+    ),
+    (
+        IpAddr::V6(Ipv6Addr::LOCALHOST),
+        IpAddr::V6(Ipv6Addr::LOCALHOST),
+    ),
+];
+
+/// The parent: checks prerequisites, builds the namespace and its rules,
+/// runs the child test inside it and reports what the child printed.
+#[test]
+fn netns_many_probes_share_one_source_address() {
+    common::netns::run_child_in_new_namespace(&CHILD);
+}
+
+/// The child: narrows the ephemeral range, then runs, per family, the
+/// pending batch and the successful batch from the source address.
+/// Passes at once outside the namespace.
+#[test]
+fn netns_source_child_probes_from_one_address() {
+    if !common::netns::entered_loopback_child(CHILD_ENV) {
+        return;
+    }
+    narrow_ephemeral_range();
+    ensure_open_file_limit(OPEN_FILES_NEEDED);
+    // Never accepted from: half-open probes stop at the SYN-ACK.
+    let _listeners: Vec<TcpListener> = FAMILIES
+        .iter()
+        .flat_map(|&(_, destination)| OPEN_PORTS.map(|port| SocketAddr::new(destination, port)))
+        .map(|address| {
+            TcpListener::bind(address)
+                .unwrap_or_else(|error| panic!("bind the listener on {address}: {error}"))
+        })
+        .collect();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+
+    let mut problems = Vec::new();
+    for (source, destination) in FAMILIES {
+        let pending: Vec<SocketAddr> = (PENDING_PORTS.0..=PENDING_PORTS.1)
+            .map(|port| SocketAddr::new(destination, port))
+            .collect();
+        let batch = runtime.block_on(run_batch(&pending, source, PENDING_TIMEOUT));
+        problems.extend(batch.check_all_time_out(source));
+
+        let open: Vec<SocketAddr> = OPEN_PORTS
+            .iter()
+            .flat_map(|&port| {
+                std::iter::repeat_n(SocketAddr::new(destination, port), PROBES_PER_OPEN_PORT)
+            })
+            .collect();
+        let batch = runtime.block_on(run_batch(&open, source, OPEN_TIMEOUT));
+        problems.extend(batch.check_all_succeed(source));
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    println!("{CHILD_DONE_MARKER}");
+}
+
+/// Writes [`EPHEMERAL_PORTS`] to this namespace's `ip_local_port_range`
+/// and checks that it took.
+fn narrow_ephemeral_range() {
+    const SYSCTL: &str = "/proc/sys/net/ipv4/ip_local_port_range";
+    let wanted = format!("{} {}", EPHEMERAL_PORTS.0, EPHEMERAL_PORTS.1);
+    std::fs::write(SYSCTL, &wanted).unwrap_or_else(|error| panic!("write {SYSCTL}: {error}"));
+    let now = std::fs::read_to_string(SYSCTL).expect("read back ip_local_port_range");
+    let now: Vec<&str> = now.split_whitespace().collect();
+    assert_eq!(now.join(" "), wanted, "{SYSCTL} did not take the value");
+    let size = usize::from(EPHEMERAL_PORTS.1 - EPHEMERAL_PORTS.0 + 1);
+    assert!(
+        PENDING_PROBES >= 3 * size,
+        "the pending batch must be well beyond the ephemeral range to test anything"
+    );
+    println!("ip_local_port_range {wanted} ({size} ports), {PENDING_PROBES} pending probes");
+}
+
+/// Raises the soft `RLIMIT_NOFILE` of this process to the hard limit with
+/// `prlimit` when it is below `needed` (the tests may not use `unsafe`),
+/// and fails when even the hard limit is below it.
+fn ensure_open_file_limit(needed: u64) {
+    let (soft, hard) = open_file_limits();
+    if soft >= needed {
+        return;
+    }
+    assert!(
+        hard >= needed,
+        "the child needs {needed} open files but the hard limit is {hard}; raise it (ulimit -Hn)"
+    );
+    let pid = std::process::id().to_string();
+    common::netns::run_checked(
+        Command::new("prlimit").args(["--pid", &pid, &format!("--nofile={hard}:{hard}")]),
+        None,
+    );
+    let (raised, _) = open_file_limits();
+    assert!(raised >= needed, "prlimit left the soft limit at {raised}");
+    println!("raised the soft open file limit from {soft} to {raised}");
+}
+
+/// The soft and hard open file limits, from `/proc/self/limits`
+/// ("unlimited" as `u64::MAX`).
+fn open_file_limits() -> (u64, u64) {
+    let limits = std::fs::read_to_string("/proc/self/limits").expect("read /proc/self/limits");
+    let line = limits
+        .lines()
+        .find_map(|line| line.strip_prefix("Max open files"))
+        .expect("a Max open files line");
+    let mut values = line
+        .split_whitespace()
+        .map(|value| value.parse().unwrap_or(u64::MAX));
+    let soft = values.next().expect("soft limit");
+    let hard = values.next().expect("hard limit");
+    (soft, hard)
+}
+
+/// A batch of probes that ran at once, with how long the batch took.
+struct Batch {
+    timeout: Duration,
+    results: Vec<Checked>,
+    took: Duration,
+}
+
+/// Starts a half-open probe to every address at once, all from `source`,
+/// and waits for them all.
+async fn run_batch(addresses: &[SocketAddr], source: IpAddr, timeout: Duration) -> Batch {
+    let mut module = Module::new(ProberKind::TcpHalfopen).with_timeout(timeout);
+    module.tcp.source_ip_address = Some(source);
+    let started = Instant::now();
+    // "[::1]:20000" for IPv6
+    let probes = addresses
+        .iter()
+        .map(|address| (address.to_string(), module.clone()));
+    let results = check_all_at_once(probes).await;
+    Batch {
+        timeout,
+        results,
+        took: started.elapsed(),
+    }
+}
+
+impl Batch {
+    /// Problems unless every probe timed out after about its timeout, and
+    /// the batch took about one timeout.
+    fn check_all_time_out(&self, source: IpAddr) -> Vec<String> {
+        self.report("pending", source);
+        let low = self.timeout.mul_f64(0.9);
+        let high = self.timeout + Duration::from_secs(1);
+        let mut problems = self.problems(source, |outcome| {
+            if outcome.reason() != Some(Reason::Timeout) {
+                return Some("expected reason timeout".to_owned());
+            }
+            (outcome.duration < low || outcome.duration >= high).then(|| {
+                format!(
+                    "a timeout should take [{low:?}, {high:?}), took {:?}",
+                    outcome.duration
+                )
+            })
+        });
+        if self.took >= self.timeout + BATCH_SLACK {
+            problems.push(format!(
+                "from {source}: {} pending probes took {:?}, more than one timeout ({:?}) plus {BATCH_SLACK:?}",
+                self.results.len(),
+                self.took,
+                self.timeout
+            ));
+        }
+        problems
+    }
+
+    /// Problems unless every probe succeeded.
+    fn check_all_succeed(&self, source: IpAddr) -> Vec<String> {
+        self.report("open", source);
+        self.problems(source, |outcome| {
+            (!outcome.is_success()).then(|| "expected success".to_owned())
+        })
+    }
+
+    /// One line per probe that `wrong` (or a lost or rejected probe)
+    /// fails, at most 10, and a count of the rest.
+    fn problems(&self, source: IpAddr, wrong: impl Fn(&Outcome) -> Option<String>) -> Vec<String> {
+        let all: Vec<String> = self
+            .results
+            .iter()
+            .filter_map(|result| match result {
+                Err(bound) => Some(format!("a probe ignored its deadline ({bound:?})")),
+                Ok(Err(error)) => Some(format!("a target was rejected: {error}")),
+                Ok(Ok(outcome)) => {
+                    wrong(outcome).map(|problem| format!("{} => {problem}", describe(outcome)))
+                }
+            })
+            .collect();
+        let mut shown: Vec<String> = all
+            .iter()
+            .take(10)
+            .map(|line| format!("from {source}: {line}"))
+            .collect();
+        if all.len() > shown.len() {
+            shown.push(format!(
+                "from {source}: ... {} of {} probes wrong in all",
+                all.len(),
+                self.results.len()
+            ));
+        }
+        shown
+    }
+
+    /// Prints how many probes ended how, the longest probe, and the batch's time.
+    fn report(&self, what: &str, source: IpAddr) {
+        let mut ends: BTreeMap<String, usize> = BTreeMap::new();
+        let mut longest = Duration::ZERO;
+        for result in &self.results {
+            let end = match result {
+                Err(_) => "no outcome".to_owned(),
+                Ok(Err(_)) => "target rejected".to_owned(),
+                Ok(Ok(outcome)) => {
+                    longest = longest.max(outcome.duration);
+                    outcome
+                        .reason()
+                        .map_or_else(|| "success".to_owned(), |reason| reason.to_string())
+                }
+            };
+            *ends.entry(end).or_default() += 1;
+        }
+        println!(
+            "{what:<7} from {source:<9}: {} probes, timeout {:?}: {ends:?}; longest probe {:.3}s, batch {:.3}s",
+            self.results.len(),
+            self.timeout,
+            longest.as_secs_f64(),
+            self.took.as_secs_f64()
+        );
+    }
+}
+
+/// The probe's address, reason and detail, and how long it took.
+fn describe(outcome: &Outcome) -> String {
+    let address = outcome
+        .address
+        .map_or_else(|| "?".to_owned(), |address| address.to_string());
+    format!(
+        "{address}: {} in {:.3}s",
+        common::concurrent::verdict(outcome),
+        outcome.duration.as_secs_f64()
+    )
+}
