@@ -441,14 +441,18 @@ pub(crate) struct HandshakeInfo {
     /// (a repeated SYN-ACK, which this host then ACKs at once): either way
     /// the target completed the handshake.
     pub(crate) segments_in: u32,
-    /// The connection is established on this side (`tcpi_state` is
-    /// `TCP_ESTABLISHED`): a SYN-ACK came.
-    pub(crate) established: bool,
+    /// A SYN-ACK came: the connection is established on this side, or
+    /// was and the target has closed its side since (`tcpi_state` is
+    /// `TCP_ESTABLISHED` or `TCP_CLOSE_WAIT`, as after a starved probe's
+    /// delayed ACK let the target accept, greet and close).
+    pub(crate) got_syn_ack: bool,
 }
 
 /// `tcpi_state` of an established connection (linux/tcp_states.h); the
-/// libc crate defines it for Hurd only.
+/// libc crate defines these for Hurd only.
 const TCP_ESTABLISHED: u8 = 1;
+/// `tcpi_state` once the peer closed its side of an established connection.
+const TCP_CLOSE_WAIT: u8 = 8;
 
 /// Reads `TCP_INFO` of a TCP socket: see [`HandshakeInfo`].
 ///
@@ -480,6 +484,6 @@ pub(crate) fn handshake_info(fd: BorrowedFd<'_>) -> io::Result<HandshakeInfo> {
         syn_retransmits: info.tcpi_total_retrans,
         since_syn_ack: Duration::from_millis(info.tcpi_last_data_sent.into()),
         segments_in: info.tcpi_segs_in,
-        established: info.tcpi_state == TCP_ESTABLISHED,
+        got_syn_ack: matches!(info.tcpi_state, TCP_ESTABLISHED | TCP_CLOSE_WAIT),
     })
 }

@@ -463,7 +463,7 @@ impl Drop for ProbeSocket<'_> {
         let closing = Instant::now();
         let connected = crate::sys::handshake_info(stream.as_fd())
             .ok()
-            .filter(|kernel| kernel.established);
+            .filter(|kernel| kernel.got_syn_ack);
         drop(stream);
         if let Some(kernel) = connected {
             guard.observe(close_delay(closing, Some(kernel)));
@@ -587,7 +587,7 @@ mod tests {
                 syn_retransmits,
                 since_syn_ack: Duration::ZERO,
                 segments_in: 1,
-                established: true,
+                got_syn_ack: true,
             }),
             // Distinct per attempt, so that the largest can be told apart.
             close_delay: Duration::from_micros(time_ms),
@@ -655,7 +655,7 @@ mod tests {
             syn_retransmits: 0,
             since_syn_ack: Duration::from_millis(180),
             segments_in: 1,
-            established: true,
+            got_syn_ack: true,
         };
         let delay = close_delay(woke, Some(starved));
         assert!(
@@ -673,7 +673,7 @@ mod tests {
             syn_retransmits: 0,
             since_syn_ack: Duration::ZERO,
             segments_in,
-            established: true,
+            got_syn_ack: true,
         };
         assert!(close_delay(woke, Some(info(1))) < close_guard::LATE_CLOSE_THRESHOLD);
         assert!(close_delay(woke, Some(info(2))) >= close_guard::DELAYED_ACK);
@@ -775,7 +775,7 @@ mod tests {
     }
 
     /// Waits, blocking, until `connected()` holds, for at most 2 s.
-    fn wait_until(connected: impl Fn() -> bool) {
+    fn wait_until(mut connected: impl FnMut() -> bool) {
         let started = std::time::Instant::now();
         while !connected() {
             assert!(started.elapsed() < Duration::from_secs(2), "no SYN-ACK");
@@ -820,5 +820,34 @@ mod tests {
         std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|listener| listener.local_addr())
             .expect("a free port")
+    }
+
+    #[tokio::test]
+    async fn a_socket_dropped_after_the_target_greeted_and_closed_counts_its_late_close() {
+        use std::io::Write;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let address = listener.local_addr().expect("local address");
+        let closes = HalfOpenCloses::default();
+        let socket = open_socket(address, Handshake::HalfOpen, None).expect("socket");
+        let stream = start_connect(socket, address).expect("connect");
+        wait_until(|| stream.peer_addr().is_ok());
+        // The probe thread starved past the delayed ACK: the target
+        // accepted, greeted and closed, so this side is in CLOSE_WAIT when
+        // the probe is finally dropped (deadline passed, task aborted).
+        listener
+            .set_nonblocking(true)
+            .expect("non-blocking listener");
+        let mut accepted = None;
+        wait_until(|| {
+            accepted = accepted.take().or_else(|| listener.accept().ok());
+            accepted.is_some()
+        });
+        let mut accepted = accepted.expect("the delayed ACK completes it").0;
+        accepted.write_all(b"220 hello\r\n").expect("greeting");
+        drop(accepted);
+        std::thread::sleep(Duration::from_millis(20));
+        drop(ProbeSocket::new(stream, Some(&closes)));
+        let values = closes.values();
+        assert_eq!((values.delays.count, values.late), (1, 1), "{values:?}");
     }
 }
