@@ -89,16 +89,8 @@ over_200ms() {
         END { print c - b }'
 }
 
-log="$WORK/exporter.log"
-SYNACK_BENCH_PROBE_NETNS="/run/netns/$NETNS" taskset -c 0 \
-    "$BIN" --web.listen-address "127.0.0.1:$PORT" --log.level warn \
-    --web.max-connections "$((CONNECTIONS + 64))" >"$log" 2>&1 &
-EXPORTER=$!
-PIDS+=("$EXPORTER")
-wait_healthy "$EXPORTER" "$PORT" "$log"
+EXPORTER_CPUS=0 start_netns_exporter "$WORK/exporter.log"
 URL="http://127.0.0.1:$PORT/probe?target=127.0.0.1:$TARGET_PORT&module=tcp_halfopen"
-[[ $(curl -sf --max-time 5 "$URL") == *$'\nprobe_success 1'* ]] ||
-    die "a single probe of the target did not succeed (does this binary move its probe threads into SYNACK_BENCH_PROBE_NETNS? see $log)"
 
 # renice_exporter NICE: every thread of the exporter (renice -p moves one).
 renice_exporter() {

@@ -95,15 +95,8 @@ for round in $(seq "$ROUNDS"); do
     for design in $DESIGNS; do
         log="$WORK/exporter.$design.$round.log"
         # shellcheck disable=SC2046,SC2086  # the flags are words
-        SYNACK_BENCH_PROBE_NETNS="/run/netns/$NETNS" \
-            "$BIN" --web.listen-address "127.0.0.1:$PORT" --log.level warn $(design_flags "$design") $OURS_ARGS \
-                --web.max-connections "$((CONNECTIONS + 64))" \
-            >"$log" 2>&1 &
-        pid=$!
-        PIDS+=("$pid")
-        wait_healthy "$pid" "$PORT" "$log"
-        [[ $(curl -sf --max-time 5 "$URL") == *$'\nprobe_success 1'* ]] ||
-            die "$design: a single probe of the target did not succeed (does this binary move its probe threads into SYNACK_BENCH_PROBE_NETNS? see $log)"
+        start_netns_exporter "$log" $(design_flags "$design") $OURS_ARGS
+        pid=$EXPORTER
         a0=$(accepts); d0=$(tcpext "$NETNS" DelayedACKs); o0=$(tcpext "$NETNS" ListenOverflows)
         s0=$(probes success); t0=$(probes timeout); l0=$(probes local)
         stress-ng --cpu "$HOG_CPUS" --timeout "$((SECONDS_LONG + 5))s" --quiet &

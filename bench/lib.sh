@@ -137,6 +137,26 @@ wait_healthy() {
     die "exporter did not answer /-/healthy within 10 s: $(tail -3 "$log")"
 }
 
+# start_netns_exporter LOG [FLAG...]: starts $BIN on 127.0.0.1:$PORT with
+# its probe threads in namespace $NETNS (and on the CPUs $EXPORTER_CPUS
+# when set), with FLAGs added and its output in LOG; waits until it is
+# healthy and one probe of 127.0.0.1:$TARGET_PORT succeeds. Sets EXPORTER.
+start_netns_exporter() {
+    local log=$1
+    shift
+    local pin=()
+    [[ -z ${EXPORTER_CPUS:-} ]] || pin=(taskset -c "$EXPORTER_CPUS")
+    SYNACK_BENCH_PROBE_NETNS="/run/netns/$NETNS" "${pin[@]}" \
+        "$BIN" --web.listen-address "127.0.0.1:$PORT" --log.level warn \
+        --web.max-connections "$((CONNECTIONS + 64))" "$@" >"$log" 2>&1 &
+    EXPORTER=$!
+    PIDS+=("$EXPORTER")
+    wait_healthy "$EXPORTER" "$PORT" "$log"
+    local url="http://127.0.0.1:$PORT/probe?target=127.0.0.1:$TARGET_PORT&module=tcp_halfopen"
+    [[ $(curl -sf --max-time 5 "$url") == *$'\nprobe_success 1'* ]] ||
+        die "a single probe of the target did not succeed (does this binary move its probe threads into SYNACK_BENCH_PROBE_NETNS? see $log)"
+}
+
 PIDS=()
 WORK=""
 cleanup() {

@@ -96,15 +96,8 @@ late_close_control "$NETNS" "$TARGET_PORT"
 
 log="$WORK/exporter.log"
 # shellcheck disable=SC2086  # REALTIME is one flag or none
-SYNACK_BENCH_PROBE_NETNS="/run/netns/$NETNS" \
-    "$BIN" --web.listen-address "127.0.0.1:$PORT" --log.level warn $REALTIME \
-        --web.max-connections "$((CONNECTIONS + 64))" >"$log" 2>&1 &
-EXPORTER=$!
-PIDS+=("$EXPORTER")
-wait_healthy "$EXPORTER" "$PORT" "$log"
+start_netns_exporter "$log" $REALTIME
 URL="http://127.0.0.1:$PORT/probe?target=127.0.0.1:$TARGET_PORT&module=tcp_halfopen"
-[[ $(curl -sf --max-time 5 "$URL") == *$'\nprobe_success 1'* ]] ||
-    die "a single probe of the target did not succeed (does this binary move its probe threads into SYNACK_BENCH_PROBE_NETNS? see $log)"
 
 rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$EXPORTER/status"; }
 cpu_seconds() { bench_py "h.proc_cpu_seconds($EXPORTER)"; }

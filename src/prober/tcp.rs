@@ -791,14 +791,21 @@ mod tests {
         socket
     }
 
-    #[tokio::test]
-    async fn a_socket_dropped_after_an_unseen_syn_ack_counts_its_late_close() {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    /// A half-open tokio stream to `listener` whose SYN-ACK has come, as
+    /// the probe holds it; needs a tokio runtime.
+    fn syn_acked_stream(listener: &std::net::TcpListener) -> TcpStream {
         let address = listener.local_addr().expect("local address");
-        let closes = HalfOpenCloses::default();
         let socket = open_socket(address, Handshake::HalfOpen, None).expect("socket");
         let stream = start_connect(socket, address).expect("connect");
         wait_until(|| stream.peer_addr().is_ok());
+        stream
+    }
+
+    #[tokio::test]
+    async fn a_socket_dropped_after_an_unseen_syn_ack_counts_its_late_close() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let closes = HalfOpenCloses::default();
+        let stream = syn_acked_stream(&listener);
         // The probe thread did not run for 60 ms, then its task was
         // aborted (or its deadline passed): the socket is dropped.
         std::thread::sleep(Duration::from_millis(60));
@@ -826,11 +833,8 @@ mod tests {
     async fn a_socket_dropped_after_the_target_greeted_and_closed_counts_its_late_close() {
         use std::io::Write;
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let address = listener.local_addr().expect("local address");
         let closes = HalfOpenCloses::default();
-        let socket = open_socket(address, Handshake::HalfOpen, None).expect("socket");
-        let stream = start_connect(socket, address).expect("connect");
-        wait_until(|| stream.peer_addr().is_ok());
+        let stream = syn_acked_stream(&listener);
         // The probe thread starved past the delayed ACK: the target
         // accepted, greeted and closed, so this side is in CLOSE_WAIT when
         // the probe is finally dropped (deadline passed, task aborted).
