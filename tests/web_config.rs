@@ -73,11 +73,10 @@ fn client(
     for cert in certs(&ca.pem) {
         roots.add(cert).unwrap();
     }
+    // The process's default provider: ring, the one rustls provider
+    // feature in the build.
     let builder =
-        ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_protocol_versions(versions)
-            .unwrap()
-            .with_root_certificates(roots);
+        ClientConfig::builder_with_protocol_versions(versions).with_root_certificates(roots);
     Arc::new(match identity {
         None => builder.with_no_client_auth(),
         Some((cert, key)) => builder
