@@ -673,3 +673,208 @@ async fn keep_alive_abusers_do_not_hold_the_connection_slots() {
     assert!(started.elapsed() < Duration::from_secs(5));
     while abusers.join_next().await.is_some() {}
 }
+
+/// A FIFO put in place of a file. A reader stuck opening it (a read
+/// without `O_NONBLOCK` waits for a writer) is let go by [`Fifo::release`]
+/// and on drop, so that a failing test does not leave a thread blocked
+/// for ever.
+struct Fifo(PathBuf);
+
+impl Fifo {
+    fn replace(path: &std::path::Path) -> Self {
+        let _ = std::fs::remove_file(path);
+        let made = Command::new("mkfifo").arg(path).status();
+        assert!(
+            made.is_ok_and(|status| status.success()),
+            "mkfifo {}",
+            path.display()
+        );
+        Self(path.to_owned())
+    }
+
+    /// Opens the write end without blocking and closes it: a reader
+    /// blocked in `open` gets the end of the file. Fails (ENXIO), harmlessly,
+    /// when nobody reads.
+    fn release(&self) {
+        use std::os::unix::fs::OpenOptionsExt;
+        let _ = std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&self.0);
+    }
+}
+
+impl Drop for Fifo {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
+/// Writes `contents` aside and renames it over `name` in `dir`, as
+/// certificate managers do.
+fn put(dir: &TempDir, name: &str, contents: &str) {
+    let aside = format!("{name}.new");
+    dir.write(&aside, contents);
+    std::fs::rename(dir.join(&aside), dir.join(name)).unwrap();
+}
+
+/// The adversarial run's case: a certificate path that was briefly a
+/// FIFO blocked the web reload for ever (the read waited for a writer),
+/// and a valid certificate put back was not served 7 s later. The FIFO
+/// must be refused at once, naming the field, and the certificate put
+/// back must be picked up by the next poll.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_that_is_briefly_a_fifo_does_not_stop_the_web_reloads() {
+    let site = Site::new(TLS);
+    let exporter = Exporter::builder()
+        .web_config_file(&site.web_yml)
+        .build()
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let (_stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = exporter.clone();
+    tokio::spawn(async move {
+        serving
+            .serve(listener, async {
+                let _ = stopped.await;
+            })
+            .await;
+    });
+    let (_, first) = tls_get(address, default_client(&site.ca), "/-/healthy")
+        .await
+        .unwrap();
+
+    let fifo = Fifo::replace(&site.dir.join("server.crt"));
+    let reload = tokio::time::timeout(Duration::from_secs(5), exporter.reload_web_config()).await;
+    fifo.release();
+    let error = reload
+        .expect("the web reload is stuck on the FIFO")
+        .expect_err("a FIFO holds no certificate");
+    let text = error.to_string();
+    assert!(
+        text.contains("tls_server_config.cert_file") && text.contains("a FIFO"),
+        "{text}"
+    );
+    // The certificate in force is still served.
+    let (_, served) = tls_get(address, default_client(&site.ca), "/-/healthy")
+        .await
+        .unwrap();
+    assert_eq!(served, first);
+
+    // A valid certificate put back is served from the next poll on (every
+    // 3 s), with no one asking.
+    let (cert, key) = site.ca.leaf("server two", &["localhost"]);
+    put(&site.dir, "server.key", &key);
+    put(&site.dir, "server.crt", &cert);
+    let rotated = certs(&cert).remove(0);
+    let limit = Duration::from_secs(10);
+    let deadline = Instant::now() + limit;
+    loop {
+        let (_, served) = tls_get(address, default_client(&site.ca), "/-/healthy")
+            .await
+            .unwrap();
+        if served == rotated {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the certificate put back is not served after {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The other half of the adversarial run's case: while the web reload
+/// hung on the FIFO, SIGHUP stopped reloading the main config too, since
+/// one loop ran both reloads in turn.
+#[test]
+fn sighup_reloads_the_main_config_while_a_web_certificate_is_a_fifo() {
+    let site = Site::new(TLS);
+    let config = site.dir.write(
+        "synack.yml",
+        "modules:\n  first:\n    prober: tcp_halfopen\n",
+    );
+    let (config_arg, web_yml) = (
+        config.display().to_string(),
+        site.web_yml.display().to_string(),
+    );
+    let exporter =
+        ExporterProcess::start(&["--config.file", &config_arg, "--web.config.file", &web_yml]);
+    let _fifo = Fifo::replace(&site.dir.join("server.crt"));
+    exporter.signal("HUP");
+    // Both reloads report, in either order.
+    let mut seen = Vec::new();
+    for needle in ["config reloaded on SIGHUP", "web config reload failed"] {
+        if !seen.iter().any(|line: &String| line.contains(needle)) {
+            seen.extend(exporter.logs_until(needle));
+        }
+    }
+    let failure = seen
+        .iter()
+        .find(|line| line.contains("web config reload failed"))
+        .unwrap();
+    assert!(
+        failure.contains("tls_server_config.cert_file") && failure.contains("a FIFO"),
+        "{failure}"
+    );
+    // And the next SIGHUP still reloads the main config.
+    std::fs::write(&config, "modules:\n  second:\n    prober: tcp_connect\n").unwrap();
+    exporter.signal("HUP");
+    exporter.logs_until("config reloaded on SIGHUP");
+}
+
+/// `key_file: /dev/zero` was read until memory ran out. Run in a child
+/// with 1 GiB of address space and a deadline, so that such a read fails
+/// this test rather than the machine.
+#[test]
+fn a_key_file_that_is_a_device_is_refused_naming_the_field_and_the_limit() {
+    let site = Site::new("tls_server_config:\n  cert_file: server.crt\n  key_file: /dev/zero\n");
+    let web_yml = site.web_yml.display().to_string();
+    let finished = common::run_within(
+        Command::new("bash").args([
+            "-c",
+            "ulimit -v 1048576 && exec \"$@\"",
+            "bash",
+            BINARY,
+            "--config.check",
+            "--web.config.file",
+            &web_yml,
+        ]),
+        REQUEST_LIMIT,
+    );
+    assert_eq!(finished.code(), Some(1), "{}", finished.output());
+    let stderr = finished.stderr;
+    for needle in [
+        "tls_server_config.key_file",
+        "/dev/zero",
+        "a device, not a regular file",
+        "at most 4 MiB",
+    ] {
+        assert!(stderr.contains(needle), "{needle} in {stderr}");
+    }
+}
+
+/// A file over the limit is refused before it is read: sparse, so that
+/// it takes no disk space, but a read would go through every byte.
+#[test]
+fn a_certificate_file_over_the_limit_is_refused_naming_the_field_and_the_limit() {
+    let site = Site::new(TLS);
+    let limit = 4 * 1024 * 1024;
+    std::fs::File::create(site.dir.join("server.crt"))
+        .unwrap()
+        .set_len(limit + 1)
+        .unwrap();
+    let error = Exporter::builder()
+        .web_config_file(&site.web_yml)
+        .check_config()
+        .expect_err("over the limit");
+    let text = error.to_string();
+    for needle in [
+        "tls_server_config.cert_file",
+        &format!("{} bytes", limit + 1),
+        "4 MiB",
+    ] {
+        assert!(text.contains(needle), "{needle} in {text}");
+    }
+}

@@ -179,11 +179,16 @@ async fn serve_connection<T, S>(
     }
 }
 
-/// Re-reads the web config whenever one of its files changes.
+/// Re-reads the web config whenever one of its files changes. The files
+/// are looked at on a blocking thread, as they are read: a `stat` that
+/// hangs (a hung network filesystem) stops this poll, never a thread that
+/// serves.
 async fn reload_when_changed(web: Arc<crate::app::WebConfigState>) {
     loop {
         tokio::time::sleep(web::POLL_INTERVAL).await;
-        if web.changed() {
+        let looking = Arc::clone(&web);
+        let changed = tokio::task::spawn_blocking(move || looking.changed()).await;
+        if changed.unwrap_or(false) {
             // The error is logged and counted by the reload itself.
             let _ = web.reload("a file changed").await;
         }

@@ -211,7 +211,8 @@ impl TryFrom<String> for Curve {
 }
 
 /// Reads a file the config names, relative to the config's directory as
-/// in exporter-toolkit, and adds it to the files watched for changes.
+/// in exporter-toolkit, within the limits of [`super::read_file`], and
+/// adds it to the files watched for changes.
 fn read(
     dir: &Path,
     field: &'static str,
@@ -220,8 +221,8 @@ fn read(
 ) -> Result<Vec<u8>, FieldError> {
     let full = dir.join(path);
     watched.push(full.clone());
-    std::fs::read(&full)
-        .map_err(|error| (field, format!("cannot read {}: {error}", full.display())))
+    super::read_file(&full, field, "a PEM file")
+        .map_err(|message| (field, format!("{}: {message}", full.display())))
 }
 
 /// The PEM text of an inline field or of its `_file` twin, but not both.
