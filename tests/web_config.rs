@@ -167,8 +167,27 @@ impl Site {
 
 const TLS: &str = "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n";
 
+/// What Go's net/http server writes, byte for byte, on a TLS connection
+/// whose first bytes are a plain-HTTP request (src/net/http/server.go,
+/// `conn.serve`): no headers, and the connection closes after it.
+const GO_PLAIN_HTTP_ANSWER: &str =
+    "HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n";
+
+/// Sends `head` over plain TCP and reads until the server closes.
+async fn plain_exchange(address: SocketAddr, head: &[u8]) -> (SocketAddr, Vec<u8>) {
+    let mut plain = tokio::net::TcpStream::connect(address).await.unwrap();
+    let local = plain.local_addr().unwrap();
+    plain.write_all(head).await.unwrap();
+    let mut raw = Vec::new();
+    tokio::time::timeout(REQUEST_LIMIT, plain.read_to_end(&mut raw))
+        .await
+        .expect("the server closes the connection")
+        .unwrap_or_else(|error| panic!("read after {:?}: {error}", String::from_utf8_lossy(&raw)));
+    (local, raw)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tls_works_and_plain_http_to_the_tls_port_fails_cleanly() {
+async fn tls_works_and_plain_http_to_the_tls_port_gets_go_s_400() {
     let site = Site::new(TLS);
     let exporter = site.exporter().await;
     let (answer, _) = tls_get(exporter.address, default_client(&site.ca), "/-/healthy")
@@ -176,23 +195,39 @@ async fn tls_works_and_plain_http_to_the_tls_port_fails_cleanly() {
         .unwrap();
     assert_eq!((answer.status, answer.body.as_str()), (200, "OK\n"));
 
-    // Plain HTTP: no HTTP answer, the connection closes, within the limit.
-    let mut plain = tokio::net::TcpStream::connect(exporter.address)
+    // The request starts Go recognises, each answered as Go answers.
+    for head in [
+        "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n",
+        "HEAD / HTTP/1.1\r\nHost: x\r\n\r\n",
+        "POST /-/reload HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n",
+        "PUT /-/reload HTTP/1.0\r\n\r\n",
+        "OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n",
+    ] {
+        let (_, raw) = plain_exchange(exporter.address, head.as_bytes()).await;
+        assert_eq!(
+            String::from_utf8_lossy(&raw),
+            GO_PLAIN_HTTP_ANSWER,
+            "answer to {head:?}"
+        );
+    }
+    // A request split over two segments, the first shorter than the five
+    // bytes that tell, is answered the same.
+    let mut split = tokio::net::TcpStream::connect(exporter.address)
         .await
         .unwrap();
-    plain
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+    split.write_all(b"GE").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    split
+        .write_all(b"T / HTTP/1.1\r\nHost: x\r\n\r\n")
         .await
         .unwrap();
     let mut raw = Vec::new();
-    let _ = tokio::time::timeout(REQUEST_LIMIT, plain.read_to_end(&mut raw))
+    tokio::time::timeout(REQUEST_LIMIT, split.read_to_end(&mut raw))
         .await
-        .expect("the server closes a plain-HTTP connection");
-    assert!(
-        !raw.starts_with(b"HTTP/1.1 200"),
-        "{}",
-        String::from_utf8_lossy(&raw)
-    );
+        .unwrap()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&raw), GO_PLAIN_HTTP_ANSWER);
+
     // And goes on serving TLS.
     let (answer, _) = tls_get(exporter.address, default_client(&site.ca), "/metrics")
         .await
@@ -877,4 +912,155 @@ fn a_certificate_file_over_the_limit_is_refused_naming_the_field_and_the_limit()
     ] {
         assert!(text.contains(needle), "{needle} in {text}");
     }
+}
+
+/// A TLS record of a ClientHello too short to hold one: what a broken or
+/// hostile client sends.
+const MALFORMED_CLIENT_HELLO: &[u8] = &[
+    0x16, 0x03, 0x01, 0x00, 0x08, // handshake record of 8 bytes
+    0x01, 0x00, 0x00, 0x04, // ClientHello of 4 bytes
+    0x03, 0x03, 0x00, 0x00, // a version, then a random cut short
+];
+
+/// A TLS connection with `config` that asks for `/-/healthy` if its
+/// handshake lets it; the client's own address, which the server's log
+/// names.
+async fn tls_attempt(address: SocketAddr, config: Arc<ClientConfig>) -> SocketAddr {
+    let tcp = tokio::net::TcpStream::connect(address).await.unwrap();
+    let local = tcp.local_addr().unwrap();
+    let connector = tokio_rustls::TlsConnector::from(config);
+    let server = ServerName::try_from("localhost").unwrap();
+    if let Ok(Ok(mut tls)) =
+        tokio::time::timeout(REQUEST_LIMIT, connector.connect(server, tcp)).await
+    {
+        let head = "GET /-/healthy HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+        let _ = tls.write_all(head.as_bytes()).await;
+        let mut raw = Vec::new();
+        let _ = tokio::time::timeout(REQUEST_LIMIT, tls.read_to_end(&mut raw)).await;
+    }
+    local
+}
+
+/// Each kind of failed handshake is logged at warn with the client's
+/// address, as Go logs `http: TLS handshake error from ADDR: ...`; a
+/// client that gets in is not.
+#[test]
+fn handshake_failures_are_logged_with_the_client_address() {
+    let site = Site::new(&format!(
+        "{TLS}  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: ca.crt\n  \
+         client_allowed_sans: [prometheus.example.org]\n  min_version: TLS13\n"
+    ));
+    let web_yml = site.web_yml.display().to_string();
+    let exporter = ExporterProcess::start(&["--web.config.file", &web_yml]);
+    let address = exporter.address;
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let tls13: &[&'static rustls::SupportedProtocolVersion] = &[&rustls::version::TLS13];
+    let allowed = site.ca.leaf("prometheus", &["prometheus.example.org"]);
+    let other = site.ca.leaf("grafana", &["grafana.example.org"]);
+
+    let welcome = runtime.block_on(tls_attempt(
+        address,
+        client(&site.ca, tls13, Some(&allowed)),
+    ));
+    let cases = [
+        (
+            "plain HTTP",
+            runtime
+                .block_on(plain_exchange(address, b"GET / HTTP/1.1\r\n\r\n"))
+                .0,
+            "client sent an HTTP request to an HTTPS server",
+        ),
+        (
+            "a malformed ClientHello",
+            runtime
+                .block_on(plain_exchange(address, MALFORMED_CLIENT_HELLO))
+                .0,
+            "corrupt message",
+        ),
+        (
+            "no client certificate",
+            runtime.block_on(tls_attempt(address, client(&site.ca, tls13, None))),
+            "peer sent no certificates",
+        ),
+        (
+            "a SAN not allowed",
+            runtime.block_on(tls_attempt(address, client(&site.ca, tls13, Some(&other)))),
+            "is in client_allowed_sans",
+        ),
+        (
+            "TLS 1.2 under min_version TLS13",
+            runtime.block_on(tls_attempt(
+                address,
+                client(&site.ca, &[&rustls::version::TLS12], Some(&allowed)),
+            )),
+            "peer is incompatible",
+        ),
+    ];
+    // The lines may come in another order than the connections.
+    let mut seen: Vec<String> = Vec::new();
+    for (what, client, reason) in cases {
+        let needle = format!("client={client} ");
+        if !seen.iter().any(|line| line.contains(&needle)) {
+            seen.extend(exporter.logs_until(&needle));
+        }
+        let line = seen.iter().find(|line| line.contains(&needle)).unwrap();
+        for needle in ["level=warn", "msg=\"TLS handshake error\"", reason] {
+            assert!(line.contains(needle), "{what}: {needle} in {line}");
+        }
+    }
+    assert!(
+        !exporter.log().contains(&format!("client={welcome}")),
+        "a client that got in is not logged: {}",
+        exporter.log()
+    );
+}
+
+/// The value of `key=` in a logfmt line.
+fn logfmt_number(line: &str, key: &str) -> Option<u64> {
+    let (_, rest) = line.split_once(&format!("{key}="))?;
+    rest.split_whitespace().next()?.parse().ok()
+}
+
+/// A scanner's flood of bad handshakes: at most 10 lines at once and one
+/// per 6 s after, then a line with the count of those not logged, so that
+/// every failure is accounted for.
+#[test]
+fn a_flood_of_bad_handshakes_is_logged_within_the_bound_and_counted() {
+    const FLOOD: u64 = 300;
+    const BURST: u64 = 10;
+    const INTERVAL: Duration = Duration::from_secs(6);
+    let site = Site::new(TLS);
+    let web_yml = site.web_yml.display().to_string();
+    let exporter = ExporterProcess::start(&["--web.config.file", &web_yml]);
+    let address = exporter.address;
+    let started = Instant::now();
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        for _ in 0..FLOOD {
+            plain_exchange(address, MALFORMED_CLIENT_HELLO).await;
+        }
+    });
+    let flooded_for = started.elapsed();
+    // The summary comes once a token is back, LOG_INTERVAL after the
+    // first failure left out at the latest.
+    let mut lines = exporter.logs_until("were not logged");
+    lines.extend(exporter.new_lines());
+    let errors: Vec<&String> = lines
+        .iter()
+        .filter(|line| line.contains("msg=\"TLS handshake error"))
+        .collect();
+    let bound = BURST + flooded_for.as_secs() / INTERVAL.as_secs() + 1;
+    assert!(
+        (BURST..=bound).contains(&(errors.len() as u64)),
+        "{} lines for {FLOOD} failures in {flooded_for:?}, bound {bound}: {errors:#?}",
+        errors.len()
+    );
+    let not_logged: u64 = lines
+        .iter()
+        .filter_map(|line| logfmt_number(line, "not_logged"))
+        .sum();
+    assert_eq!(
+        errors.len() as u64 + not_logged,
+        FLOOD,
+        "every failure is logged or counted: {lines:#?}"
+    );
 }
