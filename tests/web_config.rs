@@ -332,26 +332,41 @@ async fn a_rotated_certificate_is_served_after_the_file_changes() {
         .await
         .unwrap();
     let (cert, key) = site.ca.leaf("server two", &["localhost"]);
-    // Written aside and renamed over, as certificate managers do.
-    std::fs::write(site.dir.join("server.key.new"), key).unwrap();
-    std::fs::write(site.dir.join("server.crt.new"), &cert).unwrap();
-    std::fs::rename(site.dir.join("server.key.new"), site.dir.join("server.key")).unwrap();
-    std::fs::rename(site.dir.join("server.crt.new"), site.dir.join("server.crt")).unwrap();
+    put(&site.dir, "server.key", &key);
+    put(&site.dir, "server.crt", &cert);
     let rotated = certs(&cert).remove(0);
     assert_ne!(first, rotated);
-    let deadline = Instant::now() + RELOAD_LIMIT;
+    wait_until_served(exporter.address, &site.ca, &rotated, RELOAD_LIMIT).await;
+}
+
+/// Writes `contents` aside and renames it over `name` in `dir`, as
+/// certificate managers do.
+fn put(dir: &TempDir, name: &str, contents: &str) {
+    let aside = format!("{name}.new");
+    dir.write(&aside, contents);
+    std::fs::rename(dir.join(&aside), dir.join(name)).unwrap();
+}
+
+/// Waits until `address` serves `cert`; fails the test after `limit`.
+async fn wait_until_served(
+    address: SocketAddr,
+    ca: &Ca,
+    cert: &CertificateDer<'static>,
+    limit: Duration,
+) {
+    let deadline = Instant::now() + limit;
     loop {
-        let (_, served) = tls_get(exporter.address, default_client(&site.ca), "/-/healthy")
+        let (_, served) = tls_get(address, default_client(ca), "/-/healthy")
             .await
             .unwrap();
-        if served == rotated {
-            break;
+        if served == *cert {
+            return;
         }
         assert!(
             Instant::now() < deadline,
-            "the old certificate is still served after {RELOAD_LIMIT:?}"
+            "the old certificate is still served after {limit:?}"
         );
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -745,14 +760,6 @@ impl Drop for Fifo {
     }
 }
 
-/// Writes `contents` aside and renames it over `name` in `dir`, as
-/// certificate managers do.
-fn put(dir: &TempDir, name: &str, contents: &str) {
-    let aside = format!("{name}.new");
-    dir.write(&aside, contents);
-    std::fs::rename(dir.join(&aside), dir.join(name)).unwrap();
-}
-
 /// The adversarial run's case: a certificate path that was briefly a
 /// FIFO blocked the web reload for ever (the read waited for a writer),
 /// and a valid certificate put back was not served 7 s later. The FIFO
@@ -803,21 +810,7 @@ async fn a_certificate_that_is_briefly_a_fifo_does_not_stop_the_web_reloads() {
     put(&site.dir, "server.key", &key);
     put(&site.dir, "server.crt", &cert);
     let rotated = certs(&cert).remove(0);
-    let limit = Duration::from_secs(10);
-    let deadline = Instant::now() + limit;
-    loop {
-        let (_, served) = tls_get(address, default_client(&site.ca), "/-/healthy")
-            .await
-            .unwrap();
-        if served == rotated {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the certificate put back is not served after {limit:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_until_served(address, &site.ca, &rotated, Duration::from_secs(10)).await;
 }
 
 /// The other half of the adversarial run's case: while the web reload
