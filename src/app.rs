@@ -245,27 +245,17 @@ impl App {
     /// [`RELOAD_WAIT`].
     pub(crate) async fn reload(self: &Arc<Self>) -> Result<(), ConfigError> {
         let app = Arc::clone(self);
-        match self
-            .reloads
+        self.reloads
             .run(move || app.reload_now(), RELOAD_WAIT)
             .await
-        {
-            Ok(result) => result,
-            Err(Unfinished::TimedOut) => Err(ConfigError::about_file(
-                &self.source.to_string(),
-                format!(
-                    "the reload did not finish within {}s (a slow or stuck read of the file?); it goes on, and synack_exporter_config_last_reload_successful will show how it ended",
-                    RELOAD_WAIT.as_secs()
-                ),
-            )),
-            Err(Unfinished::Panicked) => {
-                self.reload_status.record(false);
-                Err(ConfigError::about_file(
+            .unwrap_or_else(|unfinished| {
+                Err(unfinished_reload(
                     &self.source.to_string(),
-                    "the reload failed on an internal error (a bug; the log has the panic); the old config stays in force".to_owned(),
+                    unfinished,
+                    &self.reload_status,
+                    "synack_exporter_config_last_reload_successful",
                 ))
-            }
-        }
+            })
     }
 
     /// Reads, parses and applies the config, blocking: only for a
@@ -299,4 +289,26 @@ impl App {
         self.groups.forget_groups_not_in(&in_force.config);
         self.reload_status.record(true);
     }
+}
+
+/// The error of a reload of `file` that gave no result: still running
+/// after [`RELOAD_WAIT`] (it goes on, and `metric` will tell how it
+/// ended), or panicked, which `status` records as a failure.
+fn unfinished_reload(
+    file: &str,
+    unfinished: Unfinished,
+    status: &ReloadStatus,
+    metric: &str,
+) -> ConfigError {
+    let message = match unfinished {
+        Unfinished::TimedOut => format!(
+            "the reload did not finish within {}s (a slow or stuck read of the file?); it goes on, and {metric} will show how it ended",
+            RELOAD_WAIT.as_secs()
+        ),
+        Unfinished::Panicked => {
+            status.record(false);
+            "the reload failed on an internal error (a bug; the log has the panic); the old config stays in force".to_owned()
+        }
+    };
+    ConfigError::about_file(file, message)
 }
