@@ -189,6 +189,98 @@ fn dashboard_is_importable_and_uses_the_datasource_variable() {
     }
 }
 
+/// The stat panels count what the alerts count: a scheduled target that
+/// has not been probed yet (`probe_last_probe_timestamp_seconds` 0, with
+/// `probe_success` and `probe_healthy` 0 until then) is neither down nor
+/// unhealthy. Run by the real PromQL engine: `promtool test rules`, with
+/// every variable at "All".
+#[test]
+fn dashboard_counts_only_probed_targets_as_down() {
+    let Some(promtool) = find_binary("promtool") else {
+        common::skip_or_fail("promtool (Debian package prometheus)");
+        return;
+    };
+    let dashboard = read_dashboard();
+    let all_values = dashboard::substitutions(&[
+        ("job", ".*"),
+        ("instance", ".*"),
+        ("target", ".*"),
+        ("module", ".*"),
+        ("exporter", ".*"),
+    ]);
+    let query = |title: &str| {
+        let expr = dashboard::panel_query(&dashboard, title)
+            .unwrap_or_else(|| panic!("no panel {title:?} with one query"));
+        dashboard::substitute(expr, &all_values).unwrap_or_else(|error| panic!("{title}: {error}"))
+    };
+    let exporter = r#"job="synack_exporter",instance="synack-exporter:9215",module="tcp_halfopen""#;
+    let mut series = vec![
+        // /probe: one failing, one succeeding.
+        (
+            r#"probe_success{job="synack_probe",instance="db1:5432"}"#.to_owned(),
+            "0x3",
+        ),
+        (
+            r#"probe_success{job="synack_probe",instance="db2:5432"}"#.to_owned(),
+            "1x3",
+        ),
+    ];
+    // Scheduled: probed and failing, not probed yet, probed and healthy.
+    for (target, success, healthy, probed_at) in [
+        ("db3:5432", "0x3", "0x3", "60+60x3"),
+        ("db4:5432", "0x3", "0x3", "0x3"),
+        ("web1:443", "1x3", "1x3", "60+60x3"),
+    ] {
+        let labels = format!(r#"{exporter},target="{target}""#);
+        series.push((format!("probe_success{{{labels}}}"), success));
+        series.push((format!("probe_healthy{{{labels}}}"), healthy));
+        series.push((
+            format!("probe_last_probe_timestamp_seconds{{{labels}}}"),
+            probed_at,
+        ));
+    }
+    let input_series: Vec<Value> = series
+        .iter()
+        .map(|(series, values)| serde_json::json!({"series": series, "values": values}))
+        .collect();
+    let count = |title: &str, want: u32| {
+        serde_json::json!({
+            "expr": query(title),
+            "eval_time": "2m",
+            "exp_samples": [{"labels": "{}", "value": want}],
+        })
+    };
+    let tests = serde_json::json!({
+        "rule_files": ["no_rules.yml"],
+        "evaluation_interval": "1m",
+        "tests": [{
+            "interval": "1m",
+            "input_series": input_series,
+            "promql_expr_test": [
+                count("Targets down", 2),
+                count("Scheduled targets unhealthy", 1),
+                count("Targets up", 2),
+            ],
+        }],
+    });
+    let dir = TempDir::new("dashboard-promql");
+    dir.write("no_rules.yml", "groups: []\n");
+    configs::write_json(&dir.join("dashboard_test.yml"), &tests);
+    let finished = common::run_within(
+        std::process::Command::new(&promtool)
+            .args(["test", "rules", "dashboard_test.yml"])
+            .current_dir(dir.path()),
+        Duration::from_secs(60),
+    );
+    assert!(
+        finished.success(),
+        "promtool test rules ({}):\n{}{}\nthe test file:\n{tests:#}",
+        finished.status,
+        finished.stdout,
+        finished.stderr
+    );
+}
+
 fn assert_uses_datasource_variable(object: &Value, what: &str) {
     let datasource = object
         .get("datasource")

@@ -66,6 +66,17 @@ pub fn all_panels(dashboard: &Value) -> Vec<&Value> {
     out
 }
 
+/// The query of the panel titled `title`, when it has exactly one.
+pub fn panel_query<'a>(dashboard: &'a Value, title: &str) -> Option<&'a str> {
+    let panel = all_panels(dashboard)
+        .into_iter()
+        .find(|panel| panel["title"] == title)?;
+    match items(&panel["targets"]) {
+        [target] => target["expr"].as_str(),
+        _ => None,
+    }
+}
+
 /// The items of an array; none for anything else.
 pub fn items(value: &Value) -> &[Value] {
     value.as_array().map(Vec::as_slice).unwrap_or_default()
