@@ -201,13 +201,7 @@ fn dashboard_counts_only_probed_targets_as_down() {
         return;
     };
     let dashboard = read_dashboard();
-    let all_values = dashboard::substitutions(&[
-        ("job", ".*"),
-        ("instance", ".*"),
-        ("target", ".*"),
-        ("module", ".*"),
-        ("exporter", ".*"),
-    ]);
+    let all_values = dashboard::all_selected();
     let query = |title: &str| {
         let expr = dashboard::panel_query(&dashboard, title)
             .unwrap_or_else(|| panic!("no panel {title:?} with one query"));
@@ -748,13 +742,7 @@ impl Chain {
             failures.push("the dashboard has no queries".to_owned());
         }
         let exporter = self.exporter_address.to_string();
-        let all_values = dashboard::substitutions(&[
-            ("job", ".*"),
-            ("instance", ".*"),
-            ("target", ".*"),
-            ("module", ".*"),
-            ("exporter", ".*"),
-        ]);
+        let all_values = dashboard::all_selected();
         let concrete_values = dashboard::substitutions(&[
             ("job", JOB_EXPORTER),
             ("instance", &exporter),

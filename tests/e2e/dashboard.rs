@@ -100,6 +100,17 @@ pub fn substitutions(values: &[(&str, &str)]) -> Vec<(String, String)> {
         .collect()
 }
 
+/// [`substitutions`] with every variable of the dashboard at "All" (`.*`).
+pub fn all_selected() -> Vec<(String, String)> {
+    substitutions(&[
+        ("job", ".*"),
+        ("instance", ".*"),
+        ("target", ".*"),
+        ("module", ".*"),
+        ("exporter", ".*"),
+    ])
+}
+
 /// Replaces `$name`, `${name}` and `${name:format}`; `$1` (label_replace)
 /// stays. An unknown variable is an error.
 pub fn substitute(expr: &str, values: &[(String, String)]) -> Result<String, String> {
