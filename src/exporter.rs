@@ -187,11 +187,23 @@ impl Exporter {
     /// given more than once) until `shutdown` completes, then lets
     /// requests in flight finish within the shutdown grace period. With
     /// no listener, waits for `shutdown` alone.
+    ///
+    /// Before it returns, it kills the process group of every `exec`
+    /// command still running, and the exporter starts no command after
+    /// that (an `exec` probe then fails as `local`): the process may exit
+    /// as soon as this returns, and no command outlives it.
     pub async fn serve_all(&self, listeners: Vec<TcpListener>, shutdown: impl Future<Output = ()>) {
         for listener in &listeners {
             self.announce(listener);
         }
         crate::http::serve(listeners, Arc::clone(&self.app), shutdown).await;
+        let killed = self.app.runner.stop_commands();
+        if killed > 0 {
+            tracing::info!(
+                commands = killed,
+                "killed the process groups of exec commands still running"
+            );
+        }
     }
 
     /// Logs the address served, a URL a browser can open, and what is in force.

@@ -108,11 +108,14 @@ pub async fn check(target: &str, module: &Module) -> Result<Outcome, TargetError
     let resolver = prober::resolve::for_check();
     // A library caller has no /metrics: the guard's counts are dropped.
     let closes = prober::HalfOpenCloses::default();
+    // Only this call's command: its guard kills its group when it is done.
+    let groups = prober::ProcessGroups::default();
     Ok(prober::run(
         module,
         &target,
         &resolver,
         &closes,
+        &groups,
         budget,
         &mut trace::Trace::disabled(),
     )

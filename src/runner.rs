@@ -50,13 +50,21 @@
 //! probes queueing for their own limit hold no in-flight slot that TCP
 //! probes could use. Queueing for either limit ends as above: past
 //! [`MIN_WIRE_SHARE`] of the timeout, the probe fails as `local`.
+//!
+//! **No command outlives the exporter.** The runner owns the registry of
+//! the commands' process groups ([`ProcessGroups`]).
+//! [`ProbeRunner::stop_commands`], called when the exporter stops serving,
+//! kills every group still running, synchronously, and starts no command
+//! after it; dropping the runner does the same. Cancelling the probes
+//! alone was not enough: a cancelled probe kills its group only when the
+//! exec thread gets to drop it, and the process may have exited by then.
 
 #![forbid(unsafe_code)]
 
 use crate::config::ProberKind;
 use crate::modules::LoadedModule;
 use crate::prober::{
-    self, Budget, Failure, HalfOpenCloses, MIN_WIRE_SHARE, Outcome, Reason, Resolver,
+    self, Budget, Failure, HalfOpenCloses, MIN_WIRE_SHARE, Outcome, ProcessGroups, Reason, Resolver,
 };
 use crate::target::Target;
 use crate::task::AbortOnDrop;
@@ -96,6 +104,8 @@ struct Rules {
     in_flight: Arc<AtomicUsize>,
     /// How soon each half-open success closed after its SYN-ACK.
     half_open_closes: Arc<HalfOpenCloses>,
+    /// The process groups of the commands running now, at most `max_exec`.
+    process_groups: Arc<ProcessGroups>,
     resolver: Arc<Resolver>,
 }
 
@@ -130,6 +140,7 @@ impl ProbeRunner {
                 max_exec: DEFAULT_MAX_EXEC,
                 in_flight: Arc::default(),
                 half_open_closes: Arc::default(),
+                process_groups: Arc::default(),
                 resolver: Arc::new(resolver),
             },
             probe_thread,
@@ -145,6 +156,14 @@ impl ProbeRunner {
         self.rules.exec_slots = Arc::new(Semaphore::new(max_exec));
         self.rules.max_exec = max_exec;
         self
+    }
+
+    /// Kills the process group of every command still running and starts
+    /// no command from now on: an `exec` probe asked for later fails as
+    /// `local`. Returns how many groups it killed. For shutdown; see the
+    /// module docs.
+    pub(crate) fn stop_commands(&self) -> usize {
+        self.rules.process_groups.stop()
     }
 
     /// The resolver every probe of this runner uses.
@@ -297,6 +316,7 @@ impl Rules {
             target,
             &self.resolver,
             &self.half_open_closes,
+            &self.process_groups,
             budget,
             trace,
         )
@@ -344,6 +364,14 @@ impl Rules {
         let outcome = prober::not_started_for(&module.module, failure, asked.elapsed());
         module.results.record(&outcome);
         outcome
+    }
+}
+
+impl Drop for ProbeRunner {
+    /// Its threads stop without waiting for the probes they cancel, so the
+    /// commands' groups are killed here, before the threads go.
+    fn drop(&mut self) {
+        self.stop_commands();
     }
 }
 

@@ -5,8 +5,8 @@ mod common;
 
 use common::exporter_process::BINARY;
 use common::{ExporterProcess as Exporter, TempDir, request, sample};
-use std::net::SocketAddr;
 use std::io::Write as _;
+use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -344,7 +344,11 @@ fn running_in_group(pgid: u32) -> Vec<u32> {
         return members;
     };
     for entry in entries.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|name| name.parse().ok()) else {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|name| name.parse().ok())
+        else {
             continue;
         };
         // A process that ended since the listing has no stat any more.
@@ -449,7 +453,10 @@ fn no_command_outlives_the_exporter_after_sigterm_or_sigint() {
         // give it a moment, then whatever still runs outlived the exporter.
         let deadline = std::time::Instant::now() + Duration::from_secs(2);
         let left = loop {
-            let left: Vec<u32> = groups.iter().flat_map(|&pgid| running_in_group(pgid)).collect();
+            let left: Vec<u32> = groups
+                .iter()
+                .flat_map(|&pgid| running_in_group(pgid))
+                .collect();
             if left.is_empty() || std::time::Instant::now() > deadline {
                 break left;
             }
