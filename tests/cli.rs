@@ -536,6 +536,77 @@ async fn with_few_descriptors_metrics_still_answers_during_a_probe_storm() {
     );
 }
 
+/// Filed defect (issue 18, item 12): with `RLIMIT_NOFILE` 256 and 1,500
+/// concurrent `/probe` clients, `/metrics` took 7.7 s: it waited in the
+/// accept queue behind connections the exporter could not accept. Now
+/// connections are sized to the descriptors that probes leave, `/probe`
+/// requests may hold only part of them, and the rest are answered 503 at
+/// once, so the queue drains and `/metrics` and `/-/healthy` answer 200
+/// within a second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_answers_within_a_second_beside_1500_probe_clients_and_256_descriptors() {
+    const CLIENTS: usize = 1500;
+    common::ensure_open_file_limit(CLIENTS as u64 + 1000);
+    let dropping = common::saturated_listener();
+    // The embedded tcp_halfopen: a 5 s timeout, which every probe of the
+    // dropping listener takes in full.
+    let exporter = Exporter::start_with_open_file_limit(256, &[]);
+    let address = exporter.address;
+    let path = format!("/probe?target={}&module=tcp_halfopen", dropping.address);
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|_| {
+            let path = path.clone();
+            tokio::spawn(async move {
+                let answered = tokio::time::timeout(Duration::from_secs(30), async {
+                    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+                    let mut stream = tokio::net::TcpStream::connect(address).await.ok()?;
+                    let head =
+                        format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+                    stream.write_all(head.as_bytes()).await.ok()?;
+                    let mut answer = Vec::new();
+                    stream.read_to_end(&mut answer).await.ok()?;
+                    common::http::parse_response(&answer).ok()
+                })
+                .await;
+                answered.ok().flatten().map(|response| response.status)
+            })
+        })
+        .collect();
+    // Let the clients connect and take what they can.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    for round in 0..5 {
+        for path in ["/metrics", "/-/healthy"] {
+            let started = std::time::Instant::now();
+            let answered = tokio::time::timeout(Duration::from_secs(1), get(address, path)).await;
+            let response = answered.unwrap_or_else(|_| {
+                panic!("round {round}: {path} did not answer within 1 s beside {CLIENTS} /probe clients")
+            });
+            assert_eq!(
+                response.status,
+                200,
+                "round {round}: {path} after {:?}",
+                started.elapsed()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let mut statuses = std::collections::BTreeMap::new();
+    for client in clients {
+        *statuses.entry(client.await.unwrap()).or_insert(0) += 1;
+    }
+    // Every client got an answer: a probe's, or a quick 503.
+    assert!(
+        statuses
+            .keys()
+            .all(|status| matches!(status, Some(200 | 503))),
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.contains_key(&Some(200)),
+        "some were probed: {statuses:?}"
+    );
+}
+
 /// `(name, nice, scheduling policy)` of every thread of process `pid`,
 /// from `/proc/<pid>/task/*/stat` (fields 19 and 41, after the name).
 fn threads_of(pid: u32) -> Vec<(String, i64, u64)> {
