@@ -52,6 +52,7 @@ mod app;
 mod clock;
 mod coalesce;
 mod config;
+mod episodes;
 mod exporter;
 mod hash;
 mod health;
@@ -129,7 +130,7 @@ mod layering {
     use std::path::Path;
 
     /// Each top-level module and its layer.
-    const LAYERS: [(&str, u8); 23] = [
+    const LAYERS: [(&str, u8); 24] = [
         ("clock", 0),
         ("hash", 0),
         ("histogram", 0),
@@ -137,6 +138,7 @@ mod layering {
         ("task", 0),
         ("trace", 2),
         ("coalesce", 0),
+        ("episodes", 0),
         ("target", 1),
         ("config", 2),
         ("prober", 3),

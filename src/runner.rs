@@ -413,6 +413,27 @@ pub(crate) fn probe_slots(max_in_flight: usize, nofile: u64) -> usize {
     max_in_flight.min(usize::try_from(for_probes).unwrap_or(usize::MAX))
 }
 
+/// Descriptors the exporter holds whatever its load, counted before HTTP
+/// connections: stdio, the runtimes' epoll and event descriptors, the
+/// listeners, the DNS sockets, and one config, web config or `/proc`
+/// read at a time. An idle exporter holds 24; the rest is room for reads.
+const BASE_DESCRIPTORS: u64 = 32;
+
+/// How many HTTP connections may be open at once: `--web.max-connections`,
+/// lowered when the descriptors that `probes` probe sockets and
+/// [`BASE_DESCRIPTORS`] leave of the open file limit could not hold that
+/// many. So `accept` never runs out of descriptors because of connections
+/// and probes: the accept queue keeps draining, and `/metrics` is not
+/// stuck in it behind connections the exporter cannot take.
+pub(crate) fn connection_slots(max_connections: usize, nofile: u64, probes: usize) -> usize {
+    let probes = u64::try_from(probes).unwrap_or(u64::MAX);
+    let for_http = nofile
+        .saturating_sub(probes)
+        .saturating_sub(BASE_DESCRIPTORS)
+        .max(1);
+    max_connections.min(usize::try_from(for_http).unwrap_or(usize::MAX))
+}
+
 /// A limit that a probe queues for, with its size.
 #[derive(Clone, Copy, Debug)]
 enum Limit {
@@ -513,6 +534,22 @@ impl Drop for RuntimeThread {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn connections_fit_in_what_probes_leave_of_the_descriptors() {
+        assert_eq!(connection_slots(1024, 256, 192), 32, "256 - 192 - 32");
+        assert_eq!(
+            connection_slots(1024, 256, 10),
+            214,
+            "few probes leave more"
+        );
+        assert_eq!(
+            connection_slots(1024, 1_048_576, 4096),
+            1024,
+            "the flag rules"
+        );
+        assert_eq!(connection_slots(1024, 40, 20), 1, "never zero");
+    }
 
     #[test]
     fn probe_slots_leave_a_reserve_of_descriptors() {
