@@ -40,6 +40,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -164,27 +165,34 @@ def main():
         stderr=subprocess.PIPE,
         text=True,
     )
+    # Read stderr for the whole run, so that logging never blocks the
+    # exporter on a full pipe; the announcement says it is listening.
+    lines = []
+    listening = threading.Event()
+
+    def read_log():
+        for line in exporter.stderr:
+            lines.append(line.rstrip("\n"))
+            if "synack_exporter listening" in line:
+                listening.set()
+
+    reader = threading.Thread(target=read_log, daemon=True)
+    reader.start()
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or exporter.poll() is not None:
-                    print("the exporter did not start", file=sys.stderr)
-                    return 2
-                time.sleep(0.05)
+        if not listening.wait(20):
+            print("the exporter did not start: " + " | ".join(lines[-5:]), file=sys.stderr)
+            return 2
         samples, answered = asyncio.run(measure(port, target, args))
         report(samples, answered, args)
     finally:
         exporter.terminate()
         try:
-            _, stderr = exporter.communicate(timeout=15)
+            exporter.wait(timeout=15)
         except subprocess.TimeoutExpired:
             exporter.kill()
-            _, stderr = exporter.communicate()
-        warnings = [line for line in stderr.splitlines() if "level=warn" in line]
+            exporter.wait()
+        reader.join(timeout=5)
+        warnings = [line for line in lines if "level=warn" in line]
         print(f"exporter warnings ({len(warnings)}):")
         for line in warnings[:10]:
             print("  " + line[:300])

@@ -178,7 +178,8 @@ impl Exporter {
     }
 
     /// Serves HTTP on `listener` until `shutdown` completes, then lets
-    /// requests in flight finish within the shutdown grace period.
+    /// requests in flight finish within the shutdown grace period; see
+    /// [`serve_all`](Self::serve_all), also for the `exec` commands.
     pub async fn serve(&self, listener: TcpListener, shutdown: impl Future<Output = ()>) {
         self.serve_all(vec![listener], shutdown).await;
     }

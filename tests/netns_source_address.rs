@@ -34,7 +34,6 @@ mod common;
 use common::concurrent::{Checked, check_all_at_once};
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener};
-use std::process::Command;
 use std::time::{Duration, Instant};
 use synack_exporter::{Module, Outcome, ProberKind, Reason};
 

@@ -63,19 +63,21 @@ impl ConnectionLimit {
     }
 }
 
-/// A slot for one `/probe` request, or the answer for a request that finds
-/// none: 503 with `Retry-After: 1` and `Connection: close`, so that the
-/// client's connection closes and gives its slot to the next in the
-/// backlog. Refusals are logged as [`Episodes`] say.
-pub(super) fn probe_request_slot(
-    slots: &ProbeRequestSlots,
-) -> Result<SemaphorePermit<'_>, HttpResponse> {
-    if let Ok(permit) = slots.slots.try_acquire() {
-        if slots.refusing.left() {
-            tracing::info!("serving /probe requests again");
-        }
-        return Ok(permit);
+/// A slot for one `/probe` request, if one is free; a request that finds
+/// none gets [`too_many_probe_requests`].
+pub(super) fn probe_request_slot(slots: &ProbeRequestSlots) -> Option<SemaphorePermit<'_>> {
+    let permit = slots.slots.try_acquire().ok()?;
+    if slots.refusing.left() {
+        tracing::info!("serving /probe requests again");
     }
+    Some(permit)
+}
+
+/// The answer to a `/probe` that found no slot: 503 with `Retry-After: 1`
+/// and `Connection: close`, so that the client's connection closes and
+/// gives its slot to the next in the backlog. Refusals are logged as
+/// [`Episodes`] say.
+pub(super) fn too_many_probe_requests(slots: &ProbeRequestSlots) -> HttpResponse {
     if let Some(times) = slots.refusing.reached() {
         tracing::warn!(
             probe_requests = slots.max,
@@ -96,5 +98,5 @@ pub(super) fn probe_request_slot(
     response
         .headers_mut()
         .insert(RETRY_AFTER, HeaderValue::from_static("1"));
-    Err(response)
+    response
 }

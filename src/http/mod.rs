@@ -255,8 +255,8 @@ async fn route(
     match path {
         "/probe" if is_one_of(&request, &read_only) => {
             match limit::probe_request_slot(&app.probe_requests) {
-                Ok(_slot) => probe::handle(app, &request).await,
-                Err(busy) => busy,
+                Some(_slot) => probe::handle(app, &request).await,
+                None => limit::too_many_probe_requests(&app.probe_requests),
             }
         }
         "/metrics" if is_one_of(&request, &read_only) => admin::metrics(app, &request),
