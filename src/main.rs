@@ -99,8 +99,10 @@ struct Flags {
     history_limit: u32,
 
     /// HTTP connections served at once; past it the exporter stops
-    /// accepting until some close. The default is the most descriptors kept
-    /// away from probe sockets.
+    /// accepting until some close. /probe requests may hold three quarters
+    /// of them; more are answered 503 at once. The default is the most
+    /// descriptors kept away from probe sockets; a low open file limit
+    /// lowers it.
     #[arg(long = "web.max-connections", value_name = "N", default_value_t = 1024,
           value_parser = clap::value_parser!(u32).range(1..))]
     max_connections: u32,

@@ -69,10 +69,9 @@ pub(crate) async fn serve(
 ) {
     let connections = GracefulShutdown::new();
     let mut trouble = AcceptTrouble::default();
-    let mut limit = limit::ConnectionLimit::new(
-        Arc::clone(&app.connection_slots),
-        app.settings.max_connections,
-    );
+    let mut spare = accept::SpareDescriptor::new();
+    let mut limit =
+        limit::ConnectionLimit::new(Arc::clone(&app.connection_slots), app.max_connections);
     let gate = Arc::new(web::Gate::new(Arc::clone(&app)));
     let handshakes = Arc::new(tls::HandshakeLog::default());
     let _poller = app.web.clone().map(|web| {
@@ -96,7 +95,16 @@ pub(crate) async fn serve(
                 accepted
             }
             Err(error) if accept::is_exhaustion(&error) => {
-                tokio::time::sleep(trouble.failed(&error)).await;
+                let pause = trouble.failed(&error);
+                // `next` is one past the listener that failed.
+                let failed = listeners.get(next.wrapping_sub(1));
+                if accept::is_out_of_descriptors(&error)
+                    && failed.is_some_and(|listener| spare.shed(listener))
+                {
+                    trouble.shed();
+                } else {
+                    tokio::time::sleep(pause).await;
+                }
                 continue;
             }
             Err(error) => {
@@ -250,7 +258,12 @@ async fn route(
         };
     }
     match path {
-        "/probe" if is_one_of(&request, &read_only) => probe::handle(app, &request).await,
+        "/probe" if is_one_of(&request, &read_only) => {
+            match limit::probe_request_slot(&app.probe_requests) {
+                Some(_slot) => probe::handle(app, &request).await,
+                None => limit::too_many_probe_requests(&app.probe_requests),
+            }
+        }
         "/metrics" if is_one_of(&request, &read_only) => admin::metrics(app, &request),
         "/-/healthy" | "/-/ready" if is_one_of(&request, &read_only) => {
             text(StatusCode::OK, "OK\n")

@@ -240,9 +240,10 @@ impl Gate {
     }
 }
 
-/// A refusal of the gate: `body` with `status`, and `Connection: close`,
-/// which makes hyper close the connection once it is sent.
-fn refusal(status: StatusCode, body: &str) -> HttpResponse {
+/// A refusal of the gate, or of a request over a limit: `body` with
+/// `status`, and `Connection: close`, which makes hyper close the
+/// connection once it is sent.
+pub(super) fn refusal(status: StatusCode, body: &str) -> HttpResponse {
     let mut response = text(status, body);
     response
         .headers_mut()
