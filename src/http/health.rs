@@ -34,6 +34,10 @@ pub(super) async fn handle(app: &App, name: &str) -> HttpResponse {
             StatusCode::SERVICE_UNAVAILABLE,
             &format!("group {name:?} names unknown module {module:?}\n"),
         ),
+        GroupAnswer::Interrupted => text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &format!("group {name:?} was changed by reloads while it was checked; ask again\n"),
+        ),
         GroupAnswer::Checked(report) if report.all_up() => text(StatusCode::OK, "OK\n"),
         GroupAnswer::Checked(report) => {
             let mut body = String::new();
