@@ -54,10 +54,22 @@ pub(crate) struct GroupReport {
 pub(crate) struct FailingMember {
     /// The member's module.
     pub(crate) module: Arc<str>,
-    /// What it probed.
-    pub(crate) target: Target,
+    /// What it probed; `None` for an `exec` command run without a target.
+    pub(crate) target: Option<Target>,
     /// Why it failed.
     pub(crate) failure: Failure,
+}
+
+impl std::fmt::Display for FailingMember {
+    /// The member's line in a failing answer: `module target reason`, or
+    /// `module reason` for a command run without a target.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.module)?;
+        if let Some(target) = &self.target {
+            write!(f, " {target}")?;
+        }
+        write!(f, " {}", self.failure.reason)
+    }
 }
 
 impl GroupReport {
@@ -90,11 +102,12 @@ pub(crate) struct LastAnswer {
     pub(crate) finished_unix: f64,
 }
 
-/// A member as a round probes it: its target and its module in force.
+/// A member as a round probes it: its target (none for a command that
+/// takes none) and its module in force.
 #[derive(Debug)]
 struct RoundMember {
     module: Arc<LoadedModule>,
-    target: Target,
+    target: Option<Target>,
 }
 
 /// What a round found, and when it ended.
@@ -148,7 +161,8 @@ impl Round {
         self.members.len() == members.len()
             && self.members.iter().zip(members.iter().zip(modules)).all(
                 |(ours, (member, module))| {
-                    ours.target == member.target.0 && ours.module.same_as(module)
+                    ours.target.as_ref() == member.target.as_ref().map(|target| &target.0)
+                        && ours.module.same_as(module)
                 },
             )
     }
@@ -268,7 +282,7 @@ impl GroupChecker {
                         .zip(modules)
                         .map(|(member, module)| RoundMember {
                             module,
-                            target: member.target.0.clone(),
+                            target: member.target.as_ref().map(|target| target.0.clone()),
                         })
                         .collect();
                     self.rounds_started.fetch_add(1, Ordering::Relaxed);
@@ -347,7 +361,7 @@ async fn probe_members(members: &[RoundMember], runner: &Arc<ProbeRunner>) -> Ar
         let task = probes.spawn(async move {
             let timeout = module.module.timeout.0;
             runner
-                .run(&module, &target, timeout, &mut Trace::disabled())
+                .run(&module, target.as_ref(), timeout, &mut Trace::disabled())
                 .await
                 .failure
         });
@@ -621,7 +635,10 @@ mod tests {
             let GroupAnswer::Checked(report) = answer else {
                 panic!("{answer:?}");
             };
-            assert_eq!(report.failing[0].target.to_string(), "127.0.0.1:1");
+            assert_eq!(
+                report.failing[0].target.as_ref().map(ToString::to_string),
+                Some("127.0.0.1:1".to_owned())
+            );
             assert_eq!(report.failing[0].failure.reason, Reason::Refused);
         }
         wait_for_in_flight(&runner, 0).await;

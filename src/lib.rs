@@ -110,7 +110,7 @@ pub async fn check(target: &str, module: &Module) -> Result<Outcome, TargetError
     let closes = prober::HalfOpenCloses::default();
     Ok(prober::run(
         module,
-        &target,
+        Some(&target),
         &resolver,
         &closes,
         budget,

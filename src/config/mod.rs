@@ -364,6 +364,21 @@ impl Module {
         }
     }
 
+    /// Why this module cannot probe without a target, or `None` if it
+    /// can: an `exec` module whose command holds no placeholder.
+    #[must_use]
+    pub(crate) fn why_a_target_is_needed(&self) -> Option<String> {
+        match &self.exec {
+            Some(exec) if self.prober == ProberKind::Exec => exec
+                .first_placeholder()
+                .map(|placeholder| format!("its command uses {placeholder}")),
+            _ => Some(format!(
+                "it probes a port (prober {})",
+                self.prober.as_str()
+            )),
+        }
+    }
+
     /// The same module with a target policy.
     #[must_use]
     pub fn with_target_policy(mut self, policy: TargetPolicy) -> Self {
@@ -604,7 +619,7 @@ impl Config {
         let mut modules = builtin_modules();
         modules.append(&mut config.modules);
         config.modules = modules;
-        scheduled::validate(file, config.modules.keys(), &config.targets, &config.groups)?;
+        scheduled::validate(file, &config.modules, &config.targets, &config.groups)?;
         policy::check_scheduled(file, &config)?;
         Ok(config)
     }

@@ -42,11 +42,7 @@ pub(super) async fn handle(app: &App, name: &str) -> HttpResponse {
         GroupAnswer::Checked(report) => {
             let mut body = String::new();
             for member in &report.failing {
-                let _ = writeln!(
-                    body,
-                    "{} {} {}",
-                    member.module, member.target, member.failure.reason
-                );
+                let _ = writeln!(body, "{member}");
             }
             text(StatusCode::SERVICE_UNAVAILABLE, &body)
         }

@@ -12,8 +12,9 @@
 //! **Environment.** The command does not inherit the exporter's
 //! environment. It gets `PATH` (the exporter's, or [`DEFAULT_PATH`] when
 //! the exporter has none), `SYNACK_TARGET`, `SYNACK_TARGET_HOST` and
-//! `SYNACK_TARGET_PORT` (the same values as the placeholders), and the
-//! module's `env`, which may replace `PATH`. A program named without a
+//! `SYNACK_TARGET_PORT` (the same values as the placeholders; none of
+//! them when the probe has no target), and the module's `env`, which may
+//! replace `PATH`. A program named without a
 //! `/` is looked up in that `PATH` by the exporter itself (see
 //! [`find_program`]). stdin is `/dev/null`; the working
 //! directory is the exporter's.
@@ -87,14 +88,15 @@ static EXPORTER_PATH: LazyLock<OsString> =
 /// For tests: the target and the thread of every exec probe started, so
 /// that the runner's tests can tell where exec probes run.
 #[cfg(test)]
-pub(crate) static STARTED_ON: std::sync::Mutex<Vec<(Target, Option<String>)>> =
+pub(crate) static STARTED_ON: std::sync::Mutex<Vec<(Option<Target>, Option<String>)>> =
     std::sync::Mutex::new(Vec::new());
 
 /// Runs the command of `options` for `target` within `budget`; see the
-/// module docs.
+/// module docs. Without a target (only for a command without
+/// placeholders) no `SYNACK_TARGET*` variable is set.
 pub(super) async fn probe(
     options: &ExecOptions,
-    target: &Target,
+    target: Option<&Target>,
     budget: Budget,
     trace: &mut Trace,
 ) -> Outcome {
@@ -103,15 +105,15 @@ pub(super) async fn probe(
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .push((
-            target.clone(),
+            target.cloned(),
             std::thread::current().name().map(str::to_owned),
         ));
     let mut outcome = Outcome::not_started(Failure::new(Reason::Local, ""), Duration::ZERO);
     outcome.exit_code = Some(-1);
-    let values = Values::of(target);
-    let argv = options.argv_with(&values);
+    let values = target.map(Values::of);
+    let argv = options.argv_with(values.as_ref().unwrap_or(&Values::none()));
     let program = argv[0].clone();
-    let mut child = match start(options, &values, &argv) {
+    let mut child = match start(options, values.as_ref(), &argv) {
         Ok(child) => child,
         Err(failure) => {
             outcome.failure = Some(failure);
@@ -162,9 +164,13 @@ pub(super) async fn probe(
 }
 
 /// Starts `argv`, the command of `options` with its placeholders replaced
-/// by `values`, in a process group of its own and with the minimal
-/// environment; see the module docs.
-fn start(options: &ExecOptions, values: &Values, argv: &[String]) -> Result<Child, Failure> {
+/// by `values` (`None` without a target), in a process group of its own
+/// and with the minimal environment; see the module docs.
+fn start(
+    options: &ExecOptions,
+    values: Option<&Values>,
+    argv: &[String],
+) -> Result<Child, Failure> {
     let path = options
         .env()
         .get("PATH")
@@ -172,14 +178,19 @@ fn start(options: &ExecOptions, values: &Values, argv: &[String]) -> Result<Chil
     let program = &argv[0];
     let cannot_start = |error: io::Error| cannot_start(program, &path.to_string_lossy(), &error);
     let executable = find_program(program, &path).map_err(cannot_start)?;
-    Command::new(executable)
+    let mut command = Command::new(executable);
+    command
         .arg0(program)
         .args(&argv[1..])
         .env_clear()
-        .env("PATH", &*EXPORTER_PATH)
-        .env(format!("{RESERVED_ENV_PREFIX}TARGET"), &values.target)
-        .env(format!("{RESERVED_ENV_PREFIX}TARGET_HOST"), &values.host)
-        .env(format!("{RESERVED_ENV_PREFIX}TARGET_PORT"), &values.port)
+        .env("PATH", &*EXPORTER_PATH);
+    if let Some(values) = values {
+        command
+            .env(format!("{RESERVED_ENV_PREFIX}TARGET"), &values.target)
+            .env(format!("{RESERVED_ENV_PREFIX}TARGET_HOST"), &values.host)
+            .env(format!("{RESERVED_ENV_PREFIX}TARGET_PORT"), &values.port);
+    }
+    command
         .envs(options.env())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

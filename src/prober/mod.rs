@@ -377,10 +377,12 @@ impl Budget {
 
 /// Runs one probe of `target` with `module` within `budget`; names are
 /// looked up with `resolver`, and every half-open close is counted in
-/// `closes`.
+/// `closes`. Without a target only an `exec` module whose command holds
+/// no placeholder can probe (the config and `/probe` see to it); any
+/// other fails as `local`.
 pub(crate) async fn run(
     module: &Module,
-    target: &Target,
+    target: Option<&Target>,
     resolver: &Resolver,
     closes: &HalfOpenCloses,
     budget: Budget,
@@ -392,8 +394,8 @@ pub(crate) async fn run(
         timeout: budget.timeout,
         left: budget.deadline.saturating_duration_since(started),
     });
-    let mut outcome = match module.prober {
-        ProberKind::TcpHalfopen | ProberKind::TcpConnect => {
+    let mut outcome = match (module.prober, target) {
+        (ProberKind::TcpHalfopen | ProberKind::TcpConnect, Some(target)) => {
             let handshake = if module.prober == ProberKind::TcpHalfopen {
                 tcp::Handshake::HalfOpen
             } else {
@@ -401,32 +403,48 @@ pub(crate) async fn run(
             };
             tcp::probe(handshake, target, module, resolver, closes, budget, trace).await
         }
-        ProberKind::Exec => match &module.exec {
-            Some(options) => {
-                // The command resolves names itself: the target is checked as written.
-                match module
-                    .target_policy
-                    .as_deref()
-                    .map(|p| p.check_unresolved(target))
-                {
-                    Some(Err(refusal)) => {
-                        let mut outcome = Outcome::denied(&refusal);
-                        outcome.exit_code = Some(-1);
-                        outcome
+        // Without a target, only a command without placeholders runs.
+        (ProberKind::Exec, _) if target.is_some() || module.why_a_target_is_needed().is_none() => {
+            match &module.exec {
+                Some(options) => {
+                    // The command resolves names itself: the target is checked
+                    // as written. A command without a target has none to check.
+                    match module
+                        .target_policy
+                        .as_deref()
+                        .zip(target)
+                        .map(|(policy, target)| policy.check_unresolved(target))
+                    {
+                        Some(Err(refusal)) => {
+                            let mut outcome = Outcome::denied(&refusal);
+                            outcome.exit_code = Some(-1);
+                            outcome
+                        }
+                        _ => exec::probe(options, target, budget, trace).await,
                     }
-                    _ => exec::probe(options, target, budget, trace).await,
                 }
-            }
-            // Only a module built in Rust can lack it; the config refuses it.
-            None => not_started_for(
-                module,
-                Failure::new(
-                    Reason::Local,
-                    "prober exec without exec options: no command to run",
+                // Only a module built in Rust can lack it; the config refuses it.
+                None => not_started_for(
+                    module,
+                    Failure::new(
+                        Reason::Local,
+                        "prober exec without exec options: no command to run",
+                    ),
+                    Duration::ZERO,
                 ),
-                Duration::ZERO,
+            }
+        }
+        _ => not_started_for(
+            module,
+            Failure::new(
+                Reason::Local,
+                format!(
+                    "no target given, and {}",
+                    module.why_a_target_is_needed().unwrap_or_default()
+                ),
             ),
-        },
+            Duration::ZERO,
+        ),
     };
     outcome.duration = started.elapsed();
     trace.log(|| match outcome.failure {
