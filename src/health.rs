@@ -62,13 +62,15 @@ pub(crate) struct FailingMember {
 
 impl std::fmt::Display for FailingMember {
     /// The member's line in a failing answer: `module target reason`, or
-    /// `module reason` for a command run without a target.
+    /// `module reason` for a command run without a target, then the first
+    /// line of a failed command's stderr, escaped:
+    /// `zk 127.0.0.1:2181 check_failed (stderr: "not serving requests")`.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}", self.module)?;
         if let Some(target) = &self.target {
             write!(f, " {target}")?;
         }
-        write!(f, " {}", self.failure.reason)
+        write!(f, " {}{}", self.failure.reason, self.failure.stderr_note())
     }
 }
 
@@ -135,13 +137,15 @@ struct Round {
 }
 
 impl Round {
-    /// Starts probing `members` on a task of its own.
-    fn start(members: Vec<RoundMember>, runner: &Arc<ProbeRunner>) -> Self {
+    /// Starts probing `members` of group `name` on a task of its own.
+    fn start(name: &str, members: Vec<RoundMember>, runner: &Arc<ProbeRunner>) -> Self {
         let members: Arc<[RoundMember]> = members.into();
         let (sender, done) = watch::channel(None);
         let (task_members, runner) = (Arc::clone(&members), Arc::clone(runner));
+        let name = name.to_owned();
         let task = tokio::spawn(async move {
             let report = probe_members(&task_members, &runner).await;
+            log_failures(&name, &report);
             sender.send_replace(Some(Arc::new(Done {
                 report,
                 at: Instant::now(),
@@ -288,7 +292,7 @@ impl GroupChecker {
                     self.rounds_started.fetch_add(1, Ordering::Relaxed);
                     // Replacing a round for another definition of the
                     // group (a reload changed it) aborts that one.
-                    let round = Round::start(members, runner);
+                    let round = Round::start(name, members, runner);
                     let done = round.done.clone();
                     state.in_flight = Some(round);
                     done
@@ -343,6 +347,36 @@ impl GroupChecker {
             report: Arc::clone(&last.done.report),
             finished_unix: last.done.unix,
         })
+    }
+}
+
+/// The most failing members a round logs one by one; the others are
+/// counted in one more line, so that a large group that fails whole does
+/// not flood the log.
+const MAX_FAILURES_LOGGED: usize = 10;
+
+/// Logs each failing member of group `name` at `warn`, the default level
+/// shows: which member, why, and what a failed command wrote to stderr.
+fn log_failures(name: &str, report: &GroupReport) {
+    for member in report.failing.iter().take(MAX_FAILURES_LOGGED) {
+        tracing::warn!(
+            group = name,
+            module = %member.module,
+            target = member.target.as_ref().map_or_else(String::new, ToString::to_string),
+            reason = %member.failure.reason,
+            detail = member.failure.detail,
+            stderr = member.failure.stderr.as_deref().unwrap_or_default(),
+            "group member failed"
+        );
+    }
+    if let Some(more) = report.failing.len().checked_sub(MAX_FAILURES_LOGGED)
+        && more > 0
+    {
+        tracing::warn!(
+            group = name,
+            more,
+            "more group members failed; the group's answer lists them all"
+        );
     }
 }
 

@@ -76,7 +76,7 @@ pub use config::{
 };
 pub use exporter::{Exporter, ExporterBuilder};
 pub use http::ListenAddress;
-pub use prober::{Failure, HandshakeStats, IcmpError, Outcome, Reason};
+pub use prober::{Failure, HandshakeStats, IcmpError, Outcome, Reason, STDERR_LINE_BYTES};
 pub use scheduler::Shard;
 pub use target::{Host, Target, TargetError};
 

@@ -537,6 +537,60 @@ test -f {}
     );
 }
 
+/// A failing script says why: the 503 line of its group member carries
+/// the first line of its stderr (the first that is not blank), escaped and
+/// cut at 200 bytes, and the exporter's log at the default level names the
+/// group, the member and that line.
+#[test]
+fn a_failing_script_says_why_in_the_503_and_in_the_log() {
+    let dir = TempDir::new("exec-why");
+    let why = script(
+        &dir,
+        "why.sh",
+        "printf '\\n  ZooKeeper is not serving requests\\033[2J\\nsecond line\\n' >&2\nexit 1\n",
+    );
+    let long = script(&dir, "long.sh", "printf '%0300d\\n' 0 >&2\nexit 2\n");
+    let quiet = script(&dir, "quiet.sh", "exit 3\n");
+    let config = dir.write(
+        "synack.yml",
+        &format!(
+            "modules:\n  why: {{prober: exec, exec: {{command: [{why:?}]}}}}\n  \
+             long: {{prober: exec, exec: {{command: [{long:?}]}}}}\n  \
+             quiet: {{prober: exec, exec: {{command: [{quiet:?}]}}}}\n\
+             groups:\n  zk:\n    members:\n      - {{module: why, target: \"127.0.0.1:2181\"}}\n      \
+             - {{module: long}}\n      - {{module: quiet}}\n"
+        ),
+    );
+    let exporter =
+        common::ExporterProcess::start(&["--config.file", &config.display().to_string()]);
+    let response =
+        common::http::blocking_get(exporter.address, "/health/zk", Duration::from_secs(10))
+            .expect("an answer");
+    let zeros = "0".repeat(200);
+    assert_eq!(
+        (response.status, response.body),
+        (
+            503,
+            format!(
+                "why 127.0.0.1:2181 check_failed (stderr: \"ZooKeeper is not serving requests\\u{{1b}}[2J\")\n\
+                 long check_failed (stderr: \"{zeros}…\")\nquiet check_failed\n"
+            )
+        )
+    );
+    let logged = exporter.logs_until("ZooKeeper is not serving requests");
+    let line = logged.last().unwrap();
+    for needle in [
+        "level=warn",
+        "group=zk",
+        "module=why",
+        "target=127.0.0.1:2181",
+        "reason=check_failed",
+        "why.sh exited with code 1",
+    ] {
+        assert!(line.contains(needle), "{needle:?} not in {line}");
+    }
+}
+
 #[tokio::test]
 async fn a_bare_program_name_is_looked_up_in_the_commands_path() {
     let dir = TempDir::new("exec-path");

@@ -41,8 +41,11 @@
 //!
 //! **Output.** stdout and stderr are read while the command runs; the
 //! first [`OUTPUT_HEAD_BYTES`] of each go to the step log (`debug=true`,
-//! `/logs`), never into labels or the failure's detail. The rest is read
-//! and discarded, so a chatty command never blocks on a full pipe.
+//! `/logs`), never into labels. When the probe fails, the first line of
+//! stderr that is not blank, cut at [`STDERR_LINE_BYTES`], goes into the
+//! failure ([`Failure::stderr`]), so that a group's answer and the log say
+//! why. The rest is read and discarded, so a chatty command never blocks
+//! on a full pipe.
 //!
 //! **Where it runs.** Not on the probe thread: starting a process forks
 //! (or `vfork`s) the thread that starts it and waits for the exec, which
@@ -53,7 +56,7 @@
 
 #![forbid(unsafe_code)]
 
-use super::{Budget, Failure, Outcome, Reason, classify};
+use super::{Budget, Failure, Outcome, Reason, STDERR_LINE_BYTES, classify};
 use crate::config::{ExecOptions, RESERVED_ENV_PREFIX, Values};
 use crate::target::Target;
 use crate::trace::{Step, Trace};
@@ -158,6 +161,9 @@ pub(super) async fn probe(
             ))
         }
     };
+    if let Some(failure) = &mut outcome.failure {
+        failure.stderr = stderr.first_line();
+    }
     trace.log(|| stdout.into_step("stdout"));
     trace.log(|| stderr.into_step("stderr"));
     outcome
@@ -357,11 +363,58 @@ impl Output {
         }
     }
 
+    /// The first line of the output that is not blank, trimmed, cut at
+    /// [`STDERR_LINE_BYTES`] on a character boundary and then marked `…`;
+    /// invalid UTF-8 becomes U+FFFD.
+    fn first_line(&self) -> Option<String> {
+        let text = String::from_utf8_lossy(&self.head);
+        let line = text.lines().map(str::trim).find(|line| !line.is_empty())?;
+        if line.len() <= STDERR_LINE_BYTES {
+            return Some(line.to_owned());
+        }
+        let mut end = STDERR_LINE_BYTES;
+        while !line.is_char_boundary(end) {
+            end -= 1;
+        }
+        Some(format!("{}…", &line[..end]))
+    }
+
     fn into_step(self, stream: &'static str) -> Step {
         Step::ExecOutput {
             stream,
             head: self.head,
             total: self.total,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn first_line(bytes: &[u8]) -> Option<String> {
+        Output {
+            head: bytes.to_vec(),
+            total: bytes.len() as u64,
+        }
+        .first_line()
+    }
+
+    #[test]
+    fn the_stderr_line_is_the_first_not_blank_trimmed_and_cut_on_a_character() {
+        assert_eq!(first_line(b""), None);
+        assert_eq!(first_line(b"\n \r\n\t\n"), None);
+        assert_eq!(
+            first_line(b"\r\n  why: \xff down \r\nmore\n").as_deref(),
+            Some("why: \u{fffd} down")
+        );
+        // 199 bytes, then a 2-byte character that would end past 200.
+        let long = format!("{}é{}", "a".repeat(199), "b".repeat(50));
+        assert_eq!(
+            first_line(long.as_bytes()),
+            Some(format!("{}…", "a".repeat(199)))
+        );
+        let exact = "c".repeat(STDERR_LINE_BYTES);
+        assert_eq!(first_line(exact.as_bytes()), Some(exact));
     }
 }

@@ -113,7 +113,15 @@ pub struct Failure {
     pub reason: Reason,
     /// What happened, such as `connect to 127.0.0.1:1: ECONNREFUSED (Connection refused)`.
     pub detail: String,
+    /// For an `exec` command: the first line that is not blank of what it
+    /// wrote to stderr, trimmed, cut at [`STDERR_LINE_BYTES`] (marked with
+    /// `…`): the command's own word on why. Raw text: escape it to show it,
+    /// as [`Failure::stderr_note`] does.
+    pub stderr: Option<String>,
 }
+
+/// The most bytes of a command's stderr line a [`Failure`] keeps.
+pub const STDERR_LINE_BYTES: usize = 200;
 
 impl Failure {
     /// A failure with this reason and detail.
@@ -122,13 +130,24 @@ impl Failure {
         Self {
             reason,
             detail: detail.into(),
+            stderr: None,
         }
+    }
+
+    /// ` (stderr: "…")` with the command's stderr line, quoted and escaped
+    /// as a Rust string (control characters as `\u{1b}`, so it stays on one
+    /// line); empty when there is none.
+    #[must_use]
+    pub fn stderr_note(&self) -> String {
+        self.stderr
+            .as_ref()
+            .map_or_else(String::new, |line| format!(" (stderr: {line:?})"))
     }
 }
 
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.reason, self.detail)
+        write!(f, "{}: {}{}", self.reason, self.detail, self.stderr_note())
     }
 }
 
