@@ -71,8 +71,8 @@ mod trace;
 mod webconfig;
 
 pub use config::{
-    ConfigError, ExecOptions, IpProtocol, MAX_POLICY_ENTRIES, Module, PolicyEntry, ProberKind,
-    PromDuration, TargetPolicy, TcpOptions,
+    ConfigError, DEFAULT_SCRIPT_TIMEOUT_SECONDS, ExecOptions, HealthChecks, IpProtocol,
+    MAX_POLICY_ENTRIES, Module, PolicyEntry, ProberKind, PromDuration, TargetPolicy, TcpOptions,
 };
 pub use exporter::{Exporter, ExporterBuilder};
 pub use http::ListenAddress;

@@ -37,12 +37,15 @@
 
 mod duration;
 mod exec;
+mod health_checker;
 mod policy;
 mod scheduled;
 
 pub use duration::PromDuration;
 pub use exec::ExecOptions;
 pub(crate) use exec::{RESERVED_ENV_PREFIX, Values};
+pub(crate) use health_checker::HEALTH_CHECKER_GROUP;
+pub use health_checker::{DEFAULT_SCRIPT_TIMEOUT_SECONDS, HealthChecks};
 pub(crate) use policy::PolicyRefusal;
 pub use policy::{MAX_POLICY_ENTRIES, PolicyEntry, TargetPolicy};
 pub use scheduled::{Group, GroupMember, GroupName, LabelName, MAX_SCHEDULED_TARGETS, TargetBlock};
@@ -684,7 +687,7 @@ fn module_list<'a>(names: impl Iterator<Item = &'a String>) -> String {
 }
 
 /// Where a config came from: a file, or the embedded default.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub enum ConfigSource {
     /// `--config.file`.
     File(PathBuf),
@@ -696,6 +699,14 @@ pub enum ConfigSource {
         name: String,
         /// The YAML.
         yaml: String,
+    },
+    /// A config built in code, such as the health-checker mode's from its
+    /// flags; `name` says where it came from.
+    Built {
+        /// What logs call it.
+        name: String,
+        /// The config.
+        config: Box<Config>,
     },
 }
 
@@ -709,6 +720,7 @@ impl ConfigSource {
             Self::File(path) => Config::load(path),
             Self::Embedded => Ok(Config::embedded_default()),
             Self::Text { name, yaml } => Config::parse(name, yaml),
+            Self::Built { config, .. } => Ok(Config::clone(config)),
         }
     }
 }
@@ -718,7 +730,7 @@ impl fmt::Display for ConfigSource {
         match self {
             Self::File(path) => write!(f, "{}", path.display()),
             Self::Embedded => f.write_str(EMBEDDED_DEFAULT_NAME),
-            Self::Text { name, .. } => f.write_str(name),
+            Self::Text { name, .. } | Self::Built { name, .. } => f.write_str(name),
         }
     }
 }

@@ -89,6 +89,11 @@ pub struct Group {
     /// shorthand, to name the field an error is about.
     #[serde(skip)]
     from_shorthand: usize,
+    /// Whether requests that arrive while a round is under way join it
+    /// (always, for a group of the config); without it each request runs
+    /// a round of its own, as health-checker does without `--singleflight`.
+    #[serde(skip)]
+    pub(crate) single_flight: bool,
 }
 
 /// One check of a group: a target and the module that probes it, or an
@@ -157,11 +162,28 @@ impl TryFrom<GroupInConfig> for Group {
             min_interval: group.min_interval,
             members,
             from_shorthand,
+            single_flight: true,
         })
     }
 }
 
 impl Group {
+    /// A group built in code rather than read from a file: `members`,
+    /// whose answers are reused for `min_interval` (zero: never, which the
+    /// config does not allow), with single flight or not.
+    pub(crate) fn built(
+        members: Vec<GroupMember>,
+        min_interval: Duration,
+        single_flight: bool,
+    ) -> Self {
+        Self {
+            min_interval: PromDuration(min_interval),
+            members,
+            from_shorthand: 0,
+            single_flight,
+        }
+    }
+
     /// The dotted path of member `index`'s target, as the user wrote it.
     pub(super) fn target_field(&self, group: &str, index: usize) -> String {
         self.member_field(
