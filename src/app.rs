@@ -120,6 +120,10 @@ pub(crate) struct Settings {
     /// `--web.config.file`: TLS, basic auth, headers and a rate limit;
     /// none for plain, open HTTP.
     pub(crate) web_config_file: Option<PathBuf>,
+    /// The health-checker mode: every request, whatever its path, gets the
+    /// answer of the group [`crate::config::HEALTH_CHECKER_GROUP`] in
+    /// health-checker's words, and nothing else is served.
+    pub(crate) health_checker: bool,
 }
 
 impl Default for Settings {
@@ -136,6 +140,7 @@ impl Default for Settings {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             hide_config_and_logs: false,
             web_config_file: None,
+            health_checker: false,
         }
     }
 }

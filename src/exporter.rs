@@ -14,7 +14,7 @@
 #![forbid(unsafe_code)]
 
 use crate::app::{App, Settings};
-use crate::config::{ConfigError, ConfigSource};
+use crate::config::{ConfigError, ConfigSource, HealthChecks};
 use crate::scheduler::Shard;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -132,6 +132,21 @@ impl ExporterBuilder {
         self
     }
 
+    /// The health-checker mode (`synack_exporter health-checker`): the
+    /// config is `checks` as modules and one group, and every request,
+    /// whatever its path, gets that group's answer in gruntwork
+    /// health-checker's words: 200 `OK`, or 504 `At least one health check
+    /// failed` followed by a line per failing check. Nothing else is
+    /// served. Replaces the config file or text given before.
+    pub fn health_checker(mut self, checks: &HealthChecks) -> Self {
+        self.source = ConfigSource::Built {
+            name: "the health-checker flags".to_owned(),
+            config: Box::new(checks.config()),
+        };
+        self.settings.health_checker = true;
+        self
+    }
+
     /// Loads and checks the config, and the web config if one is given,
     /// without starting anything (`--config.check`).
     ///
@@ -212,6 +227,22 @@ impl Exporter {
         let Ok(local) = listener.local_addr() else {
             return;
         };
+        if self.app.settings.health_checker {
+            let in_force = self.app.in_force();
+            let checks = in_force.config.groups.values().flat_map(|group| {
+                group.members.iter().map(|member| match &member.target {
+                    Some(target) => format!("{} {}", member.module.value, target.0),
+                    None => member.module.value.clone(),
+                })
+            });
+            tracing::info!(
+                address = %local,
+                mode = "health-checker",
+                checks = %checks.collect::<Vec<_>>().join(", "),
+                "synack_exporter listening; every path answers the checks"
+            );
+            return;
+        }
         let web = self.app.web.as_ref().map(|web| web.current());
         let scheme = if web.as_ref().is_some_and(|web| web.tls.is_some()) {
             "https"

@@ -23,8 +23,9 @@ pub(crate) struct ProbeRecord {
     pub(crate) finished_unix: f64,
     /// The module name.
     pub(crate) module: Arc<str>,
-    /// The target, as parsed from the request.
-    pub(crate) target: Target,
+    /// The target, as parsed from the request; `None` for an `exec`
+    /// command run without one.
+    pub(crate) target: Option<Target>,
     /// `None` on success.
     pub(crate) failure: Option<Failure>,
     /// Duration of the probe, seconds.
@@ -42,7 +43,7 @@ impl ProbeRecord {
     /// The step log, as `debug=true` shows it.
     pub(crate) fn log(&self) -> String {
         let failure = self.failure.as_ref().map(|failure| failure as _);
-        self.steps.render(&self.target, failure)
+        self.steps.render(self.target.as_ref(), failure)
     }
 }
 
@@ -74,7 +75,13 @@ impl History {
     }
 
     /// Remembers one finished probe of `target` with module `module`.
-    pub(crate) fn record(&self, module: &Arc<str>, target: Target, outcome: Outcome, steps: Steps) {
+    pub(crate) fn record(
+        &self,
+        module: &Arc<str>,
+        target: Option<Target>,
+        outcome: Outcome,
+        steps: Steps,
+    ) {
         if self.limit == 0 {
             return;
         }
@@ -134,7 +141,7 @@ mod tests {
         let module: Arc<str> = Arc::from("m");
         for n in 1..=3 {
             let target = Target::parse(&format!("127.0.0.{n}:1")).unwrap();
-            history.record(&module, target, outcome.clone(), Steps::default());
+            history.record(&module, Some(target), outcome.clone(), Steps::default());
         }
         let ids = |(records, _): (Vec<ProbeRecord>, usize)| -> Vec<u64> {
             records.iter().map(|record| record.id).collect()
@@ -143,7 +150,10 @@ mod tests {
         assert_eq!(ids(history.newest(1, 10)), [2]);
         assert_eq!(history.newest(2, 10), (Vec::new(), 2));
         assert!(history.get(1).is_none() && history.get(4).is_none());
-        assert_eq!(history.get(3).unwrap().target.to_string(), "127.0.0.3:1");
+        assert_eq!(
+            history.get(3).unwrap().target.unwrap().to_string(),
+            "127.0.0.3:1"
+        );
         assert_eq!(history.get(2).unwrap().id, 2);
     }
 

@@ -72,12 +72,12 @@ mod trace;
 mod webconfig;
 
 pub use config::{
-    ConfigError, ExecOptions, IpProtocol, MAX_POLICY_ENTRIES, Module, PolicyEntry, ProberKind,
-    PromDuration, TargetPolicy, TcpOptions,
+    ConfigError, DEFAULT_SCRIPT_TIMEOUT_SECONDS, ExecOptions, HealthChecks, IpProtocol,
+    MAX_POLICY_ENTRIES, Module, PolicyEntry, ProberKind, PromDuration, TargetPolicy, TcpOptions,
 };
 pub use exporter::{Exporter, ExporterBuilder};
 pub use http::ListenAddress;
-pub use prober::{Failure, HandshakeStats, IcmpError, Outcome, Reason};
+pub use prober::{Failure, HandshakeStats, IcmpError, Outcome, Reason, STDERR_LINE_BYTES};
 pub use scheduler::Shard;
 pub use target::{Host, Target, TargetError};
 
@@ -113,7 +113,7 @@ pub async fn check(target: &str, module: &Module) -> Result<Outcome, TargetError
     let groups = prober::ProcessGroups::default();
     Ok(prober::run(
         module,
-        &target,
+        Some(&target),
         &resolver,
         &closes,
         &groups,

@@ -6,19 +6,32 @@ mod logging;
 
 use logging::LogFormat as LineFormat;
 
-use clap::{Parser, ValueEnum};
+use clap::{Parser, Subcommand, ValueEnum};
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
-use synack_exporter::{Exporter, ExporterBuilder, ListenAddress, PromDuration, Shard};
+use synack_exporter::{
+    DEFAULT_SCRIPT_TIMEOUT_SECONDS, ExecOptions, Exporter, ExporterBuilder, HealthChecks,
+    ListenAddress, PromDuration, Shard, Target,
+};
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
 /// Prometheus exporter that checks TCP ports with half-open probes:
 /// SYN, SYN-ACK, RST. The application behind the port never sees a connection.
 #[derive(Debug, Parser)]
-#[command(name = "synack_exporter", version)]
+#[command(
+    name = "synack_exporter",
+    version,
+    args_conflicts_with_subcommands = true,
+    disable_help_subcommand = true
+)]
 struct Flags {
+    /// Another way to run: `health-checker` takes gruntwork
+    /// health-checker's command line.
+    #[command(subcommand)]
+    mode: Option<Mode>,
+
     /// YAML config file. Without it, an embedded default with modules
     /// tcp_halfopen and tcp_connect (5s timeout each) is used.
     #[arg(long = "config.file", value_name = "FILE")]
@@ -120,6 +133,111 @@ struct Flags {
     dns_servers: Vec<SocketAddr>,
 }
 
+/// The modes other than the exporter's own.
+#[derive(Debug, Subcommand)]
+enum Mode {
+    // gruntwork health-checker's command line: its checks, served on every
+    // path (200 OK, else 504), with half-open port checks.
+    #[command(
+        about = "A simple HTTP server that will return 200 OK if the configured checks are all successful.",
+        after_help = "gruntwork health-checker's command line: --port checks are half-open (SYN, SYN-ACK, RST), \
+                      and the 504 names each failing check and why. See the README, \"Coming from health-checker\".",
+        display_name = "synack_exporter health-checker",
+        version,
+        disable_help_flag = true,
+        disable_version_flag = true
+    )]
+    HealthChecker(HealthCheckerFlags),
+}
+
+/// gruntwork health-checker's flags, with its own help texts.
+#[derive(Debug, clap::Args)]
+struct HealthCheckerFlags {
+    /// The port number on which a TCP connection will be attempted.
+    #[arg(
+        long = "port",
+        value_name = "value",
+        value_parser = HealthChecks::parse_port,
+        help = "[One of port/script Required] The port number on which a TCP connection will be attempted. Specify one or more times. Example: 8000"
+    )]
+    ports: Vec<Target>,
+
+    /// The path to script that will be run.
+    #[arg(
+        long = "script",
+        value_name = "value",
+        value_parser = HealthChecks::parse_script,
+        help = "[One of port/script Required] The path to script that will be run. Specify one or more times. Example: \"/usr/local/bin/health-check.sh --http-port 8000\""
+    )]
+    scripts: Vec<(String, ExecOptions)>,
+
+    /// Timeout, in seconds, to wait for the scripts to complete.
+    #[arg(
+        long = "script-timeout",
+        value_name = "value",
+        default_value_t = DEFAULT_SCRIPT_TIMEOUT_SECONDS,
+        value_parser = HealthChecks::parse_script_timeout,
+        help = "[Optional] Timeout, in seconds, to wait for the scripts to complete. Example: 10"
+    )]
+    script_timeout: u64,
+
+    /// Enable singleflight mode.
+    #[arg(
+        long = "singleflight",
+        num_args = 0..=1,
+        default_missing_value = "true",
+        default_value_t = false,
+        value_name = "true|false",
+        action = clap::ArgAction::Set,
+        hide_default_value = true,
+        hide_possible_values = true,
+        help = "[Optional] Enable singleflight mode, which makes concurrent requests share the same check."
+    )]
+    singleflight: bool,
+
+    /// The IP address and port on which inbound HTTP connections will be accepted.
+    #[arg(
+        long = "listener",
+        value_name = "value",
+        default_value = HEALTH_CHECKER_LISTENER,
+        help = "[Optional] The IP address and port on which inbound HTTP connections will be accepted."
+    )]
+    listener: ListenAddress,
+
+    /// Set the log level.
+    #[arg(
+        long = "log-level",
+        value_name = "LEVEL",
+        default_value = "info",
+        value_parser = parse_logrus_level,
+        help = "[Optional] Set the log level to LEVEL. Must be one of: [panic fatal error warning info debug trace]"
+    )]
+    log_level: LogLevel,
+
+    #[arg(short = 'h', long = "help", action = clap::ArgAction::Help, help = "show help")]
+    help: Option<bool>,
+
+    #[arg(short = 'v', long = "version", action = clap::ArgAction::Version, help = "print the version")]
+    version: Option<bool>,
+}
+
+/// health-checker's default `--listener`. Its README says 0.0.0.0:5000,
+/// but its code (`DEFAULT_LISTENER_PORT` in commands/flags.go) listens on
+/// 5500, which is where load balancers of users who kept the default look.
+const HEALTH_CHECKER_LISTENER: &str = "0.0.0.0:5500";
+
+/// A logrus level name, as health-checker's `--log-level` takes them, as
+/// the nearest of ours.
+fn parse_logrus_level(text: &str) -> Result<LogLevel, String> {
+    match text.to_ascii_lowercase().as_str() {
+        "panic" | "fatal" | "error" => Ok(LogLevel::Error),
+        "warn" | "warning" => Ok(LogLevel::Warn),
+        "info" => Ok(LogLevel::Info),
+        "debug" | "trace" => Ok(LogLevel::Debug),
+        _ => Err(format!("The log-level value \"{text}\" is invalid")),
+    }
+}
+
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum LogLevel {
     Debug,
@@ -207,6 +325,9 @@ fn main() -> ExitCode {
     // Every flag, the listen address included, is checked here, so
     // --config.check refuses what start-up would refuse.
     let flags = Flags::parse();
+    if let Some(Mode::HealthChecker(checker)) = flags.mode {
+        return health_checker(&checker);
+    }
     let builder = flags.exporter();
     if flags.config_check {
         return check_config(&builder);
@@ -221,6 +342,39 @@ fn main() -> ExitCode {
     };
     let code = runtime.block_on(run(builder, &flags.listen_address, flags.realtime_priority));
     // Do not wait long for anything still running, such as a slow scrape.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    code
+}
+
+/// `synack_exporter health-checker [FLAGS]`: health-checker's checks
+/// served by the group machinery, on `--listener`. Without any flag, the
+/// help, as health-checker does.
+fn health_checker(flags: &HealthCheckerFlags) -> ExitCode {
+    // The program name and the subcommand: nothing else was given. Asking
+    // clap for the help prints it and exits 0.
+    if std::env::args_os().len() <= 2 {
+        Flags::parse_from(["synack_exporter", "health-checker", "--help"]);
+    }
+    if flags.ports.is_empty() && flags.scripts.is_empty() {
+        eprintln!("error: Missing required parameter, one of --port / --script required");
+        return ExitCode::FAILURE;
+    }
+    logging::init(flags.log_level.into(), LineFormat::Logfmt);
+    let checks = HealthChecks {
+        ports: flags.ports.clone(),
+        scripts: flags.scripts.clone(),
+        script_timeout: Duration::from_secs(flags.script_timeout),
+        single_flight: flags.singleflight,
+    };
+    let builder = Exporter::builder().health_checker(&checks);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            tracing::error!(err = %error, "cannot start the async runtime");
+            return ExitCode::FAILURE;
+        }
+    };
+    let code = runtime.block_on(run(builder, std::slice::from_ref(&flags.listener), false));
     runtime.shutdown_timeout(Duration::from_secs(1));
     code
 }

@@ -183,7 +183,8 @@ impl ProbeRunner {
 
     /// Probes `target` with `module`, within `timeout`, on the probe
     /// thread, or on the exec thread for an `exec` module. Callable from
-    /// any task.
+    /// any task. `None` for a target only suits an `exec` module whose
+    /// command holds no placeholder (see [`prober::run`]).
     ///
     /// When the in-flight limit is reached the probe waits for a slot; if
     /// none frees up before the deadline it fails as `local`, because the
@@ -191,13 +192,13 @@ impl ProbeRunner {
     pub(crate) async fn run(
         &self,
         module: &Arc<LoadedModule>,
-        target: &Target,
+        target: Option<&Target>,
         timeout: Duration,
         trace: &mut Trace,
     ) -> Outcome {
         let asked = Instant::now();
         let rules = self.rules.clone();
-        let (job_module, target) = (Arc::clone(module), target.clone());
+        let (job_module, target) = (Arc::clone(module), target.cloned());
         let mut job_trace = std::mem::replace(trace, Trace::disabled());
         let thread = if is_exec(module) {
             &self.exec_thread
@@ -206,7 +207,7 @@ impl ProbeRunner {
         };
         let job = thread.handle.spawn(async move {
             let outcome = rules
-                .run(&job_module, &target, asked, timeout, &mut job_trace)
+                .run(&job_module, target.as_ref(), asked, timeout, &mut job_trace)
                 .await;
             (outcome, job_trace)
         });
@@ -250,10 +251,10 @@ impl ProbeRunner {
         if is_exec(module) {
             // Boxed, so that the scheduler's TCP probes do not carry the
             // larger future of the hop.
-            return Box::pin(self.run(module, target, timeout, trace)).await;
+            return Box::pin(self.run(module, Some(target), timeout, trace)).await;
         }
         self.rules
-            .run(module, target, Instant::now(), timeout, trace)
+            .run(module, Some(target), Instant::now(), timeout, trace)
             .await
     }
 
@@ -288,7 +289,7 @@ impl Rules {
     async fn run(
         &self,
         module: &LoadedModule,
-        target: &Target,
+        target: Option<&Target>,
         asked: Instant,
         timeout: Duration,
         trace: &mut Trace,
@@ -564,7 +565,7 @@ mod tests {
         let started = crate::prober::exec::STARTED_ON.lock().unwrap();
         started
             .iter()
-            .filter(|(of, _)| of == target)
+            .filter(|(of, _)| of.as_ref() == Some(target))
             .map(|(_, thread)| thread.clone())
             .collect()
     }
@@ -588,7 +589,7 @@ mod tests {
         let runtime = tokio::runtime::Runtime::new().unwrap();
         runtime.block_on(async {
             let outcome = runner
-                .run(&module, &target, timeout, &mut Trace::disabled())
+                .run(&module, Some(&target), timeout, &mut Trace::disabled())
                 .await;
             assert!(outcome.is_success(), "{outcome:?}");
             // As the scheduler does: in place, from a task on the probe thread.

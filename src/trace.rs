@@ -208,8 +208,9 @@ pub(crate) struct Steps(Vec<Timed>);
 
 impl Steps {
     /// The log as text, a line per step: what `debug=true` and `/logs`
-    /// show. `target` is what was probed, `failure` how it ended.
-    pub(crate) fn render(&self, target: &Target, failure: Option<&dyn Display>) -> String {
+    /// show. `target` is what was probed (`None` for an `exec` command run
+    /// without one), `failure` how it ended.
+    pub(crate) fn render(&self, target: Option<&Target>, failure: Option<&dyn Display>) -> String {
         let mut text = String::with_capacity(80 * self.0.len());
         for Timed { at, step } in &self.0 {
             // Writing to a String cannot fail.
@@ -231,33 +232,42 @@ impl Steps {
 /// One step as the sentence the log shows.
 struct Line<'a> {
     step: &'a Step,
-    target: &'a Target,
+    target: Option<&'a Target>,
     failure: Option<&'a dyn Display>,
 }
 
 impl Display for Line<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let target = self.target;
+        // Only steps of a probe with a target name its host.
+        let host = self
+            .target
+            .map_or_else(String::new, |target| target.host.to_string());
         match self.step {
             Step::Probing {
                 prober,
                 timeout,
                 left,
-            } => write!(
-                f,
-                "probing {target} with prober {prober} (timeout {:.3}s, {:.3}s left)",
-                timeout.as_secs_f64(),
-                left.as_secs_f64()
-            ),
-            Step::Resolving => write!(f, "resolving {}", target.host),
+            } => {
+                match self.target {
+                    Some(target) => write!(f, "probing {target}")?,
+                    None => f.write_str("probing without a target")?,
+                }
+                write!(
+                    f,
+                    " with prober {prober} (timeout {:.3}s, {:.3}s left)",
+                    timeout.as_secs_f64(),
+                    left.as_secs_f64()
+                )
+            }
+            Step::Resolving => write!(f, "resolving {host}"),
             Step::InHostsFile(addresses) => {
-                write!(f, "{} is in /etc/hosts: {addresses:?}", target.host)
+                write!(f, "{host} is in /etc/hosts: {addresses:?}")
             }
             Step::Asking { servers, record } => {
-                write!(f, "asking {servers} for {record} {}", target.host)
+                write!(f, "asking {servers} for {record} {host}")
             }
             Step::Answer { record, addresses } => {
-                write!(f, "{record} {}: {addresses:?}", target.host)
+                write!(f, "{record} {host}: {addresses:?}")
             }
             Step::Chose(ip) => write!(f, "chose address {ip}"),
             Step::Connecting { address, half_open } => write!(
@@ -386,7 +396,9 @@ mod tests {
         });
         trace.log(|| Step::Failed);
         let target = Target::parse("127.0.0.1:1").unwrap();
-        let text = trace.into_steps().render(&target, Some(&"refused: RST"));
+        let text = trace
+            .into_steps()
+            .render(Some(&target), Some(&"refused: RST"));
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 3, "{text}");
         assert!(lines[0].ends_with(
@@ -410,7 +422,7 @@ mod tests {
             total: 0,
         });
         let target = Target::parse("127.0.0.1:1").unwrap();
-        let text = trace.into_steps().render(&target, None);
+        let text = trace.into_steps().render(Some(&target), None);
         let lines: Vec<&str> = text.lines().collect();
         assert!(
             lines[0].ends_with("s stdout, the first 23 of 9000 bytes:"),

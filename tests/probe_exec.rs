@@ -469,6 +469,128 @@ fn a_misspelt_placeholder_is_a_located_config_error() {
     );
 }
 
+/// An exec module whose command holds no placeholder runs without a
+/// target: from `/probe?module=` and from a group member `{module}`. Given
+/// a target anyway, it runs as before (existing URLs keep working). A
+/// module whose command uses the target still needs one: `/probe`
+/// without it is a 400 saying so.
+#[tokio::test]
+async fn an_exec_check_without_placeholders_needs_no_target() {
+    let dir = TempDir::new("exec-no-target");
+    let healthy = dir.join("healthy");
+    // Passes while the flag file exists, and only without arguments.
+    let check = script(
+        &dir,
+        "check.sh",
+        &format!(
+            "[ $# -eq 0 ] || exit 3
+test -f {}
+",
+            healthy.display()
+        ),
+    );
+    let closed = common::closed_port();
+    let config = format!(
+        "modules:\n  plain:\n    prober: exec\n    exec: {{command: [{check:?}]}}\n  \
+         uses:\n    prober: exec\n    exec: {{command: [{check:?}, \"{{host}}\"]}}\n\
+         groups:\n  solo:\n    members:\n      - {{module: plain}}\n  \
+         mixed:\n    members:\n      - {{module: plain}}\n      - {{module: tcp_halfopen, target: \"{closed}\"}}\n"
+    );
+    let exporter = TestExporter::with_config(&config, Exporter::builder()).await;
+    std::fs::write(&healthy, "").unwrap();
+    for path in [
+        "/probe?module=plain",
+        "/probe?module=plain&target=127.0.0.1:1",
+    ] {
+        let response = exporter.get(path).await;
+        assert_eq!(response.status, 200, "{path}: {}", response.body);
+        assert_eq!(sample(&response.body, "probe_success"), Some(1.0), "{path}");
+    }
+    let response = exporter.get("/probe?module=plain&debug=true").await;
+    assert!(
+        response.body.contains("without a target"),
+        "{}",
+        response.body
+    );
+    let response = exporter.get("/probe?module=uses").await;
+    assert_eq!(response.status, 400, "{}", response.body);
+    assert_eq!(response.body.lines().count(), 1, "{}", response.body);
+    assert!(
+        response.body.contains("{host}") && response.body.contains("target="),
+        "{}",
+        response.body
+    );
+    let response = exporter.get("/probe?module=tcp_halfopen").await;
+    assert_eq!(response.status, 400, "{}", response.body);
+
+    let response = exporter.get("/health/solo").await;
+    assert_eq!((response.status, response.body.as_str()), (200, "OK\n"));
+    std::fs::remove_file(&healthy).unwrap();
+    let response = exporter.get("/health/mixed").await;
+    assert_eq!(
+        (response.status, response.body),
+        (
+            503,
+            format!("plain check_failed\ntcp_halfopen {closed} refused\n")
+        ),
+        "a member without a target is named by its module"
+    );
+}
+
+/// A failing script says why: the 503 line of its group member carries
+/// the first line of its stderr (the first that is not blank), escaped and
+/// cut at 200 bytes, and the exporter's log at the default level names the
+/// group, the member and that line.
+#[test]
+fn a_failing_script_says_why_in_the_503_and_in_the_log() {
+    let dir = TempDir::new("exec-why");
+    let why = script(
+        &dir,
+        "why.sh",
+        "printf '\\n  ZooKeeper is not serving requests\\033[2J\\nsecond line\\n' >&2\nexit 1\n",
+    );
+    let long = script(&dir, "long.sh", "printf '%0300d\\n' 0 >&2\nexit 2\n");
+    let quiet = script(&dir, "quiet.sh", "exit 3\n");
+    let config = dir.write(
+        "synack.yml",
+        &format!(
+            "modules:\n  why: {{prober: exec, exec: {{command: [{why:?}]}}}}\n  \
+             long: {{prober: exec, exec: {{command: [{long:?}]}}}}\n  \
+             quiet: {{prober: exec, exec: {{command: [{quiet:?}]}}}}\n\
+             groups:\n  zk:\n    members:\n      - {{module: why, target: \"127.0.0.1:2181\"}}\n      \
+             - {{module: long}}\n      - {{module: quiet}}\n"
+        ),
+    );
+    let exporter =
+        common::ExporterProcess::start(&["--config.file", &config.display().to_string()]);
+    let response =
+        common::http::blocking_get(exporter.address, "/health/zk", Duration::from_secs(10))
+            .expect("an answer");
+    let zeros = "0".repeat(200);
+    assert_eq!(
+        (response.status, response.body),
+        (
+            503,
+            format!(
+                "why 127.0.0.1:2181 check_failed (stderr: \"ZooKeeper is not serving requests\\u{{1b}}[2J\")\n\
+                 long check_failed (stderr: \"{zeros}…\")\nquiet check_failed\n"
+            )
+        )
+    );
+    let logged = exporter.logs_until("ZooKeeper is not serving requests");
+    let line = logged.last().unwrap();
+    for needle in [
+        "level=warn",
+        "group=zk",
+        "module=why",
+        "target=127.0.0.1:2181",
+        "reason=check_failed",
+        "why.sh exited with code 1",
+    ] {
+        assert!(line.contains(needle), "{needle:?} not in {line}");
+    }
+}
+
 #[tokio::test]
 async fn a_bare_program_name_is_looked_up_in_the_commands_path() {
     let dir = TempDir::new("exec-path");

@@ -461,6 +461,67 @@ async fn a_group_answer_expires_after_min_interval_and_with_its_members() {
     assert_eq!(probes_of(&exporter, "grouped").await, 3.0);
 }
 
+/// The adversarial run's load balancers: clients that give up after
+/// 0.25 s on a group whose 20 members drop SYNs (module timeout 1 s,
+/// `min_interval` 1 s). A round once started runs to its end whoever
+/// leaves, so the rounds stay within one per `min_interval` after the
+/// last one ended, every probe started is one that ends (and counts in
+/// `synack_exporter_probes_total`), and clients that ask within
+/// `min_interval` of a round's end get its answer at once. When the round
+/// ran inside the requester's future, each client that hung up cancelled
+/// it: the probes never ended, so never counted, and nobody got an answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_that_hang_up_still_get_the_finished_round_within_min_interval() {
+    let queue = common::saturated_listener();
+    let silent = queue.address;
+    let members: String = (0..20)
+        .map(|_| format!("      - {{module: grouped, target: \"{silent}\"}}\n"))
+        .collect();
+    let groups = format!("groups:\n  edge:\n    min_interval: 1s\n    members:\n{members}");
+    let exporter = Arc::new(exporter_with_groups(&groups).await);
+    let started = Instant::now();
+    let run_for = Duration::from_millis(3500);
+    let mut clients = tokio::task::JoinSet::new();
+    for _ in 0..20 {
+        let exporter = Arc::clone(&exporter);
+        clients.spawn(async move {
+            let mut answers = Vec::new();
+            while started.elapsed() < run_for {
+                let asked = exporter.get("/health/edge");
+                if let Ok(response) = tokio::time::timeout(Duration::from_millis(250), asked).await
+                {
+                    answers.push((response.status, response.body));
+                }
+            }
+            answers
+        });
+    }
+    let mut answers = Vec::new();
+    while let Some(client) = clients.join_next().await {
+        answers.extend(client.unwrap());
+    }
+    // Every round started has ended by now, and counted its 20 probes.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let probes = probes_of(&exporter, "grouped").await;
+    let expected = format!("grouped {silent} timeout\n").repeat(20);
+    assert!(
+        !answers.is_empty()
+            && answers
+                .iter()
+                .all(|answer| *answer == (503, expected.clone())),
+        "{} answers in {:?}: {:?}",
+        answers.len(),
+        started.elapsed(),
+        answers.first()
+    );
+    // Round 1 from 0 to 1 s, its answer reused to 2 s; round 2 from 2 s
+    // to 3 s, reused to 4 s. One more for a slow machine.
+    assert!(
+        [20.0, 40.0, 60.0].contains(&probes),
+        "{probes} probes ended: want whole rounds of 20, at most 3"
+    );
+}
+
 /// The `(id, target)` of each `/probe` history row on a landing page.
 fn history_rows(html: &str) -> Vec<(u64, String)> {
     html.lines()

@@ -11,7 +11,9 @@
 //!   [`MAX_PLACEHOLDERS`] placeholders in all.
 //! - Placeholders are `{target}`, `{host}` and `{port}`; `{{` and `}}`
 //!   stand for literal braces. Any other `{...}` (a typo such as
-//!   `{hots}`), and a lone `{` or `}`, are errors.
+//!   `{hots}`), and a lone `{` or `}`, are errors. A command without
+//!   placeholders runs without a target too (a group member `{module}`,
+//!   `/probe?module=` without `target`); one with placeholders needs one.
 //! - `env` holds at most [`MAX_ENV_VARS`] variables. A name is non-empty,
 //!   at most [`MAX_ENV_NAME_BYTES`] bytes, without `=` or NUL, and does
 //!   not start with `SYNACK_`, which the exporter sets itself. `PATH` may
@@ -89,6 +91,20 @@ impl ExecOptions {
         &self.env
     }
 
+    /// The first placeholder the command uses, as written (`{host}`), or
+    /// `None` when it uses none and so runs without a target.
+    #[must_use]
+    pub fn first_placeholder(&self) -> Option<&'static str> {
+        self.command.iter().find_map(|argument| {
+            pieces(argument).ok()?.iter().find_map(|piece| match piece {
+                Piece::Text(_) => None,
+                Piece::Target => Some("{target}"),
+                Piece::Host => Some("{host}"),
+                Piece::Port => Some("{port}"),
+            })
+        })
+    }
+
     /// The arguments with every placeholder replaced by `target`'s parts:
     /// `{target}` as `host:port` (IPv6 in brackets), `{host}` without
     /// brackets, `{port}` the number.
@@ -125,6 +141,16 @@ impl Values {
             target: target.to_string(),
             host: target.host.to_string(),
             port: target.port.to_string(),
+        }
+    }
+
+    /// No values, for a probe without a target: only a command without
+    /// placeholders runs so, and its `{{` and `}}` still become braces.
+    pub(crate) fn none() -> Self {
+        Self {
+            target: String::new(),
+            host: String::new(),
+            port: String::new(),
         }
     }
 }
@@ -475,6 +501,16 @@ mod tests {
         assert!(options(&["/bin/x", &sixteen]).is_ok());
         let error = options(&["/bin/x", &sixteen, "--port={port}"]).expect_err("17");
         assert!(error.contains("17 placeholders"), "{error}");
+    }
+
+    #[test]
+    fn the_first_placeholder_tells_whether_a_command_needs_a_target() {
+        let first = |command: &[&str]| options(command).unwrap().first_placeholder();
+        assert_eq!(first(&["/bin/x", "--flag", "{{host}}"]), None);
+        assert_eq!(first(&["/bin/x", "-p={port}", "{host}"]), Some("{port}"));
+        assert_eq!(first(&["/bin/x", "{target}"]), Some("{target}"));
+        let exec = options(&["/bin/x", "{{literal}}"]).unwrap();
+        assert_eq!(exec.argv_with(&Values::none()), ["/bin/x", "{literal}"]);
     }
 
     #[test]

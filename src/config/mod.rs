@@ -38,6 +38,7 @@
 mod duration;
 mod exec;
 mod file;
+mod health_checker;
 mod policy;
 mod scheduled;
 
@@ -45,6 +46,8 @@ pub use duration::PromDuration;
 pub use exec::ExecOptions;
 pub(crate) use exec::{RESERVED_ENV_PREFIX, Values};
 pub(crate) use file::{Refusal, in_mebibytes, read_bounded};
+pub(crate) use health_checker::HEALTH_CHECKER_GROUP;
+pub use health_checker::{DEFAULT_SCRIPT_TIMEOUT_SECONDS, HealthChecks};
 pub(crate) use policy::PolicyRefusal;
 pub use policy::{MAX_POLICY_ENTRIES, PolicyEntry, TargetPolicy};
 pub use scheduled::{Group, GroupMember, GroupName, LabelName, MAX_SCHEDULED_TARGETS, TargetBlock};
@@ -365,6 +368,21 @@ impl Module {
         }
     }
 
+    /// Why this module cannot probe without a target, or `None` if it
+    /// can: an `exec` module whose command holds no placeholder.
+    #[must_use]
+    pub(crate) fn why_a_target_is_needed(&self) -> Option<String> {
+        match &self.exec {
+            Some(exec) if self.prober == ProberKind::Exec => exec
+                .first_placeholder()
+                .map(|placeholder| format!("its command uses {placeholder}")),
+            _ => Some(format!(
+                "it probes a port (prober {})",
+                self.prober.as_str()
+            )),
+        }
+    }
+
     /// The same module with a target policy.
     #[must_use]
     pub fn with_target_policy(mut self, policy: TargetPolicy) -> Self {
@@ -578,7 +596,7 @@ impl Config {
         let mut modules = builtin_modules();
         modules.append(&mut config.modules);
         config.modules = modules;
-        scheduled::validate(file, config.modules.keys(), &config.targets, &config.groups)?;
+        scheduled::validate(file, &config.modules, &config.targets, &config.groups)?;
         policy::check_scheduled(file, &config)?;
         Ok(config)
     }
@@ -643,7 +661,7 @@ fn module_list<'a>(names: impl Iterator<Item = &'a String>) -> String {
 }
 
 /// Where a config came from: a file, or the embedded default.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub enum ConfigSource {
     /// `--config.file`.
     File(PathBuf),
@@ -655,6 +673,14 @@ pub enum ConfigSource {
         name: String,
         /// The YAML.
         yaml: String,
+    },
+    /// A config built in code, such as the health-checker mode's from its
+    /// flags; `name` says where it came from.
+    Built {
+        /// What logs call it.
+        name: String,
+        /// The config.
+        config: Box<Config>,
     },
 }
 
@@ -668,6 +694,7 @@ impl ConfigSource {
             Self::File(path) => Config::load(path),
             Self::Embedded => Ok(Config::embedded_default()),
             Self::Text { name, yaml } => Config::parse(name, yaml),
+            Self::Built { config, .. } => Ok(Config::clone(config)),
         }
     }
 }
@@ -677,7 +704,7 @@ impl fmt::Display for ConfigSource {
         match self {
             Self::File(path) => write!(f, "{}", path.display()),
             Self::Embedded => f.write_str(EMBEDDED_DEFAULT_NAME),
-            Self::Text { name, .. } => f.write_str(name),
+            Self::Text { name, .. } | Self::Built { name, .. } => f.write_str(name),
         }
     }
 }

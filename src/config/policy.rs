@@ -556,17 +556,20 @@ pub(super) fn check_scheduled(file: &str, config: &Config) -> Result<(), ConfigE
     }
     for (name, group) in &config.groups {
         for (index, member) in group.members.iter().enumerate() {
-            let Some((policy, prober)) = policy_of(&member.module.value) else {
+            // A member without a target runs a command that takes none.
+            let (Some((policy, prober)), Some(target)) =
+                (policy_of(&member.module.value), &member.target)
+            else {
                 continue;
             };
-            if let Err(refusal) = check(policy, prober, &member.target.0) {
+            if let Err(refusal) = check(policy, prober, &target.0) {
                 return Err(scheduled::located(
                     file,
                     &member.module.referenced,
                     group.target_field(&name.0, index),
                     format!(
                         "module {:?} may not probe {}: {refusal}",
-                        member.module.value, member.target.0
+                        member.module.value, target.0
                     ),
                 ));
             }

@@ -10,7 +10,7 @@
 
 #![forbid(unsafe_code)]
 
-use super::{ConfigError, PromDuration};
+use super::{ConfigError, Module, PromDuration};
 use crate::target::Target;
 use serde::de::{SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -89,16 +89,24 @@ pub struct Group {
     /// shorthand, to name the field an error is about.
     #[serde(skip)]
     from_shorthand: usize,
+    /// Whether requests that arrive while a round is under way join it
+    /// (always, for a group of the config); without it each request runs
+    /// a round of its own, as health-checker does without `--singleflight`.
+    #[serde(skip)]
+    pub(crate) single_flight: bool,
 }
 
-/// One check of a group: a target and the module that probes it.
+/// One check of a group: a target and the module that probes it, or an
+/// `exec` module alone, whose command then takes no target.
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct GroupMember {
     /// The module, a key of `modules:`.
     pub module: Spanned<String>,
-    /// What it probes, `host:port`.
-    pub target: TargetSpec,
+    /// What it probes, `host:port`. Only an `exec` module whose command
+    /// holds no placeholder may go without one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<TargetSpec>,
 }
 
 /// A group as written: either form, or both; see [`Group`].
@@ -123,7 +131,7 @@ impl TryFrom<GroupInConfig> for Group {
                 .into_iter()
                 .map(|target| GroupMember {
                     module: module.clone(),
-                    target,
+                    target: Some(target),
                 })
                 .collect(),
             (None, None) => Vec::new(),
@@ -154,11 +162,28 @@ impl TryFrom<GroupInConfig> for Group {
             min_interval: group.min_interval,
             members,
             from_shorthand,
+            single_flight: true,
         })
     }
 }
 
 impl Group {
+    /// A group built in code rather than read from a file: `members`,
+    /// whose answers are reused for `min_interval` (zero: never, which the
+    /// config does not allow), with single flight or not.
+    pub(crate) fn built(
+        members: Vec<GroupMember>,
+        min_interval: Duration,
+        single_flight: bool,
+    ) -> Self {
+        Self {
+            min_interval: PromDuration(min_interval),
+            members,
+            from_shorthand: 0,
+            single_flight,
+        }
+    }
+
     /// The dotted path of member `index`'s target, as the user wrote it.
     pub(super) fn target_field(&self, group: &str, index: usize) -> String {
         self.member_field(
@@ -379,16 +404,17 @@ impl<'de> Deserialize<'de> for GroupName {
     }
 }
 
-/// Checks what relates values to each other: module references, repeated
-/// targets and the total count. `modules` are the names that exist.
-pub(super) fn validate<'a>(
+/// Checks what relates values to each other: module references, group
+/// members without a target, repeated targets and the total count.
+/// `modules` are the modules that exist.
+pub(super) fn validate(
     file: &str,
-    modules: impl Iterator<Item = &'a String> + Clone,
+    modules: &BTreeMap<String, Module>,
     blocks: &[TargetBlock],
     groups: &BTreeMap<GroupName, Group>,
 ) -> Result<(), ConfigError> {
     let check_module = |module: &Spanned<String>, field: String| {
-        if modules.clone().any(|name| *name == module.value) {
+        if modules.contains_key(&module.value) {
             return Ok(());
         }
         Err(located(
@@ -398,7 +424,7 @@ pub(super) fn validate<'a>(
             format!(
                 "unknown module {:?}; use one of {}, or define it under modules:",
                 module.value,
-                super::module_list(modules.clone())
+                super::module_list(modules.keys())
             ),
         ))
     };
@@ -424,6 +450,21 @@ pub(super) fn validate<'a>(
     for (name, group) in groups {
         for (index, member) in group.members.iter().enumerate() {
             check_module(&member.module, group.module_field(&name.0, index))?;
+            if member.target.is_none()
+                && let Some(why) = modules
+                    .get(&member.module.value)
+                    .and_then(Module::why_a_target_is_needed)
+            {
+                return Err(located(
+                    file,
+                    &member.module.referenced,
+                    group.target_field(&name.0, index),
+                    format!(
+                        "module {:?} needs a target: {why}; give it a target, such as {{module: {}, target: \"127.0.0.1:2181\"}}",
+                        member.module.value, member.module.value
+                    ),
+                ));
+            }
         }
     }
     Ok(())
@@ -548,7 +589,10 @@ mod tests {
                 .unwrap()
                 .members
                 .iter()
-                .map(|member| format!("{} {}", member.module.value, member.target.0))
+                .map(|member| {
+                    let target = member.target.as_ref().expect("every member has a target");
+                    format!("{} {}", member.module.value, target.0)
+                })
                 .collect()
         };
         let config = Config::parse("t.yml", &yaml).unwrap();
@@ -615,6 +659,61 @@ mod tests {
         );
         assert_eq!(error.position.map(|at| at.0), Some(8), "{error}");
         assert!(error.message.contains("unknown module \"nope\""), "{error}");
+    }
+
+    /// Exec modules `plain` (no placeholder) and `uses` (`{host}`).
+    const EXEC_MODULES: &str = "  plain: {prober: exec, exec: {command: [/bin/true]}}\n  uses: {prober: exec, exec: {command: [/bin/check, \"--host={host}\"]}}\n";
+
+    #[test]
+    fn a_member_without_a_target_is_an_exec_check_that_takes_none() {
+        let config = Config::parse(
+            "t.yml",
+            &format!(
+                "{MODULES}{EXEC_MODULES}groups:\n  zk:\n    members:\n      - {{module: plain}}\n      - {{module: plain, target: \"127.0.0.1:1\"}}\n"
+            ),
+        )
+        .unwrap();
+        let members = &config.groups.values().next().unwrap().members;
+        assert_eq!(members[0].target, None);
+        assert_eq!(
+            members[1].target.as_ref().map(|t| t.0.to_string()),
+            Some("127.0.0.1:1".to_owned()),
+            "a target is still accepted where the command does not use it"
+        );
+        // /config shows the member without a target, and reads back.
+        let again = Config::parse("again", &config.to_yaml()).unwrap();
+        let shown = |members: &[crate::config::GroupMember]| -> Vec<_> {
+            members
+                .iter()
+                .map(|member| (member.module.value.clone(), member.target.clone()))
+                .collect()
+        };
+        assert_eq!(
+            shown(&again.groups.values().next().unwrap().members),
+            shown(members)
+        );
+
+        for (module, needle) in [
+            ("uses", "its command uses {host}"),
+            ("m", "probes a port (prober tcp_halfopen)"),
+            ("tcp_connect", "probes a port (prober tcp_connect)"),
+        ] {
+            let error = error_of(&format!(
+                "{EXEC_MODULES}groups:\n  zk:\n    members:\n      - {{module: plain}}\n      - {{module: {module}}}\n"
+            ));
+            assert_eq!(
+                error.field.as_deref(),
+                Some("groups.zk.members[1].target"),
+                "{module}: {error}"
+            );
+            // At the member's module, the member having no target.
+            assert_eq!(error.position, Some((10, 18)), "{module}: {error}");
+            assert!(error.message.contains(needle), "{module}: {error}");
+            assert!(
+                error.message.contains("give it a target"),
+                "{module}: {error}"
+            );
+        }
     }
 
     #[test]
@@ -735,16 +834,19 @@ mod tests {
 
     #[test]
     fn a_config_schedules_at_most_a_million_targets() {
-        let modules = ["m".to_owned()];
+        let modules = std::collections::BTreeMap::from([(
+            "m".to_owned(),
+            crate::config::Module::new(crate::config::ProberKind::TcpHalfopen),
+        )]);
         let groups = std::collections::BTreeMap::new();
         let mut blocks = blocks_of(1_000_000);
-        super::validate("t.yml", modules.iter(), &blocks, &groups).expect("1 000 000 targets");
+        super::validate("t.yml", &modules, &blocks, &groups).expect("1 000 000 targets");
         let mut one_more = blocks[0].clone();
         one_more.targets.truncate(1);
         one_more.targets[0].value.0.port = 81;
         blocks.push(one_more);
-        let error = super::validate("t.yml", modules.iter(), &blocks, &groups)
-            .expect_err("1 000 001 targets");
+        let error =
+            super::validate("t.yml", &modules, &blocks, &groups).expect_err("1 000 001 targets");
         assert_eq!(
             error.field.as_deref(),
             Some("targets[17].targets[0]"),

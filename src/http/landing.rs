@@ -168,14 +168,7 @@ fn last_answer_cell(answer: &LastAnswer, now: f64) -> String {
         .report
         .failing
         .iter()
-        .map(|member| {
-            format!(
-                "{} {} {}",
-                escape(&member.module),
-                escape(&member.target.to_string()),
-                member.failure.reason
-            )
-        })
+        .map(|member| escape(&member.to_string()))
         .collect();
     format!(
         "<td class=\"down\">503, {when}: {}</td>",
@@ -301,7 +294,10 @@ fn write_history(html: &mut String, records: &[ProbeRecord], kept: usize, page: 
              <td><a href=\"/logs?id={}\">log</a></td></tr>",
             ago(now, record.finished_unix),
             escape(&record.module),
-            escape(&record.target.to_string()),
+            record.target.as_ref().map_or_else(
+                || "(no target)".to_owned(),
+                |target| escape(&target.to_string())
+            ),
             record.duration * 1000.0,
             record.id
         );

@@ -1,4 +1,5 @@
-//! `GET /probe?target=host:port&module=NAME[&debug=true]`.
+//! `GET /probe?target=host:port&module=NAME[&debug=true]`; `target` may
+//! be left out for an `exec` module whose command holds no placeholder.
 //!
 //! Input errors are answered with 400 and one line saying what to fix.
 //! A probe that fails is not an HTTP error: it is a 200 carrying
@@ -11,12 +12,12 @@
 
 use super::{HttpResponse, Query, respond, response_format, text};
 use crate::app::App;
-use crate::config::Module;
+use crate::config::{Module, ProberKind};
 use crate::metrics::exposition::Format;
 use crate::metrics::probe::render;
 use crate::modules::LoadedModule;
 use crate::prober::Outcome;
-use crate::target::Target;
+use crate::target::{Target, TargetError};
 use crate::trace::{Steps, Trace};
 use hyper::body::Incoming;
 use hyper::header::HeaderMap;
@@ -32,7 +33,9 @@ const SCRAPE_TIMEOUT_HEADER: &str = "x-prometheus-scrape-timeout-seconds";
 /// Everything a valid request asks for; the module name is borrowed
 /// from the query.
 struct ProbeRequest<'a> {
-    target: Target,
+    /// `None` when the request names none: only an `exec` module whose
+    /// command holds no placeholder probes without one.
+    target: Option<Target>,
     module_name: &'a str,
     debug: bool,
     scrape_timeout: Option<f64>,
@@ -56,6 +59,20 @@ pub(super) async fn handle(app: &App, request: &Request<Incoming>) -> HttpRespon
         );
         return text(StatusCode::BAD_REQUEST, &message);
     };
+    if probe_request.target.is_none()
+        && let Some(why) = module.module.why_a_target_is_needed()
+    {
+        let message = match module.module.prober {
+            // The message of a missing target, as before exec modules
+            // could go without one.
+            ProberKind::TcpHalfopen | ProberKind::TcpConnect => TargetError::Empty.to_string(),
+            _ => format!(
+                "module {:?} needs a target: {why}; pass target=host:port",
+                probe_request.module_name
+            ),
+        };
+        return text(StatusCode::BAD_REQUEST, &format!("{message}\n"));
+    }
     let timeout = effective_timeout(
         &module.module,
         probe_request.scrape_timeout,
@@ -71,7 +88,7 @@ pub(super) async fn handle(app: &App, request: &Request<Incoming>) -> HttpRespon
     };
     let outcome = app
         .runner
-        .run(module, &probe_request.target, timeout, &mut trace)
+        .run(module, probe_request.target.as_ref(), timeout, &mut trace)
         .await;
     let steps = trace.into_steps();
     let response = if outcome.denied_by_policy {
@@ -81,7 +98,7 @@ pub(super) async fn handle(app: &App, request: &Request<Incoming>) -> HttpRespon
     } else if probe_request.debug {
         let body = debug_body(
             module,
-            &probe_request.target,
+            probe_request.target.as_ref(),
             &outcome,
             &steps,
             !app.settings.hide_config_and_logs,
@@ -104,7 +121,7 @@ pub(super) async fn handle(app: &App, request: &Request<Incoming>) -> HttpRespon
 /// `show_module` is off (`--web.hide-config-and-logs`: it holds the policy).
 fn debug_body(
     module: &LoadedModule,
-    target: &Target,
+    target: Option<&Target>,
     outcome: &Outcome,
     steps: &Steps,
     show_module: bool,
@@ -124,8 +141,10 @@ fn debug_body(
 
 fn parse<'a>(query: &'a Query<'_>, headers: &HeaderMap) -> Result<ProbeRequest<'a>, String> {
     let single = |name| query.single(name).map_err(|error| error.to_string());
-    let target =
-        Target::parse(single("target")?.unwrap_or_default()).map_err(|error| error.to_string())?;
+    let target = match single("target")? {
+        None | Some("") => None,
+        Some(text) => Some(Target::parse(text).map_err(|error| error.to_string())?),
+    };
     let module_name = single("module")?
         .filter(|name| !name.is_empty())
         .unwrap_or(DEFAULT_MODULE);

@@ -12,8 +12,9 @@
 //! **Environment.** The command does not inherit the exporter's
 //! environment. It gets `PATH` (the exporter's, or [`DEFAULT_PATH`] when
 //! the exporter has none), `SYNACK_TARGET`, `SYNACK_TARGET_HOST` and
-//! `SYNACK_TARGET_PORT` (the same values as the placeholders), and the
-//! module's `env`, which may replace `PATH`. A program named without a
+//! `SYNACK_TARGET_PORT` (the same values as the placeholders; none of
+//! them when the probe has no target), and the module's `env`, which may
+//! replace `PATH`. A program named without a
 //! `/` is looked up in that `PATH` by the exporter itself (see
 //! [`find_program`]). stdin is `/dev/null`; the working
 //! directory is the exporter's.
@@ -42,8 +43,11 @@
 //!
 //! **Output.** stdout and stderr are read while the command runs; the
 //! first [`OUTPUT_HEAD_BYTES`] of each go to the step log (`debug=true`,
-//! `/logs`), never into labels or the failure's detail. The rest is read
-//! and discarded, so a chatty command never blocks on a full pipe.
+//! `/logs`), never into labels. When the probe fails, the first line of
+//! stderr that is not blank, cut at [`STDERR_LINE_BYTES`], goes into the
+//! failure ([`Failure::stderr`]), so that a group's answer and the log say
+//! why. The rest is read and discarded, so a chatty command never blocks
+//! on a full pipe.
 //!
 //! **Where it runs.** Not on the probe thread: starting a process forks
 //! (or `vfork`s) the thread that starts it and waits for the exec, which
@@ -55,7 +59,7 @@
 #![forbid(unsafe_code)]
 
 use super::process_groups::{ProcessGroup, ProcessGroups, SpawnError};
-use super::{Budget, Failure, Outcome, Reason, classify};
+use super::{Budget, Failure, Outcome, Reason, STDERR_LINE_BYTES, classify};
 use crate::config::{ExecOptions, RESERVED_ENV_PREFIX, Values};
 use crate::target::Target;
 use crate::trace::{Step, Trace};
@@ -89,14 +93,16 @@ static EXPORTER_PATH: LazyLock<OsString> =
 /// For tests: the target and the thread of every exec probe started, so
 /// that the runner's tests can tell where exec probes run.
 #[cfg(test)]
-pub(crate) static STARTED_ON: std::sync::Mutex<Vec<(Target, Option<String>)>> =
+pub(crate) static STARTED_ON: std::sync::Mutex<Vec<(Option<Target>, Option<String>)>> =
     std::sync::Mutex::new(Vec::new());
 
 /// Runs the command of `options` for `target` within `budget`, its
-/// process group entered in `groups`; see the module docs.
+/// process group entered in `groups`; see the module docs. Without a
+/// target (only for a command without placeholders) no `SYNACK_TARGET*`
+/// variable is set.
 pub(super) async fn probe(
     options: &ExecOptions,
-    target: &Target,
+    target: Option<&Target>,
     groups: &ProcessGroups,
     budget: Budget,
     trace: &mut Trace,
@@ -106,15 +112,15 @@ pub(super) async fn probe(
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .push((
-            target.clone(),
+            target.cloned(),
             std::thread::current().name().map(str::to_owned),
         ));
     let mut outcome = Outcome::not_started(Failure::new(Reason::Local, ""), Duration::ZERO);
     outcome.exit_code = Some(-1);
-    let values = Values::of(target);
-    let argv = options.argv_with(&values);
+    let values = target.map(Values::of);
+    let argv = options.argv_with(values.as_ref().unwrap_or(&Values::none()));
     let program = argv[0].clone();
-    let (mut child, group) = match start(options, &values, &argv, groups) {
+    let (mut child, group) = match start(options, values.as_ref(), &argv, groups) {
         Ok(started) => started,
         Err(failure) => {
             outcome.failure = Some(failure);
@@ -157,17 +163,21 @@ pub(super) async fn probe(
             ))
         }
     };
+    if let Some(failure) = &mut outcome.failure {
+        failure.stderr = stderr.first_line();
+    }
     trace.log(|| stdout.into_step("stdout"));
     trace.log(|| stderr.into_step("stderr"));
     outcome
 }
 
 /// Starts `argv`, the command of `options` with its placeholders replaced
-/// by `values`, in a process group of its own entered in `groups`, and
-/// with the minimal environment; see the module docs.
+/// by `values` (`None` without a target), in a process group of its own
+/// entered in `groups`, and with the minimal environment; see the module
+/// docs.
 fn start<'a>(
     options: &ExecOptions,
-    values: &Values,
+    values: Option<&Values>,
     argv: &[String],
     groups: &'a ProcessGroups,
 ) -> Result<(Child, ProcessGroup<'a>), Failure> {
@@ -183,10 +193,14 @@ fn start<'a>(
         .arg0(program)
         .args(&argv[1..])
         .env_clear()
-        .env("PATH", &*EXPORTER_PATH)
-        .env(format!("{RESERVED_ENV_PREFIX}TARGET"), &values.target)
-        .env(format!("{RESERVED_ENV_PREFIX}TARGET_HOST"), &values.host)
-        .env(format!("{RESERVED_ENV_PREFIX}TARGET_PORT"), &values.port)
+        .env("PATH", &*EXPORTER_PATH);
+    if let Some(values) = values {
+        command
+            .env(format!("{RESERVED_ENV_PREFIX}TARGET"), &values.target)
+            .env(format!("{RESERVED_ENV_PREFIX}TARGET_HOST"), &values.host)
+            .env(format!("{RESERVED_ENV_PREFIX}TARGET_PORT"), &values.port);
+    }
+    command
         .envs(options.env())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -324,11 +338,58 @@ impl Output {
         }
     }
 
+    /// The first line of the output that is not blank, trimmed, cut at
+    /// [`STDERR_LINE_BYTES`] on a character boundary and then marked `…`;
+    /// invalid UTF-8 becomes U+FFFD.
+    fn first_line(&self) -> Option<String> {
+        let text = String::from_utf8_lossy(&self.head);
+        let line = text.lines().map(str::trim).find(|line| !line.is_empty())?;
+        if line.len() <= STDERR_LINE_BYTES {
+            return Some(line.to_owned());
+        }
+        let mut end = STDERR_LINE_BYTES;
+        while !line.is_char_boundary(end) {
+            end -= 1;
+        }
+        Some(format!("{}…", &line[..end]))
+    }
+
     fn into_step(self, stream: &'static str) -> Step {
         Step::ExecOutput {
             stream,
             head: self.head,
             total: self.total,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn first_line(bytes: &[u8]) -> Option<String> {
+        Output {
+            head: bytes.to_vec(),
+            total: bytes.len() as u64,
+        }
+        .first_line()
+    }
+
+    #[test]
+    fn the_stderr_line_is_the_first_not_blank_trimmed_and_cut_on_a_character() {
+        assert_eq!(first_line(b""), None);
+        assert_eq!(first_line(b"\n \r\n\t\n"), None);
+        assert_eq!(
+            first_line(b"\r\n  why: \xff down \r\nmore\n").as_deref(),
+            Some("why: \u{fffd} down")
+        );
+        // 199 bytes, then a 2-byte character that would end past 200.
+        let long = format!("{}é{}", "a".repeat(199), "b".repeat(50));
+        assert_eq!(
+            first_line(long.as_bytes()),
+            Some(format!("{}…", "a".repeat(199)))
+        );
+        let exact = "c".repeat(STDERR_LINE_BYTES);
+        assert_eq!(first_line(exact.as_bytes()), Some(exact));
     }
 }

@@ -115,7 +115,15 @@ pub struct Failure {
     pub reason: Reason,
     /// What happened, such as `connect to 127.0.0.1:1: ECONNREFUSED (Connection refused)`.
     pub detail: String,
+    /// For an `exec` command: the first line that is not blank of what it
+    /// wrote to stderr, trimmed, cut at [`STDERR_LINE_BYTES`] (marked with
+    /// `…`): the command's own word on why. Raw text: escape it to show it,
+    /// as [`Failure::stderr_note`] does.
+    pub stderr: Option<String>,
 }
+
+/// The most bytes of a command's stderr line a [`Failure`] keeps.
+pub const STDERR_LINE_BYTES: usize = 200;
 
 impl Failure {
     /// A failure with this reason and detail.
@@ -124,13 +132,24 @@ impl Failure {
         Self {
             reason,
             detail: detail.into(),
+            stderr: None,
         }
+    }
+
+    /// ` (stderr: "…")` with the command's stderr line, quoted and escaped
+    /// as a Rust string (control characters as `\u{1b}`, so it stays on one
+    /// line); empty when there is none.
+    #[must_use]
+    pub fn stderr_note(&self) -> String {
+        self.stderr
+            .as_ref()
+            .map_or_else(String::new, |line| format!(" (stderr: {line:?})"))
     }
 }
 
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.reason, self.detail)
+        write!(f, "{}: {}{}", self.reason, self.detail, self.stderr_note())
     }
 }
 
@@ -380,9 +399,12 @@ impl Budget {
 /// Runs one probe of `target` with `module` within `budget`; names are
 /// looked up with `resolver`, every half-open close is counted in
 /// `closes`, and an `exec` command's process group is entered in `groups`.
+/// Without a target only an `exec` module whose command holds no
+/// placeholder can probe (the config and `/probe` see to it); any other
+/// fails as `local`.
 pub(crate) async fn run(
     module: &Module,
-    target: &Target,
+    target: Option<&Target>,
     resolver: &Resolver,
     closes: &HalfOpenCloses,
     groups: &ProcessGroups,
@@ -395,8 +417,8 @@ pub(crate) async fn run(
         timeout: budget.timeout,
         left: budget.deadline.saturating_duration_since(started),
     });
-    let mut outcome = match module.prober {
-        ProberKind::TcpHalfopen | ProberKind::TcpConnect => {
+    let mut outcome = match (module.prober, target) {
+        (ProberKind::TcpHalfopen | ProberKind::TcpConnect, Some(target)) => {
             let handshake = if module.prober == ProberKind::TcpHalfopen {
                 tcp::Handshake::HalfOpen
             } else {
@@ -404,32 +426,48 @@ pub(crate) async fn run(
             };
             tcp::probe(handshake, target, module, resolver, closes, budget, trace).await
         }
-        ProberKind::Exec => match &module.exec {
-            Some(options) => {
-                // The command resolves names itself: the target is checked as written.
-                match module
-                    .target_policy
-                    .as_deref()
-                    .map(|p| p.check_unresolved(target))
-                {
-                    Some(Err(refusal)) => {
-                        let mut outcome = Outcome::denied(&refusal);
-                        outcome.exit_code = Some(-1);
-                        outcome
+        // Without a target, only a command without placeholders runs.
+        (ProberKind::Exec, _) if target.is_some() || module.why_a_target_is_needed().is_none() => {
+            match &module.exec {
+                Some(options) => {
+                    // The command resolves names itself: the target is checked
+                    // as written. A command without a target has none to check.
+                    match module
+                        .target_policy
+                        .as_deref()
+                        .zip(target)
+                        .map(|(policy, target)| policy.check_unresolved(target))
+                    {
+                        Some(Err(refusal)) => {
+                            let mut outcome = Outcome::denied(&refusal);
+                            outcome.exit_code = Some(-1);
+                            outcome
+                        }
+                        _ => exec::probe(options, target, groups, budget, trace).await,
                     }
-                    _ => exec::probe(options, target, groups, budget, trace).await,
                 }
-            }
-            // Only a module built in Rust can lack it; the config refuses it.
-            None => not_started_for(
-                module,
-                Failure::new(
-                    Reason::Local,
-                    "prober exec without exec options: no command to run",
+                // Only a module built in Rust can lack it; the config refuses it.
+                None => not_started_for(
+                    module,
+                    Failure::new(
+                        Reason::Local,
+                        "prober exec without exec options: no command to run",
+                    ),
+                    Duration::ZERO,
                 ),
-                Duration::ZERO,
+            }
+        }
+        _ => not_started_for(
+            module,
+            Failure::new(
+                Reason::Local,
+                format!(
+                    "no target given, and {}",
+                    module.why_a_target_is_needed().unwrap_or_default()
+                ),
             ),
-        },
+            Duration::ZERO,
+        ),
     };
     outcome.duration = started.elapsed();
     trace.log(|| match outcome.failure {

@@ -31,6 +31,14 @@ impl ExporterProcess {
         Self::spawn(Command::new(BINARY), args)
     }
 
+    /// `synack_exporter args...`, for a mode that takes its listen address
+    /// from `args` (`health-checker --listener 127.0.0.1:0`).
+    pub fn start_exactly(args: &[&str]) -> Self {
+        let mut command = Command::new(BINARY);
+        command.args(args);
+        Self::launch(command)
+    }
+
     /// Starts the exporter with soft and hard `RLIMIT_NOFILE` set to `limit`.
     pub fn start_with_open_file_limit(limit: u32, args: &[&str]) -> Self {
         let mut command = Command::new("bash");
@@ -48,9 +56,15 @@ impl ExporterProcess {
     /// "listening" log line. Stderr is drained for the process's whole
     /// life, so logging never blocks it.
     pub fn spawn(mut command: Command, args: &[&str]) -> Self {
-        let mut child = command
+        command
             .args(["--web.listen-address", "127.0.0.1:0"])
-            .args(args)
+            .args(args);
+        Self::launch(command)
+    }
+
+    /// Runs `command` as it is and waits for the "listening" log line.
+    fn launch(mut command: Command) -> Self {
+        let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
