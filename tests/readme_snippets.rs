@@ -1,12 +1,50 @@
 //! What a new user copies from the README works: every YAML block of the
 //! README that is an exporter config (top-level keys among `modules`,
 //! `targets` and `groups`), and `examples/synack.yml`, load as they stand,
-//! each on its own in a file of its own, as a user would paste it.
+//! each on its own in a file of its own, as a user would paste it. A load
+//! checks that an exec module's program exists, so the scripts that the
+//! snippets name under `/usr/local/bin/` are put in a scratch directory
+//! first, as a user would install them.
 
 use std::path::Path;
 use synack_exporter::Exporter;
 
 const EXPORTER_KEYS: [&str; 3] = ["modules", "targets", "groups"];
+
+/// Where the snippets' scripts live.
+const SCRIPTS: &str = "/usr/local/bin/";
+
+/// `yaml` with every `"/usr/local/bin/NAME"` moved to an executable
+/// script of that name in `dir`.
+fn with_scripts_in(dir: &Path, yaml: &str) -> String {
+    use std::os::unix::fs::PermissionsExt as _;
+    let quoted = format!("\"{SCRIPTS}");
+    for piece in yaml.split(&quoted).skip(1) {
+        let name = piece.split('"').next().unwrap_or_default();
+        let script = dir.join(name);
+        std::fs::write(&script, "#!/bin/sh\nexit 0\n").unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    yaml.replace(&quoted, &format!("\"{}/", dir.display()))
+}
+
+/// A scratch directory for the scripts, removed on drop.
+struct Scratch(std::path::PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("synack-readme-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
 
 fn repo_file(relative: &str) -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(relative);
@@ -44,6 +82,7 @@ fn top_level_keys(yaml: &str) -> Vec<&str> {
 fn every_exporter_config_snippet_of_the_readme_loads_on_its_own() {
     let readme = repo_file("README.md");
     let blocks = yaml_blocks(&readme);
+    let scripts = Scratch::new("snippets");
     let mut checked = 0;
     for (line, yaml) in &blocks {
         let keys = top_level_keys(yaml);
@@ -51,7 +90,10 @@ fn every_exporter_config_snippet_of_the_readme_loads_on_its_own() {
             continue; // a Prometheus or Alertmanager snippet
         }
         if let Err(error) = Exporter::builder()
-            .config_text(&format!("README.md:{line}"), yaml)
+            .config_text(
+                &format!("README.md:{line}"),
+                &with_scripts_in(&scripts.0, yaml),
+            )
             .check_config()
         {
             panic!("the README's snippet at line {line} does not load on its own: {error}\n{yaml}");

@@ -32,17 +32,26 @@
 //! Reading the file is bounded too ([`Config::load`]): only a regular file
 //! is read, the size limit applies before reading, and a FIFO or a device
 //! is refused without waiting on it.
+//!
+//! A load then checks the config against the host it runs on (the `host`
+//! submodule): an `exec` program that is not found or not executable, and
+//! a `source_ip_address` the host cannot bind, would fail every probe of
+//! their module, and are located errors at start-up, at every reload and
+//! in `--config.check` alike. [`Config::parse`] alone does not look at
+//! the host.
 
 #![forbid(unsafe_code)]
 
 mod duration;
 mod exec;
+mod host;
 mod policy;
 mod scheduled;
 
 pub use duration::PromDuration;
 pub use exec::ExecOptions;
 pub(crate) use exec::{RESERVED_ENV_PREFIX, Values};
+pub(crate) use host::{EXPORTER_PATH, command_path, find_program};
 pub(crate) use policy::PolicyRefusal;
 pub use policy::{MAX_POLICY_ENTRIES, PolicyEntry, TargetPolicy};
 pub use scheduled::{Group, GroupMember, GroupName, LabelName, MAX_SCHEDULED_TARGETS, TargetBlock};
@@ -578,7 +587,8 @@ impl Config {
             .expect("the embedded default config is valid (checked by a unit test)")
     }
 
-    /// Reads and validates a config file.
+    /// Reads and validates a config file, and checks it against this
+    /// host as [`parse_for_this_host`](Self::parse_for_this_host) does.
     ///
     /// Only a regular file is read: a FIFO, socket, device or directory is
     /// refused without waiting on it, and a file over [`MAX_CONFIG_BYTES`]
@@ -589,10 +599,25 @@ impl Config {
     /// column and field.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = read_config_file(path)?;
-        Self::parse(&path.display().to_string(), &text)
+        Self::parse_for_this_host(&path.display().to_string(), &text)
     }
 
-    /// Parses and validates config text; `file` names it in errors.
+    /// Parses and validates config text as [`parse`](Self::parse) does,
+    /// then checks what would fail every probe of a module on this host:
+    /// an `exec` program that is not found or not executable, a
+    /// `source_ip_address` that the host cannot bind. Every load of the
+    /// exporter (start-up, reload, `--config.check`) goes through here.
+    ///
+    /// # Errors
+    /// A [`ConfigError`] with the line, column and field at fault.
+    pub fn parse_for_this_host(file: &str, text: &str) -> Result<Self, ConfigError> {
+        let config = Self::parse(file, text)?;
+        host::check(file, text, &config)?;
+        Ok(config)
+    }
+
+    /// Parses and validates config text; `file` names it in errors. The
+    /// host is not looked at: see [`parse_for_this_host`](Self::parse_for_this_host).
     ///
     /// # Errors
     /// A [`ConfigError`] with the line, column and field at fault.
@@ -693,7 +718,7 @@ impl ConfigSource {
         match self {
             Self::File(path) => Config::load(path),
             Self::Embedded => Ok(Config::embedded_default()),
-            Self::Text { name, yaml } => Config::parse(name, yaml),
+            Self::Text { name, yaml } => Config::parse_for_this_host(name, yaml),
         }
     }
 }
