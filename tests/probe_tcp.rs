@@ -262,7 +262,8 @@ async fn source_ip_address_is_used() {
     let (_, peer) = listener.accept().expect("tcp_connect was accepted");
     assert_eq!(peer.ip().to_string(), "127.0.0.2");
 
-    // A source address this host does not have is the exporter's problem.
+    // A source address this host does not have is the exporter's
+    // problem, and the detail names the setting to fix.
     module.tcp.source_ip_address = Some("192.0.2.1".parse().unwrap());
     let outcome = check(&target, &module).await.unwrap();
     assert_eq!(
@@ -270,6 +271,12 @@ async fn source_ip_address_is_used() {
         Some(Reason::Local),
         "{:?}",
         outcome.failure
+    );
+    let detail = &outcome.failure.as_ref().expect("failed").detail;
+    assert!(
+        detail.contains("EADDRNOTAVAIL")
+            && detail.contains("source_ip_address 192.0.2.1 is not an address of this host"),
+        "{detail}"
     );
 }
 
