@@ -47,6 +47,7 @@ mod exec;
 mod host;
 mod policy;
 mod scheduled;
+mod words;
 
 pub use duration::PromDuration;
 pub use exec::ExecOptions;
@@ -678,7 +679,7 @@ pub(crate) fn parse_yaml<T: serde::de::DeserializeOwned>(
         |deserializer| {
             serde_path_to_error::deserialize(deserializer).map_err(|error| {
                 let path = error.path().to_string();
-                if path != "." && path != "?" {
+                if path != "." {
                     *field_path.borrow_mut() = Some(path);
                 }
                 error.into_inner()
@@ -758,21 +759,14 @@ impl ConfigError {
         }
     }
 
+    /// A YAML error in the user's words (see the `words` submodule);
+    /// `field` is serde_path_to_error's path.
     fn from_yaml(file: &str, field: Option<String>, error: &serde_saphyr::Error) -> Self {
-        let position = error.location().map(|at| (at.line(), at.column()));
-        let mut message = error.without_snippet().to_string();
-        // saphyr appends the position to its message; we print it up front.
-        if let Some((line, column)) = position {
-            let suffix = format!(" at line {line}, column {column}");
-            if let Some(stripped) = message.strip_suffix(&suffix) {
-                message.truncate(stripped.len());
-            }
-        }
         Self {
             file: file.to_owned(),
-            position,
-            field,
-            message,
+            position: error.location().map(|at| (at.line(), at.column())),
+            field: field.and_then(|path| words::user_field(&path, error)),
+            message: words::message(error),
         }
     }
 }
