@@ -351,6 +351,30 @@ pub enum IpProtocol {
     Ip6,
 }
 
+impl IpProtocol {
+    /// The name used in the config: `ip4` or `ip6`.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ip4 => "ip4",
+            Self::Ip6 => "ip6",
+        }
+    }
+
+    /// The family of `ip`.
+    #[must_use]
+    pub fn of(ip: IpAddr) -> Self {
+        if ip.is_ipv4() { Self::Ip4 } else { Self::Ip6 }
+    }
+}
+
+impl fmt::Display for IpProtocol {
+    /// As the config spells it: `ip4`, `ip6`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 impl Module {
     /// A module for `prober` with the defaults: 5 s timeout, IPv4 preferred
     /// with fallback, no source address.
