@@ -541,3 +541,40 @@ fn config_check_refuses_what_would_fail_every_probe_on_this_host() {
     std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     assert_eq!(check(), (0, "ok\n".to_owned(), String::new()));
 }
+
+/// The same listen address given twice, or one inside another, is named as
+/// such, in check mode and at start-up alike, as a bad flag (exit 2): not
+/// blamed on another process, as the second bind's "address in use" was.
+#[test]
+fn a_listen_address_given_twice_is_named_as_such() {
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = free.local_addr().unwrap().port();
+    drop(free);
+    let every = format!(":{port}");
+    let v4 = format!("0.0.0.0:{port}");
+    for (addresses, needle) in [
+        (
+            [every.as_str(), every.as_str()],
+            format!("--web.listen-address :{port} is given twice: give each address once"),
+        ),
+        (
+            [v4.as_str(), every.as_str()],
+            format!(
+                "--web.listen-address 0.0.0.0:{port} and :{port} overlap: :{port} already listens on every address"
+            ),
+        ),
+    ] {
+        for check in [&["--config.check"][..], &[]] {
+            let args = [
+                check,
+                &["--web.listen-address", addresses[0]],
+                &["--web.listen-address", addresses[1]],
+            ]
+            .concat();
+            let (code, stdout, stderr) = run_split(&args);
+            assert_eq!((code, stdout.as_str()), (2, ""), "{args:?}: {stderr}");
+            assert!(stderr.contains(&needle), "{args:?}: {stderr}");
+            assert!(!stderr.contains("another process"), "{args:?}: {stderr}");
+        }
+    }
+}
