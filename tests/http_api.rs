@@ -196,6 +196,30 @@ async fn scrape_timeout_header_minus_offset_bounds_the_probe() {
     );
 }
 
+/// A form refused by the CSRF rules is named in plain English: "a request
+/// body of type application/x-www-form-urlencoded", not "a
+/// application/...".
+#[tokio::test]
+async fn a_refused_form_is_named_in_plain_english() {
+    let exporter = TestExporter::with_config("", Exporter::builder()).await;
+    for kind in [
+        "application/x-www-form-urlencoded",
+        "multipart/form-data",
+        "text/plain",
+    ] {
+        let answer = request(
+            exporter.address,
+            "POST",
+            "/-/reload",
+            &[("Content-Type", kind)],
+        )
+        .await;
+        assert_eq!(answer.status, 403, "{}", answer.body);
+        let want = format!("refused: a request body of type {kind} is what a browser form sends");
+        assert!(answer.body.starts_with(&want), "{}", answer.body);
+    }
+}
+
 /// An IP literal of a family that the module forbids could never be
 /// probed: `/probe` answers 400 with one line saying which option forbids
 /// it, with the families spelt as in the config; a group member fails as
@@ -313,6 +337,14 @@ async fn every_bad_input_gets_a_one_line_400_and_the_exporter_keeps_answering() 
         (
             "/probe?target=tcp://127.0.0.1:80".into(),
             "without a scheme",
+        ),
+        (
+            "/probe?target=256.1.1.1:80".into(),
+            "target host \"256.1.1.1\": 256 is out of range: each part of an IPv4 address is 0 to 255",
+        ),
+        (
+            "/probe?target=%5Bfe80::1%25lo%5D:80".into(),
+            "target host \"fe80::1%lo\" has a zone ID: zone IDs are not supported",
         ),
     ];
     for (path, expected) in &cases {
