@@ -146,3 +146,31 @@ fn the_snippet_scanner_finds_blocks_and_keys() {
     assert_eq!(blocks[0].0, 3);
     assert_eq!(top_level_keys(&blocks[0].1), ["targets", "groups"]);
 }
+
+/// The README's web config example says which password its bcrypt hash is
+/// for, and it is: a user who tries the example with curl gets in.
+#[test]
+fn the_basic_auth_example_states_the_password_of_its_hash() {
+    let readme = repo_file("README.md");
+    let users = readme
+        .split_once("basic_auth_users:\n")
+        .expect("a basic_auth_users: example")
+        .1;
+    let line = users.lines().next().unwrap_or_default();
+    let (user, rest) = line
+        .trim()
+        .split_once(": ")
+        .unwrap_or_else(|| panic!("`user: hash` in {line:?}"));
+    let (hash, comment) = rest
+        .split_once(" # ")
+        .unwrap_or_else(|| panic!("a comment stating the password in {line:?}"));
+    let password = comment
+        .split('"')
+        .nth(1)
+        .unwrap_or_else(|| panic!("the password in quotes in {comment:?}"));
+    assert_eq!(user, "prometheus");
+    assert!(
+        bcrypt::verify(password, hash.trim()).unwrap_or(false),
+        "{hash:?} is not the bcrypt hash of {password:?}"
+    );
+}
