@@ -11,7 +11,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::time::Duration;
-use synack_exporter::{Exporter, IpProtocol, Module, ProberKind, Reason, check};
+use synack_exporter::{Exporter, IpProtocol, Module, Outcome, ProberKind, Reason, check};
 
 fn halfopen(timeout: Duration) -> Module {
     Module::new(ProberKind::TcpHalfopen).with_timeout(timeout)
@@ -236,6 +236,12 @@ async fn localhost_resolves_and_unknown_names_fail_as_dns() {
     assert_eq!(outcome.ip_protocol(), 0);
 }
 
+/// The detail of `outcome`, which must have failed with `reason`.
+fn detail_of(outcome: &Outcome, reason: Reason) -> &str {
+    assert_eq!(outcome.reason(), Some(reason), "{:?}", outcome.failure);
+    &outcome.failure.as_ref().expect("a failure").detail
+}
+
 /// An IP literal that the module's family options forbid was never looked
 /// up, so it is not `dns`: it fails as `local`, saying which option
 /// forbids it, with families spelt as in the config. A name without an
@@ -249,14 +255,7 @@ async fn disallowed_family_fails_a_literal_as_local_a_name_as_dns_and_fallback_a
     module.tcp.ip_protocol_fallback = false;
     let outcome = check(&target, &module).await.unwrap();
     assert_eq!(
-        outcome.reason(),
-        Some(Reason::Local),
-        "{:?}",
-        outcome.failure
-    );
-    let detail = &outcome.failure.as_ref().unwrap().detail;
-    assert_eq!(
-        detail,
+        detail_of(&outcome, Reason::Local),
         "target 127.0.0.1 is an ip4 address and the module allows only ip6 \
          (preferred_ip_protocol: ip6, ip_protocol_fallback: false): use a module that allows ip4"
     );
@@ -265,8 +264,7 @@ async fn disallowed_family_fails_a_literal_as_local_a_name_as_dns_and_fallback_a
     // out any IPv6 address it may have too.
     module.tcp.source_ip_address = Some("127.0.0.1".parse().unwrap());
     let outcome = check("localhost:9", &module).await.unwrap();
-    assert_eq!(outcome.reason(), Some(Reason::Dns), "{:?}", outcome.failure);
-    let detail = &outcome.failure.as_ref().unwrap().detail;
+    let detail = detail_of(&outcome, Reason::Dns);
     assert!(
         detail.ends_with(
             "has no address of an allowed family (preferred_ip_protocol ip6, \
@@ -275,13 +273,7 @@ async fn disallowed_family_fails_a_literal_as_local_a_name_as_dns_and_fallback_a
         "{detail}"
     );
     let outcome = check("[::1]:9", &module).await.unwrap();
-    assert_eq!(
-        outcome.reason(),
-        Some(Reason::Local),
-        "{:?}",
-        outcome.failure
-    );
-    let detail = &outcome.failure.as_ref().unwrap().detail;
+    let detail = detail_of(&outcome, Reason::Local);
     assert!(
         detail.starts_with(
             "target ::1 is an ip6 address and the module's source_ip_address 127.0.0.1 is ip4"
@@ -310,13 +302,7 @@ async fn source_ip_address_is_used() {
     // problem, and the detail names the setting to fix.
     module.tcp.source_ip_address = Some("192.0.2.1".parse().unwrap());
     let outcome = check(&target, &module).await.unwrap();
-    assert_eq!(
-        outcome.reason(),
-        Some(Reason::Local),
-        "{:?}",
-        outcome.failure
-    );
-    let detail = &outcome.failure.as_ref().expect("failed").detail;
+    let detail = detail_of(&outcome, Reason::Local);
     assert!(
         detail.contains("EADDRNOTAVAIL")
             && detail.contains("source_ip_address 192.0.2.1 is not an address of this host"),

@@ -6,6 +6,9 @@
 //! snippets name under `/usr/local/bin/` are put in a scratch directory
 //! first, as a user would install them.
 
+mod common;
+
+use common::TempDir;
 use std::path::Path;
 use synack_exporter::Exporter;
 
@@ -26,24 +29,6 @@ fn with_scripts_in(dir: &Path, yaml: &str) -> String {
         std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
     }
     yaml.replace(&quoted, &format!("\"{}/", dir.display()))
-}
-
-/// A scratch directory for the scripts, removed on drop.
-struct Scratch(std::path::PathBuf);
-
-impl Scratch {
-    fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("synack-readme-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Self(dir)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 fn repo_file(relative: &str) -> String {
@@ -82,7 +67,7 @@ fn top_level_keys(yaml: &str) -> Vec<&str> {
 fn every_exporter_config_snippet_of_the_readme_loads_on_its_own() {
     let readme = repo_file("README.md");
     let blocks = yaml_blocks(&readme);
-    let scripts = Scratch::new("snippets");
+    let scripts = TempDir::new("readme-snippets");
     let mut checked = 0;
     for (line, yaml) in &blocks {
         let keys = top_level_keys(yaml);
@@ -92,7 +77,7 @@ fn every_exporter_config_snippet_of_the_readme_loads_on_its_own() {
         if let Err(error) = Exporter::builder()
             .config_text(
                 &format!("README.md:{line}"),
-                &with_scripts_in(&scripts.0, yaml),
+                &with_scripts_in(scripts.path(), yaml),
             )
             .check_config()
         {

@@ -238,31 +238,18 @@ fn locate(
 mod tests {
     use super::*;
 
-    /// A scratch directory under the system's temporary directory,
-    /// removed on drop.
-    struct Scratch(PathBuf);
-
-    impl Scratch {
-        fn new(name: &str) -> Self {
-            let dir =
-                std::env::temp_dir().join(format!("synack-host-{}-{name}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&dir);
-            std::fs::create_dir_all(&dir).unwrap();
-            Self(dir)
-        }
-
-        fn file(&self, name: &str, mode: u32) -> String {
-            let path = self.0.join(name);
+    /// A fresh directory with `files`, each `(name, mode)` a script.
+    fn scratch(name: &str, files: &[(&str, u32)]) -> PathBuf {
+        let dir = crate::config::tests::temp_file(name)
+            .parent()
+            .expect("a directory")
+            .to_owned();
+        for (file, mode) in files {
+            let path = dir.join(file);
             std::fs::write(&path, "#!/bin/sh\nexit 0\n").unwrap();
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
-            path.display().to_string()
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(*mode)).unwrap();
         }
-    }
-
-    impl Drop for Scratch {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
+        dir
     }
 
     fn load(yaml: &str) -> Result<Config, ConfigError> {
@@ -277,11 +264,10 @@ mod tests {
 
     #[test]
     fn a_program_that_cannot_run_is_a_located_error() {
-        let dir = Scratch::new("programs");
-        let good = dir.file("good.sh", 0o755);
-        let plain = dir.file("plain.sh", 0o644);
-        let missing = dir.0.join("missing.sh").display().to_string();
-        let folder = dir.0.display().to_string();
+        let dir = scratch("host-programs", &[("good.sh", 0o755), ("plain.sh", 0o644)]);
+        let in_dir = |name: &str| dir.join(name).display().to_string();
+        let (good, plain, missing) = (in_dir("good.sh"), in_dir("plain.sh"), in_dir("missing.sh"));
+        let folder = dir.display().to_string();
         let path_env = format!("      env: {{PATH: {folder:?}}}\n");
         assert!(load(&exec(&format!("[{good:?}, \"{{host}}\"]"), "")).is_ok());
         assert!(load(&exec("[\"good.sh\"]", &path_env)).is_ok(), "in PATH");
@@ -316,6 +302,7 @@ mod tests {
         }
         // Parsing alone does not look at the host.
         assert!(Config::parse("zk.yml", &exec(&format!("[{missing:?}]"), "")).is_ok());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

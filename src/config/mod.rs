@@ -1193,7 +1193,8 @@ mod tests {
             .expect("rchar in /proc/thread-self/io")
     }
 
-    fn temp_file(name: &str) -> PathBuf {
+    /// `synack.yml` in a fresh directory of its own named after `name`.
+    pub(super) fn temp_file(name: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("synack-config-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
