@@ -178,7 +178,8 @@ impl Exporter {
     }
 
     /// Serves HTTP on `listener` until `shutdown` completes, then lets
-    /// requests in flight finish within the shutdown grace period.
+    /// requests in flight finish within the shutdown grace period; see
+    /// [`serve_all`](Self::serve_all), also for the `exec` commands.
     pub async fn serve(&self, listener: TcpListener, shutdown: impl Future<Output = ()>) {
         self.serve_all(vec![listener], shutdown).await;
     }
@@ -187,11 +188,23 @@ impl Exporter {
     /// given more than once) until `shutdown` completes, then lets
     /// requests in flight finish within the shutdown grace period. With
     /// no listener, waits for `shutdown` alone.
+    ///
+    /// Before it returns, it kills the process group of every `exec`
+    /// command still running, and the exporter starts no command after
+    /// that (an `exec` probe then fails as `local`): the process may exit
+    /// as soon as this returns, and no command outlives it.
     pub async fn serve_all(&self, listeners: Vec<TcpListener>, shutdown: impl Future<Output = ()>) {
         for listener in &listeners {
             self.announce(listener);
         }
         crate::http::serve(listeners, Arc::clone(&self.app), shutdown).await;
+        let killed = self.app.runner.stop_commands();
+        if killed > 0 {
+            tracing::info!(
+                commands = killed,
+                "killed the process groups of exec commands still running"
+            );
+        }
     }
 
     /// Logs the address served, a URL a browser can open, and what is in force.

@@ -52,6 +52,7 @@ mod app;
 mod clock;
 mod coalesce;
 mod config;
+mod episodes;
 mod exporter;
 mod hash;
 mod health;
@@ -108,11 +109,14 @@ pub async fn check(target: &str, module: &Module) -> Result<Outcome, TargetError
     let resolver = prober::resolve::for_check();
     // A library caller has no /metrics: the guard's counts are dropped.
     let closes = prober::HalfOpenCloses::default();
+    // Only this call's command: its guard kills its group when it is done.
+    let groups = prober::ProcessGroups::default();
     Ok(prober::run(
         module,
         &target,
         &resolver,
         &closes,
+        &groups,
         budget,
         &mut trace::Trace::disabled(),
     )
@@ -126,7 +130,7 @@ mod layering {
     use std::path::Path;
 
     /// Each top-level module and its layer.
-    const LAYERS: [(&str, u8); 23] = [
+    const LAYERS: [(&str, u8); 24] = [
         ("clock", 0),
         ("hash", 0),
         ("histogram", 0),
@@ -134,6 +138,7 @@ mod layering {
         ("task", 0),
         ("trace", 2),
         ("coalesce", 0),
+        ("episodes", 0),
         ("target", 1),
         ("config", 2),
         ("prober", 3),

@@ -99,8 +99,10 @@ struct Flags {
     history_limit: u32,
 
     /// HTTP connections served at once; past it the exporter stops
-    /// accepting until some close. The default is the most descriptors kept
-    /// away from probe sockets.
+    /// accepting until some close. /probe requests may hold three quarters
+    /// of them; more are answered 503 at once. The default is the most
+    /// descriptors kept away from probe sockets; a low open file limit
+    /// lowers it.
     #[arg(long = "web.max-connections", value_name = "N", default_value_t = 1024,
           value_parser = clap::value_parser!(u32).range(1..))]
     max_connections: u32,
@@ -271,12 +273,16 @@ async fn run(
     // Handlers come first: a SIGHUP or SIGTERM sent while the config loads
     // or right after the address is announced must not meet the default
     // action, which kills the process.
-    let (hangups, terms, interrupts) = match (
+    // Two listeners of SIGHUP, each told of every one: one per reload.
+    let (hangups, web_hangups, terms, interrupts) = match (
+        signal(SignalKind::hangup()),
         signal(SignalKind::hangup()),
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
     ) {
-        (Ok(hangups), Ok(terms), Ok(interrupts)) => (hangups, terms, interrupts),
+        (Ok(hangups), Ok(web_hangups), Ok(terms), Ok(interrupts)) => {
+            (hangups, web_hangups, terms, interrupts)
+        }
         _ => {
             tracing::error!("cannot install the signal handlers");
             return ExitCode::FAILURE;
@@ -317,6 +323,7 @@ async fn run(
         }
     }
     tokio::spawn(reload_on_sighup(exporter.clone(), hangups));
+    tokio::spawn(reload_web_config_on_sighup(exporter.clone(), web_hangups));
     exporter
         .serve_all(listeners, shutdown_signal(terms, interrupts))
         .await;
@@ -354,6 +361,10 @@ fn listen_hint(error: &std::io::Error) -> &'static str {
     }
 }
 
+/// Reloads the main config on each SIGHUP. The web config has a loop of
+/// its own, [`reload_web_config_on_sighup`], so that neither reload waits
+/// for the other: a web reload stuck on a certificate file must not stop
+/// SIGHUP from reloading the main config, nor the other way round.
 async fn reload_on_sighup(exporter: Exporter, mut hangups: Signal) {
     while hangups.recv().await.is_some() {
         match exporter.reload().await {
@@ -364,6 +375,13 @@ async fn reload_on_sighup(exporter: Exporter, mut hangups: Signal) {
                 tracing::error!(err = %error, "config reload on SIGHUP failed; keeping the old config");
             }
         }
+    }
+}
+
+/// Reloads the `--web.config.file` on each SIGHUP (without one, does
+/// nothing), on its own; see [`reload_on_sighup`].
+async fn reload_web_config_on_sighup(exporter: Exporter, mut hangups: Signal) {
+    while hangups.recv().await.is_some() {
         // Logged and counted by the reload itself.
         let _ = exporter.reload_web_config().await;
     }

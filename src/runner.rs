@@ -50,13 +50,21 @@
 //! probes queueing for their own limit hold no in-flight slot that TCP
 //! probes could use. Queueing for either limit ends as above: past
 //! [`MIN_WIRE_SHARE`] of the timeout, the probe fails as `local`.
+//!
+//! **No command outlives the exporter.** The runner owns the registry of
+//! the commands' process groups ([`ProcessGroups`]).
+//! [`ProbeRunner::stop_commands`], called when the exporter stops serving,
+//! kills every group still running, synchronously, and starts no command
+//! after it; dropping the runner does the same. Cancelling the probes
+//! alone was not enough: a cancelled probe kills its group only when the
+//! exec thread gets to drop it, and the process may have exited by then.
 
 #![forbid(unsafe_code)]
 
 use crate::config::ProberKind;
 use crate::modules::LoadedModule;
 use crate::prober::{
-    self, Budget, Failure, HalfOpenCloses, MIN_WIRE_SHARE, Outcome, Reason, Resolver,
+    self, Budget, Failure, HalfOpenCloses, MIN_WIRE_SHARE, Outcome, ProcessGroups, Reason, Resolver,
 };
 use crate::target::Target;
 use crate::task::AbortOnDrop;
@@ -96,6 +104,8 @@ struct Rules {
     in_flight: Arc<AtomicUsize>,
     /// How soon each half-open success closed after its SYN-ACK.
     half_open_closes: Arc<HalfOpenCloses>,
+    /// The process groups of the commands running now, at most `max_exec`.
+    process_groups: Arc<ProcessGroups>,
     resolver: Arc<Resolver>,
 }
 
@@ -130,6 +140,7 @@ impl ProbeRunner {
                 max_exec: DEFAULT_MAX_EXEC,
                 in_flight: Arc::default(),
                 half_open_closes: Arc::default(),
+                process_groups: Arc::default(),
                 resolver: Arc::new(resolver),
             },
             probe_thread,
@@ -145,6 +156,14 @@ impl ProbeRunner {
         self.rules.exec_slots = Arc::new(Semaphore::new(max_exec));
         self.rules.max_exec = max_exec;
         self
+    }
+
+    /// Kills the process group of every command still running and starts
+    /// no command from now on: an `exec` probe asked for later fails as
+    /// `local`. Returns how many groups it killed. For shutdown; see the
+    /// module docs.
+    pub(crate) fn stop_commands(&self) -> usize {
+        self.rules.process_groups.stop()
     }
 
     /// The resolver every probe of this runner uses.
@@ -297,6 +316,7 @@ impl Rules {
             target,
             &self.resolver,
             &self.half_open_closes,
+            &self.process_groups,
             budget,
             trace,
         )
@@ -347,6 +367,14 @@ impl Rules {
     }
 }
 
+impl Drop for ProbeRunner {
+    /// Its threads stop without waiting for the probes they cancel, so the
+    /// commands' groups are killed here, before the threads go.
+    fn drop(&mut self) {
+        self.stop_commands();
+    }
+}
+
 /// Whether `module` runs commands, and so belongs on the exec thread.
 fn is_exec(module: &LoadedModule) -> bool {
     module.module.prober == ProberKind::Exec
@@ -383,6 +411,27 @@ pub(crate) fn fd_reserve(nofile: u64) -> u64 {
 pub(crate) fn probe_slots(max_in_flight: usize, nofile: u64) -> usize {
     let for_probes = nofile.saturating_sub(fd_reserve(nofile)).max(1);
     max_in_flight.min(usize::try_from(for_probes).unwrap_or(usize::MAX))
+}
+
+/// Descriptors the exporter holds whatever its load, counted before HTTP
+/// connections: stdio, the runtimes' epoll and event descriptors, the
+/// listeners, the DNS sockets, and one config, web config or `/proc`
+/// read at a time. An idle exporter holds 24; the rest is room for reads.
+const BASE_DESCRIPTORS: u64 = 32;
+
+/// How many HTTP connections may be open at once: `--web.max-connections`,
+/// lowered when the descriptors that `probes` probe sockets and
+/// [`BASE_DESCRIPTORS`] leave of the open file limit could not hold that
+/// many. So `accept` never runs out of descriptors because of connections
+/// and probes: the accept queue keeps draining, and `/metrics` is not
+/// stuck in it behind connections the exporter cannot take.
+pub(crate) fn connection_slots(max_connections: usize, nofile: u64, probes: usize) -> usize {
+    let probes = u64::try_from(probes).unwrap_or(u64::MAX);
+    let for_http = nofile
+        .saturating_sub(probes)
+        .saturating_sub(BASE_DESCRIPTORS)
+        .max(1);
+    max_connections.min(usize::try_from(for_http).unwrap_or(usize::MAX))
 }
 
 /// A limit that a probe queues for, with its size.
@@ -485,6 +534,22 @@ impl Drop for RuntimeThread {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn connections_fit_in_what_probes_leave_of_the_descriptors() {
+        assert_eq!(connection_slots(1024, 256, 192), 32, "256 - 192 - 32");
+        assert_eq!(
+            connection_slots(1024, 256, 10),
+            214,
+            "few probes leave more"
+        );
+        assert_eq!(
+            connection_slots(1024, 1_048_576, 4096),
+            1024,
+            "the flag rules"
+        );
+        assert_eq!(connection_slots(1024, 40, 20), 1, "never zero");
+    }
 
     #[test]
     fn probe_slots_leave_a_reserve_of_descriptors() {

@@ -8,7 +8,10 @@
 //! Through their HTTP APIs and the webhook the test checks the scrapes and
 //! their URLs, the probe results, every PromQL expression of
 //! `dashboards/synack_exporter.json`, the alerts, their routes and the
-//! inhibit rules, and then the inhibit rule for a dead exporter.
+//! inhibit rules, and then an outage of the exporter: killed while its
+//! targets are down and paged, it must page once (SynackExporterDown) and
+//! send no resolved notification for the targets that are still down, nor
+//! when it comes back on the same address.
 
 mod common;
 mod e2e;
@@ -35,8 +38,16 @@ const ALL_JOBS: [&str; 3] = [JOB_PROBE_STATIC, JOB_PROBE_FILE_SD, JOB_EXPORTER];
 const PAGING_RECEIVER: &str = "synack-page";
 
 /// How long all the polling may take together: Prometheus scraping and
-/// evaluating, Alertmanager notifying, then the same after the exporter died.
-const POLL_DEADLINE: Duration = Duration::from_secs(90);
+/// evaluating, Alertmanager notifying, then the same after the exporter
+/// died and again after it came back. The alerts' `for:` are the examples'
+/// divided by 15 (see tests/e2e/configs.rs): 8 s for 2m, 20 s for 5m.
+const POLL_DEADLINE: Duration = Duration::from_secs(150);
+/// How long the outage is watched once SynackExporterDown has paged, and
+/// how long after it resolved: longer than SynackTargetDown's `for:` (8 s
+/// here), so that a target alert that resolved when the series went away
+/// and fired again would have been seen doing both. With the rules before
+/// issue 18, the resolved notifications came 2 to 3 s after the kill.
+const OUTAGE_WATCH: Duration = Duration::from_secs(12);
 
 fn repo_path(relative: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)
@@ -62,12 +73,44 @@ fn exporter_prometheus_alertmanager_and_webhook_work_as_a_chain() {
         Chain::steady_state_failures,
     );
     chain.assert_open_port_never_notified();
+    chain.poll_until(
+        deadline,
+        "every SynackTargetDown that fires has paged",
+        Chain::unpaged_target_alerts,
+    );
+
+    // The outage: the exporter dies while its targets are down and paged.
+    let before_outage = chain.webhook.deliveries().len();
     chain.exporter.stop();
     chain.poll_until(
         deadline,
-        "SynackExporterDown inhibits its /probe targets' alerts",
+        "SynackExporterDown pages",
+        Chain::exporter_paged_failures,
+    );
+    chain.watch(OUTAGE_WATCH);
+    chain.assert_outage_notifications(before_outage, &[("SynackExporterDown", "firing")]);
+    chain.poll_until(
+        deadline,
+        "SynackExporterDown mutes the alerts of what it probes",
         Chain::exporter_down_failures,
     );
+
+    // It comes back on the same address, and the targets are still down.
+    chain.restart_exporter();
+    chain.poll_until(
+        deadline,
+        "SynackExporterDown resolves when the exporter is back",
+        Chain::exporter_back_failures,
+    );
+    chain.watch(OUTAGE_WATCH);
+    chain.assert_outage_notifications(
+        before_outage,
+        &[
+            ("SynackExporterDown", "firing"),
+            ("SynackExporterDown", "resolved"),
+        ],
+    );
+    chain.assert_open_port_never_notified();
     chain.finish();
 }
 
@@ -146,6 +189,92 @@ fn dashboard_is_importable_and_uses_the_datasource_variable() {
     }
 }
 
+/// The stat panels count what the alerts count: a scheduled target that
+/// has not been probed yet (`probe_last_probe_timestamp_seconds` 0, with
+/// `probe_success` and `probe_healthy` 0 until then) is neither down nor
+/// unhealthy. Run by the real PromQL engine: `promtool test rules`, with
+/// every variable at "All".
+#[test]
+fn dashboard_counts_only_probed_targets_as_down() {
+    let Some(promtool) = find_binary("promtool") else {
+        common::skip_or_fail("promtool (Debian package prometheus)");
+        return;
+    };
+    let dashboard = read_dashboard();
+    let all_values = dashboard::all_selected();
+    let query = |title: &str| {
+        let expr = dashboard::panel_query(&dashboard, title)
+            .unwrap_or_else(|| panic!("no panel {title:?} with one query"));
+        dashboard::substitute(expr, &all_values).unwrap_or_else(|error| panic!("{title}: {error}"))
+    };
+    let exporter = r#"job="synack_exporter",instance="synack-exporter:9215",module="tcp_halfopen""#;
+    let mut series = vec![
+        // /probe: one failing, one succeeding.
+        (
+            r#"probe_success{job="synack_probe",instance="db1:5432"}"#.to_owned(),
+            "0x3",
+        ),
+        (
+            r#"probe_success{job="synack_probe",instance="db2:5432"}"#.to_owned(),
+            "1x3",
+        ),
+    ];
+    // Scheduled: probed and failing, not probed yet, probed and healthy.
+    for (target, success, healthy, probed_at) in [
+        ("db3:5432", "0x3", "0x3", "60+60x3"),
+        ("db4:5432", "0x3", "0x3", "0x3"),
+        ("web1:443", "1x3", "1x3", "60+60x3"),
+    ] {
+        let labels = format!(r#"{exporter},target="{target}""#);
+        series.push((format!("probe_success{{{labels}}}"), success));
+        series.push((format!("probe_healthy{{{labels}}}"), healthy));
+        series.push((
+            format!("probe_last_probe_timestamp_seconds{{{labels}}}"),
+            probed_at,
+        ));
+    }
+    let input_series: Vec<Value> = series
+        .iter()
+        .map(|(series, values)| serde_json::json!({"series": series, "values": values}))
+        .collect();
+    let count = |title: &str, want: u32| {
+        serde_json::json!({
+            "expr": query(title),
+            "eval_time": "2m",
+            "exp_samples": [{"labels": "{}", "value": want}],
+        })
+    };
+    let tests = serde_json::json!({
+        "rule_files": ["no_rules.yml"],
+        "evaluation_interval": "1m",
+        "tests": [{
+            "interval": "1m",
+            "input_series": input_series,
+            "promql_expr_test": [
+                count("Targets down", 2),
+                count("Scheduled targets unhealthy", 1),
+                count("Targets up", 2),
+            ],
+        }],
+    });
+    let dir = TempDir::new("dashboard-promql");
+    dir.write("no_rules.yml", "groups: []\n");
+    configs::write_json(&dir.join("dashboard_test.yml"), &tests);
+    let finished = common::run_within(
+        std::process::Command::new(&promtool)
+            .args(["test", "rules", "dashboard_test.yml"])
+            .current_dir(dir.path()),
+        Duration::from_secs(60),
+    );
+    assert!(
+        finished.success(),
+        "promtool test rules ({}):\n{}{}\nthe test file:\n{tests:#}",
+        finished.status,
+        finished.stdout,
+        finished.stderr
+    );
+}
+
 fn assert_uses_datasource_variable(object: &Value, what: &str) {
     let datasource = object
         .get("datasource")
@@ -196,6 +325,8 @@ struct Chain {
     alertmanager: Server,
     webhook: Webhook,
     exporter: Exporter,
+    /// Where Prometheus scrapes the exporter, also after a restart.
+    exporter_address: SocketAddr,
     _open_port: OpenPort,
     /// Configs and logs; removed on drop, after the processes (fields drop
     /// in order), also when the test fails.
@@ -211,7 +342,7 @@ impl Chain {
             common::closed_port().to_string(),
         );
         let targets = [open.clone(), closed.clone()];
-        let exporter = start_exporter(dir.path(), &targets);
+        let exporter = start_exporter(dir.path(), &targets, None);
         let webhook = Webhook::start();
         let alertmanager = start_alertmanager(&binaries.alertmanager, dir.path(), webhook.address);
         let addresses = TestAddresses {
@@ -230,6 +361,7 @@ impl Chain {
             prometheus,
             alertmanager,
             webhook,
+            exporter_address: exporter.address,
             exporter,
             _open_port: open_port,
             dir,
@@ -310,7 +442,7 @@ impl Chain {
         check_scrape_urls(
             api,
             &self.probe_targets,
-            self.exporter.address,
+            self.exporter_address,
             &mut failures,
         );
         self.check_probe_results(&mut failures);
@@ -355,10 +487,9 @@ impl Chain {
         failures
     }
 
-    /// After the exporter died: it is paged, and the failing /probe
-    /// scrapes through it are inhibited.
-    fn exporter_down_failures(&self) -> Vec<String> {
-        let exporter = self.exporter.address.to_string();
+    /// After the exporter died: it is paged.
+    fn exporter_paged_failures(&self) -> Vec<String> {
+        let exporter = self.exporter_address.to_string();
         let mut failures = Vec::new();
         check_notified(
             &self.webhook.deliveries(),
@@ -370,15 +501,156 @@ impl Chain {
             },
             &mut failures,
         );
+        failures
+    }
+
+    /// While the exporter is down: the closed port's SynackTargetDown
+    /// alerts still fire (the targets did not recover), muted by
+    /// SynackExporterDown, the scheduled ones by job and instance, the
+    /// /probe ones by the `exporter` label; and the failing /probe scrapes
+    /// through it raise no SynackProbeScrapeFailing of their own.
+    fn exporter_down_failures(&self) -> Vec<String> {
+        let mut failures = Vec::new();
         check_inhibited(
             self.alertmanager.address,
-            "SynackProbeScrapeFailing",
+            "SynackTargetDown",
             "SynackExporterDown",
-            &PROBE_JOBS,
-            |_| true,
+            &ALL_JOBS,
+            |alert| names(alert, &self.closed),
             &mut failures,
         );
+        match prometheus_api(self.prometheus.address, "/api/v1/alerts") {
+            Ok(data) => {
+                let scrape_failing = items(&data["alerts"])
+                    .iter()
+                    .filter(|alert| alert_name(alert) == "SynackProbeScrapeFailing")
+                    .count();
+                if scrape_failing > 0 {
+                    failures.push(format!(
+                        "{scrape_failing} SynackProbeScrapeFailing (pending or firing) \
+                         while the exporter itself is down"
+                    ));
+                }
+            }
+            Err(error) => failures.push(format!("alerts: {error}")),
+        }
         failures
+    }
+
+    /// Before the outage: every SynackTargetDown of the closed port (one per
+    /// series: each job, target group and module) fires and has paged, so
+    /// what Alertmanager sends next is the outage's doing.
+    fn unpaged_target_alerts(&self) -> Vec<String> {
+        let firing = match firing_alerts(self.prometheus.address, "SynackTargetDown") {
+            Ok(firing) => firing,
+            Err(error) => return vec![error],
+        };
+        let notified = match notified_alerts(&self.webhook.deliveries()) {
+            Ok(notified) => notified,
+            Err(error) => return vec![error],
+        };
+        let mut failures = Vec::new();
+        let expected: usize = ALL_JOBS
+            .iter()
+            .map(|job| self.expected_series(job, &self.closed))
+            .sum();
+        let closed = firing
+            .iter()
+            .filter(|alert| names(alert, &self.closed))
+            .count();
+        if closed != expected {
+            failures.push(format!(
+                "{closed} SynackTargetDown firing for the closed port {}, want {expected}",
+                self.closed
+            ));
+        }
+        for alert in &firing {
+            let paged = notified.iter().any(|(receiver, notified)| {
+                receiver == PAGING_RECEIVER
+                    && notified["status"] == "firing"
+                    && notified["labels"] == alert["labels"]
+            });
+            if !paged {
+                failures.push(format!("not paged yet: {}", alert["labels"]));
+            }
+        }
+        failures
+    }
+
+    /// After the outage: the exporter is scraped again and its page resolved.
+    fn exporter_back_failures(&self) -> Vec<String> {
+        let notified = match notified_alerts(&self.webhook.deliveries()) {
+            Ok(notified) => notified,
+            Err(error) => return vec![error],
+        };
+        let resolved = notified.iter().any(|(receiver, alert)| {
+            receiver == PAGING_RECEIVER
+                && alert_name(alert) == "SynackExporterDown"
+                && alert["status"] == "resolved"
+        });
+        if resolved {
+            Vec::new()
+        } else {
+            vec!["no resolved notification of SynackExporterDown".to_owned()]
+        }
+    }
+
+    /// Lets `duration` pass, checking that the servers keep running.
+    fn watch(&mut self, duration: Duration) {
+        let end = Instant::now() + duration;
+        while Instant::now() < end {
+            self.assert_servers_running();
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    }
+
+    /// The notifications since delivery number `since` are exactly
+    /// `expected`, `(alertname, status)` in order, all pages: one outage of
+    /// the exporter pages once, and the targets that are still down get no
+    /// resolved notification (nor a second page).
+    fn assert_outage_notifications(&self, since: usize, expected: &[(&str, &str)]) {
+        let deliveries = self.webhook.deliveries();
+        let notified = notified_alerts(&deliveries[since..]).expect("notifications parse");
+        let got: Vec<(&str, &str, &str)> = notified
+            .iter()
+            .map(|(receiver, alert)| {
+                (
+                    receiver.as_str(),
+                    alert_name(alert),
+                    alert["status"].as_str().unwrap_or("?"),
+                )
+            })
+            .collect();
+        let want: Vec<(&str, &str, &str)> = expected
+            .iter()
+            .map(|(name, status)| (PAGING_RECEIVER, *name, *status))
+            .collect();
+        if got != want {
+            let listed: Vec<String> = notified
+                .iter()
+                .map(|(receiver, alert)| {
+                    format!("{receiver}: {} {}", alert["status"], alert["labels"])
+                })
+                .collect();
+            panic!(
+                "an outage of the exporter must page once, with SynackExporterDown, and send \
+                 no resolved notification for a target that is still down; since the kill, \
+                 want (receiver, alert, status) {want:?}, got {} notified alerts:\n  {}\n\n\
+                 Prometheus' alerts now: {}\n\n{}",
+                listed.len(),
+                listed.join("\n  "),
+                prometheus_api(self.prometheus.address, "/api/v1/alerts")
+                    .map_or_else(|error| error, |data| data.to_string()),
+                self.diagnostics()
+            );
+        }
+    }
+
+    /// Starts the exporter again where Prometheus scrapes it, with the
+    /// same config: the closed port is still closed.
+    fn restart_exporter(&mut self) {
+        let targets = [self.open.clone(), self.closed.clone()];
+        self.exporter = start_exporter(self.dir.path(), &targets, Some(self.exporter_address));
     }
 
     /// The open port never fails, so no notification may name it.
@@ -469,14 +741,8 @@ impl Chain {
         if exprs.is_empty() {
             failures.push("the dashboard has no queries".to_owned());
         }
-        let exporter = self.exporter.address.to_string();
-        let all_values = dashboard::substitutions(&[
-            ("job", ".*"),
-            ("instance", ".*"),
-            ("target", ".*"),
-            ("module", ".*"),
-            ("exporter", ".*"),
-        ]);
+        let exporter = self.exporter_address.to_string();
+        let all_values = dashboard::all_selected();
         let concrete_values = dashboard::substitutions(&[
             ("job", JOB_EXPORTER),
             ("instance", &exporter),
@@ -494,10 +760,21 @@ impl Chain {
     }
 }
 
-fn start_exporter(dir: &Path, targets: &[String]) -> Exporter {
+/// The exporter with the test's config in `dir`; `at` adds a listen address
+/// to its ephemeral one, so that a restart serves where Prometheus scrapes.
+fn start_exporter(dir: &Path, targets: &[String], at: Option<SocketAddr>) -> Exporter {
     let config = dir.join("synack.yml");
     configs::write_json(&config, &configs::exporter_config(targets));
-    Exporter::start(&["--config.file", config.to_str().expect("UTF-8 path")])
+    let config = config.to_str().expect("UTF-8 path");
+    match at {
+        None => Exporter::start(&["--config.file", config]),
+        Some(address) => Exporter::start(&[
+            "--config.file",
+            config,
+            "--web.listen-address",
+            &address.to_string(),
+        ]),
+    }
 }
 
 fn start_alertmanager(binary: &Path, dir: &Path, webhook: SocketAddr) -> Server {
@@ -538,7 +815,8 @@ fn write_prometheus_files(prometheus_dir: &Path, addresses: &TestAddresses) -> V
     configs::write_json(&prometheus_dir.join("prometheus.yml"), &derived.config);
     for rule_file in items(&derived.config["rule_files"]) {
         let rule_file = rule_file.as_str().expect("rule_files holds paths");
-        let rules = configs::derive_alert_rules(&configs::read_yaml(&examples.join(rule_file)))
+        let example_rules = configs::read_yaml(&examples.join(rule_file));
+        let rules = configs::derive_alert_rules(&example_rules, derived.time_scale)
             .unwrap_or_else(|error| panic!("deriving from examples/{rule_file}: {error}"));
         configs::write_json(&prometheus_dir.join(rule_file), &rules);
     }
@@ -819,6 +1097,16 @@ fn prometheus_api(api: SocketAddr, path: &str) -> Result<Value, String> {
     json.get("data")
         .cloned()
         .ok_or_else(|| format!("no data: {body}"))
+}
+
+/// The alerts named `name` that Prometheus has firing (not pending).
+fn firing_alerts(api: SocketAddr, name: &str) -> Result<Vec<Value>, String> {
+    let data = prometheus_api(api, "/api/v1/alerts")?;
+    Ok(items(&data["alerts"])
+        .iter()
+        .filter(|alert| alert_name(alert) == name && alert["state"] == "firing")
+        .cloned()
+        .collect())
 }
 
 /// The result array of an instant vector query.

@@ -37,7 +37,6 @@ mod common;
 use common::concurrent::{Checked, check_all_at_once};
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener};
-use std::process::Command;
 use std::time::{Duration, Instant};
 use synack_exporter::{Module, Outcome, ProberKind, Reason};
 
@@ -138,7 +137,7 @@ fn netns_source_child_probes_from_one_address() {
         return;
     }
     narrow_ephemeral_range();
-    ensure_open_file_limit(OPEN_FILES_NEEDED);
+    common::ensure_open_file_limit(OPEN_FILES_NEEDED);
     // Never accepted from: half-open probes stop at the SYN-ACK.
     let _listeners: Vec<TcpListener> = FAMILIES
         .iter()
@@ -194,44 +193,6 @@ fn narrow_ephemeral_range() {
         "the pending batch must be well beyond the ephemeral range to test anything"
     );
     println!("ip_local_port_range {wanted} ({size} ports), {PENDING_PROBES} pending probes");
-}
-
-/// Raises the soft `RLIMIT_NOFILE` of this process to the hard limit with
-/// `prlimit` when it is below `needed` (the tests may not use `unsafe`),
-/// and fails when even the hard limit is below it.
-fn ensure_open_file_limit(needed: u64) {
-    let (soft, hard) = open_file_limits();
-    if soft >= needed {
-        return;
-    }
-    assert!(
-        hard >= needed,
-        "the child needs {needed} open files but the hard limit is {hard}; raise it (ulimit -Hn)"
-    );
-    let pid = std::process::id().to_string();
-    common::netns::run_checked(
-        Command::new("prlimit").args(["--pid", &pid, &format!("--nofile={hard}:{hard}")]),
-        None,
-    );
-    let (raised, _) = open_file_limits();
-    assert!(raised >= needed, "prlimit left the soft limit at {raised}");
-    println!("raised the soft open file limit from {soft} to {raised}");
-}
-
-/// The soft and hard open file limits, from `/proc/self/limits`
-/// ("unlimited" as `u64::MAX`).
-fn open_file_limits() -> (u64, u64) {
-    let limits = std::fs::read_to_string("/proc/self/limits").expect("read /proc/self/limits");
-    let line = limits
-        .lines()
-        .find_map(|line| line.strip_prefix("Max open files"))
-        .expect("a Max open files line");
-    let mut values = line
-        .split_whitespace()
-        .map(|value| value.parse().unwrap_or(u64::MAX));
-    let soft = values.next().expect("soft limit");
-    let hard = values.next().expect("hard limit");
-    (soft, hard)
 }
 
 /// A batch of probes that ran at once, with how long the batch took.

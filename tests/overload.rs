@@ -120,3 +120,66 @@ async fn a_probe_whose_client_left_frees_its_slot_at_once() {
         started.elapsed()
     );
 }
+
+/// Issue 18, item 12, at `--web.max-connections`: `/probe` requests may
+/// hold all but a quarter of the connection slots. One more is answered
+/// 503 at once, saying why, with `Retry-After` and `Connection: close`,
+/// and `/metrics` is answered beside them. Before, at the limit every new
+/// connection waited in the backlog until a probe ended.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probe_requests_leave_a_quarter_of_the_connections_to_the_quick_ones() {
+    const MAX: usize = 8;
+    const PROBES: usize = MAX - MAX / 4;
+    let dropping = common::saturated_listener();
+    let exporter = TestExporter::with_config(
+        "modules:\n  patient:\n    prober: tcp_halfopen\n    timeout: 20s\n",
+        Exporter::builder().max_connections(MAX),
+    )
+    .await;
+    let path = format!("/probe?target={}&module=patient", dropping.address);
+    let mut held = Vec::new();
+    for _ in 0..PROBES {
+        let mut stream = tokio::net::TcpStream::connect(exporter.address)
+            .await
+            .unwrap();
+        stream
+            .write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        held.push(stream);
+    }
+    exporter.wait_for_in_flight(PROBES as f64).await;
+    for _ in 0..3 {
+        let started = Instant::now();
+        let refused = exporter.get(&path).await;
+        assert_eq!(refused.status, 503, "{}", refused.body);
+        assert!(
+            refused
+                .body
+                .starts_with("too many /probe requests at once: all 6 are in flight"),
+            "{}",
+            refused.body
+        );
+        assert_eq!(refused.header("retry-after"), Some("1"));
+        assert_eq!(refused.header("connection"), Some("close"));
+        let metrics = exporter.get("/metrics").await;
+        assert_eq!(metrics.status, 200);
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "answered at once: {:?}",
+            started.elapsed()
+        );
+    }
+    // A slot that frees serves the next /probe.
+    drop(held.pop());
+    exporter.wait_for_in_flight((PROBES - 1) as f64).await;
+    let open = TcpListener::bind("127.0.0.1:0").unwrap();
+    let body = exporter
+        .get(&format!(
+            "/probe?target={}&module=patient",
+            open.local_addr().unwrap()
+        ))
+        .await
+        .body;
+    assert_eq!(reason_of(&body), "success", "{body}");
+}

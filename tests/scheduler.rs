@@ -602,6 +602,82 @@ async fn reload_adds_removes_and_keeps_state_of_unchanged_targets() {
     .await;
 }
 
+/// Filed defect (issue 18, item 18): a scheduled target whose module
+/// changed from `exec` to `tcp_halfopen` under the same name kept
+/// `probe_exec_exit_code 1`, lacked `probe_tcp_rtt_seconds` and kept the
+/// exec probes' counters until its next probe. A reload that changes the
+/// definition of a target's module starts its series afresh; one that
+/// changes only its interval keeps them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_that_changes_a_targets_module_starts_its_series_afresh() {
+    // SYNs dropped: the TCP probe after the reload cannot finish within
+    // its 5 s timeout, so what /metrics shows right after the reload is
+    // what the reload left, not a new probe's result.
+    let queue = common::saturated_listener();
+    let target = queue.address.to_string();
+    let series = |family: &str| format!("{family}{{module=\"m\",target=\"{target}\"}}");
+    let block = format!("targets:\n  - module: m\n    interval: 1s\n    targets: [\"{target}\"]\n");
+    let exec = format!(
+        "modules:\n  m:\n    prober: exec\n    timeout: 2s\n    exec: {{command: [\"/bin/false\"]}}\n{block}"
+    );
+    let exporter = TestExporter::with_config(&exec, Exporter::builder()).await;
+    let before = wait_for_scheduled(&exporter, &target, Duration::from_secs(10), |state| {
+        state.count("check_failed") >= 1
+    })
+    .await;
+    let metrics = exporter.get("/metrics").await.body;
+    assert_eq!(sample(&metrics, &series("probe_exec_exit_code")), Some(1.0));
+    assert_eq!(sample(&metrics, &series("probe_tcp_rtt_seconds")), None);
+
+    let halfopen = format!("modules:\n  m:\n    prober: tcp_halfopen\n    timeout: 5s\n{block}");
+    let reloaded = exporter.reload_with(&halfopen).await;
+    assert_eq!(reloaded.status, 200, "{}", reloaded.body);
+    let metrics = exporter.get("/metrics").await.body;
+    let after = scheduled_state(&exporter, &target)
+        .await
+        .expect("the target is still scheduled");
+    assert_eq!(
+        sample(&metrics, &series("probe_exec_exit_code")),
+        None,
+        "no exit code for a TCP module: {metrics}"
+    );
+    assert_eq!(
+        sample(&metrics, &series("probe_tcp_rtt_seconds")),
+        Some(0.0),
+        "the TCP series, at 0 before the first probe: {metrics}"
+    );
+    assert!(
+        !after.probed() && after.last_probe_unix == 0.0 && !after.healthy,
+        "the exec probes' results are gone: before {before:?}, after {after:?}"
+    );
+
+    // The same module with another option is another definition too.
+    wait_for_scheduled(&exporter, &target, Duration::from_secs(10), |state| {
+        state.count("timeout") >= 1
+    })
+    .await;
+    let shorter = halfopen.replace("timeout: 5s", "timeout: 4s");
+    let reloaded = exporter.reload_with(&shorter).await;
+    assert_eq!(reloaded.status, 200, "{}", reloaded.body);
+    let after = scheduled_state(&exporter, &target).await.unwrap();
+    assert!(!after.probed(), "a new timeout starts afresh: {after:?}");
+
+    // Only the interval: the same module, so the series carry on.
+    let probed = wait_for_scheduled(&exporter, &target, Duration::from_secs(10), |state| {
+        state.count("timeout") >= 1
+    })
+    .await;
+    let reloaded = exporter
+        .reload_with(&shorter.replace("interval: 1s", "interval: 2s"))
+        .await;
+    assert_eq!(reloaded.status, 200, "{}", reloaded.body);
+    let after = scheduled_state(&exporter, &target).await.unwrap();
+    assert!(
+        after.count("timeout") >= probed.count("timeout"),
+        "a new interval keeps the series: before {probed:?}, after {after:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shards_split_the_targets_without_overlap() {
     let list: Vec<String> = (1..=100)

@@ -8,6 +8,8 @@
 
 #![forbid(unsafe_code)]
 
+use super::{RELOAD_WAIT, unfinished_reload};
+use crate::coalesce::{Coalescer, Unfinished};
 use crate::config::ConfigError;
 use crate::metrics::exporter::ReloadStatus;
 use crate::webconfig::WebConfig;
@@ -78,9 +80,10 @@ pub(crate) struct WebConfigState {
     in_force: RwLock<Arc<WebConfig>>,
     /// The stamps of the watched files when they were last read.
     stamps: Mutex<Vec<Stamp>>,
-    /// One reload at a time: SIGHUP and a change seen at once must not
-    /// put the older of two reads in force last.
-    reloading: tokio::sync::Mutex<()>,
+    /// One reload at a time, coalesced: SIGHUP and a change seen at once
+    /// must not put the older of two reads in force last, and must not
+    /// queue one read per request behind a read that hangs.
+    reloads: Arc<Coalescer<Result<(), ConfigError>>>,
     /// Whether the last load worked, for `/metrics`.
     pub(crate) status: ReloadStatus,
 }
@@ -104,7 +107,7 @@ impl WebConfigState {
             path,
             in_force: RwLock::new(Arc::new(config)),
             stamps: Mutex::new(stamps),
-            reloading: tokio::sync::Mutex::new(()),
+            reloads: Arc::default(),
             status,
         })
     }
@@ -125,50 +128,65 @@ impl WebConfigState {
             .any(|(file, seen)| stamp(file) != *seen)
     }
 
-    /// Reads the file again on a blocking thread. On success the new
-    /// settings apply to new connections and requests; on error the old
-    /// ones stay, and the error is logged and counted.
+    /// Reads the file again on a blocking thread, coalesced with the
+    /// other reloads under way as the main config's are (see
+    /// [`crate::coalesce`]). On success the new settings apply to new
+    /// connections and requests; on error the old ones stay, and the
+    /// error is logged and counted.
+    ///
+    /// A read that hangs (a file on a hung network filesystem) holds up
+    /// no caller longer than [`RELOAD_WAIT`], and no one at all on the
+    /// serving path: connections take the settings in force, which a
+    /// reload only swaps once it has them.
     ///
     /// # Errors
-    /// The new file's error.
+    /// The new file's error, or why no result came within [`RELOAD_WAIT`].
     pub(crate) async fn reload(self: &Arc<Self>, why: &'static str) -> Result<(), ConfigError> {
-        let _one_at_a_time = self.reloading.lock().await;
-        let path = self.path.clone();
+        let state = Arc::clone(self);
+        match self
+            .reloads
+            .run(move || state.reload_now(why), RELOAD_WAIT)
+            .await
+        {
+            Ok(result) => result,
+            Err(unfinished) => {
+                if unfinished == Unfinished::Panicked {
+                    // Not tried again until a file changes once more.
+                    *self.stamps.lock().unwrap_or_else(PoisonError::into_inner) = self
+                        .current()
+                        .watched
+                        .iter()
+                        .map(|file| stamp(file))
+                        .collect();
+                }
+                Err(unfinished_reload(
+                    &self.path.display().to_string(),
+                    unfinished,
+                    &self.status,
+                    "synack_exporter_web_config_last_reload_successful",
+                ))
+            }
+        }
+    }
+
+    /// Reads the file and those it names, and puts them in force or logs
+    /// why not. Blocking: only for a blocking thread.
+    fn reload_now(&self, why: &'static str) -> Result<(), ConfigError> {
         // The files of the config in force, the config's own file among them.
         let in_force = self.current().watched.clone();
         let mut expected = in_force.clone();
-        if !expected.contains(&path) {
-            expected.insert(0, path.clone());
+        if !expected.contains(&self.path) {
+            expected.insert(0, self.path.clone());
         }
-        let read = tokio::task::spawn_blocking(move || {
-            // For a read that fails: the files in force as they were
-            // before it, so that a fix written during it is seen.
-            let in_force_before: Vec<Stamp> = in_force.iter().map(|file| stamp(file)).collect();
-            let loaded = read_stamped(&expected, || {
-                WebConfig::load(&path).map(|config| {
-                    let watched = config.watched.clone();
-                    (config, watched)
-                })
-            });
-            (in_force_before, loaded)
-        })
-        .await;
-        let (in_force_before, loaded) = match read {
-            Ok(read) => read,
-            Err(panic) => (
-                // As they are now: a read that panicked is not tried again
-                // until a file changes once more.
-                self.current()
-                    .watched
-                    .iter()
-                    .map(|file| stamp(file))
-                    .collect(),
-                Err(ConfigError::about_file(
-                    &self.path.display().to_string(),
-                    format!("the reload failed on an internal error: {panic}"),
-                )),
-            ),
-        };
+        // For a read that fails: the files in force as they were before
+        // it, so that a fix written during it is seen.
+        let in_force_before: Vec<Stamp> = in_force.iter().map(|file| stamp(file)).collect();
+        let loaded = read_stamped(&expected, || {
+            WebConfig::load(&self.path).map(|config| {
+                let watched = config.watched.clone();
+                (config, watched)
+            })
+        });
         match loaded {
             Ok((config, stamps)) => {
                 log_loaded(&config);

@@ -44,6 +44,7 @@
 
 mod duration;
 mod exec;
+mod file;
 mod host;
 mod policy;
 mod scheduled;
@@ -52,6 +53,7 @@ mod words;
 pub use duration::PromDuration;
 pub use exec::ExecOptions;
 pub(crate) use exec::{RESERVED_ENV_PREFIX, Values};
+pub(crate) use file::{Refusal, in_mebibytes, read_bounded};
 pub(crate) use host::{EXPORTER_PATH, command_path, find_program};
 pub(crate) use policy::PolicyRefusal;
 pub use policy::{MAX_POLICY_ENTRIES, PolicyEntry, TargetPolicy};
@@ -61,7 +63,6 @@ use serde::{Deserialize, Deserializer, Serialize};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::fmt::{self, Write as _};
-use std::io::Read as _;
 use std::net::IpAddr;
 use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
@@ -543,61 +544,34 @@ fn yaml_options() -> serde_saphyr::Options {
 /// most [`MAX_CONFIG_BYTES`], UTF-8.
 pub(crate) fn read_config_file(path: &Path) -> Result<String, ConfigError> {
     let file_name = path.display().to_string();
-    let refuse = |message: String| ConfigError::about_file(&file_name, message);
-    let cannot_read = |error: std::io::Error| refuse(format!("cannot read the file: {error}"));
-    // The type and size are checked on the path first, so that a FIFO or
-    // a device is not even opened, and again on what was opened, in case
-    // the path was replaced in between.
-    check_file(&std::fs::metadata(path).map_err(cannot_read)?).map_err(refuse)?;
-    let file = crate::sys::open_for_reading_without_blocking(path).map_err(cannot_read)?;
-    let size = file.metadata().map_err(cannot_read)?;
-    check_file(&size).map_err(refuse)?;
-    let mut bytes = Vec::with_capacity(usize::try_from(size.len()).unwrap_or(0));
-    // One byte more than the limit tells a file that grew since the check.
-    file.take(MAX_CONFIG_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(cannot_read)?;
-    if bytes.len() as u64 > MAX_CONFIG_BYTES {
-        return Err(refuse(too_large(bytes.len() as u64)));
-    }
+    let bytes = read_bounded(path, MAX_CONFIG_BYTES).map_err(|refusal| {
+        let message = match refusal {
+            Refusal::NotRegular(_) => format!("{refusal}: point --config.file at a YAML file"),
+            Refusal::TooLarge { size, .. } => too_large(size),
+            Refusal::Unreadable(_) => refusal.to_string(),
+        };
+        ConfigError::about_file(&file_name, message)
+    })?;
+    utf8_text(bytes).map_err(|message| ConfigError::about_file(&file_name, message))
+}
+
+/// `bytes` as text, or what to do about a file that is not UTF-8.
+pub(crate) fn utf8_text(bytes: Vec<u8>) -> Result<String, String> {
     String::from_utf8(bytes).map_err(|error| {
-        refuse(format!(
+        format!(
             "the file is not UTF-8 text (invalid byte at offset {}): save it as UTF-8",
             error.utf8_error().valid_up_to()
-        ))
+        )
     })
 }
 
-/// Refuses what is not a regular file, or is over [`MAX_CONFIG_BYTES`].
-fn check_file(metadata: &std::fs::Metadata) -> Result<(), String> {
-    use std::os::unix::fs::FileTypeExt;
-    let kind = metadata.file_type();
-    if kind.is_file() {
-        return if metadata.len() > MAX_CONFIG_BYTES {
-            Err(too_large(metadata.len()))
-        } else {
-            Ok(())
-        };
-    }
-    let what = if kind.is_dir() {
-        "a directory"
-    } else if kind.is_fifo() {
-        "a FIFO"
-    } else if kind.is_socket() {
-        "a socket"
-    } else if kind.is_char_device() || kind.is_block_device() {
-        "a device"
-    } else {
-        "not a regular file"
-    };
-    Err(format!(
-        "the path is {what}, not a regular file: point --config.file at a YAML file"
-    ))
-}
-
 fn too_large(size: u64) -> String {
+    let refusal = Refusal::TooLarge {
+        size,
+        limit: MAX_CONFIG_BYTES,
+    };
     format!(
-        "the file is {size} bytes, more than the limit of {MAX_CONFIG_BYTES} bytes (64 MiB); a config of {MAX_SCHEDULED_TARGETS} scheduled targets, the most allowed, fits: split larger lists over several exporters, each with its own file"
+        "{refusal}; a config of {MAX_SCHEDULED_TARGETS} scheduled targets, the most allowed, fits: split larger lists over several exporters, each with its own file"
     )
 }
 

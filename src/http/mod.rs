@@ -18,6 +18,7 @@ mod listen;
 mod probe;
 mod query;
 mod stream;
+mod tls;
 mod web;
 mod write_timeout;
 
@@ -57,8 +58,10 @@ const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(
 /// idle keep-alive connections close.
 ///
 /// Under a `--web.config.file`, new connections use its TLS settings in
-/// force when they are accepted, every request passes its [`web::Gate`],
-/// and its files are checked for changes every [`web::POLL_INTERVAL`].
+/// force when they are accepted (through the front door of [`tls`]: Go's
+/// 400 for plain HTTP, and failed handshakes logged within a limit),
+/// every request passes its [`web::Gate`], and its files are checked for
+/// changes every [`web::POLL_INTERVAL`].
 pub(crate) async fn serve(
     listeners: Vec<TcpListener>,
     app: Arc<App>,
@@ -66,11 +69,11 @@ pub(crate) async fn serve(
 ) {
     let connections = GracefulShutdown::new();
     let mut trouble = AcceptTrouble::default();
-    let mut limit = limit::ConnectionLimit::new(
-        Arc::clone(&app.connection_slots),
-        app.settings.max_connections,
-    );
+    let mut spare = accept::SpareDescriptor::new();
+    let mut limit =
+        limit::ConnectionLimit::new(Arc::clone(&app.connection_slots), app.max_connections);
     let gate = Arc::new(web::Gate::new(Arc::clone(&app)));
+    let handshakes = Arc::new(tls::HandshakeLog::default());
     let _poller = app.web.clone().map(|web| {
         crate::task::AbortOnDrop::new(tokio::spawn(reload_when_changed(web)).abort_handle())
     });
@@ -86,13 +89,22 @@ pub(crate) async fn serve(
             () = &mut shutdown => break,
             accepted = accept_any(&listeners, &mut next) => accepted,
         };
-        let stream = match accepted {
-            Ok((stream, _)) => {
+        let (stream, client) = match accepted {
+            Ok(accepted) => {
                 trouble.recovered();
-                stream
+                accepted
             }
             Err(error) if accept::is_exhaustion(&error) => {
-                tokio::time::sleep(trouble.failed(&error)).await;
+                let pause = trouble.failed(&error);
+                // `next` is one past the listener that failed.
+                let failed = listeners.get(next.wrapping_sub(1));
+                if accept::is_out_of_descriptors(&error)
+                    && failed.is_some_and(|listener| spare.shed(listener))
+                {
+                    trouble.shed();
+                } else {
+                    tokio::time::sleep(pause).await;
+                }
                 continue;
             }
             Err(error) => {
@@ -116,19 +128,15 @@ pub(crate) async fn serve(
         });
         let tls = gate.tls_acceptor();
         let watcher = connections.watcher();
+        let handshakes = Arc::clone(&handshakes);
         tokio::spawn(async move {
             let _slot = slot;
             let Some(tls) = tls else {
                 serve_connection(connection::io(stream, write_timeout), service, watcher).await;
                 return;
             };
-            match tokio::time::timeout(HEADER_READ_TIMEOUT, tls.accept(stream)).await {
-                Ok(Ok(session)) => {
-                    serve_connection(connection::io(session, write_timeout), service, watcher)
-                        .await;
-                }
-                Ok(Err(error)) => tracing::debug!(err = %error, "TLS handshake failed"),
-                Err(_) => tracing::debug!("TLS handshake timed out"),
+            if let Some(session) = tls::accept(tls, stream, client, &handshakes).await {
+                serve_connection(connection::io(session, write_timeout), service, watcher).await;
             }
         });
     }
@@ -179,11 +187,16 @@ async fn serve_connection<T, S>(
     }
 }
 
-/// Re-reads the web config whenever one of its files changes.
+/// Re-reads the web config whenever one of its files changes. The files
+/// are looked at on a blocking thread, as they are read: a `stat` that
+/// hangs (a hung network filesystem) stops this poll, never a thread that
+/// serves.
 async fn reload_when_changed(web: Arc<crate::app::WebConfigState>) {
     loop {
         tokio::time::sleep(web::POLL_INTERVAL).await;
-        if web.changed() {
+        let looking = Arc::clone(&web);
+        let changed = tokio::task::spawn_blocking(move || looking.changed()).await;
+        if changed.unwrap_or(false) {
             // The error is logged and counted by the reload itself.
             let _ = web.reload("a file changed").await;
         }
@@ -245,7 +258,12 @@ async fn route(
         };
     }
     match path {
-        "/probe" if is_one_of(&request, &read_only) => probe::handle(app, &request).await,
+        "/probe" if is_one_of(&request, &read_only) => {
+            match limit::probe_request_slot(&app.probe_requests) {
+                Some(_slot) => probe::handle(app, &request).await,
+                None => limit::too_many_probe_requests(&app.probe_requests),
+            }
+        }
         "/metrics" if is_one_of(&request, &read_only) => admin::metrics(app, &request),
         "/-/healthy" | "/-/ready" if is_one_of(&request, &read_only) => {
             text(StatusCode::OK, "OK\n")

@@ -240,9 +240,10 @@ impl Gate {
     }
 }
 
-/// A refusal of the gate: `body` with `status`, and `Connection: close`,
-/// which makes hyper close the connection once it is sent.
-fn refusal(status: StatusCode, body: &str) -> HttpResponse {
+/// A refusal of the gate, or of a request over a limit: `body` with
+/// `status`, and `Connection: close`, which makes hyper close the
+/// connection once it is sent.
+pub(super) fn refusal(status: StatusCode, body: &str) -> HttpResponse {
     let mut response = text(status, body);
     response
         .headers_mut()
@@ -281,15 +282,16 @@ fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
 }
 
 /// A token bucket: `burst` tokens at most, one more every `interval`.
+/// Also the limit of the TLS handshake log ([`super::tls`]).
 #[derive(Debug)]
-struct TokenBucket {
+pub(super) struct TokenBucket {
     limit: RateLimit,
     tokens: f64,
     updated: Instant,
 }
 
 impl TokenBucket {
-    fn new(limit: RateLimit, now: Instant) -> Self {
+    pub(super) fn new(limit: RateLimit, now: Instant) -> Self {
         Self {
             limit,
             tokens: f64::from(limit.burst),
@@ -297,7 +299,7 @@ impl TokenBucket {
         }
     }
 
-    fn take(&mut self, now: Instant) -> bool {
+    pub(super) fn take(&mut self, now: Instant) -> bool {
         let earned = now.saturating_duration_since(self.updated).as_secs_f64()
             / self.limit.interval.as_secs_f64();
         self.tokens = (self.tokens + earned).min(f64::from(self.limit.burst));

@@ -29,7 +29,9 @@
 //! of its own (`process_group(0)`), and the whole group gets `SIGKILL`: at
 //! the deadline, right after the command exits (so that a background
 //! child it left behind dies with it), and when the probe is cancelled
-//! (its HTTP client went away, or the exporter stops). The command itself
+//! (its HTTP client went away). At shutdown the runner kills every group
+//! still running and starts no more (see [`super::process_groups`]), so
+//! no command outlives the exporter either. The command itself
 //! is always reaped: waited for after the kill, or, if the probe is
 //! cancelled, by tokio's orphan reaping (`kill_on_drop`). Its own
 //! children are re-parented to the init process (or the nearest
@@ -52,6 +54,7 @@
 
 #![forbid(unsafe_code)]
 
+use super::process_groups::{ProcessGroup, ProcessGroups, SpawnError};
 use super::{Budget, Failure, Outcome, Reason, classify};
 use crate::config::{
     EXPORTER_PATH, ExecOptions, RESERVED_ENV_PREFIX, Values, command_path, find_program,
@@ -60,7 +63,6 @@ use crate::target::Target;
 use crate::trace::{Step, Trace};
 use std::io;
 use std::process::{ExitStatus, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt as _};
 use tokio::process::{Child, Command};
@@ -80,11 +82,12 @@ const REAP_WAIT: Duration = Duration::from_millis(500);
 pub(crate) static STARTED_ON: std::sync::Mutex<Vec<(Target, Option<String>)>> =
     std::sync::Mutex::new(Vec::new());
 
-/// Runs the command of `options` for `target` within `budget`; see the
-/// module docs.
+/// Runs the command of `options` for `target` within `budget`, its
+/// process group entered in `groups`; see the module docs.
 pub(super) async fn probe(
     options: &ExecOptions,
     target: &Target,
+    groups: &ProcessGroups,
     budget: Budget,
     trace: &mut Trace,
 ) -> Outcome {
@@ -101,16 +104,14 @@ pub(super) async fn probe(
     let values = Values::of(target);
     let argv = options.argv_with(&values);
     let program = argv[0].clone();
-    let mut child = match start(options, &values, &argv) {
-        Ok(child) => child,
+    let (mut child, group) = match start(options, &values, &argv, groups) {
+        Ok(started) => started,
         Err(failure) => {
             outcome.failure = Some(failure);
             return outcome;
         }
     };
-    // A child just spawned has its id until it is waited for.
-    let pid = child.id().unwrap_or_default();
-    let group = ProcessGroup::new(pid);
+    let pid = group.pgid();
     trace.log(|| Step::ExecStarted { pid, argv });
     let (mut stdout, mut stderr) = (Output::default(), Output::default());
     let ended = run(
@@ -152,14 +153,20 @@ pub(super) async fn probe(
 }
 
 /// Starts `argv`, the command of `options` with its placeholders replaced
-/// by `values`, in a process group of its own and with the minimal
-/// environment; see the module docs.
-fn start(options: &ExecOptions, values: &Values, argv: &[String]) -> Result<Child, Failure> {
+/// by `values`, in a process group of its own entered in `groups`, and
+/// with the minimal environment; see the module docs.
+fn start<'a>(
+    options: &ExecOptions,
+    values: &Values,
+    argv: &[String],
+    groups: &'a ProcessGroups,
+) -> Result<(Child, ProcessGroup<'a>), Failure> {
     let path = command_path(options);
     let program = &argv[0];
     let cannot_start = |error: io::Error| cannot_start(program, &path.to_string_lossy(), &error);
     let executable = find_program(program, &path).map_err(cannot_start)?;
-    Command::new(executable)
+    let mut command = Command::new(executable);
+    command
         .arg0(program)
         .args(&argv[1..])
         .env_clear()
@@ -171,10 +178,14 @@ fn start(options: &ExecOptions, values: &Values, argv: &[String]) -> Result<Chil
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(cannot_start)
+        .kill_on_drop(true);
+    groups.spawn(&mut command).map_err(|error| match error {
+        SpawnError::Io(error) => cannot_start(error),
+        SpawnError::Stopped => Failure::new(
+            Reason::Local,
+            format!("{program} was not started: the exporter is shutting down"),
+        ),
+    })
 }
 
 /// Waits for the command to exit and reads its output until `deadline`.
@@ -182,7 +193,7 @@ fn start(options: &ExecOptions, values: &Values, argv: &[String]) -> Result<Chil
 /// output read so far is in `stdout` and `stderr` either way.
 async fn run(
     child: &mut Child,
-    group: &ProcessGroup,
+    group: &ProcessGroup<'_>,
     deadline: Instant,
     stdout: &mut Output,
     stderr: &mut Output,
@@ -240,39 +251,6 @@ fn cannot_start(program: &str, path: &str, error: &io::Error) -> Failure {
         _ => classify::describe(error),
     };
     Failure::new(Reason::Local, format!("cannot start {program}: {why}"))
-}
-
-/// A command's process group, killed with `SIGKILL` at most once by
-/// [`kill`](Self::kill), or on drop if it was not.
-#[derive(Debug)]
-struct ProcessGroup {
-    pgid: u32,
-    killed: AtomicBool,
-}
-
-impl ProcessGroup {
-    fn new(pgid: u32) -> Self {
-        Self {
-            pgid,
-            killed: AtomicBool::new(false),
-        }
-    }
-
-    /// Kills every process left in the group. Once only: after that the
-    /// group may be empty and its number free for another.
-    fn kill(&self) {
-        if !self.killed.swap(true, Ordering::Relaxed) {
-            // ESRCH: nothing was left in the group, which is fine.
-            let _ = crate::sys::kill_process_group(self.pgid);
-        }
-    }
-}
-
-impl Drop for ProcessGroup {
-    /// A probe cancelled while the command runs still kills its group.
-    fn drop(&mut self) {
-        self.kill();
-    }
 }
 
 /// The first [`OUTPUT_HEAD_BYTES`] a command wrote to one pipe, and how

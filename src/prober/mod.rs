@@ -16,10 +16,12 @@
 mod classify;
 mod close_guard;
 pub(crate) mod exec;
+mod process_groups;
 pub(crate) mod resolve;
 mod tcp;
 
 pub(crate) use close_guard::{HalfOpenCloseValues, HalfOpenCloses, LATE_CLOSE_THRESHOLD};
+pub(crate) use process_groups::ProcessGroups;
 pub(crate) use resolve::Resolver;
 
 use crate::config::{Module, PolicyRefusal, ProberKind};
@@ -389,13 +391,14 @@ pub(crate) fn refusal_as_written(module: &Module, target: &Target) -> Option<Str
 }
 
 /// Runs one probe of `target` with `module` within `budget`; names are
-/// looked up with `resolver`, and every half-open close is counted in
-/// `closes`.
+/// looked up with `resolver`, every half-open close is counted in
+/// `closes`, and an `exec` command's process group is entered in `groups`.
 pub(crate) async fn run(
     module: &Module,
     target: &Target,
     resolver: &Resolver,
     closes: &HalfOpenCloses,
+    groups: &ProcessGroups,
     budget: Budget,
     trace: &mut Trace,
 ) -> Outcome {
@@ -427,7 +430,7 @@ pub(crate) async fn run(
                         outcome.exit_code = Some(-1);
                         outcome
                     }
-                    _ => exec::probe(options, target, budget, trace).await,
+                    _ => exec::probe(options, target, groups, budget, trace).await,
                 }
             }
             // Only a module built in Rust can lack it; the config refuses it.

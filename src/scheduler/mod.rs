@@ -11,8 +11,12 @@
 //!
 //! A reload diffs the new target list against the running one: removed
 //! targets stop and lose their series, new ones start, and unchanged ones
-//! keep their state and counters. A target whose interval, rise, fall or
-//! module settings changed keeps its state and restarts its schedule.
+//! keep their state and counters. A target whose interval, rise or fall
+//! changed keeps its state and restarts its schedule. A target whose
+//! module changed its definition (another prober, another option, even
+//! under the same name) starts afresh, as a new target: the old results
+//! say nothing about the new probe, and series of the old prober (an
+//! `exec` exit code) must not linger beside the new one's.
 //!
 //! The diff is plain CPU work, most of a second when 200 000 targets are
 //! replaced, so a reload runs it on a blocking thread (see [`crate::app`]),
@@ -131,8 +135,8 @@ impl ScheduledTarget {
     fn record(&self, outcome: crate::prober::Outcome, plan: &Plan) {
         let now = crate::clock::unix_seconds();
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        // A reload may have given the module another prober.
-        state.tcp = plan.probes_tcp();
+        // Its prober is that of `plan`: a reload that changes the module
+        // makes a new target.
         state.record(outcome, plan.rise, plan.fall, now);
     }
 }
@@ -153,7 +157,8 @@ struct TargetKey {
     labels: Labels,
 }
 
-/// How a target is probed; a change restarts its schedule but keeps its state.
+/// How a target is probed; a change restarts its schedule, and a change
+/// of the module's definition its state too.
 #[derive(Clone, Debug)]
 struct Plan {
     module: Arc<LoadedModule>,
@@ -237,9 +242,14 @@ impl Scheduler {
         for (key, (target, plan)) in wanted {
             match running.get_mut(&key) {
                 Some(job) if job.plan == plan => {}
-                Some(job) => {
+                Some(job) if job.plan.module.same_as(&plan.module) => {
                     job.stop();
                     *job = self.schedule(Arc::clone(&job.target), plan);
+                }
+                Some(job) => {
+                    job.stop();
+                    let scheduled = Arc::new(ScheduledTarget::new(&key, target, &plan));
+                    *job = self.schedule(scheduled, plan);
                 }
                 None => {
                     let scheduled = Arc::new(ScheduledTarget::new(&key, target, &plan));

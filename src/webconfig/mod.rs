@@ -14,6 +14,9 @@
 //! ([`crate::config::parse_yaml`]): unknown fields are errors, and every
 //! error names the file, line, column and field. What the file names is
 //! checked after parsing, and its errors name the file and the field.
+//! The file and every file it names are read as the main config is
+//! ([`crate::config::read_bounded`]): regular files only, never waited
+//! on, at most [`MAX_WEB_FILE_BYTES`] each.
 //!
 //! Where rustls cannot do what a field asks (TLS 1.0 and 1.1, CBC cipher
 //! suites, the P-521 curve), loading fails with an error that says so and
@@ -42,6 +45,11 @@ pub const ALLOWED_HEADERS: [(&str, &[&str]); 5] = [
     ("X-XSS-Protection", &[]),
     ("Content-Security-Policy", &[]),
 ];
+
+/// The largest web config file, and the largest file it names (a
+/// certificate, key or CA bundle). A bundle of every CA that browsers
+/// trust is about 250 KB; the limit applies before the file is read.
+pub const MAX_WEB_FILE_BYTES: u64 = 4 * 1024 * 1024;
 
 /// The largest bcrypt cost accepted: 2^18 rounds already take seconds on
 /// a fast core, and each wrong password would cost that much CPU.
@@ -186,7 +194,9 @@ impl WebConfig {
     /// column, for errors in the YAML itself).
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let name = path.display().to_string();
-        let text = crate::config::read_config_file(path)?;
+        let text = read_file(path, "--web.config.file", "a YAML file")
+            .and_then(crate::config::utf8_text)
+            .map_err(|message| ConfigError::about_file(&name, message))?;
         // An empty file (or one of comments) is a valid, empty web config,
         // as in exporter-toolkit.
         let fields: WebConfigFields = if is_blank(&text) {
@@ -253,6 +263,21 @@ impl WebConfig {
     }
 }
 
+/// Reads the web config file or a file it names within the limits of
+/// [`crate::config::read_bounded`] and [`MAX_WEB_FILE_BYTES`], or says
+/// why not and what to point `setting` (a flag or a field) at instead: a
+/// file of `kind`.
+fn read_file(path: &Path, setting: &str, kind: &str) -> Result<Vec<u8>, String> {
+    use crate::config::Refusal;
+    crate::config::read_bounded(path, MAX_WEB_FILE_BYTES).map_err(|refusal| match refusal {
+        Refusal::NotRegular(_) => format!(
+            "{refusal}: point {setting} at {kind} of at most {}",
+            crate::config::in_mebibytes(MAX_WEB_FILE_BYTES)
+        ),
+        Refusal::TooLarge { .. } | Refusal::Unreadable(_) => refusal.to_string(),
+    })
+}
+
 /// Whether `text` holds no YAML node: only blank lines and comments.
 fn is_blank(text: &str) -> bool {
     text.lines()
@@ -304,6 +329,15 @@ mod tests {
     }
 
     const HASH: &str = "$2y$04$2Jv9G4a6T9Zr9b0n5vFZKe0n5Uq0j6x7h8Bq3Z5zYJrWlS7v1G1mK";
+
+    #[test]
+    fn a_device_at_the_path_is_refused_naming_the_flag_and_the_limit() {
+        let error = WebConfig::load(Path::new("/dev/null")).unwrap_err();
+        assert_eq!(
+            error.message,
+            "the path is a device, not a regular file: point --web.config.file at a YAML file of at most 4 MiB"
+        );
+    }
 
     #[test]
     fn an_empty_file_is_an_empty_config() {

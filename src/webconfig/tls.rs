@@ -1,5 +1,6 @@
 //! `tls_server_config`: from exporter-toolkit's fields to a rustls
-//! server config, with ring as the crypto provider.
+//! server config, with ring as the crypto provider (see
+//! [`TlsFields::provider`] for how it is reached).
 //!
 //! Go's `crypto/tls` and rustls do not offer the same things. What maps
 //! is mapped: versions 1.2 and 1.3, the ECDHE AES-GCM and ChaCha20 suites
@@ -11,7 +12,7 @@
 #![forbid(unsafe_code)]
 
 use rustls::client::danger::HandshakeSignatureValid;
-use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms, ring};
+use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
@@ -210,7 +211,8 @@ impl TryFrom<String> for Curve {
 }
 
 /// Reads a file the config names, relative to the config's directory as
-/// in exporter-toolkit, and adds it to the files watched for changes.
+/// in exporter-toolkit, within the limits of [`super::read_file`], and
+/// adds it to the files watched for changes.
 fn read(
     dir: &Path,
     field: &'static str,
@@ -219,8 +221,8 @@ fn read(
 ) -> Result<Vec<u8>, FieldError> {
     let full = dir.join(path);
     watched.push(full.clone());
-    std::fs::read(&full)
-        .map_err(|error| (field, format!("cannot read {}: {error}", full.display())))
+    super::read_file(&full, field, "a PEM file")
+        .map_err(|message| (field, format!("{}: {message}", full.display())))
 }
 
 /// The PEM text of an inline field or of its `_file` twin, but not both.
@@ -318,8 +320,16 @@ impl TlsFields {
     }
 
     /// ring, with the suites and curves the fields choose, in their order.
+    ///
+    /// ring is reached as the process's default provider, which rustls
+    /// takes from its crate features (synack_exporter turns on `ring` and
+    /// no other provider) unless the program embedding this library
+    /// installed one with [`CryptoProvider::install_default`]. Naming it
+    /// directly, `rustls::crypto::ring::default_provider()`, is deprecated
+    /// since rustls 0.23.48; the default is reached the same way in every
+    /// 0.23 release.
     fn provider(&self) -> Result<CryptoProvider, FieldError> {
-        let mut provider = ring::default_provider();
+        let mut provider = ServerConfig::builder().crypto_provider().as_ref().clone();
         if !self.cipher_suites.is_empty() {
             let listed = |suite: rustls::CipherSuite| {
                 self.cipher_suites

@@ -17,7 +17,7 @@ pub mod tempdir;
 pub use exporter_process::ExporterProcess;
 pub use http::{Response, request};
 pub use ports::{accept_waiting, closed_port, open_port};
-pub use process::{Finished, run_bounded, run_within};
+pub use process::{Finished, ensure_open_file_limit, run_bounded, run_within};
 pub use tempdir::TempDir;
 
 use std::net::SocketAddr;

@@ -113,3 +113,42 @@ fn collect(reader: JoinHandle<String>) -> String {
         .join()
         .unwrap_or_else(|_| "<output reader panicked>".to_owned())
 }
+
+/// Raises the soft `RLIMIT_NOFILE` of this process to the hard limit with
+/// `prlimit` when it is below `needed` (the tests may not use `unsafe`),
+/// and fails when even the hard limit is below it.
+pub fn ensure_open_file_limit(needed: u64) {
+    let (soft, hard) = open_file_limits();
+    if soft >= needed {
+        return;
+    }
+    assert!(
+        hard >= needed,
+        "the test needs {needed} open files but the hard limit is {hard}; raise it (ulimit -Hn)"
+    );
+    let pid = std::process::id().to_string();
+    let raise = run_within(
+        Command::new("prlimit").args(["--pid", &pid, &format!("--nofile={hard}:{hard}")]),
+        Duration::from_secs(10),
+    );
+    assert!(raise.success(), "prlimit failed: {}", raise.output());
+    let (raised, _) = open_file_limits();
+    assert!(raised >= needed, "prlimit left the soft limit at {raised}");
+    println!("raised the soft open file limit from {soft} to {raised}");
+}
+
+/// The soft and hard open file limits, from `/proc/self/limits`
+/// ("unlimited" as `u64::MAX`).
+fn open_file_limits() -> (u64, u64) {
+    let limits = std::fs::read_to_string("/proc/self/limits").expect("read /proc/self/limits");
+    let line = limits
+        .lines()
+        .find_map(|line| line.strip_prefix("Max open files"))
+        .expect("a Max open files line");
+    let mut values = line
+        .split_whitespace()
+        .map(|value| value.parse().unwrap_or(u64::MAX));
+    let soft = values.next().expect("soft limit");
+    let hard = values.next().expect("hard limit");
+    (soft, hard)
+}

@@ -4,6 +4,18 @@
 //! groups, rules, routes and inhibit rules are kept; the intervals, the
 //! addresses and the probed targets are the test's. Prometheus and
 //! Alertmanager read JSON, a subset of YAML, so the derived files are JSON.
+//!
+//! Time runs faster, by one mechanical rule: the example's global scrape
+//! and evaluation interval (15 s) becomes [`TEST_INTERVAL`] (1 s), and every
+//! alert's `for:` shrinks by the same factor (2m becomes 8 s), so each
+//! alert waits as many scrapes and evaluations as it does with the shipped
+//! files, and the order in which alerts fire is theirs. Alertmanager's
+//! group_wait and group_interval become [`TEST_INTERVAL`] rather than
+//! scaled (2 s and 20 s): a group notifies at its next tick, and the real
+//! tick can fall at any moment, so the test takes the earliest, where any
+//! notification the shipped timing could let out does go out. The range
+//! windows inside expressions (`[10m]`) are kept: with scrapes fifteen
+//! times as frequent they only hold more samples.
 
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
@@ -18,9 +30,6 @@ pub const DEFAULT_MODULE: &str = "tcp_halfopen";
 pub const EXPORTER_MODULES: [&str; 2] = ["tcp_halfopen", "tcp_connect"];
 /// Scrape and rule evaluation interval, Alertmanager's group wait and interval.
 const TEST_INTERVAL: &str = "1s";
-/// Every alert's `for:`: long enough to see alerts pending, short enough
-/// for a quick test.
-const TEST_ALERT_FOR: &str = "2s";
 
 /// Parses YAML (or JSON) into a JSON value.
 pub fn parse_yaml(text: &str) -> Result<Value, String> {
@@ -93,6 +102,10 @@ pub struct ProbeTarget {
 
 pub struct DerivedPrometheus {
     pub config: Value,
+    /// How many times faster than the example's the test's clock runs:
+    /// its scrape interval over [`TEST_INTERVAL`]. Pass it to
+    /// [`derive_alert_rules`].
+    pub time_scale: u64,
     /// The targets of the `/probe` jobs' `static_configs`.
     pub static_targets: Vec<ProbeTarget>,
     /// `(job, files pattern)` of the `/probe` jobs' `file_sd_configs`,
@@ -112,10 +125,11 @@ pub fn derive_prometheus_config(
         EXAMPLE_EXPORTER,
         &addresses.exporter.to_string(),
     );
-    set_global_intervals(&mut config)?;
+    let time_scale = set_global_intervals(&mut config)?;
     point_at_alertmanager(&mut config, addresses.alertmanager)?;
     let mut derived = DerivedPrometheus {
         config: Value::Null,
+        time_scale,
         static_targets: Vec::new(),
         file_sd: Vec::new(),
     };
@@ -135,14 +149,77 @@ pub fn derive_prometheus_config(
     Ok(derived)
 }
 
-fn set_global_intervals(config: &mut Value) -> Result<(), String> {
+/// Sets the global intervals to [`TEST_INTERVAL`]; returns the time scale,
+/// the example's interval over the test's. Both of the example's intervals
+/// must be given and equal, so that one factor scales them.
+fn set_global_intervals(config: &mut Value) -> Result<u64, String> {
     let root = config.as_object_mut().ok_or("the config is not a map")?;
     let global = root.entry("global").or_insert_with(|| json!({}));
     let global = global.as_object_mut().ok_or("global is not a map")?;
+    let interval = |key: &str| {
+        global
+            .get(key)
+            .and_then(Value::as_str)
+            .ok_or_else(|| format!("global.{key} is not set"))
+            .and_then(duration_ms)
+    };
+    let (scrape, evaluation) = (
+        interval("scrape_interval")?,
+        interval("evaluation_interval")?,
+    );
+    if scrape != evaluation {
+        return Err(format!(
+            "global scrape_interval ({scrape} ms) and evaluation_interval ({evaluation} ms) \
+             differ: the test scales time by one factor"
+        ));
+    }
+    let test = duration_ms(TEST_INTERVAL)?;
+    if scrape % test != 0 || scrape < test {
+        return Err(format!(
+            "global scrape_interval ({scrape} ms) is no multiple of {TEST_INTERVAL}"
+        ));
+    }
     for key in ["scrape_interval", "scrape_timeout", "evaluation_interval"] {
         global.insert(key.to_owned(), json!(TEST_INTERVAL));
     }
-    Ok(())
+    Ok(scrape / test)
+}
+
+/// Milliseconds of a Prometheus duration: `15s`, `2m`, `1h30m`, `500ms`.
+pub fn duration_ms(text: &str) -> Result<u64, String> {
+    const UNITS: [(&str, u64); 7] = [
+        ("ms", 1),
+        ("s", 1_000),
+        ("m", 60_000),
+        ("h", 3_600_000),
+        ("d", 86_400_000),
+        ("w", 604_800_000),
+        ("y", 31_536_000_000),
+    ];
+    let invalid = || format!("{text:?} is not a Prometheus duration");
+    if text.is_empty() {
+        return Err(invalid());
+    }
+    let mut rest = text;
+    let mut total: u64 = 0;
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .ok_or_else(invalid)?;
+        let number: u64 = rest[..digits].parse().map_err(|_| invalid())?;
+        rest = &rest[digits..];
+        // "ms" comes before "m" in UNITS, so it wins.
+        let (unit, factor) = UNITS
+            .iter()
+            .find(|(unit, _)| rest.starts_with(unit))
+            .ok_or_else(invalid)?;
+        total = number
+            .checked_mul(*factor)
+            .and_then(|ms| total.checked_add(ms))
+            .ok_or_else(invalid)?;
+        rest = &rest[unit.len()..];
+    }
+    Ok(total)
 }
 
 fn point_at_alertmanager(config: &mut Value, alertmanager: SocketAddr) -> Result<(), String> {
@@ -261,9 +338,9 @@ pub fn matching_files(dir: &Path, pattern: &str) -> Result<Vec<PathBuf>, String>
     Ok(files)
 }
 
-/// The rules of examples/alerts.yml, evaluated every second and firing
-/// after [`TEST_ALERT_FOR`].
-pub fn derive_alert_rules(example: &Value) -> Result<Value, String> {
+/// The rules of examples/alerts.yml, evaluated every [`TEST_INTERVAL`],
+/// each `for:` divided by `time_scale` (see the module's documentation).
+pub fn derive_alert_rules(example: &Value, time_scale: u64) -> Result<Value, String> {
     let mut rules = example.clone();
     let groups = rules["groups"].as_array_mut().ok_or("no groups list")?;
     for group in groups {
@@ -275,7 +352,9 @@ pub fn derive_alert_rules(example: &Value) -> Result<Value, String> {
             .iter_mut()
             .filter(|rule| rule.get("for").is_some())
         {
-            rule["for"] = json!(TEST_ALERT_FOR);
+            let for_ = rule["for"].as_str().ok_or("a `for:` is not a duration")?;
+            let scaled = duration_ms(for_)? / time_scale;
+            rule["for"] = json!(format!("{scaled}ms"));
         }
     }
     Ok(rules)
@@ -408,6 +487,7 @@ scrape_configs:
         let example = parse_yaml(EXAMPLE).unwrap();
         let derived = derive_prometheus_config(&example, &addresses(&targets)).unwrap();
         let config = &derived.config;
+        assert_eq!(derived.time_scale, 15, "15s became 1s");
         assert_eq!(
             config["global"],
             json!({"scrape_interval": "1s", "scrape_timeout": "1s",
@@ -470,8 +550,16 @@ scrape_configs:
                 ("127.0.0.1:2", "tcp_halfopen", 0),
             ]
         );
-        let no_alerting = parse_yaml("scrape_configs: []\n").unwrap();
+        let no_alerting = parse_yaml(
+            "global: {scrape_interval: 15s, evaluation_interval: 15s}\nscrape_configs: []\n",
+        )
+        .unwrap();
         assert!(derive_prometheus_config(&no_alerting, &addresses(&targets)).is_err());
+        // One factor must scale both intervals.
+        let uneven = EXAMPLE.replace("evaluation_interval: 15s", "evaluation_interval: 30s");
+        assert!(
+            derive_prometheus_config(&parse_yaml(&uneven).unwrap(), &addresses(&targets)).is_err()
+        );
     }
 
     #[test]
@@ -522,20 +610,39 @@ scrape_configs:
     }
 
     #[test]
-    fn alert_rules_fire_after_seconds() {
+    fn alert_rules_wait_as_many_evaluations_as_the_examples() {
         let rules = parse_yaml(
             "groups:\n  - name: a\n    interval: 30s\n    rules:\n      \
              - alert: A\n        expr: up == 0\n        for: 5m\n      \
+             - alert: B\n        expr: up == 0\n        for: 1m30s\n      \
              - record: r\n        expr: up\n",
         )
         .unwrap();
         assert_eq!(
-            derive_alert_rules(&rules).unwrap(),
+            derive_alert_rules(&rules, 15).unwrap(),
             json!({"groups": [{"name": "a", "interval": "1s", "rules": [
-                {"alert": "A", "expr": "up == 0", "for": "2s"},
+                {"alert": "A", "expr": "up == 0", "for": "20000ms"},
+                {"alert": "B", "expr": "up == 0", "for": "6000ms"},
                 {"record": "r", "expr": "up"},
             ]}]})
         );
+    }
+
+    #[test]
+    fn durations_read_as_prometheus_writes_them() {
+        for (text, ms) in [
+            ("15s", 15_000),
+            ("2m", 120_000),
+            ("1h30m", 5_400_000),
+            ("500ms", 500),
+            ("1m500ms", 60_500),
+            ("1d", 86_400_000),
+        ] {
+            assert_eq!(duration_ms(text), Ok(ms), "{text}");
+        }
+        for bad in ["", "15", "s", "1.5s", "2x", "-1s"] {
+            assert!(duration_ms(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -66,6 +66,17 @@ pub fn all_panels(dashboard: &Value) -> Vec<&Value> {
     out
 }
 
+/// The query of the panel titled `title`, when it has exactly one.
+pub fn panel_query<'a>(dashboard: &'a Value, title: &str) -> Option<&'a str> {
+    let panel = all_panels(dashboard)
+        .into_iter()
+        .find(|panel| panel["title"] == title)?;
+    match items(&panel["targets"]) {
+        [target] => target["expr"].as_str(),
+        _ => None,
+    }
+}
+
 /// The items of an array; none for anything else.
 pub fn items(value: &Value) -> &[Value] {
     value.as_array().map(Vec::as_slice).unwrap_or_default()
@@ -87,6 +98,17 @@ pub fn substitutions(values: &[(&str, &str)]) -> Vec<(String, String)> {
         .chain(values)
         .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
         .collect()
+}
+
+/// [`substitutions`] with every variable of the dashboard at "All" (`.*`).
+pub fn all_selected() -> Vec<(String, String)> {
+    substitutions(&[
+        ("job", ".*"),
+        ("instance", ".*"),
+        ("target", ".*"),
+        ("module", ".*"),
+        ("exporter", ".*"),
+    ])
 }
 
 /// Replaces `$name`, `${name}` and `${name:format}`; `$1` (label_replace)
