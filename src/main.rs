@@ -328,6 +328,7 @@ fn main() -> ExitCode {
     if let Some(Mode::HealthChecker(checker)) = flags.mode {
         return health_checker(&checker);
     }
+    flags.check_listen_addresses();
     let builder = flags.exporter();
     if flags.config_check {
         return check_config(&builder);
@@ -482,6 +483,20 @@ async fn run(
         .await;
     tracing::info!("shutting down");
     ExitCode::SUCCESS
+}
+
+impl Flags {
+    /// Exits as clap does for a bad flag (status 2) when two
+    /// `--web.listen-address` name the same address, in check mode too:
+    /// the second bind would fail as if another process held the port.
+    fn check_listen_addresses(&self) {
+        if let Err(message) = ListenAddress::check_distinct(&self.listen_address) {
+            use clap::CommandFactory as _;
+            Self::command()
+                .error(clap::error::ErrorKind::ArgumentConflict, message)
+                .exit();
+        }
+    }
 }
 
 /// What to do about a failed bind.

@@ -18,7 +18,10 @@
 //!   module's command would read `{host}` as an option.
 //! - Numbers are decimal without leading zeros, in ports as in IPv4
 //!   octets: `010.0.0.1` is refused because resolvers read it as octal,
-//!   and `:08080` is refused so that the two rules agree.
+//!   and `:08080` is refused so that the two rules agree. A dotted quad
+//!   with a part over 255 (`256.1.1.1`) is refused naming that part.
+//! - An IPv6 zone ID (`[fe80::1%eth0]`) is refused as such: probes name
+//!   no interface.
 
 #![forbid(unsafe_code)]
 
@@ -82,6 +85,16 @@ pub enum TargetError {
     /// Numbers that resolvers would read as an IP in some old form
     /// (`127.1`, `2130706433`, `0x7f.1`, `010.0.0.1`), not a dotted quad.
     AmbiguousNumericHost(String),
+    /// Four decimal parts, one over 255: `256.1.1.1`.
+    OctetOutOfRange {
+        /// The host as written.
+        host: String,
+        /// The first part over 255.
+        part: String,
+    },
+    /// An IPv6 address with a zone (`[fe80::1%eth0]`), which probes do
+    /// not support.
+    ZoneId(String),
 }
 
 impl fmt::Display for TargetError {
@@ -122,6 +135,14 @@ impl fmt::Display for TargetError {
             Self::AmbiguousNumericHost(host) => write!(
                 f,
                 "target host {host:?} is not a dotted-quad IPv4 address, and resolvers would read it as some other address; write all four parts in decimal"
+            ),
+            Self::OctetOutOfRange { host, part } => write!(
+                f,
+                "target host {host:?}: {part} is out of range: each part of an IPv4 address is 0 to 255"
+            ),
+            Self::ZoneId(host) => write!(
+                f,
+                "target host {host:?} has a zone ID: zone IDs are not supported; probe a global or unique-local address"
             ),
             Self::EmptyLabel(host) => write!(
                 f,
@@ -168,9 +189,12 @@ impl Target {
             } else {
                 TargetError::UnbalancedBracket
             })?;
-            let address: Ipv6Addr = inside
-                .parse()
-                .map_err(|_| TargetError::BadIpv6(inside.to_owned()))?;
+            let address: Ipv6Addr = inside.parse().map_err(|_| match inside.split_once('%') {
+                Some((address, _)) if address.parse::<Ipv6Addr>().is_ok() => {
+                    TargetError::ZoneId(inside.to_owned())
+                }
+                _ => TargetError::BadIpv6(inside.to_owned()),
+            })?;
             (Host::Ip(IpAddr::V6(address)), port)
         } else {
             if text.contains(['[', ']']) {
@@ -210,6 +234,12 @@ fn parse_host(host: &str) -> Result<Host, TargetError> {
     if name.split('.').any(str::is_empty) {
         return Err(TargetError::EmptyLabel(host.to_owned()));
     }
+    if let Some(part) = octet_out_of_range(host) {
+        return Err(TargetError::OctetOutOfRange {
+            host: host.to_owned(),
+            part: part.to_owned(),
+        });
+    }
     // No DNS name ends in a numeric label, but getaddrinfo turns `127.1`
     // into 127.0.0.1 and `010.0.0.1` into 8.0.0.1: never what was meant.
     let last_label = name.rsplit('.').next().unwrap_or(name);
@@ -219,6 +249,21 @@ fn parse_host(host: &str) -> Result<Host, TargetError> {
         return Err(TargetError::AmbiguousNumericHost(host.to_owned()));
     }
     Ok(Host::Name(host.to_owned()))
+}
+
+/// The first part over 255 of a dotted quad written in decimal without
+/// leading zeros, which would be an IPv4 address but for that part.
+fn octet_out_of_range(host: &str) -> Option<&str> {
+    let parts: Vec<&str> = host.split('.').collect();
+    let decimal = |part: &&str| {
+        !part.is_empty()
+            && part.bytes().all(|b| b.is_ascii_digit())
+            && (*part == "0" || !part.starts_with('0'))
+    };
+    if parts.len() != 4 || !parts.iter().all(decimal) {
+        return None;
+    }
+    parts.into_iter().find(|part| part.parse::<u8>().is_err())
 }
 
 fn parse_port(port: &str) -> Result<u16, TargetError> {
@@ -374,11 +419,41 @@ mod tests {
             (".a:80", E::EmptyLabel(".a".into())),
             ("a.b..:80", E::EmptyLabel("a.b..".into())),
             ("-rf:80", E::LeadingHyphen("-rf".into())),
+            (
+                "256.1.1.1:80",
+                E::OctetOutOfRange {
+                    host: "256.1.1.1".into(),
+                    part: "256".into(),
+                },
+            ),
+            (
+                "10.0.0.99999999999999999999:80",
+                E::OctetOutOfRange {
+                    host: "10.0.0.99999999999999999999".into(),
+                    part: "99999999999999999999".into(),
+                },
+            ),
+            (
+                "010.0.0.256:80",
+                E::AmbiguousNumericHost("010.0.0.256".into()),
+            ),
+            ("1.2.3.4.5:80", E::AmbiguousNumericHost("1.2.3.4.5".into())),
+            ("[fe80::1%lo]:80", E::ZoneId("fe80::1%lo".into())),
+            ("[fe80::1%25eth0]:80", E::ZoneId("fe80::1%25eth0".into())),
+            ("[nope%lo]:80", E::BadIpv6("nope%lo".into())),
             ("--help:80", E::LeadingHyphen("--help".into())),
         ];
         for (text, expected) in cases {
             assert_eq!(Target::parse(text), Err(expected), "{text:?}");
         }
+        assert_eq!(
+            Target::parse("256.1.1.1:80").unwrap_err().to_string(),
+            "target host \"256.1.1.1\": 256 is out of range: each part of an IPv4 address is 0 to 255"
+        );
+        assert_eq!(
+            Target::parse("[fe80::1%lo]:80").unwrap_err().to_string(),
+            "target host \"fe80::1%lo\" has a zone ID: zone IDs are not supported; probe a global or unique-local address"
+        );
         let long = format!("{}:80", "a".repeat(MAX_TARGET_LEN));
         assert_eq!(Target::parse(&long), Err(E::TooLong(long.len())));
     }

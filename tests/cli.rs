@@ -702,3 +702,89 @@ fn config_check_escapes_control_characters_in_the_error() {
     assert!(!line.chars().any(char::is_control), "{stderr:?}");
     assert!(line.contains("x\\u{1b}[2Jy\\nz"), "{stderr:?}");
 }
+
+/// What would fail every probe of a module on this host is a config
+/// error: an exec program that is not there, a source address the host
+/// does not have (192.0.2.0/24 is for documentation, never assigned).
+#[test]
+fn config_check_refuses_what_would_fail_every_probe_on_this_host() {
+    let dir = TempDir::new("check-host");
+    let script = dir.join("zk-check.sh");
+    let path = dir.write(
+        "synack.yml",
+        &format!(
+            "modules:\n  zk:\n    prober: exec\n    exec:\n      command: [{:?}, \"{{host}}\"]\n  \
+             from:\n    prober: tcp_connect\n    tcp:\n      source_ip_address: 192.0.2.77\n",
+            script.display().to_string()
+        ),
+    );
+    let check = || run_split(&["--config.check", "--config.file", path.to_str().unwrap()]);
+    let (code, stdout, stderr) = check();
+    assert_eq!((code, stdout.as_str()), (1, ""), "{stderr}");
+    let at = format!(
+        "{}:9:26: field `modules.from.tcp.source_ip_address`: this host cannot send from 192.0.2.77: \
+         192.0.2.77 is not an address of this host",
+        path.display()
+    );
+    assert!(stderr.starts_with(&at), "want {at:?} in {stderr:?}");
+
+    std::fs::write(
+        dir.join("synack.yml"),
+        std::fs::read_to_string(&path)
+            .unwrap()
+            .replace("192.0.2.77", "127.0.0.1"),
+    )
+    .unwrap();
+    let (code, _, stderr) = check();
+    assert_eq!(code, 1, "{stderr}");
+    let at = format!(
+        "{}:5:17: field `modules.zk.exec.command[0]`: program {:?} does not exist",
+        path.display(),
+        script.display().to_string()
+    );
+    assert!(stderr.starts_with(&at), "want {at:?} in {stderr:?}");
+
+    dir.write("zk-check.sh", "#!/bin/sh\nexit 0\n");
+    let (code, _, stderr) = check();
+    assert_eq!(code, 1, "not executable yet: {stderr}");
+    assert!(stderr.contains("is not executable (mode 0644)"), "{stderr}");
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    assert_eq!(check(), (0, "ok\n".to_owned(), String::new()));
+}
+
+/// The same listen address given twice, or one inside another, is named as
+/// such, in check mode and at start-up alike, as a bad flag (exit 2): not
+/// blamed on another process, as the second bind's "address in use" was.
+#[test]
+fn a_listen_address_given_twice_is_named_as_such() {
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = free.local_addr().unwrap().port();
+    drop(free);
+    let every = format!(":{port}");
+    let v4 = format!("0.0.0.0:{port}");
+    for (addresses, needle) in [
+        (
+            [every.as_str(), every.as_str()],
+            format!("--web.listen-address :{port} is given twice: give each address once"),
+        ),
+        (
+            [v4.as_str(), every.as_str()],
+            format!(
+                "--web.listen-address 0.0.0.0:{port} and :{port} overlap: :{port} already listens on every address"
+            ),
+        ),
+    ] {
+        for check in [&["--config.check"][..], &[]] {
+            let args = [
+                check,
+                &["--web.listen-address", addresses[0]],
+                &["--web.listen-address", addresses[1]],
+            ]
+            .concat();
+            let (code, stdout, stderr) = run_split(&args);
+            assert_eq!((code, stdout.as_str()), (2, ""), "{args:?}: {stderr}");
+            assert!(stderr.contains(&needle), "{args:?}: {stderr}");
+            assert!(!stderr.contains("another process"), "{args:?}: {stderr}");
+        }
+    }
+}

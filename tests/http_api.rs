@@ -196,6 +196,61 @@ async fn scrape_timeout_header_minus_offset_bounds_the_probe() {
     );
 }
 
+/// A form refused by the CSRF rules is named in plain English: "a request
+/// body of type application/x-www-form-urlencoded", not "a
+/// application/...".
+#[tokio::test]
+async fn a_refused_form_is_named_in_plain_english() {
+    let exporter = TestExporter::with_config("", Exporter::builder()).await;
+    for kind in [
+        "application/x-www-form-urlencoded",
+        "multipart/form-data",
+        "text/plain",
+    ] {
+        let answer = request(
+            exporter.address,
+            "POST",
+            "/-/reload",
+            &[("Content-Type", kind)],
+        )
+        .await;
+        assert_eq!(answer.status, 403, "{}", answer.body);
+        let want = format!("refused: a request body of type {kind} is what a browser form sends");
+        assert!(answer.body.starts_with(&want), "{}", answer.body);
+    }
+}
+
+/// An IP literal of a family that the module forbids could never be
+/// probed: `/probe` answers 400 with one line saying which option forbids
+/// it, with the families spelt as in the config; a group member fails as
+/// `local` (not `dns`: nothing was looked up).
+#[tokio::test]
+async fn an_ip_literal_the_module_forbids_is_a_400_for_probe_and_local_for_a_group() {
+    let exporter = TestExporter::with_config(
+        "modules:\n  v6:\n    prober: tcp_halfopen\n    timeout: 1s\n    tcp:\n      \
+         preferred_ip_protocol: ip6\n      ip_protocol_fallback: false\n\
+         groups:\n  g:\n    module: v6\n    targets: [\"127.0.0.1:9\"]\n",
+        Exporter::builder(),
+    )
+    .await;
+    let why = "target 127.0.0.1 is an ip4 address and the module allows only ip6 \
+               (preferred_ip_protocol: ip6, ip_protocol_fallback: false): use a module that allows ip4\n";
+    let response = exporter.get("/probe?module=v6&target=127.0.0.1:9").await;
+    assert_eq!((response.status, response.body.as_str()), (400, why));
+
+    // The member's detail is the prober's (tests/probe_tcp.rs checks it).
+    let response = exporter.get("/health/g").await;
+    assert_eq!(response.status, 503, "{}", response.body);
+    assert!(
+        response
+            .body
+            .lines()
+            .any(|line| line == "v6 127.0.0.1:9 local"),
+        "{}",
+        response.body
+    );
+}
+
 #[tokio::test]
 async fn every_bad_input_gets_a_one_line_400_and_the_exporter_keeps_answering() {
     let exporter = TestExporter::embedded(Exporter::builder()).await;
@@ -282,6 +337,14 @@ async fn every_bad_input_gets_a_one_line_400_and_the_exporter_keeps_answering() 
         (
             "/probe?target=tcp://127.0.0.1:80".into(),
             "without a scheme",
+        ),
+        (
+            "/probe?target=256.1.1.1:80".into(),
+            "target host \"256.1.1.1\": 256 is out of range: each part of an IPv4 address is 0 to 255",
+        ),
+        (
+            "/probe?target=%5Bfe80::1%25lo%5D:80".into(),
+            "target host \"fe80::1%lo\" has a zone ID: zone IDs are not supported",
         ),
     ];
     for (path, expected) in &cases {

@@ -17,7 +17,10 @@
 //! holds its socket until its timeout. Each must end `timeout`, after
 //! about one timeout, and the whole batch must take about one timeout
 //! too. A second batch to listeners checks that probes from the source
-//! address still succeed. Both families: 127.0.0.2 → 127.0.0.1 and
+//! address still succeed. A third sends [`ONE_PORT_PROBES`] to one
+//! pending port, more than the range: the ones beyond it must fail as
+//! `local` at `connect()` (`EADDRNOTAVAIL`), naming `source_ip_address`
+//! in their detail. Both families: 127.0.0.2 → 127.0.0.1 and
 //! ::1 → ::1.
 //!
 //! The namespace, its rules and the re-executed child follow
@@ -59,6 +62,10 @@ const PENDING_PROBES: usize = (PENDING_PORTS.1 - PENDING_PORTS.0 + 1) as usize;
 /// A socket per pending probe, plus the listeners, the runtime and
 /// libtest's own files, with room to spare.
 const OPEN_FILES_NEEDED: u64 = PENDING_PROBES as u64 + 200;
+
+/// Probes at once to one pending port: more than the ephemeral range,
+/// so that the ones beyond it find no local port at `connect()`.
+const ONE_PORT_PROBES: usize = 1100;
 
 /// Listeners for the batch that must succeed.
 const OPEN_PORTS: [u16; 4] = [7101, 7102, 7103, 7104];
@@ -162,6 +169,10 @@ fn netns_source_child_probes_from_one_address() {
             .collect();
         let batch = runtime.block_on(run_batch(&open, source, OPEN_TIMEOUT));
         problems.extend(batch.check_all_succeed(source));
+
+        let one_port = vec![pending[0]; ONE_PORT_PROBES];
+        let batch = runtime.block_on(run_batch(&one_port, source, PENDING_TIMEOUT));
+        problems.extend(batch.check_out_of_ports_names_the_source(source));
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
     println!("{CHILD_DONE_MARKER}");
@@ -233,6 +244,42 @@ impl Batch {
                 self.results.len(),
                 self.took,
                 self.timeout
+            ));
+        }
+        problems
+    }
+
+    /// Problems unless the probes beyond the ephemeral range failed as
+    /// `local` with a detail that names `source_ip_address`, and the
+    /// others timed out.
+    fn check_out_of_ports_names_the_source(&self, source: IpAddr) -> Vec<String> {
+        self.report("1 port", source);
+        let named = format!(
+            "EADDRNOTAVAIL (Cannot assign requested address): no local port is free from source_ip_address {source}"
+        );
+        let mut problems = self.problems(source, |outcome| match outcome.reason() {
+            Some(Reason::Timeout) => None,
+            Some(Reason::Local)
+                if outcome
+                    .failure
+                    .as_ref()
+                    .is_some_and(|failure| failure.detail.contains(&named)) =>
+            {
+                None
+            }
+            _ => Some(format!("expected timeout, or local naming {named:?}")),
+        });
+        let range = usize::from(EPHEMERAL_PORTS.1 - EPHEMERAL_PORTS.0 + 1);
+        let out_of_ports = self
+            .results
+            .iter()
+            .filter(|result| matches!(result, Ok(Ok(outcome)) if outcome.reason() == Some(Reason::Local)))
+            .count();
+        if out_of_ports < ONE_PORT_PROBES - range {
+            problems.push(format!(
+                "from {source}: {out_of_ports} of {ONE_PORT_PROBES} probes to one port found no local port; \
+                 at least {} should have, the range being {range}",
+                ONE_PORT_PROBES - range
             ));
         }
         problems

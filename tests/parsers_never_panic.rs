@@ -370,7 +370,8 @@ fn good_value(slot: Slot) -> BoxedStrategy<String> {
             .boxed(),
         Slot::Attempts => Just("1".to_owned()).boxed(),
         Slot::AttemptInterval => duration(10, 60_000),
-        Slot::SourceIp => select(vec!["127.0.0.1", "\"::1\"", "10.1.2.3"])
+        // Addresses every host has: a load binds the source address.
+        Slot::SourceIp => select(vec!["127.0.0.1", "\"::1\"", "127.1.2.3"])
             .prop_map(str::to_owned)
             .boxed(),
         Slot::Module => select(vec!["m1", "tcp_halfopen", "tcp_connect", "m2"])
@@ -399,7 +400,8 @@ fn good_value(slot: Slot) -> BoxedStrategy<String> {
         ])
         .prop_map(str::to_owned)
         .boxed(),
-        Slot::Program => select(vec!["/bin/true", "check", "\"/usr/local/bin/check tcp\""])
+        // Programs every host has: a load checks that the program runs.
+        Slot::Program => select(vec!["/bin/true", "true", "\"/bin/sh\""])
             .prop_map(str::to_owned)
             .boxed(),
         Slot::EnvValue => "[a-z]{0,8}".prop_map(|v| format!("\"{v}\"")).boxed(),

@@ -220,19 +220,42 @@ async fn a_background_child_dies_when_the_command_exits() {
     );
 }
 
+/// A program that is missing or not executable is refused when the config
+/// loads (see `a_program_that_cannot_run_fails_every_load`); one that goes
+/// away or loses its execute bit afterwards fails its probes as `local`,
+/// saying why, as does a script that the kernel cannot run.
 #[tokio::test]
 async fn commands_that_cannot_start_fail_as_local_saying_why() {
     let dir = TempDir::new("exec-cannot-start");
-    let not_executable = dir.write("plain.sh", "#!/bin/sh\nexit 0\n");
-    std::fs::set_permissions(&not_executable, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let removed = script(
+        &dir,
+        "removed.sh",
+        "exit 0
+",
+    );
+    let not_executable = script(
+        &dir, "plain.sh", "exit 0
+",
+    );
     let no_shebang = dir.write("no-shebang.sh", "exit 0\n");
     std::fs::set_permissions(&no_shebang, std::fs::Permissions::from_mode(0o755)).unwrap();
-    for (path, why) in [
-        (dir.join("missing.sh"), "not found"),
-        (not_executable, "not executable: permission denied"),
-        (no_shebang, "exec format error"),
+    type Break = fn(&Path);
+    let remove: Break = |path| std::fs::remove_file(path).unwrap();
+    let chmod_644: Break = |path| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    };
+    let leave: Break = |_| {};
+    for (path, after_load, why) in [
+        (removed, remove, "not found"),
+        (
+            not_executable,
+            chmod_644,
+            "not executable: permission denied",
+        ),
+        (no_shebang, leave, "exec format error"),
     ] {
         let exporter = exporter_running(&path, &[], "5s").await;
+        after_load(&path);
         let body = debug_probe(&exporter, "127.0.0.1:2181").await;
         assert!(
             body.contains("probe_failure_reason{reason=\"local\"} 1"),
@@ -245,6 +268,51 @@ async fn commands_that_cannot_start_fail_as_local_saying_why() {
         );
         assert!(body.contains(&detail), "want {detail:?} in\n{body}");
     }
+}
+
+/// A program that is not there, or not executable, would fail every probe
+/// of its module: `--config.check`, start-up and reloads refuse it alike,
+/// at `command[0]`, and a failed reload keeps the config in force.
+#[tokio::test]
+async fn a_program_that_cannot_run_fails_every_load() {
+    let dir = TempDir::new("exec-load-check");
+    let good = script(&dir, "good.sh", "exit 0\n");
+    let missing = dir.join("missing.sh");
+    let plain = dir.write("plain.sh", "#!/bin/sh\nexit 0\n");
+    for (program, needle) in [
+        (missing.display().to_string(), "does not exist"),
+        (
+            plain.display().to_string(),
+            "is not executable (mode 0644): chmod +x it",
+        ),
+        ("synack-no-such-program".to_owned(), "is not in PATH ("),
+    ] {
+        let yaml = exec_config(&format!("[{program:?}, \"{{host}}\"]"), "5s", "");
+        let error = Exporter::builder()
+            .config_text("zk.yml", &yaml)
+            .check_config()
+            .expect_err(&program);
+        let text = error.to_string();
+        let at = "zk.yml:6:17: field `modules.m.exec.command[0]`: program ";
+        assert!(text.starts_with(at), "{text}");
+        assert!(text.contains(needle), "{text}");
+    }
+    let exporter = exporter_running(&good, &[], "5s").await;
+    let response = exporter
+        .reload_with(&exec_config(&command_of(&missing, &[]), "5s", ""))
+        .await;
+    assert_eq!(response.status, 500, "{}", response.body);
+    assert!(
+        response.body.contains("does not exist"),
+        "{}",
+        response.body
+    );
+    let body = probe(&exporter, "127.0.0.1:2181").await;
+    assert_eq!(
+        sample(&body, "probe_success"),
+        Some(1.0),
+        "the old config: {body}"
+    );
 }
 
 #[tokio::test]
@@ -607,12 +675,25 @@ async fn a_bare_program_name_is_looked_up_in_the_commands_path() {
     let body = probe(&exporter, "127.0.0.1:2181").await;
     assert_eq!(sample(&body, "probe_success"), Some(1.0), "{body}");
 
-    // Not in the exporter's PATH: the detail names the PATH searched.
+    // Not in the exporter's PATH: the config is refused, naming the PATH.
     let without = exec_config("[\"my-check\"]", "5s", "");
-    let exporter = TestExporter::with_config(&without, Exporter::builder()).await;
-    let body = debug_probe(&exporter, "127.0.0.1:2181").await;
+    let error = Exporter::builder()
+        .config_text("zk.yml", &without)
+        .check_config()
+        .expect_err("my-check is not in the exporter's PATH");
     let path = std::env::var("PATH").unwrap_or_default();
-    let detail = format!("cannot start my-check: not found in PATH ({path})");
+    let detail = format!("program \"my-check\" is not in PATH ({path})");
+    assert!(
+        error.message.contains(&detail),
+        "want {detail:?} in {error}"
+    );
+    // Gone from PATH after the load: the probe's detail names the PATH.
+    std::fs::remove_file(dir.join("my-check")).unwrap();
+    let body = debug_probe(&exporter, "127.0.0.1:2181").await;
+    let detail = format!(
+        "cannot start my-check: not found in PATH ({})",
+        dir.path().display()
+    );
     assert!(body.contains(&detail), "want {detail:?} in\n{body}");
 
     // Found by name, a script without #! is still refused, not run by
@@ -624,7 +705,8 @@ async fn a_bare_program_name_is_looked_up_in_the_commands_path() {
         std::fs::Permissions::from_mode(0o755),
     )
     .unwrap();
-    dir.write("plain", "#!/bin/sh\nexit 0\n");
+    // Executable when the config loads, and no longer when it runs.
+    script(&dir, "plain", "exit 0\n");
     for (program, why) in [
         ("no-shebang", "exec format error"),
         ("plain", "not executable: permission denied"),
@@ -638,6 +720,10 @@ async fn a_bare_program_name_is_looked_up_in_the_commands_path() {
             ),
         );
         let exporter = TestExporter::with_config(&config, Exporter::builder()).await;
+        if program == "plain" {
+            let mode = std::fs::Permissions::from_mode(0o644);
+            std::fs::set_permissions(dir.join(program), mode).unwrap();
+        }
         let body = debug_probe(&exporter, "127.0.0.1:2181").await;
         assert_eq!(reason(&body, "local"), Some(1.0), "{program}: {body}");
         assert!(body.contains(why), "{program}: want {why:?} in\n{body}");

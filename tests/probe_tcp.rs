@@ -11,7 +11,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::time::Duration;
-use synack_exporter::{Exporter, IpProtocol, Module, ProberKind, Reason, check};
+use synack_exporter::{Exporter, IpProtocol, Module, Outcome, ProberKind, Reason, check};
 
 fn halfopen(timeout: Duration) -> Module {
     Module::new(ProberKind::TcpHalfopen).with_timeout(timeout)
@@ -236,16 +236,52 @@ async fn localhost_resolves_and_unknown_names_fail_as_dns() {
     assert_eq!(outcome.ip_protocol(), 0);
 }
 
+/// The detail of `outcome`, which must have failed with `reason`.
+fn detail_of(outcome: &Outcome, reason: Reason) -> &str {
+    assert_eq!(outcome.reason(), Some(reason), "{:?}", outcome.failure);
+    &outcome.failure.as_ref().expect("a failure").detail
+}
+
+/// An IP literal that the module's family options forbid was never looked
+/// up, so it is not `dns`: it fails as `local`, saying which option
+/// forbids it, with families spelt as in the config. A name without an
+/// allowed address is `dns`.
 #[tokio::test]
-async fn disallowed_family_fails_as_dns_and_fallback_allows_it() {
+async fn disallowed_family_fails_a_literal_as_local_a_name_as_dns_and_fallback_allows_it() {
     let listener = listener("127.0.0.1:0").unwrap();
     let target = target_of(&listener);
     let mut module = halfopen(Duration::from_secs(2));
     module.tcp.preferred_ip_protocol = IpProtocol::Ip6;
     module.tcp.ip_protocol_fallback = false;
     let outcome = check(&target, &module).await.unwrap();
-    assert_eq!(outcome.reason(), Some(Reason::Dns), "{:?}", outcome.failure);
+    assert_eq!(
+        detail_of(&outcome, Reason::Local),
+        "target 127.0.0.1 is an ip4 address and the module allows only ip6 \
+         (preferred_ip_protocol: ip6, ip_protocol_fallback: false): use a module that allows ip4"
+    );
 
+    // localhost is in /etc/hosts with 127.0.0.1; an IPv4 source rules
+    // out any IPv6 address it may have too.
+    module.tcp.source_ip_address = Some("127.0.0.1".parse().unwrap());
+    let outcome = check("localhost:9", &module).await.unwrap();
+    let detail = detail_of(&outcome, Reason::Dns);
+    assert!(
+        detail.ends_with(
+            "has no address of an allowed family (preferred_ip_protocol ip6, \
+             ip_protocol_fallback false, source_ip_address 127.0.0.1)"
+        ),
+        "{detail}"
+    );
+    let outcome = check("[::1]:9", &module).await.unwrap();
+    let detail = detail_of(&outcome, Reason::Local);
+    assert!(
+        detail.starts_with(
+            "target ::1 is an ip6 address and the module's source_ip_address 127.0.0.1 is ip4"
+        ),
+        "{detail}"
+    );
+
+    module.tcp.source_ip_address = None;
     module.tcp.ip_protocol_fallback = true;
     assert!(check(&target, &module).await.unwrap().is_success());
 }
@@ -262,14 +298,15 @@ async fn source_ip_address_is_used() {
     let (_, peer) = listener.accept().expect("tcp_connect was accepted");
     assert_eq!(peer.ip().to_string(), "127.0.0.2");
 
-    // A source address this host does not have is the exporter's problem.
+    // A source address this host does not have is the exporter's
+    // problem, and the detail names the setting to fix.
     module.tcp.source_ip_address = Some("192.0.2.1".parse().unwrap());
     let outcome = check(&target, &module).await.unwrap();
-    assert_eq!(
-        outcome.reason(),
-        Some(Reason::Local),
-        "{:?}",
-        outcome.failure
+    let detail = detail_of(&outcome, Reason::Local);
+    assert!(
+        detail.contains("EADDRNOTAVAIL")
+            && detail.contains("source_ip_address 192.0.2.1 is not an address of this host"),
+        "{detail}"
     );
 }
 

@@ -1,12 +1,35 @@
 //! What a new user copies from the README works: every YAML block of the
 //! README that is an exporter config (top-level keys among `modules`,
 //! `targets` and `groups`), and `examples/synack.yml`, load as they stand,
-//! each on its own in a file of its own, as a user would paste it.
+//! each on its own in a file of its own, as a user would paste it. A load
+//! checks that an exec module's program exists, so the scripts that the
+//! snippets name under `/usr/local/bin/` are put in a scratch directory
+//! first, as a user would install them.
 
+mod common;
+
+use common::TempDir;
 use std::path::Path;
 use synack_exporter::Exporter;
 
 const EXPORTER_KEYS: [&str; 3] = ["modules", "targets", "groups"];
+
+/// Where the snippets' scripts live.
+const SCRIPTS: &str = "/usr/local/bin/";
+
+/// `yaml` with every `"/usr/local/bin/NAME"` moved to an executable
+/// script of that name in `dir`.
+fn with_scripts_in(dir: &Path, yaml: &str) -> String {
+    use std::os::unix::fs::PermissionsExt as _;
+    let quoted = format!("\"{SCRIPTS}");
+    for piece in yaml.split(&quoted).skip(1) {
+        let name = piece.split('"').next().unwrap_or_default();
+        let script = dir.join(name);
+        std::fs::write(&script, "#!/bin/sh\nexit 0\n").unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    yaml.replace(&quoted, &format!("\"{}/", dir.display()))
+}
 
 fn repo_file(relative: &str) -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(relative);
@@ -44,6 +67,7 @@ fn top_level_keys(yaml: &str) -> Vec<&str> {
 fn every_exporter_config_snippet_of_the_readme_loads_on_its_own() {
     let readme = repo_file("README.md");
     let blocks = yaml_blocks(&readme);
+    let scripts = TempDir::new("readme-snippets");
     let mut checked = 0;
     for (line, yaml) in &blocks {
         let keys = top_level_keys(yaml);
@@ -51,7 +75,10 @@ fn every_exporter_config_snippet_of_the_readme_loads_on_its_own() {
             continue; // a Prometheus or Alertmanager snippet
         }
         if let Err(error) = Exporter::builder()
-            .config_text(&format!("README.md:{line}"), yaml)
+            .config_text(
+                &format!("README.md:{line}"),
+                &with_scripts_in(scripts.path(), yaml),
+            )
             .check_config()
         {
             panic!("the README's snippet at line {line} does not load on its own: {error}\n{yaml}");
@@ -103,4 +130,32 @@ fn the_snippet_scanner_finds_blocks_and_keys() {
     assert_eq!(blocks.len(), 1);
     assert_eq!(blocks[0].0, 3);
     assert_eq!(top_level_keys(&blocks[0].1), ["targets", "groups"]);
+}
+
+/// The README's web config example says which password its bcrypt hash is
+/// for, and it is: a user who tries the example with curl gets in.
+#[test]
+fn the_basic_auth_example_states_the_password_of_its_hash() {
+    let readme = repo_file("README.md");
+    let users = readme
+        .split_once("basic_auth_users:\n")
+        .expect("a basic_auth_users: example")
+        .1;
+    let line = users.lines().next().unwrap_or_default();
+    let (user, rest) = line
+        .trim()
+        .split_once(": ")
+        .unwrap_or_else(|| panic!("`user: hash` in {line:?}"));
+    let (hash, comment) = rest
+        .split_once(" # ")
+        .unwrap_or_else(|| panic!("a comment stating the password in {line:?}"));
+    let password = comment
+        .split('"')
+        .nth(1)
+        .unwrap_or_else(|| panic!("the password in quotes in {comment:?}"));
+    assert_eq!(user, "prometheus");
+    assert!(
+        bcrypt::verify(password, hash.trim()).unwrap_or(false),
+        "{hash:?} is not the bcrypt hash of {password:?}"
+    );
 }

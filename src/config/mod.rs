@@ -32,6 +32,13 @@
 //! Reading the file is bounded too ([`Config::load`]): only a regular file
 //! is read, the size limit applies before reading, and a FIFO or a device
 //! is refused without waiting on it.
+//!
+//! A load then checks the config against the host it runs on (the `host`
+//! submodule): an `exec` program that is not found or not executable, and
+//! a `source_ip_address` the host cannot bind, would fail every probe of
+//! their module, and are located errors at start-up, at every reload and
+//! in `--config.check` alike. [`Config::parse`] alone does not look at
+//! the host.
 
 #![forbid(unsafe_code)]
 
@@ -39,8 +46,10 @@ mod duration;
 mod exec;
 mod file;
 mod health_checker;
+mod host;
 mod policy;
 mod scheduled;
+mod words;
 
 pub use duration::PromDuration;
 pub use exec::ExecOptions;
@@ -48,6 +57,7 @@ pub(crate) use exec::{RESERVED_ENV_PREFIX, Values};
 pub(crate) use file::{Refusal, in_mebibytes, read_bounded};
 pub(crate) use health_checker::HEALTH_CHECKER_GROUP;
 pub use health_checker::{DEFAULT_SCRIPT_TIMEOUT_SECONDS, HealthChecks};
+pub(crate) use host::{EXPORTER_PATH, command_path, find_program};
 pub(crate) use policy::PolicyRefusal;
 pub use policy::{MAX_POLICY_ENTRIES, PolicyEntry, TargetPolicy};
 pub use scheduled::{Group, GroupMember, GroupName, LabelName, MAX_SCHEDULED_TARGETS, TargetBlock};
@@ -345,6 +355,30 @@ pub enum IpProtocol {
     Ip6,
 }
 
+impl IpProtocol {
+    /// The name used in the config: `ip4` or `ip6`.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ip4 => "ip4",
+            Self::Ip6 => "ip6",
+        }
+    }
+
+    /// The family of `ip`.
+    #[must_use]
+    pub fn of(ip: IpAddr) -> Self {
+        if ip.is_ipv4() { Self::Ip4 } else { Self::Ip6 }
+    }
+}
+
+impl fmt::Display for IpProtocol {
+    /// As the config spells it: `ip4`, `ip6`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 impl Module {
     /// A module for `prober` with the defaults: 5 s timeout, IPv4 preferred
     /// with fallback, no source address.
@@ -570,7 +604,8 @@ impl Config {
             .expect("the embedded default config is valid (checked by a unit test)")
     }
 
-    /// Reads and validates a config file.
+    /// Reads and validates a config file, and checks it against this
+    /// host as [`parse_for_this_host`](Self::parse_for_this_host) does.
     ///
     /// Only a regular file is read: a FIFO, socket, device or directory is
     /// refused without waiting on it, and a file over [`MAX_CONFIG_BYTES`]
@@ -581,10 +616,25 @@ impl Config {
     /// column and field.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = read_config_file(path)?;
-        Self::parse(&path.display().to_string(), &text)
+        Self::parse_for_this_host(&path.display().to_string(), &text)
     }
 
-    /// Parses and validates config text; `file` names it in errors.
+    /// Parses and validates config text as [`parse`](Self::parse) does,
+    /// then checks what would fail every probe of a module on this host:
+    /// an `exec` program that is not found or not executable, a
+    /// `source_ip_address` that the host cannot bind. Every load of the
+    /// exporter (start-up, reload, `--config.check`) goes through here.
+    ///
+    /// # Errors
+    /// A [`ConfigError`] with the line, column and field at fault.
+    pub fn parse_for_this_host(file: &str, text: &str) -> Result<Self, ConfigError> {
+        let config = Self::parse(file, text)?;
+        host::check(file, text, &config)?;
+        Ok(config)
+    }
+
+    /// Parses and validates config text; `file` names it in errors. The
+    /// host is not looked at: see [`parse_for_this_host`](Self::parse_for_this_host).
     ///
     /// # Errors
     /// A [`ConfigError`] with the line, column and field at fault.
@@ -645,7 +695,7 @@ pub(crate) fn parse_yaml<T: serde::de::DeserializeOwned>(
         |deserializer| {
             serde_path_to_error::deserialize(deserializer).map_err(|error| {
                 let path = error.path().to_string();
-                if path != "." && path != "?" {
+                if path != "." {
                     *field_path.borrow_mut() = Some(path);
                 }
                 error.into_inner()
@@ -693,7 +743,9 @@ impl ConfigSource {
         match self {
             Self::File(path) => Config::load(path),
             Self::Embedded => Ok(Config::embedded_default()),
-            Self::Text { name, yaml } => Config::parse(name, yaml),
+            Self::Text { name, yaml } => Config::parse_for_this_host(name, yaml),
+            // health-checker's checks: a script that cannot run fails its
+            // checks, as in health-checker, rather than the start-up.
             Self::Built { config, .. } => Ok(Config::clone(config)),
         }
     }
@@ -734,21 +786,14 @@ impl ConfigError {
         }
     }
 
+    /// A YAML error in the user's words (see the `words` submodule);
+    /// `field` is serde_path_to_error's path.
     fn from_yaml(file: &str, field: Option<String>, error: &serde_saphyr::Error) -> Self {
-        let position = error.location().map(|at| (at.line(), at.column()));
-        let mut message = error.without_snippet().to_string();
-        // saphyr appends the position to its message; we print it up front.
-        if let Some((line, column)) = position {
-            let suffix = format!(" at line {line}, column {column}");
-            if let Some(stripped) = message.strip_suffix(&suffix) {
-                message.truncate(stripped.len());
-            }
-        }
         Self {
             file: file.to_owned(),
-            position,
-            field,
-            message,
+            position: error.location().map(|at| (at.line(), at.column())),
+            field: field.and_then(|path| words::user_field(&path, error)),
+            message: words::message(error),
         }
     }
 }
@@ -1151,7 +1196,8 @@ mod tests {
             .expect("rchar in /proc/thread-self/io")
     }
 
-    fn temp_file(name: &str) -> PathBuf {
+    /// `synack.yml` in a fresh directory of its own named after `name`.
+    pub(super) fn temp_file(name: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("synack-config-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();

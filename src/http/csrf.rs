@@ -29,9 +29,8 @@ pub(super) fn refusal<B>(request: &Request<B>) -> Option<String> {
     let headers = request.headers();
     if let Some(kind) = form_content_type(headers) {
         return Some(format!(
-            "refused: a {} request body is what a browser form sends, and this endpoint changes \
-             state; send no body (curl -X POST) or another content type",
-            kind
+            "refused: a request body of type {kind} is what a browser form sends, and this \
+             endpoint changes state; send no body (curl -X POST) or another content type"
         ));
     }
     let header = |name| {

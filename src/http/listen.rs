@@ -1,9 +1,11 @@
 //! `--web.listen-address`: what it may say, and binding it.
 //!
 //! The flag is parsed into a [`ListenAddress`] when the command line is
-//! read, so `--config.check` refuses exactly what start-up would refuse;
-//! only the bind itself (a port in use, a name that does not resolve) is
-//! left for start-up.
+//! read, and the list is checked for addresses given twice
+//! ([`ListenAddress::check_distinct`]), so `--config.check` refuses
+//! exactly what start-up would refuse; only the bind itself (a port that
+//! another process holds, a name that does not resolve) is left for
+//! start-up.
 
 #![forbid(unsafe_code)]
 
@@ -127,6 +129,95 @@ impl FromStr for ListenAddress {
     }
 }
 
+impl ListenAddress {
+    /// Refuses a list in which two addresses would listen on the same
+    /// address and port, so that the second bind would fail with "address
+    /// in use" although no other process holds it: the same address given
+    /// twice, or one that another covers (`:9215` and `0.0.0.0:9215`).
+    ///
+    /// Names are compared as written, not resolved: `localhost:9215` and
+    /// `127.0.0.1:9215` are left to the bind. Port 0 never collides: the
+    /// kernel picks a free port for each.
+    ///
+    /// # Errors
+    /// One line naming the two addresses.
+    pub fn check_distinct(addresses: &[Self]) -> Result<(), String> {
+        for (index, first) in addresses.iter().enumerate() {
+            for second in &addresses[index + 1..] {
+                if first.port != second.port || first.port == 0 {
+                    continue;
+                }
+                if first.host.same_as(&second.host) {
+                    return Err(format!(
+                        "--web.listen-address {second} is given twice: give each address once"
+                    ));
+                }
+                let wider = [first, second]
+                    .into_iter()
+                    .find(|address| address.host.covers(&other(address, first, second).host));
+                if let Some(wider) = wider {
+                    let narrower = other(wider, first, second);
+                    return Err(format!(
+                        "--web.listen-address {first} and {second} overlap: {wider} already listens \
+                         on {} of port {}, {narrower} included; give only one of them",
+                        wider.host.scope(),
+                        wider.port
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Of `first` and `second`, the one that is not `this`.
+fn other<'a>(
+    this: &ListenAddress,
+    first: &'a ListenAddress,
+    second: &'a ListenAddress,
+) -> &'a ListenAddress {
+    if std::ptr::eq(this, first) {
+        second
+    } else {
+        first
+    }
+}
+
+impl Host {
+    /// Whether both name the same address: equal IPs (an IPv4-mapped IPv6
+    /// address is its IPv4 address), or names equal but for case.
+    fn same_as(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Self::Every, Self::Every) => true,
+            (Self::Ip(a), Self::Ip(b)) => a.to_canonical() == b.to_canonical(),
+            (Self::Name(a), Self::Name(b)) => a.eq_ignore_ascii_case(b),
+            _ => false,
+        }
+    }
+
+    /// Whether listening here takes `other`'s address too: every address
+    /// (`:PORT`, `[::]`, both dual-stack) takes them all, `0.0.0.0` every
+    /// IPv4 address.
+    fn covers(&self, other: &Self) -> bool {
+        match self {
+            Self::Every => true,
+            Self::Ip(IpAddr::V6(ip)) if ip.is_unspecified() => true,
+            Self::Ip(IpAddr::V4(ip)) if ip.is_unspecified() => {
+                matches!(other, Self::Ip(ip) if ip.to_canonical().is_ipv4())
+            }
+            _ => false,
+        }
+    }
+
+    /// What a covering host listens on, for [`ListenAddress::check_distinct`].
+    fn scope(&self) -> &'static str {
+        match self {
+            Self::Ip(IpAddr::V4(_)) => "every IPv4 address",
+            _ => "every address",
+        }
+    }
+}
+
 /// A decimal port with no sign and no leading zeros (`0` itself is valid).
 fn parse_port(text: &str) -> Option<u16> {
     let canonical = !text.is_empty()
@@ -180,6 +271,59 @@ mod tests {
             error.contains("write :9215 to listen on all addresses"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn the_same_address_twice_or_one_inside_another_is_named_as_such() {
+        let check = |texts: &[&str]| {
+            let addresses: Vec<ListenAddress> = texts.iter().map(|t| t.parse().unwrap()).collect();
+            ListenAddress::check_distinct(&addresses)
+        };
+        for (texts, error) in [
+            (
+                &[":9215", ":9215"][..],
+                "--web.listen-address :9215 is given twice: give each address once",
+            ),
+            (
+                &["127.0.0.1:9215", "[::ffff:127.0.0.1]:9215"],
+                "--web.listen-address [::ffff:127.0.0.1]:9215 is given twice: give each address once",
+            ),
+            (
+                &["Localhost:9215", "localhost:9215"],
+                "--web.listen-address localhost:9215 is given twice: give each address once",
+            ),
+            (
+                &["0.0.0.0:9215", ":9215"],
+                "--web.listen-address 0.0.0.0:9215 and :9215 overlap: :9215 already listens on \
+                 every address of port 9215, 0.0.0.0:9215 included; give only one of them",
+            ),
+            (
+                &["127.0.0.1:9215", "0.0.0.0:9215"],
+                "--web.listen-address 127.0.0.1:9215 and 0.0.0.0:9215 overlap: 0.0.0.0:9215 already \
+                 listens on every IPv4 address of port 9215, 127.0.0.1:9215 included; give only one of them",
+            ),
+            (
+                &["[::]:9215", "[::1]:9215"],
+                "--web.listen-address [::]:9215 and [::1]:9215 overlap: [::]:9215 already listens on \
+                 every address of port 9215, [::1]:9215 included; give only one of them",
+            ),
+            (
+                &["127.0.0.1:1", "localhost:9215", ":9215"],
+                "--web.listen-address localhost:9215 and :9215 overlap: :9215 already listens on \
+                 every address of port 9215, localhost:9215 included; give only one of them",
+            ),
+        ] {
+            assert_eq!(check(texts), Err(error.to_owned()), "{texts:?}");
+        }
+        for texts in [
+            &[":9215", ":9216"][..],
+            &["127.0.0.1:9215", "127.0.0.2:9215", "[::1]:9215"],
+            &["0.0.0.0:9215", "[::1]:9215"],
+            &[":0", ":0"],
+            &["localhost:9215", "127.0.0.1:9215"],
+        ] {
+            assert_eq!(check(texts), Ok(()), "{texts:?}");
+        }
     }
 
     #[test]

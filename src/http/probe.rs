@@ -1,7 +1,10 @@
 //! `GET /probe?target=host:port&module=NAME[&debug=true]`; `target` may
 //! be left out for an `exec` module whose command holds no placeholder.
 //!
-//! Input errors are answered with 400 and one line saying what to fix.
+//! Input errors are answered with 400 and one line saying what to fix,
+//! and so is an IP literal that the module's family options forbid
+//! (`preferred_ip_protocol: ip6` without fallback and `target=127.0.0.1:22`):
+//! no probe of it could ever be sent.
 //! A probe that fails is not an HTTP error: it is a 200 carrying
 //! `probe_success 0`, as in blackbox_exporter, so Prometheus stores it.
 //! A target that the module's `target_policy` refuses is one: 403 with
@@ -16,7 +19,7 @@ use crate::config::{Module, ProberKind};
 use crate::metrics::exposition::Format;
 use crate::metrics::probe::render;
 use crate::modules::LoadedModule;
-use crate::prober::Outcome;
+use crate::prober::{Outcome, refusal_as_written};
 use crate::target::{Target, TargetError};
 use crate::trace::{Steps, Trace};
 use hyper::body::Incoming;
@@ -72,6 +75,11 @@ pub(super) async fn handle(app: &App, request: &Request<Incoming>) -> HttpRespon
             ),
         };
         return text(StatusCode::BAD_REQUEST, &format!("{message}\n"));
+    }
+    if let Some(target) = &probe_request.target
+        && let Some(refusal) = refusal_as_written(&module.module, target)
+    {
+        return text(StatusCode::BAD_REQUEST, &format!("{refusal}\n"));
     }
     let timeout = effective_timeout(
         &module.module,

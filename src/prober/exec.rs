@@ -10,13 +10,13 @@
 //! holds a placeholder. Nothing else from the request reaches the command.
 //!
 //! **Environment.** The command does not inherit the exporter's
-//! environment. It gets `PATH` (the exporter's, or [`DEFAULT_PATH`] when
+//! environment. It gets `PATH` (the exporter's, or a default PATH when
 //! the exporter has none), `SYNACK_TARGET`, `SYNACK_TARGET_HOST` and
 //! `SYNACK_TARGET_PORT` (the same values as the placeholders; none of
 //! them when the probe has no target), and the module's `env`, which may
 //! replace `PATH`. A program named without a
 //! `/` is looked up in that `PATH` by the exporter itself (see
-//! [`find_program`]). stdin is `/dev/null`; the working
+//! `crate::config::find_program`). stdin is `/dev/null`; the working
 //! directory is the exporter's.
 //!
 //! **Outcome.** Exit 0 before the deadline is success. Another exit code,
@@ -60,15 +60,13 @@
 
 use super::process_groups::{ProcessGroup, ProcessGroups, SpawnError};
 use super::{Budget, Failure, Outcome, Reason, STDERR_LINE_BYTES, classify};
-use crate::config::{ExecOptions, RESERVED_ENV_PREFIX, Values};
+use crate::config::{
+    EXPORTER_PATH, ExecOptions, RESERVED_ENV_PREFIX, Values, command_path, find_program,
+};
 use crate::target::Target;
 use crate::trace::{Step, Trace};
-use std::ffi::{OsStr, OsString};
 use std::io;
-use std::os::unix::fs::PermissionsExt as _;
-use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
-use std::sync::LazyLock;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt as _};
 use tokio::process::{Child, Command};
@@ -77,18 +75,10 @@ use tokio::time::Instant;
 /// How much of stdout and of stderr the step log keeps.
 pub(crate) const OUTPUT_HEAD_BYTES: usize = 4096;
 
-/// `PATH` for commands when the exporter runs without one.
-pub(crate) const DEFAULT_PATH: &str =
-    "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-
 /// How long a killed command may take to be reaped before the probe
 /// answers anyway; tokio reaps it later. A `SIGKILL`ed process ends at
 /// once unless it is stuck in the kernel (a hung network filesystem).
 const REAP_WAIT: Duration = Duration::from_millis(500);
-
-/// The exporter's `PATH`, read once: the environment does not change.
-static EXPORTER_PATH: LazyLock<OsString> =
-    LazyLock::new(|| std::env::var_os("PATH").unwrap_or_else(|| DEFAULT_PATH.into()));
 
 /// For tests: the target and the thread of every exec probe started, so
 /// that the runner's tests can tell where exec probes run.
@@ -181,10 +171,7 @@ fn start<'a>(
     argv: &[String],
     groups: &'a ProcessGroups,
 ) -> Result<(Child, ProcessGroup<'a>), Failure> {
-    let path = options
-        .env()
-        .get("PATH")
-        .map_or_else(|| EXPORTER_PATH.clone(), OsString::from);
+    let path = command_path(options);
     let program = &argv[0];
     let cannot_start = |error: io::Error| cannot_start(program, &path.to_string_lossy(), &error);
     let executable = find_program(program, &path).map_err(cannot_start)?;
@@ -213,41 +200,6 @@ fn start<'a>(
             format!("{program} was not started: the exporter is shutting down"),
         ),
     })
-}
-
-/// The file to execute for `program`: itself when it holds a `/`, else
-/// the first regular file of that name in `path` that has an execute bit.
-///
-/// Looked up here rather than left to `execvp`, because glibc's `execvp`
-/// runs a file it found in `PATH` with `/bin/sh` when the kernel refuses
-/// it with `ENOEXEC`: a script without `#!` would then run through a
-/// shell instead of failing as the module docs say.
-///
-/// # Errors
-/// `EACCES` when only files without an execute bit were found, else
-/// `ENOENT`: the errors `execvp` would report.
-fn find_program(program: &str, path: &OsStr) -> io::Result<PathBuf> {
-    if program.contains('/') {
-        return Ok(PathBuf::from(program));
-    }
-    let mut denied = false;
-    for directory in std::env::split_paths(path) {
-        // An empty entry is the working directory, as for execvp.
-        let candidate = if directory.as_os_str().is_empty() {
-            Path::new(".").join(program)
-        } else {
-            directory.join(program)
-        };
-        match std::fs::metadata(&candidate) {
-            Ok(file) if file.is_file() && file.permissions().mode() & 0o111 != 0 => {
-                return Ok(candidate);
-            }
-            Ok(file) if file.is_file() => denied = true,
-            _ => {}
-        }
-    }
-    let errno = if denied { libc::EACCES } else { libc::ENOENT };
-    Err(io::Error::from_raw_os_error(errno))
 }
 
 /// Waits for the command to exit and reads its output until `deadline`.

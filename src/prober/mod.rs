@@ -396,6 +396,19 @@ impl Budget {
     }
 }
 
+/// Why `module` could never probe `target` as written, or `None`: an IP
+/// literal of a family that the TCP options forbid (see
+/// [`resolve::family_refusal`]). `/probe` answers it with 400; scheduled
+/// targets and groups fail it as `local` when it runs.
+pub(crate) fn refusal_as_written(module: &Module, target: &Target) -> Option<String> {
+    match (module.prober, &target.host) {
+        (ProberKind::TcpHalfopen | ProberKind::TcpConnect, crate::target::Host::Ip(ip)) => {
+            resolve::family_refusal(*ip, &module.tcp)
+        }
+        _ => None,
+    }
+}
+
 /// Runs one probe of `target` with `module` within `budget`; names are
 /// looked up with `resolver`, every half-open close is counted in
 /// `closes`, and an `exec` command's process group is entered in `groups`.

@@ -6,7 +6,8 @@
 //! family; if there is none and fallback is on, take one of the other
 //! family; otherwise fail as `dns`. IP literals skip the lookup but obey
 //! the same family rule, so a config that forbids IPv4 forbids it for
-//! literals too. Names are asked for the preferred family's record (A or
+//! literals too; as nothing was looked up, a forbidden literal fails as
+//! `local`, and the detail names the option ([`family_refusal`]). Names are asked for the preferred family's record (A or
 //! AAAA) first and for the other only when fallback allows it and the
 //! first had none, so an IPv4 module costs one query per name.
 //!
@@ -472,21 +473,54 @@ pub(super) async fn resolve(
             looked_up.as_slice()
         }
     };
-    let chosen = choose(candidates, options).ok_or_else(|| {
-        Failure::new(
+    let chosen = choose(candidates, options).ok_or_else(|| match host {
+        // Nothing was looked up: the module itself forbids the address.
+        Host::Ip(ip) => Failure::new(
+            Reason::Local,
+            family_refusal(*ip, options).unwrap_or_default(),
+        ),
+        Host::Name(_) => Failure::new(
             Reason::Dns,
             format!(
-                "{host} has no address of an allowed family (preferred {:?}, fallback {}, source address {})",
+                "{host} has no address of an allowed family (preferred_ip_protocol {}, \
+                 ip_protocol_fallback {}, source_ip_address {})",
                 options.preferred_ip_protocol,
                 options.ip_protocol_fallback,
                 options
                     .source_ip_address
-                    .map_or_else(|| "any".to_owned(), |source| source.to_string())
+                    .map_or_else(|| "none".to_owned(), |source| source.to_string())
             ),
-        )
+        ),
     })?;
     trace.log(|| Step::Chose(chosen));
     Ok(chosen)
+}
+
+/// Why `options` forbid probing the IP literal `ip`, or `None` when they
+/// allow it: a source address of the other family, or a family that is
+/// not preferred without `ip_protocol_fallback`. Such a probe could never
+/// be sent, so scheduled targets and groups fail it as `local` and
+/// `/probe` refuses it with 400.
+pub(crate) fn family_refusal(ip: IpAddr, options: &TcpOptions) -> Option<String> {
+    if choose(&[ip], options).is_some() {
+        return None;
+    }
+    let family = IpProtocol::of(ip);
+    if let Some(source) = options
+        .source_ip_address
+        .filter(|source| source.is_ipv4() != ip.is_ipv4())
+    {
+        return Some(format!(
+            "target {ip} is an {family} address and the module's source_ip_address {source} is {}: \
+             a probe cannot go from one family to the other; use a module without it, or a target of its family",
+            IpProtocol::of(source)
+        ));
+    }
+    Some(format!(
+        "target {ip} is an {family} address and the module allows only {} \
+         (preferred_ip_protocol: {}, ip_protocol_fallback: false): use a module that allows {family}",
+        options.preferred_ip_protocol, options.preferred_ip_protocol
+    ))
 }
 
 /// The name of a query's record type, for the step log.

@@ -305,7 +305,15 @@ async fn connect(
     // trouble (fds, a source address it does not have), never the target's.
     let socket = open_socket(address, handshake, source).map_err(|error| {
         let failure = os_failure("cannot prepare a socket for", address, &error);
-        Failure::new(Reason::Local, failure.detail)
+        let detail = match (error.raw_os_error(), source) {
+            // bind() of an address that is not (or no longer) the host's.
+            (Some(libc::EADDRNOTAVAIL), Some(source)) => format!(
+                "{}: source_ip_address {source} is not an address of this host",
+                failure.detail
+            ),
+            _ => failure.detail,
+        };
+        Failure::new(Reason::Local, detail)
     })?;
     trace.log(|| Step::Connecting {
         address,
@@ -371,7 +379,18 @@ async fn connect(
     });
     match (from_icmp, error) {
         (Some(failure), _) => Err(failure),
-        (None, Some(error)) => Err(os_failure("connect to", address, &error)),
+        (None, Some(error)) => {
+            let mut failure = os_failure("connect to", address, &error);
+            // The local port is chosen at connect(): none was left, or
+            // the source address went away since the bind.
+            if let (Some(libc::EADDRNOTAVAIL), Some(source)) = (error.raw_os_error(), source) {
+                failure.detail = format!(
+                    "{}: no local port is free from source_ip_address {source}, or it is no longer an address of this host",
+                    failure.detail
+                );
+            }
+            Err(failure)
+        }
         (None, None) => {
             trace.log(|| Step::NoAnswer(address));
             Err(Failure::new(

@@ -1,0 +1,335 @@
+//! What a config asks of the host it runs on, checked when it is loaded:
+//! settings that are valid YAML but would fail every probe of a module on
+//! this host.
+//!
+//! - An `exec` module's program, `command[0]`, must be found and be
+//!   executable, looked up as the exec prober does ([`find_program`]): a
+//!   name with a `/` as written (relative to the working directory), any
+//!   other in the module's `env` `PATH` or else the exporter's own.
+//! - A `source_ip_address` must be an address this host can bind: a
+//!   socket of its family is bound to it, port 0, and closed at once.
+//!
+//! These run on every load from a file or from text ([`Config::load`],
+//! [`Config::parse_for_this_host`]): at start-up, at every reload, and in
+//! `--config.check`, so that the check and the exporter agree. A reload
+//! that fails them keeps the config in force, as for any other error.
+//! [`Config::parse`] alone does not look at the host.
+//!
+//! Both can still change after the load (a script deleted, an address
+//! removed); the probe then fails as `local` and its detail says which.
+
+#![forbid(unsafe_code)]
+
+use super::{Config, ConfigError, ExecOptions, parse_yaml, scheduled::located};
+use serde::Deserialize;
+use serde::de::IgnoredAny;
+use serde_saphyr::Spanned;
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+use std::collections::BTreeMap;
+use std::ffi::{OsStr, OsString};
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+use std::sync::LazyLock;
+
+/// `PATH` for commands when the exporter runs without one.
+pub(crate) const DEFAULT_PATH: &str =
+    "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// The exporter's `PATH`, read once: the environment does not change.
+pub(crate) static EXPORTER_PATH: LazyLock<OsString> =
+    LazyLock::new(|| std::env::var_os("PATH").unwrap_or_else(|| DEFAULT_PATH.into()));
+
+/// The `PATH` a module's command is looked up in and runs with: the
+/// module's `env` `PATH` when it sets one, else the exporter's.
+pub(crate) fn command_path(options: &ExecOptions) -> OsString {
+    options
+        .env()
+        .get("PATH")
+        .map_or_else(|| EXPORTER_PATH.clone(), OsString::from)
+}
+
+/// The file to execute for `program`: itself when it holds a `/`, else
+/// the first regular file of that name in `path` that has an execute bit.
+///
+/// Looked up here rather than left to `execvp`, because glibc's `execvp`
+/// runs a file it found in `PATH` with `/bin/sh` when the kernel refuses
+/// it with `ENOEXEC`: a script without `#!` would then run through a
+/// shell instead of failing as the exec prober's docs say.
+///
+/// # Errors
+/// `EACCES` when only files without an execute bit were found, else
+/// `ENOENT`: the errors `execvp` would report.
+pub(crate) fn find_program(program: &str, path: &OsStr) -> io::Result<PathBuf> {
+    if program.contains('/') {
+        return Ok(PathBuf::from(program));
+    }
+    let mut denied = false;
+    for directory in std::env::split_paths(path) {
+        // An empty entry is the working directory, as for execvp.
+        let candidate = if directory.as_os_str().is_empty() {
+            Path::new(".").join(program)
+        } else {
+            directory.join(program)
+        };
+        match std::fs::metadata(&candidate) {
+            Ok(file) if file.is_file() && is_executable(&file) => return Ok(candidate),
+            Ok(file) if file.is_file() => denied = true,
+            _ => {}
+        }
+    }
+    let errno = if denied { libc::EACCES } else { libc::ENOENT };
+    Err(io::Error::from_raw_os_error(errno))
+}
+
+/// Whether a file has an execute bit, as [`find_program`] requires.
+fn is_executable(file: &std::fs::Metadata) -> bool {
+    file.permissions().mode() & 0o111 != 0
+}
+
+/// Why the program of `options` cannot run on this host, if it cannot.
+fn program_problem(options: &ExecOptions) -> Option<String> {
+    let program = options.command().first()?;
+    let path = command_path(options);
+    let whose_path = if options.env().contains_key("PATH") {
+        "the module's env PATH"
+    } else {
+        "PATH"
+    };
+    let path_text = path.to_string_lossy();
+    let file = match find_program(program, &path) {
+        Ok(file) => file,
+        Err(error) if error.raw_os_error() == Some(libc::EACCES) => {
+            return Some(format!(
+                "program {program:?} is in {whose_path} ({path_text}) only as a file without \
+                 execute permission: chmod +x it"
+            ));
+        }
+        Err(_) => {
+            return Some(format!(
+                "program {program:?} is not in {whose_path} ({path_text}): install it, write its \
+                 absolute path, or set PATH under env:"
+            ));
+        }
+    };
+    // A name found in PATH is an executable file; a path is as written.
+    let why = match std::fs::metadata(&file) {
+        Err(error) if error.kind() == io::ErrorKind::NotFound => {
+            "does not exist: install it or correct the path".to_owned()
+        }
+        Err(error) => format!("cannot be looked at: {error}"),
+        Ok(found) if found.is_dir() => "is a directory, not a program".to_owned(),
+        Ok(found) if !found.is_file() => "is not a regular file".to_owned(),
+        Ok(found) if !is_executable(&found) => format!(
+            "is not executable (mode {:04o}): chmod +x it",
+            found.permissions().mode() & 0o7777
+        ),
+        Ok(_) => return None,
+    };
+    Some(format!("program {program:?} {why}"))
+}
+
+/// Why this host cannot send from `source`, if it cannot: the bind a
+/// probe makes, on a socket of the address's family, port 0.
+fn source_problem(source: IpAddr) -> Option<String> {
+    let address = SocketAddr::new(source, 0);
+    let bound = Socket::new(
+        Domain::for_address(address),
+        Type::STREAM.cloexec(),
+        Some(Protocol::TCP),
+    )
+    .and_then(|socket| socket.bind(&SockAddr::from(address)));
+    let error = bound.err()?;
+    let family = if source.is_ipv4() { "ipv4" } else { "ipv6" };
+    let why = match error.raw_os_error() {
+        Some(libc::EADDRNOTAVAIL) => format!(
+            "{source} is not an address of this host: use one it has (ip address shows them), or \
+             allow sending from addresses it does not have with sysctl net.{family}.ip_nonlocal_bind=1"
+        ),
+        Some(libc::EAFNOSUPPORT) => {
+            format!("this host has no {family} (the kernel refuses the family)")
+        }
+        _ => error.to_string(),
+    };
+    Some(format!("this host cannot send from {source}: {why}"))
+}
+
+/// Where the fields this module checks are written, read from the text
+/// again when a check fails: the config itself keeps no positions.
+#[derive(Deserialize)]
+struct FileSpots {
+    #[serde(default)]
+    modules: BTreeMap<String, ModuleSpots>,
+}
+
+#[derive(Deserialize)]
+struct ModuleSpots {
+    #[serde(default)]
+    exec: Option<ExecSpots>,
+    #[serde(default)]
+    tcp: Option<TcpSpots>,
+}
+
+#[derive(Deserialize)]
+struct ExecSpots {
+    command: Vec<Spanned<IgnoredAny>>,
+}
+
+#[derive(Deserialize)]
+struct TcpSpots {
+    #[serde(default)]
+    source_ip_address: Option<Spanned<IgnoredAny>>,
+}
+
+/// Runs the checks of the module docs on `config`, parsed from `text`.
+///
+/// # Errors
+/// The first problem found, at the field: `modules.NAME.exec.command[0]`
+/// or `modules.NAME.tcp.source_ip_address`.
+pub(super) fn check(file: &str, text: &str, config: &Config) -> Result<(), ConfigError> {
+    for (name, module) in &config.modules {
+        if let Some(problem) = module.exec.as_ref().and_then(program_problem) {
+            let at = |spots: ModuleSpots| spots.exec?.command.into_iter().next();
+            return Err(locate(file, text, name, "exec.command[0]", at, problem));
+        }
+        if let Some(problem) = module.tcp.source_ip_address.and_then(source_problem) {
+            let at = |spots: ModuleSpots| spots.tcp?.source_ip_address;
+            return Err(locate(
+                file,
+                text,
+                name,
+                "tcp.source_ip_address",
+                at,
+                problem,
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The error for `field` of module `name`, at its position in `text` as
+/// `at` finds it among the module's spots.
+fn locate(
+    file: &str,
+    text: &str,
+    name: &str,
+    field: &str,
+    at: impl FnOnce(ModuleSpots) -> Option<Spanned<IgnoredAny>>,
+    problem: String,
+) -> ConfigError {
+    let field = format!("modules.{name}.{field}");
+    let spot = parse_yaml::<FileSpots>(file, text)
+        .ok()
+        .and_then(|mut spots| spots.modules.remove(name))
+        .and_then(at);
+    match spot {
+        Some(spot) => located(file, &spot.referenced, field, problem),
+        None => ConfigError {
+            file: file.to_owned(),
+            position: None,
+            field: Some(field),
+            message: problem,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fresh directory with `files`, each `(name, mode)` a script.
+    fn scratch(name: &str, files: &[(&str, u32)]) -> PathBuf {
+        let dir = crate::config::tests::temp_file(name)
+            .parent()
+            .expect("a directory")
+            .to_owned();
+        for (file, mode) in files {
+            let path = dir.join(file);
+            std::fs::write(&path, "#!/bin/sh\nexit 0\n").unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(*mode)).unwrap();
+        }
+        dir
+    }
+
+    fn load(yaml: &str) -> Result<Config, ConfigError> {
+        Config::parse_for_this_host("zk.yml", yaml)
+    }
+
+    fn exec(command: &str, env: &str) -> String {
+        format!(
+            "modules:\n  ok:\n    prober: tcp_connect\n  zk:\n    prober: exec\n    exec:\n      command: {command}\n{env}"
+        )
+    }
+
+    #[test]
+    fn a_program_that_cannot_run_is_a_located_error() {
+        let dir = scratch("host-programs", &[("good.sh", 0o755), ("plain.sh", 0o644)]);
+        let in_dir = |name: &str| dir.join(name).display().to_string();
+        let (good, plain, missing) = (in_dir("good.sh"), in_dir("plain.sh"), in_dir("missing.sh"));
+        let folder = dir.display().to_string();
+        let path_env = format!("      env: {{PATH: {folder:?}}}\n");
+        assert!(load(&exec(&format!("[{good:?}, \"{{host}}\"]"), "")).is_ok());
+        assert!(load(&exec("[\"good.sh\"]", &path_env)).is_ok(), "in PATH");
+        for (command, env, needle) in [
+            (format!("[{missing:?}]"), "", "does not exist"),
+            (format!("[{plain:?}]"), "", "is not executable (mode 0644)"),
+            (format!("[{folder:?}]"), "", "is a directory"),
+            (
+                "[\"synack-no-such-program\"]".to_owned(),
+                "",
+                "is not in PATH (",
+            ),
+            (
+                "[\"good.sh\", \"x\"]".to_owned(),
+                "      env: {PATH: \"/nonexistent\"}\n",
+                "is not in the module's env PATH (/nonexistent)",
+            ),
+            (
+                "[\"plain.sh\"]".to_owned(),
+                path_env.as_str(),
+                "only as a file without execute permission",
+            ),
+        ] {
+            let error = load(&exec(&command, env)).expect_err(&command);
+            assert_eq!(
+                error.field.as_deref(),
+                Some("modules.zk.exec.command[0]"),
+                "{error}"
+            );
+            assert_eq!(error.position, Some((7, 17)), "{command}: {error}");
+            assert!(error.message.contains(needle), "{command}: {error}");
+        }
+        // Parsing alone does not look at the host.
+        assert!(Config::parse("zk.yml", &exec(&format!("[{missing:?}]"), "")).is_ok());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_source_address_this_host_lacks_is_a_located_error() {
+        let module = |source: &str| {
+            format!(
+                "modules:\n  from:\n    prober: tcp_halfopen\n    tcp: {{source_ip_address: \"{source}\"}}\n"
+            )
+        };
+        assert!(load(&module("127.0.0.2")).is_ok(), "all of 127/8 is local");
+        // 192.0.2.0/24 is TEST-NET-1: documentation only, never assigned.
+        let error = load(&module("192.0.2.77")).expect_err("not an address of this host");
+        assert_eq!(
+            error.field.as_deref(),
+            Some("modules.from.tcp.source_ip_address"),
+            "{error}"
+        );
+        assert_eq!(error.position, Some((4, 30)), "{error}");
+        assert!(
+            error
+                .message
+                .contains("192.0.2.77 is not an address of this host"),
+            "{error}"
+        );
+        assert!(
+            error.message.contains("net.ipv4.ip_nonlocal_bind"),
+            "{error}"
+        );
+    }
+}
