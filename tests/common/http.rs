@@ -57,15 +57,23 @@ pub async fn request(
     target: &str,
     headers: &[(&str, &str)],
 ) -> Response {
+    raw_request(
+        address,
+        &request_bytes(address, method, target, headers, ""),
+    )
+    .await
+}
+
+/// Sends `bytes` as they are (a request that may hold any byte, such as a
+/// header value that is not UTF-8) on a new connection and reads the whole
+/// response, as [`request`] does.
+pub async fn raw_request(address: SocketAddr, bytes: &[u8]) -> Response {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let work = async {
         let mut stream = tokio::net::TcpStream::connect(address)
             .await
             .expect("connect to exporter");
-        stream
-            .write_all(&request_bytes(address, method, target, headers, ""))
-            .await
-            .expect("send request");
+        stream.write_all(bytes).await.expect("send request");
         let mut raw = Vec::new();
         stream.read_to_end(&mut raw).await.expect("read response");
         parse_response(&raw).unwrap_or_else(|error| panic!("{error}"))
