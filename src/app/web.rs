@@ -9,7 +9,7 @@
 #![forbid(unsafe_code)]
 
 use crate::config::ConfigError;
-use crate::metrics::exporter::ReloadStatus;
+use crate::metrics::exporter::{LoginCounts, ReloadStatus};
 use crate::webconfig::WebConfig;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
@@ -83,6 +83,8 @@ pub(crate) struct WebConfigState {
     reloading: tokio::sync::Mutex<()>,
     /// Whether the last load worked, for `/metrics`.
     pub(crate) status: ReloadStatus,
+    /// What the basic-auth check did, for `/metrics`.
+    pub(crate) logins: Arc<LoginCounts>,
 }
 
 impl WebConfigState {
@@ -106,6 +108,7 @@ impl WebConfigState {
             stamps: Mutex::new(stamps),
             reloading: tokio::sync::Mutex::new(()),
             status,
+            logins: Arc::default(),
         })
     }
 
