@@ -290,7 +290,7 @@ impl App {
             // after the scheduler's own.
             scheduled_targets: self.series.len(),
             process: &self.process,
-            web_config_reload: self.web.as_ref().map(|web| &web.status),
+            web_config: self.web.as_ref().map(|web| (&web.status, &*web.logins)),
         };
         let mut text = String::with_capacity(4096);
         view.write(&mut Writer::new(&mut text, format));

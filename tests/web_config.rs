@@ -5,7 +5,7 @@
 mod common;
 
 use common::exporter_process::BINARY;
-use common::http::parse_response;
+use common::http::{basic, parse_response};
 use common::{ExporterProcess, Response, TempDir, TestExporter, closed_port, request, sample};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 use rustls::pki_types::pem::PemObject;
@@ -368,15 +368,6 @@ async fn wait_until_served(
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-}
-
-/// `user:password` in an `Authorization: Basic` header.
-fn basic(user: &str, password: &str) -> String {
-    use base64::Engine as _;
-    format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
-    )
 }
 
 fn users_yaml() -> String {

@@ -11,7 +11,7 @@
 use super::{RELOAD_WAIT, unfinished_reload};
 use crate::coalesce::{Coalescer, Unfinished};
 use crate::config::ConfigError;
-use crate::metrics::exporter::ReloadStatus;
+use crate::metrics::exporter::{LoginCounts, ReloadStatus};
 use crate::webconfig::WebConfig;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
@@ -86,6 +86,8 @@ pub(crate) struct WebConfigState {
     reloads: Arc<Coalescer<Result<(), ConfigError>>>,
     /// Whether the last load worked, for `/metrics`.
     pub(crate) status: ReloadStatus,
+    /// What the basic-auth check did, for `/metrics`.
+    pub(crate) logins: Arc<LoginCounts>,
 }
 
 impl WebConfigState {
@@ -109,6 +111,7 @@ impl WebConfigState {
             stamps: Mutex::new(stamps),
             reloads: Arc::default(),
             status,
+            logins: Arc::default(),
         })
     }
 

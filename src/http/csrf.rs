@@ -10,7 +10,14 @@
 //! - `Sec-Fetch-Site: cross-site` or `same-site`;
 //! - a body typed as a form, `application/x-www-form-urlencoded`,
 //!   `multipart/form-data` or `text/plain`: the only types a form, or a
-//!   "simple" cross-origin `fetch` that skips the CORS preflight, can send.
+//!   "simple" cross-origin `fetch` that skips the CORS preflight, can send,
+//!   whatever its parameters;
+//! - what cannot be checked, and so could hide one of the above: a
+//!   `Content-Type` that is not one `type/subtype`, or any header the
+//!   check reads (`Content-Type`, `Origin`, `Referer`, `Sec-Fetch-Site`,
+//!   `Host`) given twice or holding bytes other than printable ASCII.
+//!   A browser never sends those; a script can, to slip a form type or a
+//!   foreign origin past a check that read only the first value.
 //!
 //! `curl -X POST`, Prometheus tooling and other non-browser clients send
 //! none of these and pass, as does a same-origin request. `GET` and
@@ -18,8 +25,28 @@
 
 #![forbid(unsafe_code)]
 
-use hyper::header::{CONTENT_TYPE, HOST, HeaderMap, ORIGIN, REFERER};
+use hyper::header::HeaderMap;
 use hyper::{Method, Request};
+
+/// The headers the check reads, as they are named in its refusals. Each
+/// must come once at most and hold printable ASCII only: a check that
+/// read the first of two, or skipped a value it could not decode, would
+/// let through what a browser never sends but an attacker's client can.
+const READ: [&str; 5] = [
+    "Content-Type",
+    "Origin",
+    "Referer",
+    "Sec-Fetch-Site",
+    "Host",
+];
+
+/// The form types: the only ones a form, or a "simple" cross-origin
+/// `fetch` that skips the CORS preflight, can send.
+const FORM_TYPES: [&str; 3] = [
+    "application/x-www-form-urlencoded",
+    "multipart/form-data",
+    "text/plain",
+];
 
 /// Why `request` must be refused, or `None` when it may proceed.
 pub(super) fn refusal<B>(request: &Request<B>) -> Option<String> {
@@ -27,30 +54,32 @@ pub(super) fn refusal<B>(request: &Request<B>) -> Option<String> {
         return None;
     }
     let headers = request.headers();
-    if let Some(kind) = form_content_type(headers) {
-        return Some(format!(
-            "refused: a request body of type {kind} is what a browser form sends, and this \
-             endpoint changes state; send no body (curl -X POST) or another content type"
-        ));
+    let mut values = [None; READ.len()];
+    for (value, name) in values.iter_mut().zip(READ) {
+        match single(headers, name) {
+            Ok(found) => *value = found,
+            Err(refusal) => return Some(refusal),
+        }
     }
-    let header = |name| {
-        headers
-            .get(name)
-            .map(|value| value.to_str().unwrap_or("\u{fffd}"))
-    };
-    if let Some(site) = header("sec-fetch-site")
+    let [content_type, origin, referer, site, host] = values;
+    if let Some(content_type) = content_type
+        && let Some(refusal) = form_refusal(content_type)
+    {
+        return Some(refusal);
+    }
+    if let Some(site) = site
         && (site.eq_ignore_ascii_case("cross-site") || site.eq_ignore_ascii_case("same-site"))
     {
         return Some(format!(
             "refused: a {site} request from a browser may not change state (Sec-Fetch-Site)"
         ));
     }
-    let (name, source) = match (header(ORIGIN.as_str()), header(REFERER.as_str())) {
+    let (name, source) = match (origin, referer) {
         (Some(origin), _) => ("Origin", origin),
         (None, Some(referer)) => ("Referer", referer),
         (None, None) => return None,
     };
-    let host = header(HOST.as_str()).unwrap_or_default();
+    let host = host.unwrap_or_default();
     match authority(source) {
         Some(from) if !host.is_empty() && same_authority(&from, host) => None,
         _ => Some(format!(
@@ -60,20 +89,58 @@ pub(super) fn refusal<B>(request: &Request<B>) -> Option<String> {
     }
 }
 
-/// The form content type of the body, if it has one.
-fn form_content_type(headers: &HeaderMap) -> Option<&'static str> {
-    let value = headers.get(CONTENT_TYPE)?;
-    let Ok(value) = value.to_str() else {
-        return None;
+/// The one value of header `name`, if it has one; a refusal when it
+/// comes more than once or holds other bytes than printable ASCII.
+fn single<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, String> {
+    let mut values = headers.get_all(name).iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
     };
-    let media = value.split(';').next().unwrap_or_default().trim();
-    [
-        "application/x-www-form-urlencoded",
-        "multipart/form-data",
-        "text/plain",
-    ]
-    .into_iter()
-    .find(|kind| media.eq_ignore_ascii_case(kind))
+    let more = values.count();
+    if more > 0 {
+        return Err(format!(
+            "refused: the request has {} {name} headers, and one that changes state may have \
+             one at most",
+            more + 1
+        ));
+    }
+    value.to_str().map(Some).map_err(|_| {
+        format!(
+            "refused: the {name} header holds bytes other than printable ASCII, which a \
+             request that changes state may not have"
+        )
+    })
+}
+
+/// Why a body of `content_type` is refused: a form type (whatever its
+/// parameters), or a value that is not one `type/subtype` and so cannot
+/// be told from a form type.
+fn form_refusal(content_type: &str) -> Option<String> {
+    let media = content_type.split(';').next().unwrap_or_default().trim();
+    let readable = media
+        .split_once('/')
+        .is_some_and(|(kind, subtype)| is_token(kind) && is_token(subtype));
+    if !readable {
+        return Some(format!(
+            "refused: Content-Type {content_type:?} is not one media type (type/subtype), so it \
+             cannot be told from a form's; send no body (curl -X POST) or one of another type"
+        ));
+    }
+    let kind = FORM_TYPES
+        .into_iter()
+        .find(|kind| media.eq_ignore_ascii_case(kind))?;
+    Some(format!(
+        "refused: a request body of type {kind} is what a browser form sends, and this \
+         endpoint changes state; send no body (curl -X POST) or another content type"
+    ))
+}
+
+/// Whether `text` is an HTTP token (RFC 9110, section 5.6.2).
+fn is_token(text: &str) -> bool {
+    !text.is_empty()
+        && text
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&byte))
 }
 
 /// The `host[:port]` of an origin or URL, with the scheme's default port
@@ -196,5 +263,75 @@ mod tests {
             assert!(refusal.starts_with("refused: "), "{refusal}");
             assert!(!refusal.contains('\n'), "{refusal}");
         }
+    }
+
+    /// Requests built header by header, as given, so that a name may come
+    /// twice and a value may hold any byte.
+    fn post_raw(headers: &[(&str, &[u8])]) -> Option<String> {
+        let mut request = Request::builder().method(Method::POST).uri("/-/reload");
+        for (name, value) in headers {
+            request = request.header(
+                *name,
+                hyper::header::HeaderValue::from_bytes(value).unwrap(),
+            );
+        }
+        refusal(&request.body(()).unwrap())
+    }
+
+    #[test]
+    fn unreadable_and_repeated_headers_are_refused() {
+        let own: &[u8] = b"http://127.0.0.1:9215";
+        let host = ("host", &b"127.0.0.1:9215"[..]);
+        for headers in [
+            &[host, ("content-type", b"text/plain;x=\xff")][..],
+            &[
+                host,
+                ("content-type", "text/plain; charset=\u{e9}".as_bytes()),
+            ],
+            &[host, ("content-type", b"application/json\xff")],
+            &[host, ("content-type", b"application/json, text/plain")],
+            &[host, ("content-type", b"json")],
+            &[host, ("content-type", b"")],
+            &[
+                host,
+                ("content-type", b"application/json"),
+                ("content-type", b"text/plain"),
+            ],
+            &[host, ("origin", own), ("origin", b"http://evil.example")],
+            &[host, ("origin", b"http://127.0.0.1:9215\xff")],
+            &[host, ("referer", own), ("referer", b"http://evil.example/")],
+            &[
+                host,
+                ("sec-fetch-site", b"same-origin"),
+                ("sec-fetch-site", b"cross-site"),
+            ],
+            &[host, ("sec-fetch-site", b"cross-site\xff")],
+            &[host, ("host", b"evil.example"), ("origin", own)],
+            &[host, ("host", b"127.0.0.1:9215")],
+        ] {
+            let refusal = post_raw(headers).unwrap_or_else(|| panic!("{headers:?} passed"));
+            assert!(refusal.starts_with("refused: "), "{refusal}");
+            assert!(!refusal.contains('\n'), "{refusal}");
+        }
+        assert!(
+            post_raw(&[host, ("origin", own), ("origin", own)])
+                .unwrap()
+                .contains("2 Origin headers")
+        );
+        // Each once, readable: passes, parameters and all.
+        assert_eq!(
+            post_raw(&[
+                host,
+                ("origin", own),
+                ("content-type", b"application/json; charset=\"utf-8\""),
+                ("sec-fetch-site", b"same-origin"),
+            ]),
+            None
+        );
+        // Headers the check does not read may come twice.
+        assert_eq!(
+            post_raw(&[host, ("accept", b"a/b"), ("accept", b"c/d")]),
+            None
+        );
     }
 }

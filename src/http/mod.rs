@@ -15,6 +15,7 @@ mod health;
 mod landing;
 mod limit;
 mod listen;
+mod login;
 mod probe;
 mod query;
 mod stream;
@@ -39,7 +40,7 @@ use hyper_util::rt::TokioTimer;
 use hyper_util::server::graceful::GracefulShutdown;
 use std::convert::Infallible;
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use tokio::net::TcpListener;
 
@@ -118,13 +119,15 @@ pub(crate) async fn serve(
             .local_addr()
             .ok()
             .map(|address| SocketAddr::new(address.ip().to_canonical(), address.port()));
+        // The client's, for the web config's login check.
+        let peer = stream.peer_addr().ok().map(|address| address.ip());
         let write_timeout = app.settings.write_timeout;
         let service_app = Arc::clone(&app);
         let service_gate = Arc::clone(&gate);
         let service = service_fn(move |request| {
             let app = Arc::clone(&service_app);
             let gate = Arc::clone(&service_gate);
-            async move { Ok::<_, Infallible>(answer(&app, &gate, request, local).await) }
+            async move { Ok::<_, Infallible>(answer(&app, &gate, request, local, peer).await) }
         });
         let tls = gate.tls_acceptor();
         let watcher = connections.watcher();
@@ -204,17 +207,18 @@ async fn reload_when_changed(web: Arc<crate::app::WebConfigState>) {
 }
 
 /// Answers one request: through the web config's gate, if there is one,
-/// and with its headers.
+/// and with its headers. `peer` is the client's address.
 async fn answer(
     app: &Arc<App>,
     gate: &web::Gate,
     request: Request<Incoming>,
     local: Option<SocketAddr>,
+    peer: Option<IpAddr>,
 ) -> HttpResponse {
     let Some(config) = gate.config() else {
         return route(app, request, local).await;
     };
-    let mut response = match gate.check(&config, request.headers()).await {
+    let mut response = match gate.check(&config, request.headers(), peer).await {
         Some(refusal) => refusal,
         None => route(app, request, local).await,
     };

@@ -36,6 +36,54 @@ impl ReloadStatus {
     }
 }
 
+/// What the basic-auth check of `--web.config.file` did: the requests it
+/// answered, by result, and the bcrypt checks it ran for them (the rest
+/// were answered from its caches of recent results).
+#[derive(Debug, Default)]
+pub(crate) struct LoginCounts {
+    /// Let through: the right password of a known user.
+    pub(crate) accepted: AtomicU64,
+    /// Answered 401: no credentials, an unknown user or a wrong password.
+    pub(crate) refused: AtomicU64,
+    /// Answered 503: no bcrypt check could start in time.
+    pub(crate) busy: AtomicU64,
+    /// bcrypt checks run.
+    pub(crate) bcrypt_checks: AtomicU64,
+}
+
+impl LoginCounts {
+    fn write(&self, writer: &mut Writer<'_>) {
+        writer.family(
+            "synack_exporter_web_auth_requests",
+            Kind::Counter,
+            "Requests checked for basic auth credentials, by result: accepted, refused (401: none, an unknown user or a wrong password) or busy (503: no bcrypt check could start in time).",
+        );
+        for (result, count) in [
+            ("accepted", &self.accepted),
+            ("refused", &self.refused),
+            ("busy", &self.busy),
+        ] {
+            writer.sample(
+                "synack_exporter_web_auth_requests",
+                "_total",
+                &["result=\"", result, "\""],
+                Value::Int(count.load(Ordering::Relaxed)),
+            );
+        }
+        writer.family(
+            "synack_exporter_web_auth_bcrypt_checks",
+            Kind::Counter,
+            "Passwords checked with bcrypt; the other requests with credentials were answered from the caches of recent results.",
+        );
+        writer.sample(
+            "synack_exporter_web_auth_bcrypt_checks",
+            "_total",
+            &[],
+            Value::Int(self.bcrypt_checks.load(Ordering::Relaxed)),
+        );
+    }
+}
+
 /// What one scrape of the exporter's own metrics shows.
 #[derive(Debug)]
 pub(crate) struct ExporterView<'a> {
@@ -55,8 +103,8 @@ pub(crate) struct ExporterView<'a> {
     pub(crate) scheduled_targets: usize,
     /// The `process_*` metrics.
     pub(crate) process: &'a ProcessMetrics,
-    /// The `--web.config.file` loads, when one is given.
-    pub(crate) web_config_reload: Option<&'a ReloadStatus>,
+    /// The `--web.config.file` loads and logins, when one is given.
+    pub(crate) web_config: Option<(&'a ReloadStatus, &'a LoginCounts)>,
 }
 
 impl ExporterView<'_> {
@@ -94,7 +142,7 @@ impl ExporterView<'_> {
             "Unix time of the last successful config load or reload.",
             f64::from_bits(self.reload.success_unix_bits.load(Ordering::Relaxed)),
         );
-        if let Some(web) = self.web_config_reload {
+        if let Some((web, logins)) = self.web_config {
             writer.gauge(
                 "synack_exporter_web_config_last_reload_successful",
                 "Whether the last load or reload of --web.config.file succeeded.",
@@ -105,6 +153,7 @@ impl ExporterView<'_> {
                 "Unix time of the last successful load or reload of --web.config.file.",
                 f64::from_bits(web.success_unix_bits.load(Ordering::Relaxed)),
             );
+            logins.write(writer);
         }
         writer.family(
             "synack_exporter_schedule_lag_seconds",

@@ -28,6 +28,15 @@ impl Response {
     }
 }
 
+/// The value of an `Authorization: Basic` header for `user:password`.
+pub fn basic(user: &str, password: &str) -> String {
+    use base64::Engine as _;
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+    )
+}
+
 /// The bytes of a request; `target` is sent as written, so tests can send
 /// raw bytes.
 fn request_bytes(
@@ -57,15 +66,58 @@ pub async fn request(
     target: &str,
     headers: &[(&str, &str)],
 ) -> Response {
+    raw_request(
+        address,
+        &request_bytes(address, method, target, headers, ""),
+    )
+    .await
+}
+
+/// Sends `bytes` as they are (a request that may hold any byte, such as a
+/// header value that is not UTF-8) on a new connection and reads the whole
+/// response, as [`request`] does.
+pub async fn raw_request(address: SocketAddr, bytes: &[u8]) -> Response {
+    let connect = async {
+        tokio::net::TcpStream::connect(address)
+            .await
+            .expect("connect to exporter")
+    };
+    exchange(connect, bytes).await
+}
+
+/// [`request`] from the loopback address `source` (any of 127.0.0.0/8
+/// reaches an exporter on 127.0.0.1), as a second client host would.
+pub async fn request_from(
+    source: std::net::IpAddr,
+    address: SocketAddr,
+    method: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+) -> Response {
+    let connect = async {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket
+            .bind(SocketAddr::new(source, 0))
+            .unwrap_or_else(|error| panic!("bind {source}: {error}"));
+        socket.connect(address).await.expect("connect to exporter")
+    };
+    exchange(
+        connect,
+        &request_bytes(address, method, target, headers, ""),
+    )
+    .await
+}
+
+/// Sends `bytes` on the stream `connect` opens and reads the whole
+/// response, within [`ASYNC_LIMIT`] in all.
+async fn exchange(
+    connect: impl std::future::Future<Output = tokio::net::TcpStream>,
+    bytes: &[u8],
+) -> Response {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let work = async {
-        let mut stream = tokio::net::TcpStream::connect(address)
-            .await
-            .expect("connect to exporter");
-        stream
-            .write_all(&request_bytes(address, method, target, headers, ""))
-            .await
-            .expect("send request");
+        let mut stream = connect.await;
+        stream.write_all(bytes).await.expect("send request");
         let mut raw = Vec::new();
         stream.read_to_end(&mut raw).await.expect("read response");
         parse_response(&raw).unwrap_or_else(|error| panic!("{error}"))
