@@ -226,6 +226,59 @@ struct HealthCheckerFlags {
 /// 5500, which is where load balancers of users who kept the default look.
 const HEALTH_CHECKER_LISTENER: &str = "0.0.0.0:5500";
 
+/// health-checker's flags, and whether each takes a value.
+const HEALTH_CHECKER_FLAGS: [(&str, bool); 8] = [
+    ("port", true),
+    ("script", true),
+    ("script-timeout", true),
+    ("listener", true),
+    ("log-level", true),
+    ("singleflight", false),
+    ("help", false),
+    ("version", false),
+];
+
+/// The command line with health-checker's flags written Go's way, with
+/// one dash (`-port 5432`, `-port=5432`), as `--port`: health-checker
+/// reads its flags with Go's flag package, which takes both, so command
+/// lines written either way must work here too. Only in the
+/// health-checker mode, only for its flag names, and never for a flag's
+/// value (`--script -x` keeps `-x`) nor after `--`.
+fn go_style_flags(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    if args.get(1).is_none_or(|mode| mode != "health-checker") {
+        return args;
+    }
+    let mut value_next = false;
+    for arg in args.iter_mut().skip(2) {
+        if std::mem::take(&mut value_next) {
+            continue;
+        }
+        let Some(text) = arg.to_str() else {
+            continue;
+        };
+        if text == "--" {
+            break;
+        }
+        let Some(written) = text.strip_prefix('-') else {
+            continue;
+        };
+        let dashed = written.strip_prefix('-');
+        let (name, value) = match dashed.unwrap_or(written).split_once('=') {
+            Some((name, _)) => (name, true),
+            None => (dashed.unwrap_or(written), false),
+        };
+        let Some(&(_, takes_value)) = HEALTH_CHECKER_FLAGS.iter().find(|(flag, _)| *flag == name)
+        else {
+            continue;
+        };
+        value_next = takes_value && !value;
+        if dashed.is_none() {
+            *arg = format!("-{text}").into();
+        }
+    }
+    args
+}
+
 /// A logrus level name, as health-checker's `--log-level` takes them, as
 /// the nearest of ours.
 fn parse_logrus_level(text: &str) -> Result<LogLevel, String> {
@@ -324,7 +377,7 @@ impl From<LogFormat> for LineFormat {
 fn main() -> ExitCode {
     // Every flag, the listen address included, is checked here, so
     // --config.check refuses what start-up would refuse.
-    let flags = Flags::parse();
+    let flags = Flags::parse_from(go_style_flags(std::env::args_os().collect()));
     if let Some(Mode::HealthChecker(checker)) = flags.mode {
         return health_checker(&checker);
     }
@@ -551,6 +604,47 @@ async fn shutdown_signal(mut terms: Signal, mut interrupts: Signal) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn health_checker_flags_may_be_written_with_one_dash_as_go_takes_them() {
+        let rewritten = |args: &[&str]| -> Vec<String> {
+            go_style_flags(args.iter().map(Into::into).collect())
+                .into_iter()
+                .map(|arg| arg.into_string().unwrap())
+                .collect()
+        };
+        assert_eq!(
+            rewritten(&[
+                "x",
+                "health-checker",
+                "-port",
+                "-1",
+                "-script=/bin/a -b",
+                "--script",
+                "-port",
+                "-singleflight",
+                "-h",
+                "-other",
+                "--",
+                "-port"
+            ]),
+            [
+                "x",
+                "health-checker",
+                "--port",
+                "-1",
+                "--script=/bin/a -b",
+                "--script",
+                "-port",
+                "--singleflight",
+                "-h",
+                "-other",
+                "--",
+                "-port"
+            ]
+        );
+        assert_eq!(rewritten(&["x", "-port", "1"]), ["x", "-port", "1"]);
+    }
 
     #[test]
     fn flags_are_consistent() {

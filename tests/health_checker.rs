@@ -447,3 +447,38 @@ fn help_and_usage_errors_speak_as_health_checker() {
         assert!(!finished.stderr.is_empty(), "{bad:?}");
     }
 }
+
+/// health-checker reads its flags with Go's flag package, which takes
+/// `-port 5432` and `-port=5432` as it takes `--port 5432`: a command line
+/// written that way works here too, and a value that starts with a dash
+/// stays a value.
+#[test]
+fn go_style_single_dash_flags_work_as_in_health_checker() {
+    let dir = TempDir::new("health-checker-dash");
+    let check = script(&dir, "check.sh", "[ \"$1\" = -v ] || exit 1\n");
+    let (port_listener, port) = listener();
+    let (port, script) = (port.to_string(), format!("{} -v", check.display()));
+    let exporter = ExporterProcess::start_exactly(&[
+        "health-checker",
+        "-listener",
+        "127.0.0.1:0",
+        &format!("-port={port}"),
+        "-script",
+        &script,
+        "-script-timeout",
+        "3",
+        "-singleflight",
+        "-log-level=debug",
+    ]);
+    assert_eq!(get(&exporter, "/").body, "OK");
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(common::accept_waiting(&port_listener), 0);
+    for flag in ["-help", "-h"] {
+        let help = run(&["health-checker", flag]);
+        assert!(
+            help.success() && help.stdout.contains("--script-timeout"),
+            "{flag}: {}",
+            help.output()
+        );
+    }
+}

@@ -232,3 +232,33 @@ async fn first_logins_from_elsewhere_get_in_during_a_flood_of_distinct_wrong_pas
         "bcrypt checks for {refused} distinct wrong passwords and four first logins"
     );
 }
+
+/// A user behind the attacker's own address (a NAT, a proxy) whose first
+/// login comes during a flood of distinct wrong passwords for another
+/// user: the flood keeps the slow lane full, and when any check from that
+/// address that found it full was answered 503 at once, carol got 503 ten
+/// times out of ten over three seconds. Checks of each user wait in a
+/// queue of their own, taken in turn, so the flood against alice delays
+/// carol by a check or so, and she gets in at the first or second try.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_login_behind_the_attackers_address_gets_in_during_a_flood_for_another_user() {
+    let (exporter, _dir) = exporter().await;
+    let flood = Flood::start(exporter.address, true);
+    flood.refused_at_least(20).await;
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        let login = get_as(ATTACKER, &exporter, "/-/healthy", "carol", "correct horse").await;
+        statuses.push(login.status);
+        if login.status == 200 {
+            break;
+        }
+    }
+    let (refused, busy) = flood.stop().await;
+    assert_eq!(
+        statuses.last(),
+        Some(&200),
+        "carol's logins from the flood's address: {statuses:?} (flood: {refused} answered 401, \
+         {busy} 503)"
+    );
+    assert!(statuses.len() <= 2, "{statuses:?}");
+}

@@ -1048,3 +1048,58 @@ fn a_flood_of_bad_handshakes_is_logged_within_the_bound_and_counted() {
         "every failure is logged or counted: {lines:#?}"
     );
 }
+
+/// CPU seconds (user and system) that process `pid` has used so far.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("read /proc/PID/stat");
+    // The fields after the command name, which is in parentheses and may
+    // hold spaces: utime and stime are the 12th and 13th of them.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    // USER_HZ is 100 on every Linux that Rust targets.
+    ticks as f64 / 100.0
+}
+
+/// Connections that send the start of a plain-HTTP request line ("GE",
+/// which could still be `GET /`) and then nothing cost the exporter no
+/// CPU while it waits for the rest (at most the header timeout). Peeking
+/// again every 10 ms, 300 such connections kept it at about a fifth of a
+/// core (900 at 57 %), each for 10 s, and a client that reconnects keeps
+/// that up as long as it likes; idle connections cost 0.2 %.
+#[test]
+fn half_sent_request_lines_on_the_tls_port_cost_no_cpu_while_they_wait() {
+    const CLIENTS: usize = 300;
+    common::ensure_open_file_limit(CLIENTS as u64 + 64);
+    let site = Site::new(TLS);
+    let web_yml = site.web_yml.display().to_string();
+    let exporter = ExporterProcess::start(&["--web.config.file", &web_yml]);
+    let mut stalled = Vec::with_capacity(CLIENTS);
+    for _ in 0..CLIENTS {
+        let mut client = std::net::TcpStream::connect(exporter.address).unwrap();
+        std::io::Write::write_all(&mut client, b"GE").unwrap();
+        stalled.push(client);
+    }
+    // Past the connections' start-up; well within the 10 s header timeout.
+    std::thread::sleep(Duration::from_millis(500));
+    let (before, started) = (cpu_seconds(exporter.pid()), Instant::now());
+    std::thread::sleep(Duration::from_secs(3));
+    let used = (cpu_seconds(exporter.pid()) - before) / started.elapsed().as_secs_f64();
+    assert!(
+        used < 0.05,
+        "{CLIENTS} stalled connections kept the exporter at {:.1} % of a core",
+        used * 100.0
+    );
+    // They are still answered when the rest comes.
+    for client in stalled.iter_mut().take(3) {
+        std::io::Write::write_all(client, b"T / HTTP/1.1\r\n\r\n").unwrap();
+        client.set_read_timeout(Some(REQUEST_LIMIT)).unwrap();
+        let mut raw = Vec::new();
+        std::io::Read::read_to_end(client, &mut raw).unwrap();
+        assert_eq!(String::from_utf8_lossy(&raw), GO_PLAIN_HTTP_ANSWER);
+    }
+}

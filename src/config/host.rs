@@ -150,9 +150,21 @@ fn source_problem(source: IpAddr) -> Option<String> {
         Some(libc::EAFNOSUPPORT) => {
             format!("this host has no {family} (the kernel refuses the family)")
         }
+        // The kernel binds a link-local address only with its interface
+        // (a scope), which a source_ip_address cannot name.
+        Some(libc::EINVAL) if source.is_ipv6() && is_link_local(source) => format!(
+            "{source} is link-local, and a link-local address is bound only together with its \
+             interface, which source_ip_address cannot name: use a global or unique-local \
+             address of this host"
+        ),
         _ => error.to_string(),
     };
     Some(format!("this host cannot send from {source}: {why}"))
+}
+
+/// Whether `address` is an IPv6 link-local unicast address, fe80::/10.
+fn is_link_local(address: IpAddr) -> bool {
+    matches!(address, IpAddr::V6(v6) if v6.segments()[0] & 0xffc0 == 0xfe80)
 }
 
 /// Where the fields this module checks are written, read from the text
@@ -331,5 +343,22 @@ mod tests {
             error.message.contains("net.ipv4.ip_nonlocal_bind"),
             "{error}"
         );
+    }
+
+    /// A link-local IPv6 address cannot be bound without the interface it
+    /// belongs to, which `source_ip_address` has no way to name: the
+    /// kernel says EINVAL whether the host has the address or not. Said
+    /// as such, not as "Invalid argument (os error 22)".
+    #[test]
+    fn a_link_local_source_address_is_refused_saying_why() {
+        let error = load(
+            "modules:\n  from:\n    prober: tcp_halfopen\n    tcp: {source_ip_address: \"fe80::1\"}\n",
+        )
+        .expect_err("a link-local address cannot be bound without its interface");
+        assert_eq!(error.position, Some((4, 30)), "{error}");
+        assert!(!error.message.contains("os error"), "{error}");
+        if !error.message.contains("this host has no ipv6") {
+            assert!(error.message.contains("fe80::1 is link-local"), "{error}");
+        }
     }
 }

@@ -6,7 +6,9 @@
 //! wrote the file knows lists, maps, numbers and keys, and has no
 //! `Options` to set. [`UserWords`] is a serde-saphyr `MessageFormatter`
 //! that says the same in those terms; messages it does not know it leaves
-//! to the crate's own user-facing formatter.
+//! to the crate's own user-facing formatter. The YAML parser's messages
+//! (`while parsing a block mapping, did not find expected key`) are said
+//! by their kind: a line that does not line up, a quote not closed.
 //!
 //! The field path comes from serde_path_to_error, which knows the
 //! structs rather than the file: [`user_field`] drops the `.value` that a
@@ -15,6 +17,8 @@
 
 #![forbid(unsafe_code)]
 
+use serde_saphyr::granit_parser::ErrorKind;
+use serde_saphyr::localizer::ExternalMessageSource;
 use serde_saphyr::{Error, MessageFormatter, UserMessageFormatter};
 use std::borrow::Cow;
 
@@ -89,12 +93,105 @@ impl MessageFormatter for UserWords {
             Error::Message { msg, .. } if msg == "invalid IP address syntax" => {
                 Cow::Borrowed("expected an IP address, such as 192.0.2.10 or 2001:db8::10")
             }
-            Error::ExternalMessage { msg, .. } if msg.starts_with("tabs disallowed") => {
-                Cow::Borrowed("a tab indents this line: YAML is indented with spaces only")
-            }
+            Error::ExternalMessage { source, .. } => match &**source {
+                ExternalMessageSource::Parser(scan) => syntax_in_words(scan.kind()),
+                _ => UserMessageFormatter.format_message(err),
+            },
             other => UserMessageFormatter.format_message(other),
         }
     }
+}
+
+/// A mistake that the YAML parser found, in the user's words: the
+/// parser names its grammar ("while parsing a block mapping, did not
+/// find expected key"), the user wrote lines, keys, lists, quotes and
+/// brackets. Mistakes users rarely make (tags, directives, anchors) get
+/// one sentence that points at the usual causes.
+fn syntax_in_words(kind: &ErrorKind) -> Cow<'static, str> {
+    Cow::Borrowed(match kind {
+        ErrorKind::ExpectedBlockMappingKey => {
+            "this line does not line up with the keys above it: check its indentation"
+        }
+        ErrorKind::ExpectedBlockSequenceEntry => {
+            "this line does not line up with the \"- \" items above it: check its indentation"
+        }
+        ErrorKind::InvalidIndentation
+        | ErrorKind::InvalidFlowScalarIndent
+        | ErrorKind::InvalidBlockScalarIndent
+        | ErrorKind::BlockSequenceEntryNotAllowed
+        | ErrorKind::MappingKeyNotAllowed
+        | ErrorKind::MappingValueNotAllowed => {
+            "this line is not where its indentation puts it: check its indentation, and quote a \
+             value that holds \": \""
+        }
+        ErrorKind::TabNotAllowed
+        | ErrorKind::TabInBlockIndentation
+        | ErrorKind::TabInIndentation
+        | ErrorKind::TabAtBlockScalarStart
+        | ErrorKind::TabInPlainScalar => {
+            "a tab indents this line: YAML is indented with spaces only"
+        }
+        ErrorKind::UnclosedQuotedScalar
+        | ErrorKind::InvalidQuotedScalarIndent
+        | ErrorKind::DocumentIndicatorInQuotedScalar => {
+            "a quoted value is not closed (it may start on a line above): end it with the quote \
+             it starts with"
+        }
+        ErrorKind::InvalidTrailingSingleQuotedScalar
+        | ErrorKind::InvalidTrailingDoubleQuotedScalar => {
+            "text follows the closing quote: put the whole value inside the quotes, and separate \
+             list items with commas"
+        }
+        ErrorKind::UnknownQuotedScalarEscape
+        | ErrorKind::InvalidQuotedScalarHexEscape
+        | ErrorKind::InvalidLowSurrogateHexEscape
+        | ErrorKind::InvalidLowSurrogate
+        | ErrorKind::MissingLowSurrogate
+        | ErrorKind::UnpairedLowSurrogate
+        | ErrorKind::InvalidUnicodeEscape => {
+            "a backslash in double quotes starts an escape that YAML does not know: write \\\\ \
+             for a backslash, or use single quotes"
+        }
+        ErrorKind::ExpectedFlowMappingSeparator => {
+            "a {map} needs a comma between its entries and } at its end"
+        }
+        ErrorKind::ExpectedFlowSequenceSeparator => {
+            "a [list] needs a comma between its items and ] at its end"
+        }
+        ErrorKind::UnclosedFlowCollection { open: '[' } => {
+            "this [ is not closed: end the list with ]"
+        }
+        ErrorKind::UnclosedFlowCollection { .. } => "this { is not closed: end the map with }",
+        ErrorKind::MisplacedFlowCollectionEnd | ErrorKind::MismatchedFlowCollectionEnd { .. } => {
+            "this bracket closes none that is open: pair each [ with ] and each { with }"
+        }
+        ErrorKind::SimpleKeyExpected | ErrorKind::InvalidSimpleKey => {
+            "a key needs \": \" after it (a colon, then a space)"
+        }
+        ErrorKind::InvalidMappingValueWhitespace => "a key's colon needs a space after it",
+        ErrorKind::UnexpectedCharacter { character: '@' } => {
+            "`@` cannot start a value: put the value in quotes"
+        }
+        ErrorKind::UnexpectedCharacter { character: '`' } => {
+            "a backquote (`) cannot start a value: put the value in quotes"
+        }
+        ErrorKind::UnexpectedCharacter { .. } => {
+            "this character cannot start a value: put the value in quotes"
+        }
+        ErrorKind::ExpectedNodeContent | ErrorKind::UnexpectedEndOfPlainScalar => {
+            "a value is missing here"
+        }
+        ErrorKind::UnexpectedEof
+        | ErrorKind::UnexpectedEofBlockMapping
+        | ErrorKind::UnexpectedEofBlockSequence
+        | ErrorKind::UnexpectedEofFlowMapping
+        | ErrorKind::UnexpectedEofFlowSequence
+        | ErrorKind::UnexpectedEofImplicitFlowMapping => "the file ends in the middle of a value",
+        _ => {
+            "this is not valid YAML: check the indentation, quotes and brackets here and on the \
+             lines above"
+        }
+    })
 }
 
 /// What a serde "expected" names, in the user's words: `u32` is a whole
@@ -325,6 +422,111 @@ mod tests {
             );
             assert!(text.contains(needle), "{yaml:?}: want {needle:?} in {text}");
             for jargon in JARGON {
+                assert!(!text.contains(jargon), "{yaml:?}: {jargon:?} in {text}");
+            }
+        }
+    }
+
+    /// Words of the YAML parser's own messages, which name its grammar
+    /// rather than what the user wrote.
+    const PARSER_JARGON: [&str; 14] = [
+        "while parsing",
+        "while scanning",
+        "scalar",
+        "mapping",
+        "sequence",
+        "node",
+        "block",
+        "flow",
+        "indicator",
+        "directive",
+        "simple key",
+        "context",
+        "tag",
+        "EOF",
+    ];
+
+    /// Mistakes that the YAML parser itself finds (indentation, quotes,
+    /// brackets, escapes) are located and said in the user's words too,
+    /// not as "while parsing a block mapping, did not find expected key".
+    #[test]
+    fn yaml_syntax_mistakes_are_said_in_the_users_words() {
+        let module = "modules:\n  x:\n";
+        let cases: [(String, (u64, u64), &str); 13] = [
+            (
+                format!("{module}    prober: tcp_connect\n   timeout: 5s\n"),
+                (4, 4),
+                "this line does not line up with the keys above it: check its indentation",
+            ),
+            (
+                "targets:\n  - module: tcp_connect\n    targets:\n    - \"127.0.0.1:1\"\n   - \"127.0.0.1:2\"\n"
+                    .to_owned(),
+                (5, 4),
+                "this line does not line up with the \"- \" items above it: check its indentation",
+            ),
+            (
+                format!("{module}    prober: tcp_connect\n    timeout: 5s\n  - y\n"),
+                (5, 5),
+                "check its indentation",
+            ),
+            (
+                format!("{module}    prober: 'tcp_connect\n"),
+                (4, 1),
+                "a quoted value is not closed",
+            ),
+            (
+                format!("{module}    prober: \"tcp_connect\" extra\n"),
+                (3, 27),
+                "text follows the closing quote",
+            ),
+            (
+                "targets:\n  - module: tcp_connect\n    targets: [\"127.0.0.1:1\" \"127.0.0.1:2\"]\n"
+                    .to_owned(),
+                (3, 29),
+                "text follows the closing quote",
+            ),
+            (
+                format!("{module}    prober: \"tcp\\q\"\n"),
+                (3, 13),
+                "a backslash in double quotes",
+            ),
+            (
+                format!("{module}    prober: \"tcp\\x4\"\n"),
+                (3, 13),
+                "a backslash in double quotes",
+            ),
+            (
+                "modules: {x: {prober: tcp_connect} y: 1}\n".to_owned(),
+                (1, 36),
+                "a {map} needs a comma between its entries",
+            ),
+            (
+                format!("{module}    prober: tcp_connect\n    timeout:5s\n"),
+                (4, 5),
+                "a key needs \": \" after it",
+            ),
+            (
+                format!("{module}    prober: tcp_connect\n  @x: 1\n"),
+                (4, 3),
+                "`@` cannot start a value: put the value in quotes",
+            ),
+            ("modules: !<abc\n".to_owned(), (1, 10), "is not valid YAML"),
+            (
+                "%YAML 1.1\n%YAML 1.1\n---\n".to_owned(),
+                (2, 1),
+                "is not valid YAML",
+            ),
+        ];
+        for (yaml, position, needle) in cases {
+            let error = Config::parse("bad.yml", &yaml).expect_err(&yaml);
+            let text = error.to_string();
+            let start = format!("bad.yml:{}:{}: ", position.0, position.1);
+            assert!(
+                text.starts_with(&start),
+                "{yaml:?}: want {start:?}, got {text}"
+            );
+            assert!(text.contains(needle), "{yaml:?}: want {needle:?} in {text}");
+            for jargon in JARGON.iter().chain(&PARSER_JARGON) {
                 assert!(!text.contains(jargon), "{yaml:?}: {jargon:?} in {text}");
             }
         }

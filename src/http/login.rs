@@ -22,11 +22,14 @@
 //!   entries, the oldest dropped first.
 //! - **Addresses that sent wrong credentials wait behind the others.**
 //!   Checks queue in two lanes: addresses (an IPv6 /64 counts as one) with
-//!   no wrong credentials in the last [`SUSPECT_FOR`] go first. Nobody is
-//!   locked out: a user behind the attacker's address (a NAT, a proxy)
-//!   still gets checked in turn, and once the right password has been
-//!   seen it is remembered. But a flood from one address delays a login
-//!   from another by one check at most.
+//!   no wrong credentials in the last [`SUSPECT_FOR`] go first. So a flood
+//!   from one address delays a login from another by one check at most.
+//! - **In the slow lane, each user waits in a queue of their own**, and
+//!   the queues take turns (names that are no user share one queue). A
+//!   user behind the attacker's address (a NAT, a proxy) is not locked
+//!   out by a flood against another user: with one queue, the flood kept
+//!   it full and such a user's first login was answered 503 ten times out
+//!   of ten. Once the right password has been seen it is remembered.
 //! - **Refusals are not hurried.** A request with wrong credentials is
 //!   answered no sooner than [`REFUSED_NOT_BEFORE`] after it came, checked
 //!   or not, so that a flood answered from memory does not come back at
@@ -62,8 +65,9 @@ use tokio::sync::oneshot;
 /// How long a check waits for its turn before it is answered 503.
 pub(super) const BCRYPT_WAIT: Duration = Duration::from_secs(1);
 
-/// The checks that may wait in each lane; more are answered 503 at once.
-/// Eight checks at cost 10 take well under [`BCRYPT_WAIT`].
+/// The checks that may wait in the clean lane, and in each user's queue
+/// of the slow lane; more are answered 503 at once. Eight checks at cost
+/// 10 take well under [`BCRYPT_WAIT`].
 pub(super) const WAITING_PER_LANE: usize = 8;
 
 /// The soonest a request with credentials is refused (401 or 503) after
@@ -110,9 +114,9 @@ type Digest = [u8; 32];
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Lane {
     /// From an address with no recent wrong credentials.
-    Clean = 0,
+    Clean,
     /// From one with some, or of unknown address.
-    Suspect = 1,
+    Suspect,
 }
 
 /// The basic-auth checks of one server: their caches and their queue.
@@ -139,13 +143,68 @@ struct Shared {
     counts: Arc<LoginCounts>,
 }
 
+/// A check waiting for its turn.
+type Waiter = oneshot::Sender<Turn>;
+
 /// Who runs the bcrypt check, and who waits for it.
 #[derive(Default)]
 struct Queue {
     /// Whether a [`Turn`] is out.
     taken: bool,
-    /// The waiters of each [`Lane`], in order of arrival.
-    lanes: [VecDeque<oneshot::Sender<Turn>>; 2],
+    /// The waiters of [`Lane::Clean`], in order of arrival.
+    clean: VecDeque<Waiter>,
+    /// The waiters of [`Lane::Suspect`]: a queue per user (`None` for
+    /// names that are no user), in the order the queues take turns. At
+    /// most one more queue than there are users.
+    suspect: VecDeque<(Option<String>, VecDeque<Waiter>)>,
+}
+
+impl Queue {
+    /// The next waiter: the clean lane's first, else the first of the
+    /// slow lane's queue whose turn it is, which then goes last.
+    fn next(&mut self) -> Option<Waiter> {
+        if let Some(next) = self.clean.pop_front() {
+            return Some(next);
+        }
+        while let Some((user, mut waiters)) = self.suspect.pop_front() {
+            if let Some(next) = waiters.pop_front() {
+                if !waiters.is_empty() {
+                    self.suspect.push_back((user, waiters));
+                }
+                return Some(next);
+            }
+        }
+        None
+    }
+
+    /// Where a check of `user` from `lane` waits.
+    fn waiters(&mut self, lane: Lane, user: Option<&str>) -> &mut VecDeque<Waiter> {
+        if lane == Lane::Clean {
+            return &mut self.clean;
+        }
+        let at = match self
+            .suspect
+            .iter()
+            .position(|(waiting, _)| waiting.as_deref() == user)
+        {
+            Some(at) => at,
+            None => {
+                self.suspect
+                    .push_back((user.map(str::to_owned), VecDeque::new()));
+                self.suspect.len() - 1
+            }
+        };
+        &mut self.suspect[at].1
+    }
+
+    /// How many checks wait in `lane`.
+    #[cfg(test)]
+    fn waiting(&self, lane: Lane) -> usize {
+        match lane {
+            Lane::Clean => self.clean.len(),
+            Lane::Suspect => self.suspect.iter().map(|(_, waiters)| waiters.len()).sum(),
+        }
+    }
 }
 
 /// The right to run the one bcrypt check. Dropping it hands it to the
@@ -232,7 +291,8 @@ impl Logins {
         let suspect =
             peer.is_none_or(|peer| lock(&self.shared.suspects).contains(&peer, Instant::now()));
         let lane = if suspect { Lane::Suspect } else { Lane::Clean };
-        let Ok(turn) = self.turn(lane).await else {
+        let queue_of = known.then_some(user.as_str());
+        let Ok(turn) = self.turn(lane, queue_of).await else {
             return Login::Busy;
         };
         let shared = Arc::clone(&self.shared);
@@ -256,16 +316,16 @@ impl Logins {
         checked.unwrap_or(Login::Refused)
     }
 
-    /// The turn to run a bcrypt check, after the waiters ahead in `lane`
-    /// and in the lanes before it.
-    async fn turn(&self, lane: Lane) -> Result<Turn, Busy> {
+    /// The turn to run a bcrypt check of `user` (`None`: a name that is
+    /// no user), after the waiters ahead in `lane`; see the module docs.
+    async fn turn(&self, lane: Lane, user: Option<&str>) -> Result<Turn, Busy> {
         let waiting = {
             let mut queue = lock(&self.shared.queue);
             if !queue.taken {
                 queue.taken = true;
                 return Ok(Turn(Some(Arc::clone(&self.shared))));
             }
-            let waiters = &mut queue.lanes[lane as usize];
+            let waiters = queue.waiters(lane, user);
             waiters.retain(|waiter| !waiter.is_closed());
             if waiters.len() >= WAITING_PER_LANE {
                 return Err(Busy);
@@ -330,7 +390,7 @@ impl Shared {
         loop {
             let next = {
                 let mut queue = lock(&self.queue);
-                match queue.lanes.iter_mut().find_map(VecDeque::pop_front) {
+                match queue.next() {
                     Some(next) => next,
                     None => {
                         queue.taken = false;
@@ -577,7 +637,7 @@ mod tests {
             takes: Duration,
         ) -> Result<(), Busy> {
             use std::sync::atomic::Ordering::SeqCst;
-            let turn = logins.turn(lane).await?;
+            let turn = logins.turn(lane, None).await?;
             let running = Arc::clone(self);
             tokio::task::spawn_blocking(move || {
                 let _turn = turn;
@@ -654,7 +714,7 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         let started = Instant::now();
-        let refused = logins.turn(Lane::Clean).await.map(drop);
+        let refused = logins.turn(Lane::Clean, None).await.map(drop);
         let waited = started.elapsed();
         assert_eq!(refused, Err(Busy));
         assert!(
@@ -665,17 +725,17 @@ mod tests {
         let mut waiters = tokio::task::JoinSet::new();
         for _ in 0..WAITING_PER_LANE {
             let logins = Arc::clone(&logins);
-            waiters.spawn(async move { logins.turn(Lane::Suspect).await.map(drop) });
+            waiters.spawn(async move { logins.turn(Lane::Suspect, None).await.map(drop) });
         }
-        while lock(&logins.shared.queue).lanes[Lane::Suspect as usize].len() < WAITING_PER_LANE {
+        while lock(&logins.shared.queue).waiting(Lane::Suspect) < WAITING_PER_LANE {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         let started = Instant::now();
-        assert_eq!(logins.turn(Lane::Suspect).await.map(drop), Err(Busy));
+        assert_eq!(logins.turn(Lane::Suspect, None).await.map(drop), Err(Busy));
         assert!(started.elapsed() < wait / 2, "{:?}", started.elapsed());
         // The clean lane has room still: a check there waits its time.
         let started = Instant::now();
-        assert_eq!(logins.turn(Lane::Clean).await.map(drop), Err(Busy));
+        assert_eq!(logins.turn(Lane::Clean, None).await.map(drop), Err(Busy));
         assert!(started.elapsed() >= wait, "{:?}", started.elapsed());
         while waiters.join_next().await.is_some() {}
         assert_eq!(holder.await.unwrap(), Ok(()));
@@ -686,18 +746,22 @@ mod tests {
         );
     }
 
-    /// The clean lane goes first: with a check running and the slow lane
-    /// full, a clean check is next.
+    /// The clean lane goes first; in the slow lane each user's queue takes
+    /// its turn: with a check running, alice's three checks and carol's
+    /// one waiting there, carol is second, not last.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn the_clean_lane_goes_before_the_suspect_one() {
+    async fn the_clean_lane_goes_first_and_the_slow_lane_s_users_take_turns() {
         let logins = Arc::new(Logins::with_wait(Arc::default(), Duration::from_secs(30)));
         let order = Arc::new(Mutex::new(Vec::new()));
-        let first = logins.turn(Lane::Suspect).await.unwrap();
+        let first = logins.turn(Lane::Suspect, None).await.unwrap();
         let mut waiters = tokio::task::JoinSet::new();
-        for (arrived, (name, lane)) in [
-            ("suspect 1", Lane::Suspect),
-            ("suspect 2", Lane::Suspect),
-            ("clean", Lane::Clean),
+        for (arrived, (name, lane, user)) in [
+            ("alice 1", Lane::Suspect, Some("alice")),
+            ("alice 2", Lane::Suspect, Some("alice")),
+            ("alice 3", Lane::Suspect, Some("alice")),
+            ("carol", Lane::Suspect, Some("carol")),
+            ("no user", Lane::Suspect, None),
+            ("clean", Lane::Clean, Some("alice")),
         ]
         .into_iter()
         .enumerate()
@@ -705,23 +769,58 @@ mod tests {
             let waiter = Arc::clone(&logins);
             let order = Arc::clone(&order);
             waiters.spawn(async move {
-                let turn = waiter.turn(lane).await.unwrap();
+                let turn = waiter.turn(lane, user).await.unwrap();
                 order.lock().unwrap().push(name);
                 drop(turn);
             });
             // In this order of arrival.
-            while lock(&logins.shared.queue)
-                .lanes
-                .iter()
-                .map(VecDeque::len)
-                .sum::<usize>()
-                <= arrived
+            while {
+                let queue = lock(&logins.shared.queue);
+                queue.waiting(Lane::Clean) + queue.waiting(Lane::Suspect)
+            } <= arrived
             {
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
         }
         drop(first);
         while waiters.join_next().await.is_some() {}
-        assert_eq!(*order.lock().unwrap(), ["clean", "suspect 1", "suspect 2"]);
+        assert_eq!(
+            *order.lock().unwrap(),
+            ["clean", "alice 1", "carol", "no user", "alice 2", "alice 3"]
+        );
+    }
+
+    /// A flood against one user fills that user's queue only: a check of
+    /// another user from the same (suspect) address still gets a place.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_full_queue_of_one_user_leaves_room_for_the_others() {
+        let logins = Arc::new(Logins::with_wait(Arc::default(), Duration::from_secs(30)));
+        let first = logins.turn(Lane::Suspect, None).await.unwrap();
+        let mut waiters = tokio::task::JoinSet::new();
+        for _ in 0..WAITING_PER_LANE {
+            let logins = Arc::clone(&logins);
+            waiters.spawn(async move { logins.turn(Lane::Suspect, Some("alice")).await.map(drop) });
+        }
+        while lock(&logins.shared.queue).waiting(Lane::Suspect) < WAITING_PER_LANE {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(
+            logins.turn(Lane::Suspect, Some("alice")).await.map(drop),
+            Err(Busy),
+            "alice's queue is full"
+        );
+        let carol = {
+            let logins = Arc::clone(&logins);
+            tokio::spawn(async move { logins.turn(Lane::Suspect, Some("carol")).await.map(drop) })
+        };
+        while lock(&logins.shared.queue).waiting(Lane::Suspect) < WAITING_PER_LANE + 1 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        drop(first);
+        assert_eq!(carol.await.unwrap(), Ok(()));
+        while let Some(waiter) = waiters.join_next().await {
+            assert_eq!(waiter.unwrap(), Ok(()));
+        }
+        assert!(!lock(&logins.shared.queue).taken);
     }
 }

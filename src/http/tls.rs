@@ -4,9 +4,12 @@
 //! - A client that speaks plain HTTP to the TLS port gets Go's answer,
 //!   byte for byte: `HTTP/1.0 400 Bad Request`, no headers, the body
 //!   `Client sent an HTTP request to an HTTPS server.`, and the
-//!   connection closes. It is told by the first five bytes, peeked before
-//!   the handshake, which Go takes for HTTP (`tlsRecordHeaderLooksLikeHTTP`):
-//!   `GET /`, `HEAD `, `POST `, `PUT /` and `OPTIO`.
+//!   connection closes. It is told by the first five bytes, read before
+//!   the handshake (and read again by it, as Go reads them into its
+//!   buffer), which Go takes for HTTP (`tlsRecordHeaderLooksLikeHTTP`):
+//!   `GET /`, `HEAD `, `POST `, `PUT /` and `OPTIO`. A client that sends
+//!   fewer and stops costs nothing while it waits: the bytes are read as
+//!   they come, never peeked at again and again.
 //! - A handshake that fails (a malformed ClientHello, no client
 //!   certificate, a SAN that `client_allowed_sans` does not allow, a
 //!   version that `min_version` refuses) or does not finish within
@@ -25,10 +28,13 @@
 use super::HEADER_READ_TIMEOUT;
 use super::web::TokenBucket;
 use crate::webconfig::RateLimit;
+use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
@@ -39,10 +45,6 @@ pub(super) const PLAIN_HTTP_ANSWER: &[u8] =
 
 /// The first five bytes Go takes for a plain-HTTP request.
 const HTTP_STARTS: [&[u8]; 5] = [b"GET /", b"HEAD ", b"POST ", b"PUT /", b"OPTIO"];
-
-/// How long to wait before peeking again when fewer than five bytes came
-/// and they could still start a plain-HTTP request.
-const PEEK_AGAIN: Duration = Duration::from_millis(10);
 
 /// After the 400, how long the rest of the request is read (and dropped)
 /// for, at most: closing with unread bytes makes Linux reset the
@@ -88,18 +90,93 @@ fn opening(start: &[u8]) -> Option<Opening> {
     }
 }
 
-/// Peeks at the first bytes of `stream`, without taking them, until they
-/// tell what it is.
-async fn first_bytes(stream: &TcpStream) -> std::io::Result<Opening> {
-    let mut head = [0; 5];
+/// The first bytes of a connection, read to tell what it is: at most
+/// the five that tell.
+#[derive(Debug, Default)]
+struct Head {
+    bytes: [u8; 5],
+    len: usize,
+}
+
+/// Reads the first bytes of `stream` into `head` as they come, until
+/// they tell what it is. Bytes are read, not peeked at: a peek returns
+/// at once the bytes it saw before, so waiting for more meant peeking
+/// again and again, and each client that sent "GE" and stopped kept the
+/// exporter polling until the header timeout.
+async fn first_bytes(stream: &mut TcpStream, head: &mut Head) -> io::Result<Opening> {
     loop {
-        let seen = stream.peek(&mut head).await?;
-        if let Some(opening) = opening(&head[..seen]) {
+        let read = stream.read(&mut head.bytes[head.len..]).await?;
+        if read == 0 {
+            // The client closed: before sending anything, or in the
+            // middle of what it sent, which the handshake refuses.
+            return Ok(if head.len == 0 {
+                Opening::Closed
+            } else {
+                Opening::Tls
+            });
+        }
+        head.len += read;
+        if let Some(opening) = opening(&head.bytes[..head.len]) {
             return Ok(opening);
         }
-        // Part of a request line: the rest is on its way. A peek would
-        // return the same bytes at once, so wait a little.
-        tokio::time::sleep(PEEK_AGAIN).await;
+    }
+}
+
+/// A connection whose first bytes were read to tell what it is ([`Head`]):
+/// they are read again first, by the TLS handshake.
+#[derive(Debug)]
+pub(super) struct Replayed {
+    head: Head,
+    /// How many of `head`'s bytes were read again.
+    replayed: usize,
+    stream: TcpStream,
+}
+
+impl AsyncRead for Replayed {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        context: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let left = &this.head.bytes[this.replayed..this.head.len];
+        if left.is_empty() {
+            return Pin::new(&mut this.stream).poll_read(context, buf);
+        }
+        let count = left.len().min(buf.remaining());
+        buf.put_slice(&left[..count]);
+        this.replayed += count;
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl AsyncWrite for Replayed {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        context: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().stream).poll_write(context, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        context: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().stream).poll_write_vectored(context, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_flush(context)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_shutdown(context)
     }
 }
 
@@ -109,10 +186,10 @@ async fn first_bytes(stream: &TcpStream) -> std::io::Result<Opening> {
 /// [`LINGER`].
 pub(super) async fn accept(
     acceptor: TlsAcceptor,
-    stream: TcpStream,
+    mut stream: TcpStream,
     client: SocketAddr,
     log: &HandshakeLog,
-) -> Option<TlsStream<TcpStream>> {
+) -> Option<TlsStream<Replayed>> {
     let deadline = tokio::time::Instant::now() + HEADER_READ_TIMEOUT;
     let late = || {
         format!(
@@ -120,7 +197,9 @@ pub(super) async fn accept(
             HEADER_READ_TIMEOUT.as_secs_f64()
         )
     };
-    let opening = match tokio::time::timeout_at(deadline, first_bytes(&stream)).await {
+    let mut head = Head::default();
+    let opening = match tokio::time::timeout_at(deadline, first_bytes(&mut stream, &mut head)).await
+    {
         Ok(Ok(opening)) => opening,
         Ok(Err(error)) => {
             tracing::debug!(client = %client, err = %error, "connection failed before the TLS handshake");
@@ -141,17 +220,24 @@ pub(super) async fn accept(
             answer_plain_http(stream, deadline).await;
             None
         }
-        Opening::Tls => match tokio::time::timeout_at(deadline, acceptor.accept(stream)).await {
-            Ok(Ok(session)) => Some(session),
-            Ok(Err(error)) => {
-                log.failure(client, &error.to_string());
-                None
+        Opening::Tls => {
+            let stream = Replayed {
+                head,
+                replayed: 0,
+                stream,
+            };
+            match tokio::time::timeout_at(deadline, acceptor.accept(stream)).await {
+                Ok(Ok(session)) => Some(session),
+                Ok(Err(error)) => {
+                    log.failure(client, &error.to_string());
+                    None
+                }
+                Err(_) => {
+                    log.failure(client, &late());
+                    None
+                }
             }
-            Err(_) => {
-                log.failure(client, &late());
-                None
-            }
-        },
+        }
     }
 }
 
