@@ -482,3 +482,26 @@ fn go_style_single_dash_flags_work_as_in_health_checker() {
         );
     }
 }
+
+/// health-checker runs a script with its own environment (Go's
+/// `exec.Command` passes it on), and scripts written for it read their
+/// settings from there; so do they here, in this mode only.
+#[test]
+fn scripts_get_the_environment_health_checker_was_started_with() {
+    let dir = TempDir::new("health-checker-env");
+    let reads_env = script(
+        &dir,
+        "reads-env.sh",
+        "[ \"$HC_TEST_TOKEN\" = ready ] || { echo \"HC_TEST_TOKEN=$HC_TEST_TOKEN\" >&2; exit 1; }\n\
+         [ -n \"$HOME\" ] || { echo 'HOME is not set' >&2; exit 1; }\n",
+    );
+    let mut command = Command::new(BINARY);
+    command
+        .args(["health-checker", "--listener", "127.0.0.1:0", "--script"])
+        .arg(&reads_env)
+        .env("HC_TEST_TOKEN", "ready")
+        .env("HOME", dir.join("home"));
+    let exporter = ExporterProcess::start_command(command);
+    let answer = get(&exporter, "/");
+    assert_eq!((answer.status, answer.body.as_str()), (200, "OK"), "{}", answer.body);
+}

@@ -39,6 +39,12 @@ impl ExporterProcess {
         Self::launch(command)
     }
 
+    /// `command` as it is (the binary with its arguments and environment),
+    /// for a mode that takes its listen address from its arguments.
+    pub fn start_command(command: Command) -> Self {
+        Self::launch(command)
+    }
+
     /// Starts the exporter with soft and hard `RLIMIT_NOFILE` set to `limit`.
     pub fn start_with_open_file_limit(limit: u32, args: &[&str]) -> Self {
         let mut command = Command::new("bash");
