@@ -503,5 +503,10 @@ fn scripts_get_the_environment_health_checker_was_started_with() {
         .env("HOME", dir.join("home"));
     let exporter = ExporterProcess::start_command(command);
     let answer = get(&exporter, "/");
-    assert_eq!((answer.status, answer.body.as_str()), (200, "OK"), "{}", answer.body);
+    assert_eq!(
+        (answer.status, answer.body.as_str()),
+        (200, "OK"),
+        "{}",
+        answer.body
+    );
 }

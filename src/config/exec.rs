@@ -58,6 +58,11 @@ pub struct ExecOptions {
     command: Vec<String>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     env: BTreeMap<String, String>,
+    /// Whether the command gets the exporter's whole environment rather
+    /// than the minimal one: only for health-checker's `--script`, which
+    /// health-checker runs so; a config cannot ask for it.
+    #[serde(skip)]
+    inherit_environment: bool,
 }
 
 impl ExecOptions {
@@ -76,7 +81,28 @@ impl ExecOptions {
             check_env_name(name)?;
             check_env_value(value)?;
         }
-        Ok(Self { command, env })
+        Ok(Self {
+            command,
+            env,
+            inherit_environment: false,
+        })
+    }
+
+    /// These options, with the command started in the exporter's own
+    /// environment (then `env`) instead of the minimal one, as gruntwork
+    /// health-checker starts its `--script`s.
+    #[must_use]
+    pub(crate) fn inheriting_environment(self) -> Self {
+        Self {
+            inherit_environment: true,
+            ..self
+        }
+    }
+
+    /// Whether the command gets the exporter's environment; see
+    /// [`inheriting_environment`](Self::inheriting_environment).
+    pub(crate) fn inherits_environment(&self) -> bool {
+        self.inherit_environment
     }
 
     /// The command as written in the config, placeholders unreplaced.
@@ -431,7 +457,11 @@ struct Fields {
 impl<'de> Deserialize<'de> for ExecOptions {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let Fields { command, env } = Fields::deserialize(deserializer)?;
-        Ok(Self { command, env })
+        Ok(Self {
+            command,
+            env,
+            inherit_environment: false,
+        })
     }
 }
 

@@ -11,7 +11,9 @@
 //! - `--script "PROGRAM ARGS"` is split on every space, as health-checker
 //!   splits it (no shell, no quoting), and run by an `exec` module without
 //!   a target, named `script "PROGRAM ARGS"`, within `--script-timeout`.
-//!   Braces in it are literal: they are no placeholders here.
+//!   Braces in it are literal: they are no placeholders here. Unlike an
+//!   `exec` module of a config, the script gets the environment
+//!   health-checker was started with, as health-checker passes it on.
 //! - All of them are the members of the group `health-checker`,
 //!   ports first, each kind in command-line order. Its answer is never
 //!   reused (`min_interval` 0): each request runs a round, and with
@@ -96,7 +98,8 @@ impl HealthChecks {
             .map(|argument| argument.replace('{', "{{").replace('}', "}}"))
             .collect();
         let options = ExecOptions::new(command, BTreeMap::new())
-            .map_err(|error| format!("--script {text:?}: {error}"))?;
+            .map_err(|error| format!("--script {text:?}: {error}"))?
+            .inheriting_environment();
         Ok((text.to_owned(), options))
     }
 

@@ -10,7 +10,8 @@
 //! holds a placeholder. Nothing else from the request reaches the command.
 //!
 //! **Environment.** The command does not inherit the exporter's
-//! environment. It gets `PATH` (the exporter's, or a default PATH when
+//! environment (but for the `--script`s of `synack_exporter
+//! health-checker`, which get it as health-checker gives it). It gets `PATH` (the exporter's, or a default PATH when
 //! the exporter has none), `SYNACK_TARGET`, `SYNACK_TARGET_HOST` and
 //! `SYNACK_TARGET_PORT` (the same values as the placeholders; none of
 //! them when the probe has no target), and the module's `env`, which may
@@ -176,11 +177,10 @@ fn start<'a>(
     let cannot_start = |error: io::Error| cannot_start(program, &path.to_string_lossy(), &error);
     let executable = find_program(program, &path).map_err(cannot_start)?;
     let mut command = Command::new(executable);
-    command
-        .arg0(program)
-        .args(&argv[1..])
-        .env_clear()
-        .env("PATH", &*EXPORTER_PATH);
+    command.arg0(program).args(&argv[1..]);
+    if !options.inherits_environment() {
+        command.env_clear().env("PATH", &*EXPORTER_PATH);
+    }
     if let Some(values) = values {
         command
             .env(format!("{RESERVED_ENV_PREFIX}TARGET"), &values.target)
