@@ -562,6 +562,60 @@ mod tests {
         assert_eq!(known, ["kept"]);
     }
 
+    /// A round whose task ended without an answer (a bug: probes that
+    /// panic already count as failures) must not hand its waiters an
+    /// answer older than their request: here the last one said "all up"
+    /// a minute ago, of a member that is down now.
+    #[tokio::test]
+    async fn a_round_that_died_is_not_answered_with_an_older_round() {
+        let runner = Arc::new(ProbeRunner::new(4, Resolver::from_system(&[])));
+        let checker = GroupChecker::default();
+        let config = config(&["edge"]);
+        let modules = Modules::load(&config, &ResultCounters::default());
+        let group = config.groups.get("edge").unwrap();
+        let member_modules: Vec<_> = group
+            .members
+            .iter()
+            .map(|member| Arc::clone(modules.get(&member.module.value).unwrap()))
+            .collect();
+        let members: Arc<[RoundMember]> = round_members(group, member_modules).into();
+        let old = Finished {
+            members: Arc::clone(&members),
+            done: Arc::new(Done {
+                report: Arc::new(GroupReport {
+                    failing: Vec::new(),
+                }),
+                at: Instant::now() - Duration::from_secs(60),
+                unix: 0.0,
+            }),
+        };
+        let (sender, done) = watch::channel(None);
+        let dies = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            drop(sender);
+        });
+        let dying = Round {
+            members,
+            done,
+            _task: AbortOnDrop::new(dies.abort_handle()),
+        };
+        checker.groups.lock().unwrap().insert(
+            "edge".to_owned(),
+            GroupState {
+                in_flight: Some(dying),
+                last: Some(old),
+            },
+        );
+        match checker.answer("edge", &config, &modules, &runner).await {
+            GroupAnswer::Checked(report) => assert!(
+                !report.all_up(),
+                "answered with the minute-old round: {report:?}"
+            ),
+            GroupAnswer::Interrupted => {}
+            other => panic!("{other:?}"),
+        }
+    }
+
     /// A config whose module `slow` runs `sleep 30` within `timeout`, a
     /// check that never answers in time, and whose group `edge` has
     /// `members` members of it and `min_interval`.
