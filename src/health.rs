@@ -316,6 +316,7 @@ impl GroupChecker {
                 None => self.own_round(name, group, modules, runner).await,
             });
         }
+        let asked = Instant::now();
         let mut done = {
             let mut groups = self.groups.lock().unwrap_or_else(PoisonError::into_inner);
             let state = groups.entry(name.to_owned()).or_default();
@@ -345,15 +346,18 @@ impl GroupChecker {
                 return Some(Arc::clone(&finished.report));
             }
             // The round was dropped: a reload changed or removed the group
-            // and a request replaced or forgot it. The group's answer now
-            // is that of what replaced it.
+            // and a request replaced or forgot it, or its task died. The
+            // group's answer now is that of what replaced it, if that
+            // ended after this request came; never an older one.
             let mut groups = self.groups.lock().unwrap_or_else(PoisonError::into_inner);
             let state = groups.get_mut(name)?;
             state.retire_finished();
             match (&state.in_flight, &state.last) {
                 (Some(round), _) => done = round.done.clone(),
-                (None, Some(last)) => return Some(Arc::clone(&last.done.report)),
-                (None, None) => return None,
+                (None, Some(last)) if last.done.at >= asked => {
+                    return Some(Arc::clone(&last.done.report));
+                }
+                (None, _) => return None,
             }
         }
         None
