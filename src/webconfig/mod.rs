@@ -389,6 +389,42 @@ mod tests {
         );
     }
 
+    /// A named file that is missing, or that holds the wrong kind of PEM,
+    /// is an error at the line and column of its field, said without the
+    /// OS's error numbers or the PEM reader's words.
+    #[test]
+    fn a_file_that_cannot_serve_is_located_and_said_in_the_users_words() {
+        let missing = load_text(
+            "# TLS\ntls_server_config:\n  cert_file: /nonexistent/cert.pem\n  key_file: /nonexistent/key.pem\n",
+        )
+        .unwrap_err();
+        assert_eq!(missing.position, Some((3, 14)), "{missing}");
+        assert!(missing.message.contains("no such file"), "{missing}");
+        assert!(!missing.message.contains("os error"), "{missing}");
+
+        let dir = std::env::temp_dir().join(format!(
+            "synack-webconfig-pem-{}-{}",
+            std::process::id(),
+            crate::clock::unix_seconds().to_bits()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+        let cert = dir.join("cert.pem");
+        std::fs::write(&cert, certified.cert.pem()).unwrap();
+        let swapped = load_text(&format!(
+            "tls_server_config:\n  cert_file: {0}\n  key_file: {0}\n",
+            cert.display()
+        ))
+        .unwrap_err();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(swapped.position, Some((3, 13)), "{swapped}");
+        assert!(
+            swapped.message.contains("PRIVATE KEY"),
+            "says which block it wants: {swapped}"
+        );
+        assert!(!swapped.message.contains("no items found"), "{swapped}");
+    }
+
     #[test]
     fn a_zero_interval_turns_the_rate_limit_off() {
         assert!(
