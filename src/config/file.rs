@@ -13,7 +13,7 @@
 #![forbid(unsafe_code)]
 
 use std::fmt;
-use std::io::Read as _;
+use std::io::{self, Read as _};
 use std::path::Path;
 
 const MIB: u64 = 1024 * 1024;
@@ -38,7 +38,19 @@ impl fmt::Display for Refusal {
     /// A sentence without advice; each caller adds its own.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Unreadable(error) => write!(f, "cannot read the file: {error}"),
+            Self::Unreadable(error) => match error.kind() {
+                io::ErrorKind::NotFound => write!(f, "cannot read the file: no such file"),
+                io::ErrorKind::PermissionDenied => write!(
+                    f,
+                    "cannot read the file: permission denied to the exporter's user"
+                ),
+                // io::Error says "... (os error 5)": keep the words.
+                _ => {
+                    let text = error.to_string();
+                    let words = text.split(" (os error").next().unwrap_or(&text);
+                    write!(f, "cannot read the file: {words}")
+                }
+            },
             Self::NotRegular(what) => write!(f, "the path is {what}, not a regular file"),
             Self::TooLarge { size, limit } => {
                 write!(

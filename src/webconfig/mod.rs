@@ -29,6 +29,8 @@ mod tls;
 
 use crate::config::ConfigError;
 use serde::Deserialize;
+use serde::de::IgnoredAny;
+use serde_saphyr::{Location, Spanned};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -185,6 +187,51 @@ struct RateLimitFields {
     burst: u32,
 }
 
+/// Where the fields whose values are checked after the parse are in the
+/// text: read again only when one of them is wrong, to locate the error.
+#[derive(Debug, Default, Deserialize)]
+struct Spots {
+    #[serde(default)]
+    tls_server_config: BTreeMap<String, Spanned<IgnoredAny>>,
+    #[serde(default)]
+    http_server_config: HttpSpots,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct HttpSpots {
+    #[serde(default)]
+    headers: BTreeMap<String, Spanned<IgnoredAny>>,
+}
+
+impl Spots {
+    /// The spots of `text`, or none if it cannot be read so.
+    fn of(name: &str, text: &str) -> Self {
+        crate::config::parse_yaml(name, text).unwrap_or_default()
+    }
+
+    /// Where `tls_server_config.FIELD` is (`client_allowed_sans[0]`: the
+    /// field itself).
+    fn tls_field(&self, field: &str) -> Option<Location> {
+        let name = field.split(['[', '.']).next().unwrap_or(field);
+        Some(self.tls_server_config.get(name)?.referenced)
+    }
+
+    /// Where the value of header `header` is.
+    fn header(&self, header: &str) -> Option<Location> {
+        Some(self.http_server_config.headers.get(header)?.referenced)
+    }
+}
+
+/// An error of `file` at `field`, at `at` when it was found.
+fn error_at(file: &str, at: Option<Location>, field: String, message: String) -> ConfigError {
+    ConfigError {
+        file: file.to_owned(),
+        position: at.map(|at| (at.line(), at.column())),
+        field: Some(field),
+        message,
+    }
+}
+
 impl WebConfig {
     /// Reads and checks the web config at `path`, and the files it names.
     /// Blocking: bcrypt hashes the dummy password here, and files are read.
@@ -210,11 +257,9 @@ impl WebConfig {
             Some(tls_fields) => Some(Arc::new(
                 tls_fields
                     .server_config(dir, &mut watched)
-                    .map_err(|(field, message)| ConfigError {
-                        file: name.clone(),
-                        position: None,
-                        field: Some(format!("tls_server_config.{field}")),
-                        message,
+                    .map_err(|(field, message)| {
+                        let at = Spots::of(&name, &text).tls_field(field);
+                        error_at(&name, at, format!("tls_server_config.{field}"), message)
                     })?,
             )),
             None => None,
@@ -225,11 +270,14 @@ impl WebConfig {
             .into_iter()
             .map(|(header, value)| check_header_value(&header.0, value))
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|(header, message)| ConfigError {
-                file: name.clone(),
-                position: None,
-                field: Some(format!("http_server_config.headers.{header}")),
-                message,
+            .map_err(|(header, message)| {
+                let at = Spots::of(&name, &text).header(&header);
+                error_at(
+                    &name,
+                    at,
+                    format!("http_server_config.headers.{header}"),
+                    message,
+                )
             })?;
         let max_cost = fields
             .basic_auth_users

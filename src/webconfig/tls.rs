@@ -285,8 +285,17 @@ impl TlsFields {
             "TLS needs a private key: set key_file (or key)".to_owned(),
         ))?;
         let chain = certificates(cert.0, &cert.1)?;
-        let key_der = PrivateKeyDer::from_pem_slice(&key.1)
-            .map_err(|error| (key.0, format!("no PEM private key: {error}")))?;
+        let key_der = PrivateKeyDer::from_pem_slice(&key.1).map_err(|error| {
+            let why = match error {
+                rustls::pki_types::pem::Error::NoItemsFound => {
+                    "holds no PEM private key block (BEGIN PRIVATE KEY, BEGIN RSA PRIVATE KEY \
+                     or BEGIN EC PRIVATE KEY)"
+                        .to_owned()
+                }
+                other => format!("is not a readable PEM private key: {other}"),
+            };
+            (key.0, why)
+        })?;
         let provider = Arc::new(self.provider()?);
         let versions: Vec<&'static rustls::SupportedProtocolVersion> = [
             (TlsVersion::Tls12, &rustls::version::TLS12),
