@@ -36,6 +36,19 @@ impl ExporterBuilder {
     /// The most `/probe` requests [`history_limit`](Self::history_limit) may keep.
     pub const MAX_HISTORY_LIMIT: usize = crate::history::MAX_LIMIT as usize;
 
+    /// The most memory the remembered `/probe` requests take together, in
+    /// bytes (16 MiB), whatever [`history_limit`](Self::history_limit)
+    /// says: the oldest are dropped to make room.
+    pub const MAX_HISTORY_BYTES: usize = crate::history::MAX_BYTES;
+
+    /// The most memory one remembered `/probe` request takes, in bytes
+    /// (64 KiB): a longer step log is cut, with a line saying so.
+    pub const MAX_HISTORY_RECORD_BYTES: usize = crate::history::MAX_RECORD_BYTES;
+
+    /// What a usual remembered `/probe` request takes, in bytes: a
+    /// successful half-open probe of an IP address.
+    pub const USUAL_HISTORY_RECORD_BYTES: usize = crate::history::USUAL_RECORD_BYTES;
+
     /// The YAML config file (`--config.file`). Without one, the embedded
     /// default, with the built-in modules `tcp_halfopen` and `tcp_connect`.
     pub fn config_file(mut self, path: impl Into<PathBuf>) -> Self {
@@ -82,7 +95,8 @@ impl ExporterBuilder {
     }
 
     /// How many `/probe` requests the landing page and `/logs` remember
-    /// (`--history.limit`, 100), at most [`Self::MAX_HISTORY_LIMIT`].
+    /// (`--history.limit`, 100), at most [`Self::MAX_HISTORY_LIMIT`], and
+    /// within [`Self::MAX_HISTORY_BYTES`] in all.
     pub fn history_limit(mut self, records: usize) -> Self {
         self.settings.history_limit = records.min(Self::MAX_HISTORY_LIMIT);
         self

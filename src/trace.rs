@@ -91,6 +91,15 @@ pub(crate) enum Step {
         head: Vec<u8>,
         total: u64,
     },
+    /// Only the first `kept` of the `total` bytes of the command line
+    /// before this step are kept (see [`Steps::cut`]).
+    ArgvCut { kept: usize, total: usize },
+    /// `steps` steps taking `bytes` were not kept here (see [`Steps::cut`]).
+    StepsCut {
+        steps: usize,
+        bytes: usize,
+        max_bytes: usize,
+    },
     /// The probe succeeded after this long.
     Succeeded(Duration),
     /// The probe failed; the failure itself is given to [`Steps::render`].
@@ -206,7 +215,172 @@ impl Trace {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Steps(Vec<Timed>);
 
+/// How much of a command line [`Steps::cut`] keeps: 4 KiB, enough for
+/// any usual command line and one argument of the longest allowed, where
+/// a command may have up to about 1 MB.
+pub(crate) const ARGV_LOG_BYTES: usize = 4096;
+
+/// The heap bytes behind an allocation of `bytes`, as glibc's malloc
+/// gives them: the request and an 8-byte header, rounded up to 16, at
+/// least 32; nothing for nothing (an empty `Vec` or `String` allocates
+/// nothing). The history counts its memory with it.
+pub(crate) const fn allocated(bytes: usize) -> usize {
+    if bytes == 0 {
+        0
+    } else {
+        let chunk = (bytes + 8).next_multiple_of(16);
+        if chunk < 32 { 32 } else { chunk }
+    }
+}
+
+impl Step {
+    /// The heap bytes this step owns, beside its slot in the list. The
+    /// name servers of [`Step::Asking`] are shared with the resolver.
+    fn heap_bytes(&self) -> usize {
+        match self {
+            Self::InHostsFile(addresses) | Self::Answer { addresses, .. } => {
+                allocated(addresses.capacity() * size_of::<IpAddr>())
+            }
+            Self::ExecStarted { argv, .. } => {
+                allocated(argv.capacity() * size_of::<String>())
+                    + argv
+                        .iter()
+                        .map(|argument| allocated(argument.capacity()))
+                        .sum::<usize>()
+            }
+            Self::ExecOutput { head, .. } => allocated(head.capacity()),
+            _ => 0,
+        }
+    }
+
+    /// Gives back the spare capacity of what the step owns.
+    fn shrink(&mut self) {
+        match self {
+            Self::InHostsFile(addresses) | Self::Answer { addresses, .. } => {
+                addresses.shrink_to_fit();
+            }
+            Self::ExecStarted { argv, .. } => {
+                argv.shrink_to_fit();
+                argv.iter_mut().for_each(String::shrink_to_fit);
+            }
+            Self::ExecOutput { head, .. } => head.shrink_to_fit(),
+            _ => {}
+        }
+    }
+}
+
+/// Keeps the first `max_bytes` of the command line `argv` (whole
+/// arguments, the last cut on a character boundary); the bytes it had
+/// in all, if any were cut.
+fn cut_argv(argv: &mut Vec<String>, max_bytes: usize) -> Option<usize> {
+    let total: usize = argv.iter().map(String::len).sum();
+    if total <= max_bytes {
+        return None;
+    }
+    let mut room = max_bytes;
+    let mut keep = 0;
+    for argument in argv.iter_mut() {
+        if room == 0 {
+            break;
+        }
+        if argument.len() > room {
+            let mut end = room;
+            while !argument.is_char_boundary(end) {
+                end -= 1;
+            }
+            argument.truncate(end);
+        }
+        room -= argument.len();
+        keep += 1;
+    }
+    argv.truncate(keep);
+    Some(total)
+}
+
 impl Steps {
+    /// What these steps take in memory: the list's slots and what each
+    /// step owns, as [`allocated`] counts heap blocks.
+    pub(crate) fn bytes(&self) -> usize {
+        allocated(self.0.capacity() * size_of::<Timed>())
+            + self
+                .0
+                .iter()
+                .map(|timed| timed.step.heap_bytes())
+                .sum::<usize>()
+    }
+
+    /// These steps within `max_bytes` as [`bytes`](Self::bytes) counts
+    /// them, with no spare capacity, for a record that is kept: a command
+    /// line is cut to [`ARGV_LOG_BYTES`] (followed by [`Step::ArgvCut`]);
+    /// if that is not enough, the steps that do not fit are replaced by
+    /// one [`Step::StepsCut`], and the last step, how the probe ended, is
+    /// kept. The result is within `max_bytes` whenever that holds two
+    /// slots and the last step.
+    pub(crate) fn cut(self, max_bytes: usize) -> Self {
+        let mut steps = Vec::with_capacity(self.0.len());
+        for mut timed in self.0 {
+            let at = timed.at;
+            let argv_total = match &mut timed.step {
+                Step::ExecStarted { argv, .. } => cut_argv(argv, ARGV_LOG_BYTES),
+                _ => None,
+            };
+            timed.step.shrink();
+            steps.push(timed);
+            if let Some(total) = argv_total {
+                steps.push(Timed {
+                    at,
+                    step: Step::ArgvCut {
+                        kept: ARGV_LOG_BYTES,
+                        total,
+                    },
+                });
+            }
+        }
+        let slot = size_of::<Timed>();
+        let fits = |slots: usize, heap: usize| allocated(slots * slot) + heap <= max_bytes;
+        let heap: usize = steps.iter().map(|timed| timed.step.heap_bytes()).sum();
+        if fits(steps.len(), heap) {
+            steps.shrink_to_fit();
+            return Self(steps);
+        }
+        let Some(last) = steps.pop() else {
+            return Self::default();
+        };
+        let mut used = last.step.heap_bytes();
+        let mut kept = Vec::new();
+        let mut rest = steps.into_iter();
+        let mut first_cut = None;
+        for timed in rest.by_ref() {
+            let more = timed.step.heap_bytes();
+            // Room for this step, the marker and the last one.
+            if !fits(kept.len() + 3, used + more) {
+                first_cut = Some(timed);
+                break;
+            }
+            used += more;
+            kept.push(timed);
+        }
+        if let Some(first) = first_cut {
+            let at = first.at;
+            let dropped: Vec<Timed> = std::iter::once(first).chain(rest).collect();
+            let bytes = dropped
+                .iter()
+                .map(|timed| slot + timed.step.heap_bytes())
+                .sum();
+            kept.push(Timed {
+                at,
+                step: Step::StepsCut {
+                    steps: dropped.len(),
+                    bytes,
+                    max_bytes,
+                },
+            });
+        }
+        kept.push(last);
+        kept.shrink_to_fit();
+        Self(kept)
+    }
+
     /// The log as text, a line per step: what `debug=true` and `/logs`
     /// show. `target` is what was probed, `failure` how it ended.
     pub(crate) fn render(&self, target: &Target, failure: Option<&dyn Display>) -> String {
@@ -323,6 +497,19 @@ impl Display for Line<'_> {
                 head,
                 total,
             } => write_output(f, stream, head, *total),
+            Step::ArgvCut { kept, total } => write!(
+                f,
+                "the command line is cut: the log keeps the first {kept} of its {total} bytes"
+            ),
+            Step::StepsCut {
+                steps,
+                bytes,
+                max_bytes,
+            } => write!(
+                f,
+                "the log is cut here: {steps} more steps ({bytes} bytes) are not kept, \
+                 as a record of the history keeps at most {max_bytes} bytes"
+            ),
             Step::Succeeded(duration) => {
                 write!(f, "probe succeeded in {:.6}s", duration.as_secs_f64())
             }
