@@ -130,8 +130,9 @@ impl ExporterBuilder {
         self
     }
 
-    /// Turns off `/config`, `/logs`, the landing page's history and the
-    /// module shown by `debug=true` (`--web.hide-config-and-logs`), for an
+    /// Turns off `/config`, `/logs`, the landing page's history, the
+    /// module and command lines shown by `debug=true`, and the error in a
+    /// failed `/-/reload`'s answer (`--web.hide-config-and-logs`), for an
     /// exporter that strangers can reach without authentication.
     pub fn hide_config_and_logs(mut self, hide: bool) -> Self {
         self.settings.hide_config_and_logs = hide;

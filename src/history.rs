@@ -49,10 +49,11 @@ impl ProbeRecord {
         self.failure.as_ref().map(|failure| failure.reason)
     }
 
-    /// The step log, as `debug=true` shows it.
+    /// The step log, as `debug=true` shows it. Commands are shown: with
+    /// `--web.hide-config-and-logs`, no record is kept.
     pub(crate) fn log(&self) -> String {
         let failure = self.failure.as_ref().map(|failure| failure as _);
-        self.steps.render(&self.target, failure)
+        self.steps.render(&self.target, failure, true)
     }
 }
 
@@ -375,7 +376,7 @@ mod tests {
         let cut = steps.cut(MAX_RECORD_BYTES);
         assert!(cut.bytes() <= MAX_RECORD_BYTES, "{}", cut.bytes());
         let target = Target::parse("127.0.0.1:1").unwrap();
-        let log = cut.render(&target, None);
+        let log = cut.render(&target, None, true);
         let lines: Vec<&str> = log.lines().collect();
         assert!(
             lines[0].ends_with("attempt 1/2000: success after 0.001000s"),

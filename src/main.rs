@@ -108,8 +108,9 @@ struct Flags {
     max_connections: u32,
 
     /// Turn off /config, /logs, the landing page's history of /probe
-    /// requests and the module shown by debug=true: for an exporter that
-    /// others can reach without authentication.
+    /// requests, the module and command lines shown by debug=true, and
+    /// the error in a failed /-/reload's answer (it is logged): for an
+    /// exporter that others can reach without authentication.
     #[arg(long = "web.hide-config-and-logs")]
     hide_config_and_logs: bool,
 

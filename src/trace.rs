@@ -382,8 +382,15 @@ impl Steps {
     }
 
     /// The log as text, a line per step: what `debug=true` and `/logs`
-    /// show. `target` is what was probed, `failure` how it ended.
-    pub(crate) fn render(&self, target: &Target, failure: Option<&dyn Display>) -> String {
+    /// show. `target` is what was probed, `failure` how it ended;
+    /// commands' arguments are left out unless `show_commands` (they are
+    /// config text, which `--web.hide-config-and-logs` keeps hidden).
+    pub(crate) fn render(
+        &self,
+        target: &Target,
+        failure: Option<&dyn Display>,
+        show_commands: bool,
+    ) -> String {
         let mut text = String::with_capacity(80 * self.0.len());
         for Timed { at, step } in &self.0 {
             // Writing to a String cannot fail.
@@ -394,7 +401,8 @@ impl Steps {
                 Line {
                     step,
                     target,
-                    failure
+                    failure,
+                    show_commands,
                 }
             );
         }
@@ -407,6 +415,7 @@ struct Line<'a> {
     step: &'a Step,
     target: &'a Target,
     failure: Option<&'a dyn Display>,
+    show_commands: bool,
 }
 
 impl Display for Line<'_> {
@@ -486,7 +495,13 @@ impl Display for Line<'_> {
                 f,
                 "attempts {from} to {of} not started: they could not end before the deadline"
             ),
-            Step::ExecStarted { pid, argv } => write!(f, "started process {pid}: {argv:?}"),
+            Step::ExecStarted { pid, argv } if self.show_commands => {
+                write!(f, "started process {pid}: {argv:?}")
+            }
+            Step::ExecStarted { pid, .. } => write!(
+                f,
+                "started process {pid} (its command line is hidden by --web.hide-config-and-logs)"
+            ),
             Step::ExecExited(status) => write!(f, "the command ended: {status}"),
             Step::ExecKilled { pid } => write!(
                 f,
@@ -573,7 +588,9 @@ mod tests {
         });
         trace.log(|| Step::Failed);
         let target = Target::parse("127.0.0.1:1").unwrap();
-        let text = trace.into_steps().render(&target, Some(&"refused: RST"));
+        let text = trace
+            .into_steps()
+            .render(&target, Some(&"refused: RST"), true);
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 3, "{text}");
         assert!(lines[0].ends_with(
@@ -597,7 +614,7 @@ mod tests {
             total: 0,
         });
         let target = Target::parse("127.0.0.1:1").unwrap();
-        let text = trace.into_steps().render(&target, None);
+        let text = trace.into_steps().render(&target, None, true);
         let lines: Vec<&str> = text.lines().collect();
         assert!(
             lines[0].ends_with("s stdout, the first 23 of 9000 bytes:"),
@@ -606,5 +623,28 @@ mod tests {
         assert_eq!(lines[1], "  | ok");
         assert_eq!(lines[2], "  | \\u{1b}[2Jfake 0.1s line\\r");
         assert!(lines[3].ends_with("s stderr: empty"), "{text}");
+    }
+
+    #[test]
+    fn a_command_line_is_shown_only_when_commands_are() {
+        let mut trace = Trace::enabled();
+        trace.log(|| Step::ExecStarted {
+            pid: 7,
+            argv: vec!["/bin/true".to_owned(), "--password=x".to_owned()],
+        });
+        let steps = trace.into_steps();
+        let target = Target::parse("127.0.0.1:1").unwrap();
+        let shown = steps.render(&target, None, true);
+        assert!(
+            shown.ends_with("s started process 7: [\"/bin/true\", \"--password=x\"]\n"),
+            "{shown}"
+        );
+        let hidden = steps.render(&target, None, false);
+        assert!(
+            hidden.ends_with(
+                "s started process 7 (its command line is hidden by --web.hide-config-and-logs)\n"
+            ),
+            "{hidden}"
+        );
     }
 }
