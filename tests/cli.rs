@@ -224,6 +224,25 @@ fn logfmt_lines_start_with_ts_level_msg() {
     );
 }
 
+#[test]
+fn json_lines_start_with_ts_level_msg_as_documented() {
+    let (code, text) = run(&[
+        "--log.format",
+        "json",
+        "--config.file",
+        "/nonexistent/synack.yml",
+    ]);
+    assert_eq!(code, 1);
+    let line = text.trim_end();
+    assert!(!line.contains('\n'), "one line, once: {text}");
+    // In this order, as the README and Go's exporters write them; the
+    // event's own fields come after.
+    assert!(line.starts_with("{\"ts\":\"20"), "{line}");
+    let level = line.find(",\"level\":\"error\",\"msg\":\"cannot load the config; ");
+    let err = line.find(",\"err\":\"/nonexistent/synack.yml: cannot read the file:");
+    assert!(level.is_some() && err.is_some() && level < err, "{line}");
+}
+
 /// Runs the binary with `args`, returning the exit code, stdout and stderr.
 fn run_split(args: &[&str]) -> (i32, String, String) {
     let finished = common::run_within(Command::new(BINARY).args(args), EXIT_LIMIT);
