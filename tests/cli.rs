@@ -243,6 +243,34 @@ fn json_lines_start_with_ts_level_msg_as_documented() {
     assert!(level.is_some() && err.is_some() && level < err, "{line}");
 }
 
+#[test]
+fn the_http2_notice_is_logged_once_not_on_every_web_config_reload() {
+    let dir = TempDir::new("http2-notice");
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    dir.write("server.crt", &cert.pem());
+    dir.write("server.key", &key.serialize_pem());
+    // http2 is left at its default, true, which the notice is about.
+    let web = dir.write(
+        "web.yml",
+        "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n",
+    );
+    let exporter = Exporter::start(&["--web.config.file", web.to_str().unwrap()]);
+    for _ in 0..2 {
+        exporter.signal("HUP");
+        exporter.logs_until("web config reloaded");
+    }
+    let log = exporter.log();
+    assert_eq!(
+        log.matches("http_server_config.http2 is true").count(),
+        1,
+        "{log}"
+    );
+}
+
 /// Runs the binary with `args`, returning the exit code, stdout and stderr.
 fn run_split(args: &[&str]) -> (i32, String, String) {
     let finished = common::run_within(Command::new(BINARY).args(args), EXIT_LIMIT);
