@@ -271,6 +271,65 @@ fn the_http2_notice_is_logged_once_not_on_every_web_config_reload() {
     );
 }
 
+/// A config of `count` scheduled targets on loopback, probed hourly.
+fn scheduled_config(count: u16) -> String {
+    let targets: Vec<String> = (1..=count)
+        .map(|port| format!("\"127.0.0.1:{port}\""))
+        .collect();
+    format!(
+        "targets:\n  - module: tcp_halfopen\n    interval: 1h\n    targets: [{}]\n",
+        targets.join(", ")
+    )
+}
+
+/// The `owned` and `total` of the shard's log line in `lines`.
+fn shard_counts(lines: &[String], shard: &str) -> (u64, u64) {
+    let line = lines
+        .iter()
+        .rev()
+        .find(|line| line.contains("scheduled targets") && line.contains(&format!("shard={shard}")))
+        .unwrap_or_else(|| panic!("no shard line in {lines:#?}"));
+    let field = |name: &str| -> u64 {
+        line.split(&format!(" {name}="))
+            .nth(1)
+            .and_then(|rest| rest.split(' ').next())
+            .and_then(|value| value.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in {line}"))
+    };
+    (field("owned"), field("total"))
+}
+
+#[test]
+fn each_shard_logs_how_many_scheduled_targets_it_owns_at_start_and_reload() {
+    let (_dir, config) = config_file("shard-log", &scheduled_config(30));
+    let replicas: Vec<Exporter> = ["0/3", "1/3", "2/3"]
+        .iter()
+        .map(|shard| {
+            Exporter::start(&[
+                "--config.file",
+                config.to_str().unwrap(),
+                "--targets.shard",
+                shard,
+            ])
+        })
+        .collect();
+    let mut owned = 0;
+    for (replica, shard) in replicas.iter().zip(["0/3", "1/3", "2/3"]) {
+        let (mine, total) = shard_counts(&replica.startup_log, shard);
+        assert_eq!(total, 30, "{shard}");
+        owned += mine;
+    }
+    assert_eq!(owned, 30, "the shards split the list");
+
+    std::fs::write(&config, scheduled_config(60)).unwrap();
+    let first = &replicas[0];
+    first.signal("HUP");
+    let lines = first.logs_until("config reloaded on SIGHUP");
+    let (mine, total) = shard_counts(&lines, "0/3");
+    assert_eq!(total, 60, "{lines:#?}");
+    assert!(mine > 0 && mine < 60, "{lines:#?}");
+}
+
 /// Runs the binary with `args`, returning the exit code, stdout and stderr.
 fn run_split(args: &[&str]) -> (i32, String, String) {
     let finished = common::run_within(Command::new(BINARY).args(args), EXIT_LIMIT);
