@@ -205,3 +205,16 @@ async fn the_check_example_says_why_a_target_is_bad_and_goes_on() {
         "{out}"
     );
 }
+
+#[test]
+fn every_cargo_install_in_the_readme_is_locked() {
+    let readme = repo_file("README.md");
+    let installs: Vec<&str> = readme
+        .lines()
+        .filter(|line| line.contains("cargo install"))
+        .collect();
+    assert!(!installs.is_empty());
+    for line in installs {
+        assert!(line.contains("cargo install --locked "), "{line}");
+    }
+}
