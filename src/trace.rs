@@ -179,12 +179,28 @@ impl Trace {
     }
 
     /// Records the step `make` builds; when disabled, `make` is not called.
+    ///
+    /// A command line is kept only up to [`ARGV_LOG_BYTES`], followed by a
+    /// [`Step::ArgvCut`] saying so: one may be about 1 MB, and each probe
+    /// in flight would hold it to the end.
     pub(crate) fn log(&mut self, make: impl FnOnce() -> Step) {
         if let Some(steps) = &mut self.steps {
-            steps.push(Timed {
-                at: self.started.elapsed(),
-                step: make(),
-            });
+            let at = self.started.elapsed();
+            let mut step = make();
+            let argv_total = match &mut step {
+                Step::ExecStarted { argv, .. } => cut_argv(argv, ARGV_LOG_BYTES),
+                _ => None,
+            };
+            steps.push(Timed { at, step });
+            if let Some(total) = argv_total {
+                steps.push(Timed {
+                    at,
+                    step: Step::ArgvCut {
+                        kept: ARGV_LOG_BYTES,
+                        total,
+                    },
+                });
+            }
         }
     }
 
@@ -310,31 +326,14 @@ impl Steps {
     }
 
     /// These steps within `max_bytes` as [`bytes`](Self::bytes) counts
-    /// them, with no spare capacity, for a record that is kept: a command
-    /// line is cut to [`ARGV_LOG_BYTES`] (followed by [`Step::ArgvCut`]);
-    /// if that is not enough, the steps that do not fit are replaced by
-    /// one [`Step::StepsCut`], and the last step, how the probe ended, is
-    /// kept. The result is within `max_bytes` whenever that holds two
-    /// slots and the last step.
+    /// them, with no spare capacity, for a record that is kept: the steps
+    /// that do not fit are replaced by one [`Step::StepsCut`], and the
+    /// last step, how the probe ended, is kept. The result is within
+    /// `max_bytes` whenever that holds three slots and the last step.
     pub(crate) fn cut(self, max_bytes: usize) -> Self {
-        let mut steps = Vec::with_capacity(self.0.len());
-        for mut timed in self.0 {
-            let at = timed.at;
-            let argv_total = match &mut timed.step {
-                Step::ExecStarted { argv, .. } => cut_argv(argv, ARGV_LOG_BYTES),
-                _ => None,
-            };
+        let mut steps = self.0;
+        for timed in &mut steps {
             timed.step.shrink();
-            steps.push(timed);
-            if let Some(total) = argv_total {
-                steps.push(Timed {
-                    at,
-                    step: Step::ArgvCut {
-                        kept: ARGV_LOG_BYTES,
-                        total,
-                    },
-                });
-            }
         }
         let slot = size_of::<Timed>();
         let fits = |slots: usize, heap: usize| allocated(slots * slot) + heap <= max_bytes;
