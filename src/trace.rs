@@ -92,7 +92,7 @@ pub(crate) enum Step {
         total: u64,
     },
     /// Only the first `kept` of the `total` bytes of the command line
-    /// before this step are kept (see [`Steps::cut`]).
+    /// before this step are kept (see [`Trace::log`]).
     ArgvCut { kept: usize, total: usize },
     /// `steps` steps taking `bytes` were not kept here (see [`Steps::cut`]).
     StepsCut {
@@ -231,9 +231,9 @@ impl Trace {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Steps(Vec<Timed>);
 
-/// How much of a command line [`Steps::cut`] keeps: 4 KiB, enough for
-/// any usual command line and one argument of the longest allowed, where
-/// a command may have up to about 1 MB.
+/// How much of a command line the step log keeps ([`Trace::log`]): 4 KiB,
+/// enough for any usual command line and for one argument of the longest
+/// allowed, where a whole command may have about 1 MB.
 pub(crate) const ARGV_LOG_BYTES: usize = 4096;
 
 /// The heap bytes behind an allocation of `bytes`, as glibc's malloc
