@@ -37,9 +37,10 @@ impl ExporterBuilder {
     pub const MAX_HISTORY_LIMIT: usize = crate::history::MAX_LIMIT as usize;
 
     /// The most memory the remembered `/probe` requests take together, in
-    /// bytes (16 MiB), whatever [`history_limit`](Self::history_limit)
-    /// says: the oldest are dropped to make room.
-    pub const MAX_HISTORY_BYTES: usize = crate::history::MAX_BYTES;
+    /// bytes (16 MiB, the allocator's slack included), whatever
+    /// [`history_limit`](Self::history_limit) says and whatever the probes
+    /// were: the oldest are dropped to make room.
+    pub const MAX_HISTORY_BYTES: usize = crate::history::MAX_MEMORY;
 
     /// The most memory one remembered `/probe` request takes, in bytes
     /// (64 KiB): a longer step log is cut, with a line saying so.

@@ -17,7 +17,7 @@ use super::{HttpResponse, Query, respond, text};
 use crate::app::App;
 use crate::config::{Config, Group, builtin_modules};
 use crate::health::LastAnswer;
-use crate::history::{MAX_BYTES, ProbeRecord};
+use crate::history::{MAX_MEMORY, ProbeRecord};
 use crate::scheduler::{ScheduledTarget, TargetState};
 use hyper::body::Incoming;
 use hyper::{Request, StatusCode};
@@ -346,7 +346,7 @@ pub(super) fn log(app: &App, request: &Request<Incoming>) -> HttpResponse {
             &format!(
                 "no probe log with id {id}; only the last --history.limit probes are kept, \
                  within {} MiB\n",
-                MAX_BYTES >> 20
+                MAX_MEMORY >> 20
             ),
         ),
     }
