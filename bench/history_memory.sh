@@ -26,6 +26,8 @@
 #                      request there, so 10000 need about 10 GiB of RAM
 #   env MODULES        the modules to measure, default
 #                      "attempts100 big_argv tcp_halfopen"
+#   env EXPORTER_ENV   VAR=VALUE words for the exporters' environment,
+#                      such as MALLOC_ARENA_MAX=1
 #   env KEEP_DIR=1     keep the work directory (configs, logs)
 # Exit status: 0 PASS (for every module, this tree's binary grew by at
 # most 16 MiB more with --history.limit 10000 than with the history off),
@@ -43,7 +45,7 @@ while getopts "n:c:h" opt; do
     case $opt in
         n) REQUESTS=$OPTARG ;;
         c) CONCURRENCY=$OPTARG ;;
-        h) sed -n '2,34p' "$0"; exit 0 ;;
+        h) sed -n '2,36p' "$0"; exit 0 ;;
         *) exit 2 ;;
     esac
 done
@@ -156,7 +158,7 @@ measure() {
     shift 4
     local port log="$WORK/$name.$module.log"
     port=$(python3 "$BENCH_DIR/bench_helper.py" freeport)
-    "$bin" --web.listen-address "127.0.0.1:$port" --config.file "$WORK/config.yml" \
+    env ${EXPORTER_ENV:-} "$bin" --web.listen-address "127.0.0.1:$port" --config.file "$WORK/config.yml" \
         --log.level warn "$@" >"$log" 2>&1 &
     local pid=$!
     PIDS+=("$pid")

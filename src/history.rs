@@ -160,9 +160,18 @@ impl History {
         };
         // The record without its steps, then the steps in what is left.
         let fixed = record_bytes(&record);
-        record.steps = steps.cut(MAX_RECORD_BYTES.saturating_sub(fixed));
-        let bytes = fixed + record.steps.bytes();
         let mut kept = self.kept.lock().unwrap_or_else(PoisonError::into_inner);
+        // When the new record may not fit beside the oldest, the oldest
+        // goes first, and the new steps may take over its block.
+        let mut spare = None;
+        if kept.records.len() == self.limit || kept.bytes + MAX_RECORD_BYTES > MAX_BYTES {
+            if let Some((oldest, freed)) = kept.records.pop_front() {
+                kept.bytes -= freed;
+                spare = Arc::try_unwrap(oldest).ok().map(|oldest| oldest.steps);
+            }
+        }
+        record.steps = steps.cut(MAX_RECORD_BYTES.saturating_sub(fixed), spare);
+        let bytes = fixed + record.steps.bytes();
         kept.next_id += 1;
         record.id = kept.next_id;
         while kept.records.len() == self.limit
@@ -383,7 +392,7 @@ mod tests {
         trace.log(|| Step::Succeeded(Duration::from_secs(1)));
         let steps = trace.into_steps();
         assert!(steps.bytes() > MAX_RECORD_BYTES);
-        let cut = steps.cut(MAX_RECORD_BYTES);
+        let cut = steps.cut(MAX_RECORD_BYTES, None);
         assert!(cut.bytes() <= MAX_RECORD_BYTES, "{}", cut.bytes());
         let target = Target::parse("127.0.0.1:1").unwrap();
         let log = cut.render(&target, None, true);

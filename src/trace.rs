@@ -270,7 +270,7 @@ impl Step {
     }
 
     /// Moves what the step owns into blocks of its exact size (see
-    /// [`exact`]).
+    /// [`into_block`]).
     fn compact(&mut self) {
         match self {
             Self::InHostsFile(addresses) | Self::Answer { addresses, .. } => {
@@ -288,18 +288,28 @@ impl Step {
     }
 }
 
-/// `items` moved into a new block of their exact size. Not
-/// `shrink_to_fit`, which shrinks in place: a record kept for minutes would
-/// stay where its list grew, by doubling, among the short-lived blocks of
-/// the probes in flight, and the pieces cut off and the holes that evicted
-/// records leave would then fit neither. Blocks of a record's exact size
-/// are reused by the next records of the same size. The history of
-/// bench/history_memory.sh's probes of 100 attempts grew the process by
-/// 36 MiB for 16 MiB counted with `shrink_to_fit`, by 22 MiB with this.
-fn exact<T>(items: Vec<T>) -> Vec<T> {
-    let mut exact = Vec::with_capacity(items.len());
-    exact.extend(items);
-    exact
+/// `items` moved into a block of their size: `spare` (emptied), the
+/// block of a record that goes, when it holds them with at most a quarter
+/// to spare, else a new block of their exact size. Not `shrink_to_fit`,
+/// which shrinks in place: a record kept for minutes would stay where its
+/// list grew, by doubling, among the short-lived blocks of the probes in
+/// flight, and the pieces cut off and the holes that evicted records leave
+/// would then fit neither. bench/history_memory.sh's probes of 100
+/// attempts grew the process by 36 MiB for 16 MiB counted with
+/// `shrink_to_fit`, by 22 MiB with new blocks of the exact size (holes of
+/// one thread's heap are not filled by another's); a record that takes over
+/// the block of the one it replaces leaves no hole at all.
+fn into_block<T>(items: Vec<T>, spare: Option<Vec<T>>) -> Vec<T> {
+    let len = items.len();
+    let mut block = match spare {
+        Some(mut spare) if (len..=len + len / 4 + 4).contains(&spare.capacity()) => {
+            spare.clear();
+            spare
+        }
+        _ => Vec::with_capacity(len),
+    };
+    block.extend(items);
+    block
 }
 
 /// Keeps the first `max_bytes` of the command line `argv` (whole
@@ -347,7 +357,9 @@ impl Steps {
     /// that do not fit are replaced by one [`Step::StepsCut`], and the
     /// last step, how the probe ended, is kept. The result is within
     /// `max_bytes` whenever that holds three slots and the last step.
-    pub(crate) fn cut(self, max_bytes: usize) -> Self {
+    /// They go into the block of `spare` if it fits (see [`into_block`]).
+    pub(crate) fn cut(self, max_bytes: usize, spare: Option<Self>) -> Self {
+        let spare = spare.map(|spare| spare.0);
         let mut steps = self.0;
         for timed in &mut steps {
             timed.step.compact();
@@ -356,7 +368,7 @@ impl Steps {
         let fits = |slots: usize, heap: usize| allocated(slots * slot) + heap <= max_bytes;
         let heap: usize = steps.iter().map(|timed| timed.step.heap_bytes()).sum();
         if fits(steps.len(), heap) {
-            return Self(exact(steps));
+            return Self(into_block(steps, spare));
         }
         let Some(last) = steps.pop() else {
             return Self::default();
@@ -392,7 +404,7 @@ impl Steps {
             });
         }
         kept.push(last);
-        Self(exact(kept))
+        Self(into_block(kept, spare))
     }
 
     /// The log as text, a line per step: what `debug=true` and `/logs`
@@ -637,6 +649,29 @@ mod tests {
         assert_eq!(lines[1], "  | ok");
         assert_eq!(lines[2], "  | \\u{1b}[2Jfake 0.1s line\\r");
         assert!(lines[3].ends_with("s stderr: empty"), "{text}");
+    }
+
+    #[test]
+    fn kept_steps_take_over_a_spare_block_of_about_their_size() {
+        let attempts = |count: u32| {
+            let mut trace = Trace::enabled();
+            for number in 1..=count {
+                trace.log(|| Step::AttemptsCut {
+                    from: number,
+                    of: count,
+                });
+            }
+            trace.into_steps()
+        };
+        let old = attempts(100).cut(usize::MAX, None);
+        assert_eq!(old.0.capacity(), 100, "no spare capacity");
+        let block = old.0.as_ptr();
+        let new = attempts(90).cut(usize::MAX, Some(old));
+        assert_eq!(new.0.as_ptr(), block, "the spare block is used");
+        assert_eq!((new.0.len(), new.0.capacity()), (90, 100));
+        // A block far too large for them is not.
+        let new = attempts(10).cut(usize::MAX, Some(new));
+        assert_eq!(new.0.capacity(), 10);
     }
 
     #[test]
