@@ -14,9 +14,9 @@
 //! log ends with a line saying what was cut) and all of them together,
 //! with the list that holds them, to [`MAX_BYTES`]: the oldest go first
 //! to make room. The bytes are counted as glibc's malloc gives them
-//! ([`crate::trace::allocated`]); what the process holds for them is more,
-//! as the holes between blocks are the allocator's to fill, so the count
-//! is held to half of the [`MAX_MEMORY`] promised.
+//! ([`crate::trace::allocated`]); what the process holds for them is more
+//! (the allocator's slack, and the step logs of the probes in flight), so
+//! the count is held to half of the [`MAX_MEMORY`] promised.
 
 #![forbid(unsafe_code)]
 
@@ -69,10 +69,12 @@ pub(crate) const MAX_LIMIT: u32 = 10_000;
 pub(crate) const MAX_MEMORY: usize = 16 << 20;
 
 /// The most bytes all the records may take as counted, with the list that
-/// holds them: half of [`MAX_MEMORY`], the rest left for the allocator's
-/// slack. bench/history_memory.sh measured that slack at worst with
-/// probes of 100 attempts, whose history grew the process by 22 MiB for
-/// 16 MiB counted (issue 18). [`MAX_LIMIT`] usual records (see
+/// holds them: half of [`MAX_MEMORY`]. The rest is for the allocator's
+/// slack and for the step logs of the probes in flight, which an exporter
+/// with a history keeps and one without does not: with 200 clients making
+/// probes of 100 attempts, bench/history_memory.sh measured 8.5 MiB of
+/// memory for the 8 MiB counted, and 13.8 MiB more than with the history
+/// off (issue 18). [`MAX_LIMIT`] usual records (see
 /// [`USUAL_RECORD_BYTES`]) fit; fewer are kept when their logs are long.
 pub(crate) const MAX_BYTES: usize = MAX_MEMORY / 2;
 
