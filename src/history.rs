@@ -166,11 +166,11 @@ impl History {
         // When the new record may not fit beside the oldest, the oldest
         // goes first, and the new steps may take over its block.
         let mut spare = None;
-        if kept.records.len() == self.limit || kept.bytes + MAX_RECORD_BYTES > MAX_BYTES {
-            if let Some((oldest, freed)) = kept.records.pop_front() {
-                kept.bytes -= freed;
-                spare = Arc::try_unwrap(oldest).ok().map(|oldest| oldest.steps);
-            }
+        if (kept.records.len() == self.limit || kept.bytes + MAX_RECORD_BYTES > MAX_BYTES)
+            && let Some((oldest, freed)) = kept.records.pop_front()
+        {
+            kept.bytes -= freed;
+            spare = Arc::try_unwrap(oldest).ok().map(|oldest| oldest.steps);
         }
         record.steps = steps.cut(MAX_RECORD_BYTES.saturating_sub(fixed), spare);
         let bytes = fixed + record.steps.bytes();
