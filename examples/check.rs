@@ -4,12 +4,37 @@
 //! cargo run --example check -- 127.0.0.1:22 [::1]:5432 localhost:6379
 //! ```
 //!
-//! With no arguments it opens a listener on 127.0.0.1, probes it and a
-//! closed port, and shows that the listener never accepted a connection.
+//! Prints a line per target, in order: open with the handshake time, down
+//! with the reason, or why the argument is not a target (then it goes on
+//! with the next). With no arguments it opens a listener on 127.0.0.1,
+//! probes it and a closed port, and shows that the listener never accepted
+//! a connection.
 
+use std::io::Write;
 use std::net::TcpListener;
 use std::time::Duration;
 use synack_exporter::{Module, ProberKind, check};
+
+/// Probes each of `targets` in turn with `module`, writing a line for each
+/// to `out`; a text that is not a target gets its line too.
+pub async fn run(targets: &[String], module: &Module, out: &mut impl Write) -> std::io::Result<()> {
+    for target in targets {
+        match check(target, module).await {
+            Err(error) => writeln!(out, "{target}: not a target: {error}")?,
+            Ok(outcome) => match (&outcome.failure, outcome.handshake_time) {
+                (None, Some(handshake)) => writeln!(
+                    out,
+                    "{target}: open (SYN-ACK after {:.3} ms)",
+                    handshake.as_secs_f64() * 1000.0
+                )?,
+                (None, None) => writeln!(out, "{target}: open")?,
+                // `refused: connect to 127.0.0.1:1: ...`
+                (Some(failure), _) => writeln!(out, "{target}: {failure}")?,
+            },
+        }
+    }
+    Ok(())
+}
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -24,14 +49,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     } else {
         None
     };
-    for target in &targets {
-        let outcome = check(target, &module).await?;
-        match (&outcome.failure, outcome.handshake_time) {
-            (None, Some(handshake)) => println!("{target}: open (SYN-ACK after {handshake:?})"),
-            (None, None) => println!("{target}: open"),
-            (Some(failure), _) => println!("{target}: {} ({})", failure.reason, failure.detail),
-        }
-    }
+    run(&targets, &module, &mut std::io::stdout()).await?;
     if let Some(listener) = demo_listener {
         std::thread::sleep(Duration::from_millis(300));
         let accepted = listener.accept().is_ok();

@@ -36,6 +36,20 @@ impl ExporterBuilder {
     /// The most `/probe` requests [`history_limit`](Self::history_limit) may keep.
     pub const MAX_HISTORY_LIMIT: usize = crate::history::MAX_LIMIT as usize;
 
+    /// The most memory the remembered `/probe` requests take together, in
+    /// bytes (16 MiB, the allocator's slack included), whatever
+    /// [`history_limit`](Self::history_limit) says and whatever the probes
+    /// were: the oldest are dropped to make room.
+    pub const MAX_HISTORY_BYTES: usize = crate::history::MAX_MEMORY;
+
+    /// The most memory one remembered `/probe` request takes, in bytes
+    /// (64 KiB): a longer step log is cut, with a line saying so.
+    pub const MAX_HISTORY_RECORD_BYTES: usize = crate::history::MAX_RECORD_BYTES;
+
+    /// What a usual remembered `/probe` request takes, in bytes: a
+    /// successful half-open probe of an IP address.
+    pub const USUAL_HISTORY_RECORD_BYTES: usize = crate::history::USUAL_RECORD_BYTES;
+
     /// The YAML config file (`--config.file`). Without one, the embedded
     /// default, with the built-in modules `tcp_halfopen` and `tcp_connect`.
     pub fn config_file(mut self, path: impl Into<PathBuf>) -> Self {
@@ -82,7 +96,8 @@ impl ExporterBuilder {
     }
 
     /// How many `/probe` requests the landing page and `/logs` remember
-    /// (`--history.limit`, 100), at most [`Self::MAX_HISTORY_LIMIT`].
+    /// (`--history.limit`, 100), at most [`Self::MAX_HISTORY_LIMIT`], and
+    /// within [`Self::MAX_HISTORY_BYTES`] in all.
     pub fn history_limit(mut self, records: usize) -> Self {
         self.settings.history_limit = records.min(Self::MAX_HISTORY_LIMIT);
         self
@@ -116,8 +131,9 @@ impl ExporterBuilder {
         self
     }
 
-    /// Turns off `/config`, `/logs`, the landing page's history and the
-    /// module shown by `debug=true` (`--web.hide-config-and-logs`), for an
+    /// Turns off `/config`, `/logs`, the landing page's history, the
+    /// module and command lines shown by `debug=true`, and the error in a
+    /// failed `/-/reload`'s answer (`--web.hide-config-and-logs`), for an
     /// exporter that strangers can reach without authentication.
     pub fn hide_config_and_logs(mut self, hide: bool) -> Self {
         self.settings.hide_config_and_logs = hide;

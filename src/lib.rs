@@ -13,9 +13,10 @@
 //!
 //! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
 //! let outcome = check("127.0.0.1:5432", &Module::new(ProberKind::TcpHalfopen)).await?;
-//! match outcome.failure {
-//!     None => println!("open, SYN-ACK after {:?}", outcome.handshake_time),
-//!     Some(failure) => println!("down: {failure}"),
+//! match (outcome.failure, outcome.handshake_time) {
+//!     (None, Some(handshake)) => println!("open, SYN-ACK after {handshake:?}"),
+//!     (None, None) => println!("open"),
+//!     (Some(failure), _) => println!("down: {failure}"),
 //! }
 //! # Ok(()) }
 //! ```

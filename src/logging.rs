@@ -15,7 +15,7 @@
 
 #![forbid(unsafe_code)]
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 use std::fmt::{self, Write as _};
 use std::io::Write as _;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -139,14 +139,27 @@ fn render(format: LogFormat, ts: &str, level: &str, fields: &Fields) -> String {
             line
         }
         LogFormat::Json => {
-            let mut object = Map::new();
-            object.insert("ts".to_owned(), ts.into());
-            object.insert("level".to_owned(), level.into());
-            object.insert("msg".to_owned(), fields.message.clone().into());
-            for (key, value) in &fields.others {
-                object.insert((*key).to_owned(), value.clone());
+            // Written key by key: serde_json's map sorts its keys, which
+            // would put `ts`, `level` and `msg` among the fields.
+            let mut line = String::from("{");
+            let first = [
+                ("ts", Value::from(ts)),
+                ("level", Value::from(level)),
+                ("msg", Value::from(fields.message.as_str())),
+            ];
+            let pairs = first
+                .iter()
+                .map(|(key, value)| (*key, value))
+                .chain(fields.others.iter().map(|(key, value)| (*key, value)));
+            for (index, (key, value)) in pairs.enumerate() {
+                if index > 0 {
+                    line.push(',');
+                }
+                // Serializing a string or a JSON value cannot fail.
+                let _ = write!(line, "{}:{value}", Value::from(key));
             }
-            format!("{}\n", Value::Object(object))
+            line.push_str("}\n");
+            line
         }
     }
 }
@@ -270,6 +283,10 @@ mod tests {
                 "listening",
                 vec![("address", "[::]:9215".into()), ("n", 2.into())],
             ),
+        );
+        assert!(
+            line.starts_with(r#"{"ts":"T","level":"info","msg":"listening","address":"#),
+            "{line}"
         );
         let parsed: Value = serde_json::from_str(&line).unwrap();
         assert_eq!(

@@ -106,7 +106,9 @@ struct Flags {
     write_timeout: Duration,
 
     /// How many recent /probe requests are kept with their logs for the
-    /// landing page and /logs (about 865 bytes each).
+    /// landing page and /logs. A usual one takes about 590 bytes; a log
+    /// longer than 64 KiB is cut, and all of them take at most 16 MiB,
+    /// the oldest dropped first to make room.
     #[arg(long = "history.limit", value_name = "N", default_value_t = 100,
           value_parser = clap::value_parser!(u32).range(0..=ExporterBuilder::MAX_HISTORY_LIMIT as i64))]
     history_limit: u32,
@@ -121,8 +123,9 @@ struct Flags {
     max_connections: u32,
 
     /// Turn off /config, /logs, the landing page's history of /probe
-    /// requests and the module shown by debug=true: for an exporter that
-    /// others can reach without authentication.
+    /// requests, the module and command lines shown by debug=true, and
+    /// the error in a failed /-/reload's answer (it is logged): for an
+    /// exporter that others can reach without authentication.
     #[arg(long = "web.hide-config-and-logs")]
     hide_config_and_logs: bool,
 
@@ -660,6 +663,20 @@ mod tests {
             "[::1]:9215",
         ]);
         assert_eq!(two.listen_address.len(), 2, "repeated, not replaced");
+    }
+
+    #[test]
+    fn the_history_limit_help_states_the_library_figures() {
+        use clap::CommandFactory;
+        let help = Flags::command().render_long_help().to_string();
+        let help = help.split_whitespace().collect::<Vec<_>>().join(" ");
+        let usual = ExporterBuilder::USUAL_HISTORY_RECORD_BYTES;
+        let about = format!("about {} bytes", (usual + 5) / 10 * 10);
+        let record = format!("{} KiB", ExporterBuilder::MAX_HISTORY_RECORD_BYTES >> 10);
+        let all = format!("at most {} MiB", ExporterBuilder::MAX_HISTORY_BYTES >> 20);
+        for figure in [about, record, all] {
+            assert!(help.contains(&figure), "--help lacks {figure:?}: {help}");
+        }
     }
 
     #[test]

@@ -91,6 +91,15 @@ pub(crate) enum Step {
         head: Vec<u8>,
         total: u64,
     },
+    /// Only the first `kept` of the `total` bytes of the command line
+    /// before this step are kept (see [`Trace::log`]).
+    ArgvCut { kept: usize, total: usize },
+    /// `steps` steps taking `bytes` were not kept here (see [`Steps::cut`]).
+    StepsCut {
+        steps: usize,
+        bytes: usize,
+        max_bytes: usize,
+    },
     /// The probe succeeded after this long.
     Succeeded(Duration),
     /// The probe failed; the failure itself is given to [`Steps::render`].
@@ -170,12 +179,28 @@ impl Trace {
     }
 
     /// Records the step `make` builds; when disabled, `make` is not called.
+    ///
+    /// A command line is kept only up to [`ARGV_LOG_BYTES`], followed by a
+    /// [`Step::ArgvCut`] saying so: one may be about 1 MB, and each probe
+    /// in flight would hold it to the end.
     pub(crate) fn log(&mut self, make: impl FnOnce() -> Step) {
         if let Some(steps) = &mut self.steps {
-            steps.push(Timed {
-                at: self.started.elapsed(),
-                step: make(),
-            });
+            let at = self.started.elapsed();
+            let mut step = make();
+            let argv_total = match &mut step {
+                Step::ExecStarted { argv, .. } => cut_argv(argv, ARGV_LOG_BYTES),
+                _ => None,
+            };
+            steps.push(Timed { at, step });
+            if let Some(total) = argv_total {
+                steps.push(Timed {
+                    at,
+                    step: Step::ArgvCut {
+                        kept: ARGV_LOG_BYTES,
+                        total,
+                    },
+                });
+            }
         }
     }
 
@@ -206,11 +231,193 @@ impl Trace {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Steps(Vec<Timed>);
 
+/// How much of a command line the step log keeps ([`Trace::log`]): 4 KiB,
+/// enough for any usual command line and for one argument of the longest
+/// allowed, where a whole command may have about 1 MB.
+pub(crate) const ARGV_LOG_BYTES: usize = 4096;
+
+/// The heap bytes behind an allocation of `bytes`, as glibc's malloc
+/// gives them: the request and an 8-byte header, rounded up to 16, at
+/// least 32; nothing for nothing (an empty `Vec` or `String` allocates
+/// nothing). The history counts its memory with it.
+pub(crate) const fn allocated(bytes: usize) -> usize {
+    if bytes == 0 {
+        0
+    } else {
+        let chunk = (bytes + 8).next_multiple_of(16);
+        if chunk < 32 { 32 } else { chunk }
+    }
+}
+
+impl Step {
+    /// The heap bytes this step owns, beside its slot in the list. The
+    /// name servers of [`Step::Asking`] are shared with the resolver.
+    fn heap_bytes(&self) -> usize {
+        match self {
+            Self::InHostsFile(addresses) | Self::Answer { addresses, .. } => {
+                allocated(addresses.capacity() * size_of::<IpAddr>())
+            }
+            Self::ExecStarted { argv, .. } => {
+                allocated(argv.capacity() * size_of::<String>())
+                    + argv
+                        .iter()
+                        .map(|argument| allocated(argument.capacity()))
+                        .sum::<usize>()
+            }
+            Self::ExecOutput { head, .. } => allocated(head.capacity()),
+            _ => 0,
+        }
+    }
+
+    /// Moves what the step owns into blocks of its exact size (see
+    /// [`into_block`]).
+    fn compact(&mut self) {
+        match self {
+            Self::InHostsFile(addresses) | Self::Answer { addresses, .. } => {
+                *addresses = addresses.as_slice().to_vec();
+            }
+            Self::ExecStarted { argv, .. } => {
+                *argv = argv
+                    .iter()
+                    .map(|argument| argument.as_str().to_owned())
+                    .collect();
+            }
+            Self::ExecOutput { head, .. } => *head = head.as_slice().to_vec(),
+            _ => {}
+        }
+    }
+}
+
+/// `items` moved into a block of their size: `spare` (emptied), the
+/// block of a record that goes, when it holds them with at most a quarter
+/// to spare, else a new block of their exact size. Not `shrink_to_fit`,
+/// which shrinks in place: a record kept for minutes would stay where its
+/// list grew, by doubling, among the short-lived blocks of the probes in
+/// flight, and the pieces cut off and the holes that evicted records leave
+/// would then fit neither. bench/history_memory.sh's probes of 100
+/// attempts grew the process by 36 MiB for 16 MiB counted with
+/// `shrink_to_fit`, by 22 MiB with new blocks of the exact size (holes of
+/// one thread's heap are not filled by another's); a record that takes over
+/// the block of the one it replaces leaves no hole at all.
+fn into_block<T>(items: Vec<T>, spare: Option<Vec<T>>) -> Vec<T> {
+    let len = items.len();
+    let mut block = match spare {
+        Some(mut spare) if (len..=len + len / 4 + 4).contains(&spare.capacity()) => {
+            spare.clear();
+            spare
+        }
+        _ => Vec::with_capacity(len),
+    };
+    block.extend(items);
+    block
+}
+
+/// Keeps the first `max_bytes` of the command line `argv` (whole
+/// arguments, the last cut on a character boundary); the bytes it had
+/// in all, if any were cut.
+fn cut_argv(argv: &mut Vec<String>, max_bytes: usize) -> Option<usize> {
+    let total: usize = argv.iter().map(String::len).sum();
+    if total <= max_bytes {
+        return None;
+    }
+    let mut room = max_bytes;
+    let mut keep = 0;
+    for argument in argv.iter_mut() {
+        if room == 0 {
+            break;
+        }
+        if argument.len() > room {
+            let mut end = room;
+            while !argument.is_char_boundary(end) {
+                end -= 1;
+            }
+            argument.truncate(end);
+        }
+        room -= argument.len();
+        keep += 1;
+    }
+    argv.truncate(keep);
+    Some(total)
+}
+
 impl Steps {
+    /// What these steps take in memory: the list's slots and what each
+    /// step owns, as [`allocated`] counts heap blocks.
+    pub(crate) fn bytes(&self) -> usize {
+        allocated(self.0.capacity() * size_of::<Timed>())
+            + self
+                .0
+                .iter()
+                .map(|timed| timed.step.heap_bytes())
+                .sum::<usize>()
+    }
+
+    /// These steps within `max_bytes` as [`bytes`](Self::bytes) counts
+    /// them, with no spare capacity, for a record that is kept: the steps
+    /// that do not fit are replaced by one [`Step::StepsCut`], and the
+    /// last step, how the probe ended, is kept. The result is within
+    /// `max_bytes` whenever that holds three slots and the last step.
+    /// They go into the block of `spare` if it fits (see [`into_block`]).
+    pub(crate) fn cut(self, max_bytes: usize, spare: Option<Self>) -> Self {
+        let spare = spare.map(|spare| spare.0);
+        let mut steps = self.0;
+        for timed in &mut steps {
+            timed.step.compact();
+        }
+        let slot = size_of::<Timed>();
+        let fits = |slots: usize, heap: usize| allocated(slots * slot) + heap <= max_bytes;
+        let heap: usize = steps.iter().map(|timed| timed.step.heap_bytes()).sum();
+        if fits(steps.len(), heap) {
+            return Self(into_block(steps, spare));
+        }
+        let Some(last) = steps.pop() else {
+            return Self::default();
+        };
+        let mut used = last.step.heap_bytes();
+        let mut kept = Vec::new();
+        let mut rest = steps.into_iter();
+        let mut first_cut = None;
+        for timed in rest.by_ref() {
+            let more = timed.step.heap_bytes();
+            // Room for this step, the marker and the last one.
+            if !fits(kept.len() + 3, used + more) {
+                first_cut = Some(timed);
+                break;
+            }
+            used += more;
+            kept.push(timed);
+        }
+        if let Some(first) = first_cut {
+            let at = first.at;
+            let dropped: Vec<Timed> = std::iter::once(first).chain(rest).collect();
+            let bytes = dropped
+                .iter()
+                .map(|timed| slot + timed.step.heap_bytes())
+                .sum();
+            kept.push(Timed {
+                at,
+                step: Step::StepsCut {
+                    steps: dropped.len(),
+                    bytes,
+                    max_bytes,
+                },
+            });
+        }
+        kept.push(last);
+        Self(into_block(kept, spare))
+    }
+
     /// The log as text, a line per step: what `debug=true` and `/logs`
     /// show. `target` is what was probed (`None` for an `exec` command run
-    /// without one), `failure` how it ended.
-    pub(crate) fn render(&self, target: Option<&Target>, failure: Option<&dyn Display>) -> String {
+    /// without one), `failure` how it ended; commands' arguments are left
+    /// out unless `show_commands` (they are config text, which
+    /// `--web.hide-config-and-logs` keeps hidden).
+    pub(crate) fn render(
+        &self,
+        target: Option<&Target>,
+        failure: Option<&dyn Display>,
+        show_commands: bool,
+    ) -> String {
         let mut text = String::with_capacity(80 * self.0.len());
         for Timed { at, step } in &self.0 {
             // Writing to a String cannot fail.
@@ -221,7 +428,8 @@ impl Steps {
                 Line {
                     step,
                     target,
-                    failure
+                    failure,
+                    show_commands,
                 }
             );
         }
@@ -234,6 +442,7 @@ struct Line<'a> {
     step: &'a Step,
     target: Option<&'a Target>,
     failure: Option<&'a dyn Display>,
+    show_commands: bool,
 }
 
 impl Display for Line<'_> {
@@ -322,7 +531,13 @@ impl Display for Line<'_> {
                 f,
                 "attempts {from} to {of} not started: they could not end before the deadline"
             ),
-            Step::ExecStarted { pid, argv } => write!(f, "started process {pid}: {argv:?}"),
+            Step::ExecStarted { pid, argv } if self.show_commands => {
+                write!(f, "started process {pid}: {argv:?}")
+            }
+            Step::ExecStarted { pid, .. } => write!(
+                f,
+                "started process {pid} (its command line is hidden by --web.hide-config-and-logs)"
+            ),
             Step::ExecExited(status) => write!(f, "the command ended: {status}"),
             Step::ExecKilled { pid } => write!(
                 f,
@@ -333,6 +548,19 @@ impl Display for Line<'_> {
                 head,
                 total,
             } => write_output(f, stream, head, *total),
+            Step::ArgvCut { kept, total } => write!(
+                f,
+                "the command line is cut: the log keeps the first {kept} of its {total} bytes"
+            ),
+            Step::StepsCut {
+                steps,
+                bytes,
+                max_bytes,
+            } => write!(
+                f,
+                "the log is cut here: {steps} more steps ({bytes} bytes) are not kept, \
+                 as a record of the history keeps at most {max_bytes} bytes"
+            ),
             Step::Succeeded(duration) => {
                 write!(f, "probe succeeded in {:.6}s", duration.as_secs_f64())
             }
@@ -398,7 +626,7 @@ mod tests {
         let target = Target::parse("127.0.0.1:1").unwrap();
         let text = trace
             .into_steps()
-            .render(Some(&target), Some(&"refused: RST"));
+            .render(Some(&target), Some(&"refused: RST"), true);
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 3, "{text}");
         assert!(lines[0].ends_with(
@@ -422,7 +650,7 @@ mod tests {
             total: 0,
         });
         let target = Target::parse("127.0.0.1:1").unwrap();
-        let text = trace.into_steps().render(Some(&target), None);
+        let text = trace.into_steps().render(Some(&target), None, true);
         let lines: Vec<&str> = text.lines().collect();
         assert!(
             lines[0].ends_with("s stdout, the first 23 of 9000 bytes:"),
@@ -431,5 +659,51 @@ mod tests {
         assert_eq!(lines[1], "  | ok");
         assert_eq!(lines[2], "  | \\u{1b}[2Jfake 0.1s line\\r");
         assert!(lines[3].ends_with("s stderr: empty"), "{text}");
+    }
+
+    #[test]
+    fn kept_steps_take_over_a_spare_block_of_about_their_size() {
+        let attempts = |count: u32| {
+            let mut trace = Trace::enabled();
+            for number in 1..=count {
+                trace.log(|| Step::AttemptsCut {
+                    from: number,
+                    of: count,
+                });
+            }
+            trace.into_steps()
+        };
+        let old = attempts(100).cut(usize::MAX, None);
+        assert_eq!(old.0.capacity(), 100, "no spare capacity");
+        let block = old.0.as_ptr();
+        let new = attempts(90).cut(usize::MAX, Some(old));
+        assert_eq!(new.0.as_ptr(), block, "the spare block is used");
+        assert_eq!((new.0.len(), new.0.capacity()), (90, 100));
+        // A block far too large for them is not.
+        let new = attempts(10).cut(usize::MAX, Some(new));
+        assert_eq!(new.0.capacity(), 10);
+    }
+
+    #[test]
+    fn a_command_line_is_shown_only_when_commands_are() {
+        let mut trace = Trace::enabled();
+        trace.log(|| Step::ExecStarted {
+            pid: 7,
+            argv: vec!["/bin/true".to_owned(), "--password=x".to_owned()],
+        });
+        let steps = trace.into_steps();
+        let target = Target::parse("127.0.0.1:1").unwrap();
+        let shown = steps.render(Some(&target), None, true);
+        assert!(
+            shown.ends_with("s started process 7: [\"/bin/true\", \"--password=x\"]\n"),
+            "{shown}"
+        );
+        let hidden = steps.render(Some(&target), None, false);
+        assert!(
+            hidden.ends_with(
+                "s started process 7 (its command line is hidden by --web.hide-config-and-logs)\n"
+            ),
+            "{hidden}"
+        );
     }
 }

@@ -171,6 +171,83 @@ async fn the_disclosure_flag_hides_config_logs_and_history() {
     }
 }
 
+/// An exec module whose command line holds a secret, as a password
+/// passed as an argument would be.
+const SECRET_CONFIG: &str = "modules:
+  secret:
+    prober: exec
+    timeout: 5s
+    exec:
+      command: [/bin/true, --password=hunter2-in-argv]
+";
+
+/// The same, broken: a reload of it fails on a value holding a secret.
+const BROKEN_SECRET_CONFIG: &str = "modules:
+  secret:
+    prober: exec
+    timeout: hunter2-in-timeout
+    exec:
+      command: [/bin/true, --password=hunter2-in-argv]
+";
+
+#[test]
+fn the_disclosure_flag_keeps_command_lines_and_reload_errors_out_of_answers() {
+    for hide in [false, true] {
+        let dir = common::TempDir::new("hide-config");
+        let config = dir.write("synack.yml", SECRET_CONFIG);
+        let mut args = vec!["--config.file", config.to_str().unwrap()];
+        if hide {
+            args.push("--web.hide-config-and-logs");
+        }
+        let exporter = ExporterProcess::start(&args);
+        let get = |path: &str| {
+            common::http::blocking_get(exporter.address, path, Duration::from_secs(10)).unwrap()
+        };
+        let debug = get("/probe?module=secret&target=127.0.0.1:1&debug=true");
+        assert_eq!(debug.status, 200, "{}", debug.body);
+        // The steps stay, without the command's text.
+        assert!(debug.body.contains("started process "), "{}", debug.body);
+        assert!(debug.body.contains("probe succeeded"), "{}", debug.body);
+        assert_eq!(
+            debug.body.contains("hunter2-in-argv"),
+            !hide,
+            "hide={hide}: {}",
+            debug.body
+        );
+
+        std::fs::write(&config, BROKEN_SECRET_CONFIG).unwrap();
+        let reload = common::http::blocking_request(
+            exporter.address,
+            "POST",
+            "/-/reload",
+            &[],
+            "",
+            Duration::from_secs(10),
+        )
+        .unwrap();
+        assert_eq!(reload.status, 500, "{}", reload.body);
+        assert_eq!(
+            reload.body.contains("hunter2-in-timeout"),
+            !hide,
+            "hide={hide}: {}",
+            reload.body
+        );
+        if hide {
+            assert_eq!(
+                reload.body,
+                "config reload failed, the old config stays in force; \
+                 the exporter's log says why\n"
+            );
+        }
+        // The log has the whole error either way.
+        let logged = exporter.logs_until("config reload failed");
+        assert!(
+            logged.last().unwrap().contains("hunter2-in-timeout"),
+            "{logged:#?}"
+        );
+    }
+}
+
 /// Sends one keep-alive `GET /-/healthy` on `stream` and waits up to
 /// `limit` for the start of an answer.
 async fn healthy_within(stream: &mut TcpStream, limit: Duration) -> bool {

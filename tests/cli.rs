@@ -226,6 +226,112 @@ fn logfmt_lines_start_with_ts_level_msg() {
     );
 }
 
+#[test]
+fn json_lines_start_with_ts_level_msg_as_documented() {
+    let (code, text) = run(&[
+        "--log.format",
+        "json",
+        "--config.file",
+        "/nonexistent/synack.yml",
+    ]);
+    assert_eq!(code, 1);
+    let line = text.trim_end();
+    assert!(!line.contains('\n'), "one line, once: {text}");
+    // In this order, as the README and Go's exporters write them; the
+    // event's own fields come after.
+    assert!(line.starts_with("{\"ts\":\"20"), "{line}");
+    let level = line.find(",\"level\":\"error\",\"msg\":\"cannot load the config; ");
+    let err = line.find(",\"err\":\"/nonexistent/synack.yml: cannot read the file:");
+    assert!(level.is_some() && err.is_some() && level < err, "{line}");
+}
+
+#[test]
+fn the_http2_notice_is_logged_once_not_on_every_web_config_reload() {
+    let dir = TempDir::new("http2-notice");
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    dir.write("server.crt", &cert.pem());
+    dir.write("server.key", &key.serialize_pem());
+    // http2 is left at its default, true, which the notice is about.
+    let web = dir.write(
+        "web.yml",
+        "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n",
+    );
+    let exporter = Exporter::start(&["--web.config.file", web.to_str().unwrap()]);
+    for _ in 0..2 {
+        exporter.signal("HUP");
+        exporter.logs_until("web config reloaded");
+    }
+    let log = exporter.log();
+    assert_eq!(
+        log.matches("http_server_config.http2 is true").count(),
+        1,
+        "{log}"
+    );
+}
+
+/// A config of `count` scheduled targets on loopback, probed hourly.
+fn scheduled_config(count: u16) -> String {
+    let targets: Vec<String> = (1..=count)
+        .map(|port| format!("\"127.0.0.1:{port}\""))
+        .collect();
+    format!(
+        "targets:\n  - module: tcp_halfopen\n    interval: 1h\n    targets: [{}]\n",
+        targets.join(", ")
+    )
+}
+
+/// The `owned` and `total` of the shard's log line in `lines`.
+fn shard_counts(lines: &[String], shard: &str) -> (u64, u64) {
+    let line = lines
+        .iter()
+        .rev()
+        .find(|line| line.contains("scheduled targets") && line.contains(&format!("shard={shard}")))
+        .unwrap_or_else(|| panic!("no shard line in {lines:#?}"));
+    let field = |name: &str| -> u64 {
+        line.split(&format!(" {name}="))
+            .nth(1)
+            .and_then(|rest| rest.split(' ').next())
+            .and_then(|value| value.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in {line}"))
+    };
+    (field("owned"), field("total"))
+}
+
+#[test]
+fn each_shard_logs_how_many_scheduled_targets_it_owns_at_start_and_reload() {
+    let (_dir, config) = config_file("shard-log", &scheduled_config(30));
+    let replicas: Vec<Exporter> = ["0/3", "1/3", "2/3"]
+        .iter()
+        .map(|shard| {
+            Exporter::start(&[
+                "--config.file",
+                config.to_str().unwrap(),
+                "--targets.shard",
+                shard,
+            ])
+        })
+        .collect();
+    let mut owned = 0;
+    for (replica, shard) in replicas.iter().zip(["0/3", "1/3", "2/3"]) {
+        let (mine, total) = shard_counts(&replica.startup_log, shard);
+        assert_eq!(total, 30, "{shard}");
+        owned += mine;
+    }
+    assert_eq!(owned, 30, "the shards split the list");
+
+    std::fs::write(&config, scheduled_config(60)).unwrap();
+    let first = &replicas[0];
+    first.signal("HUP");
+    let lines = first.logs_until("config reloaded on SIGHUP");
+    let (mine, total) = shard_counts(&lines, "0/3");
+    assert_eq!(total, 60, "{lines:#?}");
+    assert!(mine > 0 && mine < 60, "{lines:#?}");
+}
+
 /// Runs the binary with `args`, returning the exit code, stdout and stderr.
 fn run_split(args: &[&str]) -> (i32, String, String) {
     let finished = common::run_within(Command::new(BINARY).args(args), EXIT_LIMIT);

@@ -4,13 +4,19 @@
 //! each on its own in a file of its own, as a user would paste it. A load
 //! checks that an exec module's program exists, so the scripts that the
 //! snippets name under `/usr/local/bin/` are put in a scratch directory
-//! first, as a user would install them.
+//! first, as a user would install them. The README's `check` snippet runs
+//! as written, and so does `examples/check.rs`.
 
 mod common;
 
 use common::TempDir;
 use std::path::Path;
-use synack_exporter::Exporter;
+use std::time::Duration;
+use synack_exporter::{Exporter, Module, ProberKind};
+
+#[path = "../examples/check.rs"]
+#[allow(dead_code)] // its `main`
+mod check_example;
 
 const EXPORTER_KEYS: [&str; 3] = ["modules", "targets", "groups"];
 
@@ -158,4 +164,111 @@ fn the_basic_auth_example_states_the_password_of_its_hash() {
         bcrypt::verify(password, hash.trim()).unwrap_or(false),
         "{hash:?} is not the bcrypt hash of {password:?}"
     );
+}
+
+/// The README's `check` snippet, run: it stands verbatim between the
+/// markers below (`the_readme_check_snippet_is_the_one_run_here` compares),
+/// with `println!` writing into `printed`.
+async fn readme_check_snippet() -> Result<String, Box<dyn std::error::Error>> {
+    let mut printed = String::new();
+    macro_rules! println {
+        ($($arg:tt)*) => {{
+            printed.push_str(&format!($($arg)*));
+            printed.push('\n');
+        }};
+    }
+    // The README's check snippet begins.
+    use synack_exporter::{Module, ProberKind, check};
+
+    let outcome = check("127.0.0.1:5432", &Module::new(ProberKind::TcpHalfopen)).await?;
+    match (outcome.failure, outcome.handshake_time) {
+        (None, Some(handshake)) => println!("open, SYN-ACK after {handshake:?}"),
+        (None, None) => println!("open"),
+        (Some(failure), _) => println!("down: {failure}"),
+    }
+    // The README's check snippet ends.
+    Ok(printed)
+}
+
+/// The README's fenced ```rust block that holds `needle`.
+fn rust_block(markdown: &str, needle: &str) -> String {
+    markdown
+        .split("```rust\n")
+        .skip(1)
+        .filter_map(|rest| rest.split_once("```").map(|(block, _)| block))
+        .find(|block| block.contains(needle))
+        .unwrap_or_else(|| panic!("no ```rust block of the README holds {needle:?}"))
+        .to_owned()
+}
+
+#[test]
+fn the_readme_check_snippet_is_the_one_run_here() {
+    let this_file = repo_file("tests/readme_snippets.rs");
+    let (_, rest) = this_file
+        .split_once("    // The README's check snippet begins.\n")
+        .unwrap();
+    let (tested, _) = rest
+        .split_once("    // The README's check snippet ends.\n")
+        .unwrap();
+    let tested: String = tested
+        .lines()
+        .map(|line| format!("{}\n", line.strip_prefix("    ").unwrap_or(line)))
+        .collect();
+    assert_eq!(
+        rust_block(&repo_file("README.md"), "check(\"127.0.0.1:5432\""),
+        tested
+    );
+}
+
+#[tokio::test]
+async fn the_readme_check_snippet_prints_the_handshake_time_plainly() {
+    // The snippet probes 127.0.0.1:5432: listen there, unless something
+    // already does, which is as good.
+    let _listener = std::net::TcpListener::bind("127.0.0.1:5432");
+    let printed = readme_check_snippet().await.unwrap();
+    assert!(printed.starts_with("open, SYN-ACK after "), "{printed}");
+    assert!(!printed.contains("Some("), "{printed}");
+    assert_eq!(printed.lines().count(), 1, "{printed}");
+}
+
+#[tokio::test]
+async fn the_check_example_says_why_a_target_is_bad_and_goes_on() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let open = listener.local_addr().unwrap().to_string();
+    let targets = ["no-port".to_owned(), open.clone(), "127.0.0.1:1".to_owned()];
+    let module = Module::new(ProberKind::TcpHalfopen).with_timeout(Duration::from_secs(2));
+    let mut out = Vec::new();
+    check_example::run(&targets, &module, &mut out)
+        .await
+        .unwrap();
+    let out = String::from_utf8(out).unwrap();
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 3, "{out}");
+    assert_eq!(
+        lines[0],
+        "no-port: not a target: target has no port: write it as host:port"
+    );
+    assert!(
+        lines[1].starts_with(&format!("{open}: open (SYN-ACK after ")),
+        "{out}"
+    );
+    assert!(lines[1].ends_with(" ms)"), "{out}");
+    assert!(lines[2].starts_with("127.0.0.1:1: refused: "), "{out}");
+    assert!(
+        !out.contains("MissingPort") && !out.contains("Some("),
+        "{out}"
+    );
+}
+
+#[test]
+fn every_cargo_install_in_the_readme_is_locked() {
+    let readme = repo_file("README.md");
+    let installs: Vec<&str> = readme
+        .lines()
+        .filter(|line| line.contains("cargo install"))
+        .collect();
+    assert!(!installs.is_empty());
+    for line in installs {
+        assert!(line.contains("cargo install --locked "), "{line}");
+    }
 }

@@ -14,6 +14,7 @@ use crate::config::ConfigError;
 use crate::metrics::exporter::{LoginCounts, ReloadStatus};
 use crate::webconfig::WebConfig;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::SystemTime;
 
@@ -227,7 +228,10 @@ fn log_loaded(config: &WebConfig) {
         headers = config.headers.len(),
         "web config loaded"
     );
-    if config.http2_asked {
+    // Once per process: the setting cannot change what is served, so a
+    // reload has nothing new to say about it.
+    static HTTP2_NOTICE_GIVEN: AtomicBool = AtomicBool::new(false);
+    if config.http2_asked && !HTTP2_NOTICE_GIVEN.swap(true, Ordering::Relaxed) {
         tracing::info!(
             "http_server_config.http2 is true (its default), but synack_exporter serves HTTP/1.1 \
              only, which Prometheus uses anyway; set http2: false to silence this"

@@ -25,7 +25,9 @@ pub(super) fn config(app: &App) -> HttpResponse {
 
 /// Re-reads the config; a bad file keeps the old one and answers 500, as
 /// Prometheus and blackbox_exporter do. The work happens off this worker
-/// and is shared with concurrent reloads (see [`App::reload`]).
+/// and is shared with concurrent reloads (see [`App::reload`]). The error
+/// quotes the file, so with `--web.hide-config-and-logs` the answer only
+/// says where to read it: the log, which always has it.
 pub(super) async fn reload(app: &Arc<App>) -> HttpResponse {
     match app.reload().await {
         Ok(()) => {
@@ -34,10 +36,13 @@ pub(super) async fn reload(app: &Arc<App>) -> HttpResponse {
         }
         Err(error) => {
             tracing::error!(err = %error, "config reload failed; keeping the old config");
-            text(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                &format!("config reload failed, the old config stays in force: {error}\n"),
-            )
+            let body = if app.settings.hide_config_and_logs {
+                "config reload failed, the old config stays in force; the exporter's log says why\n"
+                    .to_owned()
+            } else {
+                format!("config reload failed, the old config stays in force: {error}\n")
+            };
+            text(StatusCode::INTERNAL_SERVER_ERROR, &body)
         }
     }
 }

@@ -17,12 +17,13 @@ use super::{HttpResponse, Query, respond, text};
 use crate::app::App;
 use crate::config::{Config, Group, builtin_modules};
 use crate::health::LastAnswer;
-use crate::history::ProbeRecord;
+use crate::history::{MAX_MEMORY, ProbeRecord};
 use crate::scheduler::{ScheduledTarget, TargetState};
 use hyper::body::Incoming;
 use hyper::{Request, StatusCode};
 use std::fmt::Write as _;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 /// More rows than this make a page no one reads; the rest stay on /metrics.
 const MAX_TARGET_ROWS: usize = 1000;
@@ -247,7 +248,13 @@ fn history_page(request: &Request<Incoming>) -> Result<usize, String> {
 }
 
 /// One page of the history: `records`, the `page`-th of `kept` in all.
-fn write_history(html: &mut String, records: &[ProbeRecord], kept: usize, page: usize, now: f64) {
+fn write_history(
+    html: &mut String,
+    records: &[Arc<ProbeRecord>],
+    kept: usize,
+    page: usize,
+    now: f64,
+) {
     html.push_str("<h2>Recent /probe requests</h2>\n");
     let pages = kept.div_ceil(HISTORY_PAGE_ROWS);
     if records.is_empty() {
@@ -332,7 +339,11 @@ pub(super) fn log(app: &App, request: &Request<Incoming>) -> HttpResponse {
         Some(record) => text(StatusCode::OK, &record.log()),
         None => text(
             StatusCode::NOT_FOUND,
-            &format!("no probe log with id {id}; only the last --history.limit probes are kept\n"),
+            &format!(
+                "no probe log with id {id}; only the last --history.limit probes are kept, \
+                 within {} MiB\n",
+                MAX_MEMORY >> 20
+            ),
         ),
     }
 }

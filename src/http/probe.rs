@@ -125,24 +125,25 @@ pub(super) async fn handle(app: &App, request: &Request<Incoming>) -> HttpRespon
     response
 }
 
-/// What `debug=true` shows: the step log, the metrics, the module unless
-/// `show_module` is off (`--web.hide-config-and-logs`: it holds the policy).
+/// What `debug=true` shows: the step log, the metrics, the module. Unless
+/// `show_config` (off with `--web.hide-config-and-logs`), the module (it
+/// holds the policy) and the command lines of the step log are left out.
 fn debug_body(
     module: &LoadedModule,
     target: Option<&Target>,
     outcome: &Outcome,
     steps: &Steps,
-    show_module: bool,
+    show_config: bool,
 ) -> String {
     let failure = outcome.failure.as_ref().map(|failure| failure as _);
-    let module_yaml = if show_module {
+    let module_yaml = if show_config {
         serde_saphyr::to_string(&module.module).unwrap_or_default()
     } else {
         "(hidden by --web.hide-config-and-logs)\n".to_owned()
     };
     format!(
         "Logs for the probe:\n{}\nMetrics that would have been returned:\n{}\nModule configuration:\n{module_yaml}",
-        steps.render(target, failure),
+        steps.render(target, failure, show_config),
         render(outcome, &module.module, Format::PrometheusText),
     )
 }

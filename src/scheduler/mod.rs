@@ -278,7 +278,27 @@ impl Scheduler {
     }
 
     /// The targets of `config` that this shard probes, with their plans.
+    /// A shard of several says how many of the list it took.
     fn plans(&self, config: &Config, modules: &Modules) -> BTreeMap<TargetKey, (Target, Plan)> {
+        let plans = self.plans_of_shard(config, modules);
+        if self.shard.count > 1 {
+            let total: usize = config.targets.iter().map(|block| block.targets.len()).sum();
+            tracing::info!(
+                shard = %self.shard,
+                owned = plans.len(),
+                total,
+                "this replica probes {} of the {total} scheduled targets",
+                plans.len()
+            );
+        }
+        plans
+    }
+
+    fn plans_of_shard(
+        &self,
+        config: &Config,
+        modules: &Modules,
+    ) -> BTreeMap<TargetKey, (Target, Plan)> {
         let mut plans = BTreeMap::new();
         for block in &config.targets {
             let Some(module) = modules.get(&block.module.value) else {
