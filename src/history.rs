@@ -86,7 +86,7 @@ pub(crate) const MAX_RECORD_BYTES: usize = 64 << 10;
 
 /// What a record of a usual probe takes: a half-open probe of an IP
 /// literal that succeeds (checked by a test).
-pub(crate) const USUAL_RECORD_BYTES: usize = 592;
+pub(crate) const USUAL_RECORD_BYTES: usize = 608;
 
 /// The most bytes of a failure's detail a record keeps. Details are
 /// sentences; this only bounds one that quotes a long input.
@@ -158,8 +158,6 @@ impl History {
             cut_text(&mut failure.detail, MAX_DETAIL_BYTES);
             // In a block of its own exact size, as the steps are.
             failure.detail = failure.detail.as_str().to_owned();
-            // Already cut at STDERR_LINE_BYTES by the prober.
-            failure.stderr = failure.stderr.as_deref().map(str::to_owned);
         }
         let mut record = ProbeRecord {
             id: 0,
@@ -237,7 +235,7 @@ fn record_bytes(record: &ProbeRecord) -> usize {
             + failure
                 .stderr
                 .as_ref()
-                .map_or(0, |stderr| allocated(stderr.capacity()))
+                .map_or(0, |stderr| allocated(stderr.len()))
     });
     allocated(2 * size_of::<usize>() + size_of::<ProbeRecord>()) + host + failure
 }

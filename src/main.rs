@@ -106,7 +106,7 @@ struct Flags {
     write_timeout: Duration,
 
     /// How many recent /probe requests are kept with their logs for the
-    /// landing page and /logs. A usual one takes about 590 bytes; a log
+    /// landing page and /logs. A usual one takes about 610 bytes; a log
     /// longer than 64 KiB is cut, and all of them take at most 16 MiB,
     /// the oldest dropped first to make room.
     #[arg(long = "history.limit", value_name = "N", default_value_t = 100,

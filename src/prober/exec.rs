@@ -155,7 +155,7 @@ pub(super) async fn probe(
         }
     };
     if let Some(failure) = &mut outcome.failure {
-        failure.stderr = stderr.first_line();
+        failure.stderr = stderr.first_line().map(String::into_boxed_str);
     }
     trace.log(|| stdout.into_step("stdout"));
     trace.log(|| stderr.into_step("stderr"));

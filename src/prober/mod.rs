@@ -119,7 +119,7 @@ pub struct Failure {
     /// wrote to stderr, trimmed, cut at [`STDERR_LINE_BYTES`] (marked with
     /// `…`): the command's own word on why. Raw text: escape it to show it,
     /// as [`Failure::stderr_note`] does.
-    pub stderr: Option<String>,
+    pub stderr: Option<Box<str>>,
 }
 
 /// The most bytes of a command's stderr line a [`Failure`] keeps.
