@@ -676,8 +676,13 @@ async fn keep_alive_abusers_do_not_hold_the_connection_slots() {
                     answered.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 }
                 if closed {
-                    // Back at once, to compete for the slot.
+                    // Back soon, to compete for the slot, but slower than
+                    // the rate limit refills (100 a second for the two of
+                    // them): back at once, they emptied the bucket on a
+                    // quiet machine and the scrape got 429, which is the
+                    // rate limit working, not a slot held.
                     stream = None;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
                 } else {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
