@@ -246,9 +246,13 @@ async fn start_times_spread_across_the_interval() {
         let quarter = ((time / 0.5).floor().max(0.0) as usize).min(3);
         quarters[quarter] += 1;
     }
+    // An even spread puts 60 in each quarter; a burst puts all 240 in the
+    // first. The bounds allow half of that either way: the other tests of
+    // this file start their exporters in the same first half second, and
+    // on two busy cores that once moved the first quarter down to 35.
     for count in quarters {
         assert!(
-            (36..=84).contains(&count),
+            (30..=90).contains(&count),
             "240 first probes over 4 quarters of the interval: {quarters:?}"
         );
     }
