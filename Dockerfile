@@ -7,7 +7,7 @@
 # Config: docker run --rm -p 9215:9215 -v "$PWD/synack.yml:/etc/synack_exporter/config.yml:ro" \
 #           synack_exporter:0.1.0 --config.file=/etc/synack_exporter/config.yml
 #
-# CI has no Docker engine: it lints this file with ci/lint_dockerfile.sh
+# CI has no Docker engine: it lints this file with .ci/lint_dockerfile.sh
 # (hadolint) and runs the same `cargo build --release --locked` natively.
 
 # ---- build ----------------------------------------------------------------
@@ -17,11 +17,11 @@ FROM rust:1.95-bookworm AS build
 WORKDIR /src
 # Dependencies first, in a layer of their own that Docker reuses until
 # Cargo.toml or Cargo.lock change: empty stand-ins for the crate's library
-# (src/lib.rs) and binary (src/main.rs) let cargo build every dependency
+# (src/lib.rs) and binary (src/bin/synack_exporter/main.rs) let cargo build every dependency
 # without the sources.
 COPY Cargo.toml Cargo.lock ./
-RUN mkdir src \
-    && echo 'fn main() {}' > src/main.rs \
+RUN mkdir -p src/bin/synack_exporter \
+    && echo 'fn main() {}' > src/bin/synack_exporter/main.rs \
     && touch src/lib.rs \
     && cargo build --release --locked \
     && rm -r src
@@ -29,7 +29,7 @@ RUN mkdir src \
 # may be older than the stand-ins' build: without the touch, cargo would
 # take the crate for up to date and ship the empty stand-in binary.
 COPY src ./src
-RUN touch src/main.rs src/lib.rs \
+RUN touch src/bin/synack_exporter/main.rs src/lib.rs \
     && cargo build --release --locked \
     && install -D -m 0755 target/release/synack_exporter /out/synack_exporter
 

@@ -262,7 +262,7 @@ fn the_dockerfile_is_multi_stage_non_root_and_runs_with_no_arguments() {
     );
 
     assert!(
-        repo_path("ci/lint_dockerfile.sh").exists(),
-        "ci/lint_dockerfile.sh lints it"
+        repo_path(".ci/lint_dockerfile.sh").exists(),
+        ".ci/lint_dockerfile.sh lints it"
     );
 }
