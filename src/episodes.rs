@@ -3,6 +3,7 @@
 
 #![forbid(unsafe_code)]
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -16,13 +17,19 @@ const WARN_EVERY: Duration = Duration::from_secs(60);
 /// times the limit was reached since the last one, and the line saying
 /// it was left comes once after each warning.
 #[derive(Debug, Default)]
-pub(crate) struct Episodes(Mutex<EpisodeState>);
+pub(crate) struct Episodes {
+    state: Mutex<EpisodeState>,
+    /// A warning was logged and no line saying the limit was left yet.
+    /// Outside the lock: [`left`](Self::left) is asked on every pass
+    /// through a limit (every `/probe` request), and the answer is
+    /// nearly always no, which a load tells without taking a lock that
+    /// every worker thread would share.
+    open: AtomicBool,
+}
 
 #[derive(Debug, Default)]
 struct EpisodeState {
     last_warning: Option<Instant>,
-    /// A warning was logged and no line saying the limit was left yet.
-    open: bool,
     /// Times reached since the last warning.
     reached: u64,
 }
@@ -31,7 +38,7 @@ impl Episodes {
     /// The limit is reached: `Some(times it was reached since the last
     /// warning, this one included)` when a warning is due now.
     pub(crate) fn reached(&self) -> Option<u64> {
-        let mut state = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         state.reached += 1;
         let due = state
             .last_warning
@@ -40,13 +47,13 @@ impl Episodes {
             return None;
         }
         state.last_warning = Some(Instant::now());
-        state.open = true;
+        self.open.store(true, Ordering::Relaxed);
         Some(std::mem::take(&mut state.reached))
     }
 
     /// The limit is left: true when the line saying so is due.
     pub(crate) fn left(&self) -> bool {
-        std::mem::take(&mut self.0.lock().unwrap_or_else(PoisonError::into_inner).open)
+        self.open.load(Ordering::Relaxed) && self.open.swap(false, Ordering::Relaxed)
     }
 }
 
@@ -64,7 +71,7 @@ mod tests {
             assert!(!episodes.left());
         }
         // A minute later, the next warning counts what was not logged.
-        episodes.0.lock().unwrap().last_warning = Instant::now().checked_sub(WARN_EVERY);
+        episodes.state.lock().unwrap().last_warning = Instant::now().checked_sub(WARN_EVERY);
         assert_eq!(episodes.reached(), Some(101));
         assert!(episodes.left());
     }

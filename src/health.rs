@@ -175,13 +175,8 @@ impl Round {
         let (task_members, runner) = (Arc::clone(&members), Arc::clone(runner));
         let name = name.to_owned();
         let task = tokio::spawn(async move {
-            let report = probe_members(&task_members, &runner).await;
-            log_failures(&name, &report);
-            sender.send_replace(Some(Arc::new(Done {
-                report,
-                at: Instant::now(),
-                unix: crate::clock::unix_seconds(),
-            })));
+            let done = run_round(&name, &task_members, &runner).await;
+            sender.send_replace(Some(Arc::new(done)));
         });
         Self {
             members,
@@ -376,13 +371,8 @@ impl GroupChecker {
     ) -> Arc<GroupReport> {
         self.rounds_started.fetch_add(1, Ordering::Relaxed);
         let members: Arc<[RoundMember]> = round_members(group, modules).into();
-        let report = probe_members(&members, runner).await;
-        log_failures(name, &report);
-        let done = Arc::new(Done {
-            report: Arc::clone(&report),
-            at: Instant::now(),
-            unix: crate::clock::unix_seconds(),
-        });
+        let done = Arc::new(run_round(name, &members, runner).await);
+        let report = Arc::clone(&done.report);
         if let Some(state) = self
             .groups
             .lock()
@@ -421,6 +411,18 @@ impl GroupChecker {
             report: Arc::clone(&last.done.report),
             finished_unix: last.done.unix,
         })
+    }
+}
+
+/// One round of group `name`: probes `members`, logs the failures and
+/// says when it ended.
+async fn run_round(name: &str, members: &[RoundMember], runner: &Arc<ProbeRunner>) -> Done {
+    let report = probe_members(members, runner).await;
+    log_failures(name, &report);
+    Done {
+        report,
+        at: Instant::now(),
+        unix: crate::clock::unix_seconds(),
     }
 }
 

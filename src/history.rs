@@ -22,7 +22,7 @@
 
 use crate::prober::{Failure, Outcome, Reason};
 use crate::target::Target;
-use crate::trace::{Steps, allocated};
+use crate::trace::{Steps, allocated, floor_char_boundary};
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -247,11 +247,10 @@ fn cut_text(text: &mut String, max_bytes: usize) {
     if text.len() <= max_bytes {
         return;
     }
-    let mut end = max_bytes.saturating_sub(MARK.len());
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    text.truncate(end);
+    text.truncate(floor_char_boundary(
+        text,
+        max_bytes.saturating_sub(MARK.len()),
+    ));
     text.push_str(MARK);
 }
 

@@ -29,7 +29,7 @@
 //!
 //! | layer | modules | job |
 //! |---|---|---|
-//! | 0 | `clock`, `hash`, `histogram`, `sys`, `task`, `coalesce` | tools with no knowledge of probing; `sys` holds every `unsafe` block |
+//! | 0 | `clock`, `hash`, `histogram`, `sys`, `task`, `coalesce`, `episodes` | tools with no knowledge of probing; `sys` holds every `unsafe` block |
 //! | 1 | `target` | what to probe: `host:port` |
 //! | 2 | `config`, `trace` | the YAML file, validated; the steps a probe records |
 //! | 3 | `prober`, `webconfig` | one probe: a module and a target in, an [`Outcome`] out; the `--web.config.file`, read and checked |

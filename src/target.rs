@@ -234,18 +234,20 @@ fn parse_host(host: &str) -> Result<Host, TargetError> {
     if name.split('.').any(str::is_empty) {
         return Err(TargetError::EmptyLabel(host.to_owned()));
     }
-    if let Some(part) = octet_out_of_range(host) {
-        return Err(TargetError::OctetOutOfRange {
-            host: host.to_owned(),
-            part: part.to_owned(),
-        });
-    }
     // No DNS name ends in a numeric label, but getaddrinfo turns `127.1`
     // into 127.0.0.1 and `010.0.0.1` into 8.0.0.1: never what was meant.
     let last_label = name.rsplit('.').next().unwrap_or(name);
     let numeric = last_label.bytes().all(|b| b.is_ascii_digit())
         || (last_label.len() > 2 && last_label[..2].eq_ignore_ascii_case("0x"));
     if numeric {
+        // Looked for only here: a dotted quad ends in a numeric label, and
+        // a usual name is parsed without splitting it once more.
+        if let Some(part) = octet_out_of_range(host) {
+            return Err(TargetError::OctetOutOfRange {
+                host: host.to_owned(),
+                part: part.to_owned(),
+            });
+        }
         return Err(TargetError::AmbiguousNumericHost(host.to_owned()));
     }
     Ok(Host::Name(host.to_owned()))

@@ -312,6 +312,21 @@ fn into_block<T>(items: Vec<T>, spare: Option<Vec<T>>) -> Vec<T> {
     block
 }
 
+/// The largest character boundary of `text` at or below `index`, to cut
+/// text at a byte limit (the step log's command lines, the history's
+/// details, a command's stderr line). `str::floor_char_boundary` once the
+/// crate's minimum Rust reaches 1.91.
+pub(crate) fn floor_char_boundary(text: &str, index: usize) -> usize {
+    if index >= text.len() {
+        return text.len();
+    }
+    let mut end = index;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    end
+}
+
 /// Keeps the first `max_bytes` of the command line `argv` (whole
 /// arguments, the last cut on a character boundary); the bytes it had
 /// in all, if any were cut.
@@ -327,11 +342,7 @@ fn cut_argv(argv: &mut Vec<String>, max_bytes: usize) -> Option<usize> {
             break;
         }
         if argument.len() > room {
-            let mut end = room;
-            while !argument.is_char_boundary(end) {
-                end -= 1;
-            }
-            argument.truncate(end);
+            argument.truncate(floor_char_boundary(argument, room));
         }
         room -= argument.len();
         keep += 1;

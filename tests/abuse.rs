@@ -303,18 +303,6 @@ fn fd_count(pid: u32) -> usize {
         .count()
 }
 
-/// `VmRSS` of process `pid`, in bytes.
-fn resident_bytes(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|kib| kib.parse::<u64>().ok())
-        .expect("VmRSS")
-        * 1024
-}
-
 /// Polls `check` every 100 ms for up to `limit`.
 async fn eventually(limit: Duration, check: impl Fn() -> bool) -> bool {
     let started = Instant::now();
@@ -415,7 +403,7 @@ async fn huge_bodies_and_heads_are_refused_without_buffering() {
     let pid = exporter.pid();
     let address = exporter.address;
     let _ = request(address, "GET", "/-/healthy", &[]).await;
-    let baseline = resident_bytes(pid);
+    let baseline = common::resident_bytes(pid);
 
     let body_head = format!(
         "POST /-/reload HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {BODY}\r\n\r\n"
@@ -438,7 +426,7 @@ async fn huge_bodies_and_heads_are_refused_without_buffering() {
         answer.is_empty() || answer.starts_with("HTTP/1.1 431"),
         "{answer:?}"
     );
-    let growth = resident_bytes(pid).saturating_sub(baseline);
+    let growth = common::resident_bytes(pid).saturating_sub(baseline);
     assert!(
         growth < 16 << 20,
         "RSS grew by {growth} bytes after two 100 MB bodies and a 2 MB head"

@@ -7,7 +7,6 @@ use common::exporter_process::BINARY;
 use common::{ExporterProcess as Exporter, TempDir, request, sample};
 use std::io::Write as _;
 use std::net::SocketAddr;
-use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -498,11 +497,7 @@ fn no_command_outlives_the_exporter_after_sigterm_or_sigint() {
     const ROUNDS: usize = 10;
     const IN_FLIGHT: usize = 6;
     let dir = TempDir::new("exec-shutdown");
-    let script = dir.write(
-        "slow.sh",
-        "#!/bin/sh\nsleep 300 &\necho $$ > \"$1/$$.pid\"\nwait\n",
-    );
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let script = dir.script("slow.sh", "sleep 300 &\necho $$ > \"$1/$$.pid\"\nwait\n");
     let mut outlived = Vec::new();
     for round in 0..ROUNDS {
         let pids = dir.join(format!("round{round}"));

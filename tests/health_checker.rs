@@ -10,7 +10,6 @@ use common::exporter_process::BINARY;
 use common::http::{blocking_get, blocking_request};
 use common::{ExporterProcess, Response, TempDir};
 use std::net::TcpListener;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -56,18 +55,10 @@ fn shell_words(line: &str) -> Vec<String> {
     words
 }
 
-/// Writes an executable `#!/bin/sh` script `name` with `body`.
-fn script(dir: &TempDir, name: &str, body: &str) -> PathBuf {
-    let path = dir.write(name, &format!("#!/bin/sh\n{body}"));
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-    path
-}
-
 /// A script that passes while `flag` exists and only with `args`, and
 /// says on stderr why it fails.
 fn flag_script(dir: &TempDir, name: &str, args: &str, flag: &Path) -> PathBuf {
-    script(
-        dir,
+    dir.script(
         name,
         &format!(
             "[ \"$*\" = \"{args}\" ] || {{ echo \"bad arguments: $*\" >&2; exit 3; }}\n\
@@ -217,9 +208,8 @@ fn failing_checks_are_named_with_why_in_the_answer_and_the_log() {
     let dir = TempDir::new("health-checker-failing");
     let closed = common::closed_port();
     let pid_file = dir.join("pid");
-    let says_why = script(&dir, "says-why.sh", "echo 'disk full' >&2\nexit 2\n");
-    let hangs = script(
-        &dir,
+    let says_why = dir.script("says-why.sh", "echo 'disk full' >&2\nexit 2\n");
+    let hangs = dir.script(
         "hangs.sh",
         &format!("sleep 30 &\necho $! > {}\nwait\n", pid_file.display()),
     );
@@ -282,8 +272,7 @@ fn failing_checks_are_named_with_why_in_the_answer_and_the_log() {
 
 /// Runs of a script that logs each run to `runs` and takes half a second.
 fn counting_script(dir: &TempDir, runs: &Path) -> String {
-    script(
-        dir,
+    dir.script(
         "count.sh",
         &format!("echo run >> {}\nsleep 0.5\n", runs.display()),
     )
@@ -455,7 +444,7 @@ fn help_and_usage_errors_speak_as_health_checker() {
 #[test]
 fn go_style_single_dash_flags_work_as_in_health_checker() {
     let dir = TempDir::new("health-checker-dash");
-    let check = script(&dir, "check.sh", "[ \"$1\" = -v ] || exit 1\n");
+    let check = dir.script("check.sh", "[ \"$1\" = -v ] || exit 1\n");
     let (port_listener, port) = listener();
     let (port, script) = (port.to_string(), format!("{} -v", check.display()));
     let exporter = ExporterProcess::start_exactly(&[
@@ -489,8 +478,7 @@ fn go_style_single_dash_flags_work_as_in_health_checker() {
 #[test]
 fn scripts_get_the_environment_health_checker_was_started_with() {
     let dir = TempDir::new("health-checker-env");
-    let reads_env = script(
-        &dir,
+    let reads_env = dir.script(
         "reads-env.sh",
         "[ \"$HC_TEST_TOKEN\" = ready ] || { echo \"HC_TEST_TOKEN=$HC_TEST_TOKEN\" >&2; exit 1; }\n\
          [ -n \"$HOME\" ] || { echo 'HOME is not set' >&2; exit 1; }\n",

@@ -31,17 +31,6 @@ fn big_argv_config() -> String {
     yaml
 }
 
-/// `VmRSS` of process `pid`, in bytes.
-fn resident_bytes(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read status");
-    let kib: u64 = status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS in /proc/PID/status");
-    kib * 1024
-}
-
 /// `count` probes of module `big`, from 4 clients at once; each must succeed.
 fn probe_big(address: SocketAddr, count: usize) {
     std::thread::scope(|scope| {
@@ -78,11 +67,11 @@ fn a_history_of_probes_with_a_megabyte_command_line_stays_within_its_byte_budget
     ]);
     // Warm up the allocator and the runtime's threads first.
     probe_big(exporter.address, 20);
-    let before = resident_bytes(exporter.pid());
+    let before = common::resident_bytes(exporter.pid());
     // 120 records of about 1 MiB each would be 120 MiB; each may keep at
     // most 64 KiB, and all of them at most 16 MiB.
     probe_big(exporter.address, 120);
-    let after = resident_bytes(exporter.pid());
+    let after = common::resident_bytes(exporter.pid());
     let grown = after.saturating_sub(before);
     assert!(
         grown < 40 << 20,

@@ -9,16 +9,9 @@ mod common;
 use common::{TempDir, TestExporter, request, sample};
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 use synack_exporter::{Exporter, ExporterBuilder};
-
-/// Writes an executable script `name` with `body` after a `#!/bin/sh` line.
-fn script(dir: &TempDir, name: &str, body: &str) -> PathBuf {
-    let path = dir.write(name, &format!("#!/bin/sh\n{body}"));
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-    path
-}
 
 /// A config with one exec module `m` running `command` (a YAML flow list).
 fn exec_config(command: &str, timeout: &str, env: &str) -> String {
@@ -82,7 +75,7 @@ fn output_lines<'a>(debug: &'a str, stream: &str) -> Vec<&'a str> {
 /// of one probe of a module running a script of `body`.
 async fn outcome_of_script(body: &str) -> [Option<f64>; 3] {
     let dir = TempDir::new("exec-script");
-    let path = script(&dir, "check.sh", body);
+    let path = dir.script("check.sh", body);
     let exporter = exporter_running(&path, &[], "5s").await;
     let metrics = probe(&exporter, "127.0.0.1:2181").await;
     [
@@ -107,12 +100,12 @@ async fn a_non_zero_exit_or_a_signal_fails_as_check_failed() {
     assert_eq!(exit_code, Some(1.0));
     assert_eq!(check_failed, Some(1.0));
     let dir = TempDir::new("exec-fail");
-    let exits_1 = script(&dir, "one.sh", "exit 1\n");
+    let exits_1 = dir.script("one.sh", "exit 1\n");
     let exporter = exporter_running(&exits_1, &[], "5s").await;
     let debug = debug_probe(&exporter, "127.0.0.1:2181").await;
     assert!(debug.contains("one.sh exited with code 1"), "{debug}");
 
-    let killed = script(&dir, "killed.sh", "kill -TERM $$\nsleep 5\n");
+    let killed = dir.script("killed.sh", "kill -TERM $$\nsleep 5\n");
     let exporter = exporter_running(&killed, &[], "5s").await;
     let debug = debug_probe(&exporter, "127.0.0.1:2181").await;
     assert!(
@@ -153,8 +146,7 @@ async fn a_command_past_its_deadline_is_killed_with_every_child_and_reaped() {
     let d = dir.path().display();
     // The script (our child) starts a background sleep and waits on a
     // foreground one: three processes, each writing its pid.
-    let slow = script(
-        &dir,
+    let slow = dir.script(
         "slow.sh",
         &format!(
             "echo $$ > {d}/main.pid\n\
@@ -196,8 +188,7 @@ async fn a_command_past_its_deadline_is_killed_with_every_child_and_reaped() {
 async fn a_background_child_dies_when_the_command_exits() {
     let dir = TempDir::new("exec-background");
     let d = dir.path().display();
-    let leaves = script(
-        &dir,
+    let leaves = dir.script(
         "leaves.sh",
         &format!("sleep 60 &\necho $! > {d}/background.pid\nexit 0\n"),
     );
@@ -227,14 +218,13 @@ async fn a_background_child_dies_when_the_command_exits() {
 #[tokio::test]
 async fn commands_that_cannot_start_fail_as_local_saying_why() {
     let dir = TempDir::new("exec-cannot-start");
-    let removed = script(
-        &dir,
+    let removed = dir.script(
         "removed.sh",
         "exit 0
 ",
     );
-    let not_executable = script(
-        &dir, "plain.sh", "exit 0
+    let not_executable = dir.script(
+        "plain.sh", "exit 0
 ",
     );
     let no_shebang = dir.write("no-shebang.sh", "exit 0\n");
@@ -276,7 +266,7 @@ async fn commands_that_cannot_start_fail_as_local_saying_why() {
 #[tokio::test]
 async fn a_program_that_cannot_run_fails_every_load() {
     let dir = TempDir::new("exec-load-check");
-    let good = script(&dir, "good.sh", "exit 0\n");
+    let good = dir.script("good.sh", "exit 0\n");
     let missing = dir.join("missing.sh");
     let plain = dir.write("plain.sh", "#!/bin/sh\nexit 0\n");
     for (program, needle) in [
@@ -319,8 +309,7 @@ async fn a_program_that_cannot_run_fails_every_load() {
 async fn shell_syntax_never_reaches_the_command_and_host_is_one_argument() {
     let dir = TempDir::new("exec-args");
     let args_file = dir.join("args");
-    let record = script(
-        &dir,
+    let record = dir.script(
         "record.sh",
         &format!("printf '%s\\n' \"$#\" \"$@\" > {}\n", args_file.display()),
     );
@@ -397,8 +386,7 @@ async fn the_environment_holds_only_path_the_target_and_the_module_env() {
 #[tokio::test]
 async fn stdout_and_stderr_are_in_the_debug_log_cut_at_4_kib() {
     let dir = TempDir::new("exec-output");
-    let talk = script(
-        &dir,
+    let talk = dir.script(
         "talk.sh",
         "echo hello-out\nhead -c 10000 /dev/zero | tr '\\0' x\necho hello-err >&2\nexit 3\n",
     );
@@ -421,7 +409,7 @@ async fn stdout_and_stderr_are_in_the_debug_log_cut_at_4_kib() {
     assert!(logs.contains("  | hello-err"), "{logs}");
 
     // Output far beyond what a pipe holds does not block the command.
-    let chatty = script(&dir, "chatty.sh", "head -c 4000000 /dev/zero\nexit 0\n");
+    let chatty = dir.script("chatty.sh", "head -c 4000000 /dev/zero\nexit 0\n");
     let exporter = exporter_running(&chatty, &[], "10s").await;
     let body = debug_probe(&exporter, "127.0.0.1:2181").await;
     assert!(body.contains("probe_success 1"), "{body}");
@@ -440,8 +428,7 @@ async fn no_more_commands_run_at_once_than_exec_max_concurrent() {
     let counts = dir.join("counts");
     // Each command marks itself running, counts the marks, and unmarks
     // itself before it exits: a count never exceeds the commands alive.
-    let count = script(
-        &dir,
+    let count = dir.script(
         "count.sh",
         &format!(
             "touch {r}/$$\n\
@@ -485,7 +472,7 @@ async fn no_more_commands_run_at_once_than_exec_max_concurrent() {
 #[tokio::test]
 async fn a_scheduled_exec_target_keeps_its_exit_code_on_metrics() {
     let dir = TempDir::new("exec-scheduled");
-    let three = script(&dir, "three.sh", "exit 3\n");
+    let three = dir.script("three.sh", "exit 3\n");
     let yaml = format!(
         "{}targets:\n  - module: m\n    interval: 1s\n    targets: [\"127.0.0.1:2181\"]\n",
         exec_config(&command_of(&three, &[]), "2s", "")
@@ -547,8 +534,7 @@ async fn an_exec_check_without_placeholders_needs_no_target() {
     let dir = TempDir::new("exec-no-target");
     let healthy = dir.join("healthy");
     // Passes while the flag file exists, and only without arguments.
-    let check = script(
-        &dir,
+    let check = dir.script(
         "check.sh",
         &format!(
             "[ $# -eq 0 ] || exit 3
@@ -612,13 +598,12 @@ test -f {}
 #[test]
 fn a_failing_script_says_why_in_the_503_and_in_the_log() {
     let dir = TempDir::new("exec-why");
-    let why = script(
-        &dir,
+    let why = dir.script(
         "why.sh",
         "printf '\\n  ZooKeeper is not serving requests\\033[2J\\nsecond line\\n' >&2\nexit 1\n",
     );
-    let long = script(&dir, "long.sh", "printf '%0300d\\n' 0 >&2\nexit 2\n");
-    let quiet = script(&dir, "quiet.sh", "exit 3\n");
+    let long = dir.script("long.sh", "printf '%0300d\\n' 0 >&2\nexit 2\n");
+    let quiet = dir.script("quiet.sh", "exit 3\n");
     let config = dir.write(
         "synack.yml",
         &format!(
@@ -662,7 +647,7 @@ fn a_failing_script_says_why_in_the_503_and_in_the_log() {
 #[tokio::test]
 async fn a_bare_program_name_is_looked_up_in_the_commands_path() {
     let dir = TempDir::new("exec-path");
-    script(&dir, "my-check", "exit 0\n");
+    dir.script("my-check", "exit 0\n");
     let with_path = exec_config(
         "[\"my-check\"]",
         "5s",
@@ -706,7 +691,7 @@ async fn a_bare_program_name_is_looked_up_in_the_commands_path() {
     )
     .unwrap();
     // Executable when the config loads, and no longer when it runs.
-    script(&dir, "plain", "exit 0\n");
+    dir.script("plain", "exit 0\n");
     for (program, why) in [
         ("no-shebang", "exec format error"),
         ("plain", "not executable: permission denied"),
@@ -746,8 +731,7 @@ async fn the_readme_zookeeper_group_needs_its_port_and_its_script() {
     let healthy = dir.join("healthy");
     // Passes while the flag file exists, and only for the host and port
     // the placeholders give it.
-    let check = script(
-        &dir,
+    let check = dir.script(
         "zk-health-check.sh",
         &format!(
             "[ \"$1 $2 $3\" = \"--host 127.0.0.1 --port\" ] || exit 3\n\

@@ -235,15 +235,12 @@ fn locate(
         .ok()
         .and_then(|mut spots| spots.modules.remove(name))
         .and_then(at);
-    match spot {
-        Some(spot) => located(file, &spot.referenced, field, problem),
-        None => ConfigError {
-            file: file.to_owned(),
-            position: None,
-            field: Some(field),
-            message: problem,
-        },
-    }
+    located(
+        file,
+        spot.as_ref().map(|spot| &spot.referenced),
+        field,
+        problem,
+    )
 }
 
 #[cfg(test)]

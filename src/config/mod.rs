@@ -60,6 +60,7 @@ pub use health_checker::{DEFAULT_SCRIPT_TIMEOUT_SECONDS, HealthChecks};
 pub(crate) use host::{EXPORTER_PATH, command_path, find_program};
 pub(crate) use policy::PolicyRefusal;
 pub use policy::{MAX_POLICY_ENTRIES, PolicyEntry, TargetPolicy};
+pub(crate) use scheduled::located;
 pub use scheduled::{Group, GroupMember, GroupName, LabelName, MAX_SCHEDULED_TARGETS, TargetBlock};
 
 use serde::{Deserialize, Deserializer, Serialize};

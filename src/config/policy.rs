@@ -544,7 +544,7 @@ pub(super) fn check_scheduled(file: &str, config: &Config) -> Result<(), ConfigE
             if let Err(refusal) = check(policy, prober, &target.value.0) {
                 return Err(scheduled::located(
                     file,
-                    &target.referenced,
+                    Some(&target.referenced),
                     format!("targets[{block_index}].targets[{index}]"),
                     format!(
                         "module {:?} may not probe {}: {refusal}",
@@ -565,7 +565,7 @@ pub(super) fn check_scheduled(file: &str, config: &Config) -> Result<(), ConfigE
             if let Err(refusal) = check(policy, prober, &target.0) {
                 return Err(scheduled::located(
                     file,
-                    &member.module.referenced,
+                    Some(&member.module.referenced),
                     group.target_field(&name.0, index),
                     format!(
                         "module {:?} may not probe {}: {refusal}",

@@ -419,7 +419,7 @@ pub(super) fn validate(
         }
         Err(located(
             file,
-            &module.referenced,
+            Some(&module.referenced),
             field,
             format!(
                 "unknown module {:?}; use one of {}, or define it under modules:",
@@ -437,7 +437,7 @@ pub(super) fn validate(
             if let Some(first_block) = seen.insert(key, block_index) {
                 return Err(located(
                     file,
-                    &target.referenced,
+                    Some(&target.referenced),
                     format!("targets[{block_index}].targets[{target_index}]"),
                     format!(
                         "target {} repeats for module {:?} (first in targets[{first_block}]); each target may appear once per module",
@@ -457,7 +457,7 @@ pub(super) fn validate(
             {
                 return Err(located(
                     file,
-                    &member.module.referenced,
+                    Some(&member.module.referenced),
                     group.target_field(&name.0, index),
                     format!(
                         "module {:?} needs a target: {why}; give it a target, such as {{module: {}, target: \"127.0.0.1:2181\"}}",
@@ -478,7 +478,7 @@ fn check_total(file: &str, blocks: &[TargetBlock]) -> Result<(), ConfigError> {
         if let Some(first_over) = block.targets.get(room) {
             return Err(located(
                 file,
-                &first_over.referenced,
+                Some(&first_over.referenced),
                 format!("targets[{block_index}].targets[{room}]"),
                 format!(
                     "a config may schedule at most {MAX_SCHEDULED_TARGETS} targets and this is one more: split the list over several exporters, each with its own config file"
@@ -490,15 +490,16 @@ fn check_total(file: &str, blocks: &[TargetBlock]) -> Result<(), ConfigError> {
     Ok(())
 }
 
-pub(super) fn located(
+/// An error of `file` about `field`, at `at` when its place is known.
+pub(crate) fn located(
     file: &str,
-    at: &serde_saphyr::Location,
+    at: Option<&serde_saphyr::Location>,
     field: String,
     message: String,
 ) -> ConfigError {
     ConfigError {
         file: file.to_owned(),
-        position: Some((at.line(), at.column())),
+        position: at.map(|at| (at.line(), at.column())),
         field: Some(field),
         message,
     }

@@ -65,7 +65,7 @@ use crate::config::{
     EXPORTER_PATH, ExecOptions, RESERVED_ENV_PREFIX, Values, command_path, find_program,
 };
 use crate::target::Target;
-use crate::trace::{Step, Trace};
+use crate::trace::{Step, Trace, floor_char_boundary};
 use std::io;
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
@@ -299,10 +299,7 @@ impl Output {
         if line.len() <= STDERR_LINE_BYTES {
             return Some(line.to_owned());
         }
-        let mut end = STDERR_LINE_BYTES;
-        while !line.is_char_boundary(end) {
-            end -= 1;
-        }
+        let end = floor_char_boundary(line, STDERR_LINE_BYTES);
         Some(format!("{}…", &line[..end]))
     }
 

@@ -27,7 +27,7 @@
 
 mod tls;
 
-use crate::config::ConfigError;
+use crate::config::{ConfigError, located};
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 use serde_saphyr::{Location, Spanned};
@@ -222,16 +222,6 @@ impl Spots {
     }
 }
 
-/// An error of `file` at `field`, at `at` when it was found.
-fn error_at(file: &str, at: Option<Location>, field: String, message: String) -> ConfigError {
-    ConfigError {
-        file: file.to_owned(),
-        position: at.map(|at| (at.line(), at.column())),
-        field: Some(field),
-        message,
-    }
-}
-
 impl WebConfig {
     /// Reads and checks the web config at `path`, and the files it names.
     /// Blocking: bcrypt hashes the dummy password here, and files are read.
@@ -259,7 +249,12 @@ impl WebConfig {
                     .server_config(dir, &mut watched)
                     .map_err(|(field, message)| {
                         let at = Spots::of(&name, &text).tls_field(field);
-                        error_at(&name, at, format!("tls_server_config.{field}"), message)
+                        located(
+                            &name,
+                            at.as_ref(),
+                            format!("tls_server_config.{field}"),
+                            message,
+                        )
                     })?,
             )),
             None => None,
@@ -272,9 +267,9 @@ impl WebConfig {
             .collect::<Result<Vec<_>, _>>()
             .map_err(|(header, message)| {
                 let at = Spots::of(&name, &text).header(&header);
-                error_at(
+                located(
                     &name,
-                    at,
+                    at.as_ref(),
                     format!("http_server_config.headers.{header}"),
                     message,
                 )

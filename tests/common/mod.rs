@@ -40,6 +40,18 @@ pub const REASONS: [&str; 6] = [
     "check_failed",
 ];
 
+/// `VmRSS` of process `pid`, in bytes.
+pub fn resident_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|kib| kib.parse::<u64>().ok())
+        .expect("VmRSS")
+        * 1024
+}
+
 /// The reason at 1 in a `/probe` answer; `None` for a success.
 pub fn failed_reason(body: &str) -> Option<&'static str> {
     REASONS.into_iter().find(|reason| {

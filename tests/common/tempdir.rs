@@ -42,6 +42,16 @@ impl TempDir {
         path
     }
 
+    /// Writes an executable script `name` with `body` after a `#!/bin/sh`
+    /// line and returns its path.
+    pub fn script(&self, name: &str, body: &str) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt as _;
+        let path = self.write(name, &format!("#!/bin/sh\n{body}"));
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
+            .unwrap_or_else(|error| panic!("chmod {}: {error}", path.display()));
+        path
+    }
+
     /// Gives up the guard: the directory stays, and whoever holds the path
     /// removes it.
     pub fn keep(self) -> PathBuf {

@@ -390,6 +390,12 @@ fn main() -> ExitCode {
         return check_config(&builder);
     }
     logging::init(flags.log_level.into(), flags.log_format.into());
+    serve(builder, &flags.listen_address, flags.realtime_priority)
+}
+
+/// Runs the exporter `builder` describes on `listen` until a signal
+/// stops it, on a runtime of its own; see [`run`].
+fn serve(builder: ExporterBuilder, listen: &[ListenAddress], realtime_priority: bool) -> ExitCode {
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -397,7 +403,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let code = runtime.block_on(run(builder, &flags.listen_address, flags.realtime_priority));
+    let code = runtime.block_on(run(builder, listen, realtime_priority));
     // Do not wait long for anything still running, such as a slow scrape.
     runtime.shutdown_timeout(Duration::from_secs(1));
     code
@@ -424,16 +430,7 @@ fn health_checker(flags: &HealthCheckerFlags) -> ExitCode {
         single_flight: flags.singleflight,
     };
     let builder = Exporter::builder().health_checker(&checks);
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            tracing::error!(err = %error, "cannot start the async runtime");
-            return ExitCode::FAILURE;
-        }
-    };
-    let code = runtime.block_on(run(builder, std::slice::from_ref(&flags.listener), false));
-    runtime.shutdown_timeout(Duration::from_secs(1));
-    code
+    serve(builder, std::slice::from_ref(&flags.listener), false)
 }
 
 impl Flags {
