@@ -200,17 +200,29 @@ fn the_basic_auth_example_states_the_password_of_its_hash() {
     assert!(checked >= 1, "no basic_auth_users: example in the docs");
 }
 
-/// The README's `check` snippet, run: it stands verbatim between the
-/// markers below (`the_readme_check_snippet_is_the_one_run_here` compares),
-/// with `println!` writing into `printed`.
-async fn readme_check_snippet() -> Result<String, Box<dyn std::error::Error>> {
-    let mut printed = String::new();
-    macro_rules! println {
-        ($($arg:tt)*) => {{
+thread_local! {
+    /// What the snippets below print, one line per `println!`.
+    static PRINTED: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+}
+
+/// The snippets' `println!`: into [`PRINTED`], for the tests to read.
+macro_rules! println {
+    ($($arg:tt)*) => {
+        PRINTED.with_borrow_mut(|printed| {
             printed.push_str(&format!($($arg)*));
             printed.push('\n');
-        }};
-    }
+        })
+    };
+}
+
+/// What the snippets printed on this thread since the last call.
+fn take_printed() -> String {
+    PRINTED.with_borrow_mut(std::mem::take)
+}
+
+/// The README's `check` snippet, run: it stands verbatim between the
+/// markers below (`the_rust_snippets_are_the_ones_run_here` compares).
+async fn readme_check_snippet() -> Result<String, Box<dyn std::error::Error>> {
     // The README's check snippet begins.
     use synack_exporter::{Module, ProberKind, check};
 
@@ -221,18 +233,11 @@ async fn readme_check_snippet() -> Result<String, Box<dyn std::error::Error>> {
         (Some(failure), _) => println!("down: {failure}"),
     }
     // The README's check snippet ends.
-    Ok(printed)
+    Ok(take_printed())
 }
 
 /// The tcp-shaker snippet of docs/migration.md, run as the README's is.
 async fn migration_check_snippet() -> Result<String, Box<dyn std::error::Error>> {
-    let mut printed = String::new();
-    macro_rules! println {
-        ($($arg:tt)*) => {{
-            printed.push_str(&format!($($arg)*));
-            printed.push('\n');
-        }};
-    }
     // The tcp-shaker snippet begins.
     use std::time::Duration;
     use synack_exporter::{Module, ProberKind, Reason, check};
@@ -248,7 +253,7 @@ async fn migration_check_snippet() -> Result<String, Box<dyn std::error::Error>>
         Some(failure) => println!("down: {failure}"),
     }
     // The tcp-shaker snippet ends.
-    Ok(printed)
+    Ok(take_printed())
 }
 
 /// The lines of this file between two marker comments, unindented by one
@@ -261,17 +266,6 @@ fn tested_snippet(begins: &str, ends: &str) -> String {
         .lines()
         .map(|line| format!("{}\n", line.strip_prefix("    ").unwrap_or(line)))
         .collect()
-}
-
-#[test]
-fn the_tcp_shaker_snippet_is_the_one_run_here() {
-    assert_eq!(
-        rust_block(&documents(), "check(\"127.0.0.1:6379\""),
-        tested_snippet(
-            "    // The tcp-shaker snippet begins.\n",
-            "    // The tcp-shaker snippet ends.\n"
-        )
-    );
 }
 
 #[tokio::test]
@@ -298,15 +292,23 @@ fn rust_block(documents: &[(String, String)], needle: &str) -> String {
     blocks[0].to_owned()
 }
 
+/// The Rust snippets of the documents are the ones run here: the README's
+/// `check` snippet and the tcp-shaker one of docs/migration.md.
 #[test]
-fn the_readme_check_snippet_is_the_one_run_here() {
-    assert_eq!(
-        rust_block(&documents(), "check(\"127.0.0.1:5432\""),
-        tested_snippet(
-            "    // The README's check snippet begins.\n",
-            "    // The README's check snippet ends.\n"
-        )
-    );
+fn the_rust_snippets_are_the_ones_run_here() {
+    for (needle, name) in [
+        ("check(\"127.0.0.1:5432\"", "The README's check snippet"),
+        ("check(\"127.0.0.1:6379\"", "The tcp-shaker snippet"),
+    ] {
+        assert_eq!(
+            rust_block(&documents(), needle),
+            tested_snippet(
+                &format!("    // {name} begins.\n"),
+                &format!("    // {name} ends.\n")
+            ),
+            "{name}"
+        );
+    }
 }
 
 #[tokio::test]
@@ -585,6 +587,13 @@ fn named_paths(markdown: &str) -> Vec<(usize, String)> {
     paths
 }
 
+/// Fails unless at least `least` things were `checked` (so that a check
+/// that finds nothing to check cannot pass) and none is `missing`.
+fn assert_all_found(checked: usize, least: usize, what: &str, missing: &[String], why: &str) {
+    assert!(checked >= least, "only {checked} {what}");
+    assert!(missing.is_empty(), "{why}:\n{}", missing.join("\n"));
+}
+
 /// The files and folders the docs name exist: a rename that forgets the
 /// docs fails here.
 #[test]
@@ -600,12 +609,7 @@ fn every_file_the_docs_name_exists() {
             }
         }
     }
-    assert!(named >= 30, "only {named} paths named");
-    assert!(
-        missing.is_empty(),
-        "named but missing:\n{}",
-        missing.join("\n")
-    );
+    assert_all_found(named, 30, "paths named", &missing, "named but missing");
     assert_eq!(
         named_paths("see `src/lib.rs`, `bench/*.sh`, `tests/x.rs --flag` and `bench/soak.sh`."),
         [
@@ -751,10 +755,11 @@ async fn every_series_is_in_the_metrics_reference_with_its_help() {
             missing.push(format!("{name}: {help}"));
         }
     }
-    assert!(series >= 50, "only {series} HELP lines read");
-    assert!(
-        missing.is_empty(),
-        "docs/metrics.md lacks a row naming these series with their HELP text:\n{}",
-        missing.join("\n")
+    assert_all_found(
+        series,
+        50,
+        "HELP lines read",
+        &missing,
+        "docs/metrics.md lacks a row naming these series with their HELP text",
     );
 }
