@@ -23,8 +23,8 @@
 #   env VARIANTS    run alternately, default "default":
 #                   default  | realtime (--probe.realtime-priority)
 #                   (the thread designs compared for issue 9 are on the
-#                   branch `threads`, bench/thread_designs.sh; results in
-#                   bench/results/)
+#                   branch `threads`, bench/thread_designs.sh; its results
+#                   are in bench/results/thread_designs.txt)
 #   env OURS_ARGS   extra synack_exporter flags for every run
 #   env HOG_CPUS    stress-ng --cpu N                default 2
 #   env KEEP_DIR=1  keep the work directory

@@ -172,7 +172,7 @@ async fn a_command_past_its_deadline_is_killed_with_every_child_and_reaped() {
     // Not one of them is left, not even as a zombie: the command is
     // reaped by the exporter, and the children it left behind, killed
     // with its group, by init, which inherits them (as on any host with
-    // an init that reaps; see the README for containers).
+    // an init that reaps; see docs/configuration.md for containers).
     for name in ["main", "background", "foreground"] {
         let pid = read_pid(&dir.join(format!("{name}.pid")));
         eventually(&format!("{name} process {pid} outlived the probe"), || {
@@ -716,17 +716,20 @@ async fn a_bare_program_name_is_looked_up_in_the_commands_path() {
     }
 }
 
-/// The README's ZooKeeper group, as written there but for the script's
-/// path and the port: 200 only while both the half-open check of the port
-/// and the exec check pass, else 503 naming the member that failed.
+/// The ZooKeeper group of docs/configuration.md, as written there but for
+/// the script's path and the port: 200 only while both the half-open check
+/// of the port and the exec check pass, else 503 naming the member that
+/// failed.
 #[tokio::test]
-async fn the_readme_zookeeper_group_needs_its_port_and_its_script() {
-    let readme =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
-    let start = readme
+async fn the_documented_zookeeper_group_needs_its_port_and_its_script() {
+    let docs = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/configuration.md"),
+    )
+    .unwrap();
+    let start = docs
         .find("modules:\n  zk_ruok:                      # the exec module")
-        .expect("the README's ZooKeeper group");
-    let example = &readme[start..start + readme[start..].find("```").unwrap()];
+        .expect("the ZooKeeper group of docs/configuration.md");
+    let example = &docs[start..start + docs[start..].find("```").unwrap()];
     let dir = TempDir::new("exec-zookeeper");
     let healthy = dir.join("healthy");
     // Passes while the flag file exists, and only for the host and port

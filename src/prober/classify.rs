@@ -1,8 +1,8 @@
 //! From an OS error to a [`Reason`](super::Reason) and a readable errno name.
 //!
 //! The mapping is what the kernel reports after a non-blocking connect
-//! (measured on Linux 6.x, see the README's reasons table): an RST gives
-//! `ECONNREFUSED`; ICMP and routing answers give `EHOSTUNREACH`,
+//! (measured on Linux 6.x, see the reasons table of docs/metrics.md): an
+//! RST gives `ECONNREFUSED`; ICMP and routing answers give `EHOSTUNREACH`,
 //! `ENETUNREACH`, `EACCES` (ICMPv6 admin-prohibited), `EPERM` (a local
 //! firewall) or `EINVAL` (a blackhole route). Anything else is the
 //! exporter's own trouble (`EMFILE`, `EADDRNOTAVAIL`, ...) and counts as
