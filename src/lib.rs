@@ -35,7 +35,7 @@
 //! | 3 | `prober`, `webconfig` | one probe: a module and a target in, an [`Outcome`] out; the `--web.config.file`, read and checked |
 //! | 4 | `modules` | the modules in force, each with its result counters |
 //! | 5 | `runner` | probes under the shared rules: in-flight and exec limits, deadline, probe and exec threads |
-//! | 6 | `scheduler`, `health`, `history` | who asks for probes, and what they keep of the outcomes |
+//! | 6 | `scheduler`, `groups`, `history` | who asks for probes, and what they keep of the outcomes |
 //! | 7 | `metrics` | the observers: read what the layers below keep, write the exposition |
 //! | 8 | `app` | the state of a running exporter, and reloads |
 //! | 9 | `http` | parses requests, renders answers; decides nothing about probing |
@@ -56,7 +56,7 @@ mod config;
 mod episodes;
 mod exporter;
 mod hash;
-mod health;
+mod groups;
 mod histogram;
 mod history;
 mod http;
@@ -147,7 +147,7 @@ mod layering {
         ("modules", 4),
         ("runner", 5),
         ("scheduler", 6),
-        ("health", 6),
+        ("groups", 6),
         ("history", 6),
         ("metrics", 7),
         ("app", 8),

@@ -20,7 +20,7 @@ pub(crate) use web::WebConfigState;
 use crate::coalesce::{Coalescer, Unfinished};
 use crate::config::{Config, ConfigError, ConfigSource};
 use crate::episodes::Episodes;
-use crate::health::GroupChecker;
+use crate::groups::GroupChecker;
 use crate::history::History;
 use crate::metrics::exporter::{ExporterView, ReloadStatus};
 use crate::metrics::exposition::{Format, Writer};

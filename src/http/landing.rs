@@ -16,7 +16,7 @@
 use super::{HttpResponse, Query, respond, text};
 use crate::app::App;
 use crate::config::{Config, Group, builtin_modules};
-use crate::health::LastAnswer;
+use crate::groups::LastAnswer;
 use crate::history::{MAX_MEMORY, ProbeRecord};
 use crate::scheduler::{ScheduledTarget, TargetState};
 use hyper::body::Incoming;

@@ -11,7 +11,7 @@ mod admin;
 mod connection;
 mod csrf;
 mod error_bodies;
-mod health;
+mod groups;
 mod landing;
 mod limit;
 mod listen;
@@ -254,13 +254,13 @@ async fn route(
 ) -> HttpResponse {
     if app.settings.health_checker {
         // Every path and method, as health-checker serves them.
-        return health::health_checker(app).await;
+        return groups::health_checker(app).await;
     }
     let read_only = [Method::GET, Method::HEAD];
     let path = request.uri().path();
     if let Some(group) = path.strip_prefix("/health/") {
         return if is_one_of(&request, &read_only) {
-            health::handle(app, group).await
+            groups::handle(app, group).await
         } else {
             method_not_allowed(&read_only)
         };

@@ -1,7 +1,7 @@
 //! `GET /health/<group>`: 200 `OK` when every member passes its check,
 //! 503 with one `module target reason` line per failing member otherwise, 404 for
 //! an unknown group. HEAD gets the same status without a body. What a
-//! group's answer is, and when it is reused, is [`crate::health`]'s job;
+//! group's answer is, and when it is reused, is [`crate::groups`]'s job;
 //! this only writes it.
 //!
 //! In the health-checker mode every request gets [`health_checker`]'s
@@ -13,7 +13,7 @@
 use super::{HttpResponse, text};
 use crate::app::App;
 use crate::config::HEALTH_CHECKER_GROUP;
-use crate::health::GroupAnswer;
+use crate::groups::GroupAnswer;
 use hyper::StatusCode;
 use std::fmt::Write as _;
 
