@@ -457,8 +457,8 @@ const TCP_CLOSE_WAIT: u8 = 8;
 /// Reads `TCP_INFO` of a TCP socket: see [`HandshakeInfo`].
 ///
 /// # Errors
-/// The `getsockopt` error, such as `EBADF` or `ENOPROTOOPT` for a socket
-/// that is not TCP.
+/// The `getsockopt` error, such as `EBADF`, or for a socket that is not
+/// TCP `EOPNOTSUPP` (a UDP socket on Linux 6.18) or `ENOPROTOOPT`.
 pub(crate) fn handshake_info(fd: BorrowedFd<'_>) -> io::Result<HandshakeInfo> {
     // SAFETY: tcp_info is a plain C struct of integers, valid when zeroed.
     let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
@@ -486,4 +486,400 @@ pub(crate) fn handshake_info(fd: BorrowedFd<'_>) -> io::Result<HandshakeInfo> {
         segments_in: info.tcpi_segs_in,
         got_syn_ack: matches!(info.tcpi_state, TCP_ESTABLISHED | TCP_CLOSE_WAIT),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{BufRead, BufReader, Read};
+    use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+    use std::os::fd::AsFd;
+    use std::os::unix::process::{CommandExt, ExitStatusExt};
+    use std::process::{Command, Stdio};
+    use std::time::Instant;
+
+    /// `getsockopt` of an `int` option, to see what a setter did.
+    fn int_option(fd: BorrowedFd<'_>, level: libc::c_int, name: libc::c_int) -> libc::c_int {
+        let mut value: libc::c_int = -1;
+        let mut length = size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: `fd` is open for the call; `value` is a live, writable
+        // `c_int` and `length` its size, so the kernel writes only inside it.
+        let result = unsafe {
+            libc::getsockopt(
+                fd.as_raw_fd(),
+                level,
+                name,
+                (&raw mut value).cast(),
+                &raw mut length,
+            )
+        };
+        assert_eq!(result, 0, "getsockopt: {}", io::Error::last_os_error());
+        value
+    }
+
+    /// `Max open files` of `/proc/self/limits`: (soft, hard), "unlimited" as `u64::MAX`.
+    fn proc_nofile_limit() -> (u64, u64) {
+        let limits = std::fs::read_to_string("/proc/self/limits").unwrap();
+        let line = limits
+            .lines()
+            .find(|line| line.starts_with("Max open files"))
+            .expect("Max open files in /proc/self/limits");
+        let mut values = line["Max open files".len()..]
+            .split_whitespace()
+            .map(|value| value.parse().unwrap_or(u64::MAX));
+        (values.next().unwrap(), values.next().unwrap())
+    }
+
+    #[test]
+    fn nofile_limit_is_what_proc_self_limits_says() {
+        assert_eq!(nofile_limit().unwrap(), proc_nofile_limit());
+    }
+
+    #[test]
+    fn raise_nofile_limit_lifts_the_soft_limit_to_the_hard_one() {
+        let (soft, hard) = nofile_limit().unwrap();
+        if soft == hard {
+            // Lower the soft limit by one (no privilege needed), so that
+            // the raise has something to do; no test holds that many files.
+            let lower = libc::rlimit {
+                rlim_cur: hard - 1,
+                rlim_max: hard,
+            };
+            // SAFETY: `lower` is a valid `rlimit` read for the duration of
+            // the call; lowering the soft limit needs no privilege.
+            let result = unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raw const lower) };
+            assert_eq!(result, 0, "setrlimit: {}", io::Error::last_os_error());
+            assert_eq!(proc_nofile_limit(), (hard - 1, hard));
+        }
+        assert_eq!(raise_nofile_limit().unwrap(), hard);
+        assert_eq!(proc_nofile_limit(), (hard, hard));
+        // At the hard limit already: nothing to do, the same answer.
+        assert_eq!(raise_nofile_limit().unwrap(), hard);
+        assert_eq!(proc_nofile_limit(), (hard, hard));
+    }
+
+    #[test]
+    fn realtime_puts_the_calling_thread_under_sched_rr_at_priority_1_or_says_eperm() {
+        // A thread of its own, which ends with the test: no other thread
+        // of the test binary changes policy.
+        let (result, policy, priority) = std::thread::spawn(|| {
+            let result = set_current_thread_realtime();
+            // SAFETY: pid 0 names the calling thread; the call only reads.
+            let policy = unsafe { libc::sched_getscheduler(0) };
+            let mut param = libc::sched_param { sched_priority: -1 };
+            // SAFETY: `param` is a live, writable `sched_param`.
+            let read = unsafe { libc::sched_getparam(0, &raw mut param) };
+            assert_eq!(read, 0, "sched_getparam: {}", io::Error::last_os_error());
+            (result, policy, param.sched_priority)
+        })
+        .join()
+        .unwrap();
+        match result {
+            Ok(()) => assert_eq!((policy, priority), (libc::SCHED_RR, 1)),
+            Err(error) => {
+                assert_eq!(error.raw_os_error(), Some(libc::EPERM), "{error}");
+                assert_eq!((policy, priority), (libc::SCHED_OTHER, 0));
+            }
+        }
+    }
+
+    /// The value of `key` in the auxiliary vector the kernel gave this process.
+    fn auxv(key: libc::c_ulong) -> u64 {
+        let bytes = std::fs::read("/proc/self/auxv").unwrap();
+        let word = size_of::<libc::c_ulong>();
+        let words: Vec<u64> = bytes
+            .chunks_exact(word)
+            .map(|chunk| libc::c_ulong::from_ne_bytes(chunk.try_into().unwrap()))
+            .collect();
+        words
+            .chunks_exact(2)
+            .find(|pair| pair[0] == key)
+            .map(|pair| pair[1])
+            .unwrap_or_else(|| panic!("no {key} in /proc/self/auxv"))
+    }
+
+    #[test]
+    fn clock_ticks_and_page_size_are_the_kernels() {
+        assert_eq!(clock_ticks_per_second(), auxv(libc::AT_CLKTCK));
+        assert_eq!(page_size(), auxv(libc::AT_PAGESZ));
+    }
+
+    #[test]
+    fn files_open_read_only_without_blocking_and_read_as_usual() {
+        let mut file = open_for_reading_without_blocking(Path::new("/proc/self/stat")).unwrap();
+        // SAFETY: the descriptor is open for the call; F_GETFL only reads.
+        let flags = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_GETFL) };
+        assert!(flags >= 0, "fcntl: {}", io::Error::last_os_error());
+        assert_eq!(flags & libc::O_ACCMODE, libc::O_RDONLY);
+        assert_eq!(flags & libc::O_NONBLOCK, libc::O_NONBLOCK);
+        let mut text = String::new();
+        file.read_to_string(&mut text).unwrap();
+        assert!(
+            text.starts_with(&format!("{} (", std::process::id())),
+            "{text}"
+        );
+        let missing = open_for_reading_without_blocking(Path::new("/nonexistent/synack"));
+        assert_eq!(missing.unwrap_err().kind(), io::ErrorKind::NotFound);
+    }
+
+    /// Waits (at most 5 s) until `pid` has exited: gone, or a zombie.
+    fn exited(pid: u32) -> bool {
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(5) {
+            match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+                Err(_) => return true,
+                Ok(stat) if stat.rsplit(") ").next().is_some_and(|s| s.starts_with('Z')) => {
+                    return true;
+                }
+                Ok(_) => std::thread::sleep(Duration::from_millis(10)),
+            }
+        }
+        false
+    }
+
+    #[test]
+    fn kill_process_group_kills_the_command_and_its_children() {
+        // A shell in a group of its own that starts a child, says its
+        // pid, and waits for it.
+        let mut shell = Command::new("sh")
+            .args(["-c", "sleep 30 & echo $!; wait"])
+            .process_group(0)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(shell.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let sleeper: u32 = line.trim().parse().unwrap();
+        kill_process_group(shell.id()).unwrap();
+        assert_eq!(shell.wait().unwrap().signal(), Some(libc::SIGKILL));
+        assert!(
+            exited(sleeper),
+            "the shell's child {sleeper} outlived the kill"
+        );
+    }
+
+    #[test]
+    fn kill_process_group_of_a_group_that_is_gone_says_esrch() {
+        let mut sleeper = Command::new("sleep")
+            .arg("30")
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        kill_process_group(sleeper.id()).unwrap();
+        assert_eq!(sleeper.wait().unwrap().signal(), Some(libc::SIGKILL));
+        // Reaped, so no process is left in the group.
+        let error = kill_process_group(sleeper.id()).unwrap_err();
+        assert_eq!(error.raw_os_error(), Some(libc::ESRCH), "{error}");
+    }
+
+    #[test]
+    fn set_recv_err_turns_on_ip_recverr_or_ipv6_recverr() {
+        let v4 = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        assert_eq!(int_option(v4.as_fd(), libc::SOL_IP, libc::IP_RECVERR), 0);
+        set_recv_err(v4.as_fd(), false).unwrap();
+        assert_eq!(int_option(v4.as_fd(), libc::SOL_IP, libc::IP_RECVERR), 1);
+        let v6 = UdpSocket::bind((Ipv6Addr::LOCALHOST, 0)).unwrap();
+        assert_eq!(
+            int_option(v6.as_fd(), libc::SOL_IPV6, libc::IPV6_RECVERR),
+            0
+        );
+        set_recv_err(v6.as_fd(), true).unwrap();
+        assert_eq!(
+            int_option(v6.as_fd(), libc::SOL_IPV6, libc::IPV6_RECVERR),
+            1
+        );
+    }
+
+    #[test]
+    fn an_empty_error_queue_reads_as_none_without_blocking() {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let stream = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        set_recv_err(stream.as_fd(), false).unwrap();
+        let started = Instant::now();
+        assert_eq!(read_error_queue(stream.as_fd()).unwrap(), None);
+        // Without the option too.
+        let udp = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        assert_eq!(read_error_queue(udp.as_fd()).unwrap(), None);
+        assert!(started.elapsed() < Duration::from_secs(1));
+    }
+
+    /// A UDP port on `ip` that nothing listens on (it was bound a moment
+    /// ago and let go), and a socket with `set_recv_err` on.
+    fn udp_to_a_closed_port(ip: std::net::IpAddr) -> (UdpSocket, SocketAddr) {
+        let closed = UdpSocket::bind((ip, 0)).unwrap().local_addr().unwrap();
+        let socket = UdpSocket::bind((ip, 0)).unwrap();
+        set_recv_err(socket.as_fd(), ip.is_ipv6()).unwrap();
+        (socket, closed)
+    }
+
+    /// Polls the error queue for at most 2 s until it yields an entry.
+    fn next_queued_error(socket: &UdpSocket) -> Option<QueuedError> {
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(2) {
+            if let Some(entry) = read_error_queue(socket.as_fd()).unwrap() {
+                return Some(entry);
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        None
+    }
+
+    #[test]
+    fn a_port_unreachable_is_read_off_the_error_queue_with_its_sender() {
+        for (ip, origin, icmp_type, code) in [
+            // SO_EE_ORIGIN_ICMP, destination unreachable, port unreachable.
+            (std::net::IpAddr::from(Ipv4Addr::LOCALHOST), 2, 3, 3),
+            // SO_EE_ORIGIN_ICMP6, destination unreachable, port unreachable.
+            (std::net::IpAddr::from(Ipv6Addr::LOCALHOST), 3, 1, 4),
+        ] {
+            let (socket, closed) = udp_to_a_closed_port(ip);
+            socket.send_to(b"synack", closed).unwrap();
+            assert_eq!(
+                next_queued_error(&socket),
+                Some(QueuedError {
+                    errno: libc::ECONNREFUSED as u32,
+                    origin,
+                    icmp_type,
+                    code,
+                    offender: Some(ip),
+                }),
+                "{ip}"
+            );
+            assert_eq!(read_error_queue(socket.as_fd()).unwrap(), None, "{ip}");
+        }
+    }
+
+    #[test]
+    fn the_error_queue_is_read_at_most_eight_entries_at_a_time() {
+        let (socket, closed) = udp_to_a_closed_port(Ipv4Addr::LOCALHOST.into());
+        // Ten datagrams, ten ICMP errors. A send may fail with the error
+        // of the one before (the socket's pending error): send again.
+        let mut sent = 0;
+        for _ in 0..100 {
+            if socket.send_to(b"synack", closed).is_ok() {
+                sent += 1;
+                if sent == 10 {
+                    break;
+                }
+            }
+        }
+        assert_eq!(sent, 10);
+        // Loopback delivers the errors as it sends; give them time anyway.
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(read_error_queue(socket.as_fd()).unwrap().is_some());
+        assert!(read_error_queue(socket.as_fd()).unwrap().is_some());
+        assert_eq!(read_error_queue(socket.as_fd()).unwrap(), None);
+    }
+
+    /// The bytes of a C struct, as the kernel would write them.
+    fn bytes_of<T>(value: &T) -> Vec<u8> {
+        // SAFETY: `value` is a live `T` of `size_of::<T>()` bytes; the
+        // socket address structs read here have no padding.
+        unsafe { std::slice::from_raw_parts((&raw const *value).cast::<u8>(), size_of::<T>()) }
+            .to_vec()
+    }
+
+    #[test]
+    fn offenders_are_read_from_ipv4_and_ipv6_addresses_and_nothing_else() {
+        // SAFETY: all zeroes is a valid sockaddr_in and sockaddr_in6.
+        let (mut v4, mut v6): (libc::sockaddr_in, libc::sockaddr_in6) =
+            unsafe { (std::mem::zeroed(), std::mem::zeroed()) };
+        v4.sin_family = libc::AF_INET as libc::sa_family_t;
+        v4.sin_addr.s_addr = u32::from_ne_bytes([192, 0, 2, 1]);
+        v6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+        v6.sin6_addr.s6_addr = "2001:db8::1".parse::<Ipv6Addr>().unwrap().octets();
+        let (v4, v6) = (bytes_of(&v4), bytes_of(&v6));
+        assert_eq!(read_offender(&v4), Some("192.0.2.1".parse().unwrap()));
+        assert_eq!(read_offender(&v6), Some("2001:db8::1".parse().unwrap()));
+        // Cut short, AF_UNSPEC, or nothing at all.
+        assert_eq!(read_offender(&v4[..v4.len() - 1]), None);
+        assert_eq!(read_offender(&v6[..size_of::<libc::sockaddr_in>()]), None);
+        assert_eq!(read_offender(&[0; 32]), None);
+        assert_eq!(read_offender(&[]), None);
+    }
+
+    #[test]
+    fn bind_address_no_port_leaves_the_port_to_connect() {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let local = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
+        let port =
+            |socket: &socket2::Socket| socket.local_addr().unwrap().as_socket().unwrap().port();
+        let new =
+            || socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        // Without the option, bind picks a port at once.
+        let plain = new();
+        plain.bind(&local.into()).unwrap();
+        assert_ne!(port(&plain), 0);
+        let deferred = new();
+        set_bind_address_no_port(deferred.as_fd()).unwrap();
+        assert_eq!(
+            int_option(
+                deferred.as_fd(),
+                libc::SOL_IP,
+                libc::IP_BIND_ADDRESS_NO_PORT
+            ),
+            1
+        );
+        deferred.bind(&local.into()).unwrap();
+        assert_eq!(port(&deferred), 0);
+        deferred
+            .connect(&listener.local_addr().unwrap().into())
+            .unwrap();
+        assert_ne!(port(&deferred), 0);
+    }
+
+    #[test]
+    fn tcp_info_of_a_loopback_connection_says_syn_ack_with_one_rtt_sample() {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let stream = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let info = handshake_info(stream.as_fd()).unwrap();
+        assert!(info.got_syn_ack, "{info:?}");
+        assert_eq!(info.syn_retransmits, 0, "{info:?}");
+        assert_eq!(info.segments_in, 1, "{info:?}");
+        assert!(
+            info.rtt.is_some_and(|rtt| rtt < Duration::from_secs(1)),
+            "{info:?}"
+        );
+        assert!(info.since_syn_ack < Duration::from_secs(5), "{info:?}");
+    }
+
+    #[test]
+    fn tcp_info_still_says_syn_ack_once_the_peer_has_closed() {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let mut stream = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        drop(listener.accept().unwrap());
+        stream
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .unwrap();
+        // End of stream: the peer's FIN came, this side is in CLOSE_WAIT.
+        assert_eq!(stream.read(&mut [0; 1]).unwrap(), 0);
+        let info = handshake_info(stream.as_fd()).unwrap();
+        assert!(info.got_syn_ack, "{info:?}");
+        assert!(info.segments_in >= 2, "{info:?}");
+    }
+
+    #[test]
+    fn tcp_info_of_sockets_that_got_no_syn_ack_says_so_and_of_udp_fails() {
+        let unconnected =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        for fd in [unconnected.as_fd(), listener.as_fd()] {
+            let info = handshake_info(fd).unwrap();
+            assert!(!info.got_syn_ack, "{info:?}");
+            assert_eq!((info.rtt, info.segments_in), (None, 0), "{info:?}");
+        }
+        let udp = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let error = handshake_info(udp.as_fd()).unwrap_err();
+        // EOPNOTSUPP on 6.18; ENOPROTOOPT on kernels whose UDP passed
+        // unknown levels on to IPv4's handler.
+        assert!(
+            matches!(
+                error.raw_os_error(),
+                Some(libc::EOPNOTSUPP | libc::ENOPROTOOPT)
+            ),
+            "{error}"
+        );
+    }
 }
