@@ -35,7 +35,7 @@ use crate::prober::{Failure, Reason};
 use crate::runner::ProbeRunner;
 use crate::target::Target;
 use crate::task::AbortOnDrop;
-use crate::trace::Trace;
+use crate::steplog::StepLog;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -471,7 +471,7 @@ async fn probe_members(members: &[RoundMember], runner: &Arc<ProbeRunner>) -> Ar
         let task = probes.spawn(async move {
             let timeout = module.module.timeout.0;
             runner
-                .run(&module, target.as_ref(), timeout, &mut Trace::disabled())
+                .run(&module, target.as_ref(), timeout, &mut StepLog::disabled())
                 .await
                 .failure
         });

@@ -14,7 +14,7 @@
 //! log ends with a line saying what was cut) and all of them together,
 //! with the list that holds them, to [`MAX_BYTES`]: the oldest go first
 //! to make room. The bytes are counted as glibc's malloc gives them
-//! ([`crate::trace::allocated`]); what the process holds for them is more
+//! ([`crate::steplog::allocated`]); what the process holds for them is more
 //! (the allocator's slack, and the step logs of the probes in flight), so
 //! the count is held well below the [`MAX_MEMORY`] promised.
 
@@ -22,7 +22,7 @@
 
 use crate::prober::{Failure, Outcome, Reason};
 use crate::target::Target;
-use crate::trace::{Steps, allocated, floor_char_boundary};
+use crate::steplog::{Steps, allocated, floor_char_boundary};
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -257,7 +257,7 @@ fn cut_text(text: &mut String, max_bytes: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::trace::{Step, Trace};
+    use crate::steplog::{Step, StepLog};
     use std::time::Duration;
 
     #[test]
@@ -293,7 +293,7 @@ mod tests {
     /// with an ICMP error and ending.
     fn hundred_attempts() -> Steps {
         let address: std::net::SocketAddr = "192.0.2.1:443".parse().unwrap();
-        let mut trace = Trace::enabled();
+        let mut trace = StepLog::enabled();
         for number in 1..=100 {
             trace.log(|| Step::Connecting {
                 address,
@@ -317,7 +317,7 @@ mod tests {
     /// The steps of an exec probe of the longest command line the config
     /// allows, with the most output the prober keeps.
     fn megabyte_command() -> Steps {
-        let mut trace = Trace::enabled();
+        let mut trace = StepLog::enabled();
         trace.log(|| Step::ExecStarted {
             pid: 1,
             argv: vec!["x".repeat(4096); 256],
@@ -395,7 +395,7 @@ mod tests {
 
     #[test]
     fn a_log_too_long_for_a_record_is_cut_with_a_marker_and_keeps_its_end() {
-        let mut trace = Trace::enabled();
+        let mut trace = StepLog::enabled();
         for number in 1..=2000 {
             trace.log(|| Step::Attempt {
                 number,
@@ -435,7 +435,7 @@ mod tests {
         let history = History::new(1);
         let empty = history.bytes();
         let address: std::net::SocketAddr = "127.0.0.1:443".parse().unwrap();
-        let mut trace = Trace::enabled();
+        let mut trace = StepLog::enabled();
         trace.log(|| Step::Probing {
             prober: "tcp_halfopen",
             timeout: Duration::from_secs(5),

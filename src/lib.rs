@@ -31,7 +31,7 @@
 //! |---|---|---|
 //! | 0 | `clock`, `hash`, `histogram`, `sys`, `task`, `coalesce`, `episodes` | tools with no knowledge of probing; `sys` holds every `unsafe` block |
 //! | 1 | `target` | what to probe: `host:port` |
-//! | 2 | `config`, `trace` | the YAML file, validated; the steps a probe records |
+//! | 2 | `config`, `steplog` | the YAML file, validated; the steps a probe records |
 //! | 3 | `prober`, `webconfig` | one probe: a module and a target in, an [`Outcome`] out; the `--web.config.file`, read and checked |
 //! | 4 | `modules` | the modules in force, each with its result counters |
 //! | 5 | `runner` | probes under the shared rules: in-flight and exec limits, deadline, probe and exec threads |
@@ -69,7 +69,7 @@ mod scheduler;
 mod sys;
 mod target;
 mod task;
-mod trace;
+mod steplog;
 mod webconfig;
 
 pub use config::{
@@ -119,7 +119,7 @@ pub async fn check(target: &str, module: &Module) -> Result<Outcome, TargetError
         &closes,
         &groups,
         budget,
-        &mut trace::Trace::disabled(),
+        &mut steplog::StepLog::disabled(),
     )
     .await)
 }
@@ -137,7 +137,7 @@ mod layering {
         ("histogram", 0),
         ("sys", 0),
         ("task", 0),
-        ("trace", 2),
+        ("steplog", 2),
         ("coalesce", 0),
         ("episodes", 0),
         ("target", 1),

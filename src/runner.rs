@@ -68,7 +68,7 @@ use crate::prober::{
 };
 use crate::target::Target;
 use crate::task::AbortOnDrop;
-use crate::trace::{Step, Trace};
+use crate::steplog::{Step, StepLog};
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -194,12 +194,12 @@ impl ProbeRunner {
         module: &Arc<LoadedModule>,
         target: Option<&Target>,
         timeout: Duration,
-        trace: &mut Trace,
+        trace: &mut StepLog,
     ) -> Outcome {
         let asked = Instant::now();
         let rules = self.rules.clone();
         let (job_module, target) = (Arc::clone(module), target.cloned());
-        let mut job_trace = std::mem::replace(trace, Trace::disabled());
+        let mut job_trace = std::mem::replace(trace, StepLog::disabled());
         let thread = if is_exec(module) {
             &self.exec_thread
         } else {
@@ -246,7 +246,7 @@ impl ProbeRunner {
         module: &Arc<LoadedModule>,
         target: &Target,
         timeout: Duration,
-        trace: &mut Trace,
+        trace: &mut StepLog,
     ) -> Outcome {
         if is_exec(module) {
             // Boxed, so that the scheduler's TCP probes do not carry the
@@ -292,7 +292,7 @@ impl Rules {
         target: Option<&Target>,
         asked: Instant,
         timeout: Duration,
-        trace: &mut Trace,
+        trace: &mut StepLog,
     ) -> Outcome {
         let budget = Budget::new(asked, timeout);
         let on_probe_thread = Instant::now();
@@ -359,7 +359,7 @@ impl Rules {
         module: &LoadedModule,
         failure: Failure,
         asked: Instant,
-        trace: &mut Trace,
+        trace: &mut StepLog,
     ) -> Outcome {
         trace.log(|| Step::Failed);
         let outcome = prober::not_started_for(&module.module, failure, asked.elapsed());
@@ -589,7 +589,7 @@ mod tests {
         let runtime = tokio::runtime::Runtime::new().unwrap();
         runtime.block_on(async {
             let outcome = runner
-                .run(&module, Some(&target), timeout, &mut Trace::disabled())
+                .run(&module, Some(&target), timeout, &mut StepLog::disabled())
                 .await;
             assert!(outcome.is_success(), "{outcome:?}");
             // As the scheduler does: in place, from a task on the probe thread.
@@ -602,7 +602,7 @@ mod tests {
                         "the test runs this task on the probe thread"
                     );
                     in_place
-                        .run_in_place(&module, &in_place_target, timeout, &mut Trace::disabled())
+                        .run_in_place(&module, &in_place_target, timeout, &mut StepLog::disabled())
                         .await
                 })
                 .await

@@ -21,7 +21,7 @@ use crate::metrics::probe::render;
 use crate::modules::LoadedModule;
 use crate::prober::{Outcome, refusal_as_written};
 use crate::target::{Target, TargetError};
-use crate::trace::{Steps, Trace};
+use crate::steplog::{Steps, StepLog};
 use hyper::body::Incoming;
 use hyper::header::HeaderMap;
 use hyper::{Request, StatusCode};
@@ -90,9 +90,9 @@ pub(super) async fn handle(app: &App, request: &Request<Incoming>) -> HttpRespon
     // debug=true, as blackbox_exporter does; they become text only when
     // somebody reads them.
     let mut trace = if probe_request.debug || app.history.is_enabled() {
-        Trace::enabled()
+        StepLog::enabled()
     } else {
-        Trace::disabled()
+        StepLog::disabled()
     };
     let outcome = app
         .runner

@@ -11,7 +11,7 @@
 #![forbid(unsafe_code)]
 
 use super::{IcmpError, Reason};
-use crate::trace::IcmpStep;
+use crate::steplog::IcmpStep;
 use std::io;
 use std::net::IpAddr;
 

@@ -65,7 +65,7 @@ use crate::config::{
     EXPORTER_PATH, ExecOptions, RESERVED_ENV_PREFIX, Values, command_path, find_program,
 };
 use crate::target::Target;
-use crate::trace::{Step, Trace, floor_char_boundary};
+use crate::steplog::{Step, StepLog, floor_char_boundary};
 use std::io;
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
@@ -96,7 +96,7 @@ pub(super) async fn probe(
     target: Option<&Target>,
     groups: &ProcessGroups,
     budget: Budget,
-    trace: &mut Trace,
+    trace: &mut StepLog,
 ) -> Outcome {
     #[cfg(test)]
     STARTED_ON

@@ -26,7 +26,7 @@ pub(crate) use resolve::Resolver;
 
 use crate::config::{Module, PolicyRefusal, ProberKind};
 use crate::target::Target;
-use crate::trace::{Step, Trace};
+use crate::steplog::{Step, StepLog};
 use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -244,7 +244,7 @@ impl fmt::Display for IcmpError {
     /// As `ICMP destination unreachable, code 13 (communication
     /// administratively prohibited), from 192.0.2.1`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        crate::trace::write_icmp(f, &classify::icmp_step(self))
+        crate::steplog::write_icmp(f, &classify::icmp_step(self))
     }
 }
 
@@ -422,7 +422,7 @@ pub(crate) async fn run(
     closes: &HalfOpenCloses,
     groups: &ProcessGroups,
     budget: Budget,
-    trace: &mut Trace,
+    trace: &mut StepLog,
 ) -> Outcome {
     let started = Instant::now();
     trace.log(|| Step::Probing {

@@ -86,7 +86,7 @@ use super::{Failure, Reason};
 use crate::config::{IpProtocol, TcpOptions};
 use crate::target::Host;
 use crate::task::AbortOnDrop;
-use crate::trace::{Step, Trace};
+use crate::steplog::{Step, StepLog};
 use hickory_resolver::config::{
     ConnectionConfig, NameServerConfig, ResolveHosts, ResolverConfig, ResolverOpts,
 };
@@ -164,7 +164,7 @@ impl Resolver {
         name: &str,
         options: &TcpOptions,
         deadline: Instant,
-        trace: &mut Trace,
+        trace: &mut StepLog,
     ) -> Result<Vec<IpAddr>, Failure> {
         let query_name = Name::from_ascii(name).map_err(|error| {
             Failure::new(
@@ -230,7 +230,7 @@ impl Shared {
         &self,
         name: &Name,
         options: &TcpOptions,
-        trace: &mut Trace,
+        trace: &mut StepLog,
     ) -> Result<Vec<IpAddr>, Failure> {
         for kind in query_order(options) {
             trace.log(|| Step::Asking {
@@ -462,7 +462,7 @@ pub(super) async fn resolve(
     options: &TcpOptions,
     resolver: &Resolver,
     deadline: Instant,
-    trace: &mut Trace,
+    trace: &mut StepLog,
 ) -> Result<IpAddr, Failure> {
     let looked_up;
     let candidates = match host {

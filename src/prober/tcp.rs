@@ -27,7 +27,7 @@ use super::{
 use crate::config::{Module, TcpOptions};
 use crate::sys::HandshakeInfo;
 use crate::target::Target;
-use crate::trace::{Step, Trace};
+use crate::steplog::{Step, StepLog};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -58,7 +58,7 @@ pub(super) async fn probe(
     resolver: &Resolver,
     closes: &HalfOpenCloses,
     budget: Budget,
-    trace: &mut Trace,
+    trace: &mut StepLog,
 ) -> Outcome {
     let options = &module.tcp;
     let policy = module.target_policy.as_deref();
@@ -144,7 +144,7 @@ async fn attempt_all(
     guard: Option<&HalfOpenCloses>,
     deadline: Instant,
     outcome: &mut Outcome,
-    trace: &mut Trace,
+    trace: &mut StepLog,
 ) {
     let planned = options.attempts.max(1);
     let each = options.attempt_deadline();
@@ -296,7 +296,7 @@ async fn connect(
     source: Option<IpAddr>,
     guard: Option<&HalfOpenCloses>,
     deadline: Instant,
-    trace: &mut Trace,
+    trace: &mut StepLog,
     icmp_error: &mut Option<IcmpError>,
 ) -> Result<SynAck, Failure> {
     // This attempt's ICMP error or none, not an earlier attempt's.
@@ -718,7 +718,7 @@ mod tests {
             Some("192.0.2.77".parse().unwrap()),
             None,
             Instant::now() + Duration::from_secs(1),
-            &mut Trace::disabled(),
+            &mut StepLog::disabled(),
             &mut icmp_error,
         )
         .await;

@@ -39,7 +39,7 @@
 use super::{Plan, ScheduleLag, ScheduledTarget, next_slot};
 use crate::runner::ProbeRunner;
 use crate::task::AbortOnDrop;
-use crate::trace::Trace;
+use crate::steplog::StepLog;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -296,7 +296,7 @@ async fn probe_once(job: Arc<Job>, slot: Instant, context: Arc<Context>) {
         &plan.module,
         &job.target.target,
         plan.module.module.timeout.0,
-        &mut Trace::disabled(),
+        &mut StepLog::disabled(),
     ))
     .await;
     job.target.record(outcome, plan);

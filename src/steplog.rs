@@ -92,7 +92,7 @@ pub(crate) enum Step {
         total: u64,
     },
     /// Only the first `kept` of the `total` bytes of the command line
-    /// before this step are kept (see [`Trace::log`]).
+    /// before this step are kept (see [`StepLog::log`]).
     ArgvCut { kept: usize, total: usize },
     /// `steps` steps taking `bytes` were not kept here (see [`Steps::cut`]).
     StepsCut {
@@ -152,7 +152,7 @@ struct Timed {
 
 /// A probe's log of its steps, or nothing when disabled.
 #[derive(Debug)]
-pub(crate) struct Trace {
+pub(crate) struct StepLog {
     started: Instant,
     steps: Option<Vec<Timed>>,
 }
@@ -161,7 +161,7 @@ pub(crate) struct Trace {
 /// the end; a name to resolve adds three.
 const USUAL_STEPS: usize = 6;
 
-impl Trace {
+impl StepLog {
     /// A trace that records nothing.
     pub(crate) fn disabled() -> Self {
         Self {
@@ -231,7 +231,7 @@ impl Trace {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Steps(Vec<Timed>);
 
-/// How much of a command line the step log keeps ([`Trace::log`]): 4 KiB,
+/// How much of a command line the step log keeps ([`StepLog::log`]): 4 KiB,
 /// enough for any usual command line and for one argument of the longest
 /// allowed, where a whole command may have about 1 MB.
 pub(crate) const ARGV_LOG_BYTES: usize = 4096;
@@ -616,7 +616,7 @@ mod tests {
 
     #[test]
     fn a_disabled_trace_builds_no_step() {
-        let mut trace = Trace::disabled();
+        let mut trace = StepLog::disabled();
         trace.log(|| unreachable!("a disabled trace must not build its steps"));
         assert_eq!(trace.into_steps(), Steps::default());
     }
@@ -624,7 +624,7 @@ mod tests {
     #[test]
     fn steps_render_as_one_line_each_with_the_failure() {
         let address: SocketAddr = "127.0.0.1:1".parse().unwrap();
-        let mut trace = Trace::enabled();
+        let mut trace = StepLog::enabled();
         trace.log(|| Step::Connecting {
             address,
             half_open: true,
@@ -649,7 +649,7 @@ mod tests {
 
     #[test]
     fn command_output_is_indented_escaped_and_says_when_it_was_cut() {
-        let mut trace = Trace::enabled();
+        let mut trace = StepLog::enabled();
         trace.log(|| Step::ExecOutput {
             stream: "stdout",
             head: b"ok\n\x1b[2Jfake 0.1s line\r\n".to_vec(),
@@ -675,7 +675,7 @@ mod tests {
     #[test]
     fn kept_steps_take_over_a_spare_block_of_about_their_size() {
         let attempts = |count: u32| {
-            let mut trace = Trace::enabled();
+            let mut trace = StepLog::enabled();
             for number in 1..=count {
                 trace.log(|| Step::AttemptsCut {
                     from: number,
@@ -697,7 +697,7 @@ mod tests {
 
     #[test]
     fn a_command_line_is_shown_only_when_commands_are() {
-        let mut trace = Trace::enabled();
+        let mut trace = StepLog::enabled();
         trace.log(|| Step::ExecStarted {
             pid: 7,
             argv: vec!["/bin/true".to_owned(), "--password=x".to_owned()],
