@@ -15,6 +15,10 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 use synack_exporter::{Checker, ExecOptions, Module, ProberKind, Reason, TargetError};
 
+#[path = "../examples/checker.rs"]
+#[allow(dead_code)] // its `main`
+mod checker_example;
+
 /// The variable that tells a child process which test it runs alone.
 const ALONE: &str = "SYNACK_CHECKER_TEST_ALONE";
 
@@ -209,4 +213,30 @@ fn dropping_the_checker_outside_a_runtime_joins_its_threads() {
     assert!(threads() > before, "the checker's threads run");
     drop(checker);
     assert_eq!(threads(), before, "the drop joined the checker's threads");
+}
+
+#[tokio::test]
+async fn the_checker_example_counts_each_target_and_is_never_accepted() {
+    let (listener, open) = listener();
+    let targets = [open.clone(), "127.0.0.1:1".to_owned(), "no-port".to_owned()];
+    let checker = Checker::builder().max_in_flight(50).build().unwrap();
+    let mut out = Vec::new();
+    checker_example::run(&checker, &halfopen(), &targets, 100, &mut out)
+        .await
+        .unwrap();
+    let out = String::from_utf8(out).unwrap();
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 3, "{out}");
+    assert_eq!(lines[0], format!("{open}: open 100 of 100 times"), "{out}");
+    assert!(
+        lines[1].starts_with("127.0.0.1:1: open 0 of 100 times; first failure: refused: "),
+        "{out}"
+    );
+    assert_eq!(
+        lines[2],
+        "no-port: open 0 of 100 times; first failure: not a target: \
+         target has no port: write it as host:port"
+    );
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(common::accept_waiting(&listener), 0, "{out}");
 }
