@@ -36,7 +36,7 @@
 //! | 3 | `prober`, `webconfig` | one probe: a module and a target in, an [`Outcome`] out; the `--web.config.file`, read and checked |
 //! | 4 | `modules` | the modules in force, each with its result counters |
 //! | 5 | `runner` | probes under the shared rules: in-flight and exec limits, deadline, probe and exec threads |
-//! | 6 | `checker`, `scheduler`, `groups`, `history` | who asks for probes (a library caller's [`Checker`] holds the runner), and what they keep of the outcomes |
+//! | 6 | `checker`, `scheduler`, `groups`, `history` | who asks for probes ([`Checker`] owns the runner and its threads), and what they keep of the outcomes |
 //! | 7 | `metrics` | the observers: read what the layers below keep, write the exposition |
 //! | 8 | `app` | the state of a running exporter, and reloads |
 //! | 9 | `http` | parses requests, renders answers; decides nothing about probing |
