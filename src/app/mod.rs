@@ -1,6 +1,6 @@
 //! The state the HTTP handlers share: the config in force, the checker
-//! that runs every probe, the scheduler, group checks, the probe history and the
-//! exporter's metrics.
+//! that runs every probe, the scheduler, group checks, the probe history
+//! and the exporter's metrics.
 //!
 //! A reload, from `POST /-/reload` or SIGHUP alike, goes through
 //! [`App::reload`]: the file is read, parsed and applied on a blocking
