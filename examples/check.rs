@@ -9,6 +9,10 @@
 //! with the next). With no arguments it opens a listener on 127.0.0.1,
 //! probes it and a closed port, and shows that the listener never accepted
 //! a connection.
+//!
+//! Each `check` runs in the calling task and starts no thread: right for a
+//! few checks. For many, or the same ones again and again, see
+//! `examples/checker.rs`, whose `Checker` shares one probe thread.
 
 use std::io::Write;
 use std::net::TcpListener;

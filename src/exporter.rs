@@ -181,7 +181,8 @@ impl ExporterBuilder {
     /// hard limit first: every probe in flight holds a socket.
     ///
     /// # Errors
-    /// The config error when the config does not load.
+    /// The config error when the config does not load; also, naming the
+    /// config, when the operating system refuses to start a thread.
     pub fn build(self) -> Result<Exporter, ConfigError> {
         match crate::sys::raise_nofile_limit() {
             Ok(limit) => tracing::debug!(limit, "open file limit"),
@@ -229,7 +230,7 @@ impl Exporter {
             self.announce(listener);
         }
         crate::http::serve(listeners, Arc::clone(&self.app), shutdown).await;
-        let killed = self.app.runner.stop_commands();
+        let killed = self.app.checker.runner().stop_commands();
         if killed > 0 {
             tracing::info!(
                 commands = killed,
@@ -282,7 +283,7 @@ impl Exporter {
             config = %self.app.config_source(),
             web_config = %web.map_or_else(|| "none".to_owned(), |web| web.file.display().to_string()),
             modules = %self.app.in_force().config.module_names(),
-            dns_servers = %self.app.runner.resolver().servers(),
+            dns_servers = %self.app.checker.runner().resolver().servers(),
             "synack_exporter listening"
         );
     }
@@ -318,7 +319,7 @@ impl Exporter {
     /// # Errors
     /// `EPERM` when neither `RLIMIT_RTPRIO` nor `CAP_SYS_NICE` allows it.
     pub async fn make_probe_thread_realtime(&self) -> std::io::Result<()> {
-        self.app.runner.make_probe_thread_realtime().await
+        self.app.checker.runner().make_probe_thread_realtime().await
     }
 
     /// Where the config comes from: its path, or a name for the others.

@@ -33,9 +33,9 @@ use crate::config::{Config, Group, GroupMember};
 use crate::modules::{LoadedModule, Modules};
 use crate::prober::{Failure, Reason};
 use crate::runner::ProbeRunner;
+use crate::steplog::StepLog;
 use crate::target::Target;
 use crate::task::AbortOnDrop;
-use crate::steplog::StepLog;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -549,7 +549,7 @@ mod tests {
 
     #[tokio::test]
     async fn groups_gone_from_the_config_are_forgotten() {
-        let runner = Arc::new(ProbeRunner::new(4, Resolver::from_system(&[])));
+        let runner = Arc::new(ProbeRunner::new(4, Resolver::from_system(&[])).unwrap());
         let checker = GroupChecker::default();
         let before = config(&["kept", "renamed"]);
         for name in ["kept", "renamed"] {
@@ -574,7 +574,7 @@ mod tests {
     /// a minute ago, of a member that is down now.
     #[tokio::test]
     async fn a_round_that_died_is_not_answered_with_an_older_round() {
-        let runner = Arc::new(ProbeRunner::new(4, Resolver::from_system(&[])));
+        let runner = Arc::new(ProbeRunner::new(4, Resolver::from_system(&[])).unwrap());
         let checker = GroupChecker::default();
         let config = config(&["edge"]);
         let modules = Modules::load(&config, &ResultCounters::default());
@@ -652,7 +652,7 @@ mod tests {
         let config = sleeping_group("1s", 5, "1s");
         let config = Arc::new(config);
         let modules = Arc::new(Modules::load(&config, &ResultCounters::default()));
-        let runner = Arc::new(ProbeRunner::new(4096, Resolver::from_system(&[])));
+        let runner = Arc::new(ProbeRunner::new(4096, Resolver::from_system(&[])).unwrap());
         let checker = Arc::new(GroupChecker::default());
         let started = Instant::now();
         let run_for = Duration::from_millis(3500);
@@ -717,7 +717,7 @@ mod tests {
     async fn a_round_outlives_its_requester_but_not_the_checker() {
         let config = sleeping_group("10s", 2, "1s");
         let modules = Modules::load(&config, &ResultCounters::default());
-        let runner = Arc::new(ProbeRunner::new(16, Resolver::from_system(&[])));
+        let runner = Arc::new(ProbeRunner::new(16, Resolver::from_system(&[])).unwrap());
         let checker = GroupChecker::default();
         let asked = checker.answer("edge", &config, &modules, &runner);
         assert!(
@@ -754,7 +754,7 @@ mod tests {
             Modules::load(&old, &counters),
             Modules::load(&new, &counters),
         );
-        let runner = Arc::new(ProbeRunner::new(16, Resolver::from_system(&[])));
+        let runner = Arc::new(ProbeRunner::new(16, Resolver::from_system(&[])).unwrap());
         let checker = GroupChecker::default();
         let waiting = checker.answer("edge", &old, &old_modules, &runner);
         let replacing = async {

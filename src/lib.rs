@@ -5,8 +5,9 @@
 //! connection, and no TIME_WAIT is left behind. This crate holds the
 //! prober, the config, the metrics and the HTTP server of the
 //! `synack_exporter` binary, and a small API: [`check`] for Rust programs
-//! that want the probe without the server, and [`Exporter`] for those that
-//! want to run the server.
+//! that want one probe without the server, [`Checker`] for those that
+//! check many targets with the exporter's probe thread and limits, and
+//! [`Exporter`] for those that want to run the server.
 //!
 //! ```no_run
 //! use synack_exporter::{check, Module, ProberKind};
@@ -35,7 +36,7 @@
 //! | 3 | `prober`, `webconfig` | one probe: a module and a target in, an [`Outcome`] out; the `--web.config.file`, read and checked |
 //! | 4 | `modules` | the modules in force, each with its result counters |
 //! | 5 | `runner` | probes under the shared rules: in-flight and exec limits, deadline, probe and exec threads |
-//! | 6 | `scheduler`, `groups`, `history` | who asks for probes, and what they keep of the outcomes |
+//! | 6 | `checker`, `scheduler`, `groups`, `history` | who asks for probes ([`Checker`] owns the runner and its threads), and what they keep of the outcomes |
 //! | 7 | `metrics` | the observers: read what the layers below keep, write the exposition |
 //! | 8 | `app` | the state of a running exporter, and reloads |
 //! | 9 | `http` | parses requests, renders answers; decides nothing about probing |
@@ -50,13 +51,14 @@
 #![deny(unsafe_code)]
 
 mod app;
+mod checker;
 mod clock;
 mod coalesce;
 mod config;
 mod episodes;
 mod exporter;
-mod hash;
 mod groups;
+mod hash;
 mod histogram;
 mod history;
 mod http;
@@ -65,13 +67,14 @@ mod modules;
 mod prober;
 mod runner;
 mod scheduler;
+mod steplog;
 #[allow(unsafe_code)] // the one module allowed to; each block says why it is sound
 mod sys;
 mod target;
 mod task;
-mod steplog;
 mod webconfig;
 
+pub use checker::{Checker, CheckerBuilder};
 pub use config::{
     ConfigError, DEFAULT_SCRIPT_TIMEOUT_SECONDS, ExecOptions, HealthChecks, IpProtocol,
     MAX_POLICY_ENTRIES, Module, PolicyEntry, ProberKind, PromDuration, TargetPolicy, TcpOptions,
@@ -84,12 +87,15 @@ pub use target::{Host, Target, TargetError};
 
 /// Probes `target` (`host:port`) once with `module`, within its timeout.
 ///
-/// The probe runs in the calling task, as the exporter's probes do on its
-/// probe thread, but under none of the exporter's rules: there is no
-/// in-flight limit (each call holds one socket while it runs), no probe
-/// thread that keeps other work from delaying the half-open close past
-/// the kernel's delayed ACK (about 200 ms; keep the calling runtime free
-/// of long blocking work), and no counters. An [`Exporter`] in the same
+/// The one-shot form of [`Checker::check`], for a few checks: it starts
+/// no thread. The probe runs in the calling task, as the exporter's
+/// probes do on its probe thread, but under none of the exporter's rules:
+/// there is no in-flight limit (each call holds one socket while it
+/// runs), no probe thread that keeps other work from delaying the
+/// half-open close past the kernel's delayed ACK (about 200 ms; keep the
+/// calling runtime free of long blocking work), and no counters. A
+/// program that checks many targets, or the same ones again and again,
+/// wants a [`Checker`]. A `Checker` or an [`Exporter`] in the same
 /// process shares nothing with it, not even the resolver's cache.
 ///
 /// An `exec` module's command runs as the exporter runs it (minimal
@@ -131,7 +137,7 @@ mod layering {
     use std::path::Path;
 
     /// Each top-level module and its layer.
-    const LAYERS: [(&str, u8); 23] = [
+    const LAYERS: [(&str, u8); 24] = [
         ("clock", 0),
         ("hash", 0),
         ("histogram", 0),
@@ -146,6 +152,7 @@ mod layering {
         ("webconfig", 3),
         ("modules", 4),
         ("runner", 5),
+        ("checker", 6),
         ("scheduler", 6),
         ("groups", 6),
         ("history", 6),

@@ -98,6 +98,16 @@ pub(crate) struct LoadedModule {
 }
 
 impl LoadedModule {
+    /// `module` under no name, with counters of its own that nothing
+    /// reads: for probes of a library caller, which has no `/metrics`.
+    pub(crate) fn uncounted(module: Module) -> Self {
+        Self {
+            name: Arc::from(""),
+            module,
+            results: Arc::default(),
+        }
+    }
+
     /// Whether `other` probes the same way under the same name: what lets
     /// a scheduled target or a group's last answer carry across a reload.
     pub(crate) fn same_as(&self, other: &Self) -> bool {

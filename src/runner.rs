@@ -66,9 +66,9 @@ use crate::modules::LoadedModule;
 use crate::prober::{
     self, Budget, Failure, HalfOpenCloses, MIN_WIRE_SHARE, Outcome, ProcessGroups, Reason, Resolver,
 };
+use crate::steplog::{Step, StepLog};
 use crate::target::Target;
 use crate::task::AbortOnDrop;
-use crate::steplog::{Step, StepLog};
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -116,14 +116,15 @@ impl ProbeRunner {
     /// At most [`DEFAULT_MAX_EXEC`] commands run at once; see
     /// [`with_max_exec`](Self::with_max_exec).
     ///
-    /// # Panics
+    /// # Errors
     /// When the operating system refuses to start the probe thread, the
-    /// exec thread or the DNS thread, which leaves nothing to probe with.
-    pub(crate) fn new(max_in_flight: usize, resolver: Resolver) -> Self {
-        let dns_thread = RuntimeThread::start("synack-dns").expect("start the DNS thread");
-        let exec_thread = RuntimeThread::start("synack-exec").expect("start the exec thread");
+    /// exec thread or the DNS thread (or their runtimes), which leaves
+    /// nothing to probe with. The threads started before stop again.
+    pub(crate) fn new(max_in_flight: usize, resolver: Resolver) -> std::io::Result<Self> {
+        let dns_thread = RuntimeThread::start("synack-dns")?;
+        let exec_thread = RuntimeThread::start("synack-exec")?;
         let resolver = resolver.run_on(dns_thread.handle.clone());
-        let probe_thread = RuntimeThread::start("synack-probes").expect("start the probe thread");
+        let probe_thread = RuntimeThread::start("synack-probes")?;
         // First on the thread, so before any probe; only in benchmark
         // builds, and nothing without the benchmark's variable.
         #[cfg(feature = "bench")]
@@ -132,7 +133,7 @@ impl ProbeRunner {
                 .handle
                 .spawn(async { crate::sys::enter_bench_probe_netns() }),
         );
-        Self {
+        Ok(Self {
             rules: Rules {
                 slots: Arc::new(Semaphore::new(max_in_flight)),
                 max_in_flight,
@@ -146,7 +147,7 @@ impl ProbeRunner {
             probe_thread,
             exec_thread,
             _dns_thread: dns_thread,
-        }
+        })
     }
 
     /// The same runner, allowing at most `max_exec` (at least 1) `exec`
@@ -582,7 +583,7 @@ mod tests {
         let modules = Modules::load(&config, &ResultCounters::default());
         let module = Arc::clone(modules.get("true").unwrap());
         assert_eq!(module.module.prober, ProberKind::Exec);
-        let runner = Arc::new(ProbeRunner::new(4, Resolver::from_system(&[])));
+        let runner = Arc::new(ProbeRunner::new(4, Resolver::from_system(&[])).unwrap());
         // A port of its own, so that other tests' probes do not count.
         let target = Target::parse("127.0.0.1:39177").unwrap();
         let timeout = Duration::from_secs(10);

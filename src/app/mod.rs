@@ -1,6 +1,6 @@
-//! The state the HTTP handlers share: the config in force, the probe
-//! runner, the scheduler, group checks, the probe history and the
-//! exporter's metrics.
+//! The state the HTTP handlers share: the config in force, the checker
+//! that runs every probe, the scheduler, group checks, the probe history
+//! and the exporter's metrics.
 //!
 //! A reload, from `POST /-/reload` or SIGHUP alike, goes through
 //! [`App::reload`]: the file is read, parsed and applied on a blocking
@@ -17,6 +17,7 @@ mod web;
 
 pub(crate) use web::WebConfigState;
 
+use crate::checker::Checker;
 use crate::coalesce::{Coalescer, Unfinished};
 use crate::config::{Config, ConfigError, ConfigSource};
 use crate::episodes::Episodes;
@@ -27,8 +28,6 @@ use crate::metrics::exposition::{Format, Writer};
 use crate::metrics::process::ProcessMetrics;
 use crate::metrics::scheduled::ScheduledSeries;
 use crate::modules::{Modules, ResultCounters};
-use crate::prober::Resolver;
-use crate::runner::ProbeRunner;
 use crate::scheduler::{Scheduler, Shard};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -164,8 +163,9 @@ pub(crate) struct App {
     /// cannot leave the reload metric describing another config than the
     /// one in force, and so that N requests never cause N parses.
     reloads: Arc<Coalescer<Result<(), ConfigError>>>,
-    /// Runs every probe, from `/probe`, the scheduler and group checks.
-    pub(crate) runner: Arc<ProbeRunner>,
+    /// Runs every probe, from `/probe`, the scheduler and group checks,
+    /// on its threads and within its limits.
+    pub(crate) checker: Checker,
     /// Probes the configured `targets:`.
     pub(crate) scheduler: Scheduler,
     /// What `/metrics` writes of the scheduled targets.
@@ -227,16 +227,26 @@ impl App {
     ///
     /// # Errors
     /// The config error when the first load fails: with no config in force
-    /// there is nothing to serve.
+    /// there is nothing to serve. Also, naming the config, when the
+    /// operating system refuses to start the probe threads.
     pub(crate) fn start(source: ConfigSource, settings: Settings) -> Result<Self, ConfigError> {
         let config = source.load()?;
         let web = match &settings.web_config_file {
             Some(path) => Some(Arc::new(WebConfigState::load(path.clone())?)),
             None => None,
         };
-        let resolver = Resolver::from_system(&settings.dns_servers);
         let (probes, connections) = limits_for(&settings);
-        let runner = Arc::new(ProbeRunner::new(probes, resolver).with_max_exec(settings.max_exec));
+        let checker = Checker::builder()
+            .max_in_flight(probes)
+            .max_exec(settings.max_exec)
+            .dns_servers(settings.dns_servers.clone())
+            .build()
+            .map_err(|error| {
+                ConfigError::about_file(
+                    &source.to_string(),
+                    format!("cannot start the probe threads: {error}"),
+                )
+            })?;
         let app = Self {
             source,
             in_force: RwLock::new(Arc::new(InForce {
@@ -244,9 +254,9 @@ impl App {
                 modules: Modules::default(),
             })),
             reloads: Arc::default(),
-            scheduler: Scheduler::new(Arc::clone(&runner), settings.shard),
+            scheduler: Scheduler::new(Arc::clone(checker.runner()), settings.shard),
             series: ScheduledSeries::default(),
-            runner,
+            checker,
             groups: GroupChecker::default(),
             history: History::new(if settings.hide_config_and_logs {
                 0
@@ -282,10 +292,10 @@ impl App {
         let view = ExporterView {
             probe_results: self.results.snapshot(),
             probes_denied: self.results.denied_snapshot(),
-            in_flight: self.runner.in_flight(),
+            in_flight: self.checker.runner().in_flight(),
             reload: &self.reload_status,
             schedule_lag: self.scheduler.schedule_lag().values(),
-            half_open_closes: self.runner.half_open_closes().values(),
+            half_open_closes: self.checker.runner().half_open_closes().values(),
             // The list this scrape writes, which a reload publishes just
             // after the scheduler's own.
             scheduled_targets: self.series.len(),

@@ -31,7 +31,7 @@ pub(super) async fn health_checker(app: &App) -> HttpResponse {
             HEALTH_CHECKER_GROUP,
             &in_force.config,
             &in_force.modules,
-            &app.runner,
+            app.checker.runner(),
         )
         .await;
     let mut body = format!("{HEALTH_CHECKER_FAILED}\n");
@@ -55,7 +55,12 @@ pub(super) async fn handle(app: &App, name: &str) -> HttpResponse {
     let in_force = app.in_force();
     let answer = app
         .groups
-        .answer(name, &in_force.config, &in_force.modules, &app.runner)
+        .answer(
+            name,
+            &in_force.config,
+            &in_force.modules,
+            app.checker.runner(),
+        )
         .await;
     match answer {
         GroupAnswer::Unknown(known) => {

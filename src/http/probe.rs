@@ -20,8 +20,8 @@ use crate::metrics::exposition::Format;
 use crate::metrics::probe::render;
 use crate::modules::LoadedModule;
 use crate::prober::{Outcome, refusal_as_written};
+use crate::steplog::{StepLog, Steps};
 use crate::target::{Target, TargetError};
-use crate::steplog::{Steps, StepLog};
 use hyper::body::Incoming;
 use hyper::header::HeaderMap;
 use hyper::{Request, StatusCode};
@@ -95,7 +95,8 @@ pub(super) async fn handle(app: &App, request: &Request<Incoming>) -> HttpRespon
         StepLog::disabled()
     };
     let outcome = app
-        .runner
+        .checker
+        .runner()
         .run(module, probe_request.target.as_ref(), timeout, &mut trace)
         .await;
     let steps = trace.into_steps();

@@ -410,7 +410,7 @@ mod tests {
     fn targets_are_probed_once_a_slot_and_reloads_keep_restart_and_stop_them() {
         let port = refusing_port();
         let [a, b, c] = [1, 2, 3].map(|host| format!("127.0.0.{host}:{port}"));
-        let runner = Arc::new(ProbeRunner::new(16, Resolver::from_system(&[])));
+        let runner = Arc::new(ProbeRunner::new(16, Resolver::from_system(&[])).unwrap());
         let scheduler = Scheduler::new(runner, Shard::ALL);
         let counters = ResultCounters::default();
         let apply = |config: &Config| {
