@@ -77,7 +77,6 @@ pub use config::{
     MAX_POLICY_ENTRIES, Module, PolicyEntry, ProberKind, PromDuration, TargetPolicy, TcpOptions,
 };
 pub use exporter::{Exporter, ExporterBuilder};
-pub use http::ListenAddress;
 pub use prober::{Failure, HandshakeStats, IcmpError, Outcome, Reason, STDERR_LINE_BYTES};
 pub use scheduler::Shard;
 pub use target::{Host, Target, TargetError};

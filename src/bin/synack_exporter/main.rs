@@ -2,7 +2,10 @@
 //! Everything else lives in the library, reached through its public API.
 #![forbid(unsafe_code)]
 
+mod listen;
 mod logging;
+
+use listen::ListenAddress;
 
 use logging::LogFormat as LineFormat;
 
@@ -13,7 +16,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 use synack_exporter::{
     DEFAULT_SCRIPT_TIMEOUT_SECONDS, ExecOptions, Exporter, ExporterBuilder, HealthChecks,
-    ListenAddress, PromDuration, Shard, Target,
+    PromDuration, Shard, Target,
 };
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
