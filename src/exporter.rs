@@ -13,9 +13,9 @@
 //! ```
 #![forbid(unsafe_code)]
 
-use crate::app::{App, Settings};
+use crate::app::App;
 use crate::config::{ConfigError, ConfigSource, HealthChecks};
-use crate::scheduler::Shard;
+use crate::settings::{Settings, Shard};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;

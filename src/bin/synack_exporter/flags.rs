@@ -8,10 +8,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
-use synack_exporter::{
-    DEFAULT_SCRIPT_TIMEOUT_SECONDS, ExecOptions, Exporter, ExporterBuilder, HealthChecks,
-    PromDuration, Shard, Target,
-};
+use synack_exporter::settings::{DEFAULT_SCRIPT_TIMEOUT_SECONDS, Shard};
+use synack_exporter::{ExecOptions, Exporter, ExporterBuilder, HealthChecks, PromDuration, Target};
 
 /// Prometheus exporter that checks TCP ports with half-open probes:
 /// SYN, SYN-ACK, RST. The application behind the port never sees a connection.
@@ -513,4 +511,3 @@ mod tests {
         );
     }
 }
-

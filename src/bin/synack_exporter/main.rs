@@ -201,4 +201,3 @@ async fn shutdown_signal(mut terms: Signal, mut interrupts: Signal) {
         _ = interrupts.recv() => {},
     }
 }
-
