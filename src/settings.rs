@@ -1,6 +1,7 @@
-//! The exporter's settings, the home of each one's default: the binary's
-//! flags and [`ExporterBuilder`](crate::ExporterBuilder) both take their
-//! defaults from here.
+//! The exporter's settings: the default of each, declared here once and
+//! taken by [`ExporterBuilder`](crate::ExporterBuilder) and by the
+//! `synack_exporter` binary's flags alike, and the types they take
+//! ([`Shard`]).
 
 #![forbid(unsafe_code)]
 
@@ -11,29 +12,50 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
-/// The default of `--exec.max-concurrent`.
-pub(crate) const DEFAULT_MAX_EXEC: usize = 32;
+/// The default of `--timeout-offset`: subtracted from the scrape timeout
+/// that Prometheus announces, so that the answer arrives before
+/// Prometheus gives up.
+pub const DEFAULT_TIMEOUT_OFFSET: Duration = Duration::from_millis(500);
 
-/// The default of `--web.max-connections`. Prometheus servers and load
-/// balancers need a few connections each; 1024 is the most descriptors
-/// [`crate::runner::fd_reserve`] keeps away from probe sockets, so HTTP
-/// clients cannot take the descriptors that probes need, however many
-/// connect. Where the limit cannot hold it beside the probes' sockets
-/// (below about 5,200), it is lowered at start
-/// ([`crate::runner::connection_slots`]).
-pub(crate) const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+/// The default of `--probe.max-in-flight`, lowered at start when the open
+/// file limit cannot hold that many sockets.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 4096;
+
+/// The default of `--exec.max-concurrent`.
+pub const DEFAULT_MAX_EXEC: usize = 32;
+
+/// The default of `--targets.shard`: one instance probing every scheduled
+/// target.
+pub const DEFAULT_SHARD: Shard = Shard::ALL;
+
+/// The default of `--history.limit`.
+pub const DEFAULT_HISTORY_LIMIT: usize = 100;
+
+/// The default of `--web.shutdown-grace`.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// The default of `--web.write-timeout`: long enough for any client that
 /// is reading at all (the timer restarts whenever a write gets through),
 /// short enough that stuck clients give back their descriptors, which
 /// probes need, within a scrape interval or two.
-pub(crate) const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The default of `--script-timeout`, in seconds, as in health-checker.
+/// The default of `--web.max-connections`. Prometheus servers and load
+/// balancers need a few connections each; 1024 is the most descriptors
+/// kept away from probe sockets, so HTTP clients cannot take the
+/// descriptors that probes need, however many connect. Where the open
+/// file limit cannot hold it beside the probes' sockets (below about
+/// 5,200), it is lowered at start (`runner::fd_reserve` and
+/// `runner::connection_slots`).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+
+/// The default of the health-checker mode's `--script-timeout`, in
+/// seconds, as in health-checker.
 pub const DEFAULT_SCRIPT_TIMEOUT_SECONDS: u64 = 5;
 
-/// `--targets.shard=i/n`: this instance probes the targets whose stable
-/// hash modulo `count` is `index`. Parse it from `"i/n"`.
+/// `--targets.shard=i/n`, [`ExporterBuilder::shard`](crate::ExporterBuilder::shard):
+/// this instance probes the scheduled targets whose stable hash modulo `n`
+/// is `i`. Parse it from `"i/n"`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Shard {
     /// Which part this instance takes, `0..count`.
@@ -74,50 +96,37 @@ impl fmt::Display for Shard {
     }
 }
 
-/// Settings from the command line that the handlers need.
+/// What an [`ExporterBuilder`](crate::ExporterBuilder) sets, and the
+/// handlers read. Each field is set by the builder's method of the same
+/// name, whose documentation says what it does, and defaults to the
+/// constant of this module named after it.
 #[derive(Clone, Debug)]
 pub(crate) struct Settings {
-    /// Subtracted from the scrape timeout that Prometheus announces.
     pub(crate) timeout_offset: Duration,
-    /// How many probes may run at once.
     pub(crate) max_in_flight: usize,
-    /// How many `exec` commands may run at once.
     pub(crate) max_exec: usize,
-    /// Which part of the scheduled targets this instance probes.
     pub(crate) shard: Shard,
-    /// How many `/probe` requests the landing page remembers.
     pub(crate) history_limit: usize,
-    /// How long requests in flight may take to finish after SIGTERM.
     pub(crate) shutdown_grace: Duration,
-    /// Name servers that replace those of `/etc/resolv.conf`; empty for
-    /// resolv.conf's own.
+    /// Empty for those of `/etc/resolv.conf`.
     pub(crate) dns_servers: Vec<SocketAddr>,
-    /// How long a response write may make no progress before the
-    /// connection is closed (`--web.write-timeout`).
     pub(crate) write_timeout: Duration,
-    /// HTTP connections served at once (`--web.max-connections`).
     pub(crate) max_connections: usize,
-    /// Whether `/config`, `/logs` and the landing page's history are off
-    /// (`--web.hide-config-and-logs`).
     pub(crate) hide_config_and_logs: bool,
-    /// `--web.config.file`: TLS, basic auth, headers and a rate limit;
-    /// none for plain, open HTTP.
+    /// None for plain, open HTTP.
     pub(crate) web_config_file: Option<PathBuf>,
-    /// The health-checker mode: every request, whatever its path, gets the
-    /// answer of the group [`crate::config::HEALTH_CHECKER_GROUP`] in
-    /// health-checker's words, and nothing else is served.
     pub(crate) health_checker: bool,
 }
 
 impl Default for Settings {
     fn default() -> Self {
         Self {
-            timeout_offset: Duration::from_millis(500),
-            max_in_flight: 4096,
+            timeout_offset: DEFAULT_TIMEOUT_OFFSET,
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             max_exec: DEFAULT_MAX_EXEC,
-            shard: Shard::ALL,
-            history_limit: 100,
-            shutdown_grace: Duration::from_secs(5),
+            shard: DEFAULT_SHARD,
+            history_limit: DEFAULT_HISTORY_LIMIT,
+            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             dns_servers: Vec::new(),
             write_timeout: DEFAULT_WRITE_TIMEOUT,
             max_connections: DEFAULT_MAX_CONNECTIONS,

@@ -5,11 +5,22 @@
 use super::listen::ListenAddress;
 use super::logging::LogFormat as LineFormat;
 use clap::{Parser, Subcommand, ValueEnum};
+use clap::builder::TypedValueParser;
+use std::fmt;
 use std::net::{IpAddr, SocketAddr};
+use std::ops::RangeBounds;
 use std::path::PathBuf;
 use std::time::Duration;
-use synack_exporter::settings::{DEFAULT_SCRIPT_TIMEOUT_SECONDS, Shard};
+use synack_exporter::settings::{
+    DEFAULT_HISTORY_LIMIT, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_EXEC, DEFAULT_MAX_IN_FLIGHT,
+    DEFAULT_SCRIPT_TIMEOUT_SECONDS, DEFAULT_SHARD, DEFAULT_SHUTDOWN_GRACE, DEFAULT_TIMEOUT_OFFSET,
+    DEFAULT_WRITE_TIMEOUT, Shard,
+};
 use synack_exporter::{ExecOptions, Exporter, ExporterBuilder, HealthChecks, PromDuration, Target};
+
+/// The default of `--web.listen-address`: every address, on the port
+/// registered for the exporter in Prometheus' list of default ports.
+const LISTEN_ADDRESS: &str = ":9215";
 
 /// Prometheus exporter that checks TCP ports with half-open probes:
 /// SYN, SYN-ACK, RST. The application behind the port never sees a connection.
@@ -41,7 +52,7 @@ pub(crate) struct Flags {
     #[arg(
         long = "web.listen-address",
         value_name = "ADDRESS",
-        default_value = ":9215"
+        default_value = LISTEN_ADDRESS
     )]
     pub(crate) listen_address: Vec<ListenAddress>,
 
@@ -52,8 +63,9 @@ pub(crate) struct Flags {
     web_config_file: Option<PathBuf>,
 
     /// Seconds subtracted from Prometheus' scrape timeout to get the probe timeout.
-    #[arg(long = "timeout-offset", value_name = "SECONDS", default_value = "0.5", value_parser = parse_seconds)]
-    timeout_offset: Duration,
+    #[arg(long = "timeout-offset", value_name = "SECONDS",
+          default_value_t = Seconds(DEFAULT_TIMEOUT_OFFSET), value_parser = parse_seconds)]
+    timeout_offset: Seconds,
 
     /// Only log messages of this level or above.
     #[arg(long = "log.level", value_enum, default_value_t = LogLevel::Info)]
@@ -64,27 +76,27 @@ pub(crate) struct Flags {
     pub(crate) log_format: LogFormat,
 
     /// Probes allowed at once; more wait within their own deadline, then fail as "local".
-    #[arg(long = "probe.max-in-flight", value_name = "N", default_value_t = 4096,
-          value_parser = clap::value_parser!(u32).range(1..))]
-    max_in_flight: u32,
+    #[arg(long = "probe.max-in-flight", value_name = "N",
+          default_value_t = DEFAULT_MAX_IN_FLIGHT, value_parser = count(1..))]
+    max_in_flight: usize,
 
     /// Commands of exec modules allowed to run at once, within
     /// --probe.max-in-flight; more wait within their own deadline, then
     /// fail as "local".
-    #[arg(long = "exec.max-concurrent", value_name = "N", default_value_t = 32,
-          value_parser = clap::value_parser!(u32).range(1..))]
-    max_exec: u32,
+    #[arg(long = "exec.max-concurrent", value_name = "N",
+          default_value_t = DEFAULT_MAX_EXEC, value_parser = count(1..))]
+    max_exec: usize,
 
     /// Probe only the scheduled targets whose stable hash mod n is i, so
     /// that n replicas split one target list without coordination.
-    #[arg(long = "targets.shard", value_name = "i/n", default_value = "0/1")]
+    #[arg(long = "targets.shard", value_name = "i/n", default_value_t = DEFAULT_SHARD)]
     shard: Shard,
 
     /// After SIGTERM or SIGINT, how long requests in flight may take to
     /// finish before the exporter exits (Prometheus duration).
-    #[arg(long = "web.shutdown-grace", value_name = "DURATION", default_value = "5s",
-          value_parser = parse_duration)]
-    shutdown_grace: Duration,
+    #[arg(long = "web.shutdown-grace", value_name = "DURATION",
+          default_value_t = PromDuration(DEFAULT_SHUTDOWN_GRACE), value_parser = PromDuration::parse)]
+    shutdown_grace: PromDuration,
 
     /// Run the probe thread at real-time priority (SCHED_RR 1), which keeps
     /// half-open probes invisible even beside CPU hogs of higher priority.
@@ -95,26 +107,26 @@ pub(crate) struct Flags {
 
     /// Close a connection when writing its response makes no progress for
     /// this long (a client that stopped reading), e.g. 30s or 1m.
-    #[arg(long = "web.write-timeout", value_name = "DURATION", default_value = "30s",
-          value_parser = parse_write_timeout)]
-    write_timeout: Duration,
+    #[arg(long = "web.write-timeout", value_name = "DURATION",
+          default_value_t = PromDuration(DEFAULT_WRITE_TIMEOUT), value_parser = parse_write_timeout)]
+    write_timeout: PromDuration,
 
     /// How many recent /probe requests are kept with their logs for the
     /// landing page and /logs. A usual one takes about 610 bytes; a log
     /// longer than 64 KiB is cut, and all of them take at most 16 MiB,
     /// the oldest dropped first to make room.
-    #[arg(long = "history.limit", value_name = "N", default_value_t = 100,
-          value_parser = clap::value_parser!(u32).range(0..=ExporterBuilder::MAX_HISTORY_LIMIT as i64))]
-    history_limit: u32,
+    #[arg(long = "history.limit", value_name = "N", default_value_t = DEFAULT_HISTORY_LIMIT,
+          value_parser = count(0..=ExporterBuilder::MAX_HISTORY_LIMIT as i64))]
+    history_limit: usize,
 
     /// HTTP connections served at once; past it the exporter stops
     /// accepting until some close. /probe requests may hold three quarters
     /// of them; more are answered 503 at once. The default is the most
     /// descriptors kept away from probe sockets; a low open file limit
     /// lowers it.
-    #[arg(long = "web.max-connections", value_name = "N", default_value_t = 1024,
-          value_parser = clap::value_parser!(u32).range(1..))]
-    max_connections: u32,
+    #[arg(long = "web.max-connections", value_name = "N",
+          default_value_t = DEFAULT_MAX_CONNECTIONS, value_parser = count(1..))]
+    max_connections: usize,
 
     /// Turn off /config, /logs, the landing page's history of /probe
     /// requests, the module and command lines shown by debug=true, and
@@ -302,10 +314,6 @@ pub(crate) enum LogFormat {
     Json,
 }
 
-fn parse_duration(text: &str) -> Result<Duration, String> {
-    PromDuration::parse(text).map(|duration| duration.0)
-}
-
 /// `IP:PORT`, `[IPv6]:PORT`, or a bare IP for port 53.
 fn parse_dns_server(text: &str) -> Result<SocketAddr, String> {
     if let Ok(address) = text.parse::<SocketAddr>() {
@@ -320,10 +328,31 @@ fn parse_dns_server(text: &str) -> Result<SocketAddr, String> {
     ))
 }
 
-fn parse_seconds(text: &str) -> Result<Duration, String> {
+/// A count flag within `range`: read as a `u32`, as these flags always
+/// were (so a bad one is told the same range), and held as the builder's
+/// `usize`, so that its default is the library's constant as it is.
+fn count(range: impl RangeBounds<i64>) -> impl TypedValueParser<Value = usize> {
+    clap::value_parser!(u32)
+        .range(range)
+        .map(|count| count as usize)
+}
+
+/// A duration written in seconds, as `--timeout-offset` takes it (`0.5`),
+/// and as `--help` shows its default.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Seconds(Duration);
+
+impl fmt::Display for Seconds {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0.as_secs_f64())
+    }
+}
+
+fn parse_seconds(text: &str) -> Result<Seconds, String> {
     text.parse::<f64>()
         .ok()
         .and_then(|seconds| Duration::try_from_secs_f64(seconds).ok())
+        .map(Seconds)
         .ok_or_else(|| format!("{text:?} is not a non-negative number of seconds"))
 }
 
@@ -333,7 +362,7 @@ fn parse_seconds(text: &str) -> Result<Duration, String> {
 const WRITE_TIMEOUT_RANGE: (Duration, Duration) =
     (Duration::from_secs(1), Duration::from_secs(3600));
 
-fn parse_write_timeout(text: &str) -> Result<Duration, String> {
+fn parse_write_timeout(text: &str) -> Result<PromDuration, String> {
     let duration = PromDuration::parse(text)?.0;
     let (low, high) = WRITE_TIMEOUT_RANGE;
     if duration < low {
@@ -348,7 +377,7 @@ fn parse_write_timeout(text: &str) -> Result<Duration, String> {
             PromDuration(high)
         ));
     }
-    Ok(duration)
+    Ok(PromDuration(duration))
 }
 
 impl From<LogLevel> for tracing::Level {
@@ -375,15 +404,15 @@ impl Flags {
     /// The exporter these flags describe.
     pub(crate) fn exporter(&self) -> ExporterBuilder {
         let builder = Exporter::builder()
-            .timeout_offset(self.timeout_offset)
-            .max_in_flight(self.max_in_flight as usize)
-            .max_exec(self.max_exec as usize)
+            .timeout_offset(self.timeout_offset.0)
+            .max_in_flight(self.max_in_flight)
+            .max_exec(self.max_exec)
             .shard(self.shard)
-            .history_limit(self.history_limit as usize)
-            .shutdown_grace(self.shutdown_grace)
+            .history_limit(self.history_limit)
+            .shutdown_grace(self.shutdown_grace.0)
             .dns_servers(self.dns_servers.clone())
-            .write_timeout(self.write_timeout)
-            .max_connections(self.max_connections as usize)
+            .write_timeout(self.write_timeout.0)
+            .max_connections(self.max_connections)
             .hide_config_and_logs(self.hide_config_and_logs);
         let builder = match &self.web_config_file {
             Some(path) => builder.web_config_file(path),
@@ -460,7 +489,7 @@ mod tests {
         use clap::CommandFactory;
         Flags::command().debug_assert();
         let defaults = Flags::parse_from(["synack_exporter"]);
-        assert_eq!(defaults.write_timeout, Duration::from_secs(30));
+        assert_eq!(defaults.write_timeout, PromDuration(Duration::from_secs(30)));
         assert_eq!(defaults.listen_address, [":9215".parse().unwrap()]);
         let two = Flags::parse_from([
             "synack_exporter",
@@ -469,6 +498,78 @@ mod tests {
             "[::1]:9215",
         ]);
         assert_eq!(two.listen_address.len(), 2, "repeated, not replaced");
+    }
+
+    /// The flags that set the exporter, each with a value other than its
+    /// default.
+    const SETTING_FLAGS: [&str; 12] = [
+        "--config.file=other.yml",
+        "--web.config.file=web.yml",
+        "--timeout-offset=1.5",
+        "--probe.max-in-flight=7",
+        "--exec.max-concurrent=7",
+        "--targets.shard=1/2",
+        "--web.shutdown-grace=7s",
+        "--web.write-timeout=7s",
+        "--history.limit=7",
+        "--web.max-connections=7",
+        "--web.hide-config-and-logs",
+        "--dns.server=127.0.0.1:53",
+    ];
+
+    /// The flags that are the binary's own: not the exporter's settings.
+    const OWN_FLAGS: [&str; 7] = [
+        "config.check",
+        "web.listen-address",
+        "log.level",
+        "log.format",
+        "probe.realtime-priority",
+        "help",
+        "version",
+    ];
+
+    /// Each flag's default is the builder's: no flags give the exporter
+    /// that `Exporter::builder()` gives, setting for setting (the
+    /// builder's `Debug` shows every one).
+    #[test]
+    fn every_flags_default_is_the_builders() {
+        let flags = Flags::try_parse_from(["synack_exporter"]).unwrap();
+        assert_eq!(
+            format!("{:#?}", flags.exporter()),
+            format!("{:#?}", Exporter::builder()),
+            "a flag's default differs from the builder's: give both the constant of \
+             synack_exporter::settings"
+        );
+    }
+
+    /// Each setting's flag reaches the builder, and every flag is either a
+    /// setting or the binary's own, so that a new flag is one or the other.
+    #[test]
+    fn every_setting_flag_reaches_the_builder() {
+        use clap::CommandFactory;
+        let default = format!("{:?}", Exporter::builder());
+        for flag in SETTING_FLAGS {
+            let flags = Flags::try_parse_from(["synack_exporter", flag]).unwrap();
+            assert_ne!(
+                format!("{:?}", flags.exporter()),
+                default,
+                "{flag} does not reach the builder"
+            );
+        }
+        let mut command = Flags::command();
+        command.build();
+        for argument in command.get_arguments() {
+            let Some(long) = argument.get_long() else {
+                continue;
+            };
+            let setting = SETTING_FLAGS
+                .iter()
+                .any(|flag| flag.strip_prefix("--").unwrap().split('=').next() == Some(long));
+            assert!(
+                setting || OWN_FLAGS.contains(&long),
+                "--{long} is neither in SETTING_FLAGS nor in OWN_FLAGS"
+            );
+        }
     }
 
     #[test]
