@@ -4,8 +4,8 @@
 
 use super::listen::ListenAddress;
 use super::logging::LogFormat as LineFormat;
-use clap::{Parser, Subcommand, ValueEnum};
 use clap::builder::TypedValueParser;
+use clap::{Parser, Subcommand, ValueEnum};
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::ops::RangeBounds;
@@ -489,7 +489,10 @@ mod tests {
         use clap::CommandFactory;
         Flags::command().debug_assert();
         let defaults = Flags::parse_from(["synack_exporter"]);
-        assert_eq!(defaults.write_timeout, PromDuration(Duration::from_secs(30)));
+        assert_eq!(
+            defaults.write_timeout,
+            PromDuration(Duration::from_secs(30))
+        );
         assert_eq!(defaults.listen_address, [":9215".parse().unwrap()]);
         let two = Flags::parse_from([
             "synack_exporter",
