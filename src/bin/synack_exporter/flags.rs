@@ -169,7 +169,7 @@ pub(crate) struct HealthCheckerFlags {
         value_parser = HealthChecks::parse_port,
         help = "[One of port/script Required] The port number on which a TCP connection will be attempted. Specify one or more times. Example: 8000"
     )]
-    pub(crate) ports: Vec<Target>,
+    ports: Vec<Target>,
 
     /// The path to script that will be run.
     #[arg(
@@ -178,7 +178,7 @@ pub(crate) struct HealthCheckerFlags {
         value_parser = HealthChecks::parse_script,
         help = "[One of port/script Required] The path to script that will be run. Specify one or more times. Example: \"/usr/local/bin/health-check.sh --http-port 8000\""
     )]
-    pub(crate) scripts: Vec<(String, ExecOptions)>,
+    scripts: Vec<(String, ExecOptions)>,
 
     /// Timeout, in seconds, to wait for the scripts to complete.
     #[arg(
@@ -188,7 +188,7 @@ pub(crate) struct HealthCheckerFlags {
         value_parser = HealthChecks::parse_script_timeout,
         help = "[Optional] Timeout, in seconds, to wait for the scripts to complete. Example: 10"
     )]
-    pub(crate) script_timeout: u64,
+    script_timeout: u64,
 
     /// Enable singleflight mode.
     #[arg(
@@ -202,7 +202,7 @@ pub(crate) struct HealthCheckerFlags {
         hide_possible_values = true,
         help = "[Optional] Enable singleflight mode, which makes concurrent requests share the same check."
     )]
-    pub(crate) singleflight: bool,
+    singleflight: bool,
 
     /// The IP address and port on which inbound HTTP connections will be accepted.
     #[arg(
@@ -421,6 +421,18 @@ impl Flags {
         match &self.config_file {
             Some(path) => builder.config_file(path),
             None => builder,
+        }
+    }
+}
+
+impl HealthCheckerFlags {
+    /// The checks these flags describe.
+    pub(crate) fn checks(&self) -> HealthChecks {
+        HealthChecks {
+            ports: self.ports.clone(),
+            scripts: self.scripts.clone(),
+            script_timeout: Duration::from_secs(self.script_timeout),
+            single_flight: self.singleflight,
         }
     }
 }

@@ -14,7 +14,7 @@ use logging::LogFormat as LineFormat;
 use clap::Parser;
 use std::process::ExitCode;
 use std::time::Duration;
-use synack_exporter::{Exporter, ExporterBuilder, HealthChecks};
+use synack_exporter::{Exporter, ExporterBuilder};
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
 fn main() -> ExitCode {
@@ -58,17 +58,12 @@ fn health_checker(flags: &HealthCheckerFlags) -> ExitCode {
     if std::env::args_os().len() <= 2 {
         Flags::parse_from(["synack_exporter", "health-checker", "--help"]);
     }
-    if flags.ports.is_empty() && flags.scripts.is_empty() {
+    let checks = flags.checks();
+    if checks.ports.is_empty() && checks.scripts.is_empty() {
         eprintln!("error: Missing required parameter, one of --port / --script required");
         return ExitCode::FAILURE;
     }
     logging::init(flags.log_level.into(), LineFormat::Logfmt);
-    let checks = HealthChecks {
-        ports: flags.ports.clone(),
-        scripts: flags.scripts.clone(),
-        script_timeout: Duration::from_secs(flags.script_timeout),
-        single_flight: flags.singleflight,
-    };
     let builder = Exporter::builder().health_checker(&checks);
     serve(builder, std::slice::from_ref(&flags.listener), false)
 }
