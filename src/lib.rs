@@ -55,8 +55,8 @@ mod coalesce;
 mod config;
 mod episodes;
 mod exporter;
-mod hash;
 mod groups;
+mod hash;
 mod histogram;
 mod history;
 mod http;
@@ -66,11 +66,11 @@ mod prober;
 mod runner;
 mod scheduler;
 pub mod settings;
+mod steplog;
 #[allow(unsafe_code)] // the one module allowed to; each block says why it is sound
 mod sys;
 mod target;
 mod task;
-mod steplog;
 mod webconfig;
 
 pub use config::{

@@ -67,9 +67,9 @@ use crate::prober::{
     self, Budget, Failure, HalfOpenCloses, MIN_WIRE_SHARE, Outcome, ProcessGroups, Reason, Resolver,
 };
 use crate::settings::DEFAULT_MAX_EXEC;
+use crate::steplog::{Step, StepLog};
 use crate::target::Target;
 use crate::task::AbortOnDrop;
-use crate::steplog::{Step, StepLog};
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
