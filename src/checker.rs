@@ -84,7 +84,7 @@ impl Default for CheckerBuilder {
     fn default() -> Self {
         Self {
             max_in_flight: None,
-            max_exec: crate::runner::DEFAULT_MAX_EXEC,
+            max_exec: crate::settings::DEFAULT_MAX_EXEC,
             dns_servers: Vec::new(),
         }
     }

@@ -13,9 +13,9 @@
 //! ```
 #![forbid(unsafe_code)]
 
-use crate::app::{App, Settings};
+use crate::app::App;
 use crate::config::{ConfigError, ConfigSource, HealthChecks};
-use crate::scheduler::Shard;
+use crate::settings::{Settings, Shard};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -24,7 +24,8 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 
 /// The settings of an exporter, before it starts. Every one has the
-/// default of the binary's flag of the same name.
+/// default of the binary's flag of the same name, a constant of
+/// [`settings`](crate::settings).
 #[derive(Clone, Debug)]
 #[must_use]
 pub struct ExporterBuilder {
@@ -68,43 +69,52 @@ impl ExporterBuilder {
     }
 
     /// Subtracted from the scrape timeout Prometheus announces
-    /// (`--timeout-offset`, 0.5 s).
+    /// (`--timeout-offset`,
+    /// [`DEFAULT_TIMEOUT_OFFSET`](crate::settings::DEFAULT_TIMEOUT_OFFSET)).
     pub fn timeout_offset(mut self, offset: Duration) -> Self {
         self.settings.timeout_offset = offset;
         self
     }
 
-    /// Probes allowed at once (`--probe.max-in-flight`, 4096), lowered at
-    /// start when the open file limit cannot hold that many sockets.
+    /// Probes allowed at once (`--probe.max-in-flight`,
+    /// [`DEFAULT_MAX_IN_FLIGHT`](crate::settings::DEFAULT_MAX_IN_FLIGHT)),
+    /// lowered at start when the open file limit cannot hold that many
+    /// sockets.
     pub fn max_in_flight(mut self, probes: usize) -> Self {
         self.settings.max_in_flight = probes.max(1);
         self
     }
 
     /// Commands of `exec` modules allowed to run at once
-    /// (`--exec.max-concurrent`, 32), within [`max_in_flight`](Self::max_in_flight).
+    /// (`--exec.max-concurrent`,
+    /// [`DEFAULT_MAX_EXEC`](crate::settings::DEFAULT_MAX_EXEC)), within
+    /// [`max_in_flight`](Self::max_in_flight).
     pub fn max_exec(mut self, commands: usize) -> Self {
         self.settings.max_exec = commands.max(1);
         self
     }
 
     /// Which part of the scheduled targets this instance probes
-    /// (`--targets.shard`, all of them).
+    /// (`--targets.shard`, [`DEFAULT_SHARD`](crate::settings::DEFAULT_SHARD):
+    /// all of them).
     pub fn shard(mut self, shard: Shard) -> Self {
         self.settings.shard = shard;
         self
     }
 
     /// How many `/probe` requests the landing page and `/logs` remember
-    /// (`--history.limit`, 100), at most [`Self::MAX_HISTORY_LIMIT`], and
-    /// within [`Self::MAX_HISTORY_BYTES`] in all.
+    /// (`--history.limit`,
+    /// [`DEFAULT_HISTORY_LIMIT`](crate::settings::DEFAULT_HISTORY_LIMIT)),
+    /// at most [`Self::MAX_HISTORY_LIMIT`], and within
+    /// [`Self::MAX_HISTORY_BYTES`] in all.
     pub fn history_limit(mut self, records: usize) -> Self {
         self.settings.history_limit = records.min(Self::MAX_HISTORY_LIMIT);
         self
     }
 
     /// How long requests in flight may take to finish once the shutdown
-    /// future given to [`Exporter::serve`] completes (`--web.shutdown-grace`, 5 s).
+    /// future given to [`Exporter::serve`] completes (`--web.shutdown-grace`,
+    /// [`DEFAULT_SHUTDOWN_GRACE`](crate::settings::DEFAULT_SHUTDOWN_GRACE)).
     pub fn shutdown_grace(mut self, grace: Duration) -> Self {
         self.settings.shutdown_grace = grace;
         self
@@ -118,13 +128,15 @@ impl ExporterBuilder {
     }
 
     /// How long writing a response may make no progress before the
-    /// connection is closed (`--web.write-timeout`, 30 s).
+    /// connection is closed (`--web.write-timeout`,
+    /// [`DEFAULT_WRITE_TIMEOUT`](crate::settings::DEFAULT_WRITE_TIMEOUT)).
     pub fn write_timeout(mut self, timeout: Duration) -> Self {
         self.settings.write_timeout = timeout;
         self
     }
 
-    /// HTTP connections served at once (`--web.max-connections`, 1024,
+    /// HTTP connections served at once (`--web.max-connections`,
+    /// [`DEFAULT_MAX_CONNECTIONS`](crate::settings::DEFAULT_MAX_CONNECTIONS),
     /// at least 1). Past it the exporter stops accepting until some close.
     pub fn max_connections(mut self, connections: usize) -> Self {
         self.settings.max_connections = connections.max(1);

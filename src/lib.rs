@@ -31,7 +31,7 @@
 //! | layer | modules | job |
 //! |---|---|---|
 //! | 0 | `clock`, `hash`, `histogram`, `sys`, `task`, `coalesce`, `episodes` | tools with no knowledge of probing; `sys` holds every `unsafe` block |
-//! | 1 | `target` | what to probe: `host:port` |
+//! | 1 | `target`, `settings` | what to probe: `host:port`; the exporter's settings and their defaults |
 //! | 2 | `config`, `steplog` | the YAML file, validated; the steps a probe records |
 //! | 3 | `prober`, `webconfig` | one probe: a module and a target in, an [`Outcome`] out; the `--web.config.file`, read and checked |
 //! | 4 | `modules` | the modules in force, each with its result counters |
@@ -67,6 +67,7 @@ mod modules;
 mod prober;
 mod runner;
 mod scheduler;
+pub mod settings;
 mod steplog;
 #[allow(unsafe_code)] // the one module allowed to; each block says why it is sound
 mod sys;
@@ -76,13 +77,11 @@ mod webconfig;
 
 pub use checker::{Checker, CheckerBuilder};
 pub use config::{
-    ConfigError, DEFAULT_SCRIPT_TIMEOUT_SECONDS, ExecOptions, HealthChecks, IpProtocol,
-    MAX_POLICY_ENTRIES, Module, PolicyEntry, ProberKind, PromDuration, TargetPolicy, TcpOptions,
+    ConfigError, ExecOptions, HealthChecks, IpProtocol, MAX_POLICY_ENTRIES, Module, PolicyEntry,
+    ProberKind, PromDuration, TargetPolicy, TcpOptions,
 };
 pub use exporter::{Exporter, ExporterBuilder};
-pub use http::ListenAddress;
 pub use prober::{Failure, HandshakeStats, IcmpError, Outcome, Reason, STDERR_LINE_BYTES};
-pub use scheduler::Shard;
 pub use target::{Host, Target, TargetError};
 
 /// Probes `target` (`host:port`) once with `module`, within its timeout.
@@ -137,7 +136,7 @@ mod layering {
     use std::path::Path;
 
     /// Each top-level module and its layer.
-    const LAYERS: [(&str, u8); 24] = [
+    const LAYERS: [(&str, u8); 25] = [
         ("clock", 0),
         ("hash", 0),
         ("histogram", 0),
@@ -147,6 +146,7 @@ mod layering {
         ("coalesce", 0),
         ("episodes", 0),
         ("target", 1),
+        ("settings", 1),
         ("config", 2),
         ("prober", 3),
         ("webconfig", 3),

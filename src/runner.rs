@@ -66,6 +66,7 @@ use crate::modules::LoadedModule;
 use crate::prober::{
     self, Budget, Failure, HalfOpenCloses, MIN_WIRE_SHARE, Outcome, ProcessGroups, Reason, Resolver,
 };
+use crate::settings::DEFAULT_MAX_EXEC;
 use crate::steplog::{Step, StepLog};
 use crate::target::Target;
 use crate::task::AbortOnDrop;
@@ -77,9 +78,6 @@ use tokio::runtime::Handle;
 use tokio::sync::{Semaphore, SemaphorePermit, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
-
-/// The default of `--exec.max-concurrent`.
-pub(crate) const DEFAULT_MAX_EXEC: usize = 32;
 
 /// Runs probes within the in-flight limit, on the probe thread, and counts them.
 #[derive(Debug)]

@@ -28,9 +28,8 @@ use crate::metrics::exposition::{Format, Writer};
 use crate::metrics::process::ProcessMetrics;
 use crate::metrics::scheduled::ScheduledSeries;
 use crate::modules::{Modules, ResultCounters};
-use crate::scheduler::{Scheduler, Shard};
-use std::net::SocketAddr;
-use std::path::PathBuf;
+use crate::scheduler::Scheduler;
+use crate::settings::Settings;
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 use tokio::sync::Semaphore;
@@ -39,21 +38,6 @@ use tokio::sync::Semaphore;
 /// limit parses in a few seconds; a read that takes longer is stuck (a
 /// hung network filesystem), and the request answers rather than hang.
 pub(crate) const RELOAD_WAIT: Duration = Duration::from_secs(30);
-
-/// The default of `--web.write-timeout`: long enough for any client that
-/// is reading at all (the timer restarts whenever a write gets through),
-/// short enough that stuck clients give back their descriptors, which
-/// probes need, within a scrape interval or two.
-pub(crate) const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// The default of `--web.max-connections`. Prometheus servers and load
-/// balancers need a few connections each; 1024 is the most descriptors
-/// [`crate::runner::fd_reserve`] keeps away from probe sockets, so HTTP
-/// clients cannot take the descriptors that probes need, however many
-/// connect. Where the limit cannot hold it beside the probes' sockets
-/// (below about 5,200), it is lowered at start
-/// ([`crate::runner::connection_slots`]).
-pub(crate) const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 
 /// The most connection slots kept from `/probe` requests for the quick
 /// ones; see [`ProbeRequestSlots`].
@@ -86,60 +70,6 @@ impl ProbeRequestSlots {
             slots: Semaphore::new(max),
             max,
             refusing: Episodes::default(),
-        }
-    }
-}
-
-/// Settings from the command line that the handlers need.
-#[derive(Clone, Debug)]
-pub(crate) struct Settings {
-    /// Subtracted from the scrape timeout that Prometheus announces.
-    pub(crate) timeout_offset: Duration,
-    /// How many probes may run at once.
-    pub(crate) max_in_flight: usize,
-    /// How many `exec` commands may run at once.
-    pub(crate) max_exec: usize,
-    /// Which part of the scheduled targets this instance probes.
-    pub(crate) shard: Shard,
-    /// How many `/probe` requests the landing page remembers.
-    pub(crate) history_limit: usize,
-    /// How long requests in flight may take to finish after SIGTERM.
-    pub(crate) shutdown_grace: Duration,
-    /// Name servers that replace those of `/etc/resolv.conf`; empty for
-    /// resolv.conf's own.
-    pub(crate) dns_servers: Vec<SocketAddr>,
-    /// How long a response write may make no progress before the
-    /// connection is closed (`--web.write-timeout`).
-    pub(crate) write_timeout: Duration,
-    /// HTTP connections served at once (`--web.max-connections`).
-    pub(crate) max_connections: usize,
-    /// Whether `/config`, `/logs` and the landing page's history are off
-    /// (`--web.hide-config-and-logs`).
-    pub(crate) hide_config_and_logs: bool,
-    /// `--web.config.file`: TLS, basic auth, headers and a rate limit;
-    /// none for plain, open HTTP.
-    pub(crate) web_config_file: Option<PathBuf>,
-    /// The health-checker mode: every request, whatever its path, gets the
-    /// answer of the group [`crate::config::HEALTH_CHECKER_GROUP`] in
-    /// health-checker's words, and nothing else is served.
-    pub(crate) health_checker: bool,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Self {
-            timeout_offset: Duration::from_millis(500),
-            max_in_flight: 4096,
-            max_exec: crate::runner::DEFAULT_MAX_EXEC,
-            shard: Shard::ALL,
-            history_limit: 100,
-            shutdown_grace: Duration::from_secs(5),
-            dns_servers: Vec::new(),
-            write_timeout: DEFAULT_WRITE_TIMEOUT,
-            max_connections: DEFAULT_MAX_CONNECTIONS,
-            hide_config_and_logs: false,
-            web_config_file: None,
-            health_checker: false,
         }
     }
 }

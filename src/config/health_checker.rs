@@ -41,9 +41,6 @@ pub const PORT_MODULE: &str = "port";
 /// health-checker's TCP timeout (`defaultTimeout` in its server.go).
 pub const PORT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The default of `--script-timeout`, in seconds, as in health-checker.
-pub const DEFAULT_SCRIPT_TIMEOUT_SECONDS: u64 = 5;
-
 /// The checks of a health-checker command line.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HealthChecks {

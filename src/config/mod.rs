@@ -56,7 +56,7 @@ pub use exec::ExecOptions;
 pub(crate) use exec::{RESERVED_ENV_PREFIX, Values};
 pub(crate) use file::{Refusal, in_mebibytes, read_bounded};
 pub(crate) use health_checker::HEALTH_CHECKER_GROUP;
-pub use health_checker::{DEFAULT_SCRIPT_TIMEOUT_SECONDS, HealthChecks};
+pub use health_checker::HealthChecks;
 pub(crate) use host::{EXPORTER_PATH, command_path, find_program};
 pub(crate) use policy::PolicyRefusal;
 pub use policy::{MAX_POLICY_ENTRIES, PolicyEntry, TargetPolicy};

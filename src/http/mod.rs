@@ -14,7 +14,6 @@ mod error_bodies;
 mod groups;
 mod landing;
 mod limit;
-mod listen;
 mod login;
 mod probe;
 mod query;
@@ -23,7 +22,6 @@ mod tls;
 mod web;
 mod write_timeout;
 
-pub use listen::ListenAddress;
 use query::Query;
 
 use crate::app::App;

@@ -363,7 +363,8 @@ mod tests {
     use crate::modules::{Modules, ResultCounters};
     use crate::prober::Resolver;
     use crate::runner::ProbeRunner;
-    use crate::scheduler::{Scheduler, Shard};
+    use crate::scheduler::Scheduler;
+    use crate::settings::Shard;
 
     fn config(targets: &str) -> Config {
         let yaml = format!(

@@ -48,56 +48,13 @@ use crate::config::{Config, LabelName, ProberKind};
 use crate::hash::fnv1a_64;
 use crate::modules::{LoadedModule, Modules};
 use crate::runner::ProbeRunner;
+use crate::settings::Shard;
 use crate::target::Target;
 use queue::{Job, Queue};
 use std::collections::BTreeMap;
-use std::fmt;
-use std::str::FromStr;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 use tokio::time::Instant;
-
-/// `--targets.shard=i/n`: this instance probes the targets whose stable
-/// hash modulo `count` is `index`. Parse it from `"i/n"`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Shard {
-    /// Which part this instance takes, `0..count`.
-    index: u64,
-    /// Into how many parts the targets are split, at least 1.
-    count: u64,
-}
-
-impl Shard {
-    /// One instance probing everything.
-    pub const ALL: Self = Self { index: 0, count: 1 };
-
-    /// Whether this shard probes `target`.
-    pub(crate) fn owns(self, target: &str) -> bool {
-        fnv1a_64(target.as_bytes()) % self.count == self.index
-    }
-}
-
-impl FromStr for Shard {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Self, String> {
-        let parsed = text.split_once('/').and_then(|(index, count)| {
-            Some((index.parse::<u64>().ok()?, count.parse::<u64>().ok()?))
-        });
-        match parsed {
-            Some((index, count)) if count > 0 && index < count => Ok(Self { index, count }),
-            _ => Err(format!(
-                "{text:?} is not a shard: write i/n with 0 <= i < n, e.g. 0/3 for the first of three replicas"
-            )),
-        }
-    }
-}
-
-impl fmt::Display for Shard {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.index, self.count)
-    }
-}
 
 /// One scheduled target: who it is, and its state behind a lock that only
 /// its own probes write and scrapes read.
@@ -446,19 +403,6 @@ mod tests {
         );
         assert_eq!(probes(&gone), gone_count, "a removed target is not probed");
         assert!(probes(&find(&second, &c)) >= 1, "a new target is probed");
-    }
-
-    #[test]
-    fn shards_parse_and_partition() {
-        assert_eq!("1/3".parse::<Shard>(), Ok(Shard { index: 1, count: 3 }));
-        for bad in ["3/3", "1", "a/b", "0/0", "-1/2", ""] {
-            assert!(bad.parse::<Shard>().is_err(), "{bad:?}");
-        }
-        let shards: Vec<Shard> = (0..3).map(|index| Shard { index, count: 3 }).collect();
-        for port in 1..200 {
-            let target = format!("127.0.0.1:{port}");
-            assert_eq!(shards.iter().filter(|shard| shard.owns(&target)).count(), 1);
-        }
     }
 
     #[test]

@@ -22,7 +22,7 @@ const LISTEN_BACKLOG: i32 = 1024;
 /// A valid `--web.listen-address`: `:PORT` (every address), `IP:PORT`,
 /// `[IPv6]:PORT` or `HOST:PORT`.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ListenAddress {
+pub(crate) struct ListenAddress {
     host: Host,
     port: u16,
 }
@@ -36,12 +36,6 @@ enum Host {
 }
 
 impl ListenAddress {
-    /// The port asked for; 0 lets the kernel choose.
-    #[must_use]
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
     /// The socket addresses to try, in order.
     fn candidates(&self) -> io::Result<Vec<SocketAddr>> {
         Ok(match &self.host {
@@ -58,7 +52,7 @@ impl ListenAddress {
     ///
     /// # Errors
     /// The last bind error, or the name's resolution error.
-    pub fn bind(&self) -> io::Result<TcpListener> {
+    pub(crate) fn bind(&self) -> io::Result<TcpListener> {
         let mut last_error = io::Error::new(
             io::ErrorKind::InvalidInput,
             format!("{self} names no address"),
@@ -141,7 +135,7 @@ impl ListenAddress {
     ///
     /// # Errors
     /// One line naming the two addresses.
-    pub fn check_distinct(addresses: &[Self]) -> Result<(), String> {
+    pub(crate) fn check_distinct(addresses: &[Self]) -> Result<(), String> {
         for (index, first) in addresses.iter().enumerate() {
             for second in &addresses[index + 1..] {
                 if first.port != second.port || first.port == 0 {
