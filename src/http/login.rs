@@ -48,7 +48,7 @@
 
 #![forbid(unsafe_code)]
 
-use crate::metrics::exporter::LoginCounts;
+use crate::metrics::own::LoginCounts;
 use crate::webconfig::WebConfig;
 use base64::Engine as _;
 use hyper::HeaderMap;
