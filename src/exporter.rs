@@ -171,7 +171,7 @@ impl ExporterBuilder {
     pub fn check_config(&self) -> Result<(), ConfigError> {
         self.source.load()?;
         if let Some(path) = &self.settings.web_config_file {
-            crate::webconfig::WebConfig::load(path)?;
+            crate::web::WebConfig::load(path)?;
         }
         Ok(())
     }

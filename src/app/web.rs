@@ -12,7 +12,7 @@ use super::{RELOAD_WAIT, unfinished_reload};
 use crate::coalesce::{Coalescer, Unfinished};
 use crate::config::ConfigError;
 use crate::metrics::own::{LoginCounts, ReloadStatus};
-use crate::webconfig::WebConfig;
+use crate::web::WebConfig;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};

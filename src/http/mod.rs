@@ -15,7 +15,6 @@ mod groups;
 mod landing;
 mod limit;
 mod listen;
-mod login;
 mod probe;
 mod query;
 mod stream;

@@ -27,7 +27,7 @@
 
 use super::HEADER_READ_TIMEOUT;
 use super::web::TokenBucket;
-use crate::webconfig::RateLimit;
+use crate::web::RateLimit;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;

@@ -10,7 +10,7 @@
 //!    missing header, an unknown user or a wrong password answer **401**
 //!    with `WWW-Authenticate: Basic`; no bcrypt check could start in time,
 //!    **503** with `Retry-After`. The check, its caches and its bound on
-//!    the CPU that failed logins take are [`super::login`]'s.
+//!    the CPU that failed logins take are [`crate::web::login`]'s.
 //!
 //! Every answer, refusals included, carries `http_server_config.headers`.
 //! Refusals (401, 429, 503) also carry `Connection: close`, and the
@@ -22,10 +22,10 @@
 
 #![forbid(unsafe_code)]
 
-use super::login::{Login, Logins};
 use super::{HttpResponse, text};
 use crate::app::App;
-use crate::webconfig::{RateLimit, WebConfig};
+use crate::web::login::{Login, Logins};
+use crate::web::{RateLimit, WebConfig};
 use hyper::header::{CONNECTION, HeaderName, HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE};
 use hyper::{HeaderMap, StatusCode};
 use std::net::IpAddr;

@@ -25,8 +25,7 @@
 
 #![forbid(unsafe_code)]
 
-mod tls;
-
+use super::tls;
 use crate::config::{ConfigError, located};
 use serde::Deserialize;
 use serde::de::IgnoredAny;
@@ -310,7 +309,7 @@ impl WebConfig {
 /// [`crate::config::read_bounded`] and [`MAX_WEB_FILE_BYTES`], or says
 /// why not and what to point `setting` (a flag or a field) at instead: a
 /// file of `kind`.
-fn read_file(path: &Path, setting: &str, kind: &str) -> Result<Vec<u8>, String> {
+pub(super) fn read_file(path: &Path, setting: &str, kind: &str) -> Result<Vec<u8>, String> {
     use crate::config::Refusal;
     crate::config::read_bounded(path, MAX_WEB_FILE_BYTES).map_err(|refusal| match refusal {
         Refusal::NotRegular(_) => format!(
