@@ -305,10 +305,7 @@ impl Exporter {
     /// # Errors
     /// The new web config's error, naming the file and the field.
     pub async fn reload_web_config(&self) -> Result<(), ConfigError> {
-        match &self.app.web {
-            Some(web) => web.reload("asked for").await,
-            None => Ok(()),
-        }
+        self.app.reload_web_config("asked for").await
     }
 
     /// Gives the probe thread real-time priority (`SCHED_RR` 1,

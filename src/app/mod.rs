@@ -319,6 +319,31 @@ impl App {
             })
     }
 
+    /// Re-reads the `--web.config.file`, if one is given, as
+    /// [`Self::reload`] does the config: on a blocking thread, coalesced
+    /// with the other reloads of it, and waiting at most [`RELOAD_WAIT`].
+    /// On error the settings in force stay, and the reload metric drops
+    /// to 0.
+    ///
+    /// # Errors
+    /// The new web config's error, naming the file and the field, or why
+    /// no result came within [`RELOAD_WAIT`].
+    pub(crate) async fn reload_web_config(&self, why: &'static str) -> Result<(), ConfigError> {
+        let Some(web) = &self.web else {
+            return Ok(());
+        };
+        web.reload(why, RELOAD_WAIT)
+            .await
+            .unwrap_or_else(|unfinished| {
+                Err(unfinished_reload(
+                    &web.path().display().to_string(),
+                    unfinished,
+                    &web.status,
+                    "synack_exporter_web_config_last_reload_successful",
+                ))
+            })
+    }
+
     /// Reads, parses and applies the config, blocking: only for a
     /// blocking thread.
     fn reload_now(&self) -> Result<(), ConfigError> {

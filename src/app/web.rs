@@ -8,7 +8,6 @@
 
 #![forbid(unsafe_code)]
 
-use super::{RELOAD_WAIT, unfinished_reload};
 use crate::coalesce::{Coalescer, Unfinished};
 use crate::config::ConfigError;
 use crate::metrics::own::{LoginCounts, ReloadStatus};
@@ -16,7 +15,7 @@ use crate::web::WebConfig;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 /// What tells that a file changed: its modification time, size and inode
 /// (a rename over it, as Kubernetes and certbot do, changes the inode even
@@ -139,38 +138,35 @@ impl WebConfigState {
     /// error is logged and counted.
     ///
     /// A read that hangs (a file on a hung network filesystem) holds up
-    /// no caller longer than [`RELOAD_WAIT`], and no one at all on the
-    /// serving path: connections take the settings in force, which a
-    /// reload only swaps once it has them.
+    /// no caller longer than `wait` (the app's
+    /// [`crate::app::App::reload_web_config`] says what such a caller is
+    /// answered), and no one at all on the serving path: connections take
+    /// the settings in force, which a reload only swaps once it has them.
     ///
     /// # Errors
-    /// The new file's error, or why no result came within [`RELOAD_WAIT`].
-    pub(crate) async fn reload(self: &Arc<Self>, why: &'static str) -> Result<(), ConfigError> {
+    /// Why no result came within `wait`; within it, the new file's error.
+    pub(crate) async fn reload(
+        self: &Arc<Self>,
+        why: &'static str,
+        wait: Duration,
+    ) -> Result<Result<(), ConfigError>, Unfinished> {
         let state = Arc::clone(self);
-        match self
-            .reloads
-            .run(move || state.reload_now(why), RELOAD_WAIT)
-            .await
-        {
-            Ok(result) => result,
-            Err(unfinished) => {
-                if unfinished == Unfinished::Panicked {
-                    // Not tried again until a file changes once more.
-                    *self.stamps.lock().unwrap_or_else(PoisonError::into_inner) = self
-                        .current()
-                        .watched
-                        .iter()
-                        .map(|file| stamp(file))
-                        .collect();
-                }
-                Err(unfinished_reload(
-                    &self.path.display().to_string(),
-                    unfinished,
-                    &self.status,
-                    "synack_exporter_web_config_last_reload_successful",
-                ))
-            }
+        let result = self.reloads.run(move || state.reload_now(why), wait).await;
+        if result == Err(Unfinished::Panicked) {
+            // Not tried again until a file changes once more.
+            *self.stamps.lock().unwrap_or_else(PoisonError::into_inner) = self
+                .current()
+                .watched
+                .iter()
+                .map(|file| stamp(file))
+                .collect();
         }
+        result
+    }
+
+    /// The file it reads.
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
     }
 
     /// Reads the file and those it names, and puts them in force or logs

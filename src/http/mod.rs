@@ -75,7 +75,8 @@ pub(crate) async fn serve(
     let gate = Arc::new(web::Gate::new(Arc::clone(&app)));
     let handshakes = Arc::new(tls::HandshakeLog::default());
     let _poller = app.web.clone().map(|web| {
-        crate::task::AbortOnDrop::new(tokio::spawn(reload_when_changed(web)).abort_handle())
+        let poll = reload_when_changed(Arc::clone(&app), web);
+        crate::task::AbortOnDrop::new(tokio::spawn(poll).abort_handle())
     });
     let mut next = 0;
     tokio::pin!(shutdown);
@@ -193,14 +194,14 @@ async fn serve_connection<T, S>(
 /// are looked at on a blocking thread, as they are read: a `stat` that
 /// hangs (a hung network filesystem) stops this poll, never a thread that
 /// serves.
-async fn reload_when_changed(web: Arc<crate::app::WebConfigState>) {
+async fn reload_when_changed(app: Arc<App>, web: Arc<crate::app::WebConfigState>) {
     loop {
         tokio::time::sleep(web::POLL_INTERVAL).await;
         let looking = Arc::clone(&web);
         let changed = tokio::task::spawn_blocking(move || looking.changed()).await;
         if changed.unwrap_or(false) {
             // The error is logged and counted by the reload itself.
-            let _ = web.reload("a file changed").await;
+            let _ = app.reload_web_config("a file changed").await;
         }
     }
 }
