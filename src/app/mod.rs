@@ -13,10 +13,6 @@
 
 #![forbid(unsafe_code)]
 
-mod web;
-
-pub(crate) use web::WebConfigState;
-
 use crate::coalesce::{Coalescer, Unfinished};
 use crate::config::{Config, ConfigError, ConfigSource};
 use crate::episodes::Episodes;
@@ -30,6 +26,7 @@ use crate::modules::{Modules, ResultCounters};
 use crate::prober::Resolver;
 use crate::runner::ProbeRunner;
 use crate::scheduler::{Scheduler, Shard};
+use crate::web::WebConfigState;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, PoisonError, RwLock};

@@ -194,7 +194,7 @@ async fn serve_connection<T, S>(
 /// are looked at on a blocking thread, as they are read: a `stat` that
 /// hangs (a hung network filesystem) stops this poll, never a thread that
 /// serves.
-async fn reload_when_changed(app: Arc<App>, web: Arc<crate::app::WebConfigState>) {
+async fn reload_when_changed(app: Arc<App>, web: Arc<crate::web::WebConfigState>) {
     loop {
         tokio::time::sleep(web::POLL_INTERVAL).await;
         let looking = Arc::clone(&web);

@@ -4,6 +4,8 @@
 
 mod file;
 pub(crate) mod login;
+mod reload;
 mod tls;
 
 pub(crate) use file::{RateLimit, WebConfig};
+pub(crate) use reload::WebConfigState;

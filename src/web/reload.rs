@@ -11,7 +11,7 @@
 use crate::coalesce::{Coalescer, Unfinished};
 use crate::config::ConfigError;
 use crate::metrics::own::{LoginCounts, ReloadStatus};
-use crate::web::WebConfig;
+use super::WebConfig;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
@@ -139,7 +139,7 @@ impl WebConfigState {
     ///
     /// A read that hangs (a file on a hung network filesystem) holds up
     /// no caller longer than `wait` (the app's
-    /// [`crate::app::App::reload_web_config`] says what such a caller is
+    /// `App::reload_web_config` says what such a caller is
     /// answered), and no one at all on the serving path: connections take
     /// the settings in force, which a reload only swaps once it has them.
     ///
