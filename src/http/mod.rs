@@ -1,4 +1,5 @@
-//! The HTTP server: routing, and the small helpers every handler uses.
+//! The HTTP server: accepting connections, and routing each request to
+//! its handler. What handlers answer with is [`response`]'s.
 //!
 //! One hyper HTTP/1.1 connection task per client, keep-alive on. Handlers
 //! never fail: every request gets a response, and nothing a client sends
@@ -17,24 +18,22 @@ mod limit;
 mod listen;
 mod probe;
 mod query;
+mod response;
 mod stream;
 mod tls;
 mod web;
 mod write_timeout;
 
 pub use listen::ListenAddress;
-use query::Query;
 
 use crate::app::App;
-use crate::metrics::exposition::Format;
 use accept::AcceptTrouble;
-use http_body_util::combinators::UnsyncBoxBody;
-use http_body_util::{BodyExt, Full};
-use hyper::body::{Bytes, Incoming};
-use hyper::header::{ACCEPT, ALLOW, CONTENT_TYPE, HeaderValue};
+use hyper::body::Incoming;
+use hyper::header::{ALLOW, HeaderValue};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper::{Method, Request, Response, StatusCode};
+use hyper::{Method, Request, StatusCode};
+use response::{HttpBody, HttpResponse, text};
 use hyper_util::rt::TokioTimer;
 use hyper_util::server::graceful::GracefulShutdown;
 use std::convert::Infallible;
@@ -42,15 +41,6 @@ use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use tokio::net::TcpListener;
-
-/// The body of every response: whole, or streamed for `/metrics`.
-type HttpBody = UnsyncBoxBody<Bytes, Infallible>;
-
-/// The response type of every handler.
-type HttpResponse = Response<HttpBody>;
-
-/// How long a client may take to send a request's headers.
-const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Serves `app` on every one of `listeners` until `shutdown` completes,
 /// then drains: the listeners close (new connections are refused),
@@ -181,7 +171,7 @@ async fn serve_connection<T, S>(
     // half-sent requests would pin file descriptors that probes need.
     let connection = http1::Builder::new()
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .header_read_timeout(connection::HEADER_READ_TIMEOUT)
         .max_buf_size(connection::WRITE_BUFFER_BYTES)
         .max_header_size(connection::MAX_HEAD_BYTES)
         .serve_connection(io, service);
@@ -301,15 +291,6 @@ async fn route(
     }
 }
 
-/// The exposition format the request's `Accept` header asks for.
-fn response_format(request: &Request<Incoming>) -> Format {
-    let accept = request
-        .headers()
-        .get(ACCEPT)
-        .and_then(|value| value.to_str().ok());
-    Format::negotiate(accept)
-}
-
 fn is_one_of(request: &Request<Incoming>, methods: &[Method]) -> bool {
     methods.contains(request.method())
 }
@@ -328,24 +309,4 @@ fn method_not_allowed(allowed: &[Method]) -> HttpResponse {
         response.headers_mut().insert(ALLOW, value);
     }
     response
-}
-
-/// A response with `body` of `content_type`.
-fn respond(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> HttpResponse {
-    respond_with(status, content_type, Full::new(body.into()).boxed_unsync())
-}
-
-/// A response with a body of any kind.
-fn respond_with(status: StatusCode, content_type: &'static str, body: HttpBody) -> HttpResponse {
-    let mut response = Response::new(body);
-    *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
-    response
-}
-
-/// A plain-text response.
-fn text(status: StatusCode, body: &str) -> HttpResponse {
-    respond(status, "text/plain; charset=utf-8", body.to_owned())
 }

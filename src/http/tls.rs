@@ -25,7 +25,7 @@
 
 #![forbid(unsafe_code)]
 
-use super::HEADER_READ_TIMEOUT;
+use super::connection::HEADER_READ_TIMEOUT;
 use super::web::TokenBucket;
 use crate::web::RateLimit;
 use std::io;

@@ -22,11 +22,11 @@
 
 #![forbid(unsafe_code)]
 
-use super::{HttpResponse, text};
+use super::response::{HttpResponse, refusal};
 use crate::app::App;
 use crate::web::login::{Login, Logins};
 use crate::web::{RateLimit, WebConfig};
-use hyper::header::{CONNECTION, HeaderName, HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE};
+use hyper::header::{HeaderName, HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE};
 use hyper::{HeaderMap, StatusCode};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -126,17 +126,6 @@ impl Gate {
     }
 }
 
-/// A refusal of the gate, or of a request over a limit: `body` with
-/// `status`, and `Connection: close`, which makes hyper close the
-/// connection once it is sent.
-pub(super) fn refusal(status: StatusCode, body: &str) -> HttpResponse {
-    let mut response = text(status, body);
-    response
-        .headers_mut()
-        .insert(CONNECTION, HeaderValue::from_static("close"));
-    response
-}
-
 /// Adds `http_server_config.headers` to a response.
 pub(super) fn add_headers(config: &WebConfig, response: &mut HttpResponse) {
     for (name, value) in &config.headers {
@@ -205,12 +194,5 @@ mod tests {
         let later = start + Duration::from_secs(60);
         assert!((0..3).all(|_| bucket.take(later)));
         assert!(!bucket.take(later));
-    }
-
-    #[test]
-    fn refusals_close_the_connection() {
-        let refused = refusal(StatusCode::TOO_MANY_REQUESTS, "too many requests\n");
-        assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
-        assert_eq!(refused.headers().get(CONNECTION).unwrap(), "close");
     }
 }
