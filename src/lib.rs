@@ -37,7 +37,7 @@
 //! | 5 | `runner` | probes under the shared rules: in-flight and exec limits, deadline, probe and exec threads |
 //! | 6 | `scheduler`, `groups`, `history` | who asks for probes, and what they keep of the outcomes |
 //! | 7 | `metrics` | the observers: read what the layers below keep, write the exposition |
-//! | 8 | `web` | the `--web.config.file`: its format and TLS, the login check, the config in force and its reloads |
+//! | 8 | `web` | the `--web.config.file`: its format and TLS, the gate (rate limit, basic auth) that lets a request through or refuses it, the config in force and its reloads |
 //! | 9 | `app` | the state of a running exporter, and reloads |
 //! | 10 | `http` | parses requests, renders answers; decides nothing about probing |
 //! | 11 | `exporter` | the public entry point |

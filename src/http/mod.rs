@@ -12,6 +12,7 @@ mod admin;
 mod connection;
 mod csrf;
 mod error_bodies;
+mod gate;
 mod groups;
 mod landing;
 mod limit;
@@ -21,7 +22,6 @@ mod query;
 mod response;
 mod stream;
 mod tls;
-mod web;
 mod write_timeout;
 
 pub use listen::ListenAddress;
@@ -50,8 +50,8 @@ use tokio::net::TcpListener;
 /// Under a `--web.config.file`, new connections use its TLS settings in
 /// force when they are accepted (through the front door of [`tls`]: Go's
 /// 400 for plain HTTP, and failed handshakes logged within a limit),
-/// every request passes its [`web::Gate`], and its files are checked for
-/// changes every [`web::POLL_INTERVAL`].
+/// every request passes its [`crate::web::Gate`], and its files are
+/// checked for changes every [`gate::POLL_INTERVAL`].
 pub(crate) async fn serve(
     listeners: Vec<TcpListener>,
     app: Arc<App>,
@@ -62,10 +62,15 @@ pub(crate) async fn serve(
     let mut spare = accept::SpareDescriptor::new();
     let mut limit =
         limit::ConnectionLimit::new(Arc::clone(&app.connection_slots), app.max_connections);
-    let gate = Arc::new(web::Gate::new(Arc::clone(&app)));
+    let counts = app
+        .web
+        .as_ref()
+        .map(|web| Arc::clone(&web.logins))
+        .unwrap_or_default();
+    let gate = Arc::new(crate::web::Gate::new(counts));
     let handshakes = Arc::new(tls::HandshakeLog::default());
     let _poller = app.web.clone().map(|web| {
-        let poll = reload_when_changed(Arc::clone(&app), web);
+        let poll = gate::reload_when_changed(Arc::clone(&app), web);
         crate::task::AbortOnDrop::new(tokio::spawn(poll).abort_handle())
     });
     let mut next = 0;
@@ -119,7 +124,7 @@ pub(crate) async fn serve(
             let gate = Arc::clone(&service_gate);
             async move { Ok::<_, Infallible>(answer(&app, &gate, request, local, peer).await) }
         });
-        let tls = gate.tls_acceptor();
+        let tls = gate::tls_acceptor(&app);
         let watcher = connections.watcher();
         let handshakes = Arc::clone(&handshakes);
         tokio::spawn(async move {
@@ -180,39 +185,23 @@ async fn serve_connection<T, S>(
     }
 }
 
-/// Re-reads the web config whenever one of its files changes. The files
-/// are looked at on a blocking thread, as they are read: a `stat` that
-/// hangs (a hung network filesystem) stops this poll, never a thread that
-/// serves.
-async fn reload_when_changed(app: Arc<App>, web: Arc<crate::web::WebConfigState>) {
-    loop {
-        tokio::time::sleep(web::POLL_INTERVAL).await;
-        let looking = Arc::clone(&web);
-        let changed = tokio::task::spawn_blocking(move || looking.changed()).await;
-        if changed.unwrap_or(false) {
-            // The error is logged and counted by the reload itself.
-            let _ = app.reload_web_config("a file changed").await;
-        }
-    }
-}
-
 /// Answers one request: through the web config's gate, if there is one,
 /// and with its headers. `peer` is the client's address.
 async fn answer(
     app: &Arc<App>,
-    gate: &web::Gate,
+    gate: &crate::web::Gate,
     request: Request<Incoming>,
     local: Option<SocketAddr>,
     peer: Option<IpAddr>,
 ) -> HttpResponse {
-    let Some(config) = gate.config() else {
+    let Some(config) = app.web.as_ref().map(|web| web.current()) else {
         return route(app, request, local).await;
     };
     let mut response = match gate.check(&config, request.headers(), peer).await {
-        Some(refusal) => refusal,
-        None => route(app, request, local).await,
+        Err(refused) => gate::render(refused),
+        Ok(()) => route(app, request, local).await,
     };
-    web::add_headers(&config, &mut response);
+    gate::add_headers(&config, &mut response);
     response
 }
 

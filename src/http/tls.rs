@@ -26,8 +26,7 @@
 #![forbid(unsafe_code)]
 
 use super::connection::HEADER_READ_TIMEOUT;
-use super::web::TokenBucket;
-use crate::web::RateLimit;
+use crate::web::{RateLimit, TokenBucket};
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;

@@ -1,14 +1,7 @@
-//! `--web.config.file`: TLS, client certificates, basic auth, extra
-//! response headers and a rate limit, in the format of Prometheus'
-//! exporter-toolkit (`docs/web-configuration.md`), so that the file a
-//! site already has for its other exporters works here too.
-//!
-//! This module reads and checks the file and everything it names (the
-//! certificate, key and CA files), and turns it into a [`WebConfig`]:
-//! a rustls server config ready for new connections, the users with
-//! their bcrypt hashes, the headers and the rate. Serving with it (the
-//! handshake, the auth check, its cache, the token bucket) is the HTTP
-//! layer's job.
+//! The file's format: reads and checks the file and everything it names
+//! (the certificate, key and CA files), and turns it into a
+//! [`WebConfig`]: a rustls server config ready for new connections, the
+//! users with their bcrypt hashes, the headers and the rate.
 //!
 //! The file is parsed by the same machinery as the main config
 //! ([`crate::config::parse_yaml`]): unknown fields are errors, and every

@@ -100,7 +100,7 @@ pub(super) const SUSPECT_ENTRIES: usize = 1024;
 
 /// What a credentials check found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Login {
+pub(super) enum Login {
     Accepted,
     Refused,
     /// No turn for a bcrypt check within [`BCRYPT_WAIT`], or a full lane.
@@ -120,7 +120,7 @@ enum Lane {
 }
 
 /// The basic-auth checks of one server: their caches and their queue.
-pub(crate) struct Logins {
+pub(super) struct Logins {
     shared: Arc<Shared>,
     wait: Duration,
 }
@@ -225,7 +225,7 @@ struct Busy;
 
 impl Logins {
     /// Checks counted into `counts`, each waiting at most [`BCRYPT_WAIT`].
-    pub(crate) fn new(counts: Arc<LoginCounts>) -> Self {
+    pub(super) fn new(counts: Arc<LoginCounts>) -> Self {
         Self::with_wait(counts, BCRYPT_WAIT)
     }
 
@@ -245,7 +245,7 @@ impl Logins {
 
     /// Whether `headers` carry the right credentials of one of `config`'s
     /// users; `peer` is the client's address.
-    pub(crate) async fn check(
+    pub(super) async fn check(
         &self,
         config: &WebConfig,
         headers: &HeaderMap,
