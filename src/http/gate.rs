@@ -99,7 +99,11 @@ mod tests {
     #[test]
     fn every_refusal_closes_the_connection_and_says_what_to_do() {
         for (refused, status, header) in [
-            (Refusal::TooManyRequests, StatusCode::TOO_MANY_REQUESTS, None),
+            (
+                Refusal::TooManyRequests,
+                StatusCode::TOO_MANY_REQUESTS,
+                None,
+            ),
             (
                 Refusal::Unauthorized,
                 StatusCode::UNAUTHORIZED,
