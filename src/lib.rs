@@ -56,8 +56,8 @@ mod coalesce;
 mod config;
 mod episodes;
 mod exporter;
-mod hash;
 mod groups;
+mod hash;
 mod histogram;
 mod history;
 mod http;
@@ -66,11 +66,11 @@ mod modules;
 mod prober;
 mod runner;
 mod scheduler;
+mod steplog;
 #[allow(unsafe_code)] // the one module allowed to; each block says why it is sound
 mod sys;
 mod target;
 mod task;
-mod steplog;
 mod web;
 
 pub use config::{

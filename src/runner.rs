@@ -66,9 +66,9 @@ use crate::modules::LoadedModule;
 use crate::prober::{
     self, Budget, Failure, HalfOpenCloses, MIN_WIRE_SHARE, Outcome, ProcessGroups, Reason, Resolver,
 };
+use crate::steplog::{Step, StepLog};
 use crate::target::Target;
 use crate::task::AbortOnDrop;
-use crate::steplog::{Step, StepLog};
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

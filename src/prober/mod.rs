@@ -25,8 +25,8 @@ pub(crate) use process_groups::ProcessGroups;
 pub(crate) use resolve::Resolver;
 
 use crate::config::{Module, PolicyRefusal, ProberKind};
-use crate::target::Target;
 use crate::steplog::{Step, StepLog};
+use crate::target::Target;
 use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;

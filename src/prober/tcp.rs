@@ -25,9 +25,9 @@ use super::{
     resolve,
 };
 use crate::config::{Module, TcpOptions};
+use crate::steplog::{Step, StepLog};
 use crate::sys::HandshakeInfo;
 use crate::target::Target;
-use crate::steplog::{Step, StepLog};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use std::io;
 use std::net::{IpAddr, SocketAddr};

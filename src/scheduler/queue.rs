@@ -38,8 +38,8 @@
 
 use super::{Plan, ScheduleLag, ScheduledTarget, next_slot};
 use crate::runner::ProbeRunner;
-use crate::task::AbortOnDrop;
 use crate::steplog::StepLog;
+use crate::task::AbortOnDrop;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
