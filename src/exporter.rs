@@ -183,7 +183,7 @@ impl ExporterBuilder {
     pub fn check_config(&self) -> Result<(), ConfigError> {
         self.source.load()?;
         if let Some(path) = &self.settings.web_config_file {
-            crate::webconfig::WebConfig::load(path)?;
+            crate::web::WebConfig::load(path)?;
         }
         Ok(())
     }
@@ -318,10 +318,7 @@ impl Exporter {
     /// # Errors
     /// The new web config's error, naming the file and the field.
     pub async fn reload_web_config(&self) -> Result<(), ConfigError> {
-        match &self.app.web {
-            Some(web) => web.reload("asked for").await,
-            None => Ok(()),
-        }
+        self.app.reload_web_config("asked for").await
     }
 
     /// Gives the probe thread real-time priority (`SCHED_RR` 1,

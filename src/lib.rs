@@ -33,14 +33,15 @@
 //! | 0 | `clock`, `hash`, `histogram`, `sys`, `task`, `coalesce`, `episodes` | tools with no knowledge of probing; `sys` holds every `unsafe` block |
 //! | 1 | `target`, `settings` | what to probe: `host:port`; the exporter's settings and their defaults |
 //! | 2 | `config`, `steplog` | the YAML file, validated; the steps a probe records |
-//! | 3 | `prober`, `webconfig` | one probe: a module and a target in, an [`Outcome`] out; the `--web.config.file`, read and checked |
+//! | 3 | `prober` | one probe: a module and a target in, an [`Outcome`] out |
 //! | 4 | `modules` | the modules in force, each with its result counters |
 //! | 5 | `runner` | probes under the shared rules: in-flight and exec limits, deadline, probe and exec threads |
 //! | 6 | `checker`, `scheduler`, `groups`, `history` | who asks for probes ([`Checker`] owns the runner and its threads), and what they keep of the outcomes |
 //! | 7 | `metrics` | the observers: read what the layers below keep, write the exposition |
-//! | 8 | `app` | the state of a running exporter, and reloads |
-//! | 9 | `http` | parses requests, renders answers; decides nothing about probing |
-//! | 10 | `exporter` | the public entry point |
+//! | 8 | `web` | the `--web.config.file`: its format and TLS, the gate (rate limit, basic auth) that lets a request through or refuses it, the config in force and its reloads |
+//! | 9 | `app` | the state of a running exporter, and reloads |
+//! | 10 | `http` | parses requests, renders answers; decides nothing about probing |
+//! | 11 | `exporter` | the public entry point |
 //!
 //! The layers below `metrics` report into state they own (atomic
 //! counters, each target's state, the lag histogram); the observers read
@@ -73,7 +74,7 @@ mod steplog;
 mod sys;
 mod target;
 mod task;
-mod webconfig;
+mod web;
 
 pub use checker::{Checker, CheckerBuilder};
 pub use config::{
@@ -149,7 +150,6 @@ mod layering {
         ("settings", 1),
         ("config", 2),
         ("prober", 3),
-        ("webconfig", 3),
         ("modules", 4),
         ("runner", 5),
         ("checker", 6),
@@ -157,13 +157,14 @@ mod layering {
         ("groups", 6),
         ("history", 6),
         ("metrics", 7),
-        ("app", 8),
-        ("http", 9),
-        ("exporter", 10),
+        ("web", 8),
+        ("app", 9),
+        ("http", 10),
+        ("exporter", 11),
         // The crate root, and the binary (src/bin/), which reaches the
         // library only through its public API.
-        ("lib", 11),
-        ("bin", 11),
+        ("lib", 12),
+        ("bin", 12),
     ];
 
     fn layer(module: &str) -> u8 {

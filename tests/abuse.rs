@@ -318,7 +318,7 @@ async fn eventually(limit: Duration, check: impl Fn() -> bool) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slowloris_connections_are_closed_within_the_header_timeout() {
     const CLIENTS: usize = 300;
-    /// `HEADER_READ_TIMEOUT` in src/http/mod.rs, and slack for 300 closes.
+    /// `HEADER_READ_TIMEOUT` in src/http/connection.rs, and slack for 300 closes.
     const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
     let exporter = ExporterProcess::start(&[]);
     let pid = exporter.pid();

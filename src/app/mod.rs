@@ -13,23 +13,20 @@
 
 #![forbid(unsafe_code)]
 
-mod web;
-
-pub(crate) use web::WebConfigState;
-
 use crate::checker::Checker;
 use crate::coalesce::{Coalescer, Unfinished};
 use crate::config::{Config, ConfigError, ConfigSource};
 use crate::episodes::Episodes;
 use crate::groups::GroupChecker;
 use crate::history::History;
-use crate::metrics::exporter::{ExporterView, ReloadStatus};
 use crate::metrics::exposition::{Format, Writer};
+use crate::metrics::own::{ExporterView, ReloadStatus};
 use crate::metrics::process::ProcessMetrics;
 use crate::metrics::scheduled::ScheduledSeries;
 use crate::modules::{Modules, ResultCounters};
 use crate::scheduler::Scheduler;
 use crate::settings::Settings;
+use crate::web::WebConfigState;
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 use tokio::sync::Semaphore;
@@ -255,6 +252,31 @@ impl App {
                     unfinished,
                     &self.reload_status,
                     "synack_exporter_config_last_reload_successful",
+                ))
+            })
+    }
+
+    /// Re-reads the `--web.config.file`, if one is given, as
+    /// [`Self::reload`] does the config: on a blocking thread, coalesced
+    /// with the other reloads of it, and waiting at most [`RELOAD_WAIT`].
+    /// On error the settings in force stay, and the reload metric drops
+    /// to 0.
+    ///
+    /// # Errors
+    /// The new web config's error, naming the file and the field, or why
+    /// no result came within [`RELOAD_WAIT`].
+    pub(crate) async fn reload_web_config(&self, why: &'static str) -> Result<(), ConfigError> {
+        let Some(web) = &self.web else {
+            return Ok(());
+        };
+        web.reload(why, RELOAD_WAIT)
+            .await
+            .unwrap_or_else(|unfinished| {
+                Err(unfinished_reload(
+                    &web.path().display().to_string(),
+                    unfinished,
+                    &web.status,
+                    "synack_exporter_web_config_last_reload_successful",
                 ))
             })
     }

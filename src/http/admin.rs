@@ -2,8 +2,8 @@
 
 #![forbid(unsafe_code)]
 
+use super::response::{HttpResponse, respond_with, response_format, text};
 use super::stream::MetricsBody;
-use super::{HttpResponse, respond_with, response_format, text};
 use crate::app::App;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;

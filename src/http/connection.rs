@@ -36,6 +36,9 @@ use tokio::net::TcpStream;
 
 pub(super) use super::error_bodies::MAX_HEAD_BYTES;
 
+/// How long a client may take to send a request's headers.
+pub(super) const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// hyper's `max_buf_size`: it takes no further body frame while its write
 /// buffer holds this much (hyper's minimum is 8 KiB, its default 400 KiB).
 /// One frame's worth is enough to keep the socket busy between polls.

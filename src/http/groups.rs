@@ -10,7 +10,7 @@
 
 #![forbid(unsafe_code)]
 
-use super::{HttpResponse, text};
+use super::response::{HttpResponse, text};
 use crate::app::App;
 use crate::config::HEALTH_CHECKER_GROUP;
 use crate::groups::GroupAnswer;

@@ -13,7 +13,8 @@
 
 #![forbid(unsafe_code)]
 
-use super::{HttpResponse, Query, respond, text};
+use super::query::Query;
+use super::response::{HttpResponse, respond, text};
 use crate::app::App;
 use crate::config::{Config, Group, builtin_modules};
 use crate::groups::LastAnswer;

@@ -14,7 +14,7 @@
 
 #![forbid(unsafe_code)]
 
-use super::HttpResponse;
+use super::response::{HttpResponse, refusal};
 use crate::app::ProbeRequestSlots;
 use crate::episodes::Episodes;
 use hyper::StatusCode;
@@ -87,7 +87,7 @@ pub(super) fn too_many_probe_requests(slots: &ProbeRequestSlots) -> HttpResponse
              --web.max-connections or the open file limit if the clients are legitimate)"
         );
     }
-    let mut response = super::web::refusal(
+    let mut response = refusal(
         StatusCode::SERVICE_UNAVAILABLE,
         &format!(
             "too many /probe requests at once: all {} are in flight (a share of \

@@ -1,4 +1,5 @@
-//! The HTTP server: routing, and the small helpers every handler uses.
+//! The HTTP server: accepting connections, and routing each request to
+//! its handler. What handlers answer with is [`response`]'s.
 //!
 //! One hyper HTTP/1.1 connection task per client, keep-alive on. Handlers
 //! never fail: every request gets a response, and nothing a client sends
@@ -11,45 +12,33 @@ mod admin;
 mod connection;
 mod csrf;
 mod error_bodies;
+mod gate;
 mod groups;
 mod landing;
 mod limit;
-mod login;
 mod probe;
 mod query;
+mod response;
 mod stream;
 mod tls;
-mod web;
 mod write_timeout;
 
-use query::Query;
 
 use crate::app::App;
-use crate::metrics::exposition::Format;
 use accept::AcceptTrouble;
-use http_body_util::combinators::UnsyncBoxBody;
-use http_body_util::{BodyExt, Full};
-use hyper::body::{Bytes, Incoming};
-use hyper::header::{ACCEPT, ALLOW, CONTENT_TYPE, HeaderValue};
+use hyper::body::Incoming;
+use hyper::header::{ALLOW, HeaderValue};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper::{Method, Request, Response, StatusCode};
+use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::TokioTimer;
 use hyper_util::server::graceful::GracefulShutdown;
+use response::{HttpBody, HttpResponse, text};
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use tokio::net::TcpListener;
-
-/// The body of every response: whole, or streamed for `/metrics`.
-type HttpBody = UnsyncBoxBody<Bytes, Infallible>;
-
-/// The response type of every handler.
-type HttpResponse = Response<HttpBody>;
-
-/// How long a client may take to send a request's headers.
-const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Serves `app` on every one of `listeners` until `shutdown` completes,
 /// then drains: the listeners close (new connections are refused),
@@ -59,8 +48,8 @@ const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(
 /// Under a `--web.config.file`, new connections use its TLS settings in
 /// force when they are accepted (through the front door of [`tls`]: Go's
 /// 400 for plain HTTP, and failed handshakes logged within a limit),
-/// every request passes its [`web::Gate`], and its files are checked for
-/// changes every [`web::POLL_INTERVAL`].
+/// every request passes its [`crate::web::Gate`], and its files are
+/// checked for changes every [`gate::POLL_INTERVAL`].
 pub(crate) async fn serve(
     listeners: Vec<TcpListener>,
     app: Arc<App>,
@@ -71,10 +60,16 @@ pub(crate) async fn serve(
     let mut spare = accept::SpareDescriptor::new();
     let mut limit =
         limit::ConnectionLimit::new(Arc::clone(&app.connection_slots), app.max_connections);
-    let gate = Arc::new(web::Gate::new(Arc::clone(&app)));
+    let counts = app
+        .web
+        .as_ref()
+        .map(|web| Arc::clone(&web.logins))
+        .unwrap_or_default();
+    let gate = Arc::new(crate::web::Gate::new(counts));
     let handshakes = Arc::new(tls::HandshakeLog::default());
     let _poller = app.web.clone().map(|web| {
-        crate::task::AbortOnDrop::new(tokio::spawn(reload_when_changed(web)).abort_handle())
+        let poll = gate::reload_when_changed(Arc::clone(&app), web);
+        crate::task::AbortOnDrop::new(tokio::spawn(poll).abort_handle())
     });
     let mut next = 0;
     tokio::pin!(shutdown);
@@ -127,7 +122,7 @@ pub(crate) async fn serve(
             let gate = Arc::clone(&service_gate);
             async move { Ok::<_, Infallible>(answer(&app, &gate, request, local, peer).await) }
         });
-        let tls = gate.tls_acceptor();
+        let tls = gate::tls_acceptor(&app);
         let watcher = connections.watcher();
         let handshakes = Arc::clone(&handshakes);
         tokio::spawn(async move {
@@ -179,7 +174,7 @@ async fn serve_connection<T, S>(
     // half-sent requests would pin file descriptors that probes need.
     let connection = http1::Builder::new()
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .header_read_timeout(connection::HEADER_READ_TIMEOUT)
         .max_buf_size(connection::WRITE_BUFFER_BYTES)
         .max_header_size(connection::MAX_HEAD_BYTES)
         .serve_connection(io, service);
@@ -188,39 +183,23 @@ async fn serve_connection<T, S>(
     }
 }
 
-/// Re-reads the web config whenever one of its files changes. The files
-/// are looked at on a blocking thread, as they are read: a `stat` that
-/// hangs (a hung network filesystem) stops this poll, never a thread that
-/// serves.
-async fn reload_when_changed(web: Arc<crate::app::WebConfigState>) {
-    loop {
-        tokio::time::sleep(web::POLL_INTERVAL).await;
-        let looking = Arc::clone(&web);
-        let changed = tokio::task::spawn_blocking(move || looking.changed()).await;
-        if changed.unwrap_or(false) {
-            // The error is logged and counted by the reload itself.
-            let _ = web.reload("a file changed").await;
-        }
-    }
-}
-
 /// Answers one request: through the web config's gate, if there is one,
 /// and with its headers. `peer` is the client's address.
 async fn answer(
     app: &Arc<App>,
-    gate: &web::Gate,
+    gate: &crate::web::Gate,
     request: Request<Incoming>,
     local: Option<SocketAddr>,
     peer: Option<IpAddr>,
 ) -> HttpResponse {
-    let Some(config) = gate.config() else {
+    let Some(config) = app.web.as_ref().map(|web| web.current()) else {
         return route(app, request, local).await;
     };
     let mut response = match gate.check(&config, request.headers(), peer).await {
-        Some(refusal) => refusal,
-        None => route(app, request, local).await,
+        Err(refused) => gate::render(refused),
+        Ok(()) => route(app, request, local).await,
     };
-    web::add_headers(&config, &mut response);
+    gate::add_headers(&config, &mut response);
     response
 }
 
@@ -299,15 +278,6 @@ async fn route(
     }
 }
 
-/// The exposition format the request's `Accept` header asks for.
-fn response_format(request: &Request<Incoming>) -> Format {
-    let accept = request
-        .headers()
-        .get(ACCEPT)
-        .and_then(|value| value.to_str().ok());
-    Format::negotiate(accept)
-}
-
 fn is_one_of(request: &Request<Incoming>, methods: &[Method]) -> bool {
     methods.contains(request.method())
 }
@@ -326,24 +296,4 @@ fn method_not_allowed(allowed: &[Method]) -> HttpResponse {
         response.headers_mut().insert(ALLOW, value);
     }
     response
-}
-
-/// A response with `body` of `content_type`.
-fn respond(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> HttpResponse {
-    respond_with(status, content_type, Full::new(body.into()).boxed_unsync())
-}
-
-/// A response with a body of any kind.
-fn respond_with(status: StatusCode, content_type: &'static str, body: HttpBody) -> HttpResponse {
-    let mut response = Response::new(body);
-    *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
-    response
-}
-
-/// A plain-text response.
-fn text(status: StatusCode, body: &str) -> HttpResponse {
-    respond(status, "text/plain; charset=utf-8", body.to_owned())
 }

@@ -13,7 +13,8 @@
 
 #![forbid(unsafe_code)]
 
-use super::{HttpResponse, Query, respond, response_format, text};
+use super::query::Query;
+use super::response::{HttpResponse, respond, response_format, text};
 use crate::app::App;
 use crate::config::{Module, ProberKind};
 use crate::metrics::exposition::Format;

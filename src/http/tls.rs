@@ -25,9 +25,8 @@
 
 #![forbid(unsafe_code)]
 
-use super::HEADER_READ_TIMEOUT;
-use super::web::TokenBucket;
-use crate::webconfig::RateLimit;
+use super::connection::HEADER_READ_TIMEOUT;
+use crate::web::{RateLimit, TokenBucket};
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;

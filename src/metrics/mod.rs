@@ -4,7 +4,7 @@
 //! [`exposition::Writer`]; nothing below imports from here.
 //!
 //! - [`probe`]: the answer to one `/probe` request, from its outcome.
-//! - [`exporter`]: the exporter's own series on `/metrics`.
+//! - [`own`]: the exporter's own series on `/metrics`.
 //! - [`icmp`]: `probe_icmp_error_info`, for `/probe` and scheduled targets.
 //! - [`process`]: the standard `process_*` metrics.
 //! - [`scheduled`]: the series of scheduled targets, streamed.
@@ -12,9 +12,9 @@
 
 #![forbid(unsafe_code)]
 
-pub(crate) mod exporter;
 pub(crate) mod exposition;
 pub(crate) mod icmp;
+pub(crate) mod own;
 pub(crate) mod probe;
 pub(crate) mod process;
 pub(crate) mod scheduled;

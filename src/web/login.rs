@@ -48,8 +48,8 @@
 
 #![forbid(unsafe_code)]
 
-use crate::metrics::exporter::LoginCounts;
-use crate::webconfig::WebConfig;
+use super::WebConfig;
+use crate::metrics::own::LoginCounts;
 use base64::Engine as _;
 use hyper::HeaderMap;
 use hyper::header::AUTHORIZATION;

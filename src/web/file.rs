@@ -1,14 +1,7 @@
-//! `--web.config.file`: TLS, client certificates, basic auth, extra
-//! response headers and a rate limit, in the format of Prometheus'
-//! exporter-toolkit (`docs/web-configuration.md`), so that the file a
-//! site already has for its other exporters works here too.
-//!
-//! This module reads and checks the file and everything it names (the
-//! certificate, key and CA files), and turns it into a [`WebConfig`]:
-//! a rustls server config ready for new connections, the users with
-//! their bcrypt hashes, the headers and the rate. Serving with it (the
-//! handshake, the auth check, its cache, the token bucket) is the HTTP
-//! layer's job.
+//! The file's format: reads and checks the file and everything it names
+//! (the certificate, key and CA files), and turns it into a
+//! [`WebConfig`]: a rustls server config ready for new connections, the
+//! users with their bcrypt hashes, the headers and the rate.
 //!
 //! The file is parsed by the same machinery as the main config
 //! ([`crate::config::parse_yaml`]): unknown fields are errors, and every
@@ -25,8 +18,7 @@
 
 #![forbid(unsafe_code)]
 
-mod tls;
-
+use super::tls;
 use crate::config::{ConfigError, located};
 use serde::Deserialize;
 use serde::de::IgnoredAny;
@@ -310,7 +302,7 @@ impl WebConfig {
 /// [`crate::config::read_bounded`] and [`MAX_WEB_FILE_BYTES`], or says
 /// why not and what to point `setting` (a flag or a field) at instead: a
 /// file of `kind`.
-fn read_file(path: &Path, setting: &str, kind: &str) -> Result<Vec<u8>, String> {
+pub(super) fn read_file(path: &Path, setting: &str, kind: &str) -> Result<Vec<u8>, String> {
     use crate::config::Refusal;
     crate::config::read_bounded(path, MAX_WEB_FILE_BYTES).map_err(|refusal| match refusal {
         Refusal::NotRegular(_) => format!(

@@ -211,7 +211,7 @@ impl TryFrom<String> for Curve {
 }
 
 /// Reads a file the config names, relative to the config's directory as
-/// in exporter-toolkit, within the limits of [`super::read_file`], and
+/// in exporter-toolkit, within the limits of [`super::file::read_file`], and
 /// adds it to the files watched for changes.
 fn read(
     dir: &Path,
@@ -221,7 +221,7 @@ fn read(
 ) -> Result<Vec<u8>, FieldError> {
     let full = dir.join(path);
     watched.push(full.clone());
-    super::read_file(&full, field, "a PEM file")
+    super::file::read_file(&full, field, "a PEM file")
         .map_err(|message| (field, format!("{}: {message}", full.display())))
 }
 

@@ -1,0 +1,146 @@
+//! What tells that a file changed, and reads that miss no change: the
+//! web config's files are stamped before they are read, so that a
+//! certificate rotated during a read is read again at the next poll.
+
+#![forbid(unsafe_code)]
+
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+/// What tells that a file changed: its modification time, size and inode
+/// (a rename over it, as Kubernetes and certbot do, changes the inode even
+/// when the time is the same); `None` for a file that cannot be read.
+pub(super) type Stamp = Option<(SystemTime, u64, u64)>;
+
+/// The stamp of the file at `path` now.
+pub(super) fn stamp(path: &Path) -> Stamp {
+    use std::os::unix::fs::MetadataExt;
+    let metadata = std::fs::metadata(path).ok()?;
+    Some((metadata.modified().ok()?, metadata.len(), metadata.ino()))
+}
+
+/// Reads a config with `load`, which returns it and the files it read
+/// (the config's own file first), and the stamps of those files taken
+/// **before** the read: a file replaced during the read (a certificate
+/// rotated between the read of the config file and the read of the
+/// key) then differs from its stamp, and the next poll reads it again.
+/// A stamp taken after the read would record the new file as seen while
+/// the old one stays in force.
+///
+/// Which files a config names is known only once it is read, so
+/// `expected` (the files of the config in force, or just the config's
+/// own file at start-up) are stamped first; if the read names others, it
+/// is done once more with those stamped too. A file still not stamped
+/// before a read gets no stamp (`None`), which the next poll sees as a
+/// change: at worst one read too many, never a change missed.
+pub(super) fn read_stamped<T, E>(
+    expected: &[PathBuf],
+    mut load: impl FnMut() -> Result<(T, Vec<PathBuf>), E>,
+) -> Result<(T, Vec<Stamp>), E> {
+    let mut before: Vec<(PathBuf, Stamp)> = expected
+        .iter()
+        .map(|file| (file.clone(), stamp(file)))
+        .collect();
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let (config, watched) = load()?;
+        let stamped: Vec<Option<Stamp>> = watched
+            .iter()
+            .map(|file| {
+                before
+                    .iter()
+                    .find(|(seen, _)| seen == file)
+                    .map(|(_, stamp)| *stamp)
+            })
+            .collect();
+        if tries >= 2 || stamped.iter().all(Option::is_some) {
+            return Ok((config, stamped.into_iter().map(Option::flatten).collect()));
+        }
+        before = watched
+            .iter()
+            .map(|file| (file.clone(), stamp(file)))
+            .collect();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A directory of its own under the system's temporary directory.
+    fn scratch(name: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("synack-web-stamps-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    /// Replaces `path` as certificate managers do: written aside, renamed over.
+    fn rotate(path: &Path, contents: &str) {
+        let aside = path.with_extension("new");
+        std::fs::write(&aside, contents).unwrap();
+        std::fs::rename(&aside, path).unwrap();
+    }
+
+    /// The review's race: the key is rotated after the read, before the
+    /// stamps are taken. Stamps taken before the read see it as changed.
+    #[test]
+    fn a_file_rotated_during_the_read_is_seen_as_changed() {
+        let dir = scratch("rotated");
+        let web = dir.join("web.yml");
+        let key = dir.join("server.key");
+        std::fs::write(&web, "key_file: server.key\n").unwrap();
+        std::fs::write(&key, "old key").unwrap();
+        let watched = vec![web.clone(), key.clone()];
+        // At start-up only the config file is known before the read; on a
+        // reload, every file of the config in force is.
+        for expected in [vec![web.clone()], watched.clone()] {
+            let mut rotations = 0;
+            let (read, stamps) = read_stamped(&expected, || {
+                let read = std::fs::read_to_string(&key)?;
+                // Rotated once this read is done, before anyone stamps it.
+                rotations += 1;
+                rotate(&key, &format!("key {rotations}"));
+                Ok::<_, std::io::Error>((read, watched.clone()))
+            })
+            .unwrap();
+            assert_ne!(
+                read,
+                std::fs::read_to_string(&key).unwrap(),
+                "the key in force is not the one on disk"
+            );
+            assert_eq!(stamps.len(), 2);
+            assert_eq!(stamps[0], stamp(&web), "the config file did not change");
+            assert_ne!(
+                stamps[1],
+                stamp(&key),
+                "with {expected:?} stamped first, the rotated key counts as seen"
+            );
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn files_not_rotated_are_not_seen_as_changed_and_a_new_file_is_read_twice() {
+        let dir = scratch("steady");
+        let web = dir.join("web.yml");
+        let cert = dir.join("server.crt");
+        std::fs::write(&web, "cert_file: server.crt\n").unwrap();
+        std::fs::write(&cert, "cert").unwrap();
+        let mut reads = 0;
+        let (_, stamps) = read_stamped(std::slice::from_ref(&web), || {
+            reads += 1;
+            Ok::<_, std::io::Error>(((), vec![web.clone(), cert.clone()]))
+        })
+        .unwrap();
+        assert_eq!(
+            reads, 2,
+            "the certificate was not known before the first read"
+        );
+        assert_eq!(stamps, vec![stamp(&web), stamp(&cert)]);
+        assert!(stamps.iter().all(Option::is_some));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
