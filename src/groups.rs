@@ -33,9 +33,9 @@ use crate::config::{Config, Group, GroupMember};
 use crate::modules::{LoadedModule, Modules};
 use crate::prober::{Failure, Reason};
 use crate::runner::ProbeRunner;
+use crate::steplog::StepLog;
 use crate::target::Target;
 use crate::task::AbortOnDrop;
-use crate::steplog::StepLog;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -469,7 +469,7 @@ async fn probe_members(members: &[RoundMember], runner: &Arc<ProbeRunner>) -> Ar
             member.target.clone(),
         );
         let task = probes.spawn(async move {
-            let timeout = module.module.timeout.0;
+            let timeout = module.module.timeout();
             runner
                 .run(&module, target.as_ref(), timeout, &mut StepLog::disabled())
                 .await

@@ -21,8 +21,8 @@
 #![forbid(unsafe_code)]
 
 use crate::prober::{Failure, Outcome, Reason};
-use crate::target::Target;
 use crate::steplog::{Steps, allocated, floor_char_boundary};
+use crate::target::Target;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, PoisonError};
 

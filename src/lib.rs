@@ -9,10 +9,10 @@
 //! want to run the server.
 //!
 //! ```no_run
-//! use synack_exporter::{check, Module, ProberKind};
+//! use synack_exporter::{check, Module};
 //!
 //! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
-//! let outcome = check("127.0.0.1:5432", &Module::new(ProberKind::TcpHalfopen)).await?;
+//! let outcome = check("127.0.0.1:5432", &Module::tcp_halfopen()).await?;
 //! match (outcome.failure, outcome.handshake_time) {
 //!     (None, Some(handshake)) => println!("open, SYN-ACK after {handshake:?}"),
 //!     (None, None) => println!("open"),
@@ -55,8 +55,8 @@ mod coalesce;
 mod config;
 mod episodes;
 mod exporter;
-mod hash;
 mod groups;
+mod hash;
 mod histogram;
 mod history;
 mod http;
@@ -65,16 +65,17 @@ mod modules;
 mod prober;
 mod runner;
 mod scheduler;
+mod steplog;
 #[allow(unsafe_code)] // the one module allowed to; each block says why it is sound
 mod sys;
 mod target;
 mod task;
-mod steplog;
 mod webconfig;
 
 pub use config::{
     ConfigError, DEFAULT_SCRIPT_TIMEOUT_SECONDS, ExecOptions, HealthChecks, IpProtocol,
-    MAX_POLICY_ENTRIES, Module, PolicyEntry, ProberKind, PromDuration, TargetPolicy, TcpOptions,
+    MAX_POLICY_ENTRIES, Module, PolicyEntry, Prober, ProberKind, PromDuration, TargetPolicy,
+    TcpOptions,
 };
 pub use exporter::{Exporter, ExporterBuilder};
 pub use http::ListenAddress;
@@ -106,7 +107,7 @@ pub use target::{Host, Target, TargetError};
 /// is down is not an error: it is an [`Outcome`] with a failure.
 pub async fn check(target: &str, module: &Module) -> Result<Outcome, TargetError> {
     let target = Target::parse(target)?;
-    let budget = prober::Budget::new(tokio::time::Instant::now(), module.timeout.0);
+    let budget = prober::Budget::new(tokio::time::Instant::now(), module.timeout());
     let resolver = prober::resolve::for_check();
     // A library caller has no /metrics: the guard's counts are dropped.
     let closes = prober::HalfOpenCloses::default();

@@ -61,14 +61,13 @@
 
 #![forbid(unsafe_code)]
 
-use crate::config::ProberKind;
 use crate::modules::LoadedModule;
 use crate::prober::{
     self, Budget, Failure, HalfOpenCloses, MIN_WIRE_SHARE, Outcome, ProcessGroups, Reason, Resolver,
 };
+use crate::steplog::{Step, StepLog};
 use crate::target::Target;
 use crate::task::AbortOnDrop;
-use crate::steplog::{Step, StepLog};
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -378,7 +377,7 @@ impl Drop for ProbeRunner {
 
 /// Whether `module` runs commands, and so belongs on the exec thread.
 fn is_exec(module: &LoadedModule) -> bool {
-    module.module.prober == ProberKind::Exec
+    module.module.prober().exec().is_some()
 }
 
 /// Counts a probe as in flight until dropped, also when the probe is
@@ -581,7 +580,7 @@ mod tests {
         .unwrap();
         let modules = Modules::load(&config, &ResultCounters::default());
         let module = Arc::clone(modules.get("true").unwrap());
-        assert_eq!(module.module.prober, ProberKind::Exec);
+        assert_eq!(module.module.prober().kind(), ProberKind::Exec);
         let runner = Arc::new(ProbeRunner::new(4, Resolver::from_system(&[])));
         // A port of its own, so that other tests' probes do not count.
         let target = Target::parse("127.0.0.1:39177").unwrap();

@@ -24,7 +24,7 @@
 #![forbid(unsafe_code)]
 
 use super::exposition::{Format, Kind, Value, Writer};
-use crate::config::{Module, ProberKind};
+use crate::config::Module;
 use crate::hash::fnv1a_32;
 use crate::prober::{Outcome, Reason};
 use std::net::IpAddr;
@@ -107,7 +107,7 @@ pub(crate) fn render(outcome: &Outcome, module: &Module, format: Format) -> Stri
             .handshake_time
             .map_or(0.0, |time| time.as_secs_f64()),
     );
-    if module.prober != ProberKind::Exec {
+    if module.tcp().is_some() {
         write_kernel_timing(&mut writer, outcome);
     }
     writer.gauge(
@@ -120,7 +120,7 @@ pub(crate) fn render(outcome: &Outcome, module: &Module, format: Format) -> Stri
         "FNV-1a hash of the probed address, to notice when it changes.",
         outcome.address.map_or(0, |address| ip_hash(address.ip())),
     );
-    if module.prober == ProberKind::Exec {
+    if module.prober().exec().is_some() {
         writer.gauge(
             "probe_exec_exit_code",
             "Exit code of the exec module's command; -1 when it has none (killed, timed out, not started).",
@@ -140,7 +140,7 @@ pub(crate) fn render(outcome: &Outcome, module: &Module, format: Format) -> Stri
     if let Some(icmp) = &outcome.icmp_error {
         super::icmp::write_family(&mut writer, icmp);
     }
-    if module.tcp.attempts > 1 {
+    if module.tcp().is_some_and(|tcp| tcp.attempts > 1) {
         write_attempts(&mut writer, outcome);
     }
     writer.end();
@@ -253,8 +253,7 @@ mod tests {
     #[test]
     fn tcp_modules_write_the_kernel_rtt_and_syn_retransmits_whatever_the_outcome() {
         let mut outcome = Outcome::not_started(Failure::new(Reason::Timeout, "x"), Duration::ZERO);
-        for prober in [ProberKind::TcpHalfopen, ProberKind::TcpConnect] {
-            let module = Module::new(prober);
+        for module in [Module::tcp_halfopen(), Module::tcp_connect()] {
             // Failed: no SYN-ACK, so both are 0, like the handshake gauge.
             let text = render(&outcome, &module, Format::OpenMetrics);
             assert_eq!(sample_value(&text, RTT_GAUGE), 0.0, "{text}");
@@ -309,13 +308,13 @@ mod tests {
     }
 
     fn single_attempt() -> Module {
-        Module::new(crate::config::ProberKind::TcpHalfopen)
+        Module::tcp_halfopen()
     }
 
     #[test]
     fn a_multi_attempt_module_writes_attempts_and_handshake_statistics() {
         let mut module = single_attempt();
-        module.tcp.attempts = 4;
+        module.tcp_mut().unwrap().attempts = 4;
         let mut outcome = Outcome::not_started(Failure::new(Reason::Timeout, "x"), Duration::ZERO);
         outcome.failure = None;
         outcome.attempts = 4;

@@ -64,8 +64,8 @@ use super::{Budget, Failure, Outcome, Reason, STDERR_LINE_BYTES, classify};
 use crate::config::{
     EXPORTER_PATH, ExecOptions, RESERVED_ENV_PREFIX, Values, command_path, find_program,
 };
-use crate::target::Target;
 use crate::steplog::{Step, StepLog, floor_char_boundary};
+use crate::target::Target;
 use std::io;
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;

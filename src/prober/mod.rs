@@ -24,9 +24,9 @@ pub(crate) use close_guard::{HalfOpenCloseValues, HalfOpenCloses, LATE_CLOSE_THR
 pub(crate) use process_groups::ProcessGroups;
 pub(crate) use resolve::Resolver;
 
-use crate::config::{Module, PolicyRefusal, ProberKind};
-use crate::target::Target;
+use crate::config::{Module, PolicyRefusal, Prober};
 use crate::steplog::{Step, StepLog};
+use crate::target::Target;
 use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -360,7 +360,7 @@ impl Outcome {
 /// stopped the command from running.
 pub(crate) fn not_started_for(module: &Module, failure: Failure, waited: Duration) -> Outcome {
     let mut outcome = Outcome::not_started(failure, waited);
-    if module.prober == ProberKind::Exec {
+    if let Prober::Exec(_) = module.prober() {
         outcome.exit_code = Some(-1);
     }
     outcome
@@ -401,10 +401,8 @@ impl Budget {
 /// [`resolve::family_refusal`]). `/probe` answers it with 400; scheduled
 /// targets and groups fail it as `local` when it runs.
 pub(crate) fn refusal_as_written(module: &Module, target: &Target) -> Option<String> {
-    match (module.prober, &target.host) {
-        (ProberKind::TcpHalfopen | ProberKind::TcpConnect, crate::target::Host::Ip(ip)) => {
-            resolve::family_refusal(*ip, &module.tcp)
-        }
+    match (module.tcp(), &target.host) {
+        (Some(options), crate::target::Host::Ip(ip)) => resolve::family_refusal(*ip, options),
         _ => None,
     }
 }
@@ -426,48 +424,42 @@ pub(crate) async fn run(
 ) -> Outcome {
     let started = Instant::now();
     trace.log(|| Step::Probing {
-        prober: module.prober.as_str(),
+        prober: module.prober().name(),
         timeout: budget.timeout,
         left: budget.deadline.saturating_duration_since(started),
     });
-    let mut outcome = match (module.prober, target) {
-        (ProberKind::TcpHalfopen | ProberKind::TcpConnect, Some(target)) => {
-            let handshake = if module.prober == ProberKind::TcpHalfopen {
-                tcp::Handshake::HalfOpen
-            } else {
-                tcp::Handshake::Full
-            };
-            tcp::probe(handshake, target, module, resolver, closes, budget, trace).await
+    let mut outcome = match (module.prober(), target) {
+        (Prober::TcpHalfopen(options), Some(target)) => {
+            let handshake = tcp::Handshake::HalfOpen;
+            tcp::probe(
+                handshake, target, options, module, resolver, closes, budget, trace,
+            )
+            .await
+        }
+        (Prober::TcpConnect(options), Some(target)) => {
+            let handshake = tcp::Handshake::Full;
+            tcp::probe(
+                handshake, target, options, module, resolver, closes, budget, trace,
+            )
+            .await
         }
         // Without a target, only a command without placeholders runs.
-        (ProberKind::Exec, _) if target.is_some() || module.why_a_target_is_needed().is_none() => {
-            match &module.exec {
-                Some(options) => {
-                    // The command resolves names itself: the target is checked
-                    // as written. A command without a target has none to check.
-                    match module
-                        .target_policy
-                        .as_deref()
-                        .zip(target)
-                        .map(|(policy, target)| policy.check_unresolved(target))
-                    {
-                        Some(Err(refusal)) => {
-                            let mut outcome = Outcome::denied(&refusal);
-                            outcome.exit_code = Some(-1);
-                            outcome
-                        }
-                        _ => exec::probe(options, target, groups, budget, trace).await,
-                    }
+        (Prober::Exec(options), _)
+            if target.is_some() || module.why_a_target_is_needed().is_none() =>
+        {
+            // The command resolves names itself: the target is checked
+            // as written. A command without a target has none to check.
+            match module
+                .target_policy()
+                .zip(target)
+                .map(|(policy, target)| policy.check_unresolved(target))
+            {
+                Some(Err(refusal)) => {
+                    let mut outcome = Outcome::denied(&refusal);
+                    outcome.exit_code = Some(-1);
+                    outcome
                 }
-                // Only a module built in Rust can lack it; the config refuses it.
-                None => not_started_for(
-                    module,
-                    Failure::new(
-                        Reason::Local,
-                        "prober exec without exec options: no command to run",
-                    ),
-                    Duration::ZERO,
-                ),
+                _ => exec::probe(options, target, groups, budget, trace).await,
             }
         }
         _ => not_started_for(

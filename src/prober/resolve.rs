@@ -84,9 +84,9 @@
 
 use super::{Failure, Reason};
 use crate::config::{IpProtocol, TcpOptions};
+use crate::steplog::{Step, StepLog};
 use crate::target::Host;
 use crate::task::AbortOnDrop;
-use crate::steplog::{Step, StepLog};
 use hickory_resolver::config::{
     ConnectionConfig, NameServerConfig, ResolveHosts, ResolverConfig, ResolverOpts,
 };

@@ -25,9 +25,9 @@ use super::{
     resolve,
 };
 use crate::config::{Module, TcpOptions};
+use crate::steplog::{Step, StepLog};
 use crate::sys::HandshakeInfo;
 use crate::target::Target;
-use crate::steplog::{Step, StepLog};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -54,14 +54,14 @@ pub(super) enum Handshake {
 pub(super) async fn probe(
     handshake: Handshake,
     target: &Target,
+    options: &TcpOptions,
     module: &Module,
     resolver: &Resolver,
     closes: &HalfOpenCloses,
     budget: Budget,
     trace: &mut StepLog,
 ) -> Outcome {
-    let options = &module.tcp;
-    let policy = module.target_policy.as_deref();
+    let policy = module.target_policy();
     let cleared = match policy.map(|policy| policy.check_target(target)) {
         Some(Err(refusal)) => return Outcome::denied(&refusal),
         Some(Ok(cleared)) => Some(cleared),

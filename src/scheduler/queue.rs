@@ -38,8 +38,8 @@
 
 use super::{Plan, ScheduleLag, ScheduledTarget, next_slot};
 use crate::runner::ProbeRunner;
-use crate::task::AbortOnDrop;
 use crate::steplog::StepLog;
+use crate::task::AbortOnDrop;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -295,7 +295,7 @@ async fn probe_once(job: Arc<Job>, slot: Instant, context: Arc<Context>) {
     let outcome = Box::pin(context.runner.run_in_place(
         &plan.module,
         &job.target.target,
-        plan.module.module.timeout.0,
+        plan.module.module.timeout(),
         &mut StepLog::disabled(),
     ))
     .await;
