@@ -108,17 +108,14 @@ pub use target::{Host, Target, TargetError};
 pub async fn check(target: &str, module: &Module) -> Result<Outcome, TargetError> {
     let target = Target::parse(target)?;
     let budget = prober::Budget::new(tokio::time::Instant::now(), module.timeout());
-    let resolver = prober::resolve::for_check();
-    // A library caller has no /metrics: the guard's counts are dropped.
-    let closes = prober::HalfOpenCloses::default();
-    // Only this call's command: its guard kills its group when it is done.
-    let groups = prober::ProcessGroups::default();
+    // A library caller has no /metrics: the guard's counts are dropped;
+    // the process groups hold only this call's command, whose guard kills
+    // its group when it is done.
+    let context = prober::Context::new(prober::resolve::for_check());
     Ok(prober::run(
         module,
         Some(&target),
-        &resolver,
-        &closes,
-        &groups,
+        &context,
         budget,
         &mut steplog::StepLog::disabled(),
     )

@@ -29,6 +29,7 @@ use crate::steplog::{Step, StepLog};
 use crate::target::Target;
 use std::fmt;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -407,18 +408,41 @@ pub(crate) fn refusal_as_written(module: &Module, target: &Target) -> Option<Str
     }
 }
 
-/// Runs one probe of `target` with `module` within `budget`; names are
-/// looked up with `resolver`, every half-open close is counted in
-/// `closes`, and an `exec` command's process group is entered in `groups`.
+/// What every probe of an exporter (or of a library caller) shares: the
+/// resolver and its cache, the guard that counts half-open closes, and
+/// the process groups of the commands running now. Cheap to clone (three
+/// `Arc`s), so that the runner holds one and hands it to each probe.
+#[derive(Clone, Debug)]
+pub(crate) struct Context {
+    /// Looks names up.
+    pub(crate) resolver: Arc<Resolver>,
+    /// Counts every half-open close, for `/metrics`.
+    pub(crate) closes: Arc<HalfOpenCloses>,
+    /// Holds the process group of every `exec` command running.
+    pub(crate) groups: Arc<ProcessGroups>,
+}
+
+impl Context {
+    /// A context resolving with `resolver`, with a guard and process
+    /// groups of its own.
+    pub(crate) fn new(resolver: impl Into<Arc<Resolver>>) -> Self {
+        Self {
+            resolver: resolver.into(),
+            closes: Arc::default(),
+            groups: Arc::default(),
+        }
+    }
+}
+
+/// Runs one probe of `target` with `module` within `budget`, with what
+/// probes share in `context`, recording its steps in `trace`.
 /// Without a target only an `exec` module whose command holds no
 /// placeholder can probe (the config and `/probe` see to it); any other
 /// fails as `local`.
 pub(crate) async fn run(
     module: &Module,
     target: Option<&Target>,
-    resolver: &Resolver,
-    closes: &HalfOpenCloses,
-    groups: &ProcessGroups,
+    context: &Context,
     budget: Budget,
     trace: &mut StepLog,
 ) -> Outcome {
@@ -429,19 +453,17 @@ pub(crate) async fn run(
         left: budget.deadline.saturating_duration_since(started),
     });
     let mut outcome = match (module.prober(), target) {
-        (Prober::TcpHalfopen(options), Some(target)) => {
-            let handshake = tcp::Handshake::HalfOpen;
-            tcp::probe(
-                handshake, target, options, module, resolver, closes, budget, trace,
-            )
-            .await
-        }
-        (Prober::TcpConnect(options), Some(target)) => {
-            let handshake = tcp::Handshake::Full;
-            tcp::probe(
-                handshake, target, options, module, resolver, closes, budget, trace,
-            )
-            .await
+        (Prober::TcpHalfopen(options) | Prober::TcpConnect(options), Some(target)) => {
+            let handshake = match module.prober() {
+                Prober::TcpConnect(_) => tcp::Handshake::Full,
+                _ => tcp::Handshake::HalfOpen,
+            };
+            let tcp = tcp::Tcp {
+                handshake,
+                options,
+                policy: module.target_policy(),
+            };
+            tcp::probe(tcp, target, context, budget, trace).await
         }
         // Without a target, only a command without placeholders runs.
         (Prober::Exec(options), _)
@@ -459,7 +481,7 @@ pub(crate) async fn run(
                     outcome.exit_code = Some(-1);
                     outcome
                 }
-                _ => exec::probe(options, target, groups, budget, trace).await,
+                _ => exec::probe(options, target, &context.groups, budget, trace).await,
             }
         }
         _ => not_started_for(

@@ -21,10 +21,10 @@
 #![forbid(unsafe_code)]
 
 use super::{
-    Budget, Failure, HalfOpenCloses, IcmpError, Outcome, Reason, Resolver, classify, close_guard,
+    Budget, Context, Failure, HalfOpenCloses, IcmpError, Outcome, Reason, classify, close_guard,
     resolve,
 };
-use crate::config::{Module, TcpOptions};
+use crate::config::{TargetPolicy, TcpOptions};
 use crate::steplog::{Step, StepLog};
 use crate::sys::HandshakeInfo;
 use crate::target::Target;
@@ -46,22 +46,32 @@ pub(super) enum Handshake {
     Full,
 }
 
+/// What a TCP module asks for: how far the handshake goes, the module's
+/// TCP options, and its target policy.
+#[derive(Clone, Copy)]
+pub(super) struct Tcp<'a> {
+    pub(super) handshake: Handshake,
+    pub(super) options: &'a TcpOptions,
+    pub(super) policy: Option<&'a TargetPolicy>,
+}
+
 /// Resolves the target, then runs the handshake; see the module docs.
 ///
 /// With a `policy`, the target is checked before it is resolved and the
 /// address after, before any socket is opened; a refusal ends the probe
 /// with [`Outcome::denied`]. Without one, neither check costs anything.
 pub(super) async fn probe(
-    handshake: Handshake,
+    tcp: Tcp<'_>,
     target: &Target,
-    options: &TcpOptions,
-    module: &Module,
-    resolver: &Resolver,
-    closes: &HalfOpenCloses,
+    context: &Context,
     budget: Budget,
     trace: &mut StepLog,
 ) -> Outcome {
-    let policy = module.target_policy();
+    let Tcp {
+        handshake,
+        options,
+        policy,
+    } = tcp;
     let cleared = match policy.map(|policy| policy.check_target(target)) {
         Some(Err(refusal)) => return Outcome::denied(&refusal),
         Some(Ok(cleared)) => Some(cleared),
@@ -69,7 +79,7 @@ pub(super) async fn probe(
     };
     let deadline = budget.deadline;
     let dns_started = Instant::now();
-    let resolved = resolve::resolve(&target.host, options, resolver, deadline, trace)
+    let resolved = resolve::resolve(&target.host, options, &context.resolver, deadline, trace)
         .await
         .and_then(|ip| left_enough_after_dns(ip, budget, dns_started));
     let dns_time = dns_started.elapsed();
@@ -106,18 +116,14 @@ pub(super) async fn probe(
     }
     let address = SocketAddr::new(ip, target.port);
     outcome.address = Some(address);
-    // Only a half-open close races the delayed ACK.
-    let guard = (handshake == Handshake::HalfOpen).then_some(closes);
-    attempt_all(
-        handshake,
+    let connect = Connect {
         address,
-        options,
-        guard,
-        budget.deadline,
-        &mut outcome,
-        trace,
-    )
-    .await;
+        handshake,
+        source: options.source_ip_address,
+        // Only a half-open close races the delayed ACK.
+        guard: (handshake == Handshake::HalfOpen).then_some(&*context.closes),
+    };
+    attempt_all(&connect, options, budget.deadline, &mut outcome, trace).await;
     outcome
 }
 
@@ -138,14 +144,13 @@ pub(super) async fn probe(
 /// A single attempt without `attempt_timeout`, the default, takes one
 /// pass with the probe's deadline: no timer, no allocation.
 async fn attempt_all(
-    handshake: Handshake,
-    address: SocketAddr,
+    connect: &Connect<'_>,
     options: &TcpOptions,
-    guard: Option<&HalfOpenCloses>,
     deadline: Instant,
     outcome: &mut Outcome,
     trace: &mut StepLog,
 ) {
+    let handshake = connect.handshake;
     let planned = options.attempts.max(1);
     let each = options.attempt_deadline();
     let interval = options.attempt_interval.0;
@@ -166,16 +171,10 @@ async fn attempt_all(
         let started = Instant::now();
         first_start.get_or_insert(started);
         let attempt_deadline = each.map_or(deadline, |each| deadline.min(started + each));
-        let result = connect(
-            address,
-            handshake,
-            options.source_ip_address,
-            guard,
-            attempt_deadline,
-            trace,
-            &mut outcome.icmp_error,
-        )
-        .await;
+        let result = connect.attempt(attempt_deadline, trace).await;
+        // This attempt's ICMP error or none, not an earlier attempt's.
+        outcome.icmp_error = result.as_ref().err().and_then(|failed| failed.icmp);
+        let result = result.map_err(|failed| failed.failure);
         let latency = match &result {
             Ok(syn_ack) => syn_ack.time,
             Err(_) => started.elapsed(),
@@ -281,123 +280,154 @@ struct Failed {
     icmp: Option<IcmpError>,
 }
 
-/// Connects and closes with RST; `Ok` once the port answered with SYN-ACK,
-/// with the time from the wake-up that showed it to the close's return.
-///
-/// On success, `TCP_INFO` is read between the wake-up and the close: one
-/// `getsockopt`, the only work allowed to delay the RST.
-///
-/// On failure, and at the deadline, the socket's error queue is read
-/// before it closes: an ICMP error there decides the reason
-/// ([`classify::icmp_reason`]), with `SO_ERROR` as the fallback.
-async fn connect(
+/// What one attempt needs besides its deadline: where to, how far,
+/// from which source address, and where a half-open close is counted
+/// (`None` for a full handshake).
+struct Connect<'a> {
     address: SocketAddr,
     handshake: Handshake,
     source: Option<IpAddr>,
-    guard: Option<&HalfOpenCloses>,
-    deadline: Instant,
-    trace: &mut StepLog,
-    icmp_error: &mut Option<IcmpError>,
-) -> Result<SynAck, Failure> {
-    // This attempt's ICMP error or none, not an earlier attempt's.
-    *icmp_error = None;
-    // Nothing has been sent yet: whatever fails here is the exporter's own
-    // trouble (fds, a source address it does not have), never the target's.
-    let socket = open_socket(address, handshake, source).map_err(|error| {
-        let failure = os_failure("cannot prepare a socket for", address, &error);
-        let detail = match (error.raw_os_error(), source) {
-            // bind() of an address that is not (or no longer) the host's.
-            (Some(libc::EADDRNOTAVAIL), Some(source)) => format!(
-                "{}: source_ip_address {source} is not an address of this host",
-                failure.detail
-            ),
-            _ => failure.detail,
-        };
-        Failure::new(Reason::Local, detail)
-    })?;
-    trace.log(|| Step::Connecting {
-        address,
-        half_open: handshake == Handshake::HalfOpen,
-    });
-    // Timed from here, not from before socket(): what the handshake took,
-    // without the exporter's own socket setup.
-    let connect_started = Instant::now();
-    let waited = match start_connect(socket, address) {
-        Ok(stream) => {
-            let socket = ProbeSocket::new(stream, guard);
-            let ended =
-                tokio::time::timeout_at(deadline, until_connected(socket.stream(), address)).await;
-            match ended {
-                Ok(Ok(woke)) => {
-                    let kernel = crate::sys::handshake_info(socket.stream().as_fd()).ok();
-                    Ok(SynAck {
-                        time: woke.saturating_duration_since(connect_started),
-                        kernel,
-                        close_delay: socket.close_after_syn_ack(woke, kernel),
-                    })
-                }
-                Ok(Err(failed)) => {
-                    socket.close_unanswered();
-                    Err(failed)
-                }
-                // Dropped, not closed as unanswered: a SYN-ACK that came
-                // while the probe thread could not run still counts.
-                Err(_) => Err(Failed {
-                    error: None,
-                    icmp: queued_icmp(socket.stream()),
-                }),
-            }
-        }
-        Err(error) => Err(Failed {
-            error: Some(error),
+    guard: Option<&'a HalfOpenCloses>,
+}
+
+/// How an attempt that got no SYN-ACK ended: its failure, and the ICMP
+/// error that decided it, if any.
+#[derive(Debug)]
+struct AttemptFailed {
+    failure: Failure,
+    icmp: Option<IcmpError>,
+}
+
+impl From<Failure> for AttemptFailed {
+    fn from(failure: Failure) -> Self {
+        Self {
+            failure,
             icmp: None,
-        }),
-    };
-    let Failed { error, icmp } = match waited {
-        Ok(syn_ack) => {
-            trace.log(|| Step::SynAck {
-                address,
-                handshake: syn_ack.time,
-                rtt: syn_ack.kernel.and_then(|kernel| kernel.rtt),
-                syn_retransmits: syn_ack.kernel.map_or(0, |kernel| kernel.syn_retransmits),
-                close_delay: (handshake == Handshake::HalfOpen).then_some(syn_ack.close_delay),
-            });
-            return Ok(syn_ack);
         }
-        Err(failed) => failed,
-    };
-    if let Some(errno) = error.as_ref().and_then(io::Error::raw_os_error) {
-        trace.log(|| Step::ConnectFailed { address, errno });
     }
-    if let Some(icmp) = icmp {
-        trace.log(|| Step::Icmp(classify::icmp_step(&icmp)));
-    }
-    *icmp_error = icmp;
-    let from_icmp = icmp.and_then(|icmp| {
-        classify::icmp_reason(&icmp, address.ip())
-            .map(|reason| Failure::new(reason, format!("connect to {address}: {icmp}")))
-    });
-    match (from_icmp, error) {
-        (Some(failure), _) => Err(failure),
-        (None, Some(error)) => {
-            let mut failure = os_failure("connect to", address, &error);
-            // The local port is chosen at connect(): none was left, or
-            // the source address went away since the bind.
-            if let (Some(libc::EADDRNOTAVAIL), Some(source)) = (error.raw_os_error(), source) {
-                failure.detail = format!(
-                    "{}: no local port is free from source_ip_address {source}, or it is no longer an address of this host",
+}
+
+impl Connect<'_> {
+    /// Connects and closes with RST; `Ok` once the port answered with
+    /// SYN-ACK, with the time from the wake-up that showed it to the
+    /// close's return.
+    ///
+    /// On success, `TCP_INFO` is read between the wake-up and the close:
+    /// one `getsockopt`, the only work allowed to delay the RST.
+    ///
+    /// On failure, and at the deadline, the socket's error queue is read
+    /// before it closes: an ICMP error there decides the reason
+    /// ([`classify::icmp_reason`]), with `SO_ERROR` as the fallback.
+    async fn attempt(
+        &self,
+        deadline: Instant,
+        trace: &mut StepLog,
+    ) -> Result<SynAck, AttemptFailed> {
+        let Self {
+            address,
+            handshake,
+            source,
+            guard,
+        } = *self;
+        // Nothing has been sent yet: whatever fails here is the exporter's own
+        // trouble (fds, a source address it does not have), never the target's.
+        let socket = open_socket(address, handshake, source).map_err(|error| {
+            let failure = os_failure("cannot prepare a socket for", address, &error);
+            let detail = match (error.raw_os_error(), source) {
+                // bind() of an address that is not (or no longer) the host's.
+                (Some(libc::EADDRNOTAVAIL), Some(source)) => format!(
+                    "{}: source_ip_address {source} is not an address of this host",
                     failure.detail
-                );
+                ),
+                _ => failure.detail,
+            };
+            Failure::new(Reason::Local, detail)
+        })?;
+        trace.log(|| Step::Connecting {
+            address,
+            half_open: handshake == Handshake::HalfOpen,
+        });
+        // Timed from here, not from before socket(): what the handshake took,
+        // without the exporter's own socket setup.
+        let connect_started = Instant::now();
+        let waited = match start_connect(socket, address) {
+            Ok(stream) => {
+                let socket = ProbeSocket::new(stream, guard);
+                let ended =
+                    tokio::time::timeout_at(deadline, until_connected(socket.stream(), address))
+                        .await;
+                match ended {
+                    Ok(Ok(woke)) => {
+                        let kernel = crate::sys::handshake_info(socket.stream().as_fd()).ok();
+                        Ok(SynAck {
+                            time: woke.saturating_duration_since(connect_started),
+                            kernel,
+                            close_delay: socket.close_after_syn_ack(woke, kernel),
+                        })
+                    }
+                    Ok(Err(failed)) => {
+                        socket.close_unanswered();
+                        Err(failed)
+                    }
+                    // Dropped, not closed as unanswered: a SYN-ACK that came
+                    // while the probe thread could not run still counts.
+                    Err(_) => Err(Failed {
+                        error: None,
+                        icmp: queued_icmp(socket.stream()),
+                    }),
+                }
             }
-            Err(failure)
+            Err(error) => Err(Failed {
+                error: Some(error),
+                icmp: None,
+            }),
+        };
+        let Failed { error, icmp } = match waited {
+            Ok(syn_ack) => {
+                trace.log(|| Step::SynAck {
+                    address,
+                    handshake: syn_ack.time,
+                    rtt: syn_ack.kernel.and_then(|kernel| kernel.rtt),
+                    syn_retransmits: syn_ack.kernel.map_or(0, |kernel| kernel.syn_retransmits),
+                    close_delay: (handshake == Handshake::HalfOpen).then_some(syn_ack.close_delay),
+                });
+                return Ok(syn_ack);
+            }
+            Err(failed) => failed,
+        };
+        if let Some(errno) = error.as_ref().and_then(io::Error::raw_os_error) {
+            trace.log(|| Step::ConnectFailed { address, errno });
         }
-        (None, None) => {
-            trace.log(|| Step::NoAnswer(address));
-            Err(Failure::new(
-                Reason::Timeout,
-                format!("no answer from {address} before the deadline"),
-            ))
+        if let Some(icmp) = icmp {
+            trace.log(|| Step::Icmp(classify::icmp_step(&icmp)));
         }
+        let from_icmp = icmp.and_then(|icmp| {
+            classify::icmp_reason(&icmp, address.ip())
+                .map(|reason| Failure::new(reason, format!("connect to {address}: {icmp}")))
+        });
+        let failure = match (from_icmp, error) {
+            (Some(failure), _) => failure,
+            (None, Some(error)) => {
+                let mut failure = os_failure("connect to", address, &error);
+                // The local port is chosen at connect(): none was left, or
+                // the source address went away since the bind.
+                if let (Some(libc::EADDRNOTAVAIL), Some(source)) = (error.raw_os_error(), source) {
+                    failure.detail = format!(
+                        "{}: no local port is free from source_ip_address {source}, or it is no longer an address of this host",
+                        failure.detail
+                    );
+                }
+                failure
+            }
+            (None, None) => {
+                trace.log(|| Step::NoAnswer(address));
+                Failure::new(
+                    Reason::Timeout,
+                    format!("no answer from {address} before the deadline"),
+                )
+            }
+        };
+        Err(AttemptFailed { failure, icmp })
     }
 }
 
@@ -701,30 +731,31 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn an_attempt_that_fails_before_its_syn_leaves_no_earlier_icmp_error() {
-        // As if an earlier attempt had drawn an ICMP error; this one fails
-        // as `local` at bind() (192.0.2.77 is not an address of this
-        // host), before anything is sent: the probe's ICMP detail must
-        // not describe its `local` failure.
-        let mut icmp_error = Some(IcmpError {
-            ipv6: false,
-            icmp_type: 3,
-            code: 13,
-            offender: Some("192.0.2.1".parse().unwrap()),
-        });
-        let result = connect(
-            "127.0.0.1:9".parse().unwrap(),
-            Handshake::HalfOpen,
-            Some("192.0.2.77".parse().unwrap()),
-            None,
-            Instant::now() + Duration::from_secs(1),
-            &mut StepLog::disabled(),
-            &mut icmp_error,
-        )
-        .await;
-        let failure = result.err().expect("bind fails");
-        assert_eq!(failure.reason, Reason::Local, "{}", failure.detail);
-        assert_eq!(icmp_error, None);
+    async fn an_attempt_that_fails_before_its_syn_draws_no_icmp_error() {
+        // It fails as `local` at bind() (192.0.2.77 is not an address of
+        // this host), before anything is sent: the attempt carries no ICMP
+        // error, so that the probe's ICMP detail (the last failed
+        // attempt's) cannot describe its `local` failure.
+        let connect = Connect {
+            address: "127.0.0.1:9".parse().unwrap(),
+            handshake: Handshake::HalfOpen,
+            source: Some("192.0.2.77".parse().unwrap()),
+            guard: None,
+        };
+        let result = connect
+            .attempt(
+                Instant::now() + Duration::from_secs(1),
+                &mut StepLog::disabled(),
+            )
+            .await;
+        let failed = result.err().expect("bind fails");
+        assert_eq!(
+            failed.failure.reason,
+            Reason::Local,
+            "{}",
+            failed.failure.detail
+        );
+        assert_eq!(failed.icmp, None);
     }
 
     /// A starved probe thread lets the kernel's delayed ACK complete the
