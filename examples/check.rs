@@ -21,7 +21,7 @@ pub async fn run(targets: &[String], module: &Module, out: &mut impl Write) -> s
     for target in targets {
         match check(target, module).await {
             Err(error) => writeln!(out, "{target}: not a target: {error}")?,
-            Ok(outcome) => match (&outcome.failure, outcome.handshake_time) {
+            Ok(outcome) => match (&outcome.failure, outcome.handshake_time()) {
                 (None, Some(handshake)) => writeln!(
                     out,
                     "{target}: open (SYN-ACK after {:.3} ms)",

@@ -13,7 +13,7 @@
 //!
 //! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
 //! let outcome = check("127.0.0.1:5432", &Module::tcp_halfopen()).await?;
-//! match (outcome.failure, outcome.handshake_time) {
+//! match (&outcome.failure, outcome.handshake_time()) {
 //!     (None, Some(handshake)) => println!("open, SYN-ACK after {handshake:?}"),
 //!     (None, None) => println!("open"),
 //!     (Some(failure), _) => println!("down: {failure}"),
@@ -79,7 +79,10 @@ pub use config::{
 };
 pub use exporter::{Exporter, ExporterBuilder};
 pub use http::ListenAddress;
-pub use prober::{Failure, HandshakeStats, IcmpError, Outcome, Reason, STDERR_LINE_BYTES};
+pub use prober::{
+    Detail, ExecDetail, Failure, HandshakeStats, IcmpError, Outcome, Reason, STDERR_LINE_BYTES,
+    TcpDetail,
+};
 pub use scheduler::Shard;
 pub use target::{Host, Target, TargetError};
 

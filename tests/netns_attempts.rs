@@ -96,10 +96,14 @@ async fn probe(port: u16, module: &Module) -> (Outcome, Duration) {
 fn describe(case: &str, outcome: &Outcome, took: Duration) -> String {
     format!(
         "{case}: {} attempts, {} failed, reason {:?}, handshakes {:?}, {:.3}s",
-        outcome.attempts,
-        outcome.attempts_failed,
+        outcome.tcp().map_or(0, |tcp| tcp.attempts),
+        outcome.tcp().map_or(0, |tcp| tcp.attempts_failed),
         outcome.reason(),
-        outcome.handshake_times().collect::<Vec<_>>(),
+        outcome
+            .tcp()
+            .expect("a TCP outcome")
+            .handshake_times()
+            .collect::<Vec<_>>(),
         took.as_secs_f64()
     )
 }
@@ -189,9 +193,14 @@ fn netns_child_counts_lost_attempts() {
             let line = describe(&format!("{} half lost", prober.name()), &outcome, took);
             check(
                 outcome.is_success()
-                    && outcome.attempts == 10
-                    && (4..=6).contains(&outcome.attempts_failed)
-                    && outcome.handshake_times().count() == 10 - outcome.attempts_failed as usize,
+                    && outcome.tcp().map_or(0, |tcp| tcp.attempts) == 10
+                    && (4..=6).contains(&outcome.tcp().map_or(0, |tcp| tcp.attempts_failed))
+                    && outcome
+                        .tcp()
+                        .expect("a TCP outcome")
+                        .handshake_times()
+                        .count()
+                        == 10 - outcome.tcp().map_or(0, |tcp| tcp.attempts_failed) as usize,
                 &line,
                 "want success, 10 attempts, about 5 failed, a handshake time per success",
             );
@@ -216,8 +225,11 @@ fn netns_child_counts_lost_attempts() {
         let line = describe("all lost", &outcome, took);
         check(
             outcome.reason() == Some(Reason::Timeout)
-                && (outcome.attempts, outcome.attempts_failed) == (5, 5)
-                && outcome.handshake_time.is_none(),
+                && (
+                    outcome.tcp().map_or(0, |tcp| tcp.attempts),
+                    outcome.tcp().map_or(0, |tcp| tcp.attempts_failed),
+                ) == (5, 5)
+                && outcome.handshake_time().is_none(),
             &line,
             "want reason timeout with 5 of 5 attempts failed",
         );
@@ -242,9 +254,14 @@ fn netns_child_counts_lost_attempts() {
             let line = describe(&format!("stop on success, round {round}"), &outcome, took);
             check(
                 outcome.is_success()
-                    && (1..=2).contains(&outcome.attempts)
-                    && outcome.attempts_failed == outcome.attempts - 1
-                    && outcome.later_handshake_times.is_empty(),
+                    && (1..=2).contains(&outcome.tcp().map_or(0, |tcp| tcp.attempts))
+                    && outcome.tcp().map_or(0, |tcp| tcp.attempts_failed)
+                        == outcome.tcp().map_or(0, |tcp| tcp.attempts) - 1
+                    && outcome
+                        .tcp()
+                        .expect("a TCP outcome")
+                        .later_handshake_times
+                        .is_empty(),
                 &line,
                 "want success at the first or second attempt, and no attempt after it",
             );

@@ -283,7 +283,7 @@ impl Case {
             self.timeout.as_secs_f64()
         );
         common::concurrent::describe_checked(&head, result, |outcome| {
-            let verdict = match outcome.handshake_time {
+            let verdict = match outcome.handshake_time() {
                 Some(handshake) if outcome.is_success() => {
                     format!("success (SYN-ACK after {:.6}s)", handshake.as_secs_f64())
                 }
@@ -301,7 +301,7 @@ impl Case {
         };
         match self.expect {
             Expect::Open => {
-                if !outcome.is_success() || outcome.handshake_time.is_none() {
+                if !outcome.is_success() || outcome.handshake_time().is_none() {
                     return Some("expected success with a handshake time".to_owned());
                 }
             }

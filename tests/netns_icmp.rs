@@ -705,16 +705,25 @@ async fn run_case(case: &Case) -> CaseResult {
 /// kernel's rounding, 100 µs), and no SYN was retransmitted (the warm-up
 /// settled the path).
 fn wrong_kernel_timing(outcome: &Outcome) -> Option<String> {
-    let (Some(rtt), Some(handshake)) = (outcome.tcp_rtt, outcome.handshake_time) else {
+    let (Some(rtt), Some(handshake)) = (
+        outcome.tcp().and_then(|tcp| tcp.tcp_rtt),
+        outcome.handshake_time(),
+    ) else {
         return Some(format!(
             "expected an RTT sample and a handshake time, got {:?} and {:?}",
-            outcome.tcp_rtt, outcome.handshake_time
+            outcome.tcp().and_then(|tcp| tcp.tcp_rtt),
+            outcome.handshake_time()
         ));
     };
     if rtt.is_zero() || rtt > handshake + Duration::from_micros(100) {
         return Some(format!("RTT {rtt:?} against a handshake of {handshake:?}"));
     }
-    (outcome.syn_retransmits != 0).then(|| format!("{} SYN retransmits", outcome.syn_retransmits))
+    (outcome.tcp().map_or(0, |tcp| tcp.syn_retransmits) != 0).then(|| {
+        format!(
+            "{} SYN retransmits",
+            outcome.tcp().map_or(0, |tcp| tcp.syn_retransmits)
+        )
+    })
 }
 
 impl Case {
@@ -729,15 +738,16 @@ impl Case {
         );
         common::concurrent::describe_checked(&head, result, |outcome| {
             let icmp = outcome
-                .icmp_error
+                .tcp()
+                .and_then(|tcp| tcp.icmp_error)
                 .as_ref()
                 .map_or_else(|| "no ICMP".to_owned(), ToString::to_string);
             format!(
                 "{}; {icmp}; in {:.6}s; handshake {:?}, kernel RTT {:?}",
                 common::concurrent::verdict(outcome),
                 outcome.duration.as_secs_f64(),
-                outcome.handshake_time,
-                outcome.tcp_rtt
+                outcome.handshake_time(),
+                outcome.tcp().and_then(|tcp| tcp.tcp_rtt)
             )
         })
     }
@@ -785,10 +795,11 @@ impl Case {
         } = self.expect
         else {
             return outcome
-                .icmp_error
+                .tcp()
+                .and_then(|tcp| tcp.icmp_error)
                 .map(|icmp| format!("expected no ICMP detail, got {icmp:?}"));
         };
-        let Some(icmp) = &outcome.icmp_error else {
+        let Some(icmp) = &outcome.tcp().and_then(|tcp| tcp.icmp_error) else {
             return Some("expected the ICMP error from the error queue".to_owned());
         };
         let ipv6 = self.address.is_ipv6();

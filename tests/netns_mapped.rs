@@ -80,10 +80,11 @@ fn netns_mapped_child_probes() {
                 "{} {target}: {:?} {:?}",
                 prober.name(),
                 outcome.failure,
-                outcome.icmp_error
+                outcome.tcp().and_then(|tcp| tcp.icmp_error)
             );
             let icmp = outcome
-                .icmp_error
+                .tcp()
+                .and_then(|tcp| tcp.icmp_error)
                 .unwrap_or_else(|| panic!("{target}: no ICMP error in {outcome:?}"));
             assert_eq!(
                 (icmp.ipv6, icmp.icmp_type, icmp.code, icmp.offender),

@@ -189,9 +189,13 @@ fn describe(outcome: &Outcome) -> String {
         .map_or_else(|| "success".to_owned(), ToString::to_string);
     format!(
         "{failure}: handshakes {:?}, kernel RTT {:?}, SYN retransmits {}",
-        outcome.handshake_times().collect::<Vec<_>>(),
-        outcome.tcp_rtt,
-        outcome.syn_retransmits
+        outcome
+            .tcp()
+            .expect("a TCP outcome")
+            .handshake_times()
+            .collect::<Vec<_>>(),
+        outcome.tcp().and_then(|tcp| tcp.tcp_rtt),
+        outcome.tcp().map_or(0, |tcp| tcp.syn_retransmits)
     )
 }
 
@@ -199,7 +203,10 @@ fn describe(outcome: &Outcome) -> String {
 /// if anything. Every attempt must succeed; the kernel RTT is the first
 /// one's, and the SYN retransmits are summed over all.
 fn check(port: u16, attempts: u32, outcome: &Outcome) -> Option<String> {
-    let (Some(handshake), Some(rtt)) = (outcome.handshake_time, outcome.tcp_rtt) else {
+    let (Some(handshake), Some(rtt)) = (
+        outcome.handshake_time(),
+        outcome.tcp().and_then(|tcp| tcp.tcp_rtt),
+    ) else {
         return Some("expected a success with a handshake time and a kernel RTT".to_owned());
     };
     if !outcome.is_success() {
@@ -215,13 +222,21 @@ fn check(port: u16, attempts: u32, outcome: &Outcome) -> Option<String> {
     } else {
         (0, (Duration::ZERO, RETRANSMIT_WINDOW.0))
     };
-    if outcome.syn_retransmits != retransmits {
+    if outcome.tcp().map_or(0, |tcp| tcp.syn_retransmits) != retransmits {
         return Some(format!("expected {retransmits} SYN retransmits"));
     }
-    if outcome.handshake_times().count() != attempts as usize {
+    if outcome
+        .tcp()
+        .expect("a TCP outcome")
+        .handshake_times()
+        .count()
+        != attempts as usize
+    {
         return Some(format!("expected {attempts} successful attempts"));
     }
     if outcome
+        .tcp()
+        .expect("a TCP outcome")
         .handshake_times()
         .any(|time| time < window.0 || time >= window.1)
     {

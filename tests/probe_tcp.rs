@@ -66,9 +66,10 @@ async fn assert_halfopen_is_invisible(address: &str) {
             "probe {round} of {target}: {:?}",
             outcome.failure
         );
-        assert!(outcome.handshake_time.is_some());
+        assert!(outcome.handshake_time().is_some());
         let close_delay = outcome
-            .close_delay
+            .tcp()
+            .and_then(|tcp| tcp.close_delay)
             .expect("a half-open success has a close delay");
         // Loopback, an idle runtime: the RST follows the wake-up at once.
         assert!(
@@ -127,7 +128,11 @@ async fn tcp_connect_is_accepted_by_the_same_listener() {
             .await
             .unwrap();
         assert!(outcome.is_success(), "{:?}", outcome.failure);
-        assert_eq!(outcome.close_delay, None, "a full handshake races nothing");
+        assert_eq!(
+            outcome.tcp().and_then(|tcp| tcp.close_delay),
+            None,
+            "a full handshake races nothing"
+        );
     }
     assert_eq!(accepted_after_delayed_ack(&listener), 10);
 }
@@ -146,9 +151,16 @@ async fn closed_port_is_refused_by_both_probers() {
             "{:?}",
             outcome.failure
         );
-        assert!(outcome.failure.unwrap().detail.contains("ECONNREFUSED"));
-        assert_eq!(outcome.handshake_time, None);
-        assert_eq!(outcome.close_delay, None);
+        assert!(
+            outcome
+                .failure
+                .as_ref()
+                .unwrap()
+                .detail
+                .contains("ECONNREFUSED")
+        );
+        assert_eq!(outcome.handshake_time(), None);
+        assert_eq!(outcome.tcp().and_then(|tcp| tcp.close_delay), None);
     }
 }
 

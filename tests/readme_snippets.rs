@@ -227,7 +227,7 @@ async fn readme_check_snippet() -> Result<String, Box<dyn std::error::Error>> {
     use synack_exporter::{Module, check};
 
     let outcome = check("127.0.0.1:5432", &Module::tcp_halfopen()).await?;
-    match (outcome.failure, outcome.handshake_time) {
+    match (&outcome.failure, outcome.handshake_time()) {
         (None, Some(handshake)) => println!("open, SYN-ACK after {handshake:?}"),
         (None, None) => println!("open"),
         (Some(failure), _) => println!("down: {failure}"),

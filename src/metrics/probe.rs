@@ -26,7 +26,7 @@
 use super::exposition::{Format, Kind, Value, Writer};
 use crate::config::Module;
 use crate::hash::fnv1a_32;
-use crate::prober::{Outcome, Reason};
+use crate::prober::{Outcome, Reason, TcpDetail};
 use std::net::IpAddr;
 
 /// Name of the handshake gauge: from connect to the SYN-ACK.
@@ -104,7 +104,7 @@ pub(crate) fn render(outcome: &Outcome, module: &Module, format: Format) -> Stri
         HANDSHAKE_GAUGE,
         "Time from connect to the SYN-ACK; 0 when no SYN-ACK came.",
         outcome
-            .handshake_time
+            .handshake_time()
             .map_or(0.0, |time| time.as_secs_f64()),
     );
     if module.tcp().is_some() {
@@ -124,7 +124,7 @@ pub(crate) fn render(outcome: &Outcome, module: &Module, format: Format) -> Stri
         writer.gauge(
             "probe_exec_exit_code",
             "Exit code of the exec module's command; -1 when it has none (killed, timed out, not started).",
-            f64::from(outcome.exit_code.unwrap_or(-1)),
+            f64::from(outcome.exit_code().unwrap_or(-1)),
         );
     }
     writer.family(
@@ -137,7 +137,7 @@ pub(crate) fn render(outcome: &Outcome, module: &Module, format: Format) -> Stri
         let value = Value::from(failed == Some(reason));
         writer.sample("probe_failure_reason", "", &[label], value);
     }
-    if let Some(icmp) = &outcome.icmp_error {
+    if let Some(icmp) = outcome.tcp().and_then(|tcp| tcp.icmp_error.as_ref()) {
         super::icmp::write_family(&mut writer, icmp);
     }
     if module.tcp().is_some_and(|tcp| tcp.attempts > 1) {
@@ -152,12 +152,15 @@ fn write_kernel_timing(writer: &mut Writer<'_>, outcome: &Outcome) {
     writer.gauge(
         RTT_GAUGE,
         "The kernel's RTT sample of the SYN/SYN-ACK exchange (TCP_INFO), without the exporter's wake-up; 0 when no SYN-ACK came or the kernel took no sample.",
-        outcome.tcp_rtt.map_or(0.0, |rtt| rtt.as_secs_f64()),
+        outcome
+            .tcp()
+            .and_then(|tcp| tcp.tcp_rtt)
+            .map_or(0.0, |rtt| rtt.as_secs_f64()),
     );
     writer.gauge(
         SYN_RETRANSMITS_GAUGE,
         "SYNs sent again before the SYN-ACK came (TCP_INFO), summed over the handshakes that got one; above 0, packets were lost although the port is up.",
-        outcome.syn_retransmits,
+        outcome.tcp().map_or(0, |tcp| tcp.syn_retransmits),
     );
 }
 
@@ -166,14 +169,14 @@ fn write_attempts(writer: &mut Writer<'_>, outcome: &Outcome) {
     writer.gauge(
         "probe_attempts",
         "Handshakes attempted by the probe.",
-        outcome.attempts,
+        outcome.tcp().map_or(0, |tcp| tcp.attempts),
     );
     writer.gauge(
         "probe_attempts_failed",
         "Attempted handshakes that failed: no SYN-ACK, whatever the reason.",
-        outcome.attempts_failed,
+        outcome.tcp().map_or(0, |tcp| tcp.attempts_failed),
     );
-    let stats = outcome.handshake_stats();
+    let stats = outcome.tcp().and_then(TcpDetail::handshake_stats);
     for (name, help, stat) in HANDSHAKE_STATS {
         let value = stats.map_or(0.0, |stats| {
             match stat {
@@ -200,7 +203,7 @@ fn ip_hash(ip: IpAddr) -> u32 {
 mod tests {
     use super::*;
     use crate::config::Config;
-    use crate::prober::Failure;
+    use crate::prober::{Detail, ExecDetail, Failure};
     use std::time::Duration;
 
     #[test]
@@ -231,7 +234,9 @@ mod tests {
             // Not started (over the exec limit): no exit code either.
             (None, "probe_exec_exit_code -1\n"),
         ] {
-            outcome.exit_code = code;
+            outcome.detail = code.map_or(Detail::NotRun, |exit_code| {
+                Detail::Exec(ExecDetail { exit_code })
+            });
             let text = render(&outcome, &exec, Format::PrometheusText);
             assert!(text.contains(line), "{text}");
             assert!(
@@ -268,9 +273,9 @@ mod tests {
             );
         }
         outcome.failure = None;
-        outcome.handshake_time = Some(Duration::from_millis(1005));
-        outcome.tcp_rtt = Some(Duration::from_micros(1250));
-        outcome.syn_retransmits = 2;
+        outcome.tcp_mut().handshake_time = Some(Duration::from_millis(1005));
+        outcome.tcp_mut().tcp_rtt = Some(Duration::from_micros(1250));
+        outcome.tcp_mut().syn_retransmits = 2;
         for format in [Format::OpenMetrics, Format::PrometheusText] {
             let text = render(&outcome, &single_attempt(), format);
             assert!(
@@ -290,8 +295,8 @@ mod tests {
         let exec = exec_module();
         let mut outcome =
             Outcome::not_started(Failure::new(Reason::CheckFailed, "x"), Duration::ZERO);
-        outcome.tcp_rtt = Some(Duration::from_micros(5));
-        outcome.syn_retransmits = 1;
+        outcome.tcp_mut().tcp_rtt = Some(Duration::from_micros(5));
+        outcome.tcp_mut().syn_retransmits = 1;
         let text = render(&outcome, &exec, Format::OpenMetrics);
         assert!(!text.contains(RTT_GAUGE), "{text}");
         assert!(!text.contains(SYN_RETRANSMITS_GAUGE), "{text}");
@@ -317,10 +322,11 @@ mod tests {
         module.tcp_mut().unwrap().attempts = 4;
         let mut outcome = Outcome::not_started(Failure::new(Reason::Timeout, "x"), Duration::ZERO);
         outcome.failure = None;
-        outcome.attempts = 4;
-        outcome.attempts_failed = 1;
-        outcome.handshake_time = Some(Duration::from_millis(2));
-        outcome.later_handshake_times = vec![Duration::from_millis(4), Duration::from_millis(6)];
+        outcome.tcp_mut().attempts = 4;
+        outcome.tcp_mut().attempts_failed = 1;
+        outcome.tcp_mut().handshake_time = Some(Duration::from_millis(2));
+        outcome.tcp_mut().later_handshake_times =
+            vec![Duration::from_millis(4), Duration::from_millis(6)];
         let text = render(&outcome, &module, Format::OpenMetrics);
         for (series, value) in [
             ("probe_attempts", 4.0),
@@ -336,8 +342,8 @@ mod tests {
             assert!((got - value).abs() < 1e-6, "{series}: {got} != {value}");
         }
         // No attempt succeeded: the statistics are 0, like the handshake gauge.
-        outcome.handshake_time = None;
-        outcome.later_handshake_times.clear();
+        outcome.tcp_mut().handshake_time = None;
+        outcome.tcp_mut().later_handshake_times.clear();
         let text = render(&outcome, &module, Format::PrometheusText);
         assert!(
             text.contains("\nprobe_tcp_handshake_stddev_seconds 0\n"),
@@ -355,7 +361,7 @@ mod tests {
             Outcome::not_started(Failure::new(Reason::Unreachable, "x"), Duration::ZERO);
         let text = render(&outcome, &single_attempt(), Format::OpenMetrics);
         assert!(!text.contains("probe_icmp_error"), "{text}");
-        outcome.icmp_error = Some(crate::prober::IcmpError {
+        outcome.tcp_mut().icmp_error = Some(crate::prober::IcmpError {
             ipv6: false,
             icmp_type: 3,
             code: 13,

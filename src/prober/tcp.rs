@@ -21,8 +21,8 @@
 #![forbid(unsafe_code)]
 
 use super::{
-    Budget, Context, Failure, HalfOpenCloses, IcmpError, Outcome, Reason, classify, close_guard,
-    resolve,
+    Budget, Context, Detail, Failure, HalfOpenCloses, IcmpError, Outcome, Reason, classify,
+    close_guard, resolve,
 };
 use crate::config::{TargetPolicy, TcpOptions};
 use crate::steplog::{Step, StepLog};
@@ -83,39 +83,22 @@ pub(super) async fn probe(
         .await
         .and_then(|ip| left_enough_after_dns(ip, budget, dns_started));
     let dns_time = dns_started.elapsed();
-    let mut outcome = Outcome {
-        failure: None,
-        address: None,
-        dns_time,
-        handshake_time: None,
-        tcp_rtt: None,
-        syn_retransmits: 0,
-        duration: Duration::ZERO,
-        attempts: 0,
-        attempts_failed: 0,
-        later_handshake_times: Vec::new(),
-        exit_code: None,
-        denied_by_policy: false,
-        icmp_error: None,
-        close_delay: None,
-    };
     let ip = match resolved {
         Ok(ip) => ip,
         Err(failure) => {
-            outcome.failure = Some(failure);
+            let mut outcome = Outcome::new(Some(failure), Detail::Tcp(TcpDetail::default()));
+            outcome.dns_time = dns_time;
             return outcome;
         }
     };
     if let (Some(policy), Some(cleared)) = (policy, cleared)
         && let Err(refusal) = policy.check_address(cleared, ip, target.port)
     {
-        return Outcome {
-            dns_time,
-            ..Outcome::denied(&refusal)
-        };
+        let mut outcome = Outcome::denied(&refusal);
+        outcome.dns_time = dns_time;
+        return outcome;
     }
     let address = SocketAddr::new(ip, target.port);
-    outcome.address = Some(address);
     let connect = Connect {
         address,
         handshake,
@@ -123,15 +106,18 @@ pub(super) async fn probe(
         // Only a half-open close races the delayed ACK.
         guard: (handshake == Handshake::HalfOpen).then_some(&*context.closes),
     };
-    attempt_all(&connect, options, budget.deadline, &mut outcome, trace).await;
+    let (failure, detail) = attempt_all(&connect, options, budget.deadline, trace).await;
+    let mut outcome = Outcome::new(failure, Detail::Tcp(detail));
+    outcome.dns_time = dns_time;
+    outcome.address = Some(address);
     outcome
 }
 
-/// Runs the module's attempts against `address` one after another and
-/// records them in `outcome`: success if any succeeded, else the last
-/// attempt's failure. The handshake time and kernel RTT are the first
+/// Runs the module's attempts one after another, and returns what they
+/// found: no failure if any succeeded, else the last attempt's, and the
+/// detail of them all. The handshake time and kernel RTT are the first
 /// successful attempt's; SYN retransmits are summed over the successful
-/// attempts (see [`record_syn_ack`]).
+/// attempts (see [`TcpDetail::record`]).
 ///
 /// Attempt *n* (from 0) starts `n × attempt_interval` after the first,
 /// and has [`TcpOptions::attempt_deadline`] to get its answer. The first
@@ -147,10 +133,10 @@ async fn attempt_all(
     connect: &Connect<'_>,
     options: &TcpOptions,
     deadline: Instant,
-    outcome: &mut Outcome,
     trace: &mut StepLog,
-) {
+) -> (Option<Failure>, TcpDetail) {
     let handshake = connect.handshake;
+    let mut outcome = TcpDetail::default();
     let planned = options.attempts.max(1);
     let each = options.attempt_deadline();
     let interval = options.attempt_interval.0;
@@ -191,7 +177,7 @@ async fn attempt_all(
             });
         }
         match result {
-            Ok(syn_ack) => record_syn_ack(outcome, &syn_ack, handshake),
+            Ok(syn_ack) => outcome.record(&syn_ack, handshake),
             Err(failure) => {
                 outcome.attempts_failed += 1;
                 last_failure = Some(failure);
@@ -204,8 +190,9 @@ async fn attempt_all(
     if outcome.handshake_time.is_some() {
         // A success says nothing about ICMP, whatever an earlier attempt drew.
         outcome.icmp_error = None;
+        (None, outcome)
     } else {
-        outcome.failure = last_failure.map(|failure| {
+        let failure = last_failure.map(|failure| {
             if planned == 1 {
                 return failure;
             }
@@ -215,24 +202,134 @@ async fn attempt_all(
             );
             Failure::new(failure.reason, detail)
         });
+        (failure, outcome)
     }
 }
 
-/// Adds a successful attempt to `outcome`: the first gives the handshake
-/// time and the kernel RTT, a later one a time in
-/// [`Outcome::later_handshake_times`]; every one adds its SYN retransmits,
-/// and a half-open one its close delay (the largest is kept).
-fn record_syn_ack(outcome: &mut Outcome, syn_ack: &SynAck, handshake: Handshake) {
-    if handshake == Handshake::HalfOpen {
-        outcome.close_delay = outcome.close_delay.max(Some(syn_ack.close_delay));
+/// What the TCP probers report beside the shared part of an [`Outcome`].
+#[non_exhaustive]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TcpDetail {
+    /// From the `connect()` call to the wake-up at the SYN-ACK; only when
+    /// the port answered with one. With several attempts, the first
+    /// successful one's. It includes how long the exporter took to wake
+    /// up: what a client would feel, where [`tcp_rtt`](Self::tcp_rtt) is
+    /// the network's round trip alone.
+    pub handshake_time: Option<Duration>,
+    /// The kernel's RTT sample of the SYN/SYN-ACK exchange (`TCP_INFO`'s
+    /// `tcpi_rtt`), of the attempt that gave
+    /// [`handshake_time`](Self::handshake_time). `None` without a SYN-ACK,
+    /// and when the kernel took no sample. After a retransmitted SYN it
+    /// comes from TCP timestamps, in whole milliseconds (at least 1 ms).
+    pub tcp_rtt: Option<Duration>,
+    /// How many times a SYN was sent again before its SYN-ACK came
+    /// (`TCP_INFO`'s `tcpi_total_retrans`), summed over the successful
+    /// attempts; 0 when none succeeded. A success with retransmits means
+    /// a SYN or SYN-ACK was lost on the path although the port is up. A
+    /// failed attempt's retransmits are not counted: its failure already
+    /// says that its SYNs went unanswered.
+    pub syn_retransmits: u32,
+    /// Handshakes attempted (`tcp.attempts`, fewer when one succeeded with
+    /// `stop_on_success` or the deadline left no room); 0 when none began,
+    /// as when the name did not resolve.
+    pub attempts: u32,
+    /// Of those, how many failed, whatever the reason.
+    pub attempts_failed: u32,
+    /// The handshake times of the successful attempts after the first,
+    /// whose time is [`handshake_time`](Self::handshake_time). Empty with a
+    /// single attempt, so that such a probe allocates nothing for it.
+    pub later_handshake_times: Vec<Duration>,
+    /// The ICMP or ICMPv6 error the kernel queued for the probe's socket
+    /// (`IP_RECVERR`): which message, and which host sent it. `None` on
+    /// success, and for failures that drew no ICMP error (an RST, a
+    /// silent drop, a local error). With several attempts, the last
+    /// failed attempt's.
+    pub icmp_error: Option<IcmpError>,
+    /// For `tcp_halfopen` successes: from the SYN-ACK to the return of the
+    /// close that sent the RST. That is the exporter's own time from the
+    /// wake-up that showed the SYN-ACK to the close, plus how long the
+    /// SYN-ACK had waited for that wake-up as `TCP_INFO` tells it (in
+    /// whole milliseconds, so a starved probe thread shows), and at least
+    /// 200 ms when the target had sent more than the SYN-ACK. The probe
+    /// stays invisible to the target's application only if that RST goes
+    /// out before this host's delayed ACK (about 200 ms after the SYN-ACK),
+    /// so this is how much of that margin the exporter used. With several
+    /// successful attempts, the largest. `None` for failures, and for
+    /// `tcp_connect`, which completes the handshake on purpose. The
+    /// exporter's guard counts every half-open close itself, also those
+    /// of probes that end without an outcome (cancelled).
+    pub close_delay: Option<Duration>,
+}
+
+/// The handshake times of a probe's successful attempts, as ping prints
+/// its round-trip times.
+#[non_exhaustive]
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct HandshakeStats {
+    /// How many attempts succeeded.
+    pub count: u32,
+    /// The fastest.
+    pub min: Duration,
+    /// The arithmetic mean.
+    pub mean: Duration,
+    /// The slowest.
+    pub max: Duration,
+    /// The population standard deviation (ping's `mdev`); 0 for one.
+    pub stddev: Duration,
+}
+
+impl TcpDetail {
+    /// The handshake time of every successful attempt, in order.
+    pub fn handshake_times(&self) -> impl Iterator<Item = Duration> + '_ {
+        self.handshake_time
+            .into_iter()
+            .chain(self.later_handshake_times.iter().copied())
     }
-    let kernel = syn_ack.kernel;
-    outcome.syn_retransmits += kernel.map_or(0, |kernel| kernel.syn_retransmits);
-    if outcome.handshake_time.is_none() {
-        outcome.handshake_time = Some(syn_ack.time);
-        outcome.tcp_rtt = kernel.and_then(|kernel| kernel.rtt);
-    } else {
-        outcome.later_handshake_times.push(syn_ack.time);
+
+    /// Minimum, mean, maximum and standard deviation of the handshake
+    /// times; `None` when no attempt succeeded.
+    #[must_use]
+    pub fn handshake_stats(&self) -> Option<HandshakeStats> {
+        let first = self.handshake_time?;
+        let (mut count, mut min, mut max) = (0_u32, first, first);
+        let (mut sum, mut sum_of_squares) = (0.0_f64, 0.0_f64);
+        for time in self.handshake_times() {
+            count += 1;
+            min = min.min(time);
+            max = max.max(time);
+            let seconds = time.as_secs_f64();
+            sum += seconds;
+            sum_of_squares += seconds * seconds;
+        }
+        let mean = sum / f64::from(count);
+        // Rounding can take the difference a hair below zero.
+        let variance = (sum_of_squares / f64::from(count) - mean * mean).max(0.0);
+        Some(HandshakeStats {
+            count,
+            min,
+            mean: Duration::from_secs_f64(mean),
+            max,
+            stddev: Duration::from_secs_f64(variance.sqrt()),
+        })
+    }
+
+    /// Adds a successful attempt: the first gives the handshake time and
+    /// the kernel RTT, a later one a time in
+    /// [`later_handshake_times`](Self::later_handshake_times); every one
+    /// adds its SYN retransmits, and a half-open one its close delay (the
+    /// largest is kept).
+    fn record(&mut self, syn_ack: &SynAck, handshake: Handshake) {
+        if handshake == Handshake::HalfOpen {
+            self.close_delay = self.close_delay.max(Some(syn_ack.close_delay));
+        }
+        let kernel = syn_ack.kernel;
+        self.syn_retransmits += kernel.map_or(0, |kernel| kernel.syn_retransmits);
+        if self.handshake_time.is_none() {
+            self.handshake_time = Some(syn_ack.time);
+            self.tcp_rtt = kernel.and_then(|kernel| kernel.rtt);
+        } else {
+            self.later_handshake_times.push(syn_ack.time);
+        }
     }
 }
 
@@ -645,17 +742,12 @@ mod tests {
 
     #[test]
     fn the_first_success_gives_time_and_rtt_and_every_success_adds_its_retransmits() {
-        let mut outcome = Outcome::not_started(Failure::new(Reason::Timeout, ""), Duration::ZERO);
-        record_syn_ack(
-            &mut outcome,
-            &syn_ack(1003, Some(1000), 1),
-            Handshake::HalfOpen,
-        );
-        record_syn_ack(&mut outcome, &syn_ack(2, Some(40), 0), Handshake::HalfOpen);
-        record_syn_ack(&mut outcome, &syn_ack(3005, None, 2), Handshake::HalfOpen);
+        let mut outcome = TcpDetail::default();
+        outcome.record(&syn_ack(1003, Some(1000), 1), Handshake::HalfOpen);
+        outcome.record(&syn_ack(2, Some(40), 0), Handshake::HalfOpen);
+        outcome.record(&syn_ack(3005, None, 2), Handshake::HalfOpen);
         // TCP_INFO unreadable: the time still counts, no retransmits.
-        record_syn_ack(
-            &mut outcome,
+        outcome.record(
             &SynAck {
                 time: Duration::from_millis(4),
                 kernel: None,
@@ -674,23 +766,19 @@ mod tests {
 
     #[test]
     fn a_first_success_without_an_rtt_sample_leaves_the_rtt_unknown() {
-        let mut outcome = Outcome::not_started(Failure::new(Reason::Timeout, ""), Duration::ZERO);
-        record_syn_ack(&mut outcome, &syn_ack(1003, None, 1), Handshake::HalfOpen);
-        record_syn_ack(&mut outcome, &syn_ack(2, Some(40), 0), Handshake::HalfOpen);
+        let mut outcome = TcpDetail::default();
+        outcome.record(&syn_ack(1003, None, 1), Handshake::HalfOpen);
+        outcome.record(&syn_ack(2, Some(40), 0), Handshake::HalfOpen);
         assert_eq!((outcome.tcp_rtt, outcome.syn_retransmits), (None, 1));
     }
 
     #[test]
     fn half_open_successes_keep_their_largest_close_delay_and_full_ones_none() {
-        let mut half_open = Outcome::not_started(Failure::new(Reason::Timeout, ""), Duration::ZERO);
+        let mut half_open = TcpDetail::default();
         let mut full = half_open.clone();
         for time_ms in [2, 3005, 40] {
-            record_syn_ack(
-                &mut half_open,
-                &syn_ack(time_ms, None, 0),
-                Handshake::HalfOpen,
-            );
-            record_syn_ack(&mut full, &syn_ack(time_ms, None, 0), Handshake::Full);
+            half_open.record(&syn_ack(time_ms, None, 0), Handshake::HalfOpen);
+            full.record(&syn_ack(time_ms, None, 0), Handshake::Full);
         }
         assert_eq!(half_open.close_delay, Some(Duration::from_micros(3005)));
         assert_eq!(full.close_delay, None);
