@@ -60,7 +60,9 @@
 #![forbid(unsafe_code)]
 
 use super::process_groups::{ProcessGroup, ProcessGroups, SpawnError};
-use super::{Budget, Detail, Failure, Outcome, Reason, STDERR_LINE_BYTES, classify};
+use super::{
+    Budget, Detail, Failure, Number, Outcome, Reason, STDERR_LINE_BYTES, Series, Slot, classify,
+};
 use crate::config::{
     EXPORTER_PATH, ExecOptions, RESERVED_ENV_PREFIX, Values, command_path, find_program,
 };
@@ -87,6 +89,19 @@ pub struct ExecDetail {
 impl ExecDetail {
     /// The detail of a command that never ran or has no exit code.
     pub(crate) const NOT_RUN: Self = Self { exit_code: -1 };
+}
+
+/// The `exec` prober's series in `/probe`'s answer: the exit code, -1
+/// when there is none (also when the command never ran).
+pub(super) fn write_series(detail: Option<&ExecDetail>, slot: Slot, out: &mut dyn Series) {
+    if slot == Slot::AfterAddress {
+        let exit_code = detail.map_or(-1, |detail| detail.exit_code);
+        out.gauge(
+            "probe_exec_exit_code",
+            "Exit code of the exec module's command; -1 when it has none (killed, timed out, not started).",
+            Number::Measure(f64::from(exit_code)),
+        );
+    }
 }
 
 /// How much of stdout and of stderr the step log keeps.

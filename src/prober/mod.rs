@@ -332,6 +332,48 @@ pub(crate) fn not_started_for(module: &Module, failure: Failure, waited: Duratio
     outcome
 }
 
+/// A number one of a prober's series shows: a count, or a measure
+/// (seconds, an exit code), which the exposition writes differently.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum Number {
+    Count(u32),
+    Measure(f64),
+}
+
+/// Where a prober's own series go in `/probe`'s answer, among the shared
+/// ones; the answer's order never changes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Slot {
+    /// After `probe_tcp_handshake_duration_seconds`.
+    AfterHandshake,
+    /// After `probe_ip_addr_hash`.
+    AfterAddress,
+    /// After `probe_failure_reason`, at the end.
+    AfterReasons,
+}
+
+/// Where a prober writes its own series: `metrics::probe` implements it
+/// over the exposition writer, which this layer cannot name.
+pub(crate) trait Series {
+    /// A gauge without labels.
+    fn gauge(&mut self, name: &'static str, help: &'static str, value: Number);
+    /// `probe_icmp_error_info` for `icmp`.
+    fn icmp_error(&mut self, icmp: &IcmpError);
+}
+
+/// Writes the series of `module`'s prober that go in `slot`, with the
+/// values of `outcome`. Which series depends on the module alone, so that
+/// a module's set never changes from probe to probe; a probe that did not
+/// run writes its prober's series at their zero.
+pub(crate) fn write_series(module: &Module, outcome: &Outcome, slot: Slot, out: &mut dyn Series) {
+    match module.prober() {
+        Prober::TcpHalfopen(options) | Prober::TcpConnect(options) => {
+            tcp::write_series(options, outcome.tcp(), slot, out);
+        }
+        Prober::Exec(_) => exec::write_series(outcome.exec(), slot, out),
+    }
+}
+
 /// The least share of its timeout a probe must have left when it sends its
 /// SYN, so that a `timeout` means the target really had time to answer.
 /// Time eaten before that by the exporter's queue makes the probe fail as

@@ -21,8 +21,8 @@
 #![forbid(unsafe_code)]
 
 use super::{
-    Budget, Context, Detail, Failure, HalfOpenCloses, IcmpError, Outcome, Reason, classify,
-    close_guard, resolve,
+    Budget, Context, Detail, Failure, HalfOpenCloses, IcmpError, Number, Outcome, Reason, Series,
+    Slot, classify, close_guard, resolve,
 };
 use crate::config::{TargetPolicy, TcpOptions};
 use crate::steplog::{Step, StepLog};
@@ -329,6 +329,86 @@ impl TcpDetail {
             self.tcp_rtt = kernel.and_then(|kernel| kernel.rtt);
         } else {
             self.later_handshake_times.push(syn_ack.time);
+        }
+    }
+}
+
+/// The handshake statistics over the successful attempts: name, help,
+/// and which statistic, in export order.
+const HANDSHAKE_STATS: [(&str, &str, fn(&HandshakeStats) -> Duration); 4] = [
+    (
+        "probe_tcp_handshake_min_seconds",
+        "Shortest handshake time of the successful attempts; 0 when none succeeded.",
+        |stats| stats.min,
+    ),
+    (
+        "probe_tcp_handshake_mean_seconds",
+        "Mean handshake time of the successful attempts; 0 when none succeeded.",
+        |stats| stats.mean,
+    ),
+    (
+        "probe_tcp_handshake_max_seconds",
+        "Longest handshake time of the successful attempts; 0 when none succeeded.",
+        |stats| stats.max,
+    ),
+    (
+        "probe_tcp_handshake_stddev_seconds",
+        "Standard deviation of the successful attempts' handshake times (ping's mdev); 0 when none succeeded.",
+        |stats| stats.stddev,
+    ),
+];
+
+/// The TCP probers' series in `/probe`'s answer. After the handshake
+/// time, what `TCP_INFO` said at the SYN-ACK: the kernel's RTT sample and
+/// the SYN retransmits, 0 when no SYN-ACK came, as the handshake gauge is,
+/// so that a module's series stay the same whatever the outcome. At the
+/// end, the ICMP error if the probe drew one, and for a module of several
+/// `attempts` the series of a TCP ping: attempts, failed attempts, and the
+/// min, mean, max and standard deviation of the successful handshakes. A
+/// single-attempt module, the default, writes what it wrote before
+/// attempts existed and pays nothing for them.
+pub(super) fn write_series(
+    options: &TcpOptions,
+    detail: Option<&TcpDetail>,
+    slot: Slot,
+    out: &mut dyn Series,
+) {
+    let seconds = |time: Option<Duration>| Number::Measure(time.map_or(0.0, |t| t.as_secs_f64()));
+    let count = |of: fn(&TcpDetail) -> u32| Number::Count(detail.map_or(0, of));
+    match slot {
+        Slot::AfterHandshake => {
+            out.gauge(
+                "probe_tcp_rtt_seconds",
+                "The kernel's RTT sample of the SYN/SYN-ACK exchange (TCP_INFO), without the exporter's wake-up; 0 when no SYN-ACK came or the kernel took no sample.",
+                seconds(detail.and_then(|detail| detail.tcp_rtt)),
+            );
+            out.gauge(
+                "probe_tcp_syn_retransmits",
+                "SYNs sent again before the SYN-ACK came (TCP_INFO), summed over the handshakes that got one; above 0, packets were lost although the port is up.",
+                count(|detail| detail.syn_retransmits),
+            );
+        }
+        Slot::AfterAddress => {}
+        Slot::AfterReasons => {
+            if let Some(icmp) = detail.and_then(|detail| detail.icmp_error.as_ref()) {
+                out.icmp_error(icmp);
+            }
+            if options.attempts > 1 {
+                out.gauge(
+                    "probe_attempts",
+                    "Handshakes attempted by the probe.",
+                    count(|detail| detail.attempts),
+                );
+                out.gauge(
+                    "probe_attempts_failed",
+                    "Attempted handshakes that failed: no SYN-ACK, whatever the reason.",
+                    count(|detail| detail.attempts_failed),
+                );
+                let stats = detail.and_then(TcpDetail::handshake_stats);
+                for (name, help, stat) in HANDSHAKE_STATS {
+                    out.gauge(name, help, seconds(stats.as_ref().map(stat)));
+                }
+            }
         }
     }
 }
