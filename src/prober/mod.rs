@@ -6,10 +6,31 @@
 //! and never panic on what the network does; even the exporter's own
 //! trouble becomes an outcome with reason `local`.
 //!
-//! Each prober lives in its own file and is chosen by [`ProberKind`] in
-//! [`run`]: `tcp` for the two TCP probers, `exec` for commands. New
-//! probers add a variant and a file; the outcome and everything
-//! downstream stay as they are.
+//! Each prober lives in its own file (`tcp.rs` for the two TCP probers,
+//! `exec.rs` for commands) and owns its shape there: its probe function,
+//! its [`Detail`] type (what it reports beside the shared part of the
+//! [`Outcome`]), and its `/probe` series (a `write_series` function, see
+//! [`Series`]). What probes share travels in a [`Context`].
+//!
+//! # Adding a prober
+//!
+//! 1. A new file here, `prober/NAME.rs`, with `probe(options, target,
+//!    context, budget, trace) -> Outcome`, its detail type (`pub struct
+//!    NameDetail`, `#[non_exhaustive]`) and `write_series(detail, slot,
+//!    out)`; `pub use` the detail type here and in `lib.rs`.
+//! 2. One variant in [`Prober`](crate::config::Prober), with the
+//!    prober's options, and one in [`ProberKind`](crate::config::ProberKind)
+//!    for its name in the YAML (`prober: NAME`). Options read from the
+//!    YAML (a `NAME:` block) are a type of `src/config/`, which reads and
+//!    checks the file one layer below this one, and a field of the
+//!    config's `ModuleFields` with its arm in `Module`'s `TryFrom`.
+//! 3. One variant in [`Detail`], and an arm in [`run`] and in
+//!    [`write_series`]. The compiler points at each `match` that needs
+//!    the new variant; nothing downstream (runner, scheduler, history,
+//!    `/probe`) changes.
+//!
+//! The wording of the steps a prober logs is still `steplog::Step`'s
+//! (see that module); moving it here is left for later.
 
 #![forbid(unsafe_code)]
 
