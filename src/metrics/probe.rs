@@ -79,7 +79,7 @@ pub(crate) fn render(outcome: &Outcome, module: &Module, format: Format) -> Stri
             .handshake_time()
             .map_or(0.0, |time| time.as_secs_f64()),
     );
-    own(&mut writer, Slot::AfterHandshake);
+    own(&mut writer, Slot::Handshake);
     writer.gauge(
         "probe_ip_protocol",
         "IP version of the probed address: 4 or 6; 0 when nothing resolved.",
@@ -90,7 +90,7 @@ pub(crate) fn render(outcome: &Outcome, module: &Module, format: Format) -> Stri
         "FNV-1a hash of the probed address, to notice when it changes.",
         outcome.address.map_or(0, |address| ip_hash(address.ip())),
     );
-    own(&mut writer, Slot::AfterAddress);
+    own(&mut writer, Slot::Address);
     writer.family(
         "probe_failure_reason",
         Kind::Gauge,
@@ -101,7 +101,7 @@ pub(crate) fn render(outcome: &Outcome, module: &Module, format: Format) -> Stri
         let value = Value::from(failed == Some(reason));
         writer.sample("probe_failure_reason", "", &[label], value);
     }
-    own(&mut writer, Slot::AfterReasons);
+    own(&mut writer, Slot::Reasons);
     writer.end();
     text
 }

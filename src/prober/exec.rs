@@ -94,7 +94,7 @@ impl ExecDetail {
 /// The `exec` prober's series in `/probe`'s answer: the exit code, -1
 /// when there is none (also when the command never ran).
 pub(super) fn write_series(detail: Option<&ExecDetail>, slot: Slot, out: &mut dyn Series) {
-    if slot == Slot::AfterAddress {
+    if slot == Slot::Address {
         let exit_code = detail.map_or(-1, |detail| detail.exit_code);
         out.gauge(
             "probe_exec_exit_code",

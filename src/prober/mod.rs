@@ -361,16 +361,16 @@ pub(crate) enum Number {
     Measure(f64),
 }
 
-/// Where a prober's own series go in `/probe`'s answer, among the shared
-/// ones; the answer's order never changes.
+/// Where a prober's own series go in `/probe`'s answer: each variant is
+/// the shared series they follow. The answer's order never changes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Slot {
     /// After `probe_tcp_handshake_duration_seconds`.
-    AfterHandshake,
+    Handshake,
     /// After `probe_ip_addr_hash`.
-    AfterAddress,
+    Address,
     /// After `probe_failure_reason`, at the end.
-    AfterReasons,
+    Reasons,
 }
 
 /// Where a prober writes its own series: `metrics::probe` implements it

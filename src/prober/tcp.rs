@@ -335,7 +335,10 @@ impl TcpDetail {
 
 /// The handshake statistics over the successful attempts: name, help,
 /// and which statistic, in export order.
-const HANDSHAKE_STATS: [(&str, &str, fn(&HandshakeStats) -> Duration); 4] = [
+/// One of the statistics of [`HandshakeStats`].
+type Stat = fn(&HandshakeStats) -> Duration;
+
+const HANDSHAKE_STATS: [(&str, &str, Stat); 4] = [
     (
         "probe_tcp_handshake_min_seconds",
         "Shortest handshake time of the successful attempts; 0 when none succeeded.",
@@ -376,7 +379,7 @@ pub(super) fn write_series(
     let seconds = |time: Option<Duration>| Number::Measure(time.map_or(0.0, |t| t.as_secs_f64()));
     let count = |of: fn(&TcpDetail) -> u32| Number::Count(detail.map_or(0, of));
     match slot {
-        Slot::AfterHandshake => {
+        Slot::Handshake => {
             out.gauge(
                 "probe_tcp_rtt_seconds",
                 "The kernel's RTT sample of the SYN/SYN-ACK exchange (TCP_INFO), without the exporter's wake-up; 0 when no SYN-ACK came or the kernel took no sample.",
@@ -388,8 +391,8 @@ pub(super) fn write_series(
                 count(|detail| detail.syn_retransmits),
             );
         }
-        Slot::AfterAddress => {}
-        Slot::AfterReasons => {
+        Slot::Address => {}
+        Slot::Reasons => {
             if let Some(icmp) = detail.and_then(|detail| detail.icmp_error.as_ref()) {
                 out.icmp_error(icmp);
             }
