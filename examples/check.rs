@@ -17,7 +17,7 @@
 use std::io::Write;
 use std::net::TcpListener;
 use std::time::Duration;
-use synack_exporter::{Module, ProberKind, check};
+use synack_exporter::{Module, check};
 
 /// Probes each of `targets` in turn with `module`, writing a line for each
 /// to `out`; a text that is not a target gets its line too.
@@ -25,7 +25,7 @@ pub async fn run(targets: &[String], module: &Module, out: &mut impl Write) -> s
     for target in targets {
         match check(target, module).await {
             Err(error) => writeln!(out, "{target}: not a target: {error}")?,
-            Ok(outcome) => match (&outcome.failure, outcome.handshake_time) {
+            Ok(outcome) => match (&outcome.failure, outcome.handshake_time()) {
                 (None, Some(handshake)) => writeln!(
                     out,
                     "{target}: open (SYN-ACK after {:.3} ms)",
@@ -42,7 +42,7 @@ pub async fn run(targets: &[String], module: &Module, out: &mut impl Write) -> s
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let module = Module::new(ProberKind::TcpHalfopen).with_timeout(Duration::from_secs(2));
+    let module = Module::tcp_halfopen().with_timeout(Duration::from_secs(2));
     let mut targets: Vec<String> = std::env::args().skip(1).collect();
     let demo_listener = if targets.is_empty() {
         let listener = TcpListener::bind("127.0.0.1:0")?;

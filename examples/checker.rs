@@ -15,7 +15,7 @@
 use std::io::Write;
 use std::net::TcpListener;
 use std::time::Duration;
-use synack_exporter::{Checker, Module, ProberKind};
+use synack_exporter::{Checker, Module};
 
 /// Checks each of `targets` `times` times with `module`, every check in a
 /// task of its own, all at once; writes a line per target to `out`.
@@ -69,7 +69,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     listener.set_nonblocking(true)?;
     let targets = [listener.local_addr()?.to_string(), "127.0.0.1:1".to_owned()];
     let checker = Checker::builder().max_in_flight(50).build()?;
-    let module = Module::new(ProberKind::TcpHalfopen).with_timeout(Duration::from_secs(2));
+    let module = Module::tcp_halfopen().with_timeout(Duration::from_secs(2));
     run(&checker, &module, &targets, 100, &mut std::io::stdout()).await?;
     // Past the kernel's delayed ACK (about 200 ms), a late ACK would show.
     tokio::time::sleep(Duration::from_millis(300)).await;

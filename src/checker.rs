@@ -45,12 +45,12 @@ use std::sync::Arc;
 ///   group of every command still running is killed.
 ///
 /// ```
-/// use synack_exporter::{Checker, Module, ProberKind};
+/// use synack_exporter::{Checker, Module};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let checker = Checker::builder().max_in_flight(100).build()?;
-/// let module = Module::new(ProberKind::TcpHalfopen);
+/// let module = Module::tcp_halfopen();
 /// // A port that listens, and whose application will accept nothing.
 /// let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
 /// let target = listener.local_addr()?.to_string();
@@ -162,7 +162,7 @@ impl Checker {
     pub async fn check(&self, target: &str, module: &Module) -> Result<Outcome, TargetError> {
         let target = Target::parse(target)?;
         let module = Arc::new(LoadedModule::uncounted(module.clone()));
-        let timeout = module.module.timeout.0;
+        let timeout = module.module.timeout();
         Ok(self
             .runner
             .run(&module, Some(&target), timeout, &mut StepLog::disabled())

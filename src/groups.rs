@@ -469,7 +469,7 @@ async fn probe_members(members: &[RoundMember], runner: &Arc<ProbeRunner>) -> Ar
             member.target.clone(),
         );
         let task = probes.spawn(async move {
-            let timeout = module.module.timeout.0;
+            let timeout = module.module.timeout();
             runner
                 .run(&module, target.as_ref(), timeout, &mut StepLog::disabled())
                 .await

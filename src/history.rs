@@ -454,10 +454,8 @@ mod tests {
         });
         trace.log(|| Step::Succeeded(Duration::from_micros(80)));
         let outcome = Outcome::not_started(Failure::new(Reason::Local, "x"), Duration::ZERO);
-        let success = Outcome {
-            failure: None,
-            ..outcome
-        };
+        let mut success = outcome;
+        success.failure = None;
         history.record(
             &Arc::from("tcp_halfopen"),
             Some(Target::parse("127.0.0.1:443").unwrap()),

@@ -10,11 +10,11 @@
 //! [`Exporter`] for those that want to run the server.
 //!
 //! ```no_run
-//! use synack_exporter::{check, Module, ProberKind};
+//! use synack_exporter::{check, Module};
 //!
 //! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
-//! let outcome = check("127.0.0.1:5432", &Module::new(ProberKind::TcpHalfopen)).await?;
-//! match (outcome.failure, outcome.handshake_time) {
+//! let outcome = check("127.0.0.1:5432", &Module::tcp_halfopen()).await?;
+//! match (&outcome.failure, outcome.handshake_time()) {
 //!     (None, Some(handshake)) => println!("open, SYN-ACK after {handshake:?}"),
 //!     (None, None) => println!("open"),
 //!     (Some(failure), _) => println!("down: {failure}"),
@@ -79,10 +79,13 @@ mod web;
 pub use checker::{Checker, CheckerBuilder};
 pub use config::{
     ConfigError, ExecOptions, HealthChecks, IpProtocol, MAX_POLICY_ENTRIES, Module, PolicyEntry,
-    ProberKind, PromDuration, TargetPolicy, TcpOptions,
+    Prober, ProberKind, PromDuration, TargetPolicy, TcpOptions,
 };
 pub use exporter::{Exporter, ExporterBuilder};
-pub use prober::{Failure, HandshakeStats, IcmpError, Outcome, Reason, STDERR_LINE_BYTES};
+pub use prober::{
+    Detail, ExecDetail, Failure, HandshakeStats, IcmpError, Outcome, Reason, STDERR_LINE_BYTES,
+    TcpDetail,
+};
 pub use target::{Host, Target, TargetError};
 
 /// Probes `target` (`host:port`) once with `module`, within its timeout.
@@ -112,18 +115,15 @@ pub use target::{Host, Target, TargetError};
 /// is down is not an error: it is an [`Outcome`] with a failure.
 pub async fn check(target: &str, module: &Module) -> Result<Outcome, TargetError> {
     let target = Target::parse(target)?;
-    let budget = prober::Budget::new(tokio::time::Instant::now(), module.timeout.0);
-    let resolver = prober::resolve::for_check();
-    // A library caller has no /metrics: the guard's counts are dropped.
-    let closes = prober::HalfOpenCloses::default();
-    // Only this call's command: its guard kills its group when it is done.
-    let groups = prober::ProcessGroups::default();
+    let budget = prober::Budget::new(tokio::time::Instant::now(), module.timeout());
+    // A library caller has no /metrics: the guard's counts are dropped;
+    // the process groups hold only this call's command, whose guard kills
+    // its group when it is done.
+    let context = prober::Context::new(prober::resolve::for_check());
     Ok(prober::run(
         module,
         Some(&target),
-        &resolver,
-        &closes,
-        &groups,
+        &context,
         budget,
         &mut steplog::StepLog::disabled(),
     )

@@ -61,10 +61,9 @@
 
 #![forbid(unsafe_code)]
 
-use crate::config::ProberKind;
 use crate::modules::LoadedModule;
 use crate::prober::{
-    self, Budget, Failure, HalfOpenCloses, MIN_WIRE_SHARE, Outcome, ProcessGroups, Reason, Resolver,
+    self, Budget, Failure, HalfOpenCloses, MIN_WIRE_SHARE, Outcome, Reason, Resolver,
 };
 use crate::settings::DEFAULT_MAX_EXEC;
 use crate::steplog::{Step, StepLog};
@@ -100,11 +99,10 @@ struct Rules {
     max_exec: usize,
     /// Probes holding a slot now: `synack_exporter_probes_in_flight`.
     in_flight: Arc<AtomicUsize>,
-    /// How soon each half-open success closed after its SYN-ACK.
-    half_open_closes: Arc<HalfOpenCloses>,
-    /// The process groups of the commands running now, at most `max_exec`.
-    process_groups: Arc<ProcessGroups>,
-    resolver: Arc<Resolver>,
+    /// The resolver, how soon each half-open success closed after its
+    /// SYN-ACK, and the process groups of the commands running now (at
+    /// most `max_exec`).
+    context: prober::Context,
 }
 
 impl ProbeRunner {
@@ -138,9 +136,7 @@ impl ProbeRunner {
                 exec_slots: Arc::new(Semaphore::new(DEFAULT_MAX_EXEC)),
                 max_exec: DEFAULT_MAX_EXEC,
                 in_flight: Arc::default(),
-                half_open_closes: Arc::default(),
-                process_groups: Arc::default(),
-                resolver: Arc::new(resolver),
+                context: prober::Context::new(resolver),
             },
             probe_thread,
             exec_thread,
@@ -162,12 +158,12 @@ impl ProbeRunner {
     /// `local`. Returns how many groups it killed. For shutdown; see the
     /// module docs.
     pub(crate) fn stop_commands(&self) -> usize {
-        self.rules.process_groups.stop()
+        self.rules.context.groups.stop()
     }
 
     /// The resolver every probe of this runner uses.
     pub(crate) fn resolver(&self) -> &Resolver {
-        &self.rules.resolver
+        &self.rules.context.resolver
     }
 
     /// How many probes hold a slot now.
@@ -177,7 +173,7 @@ impl ProbeRunner {
 
     /// The close delays of the half-open successes of every probe so far.
     pub(crate) fn half_open_closes(&self) -> &HalfOpenCloses {
-        &self.rules.half_open_closes
+        &self.rules.context.closes
     }
 
     /// Probes `target` with `module`, within `timeout`, on the probe
@@ -311,16 +307,7 @@ impl Rules {
             Err(failure) => return Self::refuse(module, failure, asked, trace),
         };
         let _in_flight = InFlight::enter(&self.in_flight);
-        let outcome = prober::run(
-            &module.module,
-            target,
-            &self.resolver,
-            &self.half_open_closes,
-            &self.process_groups,
-            budget,
-            trace,
-        )
-        .await;
+        let outcome = prober::run(&module.module, target, &self.context, budget, trace).await;
         module.results.record(&outcome);
         outcome
     }
@@ -377,7 +364,7 @@ impl Drop for ProbeRunner {
 
 /// Whether `module` runs commands, and so belongs on the exec thread.
 fn is_exec(module: &LoadedModule) -> bool {
-    module.module.prober == ProberKind::Exec
+    module.module.prober().exec().is_some()
 }
 
 /// Counts a probe as in flight until dropped, also when the probe is
@@ -580,7 +567,7 @@ mod tests {
         .unwrap();
         let modules = Modules::load(&config, &ResultCounters::default());
         let module = Arc::clone(modules.get("true").unwrap());
-        assert_eq!(module.module.prober, ProberKind::Exec);
+        assert_eq!(module.module.prober().kind(), ProberKind::Exec);
         let runner = Arc::new(ProbeRunner::new(4, Resolver::from_system(&[])).unwrap());
         // A port of its own, so that other tests' probes do not count.
         let target = Target::parse("127.0.0.1:39177").unwrap();

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpListener};
 use std::process::Command;
 use std::time::{Duration, Instant};
-use synack_exporter::{Checker, ExecOptions, Module, ProberKind, Reason, TargetError};
+use synack_exporter::{Checker, ExecOptions, Module, Reason, TargetError};
 
 #[path = "../examples/checker.rs"]
 #[allow(dead_code)] // its `main`
@@ -71,7 +71,7 @@ fn listener() -> (TcpListener, String) {
 }
 
 fn halfopen() -> Module {
-    Module::new(ProberKind::TcpHalfopen).with_timeout(Duration::from_secs(5))
+    Module::tcp_halfopen().with_timeout(Duration::from_secs(5))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -122,7 +122,7 @@ async fn half_open_checks_are_never_accepted() {
     for round in 0..100 {
         let outcome = checker.check(&target, &halfopen()).await.unwrap();
         assert!(outcome.is_success(), "check {round}: {:?}", outcome.failure);
-        assert!(outcome.handshake_time.is_some(), "check {round}");
+        assert!(outcome.handshake_time().is_some(), "check {round}");
     }
     // Past the kernel's delayed ACK (about 200 ms), a late one would show.
     tokio::time::sleep(Duration::from_millis(600)).await;

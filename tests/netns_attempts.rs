@@ -17,7 +17,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
-use synack_exporter::{Module, Outcome, ProberKind, Reason};
+use synack_exporter::{Module, Outcome, Prober, Reason, TcpOptions};
 
 const CHILD_ENV: &str = "SYNACK_NETNS_ATTEMPTS_CHILD";
 /// Keep in sync with the child's function name; the parent checks that it ran.
@@ -62,20 +62,21 @@ fn netns_attempts_count_loss() {
 /// A module of `prober` with `attempts` every `interval`, each with
 /// `attempt_timeout`, within `timeout`.
 fn ping(
-    prober: ProberKind,
+    prober: &Prober,
     attempts: u32,
     interval_ms: u64,
     attempt_timeout_ms: u64,
     stop_on_success: bool,
     timeout: Duration,
 ) -> Module {
-    let mut module = Module::new(prober).with_timeout(timeout);
-    module.tcp.attempts = attempts;
-    module.tcp.attempt_interval.0 = Duration::from_millis(interval_ms);
-    module.tcp.attempt_timeout = Some(synack_exporter::PromDuration(Duration::from_millis(
+    let mut module = Module::new(prober.clone()).with_timeout(timeout);
+    let tcp = module.tcp_mut().expect("a TCP module");
+    tcp.attempts = attempts;
+    tcp.attempt_interval.0 = Duration::from_millis(interval_ms);
+    tcp.attempt_timeout = Some(synack_exporter::PromDuration(Duration::from_millis(
         attempt_timeout_ms,
     )));
-    module.tcp.stop_on_success = stop_on_success;
+    tcp.stop_on_success = stop_on_success;
     module
 }
 
@@ -84,7 +85,7 @@ fn ping(
 async fn probe(port: u16, module: &Module) -> (Outcome, Duration) {
     let target = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port).to_string();
     let started = Instant::now();
-    let bound = module.timeout.0 + Duration::from_secs(5);
+    let bound = module.timeout() + Duration::from_secs(5);
     let outcome = tokio::time::timeout(bound, synack_exporter::check(&target, module))
         .await
         .unwrap_or_else(|_| panic!("no outcome within {bound:?}"))
@@ -95,10 +96,14 @@ async fn probe(port: u16, module: &Module) -> (Outcome, Duration) {
 fn describe(case: &str, outcome: &Outcome, took: Duration) -> String {
     format!(
         "{case}: {} attempts, {} failed, reason {:?}, handshakes {:?}, {:.3}s",
-        outcome.attempts,
-        outcome.attempts_failed,
+        outcome.tcp().map_or(0, |tcp| tcp.attempts),
+        outcome.tcp().map_or(0, |tcp| tcp.attempts_failed),
         outcome.reason(),
-        outcome.handshake_times().collect::<Vec<_>>(),
+        outcome
+            .tcp()
+            .expect("a TCP outcome")
+            .handshake_times()
+            .collect::<Vec<_>>(),
         took.as_secs_f64()
     )
 }
@@ -177,23 +182,31 @@ fn netns_child_counts_lost_attempts() {
         // Every second SYN lost, all attempts run: half fail, with
         // `timeout`, and the probe succeeds.
         for (prober, port) in [
-            (ProberKind::TcpHalfopen, PORT_HALF_LOST),
-            (ProberKind::TcpConnect, PORT_HALF_LOST_CONNECT),
+            (Prober::TcpHalfopen(TcpOptions::default()), PORT_HALF_LOST),
+            (
+                Prober::TcpConnect(TcpOptions::default()),
+                PORT_HALF_LOST_CONNECT,
+            ),
         ] {
-            let module = ping(prober, 10, 50, 40, false, Duration::from_secs(1));
+            let module = ping(&prober, 10, 50, 40, false, Duration::from_secs(1));
             let (outcome, took) = probe(port, &module).await;
-            let line = describe(&format!("{} half lost", prober.as_str()), &outcome, took);
+            let line = describe(&format!("{} half lost", prober.name()), &outcome, took);
             check(
                 outcome.is_success()
-                    && outcome.attempts == 10
-                    && (4..=6).contains(&outcome.attempts_failed)
-                    && outcome.handshake_times().count() == 10 - outcome.attempts_failed as usize,
+                    && outcome.tcp().map_or(0, |tcp| tcp.attempts) == 10
+                    && (4..=6).contains(&outcome.tcp().map_or(0, |tcp| tcp.attempts_failed))
+                    && outcome
+                        .tcp()
+                        .expect("a TCP outcome")
+                        .handshake_times()
+                        .count()
+                        == 10 - outcome.tcp().map_or(0, |tcp| tcp.attempts_failed) as usize,
                 &line,
                 "want success, 10 attempts, about 5 failed, a handshake time per success",
             );
             // 9 intervals and the last attempt: 450 ms and at most 40 ms.
             check(
-                took >= Duration::from_millis(450) && took < module.timeout.0,
+                took >= Duration::from_millis(450) && took < module.timeout(),
                 &line,
                 "the attempts run one interval apart, within the timeout",
             );
@@ -201,7 +214,7 @@ fn netns_child_counts_lost_attempts() {
 
         // Every SYN lost: every attempt fails as `timeout`, within the deadline.
         let module = ping(
-            ProberKind::TcpHalfopen,
+            &Prober::TcpHalfopen(TcpOptions::default()),
             5,
             100,
             100,
@@ -212,13 +225,16 @@ fn netns_child_counts_lost_attempts() {
         let line = describe("all lost", &outcome, took);
         check(
             outcome.reason() == Some(Reason::Timeout)
-                && (outcome.attempts, outcome.attempts_failed) == (5, 5)
-                && outcome.handshake_time.is_none(),
+                && (
+                    outcome.tcp().map_or(0, |tcp| tcp.attempts),
+                    outcome.tcp().map_or(0, |tcp| tcp.attempts_failed),
+                ) == (5, 5)
+                && outcome.handshake_time().is_none(),
             &line,
             "want reason timeout with 5 of 5 attempts failed",
         );
         check(
-            took >= Duration::from_millis(480) && took < module.timeout.0,
+            took >= Duration::from_millis(480) && took < module.timeout(),
             &line,
             "all 5 attempts run to their own timeout, and the answer comes before the deadline",
         );
@@ -226,7 +242,7 @@ fn netns_child_counts_lost_attempts() {
         // Retries: the first success ends the probe. Whichever of two SYNs
         // is dropped, one of the first two attempts succeeds.
         let module = ping(
-            ProberKind::TcpHalfopen,
+            &Prober::TcpHalfopen(TcpOptions::default()),
             10,
             50,
             40,
@@ -238,9 +254,14 @@ fn netns_child_counts_lost_attempts() {
             let line = describe(&format!("stop on success, round {round}"), &outcome, took);
             check(
                 outcome.is_success()
-                    && (1..=2).contains(&outcome.attempts)
-                    && outcome.attempts_failed == outcome.attempts - 1
-                    && outcome.later_handshake_times.is_empty(),
+                    && (1..=2).contains(&outcome.tcp().map_or(0, |tcp| tcp.attempts))
+                    && outcome.tcp().map_or(0, |tcp| tcp.attempts_failed)
+                        == outcome.tcp().map_or(0, |tcp| tcp.attempts) - 1
+                    && outcome
+                        .tcp()
+                        .expect("a TCP outcome")
+                        .later_handshake_times
+                        .is_empty(),
                 &line,
                 "want success at the first or second attempt, and no attempt after it",
             );

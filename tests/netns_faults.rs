@@ -47,7 +47,7 @@ mod common;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener};
 use std::time::{Duration, Instant};
-use synack_exporter::{Module, ProberKind, Reason};
+use synack_exporter::{Module, Prober, Reason, TcpOptions};
 
 /// Set by the parent for the re-executed binary: "you are inside the namespace".
 const CHILD_ENV: &str = "SYNACK_NETNS_CHILD";
@@ -191,7 +191,7 @@ enum Expect {
 struct Case {
     fault: &'static str,
     address: SocketAddr,
-    prober: ProberKind,
+    prober: Prober,
     timeout: Duration,
     expect: Expect,
 }
@@ -233,7 +233,10 @@ fn all_cases() -> Vec<Case> {
         ),
     ];
     let mut cases = Vec::new();
-    for prober in [ProberKind::TcpHalfopen, ProberKind::TcpConnect] {
+    for prober in [
+        Prober::TcpHalfopen(TcpOptions::default()),
+        Prober::TcpConnect(TcpOptions::default()),
+    ] {
         for ip in [LOCALHOST_V4, LOCALHOST_V6] {
             for (fault, port, expect) in faults {
                 let timeout = if expect == Expect::Fails(Reason::Timeout) {
@@ -244,7 +247,7 @@ fn all_cases() -> Vec<Case> {
                 cases.push(Case {
                     fault,
                     address: SocketAddr::new(ip, port),
-                    prober,
+                    prober: prober.clone(),
                     timeout,
                     expect,
                 });
@@ -261,7 +264,10 @@ fn all_cases() -> Vec<Case> {
 async fn run_cases(cases: &[Case]) -> Vec<CaseResult> {
     let probes = cases.iter().map(|case| {
         let target = case.address.to_string(); // "[::1]:7001" for IPv6
-        (target, Module::new(case.prober).with_timeout(case.timeout))
+        (
+            target,
+            Module::new(case.prober.clone()).with_timeout(case.timeout),
+        )
     });
     common::concurrent::check_all_at_once(probes).await
 }
@@ -271,13 +277,13 @@ impl Case {
     fn describe(&self, result: &CaseResult) -> String {
         let head = format!(
             "{:<12} {:<16} {:<30} timeout {:.1}s ->",
-            self.prober.as_str(),
+            self.prober.name(),
             self.address.to_string(),
             self.fault,
             self.timeout.as_secs_f64()
         );
         common::concurrent::describe_checked(&head, result, |outcome| {
-            let verdict = match outcome.handshake_time {
+            let verdict = match outcome.handshake_time() {
                 Some(handshake) if outcome.is_success() => {
                     format!("success (SYN-ACK after {:.6}s)", handshake.as_secs_f64())
                 }
@@ -295,7 +301,7 @@ impl Case {
         };
         match self.expect {
             Expect::Open => {
-                if !outcome.is_success() || outcome.handshake_time.is_none() {
+                if !outcome.is_success() || outcome.handshake_time().is_none() {
                     return Some("expected success with a handshake time".to_owned());
                 }
             }

@@ -58,7 +58,7 @@ use common::netns::{ChildTest, NamespaceGuard, run_checked};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use synack_exporter::{Exporter, Module, Outcome, ProberKind, Reason};
+use synack_exporter::{Exporter, Module, Outcome, Prober, Reason, TcpOptions};
 
 /// Set for the re-executed binary in the client namespace.
 const CLIENT_ENV: &str = "SYNACK_NETNS_ICMP_CLIENT";
@@ -425,7 +425,7 @@ impl Expect {
 struct Case {
     what: &'static str,
     address: SocketAddr,
-    prober: ProberKind,
+    prober: Prober,
     expect: Expect,
     timeout: Duration,
 }
@@ -547,7 +547,7 @@ fn lock_dropped_icmps() -> u64 {
 /// most [`WARM_UP_LIMIT`].
 async fn warm_up(address: SocketAddr) {
     let target = address.to_string();
-    let module = Module::new(ProberKind::TcpHalfopen).with_timeout(Duration::from_millis(500));
+    let module = Module::tcp_halfopen().with_timeout(Duration::from_millis(500));
     let started = Instant::now();
     let mut last = String::from("no probe ran");
     while started.elapsed() < WARM_UP_LIMIT {
@@ -673,14 +673,17 @@ fn rows(server: IpAddr, unrouted: IpAddr, icmp: &DestinationUnreachable) -> [Row
 /// must not depend on how far the handshake is meant to go.
 fn all_cases() -> Vec<Case> {
     let mut cases = Vec::new();
-    for prober in [ProberKind::TcpHalfopen, ProberKind::TcpConnect] {
+    for prober in [
+        Prober::TcpHalfopen(TcpOptions::default()),
+        Prober::TcpConnect(TcpOptions::default()),
+    ] {
         let ipv4 = rows(IpAddr::V4(SERVER_V4), IpAddr::V4(UNROUTED_V4), &ICMP_V4);
         let ipv6 = rows(IpAddr::V6(SERVER_V6), IpAddr::V6(UNROUTED_V6), &ICMP_V6);
         for (what, ip, port, expect) in ipv4.into_iter().chain(ipv6) {
             cases.push(Case {
                 what,
                 address: SocketAddr::new(ip, port),
-                prober,
+                prober: prober.clone(),
                 expect,
                 timeout: expect.timeout(),
             });
@@ -692,7 +695,7 @@ fn all_cases() -> Vec<Case> {
 /// One probe, bounded in case the prober ever ignores its deadline.
 async fn run_case(case: &Case) -> CaseResult {
     let target = case.address.to_string(); // "[2001:db8:2::2]:81" for IPv6
-    let module = Module::new(case.prober).with_timeout(case.timeout);
+    let module = Module::new(case.prober.clone()).with_timeout(case.timeout);
     common::concurrent::check_bounded(target, module).await
 }
 
@@ -702,16 +705,25 @@ async fn run_case(case: &Case) -> CaseResult {
 /// kernel's rounding, 100 µs), and no SYN was retransmitted (the warm-up
 /// settled the path).
 fn wrong_kernel_timing(outcome: &Outcome) -> Option<String> {
-    let (Some(rtt), Some(handshake)) = (outcome.tcp_rtt, outcome.handshake_time) else {
+    let (Some(rtt), Some(handshake)) = (
+        outcome.tcp().and_then(|tcp| tcp.tcp_rtt),
+        outcome.handshake_time(),
+    ) else {
         return Some(format!(
             "expected an RTT sample and a handshake time, got {:?} and {:?}",
-            outcome.tcp_rtt, outcome.handshake_time
+            outcome.tcp().and_then(|tcp| tcp.tcp_rtt),
+            outcome.handshake_time()
         ));
     };
     if rtt.is_zero() || rtt > handshake + Duration::from_micros(100) {
         return Some(format!("RTT {rtt:?} against a handshake of {handshake:?}"));
     }
-    (outcome.syn_retransmits != 0).then(|| format!("{} SYN retransmits", outcome.syn_retransmits))
+    (outcome.tcp().map_or(0, |tcp| tcp.syn_retransmits) != 0).then(|| {
+        format!(
+            "{} SYN retransmits",
+            outcome.tcp().map_or(0, |tcp| tcp.syn_retransmits)
+        )
+    })
 }
 
 impl Case {
@@ -719,22 +731,23 @@ impl Case {
     fn describe(&self, result: &CaseResult) -> String {
         let head = format!(
             "{:<12} {:<20} {:<40} timeout {:.1}s ->",
-            self.prober.as_str(),
+            self.prober.name(),
             self.address.to_string(),
             self.what,
             self.timeout.as_secs_f64()
         );
         common::concurrent::describe_checked(&head, result, |outcome| {
             let icmp = outcome
-                .icmp_error
+                .tcp()
+                .and_then(|tcp| tcp.icmp_error)
                 .as_ref()
                 .map_or_else(|| "no ICMP".to_owned(), ToString::to_string);
             format!(
                 "{}; {icmp}; in {:.6}s; handshake {:?}, kernel RTT {:?}",
                 common::concurrent::verdict(outcome),
                 outcome.duration.as_secs_f64(),
-                outcome.handshake_time,
-                outcome.tcp_rtt
+                outcome.handshake_time(),
+                outcome.tcp().and_then(|tcp| tcp.tcp_rtt)
             )
         })
     }
@@ -782,10 +795,11 @@ impl Case {
         } = self.expect
         else {
             return outcome
-                .icmp_error
+                .tcp()
+                .and_then(|tcp| tcp.icmp_error)
                 .map(|icmp| format!("expected no ICMP detail, got {icmp:?}"));
         };
-        let Some(icmp) = &outcome.icmp_error else {
+        let Some(icmp) = &outcome.tcp().and_then(|tcp| tcp.icmp_error) else {
             return Some("expected the ICMP error from the error queue".to_owned());
         };
         let ipv6 = self.address.is_ipv6();

@@ -14,7 +14,7 @@ mod common;
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
-use synack_exporter::{Module, ProberKind, Reason};
+use synack_exporter::{Module, Prober, Reason, TcpOptions};
 
 const CHILD_ENV: &str = "SYNACK_NETNS_MAPPED_CHILD";
 const CHILD_TEST: &str = "netns_mapped_child_probes";
@@ -63,24 +63,28 @@ fn netns_mapped_child_probes() {
         .build()
         .expect("tokio runtime");
     let localhost = IpAddr::V4(Ipv4Addr::LOCALHOST);
-    for prober in [ProberKind::TcpHalfopen, ProberKind::TcpConnect] {
+    for prober in [
+        Prober::TcpHalfopen(TcpOptions::default()),
+        Prober::TcpConnect(TcpOptions::default()),
+    ] {
         for (port, code, reason) in [
             (PORT_PORT_UNREACHABLE, 3, Reason::Refused),
             (PORT_ADMIN_PROHIBITED, 13, Reason::Unreachable),
         ] {
             let target = format!("[::ffff:127.0.0.1]:{port}");
-            let module = Module::new(prober).with_timeout(TIMEOUT);
+            let module = Module::new(prober.clone()).with_timeout(TIMEOUT);
             let outcome = runtime
                 .block_on(synack_exporter::check(&target, &module))
                 .expect("a valid target");
             println!(
                 "{} {target}: {:?} {:?}",
-                prober.as_str(),
+                prober.name(),
                 outcome.failure,
-                outcome.icmp_error
+                outcome.tcp().and_then(|tcp| tcp.icmp_error)
             );
             let icmp = outcome
-                .icmp_error
+                .tcp()
+                .and_then(|tcp| tcp.icmp_error)
                 .unwrap_or_else(|| panic!("{target}: no ICMP error in {outcome:?}"));
             assert_eq!(
                 (icmp.ipv6, icmp.icmp_type, icmp.code, icmp.offender),

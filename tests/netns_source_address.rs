@@ -38,7 +38,7 @@ use common::concurrent::{Checked, check_all_at_once};
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener};
 use std::time::{Duration, Instant};
-use synack_exporter::{Module, Outcome, ProberKind, Reason};
+use synack_exporter::{Module, Outcome, Reason};
 
 /// Set by the parent for the re-executed binary: "you are inside the namespace".
 const CHILD_ENV: &str = "SYNACK_NETNS_SOURCE_CHILD";
@@ -205,8 +205,8 @@ struct Batch {
 /// Starts a half-open probe to every address at once, all from `source`,
 /// and waits for them all.
 async fn run_batch(addresses: &[SocketAddr], source: IpAddr, timeout: Duration) -> Batch {
-    let mut module = Module::new(ProberKind::TcpHalfopen).with_timeout(timeout);
-    module.tcp.source_ip_address = Some(source);
+    let mut module = Module::tcp_halfopen().with_timeout(timeout);
+    module.tcp_mut().expect("a TCP module").source_ip_address = Some(source);
     let started = Instant::now();
     // "[::1]:20000" for IPv6
     let probes = addresses

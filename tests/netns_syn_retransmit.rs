@@ -19,7 +19,7 @@ mod common;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener};
 use std::time::Duration;
-use synack_exporter::{Module, Outcome, ProberKind};
+use synack_exporter::{Module, Outcome, Prober, TcpOptions};
 
 /// Set by the parent for the re-executed binary: "you are inside the namespace".
 const CHILD_ENV: &str = "SYNACK_NETNS_SYN_RETRANSMIT_CHILD";
@@ -118,7 +118,10 @@ fn netns_syn_retransmit_child_probes() {
         .expect("tokio runtime");
     let mut problems = Vec::new();
     let mut cases = 0;
-    for prober in [ProberKind::TcpHalfopen, ProberKind::TcpConnect] {
+    for prober in [
+        Prober::TcpHalfopen(TcpOptions::default()),
+        Prober::TcpConnect(TcpOptions::default()),
+    ] {
         for ip in [LOCALHOST_V4, LOCALHOST_V6] {
             for (port, attempts) in [
                 (PORT_FIRST_SYN_DROPPED, 1),
@@ -126,10 +129,10 @@ fn netns_syn_retransmit_child_probes() {
                 (PORT_FIRST_SYN_DROPPED, 2),
             ] {
                 let address = SocketAddr::new(ip, port);
-                let outcome = runtime.block_on(probe(address, module(prober, attempts)));
+                let outcome = runtime.block_on(probe(address, module(&prober, attempts)));
                 let line = format!(
                     "{:<12} {address:<16} {attempts} attempt(s): {}",
-                    prober.as_str(),
+                    prober.name(),
                     describe(&outcome)
                 );
                 println!("{line}");
@@ -153,13 +156,14 @@ fn netns_syn_retransmit_child_probes() {
 /// timeout; each of several has half of it, room for one SYN
 /// retransmission, and starts 1.5 s after the one before, once that one
 /// has its answer; all of them run, whatever the first found.
-fn module(prober: ProberKind, attempts: u32) -> Module {
-    let mut module = Module::new(prober).with_timeout(TIMEOUT * attempts);
-    module.tcp.attempts = attempts;
+fn module(prober: &Prober, attempts: u32) -> Module {
+    let mut module = Module::new(prober.clone()).with_timeout(TIMEOUT * attempts);
+    let tcp = module.tcp_mut().expect("a TCP module");
+    tcp.attempts = attempts;
     if attempts > 1 {
-        module.tcp.attempt_interval.0 = Duration::from_millis(1500);
-        module.tcp.attempt_timeout = Some(synack_exporter::PromDuration(TIMEOUT / 2));
-        module.tcp.stop_on_success = false;
+        tcp.attempt_interval.0 = Duration::from_millis(1500);
+        tcp.attempt_timeout = Some(synack_exporter::PromDuration(TIMEOUT / 2));
+        tcp.stop_on_success = false;
     }
     module
 }
@@ -169,7 +173,7 @@ fn module(prober: ProberKind, attempts: u32) -> Module {
 async fn probe(address: SocketAddr, module: Module) -> Outcome {
     let target = address.to_string();
     tokio::time::timeout(
-        module.timeout.0 + Duration::from_secs(5),
+        module.timeout() + Duration::from_secs(5),
         synack_exporter::check(&target, &module),
     )
     .await
@@ -185,9 +189,13 @@ fn describe(outcome: &Outcome) -> String {
         .map_or_else(|| "success".to_owned(), ToString::to_string);
     format!(
         "{failure}: handshakes {:?}, kernel RTT {:?}, SYN retransmits {}",
-        outcome.handshake_times().collect::<Vec<_>>(),
-        outcome.tcp_rtt,
-        outcome.syn_retransmits
+        outcome
+            .tcp()
+            .expect("a TCP outcome")
+            .handshake_times()
+            .collect::<Vec<_>>(),
+        outcome.tcp().and_then(|tcp| tcp.tcp_rtt),
+        outcome.tcp().map_or(0, |tcp| tcp.syn_retransmits)
     )
 }
 
@@ -195,7 +203,10 @@ fn describe(outcome: &Outcome) -> String {
 /// if anything. Every attempt must succeed; the kernel RTT is the first
 /// one's, and the SYN retransmits are summed over all.
 fn check(port: u16, attempts: u32, outcome: &Outcome) -> Option<String> {
-    let (Some(handshake), Some(rtt)) = (outcome.handshake_time, outcome.tcp_rtt) else {
+    let (Some(handshake), Some(rtt)) = (
+        outcome.handshake_time(),
+        outcome.tcp().and_then(|tcp| tcp.tcp_rtt),
+    ) else {
         return Some("expected a success with a handshake time and a kernel RTT".to_owned());
     };
     if !outcome.is_success() {
@@ -211,13 +222,21 @@ fn check(port: u16, attempts: u32, outcome: &Outcome) -> Option<String> {
     } else {
         (0, (Duration::ZERO, RETRANSMIT_WINDOW.0))
     };
-    if outcome.syn_retransmits != retransmits {
+    if outcome.tcp().map_or(0, |tcp| tcp.syn_retransmits) != retransmits {
         return Some(format!("expected {retransmits} SYN retransmits"));
     }
-    if outcome.handshake_times().count() != attempts as usize {
+    if outcome
+        .tcp()
+        .expect("a TCP outcome")
+        .handshake_times()
+        .count()
+        != attempts as usize
+    {
         return Some(format!("expected {attempts} successful attempts"));
     }
     if outcome
+        .tcp()
+        .expect("a TCP outcome")
         .handshake_times()
         .any(|time| time < window.0 || time >= window.1)
     {

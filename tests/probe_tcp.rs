@@ -11,14 +11,14 @@ use socket2::{Domain, Protocol, Socket, Type};
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::time::Duration;
-use synack_exporter::{Exporter, IpProtocol, Module, Outcome, ProberKind, Reason, check};
+use synack_exporter::{Exporter, IpProtocol, Module, Outcome, Reason, check};
 
 fn halfopen(timeout: Duration) -> Module {
-    Module::new(ProberKind::TcpHalfopen).with_timeout(timeout)
+    Module::tcp_halfopen().with_timeout(timeout)
 }
 
 fn connect(timeout: Duration) -> Module {
-    Module::new(ProberKind::TcpConnect).with_timeout(timeout)
+    Module::tcp_connect().with_timeout(timeout)
 }
 
 /// A non-blocking listener with a large backlog, so `accept` can be polled.
@@ -66,9 +66,10 @@ async fn assert_halfopen_is_invisible(address: &str) {
             "probe {round} of {target}: {:?}",
             outcome.failure
         );
-        assert!(outcome.handshake_time.is_some());
+        assert!(outcome.handshake_time().is_some());
         let close_delay = outcome
-            .close_delay
+            .tcp()
+            .and_then(|tcp| tcp.close_delay)
             .expect("a half-open success has a close delay");
         // Loopback, an idle runtime: the RST follows the wake-up at once.
         assert!(
@@ -127,7 +128,11 @@ async fn tcp_connect_is_accepted_by_the_same_listener() {
             .await
             .unwrap();
         assert!(outcome.is_success(), "{:?}", outcome.failure);
-        assert_eq!(outcome.close_delay, None, "a full handshake races nothing");
+        assert_eq!(
+            outcome.tcp().and_then(|tcp| tcp.close_delay),
+            None,
+            "a full handshake races nothing"
+        );
     }
     assert_eq!(accepted_after_delayed_ack(&listener), 10);
 }
@@ -146,9 +151,16 @@ async fn closed_port_is_refused_by_both_probers() {
             "{:?}",
             outcome.failure
         );
-        assert!(outcome.failure.unwrap().detail.contains("ECONNREFUSED"));
-        assert_eq!(outcome.handshake_time, None);
-        assert_eq!(outcome.close_delay, None);
+        assert!(
+            outcome
+                .failure
+                .as_ref()
+                .unwrap()
+                .detail
+                .contains("ECONNREFUSED")
+        );
+        assert_eq!(outcome.handshake_time(), None);
+        assert_eq!(outcome.tcp().and_then(|tcp| tcp.close_delay), None);
     }
 }
 
@@ -211,7 +223,7 @@ async fn halfopen_and_connect_leave_no_time_wait() {
         assert!(
             entries.is_empty(),
             "{} left TIME_WAIT: {entries:#?}",
-            module.prober.as_str()
+            module.prober().name()
         );
     }
 }
@@ -251,8 +263,9 @@ async fn disallowed_family_fails_a_literal_as_local_a_name_as_dns_and_fallback_a
     let listener = listener("127.0.0.1:0").unwrap();
     let target = target_of(&listener);
     let mut module = halfopen(Duration::from_secs(2));
-    module.tcp.preferred_ip_protocol = IpProtocol::Ip6;
-    module.tcp.ip_protocol_fallback = false;
+    let tcp = module.tcp_mut().expect("a TCP module");
+    tcp.preferred_ip_protocol = IpProtocol::Ip6;
+    tcp.ip_protocol_fallback = false;
     let outcome = check(&target, &module).await.unwrap();
     assert_eq!(
         detail_of(&outcome, Reason::Local),
@@ -262,7 +275,7 @@ async fn disallowed_family_fails_a_literal_as_local_a_name_as_dns_and_fallback_a
 
     // localhost is in /etc/hosts with 127.0.0.1; an IPv4 source rules
     // out any IPv6 address it may have too.
-    module.tcp.source_ip_address = Some("127.0.0.1".parse().unwrap());
+    module.tcp_mut().expect("a TCP module").source_ip_address = Some("127.0.0.1".parse().unwrap());
     let outcome = check("localhost:9", &module).await.unwrap();
     let detail = detail_of(&outcome, Reason::Dns);
     assert!(
@@ -281,8 +294,9 @@ async fn disallowed_family_fails_a_literal_as_local_a_name_as_dns_and_fallback_a
         "{detail}"
     );
 
-    module.tcp.source_ip_address = None;
-    module.tcp.ip_protocol_fallback = true;
+    let tcp = module.tcp_mut().expect("a TCP module");
+    tcp.source_ip_address = None;
+    tcp.ip_protocol_fallback = true;
     assert!(check(&target, &module).await.unwrap().is_success());
 }
 
@@ -291,7 +305,7 @@ async fn source_ip_address_is_used() {
     let listener = listener("127.0.0.1:0").unwrap();
     let target = target_of(&listener);
     let mut module = connect(Duration::from_secs(2));
-    module.tcp.source_ip_address = Some("127.0.0.2".parse().unwrap());
+    module.tcp_mut().expect("a TCP module").source_ip_address = Some("127.0.0.2".parse().unwrap());
     assert!(check(&target, &module).await.unwrap().is_success());
     // The handshake completed before check() returned: the connection
     // waits in the accept queue.
@@ -300,7 +314,7 @@ async fn source_ip_address_is_used() {
 
     // A source address this host does not have is the exporter's
     // problem, and the detail names the setting to fix.
-    module.tcp.source_ip_address = Some("192.0.2.1".parse().unwrap());
+    module.tcp_mut().expect("a TCP module").source_ip_address = Some("192.0.2.1".parse().unwrap());
     let outcome = check(&target, &module).await.unwrap();
     let detail = detail_of(&outcome, Reason::Local);
     assert!(

@@ -17,7 +17,7 @@ mod common;
 use common::TempDir;
 use std::path::Path;
 use std::time::Duration;
-use synack_exporter::{Exporter, Module, ProberKind};
+use synack_exporter::{Exporter, Module};
 
 #[path = "../examples/check.rs"]
 #[allow(dead_code)] // its `main`
@@ -224,10 +224,10 @@ fn take_printed() -> String {
 /// markers below (`the_rust_snippets_are_the_ones_run_here` compares).
 async fn readme_check_snippet() -> Result<String, Box<dyn std::error::Error>> {
     // The README's check snippet begins.
-    use synack_exporter::{Module, ProberKind, check};
+    use synack_exporter::{Module, check};
 
-    let outcome = check("127.0.0.1:5432", &Module::new(ProberKind::TcpHalfopen)).await?;
-    match (outcome.failure, outcome.handshake_time) {
+    let outcome = check("127.0.0.1:5432", &Module::tcp_halfopen()).await?;
+    match (&outcome.failure, outcome.handshake_time()) {
         (None, Some(handshake)) => println!("open, SYN-ACK after {handshake:?}"),
         (None, None) => println!("open"),
         (Some(failure), _) => println!("down: {failure}"),
@@ -240,9 +240,9 @@ async fn readme_check_snippet() -> Result<String, Box<dyn std::error::Error>> {
 async fn migration_check_snippet() -> Result<String, Box<dyn std::error::Error>> {
     // The tcp-shaker snippet begins.
     use std::time::Duration;
-    use synack_exporter::{Module, ProberKind, Reason, check};
+    use synack_exporter::{Module, Reason, check};
 
-    let module = Module::new(ProberKind::TcpHalfopen).with_timeout(Duration::from_secs(1));
+    let module = Module::tcp_halfopen().with_timeout(Duration::from_secs(1));
     let outcome = check("127.0.0.1:6379", &module).await?;
     match outcome.failure {
         // CheckAddr returned nil
@@ -327,7 +327,7 @@ async fn the_check_example_says_why_a_target_is_bad_and_goes_on() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let open = listener.local_addr().unwrap().to_string();
     let targets = ["no-port".to_owned(), open.clone(), "127.0.0.1:1".to_owned()];
-    let module = Module::new(ProberKind::TcpHalfopen).with_timeout(Duration::from_secs(2));
+    let module = Module::tcp_halfopen().with_timeout(Duration::from_secs(2));
     let mut out = Vec::new();
     check_example::run(&targets, &module, &mut out)
         .await

@@ -23,9 +23,7 @@
 #![forbid(unsafe_code)]
 
 use super::scheduled::TargetSpec;
-use super::{
-    Config, ExecOptions, Group, GroupMember, GroupName, Module, ProberKind, TIMEOUT_RANGE,
-};
+use super::{Config, ExecOptions, Group, GroupMember, GroupName, Module, TIMEOUT_RANGE};
 use crate::target::{Host, Target};
 use serde_saphyr::{Location, Spanned};
 use std::collections::BTreeMap;
@@ -135,7 +133,7 @@ impl HealthChecks {
         if !self.ports.is_empty() {
             modules.insert(
                 PORT_MODULE.to_owned(),
-                Module::new(ProberKind::TcpHalfopen).with_timeout(PORT_TIMEOUT),
+                Module::tcp_halfopen().with_timeout(PORT_TIMEOUT),
             );
             members.extend(
                 self.ports
@@ -221,10 +219,13 @@ mod tests {
                 ("script \"/bin/zk --zk-port 2191\"".to_owned(), None),
             ]
         );
-        assert_eq!(config.modules["port"].timeout.0, PORT_TIMEOUT);
-        assert_eq!(config.modules["port"].prober, ProberKind::TcpHalfopen);
+        assert_eq!(config.modules["port"].timeout(), PORT_TIMEOUT);
+        assert_eq!(
+            config.modules["port"].prober().kind(),
+            crate::config::ProberKind::TcpHalfopen
+        );
         let script = &config.modules["script \"/bin/zk --zk-port 2191\""];
-        assert_eq!(script.timeout.0, Duration::from_secs(10));
+        assert_eq!(script.timeout(), Duration::from_secs(10));
         assert_eq!(script.why_a_target_is_needed(), None);
     }
 }

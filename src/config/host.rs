@@ -201,11 +201,15 @@ struct TcpSpots {
 /// or `modules.NAME.tcp.source_ip_address`.
 pub(super) fn check(file: &str, text: &str, config: &Config) -> Result<(), ConfigError> {
     for (name, module) in &config.modules {
-        if let Some(problem) = module.exec.as_ref().and_then(program_problem) {
+        if let Some(problem) = module.prober().exec().and_then(program_problem) {
             let at = |spots: ModuleSpots| spots.exec?.command.into_iter().next();
             return Err(locate(file, text, name, "exec.command[0]", at, problem));
         }
-        if let Some(problem) = module.tcp.source_ip_address.and_then(source_problem) {
+        if let Some(problem) = module
+            .tcp()
+            .and_then(|tcp| tcp.source_ip_address)
+            .and_then(source_problem)
+        {
             let at = |spots: ModuleSpots| spots.tcp?.source_ip_address;
             return Err(locate(
                 file,

@@ -122,26 +122,75 @@ pub struct Config {
     pub groups: BTreeMap<GroupName, Group>,
 }
 
-/// One way of probing: a prober and its options.
+/// One way of probing: a prober with its own options, and what every
+/// prober shares (the timeout, the target policy).
 ///
 /// Reading a module checks how its fields fit together: `exec:` is
 /// required by `prober: exec` and refused by the TCP probers, and `tcp:`
 /// options other than the defaults are refused by `prober: exec`, which
-/// opens no socket of its own.
+/// opens no socket of its own. A module built in Rust cannot get them
+/// wrong: each [`Prober`] carries the options of its own kind.
+#[non_exhaustive]
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(try_from = "ModuleFields", into = "ModuleFields")]
 pub struct Module {
-    /// Which prober runs.
-    pub prober: ProberKind,
+    /// Which prober runs, with its options.
+    prober: Prober,
     /// Upper bound for one probe, DNS included. The scrape timeout may lower it.
-    pub timeout: PromDuration,
-    /// Options of the TCP probers.
-    pub tcp: TcpOptions,
-    /// The command of the `exec` prober; `None` for the others.
-    pub exec: Option<ExecOptions>,
+    timeout: PromDuration,
     /// Which targets the module may probe; `None` for any (see
     /// [`TargetPolicy`]). Boxed so that a module without one stays small.
-    pub target_policy: Option<Box<TargetPolicy>>,
+    target_policy: Option<Box<TargetPolicy>>,
+}
+
+/// A prober and its options: what a [`Module`] runs. Each prober's
+/// options are those of its own kind, so that an `exec` module without a
+/// command cannot be built.
+#[non_exhaustive]
+#[derive(Clone, Debug, PartialEq)]
+pub enum Prober {
+    /// SYN, SYN-ACK, RST: the application never sees a connection.
+    TcpHalfopen(TcpOptions),
+    /// A full handshake closed with RST, for SYN proxies and middleboxes.
+    TcpConnect(TcpOptions),
+    /// Runs a command; exit 0 within the timeout is success.
+    Exec(ExecOptions),
+}
+
+impl Prober {
+    /// Which prober this is, without its options.
+    #[must_use]
+    pub fn kind(&self) -> ProberKind {
+        match self {
+            Self::TcpHalfopen(_) => ProberKind::TcpHalfopen,
+            Self::TcpConnect(_) => ProberKind::TcpConnect,
+            Self::Exec(_) => ProberKind::Exec,
+        }
+    }
+
+    /// The name used in the config and in metrics: `tcp_halfopen`, ...
+    #[must_use]
+    pub fn name(&self) -> &'static str {
+        self.kind().as_str()
+    }
+
+    /// The TCP options of a TCP prober; `None` for the others.
+    #[must_use]
+    pub fn tcp(&self) -> Option<&TcpOptions> {
+        match self {
+            Self::TcpHalfopen(options) | Self::TcpConnect(options) => Some(options),
+            Self::Exec(_) => None,
+        }
+    }
+
+    /// The command of the `exec` prober; `None` for the others.
+    #[must_use]
+    pub fn exec(&self) -> Option<&ExecOptions> {
+        match self {
+            Self::Exec(options) => Some(options),
+            Self::TcpHalfopen(_) | Self::TcpConnect(_) => None,
+        }
+    }
 }
 
 /// A module's fields as written in the YAML.
@@ -164,19 +213,19 @@ impl TryFrom<ModuleFields> for Module {
 
     fn try_from(fields: ModuleFields) -> Result<Self, String> {
         let ModuleFields {
-            prober,
+            prober: kind,
             timeout,
             tcp,
             exec,
             target_policy,
         } = fields;
-        match (prober, &exec) {
+        let prober = match (kind, exec) {
             (ProberKind::Exec, None) => {
                 return Err("prober exec needs an exec: block with the command to run, such as \
                      exec: {command: [\"/usr/local/bin/check\", \"--host\", \"{host}\", \"--port\", \"{port}\"]}"
                     .to_owned());
             }
-            (ProberKind::Exec, Some(_)) => {
+            (ProberKind::Exec, Some(exec)) => {
                 if tcp
                     .as_ref()
                     .is_some_and(|tcp| *tcp != TcpOptions::default())
@@ -187,22 +236,23 @@ impl TryFrom<ModuleFields> for Module {
                             .to_owned(),
                     );
                 }
+                Prober::Exec(exec)
             }
             (_, Some(_)) => {
                 return Err(format!(
                     "exec: applies only to prober exec, and this module's prober is {}: remove the exec: block or set prober: exec",
-                    prober.as_str()
+                    kind.as_str()
                 ));
             }
-            (_, None) => {}
+            (ProberKind::TcpHalfopen, None) => Prober::TcpHalfopen(tcp.unwrap_or_default()),
+            (ProberKind::TcpConnect, None) => Prober::TcpConnect(tcp.unwrap_or_default()),
+        };
+        if let Some(tcp) = prober.tcp() {
+            tcp.check_attempts_fit(timeout.0)?;
         }
-        let tcp = tcp.unwrap_or_default();
-        tcp.check_attempts_fit(timeout.0)?;
         Ok(Self {
             prober,
             timeout,
-            tcp,
-            exec,
             target_policy,
         })
     }
@@ -212,17 +262,22 @@ impl From<Module> for ModuleFields {
     /// What `/config` shows: no `tcp:` for an exec module, no `exec:`
     /// for the others.
     fn from(module: Module) -> Self {
+        let kind = module.prober.kind();
+        let (tcp, exec) = match module.prober {
+            Prober::TcpHalfopen(tcp) | Prober::TcpConnect(tcp) => (Some(tcp), None),
+            Prober::Exec(exec) => (None, Some(exec)),
+        };
         Self {
-            prober: module.prober,
+            prober: kind,
             timeout: module.timeout,
-            tcp: (module.prober != ProberKind::Exec).then_some(module.tcp),
-            exec: module.exec,
+            tcp,
+            exec,
             target_policy: module.target_policy,
         }
     }
 }
 
-/// The available probers.
+/// The available probers, without their options: what `prober:` names.
 #[non_exhaustive]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -381,41 +436,42 @@ impl fmt::Display for IpProtocol {
 }
 
 impl Module {
-    /// A module for `prober` with the defaults: 5 s timeout, IPv4 preferred
-    /// with fallback, no source address.
+    /// A module running `prober`, with the default timeout (5 s) and no
+    /// target policy.
     #[must_use]
-    pub fn new(prober: ProberKind) -> Self {
+    pub fn new(prober: Prober) -> Self {
         Self {
             prober,
             timeout: default_timeout(),
-            tcp: TcpOptions::default(),
-            exec: None,
             target_policy: None,
         }
+    }
+
+    /// A `tcp_halfopen` module with the defaults: 5 s timeout, IPv4
+    /// preferred with fallback, no source address, one attempt.
+    #[must_use]
+    pub fn tcp_halfopen() -> Self {
+        Self::new(Prober::TcpHalfopen(TcpOptions::default()))
+    }
+
+    /// A `tcp_connect` module with the defaults of
+    /// [`tcp_halfopen`](Self::tcp_halfopen).
+    #[must_use]
+    pub fn tcp_connect() -> Self {
+        Self::new(Prober::TcpConnect(TcpOptions::default()))
     }
 
     /// An `exec` module running `options`, with the default timeout (5 s).
     #[must_use]
     pub fn exec(options: ExecOptions) -> Self {
-        Self {
-            exec: Some(options),
-            ..Self::new(ProberKind::Exec)
-        }
+        Self::new(Prober::Exec(options))
     }
 
-    /// Why this module cannot probe without a target, or `None` if it
-    /// can: an `exec` module whose command holds no placeholder.
+    /// The same module with another timeout.
     #[must_use]
-    pub(crate) fn why_a_target_is_needed(&self) -> Option<String> {
-        match &self.exec {
-            Some(exec) if self.prober == ProberKind::Exec => exec
-                .first_placeholder()
-                .map(|placeholder| format!("its command uses {placeholder}")),
-            _ => Some(format!(
-                "it probes a port (prober {})",
-                self.prober.as_str()
-            )),
-        }
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = PromDuration(timeout);
+        self
     }
 
     /// The same module with a target policy.
@@ -425,22 +481,62 @@ impl Module {
         self
     }
 
-    /// The same module with another timeout.
+    /// Which prober runs, with its options.
     #[must_use]
-    pub fn with_timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = PromDuration(timeout);
-        self
+    pub fn prober(&self) -> &Prober {
+        &self.prober
+    }
+
+    /// The options of a TCP module; `None` for an `exec` module.
+    #[must_use]
+    pub fn tcp(&self) -> Option<&TcpOptions> {
+        self.prober.tcp()
+    }
+
+    /// The options of a TCP module, to change them; `None` for an `exec`
+    /// module. A module read from a config file has had its attempts
+    /// checked against its timeout; changed here, they are not.
+    #[must_use]
+    pub fn tcp_mut(&mut self) -> Option<&mut TcpOptions> {
+        match &mut self.prober {
+            Prober::TcpHalfopen(options) | Prober::TcpConnect(options) => Some(options),
+            Prober::Exec(_) => None,
+        }
+    }
+
+    /// The upper bound for one probe, DNS included.
+    #[must_use]
+    pub fn timeout(&self) -> Duration {
+        self.timeout.0
+    }
+
+    /// Which targets the module may probe; `None` for any.
+    #[must_use]
+    pub fn target_policy(&self) -> Option<&TargetPolicy> {
+        self.target_policy.as_deref()
+    }
+
+    /// Why this module cannot probe without a target, or `None` if it
+    /// can: an `exec` module whose command holds no placeholder.
+    #[must_use]
+    pub(crate) fn why_a_target_is_needed(&self) -> Option<String> {
+        match &self.prober {
+            Prober::Exec(exec) => exec
+                .first_placeholder()
+                .map(|placeholder| format!("its command uses {placeholder}")),
+            prober => Some(format!("it probes a port (prober {})", prober.name())),
+        }
     }
 }
 
 /// The modules every config has: `tcp_halfopen` and `tcp_connect`, each
-/// with [`Module::new`]'s defaults (5 s timeout). A config file's
+/// with the defaults of [`Module::tcp_halfopen`] (5 s timeout). A config file's
 /// `modules:` may redefine them by name.
 #[must_use]
 pub fn builtin_modules() -> BTreeMap<String, Module> {
-    [ProberKind::TcpHalfopen, ProberKind::TcpConnect]
+    [Module::tcp_halfopen(), Module::tcp_connect()]
         .into_iter()
-        .map(|kind| (kind.as_str().to_owned(), Module::new(kind)))
+        .map(|module| (module.prober.name().to_owned(), module))
         .collect()
 }
 
@@ -852,8 +948,8 @@ mod tests {
             ("tcp_connect", ProberKind::TcpConnect),
         ] {
             let module = &config.modules[name];
-            assert_eq!(module.prober, kind);
-            assert_eq!(module.timeout.0, Duration::from_secs(5));
+            assert_eq!(module.prober().kind(), kind);
+            assert_eq!(module.timeout(), Duration::from_secs(5));
         }
     }
 
@@ -882,7 +978,7 @@ mod tests {
         let config = Config::parse("t.yml", yaml).unwrap();
         assert_eq!(config.module_names(), "fast, tcp_connect, tcp_halfopen");
         assert_eq!(
-            config.modules["tcp_halfopen"].timeout.0,
+            config.modules["tcp_halfopen"].timeout(),
             Duration::from_secs(1)
         );
         assert!(!config.is_builtin("tcp_halfopen"), "redefined");
@@ -905,10 +1001,11 @@ mod tests {
     fn blackbox_style_tcp_block_is_read() {
         let yaml = "modules:\n  v6:\n    prober: tcp_connect\n    timeout: 750ms\n    tcp:\n      preferred_ip_protocol: ip6\n      ip_protocol_fallback: false\n      source_ip_address: \"::1\"\n";
         let module = &Config::parse("t.yml", yaml).unwrap().modules["v6"];
-        assert_eq!(module.timeout.0, Duration::from_millis(750));
-        assert_eq!(module.tcp.preferred_ip_protocol, IpProtocol::Ip6);
-        assert!(!module.tcp.ip_protocol_fallback);
-        assert_eq!(module.tcp.source_ip_address, Some("::1".parse().unwrap()));
+        assert_eq!(module.timeout(), Duration::from_millis(750));
+        let tcp = module.tcp().unwrap();
+        assert_eq!(tcp.preferred_ip_protocol, IpProtocol::Ip6);
+        assert!(!tcp.ip_protocol_fallback);
+        assert_eq!(tcp.source_ip_address, Some("::1".parse().unwrap()));
     }
 
     fn error_of(yaml: &str) -> ConfigError {
@@ -1017,7 +1114,7 @@ mod tests {
         let module = &Config::parse("t.yml", &with_attempts("2s", "      attempts: 5\n      attempt_interval: 200ms\n      attempt_timeout: 150ms\n      stop_on_success: false\n"))
             .unwrap()
             .modules["a"];
-        let tcp = &module.tcp;
+        let tcp = module.tcp().unwrap();
         assert_eq!((tcp.attempts, tcp.stop_on_success), (5, false));
         assert_eq!(tcp.attempt_interval.0, Duration::from_millis(200));
         assert_eq!(tcp.attempt_deadline(), Some(Duration::from_millis(150)));
@@ -1259,7 +1356,7 @@ mod tests {
             "    timeout: 2s\n    exec:\n      command: [\"/bin/check\", \"--host\", \"{host}\"]\n      env: {ZK_MODE: follower}\n",
         );
         let module = &Config::parse("t.yml", &yaml).unwrap().modules["zk"];
-        let options = module.exec.as_ref().unwrap();
+        let options = module.prober().exec().unwrap();
         assert_eq!(options.command(), ["/bin/check", "--host", "{host}"]);
         assert_eq!(options.env()["ZK_MODE"], "follower");
         assert_accepted(&[&exec(
@@ -1319,6 +1416,27 @@ mod tests {
             Some((5, 27)),
             "at the argument itself: {error}"
         );
+    }
+
+    #[test]
+    fn each_module_carries_the_options_of_its_own_prober() {
+        let yaml = "modules:\n  zk:\n    prober: exec\n    timeout: 2s\n    exec: {command: [\"/bin/check\"]}\n  \
+                    ping:\n    prober: tcp_connect\n    tcp: {attempts: 3}\n";
+        let config = Config::parse("t.yml", yaml).unwrap();
+        let zk = &config.modules["zk"];
+        assert!(
+            matches!(zk.prober(), Prober::Exec(options) if options.command() == ["/bin/check"])
+        );
+        assert_eq!((zk.tcp(), zk.timeout()), (None, Duration::from_secs(2)));
+        let ping = &config.modules["ping"];
+        assert!(matches!(ping.prober(), Prober::TcpConnect(options) if options.attempts == 3));
+        assert_eq!(ping.prober().exec(), None);
+        // Built in Rust, an exec module has its command by construction.
+        let built =
+            Module::exec(ExecOptions::new(vec!["/bin/check".to_owned()], BTreeMap::new()).unwrap())
+                .with_timeout(Duration::from_secs(2));
+        assert_eq!(&built, zk);
+        assert_eq!(Module::tcp_halfopen().prober().name(), "tcp_halfopen");
     }
 
     #[test]

@@ -527,7 +527,7 @@ pub(super) fn check_scheduled(file: &str, config: &Config) -> Result<(), ConfigE
         config
             .modules
             .get(module)
-            .and_then(|module| Some((module.target_policy.as_deref()?, module.prober)))
+            .and_then(|module| Some((module.target_policy()?, module.prober().kind())))
     };
     let check = |policy: &TargetPolicy, prober: ProberKind, target: &Target| {
         if prober == ProberKind::Exec {

@@ -837,7 +837,7 @@ mod tests {
     fn a_config_schedules_at_most_a_million_targets() {
         let modules = std::collections::BTreeMap::from([(
             "m".to_owned(),
-            crate::config::Module::new(crate::config::ProberKind::TcpHalfopen),
+            crate::config::Module::tcp_halfopen(),
         )]);
         let groups = std::collections::BTreeMap::new();
         let mut blocks = blocks_of(1_000_000);

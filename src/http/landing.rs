@@ -116,8 +116,8 @@ fn write_modules(html: &mut String, config: &Config) {
             html,
             "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td>{source}</td></tr>",
             escape(name),
-            module.prober.as_str(),
-            module.timeout
+            module.prober().name(),
+            crate::config::PromDuration(module.timeout())
         );
     }
     html.push_str("</table>\n");

@@ -66,7 +66,7 @@ pub(super) async fn handle(app: &App, request: &Request<Incoming>) -> HttpRespon
     if probe_request.target.is_none()
         && let Some(why) = module.module.why_a_target_is_needed()
     {
-        let message = match module.module.prober {
+        let message = match module.module.prober().kind() {
             // The message of a missing target, as before exec modules
             // could go without one.
             ProberKind::TcpHalfopen | ProberKind::TcpConnect => TargetError::Empty.to_string(),
@@ -195,7 +195,7 @@ fn parse_scrape_timeout(value: Option<&str>) -> Result<f64, String> {
 /// falls back to the module timeout, which outlives the scrape; we keep the
 /// scrape timeout itself as the cap so the answer still arrives in time.
 fn effective_timeout(module: &Module, scrape_timeout: Option<f64>, offset: Duration) -> Duration {
-    let module_timeout = module.timeout.0;
+    let module_timeout = module.timeout();
     let Some(scrape_timeout) = scrape_timeout else {
         return module_timeout;
     };
@@ -211,11 +211,10 @@ fn effective_timeout(module: &Module, scrape_timeout: Option<f64>, offset: Durat
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::ProberKind;
 
     #[test]
     fn scrape_timeout_minus_offset_caps_the_module_timeout() {
-        let module = Module::new(ProberKind::TcpHalfopen).with_timeout(Duration::from_secs(5));
+        let module = Module::tcp_halfopen().with_timeout(Duration::from_secs(5));
         let offset = Duration::from_millis(500);
         assert_eq!(
             effective_timeout(&module, None, offset),

@@ -7,36 +7,20 @@
 //! series never changes, so alert rules like
 //! `probe_failure_reason{reason="refused"} == 1` behave.
 //!
-//! A module with several `tcp.attempts` adds the series of a TCP ping:
-//! `probe_attempts`, `probe_attempts_failed`, and the min, mean, max and
-//! standard deviation of the successful attempts' handshake times. They
-//! depend on the module, not on the probe, so a module's set of series
-//! still never changes; a single-attempt module, the default, writes
-//! what it wrote before attempts existed and pays nothing for them.
-//!
-//! TCP modules also write what the kernel's `TCP_INFO` said at the
-//! SYN-ACK: its RTT sample, `probe_tcp_rtt_seconds`, beside the handshake
-//! time, and `probe_tcp_syn_retransmits`. Both are 0 when no SYN-ACK came,
-//! as the handshake gauge is, so that a module's series stay the same
-//! whatever the outcome; `exec` modules, which open no TCP connection of
-//! their own, write neither.
+//! Each prober adds its own series (the TCP probers' `TCP_INFO` and
+//! attempt series, `exec`'s exit code), which its file in `src/prober/`
+//! declares ([`prober::write_series`]); this file writes the shared ones
+//! and puts the prober's in their places. Which series a prober adds
+//! depends on the module, not on the probe, so a module's set of series
+//! never changes.
 
 #![forbid(unsafe_code)]
 
 use super::exposition::{Format, Kind, Value, Writer};
-use crate::config::{Module, ProberKind};
+use crate::config::Module;
 use crate::hash::fnv1a_32;
-use crate::prober::{Outcome, Reason};
+use crate::prober::{self, IcmpError, Number, Outcome, Reason, Slot};
 use std::net::IpAddr;
-
-/// Name of the handshake gauge: from connect to the SYN-ACK.
-const HANDSHAKE_GAUGE: &str = "probe_tcp_handshake_duration_seconds";
-
-/// Name of the kernel's RTT gauge: `tcpi_rtt` at the SYN-ACK.
-const RTT_GAUGE: &str = "probe_tcp_rtt_seconds";
-
-/// Name of the SYN retransmit gauge: `tcpi_total_retrans` at the SYN-ACK.
-const SYN_RETRANSMITS_GAUGE: &str = "probe_tcp_syn_retransmits";
 
 /// The `reason` labels of `probe_failure_reason`, in the order of [`Reason::ALL`].
 const REASON_LABELS: [&str; Reason::ALL.len()] = [
@@ -48,43 +32,30 @@ const REASON_LABELS: [&str; Reason::ALL.len()] = [
     "reason=\"check_failed\"",
 ];
 
-/// The handshake statistics over the successful attempts: name, help,
-/// and which statistic, in export order.
-const HANDSHAKE_STATS: [(&str, &str, Stat); 4] = [
-    (
-        "probe_tcp_handshake_min_seconds",
-        "Shortest handshake time of the successful attempts; 0 when none succeeded.",
-        Stat::Min,
-    ),
-    (
-        "probe_tcp_handshake_mean_seconds",
-        "Mean handshake time of the successful attempts; 0 when none succeeded.",
-        Stat::Mean,
-    ),
-    (
-        "probe_tcp_handshake_max_seconds",
-        "Longest handshake time of the successful attempts; 0 when none succeeded.",
-        Stat::Max,
-    ),
-    (
-        "probe_tcp_handshake_stddev_seconds",
-        "Standard deviation of the successful attempts' handshake times (ping's mdev); 0 when none succeeded.",
-        Stat::Stddev,
-    ),
-];
+/// The exposition writer, as the place where probers write their series.
+struct ProberSeries<'w, 'a>(&'w mut Writer<'a>);
 
-#[derive(Clone, Copy)]
-enum Stat {
-    Min,
-    Mean,
-    Max,
-    Stddev,
+impl prober::Series for ProberSeries<'_, '_> {
+    fn gauge(&mut self, name: &'static str, help: &'static str, value: Number) {
+        let value = match value {
+            Number::Count(count) => Value::from(count),
+            Number::Measure(measure) => Value::from(measure),
+        };
+        self.0.gauge(name, help, value);
+    }
+
+    fn icmp_error(&mut self, icmp: &IcmpError) {
+        super::icmp::write_family(self.0, icmp);
+    }
 }
 
 /// The metrics of one probe of `module` in `format`, as a complete exposition.
 pub(crate) fn render(outcome: &Outcome, module: &Module, format: Format) -> String {
     let mut text = String::with_capacity(1024);
     let mut writer = Writer::new(&mut text, format);
+    let own = |writer: &mut Writer<'_>, slot| {
+        prober::write_series(module, outcome, slot, &mut ProberSeries(writer));
+    };
     writer.gauge(
         "probe_success",
         "Whether the probe succeeded.",
@@ -100,16 +71,15 @@ pub(crate) fn render(outcome: &Outcome, module: &Module, format: Format) -> Stri
         "How long resolving the target took.",
         outcome.dns_time.as_secs_f64(),
     );
+    // Every module writes it, 0 without a handshake, as it always has.
     writer.gauge(
-        HANDSHAKE_GAUGE,
+        "probe_tcp_handshake_duration_seconds",
         "Time from connect to the SYN-ACK; 0 when no SYN-ACK came.",
         outcome
-            .handshake_time
+            .handshake_time()
             .map_or(0.0, |time| time.as_secs_f64()),
     );
-    if module.prober != ProberKind::Exec {
-        write_kernel_timing(&mut writer, outcome);
-    }
+    own(&mut writer, Slot::Handshake);
     writer.gauge(
         "probe_ip_protocol",
         "IP version of the probed address: 4 or 6; 0 when nothing resolved.",
@@ -120,13 +90,7 @@ pub(crate) fn render(outcome: &Outcome, module: &Module, format: Format) -> Stri
         "FNV-1a hash of the probed address, to notice when it changes.",
         outcome.address.map_or(0, |address| ip_hash(address.ip())),
     );
-    if module.prober == ProberKind::Exec {
-        writer.gauge(
-            "probe_exec_exit_code",
-            "Exit code of the exec module's command; -1 when it has none (killed, timed out, not started).",
-            f64::from(outcome.exit_code.unwrap_or(-1)),
-        );
-    }
+    own(&mut writer, Slot::Address);
     writer.family(
         "probe_failure_reason",
         Kind::Gauge,
@@ -137,55 +101,9 @@ pub(crate) fn render(outcome: &Outcome, module: &Module, format: Format) -> Stri
         let value = Value::from(failed == Some(reason));
         writer.sample("probe_failure_reason", "", &[label], value);
     }
-    if let Some(icmp) = &outcome.icmp_error {
-        super::icmp::write_family(&mut writer, icmp);
-    }
-    if module.tcp.attempts > 1 {
-        write_attempts(&mut writer, outcome);
-    }
+    own(&mut writer, Slot::Reasons);
     writer.end();
     text
-}
-
-/// The series of a TCP module from `TCP_INFO`.
-fn write_kernel_timing(writer: &mut Writer<'_>, outcome: &Outcome) {
-    writer.gauge(
-        RTT_GAUGE,
-        "The kernel's RTT sample of the SYN/SYN-ACK exchange (TCP_INFO), without the exporter's wake-up; 0 when no SYN-ACK came or the kernel took no sample.",
-        outcome.tcp_rtt.map_or(0.0, |rtt| rtt.as_secs_f64()),
-    );
-    writer.gauge(
-        SYN_RETRANSMITS_GAUGE,
-        "SYNs sent again before the SYN-ACK came (TCP_INFO), summed over the handshakes that got one; above 0, packets were lost although the port is up.",
-        outcome.syn_retransmits,
-    );
-}
-
-/// The series of a multi-attempt module.
-fn write_attempts(writer: &mut Writer<'_>, outcome: &Outcome) {
-    writer.gauge(
-        "probe_attempts",
-        "Handshakes attempted by the probe.",
-        outcome.attempts,
-    );
-    writer.gauge(
-        "probe_attempts_failed",
-        "Attempted handshakes that failed: no SYN-ACK, whatever the reason.",
-        outcome.attempts_failed,
-    );
-    let stats = outcome.handshake_stats();
-    for (name, help, stat) in HANDSHAKE_STATS {
-        let value = stats.map_or(0.0, |stats| {
-            match stat {
-                Stat::Min => stats.min,
-                Stat::Mean => stats.mean,
-                Stat::Max => stats.max,
-                Stat::Stddev => stats.stddev,
-            }
-            .as_secs_f64()
-        });
-        writer.gauge(name, help, value);
-    }
 }
 
 /// blackbox_exporter's `ipHash`: FNV-1a (32 bit) over the address bytes.
@@ -200,7 +118,7 @@ fn ip_hash(ip: IpAddr) -> u32 {
 mod tests {
     use super::*;
     use crate::config::Config;
-    use crate::prober::Failure;
+    use crate::prober::{Detail, ExecDetail, Failure};
     use std::time::Duration;
 
     #[test]
@@ -231,7 +149,9 @@ mod tests {
             // Not started (over the exec limit): no exit code either.
             (None, "probe_exec_exit_code -1\n"),
         ] {
-            outcome.exit_code = code;
+            outcome.detail = code.map_or(Detail::NotRun, |exit_code| {
+                Detail::Exec(ExecDetail { exit_code })
+            });
             let text = render(&outcome, &exec, Format::PrometheusText);
             assert!(text.contains(line), "{text}");
             assert!(
@@ -253,12 +173,15 @@ mod tests {
     #[test]
     fn tcp_modules_write_the_kernel_rtt_and_syn_retransmits_whatever_the_outcome() {
         let mut outcome = Outcome::not_started(Failure::new(Reason::Timeout, "x"), Duration::ZERO);
-        for prober in [ProberKind::TcpHalfopen, ProberKind::TcpConnect] {
-            let module = Module::new(prober);
+        for module in [Module::tcp_halfopen(), Module::tcp_connect()] {
             // Failed: no SYN-ACK, so both are 0, like the handshake gauge.
             let text = render(&outcome, &module, Format::OpenMetrics);
-            assert_eq!(sample_value(&text, RTT_GAUGE), 0.0, "{text}");
-            assert_eq!(sample_value(&text, SYN_RETRANSMITS_GAUGE), 0.0, "{text}");
+            assert_eq!(sample_value(&text, "probe_tcp_rtt_seconds"), 0.0, "{text}");
+            assert_eq!(
+                sample_value(&text, "probe_tcp_syn_retransmits"),
+                0.0,
+                "{text}"
+            );
             assert!(
                 text.contains("# TYPE probe_tcp_rtt_seconds gauge\n"),
                 "{text}"
@@ -269,18 +192,22 @@ mod tests {
             );
         }
         outcome.failure = None;
-        outcome.handshake_time = Some(Duration::from_millis(1005));
-        outcome.tcp_rtt = Some(Duration::from_micros(1250));
-        outcome.syn_retransmits = 2;
+        outcome.tcp_mut().handshake_time = Some(Duration::from_millis(1005));
+        outcome.tcp_mut().tcp_rtt = Some(Duration::from_micros(1250));
+        outcome.tcp_mut().syn_retransmits = 2;
         for format in [Format::OpenMetrics, Format::PrometheusText] {
             let text = render(&outcome, &single_attempt(), format);
             assert!(
-                (sample_value(&text, RTT_GAUGE) - 0.001_25).abs() < 1e-9,
+                (sample_value(&text, "probe_tcp_rtt_seconds") - 0.001_25).abs() < 1e-9,
                 "{text}"
             );
-            assert_eq!(sample_value(&text, SYN_RETRANSMITS_GAUGE), 2.0, "{text}");
+            assert_eq!(
+                sample_value(&text, "probe_tcp_syn_retransmits"),
+                2.0,
+                "{text}"
+            );
             assert!(
-                (sample_value(&text, HANDSHAKE_GAUGE) - 1.005).abs() < 1e-9,
+                (sample_value(&text, "probe_tcp_handshake_duration_seconds") - 1.005).abs() < 1e-9,
                 "{text}"
             );
         }
@@ -291,11 +218,11 @@ mod tests {
         let exec = exec_module();
         let mut outcome =
             Outcome::not_started(Failure::new(Reason::CheckFailed, "x"), Duration::ZERO);
-        outcome.tcp_rtt = Some(Duration::from_micros(5));
-        outcome.syn_retransmits = 1;
+        outcome.tcp_mut().tcp_rtt = Some(Duration::from_micros(5));
+        outcome.tcp_mut().syn_retransmits = 1;
         let text = render(&outcome, &exec, Format::OpenMetrics);
-        assert!(!text.contains(RTT_GAUGE), "{text}");
-        assert!(!text.contains(SYN_RETRANSMITS_GAUGE), "{text}");
+        assert!(!text.contains("probe_tcp_rtt_seconds"), "{text}");
+        assert!(!text.contains("probe_tcp_syn_retransmits"), "{text}");
     }
 
     fn exec_module() -> Module {
@@ -309,19 +236,20 @@ mod tests {
     }
 
     fn single_attempt() -> Module {
-        Module::new(crate::config::ProberKind::TcpHalfopen)
+        Module::tcp_halfopen()
     }
 
     #[test]
     fn a_multi_attempt_module_writes_attempts_and_handshake_statistics() {
         let mut module = single_attempt();
-        module.tcp.attempts = 4;
+        module.tcp_mut().unwrap().attempts = 4;
         let mut outcome = Outcome::not_started(Failure::new(Reason::Timeout, "x"), Duration::ZERO);
         outcome.failure = None;
-        outcome.attempts = 4;
-        outcome.attempts_failed = 1;
-        outcome.handshake_time = Some(Duration::from_millis(2));
-        outcome.later_handshake_times = vec![Duration::from_millis(4), Duration::from_millis(6)];
+        outcome.tcp_mut().attempts = 4;
+        outcome.tcp_mut().attempts_failed = 1;
+        outcome.tcp_mut().handshake_time = Some(Duration::from_millis(2));
+        outcome.tcp_mut().later_handshake_times =
+            vec![Duration::from_millis(4), Duration::from_millis(6)];
         let text = render(&outcome, &module, Format::OpenMetrics);
         for (series, value) in [
             ("probe_attempts", 4.0),
@@ -337,8 +265,8 @@ mod tests {
             assert!((got - value).abs() < 1e-6, "{series}: {got} != {value}");
         }
         // No attempt succeeded: the statistics are 0, like the handshake gauge.
-        outcome.handshake_time = None;
-        outcome.later_handshake_times.clear();
+        outcome.tcp_mut().handshake_time = None;
+        outcome.tcp_mut().later_handshake_times.clear();
         let text = render(&outcome, &module, Format::PrometheusText);
         assert!(
             text.contains("\nprobe_tcp_handshake_stddev_seconds 0\n"),
@@ -356,7 +284,7 @@ mod tests {
             Outcome::not_started(Failure::new(Reason::Unreachable, "x"), Duration::ZERO);
         let text = render(&outcome, &single_attempt(), Format::OpenMetrics);
         assert!(!text.contains("probe_icmp_error"), "{text}");
-        outcome.icmp_error = Some(crate::prober::IcmpError {
+        outcome.tcp_mut().icmp_error = Some(crate::prober::IcmpError {
             ipv6: false,
             icmp_type: 3,
             code: 13,

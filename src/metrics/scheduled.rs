@@ -536,7 +536,7 @@ mod tests {
             Failure::new(Reason::Unreachable, "x"),
             std::time::Duration::ZERO,
         );
-        unreachable.icmp_error = Some(IcmpError {
+        unreachable.tcp_mut().icmp_error = Some(IcmpError {
             ipv6: true,
             icmp_type: 1,
             code: 3,

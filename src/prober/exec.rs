@@ -24,7 +24,7 @@
 //! or death by a signal, fails as `check_failed`. No exit by the deadline
 //! fails as `timeout`. A command that cannot start fails as `local`, with
 //! why: not found (or its `#!` interpreter not found), not executable, or
-//! an exec format error (a script without `#!`). [`Outcome::exit_code`]
+//! an exec format error (a script without `#!`). [`ExecDetail::exit_code`]
 //! is the exit code, -1 when there is none.
 //!
 //! **No child outlives the probe.** The command starts in a process group
@@ -60,7 +60,9 @@
 #![forbid(unsafe_code)]
 
 use super::process_groups::{ProcessGroup, ProcessGroups, SpawnError};
-use super::{Budget, Failure, Outcome, Reason, STDERR_LINE_BYTES, classify};
+use super::{
+    Budget, Detail, Failure, Number, Outcome, Reason, STDERR_LINE_BYTES, Series, Slot, classify,
+};
 use crate::config::{
     EXPORTER_PATH, ExecOptions, RESERVED_ENV_PREFIX, Values, command_path, find_program,
 };
@@ -72,6 +74,35 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt as _};
 use tokio::process::{Child, Command};
 use tokio::time::Instant;
+
+/// What the `exec` prober reports beside the shared part of an
+/// [`Outcome`].
+#[non_exhaustive]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ExecDetail {
+    /// What `probe_exec_exit_code` shows: the command's exit code, or -1
+    /// when it has none (killed by a signal or at the deadline, or never
+    /// started).
+    pub exit_code: i32,
+}
+
+impl ExecDetail {
+    /// The detail of a command that never ran or has no exit code.
+    pub(crate) const NOT_RUN: Self = Self { exit_code: -1 };
+}
+
+/// The `exec` prober's series in `/probe`'s answer: the exit code, -1
+/// when there is none (also when the command never ran).
+pub(super) fn write_series(detail: Option<&ExecDetail>, slot: Slot, out: &mut dyn Series) {
+    if slot == Slot::Address {
+        let exit_code = detail.map_or(-1, |detail| detail.exit_code);
+        out.gauge(
+            "probe_exec_exit_code",
+            "Exit code of the exec module's command; -1 when it has none (killed, timed out, not started).",
+            Number::Measure(f64::from(exit_code)),
+        );
+    }
+}
 
 /// How much of stdout and of stderr the step log keeps.
 pub(crate) const OUTPUT_HEAD_BYTES: usize = 4096;
@@ -106,8 +137,7 @@ pub(super) async fn probe(
             target.cloned(),
             std::thread::current().name().map(str::to_owned),
         ));
-    let mut outcome = Outcome::not_started(Failure::new(Reason::Local, ""), Duration::ZERO);
-    outcome.exit_code = Some(-1);
+    let mut outcome = Outcome::new(None, Detail::Exec(ExecDetail::NOT_RUN));
     let values = target.map(Values::of);
     let argv = options.argv_with(values.as_ref().unwrap_or(&Values::none()));
     let program = argv[0].clone();
@@ -132,7 +162,8 @@ pub(super) async fn probe(
     outcome.failure = match ended {
         Some(Ok(status)) => {
             trace.log(|| Step::ExecExited(status));
-            outcome.exit_code = Some(status.code().unwrap_or(-1));
+            let exit_code = status.code().unwrap_or(-1);
+            outcome.detail = Detail::Exec(ExecDetail { exit_code });
             judge(&program, status)
         }
         Some(Err(error)) => Some(Failure::new(

@@ -6,10 +6,31 @@
 //! and never panic on what the network does; even the exporter's own
 //! trouble becomes an outcome with reason `local`.
 //!
-//! Each prober lives in its own file and is chosen by [`ProberKind`] in
-//! [`run`]: `tcp` for the two TCP probers, `exec` for commands. New
-//! probers add a variant and a file; the outcome and everything
-//! downstream stay as they are.
+//! Each prober lives in its own file (`tcp.rs` for the two TCP probers,
+//! `exec.rs` for commands) and owns its shape there: its probe function,
+//! its [`Detail`] type (what it reports beside the shared part of the
+//! [`Outcome`]), and its `/probe` series (a `write_series` function, see
+//! [`Series`]). What probes share travels in a [`Context`].
+//!
+//! # Adding a prober
+//!
+//! 1. A new file here, `prober/NAME.rs`, with `probe(options, target,
+//!    context, budget, trace) -> Outcome`, its detail type (`pub struct
+//!    NameDetail`, `#[non_exhaustive]`) and `write_series(detail, slot,
+//!    out)`; `pub use` the detail type here and in `lib.rs`.
+//! 2. One variant in [`Prober`](crate::config::Prober), with the
+//!    prober's options, and one in [`ProberKind`](crate::config::ProberKind)
+//!    for its name in the YAML (`prober: NAME`). Options read from the
+//!    YAML (a `NAME:` block) are a type of `src/config/`, which reads and
+//!    checks the file one layer below this one, and a field of the
+//!    config's `ModuleFields` with its arm in `Module`'s `TryFrom`.
+//! 3. One variant in [`Detail`], and an arm in [`run`] and in
+//!    [`write_series`]. The compiler points at each `match` that needs
+//!    the new variant; nothing downstream (runner, scheduler, history,
+//!    `/probe`) changes.
+//!
+//! The wording of the steps a prober logs is still `steplog::Step`'s
+//! (see that module); moving it here is left for later.
 
 #![forbid(unsafe_code)]
 
@@ -20,15 +41,19 @@ mod process_groups;
 pub(crate) mod resolve;
 mod tcp;
 
+pub use exec::ExecDetail;
+pub use tcp::{HandshakeStats, TcpDetail};
+
 pub(crate) use close_guard::{HalfOpenCloseValues, HalfOpenCloses, LATE_CLOSE_THRESHOLD};
 pub(crate) use process_groups::ProcessGroups;
 pub(crate) use resolve::Resolver;
 
-use crate::config::{Module, PolicyRefusal, ProberKind};
+use crate::config::{Module, PolicyRefusal, Prober};
 use crate::steplog::{Step, StepLog};
 use crate::target::Target;
 use std::fmt;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -153,7 +178,9 @@ impl fmt::Display for Failure {
     }
 }
 
-/// What one probe found. More fields will come with more probers.
+/// What one probe found: what every prober reports (success or one
+/// failure, the address, the times), and what only its prober knows, in
+/// [`detail`](Self::detail).
 #[non_exhaustive]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Outcome {
@@ -163,65 +190,28 @@ pub struct Outcome {
     pub address: Option<SocketAddr>,
     /// Time spent resolving the host; zero for IP literals.
     pub dns_time: Duration,
-    /// From the `connect()` call to the wake-up at the SYN-ACK; only when
-    /// the port answered with one. With several attempts, the first
-    /// successful one's. It includes how long the exporter took to wake
-    /// up: what a client would feel, where [`tcp_rtt`](Self::tcp_rtt) is
-    /// the network's round trip alone.
-    pub handshake_time: Option<Duration>,
-    /// The kernel's RTT sample of the SYN/SYN-ACK exchange (`TCP_INFO`'s
-    /// `tcpi_rtt`), of the attempt that gave
-    /// [`handshake_time`](Self::handshake_time). `None` without a SYN-ACK,
-    /// and when the kernel took no sample. After a retransmitted SYN it
-    /// comes from TCP timestamps, in whole milliseconds (at least 1 ms).
-    pub tcp_rtt: Option<Duration>,
-    /// How many times a SYN was sent again before its SYN-ACK came
-    /// (`TCP_INFO`'s `tcpi_total_retrans`), summed over the successful
-    /// attempts; 0 when none succeeded. A success with retransmits means
-    /// a SYN or SYN-ACK was lost on the path although the port is up. A
-    /// failed attempt's retransmits are not counted: its failure already
-    /// says that its SYNs went unanswered.
-    pub syn_retransmits: u32,
     /// The whole probe, DNS included.
     pub duration: Duration,
-    /// What `probe_exec_exit_code` shows: `None` for the probers that run
-    /// no command; for `exec`, the command's exit code, or -1 when it has
-    /// none (killed by a signal or at the deadline, or never started).
-    pub exit_code: Option<i32>,
-    /// Handshakes attempted (`tcp.attempts`, fewer when one succeeded with
-    /// `stop_on_success` or the deadline left no room); 0 when none began,
-    /// as when the name did not resolve.
-    pub attempts: u32,
-    /// Of those, how many failed, whatever the reason.
-    pub attempts_failed: u32,
-    /// The handshake times of the successful attempts after the first,
-    /// whose time is [`handshake_time`](Self::handshake_time). Empty with a
-    /// single attempt, so that such a probe allocates nothing for it.
-    pub later_handshake_times: Vec<Duration>,
     /// The module's `target_policy` refused the target (as written, or
     /// the address it resolved to), so nothing was sent: the failure is
     /// `local` and says why. `/probe` answers it with 403.
     pub denied_by_policy: bool,
-    /// The ICMP or ICMPv6 error the kernel queued for the probe's socket
-    /// (`IP_RECVERR`): which message, and which host sent it. `None` on
-    /// success, and for failures that drew no ICMP error (an RST, a
-    /// silent drop, a local error). With several attempts, the last
-    /// failed attempt's.
-    pub icmp_error: Option<IcmpError>,
-    /// For `tcp_halfopen` successes: from the SYN-ACK to the return of the
-    /// close that sent the RST. That is the exporter's own time from the
-    /// wake-up that showed the SYN-ACK to the close, plus how long the
-    /// SYN-ACK had waited for that wake-up as `TCP_INFO` tells it (in
-    /// whole milliseconds, so a starved probe thread shows), and at least
-    /// 200 ms when the target had sent more than the SYN-ACK. The probe
-    /// stays invisible to the target's application only if that RST goes
-    /// out before this host's delayed ACK (about 200 ms after the SYN-ACK),
-    /// so this is how much of that margin the exporter used. With several
-    /// successful attempts, the largest. `None` for failures, and for
-    /// `tcp_connect`, which completes the handshake on purpose. The
-    /// exporter's guard counts every half-open close itself, also those
-    /// of probes that end without an outcome (cancelled).
-    pub close_delay: Option<Duration>,
+    /// What the prober alone reports.
+    pub detail: Detail,
+}
+
+/// What only one prober reports, beside the shared part of an [`Outcome`].
+#[non_exhaustive]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Detail {
+    /// No prober ran: the probe never started (refused by a limit or by
+    /// the target policy, or built with [`Outcome::not_started`]).
+    #[default]
+    NotRun,
+    /// From `tcp_halfopen` and `tcp_connect`.
+    Tcp(TcpDetail),
+    /// From `exec`.
+    Exec(ExecDetail),
 }
 
 /// An ICMP or ICMPv6 error that ended a probe, as the socket's error
@@ -248,24 +238,21 @@ impl fmt::Display for IcmpError {
     }
 }
 
-/// The handshake times of a probe's successful attempts, as ping prints
-/// its round-trip times.
-#[non_exhaustive]
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct HandshakeStats {
-    /// How many attempts succeeded.
-    pub count: u32,
-    /// The fastest.
-    pub min: Duration,
-    /// The arithmetic mean.
-    pub mean: Duration,
-    /// The slowest.
-    pub max: Duration,
-    /// The population standard deviation (ping's `mdev`); 0 for one.
-    pub stddev: Duration,
-}
-
 impl Outcome {
+    /// An outcome with `failure` (`None` for success) and `detail`,
+    /// nothing resolved, no time taken: what each prober starts from.
+    #[must_use]
+    pub fn new(failure: Option<Failure>, detail: Detail) -> Self {
+        Self {
+            failure,
+            address: None,
+            dns_time: Duration::ZERO,
+            duration: Duration::ZERO,
+            denied_by_policy: false,
+            detail,
+        }
+    }
+
     /// Whether the port accepted the handshake.
     #[must_use]
     pub fn is_success(&self) -> bool {
@@ -288,25 +275,59 @@ impl Outcome {
         }
     }
 
+    /// What a TCP prober reported; `None` for the others, and for a probe
+    /// that never started.
+    #[must_use]
+    pub fn tcp(&self) -> Option<&TcpDetail> {
+        match &self.detail {
+            Detail::Tcp(detail) => Some(detail),
+            _ => None,
+        }
+    }
+
+    /// What the `exec` prober reported; `None` for the others.
+    #[must_use]
+    pub fn exec(&self) -> Option<&ExecDetail> {
+        match &self.detail {
+            Detail::Exec(detail) => Some(detail),
+            _ => None,
+        }
+    }
+
+    /// The time from the `connect()` call to the SYN-ACK
+    /// ([`TcpDetail::handshake_time`]); `None` without a SYN-ACK and for
+    /// probers that open no connection.
+    #[must_use]
+    pub fn handshake_time(&self) -> Option<Duration> {
+        self.tcp().and_then(|tcp| tcp.handshake_time)
+    }
+
+    /// What `probe_exec_exit_code` shows ([`ExecDetail::exit_code`]):
+    /// `None` for the probers that run no command.
+    #[must_use]
+    pub fn exit_code(&self) -> Option<i32> {
+        self.exec().map(|exec| exec.exit_code)
+    }
+
     /// A failed outcome for a probe that never started, such as one refused
     /// by the in-flight limit after waiting `waited`.
     #[must_use]
     pub fn not_started(failure: Failure, waited: Duration) -> Self {
-        Self {
-            failure: Some(failure),
-            address: None,
-            dns_time: Duration::ZERO,
-            handshake_time: None,
-            tcp_rtt: None,
-            syn_retransmits: 0,
-            duration: waited,
-            attempts: 0,
-            attempts_failed: 0,
-            later_handshake_times: Vec::new(),
-            exit_code: None,
-            denied_by_policy: false,
-            icmp_error: None,
-            close_delay: None,
+        let mut outcome = Self::new(Some(failure), Detail::NotRun);
+        outcome.duration = waited;
+        outcome
+    }
+
+    /// The TCP detail, made one if it was another: for tests that build
+    /// outcomes by hand.
+    #[cfg(test)]
+    pub(crate) fn tcp_mut(&mut self) -> &mut TcpDetail {
+        if !matches!(self.detail, Detail::Tcp(_)) {
+            self.detail = Detail::Tcp(TcpDetail::default());
+        }
+        match &mut self.detail {
+            Detail::Tcp(detail) => detail,
+            _ => unreachable!("made a TCP detail just above"),
         }
     }
 
@@ -319,40 +340,6 @@ impl Outcome {
         outcome.denied_by_policy = true;
         outcome
     }
-
-    /// The handshake time of every successful attempt, in order.
-    pub fn handshake_times(&self) -> impl Iterator<Item = Duration> + '_ {
-        self.handshake_time
-            .into_iter()
-            .chain(self.later_handshake_times.iter().copied())
-    }
-
-    /// Minimum, mean, maximum and standard deviation of the handshake
-    /// times; `None` when no attempt succeeded.
-    #[must_use]
-    pub fn handshake_stats(&self) -> Option<HandshakeStats> {
-        let first = self.handshake_time?;
-        let (mut count, mut min, mut max) = (0_u32, first, first);
-        let (mut sum, mut sum_of_squares) = (0.0_f64, 0.0_f64);
-        for time in self.handshake_times() {
-            count += 1;
-            min = min.min(time);
-            max = max.max(time);
-            let seconds = time.as_secs_f64();
-            sum += seconds;
-            sum_of_squares += seconds * seconds;
-        }
-        let mean = sum / f64::from(count);
-        // Rounding can take the difference a hair below zero.
-        let variance = (sum_of_squares / f64::from(count) - mean * mean).max(0.0);
-        Some(HandshakeStats {
-            count,
-            min,
-            mean: Duration::from_secs_f64(mean),
-            max,
-            stddev: Duration::from_secs_f64(variance.sqrt()),
-        })
-    }
 }
 
 /// [`Outcome::not_started`] for a probe with `module`: for `exec`, with
@@ -360,10 +347,52 @@ impl Outcome {
 /// stopped the command from running.
 pub(crate) fn not_started_for(module: &Module, failure: Failure, waited: Duration) -> Outcome {
     let mut outcome = Outcome::not_started(failure, waited);
-    if module.prober == ProberKind::Exec {
-        outcome.exit_code = Some(-1);
+    if let Prober::Exec(_) = module.prober() {
+        outcome.detail = Detail::Exec(ExecDetail::NOT_RUN);
     }
     outcome
+}
+
+/// A number one of a prober's series shows: a count, or a measure
+/// (seconds, an exit code), which the exposition writes differently.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum Number {
+    Count(u32),
+    Measure(f64),
+}
+
+/// Where a prober's own series go in `/probe`'s answer: each variant is
+/// the shared series they follow. The answer's order never changes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Slot {
+    /// After `probe_tcp_handshake_duration_seconds`.
+    Handshake,
+    /// After `probe_ip_addr_hash`.
+    Address,
+    /// After `probe_failure_reason`, at the end.
+    Reasons,
+}
+
+/// Where a prober writes its own series: `metrics::probe` implements it
+/// over the exposition writer, which this layer cannot name.
+pub(crate) trait Series {
+    /// A gauge without labels.
+    fn gauge(&mut self, name: &'static str, help: &'static str, value: Number);
+    /// `probe_icmp_error_info` for `icmp`.
+    fn icmp_error(&mut self, icmp: &IcmpError);
+}
+
+/// Writes the series of `module`'s prober that go in `slot`, with the
+/// values of `outcome`. Which series depends on the module alone, so that
+/// a module's set never changes from probe to probe; a probe that did not
+/// run writes its prober's series at their zero.
+pub(crate) fn write_series(module: &Module, outcome: &Outcome, slot: Slot, out: &mut dyn Series) {
+    match module.prober() {
+        Prober::TcpHalfopen(options) | Prober::TcpConnect(options) => {
+            tcp::write_series(options, outcome.tcp(), slot, out);
+        }
+        Prober::Exec(_) => exec::write_series(outcome.exec(), slot, out),
+    }
 }
 
 /// The least share of its timeout a probe must have left when it sends its
@@ -401,73 +430,86 @@ impl Budget {
 /// [`resolve::family_refusal`]). `/probe` answers it with 400; scheduled
 /// targets and groups fail it as `local` when it runs.
 pub(crate) fn refusal_as_written(module: &Module, target: &Target) -> Option<String> {
-    match (module.prober, &target.host) {
-        (ProberKind::TcpHalfopen | ProberKind::TcpConnect, crate::target::Host::Ip(ip)) => {
-            resolve::family_refusal(*ip, &module.tcp)
-        }
+    match (module.tcp(), &target.host) {
+        (Some(options), crate::target::Host::Ip(ip)) => resolve::family_refusal(*ip, options),
         _ => None,
     }
 }
 
-/// Runs one probe of `target` with `module` within `budget`; names are
-/// looked up with `resolver`, every half-open close is counted in
-/// `closes`, and an `exec` command's process group is entered in `groups`.
+/// What every probe of an exporter (or of a library caller) shares: the
+/// resolver and its cache, the guard that counts half-open closes, and
+/// the process groups of the commands running now. Cheap to clone (three
+/// `Arc`s), so that the runner holds one and hands it to each probe.
+#[derive(Clone, Debug)]
+pub(crate) struct Context {
+    /// Looks names up.
+    pub(crate) resolver: Arc<Resolver>,
+    /// Counts every half-open close, for `/metrics`.
+    pub(crate) closes: Arc<HalfOpenCloses>,
+    /// Holds the process group of every `exec` command running.
+    pub(crate) groups: Arc<ProcessGroups>,
+}
+
+impl Context {
+    /// A context resolving with `resolver`, with a guard and process
+    /// groups of its own.
+    pub(crate) fn new(resolver: impl Into<Arc<Resolver>>) -> Self {
+        Self {
+            resolver: resolver.into(),
+            closes: Arc::default(),
+            groups: Arc::default(),
+        }
+    }
+}
+
+/// Runs one probe of `target` with `module` within `budget`, with what
+/// probes share in `context`, recording its steps in `trace`.
 /// Without a target only an `exec` module whose command holds no
 /// placeholder can probe (the config and `/probe` see to it); any other
 /// fails as `local`.
 pub(crate) async fn run(
     module: &Module,
     target: Option<&Target>,
-    resolver: &Resolver,
-    closes: &HalfOpenCloses,
-    groups: &ProcessGroups,
+    context: &Context,
     budget: Budget,
     trace: &mut StepLog,
 ) -> Outcome {
     let started = Instant::now();
     trace.log(|| Step::Probing {
-        prober: module.prober.as_str(),
+        prober: module.prober().name(),
         timeout: budget.timeout,
         left: budget.deadline.saturating_duration_since(started),
     });
-    let mut outcome = match (module.prober, target) {
-        (ProberKind::TcpHalfopen | ProberKind::TcpConnect, Some(target)) => {
-            let handshake = if module.prober == ProberKind::TcpHalfopen {
-                tcp::Handshake::HalfOpen
-            } else {
-                tcp::Handshake::Full
+    let mut outcome = match (module.prober(), target) {
+        (Prober::TcpHalfopen(options) | Prober::TcpConnect(options), Some(target)) => {
+            let handshake = match module.prober() {
+                Prober::TcpConnect(_) => tcp::Handshake::Full,
+                _ => tcp::Handshake::HalfOpen,
             };
-            tcp::probe(handshake, target, module, resolver, closes, budget, trace).await
+            let tcp = tcp::Tcp {
+                handshake,
+                options,
+                policy: module.target_policy(),
+            };
+            tcp::probe(tcp, target, context, budget, trace).await
         }
         // Without a target, only a command without placeholders runs.
-        (ProberKind::Exec, _) if target.is_some() || module.why_a_target_is_needed().is_none() => {
-            match &module.exec {
-                Some(options) => {
-                    // The command resolves names itself: the target is checked
-                    // as written. A command without a target has none to check.
-                    match module
-                        .target_policy
-                        .as_deref()
-                        .zip(target)
-                        .map(|(policy, target)| policy.check_unresolved(target))
-                    {
-                        Some(Err(refusal)) => {
-                            let mut outcome = Outcome::denied(&refusal);
-                            outcome.exit_code = Some(-1);
-                            outcome
-                        }
-                        _ => exec::probe(options, target, groups, budget, trace).await,
-                    }
+        (Prober::Exec(options), _)
+            if target.is_some() || module.why_a_target_is_needed().is_none() =>
+        {
+            // The command resolves names itself: the target is checked
+            // as written. A command without a target has none to check.
+            match module
+                .target_policy()
+                .zip(target)
+                .map(|(policy, target)| policy.check_unresolved(target))
+            {
+                Some(Err(refusal)) => {
+                    let mut outcome = Outcome::denied(&refusal);
+                    outcome.detail = Detail::Exec(ExecDetail::NOT_RUN);
+                    outcome
                 }
-                // Only a module built in Rust can lack it; the config refuses it.
-                None => not_started_for(
-                    module,
-                    Failure::new(
-                        Reason::Local,
-                        "prober exec without exec options: no command to run",
-                    ),
-                    Duration::ZERO,
-                ),
+                _ => exec::probe(options, target, &context.groups, budget, trace).await,
             }
         }
         _ => not_started_for(

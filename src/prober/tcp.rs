@@ -21,10 +21,10 @@
 #![forbid(unsafe_code)]
 
 use super::{
-    Budget, Failure, HalfOpenCloses, IcmpError, Outcome, Reason, Resolver, classify, close_guard,
-    resolve,
+    Budget, Context, Detail, Failure, HalfOpenCloses, IcmpError, Number, Outcome, Reason, Series,
+    Slot, classify, close_guard, resolve,
 };
-use crate::config::{Module, TcpOptions};
+use crate::config::{TargetPolicy, TcpOptions};
 use crate::steplog::{Step, StepLog};
 use crate::sys::HandshakeInfo;
 use crate::target::Target;
@@ -46,22 +46,32 @@ pub(super) enum Handshake {
     Full,
 }
 
+/// What a TCP module asks for: how far the handshake goes, the module's
+/// TCP options, and its target policy.
+#[derive(Clone, Copy)]
+pub(super) struct Tcp<'a> {
+    pub(super) handshake: Handshake,
+    pub(super) options: &'a TcpOptions,
+    pub(super) policy: Option<&'a TargetPolicy>,
+}
+
 /// Resolves the target, then runs the handshake; see the module docs.
 ///
 /// With a `policy`, the target is checked before it is resolved and the
 /// address after, before any socket is opened; a refusal ends the probe
 /// with [`Outcome::denied`]. Without one, neither check costs anything.
 pub(super) async fn probe(
-    handshake: Handshake,
+    tcp: Tcp<'_>,
     target: &Target,
-    module: &Module,
-    resolver: &Resolver,
-    closes: &HalfOpenCloses,
+    context: &Context,
     budget: Budget,
     trace: &mut StepLog,
 ) -> Outcome {
-    let options = &module.tcp;
-    let policy = module.target_policy.as_deref();
+    let Tcp {
+        handshake,
+        options,
+        policy,
+    } = tcp;
     let cleared = match policy.map(|policy| policy.check_target(target)) {
         Some(Err(refusal)) => return Outcome::denied(&refusal),
         Some(Ok(cleared)) => Some(cleared),
@@ -69,63 +79,45 @@ pub(super) async fn probe(
     };
     let deadline = budget.deadline;
     let dns_started = Instant::now();
-    let resolved = resolve::resolve(&target.host, options, resolver, deadline, trace)
+    let resolved = resolve::resolve(&target.host, options, &context.resolver, deadline, trace)
         .await
         .and_then(|ip| left_enough_after_dns(ip, budget, dns_started));
     let dns_time = dns_started.elapsed();
-    let mut outcome = Outcome {
-        failure: None,
-        address: None,
-        dns_time,
-        handshake_time: None,
-        tcp_rtt: None,
-        syn_retransmits: 0,
-        duration: Duration::ZERO,
-        attempts: 0,
-        attempts_failed: 0,
-        later_handshake_times: Vec::new(),
-        exit_code: None,
-        denied_by_policy: false,
-        icmp_error: None,
-        close_delay: None,
-    };
     let ip = match resolved {
         Ok(ip) => ip,
         Err(failure) => {
-            outcome.failure = Some(failure);
+            let mut outcome = Outcome::new(Some(failure), Detail::Tcp(TcpDetail::default()));
+            outcome.dns_time = dns_time;
             return outcome;
         }
     };
     if let (Some(policy), Some(cleared)) = (policy, cleared)
         && let Err(refusal) = policy.check_address(cleared, ip, target.port)
     {
-        return Outcome {
-            dns_time,
-            ..Outcome::denied(&refusal)
-        };
+        let mut outcome = Outcome::denied(&refusal);
+        outcome.dns_time = dns_time;
+        return outcome;
     }
     let address = SocketAddr::new(ip, target.port);
-    outcome.address = Some(address);
-    // Only a half-open close races the delayed ACK.
-    let guard = (handshake == Handshake::HalfOpen).then_some(closes);
-    attempt_all(
-        handshake,
+    let connect = Connect {
         address,
-        options,
-        guard,
-        budget.deadline,
-        &mut outcome,
-        trace,
-    )
-    .await;
+        handshake,
+        source: options.source_ip_address,
+        // Only a half-open close races the delayed ACK.
+        guard: (handshake == Handshake::HalfOpen).then_some(&*context.closes),
+    };
+    let (failure, detail) = attempt_all(&connect, options, budget.deadline, trace).await;
+    let mut outcome = Outcome::new(failure, Detail::Tcp(detail));
+    outcome.dns_time = dns_time;
+    outcome.address = Some(address);
     outcome
 }
 
-/// Runs the module's attempts against `address` one after another and
-/// records them in `outcome`: success if any succeeded, else the last
-/// attempt's failure. The handshake time and kernel RTT are the first
+/// Runs the module's attempts one after another, and returns what they
+/// found: no failure if any succeeded, else the last attempt's, and the
+/// detail of them all. The handshake time and kernel RTT are the first
 /// successful attempt's; SYN retransmits are summed over the successful
-/// attempts (see [`record_syn_ack`]).
+/// attempts (see [`TcpDetail::record`]).
 ///
 /// Attempt *n* (from 0) starts `n × attempt_interval` after the first,
 /// and has [`TcpOptions::attempt_deadline`] to get its answer. The first
@@ -138,14 +130,13 @@ pub(super) async fn probe(
 /// A single attempt without `attempt_timeout`, the default, takes one
 /// pass with the probe's deadline: no timer, no allocation.
 async fn attempt_all(
-    handshake: Handshake,
-    address: SocketAddr,
+    connect: &Connect<'_>,
     options: &TcpOptions,
-    guard: Option<&HalfOpenCloses>,
     deadline: Instant,
-    outcome: &mut Outcome,
     trace: &mut StepLog,
-) {
+) -> (Option<Failure>, TcpDetail) {
+    let handshake = connect.handshake;
+    let mut outcome = TcpDetail::default();
     let planned = options.attempts.max(1);
     let each = options.attempt_deadline();
     let interval = options.attempt_interval.0;
@@ -166,16 +157,10 @@ async fn attempt_all(
         let started = Instant::now();
         first_start.get_or_insert(started);
         let attempt_deadline = each.map_or(deadline, |each| deadline.min(started + each));
-        let result = connect(
-            address,
-            handshake,
-            options.source_ip_address,
-            guard,
-            attempt_deadline,
-            trace,
-            &mut outcome.icmp_error,
-        )
-        .await;
+        let result = connect.attempt(attempt_deadline, trace).await;
+        // This attempt's ICMP error or none, not an earlier attempt's.
+        outcome.icmp_error = result.as_ref().err().and_then(|failed| failed.icmp);
+        let result = result.map_err(|failed| failed.failure);
         let latency = match &result {
             Ok(syn_ack) => syn_ack.time,
             Err(_) => started.elapsed(),
@@ -192,7 +177,7 @@ async fn attempt_all(
             });
         }
         match result {
-            Ok(syn_ack) => record_syn_ack(outcome, &syn_ack, handshake),
+            Ok(syn_ack) => outcome.record(&syn_ack, handshake),
             Err(failure) => {
                 outcome.attempts_failed += 1;
                 last_failure = Some(failure);
@@ -205,8 +190,9 @@ async fn attempt_all(
     if outcome.handshake_time.is_some() {
         // A success says nothing about ICMP, whatever an earlier attempt drew.
         outcome.icmp_error = None;
+        (None, outcome)
     } else {
-        outcome.failure = last_failure.map(|failure| {
+        let failure = last_failure.map(|failure| {
             if planned == 1 {
                 return failure;
             }
@@ -216,24 +202,217 @@ async fn attempt_all(
             );
             Failure::new(failure.reason, detail)
         });
+        (failure, outcome)
     }
 }
 
-/// Adds a successful attempt to `outcome`: the first gives the handshake
-/// time and the kernel RTT, a later one a time in
-/// [`Outcome::later_handshake_times`]; every one adds its SYN retransmits,
-/// and a half-open one its close delay (the largest is kept).
-fn record_syn_ack(outcome: &mut Outcome, syn_ack: &SynAck, handshake: Handshake) {
-    if handshake == Handshake::HalfOpen {
-        outcome.close_delay = outcome.close_delay.max(Some(syn_ack.close_delay));
+/// What the TCP probers report beside the shared part of an [`Outcome`].
+#[non_exhaustive]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TcpDetail {
+    /// From the `connect()` call to the wake-up at the SYN-ACK; only when
+    /// the port answered with one. With several attempts, the first
+    /// successful one's. It includes how long the exporter took to wake
+    /// up: what a client would feel, where [`tcp_rtt`](Self::tcp_rtt) is
+    /// the network's round trip alone.
+    pub handshake_time: Option<Duration>,
+    /// The kernel's RTT sample of the SYN/SYN-ACK exchange (`TCP_INFO`'s
+    /// `tcpi_rtt`), of the attempt that gave
+    /// [`handshake_time`](Self::handshake_time). `None` without a SYN-ACK,
+    /// and when the kernel took no sample. After a retransmitted SYN it
+    /// comes from TCP timestamps, in whole milliseconds (at least 1 ms).
+    pub tcp_rtt: Option<Duration>,
+    /// How many times a SYN was sent again before its SYN-ACK came
+    /// (`TCP_INFO`'s `tcpi_total_retrans`), summed over the successful
+    /// attempts; 0 when none succeeded. A success with retransmits means
+    /// a SYN or SYN-ACK was lost on the path although the port is up. A
+    /// failed attempt's retransmits are not counted: its failure already
+    /// says that its SYNs went unanswered.
+    pub syn_retransmits: u32,
+    /// Handshakes attempted (`tcp.attempts`, fewer when one succeeded with
+    /// `stop_on_success` or the deadline left no room); 0 when none began,
+    /// as when the name did not resolve.
+    pub attempts: u32,
+    /// Of those, how many failed, whatever the reason.
+    pub attempts_failed: u32,
+    /// The handshake times of the successful attempts after the first,
+    /// whose time is [`handshake_time`](Self::handshake_time). Empty with a
+    /// single attempt, so that such a probe allocates nothing for it.
+    pub later_handshake_times: Vec<Duration>,
+    /// The ICMP or ICMPv6 error the kernel queued for the probe's socket
+    /// (`IP_RECVERR`): which message, and which host sent it. `None` on
+    /// success, and for failures that drew no ICMP error (an RST, a
+    /// silent drop, a local error). With several attempts, the last
+    /// failed attempt's.
+    pub icmp_error: Option<IcmpError>,
+    /// For `tcp_halfopen` successes: from the SYN-ACK to the return of the
+    /// close that sent the RST. That is the exporter's own time from the
+    /// wake-up that showed the SYN-ACK to the close, plus how long the
+    /// SYN-ACK had waited for that wake-up as `TCP_INFO` tells it (in
+    /// whole milliseconds, so a starved probe thread shows), and at least
+    /// 200 ms when the target had sent more than the SYN-ACK. The probe
+    /// stays invisible to the target's application only if that RST goes
+    /// out before this host's delayed ACK (about 200 ms after the SYN-ACK),
+    /// so this is how much of that margin the exporter used. With several
+    /// successful attempts, the largest. `None` for failures, and for
+    /// `tcp_connect`, which completes the handshake on purpose. The
+    /// exporter's guard counts every half-open close itself, also those
+    /// of probes that end without an outcome (cancelled).
+    pub close_delay: Option<Duration>,
+}
+
+/// The handshake times of a probe's successful attempts, as ping prints
+/// its round-trip times.
+#[non_exhaustive]
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct HandshakeStats {
+    /// How many attempts succeeded.
+    pub count: u32,
+    /// The fastest.
+    pub min: Duration,
+    /// The arithmetic mean.
+    pub mean: Duration,
+    /// The slowest.
+    pub max: Duration,
+    /// The population standard deviation (ping's `mdev`); 0 for one.
+    pub stddev: Duration,
+}
+
+impl TcpDetail {
+    /// The handshake time of every successful attempt, in order.
+    pub fn handshake_times(&self) -> impl Iterator<Item = Duration> + '_ {
+        self.handshake_time
+            .into_iter()
+            .chain(self.later_handshake_times.iter().copied())
     }
-    let kernel = syn_ack.kernel;
-    outcome.syn_retransmits += kernel.map_or(0, |kernel| kernel.syn_retransmits);
-    if outcome.handshake_time.is_none() {
-        outcome.handshake_time = Some(syn_ack.time);
-        outcome.tcp_rtt = kernel.and_then(|kernel| kernel.rtt);
-    } else {
-        outcome.later_handshake_times.push(syn_ack.time);
+
+    /// Minimum, mean, maximum and standard deviation of the handshake
+    /// times; `None` when no attempt succeeded.
+    #[must_use]
+    pub fn handshake_stats(&self) -> Option<HandshakeStats> {
+        let first = self.handshake_time?;
+        let (mut count, mut min, mut max) = (0_u32, first, first);
+        let (mut sum, mut sum_of_squares) = (0.0_f64, 0.0_f64);
+        for time in self.handshake_times() {
+            count += 1;
+            min = min.min(time);
+            max = max.max(time);
+            let seconds = time.as_secs_f64();
+            sum += seconds;
+            sum_of_squares += seconds * seconds;
+        }
+        let mean = sum / f64::from(count);
+        // Rounding can take the difference a hair below zero.
+        let variance = (sum_of_squares / f64::from(count) - mean * mean).max(0.0);
+        Some(HandshakeStats {
+            count,
+            min,
+            mean: Duration::from_secs_f64(mean),
+            max,
+            stddev: Duration::from_secs_f64(variance.sqrt()),
+        })
+    }
+
+    /// Adds a successful attempt: the first gives the handshake time and
+    /// the kernel RTT, a later one a time in
+    /// [`later_handshake_times`](Self::later_handshake_times); every one
+    /// adds its SYN retransmits, and a half-open one its close delay (the
+    /// largest is kept).
+    fn record(&mut self, syn_ack: &SynAck, handshake: Handshake) {
+        if handshake == Handshake::HalfOpen {
+            self.close_delay = self.close_delay.max(Some(syn_ack.close_delay));
+        }
+        let kernel = syn_ack.kernel;
+        self.syn_retransmits += kernel.map_or(0, |kernel| kernel.syn_retransmits);
+        if self.handshake_time.is_none() {
+            self.handshake_time = Some(syn_ack.time);
+            self.tcp_rtt = kernel.and_then(|kernel| kernel.rtt);
+        } else {
+            self.later_handshake_times.push(syn_ack.time);
+        }
+    }
+}
+
+/// The handshake statistics over the successful attempts: name, help,
+/// and which statistic, in export order.
+/// One of the statistics of [`HandshakeStats`].
+type Stat = fn(&HandshakeStats) -> Duration;
+
+const HANDSHAKE_STATS: [(&str, &str, Stat); 4] = [
+    (
+        "probe_tcp_handshake_min_seconds",
+        "Shortest handshake time of the successful attempts; 0 when none succeeded.",
+        |stats| stats.min,
+    ),
+    (
+        "probe_tcp_handshake_mean_seconds",
+        "Mean handshake time of the successful attempts; 0 when none succeeded.",
+        |stats| stats.mean,
+    ),
+    (
+        "probe_tcp_handshake_max_seconds",
+        "Longest handshake time of the successful attempts; 0 when none succeeded.",
+        |stats| stats.max,
+    ),
+    (
+        "probe_tcp_handshake_stddev_seconds",
+        "Standard deviation of the successful attempts' handshake times (ping's mdev); 0 when none succeeded.",
+        |stats| stats.stddev,
+    ),
+];
+
+/// The TCP probers' series in `/probe`'s answer. After the handshake
+/// time, what `TCP_INFO` said at the SYN-ACK: the kernel's RTT sample and
+/// the SYN retransmits, 0 when no SYN-ACK came, as the handshake gauge is,
+/// so that a module's series stay the same whatever the outcome. At the
+/// end, the ICMP error if the probe drew one, and for a module of several
+/// `attempts` the series of a TCP ping: attempts, failed attempts, and the
+/// min, mean, max and standard deviation of the successful handshakes. A
+/// single-attempt module, the default, writes what it wrote before
+/// attempts existed and pays nothing for them.
+pub(super) fn write_series(
+    options: &TcpOptions,
+    detail: Option<&TcpDetail>,
+    slot: Slot,
+    out: &mut dyn Series,
+) {
+    let seconds = |time: Option<Duration>| Number::Measure(time.map_or(0.0, |t| t.as_secs_f64()));
+    let count = |of: fn(&TcpDetail) -> u32| Number::Count(detail.map_or(0, of));
+    match slot {
+        Slot::Handshake => {
+            out.gauge(
+                "probe_tcp_rtt_seconds",
+                "The kernel's RTT sample of the SYN/SYN-ACK exchange (TCP_INFO), without the exporter's wake-up; 0 when no SYN-ACK came or the kernel took no sample.",
+                seconds(detail.and_then(|detail| detail.tcp_rtt)),
+            );
+            out.gauge(
+                "probe_tcp_syn_retransmits",
+                "SYNs sent again before the SYN-ACK came (TCP_INFO), summed over the handshakes that got one; above 0, packets were lost although the port is up.",
+                count(|detail| detail.syn_retransmits),
+            );
+        }
+        Slot::Address => {}
+        Slot::Reasons => {
+            if let Some(icmp) = detail.and_then(|detail| detail.icmp_error.as_ref()) {
+                out.icmp_error(icmp);
+            }
+            if options.attempts > 1 {
+                out.gauge(
+                    "probe_attempts",
+                    "Handshakes attempted by the probe.",
+                    count(|detail| detail.attempts),
+                );
+                out.gauge(
+                    "probe_attempts_failed",
+                    "Attempted handshakes that failed: no SYN-ACK, whatever the reason.",
+                    count(|detail| detail.attempts_failed),
+                );
+                let stats = detail.and_then(TcpDetail::handshake_stats);
+                for (name, help, stat) in HANDSHAKE_STATS {
+                    out.gauge(name, help, seconds(stats.as_ref().map(stat)));
+                }
+            }
+        }
     }
 }
 
@@ -281,123 +460,154 @@ struct Failed {
     icmp: Option<IcmpError>,
 }
 
-/// Connects and closes with RST; `Ok` once the port answered with SYN-ACK,
-/// with the time from the wake-up that showed it to the close's return.
-///
-/// On success, `TCP_INFO` is read between the wake-up and the close: one
-/// `getsockopt`, the only work allowed to delay the RST.
-///
-/// On failure, and at the deadline, the socket's error queue is read
-/// before it closes: an ICMP error there decides the reason
-/// ([`classify::icmp_reason`]), with `SO_ERROR` as the fallback.
-async fn connect(
+/// What one attempt needs besides its deadline: where to, how far,
+/// from which source address, and where a half-open close is counted
+/// (`None` for a full handshake).
+struct Connect<'a> {
     address: SocketAddr,
     handshake: Handshake,
     source: Option<IpAddr>,
-    guard: Option<&HalfOpenCloses>,
-    deadline: Instant,
-    trace: &mut StepLog,
-    icmp_error: &mut Option<IcmpError>,
-) -> Result<SynAck, Failure> {
-    // This attempt's ICMP error or none, not an earlier attempt's.
-    *icmp_error = None;
-    // Nothing has been sent yet: whatever fails here is the exporter's own
-    // trouble (fds, a source address it does not have), never the target's.
-    let socket = open_socket(address, handshake, source).map_err(|error| {
-        let failure = os_failure("cannot prepare a socket for", address, &error);
-        let detail = match (error.raw_os_error(), source) {
-            // bind() of an address that is not (or no longer) the host's.
-            (Some(libc::EADDRNOTAVAIL), Some(source)) => format!(
-                "{}: source_ip_address {source} is not an address of this host",
-                failure.detail
-            ),
-            _ => failure.detail,
-        };
-        Failure::new(Reason::Local, detail)
-    })?;
-    trace.log(|| Step::Connecting {
-        address,
-        half_open: handshake == Handshake::HalfOpen,
-    });
-    // Timed from here, not from before socket(): what the handshake took,
-    // without the exporter's own socket setup.
-    let connect_started = Instant::now();
-    let waited = match start_connect(socket, address) {
-        Ok(stream) => {
-            let socket = ProbeSocket::new(stream, guard);
-            let ended =
-                tokio::time::timeout_at(deadline, until_connected(socket.stream(), address)).await;
-            match ended {
-                Ok(Ok(woke)) => {
-                    let kernel = crate::sys::handshake_info(socket.stream().as_fd()).ok();
-                    Ok(SynAck {
-                        time: woke.saturating_duration_since(connect_started),
-                        kernel,
-                        close_delay: socket.close_after_syn_ack(woke, kernel),
-                    })
-                }
-                Ok(Err(failed)) => {
-                    socket.close_unanswered();
-                    Err(failed)
-                }
-                // Dropped, not closed as unanswered: a SYN-ACK that came
-                // while the probe thread could not run still counts.
-                Err(_) => Err(Failed {
-                    error: None,
-                    icmp: queued_icmp(socket.stream()),
-                }),
-            }
-        }
-        Err(error) => Err(Failed {
-            error: Some(error),
+    guard: Option<&'a HalfOpenCloses>,
+}
+
+/// How an attempt that got no SYN-ACK ended: its failure, and the ICMP
+/// error that decided it, if any.
+#[derive(Debug)]
+struct AttemptFailed {
+    failure: Failure,
+    icmp: Option<IcmpError>,
+}
+
+impl From<Failure> for AttemptFailed {
+    fn from(failure: Failure) -> Self {
+        Self {
+            failure,
             icmp: None,
-        }),
-    };
-    let Failed { error, icmp } = match waited {
-        Ok(syn_ack) => {
-            trace.log(|| Step::SynAck {
-                address,
-                handshake: syn_ack.time,
-                rtt: syn_ack.kernel.and_then(|kernel| kernel.rtt),
-                syn_retransmits: syn_ack.kernel.map_or(0, |kernel| kernel.syn_retransmits),
-                close_delay: (handshake == Handshake::HalfOpen).then_some(syn_ack.close_delay),
-            });
-            return Ok(syn_ack);
         }
-        Err(failed) => failed,
-    };
-    if let Some(errno) = error.as_ref().and_then(io::Error::raw_os_error) {
-        trace.log(|| Step::ConnectFailed { address, errno });
     }
-    if let Some(icmp) = icmp {
-        trace.log(|| Step::Icmp(classify::icmp_step(&icmp)));
-    }
-    *icmp_error = icmp;
-    let from_icmp = icmp.and_then(|icmp| {
-        classify::icmp_reason(&icmp, address.ip())
-            .map(|reason| Failure::new(reason, format!("connect to {address}: {icmp}")))
-    });
-    match (from_icmp, error) {
-        (Some(failure), _) => Err(failure),
-        (None, Some(error)) => {
-            let mut failure = os_failure("connect to", address, &error);
-            // The local port is chosen at connect(): none was left, or
-            // the source address went away since the bind.
-            if let (Some(libc::EADDRNOTAVAIL), Some(source)) = (error.raw_os_error(), source) {
-                failure.detail = format!(
-                    "{}: no local port is free from source_ip_address {source}, or it is no longer an address of this host",
+}
+
+impl Connect<'_> {
+    /// Connects and closes with RST; `Ok` once the port answered with
+    /// SYN-ACK, with the time from the wake-up that showed it to the
+    /// close's return.
+    ///
+    /// On success, `TCP_INFO` is read between the wake-up and the close:
+    /// one `getsockopt`, the only work allowed to delay the RST.
+    ///
+    /// On failure, and at the deadline, the socket's error queue is read
+    /// before it closes: an ICMP error there decides the reason
+    /// ([`classify::icmp_reason`]), with `SO_ERROR` as the fallback.
+    async fn attempt(
+        &self,
+        deadline: Instant,
+        trace: &mut StepLog,
+    ) -> Result<SynAck, AttemptFailed> {
+        let Self {
+            address,
+            handshake,
+            source,
+            guard,
+        } = *self;
+        // Nothing has been sent yet: whatever fails here is the exporter's own
+        // trouble (fds, a source address it does not have), never the target's.
+        let socket = open_socket(address, handshake, source).map_err(|error| {
+            let failure = os_failure("cannot prepare a socket for", address, &error);
+            let detail = match (error.raw_os_error(), source) {
+                // bind() of an address that is not (or no longer) the host's.
+                (Some(libc::EADDRNOTAVAIL), Some(source)) => format!(
+                    "{}: source_ip_address {source} is not an address of this host",
                     failure.detail
-                );
+                ),
+                _ => failure.detail,
+            };
+            Failure::new(Reason::Local, detail)
+        })?;
+        trace.log(|| Step::Connecting {
+            address,
+            half_open: handshake == Handshake::HalfOpen,
+        });
+        // Timed from here, not from before socket(): what the handshake took,
+        // without the exporter's own socket setup.
+        let connect_started = Instant::now();
+        let waited = match start_connect(socket, address) {
+            Ok(stream) => {
+                let socket = ProbeSocket::new(stream, guard);
+                let ended =
+                    tokio::time::timeout_at(deadline, until_connected(socket.stream(), address))
+                        .await;
+                match ended {
+                    Ok(Ok(woke)) => {
+                        let kernel = crate::sys::handshake_info(socket.stream().as_fd()).ok();
+                        Ok(SynAck {
+                            time: woke.saturating_duration_since(connect_started),
+                            kernel,
+                            close_delay: socket.close_after_syn_ack(woke, kernel),
+                        })
+                    }
+                    Ok(Err(failed)) => {
+                        socket.close_unanswered();
+                        Err(failed)
+                    }
+                    // Dropped, not closed as unanswered: a SYN-ACK that came
+                    // while the probe thread could not run still counts.
+                    Err(_) => Err(Failed {
+                        error: None,
+                        icmp: queued_icmp(socket.stream()),
+                    }),
+                }
             }
-            Err(failure)
+            Err(error) => Err(Failed {
+                error: Some(error),
+                icmp: None,
+            }),
+        };
+        let Failed { error, icmp } = match waited {
+            Ok(syn_ack) => {
+                trace.log(|| Step::SynAck {
+                    address,
+                    handshake: syn_ack.time,
+                    rtt: syn_ack.kernel.and_then(|kernel| kernel.rtt),
+                    syn_retransmits: syn_ack.kernel.map_or(0, |kernel| kernel.syn_retransmits),
+                    close_delay: (handshake == Handshake::HalfOpen).then_some(syn_ack.close_delay),
+                });
+                return Ok(syn_ack);
+            }
+            Err(failed) => failed,
+        };
+        if let Some(errno) = error.as_ref().and_then(io::Error::raw_os_error) {
+            trace.log(|| Step::ConnectFailed { address, errno });
         }
-        (None, None) => {
-            trace.log(|| Step::NoAnswer(address));
-            Err(Failure::new(
-                Reason::Timeout,
-                format!("no answer from {address} before the deadline"),
-            ))
+        if let Some(icmp) = icmp {
+            trace.log(|| Step::Icmp(classify::icmp_step(&icmp)));
         }
+        let from_icmp = icmp.and_then(|icmp| {
+            classify::icmp_reason(&icmp, address.ip())
+                .map(|reason| Failure::new(reason, format!("connect to {address}: {icmp}")))
+        });
+        let failure = match (from_icmp, error) {
+            (Some(failure), _) => failure,
+            (None, Some(error)) => {
+                let mut failure = os_failure("connect to", address, &error);
+                // The local port is chosen at connect(): none was left, or
+                // the source address went away since the bind.
+                if let (Some(libc::EADDRNOTAVAIL), Some(source)) = (error.raw_os_error(), source) {
+                    failure.detail = format!(
+                        "{}: no local port is free from source_ip_address {source}, or it is no longer an address of this host",
+                        failure.detail
+                    );
+                }
+                failure
+            }
+            (None, None) => {
+                trace.log(|| Step::NoAnswer(address));
+                Failure::new(
+                    Reason::Timeout,
+                    format!("no answer from {address} before the deadline"),
+                )
+            }
+        };
+        Err(AttemptFailed { failure, icmp })
     }
 }
 
@@ -615,17 +825,12 @@ mod tests {
 
     #[test]
     fn the_first_success_gives_time_and_rtt_and_every_success_adds_its_retransmits() {
-        let mut outcome = Outcome::not_started(Failure::new(Reason::Timeout, ""), Duration::ZERO);
-        record_syn_ack(
-            &mut outcome,
-            &syn_ack(1003, Some(1000), 1),
-            Handshake::HalfOpen,
-        );
-        record_syn_ack(&mut outcome, &syn_ack(2, Some(40), 0), Handshake::HalfOpen);
-        record_syn_ack(&mut outcome, &syn_ack(3005, None, 2), Handshake::HalfOpen);
+        let mut outcome = TcpDetail::default();
+        outcome.record(&syn_ack(1003, Some(1000), 1), Handshake::HalfOpen);
+        outcome.record(&syn_ack(2, Some(40), 0), Handshake::HalfOpen);
+        outcome.record(&syn_ack(3005, None, 2), Handshake::HalfOpen);
         // TCP_INFO unreadable: the time still counts, no retransmits.
-        record_syn_ack(
-            &mut outcome,
+        outcome.record(
             &SynAck {
                 time: Duration::from_millis(4),
                 kernel: None,
@@ -644,23 +849,19 @@ mod tests {
 
     #[test]
     fn a_first_success_without_an_rtt_sample_leaves_the_rtt_unknown() {
-        let mut outcome = Outcome::not_started(Failure::new(Reason::Timeout, ""), Duration::ZERO);
-        record_syn_ack(&mut outcome, &syn_ack(1003, None, 1), Handshake::HalfOpen);
-        record_syn_ack(&mut outcome, &syn_ack(2, Some(40), 0), Handshake::HalfOpen);
+        let mut outcome = TcpDetail::default();
+        outcome.record(&syn_ack(1003, None, 1), Handshake::HalfOpen);
+        outcome.record(&syn_ack(2, Some(40), 0), Handshake::HalfOpen);
         assert_eq!((outcome.tcp_rtt, outcome.syn_retransmits), (None, 1));
     }
 
     #[test]
     fn half_open_successes_keep_their_largest_close_delay_and_full_ones_none() {
-        let mut half_open = Outcome::not_started(Failure::new(Reason::Timeout, ""), Duration::ZERO);
+        let mut half_open = TcpDetail::default();
         let mut full = half_open.clone();
         for time_ms in [2, 3005, 40] {
-            record_syn_ack(
-                &mut half_open,
-                &syn_ack(time_ms, None, 0),
-                Handshake::HalfOpen,
-            );
-            record_syn_ack(&mut full, &syn_ack(time_ms, None, 0), Handshake::Full);
+            half_open.record(&syn_ack(time_ms, None, 0), Handshake::HalfOpen);
+            full.record(&syn_ack(time_ms, None, 0), Handshake::Full);
         }
         assert_eq!(half_open.close_delay, Some(Duration::from_micros(3005)));
         assert_eq!(full.close_delay, None);
@@ -701,30 +902,31 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn an_attempt_that_fails_before_its_syn_leaves_no_earlier_icmp_error() {
-        // As if an earlier attempt had drawn an ICMP error; this one fails
-        // as `local` at bind() (192.0.2.77 is not an address of this
-        // host), before anything is sent: the probe's ICMP detail must
-        // not describe its `local` failure.
-        let mut icmp_error = Some(IcmpError {
-            ipv6: false,
-            icmp_type: 3,
-            code: 13,
-            offender: Some("192.0.2.1".parse().unwrap()),
-        });
-        let result = connect(
-            "127.0.0.1:9".parse().unwrap(),
-            Handshake::HalfOpen,
-            Some("192.0.2.77".parse().unwrap()),
-            None,
-            Instant::now() + Duration::from_secs(1),
-            &mut StepLog::disabled(),
-            &mut icmp_error,
-        )
-        .await;
-        let failure = result.err().expect("bind fails");
-        assert_eq!(failure.reason, Reason::Local, "{}", failure.detail);
-        assert_eq!(icmp_error, None);
+    async fn an_attempt_that_fails_before_its_syn_draws_no_icmp_error() {
+        // It fails as `local` at bind() (192.0.2.77 is not an address of
+        // this host), before anything is sent: the attempt carries no ICMP
+        // error, so that the probe's ICMP detail (the last failed
+        // attempt's) cannot describe its `local` failure.
+        let connect = Connect {
+            address: "127.0.0.1:9".parse().unwrap(),
+            handshake: Handshake::HalfOpen,
+            source: Some("192.0.2.77".parse().unwrap()),
+            guard: None,
+        };
+        let result = connect
+            .attempt(
+                Instant::now() + Duration::from_secs(1),
+                &mut StepLog::disabled(),
+            )
+            .await;
+        let failed = result.err().expect("bind fails");
+        assert_eq!(
+            failed.failure.reason,
+            Reason::Local,
+            "{}",
+            failed.failure.detail
+        );
+        assert_eq!(failed.icmp, None);
     }
 
     /// A starved probe thread lets the kernel's delayed ACK complete the

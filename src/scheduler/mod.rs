@@ -44,7 +44,7 @@ mod state;
 pub(crate) use lag::ScheduleLag;
 pub(crate) use state::{HANDSHAKE_BUCKETS, TargetState};
 
-use crate::config::{Config, LabelName, ProberKind};
+use crate::config::{Config, LabelName};
 use crate::hash::fnv1a_64;
 use crate::modules::{LoadedModule, Modules};
 use crate::runner::ProbeRunner;
@@ -128,7 +128,7 @@ impl Plan {
     /// Whether the module's prober opens TCP connections, so that the
     /// target has `TCP_INFO` series.
     fn probes_tcp(&self) -> bool {
-        self.module.module.prober != ProberKind::Exec
+        self.module.module.tcp().is_some()
     }
 }
 

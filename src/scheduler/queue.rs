@@ -295,7 +295,7 @@ async fn probe_once(job: Arc<Job>, slot: Instant, context: Arc<Context>) {
     let outcome = Box::pin(context.runner.run_in_place(
         &plan.module,
         &job.target.target,
-        plan.module.module.timeout.0,
+        plan.module.module.timeout(),
         &mut StepLog::disabled(),
     ))
     .await;

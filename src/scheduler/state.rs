@@ -55,11 +55,11 @@ pub(crate) struct TargetState {
     pub(crate) last_duration: f64,
     /// Handshake time of the last successful probe, seconds.
     pub(crate) last_handshake: Option<f64>,
-    /// The kernel's RTT sample (see [`Outcome::tcp_rtt`]) of the last
+    /// The kernel's RTT sample (see [`crate::prober::TcpDetail::tcp_rtt`]) of the last
     /// probe that had one, seconds; 0 before any.
     pub(crate) last_tcp_rtt: f64,
     /// SYN retransmits of successful attempts, over all probes (see
-    /// [`Outcome::syn_retransmits`]).
+    /// [`crate::prober::TcpDetail::syn_retransmits`]).
     pub(crate) syn_retransmits: u64,
     /// The target's module probes over TCP, so it has the `TCP_INFO`
     /// series (`last_tcp_rtt`, `syn_retransmits`), from before its first
@@ -71,7 +71,7 @@ pub(crate) struct TargetState {
     /// [`Outcome::exit_code`]).
     pub(crate) last_exit_code: Option<i32>,
     /// The ICMP error of the last probe, if it drew one (see
-    /// [`Outcome::icmp_error`]); cleared by a probe that drew none.
+    /// [`crate::prober::TcpDetail::icmp_error`]); cleared by a probe that drew none.
     pub(crate) last_icmp_error: Option<IcmpError>,
     /// The rise/fall state.
     pub(crate) healthy: bool,
@@ -102,21 +102,23 @@ impl TargetState {
         self.last_reason = outcome.reason();
         self.last_duration = outcome.duration.as_secs_f64();
         self.ip_protocol = outcome.ip_protocol();
-        self.last_exit_code = outcome.exit_code;
-        self.last_icmp_error = outcome.icmp_error;
+        self.last_exit_code = outcome.exit_code();
+        self.last_icmp_error = outcome.tcp().and_then(|tcp| tcp.icmp_error);
         self.last_probe_unix = now_unix;
         self.results[result_index(self.last_reason)] += 1;
-        self.attempts += u64::from(outcome.attempts);
-        self.attempts_failed += u64::from(outcome.attempts_failed);
-        self.syn_retransmits += u64::from(outcome.syn_retransmits);
-        if let Some(rtt) = outcome.tcp_rtt {
-            self.last_tcp_rtt = rtt.as_secs_f64();
-        }
-        if let Some(handshake) = outcome.handshake_time {
-            self.last_handshake = Some(handshake.as_secs_f64());
-        }
-        for handshake in outcome.handshake_times() {
-            self.handshake.observe(handshake.as_secs_f64());
+        if let Some(tcp) = outcome.tcp() {
+            self.attempts += u64::from(tcp.attempts);
+            self.attempts_failed += u64::from(tcp.attempts_failed);
+            self.syn_retransmits += u64::from(tcp.syn_retransmits);
+            if let Some(rtt) = tcp.tcp_rtt {
+                self.last_tcp_rtt = rtt.as_secs_f64();
+            }
+            if let Some(handshake) = tcp.handshake_time {
+                self.last_handshake = Some(handshake.as_secs_f64());
+            }
+            for handshake in tcp.handshake_times() {
+                self.handshake.observe(handshake.as_secs_f64());
+            }
         }
         self.update_health(success, rise, fall, now_unix);
         self.last_detail = outcome
@@ -157,9 +159,9 @@ mod tests {
         let mut outcome = refused();
         outcome.failure = None;
         outcome.address = Some("127.0.0.1:80".parse().unwrap());
-        outcome.handshake_time = Some(Duration::from_micros(300));
+        outcome.tcp_mut().handshake_time = Some(Duration::from_micros(300));
         outcome.duration = Duration::from_micros(350);
-        outcome.attempts_failed = 0;
+        outcome.tcp_mut().attempts_failed = 0;
         outcome
     }
 
@@ -168,7 +170,8 @@ mod tests {
             Failure::new(Reason::Refused, "RST"),
             Duration::from_micros(200),
         );
-        (outcome.attempts, outcome.attempts_failed) = (1, 1);
+        let tcp = outcome.tcp_mut();
+        (tcp.attempts, tcp.attempts_failed) = (1, 1);
         outcome
     }
 
@@ -219,8 +222,10 @@ mod tests {
     fn every_attempt_is_counted_and_every_successful_one_observed() {
         let mut state = TargetState::default();
         let mut ping = success();
-        (ping.attempts, ping.attempts_failed) = (5, 2);
-        ping.later_handshake_times = vec![Duration::from_millis(2), Duration::from_secs(2)];
+        let tcp = ping.tcp_mut();
+        (tcp.attempts, tcp.attempts_failed) = (5, 2);
+        ping.tcp_mut().later_handshake_times =
+            vec![Duration::from_millis(2), Duration::from_secs(2)];
         state.record(ping, 2, 3, 1.0);
         state.record(refused(), 2, 3, 2.0);
         assert_eq!((state.attempts, state.attempts_failed), (6, 3));
@@ -244,16 +249,16 @@ mod tests {
     fn syn_retransmits_add_up_and_the_last_kernel_rtt_stays_through_failures() {
         let mut state = TargetState::default();
         let mut lossy = success();
-        lossy.syn_retransmits = 2;
-        lossy.tcp_rtt = Some(Duration::from_millis(1));
+        lossy.tcp_mut().syn_retransmits = 2;
+        lossy.tcp_mut().tcp_rtt = Some(Duration::from_millis(1));
         state.record(lossy, 2, 3, 1.0);
         let mut clean = success();
-        clean.tcp_rtt = Some(Duration::from_micros(40));
+        clean.tcp_mut().tcp_rtt = Some(Duration::from_micros(40));
         state.record(clean, 2, 3, 2.0);
         assert_eq!((state.syn_retransmits, state.last_tcp_rtt), (2, 0.000_04));
         state.record(refused(), 2, 3, 3.0);
         let mut lossy_again = success();
-        lossy_again.syn_retransmits = 1;
+        lossy_again.tcp_mut().syn_retransmits = 1;
         state.record(lossy_again, 2, 3, 4.0);
         assert_eq!(
             (state.syn_retransmits, state.last_tcp_rtt),

@@ -17,7 +17,7 @@ const OVERRUN: Duration = Duration::from_secs(5);
 /// Probes `target` with `module`, bounded by the module's timeout plus
 /// [`OVERRUN`].
 pub async fn check_bounded(target: String, module: Module) -> Checked {
-    let bound = module.timeout.0 + OVERRUN;
+    let bound = module.timeout() + OVERRUN;
     tokio::time::timeout(bound, synack_exporter::check(&target, &module))
         .await
         .map_err(|_| bound)
