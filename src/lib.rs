@@ -78,8 +78,8 @@ mod web;
 
 pub use checker::{Checker, CheckerBuilder};
 pub use config::{
-    ConfigError, ExecOptions, HealthChecks, IpProtocol, MAX_POLICY_ENTRIES, Module, PolicyEntry,
-    Prober, ProberKind, PromDuration, TargetPolicy, TcpOptions,
+    ConfigError, ExecOptions, HealthChecks, IpProtocol, Module, Prober, ProberKind, PromDuration,
+    TargetPolicy, TcpOptions,
 };
 pub use exporter::{Exporter, ExporterBuilder};
 pub use prober::{

@@ -72,8 +72,8 @@ fn ping(
     let mut module = Module::new(prober.clone()).with_timeout(timeout);
     let tcp = module.tcp_mut().expect("a TCP module");
     tcp.attempts = attempts;
-    tcp.attempt_interval.0 = Duration::from_millis(interval_ms);
-    tcp.attempt_timeout = Some(synack_exporter::PromDuration(Duration::from_millis(
+    tcp.attempt_interval = Duration::from_millis(interval_ms).into();
+    tcp.attempt_timeout = Some(synack_exporter::PromDuration::new(Duration::from_millis(
         attempt_timeout_ms,
     )));
     tcp.stop_on_success = stop_on_success;

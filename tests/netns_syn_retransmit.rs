@@ -161,8 +161,8 @@ fn module(prober: &Prober, attempts: u32) -> Module {
     let tcp = module.tcp_mut().expect("a TCP module");
     tcp.attempts = attempts;
     if attempts > 1 {
-        tcp.attempt_interval.0 = Duration::from_millis(1500);
-        tcp.attempt_timeout = Some(synack_exporter::PromDuration(TIMEOUT / 2));
+        tcp.attempt_interval = Duration::from_millis(1500).into();
+        tcp.attempt_timeout = Some(synack_exporter::PromDuration::new(TIMEOUT / 2));
         tcp.stop_on_success = false;
     }
     module

@@ -248,14 +248,14 @@ proptest! {
         pieces in prop::collection::vec((duration_number(), duration_unit()), 0..5)
     ) {
         let text: String = pieces.iter().map(|(number, unit)| format!("{number}{unit}")).collect();
-        let parsed = PromDuration::parse(&text).ok().map(|d| d.0);
+        let parsed = PromDuration::parse(&text).ok().map(PromDuration::get);
         prop_assert_eq!(parsed, expected_ms(&pieces).map(Duration::from_millis), "text {:?}", text);
     }
 
     /// The shortest form written for any duration reads back as it.
     #[test]
     fn durations_round_trip(ms in prop_oneof![0u64..100_000_000, any::<u64>()]) {
-        let duration = PromDuration(Duration::from_millis(ms));
+        let duration = PromDuration::new(Duration::from_millis(ms));
         let text = duration.to_string();
         prop_assert_eq!(PromDuration::parse(&text), Ok(duration), "text {:?}", text);
     }
@@ -352,7 +352,7 @@ fn value_column(indent: usize, key: &str) -> usize {
 fn good_value(slot: Slot) -> BoxedStrategy<String> {
     let duration = |low: u64, high: u64| {
         (low..=high)
-            .prop_map(|ms| PromDuration(Duration::from_millis(ms)).to_string())
+            .prop_map(|ms| PromDuration::new(Duration::from_millis(ms)).to_string())
             .boxed()
     };
     match slot {

@@ -24,11 +24,24 @@ const UNITS: [(&str, u64); 7] = [
     ("ms", 1),
 ];
 
-/// A duration read from or written to the config in Prometheus syntax.
+/// A duration read from or written to the config in Prometheus syntax
+/// (`1m30s`, `500ms`). Convert with [`PromDuration::new`] or `From` either way.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct PromDuration(pub Duration);
+pub struct PromDuration(pub(crate) Duration);
 
 impl PromDuration {
+    /// The duration as the config would hold it.
+    #[must_use]
+    pub const fn new(duration: Duration) -> Self {
+        Self(duration)
+    }
+
+    /// The duration itself.
+    #[must_use]
+    pub const fn get(self) -> Duration {
+        self.0
+    }
+
     /// Parses `1h30m`, `500ms`, `0s` and the like.
     ///
     /// # Errors
@@ -67,6 +80,18 @@ impl PromDuration {
             total_ms = total_ms.checked_add(part).ok_or_else(invalid)?;
         }
         Ok(Self(Duration::from_millis(total_ms)))
+    }
+}
+
+impl From<Duration> for PromDuration {
+    fn from(duration: Duration) -> Self {
+        Self(duration)
+    }
+}
+
+impl From<PromDuration> for Duration {
+    fn from(duration: PromDuration) -> Self {
+        duration.0
     }
 }
 

@@ -59,7 +59,7 @@ pub(crate) use health_checker::HEALTH_CHECKER_GROUP;
 pub use health_checker::HealthChecks;
 pub(crate) use host::{EXPORTER_PATH, command_path, find_program};
 pub(crate) use policy::PolicyRefusal;
-pub use policy::{MAX_POLICY_ENTRIES, PolicyEntry, TargetPolicy};
+pub use policy::TargetPolicy;
 pub(crate) use scheduled::located;
 pub use scheduled::{Group, GroupMember, GroupName, LabelName, MAX_SCHEDULED_TARGETS, TargetBlock};
 

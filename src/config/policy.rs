@@ -57,9 +57,11 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 /// The most entries in each of `allow` and `deny`. A thousand covers a
 /// generated list of every subnet of a large site; each probe tries them
 /// in order, so the bound also bounds the check's cost (about 10 µs).
-pub const MAX_POLICY_ENTRIES: usize = 1000;
+pub(crate) const MAX_POLICY_ENTRIES: usize = 1000;
 
-/// A module's `target_policy`; see the module docs.
+/// A module's `target_policy`; see the module docs. Build one with
+/// [`TargetPolicy::new`] from the entries as the config writes them.
+#[non_exhaustive]
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TargetPolicy {
@@ -69,19 +71,19 @@ pub struct TargetPolicy {
         deserialize_with = "bounded_entries",
         skip_serializing_if = "Vec::is_empty"
     )]
-    pub allow: Vec<PolicyEntry>,
+    pub(crate) allow: Vec<PolicyEntry>,
     /// What may never be probed; wins over `allow`.
     #[serde(
         default,
         deserialize_with = "bounded_entries",
         skip_serializing_if = "Vec::is_empty"
     )]
-    pub deny: Vec<PolicyEntry>,
+    pub(crate) deny: Vec<PolicyEntry>,
 }
 
 /// One entry of `allow` or `deny`: a host pattern and a port range.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PolicyEntry {
+pub(crate) struct PolicyEntry {
     host: HostPattern,
     /// Inclusive; `1..=65535` for any port.
     ports: (u16, u16),
@@ -119,6 +121,32 @@ pub(crate) struct Cleared {
 }
 
 impl TargetPolicy {
+    /// A policy from `allow` and `deny` entries written as in the config
+    /// (`10.0.0.0/8`, `[2001:db8::]/32:443`, `*.db.internal:5432-5433`, `*`).
+    ///
+    /// # Errors
+    /// The config's one line on the first entry that does not parse, or on
+    /// a list longer than the config allows (1000 entries).
+    pub fn new<'a>(
+        allow: impl IntoIterator<Item = &'a str>,
+        deny: impl IntoIterator<Item = &'a str>,
+    ) -> Result<Self, String> {
+        let entries = |texts: &mut dyn Iterator<Item = &'a str>| {
+            let mut entries = Vec::new();
+            for text in texts {
+                if entries.len() == MAX_POLICY_ENTRIES {
+                    return Err(too_many_entries());
+                }
+                entries.push(PolicyEntry::parse(text)?);
+            }
+            Ok(entries)
+        };
+        Ok(Self {
+            allow: entries(&mut allow.into_iter())?,
+            deny: entries(&mut deny.into_iter())?,
+        })
+    }
+
     /// The check before resolution; see the module docs.
     ///
     /// # Errors
@@ -486,6 +514,13 @@ impl std::str::FromStr for PolicyEntry {
     }
 }
 
+/// The one line on a list of entries longer than [`MAX_POLICY_ENTRIES`].
+fn too_many_entries() -> String {
+    format!(
+        "more than {MAX_POLICY_ENTRIES} entries: merge addresses into CIDRs, or names under a *. glob"
+    )
+}
+
 /// Reads a list of entries and stops at the first past [`MAX_POLICY_ENTRIES`].
 fn bounded_entries<'de, D: Deserializer<'de>>(
     deserializer: D,
@@ -503,9 +538,7 @@ fn bounded_entries<'de, D: Deserializer<'de>>(
             let mut entries = Vec::new();
             while let Some(entry) = seq.next_element()? {
                 if entries.len() == MAX_POLICY_ENTRIES {
-                    return Err(serde::de::Error::custom(format!(
-                        "more than {MAX_POLICY_ENTRIES} entries: merge addresses into CIDRs, or names under a *. glob"
-                    )));
+                    return Err(serde::de::Error::custom(too_many_entries()));
                 }
                 entries.push(entry);
             }
@@ -595,15 +628,27 @@ mod tests {
     use super::*;
 
     fn policy(allow: &[&str], deny: &[&str]) -> TargetPolicy {
-        let parse = |list: &[&str]| {
-            list.iter()
-                .map(|text| PolicyEntry::parse(text).unwrap_or_else(|e| panic!("{e}")))
-                .collect()
-        };
-        TargetPolicy {
-            allow: parse(allow),
-            deny: parse(deny),
-        }
+        TargetPolicy::new(allow.iter().copied(), deny.iter().copied())
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn a_policy_built_in_code_is_the_one_the_config_reads() {
+        let built = policy(&["10.0.0.0/8", "*.db.internal:5432"], &["10.0.0.1"]);
+        let read: TargetPolicy =
+            serde_saphyr::from_str("allow: [10.0.0.0/8, '*.db.internal:5432']\ndeny: [10.0.0.1]\n")
+                .unwrap();
+        assert_eq!(built, read);
+        let bad = TargetPolicy::new(["10.0.0.0/33"], []).unwrap_err();
+        assert_eq!(bad, PolicyEntry::parse("10.0.0.0/33").unwrap_err());
+        let many: Vec<String> = (0..=MAX_POLICY_ENTRIES)
+            .map(|i| format!("10.{}.{}.0/24", i / 256, i % 256))
+            .collect();
+        assert_eq!(
+            TargetPolicy::new([], many.iter().map(String::as_str)),
+            Err(too_many_entries())
+        );
+        assert!(TargetPolicy::new([], many[1..].iter().map(String::as_str)).is_ok());
     }
 
     fn target(text: &str) -> Target {

@@ -95,7 +95,7 @@ pub(crate) struct Flags {
     /// After SIGTERM or SIGINT, how long requests in flight may take to
     /// finish before the exporter exits (Prometheus duration).
     #[arg(long = "web.shutdown-grace", value_name = "DURATION",
-          default_value_t = PromDuration(DEFAULT_SHUTDOWN_GRACE), value_parser = PromDuration::parse)]
+          default_value_t = PromDuration::new(DEFAULT_SHUTDOWN_GRACE), value_parser = PromDuration::parse)]
     shutdown_grace: PromDuration,
 
     /// Run the probe thread at real-time priority (SCHED_RR 1), which keeps
@@ -108,7 +108,7 @@ pub(crate) struct Flags {
     /// Close a connection when writing its response makes no progress for
     /// this long (a client that stopped reading), e.g. 30s or 1m.
     #[arg(long = "web.write-timeout", value_name = "DURATION",
-          default_value_t = PromDuration(DEFAULT_WRITE_TIMEOUT), value_parser = parse_write_timeout)]
+          default_value_t = PromDuration::new(DEFAULT_WRITE_TIMEOUT), value_parser = parse_write_timeout)]
     write_timeout: PromDuration,
 
     /// How many recent /probe requests are kept with their logs for the
@@ -363,21 +363,21 @@ const WRITE_TIMEOUT_RANGE: (Duration, Duration) =
     (Duration::from_secs(1), Duration::from_secs(3600));
 
 fn parse_write_timeout(text: &str) -> Result<PromDuration, String> {
-    let duration = PromDuration::parse(text)?.0;
+    let duration = PromDuration::parse(text)?.get();
     let (low, high) = WRITE_TIMEOUT_RANGE;
     if duration < low {
         return Err(format!(
             "{text:?} is too short: use at least {}",
-            PromDuration(low)
+            PromDuration::new(low)
         ));
     }
     if duration > high {
         return Err(format!(
             "{text:?} is too long: use at most {}",
-            PromDuration(high)
+            PromDuration::new(high)
         ));
     }
-    Ok(PromDuration(duration))
+    Ok(PromDuration::new(duration))
 }
 
 impl From<LogLevel> for tracing::Level {
@@ -409,9 +409,9 @@ impl Flags {
             .max_exec(self.max_exec)
             .shard(self.shard)
             .history_limit(self.history_limit)
-            .shutdown_grace(self.shutdown_grace.0)
+            .shutdown_grace(self.shutdown_grace.get())
             .dns_servers(self.dns_servers.clone())
-            .write_timeout(self.write_timeout.0)
+            .write_timeout(self.write_timeout.get())
             .max_connections(self.max_connections)
             .hide_config_and_logs(self.hide_config_and_logs);
         let builder = match &self.web_config_file {
@@ -503,7 +503,7 @@ mod tests {
         let defaults = Flags::parse_from(["synack_exporter"]);
         assert_eq!(
             defaults.write_timeout,
-            PromDuration(Duration::from_secs(30))
+            PromDuration::new(Duration::from_secs(30))
         );
         assert_eq!(defaults.listen_address, [":9215".parse().unwrap()]);
         let two = Flags::parse_from([
