@@ -303,6 +303,9 @@ impl ProberKind {
 }
 
 /// Options shared by the TCP probers, named as in blackbox_exporter.
+/// Start from `TcpOptions::default()` and set what you need: new options
+/// may come.
+#[non_exhaustive]
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TcpOptions {
