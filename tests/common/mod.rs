@@ -9,7 +9,6 @@
 pub mod concurrent;
 pub mod exporter_process;
 pub mod http;
-pub mod netns;
 pub mod ports;
 pub mod process;
 pub mod tempdir;

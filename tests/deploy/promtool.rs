@@ -5,7 +5,7 @@
 //! Alertmanager example with the real `amtool` (Debian package
 //! `prometheus-alertmanager`): `examples/alertmanager.yml` is a valid
 //! config that routes each severity to its receiver. Its inhibit rules are
-//! checked with a real Alertmanager in tests/e2e_prometheus.rs.
+//! checked with a real Alertmanager in tests/e2e/main.rs.
 
 use super::{COMMAND_LIMIT, repo_path};
 use crate::common;

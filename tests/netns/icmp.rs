@@ -26,7 +26,7 @@
 //! path works; a port nobody listens on gives the server's own RST.
 //!
 //! The probing runs in the client namespace, in this binary re-executed
-//! under `ip netns exec` (see `tests/netns_faults.rs` for why), with the
+//! under `ip netns exec` (see `tests/netns/faults.rs` for why), with the
 //! library's `synack_exporter::check`. No packet leaves the namespaces:
 //! the client's only interfaces are `lo` and its veth, which it checks
 //! before probing.
@@ -51,10 +51,10 @@
 //! first; when one is missing the test is skipped, or fails under
 //! `SYNACK_SYSTEM_TESTS=require`.
 
-mod common;
+use crate::common;
 
+use crate::namespace::{ChildTest, NamespaceGuard, run_checked};
 use common::TestExporter;
-use common::netns::{ChildTest, NamespaceGuard, run_checked};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -66,9 +66,9 @@ const CLIENT_ENV: &str = "SYNACK_NETNS_ICMP_CLIENT";
 const SERVER_ENV: &str = "SYNACK_NETNS_ICMP_SERVER";
 
 /// The libtest name of the client child; keep in sync with the function.
-const CLIENT_TEST: &str = "netns_icmp_client_probes";
+const CLIENT_TEST: &str = "icmp::netns_icmp_client_probes";
 /// The libtest name of the server's listener; keep in sync too.
-const SERVER_TEST: &str = "netns_icmp_server_listens";
+const SERVER_TEST: &str = "icmp::netns_icmp_server_listens";
 
 /// Printed by the client child once every case has been checked.
 const CLIENT_DONE_MARKER: &str = "NETNS-ICMP-CLIENT: all cases checked";
@@ -189,11 +189,11 @@ fn netns_icmp_errors_name_the_router() {
     if std::env::var_os(CLIENT_ENV).is_some() || std::env::var_os(SERVER_ENV).is_some() {
         return; // a child: only its own test has work here
     }
-    if let Err(missing) = common::netns::prerequisites() {
+    if let Err(missing) = crate::namespace::prerequisites() {
         common::skip_or_fail(&missing);
         return;
     }
-    let base = common::netns::namespace_name("synack-icmp");
+    let base = crate::namespace::namespace_name("synack-icmp");
     // Dropped in reverse order: the listener is killed first, then the
     // namespaces (their veths go with them).
     let mut namespaces = Vec::new();
@@ -210,7 +210,7 @@ fn netns_icmp_errors_name_the_router() {
     build_topology(&client, &router, &server);
     let _listener = ServerListener::start(&server);
 
-    common::netns::run_child_in(
+    crate::namespace::run_child_in(
         &client,
         &ChildTest {
             env: CLIENT_ENV,
@@ -352,7 +352,7 @@ fn netns_icmp_server_listens() {
     if std::env::var_os(SERVER_ENV).is_none() {
         return;
     }
-    common::netns::assert_only_interfaces(SERVER_ENV, &["lo", "s0"]);
+    crate::namespace::assert_only_interfaces(SERVER_ENV, &["lo", "s0"]);
     let _listeners: Vec<TcpListener> = [IpAddr::V4(SERVER_V4), IpAddr::V6(SERVER_V6)]
         .into_iter()
         .map(|ip| {
@@ -441,7 +441,7 @@ fn netns_icmp_client_probes() {
     if std::env::var_os(CLIENT_ENV).is_none() {
         return;
     }
-    common::netns::assert_only_interfaces(CLIENT_ENV, &["lo", "c0"]);
+    crate::namespace::assert_only_interfaces(CLIENT_ENV, &["lo", "c0"]);
     println!(); // libtest has printed "test NAME ... " without a newline
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -4,7 +4,7 @@
 //! Every target is on loopback or a name that is never resolved (the exec
 //! prober does no DNS); every wait is bounded.
 
-mod common;
+use crate::common;
 
 use common::{TempDir, TestExporter, request, sample};
 use std::collections::BTreeMap;

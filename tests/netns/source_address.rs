@@ -24,7 +24,7 @@
 //! ::1 → ::1.
 //!
 //! The namespace, its rules and the re-executed child follow
-//! `tests/netns_faults.rs` (which explains why); the namespace has only
+//! `tests/netns/faults.rs` (which explains why); the namespace has only
 //! `lo`, so no packet leaves it. Prerequisites (root, `ip`, `nft`, a
 //! working `ip netns add`) are checked first; when one is missing the
 //! test is skipped, or fails under `SYNACK_SYSTEM_TESTS=require`. The
@@ -32,7 +32,7 @@
 //! `RLIMIT_NOFILE` with `prlimit` when it is lower, and fails if the hard
 //! limit is too.
 
-mod common;
+use crate::common;
 
 use common::concurrent::{Checked, check_all_at_once};
 use std::collections::BTreeMap;
@@ -44,7 +44,7 @@ use synack_exporter::{Module, Outcome, ProberKind, Reason};
 const CHILD_ENV: &str = "SYNACK_NETNS_SOURCE_CHILD";
 
 /// The libtest name of the child test; keep it in sync with the function.
-const CHILD_TEST: &str = "netns_source_child_probes_from_one_address";
+const CHILD_TEST: &str = "source_address::netns_source_child_probes_from_one_address";
 
 /// Printed by the child once every batch has been checked.
 const CHILD_DONE_MARKER: &str = "NETNS-SOURCE-CHILD: all batches checked";
@@ -100,7 +100,7 @@ const BATCH_SLACK: Duration = Duration::from_secs(1);
 const CHILD_LIMIT: Duration = Duration::from_secs(90);
 
 /// The namespace and the child test that runs in it.
-const CHILD: common::netns::Child = common::netns::Child {
+const CHILD: crate::namespace::Child = crate::namespace::Child {
     prefix: "synack-source",
     ruleset: RULESET,
     env: CHILD_ENV,
@@ -125,7 +125,7 @@ const FAMILIES: [(IpAddr, IpAddr); 2] = [
 /// runs the child test inside it and reports what the child printed.
 #[test]
 fn netns_many_probes_share_one_source_address() {
-    common::netns::run_child_in_new_namespace(&CHILD);
+    crate::namespace::run_child_in_new_namespace(&CHILD);
 }
 
 /// The child: narrows the ephemeral range, then runs, per family, the
@@ -133,7 +133,7 @@ fn netns_many_probes_share_one_source_address() {
 /// Passes at once outside the namespace.
 #[test]
 fn netns_source_child_probes_from_one_address() {
-    if !common::netns::entered_loopback_child(CHILD_ENV) {
+    if !crate::namespace::entered_loopback_child(CHILD_ENV) {
         return;
     }
     narrow_ephemeral_range();

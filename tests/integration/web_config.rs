@@ -2,7 +2,7 @@
 //! rate limit and reloads, on loopback, with certificates made here by
 //! rcgen and tokio-rustls as the client.
 
-mod common;
+use crate::common;
 
 use common::exporter_process::BINARY;
 use common::http::{basic, parse_response};

@@ -4,7 +4,7 @@
 //! loopback and in a temporary directory; the ports are probed half-open,
 //! so the listeners behind them never accept a connection.
 
-mod common;
+use crate::common;
 
 use common::exporter_process::BINARY;
 use common::http::{blocking_get, blocking_request};

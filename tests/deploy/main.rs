@@ -1,8 +1,12 @@
-//! The deployment files users copy, one module for each kind: the
+//! The deployment files users copy, checked in one test binary, one module
+//! for each kind: the
 //! Kubernetes manifests, the job names the alert rules select (with the
 //! PromQL matcher scanner they need), the Prometheus and Alertmanager
 //! examples checked by the real promtool and amtool, the Dockerfile, and
 //! the systemd unit.
+
+#[path = "../common/mod.rs"]
+mod common;
 
 pub mod dockerfile;
 pub mod jobs;

@@ -1,7 +1,7 @@
 //! The expositions are accepted by a real OpenMetrics parser: the one in
 //! PyPI's prometheus-client, installed into a venv this test creates.
 
-mod common;
+use crate::common;
 
 use common::TestExporter;
 use std::path::{Path, PathBuf};

@@ -4,7 +4,7 @@
 //! targets that resolve into a denied network fail as `local`, never
 //! probed.
 
-mod common;
+use crate::common;
 
 use common::scheduled::wait_for_scheduled;
 use common::{TestExporter, accept_waiting, open_port, sample};

@@ -3,7 +3,7 @@
 //! test runs itself on 127.0.0.1 UDP (the sandbox's resolver answers
 //! NXDOMAIN for everything, so it cannot be used).
 
-mod common;
+use crate::common;
 
 use common::{ExporterProcess, TempDir, TestExporter, open_port, request, sample};
 use hickory_resolver::proto::op::{Message, MessageType, OpCode, ResponseCode};

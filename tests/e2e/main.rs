@@ -13,15 +13,24 @@
 //! send no resolved notification for the targets that are still down, nor
 //! when it comes back on the same address.
 
+//!
+//! Its support, one module each: the configs it derives from the examples,
+//! the processes and loopback ports it runs, the dashboard's queries, and a
+//! minimal HTTP client.
+
+#[path = "../common/mod.rs"]
 mod common;
-mod e2e;
+
+pub mod configs;
+pub mod dashboard;
+pub mod http;
+pub mod processes;
 
 use common::TempDir;
 
-use e2e::configs::{self, ProbeTarget, TestAddresses};
-use e2e::dashboard::{self, items};
-use e2e::http;
-use e2e::processes::{Delivery, Exporter, OpenPort, Server, Webhook, find_binary};
+use configs::{ProbeTarget, TestAddresses};
+use dashboard::items;
+use processes::{Delivery, Exporter, OpenPort, Server, Webhook, find_binary};
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::net::SocketAddr;

@@ -1,7 +1,7 @@
 //! The HTTP API: `/probe` answers, every bad input's 400, routing, the
 //! exporter's own metrics, `/config` and reload.
 
-mod common;
+use crate::common;
 
 use common::{TestExporter, closed_port, open_port, request, sample};
 use std::sync::Arc;
@@ -238,7 +238,7 @@ async fn an_ip_literal_the_module_forbids_is_a_400_for_probe_and_local_for_a_gro
     let response = exporter.get("/probe?module=v6&target=127.0.0.1:9").await;
     assert_eq!((response.status, response.body.as_str()), (400, why));
 
-    // The member's detail is the prober's (tests/probe_tcp.rs checks it).
+    // The member's detail is the prober's (tests/integration/probe_tcp.rs checks it).
     let response = exporter.get("/health/g").await;
     assert_eq!(response.status, 503, "{}", response.body);
     assert!(

@@ -4,7 +4,7 @@
 //! its handshake time.
 //!
 //! The loss is staged with nftables on the loopback of a network namespace
-//! that the test creates and removes (see `tests/netns_faults.rs` for why
+//! that the test creates and removes (see `tests/netns/faults.rs` for why
 //! a namespace and why the binary re-executes itself): a SYN to
 //! [`PORT_FIRST_SYN_DROPPED`] whose source address and port are not yet
 //! in a set is added to it and dropped; its retransmission, about 1 s
@@ -15,8 +15,6 @@
 //! first; when one is missing the test is skipped, or fails under
 //! `SYNACK_SYSTEM_TESTS=require`.
 
-mod common;
-
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener};
 use std::time::Duration;
 use synack_exporter::{Module, Outcome, ProberKind};
@@ -25,7 +23,7 @@ use synack_exporter::{Module, Outcome, ProberKind};
 const CHILD_ENV: &str = "SYNACK_NETNS_SYN_RETRANSMIT_CHILD";
 
 /// The libtest name of the child test, passed with `--exact`.
-const CHILD_TEST: &str = "netns_syn_retransmit_child_probes";
+const CHILD_TEST: &str = "syn_retransmit::netns_syn_retransmit_child_probes";
 
 /// Printed by the child once every case has been checked.
 const CHILD_DONE_MARKER: &str = "NETNS-SYN-RETRANSMIT-CHILD: all cases checked";
@@ -84,7 +82,7 @@ const LOCALHOST_V6: IpAddr = IpAddr::V6(Ipv6Addr::LOCALHOST);
 /// it (and does nothing when run as the child).
 #[test]
 fn netns_a_lost_first_syn_is_one_syn_retransmit() {
-    common::netns::run_child_in_new_namespace(&common::netns::Child {
+    crate::namespace::run_child_in_new_namespace(&crate::namespace::Child {
         prefix: "synack-synrtx",
         ruleset: RULESET,
         env: CHILD_ENV,
@@ -100,7 +98,7 @@ fn netns_a_lost_first_syn_is_one_syn_retransmit() {
 /// once outside the namespace.
 #[test]
 fn netns_syn_retransmit_child_probes() {
-    if !common::netns::entered_loopback_child(CHILD_ENV) {
+    if !crate::namespace::entered_loopback_child(CHILD_ENV) {
         return;
     }
     // Never accepted from: the kernel completes handshakes into the backlog.

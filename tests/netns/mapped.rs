@@ -7,17 +7,15 @@
 //! the offender is the IPv4 address.
 //!
 //! The rules sit in the `output` chain of a namespace that the test
-//! creates (see `tests/netns_faults.rs` for why it re-executes itself);
+//! creates (see `tests/netns/faults.rs` for why it re-executes itself);
 //! nothing leaves its loopback. Prerequisites as there.
-
-mod common;
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 use synack_exporter::{Module, ProberKind, Reason};
 
 const CHILD_ENV: &str = "SYNACK_NETNS_MAPPED_CHILD";
-const CHILD_TEST: &str = "netns_mapped_child_probes";
+const CHILD_TEST: &str = "mapped::netns_mapped_child_probes";
 const CHILD_DONE_MARKER: &str = "NETNS-MAPPED: all cases checked";
 
 /// Answered with ICMP port unreachable, as if by the target itself.
@@ -43,7 +41,7 @@ fn netns_mapped_icmp_errors_are_icmp() {
     if std::env::var_os(CHILD_ENV).is_some() {
         return;
     }
-    common::netns::run_child_in_new_namespace(&common::netns::Child {
+    crate::namespace::run_child_in_new_namespace(&crate::namespace::Child {
         prefix: "synack-mapped",
         ruleset: RULESET,
         env: CHILD_ENV,
@@ -55,7 +53,7 @@ fn netns_mapped_icmp_errors_are_icmp() {
 
 #[test]
 fn netns_mapped_child_probes() {
-    if !common::netns::entered_loopback_child(CHILD_ENV) {
+    if !crate::namespace::entered_loopback_child(CHILD_ENV) {
         return;
     }
     let runtime = tokio::runtime::Builder::new_current_thread()

@@ -2,9 +2,9 @@
 //! of a multi-attempt module, its step log, attempts left out when the
 //! scrape timeout lowers the deadline, and the counters of scheduled
 //! targets on `/metrics`. Loss itself needs root and nftables: see
-//! `tests/netns_attempts.rs`.
+//! `tests/netns/attempts.rs`.
 
-mod common;
+use crate::common;
 
 use common::scheduled::wait_for_scheduled;
 use common::{TestExporter, closed_port, open_port, sample};

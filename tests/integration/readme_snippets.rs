@@ -12,14 +12,14 @@
 //! default, and every series the exporter writes is in `docs/metrics.md`
 //! with its HELP text.
 
-mod common;
+use crate::common;
 
 use common::TempDir;
 use std::path::Path;
 use std::time::Duration;
 use synack_exporter::{Exporter, Module, ProberKind};
 
-#[path = "../examples/check.rs"]
+#[path = "../../examples/check.rs"]
 #[allow(dead_code)] // its `main`
 mod check_example;
 
@@ -259,7 +259,7 @@ async fn migration_check_snippet() -> Result<String, Box<dyn std::error::Error>>
 /// The lines of this file between two marker comments, unindented by one
 /// level: a snippet as the documents show it.
 fn tested_snippet(begins: &str, ends: &str) -> String {
-    let this_file = repo_file("tests/readme_snippets.rs");
+    let this_file = repo_file("tests/integration/readme_snippets.rs");
     let (_, rest) = this_file.split_once(begins).unwrap();
     let (tested, _) = rest.split_once(ends).unwrap();
     tested

@@ -4,7 +4,7 @@
 //! meets this limit before hyper's 414 for URIs over 65,534 bytes). Each
 //! answer keeps its status and carries one line saying what is wrong.
 
-mod common;
+use crate::common;
 
 use common::TestExporter;
 use std::net::SocketAddr;

@@ -3,7 +3,7 @@
 //! never as a `timeout` that blames a healthy target; and a `/probe` whose
 //! client went away gives its slot and socket back at once.
 
-mod common;
+use crate::common;
 
 use common::{TestExporter, sample};
 use std::net::TcpListener;

@@ -19,7 +19,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 use synack_exporter::{ConfigError, Exporter, Host, PromDuration, Target};
 
-#[path = "common/proptest_config.rs"]
+#[path = "../common/proptest_config.rs"]
 mod proptest_config;
 use proptest_config::cases;
 

@@ -8,7 +8,7 @@
 //! memory is read from `/proc` before and after a few hundred probes. Only
 //! loopback is used, and `/bin/true` is the command.
 
-mod common;
+use crate::common;
 
 use common::ExporterProcess;
 use common::TempDir;

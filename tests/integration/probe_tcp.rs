@@ -4,7 +4,7 @@
 //! probes the listening application has accepted nothing, while the same
 //! listener does accept `tcp_connect` probes.
 
-mod common;
+use crate::common;
 
 use common::{TestExporter, sample};
 use socket2::{Domain, Protocol, Socket, Type};

@@ -1,7 +1,7 @@
 //! The background scheduler, `/health/<group>`, reload of scheduled
 //! targets and the landing page, against real loopback sockets.
 
-mod common;
+use crate::common;
 
 use common::scheduled::{
     ScheduledState, scheduled_state, scheduled_states, scheduled_targets, wait_for_scheduled,

@@ -43,7 +43,7 @@
 //! first; when one is missing the test is skipped, or fails under
 //! `SYNACK_SYSTEM_TESTS=require`.
 
-mod common;
+use crate::common;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener};
 use std::time::{Duration, Instant};
@@ -55,7 +55,7 @@ const CHILD_ENV: &str = "SYNACK_NETNS_CHILD";
 /// The libtest name of the child test, passed with `--exact`. Keep it in
 /// sync with the function name; the parent also checks that exactly one
 /// test ran, so a rename cannot make the suite pass vacuously.
-const CHILD_TEST: &str = "netns_child_probes_every_fault";
+const CHILD_TEST: &str = "faults::netns_child_probes_every_fault";
 
 /// Printed by the child once every case has been checked; the parent
 /// demands it, so a child that silently did nothing cannot pass.
@@ -111,7 +111,7 @@ fn netns_faults_are_classified() {
         // Already inside the namespace: only the child test has work here.
         return;
     }
-    common::netns::run_child_in_new_namespace(&common::netns::Child {
+    crate::namespace::run_child_in_new_namespace(&crate::namespace::Child {
         prefix: "synack-faults",
         ruleset: RULESET,
         env: CHILD_ENV,
@@ -128,7 +128,7 @@ fn netns_child_probes_every_fault() {
     if std::env::var_os(CHILD_ENV).is_none() {
         return;
     }
-    common::netns::assert_only_loopback(CHILD_ENV);
+    crate::namespace::assert_only_loopback(CHILD_ENV);
     println!(); // libtest has printed "test NAME ... " without a newline
     // Kept open until every probe is done; never accepted from, which is
     // fine: the kernel completes handshakes into the backlog by itself.

@@ -3,7 +3,7 @@
 //! `--web.max-connections`), send huge heads and bodies, and read other
 //! clients' probe logs. Each is refused or bounded.
 
-mod common;
+use crate::common;
 
 use common::{ExporterProcess, TestExporter, request};
 use std::net::SocketAddr;

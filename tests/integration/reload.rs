@@ -6,7 +6,7 @@
 //! the test's runtime: if the exporter stalls its async workers, a client
 //! on those workers would stall with it and measure nothing.
 
-mod common;
+use crate::common;
 
 use common::scheduled::scheduled_targets;
 use common::{TestExporter, sample};
@@ -211,7 +211,7 @@ async fn parallel_reloads_of_a_large_config_do_not_stall_the_other_endpoints() {
         }
         for (name, latencies) in [("/-/healthy", &healthy), ("/probe", &probe)] {
             let slowest = latencies.iter().map(|(_, took)| *took).max().unwrap();
-            // The figures, for `cargo test --test reload -- --nocapture`.
+            // The figures, for `cargo test --test integration reload:: -- --nocapture`.
             println!(
                 "{storm}: 20 reloads of {TARGETS} targets took {storm_took:?}; {name}: {} requests, slowest {slowest:?}",
                 latencies.len()

@@ -1,10 +1,10 @@
 //! Network namespaces for tests that stage faults with nftables, which
 //! only root can: a test re-executes its own binary under `ip netns exec`
 //! in a namespace it creates, with rules on that namespace's `lo`, and
-//! removes the namespace afterwards. `tests/netns_faults.rs` explains why
+//! removes the namespace afterwards. `tests/netns/faults.rs` explains why
 //! it is done this way.
 
-use super::run_bounded;
+use crate::common::run_bounded;
 use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -38,14 +38,14 @@ pub fn run_child_in_new_namespace(wanted: &Child) {
         return;
     }
     if let Err(missing) = prerequisites() {
-        super::skip_or_fail(&missing);
+        crate::common::skip_or_fail(&missing);
         return;
     }
     let name = namespace_name(wanted.prefix);
     let _namespace = match NamespaceGuard::add(&name) {
         Ok(guard) => guard,
         Err(missing) => {
-            super::skip_or_fail(&missing);
+            crate::common::skip_or_fail(&missing);
             return;
         }
     };
@@ -213,7 +213,7 @@ pub struct NamespaceGuard {
 
 impl NamespaceGuard {
     /// `ip netns add name`; `Err` says why it could not be made (for
-    /// [`super::skip_or_fail`]: a kernel or container without netns).
+    /// [`crate::common::skip_or_fail`]: a kernel or container without netns).
     pub fn add(name: &str) -> Result<Self, String> {
         let added = run_bounded(
             Command::new("ip").args(["netns", "add", name]),

@@ -9,7 +9,7 @@
 //! ahead of a login would outlast the one second a login waits, and well
 //! under that second, so that a login that waits for one check gets in.
 
-mod common;
+use crate::common;
 
 use common::http::{basic, request_from};
 use common::{Response, TempDir, TestExporter, sample};

@@ -1,7 +1,7 @@
 //! The binary: flags, `--config.check`, start-up, SIGHUP reload, the file
 //! descriptor limit and log formats.
 
-mod common;
+use crate::common;
 
 use common::exporter_process::BINARY;
 use common::{ExporterProcess as Exporter, TempDir, request, sample};

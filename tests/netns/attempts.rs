@@ -1,7 +1,7 @@
 //! Attempts under packet loss (`tcp.attempts`, a TCP ping): nftables
 //! rules on the loopback of a network namespace that the test creates drop
 //! every second SYN to one port and every SYN to another. Run as
-//! `tests/netns_faults.rs` runs, and for the same reasons: the parent
+//! `tests/netns/faults.rs` runs, and for the same reasons: the parent
 //! ([`netns_attempts_count_loss`]) re-executes this binary in the
 //! namespace for the child ([`netns_child_counts_lost_attempts`]).
 //!
@@ -11,8 +11,6 @@
 //! attempt: an attempt's timeout is well under the kernel's first SYN
 //! retransmission (1 s), which therefore never happens.
 
-mod common;
-
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -21,7 +19,7 @@ use synack_exporter::{Module, Outcome, ProberKind, Reason};
 
 const CHILD_ENV: &str = "SYNACK_NETNS_ATTEMPTS_CHILD";
 /// Keep in sync with the child's function name; the parent checks that it ran.
-const CHILD_TEST: &str = "netns_child_counts_lost_attempts";
+const CHILD_TEST: &str = "attempts::netns_child_counts_lost_attempts";
 const CHILD_DONE_MARKER: &str = "NETNS-ATTEMPTS-CHILD: all cases checked";
 
 /// Every second SYN to this port is dropped; a listener answers the
@@ -49,7 +47,7 @@ fn netns_attempts_count_loss() {
     if std::env::var_os(CHILD_ENV).is_some() {
         return;
     }
-    common::netns::run_child_in_new_namespace(&common::netns::Child {
+    crate::namespace::run_child_in_new_namespace(&crate::namespace::Child {
         prefix: "synack-attempts",
         ruleset: RULESET,
         env: CHILD_ENV,
@@ -153,7 +151,7 @@ fn netns_child_counts_lost_attempts() {
     if std::env::var_os(CHILD_ENV).is_none() {
         return;
     }
-    common::netns::assert_only_loopback(CHILD_ENV);
+    crate::namespace::assert_only_loopback(CHILD_ENV);
     println!();
     let bind = |port| {
         let address = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port);
