@@ -11,16 +11,12 @@
 //! attempt: an attempt's timeout is well under the kernel's first SYN
 //! retransmission (1 s), which therefore never happens.
 
+use crate::namespace::{Child, current_thread_runtime};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use synack_exporter::{Module, Outcome, ProberKind, Reason};
-
-const CHILD_ENV: &str = "SYNACK_NETNS_ATTEMPTS_CHILD";
-/// Keep in sync with the child's function name; the parent checks that it ran.
-const CHILD_TEST: &str = "attempts::netns_child_counts_lost_attempts";
-const CHILD_DONE_MARKER: &str = "NETNS-ATTEMPTS-CHILD: all cases checked";
 
 /// Every second SYN to this port is dropped; a listener answers the
 /// others, and counts what it accepts.
@@ -42,19 +38,19 @@ table inet synack_netns_attempts {
 }
 ";
 
+/// The namespace and the child test that runs in it (its `--exact` name
+/// is checked by the parent, which demands that it ran).
+const CHILD: Child = Child {
+    prefix: "synack-attempts",
+    ruleset: RULESET,
+    env: "SYNACK_NETNS_ATTEMPTS_CHILD",
+    test: "attempts::netns_child_counts_lost_attempts",
+    limit: Duration::from_secs(60),
+};
+
 #[test]
 fn netns_attempts_count_loss() {
-    if std::env::var_os(CHILD_ENV).is_some() {
-        return;
-    }
-    crate::namespace::run_child_in_new_namespace(&crate::namespace::Child {
-        prefix: "synack-attempts",
-        ruleset: RULESET,
-        env: CHILD_ENV,
-        test: CHILD_TEST,
-        done_marker: CHILD_DONE_MARKER,
-        limit: Duration::from_secs(60),
-    });
+    CHILD.run_parent();
 }
 
 /// A module of `prober` with `attempts` every `interval`, each with
@@ -148,11 +144,10 @@ impl AcceptCounter {
 
 #[test]
 fn netns_child_counts_lost_attempts() {
-    if std::env::var_os(CHILD_ENV).is_none() {
-        return;
-    }
-    crate::namespace::assert_only_loopback(CHILD_ENV);
-    println!();
+    CHILD.run_child(count_lost_attempts);
+}
+
+fn count_lost_attempts() {
     let bind = |port| {
         let address = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port);
         TcpListener::bind(address).unwrap_or_else(|error| panic!("bind {address}: {error}"))
@@ -160,10 +155,7 @@ fn netns_child_counts_lost_attempts() {
     let accepts = AcceptCounter::start(bind(PORT_HALF_LOST));
     // Never accepted from: the kernel queues the completed handshakes.
     let _connect_listener = bind(PORT_HALF_LOST_CONNECT);
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
+    let runtime = current_thread_runtime();
     let mut problems = Vec::new();
     let mut check = |ok: bool, line: &str, what: &str| {
         println!("{line}: {what}: {}", if ok { "ok" } else { "FAILED" });
@@ -256,5 +248,4 @@ fn netns_child_counts_lost_attempts() {
         problems.len(),
         problems.join("\n")
     );
-    println!("{CHILD_DONE_MARKER}");
 }

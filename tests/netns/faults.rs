@@ -45,21 +45,10 @@
 
 use crate::common;
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener};
+use crate::namespace::{Child, LOOPBACKS, listeners, runtime};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use synack_exporter::{Module, ProberKind, Reason};
-
-/// Set by the parent for the re-executed binary: "you are inside the namespace".
-const CHILD_ENV: &str = "SYNACK_NETNS_CHILD";
-
-/// The libtest name of the child test, passed with `--exact`. Keep it in
-/// sync with the function name; the parent also checks that exactly one
-/// test ran, so a rename cannot make the suite pass vacuously.
-const CHILD_TEST: &str = "faults::netns_child_probes_every_fault";
-
-/// Printed by the child once every case has been checked; the parent
-/// demands it, so a child that silently did nothing cannot pass.
-const CHILD_DONE_MARKER: &str = "NETNS-CHILD: all cases checked";
 
 /// The SYN to this port is dropped: no answer at all.
 const PORT_DROP: u16 = 7001;
@@ -100,53 +89,35 @@ const DROP_TIMEOUT: Duration = Duration::from_secs(1);
 /// milliseconds.
 const ANSWER_TIMEOUT: Duration = Duration::from_millis(500);
 
-/// How long the whole child run may take before the parent kills it.
-const CHILD_LIMIT: Duration = Duration::from_secs(60);
+/// The namespace and the child test that runs in it; the child's
+/// `--exact` name is checked by the parent, which demands that it ran.
+const CHILD: Child = Child {
+    prefix: "synack-faults",
+    ruleset: RULESET,
+    env: "SYNACK_NETNS_CHILD",
+    test: "faults::netns_child_probes_every_fault",
+    limit: Duration::from_secs(60),
+};
 
 /// The parent: checks prerequisites, builds the namespace and its rules,
 /// runs the child test inside it and reports what the child printed.
 #[test]
 fn netns_faults_are_classified() {
-    if std::env::var_os(CHILD_ENV).is_some() {
-        // Already inside the namespace: only the child test has work here.
-        return;
-    }
-    crate::namespace::run_child_in_new_namespace(&crate::namespace::Child {
-        prefix: "synack-faults",
-        ruleset: RULESET,
-        env: CHILD_ENV,
-        test: CHILD_TEST,
-        done_marker: CHILD_DONE_MARKER,
-        limit: CHILD_LIMIT,
-    });
+    CHILD.run_parent();
 }
 
 /// The child: probes every fault on 127.0.0.1 and ::1 with both probers
 /// and checks each [`Reason`]. Passes at once outside the namespace.
 #[test]
 fn netns_child_probes_every_fault() {
-    if std::env::var_os(CHILD_ENV).is_none() {
-        return;
-    }
-    crate::namespace::assert_only_loopback(CHILD_ENV);
-    println!(); // libtest has printed "test NAME ... " without a newline
-    // Kept open until every probe is done; never accepted from, which is
-    // fine: the kernel completes handshakes into the backlog by itself.
-    let _listeners: Vec<TcpListener> = [LOCALHOST_V4, LOCALHOST_V6]
-        .into_iter()
-        .map(|ip| {
-            let address = SocketAddr::new(ip, PORT_OPEN);
-            TcpListener::bind(address)
-                .unwrap_or_else(|error| panic!("bind the open-port listener on {address}: {error}"))
-        })
-        .collect();
+    CHILD.run_child(probe_every_fault);
+}
 
+fn probe_every_fault() {
+    // Kept open until every probe is done.
+    let _listeners = listeners(LOOPBACKS.map(|ip| SocketAddr::new(ip, PORT_OPEN)));
     let cases = all_cases();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
+    let runtime = runtime();
     let started = Instant::now();
     let results = runtime.block_on(run_cases(&cases));
     let total = started.elapsed();
@@ -171,11 +142,7 @@ fn netns_child_probes_every_fault() {
         cases.len(),
         problems.join("\n")
     );
-    println!("{CHILD_DONE_MARKER}");
 }
-
-const LOCALHOST_V4: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
-const LOCALHOST_V6: IpAddr = IpAddr::V6(Ipv6Addr::LOCALHOST);
 
 /// What a case must end with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -234,7 +201,7 @@ fn all_cases() -> Vec<Case> {
     ];
     let mut cases = Vec::new();
     for prober in [ProberKind::TcpHalfopen, ProberKind::TcpConnect] {
-        for ip in [LOCALHOST_V4, LOCALHOST_V6] {
+        for ip in LOOPBACKS {
             for (fault, port, expect) in faults {
                 let timeout = if expect == Expect::Fails(Reason::Timeout) {
                     DROP_TIMEOUT

@@ -53,9 +53,11 @@
 
 use crate::common;
 
-use crate::namespace::{ChildTest, NamespaceGuard, run_checked};
+use crate::namespace::{
+    ChildTest, NamespaceGuard, child_command, done_marker, listeners, run_checked, runtime,
+};
 use common::TestExporter;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use synack_exporter::{Exporter, Module, Outcome, ProberKind, Reason};
@@ -69,9 +71,6 @@ const SERVER_ENV: &str = "SYNACK_NETNS_ICMP_SERVER";
 const CLIENT_TEST: &str = "icmp::netns_icmp_client_probes";
 /// The libtest name of the server's listener; keep in sync too.
 const SERVER_TEST: &str = "icmp::netns_icmp_server_listens";
-
-/// Printed by the client child once every case has been checked.
-const CLIENT_DONE_MARKER: &str = "NETNS-ICMP-CLIENT: all cases checked";
 
 const CLIENT_V4: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
 const ROUTER_CLIENT_SIDE_V4: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
@@ -215,7 +214,6 @@ fn netns_icmp_errors_name_the_router() {
         &ChildTest {
             env: CLIENT_ENV,
             test: CLIENT_TEST,
-            done_marker: CLIENT_DONE_MARKER,
             limit: CHILD_LIMIT,
         },
     );
@@ -320,12 +318,7 @@ struct ServerListener {
 
 impl ServerListener {
     fn start(server: &str) -> Self {
-        let exe = std::env::current_exe().expect("path of the running test binary");
-        let process = Command::new("ip")
-            .args(["netns", "exec", server])
-            .arg(&exe)
-            .args(["--exact", SERVER_TEST, "--nocapture", "--test-threads=1"])
-            .env(SERVER_ENV, "1")
+        let process = child_command(server, SERVER_ENV, SERVER_TEST)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
@@ -353,14 +346,9 @@ fn netns_icmp_server_listens() {
         return;
     }
     crate::namespace::assert_only_interfaces(SERVER_ENV, &["lo", "s0"]);
-    let _listeners: Vec<TcpListener> = [IpAddr::V4(SERVER_V4), IpAddr::V6(SERVER_V6)]
-        .into_iter()
-        .map(|ip| {
-            let address = SocketAddr::new(ip, PORT_OPEN);
-            TcpListener::bind(address)
-                .unwrap_or_else(|error| panic!("bind the server's listener on {address}: {error}"))
-        })
-        .collect();
+    let _listeners = listeners(
+        [IpAddr::V4(SERVER_V4), IpAddr::V6(SERVER_V6)].map(|ip| SocketAddr::new(ip, PORT_OPEN)),
+    );
     std::thread::sleep(SERVER_LIFETIME);
 }
 
@@ -443,11 +431,7 @@ fn netns_icmp_client_probes() {
     }
     crate::namespace::assert_only_interfaces(CLIENT_ENV, &["lo", "c0"]);
     println!(); // libtest has printed "test NAME ... " without a newline
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
+    let runtime = runtime();
     for server in [IpAddr::V4(SERVER_V4), IpAddr::V6(SERVER_V6)] {
         runtime.block_on(warm_up(SocketAddr::new(server, PORT_OPEN)));
     }
@@ -478,7 +462,7 @@ fn netns_icmp_client_probes() {
         problems.join("\n")
     );
     runtime.block_on(the_exporter_shows_who_said_no());
-    println!("{CLIENT_DONE_MARKER}");
+    println!("{}", done_marker(CLIENT_ENV));
 }
 
 /// The same errors through the exporter: `/probe` answers an IPv6

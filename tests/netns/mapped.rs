@@ -10,13 +10,10 @@
 //! creates (see `tests/netns/faults.rs` for why it re-executes itself);
 //! nothing leaves its loopback. Prerequisites as there.
 
+use crate::namespace::{Child, current_thread_runtime};
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 use synack_exporter::{Module, ProberKind, Reason};
-
-const CHILD_ENV: &str = "SYNACK_NETNS_MAPPED_CHILD";
-const CHILD_TEST: &str = "mapped::netns_mapped_child_probes";
-const CHILD_DONE_MARKER: &str = "NETNS-MAPPED: all cases checked";
 
 /// Answered with ICMP port unreachable, as if by the target itself.
 const PORT_PORT_UNREACHABLE: u16 = 7101;
@@ -36,30 +33,28 @@ table inet synack_netns_mapped {
 /// Below the 1 s SYN retransmission: an answered case ends at once.
 const TIMEOUT: Duration = Duration::from_millis(500);
 
+/// The namespace and the child test that runs in it (its `--exact` name
+/// is checked by the parent, which demands that it ran).
+const CHILD: Child = Child {
+    prefix: "synack-mapped",
+    ruleset: RULESET,
+    env: "SYNACK_NETNS_MAPPED_CHILD",
+    test: "mapped::netns_mapped_child_probes",
+    limit: Duration::from_secs(30),
+};
+
 #[test]
 fn netns_mapped_icmp_errors_are_icmp() {
-    if std::env::var_os(CHILD_ENV).is_some() {
-        return;
-    }
-    crate::namespace::run_child_in_new_namespace(&crate::namespace::Child {
-        prefix: "synack-mapped",
-        ruleset: RULESET,
-        env: CHILD_ENV,
-        test: CHILD_TEST,
-        done_marker: CHILD_DONE_MARKER,
-        limit: Duration::from_secs(30),
-    });
+    CHILD.run_parent();
 }
 
 #[test]
 fn netns_mapped_child_probes() {
-    if !crate::namespace::entered_loopback_child(CHILD_ENV) {
-        return;
-    }
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
+    CHILD.run_child(probe_mapped_targets);
+}
+
+fn probe_mapped_targets() {
+    let runtime = current_thread_runtime();
     let localhost = IpAddr::V4(Ipv4Addr::LOCALHOST);
     for prober in [ProberKind::TcpHalfopen, ProberKind::TcpConnect] {
         for (port, code, reason) in [
@@ -92,5 +87,4 @@ fn netns_mapped_child_probes() {
             );
         }
     }
-    println!("{CHILD_DONE_MARKER}");
 }

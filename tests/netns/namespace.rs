@@ -5,13 +5,15 @@
 //! it is done this way.
 
 use crate::common::run_bounded;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener};
 use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// How long one `ip` or `nft` command may take.
 const COMMAND_LIMIT: Duration = Duration::from_secs(20);
 
-/// The test to run inside a new namespace.
+/// A test in a namespace of its own whose only interface is `lo`: the
+/// parent test makes the namespace and runs the child test in it.
 pub struct Child<'a> {
     /// The start of the namespace's name.
     pub prefix: &'a str,
@@ -19,54 +21,65 @@ pub struct Child<'a> {
     pub ruleset: &'a str,
     /// The variable that tells the child it is inside the namespace.
     pub env: &'a str,
-    /// The libtest name of the child test, run with `--exact`.
+    /// The libtest name of the child test, run with `--exact`: its module
+    /// and function (`faults::netns_child_probes_every_fault`).
     pub test: &'a str,
-    /// What the child prints once every case has been checked; demanded,
-    /// so that a child that silently did nothing cannot pass.
-    pub done_marker: &'a str,
     /// How long the whole child run may take before it is killed.
     pub limit: Duration,
 }
 
-/// The parent's part: checks the prerequisites (skipping, or failing
-/// under `SYNACK_SYSTEM_TESTS=require`, when one is missing), makes the
-/// namespace with `lo` up and the rules loaded, runs the child test in it
-/// and fails unless the child ran and passed. Does nothing in the child
-/// (`wanted.env` set), where the parent test runs too.
-pub fn run_child_in_new_namespace(wanted: &Child) {
-    if std::env::var_os(wanted.env).is_some() {
-        return;
-    }
-    if let Err(missing) = prerequisites() {
-        crate::common::skip_or_fail(&missing);
-        return;
-    }
-    let name = namespace_name(wanted.prefix);
-    let _namespace = match NamespaceGuard::add(&name) {
-        Ok(guard) => guard,
-        Err(missing) => {
+impl Child<'_> {
+    /// The parent's part: checks the prerequisites (skipping, or failing
+    /// under `SYNACK_SYSTEM_TESTS=require`, when one is missing), makes
+    /// the namespace with `lo` up and the rules loaded, runs the child
+    /// test in it and fails unless the child ran and passed. Does nothing
+    /// in the child (`env` set), where the parent test runs too.
+    pub fn run_parent(&self) {
+        if std::env::var_os(self.env).is_some() {
+            return;
+        }
+        if let Err(missing) = prerequisites() {
             crate::common::skip_or_fail(&missing);
             return;
         }
-    };
+        let name = namespace_name(self.prefix);
+        let _namespace = match NamespaceGuard::add(&name) {
+            Ok(guard) => guard,
+            Err(missing) => {
+                crate::common::skip_or_fail(&missing);
+                return;
+            }
+        };
 
-    run_checked(
-        Command::new("ip").args(["netns", "exec", &name, "ip", "link", "set", "lo", "up"]),
-        None,
-    );
-    run_checked(
-        Command::new("ip").args(["netns", "exec", &name, "nft", "-f", "-"]),
-        Some(wanted.ruleset),
-    );
-    run_child_in(
-        &name,
-        &ChildTest {
-            env: wanted.env,
-            test: wanted.test,
-            done_marker: wanted.done_marker,
-            limit: wanted.limit,
-        },
-    );
+        run_checked(
+            Command::new("ip").args(["netns", "exec", &name, "ip", "link", "set", "lo", "up"]),
+            None,
+        );
+        run_checked(
+            Command::new("ip").args(["netns", "exec", &name, "nft", "-f", "-"]),
+            Some(self.ruleset),
+        );
+        run_child_in(
+            &name,
+            &ChildTest {
+                env: self.env,
+                test: self.test,
+                limit: self.limit,
+            },
+        );
+    }
+
+    /// The child's part: passes at once outside the namespace (`env`
+    /// unset); inside, checks that `lo` is the only interface, runs
+    /// `cases` (which panic on a wrong one) and prints the marker the
+    /// parent demands.
+    pub fn run_child(&self, cases: impl FnOnce()) {
+        if !entered_loopback_child(self.env) {
+            return;
+        }
+        cases();
+        println!("{}", done_marker(self.env));
+    }
 }
 
 /// A child test to run in a namespace that the caller has set up.
@@ -75,25 +88,37 @@ pub struct ChildTest<'a> {
     pub env: &'a str,
     /// The libtest name of the child test, run with `--exact`.
     pub test: &'a str,
-    /// What the child prints once every case has been checked; demanded,
-    /// so that a child that silently did nothing cannot pass.
-    pub done_marker: &'a str,
     /// How long the whole child run may take before it is killed.
     pub limit: Duration,
+}
+
+/// What a child whose environment variable is `env` prints once every
+/// case has been checked; demanded by the parent, so that a child that
+/// silently did nothing cannot pass.
+pub fn done_marker(env: &str) -> String {
+    format!("{env}: all cases checked")
+}
+
+/// This test binary, to run only `test` under `ip netns exec namespace`
+/// with `env` set.
+pub fn child_command(namespace: &str, env: &str, test: &str) -> Command {
+    let exe = std::env::current_exe().expect("path of the running test binary");
+    let mut command = Command::new("ip");
+    command
+        .args(["netns", "exec", namespace])
+        .arg(&exe)
+        .args(["--exact", test, "--nocapture", "--test-threads=1"])
+        .env(env, "1");
+    command
 }
 
 /// Runs this test binary's `wanted.test` under `ip netns exec namespace`
 /// and fails unless the child ran and passed.
 pub fn run_child_in(namespace: &str, wanted: &ChildTest) {
     let name = namespace;
-    let exe = std::env::current_exe().expect("path of the running test binary");
     let started = Instant::now();
     let child = run_bounded(
-        Command::new("ip")
-            .args(["netns", "exec", name])
-            .arg(&exe)
-            .args(["--exact", wanted.test, "--nocapture", "--test-threads=1"])
-            .env(wanted.env, "1"),
+        &mut child_command(name, wanted.env, wanted.test),
         None,
         wanted.limit,
     )
@@ -112,7 +137,7 @@ pub fn run_child_in(namespace: &str, wanted: &ChildTest) {
         "the child test failed inside namespace {name}:\n{transcript}"
     );
     assert!(
-        child.stdout.contains("1 passed") && child.stdout.contains(wanted.done_marker),
+        child.stdout.contains("1 passed") && child.stdout.contains(&done_marker(wanted.env)),
         "the child exited 0 but did not run its cases (test renamed?):\n{transcript}"
     );
 }
@@ -155,6 +180,44 @@ pub fn assert_only_interfaces(child_env: &str, expected: &[&str]) {
         interfaces, expected,
         "{child_env} is set but this is not the test's namespace (only {expected:?} expected); refusing to probe"
     );
+}
+
+/// 127.0.0.1 and ::1, the addresses a child in a namespace with only
+/// `lo` probes.
+pub const LOOPBACKS: [IpAddr; 2] = [
+    IpAddr::V4(Ipv4Addr::LOCALHOST),
+    IpAddr::V6(Ipv6Addr::LOCALHOST),
+];
+
+/// Listeners on `addresses`, kept open by the caller; never
+/// accepted from, which is fine: the kernel completes handshakes into
+/// the backlog by itself.
+pub fn listeners(addresses: impl IntoIterator<Item = SocketAddr>) -> Vec<TcpListener> {
+    addresses
+        .into_iter()
+        .map(|address| {
+            TcpListener::bind(address)
+                .unwrap_or_else(|error| panic!("bind the listener on {address}: {error}"))
+        })
+        .collect()
+}
+
+/// A child's tokio runtime, with two workers as on the small machines
+/// the exporter is meant for.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
+/// A child's tokio runtime on its own thread, for probes one at a time.
+pub fn current_thread_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
 }
 
 /// Root, `ip` and `nft`; `Err` names what is missing.

@@ -34,20 +34,12 @@
 
 use crate::common;
 
+use crate::namespace::{Child, listeners, runtime};
 use common::concurrent::{Checked, check_all_at_once};
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::{Duration, Instant};
 use synack_exporter::{Module, Outcome, ProberKind, Reason};
-
-/// Set by the parent for the re-executed binary: "you are inside the namespace".
-const CHILD_ENV: &str = "SYNACK_NETNS_SOURCE_CHILD";
-
-/// The libtest name of the child test; keep it in sync with the function.
-const CHILD_TEST: &str = "source_address::netns_source_child_probes_from_one_address";
-
-/// Printed by the child once every batch has been checked.
-const CHILD_DONE_MARKER: &str = "NETNS-SOURCE-CHILD: all batches checked";
 
 /// The namespace's ephemeral port range: 1000 ports, far from the others.
 const EPHEMERAL_PORTS: (u16, u16) = (40000, 40999);
@@ -96,17 +88,14 @@ const OPEN_TIMEOUT: Duration = Duration::from_secs(3);
 /// it would take thousands of timeouts.
 const BATCH_SLACK: Duration = Duration::from_secs(1);
 
-/// How long the whole child run may take before the parent kills it.
-const CHILD_LIMIT: Duration = Duration::from_secs(90);
-
-/// The namespace and the child test that runs in it.
-const CHILD: crate::namespace::Child = crate::namespace::Child {
+/// The namespace and the child test that runs in it (its `--exact` name
+/// is checked by the parent, which demands that it ran).
+const CHILD: Child = Child {
     prefix: "synack-source",
     ruleset: RULESET,
-    env: CHILD_ENV,
-    test: CHILD_TEST,
-    done_marker: CHILD_DONE_MARKER,
-    limit: CHILD_LIMIT,
+    env: "SYNACK_NETNS_SOURCE_CHILD",
+    test: "source_address::netns_source_child_probes_from_one_address",
+    limit: Duration::from_secs(90),
 };
 
 /// Source and destination address of one family's batches.
@@ -125,7 +114,7 @@ const FAMILIES: [(IpAddr, IpAddr); 2] = [
 /// runs the child test inside it and reports what the child printed.
 #[test]
 fn netns_many_probes_share_one_source_address() {
-    crate::namespace::run_child_in_new_namespace(&CHILD);
+    CHILD.run_parent();
 }
 
 /// The child: narrows the ephemeral range, then runs, per family, the
@@ -133,25 +122,18 @@ fn netns_many_probes_share_one_source_address() {
 /// Passes at once outside the namespace.
 #[test]
 fn netns_source_child_probes_from_one_address() {
-    if !crate::namespace::entered_loopback_child(CHILD_ENV) {
-        return;
-    }
+    CHILD.run_child(probe_from_one_address);
+}
+
+fn probe_from_one_address() {
     narrow_ephemeral_range();
     common::ensure_open_file_limit(OPEN_FILES_NEEDED);
-    // Never accepted from: half-open probes stop at the SYN-ACK.
-    let _listeners: Vec<TcpListener> = FAMILIES
-        .iter()
-        .flat_map(|&(_, destination)| OPEN_PORTS.map(|port| SocketAddr::new(destination, port)))
-        .map(|address| {
-            TcpListener::bind(address)
-                .unwrap_or_else(|error| panic!("bind the listener on {address}: {error}"))
-        })
-        .collect();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
+    // Half-open probes stop at the SYN-ACK.
+    let _listeners =
+        listeners(FAMILIES.iter().flat_map(|&(_, destination)| {
+            OPEN_PORTS.map(|port| SocketAddr::new(destination, port))
+        }));
+    let runtime = runtime();
 
     let mut problems = Vec::new();
     for (source, destination) in FAMILIES {
@@ -175,7 +157,6 @@ fn netns_source_child_probes_from_one_address() {
         problems.extend(batch.check_out_of_ports_names_the_source(source));
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
-    println!("{CHILD_DONE_MARKER}");
 }
 
 /// Writes [`EPHEMERAL_PORTS`] to this namespace's `ip_local_port_range`

@@ -15,18 +15,10 @@
 //! first; when one is missing the test is skipped, or fails under
 //! `SYNACK_SYSTEM_TESTS=require`.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener};
+use crate::namespace::{Child, LOOPBACKS, current_thread_runtime, listeners};
+use std::net::SocketAddr;
 use std::time::Duration;
 use synack_exporter::{Module, Outcome, ProberKind};
-
-/// Set by the parent for the re-executed binary: "you are inside the namespace".
-const CHILD_ENV: &str = "SYNACK_NETNS_SYN_RETRANSMIT_CHILD";
-
-/// The libtest name of the child test, passed with `--exact`.
-const CHILD_TEST: &str = "syn_retransmit::netns_syn_retransmit_child_probes";
-
-/// Printed by the child once every case has been checked.
-const CHILD_DONE_MARKER: &str = "NETNS-SYN-RETRANSMIT-CHILD: all cases checked";
 
 /// The first SYN of each connection to this port is dropped.
 const PORT_FIRST_SYN_DROPPED: u16 = 7101;
@@ -72,24 +64,21 @@ const RETRANSMIT_WINDOW: (Duration, Duration) =
 /// the wake-up); only clock granularity can put it above.
 const RTT_SLACK: Duration = Duration::from_micros(100);
 
-/// How long the whole child run may take before the parent kills it.
-const CHILD_LIMIT: Duration = Duration::from_secs(60);
-
-const LOCALHOST_V4: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
-const LOCALHOST_V6: IpAddr = IpAddr::V6(Ipv6Addr::LOCALHOST);
+/// The namespace and the child test that runs in it (its `--exact` name
+/// is checked by the parent, which demands that it ran).
+const CHILD: Child = Child {
+    prefix: "synack-synrtx",
+    ruleset: RULESET,
+    env: "SYNACK_NETNS_SYN_RETRANSMIT_CHILD",
+    test: "syn_retransmit::netns_syn_retransmit_child_probes",
+    limit: Duration::from_secs(60),
+};
 
 /// The parent: builds the namespace with its rules and runs the child in
 /// it (and does nothing when run as the child).
 #[test]
 fn netns_a_lost_first_syn_is_one_syn_retransmit() {
-    crate::namespace::run_child_in_new_namespace(&crate::namespace::Child {
-        prefix: "synack-synrtx",
-        ruleset: RULESET,
-        env: CHILD_ENV,
-        test: CHILD_TEST,
-        done_marker: CHILD_DONE_MARKER,
-        limit: CHILD_LIMIT,
-    });
+    CHILD.run_parent();
 }
 
 /// The child: probes both ports on 127.0.0.1 and ::1 with both probers,
@@ -98,26 +87,19 @@ fn netns_a_lost_first_syn_is_one_syn_retransmit() {
 /// once outside the namespace.
 #[test]
 fn netns_syn_retransmit_child_probes() {
-    if !crate::namespace::entered_loopback_child(CHILD_ENV) {
-        return;
-    }
-    // Never accepted from: the kernel completes handshakes into the backlog.
-    let _listeners: Vec<TcpListener> = [LOCALHOST_V4, LOCALHOST_V6]
-        .into_iter()
-        .flat_map(|ip| [PORT_FIRST_SYN_DROPPED, PORT_OPEN].map(|port| SocketAddr::new(ip, port)))
-        .map(|address| {
-            TcpListener::bind(address)
-                .unwrap_or_else(|error| panic!("bind the listener on {address}: {error}"))
-        })
-        .collect();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
+    CHILD.run_child(probe_one_by_one);
+}
+
+fn probe_one_by_one() {
+    let _listeners =
+        listeners(LOOPBACKS.into_iter().flat_map(|ip| {
+            [PORT_FIRST_SYN_DROPPED, PORT_OPEN].map(|port| SocketAddr::new(ip, port))
+        }));
+    let runtime = current_thread_runtime();
     let mut problems = Vec::new();
     let mut cases = 0;
     for prober in [ProberKind::TcpHalfopen, ProberKind::TcpConnect] {
-        for ip in [LOCALHOST_V4, LOCALHOST_V6] {
+        for ip in LOOPBACKS {
             for (port, attempts) in [
                 (PORT_FIRST_SYN_DROPPED, 1),
                 (PORT_OPEN, 1),
@@ -144,7 +126,6 @@ fn netns_syn_retransmit_child_probes() {
         problems.len(),
         problems.join("\n")
     );
-    println!("{CHILD_DONE_MARKER}");
 }
 
 /// A module of `prober` with `attempts`. One attempt has the test's
