@@ -11,7 +11,7 @@
 //! attempt: an attempt's timeout is well under the kernel's first SYN
 //! retransmission (1 s), which therefore never happens.
 
-use crate::namespace::{Child, current_thread_runtime};
+use crate::namespace::{current_thread_runtime, namespace_test};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -38,19 +38,13 @@ table inet synack_netns_attempts {
 }
 ";
 
-/// The namespace and the child test that runs in it (its `--exact` name
-/// is checked by the parent, which demands that it ran).
-const CHILD: Child = Child {
+namespace_test! {
+    parent: netns_attempts_count_loss,
+    child: netns_child_counts_lost_attempts => count_lost_attempts,
     prefix: "synack-attempts",
     ruleset: RULESET,
     env: "SYNACK_NETNS_ATTEMPTS_CHILD",
-    test: "attempts::netns_child_counts_lost_attempts",
     limit: Duration::from_secs(60),
-};
-
-#[test]
-fn netns_attempts_count_loss() {
-    CHILD.run_parent();
 }
 
 /// A module of `prober` with `attempts` every `interval`, each with
@@ -140,11 +134,6 @@ impl AcceptCounter {
         }
         self.accepted.load(Ordering::Relaxed)
     }
-}
-
-#[test]
-fn netns_child_counts_lost_attempts() {
-    CHILD.run_child(count_lost_attempts);
 }
 
 fn count_lost_attempts() {

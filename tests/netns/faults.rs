@@ -45,7 +45,7 @@
 
 use crate::common;
 
-use crate::namespace::{Child, LOOPBACKS, listeners, runtime};
+use crate::namespace::{LOOPBACKS, listeners, namespace_test, runtime};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use synack_exporter::{Module, ProberKind, Reason};
@@ -89,28 +89,17 @@ const DROP_TIMEOUT: Duration = Duration::from_secs(1);
 /// milliseconds.
 const ANSWER_TIMEOUT: Duration = Duration::from_millis(500);
 
-/// The namespace and the child test that runs in it; the child's
-/// `--exact` name is checked by the parent, which demands that it ran.
-const CHILD: Child = Child {
+namespace_test! {
+    /// The parent: checks prerequisites, builds the namespace and its rules,
+    /// runs the child test inside it and reports what the child printed.
+    parent: netns_faults_are_classified,
+    /// The child: probes every fault on 127.0.0.1 and ::1 with both probers
+    /// and checks each [`Reason`]. Passes at once outside the namespace.
+    child: netns_child_probes_every_fault => probe_every_fault,
     prefix: "synack-faults",
     ruleset: RULESET,
     env: "SYNACK_NETNS_CHILD",
-    test: "faults::netns_child_probes_every_fault",
     limit: Duration::from_secs(60),
-};
-
-/// The parent: checks prerequisites, builds the namespace and its rules,
-/// runs the child test inside it and reports what the child printed.
-#[test]
-fn netns_faults_are_classified() {
-    CHILD.run_parent();
-}
-
-/// The child: probes every fault on 127.0.0.1 and ::1 with both probers
-/// and checks each [`Reason`]. Passes at once outside the namespace.
-#[test]
-fn netns_child_probes_every_fault() {
-    CHILD.run_child(probe_every_fault);
 }
 
 fn probe_every_fault() {

@@ -10,7 +10,7 @@
 //! creates (see `tests/netns/faults.rs` for why it re-executes itself);
 //! nothing leaves its loopback. Prerequisites as there.
 
-use crate::namespace::{Child, current_thread_runtime};
+use crate::namespace::{current_thread_runtime, namespace_test};
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 use synack_exporter::{Module, ProberKind, Reason};
@@ -33,24 +33,13 @@ table inet synack_netns_mapped {
 /// Below the 1 s SYN retransmission: an answered case ends at once.
 const TIMEOUT: Duration = Duration::from_millis(500);
 
-/// The namespace and the child test that runs in it (its `--exact` name
-/// is checked by the parent, which demands that it ran).
-const CHILD: Child = Child {
+namespace_test! {
+    parent: netns_mapped_icmp_errors_are_icmp,
+    child: netns_mapped_child_probes => probe_mapped_targets,
     prefix: "synack-mapped",
     ruleset: RULESET,
     env: "SYNACK_NETNS_MAPPED_CHILD",
-    test: "mapped::netns_mapped_child_probes",
     limit: Duration::from_secs(30),
-};
-
-#[test]
-fn netns_mapped_icmp_errors_are_icmp() {
-    CHILD.run_parent();
-}
-
-#[test]
-fn netns_mapped_child_probes() {
-    CHILD.run_child(probe_mapped_targets);
 }
 
 fn probe_mapped_targets() {

@@ -21,8 +21,8 @@ pub struct Child<'a> {
     pub ruleset: &'a str,
     /// The variable that tells the child it is inside the namespace.
     pub env: &'a str,
-    /// The libtest name of the child test, run with `--exact`: its module
-    /// and function (`faults::netns_child_probes_every_fault`).
+    /// The child test's path, `module_path!()` and its name, as
+    /// [`namespace_test!`] writes it (`netns::faults::netns_child_...`).
     pub test: &'a str,
     /// How long the whole child run may take before it is killed.
     pub limit: Duration,
@@ -63,7 +63,11 @@ impl Child<'_> {
             &name,
             &ChildTest {
                 env: self.env,
-                test: self.test,
+                // libtest's names leave out the crate's.
+                test: self
+                    .test
+                    .split_once("::")
+                    .map_or(self.test, |(_, test)| test),
                 limit: self.limit,
             },
         );
@@ -81,6 +85,44 @@ impl Child<'_> {
         println!("{}", done_marker(self.env));
     }
 }
+
+/// Declares the two tests of a [`Child`] and the constant that describes
+/// it: the parent, which makes the namespace with `ruleset` loaded and runs
+/// the child test in it, and the child, which runs `cases` there (they
+/// panic on a wrong case) and passes at once anywhere else.
+macro_rules! namespace_test {
+    (
+        $(#[$parent_meta:meta])*
+        parent: $parent:ident,
+        $(#[$child_meta:meta])*
+        child: $child:ident => $cases:path,
+        prefix: $prefix:expr,
+        ruleset: $ruleset:expr,
+        env: $env:expr,
+        limit: $limit:expr $(,)?
+    ) => {
+        const CHILD: $crate::namespace::Child = $crate::namespace::Child {
+            prefix: $prefix,
+            ruleset: $ruleset,
+            env: $env,
+            test: concat!(module_path!(), "::", stringify!($child)),
+            limit: $limit,
+        };
+
+        $(#[$parent_meta])*
+        #[test]
+        fn $parent() {
+            CHILD.run_parent();
+        }
+
+        $(#[$child_meta])*
+        #[test]
+        fn $child() {
+            CHILD.run_child($cases);
+        }
+    };
+}
+pub(crate) use namespace_test;
 
 /// A child test to run in a namespace that the caller has set up.
 pub struct ChildTest<'a> {

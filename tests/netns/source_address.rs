@@ -34,7 +34,7 @@
 
 use crate::common;
 
-use crate::namespace::{Child, listeners, runtime};
+use crate::namespace::{listeners, namespace_test, runtime};
 use common::concurrent::{Checked, check_all_at_once};
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -88,16 +88,6 @@ const OPEN_TIMEOUT: Duration = Duration::from_secs(3);
 /// it would take thousands of timeouts.
 const BATCH_SLACK: Duration = Duration::from_secs(1);
 
-/// The namespace and the child test that runs in it (its `--exact` name
-/// is checked by the parent, which demands that it ran).
-const CHILD: Child = Child {
-    prefix: "synack-source",
-    ruleset: RULESET,
-    env: "SYNACK_NETNS_SOURCE_CHILD",
-    test: "source_address::netns_source_child_probes_from_one_address",
-    limit: Duration::from_secs(90),
-};
-
 /// Source and destination address of one family's batches.
 const FAMILIES: [(IpAddr, IpAddr); 2] = [
     (
@@ -110,19 +100,18 @@ const FAMILIES: [(IpAddr, IpAddr); 2] = [
     ),
 ];
 
-/// The parent: checks prerequisites, builds the namespace and its rules,
-/// runs the child test inside it and reports what the child printed.
-#[test]
-fn netns_many_probes_share_one_source_address() {
-    CHILD.run_parent();
-}
-
-/// The child: narrows the ephemeral range, then runs, per family, the
-/// pending batch and the successful batch from the source address.
-/// Passes at once outside the namespace.
-#[test]
-fn netns_source_child_probes_from_one_address() {
-    CHILD.run_child(probe_from_one_address);
+namespace_test! {
+    /// The parent: checks prerequisites, builds the namespace and its rules,
+    /// runs the child test inside it and reports what the child printed.
+    parent: netns_many_probes_share_one_source_address,
+    /// The child: narrows the ephemeral range, then runs, per family, the
+    /// pending batch and the successful batch from the source address.
+    /// Passes at once outside the namespace.
+    child: netns_source_child_probes_from_one_address => probe_from_one_address,
+    prefix: "synack-source",
+    ruleset: RULESET,
+    env: "SYNACK_NETNS_SOURCE_CHILD",
+    limit: Duration::from_secs(90),
 }
 
 fn probe_from_one_address() {

@@ -15,7 +15,7 @@
 //! first; when one is missing the test is skipped, or fails under
 //! `SYNACK_SYSTEM_TESTS=require`.
 
-use crate::namespace::{Child, LOOPBACKS, current_thread_runtime, listeners};
+use crate::namespace::{LOOPBACKS, current_thread_runtime, listeners, namespace_test};
 use std::net::SocketAddr;
 use std::time::Duration;
 use synack_exporter::{Module, Outcome, ProberKind};
@@ -64,30 +64,19 @@ const RETRANSMIT_WINDOW: (Duration, Duration) =
 /// the wake-up); only clock granularity can put it above.
 const RTT_SLACK: Duration = Duration::from_micros(100);
 
-/// The namespace and the child test that runs in it (its `--exact` name
-/// is checked by the parent, which demands that it ran).
-const CHILD: Child = Child {
+namespace_test! {
+    /// The parent: builds the namespace with its rules and runs the child in
+    /// it (and does nothing when run as the child).
+    parent: netns_a_lost_first_syn_is_one_syn_retransmit,
+    /// The child: probes both ports on 127.0.0.1 and ::1 with both probers,
+    /// and the lossy port once more with two attempts, one probe after
+    /// another, so that no probe's timing suffers from another's. Passes at
+    /// once outside the namespace.
+    child: netns_syn_retransmit_child_probes => probe_one_by_one,
     prefix: "synack-synrtx",
     ruleset: RULESET,
     env: "SYNACK_NETNS_SYN_RETRANSMIT_CHILD",
-    test: "syn_retransmit::netns_syn_retransmit_child_probes",
     limit: Duration::from_secs(60),
-};
-
-/// The parent: builds the namespace with its rules and runs the child in
-/// it (and does nothing when run as the child).
-#[test]
-fn netns_a_lost_first_syn_is_one_syn_retransmit() {
-    CHILD.run_parent();
-}
-
-/// The child: probes both ports on 127.0.0.1 and ::1 with both probers,
-/// and the lossy port once more with two attempts, one probe after
-/// another, so that no probe's timing suffers from another's. Passes at
-/// once outside the namespace.
-#[test]
-fn netns_syn_retransmit_child_probes() {
-    CHILD.run_child(probe_one_by_one);
 }
 
 fn probe_one_by_one() {
