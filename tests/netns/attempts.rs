@@ -11,6 +11,7 @@
 //! attempt: an attempt's timeout is well under the kernel's first SYN
 //! retransmission (1 s), which therefore never happens.
 
+use crate::common::concurrent::check_valid;
 use crate::namespace::{current_thread_runtime, namespace_test};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
 use std::sync::Arc;
@@ -72,11 +73,7 @@ fn ping(
 async fn probe(port: u16, module: &Module) -> (Outcome, Duration) {
     let target = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port).to_string();
     let started = Instant::now();
-    let bound = module.timeout.0 + Duration::from_secs(5);
-    let outcome = tokio::time::timeout(bound, synack_exporter::check(&target, module))
-        .await
-        .unwrap_or_else(|_| panic!("no outcome within {bound:?}"))
-        .expect("a valid target");
+    let outcome = check_valid(target, module.clone()).await;
     (outcome, started.elapsed())
 }
 

@@ -46,9 +46,10 @@
 use crate::common;
 
 use crate::namespace::{LOOPBACKS, listeners, namespace_test, runtime};
+use common::concurrent::Problems;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
-use synack_exporter::{Module, ProberKind, Reason};
+use synack_exporter::{ProberKind, Reason};
 
 /// The SYN to this port is dropped: no answer at all.
 const PORT_DROP: u16 = 7001;
@@ -111,26 +112,16 @@ fn probe_every_fault() {
     let results = runtime.block_on(run_cases(&cases));
     let total = started.elapsed();
 
-    let mut problems = Vec::new();
+    let mut problems = Problems::default();
     for (case, result) in cases.iter().zip(&results) {
-        let line = case.describe(result);
-        println!("{line}");
-        if let Some(problem) = case.check(result) {
-            problems.push(format!("{line}\n    => {problem}"));
-        }
+        problems.check(&case.describe(result), case.check(result));
     }
     println!(
         "{} cases in {:.3}s (run concurrently)",
         cases.len(),
         total.as_secs_f64()
     );
-    assert!(
-        problems.is_empty(),
-        "{} of {} cases misclassified:\n{}",
-        problems.len(),
-        cases.len(),
-        problems.join("\n")
-    );
+    problems.assert_none();
 }
 
 /// What a case must end with.
@@ -142,17 +133,9 @@ enum Expect {
     Fails(Reason),
 }
 
-/// One probe: which fault, which address, which prober, which timeout.
-#[derive(Clone, Debug)]
-struct Case {
-    fault: &'static str,
-    address: SocketAddr,
-    prober: ProberKind,
-    timeout: Duration,
-    expect: Expect,
-}
-
-/// What one probe returned, or that it did not return in time.
+/// One probe of the table, and what it returned (or that it did not
+/// return in time).
+type Case = common::concurrent::Case<Expect>;
 type CaseResult = common::concurrent::Checked;
 
 /// Every fault for both loopback addresses and both probers; the
@@ -198,7 +181,7 @@ fn all_cases() -> Vec<Case> {
                     ANSWER_TIMEOUT
                 };
                 cases.push(Case {
-                    fault,
+                    what: fault,
                     address: SocketAddr::new(ip, port),
                     prober,
                     timeout,
@@ -215,24 +198,13 @@ fn all_cases() -> Vec<Case> {
 /// order of `cases`. Each probe is bounded by its timeout plus 5 s in
 /// case the prober ever ignores its deadline.
 async fn run_cases(cases: &[Case]) -> Vec<CaseResult> {
-    let probes = cases.iter().map(|case| {
-        let target = case.address.to_string(); // "[::1]:7001" for IPv6
-        (target, Module::new(case.prober).with_timeout(case.timeout))
-    });
-    common::concurrent::check_all_at_once(probes).await
+    common::concurrent::check_all_at_once(cases.iter().map(Case::probe)).await
 }
 
 impl Case {
     /// One line for the log: case, result, duration and the kernel's errno.
     fn describe(&self, result: &CaseResult) -> String {
-        let head = format!(
-            "{:<12} {:<16} {:<30} timeout {:.1}s ->",
-            self.prober.as_str(),
-            self.address.to_string(),
-            self.fault,
-            self.timeout.as_secs_f64()
-        );
-        common::concurrent::describe_checked(&head, result, |outcome| {
+        self.log_line(result, |outcome| {
             let verdict = match outcome.handshake_time {
                 Some(handshake) if outcome.is_success() => {
                     format!("success (SYN-ACK after {:.6}s)", handshake.as_secs_f64())
@@ -259,20 +231,13 @@ impl Case {
                 if outcome.reason() != Some(reason) {
                     return Some(format!("expected reason {reason}"));
                 }
-                if reason == Reason::Timeout {
-                    // A timeout must mean "waited the whole deadline", not
-                    // an early failure that happens to carry the label.
-                    let low = self.timeout.mul_f64(0.9);
-                    let high = self.timeout + Duration::from_secs(1);
-                    if outcome.duration < low || outcome.duration >= high {
-                        return Some(format!(
-                            "a timeout should take [{low:?}, {high:?}), took {:?}",
-                            outcome.duration
-                        ));
-                    }
-                } else if outcome.duration >= self.timeout {
-                    return Some("an answered probe should end before its timeout".to_owned());
-                }
+                let timed_out = reason == Reason::Timeout;
+                return common::concurrent::wrong_duration(
+                    outcome,
+                    timed_out,
+                    self.timeout,
+                    self.timeout,
+                );
             }
         }
         None

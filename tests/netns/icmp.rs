@@ -57,6 +57,7 @@ use crate::namespace::{
     ChildTest, NamespaceGuard, child_command, done_marker, listeners, run_checked, runtime,
 };
 use common::TestExporter;
+use common::concurrent::Problems;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -410,15 +411,9 @@ impl Expect {
     }
 }
 
-struct Case {
-    what: &'static str,
-    address: SocketAddr,
-    prober: ProberKind,
-    expect: Expect,
-    timeout: Duration,
-}
-
-/// What one probe returned, or that it did not return in time.
+/// One probe of the table, and what it returned (or that it did not
+/// return in time).
+type Case = common::concurrent::Case<Expect>;
 type CaseResult = common::concurrent::Checked;
 
 /// The client: checks it is in its namespace, warms up both paths, then
@@ -437,30 +432,20 @@ fn netns_icmp_client_probes() {
     }
 
     let cases = all_cases();
-    let mut problems = Vec::new();
+    let mut problems = Problems::default();
     // One at a time: each duration is then the probe's own.
     for case in &cases {
         let dropped_before = lock_dropped_icmps();
         let result = runtime.block_on(run_case(case));
-        let line = case.describe(&result);
-        println!("{line}");
+        problems.check(&case.describe(&result), case.check(&result));
         let dropped = lock_dropped_icmps().saturating_sub(dropped_before);
         if dropped > 0 {
             println!(
                 "    TcpExtLockDroppedIcmps +{dropped}: the error came while connect() held the socket"
             );
         }
-        if let Some(problem) = case.check(&result) {
-            problems.push(format!("{line}\n    => {problem}"));
-        }
     }
-    assert!(
-        problems.is_empty(),
-        "{} of {} cases wrong:\n{}",
-        problems.len(),
-        cases.len(),
-        problems.join("\n")
-    );
+    problems.assert_none();
     runtime.block_on(the_exporter_shows_who_said_no());
     println!("{}", done_marker(CLIENT_ENV));
 }
@@ -675,8 +660,7 @@ fn all_cases() -> Vec<Case> {
 
 /// One probe, bounded in case the prober ever ignores its deadline.
 async fn run_case(case: &Case) -> CaseResult {
-    let target = case.address.to_string(); // "[2001:db8:2::2]:81" for IPv6
-    let module = Module::new(case.prober).with_timeout(case.timeout);
+    let (target, module) = case.probe();
     common::concurrent::check_bounded(target, module).await
 }
 
@@ -701,14 +685,7 @@ fn wrong_kernel_timing(outcome: &Outcome) -> Option<String> {
 impl Case {
     /// One line for the log: case, result, ICMP detail and duration.
     fn describe(&self, result: &CaseResult) -> String {
-        let head = format!(
-            "{:<12} {:<20} {:<40} timeout {:.1}s ->",
-            self.prober.as_str(),
-            self.address.to_string(),
-            self.what,
-            self.timeout.as_secs_f64()
-        );
-        common::concurrent::describe_checked(&head, result, |outcome| {
+        self.log_line(result, |outcome| {
             let icmp = outcome
                 .icmp_error
                 .as_ref()
@@ -792,23 +769,12 @@ impl Case {
     /// What is wrong with how long the probe took, if anything: a timeout
     /// must have waited for its deadline, an answer must not have.
     fn wrong_duration(&self, outcome: &Outcome) -> Option<String> {
-        if self.expect == Expect::Timeout {
-            let low = self.timeout.mul_f64(0.9);
-            let high = self.timeout + Duration::from_secs(1);
-            if outcome.duration < low || outcome.duration >= high {
-                return Some(format!(
-                    "a timeout should take [{low:?}, {high:?}), took {:?}",
-                    outcome.duration
-                ));
-            }
-        } else if outcome.duration >= self.answer_within() {
-            return Some(format!(
-                "an answered probe should end within {:?} (timeout {:?})",
-                self.answer_within(),
-                self.timeout
-            ));
-        }
-        None
+        common::concurrent::wrong_duration(
+            outcome,
+            self.expect == Expect::Timeout,
+            self.timeout,
+            self.answer_within(),
+        )
     }
 
     /// How soon an answer must come: [`ANSWER_WITHIN`], or half a shorter

@@ -15,6 +15,7 @@
 //! first; when one is missing the test is skipped, or fails under
 //! `SYNACK_SYSTEM_TESTS=require`.
 
+use crate::common::concurrent::{Problems, check_valid};
 use crate::namespace::{LOOPBACKS, current_thread_runtime, listeners, namespace_test};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -85,8 +86,7 @@ fn probe_one_by_one() {
             [PORT_FIRST_SYN_DROPPED, PORT_OPEN].map(|port| SocketAddr::new(ip, port))
         }));
     let runtime = current_thread_runtime();
-    let mut problems = Vec::new();
-    let mut cases = 0;
+    let mut problems = Problems::default();
     for prober in [ProberKind::TcpHalfopen, ProberKind::TcpConnect] {
         for ip in LOOPBACKS {
             for (port, attempts) in [
@@ -101,20 +101,11 @@ fn probe_one_by_one() {
                     prober.as_str(),
                     describe(&outcome)
                 );
-                println!("{line}");
-                cases += 1;
-                if let Some(problem) = check(port, attempts, &outcome) {
-                    problems.push(format!("{line}\n    => {problem}"));
-                }
+                problems.check(&line, check(port, attempts, &outcome));
             }
         }
     }
-    assert!(
-        problems.is_empty(),
-        "{} of {cases} cases wrong:\n{}",
-        problems.len(),
-        problems.join("\n")
-    );
+    problems.assert_none();
 }
 
 /// A module of `prober` with `attempts`. One attempt has the test's
@@ -135,14 +126,7 @@ fn module(prober: ProberKind, attempts: u32) -> Module {
 /// One probe of `address`, bounded by the timeout plus 5 s in case the
 /// prober ever ignores its deadline.
 async fn probe(address: SocketAddr, module: Module) -> Outcome {
-    let target = address.to_string();
-    tokio::time::timeout(
-        module.timeout.0 + Duration::from_secs(5),
-        synack_exporter::check(&target, &module),
-    )
-    .await
-    .expect("the probe ignored its deadline")
-    .expect("a socket address is a valid target")
+    check_valid(address.to_string(), module).await
 }
 
 /// The figures of one outcome, for the log.
