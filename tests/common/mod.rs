@@ -9,6 +9,7 @@
 pub mod concurrent;
 pub mod exporter_process;
 pub mod http;
+pub mod load;
 pub mod ports;
 pub mod process;
 pub mod tempdir;

@@ -647,6 +647,7 @@ async fn with_few_descriptors_metrics_still_answers_during_a_probe_storm() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_answers_within_a_second_beside_1500_probe_clients_and_256_descriptors() {
     const CLIENTS: usize = 1500;
+    let _alone = common::load::heavy().await;
     common::ensure_open_file_limit(CLIENTS as u64 + 1000);
     let dropping = common::saturated_listener();
     // The embedded tcp_halfopen: a 5 s timeout, which every probe of the

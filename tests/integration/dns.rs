@@ -142,12 +142,6 @@ async fn serve(socket: Arc<UdpSocket>, seen: Arc<Mutex<Vec<(String, RecordType)>
     }
 }
 
-/// Held for writing by the storm test, which loads both cores of a small
-/// machine for seconds, and for reading by every other test: their probes
-/// have deadlines of 500 ms and are checked against them, so they run
-/// beside each other (they are light) but never beside the storm.
-static STORM: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
-
 /// A test DNS server, and an in-process exporter with [`MODULES`] that
 /// resolves through it only.
 async fn exporter_and_server() -> (DnsServer, TestExporter) {
@@ -226,7 +220,7 @@ fn fails_as_dns_at_the_500ms_deadline(probed: &Probed) {
 
 #[tokio::test]
 async fn nxdomain_fails_as_dns_at_once() {
-    let _not_beside_the_storm = STORM.read().await;
+    let _not_beside_the_storm = common::load::timed().await;
     let (server, exporter) = exporter_and_server().await;
     let probed = probe(exporter.address, "missing.example.test:80", "tcp_halfopen").await;
     assert_eq!(probed.reason.as_deref(), Some("dns"), "{}", probed.body);
@@ -246,7 +240,7 @@ async fn nxdomain_fails_as_dns_at_once() {
 /// them (tests elsewhere use such names as a name that does not resolve).
 #[tokio::test]
 async fn names_under_invalid_fail_as_dns_without_a_query() {
-    let _not_beside_the_storm = STORM.read().await;
+    let _not_beside_the_storm = common::load::timed().await;
     let (server, exporter) = exporter_and_server().await;
     for target in ["no-such-host.invalid:80", "x.INVALID.:80"] {
         let probed = probe(exporter.address, target, "tcp_halfopen").await;
@@ -257,7 +251,7 @@ async fn names_under_invalid_fail_as_dns_without_a_query() {
 
 #[tokio::test]
 async fn a_server_that_never_answers_fails_as_dns_at_the_deadline() {
-    let _not_beside_the_storm = STORM.read().await;
+    let _not_beside_the_storm = common::load::timed().await;
     let (server, exporter) = exporter_and_server().await;
     let probed = probe(exporter.address, "db.silent.test:80", "fast").await;
     fails_as_dns_at_the_500ms_deadline(&probed);
@@ -266,7 +260,7 @@ async fn a_server_that_never_answers_fails_as_dns_at_the_deadline() {
 
 #[tokio::test]
 async fn an_answer_after_the_deadline_is_too_late_and_one_before_it_is_used() {
-    let _not_beside_the_storm = STORM.read().await;
+    let _not_beside_the_storm = common::load::timed().await;
     let (server, exporter) = exporter_and_server().await;
     let (_listener, port) = open_port();
     let late = probe(exporter.address, &format!("db.slow.test:{port}"), "fast").await;
@@ -290,7 +284,7 @@ async fn an_answer_after_the_deadline_is_too_late_and_one_before_it_is_used() {
 /// server's account, not the target's.
 #[tokio::test]
 async fn an_answer_that_leaves_less_than_half_the_timeout_fails_as_dns() {
-    let _not_beside_the_storm = STORM.read().await;
+    let _not_beside_the_storm = common::load::timed().await;
     let (_server, exporter) = exporter_and_server().await;
     let (_listener, port) = open_port();
     let probed = probe(
@@ -310,7 +304,7 @@ async fn an_answer_that_leaves_less_than_half_the_timeout_fails_as_dns() {
 
 #[tokio::test]
 async fn an_ipv6_only_name_is_probed_over_ipv6_unless_the_module_forbids_it() {
-    let _not_beside_the_storm = STORM.read().await;
+    let _not_beside_the_storm = common::load::timed().await;
     let listener = match TcpListener::bind("[::1]:0") {
         Ok(listener) => listener,
         Err(error) => {
@@ -341,7 +335,7 @@ async fn an_ipv6_only_name_is_probed_over_ipv6_unless_the_module_forbids_it() {
 
 #[tokio::test]
 async fn answers_are_cached_for_their_ttl() {
-    let _not_beside_the_storm = STORM.read().await;
+    let _not_beside_the_storm = common::load::timed().await;
     let (server, exporter) = exporter_and_server().await;
     let (_listener, port) = open_port();
     for _ in 0..3 {
@@ -360,7 +354,7 @@ async fn answers_are_cached_for_their_ttl() {
 
 #[tokio::test]
 async fn trailing_dot_names_and_etc_hosts_resolve() {
-    let _not_beside_the_storm = STORM.read().await;
+    let _not_beside_the_storm = common::load::timed().await;
     let (server, exporter) = exporter_and_server().await;
     let (_listener, port) = open_port();
     for target in [
@@ -393,8 +387,8 @@ fn threads(pid: u32) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_unanswered_lookups_neither_add_threads_nor_delay_other_names() {
     const STUCK: usize = 1000;
-    // Alone: see [`STORM`].
-    let _alone = STORM.write().await;
+    // Loads both cores of a small machine for seconds.
+    let _alone = common::load::heavy().await;
     let server = DnsServer::start();
     let dir = TempDir::new("dns-load");
     let config = dir.write("synack.yml", MODULES);

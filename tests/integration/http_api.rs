@@ -505,6 +505,7 @@ async fn reload_applies_a_good_file_and_keeps_the_old_config_on_a_bad_one() {
 /// must have seen every close and found none late.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn halfopen_stays_invisible_under_heavy_http_concurrency() {
+    let _alone = common::load::heavy().await;
     // Building the exporter raises this process's open file limit, which
     // the 1 000 client connections below need too. `/probe` requests may
     // hold all but 64 of the connections (more get a quick 503), so 1 000

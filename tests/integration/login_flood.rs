@@ -154,6 +154,8 @@ async fn get_as(
 /// behind the attacker's own address gets in at the first try.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_repeated_wrong_password_costs_one_bcrypt_check_and_locks_no_one_out() {
+    // The flood's bcrypt checks load both cores.
+    let _alone = common::load::heavy().await;
     let (exporter, _dir) = exporter().await;
     let flood = Flood::start(exporter.address, false);
     flood.refused_at_least(20).await;
@@ -201,6 +203,8 @@ async fn a_repeated_wrong_password_costs_one_bcrypt_check_and_locks_no_one_out()
 /// user tried three times.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn first_logins_from_elsewhere_get_in_during_a_flood_of_distinct_wrong_passwords() {
+    // The flood's bcrypt checks load both cores.
+    let _alone = common::load::heavy().await;
     let (exporter, _dir) = exporter().await;
     // bob scrapes before the flood, as Prometheus would have.
     let before = get_as(ELSEWHERE, &exporter, "/metrics", "bob", "hunter2").await;
@@ -242,6 +246,8 @@ async fn first_logins_from_elsewhere_get_in_during_a_flood_of_distinct_wrong_pas
 /// carol by a check or so, and she gets in at the first or second try.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_first_login_behind_the_attackers_address_gets_in_during_a_flood_for_another_user() {
+    // The flood's bcrypt checks load both cores.
+    let _alone = common::load::heavy().await;
     let (exporter, _dir) = exporter().await;
     let flood = Flood::start(exporter.address, true);
     flood.refused_at_least(20).await;

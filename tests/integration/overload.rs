@@ -83,6 +83,7 @@ async fn an_open_port_starved_of_slots_fails_as_local_not_timeout() {
 /// deadline. Now the probe is cancelled when its client goes away.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_probe_whose_client_left_frees_its_slot_at_once() {
+    let _timed = common::load::timed().await;
     let dropping = common::saturated_listener();
     let open = TcpListener::bind("127.0.0.1:0").unwrap();
     let open = open.local_addr().unwrap();
@@ -128,6 +129,7 @@ async fn a_probe_whose_client_left_frees_its_slot_at_once() {
 /// connection waited in the backlog until a probe ended.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn probe_requests_leave_a_quarter_of_the_connections_to_the_quick_ones() {
+    let _timed = common::load::timed().await;
     const MAX: usize = 8;
     const PROBES: usize = MAX - MAX / 4;
     let dropping = common::saturated_listener();

@@ -52,6 +52,7 @@ fn accepted_after_delayed_ack(listener: &TcpListener) -> usize {
 }
 
 async fn assert_halfopen_is_invisible(address: &str) {
+    let _timed = common::load::timed().await;
     let Some(listener) = listener(address) else {
         common::skip_or_fail(&format!("cannot listen on {address}"));
         return;

@@ -103,16 +103,14 @@ fn release_fifo_readers(path: &Path, times: usize) {
     });
 }
 
-/// Taken by the tests that bound the other endpoints' latency. Run beside
-/// each other, one's reload storm (seconds of CPU on both cores) shows up
-/// in the other's samples, and the bounds would measure the neighbour.
-static LATENCY_TESTS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
 /// As filed: with a FIFO at the config path two reloads hung `/-/healthy`,
 /// `/probe` and `/metrics` until something wrote to the FIFO.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fifo_at_the_config_path_fails_the_reload_at_once_and_nothing_stalls() {
-    let _alone = LATENCY_TESTS.lock().await;
+    // Bounds the other endpoints' latency under a reload storm of its own
+    // (seconds of CPU on both cores): beside another heavy test, the
+    // bounds would measure the neighbour.
+    let _alone = common::load::heavy().await;
     let exporter = TestExporter::with_config("", Exporter::builder()).await;
     let path = exporter.config_path.clone().unwrap();
     std::fs::remove_file(&path).unwrap();
@@ -183,7 +181,10 @@ const STALL_BOUND: Duration = Duration::from_millis(500);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parallel_reloads_of_a_large_config_do_not_stall_the_other_endpoints() {
     const TARGETS: u32 = 30_000;
-    let _alone = LATENCY_TESTS.lock().await;
+    // Bounds the other endpoints' latency under a reload storm of its own
+    // (seconds of CPU on both cores): beside another heavy test, the
+    // bounds would measure the neighbour.
+    let _alone = common::load::heavy().await;
     let closed = || common::closed_port().port();
     let (first_port, second_port) = (closed(), closed());
     let exporter =

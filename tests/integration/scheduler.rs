@@ -322,6 +322,7 @@ async fn concurrent_group_requests_share_one_round_of_probes() {
 /// target and reason of every failing member.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_group_mixes_modules_and_names_each_failing_member() {
+    let _timed = common::load::timed().await;
     let (_open, open) = open_listener();
     let closed = closed_address();
     let (silent_listener, other_silent_listener) =
