@@ -11,7 +11,7 @@
 //! attempt: an attempt's timeout is well under the kernel's first SYN
 //! retransmission (1 s), which therefore never happens.
 
-use crate::common::concurrent::check_valid;
+use crate::concurrent::check_valid;
 use crate::namespace::{current_thread_runtime, namespace_test};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
 use std::sync::Arc;

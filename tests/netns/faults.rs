@@ -43,10 +43,8 @@
 //! first; when one is missing the test is skipped, or fails under
 //! `SYNACK_SYSTEM_TESTS=require`.
 
-use crate::common;
-
+use crate::concurrent::Problems;
 use crate::namespace::{LOOPBACKS, listeners, namespace_test, runtime};
-use common::concurrent::Problems;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use synack_exporter::{ProberKind, Reason};
@@ -135,8 +133,8 @@ enum Expect {
 
 /// One probe of the table, and what it returned (or that it did not
 /// return in time).
-type Case = common::concurrent::Case<Expect>;
-type CaseResult = common::concurrent::Checked;
+type Case = crate::concurrent::Case<Expect>;
+type CaseResult = crate::concurrent::Checked;
 
 /// Every fault for both loopback addresses and both probers; the
 /// classification must not depend on the family or on how far the
@@ -198,7 +196,7 @@ fn all_cases() -> Vec<Case> {
 /// order of `cases`. Each probe is bounded by its timeout plus 5 s in
 /// case the prober ever ignores its deadline.
 async fn run_cases(cases: &[Case]) -> Vec<CaseResult> {
-    common::concurrent::check_all_at_once(cases.iter().map(Case::probe)).await
+    crate::concurrent::check_all_at_once(cases.iter().map(Case::probe)).await
 }
 
 impl Case {
@@ -209,7 +207,7 @@ impl Case {
                 Some(handshake) if outcome.is_success() => {
                     format!("success (SYN-ACK after {:.6}s)", handshake.as_secs_f64())
                 }
-                _ => common::concurrent::verdict(outcome),
+                _ => crate::concurrent::verdict(outcome),
             };
             format!("{verdict} in {:.3}s", outcome.duration.as_secs_f64())
         })
@@ -217,7 +215,7 @@ impl Case {
 
     /// What is wrong with `result`, if anything.
     fn check(&self, result: &CaseResult) -> Option<String> {
-        let outcome = match common::concurrent::outcome_for(result, self.address) {
+        let outcome = match crate::concurrent::outcome_for(result, self.address) {
             Ok(outcome) => outcome,
             Err(problem) => return Some(problem),
         };
@@ -232,7 +230,7 @@ impl Case {
                     return Some(format!("expected reason {reason}"));
                 }
                 let timed_out = reason == Reason::Timeout;
-                return common::concurrent::wrong_duration(
+                return crate::concurrent::wrong_duration(
                     outcome,
                     timed_out,
                     self.timeout,

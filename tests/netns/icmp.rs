@@ -53,11 +53,11 @@
 
 use crate::common;
 
+use crate::concurrent::Problems;
 use crate::namespace::{
     ChildTest, NamespaceGuard, child_command, done_marker, listeners, run_checked, runtime,
 };
 use common::TestExporter;
-use common::concurrent::Problems;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -413,8 +413,8 @@ impl Expect {
 
 /// One probe of the table, and what it returned (or that it did not
 /// return in time).
-type Case = common::concurrent::Case<Expect>;
-type CaseResult = common::concurrent::Checked;
+type Case = crate::concurrent::Case<Expect>;
+type CaseResult = crate::concurrent::Checked;
 
 /// The client: checks it is in its namespace, warms up both paths, then
 /// probes every case with both probers and checks reason, ICMP detail and
@@ -661,7 +661,7 @@ fn all_cases() -> Vec<Case> {
 /// One probe, bounded in case the prober ever ignores its deadline.
 async fn run_case(case: &Case) -> CaseResult {
     let (target, module) = case.probe();
-    common::concurrent::check_bounded(target, module).await
+    crate::concurrent::check_bounded(target, module).await
 }
 
 /// What is wrong with a success's kernel timing over the veth path, if
@@ -692,7 +692,7 @@ impl Case {
                 .map_or_else(|| "no ICMP".to_owned(), ToString::to_string);
             format!(
                 "{}; {icmp}; in {:.6}s; handshake {:?}, kernel RTT {:?}",
-                common::concurrent::verdict(outcome),
+                crate::concurrent::verdict(outcome),
                 outcome.duration.as_secs_f64(),
                 outcome.handshake_time,
                 outcome.tcp_rtt
@@ -702,7 +702,7 @@ impl Case {
 
     /// What is wrong with `result`, if anything.
     fn check(&self, result: &CaseResult) -> Option<String> {
-        let outcome = match common::concurrent::outcome_for(result, self.address) {
+        let outcome = match crate::concurrent::outcome_for(result, self.address) {
             Ok(outcome) => outcome,
             Err(problem) => return Some(problem),
         };
@@ -769,7 +769,7 @@ impl Case {
     /// What is wrong with how long the probe took, if anything: a timeout
     /// must have waited for its deadline, an answer must not have.
     fn wrong_duration(&self, outcome: &Outcome) -> Option<String> {
-        common::concurrent::wrong_duration(
+        crate::concurrent::wrong_duration(
             outcome,
             self.expect == Expect::Timeout,
             self.timeout,

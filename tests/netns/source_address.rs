@@ -34,8 +34,8 @@
 
 use crate::common;
 
+use crate::concurrent::{Checked, check_all_at_once};
 use crate::namespace::{listeners, namespace_test, runtime};
-use common::concurrent::{Checked, check_all_at_once};
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::{Duration, Instant};
@@ -326,7 +326,7 @@ fn describe(outcome: &Outcome) -> String {
         .map_or_else(|| "?".to_owned(), |address| address.to_string());
     format!(
         "{address}: {} in {:.3}s",
-        common::concurrent::verdict(outcome),
+        crate::concurrent::verdict(outcome),
         outcome.duration.as_secs_f64()
     )
 }

@@ -15,7 +15,7 @@
 //! first; when one is missing the test is skipped, or fails under
 //! `SYNACK_SYSTEM_TESTS=require`.
 
-use crate::common::concurrent::{Problems, check_valid};
+use crate::concurrent::{Problems, check_valid};
 use crate::namespace::{LOOPBACKS, current_thread_runtime, listeners, namespace_test};
 use std::net::SocketAddr;
 use std::time::Duration;
