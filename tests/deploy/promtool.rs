@@ -48,6 +48,13 @@ impl Tool {
         }
     }
 
+    /// [`Tool::run`], when the tool is [`Tool::available`].
+    fn check(&self, args: &[&str]) {
+        if self.available() {
+            self.run(args);
+        }
+    }
+
     /// Runs the tool with `args` in `examples/` and asserts it succeeds,
     /// showing its output either way; returns its standard output.
     fn run(&self, args: &[&str]) -> String {
@@ -88,34 +95,22 @@ fn example(name: &str) -> String {
 
 #[test]
 fn prometheus_config_passes_promtool_check_config() {
-    if !PROMTOOL.available() {
-        return;
-    }
-    PROMTOOL.run(&["check", "config", &example("prometheus.yml")]);
+    PROMTOOL.check(&["check", "config", &example("prometheus.yml")]);
 }
 
 #[test]
 fn alert_rules_pass_promtool_check_rules() {
-    if !PROMTOOL.available() {
-        return;
-    }
-    PROMTOOL.run(&["check", "rules", &example("alerts.yml")]);
+    PROMTOOL.check(&["check", "rules", &example("alerts.yml")]);
 }
 
 #[test]
 fn alert_rule_unit_tests_pass_promtool_test_rules() {
-    if !PROMTOOL.available() {
-        return;
-    }
-    PROMTOOL.run(&["test", "rules", &example("alerts_test.yml")]);
+    PROMTOOL.check(&["test", "rules", &example("alerts_test.yml")]);
 }
 
 #[test]
 fn alertmanager_config_passes_amtool_check_config() {
-    if !AMTOOL.available() {
-        return;
-    }
-    AMTOOL.run(&["check-config", &example("alertmanager.yml")]);
+    AMTOOL.check(&["check-config", &example("alertmanager.yml")]);
 }
 
 /// Critical alerts page, warnings go to tickets: what README and the

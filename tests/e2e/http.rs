@@ -43,7 +43,7 @@ pub fn read_request(stream: &mut TcpStream) -> Result<(String, String), String> 
     let mut raw = Vec::new();
     let mut buffer = [0; 8192];
     let split = loop {
-        if let Some(split) = head_end(&raw) {
+        if let Some(split) = crate::common::http::find(&raw, b"\r\n\r\n") {
             break split;
         }
         if raw.len() > MAX_HEAD {
@@ -90,11 +90,6 @@ fn set_timeouts(stream: &TcpStream) -> Result<(), String> {
         .set_read_timeout(Some(IO_LIMIT))
         .and_then(|()| stream.set_write_timeout(Some(IO_LIMIT)))
         .map_err(|error| error.to_string())
-}
-
-/// Where the blank line after the head starts.
-fn head_end(raw: &[u8]) -> Option<usize> {
-    raw.windows(4).position(|window| window == b"\r\n\r\n")
 }
 
 /// The value of header `name` (lower case) in an HTTP head.

@@ -36,8 +36,10 @@ const USERS: [(&str, &str); 4] = [
     ("dave", "battery staple"),
 ];
 
-/// An exporter with [`USERS`], whose bcrypt hashes have cost 8.
-async fn exporter() -> (TestExporter, TempDir) {
+/// An exporter with [`USERS`], whose bcrypt hashes have cost 8, and the
+/// lock of a heavy test: a flood's bcrypt checks load both cores.
+async fn exporter() -> (TestExporter, TempDir, impl Sized) {
+    let alone = common::load::heavy().await;
     let dir = TempDir::new("login-flood");
     let mut yaml = String::from("basic_auth_users:\n");
     for (user, password) in USERS {
@@ -46,7 +48,7 @@ async fn exporter() -> (TestExporter, TempDir) {
     }
     let web_yml = dir.write("web.yml", &yaml);
     let exporter = TestExporter::embedded(Exporter::builder().web_config_file(&web_yml)).await;
-    (exporter, dir)
+    (exporter, dir, alone)
 }
 
 /// A flood of wrong passwords for alice from [`ATTACKER`]: [`FLOODERS`]
@@ -154,9 +156,7 @@ async fn get_as(
 /// behind the attacker's own address gets in at the first try.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_repeated_wrong_password_costs_one_bcrypt_check_and_locks_no_one_out() {
-    // The flood's bcrypt checks load both cores.
-    let _alone = common::load::heavy().await;
-    let (exporter, _dir) = exporter().await;
+    let (exporter, _dir, _alone) = exporter().await;
     let flood = Flood::start(exporter.address, false);
     flood.refused_at_least(20).await;
     let login = get_as(ATTACKER, &exporter, "/-/healthy", "bob", "hunter2").await;
@@ -203,9 +203,7 @@ async fn a_repeated_wrong_password_costs_one_bcrypt_check_and_locks_no_one_out()
 /// user tried three times.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn first_logins_from_elsewhere_get_in_during_a_flood_of_distinct_wrong_passwords() {
-    // The flood's bcrypt checks load both cores.
-    let _alone = common::load::heavy().await;
-    let (exporter, _dir) = exporter().await;
+    let (exporter, _dir, _alone) = exporter().await;
     // bob scrapes before the flood, as Prometheus would have.
     let before = get_as(ELSEWHERE, &exporter, "/metrics", "bob", "hunter2").await;
     assert_eq!(before.status, 200, "{}", before.body);
@@ -246,9 +244,7 @@ async fn first_logins_from_elsewhere_get_in_during_a_flood_of_distinct_wrong_pas
 /// carol by a check or so, and she gets in at the first or second try.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_first_login_behind_the_attackers_address_gets_in_during_a_flood_for_another_user() {
-    // The flood's bcrypt checks load both cores.
-    let _alone = common::load::heavy().await;
-    let (exporter, _dir) = exporter().await;
+    let (exporter, _dir, _alone) = exporter().await;
     let flood = Flood::start(exporter.address, true);
     flood.refused_at_least(20).await;
     let mut statuses = Vec::new();
