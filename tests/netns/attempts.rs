@@ -12,7 +12,7 @@
 //! retransmission (1 s), which therefore never happens.
 
 use crate::concurrent::check_valid;
-use crate::namespace::{current_thread_runtime, namespace_test};
+use crate::namespace::{current_thread_runtime, filter_table, namespace_test};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -28,16 +28,15 @@ const PORT_ALL_LOST: u16 = 7102;
 /// and would be counted by the listener of the half-open port.
 const PORT_HALF_LOST_CONNECT: u16 = 7103;
 
-const RULESET: &str = "\
-table inet synack_netns_attempts {
-    chain input {
-        type filter hook input priority 0; policy accept;
-        tcp dport 7101 tcp flags syn / syn,ack numgen inc mod 2 == 0 drop
-        tcp dport 7102 tcp flags syn / syn,ack drop
-        tcp dport 7103 tcp flags syn / syn,ack numgen inc mod 2 == 0 drop
-    }
-}
-";
+const RULESET: &str = filter_table!(
+    "synack_netns_attempts",
+    "input",
+    [
+        "tcp dport 7101 tcp flags syn / syn,ack numgen inc mod 2 == 0 drop",
+        "tcp dport 7102 tcp flags syn / syn,ack drop",
+        "tcp dport 7103 tcp flags syn / syn,ack numgen inc mod 2 == 0 drop",
+    ]
+);
 
 namespace_test! {
     parent: netns_attempts_count_loss,

@@ -44,7 +44,7 @@
 //! `SYNACK_SYSTEM_TESTS=require`.
 
 use crate::concurrent::Problems;
-use crate::namespace::{LOOPBACKS, listeners, namespace_test, runtime};
+use crate::namespace::{LOOPBACKS, filter_table, listeners, namespace_test, runtime};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use synack_exporter::{ProberKind, Reason};
@@ -66,18 +66,17 @@ const PORT_CLOSED: u16 = 7007;
 
 /// One ruleset serves every case: each fault has its own destination
 /// port, and the `inet` family covers IPv4 and IPv6 with the same rules.
-const RULESET: &str = "\
-table inet synack_netns_faults {
-    chain input {
-        type filter hook input priority 0; policy accept;
-        tcp dport 7001 drop
-        tcp dport 7002 reject with icmpx type host-unreachable
-        tcp dport 7003 reject with icmpx type no-route
-        tcp dport 7004 reject with icmpx type admin-prohibited
-        tcp dport 7005 reject with tcp reset
-    }
-}
-";
+const RULESET: &str = filter_table!(
+    "synack_netns_faults",
+    "input",
+    [
+        "tcp dport 7001 drop",
+        "tcp dport 7002 reject with icmpx type host-unreachable",
+        "tcp dport 7003 reject with icmpx type no-route",
+        "tcp dport 7004 reject with icmpx type admin-prohibited",
+        "tcp dport 7005 reject with tcp reset",
+    ]
+);
 
 /// Timeout of the dropped-SYN cases: short, because they always run to it.
 const DROP_TIMEOUT: Duration = Duration::from_secs(1);

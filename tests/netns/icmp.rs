@@ -55,7 +55,8 @@ use crate::common;
 
 use crate::concurrent::Problems;
 use crate::namespace::{
-    ChildTest, NamespaceGuard, child_command, done_marker, listeners, run_checked, runtime,
+    ChildTest, NamespaceGuard, child_command, done_marker, filter_table, listeners, run_checked,
+    runtime,
 };
 use common::TestExporter;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -109,50 +110,47 @@ const PORT_CLIENT_HOST_UNREACHABLE: u16 = 89;
 const UNROUTED_V4: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 2);
 const UNROUTED_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 3, 0, 0, 0, 0, 2);
 
-/// The router's rules. `fwd` is an nft keyword, hence the long names.
+/// The router's rules.
 /// Explicit `icmp` and `icmpv6` types (not `icmpx`), so that each family
 /// gets the exact message the issue names.
-const ROUTER_RULESET: &str = "\
-table inet synack_netns_icmp {
-    chain forward_filter {
-        type filter hook forward priority 0; policy accept;
-        meta nfproto ipv4 tcp dport 81 reject with icmp type host-unreachable
-        meta nfproto ipv4 tcp dport 82 reject with icmp type admin-prohibited
-        meta nfproto ipv4 tcp dport 84 reject with icmp type net-unreachable
-        meta nfproto ipv6 tcp dport 81 reject with icmpv6 type addr-unreachable
-        meta nfproto ipv6 tcp dport 82 reject with icmpv6 type admin-prohibited
-        meta nfproto ipv6 tcp dport 84 reject with icmpv6 type no-route
-        tcp dport 87 drop
-    }
-}
-";
+const ROUTER_RULESET: &str = filter_table!(
+    "synack_netns_icmp",
+    "forward",
+    [
+        "meta nfproto ipv4 tcp dport 81 reject with icmp type host-unreachable",
+        "meta nfproto ipv4 tcp dport 82 reject with icmp type admin-prohibited",
+        "meta nfproto ipv4 tcp dport 84 reject with icmp type net-unreachable",
+        "meta nfproto ipv6 tcp dport 81 reject with icmpv6 type addr-unreachable",
+        "meta nfproto ipv6 tcp dport 82 reject with icmpv6 type admin-prohibited",
+        "meta nfproto ipv6 tcp dport 84 reject with icmpv6 type no-route",
+        "tcp dport 87 drop",
+    ]
+);
 
 /// The server's own firewall, where a host firewall rejects a SYN.
-const SERVER_RULESET: &str = "\
-table inet synack_netns_icmp {
-    chain input_filter {
-        type filter hook input priority 0; policy accept;
-        tcp dport 85 reject with tcp reset
-        meta nfproto ipv4 tcp dport 86 reject with icmp type port-unreachable
-        meta nfproto ipv6 tcp dport 86 reject with icmpv6 type port-unreachable
-    }
-}
-";
+const SERVER_RULESET: &str = filter_table!(
+    "synack_netns_icmp",
+    "input",
+    [
+        "tcp dport 85 reject with tcp reset",
+        "meta nfproto ipv4 tcp dport 86 reject with icmp type port-unreachable",
+        "meta nfproto ipv6 tcp dport 86 reject with icmpv6 type port-unreachable",
+    ]
+);
 
 /// The client's own firewall (the exporter's host), rejecting its SYNs on
 /// the way out: the ICMP error is made and delivered on the client's host
 /// while `connect()` may still hold the socket (see the module docs).
-const CLIENT_RULESET: &str = "\
-table inet synack_netns_icmp {
-    chain output_filter {
-        type filter hook output priority 0; policy accept;
-        meta nfproto ipv4 tcp dport 88 reject with icmp type admin-prohibited
-        meta nfproto ipv4 tcp dport 89 reject with icmp type host-unreachable
-        meta nfproto ipv6 tcp dport 88 reject with icmpv6 type admin-prohibited
-        meta nfproto ipv6 tcp dport 89 reject with icmpv6 type addr-unreachable
-    }
-}
-";
+const CLIENT_RULESET: &str = filter_table!(
+    "synack_netns_icmp",
+    "output",
+    [
+        "meta nfproto ipv4 tcp dport 88 reject with icmp type admin-prohibited",
+        "meta nfproto ipv4 tcp dport 89 reject with icmp type host-unreachable",
+        "meta nfproto ipv6 tcp dport 88 reject with icmpv6 type admin-prohibited",
+        "meta nfproto ipv6 tcp dport 89 reject with icmpv6 type addr-unreachable",
+    ]
+);
 
 /// The module timeout of the cases that get an answer from off the
 /// client's host.

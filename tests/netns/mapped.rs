@@ -10,7 +10,7 @@
 //! creates (see `tests/netns/faults.rs` for why it re-executes itself);
 //! nothing leaves its loopback. Prerequisites as there.
 
-use crate::namespace::{current_thread_runtime, namespace_test};
+use crate::namespace::{current_thread_runtime, filter_table, namespace_test};
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 use synack_exporter::{Module, ProberKind, Reason};
@@ -20,15 +20,14 @@ const PORT_PORT_UNREACHABLE: u16 = 7101;
 /// Answered with ICMP administratively prohibited.
 const PORT_ADMIN_PROHIBITED: u16 = 7102;
 
-const RULESET: &str = "\
-table inet synack_netns_mapped {
-    chain output {
-        type filter hook output priority 0; policy accept;
-        meta nfproto ipv4 tcp dport 7101 reject with icmp type port-unreachable
-        meta nfproto ipv4 tcp dport 7102 reject with icmp type admin-prohibited
-    }
-}
-";
+const RULESET: &str = filter_table!(
+    "synack_netns_mapped",
+    "output",
+    [
+        "meta nfproto ipv4 tcp dport 7101 reject with icmp type port-unreachable",
+        "meta nfproto ipv4 tcp dport 7102 reject with icmp type admin-prohibited",
+    ]
+);
 
 /// Below the 1 s SYN retransmission: an answered case ends at once.
 const TIMEOUT: Duration = Duration::from_millis(500);

@@ -124,6 +124,24 @@ macro_rules! namespace_test {
 }
 pub(crate) use namespace_test;
 
+/// An nftables ruleset of one table of the `inet` family (IPv4 and IPv6
+/// alike) with one filter chain, `<hook>_filter`, on `hook`, accepting what
+/// none of `rules` matches; at compile time, for [`Child::ruleset`]. (A
+/// chain cannot be called `fwd`, an nft keyword, hence the long names.)
+macro_rules! filter_table {
+    ($table:literal, $hook:literal, [$($rule:literal),* $(,)?]) => {
+        concat!(
+            "table inet ", $table, " {\n",
+            "    chain ", $hook, "_filter {\n",
+            "        type filter hook ", $hook, " priority 0; policy accept;\n",
+            $("        ", $rule, "\n",)*
+            "    }\n",
+            "}\n",
+        )
+    };
+}
+pub(crate) use filter_table;
+
 /// A child test to run in a namespace that the caller has set up.
 pub struct ChildTest<'a> {
     /// The variable that tells the child it is inside the namespace.

@@ -35,7 +35,7 @@
 use crate::common;
 
 use crate::concurrent::{Checked, check_all_at_once};
-use crate::namespace::{listeners, namespace_test, runtime};
+use crate::namespace::{filter_table, listeners, namespace_test, runtime};
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::{Duration, Instant};
@@ -68,14 +68,11 @@ const PROBES_PER_OPEN_PORT: usize = 500;
 
 /// Drops the SYNs to [`PENDING_PORTS`] (a drift between the two shows as
 /// probes refused instead of timed out).
-const RULESET: &str = "\
-table inet synack_netns_source {
-    chain input {
-        type filter hook input priority 0; policy accept;
-        tcp dport 20000-22999 drop
-    }
-}
-";
+const RULESET: &str = filter_table!(
+    "synack_netns_source",
+    "input",
+    ["tcp dport 20000-22999 drop",]
+);
 
 /// The timeout of the pending probes, which all run to it.
 const PENDING_TIMEOUT: Duration = Duration::from_millis(1500);

@@ -131,12 +131,9 @@ async fn probe(address: SocketAddr, module: Module) -> Outcome {
 
 /// The figures of one outcome, for the log.
 fn describe(outcome: &Outcome) -> String {
-    let failure = outcome
-        .failure
-        .as_ref()
-        .map_or_else(|| "success".to_owned(), ToString::to_string);
     format!(
-        "{failure}: handshakes {:?}, kernel RTT {:?}, SYN retransmits {}",
+        "{}: handshakes {:?}, kernel RTT {:?}, SYN retransmits {}",
+        crate::concurrent::verdict(outcome),
         outcome.handshake_times().collect::<Vec<_>>(),
         outcome.tcp_rtt,
         outcome.syn_retransmits
