@@ -639,7 +639,7 @@ mod tests {
 
     /// Clients that give up after 0.25 s on a group whose members take
     /// 1 s to time out (the adversarial run's load balancers; its members
-    /// dropped SYNs, as in tests/scheduler.rs, and here they run a command
+    /// dropped SYNs, as in tests/integration/scheduler.rs, and here they run a command
     /// that outlives its timeout): a round
     /// once started runs to its end, however many clients leave it, so
     /// rounds stay within one per `min_interval` after the last ended, and

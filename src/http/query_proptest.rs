@@ -1,6 +1,6 @@
 //! Property tests of the query-string parser, which is crate-private and
 //! so tested here rather than beside the public parsers in
-//! `tests/parsers_never_panic.rs` (see there for the case-count policy).
+//! `tests/integration/parsers_never_panic.rs` (see there for the case-count policy).
 
 #![forbid(unsafe_code)]
 

@@ -15,7 +15,7 @@
 //!
 //! prometheus-client writes OpenMetrics only, so it could serve one of
 //! the two formats and the other would need a rewrite of its output,
-//! which is what this replaces. `tests/openmetrics.rs` checks every
+//! which is what this replaces. `tests/integration/openmetrics.rs` checks every
 //! exposition with a real parser in both formats.
 
 #![forbid(unsafe_code)]

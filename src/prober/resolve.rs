@@ -62,7 +62,7 @@
 //! checks `/etc/hosts` itself (a hash lookup), spawns the query onto the
 //! DNS thread and waits for the answer until the deadline, then aborts
 //! the query. With that, the same 1,000 deadlines left half-open probes
-//! at most 7.5 ms slow (`tests/dns.rs`). A cached answer now costs a hop
+//! at most 7.5 ms slow (`tests/integration/dns.rs`). A cached answer now costs a hop
 //! between threads, a few microseconds.
 //!
 //! hickory spawns one background task per name-server connection, with
@@ -77,7 +77,7 @@
 //! names are separate tasks with their own queries (lookups of one name
 //! share one), so a name that is never answered holds only its own
 //! probes, and `localhost` or a name the server answers resolve at once
-//! beside 1,000 such lookups (`tests/dns.rs`). The exporter has one DNS
+//! beside 1,000 such lookups (`tests/integration/dns.rs`). The exporter has one DNS
 //! thread however many lookups run.
 
 #![forbid(unsafe_code)]

@@ -165,15 +165,12 @@ pub fn blocking_get(
 /// Parses a whole response: status line, headers, and a body that is
 /// de-chunked when `Transfer-Encoding: chunked`.
 pub fn parse_response(raw: &[u8]) -> Result<Response, String> {
-    let split = raw
-        .windows(4)
-        .position(|window| window == b"\r\n\r\n")
-        .ok_or_else(|| {
-            format!(
-                "HTTP response has no header block: {:?}",
-                String::from_utf8_lossy(raw)
-            )
-        })?;
+    let split = find(raw, b"\r\n\r\n").ok_or_else(|| {
+        format!(
+            "HTTP response has no header block: {:?}",
+            String::from_utf8_lossy(raw)
+        )
+    })?;
     let head = String::from_utf8_lossy(&raw[..split]);
     let body = &raw[split + 4..];
     let mut lines = head.lines();
@@ -204,21 +201,25 @@ pub fn parse_response(raw: &[u8]) -> Result<Response, String> {
     })
 }
 
+/// Where `needle` first starts in `haystack`.
+pub fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack
+        .windows(needle.len())
+        .position(|window| window == needle)
+}
+
 /// Joins the chunks of a chunked body. A malformed or cut-short body is an
 /// error: a lenient decoder would hide a broken response.
 pub fn dechunk(mut body: &[u8]) -> Result<Vec<u8>, String> {
     let mut out = Vec::new();
     loop {
-        let line_end = body
-            .windows(2)
-            .position(|window| window == b"\r\n")
-            .ok_or_else(|| {
-                format!(
-                    "chunked body ends without its last chunk: {} bytes after {} decoded",
-                    body.len(),
-                    out.len()
-                )
-            })?;
+        let line_end = find(body, b"\r\n").ok_or_else(|| {
+            format!(
+                "chunked body ends without its last chunk: {} bytes after {} decoded",
+                body.len(),
+                out.len()
+            )
+        })?;
         let size_line = String::from_utf8_lossy(&body[..line_end]);
         // A chunk extension (`;name=value`) follows the size.
         let size_text = size_line.split(';').next().unwrap_or_default();

@@ -2,14 +2,13 @@
 //! loopback, the exporter binary as a process ([`ExporterProcess`]), a tiny
 //! HTTP client ([`http`]), a process runner with a deadline ([`process`]),
 //! temporary directories removed on drop ([`TempDir`]), loopback ports
-//! ([`closed_port`]), many library probes at once ([`concurrent`]), and
-//! the rule for missing prerequisites.
+//! ([`closed_port`]), the lock that keeps heavy and timed tests apart
+//! ([`load`]), and the rule for missing prerequisites.
 #![allow(dead_code, unused_imports)] // each test file uses a different subset
 
-pub mod concurrent;
 pub mod exporter_process;
 pub mod http;
-pub mod netns;
+pub mod load;
 pub mod ports;
 pub mod process;
 pub mod tempdir;

@@ -1,37 +1,32 @@
 //! Temporary directories that are removed when the test ends, passing or
-//! failing (a panic unwinds through `Drop`).
+//! failing (a panic unwinds through `Drop`): `tempfile`'s, with the
+//! writes the tests make in them.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// A fresh, empty directory under the system's temporary directory,
 /// removed with everything in it when dropped.
 #[derive(Debug)]
 pub struct TempDir {
-    path: PathBuf,
+    dir: tempfile::TempDir,
 }
 
 impl TempDir {
-    /// Creates `synack-test-<pid>-<n>-<name>`: unique per process and call.
+    /// Creates `synack-test-<name>-<random>`, unique per call.
     pub fn new(name: &str) -> Self {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let path = std::env::temp_dir().join(format!(
-            "synack-test-{}-{}-{name}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path)
-            .unwrap_or_else(|error| panic!("create {}: {error}", path.display()));
-        Self { path }
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("synack-test-{name}-"))
+            .tempdir()
+            .unwrap_or_else(|error| panic!("create a temporary directory for {name}: {error}"));
+        Self { dir }
     }
 
     pub fn path(&self) -> &Path {
-        &self.path
+        self.dir.path()
     }
 
     pub fn join(&self, name: impl AsRef<Path>) -> PathBuf {
-        self.path.join(name)
+        self.path().join(name)
     }
 
     /// Writes `text` to `name` in the directory and returns its path.
@@ -55,16 +50,6 @@ impl TempDir {
     /// Gives up the guard: the directory stays, and whoever holds the path
     /// removes it.
     pub fn keep(self) -> PathBuf {
-        let path = self.path.clone();
-        std::mem::forget(self);
-        path
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        // Best effort: a failure to clean up must not turn into a second
-        // panic while a failing test unwinds.
-        let _ = std::fs::remove_dir_all(&self.path);
+        self.dir.keep()
     }
 }

@@ -5,7 +5,7 @@
 //! Alertmanager example with the real `amtool` (Debian package
 //! `prometheus-alertmanager`): `examples/alertmanager.yml` is a valid
 //! config that routes each severity to its receiver. Its inhibit rules are
-//! checked with a real Alertmanager in tests/e2e_prometheus.rs.
+//! checked with a real Alertmanager in tests/e2e/main.rs.
 
 use super::{COMMAND_LIMIT, repo_path};
 use crate::common;
@@ -45,6 +45,13 @@ impl Tool {
                 common::skip_or_fail(&format!("{} (Debian package {})", self.name, self.package));
                 false
             }
+        }
+    }
+
+    /// [`Tool::run`], when the tool is [`Tool::available`].
+    fn check(&self, args: &[&str]) {
+        if self.available() {
+            self.run(args);
         }
     }
 
@@ -88,34 +95,22 @@ fn example(name: &str) -> String {
 
 #[test]
 fn prometheus_config_passes_promtool_check_config() {
-    if !PROMTOOL.available() {
-        return;
-    }
-    PROMTOOL.run(&["check", "config", &example("prometheus.yml")]);
+    PROMTOOL.check(&["check", "config", &example("prometheus.yml")]);
 }
 
 #[test]
 fn alert_rules_pass_promtool_check_rules() {
-    if !PROMTOOL.available() {
-        return;
-    }
-    PROMTOOL.run(&["check", "rules", &example("alerts.yml")]);
+    PROMTOOL.check(&["check", "rules", &example("alerts.yml")]);
 }
 
 #[test]
 fn alert_rule_unit_tests_pass_promtool_test_rules() {
-    if !PROMTOOL.available() {
-        return;
-    }
-    PROMTOOL.run(&["test", "rules", &example("alerts_test.yml")]);
+    PROMTOOL.check(&["test", "rules", &example("alerts_test.yml")]);
 }
 
 #[test]
 fn alertmanager_config_passes_amtool_check_config() {
-    if !AMTOOL.available() {
-        return;
-    }
-    AMTOOL.run(&["check-config", &example("alertmanager.yml")]);
+    AMTOOL.check(&["check-config", &example("alertmanager.yml")]);
 }
 
 /// Critical alerts page, warnings go to tickets: what README and the

@@ -2,6 +2,7 @@
 //! Alertmanager's APIs through the tests' common client, the request side
 //! of a webhook receiver, and the URL coding both need.
 
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 use serde_json::Value;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -42,7 +43,7 @@ pub fn read_request(stream: &mut TcpStream) -> Result<(String, String), String> 
     let mut raw = Vec::new();
     let mut buffer = [0; 8192];
     let split = loop {
-        if let Some(split) = head_end(&raw) {
+        if let Some(split) = crate::common::http::find(&raw, b"\r\n\r\n") {
             break split;
         }
         if raw.len() > MAX_HEAD {
@@ -91,11 +92,6 @@ fn set_timeouts(stream: &TcpStream) -> Result<(), String> {
         .map_err(|error| error.to_string())
 }
 
-/// Where the blank line after the head starts.
-fn head_end(raw: &[u8]) -> Option<usize> {
-    raw.windows(4).position(|window| window == b"\r\n\r\n")
-}
-
 /// The value of header `name` (lower case) in an HTTP head.
 fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
     head.lines().skip(1).find_map(|line| {
@@ -104,16 +100,16 @@ fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
     })
 }
 
+/// All but the unreserved characters of RFC 3986: what a query value
+/// escapes.
+const NOT_UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
 pub fn url_encode(text: &str) -> String {
-    let mut out = String::new();
-    for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
-            out.push(byte as char);
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
+    utf8_percent_encode(text, NOT_UNRESERVED).to_string()
 }
 
 /// The decoded query parameters of `url`, in order.
@@ -131,32 +127,11 @@ pub fn query_params(url: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Undoes `%XX` and `+` (a space in a query); malformed escapes stay.
+/// Undoes `+` (a space in a query) and `%XX`; malformed escapes stay.
 fn url_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut at = 0;
-    while at < bytes.len() {
-        let escaped = (bytes[at] == b'%')
-            .then(|| bytes.get(at + 1..at + 3))
-            .flatten()
-            .and_then(|hex| u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok());
-        match (bytes[at], escaped) {
-            (_, Some(byte)) => {
-                out.push(byte);
-                at += 3;
-            }
-            (b'+', None) => {
-                out.push(b' ');
-                at += 1;
-            }
-            (byte, None) => {
-                out.push(byte);
-                at += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    percent_decode_str(&text.replace('+', " "))
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 #[test]

@@ -1,0 +1,377 @@
+//! The TCP probers against real loopback sockets.
+//!
+//! The central claim of the project is tested here: after many half-open
+//! probes the listening application has accepted nothing, while the same
+//! listener does accept `tcp_connect` probes.
+
+use crate::common;
+
+use common::{TestExporter, sample};
+use socket2::{Domain, Protocol, Socket, Type};
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::time::Duration;
+use synack_exporter::{Exporter, IpProtocol, Module, Outcome, Reason, check};
+
+fn halfopen(timeout: Duration) -> Module {
+    Module::tcp_halfopen().with_timeout(timeout)
+}
+
+fn connect(timeout: Duration) -> Module {
+    Module::tcp_connect().with_timeout(timeout)
+}
+
+/// A non-blocking listener with a large backlog, so `accept` can be polled.
+fn listener(address: &str) -> Option<TcpListener> {
+    let address: SocketAddr = address.parse().unwrap();
+    let socket = Socket::new(
+        Domain::for_address(address),
+        Type::STREAM,
+        Some(Protocol::TCP),
+    )
+    .ok()?;
+    socket.bind(&address.into()).ok()?;
+    socket.listen(1024).ok()?;
+    let listener: TcpListener = socket.into();
+    listener.set_nonblocking(true).unwrap();
+    Some(listener)
+}
+
+fn target_of(listener: &TcpListener) -> String {
+    match listener.local_addr().unwrap() {
+        SocketAddr::V4(v4) => v4.to_string(),
+        SocketAddr::V6(v6) => format!("[{}]:{}", v6.ip(), v6.port()),
+    }
+}
+
+/// Counts connections that `accept` hands out, after waiting past the
+/// kernel's delayed-ACK timer so that a late ACK would have been seen.
+fn accepted_after_delayed_ack(listener: &TcpListener) -> usize {
+    std::thread::sleep(Duration::from_millis(600));
+    common::accept_waiting(listener)
+}
+
+async fn assert_halfopen_is_invisible(address: &str) {
+    let _timed = common::load::timed().await;
+    let Some(listener) = listener(address) else {
+        common::skip_or_fail(&format!("cannot listen on {address}"));
+        return;
+    };
+    let target = target_of(&listener);
+    for round in 0..120 {
+        let outcome = check(&target, &halfopen(Duration::from_secs(2)))
+            .await
+            .unwrap();
+        assert!(
+            outcome.is_success(),
+            "probe {round} of {target}: {:?}",
+            outcome.failure
+        );
+        assert!(outcome.handshake_time().is_some());
+        let close_delay = outcome
+            .tcp()
+            .and_then(|tcp| tcp.close_delay)
+            .expect("a half-open success has a close delay");
+        // Loopback, an idle runtime: the RST follows the wake-up at once.
+        assert!(
+            close_delay < Duration::from_millis(50),
+            "probe {round}: closed {close_delay:?} after the SYN-ACK"
+        );
+    }
+    assert_eq!(
+        accepted_after_delayed_ack(&listener),
+        0,
+        "half-open probes must never be accepted"
+    );
+}
+
+#[tokio::test]
+async fn halfopen_ipv4_succeeds_and_the_application_accepts_nothing() {
+    assert_halfopen_is_invisible("127.0.0.1:0").await;
+}
+
+#[tokio::test]
+async fn halfopen_ipv6_succeeds_and_the_application_accepts_nothing() {
+    assert_halfopen_is_invisible("[::1]:0").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn halfopen_stays_invisible_under_concurrent_load() {
+    let listener = listener("127.0.0.1:0").unwrap();
+    let target = Arc::new(target_of(&listener));
+    let mut probes = tokio::task::JoinSet::new();
+    for _ in 0..300 {
+        let target = Arc::clone(&target);
+        probes.spawn(async move {
+            check(&target, &halfopen(Duration::from_secs(3)))
+                .await
+                .unwrap()
+        });
+    }
+    let mut successes = 0;
+    while let Some(outcome) = probes.join_next().await {
+        successes += usize::from(outcome.unwrap().is_success());
+    }
+    assert_eq!(successes, 300);
+    assert_eq!(
+        accepted_after_delayed_ack(&listener),
+        0,
+        "a delayed ACK escaped under load"
+    );
+}
+
+#[tokio::test]
+async fn tcp_connect_is_accepted_by_the_same_listener() {
+    let listener = listener("127.0.0.1:0").unwrap();
+    let target = target_of(&listener);
+    for _ in 0..10 {
+        let outcome = check(&target, &connect(Duration::from_secs(2)))
+            .await
+            .unwrap();
+        assert!(outcome.is_success(), "{:?}", outcome.failure);
+        assert_eq!(
+            outcome.tcp().and_then(|tcp| tcp.close_delay),
+            None,
+            "a full handshake races nothing"
+        );
+    }
+    assert_eq!(accepted_after_delayed_ack(&listener), 10);
+}
+
+#[tokio::test]
+async fn closed_port_is_refused_by_both_probers() {
+    let target = common::closed_port().to_string();
+    for module in [
+        halfopen(Duration::from_secs(2)),
+        connect(Duration::from_secs(2)),
+    ] {
+        let outcome = check(&target, &module).await.unwrap();
+        assert_eq!(
+            outcome.reason(),
+            Some(Reason::Refused),
+            "{:?}",
+            outcome.failure
+        );
+        assert!(
+            outcome
+                .failure
+                .as_ref()
+                .unwrap()
+                .detail
+                .contains("ECONNREFUSED")
+        );
+        assert_eq!(outcome.handshake_time(), None);
+        assert_eq!(outcome.tcp().and_then(|tcp| tcp.close_delay), None);
+    }
+}
+
+#[tokio::test]
+async fn full_accept_queue_times_out_close_to_the_deadline() {
+    let listener = common::saturated_listener();
+    let target = listener.address.to_string();
+    let timeout = Duration::from_millis(1000);
+    let outcome = check(&target, &halfopen(timeout)).await.unwrap();
+    assert_eq!(
+        outcome.reason(),
+        Some(Reason::Timeout),
+        "{:?}",
+        outcome.failure
+    );
+    assert!(
+        outcome.duration >= timeout.mul_f64(0.95)
+            && outcome.duration < timeout + Duration::from_millis(500),
+        "duration {:?} should be close to the {timeout:?} deadline",
+        outcome.duration
+    );
+}
+
+/// Lines of /proc/net/tcp{,6} in TIME_WAIT (state 06) involving `port`.
+fn time_wait_entries(port: u16) -> Vec<String> {
+    let port_hex = format!(":{port:04X}");
+    ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .filter_map(|path| std::fs::read_to_string(path).ok())
+        .flat_map(|text| text.lines().skip(1).map(str::to_owned).collect::<Vec<_>>())
+        .filter(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            fields.len() > 3
+                && fields[3] == "06"
+                && (fields[1].ends_with(&port_hex) || fields[2].ends_with(&port_hex))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn halfopen_and_connect_leave_no_time_wait() {
+    for (module, address) in [
+        (halfopen(Duration::from_secs(2)), "127.0.0.1:0"),
+        (halfopen(Duration::from_secs(2)), "[::1]:0"),
+        (connect(Duration::from_secs(2)), "127.0.0.1:0"),
+    ] {
+        let Some(listener) = listener(address) else {
+            common::skip_or_fail(&format!("cannot listen on {address}"));
+            continue;
+        };
+        let port = listener.local_addr().unwrap().port();
+        let target = target_of(&listener);
+        for _ in 0..100 {
+            assert!(check(&target, &module).await.unwrap().is_success());
+        }
+        // Accept whatever tcp_connect completed, then close those too.
+        while listener.accept().is_ok() {}
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let entries = time_wait_entries(port);
+        assert!(
+            entries.is_empty(),
+            "{} left TIME_WAIT: {entries:#?}",
+            module.prober().name()
+        );
+    }
+}
+
+#[tokio::test]
+async fn localhost_resolves_and_unknown_names_fail_as_dns() {
+    let listener = listener("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let outcome = check(
+        &format!("localhost:{port}"),
+        &halfopen(Duration::from_secs(3)),
+    )
+    .await
+    .unwrap();
+    assert!(outcome.is_success(), "{:?}", outcome.failure);
+    assert_eq!(outcome.ip_protocol(), 4, "ip4 is preferred by default");
+
+    let outcome = check("no-such-host.invalid:80", &halfopen(Duration::from_secs(3)))
+        .await
+        .unwrap();
+    assert_eq!(outcome.reason(), Some(Reason::Dns), "{:?}", outcome.failure);
+    assert_eq!(outcome.ip_protocol(), 0);
+}
+
+/// The detail of `outcome`, which must have failed with `reason`.
+fn detail_of(outcome: &Outcome, reason: Reason) -> &str {
+    assert_eq!(outcome.reason(), Some(reason), "{:?}", outcome.failure);
+    &outcome.failure.as_ref().expect("a failure").detail
+}
+
+/// An IP literal that the module's family options forbid was never looked
+/// up, so it is not `dns`: it fails as `local`, saying which option
+/// forbids it, with families spelt as in the config. A name without an
+/// allowed address is `dns`.
+#[tokio::test]
+async fn disallowed_family_fails_a_literal_as_local_a_name_as_dns_and_fallback_allows_it() {
+    let listener = listener("127.0.0.1:0").unwrap();
+    let target = target_of(&listener);
+    let mut module = halfopen(Duration::from_secs(2));
+    let tcp = module.tcp_mut().expect("a TCP module");
+    tcp.preferred_ip_protocol = IpProtocol::Ip6;
+    tcp.ip_protocol_fallback = false;
+    let outcome = check(&target, &module).await.unwrap();
+    assert_eq!(
+        detail_of(&outcome, Reason::Local),
+        "target 127.0.0.1 is an ip4 address and the module allows only ip6 \
+         (preferred_ip_protocol: ip6, ip_protocol_fallback: false): use a module that allows ip4"
+    );
+
+    // localhost is in /etc/hosts with 127.0.0.1; an IPv4 source rules
+    // out any IPv6 address it may have too.
+    module.tcp_mut().expect("a TCP module").source_ip_address = Some("127.0.0.1".parse().unwrap());
+    let outcome = check("localhost:9", &module).await.unwrap();
+    let detail = detail_of(&outcome, Reason::Dns);
+    assert!(
+        detail.ends_with(
+            "has no address of an allowed family (preferred_ip_protocol ip6, \
+             ip_protocol_fallback false, source_ip_address 127.0.0.1)"
+        ),
+        "{detail}"
+    );
+    let outcome = check("[::1]:9", &module).await.unwrap();
+    let detail = detail_of(&outcome, Reason::Local);
+    assert!(
+        detail.starts_with(
+            "target ::1 is an ip6 address and the module's source_ip_address 127.0.0.1 is ip4"
+        ),
+        "{detail}"
+    );
+
+    let tcp = module.tcp_mut().expect("a TCP module");
+    tcp.source_ip_address = None;
+    tcp.ip_protocol_fallback = true;
+    assert!(check(&target, &module).await.unwrap().is_success());
+}
+
+#[tokio::test]
+async fn source_ip_address_is_used() {
+    let listener = listener("127.0.0.1:0").unwrap();
+    let target = target_of(&listener);
+    let mut module = connect(Duration::from_secs(2));
+    module.tcp_mut().expect("a TCP module").source_ip_address = Some("127.0.0.2".parse().unwrap());
+    assert!(check(&target, &module).await.unwrap().is_success());
+    // The handshake completed before check() returned: the connection
+    // waits in the accept queue.
+    let (_, peer) = listener.accept().expect("tcp_connect was accepted");
+    assert_eq!(peer.ip().to_string(), "127.0.0.2");
+
+    // A source address this host does not have is the exporter's
+    // problem, and the detail names the setting to fix.
+    module.tcp_mut().expect("a TCP module").source_ip_address = Some("192.0.2.1".parse().unwrap());
+    let outcome = check(&target, &module).await.unwrap();
+    let detail = detail_of(&outcome, Reason::Local);
+    assert!(
+        detail.contains("EADDRNOTAVAIL")
+            && detail.contains("source_ip_address 192.0.2.1 is not an address of this host"),
+        "{detail}"
+    );
+}
+
+/// With its one slot taken, the exporter makes a probe wait for a slot
+/// until less than half of its timeout is left, then fail it as `local`,
+/// the exporter's own problem, saying which flag to raise.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_the_in_flight_limit_a_probe_waits_then_fails_as_local() {
+    let listener = common::saturated_listener();
+    let target = listener.address;
+    let exporter = Arc::new(
+        TestExporter::with_config(
+            "modules:\n  hold:\n    prober: tcp_halfopen\n    timeout: 3s\n  \
+             waiter:\n    prober: tcp_halfopen\n    timeout: 300ms\n",
+            Exporter::builder().max_in_flight(1),
+        )
+        .await,
+    );
+    let busy = {
+        let exporter = Arc::clone(&exporter);
+        tokio::spawn(async move {
+            exporter
+                .get(&format!("/probe?target={target}&module=hold"))
+                .await
+                .body
+        })
+    };
+    exporter.wait_for_in_flight(1.0).await;
+    let timeout = Duration::from_millis(300);
+    let body = exporter
+        .get(&format!("/probe?target={target}&module=waiter&debug=true"))
+        .await
+        .body;
+    assert_eq!(
+        sample(&body, "probe_failure_reason{reason=\"local\"}"),
+        Some(1.0),
+        "{body}"
+    );
+    // It gives up once less than half of its timeout is left: no SYN
+    // could then get an honest share of the timeout.
+    let waited = Duration::from_secs_f64(sample(&body, "probe_duration_seconds").unwrap());
+    assert!(
+        waited >= timeout.mul_f64(0.45) && waited < timeout,
+        "waited {waited:?}: {body}"
+    );
+    assert!(body.contains("--probe.max-in-flight"), "{body}");
+    let busy = busy.await.unwrap();
+    assert_eq!(
+        sample(&busy, "probe_failure_reason{reason=\"timeout\"}"),
+        Some(1.0),
+        "{busy}"
+    );
+}
