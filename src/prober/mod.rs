@@ -9,14 +9,19 @@
 //! Each prober lives in its own file (`tcp.rs` for the two TCP probers,
 //! `exec.rs` for commands) and owns its shape there: its probe function,
 //! its [`Detail`] type (what it reports beside the shared part of the
-//! [`Outcome`]), and its `/probe` series (a `write_series` function, see
-//! [`Series`]). What probes share travels in a [`Context`].
+//! [`Outcome`]), its steps and their wording in the step log (a
+//! [`Wording`] type, such as [`TcpStep`]), and its `/probe` series (a
+//! `write_series` function, see [`Series`]). What probes share travels in
+//! a [`Context`]; the steps every prober may take (probing, resolving,
+//! how it ended) are the step log's own ([`crate::steplog`]).
 //!
 //! # Adding a prober
 //!
 //! 1. A new file here, `prober/NAME.rs`, with `probe(options, target,
 //!    context, budget, trace) -> Outcome`, its detail type (`pub struct
-//!    NameDetail`, `#[non_exhaustive]`) and `write_series(detail, slot,
+//!    NameDetail`, `#[non_exhaustive]`), its steps (`pub(crate) enum
+//!    NameStep`, with [`Wording`]: each step's sentence and, for a step
+//!    that owns heap memory, its size) and `write_series(detail, slot,
 //!    out)`; `pub use` the detail type here and in `lib.rs`.
 //! 2. One variant in [`Prober`](crate::config::Prober), with the
 //!    prober's options, and one in [`ProberKind`](crate::config::ProberKind)
@@ -24,13 +29,11 @@
 //!    YAML (a `NAME:` block) are a type of `src/config/`, which reads and
 //!    checks the file one layer below this one, and a field of the
 //!    config's `ModuleFields` with its arm in `Module`'s `TryFrom`.
-//! 3. One variant in [`Detail`], and an arm in [`run`] and in
-//!    [`write_series`]. The compiler points at each `match` that needs
-//!    the new variant; nothing downstream (runner, scheduler, history,
-//!    `/probe`) changes.
-//!
-//! The wording of the steps a prober logs is still `steplog::Step`'s
-//! (see that module); moving it here is left for later.
+//! 3. One variant in [`Detail`] and one in [`ProberStep`] (with its
+//!    `From<NameStep> for Step`), and an arm in [`run`], in
+//!    [`write_series`] and in `ProberStep`'s [`Wording`]. The compiler
+//!    points at each `match` that needs the new variant; nothing
+//!    downstream (runner, scheduler, history, `/probe`) changes.
 
 #![forbid(unsafe_code)]
 
@@ -44,12 +47,15 @@ mod tcp;
 pub use exec::ExecDetail;
 pub use tcp::{HandshakeStats, TcpDetail};
 
+pub(crate) use exec::ExecStep;
+pub(crate) use tcp::TcpStep;
+
 pub(crate) use close_guard::{HalfOpenCloseValues, HalfOpenCloses, LATE_CLOSE_THRESHOLD};
 pub(crate) use process_groups::ProcessGroups;
 pub(crate) use resolve::Resolver;
 
 use crate::config::{Module, PolicyRefusal, Prober};
-use crate::steplog::{Step, StepLog};
+use crate::steplog::{self, Wording};
 use crate::target::Target;
 use std::fmt;
 use std::net::SocketAddr;
@@ -234,7 +240,7 @@ impl fmt::Display for IcmpError {
     /// As `ICMP destination unreachable, code 13 (communication
     /// administratively prohibited), from 192.0.2.1`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        crate::steplog::write_icmp(f, &classify::icmp_step(self))
+        classify::write_icmp(f, self)
     }
 }
 
@@ -394,6 +400,64 @@ pub(crate) fn write_series(module: &Module, outcome: &Outcome, slot: Slot, out: 
         Prober::Exec(_) => exec::write_series(outcome.exec(), slot, out),
     }
 }
+
+/// A prober's own step: each prober's file defines its steps and their
+/// wording ([`TcpStep`], [`ExecStep`]); the step log knows only the steps
+/// every prober may take.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum ProberStep {
+    Tcp(TcpStep),
+    Exec(ExecStep),
+}
+
+impl Wording for ProberStep {
+    fn write(&self, f: &mut fmt::Formatter<'_>, show_commands: bool) -> fmt::Result {
+        match self {
+            Self::Tcp(step) => step.write(f, show_commands),
+            Self::Exec(step) => step.write(f, show_commands),
+        }
+    }
+
+    fn heap_bytes(&self) -> usize {
+        match self {
+            Self::Tcp(step) => step.heap_bytes(),
+            Self::Exec(step) => step.heap_bytes(),
+        }
+    }
+
+    fn compact(&mut self) {
+        match self {
+            Self::Tcp(step) => step.compact(),
+            Self::Exec(step) => step.compact(),
+        }
+    }
+
+    fn bound(&mut self) -> Option<Self> {
+        match self {
+            Self::Tcp(step) => step.bound().map(Self::Tcp),
+            Self::Exec(step) => step.bound().map(Self::Exec),
+        }
+    }
+}
+
+impl From<TcpStep> for Step {
+    fn from(step: TcpStep) -> Self {
+        Self::Prober(ProberStep::Tcp(step))
+    }
+}
+
+impl From<ExecStep> for Step {
+    fn from(step: ExecStep) -> Self {
+        Self::Prober(ProberStep::Exec(step))
+    }
+}
+
+/// One step of a probe: a shared one, or a prober's own.
+pub(crate) type Step = steplog::Step<ProberStep>;
+/// A probe's log of its steps, or nothing when disabled.
+pub(crate) type StepLog = steplog::StepLog<ProberStep>;
+/// The steps of one finished probe.
+pub(crate) type Steps = steplog::Steps<ProberStep>;
 
 /// The least share of its timeout a probe must have left when it sends its
 /// SYN, so that a `timeout` means the target really had time to answer.

@@ -22,13 +22,14 @@
 
 use super::{
     Budget, Context, Detail, Failure, HalfOpenCloses, IcmpError, Number, Outcome, Reason, Series,
-    Slot, classify, close_guard, resolve,
+    Slot, StepLog, classify, close_guard, resolve,
 };
 use crate::config::{TargetPolicy, TcpOptions};
-use crate::steplog::{Step, StepLog};
+use crate::steplog::Wording;
 use crate::sys::HandshakeInfo;
 use crate::target::Target;
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+use std::fmt;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsFd;
@@ -146,7 +147,7 @@ async fn attempt_all(
         if let Some(first_start) = first_start {
             let start = first_start + interval * (number - 1);
             if each.is_some_and(|each| start + each > deadline) {
-                trace.log(|| Step::AttemptsCut {
+                trace.log(|| TcpStep::AttemptsCut {
                     from: number,
                     of: planned,
                 });
@@ -167,7 +168,7 @@ async fn attempt_all(
         };
         outcome.attempts += 1;
         if planned > 1 {
-            trace.log(|| Step::Attempt {
+            trace.log(|| TcpStep::Attempt {
                 number,
                 of: planned,
                 result: result
@@ -361,6 +362,105 @@ const HANDSHAKE_STATS: [(&str, &str, Stat); 4] = [
     ),
 ];
 
+/// The steps the TCP probers log beside the shared ones (see
+/// [`crate::steplog`]), and their wording.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum TcpStep {
+    /// The SYN is about to go out.
+    Connecting {
+        address: SocketAddr,
+        half_open: bool,
+    },
+    /// The port answered with SYN-ACK, and the socket closed with RST.
+    SynAck {
+        address: SocketAddr,
+        /// From `connect()` to the wake-up at the SYN-ACK.
+        handshake: Duration,
+        /// The kernel's RTT sample of the exchange, if it took one.
+        rtt: Option<Duration>,
+        /// SYNs sent again before the SYN-ACK came.
+        syn_retransmits: u32,
+        /// Half-open only: from the SYN-ACK to the close's return.
+        close_delay: Option<Duration>,
+    },
+    /// The connect failed with this errno.
+    ConnectFailed { address: SocketAddr, errno: i32 },
+    /// No answer came before the deadline.
+    NoAnswer(SocketAddr),
+    /// The socket's error queue held this ICMP error.
+    Icmp(IcmpError),
+    /// One of several attempts ended with `result` (`success` or the
+    /// failure reason), `latency` after its connect.
+    Attempt {
+        number: u32,
+        of: u32,
+        result: &'static str,
+        latency: Duration,
+    },
+    /// Attempts `from` to `of` were not started: they could not have
+    /// ended before the deadline.
+    AttemptsCut { from: u32, of: u32 },
+}
+
+impl Wording for TcpStep {
+    fn write(&self, f: &mut fmt::Formatter<'_>, _show_commands: bool) -> fmt::Result {
+        match self {
+            Self::Connecting { address, half_open } => write!(
+                f,
+                "connecting to {address} ({})",
+                if *half_open {
+                    "half-open: TCP_QUICKACK=0, SO_LINGER {on, 0}"
+                } else {
+                    "full handshake, SO_LINGER {on, 0}"
+                }
+            ),
+            Self::SynAck {
+                address,
+                handshake,
+                rtt,
+                syn_retransmits,
+                close_delay,
+            } => {
+                write!(
+                    f,
+                    "{address} answered with SYN-ACK after {:.6}s (kernel RTT ",
+                    handshake.as_secs_f64()
+                )?;
+                match rtt {
+                    Some(rtt) => write!(f, "{:.6}s", rtt.as_secs_f64())?,
+                    None => f.write_str("not sampled")?,
+                }
+                write!(f, ", {syn_retransmits} SYN retransmits); closed with RST")?;
+                match close_delay {
+                    Some(delay) => write!(f, " {:.6}s after it", delay.as_secs_f64()),
+                    None => Ok(()),
+                }
+            }
+            Self::ConnectFailed { address, errno } => write!(
+                f,
+                "connect to {address} failed: {}",
+                io::Error::from_raw_os_error(*errno)
+            ),
+            Self::NoAnswer(address) => write!(f, "no answer from {address} before the deadline"),
+            Self::Icmp(icmp) => write!(f, "{icmp}"),
+            Self::Attempt {
+                number,
+                of,
+                result,
+                latency,
+            } => write!(
+                f,
+                "attempt {number}/{of}: {result} after {:.6}s",
+                latency.as_secs_f64()
+            ),
+            Self::AttemptsCut { from, of } => write!(
+                f,
+                "attempts {from} to {of} not started: they could not end before the deadline"
+            ),
+        }
+    }
+}
+
 /// The TCP probers' series in `/probe`'s answer. After the handshake
 /// time, what `TCP_INFO` said at the SYN-ACK: the kernel's RTT sample and
 /// the SYN retransmits, 0 when no SYN-ACK came, as the handshake gauge is,
@@ -523,7 +623,7 @@ impl Connect<'_> {
             };
             Failure::new(Reason::Local, detail)
         })?;
-        trace.log(|| Step::Connecting {
+        trace.log(|| TcpStep::Connecting {
             address,
             half_open: handshake == Handshake::HalfOpen,
         });
@@ -564,7 +664,7 @@ impl Connect<'_> {
         };
         let Failed { error, icmp } = match waited {
             Ok(syn_ack) => {
-                trace.log(|| Step::SynAck {
+                trace.log(|| TcpStep::SynAck {
                     address,
                     handshake: syn_ack.time,
                     rtt: syn_ack.kernel.and_then(|kernel| kernel.rtt),
@@ -576,10 +676,10 @@ impl Connect<'_> {
             Err(failed) => failed,
         };
         if let Some(errno) = error.as_ref().and_then(io::Error::raw_os_error) {
-            trace.log(|| Step::ConnectFailed { address, errno });
+            trace.log(|| TcpStep::ConnectFailed { address, errno });
         }
         if let Some(icmp) = icmp {
-            trace.log(|| Step::Icmp(classify::icmp_step(&icmp)));
+            trace.log(|| TcpStep::Icmp(icmp));
         }
         let from_icmp = icmp.and_then(|icmp| {
             classify::icmp_reason(&icmp, address.ip())
@@ -600,7 +700,7 @@ impl Connect<'_> {
                 failure
             }
             (None, None) => {
-                trace.log(|| Step::NoAnswer(address));
+                trace.log(|| TcpStep::NoAnswer(address));
                 Failure::new(
                     Reason::Timeout,
                     format!("no answer from {address} before the deadline"),
@@ -807,6 +907,32 @@ fn os_failure(action: &str, address: SocketAddr, error: &io::Error) -> Failure {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn steps_render_as_one_line_each_with_the_failure() {
+        let address: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let mut trace = StepLog::enabled();
+        trace.log(|| TcpStep::Connecting {
+            address,
+            half_open: true,
+        });
+        trace.log(|| TcpStep::ConnectFailed {
+            address,
+            errno: libc::ECONNREFUSED,
+        });
+        trace.log(|| crate::prober::Step::Failed);
+        let target = Target::parse("127.0.0.1:1").unwrap();
+        let text = trace
+            .into_steps()
+            .render(Some(&target), Some(&"refused: RST"), true);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3, "{text}");
+        assert!(lines[0].ends_with(
+            "s connecting to 127.0.0.1:1 (half-open: TCP_QUICKACK=0, SO_LINGER {on, 0})"
+        ));
+        assert!(lines[1].contains("Connection refused"), "{text}");
+        assert!(lines[2].ends_with("s probe failed: refused: RST"), "{text}");
+    }
 
     fn syn_ack(time_ms: u64, rtt_us: Option<u64>, syn_retransmits: u32) -> SynAck {
         SynAck {
