@@ -23,7 +23,6 @@ mod stream;
 mod tls;
 mod write_timeout;
 
-
 use crate::app::App;
 use accept::AcceptTrouble;
 use hyper::body::Incoming;
