@@ -61,8 +61,8 @@
 
 use super::process_groups::{ProcessGroup, ProcessGroups, SpawnError};
 use super::{
-    Budget, Detail, Failure, Number, Outcome, Reason, STDERR_LINE_BYTES, Series, Slot, StepLog,
-    classify,
+    Budget, Detail, Failure, Kept, Number, Outcome, Reason, STDERR_LINE_BYTES, Series, Slot,
+    StepLog, TargetFamily, TargetSeries, classify,
 };
 use crate::config::{
     EXPORTER_PATH, ExecOptions, RESERVED_ENV_PREFIX, Values, command_path, find_program,
@@ -252,6 +252,37 @@ fn cut_argv(argv: &mut Vec<String>, max_bytes: usize) -> Option<usize> {
     argv.truncate(keep);
     Some(total)
 }
+
+/// What a scheduled target of an `exec` module keeps between probes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct ExecKept {
+    /// The last probe's exit code (see [`ExecDetail::exit_code`]); `None`
+    /// before any.
+    last_exit_code: Option<i32>,
+}
+
+impl ExecKept {
+    /// Takes in the detail of one probe.
+    pub(super) fn record(&mut self, detail: Option<&ExecDetail>) {
+        self.last_exit_code = detail.map(|detail| detail.exit_code);
+    }
+}
+
+/// `probe_exec_exit_code` of scheduled targets, from their first probe on.
+pub(super) const EXIT_CODE_SERIES: TargetSeries = TargetSeries {
+    family: TargetFamily::Gauge {
+        name: "probe_exec_exit_code",
+        help: "Exit code of the last scheduled probe's command, exec modules only; -1 when it has none.",
+    },
+    sample: |kept, out| {
+        if let Kept::Exec(ExecKept {
+            last_exit_code: Some(code),
+        }) = kept
+        {
+            out.number(Number::Measure(f64::from(*code)));
+        }
+    },
+};
 
 /// How much of stdout and of stderr the step log keeps.
 pub(crate) const OUTPUT_HEAD_BYTES: usize = 4096;

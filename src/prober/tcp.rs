@@ -21,8 +21,8 @@
 #![forbid(unsafe_code)]
 
 use super::{
-    Budget, Context, Detail, Failure, HalfOpenCloses, IcmpError, Number, Outcome, Reason, Series,
-    Slot, StepLog, classify, close_guard, resolve,
+    Budget, Context, Detail, Failure, HalfOpenCloses, IcmpError, Kept, Number, Outcome, Reason,
+    Series, Slot, StepLog, TargetFamily, TargetSeries, classify, close_guard, resolve,
 };
 use crate::config::{TargetPolicy, TcpOptions};
 use crate::steplog::Wording;
@@ -477,7 +477,7 @@ pub(super) fn write_series(
     out: &mut dyn Series,
 ) {
     let seconds = |time: Option<Duration>| Number::Measure(time.map_or(0.0, |t| t.as_secs_f64()));
-    let count = |of: fn(&TcpDetail) -> u32| Number::Count(detail.map_or(0, of));
+    let count = |of: fn(&TcpDetail) -> u32| Number::Count(detail.map_or(0, of).into());
     match slot {
         Slot::Handshake => {
             out.gauge(
@@ -515,6 +515,78 @@ pub(super) fn write_series(
         }
     }
 }
+
+/// What a scheduled target of a TCP module keeps between probes.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) struct TcpKept {
+    /// The kernel's RTT sample (see [`TcpDetail::tcp_rtt`]) of the last
+    /// probe that had one, seconds; 0 before any.
+    last_tcp_rtt: f64,
+    /// SYN retransmits of successful attempts, over all probes (see
+    /// [`TcpDetail::syn_retransmits`]).
+    syn_retransmits: u64,
+    /// The ICMP error of the last probe, if it drew one (see
+    /// [`TcpDetail::icmp_error`]); cleared by a probe that drew none.
+    last_icmp_error: Option<IcmpError>,
+}
+
+impl TcpKept {
+    /// Takes in the detail of one probe, none if it never started.
+    pub(super) fn record(&mut self, detail: Option<&TcpDetail>) {
+        self.last_icmp_error = detail.and_then(|detail| detail.icmp_error);
+        if let Some(detail) = detail {
+            self.syn_retransmits += u64::from(detail.syn_retransmits);
+            if let Some(rtt) = detail.tcp_rtt {
+                self.last_tcp_rtt = rtt.as_secs_f64();
+            }
+        }
+    }
+
+    fn of(kept: &Kept) -> Option<&Self> {
+        match kept {
+            Kept::Tcp(kept) => Some(kept),
+            _ => None,
+        }
+    }
+}
+
+/// `probe_tcp_rtt_seconds` of scheduled targets.
+pub(super) const RTT_SERIES: TargetSeries = TargetSeries {
+    family: TargetFamily::Gauge {
+        name: "probe_tcp_rtt_seconds",
+        help: "The kernel's RTT sample of the SYN/SYN-ACK exchange (TCP_INFO) of the last scheduled probe that had one, TCP modules only; 0 before any.",
+    },
+    sample: |kept, out| {
+        if let Some(kept) = TcpKept::of(kept) {
+            out.number(Number::Measure(kept.last_tcp_rtt));
+        }
+    },
+};
+
+/// `probe_tcp_syn_retransmits_total` of scheduled targets: there from
+/// before the first probe, so that the first retransmit counts in
+/// `increase()`.
+pub(super) const SYN_RETRANSMITS_SERIES: TargetSeries = TargetSeries {
+    family: TargetFamily::Counter {
+        name: "probe_tcp_syn_retransmits",
+        help: "SYNs sent again before a SYN-ACK came (TCP_INFO) in successful attempts of scheduled probes, TCP modules only.",
+    },
+    sample: |kept, out| {
+        if let Some(kept) = TcpKept::of(kept) {
+            out.number(Number::Count(kept.syn_retransmits));
+        }
+    },
+};
+
+/// `probe_icmp_error_info` of scheduled targets: the last probe's only.
+pub(super) const ICMP_ERROR_SERIES: TargetSeries = TargetSeries {
+    family: TargetFamily::IcmpError,
+    sample: |kept, out| {
+        if let Some(icmp) = TcpKept::of(kept).and_then(|kept| kept.last_icmp_error.as_ref()) {
+            out.icmp_error(icmp);
+        }
+    },
+};
 
 /// `ip`, unless resolving it left less than [`super::MIN_WIRE_SHARE`] of
 /// the timeout: a SYN sent then could only time out on the name server's
@@ -907,6 +979,33 @@ fn os_failure(action: &str, address: SocketAddr, error: &io::Error) -> Failure {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn syn_retransmits_add_up_and_the_last_kernel_rtt_stays_through_failures() {
+        let success = |syn_retransmits, tcp_rtt| TcpDetail {
+            handshake_time: Some(Duration::from_micros(300)),
+            attempts: 1,
+            syn_retransmits,
+            tcp_rtt,
+            ..TcpDetail::default()
+        };
+        let mut kept = TcpKept::default();
+        kept.record(Some(&success(2, Some(Duration::from_millis(1)))));
+        kept.record(Some(&success(0, Some(Duration::from_micros(40)))));
+        assert_eq!((kept.syn_retransmits, kept.last_tcp_rtt), (2, 0.000_04));
+        let refused = TcpDetail {
+            attempts: 1,
+            attempts_failed: 1,
+            ..TcpDetail::default()
+        };
+        kept.record(Some(&refused));
+        kept.record(Some(&success(1, None)));
+        assert_eq!(
+            (kept.syn_retransmits, kept.last_tcp_rtt),
+            (3, 0.000_04),
+            "neither a failure nor a success without a sample clears the RTT"
+        );
+    }
 
     #[test]
     fn steps_render_as_one_line_each_with_the_failure() {
