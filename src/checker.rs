@@ -10,9 +10,8 @@
 
 use crate::config::Module;
 use crate::modules::LoadedModule;
-use crate::prober::{Outcome, Resolver};
+use crate::prober::{Outcome, Resolver, StepLog};
 use crate::runner::ProbeRunner;
-use crate::steplog::StepLog;
 use crate::target::{Target, TargetError};
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -31,9 +31,8 @@
 
 use crate::config::{Config, Group, GroupMember};
 use crate::modules::{LoadedModule, Modules};
-use crate::prober::{Failure, Reason};
+use crate::prober::{Failure, Reason, StepLog};
 use crate::runner::ProbeRunner;
-use crate::steplog::StepLog;
 use crate::target::Target;
 use crate::task::AbortOnDrop;
 use std::collections::HashMap;

@@ -20,8 +20,9 @@
 
 #![forbid(unsafe_code)]
 
+use crate::prober::Steps;
 use crate::prober::{Failure, Outcome, Reason};
-use crate::steplog::{Steps, allocated, floor_char_boundary};
+use crate::steplog::{allocated, floor_char_boundary};
 use crate::target::Target;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -257,7 +258,7 @@ fn cut_text(text: &mut String, max_bytes: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::steplog::{Step, StepLog};
+    use crate::prober::{ExecStep, Step, StepLog, TcpStep};
     use std::time::Duration;
 
     #[test]
@@ -295,15 +296,15 @@ mod tests {
         let address: std::net::SocketAddr = "192.0.2.1:443".parse().unwrap();
         let mut trace = StepLog::enabled();
         for number in 1..=100 {
-            trace.log(|| Step::Connecting {
+            trace.log(|| TcpStep::Connecting {
                 address,
                 half_open: true,
             });
-            trace.log(|| Step::ConnectFailed {
+            trace.log(|| TcpStep::ConnectFailed {
                 address,
                 errno: libc::EHOSTUNREACH,
             });
-            trace.log(|| Step::Attempt {
+            trace.log(|| TcpStep::Attempt {
                 number,
                 of: 100,
                 result: "unreachable",
@@ -318,12 +319,12 @@ mod tests {
     /// allows, with the most output the prober keeps.
     fn megabyte_command() -> Steps {
         let mut trace = StepLog::enabled();
-        trace.log(|| Step::ExecStarted {
+        trace.log(|| ExecStep::Started {
             pid: 1,
             argv: vec!["x".repeat(4096); 256],
         });
         for stream in ["stdout", "stderr"] {
-            trace.log(|| Step::ExecOutput {
+            trace.log(|| ExecStep::Output {
                 stream,
                 head: vec![b'y'; 4096],
                 total: 1 << 30,
@@ -397,7 +398,7 @@ mod tests {
     fn a_log_too_long_for_a_record_is_cut_with_a_marker_and_keeps_its_end() {
         let mut trace = StepLog::enabled();
         for number in 1..=2000 {
-            trace.log(|| Step::Attempt {
+            trace.log(|| TcpStep::Attempt {
                 number,
                 of: 2000,
                 result: "success",
@@ -441,11 +442,11 @@ mod tests {
             timeout: Duration::from_secs(5),
             left: Duration::from_secs(5),
         });
-        trace.log(|| Step::Connecting {
+        trace.log(|| TcpStep::Connecting {
             address,
             half_open: true,
         });
-        trace.log(|| Step::SynAck {
+        trace.log(|| TcpStep::SynAck {
             address,
             handshake: Duration::from_micros(50),
             rtt: None,

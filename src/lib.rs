@@ -125,7 +125,7 @@ pub async fn check(target: &str, module: &Module) -> Result<Outcome, TargetError
         Some(&target),
         &context,
         budget,
-        &mut steplog::StepLog::disabled(),
+        &mut prober::StepLog::disabled(),
     )
     .await)
 }

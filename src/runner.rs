@@ -63,10 +63,9 @@
 
 use crate::modules::LoadedModule;
 use crate::prober::{
-    self, Budget, Failure, HalfOpenCloses, MIN_WIRE_SHARE, Outcome, Reason, Resolver,
+    self, Budget, Failure, HalfOpenCloses, MIN_WIRE_SHARE, Outcome, Reason, Resolver, Step, StepLog,
 };
 use crate::settings::DEFAULT_MAX_EXEC;
-use crate::steplog::{Step, StepLog};
 use crate::target::Target;
 use crate::task::AbortOnDrop;
 use std::future::Future;

@@ -2,7 +2,10 @@
 //! history.
 //!
 //! A probe records what it does as [`Step`]s: a small enum with the time
-//! since the probe started and, for a failed connect, the errno. Text is
+//! since the probe started. This file words the steps every prober may
+//! take (probing, resolving, how it ended); a prober's own steps, such as
+//! a TCP connect that failed with an errno, are [`Step::Prober`], a type
+//! its file in `src/prober/` defines and words ([`Wording`]). Text is
 //! made only when somebody reads the log ([`Steps::render`]), not on the
 //! hot path: the history keeps the steps of every `/probe` by default, and
 //! formatting them for each request cost more than the probe itself.
@@ -14,14 +17,14 @@
 
 use crate::target::Target;
 use std::fmt::{self, Display, Write};
-use std::net::{IpAddr, SocketAddr};
-use std::process::ExitStatus;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// One thing a probe did.
+/// One thing a probe did: a step every prober may take, or one of a
+/// prober's own, `P`, whose wording its file in `src/prober/` owns.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum Step {
+pub(crate) enum Step<P> {
     /// The probe started.
     Probing {
         prober: &'static str,
@@ -44,56 +47,8 @@ pub(crate) enum Step {
     },
     /// The address to probe was chosen.
     Chose(IpAddr),
-    /// The SYN is about to go out.
-    Connecting {
-        address: SocketAddr,
-        half_open: bool,
-    },
-    /// The port answered with SYN-ACK, and the socket closed with RST.
-    SynAck {
-        address: SocketAddr,
-        /// From `connect()` to the wake-up at the SYN-ACK.
-        handshake: Duration,
-        /// The kernel's RTT sample of the exchange, if it took one.
-        rtt: Option<Duration>,
-        /// SYNs sent again before the SYN-ACK came.
-        syn_retransmits: u32,
-        /// Half-open only: from the SYN-ACK to the close's return.
-        close_delay: Option<Duration>,
-    },
-    /// The connect failed with this errno.
-    ConnectFailed { address: SocketAddr, errno: i32 },
-    /// No answer came before the deadline.
-    NoAnswer(SocketAddr),
-    /// The socket's error queue held this ICMP error.
-    Icmp(IcmpStep),
-    /// One of several attempts ended with `result` (`success` or the
-    /// failure reason), `latency` after its connect.
-    Attempt {
-        number: u32,
-        of: u32,
-        result: &'static str,
-        latency: Duration,
-    },
-    /// Attempts `from` to `of` were not started: they could not have
-    /// ended before the deadline.
-    AttemptsCut { from: u32, of: u32 },
-    /// An `exec` command started as process `pid`, with these arguments.
-    ExecStarted { pid: u32, argv: Vec<String> },
-    /// The command ended, by itself or by a signal from elsewhere.
-    ExecExited(ExitStatus),
-    /// The deadline passed: the command's process group was killed.
-    ExecKilled { pid: u32 },
-    /// The first bytes the command wrote to `stream` (stdout or stderr),
-    /// and how many it wrote in all.
-    ExecOutput {
-        stream: &'static str,
-        head: Vec<u8>,
-        total: u64,
-    },
-    /// Only the first `kept` of the `total` bytes of the command line
-    /// before this step are kept (see [`StepLog::log`]).
-    ArgvCut { kept: usize, total: usize },
+    /// A step of the prober's own.
+    Prober(P),
     /// `steps` steps taking `bytes` were not kept here (see [`Steps::cut`]).
     StepsCut {
         steps: usize,
@@ -106,62 +61,51 @@ pub(crate) enum Step {
     Failed,
 }
 
-/// An ICMP error as the log shows it, named by the prober: the trace
-/// knows no ICMP numbers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct IcmpStep {
-    /// `ICMP` or `ICMPv6`.
-    pub(crate) protocol: &'static str,
-    /// The type in words, such as `destination unreachable`, or `None`
-    /// for a type without a name here (then the number is shown).
-    pub(crate) message: Option<&'static str>,
-    /// The ICMP type.
-    pub(crate) icmp_type: u8,
-    /// The ICMP code.
-    pub(crate) code: u8,
-    /// The code in words, when known.
-    pub(crate) meaning: Option<&'static str>,
-    /// Who sent it.
-    pub(crate) offender: Option<IpAddr>,
-}
+/// What the log needs of a prober's own steps ([`Step::Prober`]): their
+/// sentence and the memory they hold. Implemented one layer up, where
+/// each prober's file defines its steps.
+pub(crate) trait Wording: Clone + fmt::Debug + PartialEq + Eq {
+    /// Writes the step as the log's sentence, without the time. What a
+    /// command line holds is config text: it is shown only if
+    /// `show_commands` (`--web.hide-config-and-logs` hides it).
+    fn write(&self, f: &mut fmt::Formatter<'_>, show_commands: bool) -> fmt::Result;
 
-/// Writes `icmp` as `ICMP destination unreachable, code 13 (communication
-/// administratively prohibited), from 192.0.2.1`.
-pub(crate) fn write_icmp(f: &mut impl Write, icmp: &IcmpStep) -> fmt::Result {
-    f.write_str(icmp.protocol)?;
-    match icmp.message {
-        Some(message) => write!(f, " {message}")?,
-        None => write!(f, " type {}", icmp.icmp_type)?,
+    /// The heap bytes the step owns, as [`allocated`] counts them.
+    fn heap_bytes(&self) -> usize {
+        0
     }
-    write!(f, ", code {}", icmp.code)?;
-    if let Some(meaning) = icmp.meaning {
-        write!(f, " ({meaning})")?;
+
+    /// Moves what the step owns into blocks of its exact size, for a log
+    /// that is kept (see [`Steps::cut`]).
+    fn compact(&mut self) {}
+
+    /// Cuts what the step holds to what a log in flight may keep, and
+    /// returns the step that says so, logged right after it; `None` when
+    /// nothing was cut (see [`StepLog::log`]).
+    fn bound(&mut self) -> Option<Self> {
+        None
     }
-    if let Some(offender) = icmp.offender {
-        write!(f, ", from {offender}")?;
-    }
-    Ok(())
 }
 
 /// A step and when it happened, counted from the start of the probe.
 #[derive(Clone, Debug, PartialEq, Eq)]
-struct Timed {
+struct Timed<P> {
     at: Duration,
-    step: Step,
+    step: Step<P>,
 }
 
 /// A probe's log of its steps, or nothing when disabled.
 #[derive(Debug)]
-pub(crate) struct StepLog {
+pub(crate) struct StepLog<P> {
     started: Instant,
-    steps: Option<Vec<Timed>>,
+    steps: Option<Vec<Timed<P>>>,
 }
 
 /// Most probes take this many steps: probing, connecting, the answer and
 /// the end; a name to resolve adds three.
 const USUAL_STEPS: usize = 6;
 
-impl StepLog {
+impl<P: Wording> StepLog<P> {
     /// A trace that records nothing.
     pub(crate) fn disabled() -> Self {
         Self {
@@ -180,25 +124,23 @@ impl StepLog {
 
     /// Records the step `make` builds; when disabled, `make` is not called.
     ///
-    /// A command line is kept only up to [`ARGV_LOG_BYTES`], followed by a
-    /// [`Step::ArgvCut`] saying so: one may be about 1 MB, and each probe
-    /// in flight would hold it to the end.
-    pub(crate) fn log(&mut self, make: impl FnOnce() -> Step) {
+    /// A prober's step is first bounded ([`Wording::bound`]), and the
+    /// step saying what was cut follows it at the same time: a command
+    /// line may be about 1 MB, and each probe in flight would hold it to
+    /// the end.
+    pub(crate) fn log<S: Into<Step<P>>>(&mut self, make: impl FnOnce() -> S) {
         if let Some(steps) = &mut self.steps {
             let at = self.started.elapsed();
-            let mut step = make();
-            let argv_total = match &mut step {
-                Step::ExecStarted { argv, .. } => cut_argv(argv, ARGV_LOG_BYTES),
+            let mut step = make().into();
+            let note = match &mut step {
+                Step::Prober(own) => own.bound(),
                 _ => None,
             };
             steps.push(Timed { at, step });
-            if let Some(total) = argv_total {
+            if let Some(note) = note {
                 steps.push(Timed {
                     at,
-                    step: Step::ArgvCut {
-                        kept: ARGV_LOG_BYTES,
-                        total,
-                    },
+                    step: Step::Prober(note),
                 });
             }
         }
@@ -222,19 +164,20 @@ impl StepLog {
     }
 
     /// The steps recorded; none when disabled.
-    pub(crate) fn into_steps(self) -> Steps {
+    pub(crate) fn into_steps(self) -> Steps<P> {
         Steps(self.steps.unwrap_or_default())
     }
 }
 
 /// The steps of one finished probe.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub(crate) struct Steps(Vec<Timed>);
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Steps<P>(Vec<Timed<P>>);
 
-/// How much of a command line the step log keeps ([`StepLog::log`]): 4 KiB,
-/// enough for any usual command line and for one argument of the longest
-/// allowed, where a whole command may have about 1 MB.
-pub(crate) const ARGV_LOG_BYTES: usize = 4096;
+impl<P> Default for Steps<P> {
+    fn default() -> Self {
+        Self(Vec::new())
+    }
+}
 
 /// The heap bytes behind an allocation of `bytes`, as glibc's malloc
 /// gives them: the request and an 8-byte header, rounded up to 16, at
@@ -249,7 +192,7 @@ pub(crate) const fn allocated(bytes: usize) -> usize {
     }
 }
 
-impl Step {
+impl<P: Wording> Step<P> {
     /// The heap bytes this step owns, beside its slot in the list. The
     /// name servers of [`Step::Asking`] are shared with the resolver.
     fn heap_bytes(&self) -> usize {
@@ -257,14 +200,7 @@ impl Step {
             Self::InHostsFile(addresses) | Self::Answer { addresses, .. } => {
                 allocated(addresses.capacity() * size_of::<IpAddr>())
             }
-            Self::ExecStarted { argv, .. } => {
-                allocated(argv.capacity() * size_of::<String>())
-                    + argv
-                        .iter()
-                        .map(|argument| allocated(argument.capacity()))
-                        .sum::<usize>()
-            }
-            Self::ExecOutput { head, .. } => allocated(head.capacity()),
+            Self::Prober(own) => own.heap_bytes(),
             _ => 0,
         }
     }
@@ -276,13 +212,7 @@ impl Step {
             Self::InHostsFile(addresses) | Self::Answer { addresses, .. } => {
                 *addresses = addresses.as_slice().to_vec();
             }
-            Self::ExecStarted { argv, .. } => {
-                *argv = argv
-                    .iter()
-                    .map(|argument| argument.as_str().to_owned())
-                    .collect();
-            }
-            Self::ExecOutput { head, .. } => *head = head.as_slice().to_vec(),
+            Self::Prober(own) => own.compact(),
             _ => {}
         }
     }
@@ -327,35 +257,11 @@ pub(crate) fn floor_char_boundary(text: &str, index: usize) -> usize {
     end
 }
 
-/// Keeps the first `max_bytes` of the command line `argv` (whole
-/// arguments, the last cut on a character boundary); the bytes it had
-/// in all, if any were cut.
-fn cut_argv(argv: &mut Vec<String>, max_bytes: usize) -> Option<usize> {
-    let total: usize = argv.iter().map(String::len).sum();
-    if total <= max_bytes {
-        return None;
-    }
-    let mut room = max_bytes;
-    let mut keep = 0;
-    for argument in argv.iter_mut() {
-        if room == 0 {
-            break;
-        }
-        if argument.len() > room {
-            argument.truncate(floor_char_boundary(argument, room));
-        }
-        room -= argument.len();
-        keep += 1;
-    }
-    argv.truncate(keep);
-    Some(total)
-}
-
-impl Steps {
+impl<P: Wording> Steps<P> {
     /// What these steps take in memory: the list's slots and what each
     /// step owns, as [`allocated`] counts heap blocks.
     pub(crate) fn bytes(&self) -> usize {
-        allocated(self.0.capacity() * size_of::<Timed>())
+        allocated(self.0.capacity() * size_of::<Timed<P>>())
             + self
                 .0
                 .iter()
@@ -375,7 +281,7 @@ impl Steps {
         for timed in &mut steps {
             timed.step.compact();
         }
-        let slot = size_of::<Timed>();
+        let slot = size_of::<Timed<P>>();
         let fits = |slots: usize, heap: usize| allocated(slots * slot) + heap <= max_bytes;
         let heap: usize = steps.iter().map(|timed| timed.step.heap_bytes()).sum();
         if fits(steps.len(), heap) {
@@ -400,7 +306,7 @@ impl Steps {
         }
         if let Some(first) = first_cut {
             let at = first.at;
-            let dropped: Vec<Timed> = std::iter::once(first).chain(rest).collect();
+            let dropped: Vec<Timed<P>> = std::iter::once(first).chain(rest).collect();
             let bytes = dropped
                 .iter()
                 .map(|timed| slot + timed.step.heap_bytes())
@@ -449,14 +355,14 @@ impl Steps {
 }
 
 /// One step as the sentence the log shows.
-struct Line<'a> {
-    step: &'a Step,
+struct Line<'a, P> {
+    step: &'a Step<P>,
     target: Option<&'a Target>,
     failure: Option<&'a dyn Display>,
     show_commands: bool,
 }
 
-impl Display for Line<'_> {
+impl<P: Wording> Display for Line<'_, P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Only steps of a probe with a target name its host.
         let host = self
@@ -490,79 +396,7 @@ impl Display for Line<'_> {
                 write!(f, "{record} {host}: {addresses:?}")
             }
             Step::Chose(ip) => write!(f, "chose address {ip}"),
-            Step::Connecting { address, half_open } => write!(
-                f,
-                "connecting to {address} ({})",
-                if *half_open {
-                    "half-open: TCP_QUICKACK=0, SO_LINGER {on, 0}"
-                } else {
-                    "full handshake, SO_LINGER {on, 0}"
-                }
-            ),
-            Step::SynAck {
-                address,
-                handshake,
-                rtt,
-                syn_retransmits,
-                close_delay,
-            } => {
-                write!(
-                    f,
-                    "{address} answered with SYN-ACK after {:.6}s (kernel RTT ",
-                    handshake.as_secs_f64()
-                )?;
-                match rtt {
-                    Some(rtt) => write!(f, "{:.6}s", rtt.as_secs_f64())?,
-                    None => f.write_str("not sampled")?,
-                }
-                write!(f, ", {syn_retransmits} SYN retransmits); closed with RST")?;
-                match close_delay {
-                    Some(delay) => write!(f, " {:.6}s after it", delay.as_secs_f64()),
-                    None => Ok(()),
-                }
-            }
-            Step::ConnectFailed { address, errno } => write!(
-                f,
-                "connect to {address} failed: {}",
-                std::io::Error::from_raw_os_error(*errno)
-            ),
-            Step::NoAnswer(address) => write!(f, "no answer from {address} before the deadline"),
-            Step::Icmp(icmp) => write_icmp(f, icmp),
-            Step::Attempt {
-                number,
-                of,
-                result,
-                latency,
-            } => write!(
-                f,
-                "attempt {number}/{of}: {result} after {:.6}s",
-                latency.as_secs_f64()
-            ),
-            Step::AttemptsCut { from, of } => write!(
-                f,
-                "attempts {from} to {of} not started: they could not end before the deadline"
-            ),
-            Step::ExecStarted { pid, argv } if self.show_commands => {
-                write!(f, "started process {pid}: {argv:?}")
-            }
-            Step::ExecStarted { pid, .. } => write!(
-                f,
-                "started process {pid} (its command line is hidden by --web.hide-config-and-logs)"
-            ),
-            Step::ExecExited(status) => write!(f, "the command ended: {status}"),
-            Step::ExecKilled { pid } => write!(
-                f,
-                "the command did not exit before the deadline: killed process group {pid} (SIGKILL)"
-            ),
-            Step::ExecOutput {
-                stream,
-                head,
-                total,
-            } => write_output(f, stream, head, *total),
-            Step::ArgvCut { kept, total } => write!(
-                f,
-                "the command line is cut: the log keeps the first {kept} of its {total} bytes"
-            ),
+            Step::Prober(own) => own.write(f, self.show_commands),
             Step::StepsCut {
                 steps,
                 bytes,
@@ -583,138 +417,104 @@ impl Display for Line<'_> {
     }
 }
 
-/// A command's output as the log shows it: a heading, then each line
-/// indented by `  | `, with control characters other than tab escaped
-/// (`\u{1b}`), so that output can neither forge a log line nor drive the
-/// reader's terminal.
-fn write_output(f: &mut fmt::Formatter<'_>, stream: &str, head: &[u8], total: u64) -> fmt::Result {
-    if total == 0 {
-        return write!(f, "{stream}: empty");
-    }
-    if head.len() as u64 == total {
-        write!(f, "{stream}, {total} bytes:")?;
-    } else {
-        write!(f, "{stream}, the first {} of {total} bytes:", head.len())?;
-    }
-    let text = String::from_utf8_lossy(head);
-    for line in text.strip_suffix('\n').unwrap_or(&text).split('\n') {
-        f.write_str("\n  | ")?;
-        for c in line.chars() {
-            if c.is_control() && c != '\t' {
-                write!(f, "{}", c.escape_default())?;
-            } else {
-                f.write_char(c)?;
-            }
-        }
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// A prober's own steps, as a prober's file defines them.
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    enum Note {
+        Said(&'static str),
+        /// Config text: shown only with the commands.
+        Secret(String),
+        /// The bytes a `Secret` had before it was cut.
+        Cut(usize),
+    }
+
+    impl Wording for Note {
+        fn write(&self, f: &mut fmt::Formatter<'_>, show_commands: bool) -> fmt::Result {
+            match self {
+                Self::Said(text) => f.write_str(text),
+                Self::Secret(text) if show_commands => write!(f, "secret {text}"),
+                Self::Secret(_) => f.write_str("secret hidden"),
+                Self::Cut(total) => write!(f, "cut from {total} bytes"),
+            }
+        }
+
+        fn heap_bytes(&self) -> usize {
+            match self {
+                Self::Secret(text) => allocated(text.capacity()),
+                _ => 0,
+            }
+        }
+
+        fn bound(&mut self) -> Option<Self> {
+            match self {
+                Self::Secret(text) if text.len() > 4 => {
+                    let total = text.len();
+                    text.truncate(4);
+                    Some(Self::Cut(total))
+                }
+                _ => None,
+            }
+        }
+    }
+
     #[test]
     fn a_disabled_trace_builds_no_step() {
-        let mut trace = StepLog::disabled();
-        trace.log(|| unreachable!("a disabled trace must not build its steps"));
+        let mut trace = StepLog::<Note>::disabled();
+        trace.log(|| -> Step<Note> { unreachable!("a disabled trace must not build its steps") });
         assert_eq!(trace.into_steps(), Steps::default());
     }
 
     #[test]
     fn steps_render_as_one_line_each_with_the_failure() {
-        let address: SocketAddr = "127.0.0.1:1".parse().unwrap();
         let mut trace = StepLog::enabled();
-        trace.log(|| Step::Connecting {
-            address,
-            half_open: true,
-        });
-        trace.log(|| Step::ConnectFailed {
-            address,
-            errno: libc::ECONNREFUSED,
-        });
+        trace.log(|| Step::Resolving);
+        trace.log(|| Step::Prober(Note::Said("knocked")));
         trace.log(|| Step::Failed);
-        let target = Target::parse("127.0.0.1:1").unwrap();
+        let target = Target::parse("localhost:1").unwrap();
         let text = trace
             .into_steps()
             .render(Some(&target), Some(&"refused: RST"), true);
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 3, "{text}");
-        assert!(lines[0].ends_with(
-            "s connecting to 127.0.0.1:1 (half-open: TCP_QUICKACK=0, SO_LINGER {on, 0})"
-        ));
-        assert!(lines[1].contains("Connection refused"), "{text}");
+        assert!(lines[0].ends_with("s resolving localhost"), "{text}");
+        assert!(lines[1].ends_with("s knocked"), "{text}");
         assert!(lines[2].ends_with("s probe failed: refused: RST"), "{text}");
     }
 
     #[test]
-    fn command_output_is_indented_escaped_and_says_when_it_was_cut() {
+    fn a_probers_step_is_bounded_and_followed_by_the_step_saying_so() {
         let mut trace = StepLog::enabled();
-        trace.log(|| Step::ExecOutput {
-            stream: "stdout",
-            head: b"ok\n\x1b[2Jfake 0.1s line\r\n".to_vec(),
-            total: 9000,
-        });
-        trace.log(|| Step::ExecOutput {
-            stream: "stderr",
-            head: Vec::new(),
-            total: 0,
-        });
-        let target = Target::parse("127.0.0.1:1").unwrap();
-        let text = trace.into_steps().render(Some(&target), None, true);
-        let lines: Vec<&str> = text.lines().collect();
-        assert!(
-            lines[0].ends_with("s stdout, the first 23 of 9000 bytes:"),
-            "{text}"
-        );
-        assert_eq!(lines[1], "  | ok");
-        assert_eq!(lines[2], "  | \\u{1b}[2Jfake 0.1s line\\r");
-        assert!(lines[3].ends_with("s stderr: empty"), "{text}");
+        trace.log(|| Step::Prober(Note::Secret("abcdefgh".to_owned())));
+        let steps = trace.into_steps();
+        assert_eq!(steps.0.len(), 2);
+        assert_eq!(steps.0[0].at, steps.0[1].at, "logged at the same time");
+        let shown = steps.render(None, None, true);
+        assert!(shown.contains("s secret abcd\n"), "{shown}");
+        assert!(shown.ends_with("s cut from 8 bytes\n"), "{shown}");
+        let hidden = steps.render(None, None, false);
+        assert!(hidden.contains("s secret hidden\n"), "{hidden}");
     }
 
     #[test]
     fn kept_steps_take_over_a_spare_block_of_about_their_size() {
-        let attempts = |count: u32| {
+        let steps = |count: u32| {
             let mut trace = StepLog::enabled();
-            for number in 1..=count {
-                trace.log(|| Step::AttemptsCut {
-                    from: number,
-                    of: count,
-                });
+            for _ in 1..=count {
+                trace.log(|| Step::Prober(Note::Said("attempt")));
             }
             trace.into_steps()
         };
-        let old = attempts(100).cut(usize::MAX, None);
+        let old = steps(100).cut(usize::MAX, None);
         assert_eq!(old.0.capacity(), 100, "no spare capacity");
         let block = old.0.as_ptr();
-        let new = attempts(90).cut(usize::MAX, Some(old));
+        let new = steps(90).cut(usize::MAX, Some(old));
         assert_eq!(new.0.as_ptr(), block, "the spare block is used");
         assert_eq!((new.0.len(), new.0.capacity()), (90, 100));
         // A block far too large for them is not.
-        let new = attempts(10).cut(usize::MAX, Some(new));
+        let new = steps(10).cut(usize::MAX, Some(new));
         assert_eq!(new.0.capacity(), 10);
-    }
-
-    #[test]
-    fn a_command_line_is_shown_only_when_commands_are() {
-        let mut trace = StepLog::enabled();
-        trace.log(|| Step::ExecStarted {
-            pid: 7,
-            argv: vec!["/bin/true".to_owned(), "--password=x".to_owned()],
-        });
-        let steps = trace.into_steps();
-        let target = Target::parse("127.0.0.1:1").unwrap();
-        let shown = steps.render(Some(&target), None, true);
-        assert!(
-            shown.ends_with("s started process 7: [\"/bin/true\", \"--password=x\"]\n"),
-            "{shown}"
-        );
-        let hidden = steps.render(Some(&target), None, false);
-        assert!(
-            hidden.ends_with(
-                "s started process 7 (its command line is hidden by --web.hide-config-and-logs)\n"
-            ),
-            "{hidden}"
-        );
     }
 }

@@ -27,7 +27,9 @@
 
 use super::exposition::{Format, Kind, Value, Writer, push_label_value};
 use super::icmp;
-use crate::prober::{RESULTS, Reason};
+use crate::prober::{
+    self, IcmpError, Number, RESULTS, Reason, TargetFamily, TargetSample, TargetSeries,
+};
 use crate::scheduler::{HANDSHAKE_BUCKETS, ScheduledTarget, TargetList, TargetState};
 use std::sync::{Arc, LazyLock, PoisonError, RwLock};
 
@@ -45,14 +47,13 @@ enum Family {
     Attempts,
     AttemptsFailed,
     Handshake,
-    TcpRtt,
-    SynRetransmits,
-    ExecExitCode,
-    IcmpError,
+    /// One of a prober's own series.
+    Prober(TargetSeries),
 }
 
-/// Families in export order, with name, type and help.
-const FAMILIES: [(Family, &str, Kind, &str); 15] = [
+/// The families every target has, in export order, with name, type and
+/// help; the probers' own follow ([`prober::TARGET_SERIES`]).
+const FAMILIES: [(Family, &str, Kind, &str); 11] = [
     (
         Family::Success,
         "probe_success",
@@ -119,26 +120,50 @@ const FAMILIES: [(Family, &str, Kind, &str); 15] = [
         Kind::Histogram,
         "Time from connect to the SYN-ACK of every successful attempt of scheduled probes.",
     ),
-    (
-        Family::TcpRtt,
-        "probe_tcp_rtt_seconds",
-        Kind::Gauge,
-        "The kernel's RTT sample of the SYN/SYN-ACK exchange (TCP_INFO) of the last scheduled probe that had one, TCP modules only; 0 before any.",
-    ),
-    (
-        Family::SynRetransmits,
-        "probe_tcp_syn_retransmits",
-        Kind::Counter,
-        "SYNs sent again before a SYN-ACK came (TCP_INFO) in successful attempts of scheduled probes, TCP modules only.",
-    ),
-    (
-        Family::ExecExitCode,
-        "probe_exec_exit_code",
-        Kind::Gauge,
-        "Exit code of the last scheduled probe's command, exec modules only; -1 when it has none.",
-    ),
-    (Family::IcmpError, icmp::FAMILY, Kind::Info, icmp::HELP),
 ];
+
+/// How many families `/metrics` writes for scheduled targets.
+const FAMILY_COUNT: usize = FAMILIES.len() + prober::TARGET_SERIES.len();
+
+/// The `index`-th family in export order, with name, type and help.
+fn family(index: usize) -> (Family, &'static str, Kind, &'static str) {
+    let Some(series) = index
+        .checked_sub(FAMILIES.len())
+        .and_then(|own| prober::TARGET_SERIES.get(own))
+    else {
+        return FAMILIES[index];
+    };
+    let (name, kind, help) = match series.family {
+        TargetFamily::Gauge { name, help } => (name, Kind::Gauge, help),
+        TargetFamily::Counter { name, help } => (name, Kind::Counter, help),
+        TargetFamily::IcmpError => (icmp::FAMILY, Kind::Info, icmp::HELP),
+    };
+    (Family::Prober(*series), name, kind, help)
+}
+
+/// One target's sample of a prober's series, after the target's labels.
+struct TargetSamples<'s, 'w> {
+    writer: &'s mut Writer<'w>,
+    name: &'s str,
+    labels: &'s str,
+    counter: bool,
+}
+
+impl TargetSample for TargetSamples<'_, '_> {
+    fn number(&mut self, value: Number) {
+        let value = match value {
+            Number::Count(count) => Value::from(count),
+            Number::Measure(measure) => Value::from(measure),
+        };
+        let suffix = if self.counter { "_total" } else { "" };
+        self.writer
+            .sample(self.name, suffix, &[self.labels, ""], value);
+    }
+
+    fn icmp_error(&mut self, icmp: &IcmpError) {
+        icmp::write_sample(self.writer, self.labels, icmp);
+    }
+}
 
 /// The per-sample labels that follow a target's label set, formatted once
 /// rather than for each of millions of samples.
@@ -271,13 +296,13 @@ impl ScheduledExposition {
     /// The next piece of text, at least about `chunk_bytes` long unless it
     /// is the last; `None` when everything was written.
     pub(crate) fn next_chunk(&mut self, chunk_bytes: usize) -> Option<String> {
-        if self.targets.is_empty() || self.family >= FAMILIES.len() {
+        if self.targets.is_empty() || self.family >= FAMILY_COUNT {
             return None;
         }
         let mut out = String::with_capacity(chunk_bytes + 4096);
         let mut writer = Writer::new(&mut out, self.format);
-        while writer.len() < chunk_bytes && self.family < FAMILIES.len() {
-            let (family, name, kind, help) = FAMILIES[self.family];
+        while writer.len() < chunk_bytes && self.family < FAMILY_COUNT {
+            let (family, name, kind, help) = family(self.family);
             if self.next_target == 0 {
                 writer.family(name, kind, help);
             }
@@ -333,25 +358,14 @@ fn write_samples(
             sample("_sum", "", histogram.sum.into());
             sample("_count", "", histogram.count.into());
         }
-        Family::TcpRtt => {
-            if state.tcp {
-                sample("", "", state.last_tcp_rtt.into());
-            }
-        }
-        Family::SynRetransmits => {
-            if state.tcp {
-                sample("_total", "", state.syn_retransmits.into());
-            }
-        }
-        Family::ExecExitCode => {
-            if let Some(code) = state.last_exit_code {
-                sample("", "", f64::from(code).into());
-            }
-        }
-        Family::IcmpError => {
-            if let Some(icmp) = &state.last_icmp_error {
-                icmp::write_sample(writer, labels, icmp);
-            }
+        Family::Prober(series) => {
+            let mut out = TargetSamples {
+                writer,
+                name,
+                labels,
+                counter: matches!(series.family, TargetFamily::Counter { .. }),
+            };
+            (series.sample)(&state.kept, &mut out);
         }
     }
 }
@@ -361,10 +375,11 @@ mod tests {
     use super::*;
     use crate::config::Config;
     use crate::modules::{Modules, ResultCounters};
-    use crate::prober::Resolver;
+    use crate::prober::{Failure, IcmpError, Kept, Outcome, Resolver};
     use crate::runner::ProbeRunner;
     use crate::scheduler::Scheduler;
     use crate::settings::Shard;
+    use std::time::Duration;
 
     fn config(targets: &str) -> Config {
         let yaml = format!(
@@ -374,39 +389,51 @@ mod tests {
         Config::parse("t.yml", &yaml).unwrap()
     }
 
-    /// What `write_samples` writes of `family` for `state`.
-    fn samples_of(family: Family, state: &TargetState) -> String {
-        let (_, name, _, _) = FAMILIES
-            .into_iter()
-            .find(|(candidate, ..)| {
-                std::mem::discriminant(candidate) == std::mem::discriminant(&family)
-            })
-            .unwrap();
+    /// The family named `name`, as `/metrics` writes it.
+    fn family_named(name: &str) -> Family {
+        (0..FAMILY_COUNT)
+            .map(family)
+            .find(|(_, candidate, ..)| *candidate == name)
+            .unwrap_or_else(|| panic!("no family {name}"))
+            .0
+    }
+
+    /// What `write_samples` writes of the family `name` for `state`.
+    fn samples_of(name: &str, state: &TargetState) -> String {
         let mut text = String::new();
         let mut writer = Writer::new(&mut text, Format::OpenMetrics);
-        write_samples(&mut writer, family, name, "module=\"m\"", state);
+        write_samples(&mut writer, family_named(name), name, "module=\"m\"", state);
         text
     }
 
     #[test]
     fn tcp_targets_have_the_kernel_rtt_and_a_syn_retransmit_counter_exec_targets_not() {
+        let tcp_series = |state: &TargetState| {
+            samples_of("probe_tcp_rtt_seconds", state)
+                + &samples_of("probe_tcp_syn_retransmits", state)
+        };
         let mut state = TargetState::default();
-        state.tcp = true;
+        state.kept = Kept::new(&crate::config::Module::tcp_halfopen());
         assert_eq!(
-            samples_of(Family::TcpRtt, &state) + &samples_of(Family::SynRetransmits, &state),
+            tcp_series(&state),
             "probe_tcp_rtt_seconds{module=\"m\"} 0\nprobe_tcp_syn_retransmits_total{module=\"m\"} 0\n",
             "present from before the first probe, so that the first retransmit counts in increase()"
         );
-        (state.last_tcp_rtt, state.syn_retransmits) = (0.000_25, 3);
+        let mut lossy = Outcome::not_started(Failure::new(Reason::Timeout, "x"), Duration::ZERO);
+        lossy.tcp_mut().tcp_rtt = Some(Duration::from_micros(250));
+        lossy.tcp_mut().syn_retransmits = 3;
+        state.record(lossy, 1, 1, 1.0);
         assert_eq!(
-            samples_of(Family::TcpRtt, &state) + &samples_of(Family::SynRetransmits, &state),
+            tcp_series(&state),
             "probe_tcp_rtt_seconds{module=\"m\"} 0.00025\nprobe_tcp_syn_retransmits_total{module=\"m\"} 3\n"
         );
-        state.tcp = false;
-        assert_eq!(
-            samples_of(Family::TcpRtt, &state) + &samples_of(Family::SynRetransmits, &state),
-            ""
-        );
+        let exec = Config::parse(
+            "t.yml",
+            "modules:\n  script:\n    prober: exec\n    exec: {command: [\"/bin/true\"]}\n",
+        )
+        .unwrap();
+        state.kept = Kept::new(&exec.modules["script"]);
+        assert_eq!(tcp_series(&state), "");
     }
 
     fn published(series: &ScheduledSeries) -> (TargetList, Arc<LabelSets>) {
@@ -489,17 +516,20 @@ mod tests {
             .collect();
         let labels = format!("module=\"m\",target=\"t\"{}", own.concat());
         let mut state = TargetState::default();
-        state.last_icmp_error = Some(crate::prober::IcmpError {
+        let mut unreachable =
+            Outcome::not_started(Failure::new(Reason::Unreachable, "x"), Duration::ZERO);
+        unreachable.tcp_mut().icmp_error = Some(IcmpError {
             ipv6: false,
             icmp_type: 3,
             code: 13,
             offender: Some("192.0.2.1".parse().unwrap()),
         });
+        state.record(unreachable, 1, 1, 1.0);
         let mut text = String::new();
         let mut writer = Writer::new(&mut text, Format::OpenMetrics);
         write_samples(
             &mut writer,
-            Family::IcmpError,
+            family_named(icmp::FAMILY),
             icmp::FAMILY,
             &labels,
             &state,
@@ -524,18 +554,21 @@ mod tests {
 
     #[test]
     fn the_icmp_error_of_the_last_probe_only_is_shown() {
-        use crate::prober::{Failure, IcmpError, Outcome};
         let labels = r#"module="m",target="t""#;
         let icmp_lines = |state: &TargetState| {
             let mut text = String::new();
             let mut writer = Writer::new(&mut text, Format::PrometheusText);
-            write_samples(&mut writer, Family::IcmpError, icmp::FAMILY, labels, state);
+            write_samples(
+                &mut writer,
+                family_named(icmp::FAMILY),
+                icmp::FAMILY,
+                labels,
+                state,
+            );
             text
         };
-        let mut unreachable = Outcome::not_started(
-            Failure::new(Reason::Unreachable, "x"),
-            std::time::Duration::ZERO,
-        );
+        let mut unreachable =
+            Outcome::not_started(Failure::new(Reason::Unreachable, "x"), Duration::ZERO);
         unreachable.tcp_mut().icmp_error = Some(IcmpError {
             ipv6: true,
             icmp_type: 1,
@@ -549,10 +582,7 @@ mod tests {
             icmp_lines(&state),
             "probe_icmp_error_info{module=\"m\",target=\"t\",icmp_type=\"1\",icmp_code=\"3\",offender=\"2001:db8:1::1\"} 1\n"
         );
-        let refused = Outcome::not_started(
-            Failure::new(Reason::Refused, "RST"),
-            std::time::Duration::ZERO,
-        );
+        let refused = Outcome::not_started(Failure::new(Reason::Refused, "RST"), Duration::ZERO);
         state.record(refused, 1, 1, 2.0);
         assert_eq!(
             icmp_lines(&state),

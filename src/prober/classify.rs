@@ -11,7 +11,7 @@
 #![forbid(unsafe_code)]
 
 use super::{IcmpError, Reason};
-use crate::steplog::IcmpStep;
+use std::fmt;
 use std::io;
 use std::net::IpAddr;
 
@@ -129,24 +129,29 @@ fn same_ip(a: IpAddr, b: IpAddr) -> bool {
     a.to_canonical() == b.to_canonical()
 }
 
-/// The words for an ICMP error, for the trace and the failure's detail.
-#[must_use]
-pub fn icmp_step(icmp: &IcmpError) -> IcmpStep {
-    let (protocol, message, meaning) = if icmp.ipv6 {
-        let (message, meaning) = icmpv6_words(icmp.icmp_type, icmp.code);
-        ("ICMPv6", message, meaning)
+/// Writes `icmp` in words, for the step log and the failure's detail:
+/// `ICMP destination unreachable, code 13 (communication administratively
+/// prohibited), from 192.0.2.1`; a type without a name here is shown by
+/// its number.
+pub(super) fn write_icmp(f: &mut impl fmt::Write, icmp: &IcmpError) -> fmt::Result {
+    let (protocol, (message, meaning)) = if icmp.ipv6 {
+        ("ICMPv6", icmpv6_words(icmp.icmp_type, icmp.code))
     } else {
-        let (message, meaning) = icmpv4_words(icmp.icmp_type, icmp.code);
-        ("ICMP", message, meaning)
+        ("ICMP", icmpv4_words(icmp.icmp_type, icmp.code))
     };
-    IcmpStep {
-        protocol,
-        message,
-        icmp_type: icmp.icmp_type,
-        code: icmp.code,
-        meaning,
-        offender: icmp.offender,
+    f.write_str(protocol)?;
+    match message {
+        Some(message) => write!(f, " {message}")?,
+        None => write!(f, " type {}", icmp.icmp_type)?,
     }
+    write!(f, ", code {}", icmp.code)?;
+    if let Some(meaning) = meaning {
+        write!(f, " ({meaning})")?;
+    }
+    if let Some(offender) = icmp.offender {
+        write!(f, ", from {offender}")?;
+    }
+    Ok(())
 }
 
 /// RFC 792, 1812 and the IANA registry: type and code in words.

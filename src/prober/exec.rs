@@ -61,13 +61,15 @@
 
 use super::process_groups::{ProcessGroup, ProcessGroups, SpawnError};
 use super::{
-    Budget, Detail, Failure, Number, Outcome, Reason, STDERR_LINE_BYTES, Series, Slot, classify,
+    Budget, Detail, Failure, Kept, Number, Outcome, Reason, STDERR_LINE_BYTES, Series, Slot,
+    StepLog, TargetFamily, TargetSeries, classify,
 };
 use crate::config::{
     EXPORTER_PATH, ExecOptions, RESERVED_ENV_PREFIX, Values, command_path, find_program,
 };
-use crate::steplog::{Step, StepLog, floor_char_boundary};
+use crate::steplog::{Wording, allocated, floor_char_boundary};
 use crate::target::Target;
+use std::fmt::{self, Write as _};
 use std::io;
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
@@ -103,6 +105,184 @@ pub(super) fn write_series(detail: Option<&ExecDetail>, slot: Slot, out: &mut dy
         );
     }
 }
+
+/// The steps the `exec` prober logs beside the shared ones (see
+/// [`crate::steplog`]), and their wording.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum ExecStep {
+    /// The command started as process `pid`, with these arguments.
+    Started { pid: u32, argv: Vec<String> },
+    /// The command ended, by itself or by a signal from elsewhere.
+    Exited(ExitStatus),
+    /// The deadline passed: the command's process group was killed.
+    Killed { pid: u32 },
+    /// The first bytes the command wrote to `stream` (stdout or stderr),
+    /// and how many it wrote in all.
+    Output {
+        stream: &'static str,
+        head: Vec<u8>,
+        total: u64,
+    },
+    /// Only the first `kept` of the `total` bytes of the command line
+    /// before this step are kept (see [`Wording::bound`]).
+    ArgvCut { kept: usize, total: usize },
+}
+
+/// How much of a command line the step log keeps: 4 KiB, enough for any
+/// usual command line and for one argument of the longest allowed, where
+/// a whole command may have about 1 MB.
+pub(crate) const ARGV_LOG_BYTES: usize = 4096;
+
+impl Wording for ExecStep {
+    fn write(&self, f: &mut fmt::Formatter<'_>, show_commands: bool) -> fmt::Result {
+        match self {
+            Self::Started { pid, argv } if show_commands => {
+                write!(f, "started process {pid}: {argv:?}")
+            }
+            Self::Started { pid, .. } => write!(
+                f,
+                "started process {pid} (its command line is hidden by --web.hide-config-and-logs)"
+            ),
+            Self::Exited(status) => write!(f, "the command ended: {status}"),
+            Self::Killed { pid } => write!(
+                f,
+                "the command did not exit before the deadline: killed process group {pid} (SIGKILL)"
+            ),
+            Self::Output {
+                stream,
+                head,
+                total,
+            } => write_output(f, stream, head, *total),
+            Self::ArgvCut { kept, total } => write!(
+                f,
+                "the command line is cut: the log keeps the first {kept} of its {total} bytes"
+            ),
+        }
+    }
+
+    fn heap_bytes(&self) -> usize {
+        match self {
+            Self::Started { argv, .. } => {
+                allocated(argv.capacity() * size_of::<String>())
+                    + argv
+                        .iter()
+                        .map(|argument| allocated(argument.capacity()))
+                        .sum::<usize>()
+            }
+            Self::Output { head, .. } => allocated(head.capacity()),
+            _ => 0,
+        }
+    }
+
+    fn compact(&mut self) {
+        match self {
+            Self::Started { argv, .. } => {
+                *argv = argv
+                    .iter()
+                    .map(|argument| argument.as_str().to_owned())
+                    .collect();
+            }
+            Self::Output { head, .. } => *head = head.as_slice().to_vec(),
+            _ => {}
+        }
+    }
+
+    /// A command line is kept only up to [`ARGV_LOG_BYTES`], followed by
+    /// an [`ExecStep::ArgvCut`] saying so.
+    fn bound(&mut self) -> Option<Self> {
+        match self {
+            Self::Started { argv, .. } => {
+                cut_argv(argv, ARGV_LOG_BYTES).map(|total| Self::ArgvCut {
+                    kept: ARGV_LOG_BYTES,
+                    total,
+                })
+            }
+            _ => None,
+        }
+    }
+}
+
+/// A command's output as the log shows it: a heading, then each line
+/// indented by `  | `, with control characters other than tab escaped
+/// (`\u{1b}`), so that output can neither forge a log line nor drive the
+/// reader's terminal.
+fn write_output(f: &mut fmt::Formatter<'_>, stream: &str, head: &[u8], total: u64) -> fmt::Result {
+    if total == 0 {
+        return write!(f, "{stream}: empty");
+    }
+    if head.len() as u64 == total {
+        write!(f, "{stream}, {total} bytes:")?;
+    } else {
+        write!(f, "{stream}, the first {} of {total} bytes:", head.len())?;
+    }
+    let text = String::from_utf8_lossy(head);
+    for line in text.strip_suffix('\n').unwrap_or(&text).split('\n') {
+        f.write_str("\n  | ")?;
+        for c in line.chars() {
+            if c.is_control() && c != '\t' {
+                write!(f, "{}", c.escape_default())?;
+            } else {
+                f.write_char(c)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Keeps the first `max_bytes` of the command line `argv` (whole
+/// arguments, the last cut on a character boundary); the bytes it had
+/// in all, if any were cut.
+fn cut_argv(argv: &mut Vec<String>, max_bytes: usize) -> Option<usize> {
+    let total: usize = argv.iter().map(String::len).sum();
+    if total <= max_bytes {
+        return None;
+    }
+    let mut room = max_bytes;
+    let mut keep = 0;
+    for argument in argv.iter_mut() {
+        if room == 0 {
+            break;
+        }
+        if argument.len() > room {
+            argument.truncate(floor_char_boundary(argument, room));
+        }
+        room -= argument.len();
+        keep += 1;
+    }
+    argv.truncate(keep);
+    Some(total)
+}
+
+/// What a scheduled target of an `exec` module keeps between probes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct ExecKept {
+    /// The last probe's exit code (see [`ExecDetail::exit_code`]); `None`
+    /// before any.
+    last_exit_code: Option<i32>,
+}
+
+impl ExecKept {
+    /// Takes in the detail of one probe.
+    pub(super) fn record(&mut self, detail: Option<&ExecDetail>) {
+        self.last_exit_code = detail.map(|detail| detail.exit_code);
+    }
+}
+
+/// `probe_exec_exit_code` of scheduled targets, from their first probe on.
+pub(super) const EXIT_CODE_SERIES: TargetSeries = TargetSeries {
+    family: TargetFamily::Gauge {
+        name: "probe_exec_exit_code",
+        help: "Exit code of the last scheduled probe's command, exec modules only; -1 when it has none.",
+    },
+    sample: |kept, out| {
+        if let Kept::Exec(ExecKept {
+            last_exit_code: Some(code),
+        }) = kept
+        {
+            out.number(Number::Measure(f64::from(*code)));
+        }
+    },
+};
 
 /// How much of stdout and of stderr the step log keeps.
 pub(crate) const OUTPUT_HEAD_BYTES: usize = 4096;
@@ -149,7 +329,7 @@ pub(super) async fn probe(
         }
     };
     let pid = group.pgid();
-    trace.log(|| Step::ExecStarted { pid, argv });
+    trace.log(|| ExecStep::Started { pid, argv });
     let (mut stdout, mut stderr) = (Output::default(), Output::default());
     let ended = run(
         &mut child,
@@ -161,7 +341,7 @@ pub(super) async fn probe(
     .await;
     outcome.failure = match ended {
         Some(Ok(status)) => {
-            trace.log(|| Step::ExecExited(status));
+            trace.log(|| ExecStep::Exited(status));
             let exit_code = status.code().unwrap_or(-1);
             outcome.detail = Detail::Exec(ExecDetail { exit_code });
             judge(&program, status)
@@ -172,7 +352,7 @@ pub(super) async fn probe(
         )),
         None => {
             group.kill();
-            trace.log(|| Step::ExecKilled { pid });
+            trace.log(|| ExecStep::Killed { pid });
             // Reap it now, so that no zombie is left; tokio does it later
             // if the kernel takes longer.
             let _ = tokio::time::timeout(REAP_WAIT, child.wait()).await;
@@ -334,8 +514,8 @@ impl Output {
         Some(format!("{}…", &line[..end]))
     }
 
-    fn into_step(self, stream: &'static str) -> Step {
-        Step::ExecOutput {
+    fn into_step(self, stream: &'static str) -> ExecStep {
+        ExecStep::Output {
             stream,
             head: self.head,
             total: self.total,
@@ -346,6 +526,54 @@ impl Output {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn command_output_is_indented_escaped_and_says_when_it_was_cut() {
+        let mut trace = StepLog::enabled();
+        trace.log(|| ExecStep::Output {
+            stream: "stdout",
+            head: b"ok\n\x1b[2Jfake 0.1s line\r\n".to_vec(),
+            total: 9000,
+        });
+        trace.log(|| ExecStep::Output {
+            stream: "stderr",
+            head: Vec::new(),
+            total: 0,
+        });
+        let target = Target::parse("127.0.0.1:1").unwrap();
+        let text = trace.into_steps().render(Some(&target), None, true);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(
+            lines[0].ends_with("s stdout, the first 23 of 9000 bytes:"),
+            "{text}"
+        );
+        assert_eq!(lines[1], "  | ok");
+        assert_eq!(lines[2], "  | \\u{1b}[2Jfake 0.1s line\\r");
+        assert!(lines[3].ends_with("s stderr: empty"), "{text}");
+    }
+
+    #[test]
+    fn a_command_line_is_shown_only_when_commands_are() {
+        let mut trace = StepLog::enabled();
+        trace.log(|| ExecStep::Started {
+            pid: 7,
+            argv: vec!["/bin/true".to_owned(), "--password=x".to_owned()],
+        });
+        let steps = trace.into_steps();
+        let target = Target::parse("127.0.0.1:1").unwrap();
+        let shown = steps.render(Some(&target), None, true);
+        assert!(
+            shown.ends_with("s started process 7: [\"/bin/true\", \"--password=x\"]\n"),
+            "{shown}"
+        );
+        let hidden = steps.render(Some(&target), None, false);
+        assert!(
+            hidden.ends_with(
+                "s started process 7 (its command line is hidden by --web.hide-config-and-logs)\n"
+            ),
+            "{hidden}"
+        );
+    }
 
     fn first_line(bytes: &[u8]) -> Option<String> {
         Output {

@@ -9,28 +9,36 @@
 //! Each prober lives in its own file (`tcp.rs` for the two TCP probers,
 //! `exec.rs` for commands) and owns its shape there: its probe function,
 //! its [`Detail`] type (what it reports beside the shared part of the
-//! [`Outcome`]), and its `/probe` series (a `write_series` function, see
-//! [`Series`]). What probes share travels in a [`Context`].
+//! [`Outcome`]), its steps and their wording in the step log (a
+//! [`Wording`] type, such as [`TcpStep`]), its `/probe` series (a
+//! `write_series` function, see [`Series`]), and the series it adds to
+//! scheduled targets on `/metrics` with what a target keeps for them
+//! ([`TargetSeries`], [`Kept`]). What probes share travels in
+//! a [`Context`]; the steps every prober may take (probing, resolving,
+//! how it ended) are the step log's own ([`crate::steplog`]).
 //!
 //! # Adding a prober
 //!
 //! 1. A new file here, `prober/NAME.rs`, with `probe(options, target,
 //!    context, budget, trace) -> Outcome`, its detail type (`pub struct
-//!    NameDetail`, `#[non_exhaustive]`) and `write_series(detail, slot,
-//!    out)`; `pub use` the detail type here and in `lib.rs`.
+//!    NameDetail`, `#[non_exhaustive]`), its steps (`pub(crate) enum
+//!    NameStep`, with [`Wording`]: each step's sentence and, for a step
+//!    that owns heap memory, its size), `write_series(detail, slot,
+//!    out)`, and for scheduled targets a `NameKept` with `record(detail)`
+//!    and a `TargetSeries` const for each of its `/metrics` series; `pub
+//!    use` the detail type here and in `lib.rs`.
 //! 2. One variant in [`Prober`](crate::config::Prober), with the
 //!    prober's options, and one in [`ProberKind`](crate::config::ProberKind)
 //!    for its name in the YAML (`prober: NAME`). Options read from the
 //!    YAML (a `NAME:` block) are a type of `src/config/`, which reads and
 //!    checks the file one layer below this one, and a field of the
 //!    config's `ModuleFields` with its arm in `Module`'s `TryFrom`.
-//! 3. One variant in [`Detail`], and an arm in [`run`] and in
-//!    [`write_series`]. The compiler points at each `match` that needs
-//!    the new variant; nothing downstream (runner, scheduler, history,
-//!    `/probe`) changes.
-//!
-//! The wording of the steps a prober logs is still `steplog::Step`'s
-//! (see that module); moving it here is left for later.
+//! 3. One variant in [`Detail`], in [`ProberStep`] (with its
+//!    `From<NameStep> for Step`) and in [`Kept`], an arm in [`run`], in
+//!    [`write_series`], in `ProberStep`'s [`Wording`] and in `Kept`'s
+//!    methods, and its series at the end of [`TARGET_SERIES`]. The compiler
+//!    points at each `match` that needs the new variant; nothing
+//!    downstream (runner, scheduler, history, `/probe`) changes.
 
 #![forbid(unsafe_code)]
 
@@ -44,12 +52,15 @@ mod tcp;
 pub use exec::ExecDetail;
 pub use tcp::{HandshakeStats, TcpDetail};
 
+pub(crate) use exec::ExecStep;
+pub(crate) use tcp::TcpStep;
+
 pub(crate) use close_guard::{HalfOpenCloseValues, HalfOpenCloses, LATE_CLOSE_THRESHOLD};
 pub(crate) use process_groups::ProcessGroups;
 pub(crate) use resolve::Resolver;
 
 use crate::config::{Module, PolicyRefusal, Prober};
-use crate::steplog::{Step, StepLog};
+use crate::steplog::{self, Wording};
 use crate::target::Target;
 use std::fmt;
 use std::net::SocketAddr;
@@ -234,7 +245,7 @@ impl fmt::Display for IcmpError {
     /// As `ICMP destination unreachable, code 13 (communication
     /// administratively prohibited), from 192.0.2.1`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        crate::steplog::write_icmp(f, &classify::icmp_step(self))
+        classify::write_icmp(f, self)
     }
 }
 
@@ -357,7 +368,7 @@ pub(crate) fn not_started_for(module: &Module, failure: Failure, waited: Duratio
 /// (seconds, an exit code), which the exposition writes differently.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub(crate) enum Number {
-    Count(u32),
+    Count(u64),
     Measure(f64),
 }
 
@@ -392,6 +403,149 @@ pub(crate) fn write_series(module: &Module, outcome: &Outcome, slot: Slot, out: 
             tcp::write_series(options, outcome.tcp(), slot, out);
         }
         Prober::Exec(_) => exec::write_series(outcome.exec(), slot, out),
+    }
+}
+
+/// A prober's own step: each prober's file defines its steps and their
+/// wording ([`TcpStep`], [`ExecStep`]); the step log knows only the steps
+/// every prober may take.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum ProberStep {
+    Tcp(TcpStep),
+    Exec(ExecStep),
+}
+
+impl Wording for ProberStep {
+    fn write(&self, f: &mut fmt::Formatter<'_>, show_commands: bool) -> fmt::Result {
+        match self {
+            Self::Tcp(step) => step.write(f, show_commands),
+            Self::Exec(step) => step.write(f, show_commands),
+        }
+    }
+
+    fn heap_bytes(&self) -> usize {
+        match self {
+            Self::Tcp(step) => step.heap_bytes(),
+            Self::Exec(step) => step.heap_bytes(),
+        }
+    }
+
+    fn compact(&mut self) {
+        match self {
+            Self::Tcp(step) => step.compact(),
+            Self::Exec(step) => step.compact(),
+        }
+    }
+
+    fn bound(&mut self) -> Option<Self> {
+        match self {
+            Self::Tcp(step) => step.bound().map(Self::Tcp),
+            Self::Exec(step) => step.bound().map(Self::Exec),
+        }
+    }
+}
+
+impl From<TcpStep> for Step {
+    fn from(step: TcpStep) -> Self {
+        Self::Prober(ProberStep::Tcp(step))
+    }
+}
+
+impl From<ExecStep> for Step {
+    fn from(step: ExecStep) -> Self {
+        Self::Prober(ProberStep::Exec(step))
+    }
+}
+
+/// One step of a probe: a shared one, or a prober's own.
+pub(crate) type Step = steplog::Step<ProberStep>;
+/// A probe's log of its steps, or nothing when disabled.
+pub(crate) type StepLog = steplog::StepLog<ProberStep>;
+/// The steps of one finished probe.
+pub(crate) type Steps = steplog::Steps<ProberStep>;
+
+/// A series a prober adds to each scheduled target of its modules on
+/// `/metrics`: its family, and how one target's sample is written from
+/// what the target keeps ([`Kept`]).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct TargetSeries {
+    /// The family's name, type and help.
+    pub(crate) family: TargetFamily,
+    /// Writes the target's sample, or nothing: a target of another
+    /// prober has none, and a prober may have nothing to say yet.
+    pub(crate) sample: fn(&Kept, &mut dyn TargetSample),
+}
+
+/// The family of a [`TargetSeries`].
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum TargetFamily {
+    /// A gauge.
+    Gauge {
+        name: &'static str,
+        help: &'static str,
+    },
+    /// A counter; the exposition adds `_total` to its sample.
+    Counter {
+        name: &'static str,
+        help: &'static str,
+    },
+    /// `probe_icmp_error_info`, named and written by the metrics.
+    IcmpError,
+}
+
+/// Where a [`TargetSeries`] writes one target's sample: `metrics::scheduled`
+/// implements it over the exposition writer, after the target's labels.
+pub(crate) trait TargetSample {
+    /// The sample of a gauge or counter.
+    fn number(&mut self, value: Number);
+    /// The `probe_icmp_error_info` sample for `icmp`.
+    fn icmp_error(&mut self, icmp: &IcmpError);
+}
+
+/// Every prober's series of scheduled targets, in the order `/metrics`
+/// writes them after the shared ones. A new prober adds its own at the
+/// end, so that the order of what exists never changes.
+pub(crate) const TARGET_SERIES: [TargetSeries; 4] = [
+    tcp::RTT_SERIES,
+    tcp::SYN_RETRANSMITS_SERIES,
+    exec::EXIT_CODE_SERIES,
+    tcp::ICMP_ERROR_SERIES,
+];
+
+/// What a scheduled target keeps of its prober's details from probe to
+/// probe, for its [`TARGET_SERIES`]. Its variant is its module's prober
+/// (a reload that changes the module makes a new target), so a target
+/// has its prober's series from before its first probe on.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum Kept {
+    /// A TCP module's: the kernel's RTT, SYN retransmits, the ICMP error.
+    Tcp(tcp::TcpKept),
+    /// An `exec` module's: the exit code.
+    Exec(exec::ExecKept),
+}
+
+impl Default for Kept {
+    /// As for the default module, `tcp_halfopen`, before any probe.
+    fn default() -> Self {
+        Self::Tcp(tcp::TcpKept::default())
+    }
+}
+
+impl Kept {
+    /// What a target of `module` keeps before its first probe.
+    pub(crate) fn new(module: &Module) -> Self {
+        match module.prober() {
+            Prober::TcpHalfopen(_) | Prober::TcpConnect(_) => Self::default(),
+            Prober::Exec(_) => Self::Exec(exec::ExecKept::default()),
+        }
+    }
+
+    /// Takes in what the prober reported of one probe.
+    pub(crate) fn record(&mut self, outcome: &Outcome) {
+        match self {
+            Self::Tcp(kept) => kept.record(outcome.tcp()),
+            Self::Exec(kept) => kept.record(outcome.exec()),
+        }
     }
 }
 

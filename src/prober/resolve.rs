@@ -82,9 +82,8 @@
 
 #![forbid(unsafe_code)]
 
-use super::{Failure, Reason};
+use super::{Failure, Reason, Step, StepLog};
 use crate::config::{IpProtocol, TcpOptions};
-use crate::steplog::{Step, StepLog};
 use crate::target::Host;
 use crate::task::AbortOnDrop;
 use hickory_resolver::config::{

@@ -21,14 +21,15 @@
 #![forbid(unsafe_code)]
 
 use super::{
-    Budget, Context, Detail, Failure, HalfOpenCloses, IcmpError, Number, Outcome, Reason, Series,
-    Slot, classify, close_guard, resolve,
+    Budget, Context, Detail, Failure, HalfOpenCloses, IcmpError, Kept, Number, Outcome, Reason,
+    Series, Slot, StepLog, TargetFamily, TargetSeries, classify, close_guard, resolve,
 };
 use crate::config::{TargetPolicy, TcpOptions};
-use crate::steplog::{Step, StepLog};
+use crate::steplog::Wording;
 use crate::sys::HandshakeInfo;
 use crate::target::Target;
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+use std::fmt;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsFd;
@@ -146,7 +147,7 @@ async fn attempt_all(
         if let Some(first_start) = first_start {
             let start = first_start + interval * (number - 1);
             if each.is_some_and(|each| start + each > deadline) {
-                trace.log(|| Step::AttemptsCut {
+                trace.log(|| TcpStep::AttemptsCut {
                     from: number,
                     of: planned,
                 });
@@ -167,7 +168,7 @@ async fn attempt_all(
         };
         outcome.attempts += 1;
         if planned > 1 {
-            trace.log(|| Step::Attempt {
+            trace.log(|| TcpStep::Attempt {
                 number,
                 of: planned,
                 result: result
@@ -361,6 +362,105 @@ const HANDSHAKE_STATS: [(&str, &str, Stat); 4] = [
     ),
 ];
 
+/// The steps the TCP probers log beside the shared ones (see
+/// [`crate::steplog`]), and their wording.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum TcpStep {
+    /// The SYN is about to go out.
+    Connecting {
+        address: SocketAddr,
+        half_open: bool,
+    },
+    /// The port answered with SYN-ACK, and the socket closed with RST.
+    SynAck {
+        address: SocketAddr,
+        /// From `connect()` to the wake-up at the SYN-ACK.
+        handshake: Duration,
+        /// The kernel's RTT sample of the exchange, if it took one.
+        rtt: Option<Duration>,
+        /// SYNs sent again before the SYN-ACK came.
+        syn_retransmits: u32,
+        /// Half-open only: from the SYN-ACK to the close's return.
+        close_delay: Option<Duration>,
+    },
+    /// The connect failed with this errno.
+    ConnectFailed { address: SocketAddr, errno: i32 },
+    /// No answer came before the deadline.
+    NoAnswer(SocketAddr),
+    /// The socket's error queue held this ICMP error.
+    Icmp(IcmpError),
+    /// One of several attempts ended with `result` (`success` or the
+    /// failure reason), `latency` after its connect.
+    Attempt {
+        number: u32,
+        of: u32,
+        result: &'static str,
+        latency: Duration,
+    },
+    /// Attempts `from` to `of` were not started: they could not have
+    /// ended before the deadline.
+    AttemptsCut { from: u32, of: u32 },
+}
+
+impl Wording for TcpStep {
+    fn write(&self, f: &mut fmt::Formatter<'_>, _show_commands: bool) -> fmt::Result {
+        match self {
+            Self::Connecting { address, half_open } => write!(
+                f,
+                "connecting to {address} ({})",
+                if *half_open {
+                    "half-open: TCP_QUICKACK=0, SO_LINGER {on, 0}"
+                } else {
+                    "full handshake, SO_LINGER {on, 0}"
+                }
+            ),
+            Self::SynAck {
+                address,
+                handshake,
+                rtt,
+                syn_retransmits,
+                close_delay,
+            } => {
+                write!(
+                    f,
+                    "{address} answered with SYN-ACK after {:.6}s (kernel RTT ",
+                    handshake.as_secs_f64()
+                )?;
+                match rtt {
+                    Some(rtt) => write!(f, "{:.6}s", rtt.as_secs_f64())?,
+                    None => f.write_str("not sampled")?,
+                }
+                write!(f, ", {syn_retransmits} SYN retransmits); closed with RST")?;
+                match close_delay {
+                    Some(delay) => write!(f, " {:.6}s after it", delay.as_secs_f64()),
+                    None => Ok(()),
+                }
+            }
+            Self::ConnectFailed { address, errno } => write!(
+                f,
+                "connect to {address} failed: {}",
+                io::Error::from_raw_os_error(*errno)
+            ),
+            Self::NoAnswer(address) => write!(f, "no answer from {address} before the deadline"),
+            Self::Icmp(icmp) => write!(f, "{icmp}"),
+            Self::Attempt {
+                number,
+                of,
+                result,
+                latency,
+            } => write!(
+                f,
+                "attempt {number}/{of}: {result} after {:.6}s",
+                latency.as_secs_f64()
+            ),
+            Self::AttemptsCut { from, of } => write!(
+                f,
+                "attempts {from} to {of} not started: they could not end before the deadline"
+            ),
+        }
+    }
+}
+
 /// The TCP probers' series in `/probe`'s answer. After the handshake
 /// time, what `TCP_INFO` said at the SYN-ACK: the kernel's RTT sample and
 /// the SYN retransmits, 0 when no SYN-ACK came, as the handshake gauge is,
@@ -377,7 +477,7 @@ pub(super) fn write_series(
     out: &mut dyn Series,
 ) {
     let seconds = |time: Option<Duration>| Number::Measure(time.map_or(0.0, |t| t.as_secs_f64()));
-    let count = |of: fn(&TcpDetail) -> u32| Number::Count(detail.map_or(0, of));
+    let count = |of: fn(&TcpDetail) -> u32| Number::Count(detail.map_or(0, of).into());
     match slot {
         Slot::Handshake => {
             out.gauge(
@@ -415,6 +515,78 @@ pub(super) fn write_series(
         }
     }
 }
+
+/// What a scheduled target of a TCP module keeps between probes.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) struct TcpKept {
+    /// The kernel's RTT sample (see [`TcpDetail::tcp_rtt`]) of the last
+    /// probe that had one, seconds; 0 before any.
+    last_tcp_rtt: f64,
+    /// SYN retransmits of successful attempts, over all probes (see
+    /// [`TcpDetail::syn_retransmits`]).
+    syn_retransmits: u64,
+    /// The ICMP error of the last probe, if it drew one (see
+    /// [`TcpDetail::icmp_error`]); cleared by a probe that drew none.
+    last_icmp_error: Option<IcmpError>,
+}
+
+impl TcpKept {
+    /// Takes in the detail of one probe, none if it never started.
+    pub(super) fn record(&mut self, detail: Option<&TcpDetail>) {
+        self.last_icmp_error = detail.and_then(|detail| detail.icmp_error);
+        if let Some(detail) = detail {
+            self.syn_retransmits += u64::from(detail.syn_retransmits);
+            if let Some(rtt) = detail.tcp_rtt {
+                self.last_tcp_rtt = rtt.as_secs_f64();
+            }
+        }
+    }
+
+    fn of(kept: &Kept) -> Option<&Self> {
+        match kept {
+            Kept::Tcp(kept) => Some(kept),
+            _ => None,
+        }
+    }
+}
+
+/// `probe_tcp_rtt_seconds` of scheduled targets.
+pub(super) const RTT_SERIES: TargetSeries = TargetSeries {
+    family: TargetFamily::Gauge {
+        name: "probe_tcp_rtt_seconds",
+        help: "The kernel's RTT sample of the SYN/SYN-ACK exchange (TCP_INFO) of the last scheduled probe that had one, TCP modules only; 0 before any.",
+    },
+    sample: |kept, out| {
+        if let Some(kept) = TcpKept::of(kept) {
+            out.number(Number::Measure(kept.last_tcp_rtt));
+        }
+    },
+};
+
+/// `probe_tcp_syn_retransmits_total` of scheduled targets: there from
+/// before the first probe, so that the first retransmit counts in
+/// `increase()`.
+pub(super) const SYN_RETRANSMITS_SERIES: TargetSeries = TargetSeries {
+    family: TargetFamily::Counter {
+        name: "probe_tcp_syn_retransmits",
+        help: "SYNs sent again before a SYN-ACK came (TCP_INFO) in successful attempts of scheduled probes, TCP modules only.",
+    },
+    sample: |kept, out| {
+        if let Some(kept) = TcpKept::of(kept) {
+            out.number(Number::Count(kept.syn_retransmits));
+        }
+    },
+};
+
+/// `probe_icmp_error_info` of scheduled targets: the last probe's only.
+pub(super) const ICMP_ERROR_SERIES: TargetSeries = TargetSeries {
+    family: TargetFamily::IcmpError,
+    sample: |kept, out| {
+        if let Some(icmp) = TcpKept::of(kept).and_then(|kept| kept.last_icmp_error.as_ref()) {
+            out.icmp_error(icmp);
+        }
+    },
+};
 
 /// `ip`, unless resolving it left less than [`super::MIN_WIRE_SHARE`] of
 /// the timeout: a SYN sent then could only time out on the name server's
@@ -523,7 +695,7 @@ impl Connect<'_> {
             };
             Failure::new(Reason::Local, detail)
         })?;
-        trace.log(|| Step::Connecting {
+        trace.log(|| TcpStep::Connecting {
             address,
             half_open: handshake == Handshake::HalfOpen,
         });
@@ -564,7 +736,7 @@ impl Connect<'_> {
         };
         let Failed { error, icmp } = match waited {
             Ok(syn_ack) => {
-                trace.log(|| Step::SynAck {
+                trace.log(|| TcpStep::SynAck {
                     address,
                     handshake: syn_ack.time,
                     rtt: syn_ack.kernel.and_then(|kernel| kernel.rtt),
@@ -576,10 +748,10 @@ impl Connect<'_> {
             Err(failed) => failed,
         };
         if let Some(errno) = error.as_ref().and_then(io::Error::raw_os_error) {
-            trace.log(|| Step::ConnectFailed { address, errno });
+            trace.log(|| TcpStep::ConnectFailed { address, errno });
         }
         if let Some(icmp) = icmp {
-            trace.log(|| Step::Icmp(classify::icmp_step(&icmp)));
+            trace.log(|| TcpStep::Icmp(icmp));
         }
         let from_icmp = icmp.and_then(|icmp| {
             classify::icmp_reason(&icmp, address.ip())
@@ -600,7 +772,7 @@ impl Connect<'_> {
                 failure
             }
             (None, None) => {
-                trace.log(|| Step::NoAnswer(address));
+                trace.log(|| TcpStep::NoAnswer(address));
                 Failure::new(
                     Reason::Timeout,
                     format!("no answer from {address} before the deadline"),
@@ -807,6 +979,59 @@ fn os_failure(action: &str, address: SocketAddr, error: &io::Error) -> Failure {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn syn_retransmits_add_up_and_the_last_kernel_rtt_stays_through_failures() {
+        let success = |syn_retransmits, tcp_rtt| TcpDetail {
+            handshake_time: Some(Duration::from_micros(300)),
+            attempts: 1,
+            syn_retransmits,
+            tcp_rtt,
+            ..TcpDetail::default()
+        };
+        let mut kept = TcpKept::default();
+        kept.record(Some(&success(2, Some(Duration::from_millis(1)))));
+        kept.record(Some(&success(0, Some(Duration::from_micros(40)))));
+        assert_eq!((kept.syn_retransmits, kept.last_tcp_rtt), (2, 0.000_04));
+        let refused = TcpDetail {
+            attempts: 1,
+            attempts_failed: 1,
+            ..TcpDetail::default()
+        };
+        kept.record(Some(&refused));
+        kept.record(Some(&success(1, None)));
+        assert_eq!(
+            (kept.syn_retransmits, kept.last_tcp_rtt),
+            (3, 0.000_04),
+            "neither a failure nor a success without a sample clears the RTT"
+        );
+    }
+
+    #[test]
+    fn steps_render_as_one_line_each_with_the_failure() {
+        let address: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let mut trace = StepLog::enabled();
+        trace.log(|| TcpStep::Connecting {
+            address,
+            half_open: true,
+        });
+        trace.log(|| TcpStep::ConnectFailed {
+            address,
+            errno: libc::ECONNREFUSED,
+        });
+        trace.log(|| crate::prober::Step::Failed);
+        let target = Target::parse("127.0.0.1:1").unwrap();
+        let text = trace
+            .into_steps()
+            .render(Some(&target), Some(&"refused: RST"), true);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3, "{text}");
+        assert!(lines[0].ends_with(
+            "s connecting to 127.0.0.1:1 (half-open: TCP_QUICKACK=0, SO_LINGER {on, 0})"
+        ));
+        assert!(lines[1].contains("Connection refused"), "{text}");
+        assert!(lines[2].ends_with("s probe failed: refused: RST"), "{text}");
+    }
 
     fn syn_ack(time_ms: u64, rtt_us: Option<u64>, syn_retransmits: u32) -> SynAck {
         SynAck {

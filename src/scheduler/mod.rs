@@ -47,6 +47,7 @@ pub(crate) use state::{HANDSHAKE_BUCKETS, TargetState};
 use crate::config::{Config, LabelName};
 use crate::hash::fnv1a_64;
 use crate::modules::{LoadedModule, Modules};
+use crate::prober::Kept;
 use crate::runner::ProbeRunner;
 use crate::settings::Shard;
 use crate::target::Target;
@@ -74,7 +75,7 @@ pub(crate) struct ScheduledTarget {
 impl ScheduledTarget {
     fn new(key: &TargetKey, target: Target, plan: &Plan) -> Self {
         let mut state = TargetState::default();
-        state.tcp = plan.probes_tcp();
+        state.kept = Kept::new(&plan.module.module);
         Self {
             module: Arc::clone(&key.module),
             target,
@@ -122,14 +123,6 @@ struct Plan {
     interval: Duration,
     rise: u32,
     fall: u32,
-}
-
-impl Plan {
-    /// Whether the module's prober opens TCP connections, so that the
-    /// target has `TCP_INFO` series.
-    fn probes_tcp(&self) -> bool {
-        self.module.module.tcp().is_some()
-    }
 }
 
 impl PartialEq for Plan {

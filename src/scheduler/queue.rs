@@ -37,8 +37,8 @@
 #![forbid(unsafe_code)]
 
 use super::{Plan, ScheduleLag, ScheduledTarget, next_slot};
+use crate::prober::StepLog;
 use crate::runner::ProbeRunner;
-use crate::steplog::StepLog;
 use crate::task::AbortOnDrop;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};

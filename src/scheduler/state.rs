@@ -1,6 +1,7 @@
 //! What the scheduler remembers about one target between probes: the last
 //! outcome, the rise/fall health state, counters and the handshake
-//! histogram.
+//! histogram, and what its prober keeps for its own series
+//! ([`Kept`], declared in the prober's file).
 //!
 //! Health follows HAProxy's checks with one difference at start-up: the
 //! first probe sets the state directly, so a new target is neither shown
@@ -10,7 +11,7 @@
 
 #![forbid(unsafe_code)]
 
-use crate::prober::{IcmpError, Outcome, RESULTS, Reason, result_index};
+use crate::prober::{Kept, Outcome, RESULTS, Reason, result_index};
 
 /// Upper bounds of the handshake histogram, in seconds: 100 µs to 5 s.
 pub(crate) const HANDSHAKE_BUCKETS: [f64; 13] = [
@@ -55,24 +56,11 @@ pub(crate) struct TargetState {
     pub(crate) last_duration: f64,
     /// Handshake time of the last successful probe, seconds.
     pub(crate) last_handshake: Option<f64>,
-    /// The kernel's RTT sample (see [`crate::prober::TcpDetail::tcp_rtt`]) of the last
-    /// probe that had one, seconds; 0 before any.
-    pub(crate) last_tcp_rtt: f64,
-    /// SYN retransmits of successful attempts, over all probes (see
-    /// [`crate::prober::TcpDetail::syn_retransmits`]).
-    pub(crate) syn_retransmits: u64,
-    /// The target's module probes over TCP, so it has the `TCP_INFO`
-    /// series (`last_tcp_rtt`, `syn_retransmits`), from before its first
-    /// probe on; an `exec` module has not.
-    pub(crate) tcp: bool,
+    /// What the module's prober keeps for its own series (see
+    /// [`crate::prober::TARGET_SERIES`]).
+    pub(crate) kept: Kept,
     /// IP version of the last probe: 4, 6 or 0.
     pub(crate) ip_protocol: u8,
-    /// The last probe's exit code, for `exec` modules only (see
-    /// [`Outcome::exit_code`]).
-    pub(crate) last_exit_code: Option<i32>,
-    /// The ICMP error of the last probe, if it drew one (see
-    /// [`crate::prober::TcpDetail::icmp_error`]); cleared by a probe that drew none.
-    pub(crate) last_icmp_error: Option<IcmpError>,
     /// The rise/fall state.
     pub(crate) healthy: bool,
     /// Results in a row that disagree with `healthy`.
@@ -102,17 +90,12 @@ impl TargetState {
         self.last_reason = outcome.reason();
         self.last_duration = outcome.duration.as_secs_f64();
         self.ip_protocol = outcome.ip_protocol();
-        self.last_exit_code = outcome.exit_code();
-        self.last_icmp_error = outcome.tcp().and_then(|tcp| tcp.icmp_error);
+        self.kept.record(&outcome);
         self.last_probe_unix = now_unix;
         self.results[result_index(self.last_reason)] += 1;
         if let Some(tcp) = outcome.tcp() {
             self.attempts += u64::from(tcp.attempts);
             self.attempts_failed += u64::from(tcp.attempts_failed);
-            self.syn_retransmits += u64::from(tcp.syn_retransmits);
-            if let Some(rtt) = tcp.tcp_rtt {
-                self.last_tcp_rtt = rtt.as_secs_f64();
-            }
             if let Some(handshake) = tcp.handshake_time {
                 self.last_handshake = Some(handshake.as_secs_f64());
             }
@@ -243,27 +226,5 @@ mod tests {
             "2 s by 5 s"
         );
         assert_eq!(state.last_handshake, Some(0.0003), "the first success's");
-    }
-
-    #[test]
-    fn syn_retransmits_add_up_and_the_last_kernel_rtt_stays_through_failures() {
-        let mut state = TargetState::default();
-        let mut lossy = success();
-        lossy.tcp_mut().syn_retransmits = 2;
-        lossy.tcp_mut().tcp_rtt = Some(Duration::from_millis(1));
-        state.record(lossy, 2, 3, 1.0);
-        let mut clean = success();
-        clean.tcp_mut().tcp_rtt = Some(Duration::from_micros(40));
-        state.record(clean, 2, 3, 2.0);
-        assert_eq!((state.syn_retransmits, state.last_tcp_rtt), (2, 0.000_04));
-        state.record(refused(), 2, 3, 3.0);
-        let mut lossy_again = success();
-        lossy_again.tcp_mut().syn_retransmits = 1;
-        state.record(lossy_again, 2, 3, 4.0);
-        assert_eq!(
-            (state.syn_retransmits, state.last_tcp_rtt),
-            (3, 0.000_04),
-            "neither a failure nor a success without a sample clears the RTT"
-        );
     }
 }
