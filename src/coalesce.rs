@@ -31,7 +31,7 @@ use tokio::sync::watch;
 
 /// Why a caller got no result.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Unfinished {
+pub(crate) enum Unfinished {
     /// The run took longer than the caller's limit; it goes on.
     TimedOut,
     /// The job panicked.
@@ -54,7 +54,7 @@ struct State<T> {
 }
 
 /// Single flight with one trailing run; see the module docs.
-pub struct Coalescer<T> {
+pub(crate) struct Coalescer<T> {
     state: Mutex<State<T>>,
 }
 
@@ -91,7 +91,7 @@ impl<T: Clone + Send + Sync + 'static> Coalescer<T> {
     ///
     /// # Panics
     /// Outside a tokio runtime.
-    pub async fn run(
+    pub(crate) async fn run(
         self: &std::sync::Arc<Self>,
         job: impl FnOnce() -> T + Send + 'static,
         limit: Duration,

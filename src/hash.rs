@@ -8,7 +8,7 @@
 
 /// 32-bit FNV-1a, as Go's `hash/fnv.New32a`.
 #[must_use]
-pub fn fnv1a_32(bytes: &[u8]) -> u32 {
+pub(crate) fn fnv1a_32(bytes: &[u8]) -> u32 {
     bytes.iter().fold(0x811c_9dc5, |hash, byte| {
         (hash ^ u32::from(*byte)).wrapping_mul(0x0100_0193)
     })
@@ -16,7 +16,7 @@ pub fn fnv1a_32(bytes: &[u8]) -> u32 {
 
 /// 64-bit FNV-1a, as Go's `hash/fnv.New64a`.
 #[must_use]
-pub fn fnv1a_64(bytes: &[u8]) -> u64 {
+pub(crate) fn fnv1a_64(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
         (hash ^ u64::from(*byte)).wrapping_mul(0x0000_0100_0000_01b3)
     })

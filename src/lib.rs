@@ -50,6 +50,7 @@
 //! target's lines.
 
 #![deny(unsafe_code)]
+#![warn(unreachable_pub)] // `pub` means the public API: everything else says `pub(crate)`
 
 mod app;
 mod checker;

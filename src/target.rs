@@ -29,7 +29,7 @@ use std::fmt;
 use std::net::{IpAddr, Ipv6Addr};
 
 /// Longest target text accepted; DNS names stop at 253 bytes anyway.
-pub const MAX_TARGET_LEN: usize = 1024;
+pub(crate) const MAX_TARGET_LEN: usize = 1024;
 
 /// The host part of a target.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]

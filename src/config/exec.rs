@@ -30,26 +30,26 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 /// The most arguments a command may have, the program included.
-pub const MAX_ARGS: usize = 256;
+pub(super) const MAX_ARGS: usize = 256;
 
 /// The most placeholders a command may hold, all arguments together. A
 /// placeholder becomes up to a target's length (1 KiB), so this bounds
 /// what a probe's target adds to the command line: 16 KiB at most, on top
 /// of the command as written. Real checks need two or three.
-pub const MAX_PLACEHOLDERS: usize = 16;
+pub(super) const MAX_PLACEHOLDERS: usize = 16;
 
 /// The longest argument, and the longest `env` value, in bytes. A config
 /// argument longer than this is a generator's slip, not a check.
-pub const MAX_ARG_BYTES: usize = 4096;
+pub(super) const MAX_ARG_BYTES: usize = 4096;
 
 /// The most variables a module's `env` may add.
-pub const MAX_ENV_VARS: usize = 64;
+pub(super) const MAX_ENV_VARS: usize = 64;
 
 /// The longest variable name in `env`, in bytes.
-pub const MAX_ENV_NAME_BYTES: usize = 256;
+pub(super) const MAX_ENV_NAME_BYTES: usize = 256;
 
 /// The prefix of the variables the exporter sets for the command.
-pub const RESERVED_ENV_PREFIX: &str = "SYNACK_";
+pub(crate) const RESERVED_ENV_PREFIX: &str = "SYNACK_";
 
 /// The command of an `exec` module and the variables added to its
 /// environment; valid by construction ([`ExecOptions::new`] or the config).

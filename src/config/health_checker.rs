@@ -31,13 +31,13 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
 /// The name of the one group of the health-checker mode.
-pub const HEALTH_CHECKER_GROUP: &str = "health-checker";
+pub(crate) const HEALTH_CHECKER_GROUP: &str = "health-checker";
 
 /// The module that probes `--port`s.
-pub const PORT_MODULE: &str = "port";
+pub(super) const PORT_MODULE: &str = "port";
 
 /// health-checker's TCP timeout (`defaultTimeout` in its server.go).
-pub const PORT_TIMEOUT: Duration = Duration::from_secs(5);
+pub(super) const PORT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The checks of a health-checker command line.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -61,7 +61,9 @@ pub(crate) use host::{EXPORTER_PATH, command_path, find_program};
 pub(crate) use policy::PolicyRefusal;
 pub use policy::TargetPolicy;
 pub(crate) use scheduled::located;
-pub use scheduled::{Group, GroupMember, GroupName, LabelName, MAX_SCHEDULED_TARGETS, TargetBlock};
+pub(crate) use scheduled::{
+    Group, GroupMember, GroupName, LabelName, MAX_SCHEDULED_TARGETS, TargetBlock,
+};
 
 use serde::{Deserialize, Deserializer, Serialize};
 use std::cell::RefCell;
@@ -76,34 +78,34 @@ use std::time::Duration;
 /// scheduled targets allowed ([`MAX_SCHEDULED_TARGETS`]) takes 25 to 60 MB
 /// depending on the length of the names, and parsing 64 MiB takes seconds,
 /// not minutes. The limit applies before the file is read.
-pub const MAX_CONFIG_BYTES: u64 = 64 * 1024 * 1024;
+pub(crate) const MAX_CONFIG_BYTES: u64 = 64 * 1024 * 1024;
 
 /// The shortest and longest module `timeout`. 1 ms is the smallest
 /// Prometheus duration. Linux itself gives up on an unanswered SYN after
 /// about 127 s (`tcp_syn_retries` = 6), so a longer timeout could only
 /// wait for a result that the kernel already gave; and a scrape timeout,
 /// which bounds `/probe` anyway, is rarely over a minute.
-pub const TIMEOUT_RANGE: RangeInclusive<Duration> =
+pub(crate) const TIMEOUT_RANGE: RangeInclusive<Duration> =
     Duration::from_millis(1)..=Duration::from_secs(120);
 
 /// The fewest and most handshakes of one probe (`tcp.attempts`). A
 /// hundred is ping's `-c 100`: enough for a loss ratio in percent from a
 /// single probe; more would belong to a longer-running tool than a probe
 /// that a scrape waits for.
-pub const ATTEMPTS_RANGE: RangeInclusive<u32> = 1..=100;
+pub(crate) const ATTEMPTS_RANGE: RangeInclusive<u32> = 1..=100;
 
 /// The shortest and longest `tcp.attempt_interval`. Under 10 ms one probe
 /// would send over 100 SYNs a second to its target, a flood rather than a
 /// check (ping itself refuses under 200 ms to ordinary users); a minute is
 /// already more than most scrape timeouts allow for two attempts.
-pub const ATTEMPT_INTERVAL_RANGE: RangeInclusive<Duration> =
+pub(crate) const ATTEMPT_INTERVAL_RANGE: RangeInclusive<Duration> =
     Duration::from_millis(10)..=Duration::from_secs(60);
 
 /// The configuration used when no `--config.file` is given.
-pub const EMBEDDED_DEFAULT_YAML: &str = include_str!("default.yml");
+pub(crate) const EMBEDDED_DEFAULT_YAML: &str = include_str!("default.yml");
 
 /// Name under which the embedded default is reported in errors and logs.
-pub const EMBEDDED_DEFAULT_NAME: &str = "<embedded default>";
+pub(crate) const EMBEDDED_DEFAULT_NAME: &str = "<embedded default>";
 
 /// The whole configuration file.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
@@ -536,7 +538,7 @@ impl Module {
 /// with the defaults of [`Module::tcp_halfopen`] (5 s timeout). A config file's
 /// `modules:` may redefine them by name.
 #[must_use]
-pub fn builtin_modules() -> BTreeMap<String, Module> {
+pub(crate) fn builtin_modules() -> BTreeMap<String, Module> {
     [Module::tcp_halfopen(), Module::tcp_connect()]
         .into_iter()
         .map(|module| (module.prober.name().to_owned(), module))
@@ -812,7 +814,7 @@ fn module_list<'a>(names: impl Iterator<Item = &'a String>) -> String {
 
 /// Where a config came from: a file, or the embedded default.
 #[derive(Clone, Debug)]
-pub enum ConfigSource {
+pub(crate) enum ConfigSource {
     /// `--config.file`.
     File(PathBuf),
     /// No file given: [`EMBEDDED_DEFAULT_YAML`].
@@ -839,7 +841,7 @@ impl ConfigSource {
     ///
     /// # Errors
     /// See [`Config::load`].
-    pub fn load(&self) -> Result<Config, ConfigError> {
+    pub(crate) fn load(&self) -> Result<Config, ConfigError> {
         match self {
             Self::File(path) => Config::load(path),
             Self::Embedded => Ok(Config::embedded_default()),

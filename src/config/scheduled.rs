@@ -28,24 +28,24 @@ use std::time::Duration;
 /// interval probes a second: 100 000 targets at 10 s, 10 000 a second, is
 /// what one exporter on two cores was measured to sustain. Above a day a
 /// target is not being monitored.
-pub const INTERVAL_RANGE: RangeInclusive<Duration> =
+pub(super) const INTERVAL_RANGE: RangeInclusive<Duration> =
     Duration::from_secs(1)..=Duration::from_secs(24 * 3600);
 
 /// The smallest and largest `rise` and `fall`. More than 100 results in a
 /// row would take over 100 intervals to change state: no longer damping
 /// flaps but hiding outages.
-pub const RISE_FALL_RANGE: RangeInclusive<u32> = 1..=100;
+pub(super) const RISE_FALL_RANGE: RangeInclusive<u32> = 1..=100;
 
 /// How many members a group may have. Every `/health/<group>` request
 /// probes all of them at once within `--probe.max-in-flight` (4 096 by
 /// default), so 1 000 leaves room for the other probes; and a group with
 /// no member would answer 200 for nothing.
-pub const GROUP_MEMBERS_RANGE: RangeInclusive<usize> = 1..=1000;
+pub(super) const GROUP_MEMBERS_RANGE: RangeInclusive<usize> = 1..=1000;
 
 /// The most scheduled targets a config may list, before sharding. One
 /// exporter was measured with 100 000; a million is ten such replicas
 /// sharing one list with `--targets.shard`.
-pub const MAX_SCHEDULED_TARGETS: usize = 1_000_000;
+pub(crate) const MAX_SCHEDULED_TARGETS: usize = 1_000_000;
 
 /// One block of scheduled targets sharing a module, interval and labels.
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -217,7 +217,7 @@ impl Group {
 /// balancers polling a large group could again cause ten rounds a second;
 /// above a minute the answer is older than load balancers expect when they
 /// poll every few seconds to take a backend out of rotation.
-pub const MIN_INTERVAL_RANGE: RangeInclusive<Duration> =
+pub(super) const MIN_INTERVAL_RANGE: RangeInclusive<Duration> =
     Duration::from_millis(100)..=Duration::from_secs(60);
 
 fn default_interval() -> PromDuration {

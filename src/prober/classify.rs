@@ -17,7 +17,7 @@ use std::net::IpAddr;
 
 /// Which reason an OS error from socket, bind or connect stands for.
 #[must_use]
-pub fn reason_for(error: &io::Error) -> Reason {
+pub(super) fn reason_for(error: &io::Error) -> Reason {
     match error.raw_os_error() {
         Some(libc::ECONNREFUSED | libc::ECONNRESET) => Reason::Refused,
         Some(libc::ETIMEDOUT) => Reason::Timeout,
@@ -39,7 +39,7 @@ pub fn reason_for(error: &io::Error) -> Reason {
 /// The symbolic name and the description of an OS error, as
 /// `ECONNREFUSED (Connection refused)`.
 #[must_use]
-pub fn describe(error: &io::Error) -> String {
+pub(super) fn describe(error: &io::Error) -> String {
     let Some(code) = error.raw_os_error() else {
         return error.to_string();
     };
@@ -100,7 +100,7 @@ const ICMP6_PACKET_TOO_BIG: u8 = 2;
 /// Time exceeded and parameter problems are `unreachable` too: the SYN
 /// did not get there.
 #[must_use]
-pub fn icmp_reason(icmp: &IcmpError, target: IpAddr) -> Option<Reason> {
+pub(super) fn icmp_reason(icmp: &IcmpError, target: IpAddr) -> Option<Reason> {
     let (unreach, port_unreach) = if icmp.ipv6 {
         if icmp.icmp_type == ICMP6_PACKET_TOO_BIG || icmp.icmp_type >= 128 {
             return None;

@@ -553,12 +553,12 @@ impl Kept {
 /// SYN, so that a `timeout` means the target really had time to answer.
 /// Time eaten before that by the exporter's queue makes the probe fail as
 /// `local`, by a slow name server as `dns`.
-pub const MIN_WIRE_SHARE: f64 = 0.5;
+pub(crate) const MIN_WIRE_SHARE: f64 = 0.5;
 
 /// The time a probe has: when it must end, and the last moment at which
 /// it may still send its SYN (see [`MIN_WIRE_SHARE`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Budget {
+pub(crate) struct Budget {
     /// When the probe must have an outcome.
     pub deadline: Instant,
     /// After this, too little time is left for an honest `timeout`.
@@ -570,7 +570,7 @@ pub struct Budget {
 impl Budget {
     /// The budget of a probe asked for at `asked` with `timeout`.
     #[must_use]
-    pub fn new(asked: Instant, timeout: Duration) -> Self {
+    pub(crate) fn new(asked: Instant, timeout: Duration) -> Self {
         Self {
             deadline: asked + timeout,
             last_start: asked + timeout.mul_f64(1.0 - MIN_WIRE_SHARE),

@@ -105,7 +105,7 @@ const RESOLV_CONF: &str = "/etc/resolv.conf";
 /// The name servers, search domains and `/etc/hosts` of an exporter, with
 /// its TTL cache. Build it once and share it: see the module docs.
 #[derive(Clone)]
-pub struct Resolver {
+pub(crate) struct Resolver {
     shared: Arc<Shared>,
     /// Where queries run; `None` runs them in the task that asks.
     runtime: Option<Handle>,
@@ -135,14 +135,14 @@ impl Resolver {
     /// Problems with resolv.conf are logged, not returned: the exporter
     /// can still probe IP literals and names in `/etc/hosts`.
     #[must_use]
-    pub fn from_system(servers: &[SocketAddr]) -> Self {
+    pub(crate) fn from_system(servers: &[SocketAddr]) -> Self {
         SystemConfig::read(servers).build()
     }
 
     /// The same resolver, running its queries as tasks on `runtime`
     /// rather than in the task that asks.
     #[must_use]
-    pub fn run_on(self, runtime: Handle) -> Self {
+    pub(crate) fn run_on(self, runtime: Handle) -> Self {
         Self {
             runtime: Some(runtime),
             ..self
@@ -151,7 +151,7 @@ impl Resolver {
 
     /// The name servers asked, such as `127.0.0.53:53`.
     #[must_use]
-    pub fn servers(&self) -> &str {
+    pub(crate) fn servers(&self) -> &str {
         &self.shared.servers
     }
 

@@ -32,7 +32,7 @@ use std::time::Duration;
 /// each with the values it accepts (any, when empty). The set is fixed on
 /// purpose, as in exporter-toolkit, so that a web config means the same
 /// for every exporter.
-pub const ALLOWED_HEADERS: [(&str, &[&str]); 5] = [
+pub(super) const ALLOWED_HEADERS: [(&str, &[&str]); 5] = [
     ("Strict-Transport-Security", &[]),
     ("X-Content-Type-Options", &["nosniff"]),
     ("X-Frame-Options", &["deny", "sameorigin"]),
@@ -43,15 +43,15 @@ pub const ALLOWED_HEADERS: [(&str, &[&str]); 5] = [
 /// The largest web config file, and the largest file it names (a
 /// certificate, key or CA bundle). A bundle of every CA that browsers
 /// trust is about 250 KB; the limit applies before the file is read.
-pub const MAX_WEB_FILE_BYTES: u64 = 4 * 1024 * 1024;
+pub(super) const MAX_WEB_FILE_BYTES: u64 = 4 * 1024 * 1024;
 
 /// The largest bcrypt cost accepted: 2^18 rounds already take seconds on
 /// a fast core, and each wrong password would cost that much CPU.
-pub const MAX_BCRYPT_COST: u32 = 18;
+pub(super) const MAX_BCRYPT_COST: u32 = 18;
 
 /// A web config file, loaded and checked.
 #[derive(Debug)]
-pub struct WebConfig {
+pub(crate) struct WebConfig {
     /// The file it was read from.
     pub file: PathBuf,
     /// The TLS server config, when `tls_server_config` is set; plain
@@ -78,7 +78,7 @@ pub struct WebConfig {
 /// `rate_limit`: on average one request per `interval`, and up to
 /// `burst` at once.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RateLimit {
+pub(crate) struct RateLimit {
     /// The time between two requests, on average.
     pub interval: Duration,
     /// How many requests may come at once (at least 1).
@@ -221,7 +221,7 @@ impl WebConfig {
     /// # Errors
     /// A [`ConfigError`] naming the file and the field (and the line and
     /// column, for errors in the YAML itself).
-    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+    pub(crate) fn load(path: &Path) -> Result<Self, ConfigError> {
         let name = path.display().to_string();
         let text = read_file(path, "--web.config.file", "a YAML file")
             .and_then(crate::config::utf8_text)

@@ -72,7 +72,7 @@ fn yes() -> bool {
 /// `client_auth_type`: whether a client certificate is asked for, needed,
 /// and checked against `client_ca_file`, as Go's `tls.ClientAuthType`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
-pub enum ClientAuthType {
+pub(super) enum ClientAuthType {
     /// No certificate is asked for.
     #[default]
     NoClientCert,
@@ -91,7 +91,7 @@ pub enum ClientAuthType {
 /// `min_version` and `max_version`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
 #[serde(try_from = "String")]
-pub enum TlsVersion {
+pub(super) enum TlsVersion {
     /// TLS 1.2.
     Tls12,
     /// TLS 1.3.

@@ -7,7 +7,7 @@ use proptest::test_runner::Config;
 /// `default` cases unless `PROPTEST_CASES` says otherwise, and no failure
 /// persistence: no `proptest-regressions/` files appear in the tree; a
 /// shrunk failure is printed, and becomes a unit test beside the parser.
-pub fn cases(default: u32) -> Config {
+pub(crate) fn cases(default: u32) -> Config {
     let cases = std::env::var("PROPTEST_CASES")
         .ok()
         .and_then(|text| text.parse().ok())
