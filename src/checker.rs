@@ -12,6 +12,7 @@ use crate::config::Module;
 use crate::modules::LoadedModule;
 use crate::prober::{Outcome, Resolver, StepLog};
 use crate::runner::ProbeRunner;
+use crate::settings::{DEFAULT_MAX_EXEC, DEFAULT_MAX_IN_FLIGHT};
 use crate::target::{Target, TargetError};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -32,7 +33,8 @@ use std::sync::Arc;
 ///   their own, and names are resolved on a third (the DNS thread), with
 ///   one resolver and its cache for every check.
 /// - **Limits.** At most [`max_in_flight`](CheckerBuilder::max_in_flight)
-///   probes at once (each holds a socket; no limit unless set), and at most
+///   probes at once (each holds a socket;
+///   [`DEFAULT_MAX_IN_FLIGHT`] unless set), and at most
 ///   [`max_exec`](CheckerBuilder::max_exec) commands. A check waits for a
 ///   slot; if it waits past half its module's timeout it does not start,
 ///   and fails as [`Reason::Local`](crate::Reason::Local) saying how long
@@ -74,7 +76,7 @@ pub struct Checker {
 #[derive(Clone, Debug)]
 #[must_use]
 pub struct CheckerBuilder {
-    max_in_flight: Option<usize>,
+    max_in_flight: usize,
     max_exec: usize,
     dns_servers: Vec<SocketAddr>,
 }
@@ -82,24 +84,27 @@ pub struct CheckerBuilder {
 impl Default for CheckerBuilder {
     fn default() -> Self {
         Self {
-            max_in_flight: None,
-            max_exec: crate::settings::DEFAULT_MAX_EXEC,
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+            max_exec: DEFAULT_MAX_EXEC,
             dns_servers: Vec::new(),
         }
     }
 }
 
 impl CheckerBuilder {
-    /// Probes allowed at once, at least 1; without it, no limit. Each
-    /// probe in flight holds a socket, so a limit keeps a storm of checks
-    /// within the open file limit.
+    /// Probes allowed at once, at least 1 ([`DEFAULT_MAX_IN_FLIGHT`]
+    /// unless set, as the exporter's `--probe.max-in-flight`). Each probe
+    /// in flight holds a socket, so the limit keeps a storm of checks
+    /// within the open file limit; a check that finds no slot before its
+    /// deadline fails as `local`.
     pub fn max_in_flight(mut self, probes: usize) -> Self {
-        self.max_in_flight = Some(probes.max(1));
+        self.max_in_flight = probes.max(1);
         self
     }
 
     /// Commands of `exec` modules allowed to run at once, at least 1
-    /// (32 unless set), within [`max_in_flight`](Self::max_in_flight).
+    /// ([`DEFAULT_MAX_EXEC`] unless set), within
+    /// [`max_in_flight`](Self::max_in_flight).
     pub fn max_exec(mut self, commands: usize) -> Self {
         self.max_exec = commands.max(1);
         self
@@ -121,10 +126,7 @@ impl CheckerBuilder {
     /// before it stop again.
     pub fn build(self) -> std::io::Result<Checker> {
         let resolver = Resolver::from_system(&self.dns_servers);
-        let slots = self
-            .max_in_flight
-            .unwrap_or(tokio::sync::Semaphore::MAX_PERMITS);
-        let runner = ProbeRunner::new(slots, resolver)?.with_max_exec(self.max_exec);
+        let runner = ProbeRunner::new(self.max_in_flight, resolver)?.with_max_exec(self.max_exec);
         Ok(Checker {
             runner: Arc::new(runner),
         })
@@ -132,8 +134,9 @@ impl CheckerBuilder {
 }
 
 impl Checker {
-    /// A checker with no in-flight limit, at most 32 `exec` commands at
-    /// once and the name servers of `/etc/resolv.conf`; see
+    /// A checker with the default limits ([`DEFAULT_MAX_IN_FLIGHT`] probes,
+    /// [`DEFAULT_MAX_EXEC`] commands at once) and the name servers of
+    /// `/etc/resolv.conf`; see
     /// [`CheckerBuilder::build`].
     ///
     /// # Errors

@@ -13,7 +13,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
-use crate::app::App;
+use crate::app::{App, BuildError};
 use crate::config::{ConfigError, ConfigSource, HealthChecks};
 use crate::settings::{Settings, Shard};
 use std::future::Future;
@@ -193,9 +193,10 @@ impl ExporterBuilder {
     /// hard limit first: every probe in flight holds a socket.
     ///
     /// # Errors
-    /// The config error when the config does not load; also, naming the
-    /// config, when the operating system refuses to start a thread.
-    pub fn build(self) -> Result<Exporter, ConfigError> {
+    /// [`BuildError::Config`] when the config or the web config does not
+    /// load; [`BuildError::Threads`] when the operating system refuses to
+    /// start a thread.
+    pub fn build(self) -> Result<Exporter, BuildError> {
         match crate::sys::raise_nofile_limit() {
             Ok(limit) => tracing::debug!(limit, "open file limit"),
             Err(error) => tracing::warn!(err = %error, "cannot raise the open file limit"),

@@ -77,6 +77,7 @@ mod target;
 mod task;
 mod web;
 
+pub use app::BuildError;
 pub use checker::{Checker, CheckerBuilder};
 pub use config::{
     ConfigError, ExecOptions, HealthChecks, IpProtocol, Module, Prober, ProberKind, PromDuration,

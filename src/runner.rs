@@ -481,19 +481,37 @@ struct RuntimeThread {
 
 impl RuntimeThread {
     fn start(name: &str) -> std::io::Result<Self> {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        let handle = runtime.handle().clone();
         let (stop, stopped) = oneshot::channel::<()>();
+        let (started, runtime_handle) = std::sync::mpsc::sync_channel(1);
+        // The runtime is built on its own thread: were it built here and
+        // moved into a thread that then failed to start, it would be
+        // dropped here, and dropping a runtime inside another one (the
+        // caller's, when it builds a Checker or an Exporter from async
+        // code) panics instead of returning the error.
         let thread = std::thread::Builder::new()
             .name(name.to_owned())
             .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(runtime) => runtime,
+                    Err(error) => {
+                        let _ = started.send(Err(error));
+                        return;
+                    }
+                };
+                let _ = started.send(Ok(runtime.handle().clone()));
                 let _ = runtime.block_on(stopped);
                 // Probes still running are cancelled: their sockets close
                 // with RST as they are dropped. So are DNS queries.
                 runtime.shutdown_timeout(Duration::from_secs(1));
             })?;
+        let handle = runtime_handle.recv().unwrap_or_else(|_| {
+            Err(std::io::Error::other(
+                "the thread ended before its runtime started",
+            ))
+        })?;
         Ok(Self {
             handle,
             stop: Some(stop),

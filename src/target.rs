@@ -32,6 +32,7 @@ use std::net::{IpAddr, Ipv6Addr};
 pub(crate) const MAX_TARGET_LEN: usize = 1024;
 
 /// The host part of a target.
+#[non_exhaustive]
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Host {
     /// An IP literal: no DNS lookup is made.
@@ -51,6 +52,7 @@ pub struct Target {
 
 /// Why a target was rejected. The `Display` text is the one-line message
 /// that `/probe` returns with status 400.
+#[non_exhaustive]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TargetError {
     /// Nothing was given.

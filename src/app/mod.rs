@@ -27,6 +27,7 @@ use crate::modules::{Modules, ResultCounters};
 use crate::scheduler::Scheduler;
 use crate::settings::Settings;
 use crate::web::WebConfigState;
+use std::fmt;
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 use tokio::sync::Semaphore;
@@ -148,15 +149,50 @@ fn limits_for(settings: &Settings) -> (usize, usize) {
     (probes, connections)
 }
 
+/// Why an exporter could not start.
+#[non_exhaustive]
+#[derive(Debug)]
+pub enum BuildError {
+    /// The config or the web config did not load: fix the file.
+    Config(ConfigError),
+    /// The operating system refused a thread the exporter probes on: raise
+    /// the process's thread limit (`ulimit -u`, systemd's `TasksMax`).
+    Threads(std::io::Error),
+}
+
+impl fmt::Display for BuildError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Config(error) => error.fmt(f),
+            Self::Threads(error) => write!(f, "cannot start the probe threads: {error}"),
+        }
+    }
+}
+
+impl std::error::Error for BuildError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Config(error) => Some(error),
+            Self::Threads(error) => Some(error),
+        }
+    }
+}
+
+impl From<ConfigError> for BuildError {
+    fn from(error: ConfigError) -> Self {
+        Self::Config(error)
+    }
+}
+
 impl App {
     /// Loads the config from `source`, builds the state around it and
     /// starts the scheduler on the probe thread.
     ///
     /// # Errors
     /// The config error when the first load fails: with no config in force
-    /// there is nothing to serve. Also, naming the config, when the
-    /// operating system refuses to start the probe threads.
-    pub(crate) fn start(source: ConfigSource, settings: Settings) -> Result<Self, ConfigError> {
+    /// there is nothing to serve; or the operating system's when it
+    /// refuses to start the probe threads.
+    pub(crate) fn start(source: ConfigSource, settings: Settings) -> Result<Self, BuildError> {
         let config = source.load()?;
         let web = match &settings.web_config_file {
             Some(path) => Some(Arc::new(WebConfigState::load(path.clone())?)),
@@ -168,12 +204,7 @@ impl App {
             .max_exec(settings.max_exec)
             .dns_servers(settings.dns_servers.clone())
             .build()
-            .map_err(|error| {
-                ConfigError::about_file(
-                    &source.to_string(),
-                    format!("cannot start the probe threads: {error}"),
-                )
-            })?;
+            .map_err(BuildError::Threads)?;
         let app = Self {
             source,
             in_force: RwLock::new(Arc::new(InForce {

@@ -563,10 +563,12 @@ pub(super) fn check_scheduled(file: &str, config: &Config) -> Result<(), ConfigE
             .and_then(|module| Some((module.target_policy()?, module.prober().kind())))
     };
     let check = |policy: &TargetPolicy, prober: ProberKind, target: &Target| {
-        if prober == ProberKind::Exec {
-            policy.check_unresolved(target)
-        } else {
-            policy.check_target(target).map(drop)
+        match prober {
+            // A command is given the target as written: nothing resolves it.
+            ProberKind::Exec => policy.check_unresolved(target),
+            ProberKind::TcpHalfopen | ProberKind::TcpConnect => {
+                policy.check_target(target).map(drop)
+            }
         }
     };
     for (block_index, block) in config.targets.iter().enumerate() {

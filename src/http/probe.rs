@@ -69,7 +69,7 @@ pub(super) async fn handle(app: &App, request: &Request<Incoming>) -> HttpRespon
             // The message of a missing target, as before exec modules
             // could go without one.
             ProberKind::TcpHalfopen | ProberKind::TcpConnect => TargetError::Empty.to_string(),
-            _ => format!(
+            ProberKind::Exec => format!(
                 "module {:?} needs a target: {why}; pass target=host:port",
                 probe_request.module_name
             ),

@@ -5,8 +5,8 @@
 //! The values live with what they describe (the modules' result
 //! counters, the runner's in-flight count and close delays, the
 //! scheduler's lag histogram); a scrape gathers them into an [`ExporterView`] and writes
-//! it. Only the reload status is kept here, as [`ReloadStatus`], since
-//! nothing below the app knows of reloads.
+//! it. Only the reload status is kept here, as [`ReloadStatus`]: the
+//! app and the web config's reload state (layers above) record into it.
 
 #![forbid(unsafe_code)]
 

@@ -560,11 +560,11 @@ pub(crate) const MIN_WIRE_SHARE: f64 = 0.5;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Budget {
     /// When the probe must have an outcome.
-    pub deadline: Instant,
+    pub(crate) deadline: Instant,
     /// After this, too little time is left for an honest `timeout`.
-    pub last_start: Instant,
+    pub(crate) last_start: Instant,
     /// The whole timeout, from when the probe was asked for.
-    pub timeout: Duration,
+    pub(crate) timeout: Duration,
 }
 
 impl Budget {

@@ -53,26 +53,26 @@ pub(super) const MAX_BCRYPT_COST: u32 = 18;
 #[derive(Debug)]
 pub(crate) struct WebConfig {
     /// The file it was read from.
-    pub file: PathBuf,
+    pub(crate) file: PathBuf,
     /// The TLS server config, when `tls_server_config` is set; plain
     /// HTTP otherwise.
-    pub tls: Option<Arc<rustls::ServerConfig>>,
+    pub(crate) tls: Option<Arc<rustls::ServerConfig>>,
     /// Users and their bcrypt hashes; no authentication when empty.
-    pub users: BTreeMap<String, String>,
+    pub(crate) users: BTreeMap<String, String>,
     /// A bcrypt hash of no one's password, at the highest cost among the
     /// users', checked for unknown users so that they take as long as a
     /// wrong password.
-    pub dummy_hash: String,
+    pub(crate) dummy_hash: String,
     /// Headers added to every response, from `http_server_config.headers`.
-    pub headers: Vec<(String, String)>,
+    pub(crate) headers: Vec<(String, String)>,
     /// The token bucket, when `rate_limit.interval` is not zero.
-    pub rate_limit: Option<RateLimit>,
+    pub(crate) rate_limit: Option<RateLimit>,
     /// `http_server_config.http2`, which this exporter cannot honour with
     /// HTTP/2 (it speaks HTTP/1.1 only); kept to be logged.
-    pub http2_asked: bool,
+    pub(crate) http2_asked: bool,
     /// Every file the config depends on, itself first: a change to any
     /// of them calls for a reload.
-    pub watched: Vec<PathBuf>,
+    pub(crate) watched: Vec<PathBuf>,
 }
 
 /// `rate_limit`: on average one request per `interval`, and up to
@@ -80,9 +80,9 @@ pub(crate) struct WebConfig {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct RateLimit {
     /// The time between two requests, on average.
-    pub interval: Duration,
+    pub(crate) interval: Duration,
     /// How many requests may come at once (at least 1).
-    pub burst: u32,
+    pub(crate) burst: u32,
 }
 
 /// The file as written.

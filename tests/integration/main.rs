@@ -12,6 +12,7 @@
 mod common;
 
 mod abuse;
+mod checker;
 mod cli;
 mod dns;
 mod health_checker;

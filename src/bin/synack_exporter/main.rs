@@ -14,7 +14,7 @@ use logging::LogFormat as LineFormat;
 use clap::Parser;
 use std::process::ExitCode;
 use std::time::Duration;
-use synack_exporter::{Exporter, ExporterBuilder};
+use synack_exporter::{BuildError, Exporter, ExporterBuilder};
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
 fn main() -> ExitCode {
@@ -107,10 +107,17 @@ async fn run(
     };
     let exporter = match builder.build() {
         Ok(exporter) => exporter,
-        Err(error) => {
+        Err(BuildError::Config(error)) => {
             tracing::error!(
                 err = %error,
                 "cannot load the config; fix it and check it with --config.check"
+            );
+            return ExitCode::FAILURE;
+        }
+        Err(error) => {
+            tracing::error!(
+                err = %error,
+                "cannot start; raise the process's thread limit (ulimit -u, systemd's TasksMax)"
             );
             return ExitCode::FAILURE;
         }

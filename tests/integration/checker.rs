@@ -6,7 +6,7 @@
 //! again alone in a child process, where no other test starts or ends a
 //! thread while they count.
 
-mod common;
+use crate::common;
 
 use socket2::{Domain, Protocol, Socket, Type};
 use std::collections::BTreeMap;
@@ -15,7 +15,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 use synack_exporter::{Checker, ExecOptions, Module, Reason, TargetError};
 
-#[path = "../examples/checker.rs"]
+#[path = "../../examples/checker.rs"]
 #[allow(dead_code)] // its `main`
 mod checker_example;
 
