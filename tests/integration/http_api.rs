@@ -22,12 +22,7 @@ async fn open_port_gives_probe_success_in_openmetrics() {
         )
         .await;
     assert_eq!(response.status, 200);
-    assert!(
-        response
-            .header("content-type")
-            .unwrap()
-            .starts_with("application/openmetrics-text; version=1.0.0")
-    );
+    response.assert_content_type("application/openmetrics-text; version=1.0.0");
     let body = &response.body;
     assert_eq!(sample(body, "probe_success"), Some(1.0), "{body}");
     assert_eq!(sample(body, "probe_ip_protocol"), Some(4.0));
@@ -124,12 +119,7 @@ async fn debug_shows_the_steps_errno_and_metrics() {
         .get(&format!("/probe?target=localhost:{port}&debug=true"))
         .await;
     assert_eq!(response.status, 200);
-    assert!(
-        response
-            .header("content-type")
-            .unwrap()
-            .starts_with("text/plain")
-    );
+    response.assert_content_type("text/plain");
     let body = &response.body;
     for expected in [
         "resolving localhost",
