@@ -26,6 +26,15 @@ impl Response {
             .find(|(key, _)| key.eq_ignore_ascii_case(name))
             .map(|(_, value)| value.as_str())
     }
+
+    /// Fails the test unless the `Content-Type` starts with `prefix`.
+    pub fn assert_content_type(&self, prefix: &str) {
+        let content_type = self.header("content-type");
+        assert!(
+            content_type.is_some_and(|value| value.starts_with(prefix)),
+            "Content-Type {content_type:?}, not {prefix}"
+        );
+    }
 }
 
 /// The value of an `Authorization: Basic` header for `user:password`.

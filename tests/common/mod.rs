@@ -144,6 +144,12 @@ impl TestExporter {
     pub async fn get(&self, path: &str) -> Response {
         self.get_with(path, &[]).await
     }
+
+    /// `GET /probe` of `target` with `module`.
+    pub async fn probe(&self, target: impl std::fmt::Display, module: &str) -> Response {
+        self.get(&format!("/probe?target={target}&module={module}"))
+            .await
+    }
 }
 
 impl Drop for TestExporter {

@@ -142,44 +142,37 @@ async fn serves_probes_raises_nofile_and_reloads_on_sighup() {
         "soft limit raised to the hard limit: {limits}"
     );
 
-    write(
-        &config,
+    let reload = |text: &str, logged: &str| {
+        write(&config, text);
+        exporter.signal("HUP");
+        exporter.logs_until(logged);
+    };
+    reload(
         "modules:\n  first:\n    prober: tcp_halfopen\n    nonsense: true\n",
+        "config reload on SIGHUP failed",
     );
-    exporter.signal("HUP");
-    exporter.logs_until("config reload on SIGHUP failed");
-    let metrics = get(exporter.address, "/metrics").await.body;
-    assert_eq!(
-        sample(&metrics, "synack_exporter_config_last_reload_successful"),
-        Some(0.0)
-    );
-    assert_eq!(
-        get(exporter.address, "/probe?target=127.0.0.1:1&module=first")
-            .await
-            .status,
-        200
-    );
+    assert_eq!(last_reload_successful(exporter.address).await, Some(0.0));
+    assert_eq!(probe_status(exporter.address, "first").await, 200);
 
-    write(&config, "modules:\n  second:\n    prober: tcp_connect\n");
-    exporter.signal("HUP");
-    exporter.logs_until("config reloaded on SIGHUP");
-    let metrics = get(exporter.address, "/metrics").await.body;
-    assert_eq!(
-        sample(&metrics, "synack_exporter_config_last_reload_successful"),
-        Some(1.0)
+    reload(
+        "modules:\n  second:\n    prober: tcp_connect\n",
+        "config reloaded on SIGHUP",
     );
-    assert_eq!(
-        get(exporter.address, "/probe?target=127.0.0.1:1&module=second")
-            .await
-            .status,
-        200
-    );
-    assert_eq!(
-        get(exporter.address, "/probe?target=127.0.0.1:1&module=first")
-            .await
-            .status,
-        400
-    );
+    assert_eq!(last_reload_successful(exporter.address).await, Some(1.0));
+    assert_eq!(probe_status(exporter.address, "second").await, 200);
+    assert_eq!(probe_status(exporter.address, "first").await, 400);
+}
+
+/// `synack_exporter_config_last_reload_successful` on `/metrics`.
+async fn last_reload_successful(address: SocketAddr) -> Option<f64> {
+    let metrics = get(address, "/metrics").await.body;
+    sample(&metrics, "synack_exporter_config_last_reload_successful")
+}
+
+/// The status of a probe of a closed port with `module`.
+async fn probe_status(address: SocketAddr, module: &str) -> u16 {
+    let path = format!("/probe?target=127.0.0.1:1&module={module}");
+    get(address, &path).await.status
 }
 
 #[tokio::test]

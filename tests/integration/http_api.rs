@@ -22,12 +22,7 @@ async fn open_port_gives_probe_success_in_openmetrics() {
         )
         .await;
     assert_eq!(response.status, 200);
-    assert!(
-        response
-            .header("content-type")
-            .unwrap()
-            .starts_with("application/openmetrics-text; version=1.0.0")
-    );
+    response.assert_content_type("application/openmetrics-text; version=1.0.0");
     let body = &response.body;
     assert_eq!(sample(body, "probe_success"), Some(1.0), "{body}");
     assert_eq!(sample(body, "probe_ip_protocol"), Some(4.0));
@@ -124,12 +119,7 @@ async fn debug_shows_the_steps_errno_and_metrics() {
         .get(&format!("/probe?target=localhost:{port}&debug=true"))
         .await;
     assert_eq!(response.status, 200);
-    assert!(
-        response
-            .header("content-type")
-            .unwrap()
-            .starts_with("text/plain")
-    );
+    response.assert_content_type("text/plain");
     let body = &response.body;
     for expected in [
         "resolving localhost",
@@ -255,99 +245,79 @@ async fn an_ip_literal_the_module_forbids_is_a_400_for_probe_and_local_for_a_gro
 async fn every_bad_input_gets_a_one_line_400_and_the_exporter_keeps_answering() {
     let exporter = TestExporter::embedded(Exporter::builder()).await;
     let long_target = format!("{}:80", "a".repeat(1100));
-    let cases: Vec<(String, &str)> = vec![
-        ("/probe".into(), "missing or empty"),
-        ("/probe?target=".into(), "missing or empty"),
-        ("/probe?module=tcp_halfopen".into(), "missing or empty"),
-        ("/probe?target=localhost".into(), "no port"),
-        ("/probe?target=localhost:".into(), "no port"),
+    let long_path = format!("/probe?target={long_target}");
+    let cases = [
+        ("/probe", "missing or empty"),
+        ("/probe?target=", "missing or empty"),
+        ("/probe?module=tcp_halfopen", "missing or empty"),
+        ("/probe?target=localhost", "no port"),
+        ("/probe?target=localhost:", "no port"),
+        ("/probe?target=localhost:0", "not a number from 1 to 65535"),
+        ("/probe?target=localhost:-5", "not a number from 1 to 65535"),
         (
-            "/probe?target=localhost:0".into(),
+            "/probe?target=localhost:65536",
             "not a number from 1 to 65535",
         ),
         (
-            "/probe?target=localhost:-5".into(),
+            "/probe?target=localhost:http",
             "not a number from 1 to 65535",
         ),
+        ("/probe?target=:80", "empty host"),
+        ("/probe?target=%5B::1:80", "unbalanced bracket"),
+        ("/probe?target=::1%5D:80", "unbalanced bracket"),
+        ("/probe?target=::1:80", "without brackets"),
+        ("/probe?target=a%20b:80", "contains ' '"),
+        ("/probe?target=a+b:80", "contains ' '"),
         (
-            "/probe?target=localhost:65536".into(),
-            "not a number from 1 to 65535",
-        ),
-        (
-            "/probe?target=localhost:http".into(),
-            "not a number from 1 to 65535",
-        ),
-        ("/probe?target=:80".into(), "empty host"),
-        ("/probe?target=%5B::1:80".into(), "unbalanced bracket"),
-        ("/probe?target=::1%5D:80".into(), "unbalanced bracket"),
-        ("/probe?target=::1:80".into(), "without brackets"),
-        ("/probe?target=a%20b:80".into(), "contains ' '"),
-        ("/probe?target=a+b:80".into(), "contains ' '"),
-        (
-            "/probe?target=%09host:80".into(),
+            "/probe?target=%09host:80",
             "control character U+0009 in target",
         ),
-        ("/probe?target=%22host%22:80".into(), "contains '\"'"),
-        ("/probe?target=%27host%27:80".into(), "contains '\\''"),
+        ("/probe?target=%22host%22:80", "contains '\"'"),
+        ("/probe?target=%27host%27:80", "contains '\\''"),
         (
-            "/probe?target=host%00:80".into(),
+            "/probe?target=host%00:80",
             "control character U+0000 in target",
         ),
         (
-            "/probe?target=host%0a:80".into(),
+            "/probe?target=host%0a:80",
             "control character U+000A in target",
         ),
         (
-            "/probe?target=a%0D%0AX-Injected:%20b:80".into(),
+            "/probe?target=a%0D%0AX-Injected:%20b:80",
             "control character U+000D in target",
         ),
         (
-            "/probe?target=%1B%5B31mred:80".into(),
+            "/probe?target=%1B%5B31mred:80",
             "control character U+001B in target",
         ),
         (
-            "/probe?target=localhost:000000000000000008080".into(),
+            "/probe?target=localhost:000000000000000008080",
             "has a leading zero: write it without, as 8080",
         ),
-        ("/probe?target=db..example.org:80".into(), "empty label"),
+        ("/probe?target=db..example.org:80", "empty label"),
+        (long_path.as_str(), "more than the limit of 1024"),
+        ("/probe?target=127.1:80", "not a dotted-quad IPv4 address"),
+        ("/probe?target=%5Bnope%5D:80", "is not an IPv6 address"),
+        ("/probe?target=%zz", "bad percent-encoding"),
+        ("/probe?target=host:8%", "bad percent-encoding"),
+        ("/probe?target=%ff:80", "UTF-8"),
+        ("/probe?target=a:1&target=b:2", "more than once"),
         (
-            format!("/probe?target={long_target}"),
-            "more than the limit of 1024",
-        ),
-        (
-            "/probe?target=127.1:80".into(),
-            "not a dotted-quad IPv4 address",
-        ),
-        (
-            "/probe?target=%5Bnope%5D:80".into(),
-            "is not an IPv6 address",
-        ),
-        ("/probe?target=%zz".into(), "bad percent-encoding"),
-        ("/probe?target=host:8%".into(), "bad percent-encoding"),
-        ("/probe?target=%ff:80".into(), "UTF-8"),
-        ("/probe?target=a:1&target=b:2".into(), "more than once"),
-        (
-            "/probe?target=127.0.0.1:80&module=nope".into(),
+            "/probe?target=127.0.0.1:80&module=nope",
             "unknown module \"nope\"",
         ),
+        ("/probe?target=127.0.0.1:80&debug=yes", "debug must be"),
+        ("/probe?target=tcp://127.0.0.1:80", "without a scheme"),
         (
-            "/probe?target=127.0.0.1:80&debug=yes".into(),
-            "debug must be",
-        ),
-        (
-            "/probe?target=tcp://127.0.0.1:80".into(),
-            "without a scheme",
-        ),
-        (
-            "/probe?target=256.1.1.1:80".into(),
+            "/probe?target=256.1.1.1:80",
             "target host \"256.1.1.1\": 256 is out of range: each part of an IPv4 address is 0 to 255",
         ),
         (
-            "/probe?target=%5Bfe80::1%25lo%5D:80".into(),
+            "/probe?target=%5Bfe80::1%25lo%5D:80",
             "target host \"fe80::1%lo\" has a zone ID: zone IDs are not supported",
         ),
     ];
-    for (path, expected) in &cases {
+    for (path, expected) in cases {
         let response = exporter.get(path).await;
         assert_eq!(
             response.status, 400,

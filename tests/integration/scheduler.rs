@@ -399,20 +399,37 @@ async fn fast_group(extra: &str) -> (TcpListener, Arc<TestExporter>) {
     (listener, Arc::new(exporter_with_groups(&groups).await))
 }
 
+/// [`ask_health`] of a fresh [`fast_group`] with `extra` settings; fails
+/// unless the forty requests caused exactly one round of probes (`why`
+/// says why one), and returns their answers.
+async fn forty_requests_in_one_round(
+    extra: &str,
+    spacing: Duration,
+    why: &str,
+) -> Vec<(u16, String)> {
+    let (_listener, exporter) = fast_group(extra).await;
+    let started = Instant::now();
+    let answers = ask_health(&exporter, spacing).await;
+    // The premise, not a timing bound: the last request was sent 39 x
+    // `spacing` after the first.
+    assert!(started.elapsed() >= spacing * 39);
+    assert_eq!(probes_of(&exporter, "grouped").await, 1.0, "{why}");
+    answers
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_requests_to_a_fast_group_share_exactly_one_round() {
-    let (_listener, exporter) = fast_group("").await;
-    let answers = ask_health(&exporter, Duration::ZERO).await;
+    let answers = forty_requests_in_one_round(
+        "",
+        Duration::ZERO,
+        "40 concurrent requests to a one-member group: one probe",
+    )
+    .await;
     assert!(
         answers
             .iter()
             .all(|answer| *answer == (200, "OK\n".to_owned())),
         "{answers:?}"
-    );
-    assert_eq!(
-        probes_of(&exporter, "grouped").await,
-        1.0,
-        "40 concurrent requests to a one-member group: one probe"
     );
 }
 
@@ -422,20 +439,15 @@ async fn concurrent_requests_to_a_fast_group_share_exactly_one_round() {
 /// what is tested is reuse across time, not how long reuse lasts.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_spread_over_half_a_second_reuse_one_answer() {
-    let (_listener, exporter) = fast_group("    min_interval: 1m\n").await;
-    let started = Instant::now();
-    let answers = ask_health(&exporter, Duration::from_micros(12_500)).await;
+    let answers = forty_requests_in_one_round(
+        "    min_interval: 1m\n",
+        Duration::from_micros(12_500),
+        "40 requests spread over half a second, within min_interval: one round of probes",
+    )
+    .await;
     assert!(
         answers.iter().all(|(status, _)| *status == 200),
         "{answers:?}"
-    );
-    // The premise, not a timing bound: the last request was sent 39 x
-    // 12.5 ms after the first.
-    assert!(started.elapsed() >= Duration::from_micros(487_500));
-    assert_eq!(
-        probes_of(&exporter, "grouped").await,
-        1.0,
-        "40 requests spread over half a second, within min_interval: one round of probes"
     );
 }
 
@@ -789,20 +801,10 @@ async fn landing_page_lists_targets_and_history_and_escapes_user_text() {
         state.probed()
     })
     .await;
-    assert_eq!(
-        exporter
-            .get(&format!("/probe?target={closed}&module=fast"))
-            .await
-            .status,
-        200
-    );
+    assert_eq!(exporter.probe(&closed, "fast").await.status, 200);
     let page = exporter.get("/").await;
     assert_eq!(page.status, 200);
-    assert!(
-        page.header("content-type")
-            .unwrap()
-            .starts_with("text/html")
-    );
+    page.assert_content_type("text/html");
     let html = &page.body;
     assert!(
         !html.contains("<script>"),
@@ -863,13 +865,7 @@ async fn landing_page_links_its_own_port_shows_groups_and_marks_failures() {
 
     assert_eq!(exporter.get("/health/mixed").await.status, 503);
     assert_eq!(exporter.get("/health/idle").await.status, 200);
-    assert_eq!(
-        exporter
-            .get(&format!("/probe?target={closed}&module=fast"))
-            .await
-            .status,
-        200
-    );
+    assert_eq!(exporter.probe(&closed, "fast").await.status, 200);
     let html = exporter.get("/").await.body;
     let mixed_row = html
         .lines()

@@ -92,19 +92,6 @@ fn default_client(ca: &Ca) -> Arc<ClientConfig> {
     client(ca, rustls::DEFAULT_VERSIONS, None)
 }
 
-/// The status of `GET /-/healthy` over TLS as the holder of `identity`
-/// (a certificate and key), or why there is none.
-async fn healthy_as(
-    address: SocketAddr,
-    ca: &Ca,
-    identity: &(String, String),
-) -> Result<u16, String> {
-    let config = client(ca, rustls::DEFAULT_VERSIONS, Some(identity));
-    tls_get(address, config, "/-/healthy")
-        .await
-        .map(|(answer, _)| answer.status)
-}
-
 /// `GET path` over TLS to `localhost` at `address`; the answer and the
 /// server's certificate, or why there is none.
 async fn tls_get(
@@ -163,6 +150,28 @@ impl Site {
     async fn exporter(&self) -> TestExporter {
         TestExporter::embedded(Exporter::builder().web_config_file(&self.web_yml)).await
     }
+
+    /// `GET /-/healthy` over TLS to `address`, as a client without a
+    /// certificate of its own that trusts the site's CA: see [`tls_get`].
+    async fn get_healthy(
+        &self,
+        address: SocketAddr,
+    ) -> Result<(Response, CertificateDer<'static>), String> {
+        tls_get(address, default_client(&self.ca), "/-/healthy").await
+    }
+
+    /// The status of `GET /-/healthy` over TLS to `address` as the holder
+    /// of `identity` (a certificate and key), or why there is none.
+    async fn healthy_as(
+        &self,
+        address: SocketAddr,
+        identity: &(String, String),
+    ) -> Result<u16, String> {
+        let config = client(&self.ca, rustls::DEFAULT_VERSIONS, Some(identity));
+        tls_get(address, config, "/-/healthy")
+            .await
+            .map(|(answer, _)| answer.status)
+    }
 }
 
 const TLS: &str = "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n";
@@ -190,9 +199,7 @@ async fn plain_exchange(address: SocketAddr, head: &[u8]) -> (SocketAddr, Vec<u8
 async fn tls_works_and_plain_http_to_the_tls_port_gets_go_s_400() {
     let site = Site::new(TLS);
     let exporter = site.exporter().await;
-    let (answer, _) = tls_get(exporter.address, default_client(&site.ca), "/-/healthy")
-        .await
-        .unwrap();
+    let (answer, _) = site.get_healthy(exporter.address).await.unwrap();
     assert_eq!((answer.status, answer.body.as_str()), (200, "OK\n"));
 
     // The request starts Go recognises, each answered as Go answers.
@@ -261,14 +268,14 @@ async fn mtls_refuses_a_client_without_a_certificate_and_accepts_one_signed_by_t
         "{TLS}  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: ca.crt\n"
     ));
     let exporter = site.exporter().await;
-    let anonymous = tls_get(exporter.address, default_client(&site.ca), "/-/healthy").await;
+    let anonymous = site.get_healthy(exporter.address).await;
     assert!(anonymous.is_err(), "{anonymous:?}");
     let stranger = Ca::new("another CA").leaf("prometheus", &["prometheus"]);
-    let foreign = healthy_as(exporter.address, &site.ca, &stranger).await;
+    let foreign = site.healthy_as(exporter.address, &stranger).await;
     assert!(foreign.is_err(), "{foreign:?}");
     let prometheus = site.ca.leaf("prometheus", &["prometheus"]);
     assert_eq!(
-        healthy_as(exporter.address, &site.ca, &prometheus).await,
+        site.healthy_as(exporter.address, &prometheus).await,
         Ok(200)
     );
 }
@@ -281,13 +288,10 @@ async fn client_allowed_sans_refuses_a_certificate_with_another_san() {
     ));
     let exporter = site.exporter().await;
     let other = site.ca.leaf("other", &["grafana.example.org"]);
-    let refused = healthy_as(exporter.address, &site.ca, &other).await;
+    let refused = site.healthy_as(exporter.address, &other).await;
     assert!(refused.is_err(), "{refused:?}");
     let allowed = site.ca.leaf("prometheus", &["prometheus.example.org"]);
-    assert_eq!(
-        healthy_as(exporter.address, &site.ca, &allowed).await,
-        Ok(200)
-    );
+    assert_eq!(site.healthy_as(exporter.address, &allowed).await, Ok(200));
 }
 
 /// rustls asks the verifier only about certificates that come: under a
@@ -328,9 +332,7 @@ fn client_allowed_sans_needs_a_mode_that_requires_a_certificate() {
 async fn a_rotated_certificate_is_served_after_the_file_changes() {
     let site = Site::new(TLS);
     let exporter = site.exporter().await;
-    let (_, first) = tls_get(exporter.address, default_client(&site.ca), "/-/healthy")
-        .await
-        .unwrap();
+    let (_, first) = site.get_healthy(exporter.address).await.unwrap();
     let (cert, key) = site.ca.leaf("server two", &["localhost"]);
     put(&site.dir, "server.key", &key);
     put(&site.dir, "server.crt", &cert);
@@ -779,9 +781,7 @@ async fn a_certificate_that_is_briefly_a_fifo_does_not_stop_the_web_reloads() {
             })
             .await;
     });
-    let (_, first) = tls_get(address, default_client(&site.ca), "/-/healthy")
-        .await
-        .unwrap();
+    let (_, first) = site.get_healthy(address).await.unwrap();
 
     let fifo = Fifo::replace(&site.dir.join("server.crt"));
     let reload = tokio::time::timeout(Duration::from_secs(5), exporter.reload_web_config()).await;
@@ -795,9 +795,7 @@ async fn a_certificate_that_is_briefly_a_fifo_does_not_stop_the_web_reloads() {
         "{text}"
     );
     // The certificate in force is still served.
-    let (_, served) = tls_get(address, default_client(&site.ca), "/-/healthy")
-        .await
-        .unwrap();
+    let (_, served) = site.get_healthy(address).await.unwrap();
     assert_eq!(served, first);
 
     // A valid certificate put back is served from the next poll on (every

@@ -12,31 +12,24 @@
 //! retransmission (1 s), which therefore never happens.
 
 use crate::concurrent::check_valid;
-use crate::namespace::{current_thread_runtime, filter_table, namespace_test};
+use crate::namespace::{current_thread_runtime, firewall, namespace_test};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use synack_exporter::{Module, Outcome, Prober, Reason, TcpOptions};
 
-/// Every second SYN to this port is dropped; a listener answers the
-/// others, and counts what it accepts.
-const PORT_HALF_LOST: u16 = 7101;
-/// Every SYN to this port is dropped.
-const PORT_ALL_LOST: u16 = 7102;
-/// As [`PORT_HALF_LOST`], for `tcp_connect`, whose handshakes complete
-/// and would be counted by the listener of the half-open port.
-const PORT_HALF_LOST_CONNECT: u16 = 7103;
-
-const RULESET: &str = filter_table!(
-    "synack_netns_attempts",
-    "input",
-    [
-        "tcp dport 7101 tcp flags syn / syn,ack numgen inc mod 2 == 0 drop",
-        "tcp dport 7102 tcp flags syn / syn,ack drop",
-        "tcp dport 7103 tcp flags syn / syn,ack numgen inc mod 2 == 0 drop",
-    ]
-);
+firewall! {
+    const RULESET = table "synack_netns_attempts" hook "input";
+    /// Every second SYN to this port is dropped; a listener answers the
+    /// others, and counts what it accepts.
+    const PORT_HALF_LOST = 7101 => "tcp flags syn / syn,ack numgen inc mod 2 == 0 drop";
+    /// Every SYN to this port is dropped.
+    const PORT_ALL_LOST = 7102 => "tcp flags syn / syn,ack drop";
+    /// As [`PORT_HALF_LOST`], for `tcp_connect`, whose handshakes complete
+    /// and would be counted by the listener of the half-open port.
+    const PORT_HALF_LOST_CONNECT = 7103 => "tcp flags syn / syn,ack numgen inc mod 2 == 0 drop";
+}
 
 namespace_test! {
     parent: netns_attempts_count_loss,

@@ -4,7 +4,16 @@
 
 use std::net::SocketAddr;
 use std::time::Duration;
-use synack_exporter::{Module, Outcome, Prober, TargetError};
+use synack_exporter::{Module, Outcome, Prober, TargetError, TcpOptions};
+
+/// Both TCP probers, for tables run with each: how a probe fails must not
+/// depend on how far the handshake is meant to go.
+pub fn tcp_probers() -> [Prober; 2] {
+    [
+        Prober::TcpHalfopen(TcpOptions::default()),
+        Prober::TcpConnect(TcpOptions::default()),
+    ]
+}
 
 /// What one probe returned, or, when it overran its deadline, the bound
 /// it overran.
@@ -51,7 +60,7 @@ pub async fn check_all_at_once(probes: impl IntoIterator<Item = (String, Module)
 /// The outcome of a probe that was to go to `address`, or what is wrong
 /// before its outcome can be judged: it overran its deadline, the target
 /// was rejected, or another address was probed.
-pub fn outcome_for(result: &Checked, address: SocketAddr) -> Result<&Outcome, String> {
+fn outcome_for(result: &Checked, address: SocketAddr) -> Result<&Outcome, String> {
     let outcome = match result {
         Err(bound) => return Err(format!("the probe ignored its deadline ({bound:?})")),
         Ok(Err(error)) => return Err(format!("the target was rejected: {error}")),
@@ -123,6 +132,16 @@ impl<E> Case<E> {
             self.timeout.as_secs_f64()
         );
         describe_checked(&head, result, outcome_line)
+    }
+
+    /// What is wrong with `result`, if anything: what [`outcome_for`]
+    /// finds, else what `wrong` finds in the outcome.
+    pub fn judge(
+        &self,
+        result: &Checked,
+        wrong: impl FnOnce(&Outcome) -> Option<String>,
+    ) -> Option<String> {
+        outcome_for(result, self.address).map_or_else(Some, wrong)
     }
 }
 

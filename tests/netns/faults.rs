@@ -44,39 +44,31 @@
 //! `SYNACK_SYSTEM_TESTS=require`.
 
 use crate::concurrent::Problems;
-use crate::namespace::{LOOPBACKS, filter_table, listeners, namespace_test, runtime};
+use crate::namespace::{LOOPBACKS, firewall, listeners, namespace_test, runtime};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
-use synack_exporter::{Prober, Reason, TcpOptions};
+use synack_exporter::{Outcome, Reason};
 
-/// The SYN to this port is dropped: no answer at all.
-const PORT_DROP: u16 = 7001;
-/// Answered with ICMP(v6) host unreachable.
-const PORT_HOST_UNREACHABLE: u16 = 7002;
-/// Answered with ICMP(v6) no route (network unreachable).
-const PORT_NO_ROUTE: u16 = 7003;
-/// Answered with ICMP(v6) administratively prohibited.
-const PORT_ADMIN_PROHIBITED: u16 = 7004;
-/// Answered by the firewall with a TCP RST.
-const PORT_FIREWALL_RESET: u16 = 7005;
+firewall! {
+    /// One ruleset serves every case: each fault has its own destination
+    /// port, and the `inet` family covers IPv4 and IPv6 with the same rules.
+    const RULESET = table "synack_netns_faults" hook "input";
+    /// The SYN to this port is dropped: no answer at all.
+    const PORT_DROP = 7001 => "drop";
+    /// Answered with ICMP(v6) host unreachable.
+    const PORT_HOST_UNREACHABLE = 7002 => "reject with icmpx type host-unreachable";
+    /// Answered with ICMP(v6) no route (network unreachable).
+    const PORT_NO_ROUTE = 7003 => "reject with icmpx type no-route";
+    /// Answered with ICMP(v6) administratively prohibited.
+    const PORT_ADMIN_PROHIBITED = 7004 => "reject with icmpx type admin-prohibited";
+    /// Answered by the firewall with a TCP RST.
+    const PORT_FIREWALL_RESET = 7005 => "reject with tcp reset";
+}
+
 /// A std `TcpListener` listens here; no rule matches.
 const PORT_OPEN: u16 = 7006;
 /// Nothing listens and no rule matches: the kernel itself answers RST.
 const PORT_CLOSED: u16 = 7007;
-
-/// One ruleset serves every case: each fault has its own destination
-/// port, and the `inet` family covers IPv4 and IPv6 with the same rules.
-const RULESET: &str = filter_table!(
-    "synack_netns_faults",
-    "input",
-    [
-        "tcp dport 7001 drop",
-        "tcp dport 7002 reject with icmpx type host-unreachable",
-        "tcp dport 7003 reject with icmpx type no-route",
-        "tcp dport 7004 reject with icmpx type admin-prohibited",
-        "tcp dport 7005 reject with tcp reset",
-    ]
-);
 
 /// Timeout of the dropped-SYN cases: short, because they always run to it.
 const DROP_TIMEOUT: Duration = Duration::from_secs(1);
@@ -111,7 +103,10 @@ fn probe_every_fault() {
 
     let mut problems = Problems::default();
     for (case, result) in cases.iter().zip(&results) {
-        problems.check(&case.describe(result), case.check(result));
+        problems.check(
+            &case.describe(result),
+            case.judge(result, |outcome| case.wrong(outcome)),
+        );
     }
     println!(
         "{} cases in {:.3}s (run concurrently)",
@@ -139,43 +134,30 @@ type CaseResult = crate::concurrent::Checked;
 /// classification must not depend on the family or on how far the
 /// handshake is meant to go.
 fn all_cases() -> Vec<Case> {
-    let faults: [(&str, u16, Expect); 7] = [
-        ("nft drop", PORT_DROP, Expect::Fails(Reason::Timeout)),
+    use Expect::{Fails, Open};
+    use Reason::{Refused, Timeout, Unreachable};
+    let faults = [
+        ("nft drop", PORT_DROP, Fails(Timeout)),
         (
             "reject icmpx host-unreachable",
             PORT_HOST_UNREACHABLE,
-            Expect::Fails(Reason::Unreachable),
+            Fails(Unreachable),
         ),
-        (
-            "reject icmpx no-route",
-            PORT_NO_ROUTE,
-            Expect::Fails(Reason::Unreachable),
-        ),
+        ("reject icmpx no-route", PORT_NO_ROUTE, Fails(Unreachable)),
         (
             "reject icmpx admin-prohibited",
             PORT_ADMIN_PROHIBITED,
-            Expect::Fails(Reason::Unreachable),
+            Fails(Unreachable),
         ),
-        (
-            "reject with tcp reset",
-            PORT_FIREWALL_RESET,
-            Expect::Fails(Reason::Refused),
-        ),
-        ("open (TcpListener)", PORT_OPEN, Expect::Open),
-        (
-            "closed (kernel RST)",
-            PORT_CLOSED,
-            Expect::Fails(Reason::Refused),
-        ),
+        ("reject with tcp reset", PORT_FIREWALL_RESET, Fails(Refused)),
+        ("open (TcpListener)", PORT_OPEN, Open),
+        ("closed (kernel RST)", PORT_CLOSED, Fails(Refused)),
     ];
     let mut cases = Vec::new();
-    for prober in [
-        Prober::TcpHalfopen(TcpOptions::default()),
-        Prober::TcpConnect(TcpOptions::default()),
-    ] {
+    for prober in crate::concurrent::tcp_probers() {
         for ip in LOOPBACKS {
             for (fault, port, expect) in faults {
-                let timeout = if expect == Expect::Fails(Reason::Timeout) {
+                let timeout = if expect == Fails(Timeout) {
                     DROP_TIMEOUT
                 } else {
                     ANSWER_TIMEOUT
@@ -215,12 +197,8 @@ impl Case {
         })
     }
 
-    /// What is wrong with `result`, if anything.
-    fn check(&self, result: &CaseResult) -> Option<String> {
-        let outcome = match crate::concurrent::outcome_for(result, self.address) {
-            Ok(outcome) => outcome,
-            Err(problem) => return Some(problem),
-        };
+    /// What is wrong with `outcome`, if anything.
+    fn wrong(&self, outcome: &Outcome) -> Option<String> {
         match self.expect {
             Expect::Open => {
                 if !outcome.is_success() || outcome.handshake_time().is_none() {

@@ -55,14 +55,14 @@ use crate::common;
 
 use crate::concurrent::Problems;
 use crate::namespace::{
-    ChildTest, NamespaceGuard, child_command, done_marker, filter_table, listeners, run_checked,
+    ChildTest, NamespaceGuard, child_command, done_marker, firewall, listeners, run_checked,
     runtime,
 };
 use common::TestExporter;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use synack_exporter::{Exporter, Module, Outcome, Prober, Reason, TcpOptions};
+use synack_exporter::{Exporter, Module, Outcome, Reason};
 
 /// Set for the re-executed binary in the client namespace.
 const CLIENT_ENV: &str = "SYNACK_NETNS_ICMP_CLIENT";
@@ -85,72 +85,55 @@ const SERVER_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 2, 0, 0, 0, 0, 2);
 
 /// The server's listener; no rule matches it.
 const PORT_OPEN: u16 = 80;
-/// The router answers ICMP host-unreachable / ICMPv6 address-unreachable.
-const PORT_HOST_UNREACHABLE: u16 = 81;
-/// The router answers ICMP(v6) administratively prohibited.
-const PORT_ADMIN_PROHIBITED: u16 = 82;
 /// No rule, no listener: the server's kernel answers RST.
 const PORT_CLOSED: u16 = 83;
-/// The router answers ICMP net-unreachable / ICMPv6 no-route.
-const PORT_NET_UNREACHABLE: u16 = 84;
-/// The server's firewall answers with a TCP RST.
-const PORT_SERVER_RESET: u16 = 85;
-/// The server's firewall answers ICMP(v6) port-unreachable.
-const PORT_SERVER_PORT_UNREACHABLE: u16 = 86;
-/// The router drops the SYN: no answer at all.
-const PORT_DROPPED: u16 = 87;
-/// The client's own firewall answers ICMP(v6) administratively prohibited.
-const PORT_CLIENT_ADMIN_PROHIBITED: u16 = 88;
-/// The client's own firewall answers ICMP host-unreachable / ICMPv6
-/// address-unreachable.
-const PORT_CLIENT_HOST_UNREACHABLE: u16 = 89;
 
 /// In a network the client routes to the router (its default route) but
 /// the router has no route for: the router itself must say so.
 const UNROUTED_V4: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 2);
 const UNROUTED_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 3, 0, 0, 0, 0, 2);
 
-/// The router's rules.
-/// Explicit `icmp` and `icmpv6` types (not `icmpx`), so that each family
-/// gets the exact message the issue names.
-const ROUTER_RULESET: &str = filter_table!(
-    "synack_netns_icmp",
-    "forward",
-    [
-        "meta nfproto ipv4 tcp dport 81 reject with icmp type host-unreachable",
-        "meta nfproto ipv4 tcp dport 82 reject with icmp type admin-prohibited",
-        "meta nfproto ipv4 tcp dport 84 reject with icmp type net-unreachable",
-        "meta nfproto ipv6 tcp dport 81 reject with icmpv6 type addr-unreachable",
-        "meta nfproto ipv6 tcp dport 82 reject with icmpv6 type admin-prohibited",
-        "meta nfproto ipv6 tcp dport 84 reject with icmpv6 type no-route",
-        "tcp dport 87 drop",
-    ]
-);
+firewall! {
+    /// The router's rules.
+    /// Explicit `icmp` and `icmpv6` types (not `icmpx`), so that each family
+    /// gets the exact message the issue names.
+    const ROUTER_RULESET = table "synack_netns_icmp" hook "forward";
+    /// The router answers ICMP host-unreachable / ICMPv6 address-unreachable.
+    const PORT_HOST_UNREACHABLE = 81 => ipv4 "reject with icmp type host-unreachable",
+                                        ipv6 "reject with icmpv6 type addr-unreachable";
+    /// The router answers ICMP(v6) administratively prohibited.
+    const PORT_ADMIN_PROHIBITED = 82 => ipv4 "reject with icmp type admin-prohibited",
+                                        ipv6 "reject with icmpv6 type admin-prohibited";
+    /// The router answers ICMP net-unreachable / ICMPv6 no-route.
+    const PORT_NET_UNREACHABLE = 84 => ipv4 "reject with icmp type net-unreachable",
+                                       ipv6 "reject with icmpv6 type no-route";
+    /// The router drops the SYN: no answer at all.
+    const PORT_DROPPED = 87 => "drop";
+}
 
-/// The server's own firewall, where a host firewall rejects a SYN.
-const SERVER_RULESET: &str = filter_table!(
-    "synack_netns_icmp",
-    "input",
-    [
-        "tcp dport 85 reject with tcp reset",
-        "meta nfproto ipv4 tcp dport 86 reject with icmp type port-unreachable",
-        "meta nfproto ipv6 tcp dport 86 reject with icmpv6 type port-unreachable",
-    ]
-);
+firewall! {
+    /// The server's own firewall, where a host firewall rejects a SYN.
+    const SERVER_RULESET = table "synack_netns_icmp" hook "input";
+    /// The server's firewall answers with a TCP RST.
+    const PORT_SERVER_RESET = 85 => "reject with tcp reset";
+    /// The server's firewall answers ICMP(v6) port-unreachable.
+    const PORT_SERVER_PORT_UNREACHABLE = 86 => ipv4 "reject with icmp type port-unreachable",
+                                               ipv6 "reject with icmpv6 type port-unreachable";
+}
 
-/// The client's own firewall (the exporter's host), rejecting its SYNs on
-/// the way out: the ICMP error is made and delivered on the client's host
-/// while `connect()` may still hold the socket (see the module docs).
-const CLIENT_RULESET: &str = filter_table!(
-    "synack_netns_icmp",
-    "output",
-    [
-        "meta nfproto ipv4 tcp dport 88 reject with icmp type admin-prohibited",
-        "meta nfproto ipv4 tcp dport 89 reject with icmp type host-unreachable",
-        "meta nfproto ipv6 tcp dport 88 reject with icmpv6 type admin-prohibited",
-        "meta nfproto ipv6 tcp dport 89 reject with icmpv6 type addr-unreachable",
-    ]
-);
+firewall! {
+    /// The client's own firewall (the exporter's host), rejecting its SYNs on
+    /// the way out: the ICMP error is made and delivered on the client's host
+    /// while `connect()` may still hold the socket (see the module docs).
+    const CLIENT_RULESET = table "synack_netns_icmp" hook "output";
+    /// The client's own firewall answers ICMP(v6) administratively prohibited.
+    const PORT_CLIENT_ADMIN_PROHIBITED = 88 => ipv4 "reject with icmp type admin-prohibited",
+                                               ipv6 "reject with icmpv6 type admin-prohibited";
+    /// The client's own firewall answers ICMP host-unreachable / ICMPv6
+    /// address-unreachable.
+    const PORT_CLIENT_HOST_UNREACHABLE = 89 => ipv4 "reject with icmp type host-unreachable",
+                                               ipv6 "reject with icmpv6 type addr-unreachable";
+}
 
 /// The module timeout of the cases that get an answer from off the
 /// client's host.
@@ -435,7 +418,10 @@ fn netns_icmp_client_probes() {
     for case in &cases {
         let dropped_before = lock_dropped_icmps();
         let result = runtime.block_on(run_case(case));
-        problems.check(&case.describe(&result), case.check(&result));
+        problems.check(
+            &case.describe(&result),
+            case.judge(&result, |outcome| case.wrong(outcome)),
+        );
         let dropped = lock_dropped_icmps().saturating_sub(dropped_before);
         if dropped > 0 {
             println!(
@@ -640,10 +626,7 @@ fn rows(server: IpAddr, unrouted: IpAddr, icmp: &DestinationUnreachable) -> [Row
 /// must not depend on how far the handshake is meant to go.
 fn all_cases() -> Vec<Case> {
     let mut cases = Vec::new();
-    for prober in [
-        Prober::TcpHalfopen(TcpOptions::default()),
-        Prober::TcpConnect(TcpOptions::default()),
-    ] {
+    for prober in crate::concurrent::tcp_probers() {
         let ipv4 = rows(IpAddr::V4(SERVER_V4), IpAddr::V4(UNROUTED_V4), &ICMP_V4);
         let ipv6 = rows(IpAddr::V6(SERVER_V6), IpAddr::V6(UNROUTED_V6), &ICMP_V6);
         for (what, ip, port, expect) in ipv4.into_iter().chain(ipv6) {
@@ -711,12 +694,8 @@ impl Case {
         })
     }
 
-    /// What is wrong with `result`, if anything.
-    fn check(&self, result: &CaseResult) -> Option<String> {
-        let outcome = match crate::concurrent::outcome_for(result, self.address) {
-            Ok(outcome) => outcome,
-            Err(problem) => return Some(problem),
-        };
+    /// What is wrong with `outcome`, if anything.
+    fn wrong(&self, outcome: &Outcome) -> Option<String> {
         match self.expect {
             Expect::Open => {
                 if !outcome.is_success() {

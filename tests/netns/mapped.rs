@@ -10,24 +10,18 @@
 //! creates (see `tests/netns/faults.rs` for why it re-executes itself);
 //! nothing leaves its loopback. Prerequisites as there.
 
-use crate::namespace::{current_thread_runtime, filter_table, namespace_test};
+use crate::namespace::{current_thread_runtime, firewall, namespace_test};
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
-use synack_exporter::{Module, Prober, Reason, TcpOptions};
+use synack_exporter::{Module, Reason};
 
-/// Answered with ICMP port unreachable, as if by the target itself.
-const PORT_PORT_UNREACHABLE: u16 = 7101;
-/// Answered with ICMP administratively prohibited.
-const PORT_ADMIN_PROHIBITED: u16 = 7102;
-
-const RULESET: &str = filter_table!(
-    "synack_netns_mapped",
-    "output",
-    [
-        "meta nfproto ipv4 tcp dport 7101 reject with icmp type port-unreachable",
-        "meta nfproto ipv4 tcp dport 7102 reject with icmp type admin-prohibited",
-    ]
-);
+firewall! {
+    const RULESET = table "synack_netns_mapped" hook "output";
+    /// Answered with ICMP port unreachable, as if by the target itself.
+    const PORT_PORT_UNREACHABLE = 7101 => ipv4 "reject with icmp type port-unreachable";
+    /// Answered with ICMP administratively prohibited.
+    const PORT_ADMIN_PROHIBITED = 7102 => ipv4 "reject with icmp type admin-prohibited";
+}
 
 /// Below the 1 s SYN retransmission: an answered case ends at once.
 const TIMEOUT: Duration = Duration::from_millis(500);
@@ -44,10 +38,7 @@ namespace_test! {
 fn probe_mapped_targets() {
     let runtime = current_thread_runtime();
     let localhost = IpAddr::V4(Ipv4Addr::LOCALHOST);
-    for prober in [
-        Prober::TcpHalfopen(TcpOptions::default()),
-        Prober::TcpConnect(TcpOptions::default()),
-    ] {
+    for prober in crate::concurrent::tcp_probers() {
         for (port, code, reason) in [
             (PORT_PORT_UNREACHABLE, 3, Reason::Refused),
             (PORT_ADMIN_PROHIBITED, 13, Reason::Unreachable),

@@ -129,7 +129,7 @@ pub(crate) use namespace_test;
 /// none of `rules` matches; at compile time, for [`Child::ruleset`]. (A
 /// chain cannot be called `fwd`, an nft keyword, hence the long names.)
 macro_rules! filter_table {
-    ($table:literal, $hook:literal, [$($rule:literal),* $(,)?]) => {
+    ($table:literal, $hook:literal, [$($rule:expr),* $(,)?]) => {
         concat!(
             "table inet ", $table, " {\n",
             "    chain ", $hook, "_filter {\n",
@@ -141,6 +141,52 @@ macro_rules! filter_table {
     };
 }
 pub(crate) use filter_table;
+
+/// Declares ports, each a `u16` constant, and `const $ruleset: &str`, the
+/// [`filter_table!`] of the rules for SYNs to them, so that each port
+/// number is written once, for the cases and the rules alike. A port's
+/// rules are nft statements after `tcp dport <port>`, each for one family
+/// only when it starts with `ipv4` or `ipv6` (`meta nfproto`):
+///
+/// ```ignore
+/// firewall! {
+///     const RULESET = table "synack_netns_x" hook "input";
+///     /// Dropped.
+///     const PORT_DROP = 7001 => "drop";
+///     /// Rejected, in each family's own words.
+///     const PORT_REJECT = 7002 => ipv4 "reject with icmp type host-unreachable",
+///                                 ipv6 "reject with icmpv6 type addr-unreachable";
+/// }
+/// ```
+macro_rules! firewall {
+    (
+        $(#[$ruleset_meta:meta])*
+        const $ruleset:ident = table $table:literal hook $hook:literal;
+        $(
+            $(#[$port_meta:meta])*
+            const $port:ident = $number:literal => $($($family:ident)? $rule:literal),+;
+        )*
+    ) => {
+        $(
+            $(#[$port_meta])*
+            const $port: u16 = $number;
+        )*
+
+        $(#[$ruleset_meta])*
+        const $ruleset: &str = $crate::namespace::filter_table!(
+            $table,
+            $hook,
+            [$($(concat!(
+                $("meta nfproto ", stringify!($family), " ",)?
+                "tcp dport ",
+                stringify!($number),
+                " ",
+                $rule
+            )),+),*]
+        );
+    };
+}
+pub(crate) use firewall;
 
 /// A child test to run in a namespace that the caller has set up.
 pub struct ChildTest<'a> {

@@ -19,7 +19,7 @@ use crate::concurrent::{Problems, check_valid};
 use crate::namespace::{LOOPBACKS, current_thread_runtime, listeners, namespace_test};
 use std::net::SocketAddr;
 use std::time::Duration;
-use synack_exporter::{Module, Outcome, Prober, TcpOptions};
+use synack_exporter::{Module, Outcome, Prober};
 
 /// The first SYN of each connection to this port is dropped.
 const PORT_FIRST_SYN_DROPPED: u16 = 7101;
@@ -87,10 +87,7 @@ fn probe_one_by_one() {
         }));
     let runtime = current_thread_runtime();
     let mut problems = Problems::default();
-    for prober in [
-        Prober::TcpHalfopen(TcpOptions::default()),
-        Prober::TcpConnect(TcpOptions::default()),
-    ] {
+    for prober in crate::concurrent::tcp_probers() {
         for ip in LOOPBACKS {
             for (port, attempts) in [
                 (PORT_FIRST_SYN_DROPPED, 1),
