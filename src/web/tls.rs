@@ -578,3 +578,41 @@ fn subject_alt_names(der: &CertificateDer<'_>) -> Result<Vec<String>, String> {
         })
         .collect())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every suite of rustls' ring provider is taken by its Go name (that
+    /// of rustls but for TLS 1.3's `13`), the ChaCha20 ones of TLS 1.2
+    /// also by Go's short aliases; the error lists the names in order.
+    #[test]
+    fn cipher_suites_are_taken_by_their_go_names() {
+        for suite in rustls::crypto::ring::default_provider().cipher_suites {
+            let suite = suite.suite();
+            let name = suite.as_str().unwrap().replacen("TLS13_", "TLS_", 1);
+            let mut names = vec![name.clone()];
+            names.extend(
+                name.strip_suffix("_WITH_CHACHA20_POLY1305_SHA256")
+                    .map(|short| format!("{short}_WITH_CHACHA20_POLY1305")),
+            );
+            for name in names {
+                let taken = CipherSuite::try_from(name.clone()).expect(&name);
+                assert_eq!(taken.0, suite, "{name}");
+            }
+        }
+        let error = CipherSuite::try_from("TLS_RSA_WITH_AES_128_CBC_SHA".to_owned()).unwrap_err();
+        assert!(
+            error.ends_with(
+                "use some of TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, \
+                 TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384, \
+                 TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256, \
+                 TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256, TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384, \
+                 TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256, TLS_AES_128_GCM_SHA256, \
+                 TLS_AES_256_GCM_SHA384, TLS_CHACHA20_POLY1305_SHA256, or leave cipher_suites \
+                 out for rustls' defaults"
+            ),
+            "{error}"
+        );
+    }
+}
