@@ -114,45 +114,29 @@ impl TryFrom<String> for TlsVersion {
     }
 }
 
+/// `(Go's name, rustls' suite)` for the suites listed: Go names those of
+/// TLS 1.2 as rustls does, and those of TLS 1.3 without rustls' `13`.
+macro_rules! go_named {
+    ($($tls12:ident),*; $($go:literal = $tls13:ident),*) => {
+        [
+            $((stringify!($tls12), rustls::CipherSuite::$tls12),)*
+            $(($go, rustls::CipherSuite::$tls13),)*
+        ]
+    };
+}
+
 /// The TLS 1.2 suites rustls (with ring) implements, by their Go names;
 /// the suites of TLS 1.3 are all on, as in Go, and may be listed.
-const CIPHER_SUITES: [(&str, rustls::CipherSuite); 9] = [
-    (
-        "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
-        rustls::CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
-    ),
-    (
-        "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384",
-        rustls::CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
-    ),
-    (
-        "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256",
-        rustls::CipherSuite::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
-    ),
-    (
-        "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
-        rustls::CipherSuite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
-    ),
-    (
-        "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",
-        rustls::CipherSuite::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
-    ),
-    (
-        "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256",
-        rustls::CipherSuite::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
-    ),
-    (
-        "TLS_AES_128_GCM_SHA256",
-        rustls::CipherSuite::TLS13_AES_128_GCM_SHA256,
-    ),
-    (
-        "TLS_AES_256_GCM_SHA384",
-        rustls::CipherSuite::TLS13_AES_256_GCM_SHA384,
-    ),
-    (
-        "TLS_CHACHA20_POLY1305_SHA256",
-        rustls::CipherSuite::TLS13_CHACHA20_POLY1305_SHA256,
-    ),
+const CIPHER_SUITES: [(&str, rustls::CipherSuite); 9] = go_named![
+    TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+    TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+    TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+    TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+    TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+    TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256;
+    "TLS_AES_128_GCM_SHA256" = TLS13_AES_128_GCM_SHA256,
+    "TLS_AES_256_GCM_SHA384" = TLS13_AES_256_GCM_SHA384,
+    "TLS_CHACHA20_POLY1305_SHA256" = TLS13_CHACHA20_POLY1305_SHA256
 ];
 
 /// A `cipher_suites` entry rustls implements.
