@@ -920,6 +920,20 @@ impl fmt::Display for ConfigError {
     }
 }
 
+#[cfg(test)]
+impl ConfigError {
+    /// Asserts that the error reads `at` first (`file:line:column: field
+    /// `name``, as the user sees it), then says each of `needles`.
+    #[track_caller]
+    pub(crate) fn assert_says(&self, at: &str, needles: &[&str]) {
+        let text = self.to_string();
+        assert!(text.starts_with(&format!("{at}: ")), "{at}: {text}");
+        for needle in needles {
+            assert!(self.message.contains(needle), "{needle:?}: {text}");
+        }
+    }
+}
+
 /// Writes through to a formatter, escaping control characters.
 struct EscapeControl<'a, 'b>(&'a mut fmt::Formatter<'b>);
 
@@ -1194,18 +1208,7 @@ mod tests {
         let error = error_of(&with_attempts("949ms", ping));
         // The check relates the module's timeout to its tcp: block, so
         // it names the module, where both are written.
-        assert_eq!(error.field.as_deref(), Some("modules.a"), "{error}");
-        assert_eq!(error.position, Some((3, 5)), "the module: {error}");
-        assert!(
-            error.message.contains("950ms") && error.message.contains("949ms"),
-            "{error}"
-        );
-        assert!(
-            error
-                .to_string()
-                .starts_with("bad.yml:3:5: field `modules.a`: "),
-            "{error}"
-        );
+        error.assert_says("bad.yml:3:5: field `modules.a`", &["950ms", "949ms"]);
         // The default attempt_timeout is the interval: 2 × 100ms + 100ms.
         assert_accepted(&[&with_attempts("300ms", "      attempts: 3\n")]);
         let error = error_of(&with_attempts("299ms", "      attempts: 3\n"));

@@ -653,13 +653,10 @@ mod tests {
         let error = error_of(
             "groups:\n  zk:\n    members:\n      - {module: m, target: \"127.0.0.1:1\"}\n      - {module: nope, target: \"127.0.0.1:2\"}\n",
         );
-        assert_eq!(
-            error.field.as_deref(),
-            Some("groups.zk.members[1].module"),
-            "{error}"
+        error.assert_says(
+            "t.yml:8:18: field `groups.zk.members[1].module`",
+            &["unknown module \"nope\""],
         );
-        assert_eq!(error.position.map(|at| at.0), Some(8), "{error}");
-        assert!(error.message.contains("unknown module \"nope\""), "{error}");
     }
 
     /// Exec modules `plain` (no placeholder) and `uses` (`{host}`).
@@ -702,17 +699,10 @@ mod tests {
             let error = error_of(&format!(
                 "{EXEC_MODULES}groups:\n  zk:\n    members:\n      - {{module: plain}}\n      - {{module: {module}}}\n"
             ));
-            assert_eq!(
-                error.field.as_deref(),
-                Some("groups.zk.members[1].target"),
-                "{module}: {error}"
-            );
             // At the member's module, the member having no target.
-            assert_eq!(error.position, Some((10, 18)), "{module}: {error}");
-            assert!(error.message.contains(needle), "{module}: {error}");
-            assert!(
-                error.message.contains("give it a target"),
-                "{module}: {error}"
+            error.assert_says(
+                "t.yml:10:18: field `groups.zk.members[1].target`",
+                &[needle, "give it a target"],
             );
         }
     }
@@ -722,13 +712,7 @@ mod tests {
         let error = error_of(
             "targets:\n  - module: m\n    targets: [\"127.0.0.1:80\"]\n  - module: m\n    interval: 5s\n    targets: [\"127.0.0.1:81\", \"127.0.0.1:80\"]\n",
         );
-        assert_eq!(
-            error.field.as_deref(),
-            Some("targets[1].targets[1]"),
-            "{error}"
-        );
-        assert_eq!(error.position.map(|p| p.0), Some(9), "{error}");
-        assert!(error.message.contains("repeats"), "{error}");
+        error.assert_says("t.yml:9:31: field `targets[1].targets[1]`", &["repeats"]);
     }
 
     /// A block of `m` with `fields` (one `key: value` per line) and one target.
