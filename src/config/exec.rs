@@ -533,6 +533,30 @@ mod tests {
         assert!(error.contains("17 placeholders"), "{error}");
     }
 
+    /// The checks that run while the list is read place their errors
+    /// where the user wrote them.
+    #[test]
+    fn bad_commands_in_a_file_are_located() {
+        let module = |command: &str| {
+            format!("modules:\n  zk:\n    prober: exec\n    exec:\n      command: {command}\n")
+        };
+        let error_of =
+            |command: &str| crate::config::Config::parse("zk.yml", &module(command)).unwrap_err();
+        error_of("[]").assert_says(
+            "zk.yml:5:16: field `modules.zk.exec.command`",
+            &["command is empty"],
+        );
+        error_of("\n        - \"{host}\"\n        - x\n").assert_says(
+            "zk.yml:6:9: field `modules.zk.exec.command`",
+            &["holds a placeholder"],
+        );
+        let many = vec!["x"; MAX_ARGS + 1].join(", ");
+        error_of(&format!("[{many}]")).assert_says(
+            "zk.yml:5:16: field `modules.zk.exec.command`",
+            &["at most 256 arguments"],
+        );
+    }
+
     #[test]
     fn the_first_placeholder_tells_whether_a_command_needs_a_target() {
         let first = |command: &[&str]| options(command).unwrap().first_placeholder();

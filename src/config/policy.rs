@@ -860,7 +860,10 @@ mod tests {
             "modules:\n  m:\n    prober: tcp_halfopen\n    target_policy: {{deny: [{entries}]}}\n"
         );
         let error = Config::parse("t.yml", &yaml).unwrap_err();
-        assert!(error.message.contains("more than 1000 entries"), "{error}");
+        error.assert_says(
+            "t.yml:4:27: field `modules.m.target_policy.deny`",
+            &["more than 1000 entries"],
+        );
     }
 
     #[test]

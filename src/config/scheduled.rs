@@ -790,6 +790,16 @@ mod tests {
         }
     }
 
+    /// Reading stops at the first member past the limit, with the error at
+    /// the start of the list.
+    #[test]
+    fn a_group_past_the_limit_is_refused_at_its_list() {
+        error_of(&group(1001)).assert_says(
+            "t.yml:7:14: field `groups.web.targets`",
+            &["more than 1000 members: a group has from 1 to 1000 members"],
+        );
+    }
+
     /// `count` distinct targets in blocks of at most 60 000 (one port each).
     fn blocks_of(count: u32) -> Vec<super::TargetBlock> {
         use super::{TargetBlock, TargetSpec};
