@@ -24,7 +24,7 @@
 #![forbid(unsafe_code)]
 
 use crate::target::Target;
-use serde::de::{MapAccess, SeqAccess, Visitor};
+use serde::de::{MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -369,34 +369,20 @@ fn checked<'de, D: Deserializer<'de>>(
 
 /// The `command` list, read up to one argument past the limit.
 fn command<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
-    struct Arguments;
-
-    impl<'de> Visitor<'de> for Arguments {
-        type Value = Vec<String>;
-
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("a list of arguments, the program first")
-        }
-
-        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-            let mut command = Vec::new();
-            while let Some(Argument(argument)) = seq.next_element()? {
-                if command.len() == MAX_ARGS {
-                    return Err(serde::de::Error::custom(too_many_args()));
-                }
-                if command.is_empty() {
-                    check_program(&argument).map_err(serde::de::Error::custom)?;
-                }
-                command.push(argument);
-            }
-            if command.is_empty() {
-                return Err(serde::de::Error::custom(no_command()));
-            }
-            Ok(command)
-        }
-    }
-
-    deserializer.deserialize_seq(Arguments)
+    let command: Vec<Argument> = super::bounded_list(
+        deserializer,
+        "a list of arguments, the program first",
+        MAX_ARGS,
+        too_many_args,
+    )?;
+    let Some(Argument(program)) = command.first() else {
+        return Err(serde::de::Error::custom(no_command()));
+    };
+    check_program(program).map_err(serde::de::Error::custom)?;
+    Ok(command
+        .into_iter()
+        .map(|Argument(argument)| argument)
+        .collect())
 }
 
 /// A variable name of `env`, checked as it is read.

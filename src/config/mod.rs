@@ -65,10 +65,12 @@ pub(crate) use scheduled::{
     Group, GroupMember, GroupName, LabelName, MAX_SCHEDULED_TARGETS, TargetBlock,
 };
 
+use serde::de::{SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::fmt::{self, Write as _};
+use std::marker::PhantomData;
 use std::net::IpAddr;
 use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
@@ -642,6 +644,53 @@ fn module_map<'de, D: Deserializer<'de>>(
         .into_iter()
         .map(|(name, module)| (name.0, module))
         .collect())
+}
+
+/// Reads a list and stops at the first item past `most`, refused in
+/// `too_many`'s words, so that a huge list is not kept in full only to be
+/// refused. serde-saphyr places the error at the start of the list.
+fn bounded_list<'de, D, T>(
+    deserializer: D,
+    expecting: &'static str,
+    most: usize,
+    too_many: fn() -> String,
+) -> Result<Vec<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    struct Bounded<T> {
+        expecting: &'static str,
+        most: usize,
+        too_many: fn() -> String,
+        item: PhantomData<T>,
+    }
+
+    impl<'de, T: Deserialize<'de>> Visitor<'de> for Bounded<T> {
+        type Value = Vec<T>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str(self.expecting)
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let mut items = Vec::new();
+            while let Some(item) = seq.next_element()? {
+                if items.len() == self.most {
+                    return Err(serde::de::Error::custom((self.too_many)()));
+                }
+                items.push(item);
+            }
+            Ok(items)
+        }
+    }
+
+    deserializer.deserialize_seq(Bounded {
+        expecting,
+        most,
+        too_many,
+        item: PhantomData,
+    })
 }
 
 /// serde-saphyr's options: unknown tags are errors, and the budget admits

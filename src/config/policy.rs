@@ -49,7 +49,6 @@
 
 use super::{Config, ConfigError, ProberKind, scheduled};
 use crate::target::{Host, Target};
-use serde::de::{SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -525,28 +524,12 @@ fn too_many_entries() -> String {
 fn bounded_entries<'de, D: Deserializer<'de>>(
     deserializer: D,
 ) -> Result<Vec<PolicyEntry>, D::Error> {
-    struct Entries;
-
-    impl<'de> Visitor<'de> for Entries {
-        type Value = Vec<PolicyEntry>;
-
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("a list of CIDRs, addresses or host names, each with an optional :port")
-        }
-
-        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-            let mut entries = Vec::new();
-            while let Some(entry) = seq.next_element()? {
-                if entries.len() == MAX_POLICY_ENTRIES {
-                    return Err(serde::de::Error::custom(too_many_entries()));
-                }
-                entries.push(entry);
-            }
-            Ok(entries)
-        }
-    }
-
-    deserializer.deserialize_seq(Entries)
+    super::bounded_list(
+        deserializer,
+        "a list of CIDRs, addresses or host names, each with an optional :port",
+        MAX_POLICY_ENTRIES,
+        too_many_entries,
+    )
 }
 
 /// Checks the scheduled targets and group members against their module's

@@ -12,7 +12,6 @@
 
 use super::{ConfigError, Module, PromDuration};
 use crate::target::Target;
-use serde::de::{SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_saphyr::Spanned;
 use std::collections::{BTreeMap, HashMap};
@@ -268,41 +267,24 @@ fn group_size_error(what: &str) -> String {
 }
 
 /// Reads a group's `targets:` or `members:` and stops at the first one
-/// past the limit, so that a huge list is not kept in full only to be
-/// refused. serde-saphyr places the error at the start of the list. The
-/// least count is checked on the whole group, whose two lists add up.
+/// past the limit. The least count is checked on the whole group, whose
+/// two lists add up.
 fn some_group_list<'de, D, T>(deserializer: D) -> Result<Option<Vec<T>>, D::Error>
 where
     D: Deserializer<'de>,
     T: Deserialize<'de>,
 {
-    struct Members<T>(std::marker::PhantomData<T>);
-
-    impl<'de, T: Deserialize<'de>> Visitor<'de> for Members<T> {
-        type Value = Vec<T>;
-
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("a list of group members")
-        }
-
-        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-            let most = *GROUP_MEMBERS_RANGE.end();
-            let mut members = Vec::new();
-            while let Some(member) = seq.next_element()? {
-                if members.len() == most {
-                    return Err(serde::de::Error::custom(group_size_error(&format!(
-                        "more than {most} members"
-                    ))));
-                }
-                members.push(member);
-            }
-            Ok(members)
-        }
+    fn too_many() -> String {
+        let most = *GROUP_MEMBERS_RANGE.end();
+        group_size_error(&format!("more than {most} members"))
     }
-
-    deserializer
-        .deserialize_seq(Members(std::marker::PhantomData))
-        .map(Some)
+    super::bounded_list(
+        deserializer,
+        "a list of group members",
+        *GROUP_MEMBERS_RANGE.end(),
+        too_many,
+    )
+    .map(Some)
 }
 
 /// A target as written in the config, parsed with the same rules as `/probe`.
