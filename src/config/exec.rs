@@ -24,7 +24,7 @@
 #![forbid(unsafe_code)]
 
 use crate::target::Target;
-use serde::de::{MapAccess, SeqAccess, Visitor};
+use serde::de::{MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -369,34 +369,20 @@ fn checked<'de, D: Deserializer<'de>>(
 
 /// The `command` list, read up to one argument past the limit.
 fn command<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
-    struct Arguments;
-
-    impl<'de> Visitor<'de> for Arguments {
-        type Value = Vec<String>;
-
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("a list of arguments, the program first")
-        }
-
-        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-            let mut command = Vec::new();
-            while let Some(Argument(argument)) = seq.next_element()? {
-                if command.len() == MAX_ARGS {
-                    return Err(serde::de::Error::custom(too_many_args()));
-                }
-                if command.is_empty() {
-                    check_program(&argument).map_err(serde::de::Error::custom)?;
-                }
-                command.push(argument);
-            }
-            if command.is_empty() {
-                return Err(serde::de::Error::custom(no_command()));
-            }
-            Ok(command)
-        }
-    }
-
-    deserializer.deserialize_seq(Arguments)
+    let command: Vec<Argument> = super::bounded_list(
+        deserializer,
+        "a list of arguments, the program first",
+        MAX_ARGS,
+        too_many_args,
+    )?;
+    let Some(Argument(program)) = command.first() else {
+        return Err(serde::de::Error::custom(no_command()));
+    };
+    check_program(program).map_err(serde::de::Error::custom)?;
+    Ok(command
+        .into_iter()
+        .map(|Argument(argument)| argument)
+        .collect())
 }
 
 /// A variable name of `env`, checked as it is read.
@@ -531,6 +517,30 @@ mod tests {
         assert!(options(&["/bin/x", &sixteen]).is_ok());
         let error = options(&["/bin/x", &sixteen, "--port={port}"]).expect_err("17");
         assert!(error.contains("17 placeholders"), "{error}");
+    }
+
+    /// The checks that run while the list is read place their errors
+    /// where the user wrote them.
+    #[test]
+    fn bad_commands_in_a_file_are_located() {
+        let module = |command: &str| {
+            format!("modules:\n  zk:\n    prober: exec\n    exec:\n      command: {command}\n")
+        };
+        let error_of =
+            |command: &str| crate::config::Config::parse("zk.yml", &module(command)).unwrap_err();
+        error_of("[]").assert_says(
+            "zk.yml:5:16: field `modules.zk.exec.command`",
+            &["command is empty"],
+        );
+        error_of("\n        - \"{host}\"\n        - x\n").assert_says(
+            "zk.yml:6:9: field `modules.zk.exec.command`",
+            &["holds a placeholder"],
+        );
+        let many = vec!["x"; MAX_ARGS + 1].join(", ");
+        error_of(&format!("[{many}]")).assert_says(
+            "zk.yml:5:16: field `modules.zk.exec.command`",
+            &["at most 256 arguments"],
+        );
     }
 
     #[test]

@@ -305,13 +305,7 @@ mod tests {
             ),
         ] {
             let error = load(&exec(&command, env)).expect_err(&command);
-            assert_eq!(
-                error.field.as_deref(),
-                Some("modules.zk.exec.command[0]"),
-                "{error}"
-            );
-            assert_eq!(error.position, Some((7, 17)), "{command}: {error}");
-            assert!(error.message.contains(needle), "{command}: {error}");
+            error.assert_says("zk.yml:7:17: field `modules.zk.exec.command[0]`", &[needle]);
         }
         // Parsing alone does not look at the host.
         assert!(Config::parse("zk.yml", &exec(&format!("[{missing:?}]"), "")).is_ok());
@@ -328,21 +322,12 @@ mod tests {
         assert!(load(&module("127.0.0.2")).is_ok(), "all of 127/8 is local");
         // 192.0.2.0/24 is TEST-NET-1: documentation only, never assigned.
         let error = load(&module("192.0.2.77")).expect_err("not an address of this host");
-        assert_eq!(
-            error.field.as_deref(),
-            Some("modules.from.tcp.source_ip_address"),
-            "{error}"
-        );
-        assert_eq!(error.position, Some((4, 30)), "{error}");
-        assert!(
-            error
-                .message
-                .contains("192.0.2.77 is not an address of this host"),
-            "{error}"
-        );
-        assert!(
-            error.message.contains("net.ipv4.ip_nonlocal_bind"),
-            "{error}"
+        error.assert_says(
+            "zk.yml:4:30: field `modules.from.tcp.source_ip_address`",
+            &[
+                "192.0.2.77 is not an address of this host",
+                "net.ipv4.ip_nonlocal_bind",
+            ],
         );
     }
 

@@ -49,7 +49,6 @@
 
 use super::{Config, ConfigError, ProberKind, scheduled};
 use crate::target::{Host, Target};
-use serde::de::{SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -525,28 +524,12 @@ fn too_many_entries() -> String {
 fn bounded_entries<'de, D: Deserializer<'de>>(
     deserializer: D,
 ) -> Result<Vec<PolicyEntry>, D::Error> {
-    struct Entries;
-
-    impl<'de> Visitor<'de> for Entries {
-        type Value = Vec<PolicyEntry>;
-
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("a list of CIDRs, addresses or host names, each with an optional :port")
-        }
-
-        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-            let mut entries = Vec::new();
-            while let Some(entry) = seq.next_element()? {
-                if entries.len() == MAX_POLICY_ENTRIES {
-                    return Err(serde::de::Error::custom(too_many_entries()));
-                }
-                entries.push(entry);
-            }
-            Ok(entries)
-        }
-    }
-
-    deserializer.deserialize_seq(Entries)
+    super::bounded_list(
+        deserializer,
+        "a list of CIDRs, addresses or host names, each with an optional :port",
+        MAX_POLICY_ENTRIES,
+        too_many_entries,
+    )
 }
 
 /// Checks the scheduled targets and group members against their module's
@@ -840,13 +823,10 @@ mod tests {
     fn a_bad_entry_is_located_at_its_line_and_field() {
         let yaml = "modules:\n  m:\n    prober: tcp_halfopen\n    target_policy:\n      allow:\n        - 10.0.0.0/8\n        - 10.0.0.1/8\n";
         let error = Config::parse("t.yml", yaml).unwrap_err();
-        assert_eq!(error.position.map(|p| p.0), Some(7), "{error}");
-        assert_eq!(
-            error.field.as_deref(),
-            Some("modules.m.target_policy.allow[1]"),
-            "{error}"
+        error.assert_says(
+            "t.yml:7:11: field `modules.m.target_policy.allow[1]`",
+            &["write 10.0.0.0/8"],
         );
-        assert!(error.message.contains("write 10.0.0.0/8"), "{error}");
         let error = Config::parse(
             "t.yml",
             "modules:\n  m:\n    prober: tcp_halfopen\n    target_policy: {alow: []}\n",
@@ -865,7 +845,10 @@ mod tests {
             "modules:\n  m:\n    prober: tcp_halfopen\n    target_policy: {{deny: [{entries}]}}\n"
         );
         let error = Config::parse("t.yml", &yaml).unwrap_err();
-        assert!(error.message.contains("more than 1000 entries"), "{error}");
+        error.assert_says(
+            "t.yml:4:27: field `modules.m.target_policy.deny`",
+            &["more than 1000 entries"],
+        );
     }
 
     #[test]
@@ -888,13 +871,10 @@ mod tests {
             "targets:\n  - module: m\n    targets:\n      - 10.1.1.1:22\n      - 10.0.0.1:22\n",
         )
         .unwrap_err();
-        assert_eq!(error.position, Some((11, 9)), "{error}");
-        assert_eq!(
-            error.field.as_deref(),
-            Some("targets[0].targets[1]"),
-            "{error}"
+        error.assert_says(
+            "t.yml:11:9: field `targets[0].targets[1]`",
+            &["deny entry 10.0.0.1"],
         );
-        assert!(error.message.contains("deny entry 10.0.0.1"), "{error}");
         let error = load("targets:\n  - module: m\n    targets: [\"192.0.2.1:80\"]\n").unwrap_err();
         assert!(error.message.contains("matches no allow entry"), "{error}");
         // Other modules have no policy.
@@ -909,13 +889,7 @@ mod tests {
             "groups:\n  web:\n    members:\n      - {module: tcp_connect, target: \"10.0.0.1:1\"}\n      - {module: m, target: \"192.0.2.1:5433\"}\n",
         )
         .unwrap_err();
-        assert_eq!(
-            error.field.as_deref(),
-            Some("groups.web.members[1].target"),
-            "{error}"
-        );
-        assert_eq!(error.position.map(|p| p.0), Some(11), "{error}");
-        assert!(error.to_string().starts_with("t.yml:11:"), "{error}");
+        error.assert_says("t.yml:11:18: field `groups.web.members[1].target`", &[]);
         let error =
             load("groups:\n  web:\n    module: m\n    targets: [\"10.2.2.2:1\", \"10.0.0.1:1\"]\n")
                 .unwrap_err();

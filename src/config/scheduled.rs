@@ -12,7 +12,6 @@
 
 use super::{ConfigError, Module, PromDuration};
 use crate::target::Target;
-use serde::de::{SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_saphyr::Spanned;
 use std::collections::{BTreeMap, HashMap};
@@ -268,41 +267,24 @@ fn group_size_error(what: &str) -> String {
 }
 
 /// Reads a group's `targets:` or `members:` and stops at the first one
-/// past the limit, so that a huge list is not kept in full only to be
-/// refused. serde-saphyr places the error at the start of the list. The
-/// least count is checked on the whole group, whose two lists add up.
+/// past the limit. The least count is checked on the whole group, whose
+/// two lists add up.
 fn some_group_list<'de, D, T>(deserializer: D) -> Result<Option<Vec<T>>, D::Error>
 where
     D: Deserializer<'de>,
     T: Deserialize<'de>,
 {
-    struct Members<T>(std::marker::PhantomData<T>);
-
-    impl<'de, T: Deserialize<'de>> Visitor<'de> for Members<T> {
-        type Value = Vec<T>;
-
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("a list of group members")
-        }
-
-        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-            let most = *GROUP_MEMBERS_RANGE.end();
-            let mut members = Vec::new();
-            while let Some(member) = seq.next_element()? {
-                if members.len() == most {
-                    return Err(serde::de::Error::custom(group_size_error(&format!(
-                        "more than {most} members"
-                    ))));
-                }
-                members.push(member);
-            }
-            Ok(members)
-        }
+    fn too_many() -> String {
+        let most = *GROUP_MEMBERS_RANGE.end();
+        group_size_error(&format!("more than {most} members"))
     }
-
-    deserializer
-        .deserialize_seq(Members(std::marker::PhantomData))
-        .map(Some)
+    super::bounded_list(
+        deserializer,
+        "a list of group members",
+        *GROUP_MEMBERS_RANGE.end(),
+        too_many,
+    )
+    .map(Some)
 }
 
 /// A target as written in the config, parsed with the same rules as `/probe`.
@@ -653,13 +635,10 @@ mod tests {
         let error = error_of(
             "groups:\n  zk:\n    members:\n      - {module: m, target: \"127.0.0.1:1\"}\n      - {module: nope, target: \"127.0.0.1:2\"}\n",
         );
-        assert_eq!(
-            error.field.as_deref(),
-            Some("groups.zk.members[1].module"),
-            "{error}"
+        error.assert_says(
+            "t.yml:8:18: field `groups.zk.members[1].module`",
+            &["unknown module \"nope\""],
         );
-        assert_eq!(error.position.map(|at| at.0), Some(8), "{error}");
-        assert!(error.message.contains("unknown module \"nope\""), "{error}");
     }
 
     /// Exec modules `plain` (no placeholder) and `uses` (`{host}`).
@@ -702,17 +681,10 @@ mod tests {
             let error = error_of(&format!(
                 "{EXEC_MODULES}groups:\n  zk:\n    members:\n      - {{module: plain}}\n      - {{module: {module}}}\n"
             ));
-            assert_eq!(
-                error.field.as_deref(),
-                Some("groups.zk.members[1].target"),
-                "{module}: {error}"
-            );
             // At the member's module, the member having no target.
-            assert_eq!(error.position, Some((10, 18)), "{module}: {error}");
-            assert!(error.message.contains(needle), "{module}: {error}");
-            assert!(
-                error.message.contains("give it a target"),
-                "{module}: {error}"
+            error.assert_says(
+                "t.yml:10:18: field `groups.zk.members[1].target`",
+                &[needle, "give it a target"],
             );
         }
     }
@@ -722,13 +694,7 @@ mod tests {
         let error = error_of(
             "targets:\n  - module: m\n    targets: [\"127.0.0.1:80\"]\n  - module: m\n    interval: 5s\n    targets: [\"127.0.0.1:81\", \"127.0.0.1:80\"]\n",
         );
-        assert_eq!(
-            error.field.as_deref(),
-            Some("targets[1].targets[1]"),
-            "{error}"
-        );
-        assert_eq!(error.position.map(|p| p.0), Some(9), "{error}");
-        assert!(error.message.contains("repeats"), "{error}");
+        error.assert_says("t.yml:9:31: field `targets[1].targets[1]`", &["repeats"]);
     }
 
     /// A block of `m` with `fields` (one `key: value` per line) and one target.
@@ -804,6 +770,16 @@ mod tests {
             assert!(error.position.is_some(), "{rest:?}: {error}");
             assert!(error.message.contains(needle), "{rest:?}: {error}");
         }
+    }
+
+    /// Reading stops at the first member past the limit, with the error at
+    /// the start of the list.
+    #[test]
+    fn a_group_past_the_limit_is_refused_at_its_list() {
+        error_of(&group(1001)).assert_says(
+            "t.yml:7:14: field `groups.web.targets`",
+            &["more than 1000 members: a group has from 1 to 1000 members"],
+        );
     }
 
     /// `count` distinct targets in blocks of at most 60 000 (one port each).

@@ -13,7 +13,7 @@
 use super::response::{HttpResponse, text};
 use crate::app::App;
 use crate::config::HEALTH_CHECKER_GROUP;
-use crate::groups::GroupAnswer;
+use crate::groups::{GroupAnswer, GroupReport};
 use hyper::StatusCode;
 use std::fmt::Write as _;
 
@@ -24,24 +24,10 @@ const HEALTH_CHECKER_FAILED: &str = "At least one health check failed";
 /// 504 `At least one health check failed` and a line per failing check,
 /// as health-checker answers (it says only the first line).
 pub(super) async fn health_checker(app: &App) -> HttpResponse {
-    let in_force = app.in_force();
-    let answer = app
-        .groups
-        .answer(
-            HEALTH_CHECKER_GROUP,
-            &in_force.config,
-            &in_force.modules,
-            app.checker.runner(),
-        )
-        .await;
     let mut body = format!("{HEALTH_CHECKER_FAILED}\n");
-    match answer {
+    match answer(app, HEALTH_CHECKER_GROUP).await {
         GroupAnswer::Checked(report) if report.all_up() => return text(StatusCode::OK, "OK"),
-        GroupAnswer::Checked(report) => {
-            for member in &report.failing {
-                let _ = writeln!(body, "{member}");
-            }
-        }
+        GroupAnswer::Checked(report) => write_failing(&mut body, &report),
         // The config is built from the flags, with this group and its
         // modules: neither can be missing.
         GroupAnswer::Unknown(_) | GroupAnswer::UnknownModule(_) | GroupAnswer::Interrupted => {
@@ -52,17 +38,7 @@ pub(super) async fn health_checker(app: &App) -> HttpResponse {
 }
 
 pub(super) async fn handle(app: &App, name: &str) -> HttpResponse {
-    let in_force = app.in_force();
-    let answer = app
-        .groups
-        .answer(
-            name,
-            &in_force.config,
-            &in_force.modules,
-            app.checker.runner(),
-        )
-        .await;
-    match answer {
+    match answer(app, name).await {
         GroupAnswer::Unknown(known) => {
             let known = if known.is_empty() {
                 "none are configured".to_owned()
@@ -85,10 +61,28 @@ pub(super) async fn handle(app: &App, name: &str) -> HttpResponse {
         GroupAnswer::Checked(report) if report.all_up() => text(StatusCode::OK, "OK\n"),
         GroupAnswer::Checked(report) => {
             let mut body = String::new();
-            for member in &report.failing {
-                let _ = writeln!(body, "{member}");
-            }
+            write_failing(&mut body, &report);
             text(StatusCode::SERVICE_UNAVAILABLE, &body)
         }
+    }
+}
+
+/// The answer for group `name` of the config in force.
+async fn answer(app: &App, name: &str) -> GroupAnswer {
+    let in_force = app.in_force();
+    app.groups
+        .answer(
+            name,
+            &in_force.config,
+            &in_force.modules,
+            app.checker.runner(),
+        )
+        .await
+}
+
+/// A line per failing member of `report`.
+fn write_failing(body: &mut String, report: &GroupReport) {
+    for member in &report.failing {
+        let _ = writeln!(body, "{member}");
     }
 }

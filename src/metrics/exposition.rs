@@ -96,33 +96,22 @@ pub(crate) enum Value {
     Float(f64),
 }
 
-impl From<u64> for Value {
-    fn from(value: u64) -> Self {
-        Self::Int(value)
-    }
+/// `Value::Int` from the types that convert into `u64` without loss.
+macro_rules! int_from {
+    ($($from:ty),*) => {
+        $(impl From<$from> for Value {
+            fn from(value: $from) -> Self {
+                Self::Int(u64::from(value))
+            }
+        })*
+    };
 }
 
-impl From<u8> for Value {
-    fn from(value: u8) -> Self {
-        Self::Int(u64::from(value))
-    }
-}
-
-impl From<bool> for Value {
-    fn from(value: bool) -> Self {
-        Self::Int(u64::from(value))
-    }
-}
+int_from!(u64, u32, u8, bool);
 
 impl From<usize> for Value {
     fn from(value: usize) -> Self {
         Self::Int(u64::try_from(value).unwrap_or(u64::MAX))
-    }
-}
-
-impl From<u32> for Value {
-    fn from(value: u32) -> Self {
-        Self::Int(u64::from(value))
     }
 }
 

@@ -398,19 +398,28 @@ mod tests {
             .0
     }
 
-    /// What `write_samples` writes of the family `name` for `state`.
-    fn samples_of(name: &str, state: &TargetState) -> String {
+    /// What `write_samples` writes of the family `name` for `state`,
+    /// labelled `labels`.
+    fn samples_of(name: &str, labels: &str, state: &TargetState) -> String {
         let mut text = String::new();
         let mut writer = Writer::new(&mut text, Format::OpenMetrics);
-        write_samples(&mut writer, family_named(name), name, "module=\"m\"", state);
+        write_samples(&mut writer, family_named(name), name, labels, state);
         text
+    }
+
+    /// A probe that failed as `unreachable` with `icmp`.
+    fn unreachable_by(icmp: IcmpError) -> Outcome {
+        let mut unreachable =
+            Outcome::not_started(Failure::new(Reason::Unreachable, "x"), Duration::ZERO);
+        unreachable.tcp_mut().icmp_error = Some(icmp);
+        unreachable
     }
 
     #[test]
     fn tcp_targets_have_the_kernel_rtt_and_a_syn_retransmit_counter_exec_targets_not() {
         let tcp_series = |state: &TargetState| {
-            samples_of("probe_tcp_rtt_seconds", state)
-                + &samples_of("probe_tcp_syn_retransmits", state)
+            samples_of("probe_tcp_rtt_seconds", "module=\"m\"", state)
+                + &samples_of("probe_tcp_syn_retransmits", "module=\"m\"", state)
         };
         let mut state = TargetState::default();
         state.kept = Kept::new(&crate::config::Module::tcp_halfopen());
@@ -516,24 +525,14 @@ mod tests {
             .collect();
         let labels = format!("module=\"m\",target=\"t\"{}", own.concat());
         let mut state = TargetState::default();
-        let mut unreachable =
-            Outcome::not_started(Failure::new(Reason::Unreachable, "x"), Duration::ZERO);
-        unreachable.tcp_mut().icmp_error = Some(IcmpError {
+        let unreachable = unreachable_by(IcmpError {
             ipv6: false,
             icmp_type: 3,
             code: 13,
             offender: Some("192.0.2.1".parse().unwrap()),
         });
         state.record(unreachable, 1, 1, 1.0);
-        let mut text = String::new();
-        let mut writer = Writer::new(&mut text, Format::OpenMetrics);
-        write_samples(
-            &mut writer,
-            family_named(icmp::FAMILY),
-            icmp::FAMILY,
-            &labels,
-            &state,
-        );
+        let text = samples_of(icmp::FAMILY, &labels, &state);
         let names = label_names(text.trim_end());
         let mut unique = names.clone();
         unique.sort_unstable();
@@ -555,21 +554,8 @@ mod tests {
     #[test]
     fn the_icmp_error_of_the_last_probe_only_is_shown() {
         let labels = r#"module="m",target="t""#;
-        let icmp_lines = |state: &TargetState| {
-            let mut text = String::new();
-            let mut writer = Writer::new(&mut text, Format::PrometheusText);
-            write_samples(
-                &mut writer,
-                family_named(icmp::FAMILY),
-                icmp::FAMILY,
-                labels,
-                state,
-            );
-            text
-        };
-        let mut unreachable =
-            Outcome::not_started(Failure::new(Reason::Unreachable, "x"), Duration::ZERO);
-        unreachable.tcp_mut().icmp_error = Some(IcmpError {
+        let icmp_lines = |state: &TargetState| samples_of(icmp::FAMILY, labels, state);
+        let unreachable = unreachable_by(IcmpError {
             ipv6: true,
             icmp_type: 1,
             code: 3,

@@ -68,13 +68,19 @@ pub(super) fn read_stamped<T, E>(
 mod tests {
     use super::*;
 
-    /// A directory of its own under the system's temporary directory.
-    fn scratch(name: &str) -> PathBuf {
-        let dir =
-            std::env::temp_dir().join(format!("synack-web-stamps-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
+    /// A web config naming `field: name`, and that file holding
+    /// `contents`, in a directory of their own: the directory, the
+    /// config's path and the file's.
+    fn web_config_and(
+        field: &str,
+        name: &str,
+        contents: &str,
+    ) -> (tempfile::TempDir, PathBuf, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let (web, file) = (dir.path().join("web.yml"), dir.path().join(name));
+        std::fs::write(&web, format!("{field}: {name}\n")).unwrap();
+        std::fs::write(&file, contents).unwrap();
+        (dir, web, file)
     }
 
     /// Replaces `path` as certificate managers do: written aside, renamed over.
@@ -88,11 +94,7 @@ mod tests {
     /// stamps are taken. Stamps taken before the read see it as changed.
     #[test]
     fn a_file_rotated_during_the_read_is_seen_as_changed() {
-        let dir = scratch("rotated");
-        let web = dir.join("web.yml");
-        let key = dir.join("server.key");
-        std::fs::write(&web, "key_file: server.key\n").unwrap();
-        std::fs::write(&key, "old key").unwrap();
+        let (_dir, web, key) = web_config_and("key_file", "server.key", "old key");
         let watched = vec![web.clone(), key.clone()];
         // At start-up only the config file is known before the read; on a
         // reload, every file of the config in force is.
@@ -119,16 +121,11 @@ mod tests {
                 "with {expected:?} stamped first, the rotated key counts as seen"
             );
         }
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
     fn files_not_rotated_are_not_seen_as_changed_and_a_new_file_is_read_twice() {
-        let dir = scratch("steady");
-        let web = dir.join("web.yml");
-        let cert = dir.join("server.crt");
-        std::fs::write(&web, "cert_file: server.crt\n").unwrap();
-        std::fs::write(&cert, "cert").unwrap();
+        let (_dir, web, cert) = web_config_and("cert_file", "server.crt", "cert");
         let mut reads = 0;
         let (_, stamps) = read_stamped(std::slice::from_ref(&web), || {
             reads += 1;
@@ -141,6 +138,5 @@ mod tests {
         );
         assert_eq!(stamps, vec![stamp(&web), stamp(&cert)]);
         assert!(stamps.iter().all(Option::is_some));
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -114,45 +114,29 @@ impl TryFrom<String> for TlsVersion {
     }
 }
 
+/// `(Go's name, rustls' suite)` for the suites listed: Go names those of
+/// TLS 1.2 as rustls does, and those of TLS 1.3 without rustls' `13`.
+macro_rules! go_named {
+    ($($tls12:ident),*; $($go:literal = $tls13:ident),*) => {
+        [
+            $((stringify!($tls12), rustls::CipherSuite::$tls12),)*
+            $(($go, rustls::CipherSuite::$tls13),)*
+        ]
+    };
+}
+
 /// The TLS 1.2 suites rustls (with ring) implements, by their Go names;
 /// the suites of TLS 1.3 are all on, as in Go, and may be listed.
-const CIPHER_SUITES: [(&str, rustls::CipherSuite); 9] = [
-    (
-        "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
-        rustls::CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
-    ),
-    (
-        "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384",
-        rustls::CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
-    ),
-    (
-        "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256",
-        rustls::CipherSuite::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
-    ),
-    (
-        "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
-        rustls::CipherSuite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
-    ),
-    (
-        "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",
-        rustls::CipherSuite::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
-    ),
-    (
-        "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256",
-        rustls::CipherSuite::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
-    ),
-    (
-        "TLS_AES_128_GCM_SHA256",
-        rustls::CipherSuite::TLS13_AES_128_GCM_SHA256,
-    ),
-    (
-        "TLS_AES_256_GCM_SHA384",
-        rustls::CipherSuite::TLS13_AES_256_GCM_SHA384,
-    ),
-    (
-        "TLS_CHACHA20_POLY1305_SHA256",
-        rustls::CipherSuite::TLS13_CHACHA20_POLY1305_SHA256,
-    ),
+const CIPHER_SUITES: [(&str, rustls::CipherSuite); 9] = go_named![
+    TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+    TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+    TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+    TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+    TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+    TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256;
+    "TLS_AES_128_GCM_SHA256" = TLS13_AES_128_GCM_SHA256,
+    "TLS_AES_256_GCM_SHA384" = TLS13_AES_256_GCM_SHA384,
+    "TLS_CHACHA20_POLY1305_SHA256" = TLS13_CHACHA20_POLY1305_SHA256
 ];
 
 /// A `cipher_suites` entry rustls implements.
@@ -577,4 +561,42 @@ fn subject_alt_names(der: &CertificateDer<'_>) -> Result<Vec<String>, String> {
             _ => None,
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every suite of rustls' ring provider is taken by its Go name (that
+    /// of rustls but for TLS 1.3's `13`), the ChaCha20 ones of TLS 1.2
+    /// also by Go's short aliases; the error lists the names in order.
+    #[test]
+    fn cipher_suites_are_taken_by_their_go_names() {
+        for suite in rustls::crypto::ring::default_provider().cipher_suites {
+            let suite = suite.suite();
+            let name = suite.as_str().unwrap().replacen("TLS13_", "TLS_", 1);
+            let mut names = vec![name.clone()];
+            names.extend(
+                name.strip_suffix("_WITH_CHACHA20_POLY1305_SHA256")
+                    .map(|short| format!("{short}_WITH_CHACHA20_POLY1305")),
+            );
+            for name in names {
+                let taken = CipherSuite::try_from(name.clone()).expect(&name);
+                assert_eq!(taken.0, suite, "{name}");
+            }
+        }
+        let error = CipherSuite::try_from("TLS_RSA_WITH_AES_128_CBC_SHA".to_owned()).unwrap_err();
+        assert!(
+            error.ends_with(
+                "use some of TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, \
+                 TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384, \
+                 TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256, \
+                 TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256, TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384, \
+                 TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256, TLS_AES_128_GCM_SHA256, \
+                 TLS_AES_256_GCM_SHA384, TLS_CHACHA20_POLY1305_SHA256, or leave cipher_suites \
+                 out for rustls' defaults"
+            ),
+            "{error}"
+        );
+    }
 }
