@@ -374,11 +374,11 @@ fn command<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D:
         "a list of arguments, the program first",
         MAX_ARGS,
         too_many_args,
+        |Argument(program)| check_program(program),
     )?;
-    let Some(Argument(program)) = command.first() else {
+    if command.is_empty() {
         return Err(serde::de::Error::custom(no_command()));
-    };
-    check_program(program).map_err(serde::de::Error::custom)?;
+    }
     Ok(command
         .into_iter()
         .map(|Argument(argument)| argument)
@@ -540,6 +540,11 @@ mod tests {
         error_of(&format!("[{many}]")).assert_says(
             "zk.yml:5:16: field `modules.zk.exec.command`",
             &["at most 256 arguments"],
+        );
+        // Both wrong: the program is named first, as it is read first.
+        error_of(&format!("[\"{{host}}\", {many}]")).assert_says(
+            "zk.yml:5:16: field `modules.zk.exec.command`",
+            &["holds a placeholder"],
         );
     }
 

@@ -648,12 +648,15 @@ fn module_map<'de, D: Deserializer<'de>>(
 
 /// Reads a list and stops at the first item past `most`, refused in
 /// `too_many`'s words, so that a huge list is not kept in full only to be
-/// refused. serde-saphyr places the error at the start of the list.
+/// refused; `check_first` is asked about the first item as soon as it is
+/// read, so that its error comes before the list's. serde-saphyr places
+/// the error at the start of the list.
 fn bounded_list<'de, D, T>(
     deserializer: D,
     expecting: &'static str,
     most: usize,
     too_many: fn() -> String,
+    check_first: fn(&T) -> Result<(), String>,
 ) -> Result<Vec<T>, D::Error>
 where
     D: Deserializer<'de>,
@@ -663,6 +666,7 @@ where
         expecting: &'static str,
         most: usize,
         too_many: fn() -> String,
+        check_first: fn(&T) -> Result<(), String>,
         item: PhantomData<T>,
     }
 
@@ -679,6 +683,9 @@ where
                 if items.len() == self.most {
                     return Err(serde::de::Error::custom((self.too_many)()));
                 }
+                if items.is_empty() {
+                    (self.check_first)(&item).map_err(serde::de::Error::custom)?;
+                }
                 items.push(item);
             }
             Ok(items)
@@ -689,6 +696,7 @@ where
         expecting,
         most,
         too_many,
+        check_first,
         item: PhantomData,
     })
 }

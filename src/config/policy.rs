@@ -529,6 +529,7 @@ fn bounded_entries<'de, D: Deserializer<'de>>(
         "a list of CIDRs, addresses or host names, each with an optional :port",
         MAX_POLICY_ENTRIES,
         too_many_entries,
+        |_| Ok(()),
     )
 }
 

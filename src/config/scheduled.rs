@@ -283,6 +283,7 @@ where
         "a list of group members",
         *GROUP_MEMBERS_RANGE.end(),
         too_many,
+        |_| Ok(()),
     )
     .map(Some)
 }
