@@ -294,44 +294,44 @@ mod tests {
     /// with an ICMP error and ending.
     fn hundred_attempts() -> Steps {
         let address: std::net::SocketAddr = "192.0.2.1:443".parse().unwrap();
-        let mut trace = StepLog::enabled();
+        let mut steplog = StepLog::enabled();
         for number in 1..=100 {
-            trace.log(|| TcpStep::Connecting {
+            steplog.log(|| TcpStep::Connecting {
                 address,
                 half_open: true,
             });
-            trace.log(|| TcpStep::ConnectFailed {
+            steplog.log(|| TcpStep::ConnectFailed {
                 address,
                 errno: libc::EHOSTUNREACH,
             });
-            trace.log(|| TcpStep::Attempt {
+            steplog.log(|| TcpStep::Attempt {
                 number,
                 of: 100,
                 result: "unreachable",
                 latency: Duration::from_millis(3),
             });
         }
-        trace.log(|| Step::Failed);
-        trace.into_steps()
+        steplog.log(|| Step::Failed);
+        steplog.into_steps()
     }
 
     /// The steps of an exec probe of the longest command line the config
     /// allows, with the most output the prober keeps.
     fn megabyte_command() -> Steps {
-        let mut trace = StepLog::enabled();
-        trace.log(|| ExecStep::Started {
+        let mut steplog = StepLog::enabled();
+        steplog.log(|| ExecStep::Started {
             pid: 1,
             argv: vec!["x".repeat(4096); 256],
         });
         for stream in ["stdout", "stderr"] {
-            trace.log(|| ExecStep::Output {
+            steplog.log(|| ExecStep::Output {
                 stream,
                 head: vec![b'y'; 4096],
                 total: 1 << 30,
             });
         }
-        trace.log(|| Step::Failed);
-        trace.into_steps()
+        steplog.log(|| Step::Failed);
+        steplog.into_steps()
     }
 
     /// A target with the longest host name accepted.
@@ -396,17 +396,17 @@ mod tests {
 
     #[test]
     fn a_log_too_long_for_a_record_is_cut_with_a_marker_and_keeps_its_end() {
-        let mut trace = StepLog::enabled();
+        let mut steplog = StepLog::enabled();
         for number in 1..=2000 {
-            trace.log(|| TcpStep::Attempt {
+            steplog.log(|| TcpStep::Attempt {
                 number,
                 of: 2000,
                 result: "success",
                 latency: Duration::from_millis(1),
             });
         }
-        trace.log(|| Step::Succeeded(Duration::from_secs(1)));
-        let steps = trace.into_steps();
+        steplog.log(|| Step::Succeeded(Duration::from_secs(1)));
+        let steps = steplog.into_steps();
         assert!(steps.bytes() > MAX_RECORD_BYTES);
         let cut = steps.cut(MAX_RECORD_BYTES, None);
         assert!(cut.bytes() <= MAX_RECORD_BYTES, "{}", cut.bytes());
@@ -436,24 +436,24 @@ mod tests {
         let history = History::new(1);
         let empty = history.bytes();
         let address: std::net::SocketAddr = "127.0.0.1:443".parse().unwrap();
-        let mut trace = StepLog::enabled();
-        trace.log(|| Step::Probing {
+        let mut steplog = StepLog::enabled();
+        steplog.log(|| Step::Probing {
             prober: "tcp_halfopen",
             timeout: Duration::from_secs(5),
             left: Duration::from_secs(5),
         });
-        trace.log(|| TcpStep::Connecting {
+        steplog.log(|| TcpStep::Connecting {
             address,
             half_open: true,
         });
-        trace.log(|| TcpStep::SynAck {
+        steplog.log(|| TcpStep::SynAck {
             address,
             handshake: Duration::from_micros(50),
             rtt: None,
             syn_retransmits: 0,
             close_delay: None,
         });
-        trace.log(|| Step::Succeeded(Duration::from_micros(80)));
+        steplog.log(|| Step::Succeeded(Duration::from_micros(80)));
         let outcome = Outcome::not_started(Failure::new(Reason::Local, "x"), Duration::ZERO);
         let mut success = outcome;
         success.failure = None;
@@ -461,7 +461,7 @@ mod tests {
             &Arc::from("tcp_halfopen"),
             Some(Target::parse("127.0.0.1:443").unwrap()),
             success,
-            trace.into_steps(),
+            steplog.into_steps(),
         );
         assert_eq!(history.bytes() - empty, USUAL_RECORD_BYTES);
         let list = allocated(MAX_LIMIT as usize * size_of::<(Arc<ProbeRecord>, usize)>());

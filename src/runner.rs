@@ -188,12 +188,12 @@ impl ProbeRunner {
         module: &Arc<LoadedModule>,
         target: Option<&Target>,
         timeout: Duration,
-        trace: &mut StepLog,
+        steplog: &mut StepLog,
     ) -> Outcome {
         let asked = Instant::now();
         let rules = self.rules.clone();
         let (job_module, target) = (Arc::clone(module), target.cloned());
-        let mut job_trace = std::mem::replace(trace, StepLog::disabled());
+        let mut job_trace = std::mem::replace(steplog, StepLog::disabled());
         let thread = if is_exec(module) {
             &self.exec_thread
         } else {
@@ -209,7 +209,7 @@ impl ProbeRunner {
         let _cancel = AbortOnDrop::new(job.abort_handle());
         match job.await {
             Ok((outcome, job_trace)) => {
-                *trace = job_trace;
+                *steplog = job_trace;
                 outcome
             }
             Err(error) => {
@@ -240,15 +240,15 @@ impl ProbeRunner {
         module: &Arc<LoadedModule>,
         target: &Target,
         timeout: Duration,
-        trace: &mut StepLog,
+        steplog: &mut StepLog,
     ) -> Outcome {
         if is_exec(module) {
             // Boxed, so that the scheduler's TCP probes do not carry the
             // larger future of the hop.
-            return Box::pin(self.run(module, Some(target), timeout, trace)).await;
+            return Box::pin(self.run(module, Some(target), timeout, steplog)).await;
         }
         self.rules
-            .run(module, Some(target), Instant::now(), timeout, trace)
+            .run(module, Some(target), Instant::now(), timeout, steplog)
             .await
     }
 
@@ -286,7 +286,7 @@ impl Rules {
         target: Option<&Target>,
         asked: Instant,
         timeout: Duration,
-        trace: &mut StepLog,
+        steplog: &mut StepLog,
     ) -> Outcome {
         let budget = Budget::new(asked, timeout);
         let on_probe_thread = Instant::now();
@@ -295,7 +295,7 @@ impl Rules {
             let limit = Limit::Exec(self.max_exec);
             match Self::slot(&self.exec_slots, limit, on_probe_thread, asked, budget).await {
                 Ok(slot) => Some(slot),
-                Err(failure) => return Self::refuse(module, failure, asked, trace),
+                Err(failure) => return Self::refuse(module, failure, asked, steplog),
             }
         } else {
             None
@@ -303,10 +303,10 @@ impl Rules {
         let limit = Limit::InFlight(self.max_in_flight);
         let _slot = match Self::slot(&self.slots, limit, on_probe_thread, asked, budget).await {
             Ok(slot) => slot,
-            Err(failure) => return Self::refuse(module, failure, asked, trace),
+            Err(failure) => return Self::refuse(module, failure, asked, steplog),
         };
         let _in_flight = InFlight::enter(&self.in_flight);
-        let outcome = prober::run(&module.module, target, &self.context, budget, trace).await;
+        let outcome = prober::run(&module.module, target, &self.context, budget, steplog).await;
         module.results.record(&outcome);
         outcome
     }
@@ -344,9 +344,9 @@ impl Rules {
         module: &LoadedModule,
         failure: Failure,
         asked: Instant,
-        trace: &mut StepLog,
+        steplog: &mut StepLog,
     ) -> Outcome {
-        trace.log(|| Step::Failed);
+        steplog.log(|| Step::Failed);
         let outcome = prober::not_started_for(&module.module, failure, asked.elapsed());
         module.results.record(&outcome);
         outcome

@@ -10,7 +10,7 @@
 //! hot path: the history keeps the steps of every `/probe` by default, and
 //! formatting them for each request cost more than the probe itself.
 //!
-//! For scheduled probes and group checks the trace is disabled: `log`
+//! For scheduled probes and group checks the step log is disabled: `log`
 //! takes a closure and does not call it, so the step is never built.
 
 #![forbid(unsafe_code)]
@@ -106,7 +106,7 @@ pub(crate) struct StepLog<P> {
 const USUAL_STEPS: usize = 6;
 
 impl<P: Wording> StepLog<P> {
-    /// A trace that records nothing.
+    /// A step log that records nothing.
     pub(crate) fn disabled() -> Self {
         Self {
             started: Instant::now(),
@@ -114,7 +114,7 @@ impl<P: Wording> StepLog<P> {
         }
     }
 
-    /// A trace that records every step with its time since creation.
+    /// A step log that records every step with its time since creation.
     pub(crate) fn enabled() -> Self {
         Self {
             started: Instant::now(),
@@ -146,7 +146,7 @@ impl<P: Wording> StepLog<P> {
         }
     }
 
-    /// A trace for steps taken in another task, with the same start, so
+    /// A step log for steps taken in another task, with the same start, so
     /// that [`join`](Self::join) can add them in place. Disabled if this
     /// one is.
     pub(crate) fn fork(&self) -> Self {
@@ -156,7 +156,7 @@ impl<P: Wording> StepLog<P> {
         }
     }
 
-    /// Adds the steps of a trace made with [`fork`](Self::fork).
+    /// Adds the steps of a step log made with [`fork`](Self::fork).
     pub(crate) fn join(&mut self, forked: Self) {
         if let (Some(steps), Some(more)) = (&mut self.steps, forked.steps) {
             steps.extend(more);
@@ -462,19 +462,20 @@ mod tests {
 
     #[test]
     fn a_disabled_trace_builds_no_step() {
-        let mut trace = StepLog::<Note>::disabled();
-        trace.log(|| -> Step<Note> { unreachable!("a disabled trace must not build its steps") });
-        assert_eq!(trace.into_steps(), Steps::default());
+        let mut steplog = StepLog::<Note>::disabled();
+        steplog
+            .log(|| -> Step<Note> { unreachable!("a disabled steplog must not build its steps") });
+        assert_eq!(steplog.into_steps(), Steps::default());
     }
 
     #[test]
     fn steps_render_as_one_line_each_with_the_failure() {
-        let mut trace = StepLog::enabled();
-        trace.log(|| Step::Resolving);
-        trace.log(|| Step::Prober(Note::Said("knocked")));
-        trace.log(|| Step::Failed);
+        let mut steplog = StepLog::enabled();
+        steplog.log(|| Step::Resolving);
+        steplog.log(|| Step::Prober(Note::Said("knocked")));
+        steplog.log(|| Step::Failed);
         let target = Target::parse("localhost:1").unwrap();
-        let text = trace
+        let text = steplog
             .into_steps()
             .render(Some(&target), Some(&"refused: RST"), true);
         let lines: Vec<&str> = text.lines().collect();
@@ -486,9 +487,9 @@ mod tests {
 
     #[test]
     fn a_probers_step_is_bounded_and_followed_by_the_step_saying_so() {
-        let mut trace = StepLog::enabled();
-        trace.log(|| Step::Prober(Note::Secret("abcdefgh".to_owned())));
-        let steps = trace.into_steps();
+        let mut steplog = StepLog::enabled();
+        steplog.log(|| Step::Prober(Note::Secret("abcdefgh".to_owned())));
+        let steps = steplog.into_steps();
         assert_eq!(steps.0.len(), 2);
         assert_eq!(steps.0[0].at, steps.0[1].at, "logged at the same time");
         let shown = steps.render(None, None, true);
@@ -501,11 +502,11 @@ mod tests {
     #[test]
     fn kept_steps_take_over_a_spare_block_of_about_their_size() {
         let steps = |count: u32| {
-            let mut trace = StepLog::enabled();
+            let mut steplog = StepLog::enabled();
             for _ in 1..=count {
-                trace.log(|| Step::Prober(Note::Said("attempt")));
+                steplog.log(|| Step::Prober(Note::Said("attempt")));
             }
-            trace.into_steps()
+            steplog.into_steps()
         };
         let old = steps(100).cut(usize::MAX, None);
         assert_eq!(old.0.capacity(), 100, "no spare capacity");

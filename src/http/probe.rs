@@ -89,7 +89,7 @@ pub(super) async fn handle(app: &App, request: &Request<Incoming>) -> HttpRespon
     // The steps are kept for the landing page's history as well as for
     // debug=true, as blackbox_exporter does; they become text only when
     // somebody reads them.
-    let mut trace = if probe_request.debug || app.history.is_enabled() {
+    let mut steplog = if probe_request.debug || app.history.is_enabled() {
         StepLog::enabled()
     } else {
         StepLog::disabled()
@@ -97,9 +97,9 @@ pub(super) async fn handle(app: &App, request: &Request<Incoming>) -> HttpRespon
     let outcome = app
         .checker
         .runner()
-        .run(module, probe_request.target.as_ref(), timeout, &mut trace)
+        .run(module, probe_request.target.as_ref(), timeout, &mut steplog)
         .await;
-    let steps = trace.into_steps();
+    let steps = steplog.into_steps();
     let response = if outcome.denied_by_policy {
         // Nothing was sent: the one line says which entry refused what.
         let reason = outcome.failure.as_ref().map_or("", |f| f.detail.as_str());

@@ -307,7 +307,7 @@ pub(super) async fn probe(
     target: Option<&Target>,
     groups: &ProcessGroups,
     budget: Budget,
-    trace: &mut StepLog,
+    steplog: &mut StepLog,
 ) -> Outcome {
     #[cfg(test)]
     STARTED_ON
@@ -329,7 +329,7 @@ pub(super) async fn probe(
         }
     };
     let pid = group.pgid();
-    trace.log(|| ExecStep::Started { pid, argv });
+    steplog.log(|| ExecStep::Started { pid, argv });
     let (mut stdout, mut stderr) = (Output::default(), Output::default());
     let ended = run(
         &mut child,
@@ -341,7 +341,7 @@ pub(super) async fn probe(
     .await;
     outcome.failure = match ended {
         Some(Ok(status)) => {
-            trace.log(|| ExecStep::Exited(status));
+            steplog.log(|| ExecStep::Exited(status));
             let exit_code = status.code().unwrap_or(-1);
             outcome.detail = Detail::Exec(ExecDetail { exit_code });
             judge(&program, status)
@@ -352,7 +352,7 @@ pub(super) async fn probe(
         )),
         None => {
             group.kill();
-            trace.log(|| ExecStep::Killed { pid });
+            steplog.log(|| ExecStep::Killed { pid });
             // Reap it now, so that no zombie is left; tokio does it later
             // if the kernel takes longer.
             let _ = tokio::time::timeout(REAP_WAIT, child.wait()).await;
@@ -368,8 +368,8 @@ pub(super) async fn probe(
     if let Some(failure) = &mut outcome.failure {
         failure.stderr = stderr.first_line().map(String::into_boxed_str);
     }
-    trace.log(|| stdout.into_step("stdout"));
-    trace.log(|| stderr.into_step("stderr"));
+    steplog.log(|| stdout.into_step("stdout"));
+    steplog.log(|| stderr.into_step("stderr"));
     outcome
 }
 
@@ -529,19 +529,19 @@ mod tests {
 
     #[test]
     fn command_output_is_indented_escaped_and_says_when_it_was_cut() {
-        let mut trace = StepLog::enabled();
-        trace.log(|| ExecStep::Output {
+        let mut steplog = StepLog::enabled();
+        steplog.log(|| ExecStep::Output {
             stream: "stdout",
             head: b"ok\n\x1b[2Jfake 0.1s line\r\n".to_vec(),
             total: 9000,
         });
-        trace.log(|| ExecStep::Output {
+        steplog.log(|| ExecStep::Output {
             stream: "stderr",
             head: Vec::new(),
             total: 0,
         });
         let target = Target::parse("127.0.0.1:1").unwrap();
-        let text = trace.into_steps().render(Some(&target), None, true);
+        let text = steplog.into_steps().render(Some(&target), None, true);
         let lines: Vec<&str> = text.lines().collect();
         assert!(
             lines[0].ends_with("s stdout, the first 23 of 9000 bytes:"),
@@ -554,12 +554,12 @@ mod tests {
 
     #[test]
     fn a_command_line_is_shown_only_when_commands_are() {
-        let mut trace = StepLog::enabled();
-        trace.log(|| ExecStep::Started {
+        let mut steplog = StepLog::enabled();
+        steplog.log(|| ExecStep::Started {
             pid: 7,
             argv: vec!["/bin/true".to_owned(), "--password=x".to_owned()],
         });
-        let steps = trace.into_steps();
+        let steps = steplog.into_steps();
         let target = Target::parse("127.0.0.1:1").unwrap();
         let shown = steps.render(Some(&target), None, true);
         assert!(

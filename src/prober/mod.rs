@@ -20,7 +20,7 @@
 //! # Adding a prober
 //!
 //! 1. A new file here, `prober/NAME.rs`, with `probe(options, target,
-//!    context, budget, trace) -> Outcome`, its detail type (`pub struct
+//!    context, budget, steplog) -> Outcome`, its detail type (`pub struct
 //!    NameDetail`, `#[non_exhaustive]`), its steps (`pub(crate) enum
 //!    NameStep`, with [`Wording`]: each step's sentence and, for a step
 //!    that owns heap memory, its size), `write_series(detail, slot,
@@ -617,7 +617,7 @@ impl Context {
 }
 
 /// Runs one probe of `target` with `module` within `budget`, with what
-/// probes share in `context`, recording its steps in `trace`.
+/// probes share in `context`, recording its steps in `steplog`.
 /// Without a target only an `exec` module whose command holds no
 /// placeholder can probe (the config and `/probe` see to it); any other
 /// fails as `local`.
@@ -626,10 +626,10 @@ pub(crate) async fn run(
     target: Option<&Target>,
     context: &Context,
     budget: Budget,
-    trace: &mut StepLog,
+    steplog: &mut StepLog,
 ) -> Outcome {
     let started = Instant::now();
-    trace.log(|| Step::Probing {
+    steplog.log(|| Step::Probing {
         prober: module.prober().name(),
         timeout: budget.timeout,
         left: budget.deadline.saturating_duration_since(started),
@@ -645,7 +645,7 @@ pub(crate) async fn run(
                 options,
                 policy: module.target_policy(),
             };
-            tcp::probe(tcp, target, context, budget, trace).await
+            tcp::probe(tcp, target, context, budget, steplog).await
         }
         // Without a target, only a command without placeholders runs.
         (Prober::Exec(options), _)
@@ -663,7 +663,7 @@ pub(crate) async fn run(
                     outcome.detail = Detail::Exec(ExecDetail::NOT_RUN);
                     outcome
                 }
-                _ => exec::probe(options, target, &context.groups, budget, trace).await,
+                _ => exec::probe(options, target, &context.groups, budget, steplog).await,
             }
         }
         _ => not_started_for(
@@ -679,7 +679,7 @@ pub(crate) async fn run(
         ),
     };
     outcome.duration = started.elapsed();
-    trace.log(|| match outcome.failure {
+    steplog.log(|| match outcome.failure {
         None => Step::Succeeded(outcome.duration),
         Some(_) => Step::Failed,
     });

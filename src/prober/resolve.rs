@@ -163,7 +163,7 @@ impl Resolver {
         name: &str,
         options: &TcpOptions,
         deadline: Instant,
-        trace: &mut StepLog,
+        steplog: &mut StepLog,
     ) -> Result<Vec<IpAddr>, Failure> {
         let query_name = Name::from_ascii(name).map_err(|error| {
             Failure::new(
@@ -173,7 +173,7 @@ impl Resolver {
         })?;
         // A hash lookup: not worth a trip to the DNS thread.
         if let Some(listed) = self.shared.in_hosts_file(&query_name) {
-            trace.log(|| Step::InHostsFile(listed.clone()));
+            steplog.log(|| Step::InHostsFile(listed.clone()));
             return Ok(listed);
         }
         if is_under_invalid(name) {
@@ -194,14 +194,14 @@ impl Resolver {
             )
         };
         let Some(runtime) = &self.runtime else {
-            let query = self.shared.query(&query_name, options, trace);
+            let query = self.shared.query(&query_name, options, steplog);
             return tokio::time::timeout_at(deadline, query)
                 .await
                 .map_err(|_| too_late())?;
         };
         let shared = Arc::clone(&self.shared);
         let options = options.clone();
-        let mut steps = trace.fork();
+        let mut steps = steplog.fork();
         let task = runtime.spawn(async move {
             let query = shared.query(&query_name, &options, &mut steps);
             (tokio::time::timeout_at(deadline, query).await, steps)
@@ -210,10 +210,10 @@ impl Resolver {
         let _cancel = AbortOnDrop::new(task.abort_handle());
         // Both sides watch the deadline, so that the answer is on time
         // even when the DNS thread is late; only the query's own steps
-        // are then missing from the trace.
+        // are then missing from the step log.
         match tokio::time::timeout_at(deadline, task).await {
             Ok(Ok((answer, steps))) => {
-                trace.join(steps);
+                steplog.join(steps);
                 answer.map_err(|_| too_late())?
             }
             Ok(Err(_)) => Err(Failure::new(Reason::Local, "the DNS thread stopped")),
@@ -229,10 +229,10 @@ impl Shared {
         &self,
         name: &Name,
         options: &TcpOptions,
-        trace: &mut StepLog,
+        steplog: &mut StepLog,
     ) -> Result<Vec<IpAddr>, Failure> {
         for kind in query_order(options) {
-            trace.log(|| Step::Asking {
+            steplog.log(|| Step::Asking {
                 servers: Arc::clone(&self.servers),
                 record: record_name(kind),
             });
@@ -253,7 +253,7 @@ impl Shared {
                     ));
                 }
             };
-            trace.log(|| Step::Answer {
+            steplog.log(|| Step::Answer {
                 record: record_name(kind),
                 addresses: addresses.clone(),
             });
@@ -461,14 +461,14 @@ pub(super) async fn resolve(
     options: &TcpOptions,
     resolver: &Resolver,
     deadline: Instant,
-    trace: &mut StepLog,
+    steplog: &mut StepLog,
 ) -> Result<IpAddr, Failure> {
     let looked_up;
     let candidates = match host {
         Host::Ip(ip) => std::slice::from_ref(ip),
         Host::Name(name) => {
-            trace.log(|| Step::Resolving);
-            looked_up = resolver.lookup(name, options, deadline, trace).await?;
+            steplog.log(|| Step::Resolving);
+            looked_up = resolver.lookup(name, options, deadline, steplog).await?;
             looked_up.as_slice()
         }
     };
@@ -491,7 +491,7 @@ pub(super) async fn resolve(
             ),
         ),
     })?;
-    trace.log(|| Step::Chose(chosen));
+    steplog.log(|| Step::Chose(chosen));
     Ok(chosen)
 }
 

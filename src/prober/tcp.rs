@@ -66,7 +66,7 @@ pub(super) async fn probe(
     target: &Target,
     context: &Context,
     budget: Budget,
-    trace: &mut StepLog,
+    steplog: &mut StepLog,
 ) -> Outcome {
     let Tcp {
         handshake,
@@ -80,7 +80,7 @@ pub(super) async fn probe(
     };
     let deadline = budget.deadline;
     let dns_started = Instant::now();
-    let resolved = resolve::resolve(&target.host, options, &context.resolver, deadline, trace)
+    let resolved = resolve::resolve(&target.host, options, &context.resolver, deadline, steplog)
         .await
         .and_then(|ip| left_enough_after_dns(ip, budget, dns_started));
     let dns_time = dns_started.elapsed();
@@ -107,7 +107,7 @@ pub(super) async fn probe(
         // Only a half-open close races the delayed ACK.
         guard: (handshake == Handshake::HalfOpen).then_some(&*context.closes),
     };
-    let (failure, detail) = attempt_all(&connect, options, budget.deadline, trace).await;
+    let (failure, detail) = attempt_all(&connect, options, budget.deadline, steplog).await;
     let mut outcome = Outcome::new(failure, Detail::Tcp(detail));
     outcome.dns_time = dns_time;
     outcome.address = Some(address);
@@ -134,7 +134,7 @@ async fn attempt_all(
     connect: &Connect<'_>,
     options: &TcpOptions,
     deadline: Instant,
-    trace: &mut StepLog,
+    steplog: &mut StepLog,
 ) -> (Option<Failure>, TcpDetail) {
     let handshake = connect.handshake;
     let mut outcome = TcpDetail::default();
@@ -147,7 +147,7 @@ async fn attempt_all(
         if let Some(first_start) = first_start {
             let start = first_start + interval * (number - 1);
             if each.is_some_and(|each| start + each > deadline) {
-                trace.log(|| TcpStep::AttemptsCut {
+                steplog.log(|| TcpStep::AttemptsCut {
                     from: number,
                     of: planned,
                 });
@@ -158,7 +158,7 @@ async fn attempt_all(
         let started = Instant::now();
         first_start.get_or_insert(started);
         let attempt_deadline = each.map_or(deadline, |each| deadline.min(started + each));
-        let result = connect.attempt(attempt_deadline, trace).await;
+        let result = connect.attempt(attempt_deadline, steplog).await;
         // This attempt's ICMP error or none, not an earlier attempt's.
         outcome.icmp_error = result.as_ref().err().and_then(|failed| failed.icmp);
         let result = result.map_err(|failed| failed.failure);
@@ -168,7 +168,7 @@ async fn attempt_all(
         };
         outcome.attempts += 1;
         if planned > 1 {
-            trace.log(|| TcpStep::Attempt {
+            steplog.log(|| TcpStep::Attempt {
                 number,
                 of: planned,
                 result: result
@@ -673,7 +673,7 @@ impl Connect<'_> {
     async fn attempt(
         &self,
         deadline: Instant,
-        trace: &mut StepLog,
+        steplog: &mut StepLog,
     ) -> Result<SynAck, AttemptFailed> {
         let Self {
             address,
@@ -695,7 +695,7 @@ impl Connect<'_> {
             };
             Failure::new(Reason::Local, detail)
         })?;
-        trace.log(|| TcpStep::Connecting {
+        steplog.log(|| TcpStep::Connecting {
             address,
             half_open: handshake == Handshake::HalfOpen,
         });
@@ -736,7 +736,7 @@ impl Connect<'_> {
         };
         let Failed { error, icmp } = match waited {
             Ok(syn_ack) => {
-                trace.log(|| TcpStep::SynAck {
+                steplog.log(|| TcpStep::SynAck {
                     address,
                     handshake: syn_ack.time,
                     rtt: syn_ack.kernel.and_then(|kernel| kernel.rtt),
@@ -748,10 +748,10 @@ impl Connect<'_> {
             Err(failed) => failed,
         };
         if let Some(errno) = error.as_ref().and_then(io::Error::raw_os_error) {
-            trace.log(|| TcpStep::ConnectFailed { address, errno });
+            steplog.log(|| TcpStep::ConnectFailed { address, errno });
         }
         if let Some(icmp) = icmp {
-            trace.log(|| TcpStep::Icmp(icmp));
+            steplog.log(|| TcpStep::Icmp(icmp));
         }
         let from_icmp = icmp.and_then(|icmp| {
             classify::icmp_reason(&icmp, address.ip())
@@ -772,7 +772,7 @@ impl Connect<'_> {
                 failure
             }
             (None, None) => {
-                trace.log(|| TcpStep::NoAnswer(address));
+                steplog.log(|| TcpStep::NoAnswer(address));
                 Failure::new(
                     Reason::Timeout,
                     format!("no answer from {address} before the deadline"),
@@ -1010,18 +1010,18 @@ mod tests {
     #[test]
     fn steps_render_as_one_line_each_with_the_failure() {
         let address: SocketAddr = "127.0.0.1:1".parse().unwrap();
-        let mut trace = StepLog::enabled();
-        trace.log(|| TcpStep::Connecting {
+        let mut steplog = StepLog::enabled();
+        steplog.log(|| TcpStep::Connecting {
             address,
             half_open: true,
         });
-        trace.log(|| TcpStep::ConnectFailed {
+        steplog.log(|| TcpStep::ConnectFailed {
             address,
             errno: libc::ECONNREFUSED,
         });
-        trace.log(|| crate::prober::Step::Failed);
+        steplog.log(|| crate::prober::Step::Failed);
         let target = Target::parse("127.0.0.1:1").unwrap();
-        let text = trace
+        let text = steplog
             .into_steps()
             .render(Some(&target), Some(&"refused: RST"), true);
         let lines: Vec<&str> = text.lines().collect();
