@@ -80,13 +80,14 @@ mod web;
 pub use app::BuildError;
 pub use checker::{Checker, CheckerBuilder};
 pub use config::{
-    ConfigError, ExecOptions, HealthChecks, IpProtocol, Module, Prober, ProberKind, PromDuration,
-    TargetPolicy, TcpOptions,
+    ConfigError, ExecOptions, Expect, ExpectLabel, HealthChecks, IpProtocol, Module, Prober,
+    ProberKind, PromDuration, QueryStep, TargetPolicy, TcpOptions, TcpProbe, TlsOptions,
+    TlsVersion,
 };
 pub use exporter::{Exporter, ExporterBuilder};
 pub use prober::{
-    Detail, ExecDetail, Failure, HandshakeStats, IcmpError, Outcome, Reason, STDERR_LINE_BYTES,
-    TcpDetail,
+    CertFacts, Detail, ExecDetail, Failure, HandshakeStats, IcmpError, Outcome, Reason,
+    STDERR_LINE_BYTES, SessionDetail, TcpDetail, TlsFacts,
 };
 pub use target::{Host, Target, TargetError};
 

@@ -42,6 +42,7 @@
 
 #![forbid(unsafe_code)]
 
+mod blackbox;
 mod duration;
 mod exec;
 mod file;
@@ -49,8 +50,10 @@ mod health_checker;
 mod host;
 mod policy;
 mod scheduled;
+mod tls;
 mod words;
 
+pub use blackbox::{Expect, ExpectLabel, QueryStep, TcpProbe};
 pub use duration::PromDuration;
 pub use exec::ExecOptions;
 pub(crate) use exec::{RESERVED_ENV_PREFIX, Values};
@@ -64,6 +67,7 @@ pub(crate) use scheduled::located;
 pub(crate) use scheduled::{
     Group, GroupMember, GroupName, LabelName, MAX_SCHEDULED_TARGETS, TargetBlock,
 };
+pub use tls::{TlsOptions, TlsVersion};
 
 use serde::de::{SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
@@ -159,6 +163,9 @@ pub enum Prober {
     TcpConnect(TcpOptions),
     /// Runs a command; exit 0 within the timeout is success.
     Exec(ExecOptions),
+    /// blackbox_exporter's TCP module: half-open or a full connect, TLS,
+    /// a dialogue (`query_response`).
+    Tcp(Box<TcpProbe>),
 }
 
 impl Prober {
@@ -169,6 +176,7 @@ impl Prober {
             Self::TcpHalfopen(_) => ProberKind::TcpHalfopen,
             Self::TcpConnect(_) => ProberKind::TcpConnect,
             Self::Exec(_) => ProberKind::Exec,
+            Self::Tcp(_) => ProberKind::Tcp,
         }
     }
 
@@ -183,6 +191,7 @@ impl Prober {
     pub fn tcp(&self) -> Option<&TcpOptions> {
         match self {
             Self::TcpHalfopen(options) | Self::TcpConnect(options) => Some(options),
+            Self::Tcp(probe) => Some(&probe.tcp),
             Self::Exec(_) => None,
         }
     }
@@ -192,7 +201,16 @@ impl Prober {
     pub fn exec(&self) -> Option<&ExecOptions> {
         match self {
             Self::Exec(options) => Some(options),
-            Self::TcpHalfopen(_) | Self::TcpConnect(_) => None,
+            Self::TcpHalfopen(_) | Self::TcpConnect(_) | Self::Tcp(_) => None,
+        }
+    }
+
+    /// The options of `prober: tcp`; `None` for the others.
+    #[must_use]
+    pub fn tcp_probe(&self) -> Option<&TcpProbe> {
+        match self {
+            Self::Tcp(probe) => Some(probe),
+            _ => None,
         }
     }
 }
@@ -250,6 +268,9 @@ impl TryFrom<ModuleFields> for Module {
             }
             (ProberKind::TcpHalfopen, None) => Prober::TcpHalfopen(tcp.unwrap_or_default()),
             (ProberKind::TcpConnect, None) => Prober::TcpConnect(tcp.unwrap_or_default()),
+            (ProberKind::Tcp, None) => {
+                Prober::Tcp(Box::new(TcpProbe::new(tcp.unwrap_or_default())))
+            }
         };
         if let Some(tcp) = prober.tcp() {
             tcp.check_attempts_fit(timeout.0)?;
@@ -269,6 +290,7 @@ impl From<Module> for ModuleFields {
         let kind = module.prober.kind();
         let (tcp, exec) = match module.prober {
             Prober::TcpHalfopen(tcp) | Prober::TcpConnect(tcp) => (Some(tcp), None),
+            Prober::Tcp(probe) => (Some(probe.tcp), None),
             Prober::Exec(exec) => (None, Some(exec)),
         };
         Self {
@@ -292,6 +314,9 @@ pub enum ProberKind {
     TcpConnect,
     /// Runs a command from the config; exit 0 within the timeout is success.
     Exec,
+    /// blackbox_exporter's TCP module: half-open when plain, else a full
+    /// connect with TLS or a dialogue.
+    Tcp,
 }
 
 impl ProberKind {
@@ -302,6 +327,7 @@ impl ProberKind {
             Self::TcpHalfopen => "tcp_halfopen",
             Self::TcpConnect => "tcp_connect",
             Self::Exec => "exec",
+            Self::Tcp => "tcp",
         }
     }
 }
@@ -507,6 +533,7 @@ impl Module {
     pub fn tcp_mut(&mut self) -> Option<&mut TcpOptions> {
         match &mut self.prober {
             Prober::TcpHalfopen(options) | Prober::TcpConnect(options) => Some(options),
+            Prober::Tcp(probe) => Some(&mut probe.tcp),
             Prober::Exec(_) => None,
         }
     }

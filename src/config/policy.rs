@@ -550,7 +550,7 @@ pub(super) fn check_scheduled(file: &str, config: &Config) -> Result<(), ConfigE
         match prober {
             // A command is given the target as written: nothing resolves it.
             ProberKind::Exec => policy.check_unresolved(target),
-            ProberKind::TcpHalfopen | ProberKind::TcpConnect => {
+            ProberKind::TcpHalfopen | ProberKind::TcpConnect | ProberKind::Tcp => {
                 policy.check_target(target).map(drop)
             }
         }

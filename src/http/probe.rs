@@ -68,7 +68,9 @@ pub(super) async fn handle(app: &App, request: &Request<Incoming>) -> HttpRespon
         let message = match module.module.prober().kind() {
             // The message of a missing target, as before exec modules
             // could go without one.
-            ProberKind::TcpHalfopen | ProberKind::TcpConnect => TargetError::Empty.to_string(),
+            ProberKind::TcpHalfopen | ProberKind::TcpConnect | ProberKind::Tcp => {
+                TargetError::Empty.to_string()
+            }
             ProberKind::Exec => format!(
                 "module {:?} needs a target: {why}; pass target=host:port",
                 probe_request.module_name

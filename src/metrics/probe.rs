@@ -16,7 +16,7 @@
 
 #![forbid(unsafe_code)]
 
-use super::exposition::{Format, Kind, Value, Writer};
+use super::exposition::{Format, Kind, Value, Writer, push_label_value};
 use crate::config::Module;
 use crate::hash::fnv1a_32;
 use crate::prober::{self, IcmpError, Number, Outcome, Reason, Slot};
@@ -30,6 +30,7 @@ const REASON_LABELS: [&str; Reason::ALL.len()] = [
     "reason=\"dns\"",
     "reason=\"local\"",
     "reason=\"check_failed\"",
+    "reason=\"tls\"",
 ];
 
 /// The exposition writer, as the place where probers write their series.
@@ -47,6 +48,26 @@ impl prober::Series for ProberSeries<'_, '_> {
     fn icmp_error(&mut self, icmp: &IcmpError) {
         super::icmp::write_family(self.0, icmp);
     }
+
+    fn info(&mut self, name: &'static str, help: &'static str, labels: &[(&str, &str)]) {
+        self.0.family(name, Kind::Info, help);
+        let labels = info_labels("", labels);
+        self.0.sample(name, "_info", &[&labels], Value::Int(1));
+    }
+}
+
+/// `labels` as escaped `name="value"` pieces joined by commas, after
+/// `separator` when there are any: the labels of an info sample.
+pub(super) fn info_labels(separator: &str, labels: &[(&str, &str)]) -> String {
+    let mut text = String::with_capacity(64);
+    for (index, (name, value)) in labels.iter().enumerate() {
+        text.push_str(if index == 0 { separator } else { "," });
+        text.push_str(name);
+        text.push_str("=\"");
+        push_label_value(&mut text, value);
+        text.push('"');
+    }
+    text
 }
 
 /// The metrics of one probe of `module` in `format`, as a complete exposition.
@@ -299,5 +320,35 @@ mod tests {
             "{text}"
         );
         assert!(text.ends_with("# EOF\n"), "{text}");
+    }
+
+    /// An info series is its family (type info in OpenMetrics, gauge
+    /// `_info` in the text format) and one sample at 1 with its labels
+    /// escaped, in the order given.
+    #[test]
+    fn info_series_write_escaped_labels_in_order() {
+        for (format, family) in [
+            (Format::OpenMetrics, "# TYPE probe_tls_version info\n"),
+            (
+                Format::PrometheusText,
+                "# TYPE probe_tls_version_info gauge\n",
+            ),
+        ] {
+            let mut text = String::new();
+            let mut writer = Writer::new(&mut text, format);
+            prober::Series::info(
+                &mut ProberSeries(&mut writer),
+                "probe_tls_version",
+                "Help.",
+                &[("version", "TLS 1.3"), ("subject", "O=Acme\\, \"I\"\n")],
+            );
+            assert!(text.contains(family), "{text}");
+            assert!(
+                text.ends_with(
+                    "probe_tls_version_info{version=\"TLS 1.3\",subject=\"O=Acme\\\\, \\\"I\\\"\\n\"} 1\n"
+                ),
+                "{text}"
+            );
+        }
     }
 }

@@ -137,6 +137,7 @@ fn family(index: usize) -> (Family, &'static str, Kind, &'static str) {
         TargetFamily::Gauge { name, help } => (name, Kind::Gauge, help),
         TargetFamily::Counter { name, help } => (name, Kind::Counter, help),
         TargetFamily::IcmpError => (icmp::FAMILY, Kind::Info, icmp::HELP),
+        TargetFamily::Info { name, help } => (name, Kind::Info, help),
     };
     (Family::Prober(*series), name, kind, help)
 }
@@ -162,6 +163,13 @@ impl TargetSample for TargetSamples<'_, '_> {
 
     fn icmp_error(&mut self, icmp: &IcmpError) {
         icmp::write_sample(self.writer, self.labels, icmp);
+    }
+
+    fn info(&mut self, labels: &[(&str, &str)]) {
+        let separator = if self.labels.is_empty() { "" } else { "," };
+        let own = super::probe::info_labels(separator, labels);
+        self.writer
+            .sample(self.name, "_info", &[self.labels, &own], Value::Int(1));
     }
 }
 

@@ -42,18 +42,25 @@
 
 #![forbid(unsafe_code)]
 
+mod certificate;
 mod classify;
 mod close_guard;
 pub(crate) mod exec;
 mod process_groups;
 pub(crate) mod resolve;
+mod session;
 mod tcp;
+mod tls;
 
+pub use certificate::CertFacts;
 pub use exec::ExecDetail;
+pub use session::SessionDetail;
 pub use tcp::{HandshakeStats, TcpDetail};
+pub use tls::TlsFacts;
 
 pub(crate) use exec::ExecStep;
-pub(crate) use tcp::TcpStep;
+pub(crate) use session::SessionStep;
+pub(crate) use tcp::{TcpKept, TcpStep};
 
 pub(crate) use close_guard::{HalfOpenCloseValues, HalfOpenCloses, LATE_CLOSE_THRESHOLD};
 pub(crate) use process_groups::ProcessGroups;
@@ -83,19 +90,24 @@ pub enum Reason {
     /// The exporter's own resources failed (fds, ports, in-flight limit).
     Local,
     /// The target was reached but the check said no: an `exec` command
-    /// exited non-zero or was killed by a signal.
+    /// exited non-zero or was killed by a signal, or a `query_response`
+    /// step of `prober: tcp` did not get what it expected.
     CheckFailed,
+    /// The TLS handshake failed: the certificate did not verify (expired,
+    /// unknown issuer, another name), or the server refused the handshake.
+    Tls,
 }
 
 impl Reason {
     /// Every reason, in the order series are exported.
-    pub const ALL: [Self; 6] = [
+    pub const ALL: [Self; 7] = [
         Self::Refused,
         Self::Timeout,
         Self::Unreachable,
         Self::Dns,
         Self::Local,
         Self::CheckFailed,
+        Self::Tls,
     ];
 
     /// The label value used in metrics.
@@ -108,13 +120,14 @@ impl Reason {
             Self::Dns => "dns",
             Self::Local => "local",
             Self::CheckFailed => "check_failed",
+            Self::Tls => "tls",
         }
     }
 }
 
 /// The values of a `result` label: `success`, then every [`Reason`] in
 /// the order of [`Reason::ALL`]. [`result_index`] gives an outcome's place.
-pub(crate) const RESULTS: [&str; 7] = [
+pub(crate) const RESULTS: [&str; 8] = [
     "success",
     "refused",
     "timeout",
@@ -122,6 +135,7 @@ pub(crate) const RESULTS: [&str; 7] = [
     "dns",
     "local",
     "check_failed",
+    "tls",
 ];
 
 /// Where `reason` (`None` for success) is in [`RESULTS`].
@@ -134,6 +148,7 @@ pub(crate) fn result_index(reason: Option<Reason>) -> usize {
         Some(Reason::Dns) => 4,
         Some(Reason::Local) => 5,
         Some(Reason::CheckFailed) => 6,
+        Some(Reason::Tls) => 7,
     }
 }
 
@@ -223,6 +238,8 @@ pub enum Detail {
     Tcp(TcpDetail),
     /// From `exec`.
     Exec(ExecDetail),
+    /// From `prober: tcp` with TLS or a dialogue.
+    Session(Box<SessionDetail>),
 }
 
 /// An ICMP or ICMPv6 error that ended a probe, as the socket's error
@@ -286,12 +303,22 @@ impl Outcome {
         }
     }
 
-    /// What a TCP prober reported; `None` for the others, and for a probe
-    /// that never started.
+    /// What a TCP prober reported, a session's connection included;
+    /// `None` for the others, and for a probe that never started.
     #[must_use]
     pub fn tcp(&self) -> Option<&TcpDetail> {
         match &self.detail {
             Detail::Tcp(detail) => Some(detail),
+            Detail::Session(detail) => Some(&detail.tcp),
+            _ => None,
+        }
+    }
+
+    /// What a `prober: tcp` session reported; `None` for the others.
+    #[must_use]
+    pub fn session(&self) -> Option<&SessionDetail> {
+        match &self.detail {
+            Detail::Session(detail) => Some(detail),
             _ => None,
         }
     }
@@ -391,6 +418,13 @@ pub(crate) trait Series {
     fn gauge(&mut self, name: &'static str, help: &'static str, value: Number);
     /// `probe_icmp_error_info` for `icmp`.
     fn icmp_error(&mut self, icmp: &IcmpError);
+    /// An info series `<name>_info` (OpenMetrics: family `name` of type
+    /// info) with `labels` and the value 1; the values are escaped.
+    #[allow(
+        dead_code,
+        reason = "skeleton of issue 20: the session series write it"
+    )]
+    fn info(&mut self, name: &'static str, help: &'static str, labels: &[(&str, &str)]);
 }
 
 /// Writes the series of `module`'s prober that go in `slot`, with the
@@ -401,6 +435,12 @@ pub(crate) fn write_series(module: &Module, outcome: &Outcome, slot: Slot, out: 
     match module.prober() {
         Prober::TcpHalfopen(options) | Prober::TcpConnect(options) => {
             tcp::write_series(options, outcome.tcp(), slot, out);
+        }
+        Prober::Tcp(probe) => {
+            tcp::write_series(&probe.tcp, outcome.tcp(), slot, out);
+            if probe.is_session() {
+                session::write_series(probe, outcome.session(), slot, out);
+            }
         }
         Prober::Exec(_) => exec::write_series(outcome.exec(), slot, out),
     }
@@ -413,6 +453,7 @@ pub(crate) fn write_series(module: &Module, outcome: &Outcome, slot: Slot, out: 
 pub(crate) enum ProberStep {
     Tcp(TcpStep),
     Exec(ExecStep),
+    Session(SessionStep),
 }
 
 impl Wording for ProberStep {
@@ -420,6 +461,7 @@ impl Wording for ProberStep {
         match self {
             Self::Tcp(step) => step.write(f, show_commands),
             Self::Exec(step) => step.write(f, show_commands),
+            Self::Session(step) => step.write(f, show_commands),
         }
     }
 
@@ -427,6 +469,7 @@ impl Wording for ProberStep {
         match self {
             Self::Tcp(step) => step.heap_bytes(),
             Self::Exec(step) => step.heap_bytes(),
+            Self::Session(step) => step.heap_bytes(),
         }
     }
 
@@ -434,6 +477,7 @@ impl Wording for ProberStep {
         match self {
             Self::Tcp(step) => step.compact(),
             Self::Exec(step) => step.compact(),
+            Self::Session(step) => step.compact(),
         }
     }
 
@@ -441,6 +485,7 @@ impl Wording for ProberStep {
         match self {
             Self::Tcp(step) => step.bound().map(Self::Tcp),
             Self::Exec(step) => step.bound().map(Self::Exec),
+            Self::Session(step) => step.bound().map(Self::Session),
         }
     }
 }
@@ -454,6 +499,12 @@ impl From<TcpStep> for Step {
 impl From<ExecStep> for Step {
     fn from(step: ExecStep) -> Self {
         Self::Prober(ProberStep::Exec(step))
+    }
+}
+
+impl From<SessionStep> for Step {
+    fn from(step: SessionStep) -> Self {
+        Self::Prober(ProberStep::Session(step))
     }
 }
 
@@ -491,6 +542,12 @@ pub(crate) enum TargetFamily {
     },
     /// `probe_icmp_error_info`, named and written by the metrics.
     IcmpError,
+    /// An info series: `name` without `_info`, which the exposition adds.
+    #[allow(dead_code, reason = "skeleton of issue 20: the session series use it")]
+    Info {
+        name: &'static str,
+        help: &'static str,
+    },
 }
 
 /// Where a [`TargetSeries`] writes one target's sample: `metrics::scheduled`
@@ -500,6 +557,13 @@ pub(crate) trait TargetSample {
     fn number(&mut self, value: Number);
     /// The `probe_icmp_error_info` sample for `icmp`.
     fn icmp_error(&mut self, icmp: &IcmpError);
+    /// The sample of an info series ([`TargetFamily::Info`]) with
+    /// `labels` after the target's, and the value 1.
+    #[allow(
+        dead_code,
+        reason = "skeleton of issue 20: the session series write it"
+    )]
+    fn info(&mut self, labels: &[(&str, &str)]);
 }
 
 /// Every prober's series of scheduled targets, in the order `/metrics`
@@ -522,6 +586,9 @@ pub(crate) enum Kept {
     Tcp(tcp::TcpKept),
     /// An `exec` module's: the exit code.
     Exec(exec::ExecKept),
+    /// A `prober: tcp` session module's: its connection's, and what its
+    /// TLS handshake and dialogue found.
+    Session(session::SessionKept),
 }
 
 impl Default for Kept {
@@ -536,6 +603,10 @@ impl Kept {
     pub(crate) fn new(module: &Module) -> Self {
         match module.prober() {
             Prober::TcpHalfopen(_) | Prober::TcpConnect(_) => Self::default(),
+            Prober::Tcp(probe) if probe.is_session() => {
+                Self::Session(session::SessionKept::default())
+            }
+            Prober::Tcp(_) => Self::default(),
             Prober::Exec(_) => Self::Exec(exec::ExecKept::default()),
         }
     }
@@ -545,6 +616,7 @@ impl Kept {
         match self {
             Self::Tcp(kept) => kept.record(outcome.tcp()),
             Self::Exec(kept) => kept.record(outcome.exec()),
+            Self::Session(kept) => kept.record(outcome.session()),
         }
     }
 }
@@ -643,6 +715,23 @@ pub(crate) async fn run(
             let tcp = tcp::Tcp {
                 handshake,
                 options,
+                policy: module.target_policy(),
+            };
+            tcp::probe(tcp, target, context, budget, steplog).await
+        }
+        (Prober::Tcp(probe), Some(target)) if probe.is_session() => {
+            let policy = module.target_policy();
+            session::probe(probe, policy, target, context, budget, steplog).await
+        }
+        (Prober::Tcp(probe), Some(target)) => {
+            let handshake = if probe.half_open {
+                tcp::Handshake::HalfOpen
+            } else {
+                tcp::Handshake::Full
+            };
+            let tcp = tcp::Tcp {
+                handshake,
+                options: &probe.tcp,
                 policy: module.target_policy(),
             };
             tcp::probe(tcp, target, context, budget, steplog).await

@@ -545,6 +545,7 @@ impl TcpKept {
     fn of(kept: &Kept) -> Option<&Self> {
         match kept {
             Kept::Tcp(kept) => Some(kept),
+            Kept::Session(kept) => Some(&kept.tcp),
             _ => None,
         }
     }
