@@ -176,16 +176,27 @@ impl ExporterBuilder {
     }
 
     /// Loads and checks the config, and the web config if one is given,
-    /// without starting anything (`--config.check`).
+    /// without starting anything.
     ///
     /// # Errors
     /// The config error, with file, line, column and field.
     pub fn check_config(&self) -> Result<(), ConfigError> {
-        self.source.load()?;
+        self.check_config_with_warnings().map(drop)
+    }
+
+    /// [`check_config`](Self::check_config), returning what the load
+    /// reports without refusing the config (`--config.check` lists it):
+    /// each module of a blackbox_exporter file that this exporter leaves
+    /// out, located.
+    ///
+    /// # Errors
+    /// The config error, with file, line, column and field.
+    pub fn check_config_with_warnings(&self) -> Result<Vec<ConfigError>, ConfigError> {
+        let config = self.source.load()?;
         if let Some(path) = &self.settings.web_config_file {
             crate::web::WebConfig::load(path)?;
         }
-        Ok(())
+        Ok(config.warnings(&self.source.to_string()))
     }
 
     /// Loads the config and starts the probe thread, the DNS thread and

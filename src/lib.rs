@@ -82,7 +82,7 @@ pub use checker::{Checker, CheckerBuilder};
 pub use config::{
     ConfigError, ExecOptions, Expect, ExpectLabel, HealthChecks, IpProtocol, Module, Prober,
     ProberKind, PromDuration, QueryStep, TargetPolicy, TcpOptions, TcpProbe, TlsOptions,
-    TlsVersion,
+    TlsVersion, Unsupported,
 };
 pub use exporter::{Exporter, ExporterBuilder};
 pub use prober::{

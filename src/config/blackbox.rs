@@ -4,8 +4,12 @@
 
 #![forbid(unsafe_code)]
 
-use super::{LabelName, TcpOptions, TlsOptions};
+use super::{
+    IpProtocol, LabelName, Prober, ProberKind, PromDuration, TcpOptions, TlsOptions, TlsVersion,
+};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
+use std::net::IpAddr;
 
 /// A `prober: tcp` module's options: how it connects (`tcp`), whether
 /// half-open, and what it does on the connection (TLS, a dialogue).
@@ -101,4 +105,615 @@ pub struct ExpectLabel {
     pub name: LabelName,
     /// The value, before expansion.
     pub value: Box<str>,
+}
+
+/// The most `query_response` items of one module: blackbox's longest
+/// example (`smtp_starttls`) has 9; a hundred is a dialogue no check needs.
+pub(crate) const MAX_QUERY_STEPS: usize = 100;
+
+/// The most bytes one `expect` may compile to, so that a generated
+/// expression cannot take the exporter's memory: far above any banner
+/// pattern.
+const REGEX_SIZE_LIMIT: usize = 1 << 20;
+
+/// The label names the TLS series of `prober: tcp` set, which a scheduled
+/// target of such a module may not set itself.
+pub(crate) const TLS_LABELS: [&str; 7] = [
+    "version",
+    "cipher",
+    "subject",
+    "issuer",
+    "subjectalternative",
+    "fingerprint_sha256",
+    "serialnumber",
+];
+
+impl TcpProbe {
+    /// The label names this module's series set beside the target's own:
+    /// those of the TLS series when it shakes hands, and those its
+    /// `labels` give `probe_expect_info`.
+    pub(crate) fn series_label_names(&self) -> Vec<&str> {
+        let mut names = Vec::new();
+        if self.tls || self.query_response.iter().any(|step| step.starttls) {
+            names.extend(TLS_LABELS);
+        }
+        for step in &self.query_response {
+            names.extend(step.labels.iter().map(|label| label.name.0.as_str()));
+        }
+        names
+    }
+}
+
+impl Expect {
+    /// Compiles `text` as blackbox compiles an `expect`: unanchored, on
+    /// bytes, within [`REGEX_SIZE_LIMIT`].
+    fn compile(text: &str) -> Result<Self, String> {
+        regex::bytes::RegexBuilder::new(text)
+            .size_limit(REGEX_SIZE_LIMIT)
+            .build()
+            .map(|regex| Self { regex })
+            .map_err(|error| {
+                // The parser's report is several lines with a caret; its
+                // last line says what is wrong.
+                let why = match &error {
+                    regex::Error::Syntax(report) => report
+                        .lines()
+                        .rev()
+                        .find_map(|line| line.trim().strip_prefix("error: "))
+                        .unwrap_or("it does not parse")
+                        .to_owned(),
+                    regex::Error::CompiledTooBig(_) => format!(
+                        "it compiles to more than {} KiB: simplify it",
+                        REGEX_SIZE_LIMIT / 1024
+                    ),
+                    _ => error.to_string(),
+                };
+                format!("{text:?} is not a regular expression: {why}")
+            })
+    }
+}
+
+impl<'de> Deserialize<'de> for Expect {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Self::compile(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+impl Serialize for Expect {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+/// A `query_response` item as written.
+#[derive(Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct StepFields {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    expect: Option<Expect>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    expect_bytes: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    labels: Vec<LabelFields>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    send: Option<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    starttls: bool,
+}
+
+/// An item of `labels`.
+#[derive(Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct LabelFields {
+    name: LabelName,
+    value: String,
+}
+
+impl<'de> Deserialize<'de> for QueryStep {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let fields = StepFields::deserialize(deserializer)?;
+        if fields.expect.is_some() && fields.expect_bytes.is_some() {
+            return Err(serde::de::Error::custom(
+                "expect and expect_bytes are mutually exclusive, as in blackbox_exporter: \
+                 split them over two items",
+            ));
+        }
+        if !fields.labels.is_empty() && fields.expect.is_none() {
+            return Err(serde::de::Error::custom(
+                "labels take their values from the item's expect: add an expect to this item",
+            ));
+        }
+        Ok(Self {
+            expect: fields.expect,
+            expect_bytes: fields.expect_bytes.map(|text| text.into_bytes().into()),
+            labels: fields
+                .labels
+                .into_iter()
+                .map(|label| ExpectLabel {
+                    name: label.name,
+                    value: label.value.into(),
+                })
+                .collect(),
+            send: fields.send.map(Into::into),
+            starttls: fields.starttls,
+        })
+    }
+}
+
+impl Serialize for QueryStep {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        StepFields {
+            expect: self.expect.clone(),
+            expect_bytes: self
+                .expect_bytes
+                .as_ref()
+                .map(|bytes| String::from_utf8_lossy(bytes).into_owned()),
+            labels: self
+                .labels
+                .iter()
+                .map(|label| LabelFields {
+                    name: label.name.clone(),
+                    value: label.value.to_string(),
+                })
+                .collect(),
+            send: self.send.as_ref().map(ToString::to_string),
+            starttls: self.starttls,
+        }
+        .serialize(serializer)
+    }
+}
+
+/// Reads `query_response`, at most [`MAX_QUERY_STEPS`] items.
+pub(super) fn query_steps<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Vec<QueryStep>>, D::Error> {
+    super::bounded_list(
+        deserializer,
+        "a list of query_response items",
+        MAX_QUERY_STEPS,
+        || format!("query_response may hold at most {MAX_QUERY_STEPS} items"),
+        |_| Ok(()),
+    )
+    .map(Some)
+}
+
+/// Checks how a `prober: tcp` module's steps fit together: one item with
+/// `labels` (blackbox would register `probe_expect_info` twice), one
+/// `starttls`, and none with `tls: true` (the connection is TLS already).
+pub(super) fn check_steps(tls: bool, steps: &[QueryStep]) -> Result<(), String> {
+    let labelled = steps.iter().filter(|step| !step.labels.is_empty()).count();
+    if labelled > 1 {
+        return Err(format!(
+            "{labelled} query_response items have labels, and probe_expect_info can take them \
+             from one only: keep labels on one item"
+        ));
+    }
+    let starttls = steps.iter().filter(|step| step.starttls).count();
+    if starttls > 1 {
+        return Err("query_response starts TLS twice: keep one starttls: true".to_owned());
+    }
+    if starttls == 1 && tls {
+        return Err(
+            "starttls: true upgrades a plain connection, and tls: true makes it TLS from the \
+             start: keep one of them"
+                .to_owned(),
+        );
+    }
+    Ok(())
+}
+
+/// A module's `tcp:` block as written: the options of every prober that
+/// connects, ours and blackbox_exporter's, each checked where it is
+/// written; [`TcpBlock::prober`] then takes what the module's prober uses
+/// and refuses the rest.
+#[derive(Serialize)]
+#[serde(transparent)]
+pub(super) struct TcpBlock(TcpFields);
+
+#[derive(Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct TcpFields {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    preferred_ip_protocol: Option<IpProtocol>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ip_protocol_fallback: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    source_ip_address: Option<IpAddr>,
+    #[serde(
+        default,
+        deserialize_with = "some_attempts",
+        skip_serializing_if = "Option::is_none"
+    )]
+    attempts: Option<u32>,
+    #[serde(
+        default,
+        deserialize_with = "some_attempt_interval",
+        skip_serializing_if = "Option::is_none"
+    )]
+    attempt_interval: Option<PromDuration>,
+    #[serde(
+        default,
+        deserialize_with = "super::attempt_timeout_in_range",
+        skip_serializing_if = "Option::is_none"
+    )]
+    attempt_timeout: Option<PromDuration>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    stop_on_success: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    half_open: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tls: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tls_config: Option<TlsOptions>,
+    #[serde(
+        default,
+        deserialize_with = "query_steps",
+        skip_serializing_if = "Option::is_none"
+    )]
+    query_response: Option<Vec<QueryStep>>,
+}
+
+fn some_attempts<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u32>, D::Error> {
+    super::attempts_in_range(deserializer).map(Some)
+}
+
+fn some_attempt_interval<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<PromDuration>, D::Error> {
+    super::attempt_interval_in_range(deserializer).map(Some)
+}
+
+impl<'de> Deserialize<'de> for TcpBlock {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let fields = TcpFields::deserialize(deserializer)?;
+        let session = fields.tls == Some(true)
+            || fields
+                .query_response
+                .as_ref()
+                .is_some_and(|steps| !steps.is_empty());
+        if session && fields.half_open == Some(true) {
+            return Err(serde::de::Error::custom(
+                "half_open: true sends no more than a SYN, and tls and query_response need a \
+                 connection: remove half_open",
+            ));
+        }
+        if let Some(steps) = &fields.query_response {
+            check_steps(fields.tls == Some(true), steps).map_err(serde::de::Error::custom)?;
+        }
+        Ok(Self(fields))
+    }
+}
+
+impl IpProtocol {
+    /// The family tried first when a module does not say: IPv4 for our
+    /// probers, IPv6 for `prober: tcp`, as blackbox_exporter has it.
+    #[must_use]
+    pub(crate) fn default_for(kind: ProberKind) -> Self {
+        match kind {
+            ProberKind::Tcp => Self::Ip6,
+            _ => Self::Ip4,
+        }
+    }
+}
+
+impl TcpBlock {
+    /// The connection options of a module of `kind`, its defaults where
+    /// the block is silent.
+    fn options(&self, kind: ProberKind) -> TcpOptions {
+        let fields = &self.0;
+        let defaults = TcpOptions::default();
+        TcpOptions {
+            preferred_ip_protocol: fields
+                .preferred_ip_protocol
+                .unwrap_or(IpProtocol::default_for(kind)),
+            ip_protocol_fallback: fields
+                .ip_protocol_fallback
+                .unwrap_or(defaults.ip_protocol_fallback),
+            source_ip_address: fields.source_ip_address,
+            attempts: fields.attempts.unwrap_or(defaults.attempts),
+            attempt_interval: fields.attempt_interval.unwrap_or(defaults.attempt_interval),
+            attempt_timeout: fields.attempt_timeout,
+            stop_on_success: fields.stop_on_success.unwrap_or(defaults.stop_on_success),
+        }
+    }
+
+    /// The field of `prober: tcp` alone that the block sets, if any.
+    fn tcp_only_field(&self) -> Option<&'static str> {
+        let fields = &self.0;
+        [
+            ("half_open", fields.half_open.is_some()),
+            ("tls", fields.tls.is_some()),
+            ("tls_config", fields.tls_config.is_some()),
+            ("query_response", fields.query_response.is_some()),
+        ]
+        .into_iter()
+        .find_map(|(name, set)| set.then_some(name))
+    }
+
+    /// Whether the block asks nothing of an `exec` module, which opens no
+    /// connection: our defaults at most.
+    pub(super) fn is_default_for_exec(&self) -> bool {
+        self.tcp_only_field().is_none() && self.options(ProberKind::Exec) == TcpOptions::default()
+    }
+
+    /// The prober of `kind` (one that connects) with `block`'s options.
+    pub(super) fn prober(block: Option<Self>, kind: ProberKind) -> Result<Prober, String> {
+        let block = block.unwrap_or(Self(TcpFields::default()));
+        let options = block.options(kind);
+        if kind != ProberKind::Tcp
+            && let Some(field) = block.tcp_only_field()
+        {
+            return Err(format!(
+                "tcp.{field} applies to prober tcp only, and this module's prober is {}: \
+                 set prober: tcp or remove {field}",
+                kind.as_str()
+            ));
+        }
+        Ok(match kind {
+            ProberKind::TcpConnect => Prober::TcpConnect(options),
+            ProberKind::Tcp => {
+                let TcpFields {
+                    half_open,
+                    tls,
+                    tls_config,
+                    query_response,
+                    ..
+                } = block.0;
+                let mut probe = TcpProbe {
+                    tcp: options,
+                    half_open: false,
+                    tls: tls.unwrap_or(false),
+                    tls_config: tls_config.unwrap_or_default(),
+                    query_response: query_response.unwrap_or_default(),
+                };
+                // Plain, it runs half-open unless told not to.
+                probe.half_open = !probe.is_session() && half_open.unwrap_or(true);
+                Prober::Tcp(Box::new(probe))
+            }
+            _ => Prober::TcpHalfopen(options),
+        })
+    }
+}
+
+impl From<Prober> for TcpBlock {
+    /// What `/config` shows of a prober that connects: every option, so
+    /// that what runs is what is read.
+    fn from(prober: Prober) -> Self {
+        let (options, probe) = match prober {
+            Prober::TcpHalfopen(options) | Prober::TcpConnect(options) => (options, None),
+            Prober::Tcp(probe) => {
+                let probe = *probe;
+                (probe.tcp.clone(), Some(probe))
+            }
+            Prober::Exec(_) => (TcpOptions::default(), None),
+        };
+        let mut fields = TcpFields {
+            preferred_ip_protocol: Some(options.preferred_ip_protocol),
+            ip_protocol_fallback: Some(options.ip_protocol_fallback),
+            source_ip_address: options.source_ip_address,
+            attempts: Some(options.attempts),
+            attempt_interval: Some(options.attempt_interval),
+            attempt_timeout: options.attempt_timeout,
+            stop_on_success: Some(options.stop_on_success),
+            ..TcpFields::default()
+        };
+        if let Some(probe) = probe {
+            let session = probe.is_session();
+            fields.half_open = (!session).then_some(probe.half_open);
+            fields.tls = probe.tls.then_some(true);
+            fields.tls_config =
+                (probe.tls_config != TlsOptions::default()).then_some(probe.tls_config);
+            fields.query_response =
+                (!probe.query_response.is_empty()).then_some(probe.query_response);
+        }
+        Self(fields)
+    }
+}
+
+impl TcpProbe {
+    /// What this module asks that synack_exporter cannot do, completing
+    /// "module NAME …"; `None` when it can run it.
+    pub(super) fn unsupported_here(&self) -> Option<String> {
+        let max = self.tls_config.max_version?;
+        (max < TlsVersion::Tls12).then(|| {
+            format!(
+                "asks for TLS below 1.2 (tls_config.max_version {}), which synack_exporter does \
+                 not speak: rustls has only TLS 1.2 and 1.3",
+                max.as_str()
+            )
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{Config, IpProtocol, Prober, TlsVersion};
+
+    /// blackbox_exporter's example modules (v0.28 `example.yml` and the
+    /// usual `ssh_banner`), with one of its http modules among them.
+    const BLACKBOX: &str = "modules:
+  http_2xx:
+    prober: http
+    http:
+      valid_status_codes: []
+  tcp_connect:
+    prober: tcp
+  connect_full:
+    prober: tcp
+    tcp: {half_open: false}
+  ssh_banner:
+    prober: tcp
+    tcp:
+      query_response:
+        - expect: \"^SSH-2.0-\"
+        - send: \"SSH-2.0-blackbox-ssh-check\"
+  smtp_starttls:
+    prober: tcp
+    timeout: 5s
+    tcp:
+      query_response:
+        - expect: \"^220 ([^ ]+) ESMTP (.+)$\"
+        - send: \"EHLO prober\\r\"
+        - expect: \"^250-STARTTLS\"
+        - send: \"STARTTLS\\r\"
+        - expect: \"^220\"
+        - starttls: true
+        - send: \"EHLO prober\\r\"
+        - expect: \"^250-AUTH\"
+        - send: \"QUIT\\r\"
+  tls_connect:
+    prober: tcp
+    tcp:
+      tls: true
+      tls_config:
+        insecure_skip_verify: false
+        server_name: example.com
+        min_version: TLS12
+        max_version: TLS13
+";
+
+    #[test]
+    fn blackbox_tcp_modules_are_read_with_blackbox_defaults() {
+        let config = Config::parse("blackbox.yml", BLACKBOX).unwrap();
+        let plain = &config.modules["tcp_connect"];
+        let Prober::Tcp(probe) = plain.prober() else {
+            panic!("{plain:?}")
+        };
+        assert!(probe.half_open && !probe.is_session(), "{probe:?}");
+        assert_eq!(probe.tcp.preferred_ip_protocol, IpProtocol::Ip6);
+        assert!(probe.tcp.ip_protocol_fallback);
+        assert!(plain.timeout_from_scrape());
+        let full = config.modules["connect_full"].prober().tcp_probe().unwrap();
+        assert!(!full.half_open, "half_open: false is a full connect");
+        let ssh = config.modules["ssh_banner"].prober().tcp_probe().unwrap();
+        assert!(ssh.is_session() && !ssh.half_open);
+        assert_eq!(
+            ssh.query_response[0].expect.as_ref().unwrap().as_str(),
+            "^SSH-2.0-"
+        );
+        assert_eq!(
+            ssh.query_response[1].send.as_deref(),
+            Some("SSH-2.0-blackbox-ssh-check")
+        );
+        let smtp = &config.modules["smtp_starttls"];
+        assert_eq!(smtp.timeout(), std::time::Duration::from_secs(5));
+        assert!(!smtp.timeout_from_scrape());
+        let steps = &smtp.prober().tcp_probe().unwrap().query_response;
+        assert_eq!(steps.len(), 9);
+        assert_eq!(steps[1].send.as_deref(), Some("EHLO prober\r"));
+        assert!(steps[5].starttls);
+        let tls = config.modules["tls_connect"].prober().tcp_probe().unwrap();
+        assert!(tls.tls);
+        assert_eq!(tls.tls_config.server_name.as_deref(), Some("example.com"));
+        assert_eq!(tls.tls_config.max_version, Some(TlsVersion::Tls13));
+        // Our own modules keep our defaults.
+        let ours = config.modules["tcp_halfopen"].tcp().unwrap();
+        assert_eq!(ours.preferred_ip_protocol, IpProtocol::Ip4);
+        // The http module is set aside, located, and the rest loads.
+        assert!(!config.modules.contains_key("http_2xx"));
+        let warnings = config.warnings("blackbox.yml");
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        warnings[0].assert_says(
+            "blackbox.yml:3:13: field `modules.http_2xx.prober`",
+            &["uses prober http, which synack_exporter does not support"],
+        );
+        // What /config shows reads back as the same modules.
+        let again = Config::parse("again", &config.to_yaml()).unwrap();
+        assert_eq!(again.modules, config.modules);
+    }
+
+    /// A module `m` of `prober: tcp` with `tcp:` lines `block`.
+    fn tcp_module(block: &str) -> String {
+        format!("modules:\n  m:\n    prober: tcp\n    timeout: 5s\n    tcp:\n{block}")
+    }
+
+    fn rejected(yaml: &str, field: &str, needle: &str) {
+        let error = Config::parse("b.yml", yaml).expect_err(yaml);
+        assert!(error.position.is_some(), "{error}");
+        assert_eq!(error.field.as_deref(), Some(field), "{error}");
+        assert!(error.message.contains(needle), "{needle:?}: {error}");
+    }
+
+    #[test]
+    fn mistakes_in_a_tcp_module_are_located_errors() {
+        rejected(
+            &tcp_module("      query_response:\n        - expect: \"^(220\"\n"),
+            "modules.m.tcp.query_response[0].expect",
+            "is not a regular expression: unclosed group",
+        );
+        rejected(
+            &tcp_module("      query_response:\n        - {expect: a, expect_bytes: b}\n"),
+            "modules.m.tcp.query_response[0]",
+            "expect and expect_bytes are mutually exclusive",
+        );
+        rejected(
+            &tcp_module("      query_response:\n        - {send: a, sned: b}\n"),
+            "modules.m.tcp.query_response[0].sned",
+            "unknown field",
+        );
+        rejected(
+            &tcp_module("      tls: true\n      tls_config: {ca_ref: corp-ca}\n"),
+            "modules.m.tcp.tls_config.ca_ref",
+            "secret manager",
+        );
+        rejected(
+            &tcp_module(
+                "      tls: true\n      tls_config: {min_version: TLS13, max_version: TLS12}\n",
+            ),
+            "modules.m.tcp.tls_config",
+            "max_version TLS12 is below min_version TLS13",
+        );
+        rejected(
+            &tcp_module("      tls: true\n      tls_config: {ca_flie: /x}\n"),
+            "modules.m.tcp.tls_config.ca_flie",
+            "unknown field",
+        );
+        rejected(
+            &tcp_module("      tls: true\n      half_open: true\n"),
+            "modules.m.tcp",
+            "half_open: true",
+        );
+        rejected(
+            "modules:\n  m:\n    prober: tcp_connect\n    tcp: {tls: true}\n",
+            "modules.m",
+            "tcp.tls applies to prober tcp only",
+        );
+    }
+
+    #[test]
+    fn scheduled_targets_keep_clear_of_a_modules_series_labels_and_need_a_timeout() {
+        let tls = "modules:\n  tls:\n    prober: tcp\n    timeout: 5s\n    tcp: {tls: true}\n";
+        let block = |module: &str, labels: &str| {
+            format!(
+                "targets:\n  - module: {module}\n    targets: [\"127.0.0.1:443\"]\n    labels: {{{labels}}}\n"
+            )
+        };
+        rejected(
+            &format!("{tls}{}", block("tls", "version: v2")),
+            "targets[0].labels.version",
+            "set by the series of module \"tls\"",
+        );
+        // Per module: a half-open target keeps its version label.
+        assert!(
+            Config::parse(
+                "b.yml",
+                &format!("{tls}{}", block("tcp_halfopen", "version: v2"))
+            )
+            .is_ok()
+        );
+        let scrape_timed = "modules:\n  plain:\n    prober: tcp\n";
+        rejected(
+            &format!("{scrape_timed}{}", block("plain", "a: b")),
+            "targets[0].module",
+            "takes its timeout from the scrape",
+        );
+        rejected(
+            &format!(
+                "{scrape_timed}groups:\n  g:\n    members: [{{module: plain, target: \"127.0.0.1:1\"}}]\n"
+            ),
+            "groups.g.members[0].module",
+            "takes its timeout from the scrape",
+        );
+    }
 }

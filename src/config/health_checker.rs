@@ -151,6 +151,7 @@ impl HealthChecks {
         }
         Config {
             modules,
+            unsupported: BTreeMap::new(),
             targets: Vec::new(),
             groups: BTreeMap::from([(
                 GroupName(HEALTH_CHECKER_GROUP.to_owned()),

@@ -178,6 +178,8 @@ struct FileSpots {
 #[derive(Deserialize)]
 struct ModuleSpots {
     #[serde(default)]
+    prober: Option<Spanned<IgnoredAny>>,
+    #[serde(default)]
     exec: Option<ExecSpots>,
     #[serde(default)]
     tcp: Option<TcpSpots>,
@@ -222,6 +224,26 @@ pub(super) fn check(file: &str, text: &str, config: &Config) -> Result<(), Confi
         }
     }
     Ok(())
+}
+
+/// Fills in where each module set aside writes its `prober:`, read from
+/// `text` again: only a file with such modules pays for it.
+pub(super) fn locate_probers(
+    file: &str,
+    text: &str,
+    unsupported: &mut BTreeMap<String, super::Unsupported>,
+) {
+    if unsupported.is_empty() {
+        return;
+    }
+    let Ok(spots) = parse_yaml::<FileSpots>(file, text) else {
+        return;
+    };
+    for (name, spot) in spots.modules {
+        if let (Some(set_aside), Some(prober)) = (unsupported.get_mut(&name), spot.prober) {
+            set_aside.at = Some((prober.referenced.line(), prober.referenced.column()));
+        }
+    }
 }
 
 /// The error for `field` of module `name`, at its position in `text` as

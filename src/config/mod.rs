@@ -53,6 +53,7 @@ mod scheduled;
 mod tls;
 mod words;
 
+use blackbox::TcpBlock;
 pub use blackbox::{Expect, ExpectLabel, QueryStep, TcpProbe};
 pub use duration::PromDuration;
 pub use exec::ExecOptions;
@@ -69,7 +70,7 @@ pub(crate) use scheduled::{
 };
 pub use tls::{TlsOptions, TlsVersion};
 
-use serde::de::{SeqAccess, Visitor};
+use serde::de::{IgnoredAny, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -115,13 +116,16 @@ pub(crate) const EMBEDDED_DEFAULT_NAME: &str = "<embedded default>";
 
 /// The whole configuration file.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
+#[serde(from = "ConfigFields")]
 pub struct Config {
     /// Probe modules by name, as used in `/probe?module=NAME`: the
     /// [built-in modules](builtin_modules) and the file's own, which may
     /// redefine a built-in one.
-    #[serde(default, deserialize_with = "module_map")]
     pub modules: BTreeMap<String, Module>,
+    /// The file's modules that this exporter cannot run (blackbox_exporter
+    /// modules of other probers), by name: reported, not run.
+    #[serde(skip)]
+    pub unsupported: BTreeMap<String, Unsupported>,
     /// Targets the scheduler probes on its own.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub targets: Vec<TargetBlock>,
@@ -146,6 +150,9 @@ pub struct Module {
     prober: Prober,
     /// Upper bound for one probe, DNS included. The scrape timeout may lower it.
     timeout: PromDuration,
+    /// Whether the module gave no timeout and takes the scrape's, as a
+    /// blackbox_exporter module does (`prober: tcp` without `timeout:`).
+    timeout_from_scrape: bool,
     /// Which targets the module may probe; `None` for any (see
     /// [`TargetPolicy`]). Boxed so that a module without one stays small.
     target_policy: Option<Box<TargetPolicy>>,
@@ -215,32 +222,206 @@ impl Prober {
     }
 }
 
-/// A module's fields as written in the YAML.
+/// A module's fields as written in the YAML: ours, and blackbox_exporter's
+/// (a `prober: tcp` module, and the blocks of the probers this exporter
+/// does not have, read and set aside).
 #[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct ModuleFields {
-    prober: ProberKind,
-    #[serde(default = "default_timeout", deserialize_with = "timeout_in_range")]
-    timeout: PromDuration,
+    prober: ProberName,
+    #[serde(
+        default,
+        deserialize_with = "timeout_in_range",
+        skip_serializing_if = "Option::is_none"
+    )]
+    timeout: Option<PromDuration>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    tcp: Option<TcpOptions>,
+    tcp: Option<TcpBlock>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     exec: Option<ExecOptions>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     target_policy: Option<Box<TargetPolicy>>,
+    // blackbox_exporter's blocks of the probers this exporter lacks.
+    #[serde(default, skip_serializing)]
+    http: Option<IgnoredAny>,
+    #[serde(default, skip_serializing)]
+    icmp: Option<IgnoredAny>,
+    #[serde(default, skip_serializing)]
+    dns: Option<IgnoredAny>,
+    #[serde(default, skip_serializing)]
+    grpc: Option<IgnoredAny>,
+    #[serde(default, skip_serializing)]
+    unix: Option<IgnoredAny>,
+    #[serde(default, skip_serializing)]
+    websocket: Option<IgnoredAny>,
+}
+
+/// What `prober:` names: one of ours, or one of blackbox_exporter's that
+/// this exporter does not have.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ProberName {
+    Ours(ProberKind),
+    Blackbox(&'static str),
+}
+
+/// blackbox_exporter's probers other than `tcp`: a module of one of them
+/// is set aside and reported, not an error.
+const BLACKBOX_ONLY_PROBERS: [&str; 6] = ["http", "icmp", "dns", "grpc", "unix", "websocket"];
+
+/// Our probers, by their names in the config.
+const OUR_PROBERS: [ProberKind; 4] = [
+    ProberKind::TcpHalfopen,
+    ProberKind::TcpConnect,
+    ProberKind::Exec,
+    ProberKind::Tcp,
+];
+
+impl<'de> Deserialize<'de> for ProberName {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        // Read as serde reads an enum of unit variants, so that the YAML
+        // reader locates an unknown name at the value, not at its key.
+        struct Names;
+
+        impl<'de> Visitor<'de> for Names {
+            type Value = ProberName;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a prober name")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, name: &str) -> Result<ProberName, E> {
+                if let Some(kind) = OUR_PROBERS.into_iter().find(|kind| kind.as_str() == name) {
+                    return Ok(ProberName::Ours(kind));
+                }
+                if let Some(prober) = BLACKBOX_ONLY_PROBERS.into_iter().find(|p| *p == name) {
+                    return Ok(ProberName::Blackbox(prober));
+                }
+                Err(E::unknown_variant(name, &OUR_PROBER_NAMES))
+            }
+
+            fn visit_enum<A: serde::de::EnumAccess<'de>>(
+                self,
+                data: A,
+            ) -> Result<ProberName, A::Error> {
+                let (name, variant) = data.variant::<Identifier>()?;
+                serde::de::VariantAccess::unit_variant(variant)?;
+                Ok(name.0)
+            }
+        }
+
+        /// The name, refused while it is read.
+        struct Identifier(ProberName);
+
+        impl<'de> Deserialize<'de> for Identifier {
+            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                deserializer.deserialize_identifier(Names).map(Identifier)
+            }
+        }
+
+        deserializer.deserialize_enum("ProberName", &OUR_PROBER_NAMES, Names)
+    }
+}
+
+/// The names of [`OUR_PROBERS`], for the error that lists them.
+const OUR_PROBER_NAMES: [&str; 4] = ["tcp_halfopen", "tcp_connect", "exec", "tcp"];
+
+impl Serialize for ProberName {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(match self {
+            Self::Ours(kind) => kind.as_str(),
+            Self::Blackbox(name) => name,
+        })
+    }
+}
+
+/// A module of a blackbox_exporter file that this exporter cannot run: of
+/// a prober it does not have, or asking for what rustls does not speak.
+/// It is reported once per load (`Config::warnings`), and `/probe`
+/// answers a request for it with 400 saying so.
+#[non_exhaustive]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Unsupported {
+    /// The module's prober, such as `http`.
+    pub prober: String,
+    /// What is not supported, completing "module NAME …".
+    pub why: String,
+    /// Line and column of the module's `prober:`, when read from a file.
+    pub at: Option<(u64, u64)>,
+}
+
+/// A module as read: one this exporter runs, or one it sets aside.
+enum ModuleEntry {
+    Runs(Module),
+    SetAside(Unsupported),
+}
+
+impl<'de> Deserialize<'de> for ModuleEntry {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let fields = ModuleFields::deserialize(deserializer)?;
+        Self::try_from(fields).map_err(serde::de::Error::custom)
+    }
 }
 
 impl TryFrom<ModuleFields> for Module {
     type Error = String;
 
     fn try_from(fields: ModuleFields) -> Result<Self, String> {
+        match ModuleEntry::try_from(fields)? {
+            ModuleEntry::Runs(module) => Ok(module),
+            ModuleEntry::SetAside(unsupported) => Err(format!("this module {}", unsupported.why)),
+        }
+    }
+}
+
+impl TryFrom<ModuleFields> for ModuleEntry {
+    type Error = String;
+
+    fn try_from(fields: ModuleFields) -> Result<Self, String> {
         let ModuleFields {
-            prober: kind,
+            prober,
             timeout,
             tcp,
             exec,
             target_policy,
+            http,
+            icmp,
+            dns,
+            grpc,
+            unix,
+            websocket,
         } = fields;
+        let kind = match prober {
+            ProberName::Ours(kind) => kind,
+            ProberName::Blackbox(name) => {
+                return Ok(Self::SetAside(Unsupported {
+                    prober: name.to_owned(),
+                    why: format!(
+                        "uses prober {name}, which synack_exporter does not support (it reads \
+                         only blackbox_exporter's tcp modules)"
+                    ),
+                    at: None,
+                }));
+            }
+        };
+        let other_blocks = [
+            http.is_some(),
+            icmp.is_some(),
+            dns.is_some(),
+            grpc.is_some(),
+            unix.is_some(),
+            websocket.is_some(),
+        ];
+        if let Some(block) = BLACKBOX_ONLY_PROBERS
+            .into_iter()
+            .zip(other_blocks)
+            .find_map(|(name, set)| set.then_some(name))
+        {
+            return Err(format!(
+                "{block}: applies to blackbox_exporter's prober {block}, which synack_exporter \
+                 does not support, and this module's prober is {}: remove the {block}: block",
+                kind.as_str()
+            ));
+        }
         let prober = match (kind, exec) {
             (ProberKind::Exec, None) => {
                 return Err("prober exec needs an exec: block with the command to run, such as \
@@ -248,10 +429,7 @@ impl TryFrom<ModuleFields> for Module {
                     .to_owned());
             }
             (ProberKind::Exec, Some(exec)) => {
-                if tcp
-                    .as_ref()
-                    .is_some_and(|tcp| *tcp != TcpOptions::default())
-                {
+                if tcp.as_ref().is_some_and(|tcp| !tcp.is_default_for_exec()) {
                     return Err(
                         "tcp: options do not apply to prober exec, which opens no connection \
                          of its own: remove the tcp: block"
@@ -266,20 +444,31 @@ impl TryFrom<ModuleFields> for Module {
                     kind.as_str()
                 ));
             }
-            (ProberKind::TcpHalfopen, None) => Prober::TcpHalfopen(tcp.unwrap_or_default()),
-            (ProberKind::TcpConnect, None) => Prober::TcpConnect(tcp.unwrap_or_default()),
-            (ProberKind::Tcp, None) => {
-                Prober::Tcp(Box::new(TcpProbe::new(tcp.unwrap_or_default())))
-            }
+            (_, None) => TcpBlock::prober(tcp, kind)?,
+        };
+        if let Some(why) = prober.tcp_probe().and_then(TcpProbe::unsupported_here) {
+            return Ok(Self::SetAside(Unsupported {
+                prober: kind.as_str().to_owned(),
+                why,
+                at: None,
+            }));
+        }
+        // blackbox_exporter's module without a timeout takes the scrape's.
+        let timeout_from_scrape = kind == ProberKind::Tcp && timeout.is_none();
+        let timeout = match timeout {
+            Some(timeout) => timeout,
+            None if timeout_from_scrape => PromDuration(*TIMEOUT_RANGE.end()),
+            None => default_timeout(),
         };
         if let Some(tcp) = prober.tcp() {
             tcp.check_attempts_fit(timeout.0)?;
         }
-        Ok(Self {
+        Ok(Self::Runs(Module {
             prober,
             timeout,
+            timeout_from_scrape,
             target_policy,
-        })
+        }))
     }
 }
 
@@ -289,16 +478,21 @@ impl From<Module> for ModuleFields {
     fn from(module: Module) -> Self {
         let kind = module.prober.kind();
         let (tcp, exec) = match module.prober {
-            Prober::TcpHalfopen(tcp) | Prober::TcpConnect(tcp) => (Some(tcp), None),
-            Prober::Tcp(probe) => (Some(probe.tcp), None),
             Prober::Exec(exec) => (None, Some(exec)),
+            prober => (Some(TcpBlock::from(prober)), None),
         };
         Self {
-            prober: kind,
-            timeout: module.timeout,
+            prober: ProberName::Ours(kind),
+            timeout: (!module.timeout_from_scrape).then_some(module.timeout),
             tcp,
             exec,
             target_policy: module.target_policy,
+            http: None,
+            icmp: None,
+            dns: None,
+            grpc: None,
+            unix: None,
+            websocket: None,
         }
     }
 }
@@ -476,6 +670,7 @@ impl Module {
         Self {
             prober,
             timeout: default_timeout(),
+            timeout_from_scrape: false,
             target_policy: None,
         }
     }
@@ -504,6 +699,7 @@ impl Module {
     #[must_use]
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = PromDuration(timeout);
+        self.timeout_from_scrape = false;
         self
     }
 
@@ -538,10 +734,19 @@ impl Module {
         }
     }
 
-    /// The upper bound for one probe, DNS included.
+    /// The upper bound for one probe, DNS included: for a module that
+    /// takes its timeout from the scrape, the longest there is (2 minutes).
     #[must_use]
     pub fn timeout(&self) -> Duration {
         self.timeout.0
+    }
+
+    /// Whether the module sets no timeout and takes the scrape's, less the
+    /// offset, as blackbox_exporter's modules do: `prober: tcp` without
+    /// `timeout:`. Such a module cannot be scheduled.
+    #[must_use]
+    pub fn timeout_from_scrape(&self) -> bool {
+        self.timeout_from_scrape
     }
 
     /// Which targets the module may probe; `None` for any.
@@ -618,12 +823,15 @@ fn attempt_timeout_in_range<'de, D: Deserializer<'de>>(
     PromDuration::deserialize_within(deserializer, TIMEOUT_RANGE, "").map(Some)
 }
 
-fn timeout_in_range<'de, D: Deserializer<'de>>(deserializer: D) -> Result<PromDuration, D::Error> {
+fn timeout_in_range<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<PromDuration>, D::Error> {
     PromDuration::deserialize_within(
         deserializer,
         TIMEOUT_RANGE,
         "; the kernel gives up on an unanswered SYN after about 2 minutes anyway",
     )
+    .map(Some)
 }
 
 /// Whether `name` may name a module or a group: non-empty, and only ASCII
@@ -663,14 +871,40 @@ impl<'de> Deserialize<'de> for ModuleName {
     }
 }
 
-fn module_map<'de, D: Deserializer<'de>>(
-    deserializer: D,
-) -> Result<BTreeMap<String, Module>, D::Error> {
-    let modules = BTreeMap::<ModuleName, Module>::deserialize(deserializer)?;
-    Ok(modules
-        .into_iter()
-        .map(|(name, module)| (name.0, module))
-        .collect())
+/// The file as written: [`Config`] with its modules still in one map,
+/// those that run and those set aside.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigFields {
+    #[serde(default)]
+    modules: BTreeMap<ModuleName, ModuleEntry>,
+    #[serde(default)]
+    targets: Vec<TargetBlock>,
+    #[serde(default)]
+    groups: BTreeMap<GroupName, Group>,
+}
+
+impl From<ConfigFields> for Config {
+    fn from(fields: ConfigFields) -> Self {
+        let mut modules = BTreeMap::new();
+        let mut unsupported = BTreeMap::new();
+        for (name, entry) in fields.modules {
+            match entry {
+                ModuleEntry::Runs(module) => {
+                    modules.insert(name.0, module);
+                }
+                ModuleEntry::SetAside(set_aside) => {
+                    unsupported.insert(name.0, set_aside);
+                }
+            }
+        }
+        Self {
+            modules,
+            unsupported,
+            targets: fields.targets,
+            groups: fields.groups,
+        }
+    }
 }
 
 /// Reads a list and stops at the first item past `most`, refused in
@@ -831,10 +1065,31 @@ impl Config {
         let mut config: Self = parse_yaml(file, text)?;
         let mut modules = builtin_modules();
         modules.append(&mut config.modules);
+        // A built-in name given to a module set aside is that module's.
+        modules.retain(|name, _| !config.unsupported.contains_key(name));
+        host::locate_probers(file, text, &mut config.unsupported);
         config.modules = modules;
-        scheduled::validate(file, &config.modules, &config.targets, &config.groups)?;
+        scheduled::validate(file, &config)?;
         policy::check_scheduled(file, &config)?;
         Ok(config)
+    }
+
+    /// What a load of this config, from `file`, reports without refusing
+    /// it: each module set aside ([`Config::unsupported`]), located.
+    #[must_use]
+    pub fn warnings(&self, file: &str) -> Vec<ConfigError> {
+        self.unsupported
+            .iter()
+            .map(|(name, unsupported)| ConfigError {
+                file: file.to_owned(),
+                position: unsupported.at,
+                field: Some(format!("modules.{name}.prober")),
+                message: format!(
+                    "module {name:?} {}; it is left out, and /probe?module={name} answers 400",
+                    unsupported.why
+                ),
+            })
+            .collect()
     }
 
     /// Whether module `name` is a built-in one left as it is built in.
@@ -926,14 +1181,19 @@ impl ConfigSource {
     /// # Errors
     /// See [`Config::load`].
     pub(crate) fn load(&self) -> Result<Config, ConfigError> {
-        match self {
+        let config = match self {
             Self::File(path) => Config::load(path),
             Self::Embedded => Ok(Config::embedded_default()),
             Self::Text { name, yaml } => Config::parse_for_this_host(name, yaml),
             // health-checker's checks: a script that cannot run fails its
             // checks, as in health-checker, rather than the start-up.
             Self::Built { config, .. } => Ok(Config::clone(config)),
+        }?;
+        // Once per load: each module set aside, where it is written.
+        for warning in config.warnings(&self.to_string()) {
+            tracing::warn!(%warning, "module left out");
         }
+        Ok(config)
     }
 }
 
@@ -1146,7 +1406,7 @@ mod tests {
 
     #[test]
     fn unknown_prober_and_protocol_are_rejected() {
-        let error = error_of("modules:\n  a:\n    prober: icmp\n");
+        let error = error_of("modules:\n  a:\n    prober: ping\n");
         assert_eq!(error.field.as_deref(), Some("modules.a.prober"));
         assert!(error.message.contains("tcp_halfopen"), "{error}");
         let error = error_of(

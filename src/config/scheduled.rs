@@ -10,7 +10,7 @@
 
 #![forbid(unsafe_code)]
 
-use super::{ConfigError, Module, PromDuration};
+use super::{Config, ConfigError, Module, PromDuration, Unsupported};
 use crate::target::Target;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_saphyr::Spanned;
@@ -390,31 +390,51 @@ impl<'de> Deserialize<'de> for GroupName {
 /// Checks what relates values to each other: module references, group
 /// members without a target, repeated targets and the total count.
 /// `modules` are the modules that exist.
-pub(super) fn validate(
+pub(super) fn validate(file: &str, config: &Config) -> Result<(), ConfigError> {
+    validate_parts(
+        file,
+        &config.modules,
+        &config.unsupported,
+        &config.targets,
+        &config.groups,
+    )
+}
+
+/// [`validate`] of a config's parts, `unsupported` its modules set aside.
+fn validate_parts(
     file: &str,
     modules: &BTreeMap<String, Module>,
+    unsupported: &BTreeMap<String, Unsupported>,
     blocks: &[TargetBlock],
     groups: &BTreeMap<GroupName, Group>,
 ) -> Result<(), ConfigError> {
     let check_module = |module: &Spanned<String>, field: String| {
-        if modules.contains_key(&module.value) {
-            return Ok(());
+        let refuse = |message| Err(located(file, Some(&module.referenced), field, message));
+        match modules.get(&module.value) {
+            Some(found) if found.timeout_from_scrape() => refuse(format!(
+                "module {:?} takes its timeout from the scrape, as in blackbox_exporter, and a \
+                 scheduled probe has no scrape: give the module a timeout, such as timeout: 5s",
+                module.value
+            )),
+            Some(_) => Ok(()),
+            None => match unsupported.get(&module.value) {
+                Some(set_aside) => refuse(format!(
+                    "module {:?} {}, so it cannot be scheduled",
+                    module.value, set_aside.why
+                )),
+                None => refuse(format!(
+                    "unknown module {:?}; use one of {}, or define it under modules:",
+                    module.value,
+                    super::module_list(modules.keys())
+                )),
+            },
         }
-        Err(located(
-            file,
-            Some(&module.referenced),
-            field,
-            format!(
-                "unknown module {:?}; use one of {}, or define it under modules:",
-                module.value,
-                super::module_list(modules.keys())
-            ),
-        ))
     };
     check_total(file, blocks)?;
     let mut seen: HashMap<(&str, &Target), usize> = HashMap::new();
     for (block_index, block) in blocks.iter().enumerate() {
         check_module(&block.module, format!("targets[{block_index}].module"))?;
+        check_series_labels(file, block_index, block, modules)?;
         for (target_index, target) in block.targets.iter().enumerate() {
             let key = (block.module.value.as_str(), &target.value.0);
             if let Some(first_block) = seen.insert(key, block_index) {
@@ -451,6 +471,42 @@ pub(super) fn validate(
         }
     }
     Ok(())
+}
+
+/// Refuses a label of `block` that its module's own series set, such as
+/// `version` for a module with TLS (`probe_tls_version_info{version}`):
+/// the target's label would clash with it on `/metrics`. Per module, so
+/// that the targets of other modules keep such labels.
+fn check_series_labels(
+    file: &str,
+    block_index: usize,
+    block: &TargetBlock,
+    modules: &BTreeMap<String, Module>,
+) -> Result<(), ConfigError> {
+    let Some(probe) = modules
+        .get(&block.module.value)
+        .and_then(|module| module.prober().tcp_probe())
+    else {
+        return Ok(());
+    };
+    let taken = probe.series_label_names();
+    let Some(name) = block
+        .labels
+        .keys()
+        .find(|name| taken.contains(&name.0.as_str()))
+    else {
+        return Ok(());
+    };
+    Err(located(
+        file,
+        Some(&block.module.referenced),
+        format!("targets[{block_index}].labels.{name}"),
+        format!(
+            "label name {:?} is set by the series of module {:?} (its TLS series or its \
+             probe_expect_info): rename the label",
+            name.0, block.module.value
+        ),
+    ))
 }
 
 /// Refuses the first target past [`MAX_SCHEDULED_TARGETS`], where it stands.
@@ -810,6 +866,16 @@ mod tests {
             .collect()
     }
 
+    /// The checks of [`super::validate`] on parts, no module set aside.
+    fn validate(
+        file: &str,
+        modules: &std::collections::BTreeMap<String, crate::config::Module>,
+        blocks: &[super::TargetBlock],
+        groups: &std::collections::BTreeMap<super::GroupName, super::Group>,
+    ) -> Result<(), crate::config::ConfigError> {
+        super::validate_parts(file, modules, &Default::default(), blocks, groups)
+    }
+
     #[test]
     fn a_config_schedules_at_most_a_million_targets() {
         let modules = std::collections::BTreeMap::from([(
@@ -818,13 +884,12 @@ mod tests {
         )]);
         let groups = std::collections::BTreeMap::new();
         let mut blocks = blocks_of(1_000_000);
-        super::validate("t.yml", &modules, &blocks, &groups).expect("1 000 000 targets");
+        validate("t.yml", &modules, &blocks, &groups).expect("1 000 000 targets");
         let mut one_more = blocks[0].clone();
         one_more.targets.truncate(1);
         one_more.targets[0].value.0.port = 81;
         blocks.push(one_more);
-        let error =
-            super::validate("t.yml", &modules, &blocks, &groups).expect_err("1 000 001 targets");
+        let error = validate("t.yml", &modules, &blocks, &groups).expect_err("1 000 001 targets");
         assert_eq!(
             error.field.as_deref(),
             Some("targets[17].targets[0]"),

@@ -3,15 +3,22 @@
 
 #![forbid(unsafe_code)]
 
-use serde::{Deserialize, Serialize};
+use serde::de::IgnoredAny;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::path::PathBuf;
 
 /// A module's `tls_config`, as blackbox_exporter reads it (prometheus/common's
 /// `TLSConfig`): where the CA, the client certificate and its key come from
 /// (inline PEM or a file), the name to verify, and the versions allowed.
+///
+/// Reading it checks what prometheus/common checks: at most one source
+/// for each of the CA, the certificate and the key, a key with a
+/// certificate and the other way round, `max_version` not below
+/// `min_version`. The `*_ref` fields, which name secrets in Prometheus'
+/// secret manager, are refused: neither exporter has one.
 #[non_exhaustive]
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "TlsFields")]
 pub struct TlsOptions {
     /// The CA certificates (PEM) that replace the system roots.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -25,8 +32,13 @@ pub struct TlsOptions {
     /// A file holding the client certificate (PEM).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cert_file: Option<PathBuf>,
-    /// The client certificate's private key (PEM).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The client certificate's private key (PEM); `/config` shows it as
+    /// `<secret>`, as prometheus/common does.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "secret"
+    )]
     pub key: Option<String>,
     /// A file holding the client certificate's private key (PEM).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -60,4 +72,128 @@ pub enum TlsVersion {
     /// TLS 1.3.
     #[serde(rename = "TLS13")]
     Tls13,
+}
+
+impl TlsVersion {
+    /// As the config spells it: `TLS12`.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Tls10 => "TLS10",
+            Self::Tls11 => "TLS11",
+            Self::Tls12 => "TLS12",
+            Self::Tls13 => "TLS13",
+        }
+    }
+}
+
+/// Writes a secret as prometheus/common does: `<secret>`.
+fn secret<S: Serializer>(_: &Option<String>, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str("<secret>")
+}
+
+/// Refuses a `*_ref` field where it is written.
+fn no_secret_manager<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<()>, D::Error> {
+    IgnoredAny::deserialize(deserializer)?;
+    Err(serde::de::Error::custom(
+        "the *_ref fields name a secret in Prometheus' secret manager, which neither \
+         blackbox_exporter nor synack_exporter has (blackbox fails every probe of such a module): \
+         use ca_file, cert_file or key_file",
+    ))
+}
+
+/// `tls_config` as written.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TlsFields {
+    #[serde(default)]
+    ca: Option<String>,
+    #[serde(default)]
+    ca_file: Option<PathBuf>,
+    #[serde(default, rename = "ca_ref", deserialize_with = "no_secret_manager")]
+    _ca_ref: Option<()>,
+    #[serde(default)]
+    cert: Option<String>,
+    #[serde(default)]
+    cert_file: Option<PathBuf>,
+    #[serde(default, rename = "cert_ref", deserialize_with = "no_secret_manager")]
+    _cert_ref: Option<()>,
+    #[serde(default)]
+    key: Option<String>,
+    #[serde(default)]
+    key_file: Option<PathBuf>,
+    #[serde(default, rename = "key_ref", deserialize_with = "no_secret_manager")]
+    _key_ref: Option<()>,
+    #[serde(default)]
+    server_name: Option<String>,
+    #[serde(default)]
+    insecure_skip_verify: bool,
+    #[serde(default)]
+    min_version: Option<TlsVersion>,
+    #[serde(default)]
+    max_version: Option<TlsVersion>,
+}
+
+impl TryFrom<TlsFields> for TlsOptions {
+    type Error = String;
+
+    fn try_from(fields: TlsFields) -> Result<Self, String> {
+        let TlsFields {
+            ca,
+            ca_file,
+            cert,
+            cert_file,
+            key,
+            key_file,
+            server_name,
+            insecure_skip_verify,
+            min_version,
+            max_version,
+            ..
+        } = fields;
+        for (what, both) in [
+            ("ca and ca_file", ca.is_some() && ca_file.is_some()),
+            ("cert and cert_file", cert.is_some() && cert_file.is_some()),
+            ("key and key_file", key.is_some() && key_file.is_some()),
+        ] {
+            if both {
+                return Err(format!(
+                    "{what} are two sources of the same thing: keep one"
+                ));
+            }
+        }
+        match (
+            cert.is_some() || cert_file.is_some(),
+            key.is_some() || key_file.is_some(),
+        ) {
+            (true, false) => {
+                return Err("a client certificate needs its key: add key_file".to_owned());
+            }
+            (false, true) => {
+                return Err("a client key needs its certificate: add cert_file".to_owned());
+            }
+            _ => {}
+        }
+        if let (Some(min), Some(max)) = (min_version, max_version)
+            && max < min
+        {
+            return Err(format!(
+                "max_version {} is below min_version {}: no version could be spoken",
+                max.as_str(),
+                min.as_str()
+            ));
+        }
+        Ok(Self {
+            ca,
+            ca_file,
+            cert,
+            cert_file,
+            key,
+            key_file,
+            server_name,
+            insecure_skip_verify,
+            min_version,
+            max_version,
+        })
+    }
 }

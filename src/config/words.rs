@@ -359,10 +359,10 @@ mod tests {
                 "expected an IP address, such as 192.0.2.10",
             ),
             (
-                "modules:\n  a:\n    prober: icmp\n".to_owned(),
+                "modules:\n  a:\n    prober: ping\n".to_owned(),
                 (3, 13),
                 "modules.a.prober",
-                "unknown value \"icmp\": use one of tcp_halfopen, tcp_connect, exec",
+                "unknown value \"ping\": use one of tcp_halfopen, tcp_connect, exec, tcp",
             ),
             (
                 "modules:\n  a:\n    prober:\n".to_owned(),

@@ -30,6 +30,10 @@ use std::time::Duration;
 /// The module used when the request names none.
 const DEFAULT_MODULE: &str = "tcp_halfopen";
 
+/// The scrape timeout blackbox_exporter assumes when the header is
+/// missing, in seconds (`getTimeout` in its `prober/handler.go`).
+const BLACKBOX_SCRAPE_TIMEOUT: f64 = 120.0;
+
 /// Header in which Prometheus announces its scrape timeout.
 const SCRAPE_TIMEOUT_HEADER: &str = "x-prometheus-scrape-timeout-seconds";
 
@@ -55,6 +59,10 @@ pub(super) async fn handle(app: &App, request: &Request<Incoming>) -> HttpRespon
     };
     let in_force = app.in_force();
     let Some(module) = in_force.modules.get(probe_request.module_name) else {
+        if let Some(set_aside) = in_force.config.unsupported.get(probe_request.module_name) {
+            let message = format!("module {:?} {}\n", probe_request.module_name, set_aside.why);
+            return text(StatusCode::BAD_REQUEST, &message);
+        }
         let message = format!(
             "unknown module {:?}; use one of {}, or define it under modules: in the config file\n",
             probe_request.module_name,
@@ -195,10 +203,17 @@ fn parse_scrape_timeout(value: Option<&str>) -> Result<f64, String> {
 /// module timeout. When the offset would leave nothing, blackbox_exporter
 /// falls back to the module timeout, which outlives the scrape; we keep the
 /// scrape timeout itself as the cap so the answer still arrives in time.
+///
+/// A module that takes its timeout from the scrape (blackbox's module
+/// without `timeout:`) has the scrape timeout minus `offset`, and without
+/// the header blackbox's 120 s minus `offset`; never more than the 2
+/// minutes of [`Module::timeout`].
 fn effective_timeout(module: &Module, scrape_timeout: Option<f64>, offset: Duration) -> Duration {
     let module_timeout = module.timeout();
-    let Some(scrape_timeout) = scrape_timeout else {
-        return module_timeout;
+    let scrape_timeout = match scrape_timeout {
+        Some(scrape_timeout) => scrape_timeout,
+        None if module.timeout_from_scrape() => BLACKBOX_SCRAPE_TIMEOUT,
+        None => return module_timeout,
     };
     let with_offset = scrape_timeout - offset.as_secs_f64();
     let cap = if with_offset > 0.0 {
@@ -232,6 +247,37 @@ mod tests {
         assert_eq!(
             effective_timeout(&module, Some(0.3), offset),
             Duration::from_millis(300)
+        );
+    }
+
+    /// blackbox_exporter's rule for its module without `timeout:`: the
+    /// scrape timeout less the offset, 119.5 s without the header.
+    #[test]
+    fn a_module_without_timeout_takes_the_scrape_timeout_less_the_offset() {
+        let config = crate::config::Config::parse(
+            "b.yml",
+            "modules:\n  plain:\n    prober: tcp\n  set:\n    prober: tcp\n    timeout: 3s\n",
+        )
+        .unwrap();
+        let offset = Duration::from_millis(500);
+        let plain = &config.modules["plain"];
+        assert_eq!(
+            effective_timeout(plain, None, offset),
+            Duration::from_millis(119_500)
+        );
+        assert_eq!(
+            effective_timeout(plain, Some(10.0), offset),
+            Duration::from_millis(9_500)
+        );
+        assert_eq!(
+            effective_timeout(plain, Some(0.3), offset),
+            Duration::from_millis(300)
+        );
+        let set = &config.modules["set"];
+        assert_eq!(effective_timeout(set, None, offset), Duration::from_secs(3));
+        assert_eq!(
+            effective_timeout(set, Some(2.0), offset),
+            Duration::from_millis(1_500)
         );
     }
 

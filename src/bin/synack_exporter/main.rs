@@ -69,9 +69,14 @@ fn health_checker(flags: &HealthCheckerFlags) -> ExitCode {
 }
 
 /// `--config.check`: "ok" on stdout, or the located error on stderr.
+/// Modules left out (of blackbox_exporter's other probers) are listed
+/// on stderr first, and the check still passes: the exporter would start.
 fn check_config(builder: &ExporterBuilder) -> ExitCode {
-    match builder.check_config() {
-        Ok(_) => {
+    match builder.check_config_with_warnings() {
+        Ok(warnings) => {
+            for warning in warnings {
+                eprintln!("warning: {warning}");
+            }
             println!("ok");
             ExitCode::SUCCESS
         }
