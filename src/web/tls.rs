@@ -574,7 +574,7 @@ mod tests {
     fn cipher_suites_are_taken_by_their_go_names() {
         // The provider as `provider` reaches it (see there why not by name).
         let provider = ServerConfig::builder().crypto_provider().clone();
-        for suite in provider.cipher_suites.iter().copied() {
+        for suite in &provider.cipher_suites {
             let suite = suite.suite();
             let name = suite.as_str().unwrap().replacen("TLS13_", "TLS_", 1);
             let mut names = vec![name.clone()];
