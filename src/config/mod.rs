@@ -68,6 +68,7 @@ pub(crate) use scheduled::located;
 pub(crate) use scheduled::{
     Group, GroupMember, GroupName, LabelName, MAX_SCHEDULED_TARGETS, TargetBlock,
 };
+pub(crate) use tls::GO_CIPHER_SUITES;
 pub use tls::{TlsOptions, TlsVersion};
 
 use serde::de::{IgnoredAny, SeqAccess, Visitor};

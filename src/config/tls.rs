@@ -75,6 +75,13 @@ pub enum TlsVersion {
 }
 
 impl TlsVersion {
+    /// The version Go's config spells `name`, such as `TLS12`.
+    pub(crate) fn from_go_name(name: &str) -> Option<Self> {
+        [Self::Tls10, Self::Tls11, Self::Tls12, Self::Tls13]
+            .into_iter()
+            .find(|version| version.as_str() == name)
+    }
+
     /// As the config spells it: `TLS12`.
     #[must_use]
     pub fn as_str(self) -> &'static str {
@@ -86,6 +93,32 @@ impl TlsVersion {
         }
     }
 }
+
+/// `(Go's name, rustls' suite)` for the suites listed: Go names those of
+/// TLS 1.2 as rustls does, and those of TLS 1.3 without rustls' `13`.
+macro_rules! go_named {
+    ($($tls12:ident),*; $($go:literal = $tls13:ident),*) => {
+        [
+            $((stringify!($tls12), rustls::CipherSuite::$tls12),)*
+            $(($go, rustls::CipherSuite::$tls13),)*
+        ]
+    };
+}
+
+/// The suites rustls (with ring) implements, by their Go names: those of
+/// TLS 1.2, then those of TLS 1.3 (which are all on in Go, and may be
+/// listed in `web.yml`'s `cipher_suites`).
+pub(crate) const GO_CIPHER_SUITES: [(&str, rustls::CipherSuite); 9] = go_named![
+    TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+    TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+    TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+    TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+    TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+    TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256;
+    "TLS_AES_128_GCM_SHA256" = TLS13_AES_128_GCM_SHA256,
+    "TLS_AES_256_GCM_SHA384" = TLS13_AES_256_GCM_SHA384,
+    "TLS_CHACHA20_POLY1305_SHA256" = TLS13_CHACHA20_POLY1305_SHA256
+];
 
 /// Writes a secret as prometheus/common does: `<secret>`.
 fn secret<S: Serializer>(_: &Option<String>, serializer: S) -> Result<S::Ok, S::Error> {

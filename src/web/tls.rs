@@ -11,6 +11,7 @@
 
 #![forbid(unsafe_code)]
 
+use crate::config::{GO_CIPHER_SUITES, TlsVersion};
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::pki_types::pem::PemObject;
@@ -18,7 +19,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::{ServerConfig, WebPkiClientVerifier};
 use rustls::{DigitallySignedStruct, DistinguishedName, RootCertStore, SignatureScheme};
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -45,9 +46,9 @@ pub(super) struct TlsFields {
     client_auth_type: ClientAuthType,
     #[serde(default)]
     client_allowed_sans: Vec<String>,
-    #[serde(default = "tls12")]
+    #[serde(default = "tls12", deserialize_with = "server_version")]
     min_version: TlsVersion,
-    #[serde(default = "tls13")]
+    #[serde(default = "tls13", deserialize_with = "server_version")]
     max_version: TlsVersion,
     #[serde(default)]
     cipher_suites: Vec<CipherSuite>,
@@ -88,56 +89,21 @@ pub(super) enum ClientAuthType {
     RequireAndVerifyClientCert,
 }
 
-/// `min_version` and `max_version`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
-#[serde(try_from = "String")]
-pub(super) enum TlsVersion {
-    /// TLS 1.2.
-    Tls12,
-    /// TLS 1.3.
-    Tls13,
-}
-
-impl TryFrom<String> for TlsVersion {
-    type Error = String;
-
-    fn try_from(text: String) -> Result<Self, String> {
-        match text.as_str() {
-            "TLS12" => Ok(Self::Tls12),
-            "TLS13" => Ok(Self::Tls13),
-            "TLS10" | "TLS11" => Err(format!(
-                "{text} is not supported: rustls implements only TLS 1.2 and 1.3, which every \
-                 current Prometheus speaks; use TLS12 or TLS13"
-            )),
-            _ => Err(format!("unknown TLS version {text:?}: use TLS12 or TLS13")),
-        }
+/// `min_version` and `max_version`: Go's names of the versions, less
+/// those rustls lacks.
+fn server_version<'de, D: Deserializer<'de>>(deserializer: D) -> Result<TlsVersion, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    match TlsVersion::from_go_name(&text) {
+        Some(version @ (TlsVersion::Tls12 | TlsVersion::Tls13)) => Ok(version),
+        Some(TlsVersion::Tls10 | TlsVersion::Tls11) => Err(serde::de::Error::custom(format!(
+            "{text} is not supported: rustls implements only TLS 1.2 and 1.3, which every \
+             current Prometheus speaks; use TLS12 or TLS13"
+        ))),
+        None => Err(serde::de::Error::custom(format!(
+            "unknown TLS version {text:?}: use TLS12 or TLS13"
+        ))),
     }
 }
-
-/// `(Go's name, rustls' suite)` for the suites listed: Go names those of
-/// TLS 1.2 as rustls does, and those of TLS 1.3 without rustls' `13`.
-macro_rules! go_named {
-    ($($tls12:ident),*; $($go:literal = $tls13:ident),*) => {
-        [
-            $((stringify!($tls12), rustls::CipherSuite::$tls12),)*
-            $(($go, rustls::CipherSuite::$tls13),)*
-        ]
-    };
-}
-
-/// The TLS 1.2 suites rustls (with ring) implements, by their Go names;
-/// the suites of TLS 1.3 are all on, as in Go, and may be listed.
-const CIPHER_SUITES: [(&str, rustls::CipherSuite); 9] = go_named![
-    TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
-    TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
-    TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
-    TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
-    TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
-    TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256;
-    "TLS_AES_128_GCM_SHA256" = TLS13_AES_128_GCM_SHA256,
-    "TLS_AES_256_GCM_SHA384" = TLS13_AES_256_GCM_SHA384,
-    "TLS_CHACHA20_POLY1305_SHA256" = TLS13_CHACHA20_POLY1305_SHA256
-];
 
 /// A `cipher_suites` entry rustls implements.
 #[derive(Clone, Copy, Debug, Deserialize)]
@@ -155,7 +121,7 @@ impl TryFrom<String> for CipherSuite {
             }
             _ => name.clone(),
         };
-        CIPHER_SUITES
+        GO_CIPHER_SUITES
             .iter()
             .find(|(known, _)| *known == canonical)
             .map(|(_, suite)| Self(*suite))
@@ -164,7 +130,7 @@ impl TryFrom<String> for CipherSuite {
                     "cipher suite {name:?} is not supported: rustls implements only ECDHE with \
                      AES-GCM or ChaCha20-Poly1305 (no CBC, no RSA key exchange); use some of {}, \
                      or leave cipher_suites out for rustls' defaults",
-                    CIPHER_SUITES.map(|(known, _)| known).join(", ")
+                    GO_CIPHER_SUITES.map(|(known, _)| known).join(", ")
                 )
             })
     }
