@@ -120,6 +120,23 @@ pub(crate) const GO_CIPHER_SUITES: [(&str, rustls::CipherSuite); 9] = go_named![
     "TLS_CHACHA20_POLY1305_SHA256" = TLS13_CHACHA20_POLY1305_SHA256
 ];
 
+/// Go's name of a negotiated suite (`TLS_AES_128_GCM_SHA256`), as
+/// blackbox_exporter writes it in `probe_tls_cipher_info`; rustls' name
+/// for one Go has no name for here.
+#[cfg_attr(
+    not(test),
+    allow(
+        dead_code,
+        reason = "parcel 2's prober/tls.rs writes it in probe_tls_cipher_info"
+    )
+)]
+pub(crate) fn go_cipher_name(suite: rustls::CipherSuite) -> &'static str {
+    GO_CIPHER_SUITES
+        .iter()
+        .find(|(_, known)| *known == suite)
+        .map_or_else(|| suite.as_str().unwrap_or("unknown"), |(name, _)| name)
+}
+
 /// Writes a secret as prometheus/common does: `<secret>`.
 fn secret<S: Serializer>(_: &Option<String>, serializer: S) -> Result<S::Ok, S::Error> {
     serializer.serialize_str("<secret>")
@@ -228,5 +245,26 @@ impl TryFrom<TlsFields> for TlsOptions {
             min_version,
             max_version,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every suite rustls (with ring) can negotiate has Go's name: that of
+    /// rustls, but for TLS 1.3's `13`, as blackbox_exporter writes it.
+    #[test]
+    fn a_negotiated_suite_has_go_s_name() {
+        let provider = rustls::ClientConfig::builder().crypto_provider().clone();
+        for suite in &provider.cipher_suites {
+            let suite = suite.suite();
+            let go = suite.as_str().unwrap().replacen("TLS13_", "TLS_", 1);
+            assert_eq!(go_cipher_name(suite), go, "{suite:?}");
+        }
+        assert_eq!(
+            go_cipher_name(rustls::CipherSuite::TLS13_AES_128_GCM_SHA256),
+            "TLS_AES_128_GCM_SHA256"
+        );
     }
 }
