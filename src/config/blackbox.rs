@@ -526,6 +526,23 @@ impl TcpProbe {
     }
 }
 
+impl TcpProbe {
+    /// What each load notes about this module without leaving it out,
+    /// completing "module NAME …": a `tls_config.min_version` below TLS
+    /// 1.2, which rustls does not speak, so 1.2 is where it starts.
+    pub(super) fn min_version_note(&self) -> Option<String> {
+        let min = self.tls_config.min_version?;
+        (min < TlsVersion::Tls12).then(|| {
+            format!(
+                "allows TLS from {} up (tls_config.min_version), as blackbox_exporter would; \
+                 synack_exporter speaks TLS 1.2 and 1.3 only (rustls), so TLS 1.2 is the floor \
+                 here",
+                min.as_str()
+            )
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use crate::config::{Config, IpProtocol, Prober, TlsVersion};
@@ -678,6 +695,33 @@ mod tests {
             "modules:\n  m:\n    prober: tcp_connect\n    tcp: {tls: true}\n",
             "modules.m",
             "tcp.tls applies to prober tcp only",
+        );
+    }
+
+    /// rustls has no TLS below 1.2, so a `min_version` under it asks for
+    /// nothing more here: the module loads, and each load notes, where it
+    /// is written, that TLS 1.2 is the floor.
+    #[test]
+    fn min_version_below_tls12_loads_with_a_located_note() {
+        for version in ["TLS10", "TLS11"] {
+            let yaml = tcp_module(&format!(
+                "      tls: true\n      tls_config:\n        min_version: {version}\n"
+            ));
+            let config = Config::parse("b.yml", &yaml).expect(&yaml);
+            assert!(config.modules.contains_key("m"));
+            let warnings = config.warnings("b.yml");
+            assert_eq!(warnings.len(), 1, "{warnings:?}");
+            warnings[0].assert_says(
+                "b.yml:8:22: field `modules.m.tcp.tls_config.min_version`",
+                &[version, "TLS 1.2 is the floor here"],
+            );
+        }
+        let tls12 = tcp_module("      tls: true\n      tls_config: {min_version: TLS12}\n");
+        assert!(
+            Config::parse("b.yml", &tls12)
+                .unwrap()
+                .warnings("b.yml")
+                .is_empty()
         );
     }
 

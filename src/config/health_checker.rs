@@ -152,6 +152,7 @@ impl HealthChecks {
         Config {
             modules,
             unsupported: BTreeMap::new(),
+            notes: Vec::new(),
             targets: Vec::new(),
             groups: BTreeMap::from([(
                 GroupName(HEALTH_CHECKER_GROUP.to_owned()),

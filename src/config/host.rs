@@ -194,6 +194,14 @@ struct ExecSpots {
 struct TcpSpots {
     #[serde(default)]
     source_ip_address: Option<Spanned<IgnoredAny>>,
+    #[serde(default)]
+    tls_config: Option<TlsSpots>,
+}
+
+#[derive(Deserialize)]
+struct TlsSpots {
+    #[serde(default)]
+    min_version: Option<Spanned<IgnoredAny>>,
 }
 
 /// Runs the checks of the module docs on `config`, parsed from `text`.
@@ -244,6 +252,31 @@ pub(super) fn locate_probers(
             set_aside.at = Some((prober.referenced.line(), prober.referenced.column()));
         }
     }
+}
+
+/// The note of each module of `modules`, parsed from `text`, whose
+/// `tls_config.min_version` is below TLS 1.2, where it is written.
+pub(super) fn min_version_notes(
+    file: &str,
+    text: &str,
+    modules: &BTreeMap<String, super::Module>,
+) -> Vec<ConfigError> {
+    modules
+        .iter()
+        .filter_map(|(name, module)| {
+            let note = module.prober().tcp_probe()?.min_version_note()?;
+            let at = |spots: ModuleSpots| spots.tcp?.tls_config?.min_version;
+            let field = "tcp.tls_config.min_version";
+            Some(locate(
+                file,
+                text,
+                name,
+                field,
+                at,
+                format!("module {name:?} {note}"),
+            ))
+        })
+        .collect()
 }
 
 /// The error for `field` of module `name`, at its position in `text` as

@@ -127,6 +127,10 @@ pub struct Config {
     /// modules of other probers), by name: reported, not run.
     #[serde(skip)]
     pub unsupported: BTreeMap<String, Unsupported>,
+    /// What the load notes, located, about modules it runs (a
+    /// `min_version` below TLS 1.2): reported by [`Config::warnings`].
+    #[serde(skip)]
+    notes: Vec<ConfigError>,
     /// Targets the scheduler probes on its own.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub targets: Vec<TargetBlock>,
@@ -902,6 +906,7 @@ impl From<ConfigFields> for Config {
         Self {
             modules,
             unsupported,
+            notes: Vec::new(),
             targets: fields.targets,
             groups: fields.groups,
         }
@@ -1070,15 +1075,22 @@ impl Config {
         modules.retain(|name, _| !config.unsupported.contains_key(name));
         host::locate_probers(file, text, &mut config.unsupported);
         config.modules = modules;
+        config.notes = host::min_version_notes(file, text, &config.modules);
         scheduled::validate(file, &config)?;
         policy::check_scheduled(file, &config)?;
         Ok(config)
     }
 
     /// What a load of this config, from `file`, reports without refusing
-    /// it: each module set aside ([`Config::unsupported`]), located.
+    /// it, located: each module set aside ([`Config::unsupported`]), then
+    /// what it notes about modules it runs (a `tls_config.min_version`
+    /// below TLS 1.2, which is the floor here).
     #[must_use]
     pub fn warnings(&self, file: &str) -> Vec<ConfigError> {
+        let notes = self.notes.iter().map(|note| ConfigError {
+            file: file.to_owned(),
+            ..note.clone()
+        });
         self.unsupported
             .iter()
             .map(|(name, unsupported)| ConfigError {
@@ -1090,6 +1102,7 @@ impl Config {
                     unsupported.why
                 ),
             })
+            .chain(notes)
             .collect()
     }
 
@@ -1190,9 +1203,10 @@ impl ConfigSource {
             // checks, as in health-checker, rather than the start-up.
             Self::Built { config, .. } => Ok(Config::clone(config)),
         }?;
-        // Once per load: each module set aside, where it is written.
+        // Once per load: each module set aside and each note, where it
+        // is written.
         for warning in config.warnings(&self.to_string()) {
-            tracing::warn!(%warning, "module left out");
+            tracing::warn!(%warning, "config warning");
         }
         Ok(config)
     }
