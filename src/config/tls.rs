@@ -188,19 +188,27 @@ impl TryFrom<TlsFields> for TlsOptions {
     type Error = String;
 
     fn try_from(fields: TlsFields) -> Result<Self, String> {
-        let TlsFields {
+        let options = Self {
+            ca: fields.ca,
+            ca_file: fields.ca_file,
+            cert: fields.cert,
+            cert_file: fields.cert_file,
+            key: fields.key,
+            key_file: fields.key_file,
+            server_name: fields.server_name,
+            insecure_skip_verify: fields.insecure_skip_verify,
+            min_version: fields.min_version,
+            max_version: fields.max_version,
+        };
+        let Self {
             ca,
             ca_file,
             cert,
             cert_file,
             key,
             key_file,
-            server_name,
-            insecure_skip_verify,
-            min_version,
-            max_version,
             ..
-        } = fields;
+        } = &options;
         for (what, both) in [
             ("ca and ca_file", ca.is_some() && ca_file.is_some()),
             ("cert and cert_file", cert.is_some() && cert_file.is_some()),
@@ -224,7 +232,7 @@ impl TryFrom<TlsFields> for TlsOptions {
             }
             _ => {}
         }
-        if let (Some(min), Some(max)) = (min_version, max_version)
+        if let (Some(min), Some(max)) = (options.min_version, options.max_version)
             && max < min
         {
             return Err(format!(
@@ -233,18 +241,7 @@ impl TryFrom<TlsFields> for TlsOptions {
                 min.as_str()
             ));
         }
-        Ok(Self {
-            ca,
-            ca_file,
-            cert,
-            cert_file,
-            key,
-            key_file,
-            server_name,
-            insecure_skip_verify,
-            min_version,
-            max_version,
-        })
+        Ok(options)
     }
 }
 
