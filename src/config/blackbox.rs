@@ -58,8 +58,9 @@ pub struct QueryStep {
     pub expect_bytes: Option<Box<[u8]>>,
     /// The labels of `probe_expect_info` once `expect` matched.
     pub labels: Vec<ExpectLabel>,
-    /// What to send, a newline added.
-    pub send: Option<Box<str>>,
+    /// What to send, a newline added: the text as written, or the bytes
+    /// of a `!!binary` scalar.
+    pub send: Option<Box<[u8]>>,
     /// Whether to start TLS on the connection here.
     pub starttls: bool,
 }
@@ -193,13 +194,54 @@ struct StepFields {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     expect: Option<Expect>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    expect_bytes: Option<String>,
+    expect_bytes: Option<YamlBytes>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     labels: Vec<LabelFields>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    send: Option<String>,
+    send: Option<YamlBytes>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     starttls: bool,
+}
+
+/// `send` and `expect_bytes`, which blackbox_exporter reads into Go
+/// strings, so into any bytes: a string's UTF-8, or the bytes a `!!binary`
+/// scalar spells in base64 (yaml.v3 decodes it so; the config reader
+/// leaves `!!binary` undecoded in strings, for this).
+struct YamlBytes(Vec<u8>);
+
+impl From<&[u8]> for YamlBytes {
+    fn from(bytes: &[u8]) -> Self {
+        Self(bytes.to_vec())
+    }
+}
+
+impl<'de> Deserialize<'de> for YamlBytes {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use base64::Engine as _;
+        let serde_saphyr::Tagged(text, tag) =
+            serde_saphyr::Tagged::<String>::deserialize(deserializer)?;
+        if !matches!(
+            tag.as_deref(),
+            Some("!!binary" | "tag:yaml.org,2002:binary")
+        ) {
+            return Ok(Self(text.into_bytes()));
+        }
+        let base64: String = text.split_whitespace().collect();
+        base64::engine::general_purpose::STANDARD
+            .decode(base64)
+            .map(Self)
+            .map_err(|error| {
+                serde::de::Error::custom(format!("!!binary is not base64 here: {error}"))
+            })
+    }
+}
+
+/// Text where the bytes are UTF-8 (as written, in the cases that matter),
+/// else `!!binary`-free lossy text: `/config` shows it, nothing reads it back.
+impl Serialize for YamlBytes {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&String::from_utf8_lossy(&self.0))
+    }
 }
 
 /// An item of `labels`.
@@ -226,7 +268,7 @@ impl<'de> Deserialize<'de> for QueryStep {
         }
         Ok(Self {
             expect: fields.expect,
-            expect_bytes: fields.expect_bytes.map(|text| text.into_bytes().into()),
+            expect_bytes: fields.expect_bytes.map(|bytes| bytes.0.into()),
             labels: fields
                 .labels
                 .into_iter()
@@ -235,7 +277,7 @@ impl<'de> Deserialize<'de> for QueryStep {
                     value: label.value.into(),
                 })
                 .collect(),
-            send: fields.send.map(Into::into),
+            send: fields.send.map(|bytes| bytes.0.into()),
             starttls: fields.starttls,
         })
     }
@@ -245,10 +287,7 @@ impl Serialize for QueryStep {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         StepFields {
             expect: self.expect.clone(),
-            expect_bytes: self
-                .expect_bytes
-                .as_ref()
-                .map(|bytes| String::from_utf8_lossy(bytes).into_owned()),
+            expect_bytes: self.expect_bytes.as_deref().map(YamlBytes::from),
             labels: self
                 .labels
                 .iter()
@@ -257,7 +296,7 @@ impl Serialize for QueryStep {
                     value: label.value.to_string(),
                 })
                 .collect(),
-            send: self.send.as_ref().map(ToString::to_string),
+            send: self.send.as_deref().map(YamlBytes::from),
             starttls: self.starttls,
         }
         .serialize(serializer)
@@ -611,14 +650,14 @@ mod tests {
         );
         assert_eq!(
             ssh.query_response[1].send.as_deref(),
-            Some("SSH-2.0-blackbox-ssh-check")
+            Some(&b"SSH-2.0-blackbox-ssh-check"[..])
         );
         let smtp = &config.modules["smtp_starttls"];
         assert_eq!(smtp.timeout(), std::time::Duration::from_secs(5));
         assert!(!smtp.timeout_from_scrape());
         let steps = &smtp.prober().tcp_probe().unwrap().query_response;
         assert_eq!(steps.len(), 9);
-        assert_eq!(steps[1].send.as_deref(), Some("EHLO prober\r"));
+        assert_eq!(steps[1].send.as_deref(), Some(&b"EHLO prober\r"[..]));
         assert!(steps[5].starttls);
         let tls = config.modules["tls_connect"].prober().tcp_probe().unwrap();
         assert!(tls.tls);
@@ -695,6 +734,34 @@ mod tests {
             "modules:\n  m:\n    prober: tcp_connect\n    tcp: {tls: true}\n",
             "modules.m",
             "tcp.tls applies to prober tcp only",
+        );
+    }
+
+    /// blackbox_exporter reads `send` and `expect_bytes` into Go strings,
+    /// which hold any bytes: its example.yml's `postgresql` module sends
+    /// PostgreSQL's SSLRequest as `!!binary`. Plain text is its bytes.
+    #[test]
+    fn send_and_expect_bytes_take_binary_scalars() {
+        let yaml = tcp_module(
+            "      query_response:\n      - send: !!binary AAAACATSFi8= # SSLRequest\n      \
+             - expect_bytes: S\n      - expect_bytes: !!binary 0vA=\n      - starttls: true\n",
+        );
+        let config = Config::parse("b.yml", &yaml).expect(&yaml);
+        let steps = &config.modules["m"]
+            .prober()
+            .tcp_probe()
+            .unwrap()
+            .query_response;
+        assert_eq!(
+            steps[0].send.as_deref(),
+            Some(&[0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f][..])
+        );
+        assert_eq!(steps[1].expect_bytes.as_deref(), Some(&b"S"[..]));
+        assert_eq!(steps[2].expect_bytes.as_deref(), Some(&[0xd2, 0xf0][..]));
+        rejected(
+            &tcp_module("      query_response:\n      - send: !!binary \"%%\"\n"),
+            "modules.m.tcp.query_response[0].send",
+            "base64",
         );
     }
 

@@ -975,6 +975,9 @@ fn yaml_options() -> serde_saphyr::Options {
     const MAX_NODES: usize = 4 * MAX_SCHEDULED_TARGETS;
     serde_saphyr::options! {
         reject_unsupported_tags: true,
+        // blackbox_exporter's send and expect_bytes take !!binary bytes,
+        // which need not be UTF-8: they decode it themselves (YamlBytes).
+        ignore_binary_tag_for_string: true,
         budget: serde_saphyr::budget! {
             max_nodes: MAX_NODES,
             // Each node is an event, and so is the end of each collection.
