@@ -12,6 +12,7 @@
 mod common;
 
 mod abuse;
+mod blackbox_yml;
 mod checker;
 mod cli;
 mod dns;
