@@ -51,6 +51,7 @@ mod host;
 mod policy;
 mod scheduled;
 mod tls;
+mod tls_material;
 mod words;
 
 use blackbox::TcpBlock;
@@ -69,6 +70,7 @@ pub(crate) use scheduled::{
     Group, GroupMember, GroupName, LabelName, MAX_SCHEDULED_TARGETS, TargetBlock,
 };
 pub use tls::{TlsOptions, TlsVersion};
+pub(crate) use tls_material::TlsMaterial;
 
 use serde::de::{IgnoredAny, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
