@@ -392,17 +392,19 @@ mod tests {
         std::fs::write(&cert_path, cert.pem()).unwrap();
         std::fs::write(&key_path, other_key.serialize_pem()).unwrap();
         let module = |tls: &str, files: &str| {
-            format!(
-                "modules:\n  tls:\n    prober: tcp\n    tcp:\n{tls}      tls_config:\n{files}"
-            )
+            format!("modules:\n  tls:\n    prober: tcp\n    tcp:\n{tls}      tls_config:\n{files}")
         };
-        let missing = format!("        ca_file: {:?}\n", dir.join("no.pem").display().to_string());
+        let missing = format!(
+            "        ca_file: {:?}\n",
+            dir.join("no.pem").display().to_string()
+        );
         let error = load(&module("      tls: true\n", &missing)).expect_err("no such CA file");
         error.assert_says(
             "zk.yml:7:18: field `modules.tls.tcp.tls_config.ca_file`",
             &["no.pem: cannot read the file: no such file"],
         );
-        let mismatch = format!("        cert_file: {cert_path:?}\n        key_file: {key_path:?}\n");
+        let mismatch =
+            format!("        cert_file: {cert_path:?}\n        key_file: {key_path:?}\n");
         let error = load(&module("      tls: true\n", &mismatch)).expect_err("not its key");
         error.assert_says(
             "zk.yml:8:19: field `modules.tls.tcp.tls_config.key_file`",

@@ -93,7 +93,10 @@ fn serial_magnitude(raw: &[u8]) -> Vec<u8> {
             }
         }
     }
-    let first = bytes.iter().position(|byte| *byte != 0).unwrap_or(bytes.len());
+    let first = bytes
+        .iter()
+        .position(|byte| *byte != 0)
+        .unwrap_or(bytes.len());
     bytes.split_off(first)
 }
 
@@ -186,9 +189,9 @@ fn other_attribute(attribute: &AttributeTypeAndValue<'_>) -> String {
 /// The DER Go's `asn1.Marshal` writes for a string: a PrintableString if
 /// every character is one it may hold, else a UTF8String.
 fn go_marshal_string(value: &str) -> Vec<u8> {
-    let printable = value.bytes().all(|byte| {
-        byte.is_ascii_alphanumeric() || b" '()+,-./:=?".contains(&byte)
-    });
+    let printable = value
+        .bytes()
+        .all(|byte| byte.is_ascii_alphanumeric() || b" '()+,-./:=?".contains(&byte));
     let tag = if printable { 0x13 } else { 0x0c };
     let mut der = vec![tag];
     let length = value.len();
@@ -314,10 +317,7 @@ mod tests {
 
     #[test]
     fn only_the_last_common_name_is_kept_as_go_keeps_it() {
-        let der = name(&[
-            &[(x520(3), UTF8, b"first")],
-            &[(x520(3), UTF8, b"second")],
-        ]);
+        let der = name(&[&[(x520(3), UTF8, b"first")], &[(x520(3), UTF8, b"second")]]);
         assert_eq!(printed(&der), "CN=second");
     }
 

@@ -504,3 +504,328 @@ pub(super) async fn handshake(
         },
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+        date_time_ymd,
+    };
+    use rustls::RootCertStore;
+    use rustls::pki_types::PrivateKeyDer;
+    use rustls::server::WebPkiClientVerifier;
+    use tokio::io::AsyncWriteExt as _;
+    use tokio::net::TcpListener;
+    use tokio::task::JoinHandle;
+    use tokio_rustls::TlsAcceptor;
+
+    /// A CA the test makes.
+    struct Ca {
+        issuer: Issuer<'static, KeyPair>,
+        pem: String,
+        der: CertificateDer<'static>,
+        not_after: i64,
+    }
+
+    fn ca(name: &str, year: i32) -> Ca {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        params.not_before = date_time_ymd(2020, 1, 1);
+        params.not_after = date_time_ymd(year, 1, 1);
+        let cert = params.self_signed(&key).unwrap();
+        Ca {
+            pem: cert.pem(),
+            der: cert.der().clone(),
+            not_after: certificate::not_after(cert.der()).unwrap(),
+            issuer: Issuer::new(params, key),
+        }
+    }
+
+    /// A certificate the test makes, with its key.
+    struct Leaf {
+        der: CertificateDer<'static>,
+        key: PrivateKeyDer<'static>,
+        pem: String,
+        key_pem: String,
+        not_after: i64,
+    }
+
+    /// A leaf for `names`, valid until 1 January of `year`, signed by `ca`
+    /// or self-signed; `is_ca` makes it a CA too.
+    fn leaf(ca: Option<&Ca>, names: &[&str], year: i32, is_ca: bool) -> Leaf {
+        let key = KeyPair::generate().unwrap();
+        let mut params =
+            CertificateParams::new(names.iter().map(ToString::to_string).collect::<Vec<_>>())
+                .unwrap();
+        params.distinguished_name.push(DnType::CommonName, names[0]);
+        params.not_before = date_time_ymd(2020, 1, 1);
+        params.not_after = date_time_ymd(year, 1, 1);
+        if is_ca {
+            params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        }
+        let cert = match ca {
+            Some(ca) => params.signed_by(&key, &ca.issuer).unwrap(),
+            None => params.self_signed(&key).unwrap(),
+        };
+        Leaf {
+            der: cert.der().clone(),
+            key: PrivateKeyDer::try_from(key.serialize_der()).unwrap(),
+            pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+            not_after: certificate::not_after(cert.der()).unwrap(),
+        }
+    }
+
+    /// A TLS server on 127.0.0.1 for one connection, presenting `leaf`,
+    /// speaking only TLS 1.2 when `tls12_only`, and asking for a client
+    /// certificate signed by `client_ca` when given. Its task answers how
+    /// many certificates the client sent.
+    async fn serve(
+        leaf: &Leaf,
+        client_ca: Option<&Ca>,
+        versions: &[&'static SupportedProtocolVersion],
+    ) -> (u16, JoinHandle<Result<usize, String>>) {
+        let builder = rustls::ServerConfig::builder_with_provider(provider())
+            .with_protocol_versions(versions)
+            .unwrap();
+        let builder = match client_ca {
+            Some(ca) => {
+                let mut roots = RootCertStore::empty();
+                roots.add(ca.der.clone()).unwrap();
+                builder.with_client_cert_verifier(
+                    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
+                        .build()
+                        .unwrap(),
+                )
+            }
+            None => builder.with_no_client_auth(),
+        };
+        let config = builder
+            .with_single_cert(vec![leaf.der.clone()], leaf.key.clone_key())
+            .unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let acceptor = TlsAcceptor::from(Arc::new(config));
+        let task = tokio::spawn(async move {
+            let (stream, _) = listener.accept().await.map_err(|e| e.to_string())?;
+            let mut tls = acceptor.accept(stream).await.map_err(|e| e.to_string())?;
+            let sent = tls.get_ref().1.peer_certificates().map_or(0, <[_]>::len);
+            let _ = tls.write_all(b"hello\n").await;
+            Ok(sent)
+        });
+        (port, task)
+    }
+
+    const BOTH: &[&SupportedProtocolVersion] = &[&rustls::version::TLS13, &rustls::version::TLS12];
+
+    /// Shakes hands with 127.0.0.1:`port` as `host` by the `tls_config`
+    /// written in `yaml`.
+    async fn shake(port: u16, host: &str, yaml: &str) -> Result<TlsFacts, Failure> {
+        let options: TlsOptions = serde_saphyr::from_str(yaml).expect(yaml);
+        let setup = TlsSetup::new(&options).expect(yaml);
+        let stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        let name = setup.server_name(host)?;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        handshake(stream, &setup, name, deadline, &mut StepLog::disabled())
+            .await
+            .map(|(_, facts)| facts)
+    }
+
+    fn trusting(ca_pem: &str) -> String {
+        format!("{{ca: {ca_pem:?}}}")
+    }
+
+    #[tokio::test]
+    async fn a_valid_chain_gives_the_facts_and_the_chain_expiry_counts_the_root() {
+        // The root expires before the leaf: the chain's expiry is the root's,
+        // the earliest expiry of what the server sent is the leaf's.
+        let root = ca("Test Root", 2035);
+        let server = leaf(Some(&root), &["localhost", "127.0.0.1"], 2038, false);
+        let (port, task) = serve(&server, None, BOTH).await;
+        let facts = shake(port, "localhost", &trusting(&root.pem))
+            .await
+            .expect("a valid chain");
+        assert_eq!(facts.version, "TLS 1.3");
+        assert!(
+            facts.cipher.starts_with("TLS_AES_") || facts.cipher.starts_with("TLS_CHACHA20"),
+            "{}",
+            facts.cipher
+        );
+        assert_eq!(facts.leaf.subject, "CN=localhost");
+        assert_eq!(facts.leaf.issuer, "CN=Test Root");
+        assert_eq!(facts.leaf.subjectalternative, "localhost");
+        assert_eq!(facts.earliest_expiry, server.not_after);
+        assert_eq!(facts.last_chain_expiry, root.not_after);
+        assert!(root.not_after < server.not_after);
+        assert_eq!(task.await.unwrap(), Ok(0));
+        // An IP address as the host: no SNI, the certificate's IP SAN checked.
+        let (port, _task) = serve(&server, None, BOTH).await;
+        shake(port, "127.0.0.1", &trusting(&root.pem))
+            .await
+            .expect("the IP address is in the certificate");
+    }
+
+    #[tokio::test]
+    async fn an_expired_certificate_fails_as_tls_saying_expired() {
+        let root = ca("Test Root", 2040);
+        // Expired, and for another name: Go says expired first.
+        let server = leaf(Some(&root), &["elsewhere.test"], 2021, false);
+        let (port, _task) = serve(&server, None, BOTH).await;
+        let failure = shake(port, "localhost", &trusting(&root.pem))
+            .await
+            .expect_err("expired");
+        assert_eq!(failure.reason, Reason::Tls, "{failure}");
+        assert!(failure.detail.contains("certificate expired"), "{failure}");
+    }
+
+    #[tokio::test]
+    async fn another_name_fails_as_tls_naming_both() {
+        let root = ca("Test Root", 2040);
+        let server = leaf(Some(&root), &["localhost"], 2038, false);
+        let (port, _task) = serve(&server, None, BOTH).await;
+        let failure = shake(
+            port,
+            "localhost",
+            &format!("{{ca: {:?}, server_name: other.example}}", root.pem),
+        )
+        .await
+        .expect_err("another name");
+        assert_eq!(failure.reason, Reason::Tls, "{failure}");
+        assert!(
+            failure
+                .detail
+                .contains("not valid for name \"other.example\"")
+                && failure.detail.contains("localhost"),
+            "{failure}"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unknown_issuer_fails_as_tls() {
+        let root = ca("Test Root", 2040);
+        let stranger = ca("Someone Else", 2040);
+        let server = leaf(Some(&root), &["localhost"], 2038, false);
+        let (port, _task) = serve(&server, None, BOTH).await;
+        let failure = shake(port, "localhost", &trusting(&stranger.pem))
+            .await
+            .expect_err("not signed by the CA given");
+        assert_eq!(failure.reason, Reason::Tls, "{failure}");
+        assert!(failure.detail.contains("UnknownIssuer"), "{failure}");
+    }
+
+    #[tokio::test]
+    async fn a_self_signed_ca_leaf_pinned_in_the_ca_list_is_accepted_as_go_accepts_it() {
+        let pinned = leaf(None, &["localhost"], 2038, true);
+        let (port, _task) = serve(&pinned, None, BOTH).await;
+        let facts = shake(port, "localhost", &trusting(&pinned.pem))
+            .await
+            .expect("pinned");
+        assert_eq!(facts.last_chain_expiry, pinned.not_after);
+        // Not pinned: an unknown issuer, as in Go.
+        let (port, _task) = serve(&pinned, None, BOTH).await;
+        let other = ca("Test Root", 2040);
+        let failure = shake(port, "localhost", &trusting(&other.pem))
+            .await
+            .expect_err("not pinned");
+        assert_eq!(failure.reason, Reason::Tls, "{failure}");
+        // Pinned, but for another name: the name is still checked.
+        let (port, _task) = serve(&pinned, None, BOTH).await;
+        let failure = shake(
+            port,
+            "localhost",
+            &format!("{{ca: {:?}, server_name: other.example}}", pinned.pem),
+        )
+        .await
+        .expect_err("pinned for another name");
+        assert!(failure.detail.contains("not valid for name"), "{failure}");
+    }
+
+    #[tokio::test]
+    async fn a_client_certificate_is_sent_when_the_server_asks() {
+        let root = ca("Test Root", 2040);
+        let clients = ca("Client CA", 2040);
+        let server = leaf(Some(&root), &["localhost"], 2038, false);
+        let client = leaf(Some(&clients), &["client.test"], 2038, false);
+        let (port, task) = serve(&server, Some(&clients), BOTH).await;
+        let yaml = format!(
+            "{{ca: {:?}, cert: {:?}, key: {:?}}}",
+            root.pem, client.pem, client.key_pem
+        );
+        shake(port, "localhost", &yaml)
+            .await
+            .expect("with a client certificate");
+        assert_eq!(task.await.unwrap(), Ok(1), "the server got the certificate");
+        // Without one, a TLS 1.2 server refuses the handshake. (In TLS 1.3
+        // the client's handshake ends before the server checks, in Go as
+        // in rustls; the refusal comes with the first read.)
+        let (port, task) = serve(&server, Some(&clients), &[&rustls::version::TLS12]).await;
+        let failure = shake(port, "localhost", &trusting(&root.pem))
+            .await
+            .expect_err("no client certificate");
+        assert_eq!(failure.reason, Reason::Tls, "{failure}");
+        assert!(task.await.unwrap().is_err());
+    }
+
+    #[tokio::test]
+    async fn insecure_skip_verify_accepts_anything_and_keeps_no_chain() {
+        let expired = leaf(None, &["elsewhere.test"], 2021, false);
+        let (port, _task) = serve(&expired, None, BOTH).await;
+        let facts = shake(port, "localhost", "{insecure_skip_verify: true}")
+            .await
+            .expect("nothing is verified");
+        assert_eq!(facts.last_chain_expiry, GO_ZERO_TIME);
+        assert_eq!(facts.last_chain_expiry, -62_135_596_800);
+        assert_eq!(facts.earliest_expiry, expired.not_after);
+        assert_eq!(facts.leaf.subject, "CN=elsewhere.test");
+    }
+
+    #[tokio::test]
+    async fn versions_are_held_to_and_a_refused_version_fails_as_tls() {
+        let root = ca("Test Root", 2040);
+        let server = leaf(Some(&root), &["localhost"], 2038, false);
+        let (port, _task) = serve(&server, None, BOTH).await;
+        let yaml = format!("{{ca: {:?}, max_version: TLS12}}", root.pem);
+        let facts = shake(port, "localhost", &yaml).await.expect("TLS 1.2");
+        assert_eq!(facts.version, "TLS 1.2");
+        assert!(facts.cipher.starts_with("TLS_ECDHE_"), "{}", facts.cipher);
+        // A server of TLS 1.3 only, a client of TLS 1.2 only.
+        let (port, _task) = serve(&server, None, &[&rustls::version::TLS13]).await;
+        let failure = shake(port, "localhost", &yaml)
+            .await
+            .expect_err("no common version");
+        assert_eq!(failure.reason, Reason::Tls, "{failure}");
+        assert!(failure.detail.contains("ProtocolVersion"), "{failure}");
+        // TLS 1.0 and 1.1 are not spoken.
+        let options: TlsOptions = serde_saphyr::from_str("{max_version: TLS11}").unwrap();
+        let refused = TlsSetup::new(&options).expect_err("rustls has no TLS 1.1");
+        assert!(refused.contains("older than 1.2"), "{refused}");
+    }
+
+    #[tokio::test]
+    async fn a_server_that_never_answers_is_a_timeout() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let _held = tokio::spawn(async move {
+            let accepted = listener.accept().await;
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            drop(accepted);
+        });
+        let options: TlsOptions = serde_saphyr::from_str("{insecure_skip_verify: true}").unwrap();
+        let setup = TlsSetup::new(&options).unwrap();
+        let stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        let deadline = Instant::now() + Duration::from_millis(200);
+        let name = setup.server_name("localhost").unwrap();
+        let failure = handshake(stream, &setup, name, deadline, &mut StepLog::disabled())
+            .await
+            .expect_err("no answer");
+        assert_eq!(failure.reason, Reason::Timeout, "{failure}");
+    }
+}
