@@ -259,8 +259,11 @@ mod tests {
         vec![0x55, 0x04, arc]
     }
 
-    /// The `Name` of these RDNs, each a set of (OID content, tag, value).
-    fn name(rdns: &[&[(Vec<u8>, u8, &[u8])]]) -> Vec<u8> {
+    /// An attribute: the OID's content bytes, the value's tag, the value.
+    type Attribute<'a> = (Vec<u8>, u8, &'a [u8]);
+
+    /// The `Name` of these RDNs, each a set of attributes.
+    fn name(rdns: &[&[Attribute<'_>]]) -> Vec<u8> {
         let mut sequence = Vec::new();
         for rdn in rdns {
             let mut set = Vec::new();
