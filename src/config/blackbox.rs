@@ -130,12 +130,19 @@ pub(crate) const TLS_LABELS: [&str; 7] = [
 ];
 
 impl TcpProbe {
+    /// Whether a probe may shake hands with TLS: `tls: true` or a
+    /// `starttls` step; its `tls_config` is then used.
+    #[must_use]
+    pub fn shakes_hands(&self) -> bool {
+        self.tls || self.query_response.iter().any(|step| step.starttls)
+    }
+
     /// The label names this module's series set beside the target's own:
     /// those of the TLS series when it shakes hands, and those its
     /// `labels` give `probe_expect_info`.
     pub(crate) fn series_label_names(&self) -> Vec<&str> {
         let mut names = Vec::new();
-        if self.tls || self.query_response.iter().any(|step| step.starttls) {
+        if self.shakes_hands() {
             names.extend(TLS_LABELS);
         }
         for step in &self.query_response {

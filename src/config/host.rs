@@ -8,6 +8,9 @@
 //!   other in the module's `env` `PATH` or else the exporter's own.
 //! - A `source_ip_address` must be an address this host can bind: a
 //!   socket of its family is bound to it, port 0, and closed at once.
+//! - A `prober: tcp` module that shakes hands with TLS must have readable
+//!   CA, certificate and key files, and a key that is the certificate's
+//!   ([`TlsMaterial::load`]).
 //!
 //! These run on every load from a file or from text ([`Config::load`],
 //! [`Config::parse_for_this_host`]): at start-up, at every reload, and in
@@ -20,7 +23,7 @@
 
 #![forbid(unsafe_code)]
 
-use super::{Config, ConfigError, ExecOptions, parse_yaml, scheduled::located};
+use super::{Config, ConfigError, ExecOptions, TlsMaterial, parse_yaml, scheduled::located};
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 use serde_saphyr::Spanned;
@@ -195,22 +198,32 @@ struct TcpSpots {
     #[serde(default)]
     source_ip_address: Option<Spanned<IgnoredAny>>,
     #[serde(default)]
-    tls_config: Option<TlsSpots>,
-}
-
-#[derive(Deserialize)]
-struct TlsSpots {
-    #[serde(default)]
-    min_version: Option<Spanned<IgnoredAny>>,
+    tls_config: Option<BTreeMap<String, Spanned<IgnoredAny>>>,
 }
 
 /// Runs the checks of the module docs on `config`, parsed from `text`.
 ///
 /// # Errors
 /// The first problem found, at the field: `modules.NAME.exec.command[0]`
-/// or `modules.NAME.tcp.source_ip_address`.
+/// or `modules.NAME.tcp.source_ip_address`, or the `tls_config` field
+/// at fault.
 pub(super) fn check(file: &str, text: &str, config: &Config) -> Result<(), ConfigError> {
     for (name, module) in &config.modules {
+        if let Some(probe) = module.prober().tcp_probe()
+            && probe.shakes_hands()
+            && let Err(refused) = TlsMaterial::load(&probe.tls_config)
+        {
+            let field = refused.field;
+            let at = |spots: ModuleSpots| spots.tcp?.tls_config?.remove(field);
+            return Err(locate(
+                file,
+                text,
+                name,
+                &format!("tcp.tls_config.{field}"),
+                at,
+                refused.message,
+            ));
+        }
         if let Some(problem) = module.prober().exec().and_then(program_problem) {
             let at = |spots: ModuleSpots| spots.exec?.command.into_iter().next();
             return Err(locate(file, text, name, "exec.command[0]", at, problem));
@@ -265,7 +278,7 @@ pub(super) fn min_version_notes(
         .iter()
         .filter_map(|(name, module)| {
             let note = module.prober().tcp_probe()?.min_version_note()?;
-            let at = |spots: ModuleSpots| spots.tcp?.tls_config?.min_version;
+            let at = |spots: ModuleSpots| spots.tcp?.tls_config?.remove("min_version");
             let field = "tcp.tls_config.min_version";
             Some(locate(
                 file,
@@ -390,6 +403,46 @@ mod tests {
     /// belongs to, which `source_ip_address` has no way to name: the
     /// kernel says EINVAL whether the host has the address or not. Said
     /// as such, not as "Invalid argument (os error 22)".
+    #[test]
+    fn a_tls_file_that_cannot_serve_is_a_located_error() {
+        let dir = scratch("host-tls", &[]);
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["client.test".to_owned()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let other_key = rcgen::KeyPair::generate().unwrap();
+        let cert_path = dir.join("cert.pem").display().to_string();
+        let key_path = dir.join("other.key").display().to_string();
+        std::fs::write(&cert_path, cert.pem()).unwrap();
+        std::fs::write(&key_path, other_key.serialize_pem()).unwrap();
+        let module = |tls: &str, files: &str| {
+            format!("modules:\n  tls:\n    prober: tcp\n    tcp:\n{tls}      tls_config:\n{files}")
+        };
+        let missing = format!(
+            "        ca_file: {:?}\n",
+            dir.join("no.pem").display().to_string()
+        );
+        let error = load(&module("      tls: true\n", &missing)).expect_err("no such CA file");
+        error.assert_says(
+            "zk.yml:7:18: field `modules.tls.tcp.tls_config.ca_file`",
+            &["no.pem: cannot read the file: no such file"],
+        );
+        let mismatch =
+            format!("        cert_file: {cert_path:?}\n        key_file: {key_path:?}\n");
+        let error = load(&module("      tls: true\n", &mismatch)).expect_err("not its key");
+        error.assert_says(
+            "zk.yml:8:19: field `modules.tls.tcp.tls_config.key_file`",
+            &["is not the key of the certificate in cert_file"],
+        );
+        // A module that never shakes hands does not use its tls_config,
+        // as in blackbox_exporter: its files are not read.
+        assert!(load(&module("      query_response: [{send: hi}]\n", &missing)).is_ok());
+        // Parsing alone does not read them.
+        assert!(Config::parse("zk.yml", &module("      tls: true\n", &missing)).is_ok());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     #[test]
     fn a_link_local_source_address_is_refused_saying_why() {
         let error = load(

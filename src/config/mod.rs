@@ -51,6 +51,7 @@ mod host;
 mod policy;
 mod scheduled;
 mod tls;
+mod tls_material;
 mod words;
 
 use blackbox::TcpBlock;
@@ -68,8 +69,9 @@ pub(crate) use scheduled::located;
 pub(crate) use scheduled::{
     Group, GroupMember, GroupName, LabelName, MAX_SCHEDULED_TARGETS, TargetBlock,
 };
-pub(crate) use tls::GO_CIPHER_SUITES;
+pub(crate) use tls::{GO_CIPHER_SUITES, go_cipher_name};
 pub use tls::{TlsOptions, TlsVersion};
+pub(crate) use tls_material::TlsMaterial;
 
 use serde::de::{IgnoredAny, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};

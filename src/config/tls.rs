@@ -123,13 +123,6 @@ pub(crate) const GO_CIPHER_SUITES: [(&str, rustls::CipherSuite); 9] = go_named![
 /// Go's name of a negotiated suite (`TLS_AES_128_GCM_SHA256`), as
 /// blackbox_exporter writes it in `probe_tls_cipher_info`; rustls' name
 /// for one Go has no name for here.
-#[cfg_attr(
-    not(test),
-    allow(
-        dead_code,
-        reason = "parcel 2's prober/tls.rs writes it in probe_tls_cipher_info"
-    )
-)]
 pub(crate) fn go_cipher_name(suite: rustls::CipherSuite) -> &'static str {
     GO_CIPHER_SUITES
         .iter()
