@@ -140,7 +140,10 @@ fn alertmanager_routes_each_severity_to_its_receiver() {
             "synack-page",
         ),
         (
-            ["alertname=SynackCertificateExpiringSoon", "severity=warning"],
+            [
+                "alertname=SynackCertificateExpiringSoon",
+                "severity=warning",
+            ],
             "synack-ticket",
         ),
     ] {
