@@ -366,21 +366,21 @@ pub(super) mod tests {
     /// A handshake's facts, with a subject that needs every escape: Go's
     /// `\,` and `\"`, which the exposition escapes again.
     pub(in crate::metrics) fn tls_facts() -> TlsFacts {
-        let mut leaf = CertFacts::default();
-        leaf.fingerprint_sha256 =
-            "4679a17a0c9e6f8e1f0d7b6b2d2a1c3e5f7a9b0c1d2e3f405162738495a6a75f".into();
-        leaf.subject = r#"CN=localhost,OU=Ops,O=Acme\, \"Inc.\",C=US"#.into();
-        leaf.issuer = "CN=Test CA,O=Acme".into();
-        leaf.subjectalternative = "localhost,foo.example".into();
-        leaf.serialnumber = "f1e2".into();
-        leaf.not_after = 1_799_253_559;
-        let mut tls = TlsFacts::default();
-        tls.version = "TLS 1.3";
-        tls.cipher = "TLS_AES_128_GCM_SHA256";
-        tls.leaf = leaf;
-        tls.earliest_expiry = 1_799_253_559;
-        tls.last_chain_expiry = 1_830_789_559;
-        tls
+        TlsFacts {
+            version: "TLS 1.3",
+            cipher: "TLS_AES_128_GCM_SHA256",
+            leaf: CertFacts {
+                fingerprint_sha256:
+                    "4679a17a0c9e6f8e1f0d7b6b2d2a1c3e5f7a9b0c1d2e3f405162738495a6a75f".into(),
+                subject: r#"CN=localhost,OU=Ops,O=Acme\, \"Inc.\",C=US"#.into(),
+                issuer: "CN=Test CA,O=Acme".into(),
+                subjectalternative: "localhost,foo.example".into(),
+                serialnumber: "f1e2".into(),
+                not_after: 1_799_253_559,
+            },
+            earliest_expiry: 1_799_253_559,
+            last_chain_expiry: 1_830_789_559,
+        }
     }
 
     /// An outcome of a session with `failure` and `detail`.
@@ -416,8 +416,10 @@ pub(super) mod tests {
 
     #[test]
     fn a_tls_handshake_writes_blackboxs_series_with_go_values_in_both_formats() {
-        let mut detail = SessionDetail::default();
-        detail.tls = Some(tls_facts());
+        let detail = SessionDetail {
+            tls: Some(tls_facts()),
+            ..SessionDetail::default()
+        };
         let outcome = session_outcome(None, detail);
         let chain = "probe_ssl_last_chain_info{\
             fingerprint_sha256=\"4679a17a0c9e6f8e1f0d7b6b2d2a1c3e5f7a9b0c1d2e3f405162738495a6a75f\",\
@@ -455,8 +457,10 @@ pub(super) mod tests {
     fn without_verification_the_last_chain_expiry_is_gos_zero_time_as_an_integer() {
         let mut tls = tls_facts();
         tls.last_chain_expiry = -62_135_596_800;
-        let mut detail = SessionDetail::default();
-        detail.tls = Some(tls);
+        let detail = SessionDetail {
+            tls: Some(tls),
+            ..SessionDetail::default()
+        };
         let text = render(
             &session_outcome(None, detail),
             &tls_module(),
@@ -486,22 +490,28 @@ pub(super) mod tests {
             "    tcp:\n      query_response:\n        - expect: \"^SSH-2.0-([^ ]+)\"\n          \
              labels: [{name: ver, value: \"${1}\"}]\n",
         );
-        let mut detail = SessionDetail::default();
-        detail.failed_due_to_regex = true;
+        let detail = SessionDetail {
+            failed_due_to_regex: true,
+            ..SessionDetail::default()
+        };
         let failed = session_outcome(Some(Reason::CheckFailed), detail);
         assert_eq!(
             after_reasons(&failed, &module, Format::PrometheusText),
             flags(1, 0)
         );
-        let mut detail = SessionDetail::default();
-        detail.failed_due_to_bytes = true;
+        let detail = SessionDetail {
+            failed_due_to_bytes: true,
+            ..SessionDetail::default()
+        };
         let failed = session_outcome(Some(Reason::CheckFailed), detail);
         assert_eq!(
             after_reasons(&failed, &module, Format::PrometheusText),
             flags(0, 1)
         );
-        let mut detail = SessionDetail::default();
-        detail.expect_labels = vec![("ver".into(), "OpenSSH_9.6 \"p1\"\\".into())];
+        let detail = SessionDetail {
+            expect_labels: vec![("ver".into(), "OpenSSH_9.6 \"p1\"\\".into())],
+            ..SessionDetail::default()
+        };
         let matched = session_outcome(None, detail);
         assert_eq!(
             after_reasons(&matched, &module, Format::OpenMetrics),

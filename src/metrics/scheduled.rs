@@ -613,7 +613,7 @@ mod tests {
 
     #[test]
     fn session_targets_keep_the_tls_series_of_their_last_handshake_through_failures() {
-        use super::super::probe::tests::{session_outcome, tls_facts, tls_module};
+        use crate::metrics::probe::tests::{session_outcome, tls_facts, tls_module};
         let mut state = TargetState::default();
         state.kept = Kept::new(&tls_module());
         let before = "# TYPE probe_failed_due_to_regex gauge\nprobe_failed_due_to_regex{module=\"m\"} 0\n\
@@ -633,8 +633,10 @@ mod tests {
         state.record(refused.clone(), 1, 1, 1.0);
         assert_eq!(session_families(&state, Format::OpenMetrics), before);
 
-        let mut detail = crate::prober::SessionDetail::default();
-        detail.tls = Some(tls_facts());
+        let detail = crate::prober::SessionDetail {
+            tls: Some(tls_facts()),
+            ..Default::default()
+        };
         state.record(session_outcome(None, detail), 1, 1, 2.0);
         let after = |info: &str, suffix: &str| {
             format!(
@@ -678,7 +680,7 @@ mod tests {
 
     #[test]
     fn session_targets_show_the_last_probes_flags_and_the_last_matchs_labels() {
-        use super::super::probe::tests::{session_outcome, tcp_module};
+        use crate::metrics::probe::tests::{session_outcome, tcp_module};
         let module = tcp_module(
             "    tcp:\n      query_response:\n        - expect: \"^SSH-2.0-([^ ]+)\"\n          \
              labels: [{name: ver, value: \"${1}\"}]\n",
@@ -694,8 +696,10 @@ mod tests {
             .map(|name| samples_of(name, "module=\"m\"", state))
             .concat()
         };
-        let mut matched = crate::prober::SessionDetail::default();
-        matched.expect_labels = vec![("ver".into(), "OpenSSH_9.6".into())];
+        let matched = crate::prober::SessionDetail {
+            expect_labels: vec![("ver".into(), "OpenSSH_9.6".into())],
+            ..Default::default()
+        };
         state.record(session_outcome(None, matched), 1, 1, 1.0);
         let info = "probe_expect_info{module=\"m\",ver=\"OpenSSH_9.6\"} 1\n";
         assert_eq!(
@@ -704,8 +708,10 @@ mod tests {
                 "probe_failed_due_to_regex{{module=\"m\"}} 0\nprobe_failed_due_to_bytes{{module=\"m\"}} 0\n{info}"
             )
         );
-        let mut no_match = crate::prober::SessionDetail::default();
-        no_match.failed_due_to_regex = true;
+        let no_match = crate::prober::SessionDetail {
+            failed_due_to_regex: true,
+            ..Default::default()
+        };
         state.record(
             session_outcome(Some(Reason::CheckFailed), no_match),
             1,
@@ -725,7 +731,7 @@ mod tests {
 
     #[test]
     fn the_session_info_labels_are_the_ones_the_config_reserves_for_the_module() {
-        use super::super::probe::tests::{session_outcome, tcp_module, tls_facts};
+        use crate::metrics::probe::tests::{session_outcome, tcp_module, tls_facts};
         let module = tcp_module(
             "    tcp:\n      query_response:\n        - expect: \"^220 ([^ ]+)\"\n          \
              labels: [{name: host, value: \"$1\"}]\n        - starttls: true\n",
@@ -737,9 +743,11 @@ mod tests {
         let mut tls = tls_facts();
         // `label_names` reads values without escaped quotes.
         tls.leaf.subject = "CN=localhost".into();
-        let mut detail = crate::prober::SessionDetail::default();
-        detail.tls = Some(tls);
-        detail.expect_labels = vec![("host".into(), "mail.test".into())];
+        let detail = crate::prober::SessionDetail {
+            tls: Some(tls),
+            expect_labels: vec![("host".into(), "mail.test".into())],
+            ..Default::default()
+        };
         let mut state = TargetState::default();
         state.kept = Kept::new(&module);
         state.record(session_outcome(None, detail), 1, 1, 1.0);
