@@ -136,10 +136,10 @@ fn ip_hash(ip: IpAddr) -> u32 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::config::Config;
-    use crate::prober::{Detail, ExecDetail, Failure};
+    use crate::prober::{CertFacts, Detail, ExecDetail, Failure, SessionDetail, TlsFacts};
     use std::time::Duration;
 
     #[test]
@@ -349,6 +349,199 @@ mod tests {
                 ),
                 "{text}"
             );
+        }
+    }
+
+    /// A module of `prober: tcp` named `name` from its YAML body.
+    pub(in crate::metrics) fn tcp_module(body: &str) -> Module {
+        let yaml = format!("modules:\n  m:\n    prober: tcp\n    timeout: 5s\n{body}");
+        Config::parse("t.yml", &yaml).unwrap().modules["m"].clone()
+    }
+
+    /// A `prober: tcp` module with `tls: true`.
+    pub(in crate::metrics) fn tls_module() -> Module {
+        tcp_module("    tcp:\n      tls: true\n")
+    }
+
+    /// A handshake's facts, with a subject that needs every escape: Go's
+    /// `\,` and `\"`, which the exposition escapes again.
+    pub(in crate::metrics) fn tls_facts() -> TlsFacts {
+        TlsFacts {
+            version: "TLS 1.3",
+            cipher: "TLS_AES_128_GCM_SHA256",
+            leaf: CertFacts {
+                fingerprint_sha256:
+                    "4679a17a0c9e6f8e1f0d7b6b2d2a1c3e5f7a9b0c1d2e3f405162738495a6a75f".into(),
+                subject: r#"CN=localhost,OU=Ops,O=Acme\, \"Inc.\",C=US"#.into(),
+                issuer: "CN=Test CA,O=Acme".into(),
+                subjectalternative: "localhost,foo.example".into(),
+                serialnumber: "f1e2".into(),
+                not_after: 1_799_253_559,
+            },
+            earliest_expiry: 1_799_253_559,
+            last_chain_expiry: 1_830_789_559,
+        }
+    }
+
+    /// An outcome of a session with `failure` and `detail`.
+    pub(in crate::metrics) fn session_outcome(
+        failure: Option<Reason>,
+        detail: SessionDetail,
+    ) -> Outcome {
+        let failure = failure.map(|reason| Failure::new(reason, "x"));
+        Outcome::new(failure, Detail::Session(Box::new(detail)))
+    }
+
+    /// What `render` writes after `probe_failure_reason`, without the HELP
+    /// lines (each family's HELP is checked by the docs test).
+    fn after_reasons(outcome: &Outcome, module: &Module, format: Format) -> String {
+        let text = render(outcome, module, format);
+        let (_, tail) = text
+            .split_once("probe_failure_reason{reason=\"tls\"}")
+            .unwrap_or_else(|| panic!("{text}"));
+        let tail = tail.split_once('\n').unwrap().1;
+        tail.lines()
+            .filter(|line| !line.starts_with("# HELP "))
+            .map(|line| format!("{line}\n"))
+            .collect()
+    }
+
+    /// The regex and bytes gauges, as every prober: tcp module writes them.
+    fn flags(regex: u8, bytes: u8) -> String {
+        format!(
+            "# TYPE probe_failed_due_to_regex gauge\nprobe_failed_due_to_regex {regex}\n\
+             # TYPE probe_failed_due_to_bytes gauge\nprobe_failed_due_to_bytes {bytes}\n"
+        )
+    }
+
+    #[test]
+    fn a_tls_handshake_writes_blackboxs_series_with_go_values_in_both_formats() {
+        let detail = SessionDetail {
+            tls: Some(tls_facts()),
+            ..SessionDetail::default()
+        };
+        let outcome = session_outcome(None, detail);
+        let chain = "probe_ssl_last_chain_info{\
+            fingerprint_sha256=\"4679a17a0c9e6f8e1f0d7b6b2d2a1c3e5f7a9b0c1d2e3f405162738495a6a75f\",\
+            subject=\"CN=localhost,OU=Ops,O=Acme\\\\, \\\\\\\"Inc.\\\\\\\",C=US\",\
+            issuer=\"CN=Test CA,O=Acme\",\
+            subjectalternative=\"localhost,foo.example\",\
+            serialnumber=\"f1e2\"} 1\n";
+        let samples = |info_type: &str, suffix: &str| {
+            format!(
+                "{flags}\
+                 # TYPE probe_ssl_earliest_cert_expiry gauge\n\
+                 probe_ssl_earliest_cert_expiry 1799253559\n\
+                 # TYPE probe_ssl_last_chain_expiry_timestamp_seconds gauge\n\
+                 probe_ssl_last_chain_expiry_timestamp_seconds 1830789559\n\
+                 # TYPE probe_ssl_last_chain{suffix} {info_type}\n\
+                 {chain}\
+                 # TYPE probe_tls_version{suffix} {info_type}\n\
+                 probe_tls_version_info{{version=\"TLS 1.3\"}} 1\n\
+                 # TYPE probe_tls_cipher{suffix} {info_type}\n\
+                 probe_tls_cipher_info{{cipher=\"TLS_AES_128_GCM_SHA256\"}} 1\n",
+                flags = flags(0, 0),
+            )
+        };
+        assert_eq!(
+            after_reasons(&outcome, &tls_module(), Format::OpenMetrics),
+            samples("info", "") + "# EOF\n"
+        );
+        assert_eq!(
+            after_reasons(&outcome, &tls_module(), Format::PrometheusText),
+            samples("gauge", "_info")
+        );
+    }
+
+    #[test]
+    fn without_verification_the_last_chain_expiry_is_gos_zero_time_as_an_integer() {
+        let mut tls = tls_facts();
+        tls.last_chain_expiry = -62_135_596_800;
+        let detail = SessionDetail {
+            tls: Some(tls),
+            ..SessionDetail::default()
+        };
+        let text = render(
+            &session_outcome(None, detail),
+            &tls_module(),
+            Format::PrometheusText,
+        );
+        assert!(
+            text.contains("\nprobe_ssl_last_chain_expiry_timestamp_seconds -62135596800\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn no_tls_series_before_a_successful_handshake() {
+        let failed = session_outcome(Some(Reason::Tls), SessionDetail::default());
+        let refused = Outcome::not_started(Failure::new(Reason::Refused, "x"), Duration::ZERO);
+        for outcome in [failed, refused] {
+            for format in [Format::OpenMetrics, Format::PrometheusText] {
+                let tail = after_reasons(&outcome, &tls_module(), format);
+                assert_eq!(tail, flags(0, 0) + format.end(), "{outcome:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_failed_expect_sets_its_gauge_and_a_match_writes_the_expect_labels() {
+        let module = tcp_module(
+            "    tcp:\n      query_response:\n        - expect: \"^SSH-2.0-([^ ]+)\"\n          \
+             labels: [{name: ver, value: \"${1}\"}]\n",
+        );
+        let detail = SessionDetail {
+            failed_due_to_regex: true,
+            ..SessionDetail::default()
+        };
+        let failed = session_outcome(Some(Reason::CheckFailed), detail);
+        assert_eq!(
+            after_reasons(&failed, &module, Format::PrometheusText),
+            flags(1, 0)
+        );
+        let detail = SessionDetail {
+            failed_due_to_bytes: true,
+            ..SessionDetail::default()
+        };
+        let failed = session_outcome(Some(Reason::CheckFailed), detail);
+        assert_eq!(
+            after_reasons(&failed, &module, Format::PrometheusText),
+            flags(0, 1)
+        );
+        let detail = SessionDetail {
+            expect_labels: vec![("ver".into(), "OpenSSH_9.6 \"p1\"\\".into())],
+            ..SessionDetail::default()
+        };
+        let matched = session_outcome(None, detail);
+        assert_eq!(
+            after_reasons(&matched, &module, Format::OpenMetrics),
+            flags(0, 0)
+                + "# TYPE probe_expect info\n\
+                   probe_expect_info{ver=\"OpenSSH_9.6 \\\"p1\\\"\\\\\"} 1\n\
+                   # EOF\n"
+        );
+        assert!(
+            render(&matched, &module, Format::PrometheusText)
+                .contains("# TYPE probe_expect_info gauge\nprobe_expect_info{ver="),
+        );
+    }
+
+    #[test]
+    fn every_prober_tcp_module_writes_the_regex_and_bytes_gauges_and_only_those() {
+        let plain = tcp_module("");
+        let mut refused = Outcome::not_started(Failure::new(Reason::Refused, "x"), Duration::ZERO);
+        assert_eq!(
+            after_reasons(&refused, &plain, Format::PrometheusText),
+            flags(0, 0)
+        );
+        refused.tcp_mut();
+        assert_eq!(
+            after_reasons(&refused, &plain, Format::PrometheusText),
+            flags(0, 0)
+        );
+        for module in [Module::tcp_halfopen(), Module::tcp_connect(), exec_module()] {
+            let text = render(&refused, &module, Format::OpenMetrics);
+            assert!(!text.contains("probe_failed_due_to"), "{text}");
         }
     }
 }

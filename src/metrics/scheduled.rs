@@ -584,4 +584,186 @@ mod tests {
             "a later probe without one clears it"
         );
     }
+
+    /// What `/metrics` writes of the session families for `state`, in
+    /// `format`, labelled `module="m"`, without the HELP lines.
+    fn session_families(state: &TargetState, format: Format) -> String {
+        let mut text = String::new();
+        let mut writer = Writer::new(&mut text, format);
+        for index in FAMILIES.len()..FAMILY_COUNT {
+            let (family, name, kind, help) = family(index);
+            if [
+                "probe_ssl",
+                "probe_tls",
+                "probe_failed_due_to",
+                "probe_expect",
+            ]
+            .iter()
+            .any(|prefix| name.starts_with(prefix))
+            {
+                writer.family(name, kind, help);
+                write_samples(&mut writer, family, name, "module=\"m\"", state);
+            }
+        }
+        text.lines()
+            .filter(|line| !line.starts_with("# HELP "))
+            .map(|line| format!("{line}\n"))
+            .collect()
+    }
+
+    #[test]
+    fn session_targets_keep_the_tls_series_of_their_last_handshake_through_failures() {
+        use crate::metrics::probe::tests::{session_outcome, tls_facts, tls_module};
+        let mut state = TargetState::default();
+        state.kept = Kept::new(&tls_module());
+        let before = "# TYPE probe_failed_due_to_regex gauge\nprobe_failed_due_to_regex{module=\"m\"} 0\n\
+                      # TYPE probe_failed_due_to_bytes gauge\nprobe_failed_due_to_bytes{module=\"m\"} 0\n\
+                      # TYPE probe_expect info\n\
+                      # TYPE probe_ssl_earliest_cert_expiry gauge\n\
+                      # TYPE probe_ssl_last_chain_expiry_timestamp_seconds gauge\n\
+                      # TYPE probe_ssl_last_chain info\n\
+                      # TYPE probe_tls_version info\n\
+                      # TYPE probe_tls_cipher info\n";
+        assert_eq!(
+            session_families(&state, Format::OpenMetrics),
+            before,
+            "no TLS series before the first handshake"
+        );
+        let refused = Outcome::not_started(Failure::new(Reason::Refused, "x"), Duration::ZERO);
+        state.record(refused.clone(), 1, 1, 1.0);
+        assert_eq!(session_families(&state, Format::OpenMetrics), before);
+
+        let detail = crate::prober::SessionDetail {
+            tls: Some(tls_facts()),
+            ..Default::default()
+        };
+        state.record(session_outcome(None, detail), 1, 1, 2.0);
+        let after = |info: &str, suffix: &str| {
+            format!(
+                "# TYPE probe_failed_due_to_regex gauge\nprobe_failed_due_to_regex{{module=\"m\"}} 0\n\
+                 # TYPE probe_failed_due_to_bytes gauge\nprobe_failed_due_to_bytes{{module=\"m\"}} 0\n\
+                 # TYPE probe_expect{suffix} {info}\n\
+                 # TYPE probe_ssl_earliest_cert_expiry gauge\n\
+                 probe_ssl_earliest_cert_expiry{{module=\"m\"}} 1799253559\n\
+                 # TYPE probe_ssl_last_chain_expiry_timestamp_seconds gauge\n\
+                 probe_ssl_last_chain_expiry_timestamp_seconds{{module=\"m\"}} 1830789559\n\
+                 # TYPE probe_ssl_last_chain{suffix} {info}\n\
+                 probe_ssl_last_chain_info{{module=\"m\",\
+                 fingerprint_sha256=\"4679a17a0c9e6f8e1f0d7b6b2d2a1c3e5f7a9b0c1d2e3f405162738495a6a75f\",\
+                 subject=\"CN=localhost,OU=Ops,O=Acme\\\\, \\\\\\\"Inc.\\\\\\\",C=US\",\
+                 issuer=\"CN=Test CA,O=Acme\",subjectalternative=\"localhost,foo.example\",\
+                 serialnumber=\"f1e2\"}} 1\n\
+                 # TYPE probe_tls_version{suffix} {info}\n\
+                 probe_tls_version_info{{module=\"m\",version=\"TLS 1.3\"}} 1\n\
+                 # TYPE probe_tls_cipher{suffix} {info}\n\
+                 probe_tls_cipher_info{{module=\"m\",cipher=\"TLS_AES_128_GCM_SHA256\"}} 1\n"
+            )
+        };
+        assert_eq!(
+            session_families(&state, Format::OpenMetrics),
+            after("info", "")
+        );
+        assert_eq!(
+            session_families(&state, Format::PrometheusText),
+            after("gauge", "_info")
+        );
+        // A failed handshake, then a probe that never started: the facts
+        // of the last successful one stay, for the expiry alerts.
+        let failed = session_outcome(Some(Reason::Tls), crate::prober::SessionDetail::default());
+        state.record(failed, 1, 1, 3.0);
+        state.record(refused, 1, 1, 4.0);
+        assert_eq!(
+            session_families(&state, Format::OpenMetrics),
+            after("info", "")
+        );
+    }
+
+    #[test]
+    fn session_targets_show_the_last_probes_flags_and_the_last_matchs_labels() {
+        use crate::metrics::probe::tests::{session_outcome, tcp_module};
+        let module = tcp_module(
+            "    tcp:\n      query_response:\n        - expect: \"^SSH-2.0-([^ ]+)\"\n          \
+             labels: [{name: ver, value: \"${1}\"}]\n",
+        );
+        let mut state = TargetState::default();
+        state.kept = Kept::new(&module);
+        let lines = |state: &TargetState| {
+            [
+                "probe_failed_due_to_regex",
+                "probe_failed_due_to_bytes",
+                "probe_expect",
+            ]
+            .map(|name| samples_of(name, "module=\"m\"", state))
+            .concat()
+        };
+        let matched = crate::prober::SessionDetail {
+            expect_labels: vec![("ver".into(), "OpenSSH_9.6".into())],
+            ..Default::default()
+        };
+        state.record(session_outcome(None, matched), 1, 1, 1.0);
+        let info = "probe_expect_info{module=\"m\",ver=\"OpenSSH_9.6\"} 1\n";
+        assert_eq!(
+            lines(&state),
+            format!(
+                "probe_failed_due_to_regex{{module=\"m\"}} 0\nprobe_failed_due_to_bytes{{module=\"m\"}} 0\n{info}"
+            )
+        );
+        let no_match = crate::prober::SessionDetail {
+            failed_due_to_regex: true,
+            ..Default::default()
+        };
+        state.record(
+            session_outcome(Some(Reason::CheckFailed), no_match),
+            1,
+            1,
+            2.0,
+        );
+        assert_eq!(
+            lines(&state),
+            format!(
+                "probe_failed_due_to_regex{{module=\"m\"}} 1\nprobe_failed_due_to_bytes{{module=\"m\"}} 0\n{info}"
+            )
+        );
+        // The target of a half-open module has none of them.
+        state.kept = Kept::new(&crate::config::Module::tcp_halfopen());
+        assert_eq!(lines(&state), "");
+    }
+
+    #[test]
+    fn the_session_info_labels_are_the_ones_the_config_reserves_for_the_module() {
+        use crate::metrics::probe::tests::{session_outcome, tcp_module, tls_facts};
+        let module = tcp_module(
+            "    tcp:\n      query_response:\n        - expect: \"^220 ([^ ]+)\"\n          \
+             labels: [{name: host, value: \"$1\"}]\n        - starttls: true\n",
+        );
+        let crate::config::Prober::Tcp(probe) = module.prober() else {
+            panic!("a prober: tcp module");
+        };
+        let reserved = probe.series_label_names();
+        let mut tls = tls_facts();
+        // `label_names` reads values without escaped quotes.
+        tls.leaf.subject = "CN=localhost".into();
+        let detail = crate::prober::SessionDetail {
+            tls: Some(tls),
+            expect_labels: vec![("host".into(), "mail.test".into())],
+            ..Default::default()
+        };
+        let mut state = TargetState::default();
+        state.kept = Kept::new(&module);
+        state.record(session_outcome(None, detail), 1, 1, 1.0);
+        let text = session_families(&state, Format::OpenMetrics);
+        let mut written: Vec<&str> = text
+            .lines()
+            .filter(|line| !line.starts_with('#'))
+            .flat_map(label_names)
+            .filter(|name| *name != "module")
+            .collect();
+        written.sort_unstable();
+        written.dedup();
+        let mut reserved_sorted = reserved.clone();
+        reserved_sorted.sort_unstable();
+        // Both ways: a name written but not reserved could clash with a
+        // target's own label and spoil the scrape.
+        assert_eq!(written, reserved_sorted, "{text}");
+    }
 }

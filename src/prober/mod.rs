@@ -420,10 +420,6 @@ pub(crate) trait Series {
     fn icmp_error(&mut self, icmp: &IcmpError);
     /// An info series `<name>_info` (OpenMetrics: family `name` of type
     /// info) with `labels` and the value 1; the values are escaped.
-    #[allow(
-        dead_code,
-        reason = "skeleton of issue 20: the session series write it"
-    )]
     fn info(&mut self, name: &'static str, help: &'static str, labels: &[(&str, &str)]);
 }
 
@@ -438,9 +434,7 @@ pub(crate) fn write_series(module: &Module, outcome: &Outcome, slot: Slot, out: 
         }
         Prober::Tcp(probe) => {
             tcp::write_series(&probe.tcp, outcome.tcp(), slot, out);
-            if probe.is_session() {
-                session::write_series(probe, outcome.session(), slot, out);
-            }
+            session::write_series(probe, outcome.session(), slot, out);
         }
         Prober::Exec(_) => exec::write_series(outcome.exec(), slot, out),
     }
@@ -543,7 +537,6 @@ pub(crate) enum TargetFamily {
     /// `probe_icmp_error_info`, named and written by the metrics.
     IcmpError,
     /// An info series: `name` without `_info`, which the exposition adds.
-    #[allow(dead_code, reason = "skeleton of issue 20: the session series use it")]
     Info {
         name: &'static str,
         help: &'static str,
@@ -559,21 +552,25 @@ pub(crate) trait TargetSample {
     fn icmp_error(&mut self, icmp: &IcmpError);
     /// The sample of an info series ([`TargetFamily::Info`]) with
     /// `labels` after the target's, and the value 1.
-    #[allow(
-        dead_code,
-        reason = "skeleton of issue 20: the session series write it"
-    )]
     fn info(&mut self, labels: &[(&str, &str)]);
 }
 
 /// Every prober's series of scheduled targets, in the order `/metrics`
 /// writes them after the shared ones. A new prober adds its own at the
 /// end, so that the order of what exists never changes.
-pub(crate) const TARGET_SERIES: [TargetSeries; 4] = [
+pub(crate) const TARGET_SERIES: [TargetSeries; 12] = [
     tcp::RTT_SERIES,
     tcp::SYN_RETRANSMITS_SERIES,
     exec::EXIT_CODE_SERIES,
     tcp::ICMP_ERROR_SERIES,
+    session::series::REGEX_SERIES,
+    session::series::BYTES_SERIES,
+    session::series::EXPECT_SERIES,
+    session::series::EARLIEST_EXPIRY_SERIES,
+    session::series::LAST_CHAIN_EXPIRY_SERIES,
+    session::series::LAST_CHAIN_SERIES,
+    session::series::TLS_VERSION_SERIES,
+    session::series::TLS_CIPHER_SERIES,
 ];
 
 /// What a scheduled target keeps of its prober's details from probe to

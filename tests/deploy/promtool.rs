@@ -135,6 +135,17 @@ fn alertmanager_routes_each_severity_to_its_receiver() {
             ["alertname=SynackTargetRefusing", "severity=warning"],
             "synack-ticket",
         ),
+        (
+            ["alertname=SynackCertificateInvalid", "severity=critical"],
+            "synack-page",
+        ),
+        (
+            [
+                "alertname=SynackCertificateExpiringSoon",
+                "severity=warning",
+            ],
+            "synack-ticket",
+        ),
     ] {
         let verify = format!("--verify.receivers={receiver}");
         let mut args = vec!["config", "routes", "test", config.as_str(), verify.as_str()];

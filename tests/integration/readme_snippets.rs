@@ -687,7 +687,8 @@ fn every_flag_is_documented_with_its_default() {
 
 /// Every series the exporter writes is in docs/metrics.md, on a table row
 /// that names it and gives its HELP text as the exporter writes it: on
-/// `/probe` for a module with attempts and for an exec module, and on
+/// `/probe` for a module with attempts, an exec module and a `prober: tcp`
+/// one, and on
 /// `/metrics` with scheduled targets of both kinds and a web config.
 #[tokio::test]
 async fn every_series_is_in_the_metrics_reference_with_its_help() {
@@ -704,7 +705,8 @@ async fn every_series_is_in_the_metrics_reference_with_its_help() {
     let (_listener, port) = common::open_port();
     let config = format!(
         "modules:\n  ping: {{prober: tcp_halfopen, tcp: {{attempts: 2, attempt_interval: 10ms}}}}\n  \
-         ok: {{prober: exec, exec: {{command: [\"{}\"]}}}}\n\
+         ok: {{prober: exec, exec: {{command: [\"{}\"]}}}}\n  \
+         blackbox: {{prober: tcp, timeout: 2s, tcp: {{preferred_ip_protocol: ip4}}}}\n\
          targets:\n  - {{module: tcp_halfopen, interval: 1s, targets: [\"127.0.0.1:{port}\"]}}\n  \
          - {{module: ok, interval: 1s, targets: [\"127.0.0.1:{port}\"]}}\n",
         script.display()
@@ -724,6 +726,8 @@ async fn every_series_is_in_the_metrics_reference_with_its_help() {
     let mut texts = vec![
         get(format!("/probe?module=ping&target=127.0.0.1:{port}")).await,
         get("/probe?module=ok".to_owned()).await,
+        // blackbox_exporter's own prober, with its regex and bytes gauges.
+        get(format!("/probe?module=blackbox&target=127.0.0.1:{port}")).await,
     ];
     // The scheduled exec target's exit code shows once it has run.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);

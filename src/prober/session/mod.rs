@@ -4,7 +4,7 @@
 
 #![forbid(unsafe_code)]
 
-mod series;
+pub(super) mod series;
 
 pub(crate) use series::{SessionKept, write_series};
 
