@@ -350,3 +350,218 @@ fn tls_setup(probe: &TcpProbe, context: &Context) -> Result<Arc<TlsSetup>, Failu
     let _ = (probe, context);
     Err(Failure::new(Reason::Local, "TLS is not built yet"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Config, Module};
+    use crate::prober::{Resolver, run};
+    use std::time::Duration;
+    use tokio::io::AsyncReadExt;
+    use tokio::net::TcpListener;
+
+    /// The module `name` of `yaml`, as the config reads it.
+    fn module(yaml: &str, name: &str) -> Module {
+        let config = Config::parse("t.yml", yaml).expect("the test config loads");
+        config.modules[name].clone()
+    }
+
+    /// What a test server saw of one connection.
+    #[derive(Debug)]
+    struct Served {
+        received: Vec<u8>,
+        /// Whether it ended with RST rather than FIN.
+        reset: bool,
+    }
+
+    /// Accepts one connection, writes `greeting`, answers each line that
+    /// starts with a `replies` key with its value, and reads until the
+    /// prober closes; 3 s at most for each. With `hang_up`, closes after
+    /// the greeting instead.
+    async fn serve(
+        listener: TcpListener,
+        greeting: &'static [u8],
+        replies: &'static [(&'static str, &'static [u8])],
+        hang_up: bool,
+    ) -> Served {
+        let (mut socket, _) = tokio::time::timeout(Duration::from_secs(3), listener.accept())
+            .await
+            .expect("the prober connects")
+            .expect("accept");
+        socket.write_all(greeting).await.expect("greeting");
+        if hang_up {
+            return Served {
+                received: Vec::new(),
+                reset: false,
+            };
+        }
+        let mut received = Vec::new();
+        let mut answered = 0;
+        let read_all = async {
+            loop {
+                let mut chunk = [0; 1024];
+                match socket.read(&mut chunk).await {
+                    Ok(0) => return false,
+                    Ok(n) => received.extend_from_slice(&chunk[..n]),
+                    Err(_) => return true,
+                }
+                let text = String::from_utf8_lossy(&received).into_owned();
+                for (line, (trigger, reply)) in text.lines().zip(replies).skip(answered) {
+                    if line.starts_with(trigger) {
+                        answered += 1;
+                        socket.write_all(reply).await.expect("reply");
+                    }
+                }
+            }
+        };
+        let reset = tokio::time::timeout(Duration::from_secs(3), read_all)
+            .await
+            .expect("the prober closes");
+        Served { received, reset }
+    }
+
+    async fn probe_once(module: &Module, port: u16) -> (Outcome, String) {
+        let context = Context::new(Resolver::from_system(&[]));
+        let target = Target::parse(&format!("127.0.0.1:{port}")).unwrap();
+        let budget = Budget::new(Instant::now(), Duration::from_secs(2));
+        let mut steplog = StepLog::enabled();
+        let outcome = run(module, Some(&target), &context, budget, &mut steplog).await;
+        let failure = outcome
+            .failure
+            .as_ref()
+            .map(|failure| failure as &dyn fmt::Display);
+        let log = steplog.into_steps().render(Some(&target), failure, true);
+        (outcome, log)
+    }
+
+    const SSH: &str = r#"
+modules:
+  ssh_banner:
+    prober: tcp
+    timeout: 2s
+    tcp:
+      preferred_ip_protocol: ip4
+      query_response:
+        - expect: "^SSH-2.0-([^ ]+)"
+          labels: [{name: ver, value: "$1"}]
+        - send: "SSH-2.0-blackbox-ssh-check"
+"#;
+
+    #[tokio::test]
+    async fn an_ssh_banner_passes_labels_its_version_and_closes_with_fin() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = tokio::spawn(serve(listener, b"SSH-2.0-OpenSSH_9.6\r\n", &[], false));
+        let (outcome, log) = probe_once(&module(SSH, "ssh_banner"), port).await;
+        assert_eq!(outcome.failure, None, "{log}");
+        let detail = outcome.session().expect("a session's detail");
+        assert_eq!(
+            detail.expect_labels,
+            [("ver".into(), "OpenSSH_9.6".to_owned())]
+        );
+        assert_eq!(detail.tcp.attempts, 1);
+        assert!(detail.tcp.handshake_time.is_some());
+        let served = server.await.unwrap();
+        assert_eq!(served.received, b"SSH-2.0-blackbox-ssh-check\n");
+        assert!(!served.reset, "a passed session ends with FIN: {log}");
+        assert!(log.contains("closed the connection with FIN"), "{log}");
+    }
+
+    #[tokio::test]
+    async fn an_smtp_dialogue_without_tls_passes_step_by_step() {
+        let yaml = r#"
+modules:
+  smtp:
+    prober: tcp
+    timeout: 2s
+    tcp:
+      preferred_ip_protocol: ip4
+      query_response:
+        - expect: "^220 ([^ ]+) ESMTP (.+)$"
+        - send: "EHLO prober\r"
+        - expect: "^250 "
+        - send: "QUIT\r"
+        - expect: "^221"
+"#;
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = tokio::spawn(serve(
+            listener,
+            b"220 mail.test ESMTP Postfix\r\n",
+            &[
+                (
+                    "EHLO prober",
+                    b"250-mail.test\r\n250-PIPELINING\r\n250 OK\r\n",
+                ),
+                ("QUIT", b"221 2.0.0 Bye\r\n"),
+            ],
+            false,
+        ));
+        let (outcome, log) = probe_once(&module(yaml, "smtp"), port).await;
+        assert_eq!(outcome.failure, None, "{log}");
+        for line in [
+            r#"step 1/5 expect "^220 ([^ ]+) ESMTP (.+)$": read "220 mail.test ESMTP Postfix" (match)"#,
+            r#"step 2/5 send "EHLO prober\r\n""#,
+            r#"step 3/5 expect "^250 ": read "250-mail.test" (no match)"#,
+            r#"step 3/5 expect "^250 ": read "250 OK" (match)"#,
+            r#"step 5/5 expect "^221": read "221 2.0.0 Bye" (match)"#,
+        ] {
+            assert!(log.contains(line), "{line} not in\n{log}");
+        }
+        let served = server.await.unwrap();
+        assert_eq!(served.received, b"EHLO prober\r\nQUIT\r\n");
+    }
+
+    #[tokio::test]
+    async fn a_wrong_banner_fails_the_check_with_the_regex_gauge() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = tokio::spawn(serve(listener, b"HTTP/1.1 400 Bad Request\r\n", &[], true));
+        let (outcome, log) = probe_once(&module(SSH, "ssh_banner"), port).await;
+        server.await.unwrap();
+        let failure = outcome.failure.as_ref().expect("a wrong banner fails");
+        assert_eq!(failure.reason, Reason::CheckFailed, "{log}");
+        assert!(failure.detail.starts_with("step 1/2 expect"), "{failure}");
+        let detail = outcome.session().expect("a session's detail");
+        assert!(detail.failed_due_to_regex && !detail.failed_due_to_bytes);
+        assert_eq!(detail.failed_step, Some(1));
+        assert!(detail.expect_labels.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_closed_port_is_refused_with_the_sessions_detail() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .unwrap()
+            .port();
+        let (outcome, log) = probe_once(&module(SSH, "ssh_banner"), port).await;
+        let failure = outcome.failure.as_ref().expect("refused");
+        assert_eq!(failure.reason, Reason::Refused, "{log}");
+        let detail = outcome.session().expect("a session's detail");
+        assert_eq!((detail.tcp.attempts, detail.tcp.attempts_failed), (1, 1));
+        assert!(!detail.failed_due_to_regex);
+    }
+
+    #[tokio::test]
+    async fn a_plain_tcp_module_stays_half_open_and_is_never_accepted() {
+        let yaml = r#"
+modules:
+  tcp_connect:
+    prober: tcp
+    timeout: 2s
+    tcp:
+      preferred_ip_protocol: ip4
+"#;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (outcome, log) = probe_once(&module(yaml, "tcp_connect"), port).await;
+        assert_eq!(outcome.failure, None, "{log}");
+        assert!(outcome.session().is_none(), "no session: {log}");
+        assert!(log.contains("half-open"), "{log}");
+        // Past the delayed ACK (about 200 ms), which would have completed it.
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let accepted = std::iter::from_fn(|| listener.accept().ok()).count();
+        assert_eq!(accepted, 0, "{log}");
+    }
+}
