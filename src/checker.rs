@@ -12,7 +12,7 @@ use crate::config::Module;
 use crate::modules::LoadedModule;
 use crate::prober::{Outcome, Resolver, StepLog};
 use crate::runner::ProbeRunner;
-use crate::settings::{DEFAULT_MAX_EXEC, DEFAULT_MAX_IN_FLIGHT};
+use crate::settings::{DEFAULT_MAX_EXEC, DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_SESSIONS};
 use crate::target::{Target, TargetError};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -78,6 +78,7 @@ pub struct Checker {
 pub struct CheckerBuilder {
     max_in_flight: usize,
     max_exec: usize,
+    max_sessions: usize,
     dns_servers: Vec<SocketAddr>,
 }
 
@@ -86,6 +87,7 @@ impl Default for CheckerBuilder {
         Self {
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             max_exec: DEFAULT_MAX_EXEC,
+            max_sessions: DEFAULT_MAX_SESSIONS,
             dns_servers: Vec::new(),
         }
     }
@@ -110,6 +112,15 @@ impl CheckerBuilder {
         self
     }
 
+    /// Sessions allowed at once, at least 1 ([`DEFAULT_MAX_SESSIONS`]
+    /// unless set, as the exporter's `--probe.max-sessions`): `prober: tcp`
+    /// probes with TLS or `query_response`, within
+    /// [`max_in_flight`](Self::max_in_flight).
+    pub fn max_sessions(mut self, sessions: usize) -> Self {
+        self.max_sessions = sessions.max(1);
+        self
+    }
+
     /// Name servers that replace those of `/etc/resolv.conf`; empty (the
     /// default) for resolv.conf's own.
     pub fn dns_servers(mut self, servers: Vec<SocketAddr>) -> Self {
@@ -126,7 +137,9 @@ impl CheckerBuilder {
     /// before it stop again.
     pub fn build(self) -> std::io::Result<Checker> {
         let resolver = Resolver::from_system(&self.dns_servers);
-        let runner = ProbeRunner::new(self.max_in_flight, resolver)?.with_max_exec(self.max_exec);
+        let runner = ProbeRunner::new(self.max_in_flight, resolver)?
+            .with_max_exec(self.max_exec)
+            .with_max_sessions(self.max_sessions);
         Ok(Checker {
             runner: Arc::new(runner),
         })

@@ -94,6 +94,15 @@ impl ExporterBuilder {
         self
     }
 
+    /// Sessions allowed at once, `prober: tcp` probes with TLS or
+    /// `query_response` (`--probe.max-sessions`,
+    /// [`DEFAULT_MAX_SESSIONS`](crate::settings::DEFAULT_MAX_SESSIONS)),
+    /// within [`max_in_flight`](Self::max_in_flight).
+    pub fn max_sessions(mut self, sessions: usize) -> Self {
+        self.settings.max_sessions = sessions.max(1);
+        self
+    }
+
     /// Which part of the scheduled targets this instance probes
     /// (`--targets.shard`, [`DEFAULT_SHARD`](crate::settings::DEFAULT_SHARD):
     /// all of them).

@@ -452,6 +452,7 @@ mod tests {
             rtt: None,
             syn_retransmits: 0,
             close_delay: None,
+            kept: false,
         });
         steplog.log(|| Step::Succeeded(Duration::from_micros(80)));
         let outcome = Outcome::not_started(Failure::new(Reason::Local, "x"), Duration::ZERO);

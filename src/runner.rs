@@ -51,6 +51,15 @@
 //! probes could use. Queueing for either limit ends as above: past
 //! [`MIN_WIRE_SHARE`] of the timeout, the probe fails as `local`.
 //!
+//! **Sessions** (`prober: tcp` with TLS or `query_response`) run on a
+//! fourth thread, the sessions thread, for the same reason: a TLS
+//! handshake costs a millisecond of CPU or so, and a dialogue reads and
+//! writes for as long as the target takes, none of which may sit between
+//! a half-open SYN-ACK and its RST. They hold a session slot before
+//! their in-flight slot, as exec probes hold an exec slot: at most
+//! `--probe.max-sessions` at once, each holding at most a 64 KiB line
+//! buffer and rustls' buffers (about 100 KiB).
+//!
 //! **No command outlives the exporter.** The runner owns the registry of
 //! the commands' process groups ([`ProcessGroups`]).
 //! [`ProbeRunner::stop_commands`], called when the exporter stops serving,
@@ -61,11 +70,12 @@
 
 #![forbid(unsafe_code)]
 
+use crate::config::Prober;
 use crate::modules::LoadedModule;
 use crate::prober::{
     self, Budget, Failure, HalfOpenCloses, MIN_WIRE_SHARE, Outcome, Reason, Resolver, Step, StepLog,
 };
-use crate::settings::DEFAULT_MAX_EXEC;
+use crate::settings::{DEFAULT_MAX_EXEC, DEFAULT_MAX_SESSIONS};
 use crate::target::Target;
 use crate::task::AbortOnDrop;
 use std::future::Future;
@@ -84,6 +94,8 @@ pub(crate) struct ProbeRunner {
     probe_thread: RuntimeThread,
     /// Runs the `exec` probes, away from the probe thread.
     exec_thread: RuntimeThread,
+    /// Runs the sessions (TLS, `query_response`), away from the probe thread.
+    sessions_thread: RuntimeThread,
     /// Runs the resolver's queries; kept to stop it with the runner.
     _dns_thread: RuntimeThread,
 }
@@ -96,6 +108,9 @@ struct Rules {
     /// Commands allowed to run at once, `--exec.max-concurrent`.
     exec_slots: Arc<Semaphore>,
     max_exec: usize,
+    /// Sessions allowed at once, `--probe.max-sessions`.
+    session_slots: Arc<Semaphore>,
+    max_sessions: usize,
     /// Probes holding a slot now: `synack_exporter_probes_in_flight`.
     in_flight: Arc<AtomicUsize>,
     /// The resolver, how soon each half-open success closed after its
@@ -108,16 +123,19 @@ impl ProbeRunner {
     /// A runner allowing at most `max_in_flight` probes at once, resolving
     /// names with `resolver`, whose queries run on the runner's DNS thread.
     ///
-    /// At most [`DEFAULT_MAX_EXEC`] commands run at once; see
-    /// [`with_max_exec`](Self::with_max_exec).
+    /// At most [`DEFAULT_MAX_EXEC`] commands and [`DEFAULT_MAX_SESSIONS`]
+    /// sessions run at once; see [`with_max_exec`](Self::with_max_exec)
+    /// and [`with_max_sessions`](Self::with_max_sessions).
     ///
     /// # Errors
     /// When the operating system refuses to start the probe thread, the
-    /// exec thread or the DNS thread (or their runtimes), which leaves
+    /// exec thread, the sessions thread or the DNS thread (or their
+    /// runtimes), which leaves
     /// nothing to probe with. The threads started before stop again.
     pub(crate) fn new(max_in_flight: usize, resolver: Resolver) -> std::io::Result<Self> {
         let dns_thread = RuntimeThread::start("synack-dns")?;
         let exec_thread = RuntimeThread::start("synack-exec")?;
+        let sessions_thread = RuntimeThread::start("synack-sessions")?;
         let resolver = resolver.run_on(dns_thread.handle.clone());
         let probe_thread = RuntimeThread::start("synack-probes")?;
         // First on the thread, so before any probe; only in benchmark
@@ -134,11 +152,14 @@ impl ProbeRunner {
                 max_in_flight,
                 exec_slots: Arc::new(Semaphore::new(DEFAULT_MAX_EXEC)),
                 max_exec: DEFAULT_MAX_EXEC,
+                session_slots: Arc::new(Semaphore::new(DEFAULT_MAX_SESSIONS)),
+                max_sessions: DEFAULT_MAX_SESSIONS,
                 in_flight: Arc::default(),
                 context: prober::Context::new(resolver),
             },
             probe_thread,
             exec_thread,
+            sessions_thread,
             _dns_thread: dns_thread,
         })
     }
@@ -149,6 +170,15 @@ impl ProbeRunner {
         let max_exec = max_exec.max(1);
         self.rules.exec_slots = Arc::new(Semaphore::new(max_exec));
         self.rules.max_exec = max_exec;
+        self
+    }
+
+    /// The same runner, allowing at most `max_sessions` (at least 1)
+    /// sessions at once. Only before the first probe.
+    pub(crate) fn with_max_sessions(mut self, max_sessions: usize) -> Self {
+        let max_sessions = max_sessions.max(1);
+        self.rules.session_slots = Arc::new(Semaphore::new(max_sessions));
+        self.rules.max_sessions = max_sessions;
         self
     }
 
@@ -175,8 +205,8 @@ impl ProbeRunner {
         &self.rules.context.closes
     }
 
-    /// Probes `target` with `module`, within `timeout`, on the probe
-    /// thread, or on the exec thread for an `exec` module. Callable from
+    /// Probes `target` with `module`, within `timeout`, on the thread of
+    /// its kind of work ([`thread_for`]). Callable from
     /// any task. `None` for a target only suits an `exec` module whose
     /// command holds no placeholder (see [`prober::run`]).
     ///
@@ -194,10 +224,10 @@ impl ProbeRunner {
         let rules = self.rules.clone();
         let (job_module, target) = (Arc::clone(module), target.cloned());
         let mut job_trace = std::mem::replace(steplog, StepLog::disabled());
-        let thread = if is_exec(module) {
-            &self.exec_thread
-        } else {
-            &self.probe_thread
+        let thread = match thread_for(module) {
+            Thread::Probe => &self.probe_thread,
+            Thread::Exec => &self.exec_thread,
+            Thread::Sessions => &self.sessions_thread,
         };
         let job = thread.handle.spawn(async move {
             let outcome = rules
@@ -234,7 +264,8 @@ impl ProbeRunner {
     /// hop between threads. Only for tasks started with
     /// [`spawn_on_probe_thread`](Self::spawn_on_probe_thread): anywhere else
     /// the half-open close loses its protection from other work. An `exec`
-    /// probe still hops to the exec thread, as [`run`](Self::run) does.
+    /// probe or a session still hops to its thread, as [`run`](Self::run)
+    /// does.
     pub(crate) async fn run_in_place(
         &self,
         module: &Arc<LoadedModule>,
@@ -242,7 +273,7 @@ impl ProbeRunner {
         timeout: Duration,
         steplog: &mut StepLog,
     ) -> Outcome {
-        if is_exec(module) {
+        if thread_for(module) != Thread::Probe {
             // Boxed, so that the scheduler's TCP probes do not carry the
             // larger future of the hop.
             return Box::pin(self.run(module, Some(target), timeout, steplog)).await;
@@ -290,15 +321,21 @@ impl Rules {
     ) -> Outcome {
         let budget = Budget::new(asked, timeout);
         let on_probe_thread = Instant::now();
-        // An exec probe takes its exec slot first; see the module docs.
-        let _exec_slot = if is_exec(module) {
-            let limit = Limit::Exec(self.max_exec);
-            match Self::slot(&self.exec_slots, limit, on_probe_thread, asked, budget).await {
-                Ok(slot) => Some(slot),
-                Err(failure) => return Self::refuse(module, failure, asked, steplog),
+        // An exec probe or a session takes its own slot first; see the
+        // module docs.
+        let own = match thread_for(module) {
+            Thread::Probe => None,
+            Thread::Exec => Some((&self.exec_slots, Limit::Exec(self.max_exec))),
+            Thread::Sessions => Some((&self.session_slots, Limit::Sessions(self.max_sessions))),
+        };
+        let _own_slot = match own {
+            Some((slots, limit)) => {
+                match Self::slot(slots, limit, on_probe_thread, asked, budget).await {
+                    Ok(slot) => Some(slot),
+                    Err(failure) => return Self::refuse(module, failure, asked, steplog),
+                }
             }
-        } else {
-            None
+            None => None,
         };
         let limit = Limit::InFlight(self.max_in_flight);
         let _slot = match Self::slot(&self.slots, limit, on_probe_thread, asked, budget).await {
@@ -361,9 +398,24 @@ impl Drop for ProbeRunner {
     }
 }
 
-/// Whether `module` runs commands, and so belongs on the exec thread.
-fn is_exec(module: &LoadedModule) -> bool {
-    module.module.prober().exec().is_some()
+/// Which of the runner's threads runs a probe: see the module docs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Thread {
+    /// Half-open and connect probes, kept free of anything slow.
+    Probe,
+    /// `exec` probes, which start processes.
+    Exec,
+    /// Sessions: TLS handshakes and `query_response` dialogues.
+    Sessions,
+}
+
+/// The thread that runs the probes of `module`.
+fn thread_for(module: &LoadedModule) -> Thread {
+    match module.module.prober() {
+        Prober::Exec(_) => Thread::Exec,
+        Prober::Tcp(probe) if probe.is_session() => Thread::Sessions,
+        _ => Thread::Probe,
+    }
 }
 
 /// Counts a probe as in flight until dropped, also when the probe is
@@ -427,6 +479,8 @@ enum Limit {
     InFlight(usize),
     /// `--exec.max-concurrent`.
     Exec(usize),
+    /// `--probe.max-sessions`.
+    Sessions(usize),
 }
 
 /// How long a probe waited before it could start, and for what.
@@ -452,6 +506,9 @@ impl Queue {
                 ),
                 Limit::Exec(max_exec) => format!(
                     "all {max_exec} exec slots were busy; raise --exec.max-concurrent or lower the rate of exec probes"
+                ),
+                Limit::Sessions(max_sessions) => format!(
+                    "all {max_sessions} session slots were busy; raise --probe.max-sessions or lower the rate of TLS and query_response probes"
                 ),
             }
         } else {

@@ -24,6 +24,11 @@ pub const DEFAULT_MAX_IN_FLIGHT: usize = 4096;
 /// The default of `--exec.max-concurrent`.
 pub const DEFAULT_MAX_EXEC: usize = 32;
 
+/// The default of `--probe.max-sessions`: `prober: tcp` probes with TLS
+/// or `query_response` at once, each holding about 100 KiB at most (a
+/// 64 KiB line buffer and rustls' buffers), so about 25 MiB at the limit.
+pub const DEFAULT_MAX_SESSIONS: usize = 256;
+
 /// The default of `--targets.shard`: one instance probing every scheduled
 /// target.
 pub const DEFAULT_SHARD: Shard = Shard::ALL;
@@ -105,6 +110,7 @@ pub(crate) struct Settings {
     pub(crate) timeout_offset: Duration,
     pub(crate) max_in_flight: usize,
     pub(crate) max_exec: usize,
+    pub(crate) max_sessions: usize,
     pub(crate) shard: Shard,
     pub(crate) history_limit: usize,
     pub(crate) shutdown_grace: Duration,
@@ -124,6 +130,7 @@ impl Default for Settings {
             timeout_offset: DEFAULT_TIMEOUT_OFFSET,
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             max_exec: DEFAULT_MAX_EXEC,
+            max_sessions: DEFAULT_MAX_SESSIONS,
             shard: DEFAULT_SHARD,
             history_limit: DEFAULT_HISTORY_LIMIT,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,

@@ -202,6 +202,7 @@ impl App {
         let checker = Checker::builder()
             .max_in_flight(probes)
             .max_exec(settings.max_exec)
+            .max_sessions(settings.max_sessions)
             .dns_servers(settings.dns_servers.clone())
             .build()
             .map_err(BuildError::Threads)?;

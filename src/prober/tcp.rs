@@ -68,13 +68,89 @@ pub(super) async fn probe(
     budget: Budget,
     steplog: &mut StepLog,
 ) -> Outcome {
+    let (address, dns_time) = match reach(tcp, target, context, budget, steplog).await {
+        Ok(reached) => reached,
+        Err(outcome) => return outcome,
+    };
     let Tcp {
+        handshake, options, ..
+    } = tcp;
+    let connect = Connect {
+        address,
         handshake,
-        options,
-        policy,
+        source: options.source_ip_address,
+        // Only a half-open close races the delayed ACK.
+        guard: (handshake == Handshake::HalfOpen).then_some(&*context.closes),
+        keep: false,
+    };
+    let (failure, detail) = attempt_all(&connect, options, budget.deadline, steplog).await;
+    let mut outcome = Outcome::new(failure, Detail::Tcp(detail));
+    outcome.dns_time = dns_time;
+    outcome.address = Some(address);
+    outcome
+}
+
+/// Opens a connection for a session: the target resolved and checked as
+/// [`probe`] does it, then one full handshake, and the connected stream
+/// handed back instead of closed, with `SO_LINGER {on, 0}` still set, so
+/// that dropping it sends RST (the session turns lingering off for a
+/// polite close). The outcome is the connect's, a success; an `Err` is
+/// the failed probe's outcome.
+pub(super) async fn open(
+    tcp: Tcp<'_>,
+    target: &Target,
+    context: &Context,
+    budget: Budget,
+    steplog: &mut StepLog,
+) -> Result<(TcpStream, Outcome), Outcome> {
+    let (address, dns_time) = reach(tcp, target, context, budget, steplog).await?;
+    let connect = Connect {
+        address,
+        handshake: Handshake::Full,
+        source: tcp.options.source_ip_address,
+        guard: None,
+        keep: true,
+    };
+    let mut detail = TcpDetail {
+        attempts: 1,
+        ..TcpDetail::default()
+    };
+    let (failure, stream) = match connect.attempt(budget.deadline, steplog).await {
+        Ok(mut syn_ack) => {
+            let stream = syn_ack.stream.take();
+            detail.record(&syn_ack, Handshake::Full);
+            (None, stream)
+        }
+        Err(failed) => {
+            detail.attempts_failed = 1;
+            detail.icmp_error = failed.icmp;
+            (Some(failed.failure), None)
+        }
+    };
+    let mut outcome = Outcome::new(failure, Detail::Tcp(detail));
+    outcome.dns_time = dns_time;
+    outcome.address = Some(address);
+    match stream {
+        Some(stream) => Ok((stream, outcome)),
+        None => Err(outcome),
+    }
+}
+
+/// Checks the target against the policy, resolves it, and checks the
+/// address: the address to connect to and the time DNS took, or the
+/// outcome of a probe that ends here.
+async fn reach(
+    tcp: Tcp<'_>,
+    target: &Target,
+    context: &Context,
+    budget: Budget,
+    steplog: &mut StepLog,
+) -> Result<(SocketAddr, Duration), Outcome> {
+    let Tcp {
+        options, policy, ..
     } = tcp;
     let cleared = match policy.map(|policy| policy.check_target(target)) {
-        Some(Err(refusal)) => return Outcome::denied(&refusal),
+        Some(Err(refusal)) => return Err(Outcome::denied(&refusal)),
         Some(Ok(cleared)) => Some(cleared),
         None => None,
     };
@@ -89,7 +165,7 @@ pub(super) async fn probe(
         Err(failure) => {
             let mut outcome = Outcome::new(Some(failure), Detail::Tcp(TcpDetail::default()));
             outcome.dns_time = dns_time;
-            return outcome;
+            return Err(outcome);
         }
     };
     if let (Some(policy), Some(cleared)) = (policy, cleared)
@@ -97,21 +173,9 @@ pub(super) async fn probe(
     {
         let mut outcome = Outcome::denied(&refusal);
         outcome.dns_time = dns_time;
-        return outcome;
+        return Err(outcome);
     }
-    let address = SocketAddr::new(ip, target.port);
-    let connect = Connect {
-        address,
-        handshake,
-        source: options.source_ip_address,
-        // Only a half-open close races the delayed ACK.
-        guard: (handshake == Handshake::HalfOpen).then_some(&*context.closes),
-    };
-    let (failure, detail) = attempt_all(&connect, options, budget.deadline, steplog).await;
-    let mut outcome = Outcome::new(failure, Detail::Tcp(detail));
-    outcome.dns_time = dns_time;
-    outcome.address = Some(address);
-    outcome
+    Ok((SocketAddr::new(ip, target.port), dns_time))
 }
 
 /// Runs the module's attempts one after another, and returns what they
@@ -382,6 +446,8 @@ pub(crate) enum TcpStep {
         syn_retransmits: u32,
         /// Half-open only: from the SYN-ACK to the close's return.
         close_delay: Option<Duration>,
+        /// Whether the connection was kept for a session, not closed.
+        kept: bool,
     },
     /// The connect failed with this errno.
     ConnectFailed { address: SocketAddr, errno: i32 },
@@ -420,6 +486,7 @@ impl Wording for TcpStep {
                 rtt,
                 syn_retransmits,
                 close_delay,
+                kept,
             } => {
                 write!(
                     f,
@@ -429,6 +496,9 @@ impl Wording for TcpStep {
                 match rtt {
                     Some(rtt) => write!(f, "{:.6}s", rtt.as_secs_f64())?,
                     None => f.write_str("not sampled")?,
+                }
+                if *kept {
+                    return write!(f, ", {syn_retransmits} SYN retransmits); connected");
                 }
                 write!(f, ", {syn_retransmits} SYN retransmits); closed with RST")?;
                 match close_delay {
@@ -622,6 +692,9 @@ struct SynAck {
     /// From the SYN-ACK's arrival, as far as it can be known, to the
     /// return of the close that sent the RST: see [`close_delay`].
     close_delay: Duration,
+    /// The connected socket, for a session ([`Connect::keep`]); `None`
+    /// once closed.
+    stream: Option<TcpStream>,
 }
 
 /// How a connect that did not reach SYN-ACK ended.
@@ -641,6 +714,9 @@ struct Connect<'a> {
     handshake: Handshake,
     source: Option<IpAddr>,
     guard: Option<&'a HalfOpenCloses>,
+    /// Whether the connected socket is handed back (in
+    /// [`SynAck::stream`]) instead of closed: a full handshake only.
+    keep: bool,
 }
 
 /// How an attempt that got no SYN-ACK ended: its failure, and the ICMP
@@ -681,6 +757,7 @@ impl Connect<'_> {
             handshake,
             source,
             guard,
+            keep,
         } = *self;
         // Nothing has been sent yet: whatever fails here is the exporter's own
         // trouble (fds, a source address it does not have), never the target's.
@@ -712,10 +789,21 @@ impl Connect<'_> {
                 match ended {
                     Ok(Ok(woke)) => {
                         let kernel = crate::sys::handshake_info(socket.stream().as_fd()).ok();
-                        Ok(SynAck {
-                            time: woke.saturating_duration_since(connect_started),
-                            kernel,
-                            close_delay: socket.close_after_syn_ack(woke, kernel),
+                        let time = woke.saturating_duration_since(connect_started);
+                        Ok(if keep {
+                            SynAck {
+                                time,
+                                kernel,
+                                close_delay: Duration::ZERO,
+                                stream: Some(socket.keep()),
+                            }
+                        } else {
+                            SynAck {
+                                time,
+                                kernel,
+                                close_delay: socket.close_after_syn_ack(woke, kernel),
+                                stream: None,
+                            }
                         })
                     }
                     Ok(Err(failed)) => {
@@ -743,6 +831,7 @@ impl Connect<'_> {
                     rtt: syn_ack.kernel.and_then(|kernel| kernel.rtt),
                     syn_retransmits: syn_ack.kernel.map_or(0, |kernel| kernel.syn_retransmits),
                     close_delay: (handshake == Handshake::HalfOpen).then_some(syn_ack.close_delay),
+                    kept: syn_ack.stream.is_some(),
                 });
                 return Ok(syn_ack);
             }
@@ -848,6 +937,12 @@ impl<'a> ProbeSocket<'a> {
             guard.observe(delay);
         }
         delay
+    }
+
+    /// Hands the connected socket over instead of closing it, for a
+    /// session; only for a full handshake, whose close nothing counts.
+    fn keep(mut self) -> TcpStream {
+        self.stream.take().expect("open until closed")
     }
 
     /// Closes a socket whose connect failed: no SYN-ACK, nothing to count,
@@ -1046,6 +1141,7 @@ mod tests {
             }),
             // Distinct per attempt, so that the largest can be told apart.
             close_delay: Duration::from_micros(time_ms),
+            stream: None,
         }
     }
 
@@ -1061,6 +1157,7 @@ mod tests {
                 time: Duration::from_millis(4),
                 kernel: None,
                 close_delay: Duration::ZERO,
+                stream: None,
             },
             Handshake::HalfOpen,
         );
@@ -1138,6 +1235,7 @@ mod tests {
             handshake: Handshake::HalfOpen,
             source: Some("192.0.2.77".parse().unwrap()),
             guard: None,
+            keep: false,
         };
         let result = connect
             .attempt(

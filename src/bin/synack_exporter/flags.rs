@@ -13,8 +13,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 use synack_exporter::settings::{
     DEFAULT_HISTORY_LIMIT, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_EXEC, DEFAULT_MAX_IN_FLIGHT,
-    DEFAULT_SCRIPT_TIMEOUT_SECONDS, DEFAULT_SHARD, DEFAULT_SHUTDOWN_GRACE, DEFAULT_TIMEOUT_OFFSET,
-    DEFAULT_WRITE_TIMEOUT, Shard,
+    DEFAULT_MAX_SESSIONS, DEFAULT_SCRIPT_TIMEOUT_SECONDS, DEFAULT_SHARD, DEFAULT_SHUTDOWN_GRACE,
+    DEFAULT_TIMEOUT_OFFSET, DEFAULT_WRITE_TIMEOUT, Shard,
 };
 use synack_exporter::{ExecOptions, Exporter, ExporterBuilder, HealthChecks, PromDuration, Target};
 
@@ -86,6 +86,13 @@ pub(crate) struct Flags {
     #[arg(long = "exec.max-concurrent", value_name = "N",
           default_value_t = DEFAULT_MAX_EXEC, value_parser = count(1..))]
     max_exec: usize,
+
+    /// prober: tcp probes with TLS or query_response allowed at once,
+    /// within --probe.max-in-flight; more wait within their own
+    /// deadline, then fail as "local".
+    #[arg(long = "probe.max-sessions", value_name = "N",
+          default_value_t = DEFAULT_MAX_SESSIONS, value_parser = count(1..))]
+    max_sessions: usize,
 
     /// Probe only the scheduled targets whose stable hash mod n is i, so
     /// that n replicas split one target list without coordination.
@@ -407,6 +414,7 @@ impl Flags {
             .timeout_offset(self.timeout_offset.0)
             .max_in_flight(self.max_in_flight)
             .max_exec(self.max_exec)
+            .max_sessions(self.max_sessions)
             .shard(self.shard)
             .history_limit(self.history_limit)
             .shutdown_grace(self.shutdown_grace.get())
@@ -517,12 +525,13 @@ mod tests {
 
     /// The flags that set the exporter, each with a value other than its
     /// default.
-    const SETTING_FLAGS: [&str; 12] = [
+    const SETTING_FLAGS: [&str; 13] = [
         "--config.file=other.yml",
         "--web.config.file=web.yml",
         "--timeout-offset=1.5",
         "--probe.max-in-flight=7",
         "--exec.max-concurrent=7",
+        "--probe.max-sessions=7",
         "--targets.shard=1/2",
         "--web.shutdown-grace=7s",
         "--web.write-timeout=7s",
