@@ -8,9 +8,12 @@
 //!   other in the module's `env` `PATH` or else the exporter's own.
 //! - A `source_ip_address` must be an address this host can bind: a
 //!   socket of its family is bound to it, port 0, and closed at once.
-//! - A `prober: tcp` module that shakes hands with TLS must have readable
-//!   CA, certificate and key files, and a key that is the certificate's
-//!   ([`TlsMaterial::load`]).
+//! - A `prober: tcp` module that shakes hands with TLS must have usable
+//!   inline PEM (`ca`, `cert`, `key`) and a key that is the certificate's
+//!   ([`TlsMaterial::load`]). A CA, certificate or key *file* that cannot
+//!   serve is not an error but a located note ([`tls_file_notes`]): as
+//!   in blackbox_exporter, which reads them at each probe, the module
+//!   loads and its probes fail as `tls`.
 //!
 //! These run on every load from a file or from text ([`Config::load`],
 //! [`Config::parse_for_this_host`]): at start-up, at every reload, and in
@@ -212,6 +215,7 @@ pub(super) fn check(file: &str, text: &str, config: &Config) -> Result<(), Confi
         if let Some(probe) = module.prober().tcp_probe()
             && probe.shakes_hands()
             && let Err(refused) = TlsMaterial::load(&probe.tls_config)
+            && !is_file_field(refused.field)
         {
             let field = refused.field;
             let at = |spots: ModuleSpots| spots.tcp?.tls_config?.remove(field);
@@ -287,6 +291,52 @@ pub(super) fn min_version_notes(
                 field,
                 at,
                 format!("module {name:?} {note}"),
+            ))
+        })
+        .collect()
+}
+
+/// Whether `field` of `tls_config` names a file (`ca_file`, `cert_file`,
+/// `key_file`) rather than holding PEM itself.
+fn is_file_field(field: &str) -> bool {
+    field.ends_with("_file")
+}
+
+/// The note of each module of `config`, parsed from `text`, that shakes
+/// hands with a `tls_config` file that cannot serve now (missing,
+/// unreadable, no PEM, a key that is not the certificate's), where it is
+/// written. blackbox_exporter reads these files at each probe, so its
+/// config loads and that module's probes fail: so here, the module loads
+/// and its probes fail as `tls`, saying which file and why
+/// (`prober::tls::TlsSetup::new`). PEM written in the config itself
+/// (`ca`, `cert`, `key`) is the config's own text: an error
+/// ([`check`]).
+pub(super) fn tls_file_notes(file: &str, text: &str, config: &Config) -> Vec<ConfigError> {
+    config
+        .modules
+        .iter()
+        .filter_map(|(name, module)| {
+            let probe = module.prober().tcp_probe()?;
+            if !probe.shakes_hands() {
+                return None;
+            }
+            let refused = TlsMaterial::load(&probe.tls_config).err()?;
+            if !is_file_field(refused.field) {
+                return None;
+            }
+            let field = refused.field;
+            let at = |spots: ModuleSpots| spots.tcp?.tls_config?.remove(field);
+            Some(locate(
+                file,
+                text,
+                name,
+                &format!("tcp.tls_config.{field}"),
+                at,
+                format!(
+                    "{}; module {name:?} loads, as in blackbox_exporter, and its probes fail \
+                     with reason tls until the file can be used",
+                    refused.message
+                ),
             ))
         })
         .collect()
@@ -399,12 +449,12 @@ mod tests {
         );
     }
 
-    /// A link-local IPv6 address cannot be bound without the interface it
-    /// belongs to, which `source_ip_address` has no way to name: the
-    /// kernel says EINVAL whether the host has the address or not. Said
-    /// as such, not as "Invalid argument (os error 22)".
+    /// A `tls_config` file that cannot serve does not stop the config, as
+    /// in blackbox_exporter (which reads it at each probe): the module
+    /// loads, and the load notes, located, which file and why. PEM
+    /// written in the config itself is the config's own error.
     #[test]
-    fn a_tls_file_that_cannot_serve_is_a_located_error() {
+    fn a_tls_file_that_cannot_serve_is_a_located_note_and_inline_pem_an_error() {
         let dir = scratch("host-tls", &[]);
         let key = rcgen::KeyPair::generate().unwrap();
         let cert = rcgen::CertificateParams::new(vec!["client.test".to_owned()])
@@ -419,30 +469,51 @@ mod tests {
         let module = |tls: &str, files: &str| {
             format!("modules:\n  tls:\n    prober: tcp\n    tcp:\n{tls}      tls_config:\n{files}")
         };
+        let noted = |yaml: &str| {
+            let config = load(yaml).expect("a TLS file is not a load error");
+            assert!(config.modules.contains_key("tls"), "the module loads");
+            let warnings = config.warnings("zk.yml");
+            assert_eq!(warnings.len(), 1, "{warnings:?}");
+            warnings.into_iter().next().unwrap()
+        };
         let missing = format!(
             "        ca_file: {:?}\n",
             dir.join("no.pem").display().to_string()
         );
-        let error = load(&module("      tls: true\n", &missing)).expect_err("no such CA file");
-        error.assert_says(
+        noted(&module("      tls: true\n", &missing)).assert_says(
             "zk.yml:7:18: field `modules.tls.tcp.tls_config.ca_file`",
-            &["no.pem: cannot read the file: no such file"],
+            &[
+                "no.pem: cannot read the file: no such file",
+                "its probes fail with reason tls",
+            ],
         );
         let mismatch =
             format!("        cert_file: {cert_path:?}\n        key_file: {key_path:?}\n");
-        let error = load(&module("      tls: true\n", &mismatch)).expect_err("not its key");
-        error.assert_says(
+        noted(&module("      tls: true\n", &mismatch)).assert_says(
             "zk.yml:8:19: field `modules.tls.tcp.tls_config.key_file`",
             &["is not the key of the certificate in cert_file"],
         );
+        // Inline PEM is the config's own text: a located error.
+        let inline = "        ca: \"not PEM\"\n";
+        let error = load(&module("      tls: true\n", inline)).expect_err("inline PEM");
+        error.assert_says(
+            "zk.yml:7:13: field `modules.tls.tcp.tls_config.ca`",
+            &["holds no certificate"],
+        );
         // A module that never shakes hands does not use its tls_config,
         // as in blackbox_exporter: its files are not read.
-        assert!(load(&module("      query_response: [{send: hi}]\n", &missing)).is_ok());
+        let unused = load(&module("      query_response: [{send: hi}]\n", &missing)).unwrap();
+        assert!(unused.warnings("zk.yml").is_empty());
         // Parsing alone does not read them.
-        assert!(Config::parse("zk.yml", &module("      tls: true\n", &missing)).is_ok());
+        let parsed = Config::parse("zk.yml", &module("      tls: true\n", &missing)).unwrap();
+        assert!(parsed.warnings("zk.yml").is_empty());
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    /// A link-local IPv6 address cannot be bound without the interface it
+    /// belongs to, which `source_ip_address` has no way to name: the
+    /// kernel says EINVAL whether the host has the address or not. Said
+    /// as such, not as "Invalid argument (os error 22)".
     #[test]
     fn a_link_local_source_address_is_refused_saying_why() {
         let error = load(

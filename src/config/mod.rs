@@ -130,7 +130,8 @@ pub struct Config {
     #[serde(skip)]
     pub unsupported: BTreeMap<String, Unsupported>,
     /// What the load notes, located, about modules it runs (a
-    /// `min_version` below TLS 1.2): reported by [`Config::warnings`].
+    /// `min_version` below TLS 1.2; a `tls_config` file that cannot serve
+    /// now): reported by [`Config::warnings`].
     #[serde(skip)]
     notes: Vec<ConfigError>,
     /// Targets the scheduler probes on its own.
@@ -1059,8 +1060,10 @@ impl Config {
     /// # Errors
     /// A [`ConfigError`] with the line, column and field at fault.
     pub fn parse_for_this_host(file: &str, text: &str) -> Result<Self, ConfigError> {
-        let config = Self::parse(file, text)?;
+        let mut config = Self::parse(file, text)?;
         host::check(file, text, &config)?;
+        let notes = host::tls_file_notes(file, text, &config);
+        config.notes.extend(notes);
         Ok(config)
     }
 
@@ -1089,7 +1092,8 @@ impl Config {
     /// What a load of this config, from `file`, reports without refusing
     /// it, located: each module set aside ([`Config::unsupported`]), then
     /// what it notes about modules it runs (a `tls_config.min_version`
-    /// below TLS 1.2, which is the floor here).
+    /// below TLS 1.2, which is the floor here; a `tls_config` file that
+    /// cannot serve now, whose module's probes fail as `tls`).
     #[must_use]
     pub fn warnings(&self, file: &str) -> Vec<ConfigError> {
         let notes = self.notes.iter().map(|note| ConfigError {

@@ -85,8 +85,8 @@ async fn checks_from_many_tasks_share_the_checkers_threads() {
     let with_checker = threads();
     assert_eq!(
         with_checker,
-        before + 3,
-        "the probe, exec and DNS threads start with the checker"
+        before + 4,
+        "the probe, exec, sessions and DNS threads start with the checker"
     );
     let checks: Vec<_> = (0..200)
         .map(|_| {
