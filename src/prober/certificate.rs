@@ -241,6 +241,26 @@ fn escape(value: &str) -> String {
     out
 }
 
+/// Unix `seconds` as UTC in RFC 3339 (`2027-01-06T16:39:19Z`), for the
+/// step log; the seconds themselves when out of the calendar's range.
+pub(crate) fn utc(seconds: i64) -> String {
+    match x509_parser::time::ASN1Time::from_timestamp(seconds) {
+        Ok(time) => {
+            let at = time.to_datetime();
+            format!(
+                "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+                at.year(),
+                u8::from(at.month()),
+                at.day(),
+                at.hour(),
+                at.minute(),
+                at.second()
+            )
+        }
+        Err(_) => format!("{seconds} (Unix time)"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -671,6 +671,8 @@ pub(crate) struct Context {
     pub(crate) closes: Arc<HalfOpenCloses>,
     /// Holds the process group of every `exec` command running.
     pub(crate) groups: Arc<ProcessGroups>,
+    /// The TLS setup of each `tls_config` that shook hands.
+    pub(crate) tls: Arc<tls::TlsSetups>,
 }
 
 impl Context {
@@ -681,6 +683,7 @@ impl Context {
             resolver: resolver.into(),
             closes: Arc::default(),
             groups: Arc::default(),
+            tls: Arc::default(),
         }
     }
 }

@@ -149,21 +149,22 @@ pub(crate) struct TlsSetup {
     server_name: Option<ServerName<'static>>,
 }
 
-#[allow(
-    dead_code,
-    reason = "issue 20: the session prober (parcel 3) builds a module's setup"
-)]
 impl TlsSetup {
     /// The setup `options` describe, their files read again.
     ///
     /// # Errors
-    /// A file that cannot serve (as at config load), versions rustls
-    /// cannot speak, or no system roots when the module names no CA.
-    pub(crate) fn new(options: &TlsOptions) -> Result<Self, String> {
-        let material = TlsMaterial::load(options).map_err(|refused| refused.to_string())?;
+    /// `tls` for a CA, certificate or key that cannot serve (a missing
+    /// file, no PEM, a key that is not the certificate's: the config
+    /// loads with a note, as blackbox's, and the probes fail saying which
+    /// file and why); `local` for versions rustls cannot speak or no
+    /// system roots when the module names no CA.
+    pub(crate) fn new(options: &TlsOptions) -> Result<Self, Failure> {
+        let material = TlsMaterial::load(options)
+            .map_err(|refused| Failure::new(Reason::Tls, refused.to_string()))?;
+        let local = |why: String| Failure::new(Reason::Local, why);
         let roots = match material.ca {
             Some(certs) => Arc::new(Roots::new(certs)),
-            None => SYSTEM_ROOTS.clone()?,
+            None => SYSTEM_ROOTS.clone().map_err(local)?,
         };
         let min = options.min_version.unwrap_or(TlsVersion::Tls12);
         let max = options.max_version.unwrap_or(TlsVersion::Tls13);
@@ -176,18 +177,18 @@ impl TlsSetup {
         .map(|(_, version)| version)
         .collect();
         if versions.is_empty() {
-            return Err(format!(
+            return Err(local(format!(
                 "tls_config.max_version {} asks for a TLS version older than 1.2, which rustls \
                  does not speak",
                 max.as_str()
-            ));
+            )));
         }
         let server_name = options
             .server_name
             .as_deref()
             .map(|name| {
                 ServerName::try_from(name.to_owned())
-                    .map_err(|_| format!("tls_config.server_name {name:?} is not a host name"))
+                    .map_err(|_| local(format!("tls_config.server_name {name:?} is not a host name")))
             })
             .transpose()?;
         Ok(Self {
@@ -219,6 +220,43 @@ impl TlsSetup {
                 format!("{host:?} cannot be a TLS server name: set tls_config.server_name"),
             )
         })
+    }
+}
+
+/// The most setups [`TlsSetups`] keeps: a config has few TLS modules;
+/// those of configs reloaded away are dropped past it, oldest first.
+const MAX_SETUPS: usize = 64;
+
+/// Each `tls_config`'s setup, built at its first handshake and kept, so
+/// that a probe does not read its files and roots again. Keyed by the
+/// options themselves: a reload that changes them builds a new one. A
+/// setup that cannot be built is not kept: the next probe tries again
+/// (a CA file put in place is used without a reload).
+// TODO(issue 20): rebuild a kept setup when one of its files changes
+// (design §3: stamps, `web/stamp.rs` moved to `config/stamp.rs`), so a
+// rotated client certificate is used as blackbox uses it.
+#[derive(Debug, Default)]
+pub(crate) struct TlsSetups {
+    kept: Mutex<Vec<(TlsOptions, Arc<TlsSetup>)>>,
+}
+
+impl TlsSetups {
+    /// The setup of `options`, built now if none is kept.
+    ///
+    /// # Errors
+    /// Why it cannot be built ([`TlsSetup::new`]).
+    pub(crate) fn get(&self, options: &TlsOptions) -> Result<Arc<TlsSetup>, Failure> {
+        let lock = || self.kept.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((_, setup)) = lock().iter().find(|(kept, _)| kept == options) {
+            return Ok(Arc::clone(setup));
+        }
+        let setup = Arc::new(TlsSetup::new(options)?);
+        let mut kept = lock();
+        if kept.len() >= MAX_SETUPS {
+            kept.remove(0);
+        }
+        kept.push((options.clone(), Arc::clone(&setup)));
+        Ok(setup)
     }
 }
 
@@ -411,10 +449,6 @@ fn failure(error: &std::io::Error) -> Failure {
 /// that did not verify, an alert from the server, the connection ended),
 /// `timeout` when the deadline came first, `local` when no client
 /// config could be built.
-#[allow(
-    dead_code,
-    reason = "skeleton of issue 20: the session prober calls it"
-)]
 pub(super) async fn handshake(
     stream: TcpStream,
     setup: &TlsSetup,
@@ -793,7 +827,8 @@ mod tests {
         // TLS 1.0 and 1.1 are not spoken.
         let options: TlsOptions = serde_saphyr::from_str("{max_version: TLS11}").unwrap();
         let refused = TlsSetup::new(&options).expect_err("rustls has no TLS 1.1");
-        assert!(refused.contains("older than 1.2"), "{refused}");
+        assert_eq!(refused.reason, Reason::Local, "{refused}");
+        assert!(refused.detail.contains("older than 1.2"), "{refused}");
     }
 
     #[tokio::test]

@@ -18,15 +18,14 @@ pub(super) mod series;
 pub(crate) use series::{SessionKept, write_series};
 
 use super::tcp::{self, Handshake};
-use super::tls::{self, TlsSetup};
+use super::tls;
 use super::{Budget, Context, Detail, Failure, Outcome, Reason, StepLog, TcpDetail, TlsFacts};
 use crate::config::{TargetPolicy, TcpProbe};
 use crate::steplog::{Wording, allocated};
-use crate::target::{Host, Target};
+use crate::target::Target;
 use query::Next;
 use rustls::pki_types::ServerName;
 use std::fmt;
-use std::sync::Arc;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
@@ -131,6 +130,16 @@ pub(crate) enum SessionStep {
     Sent { item: Item, sent: Shown },
     /// A `starttls` item: the TLS handshake follows.
     StartTls { item: Item },
+    /// A TLS handshake that succeeded: with whom, what it agreed, the
+    /// server's certificate.
+    Tls {
+        peer: Option<std::net::SocketAddr>,
+        sni: Option<Box<str>>,
+        version: &'static str,
+        cipher: &'static str,
+        leaf: Box<str>,
+        expires: i64,
+    },
     /// The session passed and closed politely.
     Closed { tls: bool },
 }
@@ -164,6 +173,28 @@ impl Wording for SessionStep {
             ),
             Self::Sent { item, sent } => write!(f, "{item} send {sent}"),
             Self::StartTls { item } => write!(f, "{item} starttls"),
+            Self::Tls {
+                peer,
+                sni,
+                version,
+                cipher,
+                leaf,
+                expires,
+            } => {
+                f.write_str("TLS handshake")?;
+                if let Some(peer) = peer {
+                    write!(f, " with {peer}")?;
+                }
+                match sni {
+                    Some(sni) => write!(f, " (SNI {sni})")?,
+                    None => f.write_str(" (no SNI)")?,
+                }
+                write!(
+                    f,
+                    ": {version}, {cipher}, leaf {leaf}, expires {}",
+                    super::certificate::utc(*expires)
+                )
+            }
             Self::Closed { tls: true } => {
                 f.write_str("closed the connection: TLS close_notify, then FIN")
             }
@@ -177,6 +208,9 @@ impl Wording for SessionStep {
             Self::Line { expect, line, .. } => allocated(expect.len()) + shown(line),
             Self::Bytes { want, got, .. } => shown(want) + shown(got),
             Self::Sent { sent, .. } => shown(sent),
+            Self::Tls { sni, leaf, .. } => {
+                sni.as_ref().map_or(0, |sni| allocated(sni.len())) + allocated(leaf.len())
+            }
             Self::Unlogged { .. } | Self::StartTls { .. } | Self::Closed { .. } => 0,
         }
     }
@@ -318,37 +352,25 @@ impl Session<'_> {
         detail: &mut SessionDetail,
         steplog: &mut StepLog,
     ) -> Result<TlsStream<TcpStream>, Failure> {
-        let setup = tls_setup(self.probe, self.context)?;
-        let name = self.server_name()?;
+        let setup = self.context.tls.get(&self.probe.tls_config)?;
+        let name = setup.server_name(&self.target.host.to_string())?;
+        let peer = stream.peer_addr().ok();
+        let sni = match &name {
+            ServerName::DnsName(dns) => Some(dns.as_ref().into()),
+            _ => None,
+        };
         let (stream, facts) = tls::handshake(stream, &setup, name, self.deadline, steplog).await?;
+        steplog.log(|| SessionStep::Tls {
+            peer,
+            sni,
+            version: facts.version,
+            cipher: facts.cipher,
+            leaf: facts.leaf.subject.as_str().into(),
+            expires: facts.leaf.not_after,
+        });
         detail.tls = Some(facts);
         Ok(stream)
     }
-
-    /// The name the handshake sends as SNI and verifies: `server_name`,
-    /// or the target's host as written (an IP literal sends no SNI, and
-    /// is verified against the certificate's IP addresses), as blackbox.
-    fn server_name(&self) -> Result<ServerName<'static>, Failure> {
-        let host = match (&self.probe.tls_config.server_name, &self.target.host) {
-            (Some(name), _) => name.clone(),
-            (None, Host::Name(name)) => name.clone(),
-            (None, Host::Ip(ip)) => return Ok(ServerName::IpAddress((*ip).into())),
-        };
-        ServerName::try_from(host).map_err(|error| {
-            Failure::new(
-                Reason::Local,
-                format!("cannot use the server name for TLS: {error}"),
-            )
-        })
-    }
-}
-
-/// The TLS setup of `probe`'s `tls_config`.
-// TODO(issue 20, parcel 2 merge): the setup cache in `Context` (design §3)
-// replaces this; until then no session shakes hands.
-fn tls_setup(probe: &TcpProbe, context: &Context) -> Result<Arc<TlsSetup>, Failure> {
-    let _ = (probe, context);
-    Err(Failure::new(Reason::Local, "TLS is not built yet"))
 }
 
 #[cfg(test)]
