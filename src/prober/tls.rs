@@ -187,8 +187,11 @@ impl TlsSetup {
             .server_name
             .as_deref()
             .map(|name| {
-                ServerName::try_from(name.to_owned())
-                    .map_err(|_| local(format!("tls_config.server_name {name:?} is not a host name")))
+                ServerName::try_from(name.to_owned()).map_err(|_| {
+                    local(format!(
+                        "tls_config.server_name {name:?} is not a host name"
+                    ))
+                })
             })
             .transpose()?;
         Ok(Self {

@@ -378,8 +378,9 @@ mod tests {
     use super::*;
     use crate::config::{Config, Module};
     use crate::prober::{Resolver, run};
+    use std::sync::Arc;
     use std::time::Duration;
-    use tokio::io::AsyncReadExt;
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt};
     use tokio::net::TcpListener;
 
     /// The module `name` of `yaml`, as the config reads it.
@@ -585,5 +586,186 @@ modules:
         tokio::time::sleep(Duration::from_millis(400)).await;
         let accepted = std::iter::from_fn(|| listener.accept().ok()).count();
         assert_eq!(accepted, 0, "{log}");
+    }
+
+    /// A self-signed certificate for localhost and 127.0.0.1 valid until
+    /// 1 January of `year`: its PEM, and a server config that sends it.
+    fn certified(year: i32) -> (String, Arc<rustls::ServerConfig>) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params =
+            rcgen::CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+                .unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "localhost");
+        params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+        params.not_after = rcgen::date_time_ymd(year, 1, 1);
+        let cert = params.self_signed(&key).unwrap();
+        let der_key = rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).unwrap();
+        let config = rustls::ServerConfig::builder()
+            .with_no_client_auth()
+            .with_single_cert(vec![cert.der().clone()], der_key)
+            .unwrap();
+        (cert.pem(), Arc::new(config))
+    }
+
+    /// A module `name` that trusts `ca_pem` (pinned), with `tcp` lines.
+    fn tls_module(name: &str, ca_pem: &str, tcp: &str) -> Module {
+        let yaml = format!(
+            "modules:\n  {name}:\n    prober: tcp\n    timeout: 2s\n    tcp:\n      \
+             preferred_ip_protocol: ip4\n{tcp}      tls_config:\n        ca: {ca_pem:?}\n"
+        );
+        module(&yaml, name)
+    }
+
+    /// Accepts one connection, shakes hands as a TLS server by `config`,
+    /// and reads until the prober closes; whether the handshake passed.
+    async fn serve_tls(listener: TcpListener, config: Arc<rustls::ServerConfig>) -> bool {
+        let (socket, _) = tokio::time::timeout(Duration::from_secs(3), listener.accept())
+            .await
+            .expect("the prober connects")
+            .expect("accept");
+        let acceptor = tokio_rustls::TlsAcceptor::from(config);
+        let Ok(Ok(mut tls)) =
+            tokio::time::timeout(Duration::from_secs(3), acceptor.accept(socket)).await
+        else {
+            return false;
+        };
+        let mut rest = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(3), tls.read_to_end(&mut rest)).await;
+        true
+    }
+
+    #[tokio::test]
+    async fn a_tls_module_shakes_hands_and_reports_the_certificate() {
+        let (pem, config) = certified(2040);
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = tokio::spawn(serve_tls(listener, config));
+        let module = tls_module("tls_connect", &pem, "      tls: true\n");
+        let (outcome, log) = probe_once(&module, port).await;
+        assert_eq!(outcome.failure, None, "{log}");
+        let tls = outcome
+            .session()
+            .and_then(|detail| detail.tls.clone())
+            .expect("the TLS facts");
+        assert_eq!(tls.leaf.subject, "CN=localhost");
+        assert_eq!(tls.leaf.subjectalternative, "localhost");
+        assert_eq!(tls.earliest_expiry, 2_208_988_800, "2040-01-01");
+        assert_eq!(tls.last_chain_expiry, 2_208_988_800, "pinned: the leaf's");
+        assert_eq!(tls.version, "TLS 1.3");
+        assert!(
+            log.contains(&format!(
+                "TLS handshake with 127.0.0.1:{port} (no SNI): TLS 1.3, {}, leaf CN=localhost, \
+                 expires 2040-01-01T00:00:00Z",
+                tls.cipher
+            )),
+            "{log}"
+        );
+        assert!(log.contains("TLS close_notify, then FIN"), "{log}");
+        assert!(server.await.unwrap(), "the server saw the handshake");
+    }
+
+    #[tokio::test]
+    async fn an_expired_certificate_fails_as_tls_and_a_missing_ca_file_too() {
+        let (pem, config) = certified(2021);
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = tokio::spawn(serve_tls(listener, config));
+        let module = tls_module("tls_connect", &pem, "      tls: true\n");
+        let (outcome, log) = probe_once(&module, port).await;
+        let failure = outcome.failure.as_ref().expect("expired");
+        assert_eq!(failure.reason, Reason::Tls, "{log}");
+        assert!(failure.detail.contains("expired"), "{failure}");
+        assert_eq!(outcome.session().and_then(|d| d.tls.clone()), None);
+        assert!(!server.await.unwrap(), "the server saw no handshake pass");
+
+        // A ca_file that is not there: the config loads (with a note), the
+        // probe fails as tls naming the file, and the server sees no TLS.
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let yaml = "modules:\n  rabbitmq:\n    prober: tcp\n    timeout: 2s\n    tcp:\n      \
+                    preferred_ip_protocol: ip4\n      tls: true\n      tls_config:\n        \
+                    ca_file: /nonexistent/CA_cert.crt\n";
+        let config = Config::parse_for_this_host("t.yml", yaml).expect("a TLS file is a note");
+        let (outcome, log) = probe_once(&config.modules["rabbitmq"], port).await;
+        let failure = outcome.failure.as_ref().expect("no CA");
+        assert_eq!(failure.reason, Reason::Tls, "{log}");
+        assert_eq!(
+            failure.detail,
+            "tls_config.ca_file: /nonexistent/CA_cert.crt: cannot read the file: no such file"
+        );
+        drop(listener);
+    }
+
+    #[tokio::test]
+    async fn an_smtp_dialogue_upgrades_with_starttls() {
+        let (pem, config) = certified(2040);
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = tokio::spawn(async move {
+            let (socket, _) = listener.accept().await.unwrap();
+            let mut plain = tokio::io::BufReader::new(socket);
+            let mut line = String::new();
+            plain
+                .get_mut()
+                .write_all(b"220 mail.test ESMTP\r\n")
+                .await
+                .unwrap();
+            plain.read_line(&mut line).await.unwrap();
+            assert_eq!(line, "EHLO prober\r\n");
+            plain
+                .get_mut()
+                .write_all(b"250-mail.test\r\n250-STARTTLS\r\n250 OK\r\n")
+                .await
+                .unwrap();
+            line.clear();
+            plain.read_line(&mut line).await.unwrap();
+            assert_eq!(line, "STARTTLS\r\n");
+            plain
+                .get_mut()
+                .write_all(b"220 go ahead\r\n")
+                .await
+                .unwrap();
+            let acceptor = tokio_rustls::TlsAcceptor::from(config);
+            let tls = acceptor.accept(plain.into_inner()).await.unwrap();
+            let mut tls = tokio::io::BufReader::new(tls);
+            line.clear();
+            tls.read_line(&mut line).await.unwrap();
+            assert_eq!(line, "EHLO prober\r\n");
+            tls.get_mut()
+                .write_all(b"250-mail.test\r\n250-AUTH PLAIN\r\n250 OK\r\n")
+                .await
+                .unwrap();
+            line.clear();
+            tls.read_line(&mut line).await.unwrap();
+            assert_eq!(line, "QUIT\r\n");
+            tls.get_mut().write_all(b"221 bye\r\n").await.unwrap();
+            let mut rest = Vec::new();
+            let _ = tls.read_to_end(&mut rest).await;
+        });
+        let steps = "      query_response:\n\
+                     \x20       - expect: \"^220 ([^ ]+) ESMTP\"\n\
+                     \x20       - send: \"EHLO prober\\r\"\n\
+                     \x20       - expect: \"^250-STARTTLS\"\n\
+                     \x20       - send: \"STARTTLS\\r\"\n\
+                     \x20       - expect: \"^220\"\n\
+                     \x20       - starttls: true\n\
+                     \x20       - send: \"EHLO prober\\r\"\n\
+                     \x20       - expect: \"^250-AUTH\"\n\
+                     \x20       - send: \"QUIT\\r\"\n\
+                     \x20       - expect: \"^221\"\n";
+        let module = tls_module("smtp_starttls", &pem, steps);
+        let (outcome, log) = probe_once(&module, port).await;
+        assert_eq!(outcome.failure, None, "{log}");
+        let tls = outcome.session().and_then(|d| d.tls.clone());
+        assert_eq!(tls.map(|tls| tls.leaf.subject), Some("CN=localhost".into()));
+        assert!(log.contains("step 6/10 starttls"), "{log}");
+        assert!(log.contains("TLS handshake with 127.0.0.1"), "{log}");
+        assert!(
+            log.contains(r#"step 8/10 expect "^250-AUTH": read "250-AUTH PLAIN" (match)"#),
+            "{log}"
+        );
+        server.await.unwrap();
     }
 }
