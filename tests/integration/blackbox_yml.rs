@@ -478,3 +478,130 @@ async fn a_module_of_another_prober_answers_400_and_plain_tcp_probes_half_open()
         "half-open probes are never accepted"
     );
 }
+
+/// A TLS server on 127.0.0.1 with a self-signed certificate for
+/// localhost and 127.0.0.1 valid until 1 January of `year`: its address
+/// and the certificate's PEM. It serves every connection: handshake,
+/// then reads until the prober closes.
+async fn tls_server(year: i32) -> (std::net::SocketAddr, String) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params =
+        rcgen::CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+            .unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "localhost");
+    params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+    params.not_after = rcgen::date_time_ymd(year, 1, 1);
+    let cert = params.self_signed(&key).unwrap();
+    let der_key = rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).unwrap();
+    let config = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.der().clone()], der_key)
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        // Bounded: the test probes a few times.
+        for _ in 0..20 {
+            let Ok((socket, _)) = listener.accept().await else {
+                return;
+            };
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                use tokio::io::AsyncReadExt as _;
+                let served = async {
+                    if let Ok(mut tls) = acceptor.accept(socket).await {
+                        let mut rest = Vec::new();
+                        let _ = tls.read_to_end(&mut rest).await;
+                    }
+                };
+                let _ = tokio::time::timeout(Duration::from_secs(5), served).await;
+            });
+        }
+    });
+    (address, cert.pem())
+}
+
+/// blackbox's tls_connect, trusting the test's certificate by ca_file,
+/// writes blackbox's certificate series on /probe; its rabbitmq module,
+/// whose ca_file this host lacks, loads and fails each probe as `tls`,
+/// naming the file (as blackbox, which reads it at probe time).
+#[tokio::test]
+async fn a_tls_module_writes_the_certificate_series_and_a_missing_ca_file_fails_as_tls() {
+    let (address, pem) = tls_server(2040).await;
+    let dir = TempDir::new("blackbox-tls");
+    let ca_file = dir.write("ca.pem", &pem);
+    let yaml = format!(
+        "modules:
+  tls_connect:
+    prober: tcp
+    timeout: 5s
+    tcp:
+      preferred_ip_protocol: ip4
+      tls: true
+      tls_config:
+        ca_file: {ca_file:?}
+  rabbitmq:
+    prober: tcp
+    timeout: 5s
+    tcp:
+      preferred_ip_protocol: ip4
+      tls: true
+      tls_config:
+        ca_file: \"/etc/blackbox_exporter/CA_cert.crt\"
+"
+    );
+    let exporter = TestExporter::with_config(&yaml, Exporter::builder()).await;
+    let probed = exporter.probe(address, "tls_connect").await;
+    assert_eq!(probed.status, 200, "{}", probed.body);
+    let body = &probed.body;
+    assert_eq!(sample(body, "probe_success"), Some(1.0), "{body}");
+    assert_eq!(
+        sample(body, "probe_ssl_earliest_cert_expiry"),
+        Some(2_208_988_800.0),
+        "2040-01-01: {body}"
+    );
+    assert_eq!(
+        sample(body, "probe_ssl_last_chain_expiry_timestamp_seconds"),
+        Some(2_208_988_800.0),
+        "{body}"
+    );
+    assert_eq!(
+        sample(body, "probe_tls_version_info{version=\"TLS 1.3\"}"),
+        Some(1.0),
+        "{body}"
+    );
+    assert!(
+        body.lines().any(|line| line
+            .starts_with("probe_ssl_last_chain_info{fingerprint_sha256=\"")
+            && line.contains("subject=\"CN=localhost\",issuer=\"CN=localhost\"")
+            && line.contains("subjectalternative=\"localhost\"")
+            && line.ends_with("} 1")),
+        "{body}"
+    );
+
+    let failed = exporter.probe(address, "rabbitmq").await;
+    assert_eq!(failed.status, 200, "{}", failed.body);
+    let body = &failed.body;
+    assert_eq!(sample(body, "probe_success"), Some(0.0), "{body}");
+    assert_eq!(
+        sample(body, "probe_failure_reason{reason=\"tls\"}"),
+        Some(1.0),
+        "{body}"
+    );
+    assert!(!body.contains("probe_ssl_"), "no TLS series: {body}");
+    let logged = exporter
+        .get(&format!(
+            "/probe?target={address}&module=rabbitmq&debug=true"
+        ))
+        .await;
+    assert!(
+        logged
+            .body
+            .contains("/etc/blackbox_exporter/CA_cert.crt: cannot read the file: no such file"),
+        "{}",
+        logged.body
+    );
+}
