@@ -530,7 +530,7 @@ pub(super) async fn handshake(
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use rcgen::{
         BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose,
@@ -545,7 +545,7 @@ mod tests {
     use tokio_rustls::TlsAcceptor;
 
     /// A CA the test makes.
-    struct Ca {
+    pub(crate) struct Ca {
         issuer: Issuer<'static, KeyPair>,
         pem: String,
         der: CertificateDer<'static>,
@@ -574,17 +574,17 @@ mod tests {
     }
 
     /// A certificate the test makes, with its key.
-    struct Leaf {
-        der: CertificateDer<'static>,
-        key: PrivateKeyDer<'static>,
-        pem: String,
+    pub(crate) struct Leaf {
+        pub(crate) der: CertificateDer<'static>,
+        pub(crate) key: PrivateKeyDer<'static>,
+        pub(crate) pem: String,
         key_pem: String,
         not_after: i64,
     }
 
     /// A leaf for `names`, valid until 1 January of `year`, signed by `ca`
     /// or self-signed; `is_ca` makes it a CA too.
-    fn leaf(ca: Option<&Ca>, names: &[&str], year: i32, is_ca: bool) -> Leaf {
+    pub(crate) fn leaf(ca: Option<&Ca>, names: &[&str], year: i32, is_ca: bool) -> Leaf {
         let key = KeyPair::generate().unwrap();
         let mut params =
             CertificateParams::new(names.iter().map(ToString::to_string).collect::<Vec<_>>())

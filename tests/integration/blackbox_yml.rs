@@ -337,11 +337,11 @@ const EXAMPLE_YML: &str = r##"modules:
             - /path/to/api-key.txt
 "##;
 
-/// `(line, module, prober)` of each module of `yaml` whose prober is not
-/// `tcp`, read from the text itself.
-fn other_probers(yaml: &str) -> Vec<(usize, String, String)> {
+/// Each line of `yaml` with its number and the module it is in, read
+/// from the text itself.
+fn module_lines(yaml: &str) -> Vec<(usize, String, &str)> {
     let mut module = String::new();
-    let mut found = Vec::new();
+    let mut lines = Vec::new();
     for (index, line) in yaml.lines().enumerate() {
         if let Some(name) = line
             .strip_prefix("  ")
@@ -350,34 +350,33 @@ fn other_probers(yaml: &str) -> Vec<(usize, String, String)> {
         {
             module = name.to_owned();
         }
-        if let Some(prober) = line.strip_prefix("    prober: ")
-            && prober != "tcp"
-        {
-            found.push((index + 1, module.clone(), prober.to_owned()));
-        }
+        lines.push((index + 1, module.clone(), line));
     }
-    found
+    lines
+}
+
+/// `(line, module, prober)` of each module of `yaml` whose prober is not
+/// `tcp`.
+fn other_probers(yaml: &str) -> Vec<(usize, String, String)> {
+    module_lines(yaml)
+        .into_iter()
+        .filter_map(|(number, module, line)| {
+            let prober = line.strip_prefix("    prober: ")?;
+            (prober != "tcp").then(|| (number, module, prober.to_owned()))
+        })
+        .collect()
 }
 
 /// `(line, column, module)` of each `ca_file` of `yaml` under
-/// /etc/blackbox_exporter/, which this host does not have, read from the
-/// text itself.
+/// /etc/blackbox_exporter/, which this host does not have.
 fn missing_ca_files(yaml: &str) -> Vec<(usize, usize, String)> {
-    let mut module = String::new();
-    let mut found = Vec::new();
-    for (index, line) in yaml.lines().enumerate() {
-        if let Some(name) = line
-            .strip_prefix("  ")
-            .and_then(|rest| rest.strip_suffix(':'))
-            && !name.starts_with(' ')
-        {
-            module = name.to_owned();
-        }
-        if let Some(at) = line.find("ca_file: \"/etc/blackbox_exporter/") {
-            found.push((index + 1, at + "ca_file: ".len() + 1, module.clone()));
-        }
-    }
-    found
+    module_lines(yaml)
+        .into_iter()
+        .filter_map(|(number, module, line)| {
+            let at = line.find("ca_file: \"/etc/blackbox_exporter/")?;
+            Some((number, at + "ca_file: ".len() + 1, module))
+        })
+        .collect()
 }
 
 /// blackbox's example.yml names a CA file this host lacks (its rabbitmq

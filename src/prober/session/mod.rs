@@ -591,22 +591,12 @@ modules:
     /// A self-signed certificate for localhost and 127.0.0.1 valid until
     /// 1 January of `year`: its PEM, and a server config that sends it.
     fn certified(year: i32) -> (String, Arc<rustls::ServerConfig>) {
-        let key = rcgen::KeyPair::generate().unwrap();
-        let mut params =
-            rcgen::CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
-                .unwrap();
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "localhost");
-        params.not_before = rcgen::date_time_ymd(2020, 1, 1);
-        params.not_after = rcgen::date_time_ymd(year, 1, 1);
-        let cert = params.self_signed(&key).unwrap();
-        let der_key = rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).unwrap();
+        let cert = tls::tests::leaf(None, &["localhost", "127.0.0.1"], year, false);
         let config = rustls::ServerConfig::builder()
             .with_no_client_auth()
-            .with_single_cert(vec![cert.der().clone()], der_key)
+            .with_single_cert(vec![cert.der], cert.key)
             .unwrap();
-        (cert.pem(), Arc::new(config))
+        (cert.pem, Arc::new(config))
     }
 
     /// A module `name` that trusts `ca_pem` (pinned), with `tcp` lines.
