@@ -6,10 +6,12 @@
 //! regular files only, never waited on, at most [`MAX_TLS_FILE_BYTES`]
 //! each. A path is taken as written, relative to the working directory,
 //! as blackbox_exporter takes it. [`TlsMaterial::load`] runs when the
-//! config is loaded (`config/host.rs`), so that a missing file, a file
-//! without PEM, or a key that is not the certificate's is an error at
-//! start-up, at reload and in `--config.check`, where blackbox_exporter
-//! would only fail the probes.
+//! config is loaded (`config/host.rs`): inline PEM that cannot serve is
+//! an error, and a missing file, a file without PEM, or a key that is not
+//! the certificate's is a located note at start-up, at reload and in
+//! `--config.check` (the module loads and its probes fail as `tls`, as
+//! blackbox_exporter's do). It runs again when a module's TLS setup is
+//! built for its first handshake (`prober/tls.rs`).
 
 #![forbid(unsafe_code)]
 
