@@ -106,6 +106,18 @@ impl fmt::Display for Item {
     }
 }
 
+/// A TLS handshake that succeeded: with whom, what it agreed, the
+/// server's certificate.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Handshaken {
+    peer: Option<std::net::SocketAddr>,
+    sni: Option<Box<str>>,
+    version: &'static str,
+    cipher: &'static str,
+    leaf: Box<str>,
+    expires: i64,
+}
+
 /// A session's own steps, worded as HAProxy's `tcp-check` logs name its
 /// rules: the item's number, what it wanted, what came.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -130,16 +142,9 @@ pub(crate) enum SessionStep {
     Sent { item: Item, sent: Shown },
     /// A `starttls` item: the TLS handshake follows.
     StartTls { item: Item },
-    /// A TLS handshake that succeeded: with whom, what it agreed, the
-    /// server's certificate.
-    Tls {
-        peer: Option<std::net::SocketAddr>,
-        sni: Option<Box<str>>,
-        version: &'static str,
-        cipher: &'static str,
-        leaf: Box<str>,
-        expires: i64,
-    },
+    /// A TLS handshake that succeeded (boxed: a step log's every step
+    /// has the size of the largest).
+    Tls(Box<Handshaken>),
     /// The session passed and closed politely.
     Closed { tls: bool },
 }
@@ -173,14 +178,15 @@ impl Wording for SessionStep {
             ),
             Self::Sent { item, sent } => write!(f, "{item} send {sent}"),
             Self::StartTls { item } => write!(f, "{item} starttls"),
-            Self::Tls {
-                peer,
-                sni,
-                version,
-                cipher,
-                leaf,
-                expires,
-            } => {
+            Self::Tls(handshaken) => {
+                let Handshaken {
+                    peer,
+                    sni,
+                    version,
+                    cipher,
+                    leaf,
+                    expires,
+                } = &**handshaken;
                 f.write_str("TLS handshake")?;
                 if let Some(peer) = peer {
                     write!(f, " with {peer}")?;
@@ -208,8 +214,13 @@ impl Wording for SessionStep {
             Self::Line { expect, line, .. } => allocated(expect.len()) + shown(line),
             Self::Bytes { want, got, .. } => shown(want) + shown(got),
             Self::Sent { sent, .. } => shown(sent),
-            Self::Tls { sni, leaf, .. } => {
-                sni.as_ref().map_or(0, |sni| allocated(sni.len())) + allocated(leaf.len())
+            Self::Tls(handshaken) => {
+                allocated(size_of::<Handshaken>())
+                    + handshaken
+                        .sni
+                        .as_ref()
+                        .map_or(0, |sni| allocated(sni.len()))
+                    + allocated(handshaken.leaf.len())
             }
             Self::Unlogged { .. } | Self::StartTls { .. } | Self::Closed { .. } => 0,
         }
@@ -360,13 +371,15 @@ impl Session<'_> {
             _ => None,
         };
         let (stream, facts) = tls::handshake(stream, &setup, name, self.deadline, steplog).await?;
-        steplog.log(|| SessionStep::Tls {
-            peer,
-            sni,
-            version: facts.version,
-            cipher: facts.cipher,
-            leaf: facts.leaf.subject.as_str().into(),
-            expires: facts.leaf.not_after,
+        steplog.log(|| {
+            SessionStep::Tls(Box::new(Handshaken {
+                peer,
+                sni,
+                version: facts.version,
+                cipher: facts.cipher,
+                leaf: facts.leaf.subject.as_str().into(),
+                expires: facts.leaf.not_after,
+            }))
         });
         detail.tls = Some(facts);
         Ok(stream)
