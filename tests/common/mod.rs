@@ -12,6 +12,7 @@ pub mod load;
 pub mod ports;
 pub mod process;
 pub mod tempdir;
+pub mod tls;
 
 pub use exporter_process::ExporterProcess;
 pub use http::{Response, request};

@@ -478,58 +478,13 @@ async fn a_module_of_another_prober_answers_400_and_plain_tcp_probes_half_open()
     );
 }
 
-/// A TLS server on 127.0.0.1 with a self-signed certificate for
-/// localhost and 127.0.0.1 valid until 1 January of `year`: its address
-/// and the certificate's PEM. It serves every connection: handshake,
-/// then reads until the prober closes.
-async fn tls_server(year: i32) -> (std::net::SocketAddr, String) {
-    let key = rcgen::KeyPair::generate().unwrap();
-    let mut params =
-        rcgen::CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
-            .unwrap();
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "localhost");
-    params.not_before = rcgen::date_time_ymd(2020, 1, 1);
-    params.not_after = rcgen::date_time_ymd(year, 1, 1);
-    let cert = params.self_signed(&key).unwrap();
-    let der_key = rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).unwrap();
-    let config = rustls::ServerConfig::builder()
-        .with_no_client_auth()
-        .with_single_cert(vec![cert.der().clone()], der_key)
-        .unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        // Bounded: the test probes a few times.
-        for _ in 0..20 {
-            let Ok((socket, _)) = listener.accept().await else {
-                return;
-            };
-            let acceptor = acceptor.clone();
-            tokio::spawn(async move {
-                use tokio::io::AsyncReadExt as _;
-                let served = async {
-                    if let Ok(mut tls) = acceptor.accept(socket).await {
-                        let mut rest = Vec::new();
-                        let _ = tls.read_to_end(&mut rest).await;
-                    }
-                };
-                let _ = tokio::time::timeout(Duration::from_secs(5), served).await;
-            });
-        }
-    });
-    (address, cert.pem())
-}
-
 /// blackbox's tls_connect, trusting the test's certificate by ca_file,
 /// writes blackbox's certificate series on /probe; its rabbitmq module,
 /// whose ca_file this host lacks, loads and fails each probe as `tls`,
 /// naming the file (as blackbox, which reads it at probe time).
 #[tokio::test]
 async fn a_tls_module_writes_the_certificate_series_and_a_missing_ca_file_fails_as_tls() {
-    let (address, pem) = tls_server(2040).await;
+    let (address, pem) = common::tls::tls_server(2040).await;
     let dir = TempDir::new("blackbox-tls");
     let ca_file = dir.write("ca.pem", &pem);
     let yaml = format!(

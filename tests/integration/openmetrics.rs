@@ -87,19 +87,27 @@ async fn probe_and_metrics_pages_parse_as_openmetrics_and_as_text() {
     };
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let open = listener.local_addr().unwrap();
+    let (tls_server, pem) = common::tls::tls_server(2040).await;
+    let dir = common::TempDir::new("openmetrics");
+    let ca_file = dir.write("ca.pem", &pem);
     // Scheduled targets with a label value that needs every escape.
     let config = format!(
         "modules:\n  tcp_halfopen:\n    prober: tcp_halfopen\n  tcp_connect:\n    prober: tcp_connect\n\
          \x20 ping:\n    prober: tcp_halfopen\n    tcp: {{attempts: 3, attempt_interval: 10ms}}\n\
-         targets:\n  - module: tcp_halfopen\n    interval: 1s\n    targets: [\"{open}\", \"127.0.0.1:1\"]\n\
+         \x20 tls_connect:\n    prober: tcp\n    timeout: 5s\n    tcp:\n      preferred_ip_protocol: ip4\n\
+         \x20     tls: true\n      tls_config: {{ca_file: {ca_file:?}}}\n\
+         targets:\n  - module: tls_connect\n    interval: 1s\n    targets: [\"{tls_server}\"]\n  - module: tcp_halfopen\n    interval: 1s\n    targets: [\"{open}\", \"127.0.0.1:1\"]\n\
          \x20   labels: {{note: \"quote \\\" backslash \\\\ newline \\n end\"}}\n"
     );
     let exporter = TestExporter::with_config(&config, Exporter::builder()).await;
-    wait_for_first_scheduled_probes(&exporter, 2).await;
-    let dir = common::TempDir::new("openmetrics");
+    wait_for_first_scheduled_probes(&exporter, 3).await;
     let pages = [
         ("probe_success", format!("/probe?target={open}")),
         ("probe_ping", format!("/probe?target={open}&module=ping")),
+        (
+            "probe_tls",
+            format!("/probe?target={tls_server}&module=tls_connect"),
+        ),
         (
             "probe_refused",
             "/probe?target=127.0.0.1:1&module=tcp_connect".to_owned(),
@@ -146,6 +154,10 @@ async fn probe_and_metrics_pages_parse_as_openmetrics_and_as_text() {
         "probe_attempts_failed counter",
         "probe_attempts counter",
         "('probe_failure_reason', {'reason': 'refused'}, 1)",
+        // prober: tcp's TLS families, on /probe and for the scheduled target.
+        "probe_tls_version info",
+        "probe_ssl_last_chain info",
+        "probe_ssl_earliest_cert_expiry gauge",
     ] {
         assert!(report.contains(seen), "no {seen:?} in\n{report}");
     }
