@@ -118,6 +118,16 @@ async fn probe_and_metrics_pages_parse_as_openmetrics_and_as_text() {
         ),
         ("metrics", "/metrics".to_owned()),
     ];
+    // A scheduled TLS target keeps its certificate series on /metrics.
+    let metrics = exporter.get("/metrics").await.body;
+    assert!(
+        metrics
+            .lines()
+            .any(|line| line.starts_with("probe_ssl_earliest_cert_expiry{")
+                && line.contains("module=\"tls_connect\"")
+                && line.ends_with(" 2208988800")),
+        "{metrics}"
+    );
     let mut args = Vec::new();
     for (name, path) in &pages {
         for (kind, accept) in [("openmetrics", OPENMETRICS), ("text", "text/plain")] {
