@@ -22,7 +22,7 @@
 
 use crate::prober::Steps;
 use crate::prober::{Failure, Outcome, Reason};
-use crate::steplog::{allocated, floor_char_boundary};
+use crate::steplog::{allocated, cut_text};
 use crate::target::Target;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -239,20 +239,6 @@ fn record_bytes(record: &ProbeRecord) -> usize {
                 .map_or(0, |stderr| allocated(stderr.len()))
     });
     allocated(2 * size_of::<usize>() + size_of::<ProbeRecord>()) + host + failure
-}
-
-/// Cuts `text` to at most `max_bytes`, on a character boundary, ending
-/// it with `…` when cut.
-fn cut_text(text: &mut String, max_bytes: usize) {
-    const MARK: &str = "…";
-    if text.len() <= max_bytes {
-        return;
-    }
-    text.truncate(floor_char_boundary(
-        text,
-        max_bytes.saturating_sub(MARK.len()),
-    ));
-    text.push_str(MARK);
 }
 
 #[cfg(test)]

@@ -257,6 +257,20 @@ pub(crate) fn floor_char_boundary(text: &str, index: usize) -> usize {
     end
 }
 
+/// Cuts `text` to at most `max_bytes`, on a character boundary, ending
+/// it with `…` when cut.
+pub(crate) fn cut_text(text: &mut String, max_bytes: usize) {
+    const MARK: &str = "…";
+    if text.len() <= max_bytes {
+        return;
+    }
+    text.truncate(floor_char_boundary(
+        text,
+        max_bytes.saturating_sub(MARK.len()),
+    ));
+    text.push_str(MARK);
+}
+
 impl<P: Wording> Steps<P> {
     /// What these steps take in memory: the list's slots and what each
     /// step owns, as [`allocated`] counts heap blocks.

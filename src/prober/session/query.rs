@@ -22,7 +22,8 @@
 //!    plaintext read ahead is dropped, as blackbox drops its scanner.
 //!
 //! The `labels` of the item whose `expect` matched are expanded from its
-//! groups into [`SessionDetail::expect_labels`]. A failed item is
+//! groups into [`SessionDetail::expect_labels`], each value cut at
+//! [`MAX_LABEL_VALUE_BYTES`] (a scheduled target keeps them). A failed item is
 //! `check_failed` (the target answered, the dialogue said no), or
 //! `timeout` when the deadline came first; the detail names the item.
 
@@ -31,10 +32,17 @@
 use super::{Item, SessionDetail, SessionStep, Shown};
 use crate::config::QueryStep;
 use crate::prober::{Failure, Reason, StepLog, classify};
+use crate::steplog::cut_text;
 use std::io;
 use std::ops::Range;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
+
+/// The longest `probe_expect_info` label value, in bytes, kept from an
+/// expansion: a matched line may be 64 KiB, and a scheduled target keeps
+/// its labels until the next match. Longer values are cut on a character
+/// boundary and end with `…` (blackbox does not cut them).
+pub(crate) const MAX_LABEL_VALUE_BYTES: usize = 256;
 
 /// The longest line an `expect` reads, `\n` included: Go's
 /// `bufio.MaxScanTokenSize`, where blackbox's scanner gives up. It bounds
@@ -119,10 +127,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Talk<'_, S> {
             for label in &step.labels {
                 let mut value = Vec::new();
                 captures.expand(label.value.as_bytes(), &mut value);
-                detail.expect_labels.push((
-                    label.name.0.as_str().into(),
-                    String::from_utf8_lossy(&value).into_owned(),
-                ));
+                let mut value = String::from_utf8_lossy(&value).into_owned();
+                cut_text(&mut value, MAX_LABEL_VALUE_BYTES);
+                detail
+                    .expect_labels
+                    .push((label.name.0.as_str().into(), value));
             }
         }
         if let Some(want) = &step.expect_bytes {
@@ -616,6 +625,23 @@ mod tests {
                 ("raw".into(), "v=OpenSSH_9.6".to_owned())
             ]
         );
+    }
+
+    #[tokio::test]
+    async fn a_long_label_value_is_cut() {
+        let steps = steps(
+            r#"
+            - expect: "^(.*)$"
+              labels: [{name: all, value: "${1}"}]
+            "#,
+        );
+        let line = format!("{}\n", "é".repeat(1000));
+        let (result, detail, _, _) = dialogue(&steps, &[line.as_bytes()], false, SECOND).await;
+        assert_eq!(result, Ok(Next::Done));
+        let value = &detail.expect_labels[0].1;
+        assert!(value.len() <= MAX_LABEL_VALUE_BYTES, "{}", value.len());
+        assert!(value.len() > MAX_LABEL_VALUE_BYTES - 8, "{}", value.len());
+        assert!(value.ends_with("é…"), "{value}");
     }
 
     #[tokio::test]
