@@ -190,6 +190,12 @@ impl ProbeRunner {
         self.rules.context.groups.stop()
     }
 
+    /// Forgets the TLS setups built so far: each `tls_config`'s files
+    /// are read again at its next handshake. For a config reload.
+    pub(crate) fn forget_tls_setups(&self) {
+        self.rules.context.tls.clear();
+    }
+
     /// The resolver every probe of this runner uses.
     pub(crate) fn resolver(&self) -> &Resolver {
         &self.rules.context.resolver

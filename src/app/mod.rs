@@ -342,6 +342,7 @@ impl App {
         // only one that read the old config before it can bring a gone
         // group back, and then only until the next reload.
         self.groups.forget_groups_not_in(&in_force.config);
+        self.checker.runner().forget_tls_setups();
         self.reload_status.record(true);
     }
 }

@@ -236,6 +236,7 @@ const MAX_SETUPS: usize = 64;
 /// setup that cannot be built is not kept: the next probe tries again
 /// (a CA file put in place is used without a reload).
 // TODO(issue 20): rebuild a kept setup when one of its files changes
+// between reloads (a reload clears them all: `TlsSetups::clear`)
 // (design §3: stamps, `web/stamp.rs` moved to `config/stamp.rs`), so a
 // rotated client certificate is used as blackbox uses it.
 #[derive(Debug, Default)]
@@ -260,6 +261,16 @@ impl TlsSetups {
         }
         kept.push((options.clone(), Arc::clone(&setup)));
         Ok(setup)
+    }
+
+    /// Drops every kept setup: after a config reload, so that the files
+    /// are read again at the next handshake (a reload that keeps a
+    /// module's options may come after its CA file changed).
+    pub(crate) fn clear(&self) {
+        self.kept
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
     }
 }
 
@@ -832,6 +843,27 @@ pub(super) mod tests {
         let refused = TlsSetup::new(&options).expect_err("rustls has no TLS 1.1");
         assert_eq!(refused.reason, Reason::Local, "{refused}");
         assert!(refused.detail.contains("older than 1.2"), "{refused}");
+    }
+
+    /// A setup is built once per `tls_config` and kept until a reload
+    /// clears them; one that cannot be built is not kept.
+    #[test]
+    fn setups_are_kept_per_options_until_cleared() {
+        let setups = TlsSetups::default();
+        let root = ca("Kept Root", 2040);
+        let options: TlsOptions = serde_saphyr::from_str(&trusting(&root.pem)).unwrap();
+        let first = setups.get(&options).unwrap();
+        assert!(Arc::ptr_eq(&first, &setups.get(&options).unwrap()));
+        setups.clear();
+        assert!(!Arc::ptr_eq(&first, &setups.get(&options).unwrap()));
+        let missing: TlsOptions = serde_saphyr::from_str("{ca_file: /nonexistent/ca.pem}").unwrap();
+        let failure = setups.get(&missing).expect_err("no such file");
+        assert_eq!(failure.reason, Reason::Tls, "{failure}");
+        assert_eq!(
+            setups.kept.lock().unwrap().len(),
+            1,
+            "failures are not kept"
+        );
     }
 
     #[tokio::test]
