@@ -21,6 +21,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+pub mod blackbox;
 pub mod configs;
 pub mod dashboard;
 pub mod http;

@@ -1,0 +1,639 @@
+//! Side by side with the real blackbox_exporter (issue 20 item 7): Debian's
+//! `prometheus-blackbox-exporter` (0.23) and ours read the same
+//! `blackbox.yml` and probe the same loopback servers this test starts: TLS
+//! servers with certificates the test makes (valid through a test CA,
+//! expired, wrong name, self-signed), an SSH-like banner server, an
+//! SMTP-like server with STARTTLS, a server with the wrong banner, a closed
+//! port. For every module × target both `/probe` answers are parsed and
+//! compared: `probe_success` and every series blackbox writes (name,
+//! labels, value; durations by presence only), with the series only ours
+//! writes named in [`OURS_ONLY`] and the differences of 0.23 in
+//! [`VERSION_NOTES`]. The comparison table is printed for the closing note.
+
+use super::common::{self, ExporterProcess, TempDir};
+use super::processes::find_binary;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
+
+/// How long blackbox_exporter may take to answer on its port.
+const READY_LIMIT: Duration = Duration::from_secs(20);
+/// How long one `/probe` may take (the modules' timeout is 2 s).
+const PROBE_LIMIT: Duration = Duration::from_secs(15);
+/// How long a test server serves one connection.
+const SERVE_LIMIT: Duration = Duration::from_secs(5);
+
+/// Series only ours writes (prefixes of names): our reasons, kernel
+/// facts, attempts, and the TLS cipher blackbox writes for `http` only.
+const OURS_ONLY: [&str; 6] = [
+    "probe_failure_reason",
+    "probe_tcp_",
+    "probe_attempts",
+    "probe_tls_cipher_info",
+    "probe_failed_due_to_bytes",
+    "probe_healthy",
+];
+
+/// Known differences of Debian's 0.23 from 0.28 (which ours follows):
+/// (series, what differs). Applied in [`compare`].
+const VERSION_NOTES: [(&str, &str); 2] = [
+    (
+        "probe_ssl_last_chain_info",
+        "0.23 has no serialnumber label: compared without it",
+    ),
+    (
+        "probe_failed_due_to_regex",
+        "0.23 writes it (0) before connecting, so also on a refused port; 0.28 and ours only once connected",
+    ),
+];
+
+/// Series whose value is a duration or a time of now: compared by presence.
+fn by_presence(name: &str) -> bool {
+    name == "probe_duration_seconds" || name == "probe_dns_lookup_time_seconds"
+}
+
+#[test]
+fn blackbox_exporter_and_ours_agree_on_the_same_blackbox_yml() {
+    let Some(blackbox) = find_binary("prometheus-blackbox-exporter") else {
+        common::skip_or_fail("prometheus-blackbox-exporter (Debian package)");
+        return;
+    };
+    let dir = TempDir::new("blackbox-side-by-side");
+    let servers = Servers::start(&dir);
+    let config = dir.join("blackbox.yml");
+    std::fs::write(
+        &config,
+        blackbox_yml(&dir.join("ca.pem").display().to_string()),
+    )
+    .expect("write blackbox.yml");
+    let config = config.display().to_string();
+    let theirs = Blackbox::start(&blackbox, &config);
+    let ours = ExporterProcess::start(&["--config.file", &config]);
+
+    let mut failures = Vec::new();
+    let mut table = vec![(
+        "module".to_owned(),
+        "target".to_owned(),
+        "blackbox 0.23".to_owned(),
+        "ours".to_owned(),
+    )];
+    for (module, target) in cases() {
+        let address = servers.address(target);
+        let query = format!("/probe?module={module}&target={address}");
+        let theirs = probe(theirs.address, &query);
+        let ours = probe(ours.address, &query);
+        let (theirs, ours) = match (theirs, ours) {
+            (Ok(theirs), Ok(ours)) => (theirs, ours),
+            (theirs, ours) => {
+                failures.push(format!(
+                    "{module} {target}: blackbox {theirs:?}, ours {ours:?}"
+                ));
+                continue;
+            }
+        };
+        let success = |series: &[Series]| {
+            series
+                .iter()
+                .find(|series| series.name == "probe_success")
+                .map_or("absent".to_owned(), |series| series.value.clone())
+        };
+        table.push((
+            module.to_owned(),
+            target.to_owned(),
+            success(&theirs),
+            success(&ours),
+        ));
+        for difference in compare(&theirs, &ours) {
+            failures.push(format!("{module} {target}: {difference}"));
+        }
+    }
+    for (module, target, theirs, ours) in &table {
+        println!("| {module:<14} | {target:<12} | {theirs:<13} | {ours:<5} |");
+    }
+    println!("version notes (0.23 vs 0.28/ours):");
+    for (series, note) in VERSION_NOTES {
+        println!("  {series}: {note}");
+    }
+    assert!(
+        failures.is_empty(),
+        "{} differences:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+/// The modules × targets probed: each module against the servers it is
+/// for, and against the ones it must fail on.
+fn cases() -> Vec<(&'static str, &'static str)> {
+    let mut cases = Vec::new();
+    for target in ["tls_valid", "ssh", "smtp", "wrong_banner", "closed"] {
+        cases.push(("tcp_connect", target));
+    }
+    for target in ["ssh", "wrong_banner", "closed"] {
+        cases.push(("ssh_banner", target));
+    }
+    cases.push(("smtp_starttls", "smtp"));
+    cases.push(("smtp_starttls", "ssh"));
+    for target in [
+        "tls_valid",
+        "tls_expired",
+        "tls_wrong_name",
+        "tls_self_signed",
+        "ssh",
+        "closed",
+    ] {
+        cases.push(("tls_connect", target));
+        cases.push(("tls_insecure", target));
+    }
+    cases
+}
+
+/// One blackbox.yml in the subset 0.23 reads (design §1: no `ca`, no
+/// `expect_bytes`, no `labels`), every module on IPv4.
+fn blackbox_yml(ca_file: &str) -> String {
+    format!(
+        r#"modules:
+  tcp_connect:
+    prober: tcp
+    timeout: 2s
+    tcp:
+      preferred_ip_protocol: ip4
+  ssh_banner:
+    prober: tcp
+    timeout: 2s
+    tcp:
+      preferred_ip_protocol: ip4
+      query_response:
+        - expect: "^SSH-2.0-"
+        - send: "SSH-2.0-blackbox-ssh-check"
+  smtp_starttls:
+    prober: tcp
+    timeout: 2s
+    tcp:
+      preferred_ip_protocol: ip4
+      tls_config:
+        ca_file: "{ca_file}"
+      query_response:
+        - expect: "^220 ([^ ]+) ESMTP (.+)$"
+        - send: "EHLO prober\r"
+        - expect: "^250-STARTTLS"
+        - send: "STARTTLS\r"
+        - expect: "^220"
+        - starttls: true
+        - send: "EHLO prober\r"
+        - expect: "^250-AUTH"
+        - send: "QUIT\r"
+  tls_connect:
+    prober: tcp
+    timeout: 2s
+    tcp:
+      preferred_ip_protocol: ip4
+      tls: true
+      tls_config:
+        ca_file: "{ca_file}"
+  tls_insecure:
+    prober: tcp
+    timeout: 2s
+    tcp:
+      preferred_ip_protocol: ip4
+      tls: true
+      tls_config:
+        insecure_skip_verify: true
+"#
+    )
+}
+
+// ---------------------------------------------------------------------------
+// Comparing.
+
+/// One sample of the text format.
+#[derive(Debug, Clone, PartialEq)]
+struct Series {
+    name: String,
+    labels: BTreeMap<String, String>,
+    value: String,
+}
+
+/// What differs between blackbox's series and ours, in words.
+fn compare(theirs: &[Series], ours: &[Series]) -> Vec<String> {
+    let mut differences = Vec::new();
+    let normalise = |series: &Series| {
+        let mut series = series.clone();
+        if series.name == "probe_ssl_last_chain_info" {
+            series.labels.remove("serialnumber");
+        }
+        series
+    };
+    let ours: Vec<Series> = ours.iter().map(normalise).collect();
+    for their in theirs {
+        let found = ours
+            .iter()
+            .find(|our| our.name == their.name && our.labels == their.labels);
+        match found {
+            None if their.name == "probe_failed_due_to_regex" => {} // VERSION_NOTES
+            None => differences.push(format!("ours lacks {their:?}")),
+            Some(_) if by_presence(&their.name) => {}
+            Some(our) if same_value(&our.value, &their.value) => {}
+            Some(our) => differences.push(format!(
+                "{} {:?}: blackbox {}, ours {}",
+                their.name, their.labels, their.value, our.value
+            )),
+        }
+    }
+    for our in &ours {
+        let theirs_too = theirs.iter().any(|their| their.name == our.name);
+        let named = OURS_ONLY.iter().any(|prefix| our.name.starts_with(prefix))
+            || our.name == "probe_failed_due_to_regex";
+        if !theirs_too && !named {
+            differences.push(format!("only ours writes {our:?}, not in OURS_ONLY"));
+        }
+    }
+    differences
+}
+
+fn same_value(a: &str, b: &str) -> bool {
+    match (a.parse::<f64>(), b.parse::<f64>()) {
+        (Ok(a), Ok(b)) => a == b || (a.is_nan() && b.is_nan()),
+        _ => a == b,
+    }
+}
+
+/// The samples of a text-format exposition (comments skipped).
+fn parse(text: &str) -> Result<Vec<Series>, String> {
+    let mut all = Vec::new();
+    for line in text.lines() {
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        all.push(parse_line(line).ok_or_else(|| format!("cannot parse {line:?}"))?);
+    }
+    Ok(all)
+}
+
+fn parse_line(line: &str) -> Option<Series> {
+    let name_end = line.find(['{', ' '])?;
+    let name = line[..name_end].to_owned();
+    let mut labels = BTreeMap::new();
+    let mut rest = &line[name_end..];
+    if let Some(inner) = rest.strip_prefix('{') {
+        let mut chars = inner.char_indices();
+        let mut label = String::new();
+        loop {
+            let (index, char) = chars.next()?;
+            match char {
+                '}' => {
+                    rest = &inner[index + 1..];
+                    break;
+                }
+                ',' | ' ' => {}
+                '=' => {
+                    if chars.next()?.1 != '"' {
+                        return None;
+                    }
+                    let mut value = String::new();
+                    loop {
+                        match chars.next()?.1 {
+                            '"' => break,
+                            '\\' => match chars.next()?.1 {
+                                'n' => value.push('\n'),
+                                other => value.push(other),
+                            },
+                            other => value.push(other),
+                        }
+                    }
+                    labels.insert(std::mem::take(&mut label), value);
+                }
+                other => label.push(other),
+            }
+        }
+    }
+    let value = rest.split_whitespace().next()?.to_owned();
+    Some(Series {
+        name,
+        labels,
+        value,
+    })
+}
+
+/// `/probe` with the classic text format asked for, parsed.
+fn probe(address: SocketAddr, query: &str) -> Result<Vec<Series>, String> {
+    let response = common::http::blocking_request(
+        address,
+        "GET",
+        query,
+        &[("Accept", "text/plain;version=0.0.4")],
+        "",
+        PROBE_LIMIT,
+    )?;
+    if response.status != 200 {
+        return Err(format!("HTTP {}: {}", response.status, response.body));
+    }
+    parse(&response.body)
+}
+
+#[test]
+fn the_text_parser_reads_escapes_and_go_floats() {
+    let series = parse_line(r#"probe_x{a="b\"c",d="e\\f\ng"} -6.21355968e+10"#).unwrap();
+    assert_eq!(series.name, "probe_x");
+    assert_eq!(series.labels["a"], "b\"c");
+    assert_eq!(series.labels["d"], "e\\f\ng");
+    assert!(same_value(&series.value, "-62135596800"));
+    assert!(!same_value("1", "0"));
+    assert_eq!(parse_line("probe_success 1").unwrap().value, "1");
+}
+
+// ---------------------------------------------------------------------------
+// Blackbox, as a process.
+
+/// Debian's blackbox_exporter on a free loopback port; killed on drop.
+struct Blackbox {
+    child: Child,
+    address: SocketAddr,
+}
+
+impl Blackbox {
+    fn start(binary: &std::path::Path, config: &str) -> Self {
+        let address = common::closed_port();
+        let child = Command::new(binary)
+            .arg(format!("--config.file={config}"))
+            .arg(format!("--web.listen-address={address}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start prometheus-blackbox-exporter");
+        let blackbox = Self { child, address };
+        let deadline = Instant::now() + READY_LIMIT;
+        loop {
+            let ready = common::http::blocking_get(address, "/-/healthy", Duration::from_secs(2))
+                .is_ok_and(|response| response.status == 200);
+            if ready {
+                return blackbox;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "blackbox_exporter not ready on {address} within {READY_LIMIT:?}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Blackbox {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The loopback servers.
+
+/// The servers on 127.0.0.1, on a runtime of their own (dropped with it).
+struct Servers {
+    runtime: Option<tokio::runtime::Runtime>,
+    addresses: BTreeMap<&'static str, SocketAddr>,
+}
+
+impl Drop for Servers {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_timeout(Duration::from_secs(1));
+        }
+    }
+}
+
+/// The test's certificates: a CA and leaves for localhost and 127.0.0.1.
+struct Certificates {
+    ca_pem: String,
+    valid: Arc<rustls::ServerConfig>,
+    expired: Arc<rustls::ServerConfig>,
+    wrong_name: Arc<rustls::ServerConfig>,
+    self_signed: Arc<rustls::ServerConfig>,
+}
+
+fn server_config(
+    chain: Vec<rustls::pki_types::CertificateDer<'static>>,
+    key: &rcgen::KeyPair,
+) -> Arc<rustls::ServerConfig> {
+    let key = rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).unwrap();
+    Arc::new(
+        rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .unwrap(),
+    )
+}
+
+impl Certificates {
+    fn make() -> Self {
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca.distinguished_name
+            .push(rcgen::DnType::CommonName, "Side by side test CA");
+        ca.not_before = rcgen::date_time_ymd(2020, 1, 1);
+        ca.not_after = rcgen::date_time_ymd(2090, 1, 1);
+        let ca_cert = ca.self_signed(&ca_key).unwrap();
+        let issuer = rcgen::Issuer::new(ca, ca_key);
+        let leaf = |names: &[&str], until: i32, serial: Option<&[u8]>| {
+            let key = rcgen::KeyPair::generate().unwrap();
+            let mut params = rcgen::CertificateParams::new(
+                names
+                    .iter()
+                    .map(|name| (*name).to_owned())
+                    .collect::<Vec<_>>(),
+            )
+            .unwrap();
+            params
+                .distinguished_name
+                .push(rcgen::DnType::CommonName, names[0]);
+            params
+                .distinguished_name
+                .push(rcgen::DnType::OrganizationName, "Acme, Inc.");
+            params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+            params.not_after = rcgen::date_time_ymd(until, 1, 1);
+            if let Some(serial) = serial {
+                params.serial_number = Some(rcgen::SerialNumber::from_slice(serial));
+            }
+            (params, key)
+        };
+        let signed = |(params, key): (rcgen::CertificateParams, rcgen::KeyPair)| {
+            let cert = params.signed_by(&key, &issuer).unwrap();
+            server_config(vec![cert.der().clone(), ca_cert.der().clone()], &key)
+        };
+        let valid = signed(leaf(
+            &["localhost", "127.0.0.1"],
+            2080,
+            Some(&[0x00, 0xf1, 0xe2]),
+        ));
+        let expired = signed(leaf(&["localhost", "127.0.0.1"], 2021, None));
+        let wrong_name = signed(leaf(&["wrong.example"], 2080, None));
+        let (params, key) = leaf(&["localhost", "127.0.0.1"], 2080, None);
+        let own = params.self_signed(&key).unwrap();
+        let self_signed = server_config(vec![own.der().clone()], &key);
+        Self {
+            ca_pem: ca_cert.pem(),
+            valid,
+            expired,
+            wrong_name,
+            self_signed,
+        }
+    }
+}
+
+impl Servers {
+    fn start(dir: &TempDir) -> Self {
+        let certificates = Certificates::make();
+        dir.write("ca.pem", &certificates.ca_pem);
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let mut addresses = BTreeMap::new();
+        runtime.block_on(async {
+            for (name, config) in [
+                ("tls_valid", &certificates.valid),
+                ("tls_expired", &certificates.expired),
+                ("tls_wrong_name", &certificates.wrong_name),
+                ("tls_self_signed", &certificates.self_signed),
+            ] {
+                let acceptor = tokio_rustls::TlsAcceptor::from(Arc::clone(config));
+                addresses.insert(
+                    name,
+                    serve(move |socket| {
+                        let acceptor = acceptor.clone();
+                        async move {
+                            if let Ok(mut tls) = acceptor.accept(socket).await {
+                                let mut rest = Vec::new();
+                                let _ = tls.read_to_end(&mut rest).await;
+                            }
+                        }
+                    })
+                    .await,
+                );
+            }
+            addresses.insert(
+                "ssh",
+                serve(|mut socket| async move {
+                    let _ = socket.write_all(b"SSH-2.0-OpenSSH_9.6\r\n").await;
+                    let mut rest = Vec::new();
+                    let _ = socket.read_to_end(&mut rest).await;
+                })
+                .await,
+            );
+            addresses.insert(
+                "wrong_banner",
+                serve(|mut socket| async move {
+                    let _ = socket.write_all(b"HTTP/1.0 400 Bad Request\r\n").await;
+                })
+                .await,
+            );
+            let acceptor = tokio_rustls::TlsAcceptor::from(Arc::clone(&certificates.valid));
+            addresses.insert(
+                "smtp",
+                serve(move |socket| smtp(socket, acceptor.clone())).await,
+            );
+        });
+        addresses.insert("closed", common::closed_port());
+        Self {
+            runtime: Some(runtime),
+            addresses,
+        }
+    }
+
+    fn address(&self, name: &str) -> SocketAddr {
+        self.addresses[name]
+    }
+}
+
+/// A listener on 127.0.0.1 that runs `on_connection` for each connection
+/// (at most 200, each for at most [`SERVE_LIMIT`]); its address.
+async fn serve<F, Fut>(on_connection: F) -> SocketAddr
+where
+    F: Fn(tokio::net::TcpStream) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        for _ in 0..200 {
+            let Ok((socket, _)) = listener.accept().await else {
+                return;
+            };
+            let served = on_connection(socket);
+            tokio::spawn(async move {
+                let _ = tokio::time::timeout(SERVE_LIMIT, served).await;
+            });
+        }
+    });
+    address
+}
+
+/// An SMTP-like dialogue: banner, EHLO offering STARTTLS, the upgrade,
+/// EHLO offering AUTH over TLS, QUIT.
+async fn smtp(socket: tokio::net::TcpStream, acceptor: tokio_rustls::TlsAcceptor) {
+    let mut plain = BufReader::new(socket);
+    if plain
+        .get_mut()
+        .write_all(b"220 mail.example ESMTP test\r\n")
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let mut line = String::new();
+    for _ in 0..4 {
+        line.clear();
+        if plain.read_line(&mut line).await.unwrap_or(0) == 0 {
+            return;
+        }
+        let answer: &[u8] = if line.starts_with("EHLO") {
+            b"250-mail.example\r\n250-STARTTLS\r\n250 OK\r\n"
+        } else if line.starts_with("STARTTLS") {
+            b"220 Ready to start TLS\r\n"
+        } else {
+            b"500 what\r\n"
+        };
+        if plain.get_mut().write_all(answer).await.is_err() {
+            return;
+        }
+        if line.starts_with("STARTTLS") {
+            break;
+        }
+    }
+    let Ok(tls) = acceptor.accept(plain.into_inner()).await else {
+        return;
+    };
+    let mut tls = BufReader::new(tls);
+    for _ in 0..4 {
+        line.clear();
+        if tls.read_line(&mut line).await.unwrap_or(0) == 0 {
+            return;
+        }
+        let answer: &[u8] = if line.starts_with("EHLO") {
+            b"250-mail.example\r\n250-AUTH PLAIN\r\n250 OK\r\n"
+        } else if line.starts_with("QUIT") {
+            b"221 Bye\r\n"
+        } else {
+            b"500 what\r\n"
+        };
+        if tls.get_mut().write_all(answer).await.is_err() {
+            return;
+        }
+        let _ = tls.get_mut().flush().await;
+        if line.starts_with("QUIT") {
+            let _ = tls.get_mut().shutdown().await;
+            return;
+        }
+    }
+}
