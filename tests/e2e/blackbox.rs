@@ -80,12 +80,26 @@ fn blackbox_exporter_and_ours_agree_on_the_same_blackbox_yml() {
         "target".to_owned(),
         "blackbox 0.23".to_owned(),
         "ours".to_owned(),
+        "series compared".to_owned(),
     )];
-    for (module, target) in cases() {
-        let address = servers.address(target);
-        let query = format!("/probe?module={module}&target={address}");
-        let theirs = probe(theirs.address, &query);
-        let ours = probe(ours.address, &query);
+    // Concurrently (most failing cases wait for the 2 s module timeout),
+    // one thread per case, each bounded by PROBE_LIMIT per request.
+    let cases = cases();
+    let answers: Vec<_> = std::thread::scope(|scope| {
+        let handles: Vec<_> = cases
+            .iter()
+            .map(|(module, target)| {
+                let query = format!("/probe?module={module}&target={}", servers.address(target));
+                let (theirs, ours) = (theirs.address, ours.address);
+                scope.spawn(move || (probe(theirs, &query), probe(ours, &query)))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|handle| handle.join().expect("probe thread"))
+            .collect()
+    });
+    for (&(module, target), (theirs, ours)) in cases.iter().zip(answers) {
         let (theirs, ours) = match (theirs, ours) {
             (Ok(theirs), Ok(ours)) => (theirs, ours),
             (theirs, ours) => {
@@ -106,13 +120,26 @@ fn blackbox_exporter_and_ours_agree_on_the_same_blackbox_yml() {
             target.to_owned(),
             success(&theirs),
             success(&ours),
+            theirs.len().to_string(),
         ));
+        // 0.23 has no serialnumber: ours is checked against the certificate.
+        if target == "tls_valid" && success(&ours) == "1" && module != "tcp_connect" {
+            let serial = ours
+                .iter()
+                .find(|series| series.name == "probe_ssl_last_chain_info")
+                .and_then(|series| series.labels.get("serialnumber"));
+            if serial.map(String::as_str) != Some("f1e2") {
+                failures.push(format!(
+                    "{module} {target}: serialnumber {serial:?}, want f1e2 (DER 00 f1 e2)"
+                ));
+            }
+        }
         for difference in compare(&theirs, &ours) {
             failures.push(format!("{module} {target}: {difference}"));
         }
     }
-    for (module, target, theirs, ours) in &table {
-        println!("| {module:<14} | {target:<12} | {theirs:<13} | {ours:<5} |");
+    for (module, target, theirs, ours, compared) in &table {
+        println!("| {module:<14} | {target:<15} | {theirs:<13} | {ours:<4} | {compared:<15} |");
     }
     println!("version notes (0.23 vs 0.28/ours):");
     for (series, note) in VERSION_NOTES {
@@ -126,30 +153,34 @@ fn blackbox_exporter_and_ours_agree_on_the_same_blackbox_yml() {
     );
 }
 
-/// The modules × targets probed: each module against the servers it is
-/// for, and against the ones it must fail on.
+/// The modules of [`blackbox_yml`] and the servers of [`Servers`]: every
+/// module is probed on every target.
+const MODULES: [&str; 5] = [
+    "tcp_connect",
+    "ssh_banner",
+    "smtp_starttls",
+    "tls_connect",
+    "tls_insecure",
+];
+const TARGETS: [&str; 10] = [
+    "tls_valid",
+    "tls_expired",
+    "tls_wrong_name",
+    "tls_self_signed",
+    "ssh",
+    "smtp",
+    "wrong_banner",
+    "wrong_banner_open",
+    "silent",
+    "closed",
+];
+
+/// Every module × target.
 fn cases() -> Vec<(&'static str, &'static str)> {
-    let mut cases = Vec::new();
-    for target in ["tls_valid", "ssh", "smtp", "wrong_banner", "closed"] {
-        cases.push(("tcp_connect", target));
-    }
-    for target in ["ssh", "wrong_banner", "closed"] {
-        cases.push(("ssh_banner", target));
-    }
-    cases.push(("smtp_starttls", "smtp"));
-    cases.push(("smtp_starttls", "ssh"));
-    for target in [
-        "tls_valid",
-        "tls_expired",
-        "tls_wrong_name",
-        "tls_self_signed",
-        "ssh",
-        "closed",
-    ] {
-        cases.push(("tls_connect", target));
-        cases.push(("tls_insecure", target));
-    }
-    cases
+    MODULES
+        .iter()
+        .flat_map(|module| TARGETS.iter().map(move |target| (*module, *target)))
+        .collect()
 }
 
 /// One blackbox.yml in the subset 0.23 reads (design §1: no `ca`, no
@@ -333,6 +364,30 @@ fn probe(address: SocketAddr, query: &str) -> Result<Vec<Series>, String> {
         return Err(format!("HTTP {}: {}", response.status, response.body));
     }
     parse(&response.body)
+}
+
+#[test]
+fn the_comparison_sees_every_kind_of_difference() {
+    let series = |text: &str| parse(text).unwrap();
+    let theirs = series(
+        "probe_success 1\nprobe_duration_seconds 0.1\nprobe_ssl_last_chain_info{subject=\"CN=a\"} 1\n",
+    );
+    let same = series(
+        "probe_success 1\nprobe_duration_seconds 0.3\nprobe_ssl_last_chain_info{serialnumber=\"f1e2\",subject=\"CN=a\"} 1\nprobe_tcp_rtt_seconds 0.001\n",
+    );
+    assert_eq!(compare(&theirs, &same), Vec::<String>::new());
+    let other_value = series(
+        "probe_success 0\nprobe_duration_seconds 0.3\nprobe_ssl_last_chain_info{subject=\"CN=a\"} 1\n",
+    );
+    assert_eq!(compare(&theirs, &other_value).len(), 1);
+    let other_label = series(
+        "probe_success 1\nprobe_duration_seconds 0.3\nprobe_ssl_last_chain_info{subject=\"CN=b\"} 1\n",
+    );
+    assert_eq!(compare(&theirs, &other_label).len(), 1);
+    let extra = series(
+        "probe_success 1\nprobe_duration_seconds 0.3\nprobe_ssl_last_chain_info{subject=\"CN=a\"} 1\nprobe_new 1\n",
+    );
+    assert_eq!(compare(&theirs, &extra).len(), 1);
 }
 
 #[test]
@@ -531,10 +586,32 @@ impl Servers {
                 })
                 .await,
             );
+            // A wrong banner, then closing: blackbox sees EOF without a
+            // match (probe_failed_due_to_regex 1).
             addresses.insert(
                 "wrong_banner",
                 serve(|mut socket| async move {
                     let _ = socket.write_all(b"HTTP/1.0 400 Bad Request\r\n").await;
+                })
+                .await,
+            );
+            // A wrong banner, then waiting: the probe times out
+            // (probe_failed_due_to_regex stays 0).
+            addresses.insert(
+                "wrong_banner_open",
+                serve(|mut socket| async move {
+                    let _ = socket.write_all(b"HTTP/1.0 400 Bad Request\r\n").await;
+                    let mut rest = Vec::new();
+                    let _ = socket.read_to_end(&mut rest).await;
+                })
+                .await,
+            );
+            // Accepts and says nothing, until the prober closes.
+            addresses.insert(
+                "silent",
+                serve(|mut socket| async move {
+                    let mut rest = Vec::new();
+                    let _ = socket.read_to_end(&mut rest).await;
                 })
                 .await,
             );
