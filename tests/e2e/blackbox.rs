@@ -155,20 +155,22 @@ fn blackbox_exporter_and_ours_agree_on_the_same_blackbox_yml() {
 
 /// The modules of [`blackbox_yml`] and the servers of [`Servers`]: every
 /// module is probed on every target.
-const MODULES: [&str; 6] = [
+const MODULES: [&str; 7] = [
     "tcp_connect",
     "tcp_connect_default",
     "ssh_banner",
+    "echo_expansion",
     "smtp_starttls",
     "tls_connect",
     "tls_insecure",
 ];
-const TARGETS: [&str; 12] = [
+const TARGETS: [&str; 13] = [
     "tls_valid",
     "tls_expired",
     "tls_wrong_name",
     "tls_self_signed",
     "ssh",
+    "echo",
     "smtp",
     "wrong_banner",
     "wrong_banner_open",
@@ -210,6 +212,17 @@ fn blackbox_yml(ca_file: &str) -> String {
       query_response:
         - expect: "^SSH-2.0-"
         - send: "SSH-2.0-blackbox-ssh-check"
+  echo_expansion:
+    prober: tcp
+    timeout: 2s
+    tcp:
+      preferred_ip_protocol: ip4
+      query_response:
+        - expect: "^SSH-2.0-([^ ]+)"
+          send: "HELLO ${{1}}"
+        - expect: "^ECHO HELLO OpenSSH_9.6$"
+        - send: "LATER ${{1}}"
+        - expect: "^ECHO LATER \\$\\{{1\\}}$"
   smtp_starttls:
     prober: tcp
     timeout: 2s
@@ -594,6 +607,34 @@ impl Servers {
                     let _ = socket.write_all(b"SSH-2.0-OpenSSH_9.6\r\n").await;
                     let mut rest = Vec::new();
                     let _ = socket.read_to_end(&mut rest).await;
+                })
+                .await,
+            );
+            // A banner, then each line echoed back after `ECHO `: shows
+            // what the prober sent (capture groups expanded, or not).
+            addresses.insert(
+                "echo",
+                serve(|socket| async move {
+                    let mut socket = BufReader::new(socket);
+                    if socket
+                        .get_mut()
+                        .write_all(b"SSH-2.0-OpenSSH_9.6\r\n")
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                    let mut line = String::new();
+                    for _ in 0..8 {
+                        line.clear();
+                        if socket.read_line(&mut line).await.unwrap_or(0) == 0 {
+                            return;
+                        }
+                        let echo = format!("ECHO {}\r\n", line.trim_end());
+                        if socket.get_mut().write_all(echo.as_bytes()).await.is_err() {
+                            return;
+                        }
+                    }
                 })
                 .await,
             );
