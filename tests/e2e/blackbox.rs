@@ -601,15 +601,7 @@ impl Servers {
                     .await,
                 );
             }
-            addresses.insert(
-                "ssh",
-                serve(|mut socket| async move {
-                    let _ = socket.write_all(b"SSH-2.0-OpenSSH_9.6\r\n").await;
-                    let mut rest = Vec::new();
-                    let _ = socket.read_to_end(&mut rest).await;
-                })
-                .await,
-            );
+            addresses.insert("ssh", banner(b"SSH-2.0-OpenSSH_9.6\r\n", true).await);
             // A banner, then each line echoed back after `ECHO `: shows
             // what the prober sent (capture groups expanded, or not).
             addresses.insert(
@@ -640,33 +632,12 @@ impl Servers {
             );
             // A wrong banner, then closing: blackbox sees EOF without a
             // match (probe_failed_due_to_regex 1).
-            addresses.insert(
-                "wrong_banner",
-                serve(|mut socket| async move {
-                    let _ = socket.write_all(b"HTTP/1.0 400 Bad Request\r\n").await;
-                })
-                .await,
-            );
+            addresses.insert("wrong_banner", banner(WRONG_BANNER, false).await);
             // A wrong banner, then waiting: the probe times out
             // (probe_failed_due_to_regex stays 0).
-            addresses.insert(
-                "wrong_banner_open",
-                serve(|mut socket| async move {
-                    let _ = socket.write_all(b"HTTP/1.0 400 Bad Request\r\n").await;
-                    let mut rest = Vec::new();
-                    let _ = socket.read_to_end(&mut rest).await;
-                })
-                .await,
-            );
+            addresses.insert("wrong_banner_open", banner(WRONG_BANNER, true).await);
             // Accepts and says nothing, until the prober closes.
-            addresses.insert(
-                "silent",
-                serve(|mut socket| async move {
-                    let mut rest = Vec::new();
-                    let _ = socket.read_to_end(&mut rest).await;
-                })
-                .await,
-            );
+            addresses.insert("silent", banner(b"", true).await);
             let acceptor = tokio_rustls::TlsAcceptor::from(Arc::clone(&certificates.valid));
             addresses.insert(
                 "smtp",
@@ -692,6 +663,21 @@ impl Servers {
     fn address(&self, name: &str) -> &str {
         &self.addresses[name]
     }
+}
+
+const WRONG_BANNER: &[u8] = b"HTTP/1.0 400 Bad Request\r\n";
+
+/// A server that writes `text` to each connection, then closes it, or
+/// reads until the prober closes when `wait`.
+async fn banner(text: &'static [u8], wait: bool) -> SocketAddr {
+    serve(move |mut socket| async move {
+        let _ = socket.write_all(text).await;
+        if wait {
+            let mut rest = Vec::new();
+            let _ = socket.read_to_end(&mut rest).await;
+        }
+    })
+    .await
 }
 
 /// A listener on 127.0.0.1 that runs `on_connection` for each connection
