@@ -607,26 +607,8 @@ impl Servers {
             addresses.insert(
                 "echo",
                 serve(|socket| async move {
-                    let mut socket = BufReader::new(socket);
-                    if socket
-                        .get_mut()
-                        .write_all(b"SSH-2.0-OpenSSH_9.6\r\n")
-                        .await
-                        .is_err()
-                    {
-                        return;
-                    }
-                    let mut line = String::new();
-                    for _ in 0..8 {
-                        line.clear();
-                        if socket.read_line(&mut line).await.unwrap_or(0) == 0 {
-                            return;
-                        }
-                        let echo = format!("ECHO {}\r\n", line.trim_end());
-                        if socket.get_mut().write_all(echo.as_bytes()).await.is_err() {
-                            return;
-                        }
-                    }
+                    let echo = |line: &str| (format!("ECHO {}\r\n", line.trim_end()), false);
+                    converse(&mut BufReader::new(socket), "SSH-2.0-OpenSSH_9.6\r\n", echo).await;
                 })
                 .await,
             );
@@ -703,61 +685,72 @@ where
     address
 }
 
+/// Writes `greeting`, then answers each line (at most 8) with what
+/// `answer` says, until it says that was the last; whether it did.
+async fn converse<S>(
+    stream: &mut BufReader<S>,
+    greeting: &str,
+    answer: impl Fn(&str) -> (String, bool),
+) -> bool
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let mut text = greeting.to_owned();
+    let mut line = String::new();
+    for _ in 0..8 {
+        if stream.get_mut().write_all(text.as_bytes()).await.is_err()
+            || stream.get_mut().flush().await.is_err()
+        {
+            return false;
+        }
+        line.clear();
+        if stream.read_line(&mut line).await.unwrap_or(0) == 0 {
+            return false;
+        }
+        let last;
+        (text, last) = answer(&line);
+        if last {
+            return stream.get_mut().write_all(text.as_bytes()).await.is_ok()
+                && stream.get_mut().flush().await.is_ok();
+        }
+    }
+    false
+}
+
 /// An SMTP-like dialogue: banner, EHLO offering STARTTLS, the upgrade,
 /// EHLO offering AUTH over TLS, QUIT.
 async fn smtp(socket: tokio::net::TcpStream, acceptor: tokio_rustls::TlsAcceptor) {
+    let reply = |offer: &'static str, last_command: &'static str| {
+        move |line: &str| {
+            let text = if line.starts_with("EHLO") {
+                format!("250-mail.example\r\n250-{offer}\r\n250 OK\r\n")
+            } else if line.starts_with(last_command) {
+                last_reply(last_command).to_owned()
+            } else {
+                "500 what\r\n".to_owned()
+            };
+            (text, line.starts_with(last_command))
+        }
+    };
     let mut plain = BufReader::new(socket);
-    if plain
-        .get_mut()
-        .write_all(b"220 mail.example ESMTP test\r\n")
-        .await
-        .is_err()
-    {
+    let greeting = "220 mail.example ESMTP test\r\n";
+    if !converse(&mut plain, greeting, reply("STARTTLS", "STARTTLS")).await {
         return;
-    }
-    let mut line = String::new();
-    for _ in 0..4 {
-        line.clear();
-        if plain.read_line(&mut line).await.unwrap_or(0) == 0 {
-            return;
-        }
-        let answer: &[u8] = if line.starts_with("EHLO") {
-            b"250-mail.example\r\n250-STARTTLS\r\n250 OK\r\n"
-        } else if line.starts_with("STARTTLS") {
-            b"220 Ready to start TLS\r\n"
-        } else {
-            b"500 what\r\n"
-        };
-        if plain.get_mut().write_all(answer).await.is_err() {
-            return;
-        }
-        if line.starts_with("STARTTLS") {
-            break;
-        }
     }
     let Ok(tls) = acceptor.accept(plain.into_inner()).await else {
         return;
     };
     let mut tls = BufReader::new(tls);
-    for _ in 0..4 {
-        line.clear();
-        if tls.read_line(&mut line).await.unwrap_or(0) == 0 {
-            return;
-        }
-        let answer: &[u8] = if line.starts_with("EHLO") {
-            b"250-mail.example\r\n250-AUTH PLAIN\r\n250 OK\r\n"
-        } else if line.starts_with("QUIT") {
-            b"221 Bye\r\n"
-        } else {
-            b"500 what\r\n"
-        };
-        if tls.get_mut().write_all(answer).await.is_err() {
-            return;
-        }
-        let _ = tls.get_mut().flush().await;
-        if line.starts_with("QUIT") {
-            let _ = tls.get_mut().shutdown().await;
-            return;
-        }
+    // No greeting after the upgrade: the client speaks first.
+    if converse(&mut tls, "", reply("AUTH PLAIN", "QUIT")).await {
+        let _ = tls.get_mut().shutdown().await;
+    }
+}
+
+fn last_reply(command: &str) -> &'static str {
+    if command == "QUIT" {
+        "221 Bye\r\n"
+    } else {
+        "220 Ready to start TLS\r\n"
     }
 }
