@@ -7,26 +7,32 @@ Subcommands:
   target                    run the probe target: a listener on 127.0.0.1
                             that accepts every connection and closes it at
                             once (after --banner TEXT, if given), counting
-                            them (SIGUSR1 writes the count)
+                            them (SIGUSR1 writes the count); with
+                            --tls-cert/--tls-key it shakes hands first, and
+                            counts the handshakes completed
   measure                   run one wrk load against one exporter and write
                             a JSON record: wrk's numbers, CPU time of the
                             exporter, the target and wrk, machine CPU use,
                             and how many probes the exporter really ran
   report                    print the per-round table and/or the summary
                             from the JSON records; exit 0 on PASS, 1 on FAIL
+                            (with --no-goals: figures only, exit 0)
 
 Everything stays on 127.0.0.1.
 """
 
 import argparse
+import concurrent.futures
 import json
 import os
 import re
 import signal
 import socket
+import ssl
 import statistics
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 
@@ -73,6 +79,8 @@ def cmd_target(args):
         f.write("ready\n")
     os.replace(args.ready_file + ".tmp", args.ready_file)
     accept = s.accept
+    if args.tls_cert:
+        serve_tls(args, accept)
     while True:
         try:
             conn, _ = accept()
@@ -87,6 +95,42 @@ def cmd_target(args):
             except OSError:
                 pass
         conn.close()
+
+
+def serve_tls(args, accept):
+    """The TLS target: handshakes run on a pool of threads (OpenSSL releases
+    the GIL), so one slow client does not hold up the others; each
+    connection is closed after its handshake, as a probe closes it. Counts
+    completed handshakes, the TLS probe's unit of work, and never returns."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(args.tls_cert, args.tls_key)
+    handshakes = [0]
+    lock = threading.Lock()
+
+    def write_count(_sig, _frame):
+        tmp = args.count_file + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(f"{handshakes[0]}\n")
+        os.replace(tmp, args.count_file)
+
+    def shake(conn):
+        try:
+            conn.settimeout(10)
+            with context.wrap_socket(conn, server_side=True):
+                with lock:
+                    handshakes[0] += 1
+        except (OSError, ValueError):
+            conn.close()
+
+    signal.signal(signal.SIGUSR1, write_count)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+        while True:
+            try:
+                conn, _ = accept()
+            except OSError:
+                time.sleep(0.001)
+                continue
+            pool.submit(shake, conn)
 
 
 def target_count(pid, count_file, timeout=5.0):
@@ -459,6 +503,8 @@ def cmd_report(args):
             ("ours CPU per /probe <= 1.10x before's", before_ratio <= 1.10, f"{before_ratio:.2f}x")
         )
     print()
+    if args.no_goals:
+        return
     for goal, met, got in goals:
         print(f"{'ok     ' if met else 'NOT MET'} {goal}: {got}")
     verdict = "PASS" if all(met for _, met, _ in goals) else "FAIL"
@@ -490,6 +536,8 @@ def main():
     )
     p.add_argument("--count-file", required=True)
     p.add_argument("--ready-file", required=True)
+    p.add_argument("--tls-cert", help="PEM certificate chain: serve TLS with it")
+    p.add_argument("--tls-key", help="PEM private key of --tls-cert")
     p.set_defaults(func=cmd_target)
 
     p = sub.add_parser("measure")
@@ -511,6 +559,11 @@ def main():
 
     p = sub.add_parser("report")
     p.add_argument("--round-only", action="store_true")
+    p.add_argument(
+        "--no-goals",
+        action="store_true",
+        help="print the figures only: no goals, no PASS/FAIL (exit 0)",
+    )
     p.add_argument(
         "--reference",
         action="append",

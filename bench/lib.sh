@@ -39,14 +39,18 @@ parse_load_flags() {
 # accept-and-close listener on HOST:PORT (default 127.0.0.1), inside the
 # network namespace NETNS if given, which reports its accept count on
 # SIGUSR1; sets TARGET_PID and waits until it listens. With TARGET_BANNER
-# set, it sends that text to each connection before closing it.
+# set, it sends that text to each connection before closing it; with
+# TARGET_TLS_CERT and TARGET_TLS_KEY (PEM files) set, it serves TLS and
+# counts completed handshakes instead of accepts.
 start_counting_target() {
     local helper=$1 port=$2 netns=${3:-} host=${4:-127.0.0.1}
     local prefix=()
     [[ -z $netns ]] || prefix=(ip netns exec "$netns")
     "${prefix[@]}" python3 "$helper" target --port "$port" --host "$host" --backlog 4096 \
         --count-file "$WORK/target.count" --ready-file "$WORK/target.ready" \
-        ${TARGET_BANNER:+--banner "$TARGET_BANNER"} >"$WORK/target.log" 2>&1 &
+        ${TARGET_BANNER:+--banner "$TARGET_BANNER"} \
+        ${TARGET_TLS_CERT:+--tls-cert "$TARGET_TLS_CERT" --tls-key "$TARGET_TLS_KEY"} \
+        >"$WORK/target.log" 2>&1 &
     TARGET_PID=$!
     PIDS+=("$TARGET_PID")
     for _ in $(seq 100); do
@@ -56,6 +60,77 @@ start_counting_target() {
     done
     die "target did not start within 10 s"
 }
+# build_ours ROOT: cargo build --release in ROOT; sets OURS_BIN to the
+# synack_exporter binary cargo reports (needs WORK).
+build_ours() {
+    local root=$1
+    echo "== cargo build --release (in $root)"
+    (cd "$root" && timeout 1800 cargo build --release --message-format=json-render-diagnostics \
+        >"$WORK/cargo.json") || die "cargo build --release failed"
+    OURS_BIN=$(python3 -c '
+import json, sys
+exe = None
+for line in open(sys.argv[1]):
+    try:
+        msg = json.loads(line)
+    except ValueError:
+        continue
+    if msg.get("reason") == "compiler-artifact" and msg.get("executable") \
+            and msg["target"]["name"] == "synack_exporter" and "bin" in msg["target"]["kind"]:
+        exe = msg["executable"]
+print(exe or "")' "$WORK/cargo.json")
+    [[ -x $OURS_BIN ]] || die "cannot find the synack_exporter binary from cargo's output"
+}
+
+# wait_http NAME PID URL: until URL answers 200, the process dies, or 15 s
+# pass; NAME's output is in $WORK/NAME.log.
+wait_http() {
+    local name=$1 pid=$2 url=$3
+    for _ in $(seq 150); do
+        kill -0 "$pid" 2>/dev/null || die "$name exited during startup; its log:
+$(tail -n 20 "$WORK/$name.log")"
+        if curl -sf --max-time 1 -o /dev/null "$url"; then
+            return 0
+        fi
+        sleep 0.1
+    done
+    die "$name did not answer $url within 15 s; its log:
+$(tail -n 20 "$WORK/$name.log")"
+}
+
+# verify_probe NAME URL: one curl of /probe must return probe_success 1.
+verify_probe() {
+    local name=$1 url=$2 body
+    body=$(curl -sS --max-time 10 "$url") || die "$name: curl $url failed"
+    # "probe_success 1" (blackbox) or "probe_success 1.0" (ours): compare numerically.
+    if [[ $(awk '$1 == "probe_success" { print $2 + 0 }' <<<"$body") != 1 ]]; then
+        die "$name: curl $url did not return 'probe_success 1'; got:
+$body"
+    fi
+}
+
+# run_measured KIND ROUND URL PID [METRICS_PORT]: a warm-up, one checked
+# probe, then the measured wrk run of the exporter PID on URL through
+# bench_helper.py (record in $WORK/rROUND-KIND.json). METRICS_PORT is the
+# synack_exporter whose /metrics counts the probes (OURS_PORT by default).
+# Needs HELPER, THREADS, CONNECTIONS, DURATION, WARMUP, TARGET_PID, WORK.
+run_measured() {
+    local kind=$1 round=$2 url=$3 pid=$4
+    local metrics="http://127.0.0.1:${5:-$OURS_PORT}/metrics"
+    local common=(--kind "$kind" --round "$round" --url "$url" --threads "$THREADS"
+        --connections "$CONNECTIONS" --duration "$DURATION" --wrk-timeout 300)
+    kill -0 "$pid" 2>/dev/null || die "$kind (pid $pid) is not running"
+    python3 "$HELPER" measure "${common[@]}" --warmup "$WARMUP" ||
+        die "$kind: warm-up failed"
+    verify_probe "$kind" "$url"
+    echo "-- round $round $kind: wrk -t$THREADS -c$CONNECTIONS -d$DURATION --latency '$url'"
+    python3 "$HELPER" measure "${common[@]}" --metrics-url "$metrics" \
+        --exporter-pid "$pid" --target-pid "$TARGET_PID" --count-file "$WORK/target.count" \
+        --out "$WORK/r$round-$kind.json" --raw-out "$WORK/r$round-$kind.wrk.txt" ||
+        die "$kind round $round: the measured run failed (see above; raw output in $WORK)"
+    sed 's/^/   | /' "$WORK/r$round-$kind.wrk.txt"
+}
+
 # bench_py EXPR: prints EXPR evaluated in Python with bench/bench_helper.py
 # imported as h (needs BENCH_DIR).
 bench_py() {

@@ -78,22 +78,7 @@ done
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/probe_vs_blackbox.XXXXXX")
 
 # ---------------------------------------------------------------- build
-echo "== cargo build --release (in $ROOT)"
-(cd "$ROOT" && timeout 1800 cargo build --release --message-format=json-render-diagnostics \
-    >"$WORK/cargo.json") || die "cargo build --release failed"
-OURS_BIN=$(python3 -c '
-import json, sys
-exe = None
-for line in open(sys.argv[1]):
-    try:
-        msg = json.loads(line)
-    except ValueError:
-        continue
-    if msg.get("reason") == "compiler-artifact" and msg.get("executable") \
-            and msg["target"]["name"] == "synack_exporter" and "bin" in msg["target"]["kind"]:
-        exe = msg["executable"]
-print(exe or "")' "$WORK/cargo.json")
-[[ -x $OURS_BIN ]] || die "cannot find the synack_exporter binary from cargo's output"
+build_ours "$ROOT"
 
 BASELINE_REV=${BASELINE_REV:-}
 BEFORE_BIN=""
@@ -124,21 +109,6 @@ while [[ $OURS_PORT == "$TARGET_PORT" ]]; do OURS_PORT=$(freeport); done
 while [[ $BB_PORT == "$TARGET_PORT" || $BB_PORT == "$OURS_PORT" || $BB_PORT == "$BEFORE_PORT" ]]; do
     BB_PORT=$(freeport)
 done
-
-# wait_http NAME PID URL: until URL answers 200, the process dies, or 15 s pass.
-wait_http() {
-    local name=$1 pid=$2 url=$3
-    for _ in $(seq 150); do
-        kill -0 "$pid" 2>/dev/null || die "$name exited during startup; its log:
-$(tail -n 20 "$WORK/$name.log")"
-        if curl -sf --max-time 1 -o /dev/null "$url"; then
-            return 0
-        fi
-        sleep 0.1
-    done
-    die "$name did not answer $url within 15 s; its log:
-$(tail -n 20 "$WORK/$name.log")"
-}
 
 # ---------------------------------------------------------------- target
 echo "== target: accept-and-close listener on 0.0.0.0:$TARGET_PORT (backlog 4096)"
@@ -191,44 +161,14 @@ echo "  blackbox: $WRK_BB"
 echo "warm-up before each run: same command with -d$WARMUP; rounds: $ROUNDS"
 echo
 
-# verify NAME URL: one curl of /probe must return probe_success 1.
-verify() {
-    local name=$1 url=$2 body
-    body=$(curl -sS --max-time 10 "$url") || die "$name: curl $url failed"
-    # "probe_success 1" (blackbox) or "probe_success 1.0" (ours): compare numerically.
-    if [[ $(awk '$1 == "probe_success" { print $2 + 0 }' <<<"$body") != 1 ]]; then
-        die "$name: curl $url did not return 'probe_success 1'; got:
-$body"
-    fi
-}
-
-# run_one KIND ROUND URL PID [METRICS_PORT]: METRICS_PORT is the synack_exporter
-# whose /metrics counts the probes (ours by default).
-run_one() {
-    local kind=$1 round=$2 url=$3 pid=$4
-    local metrics="http://127.0.0.1:${5:-$OURS_PORT}/metrics"
-    local common=(--kind "$kind" --round "$round" --url "$url" --threads "$THREADS"
-        --connections "$CONNECTIONS" --duration "$DURATION" --wrk-timeout 300)
-    kill -0 "$pid" 2>/dev/null || die "$kind (pid $pid) is not running"
-    python3 "$HELPER" measure "${common[@]}" --warmup "$WARMUP" ||
-        die "$kind: warm-up failed"
-    verify "$kind" "$url"
-    echo "-- round $round $kind: wrk -t$THREADS -c$CONNECTIONS -d$DURATION --latency '$url'"
-    python3 "$HELPER" measure "${common[@]}" --metrics-url "$metrics" \
-        --exporter-pid "$pid" --target-pid "$TARGET_PID" --count-file "$WORK/target.count" \
-        --out "$WORK/r$round-$kind.json" --raw-out "$WORK/r$round-$kind.wrk.txt" ||
-        die "$kind round $round: the measured run failed (see above; raw output in $WORK)"
-    sed 's/^/   | /' "$WORK/r$round-$kind.wrk.txt"
-}
-
 for round in $(seq "$ROUNDS"); do
     echo "=== round $round of $ROUNDS"
-    run_one ours "$round" "$OURS_URL" "$OURS_PID"
+    run_measured ours "$round" "$OURS_URL" "$OURS_PID"
     sleep 1
-    run_one blackbox "$round" "$BB_URL" "$BB_PID"
+    run_measured blackbox "$round" "$BB_URL" "$BB_PID"
     sleep 1
     if [[ -n $BEFORE_BIN ]]; then
-        run_one before "$round" "$BEFORE_URL" "$BEFORE_PID" "$BEFORE_PORT"
+        run_measured before "$round" "$BEFORE_URL" "$BEFORE_PID" "$BEFORE_PORT"
         sleep 1
     fi
     # One target, 127.1.0.1 on the open port; bounded to 60 s.
