@@ -10,10 +10,10 @@ use std::time::SystemTime;
 /// What tells that a file changed: its modification time, size and inode
 /// (a rename over it, as Kubernetes and certbot do, changes the inode even
 /// when the time is the same); `None` for a file that cannot be read.
-pub(super) type Stamp = Option<(SystemTime, u64, u64)>;
+pub(crate) type Stamp = Option<(SystemTime, u64, u64)>;
 
 /// The stamp of the file at `path` now.
-pub(super) fn stamp(path: &Path) -> Stamp {
+pub(crate) fn stamp(path: &Path) -> Stamp {
     use std::os::unix::fs::MetadataExt;
     let metadata = std::fs::metadata(path).ok()?;
     Some((metadata.modified().ok()?, metadata.len(), metadata.ino()))
@@ -33,7 +33,7 @@ pub(super) fn stamp(path: &Path) -> Stamp {
 /// is done once more with those stamped too. A file still not stamped
 /// before a read gets no stamp (`None`), which the next poll sees as a
 /// change: at worst one read too many, never a change missed.
-pub(super) fn read_stamped<T, E>(
+pub(crate) fn read_stamped<T, E>(
     expected: &[PathBuf],
     mut load: impl FnMut() -> Result<(T, Vec<PathBuf>), E>,
 ) -> Result<(T, Vec<Stamp>), E> {
