@@ -70,6 +70,8 @@ pub(crate) use scheduled::located;
 pub(crate) use scheduled::{
     Group, GroupMember, GroupName, LabelName, MAX_SCHEDULED_TARGETS, TargetBlock,
 };
+#[cfg(test)]
+pub(crate) use stamp::tests::rotate;
 pub(crate) use stamp::{Stamp, read_stamped, stamp};
 pub(crate) use tls::{GO_CIPHER_SUITES, go_cipher_name};
 pub use tls::{TlsOptions, TlsVersion};
