@@ -997,20 +997,17 @@ pub(super) mod tests {
         assert!(missing.detail.contains("tls_config.ca_file"), "{missing}");
         // The wrong CA first: the server's certificate has an unknown issuer.
         rotate(&ca_file, &stranger.pem);
-        let (port, _task) = serve(&server, None, BOTH).await;
-        let setup = setups.get(&options).expect("a CA file");
-        let failure = shake_by(port, "localhost", &setup)
-            .await
-            .expect_err("another CA");
+        let shake_kept = async || {
+            let (port, _task) = serve(&server, None, BOTH).await;
+            let setup = setups.get(&options)?;
+            shake_by(port, "localhost", &setup).await
+        };
+        let failure = shake_kept().await.expect_err("another CA");
         assert_eq!(failure.reason, Reason::Tls, "{failure}");
         assert!(failure.detail.contains("UnknownIssuer"), "{failure}");
         // The right CA renamed over it: the next handshake verifies.
         rotate(&ca_file, &root.pem);
-        let (port, _task) = serve(&server, None, BOTH).await;
-        let setup = setups.get(&options).expect("the rotated CA file");
-        let facts = shake_by(port, "localhost", &setup)
-            .await
-            .expect("the server's CA, rotated in");
+        let facts = shake_kept().await.expect("the server's CA, rotated in");
         assert_eq!(facts.leaf.issuer, "CN=Test Root");
     }
 
