@@ -50,6 +50,7 @@ mod health_checker;
 mod host;
 mod policy;
 mod scheduled;
+mod stamp;
 mod tls;
 mod tls_material;
 mod words;
@@ -69,6 +70,9 @@ pub(crate) use scheduled::located;
 pub(crate) use scheduled::{
     Group, GroupMember, GroupName, LabelName, MAX_SCHEDULED_TARGETS, TargetBlock,
 };
+#[cfg(test)]
+pub(crate) use stamp::tests::rotate;
+pub(crate) use stamp::{Stamp, read_stamped, stamp};
 pub(crate) use tls::{GO_CIPHER_SUITES, go_cipher_name};
 pub use tls::{TlsOptions, TlsVersion};
 pub(crate) use tls_material::TlsMaterial;

@@ -57,6 +57,18 @@ pub struct TlsOptions {
     pub max_version: Option<TlsVersion>,
 }
 
+impl TlsOptions {
+    /// The files these options name (`ca_file`, `cert_file`, `key_file`),
+    /// which a kept TLS setup watches for changes.
+    pub(crate) fn files(&self) -> Vec<PathBuf> {
+        [&self.ca_file, &self.cert_file, &self.key_file]
+            .into_iter()
+            .flatten()
+            .cloned()
+            .collect()
+    }
+}
+
 /// A TLS version, spelled as Go's config does: `TLS10` to `TLS13`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Serialize)]
 pub enum TlsVersion {

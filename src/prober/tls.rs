@@ -27,7 +27,7 @@
 
 use super::certificate::{self, CertFacts};
 use super::{Failure, Reason, StepLog};
-use crate::config::{TlsMaterial, TlsOptions, TlsVersion};
+use crate::config::{Stamp, TlsMaterial, TlsOptions, TlsVersion, read_stamped, stamp};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::{ResolvesClientCert, Resumption};
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
@@ -37,6 +37,7 @@ use rustls::{
     CertificateError, ClientConfig, DigitallySignedStruct, OtherError, ProtocolVersion,
     SignatureScheme, SupportedProtocolVersion,
 };
+use std::path::PathBuf;
 use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 use std::time::Duration;
 use tokio::net::TcpStream;
@@ -230,42 +231,76 @@ impl TlsSetup {
 /// those of configs reloaded away are dropped past it, oldest first.
 const MAX_SETUPS: usize = 64;
 
+/// A kept setup, and what tells that it must be built again.
+#[derive(Debug)]
+struct Kept {
+    options: TlsOptions,
+    setup: Arc<TlsSetup>,
+    /// Each file the options name, with its stamp taken before it was read.
+    files: Vec<(PathBuf, Stamp)>,
+}
+
+impl Kept {
+    /// Whether every file is as it was when read: one `stat` each.
+    fn is_current(&self) -> bool {
+        self.files.iter().all(|(file, seen)| stamp(file) == *seen)
+    }
+}
+
 /// Each `tls_config`'s setup, built at its first handshake and kept, so
 /// that a probe does not read its files and roots again. Keyed by the
-/// options themselves: a reload that changes them builds a new one. A
-/// setup that cannot be built is not kept: the next probe tries again
-/// (a CA file put in place is used without a reload).
-// TODO(issue 20): rebuild a kept setup when one of its files changes
-// between reloads (a reload clears them all: `TlsSetups::clear`)
-// (design §3: stamps, `web/stamp.rs` moved to `config/stamp.rs`), so a
-// rotated client certificate is used as blackbox uses it.
+/// options themselves: a reload that changes them builds a new one.
+///
+/// blackbox_exporter reads a module's `ca_file`, `cert_file` and
+/// `key_file` at each probe, so a rotated client certificate or CA is
+/// used without a reload. So here: each handshake stamps those files
+/// (modification time, size, device, inode: a `stat` each, no read), and
+/// a kept setup whose files changed is built again from them. A setup
+/// that cannot be built is not kept, and one whose rebuild fails is
+/// dropped: that probe fails as `tls` naming the file and why (as
+/// blackbox's does), rather than the old setup serving on unseen; the
+/// next probe tries again, so a file put right is used at once.
 #[derive(Debug, Default)]
 pub(crate) struct TlsSetups {
-    kept: Mutex<Vec<(TlsOptions, Arc<TlsSetup>)>>,
+    kept: Mutex<Vec<Kept>>,
 }
 
 impl TlsSetups {
-    /// The setup of `options`, built now if none is kept.
+    /// The setup of `options`, built now if none is kept or one of its
+    /// files changed.
     ///
     /// # Errors
     /// Why it cannot be built ([`TlsSetup::new`]).
     pub(crate) fn get(&self, options: &TlsOptions) -> Result<Arc<TlsSetup>, Failure> {
         let lock = || self.kept.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some((_, setup)) = lock().iter().find(|(kept, _)| kept == options) {
-            return Ok(Arc::clone(setup));
+        if let Some(kept) = lock().iter().find(|kept| kept.options == *options)
+            && kept.is_current()
+        {
+            return Ok(Arc::clone(&kept.setup));
         }
-        let setup = Arc::new(TlsSetup::new(options)?);
+        // Stamped before the read: a file rotated during it is read again
+        // at the next handshake.
+        let files = options.files();
+        let built = read_stamped(&files, || {
+            TlsSetup::new(options).map(|setup| (setup, files.clone()))
+        });
         let mut kept = lock();
+        kept.retain(|kept| kept.options != *options);
+        let (setup, stamps) = built?;
+        let setup = Arc::new(setup);
         if kept.len() >= MAX_SETUPS {
             kept.remove(0);
         }
-        kept.push((options.clone(), Arc::clone(&setup)));
+        kept.push(Kept {
+            options: options.clone(),
+            setup: Arc::clone(&setup),
+            files: files.into_iter().zip(stamps).collect(),
+        });
         Ok(setup)
     }
 
     /// Drops every kept setup: after a config reload, so that the files
-    /// are read again at the next handshake (a reload that keeps a
-    /// module's options may come after its CA file changed).
+    /// are read again at the next handshake.
     pub(crate) fn clear(&self) {
         self.kept
             .lock()
@@ -543,6 +578,7 @@ pub(super) async fn handshake(
 #[cfg(test)]
 pub(super) mod tests {
     use super::*;
+    use crate::config::rotate;
     use rcgen::{
         BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose,
         date_time_ymd,
@@ -620,14 +656,17 @@ pub(super) mod tests {
     }
 
     /// A TLS server on 127.0.0.1 for one connection, presenting `leaf`,
-    /// speaking only TLS 1.2 when `tls12_only`, and asking for a client
-    /// certificate signed by `client_ca` when given. Its task answers how
-    /// many certificates the client sent.
+    /// speaking `versions`, and asking for a client certificate signed by
+    /// `client_ca` when given. Its task answers the certificates the
+    /// client sent.
     async fn serve(
         leaf: &Leaf,
         client_ca: Option<&Ca>,
         versions: &[&'static SupportedProtocolVersion],
-    ) -> (u16, JoinHandle<Result<usize, String>>) {
+    ) -> (
+        u16,
+        JoinHandle<Result<Vec<CertificateDer<'static>>, String>>,
+    ) {
         let builder = rustls::ServerConfig::builder_with_provider(provider())
             .with_protocol_versions(versions)
             .unwrap();
@@ -652,7 +691,12 @@ pub(super) mod tests {
         let task = tokio::spawn(async move {
             let (stream, _) = listener.accept().await.map_err(|e| e.to_string())?;
             let mut tls = acceptor.accept(stream).await.map_err(|e| e.to_string())?;
-            let sent = tls.get_ref().1.peer_certificates().map_or(0, <[_]>::len);
+            let sent = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .map(<[_]>::to_vec)
+                .unwrap_or_default();
             let _ = tls.write_all(b"hello\n").await;
             Ok(sent)
         });
@@ -666,10 +710,15 @@ pub(super) mod tests {
     async fn shake(port: u16, host: &str, yaml: &str) -> Result<TlsFacts, Failure> {
         let options: TlsOptions = serde_saphyr::from_str(yaml).expect(yaml);
         let setup = TlsSetup::new(&options).expect(yaml);
+        shake_by(port, host, &setup).await
+    }
+
+    /// Shakes hands with 127.0.0.1:`port` as `host` by `setup`.
+    async fn shake_by(port: u16, host: &str, setup: &TlsSetup) -> Result<TlsFacts, Failure> {
         let stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
         let name = setup.server_name(host)?;
         let deadline = Instant::now() + Duration::from_secs(5);
-        handshake(stream, &setup, name, deadline, &mut StepLog::disabled())
+        handshake(stream, setup, name, deadline, &mut StepLog::disabled())
             .await
             .map(|(_, facts)| facts)
     }
@@ -700,7 +749,7 @@ pub(super) mod tests {
         assert_eq!(facts.earliest_expiry, server.not_after);
         assert_eq!(facts.last_chain_expiry, root.not_after);
         assert!(root.not_after < server.not_after);
-        assert_eq!(task.await.unwrap(), Ok(0));
+        assert_eq!(task.await.unwrap(), Ok(Vec::new()));
         // An IP address as the host: no SNI, the certificate's IP SAN checked.
         let (port, _task) = serve(&server, None, BOTH).await;
         shake(port, "127.0.0.1", &trusting(&root.pem))
@@ -797,7 +846,11 @@ pub(super) mod tests {
         shake(port, "localhost", &yaml)
             .await
             .expect("with a client certificate");
-        assert_eq!(task.await.unwrap(), Ok(1), "the server got the certificate");
+        assert_eq!(
+            task.await.unwrap(),
+            Ok(vec![client.der.clone()]),
+            "the server got the certificate"
+        );
         // Without one, a TLS 1.2 server refuses the handshake. (In TLS 1.3
         // the client's handshake ends before the server checks, in Go as
         // in rustls; the refusal comes with the first read.)
@@ -864,6 +917,149 @@ pub(super) mod tests {
             1,
             "failures are not kept"
         );
+    }
+
+    /// `options` naming files in the form YAML writes them: `fields` are
+    /// `(field, value)`, a value a path or PEM.
+    fn options_of(fields: &[(&str, &str)]) -> TlsOptions {
+        let yaml = fields
+            .iter()
+            .map(|(field, value)| format!("{field}: {value:?}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        serde_saphyr::from_str(&format!("{{{yaml}}}")).expect(&yaml)
+    }
+
+    /// The client certificate a client-certificate-requiring server on
+    /// loopback saw when `setups` shook hands with it by `options`.
+    async fn client_sent(
+        setups: &TlsSetups,
+        options: &TlsOptions,
+        server: &Leaf,
+        clients: &Ca,
+    ) -> CertificateDer<'static> {
+        let (port, task) = serve(server, Some(clients), BOTH).await;
+        let setup = setups.get(options).expect("the client's pair serves");
+        shake_by(port, "localhost", &setup)
+            .await
+            .expect("with a client certificate");
+        let sent = task.await.unwrap().expect("the server took the handshake");
+        assert_eq!(sent.len(), 1, "one certificate");
+        sent.into_iter().next().unwrap()
+    }
+
+    /// A client certificate and key replaced by rename, as certbot and
+    /// Kubernetes do, are sent at the next handshake without a reload,
+    /// as blackbox_exporter (which reads them at each probe) sends them.
+    #[tokio::test]
+    async fn a_client_certificate_rotated_by_rename_is_sent_at_the_next_handshake() {
+        let root = ca("Test Root", 2040);
+        let clients = ca("Client CA", 2040);
+        let server = leaf(Some(&root), &["localhost"], 2038, false);
+        let first = leaf(Some(&clients), &["first.client.test"], 2038, false);
+        let second = leaf(Some(&clients), &["second.client.test"], 2038, false);
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = (dir.path().join("client.crt"), dir.path().join("client.key"));
+        std::fs::write(&cert, &first.pem).unwrap();
+        std::fs::write(&key, &first.key_pem).unwrap();
+        let options = options_of(&[
+            ("ca", &root.pem),
+            ("cert_file", cert.to_str().unwrap()),
+            ("key_file", key.to_str().unwrap()),
+        ]);
+        let setups = TlsSetups::default();
+        let sent = client_sent(&setups, &options, &server, &clients).await;
+        assert_eq!(sent, first.der);
+        rotate(&key, &second.key_pem);
+        rotate(&cert, &second.pem);
+        let sent = client_sent(&setups, &options, &server, &clients).await;
+        assert_eq!(
+            certificate::facts(&sent).unwrap().subject,
+            "CN=second.client.test",
+            "the server saw the rotated certificate"
+        );
+        assert_eq!(sent, second.der);
+    }
+
+    /// A CA file put in place, then rotated, is used at the next
+    /// handshake without a reload.
+    #[tokio::test]
+    async fn a_ca_file_put_in_place_or_rotated_is_used_at_the_next_handshake() {
+        let root = ca("Test Root", 2040);
+        let stranger = ca("Someone Else", 2040);
+        let server = leaf(Some(&root), &["localhost"], 2038, false);
+        let dir = tempfile::tempdir().unwrap();
+        let ca_file = dir.path().join("ca.pem");
+        let options = options_of(&[("ca_file", ca_file.to_str().unwrap())]);
+        let setups = TlsSetups::default();
+        let missing = setups.get(&options).expect_err("no CA file yet");
+        assert_eq!(missing.reason, Reason::Tls, "{missing}");
+        assert!(missing.detail.contains("tls_config.ca_file"), "{missing}");
+        // The wrong CA first: the server's certificate has an unknown issuer.
+        rotate(&ca_file, &stranger.pem);
+        let shake_kept = async || {
+            let (port, _task) = serve(&server, None, BOTH).await;
+            let setup = setups.get(&options)?;
+            shake_by(port, "localhost", &setup).await
+        };
+        let failure = shake_kept().await.expect_err("another CA");
+        assert_eq!(failure.reason, Reason::Tls, "{failure}");
+        assert!(failure.detail.contains("UnknownIssuer"), "{failure}");
+        // The right CA renamed over it: the next handshake verifies.
+        rotate(&ca_file, &root.pem);
+        let facts = shake_kept().await.expect("the server's CA, rotated in");
+        assert_eq!(facts.leaf.issuer, "CN=Test Root");
+    }
+
+    /// While no file of a kept setup changed, its files are not read
+    /// again (a file rewritten in place with the same size and time looks
+    /// unchanged, so a read would find its garbage); once one changes, a
+    /// setup that cannot be built fails the probe as `tls` rather than
+    /// the stale one serving on.
+    #[test]
+    fn a_kept_setup_reads_no_file_until_one_changes_and_then_fails_if_it_cannot_serve() {
+        let root = ca("Kept Root", 2040);
+        let dir = tempfile::tempdir().unwrap();
+        let ca_file = dir.path().join("ca.pem");
+        std::fs::write(&ca_file, &root.pem).unwrap();
+        let options = options_of(&[("ca_file", ca_file.to_str().unwrap())]);
+        let setups = TlsSetups::default();
+        let kept = setups.get(&options).unwrap();
+        // Garbage of the same size, written in place, the time put back:
+        // device, inode, size and modification time all as they were.
+        let modified = std::fs::metadata(&ca_file).unwrap().modified().unwrap();
+        std::fs::write(&ca_file, "x".repeat(root.pem.len())).unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&ca_file)
+            .unwrap()
+            .set_modified(modified)
+            .unwrap();
+        for _ in 0..3 {
+            let again = setups.get(&options).expect("no file read");
+            assert!(Arc::ptr_eq(&kept, &again), "the kept setup, no rebuild");
+        }
+        // A time that moves on is a change: the garbage is read, and the
+        // probe fails saying so.
+        std::fs::File::options()
+            .write(true)
+            .open(&ca_file)
+            .unwrap()
+            .set_modified(modified + Duration::from_secs(1))
+            .unwrap();
+        let failure = setups
+            .get(&options)
+            .expect_err("the stale setup does not serve");
+        assert_eq!(failure.reason, Reason::Tls, "{failure}");
+        assert!(
+            failure.detail.contains("tls_config.ca_file")
+                && failure.detail.contains("no certificate"),
+            "{failure}"
+        );
+        rotate(&ca_file, &root.pem);
+        let rebuilt = setups.get(&options).expect("a CA again");
+        assert!(!Arc::ptr_eq(&kept, &rebuilt));
+        assert!(Arc::ptr_eq(&rebuilt, &setups.get(&options).unwrap()));
     }
 
     #[tokio::test]

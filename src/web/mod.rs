@@ -11,7 +11,7 @@
 //!   bounded.
 //! - [`token_bucket`]: the rate limit's bucket.
 //! - [`reload`]: the web config in force, and its reloads when a file
-//!   changes or on SIGHUP; [`stamp`] tells when one changed.
+//!   changes or on SIGHUP; `config::stamp` tells when one changed.
 //!
 //! This layer decides; serving is the HTTP layer's job: the TLS
 //! handshake, and the refusals as responses.
@@ -22,7 +22,6 @@ mod file;
 mod gate;
 mod login;
 mod reload;
-mod stamp;
 mod tls;
 mod token_bucket;
 

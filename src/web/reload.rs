@@ -9,9 +9,8 @@
 #![forbid(unsafe_code)]
 
 use super::WebConfig;
-use super::stamp::{Stamp, read_stamped, stamp};
 use crate::coalesce::{Coalescer, Unfinished};
-use crate::config::ConfigError;
+use crate::config::{ConfigError, Stamp, read_stamped, stamp};
 use crate::metrics::own::{LoginCounts, ReloadStatus};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};

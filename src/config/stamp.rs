@@ -1,26 +1,43 @@
 //! What tells that a file changed, and reads that miss no change: the
-//! web config's files are stamped before they are read, so that a
-//! certificate rotated during a read is read again at the next poll.
+//! web config's files, and those a module's `tls_config` names
+//! (`prober::tls`), are stamped before they are read, so that a
+//! certificate rotated during a read is read again at the next look.
 
 #![forbid(unsafe_code)]
 
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-/// What tells that a file changed: its modification time, size and inode
-/// (a rename over it, as Kubernetes and certbot do, changes the inode even
-/// when the time is the same); `None` for a file that cannot be read.
-pub(super) type Stamp = Option<(SystemTime, u64, u64)>;
+/// What tells that a file changed: its modification time, size, device
+/// and inode (a rename over it, as Kubernetes and certbot do, changes the
+/// inode even when the time is the same); `None` for a file that cannot
+/// be read. One `stat`, no read.
+pub(crate) type Stamp = Option<FileStamp>;
 
-/// The stamp of the file at `path` now.
-pub(super) fn stamp(path: &Path) -> Stamp {
-    use std::os::unix::fs::MetadataExt;
-    let metadata = std::fs::metadata(path).ok()?;
-    Some((metadata.modified().ok()?, metadata.len(), metadata.ino()))
+/// A file's identity and version, as [`Stamp`] takes them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct FileStamp {
+    modified: SystemTime,
+    size: u64,
+    device: u64,
+    inode: u64,
 }
 
-/// Reads a config with `load`, which returns it and the files it read
-/// (the config's own file first), and the stamps of those files taken
+/// The stamp of the file at `path` now.
+pub(crate) fn stamp(path: &Path) -> Stamp {
+    use std::os::unix::fs::MetadataExt;
+    let metadata = std::fs::metadata(path).ok()?;
+    Some(FileStamp {
+        modified: metadata.modified().ok()?,
+        size: metadata.len(),
+        device: metadata.dev(),
+        inode: metadata.ino(),
+    })
+}
+
+/// Reads with `load`, which returns what it read (a config, a TLS setup)
+/// and the files it read (a config's own file first), and the stamps of
+/// those files taken
 /// **before** the read: a file replaced during the read (a certificate
 /// rotated between the read of the config file and the read of the
 /// key) then differs from its stamp, and the next poll reads it again.
@@ -33,7 +50,7 @@ pub(super) fn stamp(path: &Path) -> Stamp {
 /// is done once more with those stamped too. A file still not stamped
 /// before a read gets no stamp (`None`), which the next poll sees as a
 /// change: at worst one read too many, never a change missed.
-pub(super) fn read_stamped<T, E>(
+pub(crate) fn read_stamped<T, E>(
     expected: &[PathBuf],
     mut load: impl FnMut() -> Result<(T, Vec<PathBuf>), E>,
 ) -> Result<(T, Vec<Stamp>), E> {
@@ -65,7 +82,7 @@ pub(super) fn read_stamped<T, E>(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// A web config naming `field: name`, and that file holding
@@ -84,7 +101,7 @@ mod tests {
     }
 
     /// Replaces `path` as certificate managers do: written aside, renamed over.
-    fn rotate(path: &Path, contents: &str) {
+    pub(crate) fn rotate(path: &Path, contents: &str) {
         let aside = path.with_extension("new");
         std::fs::write(&aside, contents).unwrap();
         std::fs::rename(&aside, path).unwrap();
