@@ -38,7 +38,27 @@
 //!    [`write_series`], in `ProberStep`'s [`Wording`] and in `Kept`'s
 //!    methods, and its series at the end of [`TARGET_SERIES`]. The compiler
 //!    points at each `match` that needs the new variant; nothing
-//!    downstream (runner, scheduler, history, `/probe`) changes.
+//!    downstream (scheduler, history, `/probe`) changes.
+//!
+//! What the first prober added this way (`prober: tcp`'s sessions, TLS and
+//! `query_response`, in `session/`) needed beyond these steps, and a new
+//! prober may too:
+//!
+//! - **A directory** when one file grows past one job: `session/mod.rs`
+//!   (the probe and its steps), `query.rs` (the dialogue), `series.rs`
+//!   (its series and what a target keeps). Parts other probers may reuse
+//!   are files of their own (`tls.rs`, `certificate.rs`), and a part of an
+//!   existing prober it shares is split out there (`tcp::open`).
+//! - **A thread and a limit** when its probes hold a connection for long:
+//!   one arm in the runner's `thread_for` and its in-flight limit with a
+//!   flag (`--probe.max-sessions`), so slow dialogues cannot delay the
+//!   half-open probes' closes.
+//! - **State kept between probes** (the TLS setups) goes in [`Context`],
+//!   bounded, and is dropped on a config reload by the runner.
+//! - **A new [`Reason`]** (`tls`) is appended last: every module's
+//!   `probe_failure_reason` gains the row, with 0.
+//! - **Label names** of its info series are reserved for scheduled
+//!   targets' own labels, per module, in `config/scheduled.rs`.
 
 #![forbid(unsafe_code)]
 
