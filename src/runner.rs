@@ -741,42 +741,83 @@ modules:
         Modules::load(&config, &ResultCounters::default())
     }
 
-    /// A loopback server for `banner`: each connection it accepts (at
-    /// most `connections`, 5 s each at most) gets `HELLO`; the first line
-    /// it reads back is reported on `heard`, then it reads to the end.
-    /// The connections listed in `hold` get nothing until `release` is
-    /// notified, so that their sessions stay open until then.
-    async fn serve_banner(
-        listener: tokio::net::TcpListener,
-        connections: usize,
-        hold: &'static [usize],
+    /// A loopback server for `banner`, and what the test sees of it.
+    struct Banner {
+        target: Target,
+        /// The connections that sent back `hi`, by their index.
+        heard: std::sync::mpsc::Receiver<usize>,
+        /// The connections accepted, by their index.
+        accepted: tokio::sync::mpsc::UnboundedReceiver<usize>,
+        /// Lets the held connections go on.
         release: Arc<tokio::sync::Notify>,
-        heard: std::sync::mpsc::Sender<usize>,
-        accepted: tokio::sync::mpsc::UnboundedSender<usize>,
-    ) {
-        use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-        let bound = Duration::from_secs(5);
-        for index in 0..connections {
-            let Ok(Ok((socket, _))) = tokio::time::timeout(bound, listener.accept()).await else {
-                return;
-            };
-            let _ = accepted.send(index);
-            let (heard, release) = (heard.clone(), Arc::clone(&release));
-            tokio::spawn(tokio::time::timeout(bound, async move {
-                if hold.contains(&index) {
-                    release.notified().await;
+        server: JoinHandle<()>,
+    }
+
+    impl Banner {
+        /// Accepts at most `connections` (5 s each at most) and greets
+        /// each with `HELLO`; the first line it reads back, if `hi`, is
+        /// reported on `heard`, then it reads to the end. The connections
+        /// listed in `hold` are greeted only once `release` is notified,
+        /// so that their sessions stay open until then.
+        async fn start(connections: usize, hold: &'static [usize]) -> Self {
+            use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let target = Target::parse(&listener.local_addr().unwrap().to_string()).unwrap();
+            let (heard_tx, heard) = std::sync::mpsc::channel();
+            let (accepted_tx, accepted) = tokio::sync::mpsc::unbounded_channel();
+            let release = Arc::new(tokio::sync::Notify::new());
+            let released = Arc::clone(&release);
+            let bound = Duration::from_secs(5);
+            let server = tokio::spawn(async move {
+                for index in 0..connections {
+                    let Ok(Ok((socket, _))) = tokio::time::timeout(bound, listener.accept()).await
+                    else {
+                        return;
+                    };
+                    let _ = accepted_tx.send(index);
+                    let (heard, released) = (heard_tx.clone(), Arc::clone(&released));
+                    tokio::spawn(tokio::time::timeout(bound, async move {
+                        if hold.contains(&index) {
+                            released.notified().await;
+                        }
+                        let mut socket = BufReader::new(socket);
+                        socket.get_mut().write_all(b"HELLO\r\n").await.ok()?;
+                        let mut line = String::new();
+                        socket.read_line(&mut line).await.ok()?;
+                        if line == "hi\n" {
+                            heard.send(index).ok()?;
+                        }
+                        while socket.read_line(&mut line).await.ok()? > 0 {}
+                        Some(())
+                    }));
                 }
-                let mut socket = BufReader::new(socket);
-                socket.get_mut().write_all(b"HELLO\r\n").await.ok()?;
-                let mut line = String::new();
-                socket.read_line(&mut line).await.ok()?;
-                if line == "hi\n" {
-                    heard.send(index).ok()?;
-                }
-                while socket.read_line(&mut line).await.ok()? > 0 {}
-                Some(())
-            }));
+            });
+            Self {
+                target,
+                heard,
+                accepted,
+                release,
+                server,
+            }
         }
+    }
+
+    /// Probes `target` with `module` through `runner` in a task of its
+    /// own: the outcome, and how long it took.
+    fn spawn_run(
+        runner: &Arc<ProbeRunner>,
+        module: &Arc<LoadedModule>,
+        target: &Target,
+        timeout: Duration,
+    ) -> JoinHandle<(Outcome, Duration)> {
+        let (runner, module, target) = (Arc::clone(runner), Arc::clone(module), target.clone());
+        tokio::spawn(async move {
+            let asked = Instant::now();
+            let outcome = runner
+                .run(&module, Some(&target), timeout, &mut StepLog::disabled())
+                .await;
+            (outcome, asked.elapsed())
+        })
     }
 
     /// Blocks the thread of `handle` (as a slow step would) until `until`
@@ -810,36 +851,27 @@ modules:
         assert_eq!(thread_for(&banner), Thread::Sessions);
         let runner = Arc::new(ProbeRunner::new(4, Resolver::from_system(&[])).unwrap());
         let timeout = Duration::from_secs(5);
-        let long = Duration::from_secs(5);
         let runtime = tokio::runtime::Runtime::new().unwrap();
         runtime.block_on(async {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let target = Target::parse(&listener.local_addr().unwrap().to_string()).unwrap();
-            let (heard_tx, heard) = std::sync::mpsc::channel();
-            let (accepted, _accepted) = tokio::sync::mpsc::unbounded_channel();
-            let release = Arc::new(tokio::sync::Notify::new());
-            let server = tokio::spawn(serve_banner(
-                listener,
-                3,
-                &[1],
-                Arc::clone(&release),
-                heard_tx,
-                accepted,
-            ));
+            let Banner {
+                target,
+                heard,
+                release,
+                server,
+                ..
+            } = Banner::start(3, &[1]).await;
 
             // From `run`, with the probe and exec threads blocked.
             let (probe_blocked, probe_blocker) =
-                block_thread(&runner.probe_thread.handle, heard, long);
-            let (_exec_free, exec_until) = std::sync::mpsc::channel();
+                block_thread(&runner.probe_thread.handle, heard, timeout);
+            let (exec_free, exec_until) = std::sync::mpsc::channel();
             let (exec_blocked, exec_blocker) =
-                block_thread(&runner.exec_thread.handle, exec_until, long);
+                block_thread(&runner.exec_thread.handle, exec_until, timeout);
             probe_blocked.await.unwrap();
             exec_blocked.await.unwrap();
-            let outcome = runner
-                .run(&banner, Some(&target), timeout, &mut StepLog::disabled())
-                .await;
+            let (outcome, _) = spawn_run(&runner, &banner, &target, timeout).await.unwrap();
             assert!(outcome.is_success(), "{:?}", outcome.failure);
-            drop(_exec_free);
+            drop(exec_free);
             let (heard_while_blocked, heard) = probe_blocker.await.unwrap();
             assert!(
                 heard_while_blocked,
@@ -866,7 +898,7 @@ modules:
             });
             entering.await.unwrap();
             let (probe_blocked, probe_blocker) =
-                block_thread(&runner.probe_thread.handle, heard, long);
+                block_thread(&runner.probe_thread.handle, heard, timeout);
             probe_blocked.await.unwrap();
             release.notify_one();
             let (heard_while_blocked, heard) = probe_blocker.await.unwrap();
@@ -878,30 +910,21 @@ modules:
             assert!(outcome.is_success(), "{:?}", outcome.failure);
 
             // And it is the sessions thread that runs it.
-            let short = Duration::from_millis(500);
-            let (sessions_blocked, sessions_blocker) =
-                block_thread(&runner.sessions_thread.handle, heard, short);
+            let (sessions_blocked, sessions_blocker) = block_thread(
+                &runner.sessions_thread.handle,
+                heard,
+                Duration::from_millis(500),
+            );
             sessions_blocked.await.unwrap();
-            let (probe_runner, probe_module, probe_target) =
-                (Arc::clone(&runner), Arc::clone(&banner), target.clone());
-            let probe = tokio::spawn(async move {
-                probe_runner
-                    .run(
-                        &probe_module,
-                        Some(&probe_target),
-                        timeout,
-                        &mut StepLog::disabled(),
-                    )
-                    .await
-            });
+            let probe = spawn_run(&runner, &banner, &target, timeout);
             let (heard_while_blocked, heard) = sessions_blocker.await.unwrap();
             assert!(
                 !heard_while_blocked,
                 "the session waited while the sessions thread was blocked"
             );
-            let outcome = probe.await.unwrap();
+            let (outcome, _) = probe.await.unwrap();
             assert!(outcome.is_success(), "{:?}", outcome.failure);
-            let third = tokio::task::spawn_blocking(move || heard.recv_timeout(long));
+            let third = tokio::task::spawn_blocking(move || heard.recv_timeout(timeout));
             assert_eq!(third.await.unwrap(), Ok(2), "the third session was heard");
             server.await.unwrap();
         });
@@ -924,62 +947,33 @@ modules:
                 .unwrap()
                 .with_max_sessions(1),
         );
+        let long = Duration::from_secs(5);
         let runtime = tokio::runtime::Runtime::new().unwrap();
         runtime.block_on(async {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let target = Target::parse(&listener.local_addr().unwrap().to_string()).unwrap();
-            let (heard_tx, heard) = std::sync::mpsc::channel();
-            let (accepted_tx, mut accepted) = tokio::sync::mpsc::unbounded_channel();
-            let release = Arc::new(tokio::sync::Notify::new());
-            let server = tokio::spawn(serve_banner(
-                listener,
-                2,
-                &[0],
-                Arc::clone(&release),
-                heard_tx,
-                accepted_tx,
-            ));
+            let Banner {
+                target,
+                heard,
+                mut accepted,
+                release,
+                server,
+            } = Banner::start(2, &[0]).await;
             let other = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             let other_target = Target::parse(&other.local_addr().unwrap().to_string()).unwrap();
 
             // The first session holds the only session slot, and one of
             // the two in-flight slots.
-            let (held_runner, held_module, held_target) =
-                (Arc::clone(&runner), Arc::clone(&banner), target.clone());
-            let held = tokio::spawn(async move {
-                held_runner
-                    .run(
-                        &held_module,
-                        Some(&held_target),
-                        Duration::from_secs(5),
-                        &mut StepLog::disabled(),
-                    )
-                    .await
-            });
-            let first = tokio::time::timeout(Duration::from_secs(5), accepted.recv()).await;
+            let held = spawn_run(&runner, &banner, &target, long);
+            let first = tokio::time::timeout(long, accepted.recv()).await;
             assert_eq!(first, Ok(Some(0)), "the first session connected");
 
             // The second queues for a session slot...
             let timeout = Duration::from_secs(1);
-            let (queued_runner, queued_module, queued_target) =
-                (Arc::clone(&runner), Arc::clone(&banner), target.clone());
-            let queued = tokio::spawn(async move {
-                let asked = Instant::now();
-                let outcome = queued_runner
-                    .run(
-                        &queued_module,
-                        Some(&queued_target),
-                        timeout,
-                        &mut StepLog::disabled(),
-                    )
-                    .await;
-                (outcome, asked.elapsed())
-            });
+            let queued = spawn_run(&runner, &banner, &target, timeout);
             tokio::time::sleep(Duration::from_millis(100)).await;
             // ... holding no in-flight slot: a connect probe takes the other.
-            let outcome = runner
-                .run(&connect, Some(&other_target), timeout, &mut StepLog::disabled())
-                .await;
+            let (outcome, _) = spawn_run(&runner, &connect, &other_target, timeout)
+                .await
+                .unwrap();
             assert!(
                 outcome.is_success(),
                 "a session queueing for its own limit holds no in-flight slot: {:?}",
@@ -1006,15 +1000,12 @@ modules:
 
             // Once the held session ends, the next one gets its slot.
             release.notify_one();
-            let outcome = held.await.unwrap();
+            let (outcome, _) = held.await.unwrap();
             assert!(outcome.is_success(), "{:?}", outcome.failure);
-            let outcome = runner
-                .run(&banner, Some(&target), Duration::from_secs(5), &mut StepLog::disabled())
-                .await;
+            let (outcome, _) = spawn_run(&runner, &banner, &target, long).await.unwrap();
             assert!(outcome.is_success(), "{:?}", outcome.failure);
             let both = tokio::task::spawn_blocking(move || {
-                let bound = Duration::from_secs(5);
-                let mut both = [heard.recv_timeout(bound).ok(), heard.recv_timeout(bound).ok()];
+                let mut both = [heard.recv_timeout(long).ok(), heard.recv_timeout(long).ok()];
                 both.sort_unstable();
                 both
             });
