@@ -326,17 +326,18 @@ impl Rules {
         steplog: &mut StepLog,
     ) -> Outcome {
         let budget = Budget::new(asked, timeout);
-        let on_probe_thread = Instant::now();
+        let thread = thread_for(module);
+        let on_thread = Instant::now();
         // An exec probe or a session takes its own slot first; see the
         // module docs.
-        let own = match thread_for(module) {
+        let own = match thread {
             Thread::Probe => None,
             Thread::Exec => Some((&self.exec_slots, Limit::Exec(self.max_exec))),
             Thread::Sessions => Some((&self.session_slots, Limit::Sessions(self.max_sessions))),
         };
         let _own_slot = match own {
             Some((slots, limit)) => {
-                match Self::slot(slots, limit, on_probe_thread, asked, budget).await {
+                match Self::slot(slots, limit, thread, on_thread, asked, budget).await {
                     Ok(slot) => Some(slot),
                     Err(failure) => return Self::refuse(module, failure, asked, steplog),
                 }
@@ -344,7 +345,7 @@ impl Rules {
             None => None,
         };
         let limit = Limit::InFlight(self.max_in_flight);
-        let _slot = match Self::slot(&self.slots, limit, on_probe_thread, asked, budget).await {
+        let _slot = match Self::slot(&self.slots, limit, thread, on_thread, asked, budget).await {
             Ok(slot) => slot,
             Err(failure) => return Self::refuse(module, failure, asked, steplog),
         };
@@ -362,6 +363,7 @@ impl Rules {
     async fn slot(
         slots: &Semaphore,
         limit: Limit,
+        thread: Thread,
         on_thread: Instant,
         asked: Instant,
         budget: Budget,
@@ -373,6 +375,7 @@ impl Rules {
             Ok(Ok(slot)) if starting <= budget.last_start => Ok(slot),
             _ => {
                 let queue = Queue {
+                    thread,
                     for_thread: on_thread.saturating_duration_since(asked),
                     for_slot: starting.saturating_duration_since(on_thread),
                     timeout: budget.timeout,
@@ -413,6 +416,17 @@ enum Thread {
     Exec,
     /// Sessions: TLS handshakes and `query_response` dialogues.
     Sessions,
+}
+
+impl Thread {
+    /// The thread's name in messages.
+    fn name(self) -> &'static str {
+        match self {
+            Self::Probe => "probe thread",
+            Self::Exec => "exec thread",
+            Self::Sessions => "sessions thread",
+        }
+    }
 }
 
 /// The thread that runs the probes of `module`.
@@ -492,9 +506,12 @@ enum Limit {
 /// How long a probe waited before it could start, and for what.
 #[derive(Clone, Copy, Debug)]
 struct Queue {
-    /// From the request to the probe thread picking it up.
+    /// The thread of the probe's kind ([`thread_for`]).
+    thread: Thread,
+    /// From the request to `thread` picking it up.
     for_thread: Duration,
-    /// On the probe thread, waiting for an in-flight slot.
+    /// On `thread`, waiting for its slots (its own limit's, then an
+    /// in-flight one).
     for_slot: Duration,
     timeout: Duration,
 }
@@ -505,23 +522,36 @@ impl Queue {
     }
 
     fn describe(self, limit: Limit) -> String {
+        let thread = self.thread.name();
         let cause = if self.for_slot >= self.for_thread {
-            match limit {
-                Limit::InFlight(max_in_flight) => format!(
-                    "all {max_in_flight} probe slots were busy; raise --probe.max-in-flight or lower the probe rate"
+            let (size, slot, raise) = match limit {
+                Limit::InFlight(size) => (
+                    size,
+                    "probe",
+                    "--probe.max-in-flight or lower the probe rate",
                 ),
-                Limit::Exec(max_exec) => format!(
-                    "all {max_exec} exec slots were busy; raise --exec.max-concurrent or lower the rate of exec probes"
+                Limit::Exec(size) => (
+                    size,
+                    "exec",
+                    "--exec.max-concurrent or lower the rate of exec probes",
                 ),
-                Limit::Sessions(max_sessions) => format!(
-                    "all {max_sessions} session slots were busy; raise --probe.max-sessions or lower the rate of TLS and query_response probes"
+                Limit::Sessions(size) => (
+                    size,
+                    "session",
+                    "--probe.max-sessions or lower the rate of TLS and query_response probes",
                 ),
-            }
+            };
+            let busy = if size == 1 {
+                format!("the only {slot} slot was busy")
+            } else {
+                format!("all {size} {slot} slots were busy")
+            };
+            format!("{busy}; raise {raise}")
         } else {
-            "the probe thread was busy (CPU starvation?); give the exporter more CPU".to_owned()
+            format!("the {thread} was busy (CPU starvation?); give the exporter more CPU")
         };
         format!(
-            "not started: queued {:.3}s of the {:.3}s timeout ({:.3}s for the probe thread, {:.3}s for a slot), \
+            "not started: queued {:.3}s of the {:.3}s timeout ({:.3}s for the {thread}, {:.3}s for a slot), \
              leaving less than {:.0}% of it for the target to answer: {cause}",
             self.waited().as_secs_f64(),
             self.timeout.as_secs_f64(),
@@ -601,6 +631,8 @@ impl Drop for RuntimeThread {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Config;
+    use crate::modules::{Modules, ResultCounters};
 
     #[test]
     fn connections_fit_in_what_probes_leave_of_the_descriptors() {
@@ -638,8 +670,7 @@ mod tests {
 
     #[test]
     fn exec_probes_never_run_on_the_probe_thread() {
-        use crate::config::{Config, ProberKind};
-        use crate::modules::{Modules, ResultCounters};
+        use crate::config::ProberKind;
         let config = Config::parse(
             "t.yml",
             "modules:\n  true:\n    prober: exec\n    exec: {command: [\"/bin/true\"]}\n",
@@ -684,9 +715,313 @@ mod tests {
         );
     }
 
+    /// A `prober: tcp` module `banner` whose dialogue is a session (it
+    /// expects `HELLO`, then sends `hi`), and `connect`, a plain full
+    /// connect, which is not.
+    fn session_modules() -> Modules {
+        let config = Config::parse(
+            "t.yml",
+            r#"
+modules:
+  banner:
+    prober: tcp
+    timeout: 5s
+    tcp:
+      preferred_ip_protocol: ip4
+      query_response:
+        - expect: "^HELLO"
+        - send: "hi"
+  connect:
+    prober: tcp
+    timeout: 5s
+    tcp: {preferred_ip_protocol: ip4, half_open: false}
+"#,
+        )
+        .unwrap();
+        Modules::load(&config, &ResultCounters::default())
+    }
+
+    /// A loopback server for `banner`, and what the test sees of it.
+    struct Banner {
+        target: Target,
+        /// The connections that sent back `hi`, by their index.
+        heard: std::sync::mpsc::Receiver<usize>,
+        /// The connections accepted, by their index.
+        accepted: tokio::sync::mpsc::UnboundedReceiver<usize>,
+        /// Lets the held connections go on.
+        release: Arc<tokio::sync::Notify>,
+        server: JoinHandle<()>,
+    }
+
+    impl Banner {
+        /// Accepts at most `connections` (5 s each at most) and greets
+        /// each with `HELLO`; the first line it reads back, if `hi`, is
+        /// reported on `heard`, then it reads to the end. The connections
+        /// listed in `hold` are greeted only once `release` is notified,
+        /// so that their sessions stay open until then.
+        async fn start(connections: usize, hold: &'static [usize]) -> Self {
+            use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let target = Target::parse(&listener.local_addr().unwrap().to_string()).unwrap();
+            let (heard_tx, heard) = std::sync::mpsc::channel();
+            let (accepted_tx, accepted) = tokio::sync::mpsc::unbounded_channel();
+            let release = Arc::new(tokio::sync::Notify::new());
+            let released = Arc::clone(&release);
+            let bound = Duration::from_secs(5);
+            let server = tokio::spawn(async move {
+                for index in 0..connections {
+                    let Ok(Ok((socket, _))) = tokio::time::timeout(bound, listener.accept()).await
+                    else {
+                        return;
+                    };
+                    let _ = accepted_tx.send(index);
+                    let (heard, released) = (heard_tx.clone(), Arc::clone(&released));
+                    tokio::spawn(tokio::time::timeout(bound, async move {
+                        if hold.contains(&index) {
+                            released.notified().await;
+                        }
+                        let mut socket = BufReader::new(socket);
+                        socket.get_mut().write_all(b"HELLO\r\n").await.ok()?;
+                        let mut line = String::new();
+                        socket.read_line(&mut line).await.ok()?;
+                        if line == "hi\n" {
+                            heard.send(index).ok()?;
+                        }
+                        while socket.read_line(&mut line).await.ok()? > 0 {}
+                        Some(())
+                    }));
+                }
+            });
+            Self {
+                target,
+                heard,
+                accepted,
+                release,
+                server,
+            }
+        }
+    }
+
+    /// Probes `target` with `module` through `runner` in a task of its
+    /// own: the outcome, and how long it took.
+    fn spawn_run(
+        runner: &Arc<ProbeRunner>,
+        module: &Arc<LoadedModule>,
+        target: &Target,
+        timeout: Duration,
+    ) -> JoinHandle<(Outcome, Duration)> {
+        let (runner, module, target) = (Arc::clone(runner), Arc::clone(module), target.clone());
+        tokio::spawn(async move {
+            let asked = Instant::now();
+            let outcome = runner
+                .run(&module, Some(&target), timeout, &mut StepLog::disabled())
+                .await;
+            (outcome, asked.elapsed())
+        })
+    }
+
+    /// Blocks the thread of `handle` (as a slow step would) until `until`
+    /// receives or `at_most` passes; `started` says when it holds the
+    /// thread. The task's output: whether `until` received, and `until`.
+    fn block_thread(
+        handle: &Handle,
+        until: std::sync::mpsc::Receiver<usize>,
+        at_most: Duration,
+    ) -> (
+        oneshot::Receiver<()>,
+        JoinHandle<(bool, std::sync::mpsc::Receiver<usize>)>,
+    ) {
+        let (started, blocking) = oneshot::channel();
+        let task = handle.spawn(async move {
+            let _ = started.send(());
+            let received = until.recv_timeout(at_most).is_ok();
+            (received, until)
+        });
+        (blocking, task)
+    }
+
+    /// A session runs on the sessions thread: it runs to its end while
+    /// the probe thread and the exec thread are blocked, from `run` and
+    /// from `run_in_place` on the probe thread, and it does not move
+    /// while the sessions thread is blocked.
+    #[test]
+    fn sessions_run_on_the_sessions_thread() {
+        let modules = session_modules();
+        let banner = Arc::clone(modules.get("banner").unwrap());
+        assert_eq!(thread_for(&banner), Thread::Sessions);
+        let runner = Arc::new(ProbeRunner::new(4, Resolver::from_system(&[])).unwrap());
+        let timeout = Duration::from_secs(5);
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        runtime.block_on(async {
+            let Banner {
+                target,
+                heard,
+                release,
+                server,
+                ..
+            } = Banner::start(3, &[1]).await;
+
+            // From `run`, with the probe and exec threads blocked.
+            let (probe_blocked, probe_blocker) =
+                block_thread(&runner.probe_thread.handle, heard, timeout);
+            let (exec_free, exec_until) = std::sync::mpsc::channel();
+            let (exec_blocked, exec_blocker) =
+                block_thread(&runner.exec_thread.handle, exec_until, timeout);
+            probe_blocked.await.unwrap();
+            exec_blocked.await.unwrap();
+            let (outcome, _) = spawn_run(&runner, &banner, &target, timeout).await.unwrap();
+            assert!(outcome.is_success(), "{:?}", outcome.failure);
+            drop(exec_free);
+            let (heard_while_blocked, heard) = probe_blocker.await.unwrap();
+            assert!(
+                heard_while_blocked,
+                "the session ran while the probe thread was blocked"
+            );
+            exec_blocker.await.unwrap();
+
+            // In place, as the scheduler does, from a task on the probe
+            // thread, which is blocked once the probe has begun; only then
+            // does the server greet it.
+            let (entering_tx, entering) = oneshot::channel();
+            let (in_place, in_place_module, in_place_target) =
+                (Arc::clone(&runner), Arc::clone(&banner), target.clone());
+            let scheduled = runner.spawn_on_probe_thread(async move {
+                let mut steplog = StepLog::disabled();
+                let probe = in_place.run_in_place(
+                    &in_place_module,
+                    &in_place_target,
+                    timeout,
+                    &mut steplog,
+                );
+                let _ = entering_tx.send(());
+                probe.await
+            });
+            entering.await.unwrap();
+            let (probe_blocked, probe_blocker) =
+                block_thread(&runner.probe_thread.handle, heard, timeout);
+            probe_blocked.await.unwrap();
+            release.notify_one();
+            let (heard_while_blocked, heard) = probe_blocker.await.unwrap();
+            assert!(
+                heard_while_blocked,
+                "the session ran in place while the probe thread was blocked"
+            );
+            let outcome = scheduled.await.unwrap();
+            assert!(outcome.is_success(), "{:?}", outcome.failure);
+
+            // And it is the sessions thread that runs it.
+            let (sessions_blocked, sessions_blocker) = block_thread(
+                &runner.sessions_thread.handle,
+                heard,
+                Duration::from_millis(500),
+            );
+            sessions_blocked.await.unwrap();
+            let probe = spawn_run(&runner, &banner, &target, timeout);
+            let (heard_while_blocked, heard) = sessions_blocker.await.unwrap();
+            assert!(
+                !heard_while_blocked,
+                "the session waited while the sessions thread was blocked"
+            );
+            let (outcome, _) = probe.await.unwrap();
+            assert!(outcome.is_success(), "{:?}", outcome.failure);
+            let third = tokio::task::spawn_blocking(move || heard.recv_timeout(timeout));
+            assert_eq!(third.await.unwrap(), Ok(2), "the third session was heard");
+            server.await.unwrap();
+        });
+    }
+
+    /// With `--probe.max-sessions` sessions open, the next one waits for
+    /// a session slot, holding no in-flight slot, and fails as `local`
+    /// once half its timeout is gone, naming the limit and its flag; once
+    /// a session ends, its slot serves the next.
+    #[test]
+    fn the_session_limit_refuses_naming_its_flag() {
+        let modules = session_modules();
+        let (banner, connect) = (
+            Arc::clone(modules.get("banner").unwrap()),
+            Arc::clone(modules.get("connect").unwrap()),
+        );
+        assert_eq!(thread_for(&connect), Thread::Probe);
+        let runner = Arc::new(
+            ProbeRunner::new(2, Resolver::from_system(&[]))
+                .unwrap()
+                .with_max_sessions(1),
+        );
+        let long = Duration::from_secs(5);
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        runtime.block_on(async {
+            let Banner {
+                target,
+                heard,
+                mut accepted,
+                release,
+                server,
+            } = Banner::start(2, &[0]).await;
+            let other = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let other_target = Target::parse(&other.local_addr().unwrap().to_string()).unwrap();
+
+            // The first session holds the only session slot, and one of
+            // the two in-flight slots.
+            let held = spawn_run(&runner, &banner, &target, long);
+            let first = tokio::time::timeout(long, accepted.recv()).await;
+            assert_eq!(first, Ok(Some(0)), "the first session connected");
+
+            // The second queues for a session slot...
+            let timeout = Duration::from_secs(1);
+            let queued = spawn_run(&runner, &banner, &target, timeout);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            // ... holding no in-flight slot: a connect probe takes the other.
+            let (outcome, _) = spawn_run(&runner, &connect, &other_target, timeout)
+                .await
+                .unwrap();
+            assert!(
+                outcome.is_success(),
+                "a session queueing for its own limit holds no in-flight slot: {:?}",
+                outcome.failure
+            );
+
+            let (outcome, took) = queued.await.unwrap();
+            let failure = outcome.failure.expect("the second session could not start");
+            assert_eq!(failure.reason, Reason::Local, "{failure}");
+            let expected = regex::Regex::new(
+                r"^not started: queued 0\.[5-9]\d\ds of the 1\.000s timeout \(0\.\d{3}s for the sessions thread, 0\.\d{3}s for a slot\), leaving less than 50% of it for the target to answer: the only session slot was busy; raise --probe\.max-sessions or lower the rate of TLS and query_response probes$",
+            )
+            .unwrap();
+            assert!(expected.is_match(&failure.detail), "{}", failure.detail);
+            assert!(
+                took >= timeout / 2 && took < timeout,
+                "it gave up when half its timeout was gone, not at the deadline: {took:?}"
+            );
+            assert_eq!(
+                accepted.try_recv(),
+                Err(tokio::sync::mpsc::error::TryRecvError::Empty),
+                "the refused session never connected"
+            );
+
+            // Once the held session ends, the next one gets its slot.
+            release.notify_one();
+            let (outcome, _) = held.await.unwrap();
+            assert!(outcome.is_success(), "{:?}", outcome.failure);
+            let (outcome, _) = spawn_run(&runner, &banner, &target, long).await.unwrap();
+            assert!(outcome.is_success(), "{:?}", outcome.failure);
+            let both = tokio::task::spawn_blocking(move || {
+                let mut both = [heard.recv_timeout(long).ok(), heard.recv_timeout(long).ok()];
+                both.sort_unstable();
+                both
+            });
+            assert_eq!(
+                both.await.unwrap(),
+                [Some(0), Some(1)],
+                "the held session and the next were heard"
+            );
+            server.await.unwrap();
+        });
+    }
+
     #[test]
     fn the_queue_says_what_it_waited_for() {
         let queue = Queue {
+            thread: Thread::Probe,
             for_thread: Duration::ZERO,
             for_slot: Duration::from_millis(600),
             timeout: Duration::from_secs(1),
@@ -697,6 +1032,28 @@ mod tests {
         let text = queue.describe(Limit::Exec(3));
         assert!(
             text.contains("all 3 exec slots were busy; raise --exec.max-concurrent"),
+            "{text}"
+        );
+        let text = queue.describe(Limit::InFlight(1));
+        assert!(
+            text.contains("the only probe slot was busy; raise --probe.max-in-flight"),
+            "{text}"
+        );
+        let starved = Queue {
+            thread: Thread::Exec,
+            for_thread: Duration::from_millis(600),
+            for_slot: Duration::ZERO,
+            timeout: Duration::from_secs(1),
+        };
+        let text = starved.describe(Limit::Exec(3));
+        assert!(
+            text.contains("(0.600s for the exec thread, 0.000s for a slot)"),
+            "{text}"
+        );
+        assert!(
+            text.ends_with(
+                "the exec thread was busy (CPU starvation?); give the exporter more CPU"
+            ),
             "{text}"
         );
     }

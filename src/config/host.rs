@@ -498,7 +498,7 @@ mod tests {
         let error = load(&module("      tls: true\n", inline)).expect_err("inline PEM");
         error.assert_says(
             "zk.yml:7:13: field `modules.tls.tcp.tls_config.ca`",
-            &["holds no certificate"],
+            &["holds no PEM CERTIFICATE block"],
         );
         // A module that never shakes hands does not use its tls_config,
         // as in blackbox_exporter: its files are not read.

@@ -75,7 +75,7 @@ pub(crate) use stamp::tests::rotate;
 pub(crate) use stamp::{Stamp, read_stamped, stamp};
 pub(crate) use tls::{GO_CIPHER_SUITES, go_cipher_name};
 pub use tls::{TlsOptions, TlsVersion};
-pub(crate) use tls_material::TlsMaterial;
+pub(crate) use tls_material::{TlsMaterial, pem_certificates, pem_private_key};
 
 use serde::de::{IgnoredAny, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};

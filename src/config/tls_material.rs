@@ -94,21 +94,30 @@ fn read_file(path: &Path, field: &'static str) -> Result<Vec<u8>, TlsMaterialErr
     })
 }
 
-/// The certificates of PEM text `pem`, from `field`; at least one.
-fn certificates(
-    field: &'static str,
-    pem: &[u8],
-) -> Result<Vec<CertificateDer<'static>>, TlsMaterialError> {
+/// The certificates of PEM text `pem`, at least one; or what is wrong
+/// with it, in words that follow the name of the field it came from. The
+/// web config reads its certificates with it too (`web/tls.rs`).
+pub(crate) fn pem_certificates(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
     let certs = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|why| error(field, format!("is not readable PEM: {why}")))?;
+        .map_err(|why| format!("not PEM certificates: {why}"))?;
     if certs.is_empty() {
-        return Err(error(
-            field,
-            "holds no certificate (no BEGIN CERTIFICATE block)",
-        ));
+        return Err("holds no PEM CERTIFICATE block".to_owned());
     }
     Ok(certs)
+}
+
+/// The private key of PEM text `pem`; or what is wrong with it, as for
+/// [`pem_certificates`].
+pub(crate) fn pem_private_key(pem: &[u8]) -> Result<PrivateKeyDer<'static>, String> {
+    PrivateKeyDer::from_pem_slice(pem).map_err(|why| match why {
+        rustls::pki_types::pem::Error::NoItemsFound => {
+            "holds no PEM private key block (BEGIN PRIVATE KEY, BEGIN RSA PRIVATE KEY \
+             or BEGIN EC PRIVATE KEY)"
+                .to_owned()
+        }
+        other => format!("is not a readable PEM private key: {other}"),
+    })
 }
 
 impl TlsMaterial {
@@ -124,7 +133,7 @@ impl TlsMaterial {
             ("ca_file", options.ca_file.as_ref()),
         )?
         .map(|(field, pem)| {
-            let certs = certificates(field, &pem)?;
+            let certs = pem_certificates(&pem).map_err(|message| error(field, message))?;
             let mut roots = RootCertStore::empty();
             for (number, cert) in certs.iter().enumerate() {
                 roots.add(cert.clone()).map_err(|why| {
@@ -151,18 +160,9 @@ impl TlsMaterial {
         )?;
         let client = match (cert, key) {
             (Some((cert_field, cert)), Some((key_field, key))) => {
-                let chain = certificates(cert_field, &cert)?;
-                let key = PrivateKeyDer::from_pem_slice(&key).map_err(|why| {
-                    let message = match why {
-                        rustls::pki_types::pem::Error::NoItemsFound => {
-                            "holds no private key (no BEGIN PRIVATE KEY, BEGIN RSA PRIVATE KEY \
-                             or BEGIN EC PRIVATE KEY block)"
-                                .to_owned()
-                        }
-                        other => format!("is not a readable PEM private key: {other}"),
-                    };
-                    error(key_field, message)
-                })?;
+                let chain =
+                    pem_certificates(&cert).map_err(|message| error(cert_field, message))?;
+                let key = pem_private_key(&key).map_err(|message| error(key_field, message))?;
                 let provider = rustls::ClientConfig::builder().crypto_provider().clone();
                 let certified = CertifiedKey::from_der(chain, key, &provider).map_err(|why| {
                     let message = match why {
@@ -282,7 +282,7 @@ mod tests {
             (
                 format!("{{ca_file: {:?}}}", path("empty.pem")),
                 "ca_file",
-                "holds no certificate".to_owned(),
+                "holds no PEM CERTIFICATE block".to_owned(),
             ),
             (
                 format!(
@@ -291,7 +291,7 @@ mod tests {
                     path("other.key")
                 ),
                 "cert_file",
-                "holds no certificate".to_owned(),
+                "holds no PEM CERTIFICATE block".to_owned(),
             ),
             (
                 format!(
@@ -300,7 +300,7 @@ mod tests {
                     path("empty.pem")
                 ),
                 "key_file",
-                "holds no private key".to_owned(),
+                "holds no PEM private key block".to_owned(),
             ),
             (
                 format!(

@@ -11,11 +11,10 @@
 
 #![forbid(unsafe_code)]
 
-use crate::config::{GO_CIPHER_SUITES, TlsVersion};
+use crate::config::{GO_CIPHER_SUITES, TlsVersion, pem_certificates, pem_private_key};
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
+use rustls::pki_types::{CertificateDer, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::{ServerConfig, WebPkiClientVerifier};
 use rustls::{DigitallySignedStruct, DistinguishedName, RootCertStore, SignatureScheme};
@@ -193,19 +192,6 @@ fn pem_source(
     }
 }
 
-fn certificates(
-    field: &'static str,
-    pem: &[u8],
-) -> Result<Vec<CertificateDer<'static>>, FieldError> {
-    let certs = CertificateDer::pem_slice_iter(pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|error| (field, format!("not PEM certificates: {error}")))?;
-    if certs.is_empty() {
-        return Err((field, "holds no PEM CERTIFICATE block".to_owned()));
-    }
-    Ok(certs)
-}
-
 impl TlsFields {
     /// The rustls server config these fields describe. Files are read
     /// relative to `dir` and added to `watched`.
@@ -234,18 +220,8 @@ impl TlsFields {
             "key_file",
             "TLS needs a private key: set key_file (or key)".to_owned(),
         ))?;
-        let chain = certificates(cert.0, &cert.1)?;
-        let key_der = PrivateKeyDer::from_pem_slice(&key.1).map_err(|error| {
-            let why = match error {
-                rustls::pki_types::pem::Error::NoItemsFound => {
-                    "holds no PEM private key block (BEGIN PRIVATE KEY, BEGIN RSA PRIVATE KEY \
-                     or BEGIN EC PRIVATE KEY)"
-                        .to_owned()
-                }
-                other => format!("is not a readable PEM private key: {other}"),
-            };
-            (key.0, why)
-        })?;
+        let chain = pem_certificates(&cert.1).map_err(|message| (cert.0, message))?;
+        let key_der = pem_private_key(&key.1).map_err(|message| (key.0, message))?;
         let provider = Arc::new(self.provider()?);
         let versions: Vec<&'static rustls::SupportedProtocolVersion> = [
             (TlsVersion::Tls12, &rustls::version::TLS12),
@@ -391,7 +367,7 @@ impl TlsFields {
             }
             (true, Some((field, pem))) => {
                 let mut roots = RootCertStore::empty();
-                for cert in certificates(field, &pem)? {
+                for cert in pem_certificates(&pem).map_err(|message| (field, message))? {
                     roots.add(cert).map_err(|error| {
                         (field, format!("not a usable CA certificate: {error}"))
                     })?;

@@ -16,7 +16,7 @@ pub mod tls;
 
 pub use exporter_process::ExporterProcess;
 pub use http::{Response, request};
-pub use ports::{accept_waiting, closed_port, open_port};
+pub use ports::{accept_waiting, closed_port, open_port, serve};
 pub use process::{Finished, ensure_open_file_limit, run_bounded, run_within};
 pub use tempdir::TempDir;
 

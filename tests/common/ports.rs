@@ -1,6 +1,10 @@
-//! Loopback ports for tests to probe.
+//! Loopback ports for tests to probe, and servers on them.
 
 use std::net::{SocketAddr, TcpListener};
+use std::time::Duration;
+
+/// How long a server started by [`serve`] serves one connection.
+pub const SERVE_LIMIT: Duration = Duration::from_secs(5);
 
 /// A loopback address nothing listens on: bound, then released. A closed
 /// port to probe, or a port for a server to take.
@@ -29,4 +33,28 @@ pub fn accept_waiting(listener: &TcpListener) -> usize {
         }
     }
     accepted
+}
+
+/// A server on 127.0.0.1 that runs `on_connection` for each connection
+/// (at most 200, each for at most [`SERVE_LIMIT`]), on the runtime that
+/// calls it; its address.
+pub async fn serve<F, Fut>(on_connection: F) -> SocketAddr
+where
+    F: Fn(tokio::net::TcpStream) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        for _ in 0..200 {
+            let Ok((socket, _)) = listener.accept().await else {
+                return;
+            };
+            let served = on_connection(socket);
+            tokio::spawn(async move {
+                let _ = tokio::time::timeout(SERVE_LIMIT, served).await;
+            });
+        }
+    });
+    address
 }

@@ -10,7 +10,7 @@
 //! writes named in [`OURS_ONLY`] and the differences of 0.23 in
 //! [`VERSION_NOTES`]. The comparison table is printed for the closing note.
 
-use super::common::{self, ExporterProcess, TempDir};
+use super::common::{self, ExporterProcess, TempDir, serve};
 use super::processes::find_binary;
 
 use std::collections::BTreeMap;
@@ -24,8 +24,6 @@ use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, Buf
 const READY_LIMIT: Duration = Duration::from_secs(20);
 /// How long one `/probe` may take (the modules' timeout is 2 s).
 const PROBE_LIMIT: Duration = Duration::from_secs(15);
-/// How long a test server serves one connection.
-const SERVE_LIMIT: Duration = Duration::from_secs(5);
 
 /// Series only ours writes (prefixes of names): our reasons, kernel
 /// facts, attempts, and the TLS cipher blackbox writes for `http` only.
@@ -584,20 +582,7 @@ impl Servers {
                 ("tls_wrong_name", &certificates.wrong_name),
                 ("tls_self_signed", &certificates.self_signed),
             ] {
-                let acceptor = tokio_rustls::TlsAcceptor::from(Arc::clone(config));
-                addresses.insert(
-                    name,
-                    serve(move |socket| {
-                        let acceptor = acceptor.clone();
-                        async move {
-                            if let Ok(mut tls) = acceptor.accept(socket).await {
-                                let mut rest = Vec::new();
-                                let _ = tls.read_to_end(&mut rest).await;
-                            }
-                        }
-                    })
-                    .await,
-                );
+                addresses.insert(name, common::tls::serve_tls(Arc::clone(config)).await);
             }
             addresses.insert("ssh", banner(b"SSH-2.0-OpenSSH_9.6\r\n", true).await);
             // A banner, then each line echoed back after `ECHO `: shows
@@ -658,29 +643,6 @@ async fn banner(text: &'static [u8], wait: bool) -> SocketAddr {
         }
     })
     .await
-}
-
-/// A listener on 127.0.0.1 that runs `on_connection` for each connection
-/// (at most 200, each for at most [`SERVE_LIMIT`]); its address.
-async fn serve<F, Fut>(on_connection: F) -> SocketAddr
-where
-    F: Fn(tokio::net::TcpStream) -> Fut + Send + 'static,
-    Fut: std::future::Future<Output = ()> + Send + 'static,
-{
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        for _ in 0..200 {
-            let Ok((socket, _)) = listener.accept().await else {
-                return;
-            };
-            let served = on_connection(socket);
-            tokio::spawn(async move {
-                let _ = tokio::time::timeout(SERVE_LIMIT, served).await;
-            });
-        }
-    });
-    address
 }
 
 /// Writes `greeting`, then answers each line (at most 8) with what

@@ -152,7 +152,7 @@ async fn the_in_flight_limit_holds() {
     let failure = waited.failure.expect("the second check could not start");
     assert_eq!(failure.reason, Reason::Local, "{failure}");
     assert!(
-        failure.detail.contains("all 1 probe slots were busy"),
+        failure.detail.contains("the only probe slot was busy"),
         "{failure}"
     );
     assert!(

@@ -167,22 +167,43 @@ async fn full_accept_queue_times_out_close_to_the_deadline() {
     );
 }
 
-/// Lines of /proc/net/tcp{,6} in TIME_WAIT (state 06) involving `port`.
-fn time_wait_entries(port: u16) -> Vec<String> {
-    let port_hex = format!(":{port:04X}");
+/// `address` as /proc/net/tcp{,6} writes it: the address's 32-bit words
+/// in host byte order, then the port, in upper-case hex.
+fn proc_net_address(address: SocketAddr) -> String {
+    let octets = match address.ip() {
+        std::net::IpAddr::V4(ip) => ip.octets().to_vec(),
+        std::net::IpAddr::V6(ip) => ip.octets().to_vec(),
+    };
+    let words: String = octets
+        .chunks(4)
+        .map(|word| format!("{:08X}", u32::from_ne_bytes(word.try_into().unwrap())))
+        .collect();
+    format!("{words}:{:04X}", address.port())
+}
+
+/// The lines of /proc/net/tcp{,6} whose local or remote address is
+/// `address` (IP and port): `(local, remote, state)` and the whole line.
+fn sockets_at(address: SocketAddr) -> Vec<((String, String, String), String)> {
+    let address = proc_net_address(address);
     ["/proc/net/tcp", "/proc/net/tcp6"]
         .iter()
         .filter_map(|path| std::fs::read_to_string(path).ok())
         .flat_map(|text| text.lines().skip(1).map(str::to_owned).collect::<Vec<_>>())
-        .filter(|line| {
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            fields.len() > 3
-                && fields[3] == "06"
-                && (fields[1].ends_with(&port_hex) || fields[2].ends_with(&port_hex))
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace().skip(1).map(str::to_owned);
+            let (local, remote, state) = (fields.next()?, fields.next()?, fields.next()?);
+            (local == address || remote == address).then_some(((local, remote, state), line))
         })
         .collect()
 }
 
+/// Neither side of a half-open or connect probe stays in TIME_WAIT: no
+/// TIME_WAIT socket (state 06) to or from the listener's address appears
+/// while the test probes it. Sockets already there when the listener was
+/// bound are not the probes': a port freed by another test's server (or
+/// another process's) may still have TIME_WAIT sockets of that server's
+/// clients pointing at it, as a session that closed with FIN leaves them,
+/// and `bind` to port 0 hands such a port out again.
 #[tokio::test]
 async fn halfopen_and_connect_leave_no_time_wait() {
     for (module, address) in [
@@ -194,7 +215,8 @@ async fn halfopen_and_connect_leave_no_time_wait() {
             common::skip_or_fail(&format!("cannot listen on {address}"));
             continue;
         };
-        let port = listener.local_addr().unwrap().port();
+        let bound = listener.local_addr().unwrap();
+        let before: Vec<_> = sockets_at(bound).into_iter().map(|(key, _)| key).collect();
         let target = target_of(&listener);
         for _ in 0..100 {
             assert!(check(&target, &module).await.unwrap().is_success());
@@ -202,10 +224,19 @@ async fn halfopen_and_connect_leave_no_time_wait() {
         // Accept whatever tcp_connect completed, then close those too.
         while listener.accept().is_ok() {}
         tokio::time::sleep(Duration::from_millis(200)).await;
-        let entries = time_wait_entries(port);
+        let entries: Vec<String> = sockets_at(bound)
+            .into_iter()
+            .filter(|((local, remote, state), _)| {
+                state == "06"
+                    && !before.iter().any(|(was_local, was_remote, _)| {
+                        was_local == local && was_remote == remote
+                    })
+            })
+            .map(|(_, line)| line)
+            .collect();
         assert!(
             entries.is_empty(),
-            "{} left TIME_WAIT: {entries:#?}",
+            "{} left TIME_WAIT at {bound}: {entries:#?}",
             module.prober().name()
         );
     }

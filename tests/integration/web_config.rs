@@ -901,6 +901,46 @@ fn a_certificate_file_over_the_limit_is_refused_naming_the_field_and_the_limit()
     }
 }
 
+/// A certificate, key or client CA that is not PEM is refused naming the
+/// field and what is missing, in the words the web config has always used.
+#[test]
+fn pem_that_holds_nothing_usable_is_refused_naming_the_field() {
+    let not_pem = "-----BEGIN CERTIFICATE-----\nnot base64\n";
+    for (contents, yaml, says) in [
+        (
+            "",
+            TLS,
+            "field `tls_server_config.cert_file`: holds no PEM CERTIFICATE block",
+        ),
+        (
+            not_pem,
+            TLS,
+            "field `tls_server_config.cert_file`: not PEM certificates: ",
+        ),
+        (
+            "",
+            "tls_server_config:\n  cert_file: ca.crt\n  key_file: server.crt\n",
+            "field `tls_server_config.key_file`: holds no PEM private key block (BEGIN PRIVATE KEY, \
+             BEGIN RSA PRIVATE KEY or BEGIN EC PRIVATE KEY)",
+        ),
+        (
+            "",
+            "tls_server_config:\n  cert_file: ca.crt\n  key_file: server.key\n  \
+             client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: server.crt\n",
+            "field `tls_server_config.client_ca_file`: holds no PEM CERTIFICATE block",
+        ),
+    ] {
+        let site = Site::new(yaml);
+        site.dir.write("server.crt", contents);
+        let error = Exporter::builder()
+            .web_config_file(&site.web_yml)
+            .check_config()
+            .expect_err(says);
+        let text = error.to_string();
+        assert!(text.contains(says), "{says} in {text}");
+    }
+}
+
 /// A TLS record of a ClientHello too short to hold one: what a broken or
 /// hostile client sends.
 const MALFORMED_CLIENT_HELLO: &[u8] = &[
