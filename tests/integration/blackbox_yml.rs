@@ -556,3 +556,105 @@ async fn a_tls_module_writes_the_certificate_series_and_a_missing_ca_file_fails_
         logged.body
     );
 }
+
+/// A TLS module and a banner module (`query_response`) serve as members
+/// of `/health/<group>` and as scheduled targets: the group answers 200
+/// when both pass and names each failing member with its reason (`tls`
+/// for an untrusted certificate, `check_failed` for the wrong banner);
+/// the scheduled banner target's `/metrics` series say which failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_and_banner_modules_serve_in_groups_and_as_scheduled_targets() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let (tls, pem) = common::tls::tls_server(2040).await;
+    let dir = TempDir::new("blackbox-groups");
+    let ca_file = dir.write("ca.pem", &pem);
+    // Greets, then reads until the prober closes, or closes at once (a
+    // wrong banner that stayed open would end in `timeout`, as in blackbox).
+    let banner = |greeting: &'static [u8], stay_open: bool| {
+        common::serve(move |mut socket| async move {
+            let _ = socket.write_all(greeting).await;
+            let mut rest = [0u8; 256];
+            while stay_open && matches!(socket.read(&mut rest).await, Ok(read) if read > 0) {}
+        })
+    };
+    let ssh = banner(b"SSH-2.0-OpenSSH_9.6\r\n", true).await;
+    let smtp = banner(b"220 mail ESMTP ready\r\n", false).await;
+    let yaml = format!(
+        "modules:
+  tls_connect:
+    prober: tcp
+    timeout: 2s
+    tcp: {{preferred_ip_protocol: ip4, tls: true, tls_config: {{ca_file: {ca_file:?}}}}}
+  tls_other_ca:
+    prober: tcp
+    timeout: 2s
+    tcp: {{preferred_ip_protocol: ip4, tls: true, tls_config: {{ca_file: {ca_file:?}, server_name: other.test}}}}
+  ssh_banner:
+    prober: tcp
+    timeout: 2s
+    tcp:
+      preferred_ip_protocol: ip4
+      query_response:
+        - expect: \"^SSH-2.0-\"
+        - send: \"SSH-2.0-blackbox-ssh-check\"
+targets:
+  - module: ssh_banner
+    interval: 1s
+    targets: [\"{ssh}\", \"{smtp}\"]
+groups:
+  up:
+    members:
+      - {{module: tls_connect, target: \"{tls}\"}}
+      - {{module: ssh_banner, target: \"{ssh}\"}}
+  down:
+    members:
+      - {{module: tls_other_ca, target: \"{tls}\"}}
+      - {{module: ssh_banner, target: \"{smtp}\"}}
+      - {{module: ssh_banner, target: \"{ssh}\"}}
+"
+    );
+    let exporter = TestExporter::with_config(&yaml, Exporter::builder()).await;
+    let up = exporter.get("/health/up").await;
+    assert_eq!((up.status, up.body.as_str()), (200, "OK\n"));
+    let down = exporter.get("/health/down").await;
+    assert_eq!(
+        (down.status, down.body.as_str()),
+        (
+            503,
+            format!("tls_other_ca {tls} tls\nssh_banner {smtp} check_failed\n").as_str()
+        )
+    );
+
+    // Scheduled: both banner targets probed (at most 10 s), the wrong
+    // one down for its regex.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let metrics = loop {
+        let metrics = exporter.get("/metrics").await.body;
+        let probed = metrics
+            .lines()
+            .filter(|line| line.starts_with("probe_last_probe_timestamp_seconds{"))
+            .filter(|line| !line.ends_with(" 0"))
+            .count();
+        if probed == 2 {
+            break metrics;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the 2 banner targets were not probed within 10 s:\n{metrics}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    for (target, success, regex) in [(ssh, 1.0, 0.0), (smtp, 0.0, 1.0)] {
+        let labels = format!("{{module=\"ssh_banner\",target=\"{target}\"}}");
+        assert_eq!(
+            sample(&metrics, &format!("probe_success{labels}")),
+            Some(success),
+            "{target}: {metrics}"
+        );
+        assert_eq!(
+            sample(&metrics, &format!("probe_failed_due_to_regex{labels}")),
+            Some(regex),
+            "{target}: {metrics}"
+        );
+    }
+}
