@@ -834,4 +834,19 @@ mod tests {
             "takes its timeout from the scrape",
         );
     }
+
+    /// blackbox_exporter reads `preferred_ip_protocol: ""` as ip6
+    /// (`chooseProtocol`), and a `tcp` module carrying another prober's
+    /// block (ignored there): both files load in blackbox (checked with
+    /// Debian's 0.23 `--config.check`).
+    #[test]
+    fn review_files_blackbox_loads_load_here() {
+        let empty = Config::parse("b.yml", &tcp_module("      preferred_ip_protocol: \"\"\n"));
+        assert!(empty.is_ok(), "{:?}", empty.err());
+        let other_block = Config::parse(
+            "b.yml",
+            "modules:\n  m:\n    prober: tcp\n    http:\n      valid_status_codes: [200]\n",
+        );
+        assert!(other_block.is_ok(), "{:?}", other_block.err());
+    }
 }

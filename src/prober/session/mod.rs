@@ -503,6 +503,28 @@ modules:
         assert!(log.contains("closed the connection with FIN"), "{log}");
     }
 
+    /// Two labels of one name would write `probe_expect_info{v="a",v="b"}`,
+    /// which Prometheus refuses with the whole scrape: the config must
+    /// refuse it, located, as blackbox refuses (panics on) it.
+    #[test]
+    fn review_two_expect_labels_of_one_name_are_refused_at_load() {
+        let yaml = r#"
+modules:
+  m:
+    prober: tcp
+    tcp:
+      query_response:
+        - expect: "^SSH-2.0-([^ ]+) (.*)"
+          labels: [{name: v, value: "$1"}, {name: v, value: "$2"}]
+"#;
+        let loaded = Config::parse("t.yml", yaml);
+        assert!(
+            loaded.is_err(),
+            "loaded: {:?}",
+            loaded.map(|c| c.modules["m"].clone())
+        );
+    }
+
     #[tokio::test]
     async fn an_smtp_dialogue_without_tls_passes_step_by_step() {
         let yaml = r#"

@@ -745,4 +745,39 @@ mod tests {
         assert!(log.lines().count() < 30, "{log}");
         assert!(log.contains("984 more lines read without a match"), "{log}");
     }
+
+    /// Go's regexp matches `.` and `[^ ]` against any byte, invalid UTF-8
+    /// included (as U+FFFD): a Latin-1 SMTP banner passes blackbox's
+    /// `smtp_starttls` first expect.
+    #[tokio::test]
+    async fn review_a_latin1_banner_matches_dot_as_in_go() {
+        let steps = steps(
+            r#"
+            - expect: "^220 ([^ ]+) ESMTP (.+)$"
+            "#,
+        );
+        let (result, _, _, log) = dialogue(
+            &steps,
+            &[b"220 mail.m\xfcller.de ESMTP Gr\xfc\xdfe\r\n"],
+            false,
+            SECOND,
+        )
+        .await;
+        assert_eq!(result, Ok(Next::Done), "{log}");
+    }
+
+    /// blackbox sends nothing when `send` (after expansion) is empty:
+    /// `if send != ""`.
+    #[tokio::test]
+    async fn review_an_empty_send_sends_nothing_as_in_blackbox() {
+        let steps = steps(
+            r#"
+            - expect: "^hi(.*)$"
+              send: "$1"
+            "#,
+        );
+        let (result, _, received, log) = dialogue(&steps, &[b"hi\n"], false, SECOND).await;
+        assert_eq!(result, Ok(Next::Done), "{log}");
+        assert_eq!(received, b"", "{log}");
+    }
 }
