@@ -325,8 +325,10 @@ pub(super) fn query_steps<'de, D: Deserializer<'de>>(
 }
 
 /// Checks how a `prober: tcp` module's steps fit together: one item with
-/// `labels` (blackbox would register `probe_expect_info` twice), one
-/// `starttls`, and none with `tls: true` (the connection is TLS already).
+/// `labels` (blackbox would register `probe_expect_info` twice), each of
+/// its names once (a series with a label twice fails the whole scrape;
+/// blackbox panics), one `starttls`, and none with `tls: true` (the
+/// connection is TLS already).
 pub(super) fn check_steps(tls: bool, steps: &[QueryStep]) -> Result<(), String> {
     let labelled = steps.iter().filter(|step| !step.labels.is_empty()).count();
     if labelled > 1 {
@@ -334,6 +336,20 @@ pub(super) fn check_steps(tls: bool, steps: &[QueryStep]) -> Result<(), String> 
             "{labelled} query_response items have labels, and probe_expect_info can take them \
              from one only: keep labels on one item"
         ));
+    }
+    for step in steps {
+        for (index, label) in step.labels.iter().enumerate() {
+            if step.labels[..index]
+                .iter()
+                .any(|earlier| earlier.name == label.name)
+            {
+                return Err(format!(
+                    "label name {:?} is given twice in query_response's labels \
+                     (probe_expect_info takes each name once): rename or remove one",
+                    label.name.0
+                ));
+            }
+        }
     }
     let starttls = steps.iter().filter(|step| step.starttls).count();
     if starttls > 1 {
@@ -360,7 +376,11 @@ pub(super) struct TcpBlock(TcpFields);
 #[derive(Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct TcpFields {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "ip_protocol_or_empty",
+        skip_serializing_if = "Option::is_none"
+    )]
     preferred_ip_protocol: Option<IpProtocol>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     ip_protocol_fallback: Option<bool>,
@@ -398,6 +418,29 @@ struct TcpFields {
         skip_serializing_if = "Option::is_none"
     )]
     query_response: Option<Vec<QueryStep>>,
+}
+
+/// `preferred_ip_protocol`, where `""` means the prober's default, as in
+/// blackbox_exporter (`chooseProtocol` reads `""` as `ip6`, its default).
+fn ip_protocol_or_empty<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<IpProtocol>, D::Error> {
+    struct Word;
+    impl<'de> serde::de::Visitor<'de> for Word {
+        type Value = Option<IpProtocol>;
+
+        fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+            formatter.write_str("ip4 or ip6")
+        }
+
+        fn visit_str<E: serde::de::Error>(self, word: &str) -> Result<Self::Value, E> {
+            if word.is_empty() {
+                return Ok(None);
+            }
+            IpProtocol::deserialize(serde::de::value::StrDeserializer::<E>::new(word)).map(Some)
+        }
+    }
+    deserializer.deserialize_str(Word)
 }
 
 fn some_attempts<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u32>, D::Error> {
@@ -840,7 +883,7 @@ mod tests {
     /// block (ignored there): both files load in blackbox (checked with
     /// Debian's 0.23 `--config.check`).
     #[test]
-    fn review_files_blackbox_loads_load_here() {
+    fn an_empty_ip_protocol_and_other_probers_blocks_load_as_in_blackbox() {
         let empty = Config::parse("b.yml", &tcp_module("      preferred_ip_protocol: \"\"\n"));
         assert!(empty.is_ok(), "{:?}", empty.err());
         let other_block = Config::parse(

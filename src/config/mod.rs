@@ -423,10 +423,14 @@ impl TryFrom<ModuleFields> for ModuleEntry {
             unix.is_some(),
             websocket.is_some(),
         ];
+        // blackbox_exporter's modules carry every prober's block and use
+        // their own prober's: a `prober: tcp` module's other blocks are
+        // ignored there, and here. Our probers' modules are ours: strict.
         if let Some(block) = BLACKBOX_ONLY_PROBERS
             .into_iter()
             .zip(other_blocks)
             .find_map(|(name, set)| set.then_some(name))
+            .filter(|_| kind != ProberKind::Tcp)
         {
             return Err(format!(
                 "{block}: applies to blackbox_exporter's prober {block}, which synack_exporter \

@@ -507,7 +507,7 @@ modules:
     /// which Prometheus refuses with the whole scrape: the config must
     /// refuse it, located, as blackbox refuses (panics on) it.
     #[test]
-    fn review_two_expect_labels_of_one_name_are_refused_at_load() {
+    fn two_expect_labels_of_one_name_are_refused_at_load() {
         let yaml = r#"
 modules:
   m:
