@@ -15,6 +15,11 @@
 //!   signature, and no chain is kept: the last chain expiry is Go's zero
 //!   time, [`GO_ZERO_TIME`].
 //!
+//! One difference is kept: webpki stops at the first chain it can verify,
+//! where Go builds every chain and blackbox takes the latest expiry among
+//! them. For a certificate with one path to a root they agree; with a
+//! cross-signed intermediate ours may name the earlier path's expiry.
+//!
 //! The system roots are read once per process (`rustls-native-certs`,
 //! which reads `SSL_CERT_FILE`, `SSL_CERT_DIR` and the distribution's
 //! bundle, as Go does); a module's `ca`/`ca_file` replaces them.
@@ -61,8 +66,10 @@ pub struct TlsFacts {
     pub leaf: CertFacts,
     /// The earliest `notAfter` of the certificates the server sent, Unix seconds.
     pub earliest_expiry: i64,
-    /// The latest of the verified chains' earliest `notAfter`, Unix
-    /// seconds; Go's zero time (-62135596800) when nothing was verified.
+    /// The earliest `notAfter` of the verified chain (root included),
+    /// Unix seconds; Go's zero time (-62135596800) when nothing was
+    /// verified. Go takes the latest over every chain it builds; webpki
+    /// builds one (module docs).
     pub last_chain_expiry: i64,
 }
 
@@ -1053,7 +1060,7 @@ pub(super) mod tests {
         assert_eq!(failure.reason, Reason::Tls, "{failure}");
         assert!(
             failure.detail.contains("tls_config.ca_file")
-                && failure.detail.contains("no certificate"),
+                && failure.detail.contains("no PEM CERTIFICATE block"),
             "{failure}"
         );
         rotate(&ca_file, &root.pem);

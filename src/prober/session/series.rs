@@ -142,7 +142,7 @@ impl TlsFamily {
                 "Unix time in seconds when the first of the certificates the server sent expires; absent without a successful TLS handshake."
             }
             Self::LastChainExpiry => {
-                "Unix time in seconds when the verified chain that lasts longest first expires; -62135596800 when none was verified (insecure_skip_verify); absent without a successful TLS handshake."
+                "Unix time in seconds when the verified chain first expires (its earliest notAfter, root included); -62135596800 when none was verified (insecure_skip_verify); absent without a successful TLS handshake."
             }
             Self::LastChain => {
                 "The server's certificate as Go prints it: SHA-256 fingerprint, subject, issuer, DNS names, serial number; absent without a successful TLS handshake."
@@ -163,7 +163,7 @@ impl TlsFamily {
                 "Unix time in seconds when the first of the certificates the server sent expires, at the last successful TLS handshake of scheduled probes; absent before the first."
             }
             Self::LastChainExpiry => {
-                "Unix time in seconds when the verified chain that lasts longest first expires, at the last successful TLS handshake of scheduled probes; -62135596800 when none was verified; absent before the first."
+                "Unix time in seconds when the verified chain first expires (its earliest notAfter, root included), at the last successful TLS handshake of scheduled probes; -62135596800 when none was verified; absent before the first."
             }
             Self::LastChain => {
                 "The server's certificate as Go prints it, at the last successful TLS handshake of scheduled probes; absent before the first."
