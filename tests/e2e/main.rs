@@ -116,7 +116,7 @@ fn exporter_prometheus_alertmanager_and_webhook_work_as_a_chain() {
     chain.restart_exporter();
     chain.poll_until(
         deadline,
-        "SynackExporterDown resolves when the exporter is back",
+        "SynackExporterDown resolves when the exporter is back, which probes the TLS target",
         Chain::exporter_back_failures,
     );
     chain.watch(OUTAGE_WATCH);
@@ -667,7 +667,8 @@ impl Chain {
         failures
     }
 
-    /// After the outage: the exporter is scraped again and its page resolved.
+    /// After the outage: the exporter is scraped again, its page resolved,
+    /// and the TLS target probed again.
     fn exporter_back_failures(&self) -> Vec<String> {
         let notified = match notified_alerts(&self.webhook.deliveries()) {
             Ok(notified) => notified,
@@ -678,11 +679,13 @@ impl Chain {
                 && alert_name(alert) == "SynackExporterDown"
                 && alert["status"] == "resolved"
         });
-        if resolved {
-            Vec::new()
-        } else {
-            vec!["no resolved notification of SynackExporterDown".to_owned()]
+        let mut failures = Vec::new();
+        if !resolved {
+            failures.push("no resolved notification of SynackExporterDown".to_owned());
         }
+        // The restarted exporter probes the TLS target again.
+        self.check_tls_results(&mut failures);
+        failures
     }
 
     /// Lets `duration` pass, checking that the servers keep running.
