@@ -5,6 +5,8 @@ use std::time::Duration;
 
 /// How long a server started by [`serve`] serves one connection.
 pub const SERVE_LIMIT: Duration = Duration::from_secs(5);
+/// How many connections a server started by [`serve`] accepts.
+pub const SERVE_CONNECTIONS: usize = 200;
 
 /// A loopback address nothing listens on: bound, then released. A closed
 /// port to probe, or a port for a server to take.
@@ -36,7 +38,7 @@ pub fn accept_waiting(listener: &TcpListener) -> usize {
 }
 
 /// A server on 127.0.0.1 that runs `on_connection` for each connection
-/// (at most 200, each for at most [`SERVE_LIMIT`]), on the runtime that
+/// (at most [`SERVE_CONNECTIONS`], each for at most [`SERVE_LIMIT`]), on the runtime that
 /// calls it; its address.
 pub async fn serve<F, Fut>(on_connection: F) -> SocketAddr
 where
@@ -46,7 +48,7 @@ where
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     tokio::spawn(async move {
-        for _ in 0..200 {
+        for _ in 0..SERVE_CONNECTIONS {
             let Ok((socket, _)) = listener.accept().await else {
                 return;
             };

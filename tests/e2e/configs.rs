@@ -26,8 +26,12 @@ use std::path::{Path, PathBuf};
 pub const EXAMPLE_EXPORTER: &str = "synack-exporter:9215";
 /// The module a `/probe` target gets when its group sets no `__param_module`.
 pub const DEFAULT_MODULE: &str = "tcp_halfopen";
-/// The modules the test's exporter has, each probing every scheduled target.
+/// The modules of the test's exporter that probe every scheduled target
+/// but the TLS one.
 pub const EXPORTER_MODULES: [&str; 2] = ["tcp_halfopen", "tcp_connect"];
+/// The module of the test's exporter, blackbox's `tls_connect`, that
+/// probes the TLS target alone, so that the certificate series have data.
+pub const TLS_MODULE: &str = "tls_connect";
 /// Scrape and rule evaluation interval, Alertmanager's group wait and interval.
 const TEST_INTERVAL: &str = "1s";
 
@@ -52,12 +56,13 @@ pub fn write_json(path: &Path, value: &Value) {
     std::fs::write(path, text).unwrap_or_else(|error| panic!("{}: {error}", path.display()));
 }
 
-/// The exporter's config: every target probed each second with each
-/// module. `tcp_connect` makes two attempts, so that its `/probe` and
-/// scheduled series include the attempts that the loss panel and
+/// The exporter's config: every target probed each second with each of
+/// [`EXPORTER_MODULES`], and `tls.address` with [`TLS_MODULE`], trusting
+/// `tls.ca_file`. `tcp_connect` makes two attempts, so that its `/probe`
+/// and scheduled series include the attempts that the loss panel and
 /// SynackPacketLoss read.
-pub fn exporter_config(targets: &[String]) -> Value {
-    let modules: Map<String, Value> = EXPORTER_MODULES
+pub fn exporter_config(targets: &[String], tls: &TlsTarget) -> Value {
+    let mut modules: Map<String, Value> = EXPORTER_MODULES
         .iter()
         .map(|module| {
             let mut config = json!({"prober": module, "timeout": "2s"});
@@ -67,18 +72,39 @@ pub fn exporter_config(targets: &[String]) -> Value {
             ((*module).to_owned(), config)
         })
         .collect();
-    let blocks: Vec<Value> = EXPORTER_MODULES
-        .iter()
-        .map(|module| {
-            json!({
-                "module": module,
-                "interval": TEST_INTERVAL,
-                "targets": targets,
-                "labels": {"service": "e2e"},
-            })
+    modules.insert(
+        TLS_MODULE.to_owned(),
+        json!({
+            "prober": "tcp",
+            "timeout": "2s",
+            "tcp": {
+                "preferred_ip_protocol": "ip4",
+                "tls": true,
+                "tls_config": {"ca_file": tls.ca_file},
+            },
+        }),
+    );
+    let block = |module: &str, targets: &[String]| {
+        json!({
+            "module": module,
+            "interval": TEST_INTERVAL,
+            "targets": targets,
+            "labels": {"service": "e2e"},
         })
+    };
+    let mut blocks: Vec<Value> = EXPORTER_MODULES
+        .iter()
+        .map(|module| block(module, targets))
         .collect();
+    blocks.push(block(TLS_MODULE, std::slice::from_ref(&tls.address)));
     json!({"modules": modules, "targets": blocks})
+}
+
+/// The scheduled TLS target: a server's address, and the PEM file of the
+/// certificate that [`TLS_MODULE`] trusts.
+pub struct TlsTarget {
+    pub address: String,
+    pub ca_file: PathBuf,
 }
 
 /// Where Prometheus, Alertmanager and the exporter listen, and what the
@@ -669,13 +695,36 @@ scrape_configs:
     }
 
     #[test]
-    fn exporter_config_probes_every_target_with_every_module() {
-        let config = exporter_config(&["127.0.0.1:1".to_owned()]);
+    fn exporter_config_probes_the_targets_with_every_module_and_the_tls_target_with_tls() {
+        let tls = TlsTarget {
+            address: "127.0.0.1:2".to_owned(),
+            ca_file: PathBuf::from("/tmp/e2e/ca.pem"),
+        };
+        let config = exporter_config(&["127.0.0.1:1".to_owned()], &tls);
+        let modules = config["modules"].as_object().unwrap();
+        assert_eq!(modules.len(), EXPORTER_MODULES.len() + 1);
         assert_eq!(
-            config["modules"].as_object().unwrap().len(),
-            EXPORTER_MODULES.len()
+            modules[TLS_MODULE],
+            json!({"prober": "tcp", "timeout": "2s", "tcp": {
+                "preferred_ip_protocol": "ip4", "tls": true,
+                "tls_config": {"ca_file": "/tmp/e2e/ca.pem"},
+            }})
         );
-        assert_eq!(config["targets"][1]["module"], EXPORTER_MODULES[1]);
-        assert_eq!(config["targets"][0]["targets"], json!(["127.0.0.1:1"]));
+        let blocks = config["targets"].as_array().unwrap();
+        let probed: Vec<(&str, &Value)> = blocks
+            .iter()
+            .map(|block| (block["module"].as_str().unwrap(), &block["targets"]))
+            .collect();
+        assert_eq!(
+            probed,
+            [
+                (EXPORTER_MODULES[0], &json!(["127.0.0.1:1"])),
+                (EXPORTER_MODULES[1], &json!(["127.0.0.1:1"])),
+                (TLS_MODULE, &json!(["127.0.0.1:2"])),
+            ]
+        );
+        // The same interval and labels for every block.
+        assert!(blocks.iter().all(|block| block["interval"] == TEST_INTERVAL
+            && block["labels"] == json!({"service": "e2e"})));
     }
 }

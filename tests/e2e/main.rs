@@ -1,9 +1,10 @@
 //! End to end with a real Prometheus and Alertmanager (Debian's packages
 //! `prometheus` and `prometheus-alertmanager`): the exporter binary probes
 //! an open and a closed loopback port, both through `/probe` and as
-//! scheduled targets. Prometheus scrapes it with a config derived from
-//! `examples/prometheus.yml` and `examples/targets/`, and evaluates
-//! `examples/alerts.yml`; Alertmanager, configured from
+//! scheduled targets, and a loopback TLS server as a scheduled target of
+//! a `prober: tcp` module with `tls: true`. Prometheus scrapes it with a
+//! config derived from `examples/prometheus.yml` and `examples/targets/`,
+//! and evaluates `examples/alerts.yml`; Alertmanager, configured from
 //! `examples/alertmanager.yml`, notifies a webhook receiver the test runs.
 //! Through their HTTP APIs and the webhook the test checks the scrapes and
 //! their URLs, the probe results, every PromQL expression of
@@ -29,9 +30,9 @@ pub mod processes;
 
 use common::TempDir;
 
-use configs::{ProbeTarget, TestAddresses};
+use configs::{ProbeTarget, TestAddresses, TlsTarget};
 use dashboard::items;
-use processes::{Delivery, Exporter, OpenPort, Server, Webhook, find_binary};
+use processes::{Delivery, Exporter, OpenPort, Server, TlsServer, Webhook, find_binary};
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -58,6 +59,12 @@ const POLL_DEADLINE: Duration = Duration::from_secs(150);
 /// and fired again would have been seen doing both. With the rules before
 /// issue 18, the resolved notifications came 2 to 3 s after the kill.
 const OUTAGE_WATCH: Duration = Duration::from_secs(12);
+// The TLS server accepts a bounded number of connections, and the exporter
+// makes one a second to it: enough for the longest run that can pass.
+const _: () = assert!(
+    POLL_DEADLINE.as_secs() + 2 * OUTAGE_WATCH.as_secs() + 10
+        < common::ports::SERVE_CONNECTIONS as u64
+);
 
 fn repo_path(relative: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)
@@ -109,7 +116,7 @@ fn exporter_prometheus_alertmanager_and_webhook_work_as_a_chain() {
     chain.restart_exporter();
     chain.poll_until(
         deadline,
-        "SynackExporterDown resolves when the exporter is back",
+        "SynackExporterDown resolves when the exporter is back, which probes the TLS target",
         Chain::exporter_back_failures,
     );
     chain.watch(OUTAGE_WATCH);
@@ -384,6 +391,8 @@ impl Binaries {
 struct Chain {
     open: String,
     closed: String,
+    /// The scheduled TLS target, whose certificate the dashboard shows.
+    tls: TlsTarget,
     probe_targets: Vec<ProbeTarget>,
     dashboard: Value,
     prometheus: Server,
@@ -393,6 +402,7 @@ struct Chain {
     /// Where Prometheus scrapes the exporter, also after a restart.
     exporter_address: SocketAddr,
     _open_port: OpenPort,
+    _tls_server: TlsServer,
     /// Configs and logs; removed on drop, after the processes (fields drop
     /// in order), also when the test fails.
     dir: TempDir,
@@ -407,7 +417,12 @@ impl Chain {
             common::closed_port().to_string(),
         );
         let targets = [open.clone(), closed.clone()];
-        let exporter = start_exporter(dir.path(), &targets, None);
+        let tls_server = TlsServer::start();
+        let tls = TlsTarget {
+            address: tls_server.address.to_string(),
+            ca_file: dir.write("ca.pem", &tls_server.pem),
+        };
+        let exporter = start_exporter(dir.path(), &targets, &tls, None);
         let webhook = Webhook::start();
         let alertmanager = start_alertmanager(&binaries.alertmanager, dir.path(), webhook.address);
         let addresses = TestAddresses {
@@ -421,6 +436,7 @@ impl Chain {
         Self {
             open,
             closed,
+            tls,
             probe_targets,
             dashboard: read_dashboard(),
             prometheus,
@@ -429,6 +445,7 @@ impl Chain {
             exporter_address: exporter.address,
             exporter,
             _open_port: open_port,
+            _tls_server: tls_server,
             dir,
         }
     }
@@ -513,10 +530,18 @@ impl Chain {
         self.check_probe_results(&mut failures);
         // The queries need a few scrapes (rates), so run them once those pass.
         let scraped = failures.is_empty();
-        check_rules(api, &self.open, &self.closed, &mut failures);
+        check_rules(
+            api,
+            &[&self.open, &self.tls.address],
+            &self.closed,
+            &mut failures,
+        );
         if scraped {
             self.check_dashboard(&mut failures);
         }
+        // After the dashboard: a failing TLS probe must also show there,
+        // as a certificate query without data.
+        self.check_tls_results(&mut failures);
         let closed = self.closed.as_str();
         check_notified(
             &self.webhook.deliveries(),
@@ -642,7 +667,8 @@ impl Chain {
         failures
     }
 
-    /// After the outage: the exporter is scraped again and its page resolved.
+    /// After the outage: the exporter is scraped again, its page resolved,
+    /// and the TLS target probed again.
     fn exporter_back_failures(&self) -> Vec<String> {
         let notified = match notified_alerts(&self.webhook.deliveries()) {
             Ok(notified) => notified,
@@ -653,11 +679,13 @@ impl Chain {
                 && alert_name(alert) == "SynackExporterDown"
                 && alert["status"] == "resolved"
         });
-        if resolved {
-            Vec::new()
-        } else {
-            vec!["no resolved notification of SynackExporterDown".to_owned()]
+        let mut failures = Vec::new();
+        if !resolved {
+            failures.push("no resolved notification of SynackExporterDown".to_owned());
         }
+        // The restarted exporter probes the TLS target again.
+        self.check_tls_results(&mut failures);
+        failures
     }
 
     /// Lets `duration` pass, checking that the servers keep running.
@@ -712,33 +740,44 @@ impl Chain {
     }
 
     /// Starts the exporter again where Prometheus scrapes it, with the
-    /// same config: the closed port is still closed.
+    /// same config: the closed port is still closed, the TLS target kept.
     fn restart_exporter(&mut self) {
         let targets = [self.open.clone(), self.closed.clone()];
-        self.exporter = start_exporter(self.dir.path(), &targets, Some(self.exporter_address));
-    }
-
-    /// The open port never fails, so no notification may name it.
-    fn assert_open_port_never_notified(&self) {
-        let notified = notified_alerts(&self.webhook.deliveries()).expect("notifications parse");
-        let about_open: Vec<&str> = notified
-            .iter()
-            .filter(|(_, alert)| names(alert, &self.open))
-            .map(|(_, alert)| alert_name(alert))
-            .collect();
-        assert!(
-            about_open.is_empty(),
-            "notifications about the open port {}: {about_open:?}\n\n{}",
-            self.open,
-            self.diagnostics()
+        self.exporter = start_exporter(
+            self.dir.path(),
+            &targets,
+            &self.tls,
+            Some(self.exporter_address),
         );
     }
 
+    /// The open port and the TLS server never fail, and the certificate
+    /// is valid for years, so no notification may name them.
+    fn assert_open_port_never_notified(&self) {
+        let notified = notified_alerts(&self.webhook.deliveries()).expect("notifications parse");
+        for up in [&self.open, &self.tls.address] {
+            let about_up: Vec<&str> = notified
+                .iter()
+                .filter(|(_, alert)| names(alert, up))
+                .map(|(_, alert)| alert_name(alert))
+                .collect();
+            assert!(
+                about_up.is_empty(),
+                "notifications about {up}, which is up: {about_up:?}\n\n{}",
+                self.diagnostics()
+            );
+        }
+    }
+
     /// The series a job has for one probed address: a `/probe` target per
-    /// target group listing it, a scheduled target per module.
+    /// target group listing it, a scheduled target per module probing it.
     fn expected_series(&self, job: &str, address: &str) -> usize {
         if job == JOB_EXPORTER {
-            return configs::EXPORTER_MODULES.len();
+            return if address == self.tls.address {
+                1
+            } else {
+                configs::EXPORTER_MODULES.len()
+            };
         }
         self.probe_targets
             .iter()
@@ -747,15 +786,43 @@ impl Chain {
     }
 
     fn check_probe_results(&self, failures: &mut Vec<String>) {
-        let api = self.prometheus.address;
         let (open, closed) = (self.open.as_str(), self.closed.as_str());
-        let cases = [
-            ("probe_success", open, "1"),
-            ("probe_success", closed, "0"),
-            ("probe_failure_reason{reason=\"refused\"}", closed, "1"),
-            ("probe_failure_reason{reason=\"refused\"}", open, "0"),
-        ];
-        for (query, address, want) in cases {
+        self.check_results(
+            &[
+                ("probe_success", open, "1"),
+                ("probe_success", closed, "0"),
+                ("probe_failure_reason{reason=\"refused\"}", closed, "1"),
+                ("probe_failure_reason{reason=\"refused\"}", open, "0"),
+            ],
+            &[(open, "1"), (closed, "0")],
+            failures,
+        );
+    }
+
+    /// The TLS target, scheduled only: its handshake succeeds.
+    fn check_tls_results(&self, failures: &mut Vec<String>) {
+        let tls = self.tls.address.as_str();
+        self.check_results(
+            &[
+                ("probe_success", tls, "1"),
+                ("probe_failure_reason{reason=\"tls\"}", tls, "0"),
+            ],
+            &[(tls, "1")],
+            failures,
+        );
+    }
+
+    /// Each `(query, address, value)` of `cases` has, in every job, the
+    /// series [`Self::expected_series`] counts, all at `value`; and each
+    /// `(address, value)` of `healthy` its scheduled `probe_healthy`.
+    fn check_results(
+        &self,
+        cases: &[(&str, &str, &str)],
+        healthy: &[(&str, &str)],
+        failures: &mut Vec<String>,
+    ) {
+        let api = self.prometheus.address;
+        for &(query, address, want) in cases {
             let result = match instant_query(api, query) {
                 Ok(result) => result,
                 Err(error) => {
@@ -780,13 +847,13 @@ impl Chain {
             }
         }
         // The rise/fall state of the scheduled targets.
-        for (address, want) in [(open, "1"), (closed, "0")] {
+        for &(address, want) in healthy {
             let query = format!("probe_healthy{{job=\"{JOB_EXPORTER}\",target=\"{address}\"}}");
             match instant_query(api, &query) {
                 Ok(result) => {
                     let values: Vec<&str> =
                         items(&result).iter().filter_map(sample_value).collect();
-                    let expected = configs::EXPORTER_MODULES.len();
+                    let expected = self.expected_series(JOB_EXPORTER, address);
                     if values.len() != expected || values.iter().any(|value| *value != want) {
                         failures.push(format!(
                             "{query}: want {expected} series of {want}, got {values:?}"
@@ -816,11 +883,7 @@ impl Chain {
             ("exporter", &exporter),
         ]);
         for (where_, expr) in &exprs {
-            // The chain probes no TLS target (yet): the TLS series'
-            // queries must run, and have data in
-            // dashboard_shows_days_to_certificate_expiry_per_target.
-            let want_data = !expr.contains(TLS_ONLY_SERIES);
-            check_expression(api, where_, expr, &all_values, want_data, failures);
+            check_expression(api, where_, expr, &all_values, true, failures);
             check_expression(api, where_, expr, &concrete_values, false, failures);
         }
         for (name, definition) in dashboard::variable_queries(&self.dashboard) {
@@ -831,9 +894,14 @@ impl Chain {
 
 /// The exporter with the test's config in `dir`; `at` adds a listen address
 /// to its ephemeral one, so that a restart serves where Prometheus scrapes.
-fn start_exporter(dir: &Path, targets: &[String], at: Option<SocketAddr>) -> Exporter {
+fn start_exporter(
+    dir: &Path,
+    targets: &[String],
+    tls: &TlsTarget,
+    at: Option<SocketAddr>,
+) -> Exporter {
     let config = dir.join("synack.yml");
-    configs::write_json(&config, &configs::exporter_config(targets));
+    configs::write_json(&config, &configs::exporter_config(targets, tls));
     let config = config.to_str().expect("UTF-8 path");
     match at {
         None => Exporter::start(&["--config.file", config]),
@@ -1034,7 +1102,8 @@ fn is_scrape_of(target: &Value, probe: &ProbeTarget) -> bool {
             .all(|(name, value)| labels[name] == value.as_str())
 }
 
-fn check_rules(api: SocketAddr, open: &str, closed: &str, failures: &mut Vec<String>) {
+/// `up` are the addresses that are never down, about which no alert may be.
+fn check_rules(api: SocketAddr, up: &[&str], closed: &str, failures: &mut Vec<String>) {
     let data = match prometheus_api(api, "/api/v1/rules") {
         Ok(data) => data,
         Err(error) => return failures.push(format!("rules: {error}")),
@@ -1060,7 +1129,8 @@ fn check_rules(api: SocketAddr, open: &str, closed: &str, failures: &mut Vec<Str
         failures.push("no alerting rule loaded from alerts.yml".to_owned());
     }
 
-    // The closed port raises an alert (pending or firing); the open one none.
+    // The closed port raises an alert (pending or firing); the open port
+    // and the TLS server none (SynackCertificateExpiringSoon included).
     let data = match prometheus_api(api, "/api/v1/alerts") {
         Ok(data) => data,
         Err(error) => return failures.push(format!("alerts: {error}")),
@@ -1077,9 +1147,11 @@ fn check_rules(api: SocketAddr, open: &str, closed: &str, failures: &mut Vec<Str
             "no alert (pending or firing) for the closed port {closed}"
         ));
     }
-    let for_open = about(open);
-    if !for_open.is_empty() {
-        failures.push(format!("alerts for the open port {open}: {for_open:?}"));
+    for address in up {
+        let for_up = about(address);
+        if !for_up.is_empty() {
+            failures.push(format!("alerts for {address}, which is up: {for_up:?}"));
+        }
     }
 }
 
@@ -1106,10 +1178,6 @@ fn check_expression(
         Err(error) => failures.push(format!("dashboard {where_}: {error} for {query}")),
     }
 }
-
-/// What the names of the series start with that only `prober: tcp`
-/// modules with TLS write, which the chain's exporter has none of.
-const TLS_ONLY_SERIES: &str = "probe_ssl_";
 
 /// `label_values(selector, label)` runs as `count by (label) (selector)`.
 fn check_variable_query(

@@ -1,6 +1,7 @@
 //! What the end-to-end test runs on loopback: the exporter binary,
-//! Prometheus and Alertmanager, an open and a closed port to probe, and a
-//! webhook receiver that records Alertmanager's notifications.
+//! Prometheus and Alertmanager, an open and a closed port and a TLS server
+//! to probe, and a webhook receiver that records Alertmanager's
+//! notifications.
 
 use super::http;
 
@@ -86,6 +87,37 @@ impl OpenPort {
         Self {
             address: listener.local_addr().expect("local address"),
             _acceptor: AcceptLoop::spawn(listener, drop),
+        }
+    }
+}
+
+/// The year until which [`TlsServer`]'s certificate is valid: far enough
+/// that SynackCertificateExpiringSoon has nothing to say about it.
+pub const TLS_VALID_UNTIL: i32 = 2040;
+
+/// A TLS server on loopback (tests/common/tls.rs) with a self-signed
+/// certificate for 127.0.0.1, valid until [`TLS_VALID_UNTIL`], served on a
+/// runtime of its own until dropped. It accepts
+/// [`crate::common::ports::SERVE_CONNECTIONS`] connections.
+pub struct TlsServer {
+    pub address: SocketAddr,
+    /// The certificate's PEM, for a module's `ca_file`.
+    pub pem: String,
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl TlsServer {
+    pub fn start() -> Self {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("a runtime for the TLS server");
+        let (address, pem) = runtime.block_on(crate::common::tls::tls_server(TLS_VALID_UNTIL));
+        Self {
+            address,
+            pem,
+            _runtime: runtime,
         }
     }
 }
