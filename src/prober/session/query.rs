@@ -340,6 +340,10 @@ struct Reader {
     start: usize,
     /// Whether the stream ended.
     eof: bool,
+    /// How many bytes the newline search has looked at, all lines
+    /// together: the work a slow sender causes.
+    #[cfg(test)]
+    examined: usize,
 }
 
 impl Reader {
@@ -357,6 +361,10 @@ impl Reader {
     ) -> Result<Option<Range<usize>>, Stop> {
         loop {
             let unread = &self.buf[self.start..];
+            #[cfg(test)]
+            {
+                self.examined += unread.len();
+            }
             let (end, next) = match unread.iter().position(|&byte| byte == b'\n') {
                 Some(newline) => (self.start + newline, self.start + newline + 1),
                 None if self.eof && !unread.is_empty() => (self.buf.len(), self.buf.len()),
@@ -779,5 +787,62 @@ mod tests {
         let (result, _, received, log) = dialogue(&steps, &[b"hi\n"], false, SECOND).await;
         assert_eq!(result, Ok(Next::Done), "{log}");
         assert_eq!(received, b"", "{log}");
+    }
+
+    /// `${1}` carries the bytes the target sent, as Go's `Expand(...,
+    /// line, match)` does, not the U+FFFD the match saw.
+    #[tokio::test]
+    async fn an_expanded_group_holding_invalid_utf8_sends_the_original_bytes() {
+        let steps = steps(
+            r#"
+            - expect: "^220 ([^ ]+) (.)(.)x$"
+              send: "EHLO ${1} $2$3"
+              labels: [{name: host, value: "${1}"}]
+            "#,
+        );
+        let (result, detail, received, log) =
+            dialogue(&steps, &[b"220 m\xfcller.de \xe2\x82x\r\n"], false, SECOND).await;
+        assert_eq!(result, Ok(Next::Done), "{log}");
+        // Go decodes E2 82 (a cut sequence) as two runes of width 1.
+        assert_eq!(received, b"EHLO m\xfcller.de \xe2\x82\n", "{log}");
+        assert_eq!(
+            detail.expect_labels,
+            [("host".into(), "m\u{FFFD}ller.de".to_owned())]
+        );
+    }
+
+    /// A target sending one byte per read: each byte is looked at once
+    /// by the newline search, not once per read after it.
+    #[tokio::test]
+    async fn a_line_sent_a_byte_at_a_time_is_scanned_once() {
+        struct OneByte(std::collections::VecDeque<u8>);
+        impl AsyncRead for OneByte {
+            fn poll_read(
+                mut self: std::pin::Pin<&mut Self>,
+                _: &mut std::task::Context<'_>,
+                buf: &mut tokio::io::ReadBuf<'_>,
+            ) -> std::task::Poll<io::Result<()>> {
+                if let Some(byte) = self.0.pop_front() {
+                    buf.put_slice(&[byte]);
+                }
+                std::task::Poll::Ready(Ok(()))
+            }
+        }
+        let mut line = vec![b'a'; MAX_LINE_BYTES - 1];
+        line.push(b'\n');
+        line.extend_from_slice(b"next\n");
+        let mut stream = OneByte(line.into());
+        let mut reader = Reader::default();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let first = reader.line(&mut stream, deadline).await.unwrap();
+        assert_eq!(first, Some(0..MAX_LINE_BYTES - 1));
+        let second = reader.line(&mut stream, deadline).await.unwrap().unwrap();
+        assert_eq!(&reader.buf[second], b"next");
+        assert!(
+            reader.examined <= MAX_LINE_BYTES + 5,
+            "{} bytes examined for {} sent",
+            reader.examined,
+            MAX_LINE_BYTES + 5
+        );
     }
 }
