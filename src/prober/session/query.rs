@@ -338,6 +338,10 @@ struct Reader {
     buf: Vec<u8>,
     /// Where the unread bytes start.
     start: usize,
+    /// How many unread bytes, from `start`, the newline search has
+    /// already looked at and found none in: each byte is looked at once,
+    /// however the target splits its writes.
+    scanned: usize,
     /// Whether the stream ended.
     eof: bool,
     /// How many bytes the newline search has looked at, all lines
@@ -361,12 +365,17 @@ impl Reader {
     ) -> Result<Option<Range<usize>>, Stop> {
         loop {
             let unread = &self.buf[self.start..];
+            let from = self.start + self.scanned;
             #[cfg(test)]
             {
-                self.examined += unread.len();
+                self.examined += unread.len() - self.scanned;
             }
-            let (end, next) = match unread.iter().position(|&byte| byte == b'\n') {
-                Some(newline) => (self.start + newline, self.start + newline + 1),
+            let newline = unread[self.scanned..]
+                .iter()
+                .position(|&byte| byte == b'\n');
+            self.scanned = unread.len();
+            let (end, next) = match newline {
+                Some(newline) => (from + newline, from + newline + 1),
                 None if self.eof && !unread.is_empty() => (self.buf.len(), self.buf.len()),
                 None if self.eof => return Ok(None),
                 None if unread.len() >= MAX_LINE_BYTES => return Err(Stop::TooLong),
@@ -377,6 +386,7 @@ impl Reader {
             };
             let start = self.start;
             self.start = next;
+            self.scanned = 0;
             let end = if end > start && self.buf[end - 1] == b'\r' {
                 end - 1
             } else {
@@ -398,6 +408,7 @@ impl Reader {
         }
         let start = self.start;
         self.start += len.min(self.unread());
+        self.scanned = self.scanned.saturating_sub(self.start - start);
         Ok(start..self.start)
     }
 
