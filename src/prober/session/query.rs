@@ -5,7 +5,8 @@
 //! Per item, in this order:
 //! 1. `expect`: read lines (split at `\n`, one trailing `\r` dropped, the
 //!    last unterminated line counts, as Go's `bufio.Scanner` splits them)
-//!    until one matches. The end of the connection first fails the probe
+//!    until one matches, as Go's regexp matches bytes (see
+//!    [`go_captures`]: invalid UTF-8 is U+FFFD to `.`). The end of the connection first fails the probe
 //!    with `probe_failed_due_to_regex` 1; a line longer than
 //!    [`MAX_LINE_BYTES`], a read error or the deadline fail it with the
 //!    gauge left at 0, as in blackbox.
@@ -16,7 +17,8 @@
 //!    segments: here they are waited for.
 //! 3. `send`: the text, with `$1`, `${1}`, `$name` and `$$` expanded from
 //!    the groups of **this item's** `expect` match (a later item's `send`
-//!    is sent as written), and a `\n` added.
+//!    is sent as written), and a `\n` added; nothing is sent when the
+//!    text, expanded, is empty (`if send != ""` in blackbox).
 //! 4. `starttls`: ends the run with [`Next::StartTls`]; the caller shakes
 //!    hands and runs the rest over TLS with a new reader, so that
 //!    plaintext read ahead is dropped, as blackbox drops its scanner.
@@ -33,6 +35,7 @@ use super::{Item, SessionDetail, SessionStep, Shown};
 use crate::config::QueryStep;
 use crate::prober::{Failure, Reason, StepLog, classify};
 use crate::steplog::cut_text;
+use regex_automata::util::interpolate;
 use std::io;
 use std::ops::Range;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -114,19 +117,32 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Talk<'_, S> {
     async fn item(&mut self, step: &QueryStep, detail: &mut SessionDetail) -> Result<(), Failure> {
         let mut send = step.send.as_deref().map(|send| send.to_vec());
         if let Some(expect) = &step.expect {
-            let line = self.expect(expect.regex(), expect.as_str(), detail).await?;
+            let (line, groups) = self.expect(expect.regex(), expect.as_str(), detail).await?;
             let line = &self.reader.buf[line];
-            let captures = expect
-                .regex()
-                .captures(line)
-                .expect("the line matched this expression");
+            let expand = |template: &[u8], dst: &mut Vec<u8>| {
+                interpolate::bytes(
+                    template,
+                    |index, dst| {
+                        if let Some(Some(group)) = groups.get(index) {
+                            dst.extend_from_slice(&line[group.clone()]);
+                        }
+                    },
+                    |name| {
+                        expect
+                            .regex()
+                            .capture_names()
+                            .position(|group| group == Some(name))
+                    },
+                    dst,
+                );
+            };
             if let (Some(template), Some(send)) = (&step.send, &mut send) {
                 send.clear();
-                captures.expand(template, send);
+                expand(template, send);
             }
             for label in &step.labels {
                 let mut value = Vec::new();
-                captures.expand(label.value.as_bytes(), &mut value);
+                expand(label.value.as_bytes(), &mut value);
                 let mut value = String::from_utf8_lossy(&value).into_owned();
                 cut_text(&mut value, MAX_LABEL_VALUE_BYTES);
                 detail
@@ -137,7 +153,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Talk<'_, S> {
         if let Some(want) = &step.expect_bytes {
             self.expect_bytes(want, detail).await?;
         }
-        if let Some(mut send) = send {
+        // blackbox sends nothing when `send`, expanded, is empty.
+        if let Some(mut send) = send.filter(|send| !send.is_empty()) {
             send.push(b'\n');
             self.send(&send).await?;
         }
@@ -145,13 +162,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Talk<'_, S> {
     }
 
     /// Reads lines until one matches `regex`; returns where it is in the
-    /// reader's buffer.
+    /// reader's buffer and where its groups are in it.
     async fn expect(
         &mut self,
         regex: &regex::bytes::Regex,
         pattern: &str,
         detail: &mut SessionDetail,
-    ) -> Result<Range<usize>, Failure> {
+    ) -> Result<(Range<usize>, Groups), Failure> {
         let item = self.item;
         let fail =
             |reason, why: String| Failure::new(reason, format!("{item} expect {pattern:?}: {why}"));
@@ -204,7 +221,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Talk<'_, S> {
                 }
             };
             lines += 1;
-            let matched = regex.is_match(&self.reader.buf[range.clone()]);
+            let groups = go_captures(regex, &self.reader.buf[range.clone()]);
+            let matched = groups.is_some();
             if matched {
                 self.log_unlogged(unlogged);
             }
@@ -220,8 +238,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Talk<'_, S> {
             } else {
                 unlogged += 1;
             }
-            if matched {
-                return Ok(range);
+            if let Some(groups) = groups {
+                return Ok((range, groups));
             }
             last = Some(Shown::of(line));
         }
@@ -318,6 +336,95 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Talk<'_, S> {
                 "the deadline passed while writing".to_owned(),
             )),
         }
+    }
+}
+
+/// Where each group of a match is in the line, by group index; `None`
+/// for a group that did not take part.
+type Groups = Vec<Option<Range<usize>>>;
+
+/// Matches `regex` against `line` as Go's `regexp.FindSubmatchIndex` does
+/// on bytes, which blackbox uses: Go reads each byte that does not start a
+/// valid UTF-8 sequence as one U+FFFD of width 1, so `.` and `[^ ]` match
+/// it (a Latin-1 banner). The regex crate's Unicode classes match no
+/// invalid byte, so such a line is matched as a copy with each invalid
+/// byte replaced by U+FFFD, and the groups are mapped back to the line's
+/// own bytes, which `$1` then carries, as Go's `Expand(.., line, match)`
+/// does. A valid line (the usual case) is matched as it is.
+fn go_captures(regex: &regex::bytes::Regex, line: &[u8]) -> Option<Groups> {
+    let decoded = GoDecoded::of(line);
+    let haystack = decoded.as_ref().map_or(line, |decoded| &decoded.text);
+    let captures = regex.captures(haystack)?;
+    let original = |offset| {
+        decoded
+            .as_ref()
+            .map_or(offset, |decoded| decoded.original(offset))
+    };
+    Some(
+        captures
+            .iter()
+            .map(|group| group.map(|group| original(group.start())..original(group.end())))
+            .collect(),
+    )
+}
+
+/// A line with invalid UTF-8 as Go's regexp reads it: each invalid byte
+/// replaced by U+FFFD (3 bytes).
+#[derive(Debug)]
+struct GoDecoded {
+    text: Vec<u8>,
+    /// Where each U+FFFD put in starts in `text`, in order.
+    replaced: Vec<usize>,
+}
+
+impl GoDecoded {
+    const REPLACEMENT: &'static [u8] = "\u{FFFD}".as_bytes();
+
+    /// `None` when `line` is valid UTF-8 and needs no copy.
+    ///
+    /// Go's `utf8.DecodeRune` returns one error of width 1 for a byte that
+    /// does not start a valid sequence, then decodes again from the next
+    /// byte; `String::from_utf8_lossy` instead puts one U+FFFD for the
+    /// longest prefix of a valid sequence (`E2 82` gives one, Go two). The
+    /// bytes after the first of such a prefix are continuation bytes,
+    /// which start no sequence: each is one U+FFFD here, as in Go.
+    fn of(line: &[u8]) -> Option<Self> {
+        std::str::from_utf8(line).err()?;
+        let mut text = Vec::with_capacity(line.len() + 2 * Self::REPLACEMENT.len());
+        let mut replaced = Vec::new();
+        let mut rest = line;
+        loop {
+            match std::str::from_utf8(rest) {
+                Ok(valid) => {
+                    text.extend_from_slice(valid.as_bytes());
+                    return Some(Self { text, replaced });
+                }
+                Err(error) => {
+                    let (valid, after) = rest.split_at(error.valid_up_to());
+                    text.extend_from_slice(valid);
+                    let invalid = error.error_len().unwrap_or(after.len());
+                    for _ in 0..invalid {
+                        replaced.push(text.len());
+                        text.extend_from_slice(Self::REPLACEMENT);
+                    }
+                    rest = &after[invalid..];
+                }
+            }
+        }
+    }
+
+    /// The offset in the original line of `offset` in `text`; one inside
+    /// a U+FFFD (an empty match may split it) is that byte's start.
+    fn original(&self, offset: usize) -> usize {
+        let width = Self::REPLACEMENT.len();
+        let before = self
+            .replaced
+            .partition_point(|&start| start + width <= offset);
+        let offset = match self.replaced.get(before) {
+            Some(&start) if start < offset => start,
+            _ => offset,
+        };
+        offset - before * (width - 1)
     }
 }
 
@@ -855,5 +962,53 @@ mod tests {
             reader.examined,
             MAX_LINE_BYTES + 5
         );
+    }
+
+    /// A literal `send: ""` sends nothing either.
+    #[tokio::test]
+    async fn a_literal_empty_send_sends_nothing() {
+        let steps = steps(
+            r#"
+            - send: ""
+            - send: "after"
+            "#,
+        );
+        let (result, _, received, log) = dialogue(&steps, &[], false, SECOND).await;
+        assert_eq!(result, Ok(Next::Done), "{log}");
+        assert_eq!(received, b"after\n", "{log}");
+    }
+
+    /// Go decodes each byte that starts no valid sequence as one U+FFFD,
+    /// where `from_utf8_lossy` puts one for `E2 82`; offsets map back.
+    #[test]
+    fn invalid_bytes_decode_as_go_does_and_offsets_map_back() {
+        assert!(GoDecoded::of("ascii é".as_bytes()).is_none());
+        let line = b"a\xe2\x82b\xffc\xf0\x9f\x98";
+        let decoded = GoDecoded::of(line).unwrap();
+        assert_eq!(
+            String::from_utf8(decoded.text.clone()).unwrap(),
+            "a\u{FFFD}\u{FFFD}b\u{FFFD}c\u{FFFD}\u{FFFD}\u{FFFD}"
+        );
+        assert_eq!(String::from_utf8_lossy(line).matches('\u{FFFD}').count(), 3);
+        // Each character's start, in the copy and in the line.
+        let starts = [
+            (0, 0),
+            (1, 1),
+            (4, 2),
+            (7, 3),
+            (8, 4),
+            (11, 5),
+            (12, 6),
+            (15, 7),
+            (18, 8),
+        ];
+        for (copy, original) in starts {
+            assert_eq!(decoded.original(copy), original, "{copy}");
+        }
+        assert_eq!(decoded.original(decoded.text.len()), line.len());
+        // Inside a U+FFFD: that byte's start.
+        assert_eq!(decoded.original(2), 1);
+        assert_eq!(decoded.original(3), 1);
+        assert_eq!(decoded.original(17), 7);
     }
 }
