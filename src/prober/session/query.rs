@@ -1011,4 +1011,27 @@ mod tests {
         assert_eq!(decoded.original(3), 1);
         assert_eq!(decoded.original(17), 7);
     }
+
+    /// Go's `\d`, `\w`, `\s`, `\b` are ASCII: `é` is no word character,
+    /// `٣` no digit, `\v` no space; so the first three lines do not match
+    /// and `\bx` finds a boundary between `é` and `x`.
+    #[tokio::test]
+    async fn perl_classes_and_word_boundaries_are_ascii_as_in_go() {
+        let steps = steps(
+            r#"
+            - expect: '^\w+ \d\s\d$'
+            - expect: '\bx'
+            "#,
+        );
+        let script: &[&[u8]] = &[
+            "héllo 1 2\n".as_bytes(),
+            "hello ٣ 2\n".as_bytes(),
+            b"hello 1\x0b2\n",
+            b"hello 1 2\n",
+            "éx\n".as_bytes(),
+        ];
+        let (result, _, _, log) = dialogue(&steps, script, false, SECOND).await;
+        assert_eq!(result, Ok(Next::Done), "{log}");
+        assert_eq!(log.matches("(no match)").count(), 3, "{log}");
+    }
 }
