@@ -6,8 +6,9 @@
 //! 1. `expect`: read lines (split at `\n`, one trailing `\r` dropped, the
 //!    last unterminated line counts, as Go's `bufio.Scanner` splits them)
 //!    until one matches, as Go's regexp matches bytes (see
-//!    [`go_captures`]: invalid UTF-8 is U+FFFD to `.`). The end of the connection first fails the probe
-//!    with `probe_failed_due_to_regex` 1; a line longer than
+//!    [`go_captures`]: invalid UTF-8 is U+FFFD to `.`). The end of the
+//!    connection first fails the probe with `probe_failed_due_to_regex`
+//!    1; a line longer than
 //!    [`MAX_LINE_BYTES`], a read error or the deadline fail it with the
 //!    gauge left at 0, as in blackbox.
 //! 2. `expect_bytes`: read until that many bytes came (from what the
