@@ -2,6 +2,8 @@
 //! `regexp`) makes them ASCII-only, where the regex crate makes them
 //! Unicode. `\d` would match `٣` here and not in blackbox_exporter.
 
+#![forbid(unsafe_code)]
+
 use regex_syntax::ast::{
     self, AssertionKind, Ast, ClassBracketed, ClassPerlKind, ClassSet, ClassSetItem,
 };
