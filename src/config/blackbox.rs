@@ -65,10 +65,15 @@ pub struct QueryStep {
     pub starttls: bool,
 }
 
+mod go_regex;
+
 /// An `expect` regular expression, with the text it was written as.
 #[derive(Clone)]
 pub struct Expect {
     regex: regex::bytes::Regex,
+    /// As written: `regex` is compiled from it with Go's ASCII `\d`, `\w`,
+    /// `\s`, `\b` spelled out.
+    text: Box<str>,
 }
 
 impl Expect {
@@ -81,7 +86,7 @@ impl Expect {
     /// The expression as written.
     #[must_use]
     pub fn as_str(&self) -> &str {
-        self.regex.as_str()
+        &self.text
     }
 }
 
@@ -154,12 +159,16 @@ impl TcpProbe {
 
 impl Expect {
     /// Compiles `text` as blackbox compiles an `expect`: unanchored, on
-    /// bytes, within [`REGEX_SIZE_LIMIT`].
+    /// bytes, with Go's ASCII-only perl classes, within [`REGEX_SIZE_LIMIT`].
     fn compile(text: &str) -> Result<Self, String> {
-        regex::bytes::RegexBuilder::new(text)
+        let ascii = go_regex::ascii_perl_classes(text);
+        regex::bytes::RegexBuilder::new(ascii.as_deref().unwrap_or(text))
             .size_limit(REGEX_SIZE_LIMIT)
             .build()
-            .map(|regex| Self { regex })
+            .map(|regex| Self {
+                regex,
+                text: text.into(),
+            })
             .map_err(|error| {
                 // The parser's report is several lines with a caret; its
                 // last line says what is wrong.

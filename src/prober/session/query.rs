@@ -5,8 +5,10 @@
 //! Per item, in this order:
 //! 1. `expect`: read lines (split at `\n`, one trailing `\r` dropped, the
 //!    last unterminated line counts, as Go's `bufio.Scanner` splits them)
-//!    until one matches. The end of the connection first fails the probe
-//!    with `probe_failed_due_to_regex` 1; a line longer than
+//!    until one matches, as Go's regexp matches bytes (see
+//!    [`go_captures`]: invalid UTF-8 is U+FFFD to `.`). The end of the
+//!    connection first fails the probe with `probe_failed_due_to_regex`
+//!    1; a line longer than
 //!    [`MAX_LINE_BYTES`], a read error or the deadline fail it with the
 //!    gauge left at 0, as in blackbox.
 //! 2. `expect_bytes`: read until that many bytes came (from what the
@@ -16,7 +18,8 @@
 //!    segments: here they are waited for.
 //! 3. `send`: the text, with `$1`, `${1}`, `$name` and `$$` expanded from
 //!    the groups of **this item's** `expect` match (a later item's `send`
-//!    is sent as written), and a `\n` added.
+//!    is sent as written), and a `\n` added; nothing is sent when the
+//!    text, expanded, is empty (`if send != ""` in blackbox).
 //! 4. `starttls`: ends the run with [`Next::StartTls`]; the caller shakes
 //!    hands and runs the rest over TLS with a new reader, so that
 //!    plaintext read ahead is dropped, as blackbox drops its scanner.
@@ -33,6 +36,7 @@ use super::{Item, SessionDetail, SessionStep, Shown};
 use crate::config::QueryStep;
 use crate::prober::{Failure, Reason, StepLog, classify};
 use crate::steplog::cut_text;
+use regex_automata::util::interpolate;
 use std::io;
 use std::ops::Range;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -114,19 +118,32 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Talk<'_, S> {
     async fn item(&mut self, step: &QueryStep, detail: &mut SessionDetail) -> Result<(), Failure> {
         let mut send = step.send.as_deref().map(|send| send.to_vec());
         if let Some(expect) = &step.expect {
-            let line = self.expect(expect.regex(), expect.as_str(), detail).await?;
+            let (line, groups) = self.expect(expect.regex(), expect.as_str(), detail).await?;
             let line = &self.reader.buf[line];
-            let captures = expect
-                .regex()
-                .captures(line)
-                .expect("the line matched this expression");
+            let expand = |template: &[u8], dst: &mut Vec<u8>| {
+                interpolate::bytes(
+                    template,
+                    |index, dst| {
+                        if let Some(Some(group)) = groups.get(index) {
+                            dst.extend_from_slice(&line[group.clone()]);
+                        }
+                    },
+                    |name| {
+                        expect
+                            .regex()
+                            .capture_names()
+                            .position(|group| group == Some(name))
+                    },
+                    dst,
+                );
+            };
             if let (Some(template), Some(send)) = (&step.send, &mut send) {
                 send.clear();
-                captures.expand(template, send);
+                expand(template, send);
             }
             for label in &step.labels {
                 let mut value = Vec::new();
-                captures.expand(label.value.as_bytes(), &mut value);
+                expand(label.value.as_bytes(), &mut value);
                 let mut value = String::from_utf8_lossy(&value).into_owned();
                 cut_text(&mut value, MAX_LABEL_VALUE_BYTES);
                 detail
@@ -137,7 +154,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Talk<'_, S> {
         if let Some(want) = &step.expect_bytes {
             self.expect_bytes(want, detail).await?;
         }
-        if let Some(mut send) = send {
+        // blackbox sends nothing when `send`, expanded, is empty.
+        if let Some(mut send) = send.filter(|send| !send.is_empty()) {
             send.push(b'\n');
             self.send(&send).await?;
         }
@@ -145,13 +163,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Talk<'_, S> {
     }
 
     /// Reads lines until one matches `regex`; returns where it is in the
-    /// reader's buffer.
+    /// reader's buffer and where its groups are in it.
     async fn expect(
         &mut self,
         regex: &regex::bytes::Regex,
         pattern: &str,
         detail: &mut SessionDetail,
-    ) -> Result<Range<usize>, Failure> {
+    ) -> Result<(Range<usize>, Groups), Failure> {
         let item = self.item;
         let fail =
             |reason, why: String| Failure::new(reason, format!("{item} expect {pattern:?}: {why}"));
@@ -204,7 +222,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Talk<'_, S> {
                 }
             };
             lines += 1;
-            let matched = regex.is_match(&self.reader.buf[range.clone()]);
+            let groups = go_captures(regex, &self.reader.buf[range.clone()]);
+            let matched = groups.is_some();
             if matched {
                 self.log_unlogged(unlogged);
             }
@@ -220,8 +239,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Talk<'_, S> {
             } else {
                 unlogged += 1;
             }
-            if matched {
-                return Ok(range);
+            if let Some(groups) = groups {
+                return Ok((range, groups));
             }
             last = Some(Shown::of(line));
         }
@@ -321,6 +340,95 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Talk<'_, S> {
     }
 }
 
+/// Where each group of a match is in the line, by group index; `None`
+/// for a group that did not take part.
+type Groups = Vec<Option<Range<usize>>>;
+
+/// Matches `regex` against `line` as Go's `regexp.FindSubmatchIndex` does
+/// on bytes, which blackbox uses: Go reads each byte that does not start a
+/// valid UTF-8 sequence as one U+FFFD of width 1, so `.` and `[^ ]` match
+/// it (a Latin-1 banner). The regex crate's Unicode classes match no
+/// invalid byte, so such a line is matched as a copy with each invalid
+/// byte replaced by U+FFFD, and the groups are mapped back to the line's
+/// own bytes, which `$1` then carries, as Go's `Expand(.., line, match)`
+/// does. A valid line (the usual case) is matched as it is.
+fn go_captures(regex: &regex::bytes::Regex, line: &[u8]) -> Option<Groups> {
+    let decoded = GoDecoded::of(line);
+    let haystack = decoded.as_ref().map_or(line, |decoded| &decoded.text);
+    let captures = regex.captures(haystack)?;
+    let original = |offset| {
+        decoded
+            .as_ref()
+            .map_or(offset, |decoded| decoded.original(offset))
+    };
+    Some(
+        captures
+            .iter()
+            .map(|group| group.map(|group| original(group.start())..original(group.end())))
+            .collect(),
+    )
+}
+
+/// A line with invalid UTF-8 as Go's regexp reads it: each invalid byte
+/// replaced by U+FFFD (3 bytes).
+#[derive(Debug)]
+struct GoDecoded {
+    text: Vec<u8>,
+    /// Where each U+FFFD put in starts in `text`, in order.
+    replaced: Vec<usize>,
+}
+
+impl GoDecoded {
+    const REPLACEMENT: &'static [u8] = "\u{FFFD}".as_bytes();
+
+    /// `None` when `line` is valid UTF-8 and needs no copy.
+    ///
+    /// Go's `utf8.DecodeRune` returns one error of width 1 for a byte that
+    /// does not start a valid sequence, then decodes again from the next
+    /// byte; `String::from_utf8_lossy` instead puts one U+FFFD for the
+    /// longest prefix of a valid sequence (`E2 82` gives one, Go two). The
+    /// bytes after the first of such a prefix are continuation bytes,
+    /// which start no sequence: each is one U+FFFD here, as in Go.
+    fn of(line: &[u8]) -> Option<Self> {
+        std::str::from_utf8(line).err()?;
+        let mut text = Vec::with_capacity(line.len() + 2 * Self::REPLACEMENT.len());
+        let mut replaced = Vec::new();
+        let mut rest = line;
+        loop {
+            match std::str::from_utf8(rest) {
+                Ok(valid) => {
+                    text.extend_from_slice(valid.as_bytes());
+                    return Some(Self { text, replaced });
+                }
+                Err(error) => {
+                    let (valid, after) = rest.split_at(error.valid_up_to());
+                    text.extend_from_slice(valid);
+                    let invalid = error.error_len().unwrap_or(after.len());
+                    for _ in 0..invalid {
+                        replaced.push(text.len());
+                        text.extend_from_slice(Self::REPLACEMENT);
+                    }
+                    rest = &after[invalid..];
+                }
+            }
+        }
+    }
+
+    /// The offset in the original line of `offset` in `text`; one inside
+    /// a U+FFFD (an empty match may split it) is that byte's start.
+    fn original(&self, offset: usize) -> usize {
+        let width = Self::REPLACEMENT.len();
+        let before = self
+            .replaced
+            .partition_point(|&start| start + width <= offset);
+        let offset = match self.replaced.get(before) {
+            Some(&start) if start < offset => start,
+            _ => offset,
+        };
+        offset - before * (width - 1)
+    }
+}
+
 /// Why a read stopped short.
 #[derive(Debug)]
 enum Stop {
@@ -338,8 +446,16 @@ struct Reader {
     buf: Vec<u8>,
     /// Where the unread bytes start.
     start: usize,
+    /// How many unread bytes, from `start`, the newline search has
+    /// already looked at and found none in: each byte is looked at once,
+    /// however the target splits its writes.
+    scanned: usize,
     /// Whether the stream ended.
     eof: bool,
+    /// How many bytes the newline search has looked at, all lines
+    /// together: the work a slow sender causes.
+    #[cfg(test)]
+    examined: usize,
 }
 
 impl Reader {
@@ -357,8 +473,17 @@ impl Reader {
     ) -> Result<Option<Range<usize>>, Stop> {
         loop {
             let unread = &self.buf[self.start..];
-            let (end, next) = match unread.iter().position(|&byte| byte == b'\n') {
-                Some(newline) => (self.start + newline, self.start + newline + 1),
+            let from = self.start + self.scanned;
+            #[cfg(test)]
+            {
+                self.examined += unread.len() - self.scanned;
+            }
+            let newline = unread[self.scanned..]
+                .iter()
+                .position(|&byte| byte == b'\n');
+            self.scanned = unread.len();
+            let (end, next) = match newline {
+                Some(newline) => (from + newline, from + newline + 1),
                 None if self.eof && !unread.is_empty() => (self.buf.len(), self.buf.len()),
                 None if self.eof => return Ok(None),
                 None if unread.len() >= MAX_LINE_BYTES => return Err(Stop::TooLong),
@@ -369,6 +494,7 @@ impl Reader {
             };
             let start = self.start;
             self.start = next;
+            self.scanned = 0;
             let end = if end > start && self.buf[end - 1] == b'\r' {
                 end - 1
             } else {
@@ -390,6 +516,7 @@ impl Reader {
         }
         let start = self.start;
         self.start += len.min(self.unread());
+        self.scanned = self.scanned.saturating_sub(self.start - start);
         Ok(start..self.start)
     }
 
@@ -779,5 +906,133 @@ mod tests {
         let (result, _, received, log) = dialogue(&steps, &[b"hi\n"], false, SECOND).await;
         assert_eq!(result, Ok(Next::Done), "{log}");
         assert_eq!(received, b"", "{log}");
+    }
+
+    /// `${1}` carries the bytes the target sent, as Go's `Expand(...,
+    /// line, match)` does, not the U+FFFD the match saw.
+    #[tokio::test]
+    async fn an_expanded_group_holding_invalid_utf8_sends_the_original_bytes() {
+        let steps = steps(
+            r#"
+            - expect: "^220 ([^ ]+) (.)(.)x$"
+              send: "EHLO ${1} $2$3"
+              labels: [{name: host, value: "${1}"}]
+            "#,
+        );
+        let (result, detail, received, log) =
+            dialogue(&steps, &[b"220 m\xfcller.de \xe2\x82x\r\n"], false, SECOND).await;
+        assert_eq!(result, Ok(Next::Done), "{log}");
+        // Go decodes E2 82 (a cut sequence) as two runes of width 1.
+        assert_eq!(received, b"EHLO m\xfcller.de \xe2\x82\n", "{log}");
+        assert_eq!(
+            detail.expect_labels,
+            [("host".into(), "m\u{FFFD}ller.de".to_owned())]
+        );
+    }
+
+    /// A target sending one byte per read: each byte is looked at once
+    /// by the newline search, not once per read after it.
+    #[tokio::test]
+    async fn a_line_sent_a_byte_at_a_time_is_scanned_once() {
+        struct OneByte(std::collections::VecDeque<u8>);
+        impl AsyncRead for OneByte {
+            fn poll_read(
+                mut self: std::pin::Pin<&mut Self>,
+                _: &mut std::task::Context<'_>,
+                buf: &mut tokio::io::ReadBuf<'_>,
+            ) -> std::task::Poll<io::Result<()>> {
+                if let Some(byte) = self.0.pop_front() {
+                    buf.put_slice(&[byte]);
+                }
+                std::task::Poll::Ready(Ok(()))
+            }
+        }
+        let mut line = vec![b'a'; MAX_LINE_BYTES - 1];
+        line.push(b'\n');
+        line.extend_from_slice(b"next\n");
+        let mut stream = OneByte(line.into());
+        let mut reader = Reader::default();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let first = reader.line(&mut stream, deadline).await.unwrap();
+        assert_eq!(first, Some(0..MAX_LINE_BYTES - 1));
+        let second = reader.line(&mut stream, deadline).await.unwrap().unwrap();
+        assert_eq!(&reader.buf[second], b"next");
+        assert!(
+            reader.examined <= MAX_LINE_BYTES + 5,
+            "{} bytes examined for {} sent",
+            reader.examined,
+            MAX_LINE_BYTES + 5
+        );
+    }
+
+    /// A literal `send: ""` sends nothing either.
+    #[tokio::test]
+    async fn a_literal_empty_send_sends_nothing() {
+        let steps = steps(
+            r#"
+            - send: ""
+            - send: "after"
+            "#,
+        );
+        let (result, _, received, log) = dialogue(&steps, &[], false, SECOND).await;
+        assert_eq!(result, Ok(Next::Done), "{log}");
+        assert_eq!(received, b"after\n", "{log}");
+    }
+
+    /// Go decodes each byte that starts no valid sequence as one U+FFFD,
+    /// where `from_utf8_lossy` puts one for `E2 82`; offsets map back.
+    #[test]
+    fn invalid_bytes_decode_as_go_does_and_offsets_map_back() {
+        assert!(GoDecoded::of("ascii é".as_bytes()).is_none());
+        let line = b"a\xe2\x82b\xffc\xf0\x9f\x98";
+        let decoded = GoDecoded::of(line).unwrap();
+        assert_eq!(
+            String::from_utf8(decoded.text.clone()).unwrap(),
+            "a\u{FFFD}\u{FFFD}b\u{FFFD}c\u{FFFD}\u{FFFD}\u{FFFD}"
+        );
+        assert_eq!(String::from_utf8_lossy(line).matches('\u{FFFD}').count(), 3);
+        // Each character's start, in the copy and in the line.
+        let starts = [
+            (0, 0),
+            (1, 1),
+            (4, 2),
+            (7, 3),
+            (8, 4),
+            (11, 5),
+            (12, 6),
+            (15, 7),
+            (18, 8),
+        ];
+        for (copy, original) in starts {
+            assert_eq!(decoded.original(copy), original, "{copy}");
+        }
+        assert_eq!(decoded.original(decoded.text.len()), line.len());
+        // Inside a U+FFFD: that byte's start.
+        assert_eq!(decoded.original(2), 1);
+        assert_eq!(decoded.original(3), 1);
+        assert_eq!(decoded.original(17), 7);
+    }
+
+    /// Go's `\d`, `\w`, `\s`, `\b` are ASCII: `é` is no word character,
+    /// `٣` no digit, `\v` no space; so the first three lines do not match
+    /// and `\bx` finds a boundary between `é` and `x`.
+    #[tokio::test]
+    async fn perl_classes_and_word_boundaries_are_ascii_as_in_go() {
+        let steps = steps(
+            r#"
+            - expect: '^\w+ \d\s\d$'
+            - expect: '\bx'
+            "#,
+        );
+        let script: &[&[u8]] = &[
+            "héllo 1 2\n".as_bytes(),
+            "hello ٣ 2\n".as_bytes(),
+            b"hello 1\x0b2\n",
+            b"hello 1 2\n",
+            "éx\n".as_bytes(),
+        ];
+        let (result, _, _, log) = dialogue(&steps, script, false, SECOND).await;
+        assert_eq!(result, Ok(Next::Done), "{log}");
+        assert_eq!(log.matches("(no match)").count(), 3, "{log}");
     }
 }
