@@ -877,7 +877,7 @@ mod tests {
     /// included (as U+FFFD): a Latin-1 SMTP banner passes blackbox's
     /// `smtp_starttls` first expect.
     #[tokio::test]
-    async fn review_a_latin1_banner_matches_dot_as_in_go() {
+    async fn a_latin1_banner_matches_dot_as_in_go() {
         let steps = steps(
             r#"
             - expect: "^220 ([^ ]+) ESMTP (.+)$"
@@ -896,7 +896,7 @@ mod tests {
     /// blackbox sends nothing when `send` (after expansion) is empty:
     /// `if send != ""`.
     #[tokio::test]
-    async fn review_an_empty_send_sends_nothing_as_in_blackbox() {
+    async fn an_empty_expanded_send_sends_nothing_as_in_blackbox() {
         let steps = steps(
             r#"
             - expect: "^hi(.*)$"
