@@ -434,22 +434,14 @@ struct TcpFields {
 fn ip_protocol_or_empty<'de, D: Deserializer<'de>>(
     deserializer: D,
 ) -> Result<Option<IpProtocol>, D::Error> {
-    struct Word;
-    impl<'de> serde::de::Visitor<'de> for Word {
-        type Value = Option<IpProtocol>;
-
-        fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-            formatter.write_str("ip4 or ip6")
-        }
-
-        fn visit_str<E: serde::de::Error>(self, word: &str) -> Result<Self::Value, E> {
-            if word.is_empty() {
-                return Ok(None);
-            }
-            IpProtocol::deserialize(serde::de::value::StrDeserializer::<E>::new(word)).map(Some)
-        }
+    // Read first, then judged: an error about the word is located at it.
+    let word = String::deserialize(deserializer)?;
+    if word.is_empty() {
+        return Ok(None);
     }
-    deserializer.deserialize_str(Word)
+    IpProtocol::from_word(&word)
+        .map(Some)
+        .map_err(serde::de::Error::custom)
 }
 
 fn some_attempts<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u32>, D::Error> {

@@ -642,19 +642,49 @@ impl TcpOptions {
     }
 }
 
-/// An IP version, spelled `ip4` or `ip6` as in blackbox_exporter.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Deserialize, Serialize)]
+/// An IP version, spelled `ip4` or `ip6` as in blackbox_exporter (also
+/// `ipv4`, `ipv6`: [`IpProtocol::WORDS`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize)]
 pub enum IpProtocol {
     /// IPv4.
     #[default]
-    #[serde(rename = "ip4", alias = "ipv4")]
+    #[serde(rename = "ip4")]
     Ip4,
     /// IPv6.
-    #[serde(rename = "ip6", alias = "ipv6")]
+    #[serde(rename = "ip6")]
     Ip6,
 }
 
+impl<'de> Deserialize<'de> for IpProtocol {
+    /// One of [`IpProtocol::WORDS`]; read first, then judged, so that an
+    /// error about the word is located at it.
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let word = String::deserialize(deserializer)?;
+        Self::from_word(&word).map_err(serde::de::Error::custom)
+    }
+}
+
 impl IpProtocol {
+    /// The words the config takes for each, as blackbox_exporter does.
+    pub const WORDS: [(&'static str, Self); 4] = [
+        ("ip4", Self::Ip4),
+        ("ipv4", Self::Ip4),
+        ("ip6", Self::Ip6),
+        ("ipv6", Self::Ip6),
+    ];
+
+    /// The protocol `word` names, or why it names none.
+    pub(crate) fn from_word(word: &str) -> Result<Self, String> {
+        Self::WORDS
+            .iter()
+            .find(|(known, _)| *known == word)
+            .map(|(_, protocol)| *protocol)
+            .ok_or_else(|| {
+                let expected: Vec<&str> = Self::WORDS.iter().map(|(known, _)| *known).collect();
+                words::unknown_value(word, &expected)
+            })
+    }
+
     /// The name used in the config: `ip4` or `ip6`.
     #[must_use]
     pub fn as_str(self) -> &'static str {

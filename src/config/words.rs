@@ -22,6 +22,17 @@ use serde_saphyr::localizer::ExternalMessageSource;
 use serde_saphyr::{Error, MessageFormatter, UserMessageFormatter};
 use std::borrow::Cow;
 
+/// A word that is none of `expected`, in the user's words.
+pub(super) fn unknown_value(word: &str, expected: &[&str]) -> String {
+    match word {
+        // How saphyr names an empty value (`prober:` and no more).
+        "~" | "" | "null" => {
+            format!("the value is missing: use one of {}", expected.join(", "))
+        }
+        _ => format!("unknown value {word:?}: use one of {}", expected.join(", ")),
+    }
+}
+
 /// serde-saphyr's formatter, in the user's words; see the module docs.
 pub(super) struct UserWords;
 
@@ -55,16 +66,7 @@ impl MessageFormatter for UserWords {
             }
             Error::SerdeUnknownVariant {
                 variant, expected, ..
-            } => Cow::Owned(match variant.as_str() {
-                // How saphyr names an empty value (`prober:` and no more).
-                "~" | "" | "null" => {
-                    format!("the value is missing: use one of {}", expected.join(", "))
-                }
-                _ => format!(
-                    "unknown value {variant:?}: use one of {}",
-                    expected.join(", ")
-                ),
-            }),
+            } => Cow::Owned(unknown_value(variant, expected)),
             Error::SerdeInvalidType {
                 unexpected,
                 expected,
