@@ -53,6 +53,13 @@ def cmd_freeport(_args):
 # target
 
 
+def write_count_file(path, count):
+    """Writes the target's count where target_count reads it, atomically."""
+    with open(path + ".tmp", "w") as f:
+        f.write(f"{count}\n")
+    os.replace(path + ".tmp", path)
+
+
 def cmd_target(args):
     """Accept-and-close listener. Blocking accept() in one thread is the
     cheapest Python can do; a full backlog would make blackbox's SYNs wait
@@ -60,10 +67,7 @@ def cmd_target(args):
     count = 0
 
     def write_count(_sig, _frame):
-        tmp = args.count_file + ".tmp"
-        with open(tmp, "w") as f:
-            f.write(f"{count}\n")
-        os.replace(tmp, args.count_file)
+        write_count_file(args.count_file, count)
 
     def stop(_sig, _frame):
         sys.exit(0)
@@ -108,10 +112,7 @@ def serve_tls(args, accept):
     lock = threading.Lock()
 
     def write_count(_sig, _frame):
-        tmp = args.count_file + ".tmp"
-        with open(tmp, "w") as f:
-            f.write(f"{handshakes[0]}\n")
-        os.replace(tmp, args.count_file)
+        write_count_file(args.count_file, handshakes[0])
 
     def shake(conn):
         try:
