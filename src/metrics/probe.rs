@@ -31,6 +31,7 @@ const REASON_LABELS: [&str; Reason::ALL.len()] = [
     "reason=\"local\"",
     "reason=\"check_failed\"",
     "reason=\"tls\"",
+    "reason=\"open\"",
 ];
 
 /// The exposition writer, as the place where probers write their series.
