@@ -876,6 +876,21 @@ mod tests {
             )
             .is_ok()
         );
+        // `answer`, for the modules that write probe_port_answer_info.
+        let closed =
+            "modules:\n  closed:\n    prober: tcp_connect\n    tcp: {expect_port: closed}\n";
+        rejected(
+            &format!("{closed}{}", block("closed", "answer: yes")),
+            "targets[0].labels.answer",
+            "set by the series of module \"closed\"",
+        );
+        assert!(
+            Config::parse(
+                "b.yml",
+                &format!("{closed}{}", block("tcp_connect", "answer: yes"))
+            )
+            .is_ok()
+        );
         let scrape_timed = "modules:\n  plain:\n    prober: tcp\n";
         rejected(
             &format!("{scrape_timed}{}", block("plain", "a: b")),

@@ -1932,6 +1932,49 @@ mod tests {
     }
 
     #[test]
+    fn expect_port_is_read_by_every_tcp_prober_shown_and_refused_with_a_session() {
+        let module = |prober: &str, tcp: &str| {
+            format!("modules:\n  m:\n    prober: {prober}\n    timeout: 2s\n    tcp: {{{tcp}}}\n")
+        };
+        for prober in ["tcp_halfopen", "tcp_connect", "tcp"] {
+            for (word, expect) in ExpectPort::WORDS {
+                let yaml = module(prober, &format!("expect_port: {word}"));
+                let config = Config::parse("t.yml", &yaml).unwrap();
+                let tcp = config.modules["m"].tcp().unwrap();
+                assert_eq!(tcp.expect_port, expect, "{yaml}");
+                let shown = config.to_yaml();
+                assert!(shown.contains(&format!("expect_port: {word}\n")), "{shown}");
+                let again = Config::parse("again", &shown).unwrap();
+                assert_eq!(again.modules, config.modules);
+            }
+            let config = Config::parse("t.yml", &module(prober, "")).unwrap();
+            assert_eq!(
+                config.modules["m"].tcp().unwrap().expect_port,
+                ExpectPort::Open
+            );
+        }
+        assert_rejected(&[
+            (
+                &module("tcp_halfopen", "expect_port: clsoed"),
+                "modules.m.tcp.expect_port",
+                "unknown value \"clsoed\": use one of open, closed, filtered",
+            ),
+            (
+                &module("tcp", "tls: true, expect_port: closed"),
+                "modules.m.tcp",
+                "expect_port: closed sends no more than a SYN, and tls and query_response need a connection",
+            ),
+            (
+                &module("tcp", "query_response: [{send: hi}], expect_port: filtered"),
+                "modules.m.tcp",
+                "expect_port: filtered sends no more than a SYN",
+            ),
+        ]);
+        // Open is what a session does anyway.
+        assert_accepted(&[&module("tcp", "tls: true, expect_port: open")]);
+    }
+
+    #[test]
     fn yaml_round_trips_through_to_yaml() {
         let config = Config::parse(
             "t.yml",

@@ -1250,6 +1250,115 @@ mod tests {
     use super::*;
 
     #[test]
+    fn closed_takes_any_answer_but_a_syn_ack_and_filtered_no_rst_either() {
+        use PortAnswer::{Icmp, Rst, Silence, SynAck, Unreachable};
+        let failed = |reason| Some(Failure::new(reason, "what the connect said"));
+        let judged = |expect, answer, reason| {
+            judge_answer(expect, Some(answer), failed(reason)).map(|failure| failure.reason)
+        };
+        for expect in [ExpectPort::Closed, ExpectPort::Filtered] {
+            // A success of the connect can only be a SYN-ACK.
+            assert_eq!(
+                judge_answer(expect, Some(SynAck), None).map(|failure| failure.reason),
+                Some(Reason::Open),
+                "{expect:?}"
+            );
+            assert_eq!(judged(expect, Silence, Reason::Timeout), None, "{expect:?}");
+            assert_eq!(judged(expect, Icmp, Reason::Unreachable), None);
+            // ICMP port unreachable from the target: `refused` for an open
+            // check, an ICMP answer here (a `reject` rule's default).
+            assert_eq!(judged(expect, Icmp, Reason::Refused), None);
+            assert_eq!(judged(expect, Unreachable, Reason::Unreachable), None);
+            // Nothing came from the network: the failure stands.
+            for reason in [Reason::Dns, Reason::Local] {
+                assert_eq!(
+                    judge_answer(expect, None, failed(reason)).map(|failure| failure.reason),
+                    Some(reason)
+                );
+            }
+        }
+        assert_eq!(judged(ExpectPort::Closed, Rst, Reason::Refused), None);
+        let refused = judge_answer(ExpectPort::Filtered, Some(Rst), failed(Reason::Refused))
+            .expect("an RST fails filtered");
+        assert_eq!(refused.reason, Reason::Refused);
+        assert_eq!(
+            refused.detail,
+            "what the connect said: the port answered with RST, so nothing filters it, and \
+             expect_port is filtered"
+        );
+        let open = judge_answer(ExpectPort::Closed, Some(SynAck), None).unwrap();
+        assert_eq!(
+            open.detail,
+            "the port answered with SYN-ACK: it is open, and expect_port is closed"
+        );
+        // An open check keeps what the connect found.
+        assert_eq!(
+            judged(ExpectPort::Open, Rst, Reason::Refused),
+            Some(Reason::Refused)
+        );
+    }
+
+    #[test]
+    fn the_strongest_answer_of_the_attempts_is_the_probes() {
+        use PortAnswer::{Icmp, Rst, Silence, SynAck, Unreachable};
+        let strongest = |answers: &[Option<PortAnswer>]| {
+            answers.iter().fold(None, |kept, answer| kept.max(*answer))
+        };
+        assert_eq!(strongest(&[Some(Rst), Some(Silence)]), Some(Rst));
+        assert_eq!(strongest(&[Some(Silence), None, Some(Icmp)]), Some(Icmp));
+        assert_eq!(
+            strongest(&[Some(Unreachable), Some(Silence)]),
+            Some(Unreachable)
+        );
+        assert_eq!(
+            strongest(&[Some(Rst), Some(SynAck), Some(Silence)]),
+            Some(SynAck)
+        );
+        assert_eq!(strongest(&[None, None]), None);
+    }
+
+    #[test]
+    fn a_negative_check_is_half_open_whatever_the_prober() {
+        let mut options = TcpOptions::default();
+        assert_eq!(Handshake::of(false, &options), Handshake::Full);
+        assert_eq!(Handshake::of(true, &options), Handshake::HalfOpen);
+        for expect in [ExpectPort::Closed, ExpectPort::Filtered] {
+            options.expect_port = expect;
+            assert_eq!(Handshake::of(false, &options), Handshake::HalfOpen);
+        }
+    }
+
+    #[test]
+    fn the_answer_series_is_written_only_with_an_answer_and_kept_for_targets() {
+        struct Infos(Vec<String>);
+        impl Series for Infos {
+            fn gauge(&mut self, _: &'static str, _: &'static str, _: Number) {}
+            fn icmp_error(&mut self, _: &IcmpError) {}
+            fn info(&mut self, name: &'static str, help: &'static str, labels: &[(&str, &str)]) {
+                assert!(!help.is_empty());
+                self.0.push(format!("{name} {labels:?}"));
+            }
+        }
+        let options = TcpOptions::default();
+        let mut detail = TcpDetail::default();
+        let mut out = Infos(Vec::new());
+        write_series(&options, Some(&detail), Slot::Reasons, &mut out);
+        assert!(out.0.is_empty());
+        detail.port_answer = Some(PortAnswer::Rst);
+        write_series(&options, Some(&detail), Slot::Reasons, &mut out);
+        assert_eq!(out.0, ["probe_port_answer [(\"answer\", \"rst\")]"]);
+
+        let mut kept = TcpKept::default();
+        kept.record(Some(&detail));
+        assert_eq!(kept.last_port_answer, Some(PortAnswer::Rst));
+        kept.record(Some(&TcpDetail::default()));
+        assert_eq!(
+            kept.last_port_answer, None,
+            "a probe without an answer clears it"
+        );
+    }
+
+    #[test]
     fn syn_retransmits_add_up_and_the_last_kernel_rtt_stays_through_failures() {
         let success = |syn_retransmits, tcp_rtt| TcpDetail {
             handshake_time: Some(Duration::from_micros(300)),
