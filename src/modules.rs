@@ -176,7 +176,7 @@ mod tests {
             .into_iter()
             .find(|(name, _)| name == "web")
             .unwrap();
-        assert_eq!(web.1, [0, 2, 0, 0, 0, 0, 0, 0], "counted across reloads");
+        assert_eq!(web.1, [0, 2, 0, 0, 0, 0, 0, 0, 0], "counted across reloads");
         assert!(
             !first.get("web").unwrap().same_as(third.get("web").unwrap()),
             "another prober is another module"

@@ -5,7 +5,8 @@
 #![forbid(unsafe_code)]
 
 use super::{
-    IpProtocol, LabelName, Prober, ProberKind, PromDuration, TcpOptions, TlsOptions, TlsVersion,
+    ExpectPort, IpProtocol, LabelName, Prober, ProberKind, PromDuration, TcpOptions, TlsOptions,
+    TlsVersion,
 };
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
@@ -416,6 +417,8 @@ struct TcpFields {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     stop_on_success: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    expect_port: Option<ExpectPort>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     half_open: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     tls: Option<bool>,
@@ -468,6 +471,13 @@ impl<'de> Deserialize<'de> for TcpBlock {
                  connection: remove half_open",
             ));
         }
+        if session && let Some(expect) = fields.expect_port.filter(|e| *e != ExpectPort::Open) {
+            return Err(serde::de::Error::custom(format!(
+                "expect_port: {} sends no more than a SYN, and tls and query_response need a \
+                 connection: remove expect_port, or tls and query_response",
+                expect.as_str()
+            )));
+        }
         if let Some(steps) = &fields.query_response {
             check_steps(fields.tls == Some(true), steps).map_err(serde::de::Error::custom)?;
         }
@@ -505,6 +515,7 @@ impl TcpBlock {
             attempt_interval: fields.attempt_interval.unwrap_or(defaults.attempt_interval),
             attempt_timeout: fields.attempt_timeout,
             stop_on_success: fields.stop_on_success.unwrap_or(defaults.stop_on_success),
+            expect_port: fields.expect_port.unwrap_or(defaults.expect_port),
         }
     }
 
@@ -586,6 +597,7 @@ impl From<Prober> for TcpBlock {
             attempt_interval: Some(options.attempt_interval),
             attempt_timeout: options.attempt_timeout,
             stop_on_success: Some(options.stop_on_success),
+            expect_port: Some(options.expect_port),
             ..TcpFields::default()
         };
         if let Some(probe) = probe {
@@ -861,6 +873,21 @@ mod tests {
             Config::parse(
                 "b.yml",
                 &format!("{tls}{}", block("tcp_halfopen", "version: v2"))
+            )
+            .is_ok()
+        );
+        // `answer`, for the modules that write probe_port_answer_info.
+        let closed =
+            "modules:\n  closed:\n    prober: tcp_connect\n    tcp: {expect_port: closed}\n";
+        rejected(
+            &format!("{closed}{}", block("closed", "answer: yes")),
+            "targets[0].labels.answer",
+            "set by the series of module \"closed\"",
+        );
+        assert!(
+            Config::parse(
+                "b.yml",
+                &format!("{closed}{}", block("tcp_connect", "answer: yes"))
             )
             .is_ok()
         );

@@ -232,7 +232,28 @@ impl Prober {
             _ => None,
         }
     }
+
+    /// The label names this prober's series set beside a scheduled
+    /// target's own: `answer` for a TCP module whose `expect_port` is not
+    /// `open` (`probe_port_answer_info`), and those of `prober: tcp`'s TLS
+    /// and dialogue series ([`TcpProbe::series_label_names`]).
+    pub(crate) fn series_label_names(&self) -> Vec<&str> {
+        let mut names = self
+            .tcp_probe()
+            .map(TcpProbe::series_label_names)
+            .unwrap_or_default();
+        if self
+            .tcp()
+            .is_some_and(|options| options.expect_port != ExpectPort::Open)
+        {
+            names.push(PORT_ANSWER_LABEL);
+        }
+        names
+    }
 }
+
+/// The label of `probe_port_answer_info` that names the answer.
+pub(crate) const PORT_ANSWER_LABEL: &str = "answer";
 
 /// A module's fields as written in the YAML: ours, and blackbox_exporter's
 /// (a `prober: tcp` module, and the blocks of the probers this exporter
@@ -581,6 +602,10 @@ pub struct TcpOptions {
     /// retries) or all run whatever they find (false: a TCP ping).
     #[serde(default = "default_true")]
     pub stop_on_success: bool,
+    /// What the port must answer for the probe to succeed: `open` (a
+    /// SYN-ACK, the default), `closed` or `filtered`; see [`ExpectPort`].
+    #[serde(default)]
+    pub expect_port: ExpectPort,
 }
 
 impl Default for TcpOptions {
@@ -593,6 +618,7 @@ impl Default for TcpOptions {
             attempt_interval: default_attempt_interval(),
             attempt_timeout: None,
             stop_on_success: true,
+            expect_port: ExpectPort::Open,
         }
     }
 }
@@ -642,6 +668,52 @@ impl TcpOptions {
     }
 }
 
+/// What a TCP module expects of the port (`tcp.expect_port`). With
+/// `closed` or `filtered` the probe is a negative check: it is half-open
+/// whatever the prober, so it never completes a handshake, and a SYN-ACK
+/// fails it with reason `open`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExpectPort {
+    /// A SYN-ACK: the port accepts connections.
+    #[default]
+    Open,
+    /// Anything but a SYN-ACK: an RST, silence, an ICMP error, or a
+    /// route that refuses to send.
+    Closed,
+    /// No answer from the port: silence, an ICMP error, or a route that
+    /// refuses to send; an RST fails it as `refused`.
+    Filtered,
+}
+
+impl<'de> Deserialize<'de> for ExpectPort {
+    /// One of [`ExpectPort::WORDS`]; read first, then judged, so that an
+    /// error about the word is located at it.
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let word = String::deserialize(deserializer)?;
+        words::one_of(&word, &Self::WORDS).map_err(serde::de::Error::custom)
+    }
+}
+
+impl ExpectPort {
+    /// The words the config takes.
+    pub const WORDS: [(&'static str, Self); 3] = [
+        ("open", Self::Open),
+        ("closed", Self::Closed),
+        ("filtered", Self::Filtered),
+    ];
+
+    /// The name used in the config: `open`, `closed` or `filtered`.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Open => "open",
+            Self::Closed => "closed",
+            Self::Filtered => "filtered",
+        }
+    }
+}
+
 /// An IP version, spelled `ip4` or `ip6` as in blackbox_exporter (also
 /// `ipv4`, `ipv6`: [`IpProtocol::WORDS`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize)]
@@ -675,14 +747,7 @@ impl IpProtocol {
 
     /// The protocol `word` names, or why it names none.
     pub(crate) fn from_word(word: &str) -> Result<Self, String> {
-        Self::WORDS
-            .iter()
-            .find(|(known, _)| *known == word)
-            .map(|(_, protocol)| *protocol)
-            .ok_or_else(|| {
-                let expected: Vec<&str> = Self::WORDS.iter().map(|(known, _)| *known).collect();
-                words::unknown_value(word, &expected)
-            })
+        words::one_of(word, &Self::WORDS)
     }
 
     /// The name used in the config: `ip4` or `ip6`.
@@ -1864,6 +1929,49 @@ mod tests {
         );
         let again = Config::parse("again", &shown).unwrap();
         assert_eq!(again.modules, config.modules);
+    }
+
+    #[test]
+    fn expect_port_is_read_by_every_tcp_prober_shown_and_refused_with_a_session() {
+        let module = |prober: &str, tcp: &str| {
+            format!("modules:\n  m:\n    prober: {prober}\n    timeout: 2s\n    tcp: {{{tcp}}}\n")
+        };
+        for prober in ["tcp_halfopen", "tcp_connect", "tcp"] {
+            for (word, expect) in ExpectPort::WORDS {
+                let yaml = module(prober, &format!("expect_port: {word}"));
+                let config = Config::parse("t.yml", &yaml).unwrap();
+                let tcp = config.modules["m"].tcp().unwrap();
+                assert_eq!(tcp.expect_port, expect, "{yaml}");
+                let shown = config.to_yaml();
+                assert!(shown.contains(&format!("expect_port: {word}\n")), "{shown}");
+                let again = Config::parse("again", &shown).unwrap();
+                assert_eq!(again.modules, config.modules);
+            }
+            let config = Config::parse("t.yml", &module(prober, "")).unwrap();
+            assert_eq!(
+                config.modules["m"].tcp().unwrap().expect_port,
+                ExpectPort::Open
+            );
+        }
+        assert_rejected(&[
+            (
+                &module("tcp_halfopen", "expect_port: clsoed"),
+                "modules.m.tcp.expect_port",
+                "unknown value \"clsoed\": use one of open, closed, filtered",
+            ),
+            (
+                &module("tcp", "tls: true, expect_port: closed"),
+                "modules.m.tcp",
+                "expect_port: closed sends no more than a SYN, and tls and query_response need a connection",
+            ),
+            (
+                &module("tcp", "query_response: [{send: hi}], expect_port: filtered"),
+                "modules.m.tcp",
+                "expect_port: filtered sends no more than a SYN",
+            ),
+        ]);
+        // Open is what a session does anyway.
+        assert_accepted(&[&module("tcp", "tls: true, expect_port: open")]);
     }
 
     #[test]

@@ -474,7 +474,8 @@ fn validate_parts(
 }
 
 /// Refuses a label of `block` that its module's own series set, such as
-/// `version` for a module with TLS (`probe_tls_version_info{version}`):
+/// `version` for a module with TLS (`probe_tls_version_info{version}`) or
+/// `answer` for one with `expect_port` (`probe_port_answer_info{answer}`):
 /// the target's label would clash with it on `/metrics`. Per module, so
 /// that the targets of other modules keep such labels.
 fn check_series_labels(
@@ -483,13 +484,10 @@ fn check_series_labels(
     block: &TargetBlock,
     modules: &BTreeMap<String, Module>,
 ) -> Result<(), ConfigError> {
-    let Some(probe) = modules
-        .get(&block.module.value)
-        .and_then(|module| module.prober().tcp_probe())
-    else {
+    let Some(module) = modules.get(&block.module.value) else {
         return Ok(());
     };
-    let taken = probe.series_label_names();
+    let taken = module.prober().series_label_names();
     let Some(name) = block
         .labels
         .keys()
@@ -502,8 +500,8 @@ fn check_series_labels(
         Some(&block.module.referenced),
         format!("targets[{block_index}].labels.{name}"),
         format!(
-            "label name {:?} is set by the series of module {:?} (its TLS series or its \
-             probe_expect_info): rename the label",
+            "label name {:?} is set by the series of module {:?} (its TLS series, its \
+             probe_expect_info or its probe_port_answer_info): rename the label",
             name.0, block.module.value
         ),
     ))

@@ -22,6 +22,19 @@ use serde_saphyr::localizer::ExternalMessageSource;
 use serde_saphyr::{Error, MessageFormatter, UserMessageFormatter};
 use std::borrow::Cow;
 
+/// The value `word` names in `words` (each word with its value), or why
+/// it names none, in the user's words.
+pub(super) fn one_of<T: Copy>(word: &str, words: &[(&str, T)]) -> Result<T, String> {
+    words
+        .iter()
+        .find(|(known, _)| *known == word)
+        .map(|(_, value)| *value)
+        .ok_or_else(|| {
+            let expected: Vec<&str> = words.iter().map(|(known, _)| *known).collect();
+            unknown_value(word, &expected)
+        })
+}
+
 /// A word that is none of `expected`, in the user's words.
 pub(super) fn unknown_value(word: &str, expected: &[&str]) -> String {
     match word {

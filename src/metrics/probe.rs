@@ -31,6 +31,7 @@ const REASON_LABELS: [&str; Reason::ALL.len()] = [
     "reason=\"local\"",
     "reason=\"check_failed\"",
     "reason=\"tls\"",
+    "reason=\"open\"",
 ];
 
 /// The exposition writer, as the place where probers write their series.
@@ -396,8 +397,9 @@ pub(super) mod tests {
     /// lines (each family's HELP is checked by the docs test).
     fn after_reasons(outcome: &Outcome, module: &Module, format: Format) -> String {
         let text = render(outcome, module, format);
+        let last = Reason::ALL[Reason::ALL.len() - 1];
         let (_, tail) = text
-            .split_once("probe_failure_reason{reason=\"tls\"}")
+            .split_once(&format!("probe_failure_reason{{reason=\"{last}\"}}"))
             .unwrap_or_else(|| panic!("{text}"));
         let tail = tail.split_once('\n').unwrap().1;
         tail.lines()

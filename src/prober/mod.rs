@@ -75,7 +75,7 @@ mod tls;
 pub use certificate::CertFacts;
 pub use exec::ExecDetail;
 pub use session::SessionDetail;
-pub use tcp::{HandshakeStats, TcpDetail};
+pub use tcp::{HandshakeStats, PortAnswer, TcpDetail};
 pub use tls::TlsFacts;
 
 pub(crate) use exec::ExecStep;
@@ -86,7 +86,7 @@ pub(crate) use close_guard::{HalfOpenCloseValues, HalfOpenCloses, LATE_CLOSE_THR
 pub(crate) use process_groups::ProcessGroups;
 pub(crate) use resolve::Resolver;
 
-use crate::config::{Module, PolicyRefusal, Prober};
+use crate::config::{ExpectPort, Module, PolicyRefusal, Prober};
 use crate::steplog::{self, Wording};
 use crate::target::Target;
 use std::fmt;
@@ -116,11 +116,14 @@ pub enum Reason {
     /// The TLS handshake failed: the certificate did not verify (expired,
     /// unknown issuer, another name), or the server refused the handshake.
     Tls,
+    /// The port answered with SYN-ACK, and the module's `expect_port`
+    /// (`closed` or `filtered`) says it must not.
+    Open,
 }
 
 impl Reason {
     /// Every reason, in the order series are exported.
-    pub const ALL: [Self; 7] = [
+    pub const ALL: [Self; 8] = [
         Self::Refused,
         Self::Timeout,
         Self::Unreachable,
@@ -128,6 +131,7 @@ impl Reason {
         Self::Local,
         Self::CheckFailed,
         Self::Tls,
+        Self::Open,
     ];
 
     /// The label value used in metrics.
@@ -141,13 +145,14 @@ impl Reason {
             Self::Local => "local",
             Self::CheckFailed => "check_failed",
             Self::Tls => "tls",
+            Self::Open => "open",
         }
     }
 }
 
 /// The values of a `result` label: `success`, then every [`Reason`] in
 /// the order of [`Reason::ALL`]. [`result_index`] gives an outcome's place.
-pub(crate) const RESULTS: [&str; 8] = [
+pub(crate) const RESULTS: [&str; 9] = [
     "success",
     "refused",
     "timeout",
@@ -156,6 +161,7 @@ pub(crate) const RESULTS: [&str; 8] = [
     "local",
     "check_failed",
     "tls",
+    "open",
 ];
 
 /// Where `reason` (`None` for success) is in [`RESULTS`].
@@ -169,6 +175,7 @@ pub(crate) fn result_index(reason: Option<Reason>) -> usize {
         Some(Reason::Local) => 5,
         Some(Reason::CheckFailed) => 6,
         Some(Reason::Tls) => 7,
+        Some(Reason::Open) => 8,
     }
 }
 
@@ -578,7 +585,7 @@ pub(crate) trait TargetSample {
 /// Every prober's series of scheduled targets, in the order `/metrics`
 /// writes them after the shared ones. A new prober adds its own at the
 /// end, so that the order of what exists never changes.
-pub(crate) const TARGET_SERIES: [TargetSeries; 12] = [
+pub(crate) const TARGET_SERIES: [TargetSeries; 13] = [
     tcp::RTT_SERIES,
     tcp::SYN_RETRANSMITS_SERIES,
     exec::EXIT_CODE_SERIES,
@@ -591,6 +598,7 @@ pub(crate) const TARGET_SERIES: [TargetSeries; 12] = [
     session::series::LAST_CHAIN_SERIES,
     session::series::TLS_VERSION_SERIES,
     session::series::TLS_CIPHER_SERIES,
+    tcp::PORT_ANSWER_SERIES,
 ];
 
 /// What a scheduled target keeps of its prober's details from probe to
@@ -728,29 +736,26 @@ pub(crate) async fn run(
     });
     let mut outcome = match (module.prober(), target) {
         (Prober::TcpHalfopen(options) | Prober::TcpConnect(options), Some(target)) => {
-            let handshake = match module.prober() {
-                Prober::TcpConnect(_) => tcp::Handshake::Full,
-                _ => tcp::Handshake::HalfOpen,
-            };
+            let half_open = matches!(module.prober(), Prober::TcpHalfopen(_));
             let tcp = tcp::Tcp {
-                handshake,
+                handshake: tcp::Handshake::of(half_open, options),
                 options,
                 policy: module.target_policy(),
             };
             tcp::probe(tcp, target, context, budget, steplog).await
         }
-        (Prober::Tcp(probe), Some(target)) if probe.is_session() => {
+        // A session never runs with an expect_port other than open (the
+        // config refuses it); should a library caller build one, the
+        // negative check wins and the probe stays half-open.
+        (Prober::Tcp(probe), Some(target))
+            if probe.is_session() && probe.tcp.expect_port == ExpectPort::Open =>
+        {
             let policy = module.target_policy();
             session::probe(probe, policy, target, context, budget, steplog).await
         }
         (Prober::Tcp(probe), Some(target)) => {
-            let handshake = if probe.half_open {
-                tcp::Handshake::HalfOpen
-            } else {
-                tcp::Handshake::Full
-            };
             let tcp = tcp::Tcp {
-                handshake,
+                handshake: tcp::Handshake::of(probe.half_open, &probe.tcp),
                 options: &probe.tcp,
                 policy: module.target_policy(),
             };

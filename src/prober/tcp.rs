@@ -24,7 +24,7 @@ use super::{
     Budget, Context, Detail, Failure, HalfOpenCloses, IcmpError, Kept, Number, Outcome, Reason,
     Series, Slot, StepLog, TargetFamily, TargetSeries, classify, close_guard, resolve,
 };
-use crate::config::{TargetPolicy, TcpOptions};
+use crate::config::{ExpectPort, PORT_ANSWER_LABEL, TargetPolicy, TcpOptions};
 use crate::steplog::Wording;
 use crate::sys::HandshakeInfo;
 use crate::target::Target;
@@ -45,6 +45,19 @@ pub(super) enum Handshake {
     HalfOpen,
     /// Complete the handshake.
     Full,
+}
+
+impl Handshake {
+    /// How far a TCP module's handshake goes: half-open when it asks for
+    /// it, and always when its `expect_port` is not `open`, so that a
+    /// negative check never completes a handshake with a port that is open.
+    pub(super) fn of(half_open: bool, options: &TcpOptions) -> Self {
+        if half_open || options.expect_port != ExpectPort::Open {
+            Self::HalfOpen
+        } else {
+            Self::Full
+        }
+    }
 }
 
 /// What a TCP module asks for: how far the handshake goes, the module's
@@ -84,11 +97,100 @@ pub(super) async fn probe(
         keep: false,
     };
     let (failure, detail) = attempt_all(&connect, options, budget.deadline, steplog).await;
+    let failure = match (options.expect_port, detail.port_answer) {
+        (ExpectPort::Open, _) => failure,
+        (expect, answer) => {
+            let judged = judge_answer(expect, answer, failure);
+            if let Some(answer) = answer {
+                steplog.log(|| TcpStep::Judged {
+                    answer,
+                    expect,
+                    success: judged.is_none(),
+                });
+            }
+            judged
+        }
+    };
     let mut outcome = Outcome::new(failure, Detail::Tcp(detail));
     outcome.dns_time = dns_time;
     outcome.address = Some(address);
     outcome
 }
+
+/// What the port's answer makes of a probe whose `expect_port` is
+/// `expect` (not `open`): its failure, `None` for success. A SYN-ACK
+/// fails it as `open`; an RST fails `filtered` as `refused` (the port is
+/// reachable, and closed); any other answer is success. Without an
+/// answer (`dns`, `local`: nothing came from the network) the probe's
+/// `failure` stands.
+fn judge_answer(
+    expect: ExpectPort,
+    answer: Option<PortAnswer>,
+    failure: Option<Failure>,
+) -> Option<Failure> {
+    match (expect, answer) {
+        (ExpectPort::Open, _) | (_, None) => failure,
+        (_, Some(PortAnswer::SynAck)) => Some(Failure::new(
+            Reason::Open,
+            format!(
+                "the port answered with SYN-ACK: it is open, and expect_port is {}",
+                expect.as_str()
+            ),
+        )),
+        (ExpectPort::Filtered, Some(PortAnswer::Rst)) => {
+            let why = failure.map_or_else(|| "an RST came back".to_owned(), |f| f.detail);
+            Some(Failure::new(
+                Reason::Refused,
+                format!(
+                    "{why}: the port answered with RST, so nothing filters it, and expect_port is filtered"
+                ),
+            ))
+        }
+        (ExpectPort::Closed | ExpectPort::Filtered, Some(_)) => None,
+    }
+}
+
+/// What the port answered a probe's SYN, as far as the exporter can tell:
+/// what a module with `expect_port` (`closed`, `filtered`) judges, and
+/// what `probe_port_answer_info` shows. Ordered from the weakest evidence
+/// to the strongest: with several attempts, the strongest answer any of
+/// them got is the probe's, so that one SYN-ACK or RST among lost SYNs
+/// decides.
+#[non_exhaustive]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum PortAnswer {
+    /// Nothing before the deadline: the SYN (or its answer) was dropped.
+    Silence,
+    /// The kernel refused to send the SYN or gave up on it without an
+    /// ICMP error on the socket: no route (an `unreachable`, `prohibit` or
+    /// `blackhole` route), a local firewall (`EPERM`).
+    Unreachable,
+    /// An ICMP or ICMPv6 error (`probe_icmp_error_info` says which, and
+    /// from whom): a router or firewall rejected the SYN.
+    Icmp,
+    /// An RST: the host is reachable and nothing listens on the port.
+    Rst,
+    /// A SYN-ACK: the port is open.
+    SynAck,
+}
+
+impl PortAnswer {
+    /// The label value in `probe_port_answer_info{answer}`.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Silence => "silence",
+            Self::Unreachable => "unreachable",
+            Self::Icmp => "icmp",
+            Self::Rst => "rst",
+            Self::SynAck => "syn_ack",
+        }
+    }
+}
+
+/// `probe_port_answer_info`'s family, without `_info`, and HELP.
+const PORT_ANSWER_FAMILY: &str = "probe_port_answer";
+const PORT_ANSWER_HELP: &str = "What the port answered the SYN, for modules whose expect_port is closed or filtered: syn_ack, rst, icmp, unreachable or silence; absent when nothing came from the network.";
 
 /// Opens a connection for a session: the target resolved and checked as
 /// [`probe`] does it, then one full handshake, and the connected stream
@@ -225,6 +327,12 @@ async fn attempt_all(
         let result = connect.attempt(attempt_deadline, steplog).await;
         // This attempt's ICMP error or none, not an earlier attempt's.
         outcome.icmp_error = result.as_ref().err().and_then(|failed| failed.icmp);
+        if options.expect_port != ExpectPort::Open {
+            let answer = result
+                .as_ref()
+                .map_or_else(|failed| failed.answer, |_| Some(PortAnswer::SynAck));
+            outcome.port_answer = outcome.port_answer.max(answer);
+        }
         let result = result.map_err(|failed| failed.failure);
         let latency = match &result {
             Ok(syn_ack) => syn_ack.time,
@@ -324,6 +432,11 @@ pub struct TcpDetail {
     /// exporter's guard counts every half-open close itself, also those
     /// of probes that end without an outcome (cancelled).
     pub close_delay: Option<Duration>,
+    /// For a module whose `expect_port` is `closed` or `filtered`: what
+    /// the port answered, the strongest answer of the attempts (see
+    /// [`PortAnswer`]). `None` for other modules, and when nothing came
+    /// from the network (the name did not resolve, a local error).
+    pub port_answer: Option<PortAnswer>,
 }
 
 /// The handshake times of a probe's successful attempts, as ping prints
@@ -466,6 +579,12 @@ pub(crate) enum TcpStep {
     /// Attempts `from` to `of` were not started: they could not have
     /// ended before the deadline.
     AttemptsCut { from: u32, of: u32 },
+    /// A module with `expect_port` judged the port's answer.
+    Judged {
+        answer: PortAnswer,
+        expect: ExpectPort,
+        success: bool,
+    },
 }
 
 impl Wording for TcpStep {
@@ -527,6 +646,17 @@ impl Wording for TcpStep {
                 f,
                 "attempts {from} to {of} not started: they could not end before the deadline"
             ),
+            Self::Judged {
+                answer,
+                expect,
+                success,
+            } => write!(
+                f,
+                "the port's answer: {}; expect_port {}: {}",
+                answer.as_str(),
+                expect.as_str(),
+                if *success { "success" } else { "failure" }
+            ),
         }
     }
 }
@@ -566,6 +696,13 @@ pub(super) fn write_series(
             if let Some(icmp) = detail.and_then(|detail| detail.icmp_error.as_ref()) {
                 out.icmp_error(icmp);
             }
+            if let Some(answer) = detail.and_then(|detail| detail.port_answer) {
+                out.info(
+                    PORT_ANSWER_FAMILY,
+                    PORT_ANSWER_HELP,
+                    &[(PORT_ANSWER_LABEL, answer.as_str())],
+                );
+            }
             if options.attempts > 1 {
                 out.gauge(
                     "probe_attempts",
@@ -598,12 +735,17 @@ pub(crate) struct TcpKept {
     /// The ICMP error of the last probe, if it drew one (see
     /// [`TcpDetail::icmp_error`]); cleared by a probe that drew none.
     last_icmp_error: Option<IcmpError>,
+    /// The port's answer to the last probe of a module with
+    /// `expect_port` (see [`TcpDetail::port_answer`]); cleared by a probe
+    /// that got none.
+    last_port_answer: Option<PortAnswer>,
 }
 
 impl TcpKept {
     /// Takes in the detail of one probe, none if it never started.
     pub(super) fn record(&mut self, detail: Option<&TcpDetail>) {
         self.last_icmp_error = detail.and_then(|detail| detail.icmp_error);
+        self.last_port_answer = detail.and_then(|detail| detail.port_answer);
         if let Some(detail) = detail {
             self.syn_retransmits += u64::from(detail.syn_retransmits);
             if let Some(rtt) = detail.tcp_rtt {
@@ -655,6 +797,20 @@ pub(super) const ICMP_ERROR_SERIES: TargetSeries = TargetSeries {
     sample: |kept, out| {
         if let Some(icmp) = TcpKept::of(kept).and_then(|kept| kept.last_icmp_error.as_ref()) {
             out.icmp_error(icmp);
+        }
+    },
+};
+
+/// `probe_port_answer_info` of scheduled targets of modules with
+/// `expect_port`: the last probe's answer only.
+pub(super) const PORT_ANSWER_SERIES: TargetSeries = TargetSeries {
+    family: TargetFamily::Info {
+        name: PORT_ANSWER_FAMILY,
+        help: "What the port answered the last scheduled probe's SYN, for modules whose expect_port is closed or filtered; absent when nothing came from the network.",
+    },
+    sample: |kept, out| {
+        if let Some(answer) = TcpKept::of(kept).and_then(|kept| kept.last_port_answer) {
+            out.info(&[(PORT_ANSWER_LABEL, answer.as_str())]);
         }
     },
 };
@@ -725,13 +881,18 @@ struct Connect<'a> {
 struct AttemptFailed {
     failure: Failure,
     icmp: Option<IcmpError>,
+    /// What came back from the network; `None` when nothing did (the
+    /// exporter's own trouble).
+    answer: Option<PortAnswer>,
 }
 
 impl From<Failure> for AttemptFailed {
+    /// A failure before the SYN went out: no ICMP error, no answer.
     fn from(failure: Failure) -> Self {
         Self {
             failure,
             icmp: None,
+            answer: None,
         }
     }
 }
@@ -848,7 +1009,7 @@ impl Connect<'_> {
                 .map(|reason| Failure::new(reason, format!("connect to {address}: {icmp}")))
         });
         let failure = match (from_icmp, error) {
-            (Some(failure), _) => failure,
+            (Some(failure), _) => (failure, Some(PortAnswer::Icmp)),
             (None, Some(error)) => {
                 let mut failure = os_failure("connect to", address, &error);
                 // The local port is chosen at connect(): none was left, or
@@ -859,17 +1020,29 @@ impl Connect<'_> {
                         failure.detail
                     );
                 }
-                failure
+                let answer = match failure.reason {
+                    Reason::Refused => Some(PortAnswer::Rst),
+                    Reason::Timeout => Some(PortAnswer::Silence),
+                    Reason::Unreachable => Some(PortAnswer::Unreachable),
+                    _ => None,
+                };
+                (failure, answer)
             }
             (None, None) => {
                 steplog.log(|| TcpStep::NoAnswer(address));
-                Failure::new(
+                let failure = Failure::new(
                     Reason::Timeout,
                     format!("no answer from {address} before the deadline"),
-                )
+                );
+                (failure, Some(PortAnswer::Silence))
             }
         };
-        Err(AttemptFailed { failure, icmp })
+        let (failure, answer) = failure;
+        Err(AttemptFailed {
+            failure,
+            icmp,
+            answer,
+        })
     }
 }
 
@@ -1075,6 +1248,115 @@ fn os_failure(action: &str, address: SocketAddr, error: &io::Error) -> Failure {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn closed_takes_any_answer_but_a_syn_ack_and_filtered_no_rst_either() {
+        use PortAnswer::{Icmp, Rst, Silence, SynAck, Unreachable};
+        let failed = |reason| Some(Failure::new(reason, "what the connect said"));
+        let judged = |expect, answer, reason| {
+            judge_answer(expect, Some(answer), failed(reason)).map(|failure| failure.reason)
+        };
+        for expect in [ExpectPort::Closed, ExpectPort::Filtered] {
+            // A success of the connect can only be a SYN-ACK.
+            assert_eq!(
+                judge_answer(expect, Some(SynAck), None).map(|failure| failure.reason),
+                Some(Reason::Open),
+                "{expect:?}"
+            );
+            assert_eq!(judged(expect, Silence, Reason::Timeout), None, "{expect:?}");
+            assert_eq!(judged(expect, Icmp, Reason::Unreachable), None);
+            // ICMP port unreachable from the target: `refused` for an open
+            // check, an ICMP answer here (a `reject` rule's default).
+            assert_eq!(judged(expect, Icmp, Reason::Refused), None);
+            assert_eq!(judged(expect, Unreachable, Reason::Unreachable), None);
+            // Nothing came from the network: the failure stands.
+            for reason in [Reason::Dns, Reason::Local] {
+                assert_eq!(
+                    judge_answer(expect, None, failed(reason)).map(|failure| failure.reason),
+                    Some(reason)
+                );
+            }
+        }
+        assert_eq!(judged(ExpectPort::Closed, Rst, Reason::Refused), None);
+        let refused = judge_answer(ExpectPort::Filtered, Some(Rst), failed(Reason::Refused))
+            .expect("an RST fails filtered");
+        assert_eq!(refused.reason, Reason::Refused);
+        assert_eq!(
+            refused.detail,
+            "what the connect said: the port answered with RST, so nothing filters it, and \
+             expect_port is filtered"
+        );
+        let open = judge_answer(ExpectPort::Closed, Some(SynAck), None).unwrap();
+        assert_eq!(
+            open.detail,
+            "the port answered with SYN-ACK: it is open, and expect_port is closed"
+        );
+        // An open check keeps what the connect found.
+        assert_eq!(
+            judged(ExpectPort::Open, Rst, Reason::Refused),
+            Some(Reason::Refused)
+        );
+    }
+
+    #[test]
+    fn the_strongest_answer_of_the_attempts_is_the_probes() {
+        use PortAnswer::{Icmp, Rst, Silence, SynAck, Unreachable};
+        let strongest = |answers: &[Option<PortAnswer>]| {
+            answers.iter().fold(None, |kept, answer| kept.max(*answer))
+        };
+        assert_eq!(strongest(&[Some(Rst), Some(Silence)]), Some(Rst));
+        assert_eq!(strongest(&[Some(Silence), None, Some(Icmp)]), Some(Icmp));
+        assert_eq!(
+            strongest(&[Some(Unreachable), Some(Silence)]),
+            Some(Unreachable)
+        );
+        assert_eq!(
+            strongest(&[Some(Rst), Some(SynAck), Some(Silence)]),
+            Some(SynAck)
+        );
+        assert_eq!(strongest(&[None, None]), None);
+    }
+
+    #[test]
+    fn a_negative_check_is_half_open_whatever_the_prober() {
+        let mut options = TcpOptions::default();
+        assert_eq!(Handshake::of(false, &options), Handshake::Full);
+        assert_eq!(Handshake::of(true, &options), Handshake::HalfOpen);
+        for expect in [ExpectPort::Closed, ExpectPort::Filtered] {
+            options.expect_port = expect;
+            assert_eq!(Handshake::of(false, &options), Handshake::HalfOpen);
+        }
+    }
+
+    #[test]
+    fn the_answer_series_is_written_only_with_an_answer_and_kept_for_targets() {
+        struct Infos(Vec<String>);
+        impl Series for Infos {
+            fn gauge(&mut self, _: &'static str, _: &'static str, _: Number) {}
+            fn icmp_error(&mut self, _: &IcmpError) {}
+            fn info(&mut self, name: &'static str, help: &'static str, labels: &[(&str, &str)]) {
+                assert!(!help.is_empty());
+                self.0.push(format!("{name} {labels:?}"));
+            }
+        }
+        let options = TcpOptions::default();
+        let mut detail = TcpDetail::default();
+        let mut out = Infos(Vec::new());
+        write_series(&options, Some(&detail), Slot::Reasons, &mut out);
+        assert!(out.0.is_empty());
+        detail.port_answer = Some(PortAnswer::Rst);
+        write_series(&options, Some(&detail), Slot::Reasons, &mut out);
+        assert_eq!(out.0, ["probe_port_answer [(\"answer\", \"rst\")]"]);
+
+        let mut kept = TcpKept::default();
+        kept.record(Some(&detail));
+        assert_eq!(kept.last_port_answer, Some(PortAnswer::Rst));
+        kept.record(Some(&TcpDetail::default()));
+        assert_eq!(
+            kept.last_port_answer, None,
+            "a probe without an answer clears it"
+        );
+    }
 
     #[test]
     fn syn_retransmits_add_up_and_the_last_kernel_rtt_stays_through_failures() {

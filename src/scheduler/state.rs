@@ -183,7 +183,7 @@ mod tests {
         state.record(success(), rise, fall, 8.0);
         assert!(state.healthy, "healthy at the rise-th success in a row");
         assert_eq!(state.state_changes, 2);
-        assert_eq!(state.results, [4, 4, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(state.results, [4, 4, 0, 0, 0, 0, 0, 0, 0]);
     }
 
     #[test]

@@ -31,13 +31,15 @@ pub mod scheduled;
 /// The values of `probe_failure_reason`'s `reason` label, in export
 /// order: the metrics' contract, written out rather than taken from the
 /// crate, so that a change to the crate's list fails the tests.
-pub const REASONS: [&str; 6] = [
+pub const REASONS: [&str; 8] = [
     "refused",
     "timeout",
     "unreachable",
     "dns",
     "local",
     "check_failed",
+    "tls",
+    "open",
 ];
 
 /// `VmRSS` of process `pid`, in bytes.

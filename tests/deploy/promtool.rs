@@ -140,6 +140,10 @@ fn alertmanager_routes_each_severity_to_its_receiver() {
             "synack-page",
         ),
         (
+            ["alertname=SynackPortOpen", "severity=critical"],
+            "synack-page",
+        ),
+        (
             [
                 "alertname=SynackCertificateExpiringSoon",
                 "severity=warning",

@@ -16,6 +16,7 @@ mod blackbox_yml;
 mod checker;
 mod cli;
 mod dns;
+mod expect_port;
 mod health_checker;
 mod history_memory;
 mod http_api;

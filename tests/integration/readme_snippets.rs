@@ -706,8 +706,10 @@ async fn every_series_is_in_the_metrics_reference_with_its_help() {
     let config = format!(
         "modules:\n  ping: {{prober: tcp_halfopen, tcp: {{attempts: 2, attempt_interval: 10ms}}}}\n  \
          ok: {{prober: exec, exec: {{command: [\"{}\"]}}}}\n  \
-         blackbox: {{prober: tcp, timeout: 2s, tcp: {{preferred_ip_protocol: ip4}}}}\n\
+         blackbox: {{prober: tcp, timeout: 2s, tcp: {{preferred_ip_protocol: ip4}}}}\n  \
+         closed: {{prober: tcp_halfopen, tcp: {{expect_port: closed}}}}\n\
          targets:\n  - {{module: tcp_halfopen, interval: 1s, targets: [\"127.0.0.1:{port}\"]}}\n  \
+         - {{module: closed, interval: 1s, targets: [\"127.0.0.1:{port}\"]}}\n  \
          - {{module: ok, interval: 1s, targets: [\"127.0.0.1:{port}\"]}}\n",
         script.display()
     );
@@ -728,6 +730,8 @@ async fn every_series_is_in_the_metrics_reference_with_its_help() {
         get("/probe?module=ok".to_owned()).await,
         // blackbox_exporter's own prober, with its regex and bytes gauges.
         get(format!("/probe?module=blackbox&target=127.0.0.1:{port}")).await,
+        // A negative check, with the port's answer.
+        get(format!("/probe?module=closed&target=127.0.0.1:{port}")).await,
     ];
     // The scheduled exec target's exit code shows once it has run.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);

@@ -431,6 +431,7 @@ fn netns_icmp_client_probes() {
     }
     problems.assert_none();
     runtime.block_on(the_exporter_shows_who_said_no());
+    runtime.block_on(expect_port_reads_the_answer());
     println!("{}", done_marker(CLIENT_ENV));
 }
 
@@ -470,6 +471,115 @@ async fn the_exporter_shows_who_said_no() {
     }
     assert!(metrics.contains(&wanted), "no {wanted:?} in\n{metrics}");
     println!("exporter: /probe and /metrics show probe_icmp_error_info");
+}
+
+/// `expect_port: closed` and `filtered` (issue 21) against the table's
+/// ports, through `/probe`: a drop (silence) and an ICMP reject satisfy
+/// both, with the answer exported (and the ICMP error's type, code and
+/// sender); an RST, from the server's kernel or its firewall, satisfies
+/// `closed` and fails `filtered` as `refused`; the listener's SYN-ACK
+/// fails both as `open`. Then a scheduled `filtered` target behind the
+/// router's admin-prohibited shows the same on `/metrics`.
+async fn expect_port_reads_the_answer() {
+    let scheduled = SocketAddr::new(IpAddr::V4(SERVER_V4), PORT_ADMIN_PROHIBITED);
+    let config = format!(
+        "modules:\n  closed:\n    prober: tcp_connect\n    timeout: 500ms\n    tcp: {{expect_port: closed}}\n  \
+         filtered:\n    prober: tcp_connect\n    timeout: 500ms\n    tcp: {{expect_port: filtered}}\n\
+         targets:\n  - module: filtered\n    interval: 1s\n    targets: [\"{scheduled}\"]\n"
+    );
+    let exporter = TestExporter::with_config(&config, Exporter::builder()).await;
+    // (port, answer, ICMP code and sender, reason of `closed`, of `filtered`)
+    type ExpectRow = (
+        u16,
+        &'static str,
+        Option<(u8, Hop)>,
+        Option<&'static str>,
+        Option<&'static str>,
+    );
+    let mut problems = Vec::new();
+    for (server, icmp) in [
+        (IpAddr::V4(SERVER_V4), ICMP_V4),
+        (IpAddr::V6(SERVER_V6), ICMP_V6),
+    ] {
+        let table: [ExpectRow; 6] = [
+            (PORT_DROPPED, "silence", None, None, None),
+            (
+                PORT_ADMIN_PROHIBITED,
+                "icmp",
+                Some((icmp.admin_prohibited, Hop::Router)),
+                None,
+                None,
+            ),
+            (
+                PORT_SERVER_PORT_UNREACHABLE,
+                "icmp",
+                Some((icmp.port, Hop::Server)),
+                None,
+                None,
+            ),
+            (PORT_CLOSED, "rst", None, None, Some("refused")),
+            (PORT_SERVER_RESET, "rst", None, None, Some("refused")),
+            (PORT_OPEN, "syn_ack", None, Some("open"), Some("open")),
+        ];
+        for (port, answer, from, closed_reason, filtered_reason) in table {
+            let target = SocketAddr::new(server, port);
+            for (module, reason) in [("closed", closed_reason), ("filtered", filtered_reason)] {
+                let body = exporter
+                    .get(&format!("/probe?module={module}&target={target}"))
+                    .await
+                    .body;
+                let got = common::failed_reason(&body);
+                let answered = body.contains(&format!(
+                    "probe_port_answer_info{{answer=\"{answer}\"}} 1\n"
+                ));
+                let icmp_ok = match from {
+                    None => !body.contains("probe_icmp_error_info{"),
+                    Some((code, hop)) => body.contains(&format!(
+                        "probe_icmp_error_info{{icmp_type=\"{}\",icmp_code=\"{code}\",offender=\"{}\"}} 1\n",
+                        icmp.icmp_type,
+                        hop.address(server.is_ipv6())
+                    )),
+                };
+                println!(
+                    "    expect_port {module} {target}: {}, answer {answer} {}",
+                    got.unwrap_or("success"),
+                    if answered && icmp_ok {
+                        "exported"
+                    } else {
+                        "MISSING"
+                    }
+                );
+                if got != reason || !answered || !icmp_ok {
+                    problems.push(format!(
+                        "{module} {target}: wanted {reason:?} with answer {answer} ({from:?}), got {got:?} in\n{body}"
+                    ));
+                }
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+
+    let wanted = [
+        format!(
+            "probe_port_answer_info{{module=\"filtered\",target=\"{scheduled}\",answer=\"icmp\"}} 1\n"
+        ),
+        format!(
+            "probe_icmp_error_info{{module=\"filtered\",target=\"{scheduled}\",icmp_type=\"3\",icmp_code=\"13\",offender=\"{ROUTER_CLIENT_SIDE_V4}\"}} 1\n"
+        ),
+        format!("probe_healthy{{module=\"filtered\",target=\"{scheduled}\"}} 1\n"),
+    ];
+    let started = Instant::now();
+    let mut metrics = String::new();
+    while started.elapsed() < Duration::from_secs(5)
+        && !wanted.iter().all(|line| metrics.contains(line))
+    {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        metrics = exporter.get("/metrics").await.body;
+    }
+    for line in &wanted {
+        assert!(metrics.contains(line), "no {line:?} in\n{metrics}");
+    }
+    println!("exporter: expect_port closed and filtered read silence, ICMP, RST and SYN-ACK");
 }
 
 /// The client namespace's `TcpExtLockDroppedIcmps`: ICMP errors that
