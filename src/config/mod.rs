@@ -49,6 +49,7 @@ mod file;
 mod health_checker;
 mod host;
 mod policy;
+mod route;
 mod scheduled;
 mod stamp;
 mod tls;
@@ -66,6 +67,7 @@ pub use health_checker::HealthChecks;
 pub(crate) use host::{EXPORTER_PATH, command_path, find_program};
 pub(crate) use policy::PolicyRefusal;
 pub use policy::TargetPolicy;
+pub(crate) use route::{RouteRefused, set_route_options};
 pub(crate) use scheduled::located;
 pub(crate) use scheduled::{
     Group, GroupMember, GroupName, LabelName, MAX_SCHEDULED_TARGETS, TargetBlock,
@@ -558,6 +560,29 @@ pub struct TcpOptions {
     /// Local address to bind before connecting.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_ip_address: Option<IpAddr>,
+    /// The interface the probes leave by (`SO_BINDTODEVICE`), whatever
+    /// the routing table says: a VRF, a VPN link. Needs no privilege
+    /// since Linux 5.7. 1 to 15 bytes, no `/`, `:` or white space.
+    #[serde(
+        default,
+        deserialize_with = "route::some_interface_name",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub source_interface: Option<String>,
+    /// The firewall mark of the probes' packets (`SO_MARK`), which
+    /// `ip rule fwmark` and nftables `meta mark` match: a policy route.
+    /// Needs `CAP_NET_ADMIN` (or `CAP_NET_RAW` since Linux 5.17).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mark: Option<u32>,
+    /// The DiffServ code point, 0 to 63, of the probes' packets: the
+    /// upper six bits of the IPv4 TOS / IPv6 traffic class byte
+    /// (`dscp << 2`, the ECN bits left to the kernel).
+    #[serde(
+        default,
+        deserialize_with = "route::some_dscp",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub dscp: Option<u8>,
     /// Handshakes per probe, one after another: 1 (the default) to 100.
     /// The probe succeeds when at least one does.
     #[serde(default = "default_attempts", deserialize_with = "attempts_in_range")]
@@ -589,6 +614,9 @@ impl Default for TcpOptions {
             preferred_ip_protocol: IpProtocol::default(),
             ip_protocol_fallback: true,
             source_ip_address: None,
+            source_interface: None,
+            mark: None,
+            dscp: None,
             attempts: default_attempts(),
             attempt_interval: default_attempt_interval(),
             attempt_timeout: None,
@@ -1101,6 +1129,8 @@ impl Config {
         let mut config = Self::parse(file, text)?;
         host::check(file, text, &config)?;
         let notes = host::tls_file_notes(file, text, &config);
+        config.notes.extend(notes);
+        let notes = host::route_notes(file, text, &config);
         config.notes.extend(notes);
         Ok(config)
     }
