@@ -389,9 +389,8 @@ pub(super) fn route_notes(file: &str, text: &str, config: &Config) -> Vec<Config
                 &format!("tcp.{field}"),
                 at,
                 format!(
-                    "module {name:?}: {} ({}); its probes fail with reason local until then",
-                    refused.hint(),
-                    refused.error
+                    "module {name:?}: {}; its probes fail with reason local until then",
+                    refused.hint()
                 ),
             ))
         })

@@ -99,8 +99,8 @@ impl RouteRefused {
     fn new(field: &'static str, options: &TcpOptions, error: io::Error) -> Self {
         let hint = match (field, error.raw_os_error()) {
             ("source_interface", Some(libc::ENODEV)) => format!(
-                "source_interface {:?} is not an interface of this host (in the exporter's \
-                 network namespace)",
+                "source_interface {:?} is not an interface of this host (none has that name \
+                 in the exporter's network namespace)",
                 options.source_interface.as_deref().unwrap_or_default()
             ),
             ("source_interface", Some(libc::EPERM)) => {
@@ -113,7 +113,7 @@ impl RouteRefused {
                  exporter does not have"
                     .to_owned()
             }
-            (field, _) => format!("the kernel refused {field}"),
+            (field, _) => format!("the kernel refused {field}: {error}"),
         };
         Self { field, error, hint }
     }
