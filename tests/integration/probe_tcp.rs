@@ -434,7 +434,9 @@ async fn a_missing_source_interface_is_noted_at_load_and_fails_each_prober_as_lo
     let exporter = TestExporter::with_config(&yaml, Exporter::builder()).await;
     for module in EVERY_TCP_PROBER {
         let body = exporter
-            .get(&format!("/probe?target={target}&module={module}&debug=true"))
+            .get(&format!(
+                "/probe?target={target}&module={module}&debug=true"
+            ))
             .await
             .body;
         assert!(
@@ -463,7 +465,11 @@ async fn source_interface_and_dscp_keep_a_loopback_probe_working_and_show_in_con
     let exporter = TestExporter::with_config(&yaml, Exporter::builder()).await;
     for module in EVERY_TCP_PROBER {
         let body = exporter.probe(&target, module).await.body;
-        assert_eq!(sample(&body, "probe_success"), Some(1.0), "{module}: {body}");
+        assert_eq!(
+            sample(&body, "probe_success"),
+            Some(1.0),
+            "{module}: {body}"
+        );
     }
     let shown = exporter.get("/config").await.body;
     assert_eq!(shown.matches("source_interface: lo").count(), 3, "{shown}");
