@@ -55,12 +55,12 @@ use crate::common;
 
 use crate::concurrent::Problems;
 use crate::namespace::{
-    ChildTest, NamespaceGuard, child_command, done_marker, firewall, listeners, run_checked,
+    ChildTest, NamespaceGuard, NamespaceProcess, done_marker, firewall, ip, listeners, run_checked,
     runtime,
 };
 use common::TestExporter;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 use synack_exporter::{Exporter, Module, Outcome, Reason};
 
@@ -189,7 +189,7 @@ fn netns_icmp_errors_name_the_router() {
     }
     let [client, router, server] = [0, 1, 2].map(|i| namespaces[i].name().to_owned());
     build_topology(&client, &router, &server);
-    let _listener = ServerListener::start(&server);
+    let _listener = NamespaceProcess::start(&server, SERVER_ENV, SERVER_TEST);
 
     crate::namespace::run_child_in(
         &client,
@@ -199,11 +199,6 @@ fn netns_icmp_errors_name_the_router() {
             limit: CHILD_LIMIT,
         },
     );
-}
-
-/// `ip` with these arguments, which must succeed.
-fn ip(args: &[&str]) {
-    run_checked(Command::new("ip").args(args), None);
 }
 
 /// Veths, addresses, routes, forwarding and the router's rules, as in the
@@ -274,47 +269,6 @@ fn build_topology(client: &str, router: &str, server: &str) {
             Command::new("ip").args(["netns", "exec", namespace, "nft", "-f", "-"]),
             Some(ruleset),
         );
-    }
-}
-
-/// Writes `value` to `/proc/sys/<key>` inside `namespace`: `/proc/sys/net`
-/// shows the network namespace of the process that opens it, and `tee`
-/// (coreutils) is everywhere, unlike `sysctl` (procps).
-fn write_proc_sys(namespace: &str, key: &str, value: &str) {
-    run_checked(
-        Command::new("ip").args([
-            "netns",
-            "exec",
-            namespace,
-            "tee",
-            &format!("/proc/sys/{key}"),
-        ]),
-        Some(value),
-    );
-}
-
-/// The listener process in the server namespace, killed on drop.
-struct ServerListener {
-    process: Child,
-}
-
-impl ServerListener {
-    fn start(server: &str) -> Self {
-        let process = child_command(server, SERVER_ENV, SERVER_TEST)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start the listener in the server namespace");
-        Self { process }
-    }
-}
-
-impl Drop for ServerListener {
-    fn drop(&mut self) {
-        // `ip netns exec` execs the command, so this pid is the test binary.
-        let _ = self.process.kill();
-        let _ = self.process.wait();
     }
 }
 
