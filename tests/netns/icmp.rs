@@ -56,7 +56,7 @@ use crate::common;
 use crate::concurrent::Problems;
 use crate::namespace::{
     ChildTest, NamespaceGuard, NamespaceProcess, done_marker, firewall, ip, listeners, run_checked,
-    runtime,
+    runtime, write_proc_sys,
 };
 use common::TestExporter;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
