@@ -37,8 +37,11 @@
 //! submodule): an `exec` program that is not found or not executable, and
 //! a `source_ip_address` the host cannot bind, would fail every probe of
 //! their module, and are located errors at start-up, at every reload and
-//! in `--config.check` alike. [`Config::parse`] alone does not look at
-//! the host.
+//! in `--config.check` alike. A `source_interface` that does not exist
+//! and a `mark` without its capability are located warnings instead (the
+//! `route` submodule): the interface may come later, and the capability
+//! is the service manager's to grant. [`Config::parse`] alone does not
+//! look at the host.
 
 #![forbid(unsafe_code)]
 

@@ -13,6 +13,11 @@
 //!   the RST. SYN proxies and middleboxes that answer SYNs themselves need
 //!   this, as do kernels without `TCP_QUICKACK`.
 //!
+//! Before the SYN, the module's `source_interface`, `mark` and `dscp`
+//! are set on the socket by the config's one setter for them
+//! (`config::set_route_options`); one the kernel refuses fails the
+//! attempt as `local`, its detail naming the interface or capability.
+//!
 //! Epoll flags decide nothing: a bare `EPOLLERR` can arrive while the
 //! socket is still in SYN_SENT (HAProxy issues #1863, #2491). After each
 //! wake-up we read `SO_ERROR`; if it is clear we ask `getpeername` whether
