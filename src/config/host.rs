@@ -15,6 +15,10 @@
 //!   in blackbox_exporter, which reads them at each probe, the module
 //!   loads and its probes fail as `tls`.
 //!
+//! - A `source_interface`, `mark` or `dscp` that the kernel refuses on a
+//!   throwaway socket (an interface that does not exist, a missing
+//!   capability) is a located note, not an error ([`route_notes`]).
+//!
 //! These run on every load from a file or from text ([`Config::load`],
 //! [`Config::parse_for_this_host`]): at start-up, at every reload, and in
 //! `--config.check`, so that the check and the exporter agree. A reload

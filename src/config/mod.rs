@@ -1123,7 +1123,8 @@ impl Config {
     /// Parses and validates config text as [`parse`](Self::parse) does,
     /// then checks what would fail every probe of a module on this host:
     /// an `exec` program that is not found or not executable, a
-    /// `source_ip_address` that the host cannot bind. Every load of the
+    /// `source_ip_address` that the host cannot bind; and notes a
+    /// `source_interface` or `mark` the host refuses now. Every load of the
     /// exporter (start-up, reload, `--config.check`) goes through here.
     ///
     /// # Errors
@@ -1164,7 +1165,9 @@ impl Config {
     /// it, located: each module set aside ([`Config::unsupported`]), then
     /// what it notes about modules it runs (a `tls_config.min_version`
     /// below TLS 1.2, which is the floor here; a `tls_config` file that
-    /// cannot serve now, whose module's probes fail as `tls`).
+    /// cannot serve now, whose module's probes fail as `tls`; a
+    /// `source_interface` that does not exist or a `mark` without its
+    /// capability, whose module's probes fail as `local`).
     #[must_use]
     pub fn warnings(&self, file: &str) -> Vec<ConfigError> {
         let notes = self.notes.iter().map(|note| ConfigError {

@@ -196,6 +196,47 @@ mod tests {
         }
     }
 
+    /// Values outside the bounds are located config errors that state
+    /// them; values inside parse into the module's options, for each
+    /// TCP prober.
+    #[test]
+    fn the_config_takes_the_options_within_bounds_and_locates_the_rest() {
+        let module = |prober: &str, fields: &str| {
+            format!("modules:\n  m:\n    prober: {prober}\n    tcp: {{{fields}}}\n")
+        };
+        for prober in ["tcp_halfopen", "tcp_connect", "tcp"] {
+            let yaml = module(prober, "source_interface: vrf-blue, mark: 0xff00, dscp: 63");
+            let config = crate::config::Config::parse("r.yml", &yaml).unwrap();
+            let tcp = config.modules["m"].tcp().unwrap();
+            assert_eq!(
+                (tcp.source_interface.as_deref(), tcp.mark, tcp.dscp),
+                (Some("vrf-blue"), Some(0xff00), Some(63)),
+                "{prober}"
+            );
+        }
+        for (fields, wanted) in [
+            (
+                "dscp: 64",
+                "r.yml:4:17: field `modules.m.tcp.dscp`: 64 is out of range: a DSCP is 6 bits, from 0 to 63",
+            ),
+            ("dscp: -1", "modules.m.tcp.dscp"),
+            ("mark: 4294967296", "modules.m.tcp.mark"),
+            (
+                "source_interface: \"eth0:1\"",
+                "r.yml:4:29: field `modules.m.tcp.source_interface`: interface name \"eth0:1\" holds ':'",
+            ),
+            (
+                "source_interface: abcdefghijklmnop",
+                "must be 1 to 15 bytes long",
+            ),
+        ] {
+            let error = crate::config::Config::parse("r.yml", &module("tcp_halfopen", fields))
+                .expect_err(fields)
+                .to_string();
+            assert!(error.contains(wanted), "{fields}: {error}");
+        }
+    }
+
     fn options(source_interface: Option<&str>, mark: Option<u32>, dscp: Option<u8>) -> TcpOptions {
         TcpOptions {
             source_interface: source_interface.map(str::to_owned),
