@@ -55,8 +55,8 @@ use crate::common;
 
 use crate::concurrent::Problems;
 use crate::namespace::{
-    ChildTest, NamespaceGuard, NamespaceProcess, done_marker, firewall, ip, listeners, run_checked,
-    runtime, write_proc_sys,
+    ChildTest, NamespaceProcess, done_marker, firewall, ip, listeners, run_checked, runtime,
+    write_proc_sys,
 };
 use common::TestExporter;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -170,23 +170,11 @@ fn netns_icmp_errors_name_the_router() {
     if std::env::var_os(CLIENT_ENV).is_some() || std::env::var_os(SERVER_ENV).is_some() {
         return; // a child: only its own test has work here
     }
-    if let Err(missing) = crate::namespace::prerequisites() {
-        common::skip_or_fail(&missing);
+    // Dropped after the listener(s), declared later: the namespaces go
+    // last, their veths with them.
+    let Some(namespaces) = crate::namespace::namespaces("synack-icmp", ["c", "r", "s"]) else {
         return;
-    }
-    let base = crate::namespace::namespace_name("synack-icmp");
-    // Dropped in reverse order: the listener is killed first, then the
-    // namespaces (their veths go with them).
-    let mut namespaces = Vec::new();
-    for role in ["c", "r", "s"] {
-        match NamespaceGuard::add(&format!("{base}-{role}")) {
-            Ok(guard) => namespaces.push(guard),
-            Err(missing) => {
-                common::skip_or_fail(&missing);
-                return;
-            }
-        }
-    }
+    };
     let [client, router, server] = [0, 1, 2].map(|i| namespaces[i].name().to_owned());
     build_topology(&client, &router, &server);
     let _listener = NamespaceProcess::start(&server, SERVER_ENV, SERVER_TEST);
@@ -210,15 +198,11 @@ fn build_topology(client: &str, router: &str, server: &str) {
     ip(&[
         "link", "add", "r1", "netns", router, "type", "veth", "peer", "name", "s0", "netns", server,
     ]);
-    for (namespace, links) in [
+    crate::namespace::links_up(&[
         (client, &["lo", "c0"][..]),
         (router, &["lo", "r0", "r1"][..]),
         (server, &["lo", "s0"][..]),
-    ] {
-        for link in links {
-            ip(&["-n", namespace, "link", "set", link, "up"]);
-        }
-    }
+    ]);
     let addresses: [(&str, &str, String); 8] = [
         (client, "c0", format!("{CLIENT_V4}/24")),
         (router, "r0", format!("{ROUTER_CLIENT_SIDE_V4}/24")),
@@ -229,13 +213,7 @@ fn build_topology(client: &str, router: &str, server: &str) {
         (router, "r1", format!("{ROUTER_SERVER_SIDE_V6}/64")),
         (server, "s0", format!("{SERVER_V6}/64")),
     ];
-    for (namespace, link, address) in &addresses {
-        let mut args = vec!["-n", namespace, "addr", "add", address, "dev", link];
-        if address.contains(':') {
-            args.push("nodad");
-        }
-        ip(&args);
-    }
+    crate::namespace::add_addresses(&addresses);
     let gateways = [
         (client, "-4", ROUTER_CLIENT_SIDE_V4.to_string()),
         (server, "-4", ROUTER_SERVER_SIDE_V4.to_string()),

@@ -402,6 +402,50 @@ pub fn namespace_name(prefix: &str) -> String {
     format!("{prefix}-{}-{nanos}", std::process::id())
 }
 
+/// Checks the prerequisites and makes one namespace per role, named
+/// `<prefix>-<pid>-<nanos>-<role>`, deleted on drop (with their veths);
+/// `None` when something is missing, after skipping the test (or failing
+/// it under `SYNACK_SYSTEM_TESTS=require`).
+pub fn namespaces<const N: usize>(prefix: &str, roles: [&str; N]) -> Option<[NamespaceGuard; N]> {
+    if let Err(missing) = prerequisites() {
+        crate::common::skip_or_fail(&missing);
+        return None;
+    }
+    let base = namespace_name(prefix);
+    let mut made = Vec::new();
+    for role in roles {
+        match NamespaceGuard::add(&format!("{base}-{role}")) {
+            Ok(guard) => made.push(guard),
+            Err(missing) => {
+                crate::common::skip_or_fail(&missing);
+                return None;
+            }
+        }
+    }
+    made.try_into().ok()
+}
+
+/// Sets each of `links` up, per namespace.
+pub fn links_up(links: &[(&str, &[&str])]) {
+    for (namespace, names) in links {
+        for link in *names {
+            ip(&["-n", namespace, "link", "set", link, "up"]);
+        }
+    }
+}
+
+/// Adds each `(namespace, link, address/prefix)`; IPv6 ones `nodad`,
+/// usable at once.
+pub fn add_addresses(addresses: &[(&str, &str, String)]) {
+    for (namespace, link, address) in addresses {
+        let mut args = vec!["-n", namespace, "addr", "add", address, "dev", link];
+        if address.contains(':') {
+            args.push("nodad");
+        }
+        ip(&args);
+    }
+}
+
 /// Deletes the namespace on drop, so that it goes away (with its rules,
 /// sockets and veths) even when an assertion fails first.
 pub struct NamespaceGuard {

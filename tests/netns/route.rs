@@ -41,9 +41,7 @@
 
 use crate::common;
 
-use crate::namespace::{
-    ChildTest, NamespaceGuard, NamespaceProcess, done_marker, ip, run_checked, write_proc_sys,
-};
+use crate::namespace::{ChildTest, NamespaceProcess, done_marker, ip, run_checked, write_proc_sys};
 use common::{TestExporter, sample};
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener};
@@ -112,23 +110,11 @@ fn netns_route_interface_mark_and_dscp_on_the_wire() {
     if std::env::var_os(CLIENT_ENV).is_some() || std::env::var_os(PEER_ENV).is_some() {
         return; // a child: only its own test has work here
     }
-    if let Err(missing) = crate::namespace::prerequisites() {
-        common::skip_or_fail(&missing);
+    // Dropped after the listener(s), declared later: the namespaces go
+    // last, their veths with them.
+    let Some(namespaces) = crate::namespace::namespaces("synack-route", ["c", "a", "b"]) else {
         return;
-    }
-    let base = crate::namespace::namespace_name("synack-route");
-    // Dropped in reverse order: the listeners are killed first, then the
-    // namespaces (their veths go with them).
-    let mut namespaces = Vec::new();
-    for role in ["c", "a", "b"] {
-        match NamespaceGuard::add(&format!("{base}-{role}")) {
-            Ok(guard) => namespaces.push(guard),
-            Err(missing) => {
-                common::skip_or_fail(&missing);
-                return;
-            }
-        }
-    }
+    };
     let [client, peer_a, peer_b] = [0, 1, 2].map(|i| namespaces[i].name().to_owned());
     build_topology(&client, &peer_a, &peer_b);
     let _listeners =
@@ -152,15 +138,11 @@ fn build_topology(client: &str, peer_a: &str, peer_b: &str) {
     ip(&[
         "link", "add", "vb", "netns", client, "type", "veth", "peer", "name", "pb", "netns", peer_b,
     ]);
-    for (namespace, links) in [
+    crate::namespace::links_up(&[
         (client, &["lo", "va", "vb"][..]),
         (peer_a, &["lo", "pa"][..]),
         (peer_b, &["lo", "pb"][..]),
-    ] {
-        for link in links {
-            ip(&["-n", namespace, "link", "set", link, "up"]);
-        }
-    }
+    ]);
     let addresses: [(&str, &str, String); 14] = [
         (client, "va", "192.0.2.2/24".to_owned()),
         (peer_a, "pa", "192.0.2.1/24".to_owned()),
@@ -177,13 +159,7 @@ fn build_topology(client: &str, peer_a: &str, peer_b: &str) {
         (peer_b, "lo", format!("{BOTH_V6}/128")),
         (peer_b, "lo", format!("{MARKED_V6}/128")),
     ];
-    for (namespace, link, address) in &addresses {
-        let mut args = vec!["-n", namespace, "addr", "add", address, "dev", link];
-        if address.contains(':') {
-            args.push("nodad");
-        }
-        ip(&args);
-    }
+    crate::namespace::add_addresses(&addresses);
     let both = [
         ("-4", BOTH_V4.to_string(), "192.0.2.1", "203.0.113.1"),
         ("-6", BOTH_V6.to_string(), "2001:db8:a::1", "2001:db8:b::1"),
