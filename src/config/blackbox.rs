@@ -398,6 +398,20 @@ struct TcpFields {
     source_ip_address: Option<IpAddr>,
     #[serde(
         default,
+        deserialize_with = "super::route::some_interface_name",
+        skip_serializing_if = "Option::is_none"
+    )]
+    source_interface: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    mark: Option<u32>,
+    #[serde(
+        default,
+        deserialize_with = "super::route::some_dscp",
+        skip_serializing_if = "Option::is_none"
+    )]
+    dscp: Option<u8>,
+    #[serde(
+        default,
         deserialize_with = "some_attempts",
         skip_serializing_if = "Option::is_none"
     )]
@@ -511,6 +525,9 @@ impl TcpBlock {
                 .ip_protocol_fallback
                 .unwrap_or(defaults.ip_protocol_fallback),
             source_ip_address: fields.source_ip_address,
+            source_interface: fields.source_interface.clone(),
+            mark: fields.mark,
+            dscp: fields.dscp,
             attempts: fields.attempts.unwrap_or(defaults.attempts),
             attempt_interval: fields.attempt_interval.unwrap_or(defaults.attempt_interval),
             attempt_timeout: fields.attempt_timeout,
@@ -593,6 +610,9 @@ impl From<Prober> for TcpBlock {
             preferred_ip_protocol: Some(options.preferred_ip_protocol),
             ip_protocol_fallback: Some(options.ip_protocol_fallback),
             source_ip_address: options.source_ip_address,
+            source_interface: options.source_interface,
+            mark: options.mark,
+            dscp: options.dscp,
             attempts: Some(options.attempts),
             attempt_interval: Some(options.attempt_interval),
             attempt_timeout: options.attempt_timeout,

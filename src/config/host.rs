@@ -15,6 +15,10 @@
 //!   in blackbox_exporter, which reads them at each probe, the module
 //!   loads and its probes fail as `tls`.
 //!
+//! - A `source_interface`, `mark` or `dscp` that the kernel refuses on a
+//!   throwaway socket (an interface that does not exist, a missing
+//!   capability) is a located note, not an error ([`route_notes`]).
+//!
 //! These run on every load from a file or from text ([`Config::load`],
 //! [`Config::parse_for_this_host`]): at start-up, at every reload, and in
 //! `--config.check`, so that the check and the exporter agree. A reload
@@ -26,7 +30,10 @@
 
 #![forbid(unsafe_code)]
 
-use super::{Config, ConfigError, ExecOptions, TlsMaterial, parse_yaml, scheduled::located};
+use super::{
+    Config, ConfigError, ExecOptions, TlsMaterial, parse_yaml, scheduled::located,
+    set_route_options,
+};
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 use serde_saphyr::Spanned;
@@ -201,6 +208,12 @@ struct TcpSpots {
     #[serde(default)]
     source_ip_address: Option<Spanned<IgnoredAny>>,
     #[serde(default)]
+    source_interface: Option<Spanned<IgnoredAny>>,
+    #[serde(default)]
+    mark: Option<Spanned<IgnoredAny>>,
+    #[serde(default)]
+    dscp: Option<Spanned<IgnoredAny>>,
+    #[serde(default)]
     tls_config: Option<BTreeMap<String, Spanned<IgnoredAny>>>,
 }
 
@@ -340,6 +353,64 @@ pub(super) fn tls_file_notes(file: &str, text: &str, config: &Config) -> Vec<Con
             ))
         })
         .collect()
+}
+
+/// The note of each module of `config`, parsed from `text`, whose
+/// `source_interface`, `mark` or `dscp` this host refuses now, where it
+/// is written: the options are set on a throwaway socket, by the setter
+/// the probes use ([`set_route_options`]), so that the note and a probe's
+/// detail say the same. Notes, not errors: an interface may come later (a
+/// VPN link, a VRF made after the exporter starts), and a capability is
+/// the service manager's to grant; until then the module's probes fail
+/// as `local`, naming the interface or the capability.
+pub(super) fn route_notes(file: &str, text: &str, config: &Config) -> Vec<ConfigError> {
+    config
+        .modules
+        .iter()
+        .filter_map(|(name, module)| {
+            let options = module.tcp()?;
+            if options.source_interface.is_none()
+                && options.mark.is_none()
+                && options.dscp.is_none()
+            {
+                return None;
+            }
+            let (socket, destination) = throwaway_socket().ok()?;
+            let refused = set_route_options(&socket, options, destination).err()?;
+            let field = refused.field;
+            let at = |spots: ModuleSpots| {
+                let tcp = spots.tcp?;
+                match field {
+                    "source_interface" => tcp.source_interface,
+                    "mark" => tcp.mark,
+                    _ => tcp.dscp,
+                }
+            };
+            Some(locate(
+                file,
+                text,
+                name,
+                &format!("tcp.{field}"),
+                at,
+                format!(
+                    "module {name:?}: {}; its probes fail with reason local until then",
+                    refused.hint()
+                ),
+            ))
+        })
+        .collect()
+}
+
+/// A TCP socket to try options on, IPv4 where the host has it, else IPv6,
+/// with an address of its family (documentation ranges: nothing is sent).
+fn throwaway_socket() -> io::Result<(Socket, IpAddr)> {
+    let v4 = IpAddr::from([192, 0, 2, 1]);
+    Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))
+        .map(|socket| (socket, v4))
+        .or_else(|_| {
+            let v6 = IpAddr::from([0x2001, 0xdb8, 0, 0, 0, 0, 0, 1]);
+            Socket::new(Domain::IPV6, Type::STREAM, Some(Protocol::TCP)).map(|socket| (socket, v6))
+        })
 }
 
 /// The error for `field` of module `name`, at its position in `text` as

@@ -37,8 +37,11 @@
 //! submodule): an `exec` program that is not found or not executable, and
 //! a `source_ip_address` the host cannot bind, would fail every probe of
 //! their module, and are located errors at start-up, at every reload and
-//! in `--config.check` alike. [`Config::parse`] alone does not look at
-//! the host.
+//! in `--config.check` alike. A `source_interface` that does not exist
+//! and a `mark` without its capability are located warnings instead (the
+//! `route` submodule): the interface may come later, and the capability
+//! is the service manager's to grant. [`Config::parse`] alone does not
+//! look at the host.
 
 #![forbid(unsafe_code)]
 
@@ -49,6 +52,7 @@ mod file;
 mod health_checker;
 mod host;
 mod policy;
+mod route;
 mod scheduled;
 mod stamp;
 mod tls;
@@ -66,6 +70,7 @@ pub use health_checker::HealthChecks;
 pub(crate) use host::{EXPORTER_PATH, command_path, find_program};
 pub(crate) use policy::PolicyRefusal;
 pub use policy::TargetPolicy;
+pub(crate) use route::{RouteRefused, set_route_options};
 pub(crate) use scheduled::located;
 pub(crate) use scheduled::{
     Group, GroupMember, GroupName, LabelName, MAX_SCHEDULED_TARGETS, TargetBlock,
@@ -579,6 +584,29 @@ pub struct TcpOptions {
     /// Local address to bind before connecting.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_ip_address: Option<IpAddr>,
+    /// The interface the probes leave by (`SO_BINDTODEVICE`), whatever
+    /// the routing table says: a VRF, a VPN link. Needs no privilege
+    /// since Linux 5.7. 1 to 15 bytes, no `/`, `:` or white space.
+    #[serde(
+        default,
+        deserialize_with = "route::some_interface_name",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub source_interface: Option<String>,
+    /// The firewall mark of the probes' packets (`SO_MARK`), which
+    /// `ip rule fwmark` and nftables `meta mark` match: a policy route.
+    /// Needs `CAP_NET_ADMIN` (or `CAP_NET_RAW` since Linux 5.17).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mark: Option<u32>,
+    /// The DiffServ code point, 0 to 63, of the probes' packets: the
+    /// upper six bits of the IPv4 TOS / IPv6 traffic class byte
+    /// (`dscp << 2`, the ECN bits left to the kernel).
+    #[serde(
+        default,
+        deserialize_with = "route::some_dscp",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub dscp: Option<u8>,
     /// Handshakes per probe, one after another: 1 (the default) to 100.
     /// The probe succeeds when at least one does.
     #[serde(default = "default_attempts", deserialize_with = "attempts_in_range")]
@@ -614,6 +642,9 @@ impl Default for TcpOptions {
             preferred_ip_protocol: IpProtocol::default(),
             ip_protocol_fallback: true,
             source_ip_address: None,
+            source_interface: None,
+            mark: None,
+            dscp: None,
             attempts: default_attempts(),
             attempt_interval: default_attempt_interval(),
             attempt_timeout: None,
@@ -1157,7 +1188,8 @@ impl Config {
     /// Parses and validates config text as [`parse`](Self::parse) does,
     /// then checks what would fail every probe of a module on this host:
     /// an `exec` program that is not found or not executable, a
-    /// `source_ip_address` that the host cannot bind. Every load of the
+    /// `source_ip_address` that the host cannot bind; and notes a
+    /// `source_interface` or `mark` the host refuses now. Every load of the
     /// exporter (start-up, reload, `--config.check`) goes through here.
     ///
     /// # Errors
@@ -1166,6 +1198,8 @@ impl Config {
         let mut config = Self::parse(file, text)?;
         host::check(file, text, &config)?;
         let notes = host::tls_file_notes(file, text, &config);
+        config.notes.extend(notes);
+        let notes = host::route_notes(file, text, &config);
         config.notes.extend(notes);
         Ok(config)
     }
@@ -1196,7 +1230,9 @@ impl Config {
     /// it, located: each module set aside ([`Config::unsupported`]), then
     /// what it notes about modules it runs (a `tls_config.min_version`
     /// below TLS 1.2, which is the floor here; a `tls_config` file that
-    /// cannot serve now, whose module's probes fail as `tls`).
+    /// cannot serve now, whose module's probes fail as `tls`; a
+    /// `source_interface` that does not exist or a `mark` without its
+    /// capability, whose module's probes fail as `local`).
     #[must_use]
     pub fn warnings(&self, file: &str) -> Vec<ConfigError> {
         let notes = self.notes.iter().map(|note| ConfigError {

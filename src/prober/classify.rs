@@ -71,6 +71,7 @@ fn errno_name(code: i32) -> String {
         libc::ENOMEM => "ENOMEM",
         libc::EAFNOSUPPORT => "EAFNOSUPPORT",
         libc::ENOPROTOOPT => "ENOPROTOOPT",
+        libc::ENODEV => "ENODEV",
         _ => return format!("errno {code}"),
     };
     name.to_owned()

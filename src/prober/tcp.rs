@@ -13,6 +13,11 @@
 //!   the RST. SYN proxies and middleboxes that answer SYNs themselves need
 //!   this, as do kernels without `TCP_QUICKACK`.
 //!
+//! Before the SYN, the module's `source_interface`, `mark` and `dscp`
+//! are set on the socket by the config's one setter for them
+//! (`config::set_route_options`); one the kernel refuses fails the
+//! attempt as `local`, its detail naming the interface or capability.
+//!
 //! Epoll flags decide nothing: a bare `EPOLLERR` can arrive while the
 //! socket is still in SYN_SENT (HAProxy issues #1863, #2491). After each
 //! wake-up we read `SO_ERROR`; if it is clear we ask `getpeername` whether
@@ -24,7 +29,9 @@ use super::{
     Budget, Context, Detail, Failure, HalfOpenCloses, IcmpError, Kept, Number, Outcome, Reason,
     Series, Slot, StepLog, TargetFamily, TargetSeries, classify, close_guard, resolve,
 };
-use crate::config::{ExpectPort, PORT_ANSWER_LABEL, TargetPolicy, TcpOptions};
+use crate::config::{
+    ExpectPort, PORT_ANSWER_LABEL, RouteRefused, TargetPolicy, TcpOptions, set_route_options,
+};
 use crate::steplog::Wording;
 use crate::sys::HandshakeInfo;
 use crate::target::Target;
@@ -91,7 +98,7 @@ pub(super) async fn probe(
     let connect = Connect {
         address,
         handshake,
-        source: options.source_ip_address,
+        options,
         // Only a half-open close races the delayed ACK.
         guard: (handshake == Handshake::HalfOpen).then_some(&*context.closes),
         keep: false,
@@ -209,7 +216,7 @@ pub(super) async fn open(
     let connect = Connect {
         address,
         handshake: Handshake::Full,
-        source: tcp.options.source_ip_address,
+        options: tcp.options,
         guard: None,
         keep: true,
     };
@@ -863,12 +870,13 @@ struct Failed {
 }
 
 /// What one attempt needs besides its deadline: where to, how far,
-/// from which source address, and where a half-open close is counted
-/// (`None` for a full handshake).
+/// from which source address and interface, with which mark and DSCP (the
+/// module's TCP options), and where a half-open close is counted (`None`
+/// for a full handshake).
 struct Connect<'a> {
     address: SocketAddr,
     handshake: Handshake,
-    source: Option<IpAddr>,
+    options: &'a TcpOptions,
     guard: Option<&'a HalfOpenCloses>,
     /// Whether the connected socket is handed back (in
     /// [`SynAck::stream`]) instead of closed: a full handshake only.
@@ -916,17 +924,27 @@ impl Connect<'_> {
         let Self {
             address,
             handshake,
-            source,
+            options,
             guard,
             keep,
         } = *self;
+        let source = options.source_ip_address;
         // Nothing has been sent yet: whatever fails here is the exporter's own
-        // trouble (fds, a source address it does not have), never the target's.
-        let socket = open_socket(address, handshake, source).map_err(|error| {
+        // trouble (fds, a source address or interface it does not have, a
+        // capability it lacks), never the target's.
+        let socket = open_socket(address, handshake, options).map_err(|error| {
+            let (error, hint) = match error {
+                OpenFailed::Os(error) => (error, None),
+                OpenFailed::Route(refused) => {
+                    let hint = refused.hint().to_owned();
+                    (refused.error, Some(hint))
+                }
+            };
             let failure = os_failure("cannot prepare a socket for", address, &error);
-            let detail = match (error.raw_os_error(), source) {
+            let detail = match (error.raw_os_error(), source, hint) {
+                (_, _, Some(hint)) => format!("{}: {hint}", failure.detail),
                 // bind() of an address that is not (or no longer) the host's.
-                (Some(libc::EADDRNOTAVAIL), Some(source)) => format!(
+                (Some(libc::EADDRNOTAVAIL), Some(source), None) => format!(
                     "{}: source_ip_address {source} is not an address of this host",
                     failure.detail
                 ),
@@ -1174,12 +1192,28 @@ fn queued_icmp(stream: &TcpStream) -> Option<IcmpError> {
     })
 }
 
-/// Opens the non-blocking socket with the options the handshake needs.
+/// Why a socket could not be made ready for its SYN.
+enum OpenFailed {
+    /// A call every probe makes.
+    Os(io::Error),
+    /// One of the module's `source_interface`, `mark`, `dscp`.
+    Route(RouteRefused),
+}
+
+impl From<io::Error> for OpenFailed {
+    fn from(error: io::Error) -> Self {
+        Self::Os(error)
+    }
+}
+
+/// Opens the non-blocking socket with the options the handshake and the
+/// module need: the interface, mark and DSCP before the source address is
+/// bound, all before the SYN.
 fn open_socket(
     address: SocketAddr,
     handshake: Handshake,
-    source: Option<IpAddr>,
-) -> io::Result<Socket> {
+    options: &TcpOptions,
+) -> Result<Socket, OpenFailed> {
     let socket = Socket::new(
         Domain::for_address(address),
         Type::STREAM.nonblocking().cloexec(),
@@ -1190,7 +1224,8 @@ fn open_socket(
     }
     socket.set_linger(Some(Duration::ZERO))?;
     crate::sys::set_recv_err(socket.as_fd(), address.is_ipv6())?;
-    if let Some(ip) = source {
+    set_route_options(&socket, options, address.ip()).map_err(OpenFailed::Route)?;
+    if let Some(ip) = options.source_ip_address {
         // A port reserved at bind() would be the address's alone, so the
         // ephemeral range would cap the probes in flight from it; chosen at
         // connect(), it is shared by probes to different targets.
@@ -1512,10 +1547,14 @@ mod tests {
         // this host), before anything is sent: the attempt carries no ICMP
         // error, so that the probe's ICMP detail (the last failed
         // attempt's) cannot describe its `local` failure.
+        let options = TcpOptions {
+            source_ip_address: Some("192.0.2.77".parse().unwrap()),
+            ..TcpOptions::default()
+        };
         let connect = Connect {
             address: "127.0.0.1:9".parse().unwrap(),
             handshake: Handshake::HalfOpen,
-            source: Some("192.0.2.77".parse().unwrap()),
+            options: &options,
             guard: None,
             keep: false,
         };
@@ -1612,7 +1651,9 @@ mod tests {
 
     /// A half-open socket to `address` whose SYN-ACK has come.
     fn syn_acked_socket(address: SocketAddr) -> Socket {
-        let socket = open_socket(address, Handshake::HalfOpen, None).expect("socket");
+        let socket = open_socket(address, Handshake::HalfOpen, &TcpOptions::default())
+            .ok()
+            .expect("socket");
         let _in_progress = socket.connect(&SockAddr::from(address));
         wait_until(|| socket.peer_addr().is_ok());
         socket
@@ -1622,7 +1663,9 @@ mod tests {
     /// the probe holds it; needs a tokio runtime.
     fn syn_acked_stream(listener: &std::net::TcpListener) -> TcpStream {
         let address = listener.local_addr().expect("local address");
-        let socket = open_socket(address, Handshake::HalfOpen, None).expect("socket");
+        let socket = open_socket(address, Handshake::HalfOpen, &TcpOptions::default())
+            .ok()
+            .expect("socket");
         let stream = start_connect(socket, address).expect("connect");
         wait_until(|| stream.peer_addr().is_ok());
         stream
@@ -1642,7 +1685,9 @@ mod tests {
 
         // A socket that got no SYN-ACK (refused) counts nowhere.
         let refused = closed_port_address();
-        let socket = open_socket(refused, Handshake::HalfOpen, None).expect("socket");
+        let socket = open_socket(refused, Handshake::HalfOpen, &TcpOptions::default())
+            .ok()
+            .expect("socket");
         let stream = start_connect(socket, refused).expect("connect");
         std::thread::sleep(Duration::from_millis(20));
         drop(ProbeSocket::new(stream, Some(&closes)));

@@ -883,3 +883,88 @@ fn a_listen_address_given_twice_is_named_as_such() {
         }
     }
 }
+
+/// `setpriv` arguments that take `CAP_NET_ADMIN` and `CAP_NET_RAW` out of
+/// the bounding set, so that even root does not get them at `exec`.
+const WITHOUT_MARK_CAPABILITIES: [&str; 3] = [
+    "--bounding-set=-net_admin,-net_raw",
+    "--inh-caps=-net_admin,-net_raw",
+    "--",
+];
+
+/// `mark` (SO_MARK) needs `CAP_NET_ADMIN`, or `CAP_NET_RAW` since Linux
+/// 5.17. Without either, `--config.check` and start-up warn, located, and
+/// name both; a probe fails as `local` naming them. With them (root), the
+/// same file checks clean. Capabilities are dropped with `setpriv`, which
+/// needs root: without it the test is skipped, or fails under
+/// `SYNACK_SYSTEM_TESTS=require`.
+#[tokio::test]
+async fn without_its_capability_mark_is_a_located_warning_and_probes_fail_as_local() {
+    let probe = common::run_within(
+        Command::new("setpriv")
+            .args(WITHOUT_MARK_CAPABILITIES)
+            .arg("true"),
+        EXIT_LIMIT,
+    );
+    if !probe.success() {
+        common::skip_or_fail(&format!(
+            "setpriv dropping capabilities (root and util-linux): {}",
+            probe.output()
+        ));
+        return;
+    }
+    let dir = TempDir::new("mark");
+    let path = dir.join("mark.yml");
+    std::fs::write(
+        &path,
+        "modules:\n  marked:\n    prober: tcp_halfopen\n    tcp:\n      mark: 0x10\n",
+    )
+    .unwrap();
+    let path = path.to_str().unwrap();
+    let wanted = format!(
+        "{path}:5:13: field `modules.marked.tcp.mark`: module \"marked\": mark needs \
+         CAP_NET_ADMIN (or CAP_NET_RAW on Linux 5.17 and later), which the exporter does not have"
+    );
+    assert_eq!(
+        run(&["--config.check", "--config.file", path]),
+        (0, "ok\n".to_owned()),
+        "root has the capability"
+    );
+    let checked = common::run_within(
+        Command::new("setpriv")
+            .args(WITHOUT_MARK_CAPABILITIES)
+            .args([BINARY, "--config.check", "--config.file", path]),
+        EXIT_LIMIT,
+    );
+    assert_eq!(checked.code(), Some(0), "{}", checked.output());
+    assert!(
+        checked.stderr.contains(&format!("warning: {wanted}")),
+        "{}",
+        checked.output()
+    );
+
+    let mut command = Command::new("setpriv");
+    command.args(WITHOUT_MARK_CAPABILITIES).arg(BINARY);
+    let mut exporter = Exporter::spawn(command, &["--config.file", path]);
+    assert!(
+        exporter
+            .startup_log
+            .iter()
+            .any(|line| line.contains("config warning") && line.contains("CAP_NET_ADMIN")),
+        "{:#?}",
+        exporter.startup_log
+    );
+    let body = get(
+        exporter.address,
+        "/probe?target=127.0.0.1:9&module=marked&debug=true",
+    )
+    .await
+    .body;
+    assert!(
+        body.contains("local")
+            && body.contains("EPERM")
+            && body.contains("mark needs CAP_NET_ADMIN"),
+        "{body}"
+    );
+    exporter.stop();
+}

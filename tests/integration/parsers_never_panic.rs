@@ -276,6 +276,9 @@ enum Slot {
     Attempts,
     AttemptInterval,
     SourceIp,
+    SourceInterface,
+    Mark,
+    Dscp,
     Module,
     Interval,
     RiseFall,
@@ -301,6 +304,9 @@ const TEMPLATE: &[(usize, &str, Slot)] = &[
     (6, "preferred_ip_protocol", Slot::IpProtocol),
     (6, "ip_protocol_fallback", Slot::Bool),
     (6, "source_ip_address", Slot::SourceIp),
+    (6, "source_interface", Slot::SourceInterface),
+    (6, "mark", Slot::Mark),
+    (6, "dscp", Slot::Dscp),
     (6, "attempts", Slot::Attempts),
     (6, "attempt_interval", Slot::AttemptInterval),
     (6, "stop_on_success", Slot::Bool),
@@ -374,6 +380,15 @@ fn good_value(slot: Slot) -> BoxedStrategy<String> {
         Slot::SourceIp => select(vec!["127.0.0.1", "\"::1\"", "127.1.2.3"])
             .prop_map(str::to_owned)
             .boxed(),
+        // The interface every host has; a missing one is only a warning.
+        Slot::SourceInterface => Just("lo".to_owned()).boxed(),
+        // Without CAP_NET_ADMIN a mark is a warning, not an error.
+        Slot::Mark => prop_oneof![
+            any::<u32>().prop_map(|mark| mark.to_string()),
+            any::<u32>().prop_map(|mark| format!("{mark:#x}")),
+        ]
+        .boxed(),
+        Slot::Dscp => (0u8..=63).prop_map(|dscp| dscp.to_string()).boxed(),
         Slot::Module => select(vec!["m1", "tcp_halfopen", "tcp_connect", "m2"])
             .prop_map(str::to_owned)
             .boxed(),
@@ -433,6 +448,11 @@ fn bad_value(slot: Slot) -> BoxedStrategy<String> {
         Slot::Attempts => any_of(&["0", "101", "-1", "4294967296", "many", "1.5"]),
         Slot::AttemptInterval => any_of(&[&bad_duration[..], &["9ms", "1m1ms"]].concat()),
         Slot::SourceIp => any_of(&["1.2.3", "localhost", "\"::g\"", "256.0.0.1"]),
+        Slot::SourceInterface => {
+            any_of(&["\"eth0:1\"", "abcdefghijklmnop", "\"\"", "\"a/b\"", "[lo]"])
+        }
+        Slot::Mark => any_of(&["-1", "4294967296", "0x1g", "mark", "1.5"]),
+        Slot::Dscp => any_of(&["64", "-1", "256", "ef", "1.5"]),
         Slot::Module => any_of(&["nope", "\"\"", "\"a b\"", "[m1]"]),
         Slot::Interval => any_of(&[&bad_duration[..], &["999ms", "1d1ms"]].concat()),
         Slot::RiseFall => any_of(&["0", "101", "x", "-3", "1e3"]),

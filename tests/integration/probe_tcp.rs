@@ -393,3 +393,85 @@ async fn over_the_in_flight_limit_a_probe_waits_then_fails_as_local() {
         "{busy}"
     );
 }
+
+/// Three modules, one per TCP prober (the last a `prober: tcp` session),
+/// whose `tcp:` block holds `route`, one line of flow YAML's fields.
+fn every_tcp_prober(route: &str) -> String {
+    format!(
+        "modules:\n  halfopen:\n    prober: tcp_halfopen\n    tcp: {{{route}}}\n  connect:\n    \
+         prober: tcp_connect\n    tcp: {{{route}}}\n  session:\n    prober: tcp\n    \
+         tcp: {{{route}, query_response: [{{send: hi}}]}}\n"
+    )
+}
+
+/// The names of [`every_tcp_prober`]'s modules.
+const EVERY_TCP_PROBER: [&str; 3] = ["halfopen", "connect", "session"];
+
+/// A `source_interface` this host does not have (yet) is not a load
+/// error but a located note, as the interface may come later; a probe of
+/// every TCP prober through it fails as `local`, naming the interface and
+/// the kernel's ENODEV.
+#[tokio::test]
+async fn a_missing_source_interface_is_noted_at_load_and_fails_each_prober_as_local() {
+    let listener = listener("127.0.0.1:0").unwrap();
+    let target = target_of(&listener);
+    let yaml = every_tcp_prober("source_interface: synack-none0");
+    let warnings: Vec<String> = Exporter::builder()
+        .config_text("r.yml", &yaml)
+        .check_config_with_warnings()
+        .expect("a missing interface is a note, not an error")
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(warnings.len(), 3, "{warnings:#?}");
+    assert!(
+        warnings[1].starts_with("r.yml:4:29: field `modules.halfopen.tcp.source_interface`")
+            && warnings[1]
+                .contains("source_interface \"synack-none0\" is not an interface of this host")
+            && warnings[1].contains("its probes fail with reason local"),
+        "{warnings:#?}"
+    );
+    let exporter = TestExporter::with_config(&yaml, Exporter::builder()).await;
+    for module in EVERY_TCP_PROBER {
+        let body = exporter
+            .get(&format!(
+                "/probe?target={target}&module={module}&debug=true"
+            ))
+            .await
+            .body;
+        assert!(
+            body.contains("local")
+                && body.contains("ENODEV")
+                && body
+                    .contains("source_interface \"synack-none0\" is not an interface of this host"),
+            "{module}: {body}"
+        );
+    }
+    assert_eq!(common::accept_waiting(&listener), 0, "no SYN left");
+}
+
+/// Bound to `lo` and with a DSCP, every TCP prober still reaches a
+/// loopback listener; and `/config` shows both options as written.
+#[tokio::test]
+async fn source_interface_and_dscp_keep_a_loopback_probe_working_and_show_in_config() {
+    let listener = listener("127.0.0.1:0").unwrap();
+    let target = target_of(&listener);
+    let yaml = every_tcp_prober("source_interface: lo, dscp: 46");
+    let warnings = Exporter::builder()
+        .config_text("r.yml", &yaml)
+        .check_config_with_warnings()
+        .unwrap();
+    assert!(warnings.is_empty(), "{warnings:?}");
+    let exporter = TestExporter::with_config(&yaml, Exporter::builder()).await;
+    for module in EVERY_TCP_PROBER {
+        let body = exporter.probe(&target, module).await.body;
+        assert_eq!(
+            sample(&body, "probe_success"),
+            Some(1.0),
+            "{module}: {body}"
+        );
+    }
+    let shown = exporter.get("/config").await.body;
+    assert_eq!(shown.matches("source_interface: lo").count(), 3, "{shown}");
+    assert_eq!(shown.matches("dscp: 46").count(), 3, "{shown}");
+}

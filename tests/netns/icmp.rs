@@ -55,12 +55,12 @@ use crate::common;
 
 use crate::concurrent::Problems;
 use crate::namespace::{
-    ChildTest, NamespaceGuard, child_command, done_marker, firewall, listeners, run_checked,
-    runtime,
+    ChildTest, NamespaceProcess, done_marker, firewall, ip, listeners, run_checked, runtime,
+    write_proc_sys,
 };
 use common::TestExporter;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 use synack_exporter::{Exporter, Module, Outcome, Reason};
 
@@ -170,26 +170,14 @@ fn netns_icmp_errors_name_the_router() {
     if std::env::var_os(CLIENT_ENV).is_some() || std::env::var_os(SERVER_ENV).is_some() {
         return; // a child: only its own test has work here
     }
-    if let Err(missing) = crate::namespace::prerequisites() {
-        common::skip_or_fail(&missing);
+    // Dropped after the listener(s), declared later: the namespaces go
+    // last, their veths with them.
+    let Some(namespaces) = crate::namespace::namespaces("synack-icmp", ["c", "r", "s"]) else {
         return;
-    }
-    let base = crate::namespace::namespace_name("synack-icmp");
-    // Dropped in reverse order: the listener is killed first, then the
-    // namespaces (their veths go with them).
-    let mut namespaces = Vec::new();
-    for role in ["c", "r", "s"] {
-        match NamespaceGuard::add(&format!("{base}-{role}")) {
-            Ok(guard) => namespaces.push(guard),
-            Err(missing) => {
-                common::skip_or_fail(&missing);
-                return;
-            }
-        }
-    }
+    };
     let [client, router, server] = [0, 1, 2].map(|i| namespaces[i].name().to_owned());
     build_topology(&client, &router, &server);
-    let _listener = ServerListener::start(&server);
+    let _listener = NamespaceProcess::start(&server, SERVER_ENV, SERVER_TEST);
 
     crate::namespace::run_child_in(
         &client,
@@ -201,11 +189,6 @@ fn netns_icmp_errors_name_the_router() {
     );
 }
 
-/// `ip` with these arguments, which must succeed.
-fn ip(args: &[&str]) {
-    run_checked(Command::new("ip").args(args), None);
-}
-
 /// Veths, addresses, routes, forwarding and the router's rules, as in the
 /// module docs. IPv6 addresses are `nodad`, usable at once.
 fn build_topology(client: &str, router: &str, server: &str) {
@@ -215,15 +198,11 @@ fn build_topology(client: &str, router: &str, server: &str) {
     ip(&[
         "link", "add", "r1", "netns", router, "type", "veth", "peer", "name", "s0", "netns", server,
     ]);
-    for (namespace, links) in [
+    crate::namespace::links_up(&[
         (client, &["lo", "c0"][..]),
         (router, &["lo", "r0", "r1"][..]),
         (server, &["lo", "s0"][..]),
-    ] {
-        for link in links {
-            ip(&["-n", namespace, "link", "set", link, "up"]);
-        }
-    }
+    ]);
     let addresses: [(&str, &str, String); 8] = [
         (client, "c0", format!("{CLIENT_V4}/24")),
         (router, "r0", format!("{ROUTER_CLIENT_SIDE_V4}/24")),
@@ -234,13 +213,7 @@ fn build_topology(client: &str, router: &str, server: &str) {
         (router, "r1", format!("{ROUTER_SERVER_SIDE_V6}/64")),
         (server, "s0", format!("{SERVER_V6}/64")),
     ];
-    for (namespace, link, address) in &addresses {
-        let mut args = vec!["-n", namespace, "addr", "add", address, "dev", link];
-        if address.contains(':') {
-            args.push("nodad");
-        }
-        ip(&args);
-    }
+    crate::namespace::add_addresses(&addresses);
     let gateways = [
         (client, "-4", ROUTER_CLIENT_SIDE_V4.to_string()),
         (server, "-4", ROUTER_SERVER_SIDE_V4.to_string()),
@@ -274,47 +247,6 @@ fn build_topology(client: &str, router: &str, server: &str) {
             Command::new("ip").args(["netns", "exec", namespace, "nft", "-f", "-"]),
             Some(ruleset),
         );
-    }
-}
-
-/// Writes `value` to `/proc/sys/<key>` inside `namespace`: `/proc/sys/net`
-/// shows the network namespace of the process that opens it, and `tee`
-/// (coreutils) is everywhere, unlike `sysctl` (procps).
-fn write_proc_sys(namespace: &str, key: &str, value: &str) {
-    run_checked(
-        Command::new("ip").args([
-            "netns",
-            "exec",
-            namespace,
-            "tee",
-            &format!("/proc/sys/{key}"),
-        ]),
-        Some(value),
-    );
-}
-
-/// The listener process in the server namespace, killed on drop.
-struct ServerListener {
-    process: Child,
-}
-
-impl ServerListener {
-    fn start(server: &str) -> Self {
-        let process = child_command(server, SERVER_ENV, SERVER_TEST)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start the listener in the server namespace");
-        Self { process }
-    }
-}
-
-impl Drop for ServerListener {
-    fn drop(&mut self) {
-        // `ip netns exec` execs the command, so this pid is the test binary.
-        let _ = self.process.kill();
-        let _ = self.process.wait();
     }
 }
 

@@ -15,5 +15,6 @@ mod attempts;
 mod faults;
 mod icmp;
 mod mapped;
+mod route;
 mod source_address;
 mod syn_retransmit;

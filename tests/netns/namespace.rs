@@ -218,6 +218,34 @@ pub fn child_command(namespace: &str, env: &str, test: &str) -> Command {
     command
 }
 
+/// A test of this binary running in the background in a namespace (a
+/// listener, say), killed on drop.
+pub struct NamespaceProcess {
+    process: std::process::Child,
+}
+
+impl NamespaceProcess {
+    /// Starts `test` under `ip netns exec namespace` with `env` set; its
+    /// stderr is the caller's, its stdout discarded.
+    pub fn start(namespace: &str, env: &str, test: &str) -> Self {
+        let process = child_command(namespace, env, test)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|error| panic!("start {test} in namespace {namespace}: {error}"));
+        Self { process }
+    }
+}
+
+impl Drop for NamespaceProcess {
+    fn drop(&mut self) {
+        // `ip netns exec` execs the command, so this pid is the test binary.
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
+
 /// Runs this test binary's `wanted.test` under `ip netns exec namespace`
 /// and fails unless the child ran and passed.
 pub fn run_child_in(namespace: &str, wanted: &ChildTest) {
@@ -374,6 +402,50 @@ pub fn namespace_name(prefix: &str) -> String {
     format!("{prefix}-{}-{nanos}", std::process::id())
 }
 
+/// Checks the prerequisites and makes one namespace per role, named
+/// `<prefix>-<pid>-<nanos>-<role>`, deleted on drop (with their veths);
+/// `None` when something is missing, after skipping the test (or failing
+/// it under `SYNACK_SYSTEM_TESTS=require`).
+pub fn namespaces<const N: usize>(prefix: &str, roles: [&str; N]) -> Option<[NamespaceGuard; N]> {
+    if let Err(missing) = prerequisites() {
+        crate::common::skip_or_fail(&missing);
+        return None;
+    }
+    let base = namespace_name(prefix);
+    let mut made = Vec::new();
+    for role in roles {
+        match NamespaceGuard::add(&format!("{base}-{role}")) {
+            Ok(guard) => made.push(guard),
+            Err(missing) => {
+                crate::common::skip_or_fail(&missing);
+                return None;
+            }
+        }
+    }
+    made.try_into().ok()
+}
+
+/// Sets each of `links` up, per namespace.
+pub fn links_up(links: &[(&str, &[&str])]) {
+    for (namespace, names) in links {
+        for link in *names {
+            ip(&["-n", namespace, "link", "set", link, "up"]);
+        }
+    }
+}
+
+/// Adds each `(namespace, link, address/prefix)`; IPv6 ones `nodad`,
+/// usable at once.
+pub fn add_addresses(addresses: &[(&str, &str, String)]) {
+    for (namespace, link, address) in addresses {
+        let mut args = vec!["-n", namespace, "addr", "add", address, "dev", link];
+        if address.contains(':') {
+            args.push("nodad");
+        }
+        ip(&args);
+    }
+}
+
 /// Deletes the namespace on drop, so that it goes away (with its rules,
 /// sockets and veths) even when an assertion fails first.
 pub struct NamespaceGuard {
@@ -426,6 +498,27 @@ impl Drop for NamespaceGuard {
             Err(error) => eprintln!("warning: cannot delete namespace {}: {error}", self.name),
         }
     }
+}
+
+/// `ip` with these arguments, which must succeed.
+pub fn ip(args: &[&str]) {
+    run_checked(Command::new("ip").args(args), None);
+}
+
+/// Writes `value` to `/proc/sys/<key>` inside `namespace`: `/proc/sys/net`
+/// shows the network namespace of the process that opens it, and `tee`
+/// (coreutils) is everywhere, unlike `sysctl` (procps).
+pub fn write_proc_sys(namespace: &str, key: &str, value: &str) {
+    run_checked(
+        Command::new("ip").args([
+            "netns",
+            "exec",
+            namespace,
+            "tee",
+            &format!("/proc/sys/{key}"),
+        ]),
+        Some(value),
+    );
 }
 
 /// Runs a setup command that must succeed, or fails the test with its
