@@ -19,7 +19,7 @@ use crate::app::App;
 use crate::config::{Config, Group, builtin_modules};
 use crate::groups::LastAnswer;
 use crate::history::{MAX_MEMORY, ProbeRecord};
-use crate::scheduler::{ScheduledTarget, TargetState};
+use crate::scheduler::{Phase, ScheduledTarget, TargetState};
 use hyper::body::Incoming;
 use hyper::{Request, StatusCode};
 use std::fmt::Write as _;
@@ -186,7 +186,7 @@ fn write_targets(html: &mut String, targets: &[std::sync::Arc<ScheduledTarget>],
     }
     html.push_str(
         "<table><tr><th>target</th><th>module</th><th>labels</th><th>state</th><th>last result</th>\
-         <th>last handshake</th><th>last change</th></tr>\n",
+         <th>last handshake</th><th>last change</th><th>probed every</th></tr>\n",
     );
     for target in targets.iter().take(MAX_TARGET_ROWS) {
         let labels: Vec<String> = target
@@ -213,8 +213,11 @@ fn write_targets(html: &mut String, targets: &[std::sync::Arc<ScheduledTarget>],
 }
 
 fn state_cells(state: &TargetState, now: f64) -> String {
+    let interval = interval_cell(state);
     if !state.probed {
-        return "<td class=\"pending\">not probed yet</td><td></td><td></td><td></td>".to_owned();
+        return format!(
+            "<td class=\"pending\">not probed yet</td><td></td><td></td><td></td>{interval}"
+        );
     }
     let (class, word) = if state.healthy {
         ("up", "healthy")
@@ -229,8 +232,22 @@ fn state_cells(state: &TargetState, now: f64) -> String {
         .last_handshake
         .map_or_else(String::new, |seconds| format!("{:.3} ms", seconds * 1000.0));
     format!(
-        "<td class=\"{class}\">{word}</td><td>{result}</td><td>{handshake}</td><td>{}</td>",
+        "<td class=\"{class}\">{word}</td><td>{result}</td><td>{handshake}</td><td>{}</td>{interval}",
         ago(now, state.last_change_unix)
+    )
+}
+
+/// The interval the target is probed at now, and which of its intervals
+/// that is when not `interval`.
+fn interval_cell(state: &TargetState) -> String {
+    let which = match state.phase() {
+        Phase::Up => "",
+        Phase::Changing => " (fast_interval: changing)",
+        Phase::Down => " (down_interval)",
+    };
+    format!(
+        "<td>{}{which}</td>",
+        crate::config::PromDuration::from(state.interval)
     )
 }
 

@@ -12,6 +12,7 @@
 #![forbid(unsafe_code)]
 
 use crate::prober::{Kept, Outcome, RESULTS, Reason, result_index};
+use std::time::Duration;
 
 /// Upper bounds of the handshake histogram, in seconds: 100 µs to 5 s.
 pub(crate) const HANDSHAKE_BUCKETS: [f64; 13] = [
@@ -39,6 +40,18 @@ impl Histogram {
         self.sum += seconds;
         self.count += 1;
     }
+}
+
+/// Where a target's health stands, which decides its next interval.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// Healthy and agreeing, or not probed yet: `interval`.
+    Up,
+    /// The last result disagrees with the state, so rise or fall is
+    /// counting towards a change: `fast_interval`.
+    Changing,
+    /// Unhealthy and agreeing: `down_interval`.
+    Down,
 }
 
 /// The state of one scheduled target.
@@ -79,6 +92,8 @@ pub(crate) struct TargetState {
     pub(crate) attempts_failed: u64,
     /// Handshake times of every successful attempt.
     pub(crate) handshake: Histogram,
+    /// The interval until the next probe, of the phase the scheduler saw.
+    pub(crate) interval: Duration,
 }
 
 impl TargetState {
@@ -110,6 +125,19 @@ impl TargetState {
             .unwrap_or_default();
     }
 
+    /// The phase the last probe left the target in.
+    pub(crate) fn phase(&self) -> Phase {
+        if !self.probed {
+            Phase::Up
+        } else if self.last_success != self.healthy {
+            Phase::Changing
+        } else if self.healthy {
+            Phase::Up
+        } else {
+            Phase::Down
+        }
+    }
+
     fn update_health(&mut self, success: bool, rise: u32, fall: u32, now_unix: f64) {
         if !self.probed {
             self.probed = true;
@@ -136,7 +164,6 @@ impl TargetState {
 mod tests {
     use super::*;
     use crate::prober::Failure;
-    use std::time::Duration;
 
     fn success() -> Outcome {
         let mut outcome = refused();
@@ -184,6 +211,46 @@ mod tests {
         assert!(state.healthy, "healthy at the rise-th success in a row");
         assert_eq!(state.state_changes, 2);
         assert_eq!(state.results, [4, 4, 0, 0, 0, 0, 0, 0]);
+    }
+
+    /// HAProxy's `srv_getinter`: `inter` when fully up, `downinter` when
+    /// fully down, `fastinter` while the health counter moves.
+    #[test]
+    fn the_phase_follows_the_rise_and_fall_counters() {
+        let (rise, fall) = (2, 3);
+        let mut state = TargetState::default();
+        assert_eq!(state.phase(), Phase::Up, "not probed: interval");
+        let mut phases = Vec::new();
+        let results = [
+            true, false, false, false, false, true, false, true, true, true,
+        ];
+        for (time, ok) in (1..).zip(results) {
+            state.record(if ok { success() } else { refused() }, rise, fall, f64::from(time));
+            phases.push(state.phase());
+        }
+        use Phase::{Changing, Down, Up};
+        assert_eq!(
+            phases,
+            [
+                Up,       // the first probe decides: healthy
+                Changing, // 1 of 3 failures
+                Changing, // 2 of 3
+                Down,     // the 3rd: unhealthy
+                Down,     // still failing
+                Changing, // 1 of 2 successes
+                Down,     // the streak broke
+                Changing, // 1 of 2
+                Up,       // the 2nd: healthy
+                Up,
+            ]
+        );
+        let mut down_first = TargetState::default();
+        down_first.record(refused(), rise, fall, 1.0);
+        assert_eq!(down_first.phase(), Down, "the first probe decides: unhealthy");
+        let mut at_once = TargetState::default();
+        at_once.record(success(), 1, 1, 1.0);
+        at_once.record(refused(), 1, 1, 2.0);
+        assert_eq!(at_once.phase(), Down, "fall 1 changes at once, never changing");
     }
 
     #[test]

@@ -203,6 +203,65 @@ async fn rise_and_fall_damp_a_port_that_closes_and_reopens() {
     assert_eq!(up.state_changes, 2);
 }
 
+/// `fast_interval` while fall counts, `down_interval` once down, measured
+/// from the probes' own finish times (`probe_last_probe_timestamp_seconds`;
+/// a refused probe on loopback ends within a millisecond of its start).
+/// Within 15 s: the first probe comes within one 3 s interval, and the
+/// gaps after it add up to 9 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probes_come_faster_while_falling_and_at_down_interval_once_down() {
+    let (listener, address) = open_listener();
+    let targets = format!(
+        "  - module: fast\n    interval: 3s\n    fast_interval: 1s\n    down_interval: 2s\n    \
+         fall: 3\n    targets: [\"{address}\"]\n"
+    );
+    let exporter = TestExporter::with_config(&config(&targets, ""), Exporter::builder()).await;
+    let first = wait_for_scheduled(&exporter, &address, Duration::from_secs(5), |state| {
+        state.probed()
+    })
+    .await;
+    assert!(first.healthy, "the open port is up: {first:?}");
+    drop(listener);
+    // Each probe's finish time, polled every 20 ms: the gaps are 1 s or
+    // more, so no probe is missed.
+    let mut times = vec![first.last_probe_unix];
+    let mut last = first;
+    let deadline = Instant::now() + Duration::from_secs(11);
+    while times.len() < 6 {
+        assert!(
+            Instant::now() < deadline,
+            "only {} probes within 11 s: {times:?}",
+            times.len()
+        );
+        let state = scheduled_state(&exporter, &address).await.unwrap();
+        if state.probes() > last.probes() {
+            assert_eq!(state.probes(), last.probes() + 1, "a probe was missed");
+            times.push(state.last_probe_unix);
+            last = state;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!last.healthy && last.state_changes == 1, "down: {last:?}");
+    let gaps: Vec<f64> = times.windows(2).map(|pair| pair[1] - pair[0]).collect();
+    // Up: 3 s to the first failure; falling (1 and 2 of 3): 1 s each;
+    // down at the third: 2 s from then on.
+    let expected = [3.0, 1.0, 1.0, 2.0, 2.0];
+    for (gap, want) in gaps.iter().zip(expected) {
+        assert!(
+            (gap - want).abs() < 0.25,
+            "gaps {gaps:.3?}, expected {expected:?}"
+        );
+    }
+    // The lag is against the slot each probe was due at, whatever the
+    // interval that led to it: every probe started within 250 ms of it.
+    let metrics = exporter.get("/metrics").await.body;
+    let count = sample(&metrics, "synack_exporter_schedule_lag_seconds_count").unwrap();
+    let on_time =
+        sample(&metrics, "synack_exporter_schedule_lag_seconds_bucket{le=\"0.25\"}").unwrap();
+    assert!(count >= 6.0, "{count} probes observed");
+    assert_eq!(on_time, count, "some probes started late against their slot");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn start_times_spread_across_the_interval() {
     let closed = closed_address();
