@@ -710,8 +710,13 @@ async fn reload_adds_removes_and_keeps_state_of_unchanged_targets() {
     })
     .await;
 
+    // Only the intervals of `kept` change: that too keeps its state.
+    let intervals = "    fast_interval: 2s\n    down_interval: 3s\n";
     let reloaded = exporter
-        .reload_with(&config(&block(&format!("\"{kept}\", \"{added}\"")), ""))
+        .reload_with(&config(
+            &(block(&format!("\"{kept}\", \"{added}\"")) + intervals),
+            "",
+        ))
         .await;
     assert_eq!(reloaded.status, 200, "{}", reloaded.body);
     // Read at once: a target scheduled afresh would start again from no
@@ -730,8 +735,8 @@ async fn reload_adds_removes_and_keeps_state_of_unchanged_targets() {
         kept_after.count("refused") >= before.count("refused")
             && kept_after.last_probe_unix >= before.last_probe_unix
             && kept_after.state_changes == before.state_changes,
-        "an unchanged target keeps its state: counters were not reset and it was not \
-         probed from scratch; before {before:?}, after {kept_after:?}"
+        "a target whose only change is its intervals keeps its state: counters were not \
+         reset and it was not probed from scratch; before {before:?}, after {kept_after:?}"
     );
     wait_for_scheduled(&exporter, &added, Duration::from_secs(5), |state| {
         state.probed()
@@ -853,7 +858,7 @@ async fn shards_split_the_targets_without_overlap() {
 async fn landing_page_lists_targets_and_history_and_escapes_user_text() {
     let closed = closed_address();
     let targets = format!(
-        "  - module: fast\n    interval: 1s\n    targets: [\"{closed}\"]\n    labels: {{team: \"<script>alert(1)</script>\"}}\n"
+        "  - module: fast\n    interval: 1s\n    down_interval: 2s\n    targets: [\"{closed}\"]\n    labels: {{team: \"<script>alert(1)</script>\"}}\n"
     );
     let exporter = TestExporter::with_config(&config(&targets, ""), Exporter::builder()).await;
     wait_for_scheduled(&exporter, &closed, Duration::from_secs(5), |state| {
@@ -880,6 +885,10 @@ async fn landing_page_lists_targets_and_history_and_escapes_user_text() {
     assert!(
         html.contains("fast") && html.contains("tcp_halfopen"),
         "modules are listed"
+    );
+    assert!(
+        html.contains("<th>probed every</th>") && html.contains("<td>2s (down_interval)</td>"),
+        "the interval in force, down_interval while down:\n{html}"
     );
     let id = html
         .split("/logs?id=")
