@@ -637,7 +637,9 @@ mod tests {
                 .map(|interval| interval.to_string());
             assert_eq!(shown, read_back, "{fields:?}");
             assert!(
-                config.to_yaml().contains(&format!("fast_interval: {}", shown[1])),
+                config
+                    .to_yaml()
+                    .contains(&format!("fast_interval: {}", shown[1])),
                 "{}",
                 config.to_yaml()
             );

@@ -225,7 +225,12 @@ mod tests {
             true, false, false, false, false, true, false, true, true, true,
         ];
         for (time, ok) in (1..).zip(results) {
-            state.record(if ok { success() } else { refused() }, rise, fall, f64::from(time));
+            state.record(
+                if ok { success() } else { refused() },
+                rise,
+                fall,
+                f64::from(time),
+            );
             phases.push(state.phase());
         }
         use Phase::{Changing, Down, Up};
@@ -246,11 +251,19 @@ mod tests {
         );
         let mut down_first = TargetState::default();
         down_first.record(refused(), rise, fall, 1.0);
-        assert_eq!(down_first.phase(), Down, "the first probe decides: unhealthy");
+        assert_eq!(
+            down_first.phase(),
+            Down,
+            "the first probe decides: unhealthy"
+        );
         let mut at_once = TargetState::default();
         at_once.record(success(), 1, 1, 1.0);
         at_once.record(refused(), 1, 1, 2.0);
-        assert_eq!(at_once.phase(), Down, "fall 1 changes at once, never changing");
+        assert_eq!(
+            at_once.phase(),
+            Down,
+            "fall 1 changes at once, never changing"
+        );
     }
 
     #[test]

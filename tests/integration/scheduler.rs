@@ -256,10 +256,16 @@ async fn probes_come_faster_while_falling_and_at_down_interval_once_down() {
     // interval that led to it: every probe started within 250 ms of it.
     let metrics = exporter.get("/metrics").await.body;
     let count = sample(&metrics, "synack_exporter_schedule_lag_seconds_count").unwrap();
-    let on_time =
-        sample(&metrics, "synack_exporter_schedule_lag_seconds_bucket{le=\"0.25\"}").unwrap();
+    let on_time = sample(
+        &metrics,
+        "synack_exporter_schedule_lag_seconds_bucket{le=\"0.25\"}",
+    )
+    .unwrap();
     assert!(count >= 6.0, "{count} probes observed");
-    assert_eq!(on_time, count, "some probes started late against their slot");
+    assert_eq!(
+        on_time, count,
+        "some probes started late against their slot"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
