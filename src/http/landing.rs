@@ -19,7 +19,9 @@ use crate::app::App;
 use crate::config::{Config, Group, builtin_modules};
 use crate::groups::LastAnswer;
 use crate::history::{MAX_MEMORY, ProbeRecord};
-use crate::scheduler::{Phase, ScheduledTarget, TargetState};
+use crate::scheduler::{
+    MAX_RECENT, MAX_RECENT_BYTES, Phase, ScheduledTarget, TargetState, Transition,
+};
 use hyper::body::Incoming;
 use hyper::{Request, StatusCode};
 use std::fmt::Write as _;
@@ -74,6 +76,7 @@ pub(super) fn page(
     html.push_str("</p>\n");
     write_modules(&mut html, config);
     write_targets(&mut html, &app.scheduler.targets(), now);
+    write_transitions(&mut html, &app.scheduler.transitions().recent(), now);
     write_groups(&mut html, app, config, now);
     if hidden {
         html.push_str(
@@ -235,6 +238,50 @@ fn state_cells(state: &TargetState, now: f64) -> String {
         "<td class=\"{class}\">{word}</td><td>{result}</td><td>{handshake}</td><td>{}</td>{interval}",
         ago(now, state.last_change_unix)
     )
+}
+
+/// The last health changes of scheduled targets, newest first.
+fn write_transitions(html: &mut String, transitions: &[Arc<Transition>], now: f64) {
+    let _ = writeln!(
+        html,
+        "<h2>Last transitions ({} of at most {MAX_RECENT}, {} KiB)</h2>",
+        transitions.len(),
+        MAX_RECENT_BYTES / 1024
+    );
+    if transitions.is_empty() {
+        html.push_str(
+            "<p>None yet: a scheduled target's change of health, after rise or fall, shows here.</p>\n",
+        );
+        return;
+    }
+    html.push_str(
+        "<table><tr><th>when</th><th>target</th><th>module</th><th>labels</th><th>change</th>\
+         <th>probe that caused it</th><th>probes since the last change</th></tr>\n",
+    );
+    for transition in transitions {
+        let (class, to) = if transition.healthy {
+            ("up", "healthy")
+        } else {
+            ("down", "unhealthy")
+        };
+        let mut result = transition.result();
+        if !transition.detail.is_empty() {
+            let _ = write!(result, ": {}", transition.detail);
+        }
+        let _ = writeln!(
+            html,
+            "<tr><td>{}</td><td><code>{}</code></td><td>{}</td><td>{}</td>\
+             <td class=\"{class}\">{} → {to}</td><td>{}</td><td>{}</td></tr>",
+            ago(now, transition.unix),
+            escape(&transition.target),
+            escape(&transition.module),
+            escape(&transition.labels),
+            Transition::state_word(!transition.healthy),
+            escape(&result),
+            transition.probes
+        );
+    }
+    html.push_str("</table>\n");
 }
 
 /// The interval the target is probed at now, and which of its intervals

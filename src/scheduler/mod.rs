@@ -46,9 +46,13 @@
 mod lag;
 mod queue;
 mod state;
+mod transitions;
 
 pub(crate) use lag::ScheduleLag;
 pub(crate) use state::{HANDSHAKE_BUCKETS, Phase, TargetState};
+pub(crate) use transitions::{
+    EVENTS_FILE_MAX_BYTES, EventsFile, MAX_RECENT, MAX_RECENT_BYTES, Transition, Transitions,
+};
 
 use crate::config::{Config, LabelName};
 use crate::hash::fnv1a_64;
@@ -96,16 +100,39 @@ impl ScheduledTarget {
         read(&self.state.lock().unwrap_or_else(PoisonError::into_inner))
     }
 
-    /// Takes in the outcome of a probe by `plan` and returns the phase it
-    /// leaves the target in.
-    fn record(&self, outcome: crate::prober::Outcome, plan: &Plan) -> Phase {
+    /// Takes in the outcome of a probe by `plan`, writes a change of
+    /// health into `transitions`, and returns the phase it leaves the
+    /// target in.
+    fn record(
+        &self,
+        outcome: crate::prober::Outcome,
+        plan: &Plan,
+        transitions: &Transitions,
+    ) -> Phase {
         let now = crate::clock::unix_seconds();
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         // Its prober is that of `plan`: a reload that changes the module
         // makes a new target.
-        state.record(outcome, plan.rise, plan.fall, now);
+        let changed = state.record(outcome, plan.rise, plan.fall, now);
         let phase = state.phase();
         state.interval = plan.intervals.of(phase);
+        let transition = changed.then(|| {
+            let probes = state.take_probes_since_change();
+            Transition::new(
+                now,
+                &self.target_text,
+                &self.module,
+                &self.labels,
+                state.healthy,
+                state.last_reason,
+                &state.last_detail,
+                probes,
+            )
+        });
+        drop(state);
+        if let Some(transition) = transition {
+            transitions.record(transition);
+        }
         phase
     }
 
@@ -185,20 +212,29 @@ pub(crate) struct Scheduler {
     queue: Queue,
     published: RwLock<TargetList>,
     lag: Arc<ScheduleLag>,
+    transitions: Arc<Transitions>,
 }
 
 impl Scheduler {
-    /// A scheduler with no targets yet; see [`Scheduler::apply`].
-    pub(crate) fn new(runner: Arc<ProbeRunner>, shard: Shard) -> Self {
+    /// A scheduler with no targets yet, writing health changes into
+    /// `transitions`; see [`Scheduler::apply`].
+    pub(crate) fn new(runner: Arc<ProbeRunner>, shard: Shard, transitions: Transitions) -> Self {
         let lag = Arc::new(lag::empty_schedule_lag());
+        let transitions = Arc::new(transitions);
         Self {
             shard,
             epoch: Instant::now(),
             running: Mutex::new(BTreeMap::new()),
-            queue: Queue::start(runner, Arc::clone(&lag)),
+            queue: Queue::start(runner, Arc::clone(&lag), Arc::clone(&transitions)),
             published: RwLock::new(Arc::from(Vec::new())),
             lag,
+            transitions,
         }
+    }
+
+    /// The log of health changes.
+    pub(crate) fn transitions(&self) -> &Transitions {
+        &self.transitions
     }
 
     /// The targets being probed, in a stable order, for scrapes and pages.
@@ -409,7 +445,7 @@ mod tests {
         let port = refusing_port();
         let [a, b, c] = [1, 2, 3].map(|host| format!("127.0.0.{host}:{port}"));
         let runner = Arc::new(ProbeRunner::new(16, Resolver::from_system(&[])).unwrap());
-        let scheduler = Scheduler::new(runner, Shard::ALL);
+        let scheduler = Scheduler::new(runner, Shard::ALL, Transitions::default());
         let counters = ResultCounters::default();
         let apply = |config: &Config| {
             let modules = Modules::load(config, &counters);

@@ -47,7 +47,7 @@
 
 #![forbid(unsafe_code)]
 
-use super::{Phase, Plan, ScheduleLag, ScheduledTarget, next_slot};
+use super::{Phase, Plan, ScheduleLag, ScheduledTarget, Transitions, next_slot};
 use crate::prober::StepLog;
 use crate::runner::ProbeRunner;
 use crate::task::AbortOnDrop;
@@ -295,6 +295,7 @@ impl Calendar {
 struct Context {
     runner: Arc<ProbeRunner>,
     lag: Arc<ScheduleLag>,
+    transitions: Arc<Transitions>,
     /// To move a job whose interval changed; weak, so that the driver
     /// still ends when the [`Queue`] is gone.
     driver: WeakUnboundedSender<Message>,
@@ -310,12 +311,17 @@ pub(super) struct Queue {
 
 impl Queue {
     /// Starts the driver on `runner`'s probe thread, observing each probe's
-    /// start into `lag`.
-    pub(super) fn start(runner: Arc<ProbeRunner>, lag: Arc<ScheduleLag>) -> Self {
+    /// start into `lag` and health changes into `transitions`.
+    pub(super) fn start(
+        runner: Arc<ProbeRunner>,
+        lag: Arc<ScheduleLag>,
+        transitions: Arc<Transitions>,
+    ) -> Self {
         let (jobs, received) = unbounded_channel();
         let context = Arc::new(Context {
             runner: Arc::clone(&runner),
             lag,
+            transitions,
             driver: jobs.downgrade(),
         });
         let driver = runner.spawn_on_probe_thread(drive(received, context));
@@ -418,6 +424,6 @@ async fn probe_once(job: Arc<Job>, slot: Instant, context: Arc<Context>) {
         &mut StepLog::disabled(),
     ))
     .await;
-    let phase = job.target.record(outcome, plan);
+    let phase = job.target.record(outcome, plan, &context.transitions);
     job.finished(slot, phase, &context);
 }

@@ -86,6 +86,8 @@ pub(crate) struct TargetState {
     pub(crate) results: [u64; RESULTS.len()],
     /// Health changes after the first probe.
     pub(crate) state_changes: u64,
+    /// Probes since the last health change (or since the first probe).
+    pub(crate) probes_since_change: u64,
     /// Handshakes attempted, over all probes.
     pub(crate) attempts: u64,
     /// Of those, the ones that failed.
@@ -99,7 +101,9 @@ pub(crate) struct TargetState {
 impl TargetState {
     /// Takes in one outcome finished at `now_unix`; its detail text is
     /// moved in, not copied, since this runs for every scheduled probe.
-    pub(crate) fn record(&mut self, outcome: Outcome, rise: u32, fall: u32, now_unix: f64) {
+    /// Returns whether it changed the health state (the first probe, which
+    /// sets it, does not).
+    pub(crate) fn record(&mut self, outcome: Outcome, rise: u32, fall: u32, now_unix: f64) -> bool {
         let success = outcome.is_success();
         self.last_success = success;
         self.last_reason = outcome.reason();
@@ -118,11 +122,12 @@ impl TargetState {
                 self.handshake.observe(handshake.as_secs_f64());
             }
         }
-        self.update_health(success, rise, fall, now_unix);
+        let changed = self.update_health(success, rise, fall, now_unix);
         self.last_detail = outcome
             .failure
             .map(|failure| failure.detail)
             .unwrap_or_default();
+        changed
     }
 
     /// The phase the last probe left the target in.
@@ -138,25 +143,33 @@ impl TargetState {
         }
     }
 
-    fn update_health(&mut self, success: bool, rise: u32, fall: u32, now_unix: f64) {
+    fn update_health(&mut self, success: bool, rise: u32, fall: u32, now_unix: f64) -> bool {
+        self.probes_since_change += 1;
         if !self.probed {
             self.probed = true;
             self.healthy = success;
             self.last_change_unix = now_unix;
-            return;
+            return false;
         }
         if success == self.healthy {
             self.against_state = 0;
-            return;
+            return false;
         }
         self.against_state += 1;
         let needed = if self.healthy { fall } else { rise };
-        if self.against_state >= needed {
-            self.healthy = success;
-            self.against_state = 0;
-            self.state_changes += 1;
-            self.last_change_unix = now_unix;
+        if self.against_state < needed {
+            return false;
         }
+        self.healthy = success;
+        self.against_state = 0;
+        self.state_changes += 1;
+        self.last_change_unix = now_unix;
+        true
+    }
+
+    /// Ends the count of probes since the last change, returning it.
+    pub(crate) fn take_probes_since_change(&mut self) -> u64 {
+        std::mem::take(&mut self.probes_since_change)
     }
 }
 
@@ -199,7 +212,11 @@ mod tests {
                 time - 1
             );
         }
-        state.record(refused(), rise, fall, 4.0);
+        assert!(
+            state.record(refused(), rise, fall, 4.0),
+            "a change at the fall-th failure"
+        );
+        assert_eq!(state.take_probes_since_change(), 4, "1 success, 3 failures");
         assert!(!state.healthy, "unhealthy at the fall-th failure");
         assert_eq!((state.state_changes, state.last_change_unix), (1, 4.0));
         state.record(success(), rise, fall, 5.0);
@@ -207,10 +224,12 @@ mod tests {
         state.record(refused(), rise, fall, 6.0);
         state.record(success(), rise, fall, 7.0);
         assert!(!state.healthy, "an interrupted streak starts over");
-        state.record(success(), rise, fall, 8.0);
+        assert!(state.record(success(), rise, fall, 8.0), "reported once");
         assert!(state.healthy, "healthy at the rise-th success in a row");
+        assert_eq!(state.take_probes_since_change(), 4, "since the last change");
+        assert!(!state.record(success(), rise, fall, 9.0), "no change");
         assert_eq!(state.state_changes, 2);
-        assert_eq!(state.results, [4, 4, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(state.results, [5, 4, 0, 0, 0, 0, 0, 0]);
     }
 
     /// HAProxy's `srv_getinter`: `inter` when fully up, `downinter` when
