@@ -169,6 +169,15 @@ impl ExporterBuilder {
         self
     }
 
+    /// Writes every health transition of a scheduled target to `path`
+    /// (`--events.file`), one JSON line each, besides the log line; the
+    /// file is opened at [`build`](Self::build) (a regular file, created
+    /// if absent) and rotated to `PATH.1` at 10 MiB.
+    pub fn events_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.settings.events_file = Some(path.into());
+        self
+    }
+
     /// The health-checker mode (`synack_exporter health-checker`): the
     /// config is `checks` as modules and one group, and every request,
     /// whatever its path, gets that group's answer in gruntwork

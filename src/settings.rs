@@ -121,6 +121,8 @@ pub(crate) struct Settings {
     pub(crate) hide_config_and_logs: bool,
     /// None for plain, open HTTP.
     pub(crate) web_config_file: Option<PathBuf>,
+    /// None for no events file.
+    pub(crate) events_file: Option<PathBuf>,
     pub(crate) health_checker: bool,
 }
 
@@ -139,6 +141,7 @@ impl Default for Settings {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             hide_config_and_logs: false,
             web_config_file: None,
+            events_file: None,
             health_checker: false,
         }
     }

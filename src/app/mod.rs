@@ -24,7 +24,7 @@ use crate::metrics::own::{ExporterView, ReloadStatus};
 use crate::metrics::process::ProcessMetrics;
 use crate::metrics::scheduled::ScheduledSeries;
 use crate::modules::{Modules, ResultCounters};
-use crate::scheduler::Scheduler;
+use crate::scheduler::{EVENTS_FILE_MAX_BYTES, EventsFile, Scheduler, Transitions};
 use crate::settings::Settings;
 use crate::web::WebConfigState;
 use std::fmt;
@@ -117,6 +117,9 @@ pub(crate) struct App {
     process: ProcessMetrics,
     /// The `--web.config.file` in force, if one is given.
     pub(crate) web: Option<Arc<WebConfigState>>,
+    /// The `--events.file` writer's thread; it ends when the scheduler,
+    /// which holds its channel, is gone.
+    _events_writer: Option<std::thread::JoinHandle<()>>,
 }
 
 /// `--probe.max-in-flight` and `--web.max-connections`, lowered if the
@@ -206,6 +209,16 @@ impl App {
             .dns_servers(settings.dns_servers.clone())
             .build()
             .map_err(BuildError::Threads)?;
+        let (transitions, events_writer) = match &settings.events_file {
+            None => (Transitions::default(), None),
+            Some(path) => {
+                let file = EventsFile::open(path, EVENTS_FILE_MAX_BYTES).map_err(|message| {
+                    ConfigError::about_file(&path.display().to_string(), message)
+                })?;
+                let (sender, thread) = file.start().map_err(BuildError::Threads)?;
+                (Transitions::with_file(sender), Some(thread))
+            }
+        };
         let app = Self {
             source,
             in_force: RwLock::new(Arc::new(InForce {
@@ -213,7 +226,7 @@ impl App {
                 modules: Modules::default(),
             })),
             reloads: Arc::default(),
-            scheduler: Scheduler::new(Arc::clone(checker.runner()), settings.shard),
+            scheduler: Scheduler::new(Arc::clone(checker.runner()), settings.shard, transitions),
             series: ScheduledSeries::default(),
             checker,
             groups: GroupChecker::default(),
@@ -230,6 +243,7 @@ impl App {
             reload_status: ReloadStatus::default(),
             process: ProcessMetrics::new(),
             web,
+            _events_writer: events_writer,
         };
         app.put_in_force(config);
         Ok(app)
@@ -258,6 +272,7 @@ impl App {
             // The list this scrape writes, which a reload publishes just
             // after the scheduler's own.
             scheduled_targets: self.series.len(),
+            events_dropped: self.scheduler.transitions().dropped(),
             process: &self.process,
             web_config: self.web.as_ref().map(|web| (&web.status, &*web.logins)),
         };

@@ -46,26 +46,69 @@ pub(super) const GROUP_MEMBERS_RANGE: RangeInclusive<usize> = 1..=1000;
 /// sharing one list with `--targets.shard`.
 pub(crate) const MAX_SCHEDULED_TARGETS: usize = 1_000_000;
 
-/// One block of scheduled targets sharing a module, interval and labels.
+/// One block of scheduled targets sharing a module, intervals and labels.
+///
+/// The intervals follow HAProxy's `inter`, `fastinter` and `downinter`: a
+/// healthy target is probed every `interval`, one whose results disagree
+/// with its state (the rise/fall counters are moving) every
+/// `fast_interval`, and an unhealthy one every `down_interval`. Both
+/// default to `interval`, and `/config` shows the values in force.
 #[derive(Clone, Debug, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
+#[serde(from = "TargetBlockInConfig")]
 pub struct TargetBlock {
     /// The module, a key of `modules:`.
     pub module: Spanned<String>,
-    /// How often each target is probed.
-    #[serde(default = "default_interval", deserialize_with = "interval_in_range")]
+    /// How often each healthy target is probed.
     pub interval: PromDuration,
+    /// How often a target is probed while its state is changing: its last
+    /// result disagrees with its state, and `rise` or `fall` is counting.
+    pub fast_interval: PromDuration,
+    /// How often an unhealthy target is probed.
+    pub down_interval: PromDuration,
     /// Successes in a row for an unhealthy target to become healthy.
-    #[serde(default = "default_rise", deserialize_with = "rise_fall_in_range")]
     pub rise: u32,
     /// Failures in a row for a healthy target to become unhealthy.
-    #[serde(default = "default_fall", deserialize_with = "rise_fall_in_range")]
     pub fall: u32,
     /// The targets, `host:port`.
     pub targets: Vec<Spanned<TargetSpec>>,
     /// Extra labels on every series of these targets.
-    #[serde(default)]
     pub labels: BTreeMap<LabelName, String>,
+}
+
+/// A block as written: `fast_interval` and `down_interval` may be left
+/// out, and then are `interval`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TargetBlockInConfig {
+    module: Spanned<String>,
+    #[serde(default = "default_interval", deserialize_with = "interval_in_range")]
+    interval: PromDuration,
+    #[serde(default, deserialize_with = "some_interval_in_range")]
+    fast_interval: Option<PromDuration>,
+    #[serde(default, deserialize_with = "some_interval_in_range")]
+    down_interval: Option<PromDuration>,
+    #[serde(default = "default_rise", deserialize_with = "rise_fall_in_range")]
+    rise: u32,
+    #[serde(default = "default_fall", deserialize_with = "rise_fall_in_range")]
+    fall: u32,
+    targets: Vec<Spanned<TargetSpec>>,
+    #[serde(default)]
+    labels: BTreeMap<LabelName, String>,
+}
+
+impl From<TargetBlockInConfig> for TargetBlock {
+    fn from(block: TargetBlockInConfig) -> Self {
+        Self {
+            module: block.module,
+            interval: block.interval,
+            fast_interval: block.fast_interval.unwrap_or(block.interval),
+            down_interval: block.down_interval.unwrap_or(block.interval),
+            rise: block.rise,
+            fall: block.fall,
+            targets: block.targets,
+            labels: block.labels,
+        }
+    }
 }
 
 /// A set of checks that `/health/<name>` answers for together: members,
@@ -245,6 +288,15 @@ fn default_fall() -> u32 {
 
 fn interval_in_range<'de, D: Deserializer<'de>>(deserializer: D) -> Result<PromDuration, D::Error> {
     PromDuration::deserialize_within(deserializer, INTERVAL_RANGE, "")
+}
+
+/// `fast_interval` and `down_interval`, within the bounds of `interval`:
+/// a target can spend all its time changing state (a flapping one) or
+/// down, so they are what it costs then.
+fn some_interval_in_range<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<PromDuration>, D::Error> {
+    interval_in_range(deserializer).map(Some)
 }
 
 fn rise_fall_in_range<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u32, D::Error> {
@@ -570,6 +622,37 @@ mod tests {
     }
 
     #[test]
+    fn fast_and_down_intervals_default_to_interval_and_config_shows_them() {
+        let with = |fields: &[&str]| {
+            let config = Config::parse("t.yml", &format!("{MODULES}{}", block(fields))).unwrap();
+            let block = &config.targets[0];
+            let shown = [block.interval, block.fast_interval, block.down_interval]
+                .map(|interval| interval.to_string());
+            // /config shows the values in force, and reads back the same.
+            let again = Config::parse("again", &config.to_yaml()).unwrap();
+            let block = &again.targets[0];
+            let read_back = [block.interval, block.fast_interval, block.down_interval]
+                .map(|interval| interval.to_string());
+            assert_eq!(shown, read_back, "{fields:?}");
+            assert!(
+                config
+                    .to_yaml()
+                    .contains(&format!("fast_interval: {}", shown[1])),
+                "{}",
+                config.to_yaml()
+            );
+            shown
+        };
+        assert_eq!(with(&[]), ["15s", "15s", "15s"]);
+        assert_eq!(with(&["interval: 1m"]), ["1m", "1m", "1m"]);
+        assert_eq!(
+            with(&["interval: 1m", "fast_interval: 2s", "down_interval: 10s"]),
+            ["1m", "2s", "10s"]
+        );
+        assert_eq!(with(&["down_interval: 5s"]), ["15s", "15s", "5s"]);
+    }
+
+    #[test]
     fn a_group_min_interval_is_bounded() {
         let group = |interval: &str| {
             format!(
@@ -776,6 +859,7 @@ mod tests {
         for rest in [
             block(&["interval: 1s"]),
             block(&["interval: 1d"]),
+            block(&["fast_interval: 1s", "down_interval: 1d"]),
             block(&["rise: 1", "fall: 1"]),
             block(&["rise: 100", "fall: 100"]),
             group(1),
@@ -799,6 +883,16 @@ mod tests {
             (
                 block(&["interval: 1ms"]),
                 "targets[0].interval",
+                "from 1s to 1d",
+            ),
+            (
+                block(&["fast_interval: 999ms"]),
+                "targets[0].fast_interval",
+                "from 1s to 1d",
+            ),
+            (
+                block(&["down_interval: 1d1ms"]),
+                "targets[0].down_interval",
                 "from 1s to 1d",
             ),
             (block(&["rise: 0"]), "targets[0].rise", "from 1 to 100"),
@@ -849,6 +943,8 @@ mod tests {
             .map(|block| TargetBlock {
                 module: spanned("m".to_owned()),
                 interval: super::default_interval(),
+                fast_interval: super::default_interval(),
+                down_interval: super::default_interval(),
                 rise: 2,
                 fall: 3,
                 targets: (block * 60_000..count.min((block + 1) * 60_000))

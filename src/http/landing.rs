@@ -19,7 +19,9 @@ use crate::app::App;
 use crate::config::{Config, Group, builtin_modules};
 use crate::groups::LastAnswer;
 use crate::history::{MAX_MEMORY, ProbeRecord};
-use crate::scheduler::{ScheduledTarget, TargetState};
+use crate::scheduler::{
+    MAX_RECENT, MAX_RECENT_BYTES, Phase, ScheduledTarget, TargetState, Transition,
+};
 use hyper::body::Incoming;
 use hyper::{Request, StatusCode};
 use std::fmt::Write as _;
@@ -74,6 +76,7 @@ pub(super) fn page(
     html.push_str("</p>\n");
     write_modules(&mut html, config);
     write_targets(&mut html, &app.scheduler.targets(), now);
+    write_transitions(&mut html, &app.scheduler.transitions().recent(), now);
     write_groups(&mut html, app, config, now);
     if hidden {
         html.push_str(
@@ -186,7 +189,7 @@ fn write_targets(html: &mut String, targets: &[std::sync::Arc<ScheduledTarget>],
     }
     html.push_str(
         "<table><tr><th>target</th><th>module</th><th>labels</th><th>state</th><th>last result</th>\
-         <th>last handshake</th><th>last change</th></tr>\n",
+         <th>last handshake</th><th>last change</th><th>probed every</th></tr>\n",
     );
     for target in targets.iter().take(MAX_TARGET_ROWS) {
         let labels: Vec<String> = target
@@ -213,8 +216,11 @@ fn write_targets(html: &mut String, targets: &[std::sync::Arc<ScheduledTarget>],
 }
 
 fn state_cells(state: &TargetState, now: f64) -> String {
+    let interval = interval_cell(state);
     if !state.probed {
-        return "<td class=\"pending\">not probed yet</td><td></td><td></td><td></td>".to_owned();
+        return format!(
+            "<td class=\"pending\">not probed yet</td><td></td><td></td><td></td>{interval}"
+        );
     }
     let (class, word) = if state.healthy {
         ("up", "healthy")
@@ -229,8 +235,66 @@ fn state_cells(state: &TargetState, now: f64) -> String {
         .last_handshake
         .map_or_else(String::new, |seconds| format!("{:.3} ms", seconds * 1000.0));
     format!(
-        "<td class=\"{class}\">{word}</td><td>{result}</td><td>{handshake}</td><td>{}</td>",
+        "<td class=\"{class}\">{word}</td><td>{result}</td><td>{handshake}</td><td>{}</td>{interval}",
         ago(now, state.last_change_unix)
+    )
+}
+
+/// The last health changes of scheduled targets, newest first.
+fn write_transitions(html: &mut String, transitions: &[Arc<Transition>], now: f64) {
+    let _ = writeln!(
+        html,
+        "<h2>Last transitions ({} of at most {MAX_RECENT}, {} KiB)</h2>",
+        transitions.len(),
+        MAX_RECENT_BYTES / 1024
+    );
+    if transitions.is_empty() {
+        html.push_str(
+            "<p>None yet: a scheduled target's change of health, after rise or fall, shows here.</p>\n",
+        );
+        return;
+    }
+    html.push_str(
+        "<table><tr><th>when</th><th>target</th><th>module</th><th>labels</th><th>change</th>\
+         <th>probe that caused it</th><th>probes since the last change</th></tr>\n",
+    );
+    for transition in transitions {
+        let (class, to) = if transition.healthy {
+            ("up", "healthy")
+        } else {
+            ("down", "unhealthy")
+        };
+        let mut result = transition.result();
+        if !transition.detail.is_empty() {
+            let _ = write!(result, ": {}", transition.detail);
+        }
+        let _ = writeln!(
+            html,
+            "<tr><td>{}</td><td><code>{}</code></td><td>{}</td><td>{}</td>\
+             <td class=\"{class}\">{} → {to}</td><td>{}</td><td>{}</td></tr>",
+            ago(now, transition.unix),
+            escape(&transition.target),
+            escape(&transition.module),
+            escape(&transition.labels),
+            Transition::state_word(!transition.healthy),
+            escape(&result),
+            transition.probes
+        );
+    }
+    html.push_str("</table>\n");
+}
+
+/// The interval the target is probed at now, and which of its intervals
+/// that is when not `interval`.
+fn interval_cell(state: &TargetState) -> String {
+    let which = match state.phase() {
+        Phase::Up => "",
+        Phase::Changing => " (fast_interval: changing)",
+        Phase::Down => " (down_interval)",
+    };
+    format!(
+        "<td>{}{which}</td>",
+        crate::config::PromDuration::from(state.interval)
     )
 }
 

@@ -101,6 +101,8 @@ pub(crate) struct ExporterView<'a> {
     pub(crate) half_open_closes: HalfOpenCloseValues,
     /// Targets this instance probes on its schedule.
     pub(crate) scheduled_targets: usize,
+    /// Transitions the events file's writer had no room for.
+    pub(crate) events_dropped: u64,
     /// The `process_*` metrics.
     pub(crate) process: &'a ProcessMetrics,
     /// The `--web.config.file` loads and logins, when one is given.
@@ -172,6 +174,17 @@ impl ExporterView<'_> {
             "synack_exporter_scheduled_targets",
             "Targets this instance probes on its own schedule.",
             self.scheduled_targets,
+        );
+        writer.family(
+            "synack_exporter_transition_events_dropped",
+            Kind::Counter,
+            "Health transitions of scheduled targets not written to --events.file because its writer's queue was full (the log line has them).",
+        );
+        writer.sample(
+            "synack_exporter_transition_events_dropped",
+            "_total",
+            &[],
+            Value::Int(self.events_dropped),
         );
         self.write_half_open_closes(writer);
         self.process.write(writer);

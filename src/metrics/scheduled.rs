@@ -461,7 +461,7 @@ mod tests {
     #[test]
     fn label_sets_are_escaped_once_per_published_target_list() {
         let runner = Arc::new(ProbeRunner::new(4, Resolver::from_system(&[])).unwrap());
-        let scheduler = Scheduler::new(runner, Shard::ALL);
+        let scheduler = Scheduler::new(runner, Shard::ALL, Default::default());
         let counters = ResultCounters::default();
         let series = ScheduledSeries::default();
         let apply = |yaml: &Config| {

@@ -1,6 +1,12 @@
 //! The background scheduler: probes the configured `targets:` once per
 //! interval and keeps their state for `/metrics` and the landing page.
 //!
+//! Which interval is the target's [`Phase`] after its last probe, as in
+//! HAProxy: `interval` while healthy, `fast_interval` while its results
+//! disagree with its state (rise or fall is counting), `down_interval`
+//! while unhealthy. The next probe is one such interval after the slot of
+//! the last (see [`queue`]).
+//!
 //! Each probe runs as a task of its own, so a slow or dead target never
 //! delays another; one queue on the probe thread starts them when due
 //! (see [`queue`] for why not a task per target). Start times are spread
@@ -11,7 +17,7 @@
 //!
 //! A reload diffs the new target list against the running one: removed
 //! targets stop and lose their series, new ones start, and unchanged ones
-//! keep their state and counters. A target whose interval, rise or fall
+//! keep their state and counters. A target whose intervals, rise or fall
 //! changed keeps its state and restarts its schedule. A target whose
 //! module changed its definition (another prober, another option, even
 //! under the same name) starts afresh, as a new target: the old results
@@ -40,9 +46,13 @@
 mod lag;
 mod queue;
 mod state;
+mod transitions;
 
 pub(crate) use lag::ScheduleLag;
-pub(crate) use state::{HANDSHAKE_BUCKETS, TargetState};
+pub(crate) use state::{HANDSHAKE_BUCKETS, Phase, TargetState};
+pub(crate) use transitions::{
+    EVENTS_FILE_MAX_BYTES, EventsFile, MAX_RECENT, MAX_RECENT_BYTES, Transition, Transitions,
+};
 
 use crate::config::{Config, LabelName};
 use crate::hash::fnv1a_64;
@@ -90,12 +100,48 @@ impl ScheduledTarget {
         read(&self.state.lock().unwrap_or_else(PoisonError::into_inner))
     }
 
-    fn record(&self, outcome: crate::prober::Outcome, plan: &Plan) {
+    /// Takes in the outcome of a probe by `plan`, writes a change of
+    /// health into `transitions`, and returns the phase it leaves the
+    /// target in.
+    fn record(
+        &self,
+        outcome: crate::prober::Outcome,
+        plan: &Plan,
+        transitions: &Transitions,
+    ) -> Phase {
         let now = crate::clock::unix_seconds();
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         // Its prober is that of `plan`: a reload that changes the module
         // makes a new target.
-        state.record(outcome, plan.rise, plan.fall, now);
+        let changed = state.record(outcome, plan.rise, plan.fall, now);
+        let phase = state.phase();
+        state.interval = plan.intervals.of(phase);
+        let transition = changed.then(|| {
+            let probes = state.take_probes_since_change();
+            Transition::new(
+                now,
+                &self.target_text,
+                &self.module,
+                &self.labels,
+                state.healthy,
+                state.last_reason,
+                &state.last_detail,
+                probes,
+            )
+        });
+        drop(state);
+        if let Some(transition) = transition {
+            transitions.record(transition);
+        }
+        phase
+    }
+
+    /// The interval `plan` gives the target in its phase now, which its
+    /// state then shows.
+    fn interval_now(&self, plan: &Plan) -> std::time::Duration {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        state.interval = plan.intervals.of(state.phase());
+        state.interval
     }
 }
 
@@ -120,7 +166,7 @@ struct TargetKey {
 #[derive(Clone, Debug)]
 struct Plan {
     module: Arc<LoadedModule>,
-    interval: Duration,
+    intervals: Intervals,
     rise: u32,
     fall: u32,
 }
@@ -128,7 +174,29 @@ struct Plan {
 impl PartialEq for Plan {
     fn eq(&self, other: &Self) -> bool {
         self.module.same_as(&other.module)
-            && (self.interval, self.rise, self.fall) == (other.interval, other.rise, other.fall)
+            && (self.intervals, self.rise, self.fall) == (other.intervals, other.rise, other.fall)
+    }
+}
+
+/// A target's intervals, one per [`Phase`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Intervals {
+    /// While healthy, and before the first probe.
+    up: Duration,
+    /// While the last result disagrees with the state.
+    changing: Duration,
+    /// While unhealthy.
+    down: Duration,
+}
+
+impl Intervals {
+    /// The interval until the next probe of a target in `phase`.
+    fn of(&self, phase: Phase) -> Duration {
+        match phase {
+            Phase::Up => self.up,
+            Phase::Changing => self.changing,
+            Phase::Down => self.down,
+        }
     }
 }
 
@@ -144,20 +212,29 @@ pub(crate) struct Scheduler {
     queue: Queue,
     published: RwLock<TargetList>,
     lag: Arc<ScheduleLag>,
+    transitions: Arc<Transitions>,
 }
 
 impl Scheduler {
-    /// A scheduler with no targets yet; see [`Scheduler::apply`].
-    pub(crate) fn new(runner: Arc<ProbeRunner>, shard: Shard) -> Self {
+    /// A scheduler with no targets yet, writing health changes into
+    /// `transitions`; see [`Scheduler::apply`].
+    pub(crate) fn new(runner: Arc<ProbeRunner>, shard: Shard, transitions: Transitions) -> Self {
         let lag = Arc::new(lag::empty_schedule_lag());
+        let transitions = Arc::new(transitions);
         Self {
             shard,
             epoch: Instant::now(),
             running: Mutex::new(BTreeMap::new()),
-            queue: Queue::start(runner, Arc::clone(&lag)),
+            queue: Queue::start(runner, Arc::clone(&lag), Arc::clone(&transitions)),
             published: RwLock::new(Arc::from(Vec::new())),
             lag,
+            transitions,
         }
+    }
+
+    /// The log of health changes.
+    pub(crate) fn transitions(&self) -> &Transitions {
+        &self.transitions
     }
 
     /// The targets being probed, in a stable order, for scrapes and pages.
@@ -268,7 +345,11 @@ impl Scheduler {
                 };
                 let plan = Plan {
                     module: Arc::clone(module),
-                    interval: block.interval.0,
+                    intervals: Intervals {
+                        up: block.interval.0,
+                        changing: block.fast_interval.0,
+                        down: block.down_interval.0,
+                    },
                     rise: block.rise,
                     fall: block.fall,
                 };
@@ -278,10 +359,13 @@ impl Scheduler {
         plans
     }
 
-    /// Queues `target` to be probed by `plan` at its slots.
+    /// Queues `target` to be probed by `plan` at its slots, from the
+    /// interval of its phase now (a reload keeps the state of a target
+    /// that is down).
     fn schedule(&self, target: Arc<ScheduledTarget>, plan: Plan) -> Arc<Job> {
-        let offset = slot_offset(&target.module, &target.target_text, plan.interval);
-        let job = Arc::new(Job::new(target, plan, self.epoch + offset));
+        let interval = target.interval_now(&plan);
+        let offset = slot_offset(&target.module, &target.target_text, interval);
+        let job = Arc::new(Job::new(target, plan, self.epoch + offset, interval));
         self.queue.add(Arc::clone(&job));
         job
     }
@@ -361,7 +445,7 @@ mod tests {
         let port = refusing_port();
         let [a, b, c] = [1, 2, 3].map(|host| format!("127.0.0.{host}:{port}"));
         let runner = Arc::new(ProbeRunner::new(16, Resolver::from_system(&[])).unwrap());
-        let scheduler = Scheduler::new(runner, Shard::ALL);
+        let scheduler = Scheduler::new(runner, Shard::ALL, Transitions::default());
         let counters = ResultCounters::default();
         let apply = |config: &Config| {
             let modules = Modules::load(config, &counters);
@@ -396,6 +480,18 @@ mod tests {
         );
         assert_eq!(probes(&gone), gone_count, "a removed target is not probed");
         assert!(probes(&find(&second, &c)) >= 1, "a new target is probed");
+    }
+
+    #[test]
+    fn each_phase_has_its_interval() {
+        let intervals = Intervals {
+            up: Duration::from_secs(4),
+            changing: Duration::from_secs(1),
+            down: Duration::from_secs(2),
+        };
+        assert_eq!(intervals.of(Phase::Up), Duration::from_secs(4));
+        assert_eq!(intervals.of(Phase::Changing), Duration::from_secs(1));
+        assert_eq!(intervals.of(Phase::Down), Duration::from_secs(2));
     }
 
     #[test]

@@ -21,6 +21,17 @@
 //! slot a task per target would have skipped too (it chose the first slot
 //! after its probe ended).
 //!
+//! The next slot is one interval after the slot just started, the
+//! interval of the target's [`Phase`] (`interval`, `fast_interval` or
+//! `down_interval`) as its last finished probe left it. A probe whose
+//! result changes the interval moves its job: it sends the driver the new
+//! due time (the first slot one new interval after its own slot that is
+//! not past), and the driver takes the old entry out. That is a wake-up
+//! only when a target's phase changes, not per probe. Each move raises the
+//! job's generation, and an entry of an older generation met in the
+//! calendar (one the driver started before the move reached it) is
+//! dropped, so a job is queued once whatever the order.
+//!
 //! The calendar is a `BTreeMap` from millisecond to the jobs due in it
 //! (tokio's timers are no finer). A binary heap of 100 000 jobs was tried
 //! first: each probe's sift through its 2.4 MB missed the cache on most
@@ -36,18 +47,20 @@
 
 #![forbid(unsafe_code)]
 
-use super::{Plan, ScheduleLag, ScheduledTarget, next_slot};
+use super::{Phase, Plan, ScheduleLag, ScheduledTarget, Transitions, next_slot};
 use crate::prober::StepLog;
 use crate::runner::ProbeRunner;
 use crate::task::AbortOnDrop;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
-use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
+use tokio::sync::mpsc::{
+    UnboundedReceiver, UnboundedSender, WeakUnboundedSender, unbounded_channel,
+};
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
-/// Jobs the driver takes from its channel per wake-up: a reload that
+/// Messages the driver takes from its channel per wake-up: a reload that
 /// starts 200 000 targets then does not hold off due probes for all of them.
 const JOB_BATCH: usize = 1024;
 
@@ -58,10 +71,23 @@ pub(super) struct Job {
     pub(super) target: Arc<ScheduledTarget>,
     /// How it is probed.
     pub(super) plan: Plan,
-    /// The first slot; the others follow every `plan.interval`.
+    /// The first slot, on the grid of the interval in force when queued.
     first_slot: Instant,
-    /// Its probe, if one is running, or whether the job stopped.
-    probe: Mutex<Probe>,
+    /// Its probe and its place in the queue.
+    slots: Mutex<Slots>,
+}
+
+/// A job's probe, its interval in force and where the calendar holds it.
+#[derive(Debug)]
+struct Slots {
+    probe: Probe,
+    /// The interval after the last finished probe's phase; the job's
+    /// entry in the calendar was computed with it.
+    interval: Duration,
+    /// When the job is queued for.
+    queued: Instant,
+    /// Raised by each move; entries of an older one are stale.
+    generation: u64,
 }
 
 /// Where a job's probing stands.
@@ -76,77 +102,138 @@ enum Probe {
 }
 
 impl Job {
-    /// A job probing `target` by `plan` at `first_slot` and every interval after.
-    pub(super) fn new(target: Arc<ScheduledTarget>, plan: Plan, first_slot: Instant) -> Self {
+    /// A job probing `target` by `plan`, at `first_slot` and then every
+    /// interval of its phase, starting with `interval`.
+    pub(super) fn new(
+        target: Arc<ScheduledTarget>,
+        plan: Plan,
+        first_slot: Instant,
+        interval: Duration,
+    ) -> Self {
         Self {
             target,
             plan,
             first_slot,
-            probe: Mutex::new(Probe::Idle),
+            slots: Mutex::new(Slots {
+                probe: Probe::Idle,
+                interval,
+                queued: first_slot,
+                generation: 0,
+            }),
         }
     }
 
     /// Stops the job for good, aborting its probe if one is running.
     pub(super) fn stop(&self) {
-        if let Probe::Running(task) = std::mem::replace(&mut *self.lock(), Probe::Stopped) {
+        if let Probe::Running(task) = std::mem::replace(&mut self.lock().probe, Probe::Stopped) {
             task.abort();
         }
     }
 
-    fn is_stopped(&self) -> bool {
-        matches!(*self.lock(), Probe::Stopped)
-    }
-
-    /// Starts the probe of `slot` as its own task, unless the previous
-    /// probe still runs; returns false when the job stopped. The lock is
-    /// held over the spawn, so that a concurrent [`stop`](Self::stop)
-    /// either sees the task to abort or prevents it.
-    fn start(self: &Arc<Self>, slot: Instant, context: &Arc<Context>) -> bool {
-        let mut probe = self.lock();
-        match *probe {
-            Probe::Stopped => return false,
-            Probe::Running(_) => return true,
-            Probe::Idle => {}
+    /// Where a new job goes in the calendar: its first slot at or after
+    /// `now`; `None` once stopped.
+    fn first_due(self: &Arc<Self>, now: Instant) -> Option<Due> {
+        let mut slots = self.lock();
+        if matches!(slots.probe, Probe::Stopped) {
+            return None;
         }
-        let task = context.runner.spawn_on_probe_thread(probe_once(
-            Arc::clone(self),
-            slot,
-            Arc::clone(context),
-        ));
-        *probe = Probe::Running(task.abort_handle());
-        true
+        slots.queued = next_slot(self.first_slot, slots.interval, now);
+        Some(Due {
+            at: slots.queued,
+            generation: slots.generation,
+            job: Arc::clone(self),
+        })
     }
 
-    /// The first slot at or after `now` that is not `slot`, the one just
-    /// started.
-    fn slot_after(&self, slot: Instant, now: Instant) -> Instant {
-        let next = next_slot(self.first_slot, self.plan.interval, now);
-        if next == slot {
-            next + self.plan.interval
-        } else {
-            next
+    /// Starts the probe of `due` as its own task, unless the previous
+    /// probe still runs, and returns where the job goes next: one interval
+    /// on, or the first slot after that which is not past. `None` when the
+    /// job stopped or `due` is stale. The lock is held over the spawn, so
+    /// that a concurrent [`stop`](Self::stop) either sees the task to
+    /// abort or prevents it.
+    fn start(self: &Arc<Self>, due: &Due, now: Instant, context: &Arc<Context>) -> Option<Due> {
+        let mut slots = self.lock();
+        if due.generation != slots.generation {
+            return None;
+        }
+        match slots.probe {
+            Probe::Stopped => return None,
+            Probe::Running(_) => {}
+            Probe::Idle => {
+                let task = context.runner.spawn_on_probe_thread(probe_once(
+                    Arc::clone(self),
+                    due.at,
+                    Arc::clone(context),
+                ));
+                slots.probe = Probe::Running(task.abort_handle());
+            }
+        }
+        slots.queued = slot_after(due.at, slots.interval, now);
+        Some(Due {
+            at: slots.queued,
+            generation: slots.generation,
+            job: Arc::clone(self),
+        })
+    }
+
+    /// Forgets the finished probe of `slot`, whose memory its abort handle
+    /// would otherwise keep until the next probe, and moves the job when
+    /// the probe left the target in a phase of another interval.
+    fn finished(self: &Arc<Self>, slot: Instant, phase: Phase, context: &Context) {
+        let mut slots = self.lock();
+        if !matches!(slots.probe, Probe::Running(_)) {
+            return; // stopped
+        }
+        slots.probe = Probe::Idle;
+        let interval = self.plan.intervals.of(phase);
+        if interval == slots.interval {
+            return;
+        }
+        slots.interval = interval;
+        slots.generation += 1;
+        let from = slots.queued;
+        slots.queued = slot_after(slot, interval, Instant::now());
+        let due = Due {
+            at: slots.queued,
+            generation: slots.generation,
+            job: Arc::clone(self),
+        };
+        // Fails only once the driver is gone, when the scheduler is dropped.
+        if let Some(driver) = context.driver.upgrade() {
+            let _ = driver.send(Message::Move { from, due });
         }
     }
 
-    /// Forgets the finished probe's task, whose memory its abort handle
-    /// would otherwise keep until the next probe.
-    fn finished(&self) {
-        let mut probe = self.lock();
-        if matches!(*probe, Probe::Running(_)) {
-            *probe = Probe::Idle;
-        }
+    fn is_current(&self, generation: u64) -> bool {
+        self.lock().generation == generation
     }
 
-    fn lock(&self) -> MutexGuard<'_, Probe> {
-        self.probe.lock().unwrap_or_else(PoisonError::into_inner)
+    fn lock(&self) -> MutexGuard<'_, Slots> {
+        self.slots.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
-/// A queued job and when it is due.
+/// The first slot after `slot` at or after `now`, where slots follow
+/// every `interval`.
+fn slot_after(slot: Instant, interval: Duration, now: Instant) -> Instant {
+    next_slot(slot + interval, interval, now)
+}
+
+/// A queued job, when it is due, and the generation it was queued in.
 #[derive(Debug)]
 struct Due {
     at: Instant,
+    generation: u64,
     job: Arc<Job>,
+}
+
+/// What the driver receives.
+#[derive(Debug)]
+enum Message {
+    /// A new job, to queue for its first slot.
+    Add(Arc<Job>),
+    /// A job whose interval changed, queued at `from`, to go to `due`.
+    Move { from: Instant, due: Due },
 }
 
 /// Queued jobs by the millisecond they are due in, counted from `epoch`.
@@ -164,11 +251,30 @@ impl Calendar {
         }
     }
 
+    /// The millisecond that ends at or after `at`.
+    fn bucket_of(&self, at: Instant) -> u64 {
+        let nanos = at.saturating_duration_since(self.epoch).as_nanos();
+        u64::try_from(nanos.div_ceil(1_000_000)).unwrap_or(u64::MAX)
+    }
+
     /// Queues `due` in the millisecond that ends at or after it.
     fn push(&mut self, due: Due) {
-        let nanos = due.at.saturating_duration_since(self.epoch).as_nanos();
-        let millis = u64::try_from(nanos.div_ceil(1_000_000)).unwrap_or(u64::MAX);
-        self.buckets.entry(millis).or_default().push(due);
+        self.buckets
+            .entry(self.bucket_of(due.at))
+            .or_default()
+            .push(due);
+    }
+
+    /// Takes out `job`'s entries queued at `at` of generations before
+    /// `generation`; a bucket holds the jobs of one millisecond, a few.
+    fn remove(&mut self, at: Instant, job: &Arc<Job>, generation: u64) {
+        let bucket = self.bucket_of(at);
+        if let Some(dues) = self.buckets.get_mut(&bucket) {
+            dues.retain(|due| !(Arc::ptr_eq(&due.job, job) && due.generation < generation));
+            if dues.is_empty() {
+                self.buckets.remove(&bucket);
+            }
+        }
     }
 
     /// When the earliest bucket is due.
@@ -189,24 +295,34 @@ impl Calendar {
 struct Context {
     runner: Arc<ProbeRunner>,
     lag: Arc<ScheduleLag>,
+    transitions: Arc<Transitions>,
+    /// To move a job whose interval changed; weak, so that the driver
+    /// still ends when the [`Queue`] is gone.
+    driver: WeakUnboundedSender<Message>,
 }
 
 /// The queue of scheduled jobs; its driver runs on the probe thread.
 #[derive(Debug)]
 pub(super) struct Queue {
     /// New jobs, to the driver.
-    jobs: UnboundedSender<Arc<Job>>,
+    jobs: UnboundedSender<Message>,
     _driver: AbortOnDrop,
 }
 
 impl Queue {
     /// Starts the driver on `runner`'s probe thread, observing each probe's
-    /// start into `lag`.
-    pub(super) fn start(runner: Arc<ProbeRunner>, lag: Arc<ScheduleLag>) -> Self {
+    /// start into `lag` and health changes into `transitions`.
+    pub(super) fn start(
+        runner: Arc<ProbeRunner>,
+        lag: Arc<ScheduleLag>,
+        transitions: Arc<Transitions>,
+    ) -> Self {
         let (jobs, received) = unbounded_channel();
         let context = Arc::new(Context {
             runner: Arc::clone(&runner),
             lag,
+            transitions,
+            driver: jobs.downgrade(),
         });
         let driver = runner.spawn_on_probe_thread(drive(received, context));
         Self {
@@ -218,12 +334,12 @@ impl Queue {
     /// Queues `job` for its first slot at or after now.
     pub(super) fn add(&self, job: Arc<Job>) {
         // Fails only once the driver is gone, when the scheduler is dropped.
-        let _ = self.jobs.send(job);
+        let _ = self.jobs.send(Message::Add(job));
     }
 }
 
 /// The driver: queues the jobs it receives and starts them when due.
-async fn drive(mut received: UnboundedReceiver<Arc<Job>>, context: Arc<Context>) {
+async fn drive(mut received: UnboundedReceiver<Message>, context: Arc<Context>) {
     let mut due = Calendar::new();
     let mut batch = Vec::with_capacity(JOB_BATCH);
     let sleep = tokio::time::sleep_until(Instant::now());
@@ -250,33 +366,41 @@ async fn drive(mut received: UnboundedReceiver<Arc<Job>>, context: Arc<Context>)
     }
 }
 
-/// Queues each new job for its first slot at or after now; one stopped
-/// already is dropped.
-fn queue_all(due: &mut Calendar, jobs: impl Iterator<Item = Arc<Job>>) {
+/// Queues each new job for its first slot at or after now, and moves the
+/// jobs whose interval changed; a stopped job is dropped, and a move that
+/// a later one overtook is ignored.
+fn queue_all(calendar: &mut Calendar, messages: impl Iterator<Item = Message>) {
     let now = Instant::now();
-    for job in jobs {
-        if job.is_stopped() {
-            continue;
+    for message in messages {
+        match message {
+            Message::Add(job) => {
+                if let Some(first) = job.first_due(now) {
+                    calendar.push(first);
+                }
+            }
+            Message::Move { from, due } => {
+                if due.job.is_current(due.generation) {
+                    calendar.remove(from, &due.job, due.generation);
+                    calendar.push(due);
+                }
+            }
         }
-        let at = next_slot(job.first_slot, job.plan.interval, now);
-        due.push(Due { at, job });
     }
 }
 
 /// Starts every job due by now and queues it again for its next slot;
-/// stopped jobs leave the queue.
-fn start_due(due: &mut Calendar, context: &Arc<Context>) {
+/// stopped jobs and stale entries leave the queue.
+fn start_due(calendar: &mut Calendar, context: &Arc<Context>) {
     let now = Instant::now();
     // Bounded by the buckets there are: jobs go back after now, so each
     // bucket due now is taken once.
-    for _ in 0..due.buckets.len() {
-        let Some(bucket) = due.take_due(now) else {
+    for _ in 0..calendar.buckets.len() {
+        let Some(bucket) = calendar.take_due(now) else {
             break;
         };
-        for Due { at, job } in bucket {
-            if job.start(at, context) {
-                let at = job.slot_after(at, now);
-                due.push(Due { at, job });
+        for due in bucket {
+            if let Some(next) = due.job.start(&due, now, context) {
+                calendar.push(next);
             }
         }
     }
@@ -284,6 +408,7 @@ fn start_due(due: &mut Calendar, context: &Arc<Context>) {
 
 /// One scheduled probe of `job`, for `slot`.
 async fn probe_once(job: Arc<Job>, slot: Instant, context: Arc<Context>) {
+    // Against the slot the job was due at, whichever interval led to it.
     context
         .lag
         .observe(Instant::now().saturating_duration_since(slot));
@@ -299,6 +424,6 @@ async fn probe_once(job: Arc<Job>, slot: Instant, context: Arc<Context>) {
         &mut StepLog::disabled(),
     ))
     .await;
-    job.target.record(outcome, plan);
-    job.finished();
+    let phase = job.target.record(outcome, plan, &context.transitions);
+    job.finished(slot, phase, &context);
 }

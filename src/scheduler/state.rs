@@ -12,6 +12,7 @@
 #![forbid(unsafe_code)]
 
 use crate::prober::{Kept, Outcome, RESULTS, Reason, result_index};
+use std::time::Duration;
 
 /// Upper bounds of the handshake histogram, in seconds: 100 µs to 5 s.
 pub(crate) const HANDSHAKE_BUCKETS: [f64; 13] = [
@@ -39,6 +40,18 @@ impl Histogram {
         self.sum += seconds;
         self.count += 1;
     }
+}
+
+/// Where a target's health stands, which decides its next interval.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// Healthy and agreeing, or not probed yet: `interval`.
+    Up,
+    /// The last result disagrees with the state, so rise or fall is
+    /// counting towards a change: `fast_interval`.
+    Changing,
+    /// Unhealthy and agreeing: `down_interval`.
+    Down,
 }
 
 /// The state of one scheduled target.
@@ -73,18 +86,24 @@ pub(crate) struct TargetState {
     pub(crate) results: [u64; RESULTS.len()],
     /// Health changes after the first probe.
     pub(crate) state_changes: u64,
+    /// Probes since the last health change (or since the first probe).
+    pub(crate) probes_since_change: u64,
     /// Handshakes attempted, over all probes.
     pub(crate) attempts: u64,
     /// Of those, the ones that failed.
     pub(crate) attempts_failed: u64,
     /// Handshake times of every successful attempt.
     pub(crate) handshake: Histogram,
+    /// The interval until the next probe, of the phase the scheduler saw.
+    pub(crate) interval: Duration,
 }
 
 impl TargetState {
     /// Takes in one outcome finished at `now_unix`; its detail text is
     /// moved in, not copied, since this runs for every scheduled probe.
-    pub(crate) fn record(&mut self, outcome: Outcome, rise: u32, fall: u32, now_unix: f64) {
+    /// Returns whether it changed the health state (the first probe, which
+    /// sets it, does not).
+    pub(crate) fn record(&mut self, outcome: Outcome, rise: u32, fall: u32, now_unix: f64) -> bool {
         let success = outcome.is_success();
         self.last_success = success;
         self.last_reason = outcome.reason();
@@ -103,32 +122,54 @@ impl TargetState {
                 self.handshake.observe(handshake.as_secs_f64());
             }
         }
-        self.update_health(success, rise, fall, now_unix);
+        let changed = self.update_health(success, rise, fall, now_unix);
         self.last_detail = outcome
             .failure
             .map(|failure| failure.detail)
             .unwrap_or_default();
+        changed
     }
 
-    fn update_health(&mut self, success: bool, rise: u32, fall: u32, now_unix: f64) {
+    /// The phase the last probe left the target in.
+    pub(crate) fn phase(&self) -> Phase {
+        if !self.probed {
+            Phase::Up
+        } else if self.last_success != self.healthy {
+            Phase::Changing
+        } else if self.healthy {
+            Phase::Up
+        } else {
+            Phase::Down
+        }
+    }
+
+    fn update_health(&mut self, success: bool, rise: u32, fall: u32, now_unix: f64) -> bool {
+        self.probes_since_change += 1;
         if !self.probed {
             self.probed = true;
             self.healthy = success;
             self.last_change_unix = now_unix;
-            return;
+            return false;
         }
         if success == self.healthy {
             self.against_state = 0;
-            return;
+            return false;
         }
         self.against_state += 1;
         let needed = if self.healthy { fall } else { rise };
-        if self.against_state >= needed {
-            self.healthy = success;
-            self.against_state = 0;
-            self.state_changes += 1;
-            self.last_change_unix = now_unix;
+        if self.against_state < needed {
+            return false;
         }
+        self.healthy = success;
+        self.against_state = 0;
+        self.state_changes += 1;
+        self.last_change_unix = now_unix;
+        true
+    }
+
+    /// Ends the count of probes since the last change, returning it.
+    pub(crate) fn take_probes_since_change(&mut self) -> u64 {
+        std::mem::take(&mut self.probes_since_change)
     }
 }
 
@@ -136,7 +177,6 @@ impl TargetState {
 mod tests {
     use super::*;
     use crate::prober::Failure;
-    use std::time::Duration;
 
     fn success() -> Outcome {
         let mut outcome = refused();
@@ -172,7 +212,11 @@ mod tests {
                 time - 1
             );
         }
-        state.record(refused(), rise, fall, 4.0);
+        assert!(
+            state.record(refused(), rise, fall, 4.0),
+            "a change at the fall-th failure"
+        );
+        assert_eq!(state.take_probes_since_change(), 4, "1 success, 3 failures");
         assert!(!state.healthy, "unhealthy at the fall-th failure");
         assert_eq!((state.state_changes, state.last_change_unix), (1, 4.0));
         state.record(success(), rise, fall, 5.0);
@@ -180,10 +224,65 @@ mod tests {
         state.record(refused(), rise, fall, 6.0);
         state.record(success(), rise, fall, 7.0);
         assert!(!state.healthy, "an interrupted streak starts over");
-        state.record(success(), rise, fall, 8.0);
+        assert!(state.record(success(), rise, fall, 8.0), "reported once");
         assert!(state.healthy, "healthy at the rise-th success in a row");
+        assert_eq!(state.take_probes_since_change(), 4, "since the last change");
+        assert!(!state.record(success(), rise, fall, 9.0), "no change");
         assert_eq!(state.state_changes, 2);
-        assert_eq!(state.results, [4, 4, 0, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(state.results, [5, 4, 0, 0, 0, 0, 0, 0, 0]);
+    }
+
+    /// HAProxy's `srv_getinter`: `inter` when fully up, `downinter` when
+    /// fully down, `fastinter` while the health counter moves.
+    #[test]
+    fn the_phase_follows_the_rise_and_fall_counters() {
+        let (rise, fall) = (2, 3);
+        let mut state = TargetState::default();
+        assert_eq!(state.phase(), Phase::Up, "not probed: interval");
+        let mut phases = Vec::new();
+        let results = [
+            true, false, false, false, false, true, false, true, true, true,
+        ];
+        for (time, ok) in (1..).zip(results) {
+            state.record(
+                if ok { success() } else { refused() },
+                rise,
+                fall,
+                f64::from(time),
+            );
+            phases.push(state.phase());
+        }
+        use Phase::{Changing, Down, Up};
+        assert_eq!(
+            phases,
+            [
+                Up,       // the first probe decides: healthy
+                Changing, // 1 of 3 failures
+                Changing, // 2 of 3
+                Down,     // the 3rd: unhealthy
+                Down,     // still failing
+                Changing, // 1 of 2 successes
+                Down,     // the streak broke
+                Changing, // 1 of 2
+                Up,       // the 2nd: healthy
+                Up,
+            ]
+        );
+        let mut down_first = TargetState::default();
+        down_first.record(refused(), rise, fall, 1.0);
+        assert_eq!(
+            down_first.phase(),
+            Down,
+            "the first probe decides: unhealthy"
+        );
+        let mut at_once = TargetState::default();
+        at_once.record(success(), 1, 1, 1.0);
+        at_once.record(refused(), 1, 1, 2.0);
+        assert_eq!(
+            at_once.phase(),
+            Down,
+            "fall 1 changes at once, never changing"
+        );
     }
 
     #[test]

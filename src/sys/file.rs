@@ -1,4 +1,4 @@
-//! Opening a file for reading without blocking: std's safe
+//! Opening a file for reading (or appending) without blocking: std's safe
 //! `custom_flags`, with libc's flag values, which std does not name. No
 //! `unsafe` here but in the tests.
 
@@ -21,6 +21,22 @@ use std::path::Path;
 pub(crate) fn open_for_reading_without_blocking(path: &Path) -> io::Result<File> {
     OpenOptions::new()
         .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+}
+
+/// Opens `path` for appending, creating it (mode 0640) if absent, with
+/// `O_NONBLOCK` and `O_NOCTTY`: a FIFO without a reader fails at once
+/// (`ENXIO`) rather than waiting, and the caller then checks that it is a
+/// regular file. Appends to a regular file are unaffected by either flag.
+///
+/// # Errors
+/// The `open` error.
+pub(crate) fn open_for_appending_without_blocking(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o640)
         .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
         .open(path)
 }

@@ -11,7 +11,7 @@
 //! | `rlimit.rs` | `getrlimit`, `setrlimit(RLIMIT_NOFILE)` | [`raise_nofile_limit`] at start, [`nofile_limit`] for the slots and `process_max_fds` |
 //! | `scheduling.rs` | `sched_setscheduler(SCHED_RR)` | [`set_current_thread_realtime`], `--probe.realtime-priority` |
 //! | `sysconf.rs` | `sysconf` | [`clock_ticks_per_second`] and [`page_size`], the units of `/proc/self/stat` |
-//! | `file.rs` | `open` with `O_NONBLOCK`, `O_NOCTTY` | [`open_for_reading_without_blocking`], the config and web config files |
+//! | `file.rs` | `open` with `O_NONBLOCK`, `O_NOCTTY` | [`open_for_reading_without_blocking`], the config and web config files; [`open_for_appending_without_blocking`], `--events.file` |
 //! | `process_group.rs` | `kill(-pgid, SIGKILL)` | [`kill_process_group`], the `exec` prober's deadline |
 //! | `socket_option.rs` | `setsockopt(IP_BIND_ADDRESS_NO_PORT)` | [`set_bind_address_no_port`], probes from a source address |
 //! | `error_queue.rs` | `setsockopt(IP_RECVERR)`, `recvmsg(MSG_ERRQUEUE)` | [`set_recv_err`] and [`read_error_queue`], which router sent which ICMP error |
@@ -55,7 +55,7 @@ mod sysconf;
 mod tcp_info;
 
 pub(crate) use error_queue::{read_error_queue, set_recv_err};
-pub(crate) use file::open_for_reading_without_blocking;
+pub(crate) use file::{open_for_appending_without_blocking, open_for_reading_without_blocking};
 #[cfg(feature = "bench")]
 pub(crate) use netns::enter_bench_probe_netns;
 pub(crate) use process_group::kill_process_group;

@@ -32,4 +32,5 @@ mod readme_snippets;
 mod reload;
 mod scheduler;
 mod target_policy;
+mod transitions;
 mod web_config;

@@ -203,6 +203,71 @@ async fn rise_and_fall_damp_a_port_that_closes_and_reopens() {
     assert_eq!(up.state_changes, 2);
 }
 
+/// `fast_interval` while fall counts, `down_interval` once down, measured
+/// from the probes' own finish times (`probe_last_probe_timestamp_seconds`;
+/// a refused probe on loopback ends within a millisecond of its start).
+/// Within 15 s: the first probe comes within one 3 s interval, and the
+/// gaps after it add up to 9 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probes_come_faster_while_falling_and_at_down_interval_once_down() {
+    let (listener, address) = open_listener();
+    let targets = format!(
+        "  - module: fast\n    interval: 3s\n    fast_interval: 1s\n    down_interval: 2s\n    \
+         fall: 3\n    targets: [\"{address}\"]\n"
+    );
+    let exporter = TestExporter::with_config(&config(&targets, ""), Exporter::builder()).await;
+    let first = wait_for_scheduled(&exporter, &address, Duration::from_secs(5), |state| {
+        state.probed()
+    })
+    .await;
+    assert!(first.healthy, "the open port is up: {first:?}");
+    drop(listener);
+    // Each probe's finish time, polled every 20 ms: the gaps are 1 s or
+    // more, so no probe is missed.
+    let mut times = vec![first.last_probe_unix];
+    let mut last = first;
+    let deadline = Instant::now() + Duration::from_secs(11);
+    while times.len() < 6 {
+        assert!(
+            Instant::now() < deadline,
+            "only {} probes within 11 s: {times:?}",
+            times.len()
+        );
+        let state = scheduled_state(&exporter, &address).await.unwrap();
+        if state.probes() > last.probes() {
+            assert_eq!(state.probes(), last.probes() + 1, "a probe was missed");
+            times.push(state.last_probe_unix);
+            last = state;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!last.healthy && last.state_changes == 1, "down: {last:?}");
+    let gaps: Vec<f64> = times.windows(2).map(|pair| pair[1] - pair[0]).collect();
+    // Up: 3 s to the first failure; falling (1 and 2 of 3): 1 s each;
+    // down at the third: 2 s from then on.
+    let expected = [3.0, 1.0, 1.0, 2.0, 2.0];
+    for (gap, want) in gaps.iter().zip(expected) {
+        assert!(
+            (gap - want).abs() < 0.25,
+            "gaps {gaps:.3?}, expected {expected:?}"
+        );
+    }
+    // The lag is against the slot each probe was due at, whatever the
+    // interval that led to it: every probe started within 250 ms of it.
+    let metrics = exporter.get("/metrics").await.body;
+    let count = sample(&metrics, "synack_exporter_schedule_lag_seconds_count").unwrap();
+    let on_time = sample(
+        &metrics,
+        "synack_exporter_schedule_lag_seconds_bucket{le=\"0.25\"}",
+    )
+    .unwrap();
+    assert!(count >= 6.0, "{count} probes observed");
+    assert_eq!(
+        on_time, count,
+        "some probes started late against their slot"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn start_times_spread_across_the_interval() {
     let closed = closed_address();
@@ -651,8 +716,13 @@ async fn reload_adds_removes_and_keeps_state_of_unchanged_targets() {
     })
     .await;
 
+    // Only the intervals of `kept` change: that too keeps its state.
+    let intervals = "    fast_interval: 2s\n    down_interval: 3s\n";
     let reloaded = exporter
-        .reload_with(&config(&block(&format!("\"{kept}\", \"{added}\"")), ""))
+        .reload_with(&config(
+            &(block(&format!("\"{kept}\", \"{added}\"")) + intervals),
+            "",
+        ))
         .await;
     assert_eq!(reloaded.status, 200, "{}", reloaded.body);
     // Read at once: a target scheduled afresh would start again from no
@@ -671,8 +741,8 @@ async fn reload_adds_removes_and_keeps_state_of_unchanged_targets() {
         kept_after.count("refused") >= before.count("refused")
             && kept_after.last_probe_unix >= before.last_probe_unix
             && kept_after.state_changes == before.state_changes,
-        "an unchanged target keeps its state: counters were not reset and it was not \
-         probed from scratch; before {before:?}, after {kept_after:?}"
+        "a target whose only change is its intervals keeps its state: counters were not \
+         reset and it was not probed from scratch; before {before:?}, after {kept_after:?}"
     );
     wait_for_scheduled(&exporter, &added, Duration::from_secs(5), |state| {
         state.probed()
@@ -794,7 +864,7 @@ async fn shards_split_the_targets_without_overlap() {
 async fn landing_page_lists_targets_and_history_and_escapes_user_text() {
     let closed = closed_address();
     let targets = format!(
-        "  - module: fast\n    interval: 1s\n    targets: [\"{closed}\"]\n    labels: {{team: \"<script>alert(1)</script>\"}}\n"
+        "  - module: fast\n    interval: 1s\n    down_interval: 2s\n    targets: [\"{closed}\"]\n    labels: {{team: \"<script>alert(1)</script>\"}}\n"
     );
     let exporter = TestExporter::with_config(&config(&targets, ""), Exporter::builder()).await;
     wait_for_scheduled(&exporter, &closed, Duration::from_secs(5), |state| {
@@ -821,6 +891,10 @@ async fn landing_page_lists_targets_and_history_and_escapes_user_text() {
     assert!(
         html.contains("fast") && html.contains("tcp_halfopen"),
         "modules are listed"
+    );
+    assert!(
+        html.contains("<th>probed every</th>") && html.contains("<td>2s (down_interval)</td>"),
+        "the interval in force, down_interval while down:\n{html}"
     );
     let id = html
         .split("/logs?id=")

@@ -142,6 +142,12 @@ pub(crate) struct Flags {
     #[arg(long = "web.hide-config-and-logs")]
     hide_config_and_logs: bool,
 
+    /// Write each health transition of a scheduled target (after rise or
+    /// fall) to this file as one JSON line, besides the log line; rotated
+    /// to FILE.1 at 10 MiB.
+    #[arg(long = "events.file", value_name = "FILE")]
+    events_file: Option<PathBuf>,
+
     /// Name server to resolve targets with, instead of those in
     /// /etc/resolv.conf (whose search domains and options still apply);
     /// repeat for several. /etc/hosts is read first either way.
@@ -424,6 +430,10 @@ impl Flags {
             .hide_config_and_logs(self.hide_config_and_logs);
         let builder = match &self.web_config_file {
             Some(path) => builder.web_config_file(path),
+            None => builder,
+        };
+        let builder = match &self.events_file {
+            Some(path) => builder.events_file(path),
             None => builder,
         };
         match &self.config_file {
