@@ -535,7 +535,7 @@ mod tests {
 
     /// The flags that set the exporter, each with a value other than its
     /// default.
-    const SETTING_FLAGS: [&str; 13] = [
+    const SETTING_FLAGS: [&str; 14] = [
         "--config.file=other.yml",
         "--web.config.file=web.yml",
         "--timeout-offset=1.5",
@@ -549,6 +549,7 @@ mod tests {
         "--web.max-connections=7",
         "--web.hide-config-and-logs",
         "--dns.server=127.0.0.1:53",
+        "--events.file=events.jsonl",
     ];
 
     /// The flags that are the binary's own: not the exporter's settings.
