@@ -634,6 +634,11 @@ pub struct TcpOptions {
     /// SYN-ACK, the default), `closed` or `filtered`; see [`ExpectPort`].
     #[serde(default)]
     pub expect_port: ExpectPort,
+    /// Whether a probe that timed out sends trace SYNs with a rising TTL
+    /// (1 to 30) and names the last hop that answered; see
+    /// `docs/configuration.md` for the time it keeps for them.
+    #[serde(default)]
+    pub trace_on_timeout: bool,
 }
 
 impl Default for TcpOptions {
@@ -650,6 +655,7 @@ impl Default for TcpOptions {
             attempt_timeout: None,
             stop_on_success: true,
             expect_port: ExpectPort::Open,
+            trace_on_timeout: false,
         }
     }
 }
@@ -1965,6 +1971,29 @@ mod tests {
         );
         let again = Config::parse("again", &shown).unwrap();
         assert_eq!(again.modules, config.modules);
+    }
+
+    #[test]
+    fn trace_on_timeout_is_read_by_every_tcp_prober_and_shown() {
+        for prober in ["tcp_halfopen", "tcp_connect", "tcp"] {
+            let yaml = format!(
+                "modules:\n  m:\n    prober: {prober}\n    tcp: {{trace_on_timeout: true}}\n"
+            );
+            let config = Config::parse("t.yml", &yaml).unwrap();
+            assert!(config.modules["m"].tcp().unwrap().trace_on_timeout, "{yaml}");
+            let shown = config.to_yaml();
+            assert!(shown.contains("trace_on_timeout: true\n"), "{shown}");
+            let again = Config::parse("again", &shown).unwrap();
+            assert_eq!(again.modules, config.modules);
+        }
+        let plain = Config::parse("t.yml", "modules:\n  m:\n    prober: tcp_halfopen\n").unwrap();
+        assert!(!plain.modules["m"].tcp().unwrap().trace_on_timeout);
+        assert!(plain.to_yaml().contains("trace_on_timeout: false\n"));
+        assert_rejected(&[(
+            "modules:\n  m:\n    prober: tcp_halfopen\n    tcp: {trace_on_timeout: 3}\n",
+            "modules.m.tcp.trace_on_timeout",
+            "",
+        )]);
     }
 
     #[test]

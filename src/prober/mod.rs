@@ -71,11 +71,13 @@ pub(crate) mod resolve;
 mod session;
 mod tcp;
 mod tls;
+mod trace;
 
 pub use certificate::CertFacts;
 pub use exec::ExecDetail;
 pub use session::SessionDetail;
 pub use tcp::{HandshakeStats, PortAnswer, TcpDetail};
+pub use trace::{Trace, TraceHop};
 pub use tls::TlsFacts;
 
 pub(crate) use exec::ExecStep;
@@ -448,6 +450,14 @@ pub(crate) trait Series {
     /// An info series `<name>_info` (OpenMetrics: family `name` of type
     /// info) with `labels` and the value 1; the values are escaped.
     fn info(&mut self, name: &'static str, help: &'static str, labels: &[(&str, &str)]);
+    /// A gauge with `labels`; the values are escaped.
+    fn labelled_gauge(
+        &mut self,
+        name: &'static str,
+        help: &'static str,
+        labels: &[(&str, &str)],
+        value: Number,
+    );
 }
 
 /// Writes the series of `module`'s prober that go in `slot`, with the
