@@ -535,9 +535,7 @@ impl TcpBlock {
             attempt_timeout: fields.attempt_timeout,
             stop_on_success: fields.stop_on_success.unwrap_or(defaults.stop_on_success),
             expect_port: fields.expect_port.unwrap_or(defaults.expect_port),
-            trace_on_timeout: fields
-                .trace_on_timeout
-                .unwrap_or(defaults.trace_on_timeout),
+            trace_on_timeout: fields.trace_on_timeout.unwrap_or(defaults.trace_on_timeout),
         }
     }
 

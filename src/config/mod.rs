@@ -1980,7 +1980,10 @@ mod tests {
                 "modules:\n  m:\n    prober: {prober}\n    tcp: {{trace_on_timeout: true}}\n"
             );
             let config = Config::parse("t.yml", &yaml).unwrap();
-            assert!(config.modules["m"].tcp().unwrap().trace_on_timeout, "{yaml}");
+            assert!(
+                config.modules["m"].tcp().unwrap().trace_on_timeout,
+                "{yaml}"
+            );
             let shown = config.to_yaml();
             assert!(shown.contains("trace_on_timeout: true\n"), "{shown}");
             let again = Config::parse("again", &shown).unwrap();

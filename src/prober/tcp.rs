@@ -25,11 +25,11 @@
 
 #![forbid(unsafe_code)]
 
+use super::trace::{HopAnswer, Trace, TraceHop};
 use super::{
     Budget, Context, Detail, Failure, HalfOpenCloses, IcmpError, Kept, Number, Outcome, Reason,
     Series, Slot, StepLog, TargetFamily, TargetSeries, classify, close_guard, resolve, trace,
 };
-use super::trace::{HopAnswer, Trace};
 use crate::config::{
     ExpectPort, PORT_ANSWER_LABEL, RouteRefused, TargetPolicy, TcpOptions, set_route_options,
 };
@@ -787,14 +787,12 @@ pub(super) fn write_series(
                 );
             }
             if let Some(found) = detail.and_then(|detail| detail.trace) {
-                let (ttl, address) = found
-                    .last_hop
-                    .map_or((0, String::new()), |hop| (hop.ttl, hop.address.to_string()));
+                let (ttl, address) = trace_sample(found.last_hop);
                 out.labelled_gauge(
                     TRACE_LAST_HOP,
                     TRACE_LAST_HOP_HELP,
                     &[(TRACE_HOP_LABEL, &address)],
-                    Number::Count(ttl.into()),
+                    ttl,
                 );
             }
             if options.attempts > 1 {
@@ -833,6 +831,10 @@ pub(crate) struct TcpKept {
     /// `expect_port` (see [`TcpDetail::port_answer`]); cleared by a probe
     /// that got none.
     last_port_answer: Option<PortAnswer>,
+    /// The trace of the last probe, if it ran one (see
+    /// [`TcpDetail::trace`]): `Some(None)` when no hop answered; cleared
+    /// by a probe without a trace.
+    last_trace: Option<Option<TraceHop>>,
 }
 
 impl TcpKept {
@@ -840,6 +842,9 @@ impl TcpKept {
     pub(super) fn record(&mut self, detail: Option<&TcpDetail>) {
         self.last_icmp_error = detail.and_then(|detail| detail.icmp_error);
         self.last_port_answer = detail.and_then(|detail| detail.port_answer);
+        self.last_trace = detail
+            .and_then(|detail| detail.trace)
+            .map(|trace| trace.last_hop);
         if let Some(detail) = detail {
             self.syn_retransmits += u64::from(detail.syn_retransmits);
             if let Some(rtt) = detail.tcp_rtt {
@@ -908,6 +913,29 @@ pub(super) const PORT_ANSWER_SERIES: TargetSeries = TargetSeries {
         }
     },
 };
+
+/// `probe_trace_last_hop{address}` of scheduled targets of modules with
+/// `trace_on_timeout`: the last probe's trace only.
+pub(super) const TRACE_LAST_HOP_SERIES: TargetSeries = TargetSeries {
+    family: TargetFamily::Gauge {
+        name: TRACE_LAST_HOP,
+        help: "After the last scheduled probe timed out, with trace_on_timeout: the TTL of the last hop that answered a trace SYN, address its IP; 0 with address=\"\" when no hop answered; absent when no trace ran.",
+    },
+    sample: |kept, out| {
+        if let Some(last_hop) = TcpKept::of(kept).and_then(|kept| kept.last_trace) {
+            let (ttl, address) = trace_sample(last_hop);
+            out.labelled_number(&[(TRACE_HOP_LABEL, &address)], ttl);
+        }
+    },
+};
+
+/// The value and `address` of `probe_trace_last_hop` for a trace whose
+/// last hop is `last_hop`: its TTL and IP, or 0 and empty for none.
+fn trace_sample(last_hop: Option<TraceHop>) -> (Number, String) {
+    last_hop.map_or((Number::Count(0), String::new()), |hop| {
+        (Number::Count(hop.ttl.into()), hop.address.to_string())
+    })
+}
 
 /// `ip`, unless resolving it left less than [`super::MIN_WIRE_SHARE`] of
 /// the timeout: a SYN sent then could only time out on the name server's
@@ -1209,7 +1237,10 @@ impl<'a> ProbeSocket<'a> {
     /// `kernel` read at that wake-up; returns the close delay, which a
     /// half-open socket counts.
     pub(super) fn close_after_syn_ack(
-        mut self, woke: Instant, kernel: Option<HandshakeInfo>) -> Duration {
+        mut self,
+        woke: Instant,
+        kernel: Option<HandshakeInfo>,
+    ) -> Duration {
         drop(self.stream.take());
         let delay = close_delay(woke, kernel);
         if let Some(guard) = self.guard {
@@ -1342,7 +1373,10 @@ pub(super) fn open_socket(
 /// wake-up. A wake-up with neither is how a soft ICMP error shows (one
 /// the kernel queues but lets the connect retry past): when the error
 /// queue then holds one that ends a connect, the probe ends at once.
-pub(super) async fn until_connected(stream: &TcpStream, address: SocketAddr) -> Result<Instant, Failed> {
+pub(super) async fn until_connected(
+    stream: &TcpStream,
+    address: SocketAddr,
+) -> Result<Instant, Failed> {
     let failed = |error| Failed {
         icmp: queued_icmp(stream),
         error: Some(error),
@@ -1499,6 +1533,60 @@ mod tests {
             kept.last_port_answer, None,
             "a probe without an answer clears it"
         );
+    }
+
+    #[test]
+    fn the_trace_series_is_written_only_after_a_trace_and_kept_for_targets() {
+        struct Gauges(Vec<String>);
+        impl Series for Gauges {
+            fn gauge(&mut self, _: &'static str, _: &'static str, _: Number) {}
+            fn icmp_error(&mut self, _: &IcmpError) {}
+            fn info(&mut self, _: &'static str, _: &'static str, _: &[(&str, &str)]) {}
+            fn labelled_gauge(
+                &mut self,
+                name: &'static str,
+                help: &'static str,
+                labels: &[(&str, &str)],
+                value: Number,
+            ) {
+                assert!(!help.is_empty());
+                self.0.push(format!("{name} {labels:?} {value:?}"));
+            }
+        }
+        let mut options = TcpOptions::default();
+        options.trace_on_timeout = true;
+        let mut detail = TcpDetail::default();
+        let mut out = Gauges(Vec::new());
+        write_series(&options, Some(&detail), Slot::Reasons, &mut out);
+        assert!(out.0.is_empty(), "no trace, no series");
+        detail.trace = Some(Trace {
+            sent: 30,
+            ..Trace::default()
+        });
+        write_series(&options, Some(&detail), Slot::Reasons, &mut out);
+        let hop = TraceHop {
+            ttl: 2,
+            address: "198.51.100.1".parse().unwrap(),
+        };
+        detail.trace = Some(Trace {
+            sent: 30,
+            last_hop: Some(hop),
+            ..Trace::default()
+        });
+        write_series(&options, Some(&detail), Slot::Reasons, &mut out);
+        assert_eq!(
+            out.0,
+            [
+                "probe_trace_last_hop [(\"address\", \"\")] Count(0)",
+                "probe_trace_last_hop [(\"address\", \"198.51.100.1\")] Count(2)",
+            ]
+        );
+
+        let mut kept = TcpKept::default();
+        kept.record(Some(&detail));
+        assert_eq!(kept.last_trace, Some(Some(hop)));
+        kept.record(Some(&TcpDetail::default()));
+        assert_eq!(kept.last_trace, None, "a probe without a trace clears it");
     }
 
     #[test]

@@ -23,7 +23,9 @@
 
 #![forbid(unsafe_code)]
 
-use super::tcp::{Handshake, ProbeSocket, open_socket, queued_icmp, start_connect, until_connected};
+use super::tcp::{
+    Handshake, ProbeSocket, open_socket, queued_icmp, start_connect, until_connected,
+};
 use super::{HalfOpenCloses, IcmpError};
 use crate::config::TcpOptions;
 use futures_util::future::join_all;
@@ -197,7 +199,11 @@ fn send(address: SocketAddr, options: &TcpOptions, ttl: u8) -> io::Result<tokio:
 
 /// Waits for one trace SYN's answer until `deadline`; a SYN-ACK closes the
 /// socket at once, with RST.
-async fn wait(socket: ProbeSocket<'_>, address: SocketAddr, deadline: Instant) -> Option<HopAnswer> {
+async fn wait(
+    socket: ProbeSocket<'_>,
+    address: SocketAddr,
+    deadline: Instant,
+) -> Option<HopAnswer> {
     match tokio::time::timeout_at(deadline, until_connected(socket.stream(), address)).await {
         Ok(Ok(woke)) => {
             let kernel = crate::sys::handshake_info(socket.stream().as_fd()).ok();
@@ -214,5 +220,56 @@ async fn wait(socket: ProbeSocket<'_>, address: SocketAddr, deadline: Instant) -
         // Dropped, not closed as unanswered: a SYN-ACK that came while
         // the thread could not run still counts in the guard.
         Err(_) => queued_icmp(socket.stream()).map(HopAnswer::Icmp),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_trace_keeps_a_quarter_of_the_timeout_at_most_one_second_when_asked() {
+        let mut options = TcpOptions::default();
+        assert_eq!(reserve(&options, Duration::from_secs(2)), None);
+        options.trace_on_timeout = true;
+        assert_eq!(
+            reserve(&options, Duration::from_secs(2)),
+            Some(Duration::from_millis(500))
+        );
+        assert_eq!(reserve(&options, Duration::from_secs(10)), Some(MAX_WAIT));
+        assert!(MAX_HOPS <= 30, "about 30 packets at most, says the issue");
+    }
+
+    #[test]
+    fn a_trace_reads_as_the_start_of_a_timeout_detail() {
+        let hop = |ttl, address: &str| TraceHop {
+            ttl,
+            address: address.parse().unwrap(),
+        };
+        let lost = Trace {
+            sent: 30,
+            last_hop: Some(hop(2, "198.51.100.1")),
+            ..Trace::default()
+        };
+        assert_eq!(lost.to_string(), "SYN lost after hop 2 (198.51.100.1)");
+        let silent = Trace {
+            sent: 30,
+            ..Trace::default()
+        };
+        assert_eq!(
+            silent.to_string(),
+            "SYN lost before hop 1: no hop answered the 30 trace SYNs (TTL 1 to 30)"
+        );
+        let open = Trace {
+            sent: 30,
+            last_hop: Some(hop(3, "203.0.113.2")),
+            syn_ack: Some(3),
+            ..Trace::default()
+        };
+        assert_eq!(
+            open.to_string(),
+            "the port answered the trace SYN with TTL 3 with SYN-ACK (closed with RST): \
+             the probe's SYN or its answer was lost"
+        );
     }
 }

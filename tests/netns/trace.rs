@@ -123,8 +123,7 @@ fn netns_trace_names_the_last_hop_that_answered() {
     else {
         return;
     };
-    let [client, router1, router2, server] =
-        [0, 1, 2, 3].map(|i| namespaces[i].name().to_owned());
+    let [client, router1, router2, server] = [0, 1, 2, 3].map(|i| namespaces[i].name().to_owned());
     build_topology(&client, &router1, &router2, &server);
     crate::namespace::run_child_in(
         &client,
@@ -269,7 +268,8 @@ fn netns_trace_client_probes() {
                         println!("{module} {server}:{port}: {sent} trace SYNs, {took:?}");
                         let expect = if traced { hop } else { None };
                         if let Some(problem) = wrong(&body, expect, sent, took) {
-                            problems.push(format!("{module} to {server}:{port}: {problem}\n{body}"));
+                            problems
+                                .push(format!("{module} to {server}:{port}: {problem}\n{body}"));
                         }
                     }
                 }
@@ -290,7 +290,9 @@ fn wrong(body: &str, expect: Option<(u32, IpAddr)>, sent: u64, took: Duration) -
     }
     // The trace ends within the probe's deadline: /probe answers in time.
     if took > Duration::from_secs(TIMEOUT_SECONDS) + Duration::from_millis(300) {
-        return Some(format!("/probe took {took:?}, over the {TIMEOUT_SECONDS}s timeout"));
+        return Some(format!(
+            "/probe took {took:?}, over the {TIMEOUT_SECONDS}s timeout"
+        ));
     }
     let Some((ttl, address)) = expect else {
         if body.contains("probe_trace_last_hop") || sent != 0 {
@@ -333,7 +335,12 @@ async fn warm_up(exporter: &TestExporter, server: IpAddr) {
     let started = Instant::now();
     let mut last = String::new();
     while started.elapsed() < WARM_UP_LIMIT {
-        last = probe(exporter, SocketAddr::new(server, PORT_CLOSED), "plain_halfopen").await;
+        last = probe(
+            exporter,
+            SocketAddr::new(server, PORT_CLOSED),
+            "plain_halfopen",
+        )
+        .await;
         if sample(&last, "probe_failure_reason{reason=\"refused\"}") == Some(1.0) {
             return;
         }
