@@ -915,6 +915,14 @@ mod tests {
             )
             .is_ok()
         );
+        // `address`, for the modules that write probe_trace_last_hop.
+        let traced =
+            "modules:\n  traced:\n    prober: tcp_halfopen\n    tcp: {trace_on_timeout: true}\n";
+        rejected(
+            &format!("{traced}{}", block("traced", "address: x")),
+            "targets[0].labels.address",
+            "set by the series of module \"traced\"",
+        );
         let scrape_timed = "modules:\n  plain:\n    prober: tcp\n";
         rejected(
             &format!("{scrape_timed}{}", block("plain", "a: b")),

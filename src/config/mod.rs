@@ -240,7 +240,8 @@ impl Prober {
 
     /// The label names this prober's series set beside a scheduled
     /// target's own: `answer` for a TCP module whose `expect_port` is not
-    /// `open` (`probe_port_answer_info`), and those of `prober: tcp`'s TLS
+    /// `open` (`probe_port_answer_info`), `address` for one with
+    /// `trace_on_timeout` (`probe_trace_last_hop`), and those of `prober: tcp`'s TLS
     /// and dialogue series ([`TcpProbe::series_label_names`]).
     pub(crate) fn series_label_names(&self) -> Vec<&str> {
         let mut names = self
@@ -253,12 +254,18 @@ impl Prober {
         {
             names.push(PORT_ANSWER_LABEL);
         }
+        if self.tcp().is_some_and(|options| options.trace_on_timeout) {
+            names.push(TRACE_HOP_LABEL);
+        }
         names
     }
 }
 
 /// The label of `probe_port_answer_info` that names the answer.
 pub(crate) const PORT_ANSWER_LABEL: &str = "answer";
+
+/// The label of `probe_trace_last_hop` that names the hop's address.
+pub(crate) const TRACE_HOP_LABEL: &str = "address";
 
 /// A module's fields as written in the YAML: ours, and blackbox_exporter's
 /// (a `prober: tcp` module, and the blocks of the probers this exporter

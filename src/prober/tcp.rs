@@ -31,7 +31,8 @@ use super::{
     Series, Slot, StepLog, TargetFamily, TargetSeries, classify, close_guard, resolve, trace,
 };
 use crate::config::{
-    ExpectPort, PORT_ANSWER_LABEL, RouteRefused, TargetPolicy, TcpOptions, set_route_options,
+    ExpectPort, PORT_ANSWER_LABEL, RouteRefused, TRACE_HOP_LABEL, TargetPolicy, TcpOptions,
+    set_route_options,
 };
 use crate::steplog::Wording;
 use crate::sys::HandshakeInfo;
@@ -241,7 +242,6 @@ impl PortAnswer {
 /// and its address; 0 with an empty `address` when none did.
 const TRACE_LAST_HOP: &str = "probe_trace_last_hop";
 const TRACE_LAST_HOP_HELP: &str = "After a timeout, with trace_on_timeout: the TTL of the last hop that answered a trace SYN, address its IP; 0 with address=\"\" when no hop answered; absent when no trace ran.";
-const TRACE_HOP_LABEL: &str = "address";
 
 /// `probe_port_answer_info`'s family, without `_info`, and HELP.
 const PORT_ANSWER_FAMILY: &str = "probe_port_answer";
