@@ -1553,8 +1553,10 @@ mod tests {
                 self.0.push(format!("{name} {labels:?} {value:?}"));
             }
         }
-        let mut options = TcpOptions::default();
-        options.trace_on_timeout = true;
+        let options = TcpOptions {
+            trace_on_timeout: true,
+            ..TcpOptions::default()
+        };
         let mut detail = TcpDetail::default();
         let mut out = Gauges(Vec::new());
         write_series(&options, Some(&detail), Slot::Reasons, &mut out);
