@@ -1495,27 +1495,29 @@ mod tests {
         }
     }
 
+    /// Records the series a prober writes, as `name labels value`.
+    struct Infos(Vec<String>);
+    impl Series for Infos {
+        fn gauge(&mut self, _: &'static str, _: &'static str, _: Number) {}
+        fn icmp_error(&mut self, _: &IcmpError) {}
+        fn info(&mut self, name: &'static str, help: &'static str, labels: &[(&str, &str)]) {
+            assert!(!help.is_empty());
+            self.0.push(format!("{name} {labels:?}"));
+        }
+        fn labelled_gauge(
+            &mut self,
+            name: &'static str,
+            help: &'static str,
+            labels: &[(&str, &str)],
+            value: Number,
+        ) {
+            assert!(!help.is_empty());
+            self.0.push(format!("{name} {labels:?} {value:?}"));
+        }
+    }
+
     #[test]
     fn the_answer_series_is_written_only_with_an_answer_and_kept_for_targets() {
-        struct Infos(Vec<String>);
-        impl Series for Infos {
-            fn gauge(&mut self, _: &'static str, _: &'static str, _: Number) {}
-            fn icmp_error(&mut self, _: &IcmpError) {}
-            fn info(&mut self, name: &'static str, help: &'static str, labels: &[(&str, &str)]) {
-                assert!(!help.is_empty());
-                self.0.push(format!("{name} {labels:?}"));
-            }
-            fn labelled_gauge(
-                &mut self,
-                name: &'static str,
-                help: &'static str,
-                labels: &[(&str, &str)],
-                value: Number,
-            ) {
-                assert!(!help.is_empty());
-                self.0.push(format!("{name} {labels:?} {value:?}"));
-            }
-        }
         let options = TcpOptions::default();
         let mut detail = TcpDetail::default();
         let mut out = Infos(Vec::new());
@@ -1537,28 +1539,12 @@ mod tests {
 
     #[test]
     fn the_trace_series_is_written_only_after_a_trace_and_kept_for_targets() {
-        struct Gauges(Vec<String>);
-        impl Series for Gauges {
-            fn gauge(&mut self, _: &'static str, _: &'static str, _: Number) {}
-            fn icmp_error(&mut self, _: &IcmpError) {}
-            fn info(&mut self, _: &'static str, _: &'static str, _: &[(&str, &str)]) {}
-            fn labelled_gauge(
-                &mut self,
-                name: &'static str,
-                help: &'static str,
-                labels: &[(&str, &str)],
-                value: Number,
-            ) {
-                assert!(!help.is_empty());
-                self.0.push(format!("{name} {labels:?} {value:?}"));
-            }
-        }
         let options = TcpOptions {
             trace_on_timeout: true,
             ..TcpOptions::default()
         };
         let mut detail = TcpDetail::default();
-        let mut out = Gauges(Vec::new());
+        let mut out = Infos(Vec::new());
         write_series(&options, Some(&detail), Slot::Reasons, &mut out);
         assert!(out.0.is_empty(), "no trace, no series");
         detail.trace = Some(Trace {

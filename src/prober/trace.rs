@@ -67,8 +67,8 @@ pub struct TraceHop {
 #[non_exhaustive]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Trace {
-    /// SYNs sent (one per TTL from 1); fewer than [`MAX_HOPS`] only when
-    /// the exporter could not open more sockets.
+    /// SYNs sent (one per TTL from 1); fewer than 30 only when the
+    /// exporter could not open more sockets.
     pub sent: u8,
     /// The answer to the highest TTL that drew one; `None` when no hop
     /// answered.
