@@ -88,24 +88,15 @@ const CLIENT_RULESET: &str = "table inet synack_netns_trace {
 }
 ";
 
-fn server_ruleset() -> String {
+/// A ruleset that drops TCP packets to `port` on `hook`: the server's
+/// `input` for [`PORT_SERVER_DROP`], router 2's `prerouting` for
+/// [`PORT_ROUTER_DROP`].
+fn drop_ruleset(hook: &str, port: u16) -> String {
     format!(
         "table inet synack_netns_trace {{
-    chain input_filter {{
-        type filter hook input priority 0; policy accept;
-        tcp dport {PORT_SERVER_DROP} drop
-    }}
-}}
-"
-    )
-}
-
-fn router2_ruleset() -> String {
-    format!(
-        "table inet synack_netns_trace {{
-    chain prerouting_filter {{
-        type filter hook prerouting priority 0; policy accept;
-        tcp dport {PORT_ROUTER_DROP} drop
+    chain {hook}_filter {{
+        type filter hook {hook} priority 0; policy accept;
+        tcp dport {port} drop
     }}
 }}
 "
@@ -187,8 +178,8 @@ fn build_topology(client: &str, router1: &str, router2: &str, server: &str) {
     }
     for (namespace, ruleset) in [
         (client, CLIENT_RULESET.to_owned()),
-        (server, server_ruleset()),
-        (router2, router2_ruleset()),
+        (server, drop_ruleset("input", PORT_SERVER_DROP)),
+        (router2, drop_ruleset("prerouting", PORT_ROUTER_DROP)),
     ] {
         run_checked(
             Command::new("ip").args(["netns", "exec", namespace, "nft", "-f", "-"]),
