@@ -87,7 +87,7 @@ pub use config::{
 pub use exporter::{Exporter, ExporterBuilder};
 pub use prober::{
     CertFacts, Detail, ExecDetail, Failure, HandshakeStats, IcmpError, Outcome, PortAnswer, Reason,
-    STDERR_LINE_BYTES, SessionDetail, TcpDetail, TlsFacts,
+    STDERR_LINE_BYTES, SessionDetail, TcpDetail, TlsFacts, Trace, TraceHop,
 };
 pub use target::{Host, Target, TargetError};
 

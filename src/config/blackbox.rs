@@ -433,6 +433,8 @@ struct TcpFields {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     expect_port: Option<ExpectPort>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    trace_on_timeout: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     half_open: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     tls: Option<bool>,
@@ -533,6 +535,7 @@ impl TcpBlock {
             attempt_timeout: fields.attempt_timeout,
             stop_on_success: fields.stop_on_success.unwrap_or(defaults.stop_on_success),
             expect_port: fields.expect_port.unwrap_or(defaults.expect_port),
+            trace_on_timeout: fields.trace_on_timeout.unwrap_or(defaults.trace_on_timeout),
         }
     }
 
@@ -618,6 +621,7 @@ impl From<Prober> for TcpBlock {
             attempt_timeout: options.attempt_timeout,
             stop_on_success: Some(options.stop_on_success),
             expect_port: Some(options.expect_port),
+            trace_on_timeout: Some(options.trace_on_timeout),
             ..TcpFields::default()
         };
         if let Some(probe) = probe {
@@ -910,6 +914,14 @@ mod tests {
                 &format!("{closed}{}", block("tcp_connect", "answer: yes"))
             )
             .is_ok()
+        );
+        // `address`, for the modules that write probe_trace_last_hop.
+        let traced =
+            "modules:\n  traced:\n    prober: tcp_halfopen\n    tcp: {trace_on_timeout: true}\n";
+        rejected(
+            &format!("{traced}{}", block("traced", "address: x")),
+            "targets[0].labels.address",
+            "set by the series of module \"traced\"",
         );
         let scrape_timed = "modules:\n  plain:\n    prober: tcp\n";
         rejected(

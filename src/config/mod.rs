@@ -240,7 +240,8 @@ impl Prober {
 
     /// The label names this prober's series set beside a scheduled
     /// target's own: `answer` for a TCP module whose `expect_port` is not
-    /// `open` (`probe_port_answer_info`), and those of `prober: tcp`'s TLS
+    /// `open` (`probe_port_answer_info`), `address` for one with
+    /// `trace_on_timeout` (`probe_trace_last_hop`), and those of `prober: tcp`'s TLS
     /// and dialogue series ([`TcpProbe::series_label_names`]).
     pub(crate) fn series_label_names(&self) -> Vec<&str> {
         let mut names = self
@@ -253,12 +254,18 @@ impl Prober {
         {
             names.push(PORT_ANSWER_LABEL);
         }
+        if self.tcp().is_some_and(|options| options.trace_on_timeout) {
+            names.push(TRACE_HOP_LABEL);
+        }
         names
     }
 }
 
 /// The label of `probe_port_answer_info` that names the answer.
 pub(crate) const PORT_ANSWER_LABEL: &str = "answer";
+
+/// The label of `probe_trace_last_hop` that names the hop's address.
+pub(crate) const TRACE_HOP_LABEL: &str = "address";
 
 /// A module's fields as written in the YAML: ours, and blackbox_exporter's
 /// (a `prober: tcp` module, and the blocks of the probers this exporter
@@ -634,6 +641,11 @@ pub struct TcpOptions {
     /// SYN-ACK, the default), `closed` or `filtered`; see [`ExpectPort`].
     #[serde(default)]
     pub expect_port: ExpectPort,
+    /// Whether a probe that timed out sends trace SYNs with a rising TTL
+    /// (1 to 30) and names the last hop that answered; see
+    /// `docs/configuration.md` for the time it keeps for them.
+    #[serde(default)]
+    pub trace_on_timeout: bool,
 }
 
 impl Default for TcpOptions {
@@ -650,6 +662,7 @@ impl Default for TcpOptions {
             attempt_timeout: None,
             stop_on_success: true,
             expect_port: ExpectPort::Open,
+            trace_on_timeout: false,
         }
     }
 }
@@ -1965,6 +1978,32 @@ mod tests {
         );
         let again = Config::parse("again", &shown).unwrap();
         assert_eq!(again.modules, config.modules);
+    }
+
+    #[test]
+    fn trace_on_timeout_is_read_by_every_tcp_prober_and_shown() {
+        for prober in ["tcp_halfopen", "tcp_connect", "tcp"] {
+            let yaml = format!(
+                "modules:\n  m:\n    prober: {prober}\n    tcp: {{trace_on_timeout: true}}\n"
+            );
+            let config = Config::parse("t.yml", &yaml).unwrap();
+            assert!(
+                config.modules["m"].tcp().unwrap().trace_on_timeout,
+                "{yaml}"
+            );
+            let shown = config.to_yaml();
+            assert!(shown.contains("trace_on_timeout: true\n"), "{shown}");
+            let again = Config::parse("again", &shown).unwrap();
+            assert_eq!(again.modules, config.modules);
+        }
+        let plain = Config::parse("t.yml", "modules:\n  m:\n    prober: tcp_halfopen\n").unwrap();
+        assert!(!plain.modules["m"].tcp().unwrap().trace_on_timeout);
+        assert!(plain.to_yaml().contains("trace_on_timeout: false\n"));
+        assert_rejected(&[(
+            "modules:\n  m:\n    prober: tcp_halfopen\n    tcp: {trace_on_timeout: 3}\n",
+            "modules.m.tcp.trace_on_timeout",
+            "",
+        )]);
     }
 
     #[test]

@@ -39,11 +39,7 @@ struct ProberSeries<'w, 'a>(&'w mut Writer<'a>);
 
 impl prober::Series for ProberSeries<'_, '_> {
     fn gauge(&mut self, name: &'static str, help: &'static str, value: Number) {
-        let value = match value {
-            Number::Count(count) => Value::from(count),
-            Number::Measure(measure) => Value::from(measure),
-        };
-        self.0.gauge(name, help, value);
+        self.0.gauge(name, help, Value::from(value));
     }
 
     fn icmp_error(&mut self, icmp: &IcmpError) {
@@ -54,6 +50,27 @@ impl prober::Series for ProberSeries<'_, '_> {
         self.0.family(name, Kind::Info, help);
         let labels = info_labels("", labels);
         self.0.sample(name, "_info", &[&labels], Value::Int(1));
+    }
+
+    fn labelled_gauge(
+        &mut self,
+        name: &'static str,
+        help: &'static str,
+        labels: &[(&str, &str)],
+        value: Number,
+    ) {
+        self.0.family(name, Kind::Gauge, help);
+        let labels = info_labels("", labels);
+        self.0.sample(name, "", &[&labels], value.into());
+    }
+}
+
+impl From<Number> for Value {
+    fn from(number: Number) -> Self {
+        match number {
+            Number::Count(count) => Self::from(count),
+            Number::Measure(measure) => Self::from(measure),
+        }
     }
 }
 

@@ -152,13 +152,9 @@ struct TargetSamples<'s, 'w> {
 
 impl TargetSample for TargetSamples<'_, '_> {
     fn number(&mut self, value: Number) {
-        let value = match value {
-            Number::Count(count) => Value::from(count),
-            Number::Measure(measure) => Value::from(measure),
-        };
         let suffix = if self.counter { "_total" } else { "" };
         self.writer
-            .sample(self.name, suffix, &[self.labels, ""], value);
+            .sample(self.name, suffix, &[self.labels, ""], value.into());
     }
 
     fn icmp_error(&mut self, icmp: &IcmpError) {
@@ -170,6 +166,13 @@ impl TargetSample for TargetSamples<'_, '_> {
         let own = super::probe::info_labels(separator, labels);
         self.writer
             .sample(self.name, "_info", &[self.labels, &own], Value::Int(1));
+    }
+
+    fn labelled_number(&mut self, labels: &[(&str, &str)], value: Number) {
+        let separator = if self.labels.is_empty() { "" } else { "," };
+        let own = super::probe::info_labels(separator, labels);
+        self.writer
+            .sample(self.name, "", &[self.labels, &own], value.into());
     }
 }
 

@@ -71,12 +71,14 @@ pub(crate) mod resolve;
 mod session;
 mod tcp;
 mod tls;
+mod trace;
 
 pub use certificate::CertFacts;
 pub use exec::ExecDetail;
 pub use session::SessionDetail;
 pub use tcp::{HandshakeStats, PortAnswer, TcpDetail};
 pub use tls::TlsFacts;
+pub use trace::{Trace, TraceHop};
 
 pub(crate) use exec::ExecStep;
 pub(crate) use session::SessionStep;
@@ -448,6 +450,14 @@ pub(crate) trait Series {
     /// An info series `<name>_info` (OpenMetrics: family `name` of type
     /// info) with `labels` and the value 1; the values are escaped.
     fn info(&mut self, name: &'static str, help: &'static str, labels: &[(&str, &str)]);
+    /// A gauge with `labels`; the values are escaped.
+    fn labelled_gauge(
+        &mut self,
+        name: &'static str,
+        help: &'static str,
+        labels: &[(&str, &str)],
+        value: Number,
+    );
 }
 
 /// Writes the series of `module`'s prober that go in `slot`, with the
@@ -580,12 +590,14 @@ pub(crate) trait TargetSample {
     /// The sample of an info series ([`TargetFamily::Info`]) with
     /// `labels` after the target's, and the value 1.
     fn info(&mut self, labels: &[(&str, &str)]);
+    /// The sample of a gauge with `labels` after the target's.
+    fn labelled_number(&mut self, labels: &[(&str, &str)], value: Number);
 }
 
 /// Every prober's series of scheduled targets, in the order `/metrics`
 /// writes them after the shared ones. A new prober adds its own at the
 /// end, so that the order of what exists never changes.
-pub(crate) const TARGET_SERIES: [TargetSeries; 13] = [
+pub(crate) const TARGET_SERIES: [TargetSeries; 14] = [
     tcp::RTT_SERIES,
     tcp::SYN_RETRANSMITS_SERIES,
     exec::EXIT_CODE_SERIES,
@@ -599,6 +611,7 @@ pub(crate) const TARGET_SERIES: [TargetSeries; 13] = [
     session::series::TLS_VERSION_SERIES,
     session::series::TLS_CIPHER_SERIES,
     tcp::PORT_ANSWER_SERIES,
+    tcp::TRACE_LAST_HOP_SERIES,
 ];
 
 /// What a scheduled target keeps of its prober's details from probe to

@@ -25,12 +25,14 @@
 
 #![forbid(unsafe_code)]
 
+use super::trace::{HopAnswer, Trace, TraceHop};
 use super::{
     Budget, Context, Detail, Failure, HalfOpenCloses, IcmpError, Kept, Number, Outcome, Reason,
-    Series, Slot, StepLog, TargetFamily, TargetSeries, classify, close_guard, resolve,
+    Series, Slot, StepLog, TargetFamily, TargetSeries, classify, close_guard, resolve, trace,
 };
 use crate::config::{
-    ExpectPort, PORT_ANSWER_LABEL, RouteRefused, TargetPolicy, TcpOptions, set_route_options,
+    ExpectPort, PORT_ANSWER_LABEL, RouteRefused, TRACE_HOP_LABEL, TargetPolicy, TcpOptions,
+    set_route_options,
 };
 use crate::steplog::Wording;
 use crate::sys::HandshakeInfo;
@@ -103,7 +105,9 @@ pub(super) async fn probe(
         guard: (handshake == Handshake::HalfOpen).then_some(&*context.closes),
         keep: false,
     };
-    let (failure, detail) = attempt_all(&connect, options, budget.deadline, steplog).await;
+    let reserved = trace::reserve(options, budget.timeout);
+    let wire_deadline = reserved.map_or(budget.deadline, |reserved| budget.deadline - reserved);
+    let (failure, mut detail) = attempt_all(&connect, options, wire_deadline, steplog).await;
     let failure = match (options.expect_port, detail.port_answer) {
         (ExpectPort::Open, _) => failure,
         (expect, answer) => {
@@ -118,10 +122,48 @@ pub(super) async fn probe(
             judged
         }
     };
+    let failure = trace_a_timeout(failure, &mut detail, &connect, context, budget, steplog).await;
     let mut outcome = Outcome::new(failure, Detail::Tcp(detail));
     outcome.dns_time = dns_time;
     outcome.address = Some(address);
     outcome
+}
+
+/// With `trace_on_timeout`, after a probe that failed as `timeout`: runs
+/// the trace ([`trace::run`]) until the probe's deadline, keeps it in
+/// `detail` and puts its summary in front of the failure's detail, as
+/// `SYN lost after hop 2 (198.51.100.1): no answer from …`. Any other
+/// outcome passes unchanged.
+async fn trace_a_timeout(
+    failure: Option<Failure>,
+    detail: &mut TcpDetail,
+    connect: &Connect<'_>,
+    context: &Context,
+    budget: Budget,
+    steplog: &mut StepLog,
+) -> Option<Failure> {
+    let mut failure = failure?;
+    if !connect.options.trace_on_timeout || failure.reason != Reason::Timeout {
+        return Some(failure);
+    }
+    let address = connect.address;
+    steplog.log(|| TcpStep::TraceStarted {
+        address,
+        hops: trace::MAX_HOPS,
+        wait: budget.deadline.saturating_duration_since(Instant::now()),
+    });
+    let found = trace::run(
+        address,
+        connect.options,
+        &context.closes,
+        budget.deadline,
+        |ttl, answer| steplog.log(|| TcpStep::TraceAnswer { ttl, answer }),
+    )
+    .await;
+    steplog.log(|| TcpStep::Traced(found));
+    failure.detail = format!("{found}: {}", failure.detail);
+    detail.trace = Some(found);
+    Some(failure)
 }
 
 /// What the port's answer makes of a probe whose `expect_port` is
@@ -195,6 +237,12 @@ impl PortAnswer {
     }
 }
 
+/// `probe_trace_last_hop{address}`: after a timeout with
+/// `trace_on_timeout`, the TTL of the last hop that answered a trace SYN,
+/// and its address; 0 with an empty `address` when none did.
+const TRACE_LAST_HOP: &str = "probe_trace_last_hop";
+const TRACE_LAST_HOP_HELP: &str = "After a timeout, with trace_on_timeout: the TTL of the last hop that answered a trace SYN, address its IP; 0 with address=\"\" when no hop answered; absent when no trace ran.";
+
 /// `probe_port_answer_info`'s family, without `_info`, and HELP.
 const PORT_ANSWER_FAMILY: &str = "probe_port_answer";
 const PORT_ANSWER_HELP: &str = "What the port answered the SYN, for modules whose expect_port is closed or filtered: syn_ack, rst, icmp, unreachable or silence; absent when nothing came from the network.";
@@ -224,7 +272,9 @@ pub(super) async fn open(
         attempts: 1,
         ..TcpDetail::default()
     };
-    let (failure, stream) = match connect.attempt(budget.deadline, steplog).await {
+    let reserved = trace::reserve(tcp.options, budget.timeout);
+    let wire_deadline = reserved.map_or(budget.deadline, |reserved| budget.deadline - reserved);
+    let (failure, stream) = match connect.attempt(wire_deadline, steplog).await {
         Ok(mut syn_ack) => {
             let stream = syn_ack.stream.take();
             detail.record(&syn_ack, Handshake::Full);
@@ -236,6 +286,7 @@ pub(super) async fn open(
             (Some(failed.failure), None)
         }
     };
+    let failure = trace_a_timeout(failure, &mut detail, &connect, context, budget, steplog).await;
     let mut outcome = Outcome::new(failure, Detail::Tcp(detail));
     outcome.dns_time = dns_time;
     outcome.address = Some(address);
@@ -444,6 +495,9 @@ pub struct TcpDetail {
     /// [`PortAnswer`]). `None` for other modules, and when nothing came
     /// from the network (the name did not resolve, a local error).
     pub port_answer: Option<PortAnswer>,
+    /// For a module with `trace_on_timeout` whose probe timed out: what
+    /// the trace SYNs found. `None` otherwise.
+    pub trace: Option<Trace>,
 }
 
 /// The handshake times of a probe's successful attempts, as ping prints
@@ -592,6 +646,17 @@ pub(crate) enum TcpStep {
         expect: ExpectPort,
         success: bool,
     },
+    /// The probe timed out: trace SYNs with TTL 1 to `hops` go out, and
+    /// wait at most `wait` for their answers.
+    TraceStarted {
+        address: SocketAddr,
+        hops: u8,
+        wait: Duration,
+    },
+    /// The trace SYN with this TTL drew this answer.
+    TraceAnswer { ttl: u8, answer: HopAnswer },
+    /// What the trace found, as the failure's detail begins.
+    Traced(Trace),
 }
 
 impl Wording for TcpStep {
@@ -664,6 +729,17 @@ impl Wording for TcpStep {
                 expect.as_str(),
                 if *success { "success" } else { "failure" }
             ),
+            Self::TraceStarted {
+                address,
+                hops,
+                wait,
+            } => write!(
+                f,
+                "tracing the path to {address}: SYNs with TTL 1 to {hops}, half-open, waiting at most {:.3}s",
+                wait.as_secs_f64()
+            ),
+            Self::TraceAnswer { ttl, answer } => write!(f, "trace TTL {ttl}: {answer}"),
+            Self::Traced(found) => write!(f, "trace: {found}"),
         }
     }
 }
@@ -710,6 +786,15 @@ pub(super) fn write_series(
                     &[(PORT_ANSWER_LABEL, answer.as_str())],
                 );
             }
+            if let Some(found) = detail.and_then(|detail| detail.trace) {
+                let (ttl, address) = trace_sample(found.last_hop);
+                out.labelled_gauge(
+                    TRACE_LAST_HOP,
+                    TRACE_LAST_HOP_HELP,
+                    &[(TRACE_HOP_LABEL, &address)],
+                    ttl,
+                );
+            }
             if options.attempts > 1 {
                 out.gauge(
                     "probe_attempts",
@@ -746,6 +831,10 @@ pub(crate) struct TcpKept {
     /// `expect_port` (see [`TcpDetail::port_answer`]); cleared by a probe
     /// that got none.
     last_port_answer: Option<PortAnswer>,
+    /// The trace of the last probe, if it ran one (see
+    /// [`TcpDetail::trace`]): `Some(None)` when no hop answered; cleared
+    /// by a probe without a trace.
+    last_trace: Option<Option<TraceHop>>,
 }
 
 impl TcpKept {
@@ -753,6 +842,9 @@ impl TcpKept {
     pub(super) fn record(&mut self, detail: Option<&TcpDetail>) {
         self.last_icmp_error = detail.and_then(|detail| detail.icmp_error);
         self.last_port_answer = detail.and_then(|detail| detail.port_answer);
+        self.last_trace = detail
+            .and_then(|detail| detail.trace)
+            .map(|trace| trace.last_hop);
         if let Some(detail) = detail {
             self.syn_retransmits += u64::from(detail.syn_retransmits);
             if let Some(rtt) = detail.tcp_rtt {
@@ -822,6 +914,29 @@ pub(super) const PORT_ANSWER_SERIES: TargetSeries = TargetSeries {
     },
 };
 
+/// `probe_trace_last_hop{address}` of scheduled targets of modules with
+/// `trace_on_timeout`: the last probe's trace only.
+pub(super) const TRACE_LAST_HOP_SERIES: TargetSeries = TargetSeries {
+    family: TargetFamily::Gauge {
+        name: TRACE_LAST_HOP,
+        help: "After the last scheduled probe timed out, with trace_on_timeout: the TTL of the last hop that answered a trace SYN, address its IP; 0 with address=\"\" when no hop answered; absent when no trace ran.",
+    },
+    sample: |kept, out| {
+        if let Some(last_hop) = TcpKept::of(kept).and_then(|kept| kept.last_trace) {
+            let (ttl, address) = trace_sample(last_hop);
+            out.labelled_number(&[(TRACE_HOP_LABEL, &address)], ttl);
+        }
+    },
+};
+
+/// The value and `address` of `probe_trace_last_hop` for a trace whose
+/// last hop is `last_hop`: its TTL and IP, or 0 and empty for none.
+fn trace_sample(last_hop: Option<TraceHop>) -> (Number, String) {
+    last_hop.map_or((Number::Count(0), String::new()), |hop| {
+        (Number::Count(hop.ttl.into()), hop.address.to_string())
+    })
+}
+
 /// `ip`, unless resolving it left less than [`super::MIN_WIRE_SHARE`] of
 /// the timeout: a SYN sent then could only time out on the name server's
 /// account, so the probe fails as `dns` and says so.
@@ -861,12 +976,12 @@ struct SynAck {
 }
 
 /// How a connect that did not reach SYN-ACK ended.
-struct Failed {
+pub(super) struct Failed {
     /// What the kernel said: `SO_ERROR`, or the connect call's error;
     /// `None` when the deadline passed, or a soft ICMP error came first.
-    error: Option<io::Error>,
+    pub(super) error: Option<io::Error>,
     /// The ICMP error from the socket's error queue, if any.
-    icmp: Option<IcmpError>,
+    pub(super) icmp: Option<IcmpError>,
 }
 
 /// What one attempt needs besides its deadline: where to, how far,
@@ -1099,7 +1214,7 @@ fn close_delay(woke: Instant, kernel: Option<HandshakeInfo>) -> Duration {
 /// when its deadline passed before the probe thread saw the SYN-ACK, or
 /// its task was aborted because the `/probe` client left. Under a
 /// starved probe thread the latter two are where the late closes are.
-struct ProbeSocket<'a> {
+pub(super) struct ProbeSocket<'a> {
     /// `None` once closed.
     stream: Option<TcpStream>,
     /// Where half-open closes are counted; `None` for a full handshake.
@@ -1107,21 +1222,25 @@ struct ProbeSocket<'a> {
 }
 
 impl<'a> ProbeSocket<'a> {
-    fn new(stream: TcpStream, guard: Option<&'a HalfOpenCloses>) -> Self {
+    pub(super) fn new(stream: TcpStream, guard: Option<&'a HalfOpenCloses>) -> Self {
         Self {
             stream: Some(stream),
             guard,
         }
     }
 
-    fn stream(&self) -> &TcpStream {
+    pub(super) fn stream(&self) -> &TcpStream {
         self.stream.as_ref().expect("open until closed")
     }
 
     /// Closes after the SYN-ACK that woke the probe at `woke`, with
     /// `kernel` read at that wake-up; returns the close delay, which a
     /// half-open socket counts.
-    fn close_after_syn_ack(mut self, woke: Instant, kernel: Option<HandshakeInfo>) -> Duration {
+    pub(super) fn close_after_syn_ack(
+        mut self,
+        woke: Instant,
+        kernel: Option<HandshakeInfo>,
+    ) -> Duration {
         drop(self.stream.take());
         let delay = close_delay(woke, kernel);
         if let Some(guard) = self.guard {
@@ -1161,7 +1280,7 @@ impl Drop for ProbeSocket<'_> {
 
 /// Sends the SYN: a non-blocking connect, then the socket handed to tokio.
 /// An error other than `EINPROGRESS` is the connect's answer.
-fn start_connect(socket: Socket, address: SocketAddr) -> io::Result<TcpStream> {
+pub(super) fn start_connect(socket: Socket, address: SocketAddr) -> io::Result<TcpStream> {
     if let Err(error) = socket.connect(&SockAddr::from(address))
         && error.raw_os_error() != Some(libc::EINPROGRESS)
     {
@@ -1173,7 +1292,7 @@ fn start_connect(socket: Socket, address: SocketAddr) -> io::Result<TcpStream> {
 /// The ICMP or ICMPv6 error that was last on the socket's error queue, if
 /// any (whether it ends a connect is [`classify::icmp_reason`]'s to say);
 /// an unreadable queue counts as empty.
-fn queued_icmp(stream: &TcpStream) -> Option<IcmpError> {
+pub(super) fn queued_icmp(stream: &TcpStream) -> Option<IcmpError> {
     let queued = crate::sys::read_error_queue(stream.as_fd()).ok()??;
     if !matches!(
         queued.origin,
@@ -1193,11 +1312,21 @@ fn queued_icmp(stream: &TcpStream) -> Option<IcmpError> {
 }
 
 /// Why a socket could not be made ready for its SYN.
-enum OpenFailed {
+pub(super) enum OpenFailed {
     /// A call every probe makes.
     Os(io::Error),
     /// One of the module's `source_interface`, `mark`, `dscp`.
     Route(RouteRefused),
+}
+
+impl From<OpenFailed> for io::Error {
+    /// The OS error alone, for the trace SYNs, which only stop sending.
+    fn from(failed: OpenFailed) -> Self {
+        match failed {
+            OpenFailed::Os(error) => error,
+            OpenFailed::Route(refused) => refused.error,
+        }
+    }
 }
 
 impl From<io::Error> for OpenFailed {
@@ -1209,7 +1338,7 @@ impl From<io::Error> for OpenFailed {
 /// Opens the non-blocking socket with the options the handshake and the
 /// module need: the interface, mark and DSCP before the source address is
 /// bound, all before the SYN.
-fn open_socket(
+pub(super) fn open_socket(
     address: SocketAddr,
     handshake: Handshake,
     options: &TcpOptions,
@@ -1244,7 +1373,10 @@ fn open_socket(
 /// wake-up. A wake-up with neither is how a soft ICMP error shows (one
 /// the kernel queues but lets the connect retry past): when the error
 /// queue then holds one that ends a connect, the probe ends at once.
-async fn until_connected(stream: &TcpStream, address: SocketAddr) -> Result<Instant, Failed> {
+pub(super) async fn until_connected(
+    stream: &TcpStream,
+    address: SocketAddr,
+) -> Result<Instant, Failed> {
     let failed = |error| Failed {
         icmp: queued_icmp(stream),
         error: Some(error),
@@ -1363,17 +1495,29 @@ mod tests {
         }
     }
 
+    /// Records the series a prober writes, as `name labels value`.
+    struct Infos(Vec<String>);
+    impl Series for Infos {
+        fn gauge(&mut self, _: &'static str, _: &'static str, _: Number) {}
+        fn icmp_error(&mut self, _: &IcmpError) {}
+        fn info(&mut self, name: &'static str, help: &'static str, labels: &[(&str, &str)]) {
+            assert!(!help.is_empty());
+            self.0.push(format!("{name} {labels:?}"));
+        }
+        fn labelled_gauge(
+            &mut self,
+            name: &'static str,
+            help: &'static str,
+            labels: &[(&str, &str)],
+            value: Number,
+        ) {
+            assert!(!help.is_empty());
+            self.0.push(format!("{name} {labels:?} {value:?}"));
+        }
+    }
+
     #[test]
     fn the_answer_series_is_written_only_with_an_answer_and_kept_for_targets() {
-        struct Infos(Vec<String>);
-        impl Series for Infos {
-            fn gauge(&mut self, _: &'static str, _: &'static str, _: Number) {}
-            fn icmp_error(&mut self, _: &IcmpError) {}
-            fn info(&mut self, name: &'static str, help: &'static str, labels: &[(&str, &str)]) {
-                assert!(!help.is_empty());
-                self.0.push(format!("{name} {labels:?}"));
-            }
-        }
         let options = TcpOptions::default();
         let mut detail = TcpDetail::default();
         let mut out = Infos(Vec::new());
@@ -1391,6 +1535,46 @@ mod tests {
             kept.last_port_answer, None,
             "a probe without an answer clears it"
         );
+    }
+
+    #[test]
+    fn the_trace_series_is_written_only_after_a_trace_and_kept_for_targets() {
+        let options = TcpOptions {
+            trace_on_timeout: true,
+            ..TcpOptions::default()
+        };
+        let mut detail = TcpDetail::default();
+        let mut out = Infos(Vec::new());
+        write_series(&options, Some(&detail), Slot::Reasons, &mut out);
+        assert!(out.0.is_empty(), "no trace, no series");
+        detail.trace = Some(Trace {
+            sent: 30,
+            ..Trace::default()
+        });
+        write_series(&options, Some(&detail), Slot::Reasons, &mut out);
+        let hop = TraceHop {
+            ttl: 2,
+            address: "198.51.100.1".parse().unwrap(),
+        };
+        detail.trace = Some(Trace {
+            sent: 30,
+            last_hop: Some(hop),
+            ..Trace::default()
+        });
+        write_series(&options, Some(&detail), Slot::Reasons, &mut out);
+        assert_eq!(
+            out.0,
+            [
+                "probe_trace_last_hop [(\"address\", \"\")] Count(0)",
+                "probe_trace_last_hop [(\"address\", \"198.51.100.1\")] Count(2)",
+            ]
+        );
+
+        let mut kept = TcpKept::default();
+        kept.record(Some(&detail));
+        assert_eq!(kept.last_trace, Some(Some(hop)));
+        kept.record(Some(&TcpDetail::default()));
+        assert_eq!(kept.last_trace, None, "a probe without a trace clears it");
     }
 
     #[test]

@@ -690,6 +690,21 @@ fn every_flag_is_documented_with_its_default() {
 /// `/probe` for a module with attempts, an exec module and a `prober: tcp`
 /// one, and on
 /// `/metrics` with scheduled targets of both kinds and a web config.
+/// A loopback port whose SYNs are dropped: a listener with a backlog of
+/// 0 and one connection queued, so the accept queue is full and the
+/// kernel drops further SYNs (a probe of it times out). Returns the
+/// listener, the queued connection (keep both) and the port.
+fn full_backlog() -> (socket2::Socket, std::net::TcpStream, u16) {
+    use socket2::{Domain, Socket, Type};
+    let listener = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    let address = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    listener.bind(&address.into()).unwrap();
+    listener.listen(0).unwrap();
+    let local = listener.local_addr().unwrap().as_socket().unwrap();
+    let queued = std::net::TcpStream::connect(local).unwrap();
+    (listener, queued, local.port())
+}
+
 #[tokio::test]
 async fn every_series_is_in_the_metrics_reference_with_its_help() {
     let dir = TempDir::new("metrics-reference");
@@ -703,12 +718,14 @@ async fn every_series_is_in_the_metrics_reference_with_its_help() {
         "basic_auth_users:\n  prometheus: $2y$10$QBgJKsBQlYQxogY/a4IXv./ZvvY1CHbpSqWvnk0PuRq5dIp3S5j2i\n",
     );
     let (_listener, port) = common::open_port();
+    let (_full, _queued, silent) = full_backlog();
     let config = format!(
         "modules:\n  ping: {{prober: tcp_halfopen, tcp: {{attempts: 2, attempt_interval: 10ms}}}}\n  \
          ok: {{prober: exec, exec: {{command: [\"{}\"]}}}}\n  \
          blackbox: {{prober: tcp, timeout: 2s, tcp: {{preferred_ip_protocol: ip4}}}}\n  \
-         closed: {{prober: tcp_halfopen, tcp: {{expect_port: closed}}}}\n\
-         targets:\n  - {{module: tcp_halfopen, interval: 1s, targets: [\"127.0.0.1:{port}\"]}}\n  \
+         closed: {{prober: tcp_halfopen, tcp: {{expect_port: closed}}}}\n  \
+         traced: {{prober: tcp_halfopen, timeout: 400ms, tcp: {{trace_on_timeout: true}}}}\n\
+         targets:\n  - {{module: traced, interval: 1s, targets: [\"127.0.0.1:{silent}\"]}}\n  - {{module: tcp_halfopen, interval: 1s, targets: [\"127.0.0.1:{port}\"]}}\n  \
          - {{module: closed, interval: 1s, targets: [\"127.0.0.1:{port}\"]}}\n  \
          - {{module: ok, interval: 1s, targets: [\"127.0.0.1:{port}\"]}}\n",
         script.display()
@@ -732,12 +749,22 @@ async fn every_series_is_in_the_metrics_reference_with_its_help() {
         get(format!("/probe?module=blackbox&target=127.0.0.1:{port}")).await,
         // A negative check, with the port's answer.
         get(format!("/probe?module=closed&target=127.0.0.1:{port}")).await,
+        // A timeout, traced: loopback has no hop, so the series is 0.
+        get(format!("/probe?module=traced&target=127.0.0.1:{silent}")).await,
     ];
+    assert!(
+        texts[4].contains("probe_trace_last_hop{address=\"\"} 0\n"),
+        "{}",
+        texts[4]
+    );
     // The scheduled exec target's exit code shows once it has run.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     let metrics = loop {
         let metrics = get("/metrics".to_owned()).await;
-        if metrics.contains("probe_exec_exit_code{") || std::time::Instant::now() > deadline {
+        let ran = ["probe_exec_exit_code{", "probe_trace_last_hop{"]
+            .iter()
+            .all(|series| metrics.contains(series));
+        if ran || std::time::Instant::now() > deadline {
             break metrics;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;

@@ -18,3 +18,4 @@ mod mapped;
 mod route;
 mod source_address;
 mod syn_retransmit;
+mod trace;
