@@ -5,7 +5,7 @@
 #![forbid(unsafe_code)]
 
 use super::{
-    ExpectPort, IpProtocol, LabelName, Prober, ProberKind, PromDuration, TcpOptions, TlsOptions,
+    ExpectPort, IpAddresses, IpAddressesSuccess, IpProtocol, LabelName, Prober, ProberKind, PromDuration, TcpOptions, TlsOptions,
     TlsVersion,
 };
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -433,6 +433,10 @@ struct TcpFields {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     expect_port: Option<ExpectPort>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    ip_addresses: Option<IpAddresses>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ip_addresses_success: Option<IpAddressesSuccess>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     half_open: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     tls: Option<bool>,
@@ -492,6 +496,13 @@ impl<'de> Deserialize<'de> for TcpBlock {
                 expect.as_str()
             )));
         }
+        if session && fields.ip_addresses == Some(IpAddresses::All) {
+            return Err(serde::de::Error::custom(
+                "ip_addresses: all probes every address with a SYN at once, and tls and \
+                 query_response hold one connection to one address: remove ip_addresses, or tls \
+                 and query_response",
+            ));
+        }
         if let Some(steps) = &fields.query_response {
             check_steps(fields.tls == Some(true), steps).map_err(serde::de::Error::custom)?;
         }
@@ -533,6 +544,10 @@ impl TcpBlock {
             attempt_timeout: fields.attempt_timeout,
             stop_on_success: fields.stop_on_success.unwrap_or(defaults.stop_on_success),
             expect_port: fields.expect_port.unwrap_or(defaults.expect_port),
+            ip_addresses: fields.ip_addresses.unwrap_or(defaults.ip_addresses),
+            ip_addresses_success: fields
+                .ip_addresses_success
+                .unwrap_or(defaults.ip_addresses_success),
         }
     }
 
@@ -618,6 +633,8 @@ impl From<Prober> for TcpBlock {
             attempt_timeout: options.attempt_timeout,
             stop_on_success: Some(options.stop_on_success),
             expect_port: Some(options.expect_port),
+            ip_addresses: Some(options.ip_addresses),
+            ip_addresses_success: Some(options.ip_addresses_success),
             ..TcpFields::default()
         };
         if let Some(probe) = probe {

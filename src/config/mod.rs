@@ -634,6 +634,15 @@ pub struct TcpOptions {
     /// SYN-ACK, the default), `closed` or `filtered`; see [`ExpectPort`].
     #[serde(default)]
     pub expect_port: ExpectPort,
+    /// Which addresses of a name are probed: the first of an allowed
+    /// family (`first`, the default) or every one, at once (`all`, at
+    /// most [`MAX_ADDRESSES`]); see [`IpAddresses`].
+    #[serde(default)]
+    pub ip_addresses: IpAddresses,
+    /// With `ip_addresses: all`, whether the probe succeeds when `any`
+    /// address does (the default) or only when `all` do.
+    #[serde(default)]
+    pub ip_addresses_success: IpAddressesSuccess,
 }
 
 impl Default for TcpOptions {
@@ -650,6 +659,8 @@ impl Default for TcpOptions {
             attempt_timeout: None,
             stop_on_success: true,
             expect_port: ExpectPort::Open,
+            ip_addresses: IpAddresses::First,
+            ip_addresses_success: IpAddressesSuccess::Any,
         }
     }
 }
@@ -743,6 +754,64 @@ impl ExpectPort {
             Self::Filtered => "filtered",
         }
     }
+}
+
+/// The most addresses of one name that `ip_addresses: all` probes: the
+/// first 16 the name servers give (of the families the module allows);
+/// the rest are left out, and the step log says how many.
+pub const MAX_ADDRESSES: usize = 16;
+
+/// Which addresses of a name a TCP module probes (`tcp.ip_addresses`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IpAddresses {
+    /// The first address of the preferred family, else (with
+    /// `ip_protocol_fallback`) of the other: one probe.
+    #[default]
+    First,
+    /// Every address of the preferred family and, with
+    /// `ip_protocol_fallback`, of the other (only the source address's
+    /// family when `source_ip_address` is set), up to [`MAX_ADDRESSES`],
+    /// probed at once within the module's one timeout.
+    All,
+}
+
+impl<'de> Deserialize<'de> for IpAddresses {
+    /// One of [`IpAddresses::WORDS`], located at the word when it is not.
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let word = String::deserialize(deserializer)?;
+        words::one_of(&word, &Self::WORDS).map_err(serde::de::Error::custom)
+    }
+}
+
+impl IpAddresses {
+    /// The words the config takes.
+    pub const WORDS: [(&'static str, Self); 2] = [("first", Self::First), ("all", Self::All)];
+}
+
+/// When a probe of every address (`ip_addresses: all`) succeeds
+/// (`tcp.ip_addresses_success`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IpAddressesSuccess {
+    /// When at least one address succeeds.
+    #[default]
+    Any,
+    /// Only when every address succeeds.
+    All,
+}
+
+impl<'de> Deserialize<'de> for IpAddressesSuccess {
+    /// One of [`IpAddressesSuccess::WORDS`], located at the word when it is not.
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let word = String::deserialize(deserializer)?;
+        words::one_of(&word, &Self::WORDS).map_err(serde::de::Error::custom)
+    }
+}
+
+impl IpAddressesSuccess {
+    /// The words the config takes.
+    pub const WORDS: [(&'static str, Self); 2] = [("any", Self::Any), ("all", Self::All)];
 }
 
 /// An IP version, spelled `ip4` or `ip6` as in blackbox_exporter (also

@@ -92,6 +92,20 @@ pub(super) async fn probe(
         Ok(reached) => reached,
         Err(outcome) => return outcome,
     };
+    let mut outcome = probe_address(tcp, address, context, budget, steplog).await;
+    outcome.dns_time = dns_time;
+    outcome
+}
+
+/// Runs the handshake with `address`, resolved and cleared by the policy
+/// already; the outcome has no DNS time.
+pub(super) async fn probe_address(
+    tcp: Tcp<'_>,
+    address: SocketAddr,
+    context: &Context,
+    budget: Budget,
+    steplog: &mut StepLog,
+) -> Outcome {
     let Tcp {
         handshake, options, ..
     } = tcp;
@@ -119,7 +133,6 @@ pub(super) async fn probe(
         }
     };
     let mut outcome = Outcome::new(failure, Detail::Tcp(detail));
-    outcome.dns_time = dns_time;
     outcome.address = Some(address);
     outcome
 }
@@ -825,7 +838,7 @@ pub(super) const PORT_ANSWER_SERIES: TargetSeries = TargetSeries {
 /// `ip`, unless resolving it left less than [`super::MIN_WIRE_SHARE`] of
 /// the timeout: a SYN sent then could only time out on the name server's
 /// account, so the probe fails as `dns` and says so.
-fn left_enough_after_dns(
+pub(super) fn left_enough_after_dns(
     ip: IpAddr,
     budget: Budget,
     dns_started: Instant,
