@@ -27,6 +27,7 @@ const SLOW_ANSWER: Duration = Duration::from_millis(1500);
 /// | `*.v6only.test.` | no data | ::1, TTL 300 |
 /// | `*.slow.test.` | 127.0.0.1 after [`SLOW_ANSWER`] | no data, as late |
 /// | `*.silent.test.` | never answers | never answers |
+/// | `*.three.test.` | 127.0.0.2, 127.0.0.3, 127.0.0.4, TTL 300 | no data |
 /// | anything else | NXDOMAIN | NXDOMAIN |
 ///
 /// It runs on a thread of its own so that a busy test cannot delay its
@@ -124,6 +125,13 @@ async fn serve(socket: Arc<UdpSocket>, seen: Arc<Mutex<Vec<(String, RecordType)>
                 answer.add_answer(record(RData::A(A(Ipv4Addr::LOCALHOST))));
             }
             Duration::ZERO
+        } else if name.ends_with(".three.test.") {
+            if kind == RecordType::A {
+                for ip in THREE {
+                    answer.add_answer(record(RData::A(A(ip))));
+                }
+            }
+            Duration::ZERO
         } else if name.ends_with(".v6only.test.") {
             if kind == RecordType::AAAA {
                 answer.add_answer(record(RData::AAAA(AAAA(Ipv6Addr::LOCALHOST))));
@@ -141,6 +149,13 @@ async fn serve(socket: Arc<UdpSocket>, seen: Arc<Mutex<Vec<(String, RecordType)>
         });
     }
 }
+
+/// The addresses of `*.three.test.`, in the order the server gives them.
+const THREE: [Ipv4Addr; 3] = [
+    Ipv4Addr::new(127, 0, 0, 2),
+    Ipv4Addr::new(127, 0, 0, 3),
+    Ipv4Addr::new(127, 0, 0, 4),
+];
 
 /// A test DNS server, and an in-process exporter with [`MODULES`] that
 /// resolves through it only.
@@ -171,6 +186,17 @@ modules:
     tcp:
       preferred_ip_protocol: ip4
       ip_protocol_fallback: false
+  every_any:
+    prober: tcp_halfopen
+    timeout: 2s
+    tcp: {ip_addresses: all}
+  every_all:
+    prober: tcp_connect
+    timeout: 2s
+    tcp: {ip_addresses: all, ip_addresses_success: all}
+  first:
+    prober: tcp_halfopen
+    timeout: 2s
 ";
 
 /// One `/probe` and what it said: the reason (`None` on success), the
@@ -483,4 +509,59 @@ async fn many_unanswered_lookups_neither_add_threads_nor_delay_other_names() {
     );
     assert_eq!(failed_as_dns, STUCK);
     assert!(latest < 3.3, "a 3 s deadline ended after {latest:.3} s");
+}
+
+/// The value of `series` with exactly `labels` in `body`.
+fn labelled(body: &str, series: &str, labels: &str) -> Option<f64> {
+    let prefix = format!("{series}{{{labels}}} ");
+    body.lines()
+        .find_map(|line| line.strip_prefix(prefix.as_str()))
+        .map(|value| value.trim().parse().expect("a number"))
+}
+
+#[tokio::test]
+async fn ip_addresses_all_probes_every_address_and_any_or_all_decides() {
+    let (server, exporter) = exporter_and_server().await;
+    // Only the second address listens; the others answer RST.
+    let listener = TcpListener::bind((THREE[1], 0)).expect("listen on 127.0.0.3");
+    let port = listener.local_addr().unwrap().port();
+    let target = format!("www.three.test:{port}");
+    // Today's default probes the first address only, which refuses.
+    let first = probe(exporter.address, &target, "first").await;
+    assert_eq!(first.reason.as_deref(), Some("refused"), "{}", first.body);
+    assert!(!first.body.contains("probe_address_success"), "{}", first.body);
+    let any = probe(exporter.address, &target, "every_any").await;
+    let all = probe(exporter.address, &target, "every_all").await;
+    assert_eq!(any.reason, None, "{}", any.body);
+    assert_eq!(all.reason.as_deref(), Some("refused"), "{}", all.body);
+    for probed in [&any, &all] {
+        for ip in THREE {
+            let up = ip == THREE[1];
+            let address = format!("address=\"{ip}\"");
+            assert_eq!(
+                labelled(&probed.body, "probe_address_success", &address),
+                Some(f64::from(u8::from(up))),
+                "{ip}: {}",
+                probed.body
+            );
+            let refused = format!("{address},reason=\"refused\"");
+            assert_eq!(
+                labelled(&probed.body, "probe_address_failure_reason", &refused),
+                Some(f64::from(u8::from(!up))),
+                "{ip}: {}",
+                probed.body
+            );
+        }
+    }
+    // Each name asked once per family: A, and (fallback) AAAA.
+    assert!(server.count("www.three.test.", RecordType::A) >= 1);
+    // An IP literal is just that one address.
+    let literal = probe(exporter.address, &format!("127.0.0.3:{port}"), "every_all").await;
+    assert_eq!(literal.reason, None, "{}", literal.body);
+    assert_eq!(
+        literal.body.matches("probe_address_success{").count(),
+        1,
+        "{}",
+        literal.body
+    );
 }
