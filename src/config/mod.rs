@@ -240,7 +240,8 @@ impl Prober {
 
     /// The label names this prober's series set beside a scheduled
     /// target's own: `answer` for a TCP module whose `expect_port` is not
-    /// `open` (`probe_port_answer_info`), and those of `prober: tcp`'s TLS
+    /// `open` (`probe_port_answer_info`), `address` for one with
+    /// `ip_addresses: all` (`probe_address_success`), and those of `prober: tcp`'s TLS
     /// and dialogue series ([`TcpProbe::series_label_names`]).
     pub(crate) fn series_label_names(&self) -> Vec<&str> {
         let mut names = self
@@ -252,6 +253,12 @@ impl Prober {
             .is_some_and(|options| options.expect_port != ExpectPort::Open)
         {
             names.push(PORT_ANSWER_LABEL);
+        }
+        if self
+            .tcp()
+            .is_some_and(|options| options.ip_addresses == IpAddresses::All)
+        {
+            names.push(ADDRESS_LABEL);
         }
         names
     }
@@ -755,6 +762,10 @@ impl ExpectPort {
         }
     }
 }
+
+/// The label of the per-address series of an `ip_addresses: all` module
+/// (`probe_address_success{address}`): reserved for its scheduled targets.
+pub(crate) const ADDRESS_LABEL: &str = "address";
 
 /// The most addresses of one name that `ip_addresses: all` probes: the
 /// first 16 the name servers give (of the families the module allows);

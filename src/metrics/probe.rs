@@ -17,7 +17,7 @@
 #![forbid(unsafe_code)]
 
 use super::exposition::{Format, Kind, Value, Writer, push_label_value};
-use crate::config::{IpAddresses, Module};
+use crate::config::{ADDRESS_LABEL, IpAddresses, Module};
 use crate::hash::fnv1a_32;
 use crate::prober::{self, AddressOutcome, IcmpError, Number, Outcome, Reason, Slot};
 use std::net::IpAddr;
@@ -139,7 +139,7 @@ pub(crate) fn render(outcome: &Outcome, module: &Module, format: Format) -> Stri
 fn write_addresses(writer: &mut Writer<'_>, addresses: &[AddressOutcome]) {
     let labels: Vec<String> = addresses
         .iter()
-        .map(|address| format!("address=\"{}\"", address.ip))
+        .map(|address| format!("{ADDRESS_LABEL}=\"{}\"", address.ip))
         .collect();
     writer.family(
         "probe_address_success",

@@ -81,10 +81,7 @@ pub(super) async fn probe(
     let mut outcomes = Vec::with_capacity(finished.len());
     for (ip, outcome, steps) in finished {
         steplog.join(steps);
-        addresses.push(AddressOutcome {
-            ip,
-            failure: outcome.failure.clone(),
-        });
+        addresses.push(AddressOutcome::new(ip, outcome.failure.clone()));
         outcomes.push(outcome);
     }
     let wanted = tcp.options.ip_addresses_success;

@@ -270,6 +270,14 @@ pub struct AddressOutcome {
     pub failure: Option<Failure>,
 }
 
+impl AddressOutcome {
+    /// How the probe of `ip` ended: `failure`, `None` for success.
+    #[must_use]
+    pub fn new(ip: std::net::IpAddr, failure: Option<Failure>) -> Self {
+        Self { ip, failure }
+    }
+}
+
 /// What only one prober reports, beside the shared part of an [`Outcome`].
 #[non_exhaustive]
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
