@@ -565,3 +565,57 @@ async fn ip_addresses_all_probes_every_address_and_any_or_all_decides() {
         literal.body
     );
 }
+
+/// Scheduled targets and health groups of an `ip_addresses: all` module:
+/// each address's own state on `/metrics`, each failing address named in
+/// the group's answer.
+#[tokio::test]
+async fn scheduled_and_grouped_ip_addresses_all_show_each_address() {
+    let server = DnsServer::start();
+    let listener = TcpListener::bind((THREE[1], 0)).expect("listen on 127.0.0.3");
+    let port = listener.local_addr().unwrap().port();
+    let config = format!(
+        "{MODULES}targets:\n  - module: every_all\n    interval: 1s\n    targets: [\"www.three.test:{port}\"]\n\
+         groups:\n  g:\n    module: every_all\n    targets: [\"www.three.test:{port}\"]\n"
+    );
+    let settings = Exporter::builder().dns_servers(vec![server.address]);
+    let exporter = TestExporter::with_config(&config, settings).await;
+    let value = |body: &str, series: &str, ip: Ipv4Addr| -> Option<f64> {
+        let address = format!("address=\"{ip}\"");
+        body.lines()
+            .find(|line| line.starts_with(&format!("{series}{{")) && line.contains(&address))
+            .and_then(|line| line.rsplit(' ').next())
+            .map(|value| value.parse().expect("a number"))
+    };
+    let started = Instant::now();
+    let body = loop {
+        let body = exporter.get("/metrics").await.body;
+        if THREE
+            .iter()
+            .all(|ip| value(&body, "probe_address_healthy", *ip).is_some())
+        {
+            break body;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no per-address series after 10 s:\n{body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    for ip in THREE {
+        let up = f64::from(u8::from(ip == THREE[1]));
+        assert_eq!(value(&body, "probe_address_success", ip), Some(up), "{ip}");
+        assert_eq!(value(&body, "probe_address_healthy", ip), Some(up), "{ip}");
+    }
+    let response = exporter.get("/health/g").await;
+    assert_eq!(response.status, 503, "{}", response.body);
+    for ip in [THREE[0], THREE[2]] {
+        let line = format!("every_all www.three.test:{port} {ip} refused");
+        assert!(
+            response.body.lines().any(|seen| seen == line),
+            "no line {line:?} in {}",
+            response.body
+        );
+    }
+    assert!(!response.body.contains("127.0.0.3"), "{}", response.body);
+}
