@@ -803,13 +803,13 @@ mod tests {
     async fn a_member_whose_probe_panicked_is_failing_not_up() {
         let mut probes = tokio::task::JoinSet::new();
         let mut index_of = HashMap::new();
-        let up = probes.spawn(async { None });
+        let up = probes.spawn(async { (None, Vec::new()) });
         let panicked = probes.spawn(async { panic!("a bug in a prober") });
         index_of.insert(up.id(), 0);
         index_of.insert(panicked.id(), 1);
         let failures = failures_in_order(probes, &index_of, 2).await;
-        assert_eq!(failures[0], None);
-        let failure = failures[1].as_ref().expect("the panicked member fails");
+        assert_eq!(failures[0], (None, Vec::new()));
+        let failure = failures[1].0.as_ref().expect("the panicked member fails");
         assert_eq!(failure.reason, Reason::Local);
         assert!(failure.detail.contains("without an outcome"), "{failure}");
     }

@@ -2091,6 +2091,52 @@ mod tests {
     }
 
     #[test]
+    fn ip_addresses_are_read_by_every_tcp_prober_shown_and_refused_with_a_session() {
+        let module = |prober: &str, tcp: &str| {
+            format!("modules:\n  m:\n    prober: {prober}\n    timeout: 2s\n    tcp: {{{tcp}}}\n")
+        };
+        for prober in ["tcp_halfopen", "tcp_connect", "tcp"] {
+            let config = Config::parse("t.yml", &module(prober, "")).unwrap();
+            let tcp = config.modules["m"].tcp().unwrap();
+            assert_eq!(
+                (tcp.ip_addresses, tcp.ip_addresses_success),
+                (IpAddresses::First, IpAddressesSuccess::Any)
+            );
+            let yaml = module(prober, "ip_addresses: all, ip_addresses_success: all");
+            let config = Config::parse("t.yml", &yaml).unwrap();
+            let tcp = config.modules["m"].tcp().unwrap();
+            assert_eq!(
+                (tcp.ip_addresses, tcp.ip_addresses_success),
+                (IpAddresses::All, IpAddressesSuccess::All)
+            );
+            assert!(config.modules["m"].prober().series_label_names().contains(&"address"));
+            let shown = config.to_yaml();
+            assert!(shown.contains("ip_addresses: all\n"), "{shown}");
+            assert!(shown.contains("ip_addresses_success: all\n"), "{shown}");
+            let again = Config::parse("again", &shown).unwrap();
+            assert_eq!(again.modules, config.modules);
+        }
+        assert_rejected(&[
+            (
+                &module("tcp_halfopen", "ip_addresses: every"),
+                "modules.m.tcp.ip_addresses",
+                "unknown value \"every\": use one of first, all",
+            ),
+            (
+                &module("tcp_connect", "ip_addresses_success: most"),
+                "modules.m.tcp.ip_addresses_success",
+                "unknown value \"most\": use one of any, all",
+            ),
+            (
+                &module("tcp", "tls: true, ip_addresses: all"),
+                "modules.m.tcp",
+                "ip_addresses: all probes every address with a SYN at once, and tls and query_response hold one connection",
+            ),
+        ]);
+        assert_accepted(&[&module("tcp", "tls: true, ip_addresses: first")]);
+    }
+
+    #[test]
     fn yaml_round_trips_through_to_yaml() {
         let config = Config::parse(
             "t.yml",
