@@ -32,11 +32,11 @@
 use crate::config::{Config, Group, GroupMember};
 use crate::modules::{LoadedModule, Modules};
 use crate::prober::{AddressOutcome, Failure, Reason, StepLog};
-use std::net::IpAddr;
 use crate::runner::ProbeRunner;
 use crate::target::Target;
 use crate::task::AbortOnDrop;
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;

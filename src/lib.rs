@@ -81,14 +81,13 @@ pub use app::BuildError;
 pub use checker::{Checker, CheckerBuilder};
 pub use config::{
     ConfigError, ExecOptions, Expect, ExpectLabel, ExpectPort, HealthChecks, IpAddresses,
-    IpAddressesSuccess, IpProtocol, MAX_ADDRESSES, Module,
-    Prober, ProberKind, PromDuration, QueryStep, TargetPolicy, TcpOptions, TcpProbe, TlsOptions,
-    TlsVersion, Unsupported,
+    IpAddressesSuccess, IpProtocol, MAX_ADDRESSES, Module, Prober, ProberKind, PromDuration,
+    QueryStep, TargetPolicy, TcpOptions, TcpProbe, TlsOptions, TlsVersion, Unsupported,
 };
 pub use exporter::{Exporter, ExporterBuilder};
 pub use prober::{
-    AddressOutcome, CertFacts, Detail, ExecDetail, Failure, HandshakeStats, IcmpError, Outcome, PortAnswer, Reason,
-    STDERR_LINE_BYTES, SessionDetail, TcpDetail, TlsFacts,
+    AddressOutcome, CertFacts, Detail, ExecDetail, Failure, HandshakeStats, IcmpError, Outcome,
+    PortAnswer, Reason, STDERR_LINE_BYTES, SessionDetail, TcpDetail, TlsFacts,
 };
 pub use target::{Host, Target, TargetError};
 

@@ -5,8 +5,8 @@
 #![forbid(unsafe_code)]
 
 use super::{
-    ExpectPort, IpAddresses, IpAddressesSuccess, IpProtocol, LabelName, Prober, ProberKind, PromDuration, TcpOptions, TlsOptions,
-    TlsVersion,
+    ExpectPort, IpAddresses, IpAddressesSuccess, IpProtocol, LabelName, Prober, ProberKind,
+    PromDuration, TcpOptions, TlsOptions, TlsVersion,
 };
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;

@@ -2109,7 +2109,12 @@ mod tests {
                 (tcp.ip_addresses, tcp.ip_addresses_success),
                 (IpAddresses::All, IpAddressesSuccess::All)
             );
-            assert!(config.modules["m"].prober().series_label_names().contains(&"address"));
+            assert!(
+                config.modules["m"]
+                    .prober()
+                    .series_label_names()
+                    .contains(&"address")
+            );
             let shown = config.to_yaml();
             assert!(shown.contains("ip_addresses: all\n"), "{shown}");
             assert!(shown.contains("ip_addresses_success: all\n"), "{shown}");

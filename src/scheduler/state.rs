@@ -164,7 +164,13 @@ impl AddressState {
 /// make `healthy` false, `rise` successes in a row make it true again;
 /// `against` counts the results in a row that disagree. Returns whether
 /// `healthy` changed.
-fn rise_or_fall(healthy: &mut bool, against: &mut u32, success: bool, rise: u32, fall: u32) -> bool {
+fn rise_or_fall(
+    healthy: &mut bool,
+    against: &mut u32,
+    success: bool,
+    rise: u32,
+    fall: u32,
+) -> bool {
     if success == *healthy {
         *against = 0;
         return false;
@@ -335,16 +341,39 @@ mod tests {
         let refused = |ip| (ip, Some(Reason::Refused));
         state.record(every(&[up("127.0.0.2"), up("127.0.0.3")]), rise, fall, 1.0);
         assert!(state.addresses.iter().all(|address| address.healthy));
-        state.record(every(&[refused("127.0.0.2"), up("127.0.0.3")]), rise, fall, 2.0);
+        state.record(
+            every(&[refused("127.0.0.2"), up("127.0.0.3")]),
+            rise,
+            fall,
+            2.0,
+        );
         let healthy = |state: &TargetState| -> Vec<bool> {
-            state.addresses.iter().map(|address| address.healthy).collect()
+            state
+                .addresses
+                .iter()
+                .map(|address| address.healthy)
+                .collect()
         };
         assert_eq!(healthy(&state), [true, true], "one failure of fall 2");
         assert_eq!(state.addresses[0].last_reason, Some(Reason::Refused));
-        state.record(every(&[refused("127.0.0.2"), up("127.0.0.3")]), rise, fall, 3.0);
-        assert_eq!(healthy(&state), [false, true], "the second failure in a row");
+        state.record(
+            every(&[refused("127.0.0.2"), up("127.0.0.3")]),
+            rise,
+            fall,
+            3.0,
+        );
+        assert_eq!(
+            healthy(&state),
+            [false, true],
+            "the second failure in a row"
+        );
         // .3 is gone from the name, .4 is new: its first probe sets it.
-        state.record(every(&[refused("127.0.0.2"), refused("127.0.0.4")]), rise, fall, 4.0);
+        state.record(
+            every(&[refused("127.0.0.2"), refused("127.0.0.4")]),
+            rise,
+            fall,
+            4.0,
+        );
         let ips: Vec<String> = state.addresses.iter().map(|a| a.ip.to_string()).collect();
         assert_eq!(ips, ["127.0.0.2", "127.0.0.4"]);
         assert_eq!(healthy(&state), [false, false]);

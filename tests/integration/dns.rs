@@ -529,7 +529,11 @@ async fn ip_addresses_all_probes_every_address_and_any_or_all_decides() {
     // Today's default probes the first address only, which refuses.
     let first = probe(exporter.address, &target, "first").await;
     assert_eq!(first.reason.as_deref(), Some("refused"), "{}", first.body);
-    assert!(!first.body.contains("probe_address_success"), "{}", first.body);
+    assert!(
+        !first.body.contains("probe_address_success"),
+        "{}",
+        first.body
+    );
     let any = probe(exporter.address, &target, "every_any").await;
     let all = probe(exporter.address, &target, "every_all").await;
     assert_eq!(any.reason, None, "{}", any.body);
