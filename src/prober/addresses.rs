@@ -28,10 +28,10 @@ pub(super) async fn probe(
     budget: Budget,
     steplog: &mut StepLog,
 ) -> Outcome {
-    let cleared = match tcp.policy.map(|policy| policy.check_target(target)) {
-        Some(Err(refusal)) => return Outcome::denied(&refusal),
-        Some(Ok(cleared)) => Some(cleared),
-        None => None,
+    let checked = tcp.policy.map(|policy| policy.check_target(target));
+    let cleared = match checked.transpose() {
+        Ok(cleared) => cleared,
+        Err(refusal) => return Outcome::denied(&refusal),
     };
     let dns_started = Instant::now();
     let resolved = resolve::resolve_all(
@@ -50,11 +50,7 @@ pub(super) async fn probe(
     let dns_time = dns_started.elapsed();
     let ips = match resolved {
         Ok(ips) => ips,
-        Err(failure) => {
-            let mut outcome = Outcome::new(Some(failure), Detail::Tcp(TcpDetail::default()));
-            outcome.dns_time = dns_time;
-            return outcome;
-        }
+        Err(failure) => return tcp::resolve_failed(failure, dns_time),
     };
     debug_assert!(ips.len() <= MAX_ADDRESSES);
     let probes = ips.iter().map(|&ip| {

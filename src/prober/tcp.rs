@@ -271,11 +271,10 @@ async fn reach(
     let Tcp {
         options, policy, ..
     } = tcp;
-    let cleared = match policy.map(|policy| policy.check_target(target)) {
-        Some(Err(refusal)) => return Err(Outcome::denied(&refusal)),
-        Some(Ok(cleared)) => Some(cleared),
-        None => None,
-    };
+    let cleared = policy
+        .map(|policy| policy.check_target(target))
+        .transpose()
+        .map_err(|refusal| Outcome::denied(&refusal))?;
     let deadline = budget.deadline;
     let dns_started = Instant::now();
     let resolved = resolve::resolve(&target.host, options, &context.resolver, deadline, steplog)
@@ -284,11 +283,7 @@ async fn reach(
     let dns_time = dns_started.elapsed();
     let ip = match resolved {
         Ok(ip) => ip,
-        Err(failure) => {
-            let mut outcome = Outcome::new(Some(failure), Detail::Tcp(TcpDetail::default()));
-            outcome.dns_time = dns_time;
-            return Err(outcome);
-        }
+        Err(failure) => return Err(resolve_failed(failure, dns_time)),
     };
     if let (Some(policy), Some(cleared)) = (policy, cleared)
         && let Err(refusal) = policy.check_address(cleared, ip, target.port)
@@ -298,6 +293,13 @@ async fn reach(
         return Err(outcome);
     }
     Ok((SocketAddr::new(ip, target.port), dns_time))
+}
+
+/// The outcome of a probe that failed to resolve after `dns_time`.
+pub(super) fn resolve_failed(failure: Failure, dns_time: Duration) -> Outcome {
+    let mut outcome = Outcome::new(Some(failure), Detail::Tcp(TcpDetail::default()));
+    outcome.dns_time = dns_time;
+    outcome
 }
 
 /// Runs the module's attempts one after another, and returns what they
