@@ -2139,6 +2139,16 @@ mod tests {
             ),
         ]);
         assert_accepted(&[&module("tcp", "tls: true, ip_addresses: first")]);
+        let labelled = format!(
+            "{}targets:\n  - module: m\n    targets: [\"a.example:80\"]\n    labels: {{address: x}}\n",
+            module("tcp_halfopen", "ip_addresses: all")
+        );
+        assert_rejected(&[(
+            &labelled,
+            "targets[0].labels.address",
+            "label name \"address\" is set by the series of module \"m\"",
+        )]);
+        assert_accepted(&[&labelled.replace("ip_addresses: all", "ip_addresses: first")]);
     }
 
     #[test]
