@@ -28,6 +28,7 @@ const SLOW_ANSWER: Duration = Duration::from_millis(1500);
 /// | `*.slow.test.` | 127.0.0.1 after [`SLOW_ANSWER`] | no data, as late |
 /// | `*.silent.test.` | never answers | never answers |
 /// | `*.three.test.` | 127.0.0.2, 127.0.0.3, 127.0.0.4, TTL 300 | no data |
+/// | `*.both.test.` | 127.0.0.2, TTL 300 | ::1, TTL 300 |
 /// | anything else | NXDOMAIN | NXDOMAIN |
 ///
 /// It runs on a thread of its own so that a busy test cannot delay its
@@ -132,6 +133,13 @@ async fn serve(socket: Arc<UdpSocket>, seen: Arc<Mutex<Vec<(String, RecordType)>
                 }
             }
             Duration::ZERO
+        } else if name.ends_with(".both.test.") {
+            answer.add_answer(record(if kind == RecordType::A {
+                RData::A(A(THREE[0]))
+            } else {
+                RData::AAAA(AAAA(Ipv6Addr::LOCALHOST))
+            }));
+            Duration::ZERO
         } else if name.ends_with(".v6only.test.") {
             if kind == RecordType::AAAA {
                 answer.add_answer(record(RData::AAAA(AAAA(Ipv6Addr::LOCALHOST))));
@@ -197,6 +205,10 @@ modules:
   first:
     prober: tcp_halfopen
     timeout: 2s
+  every_ip4:
+    prober: tcp_halfopen
+    timeout: 2s
+    tcp: {ip_addresses: all, ip_protocol_fallback: false}
 ";
 
 /// One `/probe` and what it said: the reason (`None` on success), the
@@ -557,7 +569,7 @@ async fn ip_addresses_all_probes_every_address_and_any_or_all_decides() {
             );
         }
     }
-    // Each name asked once per family: A, and (fallback) AAAA.
+    // The name was looked up through the test server.
     assert!(server.count("www.three.test.", RecordType::A) >= 1);
     // An IP literal is just that one address.
     let literal = probe(exporter.address, &format!("127.0.0.3:{port}"), "every_all").await;
@@ -622,4 +634,44 @@ async fn scheduled_and_grouped_ip_addresses_all_show_each_address() {
         );
     }
     assert!(!response.body.contains("127.0.0.3"), "{}", response.body);
+}
+
+/// With `ip_protocol_fallback` (the default) both families are probed;
+/// without it only the preferred one.
+#[tokio::test]
+async fn ip_addresses_all_probes_both_families_only_with_fallback() {
+    let (_server, exporter) = exporter_and_server().await;
+    let listener = TcpListener::bind((Ipv6Addr::LOCALHOST, 0)).expect("listen on ::1");
+    let port = listener.local_addr().unwrap().port();
+    let target = format!("www.both.test:{port}");
+    let both = probe(exporter.address, &target, "every_any").await;
+    assert_eq!(both.reason, None, "{}", both.body);
+    let v4 = "address=\"127.0.0.2\"";
+    let v6 = "address=\"::1\"";
+    assert_eq!(
+        labelled(&both.body, "probe_address_success", v4),
+        Some(0.0),
+        "{}",
+        both.body
+    );
+    assert_eq!(
+        labelled(&both.body, "probe_address_success", v6),
+        Some(1.0),
+        "{}",
+        both.body
+    );
+    let ip4 = probe(exporter.address, &target, "every_ip4").await;
+    assert_eq!(ip4.reason.as_deref(), Some("refused"), "{}", ip4.body);
+    assert_eq!(
+        labelled(&ip4.body, "probe_address_success", v4),
+        Some(0.0),
+        "{}",
+        ip4.body
+    );
+    assert_eq!(
+        labelled(&ip4.body, "probe_address_success", v6),
+        None,
+        "{}",
+        ip4.body
+    );
 }
