@@ -31,11 +31,12 @@
 
 use crate::config::{Config, Group, GroupMember};
 use crate::modules::{LoadedModule, Modules};
-use crate::prober::{Failure, Reason, StepLog};
+use crate::prober::{AddressOutcome, Failure, Reason, StepLog};
 use crate::runner::ProbeRunner;
 use crate::target::Target;
 use crate::task::AbortOnDrop;
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
@@ -55,12 +56,17 @@ pub(crate) struct FailingMember {
     pub(crate) module: Arc<str>,
     /// What it probed; `None` for an `exec` command run without a target.
     pub(crate) target: Option<Target>,
+    /// With `ip_addresses: all`, the address that failed: such a member
+    /// has a line for each of its failing addresses.
+    pub(crate) address: Option<IpAddr>,
     /// Why it failed.
     pub(crate) failure: Failure,
 }
 
 impl std::fmt::Display for FailingMember {
-    /// The member's line in a failing answer: `module target reason`, or
+    /// The member's line in a failing answer: `module target reason`
+    /// (`module target address reason` for an address of an
+    /// `ip_addresses: all` member), or
     /// `module reason` for a command run without a target, then the first
     /// line of a failed command's stderr, escaped:
     /// `zk 127.0.0.1:2181 check_failed (stderr: "not serving requests")`.
@@ -68,6 +74,9 @@ impl std::fmt::Display for FailingMember {
         write!(f, "{}", self.module)?;
         if let Some(target) = &self.target {
             write!(f, " {target}")?;
+        }
+        if let Some(address) = self.address {
+            write!(f, " {address}")?;
         }
         write!(f, " {}{}", self.failure.reason, self.failure.stderr_note())
     }
@@ -469,47 +478,62 @@ async fn probe_members(members: &[RoundMember], runner: &Arc<ProbeRunner>) -> Ar
         );
         let task = probes.spawn(async move {
             let timeout = module.module.timeout();
-            runner
+            let outcome = runner
                 .run(&module, target.as_ref(), timeout, &mut StepLog::disabled())
-                .await
-                .failure
+                .await;
+            (outcome.failure, outcome.addresses)
         });
         index_of.insert(task.id(), index);
     }
     let failures = failures_in_order(probes, &index_of, members.len()).await;
-    Arc::new(GroupReport {
-        failing: members
-            .iter()
-            .zip(failures)
-            .filter_map(|(member, failure)| {
-                Some(FailingMember {
-                    module: Arc::clone(&member.module.name),
-                    target: member.target.clone(),
-                    failure: failure?,
-                })
-            })
-            .collect(),
-    })
+    let mut failing = Vec::new();
+    for (member, (failure, addresses)) in members.iter().zip(failures) {
+        let Some(failure) = failure else { continue };
+        let line = |address, failure| FailingMember {
+            module: Arc::clone(&member.module.name),
+            target: member.target.clone(),
+            address,
+            failure,
+        };
+        // ip_addresses: all: a line for each address that failed.
+        let failed: Vec<_> = addresses
+            .into_iter()
+            .filter_map(|probed| Some(line(Some(probed.ip), probed.failure?)))
+            .collect();
+        if failed.is_empty() {
+            failing.push(line(None, failure));
+        } else {
+            failing.extend(failed);
+        }
+    }
+    Arc::new(GroupReport { failing })
 }
+
+/// How a member's probe ended: its failure (`None` for success), and
+/// with `ip_addresses: all` each address's.
+type MemberEnd = (Option<Failure>, Vec<AddressOutcome>);
 
 /// The failure of each of `count` probes, in member order; `index_of`
 /// maps each task to its member. A task that ended without an outcome
 /// (it panicked) is a failure.
 async fn failures_in_order(
-    mut probes: tokio::task::JoinSet<Option<Failure>>,
+    mut probes: tokio::task::JoinSet<MemberEnd>,
     index_of: &HashMap<tokio::task::Id, usize>,
     count: usize,
-) -> Vec<Option<Failure>> {
-    let mut failures: Vec<Option<Failure>> = vec![None; count];
+) -> Vec<MemberEnd> {
+    let mut failures: Vec<MemberEnd> = vec![(None, Vec::new()); count];
     while let Some(joined) = probes.join_next_with_id().await {
         let (id, failure) = match joined {
             Ok((id, failure)) => (id, failure),
             Err(error) => (
                 error.id(),
-                Some(Failure::new(
-                    Reason::Local,
-                    format!("the probe ended without an outcome: {error}"),
-                )),
+                (
+                    Some(Failure::new(
+                        Reason::Local,
+                        format!("the probe ended without an outcome: {error}"),
+                    )),
+                    Vec::new(),
+                ),
             ),
         };
         if let Some(index) = index_of.get(&id) {
@@ -779,13 +803,13 @@ mod tests {
     async fn a_member_whose_probe_panicked_is_failing_not_up() {
         let mut probes = tokio::task::JoinSet::new();
         let mut index_of = HashMap::new();
-        let up = probes.spawn(async { None });
+        let up = probes.spawn(async { (None, Vec::new()) });
         let panicked = probes.spawn(async { panic!("a bug in a prober") });
         index_of.insert(up.id(), 0);
         index_of.insert(panicked.id(), 1);
         let failures = failures_in_order(probes, &index_of, 2).await;
-        assert_eq!(failures[0], None);
-        let failure = failures[1].as_ref().expect("the panicked member fails");
+        assert_eq!(failures[0], (None, Vec::new()));
+        let failure = failures[1].0.as_ref().expect("the panicked member fails");
         assert_eq!(failure.reason, Reason::Local);
         assert!(failure.detail.contains("without an outcome"), "{failure}");
     }

@@ -80,14 +80,14 @@ mod web;
 pub use app::BuildError;
 pub use checker::{Checker, CheckerBuilder};
 pub use config::{
-    ConfigError, ExecOptions, Expect, ExpectLabel, ExpectPort, HealthChecks, IpProtocol, Module,
-    Prober, ProberKind, PromDuration, QueryStep, TargetPolicy, TcpOptions, TcpProbe, TlsOptions,
-    TlsVersion, Unsupported,
+    ConfigError, ExecOptions, Expect, ExpectLabel, ExpectPort, HealthChecks, IpAddresses,
+    IpAddressesSuccess, IpProtocol, MAX_ADDRESSES, Module, Prober, ProberKind, PromDuration,
+    QueryStep, TargetPolicy, TcpOptions, TcpProbe, TlsOptions, TlsVersion, Unsupported,
 };
 pub use exporter::{Exporter, ExporterBuilder};
 pub use prober::{
-    CertFacts, Detail, ExecDetail, Failure, HandshakeStats, IcmpError, Outcome, PortAnswer, Reason,
-    STDERR_LINE_BYTES, SessionDetail, TcpDetail, TlsFacts, Trace, TraceHop,
+    AddressOutcome, CertFacts, Detail, ExecDetail, Failure, HandshakeStats, IcmpError, Outcome,
+    PortAnswer, Reason, STDERR_LINE_BYTES, SessionDetail, TcpDetail, TlsFacts, Trace, TraceHop,
 };
 pub use target::{Host, Target, TargetError};
 

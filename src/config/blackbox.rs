@@ -5,8 +5,8 @@
 #![forbid(unsafe_code)]
 
 use super::{
-    ExpectPort, IpProtocol, LabelName, Prober, ProberKind, PromDuration, TcpOptions, TlsOptions,
-    TlsVersion,
+    ExpectPort, IpAddresses, IpAddressesSuccess, IpProtocol, LabelName, Prober, ProberKind,
+    PromDuration, TcpOptions, TlsOptions, TlsVersion,
 };
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
@@ -435,6 +435,10 @@ struct TcpFields {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     trace_on_timeout: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    ip_addresses: Option<IpAddresses>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ip_addresses_success: Option<IpAddressesSuccess>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     half_open: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     tls: Option<bool>,
@@ -494,6 +498,13 @@ impl<'de> Deserialize<'de> for TcpBlock {
                 expect.as_str()
             )));
         }
+        if session && fields.ip_addresses == Some(IpAddresses::All) {
+            return Err(serde::de::Error::custom(
+                "ip_addresses: all probes every address with a SYN at once, and tls and \
+                 query_response hold one connection to one address: remove ip_addresses, or tls \
+                 and query_response",
+            ));
+        }
         if let Some(steps) = &fields.query_response {
             check_steps(fields.tls == Some(true), steps).map_err(serde::de::Error::custom)?;
         }
@@ -536,6 +547,10 @@ impl TcpBlock {
             stop_on_success: fields.stop_on_success.unwrap_or(defaults.stop_on_success),
             expect_port: fields.expect_port.unwrap_or(defaults.expect_port),
             trace_on_timeout: fields.trace_on_timeout.unwrap_or(defaults.trace_on_timeout),
+            ip_addresses: fields.ip_addresses.unwrap_or(defaults.ip_addresses),
+            ip_addresses_success: fields
+                .ip_addresses_success
+                .unwrap_or(defaults.ip_addresses_success),
         }
     }
 
@@ -622,6 +637,8 @@ impl From<Prober> for TcpBlock {
             stop_on_success: Some(options.stop_on_success),
             expect_port: Some(options.expect_port),
             trace_on_timeout: Some(options.trace_on_timeout),
+            ip_addresses: Some(options.ip_addresses),
+            ip_addresses_success: Some(options.ip_addresses_success),
             ..TcpFields::default()
         };
         if let Some(probe) = probe {

@@ -241,7 +241,8 @@ impl Prober {
     /// The label names this prober's series set beside a scheduled
     /// target's own: `answer` for a TCP module whose `expect_port` is not
     /// `open` (`probe_port_answer_info`), `address` for one with
-    /// `trace_on_timeout` (`probe_trace_last_hop`), and those of `prober: tcp`'s TLS
+    /// `trace_on_timeout` (`probe_trace_last_hop`) or `ip_addresses: all`
+    /// (`probe_address_success`), and those of `prober: tcp`'s TLS
     /// and dialogue series ([`TcpProbe::series_label_names`]).
     pub(crate) fn series_label_names(&self) -> Vec<&str> {
         let mut names = self
@@ -254,8 +255,10 @@ impl Prober {
         {
             names.push(PORT_ANSWER_LABEL);
         }
-        if self.tcp().is_some_and(|options| options.trace_on_timeout) {
-            names.push(TRACE_HOP_LABEL);
+        if self.tcp().is_some_and(|options| {
+            options.trace_on_timeout || options.ip_addresses == IpAddresses::All
+        }) {
+            names.push(ADDRESS_LABEL);
         }
         names
     }
@@ -263,9 +266,6 @@ impl Prober {
 
 /// The label of `probe_port_answer_info` that names the answer.
 pub(crate) const PORT_ANSWER_LABEL: &str = "answer";
-
-/// The label of `probe_trace_last_hop` that names the hop's address.
-pub(crate) const TRACE_HOP_LABEL: &str = "address";
 
 /// A module's fields as written in the YAML: ours, and blackbox_exporter's
 /// (a `prober: tcp` module, and the blocks of the probers this exporter
@@ -646,6 +646,15 @@ pub struct TcpOptions {
     /// `docs/configuration.md` for the time it keeps for them.
     #[serde(default)]
     pub trace_on_timeout: bool,
+    /// Which addresses of a name are probed: the first of an allowed
+    /// family (`first`, the default) or every one, at once (`all`, at
+    /// most [`MAX_ADDRESSES`]); see [`IpAddresses`].
+    #[serde(default)]
+    pub ip_addresses: IpAddresses,
+    /// With `ip_addresses: all`, whether the probe succeeds when `any`
+    /// address does (the default) or only when `all` do.
+    #[serde(default)]
+    pub ip_addresses_success: IpAddressesSuccess,
 }
 
 impl Default for TcpOptions {
@@ -663,6 +672,8 @@ impl Default for TcpOptions {
             stop_on_success: true,
             expect_port: ExpectPort::Open,
             trace_on_timeout: false,
+            ip_addresses: IpAddresses::First,
+            ip_addresses_success: IpAddressesSuccess::Any,
         }
     }
 }
@@ -756,6 +767,70 @@ impl ExpectPort {
             Self::Filtered => "filtered",
         }
     }
+}
+
+/// The label that names an IP address: of the per-address series of an
+/// `ip_addresses: all` module (`probe_address_success{address}`) and of
+/// the hop in `probe_trace_last_hop{address}`; reserved for the scheduled
+/// targets of such modules.
+pub(crate) const ADDRESS_LABEL: &str = "address";
+
+/// The most addresses of one name that `ip_addresses: all` probes: the
+/// first 16 the name servers give (of the families the module allows);
+/// the rest are left out, and the step log says how many.
+pub const MAX_ADDRESSES: usize = 16;
+
+/// Which addresses of a name a TCP module probes (`tcp.ip_addresses`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IpAddresses {
+    /// The first address of the preferred family, else (with
+    /// `ip_protocol_fallback`) of the other: one probe.
+    #[default]
+    First,
+    /// Every address of the preferred family and, with
+    /// `ip_protocol_fallback`, of the other (only the source address's
+    /// family when `source_ip_address` is set), up to [`MAX_ADDRESSES`],
+    /// probed at once within the module's one timeout.
+    All,
+}
+
+impl<'de> Deserialize<'de> for IpAddresses {
+    /// One of [`IpAddresses::WORDS`], located at the word when it is not.
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let word = String::deserialize(deserializer)?;
+        words::one_of(&word, &Self::WORDS).map_err(serde::de::Error::custom)
+    }
+}
+
+impl IpAddresses {
+    /// The words the config takes.
+    pub const WORDS: [(&'static str, Self); 2] = [("first", Self::First), ("all", Self::All)];
+}
+
+/// When a probe of every address (`ip_addresses: all`) succeeds
+/// (`tcp.ip_addresses_success`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IpAddressesSuccess {
+    /// When at least one address succeeds.
+    #[default]
+    Any,
+    /// Only when every address succeeds.
+    All,
+}
+
+impl<'de> Deserialize<'de> for IpAddressesSuccess {
+    /// One of [`IpAddressesSuccess::WORDS`], located at the word when it is not.
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let word = String::deserialize(deserializer)?;
+        words::one_of(&word, &Self::WORDS).map_err(serde::de::Error::custom)
+    }
+}
+
+impl IpAddressesSuccess {
+    /// The words the config takes.
+    pub const WORDS: [(&'static str, Self); 2] = [("any", Self::Any), ("all", Self::All)];
 }
 
 /// An IP version, spelled `ip4` or `ip6` as in blackbox_exporter (also
@@ -2047,6 +2122,67 @@ mod tests {
         ]);
         // Open is what a session does anyway.
         assert_accepted(&[&module("tcp", "tls: true, expect_port: open")]);
+    }
+
+    #[test]
+    fn ip_addresses_are_read_by_every_tcp_prober_shown_and_refused_with_a_session() {
+        let module = |prober: &str, tcp: &str| {
+            format!("modules:\n  m:\n    prober: {prober}\n    timeout: 2s\n    tcp: {{{tcp}}}\n")
+        };
+        for prober in ["tcp_halfopen", "tcp_connect", "tcp"] {
+            let config = Config::parse("t.yml", &module(prober, "")).unwrap();
+            let tcp = config.modules["m"].tcp().unwrap();
+            assert_eq!(
+                (tcp.ip_addresses, tcp.ip_addresses_success),
+                (IpAddresses::First, IpAddressesSuccess::Any)
+            );
+            let yaml = module(prober, "ip_addresses: all, ip_addresses_success: all");
+            let config = Config::parse("t.yml", &yaml).unwrap();
+            let tcp = config.modules["m"].tcp().unwrap();
+            assert_eq!(
+                (tcp.ip_addresses, tcp.ip_addresses_success),
+                (IpAddresses::All, IpAddressesSuccess::All)
+            );
+            assert!(
+                config.modules["m"]
+                    .prober()
+                    .series_label_names()
+                    .contains(&"address")
+            );
+            let shown = config.to_yaml();
+            assert!(shown.contains("ip_addresses: all\n"), "{shown}");
+            assert!(shown.contains("ip_addresses_success: all\n"), "{shown}");
+            let again = Config::parse("again", &shown).unwrap();
+            assert_eq!(again.modules, config.modules);
+        }
+        assert_rejected(&[
+            (
+                &module("tcp_halfopen", "ip_addresses: every"),
+                "modules.m.tcp.ip_addresses",
+                "unknown value \"every\": use one of first, all",
+            ),
+            (
+                &module("tcp_connect", "ip_addresses_success: most"),
+                "modules.m.tcp.ip_addresses_success",
+                "unknown value \"most\": use one of any, all",
+            ),
+            (
+                &module("tcp", "tls: true, ip_addresses: all"),
+                "modules.m.tcp",
+                "ip_addresses: all probes every address with a SYN at once, and tls and query_response hold one connection",
+            ),
+        ]);
+        assert_accepted(&[&module("tcp", "tls: true, ip_addresses: first")]);
+        let labelled = format!(
+            "{}targets:\n  - module: m\n    targets: [\"a.example:80\"]\n    labels: {{address: x}}\n",
+            module("tcp_halfopen", "ip_addresses: all")
+        );
+        assert_rejected(&[(
+            &labelled,
+            "targets[0].labels.address",
+            "label name \"address\" is set by the series of module \"m\"",
+        )]);
+        assert_accepted(&[&labelled.replace("ip_addresses: all", "ip_addresses: first")]);
     }
 
     #[test]

@@ -553,7 +553,8 @@ fn check_series_labels(
         format!("targets[{block_index}].labels.{name}"),
         format!(
             "label name {:?} is set by the series of module {:?} (its TLS series, its \
-             probe_expect_info, its probe_port_answer_info or its probe_trace_last_hop): \
+             probe_expect_info, its probe_port_answer_info, its probe_trace_last_hop or its \
+             probe_address_ series): \
              rename the label",
             name.0, block.module.value
         ),

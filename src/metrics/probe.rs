@@ -17,9 +17,9 @@
 #![forbid(unsafe_code)]
 
 use super::exposition::{Format, Kind, Value, Writer, push_label_value};
-use crate::config::Module;
+use crate::config::{ADDRESS_LABEL, IpAddresses, Module};
 use crate::hash::fnv1a_32;
-use crate::prober::{self, IcmpError, Number, Outcome, Reason, Slot};
+use crate::prober::{self, AddressOutcome, IcmpError, Number, Outcome, Reason, Slot};
 use std::net::IpAddr;
 
 /// The `reason` labels of `probe_failure_reason`, in the order of [`Reason::ALL`].
@@ -141,8 +141,49 @@ pub(crate) fn render(outcome: &Outcome, module: &Module, format: Format) -> Stri
         writer.sample("probe_failure_reason", "", &[label], value);
     }
     own(&mut writer, Slot::Reasons);
+    if module
+        .tcp()
+        .is_some_and(|options| options.ip_addresses == IpAddresses::All)
+    {
+        write_addresses(&mut writer, &outcome.addresses);
+    }
     writer.end();
     text
+}
+
+/// The series of an `ip_addresses: all` module: each address's success
+/// and failure reason, labelled with the bare IP.
+fn write_addresses(writer: &mut Writer<'_>, addresses: &[AddressOutcome]) {
+    let labels: Vec<String> = addresses
+        .iter()
+        .map(|address| format!("{ADDRESS_LABEL}=\"{}\"", address.ip))
+        .collect();
+    writer.family(
+        "probe_address_success",
+        Kind::Gauge,
+        "With ip_addresses: all, whether the probe of this address succeeded.",
+    );
+    for (address, label) in addresses.iter().zip(&labels) {
+        let value = Value::from(address.failure.is_none());
+        writer.sample("probe_address_success", "", &[label], value);
+    }
+    writer.family(
+        "probe_address_failure_reason",
+        Kind::Gauge,
+        "With ip_addresses: all, why the probe of this address failed: 1 for the reason, 0 for the others.",
+    );
+    for (address, label) in addresses.iter().zip(&labels) {
+        let failed = address.failure.as_ref().map(|failure| failure.reason);
+        for (reason, reason_label) in Reason::ALL.into_iter().zip(REASON_LABELS) {
+            let value = Value::from(failed == Some(reason));
+            writer.sample(
+                "probe_address_failure_reason",
+                "",
+                &[label, ",", reason_label],
+                value,
+            );
+        }
+    }
 }
 
 /// blackbox_exporter's `ipHash`: FNV-1a (32 bit) over the address bytes.

@@ -27,6 +27,7 @@
 
 use super::exposition::{Format, Kind, Value, Writer, push_label_value};
 use super::icmp;
+use crate::config::ADDRESS_LABEL;
 use crate::prober::{
     self, IcmpError, Number, RESULTS, Reason, TargetFamily, TargetSample, TargetSeries,
 };
@@ -47,13 +48,16 @@ enum Family {
     Attempts,
     AttemptsFailed,
     Handshake,
+    AddressSuccess,
+    AddressHealthy,
+    AddressFailureReason,
     /// One of a prober's own series.
     Prober(TargetSeries),
 }
 
 /// The families every target has, in export order, with name, type and
 /// help; the probers' own follow ([`prober::TARGET_SERIES`]).
-const FAMILIES: [(Family, &str, Kind, &str); 11] = [
+const FAMILIES: [(Family, &str, Kind, &str); 14] = [
     (
         Family::Success,
         "probe_success",
@@ -119,6 +123,24 @@ const FAMILIES: [(Family, &str, Kind, &str); 11] = [
         "probe_tcp_handshake_latency_seconds",
         Kind::Histogram,
         "Time from connect to the SYN-ACK of every successful attempt of scheduled probes.",
+    ),
+    (
+        Family::AddressSuccess,
+        "probe_address_success",
+        Kind::Gauge,
+        "With ip_addresses: all, whether the last probe of this address succeeded.",
+    ),
+    (
+        Family::AddressHealthy,
+        "probe_address_healthy",
+        Kind::Gauge,
+        "With ip_addresses: all, this address's own rise/fall health state: 1 healthy, 0 unhealthy.",
+    ),
+    (
+        Family::AddressFailureReason,
+        "probe_address_failure_reason",
+        Kind::Gauge,
+        "With ip_addresses: all, why the last probe of this address failed: 1 for the reason, 0 for the others.",
     ),
 ];
 
@@ -368,6 +390,21 @@ fn write_samples(
             sample("_bucket", ",le=\"+Inf\"", histogram.count.into());
             sample("_sum", "", histogram.sum.into());
             sample("_count", "", histogram.count.into());
+        }
+        Family::AddressSuccess | Family::AddressHealthy | Family::AddressFailureReason => {
+            for address in &state.addresses {
+                let own = format!(",{ADDRESS_LABEL}=\"{}\"", address.ip);
+                match family {
+                    Family::AddressSuccess => sample("", &own, address.last_success.into()),
+                    Family::AddressHealthy => sample("", &own, address.healthy.into()),
+                    _ => {
+                        for (reason, extra) in Reason::ALL.iter().zip(&EXTRA_LABELS.reasons) {
+                            let value = (address.last_reason == Some(*reason)).into();
+                            sample("", &format!("{own}{extra}"), value);
+                        }
+                    }
+                }
+            }
         }
         Family::Prober(series) => {
             let mut out = TargetSamples {

@@ -62,6 +62,7 @@
 
 #![forbid(unsafe_code)]
 
+mod addresses;
 mod certificate;
 mod classify;
 mod close_guard;
@@ -88,7 +89,7 @@ pub(crate) use close_guard::{HalfOpenCloseValues, HalfOpenCloses, LATE_CLOSE_THR
 pub(crate) use process_groups::ProcessGroups;
 pub(crate) use resolve::Resolver;
 
-use crate::config::{ExpectPort, Module, PolicyRefusal, Prober};
+use crate::config::{ExpectPort, IpAddresses, Module, PolicyRefusal, Prober};
 use crate::steplog::{self, Wording};
 use crate::target::Target;
 use std::fmt;
@@ -253,6 +254,30 @@ pub struct Outcome {
     pub denied_by_policy: bool,
     /// What the prober alone reports.
     pub detail: Detail,
+    /// With `ip_addresses: all`, each address probed and how its probe
+    /// ended, in the order resolved (the preferred family's first); empty
+    /// otherwise. The rest of the outcome is that of the address that
+    /// decided it: the first that succeeded, or on failure the first that
+    /// failed.
+    pub addresses: Vec<AddressOutcome>,
+}
+
+/// How the probe of one address of an `ip_addresses: all` probe ended.
+#[non_exhaustive]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AddressOutcome {
+    /// The address.
+    pub ip: std::net::IpAddr,
+    /// `None` on success.
+    pub failure: Option<Failure>,
+}
+
+impl AddressOutcome {
+    /// How the probe of `ip` ended: `failure`, `None` for success.
+    #[must_use]
+    pub fn new(ip: std::net::IpAddr, failure: Option<Failure>) -> Self {
+        Self { ip, failure }
+    }
 }
 
 /// What only one prober reports, beside the shared part of an [`Outcome`].
@@ -307,6 +332,7 @@ impl Outcome {
             duration: Duration::ZERO,
             denied_by_policy: false,
             detail,
+            addresses: Vec::new(),
         }
     }
 
@@ -755,7 +781,11 @@ pub(crate) async fn run(
                 options,
                 policy: module.target_policy(),
             };
-            tcp::probe(tcp, target, context, budget, steplog).await
+            if options.ip_addresses == IpAddresses::All {
+                addresses::probe(tcp, target, context, budget, steplog).await
+            } else {
+                tcp::probe(tcp, target, context, budget, steplog).await
+            }
         }
         // A session never runs with an expect_port other than open (the
         // config refuses it); should a library caller build one, the
@@ -772,7 +802,11 @@ pub(crate) async fn run(
                 options: &probe.tcp,
                 policy: module.target_policy(),
             };
-            tcp::probe(tcp, target, context, budget, steplog).await
+            if probe.tcp.ip_addresses == IpAddresses::All {
+                addresses::probe(tcp, target, context, budget, steplog).await
+            } else {
+                tcp::probe(tcp, target, context, budget, steplog).await
+            }
         }
         // Without a target, only a command without placeholders runs.
         (Prober::Exec(options), _)

@@ -83,7 +83,7 @@
 #![forbid(unsafe_code)]
 
 use super::{Failure, Reason, Step, StepLog};
-use crate::config::{IpProtocol, TcpOptions};
+use crate::config::{IpAddresses, IpProtocol, MAX_ADDRESSES, TcpOptions};
 use crate::target::Host;
 use crate::task::AbortOnDrop;
 use hickory_resolver::config::{
@@ -231,6 +231,7 @@ impl Shared {
         options: &TcpOptions,
         steplog: &mut StepLog,
     ) -> Result<Vec<IpAddr>, Failure> {
+        let mut found = Vec::new();
         for kind in query_order(options) {
             steplog.log(|| Step::Asking {
                 servers: Arc::clone(&self.servers),
@@ -238,6 +239,9 @@ impl Shared {
             });
             let addresses = match self.dns.lookup(name.clone(), kind).await {
                 Ok(answer) => addresses(answer.answers().iter().map(|record| &record.data)),
+                // With every family asked, a later family's failure
+                // leaves the addresses already found to be probed.
+                Err(_) if !found.is_empty() => break,
                 Err(error) if error.is_nx_domain() => {
                     return Err(Failure::new(
                         Reason::Dns,
@@ -257,11 +261,13 @@ impl Shared {
                 record: record_name(kind),
                 addresses: addresses.clone(),
             });
-            if !addresses.is_empty() {
+            // With ip_addresses: all, every allowed family is asked.
+            if !addresses.is_empty() && options.ip_addresses == IpAddresses::First {
                 return Ok(addresses);
             }
+            found.extend(addresses);
         }
-        Ok(Vec::new())
+        Ok(found)
     }
 
     /// Every address `/etc/hosts` lists for `name`, if it lists the name.
@@ -472,7 +478,14 @@ pub(super) async fn resolve(
             looked_up.as_slice()
         }
     };
-    let chosen = choose(candidates, options).ok_or_else(|| match host {
+    let chosen = choose(candidates, options).ok_or_else(|| no_allowed_address(host, options))?;
+    steplog.log(|| Step::Chose(chosen));
+    Ok(chosen)
+}
+
+/// The failure of a probe of `host` that has no address `options` allow.
+fn no_allowed_address(host: &Host, options: &TcpOptions) -> Failure {
+    match host {
         // Nothing was looked up: the module itself forbids the address.
         Host::Ip(ip) => Failure::new(
             Reason::Local,
@@ -490,8 +503,55 @@ pub(super) async fn resolve(
                     .map_or_else(|| "none".to_owned(), |source| source.to_string())
             ),
         ),
-    })?;
-    steplog.log(|| Step::Chose(chosen));
+    }
+}
+
+/// Resolves `host` to every address `options` allow, for
+/// `ip_addresses: all`: the preferred family's first, then (with
+/// `ip_protocol_fallback`) the other's, only the source address's family
+/// when one is set, without repeats, at most [`MAX_ADDRESSES`] (the step
+/// debug log says how many were left out). An IP literal is that one address.
+pub(super) async fn resolve_all(
+    host: &Host,
+    options: &TcpOptions,
+    resolver: &Resolver,
+    deadline: Instant,
+    steplog: &mut StepLog,
+) -> Result<Vec<IpAddr>, Failure> {
+    let Host::Name(name) = host else {
+        return resolve(host, options, resolver, deadline, steplog)
+            .await
+            .map(|ip| vec![ip]);
+    };
+    steplog.log(|| Step::Resolving);
+    let looked_up = resolver.lookup(name, options, deadline, steplog).await?;
+    let mut chosen: Vec<IpAddr> = Vec::with_capacity(looked_up.len().min(MAX_ADDRESSES));
+    let preferred_first = looked_up
+        .iter()
+        .filter(|ip| IpProtocol::of(**ip) == options.preferred_ip_protocol)
+        .chain(
+            looked_up
+                .iter()
+                .filter(|ip| IpProtocol::of(**ip) != options.preferred_ip_protocol),
+        );
+    let mut left_out = 0;
+    for ip in preferred_first {
+        if chosen.contains(ip) || choose(std::slice::from_ref(ip), options).is_none() {
+            continue;
+        }
+        if chosen.len() == MAX_ADDRESSES {
+            left_out += 1;
+        } else {
+            chosen.push(*ip);
+        }
+    }
+    let Some(first) = chosen.first().copied() else {
+        return Err(no_allowed_address(host, options));
+    };
+    steplog.log(|| Step::Chose(first));
+    if left_out > 0 {
+        tracing::debug!(%name, left_out, "ip_addresses: all probes the first {MAX_ADDRESSES} addresses");
+    }
     Ok(chosen)
 }
 

@@ -31,7 +31,7 @@ use super::{
     Series, Slot, StepLog, TargetFamily, TargetSeries, classify, close_guard, resolve, trace,
 };
 use crate::config::{
-    ExpectPort, PORT_ANSWER_LABEL, RouteRefused, TRACE_HOP_LABEL, TargetPolicy, TcpOptions,
+    ADDRESS_LABEL, ExpectPort, PORT_ANSWER_LABEL, RouteRefused, TargetPolicy, TcpOptions,
     set_route_options,
 };
 use crate::steplog::Wording;
@@ -94,6 +94,20 @@ pub(super) async fn probe(
         Ok(reached) => reached,
         Err(outcome) => return outcome,
     };
+    let mut outcome = probe_address(tcp, address, context, budget, steplog).await;
+    outcome.dns_time = dns_time;
+    outcome
+}
+
+/// Runs the handshake with `address`, resolved and cleared by the policy
+/// already; the outcome has no DNS time.
+pub(super) async fn probe_address(
+    tcp: Tcp<'_>,
+    address: SocketAddr,
+    context: &Context,
+    budget: Budget,
+    steplog: &mut StepLog,
+) -> Outcome {
     let Tcp {
         handshake, options, ..
     } = tcp;
@@ -124,7 +138,6 @@ pub(super) async fn probe(
     };
     let failure = trace_a_timeout(failure, &mut detail, &connect, context, budget, steplog).await;
     let mut outcome = Outcome::new(failure, Detail::Tcp(detail));
-    outcome.dns_time = dns_time;
     outcome.address = Some(address);
     outcome
 }
@@ -309,11 +322,10 @@ async fn reach(
     let Tcp {
         options, policy, ..
     } = tcp;
-    let cleared = match policy.map(|policy| policy.check_target(target)) {
-        Some(Err(refusal)) => return Err(Outcome::denied(&refusal)),
-        Some(Ok(cleared)) => Some(cleared),
-        None => None,
-    };
+    let cleared = policy
+        .map(|policy| policy.check_target(target))
+        .transpose()
+        .map_err(|refusal| Outcome::denied(&refusal))?;
     let deadline = budget.deadline;
     let dns_started = Instant::now();
     let resolved = resolve::resolve(&target.host, options, &context.resolver, deadline, steplog)
@@ -322,11 +334,7 @@ async fn reach(
     let dns_time = dns_started.elapsed();
     let ip = match resolved {
         Ok(ip) => ip,
-        Err(failure) => {
-            let mut outcome = Outcome::new(Some(failure), Detail::Tcp(TcpDetail::default()));
-            outcome.dns_time = dns_time;
-            return Err(outcome);
-        }
+        Err(failure) => return Err(resolve_failed(failure, dns_time)),
     };
     if let (Some(policy), Some(cleared)) = (policy, cleared)
         && let Err(refusal) = policy.check_address(cleared, ip, target.port)
@@ -336,6 +344,13 @@ async fn reach(
         return Err(outcome);
     }
     Ok((SocketAddr::new(ip, target.port), dns_time))
+}
+
+/// The outcome of a probe that failed to resolve after `dns_time`.
+pub(super) fn resolve_failed(failure: Failure, dns_time: Duration) -> Outcome {
+    let mut outcome = Outcome::new(Some(failure), Detail::Tcp(TcpDetail::default()));
+    outcome.dns_time = dns_time;
+    outcome
 }
 
 /// Runs the module's attempts one after another, and returns what they
@@ -791,7 +806,7 @@ pub(super) fn write_series(
                 out.labelled_gauge(
                     TRACE_LAST_HOP,
                     TRACE_LAST_HOP_HELP,
-                    &[(TRACE_HOP_LABEL, &address)],
+                    &[(ADDRESS_LABEL, &address)],
                     ttl,
                 );
             }
@@ -924,7 +939,7 @@ pub(super) const TRACE_LAST_HOP_SERIES: TargetSeries = TargetSeries {
     sample: |kept, out| {
         if let Some(last_hop) = TcpKept::of(kept).and_then(|kept| kept.last_trace) {
             let (ttl, address) = trace_sample(last_hop);
-            out.labelled_number(&[(TRACE_HOP_LABEL, &address)], ttl);
+            out.labelled_number(&[(ADDRESS_LABEL, &address)], ttl);
         }
     },
 };
@@ -940,7 +955,7 @@ fn trace_sample(last_hop: Option<TraceHop>) -> (Number, String) {
 /// `ip`, unless resolving it left less than [`super::MIN_WIRE_SHARE`] of
 /// the timeout: a SYN sent then could only time out on the name server's
 /// account, so the probe fails as `dns` and says so.
-fn left_enough_after_dns(
+pub(super) fn left_enough_after_dns(
     ip: IpAddr,
     budget: Budget,
     dns_started: Instant,

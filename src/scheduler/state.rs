@@ -11,7 +11,9 @@
 
 #![forbid(unsafe_code)]
 
+use crate::config::MAX_ADDRESSES;
 use crate::prober::{Kept, Outcome, RESULTS, Reason, result_index};
+use std::net::IpAddr;
 use std::time::Duration;
 
 /// Upper bounds of the handshake histogram, in seconds: 100 µs to 5 s.
@@ -96,6 +98,91 @@ pub(crate) struct TargetState {
     pub(crate) handshake: Histogram,
     /// The interval until the next probe, of the phase the scheduler saw.
     pub(crate) interval: Duration,
+    /// With `ip_addresses: all`, each address the last probe resolved to,
+    /// with its own rise/fall state, in the order resolved: at most
+    /// [`MAX_ADDRESSES`] of 24 bytes each (a test measures it). An address the
+    /// name no longer gives is dropped; one it newly gives starts as a
+    /// new target does.
+    pub(crate) addresses: Vec<AddressState>,
+}
+
+/// The rise/fall state of one address of an `ip_addresses: all` target.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct AddressState {
+    /// The address.
+    pub(crate) ip: IpAddr,
+    /// Whether its last probe succeeded.
+    pub(crate) last_success: bool,
+    /// Its last probe's failure reason; `None` after a success.
+    pub(crate) last_reason: Option<Reason>,
+    /// Its rise/fall state.
+    pub(crate) healthy: bool,
+    /// Its results in a row that disagree with `healthy`.
+    against_state: u32,
+}
+
+impl AddressState {
+    /// The states of the addresses of `outcome`, carried over from `old`
+    /// for an address probed before.
+    fn update(old: &[Self], outcome: &Outcome, rise: u32, fall: u32) -> Vec<Self> {
+        outcome
+            .addresses
+            .iter()
+            .take(MAX_ADDRESSES)
+            .map(|probed| {
+                let success = probed.failure.is_none();
+                let last_reason = probed.failure.as_ref().map(|failure| failure.reason);
+                match old.iter().find(|known| known.ip == probed.ip) {
+                    Some(known) => {
+                        let mut state = *known;
+                        state.last_success = success;
+                        state.last_reason = last_reason;
+                        rise_or_fall(
+                            &mut state.healthy,
+                            &mut state.against_state,
+                            success,
+                            rise,
+                            fall,
+                        );
+                        state
+                    }
+                    // Its first probe sets its state, as a target's does.
+                    None => Self {
+                        ip: probed.ip,
+                        last_success: success,
+                        last_reason,
+                        healthy: success,
+                        against_state: 0,
+                    },
+                }
+            })
+            .collect()
+    }
+}
+
+/// HAProxy's rise/fall after the first probe: `fall` failures in a row
+/// make `healthy` false, `rise` successes in a row make it true again;
+/// `against` counts the results in a row that disagree. Returns whether
+/// `healthy` changed.
+fn rise_or_fall(
+    healthy: &mut bool,
+    against: &mut u32,
+    success: bool,
+    rise: u32,
+    fall: u32,
+) -> bool {
+    if success == *healthy {
+        *against = 0;
+        return false;
+    }
+    *against += 1;
+    let needed = if *healthy { fall } else { rise };
+    if *against < needed {
+        return false;
+    }
+    *healthy = success;
+    *against = 0;
+    true
 }
 
 impl TargetState {
@@ -121,6 +208,9 @@ impl TargetState {
             for handshake in tcp.handshake_times() {
                 self.handshake.observe(handshake.as_secs_f64());
             }
+        }
+        if !outcome.addresses.is_empty() || !self.addresses.is_empty() {
+            self.addresses = AddressState::update(&self.addresses, &outcome, rise, fall);
         }
         let changed = self.update_health(success, rise, fall, now_unix);
         self.last_detail = outcome
@@ -151,17 +241,15 @@ impl TargetState {
             self.last_change_unix = now_unix;
             return false;
         }
-        if success == self.healthy {
-            self.against_state = 0;
+        if !rise_or_fall(
+            &mut self.healthy,
+            &mut self.against_state,
+            success,
+            rise,
+            fall,
+        ) {
             return false;
         }
-        self.against_state += 1;
-        let needed = if self.healthy { fall } else { rise };
-        if self.against_state < needed {
-            return false;
-        }
-        self.healthy = success;
-        self.against_state = 0;
         self.state_changes += 1;
         self.last_change_unix = now_unix;
         true
@@ -230,6 +318,66 @@ mod tests {
         assert!(!state.record(success(), rise, fall, 9.0), "no change");
         assert_eq!(state.state_changes, 2);
         assert_eq!(state.results, [5, 4, 0, 0, 0, 0, 0, 0, 0]);
+    }
+
+    /// An outcome of `ip_addresses: all` whose addresses ended as `results`.
+    fn every(results: &[(&str, Option<Reason>)]) -> Outcome {
+        let mut outcome = success();
+        outcome.addresses = results
+            .iter()
+            .map(|(ip, reason)| {
+                let failure = reason.map(|reason| Failure::new(reason, "x"));
+                crate::prober::AddressOutcome::new(ip.parse().unwrap(), failure)
+            })
+            .collect();
+        outcome
+    }
+
+    #[test]
+    fn each_address_has_its_own_rise_and_fall_and_gone_addresses_are_dropped() {
+        let (rise, fall) = (2, 2);
+        let mut state = TargetState::default();
+        let up = |ip| (ip, None);
+        let refused = |ip| (ip, Some(Reason::Refused));
+        state.record(every(&[up("127.0.0.2"), up("127.0.0.3")]), rise, fall, 1.0);
+        assert!(state.addresses.iter().all(|address| address.healthy));
+        state.record(
+            every(&[refused("127.0.0.2"), up("127.0.0.3")]),
+            rise,
+            fall,
+            2.0,
+        );
+        let healthy = |state: &TargetState| -> Vec<bool> {
+            state
+                .addresses
+                .iter()
+                .map(|address| address.healthy)
+                .collect()
+        };
+        assert_eq!(healthy(&state), [true, true], "one failure of fall 2");
+        assert_eq!(state.addresses[0].last_reason, Some(Reason::Refused));
+        state.record(
+            every(&[refused("127.0.0.2"), up("127.0.0.3")]),
+            rise,
+            fall,
+            3.0,
+        );
+        assert_eq!(
+            healthy(&state),
+            [false, true],
+            "the second failure in a row"
+        );
+        // .3 is gone from the name, .4 is new: its first probe sets it.
+        state.record(
+            every(&[refused("127.0.0.2"), refused("127.0.0.4")]),
+            rise,
+            fall,
+            4.0,
+        );
+        let ips: Vec<String> = state.addresses.iter().map(|a| a.ip.to_string()).collect();
+        assert_eq!(ips, ["127.0.0.2", "127.0.0.4"]);
+        assert_eq!(healthy(&state), [false, false]);
+        assert_eq!(std::mem::size_of::<AddressState>(), 24, "as the docs say");
     }
 
     /// HAProxy's `srv_getinter`: `inter` when fully up, `downinter` when

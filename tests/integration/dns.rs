@@ -27,6 +27,8 @@ const SLOW_ANSWER: Duration = Duration::from_millis(1500);
 /// | `*.v6only.test.` | no data | ::1, TTL 300 |
 /// | `*.slow.test.` | 127.0.0.1 after [`SLOW_ANSWER`] | no data, as late |
 /// | `*.silent.test.` | never answers | never answers |
+/// | `*.three.test.` | 127.0.0.2, 127.0.0.3, 127.0.0.4, TTL 300 | no data |
+/// | `*.both.test.` | 127.0.0.2, TTL 300 | ::1, TTL 300 |
 /// | anything else | NXDOMAIN | NXDOMAIN |
 ///
 /// It runs on a thread of its own so that a busy test cannot delay its
@@ -124,6 +126,20 @@ async fn serve(socket: Arc<UdpSocket>, seen: Arc<Mutex<Vec<(String, RecordType)>
                 answer.add_answer(record(RData::A(A(Ipv4Addr::LOCALHOST))));
             }
             Duration::ZERO
+        } else if name.ends_with(".three.test.") {
+            if kind == RecordType::A {
+                for ip in THREE {
+                    answer.add_answer(record(RData::A(A(ip))));
+                }
+            }
+            Duration::ZERO
+        } else if name.ends_with(".both.test.") {
+            answer.add_answer(record(if kind == RecordType::A {
+                RData::A(A(THREE[0]))
+            } else {
+                RData::AAAA(AAAA(Ipv6Addr::LOCALHOST))
+            }));
+            Duration::ZERO
         } else if name.ends_with(".v6only.test.") {
             if kind == RecordType::AAAA {
                 answer.add_answer(record(RData::AAAA(AAAA(Ipv6Addr::LOCALHOST))));
@@ -141,6 +157,13 @@ async fn serve(socket: Arc<UdpSocket>, seen: Arc<Mutex<Vec<(String, RecordType)>
         });
     }
 }
+
+/// The addresses of `*.three.test.`, in the order the server gives them.
+const THREE: [Ipv4Addr; 3] = [
+    Ipv4Addr::new(127, 0, 0, 2),
+    Ipv4Addr::new(127, 0, 0, 3),
+    Ipv4Addr::new(127, 0, 0, 4),
+];
 
 /// A test DNS server, and an in-process exporter with [`MODULES`] that
 /// resolves through it only.
@@ -171,6 +194,21 @@ modules:
     tcp:
       preferred_ip_protocol: ip4
       ip_protocol_fallback: false
+  every_any:
+    prober: tcp_halfopen
+    timeout: 2s
+    tcp: {ip_addresses: all}
+  every_all:
+    prober: tcp_connect
+    timeout: 2s
+    tcp: {ip_addresses: all, ip_addresses_success: all}
+  first:
+    prober: tcp_halfopen
+    timeout: 2s
+  every_ip4:
+    prober: tcp_halfopen
+    timeout: 2s
+    tcp: {ip_addresses: all, ip_protocol_fallback: false}
 ";
 
 /// One `/probe` and what it said: the reason (`None` on success), the
@@ -483,4 +521,157 @@ async fn many_unanswered_lookups_neither_add_threads_nor_delay_other_names() {
     );
     assert_eq!(failed_as_dns, STUCK);
     assert!(latest < 3.3, "a 3 s deadline ended after {latest:.3} s");
+}
+
+/// The value of `series` with exactly `labels` in `body`.
+fn labelled(body: &str, series: &str, labels: &str) -> Option<f64> {
+    let prefix = format!("{series}{{{labels}}} ");
+    body.lines()
+        .find_map(|line| line.strip_prefix(prefix.as_str()))
+        .map(|value| value.trim().parse().expect("a number"))
+}
+
+#[tokio::test]
+async fn ip_addresses_all_probes_every_address_and_any_or_all_decides() {
+    let (server, exporter) = exporter_and_server().await;
+    // Only the second address listens; the others answer RST.
+    let listener = TcpListener::bind((THREE[1], 0)).expect("listen on 127.0.0.3");
+    let port = listener.local_addr().unwrap().port();
+    let target = format!("www.three.test:{port}");
+    // Today's default probes the first address only, which refuses.
+    let first = probe(exporter.address, &target, "first").await;
+    assert_eq!(first.reason.as_deref(), Some("refused"), "{}", first.body);
+    assert!(
+        !first.body.contains("probe_address_success"),
+        "{}",
+        first.body
+    );
+    let any = probe(exporter.address, &target, "every_any").await;
+    let all = probe(exporter.address, &target, "every_all").await;
+    assert_eq!(any.reason, None, "{}", any.body);
+    assert_eq!(all.reason.as_deref(), Some("refused"), "{}", all.body);
+    for probed in [&any, &all] {
+        for ip in THREE {
+            let up = ip == THREE[1];
+            let address = format!("address=\"{ip}\"");
+            assert_eq!(
+                labelled(&probed.body, "probe_address_success", &address),
+                Some(f64::from(u8::from(up))),
+                "{ip}: {}",
+                probed.body
+            );
+            let refused = format!("{address},reason=\"refused\"");
+            assert_eq!(
+                labelled(&probed.body, "probe_address_failure_reason", &refused),
+                Some(f64::from(u8::from(!up))),
+                "{ip}: {}",
+                probed.body
+            );
+        }
+    }
+    // The name was looked up through the test server.
+    assert!(server.count("www.three.test.", RecordType::A) >= 1);
+    // An IP literal is just that one address.
+    let literal = probe(exporter.address, &format!("127.0.0.3:{port}"), "every_all").await;
+    assert_eq!(literal.reason, None, "{}", literal.body);
+    assert_eq!(
+        literal.body.matches("probe_address_success{").count(),
+        1,
+        "{}",
+        literal.body
+    );
+}
+
+/// Scheduled targets and health groups of an `ip_addresses: all` module:
+/// each address's own state on `/metrics`, each failing address named in
+/// the group's answer.
+#[tokio::test]
+async fn scheduled_and_grouped_ip_addresses_all_show_each_address() {
+    let server = DnsServer::start();
+    let listener = TcpListener::bind((THREE[1], 0)).expect("listen on 127.0.0.3");
+    let port = listener.local_addr().unwrap().port();
+    let config = format!(
+        "{MODULES}targets:\n  - module: every_all\n    interval: 1s\n    targets: [\"www.three.test:{port}\"]\n\
+         groups:\n  g:\n    module: every_all\n    targets: [\"www.three.test:{port}\"]\n"
+    );
+    let settings = Exporter::builder().dns_servers(vec![server.address]);
+    let exporter = TestExporter::with_config(&config, settings).await;
+    let value = |body: &str, series: &str, ip: Ipv4Addr| -> Option<f64> {
+        let address = format!("address=\"{ip}\"");
+        body.lines()
+            .find(|line| line.starts_with(&format!("{series}{{")) && line.contains(&address))
+            .and_then(|line| line.rsplit(' ').next())
+            .map(|value| value.parse().expect("a number"))
+    };
+    let started = Instant::now();
+    let body = loop {
+        let body = exporter.get("/metrics").await.body;
+        if THREE
+            .iter()
+            .all(|ip| value(&body, "probe_address_healthy", *ip).is_some())
+        {
+            break body;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no per-address series after 10 s:\n{body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    for ip in THREE {
+        let up = f64::from(u8::from(ip == THREE[1]));
+        assert_eq!(value(&body, "probe_address_success", ip), Some(up), "{ip}");
+        assert_eq!(value(&body, "probe_address_healthy", ip), Some(up), "{ip}");
+    }
+    let response = exporter.get("/health/g").await;
+    assert_eq!(response.status, 503, "{}", response.body);
+    for ip in [THREE[0], THREE[2]] {
+        let line = format!("every_all www.three.test:{port} {ip} refused");
+        assert!(
+            response.body.lines().any(|seen| seen == line),
+            "no line {line:?} in {}",
+            response.body
+        );
+    }
+    assert!(!response.body.contains("127.0.0.3"), "{}", response.body);
+}
+
+/// With `ip_protocol_fallback` (the default) both families are probed;
+/// without it only the preferred one.
+#[tokio::test]
+async fn ip_addresses_all_probes_both_families_only_with_fallback() {
+    let (_server, exporter) = exporter_and_server().await;
+    let listener = TcpListener::bind((Ipv6Addr::LOCALHOST, 0)).expect("listen on ::1");
+    let port = listener.local_addr().unwrap().port();
+    let target = format!("www.both.test:{port}");
+    let both = probe(exporter.address, &target, "every_any").await;
+    assert_eq!(both.reason, None, "{}", both.body);
+    let v4 = "address=\"127.0.0.2\"";
+    let v6 = "address=\"::1\"";
+    assert_eq!(
+        labelled(&both.body, "probe_address_success", v4),
+        Some(0.0),
+        "{}",
+        both.body
+    );
+    assert_eq!(
+        labelled(&both.body, "probe_address_success", v6),
+        Some(1.0),
+        "{}",
+        both.body
+    );
+    let ip4 = probe(exporter.address, &target, "every_ip4").await;
+    assert_eq!(ip4.reason.as_deref(), Some("refused"), "{}", ip4.body);
+    assert_eq!(
+        labelled(&ip4.body, "probe_address_success", v4),
+        Some(0.0),
+        "{}",
+        ip4.body
+    );
+    assert_eq!(
+        labelled(&ip4.body, "probe_address_success", v6),
+        None,
+        "{}",
+        ip4.body
+    );
 }
