@@ -209,7 +209,9 @@ impl TargetState {
                 self.handshake.observe(handshake.as_secs_f64());
             }
         }
-        if !outcome.addresses.is_empty() || !self.addresses.is_empty() {
+        // A probe that reached no address (DNS, policy) says nothing
+        // about each one: their states stay as they were.
+        if !outcome.addresses.is_empty() {
             self.addresses = AddressState::update(&self.addresses, &outcome, rise, fall);
         }
         let changed = self.update_health(success, rise, fall, now_unix);
@@ -378,6 +380,36 @@ mod tests {
         assert_eq!(ips, ["127.0.0.2", "127.0.0.4"]);
         assert_eq!(healthy(&state), [false, false]);
         assert_eq!(std::mem::size_of::<AddressState>(), 24, "as the docs say");
+    }
+
+    /// A probe that reached no address (the name did not resolve, or the
+    /// policy refused it) says nothing about each address: their states
+    /// stay, so that a DNS blip does not let a down address come back
+    /// without `rise` successes.
+    #[test]
+    fn a_probe_that_reached_no_address_keeps_each_addresss_state() {
+        let (rise, fall) = (2, 1);
+        let mut state = TargetState::default();
+        let dns = || {
+            Outcome::not_started(
+                Failure::new(Reason::Dns, "no such name"),
+                Duration::from_millis(1),
+            )
+        };
+        state.record(
+            every(&[("127.0.0.2", Some(Reason::Refused))]),
+            rise,
+            fall,
+            1.0,
+        );
+        assert!(!state.addresses[0].healthy);
+        state.record(dns(), rise, fall, 2.0);
+        assert_eq!(state.addresses.len(), 1, "kept through the DNS failure");
+        state.record(every(&[("127.0.0.2", None)]), rise, fall, 3.0);
+        assert!(
+            !state.addresses[0].healthy,
+            "one success of rise 2 does not bring it back"
+        );
     }
 
     /// HAProxy's `srv_getinter`: `inter` when fully up, `downinter` when
