@@ -505,6 +505,13 @@ impl<'de> Deserialize<'de> for TcpBlock {
                  and query_response",
             ));
         }
+        if fields.ip_addresses == Some(IpAddresses::All) && fields.trace_on_timeout == Some(true) {
+            return Err(serde::de::Error::custom(format!(
+                "trace_on_timeout traces one address, and ip_addresses: all probes up to {} at \
+                 once, each of which would send a trace of its own: remove one of them",
+                super::MAX_ADDRESSES
+            )));
+        }
         if let Some(steps) = &fields.query_response {
             check_steps(fields.tls == Some(true), steps).map_err(serde::de::Error::custom)?;
         }

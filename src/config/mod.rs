@@ -2171,6 +2171,12 @@ mod tests {
                 "modules.m.tcp",
                 "ip_addresses: all probes every address with a SYN at once, and tls and query_response hold one connection",
             ),
+            // A trace per address would send up to 16 x 30 SYNs.
+            (
+                &module("tcp_halfopen", "ip_addresses: all, trace_on_timeout: true"),
+                "modules.m.tcp",
+                "trace_on_timeout traces one address",
+            ),
         ]);
         assert_accepted(&[&module("tcp", "tls: true, ip_addresses: first")]);
         let labelled = format!(
