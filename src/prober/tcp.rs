@@ -182,16 +182,17 @@ async fn trace_a_timeout(
 /// What the port's answer makes of a probe whose `expect_port` is
 /// `expect` (not `open`): its failure, `None` for success. A SYN-ACK
 /// fails it as `open`; an RST fails `filtered` as `refused` (the port is
-/// reachable, and closed); any other answer is success. Without an
-/// answer (`dns`, `local`: nothing came from the network) the probe's
-/// `failure` stands.
+/// reachable, and closed); silence and an ICMP error are success. When
+/// nothing came from the network (`dns`, `local`, or this host refusing
+/// to send: no route, a local firewall) nothing is known of the port, and
+/// the probe's `failure` stands.
 fn judge_answer(
     expect: ExpectPort,
     answer: Option<PortAnswer>,
     failure: Option<Failure>,
 ) -> Option<Failure> {
     match (expect, answer) {
-        (ExpectPort::Open, _) | (_, None) => failure,
+        (ExpectPort::Open, _) | (_, None | Some(PortAnswer::Unreachable)) => failure,
         (_, Some(PortAnswer::SynAck)) => Some(Failure::new(
             Reason::Open,
             format!(
@@ -1450,7 +1451,13 @@ mod tests {
             // ICMP port unreachable from the target: `refused` for an open
             // check, an ICMP answer here (a `reject` rule's default).
             assert_eq!(judged(expect, Icmp, Reason::Refused), None);
-            assert_eq!(judged(expect, Unreachable, Reason::Unreachable), None);
+            // The exporter's own host refused to send (no route, a local
+            // firewall): nothing came from the network, so nothing is
+            // known of the port: the failure stands.
+            assert_eq!(
+                judged(expect, Unreachable, Reason::Unreachable),
+                Some(Reason::Unreachable)
+            );
             // Nothing came from the network: the failure stands.
             for reason in [Reason::Dns, Reason::Local] {
                 assert_eq!(
