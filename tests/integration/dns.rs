@@ -711,6 +711,10 @@ async fn ip_addresses_all_probes_the_answered_family_when_the_other_never_answer
         "{}",
         probed.body
     );
+    eprintln!(
+        "A answered, AAAA never: probed 127.0.0.5 after {:.3} s of a 2 s timeout",
+        probed.duration
+    );
     assert!(
         probed.duration < 2.0 && probed.elapsed < Duration::from_millis(2500),
         "a 2 s timeout ended after {:.3} s (request {:?})",
