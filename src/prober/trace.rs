@@ -150,25 +150,42 @@ pub(super) async fn run(
             Err(_) => break,
         }
     }
-    let mut trace = Trace {
-        sent: u8::try_from(sockets.len()).unwrap_or(MAX_HOPS),
-        ..Trace::default()
-    };
+    let sent = u8::try_from(sockets.len()).unwrap_or(MAX_HOPS);
     let waits = sockets
         .into_iter()
         .map(|(ttl, socket)| async move { (ttl, wait(socket, address, deadline).await) });
-    for (ttl, answer) in join_all(waits).await {
-        let Some(answer) = answer else { continue };
-        answered(ttl, answer);
+    let answers = join_all(waits)
+        .await
+        .into_iter()
+        .filter_map(|(ttl, answer)| {
+            let answer = answer?;
+            answered(ttl, answer);
+            Some((ttl, answer))
+        });
+    summarize(sent, address.ip(), answers)
+}
+
+/// What a trace of `sent` SYNs to `target` found from their `answers`,
+/// by TTL in rising order.
+fn summarize(
+    sent: u8,
+    target: IpAddr,
+    answers: impl IntoIterator<Item = (u8, HopAnswer)>,
+) -> Trace {
+    let mut trace = Trace {
+        sent,
+        ..Trace::default()
+    };
+    for (ttl, answer) in answers {
         let from = match answer {
             HopAnswer::Icmp(icmp) => icmp.offender,
             HopAnswer::SynAck => {
                 trace.syn_ack = trace.syn_ack.or(Some(ttl));
-                Some(address.ip())
+                Some(target)
             }
             HopAnswer::Rst => {
                 trace.rst = trace.rst.or(Some(ttl));
-                Some(address.ip())
+                Some(target)
             }
         };
         if let Some(from) = from {
