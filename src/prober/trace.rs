@@ -243,6 +243,7 @@ async fn wait(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::prober::IcmpError;
 
     #[test]
     fn a_trace_keeps_a_quarter_of_the_timeout_at_most_one_second_when_asked() {
@@ -285,8 +286,86 @@ mod tests {
         };
         assert_eq!(
             open.to_string(),
-            "the port answered the trace SYN with TTL 3 with SYN-ACK (closed with RST): \
+            "the port answered the trace SYN at hop 3 with SYN-ACK (closed with RST): \
              the probe's SYN or its answer was lost"
+        );
+    }
+
+    /// ICMP time exceeded from `router`, as the kernel queues it.
+    fn time_exceeded(router: &str) -> HopAnswer {
+        HopAnswer::Icmp(IcmpError {
+            ipv6: false,
+            icmp_type: 11,
+            code: 0,
+            offender: Some(router.parse().unwrap()),
+        })
+    }
+
+    /// Once a trace SYN reaches the target, every higher TTL reaches it
+    /// too: the last hop is the lowest TTL the target answered at (its
+    /// distance), whatever its answer, not the highest TTL answered.
+    #[test]
+    fn a_trace_that_reached_the_target_names_the_hop_where_it_did() {
+        let target: IpAddr = "203.0.113.2".parse().unwrap();
+        let port_unreachable = HopAnswer::Icmp(IcmpError {
+            ipv6: false,
+            icmp_type: 3,
+            code: 3,
+            offender: Some(target),
+        });
+        for (answer, detail) in [
+            (
+                HopAnswer::Rst,
+                "the target answered the trace SYN at hop 3 with RST: \
+                 the probe's SYN or its answer was lost",
+            ),
+            (
+                HopAnswer::SynAck,
+                "the port answered the trace SYN at hop 3 with SYN-ACK (closed with RST): \
+                 the probe's SYN or its answer was lost",
+            ),
+            (
+                port_unreachable,
+                "the target answered the trace SYN at hop 3 with an ICMP error: \
+                 the probe's SYN or its answer was lost",
+            ),
+        ] {
+            let answers = [
+                (1, time_exceeded("192.0.2.1")),
+                (2, time_exceeded("198.51.100.2")),
+            ]
+            .into_iter()
+            .chain((3..=MAX_HOPS).map(|ttl| (ttl, answer)));
+            let trace = summarize(MAX_HOPS, target, answers);
+            assert_eq!(
+                trace.last_hop,
+                Some(TraceHop {
+                    ttl: 3,
+                    address: target
+                }),
+                "{answer}"
+            );
+            assert_eq!(trace.to_string(), detail);
+        }
+        // A path that loses the SYN after hop 2 still names hop 2.
+        let lost = summarize(
+            MAX_HOPS,
+            target,
+            [
+                (1, time_exceeded("192.0.2.1")),
+                (2, time_exceeded("198.51.100.2")),
+            ],
+        );
+        assert_eq!(lost.to_string(), "SYN lost after hop 2 (198.51.100.2)");
+    }
+
+    #[test]
+    fn a_trace_that_could_not_send_says_so() {
+        let none = summarize(0, "203.0.113.2".parse().unwrap(), []);
+        assert_eq!(none.last_hop, None);
+        assert_eq!(
+            none.to_string(),
+            "no trace SYN was sent: the exporter could not open a socket for one"
         );
     }
 }
