@@ -38,7 +38,7 @@ pub(super) async fn probe(
         &target.host,
         tcp.options,
         &context.resolver,
-        budget.deadline,
+        budget,
         steplog,
     )
     .await

@@ -11,6 +11,14 @@
 //! AAAA) first and for the other only when fallback allows it and the
 //! first had none, so an IPv4 module costs one query per name.
 //!
+//! With `ip_addresses: all` every allowed family is asked at once. Once
+//! one has answered with addresses, the others are waited for until a
+//! tenth of the timeout before the probe's last start
+//! ([`super::Budget::last_start`]); a family still unanswered then is left
+//! out, and the addresses found are probed (Go's resolver also asks A and
+//! AAAA at once, but waits for both until the deadline, which here would
+//! leave no time to probe).
+//!
 //! # How names are looked up
 //!
 //! A [`Resolver`] is a stub resolver (hickory-resolver) in the exporter's
@@ -82,10 +90,12 @@
 
 #![forbid(unsafe_code)]
 
-use super::{Failure, Reason, Step, StepLog};
-use crate::config::{IpAddresses, IpProtocol, MAX_ADDRESSES, TcpOptions};
+use super::{Budget, Failure, Reason, Step, StepLog};
+use crate::config::{IpProtocol, MAX_ADDRESSES, TcpOptions};
 use crate::target::Host;
 use crate::task::AbortOnDrop;
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
 use hickory_resolver::config::{
     ConnectionConfig, NameServerConfig, ResolveHosts, ResolverConfig, ResolverOpts,
 };
@@ -157,12 +167,15 @@ impl Resolver {
 
     /// The addresses of `name`, of the families `options` allow, most
     /// wanted first, by `deadline`; an empty list when the name has no
-    /// such address.
+    /// such address. With `every_by`, of every family allowed, asked at
+    /// once (see [`Shared::query_every`]); without, of the first family
+    /// that has any.
     async fn lookup(
         &self,
         name: &str,
         options: &TcpOptions,
         deadline: Instant,
+        every_by: Option<Instant>,
         steplog: &mut StepLog,
     ) -> Result<Vec<IpAddr>, Failure> {
         let query_name = Name::from_ascii(name).map_err(|error| {
@@ -194,7 +207,7 @@ impl Resolver {
             )
         };
         let Some(runtime) = &self.runtime else {
-            let query = self.shared.query(&query_name, options, steplog);
+            let query = self.shared.query(&query_name, options, every_by, steplog);
             return tokio::time::timeout_at(deadline, query)
                 .await
                 .map_err(|_| too_late())?;
@@ -203,7 +216,7 @@ impl Resolver {
         let options = options.clone();
         let mut steps = steplog.fork();
         let task = runtime.spawn(async move {
-            let query = shared.query(&query_name, &options, &mut steps);
+            let query = shared.query(&query_name, &options, every_by, &mut steps);
             (tokio::time::timeout_at(deadline, query).await, steps)
         });
         // Dropped at the deadline or with the probe: the query stops too.
@@ -223,51 +236,134 @@ impl Resolver {
 }
 
 impl Shared {
-    /// Asks the name servers for `name`'s addresses, family by family in
-    /// the order `options` want.
+    /// Asks the name servers for `name`'s addresses: with `every_by`,
+    /// every family at once ([`Self::query_every`]); without it, family
+    /// by family in the order `options` want, until one has addresses.
     async fn query(
         &self,
         name: &Name,
         options: &TcpOptions,
+        every_by: Option<Instant>,
         steplog: &mut StepLog,
     ) -> Result<Vec<IpAddr>, Failure> {
-        let mut found = Vec::new();
+        if let Some(every_by) = every_by {
+            return self.query_every(name, options, every_by, steplog).await;
+        }
         for kind in query_order(options) {
-            steplog.log(|| Step::Asking {
-                servers: Arc::clone(&self.servers),
-                record: record_name(kind),
-            });
-            let addresses = match self.dns.lookup(name.clone(), kind).await {
-                Ok(answer) => addresses(answer.answers().iter().map(|record| &record.data)),
-                // With every family asked, a later family's failure
-                // leaves the addresses already found to be probed.
-                Err(_) if !found.is_empty() => break,
-                Err(error) if error.is_nx_domain() => {
-                    return Err(Failure::new(
-                        Reason::Dns,
-                        format!("{name} does not exist (NXDOMAIN from {})", self.servers),
-                    ));
-                }
-                // The name exists but has no record of this type.
-                Err(error) if error.is_no_records_found() => Vec::new(),
-                Err(error) => {
-                    return Err(Failure::new(
-                        Reason::Dns,
-                        format!("resolving {kind} {name} failed: {}", describe(&error)),
-                    ));
-                }
-            };
-            steplog.log(|| Step::Answer {
-                record: record_name(kind),
-                addresses: addresses.clone(),
-            });
-            // With ip_addresses: all, every allowed family is asked.
-            if !addresses.is_empty() && options.ip_addresses == IpAddresses::First {
+            let addresses = self.query_family(name, kind, steplog).await?;
+            if !addresses.is_empty() {
                 return Ok(addresses);
             }
-            found.extend(addresses);
         }
-        Ok(found)
+        Ok(Vec::new())
+    }
+
+    /// Asks for every family `options` allow at once, for `ip_addresses:
+    /// all`. Once one family has given addresses, the others are waited
+    /// for only until `every_by` (shortly before the probe's last start,
+    /// [`Budget::last_start`]): a family whose
+    /// query is never answered then costs neither the addresses found nor
+    /// the time to probe them. The addresses come in the order of
+    /// [`query_order`]; a family's failure fails the lookup only when no
+    /// family gave an address.
+    async fn query_every(
+        &self,
+        name: &Name,
+        options: &TcpOptions,
+        every_by: Instant,
+        steplog: &mut StepLog,
+    ) -> Result<Vec<IpAddr>, Failure> {
+        let kinds: Vec<RecordType> = query_order(options).collect();
+        let mut answers: Vec<Option<Result<Vec<IpAddr>, Failure>>> =
+            kinds.iter().map(|_| None).collect();
+        let mut pending: FuturesUnordered<_> = kinds
+            .iter()
+            .enumerate()
+            .map(|(index, &kind)| {
+                let mut steps = steplog.fork();
+                async move {
+                    let answer = self.query_family(name, kind, &mut steps).await;
+                    (index, answer, steps)
+                }
+            })
+            .collect();
+        loop {
+            let found = answers
+                .iter()
+                .any(|answer| matches!(answer, Some(Ok(addresses)) if !addresses.is_empty()));
+            let next = if found {
+                tokio::time::timeout_at(every_by, pending.next()).await
+            } else {
+                Ok(pending.next().await)
+            };
+            match next {
+                Ok(Some((index, answer, steps))) => {
+                    steplog.join(steps);
+                    answers[index] = Some(answer);
+                }
+                Ok(None) => break,
+                Err(_) => {
+                    let unanswered: Vec<&str> = kinds
+                        .iter()
+                        .zip(&answers)
+                        .filter(|(_, answer)| answer.is_none())
+                        .map(|(kind, _)| record_name(*kind))
+                        .collect();
+                    tracing::debug!(%name, ?unanswered, "ip_addresses: all probes the addresses found; the other queries were too late");
+                    break;
+                }
+            }
+        }
+        let mut found = Vec::new();
+        let mut first_failure = None;
+        for answer in answers.into_iter().flatten() {
+            match answer {
+                Ok(addresses) => found.extend(addresses),
+                Err(failure) => {
+                    first_failure.get_or_insert(failure);
+                }
+            }
+        }
+        match first_failure {
+            Some(failure) if found.is_empty() => Err(failure),
+            _ => Ok(found),
+        }
+    }
+
+    /// Asks the name servers for `name`'s records of type `kind`: its
+    /// addresses, none when the name has no such record.
+    async fn query_family(
+        &self,
+        name: &Name,
+        kind: RecordType,
+        steplog: &mut StepLog,
+    ) -> Result<Vec<IpAddr>, Failure> {
+        steplog.log(|| Step::Asking {
+            servers: Arc::clone(&self.servers),
+            record: record_name(kind),
+        });
+        let addresses = match self.dns.lookup(name.clone(), kind).await {
+            Ok(answer) => addresses(answer.answers().iter().map(|record| &record.data)),
+            Err(error) if error.is_nx_domain() => {
+                return Err(Failure::new(
+                    Reason::Dns,
+                    format!("{name} does not exist (NXDOMAIN from {})", self.servers),
+                ));
+            }
+            // The name exists but has no record of this type.
+            Err(error) if error.is_no_records_found() => Vec::new(),
+            Err(error) => {
+                return Err(Failure::new(
+                    Reason::Dns,
+                    format!("resolving {kind} {name} failed: {}", describe(&error)),
+                ));
+            }
+        };
+        steplog.log(|| Step::Answer {
+            record: record_name(kind),
+            addresses: addresses.clone(),
+        });
+        Ok(addresses)
     }
 
     /// Every address `/etc/hosts` lists for `name`, if it lists the name.
@@ -474,7 +570,9 @@ pub(super) async fn resolve(
         Host::Ip(ip) => std::slice::from_ref(ip),
         Host::Name(name) => {
             steplog.log(|| Step::Resolving);
-            looked_up = resolver.lookup(name, options, deadline, steplog).await?;
+            looked_up = resolver
+                .lookup(name, options, deadline, None, steplog)
+                .await?;
             looked_up.as_slice()
         }
     };
@@ -515,16 +613,24 @@ pub(super) async fn resolve_all(
     host: &Host,
     options: &TcpOptions,
     resolver: &Resolver,
-    deadline: Instant,
+    budget: Budget,
     steplog: &mut StepLog,
 ) -> Result<Vec<IpAddr>, Failure> {
     let Host::Name(name) = host else {
-        return resolve(host, options, resolver, deadline, steplog)
+        return resolve(host, options, resolver, budget.deadline, steplog)
             .await
             .map(|ip| vec![ip]);
     };
     steplog.log(|| Step::Resolving);
-    let looked_up = resolver.lookup(name, options, deadline, steplog).await?;
+    // A tenth of the timeout before the last start, so that the answer
+    // is back on the probe thread before it: see `Shared::query_every`.
+    let every_by = budget
+        .last_start
+        .checked_sub(budget.timeout / 10)
+        .unwrap_or(budget.last_start);
+    let looked_up = resolver
+        .lookup(name, options, budget.deadline, Some(every_by), steplog)
+        .await?;
     let mut chosen: Vec<IpAddr> = Vec::with_capacity(looked_up.len().min(MAX_ADDRESSES));
     let preferred_first = looked_up
         .iter()

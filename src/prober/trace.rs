@@ -8,9 +8,11 @@
 //! interface, mark and DSCP, `IP_RECVERR`). A router where a SYN's TTL
 //! runs out sends ICMP time exceeded, which the kernel queues on that
 //! SYN's socket with the router as offender; a SYN that reaches the target
-//! draws its answer (SYN-ACK, RST, an ICMP error) or nothing. The last hop
-//! that answered is the highest TTL with an answer, and the SYN was lost
-//! after it.
+//! draws its answer (SYN-ACK, RST, an ICMP error) or nothing. When the
+//! target answered, the last hop is the target at the lowest TTL it
+//! answered (every higher TTL reaches it too): the path is whole, and the
+//! probe's SYN or its answer was lost. Otherwise the last hop is the
+//! highest TTL with an answer, and the SYN was lost after it.
 //!
 //! The trace must end within the probe's deadline, so that `/probe`
 //! still answers within the scrape timeout: a module with
@@ -70,8 +72,9 @@ pub struct Trace {
     /// SYNs sent (one per TTL from 1); fewer than 30 only when the
     /// exporter could not open more sockets.
     pub sent: u8,
-    /// The answer to the highest TTL that drew one; `None` when no hop
-    /// answered.
+    /// The last hop that answered: the target at [`Self::reached`] when
+    /// it answered, else the answer to the highest TTL that drew one;
+    /// `None` when no hop answered.
     pub last_hop: Option<TraceHop>,
     /// The lowest TTL whose SYN the target answered with SYN-ACK (closed
     /// at once with RST): the port is open, and the probe's SYN or its
@@ -79,6 +82,11 @@ pub struct Trace {
     pub syn_ack: Option<u8>,
     /// The lowest TTL whose SYN the target answered with RST.
     pub rst: Option<u8>,
+    /// The lowest TTL whose SYN the target itself answered (SYN-ACK, RST,
+    /// or an ICMP error from its address): how many hops away it is.
+    /// Every higher TTL reaches it too, so this, not the highest TTL
+    /// answered, is then the last hop.
+    pub reached: Option<u8>,
 }
 
 impl fmt::Display for Trace {
@@ -86,18 +94,27 @@ impl fmt::Display for Trace {
     /// `SYN lost after hop 2 (198.51.100.1)`, or that no hop answered, or
     /// that the target answered a trace SYN.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const LOST: &str = "the probe's SYN or its answer was lost";
+        if self.sent == 0 {
+            return f
+                .write_str("no trace SYN was sent: the exporter could not open a socket for one");
+        }
         if let Some(ttl) = self.syn_ack {
             return write!(
                 f,
-                "the port answered the trace SYN with TTL {ttl} with SYN-ACK (closed with RST): \
-                 the probe's SYN or its answer was lost"
+                "the port answered the trace SYN at hop {ttl} with SYN-ACK (closed with RST): {LOST}"
             );
         }
         if let Some(ttl) = self.rst {
             return write!(
                 f,
-                "the target answered the trace SYN with TTL {ttl} with RST: \
-                 the probe's SYN or its answer was lost"
+                "the target answered the trace SYN at hop {ttl} with RST: {LOST}"
+            );
+        }
+        if let Some(ttl) = self.reached {
+            return write!(
+                f,
+                "the target answered the trace SYN at hop {ttl} with an ICMP error: {LOST}"
             );
         }
         match self.last_hop {
@@ -150,30 +167,59 @@ pub(super) async fn run(
             Err(_) => break,
         }
     }
-    let mut trace = Trace {
-        sent: u8::try_from(sockets.len()).unwrap_or(MAX_HOPS),
-        ..Trace::default()
-    };
+    let sent = u8::try_from(sockets.len()).unwrap_or(MAX_HOPS);
     let waits = sockets
         .into_iter()
         .map(|(ttl, socket)| async move { (ttl, wait(socket, address, deadline).await) });
-    for (ttl, answer) in join_all(waits).await {
-        let Some(answer) = answer else { continue };
-        answered(ttl, answer);
+    let answers = join_all(waits)
+        .await
+        .into_iter()
+        .filter_map(|(ttl, answer)| {
+            let answer = answer?;
+            answered(ttl, answer);
+            Some((ttl, answer))
+        });
+    summarize(sent, address.ip(), answers)
+}
+
+/// What a trace of `sent` SYNs to `target` found from their `answers`,
+/// by TTL in rising order: see [`Trace::last_hop`].
+fn summarize(
+    sent: u8,
+    target: IpAddr,
+    answers: impl IntoIterator<Item = (u8, HopAnswer)>,
+) -> Trace {
+    let mut trace = Trace {
+        sent,
+        ..Trace::default()
+    };
+    for (ttl, answer) in answers {
         let from = match answer {
             HopAnswer::Icmp(icmp) => icmp.offender,
             HopAnswer::SynAck => {
                 trace.syn_ack = trace.syn_ack.or(Some(ttl));
-                Some(address.ip())
+                Some(target)
             }
             HopAnswer::Rst => {
                 trace.rst = trace.rst.or(Some(ttl));
-                Some(address.ip())
+                Some(target)
             }
         };
+        // An IPv4-mapped target's ICMP may name it as plain IPv4.
+        if from.map(|from| from.to_canonical()) == Some(target.to_canonical()) {
+            trace.reached = trace.reached.or(Some(ttl));
+        }
         if let Some(from) = from {
             trace.last_hop = Some(TraceHop { ttl, address: from });
         }
+    }
+    // Once a SYN reaches the target, every higher TTL does too: the target
+    // at its distance is the last hop, not at the highest TTL.
+    if let Some(ttl) = trace.reached {
+        trace.last_hop = Some(TraceHop {
+            ttl,
+            address: target,
+        });
     }
     trace
 }
@@ -226,6 +272,7 @@ async fn wait(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::prober::IcmpError;
 
     #[test]
     fn a_trace_keeps_a_quarter_of_the_timeout_at_most_one_second_when_asked() {
@@ -268,8 +315,86 @@ mod tests {
         };
         assert_eq!(
             open.to_string(),
-            "the port answered the trace SYN with TTL 3 with SYN-ACK (closed with RST): \
+            "the port answered the trace SYN at hop 3 with SYN-ACK (closed with RST): \
              the probe's SYN or its answer was lost"
+        );
+    }
+
+    /// ICMP time exceeded from `router`, as the kernel queues it.
+    fn time_exceeded(router: &str) -> HopAnswer {
+        HopAnswer::Icmp(IcmpError {
+            ipv6: false,
+            icmp_type: 11,
+            code: 0,
+            offender: Some(router.parse().unwrap()),
+        })
+    }
+
+    /// Once a trace SYN reaches the target, every higher TTL reaches it
+    /// too: the last hop is the lowest TTL the target answered at (its
+    /// distance), whatever its answer, not the highest TTL answered.
+    #[test]
+    fn a_trace_that_reached_the_target_names_the_hop_where_it_did() {
+        let target: IpAddr = "203.0.113.2".parse().unwrap();
+        let port_unreachable = HopAnswer::Icmp(IcmpError {
+            ipv6: false,
+            icmp_type: 3,
+            code: 3,
+            offender: Some(target),
+        });
+        for (answer, detail) in [
+            (
+                HopAnswer::Rst,
+                "the target answered the trace SYN at hop 3 with RST: \
+                 the probe's SYN or its answer was lost",
+            ),
+            (
+                HopAnswer::SynAck,
+                "the port answered the trace SYN at hop 3 with SYN-ACK (closed with RST): \
+                 the probe's SYN or its answer was lost",
+            ),
+            (
+                port_unreachable,
+                "the target answered the trace SYN at hop 3 with an ICMP error: \
+                 the probe's SYN or its answer was lost",
+            ),
+        ] {
+            let answers = [
+                (1, time_exceeded("192.0.2.1")),
+                (2, time_exceeded("198.51.100.2")),
+            ]
+            .into_iter()
+            .chain((3..=MAX_HOPS).map(|ttl| (ttl, answer)));
+            let trace = summarize(MAX_HOPS, target, answers);
+            assert_eq!(
+                trace.last_hop,
+                Some(TraceHop {
+                    ttl: 3,
+                    address: target
+                }),
+                "{answer}"
+            );
+            assert_eq!(trace.to_string(), detail);
+        }
+        // A path that loses the SYN after hop 2 still names hop 2.
+        let lost = summarize(
+            MAX_HOPS,
+            target,
+            [
+                (1, time_exceeded("192.0.2.1")),
+                (2, time_exceeded("198.51.100.2")),
+            ],
+        );
+        assert_eq!(lost.to_string(), "SYN lost after hop 2 (198.51.100.2)");
+    }
+
+    #[test]
+    fn a_trace_that_could_not_send_says_so() {
+        let none = summarize(0, "203.0.113.2".parse().unwrap(), []);
+        assert_eq!(none.last_hop, None);
+        assert_eq!(
+            none.to_string(),
+            "no trace SYN was sent: the exporter could not open a socket for one"
         );
     }
 }

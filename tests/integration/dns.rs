@@ -29,6 +29,7 @@ const SLOW_ANSWER: Duration = Duration::from_millis(1500);
 /// | `*.silent.test.` | never answers | never answers |
 /// | `*.three.test.` | 127.0.0.2, 127.0.0.3, 127.0.0.4, TTL 300 | no data |
 /// | `*.both.test.` | 127.0.0.2, TTL 300 | ::1, TTL 300 |
+/// | `*.noaaaa.test.` | 127.0.0.5, TTL 300 | never answers |
 /// | anything else | NXDOMAIN | NXDOMAIN |
 ///
 /// It runs on a thread of its own so that a busy test cannot delay its
@@ -114,8 +115,13 @@ async fn serve(socket: Arc<UdpSocket>, seen: Arc<Mutex<Vec<(String, RecordType)>
         answer.metadata.recursion_available = true;
         answer.add_query(question.clone());
         let record = |data: RData| Record::from_rdata(question.name().clone(), 300, data);
-        let delay = if name.ends_with(".silent.test.") {
+        let delay = if name.ends_with(".silent.test.")
+            || (name.ends_with(".noaaaa.test.") && kind == RecordType::AAAA)
+        {
             continue;
+        } else if name.ends_with(".noaaaa.test.") {
+            answer.add_answer(record(RData::A(A(NO_AAAA))));
+            Duration::ZERO
         } else if name.ends_with(".slow.test.") {
             if kind == RecordType::A {
                 answer.add_answer(record(RData::A(A(Ipv4Addr::LOCALHOST))));
@@ -164,6 +170,9 @@ const THREE: [Ipv4Addr; 3] = [
     Ipv4Addr::new(127, 0, 0, 3),
     Ipv4Addr::new(127, 0, 0, 4),
 ];
+
+/// The A record of `*.noaaaa.test.`, whose AAAA query is never answered.
+const NO_AAAA: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 5);
 
 /// A test DNS server, and an in-process exporter with [`MODULES`] that
 /// resolves through it only.
@@ -673,5 +682,47 @@ async fn ip_addresses_all_probes_both_families_only_with_fallback() {
         None,
         "{}",
         ip4.body
+    );
+}
+
+/// With `ip_addresses: all` and fallback, a family whose query is never
+/// answered must not cost the addresses the other family gave: the probe
+/// stops waiting for it in time to probe them, within its timeout.
+#[tokio::test]
+async fn ip_addresses_all_probes_the_answered_family_when_the_other_never_answers() {
+    let _not_beside_the_storm = common::load::timed().await;
+    let (server, exporter) = exporter_and_server().await;
+    let listener = TcpListener::bind((NO_AAAA, 0)).expect("listen on 127.0.0.5");
+    let port = listener.local_addr().unwrap().port();
+    let probed = probe(
+        exporter.address,
+        &format!("www.noaaaa.test:{port}"),
+        "every_any",
+    )
+    .await;
+    assert_eq!(probed.reason, None, "{}", probed.body);
+    assert_eq!(
+        labelled(
+            &probed.body,
+            "probe_address_success",
+            "address=\"127.0.0.5\""
+        ),
+        Some(1.0),
+        "{}",
+        probed.body
+    );
+    eprintln!(
+        "A answered, AAAA never: probed 127.0.0.5 after {:.3} s of a 2 s timeout",
+        probed.duration
+    );
+    assert!(
+        probed.duration < 2.0 && probed.elapsed < Duration::from_millis(2500),
+        "a 2 s timeout ended after {:.3} s (request {:?})",
+        probed.duration,
+        probed.elapsed
+    );
+    assert!(
+        server.count("www.noaaaa.test.", RecordType::AAAA) >= 1,
+        "AAAA was asked for"
     );
 }
