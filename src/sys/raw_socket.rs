@@ -380,7 +380,8 @@ impl Messages {
 /// `Ok(n)` when the first `n` were sent (`n` < `batch.len()` when the
 /// batch is longer than `MAX_BATCH` or a packet after the first failed:
 /// call again with the rest); `Err(e)` when `batch[0]` was refused with
-/// `e`: `ENETUNREACH` / `EHOSTUNREACH` (no route), `EPERM` / `EACCES` (a
+/// `e`: `ENETUNREACH` / `EHOSTUNREACH` (no route; for IPv6 also
+/// `EADDRNOTAVAIL`, no source address towards it), `EPERM` / `EACCES` (a
 /// local firewall), `EINVAL` (an address of the other family)... and the
 /// caller skips it; `WouldBlock` / `ENOBUFS`, which say nothing about
 /// `batch[0]`: the send buffer is full, try again later. `Ok(0)` for an
@@ -1143,7 +1144,10 @@ mod tests {
         let Some(results) = results else {
             panic!("unshare(CLONE_NEWNET) refused, though raw sockets are allowed");
         };
-        let unreachable = Err(Some(libc::ENETUNREACH));
+        // IPv4 says ENETUNREACH. IPv6 says so too with `lo` up; with no
+        // interface up it has no source address at all: EADDRNOTAVAIL.
+        let (unreachable, no_source) =
+            (Err(Some(libc::ENETUNREACH)), Err(Some(libc::EADDRNOTAVAIL)));
         assert_eq!(
             results,
             [
@@ -1151,7 +1155,7 @@ mod tests {
                 Ok(1),
                 unreachable,
                 Ok(1),
-                unreachable,
+                no_source,
                 Ok(1),
                 unreachable,
                 Ok(1)
