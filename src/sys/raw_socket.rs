@@ -591,9 +591,11 @@ fn kernel_time(header: &libc::msghdr) -> Option<Duration> {
 /// to run or skip a test that needs `CAP_NET_RAW`.
 #[cfg(test)]
 pub(crate) mod test_support {
-    use super::{RawKind, open_raw_socket};
-    use std::net::IpAddr;
-    use std::os::fd::OwnedFd;
+    use super::{Incoming, MAX_BATCH, RAW_BUFFER, RawKind, open_raw_socket, receive_batch};
+    use std::io;
+    use std::net::{IpAddr, SocketAddr};
+    use std::os::fd::{BorrowedFd, OwnedFd};
+    use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
     /// The one's-complement sum of `bytes` (RFC 1071), not yet inverted.
     fn sum(bytes: &[u8], mut total: u32) -> u32 {
@@ -665,6 +667,60 @@ pub(crate) mod test_support {
         }
     }
 
+    /// A port of this host that nothing listens on, held by a bound TCP
+    /// socket that neither listens nor connects, as the raw engine holds
+    /// its source ports: the kernel answers a segment to it with an RST.
+    pub(crate) fn held_port(ip: IpAddr) -> (socket2::Socket, u16) {
+        let domain = if ip.is_ipv4() {
+            socket2::Domain::IPV4
+        } else {
+            socket2::Domain::IPV6
+        };
+        let socket = socket2::Socket::new(domain, socket2::Type::STREAM, None).unwrap();
+        socket.bind(&SocketAddr::new(ip, 0).into()).unwrap();
+        let port = socket.local_addr().unwrap().as_socket().unwrap().port();
+        (socket, port)
+    }
+
+    /// The time now as the kernel's timestamps give it: since the epoch.
+    pub(crate) fn now() -> Duration {
+        SystemTime::now().duration_since(UNIX_EPOCH).unwrap()
+    }
+
+    /// Receives from `fd` until `done` says it has all it wants, or for
+    /// `limit`; returns every packet seen, with its bytes.
+    pub(crate) fn receive(
+        fd: BorrowedFd<'_>,
+        limit: Duration,
+        mut done: impl FnMut(&Incoming, &[u8]) -> bool,
+    ) -> Vec<(Incoming, Vec<u8>)> {
+        let mut buffers = vec![[0_u8; RAW_BUFFER]; MAX_BATCH];
+        let mut out = Vec::new();
+        let mut seen = Vec::new();
+        let started = Instant::now();
+        while started.elapsed() < limit {
+            match receive_batch(fd, &mut buffers, &mut out) {
+                Ok(count) => {
+                    assert_eq!(count, out.len());
+                    let mut finished = false;
+                    for (incoming, buffer) in out.iter().zip(&buffers) {
+                        let bytes = buffer[..incoming.len].to_vec();
+                        finished |= done(incoming, &bytes);
+                        seen.push((*incoming, bytes));
+                    }
+                    if finished {
+                        break;
+                    }
+                }
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err(error) => panic!("{error}"),
+            }
+        }
+        seen
+    }
+
     /// Whether CI demanded that system tests run
     /// (`SYNACK_SYSTEM_TESTS=require`, as tests/common/mod.rs reads it).
     fn required() -> bool {
@@ -697,12 +753,12 @@ pub(crate) mod test_support {
 
 #[cfg(test)]
 mod tests {
-    use super::test_support::{raw_socket_or_skip, tcp_segment};
+    use super::test_support::{held_port, now, raw_socket_or_skip, receive, tcp_segment};
     use super::*;
     use crate::sys::socket_option::int_option;
     use std::net::{Ipv6Addr, TcpListener, UdpSocket};
     use std::os::fd::AsFd;
-    use std::time::{Instant, SystemTime, UNIX_EPOCH};
+    use std::time::Instant;
 
     const KINDS: [RawKind; 4] = [RawKind::Tcp4, RawKind::Tcp6, RawKind::Icmp4, RawKind::Icmp6];
 
@@ -782,57 +838,6 @@ mod tests {
         can_open_raw().unwrap();
     }
 
-    /// A port of this host that nothing listens on, held by a bound TCP
-    /// socket that neither listens nor connects (the raw engine's source
-    /// ports are held so).
-    fn held_port(ip: IpAddr) -> (socket2::Socket, u16) {
-        let domain = if ip.is_ipv4() {
-            socket2::Domain::IPV4
-        } else {
-            socket2::Domain::IPV6
-        };
-        let socket = socket2::Socket::new(domain, socket2::Type::STREAM, None).unwrap();
-        socket.bind(&SocketAddr::new(ip, 0).into()).unwrap();
-        let port = socket.local_addr().unwrap().as_socket().unwrap().port();
-        (socket, port)
-    }
-
-    fn now() -> Duration {
-        SystemTime::now().duration_since(UNIX_EPOCH).unwrap()
-    }
-
-    /// Receives from `fd` for at most 2 s until `wanted` says it has all
-    /// it wants; returns every packet seen, with its bytes.
-    fn receive_until(
-        fd: BorrowedFd<'_>,
-        mut wanted: impl FnMut(&Incoming, &[u8]) -> bool,
-    ) -> Vec<(Incoming, Vec<u8>)> {
-        let mut buffers = vec![[0_u8; RAW_BUFFER]; MAX_BATCH];
-        let mut out = Vec::new();
-        let mut seen = Vec::new();
-        let started = Instant::now();
-        while started.elapsed() < Duration::from_secs(2) {
-            match receive_batch(fd, &mut buffers, &mut out) {
-                Ok(count) => {
-                    assert_eq!(count, out.len());
-                    for (incoming, buffer) in out.iter().zip(&buffers) {
-                        let bytes = buffer[..incoming.len].to_vec();
-                        let done = wanted(incoming, &bytes);
-                        seen.push((*incoming, bytes));
-                        if done {
-                            return seen;
-                        }
-                    }
-                }
-                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-                Err(error) => panic!("{error}"),
-            }
-        }
-        seen
-    }
-
     #[test]
     fn a_batch_leaves_with_each_packets_tos_and_arrives_with_its_source_and_kernel_time() {
         let (Some(sender), Some(receiver)) = (
@@ -861,13 +866,17 @@ mod tests {
         let before = now();
         assert_eq!(send_batch(sender.as_fd(), &batch).unwrap(), 3);
         let mut found = Vec::new();
-        receive_until(receiver.as_fd(), |incoming, bytes| {
-            // IPv4 header (20 bytes, no options), then the segment.
-            if bytes.len() >= 40 && bytes[20..40] == segments[found.len().min(2)][..] {
-                found.push((*incoming, bytes[1]));
-            }
-            found.len() == 3
-        });
+        receive(
+            receiver.as_fd(),
+            Duration::from_secs(2),
+            |incoming, bytes| {
+                // IPv4 header (20 bytes, no options), then the segment.
+                if bytes.len() >= 40 && bytes[20..40] == segments[found.len().min(2)][..] {
+                    found.push((*incoming, bytes[1]));
+                }
+                found.len() == 3
+            },
+        );
         let after = now();
         assert_eq!(found.len(), 3, "{found:?}");
         for ((incoming, tos), sent) in found.iter().zip(toses) {
@@ -904,10 +913,14 @@ mod tests {
             tos: Some(0xb8),
         }];
         assert_eq!(send_batch(sender.as_fd(), &batch).unwrap(), 1);
-        let seen = receive_until(receiver.as_fd(), |_, bytes| {
-            bytes.len() == 20 && bytes[4..8] == seq.to_be_bytes()
+        let ours = |bytes: &[u8]| bytes.len() == 20 && bytes[4..8] == seq.to_be_bytes();
+        let seen = receive(receiver.as_fd(), Duration::from_secs(2), |_, bytes| {
+            ours(bytes)
         });
-        let (incoming, bytes) = seen.last().expect("the segment");
+        let (incoming, bytes) = seen
+            .iter()
+            .find(|(_, bytes)| ours(bytes))
+            .expect("the segment");
         assert_eq!(incoming.from, ip);
         assert!(incoming.kernel_time.is_some());
         assert_eq!(bytes[..16], segment[..16]);
