@@ -980,15 +980,26 @@ mod tests {
         let mut out = Vec::new();
         let queued = receive_batch(fd, &mut buffers, &mut out).unwrap();
         assert!(queued >= 1 && out.len() == queued);
-        // `ret #0xffffffff`: accept everything, but only from now on.
-        let everything = [BpfInstruction {
-            code: (libc::BPF_RET | libc::BPF_K) as u16,
-            jt: 0,
-            jf: 0,
-            k: u32::MAX,
-        }];
+        // Accept the segments to or from the listener's port (and none of
+        // the other tests' traffic), but only from now on.
+        let port = u32::from(listener.local_addr().unwrap().port());
+        let op = |code: u32, jt: u8, jf: u8, k: u32| BpfInstruction {
+            code: code as u16,
+            jt,
+            jf,
+            k,
+        };
+        let listeners = [
+            op(libc::BPF_LDX | libc::BPF_B | libc::BPF_MSH, 0, 0, 0),
+            op(libc::BPF_LD | libc::BPF_H | libc::BPF_IND, 0, 0, 0),
+            op(libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K, 2, 0, port),
+            op(libc::BPF_LD | libc::BPF_H | libc::BPF_IND, 0, 0, 2),
+            op(libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K, 0, 1, port),
+            op(libc::BPF_RET | libc::BPF_K, 0, 0, u32::MAX),
+            op(libc::BPF_RET | libc::BPF_K, 0, 0, 0),
+        ];
         let _more = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        attach_filter(fd, &everything).unwrap();
+        attach_filter(fd, &listeners).unwrap();
         let error = receive_batch(fd, &mut buffers, &mut out).unwrap_err();
         assert_eq!(error.kind(), io::ErrorKind::WouldBlock);
         assert!(out.is_empty());
