@@ -68,6 +68,7 @@ mod classify;
 mod close_guard;
 pub(crate) mod exec;
 mod process_groups;
+mod raw;
 pub(crate) mod resolve;
 mod session;
 mod tcp;
