@@ -1085,10 +1085,7 @@ impl Connect<'_> {
             None => self.socket_attempt(deadline, steplog).await?,
         };
         let Self {
-            address,
-            handshake,
-            options,
-            ..
+            address, options, ..
         } = *self;
         let source = options.source_ip_address;
         let Failed { error, icmp } = match waited {

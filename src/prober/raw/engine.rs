@@ -191,7 +191,7 @@ impl RawEngine {
                 RawKind::Icmp4 | RawKind::Icmp6 => filter::icmp_errors(v6, ports.clone()),
             };
             sys::attach_filter(socket.as_fd(), &program)?;
-            AsyncFd::new(socket).map(Some)
+            sys::register_with_reactor(socket).map(Some)
         };
         let tcp4 = open(RawKind::Tcp4, false)?;
         let tcp6 = open(RawKind::Tcp6, true)?;
@@ -617,7 +617,6 @@ async fn send_chunk(shared: &Shared, socket: &AsyncFd<OwnedFd>, chunk: &[&Queued
         .iter()
         .map(|syn| Outgoing {
             to: SocketAddr::new(syn.destination.ip(), 0),
-            source: syn.source,
             segment: &syn.segment,
             tos: syn.tos,
         })

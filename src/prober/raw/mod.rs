@@ -28,7 +28,7 @@ mod isn;
 mod packet;
 mod ports;
 
-pub(crate) use engine::{RawEngine, RawFailed, RawSynAck};
+pub(crate) use engine::{RawEngine, RawFailed};
 
 use std::ops::RangeInclusive;
 use std::sync::{Arc, Mutex, PoisonError};
