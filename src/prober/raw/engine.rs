@@ -44,6 +44,8 @@
 //! the SYN-ACK, and only without retransmits: after one, which SYN the
 //! SYN-ACK answers is unknown (Karn's rule), and the RTT is not sampled.
 
+#![forbid(unsafe_code)]
+
 use super::filter;
 use super::isn::IsnKey;
 use super::packet::{self, AnswerKind, QuotedSyn, SYN_LEN, TcpAnswer};
