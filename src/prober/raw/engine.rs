@@ -295,7 +295,11 @@ impl RawEngine {
         let syn = Queued {
             offset: slot.offset,
             destination,
-            source: options.source_ip_address.map(|_| source),
+            // The address the checksum covers, IPv4 always (so that a route
+            // that changed since it was looked up cannot make the kernel
+            // send the SYN from another), IPv6 when the module sets one.
+            source: (options.source_ip_address.is_some() || destination.is_ipv4())
+                .then_some(source),
             tos: options.dscp.map(|dscp| dscp << 2),
             segment: packet::syn(
                 source,
@@ -631,6 +635,7 @@ async fn send_chunk(shared: &Shared, socket: &AsyncFd<OwnedFd>, chunk: &[&Queued
             to: SocketAddr::new(syn.destination.ip(), 0),
             segment: &syn.segment,
             tos: syn.tos,
+            source: syn.source,
         })
         .collect();
     let mut done = 0;
@@ -827,10 +832,10 @@ mod tests {
         if raw_socket_or_skip(RawKind::Tcp4).is_none() {
             return;
         }
-        let engine = Arc::new(RawEngine::start(free_ports(600)).unwrap());
+        let engine = Arc::new(RawEngine::start(free_ports(320)).unwrap());
         let (listener, target) = listener("127.0.0.1:0");
         let options = TcpOptions::default();
-        let attempts = (0..500).map(|_| engine.attempt(target, &options, deadline()));
+        let attempts = (0..300).map(|_| engine.attempt(target, &options, deadline()));
         let results = futures_util::future::join_all(attempts).await;
         let failed: Vec<_> = results.iter().filter(|result| result.is_err()).collect();
         assert!(
