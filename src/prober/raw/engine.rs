@@ -678,9 +678,19 @@ async fn receive(shared: Arc<Shared>, kind: RawKind, own: Option<AsyncFd<OwnedFd
         let read = ready.try_io(|socket| {
             sys::receive_batch(socket.get_ref().as_fd(), &mut buffers, &mut incoming)
         });
-        let Ok(Ok(_)) = read else {
-            continue;
-        };
+        match read {
+            Ok(Ok(_)) => {}
+            // Nothing queued: readiness cleared, wait for the next packet.
+            Err(_would_block) => continue,
+            // Another error (a signal, memory): logged, and the socket
+            // read again at the next packet rather than at once, so that
+            // an error that stays cannot spin the probe thread.
+            Ok(Err(error)) => {
+                tracing::warn!(%error, socket = ?kind, "the raw engine could not read its socket");
+                ready.clear_ready();
+                continue;
+            }
+        }
         for (packet, buffer) in incoming.iter().zip(&buffers) {
             let bytes = buffer.get(..packet.len).unwrap_or(buffer);
             let received = packet
