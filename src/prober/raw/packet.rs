@@ -189,13 +189,11 @@ const FLAG_RST: u8 = 0x04;
 const FLAG_ACK: u8 = 0x10;
 
 /// The fixed parts' lengths: TCP and IPv4 headers without options, the
-/// IPv6 header, the ICMP header before the quote, the TCP bytes an ICMP
-/// error is sure to quote.
+/// IPv6 header, the ICMP header before the quote.
 const TCP_HEADER: usize = 20;
 const IPV4_HEADER: usize = 20;
 const IPV6_HEADER: usize = 40;
 const ICMP_HEADER: usize = 8;
-const QUOTED_TCP: usize = 8;
 
 /// The SYN segment (layout in the module docs): `source_port` →
 /// `destination_port`, sequence number `isn`, ack 0, data offset 6, flag
@@ -521,11 +519,9 @@ fn ipv4(packet: &[u8], protocol: u8, whole: bool) -> Option<(Ipv4Header, &[u8])>
 }
 
 /// The first 8 bytes of a TCP header, all an ICMP error is sure to
-/// quote: source port, destination port, sequence number.
+/// quote: source port, destination port, sequence number (`None` if any
+/// of the 8 is missing).
 fn tcp_start(segment: &[u8]) -> Option<(u16, u16, u32)> {
-    if segment.len() < QUOTED_TCP {
-        return None;
-    }
     Some((be16(segment, 0)?, be16(segment, 2)?, be32(segment, 4)?))
 }
 
@@ -662,6 +658,28 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// An odd last byte counts as a word padded with zero (RFC 1071
+    /// §1), however the bytes are split into pieces of even length.
+    #[test]
+    fn sum_pads_an_odd_last_byte() {
+        for bytes in [&[0xab][..], &[0x12, 0x34, 0xff], &[0xff; 7], &[]] {
+            let mut sum = Sum::default();
+            sum.add(bytes);
+            assert_eq!(
+                !sum.checksum(),
+                ones_complement_sum(&[bytes, &[0]]),
+                "{bytes:?}"
+            );
+        }
+        let mut split = Sum::default();
+        split.add(&[0x01, 0x02]);
+        split.add(&[0x03]);
+        assert_eq!(
+            !split.checksum(),
+            ones_complement_sum(&[&[0x01, 0x02, 0x03]])
+        );
     }
 
     #[test]

@@ -17,6 +17,10 @@ use super::*;
 use proptest::prelude::*;
 use proptest::sample::{Index, select};
 
+// The shared runner settings, included by path as `http/query_proptest.rs`
+// does: `prober` may not `use` that copy (a higher layer's), and clippy's
+// "loaded twice" is what one home for the settings costs here.
+#[allow(clippy::duplicate_mod)]
 #[path = "../../../tests/common/proptest_config.rs"]
 mod proptest_config;
 use proptest_config::cases;
