@@ -41,7 +41,10 @@
 //! §3.1 for IPv4, RFC 8200 §8.1 for IPv6), so the source address must be
 //! the one the kernel puts in the IP header: for IPv4 the kernel sends
 //! our checksum as it is, and a wrong one is dropped by the target (not
-//! on loopback, which does not check). For IPv6 the raw socket has
+//! on loopback or veth with receive offload on, which trust a local
+//! sender). So an unspecified IPv4 source (`0.0.0.0`, no
+//! `source_ip_address`) will not do: the engine passes the address the
+//! route gives (a UDP socket connected to the target, say). For IPv6 the raw socket has
 //! `IPV6_CHECKSUM` set: the kernel then subtracts whatever the field
 //! holds and writes its own, computed with the source it chose, so the
 //! kernel's wins; ours is computed anyway, for a socket without that
@@ -648,8 +651,16 @@ mod tests {
                 IpAddr::V6(Ipv6Addr::UNSPECIFIED),
             ),
         ] {
-            for (port, isn) in [(0, 0), (65535, u32::MAX), (61000, 0x8000_0001)] {
-                let segment = syn(source, destination, port, 443, isn);
+            // 40254 → 65535 with ISN 2³² − 1 from and to 255.255.255.255
+            // sums to 0x8ffff: folding the carries once gives 0x10007,
+            // which needs a second fold.
+            for (port, isn) in [
+                (0, 0),
+                (65535, u32::MAX),
+                (61000, 0x8000_0001),
+                (40254, u32::MAX),
+            ] {
+                let segment = syn(source, destination, port, 65535, isn);
                 let header = pseudo_header(source, destination, 24);
                 assert_eq!(
                     ones_complement_sum(&[&header, &segment]),
