@@ -39,16 +39,18 @@
 //!
 //! The checksum covers a pseudo-header of the addresses (RFC 9293
 //! §3.1 for IPv4, RFC 8200 §8.1 for IPv6), so the source address must be
-//! the one the kernel puts in the IP header: for IPv4 the kernel sends
-//! our checksum as it is, and a wrong one is dropped by the target (not
-//! on loopback or veth with receive offload on, which trust a local
-//! sender). So an unspecified IPv4 source (`0.0.0.0`, no
+//! the one the kernel puts in the IP header. For IPv4 the kernel sends
+//! our checksum as it is, and the target's TCP drops a wrong one (on
+//! loopback and veth too: a raw socket's segment carries no offload
+//! promise), so an unspecified IPv4 source (`0.0.0.0`, no
 //! `source_ip_address`) will not do: the engine passes the address the
-//! route gives (a UDP socket connected to the target, say). For IPv6 the raw socket has
-//! `IPV6_CHECKSUM` set: the kernel then subtracts whatever the field
-//! holds and writes its own, computed with the source it chose, so the
-//! kernel's wins; ours is computed anyway, for a socket without that
-//! option and for the tests. Addresses of two families give checksum 0.
+//! route gives (a UDP socket connected to the target, say). For IPv6 the
+//! raw socket has `IPV6_CHECKSUM` set: the kernel then subtracts whatever
+//! the field holds and writes its own, computed with the source it chose,
+//! so the kernel's wins (a SYN with its checksum flipped or zeroed was
+//! answered, one sent without that option was not); ours is computed
+//! anyway, for a socket without the option and for the tests. Addresses
+//! of two families give checksum 0.
 //!
 //! # TCP answers ([`tcp_answer_v4`], [`tcp_answer_v6`])
 //!
@@ -608,11 +610,10 @@ mod tests {
     }
 
     /// The SYNs the kernel took: built by an independent Python
-    /// implementation of the RFC layout, sent from a raw socket over a
-    /// veth pair between two network namespaces whose receiving end had
-    /// checksum offload off (so the kernel checked the checksum), they
-    /// were answered with a SYN-ACK, and the same SYN with its checksum
-    /// flipped was not; the listener accepted nothing.
+    /// implementation of the RFC layout and sent from a raw socket over a
+    /// veth pair between two network namespaces, they were answered with
+    /// a SYN-ACK, and the same SYNs with their checksum flipped were not
+    /// (IPv6 without `IPV6_CHECKSUM`); the listener accepted nothing.
     #[test]
     fn syn_is_the_segment_the_kernel_answered() {
         let expected_v4 = [
