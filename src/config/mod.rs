@@ -655,6 +655,11 @@ pub struct TcpOptions {
     /// address does (the default) or only when `all` do.
     #[serde(default)]
     pub ip_addresses_success: IpAddressesSuccess,
+    /// How a half-open probe sends its SYN and reads the answer: a kernel
+    /// socket per probe (`socket`, the default) or the exporter's raw
+    /// engine (`raw`, needs `CAP_NET_RAW`); see [`Engine`].
+    #[serde(default)]
+    pub engine: Engine,
 }
 
 impl Default for TcpOptions {
@@ -674,6 +679,7 @@ impl Default for TcpOptions {
             trace_on_timeout: false,
             ip_addresses: IpAddresses::First,
             ip_addresses_success: IpAddressesSuccess::Any,
+            engine: Engine::Socket,
         }
     }
 }
@@ -720,6 +726,55 @@ impl TcpOptions {
             ));
         }
         Ok(())
+    }
+}
+
+/// How to give the exporter what `engine: raw` needs, said where it is
+/// missing: at `--config.check` and start-up, and in the failure of each
+/// probe of a raw module.
+pub(crate) const RAW_ENGINE_CAPABILITY: &str = "engine: raw needs CAP_NET_RAW: grant it (systemd: \
+AmbientCapabilities=CAP_NET_RAW; Kubernetes: securityContext.capabilities.add: [NET_RAW]; \
+Docker's default capabilities have it), or use engine: socket";
+
+/// How a half-open probe sends its SYN (`tcp.engine`).
+///
+/// `socket` opens a kernel socket per probe and races the kernel's
+/// delayed ACK to close it. `raw` sends the SYN from one raw socket
+/// shared by every probe, from a source port the exporter holds with a
+/// socket that never listens, so the kernel itself answers the SYN-ACK
+/// with an RST: no race, and no socket per probe (see
+/// `docs/raw-engine.md`). It needs `CAP_NET_RAW`, and does half-open
+/// probes only.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Engine {
+    /// A kernel socket per probe, `connect()` and a close with RST.
+    #[default]
+    Socket,
+    /// The exporter's raw-SYN engine.
+    Raw,
+}
+
+impl<'de> Deserialize<'de> for Engine {
+    /// One of [`Engine::WORDS`]; read first, then judged, so that an
+    /// error about the word is located at it.
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let word = String::deserialize(deserializer)?;
+        words::one_of(&word, &Self::WORDS).map_err(serde::de::Error::custom)
+    }
+}
+
+impl Engine {
+    /// The words the config takes.
+    pub const WORDS: [(&'static str, Self); 2] = [("socket", Self::Socket), ("raw", Self::Raw)];
+
+    /// The name used in the config: `socket` or `raw`.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Socket => "socket",
+            Self::Raw => "raw",
+        }
     }
 }
 
@@ -1288,6 +1343,8 @@ impl Config {
         let notes = host::tls_file_notes(file, text, &config);
         config.notes.extend(notes);
         let notes = host::route_notes(file, text, &config);
+        config.notes.extend(notes);
+        let notes = host::raw_engine_notes(file, text, &config);
         config.notes.extend(notes);
         Ok(config)
     }
@@ -2122,6 +2179,77 @@ mod tests {
         ]);
         // Open is what a session does anyway.
         assert_accepted(&[&module("tcp", "tls: true, expect_port: open")]);
+    }
+
+    #[test]
+    fn engine_is_read_shown_and_refused_where_a_raw_syn_cannot_serve() {
+        let module = |prober: &str, tcp: &str| {
+            format!("modules:\n  m:\n    prober: {prober}\n    timeout: 2s\n    tcp: {{{tcp}}}\n")
+        };
+        for prober in ["tcp_halfopen", "tcp"] {
+            for (word, engine) in Engine::WORDS {
+                let yaml = module(prober, &format!("engine: {word}"));
+                let config = Config::parse("t.yml", &yaml).unwrap();
+                assert_eq!(config.modules["m"].tcp().unwrap().engine, engine, "{yaml}");
+                let shown = config.to_yaml();
+                assert!(shown.contains(&format!("engine: {word}\n")), "{shown}");
+                let again = Config::parse("again", &shown).unwrap();
+                assert_eq!(again.modules, config.modules);
+            }
+            let config = Config::parse("t.yml", &module(prober, "")).unwrap();
+            assert_eq!(config.modules["m"].tcp().unwrap().engine, Engine::Socket);
+        }
+        // What a raw SYN serves with: every option but a module's own
+        // interface and mark, and a negative check of tcp_connect (half-open).
+        assert_accepted(&[
+            &module(
+                "tcp_halfopen",
+                "engine: raw, attempts: 3, attempt_interval: 500ms, stop_on_success: false, \
+                 source_ip_address: 127.0.0.1, dscp: 46, expect_port: closed, \
+                 trace_on_timeout: true, preferred_ip_protocol: ip6",
+            ),
+            &module("tcp_halfopen", "engine: raw, ip_addresses: all"),
+            &module("tcp", "engine: raw, half_open: true"),
+            &module("tcp_connect", "engine: raw, expect_port: filtered"),
+        ]);
+        assert_rejected(&[
+            (
+                &module("tcp_halfopen", "engine: rwa"),
+                "modules.m.tcp.engine",
+                "unknown value \"rwa\": use one of socket, raw",
+            ),
+            (
+                &module("tcp_connect", "engine: raw"),
+                "modules.m",
+                "engine: raw sends no more than a SYN, and prober tcp_connect completes the handshake",
+            ),
+            (
+                &module("tcp", "engine: raw, half_open: false"),
+                "modules.m.tcp",
+                "half_open: false completes the handshake: remove engine: raw, or use engine: socket",
+            ),
+            (
+                &module("tcp", "engine: raw, tls: true"),
+                "modules.m.tcp",
+                "tls and query_response need a connection: remove engine: raw",
+            ),
+            (
+                &module("tcp", "engine: raw, query_response: [{expect: hi}]"),
+                "modules.m.tcp",
+                "engine: raw sends no more than a SYN",
+            ),
+            (
+                &module("tcp_halfopen", "engine: raw, source_interface: lo"),
+                "modules.m.tcp",
+                "cannot take a module's own source_interface: remove source_interface, or use engine: socket",
+            ),
+            (
+                &module("tcp_halfopen", "engine: raw, mark: 7"),
+                "modules.m.tcp",
+                "own mark: remove mark",
+            ),
+            (&module("exec", "engine: raw"), "modules.m", ""),
+        ]);
     }
 
     #[test]

@@ -14,6 +14,7 @@
 //! | `file.rs` | `open` with `O_NONBLOCK`, `O_NOCTTY` | [`open_for_reading_without_blocking`], the config and web config files; [`open_for_appending_without_blocking`], `--events.file` |
 //! | `process_group.rs` | `kill(-pgid, SIGKILL)` | [`kill_process_group`], the `exec` prober's deadline |
 //! | `socket_option.rs` | `setsockopt(IP_BIND_ADDRESS_NO_PORT)` | [`set_bind_address_no_port`], probes from a source address |
+//! | `async_fd.rs` | `AsyncFd::register` (tokio) | [`register_with_reactor`]: the raw engine's sockets, with tokio's reactor |
 //! | `error_queue.rs` | `setsockopt(IP_RECVERR)`, `recvmsg(MSG_ERRQUEUE)` | [`set_recv_err`] and [`read_error_queue`], which router sent which ICMP error |
 //! | `tcp_info.rs` | `getsockopt(TCP_INFO)` | [`handshake_info`], the kernel's view of a handshake |
 //! | `raw_socket.rs` | `socket(SOCK_RAW)`, `setsockopt(SO_ATTACH_FILTER, ICMP6_FILTER, ...)`, `sendmmsg`, `recvmmsg` | [`open_raw_socket`], [`attach_filter`], [`send_batch`], [`receive_batch`]: the raw-SYN engine (`engine: raw`); [`can_open_raw`], its `CAP_NET_RAW` check |
@@ -44,6 +45,7 @@
 
 use std::io;
 
+mod async_fd;
 mod error_queue;
 mod file;
 #[cfg(feature = "bench")]
@@ -58,6 +60,7 @@ mod socket_option;
 mod sysconf;
 mod tcp_info;
 
+pub(crate) use async_fd::register_with_reactor;
 pub(crate) use error_queue::{read_error_queue, set_recv_err};
 pub(crate) use file::{open_for_appending_without_blocking, open_for_reading_without_blocking};
 #[cfg(feature = "bench")]

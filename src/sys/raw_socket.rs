@@ -285,6 +285,10 @@ pub(crate) struct Outgoing<'a> {
     /// The TOS (IPv4) or traffic class (IPv6) byte; `None` leaves the
     /// socket's, 0.
     pub(crate) tos: Option<u8>,
+    /// The source address of the packet (`IP_PKTINFO`'s `ipi_spec_dst`,
+    /// `IPV6_PKTINFO`'s `ipi6_addr`), of `to`'s family; `None` lets the
+    /// routing table pick it. It must be an address of this host.
+    pub(crate) source: Option<IpAddr>,
 }
 
 /// The most packets one [`send_batch`] or [`receive_batch`] call handles:
@@ -356,16 +360,102 @@ impl RawAddress {
 }
 
 /// Control buffer of one message, aligned for `cmsghdr`: room for one
-/// `int` (`IP_TOS`, `IPV6_TCLASS`) or one `timespec` (`SO_TIMESTAMPNS`)
-/// with its header, 32 bytes on 64-bit Linux.
+/// `timespec` (`SO_TIMESTAMPNS`) received, or for an `int` (`IP_TOS`,
+/// `IPV6_TCLASS`) and a packet-info struct (`IP_PKTINFO`,
+/// `IPV6_PKTINFO`) sent, each with its header.
 #[derive(Clone, Copy)]
 #[repr(C, align(8))]
 struct Control([u8; CONTROL_LEN]);
 
-/// The room of a [`Control`]: `CMSG_SPACE` of a `timespec`, the larger of
-/// the two.
-// SAFETY: CMSG_SPACE only computes a length.
-const CONTROL_LEN: usize = unsafe { libc::CMSG_SPACE(size_of::<libc::timespec>() as u32) } as usize;
+/// The room of a [`Control`]: the larger of what is received and what is
+/// sent.
+const CONTROL_LEN: usize = {
+    let received = cmsg_space(size_of::<libc::timespec>());
+    let sent = cmsg_space(size_of::<libc::c_int>()) + cmsg_space(size_of::<libc::in6_pktinfo>());
+    if received > sent { received } else { sent }
+};
+
+/// `CMSG_SPACE(len)`: a control message's header and `len` bytes of data,
+/// padded for the next one.
+const fn cmsg_space(len: usize) -> usize {
+    // SAFETY: CMSG_SPACE only computes a length.
+    unsafe { libc::CMSG_SPACE(len as u32) as usize }
+}
+
+/// One control message to send.
+enum SentControl {
+    /// `IP_TOS` / `IPV6_TCLASS`.
+    Int(libc::c_int, libc::c_int, libc::c_int),
+    /// `IP_PKTINFO` with the source address.
+    Source4(libc::in_pktinfo),
+    /// `IPV6_PKTINFO` with the source address.
+    Source6(libc::in6_pktinfo),
+}
+
+impl SentControl {
+    fn data_len(&self) -> usize {
+        match self {
+            Self::Int(..) => size_of::<libc::c_int>(),
+            Self::Source4(_) => size_of::<libc::in_pktinfo>(),
+            Self::Source6(_) => size_of::<libc::in6_pktinfo>(),
+        }
+    }
+}
+
+/// Writes `controls` (at most two) into `control` and points `header` at
+/// them.
+fn write_controls<'a>(
+    header: &mut libc::msghdr,
+    control: &mut Control,
+    controls: impl Iterator<Item = &'a SentControl> + Clone,
+) {
+    let total: usize = controls
+        .clone()
+        .map(|item| cmsg_space(item.data_len()))
+        .sum();
+    debug_assert!(total <= CONTROL_LEN, "{total} bytes of control messages");
+    if total == 0 || total > CONTROL_LEN {
+        return;
+    }
+    header.msg_control = control.0.as_mut_ptr().cast();
+    header.msg_controllen = total;
+    // SAFETY: `header` points at a control buffer of `msg_controllen`
+    // bytes (at most CONTROL_LEN), aligned for cmsghdr, so CMSG_FIRSTHDR
+    // returns its start, not null.
+    let mut cmsg = unsafe { libc::CMSG_FIRSTHDR(header) };
+    for item in controls {
+        if cmsg.is_null() {
+            return;
+        }
+        let len = item.data_len();
+        // SAFETY: `cmsg` is a non-null header inside the live, aligned
+        // control buffer, which has CMSG_SPACE(len) bytes from it (the
+        // total above counts each item's space); the data is written
+        // unaligned; CMSG_LEN, CMSG_DATA and CMSG_NXTHDR only compute.
+        unsafe {
+            (*cmsg).cmsg_len = libc::CMSG_LEN(len as u32) as usize;
+            let data = libc::CMSG_DATA(cmsg);
+            match item {
+                SentControl::Int(level, kind, value) => {
+                    (*cmsg).cmsg_level = *level;
+                    (*cmsg).cmsg_type = *kind;
+                    data.cast::<libc::c_int>().write_unaligned(*value);
+                }
+                SentControl::Source4(info) => {
+                    (*cmsg).cmsg_level = libc::SOL_IP;
+                    (*cmsg).cmsg_type = libc::IP_PKTINFO;
+                    data.cast::<libc::in_pktinfo>().write_unaligned(*info);
+                }
+                SentControl::Source6(info) => {
+                    (*cmsg).cmsg_level = libc::SOL_IPV6;
+                    (*cmsg).cmsg_type = libc::IPV6_PKTINFO;
+                    data.cast::<libc::in6_pktinfo>().write_unaligned(*info);
+                }
+            }
+            cmsg = libc::CMSG_NXTHDR(header, cmsg);
+        }
+    }
+}
 
 /// The per-message arrays of one `sendmmsg` / `recvmmsg`, for up to
 /// [`MAX_BATCH`] messages, which the headers point into: they must not move
@@ -425,36 +515,36 @@ pub(crate) fn send_batch(fd: BorrowedFd<'_>, batch: &[Outgoing<'_>]) -> io::Resu
         header.msg_namelen = address_len;
         header.msg_iov = &raw mut iovecs[index];
         header.msg_iovlen = 1;
-        if let Some(tos) = packet.tos {
+        let tos = packet.tos.map(|tos| {
             let (level, kind) = match packet.to {
                 SocketAddr::V4(_) => (libc::SOL_IP, libc::IP_TOS),
                 SocketAddr::V6(_) => (libc::SOL_IPV6, libc::IPV6_TCLASS),
             };
-            header.msg_control = controls[index].0.as_mut_ptr().cast();
-            // SAFETY: CMSG_SPACE only computes a length.
-            header.msg_controllen =
-                unsafe { libc::CMSG_SPACE(size_of::<libc::c_int>() as u32) } as usize;
-            // SAFETY: `header` points at a control buffer of
-            // `msg_controllen` bytes (at most CONTROL_LEN), aligned for
-            // cmsghdr, so CMSG_FIRSTHDR returns its start, not null.
-            let cmsg = unsafe { libc::CMSG_FIRSTHDR(header) };
-            // SAFETY: `cmsg` is the start of the live, aligned control
-            // buffer, which has room for a header and an int after it
-            // (CMSG_SPACE of an int); CMSG_LEN and CMSG_DATA only compute.
-            unsafe {
-                (*cmsg).cmsg_level = level;
-                (*cmsg).cmsg_type = kind;
-                (*cmsg).cmsg_len = libc::CMSG_LEN(size_of::<libc::c_int>() as u32) as usize;
-                libc::CMSG_DATA(cmsg)
-                    .cast::<libc::c_int>()
-                    .write_unaligned(libc::c_int::from(tos));
-            }
-        }
+            SentControl::Int(level, kind, libc::c_int::from(tos))
+        });
+        let source = match packet.source {
+            Some(IpAddr::V4(source)) => Some(SentControl::Source4(libc::in_pktinfo {
+                ipi_ifindex: 0,
+                ipi_spec_dst: libc::in_addr {
+                    s_addr: u32::from_ne_bytes(source.octets()),
+                },
+                ipi_addr: libc::in_addr { s_addr: 0 },
+            })),
+            Some(IpAddr::V6(source)) => Some(SentControl::Source6(libc::in6_pktinfo {
+                ipi6_addr: libc::in6_addr {
+                    s6_addr: source.octets(),
+                },
+                ipi6_ifindex: 0,
+            })),
+            None => None,
+        };
+        let sent_controls = [tos, source];
+        write_controls(header, &mut controls[index], sent_controls.iter().flatten());
     }
     // SAFETY: `fd` is open for the call; each of the first `count` headers
     // points at its address (of the length given), its iovec (which points
-    // at a live segment of its length, only read) and, with a TOS, its
-    // control buffer of the length given; all of them live in `messages`
+    // at a live segment of its length, only read) and, with a TOS or a
+    // source, its control buffer of the length given; all of them live in `messages`
     // until the call returns. The kernel writes only the headers' msg_len.
     let sent = check_errno(unsafe {
         libc::sendmmsg(
@@ -869,7 +959,7 @@ mod tests {
     }
 
     #[test]
-    fn a_batch_leaves_with_each_packets_tos_and_arrives_with_its_source_and_kernel_time() {
+    fn a_batch_leaves_with_each_packets_tos_and_source_and_arrives_with_its_kernel_time() {
         let Some(sender) = raw_socket_or_skip(RawKind::Tcp4) else {
             return;
         };
@@ -882,13 +972,18 @@ mod tests {
             .map(|n| tcp_segment((ip, source_port), (ip, destination_port), tag + n, 0, 0x02))
             .collect();
         let toses = [Some(0x28), None, Some(0xb8)];
+        // The last from another address of this host (IP_PKTINFO).
+        let other = IpAddr::from([127, 0, 0, 3]);
+        let sources = [None, None, Some(other)];
         let batch: Vec<Outgoing<'_>> = segments
             .iter()
             .zip(toses)
-            .map(|(segment, tos)| Outgoing {
+            .zip(sources)
+            .map(|((segment, tos), source)| Outgoing {
                 to: SocketAddr::new(ip, 4242),
                 segment,
                 tos,
+                source,
             })
             .collect();
         let before = now();
@@ -907,9 +1002,9 @@ mod tests {
         );
         let after = now();
         assert_eq!(found.len(), 3, "{found:?}");
-        for ((incoming, tos), sent) in found.iter().zip(toses) {
+        for (((incoming, tos), sent), source) in found.iter().zip(toses).zip(sources) {
             assert_eq!(*tos, sent.unwrap_or(0));
-            assert_eq!(incoming.from, ip);
+            assert_eq!(incoming.from, source.unwrap_or(ip));
             assert_eq!(incoming.len, 40);
             let time = incoming.kernel_time.expect("a kernel timestamp");
             assert!(
@@ -937,6 +1032,7 @@ mod tests {
             to: SocketAddr::new(ip, 0),
             segment: &segment,
             tos: Some(0xb8),
+            source: None,
         }];
         assert_eq!(send_batch(sender.as_fd(), &batch).unwrap(), 1);
         let ours = |bytes: &[u8]| bytes.len() == 20 && bytes[4..8] == seq.to_be_bytes();
@@ -1094,6 +1190,7 @@ mod tests {
                 to: SocketAddr::new(ip, 0),
                 segment: &segment,
                 tos: None,
+                source: None,
             };
             MAX_BATCH + 36
         ];
@@ -1164,6 +1261,7 @@ mod tests {
                     to: SocketAddr::new(ip, 0),
                     segment: &segment,
                     tos: None,
+                    source: None,
                 };
                 results.push(
                     send_batch(socket.as_fd(), &[to(no_route), to(no_route)])
@@ -1234,6 +1332,7 @@ mod tests {
                     to: SocketAddr::new(to, 0),
                     segment: &segment,
                     tos: None,
+                    source: None,
                 };
                 batch
             ];
@@ -1297,6 +1396,7 @@ mod tests {
                     to: SocketAddr::new(loopback, 0),
                     segment: &segment,
                     tos: None,
+                    source: None,
                 };
                 64
             ];

@@ -419,6 +419,7 @@ mod tests {
             to: SocketAddr::new(ip, 0),
             segment,
             tos: None,
+            source: None,
         }
     }
 
