@@ -484,9 +484,11 @@ impl Messages {
 /// `e`: `ENETUNREACH` / `EHOSTUNREACH` (no route; for IPv6 also
 /// `EADDRNOTAVAIL`, no source address towards it), `EPERM` / `EACCES` (a
 /// local firewall), `EINVAL` (an address of the other family)... and the
-/// caller skips it; `WouldBlock` / `ENOBUFS`, which say nothing about
-/// `batch[0]`: the send buffer is full, try again later. `Ok(0)` for an
-/// empty batch.
+/// caller skips it; `WouldBlock`, which says nothing about `batch[0]`:
+/// the send buffer is full, try again when the socket is writable.
+/// `Ok(0)` for an empty batch. A packet the queueing discipline drops
+/// counts as sent: without `IP_RECVERR` (off here) the kernel hides that
+/// `ENOBUFS` from a raw socket (`raw_sendmsg`, `rawv6_sendmsg`).
 ///
 /// # Errors
 /// As above: the error of `batch[0]`.
