@@ -488,7 +488,7 @@ impl Messages {
 /// the send buffer is full, try again when the socket is writable.
 /// `Ok(0)` for an empty batch. A packet the queueing discipline drops
 /// counts as sent: without `IP_RECVERR` (off here) the kernel hides that
-/// `ENOBUFS` from a raw socket (`raw_sendmsg`, `rawv6_sendmsg`).
+/// `ENOBUFS` from a raw socket (IPv4: `raw_sendmsg`; IPv6: `ip6_send_skb`).
 ///
 /// # Errors
 /// As above: the error of `batch[0]`.
