@@ -9,6 +9,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 mod concurrent;
+mod engines;
 mod namespace;
 
 mod attempts;
