@@ -133,6 +133,11 @@ fn without_numbers(text: &str) -> String {
 /// SYN-ACK after #s` (the kernel's RTT sample and the close, which a raw
 /// probe has not). Every other line must read the same, in the same order.
 pub fn step_difference(socket: &[String], raw: &[String]) -> Option<String> {
+    if !socket.iter().any(|line| line.starts_with("probe ")) {
+        return Some(format!(
+            "the socket probe's answer has no step log ending in `probe succeeded` or `probe failed`: {socket:?}"
+        ));
+    }
     let comparable = |line: &String| -> String {
         if let Some(at) = line.find("connecting to ") {
             let rest = &line[at..];
@@ -184,4 +189,5 @@ fn numbers_and_times_leave_the_steps_comparable() {
     assert_eq!(step_difference(&socket, &raw), None);
     let refused = steps("0.000200s connect to 10.0.0.1:80 failed: ECONNREFUSED\n");
     assert!(step_difference(&socket, &refused).is_some());
+    assert!(step_difference(&[], &[]).is_some(), "no log is no match");
 }

@@ -636,24 +636,9 @@ async fn expect_port_reads_the_answer(engine: Engine) {
 /// The client namespace's `TcpExtLockDroppedIcmps`: ICMP errors that
 /// came while the socket was held by a system call, so that the kernel
 /// kept them only as a soft error (and on the error queue). Printed per
-/// case as the evidence of which path an error took; 0 if unreadable.
+/// case as the evidence of which path an error took.
 fn lock_dropped_icmps() -> u64 {
-    let Ok(netstat) = std::fs::read_to_string("/proc/self/net/netstat") else {
-        return 0;
-    };
-    // Pairs of lines: "TcpExt: Name1 Name2 ..." then "TcpExt: 1 2 ...".
-    let mut tcp_ext = netstat
-        .lines()
-        .filter_map(|line| line.strip_prefix("TcpExt:"));
-    let (Some(names), Some(values)) = (tcp_ext.next(), tcp_ext.next()) else {
-        return 0;
-    };
-    names
-        .split_whitespace()
-        .zip(values.split_whitespace())
-        .find(|(name, _)| *name == "LockDroppedIcmps")
-        .and_then(|(_, value)| value.parse().ok())
-        .unwrap_or(0)
+    crate::namespace::tcp_ext("LockDroppedIcmps")
 }
 
 /// Probes `address` with `engine` until a probe succeeds (the listener

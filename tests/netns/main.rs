@@ -16,6 +16,7 @@ mod attempts;
 mod faults;
 mod icmp;
 mod mapped;
+mod raw_accepts;
 mod route;
 mod source_address;
 mod syn_retransmit;

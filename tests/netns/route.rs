@@ -296,43 +296,9 @@ type Counters = BTreeMap<String, u64>;
 
 /// Reads the named counters of `peer`'s table.
 fn counters(peer: &str) -> Counters {
-    let listed = common::run_bounded(
-        Command::new("ip").args([
-            "netns",
-            "exec",
-            peer,
-            "nft",
-            "list",
-            "counters",
-            "table",
-            "inet",
-            "synack_netns_route",
-        ]),
-        None,
-        Duration::from_secs(20),
-    )
-    .expect("nft list counters");
-    assert!(listed.status.success(), "{}", listed.stderr);
-    let mut counters = Counters::new();
-    let mut name = None;
-    for line in listed.stdout.lines().map(str::trim) {
-        if let Some(rest) = line.strip_prefix("counter ") {
-            name = rest.split_whitespace().next().map(str::to_owned);
-        } else if let (Some(packets), Some(name)) = (line.strip_prefix("packets "), name.take()) {
-            let count = packets.split_whitespace().next().unwrap_or_default();
-            counters.insert(name, count.parse().expect("a packet count"));
-        }
-    }
-    assert_eq!(counters.len(), 3, "{}", listed.stdout);
+    let counters = crate::namespace::named_counters(Some(peer), "synack_netns_route");
+    assert_eq!(counters.len(), 3, "{counters:?}");
     counters
-}
-
-/// What each counter of `before` gained by `after`.
-fn gained(before: &Counters, after: &Counters) -> Counters {
-    after
-        .iter()
-        .map(|(name, count)| (name.clone(), count - before[name]))
-        .collect()
 }
 
 /// The client: checks it is in its namespace, finds its peers' names
@@ -390,7 +356,8 @@ fn netns_route_client_probes() {
                     let before = peers.each_ref().map(|(_, peer)| counters(peer));
                     let body = probe(&exporter, target, &module).await;
                     let after = peers.each_ref().map(|(_, peer)| counters(peer));
-                    let seen = [0, 1].map(|i| gained(&before[i], &after[i]));
+                    let seen =
+                        [0, 1].map(|i| crate::namespace::counters_gained(&before[i], &after[i]));
                     println!("{module} {target}: a {:?}, b {:?}", seen[0], seen[1]);
                     if let Some(problem) = wrong(expect, target, &body, &seen) {
                         problems.push(format!("{module} to {target}: {problem}\n{body}"));
