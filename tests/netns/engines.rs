@@ -127,11 +127,18 @@ fn without_numbers(text: &str) -> String {
 
 /// What differs between the step logs of a socket probe and a raw probe
 /// of the same case, if anything. The issue asks for the same step log
-/// except what only a kernel socket can know: the line that names how
-/// the SYN goes out (`connecting to ADDRESS (...)`, where the raw engine
-/// names itself) and, after a SYN-ACK, what follows `answered with
-/// SYN-ACK after #s` (the kernel's RTT sample and the close, which a raw
-/// probe has not). Every other line must read the same, in the same order.
+/// except what only a kernel socket can know:
+///
+/// - the line that names how the SYN goes out (`connecting to ADDRESS
+///   (...)`, where the raw engine names itself);
+/// - after a SYN-ACK, what follows `answered with SYN-ACK after #s` (the
+///   kernel's RTT sample and the close, which a raw probe has not);
+/// - the socket's `connect to ADDRESS failed: <errno>` right before an
+///   ICMP error's line: the errno the kernel made of that ICMP error for
+///   `connect()`, which a raw probe never calls (the ICMP line after it,
+///   and the failure's detail, must read the same).
+///
+/// Every other line must read the same, in the same order.
 pub fn step_difference(socket: &[String], raw: &[String]) -> Option<String> {
     if !socket.iter().any(|line| line.starts_with("probe ")) {
         return Some(format!(
@@ -150,7 +157,17 @@ pub fn step_difference(socket: &[String], raw: &[String]) -> Option<String> {
         }
         line.clone()
     };
-    let socket: Vec<String> = socket.iter().map(comparable).collect();
+    let kernel_errno_of_icmp = |at: usize| {
+        socket[at].starts_with("connect to ")
+            && socket[at].contains(" failed: ")
+            && socket
+                .get(at + 1)
+                .is_some_and(|next| next.starts_with("ICMP"))
+    };
+    let socket: Vec<String> = (0..socket.len())
+        .filter(|&at| !kernel_errno_of_icmp(at))
+        .map(|at| comparable(&socket[at]))
+        .collect();
     let raw: Vec<String> = raw.iter().map(comparable).collect();
     (socket != raw).then(|| {
         format!(
@@ -190,4 +207,22 @@ fn numbers_and_times_leave_the_steps_comparable() {
     let refused = steps("0.000200s connect to 10.0.0.1:80 failed: ECONNREFUSED\n");
     assert!(step_difference(&socket, &refused).is_some());
     assert!(step_difference(&[], &[]).is_some(), "no log is no match");
+
+    let socket = steps(
+        "0.000010s connecting to 10.0.0.1:80 (half-open: TCP_QUICKACK=0, SO_LINGER {on, 0})\n\
+         0.000100s connect to 10.0.0.1:80 failed: No route to host (os error 113)\n\
+         0.000100s ICMP destination unreachable, code 1 (host unreachable), from 10.0.0.254\n\
+         0.000101s probe failed: unreachable: connect to 10.0.0.1:80: ICMP destination unreachable, code 1 (host unreachable), from 10.0.0.254\n",
+    );
+    let raw = steps(
+        "0.000010s connecting to 10.0.0.1:80 (half-open, raw engine)\n\
+         0.000100s ICMP destination unreachable, code 1 (host unreachable), from 10.0.0.254\n\
+         0.000101s probe failed: unreachable: connect to 10.0.0.1:80: ICMP destination unreachable, code 1 (host unreachable), from 10.0.0.254\n",
+    );
+    assert_eq!(step_difference(&socket, &raw), None);
+    let without_icmp = [raw[0].clone(), raw[2].clone()];
+    assert!(
+        step_difference(&socket, &without_icmp).is_some(),
+        "the ICMP line itself must be there"
+    );
 }

@@ -295,7 +295,13 @@ impl RawEngine {
             destination,
             source: options.source_ip_address.map(|_| source),
             tos: options.dscp.map(|dscp| dscp << 2),
-            segment: packet::syn(source, destination.ip(), lease.port, destination.port(), isn),
+            segment: packet::syn(
+                source,
+                destination.ip(),
+                lease.port,
+                destination.port(),
+                isn,
+            ),
         };
         let mut rto = INITIAL_RTO;
         let mut next = Instant::now() + rto;
@@ -508,44 +514,48 @@ impl Shared {
     /// A TCP answer that passed the filter: delivered when it proves
     /// itself, counted as ignored when not.
     fn take_tcp(&self, answer: TcpAnswer, received: SystemTime) {
-        let delivered = self.ports.offset(answer.destination_port).is_some_and(|offset| {
-            let mut waiting = self.waiting();
-            let Some(probe) = waiting.get_mut(offset).and_then(Option::as_mut) else {
-                return false;
-            };
-            let from = SocketAddr::new(answer.from.to_canonical(), answer.source_port);
-            if from != probe.destination
-                || !answer.ack_flag
-                || answer.ack != probe.isn.wrapping_add(1)
-            {
-                return false;
-            }
-            let Some(sender) = probe.answer.take() else {
-                // A second answer (a retransmitted SYN-ACK): already delivered.
-                return true;
-            };
-            let since = |sent: Option<SystemTime>| {
-                sent.map_or(Duration::ZERO, |sent| {
-                    received.duration_since(sent).unwrap_or_default()
-                })
-            };
-            let answer = match answer.kind {
-                AnswerKind::SynAck => Answer::SynAck {
-                    time: since(probe.first_sent),
-                    rtt: (probe.retransmits == 0).then(|| since(probe.last_sent)),
-                },
-                AnswerKind::Rst => Answer::Rst,
-            };
-            let _ = sender.send(answer);
-            true
-        });
+        let delivered = self
+            .ports
+            .offset(answer.destination_port)
+            .is_some_and(|offset| {
+                let mut waiting = self.waiting();
+                let Some(probe) = waiting.get_mut(offset).and_then(Option::as_mut) else {
+                    return false;
+                };
+                let from = SocketAddr::new(answer.from.to_canonical(), answer.source_port);
+                if from != probe.destination
+                    || !answer.ack_flag
+                    || answer.ack != probe.isn.wrapping_add(1)
+                {
+                    return false;
+                }
+                let Some(sender) = probe.answer.take() else {
+                    // A second answer (a retransmitted SYN-ACK): already delivered.
+                    return true;
+                };
+                let since = |sent: Option<SystemTime>| {
+                    sent.map_or(Duration::ZERO, |sent| {
+                        received.duration_since(sent).unwrap_or_default()
+                    })
+                };
+                let answer = match answer.kind {
+                    AnswerKind::SynAck => Answer::SynAck {
+                        time: since(probe.first_sent),
+                        rtt: (probe.retransmits == 0).then(|| since(probe.last_sent)),
+                    },
+                    AnswerKind::Rst => Answer::Rst,
+                };
+                let _ = sender.send(answer);
+                true
+            });
         self.count(delivered);
     }
 
     /// An ICMP error that passed the filter: delivered when it quotes a
     /// waiting probe's SYN and says something of the path.
     fn take_icmp(&self, quoted: QuotedSyn, ipv6: bool) {
-        let destination = SocketAddr::new(quoted.destination.to_canonical(), quoted.destination_port);
+        let destination =
+            SocketAddr::new(quoted.destination.to_canonical(), quoted.destination_port);
         let icmp = IcmpError {
             ipv6,
             icmp_type: quoted.icmp_type,
@@ -627,10 +637,7 @@ async fn send_chunk(shared: &Shared, socket: &AsyncFd<OwnedFd>, chunk: &[&Queued
         shared.stamp(rest.iter().map(|syn| syn.offset), SystemTime::now());
         match sys::send_batch(socket.as_fd(), &outgoing[done..]) {
             Ok(sent) => {
-                shared
-                    .counts
-                    .sent
-                    .fetch_add(sent as u64, Ordering::Relaxed);
+                shared.counts.sent.fetch_add(sent as u64, Ordering::Relaxed);
                 done += sent.max(1);
             }
             Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
