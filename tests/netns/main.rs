@@ -17,6 +17,7 @@ mod faults;
 mod icmp;
 mod mapped;
 mod raw_accepts;
+mod raw_forged;
 mod route;
 mod source_address;
 mod syn_retransmit;
