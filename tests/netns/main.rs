@@ -18,6 +18,7 @@ mod icmp;
 mod mapped;
 mod raw_accepts;
 mod raw_forged;
+mod raw_stranger;
 mod route;
 mod source_address;
 mod syn_retransmit;
