@@ -44,6 +44,8 @@
 //! the SYN-ACK, and only without retransmits: after one, which SYN the
 //! SYN-ACK answers is unknown (Karn's rule), and the RTT is not sampled.
 
+#![forbid(unsafe_code)]
+
 use super::filter;
 use super::isn::IsnKey;
 use super::packet::{self, AnswerKind, QuotedSyn, SYN_LEN, TcpAnswer};
@@ -293,7 +295,11 @@ impl RawEngine {
         let syn = Queued {
             offset: slot.offset,
             destination,
-            source: options.source_ip_address.map(|_| source),
+            // The address the checksum covers, IPv4 always (so that a route
+            // that changed since it was looked up cannot make the kernel
+            // send the SYN from another), IPv6 when the module sets one.
+            source: (options.source_ip_address.is_some() || destination.is_ipv4())
+                .then_some(source),
             tos: options.dscp.map(|dscp| dscp << 2),
             segment: packet::syn(
                 source,
@@ -629,6 +635,7 @@ async fn send_chunk(shared: &Shared, socket: &AsyncFd<OwnedFd>, chunk: &[&Queued
             to: SocketAddr::new(syn.destination.ip(), 0),
             segment: &syn.segment,
             tos: syn.tos,
+            source: syn.source,
         })
         .collect();
     let mut done = 0;
@@ -671,9 +678,19 @@ async fn receive(shared: Arc<Shared>, kind: RawKind, own: Option<AsyncFd<OwnedFd
         let read = ready.try_io(|socket| {
             sys::receive_batch(socket.get_ref().as_fd(), &mut buffers, &mut incoming)
         });
-        let Ok(Ok(_)) = read else {
-            continue;
-        };
+        match read {
+            Ok(Ok(_)) => {}
+            // Nothing queued: readiness cleared, wait for the next packet.
+            Err(_would_block) => continue,
+            // Another error (a signal, memory): logged, and the socket
+            // read again at the next packet rather than at once, so that
+            // an error that stays cannot spin the probe thread.
+            Ok(Err(error)) => {
+                tracing::warn!(%error, socket = ?kind, "the raw engine could not read its socket");
+                ready.clear_ready();
+                continue;
+            }
+        }
         for (packet, buffer) in incoming.iter().zip(&buffers) {
             let bytes = buffer.get(..packet.len).unwrap_or(buffer);
             let received = packet
@@ -699,5 +716,150 @@ async fn receive(shared: Arc<Shared>, kind: RawKind, own: Option<AsyncFd<OwnedFd
                 _ => shared.count(false),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sys::raw_test_support::raw_socket_or_skip;
+    use std::net::TcpListener;
+
+    /// `len` source ports in 61000–65000 that nothing holds now.
+    fn free_ports(len: u16) -> RangeInclusive<u16> {
+        for start in (61000..=65535 - len).rev().step_by(usize::from(len) + 11) {
+            let range = start..=start + len - 1;
+            if range
+                .clone()
+                .all(|port| TcpListener::bind(("::", port)).is_ok())
+            {
+                return range;
+            }
+        }
+        panic!("no {len} free ports in 61000-65535");
+    }
+
+    fn deadline() -> Instant {
+        Instant::now() + Duration::from_secs(5)
+    }
+
+    /// Accepts nothing it would not report: `accepted()` says how many
+    /// connections reached the application.
+    fn listener(address: &str) -> (TcpListener, SocketAddr) {
+        let listener = TcpListener::bind(address).unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let address = listener.local_addr().unwrap();
+        (listener, address)
+    }
+
+    fn accepted(listener: &TcpListener) -> usize {
+        std::iter::from_fn(|| listener.accept().ok())
+            .take(1000)
+            .count()
+    }
+
+    #[tokio::test]
+    async fn an_open_port_answers_and_the_application_accepts_nothing_v4_and_v6() {
+        if raw_socket_or_skip(RawKind::Tcp4).is_none() {
+            return;
+        }
+        let engine = RawEngine::start(free_ports(8)).unwrap();
+        for address in ["127.0.0.1:0", "[::1]:0"] {
+            let (listener, target) = listener(address);
+            for _ in 0..50 {
+                let syn_ack = engine
+                    .attempt(target, &TcpOptions::default(), deadline())
+                    .await
+                    .unwrap_or_else(|failed| panic!("{target}: {failed:?}"));
+                assert!(syn_ack.time > Duration::ZERO, "{syn_ack:?}");
+                assert!(syn_ack.time < Duration::from_secs(1), "{syn_ack:?}");
+                assert_eq!(
+                    (syn_ack.rtt, syn_ack.syn_retransmits),
+                    (Some(syn_ack.time), 0)
+                );
+            }
+            // Past the delayed ACK: a completed handshake would be queued by now.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            assert_eq!(accepted(&listener), 0, "{target}");
+        }
+        let counts = engine.counts();
+        assert_eq!(counts.sent.load(Ordering::Relaxed), 100);
+        assert_eq!(counts.answers.load(Ordering::Relaxed), 100);
+        // One port at a time: each probe gave its port back.
+        assert_eq!(engine.ports_held(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_closed_port_answers_with_rst_as_connect_would_say() {
+        if raw_socket_or_skip(RawKind::Tcp4).is_none() {
+            return;
+        }
+        let engine = RawEngine::start(free_ports(2)).unwrap();
+        for address in ["127.0.0.1:0", "[::1]:0"] {
+            // A port that was open a moment ago and is closed now.
+            let target = listener(address).1;
+            match engine
+                .attempt(target, &TcpOptions::default(), deadline())
+                .await
+            {
+                Err(RawFailed::Answer {
+                    error: Some(error),
+                    icmp: None,
+                }) => assert_eq!(error.raw_os_error(), Some(libc::ECONNREFUSED), "{target}"),
+                other => panic!("{target}: {other:?}"),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn probes_in_flight_each_hold_a_port_and_find_none_when_all_are_held() {
+        if raw_socket_or_skip(RawKind::Tcp4).is_none() {
+            return;
+        }
+        let ports = free_ports(2);
+        // Someone else holds every port of the range.
+        let _others: Vec<TcpListener> = ports
+            .clone()
+            .map(|port| TcpListener::bind(("::", port)).unwrap())
+            .collect();
+        let engine = RawEngine::start(ports).unwrap();
+        let (_listener, target) = listener("127.0.0.1:0");
+        match engine
+            .attempt(target, &TcpOptions::default(), deadline())
+            .await
+        {
+            Err(RawFailed::Local(why)) => assert!(
+                why.contains("no raw source port is free")
+                    && why.contains("--probe.raw-source-ports"),
+                "{why}"
+            ),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn many_probes_at_once_go_out_in_batches_and_all_get_their_answer() {
+        if raw_socket_or_skip(RawKind::Tcp4).is_none() {
+            return;
+        }
+        let engine = Arc::new(RawEngine::start(free_ports(320)).unwrap());
+        let (listener, target) = listener("127.0.0.1:0");
+        let options = TcpOptions::default();
+        let attempts = (0..300).map(|_| engine.attempt(target, &options, deadline()));
+        let results = futures_util::future::join_all(attempts).await;
+        let failed: Vec<_> = results.iter().filter(|result| result.is_err()).collect();
+        assert!(
+            failed.is_empty(),
+            "{} failed: {:?}",
+            failed.len(),
+            failed.first()
+        );
+        assert!(
+            engine.ports_held() >= 2,
+            "not in flight together: {}",
+            engine.ports_held()
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(accepted(&listener), 0);
     }
 }
