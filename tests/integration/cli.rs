@@ -884,6 +884,20 @@ fn a_listen_address_given_twice_is_named_as_such() {
     }
 }
 
+/// Whether `setpriv` can drop capabilities with `args` here (it needs root
+/// and util-linux); when it cannot, the test is skipped, or fails under
+/// `SYNACK_SYSTEM_TESTS=require`.
+fn setpriv_can(args: &[&str]) -> bool {
+    let probe = common::run_within(Command::new("setpriv").args(args).arg("true"), EXIT_LIMIT);
+    if !probe.success() {
+        common::skip_or_fail(&format!(
+            "setpriv dropping capabilities (root and util-linux): {}",
+            probe.output()
+        ));
+    }
+    probe.success()
+}
+
 /// `setpriv` arguments that take `CAP_NET_ADMIN` and `CAP_NET_RAW` out of
 /// the bounding set, so that even root does not get them at `exec`.
 const WITHOUT_MARK_CAPABILITIES: [&str; 3] = [
@@ -900,17 +914,7 @@ const WITHOUT_MARK_CAPABILITIES: [&str; 3] = [
 /// `SYNACK_SYSTEM_TESTS=require`.
 #[tokio::test]
 async fn without_its_capability_mark_is_a_located_warning_and_probes_fail_as_local() {
-    let probe = common::run_within(
-        Command::new("setpriv")
-            .args(WITHOUT_MARK_CAPABILITIES)
-            .arg("true"),
-        EXIT_LIMIT,
-    );
-    if !probe.success() {
-        common::skip_or_fail(&format!(
-            "setpriv dropping capabilities (root and util-linux): {}",
-            probe.output()
-        ));
+    if !setpriv_can(&WITHOUT_MARK_CAPABILITIES) {
         return;
     }
     let dir = TempDir::new("mark");
@@ -991,15 +995,7 @@ const HOW_TO_GRANT_NET_RAW: [&str; 4] = [
 /// under `SYNACK_SYSTEM_TESTS=require`.
 #[tokio::test]
 async fn without_cap_net_raw_a_raw_module_is_a_located_warning_and_probes_fail_as_local() {
-    let probe = common::run_within(
-        Command::new("setpriv").args(WITHOUT_NET_RAW).arg("true"),
-        EXIT_LIMIT,
-    );
-    if !probe.success() {
-        common::skip_or_fail(&format!(
-            "setpriv dropping capabilities (root and util-linux): {}",
-            probe.output()
-        ));
+    if !setpriv_can(&WITHOUT_NET_RAW) {
         return;
     }
     let dir = TempDir::new("raw-engine");

@@ -19,7 +19,8 @@
 //! half-open close, as a starved socket prober's), is accepted and counts
 //! a delayed ACK.
 
-use crate::engines::{Engine, raw_checker};
+use crate::concurrent::check_bounded_with;
+use crate::engines::Engine;
 use crate::namespace::{current_thread_runtime, namespace_test};
 use socket2::{Domain, Socket, Type};
 use std::collections::BTreeMap;
@@ -197,14 +198,11 @@ async fn probe_many(target: SocketAddr) -> BTreeMap<String, usize> {
             running.len()
         );
         while sent < PROBES && running.len() < IN_FLIGHT {
-            let (target, module) = (target.clone(), module.clone());
-            running.spawn(async move {
-                tokio::time::timeout(
-                    TIMEOUT + Duration::from_secs(5),
-                    raw_checker().check(&target, &module),
-                )
-                .await
-            });
+            running.spawn(check_bounded_with(
+                Engine::Raw,
+                target.clone(),
+                module.clone(),
+            ));
             sent += 1;
         }
         let Some(done) = running.join_next().await else {

@@ -21,7 +21,8 @@
 //! count can fail: one more ordinary connection, closed abortively before
 //! the flood, counts one.
 
-use crate::engines::{Engine, raw_checker};
+use crate::concurrent::check_bounded_with;
+use crate::engines::Engine;
 use crate::namespace::namespace_test;
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -312,14 +313,11 @@ impl Flood {
             loop {
                 let going = !stopping.load(Ordering::Relaxed) && started.elapsed() < FLOOD_LIMIT;
                 while going && running.len() < IN_FLIGHT {
-                    let (target, module) = (target.clone(), module.clone());
-                    running.spawn(async move {
-                        tokio::time::timeout(
-                            TIMEOUT + Duration::from_secs(5),
-                            raw_checker().check(&target, &module),
-                        )
-                        .await
-                    });
+                    running.spawn(check_bounded_with(
+                        Engine::Raw,
+                        target.clone(),
+                        module.clone(),
+                    ));
                 }
                 let Some(done) = running.join_next().await else {
                     break;
