@@ -242,12 +242,14 @@ impl RawEngine {
     }
 
     /// One attempt: a SYN to `destination` (and its retransmits) until
-    /// an answer or `deadline`; see the module docs.
+    /// an answer or `deadline`; see the module docs. `sending` is told the
+    /// source port just before the first SYN is queued, and only then.
     pub(crate) async fn attempt(
         &self,
         destination: SocketAddr,
         options: &TcpOptions,
         deadline: Instant,
+        sending: impl FnOnce(u16),
     ) -> Result<RawSynAck, RawFailed> {
         let shared = &*self.shared;
         let destination = SocketAddr::new(destination.ip().to_canonical(), destination.port());
@@ -309,6 +311,7 @@ impl RawEngine {
                 isn,
             ),
         };
+        sending(lease.port);
         let mut rto = INITIAL_RTO;
         let mut next = Instant::now() + rto;
         shared.enqueue(syn.copy());
@@ -768,7 +771,7 @@ mod tests {
             let (listener, target) = listener(address);
             for _ in 0..50 {
                 let syn_ack = engine
-                    .attempt(target, &TcpOptions::default(), deadline())
+                    .attempt(target, &TcpOptions::default(), deadline(), |_| {})
                     .await
                     .unwrap_or_else(|failed| panic!("{target}: {failed:?}"));
                 assert!(syn_ack.time > Duration::ZERO, "{syn_ack:?}");
@@ -799,7 +802,7 @@ mod tests {
             // A port that was open a moment ago and is closed now.
             let target = listener(address).1;
             match engine
-                .attempt(target, &TcpOptions::default(), deadline())
+                .attempt(target, &TcpOptions::default(), deadline(), |_| {})
                 .await
             {
                 Err(RawFailed::Answer {
@@ -825,7 +828,7 @@ mod tests {
         let engine = RawEngine::start(ports).unwrap();
         let (_listener, target) = listener("127.0.0.1:0");
         match engine
-            .attempt(target, &TcpOptions::default(), deadline())
+            .attempt(target, &TcpOptions::default(), deadline(), |_| {})
             .await
         {
             Err(RawFailed::Local(why)) => assert!(
@@ -845,7 +848,7 @@ mod tests {
         let engine = Arc::new(RawEngine::start(free_ports(320)).unwrap());
         let (listener, target) = listener("127.0.0.1:0");
         let options = TcpOptions::default();
-        let attempts = (0..300).map(|_| engine.attempt(target, &options, deadline()));
+        let attempts = (0..300).map(|_| engine.attempt(target, &options, deadline(), |_| {}));
         let results = futures_util::future::join_all(attempts).await;
         let failed: Vec<_> = results.iter().filter(|result| result.is_err()).collect();
         assert!(

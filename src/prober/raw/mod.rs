@@ -59,15 +59,14 @@ impl RawEngineSlot {
         if let Some(engine) = &*engine {
             return Ok(Arc::clone(engine));
         }
-        let started = RawEngine::start(self.ports.clone()).map_err(|error| {
-            match error.raw_os_error() {
+        let started =
+            RawEngine::start(self.ports.clone()).map_err(|error| match error.raw_os_error() {
                 Some(libc::EPERM | libc::EACCES) => format!(
                     "the raw engine cannot start: this host refuses the exporter a raw socket: {}",
                     crate::config::RAW_ENGINE_CAPABILITY
                 ),
                 _ => format!("the raw engine cannot start: {error}"),
-            }
-        })?;
+            })?;
         let started = Arc::new(started);
         *engine = Some(Arc::clone(&started));
         Ok(started)
