@@ -25,7 +25,10 @@
 //!    is wrong: `timeout`;
 //! 4. the control: a probe answered with its right SYN-ACK succeeds, or
 //!    the injected answers never reached the engine and 2 and 3 proved
-//!    nothing.
+//!    nothing;
+//! 5. the range exhausted: a probe that starts while another holds the
+//!    one port fails at once as `local`, naming the flag to widen; the
+//!    other still times out.
 
 use crate::common::{self, ExporterProcess, TempDir, http::blocking_get};
 use crate::namespace::{firewall, namespace_test};
@@ -157,8 +160,50 @@ fn probe_and_forge() {
             &body,
             None,
         ));
+        problems.extend(out_of_ports(&exporter, target));
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// Two probes of `target` at once with one source port: the second,
+/// started while the first holds the port, must fail at once as `local`
+/// saying that no raw source port is free and naming
+/// `--probe.raw-source-ports`; the first must time out. What is wrong.
+fn out_of_ports(exporter: &ExporterProcess, target: SocketAddr) -> Vec<String> {
+    let path = format!("/probe?module=raw&target={target}&debug=true");
+    let address = exporter.address;
+    let first = {
+        let path = path.clone();
+        std::thread::spawn(move || blocking_get(address, &path, TIMEOUT + Duration::from_secs(10)))
+    };
+    // Well inside the first probe's second.
+    std::thread::sleep(TIMEOUT / 4);
+    let started = Instant::now();
+    let second = blocking_get(address, &path, TIMEOUT + Duration::from_secs(10))
+        .unwrap_or_else(|error| panic!("/probe of {target}: {error}"))
+        .body;
+    let took = started.elapsed();
+    let first = first
+        .join()
+        .expect("the first probe's thread")
+        .unwrap_or_else(|error| panic!("/probe of {target}: {error}"))
+        .body;
+    let mut problems: Vec<String> = wrong(target, "holding the one port", &first, Some("timeout"))
+        .into_iter()
+        .chain(wrong(target, "with no port free", &second, Some("local")))
+        .collect();
+    let named = second.lines().any(|line| {
+        line.contains("probe failed: local: ")
+            && line.contains("no raw source port is free")
+            && line.contains("--probe.raw-source-ports")
+    });
+    if !named || took >= TIMEOUT / 2 {
+        problems.push(format!(
+            "{target}: with no port free, the probe should fail at once naming \
+             --probe.raw-source-ports; it took {took:?}:\n{second}"
+        ));
+    }
+    problems
 }
 
 /// What is wrong with a `/probe` answer that should have ended with
