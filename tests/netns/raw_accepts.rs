@@ -8,7 +8,10 @@
 //! `tests/netns/faults.rs` for why the test re-executes itself), the child
 //! listens on [`PORT`] on 127.0.0.1 and ::1 and sends [`PROBES`] raw probes
 //! per family through a [`Checker`](synack_exporter::Checker), at most
-//! [`IN_FLIGHT`] at once. nftables counters in the namespace's `input`
+//! [`IN_FLIGHT`] at once: the exporter's probe thread and raw engine
+//! without its HTTP, the fastest way to send that many (about 10,000 a
+//! second in a debug build here, where `/probe` requests would spend most
+//! of the time in HTTP). nftables counters in the namespace's `input`
 //! chain count what crossed the wire: the SYNs, the SYN-ACKs and the RSTs
 //! (the proof that the probes went out, and that each SYN-ACK drew the
 //! kernel's RST). Every probe must succeed; then the listener must have
