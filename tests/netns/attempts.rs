@@ -194,6 +194,11 @@ fn count_lost_attempts() {
                 &line,
                 "the attempts run one interval apart, within the timeout",
             );
+            check(
+                crate::engines::wrong_engine(engine, &prober, &outcome).is_none(),
+                &line,
+                "the probe ran on its engine (a socket's close delay, none for raw)",
+            );
         }
 
         // Every SYN lost: every attempt fails as `timeout`, within the deadline.

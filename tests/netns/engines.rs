@@ -12,6 +12,27 @@
 use std::sync::OnceLock;
 use synack_exporter::{Checker, Module, Outcome, Prober, TargetError, TcpOptions};
 
+/// What is wrong with the engine a successful half-open probe ran on, if
+/// anything: a socket probe closes its socket after the SYN-ACK and says
+/// how long that took (`close_delay`); a raw probe closes nothing (the
+/// kernel sends the RST), so it has none. Without this check a table would
+/// pass with `engine: raw` ignored and every probe on a socket.
+pub fn wrong_engine(engine: Engine, prober: &Prober, outcome: &Outcome) -> Option<String> {
+    if !outcome.is_success() || !matches!(prober, Prober::TcpHalfopen(_)) {
+        return None;
+    }
+    let close_delay = outcome.tcp().and_then(|tcp| tcp.close_delay);
+    match (engine, close_delay) {
+        (Engine::Socket, None) => {
+            Some("a socket's half-open success without the close's delay".to_owned())
+        }
+        (Engine::Raw, Some(delay)) => Some(format!(
+            "a raw probe closed a socket after {delay:?}: did it run on the raw engine?"
+        )),
+        _ => None,
+    }
+}
+
 /// How a half-open probe sends its SYN and reads the answer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Engine {
@@ -138,11 +159,22 @@ fn without_numbers(text: &str) -> String {
 ///   `connect()`, which a raw probe never calls (the ICMP line after it,
 ///   and the failure's detail, must read the same).
 ///
-/// Every other line must read the same, in the same order.
+/// Every other line must read the same, in the same order; and the raw
+/// probe's `connecting to` line must name the raw engine, the socket's
+/// not, or the raw probe did not run on it.
 pub fn step_difference(socket: &[String], raw: &[String]) -> Option<String> {
     if !socket.iter().any(|line| line.starts_with("probe ")) {
         return Some(format!(
             "the socket probe's answer has no step log ending in `probe succeeded` or `probe failed`: {socket:?}"
+        ));
+    }
+    let names_raw = |log: &[String]| {
+        log.iter()
+            .any(|line| line.starts_with("connecting to ") && line.contains("raw"))
+    };
+    if names_raw(socket) || !names_raw(raw) {
+        return Some(format!(
+            "only the raw probe's `connecting to` line must name the raw engine:\n  socket: {socket:?}\n  raw:    {raw:?}"
         ));
     }
     let comparable = |line: &String| -> String {
@@ -188,6 +220,10 @@ fn numbers_and_times_leave_the_steps_comparable() {
                 Metrics that would have been returned:\n\
                 0.5s not a step\n";
     let socket = steps(body);
+    assert!(
+        step_difference(&socket, &socket).is_some(),
+        "no raw engine named"
+    );
     assert_eq!(
         socket,
         [

@@ -210,20 +210,15 @@ impl Case {
                 if !outcome.is_success() || outcome.handshake_time().is_none() {
                     return Some("expected success with a handshake time".to_owned());
                 }
+                crate::engines::wrong_engine(self.engine, &self.prober, outcome)
             }
             Expect::Fails(reason) => {
                 if outcome.reason() != Some(reason) {
                     return Some(format!("expected reason {reason}"));
                 }
                 let timed_out = reason == Reason::Timeout;
-                return crate::concurrent::wrong_duration(
-                    outcome,
-                    timed_out,
-                    self.timeout,
-                    self.timeout,
-                );
+                crate::concurrent::wrong_duration(outcome, timed_out, self.timeout, self.timeout)
             }
         }
-        None
     }
 }

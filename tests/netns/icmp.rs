@@ -872,7 +872,8 @@ impl Case {
                 if !outcome.is_success() {
                     return Some("expected success".to_owned());
                 }
-                return wrong_timing(self.engine, outcome);
+                return wrong_timing(self.engine, outcome)
+                    .or_else(|| crate::engines::wrong_engine(self.engine, &self.prober, outcome));
             }
             Expect::Refused => {
                 if outcome.reason() != Some(Reason::Refused) {
