@@ -30,7 +30,9 @@
 //!
 //! The plain and `dscp` modules run with the raw engine too (`tcp:
 //! {engine: raw}`, issue 22): its SYN must arrive where a socket's does,
-//! with the DSCP, and a target without a route must fail as `unreachable`.
+//! with the DSCP, a target without a route must fail as `unreachable`,
+//! and the step log must read as the socket's `tcp_halfopen` one
+//! ([`crate::engines::step_difference`]).
 //!
 //! The probes run in the client namespace, in this binary re-executed
 //! under `ip netns exec` (see `tests/netns/faults.rs` for why), through an
@@ -348,6 +350,7 @@ fn netns_route_client_probes() {
                 ("dscp", both, at('a', true)),
             ];
             for (variant, target, expect) in cases {
+                let mut socket_steps = Vec::new();
                 for (kind, _, _) in PROBERS {
                     if !raw_takes(variant, kind) {
                         continue;
@@ -359,7 +362,18 @@ fn netns_route_client_probes() {
                     let seen =
                         [0, 1].map(|i| crate::namespace::counters_gained(&before[i], &after[i]));
                     println!("{module} {target}: a {:?}, b {:?}", seen[0], seen[1]);
-                    if let Some(problem) = wrong(expect, target, &body, &seen) {
+                    // The raw module's step log against the socket's, of
+                    // the same case (`halfopen` comes first in PROBERS).
+                    let mut same_steps = None;
+                    if kind == "halfopen" {
+                        socket_steps = crate::engines::steps(&body);
+                    } else if kind == "raw" {
+                        same_steps = crate::engines::step_difference(
+                            &socket_steps,
+                            &crate::engines::steps(&body),
+                        );
+                    }
+                    if let Some(problem) = wrong(expect, target, &body, &seen).or(same_steps) {
                         problems.push(format!("{module} to {target}: {problem}\n{body}"));
                     }
                     checked += 1;
