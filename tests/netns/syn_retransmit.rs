@@ -28,7 +28,7 @@ const PORT_FIRST_SYN_DROPPED: u16 = 7101;
 const PORT_OPEN: u16 = 7102;
 
 /// Drops the first SYN of each attempt to port 7101, per family: the
-/// sets remember a connection by its source address and port for a
+/// sets remember a SYN by its source address, port and sequence number for a
 /// minute, far longer than the test runs.
 const RULESET: &str = "\
 table inet synack_syn_retransmit {
