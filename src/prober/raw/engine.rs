@@ -505,7 +505,7 @@ impl Shared {
     /// Of `batch`, keeps the SYNs whose probes still wait for them, and
     /// stamps them as sent at `now`: a probe dropped after it queued its
     /// SYN (its deadline, a client that left) sends nothing.
-    fn stamp<'a>(&self, batch: &mut Vec<&'a Queued>, now: SystemTime) {
+    fn stamp(&self, batch: &mut Vec<&Queued>, now: SystemTime) {
         let mut waiting = self.waiting();
         batch.retain(|syn| {
             let probe = waiting
