@@ -76,12 +76,14 @@ const INITIAL_RTO: Duration = Duration::from_secs(1);
 const BATCH: usize = 64;
 
 /// How long the IPv4 source address the routing table picks for a
-/// destination is kept ([`Sources`]).
-const SOURCE_TTL: Duration = Duration::from_secs(10);
+/// destination is kept ([`Sources`]), in seconds.
+const SOURCE_TTL_SECONDS: u32 = 60;
 
-/// Destinations whose IPv4 source address is kept at most: 4096 entries
-/// of 24 bytes and the map's overhead, under 200 KiB.
-const MAX_SOURCES: usize = 4096;
+/// Destinations whose IPv4 source address is kept at most: 262,144
+/// entries of 12 bytes in a hash map of at most 2^19 slots of 13 bytes,
+/// under 7 MiB. A schedule of more distinct IPv4 destinations than that
+/// looks some up again before their time.
+const MAX_SOURCES: usize = 1 << 18;
 
 /// The raw engine; see the module docs. Dropping it stops its tasks and
 /// closes its sockets and held ports.
@@ -476,30 +478,51 @@ impl Shared {
 
     /// The IPv4 source address the routing table picks for
     /// `destination`, which the SYN's checksum covers, kept for
-    /// [`SOURCE_TTL`]: a UDP socket connected to it says which.
+    /// [`SOURCE_TTL_SECONDS`]: the engine's UDP socket, connected to it,
+    /// says which (see `sys::disconnect`).
     fn source_for(&self, destination: Ipv4Addr) -> io::Result<Ipv4Addr> {
-        let now = Instant::now();
         let mut sources = self.sources.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some((source, until)) = sources.0.get(&destination)
-            && *until > now
+        let now = sources.seconds();
+        if let Some(&(source, until)) = sources.map.get(&destination)
+            && until > now
         {
-            return Ok(*source);
+            return Ok(source);
         }
-        let socket = std::net::UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))?;
+        let socket = match &sources.socket {
+            Some(socket) => {
+                sys::disconnect(socket.as_fd())?;
+                socket
+            }
+            None => sources
+                .socket
+                .insert(std::net::UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))?),
+        };
         // Port 9 (discard): connect() on UDP sends nothing, it routes.
         socket.connect((destination, 9))?;
         let source = match socket.local_addr()?.ip() {
             IpAddr::V4(source) => source,
             IpAddr::V6(_) => return Err(io::Error::from_raw_os_error(libc::EAFNOSUPPORT)),
         };
-        if sources.0.len() >= MAX_SOURCES {
-            sources.0.retain(|_, (_, until)| *until > now);
-            if sources.0.len() >= MAX_SOURCES {
-                sources.0.clear();
+        if sources.map.len() >= MAX_SOURCES {
+            sources.map.retain(|_, (_, until)| *until > now);
+            if sources.map.len() >= MAX_SOURCES / 4 * 3 {
+                sources.map.clear();
             }
         }
-        sources.0.insert(destination, (source, now + SOURCE_TTL));
+        sources
+            .map
+            .insert(destination, (source, now + SOURCE_TTL_SECONDS));
         Ok(source)
+    }
+
+    /// Forgets every IPv4 source address kept: one of them was refused
+    /// (the host lost the address).
+    fn forget_sources(&self) {
+        self.sources
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .map
+            .clear();
     }
 
     /// Of `batch`, keeps the SYNs whose probes still wait for them, and
@@ -617,9 +640,31 @@ impl Shared {
 }
 
 /// The IPv4 source addresses the routing table picked, by destination,
-/// each with the time it is kept until.
-#[derive(Debug, Default)]
-struct Sources(HashMap<Ipv4Addr, (Ipv4Addr, Instant)>);
+/// each with the second (of [`Sources::seconds`]) it is kept until, and
+/// the UDP socket that asks.
+#[derive(Debug)]
+struct Sources {
+    map: HashMap<Ipv4Addr, (Ipv4Addr, u32)>,
+    socket: Option<std::net::UdpSocket>,
+    started: Instant,
+}
+
+impl Default for Sources {
+    fn default() -> Self {
+        Self {
+            map: HashMap::new(),
+            socket: None,
+            started: Instant::now(),
+        }
+    }
+}
+
+impl Sources {
+    /// Whole seconds since the engine started.
+    fn seconds(&self) -> u32 {
+        u32::try_from(self.started.elapsed().as_secs()).unwrap_or(u32::MAX)
+    }
+}
 
 /// The sending task: waits for queued SYNs, sends them per family in
 /// batches, and ends the attempts whose SYN the kernel refused.
@@ -684,6 +729,13 @@ async fn send_chunk(shared: &Shared, socket: &AsyncFd<OwnedFd>, chunk: &[&Queued
                 done += 1;
             }
             Err(error) => {
+                // A source address kept that the host no longer has.
+                if matches!(
+                    error.raw_os_error(),
+                    Some(libc::EINVAL | libc::EADDRNOTAVAIL)
+                ) {
+                    shared.forget_sources();
+                }
                 let syn = chunk[done];
                 shared.answer(syn.offset, syn.isn, Answer::NotSent(error));
                 done += 1;
