@@ -42,7 +42,10 @@
 //!
 //! **Timing.** The handshake time is from the first SYN's send to the
 //! kernel's receive time of the SYN-ACK: the network's and the target's
-//! time, without the exporter's wake-up. The RTT is from the last SYN to
+//! time, without the exporter's wake-up. Both are on the monotonic clock
+//! (the kernel's wall-clock timestamp is taken back from the time the
+//! packet is read by its age, see [`arrival`]), so a step of the wall
+//! clock cannot bend it. The RTT is from the last SYN to
 //! the SYN-ACK, and only without retransmits: after one, which SYN the
 //! SYN-ACK answers is unknown (Karn's rule), and the RTT is not sampled.
 
@@ -127,8 +130,8 @@ pub(crate) struct Counts {
 struct Waiting {
     destination: SocketAddr,
     isn: u32,
-    first_sent: Option<SystemTime>,
-    last_sent: Option<SystemTime>,
+    first_sent: Option<Instant>,
+    last_sent: Option<Instant>,
     retransmits: u32,
     answer: Option<oneshot::Sender<Answer>>,
 }
@@ -333,7 +336,6 @@ impl RawEngine {
                     }
                     rto *= 2;
                     next += rto;
-                    slot.retransmitted();
                     shared.enqueue(syn.copy());
                 }
             }
@@ -413,12 +415,6 @@ impl<'a> Slot<'a> {
 
     fn wait(&self, waiting: Waiting) {
         self.shared.waiting()[self.offset] = Some(waiting);
-    }
-
-    fn retransmitted(&self) {
-        if let Some(waiting) = self.shared.waiting()[self.offset].as_mut() {
-            waiting.retransmits += 1;
-        }
     }
 
     fn retransmits(&self) -> u32 {
@@ -528,7 +524,7 @@ impl Shared {
     /// Of `batch`, keeps the SYNs whose probes still wait for them, and
     /// stamps them as sent at `now`: a probe dropped after it queued its
     /// SYN (its deadline, a client that left) sends nothing.
-    fn stamp(&self, batch: &mut Vec<&Queued>, now: SystemTime) {
+    fn stamp(&self, batch: &mut Vec<&Queued>, now: Instant) {
         let mut waiting = self.waiting();
         batch.retain(|syn| {
             let probe = waiting
@@ -537,7 +533,13 @@ impl Shared {
                 .filter(|probe| probe.isn == syn.isn);
             match probe {
                 Some(probe) => {
-                    probe.first_sent.get_or_insert(now);
+                    // A SYN after the first is a retransmit, counted when
+                    // it leaves, not when its timer fires.
+                    if probe.first_sent.is_some() {
+                        probe.retransmits += 1;
+                    } else {
+                        probe.first_sent = Some(now);
+                    }
                     probe.last_sent = Some(now);
                     true
                 }
@@ -562,7 +564,7 @@ impl Shared {
 
     /// A TCP answer that passed the filter: delivered when it proves
     /// itself, counted as ignored when not.
-    fn take_tcp(&self, answer: TcpAnswer, received: SystemTime) {
+    fn take_tcp(&self, answer: TcpAnswer, received: Instant) {
         let delivered = self
             .ports
             .offset(answer.destination_port)
@@ -582,9 +584,9 @@ impl Shared {
                     // A second answer (a retransmitted SYN-ACK): already delivered.
                     return true;
                 };
-                let since = |sent: Option<SystemTime>| {
+                let since = |sent: Option<Instant>| {
                     sent.map_or(Duration::ZERO, |sent| {
-                        received.duration_since(sent).unwrap_or_default()
+                        received.saturating_duration_since(sent)
                     })
                 };
                 let answer = match answer.kind {
@@ -684,7 +686,7 @@ async fn send(shared: Arc<Shared>) {
                 .iter()
                 .filter(|syn| syn.destination.is_ipv6() == (kind == RawKind::Tcp6))
                 .collect();
-            shared.stamp(&mut of_family, SystemTime::now());
+            shared.stamp(&mut of_family, Instant::now());
             for chunk in of_family.chunks(BATCH) {
                 send_chunk(&shared, socket, chunk).await;
             }
@@ -744,6 +746,22 @@ async fn send_chunk(shared: &Shared, socket: &AsyncFd<OwnedFd>, chunk: &[&Queued
     }
 }
 
+/// When a packet arrived, on the monotonic clock the sends are stamped
+/// with: the kernel's receive time (`SO_TIMESTAMPNS`, the wall clock)
+/// taken back from now by its age, so that the wall clock stepping
+/// between a SYN and its answer cannot bend a handshake time; now when
+/// the kernel gave none.
+fn arrival(kernel_time: Option<Duration>) -> Instant {
+    let now = Instant::now();
+    let Some(kernel_time) = kernel_time else {
+        return now;
+    };
+    let age = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH + kernel_time)
+        .unwrap_or_default();
+    now.checked_sub(age).unwrap_or(now)
+}
+
 /// A receiving task: reads what passed `kind`'s filter, in batches, and
 /// hands each packet to the probe it answers.
 async fn receive(shared: Arc<Shared>, kind: RawKind, own: Option<AsyncFd<OwnedFd>>) {
@@ -776,9 +794,7 @@ async fn receive(shared: Arc<Shared>, kind: RawKind, own: Option<AsyncFd<OwnedFd
         }
         for (packet, buffer) in incoming.iter().zip(&buffers) {
             let bytes = buffer.get(..packet.len).unwrap_or(buffer);
-            let received = packet
-                .kernel_time
-                .map_or_else(SystemTime::now, |time| SystemTime::UNIX_EPOCH + time);
+            let received = arrival(packet.kernel_time);
             match (kind, packet.from) {
                 (RawKind::Tcp4, _) => match packet::tcp_answer_v4(bytes) {
                     Some(answer) => shared.take_tcp(answer, received),
