@@ -941,7 +941,8 @@ mod tests {
         if raw_socket_or_skip(RawKind::Tcp4).is_none() {
             return;
         }
-        let engine = Arc::new(RawEngine::start(free_ports(320)).unwrap());
+        // The whole default range: ports others hold are skipped.
+        let engine = Arc::new(RawEngine::start(crate::settings::DEFAULT_RAW_SOURCE_PORTS).unwrap());
         let (listener, target) = listener("127.0.0.1:0");
         let options = TcpOptions::default();
         let attempts = (0..300).map(|_| engine.attempt(target, &options, deadline(), |_| {}));
