@@ -52,8 +52,6 @@ mod file;
 #[cfg(feature = "bench")]
 mod netns;
 mod process_group;
-// Used by the engine (lead).
-#[allow(dead_code)]
 mod raw_socket;
 mod rlimit;
 mod route_source;
