@@ -478,18 +478,22 @@ pub(crate) fn fd_reserve(nofile: u64) -> u64 {
 
 /// How many probes may hold a socket at once: `--probe.max-in-flight`,
 /// lowered when the open file limit could not hold that many sockets and
-/// still keep [`fd_reserve`] for the HTTP side.
+/// still keep [`fd_reserve`] for the HTTP side and the raw engine's
+/// descriptors beside its probes (its raw sockets and idle ports, which
+/// it may hold whether or not a raw module is loaded now).
 pub(crate) fn probe_slots(max_in_flight: usize, nofile: u64) -> usize {
-    let for_probes = nofile.saturating_sub(fd_reserve(nofile)).max(1);
+    let for_probes = nofile
+        .saturating_sub(fd_reserve(nofile))
+        .saturating_sub(prober::raw::RAW_ENGINE_DESCRIPTORS)
+        .max(1);
     max_in_flight.min(usize::try_from(for_probes).unwrap_or(usize::MAX))
 }
 
 /// Descriptors the exporter holds whatever its load, counted before HTTP
 /// connections: stdio, the runtimes' epoll and event descriptors, the
 /// listeners, the DNS sockets, and one config, web config or `/proc`
-/// read at a time (an idle exporter holds 24; the rest is room for
-/// reads); and what the raw engine holds beside its probes in flight.
-const BASE_DESCRIPTORS: u64 = 32 + prober::raw::RAW_ENGINE_DESCRIPTORS;
+/// read at a time. An idle exporter holds 24; the rest is room for reads.
+const BASE_DESCRIPTORS: u64 = 32;
 
 /// How many HTTP connections may be open at once: `--web.max-connections`,
 /// lowered when the descriptors that `probes` probe sockets and
@@ -501,6 +505,7 @@ pub(crate) fn connection_slots(max_connections: usize, nofile: u64, probes: usiz
     let probes = u64::try_from(probes).unwrap_or(u64::MAX);
     let for_http = nofile
         .saturating_sub(probes)
+        .saturating_sub(prober::raw::RAW_ENGINE_DESCRIPTORS)
         .saturating_sub(BASE_DESCRIPTORS)
         .max(1);
     max_connections.min(usize::try_from(for_http).unwrap_or(usize::MAX))
@@ -650,13 +655,13 @@ mod tests {
 
     #[test]
     fn connections_fit_in_what_probes_leave_of_the_descriptors() {
-        // What the exporter holds whatever its load, the raw engine's
-        // descriptors beside its probes in flight among them.
-        assert_eq!(BASE_DESCRIPTORS, 32 + 69);
-        assert_eq!(connection_slots(1024, 512, 192), 219, "512 - 192 - 101");
+        // The raw engine's descriptors beside its probes in flight come
+        // out of the probes' share, and are not the connections' either.
+        assert_eq!(prober::raw::RAW_ENGINE_DESCRIPTORS, 69);
+        assert_eq!(connection_slots(1024, 256, 123), 32, "256 - 123 - 69 - 32");
         assert_eq!(
-            connection_slots(1024, 512, 10),
-            401,
+            connection_slots(1024, 256, 10),
+            145,
             "few probes leave more"
         );
         assert_eq!(
@@ -669,8 +674,12 @@ mod tests {
 
     #[test]
     fn probe_slots_leave_a_reserve_of_descriptors() {
-        assert_eq!(probe_slots(4096, 256), 192, "64 kept for HTTP");
-        assert_eq!(probe_slots(4096, 1024), 768);
+        assert_eq!(
+            probe_slots(4096, 256),
+            123,
+            "64 kept for HTTP, 69 for the raw engine"
+        );
+        assert_eq!(probe_slots(4096, 1024), 699);
         assert_eq!(probe_slots(4096, 1_048_576), 4096, "the flag rules");
         assert_eq!(probe_slots(4096, 10), 1, "never zero");
     }

@@ -1103,7 +1103,10 @@ impl Connect<'_> {
                     handshake: syn_ack.time,
                     rtt: syn_ack.rtt,
                     syn_retransmits: syn_ack.syn_retransmits,
-                    close_delay: syn_ack.close_delay,
+                    // Only a half-open close races the delayed ACK.
+                    close_delay: syn_ack
+                        .close_delay
+                        .filter(|_| self.handshake == Handshake::HalfOpen),
                     kept: syn_ack.stream.is_some(),
                     raw: self.raw.is_some(),
                 });
