@@ -110,9 +110,10 @@ $body"
 }
 
 # run_measured KIND ROUND URL PID [METRICS_PORT]: a warm-up, one checked
-# probe, then the measured wrk run of the exporter PID on URL through
-# bench_helper.py (record in $WORK/rROUND-KIND.json). METRICS_PORT is the
-# synack_exporter whose /metrics counts the probes (OURS_PORT by default).
+# probe (none for KIND healthy, whose URL is /-/healthy), then the measured
+# wrk run of the exporter PID on URL through bench_helper.py (record in
+# $WORK/rROUND-KIND.json). METRICS_PORT is the synack_exporter whose
+# /metrics counts the probes (OURS_PORT by default).
 # Needs HELPER, THREADS, CONNECTIONS, DURATION, WARMUP, TARGET_PID, WORK.
 run_measured() {
     local kind=$1 round=$2 url=$3 pid=$4
@@ -122,7 +123,7 @@ run_measured() {
     kill -0 "$pid" 2>/dev/null || die "$kind (pid $pid) is not running"
     python3 "$HELPER" measure "${common[@]}" --warmup "$WARMUP" ||
         die "$kind: warm-up failed"
-    verify_probe "$kind" "$url"
+    [[ $kind == healthy ]] || verify_probe "$kind" "$url"
     echo "-- round $round $kind: wrk -t$THREADS -c$CONNECTIONS -d$DURATION --latency '$url'"
     python3 "$HELPER" measure "${common[@]}" --metrics-url "$metrics" \
         --exporter-pid "$pid" --target-pid "$TARGET_PID" --count-file "$WORK/target.count" \
