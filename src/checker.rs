@@ -12,9 +12,12 @@ use crate::config::Module;
 use crate::modules::LoadedModule;
 use crate::prober::{Outcome, Resolver, StepLog};
 use crate::runner::ProbeRunner;
-use crate::settings::{DEFAULT_MAX_EXEC, DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_SESSIONS};
+use crate::settings::{
+    DEFAULT_MAX_EXEC, DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_SESSIONS, DEFAULT_RAW_SOURCE_PORTS,
+};
 use crate::target::{Target, TargetError};
 use std::net::SocketAddr;
+use std::ops::RangeInclusive;
 use std::sync::Arc;
 
 /// Checks targets on threads of its own, started once and shared by every
@@ -79,6 +82,7 @@ pub struct CheckerBuilder {
     max_in_flight: usize,
     max_exec: usize,
     max_sessions: usize,
+    raw_source_ports: RangeInclusive<u16>,
     dns_servers: Vec<SocketAddr>,
 }
 
@@ -88,6 +92,7 @@ impl Default for CheckerBuilder {
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             max_exec: DEFAULT_MAX_EXEC,
             max_sessions: DEFAULT_MAX_SESSIONS,
+            raw_source_ports: DEFAULT_RAW_SOURCE_PORTS,
             dns_servers: Vec::new(),
         }
     }
@@ -121,6 +126,15 @@ impl CheckerBuilder {
         self
     }
 
+    /// The source ports of the raw engine, for modules with `engine: raw`
+    /// ([`DEFAULT_RAW_SOURCE_PORTS`] unless set, as the exporter's
+    /// `--probe.raw-source-ports`): one per raw probe in flight, held as
+    /// probes need them; a raw probe that finds none free fails as `local`.
+    pub fn raw_source_ports(mut self, ports: RangeInclusive<u16>) -> Self {
+        self.raw_source_ports = ports;
+        self
+    }
+
     /// Name servers that replace those of `/etc/resolv.conf`; empty (the
     /// default) for resolv.conf's own.
     pub fn dns_servers(mut self, servers: Vec<SocketAddr>) -> Self {
@@ -139,7 +153,8 @@ impl CheckerBuilder {
         let resolver = Resolver::from_system(&self.dns_servers);
         let runner = ProbeRunner::new(self.max_in_flight, resolver)?
             .with_max_exec(self.max_exec)
-            .with_max_sessions(self.max_sessions);
+            .with_max_sessions(self.max_sessions)
+            .with_raw_source_ports(self.raw_source_ports);
         Ok(Checker {
             runner: Arc::new(runner),
         })

@@ -103,6 +103,15 @@ impl ExporterBuilder {
         self
     }
 
+    /// The source ports of the raw engine, the modules with `engine: raw`
+    /// (`--probe.raw-source-ports`,
+    /// [`DEFAULT_RAW_SOURCE_PORTS`](crate::settings::DEFAULT_RAW_SOURCE_PORTS)):
+    /// one per raw probe in flight, held as probes need them.
+    pub fn raw_source_ports(mut self, ports: std::ops::RangeInclusive<u16>) -> Self {
+        self.settings.raw_source_ports = ports;
+        self
+    }
+
     /// Which part of the scheduled targets this instance probes
     /// (`--targets.shard`, [`DEFAULT_SHARD`](crate::settings::DEFAULT_SHARD):
     /// all of them).

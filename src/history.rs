@@ -285,6 +285,7 @@ mod tests {
             steplog.log(|| TcpStep::Connecting {
                 address,
                 half_open: true,
+                raw: false,
             });
             steplog.log(|| TcpStep::ConnectFailed {
                 address,
@@ -431,6 +432,7 @@ mod tests {
         steplog.log(|| TcpStep::Connecting {
             address,
             half_open: true,
+            raw: false,
         });
         steplog.log(|| TcpStep::SynAck {
             address,
@@ -439,6 +441,7 @@ mod tests {
             syn_retransmits: 0,
             close_delay: None,
             kept: false,
+            raw: false,
         });
         steplog.log(|| Step::Succeeded(Duration::from_micros(80)));
         let outcome = Outcome::not_started(Failure::new(Reason::Local, "x"), Duration::ZERO);

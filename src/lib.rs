@@ -80,7 +80,7 @@ mod web;
 pub use app::BuildError;
 pub use checker::{Checker, CheckerBuilder};
 pub use config::{
-    ConfigError, ExecOptions, Expect, ExpectLabel, ExpectPort, HealthChecks, IpAddresses,
+    ConfigError, Engine, ExecOptions, Expect, ExpectLabel, ExpectPort, HealthChecks, IpAddresses,
     IpAddressesSuccess, IpProtocol, MAX_ADDRESSES, Module, Prober, ProberKind, PromDuration,
     QueryStep, TargetPolicy, TcpOptions, TcpProbe, TlsOptions, TlsVersion, Unsupported,
 };

@@ -182,6 +182,14 @@ impl ProbeRunner {
         self
     }
 
+    /// Gives the raw engine (modules with `engine: raw`) these source
+    /// ports instead of the default range. Before any probe: the engine
+    /// starts with the first raw probe.
+    pub(crate) fn with_raw_source_ports(mut self, ports: std::ops::RangeInclusive<u16>) -> Self {
+        self.rules.context.raw = Arc::new(prober::raw::RawEngineSlot::new(ports));
+        self
+    }
+
     /// Kills the process group of every command still running and starts
     /// no command from now on: an `exec` probe asked for later fails as
     /// `local`. Returns how many groups it killed. For shutdown; see the

@@ -29,6 +29,13 @@ pub const DEFAULT_MAX_EXEC: usize = 32;
 /// 64 KiB line buffer and rustls' buffers), so about 25 MiB at the limit.
 pub const DEFAULT_MAX_SESSIONS: usize = 256;
 
+/// The default of `--probe.raw-source-ports`: the source ports of the
+/// raw engine (`engine: raw`), held as probes need them. Above Linux's
+/// ephemeral range (32768–60999), so the kernel never picks them for
+/// outgoing connections, and 4536 of them: more than
+/// [`DEFAULT_MAX_IN_FLIGHT`], one per raw probe in flight.
+pub const DEFAULT_RAW_SOURCE_PORTS: std::ops::RangeInclusive<u16> = 61000..=65535;
+
 /// The default of `--targets.shard`: one instance probing every scheduled
 /// target.
 pub const DEFAULT_SHARD: Shard = Shard::ALL;
@@ -111,6 +118,7 @@ pub(crate) struct Settings {
     pub(crate) max_in_flight: usize,
     pub(crate) max_exec: usize,
     pub(crate) max_sessions: usize,
+    pub(crate) raw_source_ports: std::ops::RangeInclusive<u16>,
     pub(crate) shard: Shard,
     pub(crate) history_limit: usize,
     pub(crate) shutdown_grace: Duration,
@@ -133,6 +141,7 @@ impl Default for Settings {
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             max_exec: DEFAULT_MAX_EXEC,
             max_sessions: DEFAULT_MAX_SESSIONS,
+            raw_source_ports: DEFAULT_RAW_SOURCE_PORTS,
             shard: DEFAULT_SHARD,
             history_limit: DEFAULT_HISTORY_LIMIT,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,

@@ -206,6 +206,7 @@ impl App {
             .max_in_flight(probes)
             .max_exec(settings.max_exec)
             .max_sessions(settings.max_sessions)
+            .raw_source_ports(settings.raw_source_ports.clone())
             .dns_servers(settings.dns_servers.clone())
             .build()
             .map_err(BuildError::Threads)?;

@@ -5,7 +5,7 @@
 #![forbid(unsafe_code)]
 
 use super::{
-    ExpectPort, IpAddresses, IpAddressesSuccess, IpProtocol, LabelName, Prober, ProberKind,
+    Engine, ExpectPort, IpAddresses, IpAddressesSuccess, IpProtocol, LabelName, Prober, ProberKind,
     PromDuration, TcpOptions, TlsOptions, TlsVersion,
 };
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -439,6 +439,8 @@ struct TcpFields {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     ip_addresses_success: Option<IpAddressesSuccess>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    engine: Option<Engine>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     half_open: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     tls: Option<bool>,
@@ -505,6 +507,9 @@ impl<'de> Deserialize<'de> for TcpBlock {
                  and query_response",
             ));
         }
+        if fields.engine == Some(Engine::Raw) {
+            check_raw_engine(&fields, session).map_err(serde::de::Error::custom)?;
+        }
         if fields.ip_addresses == Some(IpAddresses::All) && fields.trace_on_timeout == Some(true) {
             return Err(serde::de::Error::custom(format!(
                 "trace_on_timeout traces one address, and ip_addresses: all probes up to {} at \
@@ -516,6 +521,38 @@ impl<'de> Deserialize<'de> for TcpBlock {
             check_steps(fields.tls == Some(true), steps).map_err(serde::de::Error::custom)?;
         }
         Ok(Self(fields))
+    }
+}
+
+/// Refuses what `engine: raw` cannot do: a connection (`tls`,
+/// `query_response`, `half_open: false`), and a module's own interface or
+/// mark, which the engine's one raw socket for every module cannot take
+/// per packet.
+fn check_raw_engine(fields: &TcpFields, session: bool) -> Result<(), String> {
+    let connection = if session {
+        Some("tls and query_response need a connection")
+    } else if fields.half_open == Some(false) {
+        Some("half_open: false completes the handshake")
+    } else {
+        None
+    };
+    if let Some(why) = connection {
+        return Err(format!(
+            "engine: raw sends no more than a SYN, and {why}: remove engine: raw, or use engine: socket"
+        ));
+    }
+    let per_module = [
+        ("source_interface", fields.source_interface.is_some()),
+        ("mark", fields.mark.is_some()),
+    ]
+    .into_iter()
+    .find_map(|(name, set)| set.then_some(name));
+    match per_module {
+        Some(name) => Err(format!(
+            "engine: raw sends every module's SYNs from one raw socket, which cannot take a \
+             module's own {name}: remove {name}, or use engine: socket"
+        )),
+        None => Ok(()),
     }
 }
 
@@ -558,6 +595,7 @@ impl TcpBlock {
             ip_addresses_success: fields
                 .ip_addresses_success
                 .unwrap_or(defaults.ip_addresses_success),
+            engine: fields.engine.unwrap_or(defaults.engine),
         }
     }
 
@@ -592,6 +630,16 @@ impl TcpBlock {
                  set prober: tcp or remove {field}",
                 kind.as_str()
             ));
+        }
+        if kind == ProberKind::TcpConnect
+            && options.engine == Engine::Raw
+            && options.expect_port == ExpectPort::Open
+        {
+            return Err(
+                "engine: raw sends no more than a SYN, and prober tcp_connect completes the \
+                 handshake: use prober tcp_halfopen, or engine: socket"
+                    .to_owned(),
+            );
         }
         Ok(match kind {
             ProberKind::TcpConnect => Prober::TcpConnect(options),
@@ -646,6 +694,7 @@ impl From<Prober> for TcpBlock {
             trace_on_timeout: Some(options.trace_on_timeout),
             ip_addresses: Some(options.ip_addresses),
             ip_addresses_success: Some(options.ip_addresses_success),
+            engine: Some(options.engine),
             ..TcpFields::default()
         };
         if let Some(probe) = probe {

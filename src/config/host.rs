@@ -19,6 +19,9 @@
 //!   throwaway socket (an interface that does not exist, a missing
 //!   capability) is a located note, not an error ([`route_notes`]).
 //!
+//! - A module with `engine: raw` on a host that refuses the exporter a raw
+//!   socket (no `CAP_NET_RAW`) is a located note ([`raw_engine_notes`]).
+//!
 //! These run on every load from a file or from text ([`Config::load`],
 //! [`Config::parse_for_this_host`]): at start-up, at every reload, and in
 //! `--config.check`, so that the check and the exporter agree. A reload
@@ -31,7 +34,7 @@
 #![forbid(unsafe_code)]
 
 use super::{
-    Config, ConfigError, ExecOptions, TlsMaterial, parse_yaml, scheduled::located,
+    Config, ConfigError, Engine, ExecOptions, RAW_ENGINE_CAPABILITY, TlsMaterial, parse_yaml, scheduled::located,
     set_route_options,
 };
 use serde::Deserialize;
@@ -213,6 +216,8 @@ struct TcpSpots {
     mark: Option<Spanned<IgnoredAny>>,
     #[serde(default)]
     dscp: Option<Spanned<IgnoredAny>>,
+    #[serde(default)]
+    engine: Option<Spanned<IgnoredAny>>,
     #[serde(default)]
     tls_config: Option<BTreeMap<String, Spanned<IgnoredAny>>>,
 }
@@ -397,6 +402,45 @@ pub(super) fn route_notes(file: &str, text: &str, config: &Config) -> Vec<Config
                     refused.hint()
                 ),
             ))
+        })
+        .collect()
+}
+
+/// The note of each module of `config`, parsed from `text`, with
+/// `engine: raw` when this host refuses the exporter a raw socket now (no
+/// `CAP_NET_RAW`), where it is written. A note, not an error, as for a
+/// `mark` without its capability: the service manager grants it, and
+/// until then the module's probes fail as `local`, saying the same.
+pub(super) fn raw_engine_notes(file: &str, text: &str, config: &Config) -> Vec<ConfigError> {
+    let raw_modules: Vec<&String> = config
+        .modules
+        .iter()
+        .filter(|(_, module)| module.tcp().is_some_and(|options| options.engine == Engine::Raw))
+        .map(|(name, _)| name)
+        .collect();
+    if raw_modules.is_empty() {
+        return Vec::new();
+    }
+    let refused = crate::sys::open_raw_socket(crate::sys::RawKind::Tcp4)
+        .or_else(|_| crate::sys::open_raw_socket(crate::sys::RawKind::Tcp6))
+        .err();
+    let Some(error) = refused else {
+        return Vec::new();
+    };
+    raw_modules
+        .into_iter()
+        .map(|name| {
+            locate(
+                file,
+                text,
+                name,
+                "tcp.engine",
+                |spots| spots.tcp?.engine,
+                format!(
+                    "module {name:?}: this host refuses the exporter a raw socket ({error}): \
+                     {RAW_ENGINE_CAPABILITY}; its probes fail with reason local until then"
+                ),
+            )
         })
         .collect()
 }

@@ -655,6 +655,11 @@ pub struct TcpOptions {
     /// address does (the default) or only when `all` do.
     #[serde(default)]
     pub ip_addresses_success: IpAddressesSuccess,
+    /// How a half-open probe sends its SYN and reads the answer: a kernel
+    /// socket per probe (`socket`, the default) or the exporter's raw
+    /// engine (`raw`, needs `CAP_NET_RAW`); see [`Engine`].
+    #[serde(default)]
+    pub engine: Engine,
 }
 
 impl Default for TcpOptions {
@@ -674,6 +679,7 @@ impl Default for TcpOptions {
             trace_on_timeout: false,
             ip_addresses: IpAddresses::First,
             ip_addresses_success: IpAddressesSuccess::Any,
+            engine: Engine::Socket,
         }
     }
 }
@@ -720,6 +726,55 @@ impl TcpOptions {
             ));
         }
         Ok(())
+    }
+}
+
+/// How to give the exporter what `engine: raw` needs, said where it is
+/// missing: at `--config.check` and start-up, and in the failure of each
+/// probe of a raw module.
+pub(crate) const RAW_ENGINE_CAPABILITY: &str = "engine: raw needs CAP_NET_RAW: grant it (systemd: \
+AmbientCapabilities=CAP_NET_RAW; Kubernetes: securityContext.capabilities.add: [NET_RAW]; \
+Docker's default capabilities have it), or use engine: socket";
+
+/// How a half-open probe sends its SYN (`tcp.engine`).
+///
+/// `socket` opens a kernel socket per probe and races the kernel's
+/// delayed ACK to close it. `raw` sends the SYN from one raw socket
+/// shared by every probe, from a source port the exporter holds with a
+/// socket that never listens, so the kernel itself answers the SYN-ACK
+/// with an RST: no race, and no socket per probe (see
+/// `docs/raw-engine.md`). It needs `CAP_NET_RAW`, and does half-open
+/// probes only.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Engine {
+    /// A kernel socket per probe, `connect()` and a close with RST.
+    #[default]
+    Socket,
+    /// The exporter's raw-SYN engine.
+    Raw,
+}
+
+impl<'de> Deserialize<'de> for Engine {
+    /// One of [`Engine::WORDS`]; read first, then judged, so that an
+    /// error about the word is located at it.
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let word = String::deserialize(deserializer)?;
+        words::one_of(&word, &Self::WORDS).map_err(serde::de::Error::custom)
+    }
+}
+
+impl Engine {
+    /// The words the config takes.
+    pub const WORDS: [(&'static str, Self); 2] = [("socket", Self::Socket), ("raw", Self::Raw)];
+
+    /// The name used in the config: `socket` or `raw`.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Socket => "socket",
+            Self::Raw => "raw",
+        }
     }
 }
 
@@ -1288,6 +1343,8 @@ impl Config {
         let notes = host::tls_file_notes(file, text, &config);
         config.notes.extend(notes);
         let notes = host::route_notes(file, text, &config);
+        config.notes.extend(notes);
+        let notes = host::raw_engine_notes(file, text, &config);
         config.notes.extend(notes);
         Ok(config)
     }

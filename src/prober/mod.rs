@@ -68,6 +68,7 @@ mod classify;
 mod close_guard;
 pub(crate) mod exec;
 mod process_groups;
+pub(crate) mod raw;
 pub(crate) mod resolve;
 mod session;
 mod tcp;
@@ -740,6 +741,9 @@ pub(crate) struct Context {
     pub(crate) groups: Arc<ProcessGroups>,
     /// The TLS setup of each `tls_config` that shook hands.
     pub(crate) tls: Arc<tls::TlsSetups>,
+    /// The raw engine of `engine: raw` modules, started by their first
+    /// probe, with the source ports it may use.
+    pub(crate) raw: Arc<raw::RawEngineSlot>,
 }
 
 impl Context {
@@ -751,6 +755,9 @@ impl Context {
             closes: Arc::default(),
             groups: Arc::default(),
             tls: Arc::default(),
+            raw: Arc::new(raw::RawEngineSlot::new(
+                crate::settings::DEFAULT_RAW_SOURCE_PORTS,
+            )),
         }
     }
 }

@@ -25,13 +25,14 @@
 
 #![forbid(unsafe_code)]
 
+use super::raw::{RawEngineSlot, RawFailed};
 use super::trace::{HopAnswer, Trace, TraceHop};
 use super::{
     Budget, Context, Detail, Failure, HalfOpenCloses, IcmpError, Kept, Number, Outcome, Reason,
     Series, Slot, StepLog, TargetFamily, TargetSeries, classify, close_guard, resolve, trace,
 };
 use crate::config::{
-    ADDRESS_LABEL, ExpectPort, PORT_ANSWER_LABEL, RouteRefused, TargetPolicy, TcpOptions,
+    ADDRESS_LABEL, Engine, ExpectPort, PORT_ANSWER_LABEL, RouteRefused, TargetPolicy, TcpOptions,
     set_route_options,
 };
 use crate::steplog::Wording;
@@ -117,6 +118,8 @@ pub(super) async fn probe_address(
         options,
         // Only a half-open close races the delayed ACK.
         guard: (handshake == Handshake::HalfOpen).then_some(&*context.closes),
+        raw: (handshake == Handshake::HalfOpen && options.engine == Engine::Raw)
+            .then_some(&*context.raw),
         keep: false,
     };
     let reserved = trace::reserve(options, budget.timeout);
@@ -280,6 +283,7 @@ pub(super) async fn open(
         handshake: Handshake::Full,
         options: tcp.options,
         guard: None,
+        raw: None,
         keep: true,
     };
     let mut detail = TcpDetail {
@@ -575,13 +579,12 @@ impl TcpDetail {
     /// largest is kept).
     fn record(&mut self, syn_ack: &SynAck, handshake: Handshake) {
         if handshake == Handshake::HalfOpen {
-            self.close_delay = self.close_delay.max(Some(syn_ack.close_delay));
+            self.close_delay = self.close_delay.max(syn_ack.close_delay);
         }
-        let kernel = syn_ack.kernel;
-        self.syn_retransmits += kernel.map_or(0, |kernel| kernel.syn_retransmits);
+        self.syn_retransmits += syn_ack.syn_retransmits;
         if self.handshake_time.is_none() {
             self.handshake_time = Some(syn_ack.time);
-            self.tcp_rtt = kernel.and_then(|kernel| kernel.rtt);
+            self.tcp_rtt = syn_ack.rtt;
         } else {
             self.later_handshake_times.push(syn_ack.time);
         }
@@ -624,6 +627,8 @@ pub(crate) enum TcpStep {
     Connecting {
         address: SocketAddr,
         half_open: bool,
+        /// Sent by the raw engine, not from a socket of its own.
+        raw: bool,
     },
     /// The port answered with SYN-ACK, and the socket closed with RST.
     SynAck {
@@ -638,6 +643,8 @@ pub(crate) enum TcpStep {
         close_delay: Option<Duration>,
         /// Whether the connection was kept for a session, not closed.
         kept: bool,
+        /// The raw engine's: the kernel sent the RST.
+        raw: bool,
     },
     /// The connect failed with this errno.
     ConnectFailed { address: SocketAddr, errno: i32 },
@@ -678,13 +685,17 @@ pub(crate) enum TcpStep {
 impl Wording for TcpStep {
     fn write(&self, f: &mut fmt::Formatter<'_>, _show_commands: bool) -> fmt::Result {
         match self {
-            Self::Connecting { address, half_open } => write!(
+            Self::Connecting {
+                address,
+                half_open,
+                raw,
+            } => write!(
                 f,
                 "connecting to {address} ({})",
-                if *half_open {
-                    "half-open: TCP_QUICKACK=0, SO_LINGER {on, 0}"
-                } else {
-                    "full handshake, SO_LINGER {on, 0}"
+                match (*raw, *half_open) {
+                    (true, _) => "half-open, raw engine: a SYN from a held port, the kernel's RST",
+                    (false, true) => "half-open: TCP_QUICKACK=0, SO_LINGER {on, 0}",
+                    (false, false) => "full handshake, SO_LINGER {on, 0}",
                 }
             ),
             Self::SynAck {
@@ -694,11 +705,13 @@ impl Wording for TcpStep {
                 syn_retransmits,
                 close_delay,
                 kept,
+                raw,
             } => {
                 write!(
                     f,
-                    "{address} answered with SYN-ACK after {:.6}s (kernel RTT ",
-                    handshake.as_secs_f64()
+                    "{address} answered with SYN-ACK after {:.6}s ({} RTT ",
+                    handshake.as_secs_f64(),
+                    if *raw { "packet" } else { "kernel" }
                 )?;
                 match rtt {
                     Some(rtt) => write!(f, "{:.6}s", rtt.as_secs_f64())?,
@@ -706,6 +719,12 @@ impl Wording for TcpStep {
                 }
                 if *kept {
                     return write!(f, ", {syn_retransmits} SYN retransmits); connected");
+                }
+                if *raw {
+                    return write!(
+                        f,
+                        ", {syn_retransmits} SYN retransmits); the kernel answered it with RST"
+                    );
                 }
                 write!(f, ", {syn_retransmits} SYN retransmits); closed with RST")?;
                 match close_delay {
@@ -979,13 +998,19 @@ pub(super) fn left_enough_after_dns(
 
 /// What a connect that reached SYN-ACK found.
 struct SynAck {
-    /// From the `connect()` call to the wake-up at the SYN-ACK.
+    /// From the `connect()` call to the wake-up at the SYN-ACK; for the
+    /// raw engine, from the first SYN's send to the SYN-ACK's arrival.
     time: Duration,
-    /// `TCP_INFO` as read at that wake-up; `None` if the kernel refused it.
-    kernel: Option<HandshakeInfo>,
+    /// The RTT sample of the exchange: `TCP_INFO`'s as read at the
+    /// wake-up, or the raw engine's; `None` when there is none.
+    rtt: Option<Duration>,
+    /// SYNs sent again before the SYN-ACK came.
+    syn_retransmits: u32,
     /// From the SYN-ACK's arrival, as far as it can be known, to the
-    /// return of the close that sent the RST: see [`close_delay`].
-    close_delay: Duration,
+    /// return of the close that sent the RST: see [`close_delay`]. `None`
+    /// when nothing closed: a connection kept for a session, or the raw
+    /// engine's, whose RST the kernel sent.
+    close_delay: Option<Duration>,
     /// The connected socket, for a session ([`Connect::keep`]); `None`
     /// once closed.
     stream: Option<TcpStream>,
@@ -1009,6 +1034,9 @@ struct Connect<'a> {
     handshake: Handshake,
     options: &'a TcpOptions,
     guard: Option<&'a HalfOpenCloses>,
+    /// The raw engine, for a half-open attempt of a module with
+    /// `engine: raw`; `None` for every other.
+    raw: Option<&'a RawEngineSlot>,
     /// Whether the connected socket is handed back (in
     /// [`SynAck::stream`]) instead of closed: a full handshake only.
     keep: bool,
@@ -1052,96 +1080,24 @@ impl Connect<'_> {
         deadline: Instant,
         steplog: &mut StepLog,
     ) -> Result<SynAck, AttemptFailed> {
+        let waited = match self.raw {
+            Some(raw) => self.raw_attempt(raw, deadline, steplog).await?,
+            None => self.socket_attempt(deadline, steplog).await?,
+        };
         let Self {
-            address,
-            handshake,
-            options,
-            guard,
-            keep,
+            address, options, ..
         } = *self;
         let source = options.source_ip_address;
-        // Nothing has been sent yet: whatever fails here is the exporter's own
-        // trouble (fds, a source address or interface it does not have, a
-        // capability it lacks), never the target's.
-        let socket = open_socket(address, handshake, options).map_err(|error| {
-            let (error, hint) = match error {
-                OpenFailed::Os(error) => (error, None),
-                OpenFailed::Route(refused) => {
-                    let hint = refused.hint().to_owned();
-                    (refused.error, Some(hint))
-                }
-            };
-            let failure = os_failure("cannot prepare a socket for", address, &error);
-            let detail = match (error.raw_os_error(), source, hint) {
-                (_, _, Some(hint)) => format!("{}: {hint}", failure.detail),
-                // bind() of an address that is not (or no longer) the host's.
-                (Some(libc::EADDRNOTAVAIL), Some(source), None) => format!(
-                    "{}: source_ip_address {source} is not an address of this host",
-                    failure.detail
-                ),
-                _ => failure.detail,
-            };
-            Failure::new(Reason::Local, detail)
-        })?;
-        steplog.log(|| TcpStep::Connecting {
-            address,
-            half_open: handshake == Handshake::HalfOpen,
-        });
-        // Timed from here, not from before socket(): what the handshake took,
-        // without the exporter's own socket setup.
-        let connect_started = Instant::now();
-        let waited = match start_connect(socket, address) {
-            Ok(stream) => {
-                let socket = ProbeSocket::new(stream, guard);
-                let ended =
-                    tokio::time::timeout_at(deadline, until_connected(socket.stream(), address))
-                        .await;
-                match ended {
-                    Ok(Ok(woke)) => {
-                        let kernel = crate::sys::handshake_info(socket.stream().as_fd()).ok();
-                        let time = woke.saturating_duration_since(connect_started);
-                        Ok(if keep {
-                            SynAck {
-                                time,
-                                kernel,
-                                close_delay: Duration::ZERO,
-                                stream: Some(socket.keep()),
-                            }
-                        } else {
-                            SynAck {
-                                time,
-                                kernel,
-                                close_delay: socket.close_after_syn_ack(woke, kernel),
-                                stream: None,
-                            }
-                        })
-                    }
-                    Ok(Err(failed)) => {
-                        socket.close_unanswered();
-                        Err(failed)
-                    }
-                    // Dropped, not closed as unanswered: a SYN-ACK that came
-                    // while the probe thread could not run still counts.
-                    Err(_) => Err(Failed {
-                        error: None,
-                        icmp: queued_icmp(socket.stream()),
-                    }),
-                }
-            }
-            Err(error) => Err(Failed {
-                error: Some(error),
-                icmp: None,
-            }),
-        };
         let Failed { error, icmp } = match waited {
             Ok(syn_ack) => {
                 steplog.log(|| TcpStep::SynAck {
                     address,
                     handshake: syn_ack.time,
-                    rtt: syn_ack.kernel.and_then(|kernel| kernel.rtt),
-                    syn_retransmits: syn_ack.kernel.map_or(0, |kernel| kernel.syn_retransmits),
-                    close_delay: (handshake == Handshake::HalfOpen).then_some(syn_ack.close_delay),
+                    rtt: syn_ack.rtt,
+                    syn_retransmits: syn_ack.syn_retransmits,
+                    close_delay: syn_ack.close_delay,
                     kept: syn_ack.stream.is_some(),
+                    raw: self.raw.is_some(),
                 });
                 return Ok(syn_ack);
             }
@@ -1192,6 +1148,136 @@ impl Connect<'_> {
             icmp,
             answer,
         })
+    }
+
+    /// The socket engine's attempt: a socket of its own, `connect()`, and
+    /// a close with RST (see the module docs). `Err` when the socket
+    /// could not be made ready: nothing was sent.
+    async fn socket_attempt(
+        &self,
+        deadline: Instant,
+        steplog: &mut StepLog,
+    ) -> Result<Result<SynAck, Failed>, AttemptFailed> {
+        let Self {
+            address,
+            handshake,
+            options,
+            guard,
+            keep,
+            ..
+        } = *self;
+        let source = options.source_ip_address;
+        // Nothing has been sent yet: whatever fails here is the exporter's own
+        // trouble (fds, a source address or interface it does not have, a
+        // capability it lacks), never the target's.
+        let socket = open_socket(address, handshake, options).map_err(|error| {
+            let (error, hint) = match error {
+                OpenFailed::Os(error) => (error, None),
+                OpenFailed::Route(refused) => {
+                    let hint = refused.hint().to_owned();
+                    (refused.error, Some(hint))
+                }
+            };
+            let failure = os_failure("cannot prepare a socket for", address, &error);
+            let detail = match (error.raw_os_error(), source, hint) {
+                (_, _, Some(hint)) => format!("{}: {hint}", failure.detail),
+                // bind() of an address that is not (or no longer) the host's.
+                (Some(libc::EADDRNOTAVAIL), Some(source), None) => format!(
+                    "{}: source_ip_address {source} is not an address of this host",
+                    failure.detail
+                ),
+                _ => failure.detail,
+            };
+            Failure::new(Reason::Local, detail)
+        })?;
+        steplog.log(|| TcpStep::Connecting {
+            address,
+            half_open: handshake == Handshake::HalfOpen,
+            raw: false,
+        });
+        // Timed from here, not from before socket(): what the handshake took,
+        // without the exporter's own socket setup.
+        let connect_started = Instant::now();
+        let waited = match start_connect(socket, address) {
+            Ok(stream) => {
+                let socket = ProbeSocket::new(stream, guard);
+                let ended =
+                    tokio::time::timeout_at(deadline, until_connected(socket.stream(), address))
+                        .await;
+                match ended {
+                    Ok(Ok(woke)) => {
+                        let kernel = crate::sys::handshake_info(socket.stream().as_fd()).ok();
+                        let time = woke.saturating_duration_since(connect_started);
+                        let (close_delay, stream) = if keep {
+                            (None, Some(socket.keep()))
+                        } else {
+                            (Some(socket.close_after_syn_ack(woke, kernel)), None)
+                        };
+                        Ok(SynAck {
+                            time,
+                            rtt: kernel.and_then(|kernel| kernel.rtt),
+                            syn_retransmits: kernel.map_or(0, |kernel| kernel.syn_retransmits),
+                            close_delay,
+                            stream,
+                        })
+                    }
+                    Ok(Err(failed)) => {
+                        socket.close_unanswered();
+                        Err(failed)
+                    }
+                    // Dropped, not closed as unanswered: a SYN-ACK that came
+                    // while the probe thread could not run still counts.
+                    Err(_) => Err(Failed {
+                        error: None,
+                        icmp: queued_icmp(socket.stream()),
+                    }),
+                }
+            }
+            Err(error) => Err(Failed {
+                error: Some(error),
+                icmp: None,
+            }),
+        };
+        Ok(waited)
+    }
+
+    /// The raw engine's attempt ([`RawEngine::attempt`](super::raw::RawEngine)):
+    /// a SYN from the engine's raw socket, whose SYN-ACK the kernel answers
+    /// with RST. `Err` when the engine cannot start or has no source port
+    /// free: nothing was sent.
+    async fn raw_attempt(
+        &self,
+        raw: &RawEngineSlot,
+        deadline: Instant,
+        steplog: &mut StepLog,
+    ) -> Result<Result<SynAck, Failed>, AttemptFailed> {
+        let address = self.address;
+        let engine = raw.engine().map_err(|why| {
+            Failure::new(
+                Reason::Local,
+                format!("cannot send a raw SYN to {address}: {why}"),
+            )
+        })?;
+        steplog.log(|| TcpStep::Connecting {
+            address,
+            half_open: true,
+            raw: true,
+        });
+        match engine.attempt(address, self.options, deadline).await {
+            Ok(syn_ack) => Ok(Ok(SynAck {
+                time: syn_ack.time,
+                rtt: syn_ack.rtt,
+                syn_retransmits: syn_ack.syn_retransmits,
+                close_delay: None,
+                stream: None,
+            })),
+            Err(RawFailed::Local(why)) => Err(Failure::new(
+                Reason::Local,
+                format!("cannot send a raw SYN to {address}: {why}"),
+            )
+            .into()),
+            Err(RawFailed::Answer { error, icmp }) => Ok(Err(Failed { error, icmp })),
+        }
     }
 }
 
@@ -1633,6 +1719,7 @@ mod tests {
         steplog.log(|| TcpStep::Connecting {
             address,
             half_open: true,
+            raw: false,
         });
         steplog.log(|| TcpStep::ConnectFailed {
             address,
@@ -1655,15 +1742,10 @@ mod tests {
     fn syn_ack(time_ms: u64, rtt_us: Option<u64>, syn_retransmits: u32) -> SynAck {
         SynAck {
             time: Duration::from_millis(time_ms),
-            kernel: Some(HandshakeInfo {
-                rtt: rtt_us.map(Duration::from_micros),
-                syn_retransmits,
-                since_syn_ack: Duration::ZERO,
-                segments_in: 1,
-                got_syn_ack: true,
-            }),
+            rtt: rtt_us.map(Duration::from_micros),
+            syn_retransmits,
             // Distinct per attempt, so that the largest can be told apart.
-            close_delay: Duration::from_micros(time_ms),
+            close_delay: Some(Duration::from_micros(time_ms)),
             stream: None,
         }
     }
@@ -1678,8 +1760,9 @@ mod tests {
         outcome.record(
             &SynAck {
                 time: Duration::from_millis(4),
-                kernel: None,
-                close_delay: Duration::ZERO,
+                rtt: None,
+                syn_retransmits: 0,
+                close_delay: Some(Duration::ZERO),
                 stream: None,
             },
             Handshake::HalfOpen,

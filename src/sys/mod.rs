@@ -14,8 +14,10 @@
 //! | `file.rs` | `open` with `O_NONBLOCK`, `O_NOCTTY` | [`open_for_reading_without_blocking`], the config and web config files; [`open_for_appending_without_blocking`], `--events.file` |
 //! | `process_group.rs` | `kill(-pgid, SIGKILL)` | [`kill_process_group`], the `exec` prober's deadline |
 //! | `socket_option.rs` | `setsockopt(IP_BIND_ADDRESS_NO_PORT)` | [`set_bind_address_no_port`], probes from a source address |
+//! | `async_fd.rs` | `AsyncFd::register` (tokio) | [`register_with_reactor`]: the raw engine's sockets, with tokio's reactor |
 //! | `error_queue.rs` | `setsockopt(IP_RECVERR)`, `recvmsg(MSG_ERRQUEUE)` | [`set_recv_err`] and [`read_error_queue`], which router sent which ICMP error |
 //! | `tcp_info.rs` | `getsockopt(TCP_INFO)` | [`handshake_info`], the kernel's view of a handshake |
+//! | `raw_socket.rs` | `socket(SOCK_RAW)`, `setsockopt(SO_ATTACH_FILTER, ICMP6_FILTER, ...)`, `sendmmsg`, `recvmmsg` | [`open_raw_socket`], [`attach_filter`], [`send_batch`], [`receive_batch`]: the raw-SYN engine (`engine: raw`); [`can_open_raw`], its `CAP_NET_RAW` check |
 //! | `netns.rs` | `setns(CLONE_NEWNET)` | `enter_bench_probe_netns`, only with the `bench` feature |
 //!
 //! # The rules of the boundary
@@ -43,22 +45,35 @@
 
 use std::io;
 
+mod async_fd;
 mod error_queue;
 mod file;
 #[cfg(feature = "bench")]
 mod netns;
 mod process_group;
+// Used by the engine (lead).
+#[allow(dead_code)]
+mod raw_socket;
 mod rlimit;
 mod scheduling;
 mod socket_option;
 mod sysconf;
 mod tcp_info;
 
+pub(crate) use async_fd::register_with_reactor;
 pub(crate) use error_queue::{read_error_queue, set_recv_err};
 pub(crate) use file::{open_for_appending_without_blocking, open_for_reading_without_blocking};
 #[cfg(feature = "bench")]
 pub(crate) use netns::enter_bench_probe_netns;
 pub(crate) use process_group::kill_process_group;
+#[cfg(test)]
+pub(crate) use raw_socket::test_support as raw_test_support;
+// Used by the engine (lead).
+#[allow(unused_imports)]
+pub(crate) use raw_socket::{
+    BpfInstruction, Incoming, MAX_BATCH, Outgoing, RAW_BUFFER, RawKind, attach_filter,
+    can_open_raw, open_raw_socket, receive_batch, send_batch,
+};
 pub(crate) use rlimit::{nofile_limit, raise_nofile_limit};
 pub(crate) use scheduling::set_current_thread_realtime;
 pub(crate) use socket_option::set_bind_address_no_port;

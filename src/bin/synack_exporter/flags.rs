@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 use synack_exporter::settings::{
     DEFAULT_HISTORY_LIMIT, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_EXEC, DEFAULT_MAX_IN_FLIGHT,
-    DEFAULT_MAX_SESSIONS, DEFAULT_SCRIPT_TIMEOUT_SECONDS, DEFAULT_SHARD, DEFAULT_SHUTDOWN_GRACE,
+    DEFAULT_MAX_SESSIONS, DEFAULT_RAW_SOURCE_PORTS, DEFAULT_SCRIPT_TIMEOUT_SECONDS, DEFAULT_SHARD, DEFAULT_SHUTDOWN_GRACE,
     DEFAULT_TIMEOUT_OFFSET, DEFAULT_WRITE_TIMEOUT, Shard,
 };
 use synack_exporter::{ExecOptions, Exporter, ExporterBuilder, HealthChecks, PromDuration, Target};
@@ -93,6 +93,14 @@ pub(crate) struct Flags {
     #[arg(long = "probe.max-sessions", value_name = "N",
           default_value_t = DEFAULT_MAX_SESSIONS, value_parser = count(1..))]
     max_sessions: usize,
+
+    /// The source ports of the raw engine (modules with engine: raw), as
+    /// FIRST-LAST: one per raw probe in flight, held as probes need them
+    /// by sockets that never listen. The default lies above Linux's
+    /// ephemeral ports; give each exporter on one host its own range.
+    #[arg(long = "probe.raw-source-ports", value_name = "FIRST-LAST",
+          default_value_t = PortRange(DEFAULT_RAW_SOURCE_PORTS), value_parser = parse_port_range)]
+    raw_source_ports: PortRange,
 
     /// Probe only the scheduled targets whose stable hash mod n is i, so
     /// that n replicas split one target list without coordination.
@@ -341,6 +349,30 @@ fn parse_dns_server(text: &str) -> Result<SocketAddr, String> {
     ))
 }
 
+/// A range of ports written `FIRST-LAST`, as `--probe.raw-source-ports`
+/// takes it and `--help` shows its default.
+#[derive(Clone, Debug, PartialEq)]
+struct PortRange(std::ops::RangeInclusive<u16>);
+
+impl fmt::Display for PortRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.0.start(), self.0.end())
+    }
+}
+
+fn parse_port_range(text: &str) -> Result<PortRange, String> {
+    let ports = text
+        .split_once('-')
+        .and_then(|(first, last)| Some((first.trim().parse::<u16>().ok()?, last.trim().parse::<u16>().ok()?)));
+    match ports {
+        Some((first, last)) if first >= 1 && first <= last => Ok(PortRange(first..=last)),
+        _ => Err(format!(
+            "{text:?} is not a range of ports: write FIRST-LAST, two ports from 1 to 65535 with \
+             the first not above the last, such as 61000-65535"
+        )),
+    }
+}
+
 /// A count flag within `range`: read as a `u32`, as these flags always
 /// were (so a bad one is told the same range), and held as the builder's
 /// `usize`, so that its default is the library's constant as it is.
@@ -421,6 +453,7 @@ impl Flags {
             .max_in_flight(self.max_in_flight)
             .max_exec(self.max_exec)
             .max_sessions(self.max_sessions)
+            .raw_source_ports(self.raw_source_ports.0.clone())
             .shard(self.shard)
             .history_limit(self.history_limit)
             .shutdown_grace(self.shutdown_grace.get())

@@ -1,0 +1,81 @@
+//! The raw-SYN engine of `tcp.engine: raw`: half-open probes without a
+//! socket per probe.
+//!
+//! The socket engine (`tcp.rs`) opens a kernel socket per probe and must
+//! close it before the kernel's delayed ACK completes the handshake. This
+//! engine sends SYNs from raw sockets instead, from source ports it holds
+//! with sockets that never listen, and reads the answers from a shared,
+//! filtered receive path, as masscan and ZMap do. The kernel, finding no
+//! connection for the SYN-ACK, answers it with an RST itself, at once:
+//! there is no close to race, whatever the exporter's threads are doing.
+//!
+//! - [`engine`]: the engine, its tasks and an attempt's life;
+//! - [`isn`]: sequence numbers that prove an answer is ours;
+//! - [`ports`]: the source ports, and why they are held;
+//! - [`packet`]: building the SYN, parsing answers, safe Rust over bytes;
+//! - [`filter`]: the kernel-side filters of the receive path.
+//!
+//! What only a kernel socket knows is not reported: the RTT and the SYN
+//! retransmits come from the engine's own timestamps and retransmits, and
+//! the half-open close guard (`synack_exporter_halfopen_close_delay_seconds`)
+//! counts no raw probe, since no close races anything.
+
+#![forbid(unsafe_code)]
+
+mod engine;
+mod filter;
+mod isn;
+mod packet;
+mod ports;
+
+pub(crate) use engine::{RawEngine, RawFailed};
+
+use std::ops::RangeInclusive;
+use std::sync::{Arc, Mutex, PoisonError};
+
+/// What a runner keeps of its raw engine: the source ports it may use,
+/// and the engine once the first raw probe started it. The engine stays
+/// until the runner goes (reloads keep it: the ports stay held).
+#[derive(Debug)]
+pub(crate) struct RawEngineSlot {
+    ports: RangeInclusive<u16>,
+    engine: Mutex<Option<Arc<RawEngine>>>,
+}
+
+impl RawEngineSlot {
+    pub(crate) fn new(ports: RangeInclusive<u16>) -> Self {
+        Self {
+            ports,
+            engine: Mutex::new(None),
+        }
+    }
+
+    /// The engine, started on the current runtime by the first call; the
+    /// error in words when it cannot start (most often: no
+    /// `CAP_NET_RAW`), tried again by the next probe.
+    pub(crate) fn engine(&self) -> Result<Arc<RawEngine>, String> {
+        let mut engine = self.engine.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(engine) = &*engine {
+            return Ok(Arc::clone(engine));
+        }
+        let started = RawEngine::start(self.ports.clone()).map_err(|error| {
+            let hint = if matches!(error.raw_os_error(), Some(libc::EPERM | libc::EACCES)) {
+                format!(": {}", crate::config::RAW_ENGINE_CAPABILITY)
+            } else {
+                String::new()
+            };
+            format!("the raw engine cannot start: {error}{hint}")
+        })?;
+        let started = Arc::new(started);
+        *engine = Some(Arc::clone(&started));
+        Ok(started)
+    }
+
+    /// The engine if a probe has started it.
+    pub(crate) fn started(&self) -> Option<Arc<RawEngine>> {
+        self.engine
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
