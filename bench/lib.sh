@@ -60,8 +60,9 @@ start_counting_target() {
     done
     die "target did not start within 10 s"
 }
-# build_ours ROOT: cargo build --release in ROOT; sets OURS_BIN to the
-# synack_exporter binary cargo reports (needs WORK).
+# build_ours ROOT: cargo build --release in ROOT; sets OURS_BIN to a copy in
+# WORK of the synack_exporter binary cargo reports, so that a build of
+# another tree sharing CARGO_TARGET_DIR cannot swap it during the run.
 build_ours() {
     local root=$1
     echo "== cargo build --release (in $root)"
@@ -80,6 +81,8 @@ for line in open(sys.argv[1]):
         exe = msg["executable"]
 print(exe or "")' "$WORK/cargo.json")
     [[ -x $OURS_BIN ]] || die "cannot find the synack_exporter binary from cargo's output"
+    cp "$OURS_BIN" "$WORK/synack_exporter" || die "cannot copy $OURS_BIN to $WORK"
+    OURS_BIN="$WORK/synack_exporter"
 }
 
 # wait_http NAME PID URL: until URL answers 200, the process dies, or 15 s
