@@ -302,6 +302,21 @@ def summarize_head(samples):
     return out
 
 
+# The open-port listener's count file (measure --count-file), read at every
+# snapshot so accepts can be told apart by phase.
+ACCEPT_COUNT_FILE = None
+
+
+def read_accepted():
+    if not ACCEPT_COUNT_FILE:
+        return None
+    try:
+        with open(ACCEPT_COUNT_FILE) as f:
+            return int(f.read().strip())
+    except (OSError, ValueError):
+        return None
+
+
 def snapshot(pid, host, port):
     samples, took = read_head(host, port)
     snap = summarize_head(samples)
@@ -310,7 +325,16 @@ def snapshot(pid, host, port):
     snap["vmrss_bytes"] = proc_rss_bytes(pid)
     snap["head_read_s"] = took
     snap["machine_busy"], snap["machine_total"], snap["machine_steal"] = machine_cpu()
+    snap["delayed_acks"] = netstat().get("TcpExt.DelayedACKs")
+    snap["accepted"] = read_accepted()
     return snap
+
+
+def counter_delta(before, after, key):
+    """after[key] - before[key], or None when either is unknown."""
+    if before.get(key) is None or after.get(key) is None:
+        return None
+    return after[key] - before[key]
 
 
 def bound_key(le):
@@ -376,6 +400,10 @@ def phase(before, after, rss_samples, om_rss_samples):
         "machine_busy_cores": (after["machine_busy"] - before["machine_busy"]) / CLK_TCK / dt,
         "machine_steal_cores": (after["machine_steal"] - before["machine_steal"]) / CLK_TCK / dt,
         "others_busy_cores": ((after["machine_busy"] - before["machine_busy"]) / CLK_TCK - cpu) / dt,
+        # the listener's accepts (its count file lags by up to 0.5 s) and the
+        # kernel's delayed ACKs (machine-wide) over the phase
+        "accepts": counter_delta(before, after, "accepted"),
+        "delayed_acks": counter_delta(before, after, "delayed_acks"),
     }
 
 
@@ -498,6 +526,8 @@ def coverage_scrape(host, port, open_port, closed_port, max_time):
 
 
 def cmd_measure(args):
+    global ACCEPT_COUNT_FILE
+    ACCEPT_COUNT_FILE = args.count_file
     host, port = args.host, args.port
     url = f"http://{host}:{port}/metrics"
     result = {"pid": args.pid, "targets": args.targets, "interval_s": args.interval,
@@ -594,6 +624,8 @@ def cmd_measure(args):
     except (OSError, http.client.HTTPException) as error:
         result["coverage"] = {"error": str(error)}
     result["final"] = snapshot(args.pid, host, port)
+    result["coverage_phase"] = {k: counter_delta(after, result["final"], k)
+                                for k in ("accepted", "delayed_acks")}
     with open(args.out, "w") as f:
         json.dump(result, f, indent=1)
 
@@ -734,6 +766,12 @@ def cmd_report(args):
                       f"{(m['targets'] + 1) // 2} / {half}", good)
     ok_all &= row("connections accepted by the open-port listener", str(accepted),
                   "0 (half-open)", accepted == 0)
+    cphase = m.get("coverage_phase", {})
+    if steady.get("accepts") is not None:
+        rows.append(("  accepts / delayed ACKs: steady window, timed scrapes, coverage scrape",
+                     f"{steady['accepts']} / {steady['delayed_acks']}, {during['accepts']} / "
+                     f"{during['delayed_acks']}, {cphase.get('accepted')} / {cphase.get('delayed_acks')}",
+                     "(info; ACKs machine-wide)", ""))
     if "DelayedACKs" in net:
         rows.append(("kernel delayed ACKs sent during the exporter run", str(net["DelayedACKs"]),
                      "(info; netns-wide, 0 expected)", ""))
@@ -843,6 +881,7 @@ def main():
     p.add_argument("--warmup-timeout", type=float, default=180.0)
     p.add_argument("--open-port", type=int, required=True)
     p.add_argument("--closed-port", type=int, required=True)
+    p.add_argument("--count-file", help="the listener's accept count file: accepts by phase")
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_measure)
     p = sub.add_parser("report")
