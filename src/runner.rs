@@ -215,6 +215,10 @@ impl ProbeRunner {
     }
 
     /// The close delays of the half-open successes of every probe so far.
+    pub(crate) fn raw_engine(&self) -> prober::raw::RawEngineValues {
+        self.rules.context.raw.values()
+    }
+
     pub(crate) fn half_open_closes(&self) -> &HalfOpenCloses {
         &self.rules.context.closes
     }

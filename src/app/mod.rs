@@ -270,6 +270,7 @@ impl App {
             reload: &self.reload_status,
             schedule_lag: self.scheduler.schedule_lag().values(),
             half_open_closes: self.checker.runner().half_open_closes().values(),
+            raw_engine: self.checker.runner().raw_engine(),
             // The list this scrape writes, which a reload publishes just
             // after the scheduler's own.
             scheduled_targets: self.series.len(),

@@ -34,8 +34,8 @@
 #![forbid(unsafe_code)]
 
 use super::{
-    Config, ConfigError, Engine, ExecOptions, RAW_ENGINE_CAPABILITY, TlsMaterial, parse_yaml, scheduled::located,
-    set_route_options,
+    Config, ConfigError, Engine, ExecOptions, RAW_ENGINE_CAPABILITY, TlsMaterial, parse_yaml,
+    scheduled::located, set_route_options,
 };
 use serde::Deserialize;
 use serde::de::IgnoredAny;
@@ -415,7 +415,11 @@ pub(super) fn raw_engine_notes(file: &str, text: &str, config: &Config) -> Vec<C
     let raw_modules: Vec<&String> = config
         .modules
         .iter()
-        .filter(|(_, module)| module.tcp().is_some_and(|options| options.engine == Engine::Raw))
+        .filter(|(_, module)| {
+            module
+                .tcp()
+                .is_some_and(|options| options.engine == Engine::Raw)
+        })
         .map(|(name, _)| name)
         .collect();
     if raw_modules.is_empty() {

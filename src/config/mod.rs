@@ -2182,6 +2182,77 @@ mod tests {
     }
 
     #[test]
+    fn engine_is_read_shown_and_refused_where_a_raw_syn_cannot_serve() {
+        let module = |prober: &str, tcp: &str| {
+            format!("modules:\n  m:\n    prober: {prober}\n    timeout: 2s\n    tcp: {{{tcp}}}\n")
+        };
+        for prober in ["tcp_halfopen", "tcp"] {
+            for (word, engine) in Engine::WORDS {
+                let yaml = module(prober, &format!("engine: {word}"));
+                let config = Config::parse("t.yml", &yaml).unwrap();
+                assert_eq!(config.modules["m"].tcp().unwrap().engine, engine, "{yaml}");
+                let shown = config.to_yaml();
+                assert!(shown.contains(&format!("engine: {word}\n")), "{shown}");
+                let again = Config::parse("again", &shown).unwrap();
+                assert_eq!(again.modules, config.modules);
+            }
+            let config = Config::parse("t.yml", &module(prober, "")).unwrap();
+            assert_eq!(config.modules["m"].tcp().unwrap().engine, Engine::Socket);
+        }
+        // What a raw SYN serves with: every option but a module's own
+        // interface and mark, and a negative check of tcp_connect (half-open).
+        assert_accepted(&[
+            &module(
+                "tcp_halfopen",
+                "engine: raw, attempts: 3, attempt_interval: 500ms, stop_on_success: false, \
+                 source_ip_address: 127.0.0.1, dscp: 46, expect_port: closed, \
+                 trace_on_timeout: true, preferred_ip_protocol: ip6",
+            ),
+            &module("tcp_halfopen", "engine: raw, ip_addresses: all"),
+            &module("tcp", "engine: raw, half_open: true"),
+            &module("tcp_connect", "engine: raw, expect_port: filtered"),
+        ]);
+        assert_rejected(&[
+            (
+                &module("tcp_halfopen", "engine: rwa"),
+                "modules.m.tcp.engine",
+                "unknown value \"rwa\": use one of socket, raw",
+            ),
+            (
+                &module("tcp_connect", "engine: raw"),
+                "modules.m",
+                "engine: raw sends no more than a SYN, and prober tcp_connect completes the handshake",
+            ),
+            (
+                &module("tcp", "engine: raw, half_open: false"),
+                "modules.m.tcp",
+                "half_open: false completes the handshake: remove engine: raw, or use engine: socket",
+            ),
+            (
+                &module("tcp", "engine: raw, tls: true"),
+                "modules.m.tcp",
+                "tls and query_response need a connection: remove engine: raw",
+            ),
+            (
+                &module("tcp", "engine: raw, query_response: [{expect: hi}]"),
+                "modules.m.tcp",
+                "engine: raw sends no more than a SYN",
+            ),
+            (
+                &module("tcp_halfopen", "engine: raw, source_interface: lo"),
+                "modules.m.tcp",
+                "cannot take a module's own source_interface: remove source_interface, or use engine: socket",
+            ),
+            (
+                &module("tcp_halfopen", "engine: raw, mark: 7"),
+                "modules.m.tcp",
+                "own mark: remove mark",
+            ),
+            (&module("exec", "engine: raw"), "modules.m", ""),
+        ]);
+    }
+
+    #[test]
     fn ip_addresses_are_read_by_every_tcp_prober_shown_and_refused_with_a_session() {
         let module = |prober: &str, tcp: &str| {
             format!("modules:\n  m:\n    prober: {prober}\n    timeout: 2s\n    tcp: {{{tcp}}}\n")

@@ -13,6 +13,7 @@
 use super::exposition::{Kind, Value, Writer, push_label_value};
 use super::process::ProcessMetrics;
 use crate::histogram::HistogramValues;
+use crate::prober::raw::RawEngineValues;
 use crate::prober::{HalfOpenCloseValues, LATE_CLOSE_THRESHOLD, RESULTS};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
@@ -99,6 +100,8 @@ pub(crate) struct ExporterView<'a> {
     pub(crate) schedule_lag: HistogramValues,
     /// How soon half-open sockets closed after their SYN-ACK.
     pub(crate) half_open_closes: HalfOpenCloseValues,
+    /// What the raw engine (`engine: raw`) has sent and received.
+    pub(crate) raw_engine: RawEngineValues,
     /// Targets this instance probes on its schedule.
     pub(crate) scheduled_targets: usize,
     /// Transitions the events file's writer had no room for.
@@ -187,6 +190,7 @@ impl ExporterView<'_> {
             Value::Int(self.events_dropped),
         );
         self.write_half_open_closes(writer);
+        self.write_raw_engine(writer);
         self.process.write(writer);
     }
 
@@ -218,6 +222,49 @@ impl ExporterView<'_> {
             &[],
             Value::Int(self.half_open_closes.late),
         );
+    }
+
+    /// The raw engine's series: zeros until a module with `engine: raw`
+    /// probes, so that alerts and dashboards find them from the start.
+    fn write_raw_engine(&self, writer: &mut Writer<'_>) {
+        let raw = &self.raw_engine;
+        let counters: [(&str, &str, u64); 3] = [
+            (
+                "synack_exporter_raw_syns_sent",
+                "SYNs the raw engine (engine: raw) sent, retransmits included.",
+                raw.sent,
+            ),
+            (
+                "synack_exporter_raw_answers",
+                "SYN-ACKs, RSTs and ICMP errors that proved to answer a raw probe's SYN (its sequence number) and reached it.",
+                raw.answers,
+            ),
+            (
+                "synack_exporter_raw_answers_ignored",
+                "Packets the raw engine's kernel filter passed that answered no waiting probe: forged, stale, too late, or another exporter's on this host.",
+                raw.ignored,
+            ),
+        ];
+        for (name, help, value) in counters {
+            writer.family(name, Kind::Counter, help);
+            writer.sample(name, "_total", &[], Value::Int(value));
+        }
+        let gauges: [(&str, &str, usize); 2] = [
+            (
+                "synack_exporter_raw_source_ports_held",
+                "Source ports the raw engine holds now (sockets bound, never listening), at most one per raw probe in flight at its busiest.",
+                raw.ports_held,
+            ),
+            (
+                "synack_exporter_raw_source_ports",
+                "Ports of --probe.raw-source-ports: the raw probes that can be in flight at once.",
+                raw.ports,
+            ),
+        ];
+        for (name, help, value) in gauges {
+            writer.family(name, Kind::Gauge, help);
+            writer.sample(name, "", &[], Value::Int(value as u64));
+        }
     }
 
     fn write_probes_denied(&self, writer: &mut Writer<'_>) {

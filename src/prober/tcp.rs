@@ -1845,6 +1845,7 @@ mod tests {
             handshake: Handshake::HalfOpen,
             options: &options,
             guard: None,
+            raw: None,
             keep: false,
         };
         let result = connect

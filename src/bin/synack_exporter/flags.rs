@@ -13,8 +13,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 use synack_exporter::settings::{
     DEFAULT_HISTORY_LIMIT, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_EXEC, DEFAULT_MAX_IN_FLIGHT,
-    DEFAULT_MAX_SESSIONS, DEFAULT_RAW_SOURCE_PORTS, DEFAULT_SCRIPT_TIMEOUT_SECONDS, DEFAULT_SHARD, DEFAULT_SHUTDOWN_GRACE,
-    DEFAULT_TIMEOUT_OFFSET, DEFAULT_WRITE_TIMEOUT, Shard,
+    DEFAULT_MAX_SESSIONS, DEFAULT_RAW_SOURCE_PORTS, DEFAULT_SCRIPT_TIMEOUT_SECONDS, DEFAULT_SHARD,
+    DEFAULT_SHUTDOWN_GRACE, DEFAULT_TIMEOUT_OFFSET, DEFAULT_WRITE_TIMEOUT, Shard,
 };
 use synack_exporter::{ExecOptions, Exporter, ExporterBuilder, HealthChecks, PromDuration, Target};
 
@@ -361,9 +361,12 @@ impl fmt::Display for PortRange {
 }
 
 fn parse_port_range(text: &str) -> Result<PortRange, String> {
-    let ports = text
-        .split_once('-')
-        .and_then(|(first, last)| Some((first.trim().parse::<u16>().ok()?, last.trim().parse::<u16>().ok()?)));
+    let ports = text.split_once('-').and_then(|(first, last)| {
+        Some((
+            first.trim().parse::<u16>().ok()?,
+            last.trim().parse::<u16>().ok()?,
+        ))
+    });
     match ports {
         Some((first, last)) if first >= 1 && first <= last => Ok(PortRange(first..=last)),
         _ => Err(format!(

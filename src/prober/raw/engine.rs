@@ -295,7 +295,13 @@ impl RawEngine {
             destination,
             source: options.source_ip_address.map(|_| source),
             tos: options.dscp.map(|dscp| dscp << 2),
-            segment: packet::syn(source, destination.ip(), lease.port, destination.port(), isn),
+            segment: packet::syn(
+                source,
+                destination.ip(),
+                lease.port,
+                destination.port(),
+                isn,
+            ),
         };
         let mut rto = INITIAL_RTO;
         let mut next = Instant::now() + rto;
@@ -508,44 +514,48 @@ impl Shared {
     /// A TCP answer that passed the filter: delivered when it proves
     /// itself, counted as ignored when not.
     fn take_tcp(&self, answer: TcpAnswer, received: SystemTime) {
-        let delivered = self.ports.offset(answer.destination_port).is_some_and(|offset| {
-            let mut waiting = self.waiting();
-            let Some(probe) = waiting.get_mut(offset).and_then(Option::as_mut) else {
-                return false;
-            };
-            let from = SocketAddr::new(answer.from.to_canonical(), answer.source_port);
-            if from != probe.destination
-                || !answer.ack_flag
-                || answer.ack != probe.isn.wrapping_add(1)
-            {
-                return false;
-            }
-            let Some(sender) = probe.answer.take() else {
-                // A second answer (a retransmitted SYN-ACK): already delivered.
-                return true;
-            };
-            let since = |sent: Option<SystemTime>| {
-                sent.map_or(Duration::ZERO, |sent| {
-                    received.duration_since(sent).unwrap_or_default()
-                })
-            };
-            let answer = match answer.kind {
-                AnswerKind::SynAck => Answer::SynAck {
-                    time: since(probe.first_sent),
-                    rtt: (probe.retransmits == 0).then(|| since(probe.last_sent)),
-                },
-                AnswerKind::Rst => Answer::Rst,
-            };
-            let _ = sender.send(answer);
-            true
-        });
+        let delivered = self
+            .ports
+            .offset(answer.destination_port)
+            .is_some_and(|offset| {
+                let mut waiting = self.waiting();
+                let Some(probe) = waiting.get_mut(offset).and_then(Option::as_mut) else {
+                    return false;
+                };
+                let from = SocketAddr::new(answer.from.to_canonical(), answer.source_port);
+                if from != probe.destination
+                    || !answer.ack_flag
+                    || answer.ack != probe.isn.wrapping_add(1)
+                {
+                    return false;
+                }
+                let Some(sender) = probe.answer.take() else {
+                    // A second answer (a retransmitted SYN-ACK): already delivered.
+                    return true;
+                };
+                let since = |sent: Option<SystemTime>| {
+                    sent.map_or(Duration::ZERO, |sent| {
+                        received.duration_since(sent).unwrap_or_default()
+                    })
+                };
+                let answer = match answer.kind {
+                    AnswerKind::SynAck => Answer::SynAck {
+                        time: since(probe.first_sent),
+                        rtt: (probe.retransmits == 0).then(|| since(probe.last_sent)),
+                    },
+                    AnswerKind::Rst => Answer::Rst,
+                };
+                let _ = sender.send(answer);
+                true
+            });
         self.count(delivered);
     }
 
     /// An ICMP error that passed the filter: delivered when it quotes a
     /// waiting probe's SYN and says something of the path.
     fn take_icmp(&self, quoted: QuotedSyn, ipv6: bool) {
-        let destination = SocketAddr::new(quoted.destination.to_canonical(), quoted.destination_port);
+        let destination =
+            SocketAddr::new(quoted.destination.to_canonical(), quoted.destination_port);
         let icmp = IcmpError {
             ipv6,
             icmp_type: quoted.icmp_type,
@@ -627,10 +637,7 @@ async fn send_chunk(shared: &Shared, socket: &AsyncFd<OwnedFd>, chunk: &[&Queued
         shared.stamp(rest.iter().map(|syn| syn.offset), SystemTime::now());
         match sys::send_batch(socket.as_fd(), &outgoing[done..]) {
             Ok(sent) => {
-                shared
-                    .counts
-                    .sent
-                    .fetch_add(sent as u64, Ordering::Relaxed);
+                shared.counts.sent.fetch_add(sent as u64, Ordering::Relaxed);
                 done += sent.max(1);
             }
             Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
@@ -692,5 +699,150 @@ async fn receive(shared: Arc<Shared>, kind: RawKind, own: Option<AsyncFd<OwnedFd
                 _ => shared.count(false),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sys::raw_test_support::raw_socket_or_skip;
+    use std::net::TcpListener;
+
+    /// `len` source ports in 61000–65000 that nothing holds now.
+    fn free_ports(len: u16) -> RangeInclusive<u16> {
+        for start in (61000..=65535 - len).rev().step_by(usize::from(len) + 11) {
+            let range = start..=start + len - 1;
+            if range
+                .clone()
+                .all(|port| TcpListener::bind(("::", port)).is_ok())
+            {
+                return range;
+            }
+        }
+        panic!("no {len} free ports in 61000-65535");
+    }
+
+    fn deadline() -> Instant {
+        Instant::now() + Duration::from_secs(5)
+    }
+
+    /// Accepts nothing it would not report: `accepted()` says how many
+    /// connections reached the application.
+    fn listener(address: &str) -> (TcpListener, SocketAddr) {
+        let listener = TcpListener::bind(address).unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let address = listener.local_addr().unwrap();
+        (listener, address)
+    }
+
+    fn accepted(listener: &TcpListener) -> usize {
+        std::iter::from_fn(|| listener.accept().ok())
+            .take(1000)
+            .count()
+    }
+
+    #[tokio::test]
+    async fn an_open_port_answers_and_the_application_accepts_nothing_v4_and_v6() {
+        if raw_socket_or_skip(RawKind::Tcp4).is_none() {
+            return;
+        }
+        let engine = RawEngine::start(free_ports(8)).unwrap();
+        for address in ["127.0.0.1:0", "[::1]:0"] {
+            let (listener, target) = listener(address);
+            for _ in 0..50 {
+                let syn_ack = engine
+                    .attempt(target, &TcpOptions::default(), deadline())
+                    .await
+                    .unwrap_or_else(|failed| panic!("{target}: {failed:?}"));
+                assert!(syn_ack.time > Duration::ZERO, "{syn_ack:?}");
+                assert!(syn_ack.time < Duration::from_secs(1), "{syn_ack:?}");
+                assert_eq!(
+                    (syn_ack.rtt, syn_ack.syn_retransmits),
+                    (Some(syn_ack.time), 0)
+                );
+            }
+            // Past the delayed ACK: a completed handshake would be queued by now.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            assert_eq!(accepted(&listener), 0, "{target}");
+        }
+        let counts = engine.counts();
+        assert_eq!(counts.sent.load(Ordering::Relaxed), 100);
+        assert_eq!(counts.answers.load(Ordering::Relaxed), 100);
+        // One port at a time: each probe gave its port back.
+        assert_eq!(engine.ports_held(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_closed_port_answers_with_rst_as_connect_would_say() {
+        if raw_socket_or_skip(RawKind::Tcp4).is_none() {
+            return;
+        }
+        let engine = RawEngine::start(free_ports(2)).unwrap();
+        for address in ["127.0.0.1:0", "[::1]:0"] {
+            // A port that was open a moment ago and is closed now.
+            let target = listener(address).1;
+            match engine
+                .attempt(target, &TcpOptions::default(), deadline())
+                .await
+            {
+                Err(RawFailed::Answer {
+                    error: Some(error),
+                    icmp: None,
+                }) => assert_eq!(error.raw_os_error(), Some(libc::ECONNREFUSED), "{target}"),
+                other => panic!("{target}: {other:?}"),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn probes_in_flight_each_hold_a_port_and_find_none_when_all_are_held() {
+        if raw_socket_or_skip(RawKind::Tcp4).is_none() {
+            return;
+        }
+        let ports = free_ports(2);
+        // Someone else holds every port of the range.
+        let _others: Vec<TcpListener> = ports
+            .clone()
+            .map(|port| TcpListener::bind(("::", port)).unwrap())
+            .collect();
+        let engine = RawEngine::start(ports).unwrap();
+        let (_listener, target) = listener("127.0.0.1:0");
+        match engine
+            .attempt(target, &TcpOptions::default(), deadline())
+            .await
+        {
+            Err(RawFailed::Local(why)) => assert!(
+                why.contains("no raw source port is free")
+                    && why.contains("--probe.raw-source-ports"),
+                "{why}"
+            ),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn many_probes_at_once_go_out_in_batches_and_all_get_their_answer() {
+        if raw_socket_or_skip(RawKind::Tcp4).is_none() {
+            return;
+        }
+        let engine = Arc::new(RawEngine::start(free_ports(600)).unwrap());
+        let (listener, target) = listener("127.0.0.1:0");
+        let options = TcpOptions::default();
+        let attempts = (0..500).map(|_| engine.attempt(target, &options, deadline()));
+        let results = futures_util::future::join_all(attempts).await;
+        let failed: Vec<_> = results.iter().filter(|result| result.is_err()).collect();
+        assert!(
+            failed.is_empty(),
+            "{} failed: {:?}",
+            failed.len(),
+            failed.first()
+        );
+        assert!(
+            engine.ports_held() >= 2,
+            "not in flight together: {}",
+            engine.ports_held()
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(accepted(&listener), 0);
     }
 }

@@ -78,7 +78,11 @@ mod tests {
     fn every_input_and_the_key_change_the_number() {
         let target: SocketAddr = "127.0.0.1:80".parse().unwrap();
         let base = key(1).isn(target, 61000, 0);
-        assert_eq!(base, key(1).isn(target, 61000, 0), "not a function of its inputs");
+        assert_eq!(
+            base,
+            key(1).isn(target, 61000, 0),
+            "not a function of its inputs"
+        );
         let others = [
             key(2).isn(target, 61000, 0),
             key(1).isn("127.0.0.2:80".parse().unwrap(), 61000, 0),

@@ -31,6 +31,7 @@ mod ports;
 pub(crate) use engine::{RawEngine, RawFailed};
 
 use std::ops::RangeInclusive;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
 
 /// What a runner keeps of its raw engine: the source ports it may use,
@@ -71,11 +72,41 @@ impl RawEngineSlot {
         Ok(started)
     }
 
-    /// The engine if a probe has started it.
-    pub(crate) fn started(&self) -> Option<Arc<RawEngine>> {
-        self.engine
+    /// What the engine has done, for `/metrics`: zeros before a raw probe
+    /// started it.
+    pub(crate) fn values(&self) -> RawEngineValues {
+        let engine = self
+            .engine
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+            .clone();
+        let ports = usize::from(*self.ports.end()).saturating_sub(usize::from(*self.ports.start()));
+        let mut values = RawEngineValues {
+            ports: if self.ports.is_empty() { 0 } else { ports + 1 },
+            ..RawEngineValues::default()
+        };
+        if let Some(engine) = engine {
+            let counts = engine.counts();
+            values.sent = counts.sent.load(Ordering::Relaxed);
+            values.answers = counts.answers.load(Ordering::Relaxed);
+            values.ignored = counts.ignored.load(Ordering::Relaxed);
+            values.ports_held = engine.ports_held();
+        }
+        values
     }
+}
+
+/// A copy of the raw engine's counts, for `/metrics`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct RawEngineValues {
+    /// SYNs sent, retransmits included.
+    pub(crate) sent: u64,
+    /// Answers that proved themselves and reached their probe.
+    pub(crate) answers: u64,
+    /// Packets that passed the kernel's filter but not the engine's checks.
+    pub(crate) ignored: u64,
+    /// Source ports held now.
+    pub(crate) ports_held: usize,
+    /// Ports of `--probe.raw-source-ports`.
+    pub(crate) ports: usize,
 }

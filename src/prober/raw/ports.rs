@@ -153,27 +153,34 @@ impl SourcePorts {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Pool> {
         // The pool stays consistent whatever panicked while holding it.
-        self.pool.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.pool
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
 /// Binds a TCP socket to `port` on every address, IPv6 and IPv4 where
 /// the host has IPv6, IPv4 alone where it has not; never listens.
 fn hold(port: u16) -> io::Result<Socket> {
-    let dual = Socket::new(Domain::IPV6, Type::STREAM.cloexec(), Some(Protocol::TCP)).and_then(
-        |socket| {
+    let dual =
+        Socket::new(Domain::IPV6, Type::STREAM.cloexec(), Some(Protocol::TCP)).and_then(|socket| {
             socket.set_only_v6(false)?;
             Ok(socket)
-        },
-    );
+        });
     match dual {
         Ok(socket) => {
-            socket.bind(&SockAddr::from(SocketAddr::from((Ipv6Addr::UNSPECIFIED, port))))?;
+            socket.bind(&SockAddr::from(SocketAddr::from((
+                Ipv6Addr::UNSPECIFIED,
+                port,
+            ))))?;
             Ok(socket)
         }
         Err(error) if error.raw_os_error() == Some(libc::EAFNOSUPPORT) => {
             let socket = Socket::new(Domain::IPV4, Type::STREAM.cloexec(), Some(Protocol::TCP))?;
-            socket.bind(&SockAddr::from(SocketAddr::from((Ipv4Addr::UNSPECIFIED, port))))?;
+            socket.bind(&SockAddr::from(SocketAddr::from((
+                Ipv4Addr::UNSPECIFIED,
+                port,
+            ))))?;
             Ok(socket)
         }
         Err(error) => Err(error),
@@ -213,7 +220,13 @@ mod tests {
         ports.give_back(b.port);
         // A free port is reused before a new one is held, the longest free first.
         let again = ports.take().unwrap();
-        assert_eq!(again, Lease { port: a.port, generation: 1 });
+        assert_eq!(
+            again,
+            Lease {
+                port: a.port,
+                generation: 1
+            }
+        );
         assert_eq!(ports.held(), 2);
     }
 
