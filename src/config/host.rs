@@ -440,10 +440,16 @@ pub(super) fn raw_engine_notes(file: &str, text: &str, config: &Config) -> Vec<C
                 name,
                 "tcp.engine",
                 |spots| spots.tcp?.engine,
-                format!(
-                    "module {name:?}: this host refuses the exporter a raw socket ({error}): \
-                     {RAW_ENGINE_CAPABILITY}; its probes fail with reason local until then"
-                ),
+                match error.raw_os_error() {
+                    Some(libc::EPERM | libc::EACCES) => format!(
+                        "module {name:?}: this host refuses the exporter a raw socket: \
+                         {RAW_ENGINE_CAPABILITY}; its probes fail with reason local until then"
+                    ),
+                    _ => format!(
+                        "module {name:?}: the exporter cannot open a raw socket here ({error}); \
+                         its probes fail with reason local until it can, or use engine: socket"
+                    ),
+                },
             )
         })
         .collect()

@@ -800,12 +800,12 @@ pub(super) fn write_series(
         Slot::Handshake => {
             out.gauge(
                 "probe_tcp_rtt_seconds",
-                "The kernel's RTT sample of the SYN/SYN-ACK exchange (TCP_INFO), without the exporter's wake-up; 0 when no SYN-ACK came or the kernel took no sample.",
+                "The kernel's RTT sample of the SYN/SYN-ACK exchange (TCP_INFO; engine raw: from the packets' kernel timestamps), without the exporter's wake-up; 0 when no SYN-ACK came or no sample was taken.",
                 seconds(detail.and_then(|detail| detail.tcp_rtt)),
             );
             out.gauge(
                 "probe_tcp_syn_retransmits",
-                "SYNs sent again before the SYN-ACK came (TCP_INFO), summed over the handshakes that got one; above 0, packets were lost although the port is up.",
+                "SYNs sent again before the SYN-ACK came (TCP_INFO; engine raw: its own retransmits), summed over the handshakes that got one; above 0, packets were lost although the port is up.",
                 count(|detail| detail.syn_retransmits),
             );
         }
@@ -901,7 +901,7 @@ impl TcpKept {
 pub(super) const RTT_SERIES: TargetSeries = TargetSeries {
     family: TargetFamily::Gauge {
         name: "probe_tcp_rtt_seconds",
-        help: "The kernel's RTT sample of the SYN/SYN-ACK exchange (TCP_INFO) of the last scheduled probe that had one, TCP modules only; 0 before any.",
+        help: "The kernel's RTT sample of the SYN/SYN-ACK exchange (TCP_INFO; engine raw: from the packets' kernel timestamps) of the last scheduled probe that had one, TCP modules only; 0 before any.",
     },
     sample: |kept, out| {
         if let Some(kept) = TcpKept::of(kept) {
@@ -916,7 +916,7 @@ pub(super) const RTT_SERIES: TargetSeries = TargetSeries {
 pub(super) const SYN_RETRANSMITS_SERIES: TargetSeries = TargetSeries {
     family: TargetFamily::Counter {
         name: "probe_tcp_syn_retransmits",
-        help: "SYNs sent again before a SYN-ACK came (TCP_INFO) in successful attempts of scheduled probes, TCP modules only.",
+        help: "SYNs sent again before a SYN-ACK came (TCP_INFO; engine raw: its own retransmits) in successful attempts of scheduled probes, TCP modules only.",
     },
     sample: |kept, out| {
         if let Some(kept) = TcpKept::of(kept) {

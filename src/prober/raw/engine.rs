@@ -44,6 +44,8 @@
 //! the SYN-ACK, and only without retransmits: after one, which SYN the
 //! SYN-ACK answers is unknown (Karn's rule), and the RTT is not sampled.
 
+#![forbid(unsafe_code)]
+
 use super::filter;
 use super::isn::IsnKey;
 use super::packet::{self, AnswerKind, QuotedSyn, SYN_LEN, TcpAnswer};
@@ -293,7 +295,11 @@ impl RawEngine {
         let syn = Queued {
             offset: slot.offset,
             destination,
-            source: options.source_ip_address.map(|_| source),
+            // The address the checksum covers, IPv4 always (so that a route
+            // that changed since it was looked up cannot make the kernel
+            // send the SYN from another), IPv6 when the module sets one.
+            source: (options.source_ip_address.is_some() || destination.is_ipv4())
+                .then_some(source),
             tos: options.dscp.map(|dscp| dscp << 2),
             segment: packet::syn(
                 source,
@@ -629,6 +635,7 @@ async fn send_chunk(shared: &Shared, socket: &AsyncFd<OwnedFd>, chunk: &[&Queued
             to: SocketAddr::new(syn.destination.ip(), 0),
             segment: &syn.segment,
             tos: syn.tos,
+            source: syn.source,
         })
         .collect();
     let mut done = 0;
@@ -671,9 +678,19 @@ async fn receive(shared: Arc<Shared>, kind: RawKind, own: Option<AsyncFd<OwnedFd
         let read = ready.try_io(|socket| {
             sys::receive_batch(socket.get_ref().as_fd(), &mut buffers, &mut incoming)
         });
-        let Ok(Ok(_)) = read else {
-            continue;
-        };
+        match read {
+            Ok(Ok(_)) => {}
+            // Nothing queued: readiness cleared, wait for the next packet.
+            Err(_would_block) => continue,
+            // Another error (a signal, memory): logged, and the socket
+            // read again at the next packet rather than at once, so that
+            // an error that stays cannot spin the probe thread.
+            Ok(Err(error)) => {
+                tracing::warn!(%error, socket = ?kind, "the raw engine could not read its socket");
+                ready.clear_ready();
+                continue;
+            }
+        }
         for (packet, buffer) in incoming.iter().zip(&buffers) {
             let bytes = buffer.get(..packet.len).unwrap_or(buffer);
             let received = packet
@@ -825,10 +842,10 @@ mod tests {
         if raw_socket_or_skip(RawKind::Tcp4).is_none() {
             return;
         }
-        let engine = Arc::new(RawEngine::start(free_ports(600)).unwrap());
+        let engine = Arc::new(RawEngine::start(free_ports(320)).unwrap());
         let (listener, target) = listener("127.0.0.1:0");
         let options = TcpOptions::default();
-        let attempts = (0..500).map(|_| engine.attempt(target, &options, deadline()));
+        let attempts = (0..300).map(|_| engine.attempt(target, &options, deadline()));
         let results = futures_util::future::join_all(attempts).await;
         let failed: Vec<_> = results.iter().filter(|result| result.is_err()).collect();
         assert!(

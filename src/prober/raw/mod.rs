@@ -60,12 +60,13 @@ impl RawEngineSlot {
             return Ok(Arc::clone(engine));
         }
         let started = RawEngine::start(self.ports.clone()).map_err(|error| {
-            let hint = if matches!(error.raw_os_error(), Some(libc::EPERM | libc::EACCES)) {
-                format!(": {}", crate::config::RAW_ENGINE_CAPABILITY)
-            } else {
-                String::new()
-            };
-            format!("the raw engine cannot start: {error}{hint}")
+            match error.raw_os_error() {
+                Some(libc::EPERM | libc::EACCES) => format!(
+                    "the raw engine cannot start: this host refuses the exporter a raw socket: {}",
+                    crate::config::RAW_ENGINE_CAPABILITY
+                ),
+                _ => format!("the raw engine cannot start: {error}"),
+            }
         })?;
         let started = Arc::new(started);
         *engine = Some(Arc::clone(&started));
