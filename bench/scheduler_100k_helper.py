@@ -494,6 +494,8 @@ def coverage_scrape(host, port, open_port, closed_port, max_time):
     started = time.monotonic()
     stats = {"targets_seen": 0, "never_probed": 0, "open_success": 0, "open_other": 0,
              "closed_refused": 0, "closed_other": 0, "lines": 0, "bytes": 0}
+    reasons = {}
+    stats["last_failure_reasons"] = reasons
     try:
         conn.request("GET", "/metrics")
         resp = conn.getresponse()
@@ -509,11 +511,20 @@ def coverage_scrape(host, port, open_port, closed_port, max_time):
                 stats["targets_seen"] += 1
                 if raw.rstrip().endswith(b"} 0"):
                     stats["never_probed"] += 1
-            elif raw.startswith(b"probe_failure_reason{") and b'reason="refused"' in raw:
-                line = raw.decode()
-                value = line.rsplit(" ", 1)[1].strip()
-                if suffix_closed in line:
-                    stats["closed_refused" if value == "1" else "closed_other"] += 1
+            elif raw.startswith(b"probe_failure_reason{"):
+                if raw.rstrip().endswith(b" 1"):
+                    # why the last probe failed, by port (a closed port's
+                    # "refused" is its success)
+                    line = raw.decode()
+                    m = re.search(r'reason="([^"]*)"', line)
+                    side = "open" if suffix_open in line else "closed" if suffix_closed in line else "other"
+                    key = f"{side}:{m.group(1) if m else '?'}"
+                    reasons[key] = reasons.get(key, 0) + 1
+                if b'reason="refused"' in raw:
+                    line = raw.decode()
+                    value = line.rsplit(" ", 1)[1].strip()
+                    if suffix_closed in line:
+                        stats["closed_refused" if value == "1" else "closed_other"] += 1
             elif raw.startswith(b"probe_success{"):
                 line = raw.decode()
                 value = line.rsplit(" ", 1)[1].strip()
@@ -804,6 +815,8 @@ def cmd_report(args):
     print(f"steady window: {steady['seconds']:.1f}s, {steady['probes']:.0f} probes "
           f"{json.dumps(steady['probes_by_result'])}, exporter threads {steady.get('threads')}, "
           f"in flight at end {steady['in_flight_end']}")
+    print(f"during the timed scrapes: {during['seconds']:.1f}s, {during['probes']:.0f} probes "
+          f"{json.dumps(during['probes_by_result'])}")
     print(f"lag buckets over the steady window (increase): "
           + ", ".join(f"le={k}:{v:.0f}" for k, v in steady["lag"]["buckets"].items()))
     print(f"lag buckets during the scrapes (increase):      "
@@ -816,7 +829,8 @@ def cmd_report(args):
               f"http={s['http_code']} exporter CPU {s['exporter_cpu_s']:.2f}s "
               f"VmRSS max {mib(s['vmrss_max_during'])}")
     if "targets_seen" in cov:
-        print(f"coverage scrape: {cov['lines']} lines, {cov['bytes']} bytes in {cov['seconds']:.1f}s")
+        print(f"coverage scrape: {cov['lines']} lines, {cov['bytes']} bytes in {cov['seconds']:.1f}s; "
+              f"last probe's failure reasons by port: {json.dumps(cov.get('last_failure_reasons'))}")
     if net:
         print("kernel TCP counters over the exporter run (whole network namespace): "
               + ", ".join(f"{k}={v}" for k, v in net.items()))
