@@ -50,6 +50,8 @@
 #   env EXPORTER_ARGS=...  extra flags for synack_exporter, e.g. "--probe.max-in-flight 1024"
 #   env PERF=1             after the measurement, 15 s of `perf record -g` on the
 #                          exporter; the top of `perf report` lands in the work dir
+#   env SYNACK_BIN=path    measure this synack_exporter binary instead of building
+#                          this tree (e.g. an older revision's, to compare)
 #   env KEEP_DIR=1         keep the work directory (config, logs, JSON)
 #
 # Exit status: 0 every target met, 1 a target missed, 2 setup or measurement error.
@@ -124,11 +126,18 @@ if python3 -c "import sys; sys.exit(0 if float('${LOAD_BEFORE%% *}') > 0.3 else 
 fi
 
 # ---------------------------------------------------------------- build
-BUILD_CMD="cargo build --release"
-step "$BUILD_CMD"
-# build_ours (lib.sh) finds the binary where cargo put it (CARGO_TARGET_DIR too)
-build_ours "$ROOT" >&2
-BIN=$OURS_BIN
+if [[ -n ${SYNACK_BIN:-} ]]; then
+    [[ -x $SYNACK_BIN ]] || die "SYNACK_BIN=$SYNACK_BIN is not an executable"
+    BUILD_CMD="(none: SYNACK_BIN=$SYNACK_BIN, $("$SYNACK_BIN" --version 2>&1 | head -n1))"
+    cp "$SYNACK_BIN" "$WORK/synack_exporter" || die "cannot copy $SYNACK_BIN"
+    BIN="$WORK/synack_exporter"
+else
+    BUILD_CMD="cargo build --release"
+    step "$BUILD_CMD"
+    # build_ours (lib.sh) finds the binary where cargo put it (CARGO_TARGET_DIR too)
+    build_ours "$ROOT" >&2
+    BIN=$OURS_BIN
+fi
 REF="$WORK/halfopen_ref"
 GCC_CMD="gcc -O2 -Wall -o $REF $BENCH_DIR/halfopen_ref.c"
 step "$GCC_CMD"
@@ -144,6 +153,7 @@ REVISION="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
 if [[ -n $(git -C "$ROOT" status --porcelain -- src Cargo.toml Cargo.lock 2>/dev/null) ]]; then
     REVISION="$REVISION + uncommitted changes in src/ or Cargo.*"
 fi
+[[ -z ${SYNACK_BIN:-} ]] || REVISION="the binary SYNACK_BIN=$SYNACK_BIN (the scripts from $REVISION)"
 step "measuring revision $REVISION"
 
 # ---------------------------------------------------------------- targets
