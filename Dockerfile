@@ -42,7 +42,9 @@ LABEL org.opencontainers.image.title="synack_exporter" \
       org.opencontainers.image.licenses="Apache-2.0"
 COPY --from=build /out/synack_exporter /usr/local/bin/synack_exporter
 # Numeric, so that Kubernetes' runAsNonRoot can verify it. Half-open probes
-# use ordinary sockets: no root and no capability is needed.
+# use ordinary sockets: no root and no capability is needed. A module with
+# tcp.engine: raw needs CAP_NET_RAW, which Docker gives root alone (see
+# docs/deployment.md#capabilities-for-engine-raw).
 USER 65532:65532
 EXPOSE 9215
 # No HEALTHCHECK: distroless has no shell, curl or wget to run one, and the

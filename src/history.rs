@@ -285,7 +285,7 @@ mod tests {
             steplog.log(|| TcpStep::Connecting {
                 address,
                 half_open: true,
-                raw: false,
+                raw_source_port: None,
             });
             steplog.log(|| TcpStep::ConnectFailed {
                 address,
@@ -432,7 +432,7 @@ mod tests {
         steplog.log(|| TcpStep::Connecting {
             address,
             half_open: true,
-            raw: false,
+            raw_source_port: None,
         });
         steplog.log(|| TcpStep::SynAck {
             address,

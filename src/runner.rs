@@ -214,11 +214,12 @@ impl ProbeRunner {
         self.rules.in_flight.load(Ordering::Relaxed)
     }
 
-    /// The close delays of the half-open successes of every probe so far.
+    /// What the raw engine has sent and received so far.
     pub(crate) fn raw_engine(&self) -> prober::raw::RawEngineValues {
         self.rules.context.raw.values()
     }
 
+    /// The close delays of the half-open successes of every probe so far.
     pub(crate) fn half_open_closes(&self) -> &HalfOpenCloses {
         &self.rules.context.closes
     }
@@ -486,8 +487,9 @@ pub(crate) fn probe_slots(max_in_flight: usize, nofile: u64) -> usize {
 /// Descriptors the exporter holds whatever its load, counted before HTTP
 /// connections: stdio, the runtimes' epoll and event descriptors, the
 /// listeners, the DNS sockets, and one config, web config or `/proc`
-/// read at a time. An idle exporter holds 24; the rest is room for reads.
-const BASE_DESCRIPTORS: u64 = 32;
+/// read at a time (an idle exporter holds 24; the rest is room for
+/// reads); and what the raw engine holds beside its probes in flight.
+const BASE_DESCRIPTORS: u64 = 32 + prober::raw::RAW_ENGINE_DESCRIPTORS;
 
 /// How many HTTP connections may be open at once: `--web.max-connections`,
 /// lowered when the descriptors that `probes` probe sockets and
@@ -648,10 +650,13 @@ mod tests {
 
     #[test]
     fn connections_fit_in_what_probes_leave_of_the_descriptors() {
-        assert_eq!(connection_slots(1024, 256, 192), 32, "256 - 192 - 32");
+        // What the exporter holds whatever its load, the raw engine's
+        // descriptors beside its probes in flight among them.
+        assert_eq!(BASE_DESCRIPTORS, 32 + 69);
+        assert_eq!(connection_slots(1024, 512, 192), 219, "512 - 192 - 101");
         assert_eq!(
-            connection_slots(1024, 256, 10),
-            214,
+            connection_slots(1024, 512, 10),
+            401,
             "few probes leave more"
         );
         assert_eq!(

@@ -627,8 +627,8 @@ pub(crate) enum TcpStep {
     Connecting {
         address: SocketAddr,
         half_open: bool,
-        /// Sent by the raw engine, not from a socket of its own.
-        raw: bool,
+        /// For the raw engine: the source port the SYN leaves from.
+        raw_source_port: Option<u16>,
     },
     /// The port answered with SYN-ACK, and the socket closed with RST.
     SynAck {
@@ -688,16 +688,24 @@ impl Wording for TcpStep {
             Self::Connecting {
                 address,
                 half_open,
-                raw,
-            } => write!(
-                f,
-                "connecting to {address} ({})",
-                match (*raw, *half_open) {
-                    (true, _) => "half-open, raw engine: a SYN from a held port, the kernel's RST",
-                    (false, true) => "half-open: TCP_QUICKACK=0, SO_LINGER {on, 0}",
-                    (false, false) => "full handshake, SO_LINGER {on, 0}",
+                raw_source_port,
+            } => match (raw_source_port, half_open) {
+                (Some(port), _) => write!(
+                    f,
+                    "connecting to {address} (half-open, raw engine: a SYN from port {port}, \
+                     whose SYN-ACK the kernel answers with RST)"
+                ),
+                (None, true) => write!(
+                    f,
+                    "connecting to {address} (half-open: TCP_QUICKACK=0, SO_LINGER {{on, 0}})"
+                ),
+                (None, false) => {
+                    write!(
+                        f,
+                        "connecting to {address} (full handshake, SO_LINGER {{on, 0}})"
+                    )
                 }
-            ),
+            },
             Self::SynAck {
                 address,
                 handshake,
@@ -1193,7 +1201,7 @@ impl Connect<'_> {
         steplog.log(|| TcpStep::Connecting {
             address,
             half_open: handshake == Handshake::HalfOpen,
-            raw: false,
+            raw_source_port: None,
         });
         // Timed from here, not from before socket(): what the handshake took,
         // without the exporter's own socket setup.
@@ -1258,12 +1266,17 @@ impl Connect<'_> {
                 format!("cannot send a raw SYN to {address}: {why}"),
             )
         })?;
-        steplog.log(|| TcpStep::Connecting {
-            address,
-            half_open: true,
-            raw: true,
-        });
-        match engine.attempt(address, self.options, deadline).await {
+        let sending = |port| {
+            steplog.log(|| TcpStep::Connecting {
+                address,
+                half_open: true,
+                raw_source_port: Some(port),
+            });
+        };
+        match engine
+            .attempt(address, self.options, deadline, sending)
+            .await
+        {
             Ok(syn_ack) => Ok(Ok(SynAck {
                 time: syn_ack.time,
                 rtt: syn_ack.rtt,
@@ -1719,7 +1732,7 @@ mod tests {
         steplog.log(|| TcpStep::Connecting {
             address,
             half_open: true,
-            raw: false,
+            raw_source_port: None,
         });
         steplog.log(|| TcpStep::ConnectFailed {
             address,

@@ -103,8 +103,9 @@ fn new_raw_socket(kind: RawKind) -> io::Result<OwnedFd> {
 /// Opens the raw socket of `kind`, non-blocking and close-on-exec, with:
 /// - `SO_TIMESTAMPNS` on: each packet carries the kernel's receive time
 ///   (`CLOCK_REALTIME`), read by [`receive_batch`];
-/// - a 4 MiB receive buffer (`SO_RCVBUFFORCE`, or `SO_RCVBUF` up to
-///   `net.core.rmem_max` when that is refused);
+/// - a 4 MiB receive buffer (`SO_RCVBUFFORCE`, which needs
+///   `CAP_NET_ADMIN`; without it `SO_RCVBUF`, which the kernel caps at
+///   `net.core.rmem_max`, 208 KiB unless raised);
 /// - `Tcp6`: `IPV6_CHECKSUM` at 16, so that the kernel fills in the TCP
 ///   checksum of what is sent (and checks that of what is received);
 /// - `Icmp4` / `Icmp6`: `ICMP_FILTER` / `ICMP6_FILTER` passing only
@@ -198,6 +199,16 @@ const DRAIN_LIMIT: usize = 1 << 16;
 /// program before it, and makes sure no packet queued before is read
 /// after: it first attaches a program that drops everything, discards
 /// what the socket had queued (as libpcap does), then attaches `program`.
+/// Call it before the socket's first SYN leaves: what arrives between
+/// the two attachments is dropped.
+///
+/// The filter narrows what the kernel copies to us; it is not the check:
+/// the engine still checks every packet (addresses, ports, sequence
+/// numbers), as a packet the filter cannot judge may pass (see
+/// `src/prober/raw/filter.rs`), and one that reached the queue in the
+/// instant between `socket()` and the first attachment with a bad IPv6
+/// checksum ends the discarding early (the kernel's `recvmsg` answers
+/// `EAGAIN` for it).
 ///
 /// # Errors
 /// `EINVAL` for a program the kernel's checker refuses (empty, longer
@@ -473,9 +484,11 @@ impl Messages {
 /// `e`: `ENETUNREACH` / `EHOSTUNREACH` (no route; for IPv6 also
 /// `EADDRNOTAVAIL`, no source address towards it), `EPERM` / `EACCES` (a
 /// local firewall), `EINVAL` (an address of the other family)... and the
-/// caller skips it; `WouldBlock` / `ENOBUFS`, which say nothing about
-/// `batch[0]`: the send buffer is full, try again later. `Ok(0)` for an
-/// empty batch.
+/// caller skips it; `WouldBlock`, which says nothing about `batch[0]`:
+/// the send buffer is full, try again when the socket is writable.
+/// `Ok(0)` for an empty batch. A packet the queueing discipline drops
+/// counts as sent: without `IP_RECVERR` (off here) the kernel hides that
+/// `ENOBUFS` from a raw socket (IPv4: `raw_sendmsg`; IPv6: `ip6_send_skb`).
 ///
 /// # Errors
 /// As above: the error of `batch[0]`.
@@ -681,9 +694,11 @@ fn kernel_time(header: &libc::msghdr) -> Option<Duration> {
 /// to run or skip a test that needs `CAP_NET_RAW`.
 #[cfg(test)]
 pub(crate) mod test_support {
-    use super::{RawKind, open_raw_socket};
-    use std::net::IpAddr;
-    use std::os::fd::OwnedFd;
+    use super::{Incoming, MAX_BATCH, RAW_BUFFER, RawKind, open_raw_socket, receive_batch};
+    use std::io;
+    use std::net::{IpAddr, SocketAddr};
+    use std::os::fd::{BorrowedFd, OwnedFd};
+    use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
     /// The one's-complement sum of `bytes` (RFC 1071), not yet inverted.
     fn sum(bytes: &[u8], mut total: u32) -> u32 {
@@ -755,6 +770,60 @@ pub(crate) mod test_support {
         }
     }
 
+    /// A port of this host that nothing listens on, held by a bound TCP
+    /// socket that neither listens nor connects, as the raw engine holds
+    /// its source ports: the kernel answers a segment to it with an RST.
+    pub(crate) fn held_port(ip: IpAddr) -> (socket2::Socket, u16) {
+        let domain = if ip.is_ipv4() {
+            socket2::Domain::IPV4
+        } else {
+            socket2::Domain::IPV6
+        };
+        let socket = socket2::Socket::new(domain, socket2::Type::STREAM, None).unwrap();
+        socket.bind(&SocketAddr::new(ip, 0).into()).unwrap();
+        let port = socket.local_addr().unwrap().as_socket().unwrap().port();
+        (socket, port)
+    }
+
+    /// The time now as the kernel's timestamps give it: since the epoch.
+    pub(crate) fn now() -> Duration {
+        SystemTime::now().duration_since(UNIX_EPOCH).unwrap()
+    }
+
+    /// Receives from `fd` until `done` says it has all it wants, or for
+    /// `limit`; returns every packet seen, with its bytes.
+    pub(crate) fn receive(
+        fd: BorrowedFd<'_>,
+        limit: Duration,
+        mut done: impl FnMut(&Incoming, &[u8]) -> bool,
+    ) -> Vec<(Incoming, Vec<u8>)> {
+        let mut buffers = vec![[0_u8; RAW_BUFFER]; MAX_BATCH];
+        let mut out = Vec::new();
+        let mut seen = Vec::new();
+        let started = Instant::now();
+        while started.elapsed() < limit {
+            match receive_batch(fd, &mut buffers, &mut out) {
+                Ok(count) => {
+                    assert_eq!(count, out.len());
+                    let mut finished = false;
+                    for (incoming, buffer) in out.iter().zip(&buffers) {
+                        let bytes = buffer[..incoming.len].to_vec();
+                        finished |= done(incoming, &bytes);
+                        seen.push((*incoming, bytes));
+                    }
+                    if finished {
+                        break;
+                    }
+                }
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err(error) => panic!("{error}"),
+            }
+        }
+        seen
+    }
+
     /// Whether CI demanded that system tests run
     /// (`SYNACK_SYSTEM_TESTS=require`, as tests/common/mod.rs reads it).
     fn required() -> bool {
@@ -787,12 +856,12 @@ pub(crate) mod test_support {
 
 #[cfg(test)]
 mod tests {
-    use super::test_support::{raw_socket_or_skip, tcp_segment};
+    use super::test_support::{held_port, now, raw_socket_or_skip, receive, tcp_segment};
     use super::*;
     use crate::sys::socket_option::int_option;
     use std::net::{Ipv6Addr, TcpListener, UdpSocket};
     use std::os::fd::AsFd;
-    use std::time::{Instant, SystemTime, UNIX_EPOCH};
+    use std::time::Instant;
 
     const KINDS: [RawKind; 4] = [RawKind::Tcp4, RawKind::Tcp6, RawKind::Icmp4, RawKind::Icmp6];
 
@@ -821,6 +890,18 @@ mod tests {
     }
 
     #[test]
+    fn can_open_raw_says_what_open_raw_socket_would() {
+        match (can_open_raw(), open_raw_socket(RawKind::Tcp4)) {
+            (Ok(()), Ok(_)) => {}
+            (Err(checked), Err(opened)) => {
+                assert_eq!(checked.raw_os_error(), Some(libc::EPERM), "{checked}");
+                assert_eq!(opened.raw_os_error(), Some(libc::EPERM), "{opened}");
+            }
+            (checked, opened) => panic!("can_open_raw {checked:?}, open_raw_socket {opened:?}"),
+        }
+    }
+
+    #[test]
     fn every_kind_opens_with_its_family_protocol_and_options() {
         for kind in KINDS {
             let Some(socket) = raw_socket_or_skip(kind) else {
@@ -842,9 +923,16 @@ mod tests {
                 1,
                 "{kind:?}"
             );
-            // The kernel doubles what it was asked for (its own overhead).
+            // The kernel doubles what it was asked for (its own overhead);
+            // without CAP_NET_ADMIN, SO_RCVBUF caps it at rmem_max first.
             let buffer = int_option(fd, libc::SOL_SOCKET, libc::SO_RCVBUF);
-            assert!(buffer >= RECEIVE_BUFFER, "{kind:?}: SO_RCVBUF {buffer}");
+            let rmem_max: libc::c_int = std::fs::read_to_string("/proc/sys/net/core/rmem_max")
+                .unwrap()
+                .trim()
+                .parse()
+                .unwrap();
+            let least = 2 * RECEIVE_BUFFER.min(rmem_max);
+            assert!(buffer >= least, "{kind:?}: SO_RCVBUF {buffer} < {least}");
             // SAFETY: F_GETFL only reads the descriptor's flags.
             let flags = check_errno(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) }).unwrap();
             assert_ne!(flags & libc::O_NONBLOCK, 0, "{kind:?}");
@@ -872,65 +960,12 @@ mod tests {
         can_open_raw().unwrap();
     }
 
-    /// A port of this host that nothing listens on, held by a bound TCP
-    /// socket that neither listens nor connects (the raw engine's source
-    /// ports are held so).
-    fn held_port(ip: IpAddr) -> (socket2::Socket, u16) {
-        let domain = if ip.is_ipv4() {
-            socket2::Domain::IPV4
-        } else {
-            socket2::Domain::IPV6
-        };
-        let socket = socket2::Socket::new(domain, socket2::Type::STREAM, None).unwrap();
-        socket.bind(&SocketAddr::new(ip, 0).into()).unwrap();
-        let port = socket.local_addr().unwrap().as_socket().unwrap().port();
-        (socket, port)
-    }
-
-    fn now() -> Duration {
-        SystemTime::now().duration_since(UNIX_EPOCH).unwrap()
-    }
-
-    /// Receives from `fd` for at most 2 s until `wanted` says it has all
-    /// it wants; returns every packet seen, with its bytes.
-    fn receive_until(
-        fd: BorrowedFd<'_>,
-        mut wanted: impl FnMut(&Incoming, &[u8]) -> bool,
-    ) -> Vec<(Incoming, Vec<u8>)> {
-        let mut buffers = vec![[0_u8; RAW_BUFFER]; MAX_BATCH];
-        let mut out = Vec::new();
-        let mut seen = Vec::new();
-        let started = Instant::now();
-        while started.elapsed() < Duration::from_secs(2) {
-            match receive_batch(fd, &mut buffers, &mut out) {
-                Ok(count) => {
-                    assert_eq!(count, out.len());
-                    for (incoming, buffer) in out.iter().zip(&buffers) {
-                        let bytes = buffer[..incoming.len].to_vec();
-                        let done = wanted(incoming, &bytes);
-                        seen.push((*incoming, bytes));
-                        if done {
-                            return seen;
-                        }
-                    }
-                }
-                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-                Err(error) => panic!("{error}"),
-            }
-        }
-        seen
-    }
-
     #[test]
     fn a_batch_leaves_with_each_packets_tos_and_source_and_arrives_with_its_kernel_time() {
-        let (Some(sender), Some(receiver)) = (
-            raw_socket_or_skip(RawKind::Tcp4),
-            raw_socket_or_skip(RawKind::Tcp4),
-        ) else {
+        let Some(sender) = raw_socket_or_skip(RawKind::Tcp4) else {
             return;
         };
+        let receiver = open_raw_socket(RawKind::Tcp4).unwrap();
         let ip = IpAddr::from(Ipv4Addr::LOCALHOST);
         let (_held, source_port) = held_port(ip);
         let (_closed, destination_port) = held_port(ip);
@@ -956,13 +991,17 @@ mod tests {
         let before = now();
         assert_eq!(send_batch(sender.as_fd(), &batch).unwrap(), 3);
         let mut found = Vec::new();
-        receive_until(receiver.as_fd(), |incoming, bytes| {
-            // IPv4 header (20 bytes, no options), then the segment.
-            if bytes.len() >= 40 && bytes[20..40] == segments[found.len().min(2)][..] {
-                found.push((*incoming, bytes[1]));
-            }
-            found.len() == 3
-        });
+        receive(
+            receiver.as_fd(),
+            Duration::from_secs(2),
+            |incoming, bytes| {
+                // IPv4 header (20 bytes, no options), then the segment.
+                if bytes.len() >= 40 && bytes[20..40] == segments[found.len().min(2)][..] {
+                    found.push((*incoming, bytes[1]));
+                }
+                found.len() == 3
+            },
+        );
         let after = now();
         assert_eq!(found.len(), 3, "{found:?}");
         for (((incoming, tos), sent), source) in found.iter().zip(toses).zip(sources) {
@@ -979,12 +1018,10 @@ mod tests {
 
     #[test]
     fn a_tcp6_segment_gets_its_checksum_from_the_kernel_and_its_traffic_class() {
-        let (Some(sender), Some(receiver)) = (
-            raw_socket_or_skip(RawKind::Tcp6),
-            raw_socket_or_skip(RawKind::Tcp6),
-        ) else {
+        let Some(sender) = raw_socket_or_skip(RawKind::Tcp6) else {
             return;
         };
+        let receiver = open_raw_socket(RawKind::Tcp6).unwrap();
         let packets = packet_socket(libc::ETH_P_IPV6);
         let ip = IpAddr::from(Ipv6Addr::LOCALHOST);
         let (_held, source_port) = held_port(ip);
@@ -1000,10 +1037,14 @@ mod tests {
             source: None,
         }];
         assert_eq!(send_batch(sender.as_fd(), &batch).unwrap(), 1);
-        let seen = receive_until(receiver.as_fd(), |_, bytes| {
-            bytes.len() == 20 && bytes[4..8] == seq.to_be_bytes()
+        let ours = |bytes: &[u8]| bytes.len() == 20 && bytes[4..8] == seq.to_be_bytes();
+        let seen = receive(receiver.as_fd(), Duration::from_secs(2), |_, bytes| {
+            ours(bytes)
         });
-        let (incoming, bytes) = seen.last().expect("the segment");
+        let (incoming, bytes) = seen
+            .iter()
+            .find(|(_, bytes)| ours(bytes))
+            .expect("the segment");
         assert_eq!(incoming.from, ip);
         assert!(incoming.kernel_time.is_some());
         assert_eq!(bytes[..16], segment[..16]);
@@ -1063,15 +1104,26 @@ mod tests {
         let mut out = Vec::new();
         let queued = receive_batch(fd, &mut buffers, &mut out).unwrap();
         assert!(queued >= 1 && out.len() == queued);
-        // `ret #0xffffffff`: accept everything, but only from now on.
-        let everything = [BpfInstruction {
-            code: (libc::BPF_RET | libc::BPF_K) as u16,
-            jt: 0,
-            jf: 0,
-            k: u32::MAX,
-        }];
+        // Accept the segments to or from the listener's port (and none of
+        // the other tests' traffic), but only from now on.
+        let port = u32::from(listener.local_addr().unwrap().port());
+        let op = |code: u32, jt: u8, jf: u8, k: u32| BpfInstruction {
+            code: code as u16,
+            jt,
+            jf,
+            k,
+        };
+        let listeners = [
+            op(libc::BPF_LDX | libc::BPF_B | libc::BPF_MSH, 0, 0, 0),
+            op(libc::BPF_LD | libc::BPF_H | libc::BPF_IND, 0, 0, 0),
+            op(libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K, 2, 0, port),
+            op(libc::BPF_LD | libc::BPF_H | libc::BPF_IND, 0, 0, 2),
+            op(libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K, 0, 1, port),
+            op(libc::BPF_RET | libc::BPF_K, 0, 0, u32::MAX),
+            op(libc::BPF_RET | libc::BPF_K, 0, 0, 0),
+        ];
         let _more = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        attach_filter(fd, &everything).unwrap();
+        attach_filter(fd, &listeners).unwrap();
         let error = receive_batch(fd, &mut buffers, &mut out).unwrap_err();
         assert_eq!(error.kind(), io::ErrorKind::WouldBlock);
         assert!(out.is_empty());
@@ -1127,12 +1179,10 @@ mod tests {
 
     #[test]
     fn batches_longer_than_max_batch_go_max_batch_at_a_time() {
-        let (Some(sender), Some(receiver)) = (
-            raw_socket_or_skip(RawKind::Tcp4),
-            raw_socket_or_skip(RawKind::Tcp4),
-        ) else {
+        let Some(sender) = raw_socket_or_skip(RawKind::Tcp4) else {
             return;
         };
+        let receiver = open_raw_socket(RawKind::Tcp4).unwrap();
         let ip = IpAddr::from(Ipv4Addr::LOCALHOST);
         let (_held, source_port) = held_port(ip);
         let (_closed, destination_port) = held_port(ip);

@@ -91,19 +91,31 @@ fn the_systemd_unit_passes_systemd_analyze_verify() {
 /// name is the one checked here).
 #[test]
 fn the_units_lines_for_mark_grant_net_admin_alone_and_verify() {
+    verify(&granted("CAP_NET_ADMIN"));
+}
+
+/// The same for a module's `tcp.engine: raw`: `CAP_NET_RAW` alone.
+#[test]
+fn the_units_lines_for_the_raw_engine_grant_net_raw_alone_and_verify() {
+    verify(&granted("CAP_NET_RAW"));
+}
+
+/// The unit with the lines its comment gives for `capability` in place
+/// of the empty capability sets.
+fn granted(capability: &str) -> String {
     let text = read("examples/synack_exporter.service");
     let mut granted = text.clone();
     for directive in ["CapabilityBoundingSet", "AmbientCapabilities"] {
-        let commented = format!("#   {directive}=CAP_NET_ADMIN\n");
+        let commented = format!("#   {directive}={capability}\n");
         assert!(
             text.contains(&commented),
             "the unit's comment gives {commented:?}"
         );
         let empty = format!("\n{directive}=\n");
         assert_eq!(text.matches(&empty).count(), 1, "{directive}= is empty");
-        granted = granted.replace(&empty, &format!("\n{directive}=CAP_NET_ADMIN\n"));
+        granted = granted.replace(&empty, &format!("\n{directive}={capability}\n"));
     }
-    verify(&granted);
+    granted
 }
 
 /// `systemd-analyze verify` of a unit's `text`, skipped (or failed under

@@ -884,6 +884,20 @@ fn a_listen_address_given_twice_is_named_as_such() {
     }
 }
 
+/// Whether `setpriv` can drop capabilities with `args` here (it needs root
+/// and util-linux); when it cannot, the test is skipped, or fails under
+/// `SYNACK_SYSTEM_TESTS=require`.
+fn setpriv_can(args: &[&str]) -> bool {
+    let probe = common::run_within(Command::new("setpriv").args(args).arg("true"), EXIT_LIMIT);
+    if !probe.success() {
+        common::skip_or_fail(&format!(
+            "setpriv dropping capabilities (root and util-linux): {}",
+            probe.output()
+        ));
+    }
+    probe.success()
+}
+
 /// `setpriv` arguments that take `CAP_NET_ADMIN` and `CAP_NET_RAW` out of
 /// the bounding set, so that even root does not get them at `exec`.
 const WITHOUT_MARK_CAPABILITIES: [&str; 3] = [
@@ -900,17 +914,7 @@ const WITHOUT_MARK_CAPABILITIES: [&str; 3] = [
 /// `SYNACK_SYSTEM_TESTS=require`.
 #[tokio::test]
 async fn without_its_capability_mark_is_a_located_warning_and_probes_fail_as_local() {
-    let probe = common::run_within(
-        Command::new("setpriv")
-            .args(WITHOUT_MARK_CAPABILITIES)
-            .arg("true"),
-        EXIT_LIMIT,
-    );
-    if !probe.success() {
-        common::skip_or_fail(&format!(
-            "setpriv dropping capabilities (root and util-linux): {}",
-            probe.output()
-        ));
+    if !setpriv_can(&WITHOUT_MARK_CAPABILITIES) {
         return;
     }
     let dir = TempDir::new("mark");
@@ -966,5 +970,92 @@ async fn without_its_capability_mark_is_a_located_warning_and_probes_fail_as_loc
             && body.contains("mark needs CAP_NET_ADMIN"),
         "{body}"
     );
+    exporter.stop();
+}
+
+/// `setpriv` arguments that take `CAP_NET_RAW` out of the bounding set,
+/// so that even root does not get it at `exec`.
+const WITHOUT_NET_RAW: [&str; 3] = ["--bounding-set=-net_raw", "--inh-caps=-net_raw", "--"];
+
+/// What a note about `engine: raw` without `CAP_NET_RAW` must say: that
+/// the module needs the capability, and how to grant it.
+const HOW_TO_GRANT_NET_RAW: [&str; 4] = [
+    "CAP_NET_RAW",
+    "AmbientCapabilities=CAP_NET_RAW",
+    "capabilities.add",
+    "[NET_RAW]",
+];
+
+/// `engine: raw` (issue 22) needs `CAP_NET_RAW` for its raw sockets.
+/// Without it, `--config.check` and start-up warn, located at the
+/// module's `engine`, saying so and how to grant it (systemd, Kubernetes);
+/// a probe of the module fails as `local` saying the same. With it
+/// (root), the same file checks clean. Capabilities are dropped with
+/// `setpriv`, which needs root: without it the test is skipped, or fails
+/// under `SYNACK_SYSTEM_TESTS=require`.
+#[tokio::test]
+async fn without_cap_net_raw_a_raw_module_is_a_located_warning_and_probes_fail_as_local() {
+    if !setpriv_can(&WITHOUT_NET_RAW) {
+        return;
+    }
+    let dir = TempDir::new("raw-engine");
+    let path = dir.join("raw.yml");
+    std::fs::write(
+        &path,
+        "modules:\n  raw:\n    prober: tcp_halfopen\n    tcp:\n      engine: raw\n",
+    )
+    .unwrap();
+    let path = path.to_str().unwrap();
+    assert_eq!(
+        run(&["--config.check", "--config.file", path]),
+        (0, "ok\n".to_owned()),
+        "root has the capability"
+    );
+
+    let checked = common::run_within(
+        Command::new("setpriv").args(WITHOUT_NET_RAW).args([
+            BINARY,
+            "--config.check",
+            "--config.file",
+            path,
+        ]),
+        EXIT_LIMIT,
+    );
+    assert_eq!(checked.code(), Some(0), "{}", checked.output());
+    let located = format!("warning: {path}:5:15: field `modules.raw.tcp.engine`: module \"raw\"");
+    let warning = checked
+        .stderr
+        .lines()
+        .find(|line| line.starts_with(&located))
+        .unwrap_or_else(|| panic!("no line starting {located:?} in\n{}", checked.output()));
+    for wanted in HOW_TO_GRANT_NET_RAW {
+        assert!(warning.contains(wanted), "no {wanted:?} in {warning:?}");
+    }
+
+    let mut command = Command::new("setpriv");
+    command.args(WITHOUT_NET_RAW).arg(BINARY);
+    let mut exporter = Exporter::spawn(command, &["--config.file", path]);
+    let startup = exporter
+        .startup_log
+        .iter()
+        .find(|line| line.contains("config warning") && line.contains("tcp.engine"))
+        .unwrap_or_else(|| panic!("no config warning at start-up: {:#?}", exporter.startup_log));
+    for wanted in HOW_TO_GRANT_NET_RAW {
+        assert!(startup.contains(wanted), "no {wanted:?} in {startup:?}");
+    }
+    let body = get(
+        exporter.address,
+        "/probe?target=127.0.0.1:9&module=raw&debug=true",
+    )
+    .await
+    .body;
+    assert_eq!(common::failed_reason(&body), Some("local"), "{body}");
+    let failed = body
+        .lines()
+        .find(|line| line.contains("probe failed: local: "))
+        .unwrap_or_else(|| panic!("no failure line in\n{body}"));
+    for wanted in HOW_TO_GRANT_NET_RAW {
+        assert!(failed.contains(wanted), "no {wanted:?} in {failed:?}");
+    }
     exporter.stop();
 }

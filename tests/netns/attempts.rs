@@ -10,8 +10,13 @@
 //! a half-open probe pass, and `numgen inc` counts exactly one SYN per
 //! attempt: an attempt's timeout is well under the kernel's first SYN
 //! retransmission (1 s), which therefore never happens.
+//!
+//! The half-open cases run with the raw engine too (`tcp: {engine: raw}`,
+//! issue 22), whose attempts are its own SYNs: the same counts, the same
+//! reasons, and no accept either.
 
-use crate::concurrent::check_valid;
+use crate::concurrent::check_valid_with;
+use crate::engines::Engine;
 use crate::namespace::{current_thread_runtime, firewall, namespace_test};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
 use std::sync::Arc;
@@ -61,12 +66,13 @@ fn ping(
     module
 }
 
-/// Probes `port` on 127.0.0.1 with `module`, bounded in case the prober
-/// ever ignored its deadline; returns the outcome and the wall time.
-async fn probe(port: u16, module: &Module) -> (Outcome, Duration) {
+/// Probes `port` on 127.0.0.1 with `module` (of `engine`), bounded in
+/// case the prober ever ignored its deadline; returns the outcome and the
+/// wall time.
+async fn probe(engine: Engine, port: u16, module: &Module) -> (Outcome, Duration) {
     let target = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port).to_string();
     let started = Instant::now();
-    let outcome = check_valid(target, module.clone()).await;
+    let outcome = check_valid_with(engine, target, module.clone()).await;
     (outcome, started.elapsed())
 }
 
@@ -149,16 +155,26 @@ fn count_lost_attempts() {
     runtime.block_on(async {
         // Every second SYN lost, all attempts run: half fail, with
         // `timeout`, and the probe succeeds.
-        for (prober, port) in [
-            (Prober::TcpHalfopen(TcpOptions::default()), PORT_HALF_LOST),
+        for (prober, engine, port) in [
+            (
+                Prober::TcpHalfopen(TcpOptions::default()),
+                Engine::Socket,
+                PORT_HALF_LOST,
+            ),
             (
                 Prober::TcpConnect(TcpOptions::default()),
+                Engine::Socket,
                 PORT_HALF_LOST_CONNECT,
             ),
+            (Engine::Raw.halfopen(), Engine::Raw, PORT_HALF_LOST),
         ] {
             let module = ping(&prober, 10, 50, 40, false, Duration::from_secs(1));
-            let (outcome, took) = probe(port, &module).await;
-            let line = describe(&format!("{} half lost", prober.name()), &outcome, took);
+            let (outcome, took) = probe(engine, port, &module).await;
+            let line = describe(
+                &format!("{} half lost", crate::engines::label(&prober, engine)),
+                &outcome,
+                took,
+            );
             check(
                 outcome.is_success()
                     && outcome.tcp().map_or(0, |tcp| tcp.attempts) == 10
@@ -178,61 +194,67 @@ fn count_lost_attempts() {
                 &line,
                 "the attempts run one interval apart, within the timeout",
             );
+            check(
+                crate::engines::wrong_engine(engine, &prober, &outcome).is_none(),
+                &line,
+                "the probe ran on its engine (a socket's close delay, none for raw)",
+            );
         }
 
         // Every SYN lost: every attempt fails as `timeout`, within the deadline.
-        let module = ping(
-            &Prober::TcpHalfopen(TcpOptions::default()),
-            5,
-            100,
-            100,
-            false,
-            Duration::from_millis(600),
-        );
-        let (outcome, took) = probe(PORT_ALL_LOST, &module).await;
-        let line = describe("all lost", &outcome, took);
-        check(
-            outcome.reason() == Some(Reason::Timeout)
-                && (
-                    outcome.tcp().map_or(0, |tcp| tcp.attempts),
-                    outcome.tcp().map_or(0, |tcp| tcp.attempts_failed),
-                ) == (5, 5)
-                && outcome.handshake_time().is_none(),
-            &line,
-            "want reason timeout with 5 of 5 attempts failed",
-        );
-        check(
-            took >= Duration::from_millis(480) && took < module.timeout(),
-            &line,
-            "all 5 attempts run to their own timeout, and the answer comes before the deadline",
-        );
+        for engine in [Engine::Socket, Engine::Raw] {
+            let module = ping(
+                &engine.halfopen(),
+                5,
+                100,
+                100,
+                false,
+                Duration::from_millis(600),
+            );
+            let (outcome, took) = probe(engine, PORT_ALL_LOST, &module).await;
+            let line = describe(&format!("{} all lost", engine.name()), &outcome, took);
+            check(
+                outcome.reason() == Some(Reason::Timeout)
+                    && (
+                        outcome.tcp().map_or(0, |tcp| tcp.attempts),
+                        outcome.tcp().map_or(0, |tcp| tcp.attempts_failed),
+                    ) == (5, 5)
+                    && outcome.handshake_time().is_none(),
+                &line,
+                "want reason timeout with 5 of 5 attempts failed",
+            );
+            check(
+                took >= Duration::from_millis(480) && took < module.timeout(),
+                &line,
+                "all 5 attempts run to their own timeout, and the answer comes before the deadline",
+            );
+        }
 
         // Retries: the first success ends the probe. Whichever of two SYNs
         // is dropped, one of the first two attempts succeeds.
-        let module = ping(
-            &Prober::TcpHalfopen(TcpOptions::default()),
-            10,
-            50,
-            40,
-            true,
-            Duration::from_secs(1),
-        );
-        for round in 1..=4 {
-            let (outcome, took) = probe(PORT_HALF_LOST, &module).await;
-            let line = describe(&format!("stop on success, round {round}"), &outcome, took);
-            check(
-                outcome.is_success()
-                    && (1..=2).contains(&outcome.tcp().map_or(0, |tcp| tcp.attempts))
-                    && outcome.tcp().map_or(0, |tcp| tcp.attempts_failed)
-                        == outcome.tcp().map_or(0, |tcp| tcp.attempts) - 1
-                    && outcome
-                        .tcp()
-                        .expect("a TCP outcome")
-                        .later_handshake_times
-                        .is_empty(),
-                &line,
-                "want success at the first or second attempt, and no attempt after it",
-            );
+        for engine in [Engine::Socket, Engine::Raw] {
+            let module = ping(&engine.halfopen(), 10, 50, 40, true, Duration::from_secs(1));
+            for round in 1..=4 {
+                let (outcome, took) = probe(engine, PORT_HALF_LOST, &module).await;
+                let line = describe(
+                    &format!("{} stop on success, round {round}", engine.name()),
+                    &outcome,
+                    took,
+                );
+                check(
+                    outcome.is_success()
+                        && (1..=2).contains(&outcome.tcp().map_or(0, |tcp| tcp.attempts))
+                        && outcome.tcp().map_or(0, |tcp| tcp.attempts_failed)
+                            == outcome.tcp().map_or(0, |tcp| tcp.attempts) - 1
+                        && outcome
+                            .tcp()
+                            .expect("a TCP outcome")
+                            .later_handshake_times
+                            .is_empty(),
+                    &line,
+                    "want success at the first or second attempt, and no attempt after it",
+                );
+            }
         }
     });
     let accepted = accepts.finish();

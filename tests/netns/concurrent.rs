@@ -1,7 +1,9 @@
 //! Library probes for the system tests: one or many at once with
-//! `synack_exporter::check`, each bounded in case the prober ever ignored
-//! its deadline, and the shared parts of judging and logging their results.
+//! `synack_exporter::check` (a raw engine's on a `Checker`, see
+//! [`Engine::check`]), each bounded in case the prober ever ignored its
+//! deadline, and the shared parts of judging and logging their results.
 
+use crate::engines::Engine;
 use std::net::SocketAddr;
 use std::time::Duration;
 use synack_exporter::{Module, Outcome, Prober, TargetError, TcpOptions};
@@ -26,8 +28,13 @@ const OVERRUN: Duration = Duration::from_secs(5);
 /// Probes `target` with `module`, bounded by the module's timeout plus
 /// [`OVERRUN`].
 pub async fn check_bounded(target: String, module: Module) -> Checked {
+    check_bounded_with(Engine::Socket, target, module).await
+}
+
+/// [`check_bounded`] on `engine`'s way ([`Engine::check`]).
+pub async fn check_bounded_with(engine: Engine, target: String, module: Module) -> Checked {
     let bound = module.timeout() + OVERRUN;
-    tokio::time::timeout(bound, synack_exporter::check(&target, &module))
+    tokio::time::timeout(bound, engine.check(&target, &module))
         .await
         .map_err(|_| bound)
 }
@@ -35,7 +42,12 @@ pub async fn check_bounded(target: String, module: Module) -> Checked {
 /// [`check_bounded`] for a target that must be valid and a prober that
 /// must keep its deadline: the outcome, or a panic that says which failed.
 pub async fn check_valid(target: String, module: Module) -> Outcome {
-    match check_bounded(target, module).await {
+    check_valid_with(Engine::Socket, target, module).await
+}
+
+/// [`check_valid`] on `engine`'s way.
+pub async fn check_valid_with(engine: Engine, target: String, module: Module) -> Outcome {
+    match check_bounded_with(engine, target, module).await {
         Ok(Ok(outcome)) => outcome,
         Ok(Err(error)) => panic!("the target was rejected: {error}"),
         Err(bound) => panic!("the probe ignored its deadline ({bound:?})"),
@@ -46,10 +58,30 @@ pub async fn check_valid(target: String, module: Module) -> Outcome {
 /// a task of its own on the current runtime, and returns their results in
 /// the same order.
 pub async fn check_all_at_once(probes: impl IntoIterator<Item = (String, Module)>) -> Vec<Checked> {
-    let handles: Vec<_> = probes
-        .into_iter()
-        .map(|(target, module)| tokio::spawn(check_bounded(target, module)))
-        .collect();
+    join_spawned(
+        probes
+            .into_iter()
+            .map(|(target, module)| check_bounded(target, module)),
+    )
+    .await
+}
+
+/// [`check_all_at_once`] for the cases of a table, each on its engine's
+/// way ([`Case::check`]).
+pub async fn check_cases_at_once<E>(cases: &[Case<E>]) -> Vec<Checked> {
+    join_spawned(cases.iter().map(|case| {
+        let (target, module) = case.probe();
+        check_bounded_with(case.engine, target, module)
+    }))
+    .await
+}
+
+/// Runs each probe in a task of its own, all at once, and returns their
+/// results in order.
+async fn join_spawned(
+    probes: impl Iterator<Item = impl std::future::Future<Output = Checked> + Send + 'static>,
+) -> Vec<Checked> {
+    let handles: Vec<_> = probes.map(tokio::spawn).collect();
     let mut results = Vec::with_capacity(handles.len());
     for handle in handles {
         results.push(handle.await.expect("probe task panicked"));
@@ -95,13 +127,14 @@ pub fn describe_checked(
 }
 
 /// One case of a table of probes: what it is, the address probed, with
-/// which prober and timeout, and what it must end with (`E`, each test's
-/// own).
+/// which prober, engine and timeout, and what it must end with (`E`, each
+/// test's own). The prober's options carry the engine ([`Engine::halfopen`]).
 #[derive(Clone, Debug)]
 pub struct Case<E> {
     pub what: &'static str,
     pub address: SocketAddr,
     pub prober: Prober,
+    pub engine: Engine,
     pub timeout: Duration,
     pub expect: E,
 }
@@ -117,6 +150,12 @@ impl<E> Case<E> {
         )
     }
 
+    /// Probes the case on its engine's way, bounded ([`check_bounded_with`]).
+    pub async fn check(&self) -> Checked {
+        let (target, module) = self.probe();
+        check_bounded_with(self.engine, target, module).await
+    }
+
     /// One log line: prober, address, what the case is and its timeout,
     /// then what `outcome_line` makes of the outcome, or why there is none.
     pub fn log_line(
@@ -125,8 +164,8 @@ impl<E> Case<E> {
         outcome_line: impl FnOnce(&Outcome) -> String,
     ) -> String {
         let head = format!(
-            "{:<12} {:<20} {:<40} timeout {:.1}s ->",
-            self.prober.name(),
+            "{:<16} {:<20} {:<40} timeout {:.1}s ->",
+            crate::engines::label(&self.prober, self.engine),
             self.address.to_string(),
             self.what,
             self.timeout.as_secs_f64()

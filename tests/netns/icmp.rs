@@ -47,6 +47,15 @@
 //! neighbour discovery, which takes about 1 s for IPv6 here, and would
 //! blur the "answered at once" check.
 //!
+//! Every row runs with the raw engine too (`tcp: {engine: raw}`, issue
+//! 22), which reads its answers from raw TCP and ICMP sockets instead of
+//! a socket's error queue: the same reason, the same ICMP type, code and
+//! offender, as promptly. Through the exporter, each row's `/probe`
+//! answer must then show the same `probe_icmp_error_info` with either
+//! engine, and `debug=true` the same step log, but for the line that
+//! names the engine and what only a kernel socket knows of a SYN-ACK
+//! ([`crate::engines::step_difference`]).
+//!
 //! Prerequisites (root, `ip`, `nft`, a working `ip netns add`) are checked
 //! first; when one is missing the test is skipped, or fails under
 //! `SYNACK_SYSTEM_TESTS=require`.
@@ -54,6 +63,7 @@
 use crate::common;
 
 use crate::concurrent::Problems;
+use crate::engines::Engine;
 use crate::namespace::{
     ChildTest, NamespaceProcess, done_marker, firewall, ip, listeners, run_checked, runtime,
     write_proc_sys,
@@ -158,7 +168,7 @@ const ANSWER_WITHIN: Duration = Duration::from_millis(500);
 const WARM_UP_LIMIT: Duration = Duration::from_secs(10);
 
 /// How long the whole client run may take before the parent kills it.
-const CHILD_LIMIT: Duration = Duration::from_secs(60);
+const CHILD_LIMIT: Duration = Duration::from_secs(120);
 
 /// How long the server's listener lives if nobody kills it.
 const SERVER_LIFETIME: Duration = Duration::from_secs(90);
@@ -341,7 +351,9 @@ fn netns_icmp_client_probes() {
     println!(); // libtest has printed "test NAME ... " without a newline
     let runtime = runtime();
     for server in [IpAddr::V4(SERVER_V4), IpAddr::V6(SERVER_V6)] {
-        runtime.block_on(warm_up(SocketAddr::new(server, PORT_OPEN)));
+        for engine in [Engine::Socket, Engine::Raw] {
+            runtime.block_on(warm_up(engine, SocketAddr::new(server, PORT_OPEN)));
+        }
     }
 
     let cases = all_cases();
@@ -361,20 +373,97 @@ fn netns_icmp_client_probes() {
             );
         }
     }
+    // Both tables run before either fails, so that one run shows all.
+    runtime.block_on(the_engines_answer_and_log_alike(&mut problems));
     problems.assert_none();
-    runtime.block_on(the_exporter_shows_who_said_no());
-    runtime.block_on(expect_port_reads_the_answer());
+    for engine in [Engine::Socket, Engine::Raw] {
+        runtime.block_on(the_exporter_shows_who_said_no(engine));
+        runtime.block_on(expect_port_reads_the_answer(engine));
+    }
     println!("{}", done_marker(CLIENT_ENV));
 }
 
-/// The same errors through the exporter: `/probe` answers an IPv6
-/// admin-prohibited with its `probe_icmp_error_info`, and a scheduled
-/// IPv4 target shows its own on `/metrics`.
-async fn the_exporter_shows_who_said_no() {
+/// Every row of both families through the exporter, as a `tcp_halfopen`
+/// module of each engine: the reason the row wants, and with either
+/// engine the same `probe_icmp_error_info` (or none) and the same step log
+/// but for what [`crate::engines::step_difference`] leaves out.
+async fn the_engines_answer_and_log_alike(problems: &mut Problems) {
+    let module =
+        |engine: Engine, timeout: Duration| format!("{}_{}ms", engine.name(), timeout.as_millis());
+    let mut config = String::from("modules:\n");
+    for engine in [Engine::Socket, Engine::Raw] {
+        for timeout in [PROBE_TIMEOUT, SAME_HOST_TIMEOUT, DROP_TIMEOUT] {
+            config.push_str(&format!(
+                "  {}:\n    prober: tcp_halfopen\n    timeout: {}ms\n    tcp: {{{}}}\n",
+                module(engine, timeout),
+                timeout.as_millis(),
+                engine.yaml()
+            ));
+        }
+    }
+    let exporter = TestExporter::with_config(&config, Exporter::builder()).await;
+    let ipv4 = rows(IpAddr::V4(SERVER_V4), IpAddr::V4(UNROUTED_V4), &ICMP_V4);
+    let ipv6 = rows(IpAddr::V6(SERVER_V6), IpAddr::V6(UNROUTED_V6), &ICMP_V6);
+    for (what, ip, port, expect) in ipv4.into_iter().chain(ipv6) {
+        let target = SocketAddr::new(ip, port);
+        let mut bodies = Vec::new();
+        for engine in [Engine::Socket, Engine::Raw] {
+            let path = format!(
+                "/probe?module={}&target={target}&debug=true",
+                module(engine, expect.timeout())
+            );
+            bodies.push(exporter.get(&path).await.body);
+        }
+        let (socket, raw) = (&bodies[0], &bodies[1]);
+        let icmp_info = |body: &str| -> Vec<String> {
+            body.lines()
+                .filter(|line| line.starts_with("probe_icmp_error_info{"))
+                .map(str::to_owned)
+                .collect()
+        };
+        let wanted = match expect {
+            Expect::Open => None,
+            Expect::Refused => Some("refused"),
+            Expect::Timeout => Some("timeout"),
+            Expect::Icmp { reason, .. } => Some(reason.as_str()),
+        };
+        let reasons = [socket, raw].map(|body| common::failed_reason(body));
+        let problem = if reasons != [wanted, wanted] {
+            Some(format!(
+                "wanted reason {wanted:?} with both engines, got {reasons:?}\n--- socket ---\n{socket}\n--- raw ---\n{raw}"
+            ))
+        } else if icmp_info(socket) != icmp_info(raw) {
+            Some(format!(
+                "probe_icmp_error_info: socket {:?}, raw {:?}",
+                icmp_info(socket),
+                icmp_info(raw)
+            ))
+        } else {
+            crate::engines::step_difference(
+                &crate::engines::steps(socket),
+                &crate::engines::steps(raw),
+            )
+        };
+        problems.check(
+            &format!(
+                "exporter {target:<24} {what:<40} socket and raw: {} {:?}",
+                reasons[1].unwrap_or("success"),
+                icmp_info(raw)
+            ),
+            problem,
+        );
+    }
+}
+
+/// The same errors through the exporter, with `engine`: `/probe`
+/// answers an IPv6 admin-prohibited with its `probe_icmp_error_info`, and
+/// a scheduled IPv4 target shows its own on `/metrics`.
+async fn the_exporter_shows_who_said_no(engine: Engine) {
     let scheduled = SocketAddr::new(IpAddr::V4(SERVER_V4), PORT_ADMIN_PROHIBITED);
     let config = format!(
-        "modules:\n  fast:\n    prober: tcp_halfopen\n    timeout: 1s\n\
-         targets:\n  - module: fast\n    interval: 1s\n    targets: [\"{scheduled}\"]\n"
+        "modules:\n  fast:\n    prober: tcp_halfopen\n    timeout: 1s\n    tcp: {{{}}}\n\
+         targets:\n  - module: fast\n    interval: 1s\n    targets: [\"{scheduled}\"]\n",
+        engine.yaml()
     );
     let exporter = TestExporter::with_config(&config, Exporter::builder()).await;
 
@@ -387,10 +476,16 @@ async fn the_exporter_shows_who_said_no() {
     );
     assert!(
         answer.body.contains(&wanted),
-        "no {wanted:?} in\n{}",
+        "{}: no {wanted:?} in\n{}",
+        engine.name(),
         answer.body
     );
-    assert_eq!(common::failed_reason(&answer.body), Some("unreachable"));
+    assert_eq!(
+        common::failed_reason(&answer.body),
+        Some("unreachable"),
+        "{}",
+        engine.name()
+    );
 
     let wanted = format!(
         "probe_icmp_error_info{{module=\"fast\",target=\"{scheduled}\",icmp_type=\"3\",icmp_code=\"13\",offender=\"{ROUTER_CLIENT_SIDE_V4}\"}} 1\n"
@@ -401,8 +496,15 @@ async fn the_exporter_shows_who_said_no() {
         tokio::time::sleep(Duration::from_millis(100)).await;
         metrics = exporter.get("/metrics").await.body;
     }
-    assert!(metrics.contains(&wanted), "no {wanted:?} in\n{metrics}");
-    println!("exporter: /probe and /metrics show probe_icmp_error_info");
+    assert!(
+        metrics.contains(&wanted),
+        "{}: no {wanted:?} in\n{metrics}",
+        engine.name()
+    );
+    println!(
+        "exporter, engine {}: /probe and /metrics show probe_icmp_error_info",
+        engine.name()
+    );
 }
 
 /// `expect_port: closed` and `filtered` (issue 21) against the table's
@@ -411,12 +513,19 @@ async fn the_exporter_shows_who_said_no() {
 /// sender); an RST, from the server's kernel or its firewall, satisfies
 /// `closed` and fails `filtered` as `refused`; the listener's SYN-ACK
 /// fails both as `open`. Then a scheduled `filtered` target behind the
-/// router's admin-prohibited shows the same on `/metrics`.
-async fn expect_port_reads_the_answer() {
+/// router's admin-prohibited shows the same on `/metrics`. With the
+/// socket engine the modules are `tcp_connect` ones (an `expect_port`
+/// check is half-open whatever the prober); the raw engine is refused
+/// for `tcp_connect`, so its modules are `tcp_halfopen` ones.
+async fn expect_port_reads_the_answer(engine: Engine) {
     let scheduled = SocketAddr::new(IpAddr::V4(SERVER_V4), PORT_ADMIN_PROHIBITED);
+    let (prober, fields) = match engine {
+        Engine::Socket => ("tcp_connect", String::new()),
+        Engine::Raw => ("tcp_halfopen", format!(", {}", engine.yaml())),
+    };
     let config = format!(
-        "modules:\n  closed:\n    prober: tcp_connect\n    timeout: 500ms\n    tcp: {{expect_port: closed}}\n  \
-         filtered:\n    prober: tcp_connect\n    timeout: 500ms\n    tcp: {{expect_port: filtered}}\n\
+        "modules:\n  closed:\n    prober: {prober}\n    timeout: 500ms\n    tcp: {{expect_port: closed{fields}}}\n  \
+         filtered:\n    prober: {prober}\n    timeout: 500ms\n    tcp: {{expect_port: filtered{fields}}}\n\
          targets:\n  - module: filtered\n    interval: 1s\n    targets: [\"{scheduled}\"]\n"
     );
     let exporter = TestExporter::with_config(&config, Exporter::builder()).await;
@@ -473,7 +582,8 @@ async fn expect_port_reads_the_answer() {
                     )),
                 };
                 println!(
-                    "    expect_port {module} {target}: {}, answer {answer} {}",
+                    "    {} expect_port {module} {target}: {}, answer {answer} {}",
+                    engine.name(),
                     got.unwrap_or("success"),
                     if answered && icmp_ok {
                         "exported"
@@ -483,7 +593,8 @@ async fn expect_port_reads_the_answer() {
                 );
                 if got != reason || !answered || !icmp_ok {
                     problems.push(format!(
-                        "{module} {target}: wanted {reason:?} with answer {answer} ({from:?}), got {got:?} in\n{body}"
+                        "{} {module} {target}: wanted {reason:?} with answer {answer} ({from:?}), got {got:?} in\n{body}",
+                        engine.name()
                     ));
                 }
             }
@@ -509,52 +620,42 @@ async fn expect_port_reads_the_answer() {
         metrics = exporter.get("/metrics").await.body;
     }
     for line in &wanted {
-        assert!(metrics.contains(line), "no {line:?} in\n{metrics}");
+        assert!(
+            metrics.contains(line),
+            "{}: no {line:?} in\n{metrics}",
+            engine.name()
+        );
     }
-    println!("exporter: expect_port closed and filtered read silence, ICMP, RST and SYN-ACK");
+    println!(
+        "exporter, engine {}: expect_port closed and filtered read silence, ICMP, RST and SYN-ACK",
+        engine.name()
+    );
 }
 
 /// The client namespace's `TcpExtLockDroppedIcmps`: ICMP errors that
 /// came while the socket was held by a system call, so that the kernel
 /// kept them only as a soft error (and on the error queue). Printed per
-/// case as the evidence of which path an error took; 0 if unreadable.
+/// case as the evidence of which path an error took.
 fn lock_dropped_icmps() -> u64 {
-    let Ok(netstat) = std::fs::read_to_string("/proc/self/net/netstat") else {
-        return 0;
-    };
-    // Pairs of lines: "TcpExt: Name1 Name2 ..." then "TcpExt: 1 2 ...".
-    let mut tcp_ext = netstat
-        .lines()
-        .filter_map(|line| line.strip_prefix("TcpExt:"));
-    let (Some(names), Some(values)) = (tcp_ext.next(), tcp_ext.next()) else {
-        return 0;
-    };
-    names
-        .split_whitespace()
-        .zip(values.split_whitespace())
-        .find(|(name, _)| *name == "LockDroppedIcmps")
-        .and_then(|(_, value)| value.parse().ok())
-        .unwrap_or(0)
+    crate::namespace::tcp_ext("LockDroppedIcmps")
 }
 
-/// Probes `address` until a probe succeeds (the listener may still be
-/// starting, ARP and neighbour discovery may still be running), for at
-/// most [`WARM_UP_LIMIT`].
-async fn warm_up(address: SocketAddr) {
+/// Probes `address` with `engine` until a probe succeeds (the listener
+/// may still be starting, ARP and neighbour discovery may still be
+/// running), for at most [`WARM_UP_LIMIT`].
+async fn warm_up(engine: Engine, address: SocketAddr) {
     let target = address.to_string();
-    let module = Module::tcp_halfopen().with_timeout(Duration::from_millis(500));
+    let module = Module::new(engine.halfopen()).with_timeout(Duration::from_millis(500));
     let started = Instant::now();
     let mut last = String::from("no probe ran");
     while started.elapsed() < WARM_UP_LIMIT {
-        let bounded = tokio::time::timeout(
-            Duration::from_secs(5),
-            synack_exporter::check(&target, &module),
-        )
-        .await;
+        let bounded =
+            tokio::time::timeout(Duration::from_secs(5), engine.check(&target, &module)).await;
         match bounded {
             Ok(Ok(outcome)) if outcome.is_success() => {
                 println!(
-                    "warm-up {target}: open after {:.3}s",
+                    "warm-up {target}, engine {}: open after {:.3}s",
+                    engine.name(),
                     started.elapsed().as_secs_f64()
                 );
                 return;
@@ -565,7 +666,10 @@ async fn warm_up(address: SocketAddr) {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    panic!("the path to {target} did not work within {WARM_UP_LIMIT:?}; last: {last}");
+    panic!(
+        "the path to {target} did not work with engine {} within {WARM_UP_LIMIT:?}; last: {last}",
+        engine.name()
+    );
 }
 
 /// One row of the table: what, the probed address, what it must give.
@@ -664,11 +768,12 @@ fn rows(server: IpAddr, unrouted: IpAddr, icmp: &DestinationUnreachable) -> [Row
     ]
 }
 
-/// Every row of both families with both probers: the classification
-/// must not depend on how far the handshake is meant to go.
+/// Every row of both families with both probers and both engines: the
+/// classification must not depend on how far the handshake is meant to
+/// go, nor on how the SYN is sent.
 fn all_cases() -> Vec<Case> {
     let mut cases = Vec::new();
-    for prober in crate::concurrent::tcp_probers() {
+    for (prober, engine) in crate::engines::matrix_probers() {
         let ipv4 = rows(IpAddr::V4(SERVER_V4), IpAddr::V4(UNROUTED_V4), &ICMP_V4);
         let ipv6 = rows(IpAddr::V6(SERVER_V6), IpAddr::V6(UNROUTED_V6), &ICMP_V6);
         for (what, ip, port, expect) in ipv4.into_iter().chain(ipv6) {
@@ -676,6 +781,7 @@ fn all_cases() -> Vec<Case> {
                 what,
                 address: SocketAddr::new(ip, port),
                 prober: prober.clone(),
+                engine,
                 expect,
                 timeout: expect.timeout(),
             });
@@ -686,8 +792,31 @@ fn all_cases() -> Vec<Case> {
 
 /// One probe, bounded in case the prober ever ignores its deadline.
 async fn run_case(case: &Case) -> CaseResult {
-    let (target, module) = case.probe();
-    crate::concurrent::check_bounded(target, module).await
+    case.check().await
+}
+
+/// What is wrong with a success's timing over the veth path, if
+/// anything. A socket's: [`wrong_kernel_timing`]. A raw probe's, which
+/// has no kernel socket: a handshake time above 0, an RTT (from its own
+/// timestamps) above 0 and within the handshake time if it gives one,
+/// and no SYN retransmitted.
+fn wrong_timing(engine: Engine, outcome: &Outcome) -> Option<String> {
+    if engine == Engine::Socket {
+        return wrong_kernel_timing(outcome);
+    }
+    let Some(handshake) = outcome.handshake_time().filter(|time| !time.is_zero()) else {
+        return Some(format!(
+            "expected a handshake time above 0, got {:?}",
+            outcome.handshake_time()
+        ));
+    };
+    if let Some(rtt) = outcome.tcp().and_then(|tcp| tcp.tcp_rtt)
+        && (rtt.is_zero() || rtt > handshake + Duration::from_micros(100))
+    {
+        return Some(format!("RTT {rtt:?} against a handshake of {handshake:?}"));
+    }
+    let retransmits = outcome.tcp().map_or(0, |tcp| tcp.syn_retransmits);
+    (retransmits != 0).then(|| format!("{retransmits} SYN retransmits"))
 }
 
 /// What is wrong with a success's kernel timing over the veth path, if
@@ -743,7 +872,8 @@ impl Case {
                 if !outcome.is_success() {
                     return Some("expected success".to_owned());
                 }
-                return wrong_kernel_timing(outcome);
+                return wrong_timing(self.engine, outcome)
+                    .or_else(|| crate::engines::wrong_engine(self.engine, &self.prober, outcome));
             }
             Expect::Refused => {
                 if outcome.reason() != Some(Reason::Refused) {

@@ -9,12 +9,16 @@
 #[path = "../common/mod.rs"]
 mod common;
 mod concurrent;
+mod engines;
 mod namespace;
 
 mod attempts;
 mod faults;
 mod icmp;
 mod mapped;
+mod raw_accepts;
+mod raw_forged;
+mod raw_stranger;
 mod route;
 mod source_address;
 mod syn_retransmit;

@@ -6,6 +6,9 @@
 //! exceeded": a port unreachable from the target itself is `refused`, and
 //! the offender is the IPv4 address.
 //!
+//! The raw engine (`tcp: {engine: raw}`, issue 22) must read the same
+//! from its own receive path: the ICMP error, the reason, the offender.
+//!
 //! The rules sit in the `output` chain of a namespace that the test
 //! creates (see `tests/netns/faults.rs` for why it re-executes itself);
 //! nothing leaves its loopback. Prerequisites as there.
@@ -38,35 +41,41 @@ namespace_test! {
 fn probe_mapped_targets() {
     let runtime = current_thread_runtime();
     let localhost = IpAddr::V4(Ipv4Addr::LOCALHOST);
-    for prober in crate::concurrent::tcp_probers() {
+    for (prober, engine) in crate::engines::matrix_probers() {
         for (port, code, reason) in [
             (PORT_PORT_UNREACHABLE, 3, Reason::Refused),
             (PORT_ADMIN_PROHIBITED, 13, Reason::Unreachable),
         ] {
             let target = format!("[::ffff:127.0.0.1]:{port}");
             let module = Module::new(prober.clone()).with_timeout(TIMEOUT);
-            let outcome = runtime
-                .block_on(synack_exporter::check(&target, &module))
-                .expect("a valid target");
+            let outcome = runtime.block_on(crate::concurrent::check_valid_with(
+                engine,
+                target.clone(),
+                module,
+            ));
+            let prober = crate::engines::label(&prober, engine);
             println!(
-                "{} {target}: {:?} {:?}",
-                prober.name(),
+                "{prober} {target}: {:?} {:?}",
                 outcome.failure,
                 outcome.tcp().and_then(|tcp| tcp.icmp_error)
             );
             let icmp = outcome
                 .tcp()
                 .and_then(|tcp| tcp.icmp_error)
-                .unwrap_or_else(|| panic!("{target}: no ICMP error in {outcome:?}"));
+                .unwrap_or_else(|| panic!("{prober} {target}: no ICMP error in {outcome:?}"));
             assert_eq!(
                 (icmp.ipv6, icmp.icmp_type, icmp.code, icmp.offender),
                 (false, 3, code, Some(localhost)),
-                "{target}: an ICMP (IPv4) error from 127.0.0.1"
+                "{prober} {target}: an ICMP (IPv4) error from 127.0.0.1"
             );
-            assert_eq!(outcome.reason(), Some(reason), "{target}: {outcome:?}");
+            assert_eq!(
+                outcome.reason(),
+                Some(reason),
+                "{prober} {target}: {outcome:?}"
+            );
             assert!(
                 icmp.to_string().starts_with("ICMP destination unreachable"),
-                "{target}: {icmp}"
+                "{prober} {target}: {icmp}"
             );
         }
     }

@@ -5,6 +5,7 @@
 //! it is done this way.
 
 use crate::common::run_bounded;
+use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener};
 use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -535,4 +536,64 @@ pub fn run_checked(command: &mut Command, stdin: Option<&str>) {
         result.stdout,
         result.stderr
     );
+}
+
+/// A `TcpExt` counter of this process's network namespace
+/// (`/proc/self/net/netstat`, as `nstat` reads it): `DelayedACKs`,
+/// `LockDroppedIcmps`...; 0 when the kernel has no such counter.
+pub fn tcp_ext(name: &str) -> u64 {
+    let netstat =
+        std::fs::read_to_string("/proc/self/net/netstat").expect("read /proc/self/net/netstat");
+    // Pairs of lines: "TcpExt: Name1 Name2 ..." then "TcpExt: 1 2 ...".
+    let mut tcp_ext = netstat
+        .lines()
+        .filter_map(|line| line.strip_prefix("TcpExt:"));
+    let (Some(names), Some(values)) = (tcp_ext.next(), tcp_ext.next()) else {
+        panic!("no TcpExt lines in /proc/self/net/netstat");
+    };
+    names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .find(|(found, _)| *found == name)
+        .map_or(0, |(_, value)| value.parse().expect("a TcpExt count"))
+}
+
+/// The packet counts of the named counters of nftables table `inet
+/// table`, by name: in `namespace` (`ip netns exec`), or in this
+/// process's own when `None`.
+pub fn named_counters(namespace: Option<&str>, table: &str) -> BTreeMap<String, u64> {
+    let mut command = match namespace {
+        Some(namespace) => {
+            let mut command = Command::new("ip");
+            command.args(["netns", "exec", namespace, "nft"]);
+            command
+        }
+        None => Command::new("nft"),
+    };
+    command.args(["list", "counters", "table", "inet", table]);
+    let listed = run_bounded(&mut command, None, COMMAND_LIMIT).expect("nft list counters");
+    assert!(listed.status.success(), "{}", listed.stderr);
+    let mut counters = BTreeMap::new();
+    let mut name = None;
+    for line in listed.stdout.lines().map(str::trim) {
+        if let Some(rest) = line.strip_prefix("counter ") {
+            name = rest.split_whitespace().next().map(str::to_owned);
+        } else if let (Some(packets), Some(name)) = (line.strip_prefix("packets "), name.take()) {
+            let count = packets.split_whitespace().next().unwrap_or_default();
+            counters.insert(name, count.parse().expect("a packet count"));
+        }
+    }
+    counters
+}
+
+/// What each counter of `before` gained by `after` (both from
+/// [`named_counters`] of one table).
+pub fn counters_gained(
+    before: &BTreeMap<String, u64>,
+    after: &BTreeMap<String, u64>,
+) -> BTreeMap<String, u64> {
+    after
+        .iter()
+        .map(|(name, count)| (name.clone(), count - before[name]))
+        .collect()
 }

@@ -28,6 +28,12 @@
 //! peers' counters before and after its probe: the peer it must reach
 //! must have counted its SYN, the other none.
 //!
+//! The plain and `dscp` modules run with the raw engine too (`tcp:
+//! {engine: raw}`, issue 22): its SYN must arrive where a socket's does,
+//! with the DSCP, a target without a route must fail as `unreachable`,
+//! and the step log must read as the socket's `tcp_halfopen` one
+//! ([`crate::engines::step_difference`]).
+//!
 //! The probes run in the client namespace, in this binary re-executed
 //! under `ip netns exec` (see `tests/netns/faults.rs` for why), through an
 //! in-process exporter serving a YAML config, so the options go the way a
@@ -231,12 +237,22 @@ fn netns_route_peer_listens() {
     std::thread::sleep(PEER_LIFETIME);
 }
 
-/// The prober kinds, as `prober:` and the rest of a module's YAML.
-const PROBERS: [(&str, &str, &str); 3] = [
+/// The prober kinds, as `prober:` and the rest of a module's YAML; the
+/// last, the half-open prober with the raw engine (issue 22), only for
+/// the variants it takes ([`raw_takes`]).
+const PROBERS: [(&str, &str, &str); 4] = [
     ("halfopen", "tcp_halfopen", ""),
     ("connect", "tcp_connect", ""),
     ("session", "tcp", ", query_response: [{send: hi}]"),
+    ("raw", "tcp_halfopen", ", engine: raw"),
 ];
+
+/// Whether the raw engine takes the route variant: `source_interface`
+/// and `mark` are refused for raw modules, which have no socket of their
+/// own to bind or mark; no route and `dscp` must work as with a socket.
+fn raw_takes(variant: &str, kind: &str) -> bool {
+    kind != "raw" || matches!(variant, "plain" | "dscp")
+}
 
 /// The route variants, as a module name part and `tcp:` fields.
 fn variants() -> [(&'static str, String); 5] {
@@ -254,6 +270,9 @@ fn config() -> String {
     let mut yaml = String::from("modules:\n");
     for (variant, fields) in variants() {
         for (kind, prober, extra) in PROBERS {
+            if !raw_takes(variant, kind) {
+                continue;
+            }
             let comma = if fields.is_empty() { "" } else { ", " };
             yaml.push_str(&format!(
                 "  {variant}_{kind}:\n    prober: {prober}\n    timeout: {TIMEOUT_SECONDS}s\n    \
@@ -279,43 +298,9 @@ type Counters = BTreeMap<String, u64>;
 
 /// Reads the named counters of `peer`'s table.
 fn counters(peer: &str) -> Counters {
-    let listed = common::run_bounded(
-        Command::new("ip").args([
-            "netns",
-            "exec",
-            peer,
-            "nft",
-            "list",
-            "counters",
-            "table",
-            "inet",
-            "synack_netns_route",
-        ]),
-        None,
-        Duration::from_secs(20),
-    )
-    .expect("nft list counters");
-    assert!(listed.status.success(), "{}", listed.stderr);
-    let mut counters = Counters::new();
-    let mut name = None;
-    for line in listed.stdout.lines().map(str::trim) {
-        if let Some(rest) = line.strip_prefix("counter ") {
-            name = rest.split_whitespace().next().map(str::to_owned);
-        } else if let (Some(packets), Some(name)) = (line.strip_prefix("packets "), name.take()) {
-            let count = packets.split_whitespace().next().unwrap_or_default();
-            counters.insert(name, count.parse().expect("a packet count"));
-        }
-    }
-    assert_eq!(counters.len(), 3, "{}", listed.stdout);
+    let counters = crate::namespace::named_counters(Some(peer), "synack_netns_route");
+    assert_eq!(counters.len(), 3, "{counters:?}");
     counters
-}
-
-/// What each counter of `before` gained by `after`.
-fn gained(before: &Counters, after: &Counters) -> Counters {
-    after
-        .iter()
-        .map(|(name, count)| (name.clone(), count - before[name]))
-        .collect()
 }
 
 /// The client: checks it is in its namespace, finds its peers' names
@@ -344,7 +329,7 @@ fn netns_route_client_probes() {
     runtime.block_on(async {
         let exporter = TestExporter::with_config(&config(), Exporter::builder()).await;
         for target in [BOTH_V4.into(), BOTH_V6.into()] {
-            for module in ["plain_halfopen", "via_vb_halfopen"] {
+            for module in ["plain_halfopen", "via_vb_halfopen", "plain_raw"] {
                 warm_up(&exporter, target, module).await;
             }
         }
@@ -365,21 +350,38 @@ fn netns_route_client_probes() {
                 ("dscp", both, at('a', true)),
             ];
             for (variant, target, expect) in cases {
+                let mut socket_steps = Vec::new();
                 for (kind, _, _) in PROBERS {
+                    if !raw_takes(variant, kind) {
+                        continue;
+                    }
                     let module = format!("{variant}_{kind}");
                     let before = peers.each_ref().map(|(_, peer)| counters(peer));
                     let body = probe(&exporter, target, &module).await;
                     let after = peers.each_ref().map(|(_, peer)| counters(peer));
-                    let seen = [0, 1].map(|i| gained(&before[i], &after[i]));
+                    let seen =
+                        [0, 1].map(|i| crate::namespace::counters_gained(&before[i], &after[i]));
                     println!("{module} {target}: a {:?}, b {:?}", seen[0], seen[1]);
-                    if let Some(problem) = wrong(expect, target, &body, &seen) {
+                    // The raw module's step log against the socket's, of
+                    // the same case (`halfopen` comes first in PROBERS).
+                    let mut same_steps = None;
+                    if kind == "halfopen" {
+                        socket_steps = crate::engines::steps(&body);
+                    } else if kind == "raw" {
+                        same_steps = crate::engines::step_difference(
+                            &socket_steps,
+                            &crate::engines::steps(&body),
+                        );
+                    }
+                    if let Some(problem) = wrong(expect, target, &body, &seen).or(same_steps) {
                         problems.push(format!("{module} to {target}: {problem}\n{body}"));
                     }
                     checked += 1;
                 }
             }
         }
-        assert_eq!(checked, 42);
+        // 7 cases of 3 probers, and 3 of them with the raw engine, per family.
+        assert_eq!(checked, 48);
         assert!(problems.is_empty(), "{}", problems.join("\n"));
     });
     println!("{}", done_marker(CLIENT_ENV));

@@ -16,6 +16,7 @@
 //! `SYNACK_SYSTEM_TESTS=require`.
 
 use crate::concurrent::{Problems, check_valid};
+use crate::engines::Engine;
 use crate::namespace::{LOOPBACKS, current_thread_runtime, listeners, namespace_test};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -26,27 +27,27 @@ const PORT_FIRST_SYN_DROPPED: u16 = 7101;
 /// No rule matches: every SYN gets through.
 const PORT_OPEN: u16 = 7102;
 
-/// Drops the first SYN of each connection to port 7101, per family: the
-/// sets remember a connection by its source address and port for a
+/// Drops the first SYN of each attempt to port 7101, per family: the
+/// sets remember a SYN by its source address, port and sequence number for a
 /// minute, far longer than the test runs.
 const RULESET: &str = "\
 table inet synack_syn_retransmit {
     set seen4 {
-        type ipv4_addr . inet_service
+        typeof ip saddr . tcp sport . tcp sequence
         flags dynamic, timeout
         timeout 60s
     }
     set seen6 {
-        type ipv6_addr . inet_service
+        typeof ip6 saddr . tcp sport . tcp sequence
         flags dynamic, timeout
         timeout 60s
     }
     chain input {
         type filter hook input priority 0; policy accept;
-        tcp dport 7101 tcp flags & (syn | ack) == syn ip saddr . tcp sport @seen4 accept
-        tcp dport 7101 tcp flags & (syn | ack) == syn ip6 saddr . tcp sport @seen6 accept
-        tcp dport 7101 tcp flags & (syn | ack) == syn add @seen4 { ip saddr . tcp sport } drop
-        tcp dport 7101 tcp flags & (syn | ack) == syn add @seen6 { ip6 saddr . tcp sport } drop
+        tcp dport 7101 tcp flags & (syn | ack) == syn ip saddr . tcp sport . tcp sequence @seen4 accept
+        tcp dport 7101 tcp flags & (syn | ack) == syn ip6 saddr . tcp sport . tcp sequence @seen6 accept
+        tcp dport 7101 tcp flags & (syn | ack) == syn add @seen4 { ip saddr . tcp sport . tcp sequence } drop
+        tcp dport 7101 tcp flags & (syn | ack) == syn add @seen6 { ip6 saddr . tcp sport . tcp sequence } drop
     }
 }
 ";
@@ -87,7 +88,7 @@ fn probe_one_by_one() {
         }));
     let runtime = current_thread_runtime();
     let mut problems = Problems::default();
-    for prober in crate::concurrent::tcp_probers() {
+    for (prober, engine) in crate::engines::matrix_probers() {
         for ip in LOOPBACKS {
             for (port, attempts) in [
                 (PORT_FIRST_SYN_DROPPED, 1),
@@ -95,13 +96,13 @@ fn probe_one_by_one() {
                 (PORT_FIRST_SYN_DROPPED, 2),
             ] {
                 let address = SocketAddr::new(ip, port);
-                let outcome = runtime.block_on(probe(address, module(&prober, attempts)));
+                let outcome = runtime.block_on(probe(address, module(&prober, attempts), engine));
                 let line = format!(
-                    "{:<12} {address:<16} {attempts} attempt(s): {}",
-                    prober.name(),
+                    "{:<16} {address:<16} {attempts} attempt(s): {}",
+                    crate::engines::label(&prober, engine),
                     describe(&outcome)
                 );
-                problems.check(&line, check(port, attempts, &outcome));
+                problems.check(&line, check(port, attempts, engine, &outcome));
             }
         }
     }
@@ -126,8 +127,17 @@ fn module(prober: &Prober, attempts: u32) -> Module {
 
 /// One probe of `address`, bounded by the timeout plus 5 s in case the
 /// prober ever ignores its deadline.
-async fn probe(address: SocketAddr, module: Module) -> Outcome {
-    check_valid(address.to_string(), module).await
+async fn probe(address: SocketAddr, module: Module, engine: Engine) -> Outcome {
+    match engine {
+        Engine::Socket => check_valid(address.to_string(), module).await,
+        Engine::Raw => tokio::time::timeout(
+            module.timeout() + Duration::from_secs(5),
+            engine.check(&address.to_string(), &module),
+        )
+        .await
+        .expect("the raw probe ends by its deadline")
+        .expect("a valid target"),
+    }
 }
 
 /// The figures of one outcome, for the log.
@@ -147,13 +157,21 @@ fn describe(outcome: &Outcome) -> String {
 
 /// What is wrong with the outcome of a probe of `port` with `attempts`,
 /// if anything. Every attempt must succeed; the kernel RTT is the first
-/// one's, and the SYN retransmits are summed over all.
-fn check(port: u16, attempts: u32, outcome: &Outcome) -> Option<String> {
-    let (Some(handshake), Some(rtt)) = (
-        outcome.handshake_time(),
-        outcome.tcp().and_then(|tcp| tcp.tcp_rtt),
-    ) else {
-        return Some("expected a success with a handshake time and a kernel RTT".to_owned());
+/// one's, and the SYN retransmits are summed over all. The raw engine
+/// retransmits as the kernel does (after 1 s) and takes no RTT sample
+/// after a retransmit (Karn's rule).
+fn check(port: u16, attempts: u32, engine: Engine, outcome: &Outcome) -> Option<String> {
+    let rtt = outcome.tcp().and_then(|tcp| tcp.tcp_rtt);
+    let Some(handshake) = outcome.handshake_time() else {
+        return Some("expected a success with a handshake time".to_owned());
+    };
+    let rtt = match (rtt, engine, port) {
+        (None, Engine::Raw, PORT_FIRST_SYN_DROPPED) => handshake,
+        (Some(_), Engine::Raw, PORT_FIRST_SYN_DROPPED) => {
+            return Some("a raw probe takes no RTT sample after a retransmit".to_owned());
+        }
+        (Some(rtt), _, _) => rtt,
+        (None, _, _) => return Some("expected a kernel RTT".to_owned()),
     };
     if !outcome.is_success() {
         return Some("expected a success".to_owned());

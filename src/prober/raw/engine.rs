@@ -23,9 +23,11 @@
 //! **Sending.** SYNs queue, and the sending task sends what has queued
 //! with one `sendmmsg` per family: the probes a scheduler tick starts go
 //! out in one call. The send time of each SYN is read from the clock just
-//! before that call; a SYN the kernel refuses (no route, a local
-//! firewall) ends its attempt with the kernel's error, as `connect()`
-//! would have returned it.
+//! before that call; a SYN the kernel refuses (no route, a `prohibit`
+//! route) ends its attempt with the kernel's error, as `connect()` would
+//! have returned it (a local firewall's verdict aside: see
+//! [`send_chunk`]). A SYN whose probe ended while it was queued is not
+//! sent.
 //!
 //! **Receiving.** Each raw socket has a classic BPF filter
 //! ([`super::filter`]) so that only SYN-ACKs and RSTs to the engine's port
@@ -133,6 +135,9 @@ struct Waiting {
 #[derive(Debug)]
 struct Queued {
     offset: usize,
+    /// The probe's sequence number: a SYN whose probe has ended (its slot
+    /// empty, or another probe's) is not sent.
+    isn: u32,
     destination: SocketAddr,
     source: Option<IpAddr>,
     tos: Option<u8>,
@@ -202,7 +207,7 @@ impl RawEngine {
         if tcp4.is_none() && tcp6.is_none() {
             return Err(io::Error::from_raw_os_error(libc::EAFNOSUPPORT));
         }
-        let len = usize::from(*ports.end()).saturating_sub(usize::from(*ports.start())) + 1;
+        let len = super::ports::range_len(&ports);
         let shared = Arc::new(Shared {
             key: IsnKey::random()?,
             waiting: Mutex::new((0..len).map(|_| None).collect()),
@@ -242,12 +247,14 @@ impl RawEngine {
     }
 
     /// One attempt: a SYN to `destination` (and its retransmits) until
-    /// an answer or `deadline`; see the module docs.
+    /// an answer or `deadline`; see the module docs. `sending` is told the
+    /// source port just before the first SYN is queued, and only then.
     pub(crate) async fn attempt(
         &self,
         destination: SocketAddr,
         options: &TcpOptions,
         deadline: Instant,
+        sending: impl FnOnce(u16),
     ) -> Result<RawSynAck, RawFailed> {
         let shared = &*self.shared;
         let destination = SocketAddr::new(destination.ip().to_canonical(), destination.port());
@@ -262,6 +269,12 @@ impl RawEngine {
                 family_name(kind)
             )));
         }
+        let lease = shared
+            .ports
+            .take()
+            .map_err(|no_port| RawFailed::Local(shared.no_port(&no_port)))?;
+        let slot = Slot::new(shared, lease);
+        sending(lease.port);
         let source = match (options.source_ip_address, destination.ip()) {
             (Some(source), _) => source.to_canonical(),
             (None, IpAddr::V4(ip)) => match shared.source_for(ip) {
@@ -277,11 +290,6 @@ impl RawEngine {
             // The kernel fills in the IPv6 checksum (IPV6_CHECKSUM).
             (None, IpAddr::V6(_)) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
         };
-        let lease = shared
-            .ports
-            .take()
-            .map_err(|no_port| RawFailed::Local(shared.no_port(&no_port)))?;
-        let slot = Slot::new(shared, lease);
         let isn = shared.key.isn(destination, lease.port, lease.generation);
         let (answer, mut answered) = oneshot::channel();
         slot.wait(Waiting {
@@ -294,6 +302,7 @@ impl RawEngine {
         });
         let syn = Queued {
             offset: slot.offset,
+            isn,
             destination,
             // The address the checksum covers, IPv4 always (so that a route
             // that changed since it was looked up cannot make the kernel
@@ -359,6 +368,7 @@ impl Queued {
     fn copy(&self) -> Self {
         Self {
             offset: self.offset,
+            isn: self.isn,
             destination: self.destination,
             source: self.source,
             tos: self.tos,
@@ -492,25 +502,35 @@ impl Shared {
         Ok(source)
     }
 
-    /// Stamps the SYNs of the probes at `offsets` as sent at `now`.
-    fn stamp(&self, offsets: impl Iterator<Item = usize>, now: SystemTime) {
+    /// Of `batch`, keeps the SYNs whose probes still wait for them, and
+    /// stamps them as sent at `now`: a probe dropped after it queued its
+    /// SYN (its deadline, a client that left) sends nothing.
+    fn stamp(&self, batch: &mut Vec<&Queued>, now: SystemTime) {
         let mut waiting = self.waiting();
-        for offset in offsets {
-            if let Some(waiting) = waiting.get_mut(offset).and_then(Option::as_mut) {
-                waiting.first_sent.get_or_insert(now);
-                waiting.last_sent = Some(now);
+        batch.retain(|syn| {
+            let probe = waiting
+                .get_mut(syn.offset)
+                .and_then(Option::as_mut)
+                .filter(|probe| probe.isn == syn.isn);
+            match probe {
+                Some(probe) => {
+                    probe.first_sent.get_or_insert(now);
+                    probe.last_sent = Some(now);
+                    true
+                }
+                None => false,
             }
-        }
+        });
     }
 
-    /// Ends the attempt of the SYN at `offset` with `answer`, if it
-    /// still waits for that destination.
-    fn answer(&self, offset: usize, destination: SocketAddr, answer: Answer) {
+    /// Ends the attempt whose SYN had `isn` at `offset` with `answer`, if
+    /// it still waits.
+    fn answer(&self, offset: usize, isn: u32, answer: Answer) {
         let mut waiting = self.waiting();
         let Some(probe) = waiting.get_mut(offset).and_then(Option::as_mut) else {
             return;
         };
-        if probe.destination == destination
+        if probe.isn == isn
             && let Some(sender) = probe.answer.take()
         {
             let _ = sender.send(answer);
@@ -579,7 +599,7 @@ impl Shared {
         let ends = classify::icmp_reason(&icmp, destination.ip()).is_some();
         match proves {
             Some(offset) if ends => {
-                self.answer(offset, destination, Answer::Icmp(icmp));
+                self.answer(offset, quoted.seq, Answer::Icmp(icmp));
                 self.count(true);
             }
             _ => self.count(false),
@@ -615,10 +635,11 @@ async fn send(shared: Arc<Shared>) {
             let Some(socket) = shared.socket(kind) else {
                 continue;
             };
-            let of_family: Vec<&Queued> = batch
+            let mut of_family: Vec<&Queued> = batch
                 .iter()
                 .filter(|syn| syn.destination.is_ipv6() == (kind == RawKind::Tcp6))
                 .collect();
+            shared.stamp(&mut of_family, SystemTime::now());
             for chunk in of_family.chunks(BATCH) {
                 send_chunk(&shared, socket, chunk).await;
             }
@@ -628,6 +649,14 @@ async fn send(shared: Arc<Shared>) {
 }
 
 /// Sends `chunk` with as few `sendmmsg` calls as the kernel allows.
+///
+/// A SYN the kernel refuses ends its attempt with the kernel's error, as
+/// `connect()` returns it: no route (`ENETUNREACH`, `EHOSTUNREACH`), a
+/// `prohibit` route (`EACCES`). All but `EPERM`, which a local firewall's
+/// verdict (nftables `drop` or `reject` in the output path) gives the
+/// sender: `connect()` does not report that one, its SYN counts as sent,
+/// and the probe goes on to the firewall's ICMP error or RST, or its
+/// deadline. So does the raw attempt, for the same reasons.
 async fn send_chunk(shared: &Shared, socket: &AsyncFd<OwnedFd>, chunk: &[&Queued]) {
     let outgoing: Vec<Outgoing<'_>> = chunk
         .iter()
@@ -640,8 +669,6 @@ async fn send_chunk(shared: &Shared, socket: &AsyncFd<OwnedFd>, chunk: &[&Queued
         .collect();
     let mut done = 0;
     while done < outgoing.len() {
-        let rest = &chunk[done..];
-        shared.stamp(rest.iter().map(|syn| syn.offset), SystemTime::now());
         match sys::send_batch(socket.as_fd(), &outgoing[done..]) {
             Ok(sent) => {
                 shared.counts.sent.fetch_add(sent as u64, Ordering::Relaxed);
@@ -652,9 +679,13 @@ async fn send_chunk(shared: &Shared, socket: &AsyncFd<OwnedFd>, chunk: &[&Queued
                     ready.clear_ready();
                 }
             }
+            Err(error) if error.raw_os_error() == Some(libc::EPERM) => {
+                shared.counts.sent.fetch_add(1, Ordering::Relaxed);
+                done += 1;
+            }
             Err(error) => {
-                let syn = rest[0];
-                shared.answer(syn.offset, syn.destination, Answer::NotSent(error));
+                let syn = chunk[done];
+                shared.answer(syn.offset, syn.isn, Answer::NotSent(error));
                 done += 1;
             }
         }
@@ -768,7 +799,7 @@ mod tests {
             let (listener, target) = listener(address);
             for _ in 0..50 {
                 let syn_ack = engine
-                    .attempt(target, &TcpOptions::default(), deadline())
+                    .attempt(target, &TcpOptions::default(), deadline(), |_| {})
                     .await
                     .unwrap_or_else(|failed| panic!("{target}: {failed:?}"));
                 assert!(syn_ack.time > Duration::ZERO, "{syn_ack:?}");
@@ -799,7 +830,7 @@ mod tests {
             // A port that was open a moment ago and is closed now.
             let target = listener(address).1;
             match engine
-                .attempt(target, &TcpOptions::default(), deadline())
+                .attempt(target, &TcpOptions::default(), deadline(), |_| {})
                 .await
             {
                 Err(RawFailed::Answer {
@@ -825,7 +856,7 @@ mod tests {
         let engine = RawEngine::start(ports).unwrap();
         let (_listener, target) = listener("127.0.0.1:0");
         match engine
-            .attempt(target, &TcpOptions::default(), deadline())
+            .attempt(target, &TcpOptions::default(), deadline(), |_| {})
             .await
         {
             Err(RawFailed::Local(why)) => assert!(
@@ -845,7 +876,7 @@ mod tests {
         let engine = Arc::new(RawEngine::start(free_ports(320)).unwrap());
         let (listener, target) = listener("127.0.0.1:0");
         let options = TcpOptions::default();
-        let attempts = (0..300).map(|_| engine.attempt(target, &options, deadline()));
+        let attempts = (0..300).map(|_| engine.attempt(target, &options, deadline(), |_| {}));
         let results = futures_util::future::join_all(attempts).await;
         let failed: Vec<_> = results.iter().filter(|result| result.is_err()).collect();
         assert!(

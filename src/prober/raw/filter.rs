@@ -278,16 +278,15 @@ pub(crate) fn icmp_errors(v6: bool, ports: RangeInclusive<u16>) -> Vec<BpfInstru
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sys::raw_test_support::{internet_checksum, raw_socket_or_skip, tcp_segment};
-    use crate::sys::{
-        Incoming, MAX_BATCH, Outgoing, RAW_BUFFER, RawKind, attach_filter, receive_batch,
-        send_batch,
+    use crate::sys::raw_test_support::{
+        held_port, internet_checksum, now, raw_socket_or_skip, receive, tcp_segment,
     };
+    use crate::sys::{Incoming, Outgoing, RawKind, attach_filter, send_batch};
     use std::collections::BTreeSet;
     use std::io::{self, Read, Write};
     use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
-    use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-    use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+    use std::os::fd::{AsFd, OwnedFd};
+    use std::time::Duration;
 
     const V4: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
     const V6: IpAddr = IpAddr::V6(Ipv6Addr::LOCALHOST);
@@ -380,20 +379,6 @@ mod tests {
         }
     }
 
-    /// A port held by a bound TCP socket that neither listens nor
-    /// connects: the kernel answers a segment to it with an RST.
-    fn held_port(ip: IpAddr) -> (socket2::Socket, u16) {
-        let domain = if ip.is_ipv4() {
-            socket2::Domain::IPV4
-        } else {
-            socket2::Domain::IPV6
-        };
-        let socket = socket2::Socket::new(domain, socket2::Type::STREAM, None).unwrap();
-        socket.bind(&SocketAddr::new(ip, 0).into()).unwrap();
-        let port = socket.local_addr().unwrap().as_socket().unwrap().port();
-        (socket, port)
-    }
-
     fn tcp_kind(ip: IpAddr) -> RawKind {
         if ip.is_ipv4() {
             RawKind::Tcp4
@@ -416,39 +401,6 @@ mod tests {
         } else {
             packet
         }
-    }
-
-    /// Receives until `done` says it has all it wants, or for `limit`;
-    /// returns every packet seen.
-    fn receive(
-        fd: BorrowedFd<'_>,
-        limit: Duration,
-        mut done: impl FnMut(&Incoming, &[u8]) -> bool,
-    ) -> Vec<(Incoming, Vec<u8>)> {
-        let mut buffers = vec![[0_u8; RAW_BUFFER]; MAX_BATCH];
-        let mut out = Vec::new();
-        let mut seen = Vec::new();
-        let started = Instant::now();
-        while started.elapsed() < limit {
-            match receive_batch(fd, &mut buffers, &mut out) {
-                Ok(_) => {
-                    let mut finished = false;
-                    for (incoming, buffer) in out.iter().zip(&buffers) {
-                        let bytes = buffer[..incoming.len].to_vec();
-                        finished |= done(incoming, &bytes);
-                        seen.push((*incoming, bytes));
-                    }
-                    if finished {
-                        break;
-                    }
-                }
-                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-                Err(error) => panic!("{error}"),
-            }
-        }
-        seen
     }
 
     /// How long a test waits for what should come: long, as loopback
@@ -520,10 +472,6 @@ mod tests {
                 assert!(ports.contains(&port), "{ip}: {incoming:?} {packet:x?}");
             }
         }
-    }
-
-    fn now() -> Duration {
-        SystemTime::now().duration_since(UNIX_EPOCH).unwrap()
     }
 
     #[test]

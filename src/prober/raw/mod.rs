@@ -30,6 +30,12 @@ mod ports;
 
 pub(crate) use engine::{RawEngine, RawFailed};
 
+/// Descriptors the raw engine holds beside its probes in flight (each of
+/// which holds its source port, as a socket probe holds its socket): its
+/// four raw sockets, a route lookup's socket, and the held ports no probe
+/// uses ([`ports::IDLE_PORTS`]).
+pub(crate) const RAW_ENGINE_DESCRIPTORS: u64 = 4 + 1 + ports::IDLE_PORTS as u64;
+
 use std::ops::RangeInclusive;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -59,15 +65,14 @@ impl RawEngineSlot {
         if let Some(engine) = &*engine {
             return Ok(Arc::clone(engine));
         }
-        let started = RawEngine::start(self.ports.clone()).map_err(|error| {
-            match error.raw_os_error() {
+        let started =
+            RawEngine::start(self.ports.clone()).map_err(|error| match error.raw_os_error() {
                 Some(libc::EPERM | libc::EACCES) => format!(
                     "the raw engine cannot start: this host refuses the exporter a raw socket: {}",
                     crate::config::RAW_ENGINE_CAPABILITY
                 ),
                 _ => format!("the raw engine cannot start: {error}"),
-            }
-        })?;
+            })?;
         let started = Arc::new(started);
         *engine = Some(Arc::clone(&started));
         Ok(started)
@@ -81,9 +86,8 @@ impl RawEngineSlot {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
-        let ports = usize::from(*self.ports.end()).saturating_sub(usize::from(*self.ports.start()));
         let mut values = RawEngineValues {
-            ports: if self.ports.is_empty() { 0 } else { ports + 1 },
+            ports: ports::range_len(&self.ports),
             ..RawEngineValues::default()
         };
         if let Some(engine) = engine {

@@ -39,13 +39,18 @@
 //!
 //! The checksum covers a pseudo-header of the addresses (RFC 9293
 //! §3.1 for IPv4, RFC 8200 §8.1 for IPv6), so the source address must be
-//! the one the kernel puts in the IP header: for IPv4 the kernel sends
-//! our checksum as it is, and a wrong one is dropped by the target (not
-//! on loopback, which does not check). For IPv6 the raw socket has
-//! `IPV6_CHECKSUM` set: the kernel then subtracts whatever the field
-//! holds and writes its own, computed with the source it chose, so the
-//! kernel's wins; ours is computed anyway, for a socket without that
-//! option and for the tests. Addresses of two families give checksum 0.
+//! the one the kernel puts in the IP header. For IPv4 the kernel sends
+//! our checksum as it is, and the target's TCP drops a wrong one (on
+//! loopback and veth too: a raw socket's segment carries no offload
+//! promise), so an unspecified IPv4 source (`0.0.0.0`, no
+//! `source_ip_address`) will not do: the engine passes the address the
+//! route gives (a UDP socket connected to the target, say). For IPv6 the
+//! raw socket has `IPV6_CHECKSUM` set: the kernel then subtracts whatever
+//! the field holds and writes its own, computed with the source it chose,
+//! so the kernel's wins (a SYN with its checksum flipped or zeroed was
+//! answered, one sent without that option was not); ours is computed
+//! anyway, for a socket without the option and for the tests. Addresses
+//! of two families give checksum 0.
 //!
 //! # TCP answers ([`tcp_answer_v4`], [`tcp_answer_v6`])
 //!
@@ -189,13 +194,11 @@ const FLAG_RST: u8 = 0x04;
 const FLAG_ACK: u8 = 0x10;
 
 /// The fixed parts' lengths: TCP and IPv4 headers without options, the
-/// IPv6 header, the ICMP header before the quote, the TCP bytes an ICMP
-/// error is sure to quote.
+/// IPv6 header, the ICMP header before the quote.
 const TCP_HEADER: usize = 20;
 const IPV4_HEADER: usize = 20;
 const IPV6_HEADER: usize = 40;
 const ICMP_HEADER: usize = 8;
-const QUOTED_TCP: usize = 8;
 
 /// The SYN segment (layout in the module docs): `source_port` →
 /// `destination_port`, sequence number `isn`, ack 0, data offset 6, flag
@@ -521,11 +524,9 @@ fn ipv4(packet: &[u8], protocol: u8, whole: bool) -> Option<(Ipv4Header, &[u8])>
 }
 
 /// The first 8 bytes of a TCP header, all an ICMP error is sure to
-/// quote: source port, destination port, sequence number.
+/// quote: source port, destination port, sequence number (`None` if any
+/// of the 8 is missing).
 fn tcp_start(segment: &[u8]) -> Option<(u16, u16, u32)> {
-    if segment.len() < QUOTED_TCP {
-        return None;
-    }
     Some((be16(segment, 0)?, be16(segment, 2)?, be32(segment, 4)?))
 }
 
@@ -552,4 +553,554 @@ fn address_v6(bytes: &[u8], at: usize) -> Option<Ipv6Addr> {
 /// The `N` bytes at `at`, if they are all there.
 fn array<const N: usize>(bytes: &[u8], at: usize) -> Option<[u8; N]> {
     bytes.get(at..at.checked_add(N)?)?.try_into().ok()
+}
+
+#[cfg(test)]
+#[path = "packet_proptest.rs"]
+mod proptests;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The one's-complement sum of `bytes` as RFC 1071 §1 states it, written
+    /// unlike [`Sum`]: 16 bits at a time, each carry added back at once.
+    /// A segment whose checksum field is right sums, with its
+    /// pseudo-header, to 0xffff.
+    pub(super) fn ones_complement_sum(pieces: &[&[u8]]) -> u16 {
+        let bytes: Vec<u8> = pieces.concat();
+        let mut sum: u16 = 0;
+        let mut index = 0;
+        while index < bytes.len() {
+            let high = bytes.get(index).copied().unwrap_or(0);
+            let low = bytes.get(index + 1).copied().unwrap_or(0);
+            let (added, carry) = sum.overflowing_add(u16::from(high) << 8 | u16::from(low));
+            sum = added + u16::from(carry);
+            index += 2;
+        }
+        sum
+    }
+
+    /// The pseudo-header (RFC 9293 §3.1 for IPv4, RFC 8200 §8.1 for
+    /// IPv6) of a `length`-byte TCP segment, written out field by field.
+    pub(super) fn pseudo_header(source: IpAddr, destination: IpAddr, length: u8) -> Vec<u8> {
+        match (source, destination) {
+            (IpAddr::V4(source), IpAddr::V4(destination)) => {
+                let mut header = source.octets().to_vec();
+                header.extend(destination.octets());
+                header.extend([0, 6, 0, length]);
+                header
+            }
+            (IpAddr::V6(source), IpAddr::V6(destination)) => {
+                let mut header = source.octets().to_vec();
+                header.extend(destination.octets());
+                header.extend([0, 0, 0, length, 0, 0, 0, 6]);
+                header
+            }
+            _ => panic!("mixed families"),
+        }
+    }
+
+    fn v4(text: &str) -> IpAddr {
+        IpAddr::V4(text.parse().unwrap())
+    }
+
+    fn v6(text: &str) -> Ipv6Addr {
+        text.parse().unwrap()
+    }
+
+    /// The SYNs the kernel took: built by an independent Python
+    /// implementation of the RFC layout and sent from a raw socket over a
+    /// veth pair between two network namespaces, they were answered with
+    /// a SYN-ACK, and the same SYNs with their checksum flipped were not
+    /// (IPv6 without `IPV6_CHECKSUM`); the listener accepted nothing.
+    #[test]
+    fn syn_is_the_segment_the_kernel_answered() {
+        let expected_v4 = [
+            0xee, 0x48, 0x1f, 0x90, // ports 61000 → 8080
+            0x12, 0x34, 0x56, 0x78, // seq: the ISN
+            0x00, 0x00, 0x00, 0x00, // ack 0
+            0x60, 0x02, 0xfa, 0xf0, // data offset 6, SYN, window 64240
+            0x10, 0xf2, 0x00, 0x00, // checksum, urgent pointer 0
+            0x02, 0x04, 0x05, 0xb4, // MSS 1460
+        ];
+        let built = syn(v4("10.222.0.1"), v4("10.222.0.2"), 61000, 8080, 0x1234_5678);
+        assert_eq!(built, expected_v4);
+        let expected_v6 = [
+            0xee, 0x49, 0x1f, 0x90, 0x12, 0x34, 0x56, 0x78, 0x00, 0x00, 0x00, 0x00, 0x60, 0x02,
+            0xfa, 0xf0, 0x28, 0x67, 0x00, 0x00, 0x02, 0x04, 0x05, 0xb4,
+        ];
+        let built = syn(
+            IpAddr::V6(v6("fd00:222::1")),
+            IpAddr::V6(v6("fd00:222::2")),
+            61001,
+            8080,
+            0x1234_5678,
+        );
+        assert_eq!(built, expected_v6);
+    }
+
+    #[test]
+    fn syn_checksum_verifies_independently() {
+        for (source, destination) in [
+            (v4("192.0.2.1"), v4("198.51.100.7")),
+            (v4("255.255.255.255"), v4("255.255.255.255")),
+            (v4("0.0.0.0"), v4("0.0.0.0")),
+            (IpAddr::V6(v6("2001:db8::1")), IpAddr::V6(v6("2001:db8::2"))),
+            (
+                IpAddr::V6(v6("ffff::ffff")),
+                IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+            ),
+        ] {
+            // 40254 → 65535 with ISN 2³² − 1 from and to 255.255.255.255
+            // sums to 0x8ffff: folding the carries once gives 0x10007,
+            // which needs a second fold.
+            for (port, isn) in [
+                (0, 0),
+                (65535, u32::MAX),
+                (61000, 0x8000_0001),
+                (40254, u32::MAX),
+            ] {
+                let segment = syn(source, destination, port, 65535, isn);
+                let header = pseudo_header(source, destination, 24);
+                assert_eq!(
+                    ones_complement_sum(&[&header, &segment]),
+                    0xffff,
+                    "{source} → {destination}, {port}, {isn}"
+                );
+            }
+        }
+    }
+
+    /// An odd last byte counts as a word padded with zero (RFC 1071
+    /// §1), however the bytes are split into pieces of even length.
+    #[test]
+    fn sum_pads_an_odd_last_byte() {
+        for bytes in [&[0xab][..], &[0x12, 0x34, 0xff], &[0xff; 7], &[]] {
+            let mut sum = Sum::default();
+            sum.add(bytes);
+            assert_eq!(
+                !sum.checksum(),
+                ones_complement_sum(&[bytes, &[0]]),
+                "{bytes:?}"
+            );
+        }
+        let mut split = Sum::default();
+        split.add(&[0x01, 0x02]);
+        split.add(&[0x03]);
+        assert_eq!(
+            !split.checksum(),
+            ones_complement_sum(&[&[0x01, 0x02, 0x03]])
+        );
+    }
+
+    #[test]
+    fn syn_of_two_families_has_checksum_zero() {
+        let segment = syn(v4("192.0.2.1"), IpAddr::V6(v6("::1")), 61000, 443, 7);
+        assert_eq!(segment.get(16..18), Some(&[0, 0][..]));
+        assert_eq!(
+            segment.get(..16),
+            syn(v4("192.0.2.1"), v4("192.0.2.2"), 61000, 443, 7).get(..16)
+        );
+    }
+
+    /// A SYN-ACK from 192.0.2.7:443 to our port 61000, with 8 bytes of IPv4
+    /// options (record route with one empty slot, end of list).
+    const SYN_ACK_WITH_OPTIONS: [u8; 48] = [
+        0x47, 0x00, 0x00, 0x30, // version 4, IHL 7, TOS, total length 48
+        0x12, 0x34, 0x40, 0x00, // identification, DF, fragment offset 0
+        0x40, 0x06, 0x00, 0x00, // TTL 64, protocol 6, header checksum
+        192, 0, 2, 7, // source
+        192, 0, 2, 1, // destination
+        0x07, 0x07, 0x04, 0x00, 0x00, 0x00, 0x00, 0x00, // record route, end of options
+        0x01, 0xbb, 0xee, 0x48, // ports 443 → 61000
+        0xaa, 0xbb, 0xcc, 0xdd, // seq
+        0x12, 0x34, 0x56, 0x79, // ack: ISN 0x12345678 + 1
+        0x50, 0x12, 0xff, 0xff, // data offset 5, SYN+ACK, window
+        0x00, 0x00, 0x00, 0x00, // checksum (not checked), urgent pointer
+    ];
+
+    fn with(packet: &[u8], changes: &[(usize, u8)]) -> Vec<u8> {
+        let mut changed = packet.to_vec();
+        for &(at, value) in changes {
+            changed[at] = value;
+        }
+        changed
+    }
+
+    #[test]
+    fn tcp_answer_v4_reads_past_ip_options() {
+        let answer = TcpAnswer {
+            from: v4("192.0.2.7"),
+            source_port: 443,
+            destination_port: 61000,
+            seq: 0xaabb_ccdd,
+            ack: 0x1234_5679,
+            ack_flag: true,
+            kind: AnswerKind::SynAck,
+        };
+        assert_eq!(tcp_answer_v4(&SYN_ACK_WITH_OPTIONS), Some(answer));
+        // A first fragment (MF, offset 0) has the TCP header; bytes past
+        // the total length, and a total length the buffer cut, are fine.
+        assert_eq!(
+            tcp_answer_v4(&with(&SYN_ACK_WITH_OPTIONS, &[(6, 0x20)])),
+            Some(answer)
+        );
+        let mut padded = SYN_ACK_WITH_OPTIONS.to_vec();
+        padded.extend([0xff; 12]);
+        assert_eq!(tcp_answer_v4(&padded), Some(answer));
+        assert_eq!(
+            tcp_answer_v4(&with(&SYN_ACK_WITH_OPTIONS, &[(3, 0xff)])),
+            Some(answer)
+        );
+    }
+
+    #[test]
+    fn tcp_answer_v4_refuses_malformed_headers() {
+        for (why, changes) in [
+            ("a non-first fragment", &[(6, 0x20), (7, 0x01)][..]),
+            ("a fragment offset in the high bits", &[(6, 0x10)]),
+            ("IHL below 5", &[(0, 0x44)]),
+            ("IHL beyond the packet", &[(0, 0x4f)]),
+            ("version 6", &[(0, 0x67)]),
+            ("protocol UDP", &[(9, 17)]),
+            ("total length shorter than the IP header", &[(3, 27)]),
+            ("total length cutting the TCP header", &[(3, 47)]),
+            ("data offset below 5", &[(40, 0x40)]),
+            ("data offset beyond the segment", &[(40, 0x60)]),
+        ] {
+            let packet = with(&SYN_ACK_WITH_OPTIONS, changes);
+            assert_eq!(tcp_answer_v4(&packet), None, "{why}");
+        }
+    }
+
+    #[test]
+    fn tcp_answer_flags() {
+        for (flags, expected) in [
+            (0x12, Some((AnswerKind::SynAck, true))),
+            (0x1a, Some((AnswerKind::SynAck, true))), // with PSH
+            (0x14, Some((AnswerKind::Rst, true))),
+            (0x04, Some((AnswerKind::Rst, false))),
+            (0x16, Some((AnswerKind::Rst, true))), // RST wins over SYN
+            (0x06, Some((AnswerKind::Rst, false))),
+            (0x02, None), // a SYN alone: someone's open, not an answer
+            (0x10, None),
+            (0x11, None),
+            (0x18, None),
+            (0x00, None),
+        ] {
+            let packet = with(&SYN_ACK_WITH_OPTIONS, &[(41, flags)]);
+            let got = tcp_answer_v4(&packet).map(|answer| (answer.kind, answer.ack_flag));
+            assert_eq!(got, expected, "flags {flags:#04x}");
+            let segment = packet.get(28..).unwrap();
+            let got = tcp_answer_v6(v6("2001:db8::7"), segment)
+                .map(|answer| (answer.kind, answer.ack_flag));
+            assert_eq!(got, expected, "v6 flags {flags:#04x}");
+        }
+    }
+
+    /// Answers the kernel sent to SYNs of [`syn`] (ISN 0x12345678) over
+    /// veth between two namespaces, read from raw sockets: a SYN-ACK (MSS
+    /// option) and an RST-ACK from a closed port, IPv4 and IPv6. Their
+    /// TCP checksum fields hold only the pseudo-header's sum (veth's
+    /// checksum offload), which is why the parsers do not check it.
+    #[test]
+    fn kernel_answers_parse() {
+        let syn_ack_v4 = [
+            0x45, 0x00, 0x00, 0x2c, 0x00, 0x00, 0x40, 0x00, 0x40, 0x06, 0x25, 0x0e, 0x0a, 0xde,
+            0x00, 0x02, 0x0a, 0xde, 0x00, 0x01, 0x1f, 0x90, 0xee, 0x48, 0x76, 0xf6, 0x4a, 0xd9,
+            0x12, 0x34, 0x56, 0x79, 0x60, 0x12, 0xfa, 0xf0, 0x15, 0xdd, 0x00, 0x00, 0x02, 0x04,
+            0x05, 0xb4,
+        ];
+        assert_eq!(
+            tcp_answer_v4(&syn_ack_v4),
+            Some(TcpAnswer {
+                from: v4("10.222.0.2"),
+                source_port: 8080,
+                destination_port: 61000,
+                seq: 0x76f6_4ad9,
+                ack: 0x1234_5679,
+                ack_flag: true,
+                kind: AnswerKind::SynAck,
+            })
+        );
+        let rst_v4 = [
+            0x45, 0x00, 0x00, 0x28, 0x00, 0x00, 0x40, 0x00, 0x40, 0x06, 0x25, 0x12, 0x0a, 0xde,
+            0x00, 0x02, 0x0a, 0xde, 0x00, 0x01, 0x1f, 0x91, 0xee, 0x4a, 0x00, 0x00, 0x00, 0x00,
+            0x12, 0x34, 0x56, 0x79, 0x50, 0x14, 0x00, 0x00, 0x23, 0x89, 0x00, 0x00,
+        ];
+        assert_eq!(
+            tcp_answer_v4(&rst_v4),
+            Some(TcpAnswer {
+                from: v4("10.222.0.2"),
+                source_port: 8081,
+                destination_port: 61002,
+                seq: 0,
+                ack: 0x1234_5679,
+                ack_flag: true,
+                kind: AnswerKind::Rst,
+            })
+        );
+        let from = v6("fd00:222::2");
+        let syn_ack_v6 = [
+            0x1f, 0x90, 0xee, 0x49, 0x50, 0x38, 0xc0, 0xb8, 0x12, 0x34, 0x56, 0x79, 0x60, 0x12,
+            0xfd, 0x20, 0xfe, 0x66, 0x00, 0x00, 0x02, 0x04, 0x05, 0xa0,
+        ];
+        assert_eq!(
+            tcp_answer_v6(from, &syn_ack_v6),
+            Some(TcpAnswer {
+                from: IpAddr::V6(from),
+                source_port: 8080,
+                destination_port: 61001,
+                seq: 0x5038_c0b8,
+                ack: 0x1234_5679,
+                ack_flag: true,
+                kind: AnswerKind::SynAck,
+            })
+        );
+        let rst_v6 = [
+            0x1f, 0x91, 0xee, 0x4b, 0x00, 0x00, 0x00, 0x00, 0x12, 0x34, 0x56, 0x79, 0x50, 0x14,
+            0x00, 0x00, 0xfe, 0x62, 0x00, 0x00,
+        ];
+        assert_eq!(
+            tcp_answer_v6(from, &rst_v6).map(|answer| (answer.kind, answer.destination_port)),
+            Some((AnswerKind::Rst, 61003))
+        );
+        // One byte short of its header.
+        assert_eq!(tcp_answer_v6(from, rst_v6.get(..19).unwrap()), None);
+    }
+
+    /// ICMP errors the kernel sent (nftables `reject with icmp type
+    /// host-unreachable` / `icmpv6 type admin-prohibited` in the target's
+    /// namespace) for SYNs of [`syn`]: each quotes the whole SYN.
+    #[test]
+    fn kernel_icmp_errors_parse() {
+        let host_unreachable = [
+            0x45, 0xc0, 0x00, 0x48, 0x77, 0xbe, 0x00, 0x00, 0x40, 0x01, 0xec, 0x78, 0x0a, 0xde,
+            0x00, 0x02, 0x0a, 0xde, 0x00, 0x01, 0x03, 0x01, 0x12, 0xdc, 0x00, 0x00, 0x00, 0x00,
+            0x45, 0x00, 0x00, 0x2c, 0xd8, 0xe9, 0x40, 0x00, 0x40, 0x06, 0x4c, 0x24, 0x0a, 0xde,
+            0x00, 0x01, 0x0a, 0xde, 0x00, 0x02, 0xee, 0x4c, 0x1f, 0x92, 0x12, 0x34, 0x56, 0x78,
+            0x00, 0x00, 0x00, 0x00, 0x60, 0x02, 0xfa, 0xf0, 0x10, 0xec, 0x00, 0x00, 0x02, 0x04,
+            0x05, 0xb4,
+        ];
+        assert_eq!(
+            icmp_error_v4(&host_unreachable),
+            Some(QuotedSyn {
+                icmp_type: 3,
+                code: 1,
+                offender: v4("10.222.0.2"),
+                destination: v4("10.222.0.2"),
+                source_port: 61004,
+                destination_port: 8082,
+                seq: 0x1234_5678,
+            })
+        );
+        let admin_prohibited = [
+            0x01, 0x01, 0x79, 0xd4, 0x00, 0x00, 0x00, 0x00, 0x60, 0x03, 0x20, 0x22, 0x00, 0x18,
+            0x06, 0x40, 0xfd, 0x00, 0x02, 0x22, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+            0x00, 0x00, 0x00, 0x01, 0xfd, 0x00, 0x02, 0x22, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+            0x00, 0x00, 0x00, 0x00, 0x00, 0x02, 0xee, 0x4d, 0x1f, 0x92, 0x12, 0x34, 0x56, 0x78,
+            0x00, 0x00, 0x00, 0x00, 0x60, 0x02, 0xfa, 0xf0, 0x28, 0x61, 0x00, 0x00, 0x02, 0x04,
+            0x05, 0xb4,
+        ];
+        let from = v6("fd00:222::2");
+        assert_eq!(
+            icmp_error_v6(from, &admin_prohibited),
+            Some(QuotedSyn {
+                icmp_type: 1,
+                code: 1,
+                offender: IpAddr::V6(from),
+                destination: IpAddr::V6(from),
+                source_port: 61005,
+                destination_port: 8082,
+                seq: 0x1234_5678,
+            })
+        );
+    }
+
+    /// Time exceeded from router 198.51.100.254, quoting our SYN's IPv4
+    /// header with a 4-byte option (router alert: IHL 6) and the 8 bytes
+    /// of TCP RFC 792 promises.
+    const TIME_EXCEEDED_QUOTING_OPTIONS: [u8; 60] = [
+        0x45, 0xc0, 0x00, 0x3c, // version 4, IHL 5, TOS, total length 60
+        0x00, 0x01, 0x00, 0x00, // identification, fragment offset 0
+        0x40, 0x01, 0x00, 0x00, // TTL, protocol 1 (ICMP), checksum
+        198, 51, 100, 254, // source: the router
+        192, 0, 2, 1, // destination: us
+        0x0b, 0x00, 0x00, 0x00, // type 11 (time exceeded), code 0, checksum
+        0x00, 0x00, 0x00, 0x00, // unused
+        0x46, 0x00, 0x00, 0x30, // quoted: version 4, IHL 6, total length 48
+        0xbe, 0xef, 0x40, 0x00, // identification, DF, fragment offset 0
+        0x01, 0x06, 0x00, 0x00, // TTL 1, protocol 6, checksum
+        192, 0, 2, 1, // source: us
+        198, 51, 100, 7, // destination: the target
+        0x94, 0x04, 0x00, 0x00, // router alert option
+        0xee, 0x48, 0x01, 0xbb, // quoted ports 61000 → 443
+        0x12, 0x34, 0x56, 0x78, // quoted seq: the ISN
+    ];
+
+    #[test]
+    fn icmp_error_v4_reads_a_quoted_header_with_options() {
+        let quoted = QuotedSyn {
+            icmp_type: 11,
+            code: 0,
+            offender: v4("198.51.100.254"),
+            destination: v4("198.51.100.7"),
+            source_port: 61000,
+            destination_port: 443,
+            seq: 0x1234_5678,
+        };
+        assert_eq!(icmp_error_v4(&TIME_EXCEEDED_QUOTING_OPTIONS), Some(quoted));
+        let unreachable = with(&TIME_EXCEEDED_QUOTING_OPTIONS, &[(20, 3), (21, 13)]);
+        assert_eq!(
+            icmp_error_v4(&unreachable),
+            Some(QuotedSyn {
+                icmp_type: 3,
+                code: 13,
+                ..quoted
+            })
+        );
+        for (why, changes) in [
+            ("echo reply", &[(20, 0)][..]),
+            ("redirect", &[(20, 5)]),
+            ("parameter problem", &[(20, 12)]),
+            ("outer protocol TCP", &[(9, 6)]),
+            ("outer non-first fragment", &[(7, 1)]),
+            ("quoted protocol UDP", &[(37, 17)]),
+            ("quoted non-first fragment", &[(34, 0x40), (35, 0x02)]),
+            ("quoted IHL below 5", &[(28, 0x44)]),
+            ("quoted IHL past the quote", &[(28, 0x48)]),
+            ("quoted version 6", &[(28, 0x66)]),
+            ("outer total length cutting the quote", &[(3, 59)]),
+        ] {
+            let packet = with(&TIME_EXCEEDED_QUOTING_OPTIONS, changes);
+            assert_eq!(icmp_error_v4(&packet), None, "{why}");
+        }
+        assert_eq!(
+            icmp_error_v4(TIME_EXCEEDED_QUOTING_OPTIONS.get(..59).unwrap()),
+            None
+        );
+    }
+
+    /// ICMPv6 address unreachable from router 2001:db8::fe, quoting our
+    /// SYN's IPv6 header, a hop-by-hop header (router alert), a fragment
+    /// header (first fragment, more to come), and 8 bytes of TCP.
+    const UNREACHABLE_V6_HOP_BY_HOP_FRAGMENT: [u8; 72] = [
+        0x01, 0x03, 0x00, 0x00, // type 1 (unreachable), code 3 (address), checksum
+        0x00, 0x00, 0x00, 0x00, // unused
+        0x60, 0x00, 0x00, 0x00, // quoted: version 6, traffic class, flow label
+        0x00, 0x28, 0x00, 0x40, // payload length 40, next header 0 (hop-by-hop), hop limit
+        0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x01, // source 2001:db8::1
+        0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        0x07, // destination 2001:db8::7
+        0x2c, 0x00, 0x05, 0x02, // hop-by-hop: next 44, length 0 (8 bytes), router alert
+        0x00, 0x00, 0x01, 0x00, // router alert value, PadN of 0 bytes
+        0x06, 0x00, 0x00, 0x01, // fragment: next 6, reserved, offset 0, M
+        0xde, 0xad, 0xbe, 0xef, // identification
+        0xee, 0x48, 0x01, 0xbb, // quoted ports 61000 → 443
+        0x12, 0x34, 0x56, 0x78, // quoted seq: the ISN
+    ];
+
+    #[test]
+    fn icmp_error_v6_walks_hop_by_hop_and_fragment_headers() {
+        let router = v6("2001:db8::fe");
+        let quoted = QuotedSyn {
+            icmp_type: 1,
+            code: 3,
+            offender: IpAddr::V6(router),
+            destination: IpAddr::V6(v6("2001:db8::7")),
+            source_port: 61000,
+            destination_port: 443,
+            seq: 0x1234_5678,
+        };
+        assert_eq!(
+            icmp_error_v6(router, &UNREACHABLE_V6_HOP_BY_HOP_FRAGMENT),
+            Some(quoted)
+        );
+        let time_exceeded = with(&UNREACHABLE_V6_HOP_BY_HOP_FRAGMENT, &[(0, 3), (1, 0)]);
+        assert_eq!(
+            icmp_error_v6(router, &time_exceeded),
+            Some(QuotedSyn {
+                icmp_type: 3,
+                code: 0,
+                ..quoted
+            })
+        );
+        for (why, changes) in [
+            ("packet too big", &[(0, 2)][..]),
+            ("parameter problem", &[(0, 4)]),
+            ("echo reply", &[(0, 129)]),
+            ("quoted version 4", &[(8, 0x45)]),
+            ("a non-first fragment", &[(58, 0x08)]),
+            ("fragment offset 1", &[(59, 0x09)]),
+            ("hop-by-hop longer than the quote", &[(49, 0x02)]),
+            ("ESP hides the rest", &[(48, 50)]),
+            ("no next header", &[(56, 59)]),
+            ("UDP", &[(56, 17)]),
+        ] {
+            let message = with(&UNREACHABLE_V6_HOP_BY_HOP_FRAGMENT, changes);
+            assert_eq!(icmp_error_v6(router, &message), None, "{why}");
+        }
+        assert_eq!(
+            icmp_error_v6(
+                router,
+                UNREACHABLE_V6_HOP_BY_HOP_FRAGMENT.get(..71).unwrap()
+            ),
+            None
+        );
+    }
+
+    /// Routing (8 × (2 + 1) bytes), destination options (8 bytes) and an
+    /// authentication header whose length counts 4-byte words less two:
+    /// payload length 4 is 24 bytes (12 fixed, a 12-byte ICV).
+    #[test]
+    fn icmp_error_v6_walks_routing_options_and_authentication() {
+        let mut message = vec![0x01, 0x00, 0, 0, 0, 0, 0, 0];
+        message.extend([0x60, 0, 0, 0, 0x00, 0x50, 43, 0x40]); // next header 43
+        message.extend([
+            0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x01,
+        ]);
+        message.extend([
+            0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x07,
+        ]);
+        message.extend([60, 2, 0, 0]); // routing: next 60, length 2, type 0, segments left 0
+        message.extend([0; 20]);
+        message.extend([51, 0, 0x01, 0x04, 0, 0, 0, 0]); // destination options: next 51, PadN
+        message.extend([6, 4, 0, 0]); // AH: next 6, payload length 4, reserved
+        message.extend([0; 20]); // SPI, sequence number, ICV
+        message.extend([0xee, 0x48, 0x01, 0xbb, 0x12, 0x34, 0x56, 0x78]);
+        let router = v6("2001:db8::fe");
+        let quoted = icmp_error_v6(router, &message).unwrap();
+        assert_eq!(
+            (quoted.source_port, quoted.destination_port, quoted.seq),
+            (61000, 443, 0x1234_5678)
+        );
+        // The AH rule read as the others' (8 × (4 + 1) = 40 bytes) would
+        // land past the quote.
+        message.truncate(message.len() - 8);
+        assert_eq!(icmp_error_v6(router, &message), None);
+    }
+
+    /// [`MAX_EXTENSION_HEADERS`] destination options headers are read;
+    /// one more, and the walk gives up.
+    #[test]
+    fn icmp_error_v6_bounds_the_extension_walk() {
+        let message = |headers: usize| {
+            let mut message = vec![0x01, 0x00, 0, 0, 0, 0, 0, 0];
+            message.extend([0x60, 0, 0, 0, 0, 0, 60, 0x40]);
+            message.extend([0; 32]);
+            for index in 0..headers {
+                let next = if index + 1 == headers { 6 } else { 60 };
+                message.extend([next, 0, 0x01, 0x04, 0, 0, 0, 0]);
+            }
+            message.extend([0xee, 0x48, 0x01, 0xbb, 0x12, 0x34, 0x56, 0x78]);
+            message
+        };
+        let router = v6("2001:db8::fe");
+        assert!(icmp_error_v6(router, &message(MAX_EXTENSION_HEADERS)).is_some());
+        assert_eq!(
+            icmp_error_v6(router, &message(MAX_EXTENSION_HEADERS + 1)),
+            None
+        );
+    }
 }

@@ -17,11 +17,13 @@
 //! in flight holds one port, for its SYN and its retransmits; one that
 //! finds none free fails as `local`, naming the flag.
 //!
-//! **Held as needed**, not all at start: a port is bound the first time
-//! no held port is free, and kept for the engine's life. An exporter
-//! that probes a few targets at a time holds a few ports (a file
-//! descriptor each), and two exporters on one host share the range: a
-//! port one of them holds is skipped by the other (its bind fails).
+//! **Held as needed**, not all at start: a port is bound when no held
+//! port is free, and let go again when more than [`IDLE_PORTS`] held ports
+//! are free. So the engine holds one descriptor per raw probe in flight,
+//! as the socket engine holds one socket, and at most [`IDLE_PORTS`]
+//! more. Two exporters on one host share the range: a port one of them
+//! holds is skipped by the other (its bind fails) and tried again a
+//! second later.
 //!
 //! **Reuse is delayed as long as the pool allows:** a port given back
 //! goes to the end of the free list. Its next probe may still meet a late
@@ -36,6 +38,7 @@ use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::ops::RangeInclusive;
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 /// The source ports of one engine.
 #[derive(Debug)]
@@ -50,10 +53,33 @@ struct Pool {
     held: Vec<Option<Socket>>,
     /// How many probes have used each port: its generation.
     generations: Vec<u32>,
-    /// Held ports no probe uses, the longest free first.
+    /// Held ports no probe uses, the longest free first; at most
+    /// [`IDLE_PORTS`].
     free: VecDeque<u16>,
-    /// The offset of the first port never tried.
-    untried: usize,
+    /// Ports not held, to try first: never tried, or let go.
+    unheld: VecDeque<u16>,
+    /// Ports someone else held when tried, each with the time it may be
+    /// tried again.
+    skipped: VecDeque<(u16, Instant)>,
+}
+
+/// Held ports kept without a probe, for the next probes: beyond them, the
+/// longest free is let go, so that the engine holds at most this many
+/// descriptors beyond its probes in flight (each of which holds its
+/// port, as a socket probe holds its socket).
+pub(crate) const IDLE_PORTS: usize = 64;
+
+/// How long a port someone else held is left alone before it is tried
+/// again.
+const SKIPPED_FOR: Duration = Duration::from_secs(1);
+
+/// How many ports `range` has.
+pub(super) fn range_len(range: &RangeInclusive<u16>) -> usize {
+    if range.is_empty() {
+        0
+    } else {
+        usize::from(*range.end() - *range.start()) + 1
+    }
 }
 
 /// A port a probe may use, and its generation.
@@ -76,16 +102,16 @@ pub(super) enum NoPort {
 
 impl SourcePorts {
     pub(super) fn new(range: RangeInclusive<u16>) -> Self {
-        let len = usize::from(*range.end()).saturating_sub(usize::from(*range.start())) + 1;
-        let len = if range.is_empty() { 0 } else { len };
+        let len = range_len(&range);
         Self {
-            range,
             pool: Mutex::new(Pool {
                 held: (0..len).map(|_| None).collect(),
                 generations: vec![0; len],
                 free: VecDeque::new(),
-                untried: 0,
+                unheld: range.clone().collect(),
+                skipped: VecDeque::new(),
             }),
+            range,
         }
     }
 
@@ -107,34 +133,50 @@ impl SourcePorts {
         pool.held.iter().filter(|socket| socket.is_some()).count()
     }
 
-    /// A free port, holding a new one when none is.
+    /// A free port: the longest free of those held, else a new one held
+    /// (never tried or let go first, then one someone else held a while
+    /// ago). Each use is a new generation of the port.
     pub(super) fn take(&self) -> Result<Lease, NoPort> {
         let mut pool = self.lock();
-        if let Some(port) = pool.free.pop_front() {
-            let offset = usize::from(port - self.range.start());
-            pool.generations[offset] = pool.generations[offset].wrapping_add(1);
-            return Ok(Lease {
-                port,
-                generation: pool.generations[offset],
-            });
-        }
-        while pool.untried < pool.held.len() {
-            let offset = pool.untried;
-            pool.untried += 1;
-            let port = self.range.start() + offset as u16;
+        let port = match pool.free.pop_front() {
+            Some(port) => port,
+            None => self.hold_another(&mut pool)?,
+        };
+        let offset = usize::from(port - self.range.start());
+        pool.generations[offset] = pool.generations[offset].wrapping_add(1);
+        Ok(Lease {
+            port,
+            generation: pool.generations[offset],
+        })
+    }
+
+    /// Holds a port no one holds: see [`take`](Self::take).
+    fn hold_another(&self, pool: &mut Pool) -> Result<u16, NoPort> {
+        let now = Instant::now();
+        let due = pool
+            .skipped
+            .iter()
+            .take_while(|(_, after)| *after <= now)
+            .count();
+        let tries = pool.unheld.len() + due;
+        for _ in 0..tries {
+            let port = match pool.unheld.pop_front() {
+                Some(port) => port,
+                None => match pool.skipped.pop_front() {
+                    Some((port, _)) => port,
+                    None => break,
+                },
+            };
             match hold(port) {
                 Ok(socket) => {
-                    pool.held[offset] = Some(socket);
-                    return Ok(Lease {
-                        port,
-                        generation: pool.generations[offset],
-                    });
+                    pool.held[usize::from(port - self.range.start())] = Some(socket);
+                    return Ok(port);
                 }
-                // Someone else's: skipped for good.
-                Err(error) if error.raw_os_error() == Some(libc::EADDRINUSE) => {}
+                Err(error) if error.raw_os_error() == Some(libc::EADDRINUSE) => {
+                    pool.skipped.push_back((port, now + SKIPPED_FOR));
+                }
                 Err(error) => {
-                    // Tried again by the next probe.
-                    pool.untried -= 1;
+                    pool.unheld.push_front(port);
                     return Err(NoPort::Bind(error));
                 }
             }
@@ -144,11 +186,18 @@ impl SourcePorts {
         })
     }
 
-    /// Gives `port` back, to be used again after every port free now.
+    /// Gives `port` back, to be used again after every port free now;
+    /// past [`IDLE_PORTS`] free, the longest free is let go.
     pub(super) fn give_back(&self, port: u16) {
         let mut pool = self.lock();
         debug_assert!(!pool.free.contains(&port), "port {port} given back twice");
         pool.free.push_back(port);
+        if pool.free.len() > IDLE_PORTS
+            && let Some(oldest) = pool.free.pop_front()
+        {
+            pool.held[usize::from(oldest - self.range.start())] = None;
+            pool.unheld.push_back(oldest);
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Pool> {
@@ -215,7 +264,7 @@ mod tests {
         let a = ports.take().unwrap();
         let b = ports.take().unwrap();
         assert_eq!((a.port, b.port), (*range.start(), range.start() + 1));
-        assert_eq!((a.generation, ports.held()), (0, 2));
+        assert_eq!((a.generation, ports.held()), (1, 2));
         ports.give_back(a.port);
         ports.give_back(b.port);
         // A free port is reused before a new one is held, the longest free first.
@@ -224,7 +273,7 @@ mod tests {
             again,
             Lease {
                 port: a.port,
-                generation: 1
+                generation: 2
             }
         );
         assert_eq!(ports.held(), 2);
@@ -254,14 +303,53 @@ mod tests {
     }
 
     #[test]
+    fn past_the_idle_ports_the_longest_free_is_let_go_and_held_again_later() {
+        let range = free_range(IDLE_PORTS as u16 + 2);
+        let ports = SourcePorts::new(range.clone());
+        let leases: Vec<Lease> = (0..IDLE_PORTS + 2).map(|_| ports.take().unwrap()).collect();
+        assert_eq!(ports.held(), IDLE_PORTS + 2);
+        for lease in &leases {
+            ports.give_back(lease.port);
+        }
+        // Two let go: the first two given back, free the longest.
+        assert_eq!(ports.held(), IDLE_PORTS);
+        for port in [leases[0].port, leases[1].port] {
+            let listener = TcpListener::bind(("::", port));
+            assert!(listener.is_ok(), "port {port} still held");
+        }
+        // Taken again once the held ones are in use, a new generation.
+        let again: Vec<Lease> = (0..IDLE_PORTS + 1).map(|_| ports.take().unwrap()).collect();
+        let last = again.last().unwrap();
+        assert_eq!(last.port, leases[0].port);
+        assert_eq!(last.generation, 2);
+    }
+
+    #[test]
+    fn a_port_someone_else_held_is_tried_again_a_second_later() {
+        let range = free_range(1);
+        let someone = TcpListener::bind(("::", *range.start())).unwrap();
+        let ports = SourcePorts::new(range.clone());
+        assert!(matches!(ports.take(), Err(NoPort::Exhausted { held: 0 })));
+        drop(someone);
+        assert!(
+            matches!(ports.take(), Err(NoPort::Exhausted { .. })),
+            "tried again at once"
+        );
+        std::thread::sleep(SKIPPED_FOR + Duration::from_millis(50));
+        assert_eq!(ports.take().unwrap().port, *range.start());
+    }
+
+    #[test]
     fn offsets_are_only_for_ports_of_the_range() {
         let ports = SourcePorts::new(61000..=61009);
         assert_eq!(ports.offset(61000), Some(0));
         assert_eq!(ports.offset(61009), Some(9));
         assert_eq!(ports.offset(60999), None);
         assert_eq!(ports.offset(61010), None);
+        #[allow(clippy::reversed_empty_ranges, reason = "an empty range on purpose")]
+        let empty = 5..=4;
         assert!(matches!(
-            SourcePorts::new(5..=4).take(),
+            SourcePorts::new(empty).take(),
             Err(NoPort::Exhausted { held: 0 })
         ));
     }
