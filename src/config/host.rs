@@ -425,9 +425,10 @@ pub(super) fn raw_engine_notes(file: &str, text: &str, config: &Config) -> Vec<C
     if raw_modules.is_empty() {
         return Vec::new();
     }
-    let refused = crate::sys::open_raw_socket(crate::sys::RawKind::Tcp4)
-        .or_else(|_| crate::sys::open_raw_socket(crate::sys::RawKind::Tcp6))
-        .err();
+    // A host without IPv4 says nothing of the capability.
+    let refused = crate::sys::can_open_raw()
+        .err()
+        .filter(|error| error.raw_os_error() != Some(libc::EAFNOSUPPORT));
     let Some(error) = refused else {
         return Vec::new();
     };

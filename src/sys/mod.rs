@@ -9,6 +9,7 @@
 //! | file | calls | for |
 //! |---|---|---|
 //! | `rlimit.rs` | `getrlimit`, `setrlimit(RLIMIT_NOFILE)` | [`raise_nofile_limit`] at start, [`nofile_limit`] for the slots and `process_max_fds` |
+//! | `route_source.rs` | `connect(AF_UNSPEC)` | [`disconnect`]: the raw engine's one UDP socket that asks the routing table for IPv4 source addresses |
 //! | `scheduling.rs` | `sched_setscheduler(SCHED_RR)` | [`set_current_thread_realtime`], `--probe.realtime-priority` |
 //! | `sysconf.rs` | `sysconf` | [`clock_ticks_per_second`] and [`page_size`], the units of `/proc/self/stat` |
 //! | `file.rs` | `open` with `O_NONBLOCK`, `O_NOCTTY` | [`open_for_reading_without_blocking`], the config and web config files; [`open_for_appending_without_blocking`], `--events.file` |
@@ -51,10 +52,9 @@ mod file;
 #[cfg(feature = "bench")]
 mod netns;
 mod process_group;
-// Used by the engine (lead).
-#[allow(dead_code)]
 mod raw_socket;
 mod rlimit;
+mod route_source;
 mod scheduling;
 mod socket_option;
 mod sysconf;
@@ -75,6 +75,7 @@ pub(crate) use raw_socket::{
     can_open_raw, open_raw_socket, receive_batch, send_batch,
 };
 pub(crate) use rlimit::{nofile_limit, raise_nofile_limit};
+pub(crate) use route_source::disconnect;
 pub(crate) use scheduling::set_current_thread_realtime;
 pub(crate) use socket_option::set_bind_address_no_port;
 pub(crate) use sysconf::{clock_ticks_per_second, page_size};

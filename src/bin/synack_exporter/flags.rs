@@ -571,13 +571,14 @@ mod tests {
 
     /// The flags that set the exporter, each with a value other than its
     /// default.
-    const SETTING_FLAGS: [&str; 14] = [
+    const SETTING_FLAGS: [&str; 15] = [
         "--config.file=other.yml",
         "--web.config.file=web.yml",
         "--timeout-offset=1.5",
         "--probe.max-in-flight=7",
         "--exec.max-concurrent=7",
         "--probe.max-sessions=7",
+        "--probe.raw-source-ports=62000-62999",
         "--targets.shard=1/2",
         "--web.shutdown-grace=7s",
         "--web.write-timeout=7s",
@@ -641,6 +642,26 @@ mod tests {
                 "--{long} is neither in SETTING_FLAGS nor in OWN_FLAGS"
             );
         }
+    }
+
+    #[test]
+    fn raw_source_ports_are_a_range_first_to_last_and_a_bad_one_says_how_to_write_it() {
+        assert_eq!(
+            parse_port_range("62000-62999"),
+            Ok(PortRange(62000..=62999))
+        );
+        assert_eq!(parse_port_range("7-7"), Ok(PortRange(7..=7)));
+        for bad in ["65535-61000", "0-10", "61000", "61000-70000", "a-b", ""] {
+            let error = parse_port_range(bad).unwrap_err();
+            assert!(
+                error.contains("write FIRST-LAST") && error.contains(&format!("{bad:?}")),
+                "{bad}: {error}"
+            );
+        }
+        assert_eq!(
+            PortRange(DEFAULT_RAW_SOURCE_PORTS).to_string(),
+            "61000-65535"
+        );
     }
 
     #[test]

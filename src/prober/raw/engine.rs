@@ -42,7 +42,10 @@
 //!
 //! **Timing.** The handshake time is from the first SYN's send to the
 //! kernel's receive time of the SYN-ACK: the network's and the target's
-//! time, without the exporter's wake-up. The RTT is from the last SYN to
+//! time, without the exporter's wake-up. Both are on the monotonic clock
+//! (the kernel's wall-clock timestamp is taken back from the time the
+//! packet is read by its age, see [`arrival`]), so a step of the wall
+//! clock cannot bend it. The RTT is from the last SYN to
 //! the SYN-ACK, and only without retransmits: after one, which SYN the
 //! SYN-ACK answers is unknown (Karn's rule), and the RTT is not sampled.
 
@@ -76,12 +79,14 @@ const INITIAL_RTO: Duration = Duration::from_secs(1);
 const BATCH: usize = 64;
 
 /// How long the IPv4 source address the routing table picks for a
-/// destination is kept ([`Sources`]).
-const SOURCE_TTL: Duration = Duration::from_secs(10);
+/// destination is kept ([`Sources`]), in seconds.
+const SOURCE_TTL_SECONDS: u32 = 60;
 
-/// Destinations whose IPv4 source address is kept at most: 4096 entries
-/// of 24 bytes and the map's overhead, under 200 KiB.
-const MAX_SOURCES: usize = 4096;
+/// Destinations whose IPv4 source address is kept at most: 262,144
+/// entries of 12 bytes in a hash map of at most 2^19 slots of 13 bytes,
+/// under 7 MiB. A schedule of more distinct IPv4 destinations than that
+/// looks some up again before their time.
+const MAX_SOURCES: usize = 1 << 18;
 
 /// The raw engine; see the module docs. Dropping it stops its tasks and
 /// closes its sockets and held ports.
@@ -125,8 +130,8 @@ pub(crate) struct Counts {
 struct Waiting {
     destination: SocketAddr,
     isn: u32,
-    first_sent: Option<SystemTime>,
-    last_sent: Option<SystemTime>,
+    first_sent: Option<Instant>,
+    last_sent: Option<Instant>,
     retransmits: u32,
     answer: Option<oneshot::Sender<Answer>>,
 }
@@ -331,7 +336,6 @@ impl RawEngine {
                     }
                     rto *= 2;
                     next += rto;
-                    slot.retransmitted();
                     shared.enqueue(syn.copy());
                 }
             }
@@ -413,12 +417,6 @@ impl<'a> Slot<'a> {
         self.shared.waiting()[self.offset] = Some(waiting);
     }
 
-    fn retransmitted(&self) {
-        if let Some(waiting) = self.shared.waiting()[self.offset].as_mut() {
-            waiting.retransmits += 1;
-        }
-    }
-
     fn retransmits(&self) -> u32 {
         self.shared.waiting()[self.offset]
             .as_ref()
@@ -476,36 +474,57 @@ impl Shared {
 
     /// The IPv4 source address the routing table picks for
     /// `destination`, which the SYN's checksum covers, kept for
-    /// [`SOURCE_TTL`]: a UDP socket connected to it says which.
+    /// [`SOURCE_TTL_SECONDS`]: the engine's UDP socket, connected to it,
+    /// says which (see `sys::disconnect`).
     fn source_for(&self, destination: Ipv4Addr) -> io::Result<Ipv4Addr> {
-        let now = Instant::now();
         let mut sources = self.sources.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some((source, until)) = sources.0.get(&destination)
-            && *until > now
+        let now = sources.seconds();
+        if let Some(&(source, until)) = sources.map.get(&destination)
+            && until > now
         {
-            return Ok(*source);
+            return Ok(source);
         }
-        let socket = std::net::UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))?;
+        let socket = match &sources.socket {
+            Some(socket) => {
+                sys::disconnect(socket.as_fd())?;
+                socket
+            }
+            None => sources
+                .socket
+                .insert(std::net::UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))?),
+        };
         // Port 9 (discard): connect() on UDP sends nothing, it routes.
         socket.connect((destination, 9))?;
         let source = match socket.local_addr()?.ip() {
             IpAddr::V4(source) => source,
             IpAddr::V6(_) => return Err(io::Error::from_raw_os_error(libc::EAFNOSUPPORT)),
         };
-        if sources.0.len() >= MAX_SOURCES {
-            sources.0.retain(|_, (_, until)| *until > now);
-            if sources.0.len() >= MAX_SOURCES {
-                sources.0.clear();
+        if sources.map.len() >= MAX_SOURCES {
+            sources.map.retain(|_, (_, until)| *until > now);
+            if sources.map.len() >= MAX_SOURCES / 4 * 3 {
+                sources.map.clear();
             }
         }
-        sources.0.insert(destination, (source, now + SOURCE_TTL));
+        sources
+            .map
+            .insert(destination, (source, now + SOURCE_TTL_SECONDS));
         Ok(source)
+    }
+
+    /// Forgets every IPv4 source address kept: one of them was refused
+    /// (the host lost the address).
+    fn forget_sources(&self) {
+        self.sources
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .map
+            .clear();
     }
 
     /// Of `batch`, keeps the SYNs whose probes still wait for them, and
     /// stamps them as sent at `now`: a probe dropped after it queued its
     /// SYN (its deadline, a client that left) sends nothing.
-    fn stamp(&self, batch: &mut Vec<&Queued>, now: SystemTime) {
+    fn stamp(&self, batch: &mut Vec<&Queued>, now: Instant) {
         let mut waiting = self.waiting();
         batch.retain(|syn| {
             let probe = waiting
@@ -514,7 +533,13 @@ impl Shared {
                 .filter(|probe| probe.isn == syn.isn);
             match probe {
                 Some(probe) => {
-                    probe.first_sent.get_or_insert(now);
+                    // A SYN after the first is a retransmit, counted when
+                    // it leaves, not when its timer fires.
+                    if probe.first_sent.is_some() {
+                        probe.retransmits += 1;
+                    } else {
+                        probe.first_sent = Some(now);
+                    }
                     probe.last_sent = Some(now);
                     true
                 }
@@ -539,7 +564,7 @@ impl Shared {
 
     /// A TCP answer that passed the filter: delivered when it proves
     /// itself, counted as ignored when not.
-    fn take_tcp(&self, answer: TcpAnswer, received: SystemTime) {
+    fn take_tcp(&self, answer: TcpAnswer, received: Instant) {
         let delivered = self
             .ports
             .offset(answer.destination_port)
@@ -559,9 +584,9 @@ impl Shared {
                     // A second answer (a retransmitted SYN-ACK): already delivered.
                     return true;
                 };
-                let since = |sent: Option<SystemTime>| {
+                let since = |sent: Option<Instant>| {
                     sent.map_or(Duration::ZERO, |sent| {
-                        received.duration_since(sent).unwrap_or_default()
+                        received.saturating_duration_since(sent)
                     })
                 };
                 let answer = match answer.kind {
@@ -617,9 +642,31 @@ impl Shared {
 }
 
 /// The IPv4 source addresses the routing table picked, by destination,
-/// each with the time it is kept until.
-#[derive(Debug, Default)]
-struct Sources(HashMap<Ipv4Addr, (Ipv4Addr, Instant)>);
+/// each with the second (of [`Sources::seconds`]) it is kept until, and
+/// the UDP socket that asks.
+#[derive(Debug)]
+struct Sources {
+    map: HashMap<Ipv4Addr, (Ipv4Addr, u32)>,
+    socket: Option<std::net::UdpSocket>,
+    started: Instant,
+}
+
+impl Default for Sources {
+    fn default() -> Self {
+        Self {
+            map: HashMap::new(),
+            socket: None,
+            started: Instant::now(),
+        }
+    }
+}
+
+impl Sources {
+    /// Whole seconds since the engine started.
+    fn seconds(&self) -> u32 {
+        u32::try_from(self.started.elapsed().as_secs()).unwrap_or(u32::MAX)
+    }
+}
 
 /// The sending task: waits for queued SYNs, sends them per family in
 /// batches, and ends the attempts whose SYN the kernel refused.
@@ -639,7 +686,7 @@ async fn send(shared: Arc<Shared>) {
                 .iter()
                 .filter(|syn| syn.destination.is_ipv6() == (kind == RawKind::Tcp6))
                 .collect();
-            shared.stamp(&mut of_family, SystemTime::now());
+            shared.stamp(&mut of_family, Instant::now());
             for chunk in of_family.chunks(BATCH) {
                 send_chunk(&shared, socket, chunk).await;
             }
@@ -684,12 +731,35 @@ async fn send_chunk(shared: &Shared, socket: &AsyncFd<OwnedFd>, chunk: &[&Queued
                 done += 1;
             }
             Err(error) => {
+                // A source address kept that the host no longer has.
+                if matches!(
+                    error.raw_os_error(),
+                    Some(libc::EINVAL | libc::EADDRNOTAVAIL)
+                ) {
+                    shared.forget_sources();
+                }
                 let syn = chunk[done];
                 shared.answer(syn.offset, syn.isn, Answer::NotSent(error));
                 done += 1;
             }
         }
     }
+}
+
+/// When a packet arrived, on the monotonic clock the sends are stamped
+/// with: the kernel's receive time (`SO_TIMESTAMPNS`, the wall clock)
+/// taken back from now by its age, so that the wall clock stepping
+/// between a SYN and its answer cannot bend a handshake time; now when
+/// the kernel gave none.
+fn arrival(kernel_time: Option<Duration>) -> Instant {
+    let now = Instant::now();
+    let Some(kernel_time) = kernel_time else {
+        return now;
+    };
+    let age = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH + kernel_time)
+        .unwrap_or_default();
+    now.checked_sub(age).unwrap_or(now)
 }
 
 /// A receiving task: reads what passed `kind`'s filter, in batches, and
@@ -724,9 +794,7 @@ async fn receive(shared: Arc<Shared>, kind: RawKind, own: Option<AsyncFd<OwnedFd
         }
         for (packet, buffer) in incoming.iter().zip(&buffers) {
             let bytes = buffer.get(..packet.len).unwrap_or(buffer);
-            let received = packet
-                .kernel_time
-                .map_or_else(SystemTime::now, |time| SystemTime::UNIX_EPOCH + time);
+            let received = arrival(packet.kernel_time);
             match (kind, packet.from) {
                 (RawKind::Tcp4, _) => match packet::tcp_answer_v4(bytes) {
                     Some(answer) => shared.take_tcp(answer, received),
@@ -873,7 +941,8 @@ mod tests {
         if raw_socket_or_skip(RawKind::Tcp4).is_none() {
             return;
         }
-        let engine = Arc::new(RawEngine::start(free_ports(320)).unwrap());
+        // The whole default range: ports others hold are skipped.
+        let engine = Arc::new(RawEngine::start(crate::settings::DEFAULT_RAW_SOURCE_PORTS).unwrap());
         let (listener, target) = listener("127.0.0.1:0");
         let options = TcpOptions::default();
         let attempts = (0..300).map(|_| engine.attempt(target, &options, deadline(), |_| {}));
