@@ -264,8 +264,18 @@ def children_cpu():
 
 
 # The kinds that are a synack_exporter, whose /metrics counts its probes:
-# this tree's build, and BASELINE_REV's.
-SYNACK_KINDS = ("ours", "before")
+# this tree's build (its socket engine, "ours", and its raw engine, "raw"),
+# and BASELINE_REV's.
+SYNACK_KINDS = ("ours", "raw", "before")
+# The HTTP alone: wrk on a synack_exporter's /-/healthy, no probe at all.
+HTTP_ONLY_KINDS = ("healthy",)
+
+
+def tcp_counters():
+    """The kernel's Tcp counters of /proc/net/snmp, as {name: value}."""
+    with open("/proc/net/snmp") as f:
+        rows = [line.split()[1:] for line in f if line.startswith("Tcp:")]
+    return {name: int(value) for name, value in zip(rows[0], rows[1])}
 
 
 def cmd_measure(args):
@@ -293,6 +303,7 @@ def cmd_measure(args):
             "machine": machine_cpu(),
             "accepts": target_count(args.target_pid, args.count_file),
             "ours": ours_probe_counts(args.metrics_url) if args.kind in SYNACK_KINDS else None,
+            "tcp": tcp_counters(),
         }
 
     before = snapshot()
@@ -319,9 +330,17 @@ def cmd_measure(args):
             "machine_busy_pct": 100.0 * ncpu * busy / total if total else 0.0,
             "machine_steal_pct": 100.0 * ncpu * steal / total if total else 0.0,
             "target_accepts": after["accepts"] - before["accepts"],
+            # Machine-wide (other work on the host counts too): connect()s and
+            # RSTs sent. The socket engine makes one connect() per probe, the
+            # raw engine none (wrk's own connections are a few).
+            "tcp_active_opens": after["tcp"]["ActiveOpens"] - before["tcp"]["ActiveOpens"],
+            "tcp_out_rsts": after["tcp"]["OutRsts"] - before["tcp"]["OutRsts"],
         }
     )
-    if args.kind in SYNACK_KINDS:
+    if args.kind in HTTP_ONLY_KINDS:
+        record["probes_success"] = None
+        record["probes_failed"] = None
+    elif args.kind in SYNACK_KINDS:
         delta = {
             k: after["ours"].get(k, 0) - before["ours"].get(k, 0)
             for k in set(after["ours"]) | set(before["ours"])
@@ -357,7 +376,7 @@ def check(r, connections):
     errors = sum(r["socket_errors"].values())
     if errors:
         problems.append(f"{errors} socket errors {r['socket_errors']}")
-    if r["requests"]:
+    if r["requests"] and r["kind"] not in HTTP_ONLY_KINDS:
         # wrk counts completed responses; up to `connections` requests can be
         # in flight when it stops, so the exporter may run a few more probes.
         if r["probes_success"] < r["requests"]:
@@ -410,6 +429,21 @@ HEADER = (
 )
 
 
+# The label of each kind in the summary, in its column order.
+LABELS = {"ours": "ours", "raw": "ours raw", "before": "before", "blackbox": "blackbox",
+          "healthy": "/-/healthy"}
+
+
+def spread(values, unit="x"):
+    """' (rounds 1.9-2.3x)': the per-round range of a ratio or figure."""
+    values = [v for v in values if v == v]  # without NaN
+    if not values:
+        return ""
+    if len(values) == 1:
+        return f" (1 round: {values[0]:.2f}{unit})"
+    return f" (rounds {min(values):.2f}-{max(values):.2f}{unit}, {len(values)} rounds)"
+
+
 def cmd_report(args):
     records = load(args.records)
     if args.round_only:
@@ -417,88 +451,181 @@ def cmd_report(args):
         for r in records:
             print(row(r))
         by = {r["kind"]: r for r in records}
-        if "ours" in by and "blackbox" in by and by["blackbox"]["rps"]:
-            print(
-                f"round {records[0]['round']}: ours/blackbox req/s = "
-                f"{by['ours']['rps'] / by['blackbox']['rps']:.2f}x; p99 "
-                f"{by['ours']['p99_ms']:.3f} ms vs {by['blackbox']['p99_ms']:.3f} ms"
-            )
+        for kind in ("ours", "raw"):
+            if kind in by and "blackbox" in by and by["blackbox"]["rps"]:
+                print(
+                    f"round {records[0]['round']}: {LABELS[kind]}/blackbox req/s = "
+                    f"{by[kind]['rps'] / by['blackbox']['rps']:.2f}x; p99 "
+                    f"{by[kind]['p99_ms']:.3f} ms vs {by['blackbox']['p99_ms']:.3f} ms"
+                )
         return
 
-    ours = [r for r in records if r["kind"] == "ours"]
-    bb = [r for r in records if r["kind"] == "blackbox"]
-    # BASELINE_REV's build, run alternately with the others.
-    before = [r for r in records if r["kind"] == "before"]
-    # bench/halfopen_ref.c's JSON lines: the same probe's syscalls in a C loop.
+    kinds = [k for k in LABELS if any(r["kind"] == k for r in records)]
+    runs = {k: [r for r in records if r["kind"] == k] for k in kinds}
+    # by round: {kind: {round: record}}
+    by_round = {k: {r["round"]: r for r in runs[k]} for k in kinds}
+    # bench/halfopen_ref.c's JSON lines (the same probe's syscalls in a C
+    # loop) and bench/raw_ref.c's (the raw engine's), one per round, in
+    # round order.
     c_loop = load(args.reference) if args.reference else []
+    raw_loop = load(args.raw_reference) if args.raw_reference else []
     print("All runs:")
     print(HEADER)
-    for r in sorted(records, key=lambda r: (r["round"], r["kind"] != "ours")):
+    order = {k: i for i, k in enumerate(LABELS)}
+    for r in sorted(records, key=lambda r: (r["round"], order[r["kind"]])):
         print(row(r))
     print()
 
     def med(rs, key):
         return statistics.median(r[key] for r in rs)
 
+    def cpu(r):
+        return per_request_us(r["cpu_exporter_s"], r["requests"])
+
     def med_cpu(rs, key):
         return statistics.median(per_request_us(r[key], r["requests"]) for r in rs)
 
-    o_rps, b_rps = med(ours, "rps"), med(bb, "rps")
-    ratio = o_rps / b_rps if b_rps else float("inf")
-    o_p50, b_p50 = med(ours, "p50_ms"), med(bb, "p50_ms")
-    o_p99, b_p99 = med(ours, "p99_ms"), med(bb, "p99_ms")
-    print(f"Summary over {len(ours)} rounds (medians):")
-    print(f"  {'':<22}{'ours':>14}{'blackbox':>14}")
-    print(f"  {'requests/s':<22}{o_rps:>14.0f}{b_rps:>14.0f}")
-    print(f"  {'p50 latency (ms)':<22}{o_p50:>14.3f}{b_p50:>14.3f}")
-    print(f"  {'p99 latency (ms)':<22}{o_p99:>14.3f}{b_p99:>14.3f}")
-    print(
-        f"  {'exporter CPU %':<22}"
-        f"{statistics.median(100 * r['cpu_exporter_s'] / r['wall_s'] for r in ours):>13.0f}%"
-        f"{statistics.median(100 * r['cpu_exporter_s'] / r['wall_s'] for r in bb):>13.0f}%"
-    )
-    print(
-        f"  {'exporter CPU us/probe':<22}{med_cpu(ours, 'cpu_exporter_s'):>14.1f}"
-        f"{med_cpu(bb, 'cpu_exporter_s'):>14.1f}"
-    )
-    print(
-        f"  {'target CPU us/probe':<22}{med_cpu(ours, 'cpu_target_s'):>14.1f}"
-        f"{med_cpu(bb, 'cpu_target_s'):>14.1f}"
-    )
-    print(
-        f"  {'wrk CPU us/request':<22}{med_cpu(ours, 'cpu_wrk_s'):>14.1f}"
-        f"{med_cpu(bb, 'cpu_wrk_s'):>14.1f}"
-    )
-    print(
-        f"  {'target accepts/run':<22}{med(ours, 'target_accepts'):>14.0f}"
-        f"{med(bb, 'target_accepts'):>14.0f}"
-    )
-    print(f"  ratio ours/blackbox of median requests/s: {ratio:.2f}x")
-    o_cpu, b_cpu = med_cpu(ours, "cpu_exporter_s"), med_cpu(bb, "cpu_exporter_s")
-    cpu_ratio = b_cpu / o_cpu if o_cpu else float("inf")
-    print(f"  ratio blackbox/ours of median exporter CPU per probe: {cpu_ratio:.2f}x")
-    goals = [
-        ("ours >= 7x blackbox requests/s", ratio >= 7, f"{ratio:.2f}x"),
-        ("blackbox CPU per probe >= 12x ours", cpu_ratio >= 12, f"{cpu_ratio:.2f}x"),
-        ("ours p99 < blackbox p99", o_p99 < b_p99, f"{o_p99:.3f} vs {b_p99:.3f} ms"),
-    ]
+    def round_ratios(num, den, f):
+        """f(num's record) / f(den's record), round by round."""
+        a, b = by_round.get(num, {}), by_round.get(den, {})
+        return [f(a[n]) / f(b[n]) for n in sorted(a) if n in b and f(b[n])]
+
+    def c_round_ratios(kind, loop):
+        """kind's CPU per request / the C loop's per probe, round by round."""
+        rounds = sorted(by_round.get(kind, {}))
+        return [cpu(by_round[kind][n]) / loop[n - 1]["cpu_per_probe_us"]
+                for n in rounds if n - 1 < len(loop) and loop[n - 1]["cpu_per_probe_us"]]
+
+    probers = [k for k in kinds if k != "healthy"]
+    rounds_n = max(len(runs[k]) for k in kinds)
+    print(f"Summary over {rounds_n} rounds (medians):")
+    print("  " + f"{'':<22}" + "".join(f"{LABELS[k]:>14}" for k in probers))
+
+    def line(label, f, fmt):
+        print("  " + f"{label:<22}" + "".join(format(f(runs[k]), fmt).rjust(14) for k in probers))
+
+    line("requests/s", lambda rs: med(rs, "rps"), ".0f")
+    line("p50 latency (ms)", lambda rs: med(rs, "p50_ms"), ".3f")
+    line("p99 latency (ms)", lambda rs: med(rs, "p99_ms"), ".3f")
+    print("  " + f"{'exporter CPU %':<22}" + "".join(
+        f"{statistics.median(100 * r['cpu_exporter_s'] / r['wall_s'] for r in runs[k]):>13.0f}%"
+        for k in probers))
+    line("exporter CPU us/probe", lambda rs: med_cpu(rs, "cpu_exporter_s"), ".1f")
+    line("target CPU us/probe", lambda rs: med_cpu(rs, "cpu_target_s"), ".1f")
+    line("wrk CPU us/request", lambda rs: med_cpu(rs, "cpu_wrk_s"), ".1f")
+    line("target accepts/run", lambda rs: med(rs, "target_accepts"), ".0f")
+    if all("tcp_active_opens" in r for k in probers for r in runs[k]):
+        # machine-wide: a socket-engine probe is one connect(), a raw one none
+        line("connect()s/request", lambda rs: statistics.median(
+            r["tcp_active_opens"] / r["requests"] for r in rs if r["requests"]), ".3f")
+
+    goals = []
+    c_cpu = statistics.median(r["cpu_per_probe_us"] for r in c_loop) if c_loop else None
+    bb = runs.get("blackbox", [])
+    b_rps = med(bb, "rps") if bb else None
+    b_cpu = med_cpu(bb, "cpu_exporter_s") if bb else None
+
+    if "ours" in runs and bb:
+        ours = runs["ours"]
+        o_rps, o_cpu = med(ours, "rps"), med_cpu(ours, "cpu_exporter_s")
+        o_p99, b_p99 = med(ours, "p99_ms"), med(bb, "p99_ms")
+        ratio = o_rps / b_rps if b_rps else float("inf")
+        cpu_ratio = b_cpu / o_cpu if o_cpu else float("inf")
+        print(f"  ratio ours/blackbox of median requests/s: {ratio:.2f}x"
+              + spread(round_ratios("ours", "blackbox", lambda r: r["rps"])))
+        print(f"  ratio blackbox/ours of median exporter CPU per probe: {cpu_ratio:.2f}x"
+              + spread(round_ratios("blackbox", "ours", cpu)))
+        goals += [
+            ("ours >= 7x blackbox requests/s", ratio >= 7, f"{ratio:.2f}x"),
+            ("blackbox CPU per probe >= 12x ours", cpu_ratio >= 12, f"{cpu_ratio:.2f}x"),
+            ("ours p99 < blackbox p99", o_p99 < b_p99, f"{o_p99:.3f} vs {b_p99:.3f} ms"),
+        ]
     if c_loop:
-        c_cpu = statistics.median(r["cpu_per_probe_us"] for r in c_loop)
-        c_ratio = o_cpu / c_cpu
         print(
             f"  C loop (bench/halfopen_ref.c, {len(c_loop)} runs): {c_cpu:.1f} us per probe, "
             f"{statistics.median(r['probes_per_s'] for r in c_loop):.0f} probes/s on one thread"
+            + spread([r["cpu_per_probe_us"] for r in c_loop], " us")
         )
-        print(f"  ratio ours per /probe / C loop per probe: {c_ratio:.2f}x")
-        goals.append(("ours CPU per /probe <= 1.5x the C loop", c_ratio <= 1.5, f"{c_ratio:.2f}x"))
-    if before:
+        if "ours" in runs:
+            c_ratio = med_cpu(runs["ours"], "cpu_exporter_s") / c_cpu
+            print(f"  ratio ours per /probe / C loop per probe: {c_ratio:.2f}x"
+                  + spread(c_round_ratios("ours", c_loop)))
+            goals.append(("ours CPU per /probe <= 1.5x the C loop", c_ratio <= 1.5, f"{c_ratio:.2f}x"))
+
+    if "raw" in runs:
+        raw = runs["raw"]
+        r_rps, r_cpu = med(raw, "rps"), med_cpu(raw, "cpu_exporter_s")
+        if bb:
+            ratio = r_rps / b_rps if b_rps else float("inf")
+            cpu_ratio = b_cpu / r_cpu if r_cpu else float("inf")
+            print(f"  ratio ours raw/blackbox of median requests/s: {ratio:.2f}x"
+                  + spread(round_ratios("raw", "blackbox", lambda r: r["rps"])))
+            print(f"  ratio blackbox/ours raw of median exporter CPU per probe: {cpu_ratio:.2f}x"
+                  + spread(round_ratios("blackbox", "raw", cpu)))
+            goals += [
+                ("ours raw >= 7x blackbox requests/s", ratio >= 7, f"{ratio:.2f}x"),
+                ("blackbox CPU per probe >= 15x ours raw", cpu_ratio >= 15, f"{cpu_ratio:.2f}x"),
+            ]
+        if "ours" in runs:
+            print(f"  ratio ours raw/ours (socket) of median exporter CPU per probe: "
+                  f"{r_cpu / med_cpu(runs['ours'], 'cpu_exporter_s'):.2f}x"
+                  + spread(round_ratios("raw", "ours", cpu)))
+        if c_loop:
+            c_ratio = r_cpu / c_cpu
+            print(f"  ratio ours raw per /probe / C loop (halfopen_ref.c) per probe: {c_ratio:.2f}x"
+                  + spread(c_round_ratios("raw", c_loop)))
+            goals.append(("ours raw CPU per /probe <= 1.0x the C loop (halfopen_ref.c)",
+                          c_ratio <= 1.0, f"{c_ratio:.2f}x"))
+        accepts = sum(r["target_accepts"] for r in raw)
+        goals.append(("ours raw: 0 accepts over every run", accepts == 0, str(accepts)))
+        if all("tcp_active_opens" in r for r in raw):
+            opens = statistics.median(r["tcp_active_opens"] / r["requests"] for r in raw)
+            goals.append(("ours raw made no connect() per probe (machine-wide "
+                          "ActiveOpens/request < 0.1)", opens < 0.1, f"{opens:.3f}"))
+    if raw_loop:
+        rl_cpu = statistics.median(r["cpu_per_probe_us"] for r in raw_loop)
+        print(
+            f"  raw C loop (bench/raw_ref.c, {len(raw_loop)} runs, {raw_loop[0]['mode']}): "
+            f"{rl_cpu:.1f} us per probe, "
+            f"{statistics.median(r['probes_per_s'] for r in raw_loop):.0f} probes/s on one thread"
+            + spread([r["cpu_per_probe_us"] for r in raw_loop], " us")
+        )
+        if c_loop:
+            print(f"  ratio raw C loop / C loop per probe: {rl_cpu / c_cpu:.2f}x"
+                  + spread([a["cpu_per_probe_us"] / b["cpu_per_probe_us"]
+                            for a, b in zip(raw_loop, c_loop)]))
+        if "raw" in runs:
+            print(f"  ratio ours raw per /probe / raw C loop per probe: "
+                  f"{med_cpu(runs['raw'], 'cpu_exporter_s') / rl_cpu:.2f}x"
+                  + spread(c_round_ratios("raw", raw_loop)))
+        bad = [r for r in raw_loop if r.get("accepts") or r["timeout"] or r["local"]]
+        goals.append(("raw C loop: 0 accepts, timeouts, local errors", not bad,
+                      f"{len(bad)} of {len(raw_loop)} runs had some"))
+    if "healthy" in runs:
+        h = runs["healthy"]
+        h_cpu = med_cpu(h, "cpu_exporter_s")
+        print(f"  /-/healthy alone (the HTTP cost): {med(h, 'rps'):.0f} requests/s, "
+              f"{h_cpu:.1f} us exporter CPU per request"
+              + spread([cpu(r) for r in h], " us"))
+        for kind in ("ours", "raw"):
+            if kind in runs:
+                k_cpu = med_cpu(runs[kind], "cpu_exporter_s")
+                print(f"  breakdown of {LABELS[kind]} /probe: {k_cpu:.1f} us = {h_cpu:.1f} us HTTP "
+                      f"(/-/healthy) + {k_cpu - h_cpu:.1f} us probe and its metrics"
+                      + spread([cpu(by_round[kind][n]) - cpu(by_round["healthy"][n])
+                                for n in sorted(by_round[kind]) if n in by_round["healthy"]],
+                               " us"))
+    before = runs.get("before", [])
+    if before and "ours" in runs:
+        o_rps, o_cpu = med(runs["ours"], "rps"), med_cpu(runs["ours"], "cpu_exporter_s")
         e_rps, e_cpu = med(before, "rps"), med_cpu(before, "cpu_exporter_s")
         before_ratio = o_cpu / e_cpu if e_cpu else float("inf")
         print(
             f"  before (the baseline revision, {len(before)} runs): {e_rps:.0f} requests/s, "
             f"{e_cpu:.1f} us exporter CPU per probe, p99 {med(before, 'p99_ms'):.3f} ms"
         )
-        print(f"  ratio ours/before of median exporter CPU per probe: {before_ratio:.2f}x")
+        print(f"  ratio ours/before of median exporter CPU per probe: {before_ratio:.2f}x"
+              + spread(round_ratios("ours", "before", cpu)))
         print(f"  ratio ours/before of median requests/s: {o_rps / e_rps if e_rps else float('inf'):.2f}x")
         goals.append(
             ("ours CPU per /probe <= 1.10x before's", before_ratio <= 1.10, f"{before_ratio:.2f}x")
@@ -542,7 +669,7 @@ def main():
     p.set_defaults(func=cmd_target)
 
     p = sub.add_parser("measure")
-    p.add_argument("--kind", choices=["ours", "before", "blackbox"], required=True)
+    p.add_argument("--kind", choices=["ours", "raw", "before", "blackbox", "healthy"], required=True)
     p.add_argument("--round", type=int, default=0)
     p.add_argument("--url", required=True)
     p.add_argument("--metrics-url")
@@ -568,7 +695,12 @@ def main():
     p.add_argument(
         "--reference",
         action="append",
-        help="a JSON line of bench/halfopen_ref.c (repeatable): the C loop to compare with",
+        help="a JSON line of bench/halfopen_ref.c (repeatable, one per round in round order): the C loop to compare with",
+    )
+    p.add_argument(
+        "--raw-reference",
+        action="append",
+        help="a JSON line of bench/raw_ref.c (repeatable, one per round in round order): the raw C loop",
     )
     p.add_argument("records", nargs="+")
     p.set_defaults(func=cmd_report)

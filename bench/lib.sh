@@ -60,8 +60,9 @@ start_counting_target() {
     done
     die "target did not start within 10 s"
 }
-# build_ours ROOT: cargo build --release in ROOT; sets OURS_BIN to the
-# synack_exporter binary cargo reports (needs WORK).
+# build_ours ROOT: cargo build --release in ROOT; sets OURS_BIN to a copy in
+# WORK of the synack_exporter binary cargo reports, so that a build of
+# another tree sharing CARGO_TARGET_DIR cannot swap it during the run.
 build_ours() {
     local root=$1
     echo "== cargo build --release (in $root)"
@@ -80,6 +81,8 @@ for line in open(sys.argv[1]):
         exe = msg["executable"]
 print(exe or "")' "$WORK/cargo.json")
     [[ -x $OURS_BIN ]] || die "cannot find the synack_exporter binary from cargo's output"
+    cp "$OURS_BIN" "$WORK/synack_exporter" || die "cannot copy $OURS_BIN to $WORK"
+    OURS_BIN="$WORK/synack_exporter"
 }
 
 # wait_http NAME PID URL: until URL answers 200, the process dies, or 15 s
@@ -110,9 +113,10 @@ $body"
 }
 
 # run_measured KIND ROUND URL PID [METRICS_PORT]: a warm-up, one checked
-# probe, then the measured wrk run of the exporter PID on URL through
-# bench_helper.py (record in $WORK/rROUND-KIND.json). METRICS_PORT is the
-# synack_exporter whose /metrics counts the probes (OURS_PORT by default).
+# probe (none for KIND healthy, whose URL is /-/healthy), then the measured
+# wrk run of the exporter PID on URL through bench_helper.py (record in
+# $WORK/rROUND-KIND.json). METRICS_PORT is the synack_exporter whose
+# /metrics counts the probes (OURS_PORT by default).
 # Needs HELPER, THREADS, CONNECTIONS, DURATION, WARMUP, TARGET_PID, WORK.
 run_measured() {
     local kind=$1 round=$2 url=$3 pid=$4
@@ -122,7 +126,7 @@ run_measured() {
     kill -0 "$pid" 2>/dev/null || die "$kind (pid $pid) is not running"
     python3 "$HELPER" measure "${common[@]}" --warmup "$WARMUP" ||
         die "$kind: warm-up failed"
-    verify_probe "$kind" "$url"
+    [[ $kind == healthy ]] || verify_probe "$kind" "$url"
     echo "-- round $round $kind: wrk -t$THREADS -c$CONNECTIONS -d$DURATION --latency '$url'"
     python3 "$HELPER" measure "${common[@]}" --metrics-url "$metrics" \
         --exporter-pid "$pid" --target-pid "$TARGET_PID" --count-file "$WORK/target.count" \
