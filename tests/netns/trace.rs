@@ -188,19 +188,28 @@ fn build_topology(client: &str, router1: &str, router2: &str, server: &str) {
     }
 }
 
-/// One module per prober, traced or not: `traced_halfopen`, `plain_connect`, ...
+/// One module per prober and engine, traced or not: `traced_halfopen`,
+/// `plain_connect`, `traced_raw` (the half-open prober with the raw
+/// engine, whose trace SYNs are the socket engine's), ...
 fn config() -> String {
     let mut yaml = String::from("modules:\n");
     for (name, trace) in [("traced", "true"), ("plain", "false")] {
-        for (kind, prober) in [("halfopen", "tcp_halfopen"), ("connect", "tcp_connect")] {
+        for (kind, prober, engine) in KINDS {
             yaml.push_str(&format!(
                 "  {name}_{kind}:\n    prober: {prober}\n    timeout: {TIMEOUT_SECONDS}s\n    \
-                 tcp: {{trace_on_timeout: {trace}}}\n"
+                 tcp: {{trace_on_timeout: {trace}, engine: {engine}}}\n"
             ));
         }
     }
     yaml
 }
+
+/// The module kinds of [`config`]: name, prober, engine.
+const KINDS: [(&str, &str, &str); 3] = [
+    ("halfopen", "tcp_halfopen", "socket"),
+    ("connect", "tcp_connect", "socket"),
+    ("raw", "tcp_halfopen", "raw"),
+];
 
 /// The client's count of SYNs sent with a TTL below 64.
 fn trace_syns() -> u64 {
@@ -248,7 +257,7 @@ fn netns_trace_client_probes() {
                 (PORT_ROUTER_DROP, Some((1, router1))),
             ];
             for (port, hop) in cases {
-                for kind in ["halfopen", "connect"] {
+                for (kind, _, _) in KINDS {
                     for traced in [true, false] {
                         let module = format!("{}_{kind}", if traced { "traced" } else { "plain" });
                         let before = trace_syns();
