@@ -910,6 +910,33 @@ mod tests {
         }
     }
 
+    /// A probe dropped after it queued its SYN (a `/probe` client that
+    /// left) sends nothing: its SYN would otherwise go out for a probe that
+    /// no longer exists, on a port the next probe already uses.
+    #[tokio::test]
+    async fn a_syn_whose_attempt_ended_before_it_left_is_not_sent() {
+        if raw_socket_or_skip(RawKind::Tcp4).is_none() {
+            return;
+        }
+        // One port: the second attempt reuses the first's.
+        let engine = RawEngine::start(free_ports(1)).unwrap();
+        let (_listener, target) = listener("127.0.0.1:0");
+        let options = TcpOptions::default();
+        let mut first = Box::pin(engine.attempt(target, &options, deadline(), |_| {}));
+        // Polled once, the SYN is queued; the sending task has not run.
+        let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+        assert!(first.as_mut().poll(&mut context).is_pending());
+        drop(first);
+        engine
+            .attempt(target, &options, deadline(), |_| {})
+            .await
+            .unwrap_or_else(|failed| panic!("{failed:?}"));
+        let counts = engine.counts();
+        let [sent, answers, ignored] = [&counts.sent, &counts.answers, &counts.ignored]
+            .map(|count| count.load(Ordering::Relaxed));
+        assert_eq!((sent, answers, ignored), (1, 1, 0));
+    }
+
     #[tokio::test]
     async fn probes_in_flight_each_hold_a_port_and_find_none_when_all_are_held() {
         if raw_socket_or_skip(RawKind::Tcp4).is_none() {
