@@ -137,7 +137,7 @@ struct Waiting {
 }
 
 /// A SYN to send.
-#[derive(Debug)]
+#[derive(Clone, Copy, Debug)]
 struct Queued {
     offset: usize,
     /// The probe's sequence number: a SYN whose probe has ended (its slot
@@ -325,7 +325,7 @@ impl RawEngine {
         };
         let mut rto = INITIAL_RTO;
         let mut next = Instant::now() + rto;
-        shared.enqueue(syn.copy());
+        shared.enqueue(syn);
         let answer = loop {
             tokio::select! {
                 biased;
@@ -336,7 +336,7 @@ impl RawEngine {
                     }
                     rto *= 2;
                     next += rto;
-                    shared.enqueue(syn.copy());
+                    shared.enqueue(syn);
                 }
             }
         };
@@ -364,19 +364,6 @@ impl RawEngine {
                 error: None,
                 icmp: None,
             }),
-        }
-    }
-}
-
-impl Queued {
-    fn copy(&self) -> Self {
-        Self {
-            offset: self.offset,
-            isn: self.isn,
-            destination: self.destination,
-            source: self.source,
-            tos: self.tos,
-            segment: self.segment,
         }
     }
 }
