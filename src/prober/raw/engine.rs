@@ -57,7 +57,7 @@ use super::packet::{self, AnswerKind, QuotedSyn, SYN_LEN, TcpAnswer};
 use super::ports::{Lease, NoPort, SourcePorts};
 use crate::config::TcpOptions;
 use crate::prober::{IcmpError, classify};
-use crate::sys::{self, Incoming, Outgoing, RAW_BUFFER, RawKind};
+use crate::sys::{self, Incoming, MAX_BATCH, Outgoing, RAW_BUFFER, RawKind};
 use crate::task::AbortOnDrop;
 use std::collections::HashMap;
 use std::io;
@@ -74,9 +74,6 @@ use tokio::time::Instant;
 /// The first wait before a SYN is sent again: the kernel's initial RTO
 /// for a SYN (`TCP_TIMEOUT_INIT`), doubled after each retransmit.
 const INITIAL_RTO: Duration = Duration::from_secs(1);
-
-/// Packets read per `recvmmsg`, and SYNs sent per `sendmmsg` at most.
-const BATCH: usize = 64;
 
 /// How long the IPv4 source address the routing table picks for a
 /// destination is kept ([`Sources`]), in seconds.
@@ -674,7 +671,7 @@ async fn send(shared: Arc<Shared>) {
                 .filter(|syn| syn.destination.is_ipv6() == (kind == RawKind::Tcp6))
                 .collect();
             shared.stamp(&mut of_family, Instant::now());
-            for chunk in of_family.chunks(BATCH) {
+            for chunk in of_family.chunks(MAX_BATCH) {
                 send_chunk(&shared, socket, chunk).await;
             }
         }
@@ -757,8 +754,8 @@ async fn receive(shared: Arc<Shared>, kind: RawKind, own: Option<AsyncFd<OwnedFd
         (None, Some(socket)) => socket,
         (None, None) => return,
     };
-    let mut buffers = vec![[0_u8; RAW_BUFFER]; BATCH];
-    let mut incoming: Vec<Incoming> = Vec::with_capacity(BATCH);
+    let mut buffers = vec![[0_u8; RAW_BUFFER]; MAX_BATCH];
+    let mut incoming: Vec<Incoming> = Vec::with_capacity(MAX_BATCH);
     loop {
         let Ok(mut ready) = socket.readable().await else {
             return;
